@@ -1,0 +1,81 @@
+"""One running ARI application per PBX: reads events, serialises them, routes them to handlers.
+
+Events are handled one at a time, in order, per PBX: a call's events (answer, DTMF, hang-up)
+must not overtake each other, and one queue is the simplest way to guarantee it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import structlog
+
+from hotline_link.settings import Hotline, Settings
+
+from .client import CONNECTED, AriClient
+from .delivery import Delivery
+
+log = structlog.get_logger("app")
+
+TICK = "HotlineTick"
+
+
+class HotlineApp:
+    def __init__(self, settings: Settings, hotline: Hotline):
+        self.settings = settings
+        self.hotline = hotline
+        self.ari = AriClient(hotline.ari.url, hotline.ari.username, hotline.ari.password or "",
+                             hotline.ari.app)
+        self.delivery = Delivery(self.ari, hotline, settings.timeouts)
+        self.queue: asyncio.Queue[dict] = asyncio.Queue()
+        self.log = log.bind(hotline=hotline.id)
+
+    async def run(self) -> None:
+        async with self.ari:
+            reader = asyncio.create_task(self._read())
+            ticker = asyncio.create_task(self._tick())
+            try:
+                while True:
+                    event = await self.queue.get()
+                    try:
+                        await self.handle(event)
+                    except Exception:
+                        # One bad event must not stop the hotline; the call it concerned is
+                        # reconciled at the next tick or reconnect.
+                        self.log.exception("event handler failed", event_type=event.get("type"))
+            finally:
+                for task in (reader, ticker):
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
+
+    async def _read(self) -> None:
+        async for event in self.ari.events():
+            self.queue.put_nowait(event)
+
+    async def _tick(self) -> None:
+        period = min(1.0, self.settings.timeouts.no_agent_retry)
+        while True:
+            await asyncio.sleep(period)
+            self.queue.put_nowait({"type": TICK})
+
+    async def handle(self, event: dict) -> None:
+        kind = event.get("type")
+        if kind == "StasisStart":
+            args = event.get("args") or []
+            channel = event["channel"]
+            if args[:1] == ["inbound"]:
+                await self.delivery.caller_arrived(channel)
+            elif args[:1] == ["agent"] and len(args) == 2:
+                await self.delivery.agent_answered(channel, args[1])
+            else:
+                self.log.warning("unexpected channel in app; hanging up", args=args,
+                                 channel=channel.get("name"))
+                await self.ari.delete_quietly(f"/channels/{channel['id']}")
+        elif kind in ("StasisEnd", "ChannelDestroyed"):
+            await self.delivery.channel_gone(event["channel"]["id"])
+        elif kind == TICK:
+            await self.delivery.tick()
+        elif kind == CONNECTED:
+            await self.delivery.reconcile()

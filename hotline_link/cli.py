@@ -1,0 +1,134 @@
+"""``hotline-link``: run the service, manage the lab, check a config file."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import signal
+import sys
+
+from . import settings as settings_mod
+from .lab import Lab, LabError
+
+
+def _load(args, secrets: bool = True) -> settings_mod.Settings:
+    try:
+        return settings_mod.load(args.config, secrets=secrets)
+    except settings_mod.ConfigError as exc:
+        for problem in exc.problems:
+            print(f"config error: {problem}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def cmd_check_config(args) -> int:
+    try:
+        s = settings_mod.load(args.file, secrets=not args.no_secrets)
+    except settings_mod.ConfigError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        print(f"{args.file}: {len(exc.problems)} problem(s)", file=sys.stderr)
+        return 2
+    print(f"{args.file}: ok ({', '.join(s.hotlines)}; layers: {' -> '.join(s.sources)})")
+    return 0
+
+
+def print_lab(desc: dict, out=sys.stdout) -> None:
+    print("hotline-link lab is up", file=out)
+    for hid, pbx in desc["pbx"].items():
+        print(f"  PBX {hid:<6} SIP udp {pbx['sip']['host']}:{pbx['sip']['port']}   "
+              f"ARI {pbx['ari']['url']} (app {pbx['ari']['app']})", file=out)
+    print(f"  Redis      {desc['redis']['url']}", file=out)
+    print("  SIP accounts (register from 127.0.0.1; passwords in the descriptor):", file=out)
+    for a in desc["accounts"]:
+        dials = f", dials {a['dials']}" if a["dials"] else ""
+        print(f"    {a['role']:<8} {a['uri']:<34} password {a['password']}{dials}", file=out)
+    keys = "  ".join(f"{k}={v}" for k, v in desc["keys"].items())
+    print(f"  agent keys: {keys}", file=out)
+    print(f"  descriptor: {desc['state_dir']}.json", file=out)
+
+
+def cmd_lab(args) -> int:
+    s = _load(args, secrets=False)
+    try:
+        lab = Lab(s, args.config)
+        if args.action == "up":
+            print_lab(lab.up())
+        elif args.action == "down":
+            stopped = lab.down()
+            print("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
+        elif args.action == "status":
+            status = lab.status()
+            if not status:
+                print("lab is down")
+                return 1
+            for name, alive in status.items():
+                print(f"{name}: {'running' if alive else 'DEAD'}")
+            return 0 if all(status.values()) else 1
+        elif args.action == "cli":
+            print(lab.cli(args.pbx, " ".join(args.command)), end="")
+    except LabError as exc:
+        print(f"lab error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_run(args) -> int:
+    from .logs import configure
+    from .service import serve
+
+    lab = None
+    if args.lab:
+        s = _load(args, secrets=False)
+        lab = Lab(s, args.config)
+        try:
+            desc = lab.up()
+        except LabError as exc:
+            print(f"lab error: {exc}", file=sys.stderr)
+            return 1
+        print_lab(desc, out=sys.stderr)
+    s = _load(args)
+    configure(s.log_level, s.log_format)
+    try:
+        asyncio.run(serve(s))
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if lab is not None and not args.keep_lab:
+            print("stopped: " + ", ".join(lab.down()), file=sys.stderr)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="hotline-link", description=__doc__)
+    parser.add_argument("-c", "--config", help="service config file (TOML), layered over the defaults")
+    sub = parser.add_subparsers(dest="cmd", required=True)
+
+    p = sub.add_parser("run", help="run the ARI apps (and, with --lab, the whole lab) until Ctrl-C")
+    p.add_argument("--lab", action="store_true", help="bring the lab up first and down at exit")
+    p.add_argument("--keep-lab", action="store_true", help="with --lab: leave the lab running at exit")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("lab", help="the two-PBX test lab")
+    lab_sub = p.add_subparsers(dest="action", required=True)
+    lab_sub.add_parser("up")
+    lab_sub.add_parser("down")
+    lab_sub.add_parser("status")
+    c = lab_sub.add_parser("cli", help="run an Asterisk CLI command on one PBX")
+    c.add_argument("pbx")
+    c.add_argument("command", nargs="+")
+    p.set_defaults(func=cmd_lab)
+
+    p = sub.add_parser("check-config", help="validate a config file; every problem with its path")
+    p.add_argument("file")
+    p.add_argument("--no-secrets", action="store_true", help="do not read password/token files")
+    p.set_defaults(func=cmd_check_config)
+
+    args = parser.parse_args(argv)
+    # SIGTERM ends `run` like Ctrl-C does, so the lab it started is brought down.
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,461 @@
+"""Service configuration: embedded defaults -> file -> environment, validated with paths.
+
+Every problem is reported with the dotted path of the key it concerns, all at once, so an
+admin fixes a file in one pass::
+
+    hotlines.110.ari.url: not a URL: 'htp//x'
+    keys.accept: 'X7' is not a key (expected '*' or '#' and 1-3 digits)
+
+Unknown keys are errors too: a misspelt key silently falling back to its default is the kind of
+mistake that surfaces at 3 a.m. on a live hotline.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+from urllib.parse import urlsplit
+
+ENV_PREFIX = "HOTLINE_LINK__"
+HOME_ENV = "HOTLINE_LINK_HOME"
+DEFAULTS_FILE = Path(__file__).resolve().parent.parent / "config" / "hotline-link.toml"
+
+KEY_RE = re.compile(r"^[*#][0-9]{1,3}$")
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+# A dial string is always ours (config), never input; still refuse the characters that would let
+# a config value smuggle extra Dial() arguments or channels ("," "&" "(" ")" "$" "{").
+DIAL_RE = re.compile(r"^(PJSIP|IAX2|DAHDI|Local)/[A-Za-z0-9_.@+*#/-]+$")
+KEY_NAMES = (
+    "transfer", "three_way", "emergency", "out_of_scope", "accept", "leave", "undecided", "cancel",
+)
+
+
+class ConfigError(Exception):
+    """The configuration is invalid; ``problems`` lists every ``path: message``."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        super().__init__("\n".join(problems))
+
+
+@dataclass(frozen=True)
+class AriSettings:
+    url: str
+    username: str
+    password: str | None
+    app: str
+    password_file: Path | None = None
+
+    @property
+    def host_port(self) -> tuple[str, int]:
+        parts = urlsplit(self.url)
+        return parts.hostname or "127.0.0.1", parts.port or 8088
+
+
+@dataclass(frozen=True)
+class Target:
+    id: str
+    dial: str
+
+
+@dataclass(frozen=True)
+class Hotline:
+    id: str
+    name: str
+    agents: tuple[str, ...]
+    ari: AriSettings
+    targets: dict[str, Target]
+
+
+@dataclass(frozen=True)
+class Keys:
+    transfer: str
+    three_way: str
+    emergency: str
+    out_of_scope: str
+    accept: str
+    leave: str
+    undecided: str
+    cancel: str
+    inter_digit_timeout: float
+
+    def bindings(self) -> dict[str, str]:
+        """Key sequence -> action name."""
+        return {getattr(self, name): name for name in KEY_NAMES}
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    agent_ring: float
+    transfer_ring: float
+    no_agent_retry: float
+
+
+@dataclass(frozen=True)
+class LabPbx:
+    sip_host: str
+    sip_port: int
+    rtp_ports: tuple[int, int]
+
+
+@dataclass(frozen=True)
+class LabSettings:
+    state_dir: Path
+    rootfs: Path
+    redis_port: int
+    phone_host: str
+    pbx: dict[str, LabPbx]
+
+
+@dataclass(frozen=True)
+class SidecarSettings:
+    listen: tuple[str, int]
+    token: str | None
+    token_file: Path | None = None
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path
+    log_level: str
+    log_format: str
+    redis_url: str
+    keys: Keys
+    timeouts: Timeouts
+    hotlines: dict[str, Hotline]
+    sidecar: SidecarSettings
+    lab: LabSettings
+    sources: tuple[str, ...] = field(default=())
+
+    def hotline_of_app(self, app: str) -> Hotline:
+        for hotline in self.hotlines.values():
+            if hotline.ari.app == app:
+                return hotline
+        raise KeyError(app)
+
+
+def project_home() -> Path:
+    return Path(os.environ.get(HOME_ENV) or DEFAULTS_FILE.parent.parent).resolve()
+
+
+def load(path: str | os.PathLike | None = None, *, env: Mapping[str, str] | None = None,
+         secrets: bool = True) -> Settings:
+    """Load and validate. ``secrets=False`` skips reading password/token files (the lab uses it
+    before it has generated them)."""
+    env = os.environ if env is None else env
+    sources = [str(DEFAULTS_FILE)]
+    raw = _read_toml(DEFAULTS_FILE)
+    if path is not None:
+        sources.append(str(path))
+        try:
+            overlay = _read_toml(Path(path))
+        except FileNotFoundError:
+            raise ConfigError([f"{path}: no such file"]) from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError([f"{path}: not valid TOML: {exc}"]) from None
+        raw = _merge(raw, overlay)
+    env_overlay, problems = _env_overlay(env)
+    if env_overlay:
+        sources.append("environment")
+        raw = _merge(raw, env_overlay)
+    if problems:
+        raise ConfigError(problems)
+    return _Validator(raw, project_home(), env, secrets).settings(tuple(sources))
+
+
+def _read_toml(path: Path) -> dict:
+    with open(path, "rb") as fh:
+        return tomllib.load(fh)
+
+
+def _merge(base: dict, overlay: Mapping) -> dict:
+    out = dict(base)
+    for key, value in overlay.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _env_overlay(env: Mapping[str, str]) -> tuple[dict, list[str]]:
+    overlay: dict = {}
+    problems = []
+    for name, text in env.items():
+        if not name.startswith(ENV_PREFIX):
+            continue
+        parts = [p.lower() for p in name[len(ENV_PREFIX):].split("__")]
+        if not all(parts):
+            problems.append(f"{name}: empty part in the key path")
+            continue
+        try:
+            value = tomllib.loads(f"v = {text}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = text
+        node = overlay
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = value
+    return overlay, problems
+
+
+class _Validator:
+    """Walks the merged dict once, collecting every problem with its path."""
+
+    def __init__(self, raw: dict, home: Path, env: Mapping[str, str], secrets: bool):
+        self.raw = raw
+        self.home = home
+        self.env = env
+        self.secrets = secrets
+        self.problems: list[str] = []
+
+    # --- primitives -------------------------------------------------------------------------
+    def _get(self, node: Mapping, path: str, key: str, default: Any = ...) -> Any:
+        if not isinstance(node, Mapping):
+            return None
+        if key not in node:
+            if default is ...:
+                self.problems.append(f"{path}.{key}: missing")
+                return None
+            return default
+        return node[key]
+
+    def _table(self, node: Any, path: str, allowed: set[str] | None) -> Mapping:
+        if not isinstance(node, Mapping):
+            self.problems.append(f"{path}: expected a table, got {type(node).__name__}")
+            return {}
+        if allowed is not None:
+            for key in node:
+                if key not in allowed:
+                    self.problems.append(f"{path}.{key}: unknown key")
+        return node
+
+    def string(self, node: Mapping, path: str, key: str, pattern: re.Pattern | None = None,
+               what: str = "", default: Any = ...) -> str | None:
+        value = self._get(node, path, key, default)
+        if value is None:
+            return None
+        if not isinstance(value, str) or not value:
+            self.problems.append(f"{path}.{key}: expected a non-empty string, got {value!r}")
+            return None
+        if pattern is not None and not pattern.match(value):
+            self.problems.append(f"{path}.{key}: {value!r} is not {what}")
+            return None
+        return value
+
+    def choice(self, node: Mapping, path: str, key: str, options: tuple[str, ...]) -> str | None:
+        value = self._get(node, path, key)
+        if value not in options:
+            self.problems.append(f"{path}.{key}: {value!r} is not one of {', '.join(options)}")
+            return None
+        return value
+
+    def number(self, node: Mapping, path: str, key: str, lo: float, hi: float,
+               integer: bool = False) -> Any:
+        value = self._get(node, path, key)
+        ok_type = int if integer else (int, float)
+        if isinstance(value, bool) or not isinstance(value, ok_type):
+            kind = "an integer" if integer else "a number"
+            self.problems.append(f"{path}.{key}: expected {kind}, got {value!r}")
+            return None
+        if not lo <= value <= hi:
+            self.problems.append(f"{path}.{key}: {value!r} is out of range [{lo}, {hi}]")
+            return None
+        return value
+
+    def url(self, node: Mapping, path: str, key: str, schemes: tuple[str, ...]) -> str | None:
+        value = self._get(node, path, key)
+        if value is None:
+            return None
+        parts = urlsplit(value) if isinstance(value, str) else None
+        if parts is None or parts.scheme not in schemes or not parts.netloc:
+            self.problems.append(f"{path}.{key}: not a URL ({'/'.join(schemes)}): {value!r}")
+            return None
+        try:
+            parts.port
+        except ValueError:
+            self.problems.append(f"{path}.{key}: bad port in {value!r}")
+            return None
+        return value
+
+    def host_port(self, node: Mapping, path: str, key: str) -> tuple[str, int] | None:
+        value = self.string(node, path, key)
+        if value is None:
+            return None
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            self.problems.append(f"{path}.{key}: expected host:port, got {value!r}")
+            return None
+        return host, int(port)
+
+    def names(self, node: Mapping, path: str, key: str) -> tuple[str, ...]:
+        value = self._get(node, path, key)
+        if not isinstance(value, list) or not value:
+            self.problems.append(f"{path}.{key}: expected a non-empty list of names")
+            return ()
+        out = []
+        for i, item in enumerate(value):
+            if not isinstance(item, str) or not NAME_RE.match(item):
+                self.problems.append(f"{path}.{key}[{i}]: {item!r} is not an endpoint name")
+            else:
+                out.append(item)
+        if len(set(out)) != len(out):
+            self.problems.append(f"{path}.{key}: duplicate names")
+        return tuple(out)
+
+    def path(self, value: str) -> Path:
+        p = Path(value)
+        return p if p.is_absolute() else self.home / p
+
+    def secret_path(self, node: Mapping, what: str) -> Path | None:
+        value = node.get(f"{what}_file") if isinstance(node, Mapping) else None
+        return self.path(value) if isinstance(value, str) and value else None
+
+    def secret(self, node: Mapping, path: str, what: str) -> str | None:
+        """``<what>_file`` or ``<what>_env``; exactly one must be set."""
+        file_key, env_key = f"{what}_file", f"{what}_env"
+        has_file, has_env = file_key in node, env_key in node
+        if has_file == has_env:
+            self.problems.append(f"{path}: set exactly one of {file_key}, {env_key}")
+            return None
+        if not self.secrets:
+            return None
+        if has_env:
+            name = self.string(node, path, env_key)
+            if name is None:
+                return None
+            value = self.env.get(name)
+            if not value:
+                self.problems.append(f"{path}.{env_key}: environment variable {name} is not set")
+            return value or None
+        name = self.string(node, path, file_key)
+        if name is None:
+            return None
+        try:
+            value = self.path(name).read_text().strip()
+        except OSError as exc:
+            self.problems.append(f"{path}.{file_key}: cannot read {name}: {exc.strerror}")
+            return None
+        if not value:
+            self.problems.append(f"{path}.{file_key}: {name} is empty")
+        return value or None
+
+    # --- sections ---------------------------------------------------------------------------
+    def settings(self, sources: tuple[str, ...]) -> Settings:
+        root = self._table(self.raw, "(root)",
+                           {"service", "redis", "keys", "timeouts", "hotlines", "sidecar", "lab"})
+        svc = self._table(root.get("service", {}), "service", {"log_level", "log_format"})
+        log_level = self.choice(svc, "service", "log_level", ("debug", "info", "warning", "error"))
+        log_format = self.choice(svc, "service", "log_format", ("json", "console", "auto"))
+        red = self._table(root.get("redis", {}), "redis", {"url"})
+        redis_url = self.url(red, "redis", "url", ("redis", "rediss", "unix"))
+        keys = self._keys(self._table(root.get("keys", {}), "keys", {*KEY_NAMES, "inter_digit_timeout"}))
+        tmo = self._table(root.get("timeouts", {}), "timeouts",
+                          {"agent_ring", "transfer_ring", "no_agent_retry"})
+        timeouts = Timeouts(
+            agent_ring=self.number(tmo, "timeouts", "agent_ring", 1, 600),
+            transfer_ring=self.number(tmo, "timeouts", "transfer_ring", 1, 600),
+            no_agent_retry=self.number(tmo, "timeouts", "no_agent_retry", 0.1, 60),
+        )
+        hotlines = self._hotlines(root.get("hotlines", {}))
+        sidecar = self._sidecar(self._table(root.get("sidecar", {}), "sidecar",
+                                            {"listen", "token_file", "token_env"}))
+        lab = self._lab(root.get("lab", {}), hotlines)
+        if self.problems:
+            raise ConfigError(self.problems)
+        return Settings(
+            home=self.home, log_level=log_level, log_format=log_format, redis_url=redis_url,
+            keys=keys, timeouts=timeouts, hotlines=hotlines, sidecar=sidecar, lab=lab,
+            sources=sources,
+        )
+
+    def _keys(self, node: Mapping) -> Keys:
+        values = {}
+        for name in KEY_NAMES:
+            values[name] = self.string(node, "keys", name, KEY_RE,
+                                       "a key (expected '*' or '#' and 1-3 digits)")
+        seen: dict[str, str] = {}
+        for name, key in values.items():
+            if key is None:
+                continue
+            for other_key, other in seen.items():
+                if key.startswith(other_key) or other_key.startswith(key):
+                    self.problems.append(
+                        f"keys.{name}: {key!r} collides with keys.{other} ({other_key!r}); "
+                        "one key may not be the start of another")
+            seen[key] = name
+        idt = self.number(node, "keys", "inter_digit_timeout", 0.2, 10)
+        return Keys(**values, inter_digit_timeout=idt)
+
+    def _hotlines(self, node: Any) -> dict[str, Hotline]:
+        node = self._table(node, "hotlines", None)
+        if not node:
+            self.problems.append("hotlines: at least one hotline is required")
+        out = {}
+        for hid, h in node.items():
+            path = f"hotlines.{hid}"
+            if not NAME_RE.match(hid):
+                self.problems.append(f"{path}: {hid!r} is not a valid hotline id")
+            h = self._table(h, path, {"name", "agents", "ari", "targets"})
+            ari_node = self._table(h.get("ari", {}), f"{path}.ari",
+                                   {"url", "username", "password_file", "password_env", "app"})
+            ari = AriSettings(
+                url=self.url(ari_node, f"{path}.ari", "url", ("http", "https")),
+                username=self.string(ari_node, f"{path}.ari", "username"),
+                password=self.secret(ari_node, f"{path}.ari", "password"),
+                app=self.string(ari_node, f"{path}.ari", "app", NAME_RE, "an application name"),
+                password_file=self.secret_path(ari_node, "password"),
+            )
+            targets = {}
+            for tid, t in self._table(h.get("targets", {}), f"{path}.targets", None).items():
+                tpath = f"{path}.targets.{tid}"
+                t = self._table(t, tpath, {"dial"})
+                dial = self.string(t, tpath, "dial", DIAL_RE,
+                                   "a dial string (TECH/resource, no ',', '&', '$' or spaces)")
+                targets[tid] = Target(id=tid, dial=dial)
+            out[hid] = Hotline(id=hid, name=self.string(h, path, "name", default=hid),
+                               agents=self.names(h, path, "agents"), ari=ari, targets=targets)
+        apps = [h.ari.app for h in out.values() if h.ari.app]
+        if len(set(apps)) != len(apps):
+            self.problems.append("hotlines: two hotlines share one ari.app name")
+        for hid, h in out.items():
+            for tid in h.targets:
+                if tid == hid:
+                    self.problems.append(f"hotlines.{hid}.targets.{tid}: a hotline cannot target itself")
+        return out
+
+    def _sidecar(self, node: Mapping) -> SidecarSettings:
+        listen = self.host_port(node, "sidecar", "listen")
+        return SidecarSettings(listen=listen, token=self.secret(node, "sidecar", "token"),
+                               token_file=self.secret_path(node, "token"))
+
+    def _lab(self, node: Any, hotlines: dict[str, Hotline]) -> LabSettings:
+        node = self._table(node, "lab", {"state_dir", "rootfs", "redis_port", "phone_host", "pbx"})
+        pbx = {}
+        for hid, p in self._table(node.get("pbx", {}), "lab.pbx", None).items():
+            path = f"lab.pbx.{hid}"
+            if hid not in hotlines:
+                self.problems.append(f"{path}: no hotline {hid!r} is configured")
+            p = self._table(p, path, {"sip", "rtp_ports"})
+            sip = self.host_port(p, path, "sip")
+            rtp = p.get("rtp_ports")
+            if (not isinstance(rtp, list) or len(rtp) != 2
+                    or not all(isinstance(x, int) and 1024 <= x < 65536 for x in rtp)
+                    or rtp[0] >= rtp[1]):
+                self.problems.append(f"{path}.rtp_ports: expected [low, high] ports, got {rtp!r}")
+                rtp = [0, 0]
+            if sip:
+                pbx[hid] = LabPbx(sip_host=sip[0], sip_port=sip[1], rtp_ports=(rtp[0], rtp[1]))
+        state_dir = self.string(node, "lab", "state_dir")
+        rootfs = self.string(node, "lab", "rootfs")
+        return LabSettings(
+            state_dir=self.path(state_dir or "var/lab"),
+            rootfs=Path(rootfs or "/"),
+            redis_port=self.number(node, "lab", "redis_port", 1024, 65535, integer=True),
+            phone_host=self.string(node, "lab", "phone_host"),
+            pbx=pbx,
+        )
