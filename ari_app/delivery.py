@@ -88,9 +88,18 @@ class Delivery:
             await self._quiet_caller(call)
             await self.ari.post(f"/bridges/{call.bridge}/addChannel",
                                 channel=[call.caller, leg])
-        except AriNotFound:
-            clog.info("a leg vanished while bridging")
-            await self.end_call(call)
+        except AriError as exc:
+            # A leg hung up while we bridged (ARI says 400 "Channel not found" for addChannel).
+            caller_there, leg_there = await self._exists(call.caller), await self._exists(leg)
+            clog.info("bridging failed", error=str(exc), caller_there=caller_there,
+                      agent_there=leg_there)
+            if caller_there:
+                await self.ari.delete_quietly(f"/bridges/{call.bridge}")
+                call.bridge = None
+                await self.ari.delete_quietly(f"/channels/{leg}")
+                await self.agent_leg_gone(leg)
+            else:
+                await self.end_call(call)
             return
         call.state = CONNECTED
         clog.info("agent connected", wait_s=round(time.monotonic() - call.arrived, 3))
@@ -220,6 +229,13 @@ class Delivery:
         if call.bridge:
             await self.ari.delete_quietly(f"/bridges/{call.bridge}")
         await self.dispatch()
+
+    async def _exists(self, channel_id: str) -> bool:
+        try:
+            await self.ari.get(f"/channels/{channel_id}")
+            return True
+        except AriNotFound:
+            return False
 
     def _release(self, agent: str | None) -> None:
         if agent is not None and agent in self.reserved:

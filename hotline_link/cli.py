@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import signal
 import sys
 
 from . import settings as settings_mod
@@ -125,8 +124,6 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=cmd_check_config)
 
     args = parser.parse_args(argv)
-    # SIGTERM ends `run` like Ctrl-C does, so the lab it started is brought down.
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     return args.func(args)
 
 

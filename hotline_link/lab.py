@@ -218,6 +218,7 @@ class Lab:
         moddir = self._moddir(mode)
         self._check_ports()
         accounts = self.accounts()
+        self._ensure_secret(self._secret_file(self.settings.sidecar.token_file, "api-token"))
         started: list[Proc] = []
         try:
             started.append(self._start_redis())

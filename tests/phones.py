@@ -1,56 +1,201 @@
-"""Real SIP phones for the tests, on pjsua2.
+"""Real SIP phones for the tests, on pjsua2, one process per phone.
 
-One ``pjsua2.Endpoint`` per process (pjsua allows no more), no worker threads: the test thread
-drives the SIP stack by calling ``pump()``, which every ``wait_for`` does. All signalling and RTP
-stay on 127.0.0.1.
+Why a process per phone: pjsua allows one ``Endpoint`` per process, and the ``pjsua2-python``
+wheel is built with ``PJSUA_MAX_CALLS = 4`` (``uaConfig.maxCalls`` cannot exceed it), which a
+single process holding every phone of a three-way call test would exhaust. So each phone is a
+worker process with its own Endpoint and one account, driven from the test process over a pipe:
+commands go down, state changes (call state, DTMF digits, the INVITE that rang it) come up.
 
-Three pjsua settings matter (see LAB.md): the media transport's bound/public address (else SDP
-advertises the machine's interface), ``sndAutoCloseTime = -1`` (else the null sound device stops
-the media clock after 1 s and queued DTMF is never sent), and ``maxCalls`` (default 4 per process).
+Inside a worker there are no pjsua threads: it alternates ``libHandleEvents`` with reading
+commands. All signalling and RTP stay on 127.0.0.1. Three pjsua settings matter (see LAB.md):
+the media transport's bound/public address (else SDP advertises the machine's interface),
+``sndAutoCloseTime = -1`` (else the null sound device stops the media clock after 1 s and
+queued DTMF is never sent), and ending the worker with ``os._exit`` (a Call object destroyed
+after ``libDestroy`` makes pjsua assert).
 """
 
 from __future__ import annotations
 
-import gc
+import itertools
+import multiprocessing as mp
+import os
 import re
+import signal
 import time
+from multiprocessing.connection import Connection, wait
 from typing import Callable
 
-import pjsua2 as pj
-
 HOST = "127.0.0.1"
+
+# pjsip_inv_state values, so the test process need not load pjsua.
+NULL, CALLING, INCOMING, EARLY, CONNECTING, CONFIRMED, DISCONNECTED = range(7)
 
 
 class Timeout(AssertionError):
     pass
 
 
+# --- the worker (runs in the phone's own process) -------------------------------------------------
+
+def _worker(conn: Connection, account: dict, host: str, log_level: int) -> None:
+    import ctypes
+
+    ctypes.CDLL("libc.so.6").prctl(1, signal.SIGKILL)   # PR_SET_PDEATHSIG: die with the tests
+    import pjsua2 as pj
+
+    ep = pj.Endpoint()
+    ep.libCreate()
+    cfg = pj.EpConfig()
+    cfg.uaConfig.threadCnt = 0
+    cfg.uaConfig.mainThreadOnly = True
+    cfg.uaConfig.maxCalls = 4
+    cfg.uaConfig.userAgent = f"hotline-link-test-phone {account['username']}"
+    cfg.medConfig.sndAutoCloseTime = -1
+    cfg.medConfig.noVad = True
+    cfg.logConfig.level = log_level
+    cfg.logConfig.consoleLevel = log_level
+    ep.libInit(cfg)
+    tcfg = pj.TransportConfig()
+    tcfg.boundAddress = host
+    tcfg.publicAddress = host
+    ep.transportCreate(pj.PJSIP_TRANSPORT_UDP, tcfg)
+    ep.libStart()
+    ep.audDevManager().setNullDev()
+
+    domain = account["registrar"].removeprefix("sip:")
+    calls: dict[str, pj.Call] = {}
+    auto_answer = {"code": None}
+    counter = itertools.count(1)
+
+    def send(*msg) -> None:
+        conn.send(msg)
+
+    class WCall(pj.Call):
+        def __init__(self, acc, key: str, call_id: int = pj.PJSUA_INVALID_ID):
+            super().__init__(acc, call_id)
+            self.key = key
+
+        def onCallState(self, prm) -> None:
+            info = self.getInfo()
+            send("state", self.key, info.state, info.lastStatusCode, info.remoteUri)
+            if info.state == pj.PJSIP_INV_STATE_DISCONNECTED:
+                calls.pop(self.key, None)
+
+        def onDtmfDigit(self, prm) -> None:
+            send("dtmf", self.key, prm.digit)
+
+        def onCallTransferStatus(self, prm) -> None:
+            send("xfer", self.key, prm.statusCode)
+
+    class WAccount(pj.Account):
+        def onRegState(self, prm) -> None:
+            send("reg", prm.code, prm.expiration)
+
+        def onIncomingCall(self, prm) -> None:
+            key = f"w{next(counter)}"
+            call = WCall(self, key, prm.callId)
+            calls[key] = call
+            send("incoming", key, prm.rdata.wholeMsg)
+            op = pj.CallOpParam()
+            op.statusCode = auto_answer["code"] or 180
+            call.answer(op)
+
+    acc = WAccount()
+    acfg = pj.AccountConfig()
+    acfg.idUri = f"sip:{account['username']}@{domain}"
+    acfg.regConfig.registrarUri = account["registrar"]
+    acfg.regConfig.timeoutSec = 300
+    acfg.sipConfig.authCreds.append(
+        pj.AuthCredInfo("digest", "*", account["username"], 0, account["password"]))
+    acfg.mediaConfig.transportConfig.boundAddress = host
+    acfg.mediaConfig.transportConfig.publicAddress = host
+    acfg.natConfig.sdpNatRewriteUse = 0
+    acfg.natConfig.viaRewriteUse = 0
+    acfg.natConfig.contactRewriteUse = 0
+    acc.create(acfg)
+
+    def op_with(code: int | None = None):
+        op = pj.CallOpParam(True)
+        if code is not None:
+            op.statusCode = code
+        return op
+
+    def do(cmd: str, key: str | None, *args) -> None:
+        if cmd == "dial":
+            call = WCall(acc, key)
+            calls[key] = call
+            call.makeCall(f"sip:{args[0]}@{domain}", op_with())
+            return
+        if cmd == "auto_answer":
+            auto_answer["code"] = args[0]
+            return
+        call = calls.get(key)
+        if call is None:
+            raise RuntimeError(f"no live call {key}")
+        if cmd == "accept":
+            call.answer(op_with(200))
+        elif cmd == "reject":
+            call.hangup(op_with(args[0]))
+        elif cmd == "hangup":
+            call.hangup(op_with())
+        elif cmd == "dtmf":
+            call.dialDtmf(args[0])
+        elif cmd == "xfer":
+            call.xfer(f"sip:{args[0]}@{domain}", op_with())
+
+    while True:
+        ep.libHandleEvents(5)
+        while conn.poll():
+            try:
+                msg = conn.recv()
+            except EOFError:
+                os._exit(0)
+            if msg[0] == "quit":
+                for call in list(calls.values()):
+                    try:
+                        call.hangup(op_with())
+                    except pj.Error:
+                        pass
+                deadline = time.monotonic() + 0.5
+                while time.monotonic() < deadline:
+                    ep.libHandleEvents(10)
+                conn.send(("bye",))
+                os._exit(0)
+            try:
+                do(*msg)
+            except (pj.Error, RuntimeError) as exc:
+                reason = exc.info() if isinstance(exc, pj.Error) else str(exc)
+                send("error", msg[1], f"{msg[0]}: {reason}")
+
+
+# --- the test side ---------------------------------------------------------------------------------
+
 class Softphones:
+    """All phones of a test session; ``pump()`` collects what every phone reported."""
+
     def __init__(self, host: str = HOST, log_level: int = 1):
         self.host = host
-        self.ep = pj.Endpoint()
-        self.ep.libCreate()
-        cfg = pj.EpConfig()
-        cfg.uaConfig.threadCnt = 0
-        cfg.uaConfig.mainThreadOnly = True
-        cfg.uaConfig.maxCalls = 64
-        cfg.uaConfig.userAgent = "hotline-link-test-phone"
-        cfg.medConfig.sndAutoCloseTime = -1
-        cfg.medConfig.noVad = True
-        cfg.logConfig.level = log_level
-        cfg.logConfig.consoleLevel = log_level
-        self.ep.libInit(cfg)
-        tcfg = pj.TransportConfig()
-        tcfg.boundAddress = host
-        tcfg.publicAddress = host
-        tcfg.port = 0
-        self.ep.transportCreate(pj.PJSIP_TRANSPORT_UDP, tcfg)
-        self.ep.libStart()
-        self.ep.audDevManager().setNullDev()
+        self.log_level = log_level
+        self.ctx = mp.get_context("fork")
         self.phones: list[Phone] = []
 
+    def phone(self, account: dict) -> "Phone":
+        parent, child = self.ctx.Pipe()
+        proc = self.ctx.Process(target=_worker, args=(child, account, self.host, self.log_level),
+                                name=f"phone-{account['username']}", daemon=True)
+        proc.start()
+        child.close()
+        phone = Phone(self, account, parent, proc)
+        self.phones.append(phone)
+        self.wait_for(lambda: phone.registered, 10, f"{account['username']} to register")
+        return phone
+
     def pump(self, ms: int = 10) -> None:
-        self.ep.libHandleEvents(ms)
+        conns = {p.conn: p for p in self.phones}
+        for conn in wait(list(conns), timeout=ms / 1000):
+            phone = conns[conn]
+            while conn.poll():
+                phone._on(conn.recv())
 
     def wait_for(self, cond: Callable[[], object], timeout: float = 10.0, what: str = "") -> object:
         deadline = time.monotonic() + timeout
@@ -67,12 +212,6 @@ class Softphones:
         while time.monotonic() < deadline:
             self.pump(10)
 
-    def phone(self, account: dict) -> "Phone":
-        phone = Phone(self, account)
-        self.phones.append(phone)
-        self.wait_for(lambda: phone.registered, 10, f"{account['username']} to register")
-        return phone
-
     def hang_up_all(self) -> None:
         for phone in self.phones:
             phone.hang_up_all()
@@ -83,59 +222,69 @@ class Softphones:
 
     def close(self) -> None:
         for phone in self.phones:
-            phone.hang_up_all()
-        self.sleep(0.3)
+            phone.quit()
         for phone in self.phones:
-            phone.calls.clear()
-        gc.collect()
-        for phone in self.phones:
-            phone.shutdown()
+            phone.proc.join(3)
+            if phone.proc.is_alive():
+                phone.proc.kill()
         self.phones.clear()
-        gc.collect()
-        self.ep.libDestroy()
 
 
-class Phone(pj.Account):
-    def __init__(self, lib: Softphones, account: dict):
-        super().__init__()
+class Phone:
+    def __init__(self, lib: Softphones, account: dict, conn: Connection, proc):
         self.lib = lib
         self.account = account
         self.username = account["username"]
-        registrar = account["registrar"]
-        self.domain = registrar.removeprefix("sip:")
+        self.domain = account["registrar"].removeprefix("sip:")
+        self.conn = conn
+        self.proc = proc
         self.registered = False
         self.reg_status = 0
         self.calls: list[PhoneCall] = []
-        self.auto_answer: int | None = None   # answer incoming calls with this code, if set
-        cfg = pj.AccountConfig()
-        cfg.idUri = f"sip:{self.username}@{self.domain}"
-        cfg.regConfig.registrarUri = registrar
-        cfg.regConfig.timeoutSec = 300
-        cfg.sipConfig.authCreds.append(
-            pj.AuthCredInfo("digest", "*", self.username, 0, account["password"]))
-        cfg.mediaConfig.transportConfig.boundAddress = lib.host
-        cfg.mediaConfig.transportConfig.publicAddress = lib.host
-        cfg.natConfig.sdpNatRewriteUse = 0
-        cfg.natConfig.viaRewriteUse = 0
-        cfg.natConfig.contactRewriteUse = 0
-        self.create(cfg)
+        self.by_key: dict[str, PhoneCall] = {}
+        self.errors: list[str] = []
+        self._auto_answer: int | None = None
+        self._keys = itertools.count(1)
 
-    def onRegState(self, prm: pj.OnRegStateParam) -> None:
-        self.reg_status = prm.code
-        self.registered = prm.code == 200 and prm.expiration > 0
+    def __repr__(self) -> str:
+        return f"<Phone {self.username}>"
 
-    def onIncomingCall(self, prm: pj.OnIncomingCallParam) -> None:
-        call = PhoneCall(self, prm.callId, invite=prm.rdata.wholeMsg)
-        self.calls.append(call)
-        op = pj.CallOpParam()
-        op.statusCode = self.auto_answer or 180
-        call.answer(op)
+    def _send(self, *msg) -> None:
+        self.conn.send(msg)
 
-    # --- placing and finding calls ----------------------------------------------------------
+    def _on(self, msg: tuple) -> None:
+        kind = msg[0]
+        if kind == "reg":
+            self.reg_status = msg[1]
+            self.registered = msg[1] == 200 and msg[2] > 0
+        elif kind == "incoming":
+            call = PhoneCall(self, msg[1], invite=msg[2])
+            self.calls.append(call)
+            self.by_key[call.key] = call
+        elif kind == "error":
+            self.errors.append(msg[2])
+            call = self.by_key.get(msg[1])
+            if call is not None and msg[2].startswith("dial"):
+                call.ended, call.status_code = True, -1
+        elif kind in ("state", "dtmf", "xfer"):
+            call = self.by_key.get(msg[1])
+            if call is not None:
+                call._on(kind, *msg[2:])
+
+    @property
+    def auto_answer(self) -> int | None:
+        return self._auto_answer
+
+    @auto_answer.setter
+    def auto_answer(self, code: int | None) -> None:
+        self._auto_answer = code
+        self._send("auto_answer", None, code)
+
     def dial(self, number: str) -> "PhoneCall":
-        call = PhoneCall(self)
+        call = PhoneCall(self, f"p{next(self._keys)}")
         self.calls.append(call)
-        call.makeCall(f"sip:{number}@{self.domain}", pj.CallOpParam(True))
+        self.by_key[call.key] = call
+        self._send("dial", call.key, number)
         return call
 
     def live_calls(self) -> list["PhoneCall"]:
@@ -144,13 +293,12 @@ class Phone(pj.Account):
     def incoming(self) -> list["PhoneCall"]:
         return [c for c in self.live_calls() if c.invite is not None]
 
-    def wait_incoming(self, timeout: float = 10.0) -> "PhoneCall":
-        self.lib.wait_for(lambda: self.ringing_calls(), timeout, f"a call to ring {self.username}")
-        return self.ringing_calls()[0]
-
     def ringing_calls(self) -> list["PhoneCall"]:
-        return [c for c in self.incoming() if c.state in (pj.PJSIP_INV_STATE_INCOMING,
-                                                          pj.PJSIP_INV_STATE_EARLY)]
+        return [c for c in self.incoming() if c.state in (NULL, INCOMING, EARLY)]
+
+    def wait_incoming(self, timeout: float = 10.0) -> "PhoneCall":
+        self.lib.wait_for(self.ringing_calls, timeout, f"a call to ring {self.username}")
+        return self.ringing_calls()[0]
 
     def hang_up_all(self) -> None:
         for call in self.live_calls():
@@ -158,65 +306,62 @@ class Phone(pj.Account):
 
     def forget_ended(self) -> None:
         self.calls = [c for c in self.calls if not c.ended]
+        self.by_key = {c.key: c for c in self.calls}
+
+    def quit(self) -> None:
+        try:
+            self._send("quit")
+        except (BrokenPipeError, OSError):
+            pass
 
 
-class PhoneCall(pj.Call):
-    def __init__(self, phone: Phone, call_id: int = pj.PJSUA_INVALID_ID, invite: str | None = None):
-        super().__init__(phone, call_id)
+class PhoneCall:
+    def __init__(self, phone: Phone, key: str, invite: str | None = None):
         self.phone = phone
+        self.key = key
         self.invite = invite
-        self.state = pj.PJSIP_INV_STATE_NULL
+        self.state = NULL
+        self.states: list[int] = []
         self.status_code = 0
         self.remote_uri = ""
         self.digits = ""
         self.ended = False
-        self.states: list[int] = []
         self.transfer_status: list[int] = []
 
-    # --- callbacks ---------------------------------------------------------------------------
-    def onCallState(self, prm: pj.OnCallStateParam) -> None:
-        info = self.getInfo()
-        self.state = info.state
-        self.states.append(info.state)
-        self.status_code = info.lastStatusCode
-        self.remote_uri = info.remoteUri
-        if info.state == pj.PJSIP_INV_STATE_DISCONNECTED:
-            self.ended = True
+    def __repr__(self) -> str:
+        return f"<Call {self.phone.username}/{self.key} state={self.state}>"
 
-    def onDtmfDigit(self, prm: pj.OnDtmfDigitParam) -> None:
-        self.digits += prm.digit
-
-    def onCallTransferStatus(self, prm: pj.OnCallTransferStatusParam) -> None:
-        self.transfer_status.append(prm.statusCode)
+    def _on(self, kind: str, *args) -> None:
+        if kind == "state":
+            self.state, self.status_code, self.remote_uri = args
+            self.states.append(self.state)
+            if self.state == DISCONNECTED:
+                self.ended = True
+        elif kind == "dtmf":
+            self.digits += args[0]
+        elif kind == "xfer":
+            self.transfer_status.append(args[0])
 
     # --- actions -----------------------------------------------------------------------------
     @property
     def confirmed(self) -> bool:
-        return self.state == pj.PJSIP_INV_STATE_CONFIRMED and not self.ended
+        return self.state == CONFIRMED and not self.ended
 
     def accept(self) -> None:
-        op = pj.CallOpParam()
-        op.statusCode = 200
-        self.answer(op)
+        self.phone._send("accept", self.key)
 
     def reject(self, code: int = 486) -> None:
-        op = pj.CallOpParam()
-        op.statusCode = code
-        self.hangup(op)
+        self.phone._send("reject", self.key, code)
 
     def hang_up(self) -> None:
-        if self.ended:
-            return
-        try:
-            self.hangup(pj.CallOpParam())
-        except pj.Error:
-            pass   # already disconnecting
+        if not self.ended:
+            self.phone._send("hangup", self.key)
 
     def send_dtmf(self, digits: str) -> None:
-        self.dialDtmf(digits)
+        self.phone._send("dtmf", self.key, digits)
 
     def transfer_to(self, number: str) -> None:
-        self.xfer(f"sip:{number}@{self.phone.domain}", pj.CallOpParam(True))
+        self.phone._send("xfer", self.key, number)
 
     def wait_confirmed(self, timeout: float = 10.0) -> "PhoneCall":
         self.phone.lib.wait_for(lambda: self.confirmed or self.ended, timeout,
@@ -245,19 +390,35 @@ class PhoneCall(pj.Call):
     def hears(self, other: "PhoneCall", digits: str = "159#", timeout: float = 8.0) -> None:
         """Prove the media path: digits sent by ``other`` reach this call, every one in order.
 
-        Digits through an Asterisk bridge may arrive duplicated, so check order, not equality.
+        Like a line continuity test, the probe is re-sent until heard: a bridge being set up
+        in the same instant drops what was sent before it was ready. Digits through an
+        Asterisk bridge may arrive duplicated, so check order, not equality.
         """
+        deadline = time.monotonic() + timeout
+        while True:
+            start = len(self.digits)
+            other.send_dtmf(digits)
+
+            def arrived() -> bool:
+                pos = 0
+                for d in self.digits[start:]:
+                    if pos < len(digits) and d == digits[pos]:
+                        pos += 1
+                return pos == len(digits)
+
+            try:
+                self.phone.lib.wait_for(arrived, min(2.0, max(0.1, deadline - time.monotonic())))
+                return
+            except Timeout:
+                if time.monotonic() >= deadline:
+                    raise Timeout(f"{self.phone.username} did not hear {digits!r} from "
+                                  f"{other.phone.username} within {timeout}s "
+                                  f"(heard {self.digits!r})") from None
+
+    def hears_nothing_from(self, other: "PhoneCall", digits: str = "46", wait: float = 2.0) -> None:
+        """The opposite probe: nothing ``other`` sends reaches this call."""
         start = len(self.digits)
         other.send_dtmf(digits)
-
-        def arrived() -> bool:
-            got = self.digits[start:]
-            pos = 0
-            for d in got:
-                if pos < len(digits) and d == digits[pos]:
-                    pos += 1
-            return pos == len(digits)
-
-        self.phone.lib.wait_for(arrived, timeout,
-                                f"{self.phone.username} to hear {digits!r} from {other.phone.username}"
-                                f" (heard {self.digits[start:]!r})")
+        self.phone.lib.sleep(wait)
+        assert not self.digits[start:], (f"{self.phone.username} heard "
+                                         f"{self.digits[start:]!r} from {other.phone.username}")

@@ -1,0 +1,202 @@
+"""Fixtures for tests against the real lab: two Asterisk PBXs, Redis, the service, SIP phones.
+
+The lab (``tests/lab.toml``: its own loopback addresses and ports, short timeouts) is brought up
+once per session; the service runs as a separate process, as in production, so tests can kill
+and restart it. After every test that placed calls, all phones hang up and both PBXs must return
+to no channels and no bridges: a leak fails the test that caused it.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+CONFIG = ROOT / "tests" / "lab.toml"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+
+def cli(*args: str, check: bool = True, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "hotline_link.cli", "-c", str(CONFIG), *args],
+                          cwd=ROOT, check=check, capture_output=True, text=True, **kw)
+
+
+class Ari:
+    """A small synchronous ARI client for assertions (the service has its own async one)."""
+
+    def __init__(self, pbx: dict):
+        ari = pbx["ari"]
+        self.url = ari["url"].rstrip("/") + "/ari"
+        self.app = ari["app"]
+        password = Path(ari["password_file"]).read_text().strip()
+        self.auth = "Basic " + base64.b64encode(f"{ari['username']}:{password}".encode()).decode()
+
+    def request(self, method: str, path: str, **params) -> object:
+        query = "&".join(f"{k}={v}" for k, v in params.items())
+        req = urllib.request.Request(f"{self.url}{path}{'?' + query if query else ''}",
+                                     method=method, headers={"Authorization": self.auth})
+        with urllib.request.urlopen(req, timeout=5) as resp:
+            body = resp.read()
+        return json.loads(body) if body else None
+
+    def channels(self) -> list[dict]:
+        return self.request("GET", "/channels")
+
+    def bridges(self) -> list[dict]:
+        return self.request("GET", "/bridges")
+
+    def app_connected(self) -> bool:
+        try:
+            self.request("GET", f"/applications/{self.app}")
+            return True
+        except (urllib.error.URLError, OSError):
+            return False
+
+
+class Lab:
+    def __init__(self, descriptor: dict):
+        self.descriptor = descriptor
+        self.ari = {hid: Ari(p) for hid, p in descriptor["pbx"].items()}
+        self.accounts = descriptor["accounts"]
+
+    def account(self, role: str, hotline: str, index: int = 0) -> dict:
+        return [a for a in self.accounts if a["role"] == role and a["hotline"] == hotline][index]
+
+    def leftovers(self) -> dict[str, list[str]]:
+        out = {}
+        for hid, ari in self.ari.items():
+            names = [c["name"] for c in ari.channels()] + [f"bridge {b['id']}" for b in ari.bridges()]
+            if names:
+                out[hid] = names
+        return out
+
+
+@pytest.fixture(scope="session")
+def lab():
+    # A fresh lab per session: nothing a previous (perhaps aborted) run left can leak into this one.
+    cli("lab", "down", check=False)
+    up = cli("lab", "up", check=False)
+    if up.returncode != 0:
+        pytest.fail(f"lab up failed:\n{up.stdout}\n{up.stderr}")
+    descriptor = json.loads((ROOT / "var" / "test-lab.json").read_text())
+    yield Lab(descriptor)
+    cli("lab", "down", check=False)
+
+
+def _die_with_parent() -> None:
+    # If the test process dies hard (a pjsua abort), the service must not outlive it and keep
+    # answering calls in the next run's lab under the same application names.
+    import ctypes
+
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+class Service:
+    """The hotline-link service as its own process, as in production."""
+
+    def __init__(self, lab: Lab):
+        self.lab = lab
+        self.log = Path(lab.descriptor["state_dir"]) / "service.log"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        out = open(self.log, "ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "hotline_link.cli", "-c", str(CONFIG), "run"],
+            cwd=ROOT, stdin=subprocess.DEVNULL, stdout=out, stderr=out,
+            env={**os.environ, "HOTLINE_LINK__SERVICE__LOG_LEVEL": "debug"},
+            preexec_fn=_die_with_parent)
+        deadline = time.monotonic() + 20
+        while not all(a.app_connected() for a in self.lab.ari.values()):
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"service exited with {self.proc.returncode}; see {self.log}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"service did not connect to ARI; see {self.log}")
+            time.sleep(0.05)
+
+    def kill(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+@pytest.fixture(scope="session")
+def service(lab):
+    svc = Service(lab)
+    svc.start()
+    yield svc
+    svc.stop()
+
+
+@pytest.fixture(scope="session")
+def softphones(lab):
+    from phones import Softphones
+
+    lib = Softphones(host=lab.descriptor["phone_host"],
+                     log_level=int(os.environ.get("PJSUA_LOG_LEVEL", "1")))
+    yield lib
+    lib.close()
+
+
+class Phones:
+    """The lab's registered phones by role."""
+
+    def __init__(self, lib, lab: Lab):
+        self.lib = lib
+        self.citizen = lib.phone(lab.account("citizen", "12345"))   # dials 12345
+        self.caller = lib.phone(lab.account("citizen", "110"))      # dials 110
+        self.agents = {hid: [lib.phone(a) for a in lab.accounts
+                             if a["role"] == "agent" and a["hotline"] == hid]
+                       for hid in lab.descriptor["pbx"]}
+
+    def all(self):
+        return [self.citizen, self.caller, *(p for ps in self.agents.values() for p in ps)]
+
+    def ringing_agent(self, hotline: str, timeout: float = 10.0, exclude=()):
+        """The first agent of ``hotline`` whose phone rings, and that call."""
+        candidates = [p for p in self.agents[hotline] if p not in exclude]
+        self.lib.wait_for(lambda: any(p.ringing_calls() for p in candidates), timeout,
+                          f"a {hotline} agent to ring")
+        phone = next(p for p in candidates if p.ringing_calls())
+        return phone, phone.ringing_calls()[0]
+
+
+@pytest.fixture(scope="session")
+def _phones(softphones, lab):
+    return Phones(softphones, lab)
+
+
+@pytest.fixture
+def phones(_phones, service, lab):
+    """Registered phones, the service running; after the test every call ends and the PBXs
+    must be back to no channel and no bridge."""
+    for p in _phones.all():
+        p.auto_answer = None
+    yield _phones
+    _phones.lib.hang_up_all()
+    deadline = time.monotonic() + 5
+    while (left := lab.leftovers()) and time.monotonic() < deadline:
+        _phones.lib.sleep(0.1)
+    assert not left, f"channels or bridges leaked: {left}"

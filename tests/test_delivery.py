@@ -1,0 +1,116 @@
+"""Agent delivery on the real lab: calls reach a free agent, with caller ID and a media path."""
+
+from __future__ import annotations
+
+import pytest
+
+pytestmark = pytest.mark.lab
+
+CITIZEN_NUMBER = "13800138000"
+CALLER_110_NUMBER = "13900139000"
+
+
+def connect(phones, caller_phone, number, hotline):
+    """Dial, let the first ringing agent answer, and return once the two hear each other."""
+    call = caller_phone.dial(number)
+    agent, leg = phones.ringing_agent(hotline)
+    leg.accept()
+    call.wait_confirmed()
+    leg.wait_confirmed()
+    leg.hears(call, "0")
+    return call, agent, leg
+
+
+def test_citizen_reaches_12345_agent_with_caller_id_and_two_way_dtmf(phones):
+    call, agent, leg = connect(phones, phones.citizen, "12345", "12345")
+    assert agent in phones.agents["12345"]
+    assert leg.caller_number() == CITIZEN_NUMBER
+    leg.hears(call, "159#")
+    call.hears(leg, "2468")
+
+
+def test_110_caller_reaches_110_agent(phones):
+    call, agent, leg = connect(phones, phones.caller, "110", "110")
+    assert agent in phones.agents["110"]
+    assert leg.caller_number() == CALLER_110_NUMBER
+    leg.hears(call, "73")
+    call.hears(leg, "91")
+
+
+def test_call_through_the_trunk_reaches_an_agent_of_the_other_pbx(phones, lab):
+    # The 12345 centre's citizen dials 110: the 12345 PBX routes it over the trunk.
+    call, agent, leg = connect(phones, phones.citizen, "110", "110")
+    assert agent in phones.agents["110"]
+    assert leg.caller_number() == CITIZEN_NUMBER
+    trunk_legs = [c["name"] for c in lab.ari["12345"].channels() if "trunk-110" in c["name"]]
+    assert trunk_legs, "the call did not cross the trunk"
+    leg.hears(call, "42")
+    call.hears(leg, "8*")
+
+
+def test_agent_no_answer_goes_to_the_next_agent(phones):
+    call = phones.citizen.dial("12345")
+    first, first_leg = phones.ringing_agent("12345")
+    # The first agent lets it ring; after timeouts.agent_ring (4 s in the test lab) the app
+    # gives up on them and rings the other agent.
+    second, second_leg = phones.ringing_agent("12345", timeout=10, exclude=[first])
+    first_leg.wait_ended(3)
+    assert second is not first
+    second_leg.accept()
+    call.wait_confirmed()
+    second_leg.hears(call, "5")
+
+
+def test_agent_busy_rejection_goes_to_the_next_agent(phones):
+    call = phones.citizen.dial("12345")
+    first, first_leg = phones.ringing_agent("12345")
+    first_leg.reject(486)
+    second, second_leg = phones.ringing_agent("12345", timeout=5, exclude=[first])
+    second_leg.accept()
+    call.wait_confirmed()
+    call.hears(second_leg, "3")
+
+
+def test_agent_answering_and_dropping_before_the_bridge_does_not_drop_the_caller(phones):
+    call = phones.caller.dial("110")
+    first, first_leg = phones.ringing_agent("110")
+    first_leg.accept()
+    first_leg.hang_up()        # gone before the app could bridge the two
+    second, second_leg = phones.ringing_agent("110", timeout=8, exclude=[first])
+    second_leg.accept()
+    second_leg.hears(call, "6")
+    assert not call.ended
+
+
+def test_caller_hang_up_while_agent_rings_leaves_no_channel(phones, lab):
+    call = phones.citizen.dial("12345")
+    agent, leg = phones.ringing_agent("12345")
+    call.hang_up()
+    leg.wait_ended(5)
+    phones.lib.wait_for(lambda: not lab.leftovers(), 5, "both PBXs to have no channel or bridge")
+
+
+def test_agent_hang_up_ends_the_call_for_the_caller(phones, lab):
+    call, agent, leg = connect(phones, phones.caller, "110", "110")
+    leg.hang_up()
+    call.wait_ended(5)
+    phones.lib.wait_for(lambda: not lab.leftovers(), 5, "both PBXs to have no channel or bridge")
+
+
+def test_caller_holds_when_every_agent_is_busy_and_is_served_when_one_frees(phones):
+    first, _, first_leg = connect(phones, phones.caller, "110", "110")
+    second = phones.caller.dial("110")
+    _, second_leg = phones.ringing_agent("110")
+    second_leg.accept()
+    second.wait_confirmed()
+    third = phones.caller.dial("110")
+    # Answered by the app and on hold: no agent rings while both are busy.
+    third.wait_confirmed()
+    phones.lib.sleep(2)
+    assert not any(p.ringing_calls() for p in phones.agents["110"])
+    first_leg.hang_up()
+    first.wait_ended(5)
+    agent, leg = phones.ringing_agent("110", timeout=5)
+    leg.accept()
+    leg.wait_confirmed()
+    leg.hears(third, "7")
