@@ -1,0 +1,115 @@
+"""Configuration: layering, and every problem reported with the path of the key concerned."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from hotline_link import settings
+from hotline_link.settings import ConfigError
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def problems(tmp_path: Path, text: str, env: dict | None = None) -> list[str]:
+    path = tmp_path / "c.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        settings.load(path, env=env or {}, secrets=False)
+    return info.value.problems
+
+
+def test_defaults_load_and_describe_both_hotlines():
+    s = settings.load(env={}, secrets=False)
+    assert set(s.hotlines) == {"12345", "110"}
+    assert s.hotlines["12345"].targets["110"].dial == "PJSIP/110@trunk-110"
+    assert s.keys.bindings()["*1"] == "transfer"
+    assert s.sidecar.listen == ("127.0.0.1", 8480)
+
+
+def test_file_then_environment_override_the_defaults(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text('[timeouts]\nagent_ring = 7\n[redis]\nurl = "redis://127.0.0.1:1/0"\n')
+    s = settings.load(path, secrets=False,
+                      env={"HOTLINE_LINK__TIMEOUTS__AGENT_RING": "9.5",
+                           "HOTLINE_LINK__HOTLINES__110__ARI__URL": "http://10.1.1.1:8088"})
+    assert s.timeouts.agent_ring == 9.5
+    assert s.redis_url == "redis://127.0.0.1:1/0"
+    assert s.hotlines["110"].ari.url == "http://10.1.1.1:8088"
+    assert s.sources[-1] == "environment"
+
+
+def test_bad_url_names_the_field(tmp_path):
+    assert problems(tmp_path, '[hotlines.110.ari]\nurl = "htp//x"\n') == [
+        "hotlines.110.ari.url: not a URL (http/https): 'htp//x'"]
+
+
+def test_every_problem_is_reported_at_once(tmp_path):
+    found = problems(tmp_path, """
+[keys]
+accept = "X7"
+three_way = "*12"
+[timeouts]
+agent_ring = -1
+[hotlines.110]
+agents = ["ok", "bad name"]
+agnets = []
+[hotlines.110.targets.12345]
+dial = "PJSIP/12345@trunk,60,tT"
+""")
+    text = "\n".join(found)
+    assert "keys.accept: 'X7' is not a key" in text
+    assert ("keys.three_way: '*12' collides with keys.transfer ('*1'); "
+            "one key may not be the start of another") in text
+    assert "timeouts.agent_ring: -1 is out of range" in text
+    assert "hotlines.110.agents[1]: 'bad name' is not an endpoint name" in text
+    assert "hotlines.110.agnets: unknown key" in text
+    assert "hotlines.110.targets.12345.dial: 'PJSIP/12345@trunk,60,tT' is not a dial string" in text
+
+
+def test_secret_must_come_from_exactly_one_place(tmp_path):
+    found = problems(tmp_path, '[hotlines.110.ari]\npassword_env = "X"\n')
+    assert found == ["hotlines.110.ari: set exactly one of password_file, password_env"]
+
+
+def test_missing_secret_file_is_named(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text('[hotlines.110.ari]\npassword_file = "/nonexistent/pw"\n')
+    with pytest.raises(ConfigError) as info:
+        settings.load(path, env={}, secrets=True)
+    assert any(p.startswith("hotlines.110.ari.password_file: cannot read /nonexistent/pw")
+               for p in info.value.problems)
+
+
+def test_not_toml_is_refused(tmp_path):
+    assert problems(tmp_path, "this is = not [toml")[0].startswith(f"{tmp_path}/c.toml: not valid TOML")
+
+
+def _run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "hotline_link.cli", *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_check_config_cli_names_the_field_and_fails(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[hotlines.110.ari]\nurl = "not a url"\n')
+    result = _run("check-config", "--no-secrets", str(bad))
+    assert result.returncode == 2
+    assert "hotlines.110.ari.url: not a URL" in result.stderr
+
+
+def test_service_refuses_to_start_on_an_invalid_file(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[keys]\ntransfer = \"1\"\n")
+    result = _run("-c", str(bad), "run")
+    assert result.returncode == 2
+    assert "config error: keys.transfer: '1' is not a key" in result.stderr
+
+
+def test_check_config_accepts_the_test_lab_file():
+    result = _run("check-config", "--no-secrets", "tests/lab.toml")
+    assert result.returncode == 0, result.stderr
+    assert "ok" in result.stdout

@@ -1,0 +1,48 @@
+"""The lab itself: descriptor schema, recorded processes, and a clean `down`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from conftest import ROOT
+
+pytestmark = pytest.mark.lab
+
+
+def test_descriptor_matches_the_documented_schema(lab):
+    schema = json.loads((ROOT / "config" / "lab-descriptor.schema.json").read_text())
+    jsonschema.validate(lab.descriptor, schema)
+    roles = sorted((a["role"], a["hotline"]) for a in lab.descriptor["accounts"])
+    assert roles == [("agent", "110"), ("agent", "110"), ("agent", "12345"), ("agent", "12345"),
+                     ("citizen", "110"), ("citizen", "12345")]
+    dials = {a["hotline"]: a["dials"] for a in lab.descriptor["accounts"] if a["role"] == "citizen"}
+    assert dials == {"12345": "12345", "110": "110"}
+
+
+def test_descriptor_and_secrets_are_private(lab):
+    desc = Path(lab.descriptor["state_dir"]).with_suffix(".json")
+    assert desc.stat().st_mode & 0o077 == 0
+    for pbx in lab.descriptor["pbx"].values():
+        assert Path(pbx["ari"]["password_file"]).stat().st_mode & 0o077 == 0
+
+
+def test_every_service_binds_to_loopback_only(lab):
+    for pbx in lab.descriptor["pbx"].values():
+        assert pbx["sip"]["host"].startswith("127.")
+        assert pbx["ari"]["url"].startswith("http://127.")
+    assert lab.descriptor["redis"]["url"].startswith("redis://127.")
+    assert lab.descriptor["phone_host"].startswith("127.")
+
+
+def test_recorded_processes_are_running_and_pbx_mounts_are_private(lab):
+    state = json.loads((Path(lab.descriptor["state_dir"]) / "state.json").read_text())
+    names = {p["name"] for p in state["processes"]}
+    assert names == {"redis", "asterisk-12345", "asterisk-110"}
+    for p in state["processes"]:
+        assert Path(f"/proc/{p['pid']}").exists()
+    # The chroot's bind mounts live in each PBX's own mount namespace, not on the host.
+    assert "hotline-pbx" not in Path("/proc/self/mounts").read_text()
