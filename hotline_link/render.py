@@ -11,9 +11,7 @@ from pathlib import Path
 
 import jinja2
 
-from .settings import Hotline, Settings
-
-TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "dialplan"
+from .settings import Hotline, Settings, project_home
 
 MODULES = [
     # core plumbing
@@ -77,7 +75,7 @@ class PbxView:
 
 def environment() -> jinja2.Environment:
     return jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(TEMPLATE_DIR)),
+        loader=jinja2.FileSystemLoader(str(project_home() / "dialplan")),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
         autoescape=False,

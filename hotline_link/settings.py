@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 
 ENV_PREFIX = "HOTLINE_LINK__"
 HOME_ENV = "HOTLINE_LINK_HOME"
-DEFAULTS_FILE = Path(__file__).resolve().parent.parent / "config" / "hotline-link.toml"
+_SOURCE_TREE = Path(__file__).resolve().parent.parent
 
 KEY_RE = re.compile(r"^[*#][0-9]{1,3}$")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -139,7 +139,13 @@ class Settings:
 
 
 def project_home() -> Path:
-    return Path(os.environ.get(HOME_ENV) or DEFAULTS_FILE.parent.parent).resolve()
+    """Where config/ and dialplan/ live: $HOTLINE_LINK_HOME (set in the Docker image), else the
+    source tree this package runs from."""
+    return Path(os.environ.get(HOME_ENV) or _SOURCE_TREE).resolve()
+
+
+def defaults_file() -> Path:
+    return project_home() / "config" / "hotline-link.toml"
 
 
 def load(path: str | os.PathLike | None = None, *, env: Mapping[str, str] | None = None,
@@ -147,8 +153,8 @@ def load(path: str | os.PathLike | None = None, *, env: Mapping[str, str] | None
     """Load and validate. ``secrets=False`` skips reading password/token files (the lab uses it
     before it has generated them)."""
     env = os.environ if env is None else env
-    sources = [str(DEFAULTS_FILE)]
-    raw = _read_toml(DEFAULTS_FILE)
+    sources = [str(defaults_file())]
+    raw = _read_toml(defaults_file())
     if path is not None:
         sources.append(str(path))
         try:

@@ -1,0 +1,30 @@
+# hotline-link. The two commands a fresh machine needs are `make run` and `make test`;
+# both install what is missing first (scripts/bootstrap.sh, idempotent).
+VENV ?= .venv
+BIN := $(VENV)/bin
+PYTEST_ARGS ?=
+
+.PHONY: deps run test lab-up lab-down lab-status clean
+
+deps:
+	@bash scripts/bootstrap.sh
+
+# The whole stack on this machine: the two-PBX lab, Redis and the service, until Ctrl-C.
+run: deps
+	$(BIN)/hotline-link run --lab
+
+# The whole suite against the real lab (brought up and down by the tests themselves).
+test: deps
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+lab-up: deps
+	$(BIN)/hotline-link lab up
+
+lab-down:
+	$(BIN)/hotline-link lab down
+
+lab-status:
+	$(BIN)/hotline-link lab status
+
+clean: lab-down
+	rm -rf var
