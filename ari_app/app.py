@@ -1,7 +1,8 @@
 """One running ARI application per PBX: reads events, serialises them, routes them to handlers.
 
 Events are handled one at a time, in order, per PBX: a call's events (answer, DTMF, hang-up)
-must not overtake each other, and one queue is the simplest way to guarantee it.
+must not overtake each other, and one queue is the simplest way to guarantee it. Timers and
+ticks are events on the same queue.
 """
 
 from __future__ import annotations
@@ -9,12 +10,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
+import redis.asyncio as aioredis
 import structlog
 
+from hotline_link.outcomes import OutcomeSink
 from hotline_link.settings import Hotline, Settings
 
-from .client import CONNECTED, AriClient
+from .client import CONNECTED, AriClient, AriError
 from .delivery import Delivery
+from .transfers import TIMER, Transfers
 
 log = structlog.get_logger("app")
 
@@ -22,13 +26,16 @@ TICK = "HotlineTick"
 
 
 class HotlineApp:
-    def __init__(self, settings: Settings, hotline: Hotline):
+    def __init__(self, settings: Settings, hotline: Hotline, redis: aioredis.Redis,
+                 sink: OutcomeSink):
         self.settings = settings
         self.hotline = hotline
         self.ari = AriClient(hotline.ari.url, hotline.ari.username, hotline.ari.password or "",
                              hotline.ari.app)
-        self.delivery = Delivery(self.ari, hotline, settings.timeouts)
         self.queue: asyncio.Queue[dict] = asyncio.Queue()
+        self.delivery = Delivery(self.ari, hotline, settings.timeouts)
+        self.transfers = Transfers(self.ari, self.delivery, settings, hotline, redis, sink,
+                                   self.queue.put_nowait)
         self.log = log.bind(hotline=hotline.id)
 
     async def run(self) -> None:
@@ -69,13 +76,37 @@ class HotlineApp:
                 await self.delivery.caller_arrived(channel)
             elif args[:1] == ["agent"] and len(args) == 2:
                 await self.delivery.agent_answered(channel, args[1])
+            elif args[:1] == ["target"] and len(args) == 2:
+                await self.transfers.target_answered(channel["id"], args[1])
             else:
                 self.log.warning("unexpected channel in app; hanging up", args=args,
                                  channel=channel.get("name"))
                 await self.ari.delete_quietly(f"/channels/{channel['id']}")
+        elif kind == "ChannelDtmfReceived":
+            await self.transfers.on_dtmf(event["channel"]["id"], event.get("digit", ""))
+        elif kind == "ChannelStateChange":
+            await self.transfers.target_state(event["channel"])
+        elif kind == "ChannelTransfer":
+            await self.transfers.on_refer(event)
         elif kind in ("StasisEnd", "ChannelDestroyed"):
-            await self.delivery.channel_gone(event["channel"]["id"])
+            channel_id = event["channel"]["id"]
+            cause = int(event.get("cause") or 0)
+            if not await self.transfers.channel_gone(channel_id, cause):
+                await self.delivery.channel_gone(channel_id, cause)
+        elif kind == TIMER:
+            await self.transfers.timer_fired(event["transfer_id"], event["name"])
         elif kind == TICK:
             await self.delivery.tick()
         elif kind == CONNECTED:
-            await self.delivery.reconcile()
+            await self.reconcile()
+
+    async def reconcile(self) -> None:
+        try:
+            channels = await self.ari.get("/channels")
+            bridges = await self.ari.get("/bridges")
+        except AriError as exc:
+            self.log.warning("reconcile failed", error=str(exc))
+            return
+        mine = [c for c in channels if (c.get("channelvars") or {}).get("HOTLINE_ROLE")]
+        await self.delivery.reconcile(mine, bridges)
+        await self.transfers.reconcile(mine, bridges)

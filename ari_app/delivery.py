@@ -2,16 +2,23 @@
 
 Rules:
 
-* The caller is answered at once and hears ringback while an agent rings, music on hold while no
+* A caller is answered at once and hears ringback while an agent rings, music on hold while no
   agent is free. Callers are served in arrival order.
-* A free agent is one of the hotline's configured agents that is registered (endpoint online),
-  has no channel on the PBX and is not being rung by us; the one idle longest is chosen.
+* A *transferred* caller (an inbound trunk call carrying ``X-Hotline-Transfer-Id``) is not answered
+  until one of our agents answers: the platform that transferred it must see busy, no answer or
+  rejection as such, and falls back on its side (R3). With no free agent at all it is refused as
+  busy; an agent declining it (603) rejects the transfer; otherwise agents are tried in turn until
+  the other side gives up. The agent's phone gets the ``X-Hotline-*`` headers.
+* A free agent is one of the hotline's agents that is registered (endpoint online), has no channel
+  on the PBX and is not being rung by us; the one idle longest is chosen, except that a caller
+  handed back after a failed transfer tries the agent who transferred it first.
 * An agent who does not answer within ``timeouts.agent_ring`` (or is busy, or rejects) is skipped
   and the next free agent is tried; when every free agent was tried, the caller holds and the
   round starts again after ``timeouts.no_agent_retry``.
-* When the agent answers, caller and agent meet in a ``mixing,dtmf_events`` bridge (DTMF events
-  are what the transfer keys are built on). Whoever hangs up first ends the call: every other leg
-  is hung up and the bridge destroyed. Nothing is left behind on the PBX.
+* Caller and agent meet in a ``mixing,dtmf_events`` bridge (DTMF events carry the agents' keys).
+  A call has at most one local agent leg and one remote leg (the other platform, after a transfer).
+  The call ends, every leg hung up and the bridge destroyed, when the caller hangs up or when no
+  party but the caller is left. Nothing is left behind on the PBX.
 """
 
 from __future__ import annotations
@@ -28,7 +35,11 @@ from .client import AriClient, AriError, AriNotFound
 
 log = structlog.get_logger("delivery")
 
-WAITING, RINGING, CONNECTED = "waiting", "ringing", "connected"
+WAITING, RINGING, CONNECTED, TRANSFERRING = "waiting", "ringing", "connected", "transferring"
+AGENT, REMOTE = "agent", "remote"
+# ISDN causes of a leg that ended (ChannelDestroyed.cause).
+CAUSE_BUSY, CAUSE_REJECTED = 17, 21
+HEADERS = ("X-Hotline-Transfer-Id", "X-Hotline-Origin", "X-Hotline-Category", "X-Hotline-Emergency")
 
 
 @dataclass
@@ -38,13 +49,23 @@ class Call:
     call_id: str                # Asterisk linkedid, stable across every leg of the call
     arrived: float
     state: str = WAITING
+    answered: bool = False
     agent: str | None = None    # endpoint name of the agent rung or connected
     agent_leg: str | None = None
+    agent_since: float = 0.0
+    remote_leg: str | None = None
     bridge: str | None = None
     tried: set[str] = field(default_factory=set)
+    prefer: str | None = None   # agent to try first (the one who transferred, on fall-back)
     holding: bool = False       # music on hold playing
     ringing: bool = False       # ringback playing
     held_since: float = 0.0
+    headers: dict[str, str] = field(default_factory=dict)   # X-Hotline-* of a transferred call
+    transfer_id: str | None = None                           # a transfer of ours in progress
+
+    @property
+    def transferred_in(self) -> bool:
+        return "X-Hotline-Transfer-Id" in self.headers
 
 
 class Delivery:
@@ -52,11 +73,20 @@ class Delivery:
         self.ari = ari
         self.hotline = hotline
         self.timeouts = timeouts
-        self.calls: dict[str, Call] = {}         # by caller channel id
-        self.legs: dict[str, str] = {}           # agent channel id -> caller channel id
-        self.reserved: set[str] = set()          # agents we are ringing or have connected
-        self.idle_since: dict[str, float] = {}   # agent -> when their last call ended
+        self.calls: dict[str, Call] = {}                 # by caller channel id
+        self.legs: dict[str, tuple[str, str]] = {}       # leg id -> (caller channel id, role)
+        self.reserved: set[str] = set()                  # agents we ring or have connected
+        self.idle_since: dict[str, float] = {}           # agent -> when their last call ended
+        self.on_answered_transfer = None                 # async (transfer_id, agent) -> None
         self.log = log.bind(hotline=hotline.id)
+
+    # --- lookups used by the transfer adapter -------------------------------------------------
+    def call_of_agent_leg(self, leg: str) -> Call | None:
+        owner = self.legs.get(leg)
+        if owner is None or owner[1] != AGENT:
+            return None
+        call = self.calls.get(owner[0])
+        return call if call is not None and call.agent_leg == leg else None
 
     # --- events ---------------------------------------------------------------------------------
     async def caller_arrived(self, channel: dict) -> None:
@@ -64,13 +94,42 @@ class Delivery:
         call = Call(caller=channel["id"], number=number,
                     call_id=channel.get("linkedid") or channel["id"], arrived=time.monotonic())
         self.calls[call.caller] = call
-        self.log.info("caller arrived", call_id=call.call_id, caller=number)
+        clog = self.log.bind(call_id=call.call_id)
         try:
-            await self.ari.post(f"/channels/{call.caller}/answer")
+            if channel.get("name", "").startswith("PJSIP/trunk-"):
+                call.headers = await self._read_headers(call.caller)
+            await self.ari.post(f"/channels/{call.caller}/variable", variable="HOTLINE_ROLE",
+                                value="caller")
+            if call.transferred_in:
+                clog = clog.bind(transfer_id=call.headers["X-Hotline-Transfer-Id"])
+                clog.info("transferred caller arrived", caller=number,
+                          origin=call.headers.get("X-Hotline-Origin"))
+                if not await self.free_agents():
+                    clog.info("no free agent: transfer refused as busy")
+                    await self._refuse(call, "busy")
+                    return
+                await self.ari.post(f"/channels/{call.caller}/ring")
+                call.ringing = True
+            else:
+                clog.info("caller arrived", caller=number)
+                await self.ari.post(f"/channels/{call.caller}/answer")
+                call.answered = True
         except AriNotFound:
             await self.caller_gone(call.caller)
             return
         await self.dispatch()
+
+    async def _read_headers(self, channel_id: str) -> dict[str, str]:
+        headers = {}
+        for name in HEADERS:
+            try:
+                value = (await self.ari.get(f"/channels/{channel_id}/variable",
+                                            variable=f"PJSIP_HEADER(read,{name})")).get("value")
+            except AriError:
+                value = None
+            if value:
+                headers[name] = value
+        return headers
 
     async def agent_answered(self, channel: dict, caller_id: str) -> None:
         leg = channel["id"]
@@ -82,10 +141,16 @@ class Delivery:
             return
         clog = self.log.bind(call_id=call.call_id, agent=call.agent)
         try:
-            bridge = await self.ari.post("/bridges", type="mixing,dtmf_events",
-                                         name=f"call-{call.call_id}")
-            call.bridge = bridge["id"]
+            if call.transferred_in and self.on_answered_transfer is not None:
+                await self.on_answered_transfer(call.headers["X-Hotline-Transfer-Id"], call.agent)
+            if not call.answered:
+                await self.ari.post(f"/channels/{call.caller}/answer")
+                call.answered = True
             await self._quiet_caller(call)
+            if call.bridge is None:
+                bridge = await self.ari.post("/bridges", type="mixing,dtmf_events",
+                                             name=f"call-{call.call_id}")
+                call.bridge = bridge["id"]
             await self.ari.post(f"/bridges/{call.bridge}/addChannel",
                                 channel=[call.caller, leg])
         except AriError as exc:
@@ -94,21 +159,26 @@ class Delivery:
             clog.info("bridging failed", error=str(exc), caller_there=caller_there,
                       agent_there=leg_there)
             if caller_there:
-                await self.ari.delete_quietly(f"/bridges/{call.bridge}")
-                call.bridge = None
                 await self.ari.delete_quietly(f"/channels/{leg}")
-                await self.agent_leg_gone(leg)
+                await self.agent_leg_gone(leg, cause=0)
             else:
                 await self.end_call(call)
             return
         call.state = CONNECTED
+        call.agent_since = time.monotonic()
         clog.info("agent connected", wait_s=round(time.monotonic() - call.arrived, 3))
 
-    async def channel_gone(self, channel_id: str) -> None:
+    async def channel_gone(self, channel_id: str, cause: int = 0) -> None:
         if channel_id in self.calls:
             await self.caller_gone(channel_id)
-        elif channel_id in self.legs:
-            await self.agent_leg_gone(channel_id)
+            return
+        owner = self.legs.get(channel_id)
+        if owner is None:
+            return
+        if owner[1] == AGENT:
+            await self.agent_leg_gone(channel_id, cause)
+        else:
+            await self.remote_leg_gone(channel_id)
 
     async def caller_gone(self, caller_id: str) -> None:
         call = self.calls.get(caller_id)
@@ -117,29 +187,86 @@ class Delivery:
         self.log.info("caller hung up", call_id=call.call_id, state=call.state)
         await self.end_call(call)
 
-    async def agent_leg_gone(self, leg: str) -> None:
-        caller_id = self.legs.pop(leg, None)
-        call = self.calls.get(caller_id) if caller_id else None
+    async def agent_leg_gone(self, leg: str, cause: int = 0) -> None:
+        owner = self.legs.pop(leg, None)
+        call = self.calls.get(owner[0]) if owner else None
         if call is None or call.agent_leg != leg:
             return
         agent = call.agent
         self._release(agent)
         call.agent = call.agent_leg = None
+        clog = self.log.bind(call_id=call.call_id, agent=agent)
         if call.state == CONNECTED:
-            self.log.info("agent hung up", call_id=call.call_id, agent=agent)
+            if call.remote_leg:
+                clog.info("agent left; caller stays with the other platform")
+                return
+            clog.info("agent hung up")
             await self.end_call(call)
             return
-        self.log.info("agent did not answer", call_id=call.call_id, agent=agent)
+        if call.state == TRANSFERRING:
+            return
+        if call.transferred_in and cause == CAUSE_REJECTED:
+            clog.info("agent declined the transferred call")
+            await self._refuse(call, "rejected")
+            return
+        clog.info("agent did not answer", cause=cause)
         call.state = WAITING
         await self.dispatch()
+
+    async def remote_leg_gone(self, leg: str) -> None:
+        owner = self.legs.pop(leg, None)
+        call = self.calls.get(owner[0]) if owner else None
+        if call is None or call.remote_leg != leg:
+            return
+        call.remote_leg = None
+        if call.agent_leg and call.state == CONNECTED:
+            self.log.info("other platform left; back to two parties", call_id=call.call_id)
+            return
+        self.log.info("other platform hung up", call_id=call.call_id)
+        await self.end_call(call)
 
     async def tick(self) -> None:
         """Periodic: callers on hold get another round of agents."""
         now = time.monotonic()
         for call in self.calls.values():
-            if call.state == WAITING and call.holding and call.tried and \
+            if call.state == WAITING and call.tried and \
+                    (call.holding or call.transferred_in) and \
                     now - call.held_since >= self.timeouts.no_agent_retry:
                 call.tried.clear()
+        await self.dispatch()
+
+    # --- the transfer adapter's hooks ---------------------------------------------------------
+    async def detach_agent(self, call: Call) -> None:
+        """Release the agent from a call that is being transferred away (blind transfer)."""
+        leg, agent = call.agent_leg, call.agent
+        call.state = TRANSFERRING
+        if leg:
+            self.legs.pop(leg, None)
+            self._release(agent)
+            call.agent = call.agent_leg = None
+            if call.bridge:
+                try:
+                    await self.ari.post(f"/bridges/{call.bridge}/removeChannel",
+                                        channel=call.caller)
+                except AriError:
+                    pass
+            await self.ari.delete_quietly(f"/channels/{leg}")
+
+    def adopt_remote(self, call: Call, leg: str) -> None:
+        """The other platform answered a transfer of this call: its leg is part of the call."""
+        call.remote_leg = leg
+        call.state = CONNECTED
+        call.transfer_id = None
+        self.legs[leg] = (call.caller, REMOTE)
+
+    async def return_to_origin(self, call: Call, prefer: str | None) -> None:
+        """A transfer failed: the caller waits for an agent here again, ``prefer`` first."""
+        call.state = WAITING
+        call.transfer_id = None
+        call.prefer = prefer
+        call.tried.clear()
+        call.ringing = True          # the transfer left ringback playing
+        self.log.info("caller back to origin", call_id=call.call_id, prefer=prefer)
         await self.dispatch()
 
     # --- actions --------------------------------------------------------------------------------
@@ -155,12 +282,15 @@ class Delivery:
             self.log.warning("cannot list agents", error=str(exc))
             free = []
         for call in waiting:
-            choice = next((a for a in free if a not in call.tried), None)
-            if choice is None:
+            choices = [a for a in free if a not in call.tried]
+            if call.prefer in choices:
+                choices.remove(call.prefer)
+                choices.insert(0, call.prefer)
+            if not choices:
                 await self._hold(call)
                 continue
-            free.remove(choice)
-            await self._ring_agent(call, choice)
+            free.remove(choices[0])
+            await self._ring_agent(call, choices[0])
 
     async def free_agents(self) -> list[str]:
         endpoints = await self.ari.get("/endpoints/PJSIP")
@@ -175,8 +305,15 @@ class Delivery:
         call.tried.add(agent)
         call.state, call.agent, call.agent_leg = RINGING, agent, leg
         self.reserved.add(agent)
-        self.legs[leg] = call.caller
+        self.legs[leg] = (call.caller, AGENT)
         clog = self.log.bind(call_id=call.call_id, agent=agent)
+        variables = {
+            # The phone's own transfer key (REFER) becomes a ChannelTransfer event for us.
+            "PJSIP_TRANSFER_HANDLING()": "ari-only",
+            "HOTLINE_ROLE": AGENT, "HOTLINE_CALLER": call.caller, "HOTLINE_AGENT": agent,
+        }
+        for name, value in call.headers.items():
+            variables[f"PJSIP_HEADER(add,{name})"] = value
         try:
             if call.holding:
                 await self.ari.delete_quietly(f"/channels/{call.caller}/moh")
@@ -185,8 +322,8 @@ class Delivery:
                 await self.ari.post(f"/channels/{call.caller}/ring")
                 call.ringing = True
             await self.ari.post(
-                "/channels", endpoint=f"PJSIP/{agent}", app=self.ari.app,
-                appArgs=f"agent,{call.caller}", callerId=call.number,
+                "/channels", json_body={"variables": variables}, endpoint=f"PJSIP/{agent}",
+                app=self.ari.app, appArgs=f"agent,{call.caller}", callerId=call.number,
                 timeout=max(1, round(self.timeouts.agent_ring)), channelId=leg,
                 originator=call.caller)
         except AriError as exc:
@@ -198,6 +335,10 @@ class Delivery:
         clog.info("ringing agent")
 
     async def _hold(self, call: Call) -> None:
+        if call.transferred_in:
+            # Not answered: keep the other platform hearing ringback while agents free up.
+            call.held_since = call.held_since or time.monotonic()
+            return
         if call.holding:
             return
         if call.ringing:
@@ -219,11 +360,17 @@ class Delivery:
             await self.ari.delete_quietly(f"/channels/{call.caller}/ring")
             call.ringing = False
 
+    async def _refuse(self, call: Call, reason: str) -> None:
+        """Refuse an unanswered transferred call (busy -> SIP 486, rejected -> SIP 403)."""
+        await self.ari.delete_quietly(f"/channels/{call.caller}", reason=reason)
+        await self.end_call(call)
+
     async def end_call(self, call: Call) -> None:
         self.calls.pop(call.caller, None)
-        if call.agent_leg:
-            self.legs.pop(call.agent_leg, None)
-            await self.ari.delete_quietly(f"/channels/{call.agent_leg}")
+        for leg in (call.agent_leg, call.remote_leg):
+            if leg:
+                self.legs.pop(leg, None)
+                await self.ari.delete_quietly(f"/channels/{leg}")
         self._release(call.agent)
         await self.ari.delete_quietly(f"/channels/{call.caller}")
         if call.bridge:
@@ -242,15 +389,57 @@ class Delivery:
             self.reserved.discard(agent)
             self.idle_since[agent] = time.monotonic()
 
-    async def reconcile(self) -> None:
-        """After a (re)connect: forget calls whose channels are gone (events were missed)."""
-        try:
-            live = {c["id"] for c in await self.ari.get("/channels")}
-        except AriError as exc:
-            self.log.warning("reconcile failed", error=str(exc))
-            return
+    # --- after a (re)connect ----------------------------------------------------------------------
+    async def reconcile(self, channels: list[dict], bridges: list[dict]) -> None:
+        """Events were missed (or the app restarted): rebuild the view of live calls from the
+        channels and bridges that exist, and clean up what cannot go on."""
+        live = {c["id"]: c for c in channels}
         for call in list(self.calls.values()):
             if call.caller not in live:
                 await self.end_call(call)
             elif call.agent_leg and call.agent_leg not in live:
                 await self.agent_leg_gone(call.agent_leg)
+            elif call.remote_leg and call.remote_leg not in live:
+                await self.remote_leg_gone(call.remote_leg)
+        bridge_of = {ch: b for b in bridges for ch in b.get("channels", [])}
+        for ch in channels:
+            role = (ch.get("channelvars") or {}).get("HOTLINE_ROLE")
+            if role == "caller" and ch["id"] not in self.calls:
+                await self._adopt(ch, live, bridge_of.get(ch["id"]))
+        for ch in channels:
+            vars_ = ch.get("channelvars") or {}
+            if vars_.get("HOTLINE_ROLE") == AGENT and ch["id"] not in self.legs:
+                # An agent leg nobody owns: ringing for a call we lost track of, or left over.
+                await self.ari.delete_quietly(f"/channels/{ch['id']}")
+        for b in bridges:
+            if b.get("name", "").startswith("call-") and not b.get("channels"):
+                await self.ari.delete_quietly(f"/bridges/{b['id']}")
+        await self.dispatch()
+
+    async def _adopt(self, ch: dict, live: dict, bridge: dict | None) -> None:
+        call = Call(caller=ch["id"], number=ch.get("caller", {}).get("number", ""),
+                    call_id=ch.get("linkedid") or ch["id"], arrived=time.monotonic(),
+                    answered=ch.get("state") == "Up")
+        self.calls[call.caller] = call
+        if ch.get("name", "").startswith("PJSIP/trunk-"):
+            call.headers = await self._read_headers(call.caller)
+        if bridge is not None:
+            call.bridge = bridge["id"]
+            for other in bridge.get("channels", []):
+                vars_ = (live.get(other, {}).get("channelvars") or {})
+                if other == call.caller:
+                    continue
+                if vars_.get("HOTLINE_ROLE") == AGENT:
+                    call.agent_leg, call.agent = other, vars_.get("HOTLINE_AGENT")
+                    self.legs[other] = (call.caller, AGENT)
+                    if call.agent:
+                        self.reserved.add(call.agent)
+                else:
+                    call.remote_leg = other
+                    self.legs[other] = (call.caller, REMOTE)
+        if call.agent_leg or call.remote_leg:
+            call.state = CONNECTED
+        elif (ch.get("channelvars") or {}).get("HOTLINE_TRANSFER"):
+            call.state = TRANSFERRING          # the transfer adapter re-attaches it
+            call.transfer_id = ch["channelvars"]["HOTLINE_TRANSFER"]
+        self.log.info("call adopted after reconnect", call_id=call.call_id, state=call.state)

@@ -1,14 +1,17 @@
-"""The main job: one ARI application per configured hotline, until cancelled."""
+"""The main job: one ARI application per configured hotline, until SIGINT/SIGTERM."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 
+import redis.asyncio as aioredis
 import structlog
 
 from ari_app.app import HotlineApp
 
+from .outcomes import OutcomeSink
 from .settings import Settings
 
 log = structlog.get_logger("service")
@@ -16,7 +19,11 @@ log = structlog.get_logger("service")
 
 async def serve(settings: Settings) -> None:
     """Run until SIGINT/SIGTERM, then stop cleanly (returns normally)."""
-    apps = [HotlineApp(settings, h) for h in settings.hotlines.values()]
+    # Short timeouts: Redis is the hand-off and the restart memory, never on a call's critical
+    # path; an unreachable Redis must cost a call milliseconds, not seconds.
+    redis = aioredis.from_url(settings.redis_url, socket_timeout=0.5, socket_connect_timeout=0.5)
+    sink = OutcomeSink(redis, settings.spool_dir)
+    apps = [HotlineApp(settings, h, redis, sink) for h in settings.hotlines.values()]
     log.info("service starting", hotlines=list(settings.hotlines), config=list(settings.sources))
     main = asyncio.current_task()
     loop = asyncio.get_running_loop()
@@ -24,6 +31,7 @@ async def serve(settings: Settings) -> None:
         loop.add_signal_handler(sig, main.cancel)
     try:
         async with asyncio.TaskGroup() as tg:
+            tg.create_task(sink.run(), name="outcome-replay")
             for app in apps:
                 tg.create_task(app.run(), name=f"ari-{app.hotline.id}")
     except asyncio.CancelledError:
@@ -31,3 +39,5 @@ async def serve(settings: Settings) -> None:
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
+        with contextlib.suppress(Exception):
+            await redis.aclose()

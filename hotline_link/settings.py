@@ -123,6 +123,7 @@ class Settings:
     home: Path
     log_level: str
     log_format: str
+    spool_dir: Path
     redis_url: str
     keys: Keys
     timeouts: Timeouts
@@ -354,7 +355,9 @@ class _Validator:
     def settings(self, sources: tuple[str, ...]) -> Settings:
         root = self._table(self.raw, "(root)",
                            {"service", "redis", "keys", "timeouts", "hotlines", "sidecar", "lab"})
-        svc = self._table(root.get("service", {}), "service", {"log_level", "log_format"})
+        svc = self._table(root.get("service", {}), "service",
+                          {"log_level", "log_format", "spool_dir"})
+        spool_dir = self.string(svc, "service", "spool_dir")
         log_level = self.choice(svc, "service", "log_level", ("debug", "info", "warning", "error"))
         log_format = self.choice(svc, "service", "log_format", ("json", "console", "auto"))
         red = self._table(root.get("redis", {}), "redis", {"url"})
@@ -374,7 +377,8 @@ class _Validator:
         if self.problems:
             raise ConfigError(self.problems)
         return Settings(
-            home=self.home, log_level=log_level, log_format=log_format, redis_url=redis_url,
+            home=self.home, log_level=log_level, log_format=log_format,
+            spool_dir=self.path(spool_dir or "var/spool"), redis_url=redis_url,
             keys=keys, timeouts=timeouts, hotlines=hotlines, sidecar=sidecar, lab=lab,
             sources=sources,
         )

@@ -1,0 +1,435 @@
+"""The one-key transfer adapter: ARI events -> machine events, machine commands -> ARI requests.
+
+The logic lives in ``transfer.machine``; this module only translates, persists and records.
+
+* Triggers: an agent's key (DTMF collected per agent leg; the caller's keys are never looked at),
+  the agent phone's own transfer button (SIP REFER, arriving as ``ChannelTransfer`` because agent
+  legs are created with ``PJSIP_TRANSFER_HANDLING()=ari-only``), and later the CTI API.
+* One call, one transfer: a call with a transfer in progress ignores further triggers (in memory,
+  and across processes with a Redis ``SET NX`` lock on the call id when Redis is up).
+* Every transfer's state is written to Redis after each step, so that after a restart
+  ``reconcile`` can finish or fall back what was in flight (the machine's RESTARTED event).
+  Redis being down never blocks a call: writes are best effort; the outcome record itself is
+  spooled to disk first (``hotline_link.outcomes``) and reaches the stream exactly once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from datetime import datetime, timezone
+
+import redis.asyncio as aioredis
+import structlog
+from redis.exceptions import RedisError
+
+from hotline_link.outcomes import OutcomeSink
+from hotline_link.settings import Hotline, Settings
+from transfer import machine as m
+from transfer.keys import KeyCollector
+
+from .client import AriClient, AriError, AriNotFound
+from .delivery import CAUSE_BUSY, CAUSE_REJECTED, Call, Delivery
+
+log = structlog.get_logger("transfer")
+
+TIMER = "HotlineTimer"
+STATE_KEY = "hotline:transfer:{}"
+ACTIVE_KEY = "hotline:transfers:{}"          # set of active transfer ids per origin hotline
+LOCK_KEY = "hotline:lock:call:{}"
+ANSWERED_KEY = "hotline:transfer-answered"   # hash: transfer id -> answering agent (far side)
+ALERTS = "hotline:alerts"
+REDIS_TIMEOUT = 0.5
+
+# ISDN cause of a target leg that never answered -> the machine's failure kind.
+UNREACHABLE_CAUSES = {1, 2, 3, 18, 20, 22, 27, 28, 31, 34, 38, 41, 42, 44, 58, 66, 88, 102, 127}
+
+
+def failure_kind(cause: int) -> str:
+    if cause == CAUSE_BUSY:
+        return "busy"
+    if cause in (CAUSE_REJECTED, 16):
+        # 16 (normal clearing) before answer: the far side hung up the offer, i.e. declined it.
+        return "rejected"
+    if cause == 19:
+        return "no_answer"
+    return "unreachable"
+
+
+def _iso(ts: float | None) -> str | None:
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="milliseconds")
+
+
+class Transfers:
+    def __init__(self, ari: AriClient, delivery: Delivery, settings: Settings, hotline: Hotline,
+                 redis: aioredis.Redis, sink: OutcomeSink, post: callable):
+        self.ari = ari
+        self.delivery = delivery
+        self.settings = settings
+        self.hotline = hotline
+        self.redis = redis
+        self.sink = sink
+        self.post = post                      # put an event on the app's queue
+        self.active: dict[str, m.Transfer] = {}
+        self.by_leg: dict[str, str] = {}      # target leg -> transfer id
+        self.by_caller: dict[str, str] = {}   # caller channel -> transfer id
+        self.timers: dict[str, asyncio.TimerHandle] = {}
+        self.keys = KeyCollector(settings.keys.bindings(), settings.keys.inter_digit_timeout)
+        self.log = log.bind(hotline=hotline.id)
+        delivery.on_answered_transfer = self._note_answering_agent
+
+    # --- targets ------------------------------------------------------------------------------
+    def default_target(self) -> str | None:
+        """The other platform: the first target that is itself a configured hotline."""
+        return next((t for t in self.hotline.targets if t in self.settings.hotlines), None)
+
+    # --- triggers -----------------------------------------------------------------------------
+    async def on_dtmf(self, channel_id: str, digit: str) -> None:
+        call = self.delivery.call_of_agent_leg(channel_id)
+        if call is None:
+            return                         # the caller's keys, or a leg we do not own
+        action = self.keys.feed(channel_id, digit, time.monotonic())
+        if action is None:
+            return
+        clog = self.log.bind(call_id=call.call_id, agent=call.agent)
+        clog.info("agent key", action=action)
+        if action == "transfer":
+            await self.start(call, self.default_target(), mode="blind", trigger="dtmf")
+        elif action == "emergency":
+            if self.hotline.id == "110" or "110" not in self.hotline.targets:
+                clog.info("emergency key on the 110 side: nothing to escalate to")
+                return
+            await self.start(call, "110", mode="emergency", trigger="dtmf", emergency=True)
+        elif action == "out_of_scope":
+            await self.record_out_of_scope(call, trigger="dtmf")
+        else:
+            clog.info("key has no action in a two-party call", action=action)
+
+    async def on_refer(self, event: dict) -> None:
+        channel = event.get("channel") or {}
+        leg = channel.get("id")
+        refer = event.get("refer_to") or {}
+        dest = str((refer.get("requested_destination") or {}).get("destination") or "")
+        call = self.delivery.call_of_agent_leg(leg) if leg else None
+        clog = self.log.bind(agent_leg=leg, destination=dest)
+        if call is None:
+            clog.warning("REFER from a channel that is not a connected agent: refused")
+            await self._refer_progress(leg, "channel_declined")
+            return
+        if dest not in self.hotline.targets:
+            clog.warning("REFER to a destination that is not a transfer target: refused",
+                         call_id=call.call_id)
+            await self._refer_progress(leg, "channel_declined")
+            return
+        await self._refer_progress(leg, "channel_progress")
+        await self.start(call, dest, mode="blind", trigger="refer")
+
+    async def _refer_progress(self, leg: str | None, state: str) -> None:
+        if not leg:
+            return
+        try:
+            await self.ari.post(f"/channels/{leg}/transfer_progress", states=state)
+        except AriError as exc:
+            self.log.info("transfer_progress not delivered", error=str(exc), state=state)
+
+    # --- starting -------------------------------------------------------------------------------
+    async def start(self, call: Call, target: str | None, *, mode: str, trigger: str,
+                    emergency: bool = False, category: str | None = None) -> str | None:
+        clog = self.log.bind(call_id=call.call_id)
+        if target is None or target not in self.hotline.targets:
+            clog.warning("no such transfer target", target=target)
+            return None
+        if call.transfer_id or call.state != "connected" or call.caller in self.by_caller:
+            clog.info("transfer already in progress or call not connected: ignored",
+                      state=call.state)
+            return None
+        if not await self._lock(call.call_id):
+            clog.info("another process holds this call's transfer lock: ignored")
+            return None
+        tid = uuid.uuid4().hex
+        t = m.Transfer(
+            transfer_id=tid, call_id=call.call_id, hotline=self.hotline.id, target=target,
+            dial=self.hotline.targets[target].dial, caller=call.caller,
+            caller_number=call.number, agent=call.agent, agent_leg=call.agent_leg, mode=mode,
+            trigger=trigger, category=category, emergency=emergency,
+            ring_timeout=self.settings.timeouts.transfer_ring)
+        call.transfer_id = tid
+        self.active[tid] = t
+        self.by_leg[t.target_leg or f"{tid}-target"] = tid
+        self.by_caller[call.caller] = tid
+        self.log.info("transfer started", transfer_id=tid, call_id=call.call_id, target=target,
+                      mode=mode, trigger=trigger)
+        await self.ari.post(f"/channels/{call.caller}/variable", variable="HOTLINE_TRANSFER",
+                            value=tid)
+        await self._apply(t, m.start(t, time.time()))
+        return tid
+
+    async def record_out_of_scope(self, call: Call, trigger: str) -> None:
+        now = time.time()
+        t = m.Transfer(transfer_id=uuid.uuid4().hex, call_id=call.call_id,
+                       hotline=self.hotline.id, target="", dial="", caller=call.caller,
+                       caller_number=call.number, agent=call.agent, agent_leg=call.agent_leg,
+                       mode="none", trigger=trigger, state=m.State.DONE,
+                       result=m.Result.OUT_OF_SCOPE_GUIDED,
+                       steps={"requested": now, "ended": now})
+        await self.sink.emit(self.record(t))
+
+    # --- events -----------------------------------------------------------------------------------
+    async def target_answered(self, leg: str, tid: str) -> None:
+        t = self.active.get(tid)
+        if t is None:
+            await self.ari.delete_quietly(f"/channels/{leg}")
+            return
+        agent = await self._redis(self.redis.hget(ANSWERED_KEY, tid))
+        await self._step(t, m.Ev.TARGET_ANSWERED, agent.decode() if agent else None)
+
+    async def target_state(self, channel: dict) -> None:
+        tid = self.by_leg.get(channel.get("id"))
+        if tid and channel.get("state") == "Ringing":
+            await self._step(self.active[tid], m.Ev.TARGET_RINGING)
+
+    async def channel_gone(self, channel_id: str, cause: int) -> bool:
+        """True when the channel was a target leg or a caller in a transfer (handled here)."""
+        tid = self.by_leg.get(channel_id)
+        if tid is not None and tid in self.active:
+            await self._step(self.active[tid], m.Ev.TARGET_FAILED, failure_kind(cause))
+            return True
+        tid = self.by_caller.get(channel_id)
+        if tid is not None and tid in self.active:
+            await self._step(self.active[tid], m.Ev.CALLER_HUNG_UP)
+            return True
+        return False
+
+    async def timer_fired(self, tid: str, name: str) -> None:
+        self.timers.pop(tid, None)
+        t = self.active.get(tid)
+        if t is not None and name == "ring":
+            await self._step(t, m.Ev.RING_TIMEOUT)
+
+    async def _note_answering_agent(self, tid: str, agent: str | None) -> None:
+        """Far side: remember who answered, so the origin can name them in its record."""
+        if agent:
+            await self._redis(self.redis.hset(ANSWERED_KEY, tid, agent))
+
+    # --- the machine ----------------------------------------------------------------------------
+    async def _step(self, t: m.Transfer, ev: m.Ev, detail: object = None) -> None:
+        await self._apply(t, m.step(t, ev, time.time(), detail))
+
+    async def _apply(self, t: m.Transfer, cmds: list[m.Command]) -> None:
+        for cmd in cmds:
+            await self._run(t, cmd)
+        if t.state != m.State.DONE:
+            await self._persist(t)
+
+    async def _run(self, t: m.Transfer, cmd: m.Command) -> None:
+        call = self.delivery.calls.get(t.caller)
+        match cmd:
+            case m.ReleaseAgent():
+                if call is not None:
+                    await self.delivery.detach_agent(call)
+            case m.Ringback(channel=ch, on=on):
+                if on:
+                    await self._quietly(self.ari.post(f"/channels/{ch}/ring"))
+                else:
+                    await self.ari.delete_quietly(f"/channels/{ch}/ring")
+                if call is not None:
+                    call.ringing = on
+            case m.Originate():
+                await self._originate(t, cmd)
+            case m.Bridge():
+                await self._bridge(t, call)
+            case m.HangUp(channel=ch):
+                self.by_leg.pop(ch, None)
+                await self.ari.delete_quietly(f"/channels/{ch}")
+            case m.StartTimer(name=name, deadline=deadline):
+                loop = asyncio.get_running_loop()
+                delay = max(0.0, deadline - time.time())
+                self.timers[t.transfer_id] = loop.call_later(
+                    delay, self.post, {"type": TIMER, "transfer_id": t.transfer_id, "name": name})
+            case m.CancelTimer():
+                handle = self.timers.pop(t.transfer_id, None)
+                if handle is not None:
+                    handle.cancel()
+            case m.ReturnToOrigin(prefer_agent=prefer):
+                if call is not None:
+                    await self.delivery.return_to_origin(call, prefer)
+            case m.Alert(kind=kind):
+                await self._alert(t, kind)
+            case m.Record():
+                await self._finish(t, call)
+
+    async def _originate(self, t: m.Transfer, cmd: m.Originate) -> None:
+        variables = {f"PJSIP_HEADER(add,{k})": v for k, v in cmd.headers.items()}
+        variables.update({"HOTLINE_ROLE": "target", "HOTLINE_CALLER": t.caller,
+                          "HOTLINE_TRANSFER": t.transfer_id})
+        self.by_leg[cmd.leg] = t.transfer_id
+        try:
+            # Asterisk's own dial timeout stays behind ours: the ring timer decides.
+            await self.ari.post(
+                "/channels", json_body={"variables": variables}, endpoint=cmd.dial,
+                app=self.ari.app, appArgs=f"target,{t.transfer_id}", callerId=cmd.caller_number,
+                timeout=int(cmd.timeout) + 5, channelId=cmd.leg, originator=t.caller)
+        except AriError as exc:
+            self.log.warning("cannot dial the target", transfer_id=t.transfer_id, error=str(exc))
+            self.by_leg.pop(cmd.leg, None)
+            await self._step(t, m.Ev.TARGET_FAILED, "unreachable")
+
+    async def _bridge(self, t: m.Transfer, call: Call | None) -> None:
+        if call is None:
+            await self._step(t, m.Ev.BRIDGE_FAILED, "caller")
+            return
+        try:
+            if call.bridge is None:
+                bridge = await self.ari.post("/bridges", type="mixing,dtmf_events",
+                                             name=f"call-{call.call_id}")
+                call.bridge = bridge["id"]
+            current = set((await self.ari.get(f"/bridges/{call.bridge}")).get("channels", []))
+            missing = [ch for ch in (t.caller, t.target_leg) if ch not in current]
+            if missing:
+                await self.ari.post(f"/bridges/{call.bridge}/addChannel", channel=missing)
+        except AriError as exc:
+            caller_there = await self._exists(t.caller)
+            self.log.info("transfer bridging failed", transfer_id=t.transfer_id, error=str(exc),
+                          caller_there=caller_there)
+            await self._step(t, m.Ev.BRIDGE_FAILED, "target" if caller_there else "caller")
+            return
+        await self._step(t, m.Ev.BRIDGED)
+
+    async def _finish(self, t: m.Transfer, call: Call | None) -> None:
+        tid = t.transfer_id
+        self.active.pop(tid, None)
+        self.by_caller.pop(t.caller, None)
+        handle = self.timers.pop(tid, None)
+        if handle is not None:
+            handle.cancel()
+        if t.result == m.Result.ACCEPTED:
+            self.by_leg.pop(t.target_leg, None)
+            if call is not None:
+                self.delivery.adopt_remote(call, t.target_leg)
+        elif call is not None and t.mode == "emergency":
+            call.transfer_id = None
+        if call is not None:
+            await self._quietly(self.ari.post(f"/channels/{t.caller}/variable",
+                                              variable="HOTLINE_TRANSFER", value=""))
+        self.log.info("transfer finished", transfer_id=tid, call_id=t.call_id,
+                      result=str(t.result))
+        await self.sink.emit(self.record(t))
+        await self._redis(self._forget(t))
+
+    def record(self, t: m.Transfer) -> dict:
+        """The outcome record (schema: config/outcome-record.schema.json)."""
+        s = t.steps
+
+        def ms(a: str, b: str) -> int | None:
+            return round((s[b] - s[a]) * 1000) if a in s and b in s else None
+
+        return {
+            "schema": 1,
+            "transfer_id": t.transfer_id,
+            "call_id": t.call_id,
+            "mode": t.mode,
+            "trigger": t.trigger,
+            "origin": t.hotline,
+            "target": t.target or None,
+            "initiating_agent": t.agent,
+            "answering_agent": t.answered_by,
+            "caller_number": t.caller_number,
+            "category": t.category,
+            "emergency": t.emergency,
+            "result": str(t.result),
+            "detail": t.detail,
+            "timestamps": {k: _iso(v) for k, v in s.items()},
+            "durations_ms": {
+                "to_answer": ms("requested", "answered"),
+                "ringing": ms("ringing", "answered") or ms("ringing", "ended"),
+                "total": ms("requested", "ended"),
+            },
+        }
+
+    async def _alert(self, t: m.Transfer, kind: str) -> None:
+        body = {"kind": kind, "transfer_id": t.transfer_id, "call_id": t.call_id,
+                "origin": t.hotline, "target": t.target, "category": t.category,
+                "caller_number": t.caller_number, "at": _iso(time.time())}
+        self.log.warning("alert raised", alert=kind, transfer_id=t.transfer_id)
+        await self._redis(self.redis.xadd(ALERTS, {"alert": json.dumps(body)}))
+
+    # --- persistence --------------------------------------------------------------------------
+    async def _persist(self, t: m.Transfer) -> None:
+        async def write():
+            pipe = self.redis.pipeline(transaction=True)
+            pipe.set(STATE_KEY.format(t.transfer_id), json.dumps(t.to_dict()))
+            pipe.sadd(ACTIVE_KEY.format(self.hotline.id), t.transfer_id)
+            await pipe.execute()
+        await self._redis(write())
+
+    async def _forget(self, t: m.Transfer) -> None:
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.delete(STATE_KEY.format(t.transfer_id), LOCK_KEY.format(t.call_id))
+        pipe.srem(ACTIVE_KEY.format(self.hotline.id), t.transfer_id)
+        pipe.hdel(ANSWERED_KEY, t.transfer_id)
+        await pipe.execute()
+
+    async def _lock(self, call_id: str) -> bool:
+        got = await self._redis(self.redis.set(LOCK_KEY.format(call_id), "1", nx=True, ex=600),
+                                default="unavailable")
+        # Redis down: the in-memory check already stopped a second transfer in this process.
+        return got == "unavailable" or bool(got)
+
+    async def _redis(self, coro, default=None):
+        try:
+            return await asyncio.wait_for(coro, REDIS_TIMEOUT)
+        except (RedisError, OSError, asyncio.TimeoutError) as exc:
+            self.log.warning("redis unavailable", error=repr(exc))
+            return default
+
+    async def _quietly(self, coro) -> None:
+        try:
+            await coro
+        except AriError:
+            pass
+
+    async def _exists(self, channel_id: str) -> bool:
+        try:
+            await self.ari.get(f"/channels/{channel_id}")
+            return True
+        except AriNotFound:
+            return False
+
+    # --- after a (re)connect ----------------------------------------------------------------------
+    async def reconcile(self, channels: list[dict], bridges: list[dict]) -> None:
+        """Finish or fall back every transfer that was in flight while we were away."""
+        if not self.active:
+            ids = await self._redis(self.redis.smembers(ACTIVE_KEY.format(self.hotline.id)),
+                                    default=set())
+            for raw in ids or ():
+                data = await self._redis(self.redis.get(STATE_KEY.format(raw.decode())))
+                if data:
+                    t = m.Transfer.from_dict(json.loads(data))
+                    self.active[t.transfer_id] = t
+                    self.by_leg[t.target_leg] = t.transfer_id
+                    self.by_caller[t.caller] = t.transfer_id
+        live = {c["id"]: c for c in channels}
+        bridge_of = {ch: b["id"] for b in bridges for ch in b.get("channels", [])}
+        for t in list(self.active.values()):
+            call = self.delivery.calls.get(t.caller)
+            if call is not None:
+                call.transfer_id = t.transfer_id
+                if t.mode == "blind" and call.state != "connected":
+                    call.state = "transferring"
+            target = live.get(t.target_leg)
+            facts = m.Facts(
+                caller_alive=t.caller in live,
+                target_alive=target is not None,
+                target_up=target is not None and target.get("state") == "Up",
+                bridged=(t.caller in bridge_of and bridge_of.get(t.caller)
+                         == bridge_of.get(t.target_leg)))
+            self.log.info("reconciling transfer", transfer_id=t.transfer_id, state=str(t.state),
+                          facts=vars(facts))
+            await self._step(t, m.Ev.RESTARTED, facts)
+            if t.state == m.State.DIALING and t.transfer_id not in self.timers:
+                deadline = t.steps.get("dialing", time.time()) + t.ring_timeout
+                await self._run(t, m.StartTimer("ring", deadline))

@@ -1,0 +1,92 @@
+"""Outcome records: one per transfer attempt, handed to the sidecar through a Redis stream.
+
+Never lost, never doubled:
+
+* ``emit`` first writes the record to the local spool (one file per transfer id, written to a
+  temporary name, fsynced, renamed), then tries to append it to the stream.
+* The append is a Lua script that claims ``hotline:outcome:<transfer_id>`` with NX before XADD,
+  in one atomic step: replaying a spooled record that already reached the stream adds nothing.
+* A spool file is removed only after the append succeeded (or was found to be done already);
+  while Redis is down, records stay in the spool and ``run`` retries them every second.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from pathlib import Path
+
+import redis.asyncio as aioredis
+import structlog
+from redis.exceptions import RedisError
+
+log = structlog.get_logger("outcomes")
+
+STREAM = "hotline:outcomes"
+CLAIM_PREFIX = "hotline:outcome:"
+CLAIM_TTL = 30 * 24 * 3600      # dedupe window: far longer than any spool outage
+
+_APPEND = """
+if redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[3]) then
+  return redis.call('XADD', KEYS[1], '*', 'transfer_id', ARGV[1], 'record', ARGV[2])
+end
+return false
+"""
+
+
+class OutcomeSink:
+    def __init__(self, redis: aioredis.Redis, spool_dir: Path):
+        self.redis = redis
+        self.spool = spool_dir
+        self.spool.mkdir(parents=True, exist_ok=True)
+        self._append = redis.register_script(_APPEND)
+        self._lock = asyncio.Lock()
+
+    def _path(self, transfer_id: str) -> Path:
+        return self.spool / f"{transfer_id}.json"
+
+    def _write_spool(self, record: dict) -> Path:
+        path = self._path(record["transfer_id"])
+        tmp = path.with_suffix(".tmp")
+        with open(tmp, "w") as fh:
+            json.dump(record, fh, ensure_ascii=False)
+            fh.flush()
+            os.fsync(fh.fileno())
+        tmp.replace(path)
+        return path
+
+    async def emit(self, record: dict) -> None:
+        await asyncio.to_thread(self._write_spool, record)
+        await self.flush()
+
+    async def _append_one(self, path: Path) -> None:
+        record = json.loads(path.read_text())
+        tid = record["transfer_id"]
+        await self._append(keys=[STREAM, CLAIM_PREFIX + tid],
+                           args=[tid, json.dumps(record, ensure_ascii=False), CLAIM_TTL])
+        path.unlink(missing_ok=True)
+        log.info("outcome recorded", transfer_id=tid, result=record.get("result"))
+
+    async def flush(self) -> int:
+        """Append every spooled record; returns how many are still waiting."""
+        async with self._lock:
+            pending = sorted(self.spool.glob("*.json"), key=lambda p: p.stat().st_mtime)
+            for i, path in enumerate(pending):
+                try:
+                    await self._append_one(path)
+                except RedisError as exc:
+                    log.warning("outcome spooled, redis unavailable", error=str(exc),
+                                waiting=len(pending) - i)
+                    return len(pending) - i
+                except (OSError, ValueError) as exc:
+                    # A damaged spool file must not block the others; keep it for a human.
+                    log.error("unreadable spooled outcome", path=str(path), error=str(exc))
+                    path.rename(path.with_suffix(".bad"))
+            return 0
+
+    async def run(self, period: float = 1.0) -> None:
+        while True:
+            await asyncio.sleep(period)
+            if any(self.spool.glob("*.json")):
+                await self.flush()

@@ -1,0 +1,179 @@
+"""The transfer state machine, every state x event pair, and the races that matter."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from transfer.machine import (
+    TRANSITIONS, Alert, Bridge, CancelTimer, Ev, Facts, HangUp, Originate, Record, ReleaseAgent,
+    Result, ReturnToOrigin, Ringback, StartTimer, State, Transfer, start, step,
+)
+
+
+def new(mode: str = "blind", **kw) -> Transfer:
+    t = Transfer(transfer_id="T1", call_id="C1", hotline="12345", target="110",
+                 dial="PJSIP/110@trunk-110", caller="caller-ch", caller_number="13800138000",
+                 agent="12345-a1", agent_leg="agent-ch", mode=mode, ring_timeout=30,
+                 emergency=(mode == "emergency"), **kw)
+    return t
+
+
+def records(cmds) -> list[Result]:
+    return [c.result for c in cmds if isinstance(c, Record)]
+
+
+def test_every_state_and_event_has_a_transition():
+    for state, event in itertools.product([State.DIALING, State.BRIDGING], Ev):
+        assert (state, event) in TRANSITIONS, (state, event)
+
+
+def test_start_blind_releases_agent_rings_caller_dials_target_and_arms_timer():
+    t = new()
+    cmds = start(t, now=100.0)
+    assert cmds == [
+        ReleaseAgent("agent-ch"), Ringback("caller-ch", True),
+        Originate("T1-target", "PJSIP/110@trunk-110", "13800138000",
+                  {"X-Hotline-Transfer-Id": "T1", "X-Hotline-Origin": "12345"}, 30),
+        StartTimer("ring", 130.0),
+    ]
+    assert t.state == State.DIALING and t.steps["dialing"] == 100.0
+
+
+def test_start_emergency_keeps_the_agent_and_alerts_first():
+    t = new("emergency", category="emergencies")
+    cmds = start(t, 5.0)
+    assert cmds[0] == Alert("emergency")
+    assert not any(isinstance(c, (ReleaseAgent, Ringback)) for c in cmds)
+    originate = next(c for c in cmds if isinstance(c, Originate))
+    assert originate.headers["X-Hotline-Emergency"] == "1"
+    assert originate.headers["X-Hotline-Category"] == "emergencies"
+
+
+def test_answer_then_bridged_is_accepted_once():
+    t = new()
+    start(t, 0)
+    step(t, Ev.TARGET_RINGING, 1)
+    cmds = step(t, Ev.TARGET_ANSWERED, 2, "110-a1")
+    assert cmds == [CancelTimer("ring"), Ringback("caller-ch", False),
+                    Bridge(("caller-ch", "T1-target"))]
+    assert t.state == State.BRIDGING
+    assert records(step(t, Ev.BRIDGED, 2.1)) == [Result.ACCEPTED]
+    assert t.state == State.DONE and t.steps["bridged"] == 2.1
+    # Anything after DONE changes nothing: the outcome is recorded once.
+    for ev in Ev:
+        assert step(t, ev, 9, None) == []
+
+
+@pytest.mark.parametrize("kind, result", [
+    ("busy", Result.FALLBACK_BUSY), ("rejected", Result.FALLBACK_REJECTED),
+    ("unreachable", Result.FALLBACK_UNREACHABLE), ("weird", Result.FALLBACK_UNREACHABLE),
+])
+def test_target_failure_returns_the_caller_to_the_transferring_agent(kind, result):
+    t = new()
+    start(t, 0)
+    cmds = step(t, Ev.TARGET_FAILED, 3, kind)
+    assert cmds == [HangUp("T1-target"), ReturnToOrigin("caller-ch", "12345-a1"),
+                    CancelTimer("ring"), Record(result)]
+
+
+def test_ring_timeout_after_ringing_is_no_answer_and_without_ringing_is_unreachable():
+    t = new()
+    start(t, 0)
+    step(t, Ev.TARGET_RINGING, 1)
+    assert records(step(t, Ev.RING_TIMEOUT, 30)) == [Result.FALLBACK_NO_ANSWER]
+    t2 = new()
+    start(t2, 0)
+    assert records(step(t2, Ev.RING_TIMEOUT, 30)) == [Result.FALLBACK_UNREACHABLE]
+
+
+def test_emergency_failure_keeps_the_caller_with_the_agent():
+    t = new("emergency")
+    start(t, 0)
+    cmds = step(t, Ev.TARGET_FAILED, 1, "busy")
+    assert not any(isinstance(c, ReturnToOrigin) for c in cmds)
+    assert records(cmds) == [Result.FALLBACK_BUSY]
+
+
+@pytest.mark.parametrize("state_events", [[], [Ev.TARGET_ANSWERED]])
+def test_caller_hang_up_cancels_the_target_leg(state_events):
+    t = new()
+    start(t, 0)
+    for ev in state_events:
+        step(t, ev, 1)
+    cmds = step(t, Ev.CALLER_HUNG_UP, 2)
+    assert HangUp("T1-target") in cmds
+    assert records(cmds) == [Result.CALLER_ABANDONED]
+
+
+def test_race_caller_hangs_up_while_target_answers():
+    # The answer is processed first, then bridging finds the caller gone.
+    t = new()
+    start(t, 0)
+    step(t, Ev.TARGET_ANSWERED, 1)
+    cmds = step(t, Ev.BRIDGE_FAILED, 1.01, "caller")
+    assert HangUp("T1-target") in cmds and records(cmds) == [Result.CALLER_ABANDONED]
+    # ...and the hang-up event that arrives afterwards is ignored.
+    assert step(t, Ev.CALLER_HUNG_UP, 1.02) == []
+
+
+def test_race_target_hangs_up_between_answer_and_bridge():
+    t = new()
+    start(t, 0)
+    step(t, Ev.TARGET_ANSWERED, 1)
+    cmds = step(t, Ev.TARGET_FAILED, 1.01, "rejected")
+    assert ReturnToOrigin("caller-ch", "12345-a1") in cmds
+    assert records(cmds) == [Result.FALLBACK_REJECTED]
+
+
+def test_keys_during_a_transfer_do_nothing():
+    t = new()
+    start(t, 0)
+    assert step(t, Ev.KEY, 1, "*1") == []
+    step(t, Ev.TARGET_ANSWERED, 2)
+    assert step(t, Ev.KEY, 3, "*1") == []
+    assert t.state == State.BRIDGING
+
+
+def test_late_ring_timeout_after_answer_is_ignored():
+    t = new()
+    start(t, 0)
+    step(t, Ev.TARGET_ANSWERED, 29.9)
+    assert step(t, Ev.RING_TIMEOUT, 30) == []
+
+
+@pytest.mark.parametrize("facts, expected_state, expected_records", [
+    (Facts(caller_alive=False, target_alive=True, target_up=False, bridged=False),
+     State.DONE, [Result.CALLER_ABANDONED]),
+    (Facts(caller_alive=True, target_alive=True, target_up=True, bridged=True),
+     State.DONE, [Result.ACCEPTED]),
+    (Facts(caller_alive=True, target_alive=True, target_up=True, bridged=False),
+     State.BRIDGING, []),
+    (Facts(caller_alive=True, target_alive=True, target_up=False, bridged=False),
+     State.DIALING, []),
+    (Facts(caller_alive=True, target_alive=False, target_up=False, bridged=False),
+     State.DONE, [Result.FALLBACK_UNREACHABLE]),
+])
+def test_restart_reconciles_from_what_still_exists(facts, expected_state, expected_records):
+    t = new()
+    start(t, 0)
+    cmds = step(t, Ev.RESTARTED, 5, facts)
+    assert t.state == expected_state
+    assert records(cmds) == expected_records
+
+
+def test_restart_in_bridging_with_bridge_done_is_accepted():
+    t = new()
+    start(t, 0)
+    step(t, Ev.TARGET_ANSWERED, 1)
+    cmds = step(t, Ev.RESTARTED, 2, Facts(True, True, True, True))
+    assert records(cmds) == [Result.ACCEPTED]
+
+
+def test_round_trip_through_a_dict_keeps_everything():
+    t = new(category="public_order")
+    start(t, 0)
+    step(t, Ev.TARGET_RINGING, 1)
+    again = Transfer.from_dict(t.to_dict())
+    assert again == t
