@@ -91,7 +91,7 @@ class HotlineApp:
         elif kind in ("StasisEnd", "ChannelDestroyed"):
             channel_id = event["channel"]["id"]
             cause = int(event.get("cause") or 0)
-            if not await self.transfers.channel_gone(channel_id, cause):
+            if not await self.transfers.channel_gone(channel_id, cause, event.get("cause_txt", "")):
                 await self.delivery.channel_gone(channel_id, cause)
         elif kind == TIMER:
             await self.transfers.timer_fired(event["transfer_id"], event["name"])

@@ -42,6 +42,7 @@ LOCK_KEY = "hotline:lock:call:{}"
 ANSWERED_KEY = "hotline:transfer-answered"   # hash: transfer id -> answering agent (far side)
 ALERTS = "hotline:alerts"
 REDIS_TIMEOUT = 0.5
+REDIS_BACKOFF = 5.0                          # after a failure, skip Redis for this long
 
 # ISDN cause of a target leg that never answered -> the machine's failure kind.
 UNREACHABLE_CAUSES = {1, 2, 3, 18, 20, 22, 27, 28, 31, 34, 38, 41, 42, 44, 58, 66, 88, 102, 127}
@@ -79,6 +80,7 @@ class Transfers:
         self.by_caller: dict[str, str] = {}   # caller channel -> transfer id
         self.timers: dict[str, asyncio.TimerHandle] = {}
         self.keys = KeyCollector(settings.keys.bindings(), settings.keys.inter_digit_timeout)
+        self._redis_down_until = 0.0
         self.log = log.bind(hotline=hotline.id)
         delivery.on_answered_transfer = self._note_answering_agent
 
@@ -110,7 +112,8 @@ class Transfers:
             clog.info("key has no action in a two-party call", action=action)
 
     async def on_refer(self, event: dict) -> None:
-        channel = event.get("channel") or {}
+        # The REFERring channel is referred_by.source_channel (ChannelTransfer has no "channel").
+        channel = (event.get("referred_by") or {}).get("source_channel") or event.get("channel") or {}
         leg = channel.get("id")
         refer = event.get("refer_to") or {}
         dest = str((refer.get("requested_destination") or {}).get("destination") or "")
@@ -192,16 +195,19 @@ class Transfers:
         if tid and channel.get("state") == "Ringing":
             await self._step(self.active[tid], m.Ev.TARGET_RINGING)
 
-    async def channel_gone(self, channel_id: str, cause: int) -> bool:
-        """True when the channel was a target leg or a caller in a transfer (handled here)."""
+    async def channel_gone(self, channel_id: str, cause: int, cause_txt: str = "") -> bool:
+        """True when the channel was a target leg (nobody else's business). A caller in a
+        transfer is also delivery's business: it ends the call after the transfer cancelled its
+        legs, so this returns False for it."""
         tid = self.by_leg.get(channel_id)
         if tid is not None and tid in self.active:
-            await self._step(self.active[tid], m.Ev.TARGET_FAILED, failure_kind(cause))
+            t = self.active[tid]
+            t.detail = f"target leg ended: cause {cause} {cause_txt}".strip()
+            await self._step(t, m.Ev.TARGET_FAILED, failure_kind(cause))
             return True
         tid = self.by_caller.get(channel_id)
         if tid is not None and tid in self.active:
             await self._step(self.active[tid], m.Ev.CALLER_HUNG_UP)
-            return True
         return False
 
     async def timer_fired(self, tid: str, name: str) -> None:
@@ -380,10 +386,15 @@ class Transfers:
         return got == "unavailable" or bool(got)
 
     async def _redis(self, coro, default=None):
+        """Best effort with a circuit breaker: an outage costs one timeout, not one per call."""
+        if time.monotonic() < self._redis_down_until:
+            coro.close()
+            return default
         try:
             return await asyncio.wait_for(coro, REDIS_TIMEOUT)
         except (RedisError, OSError, asyncio.TimeoutError) as exc:
-            self.log.warning("redis unavailable", error=repr(exc))
+            self._redis_down_until = time.monotonic() + REDIS_BACKOFF
+            self.log.warning("redis unavailable; continuing without it", error=repr(exc))
             return default
 
     async def _quietly(self, coro) -> None:

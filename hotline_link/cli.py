@@ -64,6 +64,10 @@ def cmd_lab(args) -> int:
             for name, alive in status.items():
                 print(f"{name}: {'running' if alive else 'DEAD'}")
             return 0 if all(status.values()) else 1
+        elif args.action == "stop":
+            print("stopped: " + lab.stop_one(args.name))
+        elif args.action == "start":
+            print("started: " + lab.start_one(args.name))
         elif args.action == "cli":
             print(lab.cli(args.pbx, " ".join(args.command)), end="")
     except LabError as exc:
@@ -113,6 +117,9 @@ def main(argv: list[str] | None = None) -> int:
     lab_sub.add_parser("up")
     lab_sub.add_parser("down")
     lab_sub.add_parser("status")
+    for verb in ("stop", "start"):
+        c = lab_sub.add_parser(verb, help=f"{verb} one lab process (asterisk-12345, asterisk-110, redis)")
+        c.add_argument("name")
     c = lab_sub.add_parser("cli", help="run an Asterisk CLI command on one PBX")
     c.add_argument("pbx")
     c.add_argument("command", nargs="+")

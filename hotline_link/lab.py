@@ -252,6 +252,35 @@ class Lab:
         self.descriptor_file.unlink(missing_ok=True)
         return stopped
 
+    def stop_one(self, name: str) -> str:
+        """Stop one recorded process (a PBX or redis), keeping its record for ``start_one``."""
+        procs = {p.name: p for p in self._load_state()}
+        if name not in procs:
+            raise LabError(f"no process {name!r} in this lab ({', '.join(procs)})")
+        stop(procs[name])
+        return f"{name} (pid {procs[name].pid})"
+
+    def start_one(self, name: str, timeout: float = 60.0) -> str:
+        """Start a stopped PBX or redis again, with the same configuration and state folder."""
+        procs = self._load_state()
+        index = next((i for i, p in enumerate(procs) if p.name == name), None)
+        if index is None:
+            raise LabError(f"no process {name!r} in this lab")
+        if procs[index].alive():
+            return f"{name} already running (pid {procs[index].pid})"
+        if name == "redis":
+            procs[index] = self._start_redis()
+            self._save_state(procs)
+            self._wait_redis(timeout)
+        else:
+            hid = name.removeprefix("asterisk-")
+            hotline = self.settings.hotlines[hid]
+            mode = self.asterisk_mode()
+            procs[index] = self._start_pbx(hotline, self.accounts(), mode, self._moddir(mode))
+            self._save_state(procs)
+            self._wait_ari(hotline, timeout)
+        return f"{name} (pid {procs[index].pid})"
+
     def _check_ports(self) -> None:
         busy = []
         lab = self.settings.lab

@@ -42,6 +42,7 @@ class OutcomeSink:
         self.spool.mkdir(parents=True, exist_ok=True)
         self._append = redis.register_script(_APPEND)
         self._lock = asyncio.Lock()
+        self._tasks: set[asyncio.Task] = set()
 
     def _path(self, transfer_id: str) -> Path:
         return self.spool / f"{transfer_id}.json"
@@ -57,8 +58,12 @@ class OutcomeSink:
         return path
 
     async def emit(self, record: dict) -> None:
+        """Durable once this returns (spooled, fsynced); the stream append follows in the
+        background so that a slow or absent Redis never holds up call handling."""
         await asyncio.to_thread(self._write_spool, record)
-        await self.flush()
+        task = asyncio.create_task(self.flush())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _append_one(self, path: Path) -> None:
         record = json.loads(path.read_text())

@@ -200,3 +200,36 @@ def phones(_phones, service, lab):
     while (left := lab.leftovers()) and time.monotonic() < deadline:
         _phones.lib.sleep(0.1)
     assert not left, f"channels or bridges leaked: {left}"
+
+
+class Outcomes:
+    """The outcome stream, read the way the sidecar reads it."""
+
+    STREAM = "hotline:outcomes"
+
+    def __init__(self, url: str):
+        import redis
+
+        self.redis = redis.Redis.from_url(url, socket_timeout=2)
+        self.mark = "0"
+
+    def reset_mark(self) -> None:
+        last = self.redis.xrevrange(self.STREAM, count=1)
+        self.mark = last[0][0].decode() if last else "0"
+
+    def since_mark(self) -> list[dict]:
+        entries = self.redis.xrange(self.STREAM, min=f"({self.mark}" if self.mark != "0" else "-")
+        return [json.loads(fields[b"record"]) for _, fields in entries]
+
+    def wait(self, lib, count: int = 1, timeout: float = 10.0) -> list[dict]:
+        lib.wait_for(lambda: len(self.since_mark()) >= count, timeout,
+                     f"{count} outcome record(s)")
+        lib.sleep(0.3)    # anything extra (a duplicate) would arrive now
+        return self.since_mark()
+
+
+@pytest.fixture
+def outcomes(lab, phones):
+    out = Outcomes(lab.descriptor["redis"]["url"])
+    out.reset_mark()
+    return out

@@ -206,7 +206,7 @@ def start(t: Transfer, now: float) -> list[Command]:
 def _finish(t: Transfer, result: Result, now: float, detail: str | None = None) -> list[Command]:
     t.state = State.DONE
     t.result = result
-    t.detail = detail
+    t.detail = detail or t.detail      # the adapter may have noted a cause already
     t.steps["ended"] = now
     return [CancelTimer("ring"), Record(result)]
 

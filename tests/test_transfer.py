@@ -1,0 +1,206 @@
+"""One-key transfer on the real lab: 12345 <-> 110 over the trunk, with real phones."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from conftest import ROOT
+from test_delivery import CALLER_110_NUMBER, CITIZEN_NUMBER, connect
+
+pytestmark = pytest.mark.lab
+
+SCHEMA = json.loads((ROOT / "config" / "outcome-record.schema.json").read_text())
+
+
+def check_record(rec: dict, **expected) -> None:
+    jsonschema.validate(rec, SCHEMA)
+    for key, value in expected.items():
+        assert rec[key] == value, f"{key}: {rec[key]!r} != {value!r} in {json.dumps(rec)}"
+    ts = {k: datetime.fromisoformat(v) for k, v in rec["timestamps"].items() if v}
+    order = [k for k in ("requested", "dialing", "ringing", "answered", "bridged", "ended") if k in ts]
+    assert [ts[k] for k in order] == sorted(ts[k] for k in order), rec["timestamps"]
+
+
+def transfer_by_key(phones, caller_phone, number, origin, target):
+    call, agent, leg = connect(phones, caller_phone, number, origin)
+    leg.send_dtmf("*1")
+    leg.wait_ended(5)                                   # the origin agent is released at once
+    far_agent, far_leg = phones.ringing_agent(target, timeout=8)
+    return call, agent, far_agent, far_leg
+
+
+def test_12345_to_110_by_key(phones, outcomes):
+    call, agent, far_agent, far_leg = transfer_by_key(phones, phones.citizen, "12345", "12345", "110")
+    assert far_leg.caller_number() == CITIZEN_NUMBER
+    tid = far_leg.header("X-Hotline-Transfer-Id")
+    assert tid and far_leg.header("X-Hotline-Origin") == "12345"
+    far_leg.accept()
+    far_leg.hears(call, "12")
+    call.hears(far_leg, "34")
+    assert not call.ended
+    [rec] = outcomes.wait(phones.lib)
+    check_record(rec, transfer_id=tid, result="accepted", origin="12345", target="110",
+                 mode="blind", trigger="dtmf", initiating_agent=agent.username,
+                 answering_agent=far_agent.username, caller_number=CITIZEN_NUMBER)
+    # The origin agent is free again: a new call reaches them.
+    assert not agent.live_calls()
+
+
+def test_110_to_12345_by_key(phones, outcomes):
+    call, agent, far_agent, far_leg = transfer_by_key(phones, phones.caller, "110", "110", "12345")
+    assert far_leg.caller_number() == CALLER_110_NUMBER
+    assert far_leg.header("X-Hotline-Origin") == "110"
+    far_leg.accept()
+    far_leg.hears(call, "5")
+    call.hears(far_leg, "6")
+    [rec] = outcomes.wait(phones.lib)
+    check_record(rec, result="accepted", origin="110", target="12345",
+                 answering_agent=far_agent.username)
+
+
+def test_12345_to_110_by_the_phones_transfer_button(phones, outcomes):
+    call, agent, leg = connect(phones, phones.citizen, "12345", "12345")
+    leg.transfer_to("110")                                   # SIP REFER
+    leg.wait_ended(5)
+    far_agent, far_leg = phones.ringing_agent("110", timeout=8)
+    assert far_leg.caller_number() == CITIZEN_NUMBER
+    far_leg.accept()
+    call.hears(far_leg, "7")
+    [rec] = outcomes.wait(phones.lib)
+    check_record(rec, result="accepted", trigger="refer", origin="12345", target="110")
+
+
+def test_busy_target_returns_the_caller_to_the_transferring_agent(phones, outcomes):
+    # Both 110 agents are busy with other callers.
+    busy1, _, _ = connect(phones, phones.caller, "110", "110")
+    busy2, _, _ = connect(phones, phones.caller, "110", "110")
+    call, agent, leg = connect(phones, phones.citizen, "12345", "12345")
+    leg.send_dtmf("*1")
+    leg.wait_ended(5)
+    back = agent.wait_incoming(10)                       # rung back: the first receiver handles it
+    back.accept()
+    back.hears(call, "9")
+    call.hears(back, "8")
+    [rec] = outcomes.wait(phones.lib)
+    check_record(rec, result="fallback_busy", origin="12345", target="110",
+                 initiating_agent=agent.username)
+
+
+def test_no_answer_falls_back_after_the_ring_timeout(phones, outcomes):
+    call, agent, leg = connect(phones, phones.citizen, "12345", "12345")
+    leg.send_dtmf("*1")
+    leg.wait_ended(5)
+    phones.ringing_agent("110", timeout=8)               # the 110 side rings, nobody answers
+    back = agent.wait_incoming(12)                       # after timeouts.transfer_ring (6 s)
+    back.accept()
+    back.hears(call, "1")
+    [rec] = outcomes.wait(phones.lib)
+    check_record(rec, result="fallback_no_answer")
+    assert rec["durations_ms"]["total"] >= 5500
+
+
+def test_rejected_by_the_target_agent_falls_back(phones, outcomes):
+    call, agent, leg = connect(phones, phones.citizen, "12345", "12345")
+    leg.send_dtmf("*1")
+    leg.wait_ended(5)
+    _, far_leg = phones.ringing_agent("110", timeout=8)
+    far_leg.reject(603)                                  # Decline
+    back = agent.wait_incoming(10)
+    back.accept()
+    back.hears(call, "2")
+    [rec] = outcomes.wait(phones.lib)
+    check_record(rec, result="fallback_rejected")
+
+
+def test_origin_agent_not_answering_the_ring_back_goes_to_the_next_agent(phones, outcomes):
+    busy1, _, _ = connect(phones, phones.caller, "110", "110")
+    busy2, _, _ = connect(phones, phones.caller, "110", "110")
+    call, agent, leg = connect(phones, phones.citizen, "12345", "12345")
+    leg.send_dtmf("*1")
+    leg.wait_ended(5)
+    agent.wait_incoming(10)                              # rung back, but lets it ring
+    other, other_leg = phones.ringing_agent("12345", timeout=10, exclude=[agent])
+    other_leg.accept()
+    other_leg.hears(call, "4")
+    [rec] = outcomes.wait(phones.lib)
+    check_record(rec, result="fallback_busy")
+
+
+def test_far_pbx_stopped_falls_back_as_unreachable(phones, outcomes, lab):
+    from conftest import cli
+
+    call, agent, leg = connect(phones, phones.citizen, "12345", "12345")
+    cli("lab", "stop", "asterisk-110")
+    try:
+        leg.send_dtmf("*1")
+        leg.wait_ended(5)
+        back = agent.wait_incoming(12)
+        back.accept()
+        back.hears(call, "3")
+        [rec] = outcomes.wait(phones.lib)
+        check_record(rec, result="fallback_unreachable")
+    finally:
+        cli("lab", "start", "asterisk-110")
+        phones.lib.wait_for(lambda: lab.ari["110"].app_connected(), 20, "the app to reconnect")
+
+
+def test_caller_hang_up_while_the_target_rings_cancels_every_leg(phones, outcomes, lab):
+    call, agent, leg = connect(phones, phones.citizen, "12345", "12345")
+    leg.send_dtmf("*1")
+    leg.wait_ended(5)
+    _, far_leg = phones.ringing_agent("110", timeout=8)
+    call.hang_up()
+    far_leg.wait_ended(5)
+    phones.lib.wait_for(lambda: not lab.leftovers(), 5, "both PBXs to have no channel or bridge")
+    [rec] = outcomes.wait(phones.lib)
+    check_record(rec, result="caller_abandoned")
+
+
+def test_key_pressed_twice_makes_one_transfer(phones, outcomes):
+    call, agent, leg = connect(phones, phones.citizen, "12345", "12345")
+    leg.send_dtmf("*1*1")
+    leg.wait_ended(5)
+    far_agent, far_leg = phones.ringing_agent("110", timeout=8)
+    phones.lib.sleep(1)
+    assert sum(len(p.ringing_calls()) for p in phones.agents["110"]) == 1
+    far_leg.accept()
+    call.hears(far_leg, "5")
+    [rec] = outcomes.wait(phones.lib)
+    check_record(rec, result="accepted")
+
+
+def test_the_callers_keys_trigger_nothing(phones, outcomes, lab):
+    call, agent, leg = connect(phones, phones.citizen, "12345", "12345")
+    call.send_dtmf("*1")
+    call.send_dtmf("*3")
+    phones.lib.sleep(2)
+    assert not leg.ended and not any(p.ringing_calls() for p in phones.agents["110"])
+    assert not [c for c in lab.ari["12345"].channels() if "trunk" in c["name"]]
+    leg.hears(call, "6")
+    assert outcomes.since_mark() == []
+
+
+def test_refer_to_an_unknown_number_is_refused_and_nothing_is_dialled(phones, outcomes, lab):
+    call, agent, leg = connect(phones, phones.citizen, "12345", "12345")
+    leg.transfer_to("999")
+    leg.transfer_to("110&PJSIP/evil")
+    phones.lib.sleep(2)
+    assert not leg.ended and not call.ended
+    assert not [c for c in lab.ari["12345"].channels() if "trunk" in c["name"]]
+    call.hears(leg, "7")
+    assert outcomes.since_mark() == []
+
+
+def test_out_of_scope_marker_records_and_transfers_nothing(phones, outcomes):
+    call, agent, leg = connect(phones, phones.citizen, "12345", "12345")
+    leg.send_dtmf("*5")
+    [rec] = outcomes.wait(phones.lib)
+    check_record(rec, result="out_of_scope_guided", mode="none", target=None,
+                 initiating_agent=agent.username)
+    assert not leg.ended
+    call.hears(leg, "8")
