@@ -101,6 +101,7 @@ class HotlineApp:
             await self.reconcile()
 
     async def reconcile(self) -> None:
+        """Rebuild state from what exists on the PBX after a (re)connect."""
         try:
             channels = await self.ari.get("/channels")
             bridges = await self.ari.get("/bridges")

@@ -362,17 +362,18 @@ class Delivery:
 
     async def _refuse(self, call: Call, reason: str) -> None:
         """Refuse an unanswered transferred call (busy -> SIP 486, rejected -> SIP 403)."""
-        await self.ari.delete_quietly(f"/channels/{call.caller}", reason=reason)
-        await self.end_call(call)
+        await self.end_call(call, reason=reason)
 
-    async def end_call(self, call: Call) -> None:
+    async def end_call(self, call: Call, reason: str | None = None) -> None:
+        """End every leg. The caller's channel is hung up exactly once: a second DELETE
+        racing the first would replace its cause (and the SIP code the other side sees)."""
         self.calls.pop(call.caller, None)
         for leg in (call.agent_leg, call.remote_leg):
             if leg:
                 self.legs.pop(leg, None)
                 await self.ari.delete_quietly(f"/channels/{leg}")
         self._release(call.agent)
-        await self.ari.delete_quietly(f"/channels/{call.caller}")
+        await self.ari.delete_quietly(f"/channels/{call.caller}", reason=reason)
         if call.bridge:
             await self.ari.delete_quietly(f"/bridges/{call.bridge}")
         await self.dispatch()
@@ -408,8 +409,18 @@ class Delivery:
                 await self._adopt(ch, live, bridge_of.get(ch["id"]))
         for ch in channels:
             vars_ = ch.get("channelvars") or {}
-            if vars_.get("HOTLINE_ROLE") == AGENT and ch["id"] not in self.legs:
-                # An agent leg nobody owns: ringing for a call we lost track of, or left over.
+            if vars_.get("HOTLINE_ROLE") != AGENT or ch["id"] in self.legs:
+                continue
+            call = self.calls.get(vars_.get("HOTLINE_CALLER", ""))
+            if call is not None and call.state == WAITING and ch.get("state") != "Up":
+                # Still ringing for a caller we know again: keep it. Asterisk enforces its ring
+                # timeout, and its StasisStart arrives when the agent answers.
+                call.state, call.agent, call.agent_leg = RINGING, vars_.get("HOTLINE_AGENT"), ch["id"]
+                call.tried.add(call.agent)
+                self.reserved.add(call.agent)
+                self.legs[ch["id"]] = (call.caller, AGENT)
+            else:
+                # An agent leg nobody owns any more: left over from a call that is gone.
                 await self.ari.delete_quietly(f"/channels/{ch['id']}")
         for b in bridges:
             if b.get("name", "").startswith("call-") and not b.get("channels"):
@@ -439,6 +450,12 @@ class Delivery:
                     self.legs[other] = (call.caller, REMOTE)
         if call.agent_leg or call.remote_leg:
             call.state = CONNECTED
+        elif bridge is not None:
+            # Alone in its call bridge: everyone else hung up while we were away, and a call
+            # ends when only the caller is left.
+            self.log.info("caller found alone in its call; ending it", call_id=call.call_id)
+            await self.end_call(call)
+            return
         elif (ch.get("channelvars") or {}).get("HOTLINE_TRANSFER"):
             call.state = TRANSFERRING          # the transfer adapter re-attaches it
             call.transfer_id = ch["channelvars"]["HOTLINE_TRANSFER"]

@@ -204,3 +204,63 @@ def test_out_of_scope_marker_records_and_transfers_nothing(phones, outcomes):
                  initiating_agent=agent.username)
     assert not leg.ended
     call.hears(leg, "8")
+
+
+def test_app_killed_while_the_target_rings_completes_after_restart(phones, outcomes, service):
+    call, agent, leg = connect(phones, phones.citizen, "12345", "12345")
+    leg.send_dtmf("*1")
+    leg.wait_ended(5)
+    phones.ringing_agent("110", timeout=8)
+    service.kill()                                       # SIGKILL, mid-transfer
+    service.start()
+    # Killed at the very moment its originate started, the app may lose the agent's leg (Asterisk
+    # cancels it); the restarted app then rings an agent again. Either way: answer what rings.
+    phones.lib.sleep(1)
+    far_agent, far_leg = phones.ringing_agent("110", timeout=10)
+    far_leg.accept()
+    far_leg.hears(call, "12")
+    call.hears(far_leg, "3")
+    [rec] = outcomes.wait(phones.lib, timeout=10)
+    check_record(rec, result="accepted")
+    phones.lib.sleep(2)
+    assert len(outcomes.since_mark()) == 1               # recorded once, not once per process
+
+
+def test_app_killed_after_the_transfer_keeps_the_call_and_cleans_up_at_hang_up(phones, outcomes,
+                                                                                service, lab):
+    call, agent, leg = connect(phones, phones.citizen, "12345", "12345")
+    leg.send_dtmf("*1")
+    leg.wait_ended(5)
+    far_agent, far_leg = phones.ringing_agent("110", timeout=8)
+    far_leg.accept()
+    call.hears(far_leg, "4")
+    outcomes.wait(phones.lib)
+    service.kill()
+    service.start()
+    far_leg.hears(call, "5")                             # Asterisk kept the bridge
+    far_leg.hang_up()
+    call.wait_ended(5)                                   # the adopted call ends cleanly
+    phones.lib.wait_for(lambda: not lab.leftovers(), 5, "both PBXs to have no channel or bridge")
+    assert len(outcomes.since_mark()) == 1
+
+
+def test_redis_stopped_during_a_transfer_delays_only_the_record(phones, outcomes, lab):
+    import os
+    import signal
+
+    pid = lab.descriptor["redis"]["pid"]
+    call, agent, leg = connect(phones, phones.citizen, "12345", "12345")
+    os.kill(pid, signal.SIGSTOP)                         # Redis hangs: no answers at all
+    try:
+        leg.send_dtmf("*1")
+        leg.wait_ended(5)
+        far_agent, far_leg = phones.ringing_agent("110", timeout=8)
+        far_leg.accept()
+        far_leg.hears(call, "6")
+        call.hears(far_leg, "7")
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    [rec] = outcomes.wait(phones.lib, timeout=10)
+    check_record(rec, result="accepted")
+    phones.lib.sleep(2.5)                                # two more replay rounds: still one
+    assert len(outcomes.since_mark()) == 1
