@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
+from datetime import datetime
 
 import redis.asyncio as aioredis
 import structlog
@@ -23,6 +25,14 @@ from .transfers import TIMER, Transfers
 log = structlog.get_logger("app")
 
 TICK = "HotlineTick"
+
+
+def _event_time(event: dict) -> float:
+    """The PBX's timestamp of an event, in seconds (falls back to now)."""
+    try:
+        return datetime.strptime(event["timestamp"], "%Y-%m-%dT%H:%M:%S.%f%z").timestamp()
+    except (KeyError, ValueError):
+        return time.time()
 
 
 class HotlineApp:
@@ -83,7 +93,10 @@ class HotlineApp:
                                  channel=channel.get("name"))
                 await self.ari.delete_quietly(f"/channels/{channel['id']}")
         elif kind == "ChannelDtmfReceived":
-            await self.transfers.on_dtmf(event["channel"]["id"], event.get("digit", ""))
+            self.log.debug("dtmf", channel=event["channel"]["id"], digit=event.get("digit"),
+                           at=event.get("timestamp"), duration_ms=event.get("duration_ms"))
+            await self.transfers.on_dtmf(event["channel"]["id"], event.get("digit", ""),
+                                         _event_time(event))
         elif kind == "ChannelStateChange":
             await self.transfers.target_state(event["channel"])
         elif kind == "ChannelTransfer":

@@ -79,7 +79,8 @@ class Transfers:
         self.by_leg: dict[str, str] = {}      # target leg -> transfer id
         self.by_caller: dict[str, str] = {}   # caller channel -> transfer id
         self.timers: dict[str, asyncio.TimerHandle] = {}
-        self.keys = KeyCollector(settings.keys.bindings(), settings.keys.inter_digit_timeout)
+        self.keys = KeyCollector(settings.key_bindings(hotline.id),
+                                 settings.keys.inter_digit_timeout)
         self._redis_down_until = 0.0
         self.log = log.bind(hotline=hotline.id)
         delivery.on_answered_transfer = self._note_answering_agent
@@ -90,17 +91,19 @@ class Transfers:
         return next((t for t in self.hotline.targets if t in self.settings.hotlines), None)
 
     # --- triggers -----------------------------------------------------------------------------
-    async def on_dtmf(self, channel_id: str, digit: str) -> None:
+    async def on_dtmf(self, channel_id: str, digit: str, at: float) -> None:
         call = self.delivery.call_of_agent_leg(channel_id)
         if call is None:
             return                         # the caller's keys, or a leg we do not own
-        action = self.keys.feed(channel_id, digit, time.monotonic())
+        action = self.keys.feed(channel_id, digit, at)
         if action is None:
             return
         clog = self.log.bind(call_id=call.call_id, agent=call.agent)
         clog.info("agent key", action=action)
         if action == "transfer":
             await self.start(call, self.default_target(), mode="blind", trigger="dtmf")
+        elif action.startswith("transfer:"):
+            await self.start(call, action.partition(":")[2], mode="blind", trigger="dtmf")
         elif action == "emergency":
             if self.hotline.id == "110" or "110" not in self.hotline.targets:
                 clog.info("emergency key on the 110 side: nothing to escalate to")

@@ -6,6 +6,7 @@ templates hold everything an admin would tune by hand.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +19,7 @@ MODULES = [
     "res_timing_timerfd.so", "res_sorcery_config.so", "res_sorcery_memory.so",
     "res_sorcery_astdb.so", "pbx_config.so", "func_channel.so", "func_callerid.so",
     "func_strings.so", "func_global.so", "func_logic.so", "func_uuid.so", "func_hangupcause.so",
-    "app_dial.so", "app_playback.so", "app_echo.so", "app_senddtmf.so", "app_stasis.so",
+    "app_dial.so", "app_playback.so", "app_read.so", "app_echo.so", "app_senddtmf.so", "app_stasis.so",
     "app_verbose.so", "app_exec.so", "app_stack.so", "app_queue.so", "app_mixmonitor.so",
     "res_speech.so", "res_agi.so", "res_musiconhold.so",
     # media
@@ -73,6 +74,21 @@ class PbxView:
     http_port: int
 
 
+_TRUNK_DIAL = re.compile(r"^PJSIP/([A-Za-z0-9_.+-]+)@trunk-([A-Za-z0-9_.-]+)$")
+
+
+def responders(settings: Settings, pbx_id: str) -> list[str]:
+    """Lab only: extensions of this PBX that stand in for services other centres dial over the
+    trunk (provincial 12345, 119, 120, 122, utilities), answered by an echo responder."""
+    out = []
+    for hid, h in settings.hotlines.items():
+        for tid, t in h.targets.items():
+            m = _TRUNK_DIAL.match(t.dial or "")
+            if tid not in settings.hotlines and m and m.group(2) == pbx_id and m.group(1) not in out:
+                out.append(m.group(1))
+    return out
+
+
 def environment() -> jinja2.Environment:
     return jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(project_home() / "dialplan")),
@@ -93,6 +109,7 @@ def render_pbx(settings: Settings, hotline: Hotline, accounts: list[Account], ar
     peers = [PbxView(pid, p.sip_host, p.sip_port, *p.rtp_ports, "", 0)
              for pid, p in lab.pbx.items() if pid != hotline.id]
     context = {
+        "responders": responders(settings, hotline.id),
         "pbx": pbx, "hotline": hotline, "peers": peers, "modules": MODULES, "root": root,
         "moddir": moddir, "keys": settings.keys,
         "accounts": [a for a in accounts if a.hotline == hotline.id],

@@ -60,6 +60,8 @@ class AriSettings:
 class Target:
     id: str
     dial: str
+    key: str | None = None      # its own one-key transfer key, besides keys.transfer
+    name: str = ""
 
 
 @dataclass(frozen=True)
@@ -131,6 +133,15 @@ class Settings:
     sidecar: SidecarSettings
     lab: LabSettings
     sources: tuple[str, ...] = field(default=())
+
+    def key_bindings(self, hotline_id: str) -> dict[str, str]:
+        """Key sequence -> action for agents of this hotline: the global keys, plus
+        ``transfer:<target>`` for every target with a key of its own."""
+        bindings = self.keys.bindings()
+        for tid, t in self.hotlines[hotline_id].targets.items():
+            if t.key:
+                bindings[t.key] = f"transfer:{tid}"
+        return bindings
 
     def hotline_of_app(self, app: str) -> Hotline:
         for hotline in self.hotlines.values():
@@ -371,6 +382,7 @@ class _Validator:
             no_agent_retry=self.number(tmo, "timeouts", "no_agent_retry", 0.1, 60),
         )
         hotlines = self._hotlines(root.get("hotlines", {}))
+        self._target_keys(keys, hotlines)
         sidecar = self._sidecar(self._table(root.get("sidecar", {}), "sidecar",
                                             {"listen", "token_file", "token_env"}))
         lab = self._lab(root.get("lab", {}), hotlines)
@@ -423,10 +435,15 @@ class _Validator:
             targets = {}
             for tid, t in self._table(h.get("targets", {}), f"{path}.targets", None).items():
                 tpath = f"{path}.targets.{tid}"
-                t = self._table(t, tpath, {"dial"})
+                if not NAME_RE.match(tid):
+                    self.problems.append(f"{tpath}: {tid!r} is not a valid target id")
+                t = self._table(t, tpath, {"dial", "key", "name"})
                 dial = self.string(t, tpath, "dial", DIAL_RE,
                                    "a dial string (TECH/resource, no ',', '&', '$' or spaces)")
-                targets[tid] = Target(id=tid, dial=dial)
+                key = self.string(t, tpath, "key", KEY_RE,
+                                  "a key (expected '*' or '#' and 1-3 digits)", default=None)
+                targets[tid] = Target(id=tid, dial=dial, key=key,
+                                      name=self.string(t, tpath, "name", default=tid))
             out[hid] = Hotline(id=hid, name=self.string(h, path, "name", default=hid),
                                agents=self.names(h, path, "agents"), ari=ari, targets=targets)
         apps = [h.ari.app for h in out.values() if h.ari.app]
@@ -437,6 +454,19 @@ class _Validator:
                 if tid == hid:
                     self.problems.append(f"hotlines.{hid}.targets.{tid}: a hotline cannot target itself")
         return out
+
+    def _target_keys(self, keys: Keys, hotlines: dict[str, "Hotline"]) -> None:
+        global_keys = {getattr(keys, n): f"keys.{n}" for n in KEY_NAMES if getattr(keys, n)}
+        for hid, h in hotlines.items():
+            seen = dict(global_keys)
+            for tid, t in h.targets.items():
+                if not t.key:
+                    continue
+                for other_key, where in seen.items():
+                    if t.key.startswith(other_key) or other_key.startswith(t.key):
+                        self.problems.append(f"hotlines.{hid}.targets.{tid}.key: {t.key!r} "
+                                             f"collides with {where} ({other_key!r})")
+                seen[t.key] = f"hotlines.{hid}.targets.{tid}.key"
 
     def _sidecar(self, node: Mapping) -> SidecarSettings:
         listen = self.host_port(node, "sidecar", "listen")

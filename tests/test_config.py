@@ -113,3 +113,15 @@ def test_check_config_accepts_the_test_lab_file():
     result = _run("check-config", "--no-secrets", "tests/lab.toml")
     assert result.returncode == 0, result.stderr
     assert "ok" in result.stdout
+
+
+def test_target_keys_must_not_collide_with_agent_keys(tmp_path):
+    found = problems(tmp_path, '[hotlines.12345.targets.119]\ndial = "PJSIP/119@t"\nkey = "*1"\n')
+    assert found == ["hotlines.12345.targets.119.key: '*1' collides with keys.transfer ('*1')"]
+
+
+def test_target_keys_become_transfer_actions_for_their_hotline():
+    s = settings.load(env={}, secrets=False)
+    assert s.key_bindings("12345")["*41"] == "transfer:province"
+    assert s.key_bindings("110")["*42"] == "transfer:119"
+    assert "*41" not in s.key_bindings("110")

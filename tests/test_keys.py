@@ -25,12 +25,23 @@ def test_digits_too_far_apart_do_not_make_a_key():
     assert c.feed("a", "1", 2.5) is None
 
 
-def test_stray_and_duplicated_digits_are_absorbed():
+def test_stray_digits_and_late_repeats_are_absorbed():
     c = collector()
     assert c.feed("a", "1", 0) is None            # no lead digit
-    assert [c.feed("a", d, 0.1 * i) for i, d in enumerate("**1")] == [None, None, "transfer"]
-    assert c.feed("a", "1", 0.5) is None          # duplicate of the last digit: nothing
-    assert [c.feed("a", d, 1 + 0.1 * i) for i, d in enumerate("*41")] == [None, None, None]
+    assert [c.feed("a", d, 0.2 * i) for i, d in enumerate("**1")] == [None, None, "transfer"]
+    assert c.feed("a", "1", 0.9) is None          # a repeat after the key completed: nothing
+    assert [c.feed("a", d, 2 + 0.2 * i) for i, d in enumerate("*41")] == [None, None, None]
+
+
+def test_a_digit_delivered_twice_does_not_change_the_key():
+    c = KeyCollector({"*41": "province", "*44": "traffic"}, inter_digit_timeout=2.0)
+    events = [("*", 0.0), ("4", 0.25), ("4", 0.27), ("1", 0.5)]   # RFC 4733 duplicate of "4"
+    assert [c.feed("a", d, t) for d, t in events] == [None, None, None, "province"]
+
+
+def test_a_key_with_a_repeated_digit_still_works_at_human_speed():
+    c = KeyCollector({"*41": "province", "*44": "traffic"}, inter_digit_timeout=2.0)
+    assert [c.feed("a", d, t) for d, t in [("*", 0), ("4", 0.3), ("4", 0.6)]] == [None, None, "traffic"]
 
 
 def test_channels_are_independent():

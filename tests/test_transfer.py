@@ -264,3 +264,69 @@ def test_redis_stopped_during_a_transfer_delays_only_the_record(phones, outcomes
     check_record(rec, result="accepted")
     phones.lib.sleep(2.5)                                # two more replay rounds: still one
     assert len(outcomes.since_mark()) == 1
+
+
+def hears_own_echo(phones, call, digits: str = "258", timeout: float = 10.0) -> None:
+    """The lab's responders send every digit back: the caller's own digits return. One digit at
+    a time (the responder misses digits that arrive while it sends one back), each re-sent until
+    heard, since digits sent before the bridge is up are lost (as in ``hears``)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    for digit in digits:
+        while True:
+            start = len(call.digits)
+            call.send_dtmf(digit)
+            try:
+                phones.lib.wait_for(lambda: digit in call.digits[start:], 1.5)
+                break
+            except AssertionError:
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"the caller never heard the echo of {digit!r} "
+                                         f"(heard {call.digits!r})") from None
+
+
+def test_chained_transfer_to_the_provincial_12345_by_its_own_key(phones, outcomes, lab):
+    call, agent, leg = connect(phones, phones.citizen, "12345", "12345")
+    leg.send_dtmf("*41")
+    leg.wait_ended(5)
+    hears_own_echo(phones, call)
+    [rec] = outcomes.wait(phones.lib)
+    check_record(rec, result="accepted", target="province", origin="12345", trigger="dtmf")
+
+
+@pytest.mark.parametrize("target", ["119", "120", "122", "water", "power", "gas", "heating"])
+def test_emergency_and_utility_lines_by_refer_from_110(phones, outcomes, target):
+    call, agent, leg = connect(phones, phones.caller, "110", "110")
+    leg.transfer_to(target)
+    leg.wait_ended(5)
+    hears_own_echo(phones, call, "147")
+    [rec] = outcomes.wait(phones.lib)
+    check_record(rec, result="accepted", target=target, origin="110", trigger="refer")
+
+
+def test_emergency_key_alerts_at_once_and_keeps_the_agent_until_110_answers(phones, outcomes, lab):
+    import redis
+
+    r = redis.Redis.from_url(lab.descriptor["redis"]["url"])
+    last = r.xrevrange("hotline:alerts", count=1)
+    mark = last[0][0] if last else b"0-0"
+    call, agent, leg = connect(phones, phones.citizen, "12345", "12345")
+    leg.send_dtmf("*3")
+    alerts = phones.lib.wait_for(lambda: r.xrange("hotline:alerts", min=b"(" + mark), 3,
+                                 "an emergency alert")
+    alert = json.loads(alerts[0][1][b"alert"])
+    assert alert["kind"] == "emergency" and alert["origin"] == "12345" and alert["target"] == "110"
+    far_agent, far_leg = phones.ringing_agent("110", timeout=8)
+    assert far_leg.header("X-Hotline-Emergency") == "1"
+    assert not leg.ended                                   # the 12345 agent stays on the line
+    leg.hears(call, "1")
+    far_leg.accept()
+    far_leg.hears(call, "2")                               # three parties hear each other
+    leg.hears(far_leg, "3")
+    call.hears(far_leg, "4")
+    [rec] = outcomes.wait(phones.lib)
+    check_record(rec, result="accepted", mode="emergency", emergency=True, target="110")
+    leg.hang_up()                                          # the origin agent may leave now
+    far_leg.hears(call, "5")
+    assert not call.ended
