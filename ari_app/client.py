@@ -116,6 +116,13 @@ class AriClient:
         except (AriNotFound, AriConflict, AriUnprocessable):
             pass
 
+    async def channel_exists(self, channel_id: str) -> bool:
+        try:
+            await self.get(f"/channels/{channel_id}")
+            return True
+        except AriNotFound:
+            return False
+
     def _ws_url(self) -> str:
         parts = urlsplit(self.base)
         scheme = "wss" if parts.scheme == "https" else "ws"

@@ -155,7 +155,7 @@ class Delivery:
                                 channel=[call.caller, leg])
         except AriError as exc:
             # A leg hung up while we bridged (ARI says 400 "Channel not found" for addChannel).
-            caller_there, leg_there = await self._exists(call.caller), await self._exists(leg)
+            caller_there, leg_there = await self.ari.channel_exists(call.caller), await self.ari.channel_exists(leg)
             clog.info("bridging failed", error=str(exc), caller_there=caller_there,
                       agent_there=leg_there)
             if caller_there:
@@ -377,13 +377,6 @@ class Delivery:
         if call.bridge:
             await self.ari.delete_quietly(f"/bridges/{call.bridge}")
         await self.dispatch()
-
-    async def _exists(self, channel_id: str) -> bool:
-        try:
-            await self.ari.get(f"/channels/{channel_id}")
-            return True
-        except AriNotFound:
-            return False
 
     def _release(self, agent: str | None) -> None:
         if agent is not None and agent in self.reserved:

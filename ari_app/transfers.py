@@ -30,7 +30,7 @@ from hotline_link.settings import Hotline, Settings
 from transfer import machine as m
 from transfer.keys import KeyCollector
 
-from .client import AriClient, AriError, AriNotFound
+from .client import AriClient, AriError
 from .delivery import CAUSE_BUSY, CAUSE_REJECTED, Call, Delivery
 
 log = structlog.get_logger("transfer")
@@ -301,7 +301,7 @@ class Transfers:
             if missing:
                 await self.ari.post(f"/bridges/{call.bridge}/addChannel", channel=missing)
         except AriError as exc:
-            caller_there = await self._exists(t.caller)
+            caller_there = await self.ari.channel_exists(t.caller)
             self.log.info("transfer bridging failed", transfer_id=t.transfer_id, error=str(exc),
                           caller_there=caller_there)
             await self._step(t, m.Ev.BRIDGE_FAILED, "target" if caller_there else "caller")
@@ -405,13 +405,6 @@ class Transfers:
             await coro
         except AriError:
             pass
-
-    async def _exists(self, channel_id: str) -> bool:
-        try:
-            await self.ari.get(f"/channels/{channel_id}")
-            return True
-        except AriNotFound:
-            return False
 
     # --- after a (re)connect ----------------------------------------------------------------------
     async def reconcile(self, channels: list[dict], bridges: list[dict]) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import sys
 
 from . import settings as settings_mod
@@ -44,6 +43,9 @@ def print_lab(desc: dict, out=sys.stdout) -> None:
         print(f"    {a['role']:<8} {a['uri']:<34} password {a['password']}{dials}", file=out)
     keys = "  ".join(f"{k}={v}" for k, v in desc["keys"].items())
     print(f"  agent keys: {keys}", file=out)
+    for hid, targets in desc.get("target_keys", {}).items():
+        listed = "  ".join(f"{k}={t}" for k, t in targets.items())
+        print(f"  {hid} target keys: {listed}", file=out)
     print(f"  descriptor: {desc['state_dir']}.json", file=out)
 
 

@@ -418,6 +418,10 @@ class Lab:
             "pbx": pbx,
             "accounts": acc,
             "keys": {seq: action for seq, action in s.keys.bindings().items()},
+            "target_keys": {hid: {seq: action.partition(":")[2]
+                                  for seq, action in s.key_bindings(hid).items()
+                                  if action.startswith("transfer:")}
+                            for hid in s.hotlines},
             "redis": {"url": f"redis://127.0.0.1:{s.lab.redis_port}/0",
                       "pid": procs["redis"].pid if "redis" in procs else None},
             "services": {"sidecar": f"http://{s.sidecar.listen[0]}:{s.sidecar.listen[1]}"},

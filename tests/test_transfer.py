@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from pathlib import Path
 
 import jsonschema
 import pytest
@@ -330,3 +329,19 @@ def test_emergency_key_alerts_at_once_and_keeps_the_agent_until_110_answers(phon
     leg.hang_up()                                          # the origin agent may leave now
     far_leg.hears(call, "5")
     assert not call.ended
+
+
+def test_transfer_key_during_an_emergency_transfer_starts_nothing_more(phones, outcomes):
+    call, agent, leg = connect(phones, phones.citizen, "12345", "12345")
+    leg.send_dtmf("*3")
+    far_agent, far_leg = phones.ringing_agent("110", timeout=8)
+    phones.lib.sleep(0.5)
+    leg.send_dtmf("*1")                                  # the agent is still on the line
+    leg.send_dtmf("*41")
+    phones.lib.sleep(1.5)
+    assert sum(len(p.ringing_calls()) for p in phones.agents["110"]) == 1
+    assert not leg.ended
+    far_leg.accept()
+    far_leg.hears(call, "6")
+    [rec] = outcomes.wait(phones.lib)
+    check_record(rec, result="accepted", mode="emergency")
