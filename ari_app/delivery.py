@@ -39,7 +39,8 @@ WAITING, RINGING, CONNECTED, TRANSFERRING = "waiting", "ringing", "connected", "
 AGENT, REMOTE = "agent", "remote"
 # ISDN causes of a leg that ended (ChannelDestroyed.cause).
 CAUSE_BUSY, CAUSE_REJECTED = 17, 21
-HEADERS = ("X-Hotline-Transfer-Id", "X-Hotline-Origin", "X-Hotline-Category", "X-Hotline-Emergency")
+HEADERS = ("X-Hotline-Transfer-Id", "X-Hotline-Origin", "X-Hotline-Mode", "X-Hotline-Category",
+           "X-Hotline-Emergency")
 
 
 @dataclass
@@ -250,6 +251,15 @@ class Delivery:
                                         channel=call.caller)
                 except AriError:
                     pass
+            await self.ari.delete_quietly(f"/channels/{leg}")
+
+    async def drop_agent(self, call: Call) -> None:
+        """The agent leaves a three-way call; the caller stays with the other platform."""
+        leg, agent = call.agent_leg, call.agent
+        if leg:
+            self.legs.pop(leg, None)
+            self._release(agent)
+            call.agent = call.agent_leg = None
             await self.ari.delete_quietly(f"/channels/{leg}")
 
     def adopt_remote(self, call: Call, leg: str) -> None:

@@ -94,16 +94,34 @@ class Transfers:
     async def on_dtmf(self, channel_id: str, digit: str, at: float) -> None:
         call = self.delivery.call_of_agent_leg(channel_id)
         if call is None:
+            # The other platform's agent in a three-way call: their DTMF crosses the trunk and
+            # arrives on our target leg, so both agents' keys are decided here, once.
+            t = self.active.get(self.by_leg.get(channel_id, ""))
+            if t is not None and t.conference:
+                action = self.keys.feed(channel_id, digit, at)
+                if action in m.DECISIONS:
+                    self.log.info("far agent key", transfer_id=t.transfer_id, action=action)
+                    await self._step(t, m.Ev.DECISION, m.Decision(action, "target", t.answered_by))
             return                         # the caller's keys, or a leg we do not own
+        if call.headers.get("X-Hotline-Mode") in m.CONFERENCE_MODES:
+            return                         # a three-way call: the origin platform acts on keys
         action = self.keys.feed(channel_id, digit, at)
         if action is None:
             return
         clog = self.log.bind(call_id=call.call_id, agent=call.agent)
         clog.info("agent key", action=action)
-        if action == "transfer":
+        active = self.active.get(call.transfer_id or "")
+        if action in m.DECISIONS:
+            if active is not None and active.conference:
+                await self._step(active, m.Ev.DECISION, m.Decision(action, "origin", call.agent))
+            else:
+                clog.info("decision key outside a three-way call: nothing to decide")
+        elif action == "transfer":
             await self.start(call, self.default_target(), mode="blind", trigger="dtmf")
         elif action.startswith("transfer:"):
             await self.start(call, action.partition(":")[2], mode="blind", trigger="dtmf")
+        elif action == "three_way":
+            await self.start(call, self.default_target(), mode="three_way", trigger="dtmf")
         elif action == "emergency":
             if self.hotline.id == "110" or "110" not in self.hotline.targets:
                 clog.info("emergency key on the 110 side: nothing to escalate to")
@@ -111,8 +129,6 @@ class Transfers:
             await self.start(call, "110", mode="emergency", trigger="dtmf", emergency=True)
         elif action == "out_of_scope":
             await self.record_out_of_scope(call, trigger="dtmf")
-        else:
-            clog.info("key has no action in a two-party call", action=action)
 
     async def on_refer(self, event: dict) -> None:
         # The REFERring channel is referred_by.source_channel (ChannelTransfer has no "channel").
@@ -199,18 +215,29 @@ class Transfers:
             await self._step(self.active[tid], m.Ev.TARGET_RINGING)
 
     async def channel_gone(self, channel_id: str, cause: int, cause_txt: str = "") -> bool:
-        """True when the channel was a target leg (nobody else's business). A caller in a
-        transfer is also delivery's business: it ends the call after the transfer cancelled its
-        legs, so this returns False for it."""
-        tid = self.by_leg.get(channel_id)
-        if tid is not None and tid in self.active:
-            t = self.active[tid]
+        """Feed a hang-up to the attempt it concerns. True when nobody else must act on it;
+        False when delivery also must (the caller, and legs delivery already holds)."""
+        t = self.active.get(self.by_leg.get(channel_id, ""))
+        if t is not None:
+            if t.state == m.State.CONFERENCE:
+                await self._step(t, m.Ev.TARGET_FAILED)      # the far agent left: a cancel
+                return False                                  # delivery: back to two parties
             t.detail = f"target leg ended: cause {cause} {cause_txt}".strip()
             await self._step(t, m.Ev.TARGET_FAILED, failure_kind(cause))
             return True
-        tid = self.by_caller.get(channel_id)
-        if tid is not None and tid in self.active:
-            await self._step(self.active[tid], m.Ev.CALLER_HUNG_UP)
+        t = self.active.get(self.by_caller.get(channel_id, ""))
+        if t is not None:
+            await self._step(t, m.Ev.CALLER_HUNG_UP)
+            return False
+        call = self.delivery.call_of_agent_leg(channel_id)
+        t = self.active.get(call.transfer_id or "") if call is not None else None
+        if t is not None and t.conference:
+            if t.state == m.State.CONFERENCE:
+                await self._step(t, m.Ev.AGENT_HUNG_UP)      # the target platform has it
+                return False                                  # delivery: caller stays with it
+            await self.delivery.detach_agent(call)            # not answered yet: now blind
+            await self._step(t, m.Ev.AGENT_HUNG_UP)
+            return True
         return False
 
     async def timer_fired(self, tid: str, name: str) -> None:
@@ -268,6 +295,15 @@ class Transfers:
                     await self.delivery.return_to_origin(call, prefer)
             case m.Alert(kind=kind):
                 await self._alert(t, kind)
+            case m.DropAgent():
+                if call is not None:
+                    await self.delivery.drop_agent(call)
+            case m.StartRecording(name=name):
+                await self._start_recording(t, call, name)
+            case m.StopRecording(name=name):
+                await self._quietly(self.ari.post(f"/recordings/live/{name}/stop"))
+            case m.Notify(channel=ch, sound=sound):
+                await self._quietly(self.ari.post(f"/channels/{ch}/play", media=f"sound:{sound}"))
             case m.Record():
                 await self._finish(t, call)
 
@@ -307,6 +343,24 @@ class Transfers:
             await self._step(t, m.Ev.BRIDGE_FAILED, "target" if caller_there else "caller")
             return
         await self._step(t, m.Ev.BRIDGED)
+        if t.state == m.State.CONFERENCE:
+            # Three parties: the target leg is part of the call now; the attempt stays open
+            # (transfer_id kept) until the agents decide.
+            self.delivery.adopt_remote(call, t.target_leg)
+            call.transfer_id = t.transfer_id
+
+    async def _start_recording(self, t: m.Transfer, call: Call | None, name: str) -> None:
+        """Record the three-way part on the bridge; a failure is noted, never blocks the call."""
+        try:
+            if call is None or call.bridge is None:
+                raise AriError("no bridge to record")
+            await self.ari.post(f"/bridges/{call.bridge}/record", name=name, format="wav",
+                                ifExists="overwrite")
+        except AriError as exc:
+            self.log.error("recording failed; the call goes on", transfer_id=t.transfer_id,
+                           error=str(exc))
+            t.recording = None
+            t.detail = f"recording failed: {exc}"
 
     async def _finish(self, t: m.Transfer, call: Call | None) -> None:
         tid = t.transfer_id
@@ -315,11 +369,11 @@ class Transfers:
         handle = self.timers.pop(tid, None)
         if handle is not None:
             handle.cancel()
-        if t.result == m.Result.ACCEPTED:
-            self.by_leg.pop(t.target_leg, None)
-            if call is not None:
+        self.by_leg.pop(t.target_leg, None)
+        if call is not None:
+            if call.remote_leg != t.target_leg and t.result in (
+                    m.Result.ACCEPTED, m.Result.ACCEPTED_BY_TARGET):
                 self.delivery.adopt_remote(call, t.target_leg)
-        elif call is not None and t.mode == "emergency":
             call.transfer_id = None
         if call is not None:
             await self._quietly(self.ari.post(f"/channels/{t.caller}/variable",
@@ -351,10 +405,13 @@ class Transfers:
             "emergency": t.emergency,
             "result": str(t.result),
             "detail": t.detail,
+            "decided_by": t.decided_by,
+            "recording": t.recording,
             "timestamps": {k: _iso(v) for k, v in s.items()},
             "durations_ms": {
                 "to_answer": ms("requested", "answered"),
                 "ringing": ms("ringing", "answered") or ms("ringing", "ended"),
+                "consult": ms("conference", "ended"),
                 "total": ms("requested", "ended"),
             },
         }
@@ -429,6 +486,7 @@ class Transfers:
                     call.state = "transferring"
             target = live.get(t.target_leg)
             facts = m.Facts(
+                agent_alive=bool(t.agent_leg) and t.agent_leg in live,
                 caller_alive=t.caller in live,
                 target_alive=target is not None,
                 target_up=target is not None and target.get("state") == "Up",

@@ -326,7 +326,8 @@ class Lab:
 
     def _start_pbx(self, hotline: Hotline, accounts: list[Account], mode: str, moddir: str) -> Proc:
         inst = self.instance_dir(hotline.id)
-        for sub in ("etc", "db", "spool", "run", "log"):
+        # spool/recording: where ARI bridge recordings go (Asterisk does not create it).
+        for sub in ("etc", "db", "spool/recording", "run", "log"):
             (inst / sub).mkdir(parents=True, exist_ok=True)
         ari_password = self._ensure_secret(
             self._secret_file(hotline.ari.password_file, f"ari-{hotline.id}"))

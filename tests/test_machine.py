@@ -7,8 +7,9 @@ import itertools
 import pytest
 
 from transfer.machine import (
-    TRANSITIONS, Alert, Bridge, CancelTimer, Ev, Facts, HangUp, Originate, Record, ReleaseAgent,
-    Result, ReturnToOrigin, Ringback, StartTimer, State, Transfer, start, step,
+    TRANSITIONS, Alert, Bridge, CancelTimer, Decision, DropAgent, Ev, Facts, HangUp, Notify,
+    Originate, Record, ReleaseAgent, Result, ReturnToOrigin, Ringback, StartRecording, StartTimer,
+    State, StopRecording, Transfer, start, step,
 )
 
 
@@ -25,7 +26,7 @@ def records(cmds) -> list[Result]:
 
 
 def test_every_state_and_event_has_a_transition():
-    for state, event in itertools.product([State.DIALING, State.BRIDGING], Ev):
+    for state, event in itertools.product([State.DIALING, State.BRIDGING, State.CONFERENCE], Ev):
         assert (state, event) in TRANSITIONS, (state, event)
 
 
@@ -35,7 +36,8 @@ def test_start_blind_releases_agent_rings_caller_dials_target_and_arms_timer():
     assert cmds == [
         ReleaseAgent("agent-ch"), Ringback("caller-ch", True),
         Originate("T1-target", "PJSIP/110@trunk-110", "13800138000",
-                  {"X-Hotline-Transfer-Id": "T1", "X-Hotline-Origin": "12345"}, 30),
+                  {"X-Hotline-Transfer-Id": "T1", "X-Hotline-Origin": "12345",
+                   "X-Hotline-Mode": "blind"}, 30),
         StartTimer("ring", 130.0),
     ]
     assert t.state == State.DIALING and t.steps["dialing"] == 100.0
@@ -93,6 +95,7 @@ def test_emergency_failure_keeps_the_caller_with_the_agent():
     start(t, 0)
     cmds = step(t, Ev.TARGET_FAILED, 1, "busy")
     assert not any(isinstance(c, ReturnToOrigin) for c in cmds)
+    assert Notify("agent-ch", "beeperr") in cmds
     assert records(cmds) == [Result.FALLBACK_BUSY]
 
 
@@ -177,3 +180,82 @@ def test_round_trip_through_a_dict_keeps_everything():
     step(t, Ev.TARGET_RINGING, 1)
     again = Transfer.from_dict(t.to_dict())
     assert again == t
+
+
+def conference(mode: str = "three_way") -> Transfer:
+    t = new(mode)
+    start(t, 0)
+    step(t, Ev.TARGET_ANSWERED, 1, "110-a1")
+    cmds = step(t, Ev.BRIDGED, 1.1)
+    assert t.state == State.CONFERENCE
+    assert cmds == [StartRecording("threeway-T1")]
+    return t
+
+
+def test_three_way_start_keeps_caller_and_agent_talking():
+    t = new("three_way")
+    cmds = start(t, 0)
+    assert not any(isinstance(c, (ReleaseAgent, Ringback, Alert)) for c in cmds)
+    assert any(isinstance(c, Originate) for c in cmds)
+
+
+@pytest.mark.parametrize("action, side, result, leaves", [
+    ("accept", "origin", Result.ACCEPTED_BY_ORIGIN, HangUp("T1-target")),
+    ("leave", "target", Result.ACCEPTED_BY_ORIGIN, HangUp("T1-target")),
+    ("accept", "target", Result.ACCEPTED_BY_TARGET, DropAgent("agent-ch")),
+    ("leave", "origin", Result.ACCEPTED_BY_TARGET, DropAgent("agent-ch")),
+    ("undecided", "origin", Result.UNDECIDED_FIRST_RECEIVER, HangUp("T1-target")),
+    ("undecided", "target", Result.UNDECIDED_FIRST_RECEIVER, HangUp("T1-target")),
+    ("cancel", "origin", Result.CANCELLED, HangUp("T1-target")),
+    ("cancel", "target", Result.CANCELLED, HangUp("T1-target")),
+])
+def test_each_decision_key_by_each_agent(action, side, result, leaves):
+    t = conference()
+    cmds = step(t, Ev.DECISION, 5, Decision(action, side, "someone"))
+    assert cmds[0] == StopRecording("threeway-T1")
+    assert leaves in cmds
+    assert records(cmds) == [result]
+    assert t.decided_by == {"side": side, "agent": "someone", "how": "key", "action": action}
+    # A second key (the other agent, at the same moment) does nothing more.
+    assert step(t, Ev.DECISION, 5.01, Decision("accept", "origin")) == []
+
+
+@pytest.mark.parametrize("event, result, side", [
+    (Ev.TARGET_FAILED, Result.CANCELLED, "target"),
+    (Ev.AGENT_HUNG_UP, Result.ACCEPTED_BY_TARGET, "origin"),
+    (Ev.CALLER_HUNG_UP, Result.CALLER_ABANDONED, "caller"),
+])
+def test_hang_ups_are_decisions(event, result, side):
+    t = conference()
+    cmds = step(t, event, 6)
+    assert records(cmds) == [result]
+    assert t.decided_by["how"] == "hangup" and t.decided_by["side"] == side
+
+
+def test_decisions_before_the_target_answers_mean_nothing_but_cancel():
+    t = new("three_way")
+    start(t, 0)
+    assert step(t, Ev.DECISION, 1, Decision("accept", "origin")) == []
+    cmds = step(t, Ev.DECISION, 2, Decision("cancel", "origin"))
+    assert HangUp("T1-target") in cmds and records(cmds) == [Result.CANCELLED]
+
+
+def test_origin_agent_leaving_early_turns_it_into_a_blind_transfer():
+    t = new("three_way")
+    start(t, 0)
+    assert step(t, Ev.AGENT_HUNG_UP, 1) == [Ringback("caller-ch", True)]
+    cmds = step(t, Ev.TARGET_FAILED, 2, "busy")
+    assert ReturnToOrigin("caller-ch", "12345-a1") in cmds
+    t2 = new("three_way")
+    start(t2, 0)
+    step(t2, Ev.AGENT_HUNG_UP, 1)
+    step(t2, Ev.TARGET_ANSWERED, 2)
+    assert records(step(t2, Ev.BRIDGED, 2.1)) == [Result.ACCEPTED_BY_TARGET]
+
+
+def test_restart_in_conference_keeps_it_or_decides_from_what_is_left():
+    t = conference()
+    assert step(t, Ev.RESTARTED, 9, Facts(True, True, True, True, agent_alive=True)) == []
+    assert t.state == State.CONFERENCE
+    assert records(step(t, Ev.RESTARTED, 9, Facts(True, True, True, True, agent_alive=False))) == \
+        [Result.ACCEPTED_BY_TARGET]

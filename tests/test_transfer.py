@@ -324,11 +324,12 @@ def test_emergency_key_alerts_at_once_and_keeps_the_agent_until_110_answers(phon
     far_leg.hears(call, "2")                               # three parties hear each other
     leg.hears(far_leg, "3")
     call.hears(far_leg, "4")
-    [rec] = outcomes.wait(phones.lib)
-    check_record(rec, result="accepted", mode="emergency", emergency=True, target="110")
     leg.hang_up()                                          # the origin agent may leave now
     far_leg.hears(call, "5")
     assert not call.ended
+    [rec] = outcomes.wait(phones.lib)
+    check_record(rec, result="accepted_by_target", mode="emergency", emergency=True, target="110")
+    assert rec["decided_by"] == {"side": "origin", "agent": agent.username, "how": "hangup"}
 
 
 def test_transfer_key_during_an_emergency_transfer_starts_nothing_more(phones, outcomes):
@@ -343,5 +344,7 @@ def test_transfer_key_during_an_emergency_transfer_starts_nothing_more(phones, o
     assert not leg.ended
     far_leg.accept()
     far_leg.hears(call, "6")
+    leg.send_dtmf("*8")                                  # voice contact made: the agent leaves
+    leg.wait_ended(5)
     [rec] = outcomes.wait(phones.lib)
-    check_record(rec, result="accepted", mode="emergency")
+    check_record(rec, result="accepted_by_target", mode="emergency")

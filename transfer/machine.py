@@ -1,22 +1,35 @@
-"""The one-key transfer as a pure state machine: events in, commands out, no I/O.
+"""Transfers and three-way calls as one pure state machine: events in, commands out, no I/O.
 
-Rules (R1, R3, R4 of the requirements):
+Modes: ``blind`` (one-key transfer, R1), ``three_way`` (R2) and ``emergency`` (a three-way call
+to 110 with an immediate alert, R4).
 
-1. A transfer starts in DIALING. In a blind transfer the initiating agent is released at once;
-   in an emergency transfer the agent stays with the caller. The caller hears ringback while the
-   target (another platform, over the trunk) is dialled, and a ring timer runs.
-2. The target answering moves to BRIDGING: the caller and the target leg are bridged. BRIDGED
-   ends the transfer with result ``accepted``.
-3. The target failing (busy, rejected, unreachable), or the ring timer firing, ends the transfer
-   with the matching ``fallback_*`` result, and the caller is handed back to the origin hotline,
-   preferring the agent who transferred (R3: the first receiver handles it). A timer firing on a
-   target that never even rang means the target is unreachable, not unanswered.
-4. The caller hanging up while the transfer is in progress cancels every other leg:
-   ``caller_abandoned``.
-5. Keys pressed while a transfer is in progress change nothing (one call, one transfer).
-6. After an app restart the adapter reports what still exists (RESTARTED with facts); the machine
-   finishes or falls back from there. DONE is final: every later event is ignored, so an outcome
-   is recorded exactly once.
+Rules:
+
+1. An attempt starts in DIALING. In a blind transfer the initiating agent is released at once and
+   the caller hears ringback; in a three-way call the caller and the agent keep talking (the
+   caller is never put on silence). The target (another platform, over the trunk) is dialled and
+   a ring timer runs.
+2. The target answering moves to BRIDGING: the target leg joins the caller's bridge. BRIDGED ends
+   a blind transfer with ``accepted``; a three-way call moves to CONFERENCE and its bridge is
+   recorded.
+3. The target failing (busy, rejected, unreachable), or the ring timer firing, ends the attempt
+   with the matching ``fallback_*`` result. A blind transfer hands the caller back to the origin
+   hotline, preferring the agent who transferred (R3: the first receiver handles it); in a
+   three-way call the agent is still there and hears an error tone. A timer firing on a target
+   that never even rang means the target is unreachable, not unanswered.
+4. In CONFERENCE either agent decides, by key: *accept* (my platform takes it: the other agent
+   leaves), *leave* (I leave: the other platform takes it), *undecided* (the first receiver, the
+   origin, takes it and syncs: ``undecided_first_receiver``), *cancel* (the target leaves: back to
+   two parties). Hang-ups decide too: the target hanging up is a cancel, the origin agent hanging
+   up means the target platform accepts. Decisions before the target answered mean nothing,
+   except *cancel* by the origin agent.
+5. The origin agent hanging up before the target answered turns a three-way call into a blind
+   transfer: the caller hears ringback, and falls back to the origin hotline if need be.
+6. The caller hanging up cancels every other leg: ``caller_abandoned``.
+7. Keys that start an attempt change nothing while one is in progress (one call, one attempt).
+8. After an app restart the adapter reports what still exists (RESTARTED with facts); the machine
+   finishes, falls back or carries on from there. DONE is final: every later event is ignored, so
+   an outcome is recorded exactly once.
 
 The transitions are data (``TRANSITIONS``); the table is also what the tests enumerate.
 """
@@ -31,6 +44,7 @@ from typing import Callable
 class State(StrEnum):
     DIALING = "dialing"
     BRIDGING = "bridging"
+    CONFERENCE = "conference"
     DONE = "done"
 
 
@@ -43,6 +57,8 @@ class Ev(StrEnum):
     CALLER_HUNG_UP = "caller_hung_up"
     RING_TIMEOUT = "ring_timeout"
     KEY = "key"                            # detail: the key sequence
+    DECISION = "decision"                  # detail: Decision
+    AGENT_HUNG_UP = "agent_hung_up"        # the origin agent's leg ended
     RESTARTED = "restarted"                # facts: Facts
 
 
@@ -55,6 +71,20 @@ class Result(StrEnum):
     CALLER_ABANDONED = "caller_abandoned"
     CANCELLED = "cancelled"
     OUT_OF_SCOPE_GUIDED = "out_of_scope_guided"
+    ACCEPTED_BY_ORIGIN = "accepted_by_origin"
+    ACCEPTED_BY_TARGET = "accepted_by_target"
+    UNDECIDED_FIRST_RECEIVER = "undecided_first_receiver"
+
+
+CONFERENCE_MODES = ("three_way", "emergency")
+DECISIONS = ("accept", "leave", "undecided", "cancel")
+
+
+@dataclass(frozen=True)
+class Decision:
+    action: str                  # accept | leave | undecided | cancel
+    side: str                    # origin | target
+    agent: str | None = None
 
 
 FAILURE_RESULTS = {
@@ -122,12 +152,35 @@ class Alert:
 
 
 @dataclass(frozen=True)
+class DropAgent:
+    """The origin agent leaves a three-way call; caller and target stay together."""
+    channel: str
+
+
+@dataclass(frozen=True)
+class StartRecording:
+    name: str
+
+
+@dataclass(frozen=True)
+class StopRecording:
+    name: str
+
+
+@dataclass(frozen=True)
+class Notify:
+    """Play a short tone or prompt to one party (e.g. the agent whose three-way call failed)."""
+    channel: str
+    sound: str
+
+
+@dataclass(frozen=True)
 class Record:
     result: Result
 
 
 Command = ReleaseAgent | Ringback | Originate | Bridge | HangUp | StartTimer | CancelTimer | \
-    ReturnToOrigin | Alert | Record
+    ReturnToOrigin | Alert | DropAgent | StartRecording | StopRecording | Notify | Record
 
 
 # --- the transfer ---------------------------------------------------------------------------------
@@ -139,7 +192,7 @@ class Facts:
     target_alive: bool
     target_up: bool
     bridged: bool          # caller and target already share a bridge
-
+    agent_alive: bool = True
 
 @dataclass
 class Transfer:
@@ -163,7 +216,19 @@ class Transfer:
     detail: str | None = None
     answered_by: str | None = None
     was_ringing: bool = False
+    agent_present: bool = True     # the origin agent is still on a three-way call
+    recording: str | None = None
+    decided_by: dict | None = None
     steps: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def conference(self) -> bool:
+        return self.mode in CONFERENCE_MODES
+
+    @property
+    def agent_stays(self) -> bool:
+        """The origin agent is with the caller while the target is dialled."""
+        return self.conference and self.agent_present
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -176,7 +241,8 @@ class Transfer:
         return cls(**data)
 
     def headers(self) -> dict[str, str]:
-        headers = {"X-Hotline-Transfer-Id": self.transfer_id, "X-Hotline-Origin": self.hotline}
+        headers = {"X-Hotline-Transfer-Id": self.transfer_id, "X-Hotline-Origin": self.hotline,
+                   "X-Hotline-Mode": self.mode}
         if self.category:
             headers["X-Hotline-Category"] = self.category
         if self.emergency:
@@ -193,7 +259,7 @@ def start(t: Transfer, now: float) -> list[Command]:
     cmds: list[Command] = []
     if t.emergency:
         cmds.append(Alert("emergency"))
-    if t.mode == "blind" and t.agent_leg:
+    if not t.conference and t.agent_leg:
         cmds.append(ReleaseAgent(t.agent_leg))
         cmds.append(Ringback(t.caller, True))
     cmds += [
@@ -213,7 +279,10 @@ def _finish(t: Transfer, result: Result, now: float, detail: str | None = None) 
 
 def _fallback(t: Transfer, kind: str, now: float, detail: str | None = None) -> list[Command]:
     cmds: list[Command] = [HangUp(t.target_leg)]
-    if t.mode == "blind":
+    if t.agent_stays:
+        if t.agent_leg:
+            cmds.append(Notify(t.agent_leg, "beeperr"))
+    else:
         # The caller is handed back still hearing ringback; delivery owns the tones from here.
         cmds.append(ReturnToOrigin(t.caller, t.agent))
     return cmds + _finish(t, FAILURE_RESULTS[kind], now, detail)
@@ -231,7 +300,7 @@ def _answered(t: Transfer, now: float, detail=None) -> list[Command]:
     t.steps["answered"] = now
     t.answered_by = detail
     cmds: list[Command] = [CancelTimer("ring")]
-    if t.mode == "blind":
+    if not t.agent_stays:
         cmds.append(Ringback(t.caller, False))
     cmds.append(Bridge((t.caller, t.target_leg)))
     return cmds
@@ -252,7 +321,68 @@ def _caller_gone(t: Transfer, now: float, detail=None) -> list[Command]:
 
 def _bridged(t: Transfer, now: float, detail=None) -> list[Command]:
     t.steps["bridged"] = now
-    return _finish(t, Result.ACCEPTED, now)
+    if not t.conference:
+        return _finish(t, Result.ACCEPTED, now)
+    if not t.agent_present:
+        # The origin agent left before the target answered: the target platform has it.
+        t.decided_by = {"side": "origin", "agent": t.agent, "how": "hangup"}
+        return _finish(t, Result.ACCEPTED_BY_TARGET, now)
+    t.state = State.CONFERENCE
+    t.steps["conference"] = now
+    t.recording = f"threeway-{t.transfer_id}"
+    return [StartRecording(t.recording)]
+
+
+def _decided(t: Transfer, result: Result, now: float, decided_by: dict,
+             cmds: list[Command]) -> list[Command]:
+    t.decided_by = decided_by
+    if t.recording:
+        cmds = [StopRecording(t.recording)] + cmds
+    return cmds + _finish(t, result, now)
+
+
+def _decision(t: Transfer, now: float, d: Decision) -> list[Command]:
+    by = {"side": d.side, "agent": d.agent, "how": "key", "action": d.action}
+    if (d.action, d.side) in (("accept", "origin"), ("leave", "target")):
+        return _decided(t, Result.ACCEPTED_BY_ORIGIN, now, by, [HangUp(t.target_leg)])
+    if (d.action, d.side) in (("accept", "target"), ("leave", "origin")):
+        return _decided(t, Result.ACCEPTED_BY_TARGET, now, by,
+                        [DropAgent(t.agent_leg)] if t.agent_leg else [])
+    if d.action == "undecided":
+        return _decided(t, Result.UNDECIDED_FIRST_RECEIVER, now, by, [HangUp(t.target_leg)])
+    if d.action == "cancel":
+        return _decided(t, Result.CANCELLED, now, by, [HangUp(t.target_leg)])
+    return []
+
+
+def _decision_while_dialing(t: Transfer, now: float, d: Decision) -> list[Command]:
+    if t.agent_stays and d.action == "cancel" and d.side == "origin":
+        by = {"side": "origin", "agent": d.agent, "how": "key", "action": "cancel"}
+        return _decided(t, Result.CANCELLED, now, by, [HangUp(t.target_leg)])
+    return []
+
+
+def _agent_gone_early(t: Transfer, now: float, detail=None) -> list[Command]:
+    if not t.agent_stays:
+        return []
+    t.agent_present = False
+    return [Ringback(t.caller, True)] if t.state == State.DIALING else []
+
+
+def _conference_target_gone(t: Transfer, now: float, detail=None) -> list[Command]:
+    by = {"side": "target", "agent": t.answered_by, "how": "hangup"}
+    return _decided(t, Result.CANCELLED, now, by, [])
+
+
+def _conference_agent_gone(t: Transfer, now: float, detail=None) -> list[Command]:
+    t.agent_present = False
+    by = {"side": "origin", "agent": t.agent, "how": "hangup"}
+    return _decided(t, Result.ACCEPTED_BY_TARGET, now, by, [])
+
+
+def _conference_caller_gone(t: Transfer, now: float, detail=None) -> list[Command]:
+    by = {"side": "caller", "agent": None, "how": "hangup"}
+    return _decided(t, Result.CALLER_ABANDONED, now, by, [HangUp(t.target_leg)])
 
 
 def _bridge_failed(t: Transfer, now: float, detail=None) -> list[Command]:
@@ -267,8 +397,18 @@ def _ignore(t: Transfer, now: float, detail=None) -> list[Command]:
 
 
 def _restarted(t: Transfer, now: float, facts: Facts) -> list[Command]:
+    if t.state == State.CONFERENCE:
+        if not facts.caller_alive:
+            return _conference_caller_gone(t, now)
+        if not facts.target_alive:
+            return _conference_target_gone(t, now)
+        if not facts.agent_alive:
+            return _conference_agent_gone(t, now)
+        return []           # still three parties: keys work again
     if not facts.caller_alive:
         return _caller_gone(t, now)
+    if t.agent_stays and not facts.agent_alive:
+        t.agent_present = False
     if facts.bridged:
         return _bridged(t, now)
     if facts.target_alive and facts.target_up:
@@ -289,6 +429,8 @@ TRANSITIONS: dict[tuple[State, Ev], Handler] = {
     (State.DIALING, Ev.CALLER_HUNG_UP): _caller_gone,
     (State.DIALING, Ev.RING_TIMEOUT): _timeout,
     (State.DIALING, Ev.KEY): _ignore,
+    (State.DIALING, Ev.DECISION): _decision_while_dialing,
+    (State.DIALING, Ev.AGENT_HUNG_UP): _agent_gone_early,
     (State.DIALING, Ev.RESTARTED): _restarted,
     (State.BRIDGING, Ev.TARGET_RINGING): _ignore,
     (State.BRIDGING, Ev.TARGET_ANSWERED): _ignore,
@@ -298,7 +440,20 @@ TRANSITIONS: dict[tuple[State, Ev], Handler] = {
     (State.BRIDGING, Ev.CALLER_HUNG_UP): _caller_gone,
     (State.BRIDGING, Ev.RING_TIMEOUT): _ignore,
     (State.BRIDGING, Ev.KEY): _ignore,
+    (State.BRIDGING, Ev.DECISION): _ignore,
+    (State.BRIDGING, Ev.AGENT_HUNG_UP): _agent_gone_early,
     (State.BRIDGING, Ev.RESTARTED): _restarted,
+    (State.CONFERENCE, Ev.TARGET_RINGING): _ignore,
+    (State.CONFERENCE, Ev.TARGET_ANSWERED): _ignore,
+    (State.CONFERENCE, Ev.TARGET_FAILED): _conference_target_gone,
+    (State.CONFERENCE, Ev.BRIDGED): _ignore,
+    (State.CONFERENCE, Ev.BRIDGE_FAILED): _ignore,
+    (State.CONFERENCE, Ev.CALLER_HUNG_UP): _conference_caller_gone,
+    (State.CONFERENCE, Ev.RING_TIMEOUT): _ignore,
+    (State.CONFERENCE, Ev.KEY): _ignore,
+    (State.CONFERENCE, Ev.DECISION): _decision,
+    (State.CONFERENCE, Ev.AGENT_HUNG_UP): _conference_agent_gone,
+    (State.CONFERENCE, Ev.RESTARTED): _restarted,
 }
 
 

@@ -1,0 +1,196 @@
+"""Three-way calls on the real lab: caller + 12345 agent + 110 agent agree who takes the matter."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from test_delivery import connect
+from test_transfer import check_record
+
+pytestmark = pytest.mark.lab
+
+KEYS = {"accept": "*7", "leave": "*8", "undecided": "*9", "cancel": "*0"}
+DIRECTIONS = {"12345": ("citizen", "12345", "110"), "110": ("caller", "110", "12345")}
+
+
+def three_way(phones, origin: str):
+    """Caller + origin agent, *2, the other platform's agent answers: three parties talking."""
+    who, number, target = DIRECTIONS[origin]
+    call, agent, leg = connect(phones, getattr(phones, who), number, origin)
+    leg.send_dtmf("*2")
+    leg.hears(call, "1")                 # caller and agent keep talking while it rings
+    far_agent, far_leg = phones.ringing_agent(target, timeout=8)
+    assert far_leg.header("X-Hotline-Mode") == "three_way"
+    far_leg.accept()
+    far_leg.hears(call, "2")
+    leg.hears(far_leg, "3")
+    call.hears(far_leg, "4")
+    return call, agent, leg, far_agent, far_leg
+
+
+# (key, pressed by, who stays with the caller, result)
+CASES = [
+    ("accept", "origin", "origin", "accepted_by_origin"),
+    ("accept", "target", "target", "accepted_by_target"),
+    ("leave", "origin", "target", "accepted_by_target"),
+    ("leave", "target", "origin", "accepted_by_origin"),
+    ("undecided", "origin", "origin", "undecided_first_receiver"),
+    ("undecided", "target", "origin", "undecided_first_receiver"),
+    ("cancel", "origin", "origin", "cancelled"),
+    ("cancel", "target", "origin", "cancelled"),
+]
+
+
+def _decide(phones, outcomes, origin, action, presser, stays, result):
+    call, agent, leg, far_agent, far_leg = three_way(phones, origin)
+    (leg if presser == "origin" else far_leg).send_dtmf(KEYS[action])
+    stayer, leaver = (leg, far_leg) if stays == "origin" else (far_leg, leg)
+    leaver.wait_ended(5)
+    stayer.hears(call, "5")              # the caller never lost audio
+    call.hears(stayer, "6")
+    assert not call.ended
+    [rec] = outcomes.wait(phones.lib)
+    check_record(rec, result=result, mode="three_way", origin=origin)
+    assert rec["decided_by"]["side"] == presser and rec["decided_by"]["how"] == "key"
+    assert rec["decided_by"]["action"] == action
+    assert rec["durations_ms"]["consult"] is not None
+
+
+@pytest.mark.parametrize("action, presser, stays, result", CASES,
+                         ids=[f"{a}-by-{p}" for a, p, _, _ in CASES])
+def test_decision_keys_when_12345_starts(phones, outcomes, action, presser, stays, result):
+    _decide(phones, outcomes, "12345", action, presser, stays, result)
+
+
+@pytest.mark.parametrize("action, presser, stays, result", CASES,
+                         ids=[f"{a}-by-{p}" for a, p, _, _ in CASES])
+def test_decision_keys_when_110_starts(phones, outcomes, action, presser, stays, result):
+    _decide(phones, outcomes, "110", action, presser, stays, result)
+
+
+def test_far_agent_hanging_up_is_a_cancel(phones, outcomes):
+    call, agent, leg, far_agent, far_leg = three_way(phones, "12345")
+    far_leg.hang_up()
+    leg.hears(call, "7")
+    [rec] = outcomes.wait(phones.lib)
+    check_record(rec, result="cancelled")
+    assert rec["decided_by"] == {"side": "target", "agent": far_agent.username, "how": "hangup"}
+
+
+def test_origin_agent_hanging_up_means_the_far_platform_accepts(phones, outcomes):
+    call, agent, leg, far_agent, far_leg = three_way(phones, "12345")
+    leg.hang_up()
+    far_leg.hears(call, "8")
+    call.hears(far_leg, "9")
+    [rec] = outcomes.wait(phones.lib)
+    check_record(rec, result="accepted_by_target")
+    assert rec["decided_by"]["how"] == "hangup" and rec["decided_by"]["side"] == "origin"
+
+
+def test_caller_hanging_up_ends_the_conference_and_leaves_nothing(phones, outcomes, lab):
+    call, agent, leg, far_agent, far_leg = three_way(phones, "110")
+    call.hang_up()
+    leg.wait_ended(5)
+    far_leg.wait_ended(5)
+    phones.lib.wait_for(lambda: not lab.leftovers(), 5, "both PBXs to have no channel or bridge")
+    [rec] = outcomes.wait(phones.lib)
+    check_record(rec, result="caller_abandoned")
+
+
+def test_far_leg_busy_keeps_caller_and_agent_together(phones, outcomes):
+    busy1, _, _ = connect(phones, phones.caller, "110", "110")
+    busy2, _, _ = connect(phones, phones.caller, "110", "110")
+    call, agent, leg = connect(phones, phones.citizen, "12345", "12345")
+    leg.send_dtmf("*2")
+    [rec] = outcomes.wait(phones.lib)
+    check_record(rec, result="fallback_busy", mode="three_way")
+    leg.hears(call, "1")
+    call.hears(leg, "2")
+
+
+def test_far_leg_no_answer_keeps_caller_and_agent_together(phones, outcomes):
+    call, agent, leg = connect(phones, phones.citizen, "12345", "12345")
+    leg.send_dtmf("*2")
+    phones.ringing_agent("110", timeout=8)
+    [rec] = outcomes.wait(phones.lib, timeout=12)
+    check_record(rec, result="fallback_no_answer", mode="three_way")
+    leg.hears(call, "3")
+    call.hears(leg, "4")
+
+
+def test_far_pbx_down_keeps_caller_and_agent_together(phones, outcomes, lab):
+    from conftest import cli
+
+    call, agent, leg = connect(phones, phones.citizen, "12345", "12345")
+    cli("lab", "stop", "asterisk-110")
+    try:
+        leg.send_dtmf("*2")
+        [rec] = outcomes.wait(phones.lib, timeout=12)
+        check_record(rec, result="fallback_unreachable", mode="three_way")
+        leg.hears(call, "5")
+    finally:
+        cli("lab", "start", "asterisk-110")
+        phones.lib.wait_for(lambda: lab.ari["110"].app_connected(), 20, "the app to reconnect")
+
+
+def test_the_three_way_part_is_recorded_and_named_in_the_record(phones, outcomes, lab):
+    call, agent, leg, far_agent, far_leg = three_way(phones, "12345")
+    phones.lib.sleep(1)
+    leg.send_dtmf("*7")
+    far_leg.wait_ended(5)
+    [rec] = outcomes.wait(phones.lib)
+    assert rec["recording"]
+    path = Path(lab.descriptor["state_dir"]) / "pbx-12345" / "spool" / "recording" / f"{rec['recording']}.wav"
+    phones.lib.wait_for(path.exists, 5, f"the recording {path}")
+    assert path.stat().st_size > 8000            # about a second of 8 kHz audio, at least
+
+
+def test_app_killed_mid_conference_keeps_three_parties_and_keys_work_after_restart(
+        phones, outcomes, service):
+    call, agent, leg, far_agent, far_leg = three_way(phones, "12345")
+    service.kill()
+    service.start()
+    far_leg.hears(call, "1")                     # still three-way: Asterisk kept the bridge
+    leg.hears(far_leg, "2")
+    leg.send_dtmf("*7")
+    far_leg.wait_ended(8)
+    call.hears(leg, "3")
+    [rec] = outcomes.wait(phones.lib)
+    check_record(rec, result="accepted_by_origin")
+    phones.lib.sleep(2)
+    assert len(outcomes.since_mark()) == 1
+
+
+def test_keys_from_the_caller_do_nothing_in_a_three_way(phones, outcomes):
+    call, agent, leg, far_agent, far_leg = three_way(phones, "12345")
+    for key in ("*7", "*8", "*9", "*0", "*2"):
+        call.send_dtmf(key)
+    phones.lib.sleep(2)
+    assert not leg.ended and not far_leg.ended
+    assert outcomes.since_mark() == []
+    far_leg.hears(call, "5")
+
+
+def test_both_agents_pressing_at_once_makes_exactly_one_decision(phones, outcomes):
+    call, agent, leg, far_agent, far_leg = three_way(phones, "12345")
+    leg.send_dtmf("*7")
+    far_leg.send_dtmf("*7")
+    phones.lib.sleep(3)
+    recs = outcomes.since_mark()
+    assert len(recs) == 1 and recs[0]["result"] in ("accepted_by_origin", "accepted_by_target")
+    stayer = leg if recs[0]["result"] == "accepted_by_origin" else far_leg
+    assert not stayer.ended and not call.ended
+    stayer.hears(call, "8")
+
+
+def test_three_way_key_during_a_three_way_does_nothing(phones, outcomes):
+    call, agent, leg, far_agent, far_leg = three_way(phones, "12345")
+    leg.send_dtmf("*2")
+    phones.lib.sleep(2)
+    assert sum(len(p.ringing_calls()) for p in phones.agents["110"]) == 0
+    assert not far_leg.ended and outcomes.since_mark() == []
+    leg.send_dtmf("*0")
+    far_leg.wait_ended(5)
+    assert outcomes.wait(phones.lib)[0]["result"] == "cancelled"
