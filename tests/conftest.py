@@ -188,10 +188,26 @@ def _phones(softphones, lab):
     return Phones(softphones, lab)
 
 
+def _heal_lab(lab: Lab) -> None:
+    """A lab process that died in an earlier test (a fault test that stopped a PBX and could not
+    bring it back) is restarted, so one failure does not cascade into every later test."""
+    from hotline_link import lab as lab_mod, settings
+
+    handle = lab_mod.Lab(settings.load(CONFIG, secrets=False))
+    for name, alive in handle.status().items():
+        if not alive:
+            handle.start_one(name)
+            for ari in lab.ari.values():
+                deadline = time.monotonic() + 20
+                while not ari.app_connected() and time.monotonic() < deadline:
+                    time.sleep(0.1)
+
+
 @pytest.fixture
 def phones(_phones, service, lab):
     """Registered phones, the service running; after the test every call ends and the PBXs
     must be back to no channel and no bridge."""
+    _heal_lab(lab)
     for p in _phones.all():
         p.auto_answer = None
     yield _phones
