@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import sys
 
 from . import settings as settings_mod
@@ -104,6 +105,37 @@ def cmd_run(args) -> int:
     return 0
 
 
+def cmd_check_catalog(args) -> int:
+    from transfer.catalog import CatalogError
+
+    try:
+        catalog = settings_mod.load_catalog(args.file)
+    except CatalogError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return 2
+    per = {p: sum(c.platform == p for c in catalog.categories) for p in ("12345", "110")}
+    print(f"{args.file or 'config/matter-catalog.toml'}: ok ({per['12345']} categories for 12345, "
+          f"{per['110']} for 110)")
+    return 0
+
+
+def cmd_recommend(args) -> int:
+    from transfer.catalog import CatalogError, recommend
+
+    try:
+        catalog = settings_mod.load_catalog(args.catalog)
+    except CatalogError as exc:
+        print("\n".join(exc.problems), file=sys.stderr)
+        return 2
+    rec = recommend(catalog, code=args.code, text=" ".join(args.text) or None)
+    print(json.dumps({"platform": rec.platform, "category": rec.category,
+                      "emergency": rec.emergency, "reason": rec.reason,
+                      "matched": list(rec.matched),
+                      "notify_departments": rec.notify_departments}, ensure_ascii=False))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="hotline-link", description=__doc__)
     parser.add_argument("-c", "--config", help="service config file (TOML), layered over the defaults")
@@ -131,6 +163,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("file")
     p.add_argument("--no-secrets", action="store_true", help="do not read password/token files")
     p.set_defaults(func=cmd_check_config)
+
+    p = sub.add_parser("check-catalog", help="validate the matter catalog")
+    p.add_argument("file", nargs="?")
+    p.set_defaults(func=cmd_check_catalog)
+
+    p = sub.add_parser("recommend", help="which platform and category for a matter code or text")
+    p.add_argument("--code")
+    p.add_argument("--catalog")
+    p.add_argument("text", nargs="*")
+    p.set_defaults(func=cmd_recommend)
 
     args = parser.parse_args(argv)
     return args.func(args)

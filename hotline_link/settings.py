@@ -499,3 +499,17 @@ class _Validator:
             phone_host=self.string(node, "lab", "phone_host"),
             pbx=pbx,
         )
+
+
+def load_catalog(path: str | os.PathLike | None = None):
+    """The matter catalog (``config/matter-catalog.toml`` unless given), parsed and validated."""
+    from transfer.catalog import CatalogError, parse
+
+    path = Path(path) if path is not None else project_home() / "config" / "matter-catalog.toml"
+    try:
+        data = _read_toml(path)
+    except FileNotFoundError:
+        raise CatalogError([f"{path}: no such file"]) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise CatalogError([f"{path}: not valid TOML: {exc}"]) from None
+    return parse(data)

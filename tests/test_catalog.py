@@ -1,0 +1,114 @@
+"""The matter catalog (the annex) and the platform recommendation built on it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ROOT
+from hotline_link.settings import load_catalog
+from transfer.catalog import CatalogError, parse, recommend
+
+CATALOG = load_catalog()
+
+ANNEX_110_TO_12345 = ["public_facilities", "city_environment", "landscaping", "construction",
+                      "environment_protection", "consumer_rights", "market_supervision",
+                      "utilities_incident", "other"]
+ANNEX_12345_TO_110 = ["road_traffic", "public_order", "emergencies", "property_safety",
+                      "police_first_help", "stability_leads", "police_conduct",
+                      "hotline_harassment"]
+
+
+def test_the_catalog_holds_every_annex_category_once():
+    codes = [c.code for c in CATALOG.categories]
+    assert codes == ANNEX_110_TO_12345 + ANNEX_12345_TO_110
+
+
+@pytest.mark.parametrize("code", ANNEX_110_TO_12345)
+def test_categories_110_passes_on_belong_to_12345(code):
+    rec = recommend(CATALOG, code=code)
+    assert (rec.platform, rec.category, rec.emergency) == ("12345", code, False)
+
+
+@pytest.mark.parametrize("code", ANNEX_12345_TO_110)
+def test_categories_12345_passes_on_belong_to_110(code):
+    rec = recommend(CATALOG, code=code)
+    assert (rec.platform, rec.category, rec.emergency) == ("110", code, False)
+
+
+@pytest.mark.parametrize("text, code, platform", [
+    ("小区门口井盖缺失了", "public_facilities", "12345"),
+    ("路边有人乱倒垃圾", "city_environment", "12345"),
+    ("大风把树木倾倒在路上", "landscaping", "12345"),
+    ("工地夜里施工扰民", "construction", "12345"),
+    ("工厂生产噪音太大", "environment_protection", "12345"),
+    ("买到的产品质量有问题", "consumer_rights", "12345"),
+    ("老板拖欠工资 劳资纠纷", "market_supervision", "12345"),
+    ("小区停水了", "utilities_incident", "12345"),
+    ("物业管理不作为", "other", "12345"),
+    ("路口交通信号灯坏了", "road_traffic", "110"),
+    ("楼上装修噪音很大", "public_order", "110"),
+    ("有群体性事件", "emergencies", "110"),
+    ("接到电话诈骗", "property_safety", "110"),
+    ("反映影响社会稳定的线索", "stability_leads", "110"),
+    ("我要投诉警察", "police_conduct", "110"),
+    ("这个号码一直恶意骚扰热线", "hotline_harassment", "110"),
+    ("the traffic light at the crossing is broken", "road_traffic", "110"),
+    ("a pothole outside number 5", "public_facilities", "12345"),
+])
+def test_descriptions_find_their_category(text, code, platform):
+    rec = recommend(CATALOG, text=text)
+    assert (rec.category, rec.platform, rec.emergency) == (code, platform, False), rec.reason
+
+
+@pytest.mark.parametrize("text, category", [
+    ("燃气泄漏 有人晕倒", "utilities_incident"),        # a 12345 category, but life is in danger
+    ("there is a fire and someone is trapped", None),
+    ("有人持刀打架", None),
+])
+def test_an_emergency_goes_to_110_first_whatever_the_category(text, category):
+    rec = recommend(CATALOG, text=text)
+    assert rec.emergency and rec.platform == "110" and rec.category == category
+    assert rec.reason.startswith("emergency")
+
+
+def test_an_emergency_description_overrides_a_12345_code():
+    rec = recommend(CATALOG, code="utilities_incident", text="gas leak, a man is unconscious")
+    assert (rec.platform, rec.emergency) == ("110", True)
+
+
+@pytest.mark.parametrize("kwargs", [{"text": "今天天气怎么样"}, {"code": "no_such_code"}, {}])
+def test_unknown_input_is_a_clear_no_recommendation(kwargs):
+    rec = recommend(CATALOG, **kwargs)
+    assert rec.platform is None and rec.reason.startswith("no recommendation")
+
+
+def test_departments_are_notified_where_the_annex_says_so():
+    assert recommend(CATALOG, code="emergencies").notify_departments
+    assert recommend(CATALOG, code="stability_leads").notify_departments
+    assert not recommend(CATALOG, code="road_traffic").notify_departments
+
+
+def test_an_invalid_catalog_names_every_problem():
+    with pytest.raises(CatalogError) as info:
+        parse({"to_110": [{"code": "Bad Code"}, {"code": "ok", "name": "n", "gloss": "g",
+                                                 "examples": "not a list", "colour": 1}],
+               "to_12345": []})
+    assert info.value.problems == [
+        "to_12345: expected a non-empty list of categories",
+        "to_110[0].code: 'Bad Code' is not a matter code (a-z, 0-9, _)",
+        "to_110[1].colour: unknown key",
+        "to_110[1].examples: expected a list of non-empty strings",
+        "emergency: expected a table",
+    ]
+
+
+def test_cli_recommend_and_check_catalog():
+    out = subprocess.run([sys.executable, "-m", "hotline_link.cli", "recommend", "楼上装修噪音很大"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=30)
+    assert '"platform": "110"' in out.stdout and '"category": "public_order"' in out.stdout
+    bad = subprocess.run([sys.executable, "-m", "hotline_link.cli", "check-catalog",
+                          "tests/lab.toml"], cwd=ROOT, capture_output=True, text=True, timeout=30)
+    assert bad.returncode == 2 and "to_12345: expected a non-empty list" in bad.stderr
