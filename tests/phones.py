@@ -81,6 +81,18 @@ def _worker(conn: Connection, account: dict, host: str, log_level: int) -> None:
             if info.state == pj.PJSIP_INV_STATE_DISCONNECTED:
                 calls.pop(self.key, None)
 
+        def onCallMediaState(self, prm) -> None:
+            # Connect the call's audio to the null sound device both ways: the conference
+            # clock then drives the stream, and RFC 4733 digits queued by dialDtmf keep going
+            # out (unconnected, a stream's DTMF was seen to stall after the first digit).
+            info = self.getInfo()
+            for i, media in enumerate(info.media):
+                if media.type == pj.PJMEDIA_TYPE_AUDIO and media.status == pj.PJSUA_CALL_MEDIA_ACTIVE:
+                    audio = self.getAudioMedia(i)
+                    manager = ep.audDevManager()
+                    manager.getCaptureDevMedia().startTransmit(audio)
+                    audio.startTransmit(manager.getPlaybackDevMedia())
+
         def onDtmfDigit(self, prm) -> None:
             send("dtmf", self.key, prm.digit)
 
