@@ -71,7 +71,6 @@ class AriClient:
         self._timeout = aiohttp.ClientTimeout(total=request_timeout)
         self._backoff_max = backoff_max
         self._session: aiohttp.ClientSession | None = None
-        self.connected = asyncio.Event()
 
     async def __aenter__(self) -> "AriClient":
         self._session = aiohttp.ClientSession(auth=self._auth, timeout=self._timeout)
@@ -138,7 +137,6 @@ class AriClient:
                 async with self._session.ws_connect(self._ws_url(), heartbeat=10,
                                                     timeout=aiohttp.ClientWSTimeout(ws_close=5)) as ws:
                     attempt = 0
-                    self.connected.set()
                     log.info("ari connected", app=self.app)
                     yield {"type": CONNECTED}
                     async for msg in ws:
@@ -151,7 +149,6 @@ class AriClient:
                             break
             except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
                 log.warning("ari connect failed", app=self.app, error=repr(exc), attempt=attempt)
-            self.connected.clear()
             delay = random.uniform(0, min(self._backoff_max, 0.2 * 2 ** attempt))
             attempt += 1
             await asyncio.sleep(delay)

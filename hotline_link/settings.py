@@ -143,12 +143,6 @@ class Settings:
                 bindings[t.key] = f"transfer:{tid}"
         return bindings
 
-    def hotline_of_app(self, app: str) -> Hotline:
-        for hotline in self.hotlines.values():
-            if hotline.ari.app == app:
-                return hotline
-        raise KeyError(app)
-
 
 def project_home() -> Path:
     """Where config/ and dialplan/ live: $HOTLINE_LINK_HOME (set in the Docker image), else the

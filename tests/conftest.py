@@ -138,9 +138,6 @@ class Service:
             except subprocess.TimeoutExpired:
                 self.kill()
 
-    def log_text(self) -> str:
-        return self.log.read_text(errors="replace")
-
 
 @pytest.fixture(scope="session")
 def service(lab):

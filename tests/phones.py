@@ -426,11 +426,3 @@ class PhoneCall:
                     raise Timeout(f"{self.phone.username} did not hear {digits!r} from "
                                   f"{other.phone.username} within {timeout}s "
                                   f"(heard {self.digits!r})") from None
-
-    def hears_nothing_from(self, other: "PhoneCall", digits: str = "46", wait: float = 2.0) -> None:
-        """The opposite probe: nothing ``other`` sends reaches this call."""
-        start = len(self.digits)
-        other.send_dtmf(digits)
-        self.phone.lib.sleep(wait)
-        assert not self.digits[start:], (f"{self.phone.username} heard "
-                                         f"{self.digits[start:]!r} from {other.phone.username}")
