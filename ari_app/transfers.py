@@ -44,11 +44,9 @@ ALERTS = "hotline:alerts"
 REDIS_TIMEOUT = 0.5
 REDIS_BACKOFF = 5.0                          # after a failure, skip Redis for this long
 
-# ISDN cause of a target leg that never answered -> the machine's failure kind.
-UNREACHABLE_CAUSES = {1, 2, 3, 18, 20, 22, 27, 28, 31, 34, 38, 41, 42, 44, 58, 66, 88, 102, 127}
-
 
 def failure_kind(cause: int) -> str:
+    """ISDN cause of a target leg that never answered -> the machine's failure kind."""
     if cause == CAUSE_BUSY:
         return "busy"
     if cause in (CAUSE_REJECTED, 16):
@@ -181,7 +179,6 @@ class Transfers:
             ring_timeout=self.settings.timeouts.transfer_ring)
         call.transfer_id = tid
         self.active[tid] = t
-        self.by_leg[t.target_leg or f"{tid}-target"] = tid
         self.by_caller[call.caller] = tid
         self.log.info("transfer started", transfer_id=tid, call_id=call.call_id, target=target,
                       mode=mode, trigger=trigger)
@@ -366,16 +363,12 @@ class Transfers:
         tid = t.transfer_id
         self.active.pop(tid, None)
         self.by_caller.pop(t.caller, None)
-        handle = self.timers.pop(tid, None)
-        if handle is not None:
-            handle.cancel()
-        self.by_leg.pop(t.target_leg, None)
+        self.by_leg.pop(t.target_leg, None)         # the ring timer went with CancelTimer
         if call is not None:
             if call.remote_leg != t.target_leg and t.result in (
                     m.Result.ACCEPTED, m.Result.ACCEPTED_BY_TARGET):
                 self.delivery.adopt_remote(call, t.target_leg)
             call.transfer_id = None
-        if call is not None:
             await self._quietly(self.ari.post(f"/channels/{t.caller}/variable",
                                               variable="HOTLINE_TRANSFER", value=""))
         self.log.info("transfer finished", transfer_id=tid, call_id=t.call_id,
