@@ -136,14 +136,15 @@ class Transfers:
         dest = str((refer.get("requested_destination") or {}).get("destination") or "")
         call = self.delivery.call_of_agent_leg(leg) if leg else None
         clog = self.log.bind(agent_leg=leg, destination=dest)
+        # A refusal is not reported to the phone: Asterisk 22.10 was seen to crash on
+        # transfer_progress states=channel_declined for a live channel. The REFER's subscription
+        # just expires on the phone; the call itself goes on untouched.
         if call is None:
             clog.warning("REFER from a channel that is not a connected agent: refused")
-            await self._refer_progress(leg, "channel_declined")
             return
         if dest not in self.hotline.targets:
             clog.warning("REFER to a destination that is not a transfer target: refused",
                          call_id=call.call_id)
-            await self._refer_progress(leg, "channel_declined")
             return
         await self._refer_progress(leg, "channel_progress")
         await self.start(call, dest, mode="blind", trigger="refer")
