@@ -23,6 +23,7 @@ Rules:
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -79,6 +80,7 @@ class Delivery:
         self.reserved: set[str] = set()                  # agents we ring or have connected
         self.idle_since: dict[str, float] = {}           # agent -> when their last call ended
         self.on_answered_transfer = None                 # async (transfer_id, agent) -> None
+        self._later: set[asyncio.Task] = set()           # deferred hang-ups (see detach_agent)
         self.log = log.bind(hotline=hotline.id)
 
     # --- lookups used by the transfer adapter -------------------------------------------------
@@ -237,8 +239,12 @@ class Delivery:
         await self.dispatch()
 
     # --- the transfer adapter's hooks ---------------------------------------------------------
-    async def detach_agent(self, call: Call) -> None:
-        """Release the agent from a call that is being transferred away (blind transfer)."""
+    async def detach_agent(self, call: Call, *, grace: float = 0.0) -> None:
+        """Release the agent from a call that is being transferred away (blind transfer).
+
+        ``grace`` leaves the agent's channel up that long so the phone hangs up itself: after a
+        REFER the phone holds a transfer subscription, and tearing its dialog down from our side
+        while that subscription is alive is the pattern behind PJSIP's REFER teardown crashes."""
         leg, agent = call.agent_leg, call.agent
         call.state = TRANSFERRING
         if leg:
@@ -251,7 +257,16 @@ class Delivery:
                                         channel=call.caller)
                 except AriError:
                     pass
-            await self.ari.delete_quietly(f"/channels/{leg}")
+            if grace > 0:
+                task = asyncio.create_task(self._hang_up_later(leg, grace))
+                self._later.add(task)
+                task.add_done_callback(self._later.discard)
+            else:
+                await self.ari.delete_quietly(f"/channels/{leg}")
+
+    async def _hang_up_later(self, leg: str, delay: float) -> None:
+        await asyncio.sleep(delay)
+        await self.ari.delete_quietly(f"/channels/{leg}")
 
     async def drop_agent(self, call: Call) -> None:
         """The agent leaves a three-way call; the caller stays with the other platform."""

@@ -43,6 +43,7 @@ ANSWERED_KEY = "hotline:transfer-answered"   # hash: transfer id -> answering ag
 ALERTS = "hotline:alerts"
 REDIS_TIMEOUT = 0.5
 REDIS_BACKOFF = 5.0                          # after a failure, skip Redis for this long
+REFER_HANGUP_GRACE = 2.0                     # a REFERring phone hangs up itself within this
 
 
 def failure_kind(cause: int) -> str:
@@ -146,8 +147,11 @@ class Transfers:
             clog.warning("REFER to a destination that is not a transfer target: refused",
                          call_id=call.call_id)
             return
-        await self._refer_progress(leg, "channel_progress")
-        await self.start(call, dest, mode="blind", trigger="refer")
+        # The agent is released once the attempt starts, so the phone is told the blind transfer
+        # is complete (a final NOTIFY that ends its subscription) and hangs up by itself, as a
+        # phone does after its own blind transfer; the caller's fate is ours from here on.
+        if await self.start(call, dest, mode="blind", trigger="refer"):
+            await self._refer_progress(leg, "channel_answered")
 
     async def _refer_progress(self, leg: str | None, state: str) -> None:
         if not leg:
@@ -264,7 +268,8 @@ class Transfers:
         match cmd:
             case m.ReleaseAgent():
                 if call is not None:
-                    await self.delivery.detach_agent(call)
+                    grace = REFER_HANGUP_GRACE if t.trigger == "refer" else 0.0
+                    await self.delivery.detach_agent(call, grace=grace)
             case m.Ringback(channel=ch, on=on):
                 if on:
                     await self._quietly(self.ari.post(f"/channels/{ch}/ring"))

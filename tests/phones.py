@@ -98,6 +98,10 @@ def _worker(conn: Connection, account: dict, host: str, log_level: int) -> None:
 
         def onCallTransferStatus(self, prm) -> None:
             send("xfer", self.key, prm.statusCode)
+            # Like a desk phone after its own blind transfer: a final 2xx ends our part.
+            if prm.finalNotify and 200 <= prm.statusCode < 300:
+                prm.cont = False
+                self.hangup(op_with())
 
     class WAccount(pj.Account):
         def onRegState(self, prm) -> None:

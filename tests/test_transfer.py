@@ -66,6 +66,7 @@ def test_12345_to_110_by_the_phones_transfer_button(phones, outcomes):
     call, agent, leg = connect(phones, phones.citizen, "12345", "12345")
     leg.transfer_to("110")                                   # SIP REFER
     leg.wait_ended(5)
+    assert leg.transfer_status[-1] == 200                    # told by NOTIFY, hung up itself
     far_agent, far_leg = phones.ringing_agent("110", timeout=8)
     assert far_leg.caller_number() == CITIZEN_NUMBER
     far_leg.accept()
@@ -299,6 +300,7 @@ def test_emergency_and_utility_lines_by_refer_from_110(phones, outcomes, target)
     call, agent, leg = connect(phones, phones.caller, "110", "110")
     leg.transfer_to(target)
     leg.wait_ended(5)
+    assert leg.transfer_status[-1] == 200
     hears_own_echo(phones, call, "147")
     [rec] = outcomes.wait(phones.lib)
     check_record(rec, result="accepted", target=target, origin="110", trigger="refer")
