@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import time
 from datetime import datetime
 
@@ -16,6 +17,7 @@ import redis.asyncio as aioredis
 import structlog
 
 from hotline_link.outcomes import OutcomeSink
+from hotline_link.render import features
 from hotline_link.settings import Hotline, Settings
 
 from .client import CONNECTED, AriClient, AriError
@@ -25,6 +27,8 @@ from .transfers import TIMER, Transfers
 log = structlog.get_logger("app")
 
 TICK = "HotlineTick"
+ADOPT_WAIT = 5.0        # seconds to wait for the second channel of a queue call handed over
+AGENT_CHANNEL = re.compile(r"^PJSIP/(?P<endpoint>[A-Za-z0-9_.-]+)-[0-9a-f]{8}$")
 
 
 def _event_time(event: dict) -> float:
@@ -46,6 +50,10 @@ class HotlineApp:
         self.delivery = Delivery(self.ari, hotline, settings.timeouts)
         self.transfers = Transfers(self.ari, self.delivery, settings, hotline, redis, sink,
                                    self.queue.put_nowait)
+        # Queue calls being handed over by the AGI "key" command, by the caller channel's name:
+        # {"caller": channel, "agent": channel, "action": str, "since": monotonic}
+        self.adopting: dict[str, dict] = {}
+        self.key_actions = {f.action for f in features(settings, hotline.id)}
         self.log = log.bind(hotline=hotline.id)
 
     async def run(self) -> None:
@@ -83,11 +91,16 @@ class HotlineApp:
             args = event.get("args") or []
             channel = event["channel"]
             if args[:1] == ["inbound"]:
-                await self.delivery.caller_arrived(channel)
+                screened = args[1] if len(args) > 1 and args[1] else None
+                call = await self.delivery.caller_arrived(channel, hold=screened is not None)
+                if call is not None and screened:
+                    await self.transfers.screened(call, screened)
             elif args[:1] == ["agent"] and len(args) == 2:
                 await self.delivery.agent_answered(channel, args[1])
             elif args[:1] == ["target"] and len(args) == 2:
                 await self.transfers.target_answered(channel["id"], args[1])
+            elif args[:1] == ["adopt"]:
+                await self.adopt(channel, args[1:])
             else:
                 self.log.warning("unexpected channel in app; hanging up", args=args,
                                  channel=channel.get("name"))
@@ -110,8 +123,51 @@ class HotlineApp:
             await self.transfers.timer_fired(event["transfer_id"], event["name"])
         elif kind == TICK:
             await self.delivery.tick()
+            await self._adopt_timeouts()
         elif kind == CONNECTED:
             await self.reconcile()
+
+    # --- queue calls handed over by the AGI "key" command -------------------------------------------
+    async def adopt(self, channel: dict, args: list[str]) -> None:
+        """Both channels of a Queue()-bridged call arrive here separately (hotline-adopt context);
+        once both are in, the call is ours and the key's action runs as for our own calls."""
+        name = channel.get("name", "")
+        if args[:1] == ["caller"]:
+            entry = self.adopting.setdefault(name, {"since": time.monotonic()})
+            entry["caller"] = channel
+        elif args[:1] == ["agent"] and len(args) == 3 and args[1] in self.key_actions:
+            match = AGENT_CHANNEL.match(name)
+            if not match or match.group("endpoint") not in self.hotline.agents:
+                self.log.warning("handed-over channel is not an agent of this hotline", channel=name)
+                await self.ari.delete_quietly(f"/channels/{channel['id']}")
+                return
+            entry = self.adopting.setdefault(args[2], {"since": time.monotonic()})
+            entry.update(agent=channel, action=args[1], endpoint=match.group("endpoint"))
+            name = args[2]
+        else:
+            self.log.warning("bad hand-over arguments; hanging up", args=args, channel=name)
+            await self.ari.delete_quietly(f"/channels/{channel['id']}")
+            return
+        entry = self.adopting[name]
+        if "caller" in entry and "agent" in entry:
+            del self.adopting[name]
+            call = await self.delivery.adopt_bridged(entry["caller"], entry["agent"],
+                                                     entry["endpoint"])
+            if call is not None:
+                await self.transfers.on_action(call, entry["action"])
+
+    async def _adopt_timeouts(self) -> None:
+        now = time.monotonic()
+        for name, entry in list(self.adopting.items()):
+            if now - entry["since"] < ADOPT_WAIT:
+                continue
+            del self.adopting[name]
+            self.log.warning("hand-over incomplete", caller_in="caller" in entry,
+                             agent_in="agent" in entry)
+            if "agent" in entry:
+                await self.ari.delete_quietly(f"/channels/{entry['agent']['id']}")
+            if "caller" in entry:       # never stranded: the caller waits for our next agent
+                await self.delivery.caller_arrived(entry["caller"])
 
     async def reconcile(self) -> None:
         """Rebuild state from what exists on the PBX after a (re)connect."""

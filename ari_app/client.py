@@ -70,6 +70,7 @@ class AriClient:
         self._auth = aiohttp.BasicAuth(username, password)
         self._timeout = aiohttp.ClientTimeout(total=request_timeout)
         self._backoff_max = backoff_max
+        self.connected = False          # the event WebSocket is up: the app is registered
         self._session: aiohttp.ClientSession | None = None
 
     async def __aenter__(self) -> "AriClient":
@@ -138,15 +139,19 @@ class AriClient:
                                                     timeout=aiohttp.ClientWSTimeout(ws_close=5)) as ws:
                     attempt = 0
                     log.info("ari connected", app=self.app)
-                    yield {"type": CONNECTED}
-                    async for msg in ws:
-                        if msg.type == aiohttp.WSMsgType.TEXT:
-                            try:
-                                yield json.loads(msg.data)
-                            except ValueError:
-                                log.warning("ari event not JSON", data=msg.data[:200])
-                        elif msg.type in (aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR):
-                            break
+                    self.connected = True
+                    try:
+                        yield {"type": CONNECTED}
+                        async for msg in ws:
+                            if msg.type == aiohttp.WSMsgType.TEXT:
+                                try:
+                                    yield json.loads(msg.data)
+                                except ValueError:
+                                    log.warning("ari event not JSON", data=msg.data[:200])
+                            elif msg.type in (aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR):
+                                break
+                    finally:
+                        self.connected = False
             except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
                 log.warning("ari connect failed", app=self.app, error=repr(exc), attempt=attempt)
             delay = random.uniform(0, min(self._backoff_max, 0.2 * 2 ** attempt))

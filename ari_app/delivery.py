@@ -92,10 +92,13 @@ class Delivery:
         return call if call is not None and call.agent_leg == leg else None
 
     # --- events ---------------------------------------------------------------------------------
-    async def caller_arrived(self, channel: dict) -> None:
+    async def caller_arrived(self, channel: dict, *, hold: bool = False) -> Call | None:
+        """A caller entered the application. ``hold``: answer, but give them to no agent yet (a
+        screened caller about to be transferred; see ``release_hold``)."""
         number = channel.get("caller", {}).get("number", "")
         call = Call(caller=channel["id"], number=number,
-                    call_id=channel.get("linkedid") or channel["id"], arrived=time.monotonic())
+                    call_id=channel.get("linkedid") or channel["id"], arrived=time.monotonic(),
+                    state=TRANSFERRING if hold else WAITING)
         self.calls[call.caller] = call
         clog = self.log.bind(call_id=call.call_id)
         try:
@@ -110,7 +113,7 @@ class Delivery:
                 if not await self.free_agents():
                     clog.info("no free agent: transfer refused as busy")
                     await self._refuse(call, "busy")
-                    return
+                    return None
                 await self.ari.post(f"/channels/{call.caller}/ring")
                 call.ringing = True
             else:
@@ -119,7 +122,12 @@ class Delivery:
                 call.answered = True
         except AriNotFound:
             await self.caller_gone(call.caller)
-            return
+            return None
+        await self.dispatch()
+        return call
+
+    async def release_hold(self, call: Call) -> None:
+        call.state = WAITING
         await self.dispatch()
 
     async def _read_headers(self, channel_id: str) -> dict[str, str]:
@@ -276,6 +284,41 @@ class Delivery:
             self._release(agent)
             call.agent = call.agent_leg = None
             await self.ari.delete_quietly(f"/channels/{leg}")
+
+    async def adopt_bridged(self, caller: dict, leg: dict, agent: str) -> Call | None:
+        """A call the centre's own Queue() bridged, handed over by the AGI ``key`` command: bridge
+        caller and agent again and own the call from now on, exactly as if we had delivered it.
+        Returns None when one side left during the hand-over (then nobody is stranded: a caller
+        alone waits for the next agent here, an agent alone is released)."""
+        now = time.monotonic()
+        call = Call(caller=caller["id"], number=caller.get("caller", {}).get("number", ""),
+                    call_id=caller.get("linkedid") or caller["id"], arrived=now,
+                    state=CONNECTED, answered=True, agent=agent, agent_leg=leg["id"],
+                    agent_since=now)
+        self.calls[call.caller] = call
+        self.legs[leg["id"]] = (call.caller, AGENT)
+        self.reserved.add(agent)
+        clog = self.log.bind(call_id=call.call_id, agent=agent)
+        try:
+            await self.ari.post(f"/channels/{call.caller}/variable", variable="HOTLINE_ROLE",
+                                value="caller")
+            for name, value in (("PJSIP_TRANSFER_HANDLING()", "ari-only"),
+                                ("HOTLINE_ROLE", AGENT), ("HOTLINE_CALLER", call.caller),
+                                ("HOTLINE_AGENT", agent)):
+                await self.ari.post(f"/channels/{leg['id']}/variable", variable=name, value=value)
+            bridge = await self.ari.post("/bridges", type="mixing,dtmf_events",
+                                         name=f"call-{call.call_id}")
+            call.bridge = bridge["id"]
+            await self.ari.post(f"/bridges/{call.bridge}/addChannel", channel=[call.caller, leg["id"]])
+        except AriError as exc:
+            clog.info("taking over a queue call failed", error=str(exc))
+            if not await self.ari.channel_exists(leg["id"]):
+                await self.agent_leg_gone(leg["id"], cause=0)
+            elif not await self.ari.channel_exists(call.caller):
+                await self.caller_gone(call.caller)
+            return None
+        clog.info("queue call taken over", caller=call.number)
+        return call
 
     def adopt_remote(self, call: Call, leg: str) -> None:
         """The other platform answered a transfer of this call: its leg is part of the call."""

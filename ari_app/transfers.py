@@ -43,6 +43,7 @@ ANSWERED_KEY = "hotline:transfer-answered"   # hash: transfer id -> answering ag
 ALERTS = "hotline:alerts"
 REDIS_TIMEOUT = 0.5
 REDIS_BACKOFF = 5.0                          # after a failure, skip Redis for this long
+HARASSMENT_CATEGORY = "hotline_harassment"  # the annex's category for R9
 REFER_HANGUP_GRACE = 2.0                     # a REFERring phone hangs up itself within this
 
 
@@ -105,8 +106,12 @@ class Transfers:
         if call.headers.get("X-Hotline-Mode") in m.CONFERENCE_MODES:
             return                         # a three-way call: the origin platform acts on keys
         action = self.keys.feed(channel_id, digit, at)
-        if action is None:
-            return
+        if action is not None:
+            await self.on_action(call, action)
+
+    async def on_action(self, call: Call, action: str) -> None:
+        """An agent's key, pressed on a call we bridged (DTMF) or on a Queue() call the AGI
+        server handed over (features.conf): the same action either way."""
         clog = self.log.bind(call_id=call.call_id, agent=call.agent)
         clog.info("agent key", action=action)
         active = self.active.get(call.transfer_id or "")
@@ -168,7 +173,9 @@ class Transfers:
         if target is None or target not in self.hotline.targets:
             clog.warning("no such transfer target", target=target)
             return None
-        if call.transfer_id or call.state != "connected" or call.caller in self.by_caller:
+        # A screened caller has no agent yet: it is transferred straight from the wait.
+        ready = call.state == "connected" or (trigger == "screen" and call.agent_leg is None)
+        if call.transfer_id or not ready or call.caller in self.by_caller:
             clog.info("transfer already in progress or call not connected: ignored",
                       state=call.state)
             return None
@@ -191,6 +198,19 @@ class Transfers:
                             value=tid)
         await self._apply(t, m.start(t, time.time()))
         return tid
+
+    async def screened(self, call: Call, verdict: str) -> None:
+        """A caller the dialplan's screening flagged (R9: harassment of 12345 is a matter for
+        110): transferred to ``screen_to`` before any agent takes it, with the same fallbacks
+        (the caller then waits for an agent here) and an outcome record that says why."""
+        target = self.hotline.screen_to
+        if verdict == "harassment" and target:
+            tid = await self.start(call, target, mode="blind", trigger="screen",
+                                   category=HARASSMENT_CATEGORY)
+            if tid is not None:
+                return
+        self.log.info("screened caller goes to an agent", call_id=call.call_id, verdict=verdict)
+        await self.delivery.release_hold(call)
 
     async def record_out_of_scope(self, call: Call, trigger: str) -> None:
         now = time.time()

@@ -136,6 +136,25 @@ def cmd_recommend(args) -> int:
     return 0
 
 
+def cmd_dialplan(args) -> int:
+    from pathlib import Path
+
+    from .render import render_product
+
+    s = _load(args)
+    chosen = args.hotline or list(s.hotlines)
+    unknown = [h for h in chosen if h not in s.hotlines]
+    if unknown:
+        print(f"no such hotline: {', '.join(unknown)} (configured: {', '.join(s.hotlines)})",
+              file=sys.stderr)
+        return 2
+    for hid in chosen:
+        out = Path(args.out) / hid
+        for path in render_product(s, s.hotlines[hid], out):
+            print(path)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="hotline-link", description=__doc__)
     parser.add_argument("-c", "--config", help="service config file (TOML), layered over the defaults")
@@ -163,6 +182,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("file")
     p.add_argument("--no-secrets", action="store_true", help="do not read password/token files")
     p.set_defaults(func=cmd_check_config)
+
+    p = sub.add_parser("dialplan", help="Asterisk config for an existing PBX, from the service config")
+    d = p.add_subparsers(dest="action", required=True)
+    r = d.add_parser("render", help="write extensions/features/queues/ari/manager/http .conf "
+                                    "per hotline into OUT/<hotline>/ (files are 0600: secrets)")
+    r.add_argument("--out", default="dialplan-out", help="output folder (default: dialplan-out)")
+    r.add_argument("--hotline", action="append", help="only this hotline (repeatable)")
+    p.set_defaults(func=cmd_dialplan)
 
     p = sub.add_parser("check-catalog", help="validate the matter catalog")
     p.add_argument("file", nargs="?")

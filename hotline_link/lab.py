@@ -332,7 +332,10 @@ class Lab:
         ari_password = self._ensure_secret(
             self._secret_file(hotline.ari.password_file, f"ari-{hotline.id}"))
         root = CHROOT_MOUNT if mode == "chroot" else str(inst)
-        render_pbx(self.settings, hotline, accounts, ari_password, inst / "etc",
+        ami_secret = (self._ensure_secret(self._secret_file(hotline.ami.secret_file,
+                                                            f"ami-{hotline.id}"))
+                      if hotline.ami else None)
+        render_pbx(self.settings, hotline, accounts, ari_password, ami_secret, inst / "etc",
                    root=root, moddir=moddir)
         log = inst / "log" / "console.log"
         if mode == "native":

@@ -34,6 +34,7 @@ MODULES = [
     "res_pjsip_registrar.so", "res_pjsip_sdp_rtp.so", "res_pjsip_dtmf_info.so",
     "res_pjsip_caller_id.so", "res_pjsip_header_funcs.so", "res_pjsip_pubsub.so",
     "res_pjsip_refer.so", "res_pjsip_nat.so", "res_pjsip_rfc3326.so", "res_pjsip_logger.so",
+    "res_pjsip_history.so",
     "func_pjsip_endpoint.so", "func_pjsip_contact.so", "func_pjsip_aor.so",
     # ARI
     "res_http_websocket.so", "res_websocket_client.so", "res_stasis.so", "res_stasis_answer.so", "res_stasis_playback.so",
@@ -45,8 +46,14 @@ MODULES = [
 
 CONF_FILES = [
     "asterisk.conf", "modules.conf", "logger.conf", "http.conf", "ari.conf", "rtp.conf",
-    "musiconhold.conf", "indications.conf", "cdr.conf", "features.conf", "queues.conf", "pjsip.conf", "extensions.conf",
+    "musiconhold.conf", "indications.conf", "cdr.conf", "features.conf", "queues.conf",
+    "manager.conf", "pjsip.conf", "extensions.conf",
 ]
+# What `hotline-link dialplan render` writes for an existing Asterisk: the product's contexts,
+# keys, queue, ARI and AMI users. Phones, trunks and the core files stay the site's own.
+PRODUCT_FILES = ["extensions.conf", "features.conf", "queues.conf", "ari.conf", "manager.conf",
+                 "http.conf"]
+DECISION_ACTIONS = {"accept", "leave", "undecided", "cancel"}
 
 
 @dataclass(frozen=True)
@@ -72,6 +79,27 @@ class PbxView:
     rtp_high: int
     http_host: str
     http_port: int
+    ami_host: str = "127.0.0.1"
+    ami_port: int = 5038
+
+
+@dataclass(frozen=True)
+class Feature:
+    """One features.conf applicationmap entry: a key that runs the AGI ``key`` command."""
+
+    name: str
+    key: str
+    action: str
+
+
+def features(settings: Settings, hotline_id: str) -> list[Feature]:
+    """The keys an agent may press on a Queue()-bridged call. Decision keys are left out: they
+    only mean something in a three-way call, which the application bridges itself."""
+    out = []
+    for key, action in settings.key_bindings(hotline_id).items():
+        if action not in DECISION_ACTIONS:
+            out.append(Feature("hotline_" + action.replace(":", "_"), key, action))
+    return out
 
 
 _TRUNK_DIAL = re.compile(r"^PJSIP/([A-Za-z0-9_.+-]+)@trunk-([A-Za-z0-9_.-]+)$")
@@ -98,27 +126,49 @@ def environment() -> jinja2.Environment:
     )
 
 
-def render_pbx(settings: Settings, hotline: Hotline, accounts: list[Account], ari_password: str,
-               out_dir: Path, *, root: str, moddir: str) -> list[Path]:
-    """Write every Asterisk file of ``hotline``'s centre into ``out_dir``."""
-    lab = settings.lab
-    me = lab.pbx[hotline.id]
+def _context(settings: Settings, hotline: Hotline, ari_password: str | None,
+             ami_secret: str | None) -> dict:
     http_host, http_port = hotline.ari.host_port
-    pbx = PbxView(hotline.id, me.sip_host, me.sip_port, me.rtp_ports[0], me.rtp_ports[1],
-                  http_host, http_port)
-    peers = [PbxView(pid, p.sip_host, p.sip_port, *p.rtp_ports, "", 0)
-             for pid, p in lab.pbx.items() if pid != hotline.id]
-    context = {
-        "responders": responders(settings, hotline.id),
-        "pbx": pbx, "hotline": hotline, "peers": peers, "modules": MODULES, "root": root,
-        "moddir": moddir, "keys": settings.keys,
-        "accounts": [a for a in accounts if a.hotline == hotline.id],
+    ami_host, ami_port = ((hotline.ami.host, hotline.ami.port) if hotline.ami
+                          else ("127.0.0.1", 5038))
+    me = settings.lab.pbx.get(hotline.id)
+    sip = (me.sip_host, me.sip_port, *me.rtp_ports) if me else ("", 0, 0, 0)
+    agi_host, agi_port = settings.agi.listen
+    return {
+        "pbx": PbxView(hotline.id, *sip, http_host, http_port, ami_host, ami_port),
+        "hotline": hotline, "keys": settings.keys, "features": features(settings, hotline.id),
+        "agi": f"{agi_host}:{agi_port}", "agent_ring": settings.timeouts.agent_ring,
         "ari": {"username": hotline.ari.username, "password": ari_password},
+        "ami": ({"username": hotline.ami.username, "secret": ami_secret}
+                if hotline.ami else None),
+        "lab": False, "responders": [],
     }
+
+
+def render_product(settings: Settings, hotline: Hotline, out_dir: Path) -> list[Path]:
+    """The files an admin adds to an existing Asterisk (see dialplan/README.md)."""
+    context = _context(settings, hotline, hotline.ari.password,
+                       hotline.ami.secret if hotline.ami else None)
+    return _write(context, PRODUCT_FILES, out_dir)
+
+
+def render_pbx(settings: Settings, hotline: Hotline, accounts: list[Account], ari_password: str,
+               ami_secret: str | None, out_dir: Path, *, root: str, moddir: str) -> list[Path]:
+    """Write every Asterisk file of ``hotline``'s centre in the lab into ``out_dir``."""
+    context = _context(settings, hotline, ari_password, ami_secret)
+    context.update(
+        lab=True, responders=responders(settings, hotline.id), modules=MODULES, root=root,
+        moddir=moddir, accounts=[a for a in accounts if a.hotline == hotline.id],
+        peers=[PbxView(pid, p.sip_host, p.sip_port, *p.rtp_ports, "", 0)
+               for pid, p in settings.lab.pbx.items() if pid != hotline.id])
+    return _write(context, CONF_FILES, out_dir)
+
+
+def _write(context: dict, names: list[str], out_dir: Path) -> list[Path]:
     env = environment()
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
-    for name in CONF_FILES:
+    for name in names:
         text = env.get_template(f"{name}.j2").render(**context)
         path = out_dir / name
         path.write_text(text)

@@ -9,10 +9,11 @@ import signal
 import redis.asyncio as aioredis
 import structlog
 
+from agi.server import AgiServer, serve_in_thread
 from ari_app.app import HotlineApp
 
 from .outcomes import OutcomeSink
-from .settings import Settings
+from .settings import Settings, load_catalog
 
 log = structlog.get_logger("service")
 
@@ -24,6 +25,9 @@ async def serve(settings: Settings) -> None:
     redis = aioredis.from_url(settings.redis_url, socket_timeout=0.5, socket_connect_timeout=0.5)
     sink = OutcomeSink(redis, settings.spool_dir)
     apps = [HotlineApp(settings, h, redis, sink) for h in settings.hotlines.values()]
+    by_id = {app.hotline.id: app for app in apps}
+    agi = AgiServer(settings, load_catalog(), app_ready=lambda hid: by_id[hid].ari.connected)
+    serve_in_thread(agi)
     log.info("service starting", hotlines=list(settings.hotlines), config=list(settings.sources))
     main = asyncio.current_task()
     loop = asyncio.get_running_loop()
@@ -39,5 +43,7 @@ async def serve(settings: Settings) -> None:
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
+        await asyncio.to_thread(agi.shutdown)
+        agi.server_close()
         with contextlib.suppress(Exception):
             await redis.aclose()

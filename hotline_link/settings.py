@@ -57,6 +57,18 @@ class AriSettings:
 
 
 @dataclass(frozen=True)
+class AmiSettings:
+    """Asterisk Manager Interface of a PBX: used only to move a call bridged by the centre's own
+    Queue()/Dial() into the ARI application (Redirect with ExtraChannel) when an agent presses a
+    transfer key there."""
+    host: str
+    port: int
+    username: str
+    secret: str | None
+    secret_file: Path | None = None
+
+
+@dataclass(frozen=True)
 class Target:
     id: str
     dial: str
@@ -71,6 +83,8 @@ class Hotline:
     agents: tuple[str, ...]
     ari: AriSettings
     targets: dict[str, Target]
+    ami: AmiSettings | None = None
+    screen_to: str | None = None   # target for callers flagged for malicious harassment (R9)
 
 
 @dataclass(frozen=True)
@@ -121,6 +135,16 @@ class SidecarSettings:
 
 
 @dataclass(frozen=True)
+class AgiSettings:
+    listen: tuple[str, int]
+
+
+@dataclass(frozen=True)
+class ScreeningSettings:
+    harassment_set: str             # Redis set of caller numbers flagged for harassment
+
+
+@dataclass(frozen=True)
 class Settings:
     home: Path
     log_level: str
@@ -132,6 +156,8 @@ class Settings:
     hotlines: dict[str, Hotline]
     sidecar: SidecarSettings
     lab: LabSettings
+    agi: AgiSettings
+    screening: ScreeningSettings
     sources: tuple[str, ...] = field(default=())
 
     def key_bindings(self, hotline_id: str) -> dict[str, str]:
@@ -359,7 +385,8 @@ class _Validator:
     # --- sections ---------------------------------------------------------------------------
     def settings(self, sources: tuple[str, ...]) -> Settings:
         root = self._table(self.raw, "(root)",
-                           {"service", "redis", "keys", "timeouts", "hotlines", "sidecar", "lab"})
+                           {"service", "redis", "keys", "timeouts", "hotlines", "sidecar", "lab",
+                            "agi", "screening"})
         svc = self._table(root.get("service", {}), "service",
                           {"log_level", "log_format", "spool_dir"})
         spool_dir = self.string(svc, "service", "spool_dir")
@@ -380,13 +407,17 @@ class _Validator:
         sidecar = self._sidecar(self._table(root.get("sidecar", {}), "sidecar",
                                             {"listen", "token_file", "token_env"}))
         lab = self._lab(root.get("lab", {}), hotlines)
+        agi_node = self._table(root.get("agi", {}), "agi", {"listen"})
+        agi = AgiSettings(listen=self.host_port(agi_node, "agi", "listen"))
+        scr = self._table(root.get("screening", {}), "screening", {"harassment_set"})
+        screening = ScreeningSettings(harassment_set=self.string(scr, "screening", "harassment_set"))
         if self.problems:
             raise ConfigError(self.problems)
         return Settings(
             home=self.home, log_level=log_level, log_format=log_format,
             spool_dir=self.path(spool_dir or "var/spool"), redis_url=redis_url,
             keys=keys, timeouts=timeouts, hotlines=hotlines, sidecar=sidecar, lab=lab,
-            sources=sources,
+            agi=agi, screening=screening, sources=sources,
         )
 
     def _keys(self, node: Mapping) -> Keys:
@@ -416,7 +447,7 @@ class _Validator:
             path = f"hotlines.{hid}"
             if not NAME_RE.match(hid):
                 self.problems.append(f"{path}: {hid!r} is not a valid hotline id")
-            h = self._table(h, path, {"name", "agents", "ari", "targets"})
+            h = self._table(h, path, {"name", "agents", "ari", "targets", "ami", "screen_to"})
             ari_node = self._table(h.get("ari", {}), f"{path}.ari",
                                    {"url", "username", "password_file", "password_env", "app"})
             ari = AriSettings(
@@ -438,8 +469,12 @@ class _Validator:
                                   "a key (expected '*' or '#' and 1-3 digits)", default=None)
                 targets[tid] = Target(id=tid, dial=dial, key=key,
                                       name=self.string(t, tpath, "name", default=tid))
+            screen_to = self.string(h, path, "screen_to", default=None)
+            if screen_to is not None and screen_to not in targets:
+                self.problems.append(f"{path}.screen_to: {screen_to!r} is not a target of {hid}")
             out[hid] = Hotline(id=hid, name=self.string(h, path, "name", default=hid),
-                               agents=self.names(h, path, "agents"), ari=ari, targets=targets)
+                               agents=self.names(h, path, "agents"), ari=ari, targets=targets,
+                               ami=self._ami(h.get("ami"), f"{path}.ami"), screen_to=screen_to)
         apps = [h.ari.app for h in out.values() if h.ari.app]
         if len(set(apps)) != len(apps):
             self.problems.append("hotlines: two hotlines share one ari.app name")
@@ -448,6 +483,15 @@ class _Validator:
                 if tid == hid:
                     self.problems.append(f"hotlines.{hid}.targets.{tid}: a hotline cannot target itself")
         return out
+
+    def _ami(self, node: Any, path: str) -> AmiSettings | None:
+        if node is None:
+            return None
+        node = self._table(node, path, {"host", "username", "secret_file", "secret_env"})
+        hp = self.host_port(node, path, "host") or ("", 0)
+        return AmiSettings(host=hp[0], port=hp[1], username=self.string(node, path, "username"),
+                           secret=self.secret(node, path, "secret"),
+                           secret_file=self.secret_path(node, "secret"))
 
     def _target_keys(self, keys: Keys, hotlines: dict[str, "Hotline"]) -> None:
         global_keys = {getattr(keys, n): f"keys.{n}" for n in KEY_NAMES if getattr(keys, n)}

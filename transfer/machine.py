@@ -206,7 +206,7 @@ class Transfer:
     agent: str | None            # initiating agent endpoint
     agent_leg: str | None
     mode: str = "blind"          # blind | emergency
-    trigger: str = "dtmf"        # dtmf | refer | api
+    trigger: str = "dtmf"        # dtmf | refer | api | screen
     category: str | None = None
     emergency: bool = False
     ring_timeout: float = 30.0
@@ -259,9 +259,10 @@ def start(t: Transfer, now: float) -> list[Command]:
     cmds: list[Command] = []
     if t.emergency:
         cmds.append(Alert("emergency"))
-    if not t.conference and t.agent_leg:
-        cmds.append(ReleaseAgent(t.agent_leg))
-        cmds.append(Ringback(t.caller, True))
+    if not t.conference:
+        if t.agent_leg:
+            cmds.append(ReleaseAgent(t.agent_leg))
+        cmds.append(Ringback(t.caller, True))      # (no agent: a screened caller, R9)
     cmds += [
         Originate(t.target_leg, t.dial, t.caller_number, t.headers(), t.ring_timeout),
         StartTimer("ring", now + t.ring_timeout),

@@ -1,0 +1,264 @@
+"""AGI and dialplan on the real lab: the transfer keys on calls bridged by the centre's own
+Queue(), the AGI ``route`` and ``screen`` commands, and what unauthenticated SIP can reach."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import threading
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+import pytest
+import redis
+
+from conftest import ROOT, cli
+from hotline_link.settings import load_catalog
+from test_delivery import CALLER_110_NUMBER, CITIZEN_NUMBER
+from test_transfer import check_record
+
+pytestmark = pytest.mark.lab
+
+
+def queue_connect(phones, caller_phone, hotline):
+    """A call delivered by the centre's Queue() (not by the application), agent talking."""
+    call = caller_phone.dial(f"queue-{hotline}")
+    agent, leg = phones.ringing_agent(hotline)
+    assert leg.header("X-Hotline-Transfer-Id") is None
+    leg.accept()
+    call.wait_confirmed()
+    leg.wait_confirmed()
+    leg.hears(call, "0")
+    call.hears(leg, "9")
+    return call, agent, leg
+
+
+def test_queue_call_one_key_transfer_to_110(phones, outcomes, lab):
+    call, agent, leg = queue_connect(phones, phones.citizen, "12345")
+    leg.send_dtmf("*1")
+    leg.wait_ended(5)                                   # released at once, as in app delivery
+    far_agent, far_leg = phones.ringing_agent("110", timeout=8)
+    assert far_leg.caller_number() == CITIZEN_NUMBER
+    assert far_leg.header("X-Hotline-Origin") == "12345"
+    far_leg.accept()
+    far_leg.hears(call, "12")
+    call.hears(far_leg, "34")
+    [rec] = outcomes.wait(phones.lib)
+    check_record(rec, result="accepted", mode="blind", trigger="dtmf", origin="12345",
+                 target="110", initiating_agent=agent.username,
+                 answering_agent=far_agent.username, caller_number=CITIZEN_NUMBER)
+
+
+def test_queue_call_110_to_12345_by_key(phones, outcomes):
+    call, agent, leg = queue_connect(phones, phones.caller, "110")
+    leg.send_dtmf("*1")
+    leg.wait_ended(5)
+    far_agent, far_leg = phones.ringing_agent("12345", timeout=8)
+    assert far_leg.caller_number() == CALLER_110_NUMBER
+    far_leg.accept()
+    call.hears(far_leg, "5")
+    [rec] = outcomes.wait(phones.lib)
+    check_record(rec, result="accepted", trigger="dtmf", origin="110", target="12345",
+                 initiating_agent=agent.username, answering_agent=far_agent.username)
+
+
+@pytest.mark.parametrize("key, presser, stays, result", [
+    ("*8", "origin", "target", "accepted_by_target"),
+    ("*7", "target", "target", "accepted_by_target"),
+    ("*0", "origin", "origin", "cancelled"),
+])
+def test_queue_call_three_way_and_decision_keys(phones, outcomes, key, presser, stays, result):
+    call, agent, leg = queue_connect(phones, phones.citizen, "12345")
+    leg.send_dtmf("*2")
+    leg.hears(call, "1")                 # caller and agent keep talking while 110 rings
+    far_agent, far_leg = phones.ringing_agent("110", timeout=8)
+    assert far_leg.header("X-Hotline-Mode") == "three_way"
+    far_leg.accept()
+    far_leg.hears(call, "2")
+    leg.hears(far_leg, "3")
+    (leg if presser == "origin" else far_leg).send_dtmf(key)
+    stayer, leaver = (leg, far_leg) if stays == "origin" else (far_leg, leg)
+    leaver.wait_ended(5)
+    stayer.hears(call, "4")
+    call.hears(stayer, "6")
+    [rec] = outcomes.wait(phones.lib)
+    check_record(rec, result=result, mode="three_way", trigger="dtmf", origin="12345",
+                 target="110", initiating_agent=agent.username)
+    assert rec["decided_by"]["side"] == presser and rec["decided_by"]["how"] == "key"
+
+
+def test_queue_call_target_key_and_busy_fallback_back_to_the_agent(phones, outcomes):
+    # Both 110 agents busy: *1 on a queue call falls back to the agent who pressed it.
+    busy = [queue_connect(phones, phones.caller, "110") for _ in range(2)]
+    call, agent, leg = queue_connect(phones, phones.citizen, "12345")
+    leg.send_dtmf("*1")
+    leg.wait_ended(5)
+    again = agent.wait_incoming(8)
+    again.accept()
+    again.hears(call, "7")
+    [rec] = outcomes.wait(phones.lib)
+    check_record(rec, result="fallback_busy", origin="12345", target="110")
+    for c, _, _ in busy:
+        c.hang_up()
+
+
+def test_queue_call_keys_without_the_service_leave_the_call_alone(phones, outcomes, service):
+    call, agent, leg = queue_connect(phones, phones.citizen, "12345")
+    service.stop()                       # no AGI server, no application
+    try:
+        leg.send_dtmf("*1")
+        phones.lib.sleep(1.5)
+        assert not leg.ended and not call.ended
+        leg.hears(call, "2")
+        call.hears(leg, "3")
+    finally:
+        service.start()
+    assert outcomes.since_mark() == []
+
+
+# --- route ---------------------------------------------------------------------------------------
+def _ari_post(lab, hotline: str, path: str, params: dict, body: dict | None = None) -> object:
+    ari = lab.ari[hotline]
+    url = f"{ari.url}{path}?{urllib.parse.urlencode(params)}"
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url, data=data, method="POST", headers={
+        "Authorization": ari.auth, "Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=5) as resp:
+        raw = resp.read()
+    return json.loads(raw) if raw else None
+
+
+def route_many(lab, texts: list[str], hotline: str = "12345", timeout: float = 20.0) -> list[list[str]]:
+    """Run the AGI ``route`` command for every text at once (one Local channel each, all
+    originated together) and return [AGISTATUS, platform, category, emergency, reason] each."""
+    import time
+
+    ari = lab.ari[hotline]
+    base = int(time.time() * 1000) % 10**9 * 100
+
+    def originate(i: int, text: str) -> None:
+        _ari_post(lab, hotline, "/channels",
+                  {"endpoint": f"Local/{base + i}@lab-agi-probe", "context": "lab-agi-probe",
+                   "extension": "hold", "timeout": 10},
+                  {"variables": {"__HOTLINE_PROBE_TEXT": text}})
+
+    threads = [threading.Thread(target=originate, args=(i, t)) for i, t in enumerate(texts)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    results: dict[int, list[str]] = {}
+    deadline = time.monotonic() + timeout
+    while len(results) < len(texts) and time.monotonic() < deadline:
+        for i in range(len(texts)):
+            if i not in results:
+                value = ari.request("GET", "/asterisk/variable",
+                                    variable=f"PROBE_{base + i}").get("value")
+                if value:
+                    results[i] = value.split("|")
+        time.sleep(0.1)
+    assert len(results) == len(texts), f"only {len(results)} of {len(texts)} AGI sessions finished"
+    return [results[i] for i in range(len(texts))]
+
+
+def test_route_gives_each_annex_category_its_platform(lab, service):
+    catalog = load_catalog()
+    by_code = route_many(lab, [c.code for c in catalog.categories])
+    by_example = route_many(lab, [c.examples[0] for c in catalog.categories])
+    for cat, coded, described in zip(catalog.categories, by_code, by_example):
+        assert coded[:4] == ["SUCCESS", cat.platform, cat.code, "0"], cat.code
+        assert described[:3] == ["SUCCESS", cat.platform, cat.code], (cat.code, cat.examples[0])
+
+
+def test_route_flags_an_emergency_and_says_when_it_has_no_answer(lab, service):
+    emergency, unknown, empty = route_many(lab, [
+        "有人持刀伤人，情况危急", "xyzzy plugh", ""])
+    assert emergency[0] == "SUCCESS" and emergency[1] == "110" and emergency[3] == "1"
+    assert unknown[:4] == ["SUCCESS", "", "", "0"] and unknown[4].startswith("no recommendation")
+    assert empty[:4] == ["SUCCESS", "", "", "0"] and empty[4].startswith("no recommendation")
+
+
+def test_fifty_concurrent_agi_sessions(lab, service):
+    catalog = load_catalog()
+    codes = [catalog.categories[i % len(catalog.categories)] for i in range(50)]
+    results = route_many(lab, [c.code for c in codes], timeout=30)
+    assert [r[:3] for r in results] == [["SUCCESS", c.platform, c.code] for c in codes]
+    # They overlapped: the server logs how many sessions it was serving at once.
+    active = [json.loads(line).get("active_sessions", 0) for line in service.log.read_text().splitlines()
+              if '"route"' in line]
+    assert max(active) > 1, "the 50 sessions never overlapped"
+
+
+# --- screen (R9) ---------------------------------------------------------------------------------
+@pytest.mark.parametrize("number", ["12345", "queue-12345"])
+def test_flagged_harassing_number_is_routed_to_110_and_recorded(phones, outcomes, lab, number):
+    flagged = redis.Redis.from_url(lab.descriptor["redis"]["url"])
+    flagged.sadd("hotline:screen:harassment", CITIZEN_NUMBER)
+    try:
+        call = phones.citizen.dial(number)
+        far_agent, far_leg = phones.ringing_agent("110", timeout=8)
+        assert not any(p.ringing_calls() for p in phones.agents["12345"])
+        assert far_leg.header("X-Hotline-Category") == "hotline_harassment"
+        far_leg.accept()
+        far_leg.hears(call, "8")
+        call.hears(far_leg, "9")
+        [rec] = outcomes.wait(phones.lib)
+        check_record(rec, result="accepted", trigger="screen", origin="12345", target="110",
+                     category="hotline_harassment", initiating_agent=None,
+                     answering_agent=far_agent.username, caller_number=CITIZEN_NUMBER)
+    finally:
+        flagged.srem("hotline:screen:harassment", CITIZEN_NUMBER)
+        flagged.close()
+
+
+def test_unflagged_caller_is_not_screened(phones, outcomes):
+    call = phones.citizen.dial("12345")
+    agent, leg = phones.ringing_agent("12345")
+    leg.accept()
+    leg.hears(call, "1")
+    assert outcomes.since_mark() == []
+
+
+# --- SIP security ----------------------------------------------------------------------------------
+SIPP = Path(__file__).parent / "sipp"
+INTRUDER = "127.0.0.77"          # an address no endpoint is identified by
+
+
+def _sipp(scenario: str, pbx: str, service: str, user: str, target_user: str, tmp_path) -> str:
+    """Run one SIPp call from INTRUDER; SIPp exits 0 only if the PBX refused the request."""
+    fields = tmp_path / "fields.csv"
+    fields.write_text(f"SEQUENTIAL\n{user};{target_user};\n")
+    messages = tmp_path / f"{scenario}-{service}.log"
+    proc = subprocess.run(
+        ["sipp", pbx, "-sf", str(SIPP / f"{scenario}.xml"), "-s", service, "-inf", str(fields),
+         "-i", INTRUDER, "-p", "5099", "-mi", INTRUDER, "-m", "1", "-timeout", "10s",
+         "-timeout_error", "-nostdin", "-trace_msg", "-message_file", str(messages)],
+        cwd=tmp_path, capture_output=True, text=True, timeout=30)
+    log = messages.read_text() if messages.exists() else ""
+    assert proc.returncode == 0, f"{scenario} to {service} was not refused:\n{log[-2000:]}"
+    return log
+
+
+def _history(hotline: str) -> list[str]:
+    out = cli("lab", "cli", hotline, "pjsip show history").stdout
+    return [line for line in out.splitlines() if line[:5].isdigit()]
+
+
+@pytest.mark.parametrize("user", ["intruder", "12345-a1", CITIZEN_NUMBER])
+def test_unauthenticated_calls_and_refers_reach_no_target_and_no_trunk(lab, service, tmp_path, user):
+    for hotline in lab.descriptor["pbx"]:
+        cli("lab", "cli", hotline, "pjsip set history on")
+        cli("lab", "cli", hotline, "pjsip set history clear")
+    sip = lab.descriptor["pbx"]["12345"]["sip"]
+    pbx = f"{sip['host']}:{sip['port']}"
+    for target in ("110", "119", "province", "12345", "queue-12345", "00861012345678"):
+        log = _sipp("invite", pbx, target, user, target, tmp_path)
+        assert "SIP/2.0 200" not in log and "SIP/2.0 18" not in log
+        _sipp("refer", pbx, target, user, "12345-a1", tmp_path)
+    sent = _history("12345")
+    assert any("INVITE" in line and INTRUDER in line for line in sent), "SIPp never reached the PBX"
+    trunk = lab.descriptor["pbx"]["110"]["sip"]["host"]
+    assert not [line for line in sent if trunk in line], "something went out on the trunk"
+    assert not [line for line in _history("110") if "INVITE" in line]
+    assert not lab.leftovers()
