@@ -125,3 +125,43 @@ def test_target_keys_become_transfer_actions_for_their_hotline():
     assert s.key_bindings("12345")["*41"] == "transfer:province"
     assert s.key_bindings("110")["*42"] == "transfer:119"
     assert "*41" not in s.key_bindings("110")
+
+
+def test_screening_target_and_ami_are_checked(tmp_path):
+    found = problems(tmp_path, """
+[hotlines.12345]
+screen_to = "nowhere"
+[hotlines.110.ami]
+host = "no-port"
+username = "u"
+[agi]
+listen = "127.0.0.1"
+""")
+    assert found == [
+        "hotlines.12345.screen_to: 'nowhere' is not a target of 12345",
+        "hotlines.110.ami.host: expected host:port, got 'no-port'",
+        "agi.listen: expected host:port, got '127.0.0.1'",
+    ]
+
+
+def test_dialplan_render_writes_keys_and_targets_from_the_config(tmp_path):
+    result = _run("-c", "tests/lab.toml", "dialplan", "render", "--out", str(tmp_path),
+                  "--hotline", "12345")
+    assert result.returncode == 0, result.stderr
+    features = (tmp_path / "12345" / "features.conf").read_text()
+    assert "hotline_transfer => *1,self/callee,AGI(agi://127.0.0.1:4574/12345/key,transfer)" in features
+    assert "hotline_transfer_province => *41," in features
+    assert "*7" not in features                       # decision keys only exist in the app's bridge
+    extensions = (tmp_path / "12345" / "extensions.conf").read_text()
+    assert "Dial(PJSIP/110@trunk-110,60)" in extensions
+    assert "lab-" not in extensions and "from-citizens" not in extensions
+    assert "member => PJSIP/12345-a1" in (tmp_path / "12345" / "queues.conf").read_text()
+    assert oct((tmp_path / "12345" / "manager.conf").stat().st_mode & 0o777) == "0o600"
+    assert not (tmp_path / "110").exists()
+
+
+def test_dialplan_render_names_an_unknown_hotline(tmp_path):
+    result = _run("-c", "tests/lab.toml", "dialplan", "render", "--out", str(tmp_path),
+                  "--hotline", "119")
+    assert result.returncode == 2
+    assert "no such hotline: 119" in result.stderr
