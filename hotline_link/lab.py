@@ -293,6 +293,8 @@ class Lab:
             host, port = hotline.ari.host_port
             if not _port_free(host, port, socket.SOCK_STREAM):
                 busy.append(f"ARI {host}:{port}")
+            if hotline.ami and not _port_free(hotline.ami.host, hotline.ami.port, socket.SOCK_STREAM):
+                busy.append(f"AMI {hotline.ami.host}:{hotline.ami.port}")
         if busy:
             raise LabError("ports in use: " + ", ".join(busy)
                            + " (another lab still running? `hotline-link lab down`)")
