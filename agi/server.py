@@ -41,7 +41,6 @@ log = structlog.get_logger("agi")
 
 ADOPT_CONTEXT = "hotline-adopt"
 CHANNEL_RE = re.compile(r"^[A-Za-z0-9]+/[A-Za-z0-9_.@+:-]+(;[12])?$")
-AGENT_CHANNEL_RE = re.compile(r"^PJSIP/(?P<endpoint>[A-Za-z0-9_.-]+)-[0-9a-f]{8}$")
 MAX_TEXT = 500
 
 
@@ -118,8 +117,8 @@ class AgiServer(socketserver.ThreadingTCPServer):
         if action not in self.actions[hotline.id]:
             raise Refused(f"unknown action {action!r}")
         agent_channel = agi.env.get("agi_channel", "")
-        match = AGENT_CHANNEL_RE.match(agent_channel)
-        if not match or match.group("endpoint") not in hotline.agents:
+        agent = hotline.agent_of_channel(agent_channel)
+        if agent is None:
             raise Refused(f"{agent_channel!r} is not an agent of {hotline.id}")
         peer = agi.get("BRIDGEPEER")
         if not CHANNEL_RE.match(peer):
@@ -135,7 +134,7 @@ class AgiServer(socketserver.ThreadingTCPServer):
             ami.redirect_pair(agent_channel, peer, ADOPT_CONTEXT, "agent", "caller")
         except AmiError as exc:
             raise Refused(str(exc)) from None
-        clog.info("call handed to the application", action=action, agent=match.group("endpoint"))
+        clog.info("call handed to the application", action=action, agent=agent)
 
 
 class _Handler(socketserver.StreamRequestHandler):

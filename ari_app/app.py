@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import re
 import time
 from datetime import datetime
 
@@ -28,7 +27,6 @@ log = structlog.get_logger("app")
 
 TICK = "HotlineTick"
 ADOPT_WAIT = 5.0        # seconds to wait for the second channel of a queue call handed over
-AGENT_CHANNEL = re.compile(r"^PJSIP/(?P<endpoint>[A-Za-z0-9_.-]+)-[0-9a-f]{8}$")
 
 
 def _event_time(event: dict) -> float:
@@ -136,13 +134,13 @@ class HotlineApp:
             entry = self.adopting.setdefault(name, {"since": time.monotonic()})
             entry["caller"] = channel
         elif args[:1] == ["agent"] and len(args) == 3 and args[1] in self.key_actions:
-            match = AGENT_CHANNEL.match(name)
-            if not match or match.group("endpoint") not in self.hotline.agents:
+            agent = self.hotline.agent_of_channel(name)
+            if agent is None:
                 self.log.warning("handed-over channel is not an agent of this hotline", channel=name)
                 await self.ari.delete_quietly(f"/channels/{channel['id']}")
                 return
             entry = self.adopting.setdefault(args[2], {"since": time.monotonic()})
-            entry.update(agent=channel, action=args[1], endpoint=match.group("endpoint"))
+            entry.update(agent=channel, action=args[1], endpoint=agent)
             name = args[2]
         else:
             self.log.warning("bad hand-over arguments; hanging up", args=args, channel=name)

@@ -29,6 +29,7 @@ NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 # A dial string is always ours (config), never input; still refuse the characters that would let
 # a config value smuggle extra Dial() arguments or channels ("," "&" "(" ")" "$" "{").
 DIAL_RE = re.compile(r"^(PJSIP|IAX2|DAHDI|Local)/[A-Za-z0-9_.@+*#/-]+$")
+_AGENT_CHANNEL = re.compile(r"^PJSIP/([A-Za-z0-9_.-]+)-[0-9a-f]{8}$")
 KEY_NAMES = (
     "transfer", "three_way", "emergency", "out_of_scope", "accept", "leave", "undecided", "cancel",
 )
@@ -85,6 +86,12 @@ class Hotline:
     targets: dict[str, Target]
     ami: AmiSettings | None = None
     screen_to: str | None = None   # target for callers flagged for malicious harassment (R9)
+
+    def agent_of_channel(self, name: str) -> str | None:
+        """The agent endpoint of a PJSIP channel name (``PJSIP/12345-a1-0000002a``), if it is
+        one of this hotline's agents."""
+        match = _AGENT_CHANNEL.match(name or "")
+        return match.group(1) if match and match.group(1) in self.agents else None
 
 
 @dataclass(frozen=True)
