@@ -155,6 +155,22 @@ def cmd_dialplan(args) -> int:
     return 0
 
 
+def cmd_sidecar(args) -> int:
+    from sidecar.service import serve
+
+    from .logs import configure
+
+    s = _load(args)
+    configure(s.log_level, s.log_format)
+    missing = [p for p in s.hotlines if p not in s.sidecar.platforms]
+    if missing:
+        print(f"config error: sidecar.platforms: no ticket API for {', '.join(missing)}",
+              file=sys.stderr)
+        return 2
+    asyncio.run(serve(s))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="hotline-link", description=__doc__)
     parser.add_argument("-c", "--config", help="service config file (TOML), layered over the defaults")
@@ -190,6 +206,9 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--out", default="dialplan-out", help="output folder (default: dialplan-out)")
     r.add_argument("--hotline", action="append", help="only this hotline (repeatable)")
     p.set_defaults(func=cmd_dialplan)
+
+    p = sub.add_parser("sidecar", help="run the sidecar (work-order sync, alerts) until Ctrl-C")
+    p.set_defaults(func=cmd_sidecar)
 
     p = sub.add_parser("check-catalog", help="validate the matter catalog")
     p.add_argument("file", nargs="?")

@@ -219,6 +219,8 @@ class Lab:
         self._check_ports()
         accounts = self.accounts()
         self._ensure_secret(self._secret_file(self.settings.sidecar.token_file, "api-token"))
+        for i, hook in enumerate(self.settings.sidecar.webhooks):
+            self._ensure_secret(self._secret_file(hook.secret_file, f"webhook-{i}"))
         started: list[Proc] = []
         try:
             started.append(self._start_redis())

@@ -1,0 +1,250 @@
+"""The sidecar on the real Redis of the test lab, with the stand-in ticket systems of both
+platforms as separate processes: work orders from real transfers, exactly once through outages
+and a kill -9, dead letters, and signed alerts."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+import redis
+
+from conftest import CONFIG, ROOT, _die_with_parent
+from hotline_link import settings as settings_mod
+
+pytestmark = pytest.mark.lab
+
+STANDIN_PORTS = {"12345": 8591, "110": 8592}
+
+
+def _http(method: str, url: str, body: dict | None = None, headers: dict | None = None):
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url, data=data, method=method,
+                                 headers={"Content-Type": "application/json", **(headers or {})})
+    try:
+        with urllib.request.urlopen(req, timeout=5) as resp:
+            raw = resp.read()
+            return resp.status, (json.loads(raw) if raw else None)
+    except urllib.error.HTTPError as exc:
+        raw = exc.read()
+        return exc.code, (json.loads(raw) if raw else None)
+
+
+class Proc:
+    def __init__(self, name: str, argv: list[str], ready_url: str, log: Path):
+        self.name, self.argv, self.ready_url, self.log = name, argv, ready_url, log
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        out = open(self.log, "ab")
+        self.proc = subprocess.Popen(self.argv, cwd=ROOT, stdout=out, stderr=out,
+                                     stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                urllib.request.urlopen(self.ready_url, timeout=1).read()
+                return
+            except OSError:
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"{self.name} did not start; see {self.log}")
+                time.sleep(0.05)
+
+    def kill(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
+
+
+class Stack:
+    def __init__(self, lab):
+        self.settings = settings_mod.load(CONFIG)
+        state = Path(lab.descriptor["state_dir"])
+        secret_file = self.settings.sidecar.webhooks[0].secret_file
+        self.standins = {
+            pid: Proc(f"standin-{pid}",
+                      [sys.executable, "-m", "sidecar.standins", "--platform", pid,
+                       "--listen", f"127.0.0.1:{port}", "--webhook-secret-file", str(secret_file)],
+                      f"http://127.0.0.1:{port}/_standin/stats", state / f"standin-{pid}.log")
+            for pid, port in STANDIN_PORTS.items()}
+        host, port = self.settings.sidecar.listen
+        self.sidecar = Proc("sidecar", [sys.executable, "-m", "hotline_link.cli", "-c", str(CONFIG),
+                                        "sidecar"],
+                            f"http://{host}:{port}/health", state / "sidecar.log")
+        self.redis = redis.Redis.from_url(lab.descriptor["redis"]["url"])
+
+    def base(self, pid: str) -> str:
+        return f"http://127.0.0.1:{STANDIN_PORTS[pid]}"
+
+    def stats(self, pid: str) -> dict:
+        return _http("GET", self.base(pid) + "/_standin/stats")[1]
+
+    def tickets(self, pid: str) -> list[dict]:
+        return _http("GET", self.base(pid) + "/_standin/tickets")[1]
+
+    def fail(self, pid: str, mode: str, count: int | None = None) -> None:
+        assert _http("POST", self.base(pid) + "/_standin/fail", {"mode": mode, "count": count})[0] == 200
+
+    def webhooks(self) -> list[dict]:
+        return _http("GET", self.base("12345") + "/_standin/webhooks")[1]
+
+    def tickets_for(self, tid: str) -> dict[str, list[dict]]:
+        return {pid: [t for t in self.tickets(pid) if tid in json.dumps(t)] for pid in STANDIN_PORTS}
+
+    def wait(self, cond, timeout: float = 15.0, what: str = ""):
+        deadline = time.monotonic() + timeout
+        while True:
+            value = cond()
+            if value:
+                return value
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out waiting for {what}")
+            time.sleep(0.1)
+
+
+@pytest.fixture(scope="module")
+def stack(lab):
+    s = Stack(lab)
+    for p in s.standins.values():
+        p.start()
+    s.sidecar.start()
+    yield s
+    s.sidecar.stop()
+    for p in s.standins.values():
+        p.stop()
+
+
+def synthetic_record(result: str = "accepted", origin: str = "12345", target: str = "110",
+                     mode: str = "blind") -> dict:
+    now = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+    tid = uuid.uuid4().hex
+    return {
+        "schema": 1, "transfer_id": tid, "call_id": f"burst-{tid[:8]}", "mode": mode,
+        "trigger": "api", "origin": origin, "target": target, "initiating_agent": "12345-a1",
+        "answering_agent": "110-a1" if result.startswith("accepted") else None,
+        "caller_number": "13800138000", "category": None, "emergency": False, "result": result,
+        "detail": None, "decided_by": None, "recording": None,
+        "timestamps": {"requested": now, "dialing": now, "ended": now},
+        "durations_ms": {"to_answer": None, "ringing": None, "consult": None, "total": 0},
+    }
+
+
+def publish(r: redis.Redis, records: list[dict]) -> None:
+    pipe = r.pipeline(transaction=False)
+    for rec in records:
+        pipe.xadd("hotline:outcomes", {"transfer_id": rec["transfer_id"], "record": json.dumps(rec)})
+    pipe.execute()
+
+
+def test_real_one_key_transfer_gives_both_platforms_linked_tickets(stack, phones, outcomes):
+    from test_transfer import transfer_by_key
+
+    call, agent, far_agent, far_leg = transfer_by_key(phones, phones.citizen, "12345", "12345", "110")
+    far_leg.accept()
+    call.hears(far_leg, "1")
+    [rec] = outcomes.wait(phones.lib)
+    tid = rec["transfer_id"]
+    found = stack.wait(lambda: (t := stack.tickets_for(tid)) and all(t.values()) and t,
+                       what="tickets on both platforms")
+    [incident], [order] = found["110"], found["12345"]
+    # 110 accepted: its dispatch system holds the matter, 12345 a linked record of it.
+    assert incident["body"]["incidentComponent"]["incidentStatusCommonRegistryText"] == "Open"
+    assert order["body"]["attribute"]["role"] == "linked"
+    assert order["body"]["attribute"]["linked_ticket_id"] == incident["id"]
+    assert order["body"]["phone"] == rec["caller_number"]
+    # ... and the 110 incident learns the 12345 ticket id.
+    detail = _http("GET", stack.base("110") + f"/eido/v1/incidents/{incident['id']}")[1]
+    assert any(order["id"] in json.dumps(n) for n in detail["notes"])
+
+
+def test_platform_down_for_a_while_then_every_ticket_arrives_once(stack):
+    stack.fail("110", "error", 4)
+    records = [synthetic_record() for _ in range(3)]
+    publish(stack.redis, records)
+    for rec in records:
+        stack.wait(lambda: all(stack.tickets_for(rec["transfer_id"]).values()), 15,
+                   "tickets after the outage")
+    for rec in records:
+        assert {k: len(v) for k, v in stack.tickets_for(rec["transfer_id"]).items()} == \
+            {"12345": 1, "110": 1}
+    assert stack.stats("110")["failed"] >= 4
+
+
+def test_permanent_failure_is_dead_lettered_with_a_signed_alert(stack):
+    before = stack.redis.xlen("hotline:outcomes:dead")
+    stack.fail("12345", "error", None)
+    try:
+        rec = synthetic_record(result="accepted_by_origin", mode="three_way")
+        publish(stack.redis, [rec])
+        stack.wait(lambda: stack.redis.xlen("hotline:outcomes:dead") > before, 20, "a dead letter")
+        [(_, entry)] = stack.redis.xrange("hotline:outcomes:dead", count=1,
+                                          min="-")[-1:] or [(None, {})]
+        dead = stack.redis.xrevrange("hotline:outcomes:dead", count=1)[0][1]
+        assert dead[b"transfer_id"].decode() == rec["transfer_id"] and b"503" in dead[b"reason"]
+        stack.wait(lambda: any(w["event"]["event"] == "dead_letter"
+                               and w["event"]["data"]["transfer_id"] == rec["transfer_id"]
+                               for w in stack.webhooks()), 10, "the dead-letter alert")
+    finally:
+        stack.fail("12345", "none")
+
+
+def test_failed_transfer_raises_an_alert(stack):
+    rec = synthetic_record(result="fallback_busy")
+    publish(stack.redis, [rec])
+    stack.wait(lambda: any(w["event"]["event"] == "transfer_failed"
+                           and w["event"]["data"]["transfer_id"] == rec["transfer_id"]
+                           for w in stack.webhooks()), 10, "the transfer_failed alert")
+
+
+def test_kill_9_during_a_burst_of_1000_records_creates_every_ticket_exactly_once(stack):
+    records = [synthetic_record() for _ in range(1000)]
+    before = {pid: len(stack.tickets(pid)) for pid in STANDIN_PORTS}
+    publish(stack.redis, records)
+    stack.wait(lambda: len(stack.tickets("110")) - before["110"] >= 150, 30, "the burst to start")
+    stack.sidecar.kill()
+    stack.sidecar.start()
+    tids = {r["transfer_id"] for r in records}
+
+    def done() -> bool:
+        return all(sum(1 for t in stack.tickets(pid)
+                       if t["body"].get("attribute", {}).get("transfer_id") in tids
+                       or t["body"].get("eidoMessageIdentifier", "").split(":")[0] in tids) >= 1000
+                   for pid in STANDIN_PORTS)
+    stack.wait(done, 120, "1000 records synced")
+    for pid in STANDIN_PORTS:
+        keys = [t["idempotency_key"] for t in stack.tickets(pid)]
+        assert len(keys) == len(set(keys)), f"{pid}: a work order became two tickets"
+    pending = stack.redis.xpending("hotline:outcomes", "sidecar")
+    assert pending["pending"] == 0
+
+
+def test_emergency_transfer_alert_is_signed_and_forgeries_are_refused(stack, phones, outcomes):
+    from test_delivery import connect
+
+    call, agent, leg = connect(phones, phones.citizen, "12345", "12345")
+    leg.send_dtmf("*3")
+    far_agent, far_leg = phones.ringing_agent("110", timeout=8)
+    tid = far_leg.header("X-Hotline-Transfer-Id")
+    stack.wait(lambda: any(w["event"]["event"] == "emergency"
+                           and w["event"]["data"]["transfer_id"] == tid for w in stack.webhooks()),
+               5, "the emergency alert")
+    body = json.dumps({"id": "x", "event": "emergency", "data": {}}).encode()
+    for header in ("t=1,v1=00", f"t={int(time.time())},v1={'0' * 64}", None):
+        req = urllib.request.Request(stack.base("12345") + "/_standin/webhook", data=body,
+                                     method="POST", headers={"X-Hotline-Signature": header} if header else {})
+        with pytest.raises(urllib.error.HTTPError) as info:
+            urllib.request.urlopen(req, timeout=5)
+        assert info.value.code == 401
