@@ -80,8 +80,10 @@ def cmd_lab(args) -> int:
 
 
 def cmd_run(args) -> int:
+    from sidecar.service import serve as sidecar
+
     from .logs import configure
-    from .service import serve
+    from .service import serve, until_signal
 
     lab = None
     if args.lab:
@@ -95,8 +97,11 @@ def cmd_run(args) -> int:
         print_lab(desc, out=sys.stderr)
     s = _load(args)
     configure(s.log_level, s.log_format)
+    jobs = [serve(s)]
+    if args.lab or args.sidecar:
+        jobs.append(sidecar(s))
     try:
-        asyncio.run(serve(s))
+        asyncio.run(until_signal(*jobs))
     except KeyboardInterrupt:
         pass
     finally:
@@ -167,7 +172,9 @@ def cmd_sidecar(args) -> int:
         print(f"config error: sidecar.platforms: no ticket API for {', '.join(missing)}",
               file=sys.stderr)
         return 2
-    asyncio.run(serve(s))
+    from .service import until_signal
+
+    asyncio.run(until_signal(serve(s)))
     return 0
 
 
@@ -179,6 +186,8 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("run", help="run the ARI apps (and, with --lab, the whole lab) until Ctrl-C")
     p.add_argument("--lab", action="store_true", help="bring the lab up first and down at exit")
     p.add_argument("--keep-lab", action="store_true", help="with --lab: leave the lab running at exit")
+    p.add_argument("--sidecar", action="store_true",
+                   help="also run the sidecar in this process (always with --lab)")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("lab", help="the two-PBX test lab")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import signal
 
 import aiohttp
 import redis.asyncio as aioredis
@@ -78,10 +77,6 @@ async def serve(settings: Settings) -> None:
         await web.TCPSite(runner, *sc.listen).start()
         log.info("sidecar listening", listen=f"{sc.listen[0]}:{sc.listen[1]}",
                  platforms={p: c.base for p, c in clients.items()})
-        main = asyncio.current_task()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, main.cancel)
         try:
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(syncer.run(), name="sync")
