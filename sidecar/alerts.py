@@ -22,6 +22,7 @@ import structlog
 
 from hotline_link.settings import Webhook
 
+from .metrics import Metrics
 from .signing import SIGNATURE_HEADER, sign
 
 log = structlog.get_logger("alerts")
@@ -33,12 +34,13 @@ BACKOFF_CAP = 10.0
 
 class Alerts:
     def __init__(self, session: aiohttp.ClientSession, webhooks: tuple[Webhook, ...],
-                 timeout: float = 5.0):
+                 timeout: float = 5.0, metrics: Metrics | None = None):
         self.session = session
         self.webhooks = webhooks
         self.timeout = aiohttp.ClientTimeout(total=timeout)
         self.sent = 0
         self.failed = 0
+        self.metrics = metrics or Metrics()
         self._tasks: set[asyncio.Task] = set()
 
     def raise_(self, event: str, data: dict) -> str:
@@ -69,6 +71,7 @@ class Alerts:
                                              timeout=self.timeout) as resp:
                     if 200 <= resp.status < 300:
                         self.sent += 1
+                        self.metrics.alerts.labels(event, "delivered").inc()
                         clog.info("alert delivered", attempt=attempt + 1)
                         return
                     clog.warning("alert refused", status=resp.status, attempt=attempt + 1)
@@ -76,4 +79,5 @@ class Alerts:
                 clog.warning("alert delivery failed", error=repr(exc), attempt=attempt + 1)
             await asyncio.sleep(random.uniform(0, min(BACKOFF_CAP, BACKOFF_BASE * 2 ** attempt)))
         self.failed += 1
+        self.metrics.alerts.labels(event, "lost").inc()
         clog.error("alert lost after retries", attempts=ATTEMPTS)

@@ -14,6 +14,8 @@ from aiohttp import web
 from hotline_link.settings import Settings, load_catalog
 
 from .alerts import Alerts
+from .api import Api
+from .metrics import Metrics
 from .sync import PlatformClient, Syncer
 
 log = structlog.get_logger("sidecar")
@@ -52,27 +54,27 @@ async def forward_alerts(redis: aioredis.Redis, alerts: Alerts, consumer: str) -
             await redis.xack(ALERT_STREAM, ALERT_GROUP, entry_id)
 
 
-def make_app(syncer: Syncer, alerts: Alerts) -> web.Application:
-    app = web.Application()
-
+def make_app(redis: aioredis.Redis, syncer: Syncer, alerts: Alerts, catalog,
+             token: str | None) -> web.Application:
     async def health(_request: web.Request) -> web.Response:
         return web.json_response({"ok": True, "synced": syncer.synced, "retries": syncer.retries,
                                   "dead_lettered": syncer.dead, "alerts_sent": alerts.sent,
                                   "alerts_lost": alerts.failed})
 
-    app.router.add_get("/health", health)
-    return app
+    return Api(redis, syncer, catalog, token).app(health)
 
 
 async def serve(settings: Settings) -> None:
     sc = settings.sidecar
     redis = aioredis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=2)
     async with aiohttp.ClientSession() as session:
-        alerts = Alerts(session, sc.webhooks, timeout=sc.request_timeout)
+        metrics = Metrics()
+        alerts = Alerts(session, sc.webhooks, timeout=sc.request_timeout, metrics=metrics)
         clients = {pid: PlatformClient(session, pid, api, sc.request_timeout)
                    for pid, api in sc.platforms.items()}
-        syncer = Syncer(redis, clients, load_catalog(), alerts, sc.consumer, sc.retry_for)
-        runner = web.AppRunner(make_app(syncer, alerts), access_log=None)
+        catalog = load_catalog()
+        syncer = Syncer(redis, clients, catalog, alerts, sc.consumer, sc.retry_for, metrics)
+        runner = web.AppRunner(make_app(redis, syncer, alerts, catalog, sc.token), access_log=None)
         await runner.setup()
         await web.TCPSite(runner, *sc.listen).start()
         log.info("sidecar listening", listen=f"{sc.listen[0]}:{sc.listen[1]}",

@@ -24,6 +24,7 @@ import asyncio
 import json
 import random
 import time
+from datetime import datetime
 
 import aiohttp
 import redis.asyncio as aioredis
@@ -33,6 +34,7 @@ from hotline_link.settings import PlatformApi
 from transfer.catalog import Catalog
 
 from .alerts import Alerts
+from .metrics import Metrics
 from .workorder import ticket_body, ticket_id_from_response, work_orders
 
 log = structlog.get_logger("sync")
@@ -42,6 +44,9 @@ GROUP = "sidecar"
 DEAD = "hotline:outcomes:dead"
 TICKETS = "hotline:sidecar:tickets"           # hash: work order id -> ticket id
 TRAIL = "hotline:sidecar:trail:{}"            # list per transfer: its events, oldest first
+RECORD = "hotline:sidecar:record:{}"          # per transfer: the record and its tickets (JSON)
+INDEX = "hotline:sidecar:index"               # sorted set: transfer id by time (for queries)
+LINKS = "hotline:sidecar:links"               # hash: "<platform>:<ticket>" -> "<platform>:<ticket>"
 BACKOFF_BASE = 0.1
 BACKOFF_CAP = 5.0
 
@@ -95,7 +100,8 @@ class PlatformClient:
 
 class Syncer:
     def __init__(self, redis: aioredis.Redis, clients: dict[str, PlatformClient],
-                 catalog: Catalog, alerts: Alerts, consumer: str, retry_for: float):
+                 catalog: Catalog, alerts: Alerts, consumer: str, retry_for: float,
+                 metrics: Metrics | None = None):
         self.redis = redis
         self.clients = clients
         self.catalog = catalog
@@ -105,7 +111,7 @@ class Syncer:
         self.synced = 0
         self.retries = 0
         self.dead = 0
-        self.latencies: list[float] = []
+        self.metrics = metrics or Metrics()
 
     async def ensure_group(self) -> None:
         try:
@@ -148,25 +154,25 @@ class Syncer:
         attempt = 0
         while True:
             try:
-                tickets = await self._sync(orders)
+                tickets = await self.sync_orders(orders)
                 break
             except TicketError as exc:
                 if exc.permanent or time.monotonic() >= deadline:
                     await self._dead_letter(entry_id, json.dumps(record), tid, str(exc))
                     return
                 self.retries += 1
+                self.metrics.retries.inc()
                 delay = random.uniform(0, min(BACKOFF_CAP, BACKOFF_BASE * 2 ** attempt))
                 attempt += 1
                 clog.info("ticket create failed; retrying", error=str(exc), attempt=attempt,
                           delay_s=round(delay, 3))
                 await asyncio.sleep(min(delay, max(0.0, deadline - time.monotonic())))
         pipe = self.redis.pipeline(transaction=True)
-        pipe.rpush(TRAIL.format(tid), json.dumps({"event": "tickets_created", "tickets": tickets,
-                                                   "at": time.time()}))
+        self.remember(pipe, record, tickets)
         pipe.xack(STREAM, GROUP, entry_id)
         await pipe.execute()
         self.synced += 1
-        self.latencies.append(time.monotonic() - started)
+        self.metrics.record_synced(record, time.monotonic() - started)
         clog.info("work orders synced", tickets=tickets, result=record.get("result"))
         if str(record.get("result", "")).startswith("fallback_"):
             self.alerts.raise_("transfer_failed", {"transfer_id": tid, "result": record["result"],
@@ -174,7 +180,25 @@ class Syncer:
                                                    "target": record.get("target"),
                                                    "detail": record.get("detail")})
 
-    async def _sync(self, orders: list[dict]) -> dict[str, str]:
+    @staticmethod
+    def remember(pipe, record: dict, tickets: dict[str, str]) -> None:
+        """What the query API, the trail and the feedback relay read later."""
+        tid = record["transfer_id"]
+        when = record.get("timestamps", {}).get("ended") or record.get("timestamps", {}).get("requested")
+        try:
+            score = datetime.fromisoformat(when).timestamp() if when else time.time()
+        except ValueError:
+            score = time.time()
+        pipe.set(RECORD.format(tid), json.dumps({"record": record, "tickets": tickets}))
+        pipe.zadd(INDEX, {tid: score})
+        pipe.rpush(TRAIL.format(tid), json.dumps({"event": "tickets_created", "tickets": tickets,
+                                                   "at": time.time()}))
+        a, b = (f"{p}:{t}" for p, t in tickets.items())
+        pipe.hset(LINKS, mapping={a: b, b: a})
+
+    async def sync_orders(self, orders: list[dict]) -> dict[str, str]:
+        """Create (or find again) both tickets of a pair; the owner's first, then the linked one
+        naming it, then a note on the owner's naming the linked one."""
         owner, linked = orders
         owner_ticket = await self._create(owner)
         linked["linked"]["ticket_id"] = owner_ticket
@@ -202,5 +226,6 @@ class Syncer:
         pipe.xack(STREAM, GROUP, entry_id)
         await pipe.execute()
         self.dead += 1
+        self.metrics.dead_letters.inc()
         self.alerts.raise_("dead_letter", {"transfer_id": tid, "reason": reason,
                                            "stream": DEAD})

@@ -79,6 +79,12 @@ class Stack:
                             f"http://{host}:{port}/health", state / "sidecar.log")
         self.redis = redis.Redis.from_url(lab.descriptor["redis"]["url"])
 
+    def api(self, method: str, path: str, body: dict | None = None, token: str | None = ...):
+        token = self.settings.sidecar.token if token is ... else token
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        host, port = self.settings.sidecar.listen
+        return _http(method, f"http://{host}:{port}{path}", body, headers)
+
     def base(self, pid: str) -> str:
         return f"http://127.0.0.1:{STANDIN_PORTS[pid]}"
 
@@ -157,6 +163,16 @@ def test_real_one_key_transfer_gives_both_platforms_linked_tickets(stack, phones
     # ... and the 110 incident learns the 12345 ticket id.
     detail = _http("GET", stack.base("110") + f"/eido/v1/incidents/{incident['id']}")[1]
     assert any(order["id"] in json.dumps(n) for n in detail["notes"])
+    # Closed loop: 110 reports its result; the sidecar relays it to the linked 12345 work order.
+    status, body = stack.api("POST", "/feedback", {"platform": "110", "ticket_id": incident["id"],
+                                                   "status": "closed", "note": "handled on site"})
+    assert status == 202 and body["relayed_to"] == {"platform": "12345", "ticket_id": order["id"]}
+    shown = _http("GET", stack.base("12345") + f"/open311/v2/requests/{order['id']}.json")[1][0]
+    assert shown["status"] == "closed" and shown["status_notes"] == "handled on site"
+    # The trail of the transfer, through the API.
+    status, one = stack.api("GET", f"/transfers/{tid}")
+    assert status == 200 and one["tickets"] == {"110": incident["id"], "12345": order["id"]}
+    assert one["record"]["transfer_id"] == tid and one["trail"][0]["event"] == "tickets_created"
 
 
 def test_platform_down_for_a_while_then_every_ticket_arrives_once(stack):
@@ -240,3 +256,70 @@ def test_emergency_transfer_alert_is_signed_and_forgeries_are_refused(stack, pho
         with pytest.raises(urllib.error.HTTPError) as info:
             urllib.request.urlopen(req, timeout=5)
         assert info.value.code == 401
+
+
+def test_online_request_creates_both_tickets_once(stack):
+    request = {"channel": "online", "request_id": f"web-{uuid.uuid4().hex[:12]}",
+               "description": "小区路灯坏了很久没人修", "caller_number": "13700137000",
+               "address": "人民路 1 号"}
+    status, first = stack.api("POST", "/transfers", request)
+    assert status == 201, first
+    assert set(first["tickets"]) == {"12345", "110"}
+    status, again = stack.api("POST", "/transfers", request)
+    assert status == 201 and again["tickets"] == first["tickets"]
+    found = stack.tickets_for(request["request_id"])
+    assert [len(found["12345"]), len(found["110"])] == [1, 1]
+
+
+def test_query_and_export_by_result_and_time(stack):
+    records = [synthetic_record(result="fallback_no_answer"), synthetic_record()]
+    publish(stack.redis, records)
+    stack.wait(lambda: stack.api("GET", f"/transfers/{records[1]['transfer_id']}")[0] == 200,
+               10, "the records to be synced")
+    status, body = stack.api("GET", "/transfers?result=fallback_no_answer&from=" +
+                             str(time.time() - 60))
+    assert status == 200
+    tids = [t["record"]["transfer_id"] for t in body["transfers"]]
+    assert records[0]["transfer_id"] in tids and records[1]["transfer_id"] not in tids
+    host, port = stack.settings.sidecar.listen
+    req = urllib.request.Request(f"http://{host}:{port}/transfers?format=csv&caller=13800138000&result=fallback_no_answer"
+                                 f"&from={time.time() - 60}",
+                                 headers={"Authorization": f"Bearer {stack.settings.sidecar.token}"})
+    with urllib.request.urlopen(req, timeout=5) as resp:
+        text = resp.read().decode()
+    assert text.splitlines()[0].startswith("transfer_id,ended,origin")
+    assert records[0]["transfer_id"] in text
+
+
+def test_api_needs_the_token_and_names_bad_input(stack):
+    assert stack.api("GET", "/transfers", token=None)[0] == 401
+    assert stack.api("GET", "/transfers", token="wrong")[0] == 401
+    assert stack.api("GET", "/health", token=None)[0] == 200
+    status, body = stack.api("GET", "/transfers?from=yesterday")
+    assert status == 400 and "yesterday" in body["error"]
+    status, body = stack.api("POST", "/transfers", {"channel": "phone"})
+    assert status == 400 and "online" in body["error"]
+    status, body = stack.api("POST", "/feedback", {"platform": "119", "ticket_id": "x", "status": "closed"})
+    assert status == 400 and "platform" in body["error"]
+    status, body = stack.api("POST", "/feedback", {"platform": "110", "ticket_id": "JD-none", "status": "closed"})
+    assert status == 404
+    assert stack.api("GET", "/transfers/nope")[0] == 404
+    spec = stack.api("GET", "/openapi.json", token=None)[1]
+    assert spec["openapi"].startswith("3.") and "/transfers" in spec["paths"]
+
+
+def test_metrics_count_transfers_retries_and_dead_letters(stack):
+    status, _ = stack.api("GET", "/metrics", token=None)
+    assert status == 401
+    host, port = stack.settings.sidecar.listen
+    req = urllib.request.Request(f"http://{host}:{port}/metrics",
+                                 headers={"Authorization": f"Bearer {stack.settings.sidecar.token}"})
+    with urllib.request.urlopen(req, timeout=5) as resp:
+        text = resp.read().decode()
+    lines = {line.split(" ")[0]: float(line.split(" ")[1]) for line in text.splitlines()
+             if line and not line.startswith("#")}
+    # This sidecar process (restarted by the kill test) synced the rest of the burst and more.
+    assert lines['hotline_transfers_total{origin="12345",result="accepted",target="110"}'] > 0
+    assert lines["hotline_sync_seconds_count"] > 0
+    assert 'hotline_transfer_attempts_total{origin="12345"}' in lines
+    assert "hotline_dead_letters_total" in lines and "hotline_sync_retries_total" in lines
