@@ -80,8 +80,10 @@ def cmd_lab(args) -> int:
 
 
 def cmd_run(args) -> int:
+    from sidecar.service import serve as sidecar
+
     from .logs import configure
-    from .service import serve
+    from .service import serve, until_signal
 
     lab = None
     if args.lab:
@@ -95,8 +97,11 @@ def cmd_run(args) -> int:
         print_lab(desc, out=sys.stderr)
     s = _load(args)
     configure(s.log_level, s.log_format)
+    jobs = [serve(s)]
+    if args.lab or args.sidecar:
+        jobs.append(sidecar(s))
     try:
-        asyncio.run(serve(s))
+        asyncio.run(until_signal(*jobs))
     except KeyboardInterrupt:
         pass
     finally:
@@ -155,6 +160,24 @@ def cmd_dialplan(args) -> int:
     return 0
 
 
+def cmd_sidecar(args) -> int:
+    from sidecar.service import serve
+
+    from .logs import configure
+
+    s = _load(args)
+    configure(s.log_level, s.log_format)
+    missing = [p for p in s.hotlines if p not in s.sidecar.platforms]
+    if missing:
+        print(f"config error: sidecar.platforms: no ticket API for {', '.join(missing)}",
+              file=sys.stderr)
+        return 2
+    from .service import until_signal
+
+    asyncio.run(until_signal(serve(s)))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="hotline-link", description=__doc__)
     parser.add_argument("-c", "--config", help="service config file (TOML), layered over the defaults")
@@ -163,6 +186,8 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("run", help="run the ARI apps (and, with --lab, the whole lab) until Ctrl-C")
     p.add_argument("--lab", action="store_true", help="bring the lab up first and down at exit")
     p.add_argument("--keep-lab", action="store_true", help="with --lab: leave the lab running at exit")
+    p.add_argument("--sidecar", action="store_true",
+                   help="also run the sidecar in this process (always with --lab)")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("lab", help="the two-PBX test lab")
@@ -190,6 +215,9 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--out", default="dialplan-out", help="output folder (default: dialplan-out)")
     r.add_argument("--hotline", action="append", help="only this hotline (repeatable)")
     p.set_defaults(func=cmd_dialplan)
+
+    p = sub.add_parser("sidecar", help="run the sidecar (work-order sync, alerts) until Ctrl-C")
+    p.set_defaults(func=cmd_sidecar)
 
     p = sub.add_parser("check-catalog", help="validate the matter catalog")
     p.add_argument("file", nargs="?")

@@ -23,11 +23,13 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from .render import Account, render_pbx
 from .settings import Hotline, Settings
@@ -219,6 +221,8 @@ class Lab:
         self._check_ports()
         accounts = self.accounts()
         self._ensure_secret(self._secret_file(self.settings.sidecar.token_file, "api-token"))
+        for i, hook in enumerate(self.settings.sidecar.webhooks):
+            self._ensure_secret(self._secret_file(hook.secret_file, f"webhook-{i}"))
         started: list[Proc] = []
         try:
             started.append(self._start_redis())
@@ -226,9 +230,14 @@ class Lab:
             for hid, hotline in self.settings.hotlines.items():
                 started.append(self._start_pbx(hotline, accounts, mode, moddir))
                 self._save_state(started)
+            for pid in self.settings.sidecar.platforms:
+                started.append(self._start_standin(pid))
+                self._save_state(started)
             self._wait_redis(timeout)
             for hotline in self.settings.hotlines.values():
                 self._wait_ari(hotline, timeout)
+            for pid in self.settings.sidecar.platforms:
+                self._wait_standin(pid, timeout)
         except BaseException:
             for p in reversed(started):
                 stop(p)
@@ -272,6 +281,11 @@ class Lab:
             procs[index] = self._start_redis()
             self._save_state(procs)
             self._wait_redis(timeout)
+        elif name.startswith("standin-"):
+            pid = name.removeprefix("standin-")
+            procs[index] = self._start_standin(pid)
+            self._save_state(procs)
+            self._wait_standin(pid, timeout)
         else:
             hid = name.removeprefix("asterisk-")
             hotline = self.settings.hotlines[hid]
@@ -295,6 +309,10 @@ class Lab:
                 busy.append(f"ARI {host}:{port}")
             if hotline.ami and not _port_free(hotline.ami.host, hotline.ami.port, socket.SOCK_STREAM):
                 busy.append(f"AMI {hotline.ami.host}:{hotline.ami.port}")
+        for pid in self.settings.sidecar.platforms:
+            host, port = self._standin_address(pid)
+            if not _port_free(host, port, socket.SOCK_STREAM):
+                busy.append(f"stand-in {pid} {host}:{port}")
         if busy:
             raise LabError("ports in use: " + ", ".join(busy)
                            + " (another lab still running? `hotline-link lab down`)")
@@ -309,6 +327,33 @@ class Lab:
                 "--dir", str(rdir), "--save", "", "--appendonly", "no", "--daemonize", "no",
                 "--protected-mode", "yes", "--logfile", ""]
         return spawn("redis", argv, rdir / "redis.log")
+
+    def _standin_address(self, pid: str) -> tuple[str, int]:
+        parts = urlsplit(self.settings.sidecar.platforms[pid].url)
+        return parts.hostname or "127.0.0.1", parts.port or 80
+
+    def _start_standin(self, pid: str) -> Proc:
+        """The lab's stand-in for a platform's ticket system (outside our product)."""
+        host, port = self._standin_address(pid)
+        argv = [sys.executable, "-m", "sidecar.standins", "--platform", pid,
+                "--listen", f"{host}:{port}"]
+        hooks = self.settings.sidecar.webhooks
+        if hooks:
+            argv += ["--webhook-secret-file",
+                     str(self._secret_file(hooks[0].secret_file, "webhook-0"))]
+        return spawn(f"standin-{pid}", argv, self.state_dir / "standins" / f"{pid}.log",
+                     cwd=self.settings.home)
+
+    def _wait_standin(self, pid: str, timeout: float) -> None:
+        host, port = self._standin_address(pid)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://{host}:{port}/_standin/stats", timeout=1):
+                    return
+            except OSError:
+                time.sleep(0.05)
+        raise LabError(f"stand-in {pid} not ready on {host}:{port}")
 
     def _wait_redis(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -430,5 +475,6 @@ class Lab:
                             for hid in s.hotlines},
             "redis": {"url": f"redis://127.0.0.1:{s.lab.redis_port}/0",
                       "pid": procs["redis"].pid if "redis" in procs else None},
-            "services": {"sidecar": f"http://{s.sidecar.listen[0]}:{s.sidecar.listen[1]}"},
+            "services": {"sidecar": f"http://{s.sidecar.listen[0]}:{s.sidecar.listen[1]}",
+                         **{f"standin-{pid}": api.url for pid, api in s.sidecar.platforms.items()}},
         }

@@ -29,10 +29,6 @@ async def serve(settings: Settings) -> None:
     agi = AgiServer(settings, load_catalog(), app_ready=lambda hid: by_id[hid].ari.connected)
     serve_in_thread(agi)
     log.info("service starting", hotlines=list(settings.hotlines), config=list(settings.sources))
-    main = asyncio.current_task()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, main.cancel)
     try:
         async with asyncio.TaskGroup() as tg:
             tg.create_task(sink.run(), name="outcome-replay")
@@ -41,9 +37,22 @@ async def serve(settings: Settings) -> None:
     except asyncio.CancelledError:
         log.info("service stopping")
     finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
         await asyncio.to_thread(agi.shutdown)
         agi.server_close()
         with contextlib.suppress(Exception):
             await redis.aclose()
+
+
+async def until_signal(*jobs) -> None:
+    """Run ``jobs`` (coroutines that clean up when cancelled) until SIGINT/SIGTERM."""
+    main = asyncio.current_task()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, main.cancel)
+    try:
+        await asyncio.gather(*jobs)
+    except asyncio.CancelledError:
+        pass
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)

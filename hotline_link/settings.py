@@ -135,10 +135,33 @@ class LabSettings:
 
 
 @dataclass(frozen=True)
+class PlatformApi:
+    """One platform's ticket system (outside our product): 12345's work orders, 110's dispatch."""
+    url: str
+    token: str | None = None
+
+
+@dataclass(frozen=True)
+class Webhook:
+    url: str
+    events: tuple[str, ...]
+    secret: str | None
+    secret_file: Path | None = None
+
+
+WEBHOOK_EVENTS = ("emergency", "transfer_failed", "dead_letter", "overdue", "dispute")
+
+
+@dataclass(frozen=True)
 class SidecarSettings:
     listen: tuple[str, int]
     token: str | None
     token_file: Path | None = None
+    consumer: str = "sidecar-1"
+    retry_for: float = 300.0
+    request_timeout: float = 5.0
+    platforms: dict[str, PlatformApi] = field(default_factory=dict)
+    webhooks: tuple[Webhook, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -411,8 +434,10 @@ class _Validator:
         )
         hotlines = self._hotlines(root.get("hotlines", {}))
         self._target_keys(keys, hotlines)
-        sidecar = self._sidecar(self._table(root.get("sidecar", {}), "sidecar",
-                                            {"listen", "token_file", "token_env"}))
+        sidecar = self._sidecar(self._table(
+            root.get("sidecar", {}), "sidecar",
+            {"listen", "token_file", "token_env", "consumer", "retry_for", "request_timeout",
+             "platforms", "webhooks"}), hotlines)
         lab = self._lab(root.get("lab", {}), hotlines)
         agi_node = self._table(root.get("agi", {}), "agi", {"listen"})
         agi = AgiSettings(listen=self.host_port(agi_node, "agi", "listen"))
@@ -513,10 +538,43 @@ class _Validator:
                                              f"collides with {where} ({other_key!r})")
                 seen[t.key] = f"hotlines.{hid}.targets.{tid}.key"
 
-    def _sidecar(self, node: Mapping) -> SidecarSettings:
+    def _sidecar(self, node: Mapping, hotlines: dict[str, Hotline]) -> SidecarSettings:
         listen = self.host_port(node, "sidecar", "listen")
-        return SidecarSettings(listen=listen, token=self.secret(node, "sidecar", "token"),
-                               token_file=self.secret_path(node, "token"))
+        platforms = {}
+        for pid, p in self._table(node.get("platforms", {}), "sidecar.platforms", None).items():
+            path = f"sidecar.platforms.{pid}"
+            if pid not in hotlines:
+                self.problems.append(f"{path}: no hotline {pid!r} is configured")
+            p = self._table(p, path, {"url", "token_file", "token_env"})
+            token = (self.secret(p, path, "token")
+                     if "token_file" in p or "token_env" in p else None)
+            platforms[pid] = PlatformApi(url=self.url(p, path, "url", ("http", "https")), token=token)
+        hooks = []
+        raw_hooks = node.get("webhooks", [])
+        if not isinstance(raw_hooks, list):
+            self.problems.append("sidecar.webhooks: expected an array of tables")
+            raw_hooks = []
+        for i, h in enumerate(raw_hooks):
+            path = f"sidecar.webhooks[{i}]"
+            h = self._table(h, path, {"url", "events", "secret_file", "secret_env"})
+            events = h.get("events", [])
+            if not isinstance(events, list) or not events or any(e not in WEBHOOK_EVENTS for e in events):
+                self.problems.append(f"{path}.events: expected a non-empty list of "
+                                     f"{', '.join(WEBHOOK_EVENTS)}, got {events!r}")
+                events = []
+            hooks.append(Webhook(url=self.url(h, path, "url", ("http", "https")),
+                                 events=tuple(events), secret=self.secret(h, path, "secret"),
+                                 secret_file=self.secret_path(h, "secret")))
+        return SidecarSettings(
+            listen=listen, token=self.secret(node, "sidecar", "token"),
+            token_file=self.secret_path(node, "token"),
+            consumer=self.string(node, "sidecar", "consumer", NAME_RE, "a consumer name",
+                                 default="sidecar-1"),
+            retry_for=self.number(node, "sidecar", "retry_for", 0.1, 86400)
+            if "retry_for" in node else 300.0,
+            request_timeout=self.number(node, "sidecar", "request_timeout", 0.1, 120)
+            if "request_timeout" in node else 5.0,
+            platforms=platforms, webhooks=tuple(hooks))
 
     def _lab(self, node: Any, hotlines: dict[str, Hotline]) -> LabSettings:
         node = self._table(node, "lab", {"state_dir", "rootfs", "redis_port", "phone_host", "pbx"})

@@ -36,12 +36,13 @@ def test_every_service_binds_to_loopback_only(lab):
         assert pbx["ari"]["url"].startswith("http://127.")
     assert lab.descriptor["redis"]["url"].startswith("redis://127.")
     assert lab.descriptor["phone_host"].startswith("127.")
+    assert all(url.startswith("http://127.") for url in lab.descriptor["services"].values())
 
 
 def test_recorded_processes_are_running_and_pbx_mounts_are_private(lab):
     state = json.loads((Path(lab.descriptor["state_dir"]) / "state.json").read_text())
     names = {p["name"] for p in state["processes"]}
-    assert names == {"redis", "asterisk-12345", "asterisk-110"}
+    assert names == {"redis", "asterisk-12345", "asterisk-110", "standin-12345", "standin-110"}
     for p in state["processes"]:
         assert Path(f"/proc/{p['pid']}").exists()
     # The chroot's bind mounts live in each PBX's own mount namespace, not on the host.

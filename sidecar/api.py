@@ -1,0 +1,255 @@
+"""The sidecar's HTTP API for CTI integrators, supervisors and the platforms' ticket systems.
+
+Every route except ``/health`` and ``/openapi.json`` needs ``Authorization: Bearer <token>``
+(``sidecar.token_file``); errors are JSON ``{"error": "..."}`` with a 4xx status. The contract
+is ``sidecar/openapi.json``, served at ``/openapi.json``.
+
+- ``GET /transfers``: query by time range, platform, result, category, caller; ``format=csv``
+  exports (R12).
+- ``GET /transfers/{id}``: one transfer's record, tickets and trail of events.
+- ``POST /transfers``: an online request (R10) becomes the same synced pair of tickets; the
+  response names both. Idempotent by ``request_id``.
+- ``GET /events``: server-sent events, every outcome record and alert as it happens.
+- ``POST /feedback``: a platform reports acceptance, progress or the final result of one of its
+  tickets; the sidecar relays it to the other platform's linked ticket (R11).
+"""
+
+from __future__ import annotations
+
+import csv
+import hmac
+import io
+import json
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import redis.asyncio as aioredis
+from aiohttp import web
+
+from transfer.catalog import Catalog, recommend
+
+from .sync import INDEX, LINKS, RECORD, STREAM as OUTCOMES, TRAIL, Syncer, TicketError
+from .workorder import online_work_orders
+
+SPEC = Path(__file__).with_name("openapi.json")
+ALERTS = "hotline:alerts"
+FEEDBACK_STATUSES = ("accepted", "in_progress", "closed")
+MAX_ROWS = 10000
+CSV_FIELDS = ("transfer_id", "ended", "origin", "target", "mode", "trigger", "result", "category",
+              "emergency", "caller_number", "initiating_agent", "answering_agent", "ticket_12345",
+              "ticket_110")
+
+
+def _error(status: int, message: str) -> web.Response:
+    return web.json_response({"error": message}, status=status)
+
+
+class Api:
+    def __init__(self, redis: aioredis.Redis, syncer: Syncer, catalog: Catalog, token: str | None):
+        self.redis = redis
+        self.syncer = syncer
+        self.catalog = catalog
+        self.token = token
+
+    def app(self, health) -> web.Application:
+        app = web.Application(middlewares=[self._middleware], client_max_size=256 * 1024)
+        app.router.add_get("/health", health)
+        app.router.add_get("/openapi.json", self.openapi)
+        app.router.add_get("/transfers", self.query)
+        app.router.add_post("/transfers", self.online)
+        app.router.add_get("/transfers/{transfer_id}", self.one)
+        app.router.add_post("/feedback", self.feedback)
+        app.router.add_get("/metrics", self.metrics)
+        app.router.add_get("/events", self.events)
+        return app
+
+    @web.middleware
+    async def _middleware(self, request: web.Request, handler) -> web.StreamResponse:
+        if request.path not in ("/health", "/openapi.json"):
+            given = request.headers.get("Authorization", "")
+            expected = f"Bearer {self.token}" if self.token else None
+            if expected is None or not hmac.compare_digest(given.encode(), expected.encode()):
+                return _error(401, "missing or wrong bearer token")
+        try:
+            return await handler(request)
+        except web.HTTPException as exc:
+            if exc.status >= 400:
+                return _error(exc.status, exc.reason)
+            raise
+
+    async def metrics(self, _request: web.Request) -> web.Response:
+        resp = web.Response(body=self.syncer.metrics.render())
+        resp.content_type = "text/plain"
+        resp.charset = "utf-8"
+        return resp
+
+    async def openapi(self, _request: web.Request) -> web.Response:
+        return web.Response(text=SPEC.read_text(), content_type="application/json")
+
+    # --- live events for agent desktops ----------------------------------------------------------------
+    async def events(self, request: web.Request) -> web.StreamResponse:
+        """Server-sent events: every outcome record (``event: outcome``) and alert (``event:
+        alert``) from now on, for agent desktops and wallboards. ``origin``/``target`` query
+        parameters narrow it to one platform's transfers."""
+        want = {k: request.query[k] for k in ("origin", "target") if k in request.query}
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream",
+                                           "Cache-Control": "no-cache"})
+        await resp.prepare(request)
+        last = {OUTCOMES: "$", ALERTS: "$"}
+        while True:
+            # Block less than the Redis socket timeout; the keep-alive write also notices a
+            # desktop that went away.
+            got = await self.redis.xread(last, block=3000, count=100)
+            if not got:
+                await resp.write(b": keep-alive\n\n")
+                continue
+            for stream, entries in got:
+                name = stream.decode()
+                for entry_id, fields in entries:
+                    last[name] = entry_id.decode()
+                    raw = fields.get(b"record") or fields.get(b"alert") or b"{}"
+                    data = json.loads(raw)
+                    if any(str(data.get(k)) != v for k, v in want.items()):
+                        continue
+                    kind = "outcome" if name == OUTCOMES else "alert"
+                    await resp.write(f"id: {entry_id.decode()}\nevent: {kind}\ndata: "
+                                     f"{json.dumps(data, ensure_ascii=False)}\n\n".encode())
+
+    # --- query -------------------------------------------------------------------------------------
+    async def query(self, request: web.Request) -> web.Response:
+        q = request.query
+        try:
+            since = _time(q.get("from"), 0.0)
+            until = _time(q.get("to"), float("inf"))
+        except ValueError as exc:
+            return _error(400, str(exc))
+        limit = q.get("limit", "1000")
+        if not limit.isdigit() or not 0 < int(limit) <= MAX_ROWS:
+            return _error(400, f"limit must be an integer 1..{MAX_ROWS}")
+        fmt = q.get("format", "json")
+        if fmt not in ("json", "csv"):
+            return _error(400, "format must be json or csv")
+        platform = q.get("platform")
+        if platform is not None and platform not in ("12345", "110"):
+            return _error(400, "platform must be 12345 or 110")
+        tids = await self.redis.zrangebyscore(INDEX, since, until if until != float("inf") else "+inf",
+                                              start=0, num=int(limit) * 5)
+        rows = []
+        for tid in tids:
+            raw = await self.redis.get(RECORD.format(tid.decode()))
+            if raw is None:
+                continue
+            item = json.loads(raw)
+            rec = item["record"]
+            if platform and platform not in (rec.get("origin"), rec.get("target")):
+                continue
+            if any(q.get(k) is not None and str(rec.get(k)) != q[k]
+                   for k in ("result", "category", "origin", "target")):
+                continue
+            if q.get("caller") and q["caller"] != rec.get("caller_number"):
+                continue
+            rows.append(item)
+            if len(rows) >= int(limit):
+                break
+        if fmt == "csv":
+            out = io.StringIO()
+            writer = csv.DictWriter(out, fieldnames=CSV_FIELDS)
+            writer.writeheader()
+            for item in rows:
+                rec = item["record"]
+                writer.writerow({**{k: rec.get(k) for k in CSV_FIELDS if k in rec},
+                                 "ended": (rec.get("timestamps") or {}).get("ended"),
+                                 "ticket_12345": item["tickets"].get("12345"),
+                                 "ticket_110": item["tickets"].get("110")})
+            return web.Response(text=out.getvalue(), content_type="text/csv",
+                                headers={"Content-Disposition": "attachment; filename=transfers.csv"})
+        return web.json_response({"count": len(rows), "transfers": rows})
+
+    async def one(self, request: web.Request) -> web.Response:
+        tid = request.match_info["transfer_id"]
+        raw = await self.redis.get(RECORD.format(tid))
+        if raw is None:
+            return _error(404, f"no transfer {tid!r}")
+        trail = [json.loads(e) for e in await self.redis.lrange(TRAIL.format(tid), 0, -1)]
+        return web.json_response({**json.loads(raw), "trail": trail})
+
+    # --- online requests (R10) ---------------------------------------------------------------------
+    async def online(self, request: web.Request) -> web.Response:
+        body = await _json_object(request)
+        if isinstance(body, web.Response):
+            return body
+        if body.get("channel") != "online":
+            return _error(400, "channel must be 'online' (calls are transferred by phone)")
+        try:
+            orders = online_work_orders(body, self.catalog, recommend)
+        except (ValueError, TypeError, KeyError) as exc:
+            return _error(422 if isinstance(exc, ValueError) else 400, str(exc))
+        try:
+            tickets = await self.syncer.sync_orders(orders)
+        except TicketError as exc:
+            return _error(502 if not exc.permanent else 422, f"ticket system: {exc}")
+        record = {"transfer_id": orders[0]["transfer_id"], "channel": "online",
+                  "origin": "online", "target": orders[0]["platform"],
+                  "result": "online_request", "category": orders[0]["category"],
+                  "emergency": orders[0]["emergency"], "caller_number": body.get("caller_number"),
+                  "timestamps": {"requested": orders[0]["requested_at"]}}
+        pipe = self.redis.pipeline(transaction=True)
+        self.syncer.remember(pipe, record, tickets)
+        await pipe.execute()
+        return web.json_response({"transfer_id": record["transfer_id"],
+                                  "owner": orders[0]["platform"], "tickets": tickets}, status=201)
+
+    # --- closed loop (R11) ---------------------------------------------------------------------------
+    async def feedback(self, request: web.Request) -> web.Response:
+        body = await _json_object(request)
+        if isinstance(body, web.Response):
+            return body
+        platform, ticket, status = body.get("platform"), body.get("ticket_id"), body.get("status")
+        note = body.get("note")
+        if platform not in ("12345", "110"):
+            return _error(400, "platform must be 12345 or 110")
+        if not isinstance(ticket, str) or not ticket:
+            return _error(400, "ticket_id must be a non-empty string")
+        if status not in FEEDBACK_STATUSES:
+            return _error(400, f"status must be one of {', '.join(FEEDBACK_STATUSES)}")
+        if note is not None and not isinstance(note, str):
+            return _error(400, "note must be a string")
+        linked = await self.redis.hget(LINKS, f"{platform}:{ticket}")
+        if linked is None:
+            return _error(404, f"no synced ticket {platform}:{ticket}")
+        other, other_ticket = linked.decode().split(":", 1)
+        key = body.get("feedback_id") or f"{platform}:{ticket}:{status}"
+        try:
+            await self.syncer.clients[other].note(other_ticket, f"feedback:{key}", {
+                "status": status, "source": f"platform {platform} ticket {ticket}",
+                "note": note or f"{platform} reports {status}"})
+        except TicketError as exc:
+            return _error(502, f"relay to {other} failed: {exc}")
+        return web.json_response({"relayed_to": {"platform": other, "ticket_id": other_ticket}},
+                                 status=202)
+
+
+async def _json_object(request: web.Request) -> dict[str, Any] | web.Response:
+    try:
+        body = json.loads(await request.read())
+    except (ValueError, UnicodeDecodeError):
+        return _error(400, "body is not valid JSON")
+    if not isinstance(body, dict):
+        return _error(400, "body must be a JSON object")
+    return body
+
+
+def _time(value: str | None, default: float) -> float:
+    if value is None:
+        return default
+    try:
+        return datetime.fromisoformat(value).timestamp()
+    except ValueError:
+        pass
+    try:
+        return float(value)
+    except ValueError:
+        raise ValueError(f"not an ISO 8601 time or unix seconds: {value!r}") from None
+
+

@@ -1,0 +1,93 @@
+"""The sidecar process: work-order sync, alert forwarding, and its HTTP endpoint."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+
+import aiohttp
+import redis.asyncio as aioredis
+import structlog
+from aiohttp import web
+
+from hotline_link.settings import Settings, load_catalog
+
+from .alerts import Alerts
+from .api import Api
+from .metrics import Metrics
+from .sync import PlatformClient, Syncer
+
+log = structlog.get_logger("sidecar")
+
+ALERT_STREAM = "hotline:alerts"       # written by the ARI app (emergency transfers, R4)
+ALERT_GROUP = "sidecar-alerts"
+
+
+async def forward_alerts(redis: aioredis.Redis, alerts: Alerts, consumer: str) -> None:
+    """Alerts the ARI app raises at the moment they happen (an emergency transfer starting)
+    go out as webhooks at once, not after the call's outcome record."""
+    try:
+        await redis.xgroup_create(ALERT_STREAM, ALERT_GROUP, id="$", mkstream=True)
+    except aioredis.ResponseError as exc:
+        if "BUSYGROUP" not in str(exc):
+            raise
+    backlog = True
+    while True:
+        try:
+            got = await redis.xreadgroup(ALERT_GROUP, consumer, {ALERT_STREAM: "0" if backlog else ">"},
+                                         count=100, block=None if backlog else 1000)
+        except (aioredis.ConnectionError, aioredis.TimeoutError) as exc:
+            log.warning("redis unavailable; retrying", error=str(exc))
+            await asyncio.sleep(1.0)
+            continue
+        entries = got[0][1] if got else []
+        if backlog and not entries:
+            backlog = False
+            continue
+        for entry_id, fields in entries:
+            try:
+                body = json.loads(fields[b"alert"])
+                alerts.raise_(body.get("kind", "unknown"), body)
+            except (KeyError, ValueError) as exc:
+                log.warning("unreadable alert skipped", entry=entry_id, error=str(exc))
+            await redis.xack(ALERT_STREAM, ALERT_GROUP, entry_id)
+
+
+def make_app(redis: aioredis.Redis, syncer: Syncer, alerts: Alerts, catalog,
+             token: str | None) -> web.Application:
+    async def health(_request: web.Request) -> web.Response:
+        return web.json_response({"ok": True, "synced": syncer.synced, "retries": syncer.retries,
+                                  "dead_lettered": syncer.dead, "alerts_sent": alerts.sent,
+                                  "alerts_lost": alerts.failed})
+
+    return Api(redis, syncer, catalog, token).app(health)
+
+
+async def serve(settings: Settings) -> None:
+    sc = settings.sidecar
+    redis = aioredis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=2)
+    async with aiohttp.ClientSession() as session:
+        metrics = Metrics()
+        alerts = Alerts(session, sc.webhooks, timeout=sc.request_timeout, metrics=metrics)
+        clients = {pid: PlatformClient(session, pid, api, sc.request_timeout)
+                   for pid, api in sc.platforms.items()}
+        catalog = load_catalog()
+        syncer = Syncer(redis, clients, catalog, alerts, sc.consumer, sc.retry_for, metrics)
+        runner = web.AppRunner(make_app(redis, syncer, alerts, catalog, sc.token), access_log=None,
+                                shutdown_timeout=2.0)   # open event streams end at shutdown
+        await runner.setup()
+        await web.TCPSite(runner, *sc.listen).start()
+        log.info("sidecar listening", listen=f"{sc.listen[0]}:{sc.listen[1]}",
+                 platforms={p: c.base for p, c in clients.items()})
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(syncer.run(), name="sync")
+                tg.create_task(forward_alerts(redis, alerts, sc.consumer), name="alerts")
+        except asyncio.CancelledError:
+            log.info("sidecar stopping")
+        finally:
+            await alerts.drain(2.0)
+            await runner.cleanup()
+            with contextlib.suppress(Exception):
+                await redis.aclose()

@@ -1,0 +1,417 @@
+"""Stand-ins for the ticket systems of the 12345 centre and the 110 desk.
+
+Those systems belong to the platforms, not to this product; the sidecar only talks to their
+documented ticket API. These stand-ins implement that API in memory, for the tests and the local
+demo, plus a few ``/_standin/...`` controls a test uses to inspect them and to make them fail::
+
+    python -m sidecar.standins --platform 12345 --listen 127.0.0.1:8491 \\
+        [--webhook-secret-file F] [--api-token-file F]
+
+Documented ticket API
+=====================
+
+Common to both platforms:
+
+* Bodies are JSON; errors answer ``{"error": "<reason>"}``.
+* With an API token configured, every request needs ``Authorization: Bearer <token>``, else 401.
+* Every POST needs an ``Idempotency-Key`` header (else 400). The first successful answer to a key
+  is remembered: repeating the key answers 200 with that same body and changes nothing, so a
+  client may retry a POST whose answer it never saw. Failed requests (4xx, 5xx) are not
+  remembered; retrying them with the same key is a fresh attempt.
+* Statuses: ``open`` (new), ``accepted``, ``in_progress``, ``closed``.
+* Notes (``POST .../notes``): ``{"status": ..., "note": ..., "source": ...}``, all optional but
+  at least one of status and note; a status moves the ticket to it. 201 ``{"ok": true}``; 404 for
+  an unknown ticket.
+
+12345 work-order system (Open311 GeoReport v2 style)
+----------------------------------------------------
+
+``POST /open311/v2/requests.json``
+    GeoReport fields: ``service_code`` and ``description`` (required, non-empty strings),
+    ``phone``, ``first_name``, ``last_name``, ``address_string`` (strings), ``lat``, ``long``
+    (numbers), ``attribute`` (object); null stands for absent. 201
+    ``[{"service_request_id": "WO-000001", "service_notice": "..."}]``.
+``GET /open311/v2/requests/{id}.json``
+    200 ``[{"service_request_id", "status", "status_notes", "service_code", "description",
+    "attribute", "notes"}]`` (``status_notes`` is the text of the latest note), or 404.
+``POST /open311/v2/requests/{id}/notes``
+    Adds a note, as above.
+
+110 dispatch system (NENA EIDO style)
+-------------------------------------
+
+``POST /eido/v1/incidents``
+    An EIDO message: ``eidoMessageIdentifier`` (required, non-empty string) and
+    ``incidentComponent`` (required, object); anything else is kept as sent. 201
+    ``{"incidentTrackingIdentifier": "JD-000001"}``.
+``GET /eido/v1/incidents/{id}``
+    200: the stored message plus ``incidentTrackingIdentifier``, ``status`` and ``notes``, or 404.
+``POST /eido/v1/incidents/{id}/notes``
+    Adds a note, as above.
+
+Stand-in controls (no token needed)
+===================================
+
+``GET /_standin/stats``
+    ``{"tickets", "duplicates", "requests", "failed", "notes", "webhooks", "webhooks_rejected"}``;
+    ``requests`` counts every ticket-API request, whatever its answer.
+``POST /_standin/fail`` ``{"mode": "error" | "timeout" | "none", "count": n | null}``
+    The next ``n`` ticket-API requests (null: until mode ``none``) store nothing and answer 503 --
+    at once (``error``) or after 30 s (``timeout``: the client is meant to give up first).
+``GET /_standin/tickets``
+    Every stored ticket with its body, Idempotency-Key, status and notes.
+``POST /_standin/webhook``
+    A subscriber to the sidecar's alerts: checks ``X-Hotline-Signature`` (``sidecar.signing``);
+    204 and stored if valid, else 401 ``{"error": ...}``.
+``GET /_standin/webhooks``
+    The stored alerts: ``[{"event": <JSON body>, "received_at": <unix time>}]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import hmac
+import json
+import sys
+import time
+import warnings
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from sidecar.signing import SIGNATURE_HEADER, SignatureError, verify
+
+PLATFORMS = ("12345", "110")
+STATUSES = ("open", "accepted", "in_progress", "closed")
+FAIL_MODES = ("error", "timeout", "none")
+TIMEOUT_DELAY = 30.0
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+CONTROL_PREFIX = "/_standin/"
+
+_ID_PREFIX = {"12345": "WO", "110": "JD"}
+# platform -> (create, show, add note)
+_PATHS = {
+    "12345": ("/open311/v2/requests.json", "/open311/v2/requests/{id}.json",
+              "/open311/v2/requests/{id}/notes"),
+    "110": ("/eido/v1/incidents", "/eido/v1/incidents/{id}", "/eido/v1/incidents/{id}/notes"),
+}
+_GEOREPORT_TYPES: dict[str, type | tuple[type, ...]] = {
+    "service_code": str, "description": str, "phone": str, "first_name": str, "last_name": str,
+    "address_string": str, "lat": (int, float), "long": (int, float), "attribute": dict,
+}
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _error(cls: type[web.HTTPException], message: str, **kw: Any) -> web.HTTPException:
+    return cls(text=json.dumps({"error": message}), content_type="application/json", **kw)
+
+
+def _object(raw: bytes) -> dict[str, Any]:
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        raise _error(web.HTTPBadRequest, "body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise _error(web.HTTPBadRequest, "body must be a JSON object")
+    return body
+
+
+def _check_georeport(body: dict[str, Any]) -> None:
+    for name in ("service_code", "description"):
+        if not isinstance(body.get(name), str) or not body[name].strip():
+            raise _error(web.HTTPBadRequest, f"{name} is required")
+    # null is how a client says "not known" (an anonymous caller's phone): same as absent.
+    for name, kind in _GEOREPORT_TYPES.items():
+        if body.get(name) is not None and not isinstance(body[name], kind):
+            raise _error(web.HTTPBadRequest, f"{name} has the wrong type")
+
+
+def _check_eido(body: dict[str, Any]) -> None:
+    ident = body.get("eidoMessageIdentifier")
+    if not isinstance(ident, str) or not ident.strip():
+        raise _error(web.HTTPBadRequest, "eidoMessageIdentifier is required")
+    if not isinstance(body.get("incidentComponent"), dict):
+        raise _error(web.HTTPBadRequest, "incidentComponent is required (an object)")
+
+
+@dataclass
+class Ticket:
+    id: str
+    idempotency_key: str
+    body: dict[str, Any]
+    created_at: float
+    status: str = "open"
+    status_notes: str = ""
+    # Each note keeps its Idempotency-Key for /_standin/tickets; the ticket API hides it.
+    notes: list[dict[str, Any]] = field(default_factory=list)
+
+    def public_notes(self) -> list[dict[str, Any]]:
+        return [{k: v for k, v in n.items() if k != "idempotency_key"} for n in self.notes]
+
+
+class StandIn:
+    """One platform's ticket system, in memory; the app's handlers are its methods."""
+
+    def __init__(self, platform: str, *, webhook_secret: bytes | None = None,
+                 api_token: str | None = None):
+        if platform not in PLATFORMS:
+            raise ValueError(f"platform must be one of {PLATFORMS}, got {platform!r}")
+        self.platform = platform
+        self.webhook_secret = webhook_secret
+        self.api_token = api_token
+        self.tickets: dict[str, Ticket] = {}
+        self.webhooks: list[dict[str, Any]] = []
+        self.requests = 0
+        self.duplicates = 0
+        self.failed = 0
+        self.webhooks_rejected = 0
+        self.fail_mode = "none"
+        self.fail_left: int | None = None
+        # (scope, Idempotency-Key) -> the body of the first successful answer
+        self._answers: dict[tuple[str, str], Any] = {}
+        self._closing = asyncio.Event()
+
+    def stats(self) -> dict[str, int]:
+        return {
+            "tickets": len(self.tickets), "duplicates": self.duplicates,
+            "requests": self.requests, "failed": self.failed,
+            "notes": sum(len(t.notes) for t in self.tickets.values()),
+            "webhooks": len(self.webhooks), "webhooks_rejected": self.webhooks_rejected,
+        }
+
+    # --- gate: auth and injected failures, for the ticket API only ---------------------------
+
+    def authorized(self, header: str | None) -> bool:
+        if self.api_token is None:
+            return True
+        return header is not None and hmac.compare_digest(
+            header.encode(), f"Bearer {self.api_token}".encode())
+
+    def take_failure(self) -> str | None:
+        """The failure this request must suffer, if any; uses up one of the counted ones."""
+        if self.fail_mode == "none":
+            return None
+        mode = self.fail_mode
+        if self.fail_left is not None:
+            self.fail_left -= 1
+            if self.fail_left == 0:
+                self.fail_mode, self.fail_left = "none", None
+        self.failed += 1
+        return mode
+
+    async def stall(self) -> None:
+        # Cut short when the app shuts down, so stopping a test server does not wait for it.
+        try:
+            await asyncio.wait_for(self._closing.wait(), TIMEOUT_DELAY)
+        except TimeoutError:
+            pass
+
+    async def close(self, app: web.Application) -> None:
+        self._closing.set()
+
+    # --- ticket API --------------------------------------------------------------------------
+
+    def _ticket(self, request: web.Request) -> Ticket:
+        ticket = self.tickets.get(request.match_info["id"])
+        if ticket is None:
+            raise _error(web.HTTPNotFound, f"no ticket {request.match_info['id']}")
+        return ticket
+
+    @staticmethod
+    def _key(request: web.Request) -> str:
+        key = request.headers.get(IDEMPOTENCY_HEADER, "").strip()
+        if not key:
+            raise _error(web.HTTPBadRequest, f"{IDEMPOTENCY_HEADER} header is required")
+        return key
+
+    def _replay(self, scope: str, key: str) -> web.Response | None:
+        answer = self._answers.get((scope, key))
+        if answer is None:
+            return None
+        self.duplicates += 1
+        return web.json_response(answer, status=200)
+
+    def _answer(self, scope: str, key: str, answer: Any) -> web.Response:
+        self._answers[(scope, key)] = answer
+        return web.json_response(answer, status=201)
+
+    async def create(self, request: web.Request) -> web.Response:
+        key = self._key(request)
+        raw = await request.read()
+        # No await from here on: a concurrent retry with the same key cannot slip in between the
+        # replay check and the store, so it can never create a second ticket.
+        if (replay := self._replay("create", key)) is not None:
+            return replay
+        body = _object(raw)
+        if self.platform == "12345":
+            _check_georeport(body)
+        else:
+            _check_eido(body)
+        ticket_id = f"{_ID_PREFIX[self.platform]}-{len(self.tickets) + 1:06d}"
+        self.tickets[ticket_id] = Ticket(ticket_id, key, body, time.time())
+        if self.platform == "12345":
+            answer: Any = [{"service_request_id": ticket_id,
+                            "service_notice": "work order registered; the 12345 centre will "
+                                              "follow up"}]
+        else:
+            answer = {"incidentTrackingIdentifier": ticket_id}
+        return self._answer("create", key, answer)
+
+    async def show(self, request: web.Request) -> web.Response:
+        t = self._ticket(request)
+        if self.platform == "12345":
+            return web.json_response([{
+                "service_request_id": t.id, "status": t.status, "status_notes": t.status_notes,
+                "service_code": t.body["service_code"], "description": t.body["description"],
+                "attribute": t.body.get("attribute") or {}, "notes": t.public_notes(),
+            }])
+        return web.json_response({**t.body, "incidentTrackingIdentifier": t.id,
+                                  "status": t.status, "notes": t.public_notes()})
+
+    async def add_note(self, request: web.Request) -> web.Response:
+        ticket = self._ticket(request)
+        key = self._key(request)
+        raw = await request.read()
+        scope = f"note:{ticket.id}"
+        if (replay := self._replay(scope, key)) is not None:
+            return replay
+        body = _object(raw)
+        status, note, source = body.get("status"), body.get("note"), body.get("source")
+        if status is not None and status not in STATUSES:
+            raise _error(web.HTTPBadRequest, f"status must be one of {', '.join(STATUSES)}")
+        for name, value in (("note", note), ("source", source)):
+            if value is not None and not isinstance(value, str):
+                raise _error(web.HTTPBadRequest, f"{name} must be a string")
+        if status is None and not note:
+            raise _error(web.HTTPBadRequest, "a note needs a status or a note text")
+        ticket.notes.append({"status": status, "note": note, "source": source,
+                             "created_at": time.time(), "idempotency_key": key})
+        if status is not None:
+            ticket.status = status
+        if note:
+            ticket.status_notes = note
+        return self._answer(scope, key, {"ok": True})
+
+    # --- stand-in controls -------------------------------------------------------------------
+
+    async def get_stats(self, request: web.Request) -> web.Response:
+        return web.json_response(self.stats())
+
+    async def set_failure(self, request: web.Request) -> web.Response:
+        body = _object(await request.read())
+        mode, count = body.get("mode"), body.get("count")
+        if mode not in FAIL_MODES:
+            raise _error(web.HTTPBadRequest, f"mode must be one of {', '.join(FAIL_MODES)}")
+        if count is not None and (type(count) is not int or count < 1):
+            raise _error(web.HTTPBadRequest, "count must be a positive integer or null")
+        self.fail_mode = mode
+        self.fail_left = None if mode == "none" else count
+        return web.json_response({"mode": self.fail_mode, "count": self.fail_left})
+
+    async def list_tickets(self, request: web.Request) -> web.Response:
+        return web.json_response([dataclasses.asdict(t) for t in self.tickets.values()])
+
+    async def receive_webhook(self, request: web.Request) -> web.Response:
+        raw = await request.read()
+        try:
+            if self.webhook_secret is None:
+                raise SignatureError("this stand-in has no webhook secret configured")
+            verify(self.webhook_secret, request.headers.get(SIGNATURE_HEADER), raw)
+            event = json.loads(raw)
+        except SignatureError as exc:
+            self.webhooks_rejected += 1
+            return web.json_response({"error": str(exc)}, status=401)
+        except ValueError:
+            self.webhooks_rejected += 1
+            return web.json_response({"error": "body is not valid JSON"}, status=400)
+        self.webhooks.append({"event": event, "received_at": time.time()})
+        return web.Response(status=204)
+
+    async def list_webhooks(self, request: web.Request) -> web.Response:
+        return web.json_response(self.webhooks)
+
+
+@web.middleware
+async def _gate(request: web.Request, handler: Handler) -> web.StreamResponse:
+    standin: StandIn = request.app["standin"]
+    if request.path.startswith(CONTROL_PREFIX):
+        return await handler(request)
+    standin.requests += 1
+    if not standin.authorized(request.headers.get("Authorization")):
+        raise _error(web.HTTPUnauthorized, "missing or wrong bearer token",
+                     headers={"WWW-Authenticate": "Bearer"})
+    mode = standin.take_failure()
+    if mode == "timeout":
+        await standin.stall()
+    if mode is not None:
+        raise _error(web.HTTPServiceUnavailable, f"injected failure ({mode})")
+    return await handler(request)
+
+
+def make_app(platform: str, *, webhook_secret: bytes | None = None,
+             api_token: str | None = None) -> web.Application:
+    standin = StandIn(platform, webhook_secret=webhook_secret, api_token=api_token)
+    app = web.Application(middlewares=[_gate])
+    with warnings.catch_warnings():
+        # app["standin"] is the stand-in's documented handle for tests; a str key is the point.
+        warnings.simplefilter("ignore", web.NotAppKeyWarning)
+        app["standin"] = standin
+    app.on_shutdown.append(standin.close)
+    create, show, notes = _PATHS[platform]
+    app.router.add_post(create, standin.create)
+    app.router.add_get(show, standin.show)
+    app.router.add_post(notes, standin.add_note)
+    app.router.add_get(CONTROL_PREFIX + "stats", standin.get_stats)
+    app.router.add_post(CONTROL_PREFIX + "fail", standin.set_failure)
+    app.router.add_get(CONTROL_PREFIX + "tickets", standin.list_tickets)
+    app.router.add_post(CONTROL_PREFIX + "webhook", standin.receive_webhook)
+    app.router.add_get(CONTROL_PREFIX + "webhooks", standin.list_webhooks)
+    return app
+
+
+def _host_port(value: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise argparse.ArgumentTypeError(f"expected host:port, got {value!r}")
+    return host, int(port)
+
+
+def _secret(parser: argparse.ArgumentParser, path: Path | None) -> str | None:
+    if path is None:
+        return None
+    try:
+        value = path.read_text().strip()
+    except OSError as exc:
+        parser.error(f"cannot read {path}: {exc.strerror}")
+    if not value:
+        parser.error(f"{path} is empty")
+    return value
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m sidecar.standins",
+                                     description="Run a stand-in for a platform's ticket system.")
+    parser.add_argument("--platform", choices=PLATFORMS, required=True)
+    parser.add_argument("--listen", type=_host_port, required=True, metavar="HOST:PORT")
+    parser.add_argument("--webhook-secret-file", type=Path,
+                        help="shared secret for signed alerts posted to /_standin/webhook")
+    parser.add_argument("--api-token-file", type=Path,
+                        help="require 'Authorization: Bearer <token>' on the ticket API")
+    args = parser.parse_args(argv)
+    webhook_secret = _secret(parser, args.webhook_secret_file)
+    app = make_app(args.platform, api_token=_secret(parser, args.api_token_file),
+                   webhook_secret=webhook_secret.encode() if webhook_secret else None)
+    host, port = args.listen
+    web.run_app(app, host=host, port=port)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

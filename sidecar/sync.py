@@ -1,0 +1,231 @@
+"""Work-order sync: every outcome record becomes linked tickets on both platforms, exactly once.
+
+The outcome stream (``hotline:outcomes``) is read with a consumer group; an entry is acknowledged
+only after both platforms accepted their ticket, so a sidecar killed at any moment finds its
+unacknowledged entries again (it reads its own pending list first on start). Exactly once rests
+on three things:
+
+1. each create carries an ``Idempotency-Key`` (the work order id ``<transfer_id>:<platform>``),
+   so a create repeated after a crash returns the ticket made the first time;
+2. each ticket id is written to Redis (``hotline:sidecar:tickets``) as soon as it is known, so
+   after a restart a finished create is not sent again at all;
+3. entries are handled in stream order, one at a time per consumer.
+
+Failures: a timeout, a connection error or a 5xx is retried with exponential backoff and full
+jitter for up to ``sidecar.retry_for`` seconds; a 4xx (the platform refuses the content), a record
+that is not a valid outcome, or a failure that outlasts the retry window parks the entry in the
+dead-letter stream ``hotline:outcomes:dead`` with the reason, acknowledges it, and raises a
+``dead_letter`` alert. Failed transfers (every ``fallback_*``) raise ``transfer_failed``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import time
+from datetime import datetime
+
+import aiohttp
+import redis.asyncio as aioredis
+import structlog
+
+from hotline_link.settings import PlatformApi
+from transfer.catalog import Catalog
+
+from .alerts import Alerts
+from .metrics import Metrics
+from .workorder import ticket_body, ticket_id_from_response, work_orders
+
+log = structlog.get_logger("sync")
+
+STREAM = "hotline:outcomes"
+GROUP = "sidecar"
+DEAD = "hotline:outcomes:dead"
+TICKETS = "hotline:sidecar:tickets"           # hash: work order id -> ticket id
+TRAIL = "hotline:sidecar:trail:{}"            # list per transfer: its events, oldest first
+RECORD = "hotline:sidecar:record:{}"          # per transfer: the record and its tickets (JSON)
+INDEX = "hotline:sidecar:index"               # sorted set: transfer id by time (for queries)
+LINKS = "hotline:sidecar:links"               # hash: "<platform>:<ticket>" -> "<platform>:<ticket>"
+BACKOFF_BASE = 0.1
+BACKOFF_CAP = 5.0
+
+PATHS = {"12345": ("/open311/v2/requests.json", "/open311/v2/requests/{}/notes"),
+         "110": ("/eido/v1/incidents", "/eido/v1/incidents/{}/notes")}
+
+
+class TicketError(Exception):
+    def __init__(self, message: str, permanent: bool = False):
+        super().__init__(message)
+        self.permanent = permanent
+
+
+class PlatformClient:
+    """One platform's ticket API (documented in ``sidecar.standins``)."""
+
+    def __init__(self, session: aiohttp.ClientSession, platform: str, api: PlatformApi,
+                 timeout: float):
+        self.session = session
+        self.platform = platform
+        self.base = api.url.rstrip("/")
+        self.headers = {"Authorization": f"Bearer {api.token}"} if api.token else {}
+        self.timeout = aiohttp.ClientTimeout(total=timeout)
+        self.create_path, self.note_path = PATHS[platform]
+
+    async def _post(self, path: str, key: str, body: dict) -> object:
+        headers = {**self.headers, "Idempotency-Key": key}
+        try:
+            async with self.session.post(self.base + path, json=body, headers=headers,
+                                         timeout=self.timeout) as resp:
+                text = await resp.text()
+                if resp.status >= 500 or resp.status in (408, 429):
+                    raise TicketError(f"{self.platform}: HTTP {resp.status}")
+                if resp.status >= 400:
+                    raise TicketError(f"{self.platform}: HTTP {resp.status}: {text[:300]}",
+                                      permanent=True)
+                return json.loads(text) if text else None
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            raise TicketError(f"{self.platform}: {exc!r}") from None
+
+    async def create(self, wo: dict) -> str:
+        body = await self._post(self.create_path, wo["work_order_id"], ticket_body(wo))
+        try:
+            return ticket_id_from_response(self.platform, body)
+        except ValueError as exc:
+            raise TicketError(f"{self.platform}: {exc}", permanent=True) from None
+
+    async def note(self, ticket_id: str, key: str, note: dict) -> None:
+        await self._post(self.note_path.format(ticket_id), key, note)
+
+
+class Syncer:
+    def __init__(self, redis: aioredis.Redis, clients: dict[str, PlatformClient],
+                 catalog: Catalog, alerts: Alerts, consumer: str, retry_for: float,
+                 metrics: Metrics | None = None):
+        self.redis = redis
+        self.clients = clients
+        self.catalog = catalog
+        self.alerts = alerts
+        self.consumer = consumer
+        self.retry_for = retry_for
+        self.synced = 0
+        self.retries = 0
+        self.dead = 0
+        self.metrics = metrics or Metrics()
+
+    async def ensure_group(self) -> None:
+        try:
+            await self.redis.xgroup_create(STREAM, GROUP, id="0", mkstream=True)
+        except aioredis.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    async def run(self) -> None:
+        await self.ensure_group()
+        backlog = True              # first what this consumer read but never acknowledged
+        while True:
+            try:
+                got = await self.redis.xreadgroup(
+                    GROUP, self.consumer, {STREAM: "0" if backlog else ">"}, count=100,
+                    block=None if backlog else 1000)
+            except (aioredis.ConnectionError, aioredis.TimeoutError) as exc:
+                log.warning("redis unavailable; retrying", error=str(exc))
+                await asyncio.sleep(1.0)
+                continue
+            entries = got[0][1] if got else []
+            if backlog and not entries:
+                backlog = False
+                continue
+            for entry_id, fields in entries:
+                await self.handle(entry_id, fields)
+
+    async def handle(self, entry_id: bytes, fields: dict) -> None:
+        started = time.monotonic()
+        try:
+            record = json.loads(fields[b"record"])
+            orders = work_orders(record, self.catalog)
+        except (KeyError, ValueError, TypeError) as exc:
+            await self._dead_letter(entry_id, fields.get(b"record", b"").decode(errors="replace"),
+                                    None, f"not a valid outcome record: {exc}")
+            return
+        tid = record["transfer_id"]
+        clog = log.bind(transfer_id=tid, call_id=record.get("call_id"), hotline=record.get("origin"))
+        deadline = time.monotonic() + self.retry_for
+        attempt = 0
+        while True:
+            try:
+                tickets = await self.sync_orders(orders)
+                break
+            except TicketError as exc:
+                if exc.permanent or time.monotonic() >= deadline:
+                    await self._dead_letter(entry_id, json.dumps(record), tid, str(exc))
+                    return
+                self.retries += 1
+                self.metrics.retries.inc()
+                delay = random.uniform(0, min(BACKOFF_CAP, BACKOFF_BASE * 2 ** attempt))
+                attempt += 1
+                clog.info("ticket create failed; retrying", error=str(exc), attempt=attempt,
+                          delay_s=round(delay, 3))
+                await asyncio.sleep(min(delay, max(0.0, deadline - time.monotonic())))
+        pipe = self.redis.pipeline(transaction=True)
+        self.remember(pipe, record, tickets)
+        pipe.xack(STREAM, GROUP, entry_id)
+        await pipe.execute()
+        self.synced += 1
+        self.metrics.record_synced(record, time.monotonic() - started)
+        clog.info("work orders synced", tickets=tickets, result=record.get("result"))
+        if str(record.get("result", "")).startswith("fallback_"):
+            self.alerts.raise_("transfer_failed", {"transfer_id": tid, "result": record["result"],
+                                                   "origin": record.get("origin"),
+                                                   "target": record.get("target"),
+                                                   "detail": record.get("detail")})
+
+    @staticmethod
+    def remember(pipe, record: dict, tickets: dict[str, str]) -> None:
+        """What the query API, the trail and the feedback relay read later."""
+        tid = record["transfer_id"]
+        when = record.get("timestamps", {}).get("ended") or record.get("timestamps", {}).get("requested")
+        try:
+            score = datetime.fromisoformat(when).timestamp() if when else time.time()
+        except ValueError:
+            score = time.time()
+        pipe.set(RECORD.format(tid), json.dumps({"record": record, "tickets": tickets}))
+        pipe.zadd(INDEX, {tid: score})
+        pipe.rpush(TRAIL.format(tid), json.dumps({"event": "tickets_created", "tickets": tickets,
+                                                   "at": time.time()}))
+        a, b = (f"{p}:{t}" for p, t in tickets.items())
+        pipe.hset(LINKS, mapping={a: b, b: a})
+
+    async def sync_orders(self, orders: list[dict]) -> dict[str, str]:
+        """Create (or find again) both tickets of a pair; the owner's first, then the linked one
+        naming it, then a note on the owner's naming the linked one."""
+        owner, linked = orders
+        owner_ticket = await self._create(owner)
+        linked["linked"]["ticket_id"] = owner_ticket
+        linked_ticket = await self._create(linked)
+        # The owner's ticket learns the linked one's id: both carry each other's ticket id.
+        await self.clients[owner["platform"]].note(
+            owner_ticket, f"{owner['work_order_id']}:linked",
+            {"status": None, "note": f"linked {linked['platform']} ticket {linked_ticket}",
+             "source": "hotline-link", "linked_ticket_id": linked_ticket})
+        return {owner["platform"]: owner_ticket, linked["platform"]: linked_ticket}
+
+    async def _create(self, wo: dict) -> str:
+        known = await self.redis.hget(TICKETS, wo["work_order_id"])
+        if known:
+            return known.decode()
+        ticket = await self.clients[wo["platform"]].create(wo)
+        await self.redis.hset(TICKETS, wo["work_order_id"], ticket)
+        return ticket
+
+    async def _dead_letter(self, entry_id: bytes, record: str, tid: str | None, reason: str) -> None:
+        log.error("work order dead-lettered", transfer_id=tid, reason=reason)
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.xadd(DEAD, {"entry": entry_id, "transfer_id": tid or "", "reason": reason,
+                         "record": record})
+        pipe.xack(STREAM, GROUP, entry_id)
+        await pipe.execute()
+        self.dead += 1
+        self.metrics.dead_letters.inc()
+        self.alerts.raise_("dead_letter", {"transfer_id": tid, "reason": reason,
+                                           "stream": DEAD})

@@ -1,0 +1,384 @@
+"""Unified work orders, and their mapping to the two platforms' ticket systems. Pure: no I/O.
+
+Format (``config/work-order.schema.json``): one work order is one ticket-to-be on one platform,
+identified by ``<transfer_id>:<platform>``, which is also the idempotency key for creating it.
+
+Owner and linked: every outcome record (and every online request) gives two work orders. The
+owner's goes to the platform that handles the matter; the linked one goes to the other of 12345
+and 110, so that it holds a record of what happened (R3: the first receiver handles and syncs to
+the other). Who owns (``owner_platform``):
+
+- blind ``accepted``: the target, if the target is 12345 or 110; any other target (119, province)
+  is outside both ticket systems, so the origin keeps the record as owner;
+- ``fallback_*``, ``cancelled``, ``caller_abandoned``, ``out_of_scope_guided``: the origin;
+- three-way ``accepted_by_origin``: the origin; ``accepted_by_target``: the target (same rule for
+  an external target as above); ``undecided_first_receiver``: the origin, the first receiver;
+- emergency mode ``accepted_by_target``: 110;
+- online requests: the platform the catalog recommends (R4: an emergency goes to 110).
+
+Mappings:
+
+- ``to_open311``: the 12345 work-order system, an Open311 GeoReport v2 "POST Service Request"
+  body; what GeoReport has no field for travels in ``attribute``. ``from_open311_response`` reads
+  ``service_request_id`` from the response list.
+- ``to_eido``: the 110 dispatch system, an incident object in the spirit of NENA's EIDO
+  (NENA-STA-021): incident, call, person, location and notes components, the other platform's
+  ticket as an external reference, the rest under ``extensions``. ``from_eido_response`` reads
+  the ``incidentTrackingIdentifier`` the dispatch system assigns.
+- ``ticket_body`` and ``ticket_id_from_response`` choose between the two by platform.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timezone
+from typing import Any
+
+from transfer.catalog import Catalog, Recommendation
+
+PLATFORMS = ("12345", "110")
+UNCLASSIFIED = "unclassified"
+ONLINE = "online"
+ONLINE_RESULT = "online_request"
+# GeoReport v2 limits a request's description to 4,000 characters.
+OPEN311_DESCRIPTION_MAX = 4000
+NUMBER_REDACTED = "[caller number]"
+
+ORIGIN_KEEPS = frozenset({
+    "fallback_busy", "fallback_no_answer", "fallback_rejected", "fallback_unreachable",
+    "cancelled", "caller_abandoned", "out_of_scope_guided",
+    "accepted_by_origin", "undecided_first_receiver",
+})
+TARGET_TAKES = frozenset({"accepted", "accepted_by_target"})
+
+MODE_TEXT = {
+    "blind": "One-key transfer",
+    "three_way": "Three-way call",
+    "emergency": "Emergency three-way call",
+    "none": "Out-of-scope call",
+}
+
+RecommendFn = Callable[..., Recommendation]
+
+
+def owner_platform(record: dict) -> str:
+    """The platform ("12345" or "110") that handles the matter of an outcome record."""
+    origin = record.get("origin")
+    if origin not in PLATFORMS:
+        raise ValueError(f"outcome record: origin {origin!r} is not 12345 or 110")
+    result = record.get("result")
+    if result in ORIGIN_KEEPS:
+        return origin
+    if result in TARGET_TAKES:
+        if record.get("mode") == "emergency":
+            return "110"
+        target = record.get("target")
+        return target if target in PLATFORMS else origin
+    raise ValueError(f"outcome record: unknown result {result!r}")
+
+
+def work_orders(record: dict, catalog: Catalog) -> list[dict]:
+    """The owner's work order and the linked one, from an outcome record."""
+    owner = owner_platform(record)
+    category = record.get("category")
+    number = record["caller_number"]
+    stamps = record["timestamps"]
+    fields = {
+        "transfer_id": record["transfer_id"],
+        "channel": "phone",
+        "origin": record["origin"],
+        "target": record.get("target"),
+        "result": record["result"],
+        "category": category,
+        "category_name": _category_name(catalog, category),
+        "emergency": bool(record.get("emergency")),
+        "caller": {"number": number, "name": None},
+        "description": _redact(_record_description(record, catalog), number),
+        "location": {"address": None, "lat": None, "lon": None},
+        "agents": {"initiating": record.get("initiating_agent"),
+                   "answering": record.get("answering_agent")},
+        "requested_at": stamps["requested"],
+        "ended_at": stamps.get("ended"),
+    }
+    return _pair(fields, owner)
+
+
+def online_work_orders(request: dict, catalog: Catalog, recommend_fn: RecommendFn) -> list[dict]:
+    """The owner's work order and the linked one, from a request filed online.
+
+    The platform comes from ``recommend_fn`` (``transfer.catalog.recommend``) with the request's
+    category code, if any, and its description: the description can still make it an emergency,
+    which goes to 110 whatever the category (R4).
+    """
+    request_id = _required_text(request, "request_id")
+    number = _required_text(request, "caller_number")
+    description = request.get("description") or ""
+    if not isinstance(description, str):
+        raise ValueError("online request: description must be a string")
+    code = request.get("category") or None
+    rec = recommend_fn(catalog, code=code, text=description)
+    if rec.platform not in PLATFORMS:
+        raise ValueError(f"online request {request_id}: no platform can be determined "
+                         f"({rec.reason}); it needs an agent to classify it")
+    category = rec.category or code
+    fields = {
+        "transfer_id": request_id,
+        "channel": ONLINE,
+        "origin": ONLINE,
+        "target": rec.platform,
+        "result": ONLINE_RESULT,
+        "category": category,
+        "category_name": _category_name(catalog, category),
+        "emergency": rec.emergency,
+        "caller": {"number": number, "name": _optional_text(request, "caller_name")},
+        "description": _redact(description, number),
+        "location": {"address": _optional_text(request, "address"),
+                     "lat": _coordinate(request, "lat", 90),
+                     "lon": _coordinate(request, "lon", 180)},
+        "agents": {"initiating": None, "answering": None},
+        "requested_at": _optional_text(request, "requested_at") or _now_iso(),
+        "ended_at": None,
+    }
+    return _pair(fields, rec.platform)
+
+
+def to_open311(wo: dict) -> dict:
+    """An Open311 GeoReport v2 "POST Service Request" body for the 12345 work-order system."""
+    body: dict[str, Any] = {
+        "service_code": wo["category"] or UNCLASSIFIED,
+        "description": wo["description"][:OPEN311_DESCRIPTION_MAX],
+    }
+    location = wo["location"]
+    # A latitude without its longitude places nothing: send both or neither.
+    if location["lat"] is not None and location["lon"] is not None:
+        body["lat"] = location["lat"]
+        body["long"] = location["lon"]
+    if location["address"]:
+        body["address_string"] = location["address"]
+    body["phone"] = wo["caller"]["number"]
+    name = (wo["caller"]["name"] or "").strip()
+    if name:
+        first, last = _split_name(name)
+        body["first_name"] = first
+        if last:
+            body["last_name"] = last
+    attributes = {
+        "transfer_id": wo["transfer_id"],
+        "work_order_id": wo["work_order_id"],
+        "role": wo["role"],
+        "channel": wo["channel"],
+        "result": wo["result"],
+        "emergency": "true" if wo["emergency"] else "false",
+        "origin": wo["origin"],
+        "target": wo["target"],
+        "linked_platform": wo["linked"]["platform"],
+        "linked_ticket_id": wo["linked"]["ticket_id"],
+        "initiating_agent": wo["agents"]["initiating"],
+        "answering_agent": wo["agents"]["answering"],
+    }
+    # GeoReport attribute values are strings: an unknown value is left out, not sent as null.
+    body["attribute"] = {k: v for k, v in attributes.items() if v is not None}
+    return body
+
+
+def from_open311_response(body: object) -> str:
+    """The ``service_request_id`` of a GeoReport v2 response: a list with one object."""
+    if not isinstance(body, list) or not body or not all(isinstance(x, dict) for x in body):
+        raise ValueError("Open311 response: expected a list of objects")
+    errors = [x for x in body if "code" in x and "description" in x]
+    if errors:
+        raise ValueError("Open311 response: error " + "; ".join(
+            f"{x['code']}: {x['description']}" for x in errors))
+    if len(body) != 1:
+        raise ValueError(f"Open311 response: expected one service request, got {len(body)}")
+    item = body[0]
+    sid = item.get("service_request_id")
+    if isinstance(sid, int) and not isinstance(sid, bool):
+        return str(sid)
+    if isinstance(sid, str) and sid:
+        return sid
+    if item.get("token"):
+        raise ValueError("Open311 response: only a token, the service request id is not "
+                         "assigned yet")
+    raise ValueError("Open311 response: no service_request_id")
+
+
+def to_eido(wo: dict) -> dict:
+    """An EIDO-style (NENA-STA-021) incident object for the 110 dispatch system."""
+    owner = wo["role"] == "owner"
+    if owner and wo["emergency"]:
+        status = "Dispatched"
+    elif owner:
+        status = "Open"
+    else:
+        status = "Informational"
+    location = wo["location"]
+    body: dict[str, Any] = {
+        "eidoMessageIdentifier": wo["work_order_id"],
+        "incidentComponent": {
+            "incidentTrackingIdentifier": None,
+            "incidentTypeCommonRegistryText": wo["category"] or UNCLASSIFIED,
+            "incidentStatusCommonRegistryText": status,
+            "incidentCreationTimestamp": wo["requested_at"],
+            "emergency": wo["emergency"],
+        },
+        "callComponent": [{
+            "callIdentifier": wo["transfer_id"],
+            "callTypeDescription": wo["channel"],
+            "callbackNumber": wo["caller"]["number"],
+        }],
+        "personComponent": [{
+            "personRole": "Caller",
+            "name": wo["caller"]["name"],
+            "telephone": wo["caller"]["number"],
+        }],
+    }
+    if any(location[k] is not None for k in ("address", "lat", "lon")):
+        body["locationComponent"] = [{
+            "civicAddressText": location["address"],
+            "latitude": location["lat"],
+            "longitude": location["lon"],
+        }]
+    body["notesComponent"] = [{"noteText": wo["description"]}]
+    body["externalReferences"] = [{
+        "system": wo["linked"]["platform"],
+        "referenceIdentifier": wo["linked"]["ticket_id"],
+        "transferIdentifier": wo["transfer_id"],
+    }]
+    body["extensions"] = {
+        "role": wo["role"],
+        "result": wo["result"],
+        "origin": wo["origin"],
+        "target": wo["target"],
+        "initiatingAgent": wo["agents"]["initiating"],
+        "answeringAgent": wo["agents"]["answering"],
+    }
+    return body
+
+
+def from_eido_response(body: object) -> str:
+    """The ``incidentTrackingIdentifier`` the dispatch system assigned."""
+    tid = body.get("incidentTrackingIdentifier") if isinstance(body, dict) else None
+    if not isinstance(tid, str) or not tid:
+        raise ValueError("EIDO response: expected an object with a non-empty "
+                         "incidentTrackingIdentifier")
+    return tid
+
+
+def ticket_body(wo: dict) -> dict:
+    """The request body for the work order's platform."""
+    if wo["platform"] == "12345":
+        return to_open311(wo)
+    if wo["platform"] == "110":
+        return to_eido(wo)
+    raise ValueError(f"work order: unknown platform {wo['platform']!r}")
+
+
+def ticket_id_from_response(platform: str, body: object) -> str:
+    """The ticket id from a platform's response to creating a ticket."""
+    if platform == "12345":
+        return from_open311_response(body)
+    if platform == "110":
+        return from_eido_response(body)
+    raise ValueError(f"unknown platform {platform!r}")
+
+
+# --- helpers ----------------------------------------------------------------------------------
+def _other(platform: str) -> str:
+    return "110" if platform == "12345" else "12345"
+
+
+def _pair(fields: dict, owner: str) -> list[dict]:
+    other = _other(owner)
+    return [_work_order(fields, owner, "owner", other),
+            _work_order(fields, other, "linked", owner)]
+
+
+def _work_order(fields: dict, platform: str, role: str, linked: str) -> dict:
+    return {
+        "schema": 1,
+        "work_order_id": f"{fields['transfer_id']}:{platform}",
+        "transfer_id": fields["transfer_id"],
+        "platform": platform,
+        "role": role,
+        "channel": fields["channel"],
+        "origin": fields["origin"],
+        "target": fields["target"],
+        "result": fields["result"],
+        "category": fields["category"],
+        "category_name": fields["category_name"],
+        "emergency": fields["emergency"],
+        "caller": dict(fields["caller"]),
+        "description": fields["description"],
+        "location": dict(fields["location"]),
+        "agents": dict(fields["agents"]),
+        "linked": {"platform": linked, "ticket_id": None},
+        "requested_at": fields["requested_at"],
+        "ended_at": fields["ended_at"],
+    }
+
+
+def _category_name(catalog: Catalog, code: str | None) -> str | None:
+    category = catalog.by_code.get(code) if code else None
+    return category.name if category else None
+
+
+def _record_description(record: dict, catalog: Catalog) -> str:
+    mode = record.get("mode")
+    origin, target = record["origin"], record.get("target")
+    what = MODE_TEXT.get(mode, f"Mode {mode}")
+    where = f"from {origin} to {target}" if target else f"at {origin}"
+    parts = [f"{what} {where}: {record['result']}."]
+    if record.get("emergency"):
+        parts.append("Emergency.")
+    code = record.get("category")
+    if code:
+        category = catalog.by_code.get(code)
+        parts.append(f"Matter: {category.name} ({category.gloss})." if category
+                     else f"Matter: {code}.")
+    if record.get("initiating_agent"):
+        parts.append(f"Initiating agent: {record['initiating_agent']}.")
+    return " ".join(parts)
+
+
+def _redact(text: str, number: str) -> str:
+    # The number travels in its own field, which both ticket systems protect; a description is
+    # shown far more widely (lists, dashboards, the other platform).
+    return text.replace(number, NUMBER_REDACTED) if number else text
+
+
+def _required_text(request: dict, key: str) -> str:
+    value = request.get(key)
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"online request: {key} is missing")
+    return value
+
+
+def _optional_text(request: dict, key: str) -> str | None:
+    value = request.get(key)
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise ValueError(f"online request: {key} must be a string")
+    return value
+
+
+def _coordinate(request: dict, key: str, limit: float) -> float | None:
+    value = request.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not -limit <= value <= limit:
+        raise ValueError(f"online request: {key} must be a number between -{limit} and {limit}")
+    return float(value)
+
+
+def _split_name(name: str) -> tuple[str, str | None]:
+    """First and last name. A name without spaces (a Chinese name, say) is not split: guessing
+    where a surname ends (欧阳, 司马) gets it wrong, so it goes whole into first_name."""
+    given, _, family = name.rpartition(" ")
+    return (given.strip(), family) if given.strip() else (name, None)
+
+
+def _now_iso() -> str:
+    # The outcome records' timestamp format: UTC, milliseconds.
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")

@@ -1,0 +1,346 @@
+"""The sidecar on the real Redis of the test lab, with the stand-in ticket systems of both
+platforms as separate processes: work orders from real transfers, exactly once through outages
+and a kill -9, dead letters, and signed alerts."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+import redis
+
+from conftest import CONFIG, ROOT, _die_with_parent
+from hotline_link import settings as settings_mod
+
+pytestmark = pytest.mark.lab
+
+STANDIN_PORTS = {"12345": 8591, "110": 8592}
+
+
+def _http(method: str, url: str, body: dict | None = None, headers: dict | None = None):
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url, data=data, method=method,
+                                 headers={"Content-Type": "application/json", **(headers or {})})
+    try:
+        with urllib.request.urlopen(req, timeout=5) as resp:
+            raw = resp.read()
+            return resp.status, (json.loads(raw) if raw else None)
+    except urllib.error.HTTPError as exc:
+        raw = exc.read()
+        return exc.code, (json.loads(raw) if raw else None)
+
+
+class Proc:
+    def __init__(self, name: str, argv: list[str], ready_url: str, log: Path):
+        self.name, self.argv, self.ready_url, self.log = name, argv, ready_url, log
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        out = open(self.log, "ab")
+        self.proc = subprocess.Popen(self.argv, cwd=ROOT, stdout=out, stderr=out,
+                                     stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                urllib.request.urlopen(self.ready_url, timeout=1).read()
+                return
+            except OSError:
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"{self.name} did not start; see {self.log}")
+                time.sleep(0.05)
+
+    def kill(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
+
+
+class Stack:
+    def __init__(self, lab):
+        self.settings = settings_mod.load(CONFIG)
+        state = Path(lab.descriptor["state_dir"])
+        host, port = self.settings.sidecar.listen
+        self.sidecar = Proc("sidecar", [sys.executable, "-m", "hotline_link.cli", "-c", str(CONFIG),
+                                        "sidecar"],
+                            f"http://{host}:{port}/health", state / "sidecar.log")
+        self.redis = redis.Redis.from_url(lab.descriptor["redis"]["url"])
+
+    def api(self, method: str, path: str, body: dict | None = None, token: str | None = ...):
+        token = self.settings.sidecar.token if token is ... else token
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        host, port = self.settings.sidecar.listen
+        return _http(method, f"http://{host}:{port}{path}", body, headers)
+
+    def base(self, pid: str) -> str:
+        return f"http://127.0.0.1:{STANDIN_PORTS[pid]}"
+
+    def stats(self, pid: str) -> dict:
+        return _http("GET", self.base(pid) + "/_standin/stats")[1]
+
+    def tickets(self, pid: str) -> list[dict]:
+        return _http("GET", self.base(pid) + "/_standin/tickets")[1]
+
+    def fail(self, pid: str, mode: str, count: int | None = None) -> None:
+        assert _http("POST", self.base(pid) + "/_standin/fail", {"mode": mode, "count": count})[0] == 200
+
+    def webhooks(self) -> list[dict]:
+        return _http("GET", self.base("12345") + "/_standin/webhooks")[1]
+
+    def tickets_for(self, tid: str) -> dict[str, list[dict]]:
+        return {pid: [t for t in self.tickets(pid) if tid in json.dumps(t)] for pid in STANDIN_PORTS}
+
+    def wait(self, cond, timeout: float = 15.0, what: str = ""):
+        deadline = time.monotonic() + timeout
+        while True:
+            value = cond()
+            if value:
+                return value
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out waiting for {what}")
+            time.sleep(0.1)
+
+
+@pytest.fixture(scope="module")
+def stack(lab):
+    s = Stack(lab)                      # the lab runs the platforms' stand-ins
+    s.sidecar.start()
+    yield s
+    s.sidecar.stop()
+
+
+def synthetic_record(result: str = "accepted", origin: str = "12345", target: str = "110",
+                     mode: str = "blind") -> dict:
+    now = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+    tid = uuid.uuid4().hex
+    return {
+        "schema": 1, "transfer_id": tid, "call_id": f"burst-{tid[:8]}", "mode": mode,
+        "trigger": "api", "origin": origin, "target": target, "initiating_agent": "12345-a1",
+        "answering_agent": "110-a1" if result.startswith("accepted") else None,
+        "caller_number": "13800138000", "category": None, "emergency": False, "result": result,
+        "detail": None, "decided_by": None, "recording": None,
+        "timestamps": {"requested": now, "dialing": now, "ended": now},
+        "durations_ms": {"to_answer": None, "ringing": None, "consult": None, "total": 0},
+    }
+
+
+def publish(r: redis.Redis, records: list[dict]) -> None:
+    pipe = r.pipeline(transaction=False)
+    for rec in records:
+        pipe.xadd("hotline:outcomes", {"transfer_id": rec["transfer_id"], "record": json.dumps(rec)})
+    pipe.execute()
+
+
+def test_real_one_key_transfer_gives_both_platforms_linked_tickets(stack, phones, outcomes):
+    from test_transfer import transfer_by_key
+
+    call, agent, far_agent, far_leg = transfer_by_key(phones, phones.citizen, "12345", "12345", "110")
+    far_leg.accept()
+    call.hears(far_leg, "1")
+    [rec] = outcomes.wait(phones.lib)
+    tid = rec["transfer_id"]
+    found = stack.wait(lambda: (t := stack.tickets_for(tid)) and all(t.values()) and t,
+                       what="tickets on both platforms")
+    [incident], [order] = found["110"], found["12345"]
+    # 110 accepted: its dispatch system holds the matter, 12345 a linked record of it.
+    assert incident["body"]["incidentComponent"]["incidentStatusCommonRegistryText"] == "Open"
+    assert order["body"]["attribute"]["role"] == "linked"
+    assert order["body"]["attribute"]["linked_ticket_id"] == incident["id"]
+    assert order["body"]["phone"] == rec["caller_number"]
+    # ... and the 110 incident learns the 12345 ticket id.
+    detail = _http("GET", stack.base("110") + f"/eido/v1/incidents/{incident['id']}")[1]
+    assert any(order["id"] in json.dumps(n) for n in detail["notes"])
+    # Closed loop: 110 reports its result; the sidecar relays it to the linked 12345 work order.
+    status, body = stack.api("POST", "/feedback", {"platform": "110", "ticket_id": incident["id"],
+                                                   "status": "closed", "note": "handled on site"})
+    assert status == 202 and body["relayed_to"] == {"platform": "12345", "ticket_id": order["id"]}
+    shown = _http("GET", stack.base("12345") + f"/open311/v2/requests/{order['id']}.json")[1][0]
+    assert shown["status"] == "closed" and shown["status_notes"] == "handled on site"
+    # The trail of the transfer, through the API.
+    status, one = stack.api("GET", f"/transfers/{tid}")
+    assert status == 200 and one["tickets"] == {"110": incident["id"], "12345": order["id"]}
+    assert one["record"]["transfer_id"] == tid and one["trail"][0]["event"] == "tickets_created"
+
+
+def test_platform_down_for_a_while_then_every_ticket_arrives_once(stack):
+    stack.fail("110", "error", 4)
+    records = [synthetic_record() for _ in range(3)]
+    publish(stack.redis, records)
+    for rec in records:
+        stack.wait(lambda: all(stack.tickets_for(rec["transfer_id"]).values()), 15,
+                   "tickets after the outage")
+    for rec in records:
+        assert {k: len(v) for k, v in stack.tickets_for(rec["transfer_id"]).items()} == \
+            {"12345": 1, "110": 1}
+    assert stack.stats("110")["failed"] >= 4
+
+
+def test_permanent_failure_is_dead_lettered_with_a_signed_alert(stack):
+    before = stack.redis.xlen("hotline:outcomes:dead")
+    stack.fail("12345", "error", None)
+    try:
+        rec = synthetic_record(result="accepted_by_origin", mode="three_way")
+        publish(stack.redis, [rec])
+        stack.wait(lambda: stack.redis.xlen("hotline:outcomes:dead") > before, 20, "a dead letter")
+        dead = stack.redis.xrevrange("hotline:outcomes:dead", count=1)[0][1]
+        assert dead[b"transfer_id"].decode() == rec["transfer_id"] and b"503" in dead[b"reason"]
+        stack.wait(lambda: any(w["event"]["event"] == "dead_letter"
+                               and w["event"]["data"]["transfer_id"] == rec["transfer_id"]
+                               for w in stack.webhooks()), 10, "the dead-letter alert")
+    finally:
+        stack.fail("12345", "none")
+
+
+def test_failed_transfer_raises_an_alert(stack):
+    rec = synthetic_record(result="fallback_busy")
+    publish(stack.redis, [rec])
+    stack.wait(lambda: any(w["event"]["event"] == "transfer_failed"
+                           and w["event"]["data"]["transfer_id"] == rec["transfer_id"]
+                           for w in stack.webhooks()), 10, "the transfer_failed alert")
+
+
+def test_kill_9_during_a_burst_of_1000_records_creates_every_ticket_exactly_once(stack):
+    records = [synthetic_record() for _ in range(1000)]
+    before = {pid: len(stack.tickets(pid)) for pid in STANDIN_PORTS}
+    publish(stack.redis, records)
+    stack.wait(lambda: len(stack.tickets("110")) - before["110"] >= 150, 30, "the burst to start")
+    stack.sidecar.kill()
+    stack.sidecar.start()
+    tids = {r["transfer_id"] for r in records}
+
+    def done() -> bool:
+        return all(sum(1 for t in stack.tickets(pid)
+                       if t["body"].get("attribute", {}).get("transfer_id") in tids
+                       or t["body"].get("eidoMessageIdentifier", "").split(":")[0] in tids) >= 1000
+                   for pid in STANDIN_PORTS)
+    stack.wait(done, 120, "1000 records synced")
+    for pid in STANDIN_PORTS:
+        keys = [t["idempotency_key"] for t in stack.tickets(pid)]
+        assert len(keys) == len(set(keys)), f"{pid}: a work order became two tickets"
+    pending = stack.redis.xpending("hotline:outcomes", "sidecar")
+    assert pending["pending"] == 0
+    # A create in flight at the kill may be sent again; the idempotency key answers it with the
+    # ticket made the first time (a replay, never a second ticket).
+    replays = {pid: stack.stats(pid)["duplicates"] for pid in STANDIN_PORTS}
+    print(f"replayed creates after kill -9: {replays}")
+    assert sum(replays.values()) <= 2
+
+
+def test_emergency_transfer_alert_is_signed_and_forgeries_are_refused(stack, phones, outcomes):
+    from test_delivery import connect
+
+    call, agent, leg = connect(phones, phones.citizen, "12345", "12345")
+    leg.send_dtmf("*3")
+    far_agent, far_leg = phones.ringing_agent("110", timeout=8)
+    tid = far_leg.header("X-Hotline-Transfer-Id")
+    stack.wait(lambda: any(w["event"]["event"] == "emergency"
+                           and w["event"]["data"]["transfer_id"] == tid for w in stack.webhooks()),
+               5, "the emergency alert")
+    body = json.dumps({"id": "x", "event": "emergency", "data": {}}).encode()
+    for header in ("t=1,v1=00", f"t={int(time.time())},v1={'0' * 64}", None):
+        req = urllib.request.Request(stack.base("12345") + "/_standin/webhook", data=body,
+                                     method="POST", headers={"X-Hotline-Signature": header} if header else {})
+        with pytest.raises(urllib.error.HTTPError) as info:
+            urllib.request.urlopen(req, timeout=5)
+        assert info.value.code == 401
+
+
+def test_online_request_creates_both_tickets_once(stack):
+    request = {"channel": "online", "request_id": f"web-{uuid.uuid4().hex[:12]}",
+               "description": "小区路灯坏了很久没人修", "caller_number": "13700137000",
+               "address": "人民路 1 号"}
+    status, first = stack.api("POST", "/transfers", request)
+    assert status == 201, first
+    assert set(first["tickets"]) == {"12345", "110"}
+    status, again = stack.api("POST", "/transfers", request)
+    assert status == 201 and again["tickets"] == first["tickets"]
+    found = stack.tickets_for(request["request_id"])
+    assert [len(found["12345"]), len(found["110"])] == [1, 1]
+
+
+def test_query_and_export_by_result_and_time(stack):
+    records = [synthetic_record(result="fallback_no_answer"), synthetic_record()]
+    publish(stack.redis, records)
+    stack.wait(lambda: stack.api("GET", f"/transfers/{records[1]['transfer_id']}")[0] == 200,
+               10, "the records to be synced")
+    status, body = stack.api("GET", "/transfers?result=fallback_no_answer&from=" +
+                             str(time.time() - 60))
+    assert status == 200
+    tids = [t["record"]["transfer_id"] for t in body["transfers"]]
+    assert records[0]["transfer_id"] in tids and records[1]["transfer_id"] not in tids
+    host, port = stack.settings.sidecar.listen
+    req = urllib.request.Request(f"http://{host}:{port}/transfers?format=csv&caller=13800138000&result=fallback_no_answer"
+                                 f"&from={time.time() - 60}",
+                                 headers={"Authorization": f"Bearer {stack.settings.sidecar.token}"})
+    with urllib.request.urlopen(req, timeout=5) as resp:
+        text = resp.read().decode()
+    assert text.splitlines()[0].startswith("transfer_id,ended,origin")
+    assert records[0]["transfer_id"] in text
+
+
+def test_api_needs_the_token_and_names_bad_input(stack):
+    assert stack.api("GET", "/transfers", token=None)[0] == 401
+    assert stack.api("GET", "/transfers", token="wrong")[0] == 401
+    assert stack.api("GET", "/health", token=None)[0] == 200
+    status, body = stack.api("GET", "/transfers?from=yesterday")
+    assert status == 400 and "yesterday" in body["error"]
+    status, body = stack.api("POST", "/transfers", {"channel": "phone"})
+    assert status == 400 and "online" in body["error"]
+    status, body = stack.api("POST", "/feedback", {"platform": "119", "ticket_id": "x", "status": "closed"})
+    assert status == 400 and "platform" in body["error"]
+    status, body = stack.api("POST", "/feedback", {"platform": "110", "ticket_id": "JD-none", "status": "closed"})
+    assert status == 404
+    assert stack.api("GET", "/transfers/nope")[0] == 404
+    spec = stack.api("GET", "/openapi.json", token=None)[1]
+    assert spec["openapi"].startswith("3.") and "/transfers" in spec["paths"]
+
+
+def test_metrics_count_transfers_retries_and_dead_letters(stack):
+    status, _ = stack.api("GET", "/metrics", token=None)
+    assert status == 401
+    host, port = stack.settings.sidecar.listen
+    req = urllib.request.Request(f"http://{host}:{port}/metrics",
+                                 headers={"Authorization": f"Bearer {stack.settings.sidecar.token}"})
+    with urllib.request.urlopen(req, timeout=5) as resp:
+        text = resp.read().decode()
+    lines = {line.split(" ")[0]: float(line.split(" ")[1]) for line in text.splitlines()
+             if line and not line.startswith("#")}
+    # This sidecar process (restarted by the kill test) synced the rest of the burst and more.
+    assert lines['hotline_transfers_total{origin="12345",result="accepted",target="110"}'] > 0
+    assert lines["hotline_sync_seconds_count"] > 0
+    assert 'hotline_transfer_attempts_total{origin="12345"}' in lines
+    assert "hotline_dead_letters_total" in lines and "hotline_sync_retries_total" in lines
+
+
+def test_event_stream_pushes_outcomes_as_they_happen(stack):
+    import http.client
+    import threading
+
+    host, port = stack.settings.sidecar.listen
+    conn = http.client.HTTPConnection(host, port, timeout=10)
+    conn.request("GET", "/events?origin=110",
+                 headers={"Authorization": f"Bearer {stack.settings.sidecar.token}"})
+    resp = conn.getresponse()
+    assert resp.status == 200 and resp.getheader("Content-Type").startswith("text/event-stream")
+    ours, other = synthetic_record(origin="110", target="12345"), synthetic_record()
+    # The stream starts at the moment of connection: publish once it is being read.
+    threading.Timer(0.5, publish, args=(stack.redis, [other, ours])).start()
+    lines = []
+    while not any(ours["transfer_id"] in line for line in lines):
+        lines.append(resp.readline().decode())
+    conn.close()
+    text = "".join(lines)
+    assert "event: outcome" in text and other["transfer_id"] not in text

@@ -1,0 +1,377 @@
+"""The platforms' ticket-system stand-ins: the documented API, idempotency, failure injection,
+auth, and the signed-webhook receiver. Each test runs its own server on 127.0.0.1, port 0."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import aiohttp
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+
+from sidecar.signing import SIGNATURE_HEADER, sign
+from sidecar.standins import StandIn, make_app
+
+MakeClient = Callable[..., Awaitable[TestClient]]
+
+WEBHOOK_SECRET = b"subscriber-secret"
+
+GEOREPORT = {
+    "service_code": "public_facilities",
+    "description": "路灯不亮 (street light out) since Monday",
+    "phone": "13800138000",
+    "first_name": "明",
+    "last_name": "李",
+    "lat": 31.2304,
+    "long": 121.4737,
+    "address_string": "人民路 12 号",
+    "attribute": {"transfer_id": "t-42", "linked_ticket_id": "JD-000007"},
+}
+
+EIDO = {
+    "eidoMessageIdentifier": "wo-7",
+    "incidentComponent": {"incidentTypeCommonRegistryText": "public_order", "emergency": False},
+    "notesComponent": [{"noteText": "noise from a renovation upstairs"}],
+}
+
+
+@pytest.fixture
+async def make_client() -> AsyncIterator[MakeClient]:
+    clients: list[TestClient] = []
+
+    async def make(platform: str, **kw) -> TestClient:
+        client = TestClient(TestServer(make_app(platform, **kw), host="127.0.0.1", port=0))
+        await client.start_server()
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        await client.close()
+
+
+def standin(client: TestClient) -> StandIn:
+    return client.server.app["standin"]
+
+
+async def post(client: TestClient, path: str, body: object, key: str | None = None,
+               **headers: str) -> tuple[int, object]:
+    if key is not None:
+        headers["Idempotency-Key"] = key
+    async with client.post(path, json=body, headers=headers) as resp:
+        return resp.status, await resp.json()
+
+
+async def get(client: TestClient, path: str, **headers: str) -> tuple[int, object]:
+    async with client.get(path, headers=headers) as resp:
+        return resp.status, await resp.json()
+
+
+# --- 12345: Open311 ---------------------------------------------------------------------------
+
+async def test_12345_creates_a_work_order_and_shows_it(make_client):
+    client = await make_client("12345")
+    status, body = await post(client, "/open311/v2/requests.json", GEOREPORT, key="k-1")
+    assert status == 201
+    assert body[0]["service_request_id"] == "WO-000001"
+    assert body[0]["service_notice"]
+
+    status, shown = await get(client, "/open311/v2/requests/WO-000001.json")
+    assert status == 200
+    assert shown == [{
+        "service_request_id": "WO-000001", "status": "open", "status_notes": "",
+        "service_code": "public_facilities", "description": GEOREPORT["description"],
+        "attribute": GEOREPORT["attribute"], "notes": [],
+    }]
+
+    _, tickets = await get(client, "/_standin/tickets")
+    assert [(t["id"], t["idempotency_key"], t["body"]) for t in tickets] == [
+        ("WO-000001", "k-1", GEOREPORT)]
+
+
+async def test_12345_accepts_null_for_optional_fields(make_client):
+    client = await make_client("12345")
+    body = {"service_code": "other", "description": "anonymous caller", "phone": None}
+    assert (await post(client, "/open311/v2/requests.json", body, key="k"))[0] == 201
+
+
+async def test_repeated_idempotency_key_returns_the_same_ticket(make_client):
+    client = await make_client("12345")
+    first = await post(client, "/open311/v2/requests.json", GEOREPORT, key="same")
+    again = await post(client, "/open311/v2/requests.json", GEOREPORT, key="same")
+    assert first[0] == 201
+    assert again == (200, first[1])
+    other = await post(client, "/open311/v2/requests.json", GEOREPORT, key="other")
+    assert other[1][0]["service_request_id"] == "WO-000002"
+
+    _, stats = await get(client, "/_standin/stats")
+    assert stats["tickets"] == 2
+    assert stats["duplicates"] == 1
+    assert stats["requests"] == 3
+
+
+async def test_concurrent_retries_with_one_key_create_one_ticket(make_client):
+    client = await make_client("110")
+    answers = await asyncio.gather(*(post(client, "/eido/v1/incidents", EIDO, key="race")
+                                     for _ in range(8)))
+    assert sorted(status for status, _ in answers) == [200] * 7 + [201]
+    assert {body["incidentTrackingIdentifier"] for _, body in answers} == {"JD-000001"}
+    assert standin(client).stats()["tickets"] == 1
+    assert standin(client).stats()["duplicates"] == 7
+
+
+@pytest.mark.parametrize(("body", "error"), [
+    ({k: v for k, v in GEOREPORT.items() if k != "service_code"}, "service_code is required"),
+    ({**GEOREPORT, "description": "  "}, "description is required"),
+    ({**GEOREPORT, "attribute": ["not", "an", "object"]}, "attribute has the wrong type"),
+    ({**GEOREPORT, "lat": "31.2"}, "lat has the wrong type"),
+    ([GEOREPORT], "body must be a JSON object"),
+])
+async def test_12345_rejects_invalid_bodies(make_client, body, error):
+    client = await make_client("12345")
+    assert await post(client, "/open311/v2/requests.json", body, key="k") == (400, {"error": error})
+    assert standin(client).tickets == {}
+
+
+async def test_missing_idempotency_key_or_bad_json_is_400_and_not_remembered(make_client):
+    client = await make_client("12345")
+    status, body = await post(client, "/open311/v2/requests.json", GEOREPORT)
+    assert (status, body) == (400, {"error": "Idempotency-Key header is required"})
+
+    async with client.post("/open311/v2/requests.json", data=b"{not json",
+                           headers={"Idempotency-Key": "k"}) as resp:
+        assert resp.status == 400
+        assert await resp.json() == {"error": "body is not valid JSON"}
+    # A failed attempt is not an answer to replay: the corrected retry with the key creates.
+    assert (await post(client, "/open311/v2/requests.json", GEOREPORT, key="k"))[0] == 201
+    assert standin(client).stats()["duplicates"] == 0
+
+
+async def test_notes_update_status_and_are_deduplicated(make_client):
+    client = await make_client("12345")
+    await post(client, "/open311/v2/requests.json", GEOREPORT, key="k")
+    path = "/open311/v2/requests/WO-000001/notes"
+    note = {"status": "accepted", "note": "派单至市政", "source": "12345"}
+    assert await post(client, path, note, key="n-1") == (201, {"ok": True})
+    assert await post(client, path, note, key="n-1") == (200, {"ok": True})
+    assert await post(client, path, {"status": "closed"}, key="n-2") == (201, {"ok": True})
+
+    _, [shown] = await get(client, "/open311/v2/requests/WO-000001.json")
+    assert shown["status"] == "closed"
+    assert shown["status_notes"] == "派单至市政"
+    assert [(n["status"], n["note"], n["source"]) for n in shown["notes"]] == [
+        ("accepted", "派单至市政", "12345"), ("closed", None, None)]
+    assert all("idempotency_key" not in n for n in shown["notes"])
+
+    _, stats = await get(client, "/_standin/stats")
+    assert (stats["notes"], stats["duplicates"]) == (2, 1)
+    _, [ticket] = await get(client, "/_standin/tickets")
+    assert [n["idempotency_key"] for n in ticket["notes"]] == ["n-1", "n-2"]
+
+
+@pytest.mark.parametrize(("note", "error"), [
+    ({"status": "solved"}, "status must be one of open, accepted, in_progress, closed"),
+    ({"source": "110"}, "a note needs a status or a note text"),
+    ({"note": 5}, "note must be a string"),
+])
+async def test_invalid_notes_are_rejected(make_client, note, error):
+    client = await make_client("110")
+    await post(client, "/eido/v1/incidents", EIDO, key="k")
+    assert await post(client, "/eido/v1/incidents/JD-000001/notes", note, key="n") == (
+        400, {"error": error})
+    assert standin(client).tickets["JD-000001"].notes == []
+
+
+async def test_unknown_ids_are_404(make_client):
+    c12345, c110 = await make_client("12345"), await make_client("110")
+    for client, ticket_id, show, notes in [
+        (c12345, "WO-000009", "/open311/v2/requests/WO-000009.json",
+         "/open311/v2/requests/WO-000009/notes"),
+        (c110, "JD-000009", "/eido/v1/incidents/JD-000009", "/eido/v1/incidents/JD-000009/notes"),
+    ]:
+        assert await get(client, show) == (404, {"error": f"no ticket {ticket_id}"})
+        status, body = await post(client, notes, {"status": "closed"}, key="n")
+        assert (status, body) == (404, {"error": f"no ticket {ticket_id}"})
+
+
+# --- 110: EIDO --------------------------------------------------------------------------------
+
+async def test_110_creates_an_incident_and_shows_it_with_status_and_notes(make_client):
+    client = await make_client("110")
+    assert await post(client, "/eido/v1/incidents", EIDO, key="k") == (
+        201, {"incidentTrackingIdentifier": "JD-000001"})
+    note = {"status": "in_progress", "note": "警员已出警", "source": "110"}
+    assert (await post(client, "/eido/v1/incidents/JD-000001/notes", note, key="n"))[0] == 201
+
+    status, shown = await get(client, "/eido/v1/incidents/JD-000001")
+    assert status == 200
+    assert shown["incidentTrackingIdentifier"] == "JD-000001"
+    assert shown["status"] == "in_progress"
+    assert shown["notes"][0]["note"] == "警员已出警"
+    assert {k: shown[k] for k in EIDO} == EIDO
+
+
+@pytest.mark.parametrize(("body", "error"), [
+    ({"incidentComponent": {}}, "eidoMessageIdentifier is required"),
+    ({"eidoMessageIdentifier": "wo-7"}, "incidentComponent is required (an object)"),
+    ({"eidoMessageIdentifier": "wo-7", "incidentComponent": "fire"},
+     "incidentComponent is required (an object)"),
+])
+async def test_110_rejects_incomplete_messages(make_client, body, error):
+    client = await make_client("110")
+    assert await post(client, "/eido/v1/incidents", body, key="k") == (400, {"error": error})
+    assert (await post(client, "/eido/v1/incidents", EIDO))[0] == 400     # no key
+
+
+# --- failure injection ------------------------------------------------------------------------
+
+async def test_error_mode_fails_count_requests_then_recovers(make_client):
+    client = await make_client("12345")
+    assert await post(client, "/_standin/fail", {"mode": "error", "count": 2}) == (
+        200, {"mode": "error", "count": 2})
+    for _ in range(2):
+        status, body = await post(client, "/open311/v2/requests.json", GEOREPORT, key="k")
+        assert (status, body) == (503, {"error": "injected failure (error)"})
+    assert standin(client).tickets == {}
+    # The retry with the same key is a first attempt as far as the platform knows.
+    assert (await post(client, "/open311/v2/requests.json", GEOREPORT, key="k"))[0] == 201
+    _, stats = await get(client, "/_standin/stats")
+    assert (stats["failed"], stats["tickets"], stats["duplicates"], stats["requests"]) == (
+        2, 1, 0, 3)
+
+
+async def test_error_mode_without_count_lasts_until_none(make_client):
+    client = await make_client("110")
+    await post(client, "/eido/v1/incidents", EIDO, key="k")
+    await post(client, "/_standin/fail", {"mode": "error", "count": None})
+    for _ in range(5):
+        assert (await get(client, "/eido/v1/incidents/JD-000001"))[0] == 503
+        note = {"status": "closed"}
+        assert (await post(client, "/eido/v1/incidents/JD-000001/notes", note, key="n"))[0] == 503
+    assert standin(client).tickets["JD-000001"].status == "open"
+    await post(client, "/_standin/fail", {"mode": "none"})
+    assert (await get(client, "/eido/v1/incidents/JD-000001"))[0] == 200
+    assert standin(client).stats()["failed"] == 10
+
+
+async def test_timeout_mode_holds_the_answer_until_the_client_gives_up(make_client):
+    client = await make_client("12345")
+    await post(client, "/_standin/fail", {"mode": "timeout", "count": 1})
+    started = time.monotonic()
+    with pytest.raises(asyncio.TimeoutError):
+        await client.post("/open311/v2/requests.json", json=GEOREPORT,
+                          headers={"Idempotency-Key": "k"},
+                          timeout=aiohttp.ClientTimeout(total=0.3))
+    assert time.monotonic() - started < 5
+    assert standin(client).stats()["failed"] == 1
+    assert standin(client).tickets == {}
+    # The one failure is used up; the platform answers again.
+    assert (await post(client, "/open311/v2/requests.json", GEOREPORT, key="k"))[0] == 201
+
+
+async def test_stopping_the_server_cuts_a_stalled_answer_short():
+    # A plain AppRunner (as a demo or another test would run it): unlike TestServer it does not
+    # cancel handlers, so without the shutdown hook cleanup would wait out the 30 s.
+    runner = web.AppRunner(make_app("110"))
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    host, port = runner.addresses[0][:2]
+    standin = runner.app["standin"]
+    standin.fail_mode, standin.fail_left = "timeout", 1
+    async with aiohttp.ClientSession() as session:
+        stalled = asyncio.create_task(session.post(
+            f"http://{host}:{port}/eido/v1/incidents", json=EIDO, headers={"Idempotency-Key": "k"}))
+        while standin.failed == 0:
+            await asyncio.sleep(0.01)
+        started = time.monotonic()
+        await runner.cleanup()
+        assert time.monotonic() - started < 5
+        async with await stalled as resp:
+            assert resp.status == 503
+    assert standin.tickets == {}
+
+
+@pytest.mark.parametrize("body", [
+    {"mode": "explode"}, {"mode": "error", "count": 0}, {"mode": "error", "count": "2"},
+    {"mode": "error", "count": True},
+])
+async def test_fail_control_rejects_bad_settings(make_client, body):
+    client = await make_client("12345")
+    status, answer = await post(client, "/_standin/fail", body)
+    assert status == 400 and answer["error"]
+    assert standin(client).fail_mode == "none"
+
+
+# --- auth -------------------------------------------------------------------------------------
+
+async def test_api_token_is_required_on_the_ticket_api_only(make_client):
+    client = await make_client("12345", api_token="s3cret-token")
+    path = "/open311/v2/requests.json"
+    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "s3cret-token"}):
+        async with client.post(path, json=GEOREPORT,
+                               headers={"Idempotency-Key": "k", **headers}) as resp:
+            assert resp.status == 401
+            assert resp.headers["WWW-Authenticate"] == "Bearer"
+            assert (await resp.json())["error"]
+    assert (await get(client, "/open311/v2/requests/WO-000001.json"))[0] == 401
+    assert standin(client).tickets == {}
+
+    auth = {"Authorization": "Bearer s3cret-token"}
+    assert (await post(client, path, GEOREPORT, key="k", **auth))[0] == 201
+    assert (await get(client, "/open311/v2/requests/WO-000001.json", **auth))[0] == 200
+    assert (await get(client, "/_standin/stats"))[1]["requests"] == 6
+
+
+# --- webhook receiver -------------------------------------------------------------------------
+
+async def deliver(client: TestClient, raw: bytes, header: str | None) -> tuple[int, bytes]:
+    headers = {"Content-Type": "application/json"}
+    if header is not None:
+        headers[SIGNATURE_HEADER] = header
+    async with client.post("/_standin/webhook", data=raw, headers=headers) as resp:
+        return resp.status, await resp.read()
+
+
+async def test_webhook_receiver_stores_a_validly_signed_alert(make_client):
+    client = await make_client("110", webhook_secret=WEBHOOK_SECRET)
+    event = {"type": "emergency", "transfer_id": "t-9", "note": "燃气泄漏"}
+    raw = json.dumps(event, ensure_ascii=False).encode()
+    before = time.time()
+    assert await deliver(client, raw, sign(WEBHOOK_SECRET, raw)) == (204, b"")
+
+    _, stored = await get(client, "/_standin/webhooks")
+    assert [w["event"] for w in stored] == [event]
+    assert before <= stored[0]["received_at"] <= time.time()
+    assert standin(client).stats()["webhooks"] == 1
+
+
+async def test_webhook_receiver_rejects_forged_stale_and_unsigned_alerts(make_client):
+    client = await make_client("12345", webhook_secret=WEBHOOK_SECRET)
+    raw = b'{"type":"emergency","transfer_id":"t-9"}'
+    cases = [
+        (sign(b"attacker-secret", raw), "does not match"),
+        (sign(WEBHOOK_SECRET, raw.replace(b"t-9", b"t-8")), "does not match"),
+        (sign(WEBHOOK_SECRET, raw, now=time.time() - 600), "stale"),
+        (sign(WEBHOOK_SECRET, raw, now=time.time() + 600), "future"),
+        (None, "missing"),
+        ("v1=abc", "malformed"),
+    ]
+    for header, reason in cases:
+        status, answer = await deliver(client, raw, header)
+        assert status == 401
+        assert reason in json.loads(answer)["error"]
+    stats = standin(client).stats()
+    assert (stats["webhooks"], stats["webhooks_rejected"]) == (0, len(cases))
+    assert (await get(client, "/_standin/webhooks"))[1] == []
+
+
+async def test_webhook_receiver_without_a_secret_accepts_nothing(make_client):
+    client = await make_client("12345")
+    raw = b'{"type":"ping"}'
+    status, answer = await deliver(client, raw, sign(WEBHOOK_SECRET, raw))
+    assert status == 401 and "no webhook secret" in json.loads(answer)["error"]

@@ -1,0 +1,451 @@
+"""Unified work orders from outcome records and online requests, and their ticket-system bodies."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+from jsonschema import Draft202012Validator
+
+from hotline_link.settings import load_catalog
+from sidecar.workorder import (from_eido_response, from_open311_response, online_work_orders,
+                               owner_platform, ticket_body, ticket_id_from_response, to_eido,
+                               to_open311, work_orders)
+from transfer.catalog import recommend
+
+CONFIG = Path(__file__).resolve().parent.parent / "config"
+CATALOG = load_catalog()
+WORK_ORDER = Draft202012Validator(json.loads((CONFIG / "work-order.schema.json").read_text()))
+OUTCOME = Draft202012Validator(json.loads((CONFIG / "outcome-record.schema.json").read_text()))
+
+CALLER = "13800138000"
+TID = "5b0f6c1e9a7d4c2b8e3f0a1b2c3d4e5f"
+
+
+def make_record(mode: str = "blind", origin: str = "12345", target: str | None = "110",
+                result: str = "accepted", **over) -> dict:
+    """A record shaped like ``TransferApp.record()`` builds it."""
+    conference = mode in ("three_way", "emergency")
+    timestamps = {"requested": "2024-05-06T08:15:02.120+00:00"}
+    if mode != "none":
+        timestamps |= {"dialing": "2024-05-06T08:15:02.180+00:00",
+                       "ringing": "2024-05-06T08:15:02.900+00:00"}
+    if result not in ("fallback_busy", "fallback_no_answer", "fallback_rejected",
+                      "fallback_unreachable", "out_of_scope_guided"):
+        timestamps |= {"answered": "2024-05-06T08:15:06.400+00:00",
+                       "bridged": "2024-05-06T08:15:06.450+00:00"}
+        if conference:
+            timestamps["conference"] = "2024-05-06T08:15:06.450+00:00"
+    timestamps["ended"] = "2024-05-06T08:16:30.000+00:00" if mode != "none" \
+        else timestamps["requested"]
+    record = {
+        "schema": 1,
+        "transfer_id": TID,
+        "call_id": "1714983300.42",
+        "mode": mode,
+        "trigger": "dtmf" if mode != "none" else "screen",
+        "origin": origin,
+        "target": target,
+        "initiating_agent": "1001",
+        "answering_agent": "2001" if "answered" in timestamps else None,
+        "caller_number": CALLER,
+        "category": "public_order",
+        "emergency": mode == "emergency",
+        "result": result,
+        "detail": "target leg ended: cause 17 User busy" if result == "fallback_busy" else None,
+        "decided_by": ({"side": "target", "agent": "2001", "how": "key", "action": "accept"}
+                       if conference and result.startswith(("accepted", "undecided")) else None),
+        "recording": f"threeway-{TID}" if "conference" in timestamps else None,
+        "timestamps": timestamps,
+        "durations_ms": {"to_answer": 4280 if "answered" in timestamps else None,
+                         "ringing": 3500, "consult": 83550 if conference else None,
+                         "total": 87880},
+    }
+    return record | over
+
+
+OWNER_CASES = [
+    # (mode, origin, target, result, owner)
+    ("blind", "12345", "110", "accepted", "110"),
+    ("blind", "110", "12345", "accepted", "12345"),
+    ("blind", "12345", "119", "accepted", "12345"),
+    ("blind", "110", "province", "accepted", "110"),
+    ("blind", "12345", "110", "fallback_busy", "12345"),
+    ("blind", "12345", "110", "fallback_no_answer", "12345"),
+    ("blind", "110", "12345", "fallback_rejected", "110"),
+    ("blind", "110", "12345", "fallback_unreachable", "110"),
+    ("blind", "12345", "110", "caller_abandoned", "12345"),
+    ("none", "110", None, "out_of_scope_guided", "110"),
+    ("three_way", "12345", "110", "cancelled", "12345"),
+    ("three_way", "12345", "110", "accepted_by_origin", "12345"),
+    ("three_way", "110", "12345", "accepted_by_origin", "110"),
+    ("three_way", "12345", "110", "accepted_by_target", "110"),
+    ("three_way", "110", "12345", "accepted_by_target", "12345"),
+    ("three_way", "12345", "province", "accepted_by_target", "12345"),
+    ("three_way", "12345", "110", "undecided_first_receiver", "12345"),
+    ("three_way", "110", "12345", "undecided_first_receiver", "110"),
+    ("emergency", "12345", "110", "accepted_by_target", "110"),
+    ("emergency", "12345", "110", "accepted_by_origin", "12345"),
+    ("emergency", "12345", "110", "fallback_no_answer", "12345"),
+]
+
+
+def test_the_record_fixtures_are_valid_outcome_records():
+    for mode, origin, target, result, _ in OWNER_CASES:
+        OUTCOME.validate(make_record(mode, origin, target, result))
+
+
+@pytest.mark.parametrize("mode,origin,target,result,owner", OWNER_CASES)
+def test_owner_platform(mode, origin, target, result, owner):
+    assert owner_platform(make_record(mode, origin, target, result)) == owner
+
+
+def test_owner_platform_rejects_an_unknown_result_or_origin():
+    with pytest.raises(ValueError, match="unknown result"):
+        owner_platform(make_record(result="transferred"))
+    with pytest.raises(ValueError, match="origin"):
+        owner_platform(make_record(origin="119"))
+
+
+# --- the schema and the work orders ---------------------------------------------------------------
+def test_the_schema_is_valid_and_every_property_is_described():
+    schema = json.loads((CONFIG / "work-order.schema.json").read_text())
+    Draft202012Validator.check_schema(schema)
+    assert schema["additionalProperties"] is False
+
+    def walk(node: dict, path: str) -> None:
+        for name, sub in node.get("properties", {}).items():
+            assert sub.get("description"), f"{path}.{name} has no description"
+            walk(sub, f"{path}.{name}")
+
+    walk(schema, "$")
+    assert set(schema["required"]) == set(schema["properties"])
+
+
+@pytest.mark.parametrize("mode,origin,target,result,owner", OWNER_CASES)
+def test_work_orders_are_owner_then_linked_and_valid(mode, origin, target, result, owner):
+    record = make_record(mode, origin, target, result)
+    first, second = work_orders(record, CATALOG)
+    other = "110" if owner == "12345" else "12345"
+    for wo in (first, second):
+        WORK_ORDER.validate(wo)
+        assert wo["work_order_id"] == f"{TID}:{wo['platform']}"
+        assert wo["linked"]["ticket_id"] is None
+        assert (wo["channel"], wo["origin"], wo["target"], wo["result"]) == \
+            ("phone", origin, target, result)
+        assert wo["caller"] == {"number": CALLER, "name": None}
+        assert wo["agents"] == {"initiating": "1001", "answering": record["answering_agent"]}
+        assert wo["requested_at"] == record["timestamps"]["requested"]
+        assert wo["ended_at"] == record["timestamps"]["ended"]
+        assert CALLER not in wo["description"]
+    assert (first["platform"], first["role"], first["linked"]["platform"]) == \
+        (owner, "owner", other)
+    assert (second["platform"], second["role"], second["linked"]["platform"]) == \
+        (other, "linked", owner)
+
+
+def test_work_orders_carry_the_category_and_a_factual_description():
+    record = make_record("three_way", "12345", "110", "accepted_by_target",
+                         category="public_facilities")
+    owner, linked = work_orders(record, CATALOG)
+    assert owner["category"] == "public_facilities"
+    assert owner["category_name"] == "公共设施类"
+    assert owner["description"] == linked["description"]
+    assert owner["description"] == ("Three-way call from 12345 to 110: accepted_by_target. "
+                                    "Matter: 公共设施类 (public facilities). "
+                                    "Initiating agent: 1001.")
+
+
+def test_description_of_an_emergency_and_of_an_out_of_scope_marker():
+    em, _ = work_orders(make_record("emergency", result="accepted_by_target"), CATALOG)
+    assert em["description"].startswith("Emergency three-way call from 12345 to 110: "
+                                        "accepted_by_target. Emergency. Matter: 社会治安类")
+    assert em["emergency"] is True
+    marker, _ = work_orders(make_record("none", "110", None, "out_of_scope_guided",
+                                        category=None), CATALOG)
+    assert marker["description"] == ("Out-of-scope call at 110: out_of_scope_guided. "
+                                     "Initiating agent: 1001.")
+    assert marker["category"] is None and marker["category_name"] is None
+
+
+def test_an_unknown_category_keeps_its_code_without_a_name():
+    owner, _ = work_orders(make_record(category="retired_code"), CATALOG)
+    WORK_ORDER.validate(owner)
+    assert (owner["category"], owner["category_name"]) == ("retired_code", None)
+    assert "Matter: retired_code." in owner["description"]
+
+
+def test_the_schema_rejects_a_work_order_linked_to_its_own_platform():
+    owner, _ = work_orders(make_record(), CATALOG)
+    owner["linked"]["platform"] = owner["platform"]
+    assert not WORK_ORDER.is_valid(owner)
+
+
+def test_the_two_work_orders_do_not_share_nested_objects():
+    owner, linked = work_orders(make_record(), CATALOG)
+    owner["location"]["address"] = "changed"
+    assert linked["location"]["address"] is None
+
+
+# --- online requests --------------------------------------------------------------------------
+def online(**over) -> dict:
+    return {"request_id": "web-20240506-0007", "description": "路灯故障，整条街都黑了",
+            "caller_number": CALLER, "requested_at": "2024-05-06T09:00:00.000+00:00"} | over
+
+
+def test_online_request_with_a_category():
+    owner, linked = online_work_orders(online(category="public_facilities", caller_name="张伟",
+                                              address="济源市济水大街 18 号", lat=35.09,
+                                              lon=112.59), CATALOG, recommend)
+    for wo in (owner, linked):
+        WORK_ORDER.validate(wo)
+        assert (wo["channel"], wo["result"], wo["origin"], wo["target"]) == \
+            ("online", "online_request", "online", "12345")
+        assert wo["transfer_id"] == "web-20240506-0007"
+        assert wo["caller"] == {"number": CALLER, "name": "张伟"}
+        assert wo["location"] == {"address": "济源市济水大街 18 号", "lat": 35.09, "lon": 112.59}
+        assert wo["agents"] == {"initiating": None, "answering": None}
+        assert (wo["requested_at"], wo["ended_at"]) == ("2024-05-06T09:00:00.000+00:00", None)
+    assert (owner["platform"], owner["role"], owner["category_name"]) == \
+        ("12345", "owner", "公共设施类")
+    assert (linked["platform"], linked["role"]) == ("110", "linked")
+    assert owner["work_order_id"] == "web-20240506-0007:12345"
+
+
+def test_online_request_without_a_category_is_classified_from_its_description():
+    owner, linked = online_work_orders(online(description="A dog bit my son in the park"),
+                                       CATALOG, recommend)
+    WORK_ORDER.validate(owner)
+    assert (owner["platform"], owner["target"], owner["category"]) == ("110", "110", "public_order")
+    assert owner["emergency"] is False
+    assert linked["platform"] == "12345"
+
+
+def test_online_request_without_a_category_asks_the_recommender_with_the_description():
+    calls = []
+
+    def fake(catalog, code=None, text=None):
+        calls.append((catalog, code, text))
+        return recommend(catalog, code=code, text=text)
+
+    online_work_orders(online(), CATALOG, fake)
+    assert calls == [(CATALOG, None, "路灯故障，整条街都黑了")]
+
+
+def test_an_emergency_description_overrides_the_chosen_category():
+    owner, _ = online_work_orders(online(category="public_facilities",
+                                         description="井盖缺失，有人掉下去受伤了"),
+                                  CATALOG, recommend)
+    WORK_ORDER.validate(owner)
+    assert (owner["platform"], owner["category"], owner["emergency"]) == \
+        ("110", "public_facilities", True)
+
+
+def test_online_request_with_no_recommendation_raises():
+    with pytest.raises(ValueError, match="no platform can be determined"):
+        online_work_orders(online(description="hello, is anyone there?"), CATALOG, recommend)
+    with pytest.raises(ValueError, match="no platform can be determined"):
+        online_work_orders(online(category="no_such_code"), CATALOG, recommend)
+
+
+def test_online_request_hides_the_caller_number_in_its_description():
+    owner, linked = online_work_orders(online(description=f"路灯故障，请回电 {CALLER}"),
+                                       CATALOG, recommend)
+    for wo in (owner, linked):
+        assert CALLER not in wo["description"]
+        assert wo["description"] == "路灯故障，请回电 [caller number]"
+        assert wo["caller"]["number"] == CALLER
+        assert CALLER not in to_open311(wo)["description"]
+        assert CALLER not in to_eido(wo)["notesComponent"][0]["noteText"]
+
+
+def test_online_request_without_a_time_gets_the_current_one():
+    owner, _ = online_work_orders(online(requested_at=None), CATALOG, recommend)
+    WORK_ORDER.validate(owner)
+    assert datetime.fromisoformat(owner["requested_at"]).tzinfo is not None
+
+
+@pytest.mark.parametrize("over,field", [({"request_id": ""}, "request_id"),
+                                        ({"caller_number": None}, "caller_number"),
+                                        ({"lat": 135.0}, "lat"),
+                                        ({"lon": "112.5"}, "lon")])
+def test_online_request_with_bad_fields_raises(over, field):
+    with pytest.raises(ValueError, match=field):
+        online_work_orders(online(**over), CATALOG, recommend)
+
+
+# --- Open311 ----------------------------------------------------------------------------------
+def test_open311_body_of_an_owner_work_order_from_a_call():
+    record = make_record("blind", "110", "12345", "accepted", category="public_facilities")
+    owner, _ = work_orders(record, CATALOG)
+    body = to_open311(owner)
+    assert body == {
+        "service_code": "public_facilities",
+        "description": owner["description"],
+        "phone": CALLER,
+        "attribute": {
+            "transfer_id": TID, "work_order_id": f"{TID}:12345", "role": "owner",
+            "channel": "phone", "result": "accepted", "emergency": "false",
+            "origin": "110", "target": "12345", "linked_platform": "110",
+            "initiating_agent": "1001", "answering_agent": "2001",
+        },
+    }
+
+
+def test_open311_body_of_a_linked_work_order_with_the_other_ticket_known():
+    _, linked = work_orders(make_record("emergency", result="accepted_by_target"), CATALOG)
+    assert linked["platform"] == "12345"
+    linked["linked"]["ticket_id"] = "JY110-20240506-0042"
+    body = to_open311(linked)
+    attrs = body["attribute"]
+    assert (attrs["role"], attrs["emergency"], attrs["linked_platform"]) == \
+        ("linked", "true", "110")
+    assert attrs["linked_ticket_id"] == "JY110-20240506-0042"
+    assert not {"lat", "long", "address_string", "first_name", "last_name"} & set(body)
+
+
+def test_open311_leaves_out_unknown_attributes():
+    marker, _ = work_orders(make_record("none", "12345", None, "out_of_scope_guided",
+                                        category=None), CATALOG)
+    body = to_open311(marker)
+    assert body["service_code"] == "unclassified"
+    assert not {"target", "answering_agent", "linked_ticket_id"} & set(body["attribute"])
+
+
+def test_open311_body_with_location_and_a_name_without_spaces():
+    owner, _ = online_work_orders(online(caller_name="欧阳娜娜", address="济源市济水大街 18 号",
+                                         lat=35.09, lon=112.59), CATALOG, recommend)
+    body = to_open311(owner)
+    assert (body["lat"], body["long"], body["address_string"]) == \
+        (35.09, 112.59, "济源市济水大街 18 号")
+    assert body["first_name"] == "欧阳娜娜" and "last_name" not in body
+    assert body["attribute"]["origin"] == "online"
+    assert body["attribute"]["result"] == "online_request"
+
+
+def test_open311_splits_a_name_with_spaces_and_needs_both_coordinates():
+    owner, _ = online_work_orders(online(caller_name="Mary Ann Smith", lat=35.09),
+                                  CATALOG, recommend)
+    body = to_open311(owner)
+    assert (body["first_name"], body["last_name"]) == ("Mary Ann", "Smith")
+    assert not {"lat", "long", "address_string"} & set(body)
+
+
+def test_open311_caps_the_description_at_the_georeport_limit():
+    owner, _ = online_work_orders(online(description="路灯故障" + "。" * 5000),
+                                  CATALOG, recommend)
+    assert len(to_open311(owner)["description"]) == 4000
+
+
+@pytest.mark.parametrize("body,expected", [
+    ([{"service_request_id": "638344", "service_notice": "Thank you", "account_id": None}],
+     "638344"),
+    ([{"service_request_id": 638344}], "638344"),
+])
+def test_open311_response_gives_the_service_request_id(body, expected):
+    assert from_open311_response(body) == expected
+
+
+@pytest.mark.parametrize("body,message", [
+    ([{"token": "12345-abc"}], "only a token"),
+    ([{"code": 400, "description": "service_code not found"}], "service_code not found"),
+    ([{"service_request_id": "1"}, {"service_request_id": "2"}], "one service request"),
+    ([{"service_request_id": ""}], "no service_request_id"),
+    ([{"service_request_id": True}], "no service_request_id"),
+    ([], "list of objects"),
+    ({"service_request_id": "638344"}, "list of objects"),
+    (["638344"], "list of objects"),
+    (None, "list of objects"),
+])
+def test_open311_response_rejects_anything_else(body, message):
+    with pytest.raises(ValueError, match=message):
+        from_open311_response(body)
+
+
+# --- EIDO -------------------------------------------------------------------------------------
+def test_eido_incident_of_an_owner_work_order_from_a_call():
+    owner, _ = work_orders(make_record("three_way", "12345", "110", "accepted_by_target"),
+                           CATALOG)
+    assert owner["platform"] == "110"
+    body = to_eido(owner)
+    assert body == {
+        "eidoMessageIdentifier": f"{TID}:110",
+        "incidentComponent": {
+            "incidentTrackingIdentifier": None,
+            "incidentTypeCommonRegistryText": "public_order",
+            "incidentStatusCommonRegistryText": "Open",
+            "incidentCreationTimestamp": "2024-05-06T08:15:02.120+00:00",
+            "emergency": False,
+        },
+        "callComponent": [{"callIdentifier": TID, "callTypeDescription": "phone",
+                           "callbackNumber": CALLER}],
+        "personComponent": [{"personRole": "Caller", "name": None, "telephone": CALLER}],
+        "notesComponent": [{"noteText": owner["description"]}],
+        "externalReferences": [{"system": "12345", "referenceIdentifier": None,
+                                "transferIdentifier": TID}],
+        "extensions": {"role": "owner", "result": "accepted_by_target", "origin": "12345",
+                       "target": "110", "initiatingAgent": "1001", "answeringAgent": "2001"},
+    }
+
+
+def test_eido_status_follows_role_and_emergency():
+    owner, _ = work_orders(make_record("emergency", result="accepted_by_target"), CATALOG)
+    assert to_eido(owner)["incidentComponent"]["incidentStatusCommonRegistryText"] == "Dispatched"
+    assert to_eido(owner)["incidentComponent"]["emergency"] is True
+    _, linked = work_orders(make_record("blind", "110", "12345", "accepted"), CATALOG)
+    assert linked["platform"] == "110"
+    assert to_eido(linked)["incidentComponent"]["incidentStatusCommonRegistryText"] == \
+        "Informational"
+    assert to_eido(linked)["extensions"]["role"] == "linked"
+
+
+def test_eido_incident_with_location_name_and_the_other_ticket():
+    _, linked = online_work_orders(online(caller_name="张伟", address="济源市济水大街 18 号"),
+                                   CATALOG, recommend)
+    assert linked["platform"] == "110"
+    linked["linked"]["ticket_id"] = "638344"
+    body = to_eido(linked)
+    assert body["locationComponent"] == [{"civicAddressText": "济源市济水大街 18 号",
+                                          "latitude": None, "longitude": None}]
+    assert body["personComponent"] == [{"personRole": "Caller", "name": "张伟",
+                                        "telephone": CALLER}]
+    assert body["callComponent"][0]["callTypeDescription"] == "online"
+    assert body["externalReferences"] == [{"system": "12345", "referenceIdentifier": "638344",
+                                           "transferIdentifier": "web-20240506-0007"}]
+    assert body["extensions"]["origin"] == "online"
+
+
+def test_eido_incident_without_location_has_no_location_component():
+    owner, _ = online_work_orders(online(description="有人持刀抢劫"), CATALOG, recommend)
+    body = to_eido(owner)
+    assert "locationComponent" not in body
+    assert body["incidentComponent"]["incidentTypeCommonRegistryText"] == "unclassified"
+    assert body["incidentComponent"]["incidentStatusCommonRegistryText"] == "Dispatched"
+
+
+def test_eido_response_gives_the_tracking_identifier():
+    assert from_eido_response({"incidentTrackingIdentifier": "JY110-20240506-0042"}) == \
+        "JY110-20240506-0042"
+
+
+@pytest.mark.parametrize("body", [{}, {"incidentTrackingIdentifier": ""},
+                                  {"incidentTrackingIdentifier": 42},
+                                  [{"incidentTrackingIdentifier": "x"}], None, "x"])
+def test_eido_response_rejects_anything_else(body):
+    with pytest.raises(ValueError, match="incidentTrackingIdentifier"):
+        from_eido_response(body)
+
+
+# --- dispatch by platform ---------------------------------------------------------------------
+def test_ticket_body_and_response_follow_the_platform():
+    owner, linked = work_orders(make_record(), CATALOG)
+    assert ticket_body(owner) == to_eido(owner)          # owner: 110
+    assert ticket_body(linked) == to_open311(linked)     # linked: 12345
+    assert ticket_id_from_response("12345", [{"service_request_id": "7"}]) == "7"
+    assert ticket_id_from_response("110", {"incidentTrackingIdentifier": "I-7"}) == "I-7"
+    with pytest.raises(ValueError, match="platform"):
+        ticket_id_from_response("119", {"incidentTrackingIdentifier": "I-7"})
+    with pytest.raises(ValueError, match="platform"):
+        ticket_body(owner | {"platform": "119"})
