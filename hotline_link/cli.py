@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import faulthandler
+import signal
 import json
 import sys
 
@@ -230,6 +232,8 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=cmd_recommend)
 
     args = parser.parse_args(argv)
+    # `kill -USR1 <pid>` prints every thread's stack to stderr: for a process that will not stop.
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     return args.func(args)
 
 

@@ -9,7 +9,6 @@ is ``sidecar/openapi.json``, served at ``/openapi.json``.
 - ``GET /transfers/{id}``: one transfer's record, tickets and trail of events.
 - ``POST /transfers``: an online request (R10) becomes the same synced pair of tickets; the
   response names both. Idempotent by ``request_id``.
-- ``GET /events``: server-sent events, every outcome record and alert as it happens.
 - ``POST /feedback``: a platform reports acceptance, progress or the final result of one of its
   tickets; the sidecar relays it to the other platform's linked ticket (R11).
 """
@@ -29,11 +28,10 @@ from aiohttp import web
 
 from transfer.catalog import Catalog, recommend
 
-from .sync import INDEX, LINKS, RECORD, STREAM as OUTCOMES, TRAIL, Syncer, TicketError
+from .sync import INDEX, LINKS, RECORD, TRAIL, Syncer, TicketError
 from .workorder import online_work_orders
 
 SPEC = Path(__file__).with_name("openapi.json")
-ALERTS = "hotline:alerts"
 FEEDBACK_STATUSES = ("accepted", "in_progress", "closed")
 MAX_ROWS = 10000
 CSV_FIELDS = ("transfer_id", "ended", "origin", "target", "mode", "trigger", "result", "category",
@@ -61,7 +59,6 @@ class Api:
         app.router.add_get("/transfers/{transfer_id}", self.one)
         app.router.add_post("/feedback", self.feedback)
         app.router.add_get("/metrics", self.metrics)
-        app.router.add_get("/events", self.events)
         return app
 
     @web.middleware
@@ -86,35 +83,6 @@ class Api:
 
     async def openapi(self, _request: web.Request) -> web.Response:
         return web.Response(text=SPEC.read_text(), content_type="application/json")
-
-    # --- live events for agent desktops ----------------------------------------------------------------
-    async def events(self, request: web.Request) -> web.StreamResponse:
-        """Server-sent events: every outcome record (``event: outcome``) and alert (``event:
-        alert``) from now on, for agent desktops and wallboards. ``origin``/``target`` query
-        parameters narrow it to one platform's transfers."""
-        want = {k: request.query[k] for k in ("origin", "target") if k in request.query}
-        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream",
-                                           "Cache-Control": "no-cache"})
-        await resp.prepare(request)
-        last = {OUTCOMES: "$", ALERTS: "$"}
-        while True:
-            # Block less than the Redis socket timeout; the keep-alive write also notices a
-            # desktop that went away.
-            got = await self.redis.xread(last, block=3000, count=100)
-            if not got:
-                await resp.write(b": keep-alive\n\n")
-                continue
-            for stream, entries in got:
-                name = stream.decode()
-                for entry_id, fields in entries:
-                    last[name] = entry_id.decode()
-                    raw = fields.get(b"record") or fields.get(b"alert") or b"{}"
-                    data = json.loads(raw)
-                    if any(str(data.get(k)) != v for k, v in want.items()):
-                        continue
-                    kind = "outcome" if name == OUTCOMES else "alert"
-                    await resp.write(f"id: {entry_id.decode()}\nevent: {kind}\ndata: "
-                                     f"{json.dumps(data, ensure_ascii=False)}\n\n".encode())
 
     # --- query -------------------------------------------------------------------------------------
     async def query(self, request: web.Request) -> web.Response:

@@ -74,8 +74,7 @@ async def serve(settings: Settings) -> None:
                    for pid, api in sc.platforms.items()}
         catalog = load_catalog()
         syncer = Syncer(redis, clients, catalog, alerts, sc.consumer, sc.retry_for, metrics)
-        runner = web.AppRunner(make_app(redis, syncer, alerts, catalog, sc.token), access_log=None,
-                                shutdown_timeout=2.0)   # open event streams end at shutdown
+        runner = web.AppRunner(make_app(redis, syncer, alerts, catalog, sc.token), access_log=None)
         await runner.setup()
         await web.TCPSite(runner, *sc.listen).start()
         log.info("sidecar listening", listen=f"{sc.listen[0]}:{sc.listen[1]}",
