@@ -149,6 +149,15 @@ class Webhook:
     secret_file: Path | None = None
 
 
+@dataclass(frozen=True)
+class Deadline:
+    """Supervision (督办) of a synced ticket: seconds to report acceptance and the final result;
+    an overdue item is alerted once, and again ``escalate`` seconds later if still open."""
+    accept: float
+    final: float
+    escalate: float
+
+
 WEBHOOK_EVENTS = ("emergency", "transfer_failed", "dead_letter", "overdue", "dispute")
 
 
@@ -162,6 +171,10 @@ class SidecarSettings:
     request_timeout: float = 5.0
     platforms: dict[str, PlatformApi] = field(default_factory=dict)
     webhooks: tuple[Webhook, ...] = ()
+    deadlines: dict[str, Deadline] = field(default_factory=dict)   # "default" and per category
+
+    def deadline(self, category: str | None) -> Deadline:
+        return self.deadlines.get(category or "", self.deadlines["default"])
 
 
 @dataclass(frozen=True)
@@ -437,7 +450,7 @@ class _Validator:
         sidecar = self._sidecar(self._table(
             root.get("sidecar", {}), "sidecar",
             {"listen", "token_file", "token_env", "consumer", "retry_for", "request_timeout",
-             "platforms", "webhooks"}), hotlines)
+             "platforms", "webhooks", "deadlines"}), hotlines)
         lab = self._lab(root.get("lab", {}), hotlines)
         agi_node = self._table(root.get("agi", {}), "agi", {"listen"})
         agi = AgiSettings(listen=self.host_port(agi_node, "agi", "listen"))
@@ -574,7 +587,20 @@ class _Validator:
             if "retry_for" in node else 300.0,
             request_timeout=self.number(node, "sidecar", "request_timeout", 0.1, 120)
             if "request_timeout" in node else 5.0,
-            platforms=platforms, webhooks=tuple(hooks))
+            platforms=platforms, webhooks=tuple(hooks), deadlines=self._deadlines(node))
+
+    def _deadlines(self, node: Mapping) -> dict[str, Deadline]:
+        out = {}
+        table = self._table(node.get("deadlines", {}), "sidecar.deadlines", None)
+        for name, d in table.items():
+            path = f"sidecar.deadlines.{name}"
+            d = self._table(d, path, {"accept", "final", "escalate"})
+            out[name] = Deadline(accept=self.number(d, path, "accept", 0.1, 30 * 86400),
+                                 final=self.number(d, path, "final", 0.1, 365 * 86400),
+                                 escalate=self.number(d, path, "escalate", 0.1, 30 * 86400))
+        if "default" not in out:
+            self.problems.append("sidecar.deadlines.default: missing")
+        return out
 
     def _lab(self, node: Any, hotlines: dict[str, Hotline]) -> LabSettings:
         node = self._table(node, "lab", {"state_dir", "rootfs", "redis_port", "phone_host", "pbx"})

@@ -194,6 +194,8 @@ class Api:
                 "note": note or f"{platform} reports {status}"})
         except TicketError as exc:
             return _error(502, f"relay to {other} failed: {exc}")
+        if self.syncer.supervisor is not None:
+            await self.syncer.supervisor.feedback(platform, ticket, status)
         return web.json_response({"relayed_to": {"platform": other, "ticket_id": other_ticket}},
                                  status=202)
 

@@ -16,6 +16,7 @@ from hotline_link.settings import Settings, load_catalog
 from .alerts import Alerts
 from .api import Api
 from .metrics import Metrics
+from .supervision import Supervisor
 from .sync import PlatformClient, Syncer
 
 log = structlog.get_logger("sidecar")
@@ -74,6 +75,7 @@ async def serve(settings: Settings) -> None:
                    for pid, api in sc.platforms.items()}
         catalog = load_catalog()
         syncer = Syncer(redis, clients, catalog, alerts, sc.consumer, sc.retry_for, metrics)
+        syncer.supervisor = Supervisor(redis, alerts, sc)
         runner = web.AppRunner(make_app(redis, syncer, alerts, catalog, sc.token), access_log=None)
         await runner.setup()
         await web.TCPSite(runner, *sc.listen).start()
@@ -83,6 +85,7 @@ async def serve(settings: Settings) -> None:
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(syncer.run(), name="sync")
                 tg.create_task(forward_alerts(redis, alerts, sc.consumer), name="alerts")
+                tg.create_task(syncer.supervisor.run(), name="supervision")
         except asyncio.CancelledError:
             log.info("sidecar stopping")
         finally:

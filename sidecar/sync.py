@@ -112,6 +112,7 @@ class Syncer:
         self.retries = 0
         self.dead = 0
         self.metrics = metrics or Metrics()
+        self.supervisor = None            # set by the service: deadlines for synced tickets
 
     async def ensure_group(self) -> None:
         try:
@@ -180,9 +181,9 @@ class Syncer:
                                                    "target": record.get("target"),
                                                    "detail": record.get("detail")})
 
-    @staticmethod
-    def remember(pipe, record: dict, tickets: dict[str, str]) -> None:
-        """What the query API, the trail and the feedback relay read later."""
+    def remember(self, pipe, record: dict, tickets: dict[str, str]) -> None:
+        """What the query API, the trail, the feedback relay and supervision read later.
+        ``tickets`` lists the owner's ticket first."""
         tid = record["transfer_id"]
         when = record.get("timestamps", {}).get("ended") or record.get("timestamps", {}).get("requested")
         try:
@@ -195,6 +196,9 @@ class Syncer:
                                                    "at": time.time()}))
         a, b = (f"{p}:{t}" for p, t in tickets.items())
         pipe.hset(LINKS, mapping={a: b, b: a})
+        if self.supervisor is not None:
+            owner, ticket = next(iter(tickets.items()))
+            self.supervisor.schedule(pipe, tid, record.get("category"), owner, ticket)
 
     async def sync_orders(self, orders: list[dict]) -> dict[str, str]:
         """Create (or find again) both tickets of a pair; the owner's first, then the linked one

@@ -324,3 +324,27 @@ def test_metrics_count_transfers_retries_and_dead_letters(stack):
     assert 'hotline_transfer_attempts_total{origin="12345"}' in lines
     assert "hotline_dead_letters_total" in lines and "hotline_sync_retries_total" in lines
 
+
+
+def test_overdue_tickets_are_supervised_and_feedback_clears_them(stack):
+    # tests/lab.toml: public_facilities must be accepted within 1 s, escalation 1.5 s later.
+    answered, ignored = synthetic_record(), synthetic_record()
+    for rec in (answered, ignored):
+        rec["category"] = "public_facilities"
+    publish(stack.redis, [answered, ignored])
+
+    def overdue(rec, level):
+        return [w["event"]["data"] for w in stack.webhooks()
+                if w["event"]["event"] == "overdue" and w["event"]["data"]["transfer_id"] == rec["transfer_id"]
+                and w["event"]["data"]["level"] == level]
+
+    [first] = stack.wait(lambda: overdue(answered, 1), 10, "the first overdue alert")
+    assert first["stage"] == "accept" and first["platform"] == "110" and not first["escalation"]
+    status, _ = stack.api("POST", "/feedback", {"platform": "110", "ticket_id": first["ticket_id"],
+                                                "status": "accepted"})
+    assert status == 202
+    [escalated] = stack.wait(lambda: overdue(ignored, 2), 10, "the escalation")
+    assert escalated["escalation"] and escalated["stage"] == "accept"
+    time.sleep(1.0)
+    assert overdue(answered, 2) == [], "feedback did not clear the deadline"
+    assert len(overdue(ignored, 1)) == 1                      # raised once per level

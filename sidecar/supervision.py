@@ -1,0 +1,85 @@
+"""Supervision (督办, R11): every synced matter has deadlines on its owner's ticket.
+
+When both tickets exist, the owner's ticket gets two deadlines from ``sidecar.deadlines`` (by the
+record's category, else ``default``): report acceptance within ``accept`` seconds and the final
+result within ``final`` seconds, both through ``POST /feedback``. A deadline that passes raises
+an ``overdue`` alert once (level 1) and, if it is still open ``escalate`` seconds later, again
+(level 2, escalation). Feedback clears what it answers: ``accepted``/``in_progress`` the
+acceptance deadline, ``closed`` both.
+
+The deadlines live in one Redis sorted set scored by due time, so they survive restarts; an item
+is alerted by whoever removes it from the set (ZREM returns 1 once), so two sidecars never alert
+the same item twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+import redis.asyncio as aioredis
+import structlog
+
+from hotline_link.settings import SidecarSettings
+
+from .alerts import Alerts
+
+log = structlog.get_logger("supervision")
+
+DUE = "hotline:sidecar:deadlines"            # sorted set: "<platform>|<ticket>|<stage>|<level>"
+TRANSFER_OF = "hotline:sidecar:ticket-transfer"   # hash: "<platform>|<ticket>" -> {transfer, category}
+STAGES = ("accept", "final")
+CLEARS = {"accepted": ("accept",), "in_progress": ("accept",), "closed": ("accept", "final")}
+
+
+class Supervisor:
+    def __init__(self, redis: aioredis.Redis, alerts: Alerts, settings: SidecarSettings,
+                 period: float = 0.5):
+        self.redis = redis
+        self.alerts = alerts
+        self.settings = settings
+        self.period = period
+        self.raised = 0
+
+    def schedule(self, pipe, transfer_id: str, category: str | None, platform: str,
+                 ticket: str, now: float | None = None) -> None:
+        d = self.settings.deadline(category)
+        now = time.time() if now is None else now
+        pipe.hset(TRANSFER_OF, f"{platform}|{ticket}",
+                  json.dumps({"transfer_id": transfer_id, "category": category}))
+        pipe.zadd(DUE, {f"{platform}|{ticket}|accept|1": now + d.accept,
+                        f"{platform}|{ticket}|final|1": now + d.final}, nx=True)
+
+    async def feedback(self, platform: str, ticket: str, status: str) -> None:
+        members = [f"{platform}|{ticket}|{stage}|{level}"
+                   for stage in CLEARS.get(status, ()) for level in (1, 2)]
+        if members:
+            await self.redis.zrem(DUE, *members)
+
+    async def run(self) -> None:
+        while True:
+            try:
+                await self.check(time.time())
+            except (aioredis.ConnectionError, aioredis.TimeoutError) as exc:
+                log.warning("redis unavailable; retrying", error=str(exc))
+            await asyncio.sleep(self.period)
+
+    async def check(self, now: float) -> None:
+        for raw in await self.redis.zrangebyscore(DUE, "-inf", now, start=0, num=500):
+            member = raw.decode()
+            if not await self.redis.zrem(DUE, member):
+                continue                     # another sidecar took it
+            platform, ticket, stage, level = member.split("|")
+            about = json.loads(await self.redis.hget(TRANSFER_OF, f"{platform}|{ticket}") or "{}")
+            tid, category = about.get("transfer_id"), about.get("category")
+            if level == "1":
+                # Still open at escalation time? Then it is raised again, one level up.
+                escalate = self.settings.deadline(category).escalate
+                await self.redis.zadd(DUE, {f"{platform}|{ticket}|{stage}|2": now + escalate})
+            self.raised += 1
+            log.warning("ticket overdue", platform=platform, ticket=ticket, stage=stage,
+                        level=int(level), transfer_id=tid)
+            self.alerts.raise_("overdue", {
+                "platform": platform, "ticket_id": ticket, "stage": stage, "level": int(level),
+                "escalation": level == "2", "transfer_id": tid, "category": category})
