@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
 from datetime import datetime
 
@@ -26,6 +27,10 @@ from .transfers import TIMER, Transfers
 log = structlog.get_logger("app")
 
 TICK = "HotlineTick"
+COMMAND = "HotlineCommand"
+COMMANDS = "hotline:commands:{}"        # stream per hotline: transfer requests from the API
+RESULTS = "hotline:command-results"     # hash: command id -> JSON result
+API_MODES = ("blind", "three_way")
 ADOPT_WAIT = 5.0        # seconds to wait for the second channel of a queue call handed over
 
 
@@ -45,6 +50,7 @@ class HotlineApp:
         self.ari = AriClient(hotline.ari.url, hotline.ari.username, hotline.ari.password or "",
                              hotline.ari.app)
         self.queue: asyncio.Queue[dict] = asyncio.Queue()
+        self.redis = redis
         self.delivery = Delivery(self.ari, hotline, settings.timeouts)
         self.transfers = Transfers(self.ari, self.delivery, settings, hotline, redis, sink,
                                    self.queue.put_nowait)
@@ -58,6 +64,7 @@ class HotlineApp:
         async with self.ari:
             reader = asyncio.create_task(self._read())
             ticker = asyncio.create_task(self._tick())
+            commands = asyncio.create_task(self._commands())
             try:
                 while True:
                     event = await self.queue.get()
@@ -68,7 +75,7 @@ class HotlineApp:
                         # reconciled at the next tick or reconnect.
                         self.log.exception("event handler failed", event_type=event.get("type"))
             finally:
-                for task in (reader, ticker):
+                for task in (reader, ticker, commands):
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
                         await task
@@ -76,6 +83,46 @@ class HotlineApp:
     async def _read(self) -> None:
         async for event in self.ari.events():
             self.queue.put_nowait(event)
+
+    async def _commands(self) -> None:
+        """Transfers requested through the sidecar API (``POST /calls/{call_id}/transfer``).
+        Only commands sent while this app runs count: a request for a call is about now."""
+        last = "$"
+        while True:
+            try:
+                # Block less than the client's socket timeout (Redis is never on a call's path).
+                got = await self.redis.xread({COMMANDS.format(self.hotline.id): last}, block=400,
+                                             count=20)
+            except Exception as exc:        # noqa: BLE001 - an outage must not end the app
+                self.log.debug("command stream unavailable", error=repr(exc))
+                await asyncio.sleep(1.0)
+                continue
+            for _stream, entries in got or []:
+                for entry_id, fields in entries:
+                    last = entry_id
+                    self.queue.put_nowait({"type": COMMAND, "fields": fields})
+
+    async def _run_command(self, fields: dict) -> None:
+        try:
+            cmd = json.loads(fields[b"command"])
+            command_id = str(cmd["id"])
+        except (KeyError, ValueError, TypeError):
+            self.log.warning("unreadable command skipped")
+            return
+        call = next((c for c in self.delivery.calls.values() if c.call_id == cmd.get("call_id")), None)
+        mode, target = cmd.get("mode"), cmd.get("target")
+        if call is None:
+            result = {"status": "refused", "reason": "no such call on this hotline"}
+        elif mode not in API_MODES:
+            result = {"status": "refused", "reason": f"mode must be one of {', '.join(API_MODES)}"}
+        else:
+            target = target or self.transfers.default_target()
+            tid = await self.transfers.start(call, target, mode=mode, trigger="api")
+            result = ({"status": "started", "transfer_id": tid} if tid else
+                      {"status": "refused", "reason": "call not connected to an agent, a transfer "
+                                                      "is in progress, or no such target"})
+        self.log.info("api command", command_id=command_id, **result)
+        await self.transfers._redis(self.redis.hset(RESULTS, command_id, json.dumps(result)))
 
     async def _tick(self) -> None:
         period = min(1.0, self.settings.timeouts.no_agent_retry)
@@ -119,6 +166,8 @@ class HotlineApp:
                 await self.delivery.channel_gone(channel_id, cause)
         elif kind == TIMER:
             await self.transfers.timer_fired(event["transfer_id"], event["name"])
+        elif kind == COMMAND:
+            await self._run_command(event["fields"])
         elif kind == TICK:
             await self.delivery.tick()
             await self._adopt_timeouts()

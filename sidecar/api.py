@@ -16,6 +16,7 @@ is ``sidecar/openapi.json``, served at ``/openapi.json``.
 from __future__ import annotations
 
 import csv
+import uuid
 import hmac
 import io
 import json
@@ -27,6 +28,8 @@ import redis.asyncio as aioredis
 from aiohttp import web
 
 from transfer.catalog import Catalog, recommend
+
+from ari_app.app import COMMANDS, RESULTS
 
 from .sync import INDEX, LINKS, RECORD, TRAIL, Syncer, TicketError
 from .workorder import online_work_orders
@@ -44,11 +47,13 @@ def _error(status: int, message: str) -> web.Response:
 
 
 class Api:
-    def __init__(self, redis: aioredis.Redis, syncer: Syncer, catalog: Catalog, token: str | None):
+    def __init__(self, redis: aioredis.Redis, syncer: Syncer, catalog: Catalog, token: str | None,
+                 hotlines: tuple[str, ...] = ("12345", "110")):
         self.redis = redis
         self.syncer = syncer
         self.catalog = catalog
         self.token = token
+        self.hotlines = hotlines
 
     def app(self, health) -> web.Application:
         app = web.Application(middlewares=[self._middleware], client_max_size=256 * 1024)
@@ -59,6 +64,8 @@ class Api:
         app.router.add_get("/transfers/{transfer_id}", self.one)
         app.router.add_post("/feedback", self.feedback)
         app.router.add_get("/metrics", self.metrics)
+        app.router.add_post("/calls/{call_id}/transfer", self.call_transfer)
+        app.router.add_get("/commands/{command_id}", self.command)
         return app
 
     @web.middleware
@@ -74,6 +81,31 @@ class Api:
             if exc.status >= 400:
                 return _error(exc.status, exc.reason)
             raise
+
+    # --- live calls: a transfer started from a desktop (executed by the ARI app) ------------------------
+    async def call_transfer(self, request: web.Request) -> web.Response:
+        body = await _json_object(request)
+        if isinstance(body, web.Response):
+            return body
+        hotline, mode, target = body.get("hotline"), body.get("mode", "blind"), body.get("target")
+        if hotline not in self.hotlines:
+            return _error(400, f"hotline must be one of {', '.join(self.hotlines)}")
+        if mode not in ("blind", "three_way"):
+            return _error(400, "mode must be blind or three_way")
+        if target is not None and (not isinstance(target, str) or not target):
+            return _error(400, "target must be a target id (e.g. 110, 119, province)")
+        command_id = uuid.uuid4().hex
+        command = {"id": command_id, "call_id": request.match_info["call_id"], "mode": mode,
+                   "target": target}
+        await self.redis.xadd(COMMANDS.format(hotline), {"command": json.dumps(command)},
+                              maxlen=10000, approximate=True)
+        return web.json_response({"command_id": command_id, "status": "queued"}, status=202)
+
+    async def command(self, request: web.Request) -> web.Response:
+        raw = await self.redis.hget(RESULTS, request.match_info["command_id"])
+        if raw is None:
+            return web.json_response({"status": "pending"}, status=200)
+        return web.json_response(json.loads(raw))
 
     async def metrics(self, _request: web.Request) -> web.Response:
         resp = web.Response(body=self.syncer.metrics.render())

@@ -56,13 +56,13 @@ async def forward_alerts(redis: aioredis.Redis, alerts: Alerts, consumer: str) -
 
 
 def make_app(redis: aioredis.Redis, syncer: Syncer, alerts: Alerts, catalog,
-             token: str | None) -> web.Application:
+             token: str | None, hotlines: tuple[str, ...]) -> web.Application:
     async def health(_request: web.Request) -> web.Response:
         return web.json_response({"ok": True, "synced": syncer.synced, "retries": syncer.retries,
                                   "dead_lettered": syncer.dead, "alerts_sent": alerts.sent,
                                   "alerts_lost": alerts.failed})
 
-    return Api(redis, syncer, catalog, token).app(health)
+    return Api(redis, syncer, catalog, token, hotlines).app(health)
 
 
 async def serve(settings: Settings) -> None:
@@ -76,7 +76,8 @@ async def serve(settings: Settings) -> None:
         catalog = load_catalog()
         syncer = Syncer(redis, clients, catalog, alerts, sc.consumer, sc.retry_for, metrics)
         syncer.supervisor = Supervisor(redis, alerts, sc)
-        runner = web.AppRunner(make_app(redis, syncer, alerts, catalog, sc.token), access_log=None)
+        runner = web.AppRunner(make_app(redis, syncer, alerts, catalog, sc.token,
+                                            tuple(settings.hotlines)), access_log=None)
         await runner.setup()
         await web.TCPSite(runner, *sc.listen).start()
         log.info("sidecar listening", listen=f"{sc.listen[0]}:{sc.listen[1]}",

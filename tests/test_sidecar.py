@@ -348,3 +348,29 @@ def test_overdue_tickets_are_supervised_and_feedback_clears_them(stack):
     time.sleep(1.0)
     assert overdue(answered, 2) == [], "feedback did not clear the deadline"
     assert len(overdue(ignored, 1)) == 1                      # raised once per level
+
+
+def test_api_starts_a_transfer_for_a_live_call(stack, phones, outcomes, lab):
+    from test_delivery import connect
+
+    call, agent, leg = connect(phones, phones.citizen, "12345", "12345")
+    [caller] = [c for c in lab.ari["12345"].channels()
+                if c.get("channelvars", {}).get("HOTLINE_ROLE") == "caller"]
+    call_id = caller.get("linkedid") or caller["id"]       # the call's first channel
+    status, bad = stack.api("POST", f"/calls/{call_id}/transfer", {"hotline": "119"})
+    assert status == 400 and "hotline" in bad["error"]
+    status, unknown = stack.api("POST", "/calls/no-such-call/transfer", {"hotline": "12345"})
+    assert status == 202
+    status, queued = stack.api("POST", f"/calls/{call_id}/transfer",
+                               {"hotline": "12345", "mode": "blind"})
+    assert status == 202
+    leg.wait_ended(5)
+    far_agent, far_leg = phones.ringing_agent("110", timeout=8)
+    far_leg.accept()
+    call.hears(far_leg, "4")
+    [rec] = outcomes.wait(phones.lib)
+    assert rec["trigger"] == "api" and rec["result"] == "accepted" and rec["target"] == "110"
+    assert stack.api("GET", f"/commands/{queued['command_id']}")[1] == {
+        "status": "started", "transfer_id": rec["transfer_id"]}
+    refused = stack.api("GET", f"/commands/{unknown['command_id']}")[1]
+    assert refused["status"] == "refused" and "no such call" in refused["reason"]
