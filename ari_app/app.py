@@ -122,7 +122,7 @@ class HotlineApp:
                       {"status": "refused", "reason": "call not connected to an agent, a transfer "
                                                       "is in progress, or no such target"})
         self.log.info("api command", command_id=command_id, **result)
-        await self.transfers._redis(self.redis.hset(RESULTS, command_id, json.dumps(result)))
+        await self.transfers.best_effort(self.redis.hset(RESULTS, command_id, json.dumps(result)))
 
     async def _tick(self) -> None:
         period = min(1.0, self.settings.timeouts.no_agent_retry)

@@ -228,7 +228,7 @@ class Transfers:
         if t is None:
             await self.ari.delete_quietly(f"/channels/{leg}")
             return
-        agent = await self._redis(self.redis.hget(ANSWERED_KEY, tid))
+        agent = await self.best_effort(self.redis.hget(ANSWERED_KEY, tid))
         await self._step(t, m.Ev.TARGET_ANSWERED, agent.decode() if agent else None)
 
     async def target_state(self, channel: dict) -> None:
@@ -271,7 +271,7 @@ class Transfers:
     async def _note_answering_agent(self, tid: str, agent: str | None) -> None:
         """Far side: remember who answered, so the origin can name them in its record."""
         if agent:
-            await self._redis(self.redis.hset(ANSWERED_KEY, tid, agent))
+            await self.best_effort(self.redis.hset(ANSWERED_KEY, tid, agent))
 
     # --- the machine ----------------------------------------------------------------------------
     async def _step(self, t: m.Transfer, ev: m.Ev, detail: object = None) -> None:
@@ -400,7 +400,7 @@ class Transfers:
         self.log.info("transfer finished", transfer_id=tid, call_id=t.call_id,
                       result=str(t.result))
         await self.sink.emit(self.record(t))
-        await self._redis(self._forget(t))
+        await self.best_effort(self._forget(t))
 
     def record(self, t: m.Transfer) -> dict:
         """The outcome record (schema: config/outcome-record.schema.json)."""
@@ -440,7 +440,7 @@ class Transfers:
                 "origin": t.hotline, "target": t.target, "category": t.category,
                 "caller_number": t.caller_number, "at": _iso(time.time())}
         self.log.warning("alert raised", alert=kind, transfer_id=t.transfer_id)
-        await self._redis(self.redis.xadd(ALERTS, {"alert": json.dumps(body)}))
+        await self.best_effort(self.redis.xadd(ALERTS, {"alert": json.dumps(body)}))
 
     # --- persistence --------------------------------------------------------------------------
     async def _persist(self, t: m.Transfer) -> None:
@@ -449,7 +449,7 @@ class Transfers:
             pipe.set(STATE_KEY.format(t.transfer_id), json.dumps(t.to_dict()))
             pipe.sadd(ACTIVE_KEY.format(self.hotline.id), t.transfer_id)
             await pipe.execute()
-        await self._redis(write())
+        await self.best_effort(write())
 
     async def _forget(self, t: m.Transfer) -> None:
         pipe = self.redis.pipeline(transaction=True)
@@ -459,12 +459,12 @@ class Transfers:
         await pipe.execute()
 
     async def _lock(self, call_id: str) -> bool:
-        got = await self._redis(self.redis.set(LOCK_KEY.format(call_id), "1", nx=True, ex=600),
+        got = await self.best_effort(self.redis.set(LOCK_KEY.format(call_id), "1", nx=True, ex=600),
                                 default="unavailable")
         # Redis down: the in-memory check already stopped a second transfer in this process.
         return got == "unavailable" or bool(got)
 
-    async def _redis(self, coro, default=None):
+    async def best_effort(self, coro, default=None):
         """Best effort with a circuit breaker: an outage costs one timeout, not one per call."""
         if time.monotonic() < self._redis_down_until:
             coro.close()
@@ -486,10 +486,10 @@ class Transfers:
     async def reconcile(self, channels: list[dict], bridges: list[dict]) -> None:
         """Finish or fall back every transfer that was in flight while we were away."""
         if not self.active:
-            ids = await self._redis(self.redis.smembers(ACTIVE_KEY.format(self.hotline.id)),
+            ids = await self.best_effort(self.redis.smembers(ACTIVE_KEY.format(self.hotline.id)),
                                     default=set())
             for raw in ids or ():
-                data = await self._redis(self.redis.get(STATE_KEY.format(raw.decode())))
+                data = await self.best_effort(self.redis.get(STATE_KEY.format(raw.decode())))
                 if data:
                     t = m.Transfer.from_dict(json.loads(data))
                     self.active[t.transfer_id] = t
