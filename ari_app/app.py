@@ -87,12 +87,17 @@ class HotlineApp:
     async def _commands(self) -> None:
         """Transfers requested through the sidecar API (``POST /calls/{call_id}/transfer``).
         Only commands sent while this app runs count: a request for a call is about now."""
-        last = "$"
+        stream = COMMANDS.format(self.hotline.id)
+        last = None
         while True:
             try:
+                if last is None:
+                    # Start after what is there now. Not "$" in every XREAD: a command written
+                    # between two reads would be skipped.
+                    newest = await self.redis.xrevrange(stream, count=1)
+                    last = newest[0][0] if newest else "0-0"
                 # Block less than the client's socket timeout (Redis is never on a call's path).
-                got = await self.redis.xread({COMMANDS.format(self.hotline.id): last}, block=400,
-                                             count=20)
+                got = await self.redis.xread({stream: last}, block=400, count=20)
             except Exception as exc:        # noqa: BLE001 - an outage must not end the app
                 self.log.debug("command stream unavailable", error=repr(exc))
                 await asyncio.sleep(1.0)
