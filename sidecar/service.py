@@ -17,7 +17,7 @@ from .alerts import Alerts
 from .api import Api
 from .metrics import Metrics
 from .supervision import Supervisor
-from .sync import PlatformClient, Syncer
+from .sync import PlatformClient, Syncer, consume
 
 log = structlog.get_logger("sidecar")
 
@@ -28,31 +28,16 @@ ALERT_GROUP = "sidecar-alerts"
 async def forward_alerts(redis: aioredis.Redis, alerts: Alerts, consumer: str) -> None:
     """Alerts the ARI app raises at the moment they happen (an emergency transfer starting)
     go out as webhooks at once, not after the call's outcome record."""
-    try:
-        await redis.xgroup_create(ALERT_STREAM, ALERT_GROUP, id="$", mkstream=True)
-    except aioredis.ResponseError as exc:
-        if "BUSYGROUP" not in str(exc):
-            raise
-    backlog = True
-    while True:
+    async def forward(entry_id: bytes, fields: dict) -> None:
         try:
-            got = await redis.xreadgroup(ALERT_GROUP, consumer, {ALERT_STREAM: "0" if backlog else ">"},
-                                         count=100, block=None if backlog else 1000)
-        except (aioredis.ConnectionError, aioredis.TimeoutError) as exc:
-            log.warning("redis unavailable; retrying", error=str(exc))
-            await asyncio.sleep(1.0)
-            continue
-        entries = got[0][1] if got else []
-        if backlog and not entries:
-            backlog = False
-            continue
-        for entry_id, fields in entries:
-            try:
-                body = json.loads(fields[b"alert"])
-                alerts.raise_(body.get("kind", "unknown"), body)
-            except (KeyError, ValueError) as exc:
-                log.warning("unreadable alert skipped", entry=entry_id, error=str(exc))
-            await redis.xack(ALERT_STREAM, ALERT_GROUP, entry_id)
+            body = json.loads(fields[b"alert"])
+            alerts.raise_(body.get("kind", "unknown"), body)
+        except (KeyError, ValueError) as exc:
+            log.warning("unreadable alert skipped", entry=entry_id, error=str(exc))
+        await redis.xack(ALERT_STREAM, ALERT_GROUP, entry_id)
+
+    # A new group starts now: alerts are about the present.
+    await consume(redis, ALERT_STREAM, ALERT_GROUP, consumer, "$", forward)
 
 
 def make_app(redis: aioredis.Redis, syncer: Syncer, alerts: Alerts, catalog,

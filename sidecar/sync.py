@@ -54,6 +54,33 @@ PATHS = {"12345": ("/open311/v2/requests.json", "/open311/v2/requests/{}/notes")
          "110": ("/eido/v1/incidents", "/eido/v1/incidents/{}/notes")}
 
 
+async def consume(redis: aioredis.Redis, stream: str, group: str, consumer: str, start: str,
+                  handle) -> None:
+    """Read ``stream`` as ``consumer`` of ``group`` forever, calling ``await handle(id, fields)``
+    per entry (the handler acknowledges). The group is created at ``start`` if new; the
+    consumer's own unacknowledged entries (from before a crash) come first."""
+    try:
+        await redis.xgroup_create(stream, group, id=start, mkstream=True)
+    except aioredis.ResponseError as exc:
+        if "BUSYGROUP" not in str(exc):
+            raise
+    backlog = True
+    while True:
+        try:
+            got = await redis.xreadgroup(group, consumer, {stream: "0" if backlog else ">"},
+                                         count=100, block=None if backlog else 1000)
+        except (aioredis.ConnectionError, aioredis.TimeoutError) as exc:
+            log.warning("redis unavailable; retrying", stream=stream, error=str(exc))
+            await asyncio.sleep(1.0)
+            continue
+        entries = got[0][1] if got else []
+        if backlog and not entries:
+            backlog = False
+            continue
+        for entry_id, fields in entries:
+            await handle(entry_id, fields)
+
+
 class TicketError(Exception):
     def __init__(self, message: str, permanent: bool = False):
         super().__init__(message)
@@ -114,31 +141,9 @@ class Syncer:
         self.metrics = metrics or Metrics()
         self.supervisor = None            # set by the service: deadlines for synced tickets
 
-    async def ensure_group(self) -> None:
-        try:
-            await self.redis.xgroup_create(STREAM, GROUP, id="0", mkstream=True)
-        except aioredis.ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise
-
     async def run(self) -> None:
-        await self.ensure_group()
-        backlog = True              # first what this consumer read but never acknowledged
-        while True:
-            try:
-                got = await self.redis.xreadgroup(
-                    GROUP, self.consumer, {STREAM: "0" if backlog else ">"}, count=100,
-                    block=None if backlog else 1000)
-            except (aioredis.ConnectionError, aioredis.TimeoutError) as exc:
-                log.warning("redis unavailable; retrying", error=str(exc))
-                await asyncio.sleep(1.0)
-                continue
-            entries = got[0][1] if got else []
-            if backlog and not entries:
-                backlog = False
-                continue
-            for entry_id, fields in entries:
-                await self.handle(entry_id, fields)
+        # A new group starts at the beginning: every record ever written gets its tickets.
+        await consume(self.redis, STREAM, GROUP, self.consumer, "0", self.handle)
 
     async def handle(self, entry_id: bytes, fields: dict) -> None:
         started = time.monotonic()
