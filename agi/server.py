@@ -64,8 +64,7 @@ class AgiServer(socketserver.ThreadingTCPServer):
         self.ami = {hid: Ami(h.ami) for hid, h in settings.hotlines.items() if h.ami}
         self.redis = redis.Redis.from_url(settings.redis_url, socket_timeout=0.5,
                                           socket_connect_timeout=0.5)
-        self.active = 0               # AGI sessions being served now, and the most at once
-        self.peak = 0
+        self.active = 0               # AGI sessions being served now (logged with each command)
         self._count_lock = threading.Lock()
         super().__init__(settings.agi.listen, _Handler)
 
@@ -162,7 +161,6 @@ class _Handler(socketserver.StreamRequestHandler):
                              or agi.env.get("agi_uniqueid"))
             with srv._count_lock:
                 srv.active += 1
-                srv.peak = max(srv.peak, srv.active)
                 active = srv.active
             try:
                 handler(agi, hotline, clog.bind(active_sessions=active))
