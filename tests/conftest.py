@@ -22,7 +22,9 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-CONFIG = ROOT / "tests" / "lab.toml"
+# Another lab config (its own addresses and ports, e.g. the chaos suite's) lets a second suite run
+# beside this one on the same machine.
+CONFIG = Path(os.environ.get("HOTLINE_TEST_LAB", ROOT / "tests" / "lab.toml")).resolve()
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
