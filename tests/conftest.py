@@ -90,8 +90,10 @@ def lab():
     up = cli("lab", "up", check=False)
     if up.returncode != 0:
         pytest.fail(f"lab up failed:\n{up.stdout}\n{up.stderr}")
-    descriptor = json.loads((ROOT / "var" / "test-lab.json").read_text())
-    yield Lab(descriptor)
+    from hotline_link import lab as lab_mod, settings
+
+    descriptor_file = lab_mod.Lab(settings.load(CONFIG, secrets=False)).descriptor_file
+    yield Lab(json.loads(descriptor_file.read_text()))
     cli("lab", "down", check=False)
 
 
