@@ -28,7 +28,7 @@ ALERT_GROUP = "sidecar-alerts"
 async def forward_alerts(redis: aioredis.Redis, alerts: Alerts, consumer: str) -> None:
     """Alerts the ARI app raises at the moment they happen (an emergency transfer starting)
     go out as webhooks at once, not after the call's outcome record."""
-    async def forward(entry_id: bytes, fields: dict) -> None:
+    async def forward(entry_id: bytes, fields: dict, _redelivered: bool) -> None:
         try:
             body = json.loads(fields[b"alert"])
             alerts.raise_(body.get("kind", "unknown"), body)

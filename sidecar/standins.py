@@ -18,6 +18,9 @@ Common to both platforms:
   is remembered: repeating the key answers 200 with that same body and changes nothing, so a
   client may retry a POST whose answer it never saw. Failed requests (4xx, 5xx) are not
   remembered; retrying them with the same key is a fresh attempt.
+* ``GET`` on a POST path with ``?idempotency_key=K`` answers 200 with the body the first
+  successful POST with that key got, or 404 if there was none: a client that lost an answer (it
+  crashed in between) finds out whether its request was done without sending it again.
 * Statuses: ``open`` (new), ``accepted``, ``in_progress``, ``closed``.
 * Notes (``POST .../notes``): ``{"status": ..., "note": ..., "source": ...}``, all optional but
   at least one of status and note; a status moves the ticket to it. 201 ``{"ok": true}``; 404 for
@@ -263,6 +266,16 @@ class StandIn:
             answer = {"incidentTrackingIdentifier": ticket_id}
         return self._answer("create", key, answer)
 
+    async def lookup(self, request: web.Request) -> web.Response:
+        key = request.query.get("idempotency_key", "").strip()
+        if not key:
+            raise _error(web.HTTPBadRequest, "the idempotency_key query parameter is required")
+        scope = f"note:{self._ticket(request).id}" if "id" in request.match_info else "create"
+        answer = self._answers.get((scope, key))
+        if answer is None:
+            raise _error(web.HTTPNotFound, f"no request with Idempotency-Key {key}")
+        return web.json_response(answer)
+
     async def show(self, request: web.Request) -> web.Response:
         t = self._ticket(request)
         if self.platform == "12345":
@@ -365,8 +378,10 @@ def make_app(platform: str, *, webhook_secret: bytes | None = None,
     app.on_shutdown.append(standin.close)
     create, show, notes = _PATHS[platform]
     app.router.add_post(create, standin.create)
+    app.router.add_get(create, standin.lookup)
     app.router.add_get(show, standin.show)
     app.router.add_post(notes, standin.add_note)
+    app.router.add_get(notes, standin.lookup)
     app.router.add_get(CONTROL_PREFIX + "stats", standin.get_stats)
     app.router.add_post(CONTROL_PREFIX + "fail", standin.set_failure)
     app.router.add_get(CONTROL_PREFIX + "tickets", standin.list_tickets)

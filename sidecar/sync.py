@@ -9,7 +9,10 @@ on three things:
    so a create repeated after a crash returns the ticket made the first time;
 2. each ticket id is written to Redis (``hotline:sidecar:tickets``) as soon as it is known, so
    after a restart a finished create is not sent again at all;
-3. entries are handled in stream order, one at a time per consumer.
+3. an entry delivered again (it was pending when the last sidecar died) first asks the platform
+   whether a create or note with its key was already done (``GET ...?idempotency_key=``): the
+   crash may have fallen between the platform's answer and step 2, and then nothing is re-sent;
+4. entries are handled in stream order, one at a time per consumer.
 
 Failures: a timeout, a connection error or a 5xx is retried with exponential backoff and full
 jitter for up to ``sidecar.retry_for`` seconds; a 4xx (the platform refuses the content), a record
@@ -56,9 +59,10 @@ PATHS = {"12345": ("/open311/v2/requests.json", "/open311/v2/requests/{}/notes")
 
 async def consume(redis: aioredis.Redis, stream: str, group: str, consumer: str, start: str,
                   handle) -> None:
-    """Read ``stream`` as ``consumer`` of ``group`` forever, calling ``await handle(id, fields)``
-    per entry (the handler acknowledges). The group is created at ``start`` if new; the
-    consumer's own unacknowledged entries (from before a crash) come first."""
+    """Read ``stream`` as ``consumer`` of ``group`` forever, calling
+    ``await handle(id, fields, redelivered)`` per entry (the handler acknowledges). The group is
+    created at ``start`` if new; the consumer's own unacknowledged entries (from before a crash)
+    come first, with ``redelivered`` true."""
     try:
         await redis.xgroup_create(stream, group, id=start, mkstream=True)
     except aioredis.ResponseError as exc:
@@ -78,7 +82,7 @@ async def consume(redis: aioredis.Redis, stream: str, group: str, consumer: str,
             backlog = False
             continue
         for entry_id, fields in entries:
-            await handle(entry_id, fields)
+            await handle(entry_id, fields, backlog)
 
 
 class TicketError(Exception):
@@ -98,6 +102,33 @@ class PlatformClient:
         self.headers = {"Authorization": f"Bearer {api.token}"} if api.token else {}
         self.timeout = aiohttp.ClientTimeout(total=timeout)
         self.create_path, self.note_path = PATHS[platform]
+
+    async def _done(self, path: str, key: str) -> object | None:
+        """The answer an earlier POST to ``path`` with ``key`` got, or None if it was not done."""
+        try:
+            async with self.session.get(self.base + path, params={"idempotency_key": key},
+                                        headers=self.headers, timeout=self.timeout) as resp:
+                text = await resp.text()
+                if resp.status == 404:
+                    return None
+                if resp.status >= 500 or resp.status in (408, 429):
+                    raise TicketError(f"{self.platform}: lookup HTTP {resp.status}")
+                if resp.status >= 400:
+                    raise TicketError(f"{self.platform}: lookup HTTP {resp.status}: {text[:300]}",
+                                      permanent=True)
+                return json.loads(text)
+        except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as exc:
+            raise TicketError(f"{self.platform}: lookup {exc!r}") from None
+
+    async def find(self, wo: dict) -> str | None:
+        body = await self._done(self.create_path, wo["work_order_id"])
+        try:
+            return None if body is None else ticket_id_from_response(self.platform, body)
+        except ValueError as exc:
+            raise TicketError(f"{self.platform}: {exc}", permanent=True) from None
+
+    async def noted(self, ticket_id: str, key: str) -> bool:
+        return await self._done(self.note_path.format(ticket_id), key) is not None
 
     async def _post(self, path: str, key: str, body: dict) -> object:
         headers = {**self.headers, "Idempotency-Key": key}
@@ -145,7 +176,7 @@ class Syncer:
         # A new group starts at the beginning: every record ever written gets its tickets.
         await consume(self.redis, STREAM, GROUP, self.consumer, "0", self.handle)
 
-    async def handle(self, entry_id: bytes, fields: dict) -> None:
+    async def handle(self, entry_id: bytes, fields: dict, redelivered: bool = False) -> None:
         started = time.monotonic()
         try:
             record = json.loads(fields[b"record"])
@@ -160,7 +191,7 @@ class Syncer:
         attempt = 0
         while True:
             try:
-                tickets = await self.sync_orders(orders)
+                tickets = await self.sync_orders(orders, redelivered)
                 break
             except TicketError as exc:
                 if exc.permanent or time.monotonic() >= deadline:
@@ -205,25 +236,28 @@ class Syncer:
             owner, ticket = next(iter(tickets.items()))
             self.supervisor.schedule(pipe, tid, record.get("category"), owner, ticket)
 
-    async def sync_orders(self, orders: list[dict]) -> dict[str, str]:
+    async def sync_orders(self, orders: list[dict], redelivered: bool = False) -> dict[str, str]:
         """Create (or find again) both tickets of a pair; the owner's first, then the linked one
         naming it, then a note on the owner's naming the linked one."""
         owner, linked = orders
-        owner_ticket = await self._create(owner)
+        owner_ticket = await self._create(owner, redelivered)
         linked["linked"]["ticket_id"] = owner_ticket
-        linked_ticket = await self._create(linked)
+        linked_ticket = await self._create(linked, redelivered)
         # The owner's ticket learns the linked one's id: both carry each other's ticket id.
-        await self.clients[owner["platform"]].note(
-            owner_ticket, f"{owner['work_order_id']}:linked",
-            {"status": None, "note": f"linked {linked['platform']} ticket {linked_ticket}",
-             "source": "hotline-link", "linked_ticket_id": linked_ticket})
+        client, key = self.clients[owner["platform"]], f"{owner['work_order_id']}:linked"
+        if not (redelivered and await client.noted(owner_ticket, key)):
+            await client.note(
+                owner_ticket, key,
+                {"status": None, "note": f"linked {linked['platform']} ticket {linked_ticket}",
+                 "source": "hotline-link", "linked_ticket_id": linked_ticket})
         return {owner["platform"]: owner_ticket, linked["platform"]: linked_ticket}
 
-    async def _create(self, wo: dict) -> str:
+    async def _create(self, wo: dict, redelivered: bool = False) -> str:
         known = await self.redis.hget(TICKETS, wo["work_order_id"])
         if known:
             return known.decode()
-        ticket = await self.clients[wo["platform"]].create(wo)
+        client = self.clients[wo["platform"]]
+        ticket = (redelivered and await client.find(wo)) or await client.create(wo)
         await self.redis.hset(TICKETS, wo["work_order_id"], ticket)
         return ticket
 

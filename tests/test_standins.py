@@ -173,6 +173,23 @@ async def test_notes_update_status_and_are_deduplicated(make_client):
     assert [n["idempotency_key"] for n in ticket["notes"]] == ["n-1", "n-2"]
 
 
+async def test_lookup_by_idempotency_key_answers_what_the_post_got_without_redoing_it(make_client):
+    for platform, create, notes in (("12345", "/open311/v2/requests.json",
+                                     "/open311/v2/requests/WO-000001/notes"),
+                                    ("110", "/eido/v1/incidents", "/eido/v1/incidents/JD-000001/notes")):
+        client = await make_client(platform)
+        assert (await get(client, f"{create}?idempotency_key=k"))[0] == 404
+        made = await post(client, create, GEOREPORT if platform == "12345" else EIDO, key="k")
+        assert await get(client, f"{create}?idempotency_key=k") == (200, made[1])
+        assert (await get(client, f"{notes}?idempotency_key=n"))[0] == 404
+        await post(client, notes, {"note": "seen"}, key="n")
+        assert await get(client, f"{notes}?idempotency_key=n") == (200, {"ok": True})
+        status, body = await get(client, create)
+        assert (status, body) == (400, {"error": "the idempotency_key query parameter is required"})
+        stats = standin(client).stats()
+        assert (stats["tickets"], stats["notes"], stats["duplicates"]) == (1, 1, 0)
+
+
 @pytest.mark.parametrize(("note", "error"), [
     ({"status": "solved"}, "status must be one of open, accepted, in_progress, closed"),
     ({"source": "110"}, "a note needs a status or a note text"),
