@@ -30,6 +30,8 @@ TICK = "HotlineTick"
 COMMAND = "HotlineCommand"
 COMMANDS = "hotline:commands:{}"        # stream per hotline: transfer requests from the API
 RESULTS = "hotline:command-results"     # hash: command id -> JSON result
+EVENTS = "hotline:events"               # stream: live call events for agent desktops (sidecar SSE)
+EVENTS_KEPT = 10000
 API_MODES = ("blind", "three_way")
 ADOPT_WAIT = 5.0        # seconds to wait for the second channel of a queue call handed over
 
@@ -52,6 +54,7 @@ class HotlineApp:
         self.queue: asyncio.Queue[dict] = asyncio.Queue()
         self.redis = redis
         self.delivery = Delivery(self.ari, hotline, settings.timeouts)
+        self.delivery.on_event = self.publish
         self.transfers = Transfers(self.ari, self.delivery, settings, hotline, redis, sink,
                                    self.queue.put_nowait)
         # Queue calls being handed over by the AGI "key" command, by the caller channel's name:
@@ -128,6 +131,15 @@ class HotlineApp:
                                                       "is in progress, or no such target"})
         self.log.info("api command", command_id=command_id, **result)
         await self.transfers.best_effort(self.redis.hset(RESULTS, command_id, json.dumps(result)))
+        await self.publish("command_result", {"command_id": command_id,
+                                              "call_id": cmd.get("call_id"), **result})
+
+    async def publish(self, kind: str, fields: dict) -> None:
+        """A live event for desktops. Best effort: Redis is never on a call's path."""
+        body = {"type": kind, "hotline": self.hotline.id, "at": time.time(), **fields}
+        await self.transfers.best_effort(self.redis.xadd(
+            EVENTS, {"event": json.dumps(body, ensure_ascii=False)}, maxlen=EVENTS_KEPT,
+            approximate=True))
 
     async def _tick(self) -> None:
         period = min(1.0, self.settings.timeouts.no_agent_retry)

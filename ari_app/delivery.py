@@ -80,8 +80,20 @@ class Delivery:
         self.reserved: set[str] = set()                  # agents we ring or have connected
         self.idle_since: dict[str, float] = {}           # agent -> when their last call ended
         self.on_answered_transfer = None                 # async (transfer_id, agent) -> None
+        self.on_event = None                             # async (kind, fields) -> None: desktops
         self._later: set[asyncio.Task] = set()           # deferred hang-ups (see detach_agent)
         self.log = log.bind(hotline=hotline.id)
+
+    async def _event(self, kind: str, call: Call, agent: str | None) -> None:
+        if self.on_event is None:
+            return
+        h = call.headers
+        transfer = ({"transfer_id": h["X-Hotline-Transfer-Id"], "origin": h.get("X-Hotline-Origin"),
+                     "category": h.get("X-Hotline-Category"),
+                     "emergency": h.get("X-Hotline-Emergency") == "1"}
+                    if call.transferred_in else None)
+        await self.on_event(kind, {"agent": agent, "call_id": call.call_id,
+                                   "caller_number": call.number, "transfer": transfer})
 
     # --- lookups used by the transfer adapter -------------------------------------------------
     def call_of_agent_leg(self, leg: str) -> Call | None:
@@ -177,6 +189,7 @@ class Delivery:
             return
         call.state = CONNECTED
         call.agent_since = time.monotonic()
+        await self._event("agent_connected", call, call.agent)
         clog.info("agent connected", wait_s=round(time.monotonic() - call.arrived, 3))
 
     async def channel_gone(self, channel_id: str, cause: int = 0) -> None:
@@ -401,6 +414,8 @@ class Delivery:
             call.state, call.agent, call.agent_leg = WAITING, None, None
             return
         clog.info("ringing agent")
+        # The screen-pop: the agent's desktop learns who rings, and why, before they answer.
+        await self._event("agent_ringing", call, agent)
 
     async def _hold(self, call: Call) -> None:
         if call.transferred_in:

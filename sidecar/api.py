@@ -11,6 +11,8 @@ is ``sidecar/openapi.json``, served at ``/openapi.json``.
   response names both. Idempotent by ``request_id``.
 - ``POST /feedback``: a platform reports acceptance, progress or the final result of one of its
   tickets; the sidecar relays it to the other platform's linked ticket (R11).
+- ``POST /calls/{call_id}/transfer``, ``GET /commands/{id}``: a transfer for a live call.
+- ``GET /events``: the live event stream for desktops (``sidecar.events``).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from transfer.catalog import Catalog, recommend
 
 from ari_app.app import COMMANDS, RESULTS
 
+from .events import EventStream
 from .sync import INDEX, LINKS, RECORD, TRAIL, Syncer, TicketError
 from .workorder import online_work_orders
 
@@ -54,6 +57,7 @@ class Api:
         self.catalog = catalog
         self.token = token
         self.hotlines = hotlines
+        self.events = EventStream(redis)
 
     def app(self, health) -> web.Application:
         app = web.Application(middlewares=[self._middleware], client_max_size=256 * 1024)
@@ -66,6 +70,8 @@ class Api:
         app.router.add_get("/metrics", self.metrics)
         app.router.add_post("/calls/{call_id}/transfer", self.call_transfer)
         app.router.add_get("/commands/{command_id}", self.command)
+        app.router.add_get("/events", self.events.handle)
+        app.on_shutdown.append(self.events.on_shutdown)
         return app
 
     @web.middleware

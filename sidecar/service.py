@@ -11,6 +11,7 @@ import redis.asyncio as aioredis
 import structlog
 from aiohttp import web
 
+from ari_app.transfers import ALERTS      # written by the ARI app (emergency transfers, R4)
 from hotline_link.settings import Settings, load_catalog
 
 from .alerts import Alerts
@@ -21,7 +22,6 @@ from .sync import PlatformClient, Syncer, consume
 
 log = structlog.get_logger("sidecar")
 
-ALERT_STREAM = "hotline:alerts"       # written by the ARI app (emergency transfers, R4)
 ALERT_GROUP = "sidecar-alerts"
 
 
@@ -34,10 +34,10 @@ async def forward_alerts(redis: aioredis.Redis, alerts: Alerts, consumer: str) -
             alerts.raise_(body.get("kind", "unknown"), body)
         except (KeyError, ValueError) as exc:
             log.warning("unreadable alert skipped", entry=entry_id, error=str(exc))
-        await redis.xack(ALERT_STREAM, ALERT_GROUP, entry_id)
+        await redis.xack(ALERTS, ALERT_GROUP, entry_id)
 
     # A new group starts now: alerts are about the present.
-    await consume(redis, ALERT_STREAM, ALERT_GROUP, consumer, "$", forward)
+    await consume(redis, ALERTS, ALERT_GROUP, consumer, "$", forward)
 
 
 def make_app(redis: aioredis.Redis, syncer: Syncer, alerts: Alerts, catalog,

@@ -4,11 +4,13 @@ and a kill -9, dead letters, and signed alerts."""
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 import uuid
@@ -376,3 +378,107 @@ def test_api_starts_a_transfer_for_a_live_call(stack, phones, outcomes, lab):
         "status": "started", "transfer_id": rec["transfer_id"]}
     refused = stack.api("GET", f"/commands/{unknown['command_id']}")[1]
     assert refused["status"] == "refused" and "no such call" in refused["reason"]
+
+
+class EventReader:
+    """A desktop's view of ``GET /events``: the messages, parsed, as they arrive."""
+
+    def __init__(self, stack: Stack, query: str = "", last_id: str | None = None):
+        host, port = stack.settings.sidecar.listen
+        self.conn = http.client.HTTPConnection(host, port, timeout=30)
+        headers = {"Authorization": f"Bearer {stack.settings.sidecar.token}"}
+        if last_id:
+            headers["Last-Event-ID"] = last_id
+        self.conn.request("GET", f"/events?{query}", headers=headers)
+        self.resp = self.conn.getresponse()
+        self.events: list[dict] = []
+        self.ended = threading.Event()
+        if self.resp.status == 200:
+            threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        message: dict = {}
+        try:
+            for raw in self.resp:
+                line = raw.decode().rstrip("\n")
+                if not line:
+                    if "data" in message:
+                        self.events.append({**message, "data": json.loads(message["data"])})
+                    message = {}
+                elif not line.startswith(":"):
+                    name, _, value = line.partition(": ")
+                    message[name] = value
+        except (OSError, AttributeError, ValueError):
+            pass        # closed under the reader (http.client then drops its file object)
+        self.ended.set()
+
+    def of(self, kind: str, **match) -> list[dict]:
+        return [e for e in self.events if e["event"] == kind
+                and all(e["data"].get(k) == v for k, v in match.items())]
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def test_event_stream_pops_the_receiving_agent_and_resumes_after_a_reconnect(stack, phones,
+                                                                             outcomes):
+    from test_transfer import transfer_by_key
+
+    desk = EventReader(stack, "hotline=110")
+    wall = EventReader(stack, "types=outcome")
+    try:
+        call, agent, far_agent, far_leg = transfer_by_key(phones, phones.citizen, "12345", "12345",
+                                                          "110")
+        tid = far_leg.header("X-Hotline-Transfer-Id")
+        # The screen-pop reaches the 110 desktop while the agent's phone still rings.
+        [pop] = phones.lib.wait_for(lambda: desk.of("agent_ringing", agent=far_agent.username), 10,
+                           "the screen-pop")
+        assert far_leg in far_agent.ringing_calls()
+        assert pop["data"]["transfer"]["transfer_id"] == tid
+        assert pop["data"]["transfer"]["origin"] == "12345"
+        assert pop["data"]["caller_number"] == "13800138000"
+        far_leg.accept()
+        call.hears(far_leg, "1")
+        phones.lib.wait_for(lambda: desk.of("agent_connected", agent=far_agent.username), 10,
+                   "agent_connected")
+        [rec] = outcomes.wait(phones.lib)
+        [done] = phones.lib.wait_for(lambda: wall.of("outcome", transfer_id=tid), 10, "the outcome event")
+        assert done["data"]["result"] == rec["result"]
+        assert not wall.of("agent_ringing")      # the wallboard asked for outcomes only
+        # 12345's own events are not the 110 desktop's business.
+        assert all(e["data"].get("hotline") == "110" or "110" in (e["data"].get("origin"),
+                                                                  e["data"].get("target"))
+                   for e in desk.events)
+        # A desktop that reconnects with the last id it saw gets what it missed, once.
+        again = EventReader(stack, "hotline=110", last_id=pop["id"])
+        try:
+            phones.lib.wait_for(lambda: again.of("agent_connected", agent=far_agent.username),
+                                10, "the missed events after a reconnect")
+            assert not again.of("agent_ringing", agent=far_agent.username)
+        finally:
+            again.close()
+    finally:
+        desk.close()
+        wall.close()
+
+
+def test_event_stream_refuses_bad_requests(stack):
+    host, port = stack.settings.sidecar.listen
+    auth = {"Authorization": f"Bearer {stack.settings.sidecar.token}"}
+    for query, headers, status, error in (
+            ("", {}, 401, "missing or wrong bearer token"),
+            ("types=outcome,gossip", auth, 400, "unknown event types: gossip"),
+            ("", {**auth, "Last-Event-ID": "e=1-0,x=2"}, 400, "Last-Event-ID is not a cursor")):
+        got, body = _http("GET", f"http://{host}:{port}/events?{query}", headers=headers)
+        assert got == status and body["error"].startswith(error), body
+
+
+def test_sidecar_stops_on_sigterm_with_a_stream_open(stack):
+    desk = EventReader(stack)
+    try:
+        stack.sidecar.proc.terminate()
+        stack.sidecar.proc.wait(10)          # raises if the open stream held the process
+        assert desk.ended.wait(5)
+    finally:
+        desk.close()
+        stack.sidecar.start()

@@ -1,0 +1,135 @@
+"""``GET /events``: a live stream for agent desktops and wallboards (server-sent events).
+
+Three Redis streams are merged: the ARI apps' live call events (``hotline:events``:
+``agent_ringing`` is the screen-pop on the receiving agent, ``agent_connected``,
+``command_result`` for transfers started through the API), the outcome records
+(``outcome``) and the alerts (``alert``). Every SSE message is ``event: <type>`` and
+``data: <JSON>``; its ``id`` is a cursor over all three streams, so a desktop that reconnects
+with ``Last-Event-ID`` (browsers' EventSource do this by themselves) misses nothing that is
+still in Redis. Filters: ``hotline`` (events of that hotline, or transfers from or to it),
+``agent`` (events that name that agent), ``types`` (comma-separated).
+
+The stream ends when the sidecar shuts down: each read blocks for at most a second and then
+looks at the shutdown flag, so an open stream never holds a stopping sidecar.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import redis.asyncio as aioredis
+from aiohttp import web
+
+from ari_app.app import EVENTS
+from ari_app.transfers import ALERTS
+
+from .sync import STREAM as OUTCOMES
+
+# cursor letter -> (stream, field holding the JSON body, SSE event type or None: the body's)
+SOURCES = {"e": (EVENTS, b"event", None), "o": (OUTCOMES, b"record", "outcome"),
+           "a": (ALERTS, b"alert", "alert")}
+TYPES = ("agent_ringing", "agent_connected", "command_result", "outcome", "alert")
+BLOCK_MS = 1000
+KEEPALIVE_S = 15.0
+
+
+def parse_cursor(value: str) -> dict[str, str]:
+    """``e=<id>,o=<id>,a=<id>`` -> {letter: stream id}; ValueError names what is wrong."""
+    cursor = {}
+    for part in value.split(","):
+        letter, sep, entry = part.partition("=")
+        if not sep or letter not in SOURCES or not _is_stream_id(entry):
+            raise ValueError(f"Last-Event-ID is not a cursor of this stream: {value[:100]!r}")
+        cursor[letter] = entry
+    return cursor
+
+
+def _is_stream_id(value: str) -> bool:
+    ms, sep, seq = value.partition("-")
+    return bool(sep) and ms.isdigit() and seq.isdigit() and len(value) < 42
+
+
+def matches(body: dict, hotline: str | None, agent: str | None) -> bool:
+    if hotline is not None and hotline not in (body.get("hotline"), body.get("origin"),
+                                               body.get("target")):
+        return False
+    if agent is not None and agent not in (body.get("agent"), body.get("initiating_agent"),
+                                           body.get("answering_agent")):
+        return False
+    return True
+
+
+class EventStream:
+    def __init__(self, redis: aioredis.Redis):
+        self.redis = redis
+        self.closing = asyncio.Event()
+
+    async def on_shutdown(self, _app: web.Application) -> None:
+        self.closing.set()
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        q = request.query
+        types = set(q["types"].split(",")) if q.get("types") else set(TYPES)
+        if unknown := types - set(TYPES):
+            return _bad(f"unknown event types: {', '.join(sorted(unknown))} "
+                        f"(known: {', '.join(TYPES)})")
+        hotline, agent = q.get("hotline"), q.get("agent")
+        if last := request.headers.get("Last-Event-ID"):
+            try:
+                cursor = parse_cursor(last)
+            except ValueError as exc:
+                return _bad(str(exc))
+        else:
+            cursor = {}
+        # Start at what is newest now (not "$" in every read: an entry written between two
+        # reads would be missed).
+        for letter, (stream, _field, _kind) in SOURCES.items():
+            if letter not in cursor:
+                newest = await self.redis.xrevrange(stream, count=1)
+                cursor[letter] = newest[0][0].decode() if newest else "0-0"
+
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream",
+                                           "Cache-Control": "no-cache",
+                                           "X-Accel-Buffering": "no"})
+        await resp.prepare(request)
+        await resp.write(b": connected\n\n")
+        letters = {stream: letter for letter, (stream, _f, _k) in SOURCES.items()}
+        idle = 0.0
+        try:
+            while not self.closing.is_set():
+                got = await self.redis.xread({SOURCES[x][0]: cursor[x] for x in SOURCES},
+                                             block=BLOCK_MS, count=100)
+                if not got:
+                    idle += BLOCK_MS / 1000
+                    if idle >= KEEPALIVE_S:
+                        # A comment line: keeps proxies from closing a quiet stream and tells us
+                        # when the desktop has gone.
+                        await resp.write(b": keepalive\n\n")
+                        idle = 0.0
+                    continue
+                idle = 0.0
+                for stream, entries in got:
+                    letter = letters[stream.decode()]
+                    _stream, field, kind = SOURCES[letter]
+                    for entry_id, fields in entries:
+                        cursor[letter] = entry_id.decode()
+                        try:
+                            body = json.loads(fields[field])
+                        except (KeyError, ValueError):
+                            continue
+                        etype = kind or body.get("type")
+                        if etype not in types or not matches(body, hotline, agent):
+                            continue
+                        ident = ",".join(f"{x}={cursor[x]}" for x in SOURCES)
+                        data = json.dumps(body, ensure_ascii=False)
+                        await resp.write(f"id: {ident}\nevent: {etype}\ndata: {data}\n\n".encode())
+        except ConnectionResetError:
+            # The desktop went away: nothing to finish.
+            return resp
+        await resp.write_eof()
+        return resp
+
+
+def _bad(message: str) -> web.Response:
+    return web.json_response({"error": message}, status=400)
