@@ -158,7 +158,8 @@ class Deadline:
     escalate: float
 
 
-WEBHOOK_EVENTS = ("emergency", "transfer_failed", "dead_letter", "overdue", "dispute")
+WEBHOOK_EVENTS = ("emergency", "transfer_failed", "dead_letter", "overdue", "dispute",
+                  "stability_lead")
 
 
 @dataclass(frozen=True)
@@ -172,6 +173,10 @@ class SidecarSettings:
     platforms: dict[str, PlatformApi] = field(default_factory=dict)
     webhooks: tuple[Webhook, ...] = ()
     deadlines: dict[str, Deadline] = field(default_factory=dict)   # "default" and per category
+    # R15: matters that are leads on threats to social stability, and disputes 110 passes to
+    # 12345 for joint mediation (matter codes of the catalog).
+    stability: tuple[str, ...] = ("stability_leads",)
+    disputes: tuple[str, ...] = ("consumer_rights", "market_supervision")
 
     def deadline(self, category: str | None) -> Deadline:
         return self.deadlines.get(category or "", self.deadlines["default"])
@@ -450,7 +455,7 @@ class _Validator:
         sidecar = self._sidecar(self._table(
             root.get("sidecar", {}), "sidecar",
             {"listen", "token_file", "token_env", "consumer", "retry_for", "request_timeout",
-             "platforms", "webhooks", "deadlines"}), hotlines)
+             "platforms", "webhooks", "deadlines", "signals"}), hotlines)
         lab = self._lab(root.get("lab", {}), hotlines)
         agi_node = self._table(root.get("agi", {}), "agi", {"listen"})
         agi = AgiSettings(listen=self.host_port(agi_node, "agi", "listen"))
@@ -587,7 +592,23 @@ class _Validator:
             if "retry_for" in node else 300.0,
             request_timeout=self.number(node, "sidecar", "request_timeout", 0.1, 120)
             if "request_timeout" in node else 5.0,
-            platforms=platforms, webhooks=tuple(hooks), deadlines=self._deadlines(node))
+            platforms=platforms, webhooks=tuple(hooks), deadlines=self._deadlines(node),
+            **self._signals(node))
+
+    def _signals(self, node: Mapping) -> dict[str, tuple[str, ...]]:
+        table = self._table(node.get("signals", {}), "sidecar.signals", {"stability", "disputes"})
+        out = {}
+        for name in ("stability", "disputes"):
+            if name not in table:
+                continue
+            codes = table[name]
+            if not isinstance(codes, list) or any(not isinstance(c, str) or not NAME_RE.match(c)
+                                                  for c in codes):
+                self.problems.append(f"sidecar.signals.{name}: expected a list of matter codes, "
+                                     f"got {codes!r}")
+                continue
+            out[name] = tuple(codes)
+        return out
 
     def _deadlines(self, node: Mapping) -> dict[str, Deadline]:
         out = {}

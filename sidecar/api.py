@@ -38,7 +38,7 @@ from .sync import INDEX, LINKS, RECORD, TRAIL, Syncer, TicketError
 from .workorder import online_work_orders
 
 SPEC = Path(__file__).with_name("openapi.json")
-FEEDBACK_STATUSES = ("accepted", "in_progress", "closed")
+FEEDBACK_STATUSES = ("accepted", "in_progress", "closed", "escalating")
 MAX_ROWS = 10000
 CSV_FIELDS = ("transfer_id", "ended", "origin", "target", "mode", "trigger", "result", "category",
               "emergency", "caller_number", "initiating_agent", "answering_agent", "ticket_12345",
@@ -221,21 +221,46 @@ class Api:
             return _error(400, f"status must be one of {', '.join(FEEDBACK_STATUSES)}")
         if note is not None and not isinstance(note, str):
             return _error(400, "note must be a string")
+        if status == "escalating" and platform != "12345":
+            return _error(400, "only a 12345 ticket can be reported escalating "
+                               "(its handling unit calls in 110)")
         linked = await self.redis.hget(LINKS, f"{platform}:{ticket}")
         if linked is None:
             return _error(404, f"no synced ticket {platform}:{ticket}")
         other, other_ticket = linked.decode().split(":", 1)
         key = body.get("feedback_id") or f"{platform}:{ticket}:{status}"
+        escalating = status == "escalating"
         try:
+            # An escalating dispute reopens 110's linked ticket: from now on it is 110's matter too.
             await self.syncer.clients[other].note(other_ticket, f"feedback:{key}", {
-                "status": status, "source": f"platform {platform} ticket {ticket}",
-                "note": note or f"{platform} reports {status}"})
+                "status": "open" if escalating else status,
+                "source": f"platform {platform} ticket {ticket}",
+                "note": note or (f"dispute escalating: {platform} calls in {other}" if escalating
+                                 else f"{platform} reports {status}")})
         except TicketError as exc:
             return _error(502, f"relay to {other} failed: {exc}")
-        if self.syncer.supervisor is not None:
+        if escalating:
+            await self._escalate(platform, ticket, other, other_ticket, note)
+        elif self.syncer.supervisor is not None:
             await self.syncer.supervisor.feedback(platform, ticket, status)
         return web.json_response({"relayed_to": {"platform": other, "ticket_id": other_ticket}},
                                  status=202)
+
+    async def _escalate(self, platform: str, ticket: str, other: str, other_ticket: str,
+                        note: str | None) -> None:
+        """R15: a 12345 handling unit finds a dispute escalating and calls in 110."""
+        about = {"transfer_id": None, "category": None}
+        supervisor = self.syncer.supervisor
+        if supervisor is not None:
+            about = await supervisor.about(platform, ticket) or about
+        self.syncer.alerts.raise_("dispute", {
+            **about, "stage": "escalating", "note": note,
+            "tickets": {platform: ticket, other: other_ticket}})
+        if supervisor is not None and about["transfer_id"]:
+            # 110 must now accept and finish its ticket in time, like any synced owner.
+            pipe = self.redis.pipeline(transaction=True)
+            supervisor.schedule(pipe, about["transfer_id"], about["category"], other, other_ticket)
+            await pipe.execute()
 
 
 async def _json_object(request: web.Request) -> dict[str, Any] | web.Response:

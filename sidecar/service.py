@@ -59,7 +59,8 @@ async def serve(settings: Settings) -> None:
         clients = {pid: PlatformClient(session, pid, api, sc.request_timeout)
                    for pid, api in sc.platforms.items()}
         catalog = load_catalog()
-        syncer = Syncer(redis, clients, catalog, alerts, sc.consumer, sc.retry_for, metrics)
+        syncer = Syncer(redis, clients, catalog, alerts, sc.consumer, sc.retry_for, metrics,
+                        stability=sc.stability, disputes=sc.disputes)
         syncer.supervisor = Supervisor(redis, alerts, sc)
         runner = web.AppRunner(make_app(redis, syncer, alerts, catalog, sc.token,
                                             tuple(settings.hotlines)), access_log=None)

@@ -51,6 +51,11 @@ class Supervisor:
         pipe.zadd(DUE, {f"{platform}|{ticket}|accept|1": now + d.accept,
                         f"{platform}|{ticket}|final|1": now + d.final}, nx=True)
 
+    async def about(self, platform: str, ticket: str) -> dict | None:
+        """The transfer id and category a supervised ticket belongs to."""
+        raw = await self.redis.hget(TRANSFER_OF, f"{platform}|{ticket}")
+        return json.loads(raw) if raw else None
+
     async def feedback(self, platform: str, ticket: str, status: str) -> None:
         members = [f"{platform}|{ticket}|{stage}|{level}"
                    for stage in CLEARS.get(status, ()) for level in (1, 2)]

@@ -38,6 +38,7 @@ from transfer.catalog import Catalog
 
 from .alerts import Alerts
 from .metrics import Metrics
+from .supervision import TRANSFER_OF
 from .workorder import ticket_body, ticket_id_from_response, work_orders
 
 log = structlog.get_logger("sync")
@@ -159,7 +160,8 @@ class PlatformClient:
 class Syncer:
     def __init__(self, redis: aioredis.Redis, clients: dict[str, PlatformClient],
                  catalog: Catalog, alerts: Alerts, consumer: str, retry_for: float,
-                 metrics: Metrics | None = None):
+                 metrics: Metrics | None = None, *, stability: tuple[str, ...] = (),
+                 disputes: tuple[str, ...] = ()):
         self.redis = redis
         self.clients = clients
         self.catalog = catalog
@@ -171,6 +173,7 @@ class Syncer:
         self.dead = 0
         self.metrics = metrics or Metrics()
         self.supervisor = None            # set by the service: deadlines for synced tickets
+        self.stability, self.disputes = frozenset(stability), frozenset(disputes)
 
     async def run(self) -> None:
         # A new group starts at the beginning: every record ever written gets its tickets.
@@ -211,11 +214,24 @@ class Syncer:
         self.synced += 1
         self.metrics.record_synced(record, time.monotonic() - started)
         clog.info("work orders synced", tickets=tickets, result=record.get("result"))
+        self._raise_alerts(record, tickets)
+
+    def _raise_alerts(self, record: dict, tickets: dict[str, str]) -> None:
+        about = {k: record.get(k) for k in ("transfer_id", "call_id", "origin", "target", "result",
+                                            "category")}
+        about["tickets"] = tickets
         if str(record.get("result", "")).startswith("fallback_"):
-            self.alerts.raise_("transfer_failed", {"transfer_id": tid, "result": record["result"],
-                                                   "origin": record.get("origin"),
-                                                   "target": record.get("target"),
-                                                   "detail": record.get("detail")})
+            self.alerts.raise_("transfer_failed", {**about, "detail": record.get("detail")})
+        category = record.get("category")
+        if category is None:
+            return
+        # R15. A stability lead is alerted whatever became of the transfer: a lead that did not
+        # reach 110 by phone needs 110's attention all the more.
+        if category in self.stability:
+            self.alerts.raise_("stability_lead", about)
+        if (category in self.disputes and record.get("origin") == "110"
+                and record.get("target") == "12345"):
+            self.alerts.raise_("dispute", {**about, "stage": "mediation"})
 
     def remember(self, pipe, record: dict, tickets: dict[str, str]) -> None:
         """What the query API, the trail, the feedback relay and supervision read later.
@@ -232,6 +248,9 @@ class Syncer:
                                                    "at": time.time()}))
         a, b = (f"{p}:{t}" for p, t in tickets.items())
         pipe.hset(LINKS, mapping={a: b, b: a})
+        # Which transfer a ticket belongs to, for feedback on either ticket of the pair.
+        about = json.dumps({"transfer_id": tid, "category": record.get("category")})
+        pipe.hset(TRANSFER_OF, mapping={f"{p}|{t}": about for p, t in tickets.items()})
         if self.supervisor is not None:
             owner, ticket = next(iter(tickets.items()))
             self.supervisor.schedule(pipe, tid, record.get("category"), owner, ticket)

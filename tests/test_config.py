@@ -70,6 +70,18 @@ dial = "PJSIP/12345@trunk,60,tT"
     assert "hotlines.110.targets.12345.dial: 'PJSIP/12345@trunk,60,tT' is not a dial string" in text
 
 
+def test_dispute_signals_are_matter_codes(tmp_path):
+    s = settings.load(env={}, secrets=False)
+    assert (s.sidecar.stability, s.sidecar.disputes) == (
+        ("stability_leads",), ("consumer_rights", "market_supervision"))
+    found = problems(tmp_path, '[sidecar.signals]\nstability = "stability_leads"\n'
+                               'disputes = ["ok", "not a code"]\nescalate = []\n')
+    assert found == [
+        "sidecar.signals.escalate: unknown key",
+        "sidecar.signals.stability: expected a list of matter codes, got 'stability_leads'",
+        "sidecar.signals.disputes: expected a list of matter codes, got ['ok', 'not a code']"]
+
+
 def test_secret_must_come_from_exactly_one_place(tmp_path):
     found = problems(tmp_path, '[hotlines.110.ari]\npassword_env = "X"\n')
     assert found == ["hotlines.110.ari: set exactly one of password_file, password_env"]

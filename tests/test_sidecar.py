@@ -125,14 +125,14 @@ def stack(lab):
 
 
 def synthetic_record(result: str = "accepted", origin: str = "12345", target: str = "110",
-                     mode: str = "blind") -> dict:
+                     mode: str = "blind", category: str | None = None) -> dict:
     now = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
     tid = uuid.uuid4().hex
     return {
         "schema": 1, "transfer_id": tid, "call_id": f"burst-{tid[:8]}", "mode": mode,
         "trigger": "api", "origin": origin, "target": target, "initiating_agent": "12345-a1",
         "answering_agent": "110-a1" if result.startswith("accepted") else None,
-        "caller_number": "13800138000", "category": None, "emergency": False, "result": result,
+        "caller_number": "13800138000", "category": category, "emergency": False, "result": result,
         "detail": None, "decided_by": None, "recording": None,
         "timestamps": {"requested": now, "dialing": now, "ended": now},
         "durations_ms": {"to_answer": None, "ringing": None, "consult": None, "total": 0},
@@ -482,3 +482,47 @@ def test_sidecar_stops_on_sigterm_with_a_stream_open(stack):
     finally:
         desk.close()
         stack.sidecar.start()
+
+
+def _alerts_about(stack, event: str, tid: str) -> list[dict]:
+    return [w["event"] for w in stack.webhooks()
+            if w["event"]["event"] == event and w["event"]["data"].get("transfer_id") == tid]
+
+
+def test_dispute_signals_r15(stack):
+    lead = synthetic_record(category="stability_leads")
+    lead_lost = synthetic_record(category="stability_leads", result="fallback_busy")
+    mediation = synthetic_record(origin="110", target="12345", category="consumer_rights")
+    plain = synthetic_record(origin="110", target="12345", category="landscaping")
+    publish(stack.redis, [lead, lead_lost, mediation, plain])
+    # 12345 passes threats to social stability to 110: alerted, whether or not 110 answered.
+    for rec in (lead, lead_lost):
+        [alert] = stack.wait(lambda: _alerts_about(stack, "stability_lead", rec["transfer_id"]),
+                             10, "the stability_lead alert")
+        assert alert["data"]["category"] == "stability_leads" and alert["data"]["tickets"]
+    # 110 passes a dispute that may escalate to 12345 for joint mediation.
+    [alert] = stack.wait(lambda: _alerts_about(stack, "dispute", mediation["transfer_id"]), 10,
+                         "the mediation alert")
+    assert alert["data"]["stage"] == "mediation"
+    stack.wait(lambda: stack.api("GET", f"/transfers/{plain['transfer_id']}")[0] == 200, 10,
+               "the plain record synced")
+    assert not _alerts_about(stack, "dispute", plain["transfer_id"])
+    assert not _alerts_about(stack, "stability_lead", mediation["transfer_id"])
+
+    # The 12345 unit handling the mediation finds the dispute escalating and calls in 110.
+    tickets = stack.api("GET", f"/transfers/{mediation['transfer_id']}")[1]["tickets"]
+    assert stack.api("POST", "/feedback", {"platform": "110", "ticket_id": tickets["110"],
+                                           "status": "escalating"}) == (
+        400, {"error": "only a 12345 ticket can be reported escalating (its handling unit "
+                       "calls in 110)"})
+    status, body = stack.api("POST", "/feedback", {"platform": "12345", "ticket_id": tickets["12345"],
+                                                   "status": "escalating",
+                                                   "note": "双方在现场发生推搡"})
+    assert status == 202 and body["relayed_to"] == {"platform": "110", "ticket_id": tickets["110"]}
+    incident = _http("GET", stack.base("110") + f"/eido/v1/incidents/{tickets['110']}")[1]
+    assert incident["status"] == "open" and incident["notes"][-1]["note"] == "双方在现场发生推搡"
+    [alert] = stack.wait(lambda: [a for a in _alerts_about(stack, "dispute", mediation["transfer_id"])
+                                  if a["data"]["stage"] == "escalating"], 10, "the escalation alert")
+    assert alert["data"]["tickets"] == tickets and alert["data"]["category"] == "consumer_rights"
+    # ... and 110 is now supervised on it like any owner of a matter.
+    assert stack.redis.zscore("hotline:sidecar:deadlines", f"110|{tickets['110']}|accept|1")
