@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 import uuid
 from datetime import datetime, timezone
@@ -526,3 +527,44 @@ def test_dispute_signals_r15(stack):
     assert alert["data"]["tickets"] == tickets and alert["data"]["category"] == "consumer_rights"
     # ... and 110 is now supervised on it like any owner of a matter.
     assert stack.redis.zscore("hotline:sidecar:deadlines", f"110|{tickets['110']}|accept|1")
+
+
+def test_schemathesis_finds_no_server_error_and_no_spec_violation(stack, tmp_path):
+    """The whole API contract, fuzzed from /openapi.json by schemathesis: no 5xx, and every
+    answer has a status code and content type the contract declares. ``/events`` streams
+    forever, so it is left to its own tests."""
+    host, port = stack.settings.sidecar.listen
+    cli = Path(sys.executable).with_name("schemathesis")
+    result = subprocess.run(
+        [str(cli), "run", f"http://{host}:{port}/openapi.json", "--url", f"http://{host}:{port}",
+         "--checks", "not_a_server_error,status_code_conformance,content_type_conformance",
+         "--header", f"Authorization: Bearer {stack.settings.sidecar.token}",
+         "--exclude-path", "/events", "--max-examples", "40", "--seed", "20261129",
+         "--workers", "2", "--request-timeout", "10", "--no-color",
+         "--report", "junit", "--report-dir", str(tmp_path)],
+        capture_output=True, text=True, timeout=900, cwd=tmp_path)
+    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
+    assert "No issues found" in result.stdout or " passed" in result.stdout, result.stdout[-3000:]
+
+
+def test_oversized_malformed_and_unauthenticated_bodies_get_clear_4xx(stack):
+    host, port = stack.settings.sidecar.listen
+    auth = {"Authorization": f"Bearer {stack.settings.sidecar.token}",
+            "Content-Type": "application/json"}
+    cases = [
+        ("/transfers", b'{"channel": "online", "description": "' + b"x" * 400_000 + b'"}', auth, 413),
+        ("/transfers", b'{"channel": "online",', auth, 400),
+        ("/transfers", b"\xff\xfe\x00garbage", auth, 400),
+        ("/feedback", b"[1, 2, 3]", auth, 400),
+        ("/calls/x/transfer", b"null", auth, 400),
+        ("/feedback", b"{}", {"Authorization": "Bearer " + "A" * 5000}, 401),
+        ("/feedback", b"{}", {"Authorization": "Basic dXNlcjpwdw=="}, 401),
+    ]
+    for path, body, headers, status in cases:
+        req = urllib.request.Request(f"http://{host}:{port}{path}", data=body, method="POST",
+                                     headers=headers)
+        with pytest.raises(urllib.error.HTTPError) as info:
+            urllib.request.urlopen(req, timeout=10)
+        answer = json.loads(info.value.read())
+        assert (info.value.code, sorted(answer)) == (status, ["error"]), (path, answer)
+    assert stack.api("GET", "/health")[0] == 200
