@@ -20,12 +20,24 @@ from datetime import datetime, timezone
 import aiohttp
 import structlog
 
+from ari_app.transfers import ALERTS
 from hotline_link.settings import Webhook
 
 from .metrics import Metrics
 from .signing import SIGNATURE_HEADER, sign
 
 log = structlog.get_logger("alerts")
+
+OUTBOX_KEPT = 100_000
+
+
+def enqueue(pipe, event: str, data: dict) -> None:
+    """Put an alert in the outbox: the alert stream the ARI app also writes to, which the
+    sidecar's forwarder delivers from and acknowledges only once delivered. Added in the same
+    Redis transaction as the change it is about, an alert is neither lost nor raised twice by
+    a crash in between."""
+    pipe.xadd(ALERTS, {"alert": json.dumps({"kind": event, **data}, ensure_ascii=False)},
+              maxlen=OUTBOX_KEPT, approximate=True)
 
 ATTEMPTS = 6
 BACKOFF_BASE = 0.2
@@ -43,18 +55,27 @@ class Alerts:
         self.metrics = metrics or Metrics()
         self._tasks: set[asyncio.Task] = set()
 
-    def raise_(self, event: str, data: dict) -> str:
+    def raise_(self, event: str, data: dict, alert_id: str | None = None) -> str:
         """Queue ``event`` for every subscriber that wants it; returns the alert id."""
-        alert_id = uuid.uuid4().hex
+        alert_id = alert_id or uuid.uuid4().hex
+        self.deliver(event, data, alert_id)
+        return alert_id
+
+    def deliver(self, event: str, data: dict, alert_id: str) -> list[asyncio.Task]:
+        """Like ``raise_``, returning the delivery tasks: a caller that must not forget the alert
+        until it is out (the alert stream's acknowledgement) awaits them. A stable ``alert_id``
+        lets subscribers drop a repeat after a crash."""
         body = json.dumps({"id": alert_id, "event": event,
                            "at": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
                            "data": data}, ensure_ascii=False).encode()
+        tasks = []
         for hook in self.webhooks:
             if event in hook.events:
                 task = asyncio.create_task(self._deliver(hook, event, alert_id, body))
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
-        return alert_id
+                tasks.append(task)
+        return tasks
 
     async def drain(self, timeout: float = 5.0) -> None:
         if self._tasks:

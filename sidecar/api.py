@@ -33,6 +33,7 @@ from transfer.catalog import Catalog, recommend
 
 from ari_app.app import COMMANDS, RESULTS
 
+from .alerts import enqueue
 from .events import EventStream
 from .sync import INDEX, LINKS, RECORD, TRAIL, Syncer, TicketError
 from .workorder import online_work_orders
@@ -253,14 +254,13 @@ class Api:
         supervisor = self.syncer.supervisor
         if supervisor is not None:
             about = await supervisor.about(platform, ticket) or about
-        self.syncer.alerts.raise_("dispute", {
-            **about, "stage": "escalating", "note": note,
-            "tickets": {platform: ticket, other: other_ticket}})
+        pipe = self.redis.pipeline(transaction=True)
+        enqueue(pipe, "dispute", {**about, "stage": "escalating", "note": note,
+                                  "tickets": {platform: ticket, other: other_ticket}})
         if supervisor is not None and about["transfer_id"]:
             # 110 must now accept and finish its ticket in time, like any synced owner.
-            pipe = self.redis.pipeline(transaction=True)
             supervisor.schedule(pipe, about["transfer_id"], about["category"], other, other_ticket)
-            await pipe.execute()
+        await pipe.execute()
 
 
 async def _json_object(request: web.Request) -> dict[str, Any] | web.Response:

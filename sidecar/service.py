@@ -18,7 +18,7 @@ from .alerts import Alerts
 from .api import Api
 from .metrics import Metrics
 from .supervision import Supervisor
-from .sync import PlatformClient, Syncer, consume
+from .sync import PlatformClient, Syncer, consume, ensure_group
 
 log = structlog.get_logger("sidecar")
 
@@ -27,15 +27,28 @@ ALERT_GROUP = "sidecar-alerts"
 
 async def forward_alerts(redis: aioredis.Redis, alerts: Alerts, consumer: str) -> None:
     """Alerts the ARI app raises at the moment they happen (an emergency transfer starting)
-    go out as webhooks at once, not after the call's outcome record."""
+    go out as webhooks at once, not after the call's outcome record. An entry is acknowledged
+    only once every subscriber has it (or its retries ran out): a sidecar killed in between
+    sends it again on restart, under the same alert id (``alert-<entry id>``)."""
+    async def done(entry_id: bytes, tasks: list[asyncio.Task]) -> None:
+        await asyncio.gather(*tasks, return_exceptions=True)
+        with contextlib.suppress(aioredis.RedisError, OSError):
+            await redis.xack(ALERTS, ALERT_GROUP, entry_id)
+
     async def forward(entry_id: bytes, fields: dict, _redelivered: bool) -> None:
         try:
             body = json.loads(fields[b"alert"])
-            alerts.raise_(body.get("kind", "unknown"), body)
-        except (KeyError, ValueError) as exc:
+            tasks = alerts.deliver(body.get("kind", "unknown"),
+                                   {k: v for k, v in body.items() if k != "kind"},
+                                   f"alert-{entry_id.decode()}")
+        except (KeyError, ValueError, AttributeError) as exc:
             log.warning("unreadable alert skipped", entry=entry_id, error=str(exc))
-        await redis.xack(ALERTS, ALERT_GROUP, entry_id)
+            tasks = []
+        # Not awaited here: one slow subscriber must not hold the next emergency back.
+        pending.add(task := asyncio.create_task(done(entry_id, tasks)))
+        task.add_done_callback(pending.discard)
 
+    pending: set[asyncio.Task] = set()
     # A new group starts now: alerts are about the present.
     await consume(redis, ALERTS, ALERT_GROUP, consumer, "$", forward)
 
@@ -59,9 +72,11 @@ async def serve(settings: Settings) -> None:
         clients = {pid: PlatformClient(session, pid, api, sc.request_timeout)
                    for pid, api in sc.platforms.items()}
         catalog = load_catalog()
-        syncer = Syncer(redis, clients, catalog, alerts, sc.consumer, sc.retry_for, metrics,
+        syncer = Syncer(redis, clients, catalog, sc.consumer, sc.retry_for, metrics,
                         stability=sc.stability, disputes=sc.disputes)
-        syncer.supervisor = Supervisor(redis, alerts, sc)
+        syncer.supervisor = Supervisor(redis, sc)
+        # The alert group exists before anything can put an alert in the outbox.
+        await ensure_group(redis, ALERTS, ALERT_GROUP, "$")
         runner = web.AppRunner(make_app(redis, syncer, alerts, catalog, sc.token,
                                             tuple(settings.hotlines)), access_log=None)
         await runner.setup()

@@ -21,9 +21,10 @@ import time
 import redis.asyncio as aioredis
 import structlog
 
+from ari_app.transfers import ALERTS
 from hotline_link.settings import SidecarSettings
 
-from .alerts import Alerts
+from .alerts import OUTBOX_KEPT
 
 log = structlog.get_logger("supervision")
 
@@ -33,11 +34,20 @@ STAGES = ("accept", "final")
 CLEARS = {"accepted": ("accept",), "in_progress": ("accept",), "closed": ("accept", "final")}
 
 
+# Who takes a due item also raises its alert (into the outbox) and schedules its escalation, in
+# one step: two sidecars never both alert it, and a crash never takes it without alerting.
+_TAKE = """
+if redis.call('ZREM', KEYS[1], ARGV[1]) == 0 then return 0 end
+if ARGV[3] ~= '' then redis.call('ZADD', KEYS[1], ARGV[4], ARGV[3]) end
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[5], '*', 'alert', ARGV[2])
+return 1
+"""
+
+
 class Supervisor:
-    def __init__(self, redis: aioredis.Redis, alerts: Alerts, settings: SidecarSettings,
-                 period: float = 0.5):
+    def __init__(self, redis: aioredis.Redis, settings: SidecarSettings, period: float = 0.5):
         self.redis = redis
-        self.alerts = alerts
+        self._take = redis.register_script(_TAKE)
         self.settings = settings
         self.period = period
         self.raised = 0
@@ -73,18 +83,19 @@ class Supervisor:
     async def check(self, now: float) -> None:
         for raw in await self.redis.zrangebyscore(DUE, "-inf", now, start=0, num=500):
             member = raw.decode()
-            if not await self.redis.zrem(DUE, member):
-                continue                     # another sidecar took it
             platform, ticket, stage, level = member.split("|")
             about = json.loads(await self.redis.hget(TRANSFER_OF, f"{platform}|{ticket}") or "{}")
             tid, category = about.get("transfer_id"), about.get("category")
-            if level == "1":
-                # Still open at escalation time? Then it is raised again, one level up.
-                escalate = self.settings.deadline(category).escalate
-                await self.redis.zadd(DUE, {f"{platform}|{ticket}|{stage}|2": now + escalate})
+            # Still open at escalation time? Then it is raised again, one level up.
+            again = f"{platform}|{ticket}|{stage}|2" if level == "1" else ""
+            alert = json.dumps({"kind": "overdue", "platform": platform, "ticket_id": ticket,
+                                "stage": stage, "level": int(level), "escalation": level == "2",
+                                "transfer_id": tid, "category": category}, ensure_ascii=False)
+            taken = await self._take(keys=[DUE, ALERTS], args=[
+                member, alert, again, now + self.settings.deadline(category).escalate,
+                OUTBOX_KEPT])
+            if not taken:
+                continue                     # another sidecar took it, or feedback cleared it
             self.raised += 1
             log.warning("ticket overdue", platform=platform, ticket=ticket, stage=stage,
                         level=int(level), transfer_id=tid)
-            self.alerts.raise_("overdue", {
-                "platform": platform, "ticket_id": ticket, "stage": stage, "level": int(level),
-                "escalation": level == "2", "transfer_id": tid, "category": category})

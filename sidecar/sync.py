@@ -36,7 +36,7 @@ import structlog
 from hotline_link.settings import PlatformApi
 from transfer.catalog import Catalog
 
-from .alerts import Alerts
+from .alerts import enqueue
 from .metrics import Metrics
 from .supervision import TRANSFER_OF
 from .workorder import ticket_body, ticket_id_from_response, work_orders
@@ -58,17 +58,21 @@ PATHS = {"12345": ("/open311/v2/requests.json", "/open311/v2/requests/{}/notes")
          "110": ("/eido/v1/incidents", "/eido/v1/incidents/{}/notes")}
 
 
+async def ensure_group(redis: aioredis.Redis, stream: str, group: str, start: str) -> None:
+    try:
+        await redis.xgroup_create(stream, group, id=start, mkstream=True)
+    except aioredis.ResponseError as exc:
+        if "BUSYGROUP" not in str(exc):
+            raise
+
+
 async def consume(redis: aioredis.Redis, stream: str, group: str, consumer: str, start: str,
                   handle) -> None:
     """Read ``stream`` as ``consumer`` of ``group`` forever, calling
     ``await handle(id, fields, redelivered)`` per entry (the handler acknowledges). The group is
     created at ``start`` if new; the consumer's own unacknowledged entries (from before a crash)
     come first, with ``redelivered`` true."""
-    try:
-        await redis.xgroup_create(stream, group, id=start, mkstream=True)
-    except aioredis.ResponseError as exc:
-        if "BUSYGROUP" not in str(exc):
-            raise
+    await ensure_group(redis, stream, group, start)
     backlog = True
     while True:
         try:
@@ -159,13 +163,12 @@ class PlatformClient:
 
 class Syncer:
     def __init__(self, redis: aioredis.Redis, clients: dict[str, PlatformClient],
-                 catalog: Catalog, alerts: Alerts, consumer: str, retry_for: float,
+                 catalog: Catalog, consumer: str, retry_for: float,
                  metrics: Metrics | None = None, *, stability: tuple[str, ...] = (),
                  disputes: tuple[str, ...] = ()):
         self.redis = redis
         self.clients = clients
         self.catalog = catalog
-        self.alerts = alerts
         self.consumer = consumer
         self.retry_for = retry_for
         self.synced = 0
@@ -209,29 +212,29 @@ class Syncer:
                 await asyncio.sleep(min(delay, max(0.0, deadline - time.monotonic())))
         pipe = self.redis.pipeline(transaction=True)
         self.remember(pipe, record, tickets)
+        self._alerts(pipe, record, tickets)
         pipe.xack(STREAM, GROUP, entry_id)
         await pipe.execute()
         self.synced += 1
         self.metrics.record_synced(record, time.monotonic() - started)
         clog.info("work orders synced", tickets=tickets, result=record.get("result"))
-        self._raise_alerts(record, tickets)
 
-    def _raise_alerts(self, record: dict, tickets: dict[str, str]) -> None:
+    def _alerts(self, pipe, record: dict, tickets: dict[str, str]) -> None:
         about = {k: record.get(k) for k in ("transfer_id", "call_id", "origin", "target", "result",
                                             "category")}
         about["tickets"] = tickets
         if str(record.get("result", "")).startswith("fallback_"):
-            self.alerts.raise_("transfer_failed", {**about, "detail": record.get("detail")})
+            enqueue(pipe, "transfer_failed", {**about, "detail": record.get("detail")})
         category = record.get("category")
         if category is None:
             return
         # R15. A stability lead is alerted whatever became of the transfer: a lead that did not
         # reach 110 by phone needs 110's attention all the more.
         if category in self.stability:
-            self.alerts.raise_("stability_lead", about)
+            enqueue(pipe, "stability_lead", about)
         if (category in self.disputes and record.get("origin") == "110"
                 and record.get("target") == "12345"):
-            self.alerts.raise_("dispute", {**about, "stage": "mediation"})
+            enqueue(pipe, "dispute", {**about, "stage": "mediation"})
 
     def remember(self, pipe, record: dict, tickets: dict[str, str]) -> None:
         """What the query API, the trail, the feedback relay and supervision read later.
@@ -285,9 +288,8 @@ class Syncer:
         pipe = self.redis.pipeline(transaction=True)
         pipe.xadd(DEAD, {"entry": entry_id, "transfer_id": tid or "", "reason": reason,
                          "record": record})
+        enqueue(pipe, "dead_letter", {"transfer_id": tid, "reason": reason, "stream": DEAD})
         pipe.xack(STREAM, GROUP, entry_id)
         await pipe.execute()
         self.dead += 1
         self.metrics.dead_letters.inc()
-        self.alerts.raise_("dead_letter", {"transfer_id": tid, "reason": reason,
-                                           "stream": DEAD})
