@@ -41,6 +41,8 @@ from .workorder import online_work_orders
 SPEC = Path(__file__).with_name("openapi.json")
 FEEDBACK_STATUSES = ("accepted", "in_progress", "closed", "escalating")
 MAX_ROWS = 10000
+SCAN_CHUNK = 500
+MAX_SCAN = 50_000
 CSV_FIELDS = ("transfer_id", "ended", "origin", "target", "mode", "trigger", "result", "category",
               "emergency", "caller_number", "initiating_agent", "answering_agent", "ticket_12345",
               "ticket_110")
@@ -140,25 +142,26 @@ class Api:
         platform = q.get("platform")
         if platform is not None and platform not in ("12345", "110"):
             return _error(400, "platform must be 12345 or 110")
-        tids = await self.redis.zrangebyscore(INDEX, since, until if until != float("inf") else "+inf",
-                                              start=0, num=int(limit) * 5)
-        rows = []
-        for tid in tids:
-            raw = await self.redis.get(RECORD.format(tid.decode()))
-            if raw is None:
-                continue
-            item = json.loads(raw)
-            rec = item["record"]
-            if platform and platform not in (rec.get("origin"), rec.get("target")):
-                continue
-            if any(q.get(k) is not None and str(rec.get(k)) != q[k]
-                   for k in ("result", "category", "origin", "target")):
-                continue
-            if q.get("caller") and q["caller"] != rec.get("caller_number"):
-                continue
-            rows.append(item)
-            if len(rows) >= int(limit):
-                break
+        after = q.get("cursor", "0")
+        if not after.isdigit():
+            return _error(400, "cursor must be the 'next' value of an earlier page")
+        rows, scanned, end = [], int(after), False
+        hi = until if until != float("inf") else "+inf"
+        # Scan the time index in chunks and filter each, until a page is full, the range ends or
+        # one page's scan budget is spent: a filter that matches little neither ends a page early
+        # nor makes one request read the whole index.
+        while len(rows) < int(limit) and not end and scanned - int(after) < MAX_SCAN:
+            tids = await self.redis.zrangebyscore(INDEX, since, hi, start=scanned, num=SCAN_CHUNK)
+            end = len(tids) < SCAN_CHUNK
+            raws = await self.redis.mget([RECORD.format(t.decode()) for t in tids]) if tids else []
+            for raw in raws:
+                scanned += 1
+                item = _matching(raw, q, platform)
+                if item is not None:
+                    rows.append(item)
+                    if len(rows) >= int(limit):
+                        break
+        next_cursor = None if end and len(rows) < int(limit) else str(scanned)
         if fmt == "csv":
             out = io.StringIO()
             writer = csv.DictWriter(out, fieldnames=CSV_FIELDS)
@@ -171,7 +174,7 @@ class Api:
                                  "ticket_110": item["tickets"].get("110")})
             return web.Response(text=out.getvalue(), content_type="text/csv",
                                 headers={"Content-Disposition": "attachment; filename=transfers.csv"})
-        return web.json_response({"count": len(rows), "transfers": rows})
+        return web.json_response({"count": len(rows), "transfers": rows, "next": next_cursor})
 
     async def one(self, request: web.Request) -> web.Response:
         tid = request.match_info["transfer_id"]
@@ -271,6 +274,21 @@ async def _json_object(request: web.Request) -> dict[str, Any] | web.Response:
     if not isinstance(body, dict):
         return _error(400, "body must be a JSON object")
     return body
+
+
+def _matching(raw: bytes | None, q, platform: str | None) -> dict | None:
+    if raw is None:
+        return None
+    item = json.loads(raw)
+    rec = item["record"]
+    if platform and platform not in (rec.get("origin"), rec.get("target")):
+        return None
+    if any(q.get(k) is not None and str(rec.get(k)) != q[k]
+           for k in ("result", "category", "origin", "target")):
+        return None
+    if q.get("caller") and q["caller"] != rec.get("caller_number"):
+        return None
+    return item
 
 
 def _time(value: str | None, default: float) -> float:
