@@ -34,7 +34,7 @@ def cmd_check_config(args) -> int:
     return 0
 
 
-def print_lab(desc: dict, out=sys.stdout) -> None:
+def print_lab(desc: dict, token_file: Path | None = None, out=sys.stdout) -> None:
     print("hotline-link lab is up", file=out)
     for hid, pbx in desc["pbx"].items():
         print(f"  PBX {hid:<6} SIP udp {pbx['sip']['host']}:{pbx['sip']['port']}   "
@@ -49,6 +49,13 @@ def print_lab(desc: dict, out=sys.stdout) -> None:
     for hid, targets in desc.get("target_keys", {}).items():
         listed = "  ".join(f"{k}={t}" for k, t in targets.items())
         print(f"  {hid} target keys: {listed}", file=out)
+    services = desc.get("services", {})
+    if "sidecar" in services:
+        token = f"bearer token in {token_file}; " if token_file else ""
+        print(f"  sidecar API {services['sidecar']} ({token}live events at /events)", file=out)
+    for name, url in services.items():
+        if name.startswith("standin-"):
+            print(f"  {name.removeprefix('standin-')} ticket system (stand-in) {url}", file=out)
     print(f"  descriptor: {desc['state_dir']}.json", file=out)
 
 
@@ -57,7 +64,7 @@ def cmd_lab(args) -> int:
     try:
         lab = Lab(s, args.config)
         if args.action == "up":
-            print_lab(lab.up())
+            print_lab(lab.up(), s.sidecar.token_file)
         elif args.action == "down":
             stopped = lab.down()
             print("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
@@ -96,7 +103,7 @@ def cmd_run(args) -> int:
         except LabError as exc:
             print(f"lab error: {exc}", file=sys.stderr)
             return 1
-        print_lab(desc, out=sys.stderr)
+        print_lab(desc, s.sidecar.token_file, out=sys.stderr)
     s = _load(args)
     configure(s.log_level, s.log_format)
     jobs = [serve(s)]
