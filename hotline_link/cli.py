@@ -8,6 +8,7 @@ import faulthandler
 import signal
 import json
 import sys
+from pathlib import Path
 
 from . import settings as settings_mod
 from .lab import Lab, LabError
@@ -151,8 +152,6 @@ def cmd_recommend(args) -> int:
 
 
 def cmd_dialplan(args) -> int:
-    from pathlib import Path
-
     from .render import render_product
 
     s = _load(args)
