@@ -178,6 +178,33 @@ def test_real_one_key_transfer_gives_both_platforms_linked_tickets(stack, phones
     assert one["record"]["transfer_id"] == tid and one["trail"][0]["event"] == "tickets_created"
 
 
+def test_real_three_way_call_gives_linked_tickets_owned_by_the_deciding_platform(stack, phones,
+                                                                               outcomes):
+    from test_three_way import three_way
+
+    call, agent, leg, far_agent, far_leg = three_way(phones, "110")
+    far_leg.send_dtmf("*7")               # the 12345 agent: "my platform takes it"
+    call.hears(far_leg, "5")
+    [rec] = outcomes.wait(phones.lib)
+    assert rec["mode"] == "three_way" and rec["result"] == "accepted_by_target"
+    tid = rec["transfer_id"]
+    found = stack.wait(lambda: (t := stack.tickets_for(tid)) and all(t.values()) and t,
+                       what="tickets on both platforms")
+    [order], [incident] = found["12345"], found["110"]
+    # 12345 accepted in the three-way call: its work order is the matter, 110's a linked record.
+    attrs = order["body"]["attribute"]
+    assert (attrs["role"], attrs["result"], attrs["origin"], attrs["target"]) == (
+        "owner", "accepted_by_target", "110", "12345")
+    assert attrs["answering_agent"] == far_agent.username
+    assert attrs["initiating_agent"] == agent.username
+    assert order["body"]["phone"] == rec["caller_number"]
+    assert incident["body"]["extensions"]["role"] == "linked"
+    assert incident["body"]["incidentComponent"]["incidentStatusCommonRegistryText"] == "Informational"
+    assert incident["body"]["externalReferences"][0]["referenceIdentifier"] == order["id"]
+    shown = _http("GET", stack.base("12345") + f"/open311/v2/requests/{order['id']}.json")[1][0]
+    assert any(incident["id"] in json.dumps(n) for n in shown["notes"])
+
+
 def test_platform_down_for_a_while_then_every_ticket_arrives_once(stack):
     stack.fail("110", "error", 4)
     records = [synthetic_record() for _ in range(3)]
