@@ -22,6 +22,7 @@ import uuid
 import hmac
 import io
 import json
+import math
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -117,6 +118,8 @@ class Api:
         return web.json_response(json.loads(raw))
 
     async def metrics(self, _request: web.Request) -> web.Response:
+        if self.syncer.supervisor is not None:
+            self.syncer.metrics.overdue_items.set(await self.syncer.supervisor.overdue_items())
         resp = web.Response(body=self.syncer.metrics.render())
         resp.content_type = "text/plain"
         resp.charset = "utf-8"
@@ -142,26 +145,40 @@ class Api:
         platform = q.get("platform")
         if platform is not None and platform not in ("12345", "110"):
             return _error(400, "platform must be 12345 or 110")
-        after = q.get("cursor", "0")
-        if not after.isdigit():
+        try:
+            after = _cursor(q.get("cursor"))
+        except ValueError:
             return _error(400, "cursor must be the 'next' value of an earlier page")
-        rows, scanned, end = [], int(after), False
+        rows, scanned, end, last = [], 0, False, after
+        lo = since if after is None else max(since, after[0])
         hi = until if until != float("inf") else "+inf"
         # Scan the time index in chunks and filter each, until a page is full, the range ends or
         # one page's scan budget is spent: a filter that matches little neither ends a page early
-        # nor makes one request read the whole index.
-        while len(rows) < int(limit) and not end and scanned - int(after) < MAX_SCAN:
-            tids = await self.redis.zrangebyscore(INDEX, since, hi, start=scanned, num=SCAN_CHUNK)
-            end = len(tids) < SCAN_CHUNK
-            raws = await self.redis.mget([RECORD.format(t.decode()) for t in tids]) if tids else []
-            for raw in raws:
+        # nor makes one request read the whole index. The cursor is a position in the index
+        # (time, then id), so records synced meanwhile never shift a page.
+        skip = 0
+        while len(rows) < int(limit) and not end and scanned < MAX_SCAN:
+            got = await self.redis.zrangebyscore(INDEX, lo, hi, withscores=True, start=skip,
+                                                 num=SCAN_CHUNK)
+            end = len(got) < SCAN_CHUNK
+            chunk = [(t.decode(), score) for t, score in got
+                     if last is None or (score, t.decode()) > last]
+            if not chunk:
+                skip += len(got)      # a run of one timestamp longer than a chunk
+                continue
+            skip = 0
+            raws = await self.redis.mget([RECORD.format(t) for t, _ in chunk])
+            for (tid, score), raw in zip(chunk, raws):
                 scanned += 1
+                last = (score, tid)
                 item = _matching(raw, q, platform)
                 if item is not None:
                     rows.append(item)
                     if len(rows) >= int(limit):
                         break
-        next_cursor = None if end and len(rows) < int(limit) else str(scanned)
+            lo = last[0]
+        next_cursor = (None if (end and len(rows) < int(limit)) or last is None
+                       else f"{last[0]!r}:{last[1]}")
         if fmt == "csv":
             out = io.StringIO()
             writer = csv.DictWriter(out, fieldnames=CSV_FIELDS)
@@ -289,6 +306,15 @@ def _matching(raw: bytes | None, q, platform: str | None) -> dict | None:
     if q.get("caller") and q["caller"] != rec.get("caller_number"):
         return None
     return item
+
+
+def _cursor(value: str | None) -> tuple[float, str] | None:
+    if value is None:
+        return None
+    score, sep, tid = value.partition(":")
+    if not sep or not tid or not math.isfinite(float(score)):
+        raise ValueError(value)
+    return float(score), tid
 
 
 def _time(value: str | None, default: float) -> float:

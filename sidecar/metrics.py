@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 ANSWERED = ("accepted", "accepted_by_origin", "accepted_by_target", "undecided_first_receiver")
 
@@ -22,6 +22,10 @@ class Metrics:
                                       buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
         self.retries = Counter("hotline_sync_retries", "Ticket API calls retried", registry=r)
         self.dead_letters = Counter("hotline_dead_letters", "Outcome records dead-lettered", registry=r)
+        self.overdue = Counter("hotline_overdue", "Overdue alerts raised (督办), by stage and level "
+                               "(2: escalation)", ["stage", "level"], registry=r)
+        self.overdue_items = Gauge("hotline_overdue_items", "Tickets overdue now: alerted and not "
+                                   "yet answered by feedback", registry=r)
         self.alerts = Counter("hotline_alerts", "Alert deliveries by event and outcome",
                               ["event", "outcome"], registry=r)
 

@@ -25,10 +25,12 @@ from ari_app.transfers import ALERTS
 from hotline_link.settings import SidecarSettings
 
 from .alerts import OUTBOX_KEPT
+from .metrics import Metrics
 
 log = structlog.get_logger("supervision")
 
 DUE = "hotline:sidecar:deadlines"            # sorted set: "<platform>|<ticket>|<stage>|<level>"
+OVERDUE = "hotline:sidecar:overdue"          # set: "<platform>|<ticket>|<stage>" alerted, not cleared
 TRANSFER_OF = "hotline:sidecar:ticket-transfer"   # hash: "<platform>|<ticket>" -> {transfer, category}
 STAGES = ("accept", "final")
 CLEARS = {"accepted": ("accept",), "in_progress": ("accept",), "closed": ("accept", "final")}
@@ -40,13 +42,16 @@ _TAKE = """
 if redis.call('ZREM', KEYS[1], ARGV[1]) == 0 then return 0 end
 if ARGV[3] ~= '' then redis.call('ZADD', KEYS[1], ARGV[4], ARGV[3]) end
 redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[5], '*', 'alert', ARGV[2])
+redis.call('SADD', KEYS[3], ARGV[6])
 return 1
 """
 
 
 class Supervisor:
-    def __init__(self, redis: aioredis.Redis, settings: SidecarSettings, period: float = 0.5):
+    def __init__(self, redis: aioredis.Redis, settings: SidecarSettings, period: float = 0.5,
+                 metrics: Metrics | None = None):
         self.redis = redis
+        self.metrics = metrics or Metrics()
         self._take = redis.register_script(_TAKE)
         self.settings = settings
         self.period = period
@@ -70,7 +75,13 @@ class Supervisor:
         members = [f"{platform}|{ticket}|{stage}|{level}"
                    for stage in CLEARS.get(status, ()) for level in (1, 2)]
         if members:
-            await self.redis.zrem(DUE, *members)
+            pipe = self.redis.pipeline(transaction=True)
+            pipe.zrem(DUE, *members)
+            pipe.srem(OVERDUE, *(f"{platform}|{ticket}|{stage}" for stage in CLEARS[status]))
+            await pipe.execute()
+
+    async def overdue_items(self) -> int:
+        return await self.redis.scard(OVERDUE)
 
     async def run(self) -> None:
         while True:
@@ -91,11 +102,12 @@ class Supervisor:
             alert = json.dumps({"kind": "overdue", "platform": platform, "ticket_id": ticket,
                                 "stage": stage, "level": int(level), "escalation": level == "2",
                                 "transfer_id": tid, "category": category}, ensure_ascii=False)
-            taken = await self._take(keys=[DUE, ALERTS], args=[
+            taken = await self._take(keys=[DUE, ALERTS, OVERDUE], args=[
                 member, alert, again, now + self.settings.deadline(category).escalate,
-                OUTBOX_KEPT])
+                OUTBOX_KEPT, f"{platform}|{ticket}|{stage}"])
             if not taken:
                 continue                     # another sidecar took it, or feedback cleared it
             self.raised += 1
+            self.metrics.overdue.labels(stage, level).inc()
             log.warning("ticket overdue", platform=platform, ticket=ticket, stage=stage,
                         level=int(level), transfer_id=tid)
