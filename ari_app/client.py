@@ -17,6 +17,7 @@ state from ``GET /channels`` and ``GET /bridges`` when it sees it.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import random
 from typing import Any, AsyncIterator
@@ -67,14 +68,15 @@ class AriClient:
                  request_timeout: float = 5.0, backoff_max: float = 5.0):
         self.base = url.rstrip("/") + "/ari"
         self.app = app
-        self._auth = aiohttp.BasicAuth(username, password)
+        token = base64.b64encode(f"{username}:{password}".encode()).decode()
+        self._headers = {"Authorization": f"Basic {token}"}
         self._timeout = aiohttp.ClientTimeout(total=request_timeout)
         self._backoff_max = backoff_max
         self.connected = False          # the event WebSocket is up: the app is registered
         self._session: aiohttp.ClientSession | None = None
 
     async def __aenter__(self) -> "AriClient":
-        self._session = aiohttp.ClientSession(auth=self._auth, timeout=self._timeout)
+        self._session = aiohttp.ClientSession(headers=self._headers, timeout=self._timeout)
         return self
 
     async def __aexit__(self, *exc) -> None:
