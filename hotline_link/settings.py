@@ -170,6 +170,7 @@ class SidecarSettings:
     consumer: str = "sidecar-1"
     retry_for: float = 300.0
     request_timeout: float = 5.0
+    concurrency: int = 32                  # outcome records synced at once
     platforms: dict[str, PlatformApi] = field(default_factory=dict)
     webhooks: tuple[Webhook, ...] = ()
     deadlines: dict[str, Deadline] = field(default_factory=dict)   # "default" and per category
@@ -455,7 +456,7 @@ class _Validator:
         sidecar = self._sidecar(self._table(
             root.get("sidecar", {}), "sidecar",
             {"listen", "token_file", "token_env", "consumer", "retry_for", "request_timeout",
-             "platforms", "webhooks", "deadlines", "signals"}), hotlines)
+             "platforms", "webhooks", "deadlines", "signals", "concurrency"}), hotlines)
         lab = self._lab(root.get("lab", {}), hotlines)
         agi_node = self._table(root.get("agi", {}), "agi", {"listen"})
         agi = AgiSettings(listen=self.host_port(agi_node, "agi", "listen"))
@@ -592,6 +593,8 @@ class _Validator:
             if "retry_for" in node else 300.0,
             request_timeout=self.number(node, "sidecar", "request_timeout", 0.1, 120)
             if "request_timeout" in node else 5.0,
+            concurrency=int(self.number(node, "sidecar", "concurrency", 1, 1024))
+            if "concurrency" in node else 32,
             platforms=platforms, webhooks=tuple(hooks), deadlines=self._deadlines(node),
             **self._signals(node))
 

@@ -73,7 +73,8 @@ async def serve(settings: Settings) -> None:
                    for pid, api in sc.platforms.items()}
         catalog = load_catalog()
         syncer = Syncer(redis, clients, catalog, sc.consumer, sc.retry_for, metrics,
-                        stability=sc.stability, disputes=sc.disputes)
+                        stability=sc.stability, disputes=sc.disputes,
+                        concurrency=sc.concurrency)
         syncer.supervisor = Supervisor(redis, sc, metrics=metrics)
         # The alert group exists before anything can put an alert in the outbox.
         await ensure_group(redis, ALERTS, ALERT_GROUP, "$")

@@ -12,7 +12,9 @@ on three things:
 3. an entry delivered again (it was pending when the last sidecar died) first asks the platform
    whether a create or note with its key was already done (``GET ...?idempotency_key=``): the
    crash may have fallen between the platform's answer and step 2, and then nothing is re-sent;
-4. entries are handled in stream order, one at a time per consumer.
+4. entries are independent (one per transfer): new ones are handled up to
+   ``sidecar.concurrency`` at a time, each acknowledged on its own; the backlog of a restart is
+   handled one at a time.
 
 Failures: a timeout, a connection error or a 5xx is retried with exponential backoff and full
 jitter for up to ``sidecar.retry_for`` seconds; a 4xx (the platform refuses the content), a record
@@ -67,12 +69,24 @@ async def ensure_group(redis: aioredis.Redis, stream: str, group: str, start: st
 
 
 async def consume(redis: aioredis.Redis, stream: str, group: str, consumer: str, start: str,
-                  handle) -> None:
+                  handle, concurrency: int = 1) -> None:
     """Read ``stream`` as ``consumer`` of ``group`` forever, calling
     ``await handle(id, fields, redelivered)`` per entry (the handler acknowledges). The group is
     created at ``start`` if new; the consumer's own unacknowledged entries (from before a crash)
-    come first, with ``redelivered`` true."""
+    come first, with ``redelivered`` true, one at a time. New entries are handled up to
+    ``concurrency`` at once: each is independent of the others and acknowledged on its own."""
     await ensure_group(redis, stream, group, start)
+    slots = asyncio.Semaphore(concurrency)
+    running: set[asyncio.Task] = set()
+
+    async def one(entry_id: bytes, fields: dict) -> None:
+        try:
+            await handle(entry_id, fields, False)
+        except Exception:                  # noqa: BLE001 - it stays pending: retried on restart
+            log.exception("entry handler failed; left pending", stream=stream, entry=entry_id)
+        finally:
+            slots.release()
+
     backlog = True
     while True:
         try:
@@ -87,7 +101,13 @@ async def consume(redis: aioredis.Redis, stream: str, group: str, consumer: str,
             backlog = False
             continue
         for entry_id, fields in entries:
-            await handle(entry_id, fields, backlog)
+            if backlog or concurrency == 1:
+                await handle(entry_id, fields, backlog)
+                continue
+            await slots.acquire()
+            task = asyncio.create_task(one(entry_id, fields))
+            running.add(task)
+            task.add_done_callback(running.discard)
 
 
 class TicketError(Exception):
@@ -165,7 +185,7 @@ class Syncer:
     def __init__(self, redis: aioredis.Redis, clients: dict[str, PlatformClient],
                  catalog: Catalog, consumer: str, retry_for: float,
                  metrics: Metrics | None = None, *, stability: tuple[str, ...] = (),
-                 disputes: tuple[str, ...] = ()):
+                 disputes: tuple[str, ...] = (), concurrency: int = 1):
         self.redis = redis
         self.clients = clients
         self.catalog = catalog
@@ -177,10 +197,12 @@ class Syncer:
         self.metrics = metrics or Metrics()
         self.supervisor = None            # set by the service: deadlines for synced tickets
         self.stability, self.disputes = frozenset(stability), frozenset(disputes)
+        self.concurrency = concurrency
 
     async def run(self) -> None:
         # A new group starts at the beginning: every record ever written gets its tickets.
-        await consume(self.redis, STREAM, GROUP, self.consumer, "0", self.handle)
+        await consume(self.redis, STREAM, GROUP, self.consumer, "0", self.handle,
+                      self.concurrency)
 
     async def handle(self, entry_id: bytes, fields: dict, redelivered: bool = False) -> None:
         started = time.monotonic()
