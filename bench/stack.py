@@ -20,11 +20,13 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 
 class Stack:
-    def __init__(self, config: Path, descriptor: dict, *, sidecar: bool = False):
+    def __init__(self, config: Path, descriptor: dict, *, sidecar: bool = False,
+                 service: bool = True):
         self.config = Path(config)
         self.descriptor = descriptor
         self.settings = self.settings_of(config)
         self.with_sidecar = sidecar
+        self.with_service = service
         self.procs: dict[str, subprocess.Popen] = {}
         self.state = Path(descriptor["state_dir"])
         self._softphones = None
@@ -70,8 +72,9 @@ class Stack:
             time.sleep(0.05)
 
     def __enter__(self) -> "Stack":
-        self._spawn("service", "run")
-        self._wait(self._ari_connected, "service")
+        if self.with_service:
+            self._spawn("service", "run")
+            self._wait(self._ari_connected, "service")
         if self.with_sidecar:
             self._spawn("sidecar", "sidecar")
             host, port = self.settings.sidecar.listen

@@ -63,6 +63,8 @@ Stand-in controls (no token needed)
     at once (``error``) or after 30 s (``timeout``: the client is meant to give up first).
 ``GET /_standin/tickets``
     Every stored ticket with its body, Idempotency-Key, status and notes.
+``GET /_standin/created``
+    ``[[idempotency_key, created_at], ...]`` for every ticket: the compact form benchmarks read.
 ``POST /_standin/webhook``
     A subscriber to the sidecar's alerts: checks ``X-Hotline-Signature`` (``sidecar.signing``);
     204 and stored if valid, else 401 ``{"error": ...}``.
@@ -330,6 +332,9 @@ class StandIn:
     async def list_tickets(self, request: web.Request) -> web.Response:
         return web.json_response([dataclasses.asdict(t) for t in self.tickets.values()])
 
+    async def list_created(self, request: web.Request) -> web.Response:
+        return web.json_response([[t.idempotency_key, t.created_at] for t in self.tickets.values()])
+
     async def receive_webhook(self, request: web.Request) -> web.Response:
         raw = await request.read()
         try:
@@ -385,6 +390,7 @@ def make_app(platform: str, *, webhook_secret: bytes | None = None,
     app.router.add_get(CONTROL_PREFIX + "stats", standin.get_stats)
     app.router.add_post(CONTROL_PREFIX + "fail", standin.set_failure)
     app.router.add_get(CONTROL_PREFIX + "tickets", standin.list_tickets)
+    app.router.add_get(CONTROL_PREFIX + "created", standin.list_created)
     app.router.add_post(CONTROL_PREFIX + "webhook", standin.receive_webhook)
     app.router.add_get(CONTROL_PREFIX + "webhooks", standin.list_webhooks)
     return app

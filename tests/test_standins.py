@@ -91,6 +91,8 @@ async def test_12345_creates_a_work_order_and_shows_it(make_client):
     _, tickets = await get(client, "/_standin/tickets")
     assert [(t["id"], t["idempotency_key"], t["body"]) for t in tickets] == [
         ("WO-000001", "k-1", GEOREPORT)]
+    _, created = await get(client, "/_standin/created")
+    assert created == [["k-1", tickets[0]["created_at"]]]
 
 
 async def test_12345_accepts_null_for_optional_fields(make_client):

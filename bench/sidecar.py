@@ -1,0 +1,176 @@
+"""Sidecar throughput: outcome records appended at a fixed rate, through to both platforms.
+
+The sidecar runs as its own process on the bench lab, against the lab's stand-in ticket systems.
+A generator appends synthetic outcome records to ``hotline:outcomes`` in batches every 10 ms at
+``--rate`` records/s for ``--seconds``. Per record: from its stream entry (the id is the append
+time in ms) to the moment its second ticket was created (the stand-ins record ``created_at``).
+The sidecar's resident memory is sampled every second. Targets (issue 7): 2,000 records/s for
+60 s, p99 <= 100 ms, memory flat; every record one ticket on each platform, no duplicate.
+
+    python -m bench.sidecar [--rate 2000] [--seconds 60]     # the bench lab must be up
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import threading
+import time
+import urllib.request
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+
+import redis
+
+from bench.results import percentiles, write_result
+from bench.stack import ROOT, Stack
+
+STREAM = "hotline:outcomes"
+TICK = 0.01
+
+
+def _record() -> dict:
+    now = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+    tid = uuid.uuid4().hex
+    return {"schema": 1, "transfer_id": tid, "call_id": f"bench-{tid[:8]}", "mode": "blind",
+            "trigger": "api", "origin": "12345", "target": "110", "initiating_agent": "12345-a1",
+            "answering_agent": "110-a1", "caller_number": "13800138000", "category": None,
+            "emergency": False, "result": "accepted", "detail": None, "decided_by": None,
+            "recording": None, "timestamps": {"requested": now, "dialing": now, "ended": now},
+            "durations_ms": {"to_answer": None, "ringing": None, "consult": None, "total": 0}}
+
+
+def _get(url: str) -> object:
+    with urllib.request.urlopen(url, timeout=60) as resp:
+        return json.loads(resp.read())
+
+
+def _rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / 100      # utime + stime, in clock ticks
+
+
+def _lab_pids(lab_descriptor: dict) -> dict[str, int]:
+    state = json.loads((Path(lab_descriptor["state_dir"]) / "state.json").read_text())
+    return {p["name"]: p["pid"] for p in state["processes"]
+            if p["name"] == "redis" or p["name"].startswith("standin-")}
+
+
+def run(config: Path, lab_descriptor: dict, rate: int = 2000, seconds: float = 60.0) -> dict:
+    r = redis.Redis.from_url(lab_descriptor["redis"]["url"])
+    standins = {pid: api.url for pid, api in Stack.settings_of(config).sidecar.platforms.items()}
+    before = {pid: _get(url + "/_standin/stats") for pid, url in standins.items()}
+    appended: dict[str, int] = {}                       # transfer id -> entry time (ms)
+    with Stack(config, lab_descriptor, sidecar=True, service=False) as stack:
+        pid = stack.procs["sidecar"].pid
+        rss: list[tuple[float, float]] = []
+        sampling = threading.Event()
+
+        def sample() -> None:
+            t0 = time.monotonic()
+            while not sampling.wait(1.0):
+                rss.append((round(time.monotonic() - t0, 1), round(_rss_mb(pid), 1)))
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+
+        pids = {"sidecar": pid, **_lab_pids(lab_descriptor)}
+        cpu_before = {name: _cpu_seconds(p) for name, p in pids.items()}
+        started = time.monotonic()
+        sent = 0
+        while (elapsed := time.monotonic() - started) < seconds:
+            due = int(elapsed * rate) - sent
+            if due > 0:
+                pipe = r.pipeline(transaction=False)
+                batch = [_record() for _ in range(due)]
+                for rec in batch:
+                    pipe.xadd(STREAM, {"transfer_id": rec["transfer_id"],
+                                       "record": json.dumps(rec)})
+                for rec, entry in zip(batch, pipe.execute()):
+                    appended[rec["transfer_id"]] = int(entry.split(b"-")[0])
+                sent += due
+            time.sleep(max(0.0, TICK - (time.monotonic() - started - elapsed)))
+        generated_for = time.monotonic() - started
+
+        # Until every record has both tickets (or clearly never will).
+        deadline = time.monotonic() + max(120.0, seconds * 3)
+        while time.monotonic() < deadline:
+            stats = {p: _get(u + "/_standin/stats") for p, u in standins.items()}
+            if all(stats[p]["tickets"] - before[p]["tickets"] >= sent for p in standins):
+                break
+            time.sleep(0.5)
+        drained_after = time.monotonic() - started
+        # Cores each process used while it worked: which one the machine ran out of.
+        cores = {name: round((_cpu_seconds(p) - cpu_before[name]) / drained_after, 2)
+                 for name, p in pids.items()}
+        sampling.set()
+        sampler.join(2)
+    created: dict[str, float] = {}
+    for url in standins.values():
+        for key, at in _get(url + "/_standin/created"):
+            tid = key.rsplit(":", 1)[0]
+            if tid in appended:
+                created[tid] = max(created.get(tid, 0.0), at)
+    latencies = [created[t] * 1000 - appended[t] for t in created]
+    lat = percentiles(latencies)
+    after = {p: _get(u + "/_standin/stats") for p, u in standins.items()}
+    tickets = {p: after[p]["tickets"] - before[p]["tickets"] for p in standins}
+    duplicates = sum(after[p]["duplicates"] - before[p]["duplicates"] for p in standins)
+    synced = len(created)
+    throughput = synced / drained_after if drained_after else 0.0
+    rss_values = [v for _, v in rss]
+    # "Flat": what the last quarter of the run holds over the first quarter.
+    quarter = max(1, len(rss_values) // 4)
+    growth = (sum(rss_values[-quarter:]) / quarter - sum(rss_values[:quarter]) / quarter
+              if rss_values else 0.0)
+    r.close()
+    return {
+        "benchmark": "sidecar", "command": "make bench",
+        "figures": [
+            {"name": "records appended per second", "value": round(sent / generated_for),
+             "unit": "records/s", "target": f">= {rate}", "met": sent / generated_for >= rate * 0.98},
+            {"name": "records synced per second (to both platforms)", "value": round(throughput),
+             "unit": "records/s", "target": f">= {rate}", "met": throughput >= rate * 0.98},
+            {"name": "appended to both tickets created, p50", "value": lat["p50"], "unit": "ms",
+             "target": None, "met": None},
+            {"name": "appended to both tickets created, p99", "value": lat["p99"], "unit": "ms",
+             "target": "<= 100 ms", "met": lat["p99"] is not None and lat["p99"] <= 100},
+            {"name": "sidecar memory growth, last quarter over first", "value": round(growth, 1),
+             "unit": "MB", "target": "flat (< 10 MB)", "met": abs(growth) < 10},
+            {"name": "records without both tickets", "value": sent - synced, "unit": "records",
+             "target": "0", "met": sent == synced},
+            {"name": "duplicate requests at the platforms", "value": duplicates,
+             "unit": "requests", "target": "0", "met": duplicates == 0},
+        ],
+        "details": {"rate": rate, "seconds": seconds, "records": sent,
+                    "tickets_per_platform": tickets, "latency_ms": lat,
+                    "drained_after_s": round(drained_after, 1), "cores_used": cores,
+                    "sidecar_rss_mb": {"first": rss_values[0] if rss_values else None,
+                                       "peak": max(rss_values) if rss_values else None,
+                                       "last": rss_values[-1] if rss_values else None,
+                                       "samples": rss[:: max(1, len(rss) // 60)]}},
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.sidecar")
+    parser.add_argument("--config", type=Path, default=ROOT / "bench" / "lab.toml")
+    parser.add_argument("--rate", type=int, default=2000)
+    parser.add_argument("--seconds", type=float, default=60.0)
+    args = parser.parse_args(argv)
+    result = run(args.config, Stack.descriptor_of(args.config), args.rate, args.seconds)
+    write_result(result)
+    print(json.dumps({k: v for k, v in result.items() if k != "details"}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
