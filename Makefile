@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: deps run test bench lab-up lab-down lab-status clean
+.PHONY: deps run test bench chaos lab-up lab-down lab-status clean
 
 deps:
 	@bash scripts/bootstrap.sh
@@ -16,6 +16,10 @@ run: deps
 # The whole suite against the real lab (brought up and down by the tests themselves).
 test: deps
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# The fault and bad-input suite, on its own lab (tests/chaos/lab.toml).
+chaos: deps
+	HOTLINE_TEST_LAB=tests/chaos/lab.toml $(BIN)/pytest -m chaos tests/chaos $(PYTEST_ARGS)
 
 # Benchmarks on their own lab; results in bench/results/*.json and the README's table.
 bench: deps

@@ -409,19 +409,16 @@ class _Validator:
         if has_file == has_env:
             self.problems.append(f"{path}: set exactly one of {file_key}, {env_key}")
             return None
-        if not self.secrets:
+        # The reference is checked even when the secret itself is not read (the lab before it
+        # generated its secrets): a wrong reference must not wait for the day it is used.
+        name = self.string(node, path, env_key if has_env else file_key)
+        if name is None or not self.secrets:
             return None
         if has_env:
-            name = self.string(node, path, env_key)
-            if name is None:
-                return None
             value = self.env.get(name)
             if not value:
                 self.problems.append(f"{path}.{env_key}: environment variable {name} is not set")
             return value or None
-        name = self.string(node, path, file_key)
-        if name is None:
-            return None
         try:
             value = self.path(name).read_text().strip()
         except OSError as exc:
@@ -593,7 +590,7 @@ class _Validator:
             if "retry_for" in node else 300.0,
             request_timeout=self.number(node, "sidecar", "request_timeout", 0.1, 120)
             if "request_timeout" in node else 5.0,
-            concurrency=int(self.number(node, "sidecar", "concurrency", 1, 1024))
+            concurrency=self.number(node, "sidecar", "concurrency", 1, 1024, integer=True) or 32
             if "concurrency" in node else 32,
             platforms=platforms, webhooks=tuple(hooks), deadlines=self._deadlines(node),
             **self._signals(node))

@@ -87,6 +87,13 @@ def test_secret_must_come_from_exactly_one_place(tmp_path):
     assert found == ["hotlines.110.ari: set exactly one of password_file, password_env"]
 
 
+def test_secret_reference_of_the_wrong_type_is_refused_before_it_is_read(tmp_path):
+    # Found by the config fuzz: with secrets not read yet (the lab's first start), a token_file
+    # of 7 went through.
+    assert problems(tmp_path, "[sidecar]\ntoken_file = 7\n") == [
+        "sidecar.token_file: expected a non-empty string, got 7"]
+
+
 def test_missing_secret_file_is_named(tmp_path):
     path = tmp_path / "c.toml"
     path.write_text('[hotlines.110.ari]\npassword_file = "/nonexistent/pw"\n')
