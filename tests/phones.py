@@ -145,6 +145,9 @@ def _worker(conn: Connection, account: dict, host: str, log_level: int) -> None:
         if cmd == "auto_answer":
             auto_answer["code"] = args[0]
             return
+        if cmd == "register":
+            acc.setRegistration(True)
+            return
         call = calls.get(key)
         if call is None:
             raise RuntimeError(f"no live call {key}")
@@ -295,6 +298,12 @@ class Phone:
     def auto_answer(self, code: int | None) -> None:
         self._auto_answer = code
         self._send("auto_answer", None, code)
+
+    def reregister(self, timeout: float = 10.0) -> None:
+        """Register again now (a restarted PBX may have lost the registration)."""
+        self.registered = False
+        self._send("register", None)
+        self.lib.wait_for(lambda: self.registered, timeout, f"{self.username} to register again")
 
     def dial(self, number: str) -> "PhoneCall":
         call = PhoneCall(self, f"p{next(self._keys)}")
