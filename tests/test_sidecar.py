@@ -26,7 +26,9 @@ from hotline_link import settings as settings_mod
 
 pytestmark = pytest.mark.lab
 
-STANDIN_PORTS = {"12345": 8591, "110": 8592}
+# The stand-ins of the lab in use (tests/lab.toml, or the chaos lab's).
+STANDINS = {pid: api.url.rstrip("/")
+            for pid, api in settings_mod.load(CONFIG, secrets=False).sidecar.platforms.items()}
 
 
 def _http(method: str, url: str, body: dict | None = None, headers: dict | None = None):
@@ -89,7 +91,7 @@ class Stack:
         return _http(method, f"http://{host}:{port}{path}", body, headers)
 
     def base(self, pid: str) -> str:
-        return f"http://127.0.0.1:{STANDIN_PORTS[pid]}"
+        return STANDINS[pid]
 
     def stats(self, pid: str) -> dict:
         return _http("GET", self.base(pid) + "/_standin/stats")[1]
@@ -113,7 +115,7 @@ class Stack:
                 if line and not line.startswith("#")}
 
     def tickets_for(self, tid: str) -> dict[str, list[dict]]:
-        return {pid: [t for t in self.tickets(pid) if tid in json.dumps(t)] for pid in STANDIN_PORTS}
+        return {pid: [t for t in self.tickets(pid) if tid in json.dumps(t)] for pid in STANDINS}
 
     def wait(self, cond, timeout: float = 15.0, what: str = ""):
         deadline = time.monotonic() + timeout
@@ -253,8 +255,8 @@ def test_failed_transfer_raises_an_alert(stack):
 
 def test_kill_9_during_a_burst_of_1000_records_creates_every_ticket_exactly_once(stack):
     records = [synthetic_record() for _ in range(1000)]
-    before = {pid: len(stack.tickets(pid)) for pid in STANDIN_PORTS}
-    replays_before = {pid: stack.stats(pid)["duplicates"] for pid in STANDIN_PORTS}
+    before = {pid: len(stack.tickets(pid)) for pid in STANDINS}
+    replays_before = {pid: stack.stats(pid)["duplicates"] for pid in STANDINS}
     publish(stack.redis, records)
     for at in (150, 500):
         stack.wait(lambda: len(stack.tickets("110")) - before["110"] >= at, 30,
@@ -267,17 +269,17 @@ def test_kill_9_during_a_burst_of_1000_records_creates_every_ticket_exactly_once
         return all(sum(1 for t in stack.tickets(pid)
                        if t["body"].get("attribute", {}).get("transfer_id") in tids
                        or t["body"].get("eidoMessageIdentifier", "").split(":")[0] in tids) >= 1000
-                   for pid in STANDIN_PORTS)
+                   for pid in STANDINS)
     stack.wait(done, 120, "1000 records synced")
-    for pid in STANDIN_PORTS:
+    for pid in STANDINS:
         keys = [t["idempotency_key"] for t in stack.tickets(pid)]
         assert len(keys) == len(set(keys)), f"{pid}: a work order became two tickets"
     pending = stack.redis.xpending("hotline:outcomes", "sidecar")
     assert pending["pending"] == 0
     # A create or note in flight at the kill is looked up by its key after the restart, not
     # sent again: the stand-ins answered no request twice.
-    replays = {pid: stack.stats(pid)["duplicates"] - replays_before[pid] for pid in STANDIN_PORTS}
-    assert replays == {pid: 0 for pid in STANDIN_PORTS}
+    replays = {pid: stack.stats(pid)["duplicates"] - replays_before[pid] for pid in STANDINS}
+    assert replays == {pid: 0 for pid in STANDINS}
 
 
 def test_emergency_transfer_alert_is_signed_and_forgeries_are_refused(stack, phones, outcomes):

@@ -1,0 +1,50 @@
+"""The sidecar under faults (``make chaos``): kill -9 at random moments, and ticket systems that
+answer 5xx or hang, all during one burst of outcome records. Afterwards every record is one ticket
+on each platform, nothing was sent twice, nothing is pending and nothing was dead-lettered."""
+
+from __future__ import annotations
+
+import os
+import random
+
+import pytest
+
+from test_sidecar import STANDINS, publish, stack, synthetic_record  # noqa: F401 - fixture
+
+pytestmark = [pytest.mark.chaos, pytest.mark.lab]
+
+BURST = int(os.environ.get("CHAOS_SIDECAR_BURST", "3000"))
+
+
+def test_kill_9_and_failing_platforms_during_a_burst(stack):  # noqa: F811 - the fixture
+    rng = random.Random(7)
+    records = [synthetic_record() for _ in range(BURST)]
+    tids = {r["transfer_id"] for r in records}
+    before = {pid: stack.stats(pid) for pid in STANDINS}
+    dead_before = stack.redis.xlen("hotline:outcomes:dead")
+    publish(stack.redis, records)
+
+    def synced(pid: str) -> int:
+        return stack.stats(pid)["tickets"] - before[pid]["tickets"]
+
+    # Faults at growing points of the burst: kills, errors and hangs, on either platform.
+    for share in sorted(rng.sample(range(5, 95), 6)):
+        stack.wait(lambda: synced("110") >= BURST * share // 100, 120, f"{share}% synced")
+        fault = rng.choice(["kill", "error", "timeout"])
+        if fault == "kill":
+            stack.sidecar.kill()
+            stack.sidecar.start()
+        else:
+            stack.fail(rng.choice(list(STANDINS)), fault, 3 if fault == "timeout" else 15)
+
+    stack.wait(lambda: all(synced(pid) >= BURST for pid in STANDINS), 300, "the whole burst")
+    for pid in STANDINS:
+        stack.fail(pid, "none")
+        mine = [t for t in stack.tickets(pid)
+                if (t["body"].get("attribute", {}).get("transfer_id")
+                    or t["body"].get("eidoMessageIdentifier", "").split(":")[0]) in tids]
+        keys = [t["idempotency_key"] for t in mine]
+        assert len(keys) == len(set(keys)) == BURST, f"{pid}: not one ticket per record"
+        assert stack.stats(pid)["duplicates"] == before[pid]["duplicates"], f"{pid}: sent twice"
+    assert stack.redis.xpending("hotline:outcomes", "sidecar")["pending"] == 0
+    assert stack.redis.xlen("hotline:outcomes:dead") == dead_before
