@@ -246,7 +246,7 @@ def run(config: Path, lab_descriptor: dict, n: int = 200) -> dict:
     }
 
 
-def main(name: str, runner) -> None:
+def main(name: str, runner, descriptor: bool = True) -> None:
     parser = argparse.ArgumentParser(description=f"bench {name} (the lab must be up)")
     parser.add_argument("--config", type=Path, default=ROOT / "bench" / "lab.toml")
     parser.add_argument("--n", type=int, default=None)
@@ -254,7 +254,7 @@ def main(name: str, runner) -> None:
     os.chdir(ROOT)
     config = args.config.resolve()
     kw = {"n": args.n} if args.n is not None else {}
-    result = runner(config, descriptor_for(config), **kw)
+    result = runner(config, descriptor_for(config) if descriptor else {}, **kw)
     out = ROOT / "bench" / "results" / f"{name}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
