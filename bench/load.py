@@ -39,7 +39,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 from bench.latency import Service, descriptor_for, main, percentile  # noqa: E402
 
 SIPP_DIR = Path(__file__).resolve().parent / "sipp"
-TARGET_HOLD_MS = 1500
+TARGET_HOLD_MS = 500
 TICK = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
@@ -92,7 +92,10 @@ class Sipp:
     def argv(self, remote: str, host: str, port: int, *more: str) -> list[str]:
         return ["sipp", remote, "-i", host, "-p", str(port), "-mi", host,
                 "-mp", str(free_udp_port(host)), "-bg", "-nostdin", "-trace_err",
-                "-error_file", str(self.workdir / f"err-{port}.log"), *more]
+                "-error_file", str(self.workdir / f"err-{port}.log"), *more,
+                # BENCH_SIPP_TRACE=1 keeps every SIP message (debugging; slows SIPp down).
+                *(["-trace_msg", "-message_file", str(self.workdir / f"msg-{port}.log")]
+                  if os.environ.get("BENCH_SIPP_TRACE") else [])]
 
     def register(self, remote: str, host: str, port: int, accounts: list[dict], name: str) -> None:
         csv = self.accounts_csv(accounts, name)
@@ -226,7 +229,7 @@ def one_level(lab, service: Service, sipp: Sipp, redis, level: int, rate: float,
     next_at = t_start
     last_scan = 0.0
     while (now := time.monotonic()) < t_start + duration:
-        if now - last_scan >= 0.5:
+        if now - last_scan >= 0.25:
             eligible, ncallers = callers_with_agent(ari)
             concurrent.append(ncallers)
             queue = [c for c in eligible if c not in commanded]
@@ -262,13 +265,18 @@ def one_level(lab, service: Service, sipp: Sipp, redis, level: int, rate: float,
     started = {cid: r["transfer_id"] for cid, r in results.items() if r.get("status") == "started"}
     lost = [tid for tid in started.values() if tid not in by_tid]
     dup = [tid for tid, recs in by_tid.items() if len(recs) > 1]
-    setup_ms, results_count = [], {}
+    setup_ms, results_count, phases = [], {}, {"requested->bridged": [], "bridged->ended": []}
     for cid, tid in started.items():
         for rec in by_tid.get(tid, [])[:1]:
             results_count[rec["result"]] = results_count.get(rec["result"], 0) + 1
             ringing = _ts(rec["timestamps"].get("ringing"))
             if ringing is not None:
                 setup_ms.append((ringing - commands[cid]["at"]) * 1000)
+            t = {k: _ts(v) for k, v in rec["timestamps"].items()}
+            if t.get("requested") and t.get("bridged"):
+                phases["requested->bridged"].append((t["bridged"] - t["requested"]) * 1000)
+            if t.get("bridged") and t.get("ended"):
+                phases["bridged->ended"].append((t["ended"] - t["bridged"]) * 1000)
     # Every caller still up is hung up by the caller instance; then the PBX must be empty.
     sipp.stop(caller, graceful=0.1)
     steady = samples[2:] or samples
@@ -287,6 +295,7 @@ def one_level(lab, service: Service, sipp: Sipp, redis, level: int, rate: float,
                      if setup_ms else None),
         "cpu_cores": {"mean": round(sum(s["cpu_cores"] for s in steady) / max(1, len(steady)), 3),
                       "max": round(max((s["cpu_cores"] for s in steady), default=0), 3)},
+        "phases_p50_ms": {k: round(percentile(v, 50), 1) for k, v in phases.items() if v},
         "rss_mb": round(max((s["rss"] for s in samples), default=0) / 2**20, 1),
     }
 
