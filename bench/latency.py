@@ -29,11 +29,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
 import signal
 import statistics
 import subprocess
 import sys
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -246,6 +248,12 @@ def run(config: Path, lab_descriptor: dict, n: int = 200) -> dict:
     }
 
 
+def machine() -> str:
+    cpu = next((line.split(":", 1)[1].strip() for line in
+                Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")), "")
+    return f"{platform.node()}: {os.cpu_count()} cores {cpu}, {platform.system()} {platform.release()}"
+
+
 def main(name: str, runner, descriptor: bool = True) -> None:
     parser = argparse.ArgumentParser(description=f"bench {name} (the lab must be up)")
     parser.add_argument("--config", type=Path, default=ROOT / "bench" / "lab.toml")
@@ -254,7 +262,12 @@ def main(name: str, runner, descriptor: bool = True) -> None:
     os.chdir(ROOT)
     config = args.config.resolve()
     kw = {"n": args.n} if args.n is not None else {}
+    started, t0 = datetime.now(timezone.utc), time.monotonic()
     result = runner(config, descriptor_for(config) if descriptor else {}, **kw)
+    # What `make bench` adds, so a file written here reads the same.
+    result.setdefault("machine", machine())
+    result.setdefault("started", started.isoformat(timespec="seconds"))
+    result.setdefault("duration_s", round(time.monotonic() - t0, 1))
     out = ROOT / "bench" / "results" / f"{name}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
