@@ -76,7 +76,7 @@ def free_udp_port(host: str) -> int:
 class Sipp:
     def __init__(self, workdir: Path):
         self.workdir = workdir
-        self.procs: list[subprocess.Popen] = []
+        self.pids: list[int] = []      # -bg daemons, not our children
 
     def scenario(self, name: str, hold_ms: int) -> Path:
         text = (SIPP_DIR / f"{name}.xml.in").read_text().replace("@HOLD_MS@", str(hold_ms))
@@ -109,14 +109,14 @@ class Sipp:
         if done.returncode != 0:
             raise RuntimeError(f"registering {name} failed ({done.returncode}): {done.stderr[-500:]}")
 
-    def start(self, argv: list[str]) -> subprocess.Popen:
+    def start(self, argv: list[str]) -> int:
         # -bg forks: the parent prints the daemon's pid and exits.
         out = subprocess.run(argv, cwd=self.workdir, capture_output=True, text=True)
         match = re.search(r"PID=\[(\d+)\]", out.stdout + out.stderr)
         if not match:
             raise RuntimeError(f"sipp did not start: {out.stdout[-300:]} {out.stderr[-300:]}")
         pid = int(match.group(1))
-        self.procs.append(pid)
+        self.pids.append(pid)
         return pid
 
     def stop(self, pid: int, graceful: float = 0.0) -> None:
@@ -132,9 +132,9 @@ class Sipp:
             pass
 
     def stop_all(self) -> None:
-        for pid in self.procs:
+        for pid in self.pids:
             self.stop(pid)
-        self.procs.clear()
+        self.pids.clear()
 
 
 def _alive(pid: int) -> bool:
