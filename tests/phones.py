@@ -94,7 +94,8 @@ def _worker(conn: Connection, account: dict, host: str, log_level: int) -> None:
                     audio.startTransmit(manager.getPlaybackDevMedia())
 
         def onDtmfDigit(self, prm) -> None:
-            send("dtmf", self.key, prm.digit)
+            # CLOCK_MONOTONIC is system-wide: the benchmarks compare these stamps across phones.
+            send("dtmf", self.key, prm.digit, time.monotonic())
 
         def onCallTransferStatus(self, prm) -> None:
             send("xfer", self.key, prm.statusCode)
@@ -108,10 +109,11 @@ def _worker(conn: Connection, account: dict, host: str, log_level: int) -> None:
             send("reg", prm.code, prm.expiration)
 
         def onIncomingCall(self, prm) -> None:
+            rang_at = time.monotonic()
             key = f"w{next(counter)}"
             call = WCall(self, key, prm.callId)
             calls[key] = call
-            send("incoming", key, prm.rdata.wholeMsg)
+            send("incoming", key, prm.rdata.wholeMsg, rang_at)
             op = pj.CallOpParam()
             op.statusCode = auto_answer["code"] or 180
             call.answer(op)
@@ -153,12 +155,21 @@ def _worker(conn: Connection, account: dict, host: str, log_level: int) -> None:
             raise RuntimeError(f"no live call {key}")
         if cmd == "accept":
             call.answer(op_with(200))
+            send("done", key, cmd, time.monotonic())
         elif cmd == "reject":
             call.hangup(op_with(args[0]))
         elif cmd == "hangup":
             call.hangup(op_with())
         elif cmd == "dtmf":
             call.dialDtmf(args[0])
+            send("done", key, cmd, time.monotonic())
+        elif cmd == "dtmf_short":
+            # A short RFC 4733 digit (ms), for probes that repeat a digit quickly.
+            prm = pj.CallSendDtmfParam()
+            prm.method = pj.PJSUA_DTMF_METHOD_RFC2833
+            prm.digits, prm.duration = args[0], args[1]
+            call.sendDtmf(prm)
+            send("done", key, cmd, time.monotonic())
         elif cmd == "xfer":
             call.xfer(f"sip:{args[0]}@{domain}", op_with())
 
@@ -278,8 +289,13 @@ class Phone:
             self.registered = msg[1] == 200 and msg[2] > 0
         elif kind == "incoming":
             call = PhoneCall(self, msg[1], invite=msg[2])
+            call.rang_at = msg[3]
             self.calls.append(call)
             self.by_key[call.key] = call
+        elif kind == "done":
+            call = self.by_key.get(msg[1])
+            if call is not None:
+                call.done_at.append((msg[2], msg[3]))
         elif kind == "error":
             self.errors.append(msg[2])
             call = self.by_key.get(msg[1])
@@ -352,6 +368,11 @@ class PhoneCall:
         self.digits = ""
         self.ended = False
         self.transfer_status: list[int] = []
+        # time.monotonic() stamps taken inside the phone's process, for the benchmarks: when
+        # the INVITE arrived, each DTMF digit received, each command carried out.
+        self.rang_at: float | None = None
+        self.dtmf_at: list[tuple[str, float]] = []
+        self.done_at: list[tuple[str, float]] = []
 
     def __repr__(self) -> str:
         return f"<Call {self.phone.username}/{self.key} state={self.state}>"
@@ -364,6 +385,7 @@ class PhoneCall:
                 self.ended = True
         elif kind == "dtmf":
             self.digits += args[0]
+            self.dtmf_at.append((args[0], args[1]))
         elif kind == "xfer":
             self.transfer_status.append(args[0])
 
@@ -384,6 +406,9 @@ class PhoneCall:
 
     def send_dtmf(self, digits: str) -> None:
         self.phone._send("dtmf", self.key, digits)
+
+    def send_short_dtmf(self, digit: str, duration_ms: int = 40) -> None:
+        self.phone._send("dtmf_short", self.key, digit, duration_ms)
 
     def transfer_to(self, number: str) -> None:
         self.phone._send("xfer", self.key, number)

@@ -1,0 +1,278 @@
+"""Benchmark 1: one-key transfer latency 12345 -> 110, ours against Asterisk's native blind transfer.
+
+Both kinds run in the same lab, alternating, with the same phones, PBXs and trunk:
+
+- ours: the citizen dials 12345, the application delivers the call to an agent, the agent
+  presses ``*1``;
+- native: the citizen dials ``native-<agent>`` (a lab-only extension: plain ``Dial(...,tT)``,
+  no application), the agent presses ``##`` (features.conf ``blindxfer``) and ``110``; Asterisk
+  dials 110 from ``hotline-targets``, the same dial string over the same trunk. The 110 side
+  is the same for both: the application there rings a 110 agent.
+
+Measured per transfer, with ``time.monotonic()`` stamps taken inside the phones' processes
+(CLOCK_MONOTONIC is one clock for the whole machine):
+
+- set-up: the agent's phone sending the last digit of the key -> the INVITE reaching the
+  110 agent's phone;
+- audio: the 110 agent answering -> the caller receiving the first digit the 110 agent sends.
+  The 110 agent repeats short digits every ``PROBE_PERIOD`` s from the moment it answers, so
+  this includes up to one period of probe spacing and one DTMF trip;
+- baseline: one DTMF digit's one-way trip between the two connected phones (same path), so
+  the audio figure can be read "beyond the DTMF itself".
+
+All key digits and probes are short RFC 4733 digits (``DIGIT_MS``), so the DTMF itself is the
+same in every measurement.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+
+DIGIT_MS = 60            # short digits: a probe every PROBE_PERIOD never queues behind another
+PROBE_PERIOD = 0.08
+KEY_GAP = 0.3            # between the key's first digits and its last, well inside the timeouts
+PROBE_DIGITS = "123456789"
+
+
+def percentile(values: list[float], p: float) -> float:
+    """Nearest-rank percentile."""
+    ordered = sorted(values)
+    rank = max(1, min(len(ordered), round(p / 100 * len(ordered) + 0.5)))
+    return ordered[rank - 1]
+
+
+class Service:
+    """``hotline-link run`` as this benchmark's own process (like tests/conftest.py's)."""
+
+    def __init__(self, config: Path, lab):
+        self.config, self.lab = config, lab
+        self.log = Path(lab.descriptor["state_dir"]) / "bench-service.log"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        out = open(self.log, "ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "hotline_link.cli", "-c", str(self.config), "run"],
+            cwd=ROOT, stdin=subprocess.DEVNULL, stdout=out, stderr=out)
+        deadline = time.monotonic() + 20
+        while not all(a.app_connected() for a in self.lab.ari.values()):
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"service exited with {self.proc.returncode}; see {self.log}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"service did not connect to ARI; see {self.log}")
+            time.sleep(0.05)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+
+def descriptor_for(config: Path) -> dict:
+    from hotline_link import lab as lab_mod, settings
+
+    return json.loads(lab_mod.Lab(settings.load(config, secrets=False)).descriptor_file.read_text())
+
+
+def settle(phones, lab, timeout: float = 10.0) -> None:
+    """Every phone hung up and both PBXs back to no channel, no bridge."""
+    phones.lib.hang_up_all()
+    deadline = time.monotonic() + timeout
+    while (left := lab.leftovers()) and time.monotonic() < deadline:
+        phones.lib.sleep(0.05)
+    if left:
+        raise RuntimeError(f"channels or bridges left on the PBXs: {left}")
+
+
+def connected(phones, number: str, hotline: str = "12345"):
+    from test_delivery import connect
+
+    return connect(phones, phones.citizen, number, hotline)
+
+
+def press(leg, head: str, last: str) -> float:
+    """Send a key, the last digit on its own; returns when the phone sent the last digit."""
+    for d in head:
+        leg.send_short_dtmf(d, DIGIT_MS)
+    leg.phone.lib.sleep(KEY_GAP)
+    sent = len(leg.done_at)
+    leg.send_short_dtmf(last, DIGIT_MS)
+    leg.phone.lib.wait_for(lambda: len(leg.done_at) > sent, 5, "the last key digit to go out")
+    return leg.done_at[-1][1]
+
+
+def audio_probe(call, far_leg, timeout: float = 5.0) -> tuple[float, float]:
+    """Answer ``far_leg`` and probe until ``call`` hears it; (answered_at, first digit heard at)."""
+    lib = far_leg.phone.lib
+    heard = len(call.dtmf_at)
+    far_leg.accept()
+    lib.wait_for(lambda: any(c == "accept" for c, _ in far_leg.done_at), 5, "the answer")
+    answered = next(t for c, t in far_leg.done_at if c == "accept")
+    deadline = time.monotonic() + timeout
+    i = 0
+    while len(call.dtmf_at) == heard:
+        if time.monotonic() > deadline:
+            raise RuntimeError("the caller never heard the target agent")
+        far_leg.send_short_dtmf(PROBE_DIGITS[i % len(PROBE_DIGITS)], DIGIT_MS)
+        i += 1
+        lib.sleep(PROBE_PERIOD)
+    return answered, call.dtmf_at[heard][1]
+
+
+def dtmf_one_way(call, far_leg, samples: int = 3) -> list[float]:
+    """One digit at a time from the target agent to the caller: send -> receipt, seconds."""
+    lib = far_leg.phone.lib
+    out = []
+    lib.sleep(0.4)               # let the probe's trailing digits drain
+    for _ in range(samples):
+        heard, sent = len(call.dtmf_at), len(far_leg.done_at)
+        far_leg.send_short_dtmf("0", DIGIT_MS)
+        lib.wait_for(lambda: len(call.dtmf_at) > heard and len(far_leg.done_at) > sent, 5,
+                     "a baseline digit")
+        out.append(call.dtmf_at[heard][1] - far_leg.done_at[sent][1])
+        lib.sleep(0.25)
+    return out
+
+
+def one_transfer(phones, kind: str, native_agent: str) -> dict:
+    if kind == "ours":
+        call, agent, leg = connected(phones, "12345")
+        key_at = press(leg, "*", "1")
+    else:
+        call, agent, leg = connected(phones, f"native-{native_agent}")
+        key_at = press(leg, "##11", "0")
+    far_agent, far_leg = phones.ringing_agent("110", timeout=10)
+    answered, heard = audio_probe(call, far_leg)
+    base = dtmf_one_way(call, far_leg)
+    if call.ended:
+        raise RuntimeError(f"{kind}: the caller was dropped")
+    return {"kind": kind, "agent": agent.username, "target_agent": far_agent.username,
+            "setup_s": far_leg.rang_at - key_at, "audio_s": heard - answered,
+            "dtmf_one_way_s": base}
+
+
+def summary(values: list[float]) -> dict:
+    ms = [v * 1000 for v in values]
+    return {"n": len(ms), "p50": percentile(ms, 50), "p95": percentile(ms, 95),
+            "p99": percentile(ms, 99), "mean": statistics.fmean(ms), "max": max(ms)}
+
+
+def run(config: Path, lab_descriptor: dict, n: int = 200) -> dict:
+    from conftest import Lab, Phones
+    from phones import Softphones
+
+    lab = Lab(lab_descriptor)
+    service = Service(config, lab)
+    service.start()
+    lib = Softphones(host=lab.descriptor["phone_host"], log_level=0)
+    samples: list[dict] = []
+    failures: list[str] = []
+    try:
+        phones = Phones(lib, lab)
+        settle(phones, lab)
+        natives = [p.username for p in phones.agents["12345"]]
+        for i in range(2 * n):
+            kind = "ours" if i % 2 == 0 else "native"
+            try:
+                samples.append(one_transfer(phones, kind, natives[(i // 2) % len(natives)]))
+            except Exception as exc:   # one failed transfer is reported, not fatal to the run
+                failures.append(f"{i} {kind}: {type(exc).__name__}: {exc}")
+            settle(phones, lab)
+    finally:
+        lib.close()
+        service.stop()
+
+    by = {k: [s for s in samples if s["kind"] == k] for k in ("ours", "native")}
+    stats = {k: {"setup_ms": summary([s["setup_s"] for s in v]),
+                 "audio_ms": summary([s["audio_s"] for s in v])}
+             for k, v in by.items() if v}
+    baseline = summary([b for s in samples for b in s["dtmf_one_way_s"]])
+    figures = []
+    if "ours" in stats and "native" in stats:
+        for what in ("setup_ms", "audio_ms"):
+            for kind in ("ours", "native"):
+                for p in ("p50", "p95", "p99"):
+                    figures.append({"name": f"{kind} {what[:-3]} {p}",
+                                    "value": round(stats[kind][what][p], 1), "unit": "ms",
+                                    "target": None, "met": None})
+        ratio = stats["ours"]["setup_ms"]["p50"] / stats["native"]["setup_ms"]["p50"]
+        figures.append({"name": "ours/native set-up p50", "value": round(ratio, 3), "unit": "x",
+                        "target": "<= 1.2", "met": ratio <= 1.2})
+        aratio = stats["ours"]["audio_ms"]["p50"] / stats["native"]["audio_ms"]["p50"]
+        figures.append({"name": "ours/native audio p50", "value": round(aratio, 3), "unit": "x",
+                        "target": "<= 1.2", "met": aratio <= 1.2})
+        figures.append({"name": "DTMF one-way p50 (baseline)", "value": round(baseline["p50"], 1),
+                        "unit": "ms", "target": None, "met": None})
+        beyond = stats["ours"]["audio_ms"]["p99"] - baseline["p50"]
+        figures.append({"name": "ours audio p99 beyond the DTMF", "value": round(beyond, 1),
+                        "unit": "ms", "target": "<= 100", "met": beyond <= 100})
+    return {
+        "benchmark": "latency",
+        "command": "make bench",
+        "figures": figures,
+        "details": {
+            "transfers_per_kind": n, "failures": failures, "stats_ms": stats,
+            "dtmf_baseline_ms": baseline,
+            "method": {"digit_ms": DIGIT_MS, "probe_period_ms": PROBE_PERIOD * 1000,
+                       "setup": "agent phone sends the key's last digit -> INVITE at the 110 "
+                                "agent's phone",
+                       "audio": "110 agent answers -> caller receives the first probe digit "
+                                "(includes up to one probe period and one DTMF trip)",
+                       "native": "Dial(PJSIP/<agent>,30,tT), features.conf blindxfer '##' + "
+                                 "'110' in hotline-targets"},
+            "samples": [{**s, "setup_s": round(s["setup_s"], 6), "audio_s": round(s["audio_s"], 6),
+                         "dtmf_one_way_s": [round(b, 6) for b in s["dtmf_one_way_s"]]}
+                        for s in samples],
+        },
+    }
+
+
+def machine() -> str:
+    cpu = next((line.split(":", 1)[1].strip() for line in
+                Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")), "")
+    return f"{platform.node()}: {os.cpu_count()} cores {cpu}, {platform.system()} {platform.release()}"
+
+
+def main(name: str, runner, descriptor: bool = True) -> None:
+    parser = argparse.ArgumentParser(description=f"bench {name} (the lab must be up)")
+    parser.add_argument("--config", type=Path, default=ROOT / "bench" / "lab.toml")
+    parser.add_argument("--n", type=int, default=None)
+    args = parser.parse_args()
+    os.chdir(ROOT)
+    config = args.config.resolve()
+    kw = {"n": args.n} if args.n is not None else {}
+    started, t0 = datetime.now(timezone.utc), time.monotonic()
+    result = runner(config, descriptor_for(config) if descriptor else {}, **kw)
+    # What `make bench` adds, so a file written here reads the same.
+    result.setdefault("machine", machine())
+    result.setdefault("started", started.isoformat(timespec="seconds"))
+    result.setdefault("duration_s", round(time.monotonic() - t0, 1))
+    out = ROOT / "bench" / "results" / f"{name}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps({k: v for k, v in result.items() if k != "details"}, indent=2))
+
+
+if __name__ == "__main__":
+    main("latency", run)

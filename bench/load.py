@@ -1,0 +1,397 @@
+"""Benchmark 2: load. L concurrent caller<->agent calls with transfers 12345 -> 110 at a steady rate.
+
+SIPp plays every party (pjsua2's wheel allows 4 calls per process): one instance places the
+citizens' calls to 12345 and keeps ``level`` of them up; one instance answers for all 12345
+agents (registered with its address) and stays until the application releases them; one
+answers for all 110 agents and hangs up after ``TARGET_HOLD_MS``, which ends the transferred
+call and lets SIPp place a new one. Transfers are started the way a desktop starts them (the
+sidecar's ``POST /calls/{call_id}/transfer`` writes the same command to the same Redis stream;
+the benchmark writes it directly, so it needs no sidecar) on calls bridged with a 12345 agent.
+
+The bench lab has two agents per hotline, so the run uses a variant of the given lab config
+with many agent accounts (same addresses and ports, its own state directory): it takes the
+given lab down, brings the variant up, and restores the given lab at the end.
+
+Measured per level: transfers started and their outcome records (each must appear exactly
+once), transfer set-up (command written -> the app's ``ringing`` timestamp of the record: the
+far agent's phone is ringing), callers left alone at the end (stranded), the service's CPU
+(utime+stime of its process tree per second) and RSS.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+
+from bench.latency import Service, descriptor_for, main, percentile  # noqa: E402
+
+SIPP_DIR = Path(__file__).resolve().parent / "sipp"
+# How long a 110 agent talks before hanging up. Long enough that the 12345 side has bridged the
+# caller first: at 500 ms, under load, the far agent was sometimes gone before the app bridged
+# (recorded correctly as a fallback, but then the benchmark measures its own hang-ups).
+TARGET_HOLD_MS = 1500
+TICK = os.sysconf("SC_CLK_TCK")
+PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+def _cli(config: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "hotline_link.cli", "-c", str(config), *args],
+                          cwd=ROOT, capture_output=True, text=True)
+
+
+def load_config(config: Path, agents_12345: int, agents_110: int) -> Path:
+    """The given lab config with many agents and its own state directory."""
+    text = config.read_text()
+    state = re.search(r'^state_dir\s*=\s*"([^"]+)"', text, re.M).group(1)
+    text = text.replace(state, f"{state}-load")
+    text += "\n# Added by bench/load.py: agent accounts for the load run.\n"
+    for hid, count in (("12345", agents_12345), ("110", agents_110)):
+        names = ", ".join(f'"{hid}-a{i}"' for i in range(1, count + 1))
+        text += f"[hotlines.{hid}]\nagents = [{names}]\n"
+    out = ROOT / f"{state}-load.toml"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text)
+    return out
+
+
+def free_udp_port(host: str) -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+class Sipp:
+    def __init__(self, workdir: Path):
+        self.workdir = workdir
+        self.pids: list[int] = []      # -bg daemons, not our children
+
+    def scenario(self, name: str, hold_ms: int) -> Path:
+        text = (SIPP_DIR / f"{name}.xml.in").read_text().replace("@HOLD_MS@", str(hold_ms))
+        path = self.workdir / f"{name}-{hold_ms}.xml"
+        path.write_text(text)
+        return path
+
+    def accounts_csv(self, accounts: list[dict], name: str) -> Path:
+        path = self.workdir / f"{name}.csv"
+        # SIPp takes a whole [authentication ...] from a field, not fields inside one.
+        path.write_text("SEQUENTIAL\n" + "".join(
+            f"{a['username']};[authentication username={a['username']} password={a['password']}]\n"
+            for a in accounts))
+        return path
+
+    def argv(self, remote: str, host: str, port: int, *more: str) -> list[str]:
+        return ["sipp", remote, "-i", host, "-p", str(port), "-mi", host,
+                "-mp", str(free_udp_port(host)), "-bg", "-nostdin", "-trace_err",
+                "-error_file", str(self.workdir / f"err-{port}.log"), *more,
+                # BENCH_SIPP_TRACE=1 keeps every SIP message (debugging; slows SIPp down).
+                *(["-trace_msg", "-message_file", str(self.workdir / f"msg-{port}.log")]
+                  if os.environ.get("BENCH_SIPP_TRACE") else [])]
+
+    def register(self, remote: str, host: str, port: int, accounts: list[dict], name: str) -> None:
+        csv = self.accounts_csv(accounts, name)
+        argv = ["sipp", remote, "-i", host, "-p", str(port), "-sf", str(SIPP_DIR / "register.xml"),
+                "-inf", str(csv), "-m", str(len(accounts)), "-r", "50", "-timeout", "60s",
+                "-timeout_error", "-nostdin"]
+        done = subprocess.run(argv, cwd=self.workdir, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise RuntimeError(f"registering {name} failed ({done.returncode}): {done.stderr[-500:]}")
+
+    def start(self, argv: list[str]) -> int:
+        # -bg forks: the parent prints the daemon's pid and exits.
+        out = subprocess.run(argv, cwd=self.workdir, capture_output=True, text=True)
+        match = re.search(r"PID=\[(\d+)\]", out.stdout + out.stderr)
+        if not match:
+            raise RuntimeError(f"sipp did not start: {out.stdout[-300:]} {out.stderr[-300:]}")
+        pid = int(match.group(1))
+        self.pids.append(pid)
+        return pid
+
+    def stop(self, pid: int, graceful: float = 0.0) -> None:
+        try:
+            if graceful:
+                os.kill(pid, signal.SIGUSR1)     # SIPp: stop placing calls, end when calls end
+                deadline = time.monotonic() + graceful
+                while time.monotonic() < deadline and _alive(pid):
+                    time.sleep(0.1)
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+    def stop_all(self) -> None:
+        for pid in self.pids:
+            self.stop(pid)
+        self.pids.clear()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie child of ours is not running any more either.
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] != "Z"
+    except (FileNotFoundError, IndexError):
+        return False
+
+
+def tree(pid: int) -> list[int]:
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        for task in Path(f"/proc/{p}/task").glob("*/children"):
+            try:
+                todo.extend(int(c) for c in task.read_text().split())
+            except (FileNotFoundError, ValueError):
+                pass
+    return out
+
+
+def cpu_rss(pid: int) -> tuple[float, int]:
+    """CPU seconds used so far and resident bytes, over the service's process tree."""
+    cpu, rss = 0.0, 0
+    for p in tree(pid):
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(") ", 1)[1].split()
+            cpu += (int(fields[11]) + int(fields[12])) / TICK
+            rss += int(fields[21]) * PAGE
+        except (FileNotFoundError, IndexError):
+            pass
+    return cpu, rss
+
+
+def callers_with_agent(ari) -> tuple[set[str], int]:
+    """Call ids (caller channel ids) of callers bridged with a 12345 agent; and all callers."""
+    channels = {c["id"]: c for c in ari.channels()}
+    callers = {cid for cid, c in channels.items() if c["name"].startswith("PJSIP/citizen-")}
+    eligible = set()
+    for b in ari.bridges():
+        ids = b.get("channels", [])
+        if len(ids) == 2 and any(channels.get(i, {}).get("name", "").startswith("PJSIP/12345-a")
+                                 for i in ids):
+            eligible |= {i for i in ids if i in callers}
+    return {channels[i].get("linkedid") or i for i in eligible}, len(callers)
+
+
+def stranded(ari) -> list[str]:
+    """Callers on the 12345 PBX in no bridge with another party."""
+    channels = {c["id"]: c for c in ari.channels()}
+    with_someone = set()
+    for b in ari.bridges():
+        ids = b.get("channels", [])
+        if len(ids) >= 2:
+            with_someone |= set(ids)
+    return [c["name"] for cid, c in channels.items()
+            if c["name"].startswith("PJSIP/citizen-") and cid not in with_someone]
+
+
+def _ts(value: str | None) -> float | None:
+    return datetime.fromisoformat(value).timestamp() if value else None
+
+
+def one_level(lab, service: Service, sipp: Sipp, redis, level: int, rate: float, duration: float,
+              host: str, remote: str) -> dict:
+    ari = lab.ari["12345"]
+    citizen = lab.account("citizen", "12345")
+    csv = sipp.accounts_csv([citizen], f"citizen-{level}")
+    hold = int((duration + 120) * 1000)
+    caller = sipp.start(sipp.argv(remote, host, free_udp_port(host),
+                                  "-sf", str(sipp.scenario("caller", hold)), "-inf", str(csv),
+                                  "-s", "12345", "-r", str(int(rate * 2)), "-l", str(level)))
+    mark = redis.xrevrange("hotline:outcomes", count=1)
+    mark = mark[0][0].decode() if mark else "0-0"
+    # Fill up to the level before timing anything.
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        eligible, ncallers = callers_with_agent(ari)
+        if len(eligible) >= level * 0.9:
+            break
+        time.sleep(0.5)
+    commands: dict[str, dict] = {}      # command id -> {call_id, at}
+    commanded: set[str] = set()
+    samples, concurrent = [], []
+    cpu0, _ = cpu_rss(service.pid)
+    t_start = time.monotonic()
+    last_sample, last_cpu = t_start, cpu0
+    queue: list[str] = []
+    next_at = t_start
+    last_scan = 0.0
+    while (now := time.monotonic()) < t_start + duration:
+        if now - last_scan >= 0.25:
+            eligible, ncallers = callers_with_agent(ari)
+            concurrent.append(ncallers)
+            queue = [c for c in eligible if c not in commanded]
+            last_scan = now
+        if now - last_sample >= 1.0:
+            cpu, rss = cpu_rss(service.pid)
+            samples.append({"cpu_cores": (cpu - last_cpu) / (now - last_sample), "rss": rss})
+            last_sample, last_cpu = now, cpu
+        if now >= next_at and queue:
+            call_id = queue.pop()
+            commanded.add(call_id)
+            cid = uuid.uuid4().hex
+            command = {"id": cid, "call_id": call_id, "mode": "blind", "target": "110"}
+            at = time.time()
+            redis.xadd("hotline:commands:12345", {"command": json.dumps(command)})
+            commands[cid] = {"call_id": call_id, "at": at}
+            next_at += 1 / rate
+        elif now >= next_at:
+            next_at = now             # no eligible call: the rate fell behind, say so below
+        time.sleep(0.005)
+    elapsed = time.monotonic() - t_start
+    # Stop placing calls; transferred calls end when the 110 agents hang up.
+    os.kill(caller, signal.SIGUSR1)
+    time.sleep(TARGET_HOLD_MS / 1000 + 6)
+    left_alone = stranded(ari)
+    results = {cid: json.loads(raw) for cid in commands
+               if (raw := redis.hget("hotline:command-results", cid)) is not None}
+    records = [json.loads(f[b"record"]) for _, f in
+               redis.xrange("hotline:outcomes", min=f"({mark}")]
+    by_tid: dict[str, list[dict]] = {}
+    for rec in records:
+        by_tid.setdefault(rec["transfer_id"], []).append(rec)
+    started = {cid: r["transfer_id"] for cid, r in results.items() if r.get("status") == "started"}
+    lost = [tid for tid in started.values() if tid not in by_tid]
+    dup = [tid for tid, recs in by_tid.items() if len(recs) > 1]
+    setup_ms, results_count, phases = [], {}, {"requested->bridged": [], "bridged->ended": []}
+    for cid, tid in started.items():
+        for rec in by_tid.get(tid, [])[:1]:
+            results_count[rec["result"]] = results_count.get(rec["result"], 0) + 1
+            ringing = _ts(rec["timestamps"].get("ringing"))
+            if ringing is not None:
+                setup_ms.append((ringing - commands[cid]["at"]) * 1000)
+            t = {k: _ts(v) for k, v in rec["timestamps"].items()}
+            if t.get("requested") and t.get("bridged"):
+                phases["requested->bridged"].append((t["bridged"] - t["requested"]) * 1000)
+            if t.get("bridged") and t.get("ended"):
+                phases["bridged->ended"].append((t["ended"] - t["bridged"]) * 1000)
+    # Every caller still up is hung up by the caller instance; then the PBX must be empty.
+    sipp.stop(caller, graceful=0.1)
+    steady = samples[2:] or samples
+    return {
+        "level": level, "duration_s": round(elapsed, 1),
+        "commands": len(commands), "rate_per_s": round(len(commands) / elapsed, 2),
+        "started": len(started),
+        "refused": sum(1 for r in results.values() if r.get("status") != "started"),
+        "no_result": len(commands) - len(results),
+        "outcome_records": len(records), "lost": len(lost), "duplicates": len(dup),
+        "results": results_count, "stranded": len(left_alone), "stranded_channels": left_alone[:20],
+        "concurrent_callers": {"min": min(concurrent, default=0), "max": max(concurrent, default=0),
+                               "mean": round(sum(concurrent) / max(1, len(concurrent)), 1)},
+        "setup_ms": ({"n": len(setup_ms), "p50": round(percentile(setup_ms, 50), 1),
+                      "p99": round(percentile(setup_ms, 99), 1), "max": round(max(setup_ms), 1)}
+                     if setup_ms else None),
+        "cpu_cores": {"mean": round(sum(s["cpu_cores"] for s in steady) / max(1, len(steady)), 3),
+                      "max": round(max((s["cpu_cores"] for s in steady), default=0), 3)},
+        "phases_p50_ms": {k: round(percentile(v, 50), 1) for k, v in phases.items() if v},
+        "rss_mb": round(max((s["rss"] for s in samples), default=0) / 2**20, 1),
+    }
+
+
+def run(config: Path, lab_descriptor: dict, levels=(50, 100, 200), rate: float = 20.0,
+        duration: float = 60.0) -> dict:
+    import redis as redis_mod
+
+    from conftest import Lab
+
+    top = max(levels)
+    variant = load_config(config, agents_12345=top + 20, agents_110=100)
+    _cli(config, "lab", "down")
+    _cli(variant, "lab", "down")
+    up = _cli(variant, "lab", "up")
+    if up.returncode != 0:
+        raise RuntimeError(f"load lab up failed: {up.stdout}\n{up.stderr}")
+    levels_out, failures = [], []
+    service = sipp = None
+    workdir = Path(tempfile.mkdtemp(prefix="bench-load-"))
+    try:
+        lab = Lab(descriptor_for(variant))
+        host = lab.descriptor["phone_host"]
+        service = Service(variant, lab)
+        service.start()
+        sipp = Sipp(workdir)
+        rds = redis_mod.Redis.from_url(lab.descriptor["redis"]["url"], socket_timeout=5)
+        agents = {hid: [a for a in lab.accounts if a["role"] == "agent" and a["hotline"] == hid]
+                  for hid in ("12345", "110")}
+        for hid, hold in (("12345", 3_600_000), ("110", TARGET_HOLD_MS)):
+            pbx_sip = _pbx_sip(variant, hid)
+            port = free_udp_port(host)
+            sipp.register(pbx_sip, host, port, agents[hid], f"agents-{hid}")
+            sipp.start(sipp.argv(pbx_sip, host, port, "-sf", str(sipp.scenario("agent", hold))))
+        for level in levels:
+            try:
+                levels_out.append(one_level(lab, service, sipp, rds, level, rate, duration, host,
+                                             _pbx_sip(variant, "12345")))
+            except Exception as exc:  # a level that fails is reported; the next may still run
+                failures.append(f"level {level}: {type(exc).__name__}: {exc}")
+            time.sleep(3)
+    finally:
+        if sipp:
+            sipp.stop_all()
+        if service:
+            service.stop()
+        _cli(variant, "lab", "down")
+        _cli(config, "lab", "up")
+
+    figures = []
+    for lv in levels_out:
+        at_top = lv["level"] == top
+        s = lv["setup_ms"] or {}
+        figures += [
+            {"name": f"{lv['level']} calls: stranded callers", "value": lv["stranded"], "unit": "",
+             "target": "0", "met": lv["stranded"] == 0},
+            {"name": f"{lv['level']} calls: lost + duplicate outcome records",
+             "value": lv["lost"] + lv["duplicates"], "unit": "", "target": "0",
+             "met": lv["lost"] + lv["duplicates"] == 0},
+            {"name": f"{lv['level']} calls: transfers per second", "value": lv["rate_per_s"],
+             "unit": "/s", "target": f">= {rate:g}", "met": lv["rate_per_s"] >= rate * 0.95},
+            {"name": f"{lv['level']} calls: transfer set-up p99", "value": s.get("p99"),
+             "unit": "ms", "target": "<= 250", "met": s.get("p99") is not None and s["p99"] <= 250},
+            {"name": f"{lv['level']} calls: app CPU (mean)", "value": lv["cpu_cores"]["mean"],
+             "unit": "cores", "target": "<= 0.5" if at_top else None,
+             "met": lv["cpu_cores"]["mean"] <= 0.5 if at_top else None},
+            {"name": f"{lv['level']} calls: app RSS (max)", "value": lv["rss_mb"], "unit": "MB",
+             "target": "<= 150" if at_top else None,
+             "met": lv["rss_mb"] <= 150 if at_top else None},
+        ]
+    return {"benchmark": "load", "command": "make bench", "figures": figures,
+            "details": {"levels": levels_out, "failures": failures, "rate_per_s": rate,
+                        "duration_s": duration, "target_hold_ms": TARGET_HOLD_MS,
+                        "method": __doc__.strip()}}
+
+
+def _pbx_sip(config: Path, hid: str) -> str:
+    from hotline_link import settings
+
+    pbx = settings.load(config, secrets=False).lab.pbx[hid]
+    return f"{pbx.sip_host}:{pbx.sip_port}"
+
+
+if __name__ == "__main__":
+    import argparse
+
+    parser = argparse.ArgumentParser(description="bench load (restarts the lab as its variant)")
+    parser.add_argument("--config", type=Path, default=ROOT / "bench" / "lab.toml")
+    parser.add_argument("--levels", default="50,100,200")
+    parser.add_argument("--rate", type=float, default=20.0)
+    parser.add_argument("--duration", type=float, default=60.0)
+    a = parser.parse_args()
+    levels = tuple(int(x) for x in a.levels.split(","))
+    sys.argv = [sys.argv[0], "--config", str(a.config)]
+    main("load", lambda config, desc: run(config, desc, levels=levels, rate=a.rate,
+                                          duration=a.duration), descriptor=False)
