@@ -163,24 +163,37 @@ listen = "127.0.0.1"
     ]
 
 
+def _lab_config_with_its_own_secrets(tmp_path: Path) -> str:
+    """tests/lab.toml with its secrets in tmp_path: rendering must not depend on a lab having
+    generated them first."""
+    secrets = tmp_path / "lab" / "secrets"
+    secrets.mkdir(parents=True)
+    for name in ("ari-12345", "ari-110", "ami-12345", "ami-110", "api-token", "webhook"):
+        (secrets / name).write_text("render-test-secret\n")
+    config = tmp_path / "lab.toml"
+    config.write_text((ROOT / "tests" / "lab.toml").read_text().replace(
+        "var/test-lab", str(tmp_path / "lab")))
+    return str(config)
+
+
 def test_dialplan_render_writes_keys_and_targets_from_the_config(tmp_path):
-    result = _run("-c", "tests/lab.toml", "dialplan", "render", "--out", str(tmp_path),
-                  "--hotline", "12345")
+    result = _run("-c", _lab_config_with_its_own_secrets(tmp_path), "dialplan", "render",
+                  "--out", str(tmp_path / "out"), "--hotline", "12345")
     assert result.returncode == 0, result.stderr
-    features = (tmp_path / "12345" / "features.conf").read_text()
+    features = (tmp_path / "out" / "12345" / "features.conf").read_text()
     assert "hotline_transfer => *1,self/callee,AGI(agi://127.0.0.1:4574/12345/key,transfer)" in features
     assert "hotline_transfer_province => *41," in features
     assert "*7" not in features                       # decision keys only exist in the app's bridge
-    extensions = (tmp_path / "12345" / "extensions.conf").read_text()
+    extensions = (tmp_path / "out" / "12345" / "extensions.conf").read_text()
     assert "Dial(PJSIP/110@trunk-110,60)" in extensions
     assert "lab-" not in extensions and "from-citizens" not in extensions
-    assert "member => PJSIP/12345-a1" in (tmp_path / "12345" / "queues.conf").read_text()
-    assert oct((tmp_path / "12345" / "manager.conf").stat().st_mode & 0o777) == "0o600"
-    assert not (tmp_path / "110").exists()
+    assert "member => PJSIP/12345-a1" in (tmp_path / "out" / "12345" / "queues.conf").read_text()
+    assert oct((tmp_path / "out" / "12345" / "manager.conf").stat().st_mode & 0o777) == "0o600"
+    assert not (tmp_path / "out" / "110").exists()
 
 
 def test_dialplan_render_names_an_unknown_hotline(tmp_path):
-    result = _run("-c", "tests/lab.toml", "dialplan", "render", "--out", str(tmp_path),
-                  "--hotline", "119")
+    result = _run("-c", _lab_config_with_its_own_secrets(tmp_path), "dialplan", "render",
+                  "--out", str(tmp_path / "out"), "--hotline", "119")
     assert result.returncode == 2
     assert "no such hotline: 119" in result.stderr
