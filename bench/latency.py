@@ -29,17 +29,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import signal
 import statistics
-import subprocess
-import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
+from bench.results import write_result
+from bench.stack import ROOT, Stack      # (puts tests/ on the path: conftest, phones)
 
 DIGIT_MS = 60            # short digits: a probe every PROBE_PERIOD never queues behind another
 PROBE_PERIOD = 0.08
@@ -52,47 +48,6 @@ def percentile(values: list[float], p: float) -> float:
     ordered = sorted(values)
     rank = max(1, min(len(ordered), round(p / 100 * len(ordered) + 0.5)))
     return ordered[rank - 1]
-
-
-class Service:
-    """``hotline-link run`` as this benchmark's own process (like tests/conftest.py's)."""
-
-    def __init__(self, config: Path, lab):
-        self.config, self.lab = config, lab
-        self.log = Path(lab.descriptor["state_dir"]) / "bench-service.log"
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        out = open(self.log, "ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "hotline_link.cli", "-c", str(self.config), "run"],
-            cwd=ROOT, stdin=subprocess.DEVNULL, stdout=out, stderr=out)
-        deadline = time.monotonic() + 20
-        while not all(a.app_connected() for a in self.lab.ari.values()):
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"service exited with {self.proc.returncode}; see {self.log}")
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"service did not connect to ARI; see {self.log}")
-            time.sleep(0.05)
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-
-
-def descriptor_for(config: Path) -> dict:
-    from hotline_link import lab as lab_mod, settings
-
-    return json.loads(lab_mod.Lab(settings.load(config, secrets=False)).descriptor_file.read_text())
 
 
 def settle(phones, lab, timeout: float = 10.0) -> None:
@@ -179,11 +134,11 @@ def summary(values: list[float]) -> dict:
 
 
 def run(config: Path, lab_descriptor: dict, n: int = 200) -> dict:
-    from conftest import Lab, Phones
+    from conftest import Lab, Phones, Service
     from phones import Softphones
 
     lab = Lab(lab_descriptor)
-    service = Service(config, lab)
+    service = Service(lab, config, "bench-service.log")
     service.start()
     lib = Softphones(host=lab.descriptor["phone_host"], log_level=0)
     samples: list[dict] = []
@@ -248,13 +203,8 @@ def run(config: Path, lab_descriptor: dict, n: int = 200) -> dict:
     }
 
 
-def machine() -> str:
-    cpu = next((line.split(":", 1)[1].strip() for line in
-                Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")), "")
-    return f"{platform.node()}: {os.cpu_count()} cores {cpu}, {platform.system()} {platform.release()}"
-
-
 def main(name: str, runner, descriptor: bool = True) -> None:
+    """Run one benchmark on a lab that is up and write its result as ``make bench`` would."""
     parser = argparse.ArgumentParser(description=f"bench {name} (the lab must be up)")
     parser.add_argument("--config", type=Path, default=ROOT / "bench" / "lab.toml")
     parser.add_argument("--n", type=int, default=None)
@@ -263,14 +213,8 @@ def main(name: str, runner, descriptor: bool = True) -> None:
     config = args.config.resolve()
     kw = {"n": args.n} if args.n is not None else {}
     started, t0 = datetime.now(timezone.utc), time.monotonic()
-    result = runner(config, descriptor_for(config) if descriptor else {}, **kw)
-    # What `make bench` adds, so a file written here reads the same.
-    result.setdefault("machine", machine())
-    result.setdefault("started", started.isoformat(timespec="seconds"))
-    result.setdefault("duration_s", round(time.monotonic() - t0, 1))
-    out = ROOT / "bench" / "results" / f"{name}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    result = runner(config, Stack.descriptor_of(config) if descriptor else {}, **kw)
+    write_result(result, started, time.monotonic() - t0)
     print(json.dumps({k: v for k, v in result.items() if k != "details"}, indent=2))
 
 

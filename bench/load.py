@@ -36,7 +36,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-from bench.latency import Service, descriptor_for, main, percentile  # noqa: E402
+from bench.latency import main, percentile  # noqa: E402
+from bench.stack import Stack  # noqa: E402
+from conftest import Service  # noqa: E402
 
 SIPP_DIR = Path(__file__).resolve().parent / "sipp"
 # How long a 110 agent talks before hanging up. Long enough that the 12345 side has bridged the
@@ -320,9 +322,9 @@ def run(config: Path, lab_descriptor: dict, levels=(50, 100, 200), rate: float =
     service = sipp = None
     workdir = Path(tempfile.mkdtemp(prefix="bench-load-"))
     try:
-        lab = Lab(descriptor_for(variant))
+        lab = Lab(Stack.descriptor_of(variant))
         host = lab.descriptor["phone_host"]
-        service = Service(variant, lab)
+        service = Service(lab, variant, "bench-service.log")
         service.start()
         sipp = Sipp(workdir)
         rds = redis_mod.Redis.from_url(lab.descriptor["redis"]["url"], socket_timeout=5)

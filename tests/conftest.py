@@ -109,15 +109,20 @@ def _die_with_parent() -> None:
 class Service:
     """The hotline-link service as its own process, as in production."""
 
-    def __init__(self, lab: Lab):
+    def __init__(self, lab: Lab, config: Path = CONFIG, log_name: str = "service.log"):
         self.lab = lab
-        self.log = Path(lab.descriptor["state_dir"]) / "service.log"
+        self.config = config
+        self.log = Path(lab.descriptor["state_dir"]) / log_name
         self.proc: subprocess.Popen | None = None
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
 
     def start(self) -> None:
         out = open(self.log, "ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "hotline_link.cli", "-c", str(CONFIG), "run"],
+            [sys.executable, "-m", "hotline_link.cli", "-c", str(self.config), "run"],
             cwd=ROOT, stdin=subprocess.DEVNULL, stdout=out, stderr=out,
             env={**os.environ, "HOTLINE_LINK__SERVICE__LOG_LEVEL": "debug"},
             preexec_fn=_die_with_parent)

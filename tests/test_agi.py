@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from conftest import ROOT, cli
+from conftest import cli
 from hotline_link.settings import load_catalog
 from test_delivery import CALLER_110_NUMBER, CITIZEN_NUMBER
 from test_transfer import check_record
