@@ -81,6 +81,7 @@ def test_near_pbx_restarted_the_app_reconnects_and_works_again(phones, outcomes,
 
 # --- Redis away for a while during many transfers ---------------------------------------------
 
+@pytest.mark.timeout(max(600, REDIS_TRANSFERS * 15))
 def test_redis_stopped_for_a_while_during_many_transfers(phones, outcomes, lab):
     """Redis hangs (SIGSTOP) for ``CHAOS_REDIS_OUTAGE_S`` while transfers go on back to back:
     every call is served, and after Redis returns every transfer's record is there once."""
@@ -122,6 +123,7 @@ def _digits(rng: random.Random) -> str:
     return "".join(rng.choice(KEYS) for _ in range(rng.randint(1, 4)))
 
 
+@pytest.mark.timeout(max(600, DTMF_RUNS * 15))
 def test_dtmf_fuzz(phones, outcomes, service, lab):
     """Random keys from the caller, the 12345 agent and whichever 110 agent gets involved, at
     random moments, ``CHAOS_DTMF_RUNS`` calls (seeded): after each call the PBXs are idle, the
