@@ -51,4 +51,6 @@ def test_kill_9_and_failing_platforms_during_a_burst(stack):  # noqa: F811 - the
         assert len(keys) == len(set(keys)) == BURST, f"{pid}: not one ticket per record"
         assert stack.stats(pid)["duplicates"] == before[pid]["duplicates"], f"{pid}: sent twice"
     assert stack.redis.xpending("hotline:outcomes", "sidecar")["pending"] == 0
-    assert stack.redis.xlen("hotline:outcomes:dead") == dead_before
+    dead = [(f[b"transfer_id"].decode(), f[b"reason"].decode())
+            for _, f in stack.redis.xrange("hotline:outcomes:dead")][dead_before:]
+    assert not dead, f"dead-lettered: {dead[:5]}"
