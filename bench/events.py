@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import cProfile
 import gzip
 import io
 import itertools
 import json
+import logging
 import pstats
 import sys
 import threading
@@ -29,6 +31,8 @@ import time
 import uuid
 from collections import defaultdict, deque
 from pathlib import Path
+
+import structlog
 
 from ari_app import app as app_mod
 from ari_app.client import _BY_STATUS, AriClient, AriHttpError, AriUnavailable
@@ -216,14 +220,26 @@ async def _measure(replay: Replay, seconds: float) -> tuple[int, float, int]:
     return rounds, time.perf_counter() - started, records
 
 
-def run(config: Path | None = None, lab_descriptor: dict | None = None,
-        seconds: float = 5.0) -> dict:
-    import structlog
-    import logging
-
-    # Logging is I/O too: replay with the service's loggers quiet, as the figure is the handling.
+@contextlib.contextmanager
+def quiet_logs():
+    """Logging is I/O too: the replay runs with the service's loggers silent."""
+    old = structlog.get_config()
     logging.disable(logging.CRITICAL)
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.CRITICAL))
+    try:
+        yield
+    finally:
+        structlog.configure(**old)
+        logging.disable(logging.NOTSET)
+
+
+def run(config: Path | None = None, lab_descriptor: dict | None = None,
+        seconds: float = 5.0) -> dict:
+    with quiet_logs():
+        return _run(config, seconds)
+
+
+def _run(config: Path | None, seconds: float) -> dict:
     settings = settings_mod.load(config or ROOT / "bench" / "lab.toml", secrets=False)
     replay = Replay(settings, _load())
     loop = asyncio.new_event_loop()
