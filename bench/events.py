@@ -89,7 +89,7 @@ def record(config: Path, calls: int) -> Path:
     thread.start()
     stack = Stack(config, desc)            # only for the phones: the service runs here
     try:
-        stack._wait(stack._ari_connected, "in-process service")
+        stack.wait_until(stack.ari_connected, "in-process service")
         phones = stack.phones()
         for i in range(calls):
             three_way = i % 4 == 3
@@ -110,8 +110,7 @@ def record(config: Path, calls: int) -> Path:
             phones.lib.hang_up_all()
             stack.wait_quiet()
     finally:
-        if stack._softphones is not None:
-            stack._softphones.close()
+        stack.close_phones()
         loop.call_soon_threadsafe(job.cancel)
         time.sleep(1.0)
         loop.call_soon_threadsafe(loop.stop)
@@ -184,6 +183,8 @@ class Replay:
             if not queue:
                 replay.unanswered += 1
                 return {"id": path.rsplit("/", 1)[-1]}
+            # The last answer stands for any later identical request (a poll repeated more
+            # often in this round than in the recording).
             status, body = queue.popleft() if len(queue) > 1 else queue[0]
             if status == 599:
                 raise AriUnavailable(f"{method} {path}: recorded as unreachable")

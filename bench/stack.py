@@ -50,7 +50,7 @@ class Stack:
         self.procs[name] = proc
         return proc
 
-    def _ari_connected(self) -> bool:
+    def ari_connected(self) -> bool:
         for pbx in self.descriptor["pbx"].values():
             ari = pbx["ari"]
             password = Path(ari["password_file"]).read_text().strip()
@@ -63,7 +63,7 @@ class Stack:
                 return False
         return True
 
-    def _wait(self, cond, what: str, timeout: float = 30.0) -> None:
+    def wait_until(self, cond, what: str, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout
         while not cond():
             dead = [n for n, p in self.procs.items() if p.poll() is not None]
@@ -74,7 +74,7 @@ class Stack:
     def __enter__(self) -> "Stack":
         if self.with_service:
             self._spawn("service", "run")
-            self._wait(self._ari_connected, "service")
+            self.wait_until(self.ari_connected, "service")
         if self.with_sidecar:
             self._spawn("sidecar", "sidecar")
             host, port = self.settings.sidecar.listen
@@ -85,12 +85,16 @@ class Stack:
                     return True
                 except OSError:
                     return False
-            self._wait(healthy, "sidecar")
+            self.wait_until(healthy, "sidecar")
         return self
 
-    def __exit__(self, *exc) -> None:
+    def close_phones(self) -> None:
         if self._softphones is not None:
             self._softphones.close()
+            self._softphones = self._phones = None
+
+    def __exit__(self, *exc) -> None:
+        self.close_phones()
         for proc in self.procs.values():
             if proc.poll() is None:
                 proc.terminate()
