@@ -183,20 +183,26 @@ class Transfers:
             clog.info("another process holds this call's transfer lock: ignored")
             return None
         tid = uuid.uuid4().hex
+        now = time.time()
+        # Requested from the first moment it exists: whatever ends it, even a failure before it
+        # starts dialling, its record has the timestamps every record must have.
         t = m.Transfer(
             transfer_id=tid, call_id=call.call_id, hotline=self.hotline.id, target=target,
             dial=self.hotline.targets[target].dial, caller=call.caller,
             caller_number=call.number, agent=call.agent, agent_leg=call.agent_leg, mode=mode,
             trigger=trigger, category=category, emergency=emergency,
-            ring_timeout=self.settings.timeouts.transfer_ring)
+            ring_timeout=self.settings.timeouts.transfer_ring, steps={"requested": now})
         call.transfer_id = tid
         self.active[tid] = t
         self.by_caller[call.caller] = tid
         self.log.info("transfer started", transfer_id=tid, call_id=call.call_id, target=target,
                       mode=mode, trigger=trigger)
-        await self.ari.post(f"/channels/{call.caller}/variable", variable="HOTLINE_TRANSFER",
-                            value=tid)
-        await self._apply(t, m.start(t, time.time()))
+        # The channel's own trace of its transfer (a restarted app finds the transfer by it). A
+        # caller who hung up this very moment must not stop the machine, which then ends the
+        # transfer as abandoned.
+        await self._quietly(self.ari.post(f"/channels/{call.caller}/variable",
+                                          variable="HOTLINE_TRANSFER", value=tid))
+        await self._apply(t, m.start(t, now))
         return tid
 
     async def screened(self, call: Call, verdict: str) -> None:

@@ -174,6 +174,21 @@ def test_caller_hang_up_while_the_target_rings_cancels_every_leg(phones, outcome
     check_record(rec, result="caller_abandoned")
 
 
+@pytest.mark.parametrize("delay", [0.0, 0.05, 0.15])
+def test_caller_hanging_up_as_the_key_is_pressed_is_recorded_validly(phones, outcomes, lab, delay):
+    # Found by the DTMF fuzz: a transfer that ended before it started dialling had no
+    # "requested" timestamp, and the sidecar dead-lettered its record as invalid.
+    call, agent, leg = connect(phones, phones.citizen, "12345", "12345")
+    leg.send_dtmf("*1")
+    phones.lib.sleep(delay)
+    call.hang_up()
+    phones.lib.wait_for(lambda: not lab.leftovers(), 10, "both PBXs to have no channel or bridge")
+    phones.lib.sleep(0.5)
+    for rec in outcomes.since_mark():         # none if the hang-up beat the key
+        check_record(rec)
+        assert rec["result"] in ("caller_abandoned", "fallback_unreachable"), rec
+
+
 def test_key_pressed_twice_makes_one_transfer(phones, outcomes):
     call, agent, leg = connect(phones, phones.citizen, "12345", "12345")
     leg.send_dtmf("*1*1")

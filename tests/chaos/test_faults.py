@@ -155,5 +155,8 @@ def test_dtmf_fuzz(phones, outcomes, service, lab):
         assert service.proc.poll() is None, f"the service died in run {run}"
         assert all(a.app_connected() for a in lab.ari.values()), f"ARI app gone in run {run}"
     phones.lib.sleep(1.0)
-    ids = [r["transfer_id"] for r in outcomes.since_mark()]
+    records = outcomes.since_mark()
+    for rec in records:
+        check_record(rec)             # the schema: what the sidecar would otherwise dead-letter
+    ids = [r["transfer_id"] for r in records]
     assert len(ids) == len(set(ids)), "a transfer was recorded twice"
