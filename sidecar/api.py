@@ -279,7 +279,7 @@ class Api:
                                   "tickets": {platform: ticket, other: other_ticket}})
         if supervisor is not None and about["transfer_id"]:
             # 110 must now accept and finish its ticket in time, like any synced owner.
-            supervisor.schedule(pipe, about["transfer_id"], about["category"], other, other_ticket)
+            supervisor.schedule(pipe, about["category"], other, other_ticket)
         await pipe.execute()
 
 

@@ -57,12 +57,12 @@ class Supervisor:
         self.period = period
         self.raised = 0
 
-    def schedule(self, pipe, transfer_id: str, category: str | None, platform: str,
-                 ticket: str, now: float | None = None) -> None:
+    def schedule(self, pipe, category: str | None, platform: str, ticket: str,
+                 now: float | None = None) -> None:
+        """Deadlines for a synced ticket (``TRANSFER_OF`` names its transfer: the sync writes it
+        for both tickets of a pair)."""
         d = self.settings.deadline(category)
         now = time.time() if now is None else now
-        pipe.hset(TRANSFER_OF, f"{platform}|{ticket}",
-                  json.dumps({"transfer_id": transfer_id, "category": category}))
         pipe.zadd(DUE, {f"{platform}|{ticket}|accept|1": now + d.accept,
                         f"{platform}|{ticket}|final|1": now + d.final}, nx=True)
 
@@ -95,7 +95,7 @@ class Supervisor:
         for raw in await self.redis.zrangebyscore(DUE, "-inf", now, start=0, num=500):
             member = raw.decode()
             platform, ticket, stage, level = member.split("|")
-            about = json.loads(await self.redis.hget(TRANSFER_OF, f"{platform}|{ticket}") or "{}")
+            about = await self.about(platform, ticket) or {}
             tid, category = about.get("transfer_id"), about.get("category")
             # Still open at escalation time? Then it is raised again, one level up.
             again = f"{platform}|{ticket}|{stage}|2" if level == "1" else ""

@@ -278,7 +278,7 @@ class Syncer:
         pipe.hset(TRANSFER_OF, mapping={f"{p}|{t}": about for p, t in tickets.items()})
         if self.supervisor is not None:
             owner, ticket = next(iter(tickets.items()))
-            self.supervisor.schedule(pipe, tid, record.get("category"), owner, ticket)
+            self.supervisor.schedule(pipe, record.get("category"), owner, ticket)
 
     async def sync_orders(self, orders: list[dict], redelivered: bool = False) -> dict[str, str]:
         """Create (or find again) both tickets of a pair; the owner's first, then the linked one
