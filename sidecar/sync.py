@@ -7,11 +7,12 @@ on three things:
 
 1. each create carries an ``Idempotency-Key`` (the work order id ``<transfer_id>:<platform>``),
    so a create repeated after a crash returns the ticket made the first time;
-2. each ticket id is written to Redis (``hotline:sidecar:tickets``) as soon as it is known, so
-   after a restart a finished create is not sent again at all;
+2. the ticket ids are written to Redis (``hotline:sidecar:tickets``) in the same transaction
+   that acknowledges the entry, so a record synced once is not sent again (one read of both ids
+   at the start, one transaction at the end: the Redis round trips per record are two);
 3. an entry delivered again (it was pending when the last sidecar died) first asks the platform
    whether a create or note with its key was already done (``GET ...?idempotency_key=``): the
-   crash may have fallen between the platform's answer and step 2, and then nothing is re-sent;
+   crash may have fallen after a create and before step 2, and then nothing is re-sent;
 4. entries are independent (one per transfer): new ones are handled up to
    ``sidecar.concurrency`` at a time, each acknowledged on its own; the backlog of a restart is
    handled one at a time.
@@ -217,13 +218,14 @@ class Syncer:
         clog = log.bind(transfer_id=tid, call_id=record.get("call_id"), hotline=record.get("origin"))
         deadline = time.monotonic() + self.retry_for
         attempt = 0
+        made: dict[str, str] = {}       # work order id -> ticket, kept across retries
         while True:
             try:
-                tickets = await self.sync_orders(orders, redelivered)
+                tickets = await self.sync_orders(orders, redelivered, made)
                 break
             except TicketError as exc:
                 if exc.permanent or time.monotonic() >= deadline:
-                    await self._dead_letter(entry_id, json.dumps(record), tid, str(exc))
+                    await self._dead_letter(entry_id, json.dumps(record), tid, str(exc), made)
                     return
                 self.retries += 1
                 self.metrics.retries.inc()
@@ -273,6 +275,7 @@ class Syncer:
                                                    "at": time.time()}))
         a, b = (f"{p}:{t}" for p, t in tickets.items())
         pipe.hset(LINKS, mapping={a: b, b: a})
+        pipe.hset(TICKETS, mapping={f"{tid}:{p}": t for p, t in tickets.items()})
         # Which transfer a ticket belongs to, for feedback on either ticket of the pair.
         about = json.dumps({"transfer_id": tid, "category": record.get("category")})
         pipe.hset(TRANSFER_OF, mapping={f"{p}|{t}": about for p, t in tickets.items()})
@@ -280,13 +283,21 @@ class Syncer:
             owner, ticket = next(iter(tickets.items()))
             self.supervisor.schedule(pipe, record.get("category"), owner, ticket)
 
-    async def sync_orders(self, orders: list[dict], redelivered: bool = False) -> dict[str, str]:
+    async def sync_orders(self, orders: list[dict], redelivered: bool = False,
+                          made: dict[str, str] | None = None) -> dict[str, str]:
         """Create (or find again) both tickets of a pair; the owner's first, then the linked one
-        naming it, then a note on the owner's naming the linked one."""
+        naming it, then a note on the owner's naming the linked one. ``made`` holds the tickets
+        known so far (filled from Redis on the first call); the caller stores them with
+        ``remember``."""
+        made = {} if made is None else made
+        if not made:
+            ids = [wo["work_order_id"] for wo in orders]
+            made.update((k, v.decode()) for k, v in zip(ids, await self.redis.hmget(TICKETS, ids))
+                        if v)
         owner, linked = orders
-        owner_ticket = await self._create(owner, redelivered)
+        owner_ticket = await self._create(owner, made, redelivered)
         linked["linked"]["ticket_id"] = owner_ticket
-        linked_ticket = await self._create(linked, redelivered)
+        linked_ticket = await self._create(linked, made, redelivered)
         # The owner's ticket learns the linked one's id: both carry each other's ticket id.
         client, key = self.clients[owner["platform"]], f"{owner['work_order_id']}:linked"
         if not (redelivered and await client.noted(owner_ticket, key)):
@@ -296,18 +307,20 @@ class Syncer:
                  "source": "hotline-link", "linked_ticket_id": linked_ticket})
         return {owner["platform"]: owner_ticket, linked["platform"]: linked_ticket}
 
-    async def _create(self, wo: dict, redelivered: bool = False) -> str:
-        known = await self.redis.hget(TICKETS, wo["work_order_id"])
-        if known:
-            return known.decode()
-        client = self.clients[wo["platform"]]
-        ticket = (redelivered and await client.find(wo)) or await client.create(wo)
-        await self.redis.hset(TICKETS, wo["work_order_id"], ticket)
-        return ticket
+    async def _create(self, wo: dict, made: dict[str, str], redelivered: bool) -> str:
+        wid = wo["work_order_id"]
+        if wid not in made:
+            client = self.clients[wo["platform"]]
+            made[wid] = (redelivered and await client.find(wo)) or await client.create(wo)
+        return made[wid]
 
-    async def _dead_letter(self, entry_id: bytes, record: str, tid: str | None, reason: str) -> None:
+    async def _dead_letter(self, entry_id: bytes, record: str, tid: str | None, reason: str,
+                           made: dict[str, str] | None = None) -> None:
         log.error("work order dead-lettered", transfer_id=tid, reason=reason)
         pipe = self.redis.pipeline(transaction=True)
+        if made:
+            # A ticket created before the failure is not created again when the entry is re-driven.
+            pipe.hset(TICKETS, mapping=made)
         pipe.xadd(DEAD, {"entry": entry_id, "transfer_id": tid or "", "reason": reason,
                          "record": record})
         enqueue(pipe, "dead_letter", {"transfer_id": tid, "reason": reason, "stream": DEAD})
