@@ -28,6 +28,13 @@ CONFIG = Path(os.environ.get("HOTLINE_TEST_LAB", ROOT / "tests" / "lab.toml")).r
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
+def pytest_configure(config) -> None:
+    from bench.chaos_result import ChaosResult
+
+    # A whole ``make chaos`` run writes bench/results/chaos.json and the README's table.
+    config.pluginmanager.register(ChaosResult(), "hotline-chaos-result")
+
+
 def cli(*args: str, check: bool = True, **kw) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "hotline_link.cli", "-c", str(CONFIG), *args],
                           cwd=ROOT, check=check, capture_output=True, text=True, **kw)

@@ -1,0 +1,74 @@
+"""``make chaos`` writes its result like a benchmark: ``bench/results/chaos.json`` and the README's
+table, with the machine and how many cases of each group passed. A pytest plugin, registered by
+``tests/conftest.py``.
+
+Only a whole run writes it (every chaos case selected, none deselected): a run narrowed with
+``-k`` or a single file is a developer's check, not the suite's result.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).resolve().parent.parent / "tests" / "chaos"
+GROUPS = {
+    "test_faults.py": "app, PBX and Redis faults; DTMF fuzz",
+    "test_sidecar_faults.py": "sidecar killed, platforms failing, during a burst",
+    "test_sip_security.py": "SIP scanning and unauthenticated INVITE/REFER",
+    "test_config_everything.py": "every invalid config value",
+}
+
+
+class ChaosResult:
+    def __init__(self) -> None:
+        self.started = datetime.now(timezone.utc)
+        self.t0 = time.monotonic()
+        self.selected = 0
+        self.files: set[str] = set()
+        self.deselected = 0
+        self.outcomes: dict[str, dict[str, int]] = {}
+        self.failures: list[dict] = []
+
+    def _in_chaos(self, item) -> bool:
+        return Path(str(item.fspath)).resolve().parent == HERE
+
+    def pytest_deselected(self, items) -> None:
+        self.deselected += sum(1 for i in items if self._in_chaos(i))
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_collection_modifyitems(self, items) -> None:
+        chaos = [i for i in items if self._in_chaos(i)]
+        self.selected = len(chaos)
+        self.files = {Path(str(i.fspath)).name for i in chaos}
+
+    def pytest_runtest_logreport(self, report) -> None:
+        path = report.nodeid.split("::", 1)[0]
+        if Path(path).parent.name != "chaos":
+            return
+        if report.when == "call" or (report.when == "setup" and report.outcome != "passed"):
+            group = self.outcomes.setdefault(Path(path).name, {"passed": 0, "failed": 0})
+            group["passed" if report.outcome == "passed" else "failed"] += 1
+            if report.outcome != "passed":
+                self.failures.append({"case": report.nodeid,
+                                      "error": str(report.longrepr).strip().splitlines()[-1][:300]})
+
+    def pytest_sessionfinish(self, session) -> None:
+        ran = sum(g["passed"] + g["failed"] for g in self.outcomes.values())
+        whole = self.files == {p.name for p in HERE.glob("test_*.py")}
+        if not ran or not whole or self.deselected or ran < self.selected:
+            return
+        from bench.report import update_readme
+        from bench.results import write_result
+
+        figures = [{"name": f"{GROUPS.get(name, name)} ({name})", "value": g["passed"],
+                    "unit": f"of {g['passed'] + g['failed']} cases passed",
+                    "target": "all", "met": g["failed"] == 0}
+                   for name, g in sorted(self.outcomes.items())]
+        write_result({"benchmark": "chaos", "command": "make chaos", "figures": figures,
+                      "details": {"cases": ran, "failures": self.failures}},
+                     self.started, time.monotonic() - self.t0)
+        update_readme()
