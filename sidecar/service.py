@@ -74,7 +74,7 @@ async def serve(settings: Settings) -> None:
         catalog = load_catalog()
         syncer = Syncer(redis, clients, catalog, sc.consumer, sc.retry_for, metrics,
                         stability=sc.stability, disputes=sc.disputes,
-                        concurrency=sc.concurrency)
+                        concurrency=sc.concurrency, request_timeout=sc.request_timeout)
         syncer.supervisor = Supervisor(redis, sc, metrics=metrics)
         # The alert group exists before anything can put an alert in the outbox.
         await ensure_group(redis, ALERTS, ALERT_GROUP, "$")

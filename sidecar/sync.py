@@ -70,42 +70,77 @@ async def ensure_group(redis: aioredis.Redis, stream: str, group: str, start: st
 
 
 async def consume(redis: aioredis.Redis, stream: str, group: str, consumer: str, start: str,
-                  handle, concurrency: int = 1) -> None:
+                  handle, concurrency: int = 1, reclaim_after: float | None = None) -> None:
     """Read ``stream`` as ``consumer`` of ``group`` forever, calling
     ``await handle(id, fields, redelivered)`` per entry (the handler acknowledges). The group is
     created at ``start`` if new; the consumer's own unacknowledged entries (from before a crash)
     come first, with ``redelivered`` true, one at a time. New entries are handled up to
-    ``concurrency`` at once: each is independent of the others and acknowledged on its own."""
+    ``concurrency`` at once: each is independent of the others and acknowledged on its own.
+
+    ``reclaim_after``: an entry left unacknowledged that long (its handler failed unexpectedly,
+    or the consumer that read it died and never came back) is claimed (XAUTOCLAIM) and handled
+    again as redelivered, without waiting for a restart. It must exceed the longest a handler
+    can take, so that an entry still being worked on is not taken from under its handler."""
     await ensure_group(redis, stream, group, start)
     slots = asyncio.Semaphore(concurrency)
     running: set[asyncio.Task] = set()
+    in_hand: set[bytes] = set()
+
+    async def in_turn(entry_id: bytes, fields: dict, redelivered: bool) -> None:
+        try:
+            await handle(entry_id, fields, redelivered)
+        except Exception:                  # noqa: BLE001 - it stays pending: reclaimed later
+            log.exception("entry handler failed; left pending", stream=stream, entry=entry_id)
 
     async def one(entry_id: bytes, fields: dict) -> None:
         try:
-            await handle(entry_id, fields, False)
-        except Exception:                  # noqa: BLE001 - it stays pending: retried on restart
-            log.exception("entry handler failed; left pending", stream=stream, entry=entry_id)
+            await in_turn(entry_id, fields, False)
         finally:
+            in_hand.discard(entry_id)
             slots.release()
 
-    backlog = True
+    async def reclaim() -> None:
+        cursor = "0-0"
+        while True:
+            cursor, entries, *_ = await redis.xautoclaim(
+                stream, group, consumer, min_idle_time=int(reclaim_after * 1000),
+                start_id=cursor, count=100)
+            for entry_id, fields in entries:
+                if entry_id in in_hand or not fields:
+                    continue
+                log.warning("reclaimed an entry left unacknowledged", stream=stream,
+                            entry=entry_id)
+                await in_turn(entry_id, fields, True)
+            if cursor in (b"0-0", "0-0"):
+                return
+
+    # The backlog (our own pending entries) is read from a cursor, so one that fails again is
+    # passed over (left to ``reclaim``) instead of being read back forever.
+    backlog: bytes | str | None = "0"
+    next_reclaim = time.monotonic() + (reclaim_after or 0.0)
     while True:
         try:
-            got = await redis.xreadgroup(group, consumer, {stream: "0" if backlog else ">"},
-                                         count=100, block=None if backlog else 1000)
+            if reclaim_after and backlog is None and time.monotonic() >= next_reclaim:
+                next_reclaim = time.monotonic() + reclaim_after / 2
+                await reclaim()
+            got = await redis.xreadgroup(group, consumer, {stream: backlog or ">"}, count=100,
+                                         block=None if backlog else 1000)
         except (aioredis.ConnectionError, aioredis.TimeoutError) as exc:
             log.warning("redis unavailable; retrying", stream=stream, error=str(exc))
             await asyncio.sleep(1.0)
             continue
         entries = got[0][1] if got else []
         if backlog and not entries:
-            backlog = False
+            backlog = None
             continue
         for entry_id, fields in entries:
+            if backlog:
+                backlog = entry_id
             if backlog or concurrency == 1:
-                await handle(entry_id, fields, backlog)
+                await in_turn(entry_id, fields, backlog is not None)
                 continue
             await slots.acquire()
+            in_hand.add(entry_id)
             task = asyncio.create_task(one(entry_id, fields))
             running.add(task)
             task.add_done_callback(running.discard)
@@ -186,7 +221,8 @@ class Syncer:
     def __init__(self, redis: aioredis.Redis, clients: dict[str, PlatformClient],
                  catalog: Catalog, consumer: str, retry_for: float,
                  metrics: Metrics | None = None, *, stability: tuple[str, ...] = (),
-                 disputes: tuple[str, ...] = (), concurrency: int = 1):
+                 disputes: tuple[str, ...] = (), concurrency: int = 1,
+                 request_timeout: float = 5.0):
         self.redis = redis
         self.clients = clients
         self.catalog = catalog
@@ -199,11 +235,14 @@ class Syncer:
         self.supervisor = None            # set by the service: deadlines for synced tickets
         self.stability, self.disputes = frozenset(stability), frozenset(disputes)
         self.concurrency = concurrency
+        # Longer than one entry can take: the whole retry window, plus the final lookups/creates
+        # that may each use the request timeout, plus slack.
+        self.reclaim_after = retry_for + 4 * request_timeout + 30.0
 
     async def run(self) -> None:
         # A new group starts at the beginning: every record ever written gets its tickets.
         await consume(self.redis, STREAM, GROUP, self.consumer, "0", self.handle,
-                      self.concurrency)
+                      self.concurrency, reclaim_after=self.reclaim_after)
 
     async def handle(self, entry_id: bytes, fields: dict, redelivered: bool = False) -> None:
         started = time.monotonic()
