@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: deps run test bench chaos lab-up lab-down lab-status clean
+.PHONY: deps run test chaos-quick bench chaos lab-up lab-down lab-status clean
 
 deps:
 	@bash scripts/bootstrap.sh
@@ -13,9 +13,18 @@ deps:
 run: deps
 	$(BIN)/hotline-link run --lab
 
-# The whole suite against the real lab (brought up and down by the tests themselves).
+# The whole suite against the real lab (brought up and down by the tests themselves), then the
+# fault suite once at a small scale.
 test: deps
 	$(BIN)/pytest $(PYTEST_ARGS)
+	$(MAKE) --no-print-directory chaos-quick
+
+# Every fault and bad-input case once, at a scale that fits CI (about 3 minutes): one round per
+# kill -9 state, 40 DTMF-fuzz calls, a 10 s Redis outage over 20 transfers, a 1,000-record burst.
+chaos-quick: deps
+	HOTLINE_TEST_LAB=tests/chaos/lab.toml CHAOS_ROUNDS=1 CHAOS_DTMF_RUNS=40 \
+	  CHAOS_REDIS_TRANSFERS=20 CHAOS_REDIS_OUTAGE_S=10 CHAOS_SIDECAR_BURST=1000 \
+	  $(BIN)/pytest -m chaos tests/chaos $(PYTEST_ARGS)
 
 # The fault and bad-input suite, on its own lab (tests/chaos/lab.toml).
 chaos: deps
