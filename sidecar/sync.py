@@ -235,9 +235,10 @@ class Syncer:
         self.supervisor = None            # set by the service: deadlines for synced tickets
         self.stability, self.disputes = frozenset(stability), frozenset(disputes)
         self.concurrency = concurrency
-        # Longer than one entry can take: the whole retry window, plus the final lookups/creates
-        # that may each use the request timeout, plus slack.
-        self.reclaim_after = retry_for + 4 * request_timeout + 30.0
+        # Longer than one entry can take: the whole retry window, plus one last attempt begun
+        # just inside it (at most six requests: lookup and create of both tickets, lookup and
+        # note), plus slack.
+        self.reclaim_after = retry_for + 6 * request_timeout + 30.0
 
     async def run(self) -> None:
         # A new group starts at the beginning: every record ever written gets its tickets.
