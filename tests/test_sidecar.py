@@ -7,6 +7,7 @@ from __future__ import annotations
 import http.client
 import json
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -279,6 +280,45 @@ def test_kill_9_during_a_burst_of_1000_records_creates_every_ticket_exactly_once
     # sent again: the stand-ins answered no request twice.
     replays = {pid: stack.stats(pid)["duplicates"] - replays_before[pid] for pid in STANDINS}
     assert replays == {pid: 0 for pid in STANDINS}
+
+
+def test_two_sidecars_share_the_stream_and_create_every_ticket_once(stack, lab):
+    """Throughput grows by running more sidecar processes, each its own consumer of the group
+    (``sidecar.consumer``): they split the records and no work order is created twice."""
+    host, port = stack.settings.sidecar.listen
+    with socket.socket() as free:
+        free.bind((host, 0))
+        port2 = free.getsockname()[1]
+    text = CONFIG.read_text()
+    assert f'listen = "{host}:{port}"' in text
+    variant = Path(lab.descriptor["state_dir"]) / "sidecar-2.toml"
+    variant.write_text(text.replace(f'listen = "{host}:{port}"',
+                                    f'listen = "{host}:{port2}"\nconsumer = "sidecar-2"', 1))
+    second = Proc("sidecar-2", [sys.executable, "-m", "hotline_link.cli", "-c", str(variant),
+                                "sidecar"], f"http://{host}:{port2}/health",
+                  Path(lab.descriptor["state_dir"]) / "sidecar-2.log")
+    second.start()
+    try:
+        records = [synthetic_record() for _ in range(400)]
+        tids = {r["transfer_id"] for r in records}
+        publish(stack.redis, records)
+
+        def synced() -> dict[str, set[str]]:
+            return {pid: {t["idempotency_key"] for t in stack.tickets(pid)
+                          if t["idempotency_key"].split(":")[0] in tids} for pid in STANDINS}
+        stack.wait(lambda: all(len(keys) == 400 for keys in synced().values()), 60,
+                   "400 records synced by two sidecars")
+        health2 = _http("GET", f"http://{host}:{port2}/health")[1]
+    finally:
+        second.stop()
+    for pid in STANDINS:
+        keys = [t["idempotency_key"] for t in stack.tickets(pid)]
+        assert len(keys) == len(set(keys)), f"{pid}: a work order became two tickets"
+    consumers = {c["name"].decode(): c for c in stack.redis.xinfo_consumers("hotline:outcomes",
+                                                                            "sidecar")}
+    assert 0 < health2["synced"] < 400, "the second sidecar took a share, not all"
+    assert consumers["sidecar-2"]["pending"] == 0
+    assert stack.redis.xpending("hotline:outcomes", "sidecar")["pending"] == 0
 
 
 def test_emergency_transfer_alert_is_signed_and_forgeries_are_refused(stack, phones, outcomes):
