@@ -138,7 +138,7 @@ def run(config: Path, lab_descriptor: dict, n: int = 200) -> dict:
     from phones import Softphones
 
     lab = Lab(lab_descriptor)
-    service = Service(lab, config, "bench-service.log")
+    service = Service(lab, config, "bench-service.log", log_level="info")
     service.start()
     lib = Softphones(host=lab.descriptor["phone_host"], log_level=0)
     samples: list[dict] = []

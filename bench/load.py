@@ -342,7 +342,7 @@ def run(config: Path, lab_descriptor: dict, levels=(50, 100, 200), rate: float =
     try:
         lab = Lab(Stack.descriptor_of(variant))
         host = lab.descriptor["phone_host"]
-        service = Service(lab, variant, "bench-service.log")
+        service = Service(lab, variant, "bench-service.log", log_level="info")
         service.start()
         sipp = Sipp(workdir)
         rds = redis_mod.Redis.from_url(lab.descriptor["redis"]["url"], socket_timeout=5)

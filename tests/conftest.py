@@ -116,9 +116,13 @@ def _die_with_parent() -> None:
 class Service:
     """The hotline-link service as its own process, as in production."""
 
-    def __init__(self, lab: Lab, config: Path = CONFIG, log_name: str = "service.log"):
+    def __init__(self, lab: Lab, config: Path = CONFIG, log_name: str = "service.log",
+                 log_level: str = "debug"):
+        # Tests read the debug lines; benchmarks run at the production level ("info"), whose
+        # logging cost is the one that counts.
         self.lab = lab
         self.config = config
+        self.log_level = log_level
         self.log = Path(lab.descriptor["state_dir"]) / log_name
         self.proc: subprocess.Popen | None = None
 
@@ -131,7 +135,7 @@ class Service:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "hotline_link.cli", "-c", str(self.config), "run"],
             cwd=ROOT, stdin=subprocess.DEVNULL, stdout=out, stderr=out,
-            env={**os.environ, "HOTLINE_LINK__SERVICE__LOG_LEVEL": "debug"},
+            env={**os.environ, "HOTLINE_LINK__SERVICE__LOG_LEVEL": self.log_level},
             preexec_fn=_die_with_parent)
         deadline = time.monotonic() + 20
         while not all(a.app_connected() for a in self.lab.ari.values()):
