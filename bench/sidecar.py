@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import socket
 import sys
 import threading
 import time
@@ -139,6 +140,21 @@ def _phase(r: redis.Redis, standins: dict[str, str], pids: dict[str, int], rate:
     }
 
 
+def second_sidecar_config(config: Path, lab_descriptor: dict) -> Path:
+    """The config of a second sidecar process: its own consumer name and listening port."""
+    host, port = Stack.settings_of(config).sidecar.listen
+    with socket.socket() as free:
+        free.bind((host, 0))
+        port2 = free.getsockname()[1]
+    text = config.read_text()
+    if f'listen = "{host}:{port}"' not in text:
+        raise RuntimeError(f"{config}: [sidecar] listen not found as written")
+    variant = Path(lab_descriptor["state_dir"]) / "sidecar-2.toml"
+    variant.write_text(text.replace(f'listen = "{host}:{port}"',
+                                    f'listen = "{host}:{port2}"\nconsumer = "sidecar-2"', 1))
+    return variant
+
+
 def run(config: Path, lab_descriptor: dict, rate: int = 2000, seconds: float = 60.0,
         sustained: int = SUSTAINED_RATE, sustained_seconds: float = 30.0) -> dict:
     """The target rate first (it shows the capacity: what one sidecar process syncs per second
@@ -150,6 +166,11 @@ def run(config: Path, lab_descriptor: dict, rate: int = 2000, seconds: float = 6
         pids = {"sidecar": stack.procs["sidecar"].pid, **_lab_pids(lab_descriptor)}
         full = _phase(r, standins, pids, rate, seconds)
         easy = _phase(r, standins, pids, sustained, sustained_seconds)
+        # Scaling out: a second process, its own consumer of the same group.
+        with Stack(second_sidecar_config(config, lab_descriptor), lab_descriptor, sidecar=True,
+                   service=False) as second:
+            two = _phase(r, standins, {**pids, "sidecar-2": second.procs["sidecar"].pid},
+                         rate, sustained_seconds)
     r.close()
     lat, easy_lat = full["latency_ms"], easy["latency_ms"]
     return {
@@ -178,8 +199,15 @@ def run(config: Path, lab_descriptor: dict, rate: int = 2000, seconds: float = 6
              "value": easy_lat["p50"], "unit": "ms", "target": None, "met": None},
             {"name": f"at {sustained} records/s (sustained): appended to both tickets, p99",
              "value": easy_lat["p99"], "unit": "ms", "target": None, "met": None},
+            {"name": "two sidecar processes: records synced per second",
+             "value": round(two["synced_per_s"]), "unit": "records/s", "target": None,
+             "met": None},
+            {"name": "two sidecar processes: duplicate requests at the platforms",
+             "value": two["duplicates"], "unit": "requests", "target": "0",
+             "met": two["duplicates"] == 0},
         ],
-        "details": {"at_target_rate": full, "at_sustained_rate": easy},
+        "details": {"at_target_rate": full, "at_sustained_rate": easy,
+                    "two_processes_at_target_rate": two},
     }
 
 

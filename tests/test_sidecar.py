@@ -7,7 +7,6 @@ from __future__ import annotations
 import http.client
 import json
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -285,15 +284,10 @@ def test_kill_9_during_a_burst_of_1000_records_creates_every_ticket_exactly_once
 def test_two_sidecars_share_the_stream_and_create_every_ticket_once(stack, lab):
     """Throughput grows by running more sidecar processes, each its own consumer of the group
     (``sidecar.consumer``): they split the records and no work order is created twice."""
-    host, port = stack.settings.sidecar.listen
-    with socket.socket() as free:
-        free.bind((host, 0))
-        port2 = free.getsockname()[1]
-    text = CONFIG.read_text()
-    assert f'listen = "{host}:{port}"' in text
-    variant = Path(lab.descriptor["state_dir"]) / "sidecar-2.toml"
-    variant.write_text(text.replace(f'listen = "{host}:{port}"',
-                                    f'listen = "{host}:{port2}"\nconsumer = "sidecar-2"', 1))
+    from bench.sidecar import second_sidecar_config
+
+    variant = second_sidecar_config(CONFIG, lab.descriptor)
+    host, port2 = settings_mod.load(variant, secrets=False).sidecar.listen
     second = Proc("sidecar-2", [sys.executable, "-m", "hotline_link.cli", "-c", str(variant),
                                 "sidecar"], f"http://{host}:{port2}/health",
                   Path(lab.descriptor["state_dir"]) / "sidecar-2.log")
