@@ -32,7 +32,7 @@ class ChaosResult:
         self.selected = 0
         self.files: set[str] = set()
         self.deselected = 0
-        self.outcomes: dict[str, dict[str, int]] = {}
+        self.cases: dict[str, str] = {}             # node id -> "passed" | "failed"
         self.failures: list[dict] = []
 
     def _in_chaos(self, item) -> bool:
@@ -51,15 +51,22 @@ class ChaosResult:
         path = report.nodeid.split("::", 1)[0]
         if Path(path).parent.name != "chaos":
             return
-        if report.when == "call" or (report.when == "setup" and report.outcome != "passed"):
-            group = self.outcomes.setdefault(Path(path).name, {"passed": 0, "failed": 0})
-            group["passed" if report.outcome == "passed" else "failed"] += 1
-            if report.outcome != "passed":
-                self.failures.append({"case": report.nodeid,
-                                      "error": str(report.longrepr).strip().splitlines()[-1][:300]})
+        # A case fails if any phase does: the invariants (no channel or bridge left, every
+        # outcome once) are checked in the fixtures' teardown.
+        if report.failed:
+            self.cases[report.nodeid] = "failed"
+            self.failures.append({"case": report.nodeid, "phase": report.when,
+                                  "error": str(report.longrepr).strip().splitlines()[-1][:300]})
+        elif report.when == "call":
+            self.cases.setdefault(report.nodeid, "passed")
 
     def pytest_sessionfinish(self, session) -> None:
-        ran = sum(g["passed"] + g["failed"] for g in self.outcomes.values())
+        outcomes: dict[str, dict[str, int]] = {}
+        for nodeid, outcome in self.cases.items():
+            group = outcomes.setdefault(Path(nodeid.split("::", 1)[0]).name,
+                                        {"passed": 0, "failed": 0})
+            group[outcome] += 1
+        ran = len(self.cases)
         whole = self.files == {p.name for p in HERE.glob("test_*.py")}
         scaled = any(k.startswith("CHAOS_") for k in os.environ)
         if not ran or not whole or scaled or self.deselected or ran < self.selected:
@@ -70,7 +77,7 @@ class ChaosResult:
         figures = [{"name": f"{GROUPS.get(name, name)} ({name})", "value": g["passed"],
                     "unit": f"of {g['passed'] + g['failed']} cases passed",
                     "target": "all", "met": g["failed"] == 0}
-                   for name, g in sorted(self.outcomes.items())]
+                   for name, g in sorted(outcomes.items())]
         write_result({"benchmark": "chaos", "command": "make chaos", "figures": figures,
                       "details": {"cases": ran, "failures": self.failures}},
                      self.started, time.monotonic() - self.t0)
