@@ -108,6 +108,9 @@ class AriClient:
     async def post(self, path: str, json_body: Any = None, **params: Any) -> Any:
         return await self.request("POST", path, params=params, json_body=json_body)
 
+    async def put(self, path: str, json_body: Any = None, **params: Any) -> Any:
+        return await self.request("PUT", path, params=params, json_body=json_body)
+
     async def delete(self, path: str, **params: Any) -> Any:
         return await self.request("DELETE", path, params=params)
 

@@ -10,7 +10,8 @@ Rules:
   busy; an agent declining it (603) rejects the transfer; otherwise agents are tried in turn until
   the other side gives up. The agent's phone gets the ``X-Hotline-*`` headers.
 * A free agent is one of the hotline's agents that is registered (endpoint online), has no channel
-  on the PBX and is not being rung by us; the one idle longest is chosen, except that a caller
+  on the PBX and is not being rung by us (known from the phones' device states, which the app
+  watches); the one idle longest is chosen, except that a caller
   handed back after a failed transfer tries the agent who transferred it first.
 * An agent who does not answer within ``timeouts.agent_ring`` (or is busy, or rejects) is skipped
   and the next free agent is tried; when every free agent was tried, the caller holds and the
@@ -31,6 +32,7 @@ from dataclasses import dataclass, field
 import structlog
 
 from hotline_link.settings import Hotline, Timeouts
+from transfer.machine import HEADERS
 
 from .client import AriClient, AriError, AriNotFound
 
@@ -40,8 +42,6 @@ WAITING, RINGING, CONNECTED, TRANSFERRING = "waiting", "ringing", "connected", "
 AGENT, REMOTE = "agent", "remote"
 # ISDN causes of a leg that ended (ChannelDestroyed.cause).
 CAUSE_BUSY, CAUSE_REJECTED = 17, 21
-HEADERS = ("X-Hotline-Transfer-Id", "X-Hotline-Origin", "X-Hotline-Mode", "X-Hotline-Category",
-           "X-Hotline-Emergency")
 
 
 @dataclass
@@ -79,6 +79,9 @@ class Delivery:
         self.legs: dict[str, tuple[str, str]] = {}       # leg id -> (caller channel id, role)
         self.reserved: set[str] = set()                  # agents we ring or have connected
         self.idle_since: dict[str, float] = {}           # agent -> when their last call ended
+        # Agent -> free (registered, no call) as the PBX last said, kept current by device-state
+        # events; None until the first look after a (re)connect: then each delivery asks the PBX.
+        self.agent_free: dict[str, bool] | None = None
         self.on_answered_transfer = None                 # async (transfer_id, agent) -> None
         self.on_event = None                             # async (kind, fields) -> None: desktops
         self._later: set[asyncio.Task] = set()           # deferred hang-ups (see detach_agent)
@@ -104,9 +107,12 @@ class Delivery:
         return call if call is not None and call.agent_leg == leg else None
 
     # --- events ---------------------------------------------------------------------------------
-    async def caller_arrived(self, channel: dict, *, hold: bool = False) -> Call | None:
+    async def caller_arrived(self, channel: dict, *, hold: bool = False,
+                             headers: dict[str, str] | None = None) -> Call | None:
         """A caller entered the application. ``hold``: answer, but give them to no agent yet (a
-        screened caller about to be transferred; see ``release_hold``)."""
+        screened caller about to be transferred; see ``release_hold``). ``headers``: the
+        X-Hotline-* headers of a trunk call as the dialplan passed them; read from the channel
+        when it did not."""
         number = channel.get("caller", {}).get("number", "")
         call = Call(caller=channel["id"], number=number,
                     call_id=channel.get("linkedid") or channel["id"], arrived=time.monotonic(),
@@ -115,9 +121,11 @@ class Delivery:
         clog = self.log.bind(call_id=call.call_id)
         try:
             if channel.get("name", "").startswith("PJSIP/trunk-"):
-                call.headers = await self._read_headers(call.caller)
-            await self.ari.post(f"/channels/{call.caller}/variable", variable="HOTLINE_ROLE",
-                                value="caller")
+                call.headers = ({k: v for k, v in headers.items() if k in HEADERS and v}
+                                if headers is not None else await self._read_headers(call.caller))
+            if (channel.get("channelvars") or {}).get("HOTLINE_ROLE") != "caller":
+                await self.ari.post(f"/channels/{call.caller}/variable", variable="HOTLINE_ROLE",
+                                    value="caller")
             if call.transferred_in:
                 clog = clog.bind(transfer_id=call.headers["X-Hotline-Transfer-Id"])
                 clog.info("transferred caller arrived", caller=number,
@@ -373,10 +381,44 @@ class Delivery:
             free.remove(choices[0])
             await self._ring_agent(call, choices[0])
 
+    async def watch_agents(self) -> None:
+        """After each (re)connect: subscribe to the agents' device states, then take one look at
+        their endpoints. From then on a delivery needs no request to know who is free; listing
+        every PJSIP endpoint per delivery was the largest share of the app's CPU under load.
+        Device state, not endpoint, subscriptions: an endpoint subscription also forwards every
+        event of the agent's channels, which the app already receives once."""
+        self.agent_free = None
+        sources = [f"deviceState:PJSIP/{a}" for a in self.hotline.agents]
+        try:
+            await self.ari.post(f"/applications/{self.ari.app}/subscription",
+                                json_body={"eventSource": sources})
+            endpoints = await self.ari.get("/endpoints/PJSIP")
+        except AriError as exc:
+            self.log.warning("cannot watch agents' states; asking the PBX at each delivery",
+                             error=str(exc))
+            return
+        free = {e["resource"] for e in endpoints
+                if e.get("state") == "online" and not e.get("channel_ids")}
+        self.agent_free = {a: a in free for a in self.hotline.agents}
+
+    def device_state(self, name: str, state: str) -> bool:
+        """A ``DeviceStateChanged`` of an agent's phone; True when it has just become free."""
+        agent = name.partition("/")[2]
+        if self.agent_free is None or agent not in self.agent_free:
+            return False
+        was, now = self.agent_free[agent], state == "NOT_INUSE"
+        self.agent_free[agent] = now
+        if now != was:
+            self.log.debug("agent state", agent=agent, state=state, free=now)
+        return now and not was
+
     async def free_agents(self) -> list[str]:
-        endpoints = await self.ari.get("/endpoints/PJSIP")
-        online = {e["resource"] for e in endpoints
-                  if e.get("state") == "online" and not e.get("channel_ids")}
+        if self.agent_free is not None:
+            online = {a for a, free in self.agent_free.items() if free}
+        else:
+            endpoints = await self.ari.get("/endpoints/PJSIP")
+            online = {e["resource"] for e in endpoints
+                      if e.get("state") == "online" and not e.get("channel_ids")}
         free = [a for a in self.hotline.agents if a in online and a not in self.reserved]
         # Never-used agents first (idle since 0), then the longest idle; ties keep config order.
         return sorted(free, key=lambda a: self.idle_since.get(a, 0.0))

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import jinja2
 
+from transfer.machine import HEADERS
+
 from .settings import Hotline, Settings, project_home
 
 MODULES = [
@@ -141,7 +143,7 @@ def _context(settings: Settings, hotline: Hotline, ari_password: str | None,
         "ari": {"username": hotline.ari.username, "password": ari_password},
         "ami": ({"username": hotline.ami.username, "secret": ami_secret}
                 if hotline.ami else None),
-        "lab": False, "responders": [],
+        "lab": False, "responders": [], "trunk_headers": HEADERS,
     }
 
 

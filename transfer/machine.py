@@ -40,6 +40,10 @@ from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Callable
 
+# The SIP headers a transfer's INVITE carries to the other platform (see ``Transfer.headers``).
+HEADERS = ("X-Hotline-Transfer-Id", "X-Hotline-Origin", "X-Hotline-Mode", "X-Hotline-Category",
+           "X-Hotline-Emergency")
+
 
 class State(StrEnum):
     DIALING = "dialing"
