@@ -11,8 +11,8 @@ Rules:
   the other side gives up. The agent's phone gets the ``X-Hotline-*`` headers.
 * A free agent is one of the hotline's agents that is registered (endpoint online), has no channel
   on the PBX and is not being rung by us (known from the phones' device states, which the app
-  watches); the one idle longest is chosen, except that a caller
-  handed back after a failed transfer tries the agent who transferred it first.
+  watches); the one idle longest is chosen, except that a caller handed back after a failed
+  transfer tries the agent who transferred it first.
 * An agent who does not answer within ``timeouts.agent_ring`` (or is busy, or rejects) is skipped
   and the next free agent is tried; when every free agent was tried, the caller holds and the
   round starts again after ``timeouts.no_agent_retry``.
@@ -392,14 +392,18 @@ class Delivery:
         try:
             await self.ari.post(f"/applications/{self.ari.app}/subscription",
                                 json_body={"eventSource": sources})
-            endpoints = await self.ari.get("/endpoints/PJSIP")
+            free = await self._free_on_pbx()
         except AriError as exc:
             self.log.warning("cannot watch agents' states; asking the PBX at each delivery",
                              error=str(exc))
             return
-        free = {e["resource"] for e in endpoints
-                if e.get("state") == "online" and not e.get("channel_ids")}
         self.agent_free = {a: a in free for a in self.hotline.agents}
+
+    async def _free_on_pbx(self) -> set[str]:
+        """The PJSIP endpoints that are registered and have no channel, as the PBX lists them."""
+        endpoints = await self.ari.get("/endpoints/PJSIP")
+        return {e["resource"] for e in endpoints
+                if e.get("state") == "online" and not e.get("channel_ids")}
 
     def device_state(self, name: str, state: str) -> bool:
         """A ``DeviceStateChanged`` of an agent's phone; True when it has just become free."""
@@ -416,9 +420,7 @@ class Delivery:
         if self.agent_free is not None:
             online = {a for a, free in self.agent_free.items() if free}
         else:
-            endpoints = await self.ari.get("/endpoints/PJSIP")
-            online = {e["resource"] for e in endpoints
-                      if e.get("state") == "online" and not e.get("channel_ids")}
+            online = await self._free_on_pbx()
         free = [a for a in self.hotline.agents if a in online and a not in self.reserved]
         # Never-used agents first (idle since 0), then the longest idle; ties keep config order.
         return sorted(free, key=lambda a: self.idle_since.get(a, 0.0))
