@@ -373,8 +373,9 @@ class Lab:
 
     def _start_pbx(self, hotline: Hotline, accounts: list[Account], mode: str, moddir: str) -> Proc:
         inst = self.instance_dir(hotline.id)
-        # spool/recording: where ARI bridge recordings go (Asterisk does not create it).
-        for sub in ("etc", "db", "spool/recording", "run", "log"):
+        # spool/recording (ARI bridge recordings) and log/cdr-custom (the CDR): Asterisk creates
+        # neither.
+        for sub in ("etc", "db", "spool/recording", "run", "log/cdr-custom"):
             (inst / sub).mkdir(parents=True, exist_ok=True)
         ari_password = self._ensure_secret(
             self._secret_file(hotline.ari.password_file, f"ari-{hotline.id}"))

@@ -24,6 +24,8 @@ MODULES = [
     "app_dial.so", "app_playback.so", "app_read.so", "app_echo.so", "app_senddtmf.so", "app_stasis.so",
     "app_verbose.so", "app_exec.so", "app_stack.so", "app_queue.so", "app_mixmonitor.so",
     "res_speech.so", "res_agi.so", "res_musiconhold.so",
+    # call detail records (degraded-mode calls are counted from them)
+    "func_cdr.so", "res_cdrel_custom.so", "cdr_custom.so",
     # media
     "res_rtp_asterisk.so", "codec_ulaw.so", "codec_alaw.so", "codec_gsm.so", "codec_a_mu.so",
     "format_gsm.so", "format_wav.so", "format_wav_gsm.so", "format_pcm.so", "format_sln.so",
@@ -48,7 +50,7 @@ MODULES = [
 
 CONF_FILES = [
     "asterisk.conf", "modules.conf", "logger.conf", "http.conf", "ari.conf", "rtp.conf",
-    "musiconhold.conf", "indications.conf", "cdr.conf", "features.conf", "queues.conf",
+    "musiconhold.conf", "indications.conf", "cdr.conf", "cdr_custom.conf", "features.conf", "queues.conf",
     "manager.conf", "pjsip.conf", "extensions.conf",
 ]
 # What `hotline-link dialplan render` writes for an existing Asterisk: the product's contexts,

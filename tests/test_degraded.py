@@ -1,0 +1,162 @@
+"""Degraded mode on the real lab: with the service down, every hotline call still reaches an agent.
+
+A failed ``Stasis()`` (no application connected) gives the call to the centre's own queue over the
+same agents (``[hotline-degraded]`` in ``dialplan/extensions.conf.j2``); the PBX's CDR marks such
+calls so they can be counted afterwards.
+"""
+
+from __future__ import annotations
+
+import csv
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from test_agi import _ari_post
+from test_delivery import CALLER_110_NUMBER, CITIZEN_NUMBER
+from test_transfer import answer_what_rings, check_record, transfer_by_key
+
+pytestmark = pytest.mark.lab
+
+# cdr_custom.conf.j2's columns
+CDR_COLUMNS = ("start", "answer", "end", "src", "dst", "dcontext", "channel", "dstchannel",
+               "lastapp", "disposition", "billsec", "linkedid", "userfield")
+
+
+def cdr_rows(lab, hotline: str) -> list[dict]:
+    path = Path(lab.descriptor["pbx"][hotline]["log"]) / "cdr-custom" / "Master.csv"
+    if not path.exists():
+        return []
+    with open(path, newline="") as fh:
+        return [dict(zip(CDR_COLUMNS, row)) for row in csv.reader(fh)]
+
+
+def wait_cdr(phones, lab, hotline: str, since: int, cond, what: str) -> dict:
+    """The first CDR row written after row ``since`` that satisfies ``cond``."""
+    def found():
+        return next((r for r in cdr_rows(lab, hotline)[since:] if cond(r)), None)
+    return phones.lib.wait_for(found, 10, what)
+
+
+@pytest.fixture
+def service_down(service, phones):
+    """The service stopped (SIGKILL: no goodbye to ARI) for the test, and started again after."""
+    service.kill()
+    yield service
+    phones.lib.hang_up_all()
+    service.start()
+
+
+def degraded_connect(phones, caller_phone, number: str, hotline: str):
+    call = caller_phone.dial(number)
+    agent, leg = answer_what_rings(phones, hotline)
+    call.wait_confirmed()
+    leg.hears(call, "0")
+    call.hears(leg, "1")
+    return call, agent, leg
+
+
+def test_citizen_call_to_12345_reaches_an_agent_with_the_service_down(phones, lab, service_down):
+    before = len(cdr_rows(lab, "12345"))
+    call, agent, leg = degraded_connect(phones, phones.citizen, "12345", "12345")
+    assert agent in phones.agents["12345"]
+    assert leg.caller_number() == CITIZEN_NUMBER
+    assert leg.header("X-Hotline-Degraded") == "1"
+    leg.hears(call, "159#")
+    call.hang_up()
+    row = wait_cdr(phones, lab, "12345", before,
+                   lambda r: r["userfield"].startswith("hotline-link:degraded"),
+                   "the CDR of the degraded call")
+    assert row["userfield"] == "hotline-link:degraded;entry=inbound"
+    assert row["disposition"] == "ANSWERED" and row["src"] == CITIZEN_NUMBER
+
+
+def test_caller_call_to_110_reaches_an_agent_with_the_service_down(phones, lab, service_down):
+    before = len(cdr_rows(lab, "110"))
+    call, agent, leg = degraded_connect(phones, phones.caller, "110", "110")
+    assert agent in phones.agents["110"]
+    assert leg.caller_number() == CALLER_110_NUMBER
+    call.hears(leg, "73")
+    call.hang_up()
+    wait_cdr(phones, lab, "110", before,
+             lambda r: r["userfield"] == "hotline-link:degraded;entry=inbound",
+             "the CDR of the degraded call")
+
+
+def test_call_over_the_trunk_reaches_a_far_agent_with_the_service_down(phones, lab, service_down):
+    # The 12345 centre's citizen dials 110: the 12345 PBX routes it over the trunk, and the
+    # 110 centre's from-trunk finds no application.
+    call, agent, leg = degraded_connect(phones, phones.citizen, "110", "110")
+    assert agent in phones.agents["110"]
+    assert leg.caller_number() == CITIZEN_NUMBER
+    assert any("trunk-110" in c["name"] for c in lab.ari["12345"].channels())
+    # Not "*" from the agent: with the features.conf keys on the call, the bridge holds an
+    # agent's "*" until the next digit shows it starts no key (as on any queue call).
+    call.hears(leg, "86")
+
+
+def test_transfer_over_the_trunk_keeps_its_headers_with_the_far_service_down(phones, lab,
+                                                                             service_down):
+    """A transfer the 12345 side sends (its headers as the application sets them) while the 110
+    application is down: a 110 agent answers, their phone gets the headers, the CDR names the
+    transfer. The near side here is an ARI originate, as the application dials its transfers."""
+    tid = uuid.uuid4().hex
+    before = len(cdr_rows(lab, "110"))
+    headers = {"X-Hotline-Transfer-Id": tid, "X-Hotline-Origin": "12345",
+               "X-Hotline-Mode": "blind", "X-Hotline-Category": "public_order",
+               "X-Hotline-Emergency": "0"}
+    _ari_post(lab, "12345", "/channels",
+              {"endpoint": "PJSIP/110@trunk-110", "context": "lab-agi-probe", "extension": "hold",
+               "callerId": CITIZEN_NUMBER, "timeout": 20},
+              {"variables": {f"PJSIP_HEADER(add,{k})": v for k, v in headers.items()}})
+    agent, leg = answer_what_rings(phones, "110")
+    for name, value in headers.items():
+        assert leg.header(name) == value, name
+    assert leg.header("X-Hotline-Degraded") == "1"
+    assert leg.caller_number() == CITIZEN_NUMBER
+    leg.hang_up()
+    row = wait_cdr(phones, lab, "110", before, lambda r: tid in r["userfield"],
+                   "the CDR of the transferred call")
+    assert row["userfield"] == f"hotline-link:degraded;entry=trunk;transfer={tid};origin=12345"
+    assert row["disposition"] == "ANSWERED"
+
+
+def test_unanswered_trunk_call_rings_and_is_not_answered_by_the_queue(phones, lab, service_down):
+    """Over the trunk the degraded queue rings (no answer, no music) until an agent answers, so
+    the sending centre sees 'no answer' as it is and can take its caller back."""
+    call = phones.citizen.dial("110")
+    phones.ringing_agent("110", timeout=10)
+    time.sleep(1.0)
+    assert not call.confirmed and not call.ended
+    trunk = [c for c in lab.ari["12345"].channels() if "trunk-110" in c["name"]]
+    assert trunk and all(c["state"] != "Up" for c in trunk), trunk
+    call.hang_up()
+
+
+def test_service_back_takes_new_calls_and_leaves_degraded_calls_alone(phones, lab, service,
+                                                                      outcomes):
+    """A call answered in degraded mode stays up when the service comes back (the restarted
+    application must not adopt or hang up a call its queue owns), and the next call is the
+    application's again: a one-key transfer works."""
+    service.kill()
+    try:
+        call, agent, leg = degraded_connect(phones, phones.caller, "110", "110")
+    finally:
+        service.start()
+    phones.lib.sleep(2.0)                     # the app has reconciled by now
+    assert not call.ended and not leg.ended
+    leg.hears(call, "42")
+    call.hears(leg, "24")
+    call.hang_up()
+    leg.wait_ended(5)
+    phones.lib.wait_for(lambda: not lab.leftovers(), 5, "both PBXs idle")
+    assert outcomes.since_mark() == []
+    call, agent, far_agent, far_leg = transfer_by_key(phones, phones.citizen, "12345", "12345",
+                                                      "110")
+    assert far_leg.header("X-Hotline-Degraded") is None
+    far_leg.accept()
+    call.hears(far_leg, "5")
+    [rec] = outcomes.wait(phones.lib)
+    check_record(rec, result="accepted")
