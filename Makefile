@@ -20,10 +20,12 @@ test: deps
 	$(MAKE) --no-print-directory chaos-quick
 
 # Every fault and bad-input case once, at a scale that fits CI (about 3 minutes): one round per
-# kill -9 state, 40 DTMF-fuzz calls, a 10 s Redis outage over 20 transfers, a 1,000-record burst.
+# kill -9 state, 40 DTMF-fuzz calls, a 10 s Redis outage over 20 transfers, a 1,000-record burst,
+# the service down 6 s, the sidecar down over 3 transfers, a 300-record burst across Redis kill -9.
 chaos-quick: deps
 	HOTLINE_TEST_LAB=tests/chaos/lab.toml CHAOS_ROUNDS=1 CHAOS_DTMF_RUNS=40 \
 	  CHAOS_REDIS_TRANSFERS=20 CHAOS_REDIS_OUTAGE_S=10 CHAOS_SIDECAR_BURST=1000 \
+	  CHAOS_SERVICE_DOWN_S=6 CHAOS_SIDECAR_TRANSFERS=3 CHAOS_REDIS_BURST=300 \
 	  $(BIN)/pytest -m chaos tests/chaos $(PYTEST_ARGS)
 
 # The fault and bad-input suite, on its own lab (tests/chaos/lab.toml).

@@ -52,6 +52,10 @@ class Ami:
             "ExtraExten": extra_exten, "ExtraPriority": "1",
         })
 
+    def ping(self) -> None:
+        """Connect, log in and ping: what ``hotline-link doctor`` checks."""
+        self._action({"Action": "Ping"})
+
     def _action(self, action: dict) -> None:
         s = self.settings
         with self._lock:

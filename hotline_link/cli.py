@@ -90,10 +90,9 @@ def cmd_lab(args) -> int:
 
 
 def cmd_run(args) -> int:
-    from sidecar.service import serve as sidecar
-
     from .logs import configure
     from .service import serve, until_signal
+    from .supervise import supervise
 
     lab = None
     if args.lab:
@@ -107,11 +106,11 @@ def cmd_run(args) -> int:
         print_lab(desc, s.sidecar.token_file, out=sys.stderr)
     s = _load(args)
     configure(s.log_level, s.log_format)
-    jobs = [serve(s)]
-    if args.lab or args.sidecar:
-        jobs.append(sidecar(s))
+    # With the lab (or --with-sidecar) the service and the sidecar run as two supervised
+    # processes: a failure of one never stops the other. Alone, this process is the service.
+    job = supervise(args.config) if (args.lab or args.with_sidecar) else serve(s)
     try:
-        asyncio.run(until_signal(*jobs))
+        asyncio.run(until_signal(job))
     except KeyboardInterrupt:
         pass
     finally:
@@ -186,6 +185,18 @@ def cmd_sidecar(args) -> int:
     return 0
 
 
+def cmd_doctor(args) -> int:
+    from .doctor import check
+
+    report = asyncio.run(check(_load(args)))
+    for line in report.ok:
+        print(f"ok       {line}")
+    for line in report.problems:
+        print(f"PROBLEM  {line}")
+    print(f"{len(report.problems)} problem(s)")
+    return 2 if report.problems else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="hotline-link", description=__doc__)
     parser.add_argument("-c", "--config", help="service config file (TOML), layered over the defaults")
@@ -194,8 +205,9 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("run", help="run the ARI apps (and, with --lab, the whole lab) until Ctrl-C")
     p.add_argument("--lab", action="store_true", help="bring the lab up first and down at exit")
     p.add_argument("--keep-lab", action="store_true", help="with --lab: leave the lab running at exit")
-    p.add_argument("--sidecar", action="store_true",
-                   help="also run the sidecar in this process (always with --lab)")
+    p.add_argument("--with-sidecar", action="store_true",
+                   help="supervise the service and the sidecar as two processes, each restarted "
+                        "when it exits (always with --lab)")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("lab", help="the two-PBX test lab")
@@ -226,6 +238,10 @@ def main(argv: list[str] | None = None) -> int:
 
     p = sub.add_parser("sidecar", help="run the sidecar (work-order sync, alerts) until Ctrl-C")
     p.set_defaults(func=cmd_sidecar)
+
+    p = sub.add_parser("doctor", help="live self-check of the PBXs, AMI, FastAGI and Redis; "
+                                      "each problem with what to change (exit 2 if any)")
+    p.set_defaults(func=cmd_doctor)
 
     p = sub.add_parser("check-catalog", help="validate the matter catalog")
     p.add_argument("file", nargs="?")

@@ -225,6 +225,8 @@ class Lab:
             self._ensure_secret(self._secret_file(hook.secret_file, f"webhook-{i}"))
         started: list[Proc] = []
         try:
+            # A new lab starts with an empty Redis; only a restart (``start_one``) reloads it.
+            shutil.rmtree(self.state_dir / "redis", ignore_errors=True)
             started.append(self._start_redis())
             self._save_state(started)
             for hid, hotline in self.settings.hotlines.items():
@@ -323,8 +325,13 @@ class Lab:
         exe = shutil.which("redis-server")
         if exe is None:
             raise LabError("redis-server not found; run scripts/bootstrap.sh (make deps) first")
+        # AOF in the lab's own folder: what Redis acknowledged survives its restart and kill -9
+        # (``lab stop redis`` / ``start redis`` reload it); no RDB snapshots beside it.
+        fsync = self.settings.lab.redis_appendfsync
+        persist = (["--appendonly", "no"] if fsync == "off" else
+                   ["--appendonly", "yes", "--appendfsync", fsync])
         argv = [exe, "--bind", "127.0.0.1", "--port", str(self.settings.lab.redis_port),
-                "--dir", str(rdir), "--save", "", "--appendonly", "no", "--daemonize", "no",
+                "--dir", str(rdir), "--save", "", *persist, "--daemonize", "no",
                 "--protected-mode", "yes", "--logfile", ""]
         return spawn("redis", argv, rdir / "redis.log")
 

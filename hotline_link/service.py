@@ -13,6 +13,7 @@ from agi.server import AgiServer, serve_in_thread
 from ari_app.app import HotlineApp
 
 from .outcomes import OutcomeSink
+from .persistence import warn_if_not_durable
 from .settings import Settings, load_catalog
 
 log = structlog.get_logger("service")
@@ -29,6 +30,7 @@ async def serve(settings: Settings) -> None:
     agi = AgiServer(settings, load_catalog(), app_ready=lambda hid: by_id[hid].ari.connected)
     serve_in_thread(agi)
     log.info("service starting", hotlines=list(settings.hotlines), config=list(settings.sources))
+    await warn_if_not_durable(redis, log)
     try:
         async with asyncio.TaskGroup() as tg:
             tg.create_task(sink.run(), name="outcome-replay")

@@ -132,6 +132,7 @@ class LabSettings:
     redis_port: int
     phone_host: str
     pbx: dict[str, LabPbx]
+    redis_appendfsync: str = "always"        # always | everysec | no | off (no AOF at all)
 
 
 @dataclass(frozen=True)
@@ -159,7 +160,7 @@ class Deadline:
 
 
 WEBHOOK_EVENTS = ("emergency", "transfer_failed", "dead_letter", "overdue", "dispute",
-                  "stability_lead")
+                  "stability_lead", "redis_data_lost")
 
 
 @dataclass(frozen=True)
@@ -624,7 +625,8 @@ class _Validator:
         return out
 
     def _lab(self, node: Any, hotlines: dict[str, Hotline]) -> LabSettings:
-        node = self._table(node, "lab", {"state_dir", "rootfs", "redis_port", "phone_host", "pbx"})
+        node = self._table(node, "lab", {"state_dir", "rootfs", "redis_port", "phone_host", "pbx",
+                                         "redis_appendfsync"})
         pbx = {}
         for hid, p in self._table(node.get("pbx", {}), "lab.pbx", None).items():
             path = f"lab.pbx.{hid}"
@@ -648,6 +650,8 @@ class _Validator:
             redis_port=self.number(node, "lab", "redis_port", 1024, 65535, integer=True),
             phone_host=self.string(node, "lab", "phone_host"),
             pbx=pbx,
+            redis_appendfsync=self.choice(node, "lab", "redis_appendfsync",
+                                          ("always", "everysec", "no", "off")),
         )
 
 

@@ -12,6 +12,7 @@ import structlog
 from aiohttp import web
 
 from ari_app.transfers import ALERTS      # written by the ARI app (emergency transfers, R4)
+from hotline_link.persistence import persistence, warn_if_not_durable
 from hotline_link.settings import Settings, load_catalog
 
 from .alerts import Alerts
@@ -56,9 +57,16 @@ async def forward_alerts(redis: aioredis.Redis, alerts: Alerts, consumer: str) -
 def make_app(redis: aioredis.Redis, syncer: Syncer, alerts: Alerts, catalog,
              token: str | None, hotlines: tuple[str, ...]) -> web.Application:
     async def health(_request: web.Request) -> web.Response:
+        try:
+            state = await persistence(redis)
+            store = {"reachable": True, **state}
+            if not state["durable"]:
+                store["warning"] = "Redis persists nothing: a restart loses records and alerts"
+        except (aioredis.RedisError, OSError) as exc:
+            store = {"reachable": False, "error": str(exc)}
         return web.json_response({"ok": True, "synced": syncer.synced, "retries": syncer.retries,
                                   "dead_lettered": syncer.dead, "alerts_sent": alerts.sent,
-                                  "alerts_lost": alerts.failed})
+                                  "alerts_lost": alerts.failed, "redis": store})
 
     return Api(redis, syncer, catalog, token, hotlines).app(health)
 
@@ -76,6 +84,7 @@ async def serve(settings: Settings) -> None:
                         stability=sc.stability, disputes=sc.disputes,
                         concurrency=sc.concurrency, request_timeout=sc.request_timeout)
         syncer.supervisor = Supervisor(redis, sc, metrics=metrics)
+        await warn_if_not_durable(redis, log)
         # The alert group exists before anything can put an alert in the outbox.
         await ensure_group(redis, ALERTS, ALERT_GROUP, "$")
         runner = web.AppRunner(make_app(redis, syncer, alerts, catalog, sc.token,

@@ -61,12 +61,48 @@ PATHS = {"12345": ("/open311/v2/requests.json", "/open311/v2/requests/{}/notes")
          "110": ("/eido/v1/incidents", "/eido/v1/incidents/{}/notes")}
 
 
-async def ensure_group(redis: aioredis.Redis, stream: str, group: str, start: str) -> None:
-    try:
-        await redis.xgroup_create(stream, group, id=start, mkstream=True)
-    except aioredis.ResponseError as exc:
-        if "BUSYGROUP" not in str(exc):
+async def ensure_group(redis: aioredis.Redis, stream: str, group: str, start: str) -> bool:
+    """Create ``group`` on ``stream`` (and the stream) if missing; True if it had to be made.
+    Waits for Redis rather than failing: a sidecar started while Redis is away starts late."""
+    while True:
+        try:
+            await redis.xgroup_create(stream, group, id=start, mkstream=True)
+            return True
+        except aioredis.ResponseError as exc:
+            if "BUSYGROUP" in str(exc):
+                return False
             raise
+        except (aioredis.ConnectionError, aioredis.TimeoutError) as exc:
+            log.warning("redis unavailable; waiting to create the consumer group",
+                        stream=stream, group=group, error=str(exc))
+            await asyncio.sleep(1.0)
+
+
+# Keys whose absence after a group vanished says Redis lost its data, not only the group.
+DURABLE_KEYS = ("hotline:sidecar:tickets", "hotline:sidecar:index", "hotline:sidecar:links")
+
+
+async def group_lost(redis: aioredis.Redis, stream: str, group: str,
+                     last: bytes | None) -> None:
+    """The consumer group (or the whole stream) is gone: a Redis restarted without its data, a
+    failover to a replica that lacked the last writes, or a hand that deleted it. Recreate it
+    after the last entry this consumer saw (entries added since have later ids, so none is
+    skipped and nothing already handled comes back; a consumer that saw none starts at the
+    beginning of what is there now), and say what could not be recovered."""
+    since = last.decode() if last else "0"
+    await ensure_group(redis, stream, group, since)
+    missing = [k for k in DURABLE_KEYS if not await redis.exists(k)]
+    lost = [f"entries of {stream} not yet read by {group} before the loss, and those pending "
+            f"on other consumers (after {since})"]
+    if missing:
+        lost.append("the sidecar's ticket index (" + ", ".join(missing) + "): queries, "
+                    "feedback relay and supervision of tickets created before the loss")
+    log.error("consumer group vanished; recreated", stream=stream, group=group, since=since,
+              redis_data_lost=bool(missing))
+    pipe = redis.pipeline(transaction=False)
+    enqueue(pipe, "redis_data_lost", {"stream": stream, "group": group, "recreated_at": since,
+                                      "missing_keys": missing, "not_recoverable": lost})
+    await pipe.execute()
 
 
 async def consume(redis: aioredis.Redis, stream: str, group: str, consumer: str, start: str,
@@ -117,6 +153,7 @@ async def consume(redis: aioredis.Redis, stream: str, group: str, consumer: str,
     # The backlog (our own pending entries) is read from a cursor, so one that fails again is
     # passed over (left to ``reclaim``) instead of being read back forever.
     backlog: bytes | str | None = "0"
+    last: bytes | None = None              # the newest entry read: where a lost group restarts
     next_reclaim = time.monotonic() + (reclaim_after or 0.0)
     while True:
         try:
@@ -129,11 +166,25 @@ async def consume(redis: aioredis.Redis, stream: str, group: str, consumer: str,
             log.warning("redis unavailable; retrying", stream=stream, error=str(exc))
             await asyncio.sleep(1.0)
             continue
+        except aioredis.ResponseError as exc:
+            if "NOGROUP" not in str(exc):
+                log.error("stream read refused; retrying", stream=stream, error=str(exc))
+                await asyncio.sleep(1.0)
+                continue
+            try:
+                await group_lost(redis, stream, group, last)
+            except aioredis.RedisError as again:
+                log.warning("cannot recreate the consumer group yet", stream=stream,
+                            error=str(again))
+                await asyncio.sleep(1.0)
+            backlog = None
+            continue
         entries = got[0][1] if got else []
         if backlog and not entries:
             backlog = None
             continue
         for entry_id, fields in entries:
+            last = entry_id
             if backlog:
                 backlog = entry_id
             if backlog or concurrency == 1:

@@ -160,3 +160,56 @@ def test_service_back_takes_new_calls_and_leaves_degraded_calls_alone(phones, la
     call.hears(far_leg, "5")
     [rec] = outcomes.wait(phones.lib)
     check_record(rec, result="accepted")
+
+
+def test_doctor_sees_what_is_up_and_names_what_to_change(lab, service):
+    from conftest import cli
+
+    up = cli("doctor", check=False)
+    for hid, pbx in lab.descriptor["pbx"].items():
+        assert f"ok       {hid}: application {pbx['ari']['app']} connected" in up.stdout
+        assert f"ok       {hid}: dialplan has the degraded-mode fallback" in up.stdout
+        assert f"ok       {hid}: AMI" in up.stdout
+        assert f"PROBLEM  {hid}: ari.conf channelvars" not in up.stdout
+    assert "ok       FastAGI" in up.stdout
+    assert "ok       Redis persists (AOF, appendfsync always)" in up.stdout
+    service.kill()
+    try:
+        down = cli("doctor", check=False)
+    finally:
+        service.start()
+    assert down.returncode == 2
+    assert "PROBLEM  12345: application hotline-12345 not connected" in down.stdout
+    assert "PROBLEM  FastAGI" in down.stdout and "unreachable" in down.stdout
+
+
+async def test_a_redis_that_persists_nothing_is_flagged(tmp_path):
+    import socket
+    import subprocess
+
+    import redis.asyncio as aioredis
+    from hotline_link.persistence import persistence
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1",
+                             "--dir", str(tmp_path), "--save", "", "--appendonly", "no"],
+                            stdout=subprocess.DEVNULL)
+    client = aioredis.Redis(port=port)
+    try:
+        for _ in range(100):
+            try:
+                await client.ping()
+                break
+            except aioredis.ConnectionError:
+                time.sleep(0.05)
+        state = await persistence(client)
+        assert state == {"aof": False, "appendfsync": "everysec", "rdb_save": "",
+                         "durable": False}
+        await client.config_set("appendonly", "yes")
+        assert (await persistence(client))["durable"] is True
+    finally:
+        await client.aclose()
+        proc.kill()
+        proc.wait(5)
