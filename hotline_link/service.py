@@ -7,6 +7,9 @@ import contextlib
 import signal
 
 import redis.asyncio as aioredis
+from redis import exceptions as redis_errors
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 import structlog
 
 from agi.server import AgiServer, serve_in_thread
@@ -23,7 +26,13 @@ async def serve(settings: Settings) -> None:
     """Run until SIGINT/SIGTERM, then stop cleanly (returns normally)."""
     # Short timeouts: Redis is the hand-off and the restart memory, never on a call's critical
     # path; an unreachable Redis must cost a call milliseconds, not seconds.
-    redis = aioredis.from_url(settings.redis_url, socket_timeout=0.5, socket_connect_timeout=0.5)
+    # One retry on a new connection after a connection error: after a Redis restart the pooled
+    # connections are dead, and the first write on one (a transfer's state) would otherwise be
+    # skipped, leaving a service restarted soon after nothing to carry the transfer on from.
+    # Timeouts are not retried: a hung Redis must still cost milliseconds.
+    redis = aioredis.from_url(settings.redis_url, socket_timeout=0.5, socket_connect_timeout=0.5,
+                              retry=Retry(NoBackoff(), 1),
+                              retry_on_error=[redis_errors.ConnectionError])
     sink = OutcomeSink(redis, settings.spool_dir)
     apps = [HotlineApp(settings, h, redis, sink) for h in settings.hotlines.values()]
     by_id = {app.hotline.id: app for app in apps}
