@@ -36,6 +36,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
+from bench.durability import fsync_policy  # noqa: E402
 from bench.latency import main, percentile  # noqa: E402
 from bench.stack import Stack  # noqa: E402
 from conftest import Service  # noqa: E402
@@ -208,7 +209,7 @@ def _ts(value: str | None) -> float | None:
 
 
 def one_level(lab, service: Service, sipp: Sipp, redis, level: int, rate: float, duration: float,
-              host: str, remote: str) -> dict:
+              host: str, remote: str, label: str | None = None) -> dict:
     ari = lab.ari["12345"]
     citizen = lab.account("citizen", "12345")
     csv = sipp.accounts_csv([citizen], f"citizen-{level}")
@@ -229,6 +230,8 @@ def one_level(lab, service: Service, sipp: Sipp, redis, level: int, rate: float,
     commanded: set[str] = set()
     samples, concurrent = [], []
     cpu0, _ = cpu_rss(service.pid)
+    redis_pid = lab.descriptor["redis"].get("pid")
+    redis_cpu0 = cpu_rss(redis_pid)[0] if redis_pid else None
     t_start = time.monotonic()
     last_sample, last_cpu = t_start, cpu0
     queue: list[str] = []
@@ -267,6 +270,8 @@ def one_level(lab, service: Service, sipp: Sipp, redis, level: int, rate: float,
             next_at = now             # no eligible call: the rate fell behind, say so below
         time.sleep(0.005)
     elapsed = time.monotonic() - t_start
+    redis_cores = (round((cpu_rss(redis_pid)[0] - redis_cpu0) / elapsed, 3)
+                   if redis_cpu0 is not None else None)
     # Stop placing calls; transferred calls end when the 110 agents hang up.
     os.kill(caller, signal.SIGUSR1)
     time.sleep(TARGET_HOLD_MS / 1000 + 6)
@@ -301,7 +306,8 @@ def one_level(lab, service: Service, sipp: Sipp, redis, level: int, rate: float,
     sipp.stop(caller, graceful=0.1)
     steady = samples[2:] or samples
     return {
-        "level": level, "duration_s": round(elapsed, 1),
+        "level": level, "label": label or f"{level} calls", "duration_s": round(elapsed, 1),
+        "redis_cores": redis_cores,
         "commands": len(commands), "rate_per_s": round(len(commands) / elapsed, 2),
         "started": len(started),
         "refused": sum(1 for r in results.values() if r.get("status") != "started"),
@@ -324,7 +330,7 @@ def one_level(lab, service: Service, sipp: Sipp, redis, level: int, rate: float,
 
 
 def run(config: Path, lab_descriptor: dict, levels=(50, 100, 200), rate: float = 20.0,
-        duration: float = 60.0) -> dict:
+        duration: float = 60.0, fsync_off_run: bool = True) -> dict:
     import redis as redis_mod
 
     from conftest import Lab
@@ -360,6 +366,16 @@ def run(config: Path, lab_descriptor: dict, levels=(50, 100, 200), rate: float =
             except Exception as exc:  # a level that fails is reported; the next may still run
                 failures.append(f"level {level}: {type(exc).__name__}: {exc}")
             time.sleep(3)
+        # What durable Redis costs on the call path: the top level again with no AOF at all
+        # (the levels above ran on the lab's setting, appendfsync always).
+        if fsync_off_run:
+            try:
+                with fsync_policy(rds, "off"):
+                    levels_out.append(one_level(lab, service, sipp, rds, top, rate, duration,
+                                                host, _pbx_sip(variant, "12345"),
+                                                label=f"{top} calls, Redis without AOF"))
+            except Exception as exc:
+                failures.append(f"level {top} without AOF: {type(exc).__name__}: {exc}")
     finally:
         if sipp:
             sipp.stop_all()
@@ -370,25 +386,28 @@ def run(config: Path, lab_descriptor: dict, levels=(50, 100, 200), rate: float =
 
     figures = []
     for lv in levels_out:
-        at_top = lv["level"] == top
+        at_top = lv["level"] == top and lv["label"] == f"{top} calls"
         s = lv["setup_ms"] or {}
+        name = lv["label"]
         figures += [
-            {"name": f"{lv['level']} calls: stranded callers (during the run + at its end)",
+            {"name": f"{name}: stranded callers (during the run + at its end)",
              "value": len(lv["alone_too_long"]) + lv["stranded"], "unit": "", "target": "0",
              "met": not lv["alone_too_long"] and lv["stranded"] == 0},
-            {"name": f"{lv['level']} calls: lost + duplicate outcome records",
+            {"name": f"{name}: lost + duplicate outcome records",
              "value": lv["lost"] + lv["duplicates"], "unit": "", "target": "0",
              "met": lv["lost"] + lv["duplicates"] == 0},
-            {"name": f"{lv['level']} calls: transfers per second", "value": lv["rate_per_s"],
+            {"name": f"{name}: transfers per second", "value": lv["rate_per_s"],
              "unit": "/s", "target": f">= {rate:g}", "met": lv["rate_per_s"] >= rate * 0.95},
-            {"name": f"{lv['level']} calls: transfer set-up p99", "value": s.get("p99"),
+            {"name": f"{name}: transfer set-up p99", "value": s.get("p99"),
              "unit": "ms", "target": "<= 250", "met": s.get("p99") is not None and s["p99"] <= 250},
-            {"name": f"{lv['level']} calls: app CPU (mean)", "value": lv["cpu_cores"]["mean"],
+            {"name": f"{name}: app CPU (mean)", "value": lv["cpu_cores"]["mean"],
              "unit": "cores", "target": "<= 0.5" if at_top else None,
              "met": lv["cpu_cores"]["mean"] <= 0.5 if at_top else None},
-            {"name": f"{lv['level']} calls: app RSS (max)", "value": lv["rss_mb"], "unit": "MB",
+            {"name": f"{name}: app RSS (max)", "value": lv["rss_mb"], "unit": "MB",
              "target": "<= 150" if at_top else None,
              "met": lv["rss_mb"] <= 150 if at_top else None},
+            {"name": f"{name}: Redis CPU (mean)", "value": lv["redis_cores"], "unit": "cores",
+             "target": None, "met": None},
         ]
     return {"benchmark": "load", "command": "make bench", "figures": figures,
             "details": {"levels": levels_out, "failures": failures, "rate_per_s": rate,

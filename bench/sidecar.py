@@ -27,6 +27,7 @@ from pathlib import Path
 
 import redis
 
+from bench.durability import fsync_policy
 from bench.results import percentiles, write_result
 from bench.stack import ROOT, Stack
 
@@ -156,7 +157,8 @@ def second_sidecar_config(config: Path, lab_descriptor: dict) -> Path:
 
 
 def run(config: Path, lab_descriptor: dict, rate: int = 2000, seconds: float = 60.0,
-        sustained: int = SUSTAINED_RATE, sustained_seconds: float = 30.0) -> dict:
+        sustained: int = SUSTAINED_RATE, sustained_seconds: float = 30.0,
+        policy_seconds: float = 20.0) -> dict:
     """The target rate first (it shows the capacity: what one sidecar process syncs per second
     when more is offered than it can take), then a rate it sustains, whose latency is the
     sidecar's own and not the backlog's."""
@@ -171,6 +173,13 @@ def run(config: Path, lab_descriptor: dict, rate: int = 2000, seconds: float = 6
                    service=False) as second:
             two = _phase(r, standins, {**pids, "sidecar-2": second.procs["sidecar"].pid},
                          rate, sustained_seconds)
+        # What durability costs: the same short phases with Redis on each fsync policy.
+        policies = {}
+        for policy in ("off", "always"):
+            with fsync_policy(r, policy):
+                policies[policy] = {
+                    "capacity": _phase(r, standins, pids, rate, policy_seconds),
+                    "sustained": _phase(r, standins, pids, sustained, policy_seconds)}
     r.close()
     lat, easy_lat = full["latency_ms"], easy["latency_ms"]
     return {
@@ -205,10 +214,30 @@ def run(config: Path, lab_descriptor: dict, rate: int = 2000, seconds: float = 6
             {"name": "two sidecar processes: duplicate requests at the platforms",
              "value": two["duplicates"], "unit": "requests", "target": "0",
              "met": two["duplicates"] == 0},
-        ],
+        ] + _policy_figures(policies, rate, sustained),
         "details": {"at_target_rate": full, "at_sustained_rate": easy,
-                    "two_processes_at_target_rate": two},
+                    "two_processes_at_target_rate": two, "fsync_policies": policies},
     }
+
+
+def _policy_figures(policies: dict, rate: int, sustained: int) -> list[dict]:
+    figures = []
+    for policy, phases in policies.items():
+        label = "Redis without AOF" if policy == "off" else f"Redis appendfsync {policy}"
+        cap, easy = phases["capacity"], phases["sustained"]
+        figures += [
+            {"name": f"{label}: records synced per second at {rate}/s offered",
+             "value": round(cap["synced_per_s"]), "unit": "records/s", "target": None,
+             "met": None},
+            {"name": f"{label}: at {sustained} records/s, appended to both tickets, p99",
+             "value": easy["latency_ms"]["p99"], "unit": "ms", "target": None, "met": None},
+            {"name": f"{label}: Redis CPU at {rate}/s offered", "unit": "cores",
+             "value": cap["cores_used"].get("redis"), "target": None, "met": None},
+            {"name": f"{label}: duplicate requests at the platforms",
+             "value": cap["duplicates"] + easy["duplicates"], "unit": "requests", "target": "0",
+             "met": cap["duplicates"] + easy["duplicates"] == 0},
+        ]
+    return figures
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -27,7 +27,7 @@ STREAM = "hotline:outcomes"
 CLAIM_PREFIX = "hotline:outcome:"
 CLAIM_TTL = 30 * 24 * 3600      # dedupe window: far longer than any spool outage
 
-_APPEND = """
+APPEND_SCRIPT = """
 if redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[3]) then
   return redis.call('XADD', KEYS[1], '*', 'transfer_id', ARGV[1], 'record', ARGV[2])
 end
@@ -40,7 +40,7 @@ class OutcomeSink:
         self.redis = redis
         self.spool = spool_dir
         self.spool.mkdir(parents=True, exist_ok=True)
-        self._append = redis.register_script(_APPEND)
+        self._append = redis.register_script(APPEND_SCRIPT)
         self._lock = asyncio.Lock()
         self._tasks: set[asyncio.Task] = set()
 
