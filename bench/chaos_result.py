@@ -18,6 +18,7 @@ import pytest
 
 HERE = Path(__file__).resolve().parent.parent / "tests" / "chaos"
 GROUPS = {
+    "test_availability.py": "service, sidecar or Redis down, Redis restarted empty",
     "test_faults.py": "app, PBX and Redis faults; DTMF fuzz",
     "test_sidecar_faults.py": "sidecar killed, platforms failing, during a burst",
     "test_sip_security.py": "SIP scanning and unauthenticated INVITE/REFER",
