@@ -16,6 +16,8 @@ from datetime import datetime
 import redis.asyncio as aioredis
 import structlog
 
+from contracts.names import COMMAND_RESULTS, COMMANDS, EVENTS
+from contracts.vocab import API_MODES, CommandStatus, LiveEvent
 from hotline_link.outcomes import OutcomeSink
 from hotline_link.render import features
 from hotline_link.settings import Hotline, Settings
@@ -32,11 +34,6 @@ TICK = "HotlineTick"
 HANDLED = ("StasisStart", "StasisEnd", "ChannelDestroyed", "ChannelDtmfReceived",
            "ChannelStateChange", "ChannelTransfer", "DeviceStateChanged")
 COMMAND = "HotlineCommand"
-COMMANDS = "hotline:commands:{}"        # stream per hotline: transfer requests from the API
-RESULTS = "hotline:command-results"     # hash: command id -> JSON result
-EVENTS = "hotline:events"               # stream: live call events for agent desktops (sidecar SSE)
-EVENTS_KEPT = 10000
-API_MODES = ("blind", "three_way")
 ADOPT_WAIT = 5.0        # seconds to wait for the second channel of a queue call handed over
 
 
@@ -94,7 +91,7 @@ class HotlineApp:
     async def _commands(self) -> None:
         """Transfers requested through the sidecar API (``POST /calls/{call_id}/transfer``).
         Only commands sent while this app runs count: a request for a call is about now."""
-        stream = COMMANDS.format(self.hotline.id)
+        stream = COMMANDS.of(self.hotline.id)
         last = None
         while True:
             try:
@@ -116,7 +113,7 @@ class HotlineApp:
 
     async def _run_command(self, fields: dict) -> None:
         try:
-            cmd = json.loads(fields[b"command"])
+            cmd = COMMANDS.payload(fields)
             command_id = str(cmd["id"])
         except (KeyError, ValueError, TypeError):
             self.log.warning("unreadable command skipped")
@@ -124,26 +121,27 @@ class HotlineApp:
         call = next((c for c in self.delivery.calls.values() if c.call_id == cmd.get("call_id")), None)
         mode, target = cmd.get("mode"), cmd.get("target")
         if call is None:
-            result = {"status": "refused", "reason": "no such call on this hotline"}
+            result = {"status": CommandStatus.REFUSED, "reason": "no such call on this hotline"}
         elif mode not in API_MODES:
-            result = {"status": "refused", "reason": f"mode must be one of {', '.join(API_MODES)}"}
+            result = {"status": CommandStatus.REFUSED,
+                      "reason": f"mode must be one of {', '.join(API_MODES)}"}
         else:
             target = target or self.transfers.default_target()
             tid = await self.transfers.start(call, target, mode=mode, trigger="api")
-            result = ({"status": "started", "transfer_id": tid} if tid else
-                      {"status": "refused", "reason": "call not connected to an agent, a transfer "
+            result = ({"status": CommandStatus.STARTED, "transfer_id": tid} if tid else
+                      {"status": CommandStatus.REFUSED, "reason": "call not connected to an agent, a transfer "
                                                       "is in progress, or no such target"})
         self.log.info("api command", command_id=command_id, **result)
-        await self.transfers.best_effort(self.redis.hset(RESULTS, command_id, json.dumps(result)))
-        await self.publish("command_result", {"command_id": command_id,
+        await self.transfers.best_effort(self.redis.hset(COMMAND_RESULTS, command_id,
+                                                         json.dumps(result)))
+        await self.publish(LiveEvent.COMMAND_RESULT, {"command_id": command_id,
                                               "call_id": cmd.get("call_id"), **result})
 
     async def publish(self, kind: str, fields: dict) -> None:
         """A live event for desktops. Best effort: Redis is never on a call's path."""
         body = {"type": kind, "hotline": self.hotline.id, "at": time.time(), **fields}
-        await self.transfers.best_effort(self.redis.xadd(
-            EVENTS, {"event": json.dumps(body, ensure_ascii=False)}, maxlen=EVENTS_KEPT,
-            approximate=True))
+        await self.transfers.best_effort(self.redis.xadd(EVENTS.key, EVENTS.entry(body),
+                                                         **EVENTS.trim()))
 
     async def _tick(self) -> None:
         period = min(1.0, self.settings.timeouts.no_agent_retry)

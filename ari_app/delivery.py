@@ -31,8 +31,9 @@ from dataclasses import dataclass, field
 
 import structlog
 
+from contracts.sip import HEADERS
+from contracts.vocab import LiveEvent
 from hotline_link.settings import Hotline, Timeouts
-from transfer.machine import HEADERS
 
 from .client import AriClient, AriError, AriNotFound
 
@@ -197,7 +198,7 @@ class Delivery:
             return
         call.state = CONNECTED
         call.agent_since = time.monotonic()
-        await self._event("agent_connected", call, call.agent)
+        await self._event(LiveEvent.AGENT_CONNECTED, call, call.agent)
         clog.info("agent connected", wait_s=round(time.monotonic() - call.arrived, 3))
 
     async def channel_gone(self, channel_id: str, cause: int = 0) -> None:
@@ -459,7 +460,7 @@ class Delivery:
             return
         clog.info("ringing agent")
         # The screen-pop: the agent's desktop learns who rings, and why, before they answer.
-        await self._event("agent_ringing", call, agent)
+        await self._event(LiveEvent.AGENT_RINGING, call, agent)
 
     async def _hold(self, call: Call) -> None:
         if call.transferred_in:

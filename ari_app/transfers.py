@@ -25,6 +25,8 @@ import redis.asyncio as aioredis
 import structlog
 from redis.exceptions import RedisError
 
+from contracts.names import ACTIVE_TRANSFERS, ALERTS, CALL_LOCK, TRANSFER_ANSWERED, TRANSFER_STATE
+from contracts.vocab import Mode, Trigger
 from hotline_link.outcomes import OutcomeSink
 from hotline_link.settings import Hotline, Settings
 from transfer import machine as m
@@ -36,11 +38,6 @@ from .delivery import CAUSE_BUSY, CAUSE_REJECTED, Call, Delivery
 log = structlog.get_logger("transfer")
 
 TIMER = "HotlineTimer"
-STATE_KEY = "hotline:transfer:{}"
-ACTIVE_KEY = "hotline:transfers:{}"          # set of active transfer ids per origin hotline
-LOCK_KEY = "hotline:lock:call:{}"
-ANSWERED_KEY = "hotline:transfer-answered"   # hash: transfer id -> answering agent (far side)
-ALERTS = "hotline:alerts"
 REDIS_TIMEOUT = 0.5
 REDIS_BACKOFF = 5.0                          # after a failure, skip Redis for this long
 HARASSMENT_CATEGORY = "hotline_harassment"  # the annex's category for R9
@@ -121,18 +118,18 @@ class Transfers:
             else:
                 clog.info("decision key outside a three-way call: nothing to decide")
         elif action == "transfer":
-            await self.start(call, self.default_target(), mode="blind", trigger="dtmf")
+            await self.start(call, self.default_target(), mode=Mode.BLIND, trigger=Trigger.DTMF)
         elif action.startswith("transfer:"):
-            await self.start(call, action.partition(":")[2], mode="blind", trigger="dtmf")
+            await self.start(call, action.partition(":")[2], mode=Mode.BLIND, trigger=Trigger.DTMF)
         elif action == "three_way":
-            await self.start(call, self.default_target(), mode="three_way", trigger="dtmf")
+            await self.start(call, self.default_target(), mode=Mode.THREE_WAY, trigger=Trigger.DTMF)
         elif action == "emergency":
             if self.hotline.id == "110" or "110" not in self.hotline.targets:
                 clog.info("emergency key on the 110 side: nothing to escalate to")
                 return
-            await self.start(call, "110", mode="emergency", trigger="dtmf", emergency=True)
+            await self.start(call, "110", mode=Mode.EMERGENCY, trigger=Trigger.DTMF, emergency=True)
         elif action == "out_of_scope":
-            await self.record_out_of_scope(call, trigger="dtmf")
+            await self.record_out_of_scope(call, trigger=Trigger.DTMF)
 
     async def on_refer(self, event: dict) -> None:
         # The REFERring channel is referred_by.source_channel (ChannelTransfer has no "channel").
@@ -155,7 +152,7 @@ class Transfers:
         # The agent is released once the attempt starts, so the phone is told the blind transfer
         # is complete (a final NOTIFY that ends its subscription) and hangs up by itself, as a
         # phone does after its own blind transfer; the caller's fate is ours from here on.
-        if await self.start(call, dest, mode="blind", trigger="refer"):
+        if await self.start(call, dest, mode=Mode.BLIND, trigger=Trigger.REFER):
             await self._refer_progress(leg, "channel_answered")
 
     async def _refer_progress(self, leg: str | None, state: str) -> None:
@@ -211,7 +208,7 @@ class Transfers:
         (the caller then waits for an agent here) and an outcome record that says why."""
         target = self.hotline.screen_to
         if verdict == "harassment" and target:
-            tid = await self.start(call, target, mode="blind", trigger="screen",
+            tid = await self.start(call, target, mode=Mode.BLIND, trigger=Trigger.SCREEN,
                                    category=HARASSMENT_CATEGORY)
             if tid is not None:
                 return
@@ -223,7 +220,7 @@ class Transfers:
         t = m.Transfer(transfer_id=uuid.uuid4().hex, call_id=call.call_id,
                        hotline=self.hotline.id, target="", dial="", caller=call.caller,
                        caller_number=call.number, agent=call.agent, agent_leg=call.agent_leg,
-                       mode="none", trigger=trigger, state=m.State.DONE,
+                       mode=Mode.NONE, trigger=trigger, state=m.State.DONE,
                        result=m.Result.OUT_OF_SCOPE_GUIDED,
                        steps={"requested": now, "ended": now})
         await self.sink.emit(self.record(t))
@@ -234,7 +231,7 @@ class Transfers:
         if t is None:
             await self.ari.delete_quietly(f"/channels/{leg}")
             return
-        agent = await self.best_effort(self.redis.hget(ANSWERED_KEY, tid))
+        agent = await self.best_effort(self.redis.hget(TRANSFER_ANSWERED, tid))
         await self._step(t, m.Ev.TARGET_ANSWERED, agent.decode() if agent else None)
 
     async def target_state(self, channel: dict) -> None:
@@ -277,7 +274,7 @@ class Transfers:
     async def _note_answering_agent(self, tid: str, agent: str | None) -> None:
         """Far side: remember who answered, so the origin can name them in its record."""
         if agent:
-            await self.best_effort(self.redis.hset(ANSWERED_KEY, tid, agent))
+            await self.best_effort(self.redis.hset(TRANSFER_ANSWERED, tid, agent))
 
     # --- the machine ----------------------------------------------------------------------------
     async def _step(self, t: m.Transfer, ev: m.Ev, detail: object = None) -> None:
@@ -446,26 +443,26 @@ class Transfers:
                 "origin": t.hotline, "target": t.target, "category": t.category,
                 "caller_number": t.caller_number, "at": _iso(time.time())}
         self.log.warning("alert raised", alert=kind, transfer_id=t.transfer_id)
-        await self.best_effort(self.redis.xadd(ALERTS, {"alert": json.dumps(body)}))
+        await self.best_effort(self.redis.xadd(ALERTS.key, ALERTS.entry(body), **ALERTS.trim()))
 
     # --- persistence --------------------------------------------------------------------------
     async def _persist(self, t: m.Transfer) -> None:
         async def write():
             pipe = self.redis.pipeline(transaction=True)
-            pipe.set(STATE_KEY.format(t.transfer_id), json.dumps(t.to_dict()))
-            pipe.sadd(ACTIVE_KEY.format(self.hotline.id), t.transfer_id)
+            pipe.set(TRANSFER_STATE.format(t.transfer_id), json.dumps(t.to_dict()))
+            pipe.sadd(ACTIVE_TRANSFERS.format(self.hotline.id), t.transfer_id)
             await pipe.execute()
         await self.best_effort(write())
 
     async def _forget(self, t: m.Transfer) -> None:
         pipe = self.redis.pipeline(transaction=True)
-        pipe.delete(STATE_KEY.format(t.transfer_id), LOCK_KEY.format(t.call_id))
-        pipe.srem(ACTIVE_KEY.format(self.hotline.id), t.transfer_id)
-        pipe.hdel(ANSWERED_KEY, t.transfer_id)
+        pipe.delete(TRANSFER_STATE.format(t.transfer_id), CALL_LOCK.format(t.call_id))
+        pipe.srem(ACTIVE_TRANSFERS.format(self.hotline.id), t.transfer_id)
+        pipe.hdel(TRANSFER_ANSWERED, t.transfer_id)
         await pipe.execute()
 
     async def _lock(self, call_id: str) -> bool:
-        got = await self.best_effort(self.redis.set(LOCK_KEY.format(call_id), "1", nx=True, ex=600),
+        got = await self.best_effort(self.redis.set(CALL_LOCK.format(call_id), "1", nx=True, ex=600),
                                 default="unavailable")
         # Redis down: the in-memory check already stopped a second transfer in this process.
         return got == "unavailable" or bool(got)
@@ -492,10 +489,10 @@ class Transfers:
     async def reconcile(self, channels: list[dict], bridges: list[dict]) -> None:
         """Finish or fall back every transfer that was in flight while we were away."""
         if not self.active:
-            ids = await self.best_effort(self.redis.smembers(ACTIVE_KEY.format(self.hotline.id)),
+            ids = await self.best_effort(self.redis.smembers(ACTIVE_TRANSFERS.format(self.hotline.id)),
                                     default=set())
             for raw in ids or ():
-                data = await self.best_effort(self.redis.get(STATE_KEY.format(raw.decode())))
+                data = await self.best_effort(self.redis.get(TRANSFER_STATE.format(raw.decode())))
                 if data:
                     t = m.Transfer.from_dict(json.loads(data))
                     self.active[t.transfer_id] = t

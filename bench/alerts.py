@@ -29,7 +29,6 @@ import redis
 from bench.results import percentiles, write_result
 from bench.stack import ROOT, Stack
 
-STREAM = "hotline:alerts"
 
 
 def _webhooks(url: str) -> list[dict]:

@@ -33,7 +33,8 @@ import redis
 
 from bench.results import percentiles
 from bench.stack import ROOT, Stack
-from hotline_link.outcomes import APPEND_SCRIPT, CLAIM_PREFIX, CLAIM_TTL
+from contracts.names import OUTCOME_CLAIM, OUTCOMES
+from hotline_link.outcomes import APPEND_SCRIPT, CLAIM_TTL
 
 POLICIES = ("off", "everysec", "always")
 SCRATCH = "bench:durability"
@@ -81,7 +82,8 @@ def _appends(r: redis.Redis, count: int) -> dict:
     for _ in range(count):
         tid = uuid.uuid4().hex
         s = time.perf_counter()
-        append(keys=[stream, f"{SCRATCH}:{CLAIM_PREFIX}{tid}"], args=[tid, record, CLAIM_TTL])
+        append(keys=[stream, f"{SCRATCH}:{OUTCOME_CLAIM.format(tid)}"],
+               args=[tid, record, CLAIM_TTL, OUTCOMES.field])
         took.append((time.perf_counter() - s) * 1000)
     elapsed = time.perf_counter() - t0
     return {"n": count, "per_s": round(count / elapsed), "latency_ms": percentiles(took)}

@@ -37,6 +37,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
 from bench.durability import fsync_policy  # noqa: E402
+from contracts.names import COMMAND_RESULTS, COMMANDS, OUTCOMES  # noqa: E402
 from bench.latency import main, percentile  # noqa: E402
 from bench.stack import Stack  # noqa: E402
 from conftest import Service  # noqa: E402
@@ -217,7 +218,7 @@ def one_level(lab, service: Service, sipp: Sipp, redis, level: int, rate: float,
     caller = sipp.start(sipp.argv(remote, host, free_udp_port(host),
                                   "-sf", str(sipp.scenario("caller", hold)), "-inf", str(csv),
                                   "-s", "12345", "-r", str(int(rate * 2)), "-l", str(level)))
-    mark = redis.xrevrange("hotline:outcomes", count=1)
+    mark = redis.xrevrange(OUTCOMES.key, count=1)
     mark = mark[0][0].decode() if mark else "0-0"
     # Fill up to the level before timing anything.
     deadline = time.monotonic() + 60
@@ -263,7 +264,7 @@ def one_level(lab, service: Service, sipp: Sipp, redis, level: int, rate: float,
             cid = uuid.uuid4().hex
             command = {"id": cid, "call_id": call_id, "mode": "blind", "target": "110"}
             at = time.time()
-            redis.xadd("hotline:commands:12345", {"command": json.dumps(command)})
+            redis.xadd(COMMANDS.of("12345"), {COMMANDS.field: json.dumps(command)})
             commands[cid] = {"call_id": call_id, "at": at}
             next_at += 1 / rate
         elif now >= next_at:
@@ -277,9 +278,9 @@ def one_level(lab, service: Service, sipp: Sipp, redis, level: int, rate: float,
     time.sleep(TARGET_HOLD_MS / 1000 + 6)
     left_alone = stranded(ari)
     results = {cid: json.loads(raw) for cid in commands
-               if (raw := redis.hget("hotline:command-results", cid)) is not None}
-    records = [json.loads(f[b"record"]) for _, f in
-               redis.xrange("hotline:outcomes", min=f"({mark}")]
+               if (raw := redis.hget(COMMAND_RESULTS, cid)) is not None}
+    records = [json.loads(f[OUTCOMES.field.encode()]) for _, f in
+               redis.xrange(OUTCOMES.key, min=f"({mark}")]
     by_tid: dict[str, list[dict]] = {}
     for rec in records:
         by_tid.setdefault(rec["transfer_id"], []).append(rec)

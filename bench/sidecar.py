@@ -30,8 +30,8 @@ import redis
 from bench.durability import fsync_policy
 from bench.results import percentiles, write_result
 from bench.stack import ROOT, Stack
+from contracts.names import OUTCOMES, OUTCOMES_GROUP
 
-STREAM = "hotline:outcomes"
 TICK = 0.01
 # A rate one sidecar process keeps up with on the 2-core bench machine (it syncs 600-900/s at most).
 SUSTAINED_RATE = 250
@@ -94,7 +94,8 @@ def _phase(r: redis.Redis, standins: dict[str, str], pids: dict[str, int], rate:
             pipe = r.pipeline(transaction=False)
             batch = [_record() for _ in range(due)]
             for rec in batch:
-                pipe.xadd(STREAM, {"transfer_id": rec["transfer_id"], "record": json.dumps(rec)})
+                pipe.xadd(OUTCOMES.key, {"transfer_id": rec["transfer_id"],
+                                          OUTCOMES.field: json.dumps(rec)})
             for rec, entry in zip(batch, pipe.execute()):
                 appended[rec["transfer_id"]] = int(entry.split(b"-")[0])
             sent += due

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 import aiohttp
 import redis.asyncio as aioredis
 
+from contracts.names import GROUPS
+
 from .persistence import ADVICE, persistence
 from .settings import Settings
 
@@ -21,7 +23,6 @@ from .settings import Settings
 CHANNELVARS = ("HOTLINE_ROLE", "HOTLINE_CALLER", "HOTLINE_AGENT", "HOTLINE_TRANSFER")
 # The degraded-mode entries every Stasis() of the rendered dialplan falls back to.
 DEGRADED_ENTRIES = ("inbound", "screened", "trunk", "adopt")
-GROUPS = {"hotline:outcomes": "sidecar", "hotline:alerts": "sidecar-alerts"}
 PROBE_APP = "hotline-doctor"
 
 

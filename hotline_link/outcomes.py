@@ -21,15 +21,16 @@ import redis.asyncio as aioredis
 import structlog
 from redis.exceptions import RedisError
 
+from contracts.names import OUTCOME_CLAIM, OUTCOMES
+
 log = structlog.get_logger("outcomes")
 
-STREAM = "hotline:outcomes"
-CLAIM_PREFIX = "hotline:outcome:"
 CLAIM_TTL = 30 * 24 * 3600      # dedupe window: far longer than any spool outage
 
+# KEYS: the stream, the transfer's claim; ARGV: transfer id, record (JSON), claim TTL, field.
 APPEND_SCRIPT = """
 if redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[3]) then
-  return redis.call('XADD', KEYS[1], '*', 'transfer_id', ARGV[1], 'record', ARGV[2])
+  return redis.call('XADD', KEYS[1], '*', 'transfer_id', ARGV[1], ARGV[4], ARGV[2])
 end
 return false
 """
@@ -68,8 +69,9 @@ class OutcomeSink:
     async def _append_one(self, path: Path) -> None:
         record = json.loads(path.read_text())
         tid = record["transfer_id"]
-        await self._append(keys=[STREAM, CLAIM_PREFIX + tid],
-                           args=[tid, json.dumps(record, ensure_ascii=False), CLAIM_TTL])
+        await self._append(keys=[OUTCOMES.key, OUTCOME_CLAIM.format(tid)],
+                           args=[tid, json.dumps(record, ensure_ascii=False), CLAIM_TTL,
+                                 OUTCOMES.field])
         path.unlink(missing_ok=True)
         log.info("outcome recorded", transfer_id=tid, result=record.get("result"))
 

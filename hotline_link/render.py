@@ -12,7 +12,8 @@ from pathlib import Path
 
 import jinja2
 
-from transfer.machine import HEADERS
+from contracts.sip import HEADERS
+from contracts.vocab import DecisionAction
 
 from .settings import Hotline, Settings, project_home
 
@@ -58,7 +59,7 @@ CONF_FILES = [
 # keys, queue, ARI and AMI users. Phones, trunks and the core files stay the site's own.
 PRODUCT_FILES = ["extensions.conf", "features.conf", "queues.conf", "ari.conf", "manager.conf",
                  "http.conf"]
-DECISION_ACTIONS = {"accept", "leave", "undecided", "cancel"}
+DECISION_ACTIONS = frozenset(DecisionAction)
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Any, Mapping
 from urllib.parse import urlsplit
 
+from contracts.vocab import AlertKind
+
 ENV_PREFIX = "HOTLINE_LINK__"
 HOME_ENV = "HOTLINE_LINK_HOME"
 _SOURCE_TREE = Path(__file__).resolve().parent.parent
@@ -159,8 +161,7 @@ class Deadline:
     escalate: float
 
 
-WEBHOOK_EVENTS = ("emergency", "transfer_failed", "dead_letter", "overdue", "dispute",
-                  "stability_lead", "redis_data_lost")
+WEBHOOK_EVENTS = tuple(AlertKind)
 
 
 @dataclass(frozen=True)

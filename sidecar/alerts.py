@@ -20,7 +20,7 @@ from datetime import datetime, timezone
 import aiohttp
 import structlog
 
-from ari_app.transfers import ALERTS
+from contracts.names import ALERTS
 from hotline_link.settings import Webhook
 
 from .metrics import Metrics
@@ -28,16 +28,12 @@ from .signing import SIGNATURE_HEADER, sign
 
 log = structlog.get_logger("alerts")
 
-OUTBOX_KEPT = 100_000
-
-
 def enqueue(pipe, event: str, data: dict) -> None:
     """Put an alert in the outbox: the alert stream the ARI app also writes to, which the
     sidecar's forwarder delivers from and acknowledges only once delivered. Added in the same
     Redis transaction as the change it is about, an alert is neither lost nor raised twice by
     a crash in between."""
-    pipe.xadd(ALERTS, {"alert": json.dumps({"kind": event, **data}, ensure_ascii=False)},
-              maxlen=OUTBOX_KEPT, approximate=True)
+    pipe.xadd(ALERTS.key, ALERTS.entry({"kind": event, **data}), **ALERTS.trim())
 
 ATTEMPTS = 6
 BACKOFF_BASE = 0.2

@@ -30,13 +30,13 @@ from typing import Any
 import redis.asyncio as aioredis
 from aiohttp import web
 
+from contracts.names import COMMAND_RESULTS, COMMANDS, INDEX, LINKS, RECORD, TRAIL
+from contracts.vocab import API_MODES, AlertKind, Mode
 from transfer.catalog import Catalog, recommend
-
-from ari_app.app import COMMANDS, RESULTS
 
 from .alerts import enqueue
 from .events import EventStream
-from .sync import INDEX, LINKS, RECORD, TRAIL, Syncer, TicketError
+from .sync import Syncer, TicketError
 from .workorder import online_work_orders
 
 SPEC = Path(__file__).with_name("openapi.json")
@@ -97,22 +97,22 @@ class Api:
         body = await _json_object(request)
         if isinstance(body, web.Response):
             return body
-        hotline, mode, target = body.get("hotline"), body.get("mode", "blind"), body.get("target")
+        hotline, mode = body.get("hotline"), body.get("mode", Mode.BLIND)
+        target = body.get("target")
         if hotline not in self.hotlines:
             return _error(400, f"hotline must be one of {', '.join(self.hotlines)}")
-        if mode not in ("blind", "three_way"):
-            return _error(400, "mode must be blind or three_way")
+        if mode not in API_MODES:
+            return _error(400, f"mode must be {' or '.join(API_MODES)}")
         if target is not None and (not isinstance(target, str) or not target):
             return _error(400, "target must be a target id (e.g. 110, 119, province)")
         command_id = uuid.uuid4().hex
         command = {"id": command_id, "call_id": request.match_info["call_id"], "mode": mode,
                    "target": target}
-        await self.redis.xadd(COMMANDS.format(hotline), {"command": json.dumps(command)},
-                              maxlen=10000, approximate=True)
+        await self.redis.xadd(COMMANDS.of(hotline), COMMANDS.entry(command), **COMMANDS.trim())
         return web.json_response({"command_id": command_id, "status": "queued"}, status=202)
 
     async def command(self, request: web.Request) -> web.Response:
-        raw = await self.redis.hget(RESULTS, request.match_info["command_id"])
+        raw = await self.redis.hget(COMMAND_RESULTS, request.match_info["command_id"])
         if raw is None:
             return web.json_response({"status": "pending"}, status=200)
         return web.json_response(json.loads(raw))
@@ -275,7 +275,7 @@ class Api:
         if supervisor is not None:
             about = await supervisor.about(platform, ticket) or about
         pipe = self.redis.pipeline(transaction=True)
-        enqueue(pipe, "dispute", {**about, "stage": "escalating", "note": note,
+        enqueue(pipe, AlertKind.DISPUTE, {**about, "stage": "escalating", "note": note,
                                   "tickets": {platform: ticket, other: other_ticket}})
         if supervisor is not None and about["transfer_id"]:
             # 110 must now accept and finish its ticket in time, like any synced owner.

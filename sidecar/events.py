@@ -21,15 +21,15 @@ import json
 import redis.asyncio as aioredis
 from aiohttp import web
 
-from ari_app.app import EVENTS
-from ari_app.transfers import ALERTS
+from contracts.names import ALERTS, EVENTS, OUTCOMES
+from contracts.vocab import LiveEvent
 
-from .sync import STREAM as OUTCOMES
 
 # cursor letter -> (stream, field holding the JSON body, SSE event type or None: the body's)
-SOURCES = {"e": (EVENTS, b"event", None), "o": (OUTCOMES, b"record", "outcome"),
-           "a": (ALERTS, b"alert", "alert")}
-TYPES = ("agent_ringing", "agent_connected", "command_result", "outcome", "alert")
+SOURCES = {"e": (EVENTS.key, EVENTS.field.encode(), None),
+           "o": (OUTCOMES.key, OUTCOMES.field.encode(), LiveEvent.OUTCOME),
+           "a": (ALERTS.key, ALERTS.field.encode(), LiveEvent.ALERT)}
+TYPES = tuple(LiveEvent)
 BLOCK_MS = 1000
 KEEPALIVE_S = 15.0
 

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 
 import aiohttp
 import redis.asyncio as aioredis
 import structlog
 from aiohttp import web
 
-from ari_app.transfers import ALERTS      # written by the ARI app (emergency transfers, R4)
+from contracts.names import ALERTS, ALERTS_GROUP
 from hotline_link.persistence import persistence, warn_if_not_durable
 from hotline_link.settings import Settings, load_catalog
 
@@ -23,9 +22,6 @@ from .sync import PlatformClient, Syncer, consume, ensure_group
 
 log = structlog.get_logger("sidecar")
 
-ALERT_GROUP = "sidecar-alerts"
-
-
 async def forward_alerts(redis: aioredis.Redis, alerts: Alerts, consumer: str) -> None:
     """Alerts the ARI app raises at the moment they happen (an emergency transfer starting)
     go out as webhooks at once, not after the call's outcome record. An entry is acknowledged
@@ -34,11 +30,11 @@ async def forward_alerts(redis: aioredis.Redis, alerts: Alerts, consumer: str) -
     async def done(entry_id: bytes, tasks: list[asyncio.Task]) -> None:
         await asyncio.gather(*tasks, return_exceptions=True)
         with contextlib.suppress(aioredis.RedisError, OSError):
-            await redis.xack(ALERTS, ALERT_GROUP, entry_id)
+            await redis.xack(ALERTS.key, ALERTS_GROUP, entry_id)
 
     async def forward(entry_id: bytes, fields: dict, _redelivered: bool) -> None:
         try:
-            body = json.loads(fields[b"alert"])
+            body = ALERTS.payload(fields)
             tasks = alerts.deliver(body.get("kind", "unknown"),
                                    {k: v for k, v in body.items() if k != "kind"},
                                    f"alert-{entry_id.decode()}")
@@ -51,7 +47,7 @@ async def forward_alerts(redis: aioredis.Redis, alerts: Alerts, consumer: str) -
 
     pending: set[asyncio.Task] = set()
     # A new group starts now: alerts are about the present.
-    await consume(redis, ALERTS, ALERT_GROUP, consumer, "$", forward)
+    await consume(redis, ALERTS.key, ALERTS_GROUP, consumer, "$", forward)
 
 
 def make_app(redis: aioredis.Redis, syncer: Syncer, alerts: Alerts, catalog,
@@ -86,7 +82,7 @@ async def serve(settings: Settings) -> None:
         syncer.supervisor = Supervisor(redis, sc, metrics=metrics)
         await warn_if_not_durable(redis, log)
         # The alert group exists before anything can put an alert in the outbox.
-        await ensure_group(redis, ALERTS, ALERT_GROUP, "$")
+        await ensure_group(redis, ALERTS.key, ALERTS_GROUP, "$")
         runner = web.AppRunner(make_app(redis, syncer, alerts, catalog, sc.token,
                                             tuple(settings.hotlines)), access_log=None)
         await runner.setup()

@@ -21,17 +21,14 @@ import time
 import redis.asyncio as aioredis
 import structlog
 
-from ari_app.transfers import ALERTS
+from contracts.names import ALERTS, DEADLINES, OVERDUE, TICKET_TRANSFER
+from contracts.vocab import AlertKind
 from hotline_link.settings import SidecarSettings
 
-from .alerts import OUTBOX_KEPT
 from .metrics import Metrics
 
 log = structlog.get_logger("supervision")
 
-DUE = "hotline:sidecar:deadlines"            # sorted set: "<platform>|<ticket>|<stage>|<level>"
-OVERDUE = "hotline:sidecar:overdue"          # set: "<platform>|<ticket>|<stage>" alerted, not cleared
-TRANSFER_OF = "hotline:sidecar:ticket-transfer"   # hash: "<platform>|<ticket>" -> {transfer, category}
 STAGES = ("accept", "final")
 CLEARS = {"accepted": ("accept",), "in_progress": ("accept",), "closed": ("accept", "final")}
 
@@ -59,16 +56,16 @@ class Supervisor:
 
     def schedule(self, pipe, category: str | None, platform: str, ticket: str,
                  now: float | None = None) -> None:
-        """Deadlines for a synced ticket (``TRANSFER_OF`` names its transfer: the sync writes it
+        """Deadlines for a synced ticket (``TICKET_TRANSFER`` names its transfer: the sync writes it
         for both tickets of a pair)."""
         d = self.settings.deadline(category)
         now = time.time() if now is None else now
-        pipe.zadd(DUE, {f"{platform}|{ticket}|accept|1": now + d.accept,
+        pipe.zadd(DEADLINES, {f"{platform}|{ticket}|accept|1": now + d.accept,
                         f"{platform}|{ticket}|final|1": now + d.final}, nx=True)
 
     async def about(self, platform: str, ticket: str) -> dict | None:
         """The transfer id and category a supervised ticket belongs to."""
-        raw = await self.redis.hget(TRANSFER_OF, f"{platform}|{ticket}")
+        raw = await self.redis.hget(TICKET_TRANSFER, f"{platform}|{ticket}")
         return json.loads(raw) if raw else None
 
     async def feedback(self, platform: str, ticket: str, status: str) -> None:
@@ -76,7 +73,7 @@ class Supervisor:
                    for stage in CLEARS.get(status, ()) for level in (1, 2)]
         if members:
             pipe = self.redis.pipeline(transaction=True)
-            pipe.zrem(DUE, *members)
+            pipe.zrem(DEADLINES, *members)
             pipe.srem(OVERDUE, *(f"{platform}|{ticket}|{stage}" for stage in CLEARS[status]))
             await pipe.execute()
 
@@ -92,19 +89,19 @@ class Supervisor:
             await asyncio.sleep(self.period)
 
     async def check(self, now: float) -> None:
-        for raw in await self.redis.zrangebyscore(DUE, "-inf", now, start=0, num=500):
+        for raw in await self.redis.zrangebyscore(DEADLINES, "-inf", now, start=0, num=500):
             member = raw.decode()
             platform, ticket, stage, level = member.split("|")
             about = await self.about(platform, ticket) or {}
             tid, category = about.get("transfer_id"), about.get("category")
             # Still open at escalation time? Then it is raised again, one level up.
             again = f"{platform}|{ticket}|{stage}|2" if level == "1" else ""
-            alert = json.dumps({"kind": "overdue", "platform": platform, "ticket_id": ticket,
+            alert = json.dumps({"kind": AlertKind.OVERDUE, "platform": platform, "ticket_id": ticket,
                                 "stage": stage, "level": int(level), "escalation": level == "2",
                                 "transfer_id": tid, "category": category}, ensure_ascii=False)
-            taken = await self._take(keys=[DUE, ALERTS, OVERDUE], args=[
+            taken = await self._take(keys=[DEADLINES, ALERTS.key, OVERDUE], args=[
                 member, alert, again, now + self.settings.deadline(category).escalate,
-                OUTBOX_KEPT, f"{platform}|{ticket}|{stage}"])
+                ALERTS.maxlen, f"{platform}|{ticket}|{stage}"])
             if not taken:
                 continue                     # another sidecar took it, or feedback cleared it
             self.raised += 1

@@ -36,24 +36,19 @@ import aiohttp
 import redis.asyncio as aioredis
 import structlog
 
+from contracts.names import (INDEX, LINKS, OUTCOMES, OUTCOMES_DEAD, OUTCOMES_GROUP, RECORD,
+                             TICKET_TRANSFER, TICKETS, TRAIL)
+from contracts.vocab import AlertKind
 from hotline_link.settings import PlatformApi
 from transfer.catalog import Catalog
 
 from .alerts import enqueue
 from .metrics import Metrics
-from .supervision import TRANSFER_OF
 from .workorder import ticket_body, ticket_id_from_response, work_orders
 
 log = structlog.get_logger("sync")
+RECORD_FIELD = OUTCOMES.field.encode()
 
-STREAM = "hotline:outcomes"
-GROUP = "sidecar"
-DEAD = "hotline:outcomes:dead"
-TICKETS = "hotline:sidecar:tickets"           # hash: work order id -> ticket id
-TRAIL = "hotline:sidecar:trail:{}"            # list per transfer: its events, oldest first
-RECORD = "hotline:sidecar:record:{}"          # per transfer: the record and its tickets (JSON)
-INDEX = "hotline:sidecar:index"               # sorted set: transfer id by time (for queries)
-LINKS = "hotline:sidecar:links"               # hash: "<platform>:<ticket>" -> "<platform>:<ticket>"
 BACKOFF_BASE = 0.1
 BACKOFF_CAP = 5.0
 
@@ -79,7 +74,7 @@ async def ensure_group(redis: aioredis.Redis, stream: str, group: str, start: st
 
 
 # Keys whose absence after a group vanished says Redis lost its data, not only the group.
-DURABLE_KEYS = ("hotline:sidecar:tickets", "hotline:sidecar:index", "hotline:sidecar:links")
+DURABLE_KEYS = (TICKETS, INDEX, LINKS)
 
 
 async def group_lost(redis: aioredis.Redis, stream: str, group: str,
@@ -100,7 +95,7 @@ async def group_lost(redis: aioredis.Redis, stream: str, group: str,
     log.error("consumer group vanished; recreated", stream=stream, group=group, since=since,
               redis_data_lost=bool(missing))
     pipe = redis.pipeline(transaction=False)
-    enqueue(pipe, "redis_data_lost", {"stream": stream, "group": group, "recreated_at": since,
+    enqueue(pipe, AlertKind.REDIS_DATA_LOST, {"stream": stream, "group": group, "recreated_at": since,
                                       "missing_keys": missing, "not_recoverable": lost})
     await pipe.execute()
 
@@ -293,16 +288,16 @@ class Syncer:
 
     async def run(self) -> None:
         # A new group starts at the beginning: every record ever written gets its tickets.
-        await consume(self.redis, STREAM, GROUP, self.consumer, "0", self.handle,
+        await consume(self.redis, OUTCOMES.key, OUTCOMES_GROUP, self.consumer, "0", self.handle,
                       self.concurrency, reclaim_after=self.reclaim_after)
 
     async def handle(self, entry_id: bytes, fields: dict, redelivered: bool = False) -> None:
         started = time.monotonic()
         try:
-            record = json.loads(fields[b"record"])
+            record = json.loads(fields[RECORD_FIELD])
             orders = work_orders(record, self.catalog)
         except (KeyError, ValueError, TypeError) as exc:
-            await self._dead_letter(entry_id, fields.get(b"record", b"").decode(errors="replace"),
+            await self._dead_letter(entry_id, fields.get(RECORD_FIELD, b"").decode(errors="replace"),
                                     None, f"not a valid outcome record: {exc}")
             return
         tid = record["transfer_id"]
@@ -328,7 +323,7 @@ class Syncer:
         pipe = self.redis.pipeline(transaction=True)
         self.remember(pipe, record, tickets)
         self._alerts(pipe, record, tickets)
-        pipe.xack(STREAM, GROUP, entry_id)
+        pipe.xack(OUTCOMES.key, OUTCOMES_GROUP, entry_id)
         await pipe.execute()
         self.synced += 1
         self.metrics.record_synced(record, time.monotonic() - started)
@@ -339,17 +334,17 @@ class Syncer:
                                             "category")}
         about["tickets"] = tickets
         if str(record.get("result", "")).startswith("fallback_"):
-            enqueue(pipe, "transfer_failed", {**about, "detail": record.get("detail")})
+            enqueue(pipe, AlertKind.TRANSFER_FAILED, {**about, "detail": record.get("detail")})
         category = record.get("category")
         if category is None:
             return
         # R15. A stability lead is alerted whatever became of the transfer: a lead that did not
         # reach 110 by phone needs 110's attention all the more.
         if category in self.stability:
-            enqueue(pipe, "stability_lead", about)
+            enqueue(pipe, AlertKind.STABILITY_LEAD, about)
         if (category in self.disputes and record.get("origin") == "110"
                 and record.get("target") == "12345"):
-            enqueue(pipe, "dispute", {**about, "stage": "mediation"})
+            enqueue(pipe, AlertKind.DISPUTE, {**about, "stage": "mediation"})
 
     def remember(self, pipe, record: dict, tickets: dict[str, str]) -> None:
         """What the query API, the trail, the feedback relay and supervision read later.
@@ -369,7 +364,7 @@ class Syncer:
         pipe.hset(TICKETS, mapping={f"{tid}:{p}": t for p, t in tickets.items()})
         # Which transfer a ticket belongs to, for feedback on either ticket of the pair.
         about = json.dumps({"transfer_id": tid, "category": record.get("category")})
-        pipe.hset(TRANSFER_OF, mapping={f"{p}|{t}": about for p, t in tickets.items()})
+        pipe.hset(TICKET_TRANSFER, mapping={f"{p}|{t}": about for p, t in tickets.items()})
         if self.supervisor is not None:
             owner, ticket = next(iter(tickets.items()))
             self.supervisor.schedule(pipe, record.get("category"), owner, ticket)
@@ -412,10 +407,10 @@ class Syncer:
         if made:
             # A ticket created before the failure is not created again when the entry is re-driven.
             pipe.hset(TICKETS, mapping=made)
-        pipe.xadd(DEAD, {"entry": entry_id, "transfer_id": tid or "", "reason": reason,
-                         "record": record})
-        enqueue(pipe, "dead_letter", {"transfer_id": tid, "reason": reason, "stream": DEAD})
-        pipe.xack(STREAM, GROUP, entry_id)
+        pipe.xadd(OUTCOMES_DEAD.key, {"entry": entry_id, "transfer_id": tid or "", "reason": reason,
+                                      OUTCOMES_DEAD.field: record})
+        enqueue(pipe, AlertKind.DEAD_LETTER, {"transfer_id": tid, "reason": reason, "stream": OUTCOMES_DEAD.key})
+        pipe.xack(OUTCOMES.key, OUTCOMES_GROUP, entry_id)
         await pipe.execute()
         self.dead += 1
         self.metrics.dead_letters.inc()

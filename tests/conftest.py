@@ -21,6 +21,8 @@ from pathlib import Path
 
 import pytest
 
+from contracts.names import OUTCOMES
+
 ROOT = Path(__file__).resolve().parent.parent
 # Another lab config (its own addresses and ports, e.g. the chaos suite's) lets a second suite run
 # beside this one on the same machine.
@@ -238,7 +240,7 @@ def phones(_phones, service, lab):
 class Outcomes:
     """The outcome stream, read the way the sidecar reads it."""
 
-    STREAM = "hotline:outcomes"
+    STREAM = OUTCOMES.key
 
     def __init__(self, url: str):
         import redis

@@ -22,6 +22,7 @@ import os
 import re
 import signal
 import time
+from array import array
 from multiprocessing.connection import Connection, wait
 from typing import Callable
 
@@ -175,6 +176,11 @@ def _worker(conn: Connection, account: dict, host: str, log_level: int) -> None:
 
     while True:
         ep.libHandleEvents(5)
+        for call in list(calls.values()):
+            detector = call.detector
+            if detector is not None and detector.heard and not detector.reported:
+                send("heard", call.key, detector.hz, time.monotonic())
+                detector.reported = True
         while conn.poll():
             try:
                 msg = conn.recv()
@@ -301,7 +307,7 @@ class Phone:
             call = self.by_key.get(msg[1])
             if call is not None and msg[2].startswith("dial"):
                 call.ended, call.status_code = True, -1
-        elif kind in ("state", "dtmf", "xfer"):
+        elif kind in ("state", "dtmf", "xfer", "heard"):
             call = self.by_key.get(msg[1])
             if call is not None:
                 call._on(kind, *msg[2:])

@@ -21,7 +21,10 @@ import pytest
 import redis
 
 from conftest import CONFIG, ROOT, _die_with_parent
+from contracts.names import (COMMAND_RESULTS, COMMANDS, DEADLINES, EVENTS, OUTCOMES, OUTCOMES_DEAD,
+                             OUTCOMES_GROUP, OVERDUE)
 from hotline_link import settings as settings_mod
+from test_contracts import check_payload
 
 pytestmark = pytest.mark.lab
 
@@ -153,7 +156,8 @@ def synthetic_record(result: str = "accepted", origin: str = "12345", target: st
 def publish(r: redis.Redis, records: list[dict]) -> None:
     pipe = r.pipeline(transaction=False)
     for rec in records:
-        pipe.xadd("hotline:outcomes", {"transfer_id": rec["transfer_id"], "record": json.dumps(rec)})
+        pipe.xadd(OUTCOMES.key, {"transfer_id": rec["transfer_id"],
+                                   OUTCOMES.field: json.dumps(rec)})
     pipe.execute()
 
 
@@ -229,13 +233,13 @@ def test_platform_down_for_a_while_then_every_ticket_arrives_once(stack):
 
 
 def test_permanent_failure_is_dead_lettered_with_a_signed_alert(stack):
-    before = stack.redis.xlen("hotline:outcomes:dead")
+    before = stack.redis.xlen(OUTCOMES_DEAD.key)
     stack.fail("12345", "error", None)
     try:
         rec = synthetic_record(result="accepted_by_origin", mode="three_way")
         publish(stack.redis, [rec])
-        stack.wait(lambda: stack.redis.xlen("hotline:outcomes:dead") > before, 20, "a dead letter")
-        dead = stack.redis.xrevrange("hotline:outcomes:dead", count=1)[0][1]
+        stack.wait(lambda: stack.redis.xlen(OUTCOMES_DEAD.key) > before, 20, "a dead letter")
+        dead = stack.redis.xrevrange(OUTCOMES_DEAD.key, count=1)[0][1]
         assert dead[b"transfer_id"].decode() == rec["transfer_id"] and b"503" in dead[b"reason"]
         stack.wait(lambda: any(w["event"]["event"] == "dead_letter"
                                and w["event"]["data"]["transfer_id"] == rec["transfer_id"]
@@ -273,7 +277,7 @@ def test_kill_9_during_a_burst_of_1000_records_creates_every_ticket_exactly_once
     for pid in STANDINS:
         keys = [t["idempotency_key"] for t in stack.tickets(pid)]
         assert len(keys) == len(set(keys)), f"{pid}: a work order became two tickets"
-    pending = stack.redis.xpending("hotline:outcomes", "sidecar")
+    pending = stack.redis.xpending(OUTCOMES.key, OUTCOMES_GROUP)
     assert pending["pending"] == 0
     # A create or note in flight at the kill is looked up by its key after the restart, not
     # sent again: the stand-ins answered no request twice.
@@ -308,11 +312,11 @@ def test_two_sidecars_share_the_stream_and_create_every_ticket_once(stack, lab):
     for pid in STANDINS:
         keys = [t["idempotency_key"] for t in stack.tickets(pid)]
         assert len(keys) == len(set(keys)), f"{pid}: a work order became two tickets"
-    consumers = {c["name"].decode(): c for c in stack.redis.xinfo_consumers("hotline:outcomes",
-                                                                            "sidecar")}
+    consumers = {c["name"].decode(): c for c in stack.redis.xinfo_consumers(OUTCOMES.key,
+                                                                            OUTCOMES_GROUP)}
     assert 0 < health2["synced"] < 400, "the second sidecar took a share, not all"
     assert consumers["sidecar-2"]["pending"] == 0
-    assert stack.redis.xpending("hotline:outcomes", "sidecar")["pending"] == 0
+    assert stack.redis.xpending(OUTCOMES.key, OUTCOMES_GROUP)["pending"] == 0
 
 
 def test_emergency_transfer_alert_is_signed_and_forgeries_are_refused(stack, phones, outcomes):
@@ -449,7 +453,7 @@ def test_overdue_tickets_are_supervised_and_feedback_clears_them(stack):
     assert overdue(answered, 2) == [], "feedback did not clear the deadline"
     assert len(overdue(ignored, 1)) == 1                      # raised once per level
     # Overdue now: the ignored ticket, not the answered one.
-    now_overdue = {m.decode() for m in stack.redis.smembers("hotline:sidecar:overdue")}
+    now_overdue = {m.decode() for m in stack.redis.smembers(OVERDUE)}
     assert f"110|{escalated['ticket_id']}|accept" in now_overdue
     assert f"110|{first['ticket_id']}|accept" not in now_overdue
     lines = stack.metrics()
@@ -481,6 +485,14 @@ def test_api_starts_a_transfer_for_a_live_call(stack, phones, outcomes, lab):
         "status": "started", "transfer_id": rec["transfer_id"]}
     refused = stack.api("GET", f"/commands/{unknown['command_id']}")[1]
     assert refused["status"] == "refused" and "no such call" in refused["reason"]
+    # What crossed Redis, both ways, is what the contracts say.
+    sent = [COMMANDS.payload(f) for _, f in stack.redis.xrange(COMMANDS.of("12345"))]
+    ours = [c for c in sent if c["id"] in (queued["command_id"], unknown["command_id"])]
+    assert len(ours) == 2
+    for payload in ours:
+        check_payload("command", payload)
+        check_payload("command_result",
+                      json.loads(stack.redis.hget(COMMAND_RESULTS, payload["id"])))
 
 
 class EventReader:
@@ -547,6 +559,11 @@ def test_event_stream_pops_the_receiving_agent_and_resumes_after_a_reconnect(sta
         [rec] = outcomes.wait(phones.lib)
         [done] = phones.lib.wait_for(lambda: wall.of("outcome", transfer_id=tid), 10, "the outcome event")
         assert done["data"]["result"] == rec["result"]
+        published = [EVENTS.payload(f) for _, f in stack.redis.xrevrange(EVENTS.key, count=50)]
+        mine = [e for e in published if e.get("call_id") in (pop["data"]["call_id"],)]
+        assert {e["type"] for e in mine} >= {"agent_ringing", "agent_connected"}
+        for event in mine:
+            check_payload("live_event", event)
         assert not wall.of("agent_ringing")      # the wallboard asked for outcomes only
         # 12345's own events are not the 110 desktop's business.
         assert all(e["data"].get("hotline") == "110" or "110" in (e["data"].get("origin"),
@@ -628,7 +645,7 @@ def test_dispute_signals_r15(stack):
                                   if a["data"]["stage"] == "escalating"], 10, "the escalation alert")
     assert alert["data"]["tickets"] == tickets and alert["data"]["category"] == "consumer_rights"
     # ... and 110 is now supervised on it like any owner of a matter.
-    assert stack.redis.zscore("hotline:sidecar:deadlines", f"110|{tickets['110']}|accept|1")
+    assert stack.redis.zscore(DEADLINES, f"110|{tickets['110']}|accept|1")
 
 
 def test_schemathesis_finds_no_server_error_and_no_spec_violation(stack, tmp_path):

@@ -9,6 +9,8 @@ import jsonschema
 import pytest
 
 from conftest import ROOT
+from contracts.names import ALERTS
+from test_contracts import check_payload
 from test_delivery import CALLER_110_NUMBER, CITIZEN_NUMBER, connect
 
 pytestmark = pytest.mark.lab
@@ -338,13 +340,14 @@ def test_emergency_key_alerts_at_once_and_keeps_the_agent_until_110_answers(phon
     import redis
 
     r = redis.Redis.from_url(lab.descriptor["redis"]["url"])
-    last = r.xrevrange("hotline:alerts", count=1)
+    last = r.xrevrange(ALERTS.key, count=1)
     mark = last[0][0] if last else b"0-0"
     call, agent, leg = connect(phones, phones.citizen, "12345", "12345")
     leg.send_dtmf("*3")
-    alerts = phones.lib.wait_for(lambda: r.xrange("hotline:alerts", min=b"(" + mark), 3,
+    alerts = phones.lib.wait_for(lambda: r.xrange(ALERTS.key, min=b"(" + mark), 3,
                                  "an emergency alert")
-    alert = json.loads(alerts[0][1][b"alert"])
+    alert = ALERTS.payload(alerts[0][1])
+    check_payload("alert", alert)
     assert alert["kind"] == "emergency" and alert["origin"] == "12345" and alert["target"] == "110"
     far_agent, far_leg = phones.ringing_agent("110", timeout=8)
     assert far_leg.header("X-Hotline-Emergency") == "1"

@@ -40,9 +40,9 @@ from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Callable
 
-# The SIP headers a transfer's INVITE carries to the other platform (see ``Transfer.headers``).
-HEADERS = ("X-Hotline-Transfer-Id", "X-Hotline-Origin", "X-Hotline-Mode", "X-Hotline-Category",
-           "X-Hotline-Emergency")
+from contracts import sip
+from contracts.vocab import CONFERENCE_MODES, DecisionAction, Result
+
 
 
 class State(StrEnum):
@@ -66,22 +66,7 @@ class Ev(StrEnum):
     RESTARTED = "restarted"                # facts: Facts
 
 
-class Result(StrEnum):
-    ACCEPTED = "accepted"
-    FALLBACK_BUSY = "fallback_busy"
-    FALLBACK_NO_ANSWER = "fallback_no_answer"
-    FALLBACK_REJECTED = "fallback_rejected"
-    FALLBACK_UNREACHABLE = "fallback_unreachable"
-    CALLER_ABANDONED = "caller_abandoned"
-    CANCELLED = "cancelled"
-    OUT_OF_SCOPE_GUIDED = "out_of_scope_guided"
-    ACCEPTED_BY_ORIGIN = "accepted_by_origin"
-    ACCEPTED_BY_TARGET = "accepted_by_target"
-    UNDECIDED_FIRST_RECEIVER = "undecided_first_receiver"
-
-
-CONFERENCE_MODES = ("three_way", "emergency")
-DECISIONS = ("accept", "leave", "undecided", "cancel")
+DECISIONS = tuple(DecisionAction)
 
 
 @dataclass(frozen=True)
@@ -245,12 +230,12 @@ class Transfer:
         return cls(**data)
 
     def headers(self) -> dict[str, str]:
-        headers = {"X-Hotline-Transfer-Id": self.transfer_id, "X-Hotline-Origin": self.hotline,
-                   "X-Hotline-Mode": self.mode}
+        headers = {sip.TRANSFER_ID: self.transfer_id, sip.ORIGIN: self.hotline,
+                   sip.MODE: str(self.mode)}
         if self.category:
-            headers["X-Hotline-Category"] = self.category
+            headers[sip.CATEGORY] = self.category
         if self.emergency:
-            headers["X-Hotline-Emergency"] = "1"
+            headers[sip.EMERGENCY] = "1"
         return headers
 
 

@@ -14,6 +14,7 @@ import pytest
 
 import test_transfer
 from conftest import CONFIG, cli
+from contracts.names import OUTCOMES
 from test_degraded import degraded_connect
 from test_sidecar import STANDINS, publish, stack, synthetic_record  # noqa: F401 - fixture
 
@@ -147,7 +148,7 @@ def test_redis_restarted_empty(stack, phones, outcomes, lab, service):
     start_redis(lab)
     alert = stack.wait(lambda: next((w["event"] for w in stack.webhooks()
                                      if w["event"]["event"] == "redis_data_lost"
-                                     and w["event"]["data"]["stream"] == "hotline:outcomes"),
+                                     and w["event"]["data"]["stream"] == OUTCOMES.key),
                                     None), 30, "the redis_data_lost alert")
     assert alert["data"]["missing_keys"] and alert["data"]["not_recoverable"]
     assert service.proc.poll() is None and stack.sidecar.proc.poll() is None

@@ -9,6 +9,7 @@ import random
 
 import pytest
 
+from contracts.names import OUTCOMES, OUTCOMES_DEAD, OUTCOMES_GROUP
 from test_sidecar import STANDINS, _http, publish, stack, synthetic_record  # noqa: F401 - fixture
 
 pytestmark = [pytest.mark.chaos, pytest.mark.lab]
@@ -22,7 +23,7 @@ def test_kill_9_and_failing_platforms_during_a_burst(stack):  # noqa: F811 - the
     records = [synthetic_record() for _ in range(BURST)]
     tids = {r["transfer_id"] for r in records}
     before = {pid: stack.stats(pid) for pid in STANDINS}
-    dead_before = stack.redis.xlen("hotline:outcomes:dead")
+    dead_before = stack.redis.xlen(OUTCOMES_DEAD.key)
     publish(stack.redis, records)
 
     def mine(pid: str) -> list[str]:
@@ -52,8 +53,8 @@ def test_kill_9_and_failing_platforms_during_a_burst(stack):  # noqa: F811 - the
         assert stack.stats(pid)["duplicates"] == before[pid]["duplicates"], f"{pid}: sent twice"
     # A record is acknowledged just after its last ticket exists (same handler, next step), so
     # the last few may still be pending the moment the last ticket shows: wait, don't race.
-    stack.wait(lambda: stack.redis.xpending("hotline:outcomes", "sidecar")["pending"] == 0, 10,
+    stack.wait(lambda: stack.redis.xpending(OUTCOMES.key, OUTCOMES_GROUP)["pending"] == 0, 10,
                "every record acknowledged")
     dead = [(f[b"transfer_id"].decode(), f[b"reason"].decode())
-            for _, f in stack.redis.xrange("hotline:outcomes:dead")][dead_before:]
+            for _, f in stack.redis.xrange(OUTCOMES_DEAD.key)][dead_before:]
     assert not dead, f"dead-lettered: {dead[:5]}"

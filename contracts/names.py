@@ -1,0 +1,80 @@
+"""Every Redis name hotline-link uses, and what each stream carries.
+
+Writers and readers of a stream take its name, payload field and trim length from here, so two
+writers of one stream cannot disagree (as the ARI app's untrimmed and the sidecar's trimmed alert
+writes once did).
+
+Payloads: ``config/stream-payloads.schema.json`` (alert, command, command result, live event) and
+``config/outcome-record.schema.json`` (outcome record).
+
+    stream                      writer(s)                   reader(s)               field
+    hotline:outcomes            service (outcome sink)      sidecar (group sidecar) record
+    hotline:outcomes:dead       sidecar                     admins                  record
+    hotline:alerts              service, sidecar            sidecar (sidecar-alerts), SSE  alert
+    hotline:commands:<hotline>  sidecar API                 service (one per hotline) command
+    hotline:events              service                     sidecar SSE             event
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Stream:
+    """A stream: its key (``{}`` where a hotline id goes), the field holding the JSON payload,
+    and the approximate length it is trimmed to on every append (None: never trimmed, because
+    a consumer group must see every entry and acknowledges it)."""
+    key: str
+    field: str
+    maxlen: int | None = None
+
+    def of(self, hotline: str) -> str:
+        return self.key.format(hotline)
+
+    def trim(self) -> dict:
+        """The trim arguments for ``XADD``."""
+        return {"maxlen": self.maxlen, "approximate": True} if self.maxlen else {}
+
+    def entry(self, payload: dict, **extra: str) -> dict:
+        """The fields of an entry carrying ``payload`` (``extra``: plain fields beside it)."""
+        return {**extra, self.field: json.dumps(payload, ensure_ascii=False)}
+
+    def payload(self, fields: dict) -> dict:
+        """The payload of an entry as redis-py returns it (bytes keys); KeyError or ValueError
+        when the entry does not carry one."""
+        return json.loads(fields[self.field.encode()])
+
+
+# --- streams --------------------------------------------------------------------------------------
+OUTCOMES = Stream("hotline:outcomes", "record")
+OUTCOMES_DEAD = Stream("hotline:outcomes:dead", "record")
+ALERTS = Stream("hotline:alerts", "alert", maxlen=100_000)
+COMMANDS = Stream("hotline:commands:{}", "command", maxlen=10_000)
+EVENTS = Stream("hotline:events", "event", maxlen=10_000)
+
+# --- consumer groups ------------------------------------------------------------------------------
+OUTCOMES_GROUP = "sidecar"
+ALERTS_GROUP = "sidecar-alerts"
+GROUPS = {OUTCOMES.key: OUTCOMES_GROUP, ALERTS.key: ALERTS_GROUP}
+
+# --- keys shared across processes -----------------------------------------------------------------
+COMMAND_RESULTS = "hotline:command-results"     # hash: command id -> JSON result (service writes)
+OUTCOME_CLAIM = "hotline:outcome:{}"            # per transfer id: its record reached the stream
+
+# --- the service's own keys -----------------------------------------------------------------------
+TRANSFER_STATE = "hotline:transfer:{}"          # per transfer id: the machine's state (JSON)
+ACTIVE_TRANSFERS = "hotline:transfers:{}"       # set per origin hotline: active transfer ids
+CALL_LOCK = "hotline:lock:call:{}"              # per call id: one transfer at a time
+TRANSFER_ANSWERED = "hotline:transfer-answered"  # hash: transfer id -> far agent who answered
+
+# --- the sidecar's own keys -----------------------------------------------------------------------
+TICKETS = "hotline:sidecar:tickets"             # hash: work order id -> ticket id
+TRAIL = "hotline:sidecar:trail:{}"              # list per transfer: its events, oldest first
+RECORD = "hotline:sidecar:record:{}"            # per transfer: the record and its tickets (JSON)
+INDEX = "hotline:sidecar:index"                 # sorted set: transfer id by time (for queries)
+LINKS = "hotline:sidecar:links"                 # hash: "<platform>:<ticket>" -> "<platform>:<ticket>"
+DEADLINES = "hotline:sidecar:deadlines"         # sorted set: "<platform>|<ticket>|<stage>|<level>"
+OVERDUE = "hotline:sidecar:overdue"             # set: "<platform>|<ticket>|<stage>" alerted
+TICKET_TRANSFER = "hotline:sidecar:ticket-transfer"  # hash: "<platform>|<ticket>" -> transfer

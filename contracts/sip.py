@@ -1,0 +1,16 @@
+"""What crosses the trunk between the two centres' PBXs with a transferred call.
+
+The sending app puts these SIP headers on the INVITE to the other PBX; the receiving dialplan
+passes them to its app as ``name=value`` Stasis arguments and onto the INVITE to its agent's
+phone (``dialplan/extensions.conf.j2``), where a desktop can read them for the screen-pop.
+"""
+
+from __future__ import annotations
+
+TRANSFER_ID = "X-Hotline-Transfer-Id"
+ORIGIN = "X-Hotline-Origin"          # the platform that transfers (12345 | 110)
+MODE = "X-Hotline-Mode"              # contracts.vocab.Mode
+CATEGORY = "X-Hotline-Category"      # a matter code of the catalog, when known
+EMERGENCY = "X-Hotline-Emergency"    # "1" for an emergency (R4)
+
+HEADERS = (TRANSFER_ID, ORIGIN, MODE, CATEGORY, EMERGENCY)

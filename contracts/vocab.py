@@ -1,0 +1,97 @@
+"""The words the processes exchange. Each is a ``StrEnum``, so a member is the plain string that
+goes on the wire (``Result.ACCEPTED == "accepted"``) and a JSON encoder writes it as such.
+
+``config/outcome-record.schema.json`` and ``sidecar/openapi.json`` list the same values for
+outside readers; ``tests/test_contracts.py`` fails when they drift apart.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Platform(StrEnum):
+    """The two hotlines this product joins (their configuration ids)."""
+    GOV = "12345"         # government-service hotline
+    POLICE = "110"        # police desk
+
+
+class Result(StrEnum):
+    """How one transfer attempt ended: the outcome record's ``result``."""
+    ACCEPTED = "accepted"
+    FALLBACK_BUSY = "fallback_busy"
+    FALLBACK_NO_ANSWER = "fallback_no_answer"
+    FALLBACK_REJECTED = "fallback_rejected"
+    FALLBACK_UNREACHABLE = "fallback_unreachable"
+    CALLER_ABANDONED = "caller_abandoned"
+    CANCELLED = "cancelled"
+    OUT_OF_SCOPE_GUIDED = "out_of_scope_guided"
+    ACCEPTED_BY_ORIGIN = "accepted_by_origin"
+    ACCEPTED_BY_TARGET = "accepted_by_target"
+    UNDECIDED_FIRST_RECEIVER = "undecided_first_receiver"
+
+
+FALLBACK_RESULTS = frozenset(r for r in Result if r.startswith("fallback_"))
+
+
+class Mode(StrEnum):
+    BLIND = "blind"                # one-key transfer (R1)
+    THREE_WAY = "three_way"        # caller + both agents (R2)
+    EMERGENCY = "emergency"        # three-way to 110 with an immediate alert (R4)
+    NONE = "none"                  # an out-of-scope marker: nothing was transferred (R5)
+
+
+# What the CTI API may ask for (``POST /calls/{id}/transfer``, the command stream).
+API_MODES = (Mode.BLIND, Mode.THREE_WAY)
+CONFERENCE_MODES = (Mode.THREE_WAY, Mode.EMERGENCY)
+
+
+class Trigger(StrEnum):
+    DTMF = "dtmf"                  # an agent's key
+    REFER = "refer"                # the phone's transfer button
+    API = "api"                    # the CTI API
+    SCREEN = "screen"              # the dialplan's screening flagged the caller (R9)
+
+
+class DecisionAction(StrEnum):
+    """What an agent decides in a three-way call (keys ``*7 *8 *9 *0`` by default)."""
+    ACCEPT = "accept"              # my platform takes it
+    LEAVE = "leave"                # I leave: the other platform takes it
+    UNDECIDED = "undecided"        # the first receiver takes it and syncs (R3)
+    CANCEL = "cancel"              # the other agent leaves: back to two parties
+
+
+class Side(StrEnum):
+    ORIGIN = "origin"
+    TARGET = "target"
+    CALLER = "caller"
+
+
+class DecidedHow(StrEnum):
+    KEY = "key"
+    HANGUP = "hangup"
+
+
+class AlertKind(StrEnum):
+    """Alerts (stream ``hotline:alerts``, then the webhooks that subscribe to them)."""
+    EMERGENCY = "emergency"                  # service: a *3 started (R4)
+    TRANSFER_FAILED = "transfer_failed"      # sidecar: a fallback_* outcome
+    DEAD_LETTER = "dead_letter"              # sidecar: a record it gave up on
+    OVERDUE = "overdue"                      # sidecar: a ticket past its supervision deadline
+    DISPUTE = "dispute"                      # sidecar: R15 dispute signals
+    STABILITY_LEAD = "stability_lead"        # sidecar: R15 stability matters
+    REDIS_DATA_LOST = "redis_data_lost"      # service or sidecar: a stream or group vanished
+
+
+class LiveEvent(StrEnum):
+    """Live events for agent desktops (stream ``hotline:events`` and the SSE ``GET /events``)."""
+    AGENT_RINGING = "agent_ringing"          # the screen-pop on the receiving agent
+    AGENT_CONNECTED = "agent_connected"
+    COMMAND_RESULT = "command_result"
+    OUTCOME = "outcome"                      # an outcome record, as the sidecar reads it
+    ALERT = "alert"                          # an alert, as the sidecar reads it
+
+
+class CommandStatus(StrEnum):
+    STARTED = "started"
+    REFUSED = "refused"
