@@ -48,7 +48,7 @@ def run(config: Path, lab_descriptor: dict, runs: int = 20) -> dict:
             call = phones.citizen.dial("12345")
             agent, leg = phones.ringing_agent("12345")
             leg.accept()
-            leg.hears(call, "0")
+            leg.hears(call)
             seen = len(_webhooks(receiver))
             pressed = time.time()
             leg.send_dtmf("*3")

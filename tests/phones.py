@@ -26,6 +26,8 @@ from array import array
 from multiprocessing.connection import Connection, wait
 from typing import Callable
 
+from audio import SHARE, TONES_HZ, tone_share
+
 HOST = "127.0.0.1"
 
 # pjsip_inv_state values, so the test process need not load pjsua.
@@ -65,16 +67,73 @@ def _worker(conn: Connection, account: dict, host: str, log_level: int) -> None:
 
     domain = account["registrar"].removeprefix("sip:")
     calls: dict[str, pj.Call] = {}
+    rate = cfg.medConfig.clockRate
+    frame_samples = rate * cfg.medConfig.audioFramePtime // 1000
     auto_answer = {"code": None}
     counter = itertools.count(1)
 
     def send(*msg) -> None:
         conn.send(msg)
 
+    class ToneDetector(pj.AudioMediaPort):
+        """Counts received frames that carry ``hz``; the main loop reports the first run.
+        onFrameReceived runs on the media clock's thread, so it only counts."""
+
+        def __init__(self, hz: int):
+            super().__init__()
+            self.hz, self.run, self.heard, self.reported = hz, 0, False, False
+            fmt = pj.MediaFormatAudio()
+            fmt.type, fmt.clockRate, fmt.channelCount = pj.PJMEDIA_TYPE_AUDIO, rate, 1
+            fmt.bitsPerSample, fmt.frameTimeUsec = 16, frame_samples * 1_000_000 // rate
+            self.createPort(f"detect-{hz}", fmt)
+
+        def onFrameReceived(self, frame) -> None:
+            if frame.type != pj.PJMEDIA_FRAME_TYPE_AUDIO or self.heard:
+                return
+            samples = array("h", bytes(frame.buf))
+            self.run = self.run + 1 if tone_share(samples, rate, self.hz) >= SHARE else 0
+            self.heard = self.run >= 5                # 100 ms of the tone, not a click
+
     class WCall(pj.Call):
         def __init__(self, acc, key: str, call_id: int = pj.PJSUA_INVALID_ID):
             super().__init__(acc, call_id)
             self.key = key
+            self.audio = None
+            self.tone: pj.ToneGenerator | None = None
+            self.detector: ToneDetector | None = None
+
+        def connect_media(self) -> None:
+            """(Re)attach this call's tone and detector to its current audio stream."""
+            if self.audio is None:
+                return
+            if self.tone is not None:
+                self.tone.startTransmit(self.audio)
+            if self.detector is not None:
+                self.audio.startTransmit(self.detector)
+
+        def play(self, hz: int) -> None:
+            if self.tone is not None:
+                self.tone.stop()
+                self.tone = None                      # pjsua removes its port when collected
+            if hz:
+                tone = pj.ToneGenerator()
+                tone.createToneGenerator(rate, 1)
+                desc = pj.ToneDesc()
+                desc.freq1, desc.freq2, desc.on_msec, desc.off_msec = hz, hz, 1000, 0
+                tones = pj.ToneDescVector()
+                tones.append(desc)
+                tone.play(tones, True)
+                self.tone = tone
+                self.connect_media()
+
+        def listen(self, hz: int) -> None:
+            if self.detector is not None and self.audio is not None:
+                try:
+                    self.audio.stopTransmit(self.detector)
+                except pj.Error:
+                    pass
+            self.detector = ToneDetector(hz) if hz else None
+            self.connect_media()
 
         def onCallState(self, prm) -> None:
             info = self.getInfo()
@@ -93,6 +152,8 @@ def _worker(conn: Connection, account: dict, host: str, log_level: int) -> None:
                     manager = ep.audDevManager()
                     manager.getCaptureDevMedia().startTransmit(audio)
                     audio.startTransmit(manager.getPlaybackDevMedia())
+                    self.audio = audio
+                    self.connect_media()
 
         def onDtmfDigit(self, prm) -> None:
             # CLOCK_MONOTONIC is system-wide: the benchmarks compare these stamps across phones.
@@ -173,6 +234,10 @@ def _worker(conn: Connection, account: dict, host: str, log_level: int) -> None:
             send("done", key, cmd, time.monotonic())
         elif cmd == "xfer":
             call.xfer(f"sip:{args[0]}@{domain}", op_with())
+        elif cmd == "tone":
+            call.play(args[0])
+        elif cmd == "listen":
+            call.listen(args[0])
 
     while True:
         ep.libHandleEvents(5)
@@ -281,6 +346,8 @@ class Phone:
         self.errors: list[str] = []
         self._auto_answer: int | None = None
         self._keys = itertools.count(1)
+        # The tone this phone plays when another party checks that it hears this one.
+        self.tone_hz = TONES_HZ[len(lib.phones) % len(TONES_HZ)]
 
     def __repr__(self) -> str:
         return f"<Phone {self.username}>"
@@ -374,6 +441,7 @@ class PhoneCall:
         self.digits = ""
         self.ended = False
         self.transfer_status: list[int] = []
+        self.tones_heard: list[tuple[int, float]] = []      # (Hz, when), from the phone
         # time.monotonic() stamps taken inside the phone's process, for the benchmarks: when
         # the INVITE arrived, each DTMF digit received, each command carried out.
         self.rang_at: float | None = None
@@ -394,6 +462,8 @@ class PhoneCall:
             self.dtmf_at.append((args[0], args[1]))
         elif kind == "xfer":
             self.transfer_status.append(args[0])
+        elif kind == "heard":
+            self.tones_heard.append((args[0], args[1]))
 
     # --- actions -----------------------------------------------------------------------------
     @property
@@ -443,30 +513,22 @@ class PhoneCall:
         match = re.search(r"sip:([^@;>]+)@", source)
         return match.group(1) if match else ""
 
-    def hears(self, other: "PhoneCall", digits: str = "159#", timeout: float = 8.0) -> None:
-        """Prove the media path: digits sent by ``other`` reach this call, every one in order.
+    def hears(self, other: "PhoneCall", timeout: float = 8.0) -> None:
+        """Prove the media path from ``other`` to this call: ``other``'s phone plays its tone
+        into its call, and this phone must detect that frequency in the audio it receives
+        (100 ms of it). One direction only: check the way back with ``other.hears(self)``."""
+        hz = other.phone.tone_hz
+        heard = len(self.tones_heard)
+        self.phone._send("listen", self.key, hz)
+        other.phone._send("tone", other.key, hz)
+        try:
+            self.phone.lib.wait_for(
+                lambda: any(f == hz for f, _ in self.tones_heard[heard:]), timeout,
+                f"{self.phone.username} to hear {other.phone.username}'s {hz} Hz tone")
+        finally:
+            other.phone._send("tone", other.key, 0)
+            self.phone._send("listen", self.key, 0)
 
-        Like a line continuity test, the probe is re-sent until heard: a bridge being set up
-        in the same instant drops what was sent before it was ready. Digits through an
-        Asterisk bridge may arrive duplicated, so check order, not equality.
-        """
-        deadline = time.monotonic() + timeout
-        while True:
-            start = len(self.digits)
-            other.send_dtmf(digits)
-
-            def arrived() -> bool:
-                pos = 0
-                for d in self.digits[start:]:
-                    if pos < len(digits) and d == digits[pos]:
-                        pos += 1
-                return pos == len(digits)
-
-            try:
-                self.phone.lib.wait_for(arrived, min(2.0, max(0.1, deadline - time.monotonic())))
-                return
-            except Timeout:
-                if time.monotonic() >= deadline:
-                    raise Timeout(f"{self.phone.username} did not hear {digits!r} from "
-                                  f"{other.phone.username} within {timeout}s "
-                                  f"(heard {self.digits!r})") from None
+    def hears_each_other(self, other: "PhoneCall", timeout: float = 8.0) -> None:
+        self.hears(other, timeout)
+        other.hears(self, timeout)

@@ -29,8 +29,8 @@ def queue_connect(phones, caller_phone, hotline):
     leg.accept()
     call.wait_confirmed()
     leg.wait_confirmed()
-    leg.hears(call, "0")
-    call.hears(leg, "9")
+    leg.hears(call)
+    call.hears(leg)
     return call, agent, leg
 
 
@@ -42,8 +42,8 @@ def test_queue_call_one_key_transfer_to_110(phones, outcomes, lab):
     assert far_leg.caller_number() == CITIZEN_NUMBER
     assert far_leg.header("X-Hotline-Origin") == "12345"
     far_leg.accept()
-    far_leg.hears(call, "12")
-    call.hears(far_leg, "34")
+    far_leg.hears(call)
+    call.hears(far_leg)
     [rec] = outcomes.wait(phones.lib)
     check_record(rec, result="accepted", mode="blind", trigger="dtmf", origin="12345",
                  target="110", initiating_agent=agent.username,
@@ -57,7 +57,7 @@ def test_queue_call_110_to_12345_by_key(phones, outcomes):
     far_agent, far_leg = phones.ringing_agent("12345", timeout=8)
     assert far_leg.caller_number() == CALLER_110_NUMBER
     far_leg.accept()
-    call.hears(far_leg, "5")
+    call.hears(far_leg)
     [rec] = outcomes.wait(phones.lib)
     check_record(rec, result="accepted", trigger="dtmf", origin="110", target="12345",
                  initiating_agent=agent.username, answering_agent=far_agent.username)
@@ -71,17 +71,17 @@ def test_queue_call_110_to_12345_by_key(phones, outcomes):
 def test_queue_call_three_way_and_decision_keys(phones, outcomes, key, presser, stays, result):
     call, agent, leg = queue_connect(phones, phones.citizen, "12345")
     leg.send_dtmf("*2")
-    leg.hears(call, "1")                 # caller and agent keep talking while 110 rings
+    leg.hears(call)                 # caller and agent keep talking while 110 rings
     far_agent, far_leg = phones.ringing_agent("110", timeout=8)
     assert far_leg.header("X-Hotline-Mode") == "three_way"
     far_leg.accept()
-    far_leg.hears(call, "2")
-    leg.hears(far_leg, "3")
+    far_leg.hears(call)
+    leg.hears(far_leg)
     (leg if presser == "origin" else far_leg).send_dtmf(key)
     stayer, leaver = (leg, far_leg) if stays == "origin" else (far_leg, leg)
     leaver.wait_ended(5)
-    stayer.hears(call, "4")
-    call.hears(stayer, "6")
+    stayer.hears(call)
+    call.hears(stayer)
     [rec] = outcomes.wait(phones.lib)
     check_record(rec, result=result, mode="three_way", trigger="dtmf", origin="12345",
                  target="110", initiating_agent=agent.username)
@@ -96,7 +96,7 @@ def test_queue_call_target_key_and_busy_fallback_back_to_the_agent(phones, outco
     leg.wait_ended(5)
     again = agent.wait_incoming(8)
     again.accept()
-    again.hears(call, "7")
+    again.hears(call)
     [rec] = outcomes.wait(phones.lib)
     check_record(rec, result="fallback_busy", origin="12345", target="110")
     for c, _, _ in busy:
@@ -110,8 +110,8 @@ def test_queue_call_keys_without_the_service_leave_the_call_alone(phones, outcom
         leg.send_dtmf("*1")
         phones.lib.sleep(1.5)
         assert not leg.ended and not call.ended
-        leg.hears(call, "2")
-        call.hears(leg, "3")
+        leg.hears(call)
+        call.hears(leg)
     finally:
         service.start()
     assert outcomes.since_mark() == []
@@ -201,8 +201,8 @@ def test_flagged_harassing_number_is_routed_to_110_and_recorded(phones, outcomes
         assert not any(p.ringing_calls() for p in phones.agents["12345"])
         assert far_leg.header("X-Hotline-Category") == "hotline_harassment"
         far_leg.accept()
-        far_leg.hears(call, "8")
-        call.hears(far_leg, "9")
+        far_leg.hears(call)
+        call.hears(far_leg)
         [rec] = outcomes.wait(phones.lib)
         check_record(rec, result="accepted", trigger="screen", origin="12345", target="110",
                      category="hotline_harassment", initiating_agent=None,
@@ -216,7 +216,7 @@ def test_unflagged_caller_is_not_screened(phones, outcomes):
     call = phones.citizen.dial("12345")
     agent, leg = phones.ringing_agent("12345")
     leg.accept()
-    leg.hears(call, "1")
+    leg.hears(call)
     assert outcomes.since_mark() == []
 
 

@@ -53,8 +53,8 @@ def degraded_connect(phones, caller_phone, number: str, hotline: str):
     call = caller_phone.dial(number)
     agent, leg = answer_what_rings(phones, hotline)
     call.wait_confirmed()
-    leg.hears(call, "0")
-    call.hears(leg, "1")
+    leg.hears(call)
+    call.hears(leg)
     return call, agent, leg
 
 
@@ -64,7 +64,7 @@ def test_citizen_call_to_12345_reaches_an_agent_with_the_service_down(phones, la
     assert agent in phones.agents["12345"]
     assert leg.caller_number() == CITIZEN_NUMBER
     assert leg.header("X-Hotline-Degraded") == "1"
-    leg.hears(call, "159#")
+    leg.hears(call)
     call.hang_up()
     row = wait_cdr(phones, lab, "12345", before,
                    lambda r: r["userfield"].startswith("hotline-link:degraded"),
@@ -78,7 +78,7 @@ def test_caller_call_to_110_reaches_an_agent_with_the_service_down(phones, lab, 
     call, agent, leg = degraded_connect(phones, phones.caller, "110", "110")
     assert agent in phones.agents["110"]
     assert leg.caller_number() == CALLER_110_NUMBER
-    call.hears(leg, "73")
+    call.hears(leg)
     call.hang_up()
     wait_cdr(phones, lab, "110", before,
              lambda r: r["userfield"] == "hotline-link:degraded;entry=inbound",
@@ -94,7 +94,7 @@ def test_call_over_the_trunk_reaches_a_far_agent_with_the_service_down(phones, l
     assert any("trunk-110" in c["name"] for c in lab.ari["12345"].channels())
     # Not "*" from the agent: with the features.conf keys on the call, the bridge holds an
     # agent's "*" until the next digit shows it starts no key (as on any queue call).
-    call.hears(leg, "86")
+    call.hears(leg)
 
 
 def test_transfer_over_the_trunk_keeps_its_headers_with_the_far_service_down(phones, lab,
@@ -147,8 +147,8 @@ def test_service_back_takes_new_calls_and_leaves_degraded_calls_alone(phones, la
         service.start()
     phones.lib.sleep(2.0)                     # the app has reconciled by now
     assert not call.ended and not leg.ended
-    leg.hears(call, "42")
-    call.hears(leg, "24")
+    leg.hears(call)
+    call.hears(leg)
     call.hang_up()
     leg.wait_ended(5)
     phones.lib.wait_for(lambda: not lab.leftovers(), 5, "both PBXs idle")
@@ -157,7 +157,7 @@ def test_service_back_takes_new_calls_and_leaves_degraded_calls_alone(phones, la
                                                       "110")
     assert far_leg.header("X-Hotline-Degraded") is None
     far_leg.accept()
-    call.hears(far_leg, "5")
+    call.hears(far_leg)
     [rec] = outcomes.wait(phones.lib)
     check_record(rec, result="accepted")
 
