@@ -13,9 +13,10 @@ deps:
 run: deps
 	$(BIN)/hotline-link run --lab
 
-# The whole suite against the real lab (brought up and down by the tests themselves), then the
-# fault suite once at a small scale.
+# The layering rules (pyproject.toml [tool.importlinter]), the whole suite against the real lab
+# (brought up and down by the tests themselves), then the fault suite once at a small scale.
 test: deps
+	$(BIN)/lint-imports --no-cache
 	$(BIN)/pytest $(PYTEST_ARGS)
 	$(MAKE) --no-print-directory chaos-quick
 
