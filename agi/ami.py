@@ -69,7 +69,7 @@ class Ami:
             finally:
                 try:
                     manager.close()
-                except (ManagerException, OSError):
+                except Exception:          # noqa: BLE001 - the answer is in; closing is best effort
                     pass
         if response.get_header("Response") != "Success":
             raise AmiError(f"AMI {action['Action']} refused: {response.get_header('Message')}")

@@ -168,13 +168,27 @@ async def _redis(settings: Settings, report: Report) -> None:
         await redis.aclose()
 
 
+async def _guarded(report: Report, what: str, check) -> None:
+    """One check; one that breaks in a way it did not foresee is a problem line of its own,
+    so the rest still run and the exit status still says "problems" (2), never a crash (1)."""
+    try:
+        if asyncio.iscoroutine(check):
+            await check
+        else:
+            await asyncio.to_thread(check)
+    except Exception as exc:          # noqa: BLE001 - a doctor reports, it does not crash
+        report.problems.append(f"{what}: the check itself failed ({type(exc).__name__}: {exc}); "
+                               f"run `hotline-link doctor` again, and report it if it repeats")
+
+
 async def check(settings: Settings) -> Report:
     report = Report()
     timeout = aiohttp.ClientTimeout(total=5)
     async with aiohttp.ClientSession(timeout=timeout) as session:
-        await asyncio.gather(*(_ari(session, h, report) for h in settings.hotlines.values()))
+        await asyncio.gather(*(_guarded(report, f"{h.id}: ARI", _ari(session, h, report))
+                               for h in settings.hotlines.values()))
     for hotline in settings.hotlines.values():
-        await asyncio.to_thread(_ami, hotline, report)
-    _agi(settings, report)
-    await _redis(settings, report)
+        await _guarded(report, f"{hotline.id}: AMI", lambda h=hotline: _ami(h, report))
+    await _guarded(report, "FastAGI", lambda: _agi(settings, report))
+    await _guarded(report, "Redis", _redis(settings, report))
     return report

@@ -178,7 +178,7 @@ def test_doctor_sees_what_is_up_and_names_what_to_change(lab, service):
         down = cli("doctor", check=False)
     finally:
         service.start()
-    assert down.returncode == 2
+    assert down.returncode == 2, down.stdout + down.stderr[-3000:]
     assert "PROBLEM  12345: application hotline-12345 not connected" in down.stdout
     assert "PROBLEM  FastAGI" in down.stdout and "unreachable" in down.stdout
 
@@ -213,3 +213,21 @@ async def test_a_redis_that_persists_nothing_is_flagged(tmp_path):
         await client.aclose()
         proc.kill()
         proc.wait(5)
+
+
+async def test_a_doctor_check_that_breaks_is_a_problem_line_not_a_crash():
+    from hotline_link.doctor import Report, _guarded
+
+    async def broken():
+        raise ValueError("unexpected answer")
+
+    def fine():
+        report.ok.append("fine")
+
+    report = Report()
+    await _guarded(report, "12345: ARI", broken())
+    await _guarded(report, "FastAGI", fine)
+    assert report.ok == ["fine"]
+    assert report.problems == ["12345: ARI: the check itself failed (ValueError: unexpected "
+                               "answer); run `hotline-link doctor` again, and report it if it "
+                               "repeats"]
