@@ -359,9 +359,14 @@ class Transfers:
                                              name=f"call-{call.call_id}")
                 call.bridge = bridge["id"]
             current = set((await self.ari.get(f"/bridges/{call.bridge}")).get("channels", []))
-            missing = [ch for ch in (t.caller, t.target_leg) if ch not in current]
-            if missing:
-                await self.ari.post(f"/bridges/{call.bridge}/addChannel", channel=missing)
+            if t.caller not in current:
+                await self.ari.post(f"/bridges/{call.bridge}/addChannel", channel=t.caller)
+            if t.target_leg not in current:
+                # The far agent's keys are for the app (the decision keys), not for the caller
+                # and our agent: passed on, a digit whose end never came (the key hangs up the
+                # far leg at once) left both their streams sending it, so they heard nothing.
+                await self.ari.post(f"/bridges/{call.bridge}/addChannel", channel=t.target_leg,
+                                    absorbDTMF="true")
         except AriError as exc:
             caller_there = await self.ari.channel_exists(t.caller)
             self.log.info("transfer bridging failed", transfer_id=t.transfer_id, error=str(exc),
