@@ -23,7 +23,7 @@ MODULES = [
     "res_sorcery_astdb.so", "pbx_config.so", "func_channel.so", "func_callerid.so",
     "func_strings.so", "func_global.so", "func_logic.so", "func_uuid.so", "func_hangupcause.so",
     "func_dialplan.so",
-    "app_dial.so", "app_playback.so", "app_read.so", "app_echo.so", "app_senddtmf.so", "app_stasis.so",
+    "app_dial.so", "app_playback.so", "app_echo.so", "app_stasis.so",
     "app_verbose.so", "app_exec.so", "app_stack.so", "app_queue.so", "app_mixmonitor.so",
     "res_speech.so", "res_agi.so", "res_musiconhold.so",
     # call detail records (degraded-mode calls are counted from them)

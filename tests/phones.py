@@ -529,6 +529,11 @@ class PhoneCall:
             other.phone._send("tone", other.key, 0)
             self.phone._send("listen", self.key, 0)
 
+    def hears_echo(self, timeout: float = 8.0) -> None:
+        """Prove the media path to a far end that sends back what it hears (the lab's
+        responders, Echo()): this phone's own tone must come back."""
+        self.hears(self, timeout)
+
     def hears_each_other(self, other: "PhoneCall", timeout: float = 8.0) -> None:
         self.hears(other, timeout)
         other.hears(self, timeout)

@@ -296,31 +296,11 @@ def test_redis_stopped_during_a_transfer_delays_only_the_record(phones, outcomes
     assert len(outcomes.since_mark()) == 1
 
 
-def hears_own_echo(phones, call, digits: str = "258", timeout: float = 10.0) -> None:
-    """The lab's responders send every digit back: the caller's own digits return. One digit at
-    a time (the responder misses digits that arrive while it sends one back), each re-sent until
-    heard, since digits sent before the bridge is up are lost (as in ``hears``)."""
-    import time
-
-    deadline = time.monotonic() + timeout
-    for digit in digits:
-        while True:
-            start = len(call.digits)
-            call.send_dtmf(digit)
-            try:
-                phones.lib.wait_for(lambda: digit in call.digits[start:], 1.5)
-                break
-            except AssertionError:
-                if time.monotonic() > deadline:
-                    raise AssertionError(f"the caller never heard the echo of {digit!r} "
-                                         f"(heard {call.digits!r})") from None
-
-
 def test_chained_transfer_to_the_provincial_12345_by_its_own_key(phones, outcomes, lab):
     call, agent, leg = connect(phones, phones.citizen, "12345", "12345")
     leg.send_dtmf("*41")
     leg.wait_ended(5)
-    hears_own_echo(phones, call)
+    call.hears_echo()                           # the provincial line's echo
     [rec] = outcomes.wait(phones.lib)
     check_record(rec, result="accepted", target="province", origin="12345", trigger="dtmf")
 
@@ -331,7 +311,7 @@ def test_emergency_and_utility_lines_by_refer_from_110(phones, outcomes, target)
     leg.transfer_to(target)
     leg.wait_ended(5)
     assert leg.transfer_status[-1] == 200
-    hears_own_echo(phones, call, "147")
+    call.hears_echo()
     [rec] = outcomes.wait(phones.lib)
     check_record(rec, result="accepted", target=target, origin="110", trigger="refer")
 
