@@ -15,7 +15,8 @@ given lab down, brings the variant up, and restores the given lab at the end.
 Measured per level: transfers started and their outcome records (each must appear exactly
 once), transfer set-up (command written -> the app's ``ringing`` timestamp of the record: the
 far agent's phone is ringing), callers left alone at the end (stranded), the service's CPU
-(utime+stime of its process tree per second) and RSS.
+(utime+stime of its process tree per second) and RSS, the CPU of every process on the call
+path (both PBXs, SIPp, Redis, the app) and the machine's idle cores.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
 from bench.durability import fsync_policy  # noqa: E402
+from bench.procs import TICK, CpuMeter, lab_processes, tree  # noqa: E402
 from contracts.names import COMMAND_RESULTS, COMMANDS, OUTCOMES  # noqa: E402
 from bench.latency import main, percentile  # noqa: E402
 from bench.stack import Stack  # noqa: E402
@@ -50,7 +52,6 @@ TARGET_HOLD_MS = 1500
 # A caller alone (no agent, no far party) this long during the run counts as stranded: agents
 # answer at once in this benchmark, so the longest legitimate wait is a transfer's set-up.
 ALONE_LIMIT_S = 10.0
-TICK = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
@@ -156,19 +157,6 @@ def _alive(pid: int) -> bool:
         return False
 
 
-def tree(pid: int) -> list[int]:
-    out, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        out.append(p)
-        for task in Path(f"/proc/{p}/task").glob("*/children"):
-            try:
-                todo.extend(int(c) for c in task.read_text().split())
-            except (FileNotFoundError, ValueError):
-                pass
-    return out
-
-
 def cpu_rss(pid: int) -> tuple[float, int]:
     """CPU seconds used so far and resident bytes, over the service's process tree."""
     cpu, rss = 0.0, 0
@@ -231,8 +219,12 @@ def one_level(lab, service: Service, sipp: Sipp, redis, level: int, rate: float,
     commanded: set[str] = set()
     samples, concurrent = [], []
     cpu0, _ = cpu_rss(service.pid)
-    redis_pid = lab.descriptor["redis"].get("pid")
-    redis_cpu0 = cpu_rss(redis_pid)[0] if redis_pid else None
+    # Every process on the call path, and what the machine had left: the sidecar is not part
+    # of this benchmark (commands go to Redis directly).
+    procs = lab_processes(lab.descriptor)
+    meter = CpuMeter({"app": [service.pid], "asterisk-12345": [procs["asterisk-12345"]],
+                      "asterisk-110": [procs["asterisk-110"]], "redis": [procs["redis"]],
+                      "sipp": list(sipp.pids)}).start()
     t_start = time.monotonic()
     last_sample, last_cpu = t_start, cpu0
     queue: list[str] = []
@@ -271,8 +263,7 @@ def one_level(lab, service: Service, sipp: Sipp, redis, level: int, rate: float,
             next_at = now             # no eligible call: the rate fell behind, say so below
         time.sleep(0.005)
     elapsed = time.monotonic() - t_start
-    redis_cores = (round((cpu_rss(redis_pid)[0] - redis_cpu0) / elapsed, 3)
-                   if redis_cpu0 is not None else None)
+    cpu = meter.stop()
     # Stop placing calls; transferred calls end when the 110 agents hang up.
     os.kill(caller, signal.SIGUSR1)
     time.sleep(TARGET_HOLD_MS / 1000 + 6)
@@ -308,7 +299,7 @@ def one_level(lab, service: Service, sipp: Sipp, redis, level: int, rate: float,
     steady = samples[2:] or samples
     return {
         "level": level, "label": label or f"{level} calls", "duration_s": round(elapsed, 1),
-        "redis_cores": redis_cores,
+        "redis_cores": cpu["cores"]["redis"], "cpu": cpu,
         "commands": len(commands), "rate_per_s": round(len(commands) / elapsed, 2),
         "started": len(started),
         "refused": sum(1 for r in results.values() if r.get("status") != "started"),
@@ -409,6 +400,18 @@ def run(config: Path, lab_descriptor: dict, levels=(50, 100, 200), rate: float =
              "met": lv["rss_mb"] <= 150 if at_top else None},
             {"name": f"{name}: Redis CPU (mean)", "value": lv["redis_cores"], "unit": "cores",
              "target": None, "met": None},
+            # The app's CPU per transfer it handled, each call's share of the mean (the aim is
+            # 5 ms; the no-I/O replay needs ~1 ms, so the rest is I/O and the asyncio loop).
+            {"name": f"{name}: app CPU per transferred call",
+             "value": round(lv["cpu"]["cores"]["app"] / lv["rate_per_s"] * 1000, 1)
+             if lv["rate_per_s"] else None, "unit": "ms", "target": None, "met": None},
+            {"name": f"{name}: both PBXs' CPU", "unit": "cores", "target": None, "met": None,
+             "value": round(lv["cpu"]["cores"]["asterisk-12345"]
+                            + lv["cpu"]["cores"]["asterisk-110"], 3)},
+            {"name": f"{name}: SIPp CPU (every caller and agent)", "unit": "cores",
+             "value": lv["cpu"]["cores"]["sipp"], "target": None, "met": None},
+            {"name": f"{name}: machine idle", "unit": f"of {lv['cpu']['cpus']} cores",
+             "value": lv["cpu"]["machine_idle_cores"], "target": None, "met": None},
         ]
     return {"benchmark": "load", "command": "make bench", "figures": figures,
             "details": {"levels": levels_out, "failures": failures, "rate_per_s": rate,

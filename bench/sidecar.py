@@ -28,6 +28,7 @@ from pathlib import Path
 import redis
 
 from bench.durability import fsync_policy
+from bench.procs import cpu_seconds, lab_processes
 from bench.results import percentiles, write_result
 from bench.stack import ROOT, Stack
 from contracts.names import OUTCOMES, OUTCOMES_GROUP
@@ -60,15 +61,9 @@ def _rss_mb(pid: int) -> float:
     return 0.0
 
 
-def _cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / 100      # utime + stime, in clock ticks
-
-
 def _lab_pids(lab_descriptor: dict) -> dict[str, int]:
-    state = json.loads((Path(lab_descriptor["state_dir"]) / "state.json").read_text())
-    return {p["name"]: p["pid"] for p in state["processes"]
-            if p["name"] == "redis" or p["name"].startswith("standin-")}
+    return {name: pid for name, pid in lab_processes(lab_descriptor).items()
+            if name == "redis" or name.startswith("standin-")}
 
 
 def _drained(r: redis.Redis, timeout: float = 900.0) -> float:
@@ -104,7 +99,7 @@ def _phase(r: redis.Redis, standins: dict[str, str], pids: dict[str, int], rate:
             rss.append((round(time.monotonic() - t0, 1), round(_rss_mb(pids["sidecar"]), 1)))
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
-    cpu_before = {name: _cpu_seconds(p) for name, p in pids.items()}
+    cpu_before = {name: cpu_seconds(p, children=False) for name, p in pids.items()}
     started = time.monotonic()
     sent = 0
     while (elapsed := time.monotonic() - started) < seconds:
@@ -130,7 +125,7 @@ def _phase(r: redis.Redis, standins: dict[str, str], pids: dict[str, int], rate:
         time.sleep(0.5)
     drained_after = time.monotonic() - started
     # Cores each process used while it worked: which one the machine ran out of.
-    cores = {name: round((_cpu_seconds(p) - cpu_before[name]) / drained_after, 2)
+    cores = {name: round((cpu_seconds(p, children=False) - cpu_before[name]) / drained_after, 2)
              for name, p in pids.items()}
     sampling.set()
     sampler.join(2)
