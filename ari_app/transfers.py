@@ -310,6 +310,9 @@ class Transfers:
             case m.StartTimer(name=name, deadline=deadline):
                 loop = asyncio.get_running_loop()
                 delay = max(0.0, deadline - time.time())
+                old = self.timers.pop(t.transfer_id, None)
+                if old is not None:        # one ring timer per transfer, the latest deadline
+                    old.cancel()
                 self.timers[t.transfer_id] = loop.call_later(
                     delay, self.post, {"type": TIMER, "transfer_id": t.transfer_id, "name": name})
             case m.CancelTimer():
@@ -390,8 +393,7 @@ class Transfers:
         except AriError as exc:
             self.log.error("recording failed; the call goes on", transfer_id=t.transfer_id,
                            error=str(exc))
-            t.recording = None
-            t.detail = f"recording failed: {exc}"
+            await self._step(t, m.Ev.RECORDING_FAILED, str(exc))
 
     async def _finish(self, t: m.Transfer, call: Call | None) -> None:
         tid = t.transfer_id
@@ -522,6 +524,3 @@ class Transfers:
             self.log.info("reconciling transfer", transfer_id=t.transfer_id, state=str(t.state),
                           facts=vars(facts))
             await self._step(t, m.Ev.RESTARTED, facts)
-            if t.state == m.State.DIALING and t.transfer_id not in self.timers:
-                deadline = t.steps.get("dialing", time.time()) + t.ring_timeout
-                await self._run(t, m.StartTimer("ring", deadline))

@@ -166,6 +166,29 @@ def test_restart_reconciles_from_what_still_exists(facts, expected_state, expect
     assert records(cmds) == expected_records
 
 
+def test_restart_while_the_target_rings_rearms_the_ring_timer_at_its_first_deadline():
+    t = new()
+    start(t, 100.0)
+    step(t, Ev.TARGET_RINGING, 101.0)
+    cmds = step(t, Ev.RESTARTED, 112.0, Facts(True, True, False, False))
+    assert t.state == State.DIALING
+    assert cmds == [StartTimer("ring", 130.0)]        # dialled at 100, 30 s to answer
+
+
+def test_a_failed_recording_is_noted_and_the_three_way_call_goes_on():
+    t = new("three_way")
+    start(t, 0)
+    step(t, Ev.TARGET_ANSWERED, 1, "110-a1")
+    step(t, Ev.BRIDGED, 2)
+    assert t.state == State.CONFERENCE and t.recording == "threeway-T1"
+    assert step(t, Ev.RECORDING_FAILED, 2.1, "disk full") == []
+    assert t.state == State.CONFERENCE and t.recording is None
+    cmds = step(t, Ev.DECISION, 9, Decision("accept", "target", "110-a1"))
+    assert records(cmds) == [Result.ACCEPTED_BY_TARGET]
+    assert not [c for c in cmds if isinstance(c, StopRecording)]    # nothing to stop
+    assert t.detail == "recording failed: disk full"
+
+
 def test_restart_in_bridging_with_bridge_done_is_accepted():
     t = new()
     start(t, 0)

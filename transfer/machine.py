@@ -64,6 +64,7 @@ class Ev(StrEnum):
     DECISION = "decision"                  # detail: Decision
     AGENT_HUNG_UP = "agent_hung_up"        # the origin agent's leg ended
     RESTARTED = "restarted"                # facts: Facts
+    RECORDING_FAILED = "recording_failed"  # detail: why (the call goes on without it)
 
 
 DECISIONS = tuple(DecisionAction)
@@ -404,8 +405,16 @@ def _restarted(t: Transfer, now: float, facts: Facts) -> list[Command]:
     if facts.target_alive and facts.target_up:
         return _answered(t, now, t.answered_by)
     if facts.target_alive:
-        return []           # still ringing: the adapter re-arms the ring timer from the record
+        # Still ringing: the ring timer died with the old process; it keeps its first deadline.
+        return [StartTimer("ring", t.steps.get("dialing", now) + t.ring_timeout)]
     return _fallback(t, "unreachable", now, "target leg ended while the app was down")
+
+
+def _recording_failed(t: Transfer, now: float, why: str) -> list[Command]:
+    """The three-way part is not recorded; the call goes on, and the record says why."""
+    t.recording = None
+    t.detail = f"recording failed: {why}"
+    return []
 
 
 Handler = Callable[[Transfer, float, object], list[Command]]
@@ -422,6 +431,7 @@ TRANSITIONS: dict[tuple[State, Ev], Handler] = {
     (State.DIALING, Ev.DECISION): _decision_while_dialing,
     (State.DIALING, Ev.AGENT_HUNG_UP): _agent_gone_early,
     (State.DIALING, Ev.RESTARTED): _restarted,
+    (State.DIALING, Ev.RECORDING_FAILED): _ignore,
     (State.BRIDGING, Ev.TARGET_RINGING): _ignore,
     (State.BRIDGING, Ev.TARGET_ANSWERED): _ignore,
     (State.BRIDGING, Ev.TARGET_FAILED): lambda t, now, d: _bridge_failed(t, now, "target"),
@@ -433,6 +443,7 @@ TRANSITIONS: dict[tuple[State, Ev], Handler] = {
     (State.BRIDGING, Ev.DECISION): _ignore,
     (State.BRIDGING, Ev.AGENT_HUNG_UP): _agent_gone_early,
     (State.BRIDGING, Ev.RESTARTED): _restarted,
+    (State.BRIDGING, Ev.RECORDING_FAILED): _ignore,
     (State.CONFERENCE, Ev.TARGET_RINGING): _ignore,
     (State.CONFERENCE, Ev.TARGET_ANSWERED): _ignore,
     (State.CONFERENCE, Ev.TARGET_FAILED): _conference_target_gone,
@@ -444,6 +455,7 @@ TRANSITIONS: dict[tuple[State, Ev], Handler] = {
     (State.CONFERENCE, Ev.DECISION): _decision,
     (State.CONFERENCE, Ev.AGENT_HUNG_UP): _conference_agent_gone,
     (State.CONFERENCE, Ev.RESTARTED): _restarted,
+    (State.CONFERENCE, Ev.RECORDING_FAILED): _recording_failed,
 }
 
 
