@@ -124,10 +124,11 @@ class Transfers:
         elif action == "three_way":
             await self.start(call, self.default_target(), mode=Mode.THREE_WAY, trigger=Trigger.DTMF)
         elif action == "emergency":
-            if self.hotline.id == "110" or "110" not in self.hotline.targets:
-                clog.info("emergency key on the 110 side: nothing to escalate to")
+            if self.hotline.emergency_to is None:
+                clog.info("emergency key: this hotline has no emergency_to, nothing to escalate to")
                 return
-            await self.start(call, "110", mode=Mode.EMERGENCY, trigger=Trigger.DTMF, emergency=True)
+            await self.start(call, self.hotline.emergency_to, mode=Mode.EMERGENCY,
+                             trigger=Trigger.DTMF, emergency=True)
         elif action == "out_of_scope":
             await self.record_out_of_scope(call, trigger=Trigger.DTMF)
 

@@ -88,6 +88,7 @@ class Hotline:
     targets: dict[str, Target]
     ami: AmiSettings | None = None
     screen_to: str | None = None   # target for callers flagged for malicious harassment (R9)
+    emergency_to: str | None = None  # target of the emergency key (R4); none: the key does nothing
 
     def agent_of_channel(self, name: str) -> str | None:
         """The agent endpoint of a PJSIP channel name (``PJSIP/12345-a1-0000002a``), if it is
@@ -497,7 +498,7 @@ class _Validator:
             path = f"hotlines.{hid}"
             if not NAME_RE.match(hid):
                 self.problems.append(f"{path}: {hid!r} is not a valid hotline id")
-            h = self._table(h, path, {"name", "agents", "ari", "targets", "ami", "screen_to"})
+            h = self._table(h, path, {"name", "agents", "ari", "targets", "ami", "screen_to", "emergency_to"})
             ari_node = self._table(h.get("ari", {}), f"{path}.ari",
                                    {"url", "username", "password_file", "password_env", "app"})
             ari = AriSettings(
@@ -522,9 +523,14 @@ class _Validator:
             screen_to = self.string(h, path, "screen_to", default=None)
             if screen_to is not None and screen_to not in targets:
                 self.problems.append(f"{path}.screen_to: {screen_to!r} is not a target of {hid}")
+            emergency_to = self.string(h, path, "emergency_to", default=None)
+            if emergency_to is not None and emergency_to not in targets:
+                self.problems.append(f"{path}.emergency_to: {emergency_to!r} is not a target of "
+                                     f"{hid}")
             out[hid] = Hotline(id=hid, name=self.string(h, path, "name", default=hid),
                                agents=self.names(h, path, "agents"), ari=ari, targets=targets,
-                               ami=self._ami(h.get("ami"), f"{path}.ami"), screen_to=screen_to)
+                               ami=self._ami(h.get("ami"), f"{path}.ami"), screen_to=screen_to,
+                               emergency_to=emergency_to)
         apps = [h.ari.app for h in out.values() if h.ari.app]
         if len(set(apps)) != len(apps):
             self.problems.append("hotlines: two hotlines share one ari.app name")

@@ -144,12 +144,16 @@ def test_target_keys_become_transfer_actions_for_their_hotline():
     assert s.key_bindings("12345")["*41"] == "transfer:province"
     assert s.key_bindings("110")["*42"] == "transfer:119"
     assert "*41" not in s.key_bindings("110")
+    # The emergency key escalates 12345 to 110; the 110 desk has nothing above it.
+    assert (s.hotlines["12345"].emergency_to, s.hotlines["110"].emergency_to) == ("110", None)
 
 
 def test_screening_target_and_ami_are_checked(tmp_path):
     found = problems(tmp_path, """
 [hotlines.12345]
 screen_to = "nowhere"
+[hotlines.110]
+emergency_to = "province"
 [hotlines.110.ami]
 host = "no-port"
 username = "u"
@@ -158,6 +162,7 @@ listen = "127.0.0.1"
 """)
     assert found == [
         "hotlines.12345.screen_to: 'nowhere' is not a target of 12345",
+        "hotlines.110.emergency_to: 'province' is not a target of 110",
         "hotlines.110.ami.host: expected host:port, got 'no-port'",
         "agi.listen: expected host:port, got '127.0.0.1'",
     ]
