@@ -12,6 +12,7 @@ import contextlib
 import json
 import time
 from datetime import datetime
+from typing import Awaitable, Callable
 
 import redis.asyncio as aioredis
 import structlog
@@ -29,12 +30,24 @@ from .transfers import TIMER, Transfers
 log = structlog.get_logger("app")
 
 TICK = "HotlineTick"
-# The ARI events ``handle`` acts on. Asterisk sends the application only these (an event filter
-# set at each connect): the rest, ChannelVarset above all, were three quarters of the stream.
-HANDLED = ("StasisStart", "StasisEnd", "ChannelDestroyed", "ChannelDtmfReceived",
-           "ChannelStateChange", "ChannelTransfer", "DeviceStateChanged")
 COMMAND = "HotlineCommand"
 ADOPT_WAIT = 5.0        # seconds to wait for the second channel of a queue call handed over
+# Events of our own, put on the same queue as the PBX's (never asked of Asterisk).
+OWN_EVENTS = (TIMER, COMMAND, TICK, CONNECTED)
+
+# Event type -> HotlineApp handler: the dispatch table, filled by @_on below. The ARI event
+# filter is derived from it (HANDLED), so what the app asks Asterisk for and what it acts on
+# cannot drift apart.
+_HANDLERS: dict[str, Callable[["HotlineApp", dict], Awaitable[None]]] = {}
+
+
+def _on(*kinds: str):
+    def register(handler):
+        for kind in kinds:
+            assert kind not in _HANDLERS, f"two handlers for {kind}"
+            _HANDLERS[kind] = handler
+        return handler
+    return register
 
 
 def _event_time(event: dict) -> float:
@@ -150,58 +163,80 @@ class HotlineApp:
             self.queue.put_nowait({"type": TICK})
 
     async def handle(self, event: dict) -> None:
-        kind = event.get("type")
-        if kind == "StasisStart":
-            args = event.get("args") or []
-            channel = event["channel"]
-            if args[:1] == ["inbound"]:
-                screened = args[1] if len(args) > 1 and args[1] else None
-                # From the trunk: the transfer's headers follow as name=value arguments.
-                pairs = [a.partition("=") for a in args[2:]]
-                headers = {k: v for k, sep, v in pairs if sep} if pairs else None
-                call = await self.delivery.caller_arrived(channel, hold=screened is not None,
-                                                          headers=headers)
-                if call is not None and screened:
-                    await self.transfers.screened(call, screened)
-            elif args[:1] == ["agent"] and len(args) == 2:
-                await self.delivery.agent_answered(channel, args[1])
-            elif args[:1] == ["target"] and len(args) == 2:
-                await self.transfers.target_answered(channel["id"], args[1])
-            elif args[:1] == ["adopt"]:
-                await self.adopt(channel, args[1:])
-            else:
-                self.log.warning("unexpected channel in app; hanging up", args=args,
-                                 channel=channel.get("name"))
-                await self.ari.delete_quietly(f"/channels/{channel['id']}")
-        elif kind == "ChannelDtmfReceived":
-            self.log.debug("dtmf", channel=event["channel"]["id"], digit=event.get("digit"),
-                           at=event.get("timestamp"), duration_ms=event.get("duration_ms"))
-            await self.transfers.on_dtmf(event["channel"]["id"], event.get("digit", ""),
-                                         _event_time(event))
-        elif kind == "ChannelStateChange":
-            await self.transfers.target_state(event["channel"])
-        elif kind == "ChannelTransfer":
-            await self.transfers.on_refer(event)
-        elif kind in ("StasisEnd", "ChannelDestroyed"):
-            channel_id = event["channel"]["id"]
-            cause = int(event.get("cause") or 0)
-            if not await self.transfers.channel_gone(channel_id, cause, event.get("cause_txt", "")):
-                await self.delivery.channel_gone(channel_id, cause)
-        elif kind == TIMER:
-            await self.transfers.timer_fired(event["transfer_id"], event["name"])
-        elif kind == COMMAND:
-            await self._run_command(event["fields"])
-        elif kind == TICK:
-            await self.delivery.tick()
-            await self._adopt_timeouts()
-        elif kind == "DeviceStateChanged":
-            device = event.get("device_state") or {}
-            if self.delivery.device_state(device.get("name", ""), device.get("state", "")):
-                await self.delivery.dispatch()      # a caller may be waiting for this agent
-        elif kind == CONNECTED:
-            await self.filter_events()
-            await self.delivery.watch_agents()
-            await self.reconcile()
+        handler = _HANDLERS.get(event.get("type"))
+        if handler is not None:
+            await handler(self, event)
+
+    @_on("StasisStart")
+    async def _stasis_start(self, event: dict) -> None:
+        args = event.get("args") or []
+        channel = event["channel"]
+        if args[:1] == ["inbound"]:
+            screened = args[1] if len(args) > 1 and args[1] else None
+            # From the trunk: the transfer's headers follow as name=value arguments.
+            pairs = [a.partition("=") for a in args[2:]]
+            headers = {k: v for k, sep, v in pairs if sep} if pairs else None
+            call = await self.delivery.caller_arrived(channel, hold=screened is not None,
+                                                      headers=headers)
+            if call is not None and screened:
+                await self.transfers.screened(call, screened)
+        elif args[:1] == ["agent"] and len(args) == 2:
+            await self.delivery.agent_answered(channel, args[1])
+        elif args[:1] == ["target"] and len(args) == 2:
+            await self.transfers.target_answered(channel["id"], args[1])
+        elif args[:1] == ["adopt"]:
+            await self.adopt(channel, args[1:])
+        else:
+            self.log.warning("unexpected channel in app; hanging up", args=args,
+                             channel=channel.get("name"))
+            await self.ari.delete_quietly(f"/channels/{channel['id']}")
+
+    @_on("ChannelDtmfReceived")
+    async def _dtmf(self, event: dict) -> None:
+        self.log.debug("dtmf", channel=event["channel"]["id"], digit=event.get("digit"),
+                       at=event.get("timestamp"), duration_ms=event.get("duration_ms"))
+        await self.transfers.on_dtmf(event["channel"]["id"], event.get("digit", ""),
+                                     _event_time(event))
+
+    @_on("ChannelStateChange")
+    async def _state_change(self, event: dict) -> None:
+        await self.transfers.target_state(event["channel"])
+
+    @_on("ChannelTransfer")
+    async def _refer(self, event: dict) -> None:
+        await self.transfers.on_refer(event)
+
+    @_on("StasisEnd", "ChannelDestroyed")
+    async def _channel_gone(self, event: dict) -> None:
+        channel_id = event["channel"]["id"]
+        cause = int(event.get("cause") or 0)
+        if not await self.transfers.channel_gone(channel_id, cause, event.get("cause_txt", "")):
+            await self.delivery.channel_gone(channel_id, cause)
+
+    @_on("DeviceStateChanged")
+    async def _device_state(self, event: dict) -> None:
+        device = event.get("device_state") or {}
+        if self.delivery.device_state(device.get("name", ""), device.get("state", "")):
+            await self.delivery.dispatch()      # a caller may be waiting for this agent
+
+    @_on(TIMER)
+    async def _timer(self, event: dict) -> None:
+        await self.transfers.timer_fired(event["transfer_id"], event["name"])
+
+    @_on(COMMAND)
+    async def _command(self, event: dict) -> None:
+        await self._run_command(event["fields"])
+
+    @_on(TICK)
+    async def _on_tick(self, event: dict) -> None:
+        await self.delivery.tick()
+        await self._adopt_timeouts()
+
+    @_on(CONNECTED)
+    async def _connected(self, event: dict) -> None:
+        await self.filter_events()
+        await self.delivery.watch_agents()
+        await self.reconcile()
 
     # --- queue calls handed over by the AGI "key" command -------------------------------------------
     async def adopt(self, channel: dict, args: list[str]) -> None:
@@ -264,3 +299,8 @@ class HotlineApp:
         mine = [c for c in channels if (c.get("channelvars") or {}).get("HOTLINE_ROLE")]
         await self.delivery.reconcile(mine, bridges)
         await self.transfers.reconcile(mine, bridges)
+
+
+# The ARI events the app acts on: Asterisk sends it only these (the filter set at each connect;
+# the rest, ChannelVarset above all, were three quarters of the stream).
+HANDLED = tuple(kind for kind in _HANDLERS if kind not in OWN_EVENTS)
