@@ -217,13 +217,8 @@ class Transfers:
         await self.delivery.release_hold(call)
 
     async def record_out_of_scope(self, call: Call, trigger: str) -> None:
-        now = time.time()
-        t = m.Transfer(transfer_id=uuid.uuid4().hex, call_id=call.call_id,
-                       hotline=self.hotline.id, target="", dial="", caller=call.caller,
-                       caller_number=call.number, agent=call.agent, agent_leg=call.agent_leg,
-                       mode=Mode.NONE, trigger=trigger, state=m.State.DONE,
-                       result=m.Result.OUT_OF_SCOPE_GUIDED,
-                       steps={"requested": now, "ended": now})
+        t = m.out_of_scope(uuid.uuid4().hex, call.call_id, self.hotline.id, call.caller,
+                           call.number, call.agent, call.agent_leg, trigger, time.time())
         await self.sink.emit(self.record(t))
 
     # --- events -----------------------------------------------------------------------------------
@@ -248,8 +243,8 @@ class Transfers:
             if t.state == m.State.CONFERENCE:
                 await self._step(t, m.Ev.TARGET_FAILED)      # the far agent left: a cancel
                 return False                                  # delivery: back to two parties
-            t.detail = f"target leg ended: cause {cause} {cause_txt}".strip()
-            await self._step(t, m.Ev.TARGET_FAILED, failure_kind(cause))
+            await self._step(t, m.Ev.TARGET_FAILED, m.TargetFailed(
+                failure_kind(cause), f"target leg ended: cause {cause} {cause_txt}".strip()))
             return True
         t = self.active.get(self.by_caller.get(channel_id, ""))
         if t is not None:
@@ -351,7 +346,7 @@ class Transfers:
         except AriError as exc:
             self.log.warning("cannot dial the target", transfer_id=t.transfer_id, error=str(exc))
             self.by_leg.pop(cmd.leg, None)
-            await self._step(t, m.Ev.TARGET_FAILED, "unreachable")
+            await self._step(t, m.Ev.TARGET_FAILED, m.TargetFailed("unreachable", str(exc)))
 
     async def _bridge(self, t: m.Transfer, call: Call | None) -> None:
         if call is None:

@@ -9,7 +9,7 @@ import pytest
 from transfer.machine import (
     TRANSITIONS, Alert, Bridge, CancelTimer, Decision, DropAgent, Ev, Facts, HangUp, Notify,
     Originate, Record, ReleaseAgent, Result, ReturnToOrigin, Ringback, StartRecording, StartTimer,
-    State, StopRecording, Transfer, start, step,
+    State, StopRecording, TargetFailed, Transfer, out_of_scope, start, step,
 )
 
 
@@ -75,9 +75,10 @@ def test_answer_then_bridged_is_accepted_once():
 def test_target_failure_returns_the_caller_to_the_transferring_agent(kind, result):
     t = new()
     start(t, 0)
-    cmds = step(t, Ev.TARGET_FAILED, 3, kind)
+    cmds = step(t, Ev.TARGET_FAILED, 3, TargetFailed(kind, f"PBX said {kind}"))
     assert cmds == [HangUp("T1-target"), ReturnToOrigin("caller-ch", "12345-a1"),
                     CancelTimer("ring"), Record(result)]
+    assert t.detail == f"PBX said {kind}"
 
 
 def test_ring_timeout_after_ringing_is_no_answer_and_without_ringing_is_unreachable():
@@ -93,7 +94,7 @@ def test_ring_timeout_after_ringing_is_no_answer_and_without_ringing_is_unreacha
 def test_emergency_failure_keeps_the_caller_with_the_agent():
     t = new("emergency")
     start(t, 0)
-    cmds = step(t, Ev.TARGET_FAILED, 1, "busy")
+    cmds = step(t, Ev.TARGET_FAILED, 1, TargetFailed("busy"))
     assert not any(isinstance(c, ReturnToOrigin) for c in cmds)
     assert Notify("agent-ch", "beeperr") in cmds
     assert records(cmds) == [Result.FALLBACK_BUSY]
@@ -125,7 +126,7 @@ def test_race_target_hangs_up_between_answer_and_bridge():
     t = new()
     start(t, 0)
     step(t, Ev.TARGET_ANSWERED, 1)
-    cmds = step(t, Ev.TARGET_FAILED, 1.01, "rejected")
+    cmds = step(t, Ev.TARGET_FAILED, 1.01, TargetFailed("rejected"))
     assert ReturnToOrigin("caller-ch", "12345-a1") in cmds
     assert records(cmds) == [Result.FALLBACK_REJECTED]
 
@@ -187,6 +188,16 @@ def test_a_failed_recording_is_noted_and_the_three_way_call_goes_on():
     assert records(cmds) == [Result.ACCEPTED_BY_TARGET]
     assert not [c for c in cmds if isinstance(c, StopRecording)]    # nothing to stop
     assert t.detail == "recording failed: disk full"
+
+
+def test_out_of_scope_is_a_record_and_nothing_else():
+    t = out_of_scope("T9", "C9", "12345", "caller-ch", "13800138000", "12345-a1", "agent-ch",
+                     "dtmf", 50.0)
+    assert (t.state, t.result, t.mode, t.target) == (State.DONE, Result.OUT_OF_SCOPE_GUIDED,
+                                                     "none", "")
+    assert t.steps == {"requested": 50.0, "ended": 50.0}
+    for ev in Ev:
+        assert step(t, ev, 51, None) == []
 
 
 def test_restart_in_bridging_with_bridge_done_is_accepted():
@@ -267,7 +278,7 @@ def test_origin_agent_leaving_early_turns_it_into_a_blind_transfer():
     t = new("three_way")
     start(t, 0)
     assert step(t, Ev.AGENT_HUNG_UP, 1) == [Ringback("caller-ch", True)]
-    cmds = step(t, Ev.TARGET_FAILED, 2, "busy")
+    cmds = step(t, Ev.TARGET_FAILED, 2, TargetFailed("busy"))
     assert ReturnToOrigin("caller-ch", "12345-a1") in cmds
     t2 = new("three_way")
     start(t2, 0)

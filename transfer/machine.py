@@ -41,7 +41,7 @@ from enum import StrEnum
 from typing import Callable
 
 from contracts import sip
-from contracts.vocab import CONFERENCE_MODES, DecisionAction, Result
+from contracts.vocab import CONFERENCE_MODES, DecisionAction, Mode, Result
 
 
 
@@ -55,7 +55,7 @@ class State(StrEnum):
 class Ev(StrEnum):
     TARGET_RINGING = "target_ringing"
     TARGET_ANSWERED = "target_answered"
-    TARGET_FAILED = "target_failed"        # detail: busy | rejected | unreachable | no_answer
+    TARGET_FAILED = "target_failed"        # detail: TargetFailed
     BRIDGED = "bridged"
     BRIDGE_FAILED = "bridge_failed"        # detail: which leg is gone: caller | target
     CALLER_HUNG_UP = "caller_hung_up"
@@ -75,6 +75,14 @@ class Decision:
     action: str                  # accept | leave | undecided | cancel
     side: str                    # origin | target
     agent: str | None = None
+
+
+@dataclass(frozen=True)
+class TargetFailed:
+    """Why the target leg failed: its kind (a key of FAILURE_RESULTS; anything else counts as
+    unreachable) and, for the record, what the PBX said."""
+    kind: str
+    why: str | None = None
 
 
 FAILURE_RESULTS = {
@@ -240,6 +248,16 @@ class Transfer:
         return headers
 
 
+def out_of_scope(transfer_id: str, call_id: str, hotline: str, caller: str, caller_number: str,
+                 agent: str | None, agent_leg: str | None, trigger: str, now: float) -> Transfer:
+    """The agent's out-of-scope key: no transfer, only a record that the caller was told where
+    to turn (R5). It is done the moment it exists."""
+    return Transfer(transfer_id=transfer_id, call_id=call_id, hotline=hotline, target="",
+                    dial="", caller=caller, caller_number=caller_number, agent=agent,
+                    agent_leg=agent_leg, mode=Mode.NONE, trigger=trigger, state=State.DONE,
+                    result=Result.OUT_OF_SCOPE_GUIDED, steps={"requested": now, "ended": now})
+
+
 def start(t: Transfer, now: float) -> list[Command]:
     """Commands that begin a transfer in DIALING."""
     t.state = State.DIALING
@@ -297,9 +315,10 @@ def _answered(t: Transfer, now: float, detail=None) -> list[Command]:
     return cmds
 
 
-def _failed(t: Transfer, now: float, detail=None) -> list[Command]:
-    kind = detail if detail in FAILURE_RESULTS else "unreachable"
-    return _fallback(t, kind, now)
+def _failed(t: Transfer, now: float, failed: TargetFailed | None = None) -> list[Command]:
+    failed = failed or TargetFailed("unreachable")
+    kind = failed.kind if failed.kind in FAILURE_RESULTS else "unreachable"
+    return _fallback(t, kind, now, failed.why)
 
 
 def _timeout(t: Transfer, now: float, detail=None) -> list[Command]:
