@@ -156,6 +156,9 @@ def test_dtmf_fuzz(phones, outcomes, service, lab):
         assert all(a.app_connected() for a in lab.ari.values()), f"ARI app gone in run {run}"
     phones.lib.sleep(1.0)
     records = outcomes.since_mark()
+    # The seeded keys start transfers (and out-of-scope marks): a fuzz that recorded nothing
+    # checked nothing below.
+    assert records, "the DTMF fuzz started no transfer"
     for rec in records:
         check_record(rec)             # the schema: what the sidecar would otherwise dead-letter
     ids = [r["transfer_id"] for r in records]
