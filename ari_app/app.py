@@ -18,7 +18,7 @@ import redis.asyncio as aioredis
 import structlog
 
 from contracts.names import COMMAND_RESULTS, COMMANDS, EVENTS
-from contracts.vocab import API_MODES, CommandStatus, LiveEvent
+from contracts.vocab import API_MODES, CommandStatus, LiveEvent, Trigger
 from hotline_link.outcomes import OutcomeSink
 from hotline_link.render import features
 from hotline_link.settings import Hotline, Settings
@@ -140,7 +140,7 @@ class HotlineApp:
                       "reason": f"mode must be one of {', '.join(API_MODES)}"}
         else:
             target = target or self.transfers.default_target()
-            tid = await self.transfers.start(call, target, mode=mode, trigger="api")
+            tid = await self.transfers.start(call, target, mode=mode, trigger=Trigger.API)
             result = ({"status": CommandStatus.STARTED, "transfer_id": tid} if tid else
                       {"status": CommandStatus.REFUSED, "reason": "call not connected to an agent, a transfer "
                                                       "is in progress, or no such target"})

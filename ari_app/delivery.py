@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 
 import structlog
 
+from contracts import sip
 from contracts.sip import HEADERS
 from contracts.vocab import LiveEvent
 from hotline_link.settings import Hotline, Timeouts
@@ -68,7 +69,7 @@ class Call:
 
     @property
     def transferred_in(self) -> bool:
-        return "X-Hotline-Transfer-Id" in self.headers
+        return sip.TRANSFER_ID in self.headers
 
 
 class Delivery:
@@ -92,9 +93,8 @@ class Delivery:
         if self.on_event is None:
             return
         h = call.headers
-        transfer = ({"transfer_id": h["X-Hotline-Transfer-Id"], "origin": h.get("X-Hotline-Origin"),
-                     "category": h.get("X-Hotline-Category"),
-                     "emergency": h.get("X-Hotline-Emergency") == "1"}
+        transfer = ({"transfer_id": h[sip.TRANSFER_ID], "origin": h.get(sip.ORIGIN),
+                     "category": h.get(sip.CATEGORY), "emergency": h.get(sip.EMERGENCY) == "1"}
                     if call.transferred_in else None)
         await self.on_event(kind, {"agent": agent, "call_id": call.call_id,
                                    "caller_number": call.number, "transfer": transfer})
@@ -128,9 +128,9 @@ class Delivery:
                 await self.ari.post(f"/channels/{call.caller}/variable", variable="HOTLINE_ROLE",
                                     value="caller")
             if call.transferred_in:
-                clog = clog.bind(transfer_id=call.headers["X-Hotline-Transfer-Id"])
+                clog = clog.bind(transfer_id=call.headers[sip.TRANSFER_ID])
                 clog.info("transferred caller arrived", caller=number,
-                          origin=call.headers.get("X-Hotline-Origin"))
+                          origin=call.headers.get(sip.ORIGIN))
                 if not await self.free_agents():
                     clog.info("no free agent: transfer refused as busy")
                     await self._refuse(call, "busy")
@@ -174,7 +174,7 @@ class Delivery:
         clog = self.log.bind(call_id=call.call_id, agent=call.agent)
         try:
             if call.transferred_in and self.on_answered_transfer is not None:
-                await self.on_answered_transfer(call.headers["X-Hotline-Transfer-Id"], call.agent)
+                await self.on_answered_transfer(call.headers[sip.TRANSFER_ID], call.agent)
             if not call.answered:
                 await self.ari.post(f"/channels/{call.caller}/answer")
                 call.answered = True

@@ -25,6 +25,7 @@ import redis.asyncio as aioredis
 import structlog
 from redis.exceptions import RedisError
 
+from contracts import sip
 from contracts.names import ACTIVE_TRANSFERS, ALERTS, CALL_LOCK, TRANSFER_ANSWERED, TRANSFER_STATE
 from contracts.vocab import Mode, Trigger
 from hotline_link.outcomes import OutcomeSink
@@ -100,7 +101,7 @@ class Transfers:
                     self.log.info("far agent key", transfer_id=t.transfer_id, action=action)
                     await self._step(t, m.Ev.DECISION, m.Decision(action, "target", t.answered_by))
             return                         # the caller's keys, or a leg we do not own
-        if call.headers.get("X-Hotline-Mode") in m.CONFERENCE_MODES:
+        if call.headers.get(sip.MODE) in m.CONFERENCE_MODES:
             return                         # a three-way call: the origin platform acts on keys
         action = self.keys.feed(channel_id, digit, at)
         if action is not None:
@@ -172,7 +173,7 @@ class Transfers:
             clog.warning("no such transfer target", target=target)
             return None
         # A screened caller has no agent yet: it is transferred straight from the wait.
-        ready = call.state == "connected" or (trigger == "screen" and call.agent_leg is None)
+        ready = call.state == "connected" or (trigger == Trigger.SCREEN and call.agent_leg is None)
         if call.transfer_id or not ready or call.caller in self.by_caller:
             clog.info("transfer already in progress or call not connected: ignored",
                       state=call.state)
@@ -287,7 +288,7 @@ class Transfers:
         match cmd:
             case m.ReleaseAgent():
                 if call is not None:
-                    grace = REFER_HANGUP_GRACE if t.trigger == "refer" else 0.0
+                    grace = REFER_HANGUP_GRACE if t.trigger == Trigger.REFER else 0.0
                     await self.delivery.detach_agent(call, grace=grace)
             case m.Ringback(channel=ch, on=on):
                 if on:
@@ -306,8 +307,10 @@ class Transfers:
             case m.StartTimer(name=name, deadline=deadline):
                 loop = asyncio.get_running_loop()
                 delay = max(0.0, deadline - time.time())
+                # A reconcile after an ARI reconnect re-arms the ring timer of a process that
+                # still has one: two would both fire.
                 old = self.timers.pop(t.transfer_id, None)
-                if old is not None:        # one ring timer per transfer, the latest deadline
+                if old is not None:
                     old.cancel()
                 self.timers[t.transfer_id] = loop.call_later(
                     delay, self.post, {"type": TIMER, "transfer_id": t.transfer_id, "name": name})
@@ -507,7 +510,7 @@ class Transfers:
             call = self.delivery.calls.get(t.caller)
             if call is not None:
                 call.transfer_id = t.transfer_id
-                if t.mode == "blind" and call.state != "connected":
+                if t.mode == Mode.BLIND and call.state != "connected":
                     call.state = "transferring"
             target = live.get(t.target_leg)
             facts = m.Facts(

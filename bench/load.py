@@ -38,7 +38,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
 from bench.durability import fsync_policy  # noqa: E402
-from bench.procs import TICK, CpuMeter, lab_processes, tree  # noqa: E402
+from bench.procs import CpuMeter, cpu_seconds, lab_processes, tree  # noqa: E402
 from contracts.names import COMMAND_RESULTS, COMMANDS, OUTCOMES  # noqa: E402
 from bench.latency import main, percentile  # noqa: E402
 from bench.stack import Stack  # noqa: E402
@@ -159,15 +159,13 @@ def _alive(pid: int) -> bool:
 
 def cpu_rss(pid: int) -> tuple[float, int]:
     """CPU seconds used so far and resident bytes, over the service's process tree."""
-    cpu, rss = 0.0, 0
+    rss = 0
     for p in tree(pid):
         try:
-            fields = Path(f"/proc/{p}/stat").read_text().rsplit(") ", 1)[1].split()
-            cpu += (int(fields[11]) + int(fields[12])) / TICK
-            rss += int(fields[21]) * PAGE
+            rss += int(Path(f"/proc/{p}/stat").read_text().rsplit(") ", 1)[1].split()[21]) * PAGE
         except (FileNotFoundError, IndexError):
             pass
-    return cpu, rss
+    return cpu_seconds(pid), rss
 
 
 def look(ari) -> tuple[set[str], int, set[str]]:
@@ -256,7 +254,7 @@ def one_level(lab, service: Service, sipp: Sipp, redis, level: int, rate: float,
             cid = uuid.uuid4().hex
             command = {"id": cid, "call_id": call_id, "mode": "blind", "target": "110"}
             at = time.time()
-            redis.xadd(COMMANDS.of("12345"), {COMMANDS.field: json.dumps(command)})
+            redis.xadd(COMMANDS.of("12345"), COMMANDS.entry(command), **COMMANDS.trim())
             commands[cid] = {"call_id": call_id, "at": at}
             next_at += 1 / rate
         elif now >= next_at:
@@ -270,8 +268,7 @@ def one_level(lab, service: Service, sipp: Sipp, redis, level: int, rate: float,
     left_alone = stranded(ari)
     results = {cid: json.loads(raw) for cid in commands
                if (raw := redis.hget(COMMAND_RESULTS, cid)) is not None}
-    records = [json.loads(f[OUTCOMES.field.encode()]) for _, f in
-               redis.xrange(OUTCOMES.key, min=f"({mark}")]
+    records = [OUTCOMES.payload(f) for _, f in redis.xrange(OUTCOMES.key, min=f"({mark}")]
     by_tid: dict[str, list[dict]] = {}
     for rec in records:
         by_tid.setdefault(rec["transfer_id"], []).append(rec)

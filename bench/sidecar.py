@@ -108,8 +108,7 @@ def _phase(r: redis.Redis, standins: dict[str, str], pids: dict[str, int], rate:
             pipe = r.pipeline(transaction=False)
             batch = [_record() for _ in range(due)]
             for rec in batch:
-                pipe.xadd(OUTCOMES.key, {"transfer_id": rec["transfer_id"],
-                                          OUTCOMES.field: json.dumps(rec)})
+                pipe.xadd(OUTCOMES.key, OUTCOMES.entry(rec, transfer_id=rec["transfer_id"]))
             for rec, entry in zip(batch, pipe.execute()):
                 appended[rec["transfer_id"]] = int(entry.split(b"-")[0])
             sent += due

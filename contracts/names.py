@@ -24,8 +24,9 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class Stream:
     """A stream: its key (``{}`` where a hotline id goes), the field holding the JSON payload,
-    and the approximate length it is trimmed to on every append (None: never trimmed, because
-    a consumer group must see every entry and acknowledges it)."""
+    and the approximate length it is trimmed to on every append. None: never trimmed, because
+    losing an unread entry loses a record; a trimmed stream keeps far more than its consumers
+    ever lag behind (the alerts outbox: 100,000 against a few per transfer)."""
     key: str
     field: str
     maxlen: int | None = None

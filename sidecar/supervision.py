@@ -38,7 +38,7 @@ CLEARS = {"accepted": ("accept",), "in_progress": ("accept",), "closed": ("accep
 _TAKE = """
 if redis.call('ZREM', KEYS[1], ARGV[1]) == 0 then return 0 end
 if ARGV[3] ~= '' then redis.call('ZADD', KEYS[1], ARGV[4], ARGV[3]) end
-redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[5], '*', 'alert', ARGV[2])
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[5], '*', ARGV[7], ARGV[2])
 redis.call('SADD', KEYS[3], ARGV[6])
 return 1
 """
@@ -101,7 +101,7 @@ class Supervisor:
                                 "transfer_id": tid, "category": category}, ensure_ascii=False)
             taken = await self._take(keys=[DEADLINES, ALERTS.key, OVERDUE], args=[
                 member, alert, again, now + self.settings.deadline(category).escalate,
-                ALERTS.maxlen, f"{platform}|{ticket}|{stage}"])
+                ALERTS.maxlen, f"{platform}|{ticket}|{stage}", ALERTS.field])
             if not taken:
                 continue                     # another sidecar took it, or feedback cleared it
             self.raised += 1

@@ -38,7 +38,7 @@ import structlog
 
 from contracts.names import (INDEX, LINKS, OUTCOMES, OUTCOMES_DEAD, OUTCOMES_GROUP, RECORD,
                              TICKET_TRANSFER, TICKETS, TRAIL)
-from contracts.vocab import AlertKind
+from contracts.vocab import FALLBACK_RESULTS, AlertKind
 from hotline_link.settings import PlatformApi
 from transfer.catalog import Catalog
 
@@ -333,7 +333,7 @@ class Syncer:
         about = {k: record.get(k) for k in ("transfer_id", "call_id", "origin", "target", "result",
                                             "category")}
         about["tickets"] = tickets
-        if str(record.get("result", "")).startswith("fallback_"):
+        if record.get("result") in FALLBACK_RESULTS:
             enqueue(pipe, AlertKind.TRANSFER_FAILED, {**about, "detail": record.get("detail")})
         category = record.get("category")
         if category is None:

@@ -41,7 +41,8 @@ from enum import StrEnum
 from typing import Callable
 
 from contracts import sip
-from contracts.vocab import CONFERENCE_MODES, DecisionAction, Mode, Result
+from contracts.vocab import (CONFERENCE_MODES, AlertKind, DecidedHow, DecisionAction, Mode,
+                             Result, Side)
 
 
 
@@ -203,7 +204,7 @@ class Transfer:
     caller_number: str
     agent: str | None            # initiating agent endpoint
     agent_leg: str | None
-    mode: str = "blind"          # blind | emergency
+    mode: str = Mode.BLIND       # contracts.vocab.Mode
     trigger: str = "dtmf"        # dtmf | refer | api | screen
     category: str | None = None
     emergency: bool = False
@@ -266,7 +267,7 @@ def start(t: Transfer, now: float) -> list[Command]:
     t.target_leg = t.target_leg or f"{t.transfer_id}-target"
     cmds: list[Command] = []
     if t.emergency:
-        cmds.append(Alert("emergency"))
+        cmds.append(Alert(AlertKind.EMERGENCY))
     if not t.conference:
         if t.agent_leg:
             cmds.append(ReleaseAgent(t.agent_leg))
@@ -335,7 +336,7 @@ def _bridged(t: Transfer, now: float, detail=None) -> list[Command]:
         return _finish(t, Result.ACCEPTED, now)
     if not t.agent_present:
         # The origin agent left before the target answered: the target platform has it.
-        t.decided_by = {"side": "origin", "agent": t.agent, "how": "hangup"}
+        t.decided_by = {"side": Side.ORIGIN, "agent": t.agent, "how": DecidedHow.HANGUP}
         return _finish(t, Result.ACCEPTED_BY_TARGET, now)
     t.state = State.CONFERENCE
     t.steps["conference"] = now
@@ -352,7 +353,7 @@ def _decided(t: Transfer, result: Result, now: float, decided_by: dict,
 
 
 def _decision(t: Transfer, now: float, d: Decision) -> list[Command]:
-    by = {"side": d.side, "agent": d.agent, "how": "key", "action": d.action}
+    by = {"side": d.side, "agent": d.agent, "how": DecidedHow.KEY, "action": d.action}
     if (d.action, d.side) in (("accept", "origin"), ("leave", "target")):
         return _decided(t, Result.ACCEPTED_BY_ORIGIN, now, by, [HangUp(t.target_leg)])
     if (d.action, d.side) in (("accept", "target"), ("leave", "origin")):
@@ -367,7 +368,8 @@ def _decision(t: Transfer, now: float, d: Decision) -> list[Command]:
 
 def _decision_while_dialing(t: Transfer, now: float, d: Decision) -> list[Command]:
     if t.agent_stays and d.action == "cancel" and d.side == "origin":
-        by = {"side": "origin", "agent": d.agent, "how": "key", "action": "cancel"}
+        by = {"side": Side.ORIGIN, "agent": d.agent, "how": DecidedHow.KEY,
+              "action": DecisionAction.CANCEL}
         return _decided(t, Result.CANCELLED, now, by, [HangUp(t.target_leg)])
     return []
 
@@ -380,18 +382,18 @@ def _agent_gone_early(t: Transfer, now: float, detail=None) -> list[Command]:
 
 
 def _conference_target_gone(t: Transfer, now: float, detail=None) -> list[Command]:
-    by = {"side": "target", "agent": t.answered_by, "how": "hangup"}
+    by = {"side": Side.TARGET, "agent": t.answered_by, "how": DecidedHow.HANGUP}
     return _decided(t, Result.CANCELLED, now, by, [])
 
 
 def _conference_agent_gone(t: Transfer, now: float, detail=None) -> list[Command]:
     t.agent_present = False
-    by = {"side": "origin", "agent": t.agent, "how": "hangup"}
+    by = {"side": Side.ORIGIN, "agent": t.agent, "how": DecidedHow.HANGUP}
     return _decided(t, Result.ACCEPTED_BY_TARGET, now, by, [])
 
 
 def _conference_caller_gone(t: Transfer, now: float, detail=None) -> list[Command]:
-    by = {"side": "caller", "agent": None, "how": "hangup"}
+    by = {"side": Side.CALLER, "agent": None, "how": DecidedHow.HANGUP}
     return _decided(t, Result.CALLER_ABANDONED, now, by, [HangUp(t.target_leg)])
 
 
@@ -424,7 +426,8 @@ def _restarted(t: Transfer, now: float, facts: Facts) -> list[Command]:
     if facts.target_alive and facts.target_up:
         return _answered(t, now, t.answered_by)
     if facts.target_alive:
-        # Still ringing: the ring timer died with the old process; it keeps its first deadline.
+        # Still ringing: after a restart the ring timer died with the old process (after a
+        # reconnect the adapter replaces it); either way it keeps its first deadline.
         return [StartTimer("ring", t.steps.get("dialing", now) + t.ring_timeout)]
     return _fallback(t, "unreachable", now, "target leg ended while the app was down")
 
