@@ -47,3 +47,6 @@ def test_recorded_processes_are_running_and_pbx_mounts_are_private(lab):
         assert Path(f"/proc/{p['pid']}").exists()
     # The chroot's bind mounts live in each PBX's own mount namespace, not on the host.
     assert "hotline-pbx" not in Path("/proc/self/mounts").read_text()
+    for p in state["processes"]:
+        if p["name"].startswith("asterisk-"):
+            assert "hotline-pbx" in Path(f"/proc/{p['pid']}/mounts").read_text(), p["name"]
