@@ -67,7 +67,6 @@ def _worker(conn: Connection, account: dict, host: str, log_level: int) -> None:
 
     domain = account["registrar"].removeprefix("sip:")
     calls: dict[str, pj.Call] = {}
-    ended: list[tuple[float, pj.Call]] = []      # (when, call): kept until pjsua is done with it
     rate = cfg.medConfig.clockRate
     frame_samples = rate * cfg.medConfig.audioFramePtime // 1000
     auto_answer = {"code": None}
@@ -140,16 +139,7 @@ def _worker(conn: Connection, account: dict, host: str, log_level: int) -> None:
             info = self.getInfo()
             send("state", self.key, info.state, info.lastStatusCode, info.remoteUri)
             if info.state == pj.PJSIP_INV_STATE_DISCONNECTED:
-                # Not dropped here: pjsua still calls this object's onCallTsxState for the same
-                # transaction after this returns, and a collected one crashed the worker
-                # (segfault in onCallTsxState, seen once in a full make chaos). Its tone and
-                # detector ports go now; the object itself a few seconds later.
-                try:
-                    self.play(0)
-                    self.listen(0)
-                except pj.Error:
-                    pass
-                ended.append((time.monotonic(), calls.pop(self.key, self)))
+                calls.pop(self.key, None)
 
         def onCallMediaState(self, prm) -> None:
             # Connect the call's audio to the null sound device both ways: the conference
@@ -251,8 +241,6 @@ def _worker(conn: Connection, account: dict, host: str, log_level: int) -> None:
 
     while True:
         ep.libHandleEvents(5)
-        while ended and time.monotonic() - ended[0][0] > 5.0:
-            ended.pop(0)
         for call in list(calls.values()):
             detector = call.detector
             if detector is not None and detector.heard and not detector.reported:
