@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Mapping
 from urllib.parse import urlsplit
 
-from contracts.vocab import AlertKind
+from contracts.vocab import AlertKind, DecisionAction
 
 ENV_PREFIX = "HOTLINE_LINK__"
 HOME_ENV = "HOTLINE_LINK_HOME"
@@ -32,9 +32,7 @@ NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 # a config value smuggle extra Dial() arguments or channels ("," "&" "(" ")" "$" "{").
 DIAL_RE = re.compile(r"^(PJSIP|IAX2|DAHDI|Local)/[A-Za-z0-9_.@+*#/-]+$")
 _AGENT_CHANNEL = re.compile(r"^PJSIP/([A-Za-z0-9_.-]+)-[0-9a-f]{8}$")
-KEY_NAMES = (
-    "transfer", "three_way", "emergency", "out_of_scope", "accept", "leave", "undecided", "cancel",
-)
+KEY_NAMES = ("transfer", "three_way", "emergency", "out_of_scope", *DecisionAction)
 
 
 class ConfigError(Exception):
