@@ -1,7 +1,7 @@
 """The FastAGI server: ``agi://<host>:<port>/<hotline>/<command>[,args]``.
 
-One process, one thread per AGI session (pyst2 is blocking I/O; a session lasts milliseconds).
-Commands:
+Served on the service's event loop (``asyncio.start_server``): a session lasts milliseconds and
+waits only on Asterisk, Redis or AMI, each under a deadline. Commands (``COMMANDS``):
 
 ``key,<action>``   on the agent's channel, from a features.conf applicationmap key on a call the
                    centre's Queue()/Dial() bridged: hands caller and agent to the ARI
@@ -19,15 +19,15 @@ channel names, and the Redirect goes to the fixed ``hotline-adopt`` context.
 
 from __future__ import annotations
 
+import asyncio
 import re
-import socketserver
-import threading
 import time
-from typing import Callable
+from typing import Awaitable, Callable
 
-import redis
+import redis.asyncio as aioredis
 import structlog
 from asterisk.agi import AGIException, AGIHangup
+from redis import exceptions as redis_errors
 
 from hotline_link.logs import mask_number
 from hotline_link.render import features
@@ -35,13 +35,16 @@ from hotline_link.settings import Hotline, Settings
 from transfer.catalog import Catalog, recommend
 
 from .ami import Ami, AmiError
-from .session import Session
+from .session import MAX_LINE, Session
 
 log = structlog.get_logger("agi")
 
 ADOPT_CONTEXT = "hotline-adopt"
 CHANNEL_RE = re.compile(r"^[A-Za-z0-9]+/[A-Za-z0-9_.@+:-]+(;[12])?$")
 MAX_TEXT = 500
+# A whole session: Asterisk answers each command at once; Redis and AMI have shorter deadlines
+# of their own. Past it the session is dropped and the dialplan goes on (AGISTATUS=FAILURE).
+SESSION_TIMEOUT = 10.0
 
 
 class Refused(Exception):
@@ -49,37 +52,46 @@ class Refused(Exception):
     dialplan in a status variable)."""
 
 
-class AgiServer(socketserver.ThreadingTCPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    request_queue_size = 128
+Command = Callable[["AgiServer", Session, Hotline, object], Awaitable[None]]
 
-    def __init__(self, settings: Settings, catalog: Catalog,
+
+class AgiServer:
+    def __init__(self, settings: Settings, catalog: Catalog, redis: aioredis.Redis,
                  app_ready: Callable[[str], bool] = lambda _hid: True):
         self.settings = settings
         self.catalog = catalog
+        self.redis = redis
         self.app_ready = app_ready
         self.actions = {hid: {f.action for f in features(settings, hid)}
                         for hid in settings.hotlines}
         self.ami = {hid: Ami(h.ami) for hid, h in settings.hotlines.items() if h.ami}
-        self.redis = redis.Redis.from_url(settings.redis_url, socket_timeout=0.5,
-                                          socket_connect_timeout=0.5)
         self.active = 0               # AGI sessions being served now (logged with each command)
-        self._count_lock = threading.Lock()
-        super().__init__(settings.agi.listen, _Handler)
+        self._server: asyncio.Server | None = None
 
-    def server_close(self) -> None:
-        super().server_close()
-        self.redis.close()
+    async def start(self) -> tuple[str, int]:
+        host, port = self.settings.agi.listen
+        self._server = await asyncio.start_server(self._serve, host, port, backlog=128,
+                                                  limit=MAX_LINE, reuse_address=True)
+        bound = self._server.sockets[0].getsockname()[:2]
+        log.info("fastagi listening", listen=f"{bound[0]}:{bound[1]}")
+        return bound
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+        for ami in self.ami.values():
+            await ami.close()
 
     # --- commands -------------------------------------------------------------------------------
-    def cmd_screen(self, agi: Session, hotline: Hotline, clog) -> None:
+    async def cmd_screen(self, agi: Session, hotline: Hotline, clog) -> None:
         number = agi.env.get("agi_callerid", "")
         verdict = ""
         if number.isdigit() or (number.startswith("+") and number[1:].isdigit()):
             try:
-                flagged = bool(self.redis.sismember(self.settings.screening.harassment_set, number))
-            except redis.RedisError as exc:
+                flagged = bool(await self.redis.sismember(
+                    self.settings.screening.harassment_set, number))
+            except (redis_errors.RedisError, OSError) as exc:
                 # Unscreened beats unanswered: the call goes on as a normal call.
                 clog.warning("screening skipped: redis unavailable", error=str(exc))
                 flagged = False
@@ -90,28 +102,28 @@ class AgiServer(socketserver.ThreadingTCPServer):
             elif flagged:
                 clog.info("caller flagged for harassment; this hotline has no screen_to",
                           caller=mask_number(number))
-        agi.set("HOTLINE_SCREEN", verdict)
+        await agi.set("HOTLINE_SCREEN", verdict)
 
-    def cmd_route(self, agi: Session, hotline: Hotline, clog) -> None:
+    async def cmd_route(self, agi: Session, hotline: Hotline, clog) -> None:
         text = ",".join(agi.args).strip()[:MAX_TEXT]
         code = text if text in self.catalog.by_code else None
         rec = recommend(self.catalog, code=code, text=None if code else text)
-        agi.set("HOTLINE_ROUTE_PLATFORM", rec.platform or "")
-        agi.set("HOTLINE_ROUTE_CATEGORY", rec.category or "")
-        agi.set("HOTLINE_ROUTE_EMERGENCY", "1" if rec.emergency else "0")
-        agi.set("HOTLINE_ROUTE_REASON", rec.reason)
+        await agi.set("HOTLINE_ROUTE_PLATFORM", rec.platform or "")
+        await agi.set("HOTLINE_ROUTE_CATEGORY", rec.category or "")
+        await agi.set("HOTLINE_ROUTE_EMERGENCY", "1" if rec.emergency else "0")
+        await agi.set("HOTLINE_ROUTE_REASON", rec.reason)
         clog.info("route", platform=rec.platform, category=rec.category, emergency=rec.emergency)
 
-    def cmd_key(self, agi: Session, hotline: Hotline, clog) -> None:
+    async def cmd_key(self, agi: Session, hotline: Hotline, clog) -> None:
         try:
-            self._hand_over(agi, hotline, clog)
+            await self._hand_over(agi, hotline, clog)
         except Refused as exc:
             clog.warning("key refused", reason=str(exc))
-            agi.set("HOTLINE_KEY_STATUS", f"refused: {exc}")
+            await agi.set("HOTLINE_KEY_STATUS", f"refused: {exc}")
             return
-        agi.set("HOTLINE_KEY_STATUS", "ok")
+        await agi.set("HOTLINE_KEY_STATUS", "ok")
 
-    def _hand_over(self, agi: Session, hotline: Hotline, clog) -> None:
+    async def _hand_over(self, agi: Session, hotline: Hotline, clog) -> None:
         action = agi.args[0] if agi.args else ""
         if action not in self.actions[hotline.id]:
             raise Refused(f"unknown action {action!r}")
@@ -119,7 +131,7 @@ class AgiServer(socketserver.ThreadingTCPServer):
         agent = hotline.agent_of_channel(agent_channel)
         if agent is None:
             raise Refused(f"{agent_channel!r} is not an agent of {hotline.id}")
-        peer = agi.get("BRIDGEPEER")
+        peer = await agi.get("BRIDGEPEER")
         if not CHANNEL_RE.match(peer):
             raise Refused(f"no caller bridged with the agent (BRIDGEPEER={peer!r})")
         ami = self.ami.get(hotline.id)
@@ -127,61 +139,47 @@ class AgiServer(socketserver.ThreadingTCPServer):
             raise Refused(f"hotlines.{hotline.id}.ami is not configured")
         if not self.app_ready(hotline.id):
             raise Refused("the ARI application is not connected; the call stays as it is")
-        agi.set("HOTLINE_ADOPT", action)
-        agi.set("HOTLINE_PEER", peer)
+        await agi.set("HOTLINE_ADOPT", action)
+        await agi.set("HOTLINE_PEER", peer)
         try:
-            ami.redirect_pair(agent_channel, peer, ADOPT_CONTEXT, "agent", "caller")
+            await ami.redirect_pair(agent_channel, peer, ADOPT_CONTEXT, "agent", "caller")
         except AmiError as exc:
             raise Refused(str(exc)) from None
         clog.info("call handed to the application", action=action, agent=agent)
 
+    # The request's path names the command; only these are served.
+    COMMANDS: dict[str, Command] = {"key": cmd_key, "route": cmd_route, "screen": cmd_screen}
 
-class _Handler(socketserver.StreamRequestHandler):
-    server: AgiServer
-
-    def handle(self) -> None:
-        srv = self.server
-        self.connection.settimeout(10)
-        stream = self.connection.makefile("rw", encoding="utf-8", errors="replace", newline="\n")
+    # --- sessions -------------------------------------------------------------------------------
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         started = time.monotonic()
         clog = log
         try:
-            agi = Session(stream, stream)
-            script = agi.env.get("agi_network_script", "")
-            hotline_id, _, command = script.partition("/")
-            clog = log.bind(hotline=hotline_id, command=command)
-            hotline = srv.settings.hotlines.get(hotline_id)
-            handler = getattr(srv, f"cmd_{command}", None) if command.isidentifier() else None
-            if hotline is None or handler is None:
-                clog.warning("unknown AGI request", script=script)
-                agi.set("HOTLINE_AGI_ERROR", f"unknown request {script!r}")
-                return
-            # The call's linkedid: the call_id the application's logs and records use.
-            clog = clog.bind(call_id=agi.get_full_variable("${CHANNEL(linkedid)}")
-                             or agi.env.get("agi_uniqueid"))
-            with srv._count_lock:
-                srv.active += 1
-                active = srv.active
-            try:
-                handler(agi, hotline, clog.bind(active_sessions=active))
-            finally:
-                with srv._count_lock:
-                    srv.active -= 1
-            clog.debug("agi done", ms=round((time.monotonic() - started) * 1000, 1))
+            async with asyncio.timeout(SESSION_TIMEOUT):
+                agi = await Session(reader, writer).start()
+                script = agi.env.get("agi_network_script", "")
+                hotline_id, _, command = script.partition("/")
+                clog = log.bind(hotline=hotline_id, command=command)
+                hotline = self.settings.hotlines.get(hotline_id)
+                handler = self.COMMANDS.get(command)
+                if hotline is None or handler is None:
+                    clog.warning("unknown AGI request", script=script)
+                    await agi.set("HOTLINE_AGI_ERROR", f"unknown request {script!r}")
+                    return
+                # The call's linkedid: the call_id the application's logs and records use.
+                clog = clog.bind(call_id=await agi.get_full("${CHANNEL(linkedid)}")
+                                 or agi.env.get("agi_uniqueid"))
+                self.active += 1
+                try:
+                    await handler(self, agi, hotline, clog.bind(active_sessions=self.active))
+                finally:
+                    self.active -= 1
+                clog.debug("agi done", ms=round((time.monotonic() - started) * 1000, 1))
         except AGIHangup as exc:
             clog.info("channel hung up during AGI", detail=str(exc))
+        except TimeoutError:
+            clog.warning("AGI session timed out", seconds=SESSION_TIMEOUT)
         except (AGIException, OSError) as exc:
             clog.warning("AGI session failed", error=repr(exc))
         finally:
-            try:
-                stream.close()
-            except OSError:
-                pass
-
-
-def serve_in_thread(server: AgiServer) -> threading.Thread:
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2},
-                              name="fastagi", daemon=True)
-    thread.start()
-    log.info("fastagi listening", listen=f"{server.server_address[0]}:{server.server_address[1]}")
-    return thread
+            writer.close()

@@ -113,7 +113,7 @@ async def _probe(call, hotline, report: Report) -> None:
         await call("DELETE", f"/channels/{probe['id']}")
 
 
-def _ami(hotline, report: Report) -> None:
+async def _ami(hotline, report: Report) -> None:
     from agi.ami import Ami, AmiError
 
     h = hotline.id
@@ -121,12 +121,15 @@ def _ami(hotline, report: Report) -> None:
         report.problems.append(f"{h}: hotlines.{h}.ami is not configured: keys on calls your "
                                f"Queue() delivers (and in degraded mode) cannot reach the app")
         return
+    ami = Ami(hotline.ami)
     try:
-        Ami(hotline.ami).ping()
+        await ami.ping()
     except AmiError as exc:
         report.problems.append(f"{h}: AMI {exc}: check manager.conf (enabled, bindaddr, user with "
                                f"write = call) and hotlines.{h}.ami")
         return
+    finally:
+        await ami.close()
     report.ok.append(f"{h}: AMI {hotline.ami.host}:{hotline.ami.port} login ok")
 
 
@@ -188,7 +191,7 @@ async def check(settings: Settings) -> Report:
         await asyncio.gather(*(_guarded(report, f"{h.id}: ARI", _ari(session, h, report))
                                for h in settings.hotlines.values()))
     for hotline in settings.hotlines.values():
-        await _guarded(report, f"{hotline.id}: AMI", lambda h=hotline: _ami(h, report))
+        await _guarded(report, f"{hotline.id}: AMI", _ami(hotline, report))
     await _guarded(report, "FastAGI", lambda: _agi(settings, report))
     await _guarded(report, "Redis", _redis(settings, report))
     return report

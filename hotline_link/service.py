@@ -12,7 +12,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 import structlog
 
-from agi.server import AgiServer, serve_in_thread
+from agi.server import AgiServer
 from ari_app.app import HotlineApp
 
 from .outcomes import OutcomeSink
@@ -36,8 +36,10 @@ async def serve(settings: Settings) -> None:
     sink = OutcomeSink(redis, settings.spool_dir)
     apps = [HotlineApp(settings, h, redis, sink) for h in settings.hotlines.values()]
     by_id = {app.hotline.id: app for app in apps}
-    agi = AgiServer(settings, load_catalog(), app_ready=lambda hid: by_id[hid].ari.connected)
-    serve_in_thread(agi)
+    # FastAGI shares the loop, the Redis client and its timeouts with the ARI applications.
+    agi = AgiServer(settings, load_catalog(), redis,
+                    app_ready=lambda hid: by_id[hid].ari.connected)
+    await agi.start()
     log.info("service starting", hotlines=list(settings.hotlines), config=list(settings.sources))
     await warn_if_not_durable(redis, log)
     try:
@@ -48,8 +50,7 @@ async def serve(settings: Settings) -> None:
     except asyncio.CancelledError:
         log.info("service stopping")
     finally:
-        await asyncio.to_thread(agi.shutdown)
-        agi.server_close()
+        await agi.close()
         with contextlib.suppress(Exception):
             await redis.aclose()
 

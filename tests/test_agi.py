@@ -3,6 +3,7 @@ Queue(), the AGI ``route`` and ``screen`` commands, and what unauthenticated SIP
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import threading
@@ -115,6 +116,63 @@ def test_queue_call_keys_without_the_service_leave_the_call_alone(phones, outcom
     finally:
         service.start()
     assert outcomes.since_mark() == []
+
+
+# --- the shared AMI client ---------------------------------------------------------------------
+def _ami_settings(**change):
+    from dataclasses import replace
+
+    from conftest import CONFIG
+    from hotline_link import settings
+    return replace(settings.load(CONFIG).hotlines["12345"].ami, **change)
+
+
+def test_ami_client_shares_one_login_and_opens_again_after_a_break(lab):
+    from agi.ami import Ami
+
+    async def main():
+        ami = Ami(_ami_settings())
+        try:
+            await asyncio.gather(*(ami.ping() for _ in range(20)))   # one connection for all
+            first = ami._conn
+            assert first is not None and not first.closed
+            await ami.ping()
+            assert ami._conn is first
+            first.writer.transport.abort()                          # the PBX side goes away
+            await asyncio.sleep(0.1)
+            assert first.closed
+            await ami.ping()                                        # a new login, no error
+            assert ami._conn is not first and not ami._conn.closed
+        finally:
+            await ami.close()
+    asyncio.run(main())
+
+
+def test_ami_client_names_a_refused_login_and_a_silent_pbx(lab):
+    from agi.ami import Ami, AmiError
+
+    async def main():
+        with pytest.raises(AmiError, match="login refused"):
+            await Ami(_ami_settings(secret="not-the-secret")).ping()
+
+        async def silent(reader, writer):                 # accepts and never says a word
+            await reader.read()
+        server = await asyncio.start_server(silent, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        ami = Ami(_ami_settings(host="127.0.0.1", port=port), timeout=0.5)
+        started = asyncio.get_running_loop().time()
+        with pytest.raises(AmiError, match="no answer in time"):
+            await ami.redirect_pair("PJSIP/a-1", "PJSIP/b-2", "hotline-adopt", "agent", "caller")
+        assert asyncio.get_running_loop().time() - started < 2
+        server.close()
+        ami = Ami(_ami_settings())
+        try:
+            with pytest.raises(AmiError, match="line breaks"):
+                await ami.redirect_pair("PJSIP/a-1\r\nAction: Originate", "x",
+                                        "hotline-adopt", "agent", "caller")
+        finally:
+            await ami.close()
+    asyncio.run(main())
 
 
 # --- route ---------------------------------------------------------------------------------------
