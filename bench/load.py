@@ -86,8 +86,9 @@ class Sipp:
         self.workdir = workdir
         self.pids: list[int] = []      # -bg daemons, not our children
 
-    def scenario(self, name: str, hold_ms: int) -> Path:
-        text = (SIPP_DIR / f"{name}.xml.in").read_text().replace("@HOLD_MS@", str(hold_ms))
+    def scenario(self, name: str, hold_ms: int, target: str = "") -> Path:
+        text = ((SIPP_DIR / f"{name}.xml.in").read_text().replace("@HOLD_MS@", str(hold_ms))
+                .replace("@TALK_MS@", str(hold_ms)).replace("@TARGET@", target))
         path = self.workdir / f"{name}-{hold_ms}.xml"
         path.write_text(text)
         return path
@@ -279,7 +280,9 @@ def one_level(lab, service: Service, sipp: Sipp, redis, level: int, rate: float,
     # Where set-up time goes: the command waiting for the app (stream read, event queue), the
     # app's own work up to the originate, and the PBXs and the far phone up to the ringing.
     phases: dict[str, list[float]] = {"command->requested": [], "requested->dialing": [],
-                                      "dialing->ringing": [], "ringing->bridged": []}
+                                      "dialing->ringing": [], "ringing->bridged": [],
+                                      # what the native anchor's REFER -> NOTIFY 200 compares to
+                                      "command->dialing": []}
     for cid, tid in started.items():
         for rec in by_tid.get(tid, [])[:1]:
             results_count[rec["result"]] = results_count.get(rec["result"], 0) + 1
@@ -318,8 +321,90 @@ def one_level(lab, service: Service, sipp: Sipp, redis, level: int, rate: float,
     }
 
 
+def native_level(lab, sipp: Sipp, level: int, rate: float, duration: float, host: str,
+                 remote: str, agents: list[dict], service_pid: int) -> dict:
+    """The same load with Asterisk's own blind transfer (the anchor): callers dial
+    ``native-<agent>`` (plain Dial(), no application on the 12345 side), the agents send REFER
+    to 110 after talking long enough that about ``rate`` transfers a second come out, and the
+    110 side delivers the transferred calls as in our runs. Set-up is REFER -> the NOTIFY that
+    reports success (SIPp response time "transfer": the caller is taken over and the far party
+    is being dialled), to compare with our command -> ``dialing``."""
+    ari = lab.ari["12345"]
+    # The callers' limit counts calls on both sides: the talk time leaves room for the 110 leg.
+    talk_ms = int(max(0.5, level / rate - TARGET_HOLD_MS / 1000 - 0.5) * 1000)
+    port = free_udp_port(host)
+    sipp.register(remote, host, port, agents, f"native-agents-{level}")
+    scenario = sipp.scenario("native-agent", talk_ms, "110")
+    sipp_t0 = time.time()              # -trace_rtt stamps samples in ms since SIPp started
+    agent_pid = sipp.start(sipp.argv(remote, host, port, "-sf", str(scenario),
+                                     "-trace_rtt", "-rtt_freq", "1"))
+    citizen = lab.account("citizen", "12345")
+    csv = sipp.workdir / f"native-callers-{level}.csv"
+    csv.write_text("SEQUENTIAL\n" + "".join(
+        f"{citizen['username']};[authentication username={citizen['username']} "
+        f"password={citizen['password']}];native-{a['username']}\n" for a in agents))
+    caller_sf = sipp.workdir / f"native-caller-{level}.xml"
+    caller_sf.write_text(sipp.scenario("caller", int((duration + 120) * 1000)).read_text()
+                         .replace("[service]", "[field2]"))
+    caller = sipp.start(sipp.argv(remote, host, free_udp_port(host), "-sf", str(caller_sf),
+                                  "-inf", str(csv), "-r", str(int(rate * 2)), "-l", str(level)))
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and look(ari)[1] < level * 0.9:
+        time.sleep(0.5)
+    time.sleep(talk_ms / 1000 + 3)       # the first transfers are through: a steady state
+    procs = lab_processes(lab.descriptor)
+    meter = CpuMeter({"app": [service_pid], "asterisk-12345": [procs["asterisk-12345"]],
+                      "asterisk-110": [procs["asterisk-110"]], "redis": [procs["redis"]],
+                      "sipp": list(sipp.pids)}).start()
+    t0 = time.time()
+    concurrent, alone_since, alone_for = [], {}, {}
+    while time.time() < t0 + duration:
+        _, ncallers, alone = look(ari)
+        now = time.monotonic()
+        concurrent.append(ncallers)
+        for name in alone:
+            alone_for[name] = max(alone_for.get(name, 0.0),
+                                  now - alone_since.setdefault(name, now))
+        for name in set(alone_since) - alone:
+            del alone_since[name]
+        time.sleep(0.25)
+    t1 = time.time()
+    cpu = meter.stop()
+    os.kill(caller, signal.SIGUSR1)
+    time.sleep(TARGET_HOLD_MS / 1000 + 6)
+    left_alone = stranded(ari)
+    sipp.stop(caller, graceful=0.1)
+    sipp.stop(agent_pid)
+    samples = {"transfer": [], "failed": []}
+    # Named after the scenario and SIPp's pid before -bg forked (not the pid it prints).
+    for rtt in sipp.workdir.glob(f"{scenario.stem}_*_rtt.csv"):
+        for row in rtt.read_text().splitlines()[1:]:
+            # Date_ms (since SIPp started);response_time_ms;rtd_no
+            cols = row.split(";")
+            if (len(cols) == 3 and cols[2] in samples
+                    and t0 <= sipp_t0 + float(cols[0]) / 1000 <= t1):
+                samples[cols[2]].append(float(cols[1]))
+    ok = samples["transfer"]
+    return {
+        "level": level, "label": f"{level} calls, Asterisk's native blind transfer",
+        "duration_s": round(t1 - t0, 1), "talk_ms": talk_ms, "cpu": cpu,
+        "transfers": len(ok), "failed": len(samples["failed"]),
+        "rate_per_s": round(len(ok) / (t1 - t0), 2),
+        "concurrent_callers": {"min": min(concurrent, default=0),
+                               "max": max(concurrent, default=0),
+                               "mean": round(sum(concurrent) / max(1, len(concurrent)), 1)},
+        "setup_to_answer_ms": ({"n": len(ok), "p50": round(percentile(ok, 50), 1),
+                                "p99": round(percentile(ok, 99), 1), "max": round(max(ok), 1)}
+                               if ok else None),
+        "stranded": len(left_alone), "stranded_channels": left_alone[:20],
+        "alone_max_s": round(max(alone_for.values(), default=0.0), 1),
+        "alone_too_long": sorted(c for c, t in alone_for.items() if t > ALONE_LIMIT_S)[:20],
+    }
+
+
 def run(config: Path, lab_descriptor: dict, levels=(50, 100, 200), rate: float = 20.0,
-        duration: float = 60.0, fsync_off_run: bool = True) -> dict:
+        duration: float = 60.0, fsync_off_run: bool = True, ours: bool = True,
+        native: bool = True) -> dict:
     import redis as redis_mod
 
     from conftest import Lab
@@ -331,7 +416,7 @@ def run(config: Path, lab_descriptor: dict, levels=(50, 100, 200), rate: float =
     up = _cli(variant, "lab", "up")
     if up.returncode != 0:
         raise RuntimeError(f"load lab up failed: {up.stdout}\n{up.stderr}")
-    levels_out, failures = [], []
+    levels_out, native_out, failures = [], [], []
     service = sipp = None
     workdir = Path(tempfile.mkdtemp(prefix="bench-load-"))
     try:
@@ -343,12 +428,14 @@ def run(config: Path, lab_descriptor: dict, levels=(50, 100, 200), rate: float =
         rds = redis_mod.Redis.from_url(lab.descriptor["redis"]["url"], socket_timeout=5)
         agents = {hid: [a for a in lab.accounts if a["role"] == "agent" and a["hotline"] == hid]
                   for hid in ("12345", "110")}
+        answering = {}
         for hid, hold in (("12345", 3_600_000), ("110", TARGET_HOLD_MS)):
             pbx_sip = _pbx_sip(variant, hid)
             port = free_udp_port(host)
             sipp.register(pbx_sip, host, port, agents[hid], f"agents-{hid}")
-            sipp.start(sipp.argv(pbx_sip, host, port, "-sf", str(sipp.scenario("agent", hold))))
-        for level in levels:
+            answering[hid] = sipp.start(sipp.argv(pbx_sip, host, port, "-sf",
+                                                  str(sipp.scenario("agent", hold))))
+        for level in levels if ours else ():
             try:
                 levels_out.append(one_level(lab, service, sipp, rds, level, rate, duration, host,
                                              _pbx_sip(variant, "12345")))
@@ -357,7 +444,7 @@ def run(config: Path, lab_descriptor: dict, levels=(50, 100, 200), rate: float =
             time.sleep(3)
         # What durable Redis costs on the call path: the top level again with no AOF at all
         # (the levels above ran on the lab's setting, appendfsync always).
-        if fsync_off_run:
+        if fsync_off_run and ours:
             try:
                 with fsync_policy(rds, "off"):
                     levels_out.append(one_level(lab, service, sipp, rds, top, rate, duration,
@@ -365,6 +452,17 @@ def run(config: Path, lab_descriptor: dict, levels=(50, 100, 200), rate: float =
                                                 label=f"{top} calls, Redis without AOF"))
             except Exception as exc:
                 failures.append(f"level {top} without AOF: {type(exc).__name__}: {exc}")
+        # The anchor: the 12345 agents re-register at instances that transfer by REFER.
+        if native:
+            sipp.stop(answering["12345"])
+            for level in levels:
+                try:
+                    native_out.append(native_level(lab, sipp, level, rate, duration, host,
+                                                   _pbx_sip(variant, "12345"), agents["12345"],
+                                                   service.pid))
+                except Exception as exc:
+                    failures.append(f"native level {level}: {type(exc).__name__}: {exc}")
+                time.sleep(3)
     finally:
         if sipp:
             sipp.stop_all()
@@ -410,10 +508,62 @@ def run(config: Path, lab_descriptor: dict, levels=(50, 100, 200), rate: float =
             {"name": f"{name}: machine idle", "unit": f"of {lv['cpu']['cpus']} cores",
              "value": lv["cpu"]["machine_idle_cores"], "target": None, "met": None},
         ]
+    figures += native_figures(levels_out, native_out)
     return {"benchmark": "load", "command": "make bench", "figures": figures,
-            "details": {"levels": levels_out, "failures": failures, "rate_per_s": rate,
+            "details": {"levels": levels_out, "native_levels": native_out, "failures": failures, "rate_per_s": rate,
                         "duration_s": duration, "target_hold_ms": TARGET_HOLD_MS,
                         "method": __doc__.strip()}}
+
+
+def _per_transfer_ms(cores: float, rate: float) -> float | None:
+    return round(cores / rate * 1000, 1) if rate else None
+
+
+def native_figures(ours: list[dict], native: list[dict]) -> list[dict]:
+    """The anchor's own figures, and ours as multiples of them at the same level: CPU per
+    transferred call (both PBXs; the app and both PBXs) and the transfer's hand-over time (ours:
+    command -> far leg dialling; native: REFER -> NOTIFY 200). Ratios hold across machines where
+    absolute figures do not."""
+    figures = []
+    by_level = {lv["level"]: lv for lv in ours if lv["label"] == f"{lv['level']} calls"}
+    for nv in native:
+        name, cores = nv["label"], nv["cpu"]["cores"]
+        pbx = cores["asterisk-12345"] + cores["asterisk-110"]
+        s = nv["setup_to_answer_ms"] or {}
+        figures += [
+            {"name": f"{name}: transfers per second", "value": nv["rate_per_s"], "unit": "/s",
+             "target": None, "met": None},
+            {"name": f"{name}: REFER -> transfer done p99", "value": s.get("p99"), "unit": "ms",
+             "target": None, "met": None},
+            {"name": f"{name}: both PBXs' CPU per transferred call", "unit": "ms",
+             "value": _per_transfer_ms(pbx, nv["rate_per_s"]), "target": None, "met": None},
+            {"name": f"{name}: stranded callers + failed transfers", "unit": "",
+             "value": nv["stranded"] + len(nv["alone_too_long"]) + nv["failed"], "target": "0",
+             "met": nv["stranded"] + len(nv["alone_too_long"]) + nv["failed"] == 0},
+        ]
+        lv = by_level.get(nv["level"])
+        if lv is None or not lv["rate_per_s"] or not nv["rate_per_s"]:
+            continue
+        oc = lv["cpu"]["cores"]
+        ours_pbx = _per_transfer_ms(oc["asterisk-12345"] + oc["asterisk-110"], lv["rate_per_s"])
+        ours_all = _per_transfer_ms(oc["app"] + oc["asterisk-12345"] + oc["asterisk-110"],
+                                    lv["rate_per_s"])
+        native_pbx = _per_transfer_ms(pbx, nv["rate_per_s"])
+        native_all = _per_transfer_ms(pbx + cores["app"], nv["rate_per_s"])
+        hand_over = (lv["phases_ms"].get("command->dialing") or {}).get("p99")
+        label = f"{nv['level']} calls, ours / native"
+        figures += [
+            {"name": f"{label}: both PBXs' CPU per transferred call", "unit": "x",
+             "value": round(ours_pbx / native_pbx, 2) if native_pbx else None,
+             "target": None, "met": None},
+            {"name": f"{label}: app + both PBXs' CPU per transferred call", "unit": "x",
+             "value": round(ours_all / native_all, 2) if native_all else None,
+             "target": None, "met": None},
+            {"name": f"{label}: hand-over p99 (command -> dialing / REFER -> done)", "unit": "x",
+             "value": round(hand_over / s["p99"], 2) if hand_over and s.get("p99") else None,
+             "target": None, "met": None},
+        ]
+    return figures
 
 
 def _pbx_sip(config: Path, hid: str) -> str:
@@ -431,8 +581,11 @@ if __name__ == "__main__":
     parser.add_argument("--levels", default="50,100,200")
     parser.add_argument("--rate", type=float, default=20.0)
     parser.add_argument("--duration", type=float, default=60.0)
+    parser.add_argument("--only", choices=("ours", "native"),
+                        help="one of the two kinds of run (default: both)")
     a = parser.parse_args()
     levels = tuple(int(x) for x in a.levels.split(","))
     sys.argv = [sys.argv[0], "--config", str(a.config)]
     main("load", lambda config, desc: run(config, desc, levels=levels, rate=a.rate,
-                                          duration=a.duration), descriptor=False)
+                                          duration=a.duration, ours=a.only != "native",
+                                          native=a.only != "ours"), descriptor=False)

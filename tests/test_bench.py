@@ -30,3 +30,27 @@ def test_result_file_and_readme_table(tmp_path):
     assert "| p99 | 140.0 ms | <= 100 ms | **no** |" in once
     report.update_readme(readme, tmp_path)
     assert readme.read_text() == once
+
+
+def test_native_anchor_ratios_are_ours_over_native_per_transferred_call():
+    from bench.load import native_figures
+
+    def cores(app, a, b):
+        return {"cores": {"app": app, "asterisk-12345": a, "asterisk-110": b}}
+    ours = [{"level": 200, "label": "200 calls", "rate_per_s": 20.0, "cpu": cores(0.4, 0.5, 0.3),
+             "phases_ms": {"command->dialing": {"p99": 30.0}}},
+            {"level": 200, "label": "200 calls, Redis without AOF", "rate_per_s": 20.0,
+             "cpu": cores(9, 9, 9), "phases_ms": {}}]
+    native = [{"level": 200, "label": "200 calls, native", "rate_per_s": 10.0,
+               "cpu": cores(0.1, 0.2, 0.1), "setup_to_answer_ms": {"p99": 10.0},
+               "stranded": 0, "alone_too_long": [], "failed": 1}]
+    got = {f["name"]: f for f in native_figures(ours, native)}
+    # Ours: 0.8 PBX cores at 20/s = 40 ms a call; native: 0.3 at 10/s = 30 ms.
+    assert got["200 calls, native: both PBXs' CPU per transferred call"]["value"] == 30.0
+    assert got["200 calls, ours / native: both PBXs' CPU per transferred call"]["value"] == 1.33
+    # With the app: 1.2 / 20 = 60 ms against 0.4 / 10 = 40 ms.
+    assert got["200 calls, ours / native: app + both PBXs' CPU per transferred call"]["value"] == 1.5
+    assert got["200 calls, ours / native: hand-over p99 (command -> dialing / REFER -> done)"][
+        "value"] == 3.0
+    failed = got["200 calls, native: stranded callers + failed transfers"]
+    assert failed["value"] == 1 and failed["met"] is False
