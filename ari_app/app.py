@@ -23,7 +23,7 @@ from hotline_link.outcomes import OutcomeSink
 from hotline_link.render import features
 from hotline_link.settings import Hotline, Settings
 
-from .client import CONNECTED, AriClient, AriError
+from .client import CONNECTED, TRANSPORT_EVENTS, AriClient, AriError
 from .delivery import Delivery
 from .transfers import TIMER, Transfers
 
@@ -283,7 +283,8 @@ class HotlineApp:
     async def filter_events(self) -> None:
         try:
             await self.ari.put(f"/applications/{self.ari.app}/eventFilter",
-                               json_body={"allowed": [{"type": t} for t in HANDLED]})
+                               json_body={"allowed": [{"type": t} for t in
+                                                      HANDLED + TRANSPORT_EVENTS]})
         except AriError as exc:
             # Without the filter the app only reads more events; it works the same.
             self.log.warning("cannot filter ARI events", error=str(exc))

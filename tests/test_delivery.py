@@ -143,12 +143,15 @@ def test_caller_holds_when_every_agent_is_busy_and_is_served_when_one_frees(phon
 def test_the_app_gets_only_the_events_it_acts_on_and_watches_each_agents_phone(service, lab):
     # Set at each connect: an event filter (the stream was three quarters ChannelVarset and the
     # like) and a device-state subscription per agent (who is free, without asking per call).
+    # Plus the REST answers, when requests go over the event WebSocket.
     from ari_app.app import HANDLED
+    from ari_app.client import TRANSPORT_EVENTS
 
     for hid in ("12345", "110"):
         ari = lab.ari[hid]
         app = ari.request("GET", f"/applications/{ari.app}")
-        assert sorted(e["type"] for e in app["events_allowed"]) == sorted(HANDLED)
+        assert sorted(e["type"] for e in app["events_allowed"]) == sorted(HANDLED
+                                                                          + TRANSPORT_EVENTS)
         agents = [a["username"] for a in lab.accounts
                   if a["role"] == "agent" and a["hotline"] == hid]
         assert agents and set(app["device_names"]) >= {f"PJSIP/{a}" for a in agents}
