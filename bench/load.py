@@ -417,9 +417,9 @@ def run(config: Path, lab_descriptor: dict, levels=(50, 100, 200), rate: float =
 
 
 def _pbx_sip(config: Path, hid: str) -> str:
-    from hotline_link import settings
+    from hotline_link import components
 
-    pbx = settings.load(config, secrets=False).lab.pbx[hid]
+    pbx = components.load(config, secrets=False).lab.pbx[hid]
     return f"{pbx.sip_host}:{pbx.sip_port}"
 
 

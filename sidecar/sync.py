@@ -39,11 +39,11 @@ import structlog
 from contracts.names import (INDEX, LINKS, OUTCOMES, OUTCOMES_DEAD, OUTCOMES_GROUP, RECORD,
                              TICKET_TRANSFER, TICKETS, TRAIL)
 from contracts.vocab import FALLBACK_RESULTS, AlertKind
-from hotline_link.settings import PlatformApi
 from transfer.catalog import Catalog
 
 from .alerts import enqueue
 from .metrics import Metrics
+from .settings import PlatformApi
 from .workorder import ticket_body, ticket_id_from_response, work_orders
 
 log = structlog.get_logger("sync")

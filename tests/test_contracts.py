@@ -11,7 +11,7 @@ import pytest
 
 from conftest import ROOT
 from contracts import names, sip, vocab
-from hotline_link.settings import WEBHOOK_EVENTS
+from sidecar.settings import WEBHOOK_EVENTS
 
 OUTCOME = json.loads((ROOT / "config" / "outcome-record.schema.json").read_text())
 PAYLOADS = json.loads((ROOT / "config" / "stream-payloads.schema.json").read_text())
