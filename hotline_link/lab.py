@@ -356,7 +356,8 @@ class Lab:
     def _start_standin(self, pid: str) -> Proc:
         """The lab's stand-in for a platform's ticket system (outside our product)."""
         host, port = self._standin_address(pid)
-        argv = [sys.executable, "-m", "sidecar.standins", "--platform", pid,
+        argv = [sys.executable, "-m", "sidecar.standins",
+                "--kind", str(self.settings.sidecar.platforms[pid].kind),
                 "--listen", f"{host}:{port}"]
         hooks = self.settings.sidecar.webhooks
         if hooks:
