@@ -79,7 +79,9 @@ class Platforms:
                              f"got {dict(self.kinds)!r}")
 
     def __contains__(self, platform: object) -> bool:
-        return platform in self.kinds
+        # Asked with whatever a request or record holds: a JSON object or list is no platform
+        # (and must not raise as an unhashable key would).
+        return isinstance(platform, str) and platform in self.kinds
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.kinds)

@@ -474,5 +474,9 @@ def test_platform_ids_are_configuration_and_roles_come_from_the_kinds():
     assert owner["work_order_id"].endswith(":police")
     with pytest.raises(ValueError, match="origin '12345' is not a platform"):
         owner_platform(make_record(), renamed)
+    # Found by the API fuzz: a JSON object where a platform id belongs is no platform.
+    assert {} not in renamed and ["police"] not in renamed and "police" in renamed
+    with pytest.raises(ValueError, match="origin"):
+        owner_platform(make_record(origin={"x": 1}), renamed)
     with pytest.raises(ValueError, match="one of each kind"):
         Platforms({"a": PlatformKind.EIDO, "b": PlatformKind.EIDO})
