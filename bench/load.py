@@ -567,9 +567,9 @@ def native_figures(ours: list[dict], native: list[dict]) -> list[dict]:
 
 
 def _pbx_sip(config: Path, hid: str) -> str:
-    from hotline_link import settings
+    from hotline_link import components
 
-    pbx = settings.load(config, secrets=False).lab.pbx[hid]
+    pbx = components.load(config, secrets=False).lab.pbx[hid]
     return f"{pbx.sip_host}:{pbx.sip_port}"
 
 

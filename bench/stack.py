@@ -13,7 +13,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from hotline_link import lab as lab_mod, settings as settings_mod
+from hotline_link import components, lab as lab_mod
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
@@ -34,11 +34,11 @@ class Stack:
 
     @staticmethod
     def settings_of(config: Path):
-        return settings_mod.load(Path(config))
+        return components.load(Path(config))
 
     @staticmethod
     def descriptor_of(config: Path) -> dict:
-        handle = lab_mod.Lab(settings_mod.load(Path(config), secrets=False))
+        handle = lab_mod.Lab(components.load(Path(config), secrets=False))
         return json.loads(handle.descriptor_file.read_text())
 
     # --- processes ----------------------------------------------------------------------------

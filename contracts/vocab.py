@@ -16,6 +16,13 @@ class Platform(StrEnum):
     POLICE = "110"        # police desk
 
 
+class PlatformKind(StrEnum):
+    """The ticket API a platform speaks (``[sidecar.platforms.<id>] kind``): the sidecar chooses
+    how to talk to a platform by its kind, never by its id."""
+    OPEN311 = "open311"   # Open311 GeoReport v2 work orders: the 12345 centre's system
+    EIDO = "eido"         # NENA EIDO style incidents: the 110 dispatch system
+
+
 class Result(StrEnum):
     """How one transfer attempt ended: the outcome record's ``result``."""
     ACCEPTED = "accepted"

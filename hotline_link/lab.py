@@ -145,6 +145,10 @@ def _port_free(host: str, port: int, kind: int) -> bool:
 
 class Lab:
     def __init__(self, settings: Settings, config_file: str | None = None):
+        if settings.lab is None or settings.sidecar is None:
+            # A programming error, not an admin's: the caller loaded the service's sections only.
+            raise LabError("the lab needs every section: load the config with "
+                           "hotline_link.components.load(..., lab=True)")
         self.settings = settings
         self.config_file = config_file
         self.state_dir = settings.lab.state_dir
@@ -352,7 +356,8 @@ class Lab:
     def _start_standin(self, pid: str) -> Proc:
         """The lab's stand-in for a platform's ticket system (outside our product)."""
         host, port = self._standin_address(pid)
-        argv = [sys.executable, "-m", "sidecar.standins", "--platform", pid,
+        argv = [sys.executable, "-m", "sidecar.standins",
+                "--kind", str(self.settings.sidecar.platforms[pid].kind),
                 "--listen", f"{host}:{port}"]
         hooks = self.settings.sidecar.webhooks
         if hooks:

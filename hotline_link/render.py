@@ -137,7 +137,8 @@ def _context(settings: Settings, hotline: Hotline, ari_password: str | None,
     http_host, http_port = hotline.ari.host_port
     ami_host, ami_port = ((hotline.ami.host, hotline.ami.port) if hotline.ami
                           else ("127.0.0.1", 5038))
-    me = settings.lab.pbx.get(hotline.id)
+    # The lab's PBX addresses, when rendering the lab; the product's files use none of them.
+    me = settings.lab.pbx.get(hotline.id) if settings.lab is not None else None
     sip = (me.sip_host, me.sip_port, *me.rtp_ports) if me else ("", 0, 0, 0)
     agi_host, agi_port = settings.agi.listen
     return {

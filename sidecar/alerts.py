@@ -21,9 +21,8 @@ import aiohttp
 import structlog
 
 from contracts.names import ALERTS
-from hotline_link.settings import Webhook
-
 from .metrics import Metrics
+from .settings import Webhook
 from .signing import SIGNATURE_HEADER, sign
 
 log = structlog.get_logger("alerts")

@@ -45,8 +45,8 @@ MAX_ROWS = 10000
 SCAN_CHUNK = 500
 MAX_SCAN = 50_000
 CSV_FIELDS = ("transfer_id", "ended", "origin", "target", "mode", "trigger", "result", "category",
-              "emergency", "caller_number", "initiating_agent", "answering_agent", "ticket_12345",
-              "ticket_110")
+              "emergency", "caller_number", "initiating_agent", "answering_agent")
+# ...then ``ticket_<platform id>`` per configured platform (ticket_12345, ticket_110 by default).
 
 
 def _error(status: int, message: str) -> web.Response:
@@ -55,9 +55,11 @@ def _error(status: int, message: str) -> web.Response:
 
 class Api:
     def __init__(self, redis: aioredis.Redis, syncer: Syncer, catalog: Catalog, token: str | None,
-                 hotlines: tuple[str, ...] = ("12345", "110")):
+                 hotlines: tuple[str, ...]):
         self.redis = redis
         self.syncer = syncer
+        self.platforms = syncer.platforms
+        self.csv_fields = (*CSV_FIELDS, *(f"ticket_{p}" for p in self.platforms))
         self.catalog = catalog
         self.token = token
         self.hotlines = hotlines
@@ -143,8 +145,8 @@ class Api:
         if fmt not in ("json", "csv"):
             return _error(400, "format must be json or csv")
         platform = q.get("platform")
-        if platform is not None and platform not in ("12345", "110"):
-            return _error(400, "platform must be 12345 or 110")
+        if platform is not None and platform not in self.platforms:
+            return _error(400, f"platform must be {' or '.join(self.platforms)}")
         try:
             after = _cursor(q.get("cursor"))
         except ValueError:
@@ -181,14 +183,14 @@ class Api:
                        else f"{last[0]!r}:{last[1]}")
         if fmt == "csv":
             out = io.StringIO()
-            writer = csv.DictWriter(out, fieldnames=CSV_FIELDS)
+            writer = csv.DictWriter(out, fieldnames=self.csv_fields)
             writer.writeheader()
             for item in rows:
                 rec = item["record"]
                 writer.writerow({**{k: rec.get(k) for k in CSV_FIELDS if k in rec},
                                  "ended": (rec.get("timestamps") or {}).get("ended"),
-                                 "ticket_12345": item["tickets"].get("12345"),
-                                 "ticket_110": item["tickets"].get("110")})
+                                 **{f"ticket_{p}": item["tickets"].get(p)
+                                    for p in self.platforms}})
             return web.Response(text=out.getvalue(), content_type="text/csv",
                                 headers={"Content-Disposition": "attachment; filename=transfers.csv"})
         return web.json_response({"count": len(rows), "transfers": rows, "next": next_cursor})
@@ -209,7 +211,7 @@ class Api:
         if body.get("channel") != "online":
             return _error(400, "channel must be 'online' (calls are transferred by phone)")
         try:
-            orders = online_work_orders(body, self.catalog, recommend)
+            orders = online_work_orders(body, self.catalog, recommend, self.platforms)
         except (ValueError, TypeError, KeyError) as exc:
             return _error(422 if isinstance(exc, ValueError) else 400, str(exc))
         try:
@@ -234,17 +236,20 @@ class Api:
             return body
         platform, ticket, status = body.get("platform"), body.get("ticket_id"), body.get("status")
         note = body.get("note")
-        if platform not in ("12345", "110"):
-            return _error(400, "platform must be 12345 or 110")
+        if platform not in self.platforms:
+            return _error(400, f"platform must be {' or '.join(self.platforms)}")
         if not isinstance(ticket, str) or not ticket:
             return _error(400, "ticket_id must be a non-empty string")
         if status not in FEEDBACK_STATUSES:
             return _error(400, f"status must be one of {', '.join(FEEDBACK_STATUSES)}")
         if note is not None and not isinstance(note, str):
             return _error(400, "note must be a string")
-        if status == "escalating" and platform != "12345":
-            return _error(400, "only a 12345 ticket can be reported escalating "
-                               "(its handling unit calls in 110)")
+        # R15: a 12345 handling unit that finds a dispute escalating calls in the police desk, so
+        # an escalation comes from the platform that is not the police desk (Platforms.dispatch).
+        police = self.platforms.dispatch
+        if status == "escalating" and platform == police:
+            return _error(400, f"only a {self.platforms.other(police)} ticket can be reported "
+                               f"escalating (its handling unit calls in {police})")
         linked = await self.redis.hget(LINKS, f"{platform}:{ticket}")
         if linked is None:
             return _error(404, f"no synced ticket {platform}:{ticket}")

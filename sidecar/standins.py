@@ -2,9 +2,11 @@
 
 Those systems belong to the platforms, not to this product; the sidecar only talks to their
 documented ticket API. These stand-ins implement that API in memory, for the tests and the local
-demo, plus a few ``/_standin/...`` controls a test uses to inspect them and to make them fail::
+demo, plus a few ``/_standin/...`` controls a test uses to inspect them and to make them fail.
+A stand-in is of one kind, the API it speaks (``[sidecar.platforms.<id>] kind``): ``open311``
+(the 12345 work-order system) or ``eido`` (the 110 dispatch system)::
 
-    python -m sidecar.standins --platform 12345 --listen 127.0.0.1:8491 \\
+    python -m sidecar.standins --kind open311 --listen 127.0.0.1:8491 \\
         [--webhook-secret-file F] [--api-token-file F]
 
 Documented ticket API
@@ -26,8 +28,8 @@ Common to both platforms:
   at least one of status and note; a status moves the ticket to it. 201 ``{"ok": true}``; 404 for
   an unknown ticket.
 
-12345 work-order system (Open311 GeoReport v2 style)
-----------------------------------------------------
+12345 work-order system (kind ``open311``: Open311 GeoReport v2 style)
+----------------------------------------------------------------------
 
 ``POST /open311/v2/requests.json``
     GeoReport fields: ``service_code`` and ``description`` (required, non-empty strings),
@@ -40,8 +42,8 @@ Common to both platforms:
 ``POST /open311/v2/requests/{id}/notes``
     Adds a note, as above.
 
-110 dispatch system (NENA EIDO style)
--------------------------------------
+110 dispatch system (kind ``eido``: NENA EIDO style)
+----------------------------------------------------
 
 ``POST /eido/v1/incidents``
     An EIDO message: ``eidoMessageIdentifier`` (required, non-empty string) and
@@ -90,21 +92,23 @@ from typing import Any
 
 from aiohttp import web
 
+from contracts.vocab import PlatformKind
 from sidecar.signing import SIGNATURE_HEADER, SignatureError, verify
 
-PLATFORMS = ("12345", "110")
+KINDS = tuple(PlatformKind)
 STATUSES = ("open", "accepted", "in_progress", "closed")
 FAIL_MODES = ("error", "timeout", "none")
 TIMEOUT_DELAY = 30.0
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 CONTROL_PREFIX = "/_standin/"
 
-_ID_PREFIX = {"12345": "WO", "110": "JD"}
-# platform -> (create, show, add note)
+_ID_PREFIX = {PlatformKind.OPEN311: "WO", PlatformKind.EIDO: "JD"}
+# kind -> (create, show, add note)
 _PATHS = {
-    "12345": ("/open311/v2/requests.json", "/open311/v2/requests/{id}.json",
-              "/open311/v2/requests/{id}/notes"),
-    "110": ("/eido/v1/incidents", "/eido/v1/incidents/{id}", "/eido/v1/incidents/{id}/notes"),
+    PlatformKind.OPEN311: ("/open311/v2/requests.json", "/open311/v2/requests/{id}.json",
+                           "/open311/v2/requests/{id}/notes"),
+    PlatformKind.EIDO: ("/eido/v1/incidents", "/eido/v1/incidents/{id}",
+                        "/eido/v1/incidents/{id}/notes"),
 }
 _GEOREPORT_TYPES: dict[str, type | tuple[type, ...]] = {
     "service_code": str, "description": str, "phone": str, "first_name": str, "last_name": str,
@@ -164,11 +168,11 @@ class Ticket:
 class StandIn:
     """One platform's ticket system, in memory; the app's handlers are its methods."""
 
-    def __init__(self, platform: str, *, webhook_secret: bytes | None = None,
+    def __init__(self, kind: str, *, webhook_secret: bytes | None = None,
                  api_token: str | None = None):
-        if platform not in PLATFORMS:
-            raise ValueError(f"platform must be one of {PLATFORMS}, got {platform!r}")
-        self.platform = platform
+        if kind not in KINDS:
+            raise ValueError(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
+        self.kind = PlatformKind(kind)
         self.webhook_secret = webhook_secret
         self.api_token = api_token
         self.tickets: dict[str, Ticket] = {}
@@ -255,16 +259,15 @@ class StandIn:
         if (replay := self._replay("create", key)) is not None:
             return replay
         body = _object(raw)
-        if self.platform == "12345":
+        if self.kind == PlatformKind.OPEN311:
             _check_georeport(body)
         else:
             _check_eido(body)
-        ticket_id = f"{_ID_PREFIX[self.platform]}-{len(self.tickets) + 1:06d}"
+        ticket_id = f"{_ID_PREFIX[self.kind]}-{len(self.tickets) + 1:06d}"
         self.tickets[ticket_id] = Ticket(ticket_id, key, body, time.time())
-        if self.platform == "12345":
+        if self.kind == PlatformKind.OPEN311:
             answer: Any = [{"service_request_id": ticket_id,
-                            "service_notice": "work order registered; the 12345 centre will "
-                                              "follow up"}]
+                            "service_notice": "work order registered; the centre will follow up"}]
         else:
             answer = {"incidentTrackingIdentifier": ticket_id}
         return self._answer("create", key, answer)
@@ -281,7 +284,7 @@ class StandIn:
 
     async def show(self, request: web.Request) -> web.Response:
         t = self._ticket(request)
-        if self.platform == "12345":
+        if self.kind == PlatformKind.OPEN311:
             return web.json_response([{
                 "service_request_id": t.id, "status": t.status, "status_notes": t.status_notes,
                 "service_code": t.body["service_code"], "description": t.body["description"],
@@ -373,16 +376,16 @@ async def _gate(request: web.Request, handler: Handler) -> web.StreamResponse:
     return await handler(request)
 
 
-def make_app(platform: str, *, webhook_secret: bytes | None = None,
+def make_app(kind: str, *, webhook_secret: bytes | None = None,
              api_token: str | None = None) -> web.Application:
-    standin = StandIn(platform, webhook_secret=webhook_secret, api_token=api_token)
+    standin = StandIn(kind, webhook_secret=webhook_secret, api_token=api_token)
     app = web.Application(middlewares=[_gate])
     with warnings.catch_warnings():
         # app["standin"] is the stand-in's documented handle for tests; a str key is the point.
         warnings.simplefilter("ignore", web.NotAppKeyWarning)
         app["standin"] = standin
     app.on_shutdown.append(standin.close)
-    create, show, notes = _PATHS[platform]
+    create, show, notes = _PATHS[standin.kind]
     app.router.add_post(create, standin.create)
     app.router.add_get(create, standin.lookup)
     app.router.add_get(show, standin.show)
@@ -429,7 +432,8 @@ def _freeze_survivors(phase: str, info: dict[str, int]) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m sidecar.standins",
                                      description="Run a stand-in for a platform's ticket system.")
-    parser.add_argument("--platform", choices=PLATFORMS, required=True)
+    parser.add_argument("--kind", choices=KINDS, required=True,
+                        help="the ticket API to speak (a platform's [sidecar.platforms.<id>] kind)")
     parser.add_argument("--listen", type=_host_port, required=True, metavar="HOST:PORT")
     parser.add_argument("--webhook-secret-file", type=Path,
                         help="shared secret for signed alerts posted to /_standin/webhook")
@@ -437,7 +441,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="require 'Authorization: Bearer <token>' on the ticket API")
     args = parser.parse_args(argv)
     webhook_secret = _secret(parser, args.webhook_secret_file)
-    app = make_app(args.platform, api_token=_secret(parser, args.api_token_file),
+    app = make_app(args.kind, api_token=_secret(parser, args.api_token_file),
                    webhook_secret=webhook_secret.encode() if webhook_secret else None)
     host, port = args.listen
     gc.callbacks.append(_freeze_survivors)

@@ -23,9 +23,8 @@ import structlog
 
 from contracts.names import ALERTS, DEADLINES, OVERDUE, TICKET_TRANSFER
 from contracts.vocab import AlertKind
-from hotline_link.settings import SidecarSettings
-
 from .metrics import Metrics
+from .settings import SidecarSettings
 
 log = structlog.get_logger("supervision")
 

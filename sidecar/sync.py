@@ -38,13 +38,13 @@ import structlog
 
 from contracts.names import (INDEX, LINKS, OUTCOMES, OUTCOMES_DEAD, OUTCOMES_GROUP, RECORD,
                              TICKET_TRANSFER, TICKETS, TRAIL)
-from contracts.vocab import FALLBACK_RESULTS, AlertKind
-from hotline_link.settings import PlatformApi
+from contracts.vocab import FALLBACK_RESULTS, AlertKind, PlatformKind
 from transfer.catalog import Catalog
 
 from .alerts import enqueue
 from .metrics import Metrics
-from .workorder import ticket_body, ticket_id_from_response, work_orders
+from .settings import PlatformApi
+from .workorder import Platforms, ticket_body, ticket_id_from_response, work_orders
 
 log = structlog.get_logger("sync")
 RECORD_FIELD = OUTCOMES.field.encode()
@@ -52,8 +52,9 @@ RECORD_FIELD = OUTCOMES.field.encode()
 BACKOFF_BASE = 0.1
 BACKOFF_CAP = 5.0
 
-PATHS = {"12345": ("/open311/v2/requests.json", "/open311/v2/requests/{}/notes"),
-         "110": ("/eido/v1/incidents", "/eido/v1/incidents/{}/notes")}
+# The create and note paths of each kind of ticket API (documented in ``sidecar.standins``).
+PATHS = {PlatformKind.OPEN311: ("/open311/v2/requests.json", "/open311/v2/requests/{}/notes"),
+         PlatformKind.EIDO: ("/eido/v1/incidents", "/eido/v1/incidents/{}/notes")}
 
 
 async def ensure_group(redis: aioredis.Redis, stream: str, group: str, start: str) -> bool:
@@ -205,10 +206,11 @@ class PlatformClient:
                  timeout: float):
         self.session = session
         self.platform = platform
+        self.kind = api.kind
         self.base = api.url.rstrip("/")
         self.headers = {"Authorization": f"Bearer {api.token}"} if api.token else {}
         self.timeout = aiohttp.ClientTimeout(total=timeout)
-        self.create_path, self.note_path = PATHS[platform]
+        self.create_path, self.note_path = PATHS[api.kind]
 
     async def _done(self, path: str, key: str) -> object | None:
         """The answer an earlier POST to ``path`` with ``key`` got, or None if it was not done."""
@@ -230,7 +232,7 @@ class PlatformClient:
     async def find(self, wo: dict) -> str | None:
         body = await self._done(self.create_path, wo["work_order_id"])
         try:
-            return None if body is None else ticket_id_from_response(self.platform, body)
+            return None if body is None else ticket_id_from_response(self.kind, body)
         except ValueError as exc:
             raise TicketError(f"{self.platform}: {exc}", permanent=True) from None
 
@@ -253,9 +255,9 @@ class PlatformClient:
             raise TicketError(f"{self.platform}: {exc!r}") from None
 
     async def create(self, wo: dict) -> str:
-        body = await self._post(self.create_path, wo["work_order_id"], ticket_body(wo))
+        body = await self._post(self.create_path, wo["work_order_id"], ticket_body(wo, self.kind))
         try:
-            return ticket_id_from_response(self.platform, body)
+            return ticket_id_from_response(self.kind, body)
         except ValueError as exc:
             raise TicketError(f"{self.platform}: {exc}", permanent=True) from None
 
@@ -271,6 +273,7 @@ class Syncer:
                  request_timeout: float = 5.0):
         self.redis = redis
         self.clients = clients
+        self.platforms = Platforms({pid: c.kind for pid, c in clients.items()})
         self.catalog = catalog
         self.consumer = consumer
         self.retry_for = retry_for
@@ -295,7 +298,7 @@ class Syncer:
         started = time.monotonic()
         try:
             record = json.loads(fields[RECORD_FIELD])
-            orders = work_orders(record, self.catalog)
+            orders = work_orders(record, self.catalog, self.platforms)
         except (KeyError, ValueError, TypeError) as exc:
             await self._dead_letter(entry_id, fields.get(RECORD_FIELD, b"").decode(errors="replace"),
                                     None, f"not a valid outcome record: {exc}")
@@ -342,8 +345,11 @@ class Syncer:
         # reach 110 by phone needs 110's attention all the more.
         if category in self.stability:
             enqueue(pipe, AlertKind.STABILITY_LEAD, about)
-        if (category in self.disputes and record.get("origin") == "110"
-                and record.get("target") == "12345"):
+        # The disputes 110 passes to 12345 for joint mediation: from the police desk (the
+        # dispatch platform, see Platforms.dispatch) to the other platform.
+        police = self.platforms.dispatch
+        if (category in self.disputes and record.get("origin") == police
+                and record.get("target") == self.platforms.other(police)):
             enqueue(pipe, AlertKind.DISPUTE, {**about, "stage": "mediation"})
 
     def remember(self, pipe, record: dict, tickets: dict[str, str]) -> None:

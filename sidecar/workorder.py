@@ -3,40 +3,45 @@
 Format (``config/work-order.schema.json``): one work order is one ticket-to-be on one platform,
 identified by ``<transfer_id>:<platform>``, which is also the idempotency key for creating it.
 
-Owner and linked: every outcome record (and every online request) gives two work orders. The
-owner's goes to the platform that handles the matter; the linked one goes to the other of 12345
-and 110, so that it holds a record of what happened (R3: the first receiver handles and syncs to
-the other). Who owns (``owner_platform``):
+The platforms are configuration (``[sidecar.platforms.<id>]``, ids "12345" and "110" by default),
+passed in as ``Platforms``: their ids, and the kind of ticket API each speaks (``open311`` for the
+12345 centre's work-order system, ``eido`` for the 110 dispatch system).
 
-- blind ``accepted``: the target, if the target is 12345 or 110; any other target (119, province)
+Owner and linked: every outcome record (and every online request) gives two work orders. The
+owner's goes to the platform that handles the matter; the linked one goes to the other platform,
+so that it holds a record of what happened (R3: the first receiver handles and syncs to the
+other). Who owns (``owner_platform``):
+
+- blind ``accepted``: the target, if the target is a platform; any other target (119, province)
   is outside both ticket systems, so the origin keeps the record as owner;
 - ``fallback_*``, ``cancelled``, ``caller_abandoned``, ``out_of_scope_guided``: the origin;
 - three-way ``accepted_by_origin``: the origin; ``accepted_by_target``: the target (same rule for
   an external target as above); ``undecided_first_receiver``: the origin, the first receiver;
-- emergency mode ``accepted_by_target``: 110;
+- emergency mode ``accepted_by_target``: the police desk, the platform of kind ``eido``;
 - online requests: the platform the catalog recommends (R4: an emergency goes to 110).
 
-Mappings:
+Mappings, chosen by the platform's kind:
 
-- ``to_open311``: the 12345 work-order system, an Open311 GeoReport v2 "POST Service Request"
-  body; what GeoReport has no field for travels in ``attribute``. ``from_open311_response`` reads
-  ``service_request_id`` from the response list.
-- ``to_eido``: the 110 dispatch system, an incident object in the spirit of NENA's EIDO
-  (NENA-STA-021): incident, call, person, location and notes components, the other platform's
+- ``to_open311``: an Open311 GeoReport v2 "POST Service Request" body (the 12345 work-order
+  system); what GeoReport has no field for travels in ``attribute``. ``from_open311_response``
+  reads ``service_request_id`` from the response list.
+- ``to_eido``: an incident object in the spirit of NENA's EIDO (NENA-STA-021) for the 110
+  dispatch system: incident, call, person, location and notes components, the other platform's
   ticket as an external reference, the rest under ``extensions``. ``from_eido_response`` reads
   the ``incidentTrackingIdentifier`` the dispatch system assigns.
-- ``ticket_body`` and ``ticket_id_from_response`` choose between the two by platform.
+- ``ticket_body`` and ``ticket_id_from_response`` choose between the two by kind.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
+from contracts.vocab import PlatformKind
 from transfer.catalog import Catalog, Recommendation
 
-PLATFORMS = ("12345", "110")
 UNCLASSIFIED = "unclassified"
 ONLINE = "online"
 ONLINE_RESULT = "online_request"
@@ -61,25 +66,61 @@ MODE_TEXT = {
 RecommendFn = Callable[..., Recommendation]
 
 
-def owner_platform(record: dict) -> str:
-    """The platform ("12345" or "110") that handles the matter of an outcome record."""
+@dataclass(frozen=True)
+class Platforms:
+    """The configured platforms (``[sidecar.platforms]``): id -> the kind of its ticket API.
+    Exactly one of each kind: every transfer gives a ticket on both (the owner's and the linked
+    one on "the other" platform), which needs two, and each kind has its one role below."""
+    kinds: Mapping[str, PlatformKind]
+
+    def __post_init__(self) -> None:
+        if sorted(self.kinds.values()) != sorted(PlatformKind):
+            raise ValueError(f"platforms: expected one of each kind ({', '.join(PlatformKind)}), "
+                             f"got {dict(self.kinds)!r}")
+
+    def __contains__(self, platform: object) -> bool:
+        # Asked with whatever a request or record holds: a JSON object or list is no platform
+        # (and must not raise as an unhashable key would).
+        return isinstance(platform, str) and platform in self.kinds
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.kinds)
+
+    def of_kind(self, kind: PlatformKind) -> str:
+        return next(pid for pid, k in self.kinds.items() if k == kind)
+
+    def other(self, platform: str) -> str:
+        return next(pid for pid in self.kinds if pid != platform)
+
+    @property
+    def dispatch(self) -> str:
+        """The police desk (110). The sidecar knows a platform by the ticket API it speaks, and
+        the one whose system is the dispatch system (EIDO, the emergency-services incident
+        format) is the police desk: it owns emergencies (R4) and is called in on disputes (R15).
+        """
+        return self.of_kind(PlatformKind.EIDO)
+
+
+def owner_platform(record: dict, platforms: Platforms) -> str:
+    """The platform that handles the matter of an outcome record."""
     origin = record.get("origin")
-    if origin not in PLATFORMS:
-        raise ValueError(f"outcome record: origin {origin!r} is not 12345 or 110")
+    if origin not in platforms:
+        raise ValueError(f"outcome record: origin {origin!r} is not a platform "
+                         f"({', '.join(platforms)})")
     result = record.get("result")
     if result in ORIGIN_KEEPS:
         return origin
     if result in TARGET_TAKES:
         if record.get("mode") == "emergency":
-            return "110"
+            return platforms.dispatch
         target = record.get("target")
-        return target if target in PLATFORMS else origin
+        return target if target in platforms else origin
     raise ValueError(f"outcome record: unknown result {result!r}")
 
 
-def work_orders(record: dict, catalog: Catalog) -> list[dict]:
+def work_orders(record: dict, catalog: Catalog, platforms: Platforms) -> list[dict]:
     """The owner's work order and the linked one, from an outcome record."""
-    owner = owner_platform(record)
+    owner = owner_platform(record, platforms)
     category = record.get("category")
     number = record["caller_number"]
     stamps = record["timestamps"]
@@ -100,10 +141,11 @@ def work_orders(record: dict, catalog: Catalog) -> list[dict]:
         "requested_at": stamps["requested"],
         "ended_at": stamps.get("ended"),
     }
-    return _pair(fields, owner)
+    return _pair(fields, owner, platforms)
 
 
-def online_work_orders(request: dict, catalog: Catalog, recommend_fn: RecommendFn) -> list[dict]:
+def online_work_orders(request: dict, catalog: Catalog, recommend_fn: RecommendFn,
+                       platforms: Platforms) -> list[dict]:
     """The owner's work order and the linked one, from a request filed online.
 
     The platform comes from ``recommend_fn`` (``transfer.catalog.recommend``) with the request's
@@ -117,7 +159,7 @@ def online_work_orders(request: dict, catalog: Catalog, recommend_fn: RecommendF
         raise ValueError("online request: description must be a string")
     code = request.get("category") or None
     rec = recommend_fn(catalog, code=code, text=description)
-    if rec.platform not in PLATFORMS:
+    if rec.platform not in platforms:
         raise ValueError(f"online request {request_id}: no platform can be determined "
                          f"({rec.reason}); it needs an agent to classify it")
     category = rec.category or code
@@ -139,7 +181,7 @@ def online_work_orders(request: dict, catalog: Catalog, recommend_fn: RecommendF
         "requested_at": _optional_text(request, "requested_at") or _now_iso(),
         "ended_at": None,
     }
-    return _pair(fields, rec.platform)
+    return _pair(fields, rec.platform, platforms)
 
 
 def to_open311(wo: dict) -> dict:
@@ -265,31 +307,27 @@ def from_eido_response(body: object) -> str:
     return tid
 
 
-def ticket_body(wo: dict) -> dict:
-    """The request body for the work order's platform."""
-    if wo["platform"] == "12345":
+def ticket_body(wo: dict, kind: PlatformKind) -> dict:
+    """The request body for the work order, in the API of its platform's ``kind``."""
+    if kind == PlatformKind.OPEN311:
         return to_open311(wo)
-    if wo["platform"] == "110":
+    if kind == PlatformKind.EIDO:
         return to_eido(wo)
-    raise ValueError(f"work order: unknown platform {wo['platform']!r}")
+    raise ValueError(f"work order: unknown platform kind {kind!r}")
 
 
-def ticket_id_from_response(platform: str, body: object) -> str:
-    """The ticket id from a platform's response to creating a ticket."""
-    if platform == "12345":
+def ticket_id_from_response(kind: PlatformKind, body: object) -> str:
+    """The ticket id from the response of a platform of ``kind`` to creating a ticket."""
+    if kind == PlatformKind.OPEN311:
         return from_open311_response(body)
-    if platform == "110":
+    if kind == PlatformKind.EIDO:
         return from_eido_response(body)
-    raise ValueError(f"unknown platform {platform!r}")
+    raise ValueError(f"unknown platform kind {kind!r}")
 
 
 # --- helpers ----------------------------------------------------------------------------------
-def _other(platform: str) -> str:
-    return "110" if platform == "12345" else "12345"
-
-
-def _pair(fields: dict, owner: str) -> list[dict]:
-    other = _other(owner)
+def _pair(fields: dict, owner: str, platforms: Platforms) -> list[dict]:
+    other = platforms.other(owner)
     return [_work_order(fields, owner, "owner", other),
             _work_order(fields, other, "linked", owner)]
 

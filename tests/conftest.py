@@ -99,9 +99,9 @@ def lab():
     up = cli("lab", "up", check=False)
     if up.returncode != 0:
         pytest.fail(f"lab up failed:\n{up.stdout}\n{up.stderr}")
-    from hotline_link import lab as lab_mod, settings
+    from hotline_link import components, lab as lab_mod
 
-    descriptor_file = lab_mod.Lab(settings.load(CONFIG, secrets=False)).descriptor_file
+    descriptor_file = lab_mod.Lab(components.load(CONFIG, secrets=False)).descriptor_file
     yield Lab(json.loads(descriptor_file.read_text()))
     cli("lab", "down", check=False)
 
@@ -210,9 +210,9 @@ def _phones(softphones, lab):
 def _heal_lab(lab: Lab) -> None:
     """A lab process that died in an earlier test (a fault test that stopped a PBX and could not
     bring it back) is restarted, so one failure does not cascade into every later test."""
-    from hotline_link import lab as lab_mod, settings
+    from hotline_link import components, lab as lab_mod
 
-    handle = lab_mod.Lab(settings.load(CONFIG, secrets=False))
+    handle = lab_mod.Lab(components.load(CONFIG, secrets=False))
     for name, alive in handle.status().items():
         if not alive:
             handle.start_one(name)

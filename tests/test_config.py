@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import copy
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
 
-from hotline_link import settings
+from contracts.vocab import PlatformKind
+from hotline_link import components, config, lab_settings, settings
 from hotline_link.settings import ConfigError
+from sidecar import settings as sidecar_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -18,12 +22,12 @@ def problems(tmp_path: Path, text: str, env: dict | None = None) -> list[str]:
     path = tmp_path / "c.toml"
     path.write_text(text)
     with pytest.raises(ConfigError) as info:
-        settings.load(path, env=env or {}, secrets=False)
+        components.load(path, env=env or {}, secrets=False)
     return info.value.problems
 
 
 def test_defaults_load_and_describe_both_hotlines():
-    s = settings.load(env={}, secrets=False)
+    s = components.load(env={}, secrets=False)
     assert set(s.hotlines) == {"12345", "110"}
     assert s.hotlines["12345"].targets["110"].dial == "PJSIP/110@trunk-110"
     assert s.keys.bindings()["*1"] == "transfer"
@@ -33,7 +37,7 @@ def test_defaults_load_and_describe_both_hotlines():
 def test_file_then_environment_override_the_defaults(tmp_path):
     path = tmp_path / "c.toml"
     path.write_text('[timeouts]\nagent_ring = 7\n[redis]\nurl = "redis://127.0.0.1:1/0"\n')
-    s = settings.load(path, secrets=False,
+    s = components.load(path, secrets=False,
                       env={"HOTLINE_LINK__TIMEOUTS__AGENT_RING": "9.5",
                            "HOTLINE_LINK__HOTLINES__110__ARI__URL": "http://10.1.1.1:8088"})
     assert s.timeouts.agent_ring == 9.5
@@ -71,7 +75,7 @@ dial = "PJSIP/12345@trunk,60,tT"
 
 
 def test_dispute_signals_are_matter_codes(tmp_path):
-    s = settings.load(env={}, secrets=False)
+    s = components.load(env={}, secrets=False)
     assert (s.sidecar.stability, s.sidecar.disputes) == (
         ("stability_leads",), ("consumer_rights", "market_supervision"))
     found = problems(tmp_path, '[sidecar.signals]\nstability = "stability_leads"\n'
@@ -98,7 +102,7 @@ def test_missing_secret_file_is_named(tmp_path):
     path = tmp_path / "c.toml"
     path.write_text('[hotlines.110.ari]\npassword_file = "/nonexistent/pw"\n')
     with pytest.raises(ConfigError) as info:
-        settings.load(path, env={}, secrets=True)
+        components.load(path, env={}, secrets=True)
     assert any(p.startswith("hotlines.110.ari.password_file: cannot read /nonexistent/pw")
                for p in info.value.problems)
 
@@ -140,7 +144,7 @@ def test_target_keys_must_not_collide_with_agent_keys(tmp_path):
 
 
 def test_target_keys_become_transfer_actions_for_their_hotline():
-    s = settings.load(env={}, secrets=False)
+    s = components.load(env={}, secrets=False)
     assert s.key_bindings("12345")["*41"] == "transfer:province"
     assert s.key_bindings("110")["*42"] == "transfer:119"
     assert "*41" not in s.key_bindings("110")
@@ -202,3 +206,144 @@ def test_dialplan_render_names_an_unknown_hotline(tmp_path):
                   "--out", str(tmp_path / "out"), "--hotline", "119")
     assert result.returncode == 2
     assert "no such hotline: 119" in result.stderr
+
+
+# --- one loader, a section per component ----------------------------------------------------------
+def _parse_every_section(raw: dict) -> list[str]:
+    """Every section parser over ``raw`` as the loader would run them; the problems found."""
+    v = config.Validator(raw, ROOT, {}, secrets=False)
+    root = v.table(raw, "(root)", set(config.OWNERS))
+    for section in (settings.SECTION, *components.ALL):
+        section.parse(v, root)
+    return v.problems
+
+
+DEFAULTS = tomllib.loads(settings.defaults_file().read_text())
+LAB_DEFAULTS = tomllib.loads(lab_settings.defaults_file().read_text())
+# Keys a parser reads only if given, because their absence is a setting of its own ("no key of its
+# own", "no AMI", "no token", "shown by its id"); and secrets, given as one of _file or _env.
+OPTIONAL = {"name", "key", "screen_to", "emergency_to", "ami", "token_file", "token_env"}
+SECRET_PAIRS = (("password_file", "password_env"), ("secret_file", "secret_env"),
+                ("token_file", "token_env"))
+
+
+def _node(raw: dict, path: str):
+    node = raw
+    for part in path.split("."):
+        name, _, index = part.partition("[")
+        node = node[name]
+        if index:
+            node = node[int(index.rstrip("]"))]
+    return node
+
+
+def test_the_defaults_files_document_every_key_the_parsers_know():
+    raw = config._merge(DEFAULTS, LAB_DEFAULTS)
+    v = config.Validator(raw, ROOT, {}, secrets=False)
+    root = v.table(raw, "(root)", set(config.OWNERS))
+    for section in (settings.SECTION, *components.ALL):
+        section.parse(v, root)
+    assert v.problems == []
+    undocumented = []
+    for path, allowed in v.allowed.items():
+        given = set(raw) if path == "(root)" else set(_node(raw, path))
+        for pair in SECRET_PAIRS:
+            if given & set(pair):
+                allowed = allowed - set(pair)
+        undocumented += [f"{path}.{k}" for k in sorted(allowed - given - OPTIONAL)]
+    assert undocumented == []
+    assert set(config.OWNERS) == {t for s in (settings.SECTION, *components.ALL) for t in s.tables}
+
+
+def _scalar_leaves(node: dict, path: tuple[str, ...] = ()):
+    for key, value in node.items():
+        if isinstance(value, dict):
+            yield from _scalar_leaves(value, path + (key,))
+        elif not (isinstance(value, list) and value and isinstance(value[0], dict)):
+            yield path + (key,)
+
+
+def _without(raw: dict, path: tuple[str, ...]) -> dict:
+    out = copy.deepcopy(raw)
+    node = out
+    for part in path[:-1]:
+        node = node[part]
+    del node[path[-1]]
+    return out
+
+
+REQUIRED = [p for p in _scalar_leaves(config._merge(DEFAULTS, LAB_DEFAULTS)) if p[-1] not in OPTIONAL]
+
+
+@pytest.mark.parametrize("path", REQUIRED, ids=".".join)
+def test_no_parser_has_a_default_of_its_own(path):
+    # The defaults live in the TOML only: take a key out of the defaults, and the parser that
+    # reads it says it is missing instead of filling in a value of its own.
+    found = _parse_every_section(_without(config._merge(DEFAULTS, LAB_DEFAULTS), path))
+    dotted = ".".join(path)
+    assert any(p.startswith(dotted) or dotted.startswith(p.split(":")[0]) for p in found), found
+
+
+def test_a_production_config_has_no_lab_and_loads_cleanly(tmp_path):
+    assert "lab" not in DEFAULTS
+    s = components.load(env={}, secrets=False)
+    assert s.lab is None and s.sidecar is not None
+    assert not any(src.endswith("lab.toml") for src in s.sources)
+    path = tmp_path / "prod.toml"
+    path.write_text('[redis]\nurl = "redis://10.0.0.9:6379/0"\n')
+    result = _run("check-config", "--no-secrets", str(path))
+    assert result.returncode == 0, result.stderr
+    assert "sections: service, sidecar;" in result.stdout and "[lab]" not in result.stdout
+
+
+def test_a_lab_table_brings_in_the_lab_defaults_under_it(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text("[lab]\nredis_port = 7000\n")
+    s = components.load(path, env={}, secrets=False)
+    assert s.lab.redis_port == 7000
+    assert s.lab.phone_host == "127.0.0.1" and set(s.lab.pbx) == {"12345", "110"}
+    assert s.sources[1] == str(lab_settings.defaults_file()) and s.sources[2] == str(path)
+    # The lab's commands want it even when nothing mentions it: `make run` on the defaults.
+    assert components.load(env={}, secrets=False, lab=True).lab.redis_port == 6390
+
+
+def test_a_lab_table_in_a_production_file_is_checked_and_named(tmp_path):
+    assert problems(tmp_path, '[lab]\nredis_port = "x"\nrootfss = "/"\n') == [
+        "lab.rootfss: unknown key", "lab.redis_port: expected an integer, got 'x'"]
+    path = tmp_path / "prod.toml"
+    path.write_text("[lab]\nredis_port = 7000\n")
+    result = _run("check-config", "--no-secrets", str(path))
+    assert result.returncode == 0, result.stderr
+    assert "note: has a [lab] table: the test lab's section" in result.stdout
+
+
+def test_each_process_reads_only_its_own_sections(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text('[sidecar]\nretry_for = "soon"\n[lab]\nredis_port = "x"\n')
+    # The service neither reads nor refuses the sidecar's or the lab's section...
+    s = settings.load(path, env={}, secrets=False)
+    assert (s.sidecar, s.lab) == (None, None)
+    # ...the sidecar reads its own and not the lab's...
+    with pytest.raises(ConfigError) as info:
+        sidecar_settings.load(path, env={}, secrets=False)
+    assert info.value.problems == ["sidecar.retry_for: expected a number, got 'soon'"]
+    # ...and a table that no component owns is refused by every one of them.
+    path.write_text("[sidcar]\nretry_for = 1\n")
+    with pytest.raises(ConfigError) as info:
+        settings.load(path, env={}, secrets=False)
+    assert info.value.problems == ["(root).sidcar: unknown key"]
+
+
+def test_the_sidecar_process_loads_with_its_platforms_kinds():
+    s = sidecar_settings.load(env={}, secrets=False)
+    assert {pid: api.kind for pid, api in s.sidecar.platforms.items()} == {
+        "12345": PlatformKind.OPEN311, "110": PlatformKind.EIDO}
+    assert s.lab is None
+
+
+def test_platform_kinds_are_checked(tmp_path):
+    assert problems(tmp_path, '[sidecar.platforms.110]\nkind = "json"\n') == [
+        "sidecar.platforms.110.kind: 'json' is not one of open311, eido"]
+    assert problems(tmp_path, '[sidecar.platforms.110]\nkind = "open311"\n') == [
+        "sidecar.platforms: expected one platform of each kind (open311, eido), "
+        "got open311, open311"]

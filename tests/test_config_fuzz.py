@@ -1,5 +1,6 @@
-"""Config fuzz (hypothesis): any key of the embedded defaults given a value of the wrong kind, or a
-key that does not exist, is refused with a message that names the key.
+"""Config fuzz (hypothesis): any key of the embedded defaults (the product's and the lab's) given a
+value of the wrong kind, or a key that does not exist, is refused with a message that names the
+key.
 
 The mutations come in through the environment layer (``HOTLINE_LINK__A__B=<TOML value>``), the
 same way an operator's override would. ``make test`` runs a fixed, derandomized sample; the fault
@@ -13,10 +14,12 @@ import tomllib
 import pytest
 from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
 
-from hotline_link import settings
+from hotline_link import components
+from hotline_link import lab_settings
 from hotline_link.settings import ConfigError, ENV_PREFIX, defaults_file
 
 DEFAULTS = tomllib.loads(defaults_file().read_text())
+LAB_DEFAULTS = tomllib.loads(lab_settings.defaults_file().read_text())
 
 
 def _leaves(node: dict, path: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], object]]:
@@ -32,7 +35,7 @@ def _leaves(node: dict, path: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...
     return out
 
 
-LEAVES = _leaves(DEFAULTS)
+LEAVES = _leaves(DEFAULTS) + _leaves(LAB_DEFAULTS)
 
 # For each kind of default, TOML literals that can never be a valid value of that kind.
 WRONG = {
@@ -65,7 +68,7 @@ def mutations(draw) -> tuple[str, dict[str, str]]:
 
 def check(path: str, env: dict[str, str]) -> None:
     with pytest.raises(ConfigError) as info:
-        settings.load(env=env, secrets=False)
+        components.load(env=env, secrets=False, lab=True)
     named = [p for p in info.value.problems if p.startswith(path) or path.startswith(p.split(":")[0])]
     assert named, f"{env} refused, but no problem names {path}: {info.value.problems}"
 

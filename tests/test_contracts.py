@@ -11,7 +11,7 @@ import pytest
 
 from conftest import ROOT
 from contracts import names, sip, vocab
-from hotline_link.settings import WEBHOOK_EVENTS
+from sidecar.settings import WEBHOOK_EVENTS
 
 OUTCOME = json.loads((ROOT / "config" / "outcome-record.schema.json").read_text())
 PAYLOADS = json.loads((ROOT / "config" / "stream-payloads.schema.json").read_text())
@@ -115,3 +115,12 @@ def test_the_payload_schemas_refuse_what_no_reader_understands(kind, payload):
 def test_the_sip_headers_are_the_trunks():
     assert all(h.startswith("X-Hotline-") for h in sip.HEADERS)
     assert len(set(sip.HEADERS)) == len(sip.HEADERS) == 5
+
+
+def test_the_platform_kinds_are_the_ones_the_work_order_schema_names():
+    schema = json.loads((ROOT / "config" / "work-order.schema.json").read_text())
+    for kind in vocab.PlatformKind:
+        assert f"`{kind}`" in schema["description"], kind
+    defaults = tomllib.loads((ROOT / "config" / "hotline-link.toml").read_text())
+    kinds = {p["kind"] for p in defaults["sidecar"]["platforms"].values()}
+    assert kinds == values(vocab.PlatformKind)

@@ -24,14 +24,14 @@ import redis
 from conftest import CONFIG, ROOT, _die_with_parent
 from contracts.names import (COMMAND_RESULTS, COMMANDS, DEADLINES, EVENTS, OUTCOMES, OUTCOMES_DEAD,
                              OUTCOMES_GROUP, OVERDUE)
-from hotline_link import settings as settings_mod
+from hotline_link import components
 from test_contracts import check_payload
 
 pytestmark = pytest.mark.lab
 
 # The stand-ins of the lab in use (tests/lab.toml, or the chaos lab's).
 STANDINS = {pid: api.url.rstrip("/")
-            for pid, api in settings_mod.load(CONFIG, secrets=False).sidecar.platforms.items()}
+            for pid, api in components.load(CONFIG, secrets=False).sidecar.platforms.items()}
 
 
 def _http(method: str, url: str, body: dict | None = None, headers: dict | None = None):
@@ -79,7 +79,7 @@ class Proc:
 
 class Stack:
     def __init__(self, lab):
-        self.settings = settings_mod.load(CONFIG)
+        self.settings = components.load(CONFIG)
         state = Path(lab.descriptor["state_dir"])
         host, port = self.settings.sidecar.listen
         self.sidecar = Proc("sidecar", [sys.executable, "-m", "hotline_link.cli", "-c", str(CONFIG),
@@ -299,7 +299,7 @@ def test_two_sidecars_share_the_stream_and_create_every_ticket_once(stack, lab):
     from bench.sidecar import second_sidecar_config
 
     variant = second_sidecar_config(CONFIG, lab.descriptor)
-    host, port2 = settings_mod.load(variant, secrets=False).sidecar.listen
+    host, port2 = components.load(variant, secrets=False).sidecar.listen
     second = Proc("sidecar-2", [sys.executable, "-m", "hotline_link.cli", "-c", str(variant),
                                 "sidecar"], f"http://{host}:{port2}/health",
                   Path(lab.descriptor["state_dir"]) / "sidecar-2.log")

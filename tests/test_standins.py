@@ -43,8 +43,8 @@ EIDO = {
 async def make_client() -> AsyncIterator[MakeClient]:
     clients: list[TestClient] = []
 
-    async def make(platform: str, **kw) -> TestClient:
-        client = TestClient(TestServer(make_app(platform, **kw), host="127.0.0.1", port=0))
+    async def make(kind: str, **kw) -> TestClient:
+        client = TestClient(TestServer(make_app(kind, **kw), host="127.0.0.1", port=0))
         await client.start_server()
         clients.append(client)
         return client
@@ -74,7 +74,7 @@ async def get(client: TestClient, path: str, **headers: str) -> tuple[int, objec
 # --- 12345: Open311 ---------------------------------------------------------------------------
 
 async def test_12345_creates_a_work_order_and_shows_it(make_client):
-    client = await make_client("12345")
+    client = await make_client("open311")
     status, body = await post(client, "/open311/v2/requests.json", GEOREPORT, key="k-1")
     assert status == 201
     assert body[0]["service_request_id"] == "WO-000001"
@@ -96,13 +96,13 @@ async def test_12345_creates_a_work_order_and_shows_it(make_client):
 
 
 async def test_12345_accepts_null_for_optional_fields(make_client):
-    client = await make_client("12345")
+    client = await make_client("open311")
     body = {"service_code": "other", "description": "anonymous caller", "phone": None}
     assert (await post(client, "/open311/v2/requests.json", body, key="k"))[0] == 201
 
 
 async def test_repeated_idempotency_key_returns_the_same_ticket(make_client):
-    client = await make_client("12345")
+    client = await make_client("open311")
     first = await post(client, "/open311/v2/requests.json", GEOREPORT, key="same")
     again = await post(client, "/open311/v2/requests.json", GEOREPORT, key="same")
     assert first[0] == 201
@@ -117,7 +117,7 @@ async def test_repeated_idempotency_key_returns_the_same_ticket(make_client):
 
 
 async def test_concurrent_retries_with_one_key_create_one_ticket(make_client):
-    client = await make_client("110")
+    client = await make_client("eido")
     answers = await asyncio.gather(*(post(client, "/eido/v1/incidents", EIDO, key="race")
                                      for _ in range(8)))
     assert sorted(status for status, _ in answers) == [200] * 7 + [201]
@@ -134,13 +134,13 @@ async def test_concurrent_retries_with_one_key_create_one_ticket(make_client):
     ([GEOREPORT], "body must be a JSON object"),
 ])
 async def test_12345_rejects_invalid_bodies(make_client, body, error):
-    client = await make_client("12345")
+    client = await make_client("open311")
     assert await post(client, "/open311/v2/requests.json", body, key="k") == (400, {"error": error})
     assert standin(client).tickets == {}
 
 
 async def test_missing_idempotency_key_or_bad_json_is_400_and_not_remembered(make_client):
-    client = await make_client("12345")
+    client = await make_client("open311")
     status, body = await post(client, "/open311/v2/requests.json", GEOREPORT)
     assert (status, body) == (400, {"error": "Idempotency-Key header is required"})
 
@@ -154,7 +154,7 @@ async def test_missing_idempotency_key_or_bad_json_is_400_and_not_remembered(mak
 
 
 async def test_notes_update_status_and_are_deduplicated(make_client):
-    client = await make_client("12345")
+    client = await make_client("open311")
     await post(client, "/open311/v2/requests.json", GEOREPORT, key="k")
     path = "/open311/v2/requests/WO-000001/notes"
     note = {"status": "accepted", "note": "派单至市政", "source": "12345"}
@@ -176,12 +176,12 @@ async def test_notes_update_status_and_are_deduplicated(make_client):
 
 
 async def test_lookup_by_idempotency_key_answers_what_the_post_got_without_redoing_it(make_client):
-    for platform, create, notes in (("12345", "/open311/v2/requests.json",
-                                     "/open311/v2/requests/WO-000001/notes"),
-                                    ("110", "/eido/v1/incidents", "/eido/v1/incidents/JD-000001/notes")):
-        client = await make_client(platform)
+    for kind, create, notes in (("open311", "/open311/v2/requests.json",
+                                 "/open311/v2/requests/WO-000001/notes"),
+                                ("eido", "/eido/v1/incidents", "/eido/v1/incidents/JD-000001/notes")):
+        client = await make_client(kind)
         assert (await get(client, f"{create}?idempotency_key=k"))[0] == 404
-        made = await post(client, create, GEOREPORT if platform == "12345" else EIDO, key="k")
+        made = await post(client, create, GEOREPORT if kind == "open311" else EIDO, key="k")
         assert await get(client, f"{create}?idempotency_key=k") == (200, made[1])
         assert (await get(client, f"{notes}?idempotency_key=n"))[0] == 404
         await post(client, notes, {"note": "seen"}, key="n")
@@ -198,7 +198,7 @@ async def test_lookup_by_idempotency_key_answers_what_the_post_got_without_redoi
     ({"note": 5}, "note must be a string"),
 ])
 async def test_invalid_notes_are_rejected(make_client, note, error):
-    client = await make_client("110")
+    client = await make_client("eido")
     await post(client, "/eido/v1/incidents", EIDO, key="k")
     assert await post(client, "/eido/v1/incidents/JD-000001/notes", note, key="n") == (
         400, {"error": error})
@@ -206,7 +206,7 @@ async def test_invalid_notes_are_rejected(make_client, note, error):
 
 
 async def test_unknown_ids_are_404(make_client):
-    c12345, c110 = await make_client("12345"), await make_client("110")
+    c12345, c110 = await make_client("open311"), await make_client("eido")
     for client, ticket_id, show, notes in [
         (c12345, "WO-000009", "/open311/v2/requests/WO-000009.json",
          "/open311/v2/requests/WO-000009/notes"),
@@ -220,7 +220,7 @@ async def test_unknown_ids_are_404(make_client):
 # --- 110: EIDO --------------------------------------------------------------------------------
 
 async def test_110_creates_an_incident_and_shows_it_with_status_and_notes(make_client):
-    client = await make_client("110")
+    client = await make_client("eido")
     assert await post(client, "/eido/v1/incidents", EIDO, key="k") == (
         201, {"incidentTrackingIdentifier": "JD-000001"})
     note = {"status": "in_progress", "note": "警员已出警", "source": "110"}
@@ -241,7 +241,7 @@ async def test_110_creates_an_incident_and_shows_it_with_status_and_notes(make_c
      "incidentComponent is required (an object)"),
 ])
 async def test_110_rejects_incomplete_messages(make_client, body, error):
-    client = await make_client("110")
+    client = await make_client("eido")
     assert await post(client, "/eido/v1/incidents", body, key="k") == (400, {"error": error})
     assert (await post(client, "/eido/v1/incidents", EIDO))[0] == 400     # no key
 
@@ -249,7 +249,7 @@ async def test_110_rejects_incomplete_messages(make_client, body, error):
 # --- failure injection ------------------------------------------------------------------------
 
 async def test_error_mode_fails_count_requests_then_recovers(make_client):
-    client = await make_client("12345")
+    client = await make_client("open311")
     assert await post(client, "/_standin/fail", {"mode": "error", "count": 2}) == (
         200, {"mode": "error", "count": 2})
     for _ in range(2):
@@ -264,7 +264,7 @@ async def test_error_mode_fails_count_requests_then_recovers(make_client):
 
 
 async def test_error_mode_without_count_lasts_until_none(make_client):
-    client = await make_client("110")
+    client = await make_client("eido")
     await post(client, "/eido/v1/incidents", EIDO, key="k")
     await post(client, "/_standin/fail", {"mode": "error", "count": None})
     for _ in range(5):
@@ -278,7 +278,7 @@ async def test_error_mode_without_count_lasts_until_none(make_client):
 
 
 async def test_timeout_mode_holds_the_answer_until_the_client_gives_up(make_client):
-    client = await make_client("12345")
+    client = await make_client("open311")
     await post(client, "/_standin/fail", {"mode": "timeout", "count": 1})
     started = time.monotonic()
     with pytest.raises(asyncio.TimeoutError):
@@ -295,7 +295,7 @@ async def test_timeout_mode_holds_the_answer_until_the_client_gives_up(make_clie
 async def test_stopping_the_server_cuts_a_stalled_answer_short():
     # A plain AppRunner (as a demo or another test would run it): unlike TestServer it does not
     # cancel handlers, so without the shutdown hook cleanup would wait out the 30 s.
-    runner = web.AppRunner(make_app("110"))
+    runner = web.AppRunner(make_app("eido"))
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
@@ -320,7 +320,7 @@ async def test_stopping_the_server_cuts_a_stalled_answer_short():
     {"mode": "error", "count": True},
 ])
 async def test_fail_control_rejects_bad_settings(make_client, body):
-    client = await make_client("12345")
+    client = await make_client("open311")
     status, answer = await post(client, "/_standin/fail", body)
     assert status == 400 and answer["error"]
     assert standin(client).fail_mode == "none"
@@ -329,7 +329,7 @@ async def test_fail_control_rejects_bad_settings(make_client, body):
 # --- auth -------------------------------------------------------------------------------------
 
 async def test_api_token_is_required_on_the_ticket_api_only(make_client):
-    client = await make_client("12345", api_token="s3cret-token")
+    client = await make_client("open311", api_token="s3cret-token")
     path = "/open311/v2/requests.json"
     for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "s3cret-token"}):
         async with client.post(path, json=GEOREPORT,
@@ -357,7 +357,7 @@ async def deliver(client: TestClient, raw: bytes, header: str | None) -> tuple[i
 
 
 async def test_webhook_receiver_stores_a_validly_signed_alert(make_client):
-    client = await make_client("110", webhook_secret=WEBHOOK_SECRET)
+    client = await make_client("eido", webhook_secret=WEBHOOK_SECRET)
     event = {"type": "emergency", "transfer_id": "t-9", "note": "燃气泄漏"}
     raw = json.dumps(event, ensure_ascii=False).encode()
     before = time.time()
@@ -370,7 +370,7 @@ async def test_webhook_receiver_stores_a_validly_signed_alert(make_client):
 
 
 async def test_webhook_receiver_rejects_forged_stale_and_unsigned_alerts(make_client):
-    client = await make_client("12345", webhook_secret=WEBHOOK_SECRET)
+    client = await make_client("open311", webhook_secret=WEBHOOK_SECRET)
     raw = b'{"type":"emergency","transfer_id":"t-9"}'
     cases = [
         (sign(b"attacker-secret", raw), "does not match"),
@@ -390,7 +390,12 @@ async def test_webhook_receiver_rejects_forged_stale_and_unsigned_alerts(make_cl
 
 
 async def test_webhook_receiver_without_a_secret_accepts_nothing(make_client):
-    client = await make_client("12345")
+    client = await make_client("open311")
     raw = b'{"type":"ping"}'
     status, answer = await deliver(client, raw, sign(WEBHOOK_SECRET, raw))
     assert status == 401 and "no webhook secret" in json.loads(answer)["error"]
+
+
+def test_a_stand_in_is_of_a_kind_not_a_platform_id():
+    with pytest.raises(ValueError, match="kind must be one of open311, eido, got '12345'"):
+        StandIn("12345")

@@ -9,14 +9,20 @@ from pathlib import Path
 import pytest
 from jsonschema import Draft202012Validator
 
+from contracts.vocab import PlatformKind
 from hotline_link.settings import load_catalog
-from sidecar.workorder import (from_eido_response, from_open311_response, online_work_orders,
+from sidecar import settings as sidecar_settings
+from sidecar.workorder import (Platforms, from_eido_response, from_open311_response,
+                               online_work_orders,
                                owner_platform, ticket_body, ticket_id_from_response, to_eido,
                                to_open311, work_orders)
 from transfer.catalog import recommend
 
 CONFIG = Path(__file__).resolve().parent.parent / "config"
 CATALOG = load_catalog()
+# The platforms as configured by default: 12345 speaks Open311, 110 is the EIDO dispatch system.
+PLATFORMS = Platforms({pid: api.kind for pid, api in
+                       sidecar_settings.load(env={}, secrets=False).sidecar.platforms.items()})
 WORK_ORDER = Draft202012Validator(json.loads((CONFIG / "work-order.schema.json").read_text()))
 OUTCOME = Draft202012Validator(json.loads((CONFIG / "outcome-record.schema.json").read_text()))
 
@@ -99,14 +105,14 @@ def test_the_record_fixtures_are_valid_outcome_records():
 
 @pytest.mark.parametrize("mode,origin,target,result,owner", OWNER_CASES)
 def test_owner_platform(mode, origin, target, result, owner):
-    assert owner_platform(make_record(mode, origin, target, result)) == owner
+    assert owner_platform(make_record(mode, origin, target, result), PLATFORMS) == owner
 
 
 def test_owner_platform_rejects_an_unknown_result_or_origin():
     with pytest.raises(ValueError, match="unknown result"):
-        owner_platform(make_record(result="transferred"))
+        owner_platform(make_record(result="transferred"), PLATFORMS)
     with pytest.raises(ValueError, match="origin"):
-        owner_platform(make_record(origin="119"))
+        owner_platform(make_record(origin="119"), PLATFORMS)
 
 
 # --- the schema and the work orders ---------------------------------------------------------------
@@ -127,7 +133,7 @@ def test_the_schema_is_valid_and_every_property_is_described():
 @pytest.mark.parametrize("mode,origin,target,result,owner", OWNER_CASES)
 def test_work_orders_are_owner_then_linked_and_valid(mode, origin, target, result, owner):
     record = make_record(mode, origin, target, result)
-    first, second = work_orders(record, CATALOG)
+    first, second = work_orders(record, CATALOG, PLATFORMS)
     other = "110" if owner == "12345" else "12345"
     for wo in (first, second):
         WORK_ORDER.validate(wo)
@@ -149,7 +155,7 @@ def test_work_orders_are_owner_then_linked_and_valid(mode, origin, target, resul
 def test_work_orders_carry_the_category_and_a_factual_description():
     record = make_record("three_way", "12345", "110", "accepted_by_target",
                          category="public_facilities")
-    owner, linked = work_orders(record, CATALOG)
+    owner, linked = work_orders(record, CATALOG, PLATFORMS)
     assert owner["category"] == "public_facilities"
     assert owner["category_name"] == "公共设施类"
     assert owner["description"] == linked["description"]
@@ -159,32 +165,37 @@ def test_work_orders_carry_the_category_and_a_factual_description():
 
 
 def test_description_of_an_emergency_and_of_an_out_of_scope_marker():
-    em, _ = work_orders(make_record("emergency", result="accepted_by_target"), CATALOG)
+    em, _ = work_orders(make_record("emergency", result="accepted_by_target"), CATALOG, PLATFORMS)
     assert em["description"].startswith("Emergency three-way call from 12345 to 110: "
                                         "accepted_by_target. Emergency. Matter: 社会治安类")
     assert em["emergency"] is True
     marker, _ = work_orders(make_record("none", "110", None, "out_of_scope_guided",
-                                        category=None), CATALOG)
+                                        category=None), CATALOG, PLATFORMS)
     assert marker["description"] == ("Out-of-scope call at 110: out_of_scope_guided. "
                                      "Initiating agent: 1001.")
     assert marker["category"] is None and marker["category_name"] is None
 
 
 def test_an_unknown_category_keeps_its_code_without_a_name():
-    owner, _ = work_orders(make_record(category="retired_code"), CATALOG)
+    owner, _ = work_orders(make_record(category="retired_code"), CATALOG, PLATFORMS)
     WORK_ORDER.validate(owner)
     assert (owner["category"], owner["category_name"]) == ("retired_code", None)
     assert "Matter: retired_code." in owner["description"]
 
 
-def test_the_schema_rejects_a_work_order_linked_to_its_own_platform():
-    owner, _ = work_orders(make_record(), CATALOG)
-    owner["linked"]["platform"] = owner["platform"]
+def test_the_schema_rejects_a_platform_that_is_not_an_id():
+    # Platform ids are configuration, so the schema checks their form; that a pair links each
+    # to the other platform, never to itself, is checked on the pairs themselves (above).
+    owner, _ = work_orders(make_record(), CATALOG, PLATFORMS)
+    assert WORK_ORDER.is_valid(owner)
+    assert not WORK_ORDER.is_valid(owner | {"platform": "no such/id"})
+    assert not WORK_ORDER.is_valid(owner | {"work_order_id": f"{TID}:"})
+    owner["linked"]["platform"] = ""
     assert not WORK_ORDER.is_valid(owner)
 
 
 def test_the_two_work_orders_do_not_share_nested_objects():
-    owner, linked = work_orders(make_record(), CATALOG)
+    owner, linked = work_orders(make_record(), CATALOG, PLATFORMS)
     owner["location"]["address"] = "changed"
     assert linked["location"]["address"] is None
 
@@ -198,7 +209,7 @@ def online(**over) -> dict:
 def test_online_request_with_a_category():
     owner, linked = online_work_orders(online(category="public_facilities", caller_name="张伟",
                                               address="济源市济水大街 18 号", lat=35.09,
-                                              lon=112.59), CATALOG, recommend)
+                                              lon=112.59), CATALOG, recommend, PLATFORMS)
     for wo in (owner, linked):
         WORK_ORDER.validate(wo)
         assert (wo["channel"], wo["result"], wo["origin"], wo["target"]) == \
@@ -216,7 +227,7 @@ def test_online_request_with_a_category():
 
 def test_online_request_without_a_category_is_classified_from_its_description():
     owner, linked = online_work_orders(online(description="A dog bit my son in the park"),
-                                       CATALOG, recommend)
+                                       CATALOG, recommend, PLATFORMS)
     WORK_ORDER.validate(owner)
     assert (owner["platform"], owner["target"], owner["category"]) == ("110", "110", "public_order")
     assert owner["emergency"] is False
@@ -230,14 +241,14 @@ def test_online_request_without_a_category_asks_the_recommender_with_the_descrip
         calls.append((catalog, code, text))
         return recommend(catalog, code=code, text=text)
 
-    online_work_orders(online(), CATALOG, fake)
+    online_work_orders(online(), CATALOG, fake, PLATFORMS)
     assert calls == [(CATALOG, None, "路灯故障，整条街都黑了")]
 
 
 def test_an_emergency_description_overrides_the_chosen_category():
     owner, _ = online_work_orders(online(category="public_facilities",
                                          description="井盖缺失，有人掉下去受伤了"),
-                                  CATALOG, recommend)
+                                  CATALOG, recommend, PLATFORMS)
     WORK_ORDER.validate(owner)
     assert (owner["platform"], owner["category"], owner["emergency"]) == \
         ("110", "public_facilities", True)
@@ -245,14 +256,14 @@ def test_an_emergency_description_overrides_the_chosen_category():
 
 def test_online_request_with_no_recommendation_raises():
     with pytest.raises(ValueError, match="no platform can be determined"):
-        online_work_orders(online(description="hello, is anyone there?"), CATALOG, recommend)
+        online_work_orders(online(description="hello, is anyone there?"), CATALOG, recommend, PLATFORMS)
     with pytest.raises(ValueError, match="no platform can be determined"):
-        online_work_orders(online(category="no_such_code"), CATALOG, recommend)
+        online_work_orders(online(category="no_such_code"), CATALOG, recommend, PLATFORMS)
 
 
 def test_online_request_hides_the_caller_number_in_its_description():
     owner, linked = online_work_orders(online(description=f"路灯故障，请回电 {CALLER}"),
-                                       CATALOG, recommend)
+                                       CATALOG, recommend, PLATFORMS)
     for wo in (owner, linked):
         assert CALLER not in wo["description"]
         assert wo["description"] == "路灯故障，请回电 [caller number]"
@@ -262,7 +273,7 @@ def test_online_request_hides_the_caller_number_in_its_description():
 
 
 def test_online_request_without_a_time_gets_the_current_one():
-    owner, _ = online_work_orders(online(requested_at=None), CATALOG, recommend)
+    owner, _ = online_work_orders(online(requested_at=None), CATALOG, recommend, PLATFORMS)
     WORK_ORDER.validate(owner)
     assert datetime.fromisoformat(owner["requested_at"]).tzinfo is not None
 
@@ -273,13 +284,13 @@ def test_online_request_without_a_time_gets_the_current_one():
                                         ({"lon": "112.5"}, "lon")])
 def test_online_request_with_bad_fields_raises(over, field):
     with pytest.raises(ValueError, match=field):
-        online_work_orders(online(**over), CATALOG, recommend)
+        online_work_orders(online(**over), CATALOG, recommend, PLATFORMS)
 
 
 # --- Open311 ----------------------------------------------------------------------------------
 def test_open311_body_of_an_owner_work_order_from_a_call():
     record = make_record("blind", "110", "12345", "accepted", category="public_facilities")
-    owner, _ = work_orders(record, CATALOG)
+    owner, _ = work_orders(record, CATALOG, PLATFORMS)
     body = to_open311(owner)
     assert body == {
         "service_code": "public_facilities",
@@ -295,7 +306,7 @@ def test_open311_body_of_an_owner_work_order_from_a_call():
 
 
 def test_open311_body_of_a_linked_work_order_with_the_other_ticket_known():
-    _, linked = work_orders(make_record("emergency", result="accepted_by_target"), CATALOG)
+    _, linked = work_orders(make_record("emergency", result="accepted_by_target"), CATALOG, PLATFORMS)
     assert linked["platform"] == "12345"
     linked["linked"]["ticket_id"] = "JY110-20240506-0042"
     body = to_open311(linked)
@@ -308,7 +319,7 @@ def test_open311_body_of_a_linked_work_order_with_the_other_ticket_known():
 
 def test_open311_leaves_out_unknown_attributes():
     marker, _ = work_orders(make_record("none", "12345", None, "out_of_scope_guided",
-                                        category=None), CATALOG)
+                                        category=None), CATALOG, PLATFORMS)
     body = to_open311(marker)
     assert body["service_code"] == "unclassified"
     assert not {"target", "answering_agent", "linked_ticket_id"} & set(body["attribute"])
@@ -316,7 +327,7 @@ def test_open311_leaves_out_unknown_attributes():
 
 def test_open311_body_with_location_and_a_name_without_spaces():
     owner, _ = online_work_orders(online(caller_name="欧阳娜娜", address="济源市济水大街 18 号",
-                                         lat=35.09, lon=112.59), CATALOG, recommend)
+                                         lat=35.09, lon=112.59), CATALOG, recommend, PLATFORMS)
     body = to_open311(owner)
     assert (body["lat"], body["long"], body["address_string"]) == \
         (35.09, 112.59, "济源市济水大街 18 号")
@@ -327,7 +338,7 @@ def test_open311_body_with_location_and_a_name_without_spaces():
 
 def test_open311_splits_a_name_with_spaces_and_needs_both_coordinates():
     owner, _ = online_work_orders(online(caller_name="Mary Ann Smith", lat=35.09),
-                                  CATALOG, recommend)
+                                  CATALOG, recommend, PLATFORMS)
     body = to_open311(owner)
     assert (body["first_name"], body["last_name"]) == ("Mary Ann", "Smith")
     assert not {"lat", "long", "address_string"} & set(body)
@@ -335,7 +346,7 @@ def test_open311_splits_a_name_with_spaces_and_needs_both_coordinates():
 
 def test_open311_caps_the_description_at_the_georeport_limit():
     owner, _ = online_work_orders(online(description="路灯故障" + "。" * 5000),
-                                  CATALOG, recommend)
+                                  CATALOG, recommend, PLATFORMS)
     assert len(to_open311(owner)["description"]) == 4000
 
 
@@ -367,7 +378,7 @@ def test_open311_response_rejects_anything_else(body, message):
 # --- EIDO -------------------------------------------------------------------------------------
 def test_eido_incident_of_an_owner_work_order_from_a_call():
     owner, _ = work_orders(make_record("three_way", "12345", "110", "accepted_by_target"),
-                           CATALOG)
+                           CATALOG, PLATFORMS)
     assert owner["platform"] == "110"
     body = to_eido(owner)
     assert body == {
@@ -391,10 +402,10 @@ def test_eido_incident_of_an_owner_work_order_from_a_call():
 
 
 def test_eido_status_follows_role_and_emergency():
-    owner, _ = work_orders(make_record("emergency", result="accepted_by_target"), CATALOG)
+    owner, _ = work_orders(make_record("emergency", result="accepted_by_target"), CATALOG, PLATFORMS)
     assert to_eido(owner)["incidentComponent"]["incidentStatusCommonRegistryText"] == "Dispatched"
     assert to_eido(owner)["incidentComponent"]["emergency"] is True
-    _, linked = work_orders(make_record("blind", "110", "12345", "accepted"), CATALOG)
+    _, linked = work_orders(make_record("blind", "110", "12345", "accepted"), CATALOG, PLATFORMS)
     assert linked["platform"] == "110"
     assert to_eido(linked)["incidentComponent"]["incidentStatusCommonRegistryText"] == \
         "Informational"
@@ -403,7 +414,7 @@ def test_eido_status_follows_role_and_emergency():
 
 def test_eido_incident_with_location_name_and_the_other_ticket():
     _, linked = online_work_orders(online(caller_name="张伟", address="济源市济水大街 18 号"),
-                                   CATALOG, recommend)
+                                   CATALOG, recommend, PLATFORMS)
     assert linked["platform"] == "110"
     linked["linked"]["ticket_id"] = "638344"
     body = to_eido(linked)
@@ -418,7 +429,7 @@ def test_eido_incident_with_location_name_and_the_other_ticket():
 
 
 def test_eido_incident_without_location_has_no_location_component():
-    owner, _ = online_work_orders(online(description="有人持刀抢劫"), CATALOG, recommend)
+    owner, _ = online_work_orders(online(description="有人持刀抢劫"), CATALOG, recommend, PLATFORMS)
     body = to_eido(owner)
     assert "locationComponent" not in body
     assert body["incidentComponent"]["incidentTypeCommonRegistryText"] == "unclassified"
@@ -438,14 +449,34 @@ def test_eido_response_rejects_anything_else(body):
         from_eido_response(body)
 
 
-# --- dispatch by platform ---------------------------------------------------------------------
-def test_ticket_body_and_response_follow_the_platform():
-    owner, linked = work_orders(make_record(), CATALOG)
-    assert ticket_body(owner) == to_eido(owner)          # owner: 110
-    assert ticket_body(linked) == to_open311(linked)     # linked: 12345
-    assert ticket_id_from_response("12345", [{"service_request_id": "7"}]) == "7"
-    assert ticket_id_from_response("110", {"incidentTrackingIdentifier": "I-7"}) == "I-7"
-    with pytest.raises(ValueError, match="platform"):
-        ticket_id_from_response("119", {"incidentTrackingIdentifier": "I-7"})
-    with pytest.raises(ValueError, match="platform"):
-        ticket_body(owner | {"platform": "119"})
+# --- dispatch by platform kind ----------------------------------------------------------------
+def test_ticket_body_and_response_follow_the_platforms_kind():
+    owner, linked = work_orders(make_record(), CATALOG, PLATFORMS)
+    assert ticket_body(owner, PlatformKind.EIDO) == to_eido(owner)          # owner: 110
+    assert ticket_body(linked, PlatformKind.OPEN311) == to_open311(linked)  # linked: 12345
+    assert ticket_id_from_response(PlatformKind.OPEN311, [{"service_request_id": "7"}]) == "7"
+    assert ticket_id_from_response(PlatformKind.EIDO, {"incidentTrackingIdentifier": "I-7"}) == "I-7"
+    with pytest.raises(ValueError, match="kind"):
+        ticket_id_from_response("110", {"incidentTrackingIdentifier": "I-7"})
+    with pytest.raises(ValueError, match="kind"):
+        ticket_body(owner, "110")
+
+
+def test_platform_ids_are_configuration_and_roles_come_from_the_kinds():
+    # Other ids, same kinds: the police desk (owner of an emergency) is the EIDO platform and
+    # "the other platform" is whichever is configured beside it.
+    renamed = Platforms({"gov": PlatformKind.OPEN311, "police": PlatformKind.EIDO})
+    record = make_record("emergency", "gov", "police", "accepted_by_target")
+    assert owner_platform(record, renamed) == "police"
+    owner, linked = work_orders(record, CATALOG, renamed)
+    assert (owner["platform"], linked["platform"], linked["linked"]["platform"]) == (
+        "police", "gov", "police")
+    assert owner["work_order_id"].endswith(":police")
+    with pytest.raises(ValueError, match="origin '12345' is not a platform"):
+        owner_platform(make_record(), renamed)
+    # Found by the API fuzz: a JSON object where a platform id belongs is no platform.
+    assert {} not in renamed and ["police"] not in renamed and "police" in renamed
+    with pytest.raises(ValueError, match="origin"):
+        owner_platform(make_record(origin={"x": 1}), renamed)
+    with pytest.raises(ValueError, match="one of each kind"):
+        Platforms({"a": PlatformKind.EIDO, "b": PlatformKind.EIDO})

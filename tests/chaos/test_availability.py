@@ -55,8 +55,8 @@ def _created(stack, pid):
 
 
 def _redis_pid() -> int:
-    from hotline_link import lab as lab_mod, settings
-    handle = lab_mod.Lab(settings.load(CONFIG, secrets=False))
+    from hotline_link import components, lab as lab_mod
+    handle = lab_mod.Lab(components.load(CONFIG, secrets=False))
     return next(p.pid for p in handle._load_state() if p.name == "redis")
 
 

@@ -1,0 +1,176 @@
+"""The sidecar's configuration: the [sidecar] section, parsed into ``SidecarSettings``.
+
+The loader (``hotline_link.config``) does the layers and the problem report; the defaults are in
+``config/hotline-link.toml``. The sidecar process reads the service's sections too (Redis, the
+hotlines, logging): ``load`` asks for both.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from contracts.vocab import AlertKind, PlatformKind
+from hotline_link import settings as service_settings
+from hotline_link.config import NAME_RE, Section, Validator
+
+WEBHOOK_EVENTS = tuple(AlertKind)
+
+
+@dataclass(frozen=True)
+class PlatformApi:
+    """One platform's ticket system (outside our product): 12345's work orders, 110's dispatch.
+    ``kind`` is the API it speaks, and so how the sidecar talks to it."""
+    url: str
+    kind: PlatformKind
+    token: str | None = None
+
+
+@dataclass(frozen=True)
+class Webhook:
+    url: str
+    events: tuple[str, ...]
+    secret: str | None
+    secret_file: Path | None = None
+
+
+@dataclass(frozen=True)
+class Deadline:
+    """Supervision (督办) of a synced ticket: seconds to report acceptance and the final result;
+    an overdue item is alerted once, and again ``escalate`` seconds later if still open."""
+    accept: float
+    final: float
+    escalate: float
+
+
+@dataclass(frozen=True)
+class SidecarSettings:
+    listen: tuple[str, int]
+    token: str | None
+    token_file: Path | None
+    consumer: str
+    retry_for: float
+    request_timeout: float
+    concurrency: int                       # outcome records synced at once
+    platforms: dict[str, PlatformApi]
+    webhooks: tuple[Webhook, ...]
+    deadlines: dict[str, Deadline]         # "default" and per category
+    # R15: matters that are leads on threats to social stability, and disputes 110 passes to
+    # 12345 for joint mediation (matter codes of the catalog).
+    stability: tuple[str, ...]
+    disputes: tuple[str, ...]
+
+    def deadline(self, category: str | None) -> Deadline:
+        return self.deadlines.get(category or "", self.deadlines["default"])
+
+
+def parse(v: Validator, root: Mapping[str, Any]) -> SidecarSettings:
+    node = v.table(root.get("sidecar", {}), "sidecar",
+                   {"listen", "token_file", "token_env", "consumer", "retry_for",
+                    "request_timeout", "platforms", "webhooks", "deadlines", "signals",
+                    "concurrency"})
+    signals = _signals(v, node)
+    return SidecarSettings(
+        listen=v.host_port(node, "sidecar", "listen"),
+        token=v.secret(node, "sidecar", "token"),
+        token_file=v.secret_path(node, "token"),
+        consumer=v.string(node, "sidecar", "consumer", NAME_RE, "a consumer name"),
+        retry_for=v.number(node, "sidecar", "retry_for", 0.1, 86400),
+        request_timeout=v.number(node, "sidecar", "request_timeout", 0.1, 120),
+        concurrency=v.number(node, "sidecar", "concurrency", 1, 1024, integer=True),
+        platforms=_platforms(v, node, v.hotline_ids(root)),
+        webhooks=_webhooks(v, node),
+        deadlines=_deadlines(v, node),
+        stability=signals.get("stability"), disputes=signals.get("disputes"))
+
+
+SECTION = Section("sidecar", ("sidecar",), parse)
+
+
+def load(path: str | os.PathLike | None = None, *, env: Mapping[str, str] | None = None,
+         secrets: bool = True) -> service_settings.Settings:
+    """What the sidecar process reads: the service's sections and its own (``.sidecar``)."""
+    return service_settings.load(path, env=env, secrets=secrets, also=(SECTION,))
+
+
+def _platforms(v: Validator, node: Mapping, hotlines: set[str]) -> dict[str, PlatformApi]:
+    out = {}
+    table = v.subtable(node, "sidecar", "platforms", None) or {}
+    for pid, p in table.items():
+        path = f"sidecar.platforms.{pid}"
+        if pid not in hotlines:
+            v.problems.append(f"{path}: no hotline {pid!r} is configured")
+        p = v.table(p, path, {"url", "kind", "token_file", "token_env"})
+        kind = v.choice(p, path, "kind", PlatformKind)
+        # Optional: a ticket API that needs no token (the lab's stand-ins) is called without one.
+        token = (v.secret(p, path, "token")
+                 if v.optional(p, "token_file") or v.optional(p, "token_env") else None)
+        out[pid] = PlatformApi(url=v.url(p, path, "url", ("http", "https")),
+                               kind=PlatformKind(kind) if kind else None, token=token)
+    # A transfer gives a pair of tickets, the owner's and a linked one on the other platform, and
+    # an emergency is owned by the dispatch (EIDO) system: that needs exactly one of each kind.
+    kinds = sorted(str(p.kind) for p in out.values() if p.kind)
+    if table and len(kinds) == len(out) and kinds != sorted(map(str, PlatformKind)):
+        v.problems.append(f"sidecar.platforms: expected one platform of each kind "
+                          f"({', '.join(PlatformKind)}), got {', '.join(kinds)}")
+    return out
+
+
+def _webhooks(v: Validator, node: Mapping) -> tuple[Webhook, ...]:
+    hooks = []
+    raw_hooks = v.get(node, "sidecar", "webhooks")
+    if not isinstance(raw_hooks, list):
+        if raw_hooks is not None:
+            v.problems.append("sidecar.webhooks: expected an array of tables")
+        raw_hooks = []
+    for i, h in enumerate(raw_hooks):
+        path = f"sidecar.webhooks[{i}]"
+        h = v.table(h, path, {"url", "events", "secret_file", "secret_env"})
+        events = v.get(h, path, "events")
+        if not isinstance(events, list) or not events or any(e not in WEBHOOK_EVENTS
+                                                             for e in events):
+            if events is not None:
+                v.problems.append(f"{path}.events: expected a non-empty list of "
+                                  f"{', '.join(WEBHOOK_EVENTS)}, got {events!r}")
+            events = []
+        hooks.append(Webhook(url=v.url(h, path, "url", ("http", "https")),
+                             events=tuple(events), secret=v.secret(h, path, "secret"),
+                             secret_file=v.secret_path(h, "secret")))
+    return tuple(hooks)
+
+
+def _signals(v: Validator, node: Mapping) -> dict[str, tuple[str, ...]]:
+    table = v.subtable(node, "sidecar", "signals", {"stability", "disputes"})
+    out: dict[str, tuple[str, ...]] = {}
+    if table is None:
+        return out
+    for name in ("stability", "disputes"):
+        codes = v.get(table, "sidecar.signals", name)
+        if codes is None:
+            continue
+        if not isinstance(codes, list) or any(not isinstance(c, str) or not NAME_RE.match(c)
+                                              for c in codes):
+            v.problems.append(f"sidecar.signals.{name}: expected a list of matter codes, "
+                              f"got {codes!r}")
+            continue
+        out[name] = tuple(codes)
+    return out
+
+
+def _deadlines(v: Validator, node: Mapping) -> dict[str, Deadline]:
+    out = {}
+    table = v.subtable(node, "sidecar", "deadlines", None)
+    if table is None:
+        return out
+    for name, d in table.items():
+        path = f"sidecar.deadlines.{name}"
+        d = v.table(d, path, {"accept", "final", "escalate"})
+        out[name] = Deadline(accept=v.number(d, path, "accept", 0.1, 30 * 86400),
+                             final=v.number(d, path, "final", 0.1, 365 * 86400),
+                             escalate=v.number(d, path, "escalate", 0.1, 30 * 86400))
+    if "default" not in out:
+        v.problems.append("sidecar.deadlines.default: missing")
+    return out
