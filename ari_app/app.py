@@ -64,7 +64,7 @@ class HotlineApp:
         self.settings = settings
         self.hotline = hotline
         self.ari = AriClient(hotline.ari.url, hotline.ari.username, hotline.ari.password or "",
-                             hotline.ari.app)
+                             hotline.ari.app, rest_over_ws=hotline.ari.rest_transport == "auto")
         self.queue: asyncio.Queue[dict] = asyncio.Queue()
         self.redis = redis
         self.delivery = Delivery(self.ari, hotline, settings.timeouts)

@@ -36,12 +36,17 @@ KEY_NAMES = ("transfer", "three_way", "emergency", "out_of_scope", *DecisionActi
 TABLES = ("service", "redis", "keys", "timeouts", "hotlines", "agi", "screening")
 
 
+REST_TRANSPORTS = ("auto", "http")
+
+
 @dataclass(frozen=True)
 class AriSettings:
     url: str
     username: str
     password: str | None
     app: str
+    # "auto": REST over the event WebSocket when Asterisk answers there, else HTTP; "http": never
+    rest_transport: str
     password_file: Path | None = None
 
     @property
@@ -225,12 +230,14 @@ def _hotlines(v: Validator, node: Any) -> dict[str, Hotline]:
         h = v.table(h, path, {"name", "agents", "ari", "targets", "ami", "screen_to",
                               "emergency_to"})
         ari_node = v.table(h.get("ari", {}), f"{path}.ari",
-                           {"url", "username", "password_file", "password_env", "app"})
+                           {"url", "username", "password_file", "password_env", "app",
+                            "rest_transport"})
         ari = AriSettings(
             url=v.url(ari_node, f"{path}.ari", "url", ("http", "https")),
             username=v.string(ari_node, f"{path}.ari", "username"),
             password=v.secret(ari_node, f"{path}.ari", "password"),
             app=v.string(ari_node, f"{path}.ari", "app", NAME_RE, "an application name"),
+            rest_transport=v.choice(ari_node, f"{path}.ari", "rest_transport", REST_TRANSPORTS),
             password_file=v.secret_path(ari_node, "password"),
         )
         targets = {}

@@ -347,3 +347,13 @@ def test_platform_kinds_are_checked(tmp_path):
     assert problems(tmp_path, '[sidecar.platforms.110]\nkind = "open311"\n') == [
         "sidecar.platforms: expected one platform of each kind (open311, eido), "
         "got open311, open311"]
+
+
+def test_rest_transport_is_auto_by_default_and_only_auto_or_http(tmp_path):
+    s = components.load(env={}, secrets=False)
+    assert {h.ari.rest_transport for h in s.hotlines.values()} == {"auto"}
+    s = components.load(env={"HOTLINE_LINK__HOTLINES__110__ARI__REST_TRANSPORT": "http"},
+                        secrets=False)
+    assert s.hotlines["110"].ari.rest_transport == "http"
+    assert problems(tmp_path, '[hotlines.12345.ari]\nrest_transport = "websocket"\n') == [
+        "hotlines.12345.ari.rest_transport: 'websocket' is not one of auto, http"]
