@@ -38,6 +38,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
 from bench.durability import fsync_policy  # noqa: E402
+from bench import profile as profiling  # noqa: E402
 from bench.procs import CpuMeter, cpu_seconds, lab_processes, tree  # noqa: E402
 from contracts.names import COMMAND_RESULTS, COMMANDS, OUTCOMES  # noqa: E402
 from bench.latency import main, percentile  # noqa: E402
@@ -197,7 +198,7 @@ def _ts(value: str | None) -> float | None:
 
 
 def one_level(lab, service: Service, sipp: Sipp, redis, level: int, rate: float, duration: float,
-              host: str, remote: str, label: str | None = None) -> dict:
+              host: str, remote: str, label: str | None = None, profile: bool = False) -> dict:
     ari = lab.ari["12345"]
     citizen = lab.account("citizen", "12345")
     csv = sipp.accounts_csv([citizen], f"citizen-{level}")
@@ -226,6 +227,9 @@ def one_level(lab, service: Service, sipp: Sipp, redis, level: int, rate: float,
                       "sipp": list(sipp.pids)}).start()
     t_start = time.monotonic()
     last_sample, last_cpu = t_start, cpu0
+    # Sampled in the middle of the run, away from the fill and the end.
+    spy_out = sipp.workdir / f"py-spy-{level}.txt"
+    spy = profiling.start(service.pid, duration * 0.6, spy_out) if profile else None
     queue: list[str] = []
     next_at = t_start
     last_scan = 0.0
@@ -263,6 +267,7 @@ def one_level(lab, service: Service, sipp: Sipp, redis, level: int, rate: float,
         time.sleep(0.005)
     elapsed = time.monotonic() - t_start
     cpu = meter.stop()
+    where = profiling.finish(spy, spy_out) if profile else None
     # Stop placing calls; transferred calls end when the 110 agents hang up.
     os.kill(caller, signal.SIGUSR1)
     time.sleep(TARGET_HOLD_MS / 1000 + 6)
@@ -318,6 +323,7 @@ def one_level(lab, service: Service, sipp: Sipp, redis, level: int, rate: float,
         "alone_max_s": round(max(alone_for.values(), default=0.0), 1),
         "alone_too_long": sorted(c for c, s in alone_for.items() if s > ALONE_LIMIT_S)[:20],
         "rss_mb": round(max((s["rss"] for s in samples), default=0) / 2**20, 1),
+        **({"profile": where} if where else {}),
     }
 
 
@@ -438,7 +444,7 @@ def run(config: Path, lab_descriptor: dict, levels=(50, 100, 200), rate: float =
         for level in levels if ours else ():
             try:
                 levels_out.append(one_level(lab, service, sipp, rds, level, rate, duration, host,
-                                             _pbx_sip(variant, "12345")))
+                                             _pbx_sip(variant, "12345"), profile=level == top))
             except Exception as exc:  # a level that fails is reported; the next may still run
                 failures.append(f"level {level}: {type(exc).__name__}: {exc}")
             time.sleep(3)
@@ -508,6 +514,11 @@ def run(config: Path, lab_descriptor: dict, levels=(50, 100, 200), rate: float =
             {"name": f"{name}: machine idle", "unit": f"of {lv['cpu']['cpus']} cores",
              "value": lv["cpu"]["machine_idle_cores"], "target": None, "met": None},
         ]
+    for lv in levels_out:
+        for layer, share in (lv.get("profile") or {}).get("layers_inclusive", {}).items():
+            figures.append({"name": f"{lv['label']}: app CPU in {layer} (py-spy, inclusive)",
+                            "value": round(share * 100, 1), "unit": "%", "target": None,
+                            "met": None})
     figures += native_figures(levels_out, native_out)
     return {"benchmark": "load", "command": "make bench", "figures": figures,
             "details": {"levels": levels_out, "native_levels": native_out, "failures": failures, "rate_per_s": rate,

@@ -54,3 +54,23 @@ def test_native_anchor_ratios_are_ours_over_native_per_transferred_call():
         "value"] == 3.0
     failed = got["200 calls, native: stranded callers + failed transfers"]
     assert failed["value"] == 1 and failed["met"] is False
+
+
+def test_profile_layers_count_each_sample_once_per_layer_it_passes_through():
+    from bench.profile import summarize
+    raw = ("process 1:\"python\";_run_once (asyncio/base_events.py:1);"
+           "HotlineApp.handle (ari_app/app.py:3);AriClient.request (ari_app/client.py:9);"
+           "ClientSession._request (aiohttp/client.py:5) 6\n"
+           "process 1:\"python\";_run_once (asyncio/base_events.py:1);"
+           "HotlineApp.handle (ari_app/app.py:3);BoundLogger.info (structlog/_log.py:2) 3\n"
+           "process 1:\"python\";select (selectors.py:4) 1\n"
+           "garbage line\n")
+    got = summarize(raw)
+    assert got["samples"] == 10
+    layers = got["layers_inclusive"]
+    assert layers["event handlers (ari_app/)"] == 0.9
+    assert layers["ARI REST requests (ari_app/client.py)"] == 0.6
+    assert layers["logging (structlog)"] == 0.3
+    assert layers["asyncio event loop itself"] == 1.0
+    assert got["top_leaf_functions"][0] == {"function": "ClientSession._request (aiohttp/client.py)",
+                                            "share": 0.6}
