@@ -193,6 +193,11 @@ def stranded(ari) -> list[str]:
     return sorted(look(ari)[2])
 
 
+def _command_counts(redis) -> dict[str, int]:
+    return {k.removeprefix("cmdstat_"): v["calls"]
+            for k, v in redis.info("commandstats").items()}
+
+
 def _ts(value: str | None) -> float | None:
     return datetime.fromisoformat(value).timestamp() if value else None
 
@@ -219,6 +224,7 @@ def one_level(lab, service: Service, sipp: Sipp, redis, level: int, rate: float,
     commanded: set[str] = set()
     samples, concurrent = [], []
     cpu0, _ = cpu_rss(service.pid)
+    stats0 = _command_counts(redis)
     # Every process on the call path, and what the machine had left: the sidecar is not part
     # of this benchmark (commands go to Redis directly).
     procs = lab_processes(lab.descriptor)
@@ -267,7 +273,13 @@ def one_level(lab, service: Service, sipp: Sipp, redis, level: int, rate: float,
         time.sleep(0.005)
     elapsed = time.monotonic() - t_start
     cpu = meter.stop()
+    stats1 = _command_counts(redis)
     where = profiling.finish(spy, spy_out) if profile else None
+    # The service's and the sidecar-free lab's Redis commands in the window, less the
+    # benchmark's own (one XADD per command it wrote; its reads come after the window).
+    redis_calls = {c: stats1.get(c, 0) - stats0.get(c, 0) for c in stats1}
+    redis_calls["xadd"] = redis_calls.get("xadd", 0) - len(commands)
+    redis_calls = {c: n for c, n in sorted(redis_calls.items(), key=lambda kv: -kv[1]) if n > 0}
     # Stop placing calls; transferred calls end when the 110 agents hang up.
     os.kill(caller, signal.SIGUSR1)
     time.sleep(TARGET_HOLD_MS / 1000 + 6)
@@ -323,6 +335,8 @@ def one_level(lab, service: Service, sipp: Sipp, redis, level: int, rate: float,
         "alone_max_s": round(max(alone_for.values(), default=0.0), 1),
         "alone_too_long": sorted(c for c, s in alone_for.items() if s > ALONE_LIMIT_S)[:20],
         "rss_mb": round(max((s["rss"] for s in samples), default=0) / 2**20, 1),
+        "redis_commands": redis_calls,
+        "redis_commands_per_transfer": round(sum(redis_calls.values()) / max(1, len(commands)), 1),
         **({"profile": where} if where else {}),
     }
 
@@ -501,6 +515,8 @@ def run(config: Path, lab_descriptor: dict, levels=(50, 100, 200), rate: float =
              "met": lv["rss_mb"] <= 150 if at_top else None},
             {"name": f"{name}: Redis CPU (mean)", "value": lv["redis_cores"], "unit": "cores",
              "target": None, "met": None},
+            {"name": f"{name}: Redis commands per transferred call (the app's)",
+             "value": lv["redis_commands_per_transfer"], "unit": "", "target": None, "met": None},
             # The app's CPU per transfer it handled, each call's share of the mean (the aim is
             # 5 ms; the no-I/O replay needs ~1 ms, so the rest is I/O and the asyncio loop).
             {"name": f"{name}: app CPU per transferred call",
