@@ -44,7 +44,9 @@ def test_sipvicious_and_unauthenticated_requests_get_nowhere(lab, service, outco
         agent = f"{hotline}-a1"
         crack = _vicious("svcrack", "-p", port, "-u", agent, "-d", str(words), host,
                          tmp_path=tmp_path)
-        assert "Password" not in crack or "| " + agent not in crack, crack
+        # It ran through the list and cracked nothing (with the account's real password in the
+        # list it prints a table "| <agent> | <password> |"; checked by hand, see issue 14).
+        assert "found nothing" in crack and f"| {agent} " not in crack, crack
         target = "110" if hotline == "12345" else "12345"
         for dial in (target, "119", "province", hotline, "00861012345678"):
             log = _sipp("invite", f"{host}:{port}", dial, "intruder", dial, tmp_path)
