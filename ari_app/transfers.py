@@ -229,7 +229,7 @@ class Transfers:
             await self.ari.delete_quietly(f"/channels/{leg}")
             return
         agent = await self.best_effort(self.redis.hget(TRANSFER_ANSWERED, tid))
-        await self._step(t, m.Ev.TARGET_ANSWERED, agent.decode() if agent else None)
+        await self._step(t, m.Ev.TARGET_ANSWERED, m.Answered(agent.decode() if agent else None))
 
     async def target_state(self, channel: dict) -> None:
         tid = self.by_leg.get(channel.get("id"))
@@ -241,12 +241,11 @@ class Transfers:
         False when delivery also must (the caller, and legs delivery already holds)."""
         t = self.active.get(self.by_leg.get(channel_id, ""))
         if t is not None:
-            if t.state == m.State.CONFERENCE:
-                await self._step(t, m.Ev.TARGET_FAILED)      # the far agent left: a cancel
-                return False                                  # delivery: back to two parties
+            # In a three-way call the far agent leaving is a cancel, whatever the cause.
+            conference = t.state == m.State.CONFERENCE
             await self._step(t, m.Ev.TARGET_FAILED, m.TargetFailed(
                 failure_kind(cause), f"target leg ended: cause {cause} {cause_txt}".strip()))
-            return True
+            return not conference                             # delivery: back to two parties
         t = self.active.get(self.by_caller.get(channel_id, ""))
         if t is not None:
             await self._step(t, m.Ev.CALLER_HUNG_UP)
@@ -274,7 +273,7 @@ class Transfers:
             await self.best_effort(self.redis.hset(TRANSFER_ANSWERED, tid, agent))
 
     # --- the machine ----------------------------------------------------------------------------
-    async def _step(self, t: m.Transfer, ev: m.Ev, detail: object = None) -> None:
+    async def _step(self, t: m.Transfer, ev: m.Ev, detail: m.Detail | None = None) -> None:
         await self._apply(t, m.step(t, ev, time.time(), detail))
 
     async def _apply(self, t: m.Transfer, cmds: list[m.Command]) -> None:
@@ -353,7 +352,7 @@ class Transfers:
 
     async def _bridge(self, t: m.Transfer, call: Call | None) -> None:
         if call is None:
-            await self._step(t, m.Ev.BRIDGE_FAILED, "caller")
+            await self._step(t, m.Ev.BRIDGE_FAILED, m.BridgeFailed("caller"))
             return
         try:
             if call.bridge is None:
@@ -373,7 +372,8 @@ class Transfers:
             caller_there = await self.ari.channel_exists(t.caller)
             self.log.info("transfer bridging failed", transfer_id=t.transfer_id, error=str(exc),
                           caller_there=caller_there)
-            await self._step(t, m.Ev.BRIDGE_FAILED, "target" if caller_there else "caller")
+            await self._step(t, m.Ev.BRIDGE_FAILED,
+                             m.BridgeFailed("target" if caller_there else "caller"))
             return
         await self._step(t, m.Ev.BRIDGED)
         if t.state == m.State.CONFERENCE:
@@ -392,7 +392,7 @@ class Transfers:
         except AriError as exc:
             self.log.error("recording failed; the call goes on", transfer_id=t.transfer_id,
                            error=str(exc))
-            await self._step(t, m.Ev.RECORDING_FAILED, str(exc))
+            await self._step(t, m.Ev.RECORDING_FAILED, m.RecordingFailed(str(exc)))
 
     async def _finish(self, t: m.Transfer, call: Call | None) -> None:
         tid = t.transfer_id
