@@ -68,7 +68,10 @@ class Interpreter:
 
     async def run_delivery(self, cmds: list[dm.Command]) -> None:
         for cmd in cmds:
-            if isinstance(cmd, dm.Attempt):
+            kind = type(cmd)
+            if kind is dm.Log:
+                getattr(self.log, cmd.level)(cmd.message, **cmd.fields)
+            elif kind is dm.Attempt:
                 await self._attempt(cmd)
             else:
                 await self._delivery_request(cmd)
@@ -77,6 +80,9 @@ class Interpreter:
         bridge = None
         catch = AriNotFound if a.only_gone else AriError
         for cmd in a.steps:
+            if type(cmd) is dm.Log:
+                getattr(self.log, cmd.level)(cmd.message, **cmd.fields)
+                continue
             try:
                 made = await self._delivery_request(cmd)
             except catch as exc:
@@ -91,65 +97,92 @@ class Interpreter:
             await self.deliver(a.then, dm.Done(a.caller, a.leg, bridge))
 
     async def _delivery_request(self, cmd: dm.Command) -> str | None:
-        ari = self.ari
-        match cmd:
-            case dm.SetVar(channel=ch, name=name, value=value):
-                await ari.post(f"/channels/{ch}/variable", variable=name, value=value)
-            case dm.Answer(channel=ch):
-                await ari.post(f"/channels/{ch}/answer")
-            case dm.Ringback(channel=ch):
-                await ari.post(f"/channels/{ch}/ring")
-            case dm.StopRingback(channel=ch):
-                await ari.delete_quietly(f"/channels/{ch}/ring")
-            case dm.StartMOH(channel=ch):
-                await ari.post(f"/channels/{ch}/moh", mohClass="default")
-            case dm.StopMOH(channel=ch):
-                await ari.delete_quietly(f"/channels/{ch}/moh")
-            case dm.RingAgent():
-                await ari.post(
-                    "/channels", json_body={"variables": cmd.variables},
-                    endpoint=f"PJSIP/{cmd.agent}", app=ari.app, appArgs=f"agent,{cmd.caller}",
-                    callerId=cmd.caller_number, timeout=cmd.timeout, channelId=cmd.leg,
-                    originator=cmd.caller)
-            case dm.CreateBridge(name=name):
-                bridge = await ari.post("/bridges", type="mixing,dtmf_events", name=name)
-                return bridge["id"]
-            case dm.AddToBridge(bridge=bridge, channels=channels):
-                await ari.post(f"/bridges/{bridge}/addChannel", channel=list(channels))
-            case dm.RemoveFromBridge(bridge=bridge, channel=ch):
-                try:
-                    await ari.post(f"/bridges/{bridge}/removeChannel", channel=ch)
-                except AriError:
-                    pass
-            case dm.DeleteBridge(bridge=bridge):
-                await ari.delete_quietly(f"/bridges/{bridge}")
-            case dm.HangUp(channel=ch, reason=reason, after=after):
-                if after > 0:
-                    task = asyncio.create_task(self._hang_up_later(ch, after))
-                    self.later.add(task)
-                    task.add_done_callback(self.later.discard)
-                else:
-                    await ari.delete_quietly(f"/channels/{ch}", reason=reason)
-            case dm.ListAgents():
-                try:
-                    free = await free_on_pbx(ari)
-                except AriError as exc:
-                    self.log.warning("cannot list agents", error=str(exc))
-                    free = None
-                await self.deliver(dm.Ev.AGENTS_LISTED, dm.AgentsSeen(free))
-            case dm.NoteAnsweringAgent(transfer_id=tid, agent=agent):
-                await self.transfers.note_answering_agent(tid, agent)
-            case dm.KeyAction(caller=caller, action=action):
-                call = self.desk.calls.get(caller)
-                if call is not None:
-                    await self.transfers.on_action(call, action)
-            case dm.Publish(kind=kind, fields=fields):
-                await self.publish(kind, fields)
-            case dm.Log(message=message, level=level, fields=fields):
-                getattr(self.log, level)(message, **fields)
-            case _:
-                raise TypeError(f"not a delivery command: {cmd!r}")
-        return None
+        # By type, not a match over every kind: this runs for every command of every call.
+        run = self._requests.get(type(cmd))
+        if run is None:
+            raise TypeError(f"not a delivery command: {cmd!r}")
+        return await run(self, cmd)
+
+    async def _set_var(self, cmd: dm.SetVar) -> None:
+        await self.ari.post(f"/channels/{cmd.channel}/variable", variable=cmd.name,
+                            value=cmd.value)
+
+    async def _answer(self, cmd: dm.Answer) -> None:
+        await self.ari.post(f"/channels/{cmd.channel}/answer")
+
+    async def _ringback(self, cmd: dm.Ringback) -> None:
+        await self.ari.post(f"/channels/{cmd.channel}/ring")
+
+    async def _stop_ringback(self, cmd: dm.StopRingback) -> None:
+        await self.ari.delete_quietly(f"/channels/{cmd.channel}/ring")
+
+    async def _start_moh(self, cmd: dm.StartMOH) -> None:
+        await self.ari.post(f"/channels/{cmd.channel}/moh", mohClass="default")
+
+    async def _stop_moh(self, cmd: dm.StopMOH) -> None:
+        await self.ari.delete_quietly(f"/channels/{cmd.channel}/moh")
+
+    async def _ring_agent(self, cmd: dm.RingAgent) -> None:
+        await self.ari.post(
+            "/channels", json_body={"variables": cmd.variables}, endpoint=f"PJSIP/{cmd.agent}",
+            app=self.ari.app, appArgs=f"agent,{cmd.caller}", callerId=cmd.caller_number,
+            timeout=cmd.timeout, channelId=cmd.leg, originator=cmd.caller)
+
+    async def _create_bridge(self, cmd: dm.CreateBridge) -> str:
+        bridge = await self.ari.post("/bridges", type="mixing,dtmf_events", name=cmd.name)
+        return bridge["id"]
+
+    async def _add_to_bridge(self, cmd: dm.AddToBridge) -> None:
+        await self.ari.post(f"/bridges/{cmd.bridge}/addChannel", channel=list(cmd.channels))
+
+    async def _remove_from_bridge(self, cmd: dm.RemoveFromBridge) -> None:
+        try:
+            await self.ari.post(f"/bridges/{cmd.bridge}/removeChannel", channel=cmd.channel)
+        except AriError:
+            pass
+
+    async def _delete_bridge(self, cmd: dm.DeleteBridge) -> None:
+        await self.ari.delete_quietly(f"/bridges/{cmd.bridge}")
+
+    async def _hang_up(self, cmd: dm.HangUp) -> None:
+        if cmd.after > 0:
+            task = asyncio.create_task(self._hang_up_later(cmd.channel, cmd.after))
+            self.later.add(task)
+            task.add_done_callback(self.later.discard)
+        else:
+            await self.ari.delete_quietly(f"/channels/{cmd.channel}", reason=cmd.reason)
+
+    async def _list_agents(self, cmd: dm.ListAgents) -> None:
+        try:
+            free = await free_on_pbx(self.ari)
+        except AriError as exc:
+            self.log.warning("cannot list agents", error=str(exc))
+            free = None
+        await self.deliver(dm.Ev.AGENTS_LISTED, dm.AgentsSeen(free))
+
+    async def _note_answering_agent(self, cmd: dm.NoteAnsweringAgent) -> None:
+        await self.transfers.note_answering_agent(cmd.transfer_id, cmd.agent)
+
+    async def _key_action(self, cmd: dm.KeyAction) -> None:
+        call = self.desk.calls.get(cmd.caller)
+        if call is not None:
+            await self.transfers.on_action(call, cmd.action)
+
+    async def _publish(self, cmd: dm.Publish) -> None:
+        await self.publish(cmd.kind, cmd.fields)
+
+    async def _log(self, cmd: dm.Log) -> None:
+        getattr(self.log, cmd.level)(cmd.message, **cmd.fields)
+
+    _requests = {
+        dm.SetVar: _set_var, dm.Answer: _answer, dm.Ringback: _ringback,
+        dm.StopRingback: _stop_ringback, dm.StartMOH: _start_moh, dm.StopMOH: _stop_moh,
+        dm.RingAgent: _ring_agent, dm.CreateBridge: _create_bridge,
+        dm.AddToBridge: _add_to_bridge, dm.RemoveFromBridge: _remove_from_bridge,
+        dm.DeleteBridge: _delete_bridge, dm.HangUp: _hang_up, dm.ListAgents: _list_agents,
+        dm.NoteAnsweringAgent: _note_answering_agent, dm.KeyAction: _key_action,
+        dm.Publish: _publish, dm.Log: _log,
+    }
 
     async def _hang_up_later(self, leg: str, delay: float) -> None:
         await asyncio.sleep(delay)
