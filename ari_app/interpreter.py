@@ -87,6 +87,9 @@ class Interpreter:
                 made = await self._delivery_request(cmd)
             except catch as exc:
                 if a.failed is None:
+                    self.log.info("request failed", request=type(cmd).__name__,
+                                  call_id=self.desk.calls[a.caller].call_id
+                                  if a.caller in self.desk.calls else None, error=str(exc))
                     return
                 alive = frozenset([ch for ch in a.probe if await self.ari.channel_exists(ch)])
                 await self.deliver(a.failed, dm.Failed(a.caller, a.leg, cmd, str(exc), alive))

@@ -361,3 +361,16 @@ def test_reconcile_ends_what_is_gone_and_takes_back_what_is_bridged():
     found = d.calls["x1"]
     assert (found.state, found.agent, found.bridge) == (CallState.CONNECTED, "a3", "BX")
     assert DeleteBridge("B-empty") in flat(cmds)
+
+
+def test_music_that_could_not_start_is_tried_again_at_the_next_offer():
+    d = desk(free=())
+    arrival = attempt(arrive(d))
+    moh = attempt(dm.step(d, arrival.then, 1.0, Done("c1")))   # answered; nobody is free
+    assert moh.steps == (StartMOH("c1"),) and moh.failed is None
+    # The interpreter got an error for StartMOH, so no HELD: the caller is not on hold ...
+    assert not d.calls["c1"].holding
+    # ... and the next offer asks for the music again.
+    assert StartMOH("c1") in flat(dm.step(d, Ev.TICK, 2.0, dm.Tick()))
+    succeed(d, [attempt(dm.step(d, Ev.TICK, 3.0, dm.Tick()))], 3.0)
+    assert d.calls["c1"].holding and d.calls["c1"].held_since == 3.0

@@ -528,8 +528,10 @@ def _hold(d: Desk, call: Call, now: float) -> list[Command]:
     if call.ringing:
         cmds.append(StopRingback(call.caller))
         call.ringing = False
-    # A caller gone meanwhile is not held (its hang-up ends the call).
-    return cmds + [Attempt((StartMOH(call.caller),), call.caller, then=Ev.HELD, only_gone=True)]
+    # Not held when music cannot start (a caller gone meanwhile: its hang-up ends the call);
+    # the next offer tries again. Any error counts: the callers after this one in the same
+    # offer have been given their agents already, and must get their requests.
+    return cmds + [Attempt((StartMOH(call.caller),), call.caller, then=Ev.HELD)]
 
 
 def _end_call(d: Desk, call: Call, now: float, reason: str | None = None) -> list[Command]:
