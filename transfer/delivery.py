@@ -118,41 +118,44 @@ class Desk:
 
 
 # --- commands (what the interpreter does) -----------------------------------------------------
+# Commands and event details are slotted dataclasses, not frozen ones: several are built for
+# every event, a frozen one takes five times as long to build, and nothing changes them once
+# made.
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class SetVar:
     channel: str
     name: str
     value: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Answer:
     channel: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Ringback:
     """Start the caller's ringback (stopping it is ``StopRingback``, which never fails)."""
     channel: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class StopRingback:
     channel: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class StartMOH:
     channel: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class StopMOH:
     channel: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class RingAgent:
     """Originate the agent's leg into this app (``agent,<caller>``), rung for ``timeout`` s."""
     leg: str
@@ -163,30 +166,30 @@ class RingAgent:
     timeout: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class CreateBridge:
     """A ``mixing,dtmf_events`` bridge; its id comes back in the attempt's ``then`` event."""
     name: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class AddToBridge:
     bridge: str
     channels: tuple[str, ...]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class RemoveFromBridge:
     bridge: str
     channel: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class DeleteBridge:
     bridge: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class HangUp:
     """Hang a channel up (already gone is fine). ``reason``: the cause the other side sees
     (busy -> SIP 486, rejected -> SIP 403); ``after``: seconds to leave it up first."""
@@ -195,40 +198,40 @@ class HangUp:
     after: float = 0.0
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ListAgents:
     """Ask the PBX which agents are registered and have no channel; answer: AGENTS_LISTED."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class NoteAnsweringAgent:
     """Far side of a transfer: tell the origin who answered (for its record)."""
     transfer_id: str
     agent: str | None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class KeyAction:
     """A Queue() call handed over by a key press is ours now: run that key's action on it."""
     caller: str
     action: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Publish:
     """A live event for agent desktops."""
     kind: str
     fields: dict
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Log:
     message: str
     level: str = "info"
     fields: dict = field(default_factory=dict)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Attempt:
     """Steps that must all succeed, in order. When one fails the rest are skipped and the
     machine gets ``failed`` with a ``Failed``; when all succeed it gets ``then`` with a ``Done``.
@@ -294,7 +297,7 @@ CALL_EVENTS = tuple(e for e in Ev if e not in DESK)
 
 # --- event details ---------------------------------------------------------------------------
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Arrival:
     caller: str
     number: str
@@ -305,7 +308,7 @@ class Arrival:
     listed: frozenset | None = None   # free per the PBX, when the desk has no device states
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Adoption:
     caller: str
     number: str
@@ -315,29 +318,29 @@ class Adoption:
     action: str                 # the key's action, run once the call is ours
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Gone:
     channel: str
     cause: int = 0
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Tick:
     pass
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class DeviceState:
     name: str                   # e.g. PJSIP/12345-a1
     state: str                  # e.g. NOT_INUSE
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class AgentsSeen:
     free: frozenset | None      # None: the PBX could not be asked
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Found:
     """Our channels (those with HOTLINE_ROLE) and every bridge, as ARI lists them, and the
     X-Hotline-* headers of trunk callers the desk does not know yet."""
@@ -346,25 +349,25 @@ class Found:
     headers: dict               # caller channel id -> headers
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class CallRef:
     caller: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Leg:
     caller: str
     leg: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class LegGone:
     caller: str
     leg: str
     cause: int = 0
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Done:
     """An attempt went through; ``bridge``: the one a CreateBridge step made."""
     caller: str
@@ -372,7 +375,7 @@ class Done:
     bridge: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Failed:
     """An attempt's step failed: which, why, and which probed channels still exist."""
     caller: str
@@ -382,39 +385,39 @@ class Failed:
     alive: frozenset = frozenset()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class TransferNote:
     caller: str
     transfer_id: str
     blind: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Detach:
     caller: str
     grace: float = 0.0
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Tone:
     caller: str
     on: bool
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class BridgeNote:
     caller: str
     bridge: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class RemoteJoined:
     caller: str
     leg: str | None
     transfer_id: str | None = None    # the attempt that stays open (a three-way call)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Returned:
     caller: str
     prefer: str | None
@@ -964,7 +967,7 @@ def _transfer_ended(d: Desk, call: Call, now: float, r: RemoteJoined) -> list[Co
 CallHandler = Callable[[Desk, Call, float, object], list[Command]]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Row:
     """What handles the event, and the states it may leave the call in."""
     handler: CallHandler
