@@ -3,6 +3,13 @@
 Events are handled one at a time, in order, per PBX: a call's events (answer, DTMF, hang-up)
 must not overtake each other, and one queue is the simplest way to guarantee it. Timers and
 ticks are events on the same queue.
+
+The path of every event, in one pass: ``handle`` looks the event type up in ``_HANDLERS`` (filled
+by ``@_on``; the ARI event filter ``HANDLED`` is derived from it) -> the handler passes it to an
+adapter, ``delivery.py`` (callers and agents) or ``transfers.py`` (keys, transfers), which turns
+it into an event of a pure machine, ``transfer.delivery`` or ``transfer.machine`` -> the machine
+returns commands -> ``interpreter.py`` turns them into ARI requests, and what those answer into
+the machines' next events.
 """
 
 from __future__ import annotations
@@ -11,6 +18,7 @@ import asyncio
 import contextlib
 import json
 import time
+import uuid
 from datetime import datetime
 from typing import Awaitable, Callable
 
@@ -22,10 +30,12 @@ from contracts.vocab import API_MODES, CommandStatus, LiveEvent, Trigger
 from hotline_link.outcomes import OutcomeSink
 from hotline_link.render import features
 from hotline_link.settings import Hotline, Settings
+from transfer import delivery as dm
 
 from .client import CONNECTED, TRANSPORT_EVENTS, AriClient, AriError
 from .delivery import Delivery
-from .transfers import TIMER, Transfers
+from .interpreter import TIMER, Interpreter
+from .transfers import Transfers
 
 log = structlog.get_logger("app")
 
@@ -67,10 +77,14 @@ class HotlineApp:
                              hotline.ari.app, rest_over_ws=hotline.ari.rest_transport == "auto")
         self.queue: asyncio.Queue[dict] = asyncio.Queue()
         self.redis = redis
-        self.delivery = Delivery(self.ari, hotline, settings.timeouts)
-        self.delivery.on_event = self.publish
-        self.transfers = Transfers(self.ari, self.delivery, settings, hotline, redis, sink,
-                                   self.queue.put_nowait)
+        # The delivery machine's state; only transfer.delivery.step writes it.
+        self.desk = dm.Desk(agents=tuple(hotline.agents), agent_ring=settings.timeouts.agent_ring,
+                            no_agent_retry=settings.timeouts.no_agent_retry,
+                            new_id=lambda: uuid.uuid4().hex)
+        self.interpreter = Interpreter(self.ari, hotline.id, self.desk, self.queue.put_nowait,
+                                       self.publish)
+        self.delivery = Delivery(self.ari, hotline, self.desk, self.interpreter)
+        self.transfers = Transfers(self.ari, self.interpreter, settings, hotline, redis, sink)
         # Queue calls being handed over by the AGI "key" command, by the caller channel's name:
         # {"caller": channel, "agent": channel, "action": str, "since": monotonic}
         self.adopting: dict[str, dict] = {}
@@ -216,8 +230,7 @@ class HotlineApp:
     @_on("DeviceStateChanged")
     async def _device_state(self, event: dict) -> None:
         device = event.get("device_state") or {}
-        if self.delivery.device_state(device.get("name", ""), device.get("state", "")):
-            await self.delivery.dispatch()      # a caller may be waiting for this agent
+        await self.delivery.device_state(device.get("name", ""), device.get("state", ""))
 
     @_on(TIMER)
     async def _timer(self, event: dict) -> None:
@@ -262,10 +275,9 @@ class HotlineApp:
         entry = self.adopting[name]
         if "caller" in entry and "agent" in entry:
             del self.adopting[name]
-            call = await self.delivery.adopt_bridged(entry["caller"], entry["agent"],
-                                                     entry["endpoint"])
-            if call is not None:
-                await self.transfers.on_action(call, entry["action"])
+            # Once the call is ours, the machine has the key's action run on it.
+            await self.delivery.adopt_bridged(entry["caller"], entry["agent"],
+                                              entry["endpoint"], entry["action"])
 
     async def _adopt_timeouts(self) -> None:
         now = time.monotonic()

@@ -1,6 +1,8 @@
-"""The one-key transfer adapter: ARI events -> machine events, machine commands -> ARI requests.
+"""The one-key transfer adapter: ARI events -> the transfer machine's events.
 
-The logic lives in ``transfer.machine``; this module only translates, persists and records.
+The logic lives in ``transfer.machine``; this module only translates, persists and records. The
+machine's commands are carried out by ``ari_app.interpreter`` (which turns the ones that concern
+the caller's call into events of the delivery machine, ``transfer.delivery``).
 
 * Triggers: an agent's key (DTMF collected per agent leg; the caller's keys are never looked at),
   the agent phone's own transfer button (SIP REFER, arriving as ``ChannelTransfer`` because agent
@@ -30,19 +32,19 @@ from contracts.names import ACTIVE_TRANSFERS, ALERTS, CALL_LOCK, TRANSFER_ANSWER
 from contracts.vocab import Mode, Trigger
 from hotline_link.outcomes import OutcomeSink
 from hotline_link.settings import Hotline, Settings
+from transfer import delivery as dm
 from transfer import machine as m
+from transfer.delivery import CAUSE_BUSY, CAUSE_REJECTED, Call
 from transfer.keys import KeyCollector
 
 from .client import AriClient, AriError
-from .delivery import CAUSE_BUSY, CAUSE_REJECTED, Call, Delivery
+from .interpreter import Interpreter
 
 log = structlog.get_logger("transfer")
 
-TIMER = "HotlineTimer"
 REDIS_TIMEOUT = 0.5
 REDIS_BACKOFF = 5.0                          # after a failure, skip Redis for this long
 HARASSMENT_CATEGORY = "hotline_harassment"  # the annex's category for R9
-REFER_HANGUP_GRACE = 2.0                     # a REFERring phone hangs up itself within this
 
 
 def failure_kind(cause: int) -> str:
@@ -64,24 +66,23 @@ def _iso(ts: float | None) -> str | None:
 
 
 class Transfers:
-    def __init__(self, ari: AriClient, delivery: Delivery, settings: Settings, hotline: Hotline,
-                 redis: aioredis.Redis, sink: OutcomeSink, post: callable):
+    def __init__(self, ari: AriClient, interp: Interpreter, settings: Settings, hotline: Hotline,
+                 redis: aioredis.Redis, sink: OutcomeSink):
         self.ari = ari
-        self.delivery = delivery
+        self.interp = interp
+        self.desk = interp.desk               # read only: the delivery machine writes it
         self.settings = settings
         self.hotline = hotline
         self.redis = redis
         self.sink = sink
-        self.post = post                      # put an event on the app's queue
         self.active: dict[str, m.Transfer] = {}
         self.by_leg: dict[str, str] = {}      # target leg -> transfer id
         self.by_caller: dict[str, str] = {}   # caller channel -> transfer id
-        self.timers: dict[str, asyncio.TimerHandle] = {}
         self.keys = KeyCollector(settings.key_bindings(hotline.id),
                                  settings.keys.inter_digit_timeout)
         self._redis_down_until = 0.0
         self.log = log.bind(hotline=hotline.id)
-        delivery.on_answered_transfer = self._note_answering_agent
+        interp.transfers = self
 
     # --- targets ------------------------------------------------------------------------------
     def default_target(self) -> str | None:
@@ -90,7 +91,7 @@ class Transfers:
 
     # --- triggers -----------------------------------------------------------------------------
     async def on_dtmf(self, channel_id: str, digit: str, at: float) -> None:
-        call = self.delivery.call_of_agent_leg(channel_id)
+        call = self.desk.call_of_agent_leg(channel_id)
         if call is None:
             # The other platform's agent in a three-way call: their DTMF crosses the trunk and
             # arrives on our target leg, so both agents' keys are decided here, once.
@@ -139,7 +140,7 @@ class Transfers:
         leg = channel.get("id")
         refer = event.get("refer_to") or {}
         dest = str((refer.get("requested_destination") or {}).get("destination") or "")
-        call = self.delivery.call_of_agent_leg(leg) if leg else None
+        call = self.desk.call_of_agent_leg(leg) if leg else None
         clog = self.log.bind(agent_leg=leg, destination=dest)
         # A refusal is not reported to the phone: Asterisk 22.10 was seen to crash on
         # transfer_progress states=channel_declined for a live channel. The REFER's subscription
@@ -191,7 +192,7 @@ class Transfers:
             caller_number=call.number, agent=call.agent, agent_leg=call.agent_leg, mode=mode,
             trigger=trigger, category=category, emergency=emergency,
             ring_timeout=self.settings.timeouts.transfer_ring, steps={"requested": now})
-        call.transfer_id = tid
+        await self.interp.deliver(dm.Ev.TRANSFER_STARTED, dm.TransferNote(call.caller, tid))
         self.active[tid] = t
         self.by_caller[call.caller] = tid
         self.log.info("transfer started", transfer_id=tid, call_id=call.call_id, target=target,
@@ -201,7 +202,7 @@ class Transfers:
         # transfer as abandoned.
         await self._quietly(self.ari.post(f"/channels/{call.caller}/variable",
                                           variable="HOTLINE_TRANSFER", value=tid))
-        await self._apply(t, m.start(t, now))
+        await self.interp.apply_transfer(t, m.start(t, now))
         return tid
 
     async def screened(self, call: Call, verdict: str) -> None:
@@ -215,7 +216,7 @@ class Transfers:
             if tid is not None:
                 return
         self.log.info("screened caller goes to an agent", call_id=call.call_id, verdict=verdict)
-        await self.delivery.release_hold(call)
+        await self.interp.deliver(dm.Ev.RELEASE_HOLD, dm.CallRef(call.caller))
 
     async def record_out_of_scope(self, call: Call, trigger: str) -> None:
         t = m.out_of_scope(uuid.uuid4().hex, call.call_id, self.hotline.id, call.caller,
@@ -229,7 +230,7 @@ class Transfers:
             await self.ari.delete_quietly(f"/channels/{leg}")
             return
         agent = await self.best_effort(self.redis.hget(TRANSFER_ANSWERED, tid))
-        await self._step(t, m.Ev.TARGET_ANSWERED, agent.decode() if agent else None)
+        await self._step(t, m.Ev.TARGET_ANSWERED, m.Answered(agent.decode() if agent else None))
 
     async def target_state(self, channel: dict) -> None:
         tid = self.by_leg.get(channel.get("id"))
@@ -241,169 +242,59 @@ class Transfers:
         False when delivery also must (the caller, and legs delivery already holds)."""
         t = self.active.get(self.by_leg.get(channel_id, ""))
         if t is not None:
-            if t.state == m.State.CONFERENCE:
-                await self._step(t, m.Ev.TARGET_FAILED)      # the far agent left: a cancel
-                return False                                  # delivery: back to two parties
+            # In a three-way call the far agent leaving is a cancel, whatever the cause.
+            conference = t.state == m.State.CONFERENCE
             await self._step(t, m.Ev.TARGET_FAILED, m.TargetFailed(
                 failure_kind(cause), f"target leg ended: cause {cause} {cause_txt}".strip()))
-            return True
+            return not conference                             # delivery: back to two parties
         t = self.active.get(self.by_caller.get(channel_id, ""))
         if t is not None:
             await self._step(t, m.Ev.CALLER_HUNG_UP)
             return False
-        call = self.delivery.call_of_agent_leg(channel_id)
+        call = self.desk.call_of_agent_leg(channel_id)
         t = self.active.get(call.transfer_id or "") if call is not None else None
         if t is not None and t.conference:
             if t.state == m.State.CONFERENCE:
                 await self._step(t, m.Ev.AGENT_HUNG_UP)      # the target platform has it
                 return False                                  # delivery: caller stays with it
-            await self.delivery.detach_agent(call)            # not answered yet: now blind
+            # Not answered yet: now a blind transfer.
+            await self.interp.deliver(dm.Ev.DETACH, dm.Detach(call.caller))
             await self._step(t, m.Ev.AGENT_HUNG_UP)
             return True
         return False
 
     async def timer_fired(self, tid: str, name: str) -> None:
-        self.timers.pop(tid, None)
+        self.interp.timers.pop(tid, None)
         t = self.active.get(tid)
         if t is not None and name == "ring":
             await self._step(t, m.Ev.RING_TIMEOUT)
 
-    async def _note_answering_agent(self, tid: str, agent: str | None) -> None:
+    async def note_answering_agent(self, tid: str, agent: str | None) -> None:
         """Far side: remember who answered, so the origin can name them in its record."""
         if agent:
             await self.best_effort(self.redis.hset(TRANSFER_ANSWERED, tid, agent))
 
     # --- the machine ----------------------------------------------------------------------------
-    async def _step(self, t: m.Transfer, ev: m.Ev, detail: object = None) -> None:
-        await self._apply(t, m.step(t, ev, time.time(), detail))
+    async def _step(self, t: m.Transfer, ev: m.Ev, detail: m.Detail | None = None) -> None:
+        await self.interp.step_transfer(t, ev, detail)
 
-    async def _apply(self, t: m.Transfer, cmds: list[m.Command]) -> None:
-        for cmd in cmds:
-            await self._run(t, cmd)
-        if t.state != m.State.DONE:
-            await self._persist(t)
+    def note_leg(self, leg: str, tid: str) -> None:
+        self.by_leg[leg] = tid
 
-    async def _run(self, t: m.Transfer, cmd: m.Command) -> None:
-        call = self.delivery.calls.get(t.caller)
-        match cmd:
-            case m.ReleaseAgent():
-                if call is not None:
-                    grace = REFER_HANGUP_GRACE if t.trigger == Trigger.REFER else 0.0
-                    await self.delivery.detach_agent(call, grace=grace)
-            case m.Ringback(channel=ch, on=on):
-                if on:
-                    await self._quietly(self.ari.post(f"/channels/{ch}/ring"))
-                else:
-                    await self.ari.delete_quietly(f"/channels/{ch}/ring")
-                if call is not None:
-                    call.ringing = on
-            case m.Originate():
-                await self._originate(t, cmd)
-            case m.Bridge():
-                await self._bridge(t, call)
-            case m.HangUp(channel=ch):
-                self.by_leg.pop(ch, None)
-                await self.ari.delete_quietly(f"/channels/{ch}")
-            case m.StartTimer(name=name, deadline=deadline):
-                loop = asyncio.get_running_loop()
-                delay = max(0.0, deadline - time.time())
-                # A reconcile after an ARI reconnect re-arms the ring timer of a process that
-                # still has one: two would both fire.
-                old = self.timers.pop(t.transfer_id, None)
-                if old is not None:
-                    old.cancel()
-                self.timers[t.transfer_id] = loop.call_later(
-                    delay, self.post, {"type": TIMER, "transfer_id": t.transfer_id, "name": name})
-            case m.CancelTimer():
-                handle = self.timers.pop(t.transfer_id, None)
-                if handle is not None:
-                    handle.cancel()
-            case m.ReturnToOrigin(prefer_agent=prefer):
-                if call is not None:
-                    await self.delivery.return_to_origin(call, prefer)
-            case m.Alert(kind=kind):
-                await self._alert(t, kind)
-            case m.DropAgent():
-                if call is not None:
-                    await self.delivery.drop_agent(call)
-            case m.StartRecording(name=name):
-                await self._start_recording(t, call, name)
-            case m.StopRecording(name=name):
-                await self._quietly(self.ari.post(f"/recordings/live/{name}/stop"))
-            case m.Notify(channel=ch, sound=sound):
-                await self._quietly(self.ari.post(f"/channels/{ch}/play", media=f"sound:{sound}"))
-            case m.Record():
-                await self._finish(t, call)
+    def forget_leg(self, leg: str) -> None:
+        self.by_leg.pop(leg, None)
 
-    async def _originate(self, t: m.Transfer, cmd: m.Originate) -> None:
-        variables = {f"PJSIP_HEADER(add,{k})": v for k, v in cmd.headers.items()}
-        variables.update({"HOTLINE_ROLE": "target", "HOTLINE_CALLER": t.caller,
-                          "HOTLINE_TRANSFER": t.transfer_id})
-        self.by_leg[cmd.leg] = t.transfer_id
-        try:
-            # Asterisk's own dial timeout stays behind ours: the ring timer decides.
-            await self.ari.post(
-                "/channels", json_body={"variables": variables}, endpoint=cmd.dial,
-                app=self.ari.app, appArgs=f"target,{t.transfer_id}", callerId=cmd.caller_number,
-                timeout=int(cmd.timeout) + 5, channelId=cmd.leg, originator=t.caller)
-        except AriError as exc:
-            self.log.warning("cannot dial the target", transfer_id=t.transfer_id, error=str(exc))
-            self.by_leg.pop(cmd.leg, None)
-            await self._step(t, m.Ev.TARGET_FAILED, m.TargetFailed("unreachable", str(exc)))
-
-    async def _bridge(self, t: m.Transfer, call: Call | None) -> None:
-        if call is None:
-            await self._step(t, m.Ev.BRIDGE_FAILED, "caller")
-            return
-        try:
-            if call.bridge is None:
-                bridge = await self.ari.post("/bridges", type="mixing,dtmf_events",
-                                             name=f"call-{call.call_id}")
-                call.bridge = bridge["id"]
-            current = set((await self.ari.get(f"/bridges/{call.bridge}")).get("channels", []))
-            if t.caller not in current:
-                await self.ari.post(f"/bridges/{call.bridge}/addChannel", channel=t.caller)
-            if t.target_leg not in current:
-                # The far agent's keys are for the app (the decision keys), not for the caller
-                # and our agent: passed on, a digit whose end never came (the key hangs up the
-                # far leg at once) left both their streams sending it, so they heard nothing.
-                await self.ari.post(f"/bridges/{call.bridge}/addChannel", channel=t.target_leg,
-                                    absorbDTMF="true")
-        except AriError as exc:
-            caller_there = await self.ari.channel_exists(t.caller)
-            self.log.info("transfer bridging failed", transfer_id=t.transfer_id, error=str(exc),
-                          caller_there=caller_there)
-            await self._step(t, m.Ev.BRIDGE_FAILED, "target" if caller_there else "caller")
-            return
-        await self._step(t, m.Ev.BRIDGED)
-        if t.state == m.State.CONFERENCE:
-            # Three parties: the target leg is part of the call now; the attempt stays open
-            # (transfer_id kept) until the agents decide.
-            self.delivery.adopt_remote(call, t.target_leg)
-            call.transfer_id = t.transfer_id
-
-    async def _start_recording(self, t: m.Transfer, call: Call | None, name: str) -> None:
-        """Record the three-way part on the bridge; a failure is noted, never blocks the call."""
-        try:
-            if call is None or call.bridge is None:
-                raise AriError("no bridge to record")
-            await self.ari.post(f"/bridges/{call.bridge}/record", name=name, format="wav",
-                                ifExists="overwrite")
-        except AriError as exc:
-            self.log.error("recording failed; the call goes on", transfer_id=t.transfer_id,
-                           error=str(exc))
-            await self._step(t, m.Ev.RECORDING_FAILED, str(exc))
-
-    async def _finish(self, t: m.Transfer, call: Call | None) -> None:
+    async def finish(self, t: m.Transfer) -> None:
+        """The machine's Record: the attempt is over; the call goes on without it."""
         tid = t.transfer_id
         self.active.pop(tid, None)
         self.by_caller.pop(t.caller, None)
         self.by_leg.pop(t.target_leg, None)         # the ring timer went with CancelTimer
-        if call is not None:
-            if call.remote_leg != t.target_leg and t.result in (
-                    m.Result.ACCEPTED, m.Result.ACCEPTED_BY_TARGET):
-                self.delivery.adopt_remote(call, t.target_leg)
-            call.transfer_id = None
+        if t.caller in self.desk.calls:
+            # Accepted: the target leg is the call's remote party from now on.
+            joined = t.target_leg if t.result in (m.Result.ACCEPTED,
+                                                  m.Result.ACCEPTED_BY_TARGET) else None
+            await self.interp.deliver(dm.Ev.TRANSFER_ENDED, dm.RemoteJoined(t.caller, joined))
             await self._quietly(self.ari.post(f"/channels/{t.caller}/variable",
                                               variable="HOTLINE_TRANSFER", value=""))
         self.log.info("transfer finished", transfer_id=tid, call_id=t.call_id,
@@ -444,7 +335,7 @@ class Transfers:
             },
         }
 
-    async def _alert(self, t: m.Transfer, kind: str) -> None:
+    async def alert(self, t: m.Transfer, kind: str) -> None:
         body = {"kind": kind, "transfer_id": t.transfer_id, "call_id": t.call_id,
                 "origin": t.hotline, "target": t.target, "category": t.category,
                 "caller_number": t.caller_number, "at": _iso(time.time())}
@@ -452,7 +343,7 @@ class Transfers:
         await self.best_effort(self.redis.xadd(ALERTS.key, ALERTS.entry(body), **ALERTS.trim()))
 
     # --- persistence --------------------------------------------------------------------------
-    async def _persist(self, t: m.Transfer) -> None:
+    async def persist(self, t: m.Transfer) -> None:
         async def write():
             pipe = self.redis.pipeline(transaction=True)
             pipe.set(TRANSFER_STATE.format(t.transfer_id), json.dumps(t.to_dict()))
@@ -507,11 +398,9 @@ class Transfers:
         live = {c["id"]: c for c in channels}
         bridge_of = {ch: b["id"] for b in bridges for ch in b.get("channels", [])}
         for t in list(self.active.values()):
-            call = self.delivery.calls.get(t.caller)
-            if call is not None:
-                call.transfer_id = t.transfer_id
-                if t.mode == Mode.BLIND and call.state != "connected":
-                    call.state = "transferring"
+            if t.caller in self.desk.calls:
+                await self.interp.deliver(dm.Ev.TRANSFER_RESUMED, dm.TransferNote(
+                    t.caller, t.transfer_id, blind=t.mode == Mode.BLIND))
             target = live.get(t.target_leg)
             facts = m.Facts(
                 agent_alive=bool(t.agent_leg) and t.agent_leg in live,

@@ -1,5 +1,5 @@
 """Event handling without I/O: a recorded ARI event stream replayed through the app's dispatcher
-(``HotlineApp.handle``: delivery, transfer adapter, transfer state machine), on one core.
+(``HotlineApp.handle``: the adapters, both state machines and the interpreter), on one core.
 
 Recording (``python -m bench.events record``, the bench lab must be up) runs the service in this
 process with three taps: every input of each app's dispatcher (ARI events, key timers, ticks),
@@ -211,9 +211,9 @@ class Replay:
         for hid, event in self.inputs:
             await apps[hid].handle(event)
         for app in apps.values():          # deferred hang-ups and timers of this round
-            for task in list(app.delivery._later):
+            for task in list(app.interpreter.later):
                 task.cancel()
-            for handle in app.transfers.timers.values():
+            for handle in app.interpreter.timers.values():
                 handle.cancel()
         return sink.records
 

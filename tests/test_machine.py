@@ -7,10 +7,22 @@ import itertools
 import pytest
 
 from transfer.machine import (
-    TRANSITIONS, Alert, Bridge, CancelTimer, Decision, DropAgent, Ev, Facts, HangUp, Notify,
-    Originate, Record, ReleaseAgent, Result, ReturnToOrigin, Ringback, StartRecording, StartTimer,
-    State, StopRecording, TargetFailed, Transfer, out_of_scope, start, step,
+    DETAILS, TRANSITIONS, Alert, Answered, Bridge, BridgeFailed, CancelTimer, Decision, DropAgent,
+    Ev, Facts, HangUp, IllegalTransition, Key, Notify, Originate, Record, RecordingFailed,
+    ReleaseAgent, Result, ReturnToOrigin, Ringback, Row, StartRecording, StartTimer, State,
+    StopRecording, TargetFailed, Transfer, out_of_scope, start, step,
 )
+from transfer import machine
+
+# One detail of the right type per event (None: the event carries none).
+SAMPLE = {
+    Ev.TARGET_RINGING: None, Ev.TARGET_ANSWERED: Answered("110-a1"),
+    Ev.TARGET_FAILED: TargetFailed("busy", "PBX said busy"), Ev.BRIDGED: None,
+    Ev.BRIDGE_FAILED: BridgeFailed("target"), Ev.CALLER_HUNG_UP: None, Ev.RING_TIMEOUT: None,
+    Ev.KEY: Key("*1"), Ev.DECISION: Decision("accept", "target", "110-a1"),
+    Ev.AGENT_HUNG_UP: None, Ev.RESTARTED: Facts(True, True, True, True),
+    Ev.RECORDING_FAILED: RecordingFailed("disk full"),
+}
 
 
 def new(mode: str = "blind", **kw) -> Transfer:
@@ -25,9 +37,77 @@ def records(cmds) -> list[Result]:
     return [c.result for c in cmds if isinstance(c, Record)]
 
 
+LIVE = [State.DIALING, State.BRIDGING, State.CONFERENCE]
+
+
 def test_every_state_and_event_has_a_transition():
-    for state, event in itertools.product([State.DIALING, State.BRIDGING, State.CONFERENCE], Ev):
+    for state, event in itertools.product(LIVE, Ev):
         assert (state, event) in TRANSITIONS, (state, event)
+    assert len(TRANSITIONS) == len(LIVE) * len(Ev)      # and DONE has none: it ignores all
+
+
+def test_ignored_pairs_stay_where_they_are_and_every_row_declares_its_next_states():
+    for (state, event), row in TRANSITIONS.items():
+        assert isinstance(row, Row) and row.next, (state, event)
+        assert row.next <= set(State), (state, event)
+        if row.handler is machine._ignore:
+            assert row.next == {state}, (state, event)
+
+
+def _in(state: State, mode: str, **kw) -> Transfer:
+    """A transfer brought to ``state`` the way the adapter would."""
+    t = new(mode, **kw)
+    start(t, 0)
+    if state in (State.BRIDGING, State.CONFERENCE):
+        step(t, Ev.TARGET_ANSWERED, 1, Answered("110-a1"))
+    if state == State.CONFERENCE:
+        step(t, Ev.BRIDGED, 1.1)
+    assert t.state == state
+    return t
+
+
+# Details that take each handler down each of its branches.
+VARIANTS = {
+    Ev.TARGET_FAILED: [TargetFailed(k) for k in ("busy", "rejected", "no_answer", "odd")],
+    Ev.BRIDGE_FAILED: [BridgeFailed("caller"), BridgeFailed("target")],
+    Ev.DECISION: [Decision(a, s, "x") for a in ("accept", "leave", "undecided", "cancel", "?")
+                  for s in ("origin", "target")],
+    Ev.RESTARTED: [Facts(*bits) for bits in itertools.product((True, False), repeat=5)],
+}
+
+
+@pytest.mark.parametrize("mode, state, event", [
+    (m, s, e) for m in ("blind", "three_way", "emergency") for s in LIVE for e in Ev
+    if not (m == "blind" and s == State.CONFERENCE)])    # a blind transfer has no conference
+def test_each_row_moves_only_to_the_states_it_declares(mode, state, event):
+    for detail in VARIANTS.get(event, [SAMPLE[event]]):
+        for agent_left in (False, True):
+            t = _in(state, mode)
+            if agent_left and state != State.CONFERENCE:
+                step(t, Ev.AGENT_HUNG_UP, 1.5)
+            if t.state != state:
+                continue
+            step(t, event, 2, detail)           # step raises IllegalTransition otherwise
+            assert t.state in TRANSITIONS[(state, event)].next
+
+
+def test_a_handler_that_leaves_its_declared_states_is_caught(monkeypatch):
+    t = _in(State.DIALING, "blind")
+    wrong = Row(machine._answered, frozenset({State.DIALING}))
+    monkeypatch.setitem(TRANSITIONS, (State.DIALING, Ev.TARGET_ANSWERED), wrong)
+    with pytest.raises(IllegalTransition):
+        step(t, Ev.TARGET_ANSWERED, 1, Answered())
+
+
+def test_each_event_takes_only_its_own_detail_type():
+    t = _in(State.DIALING, "blind")
+    for event, kind in DETAILS.items():
+        assert isinstance(SAMPLE[event], kind) if kind else SAMPLE[event] is None
+        with pytest.raises(TypeError):
+            step(t, event, 1, "a string" if kind else Key("*1"))
+    with pytest.raises(TypeError):
+        step(t, Ev.TARGET_ANSWERED, 1, "110-a1")     # the old untyped form
+    assert t.state == State.DIALING
 
 
 def test_start_blind_releases_agent_rings_caller_dials_target_and_arms_timer():
@@ -57,7 +137,7 @@ def test_answer_then_bridged_is_accepted_once():
     t = new()
     start(t, 0)
     step(t, Ev.TARGET_RINGING, 1)
-    cmds = step(t, Ev.TARGET_ANSWERED, 2, "110-a1")
+    cmds = step(t, Ev.TARGET_ANSWERED, 2, Answered("110-a1"))
     assert cmds == [CancelTimer("ring"), Ringback("caller-ch", False),
                     Bridge(("caller-ch", "T1-target"))]
     assert t.state == State.BRIDGING
@@ -65,7 +145,7 @@ def test_answer_then_bridged_is_accepted_once():
     assert t.state == State.DONE and t.steps["bridged"] == 2.1
     # Anything after DONE changes nothing: the outcome is recorded once.
     for ev in Ev:
-        assert step(t, ev, 9, None) == []
+        assert step(t, ev, 9, SAMPLE[ev]) == []
 
 
 @pytest.mark.parametrize("kind, result", [
@@ -105,7 +185,7 @@ def test_caller_hang_up_cancels_the_target_leg(state_events):
     t = new()
     start(t, 0)
     for ev in state_events:
-        step(t, ev, 1)
+        step(t, ev, 1, SAMPLE[ev])
     cmds = step(t, Ev.CALLER_HUNG_UP, 2)
     assert HangUp("T1-target") in cmds
     assert records(cmds) == [Result.CALLER_ABANDONED]
@@ -115,8 +195,8 @@ def test_race_caller_hangs_up_while_target_answers():
     # The answer is processed first, then bridging finds the caller gone.
     t = new()
     start(t, 0)
-    step(t, Ev.TARGET_ANSWERED, 1)
-    cmds = step(t, Ev.BRIDGE_FAILED, 1.01, "caller")
+    step(t, Ev.TARGET_ANSWERED, 1, Answered())
+    cmds = step(t, Ev.BRIDGE_FAILED, 1.01, BridgeFailed("caller"))
     assert HangUp("T1-target") in cmds and records(cmds) == [Result.CALLER_ABANDONED]
     # ...and the hang-up event that arrives afterwards is ignored.
     assert step(t, Ev.CALLER_HUNG_UP, 1.02) == []
@@ -125,7 +205,7 @@ def test_race_caller_hangs_up_while_target_answers():
 def test_race_target_hangs_up_between_answer_and_bridge():
     t = new()
     start(t, 0)
-    step(t, Ev.TARGET_ANSWERED, 1)
+    step(t, Ev.TARGET_ANSWERED, 1, Answered())
     cmds = step(t, Ev.TARGET_FAILED, 1.01, TargetFailed("rejected"))
     assert ReturnToOrigin("caller-ch", "12345-a1") in cmds
     assert records(cmds) == [Result.FALLBACK_REJECTED]
@@ -134,16 +214,16 @@ def test_race_target_hangs_up_between_answer_and_bridge():
 def test_keys_during_a_transfer_do_nothing():
     t = new()
     start(t, 0)
-    assert step(t, Ev.KEY, 1, "*1") == []
-    step(t, Ev.TARGET_ANSWERED, 2)
-    assert step(t, Ev.KEY, 3, "*1") == []
+    assert step(t, Ev.KEY, 1, Key("*1")) == []
+    step(t, Ev.TARGET_ANSWERED, 2, Answered())
+    assert step(t, Ev.KEY, 3, Key("*1")) == []
     assert t.state == State.BRIDGING
 
 
 def test_late_ring_timeout_after_answer_is_ignored():
     t = new()
     start(t, 0)
-    step(t, Ev.TARGET_ANSWERED, 29.9)
+    step(t, Ev.TARGET_ANSWERED, 29.9, Answered())
     assert step(t, Ev.RING_TIMEOUT, 30) == []
 
 
@@ -179,10 +259,10 @@ def test_restart_while_the_target_rings_rearms_the_ring_timer_at_its_first_deadl
 def test_a_failed_recording_is_noted_and_the_three_way_call_goes_on():
     t = new("three_way")
     start(t, 0)
-    step(t, Ev.TARGET_ANSWERED, 1, "110-a1")
+    step(t, Ev.TARGET_ANSWERED, 1, Answered("110-a1"))
     step(t, Ev.BRIDGED, 2)
     assert t.state == State.CONFERENCE and t.recording == "threeway-T1"
-    assert step(t, Ev.RECORDING_FAILED, 2.1, "disk full") == []
+    assert step(t, Ev.RECORDING_FAILED, 2.1, RecordingFailed("disk full")) == []
     assert t.state == State.CONFERENCE and t.recording is None
     cmds = step(t, Ev.DECISION, 9, Decision("accept", "target", "110-a1"))
     assert records(cmds) == [Result.ACCEPTED_BY_TARGET]
@@ -197,13 +277,13 @@ def test_out_of_scope_is_a_record_and_nothing_else():
                                                      "none", "")
     assert t.steps == {"requested": 50.0, "ended": 50.0}
     for ev in Ev:
-        assert step(t, ev, 51, None) == []
+        assert step(t, ev, 51, SAMPLE[ev]) == []
 
 
 def test_restart_in_bridging_with_bridge_done_is_accepted():
     t = new()
     start(t, 0)
-    step(t, Ev.TARGET_ANSWERED, 1)
+    step(t, Ev.TARGET_ANSWERED, 1, Answered())
     cmds = step(t, Ev.RESTARTED, 2, Facts(True, True, True, True))
     assert records(cmds) == [Result.ACCEPTED]
 
@@ -219,7 +299,7 @@ def test_round_trip_through_a_dict_keeps_everything():
 def conference(mode: str = "three_way") -> Transfer:
     t = new(mode)
     start(t, 0)
-    step(t, Ev.TARGET_ANSWERED, 1, "110-a1")
+    step(t, Ev.TARGET_ANSWERED, 1, Answered("110-a1"))
     cmds = step(t, Ev.BRIDGED, 1.1)
     assert t.state == State.CONFERENCE
     assert cmds == [StartRecording("threeway-T1")]
@@ -261,7 +341,7 @@ def test_each_decision_key_by_each_agent(action, side, result, leaves):
 ])
 def test_hang_ups_are_decisions(event, result, side):
     t = conference()
-    cmds = step(t, event, 6)
+    cmds = step(t, event, 6, SAMPLE[event])
     assert records(cmds) == [result]
     assert t.decided_by["how"] == "hangup" and t.decided_by["side"] == side
 
@@ -283,7 +363,7 @@ def test_origin_agent_leaving_early_turns_it_into_a_blind_transfer():
     t2 = new("three_way")
     start(t2, 0)
     step(t2, Ev.AGENT_HUNG_UP, 1)
-    step(t2, Ev.TARGET_ANSWERED, 2)
+    step(t2, Ev.TARGET_ANSWERED, 2, Answered())
     assert records(step(t2, Ev.BRIDGED, 2.1)) == [Result.ACCEPTED_BY_TARGET]
 
 

@@ -31,7 +31,10 @@ Rules:
    finishes, falls back or carries on from there. DONE is final: every later event is ignored, so
    an outcome is recorded exactly once.
 
-The transitions are data (``TRANSITIONS``); the table is also what the tests enumerate.
+The transitions are data (``TRANSITIONS``: (state, event) -> handler and the states it may move
+to, checked at every step); the table is also what the tests enumerate. Each event's detail is a
+typed dataclass (``DETAILS``). The adapter that feeds the machine is ``ari_app.transfers``; the
+commands it returns are carried out by ``ari_app.interpreter``.
 """
 
 from __future__ import annotations
@@ -54,21 +57,50 @@ class State(StrEnum):
 
 
 class Ev(StrEnum):
+    """The events; ``DETAILS`` names the detail each one carries (None: none)."""
     TARGET_RINGING = "target_ringing"
     TARGET_ANSWERED = "target_answered"
-    TARGET_FAILED = "target_failed"        # detail: TargetFailed
+    TARGET_FAILED = "target_failed"
     BRIDGED = "bridged"
-    BRIDGE_FAILED = "bridge_failed"        # detail: which leg is gone: caller | target
+    BRIDGE_FAILED = "bridge_failed"
     CALLER_HUNG_UP = "caller_hung_up"
     RING_TIMEOUT = "ring_timeout"
-    KEY = "key"                            # detail: the key sequence
-    DECISION = "decision"                  # detail: Decision
+    KEY = "key"
+    DECISION = "decision"
     AGENT_HUNG_UP = "agent_hung_up"        # the origin agent's leg ended
-    RESTARTED = "restarted"                # facts: Facts
-    RECORDING_FAILED = "recording_failed"  # detail: why (the call goes on without it)
+    RESTARTED = "restarted"
+    RECORDING_FAILED = "recording_failed"  # the call goes on without it
 
 
 DECISIONS = tuple(DecisionAction)
+
+
+# --- event details ----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Answered:
+    """Who answered on the target platform (that platform tells us through Redis; None when
+    it could not)."""
+    agent: str | None = None
+
+
+@dataclass(frozen=True)
+class TargetFailed:
+    """Why the target leg failed: its kind (a key of FAILURE_RESULTS; anything else counts as
+    unreachable) and, for the record, what the PBX said."""
+    kind: str
+    why: str | None = None
+
+
+@dataclass(frozen=True)
+class BridgeFailed:
+    """Joining the target leg to the caller's bridge failed; which of the two legs is gone."""
+    gone: str                    # "caller" | "target"
+
+
+@dataclass(frozen=True)
+class Key:
+    sequence: str                # e.g. "*1"
 
 
 @dataclass(frozen=True)
@@ -79,11 +111,8 @@ class Decision:
 
 
 @dataclass(frozen=True)
-class TargetFailed:
-    """Why the target leg failed: its kind (a key of FAILURE_RESULTS; anything else counts as
-    unreachable) and, for the record, what the PBX said."""
-    kind: str
-    why: str | None = None
+class RecordingFailed:
+    why: str
 
 
 FAILURE_RESULTS = {
@@ -192,6 +221,26 @@ class Facts:
     target_up: bool
     bridged: bool          # caller and target already share a bridge
     agent_alive: bool = True
+
+
+Detail = Answered | TargetFailed | BridgeFailed | Key | Decision | RecordingFailed | Facts
+
+# The detail each event carries; ``step`` refuses any other, so a handler can rely on its type.
+DETAILS: dict[Ev, type | None] = {
+    Ev.TARGET_RINGING: None,
+    Ev.TARGET_ANSWERED: Answered,
+    Ev.TARGET_FAILED: TargetFailed,
+    Ev.BRIDGED: None,
+    Ev.BRIDGE_FAILED: BridgeFailed,
+    Ev.CALLER_HUNG_UP: None,
+    Ev.RING_TIMEOUT: None,
+    Ev.KEY: Key,
+    Ev.DECISION: Decision,
+    Ev.AGENT_HUNG_UP: None,
+    Ev.RESTARTED: Facts,
+    Ev.RECORDING_FAILED: RecordingFailed,
+}
+
 
 @dataclass
 class Transfer:
@@ -305,10 +354,10 @@ def _ringing(t: Transfer, now: float, detail=None) -> list[Command]:
     return []
 
 
-def _answered(t: Transfer, now: float, detail=None) -> list[Command]:
+def _answered(t: Transfer, now: float, answered: Answered) -> list[Command]:
     t.state = State.BRIDGING
     t.steps["answered"] = now
-    t.answered_by = detail
+    t.answered_by = answered.agent
     cmds: list[Command] = [CancelTimer("ring")]
     if not t.agent_stays:
         cmds.append(Ringback(t.caller, False))
@@ -316,8 +365,7 @@ def _answered(t: Transfer, now: float, detail=None) -> list[Command]:
     return cmds
 
 
-def _failed(t: Transfer, now: float, failed: TargetFailed | None = None) -> list[Command]:
-    failed = failed or TargetFailed("unreachable")
+def _failed(t: Transfer, now: float, failed: TargetFailed) -> list[Command]:
     kind = failed.kind if failed.kind in FAILURE_RESULTS else "unreachable"
     return _fallback(t, kind, now, failed.why)
 
@@ -397,8 +445,8 @@ def _conference_caller_gone(t: Transfer, now: float, detail=None) -> list[Comman
     return _decided(t, Result.CALLER_ABANDONED, now, by, [HangUp(t.target_leg)])
 
 
-def _bridge_failed(t: Transfer, now: float, detail=None) -> list[Command]:
-    if detail == "caller":
+def _bridge_failed(t: Transfer, now: float, failed: BridgeFailed) -> list[Command]:
+    if failed.gone == "caller":
         return _caller_gone(t, now)
     # The target answered and vanished before we could bridge: as good as a rejection.
     return _fallback(t, "rejected", now, "target hung up before being bridged")
@@ -424,7 +472,7 @@ def _restarted(t: Transfer, now: float, facts: Facts) -> list[Command]:
     if facts.bridged:
         return _bridged(t, now)
     if facts.target_alive and facts.target_up:
-        return _answered(t, now, t.answered_by)
+        return _answered(t, now, Answered(t.answered_by))
     if facts.target_alive:
         # Still ringing: after a restart the ring timer died with the old process (after a
         # reconnect the adapter replaces it); either way it keeps its first deadline.
@@ -432,57 +480,90 @@ def _restarted(t: Transfer, now: float, facts: Facts) -> list[Command]:
     return _fallback(t, "unreachable", now, "target leg ended while the app was down")
 
 
-def _recording_failed(t: Transfer, now: float, why: str) -> list[Command]:
+def _recording_failed(t: Transfer, now: float, failed: RecordingFailed) -> list[Command]:
     """The three-way part is not recorded; the call goes on, and the record says why."""
     t.recording = None
-    t.detail = f"recording failed: {why}"
+    t.detail = f"recording failed: {failed.why}"
     return []
 
 
-Handler = Callable[[Transfer, float, object], list[Command]]
+def _target_gone_while_bridging(t: Transfer, now: float, failed: TargetFailed) -> list[Command]:
+    return _bridge_failed(t, now, BridgeFailed("target"))
 
-TRANSITIONS: dict[tuple[State, Ev], Handler] = {
-    (State.DIALING, Ev.TARGET_RINGING): _ringing,
-    (State.DIALING, Ev.TARGET_ANSWERED): _answered,
-    (State.DIALING, Ev.TARGET_FAILED): _failed,
-    (State.DIALING, Ev.BRIDGED): _ignore,
-    (State.DIALING, Ev.BRIDGE_FAILED): _ignore,
-    (State.DIALING, Ev.CALLER_HUNG_UP): _caller_gone,
-    (State.DIALING, Ev.RING_TIMEOUT): _timeout,
-    (State.DIALING, Ev.KEY): _ignore,
-    (State.DIALING, Ev.DECISION): _decision_while_dialing,
-    (State.DIALING, Ev.AGENT_HUNG_UP): _agent_gone_early,
-    (State.DIALING, Ev.RESTARTED): _restarted,
-    (State.DIALING, Ev.RECORDING_FAILED): _ignore,
-    (State.BRIDGING, Ev.TARGET_RINGING): _ignore,
-    (State.BRIDGING, Ev.TARGET_ANSWERED): _ignore,
-    (State.BRIDGING, Ev.TARGET_FAILED): lambda t, now, d: _bridge_failed(t, now, "target"),
-    (State.BRIDGING, Ev.BRIDGED): _bridged,
-    (State.BRIDGING, Ev.BRIDGE_FAILED): _bridge_failed,
-    (State.BRIDGING, Ev.CALLER_HUNG_UP): _caller_gone,
-    (State.BRIDGING, Ev.RING_TIMEOUT): _ignore,
-    (State.BRIDGING, Ev.KEY): _ignore,
-    (State.BRIDGING, Ev.DECISION): _ignore,
-    (State.BRIDGING, Ev.AGENT_HUNG_UP): _agent_gone_early,
-    (State.BRIDGING, Ev.RESTARTED): _restarted,
-    (State.BRIDGING, Ev.RECORDING_FAILED): _ignore,
-    (State.CONFERENCE, Ev.TARGET_RINGING): _ignore,
-    (State.CONFERENCE, Ev.TARGET_ANSWERED): _ignore,
-    (State.CONFERENCE, Ev.TARGET_FAILED): _conference_target_gone,
-    (State.CONFERENCE, Ev.BRIDGED): _ignore,
-    (State.CONFERENCE, Ev.BRIDGE_FAILED): _ignore,
-    (State.CONFERENCE, Ev.CALLER_HUNG_UP): _conference_caller_gone,
-    (State.CONFERENCE, Ev.RING_TIMEOUT): _ignore,
-    (State.CONFERENCE, Ev.KEY): _ignore,
-    (State.CONFERENCE, Ev.DECISION): _decision,
-    (State.CONFERENCE, Ev.AGENT_HUNG_UP): _conference_agent_gone,
-    (State.CONFERENCE, Ev.RESTARTED): _restarted,
-    (State.CONFERENCE, Ev.RECORDING_FAILED): _recording_failed,
+
+Handler = Callable[[Transfer, float, Detail | None], list[Command]]
+
+
+@dataclass(frozen=True)
+class Row:
+    """One row of the table: what handles the event, and the states it may leave the transfer
+    in (``step`` checks every move against them)."""
+    handler: Handler
+    next: frozenset[State]
+
+
+def _row(handler: Handler, *next_states: State) -> Row:
+    return Row(handler, frozenset(next_states))
+
+
+# (state, event) -> (handler, possible next states). DONE has no row: it ignores everything.
+TRANSITIONS: dict[tuple[State, Ev], Row] = {
+    (State.DIALING, Ev.TARGET_RINGING): _row(_ringing, State.DIALING),
+    (State.DIALING, Ev.TARGET_ANSWERED): _row(_answered, State.BRIDGING),
+    (State.DIALING, Ev.TARGET_FAILED): _row(_failed, State.DONE),
+    (State.DIALING, Ev.BRIDGED): _row(_ignore, State.DIALING),
+    (State.DIALING, Ev.BRIDGE_FAILED): _row(_ignore, State.DIALING),
+    (State.DIALING, Ev.CALLER_HUNG_UP): _row(_caller_gone, State.DONE),
+    (State.DIALING, Ev.RING_TIMEOUT): _row(_timeout, State.DONE),
+    (State.DIALING, Ev.KEY): _row(_ignore, State.DIALING),
+    (State.DIALING, Ev.DECISION): _row(_decision_while_dialing, State.DIALING, State.DONE),
+    (State.DIALING, Ev.AGENT_HUNG_UP): _row(_agent_gone_early, State.DIALING),
+    (State.DIALING, Ev.RESTARTED): _row(_restarted, State.DIALING, State.BRIDGING,
+                                             State.CONFERENCE, State.DONE),
+    (State.DIALING, Ev.RECORDING_FAILED): _row(_ignore, State.DIALING),
+    (State.BRIDGING, Ev.TARGET_RINGING): _row(_ignore, State.BRIDGING),
+    (State.BRIDGING, Ev.TARGET_ANSWERED): _row(_ignore, State.BRIDGING),
+    (State.BRIDGING, Ev.TARGET_FAILED): _row(_target_gone_while_bridging, State.DONE),
+    (State.BRIDGING, Ev.BRIDGED): _row(_bridged, State.CONFERENCE, State.DONE),
+    (State.BRIDGING, Ev.BRIDGE_FAILED): _row(_bridge_failed, State.DONE),
+    (State.BRIDGING, Ev.CALLER_HUNG_UP): _row(_caller_gone, State.DONE),
+    (State.BRIDGING, Ev.RING_TIMEOUT): _row(_ignore, State.BRIDGING),
+    (State.BRIDGING, Ev.KEY): _row(_ignore, State.BRIDGING),
+    (State.BRIDGING, Ev.DECISION): _row(_ignore, State.BRIDGING),
+    (State.BRIDGING, Ev.AGENT_HUNG_UP): _row(_agent_gone_early, State.BRIDGING),
+    (State.BRIDGING, Ev.RESTARTED): _row(_restarted, State.DIALING, State.BRIDGING,
+                                              State.CONFERENCE, State.DONE),
+    (State.BRIDGING, Ev.RECORDING_FAILED): _row(_ignore, State.BRIDGING),
+    (State.CONFERENCE, Ev.TARGET_RINGING): _row(_ignore, State.CONFERENCE),
+    (State.CONFERENCE, Ev.TARGET_ANSWERED): _row(_ignore, State.CONFERENCE),
+    (State.CONFERENCE, Ev.TARGET_FAILED): _row(_conference_target_gone, State.DONE),
+    (State.CONFERENCE, Ev.BRIDGED): _row(_ignore, State.CONFERENCE),
+    (State.CONFERENCE, Ev.BRIDGE_FAILED): _row(_ignore, State.CONFERENCE),
+    (State.CONFERENCE, Ev.CALLER_HUNG_UP): _row(_conference_caller_gone, State.DONE),
+    (State.CONFERENCE, Ev.RING_TIMEOUT): _row(_ignore, State.CONFERENCE),
+    (State.CONFERENCE, Ev.KEY): _row(_ignore, State.CONFERENCE),
+    (State.CONFERENCE, Ev.DECISION): _row(_decision, State.CONFERENCE, State.DONE),
+    (State.CONFERENCE, Ev.AGENT_HUNG_UP): _row(_conference_agent_gone, State.DONE),
+    (State.CONFERENCE, Ev.RESTARTED): _row(_restarted, State.CONFERENCE, State.DONE),
+    (State.CONFERENCE, Ev.RECORDING_FAILED): _row(_recording_failed, State.CONFERENCE),
 }
 
 
-def step(t: Transfer, event: Ev, now: float, detail: object = None) -> list[Command]:
+class IllegalTransition(Exception):
+    """A handler left the transfer in a state its row does not declare: a bug in this module."""
+
+
+def step(t: Transfer, event: Ev, now: float, detail: Detail | None = None) -> list[Command]:
     """Apply one event; DONE ignores everything (an outcome is recorded exactly once)."""
+    expected = DETAILS[event]
+    if not (isinstance(detail, expected) if expected is not None else detail is None):
+        raise TypeError(f"{event} carries {expected.__name__ if expected else 'no detail'}, "
+                        f"not {type(detail).__name__}")
     if t.state == State.DONE:
         return []
-    return TRANSITIONS[(t.state, event)](t, now, detail)
+    row = TRANSITIONS[(t.state, event)]
+    before = t.state
+    cmds = row.handler(t, now, detail)
+    if t.state not in row.next:
+        raise IllegalTransition(f"{before} --{event}--> {t.state}: not in the table")
+    return cmds

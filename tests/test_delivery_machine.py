@@ -1,0 +1,376 @@
+"""The delivery state machine without a PBX: every (state, event) pair, agent choice, and the
+commands each step asks for."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from transfer import delivery as dm
+from transfer.delivery import (
+    CALL_EVENTS, DESK, DESK_EVENTS, DETAILS, IGNORED, TRANSITIONS, AddToBridge, AgentsSeen,
+    Answer, Arrival, Attempt, CallState, CreateBridge, DeleteBridge, Desk, Done, Ev, Failed,
+    HangUp, ListAgents, Publish, RingAgent, Ringback, StartMOH, StopMOH, StopRingback,
+)
+
+AGENTS = ("a1", "a2", "a3")
+TRANSFER_HEADERS = {"X-Hotline-Transfer-Id": "T1", "X-Hotline-Origin": "110",
+                    "X-Hotline-Mode": "blind"}
+
+
+def desk(free=AGENTS) -> Desk:
+    ids = (f"{i:08x}" for i in itertools.count(1))
+    d = Desk(agents=AGENTS, agent_ring=4.0, no_agent_retry=1.0, new_id=lambda: next(ids))
+    dm.step(d, Ev.AGENTS_SEEN, 0, AgentsSeen(frozenset(free)))
+    return d
+
+
+def flat(cmds) -> list:
+    """The commands with each attempt's steps in line (what the interpreter would request)."""
+    out = []
+    for c in cmds:
+        out += flat(c.steps) if isinstance(c, Attempt) else [c]
+    return out
+
+
+def of(cmds, kind) -> list:
+    return [c for c in flat(cmds) if isinstance(c, kind)]
+
+
+def attempt(cmds) -> Attempt:
+    (a,) = [c for c in cmds if isinstance(c, Attempt)]
+    return a
+
+
+def arrive(d: Desk, caller="c1", now=1.0, headers=None, **kw) -> list:
+    return dm.step(d, Ev.ARRIVED, now, Arrival(caller, "13800138000", f"L-{caller}",
+                                                headers or {}, role_set=False, **kw))
+
+
+def succeed(d: Desk, cmds, now=1.0, bridge="B1") -> list:
+    """Play the interpreter when every request succeeds: feed each attempt's ``then``."""
+    out = []
+    for c in cmds:
+        out.append(c)
+        if isinstance(c, Attempt) and c.then is not None:
+            made = bridge if any(isinstance(s, CreateBridge) for s in c.steps) else None
+            out += succeed(d, dm.step(d, c.then, now, Done(c.caller, c.leg, made)), now, bridge)
+    return out
+
+
+def connected(d: Desk, caller="c1", now=1.0) -> dm.Call:
+    succeed(d, arrive(d, caller, now), now)
+    call = d.calls[caller]
+    succeed(d, dm.step(d, Ev.AGENT_ANSWERED, now + 1, dm.Leg(caller, call.agent_leg)), now + 1)
+    assert call.state == CallState.CONNECTED
+    return call
+
+
+# --- the table -----------------------------------------------------------------------------
+
+def test_every_call_state_and_event_is_in_the_table_or_explicitly_ignored():
+    for pair in itertools.product(CallState, CALL_EVENTS):
+        assert (pair in TRANSITIONS) != (pair in IGNORED), pair
+    assert set(TRANSITIONS) | set(IGNORED) == set(itertools.product(CallState, CALL_EVENTS))
+    assert set(DESK_EVENTS) == set(DESK) and set(DETAILS) == set(CALL_EVENTS)
+    for pair, row in TRANSITIONS.items():
+        assert row.next and row.next <= set(CallState), pair
+    for pair, why in IGNORED.items():
+        assert why, pair
+
+
+def test_ignored_pairs_change_nothing():
+    d = desk()
+    call = connected(d)
+    before = (call.state, call.agent_leg, call.remote_leg, call.bridge, dict(d.legs))
+    assert (CallState.CONNECTED, Ev.RING_FAILED) in IGNORED
+    assert dm.step(d, Ev.RING_FAILED, 5, Failed("c1", call.agent_leg, Answer("c1"), "x")) == []
+    assert (call.state, call.agent_leg, call.remote_leg, call.bridge, dict(d.legs)) == before
+
+
+def _in_state(state: CallState, transferred: bool) -> tuple[Desk, dm.Call | None]:
+    """A desk with caller c1 in ``state`` (ENDED: known once, gone now)."""
+    d = desk(free=("a1",) if state != CallState.WAITING else ())
+    headers = TRANSFER_HEADERS if transferred else {}
+    if state == CallState.WAITING and transferred:
+        d = desk(free=("a1",))
+        succeed(d, arrive(d, headers=headers))
+        call = d.calls["c1"]
+        dm.step(d, Ev.CHANNEL_GONE, 2, dm.Gone(call.agent_leg, 19))    # no answer: waits
+        assert call.state == CallState.WAITING
+        return d, call
+    succeed(d, arrive(d, headers=headers, hold=state == CallState.TRANSFERRING))
+    call = d.calls.get("c1")
+    if state == CallState.CONNECTED:
+        succeed(d, dm.step(d, Ev.AGENT_ANSWERED, 2, dm.Leg("c1", call.agent_leg)))
+    if state == CallState.ENDED:
+        dm.step(d, Ev.CHANNEL_GONE, 2, dm.Gone("c1"))
+        return d, None
+    assert call.state == state
+    return d, call
+
+
+def _details(event: Ev, call: dm.Call | None) -> list:
+    """Details that take the event's handler down its branches."""
+    leg = (call.agent_leg if call else None) or "c1-leg"
+    return {
+        Ev.CALLER_GONE: [Done("c1")],
+        Ev.AGENT_LEG_GONE: [dm.LegGone("c1", leg, cause) for cause in (0, 17, 21)],
+        Ev.REMOTE_LEG_GONE: [dm.LegGone("c1", (call.remote_leg if call else None) or "r")],
+        Ev.AGENT_ANSWERED: [dm.Leg("c1", leg), dm.Leg("c1", "someone-else")],
+        Ev.AGENT_BRIDGE_READY: [Done("c1", leg, "B9"), Done("c1", leg, None)],
+        Ev.AGENT_BRIDGED: [Done("c1", leg)],
+        Ev.CONNECT_FAILED: [Failed("c1", leg, AddToBridge("B", ()), "gone", alive)
+                            for alive in (frozenset({"c1"}), frozenset({leg}), frozenset())],
+        Ev.RING_FAILED: [Failed("c1", leg, s, "x") for s in (Ringback("c1"), StopMOH("c1"))],
+        Ev.HELD: [Done("c1")],
+        Ev.ADOPT_BRIDGE_READY: [Done("c1", leg, "B9")],
+        Ev.ADOPTED: [Done("c1", leg)],
+        Ev.ADOPT_FAILED: [Failed("c1", leg, CreateBridge("x"), "x", alive)
+                          for alive in (frozenset({"c1"}), frozenset({leg}),
+                                        frozenset({"c1", leg}))],
+        Ev.RELEASE_HOLD: [dm.CallRef("c1")],
+        Ev.TRANSFER_STARTED: [dm.TransferNote("c1", "T9")],
+        Ev.TRANSFER_RESUMED: [dm.TransferNote("c1", "T9", blind) for blind in (True, False)],
+        Ev.DETACH: [dm.Detach("c1"), dm.Detach("c1", 2.0)],
+        Ev.RINGBACK_SET: [dm.Tone("c1", True), dm.Tone("c1", False)],
+        Ev.BRIDGE_MADE: [dm.BridgeNote("c1", "B9")],
+        Ev.REMOTE_JOINED: [dm.RemoteJoined("c1", "r1", "T9")],
+        Ev.DROP_AGENT: [dm.CallRef("c1")],
+        Ev.RETURNED: [dm.Returned("c1", "a1"), dm.Returned("c1", None)],
+        Ev.TRANSFER_ENDED: [dm.RemoteJoined("c1", "r1"), dm.RemoteJoined("c1", None)],
+    }[event]
+
+
+@pytest.mark.parametrize("state, event", sorted(TRANSITIONS, key=str))
+def test_each_row_moves_only_to_the_states_it_declares(state, event):
+    for transferred in (False, True):
+        for detail in _details(event, _in_state(state, transferred)[1]):
+            d, call = _in_state(state, transferred)
+            dm.step(d, event, 9.0, detail)          # raises IllegalTransition otherwise
+            now = d.calls["c1"].state if "c1" in d.calls else CallState.ENDED
+            assert now in TRANSITIONS[(state, event)].next, (state, event, detail, now)
+
+
+def test_a_handler_that_leaves_its_declared_states_is_caught(monkeypatch):
+    d, call = _in_state(CallState.CONNECTED, False)
+    monkeypatch.setitem(TRANSITIONS, (CallState.CONNECTED, Ev.CALLER_GONE),
+                        dm.Row(TRANSITIONS[(CallState.CONNECTED, Ev.CALLER_GONE)].handler,
+                               frozenset({CallState.CONNECTED})))
+    with pytest.raises(dm.IllegalTransition):
+        dm.step(d, Ev.CALLER_GONE, 5, Done("c1"))
+
+
+def test_each_event_takes_only_its_own_detail_type():
+    d = desk()
+    for event in Ev:
+        with pytest.raises(TypeError):
+            dm.step(d, event, 1, "c1")
+
+
+# --- arrival and agent choice ----------------------------------------------------------------
+
+def test_a_caller_is_answered_and_the_longest_idle_agent_rung_with_ringback():
+    d = desk()
+    d.idle_since.update({"a1": 50.0, "a2": 10.0, "a3": 30.0})
+    cmds = succeed(d, arrive(d, now=60.0), 60.0)
+    requests = [c for c in flat(cmds) if not isinstance(c, (dm.Log, Publish))]
+    assert requests[:2] == [dm.SetVar("c1", "HOTLINE_ROLE", "caller"), Answer("c1")]
+    ring = of(cmds, RingAgent)[0]
+    assert ring.agent == "a2" and ring.leg == "L-c1-a2-00000001" and ring.timeout == 4
+    assert ring.variables["HOTLINE_CALLER"] == "c1"
+    assert Ringback("c1") in flat(cmds)
+    assert [p.kind for p in of(cmds, Publish)] == ["agent_ringing"]
+    call = d.calls["c1"]
+    assert (call.state, call.agent, call.answered, call.ringing) == \
+        (CallState.RINGING, "a2", True, True)
+    assert d.reserved == {"a2"} and d.legs == {ring.leg: ("c1", "agent")}
+
+
+def test_callers_are_served_in_arrival_order_and_never_used_agents_first():
+    d = desk(free=("a1", "a2"))
+    d.idle_since["a1"] = 5.0
+    succeed(d, arrive(d, "c1", 1.0), 1.0)
+    succeed(d, arrive(d, "c2", 2.0), 2.0)
+    assert (d.calls["c1"].agent, d.calls["c2"].agent) == ("a2", "a1")
+
+
+def test_no_free_agent_means_music_on_hold_and_a_new_round_after_no_agent_retry():
+    d = desk(free=("a1",))
+    succeed(d, arrive(d), 1.0)
+    call = d.calls["c1"]
+    cmds = succeed(d, dm.step(d, Ev.CHANNEL_GONE, 5.0, dm.Gone(call.agent_leg, 19)), 5.0)
+    # a1 was tried this round: the caller holds, ringback off, music on.
+    assert [c for c in flat(cmds) if isinstance(c, (StopRingback, StartMOH))] == \
+        [StopRingback("c1"), StartMOH("c1")]
+    assert (call.state, call.holding, call.held_since, call.tried) == \
+        (CallState.WAITING, True, 5.0, {"a1"})
+    assert succeed(d, dm.step(d, Ev.TICK, 5.5, dm.Tick()), 5.5) == []    # too early
+    cmds = succeed(d, dm.step(d, Ev.TICK, 6.0, dm.Tick()), 6.0)
+    assert flat(cmds)[0] == StopMOH("c1") and of(cmds, RingAgent)[0].agent == "a1"
+    assert call.state == CallState.RINGING and not call.holding
+
+
+def test_a_caller_handed_back_tries_the_transferring_agent_first():
+    d = desk()
+    call = connected(d)
+    first = call.agent
+    dm.step(d, Ev.TRANSFER_STARTED, 3, dm.TransferNote("c1", "T1"))
+    dm.step(d, Ev.DETACH, 3, dm.Detach("c1"))
+    assert call.state == CallState.TRANSFERRING and call.agent is None
+    cmds = succeed(d, dm.step(d, Ev.RETURNED, 9, dm.Returned("c1", first)), 9)
+    assert of(cmds, RingAgent)[0].agent == first
+    assert not of(cmds, Ringback)                # the transfer left ringback playing
+    assert call.transfer_id is None and call.prefer == first
+
+
+def test_a_transferred_caller_with_no_free_agent_is_refused_busy_without_being_answered():
+    d = desk(free=())
+    cmds = arrive(d, headers=TRANSFER_HEADERS)
+    assert HangUp("c1", reason="busy") in flat(cmds) and not of(cmds, Answer)
+    assert "c1" not in d.calls
+
+
+def test_a_transferred_caller_rings_unanswered_and_a_declining_agent_rejects_it():
+    d = desk()
+    cmds = succeed(d, arrive(d, headers=TRANSFER_HEADERS))
+    call = d.calls["c1"]
+    assert not of(cmds, Answer) and not call.answered and call.ringing
+    ring = of(cmds, RingAgent)[0]
+    assert ring.variables["PJSIP_HEADER(add,X-Hotline-Transfer-Id)"] == "T1"
+    cmds = dm.step(d, Ev.CHANNEL_GONE, 3, dm.Gone(call.agent_leg, dm.CAUSE_REJECTED))
+    assert HangUp("c1", reason="rejected") in flat(cmds) and "c1" not in d.calls
+
+
+def test_without_device_states_the_pbx_is_asked_and_its_answer_dispatches():
+    d = desk()
+    dm.step(d, Ev.AGENTS_SEEN, 0, AgentsSeen(None))
+    cmds = succeed(d, arrive(d))
+    assert cmds[-1] == ListAgents()
+    cmds = dm.step(d, Ev.AGENTS_LISTED, 1, AgentsSeen(frozenset({"a3"})))
+    assert of(cmds, RingAgent)[0].agent == "a3"
+
+
+def test_an_agent_becoming_free_is_offered_to_the_waiting_caller():
+    d = desk(free=())
+    succeed(d, arrive(d))
+    assert d.calls["c1"].holding
+    assert dm.step(d, Ev.DEVICE_STATE, 2, dm.DeviceState("PJSIP/a2", "INUSE")) == []
+    cmds = dm.step(d, Ev.DEVICE_STATE, 3, dm.DeviceState("PJSIP/a2", "NOT_INUSE"))
+    assert of(cmds, RingAgent)[0].agent == "a2"
+
+
+# --- connecting and ending -------------------------------------------------------------------
+
+def test_agent_answer_quiets_the_caller_makes_the_bridge_then_bridges_both():
+    d = desk()
+    succeed(d, arrive(d))
+    call = d.calls["c1"]
+    leg = call.agent_leg
+    cmds = dm.step(d, Ev.AGENT_ANSWERED, 2, dm.Leg("c1", leg))
+    first = attempt(cmds)
+    assert first.steps == (StopRingback("c1"), CreateBridge("call-L-c1")) and \
+        first.probe == ("c1", leg)
+    second = attempt(dm.step(d, first.then, 2, Done("c1", leg, "B7")))
+    assert second.steps == (AddToBridge("B7", ("c1", leg)),)
+    cmds = dm.step(d, second.then, 2.5, Done("c1", leg))
+    assert call.state == CallState.CONNECTED and call.bridge == "B7"
+    assert [p.kind for p in of(cmds, Publish)] == ["agent_connected"]
+
+
+def test_a_stray_agent_answer_is_hung_up():
+    d = desk()
+    assert dm.step(d, Ev.AGENT_ANSWERED, 1, dm.Leg("gone", "leg9")) == [HangUp("leg9")]
+
+
+def test_bridging_failure_tries_the_next_agent_or_ends_the_call():
+    d = desk()
+    succeed(d, arrive(d))
+    call = d.calls["c1"]
+    leg = call.agent_leg
+    cmds = dm.step(d, Ev.CONNECT_FAILED, 3, Failed("c1", leg, AddToBridge("B", ()), "gone",
+                                                   frozenset({"c1"})))
+    assert HangUp(leg) in flat(cmds) and call.state == CallState.RINGING and call.agent_leg != leg
+    cmds = dm.step(d, Ev.CONNECT_FAILED, 4, Failed("c1", call.agent_leg, Answer("c1"), "gone",
+                                                   frozenset()))
+    assert HangUp("c1") in flat(cmds) and "c1" not in d.calls
+
+
+def test_a_ring_that_cannot_be_placed_frees_the_agent_and_the_caller_waits():
+    d = desk()
+    succeed(d, arrive(d))
+    call = d.calls["c1"]
+    agent, leg = call.agent, call.agent_leg
+    dm.step(d, Ev.RING_FAILED, 2, Failed("c1", leg, Ringback("c1"), "no"))
+    assert (call.state, call.agent, call.ringing) == (CallState.WAITING, None, False)
+    assert agent not in d.reserved and leg not in d.legs and d.idle_since[agent] == 2
+
+
+def test_the_caller_hanging_up_ends_every_leg_and_the_bridge_once():
+    d = desk()
+    call = connected(d)
+    dm.step(d, Ev.REMOTE_JOINED, 4, dm.RemoteJoined("c1", "r1", "T1"))
+    cmds = dm.step(d, Ev.CHANNEL_GONE, 5, dm.Gone("c1"))
+    assert [c for c in flat(cmds) if isinstance(c, (HangUp, DeleteBridge))] == [
+        HangUp(call.agent_leg), HangUp("r1"), HangUp("c1"), DeleteBridge("B1")]
+    assert d.calls == {} and d.legs == {} and d.reserved == set()
+    assert call.state == CallState.ENDED
+
+
+def test_one_party_left_after_a_transfer_keeps_the_call_two_parties_or_ends_it():
+    d = desk()
+    call = connected(d)
+    dm.step(d, Ev.REMOTE_JOINED, 4, dm.RemoteJoined("c1", "r1"))
+    dm.step(d, Ev.CHANNEL_GONE, 5, dm.Gone(call.agent_leg))
+    assert call.state == CallState.CONNECTED and call.agent is None
+    cmds = dm.step(d, Ev.CHANNEL_GONE, 6, dm.Gone("r1"))
+    assert HangUp("c1") in flat(cmds) and "c1" not in d.calls
+
+
+def test_a_refer_release_hangs_the_agent_up_after_the_grace():
+    d = desk()
+    call = connected(d)
+    leg = call.agent_leg
+    cmds = dm.step(d, Ev.DETACH, 5, dm.Detach("c1", 2.0))
+    assert cmds == [dm.RemoveFromBridge("B1", "c1"), HangUp(leg, after=2.0)]
+
+
+def test_a_queue_call_handed_over_is_bridged_then_its_key_runs():
+    d = desk()
+    cmds = dm.step(d, Ev.ADOPT, 1, dm.Adoption("c1", "139", "L1", "leg1", "a2", "transfer"))
+    first = attempt(cmds)
+    assert first.steps[-1] == CreateBridge("call-L1") and "a2" in d.reserved
+    cmds = succeed(d, cmds, bridge="B3")
+    assert dm.KeyAction("c1", "transfer") in cmds and d.calls["c1"].bridge == "B3"
+    assert d.pending_keys == {}
+
+
+def test_reconcile_ends_what_is_gone_and_takes_back_what_is_bridged():
+    d = desk()
+    call = connected(d)
+    channels = ({"id": "x1", "state": "Up", "name": "PJSIP/c-1", "linkedid": "LX",
+                 "caller": {"number": "139"}, "channelvars": {"HOTLINE_ROLE": "caller"}},
+                {"id": "x1-agent", "state": "Up", "name": "PJSIP/a3-1",
+                 "channelvars": {"HOTLINE_ROLE": "agent", "HOTLINE_AGENT": "a3",
+                                 "HOTLINE_CALLER": "x1"}})
+    bridges = ({"id": "BX", "name": "call-LX", "channels": ["x1", "x1-agent"]},
+               {"id": "B-empty", "name": "call-old", "channels": []})
+    cmds = dm.step(d, Ev.RECONCILE, 9, dm.Found(channels, bridges, {}))
+    assert HangUp("c1") in flat(cmds) and call.state == CallState.ENDED
+    found = d.calls["x1"]
+    assert (found.state, found.agent, found.bridge) == (CallState.CONNECTED, "a3", "BX")
+    assert DeleteBridge("B-empty") in flat(cmds)
+
+
+def test_music_that_could_not_start_is_tried_again_at_the_next_offer():
+    d = desk(free=())
+    arrival = attempt(arrive(d))
+    moh = attempt(dm.step(d, arrival.then, 1.0, Done("c1")))   # answered; nobody is free
+    assert moh.steps == (StartMOH("c1"),) and moh.failed is None
+    # The interpreter got an error for StartMOH, so no HELD: the caller is not on hold ...
+    assert not d.calls["c1"].holding
+    # ... and the next offer asks for the music again.
+    assert StartMOH("c1") in flat(dm.step(d, Ev.TICK, 2.0, dm.Tick()))
+    succeed(d, [attempt(dm.step(d, Ev.TICK, 3.0, dm.Tick()))], 3.0)
+    assert d.calls["c1"].holding and d.calls["c1"].held_since == 3.0

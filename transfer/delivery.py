@@ -1,0 +1,1071 @@
+"""Agent delivery as a pure state machine: who gets the caller, when an agent is tried next, what
+waits, what rings, what is bridged, when the call ends. Events in, commands out, no I/O.
+
+Rules:
+
+* A caller is answered at once and hears ringback while an agent rings, music on hold while no
+  agent is free. Callers are served in arrival order.
+* A *transferred* caller (an inbound trunk call carrying ``X-Hotline-Transfer-Id``) is not answered
+  until one of our agents answers: the platform that transferred it must see busy, no answer or
+  rejection as such, and falls back on its side (R3). With no free agent at all it is refused as
+  busy; an agent declining it (603) rejects the transfer; otherwise agents are tried in turn until
+  the other side gives up. The agent's phone gets the ``X-Hotline-*`` headers.
+* A free agent is one of the hotline's agents that is registered (endpoint online), has no channel
+  on the PBX and is not being rung by us (known from the phones' device states, ``DEVICE_STATE``;
+  until the first look after a connect, from the PBX's endpoint listing, ``ListAgents``); the one
+  idle longest is chosen, except that a caller handed back after a failed transfer tries the
+  agent who transferred it first (``choose``).
+* An agent who does not answer within ``agent_ring`` (or is busy, or rejects) is skipped and the
+  next free agent is tried; when every free agent was tried, the caller holds and the round
+  starts again after ``no_agent_retry``.
+* Caller and agent meet in a ``mixing,dtmf_events`` bridge (DTMF events carry the agents' keys).
+  A call has at most one local agent leg and one remote leg (the other platform, after a
+  transfer). The call ends, every leg hung up and the bridge destroyed, when the caller hangs up
+  or when no party but the caller is left.
+* While the transfer machine (``transfer.machine``) owns a call's fate, it tells this machine what
+  changed for the call (``TRANSFER_*``, ``DETACH``, ``RETURNED``, ...): ``Call`` is written here
+  only, in the handlers below.
+
+One machine serves a hotline (``Desk``): agent choice spans its calls. Each call is in a
+``CallState``; an event about a call is handled by ``TRANSITIONS[(state, event)]`` (a handler and
+the states it may leave the call in, checked at every step) or is listed in ``IGNORED``; the
+events about the whole hotline (arrivals, ticks, agents' states, reconnects) by ``DESK_EVENTS``.
+
+Requests whose outcome decides what comes next are grouped in an ``Attempt``: the interpreter
+runs its steps in order and answers with the attempt's ``then`` event (all went well) or its
+``failed`` event (which step failed, which channels still exist). Everything else is carried out
+as given. How to follow a call: ``ari_app/app.py`` (the ARI event's handler) ->
+``ari_app/delivery.py`` (the event's facts) -> ``step`` here -> commands ->
+``ari_app/interpreter.py`` (ARI requests).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Callable
+
+from contracts import sip
+from contracts.sip import HEADERS
+from contracts.vocab import LiveEvent
+
+AGENT, REMOTE = "agent", "remote"
+# ISDN causes of a leg that ended (ChannelDestroyed.cause).
+CAUSE_BUSY, CAUSE_REJECTED = 17, 21
+TRUNK_PREFIX = "PJSIP/trunk-"          # channel names of calls from the other platform
+
+
+class CallState(StrEnum):
+    WAITING = "waiting"              # no agent: ringback or music on hold
+    RINGING = "ringing"              # an agent's phone rings for this caller
+    CONNECTED = "connected"          # with an agent and/or the other platform
+    TRANSFERRING = "transferring"    # the transfer machine has it (blind, screened)
+    ENDED = "ended"                  # every leg hung up; the desk forgot it
+
+
+WAITING, RINGING, CONNECTED, TRANSFERRING, ENDED = CallState
+
+
+@dataclass
+class Call:
+    caller: str                 # caller's channel id
+    number: str                 # caller's number (personal data: masked in logs)
+    call_id: str                # Asterisk linkedid, stable across every leg of the call
+    arrived: float
+    state: CallState = WAITING
+    answered: bool = False
+    agent: str | None = None    # endpoint name of the agent rung or connected
+    agent_leg: str | None = None
+    agent_since: float = 0.0
+    remote_leg: str | None = None
+    bridge: str | None = None
+    tried: set[str] = field(default_factory=set)
+    prefer: str | None = None   # agent to try first (the one who transferred, on fall-back)
+    holding: bool = False       # music on hold playing
+    ringing: bool = False       # ringback playing
+    held_since: float = 0.0
+    headers: dict[str, str] = field(default_factory=dict)   # X-Hotline-* of a transferred call
+    transfer_id: str | None = None                           # a transfer of ours in progress
+
+    @property
+    def transferred_in(self) -> bool:
+        return sip.TRANSFER_ID in self.headers
+
+
+@dataclass
+class Desk:
+    """One hotline's delivery: its calls and what is known of its agents."""
+    agents: tuple[str, ...]                          # in configuration order
+    agent_ring: float
+    no_agent_retry: float
+    new_id: Callable[[], str]                        # unique ids for agent legs (hex)
+    calls: dict[str, Call] = field(default_factory=dict)            # by caller channel id
+    legs: dict[str, tuple[str, str]] = field(default_factory=dict)  # leg -> (caller, role)
+    reserved: set[str] = field(default_factory=set)  # agents we ring or have connected
+    idle_since: dict[str, float] = field(default_factory=dict)      # when their last call ended
+    # Agent -> free (registered, no call) as the PBX last said, kept current by device-state
+    # events; None until the first look after a (re)connect: then each delivery asks the PBX.
+    agent_free: dict[str, bool] | None = None
+    # Queue() calls being adopted -> the key action to run once they are ours.
+    pending_keys: dict[str, str] = field(default_factory=dict)
+
+    def call_of_agent_leg(self, leg: str) -> Call | None:
+        owner = self.legs.get(leg)
+        if owner is None or owner[1] != AGENT:
+            return None
+        call = self.calls.get(owner[0])
+        return call if call is not None and call.agent_leg == leg else None
+
+
+# --- commands (what the interpreter does) -----------------------------------------------------
+# Commands and event details are slotted dataclasses, not frozen ones: several are built for
+# every event, a frozen one takes five times as long to build, and nothing changes them once
+# made.
+
+@dataclass(slots=True)
+class SetVar:
+    channel: str
+    name: str
+    value: str
+
+
+@dataclass(slots=True)
+class Answer:
+    channel: str
+
+
+@dataclass(slots=True)
+class Ringback:
+    """Start the caller's ringback (stopping it is ``StopRingback``, which never fails)."""
+    channel: str
+
+
+@dataclass(slots=True)
+class StopRingback:
+    channel: str
+
+
+@dataclass(slots=True)
+class StartMOH:
+    channel: str
+
+
+@dataclass(slots=True)
+class StopMOH:
+    channel: str
+
+
+@dataclass(slots=True)
+class RingAgent:
+    """Originate the agent's leg into this app (``agent,<caller>``), rung for ``timeout`` s."""
+    leg: str
+    agent: str
+    caller: str
+    caller_number: str
+    variables: dict
+    timeout: int
+
+
+@dataclass(slots=True)
+class CreateBridge:
+    """A ``mixing,dtmf_events`` bridge; its id comes back in the attempt's ``then`` event."""
+    name: str
+
+
+@dataclass(slots=True)
+class AddToBridge:
+    bridge: str
+    channels: tuple[str, ...]
+
+
+@dataclass(slots=True)
+class RemoveFromBridge:
+    bridge: str
+    channel: str
+
+
+@dataclass(slots=True)
+class DeleteBridge:
+    bridge: str
+
+
+@dataclass(slots=True)
+class HangUp:
+    """Hang a channel up (already gone is fine). ``reason``: the cause the other side sees
+    (busy -> SIP 486, rejected -> SIP 403); ``after``: seconds to leave it up first."""
+    channel: str
+    reason: str | None = None
+    after: float = 0.0
+
+
+@dataclass(slots=True)
+class ListAgents:
+    """Ask the PBX which agents are registered and have no channel; answer: AGENTS_LISTED."""
+
+
+@dataclass(slots=True)
+class NoteAnsweringAgent:
+    """Far side of a transfer: tell the origin who answered (for its record)."""
+    transfer_id: str
+    agent: str | None
+
+
+@dataclass(slots=True)
+class KeyAction:
+    """A Queue() call handed over by a key press is ours now: run that key's action on it."""
+    caller: str
+    action: str
+
+
+@dataclass(slots=True)
+class Publish:
+    """A live event for agent desktops."""
+    kind: str
+    fields: dict
+
+
+@dataclass(slots=True)
+class Log:
+    message: str
+    level: str = "info"
+    fields: dict = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class Attempt:
+    """Steps that must all succeed, in order. When one fails the rest are skipped and the
+    machine gets ``failed`` with a ``Failed``; when all succeed it gets ``then`` with a ``Done``.
+    ``only_gone``: only "no such channel" counts as failing (any other error propagates, as a
+    fault of the PBX link rather than of the call). ``probe``: channels whose existence the
+    interpreter looks up when a step failed."""
+    steps: tuple["Command", ...]
+    caller: str
+    leg: str | None = None
+    then: "Ev | None" = None
+    failed: "Ev | None" = None
+    only_gone: bool = False
+    probe: tuple[str, ...] = ()
+
+
+Command = SetVar | Answer | Ringback | StopRingback | StartMOH | StopMOH | RingAgent | \
+    CreateBridge | AddToBridge | RemoveFromBridge | DeleteBridge | HangUp | ListAgents | \
+    NoteAnsweringAgent | KeyAction | Publish | Log | Attempt
+
+
+# --- events ----------------------------------------------------------------------------------
+
+class Ev(StrEnum):
+    # The hotline's (DESK_EVENTS): no call, or a call that does not exist yet.
+    ARRIVED = "arrived"                    # Arrival: a caller entered the app
+    ADOPT = "adopt"                        # Adoption: a Queue()-bridged call handed over
+    CHANNEL_GONE = "channel_gone"          # Gone: any channel's hang-up
+    OFFER = "offer"                        # offer free agents to waiting callers
+    TICK = "tick"                          # Tick: callers on hold get another round
+    DEVICE_STATE = "device_state"          # DeviceState of an agent's phone
+    AGENTS_SEEN = "agents_seen"            # AgentsSeen: after a (re)connect, who is free
+    AGENTS_LISTED = "agents_listed"        # AgentsSeen: the PBX's answer to ListAgents
+    RECONCILE = "reconcile"                # Found: what exists on the PBX after a (re)connect
+    # A call's (TRANSITIONS, by its state).
+    CALLER_GONE = "caller_gone"            # Done | Failed: the caller's channel is gone
+    AGENT_LEG_GONE = "agent_leg_gone"      # LegGone
+    REMOTE_LEG_GONE = "remote_leg_gone"    # LegGone
+    AGENT_ANSWERED = "agent_answered"      # Leg: the agent's leg entered the app
+    AGENT_BRIDGE_READY = "agent_bridge_ready"  # Done: answered, quiet, bridge there
+    AGENT_BRIDGED = "agent_bridged"        # Done: caller and agent share the bridge
+    CONNECT_FAILED = "connect_failed"      # Failed
+    RING_FAILED = "ring_failed"            # Failed: the agent could not be rung
+    HELD = "held"                          # Done: music on hold plays
+    ADOPT_BRIDGE_READY = "adopt_bridge_ready"  # Done
+    ADOPTED = "adopted"                    # Done
+    ADOPT_FAILED = "adopt_failed"          # Failed
+    RELEASE_HOLD = "release_hold"          # CallRef: a screened caller goes to an agent after all
+    TRANSFER_STARTED = "transfer_started"  # TransferNote
+    TRANSFER_RESUMED = "transfer_resumed"  # TransferNote: found again after a reconnect
+    DETACH = "detach"                      # Detach: the agent leaves a call being transferred
+    RINGBACK_SET = "ringback_set"          # Tone: the transfer machine turned ringback on/off
+    BRIDGE_MADE = "bridge_made"            # BridgeNote: the transfer made the call's bridge
+    REMOTE_JOINED = "remote_joined"        # RemoteJoined: the other platform is in the call
+    DROP_AGENT = "drop_agent"              # CallRef: the agent leaves a three-way call
+    RETURNED = "returned"                  # Returned: a failed transfer hands the caller back
+    TRANSFER_ENDED = "transfer_ended"      # RemoteJoined (leg None: nobody joined)
+
+
+DESK = (Ev.ARRIVED, Ev.ADOPT, Ev.CHANNEL_GONE, Ev.OFFER, Ev.TICK, Ev.DEVICE_STATE,
+        Ev.AGENTS_SEEN, Ev.AGENTS_LISTED, Ev.RECONCILE)
+CALL_EVENTS = tuple(e for e in Ev if e not in DESK)
+
+
+# --- event details ---------------------------------------------------------------------------
+
+@dataclass(slots=True)
+class Arrival:
+    caller: str
+    number: str
+    call_id: str
+    headers: dict               # X-Hotline-* (only those with a value)
+    role_set: bool              # HOTLINE_ROLE=caller is on the channel already
+    hold: bool = False          # screened: answer, but give it to no agent yet
+    listed: frozenset | None = None   # free per the PBX, when the desk has no device states
+
+
+@dataclass(slots=True)
+class Adoption:
+    caller: str
+    number: str
+    call_id: str
+    leg: str
+    agent: str
+    action: str                 # the key's action, run once the call is ours
+
+
+@dataclass(slots=True)
+class Gone:
+    channel: str
+    cause: int = 0
+
+
+@dataclass(slots=True)
+class Tick:
+    pass
+
+
+@dataclass(slots=True)
+class DeviceState:
+    name: str                   # e.g. PJSIP/12345-a1
+    state: str                  # e.g. NOT_INUSE
+
+
+@dataclass(slots=True)
+class AgentsSeen:
+    free: frozenset | None      # None: the PBX could not be asked
+
+
+@dataclass(slots=True)
+class Found:
+    """Our channels (those with HOTLINE_ROLE) and every bridge, as ARI lists them, and the
+    X-Hotline-* headers of trunk callers the desk does not know yet."""
+    channels: tuple[dict, ...]
+    bridges: tuple[dict, ...]
+    headers: dict               # caller channel id -> headers
+
+
+@dataclass(slots=True)
+class CallRef:
+    caller: str
+
+
+@dataclass(slots=True)
+class Leg:
+    caller: str
+    leg: str
+
+
+@dataclass(slots=True)
+class LegGone:
+    caller: str
+    leg: str
+    cause: int = 0
+
+
+@dataclass(slots=True)
+class Done:
+    """An attempt went through; ``bridge``: the one a CreateBridge step made."""
+    caller: str
+    leg: str | None = None
+    bridge: str | None = None
+
+
+@dataclass(slots=True)
+class Failed:
+    """An attempt's step failed: which, why, and which probed channels still exist."""
+    caller: str
+    leg: str | None
+    step: object
+    error: str
+    alive: frozenset = frozenset()
+
+
+@dataclass(slots=True)
+class TransferNote:
+    caller: str
+    transfer_id: str
+    blind: bool = False
+
+
+@dataclass(slots=True)
+class Detach:
+    caller: str
+    grace: float = 0.0
+
+
+@dataclass(slots=True)
+class Tone:
+    caller: str
+    on: bool
+
+
+@dataclass(slots=True)
+class BridgeNote:
+    caller: str
+    bridge: str
+
+
+@dataclass(slots=True)
+class RemoteJoined:
+    caller: str
+    leg: str | None
+    transfer_id: str | None = None    # the attempt that stays open (a three-way call)
+
+
+@dataclass(slots=True)
+class Returned:
+    caller: str
+    prefer: str | None
+
+
+# --- agent choice ----------------------------------------------------------------------------
+
+def free_agents(d: Desk, listed: frozenset | None = None) -> list[str]:
+    """Free agents, longest idle first: never-used agents first (idle since 0), then the longest
+    idle; ties keep configuration order. ``listed``: the PBX's answer when there are no device
+    states to go by."""
+    if d.agent_free is not None:
+        online = {a for a, free in d.agent_free.items() if free}
+    else:
+        online = listed or frozenset()
+    free = [a for a in d.agents if a in online and a not in d.reserved]
+    return sorted(free, key=lambda a: d.idle_since.get(a, 0.0))
+
+
+def choose(call: Call, free: list[str]) -> str | None:
+    """The agent for this caller: not tried this round, the preferred one (who transferred it)
+    first."""
+    choices = [a for a in free if a not in call.tried]
+    if call.prefer in choices:
+        return call.prefer
+    return choices[0] if choices else None
+
+
+# --- what the handlers share -----------------------------------------------------------------
+
+def _clog(call: Call, message: str, level: str = "info", **fields) -> Log:
+    fields = {"call_id": call.call_id, **fields}
+    if call.transfer_id and "transfer_id" not in fields:
+        fields["transfer_id"] = call.transfer_id
+    return Log(message, level, fields)
+
+
+def _live(kind: str, call: Call, agent: str | None) -> Publish:
+    h = call.headers
+    transfer = ({"transfer_id": h[sip.TRANSFER_ID], "origin": h.get(sip.ORIGIN),
+                 "category": h.get(sip.CATEGORY), "emergency": h.get(sip.EMERGENCY) == "1"}
+                if call.transferred_in else None)
+    return Publish(kind, {"agent": agent, "call_id": call.call_id, "caller_number": call.number,
+                          "transfer": transfer})
+
+
+def _release(d: Desk, agent: str | None, now: float) -> None:
+    if agent is not None and agent in d.reserved:
+        d.reserved.discard(agent)
+        d.idle_since[agent] = now
+
+
+def _dispatch(d: Desk, now: float, listed: frozenset | None = None,
+              asked: bool = False) -> list[Command]:
+    """Offer free agents to waiting callers, oldest caller first."""
+    waiting = sorted((c for c in d.calls.values() if c.state == WAITING), key=lambda c: c.arrived)
+    if not waiting:
+        return []
+    if d.agent_free is None and not asked:
+        return [ListAgents()]
+    free = free_agents(d, listed)
+    cmds: list[Command] = []
+    for call in waiting:
+        agent = choose(call, free)
+        if agent is None:
+            cmds += _hold(d, call, now)
+            continue
+        free.remove(agent)
+        cmds += _ring_agent(d, call, agent)
+    return cmds
+
+
+def _ring_agent(d: Desk, call: Call, agent: str) -> list[Command]:
+    leg = f"{call.call_id}-{agent}-{d.new_id()[:8]}"
+    call.tried.add(agent)
+    call.state, call.agent, call.agent_leg = RINGING, agent, leg
+    d.reserved.add(agent)
+    d.legs[leg] = (call.caller, AGENT)
+    variables = {
+        # The phone's own transfer key (REFER) becomes a ChannelTransfer event for us.
+        "PJSIP_TRANSFER_HANDLING()": "ari-only",
+        "HOTLINE_ROLE": AGENT, "HOTLINE_CALLER": call.caller, "HOTLINE_AGENT": agent,
+    }
+    for name, value in call.headers.items():
+        variables[f"PJSIP_HEADER(add,{name})"] = value
+    steps: list[Command] = []
+    if call.holding:
+        steps.append(StopMOH(call.caller))
+        call.holding = False
+    if not call.ringing:
+        steps.append(Ringback(call.caller))
+        call.ringing = True
+    steps += [
+        RingAgent(leg, agent, call.caller, call.number, variables,
+                  max(1, round(d.agent_ring))),
+        _clog(call, "ringing agent", agent=agent),
+        # The screen-pop: the agent's desktop learns who rings, and why, before they answer.
+        _live(LiveEvent.AGENT_RINGING, call, agent),
+    ]
+    return [Attempt(tuple(steps), call.caller, leg, failed=Ev.RING_FAILED)]
+
+
+def _hold(d: Desk, call: Call, now: float) -> list[Command]:
+    if call.transferred_in:
+        # Not answered: keep the other platform hearing ringback while agents free up.
+        call.held_since = call.held_since or now
+        return []
+    if call.holding:
+        return []
+    cmds: list[Command] = []
+    if call.ringing:
+        cmds.append(StopRingback(call.caller))
+        call.ringing = False
+    # Not held when music cannot start (a caller gone meanwhile: its hang-up ends the call);
+    # the next offer tries again. Any error counts: the callers after this one in the same
+    # offer have been given their agents already, and must get their requests.
+    return cmds + [Attempt((StartMOH(call.caller),), call.caller, then=Ev.HELD)]
+
+
+def _end_call(d: Desk, call: Call, now: float, reason: str | None = None) -> list[Command]:
+    """End every leg. The caller's channel is hung up exactly once: a second hang-up racing the
+    first would replace its cause (and the SIP code the other side sees)."""
+    d.calls.pop(call.caller, None)
+    call.state = ENDED
+    cmds: list[Command] = []
+    for leg in (call.agent_leg, call.remote_leg):
+        if leg:
+            d.legs.pop(leg, None)
+            cmds.append(HangUp(leg))
+    _release(d, call.agent, now)
+    cmds.append(HangUp(call.caller, reason=reason))
+    if call.bridge:
+        cmds.append(DeleteBridge(call.bridge))
+    return cmds + _dispatch(d, now)
+
+
+def _agent_leg_gone(d: Desk, call: Call, leg: str, cause: int, now: float) -> list[Command]:
+    """The agent's leg ended (the desk has already forgotten the leg)."""
+    agent = call.agent
+    _release(d, agent, now)
+    call.agent = call.agent_leg = None
+    if call.state == CONNECTED:
+        if call.remote_leg:
+            return [_clog(call, "agent left; caller stays with the other platform", agent=agent)]
+        return [_clog(call, "agent hung up", agent=agent)] + _end_call(d, call, now)
+    if call.state == TRANSFERRING:
+        return []
+    if call.transferred_in and cause == CAUSE_REJECTED:
+        return [_clog(call, "agent declined the transferred call", agent=agent)] + \
+            _end_call(d, call, now, reason="rejected")
+    call.state = WAITING
+    return [_clog(call, "agent did not answer", agent=agent, cause=cause)] + _dispatch(d, now)
+
+
+def _remote_leg_gone(d: Desk, call: Call, now: float) -> list[Command]:
+    call.remote_leg = None
+    if call.agent_leg and call.state == CONNECTED:
+        return [_clog(call, "other platform left; back to two parties")]
+    return [_clog(call, "other platform hung up")] + _end_call(d, call, now)
+
+
+def _adopt_remote(d: Desk, call: Call, leg: str, transfer_id: str | None) -> None:
+    call.remote_leg = leg
+    call.state = CONNECTED
+    call.transfer_id = transfer_id
+    d.legs[leg] = (call.caller, REMOTE)
+
+
+# --- the hotline's events --------------------------------------------------------------------
+
+def _arrived(d: Desk, now: float, a: Arrival) -> list[Command]:
+    call = Call(caller=a.caller, number=a.number, call_id=a.call_id, arrived=now,
+                state=TRANSFERRING if a.hold else WAITING,
+                headers={k: v for k, v in a.headers.items() if k in HEADERS and v})
+    d.calls[call.caller] = call
+    steps: list[Command] = []
+    if not a.role_set:
+        steps.append(SetVar(call.caller, "HOTLINE_ROLE", "caller"))
+    if call.transferred_in:
+        steps.append(_clog(call, "transferred caller arrived", caller=call.number,
+                           origin=call.headers.get(sip.ORIGIN),
+                           transfer_id=call.headers[sip.TRANSFER_ID]))
+        if not free_agents(d, a.listed):
+            steps.append(_clog(call, "no free agent: transfer refused as busy",
+                               transfer_id=call.headers[sip.TRANSFER_ID]))
+            # The call is over whatever the steps say: a caller gone already is gone.
+            return [Attempt(tuple(steps), call.caller, only_gone=True)] + \
+                _end_call(d, call, now, reason="busy")
+        steps.append(Ringback(call.caller))
+        call.ringing = True
+    else:
+        steps += [_clog(call, "caller arrived", caller=call.number), Answer(call.caller)]
+        call.answered = True
+    return [Attempt(tuple(steps), call.caller, then=Ev.OFFER, failed=Ev.CALLER_GONE,
+                    only_gone=True)]
+
+
+def _adopt(d: Desk, now: float, a: Adoption) -> list[Command]:
+    """A call the centre's own Queue() bridged, handed over by a key: bridge caller and agent
+    again and own the call from now on, exactly as if it had been delivered here."""
+    call = Call(caller=a.caller, number=a.number, call_id=a.call_id, arrived=now,
+                state=CONNECTED, answered=True, agent=a.agent, agent_leg=a.leg, agent_since=now)
+    d.calls[call.caller] = call
+    d.legs[a.leg] = (call.caller, AGENT)
+    d.reserved.add(a.agent)
+    steps = [SetVar(call.caller, "HOTLINE_ROLE", "caller")]
+    steps += [SetVar(a.leg, name, value) for name, value in (
+        ("PJSIP_TRANSFER_HANDLING()", "ari-only"), ("HOTLINE_ROLE", AGENT),
+        ("HOTLINE_CALLER", call.caller), ("HOTLINE_AGENT", a.agent))]
+    steps.append(CreateBridge(f"call-{call.call_id}"))
+    d.pending_keys[call.caller] = a.action
+    return [Attempt(tuple(steps), call.caller, a.leg, then=Ev.ADOPT_BRIDGE_READY,
+                    failed=Ev.ADOPT_FAILED, probe=(a.leg, call.caller))]
+
+
+def _channel_gone(d: Desk, now: float, g: Gone) -> list[Command]:
+    if g.channel in d.calls:
+        return step(d, Ev.CALLER_GONE, now, Done(g.channel))
+    owner = d.legs.pop(g.channel, None)
+    if owner is None:
+        return []
+    kind = Ev.AGENT_LEG_GONE if owner[1] == AGENT else Ev.REMOTE_LEG_GONE
+    return step(d, kind, now, LegGone(owner[0], g.channel, g.cause))
+
+
+def _offer(d: Desk, now: float, detail=None) -> list[Command]:
+    return _dispatch(d, now)
+
+
+def _tick(d: Desk, now: float, detail: Tick) -> list[Command]:
+    for call in d.calls.values():
+        if call.state == WAITING and call.tried and (call.holding or call.transferred_in) and \
+                now - call.held_since >= d.no_agent_retry:
+            call.tried.clear()
+    return _dispatch(d, now)
+
+
+def _device_state(d: Desk, now: float, s: DeviceState) -> list[Command]:
+    agent = s.name.partition("/")[2]
+    if d.agent_free is None or agent not in d.agent_free:
+        return []
+    was, free = d.agent_free[agent], s.state == "NOT_INUSE"
+    d.agent_free[agent] = free
+    cmds: list[Command] = []
+    if free != was:
+        cmds.append(Log("agent state", "debug", {"agent": agent, "state": s.state, "free": free}))
+    if free and not was:
+        cmds += _dispatch(d, now)     # a caller may be waiting for this agent
+    return cmds
+
+
+def _agents_seen(d: Desk, now: float, s: AgentsSeen) -> list[Command]:
+    d.agent_free = None if s.free is None else {a: a in s.free for a in d.agents}
+    return []
+
+
+def _agents_listed(d: Desk, now: float, s: AgentsSeen) -> list[Command]:
+    # Unanswered (the interpreter logged why): nobody is known to be free.
+    return _dispatch(d, now, s.free or frozenset(), True)
+
+
+def _reconcile(d: Desk, now: float, f: Found) -> list[Command]:
+    """Events were missed (or the app restarted): rebuild the view of live calls from the
+    channels and bridges that exist, and clean up what cannot go on."""
+    live = {c["id"]: c for c in f.channels}
+    cmds: list[Command] = []
+    for call in list(d.calls.values()):
+        if call.caller not in live:
+            cmds += _end_call(d, call, now)
+        elif call.agent_leg and call.agent_leg not in live:
+            d.legs.pop(call.agent_leg, None)
+            cmds += _agent_leg_gone(d, call, call.agent_leg, 0, now)
+        elif call.remote_leg and call.remote_leg not in live:
+            d.legs.pop(call.remote_leg, None)
+            cmds += _remote_leg_gone(d, call, now)
+    bridge_of = {ch: b for b in f.bridges for ch in b.get("channels", [])}
+    for ch in f.channels:
+        role = (ch.get("channelvars") or {}).get("HOTLINE_ROLE")
+        if role == "caller" and ch["id"] not in d.calls:
+            cmds += _found_caller(d, ch, live, bridge_of.get(ch["id"]), f.headers, now)
+    for ch in f.channels:
+        vars_ = ch.get("channelvars") or {}
+        if vars_.get("HOTLINE_ROLE") != AGENT or ch["id"] in d.legs:
+            continue
+        call = d.calls.get(vars_.get("HOTLINE_CALLER", ""))
+        if call is not None and call.state == WAITING and ch.get("state") != "Up":
+            # Still ringing for a caller we know again: keep it. Asterisk enforces its ring
+            # timeout, and its StasisStart arrives when the agent answers.
+            call.state, call.agent, call.agent_leg = RINGING, vars_.get("HOTLINE_AGENT"), ch["id"]
+            call.tried.add(call.agent)
+            d.reserved.add(call.agent)
+            d.legs[ch["id"]] = (call.caller, AGENT)
+        else:
+            # An agent leg nobody owns any more: left over from a call that is gone.
+            cmds.append(HangUp(ch["id"]))
+    for b in f.bridges:
+        if b.get("name", "").startswith("call-") and not b.get("channels"):
+            cmds.append(DeleteBridge(b["id"]))
+    return cmds + _dispatch(d, now)
+
+
+def _found_caller(d: Desk, ch: dict, live: dict, bridge: dict | None, headers: dict,
+                  now: float) -> list[Command]:
+    call = Call(caller=ch["id"], number=ch.get("caller", {}).get("number", ""),
+                call_id=ch.get("linkedid") or ch["id"], arrived=now,
+                answered=ch.get("state") == "Up", headers=dict(headers.get(ch["id"], {})))
+    d.calls[call.caller] = call
+    if bridge is not None:
+        call.bridge = bridge["id"]
+        for other in bridge.get("channels", []):
+            vars_ = (live.get(other, {}).get("channelvars") or {})
+            if other == call.caller:
+                continue
+            if vars_.get("HOTLINE_ROLE") == AGENT:
+                call.agent_leg, call.agent = other, vars_.get("HOTLINE_AGENT")
+                d.legs[other] = (call.caller, AGENT)
+                if call.agent:
+                    d.reserved.add(call.agent)
+            else:
+                call.remote_leg = other
+                d.legs[other] = (call.caller, REMOTE)
+    if call.agent_leg or call.remote_leg:
+        call.state = CONNECTED
+    elif bridge is not None:
+        # Alone in its call bridge: everyone else hung up while we were away, and a call
+        # ends when only the caller is left.
+        return [_clog(call, "caller found alone in its call; ending it")] + \
+            _end_call(d, call, now)
+    elif (ch.get("channelvars") or {}).get("HOTLINE_TRANSFER"):
+        call.state = TRANSFERRING          # the transfer adapter re-attaches it
+        call.transfer_id = ch["channelvars"]["HOTLINE_TRANSFER"]
+    return [_clog(call, "call adopted after reconnect", state=str(call.state))]
+
+
+DeskHandler = Callable[[Desk, float, object], list[Command]]
+
+# event -> (detail type, handler)
+DESK_EVENTS: dict[Ev, tuple[type | None, DeskHandler]] = {
+    Ev.ARRIVED: (Arrival, _arrived),
+    Ev.ADOPT: (Adoption, _adopt),
+    Ev.CHANNEL_GONE: (Gone, _channel_gone),
+    Ev.OFFER: (Done, _offer),
+    Ev.TICK: (Tick, _tick),
+    Ev.DEVICE_STATE: (DeviceState, _device_state),
+    Ev.AGENTS_SEEN: (AgentsSeen, _agents_seen),
+    Ev.AGENTS_LISTED: (AgentsSeen, _agents_listed),
+    Ev.RECONCILE: (Found, _reconcile),
+}
+
+
+# --- a call's events -------------------------------------------------------------------------
+
+def _caller_gone(d: Desk, call: Call, now: float, detail) -> list[Command]:
+    return [_clog(call, "caller hung up", state=str(call.state))] + _end_call(d, call, now)
+
+
+def _agent_gone(d: Desk, call: Call, now: float, g: LegGone) -> list[Command]:
+    if call.agent_leg != g.leg:
+        return []
+    return _agent_leg_gone(d, call, g.leg, g.cause, now)
+
+
+def _remote_gone(d: Desk, call: Call, now: float, g: LegGone) -> list[Command]:
+    if call.remote_leg != g.leg:
+        return []
+    return _remote_leg_gone(d, call, now)
+
+
+def _stray_answer(d: Desk, now: float, leg: str) -> list[Command]:
+    # The caller left (or another agent got there first) while this phone rang.
+    d.legs.pop(leg, None)
+    return [HangUp(leg)]
+
+
+def _agent_answered(d: Desk, call: Call, now: float, a: Leg) -> list[Command]:
+    if call.agent_leg != a.leg:
+        return _stray_answer(d, now, a.leg)
+    cmds: list[Command] = []
+    if call.transferred_in:
+        cmds.append(NoteAnsweringAgent(call.headers[sip.TRANSFER_ID], call.agent))
+    steps: list[Command] = []
+    if not call.answered:
+        steps.append(Answer(call.caller))
+        call.answered = True
+    if call.holding:
+        steps.append(StopMOH(call.caller))
+        call.holding = False
+    if call.ringing:
+        steps.append(StopRingback(call.caller))
+        call.ringing = False
+    if call.bridge is None:
+        steps.append(CreateBridge(f"call-{call.call_id}"))
+    return cmds + [Attempt(tuple(steps), call.caller, a.leg, then=Ev.AGENT_BRIDGE_READY,
+                           failed=Ev.CONNECT_FAILED, probe=(call.caller, a.leg))]
+
+
+def _agent_bridge_ready(d: Desk, call: Call, now: float, done: Done) -> list[Command]:
+    if done.bridge:
+        call.bridge = done.bridge
+    return [Attempt((AddToBridge(call.bridge, (call.caller, done.leg)),), call.caller, done.leg,
+                    then=Ev.AGENT_BRIDGED, failed=Ev.CONNECT_FAILED,
+                    probe=(call.caller, done.leg))]
+
+
+def _agent_bridged(d: Desk, call: Call, now: float, done: Done) -> list[Command]:
+    call.state = CONNECTED
+    call.agent_since = now
+    return [_live(LiveEvent.AGENT_CONNECTED, call, call.agent),
+            _clog(call, "agent connected", agent=call.agent, wait_s=round(now - call.arrived, 3))]
+
+
+def _connect_failed(d: Desk, call: Call, now: float, f: Failed) -> list[Command]:
+    # A leg hung up while we bridged (ARI says 400 "Channel not found" for addChannel).
+    if isinstance(f.step, Answer):
+        call.answered = False
+    caller_there = call.caller in f.alive
+    cmds: list[Command] = [_clog(call, "bridging failed", agent=call.agent, error=f.error,
+                                 caller_there=caller_there, agent_there=f.leg in f.alive)]
+    if caller_there:
+        d.legs.pop(f.leg, None)
+        cmds.append(HangUp(f.leg))
+        if call.agent_leg == f.leg:
+            cmds += _agent_leg_gone(d, call, f.leg, 0, now)
+        return cmds
+    return cmds + _end_call(d, call, now)
+
+
+def _ring_failed(d: Desk, call: Call, now: float, f: Failed) -> list[Command]:
+    if isinstance(f.step, Ringback):
+        call.ringing = False
+    agent = call.agent
+    d.legs.pop(f.leg, None)
+    _release(d, agent, now)
+    call.state, call.agent, call.agent_leg = WAITING, None, None
+    return [_clog(call, "cannot ring agent", "warning", agent=agent, error=f.error)]
+
+
+def _held(d: Desk, call: Call, now: float, done: Done) -> list[Command]:
+    call.holding = True
+    call.held_since = now
+    return [_clog(call, "no free agent, caller holds")]
+
+
+def _adopt_bridge_ready(d: Desk, call: Call, now: float, done: Done) -> list[Command]:
+    call.bridge = done.bridge
+    return [Attempt((AddToBridge(call.bridge, (call.caller, done.leg)),), call.caller, done.leg,
+                    then=Ev.ADOPTED, failed=Ev.ADOPT_FAILED, probe=(done.leg, call.caller))]
+
+
+def _adopted(d: Desk, call: Call, now: float, done: Done) -> list[Command]:
+    action = d.pending_keys.pop(call.caller, None)
+    cmds: list[Command] = [_clog(call, "queue call taken over", agent=call.agent,
+                                 caller=call.number)]
+    return cmds + ([KeyAction(call.caller, action)] if action else [])
+
+
+def _adopt_failed(d: Desk, call: Call, now: float, f: Failed) -> list[Command]:
+    d.pending_keys.pop(call.caller, None)
+    cmds: list[Command] = [_clog(call, "taking over a queue call failed", agent=call.agent,
+                                 error=f.error)]
+    if f.leg not in f.alive:
+        d.legs.pop(f.leg, None)
+        if call.agent_leg == f.leg:
+            cmds += _agent_leg_gone(d, call, f.leg, 0, now)
+    elif call.caller not in f.alive:
+        cmds += _caller_gone(d, call, now, None)
+    return cmds
+
+
+def _release_hold(d: Desk, call: Call, now: float, detail) -> list[Command]:
+    call.state = WAITING
+    return _dispatch(d, now)
+
+
+def _transfer_started(d: Desk, call: Call, now: float, n: TransferNote) -> list[Command]:
+    call.transfer_id = n.transfer_id
+    return []
+
+
+def _transfer_resumed(d: Desk, call: Call, now: float, n: TransferNote) -> list[Command]:
+    call.transfer_id = n.transfer_id
+    if n.blind and call.state != CONNECTED:
+        call.state = TRANSFERRING
+    return []
+
+
+def _detach(d: Desk, call: Call, now: float, x: Detach) -> list[Command]:
+    """Release the agent from a call that is being transferred away (blind transfer).
+
+    ``grace`` leaves the agent's channel up that long so the phone hangs up itself: after a
+    REFER the phone holds a transfer subscription, and tearing its dialog down from our side
+    while that subscription is alive is the pattern behind PJSIP's REFER teardown crashes."""
+    leg, agent = call.agent_leg, call.agent
+    call.state = TRANSFERRING
+    if not leg:
+        return []
+    d.legs.pop(leg, None)
+    _release(d, agent, now)
+    call.agent = call.agent_leg = None
+    cmds: list[Command] = [RemoveFromBridge(call.bridge, call.caller)] if call.bridge else []
+    return cmds + [HangUp(leg, after=x.grace)]
+
+
+def _ringback_set(d: Desk, call: Call, now: float, t: Tone) -> list[Command]:
+    call.ringing = t.on
+    return []
+
+
+def _bridge_made(d: Desk, call: Call, now: float, b: BridgeNote) -> list[Command]:
+    call.bridge = b.bridge
+    return []
+
+
+def _remote_joined(d: Desk, call: Call, now: float, r: RemoteJoined) -> list[Command]:
+    _adopt_remote(d, call, r.leg, r.transfer_id)
+    return []
+
+
+def _drop_agent(d: Desk, call: Call, now: float, detail) -> list[Command]:
+    """The agent leaves a three-way call; the caller stays with the other platform."""
+    leg, agent = call.agent_leg, call.agent
+    if not leg:
+        return []
+    d.legs.pop(leg, None)
+    _release(d, agent, now)
+    call.agent = call.agent_leg = None
+    return [HangUp(leg)]
+
+
+def _returned(d: Desk, call: Call, now: float, r: Returned) -> list[Command]:
+    """A transfer failed: the caller waits for an agent here again, ``prefer`` first."""
+    call.state = WAITING
+    call.transfer_id = None
+    call.prefer = r.prefer
+    call.tried.clear()
+    call.ringing = True          # the transfer left ringback playing
+    return [_clog(call, "caller back to origin", prefer=r.prefer)] + _dispatch(d, now)
+
+
+def _transfer_ended(d: Desk, call: Call, now: float, r: RemoteJoined) -> list[Command]:
+    if r.leg is not None and call.remote_leg != r.leg:
+        _adopt_remote(d, call, r.leg, None)
+    call.transfer_id = None
+    return []
+
+
+CallHandler = Callable[[Desk, Call, float, object], list[Command]]
+
+
+@dataclass(slots=True)
+class Row:
+    """What handles the event, and the states it may leave the call in."""
+    handler: CallHandler
+    next: frozenset[CallState]
+
+
+def _row(handler: CallHandler, *states: CallState) -> Row:
+    return Row(handler, frozenset(states))
+
+
+LIVE = (WAITING, RINGING, CONNECTED, TRANSFERRING)
+_ANY = frozenset(CallState)
+
+# Each call event's detail type.
+DETAILS: dict[Ev, type | tuple[type, ...]] = {
+    Ev.CALLER_GONE: (Done, Failed), Ev.AGENT_LEG_GONE: LegGone, Ev.REMOTE_LEG_GONE: LegGone,
+    Ev.AGENT_ANSWERED: Leg, Ev.AGENT_BRIDGE_READY: Done, Ev.AGENT_BRIDGED: Done,
+    Ev.CONNECT_FAILED: Failed, Ev.RING_FAILED: Failed, Ev.HELD: Done,
+    Ev.ADOPT_BRIDGE_READY: Done, Ev.ADOPTED: Done, Ev.ADOPT_FAILED: Failed,
+    Ev.RELEASE_HOLD: CallRef, Ev.TRANSFER_STARTED: TransferNote,
+    Ev.TRANSFER_RESUMED: TransferNote, Ev.DETACH: Detach, Ev.RINGBACK_SET: Tone,
+    Ev.BRIDGE_MADE: BridgeNote, Ev.REMOTE_JOINED: RemoteJoined, Ev.DROP_AGENT: CallRef,
+    Ev.RETURNED: Returned, Ev.TRANSFER_ENDED: RemoteJoined,
+}
+
+# (state, event) -> (handler, possible next states). The pairs not here are in IGNORED.
+TRANSITIONS: dict[tuple[CallState, Ev], Row] = {
+    # The caller hangs up (or turned out gone while we answered it): the call ends.
+    **{(s, Ev.CALLER_GONE): _row(_caller_gone, ENDED) for s in LIVE},
+    # The agent's leg ends: ringing -> next agent (or refused); connected -> ends unless the
+    # other platform is there; transferring -> nothing (the transfer has the caller).
+    (WAITING, Ev.AGENT_LEG_GONE): _row(_agent_gone, WAITING, RINGING, ENDED),
+    (RINGING, Ev.AGENT_LEG_GONE): _row(_agent_gone, RINGING, WAITING, ENDED),
+    (CONNECTED, Ev.AGENT_LEG_GONE): _row(_agent_gone, CONNECTED, ENDED),
+    (TRANSFERRING, Ev.AGENT_LEG_GONE): _row(_agent_gone, TRANSFERRING),
+    **{(s, Ev.REMOTE_LEG_GONE): _row(_remote_gone, s, ENDED) for s in LIVE},
+    # An agent answers: answer the caller, quiet it, make the bridge, then bridge them.
+    **{(s, Ev.AGENT_ANSWERED): _row(_agent_answered, s) for s in LIVE},
+    **{(s, Ev.AGENT_BRIDGE_READY): _row(_agent_bridge_ready, s) for s in LIVE},
+    **{(s, Ev.AGENT_BRIDGED): _row(_agent_bridged, CONNECTED) for s in LIVE},
+    **{(s, Ev.CONNECT_FAILED): _row(_connect_failed, s, WAITING, RINGING, ENDED) for s in LIVE},
+    (RINGING, Ev.RING_FAILED): _row(_ring_failed, WAITING),
+    (WAITING, Ev.HELD): _row(_held, WAITING),
+    (CONNECTED, Ev.ADOPT_BRIDGE_READY): _row(_adopt_bridge_ready, CONNECTED),
+    (CONNECTED, Ev.ADOPTED): _row(_adopted, CONNECTED),
+    (CONNECTED, Ev.ADOPT_FAILED): _row(_adopt_failed, CONNECTED, ENDED),
+    # The transfer machine's news about the call.
+    (TRANSFERRING, Ev.RELEASE_HOLD): _row(_release_hold, WAITING, RINGING),
+    **{(s, Ev.TRANSFER_STARTED): _row(_transfer_started, s) for s in LIVE},
+    **{(s, Ev.TRANSFER_RESUMED): _row(_transfer_resumed, s, TRANSFERRING) for s in LIVE},
+    **{(s, Ev.DETACH): _row(_detach, TRANSFERRING) for s in LIVE},
+    **{(s, Ev.RINGBACK_SET): _row(_ringback_set, s) for s in LIVE},
+    **{(s, Ev.BRIDGE_MADE): _row(_bridge_made, s) for s in LIVE},
+    **{(s, Ev.REMOTE_JOINED): _row(_remote_joined, CONNECTED) for s in LIVE},
+    **{(s, Ev.DROP_AGENT): _row(_drop_agent, s) for s in LIVE},
+    **{(s, Ev.RETURNED): _row(_returned, WAITING, RINGING) for s in LIVE},
+    **{(s, Ev.TRANSFER_ENDED): _row(_transfer_ended, s, CONNECTED) for s in LIVE},
+}
+
+# The pairs that change nothing, and why.
+IGNORED: dict[tuple[CallState, Ev], str] = {
+    **{(ENDED, e): "the call is over" for e in CALL_EVENTS if e != Ev.AGENT_ANSWERED},
+    **{(s, Ev.RING_FAILED): "no agent being rung" for s in (WAITING, CONNECTED, TRANSFERRING)},
+    **{(s, Ev.HELD): "an agent took the caller meanwhile" for s in
+       (RINGING, CONNECTED, TRANSFERRING)},
+    **{(s, e): "only an adopted (connected) call is adopted" for s in
+       (WAITING, RINGING, TRANSFERRING)
+       for e in (Ev.ADOPT_BRIDGE_READY, Ev.ADOPTED, Ev.ADOPT_FAILED)},
+    **{(s, Ev.RELEASE_HOLD): "only a screened caller is on hold for a transfer" for s in
+       (WAITING, RINGING, CONNECTED)},
+}
+# An agent answering for a call that ended: that leg is hung up (the only ENDED row).
+TRANSITIONS[(ENDED, Ev.AGENT_ANSWERED)] = _row(
+    lambda d, call, now, a: _stray_answer(d, now, a.leg), ENDED)
+
+
+class IllegalTransition(Exception):
+    """A handler left a call in a state its row does not declare: a bug in this module."""
+
+
+def step(d: Desk, event: Ev, now: float, detail: object) -> list[Command]:
+    """Apply one event to the desk; returns the commands, in order."""
+    if event in DESK_EVENTS:
+        kind, handler = DESK_EVENTS[event]
+        if not isinstance(detail, kind):
+            raise TypeError(f"{event} carries {kind.__name__}, not {type(detail).__name__}")
+        return handler(d, now, detail)
+    kind = DETAILS[event]
+    if not isinstance(detail, kind):
+        raise TypeError(f"{event} carries {kind}, not {type(detail).__name__}")
+    call = d.calls.get(detail.caller)
+    state = call.state if call is not None else ENDED
+    if (state, event) in IGNORED:
+        return []
+    row = TRANSITIONS[(state, event)]
+    if call is None:
+        call = Call(detail.caller, "", "", now, state=ENDED)    # a stand-in: nothing to change
+    cmds = row.handler(d, call, now, detail)
+    if call.state not in row.next:
+        raise IllegalTransition(f"{state} --{event}--> {call.state}: not in the table")
+    return cmds
