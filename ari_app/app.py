@@ -62,9 +62,11 @@ def _on(*kinds: str):
 
 def _event_time(event: dict) -> float:
     """The PBX's timestamp of an event, in seconds (falls back to now)."""
+    # fromisoformat reads Asterisk's "2026-12-03T12:55:16.083+0000" (Python 3.11) at a tenth of
+    # strptime's cost, which was 7 % of the no-I/O replay.
     try:
-        return datetime.strptime(event["timestamp"], "%Y-%m-%dT%H:%M:%S.%f%z").timestamp()
-    except (KeyError, ValueError):
+        return datetime.fromisoformat(event["timestamp"]).timestamp()
+    except (KeyError, ValueError, TypeError):
         return time.time()
 
 

@@ -373,3 +373,15 @@ def test_restart_in_conference_keeps_it_or_decides_from_what_is_left():
     assert t.state == State.CONFERENCE
     assert records(step(t, Ev.RESTARTED, 9, Facts(True, True, True, True, agent_alive=False))) == \
         [Result.ACCEPTED_BY_TARGET]
+
+
+def test_saved_state_is_every_field_and_a_copy():
+    from dataclasses import asdict
+    t = Transfer(transfer_id="t", call_id="c", hotline="12345", target="110", dial="PJSIP/110",
+                 caller="ch", caller_number="138", agent="a", agent_leg="al",
+                 decided_by={"side": "origin"}, steps={"requested": 1.0})
+    saved = t.to_dict()
+    assert saved == asdict(t)
+    saved["steps"]["ringing"] = 2.0
+    saved["decided_by"]["side"] = "target"
+    assert t.steps == {"requested": 1.0} and t.decided_by == {"side": "origin"}

@@ -39,7 +39,7 @@ commands it returns are carried out by ``ari_app.interpreter``.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from enum import StrEnum
 from typing import Callable
 
@@ -279,7 +279,13 @@ class Transfer:
         return self.conference and self.agent_present
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        # Every field is a plain value or a flat dict of them: a shallow copy is the whole state.
+        # (dataclasses.asdict deep-copies recursively: 16 % of the no-I/O replay's time, as the
+        # state is saved after every step.)
+        out = {name: getattr(self, name) for name in _TRANSFER_FIELDS}
+        out["decided_by"] = dict(self.decided_by) if self.decided_by is not None else None
+        out["steps"] = dict(self.steps)
+        return out
 
     @classmethod
     def from_dict(cls, data: dict) -> "Transfer":
@@ -296,6 +302,9 @@ class Transfer:
         if self.emergency:
             headers[sip.EMERGENCY] = "1"
         return headers
+
+
+_TRANSFER_FIELDS = tuple(f.name for f in fields(Transfer))
 
 
 def out_of_scope(transfer_id: str, call_id: str, hotline: str, caller: str, caller_number: str,
