@@ -49,6 +49,9 @@ from contracts import sip
 from contracts.sip import HEADERS
 from contracts.vocab import LiveEvent
 
+# IllegalTransition is this machine's error too (re-exported).
+from .table import IllegalTransition, Row, check_move, row as _row  # noqa: F401
+
 AGENT, REMOTE = "agent", "remote"
 # ISDN causes of a leg that ended (ChannelDestroyed.cause).
 CAUSE_BUSY, CAUSE_REJECTED = 17, 21
@@ -967,15 +970,6 @@ def _transfer_ended(d: Desk, call: Call, now: float, r: RemoteJoined) -> list[Co
 CallHandler = Callable[[Desk, Call, float, object], list[Command]]
 
 
-@dataclass(slots=True)
-class Row:
-    """What handles the event, and the states it may leave the call in."""
-    handler: CallHandler
-    next: frozenset[CallState]
-
-
-def _row(handler: CallHandler, *states: CallState) -> Row:
-    return Row(handler, frozenset(states))
 
 
 LIVE = (WAITING, RINGING, CONNECTED, TRANSFERRING)
@@ -1044,10 +1038,6 @@ TRANSITIONS[(ENDED, Ev.AGENT_ANSWERED)] = _row(
     lambda d, call, now, a: _stray_answer(d, now, a.leg), ENDED)
 
 
-class IllegalTransition(Exception):
-    """A handler left a call in a state its row does not declare: a bug in this module."""
-
-
 def step(d: Desk, event: Ev, now: float, detail: object) -> list[Command]:
     """Apply one event to the desk; returns the commands, in order."""
     if event in DESK_EVENTS:
@@ -1066,6 +1056,5 @@ def step(d: Desk, event: Ev, now: float, detail: object) -> list[Command]:
     if call is None:
         call = Call(detail.caller, "", "", now, state=ENDED)    # a stand-in: nothing to change
     cmds = row.handler(d, call, now, detail)
-    if call.state not in row.next:
-        raise IllegalTransition(f"{state} --{event}--> {call.state}: not in the table")
+    check_move(row, state, event, call.state)
     return cmds

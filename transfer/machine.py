@@ -47,6 +47,8 @@ from contracts import sip
 from contracts.vocab import (CONFERENCE_MODES, AlertKind, DecidedHow, DecisionAction, Mode,
                              Result, Side)
 
+# IllegalTransition is this machine's error too (re-exported).
+from .table import IllegalTransition, Row, check_move, row as _row  # noqa: F401
 
 
 class State(StrEnum):
@@ -503,16 +505,6 @@ def _target_gone_while_bridging(t: Transfer, now: float, failed: TargetFailed) -
 Handler = Callable[[Transfer, float, Detail | None], list[Command]]
 
 
-@dataclass(frozen=True)
-class Row:
-    """One row of the table: what handles the event, and the states it may leave the transfer
-    in (``step`` checks every move against them)."""
-    handler: Handler
-    next: frozenset[State]
-
-
-def _row(handler: Handler, *next_states: State) -> Row:
-    return Row(handler, frozenset(next_states))
 
 
 # (state, event) -> (handler, possible next states). DONE has no row: it ignores everything.
@@ -558,10 +550,6 @@ TRANSITIONS: dict[tuple[State, Ev], Row] = {
 }
 
 
-class IllegalTransition(Exception):
-    """A handler left the transfer in a state its row does not declare: a bug in this module."""
-
-
 def step(t: Transfer, event: Ev, now: float, detail: Detail | None = None) -> list[Command]:
     """Apply one event; DONE ignores everything (an outcome is recorded exactly once)."""
     expected = DETAILS[event]
@@ -573,6 +561,5 @@ def step(t: Transfer, event: Ev, now: float, detail: Detail | None = None) -> li
     row = TRANSITIONS[(t.state, event)]
     before = t.state
     cmds = row.handler(t, now, detail)
-    if t.state not in row.next:
-        raise IllegalTransition(f"{before} --{event}--> {t.state}: not in the table")
+    check_move(row, before, event, t.state)
     return cmds
