@@ -258,7 +258,7 @@ class Interpreter:
     async def _originate(self, t: m.Transfer, cmd: m.Originate) -> None:
         variables = {f"PJSIP_HEADER(add,{k})": v for k, v in cmd.headers.items()}
         variables.update({"HOTLINE_ROLE": "target", "HOTLINE_CALLER": t.caller,
-                          "HOTLINE_TRANSFER": t.transfer_id})
+                          dm.TRANSFER_VAR: t.transfer_id})
         self.transfers.note_leg(cmd.leg, t.transfer_id)
         try:
             # Asterisk's own dial timeout stays behind ours: the ring timer decides.

@@ -197,11 +197,6 @@ class Transfers:
         self.by_caller[call.caller] = tid
         self.log.info("transfer started", transfer_id=tid, call_id=call.call_id, target=target,
                       mode=mode, trigger=trigger)
-        # The channel's own trace of its transfer (a restarted app finds the transfer by it). A
-        # caller who hung up this very moment must not stop the machine, which then ends the
-        # transfer as abandoned.
-        await self._quietly(self.ari.post(f"/channels/{call.caller}/variable",
-                                          variable="HOTLINE_TRANSFER", value=tid))
         await self.interp.apply_transfer(t, m.start(t, now))
         return tid
 
@@ -295,8 +290,6 @@ class Transfers:
             joined = t.target_leg if t.result in (m.Result.ACCEPTED,
                                                   m.Result.ACCEPTED_BY_TARGET) else None
             await self.interp.deliver(dm.Ev.TRANSFER_ENDED, dm.RemoteJoined(t.caller, joined))
-            await self._quietly(self.ari.post(f"/channels/{t.caller}/variable",
-                                              variable="HOTLINE_TRANSFER", value=""))
         self.log.info("transfer finished", transfer_id=tid, call_id=t.call_id,
                       result=str(t.result))
         await self.sink.emit(self.record(t))
@@ -375,12 +368,6 @@ class Transfers:
             self._redis_down_until = time.monotonic() + REDIS_BACKOFF
             self.log.warning("redis unavailable; continuing without it", error=repr(exc))
             return default
-
-    async def _quietly(self, coro) -> None:
-        try:
-            await coro
-        except AriError:
-            pass
 
     # --- after a (re)connect ----------------------------------------------------------------------
     async def reconcile(self, channels: list[dict], bridges: list[dict]) -> None:

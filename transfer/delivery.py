@@ -120,6 +120,10 @@ class Desk:
         return call if call is not None and call.agent_leg == leg else None
 
 
+# The caller channel's variable that names the transfer in progress ("" when none).
+TRANSFER_VAR = "HOTLINE_TRANSFER"
+
+
 # --- commands (what the interpreter does) -----------------------------------------------------
 # Commands and event details are slotted dataclasses, not frozen ones: several are built for
 # every event, a frozen one takes five times as long to build, and nothing changes them once
@@ -749,9 +753,9 @@ def _found_caller(d: Desk, ch: dict, live: dict, bridge: dict | None, headers: d
         # ends when only the caller is left.
         return [_clog(call, "caller found alone in its call; ending it")] + \
             _end_call(d, call, now)
-    elif (ch.get("channelvars") or {}).get("HOTLINE_TRANSFER"):
+    elif (ch.get("channelvars") or {}).get(TRANSFER_VAR):
         call.state = TRANSFERRING          # the transfer adapter re-attaches it
-        call.transfer_id = ch["channelvars"]["HOTLINE_TRANSFER"]
+        call.transfer_id = ch["channelvars"][TRANSFER_VAR]
     return [_clog(call, "call adopted after reconnect", state=str(call.state))]
 
 
@@ -897,7 +901,9 @@ def _release_hold(d: Desk, call: Call, now: float, detail) -> list[Command]:
 
 def _transfer_started(d: Desk, call: Call, now: float, n: TransferNote) -> list[Command]:
     call.transfer_id = n.transfer_id
-    return []
+    # The channel's own trace of its transfer (a restarted app finds the transfer by it). A
+    # caller who hung up this very moment must not stop anything: a failure is only logged.
+    return [Attempt((SetVar(call.caller, TRANSFER_VAR, n.transfer_id),), call.caller)]
 
 
 def _transfer_resumed(d: Desk, call: Call, now: float, n: TransferNote) -> list[Command]:
@@ -964,7 +970,7 @@ def _transfer_ended(d: Desk, call: Call, now: float, r: RemoteJoined) -> list[Co
     if r.leg is not None and call.remote_leg != r.leg:
         _adopt_remote(d, call, r.leg, None)
     call.transfer_id = None
-    return []
+    return [Attempt((SetVar(call.caller, TRANSFER_VAR, ""),), call.caller)]
 
 
 CallHandler = Callable[[Desk, Call, float, object], list[Command]]
