@@ -188,6 +188,28 @@ def look(ari) -> tuple[set[str], int, set[str]]:
     return {channels[i].get("linkedid") or i for i in eligible}, len(callers), alone
 
 
+class Alone:
+    """How long each caller has been seen alone (in no bridge with another party), looked at
+    during a run and not only at its end: agents answer at once here, so a caller alone for
+    longer than ALONE_LIMIT_S was left behind."""
+
+    def __init__(self):
+        self.since: dict[str, float] = {}
+        self.longest: dict[str, float] = {}
+
+    def look(self, alone: set[str], now: float) -> None:
+        for name in alone:
+            self.longest[name] = max(self.longest.get(name, 0.0),
+                                     now - self.since.setdefault(name, now))
+        for name in set(self.since) - alone:
+            del self.since[name]
+
+    def figures(self) -> dict:
+        return {"alone_max_s": round(max(self.longest.values(), default=0.0), 1),
+                "alone_too_long": sorted(c for c, t in self.longest.items()
+                                         if t > ALONE_LIMIT_S)[:20]}
+
+
 def stranded(ari) -> list[str]:
     """Callers on the 12345 PBX in no bridge with another party."""
     return sorted(look(ari)[2])
@@ -239,19 +261,11 @@ def one_level(lab, service: Service, sipp: Sipp, redis, level: int, rate: float,
     queue: list[str] = []
     next_at = t_start
     last_scan = 0.0
-    # Caller channel name -> how long it has been seen alone (in no bridge with anyone), looked
-    # at during the run and not only at its end: every agent answers at once here, so a caller
-    # alone for longer than ALONE_LIMIT_S was left behind.
-    alone_since: dict[str, float] = {}
-    alone_for: dict[str, float] = {}
+    alone_seen = Alone()
     while (now := time.monotonic()) < t_start + duration:
         if now - last_scan >= 0.25:
             eligible, ncallers, alone = look(ari)
-            for name in alone:
-                alone_for[name] = max(alone_for.get(name, 0.0),
-                                      now - alone_since.setdefault(name, now))
-            for name in set(alone_since) - alone:
-                del alone_since[name]
+            alone_seen.look(alone, now)
             concurrent.append(ncallers)
             queue = [c for c in eligible if c not in commanded]
             last_scan = now
@@ -332,8 +346,7 @@ def one_level(lab, service: Service, sipp: Sipp, redis, level: int, rate: float,
                       "max": round(max((s["cpu_cores"] for s in steady), default=0), 3)},
         "phases_ms": {k: {"p50": round(percentile(v, 50), 1), "p99": round(percentile(v, 99), 1),
                           "max": round(max(v), 1)} for k, v in phases.items() if v},
-        "alone_max_s": round(max(alone_for.values(), default=0.0), 1),
-        "alone_too_long": sorted(c for c, s in alone_for.items() if s > ALONE_LIMIT_S)[:20],
+        **alone_seen.figures(),
         "rss_mb": round(max((s["rss"] for s in samples), default=0) / 2**20, 1),
         "redis_commands": redis_calls,
         "redis_commands_per_transfer": round(sum(redis_calls.values()) / max(1, len(commands)), 1),
@@ -377,16 +390,12 @@ def native_level(lab, sipp: Sipp, level: int, rate: float, duration: float, host
                       "asterisk-110": [procs["asterisk-110"]], "redis": [procs["redis"]],
                       "sipp": list(sipp.pids)}).start()
     t0 = time.time()
-    concurrent, alone_since, alone_for = [], {}, {}
+    concurrent, alone_seen = [], Alone()
     while time.time() < t0 + duration:
         _, ncallers, alone = look(ari)
         now = time.monotonic()
         concurrent.append(ncallers)
-        for name in alone:
-            alone_for[name] = max(alone_for.get(name, 0.0),
-                                  now - alone_since.setdefault(name, now))
-        for name in set(alone_since) - alone:
-            del alone_since[name]
+        alone_seen.look(alone, now)
         time.sleep(0.25)
     t1 = time.time()
     cpu = meter.stop()
@@ -417,8 +426,7 @@ def native_level(lab, sipp: Sipp, level: int, rate: float, duration: float, host
                                 "p99": round(percentile(ok, 99), 1), "max": round(max(ok), 1)}
                                if ok else None),
         "stranded": len(left_alone), "stranded_channels": left_alone[:20],
-        "alone_max_s": round(max(alone_for.values(), default=0.0), 1),
-        "alone_too_long": sorted(c for c, t in alone_for.items() if t > ALONE_LIMIT_S)[:20],
+        **alone_seen.figures(),
     }
 
 
