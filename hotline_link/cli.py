@@ -52,6 +52,10 @@ def print_lab(desc: dict, token_file: Path | None = None, out=sys.stdout) -> Non
         print(f"  PBX {hid:<6} SIP udp {pbx['sip']['host']}:{pbx['sip']['port']}   "
               f"ARI {pbx['ari']['url']} (app {pbx['ari']['app']})", file=out)
     print(f"  Redis      {desc['redis']['url']}", file=out)
+    if desc["redis"].get("sentinels"):
+        print(f"  Sentinel   master {desc['redis']['master_name']} via "
+              f"{', '.join(desc['redis']['sentinels'])} (processes: "
+              f"{', '.join(desc['redis']['processes'])})", file=out)
     print("  SIP accounts (register from 127.0.0.1; passwords in the descriptor):", file=out)
     for a in desc["accounts"]:
         dials = f", dials {a['dials']}" if a["dials"] else ""
@@ -232,7 +236,10 @@ def main(argv: list[str] | None = None) -> int:
     lab_sub.add_parser("down")
     lab_sub.add_parser("status")
     for verb in ("stop", "start"):
-        c = lab_sub.add_parser(verb, help=f"{verb} one lab process (asterisk-12345, asterisk-110, redis)")
+        c = lab_sub.add_parser(verb, help=f"{verb} one lab process (asterisk-12345, asterisk-110, "
+                                 "redis; with lab.redis_sentinel: redis-a, redis-b, "
+                                 "sentinel-<n>, and redis-primary / redis-replica, the "
+                                 "data node that is that now)")
         c.add_argument("name")
     c = lab_sub.add_parser("cli", help="run an Asterisk CLI command on one PBX")
     c.add_argument("pbx")

@@ -17,6 +17,7 @@ import redis.asyncio as aioredis
 from contracts.names import GROUPS
 
 from .persistence import ADVICE, persistence
+from .redisconn import connect
 from .settings import Settings
 
 # What the ARI app needs on every channel it returns (dialplan/ari.conf.j2).
@@ -145,9 +146,23 @@ def _agi(settings: Settings, report: Report) -> None:
 
 
 async def _redis(settings: Settings, report: Report) -> None:
-    redis = aioredis.from_url(settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
+    rs = settings.redis
+    redis = connect(rs, socket_timeout=2, socket_connect_timeout=2)
     try:
         state = await persistence(redis)
+        if rs.durable_replicas:
+            # Fewer replicas than writes wait for: every outcome record stays in the spool and
+            # the sidecar waits, until one is back.
+            info = await redis.info("replication")
+            have = int(info.get("connected_slaves", 0))
+            if have < rs.durable_replicas:
+                report.problems.append(
+                    f"Redis primary has {have} replica(s), redis.durable_replicas asks "
+                    f"{rs.durable_replicas}: outcome records wait in the spool and work orders "
+                    f"wait until a replica is back (start it, or lower redis.durable_replicas)")
+            else:
+                report.ok.append(f"Redis primary has {have} replica(s) (durable writes wait "
+                                 f"for {rs.durable_replicas})")
         if state["durable"]:
             report.ok.append(f"Redis persists (AOF, appendfsync {state['appendfsync'] or '?'})")
         else:
@@ -165,8 +180,9 @@ async def _redis(settings: Settings, report: Report) -> None:
                 report.problems.append(f"Redis: no consumer group {group} on {stream}: the "
                                        f"sidecar is not running (`hotline-link sidecar`)")
     except (aioredis.RedisError, OSError) as exc:
-        report.problems.append(f"Redis {settings.redis_url} unreachable ({exc}): start it or fix "
-                               f"redis.url")
+        report.problems.append(f"Redis {rs.describe()} unreachable ({exc}): start it or fix "
+                               f"redis.url" + (", redis.sentinels, redis.master_name"
+                                               if rs.sentinels else ""))
     finally:
         await redis.aclose()
 

@@ -31,6 +31,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from .lab_redis import DATA as REDIS_DATA, SentinelRedis
 from .render import Account, render_pbx
 from .settings import Hotline, Settings
 
@@ -158,6 +159,9 @@ class Lab:
         missing = [h for h in settings.hotlines if h not in settings.lab.pbx]
         if missing:
             raise LabError(f"lab.pbx: no lab PBX for hotline(s) {', '.join(missing)}")
+        # Redis as primary, replica and sentinels (lab.redis_sentinel), else one Redis.
+        self.sentinel = (SentinelRedis(settings, self.state_dir) if settings.lab.redis_sentinel
+                         else None)
 
     # --- where Asterisk comes from --------------------------------------------------------------
     def asterisk_mode(self) -> str:
@@ -241,15 +245,21 @@ class Lab:
         try:
             # A new lab starts with an empty Redis; only a restart (``start_one``) reloads it.
             shutil.rmtree(self.state_dir / "redis", ignore_errors=True)
-            started.append(self._start_redis())
-            self._save_state(started)
+            if self.sentinel is not None:
+                for proc in self.sentinel.start_all(spawn):
+                    started.append(proc)
+                    self._save_state(started)
+            else:
+                started.append(self._start_redis())
+                self._save_state(started)
             for hid, hotline in self.settings.hotlines.items():
                 started.append(self._start_pbx(hotline, accounts, mode, moddir))
                 self._save_state(started)
             for pid in self.settings.sidecar.platforms:
                 started.append(self._start_standin(pid))
                 self._save_state(started)
-            self._wait_redis(timeout)
+            if self.sentinel is None:
+                self._wait_redis(timeout)
             for hotline in self.settings.hotlines.values():
                 self._wait_ari(hotline, timeout)
             for pid in self.settings.sidecar.platforms:
@@ -278,22 +288,45 @@ class Lab:
         return stopped
 
     def stop_one(self, name: str) -> str:
-        """Stop one recorded process (a PBX or redis), keeping its record for ``start_one``."""
+        """Stop one recorded process (a PBX or redis), keeping its record for ``start_one``.
+        Under Sentinel, ``redis-primary`` / ``redis-replica`` name the data node that is that
+        now."""
+        if self.sentinel is not None:
+            name = self.sentinel.resolve(name)
         procs = {p.name: p for p in self._load_state()}
         if name not in procs:
             raise LabError(f"no process {name!r} in this lab ({', '.join(procs)})")
         stop(procs[name])
         return f"{name} (pid {procs[name].pid})"
 
+    def process(self, name: str) -> Proc:
+        """A recorded process by name (under Sentinel also ``redis-primary``/``redis-replica``,
+        asked of the sentinels now): for fault cases that signal it themselves."""
+        if self.sentinel is not None:
+            name = self.sentinel.resolve(name)
+        procs = {p.name: p for p in self._load_state()}
+        if name not in procs:
+            raise LabError(f"no process {name!r} in this lab ({', '.join(procs)})")
+        return procs[name]
+
     def start_one(self, name: str, timeout: float = 60.0) -> str:
         """Start a stopped PBX or redis again, with the same configuration and state folder."""
         procs = self._load_state()
+        if self.sentinel is not None and name in ("redis-primary", "redis-replica"):
+            # The node that was stopped: the one data node not running.
+            name = next((p.name for p in procs if p.name in REDIS_DATA and not p.alive()), name)
         index = next((i for i, p in enumerate(procs) if p.name == name), None)
         if index is None:
             raise LabError(f"no process {name!r} in this lab")
         if procs[index].alive():
             return f"{name} already running (pid {procs[index].pid})"
-        if name == "redis":
+        if name in REDIS_DATA and self.sentinel is not None:
+            procs[index] = self.sentinel.restart_data(spawn, name)
+            self._save_state(procs)
+        elif name.startswith("sentinel-") and self.sentinel is not None:
+            procs[index] = self.sentinel.start_sentinel(spawn, int(name.rsplit("-", 1)[1]))
+            self._save_state(procs)
+        elif name == "redis":
             procs[index] = self._start_redis()
             self._save_state(procs)
             self._wait_redis(timeout)
@@ -314,7 +347,9 @@ class Lab:
     def _check_ports(self) -> None:
         busy = []
         lab = self.settings.lab
-        if not _port_free("127.0.0.1", lab.redis_port, socket.SOCK_STREAM):
+        if self.sentinel is not None:
+            busy += self.sentinel.busy_ports(_port_free)
+        elif not _port_free("127.0.0.1", lab.redis_port, socket.SOCK_STREAM):
             busy.append(f"redis 127.0.0.1:{lab.redis_port}")
         for hid, hotline in self.settings.hotlines.items():
             pbx = lab.pbx[hid]
@@ -496,8 +531,10 @@ class Lab:
                                   for seq, action in s.key_bindings(hid).items()
                                   if action.startswith("transfer:")}
                             for hid in s.hotlines},
-            "redis": {"url": f"redis://127.0.0.1:{s.lab.redis_port}/0",
-                      "pid": procs["redis"].pid if "redis" in procs else None},
+            # Under Sentinel: the primary now, the sentinels, the master name and every process.
+            "redis": (self.sentinel.descriptor(procs) if self.sentinel is not None else
+                      {"url": f"redis://127.0.0.1:{s.lab.redis_port}/0",
+                       "pid": procs["redis"].pid if "redis" in procs else None}),
             "services": {"sidecar": f"http://{s.sidecar.listen[0]}:{s.sidecar.listen[1]}",
                          **{f"standin-{pid}": api.url for pid, api in s.sidecar.platforms.items()}},
         }

@@ -8,6 +8,11 @@ Never lost, never doubled:
   in one atomic step: replaying a spooled record that already reached the stream adds nothing.
 * A spool file is removed only after the append succeeded (or was found to be done already);
   while Redis is down, records stay in the spool and ``run`` retries them every second.
+* Under Sentinel (``redis.durable_replicas``), "succeeded" means a replica confirmed it too
+  (WAIT, in the same round trip as the append): a record the primary took but its replica did
+  not yet have would be lost if the primary failed over now, so it stays in the spool and is
+  appended again; the claim makes that a no-op where the first append survived, and the script
+  writes the claim again then, so that the WAIT after it covers the first append.
 """
 
 from __future__ import annotations
@@ -23,25 +28,30 @@ from redis.exceptions import RedisError
 
 from contracts.names import OUTCOME_CLAIM, OUTCOMES
 
+from .redisconn import NO_WAIT, Durable, NotReplicated
+
 log = structlog.get_logger("outcomes")
 
 CLAIM_TTL = 30 * 24 * 3600      # dedupe window: far longer than any spool outage
 
 # KEYS: the stream, the transfer's claim; ARGV: transfer id, record (JSON), claim TTL, field.
+# A replay writes the claim's expiry again: a write of its own, so that a WAIT that follows on
+# the same connection waits for the replica to have everything up to it, the first append too.
 APPEND_SCRIPT = """
 if redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[3]) then
   return redis.call('XADD', KEYS[1], '*', 'transfer_id', ARGV[1], ARGV[4], ARGV[2])
 end
+redis.call('EXPIRE', KEYS[2], ARGV[3])
 return false
 """
 
 
 class OutcomeSink:
-    def __init__(self, redis: aioredis.Redis, spool_dir: Path):
+    def __init__(self, redis: aioredis.Redis, spool_dir: Path, durable: Durable = NO_WAIT):
         self.redis = redis
         self.spool = spool_dir
+        self.durable = durable
         self.spool.mkdir(parents=True, exist_ok=True)
-        self._append = redis.register_script(APPEND_SCRIPT)
         self._lock = asyncio.Lock()
         self._tasks: set[asyncio.Task] = set()
 
@@ -69,9 +79,14 @@ class OutcomeSink:
     async def _append_one(self, path: Path) -> None:
         record = json.loads(path.read_text())
         tid = record["transfer_id"]
-        await self._append(keys=[OUTCOMES.key, OUTCOME_CLAIM.format(tid)],
-                           args=[tid, json.dumps(record, ensure_ascii=False), CLAIM_TTL,
-                                 OUTCOMES.field])
+        # One round trip on one connection: the append (EVAL: the server caches the script, and
+        # a pipeline with EVALSHA would first ask whether it is loaded) and, under Sentinel, the
+        # WAIT for the replica that must have it before the spool lets go.
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.eval(APPEND_SCRIPT, 2, OUTCOMES.key, OUTCOME_CLAIM.format(tid), tid,
+                  json.dumps(record, ensure_ascii=False), CLAIM_TTL, OUTCOMES.field)
+        self.durable.add_wait(pipe)
+        self.durable.check(await pipe.execute())
         path.unlink(missing_ok=True)
         log.info("outcome recorded", transfer_id=tid, result=record.get("result"))
 
@@ -82,6 +97,10 @@ class OutcomeSink:
             for i, path in enumerate(pending):
                 try:
                     await self._append_one(path)
+                except NotReplicated as exc:
+                    log.warning("outcome spooled until a replica confirms it", error=str(exc),
+                                waiting=len(pending) - i)
+                    return len(pending) - i
                 except RedisError as exc:
                     log.warning("outcome spooled, redis unavailable", error=str(exc),
                                 waiting=len(pending) - i)

@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import signal
 
-import redis.asyncio as aioredis
 from redis import exceptions as redis_errors
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
@@ -17,6 +16,7 @@ from ari_app.app import HotlineApp
 
 from .outcomes import OutcomeSink
 from .persistence import warn_if_not_durable
+from .redisconn import connect
 from .settings import Settings, load_catalog
 
 log = structlog.get_logger("service")
@@ -30,10 +30,10 @@ async def serve(settings: Settings) -> None:
     # connections are dead, and the first write on one (a transfer's state) would otherwise be
     # skipped, leaving a service restarted soon after nothing to carry the transfer on from.
     # Timeouts are not retried: a hung Redis must still cost milliseconds.
-    redis = aioredis.from_url(settings.redis_url, socket_timeout=0.5, socket_connect_timeout=0.5,
-                              retry=Retry(NoBackoff(), 1),
-                              retry_on_error=[redis_errors.ConnectionError])
-    sink = OutcomeSink(redis, settings.spool_dir)
+    # Under Sentinel the same holds for the sentinels asked where the primary is.
+    redis = connect(settings.redis, socket_timeout=0.5, socket_connect_timeout=0.5,
+                    retry=Retry(NoBackoff(), 1), retry_on_error=[redis_errors.ConnectionError])
+    sink = OutcomeSink(redis, settings.spool_dir, settings.redis.durable)
     apps = [HotlineApp(settings, h, redis, sink) for h in settings.hotlines.values()]
     by_id = {app.hotline.id: app for app in apps}
     # FastAGI shares the loop, the Redis client and its timeouts with the ARI applications.

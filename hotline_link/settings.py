@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 from contracts.vocab import DecisionAction
 
 from . import config
+from .redisconn import RedisSettings
 # Importable from here as before: the loader's names that callers of this module use.
 from .config import (ENV_PREFIX, HOME_ENV, NAME_RE, ConfigError, Section,  # noqa: F401
                      Validator, defaults_file, project_home, read_toml)
@@ -146,6 +147,9 @@ class Settings:
     # here would make the service import the sidecar.
     sidecar: Any = None
     lab: Any = None
+    # [redis] whole (the URL or Sentinel, and what a durable write waits for): what
+    # ``hotline_link.redisconn.connect`` takes. ``redis_url`` above is its ``url``.
+    redis: RedisSettings | None = None
 
     def key_bindings(self, hotline_id: str) -> dict[str, str]:
         """Key sequence -> action for agents of this hotline: the global keys, plus
@@ -173,8 +177,10 @@ def parse(v: Validator, root: Mapping[str, Any]) -> Settings:
     spool_dir = v.string(svc, "service", "spool_dir")
     log_level = v.choice(svc, "service", "log_level", ("debug", "info", "warning", "error"))
     log_format = v.choice(svc, "service", "log_format", ("json", "console", "auto"))
-    red = v.table(root.get("redis", {}), "redis", {"url"})
+    red = v.table(root.get("redis", {}), "redis",
+                  {"url", "sentinels", "master_name", "durable_replicas", "durable_wait_ms"})
     redis_url = v.url(red, "redis", "url", ("redis", "rediss", "unix"))
+    redis = _redis(v, red, redis_url)
     keys = _keys(v, v.table(root.get("keys", {}), "keys", {*KEY_NAMES, "inter_digit_timeout"}))
     tmo = v.table(root.get("timeouts", {}), "timeouts",
                   {"agent_ring", "transfer_ring", "no_agent_retry"})
@@ -193,7 +199,43 @@ def parse(v: Validator, root: Mapping[str, Any]) -> Settings:
         home=v.home, log_level=log_level, log_format=log_format,
         spool_dir=v.path(spool_dir) if spool_dir else None, redis_url=redis_url,
         keys=keys, timeouts=timeouts, hotlines=hotlines, agi=agi, screening=screening,
+        redis=redis,
     )
+
+
+# WAIT must return before the service's Redis socket timeout (0.5 s, hotline_link.service), or
+# the wait itself would be taken for a dead Redis.
+DURABLE_WAIT_MAX_MS = 400
+
+
+def _redis(v: Validator, node: Mapping, url: str | None) -> RedisSettings:
+    raw = v.get(node, "redis", "sentinels")
+    sentinels = []
+    if not isinstance(raw, list):
+        if raw is not None:
+            v.problems.append(f"redis.sentinels: expected a list of host:port, got {raw!r}")
+    else:
+        for i, item in enumerate(raw):
+            host, sep, port = item.rpartition(":") if isinstance(item, str) else ("", "", "")
+            if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+                v.problems.append(f"redis.sentinels[{i}]: expected host:port, got {item!r}")
+            else:
+                sentinels.append((host, int(port)))
+        if len(set(sentinels)) != len(sentinels):
+            v.problems.append("redis.sentinels: the same sentinel listed twice")
+    master_name = v.string(node, "redis", "master_name", NAME_RE, "a Sentinel master name")
+    replicas = v.number(node, "redis", "durable_replicas", 0, 5, integer=True)
+    wait_ms = v.number(node, "redis", "durable_wait_ms", 1, DURABLE_WAIT_MAX_MS, integer=True)
+    if replicas and not sentinels:
+        # Without Sentinel nothing fails over to a replica, so waiting for one buys nothing and
+        # costs a round trip per write (and stalls every write when the replica is away).
+        v.problems.append(f"redis.durable_replicas: {replicas} needs redis.sentinels (without "
+                          "Sentinel no replica ever takes over; use 0)")
+    if url and sentinels and url.startswith("unix"):
+        v.problems.append("redis.url: a unix socket cannot be combined with redis.sentinels "
+                          "(Sentinel names a host and port)")
+    return RedisSettings(url=url, sentinels=tuple(sentinels), master_name=master_name,
+                         durable_replicas=replicas, durable_wait_ms=wait_ms)
 
 
 SECTION = Section("service", TABLES, parse)

@@ -2,7 +2,7 @@
 # Installs everything the lab and the tests need on a fresh Debian 12 machine (run as root).
 # Idempotent: each step checks before it does work, so `make run` / `make test` can call it always.
 #
-#   system packages   redis-server, debootstrap, sip-tester (SIPp)
+#   system packages   redis-server, redis-sentinel, debootstrap, sip-tester (SIPp)
 #   Asterisk 22       native `asterisk` if present, else a Debian-unstable root file system built
 #                     once with debootstrap and cached OUTSIDE the repository ($HOTLINE_ROOTFS)
 #   Python            a venv in .venv with the project installed editable, test extra included
@@ -16,7 +16,7 @@ py=${PYTHON:-python3}
 log() { printf '[bootstrap] %s\n' "$*" >&2; }
 
 need_pkgs=()
-for pair in redis-server:redis-server debootstrap:debootstrap sipp:sip-tester; do
+for pair in redis-server:redis-server redis-sentinel:redis-sentinel debootstrap:debootstrap sipp:sip-tester; do
   cmd=${pair%%:*}; pkg=${pair#*:}
   command -v "$cmd" >/dev/null 2>&1 || need_pkgs+=("$pkg")
 done
@@ -25,8 +25,12 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" >/dev/null
-  # The Debian package starts a system-wide redis on :6379; the lab runs its own per session.
-  if command -v systemctl >/dev/null 2>&1; then systemctl disable --now redis-server >/dev/null 2>&1 || true; fi
+  # The Debian packages start a system-wide redis on :6379 and a sentinel on :26379; the lab runs
+  # its own per session.
+  if command -v systemctl >/dev/null 2>&1; then
+    systemctl disable --now redis-server >/dev/null 2>&1 || true
+    systemctl disable --now redis-sentinel >/dev/null 2>&1 || true
+  fi
 fi
 
 mirror() {

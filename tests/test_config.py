@@ -357,3 +357,66 @@ def test_rest_transport_is_auto_by_default_and_only_auto_or_http(tmp_path):
     assert s.hotlines["110"].ari.rest_transport == "http"
     assert problems(tmp_path, '[hotlines.12345.ari]\nrest_transport = "websocket"\n') == [
         "hotlines.12345.ari.rest_transport: 'websocket' is not one of auto, http"]
+
+
+def test_redis_sentinel_keys_are_checked_and_named(tmp_path):
+    found = problems(tmp_path, """
+[redis]
+sentinels = ["127.0.0.1:26379", "nohost", "127.0.0.1:26379", 5]
+master_name = "bad name"
+durable_replicas = 9
+durable_wait_ms = 5000
+""")
+    assert found == [
+        "redis.sentinels[1]: expected host:port, got 'nohost'",
+        "redis.sentinels[3]: expected host:port, got 5",
+        "redis.sentinels: the same sentinel listed twice",
+        "redis.master_name: 'bad name' is not a Sentinel master name",
+        "redis.durable_replicas: 9 is out of range [0, 5]",
+        "redis.durable_wait_ms: 5000 is out of range [1, 400]",
+    ]
+
+
+def test_durable_replicas_need_sentinel(tmp_path):
+    assert problems(tmp_path, "[redis]\ndurable_replicas = 1\n") == [
+        "redis.durable_replicas: 1 needs redis.sentinels (without Sentinel no replica ever "
+        "takes over; use 0)"]
+
+
+def test_redis_is_plain_by_default_and_sentinel_when_listed(tmp_path):
+    rs = components.load(env={}, secrets=False).redis
+    assert (rs.sentinels, rs.durable_replicas, rs.durable.replicas) == ((), 0, 0)
+    path = tmp_path / "c.toml"
+    path.write_text('[redis]\nsentinels = ["10.0.0.1:26379", "10.0.0.2:26379"]\n'
+                    'master_name = "hl"\ndurable_replicas = 1\ndurable_wait_ms = 50\n')
+    rs = components.load(path, env={}, secrets=False).redis
+    assert rs.sentinels == (("10.0.0.1", 26379), ("10.0.0.2", 26379))
+    assert (rs.master_name, rs.durable.replicas, rs.durable.wait_ms) == ("hl", 1, 50)
+
+
+def test_a_sentinel_lab_needs_three_loopback_sentinels(tmp_path):
+    found = problems(tmp_path, """
+[redis]
+sentinels = ["127.0.0.1:26379", "10.0.0.2:26379"]
+[lab]
+redis_sentinel = true
+""")
+    assert found == ["lab.redis_sentinel: needs redis.sentinels with at least three "
+                     "127.x.x.x:port entries (the lab starts a sentinel on each; quorum 2)"]
+    found = problems(tmp_path, """
+[redis]
+sentinels = ["127.0.0.1:26379", "10.0.0.2:26379", "127.0.0.1:6390"]
+[lab]
+redis_sentinel = "yes"
+""")
+    assert found == ["lab.redis_sentinel: expected true or false, got 'yes'"]
+    found = problems(tmp_path, """
+[redis]
+sentinels = ["127.0.0.1:26379", "10.0.0.2:26379", "127.0.0.1:6390"]
+[lab]
+redis_sentinel = true
+""")
+    assert found == [
+        "lab.redis_sentinel: redis.sentinels[1] '10.0.0.2:26379' is not a 127.x.x.x:port the "
+        "lab can run a sentinel on",
+        "lab.redis_sentinel: redis.sentinels[2] '127.0.0.1:6390' takes the port of a lab Redis"]
