@@ -28,16 +28,20 @@ from pathlib import Path
 from typing import Any
 
 import redis.asyncio as aioredis
+import structlog
 from aiohttp import web
 
 from contracts.names import COMMAND_RESULTS, COMMANDS, INDEX, LINKS, RECORD, TRAIL
 from contracts.vocab import API_MODES, AlertKind, Mode
+from hotline_link.redisconn import NO_WAIT, Durable, NotReplicated
 from transfer.catalog import Catalog, recommend
 
 from .alerts import enqueue
 from .events import EventStream
 from .sync import Syncer, TicketError
 from .workorder import online_work_orders
+
+log = structlog.get_logger("api")
 
 SPEC = Path(__file__).with_name("openapi.json")
 FEEDBACK_STATUSES = ("accepted", "in_progress", "closed", "escalating")
@@ -55,8 +59,9 @@ def _error(status: int, message: str) -> web.Response:
 
 class Api:
     def __init__(self, redis: aioredis.Redis, syncer: Syncer, catalog: Catalog, token: str | None,
-                 hotlines: tuple[str, ...]):
+                 hotlines: tuple[str, ...], durable: Durable | None = None):
         self.redis = redis
+        self.durable = durable or NO_WAIT
         self.syncer = syncer
         self.platforms = syncer.platforms
         self.csv_fields = (*CSV_FIELDS, *(f"ticket_{p}" for p in self.platforms))
@@ -110,7 +115,21 @@ class Api:
         command_id = uuid.uuid4().hex
         command = {"id": command_id, "call_id": request.match_info["call_id"], "mode": mode,
                    "target": target}
-        await self.redis.xadd(COMMANDS.of(hotline), COMMANDS.entry(command), **COMMANDS.trim())
+        # Queued means a replica has it too: a command lost in a failover would never run,
+        # and the desktop would not know to send it again.
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.xadd(COMMANDS.of(hotline), COMMANDS.entry(command), **COMMANDS.trim())
+        self.durable.add_wait(pipe)
+        try:
+            self.durable.check(await pipe.execute())
+        except NotReplicated as exc:
+            log.warning("command not confirmed by a replica", command_id=command_id,
+                        error=str(exc))
+            return web.json_response(
+                {"command_id": command_id, "status": "unconfirmed",
+                 "error": "Redis has the command but no replica confirmed it: it may run, or be "
+                          f"lost in a failover; GET /commands/{command_id} says which"},
+                status=503)
         return web.json_response({"command_id": command_id, "status": "queued"}, status=202)
 
     async def command(self, request: web.Request) -> web.Response:
@@ -286,6 +305,11 @@ class Api:
             # 110 must now accept and finish its ticket in time, like any synced owner.
             supervisor.schedule(pipe, about["category"], other, other_ticket)
         await pipe.execute()
+        try:
+            await self.durable.confirm(self.redis)
+        except NotReplicated as exc:
+            # The alert waits in the outbox all the same; its forwarder waits for the replica.
+            log.warning("escalation not yet confirmed by a replica", error=str(exc))
 
 
 async def _json_object(request: web.Request) -> dict[str, Any] | web.Response:

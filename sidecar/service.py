@@ -12,6 +12,7 @@ from aiohttp import web
 
 from contracts.names import ALERTS, ALERTS_GROUP
 from hotline_link.persistence import persistence, warn_if_not_durable
+from hotline_link.redisconn import Durable, connect
 from hotline_link.settings import Settings, load_catalog
 
 from .alerts import Alerts
@@ -22,7 +23,8 @@ from .sync import PlatformClient, Syncer, consume, ensure_group
 
 log = structlog.get_logger("sidecar")
 
-async def forward_alerts(redis: aioredis.Redis, alerts: Alerts, consumer: str) -> None:
+async def forward_alerts(redis: aioredis.Redis, alerts: Alerts, consumer: str,
+                         durable: Durable) -> None:
     """Alerts the ARI app raises at the moment they happen (an emergency transfer starting)
     go out as webhooks at once, not after the call's outcome record. An entry is acknowledged
     only once every subscriber has it (or its retries ran out): a sidecar killed in between
@@ -46,12 +48,14 @@ async def forward_alerts(redis: aioredis.Redis, alerts: Alerts, consumer: str) -
         task.add_done_callback(pending.discard)
 
     pending: set[asyncio.Task] = set()
-    # A new group starts now: alerts are about the present.
-    await consume(redis, ALERTS.key, ALERTS_GROUP, consumer, "$", forward)
+    # A new group starts now: alerts are about the present. ``consume`` hands an alert over once
+    # a replica has it (see there): one sent and then lost in a failover would be raised again.
+    await consume(redis, ALERTS.key, ALERTS_GROUP, consumer, "$", forward, durable=durable)
 
 
 def make_app(redis: aioredis.Redis, syncer: Syncer, alerts: Alerts, catalog,
-             token: str | None, hotlines: tuple[str, ...]) -> web.Application:
+             token: str | None, hotlines: tuple[str, ...],
+             durable: Durable | None = None) -> web.Application:
     async def health(_request: web.Request) -> web.Response:
         try:
             state = await persistence(redis)
@@ -64,12 +68,13 @@ def make_app(redis: aioredis.Redis, syncer: Syncer, alerts: Alerts, catalog,
                                   "dead_lettered": syncer.dead, "alerts_sent": alerts.sent,
                                   "alerts_lost": alerts.failed, "redis": store})
 
-    return Api(redis, syncer, catalog, token, hotlines).app(health)
+    return Api(redis, syncer, catalog, token, hotlines, durable).app(health)
 
 
 async def serve(settings: Settings) -> None:
     sc = settings.sidecar
-    redis = aioredis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=2)
+    redis = connect(settings.redis, socket_timeout=5, socket_connect_timeout=2)
+    durable = settings.redis.durable
     async with aiohttp.ClientSession() as session:
         metrics = Metrics()
         alerts = Alerts(session, sc.webhooks, timeout=sc.request_timeout, metrics=metrics)
@@ -78,13 +83,14 @@ async def serve(settings: Settings) -> None:
         catalog = load_catalog()
         syncer = Syncer(redis, clients, catalog, sc.consumer, sc.retry_for, metrics,
                         stability=sc.stability, disputes=sc.disputes,
-                        concurrency=sc.concurrency, request_timeout=sc.request_timeout)
+                        concurrency=sc.concurrency, request_timeout=sc.request_timeout,
+                        durable=durable)
         syncer.supervisor = Supervisor(redis, sc, metrics=metrics)
         await warn_if_not_durable(redis, log)
         # The alert group exists before anything can put an alert in the outbox.
         await ensure_group(redis, ALERTS.key, ALERTS_GROUP, "$")
         runner = web.AppRunner(make_app(redis, syncer, alerts, catalog, sc.token,
-                                            tuple(settings.hotlines)), access_log=None)
+                                        tuple(settings.hotlines), durable), access_log=None)
         await runner.setup()
         await web.TCPSite(runner, *sc.listen).start()
         log.info("sidecar listening", listen=f"{sc.listen[0]}:{sc.listen[1]}",
@@ -92,7 +98,8 @@ async def serve(settings: Settings) -> None:
         try:
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(syncer.run(), name="sync")
-                tg.create_task(forward_alerts(redis, alerts, sc.consumer), name="alerts")
+                tg.create_task(forward_alerts(redis, alerts, sc.consumer, durable),
+                               name="alerts")
                 tg.create_task(syncer.supervisor.run(), name="supervision")
         except asyncio.CancelledError:
             log.info("sidecar stopping")

@@ -39,6 +39,7 @@ import structlog
 from contracts.names import (INDEX, LINKS, OUTCOMES, OUTCOMES_DEAD, OUTCOMES_GROUP, RECORD,
                              TICKET_TRANSFER, TICKETS, TRAIL)
 from contracts.vocab import FALLBACK_RESULTS, AlertKind, PlatformKind
+from hotline_link.redisconn import NO_WAIT, Durable, NotReplicated
 from transfer.catalog import Catalog
 
 from .alerts import enqueue
@@ -102,7 +103,8 @@ async def group_lost(redis: aioredis.Redis, stream: str, group: str,
 
 
 async def consume(redis: aioredis.Redis, stream: str, group: str, consumer: str, start: str,
-                  handle, concurrency: int = 1, reclaim_after: float | None = None) -> None:
+                  handle, concurrency: int = 1, reclaim_after: float | None = None,
+                  durable: Durable = NO_WAIT) -> None:
     """Read ``stream`` as ``consumer`` of ``group`` forever, calling
     ``await handle(id, fields, redelivered)`` per entry (the handler acknowledges). The group is
     created at ``start`` if new; the consumer's own unacknowledged entries (from before a crash)
@@ -112,7 +114,15 @@ async def consume(redis: aioredis.Redis, stream: str, group: str, consumer: str,
     ``reclaim_after``: an entry left unacknowledged that long (its handler failed unexpectedly,
     or the consumer that read it died and never came back) is claimed (XAUTOCLAIM) and handled
     again as redelivered, without waiting for a restart. It must exceed the longest a handler
-    can take, so that an entry still being worked on is not taken from under its handler."""
+    can take, so that an entry still being worked on is not taken from under its handler.
+
+    Under Sentinel (``durable``: replicas to wait for), entries read are handed out once a replica
+    has them and their delivery to this consumer: an entry read from a primary that then dies
+    before its replica had it would come back from the promoted replica (or vanish) after it was
+    handled. One WAIT per batch, and after it the batch goes on regardless (a replica away must
+    not stop the work orders; the harm needs a failover in that moment too). When Redis fails
+    (restart or failover), this consumer's own pending entries are read again once it is back
+    (those not in hand now): the acknowledgements of the last moments may not have survived."""
     await ensure_group(redis, stream, group, start)
     slots = asyncio.Semaphore(concurrency)
     running: set[asyncio.Task] = set()
@@ -158,8 +168,15 @@ async def consume(redis: aioredis.Redis, stream: str, group: str, consumer: str,
                 await reclaim()
             got = await redis.xreadgroup(group, consumer, {stream: backlog or ">"}, count=100,
                                          block=None if backlog else 1000)
+            if got and got[0][1]:
+                try:
+                    await durable.confirm(redis)
+                except NotReplicated as exc:
+                    log.warning("entries handed out before a replica confirmed them",
+                                stream=stream, entries=len(got[0][1]), error=str(exc))
         except (aioredis.ConnectionError, aioredis.TimeoutError) as exc:
             log.warning("redis unavailable; retrying", stream=stream, error=str(exc))
+            backlog = "0"
             await asyncio.sleep(1.0)
             continue
         except aioredis.ResponseError as exc:
@@ -183,6 +200,8 @@ async def consume(redis: aioredis.Redis, stream: str, group: str, consumer: str,
             last = entry_id
             if backlog:
                 backlog = entry_id
+                if entry_id in in_hand:
+                    continue                   # being handled now (read again after an outage)
             if backlog or concurrency == 1:
                 await in_turn(entry_id, fields, backlog is not None)
                 continue
@@ -270,8 +289,9 @@ class Syncer:
                  catalog: Catalog, consumer: str, retry_for: float,
                  metrics: Metrics | None = None, *, stability: tuple[str, ...] = (),
                  disputes: tuple[str, ...] = (), concurrency: int = 1,
-                 request_timeout: float = 5.0):
+                 request_timeout: float = 5.0, durable: Durable = NO_WAIT):
         self.redis = redis
+        self.durable = durable
         self.clients = clients
         self.platforms = Platforms({pid: c.kind for pid, c in clients.items()})
         self.catalog = catalog
@@ -292,7 +312,7 @@ class Syncer:
     async def run(self) -> None:
         # A new group starts at the beginning: every record ever written gets its tickets.
         await consume(self.redis, OUTCOMES.key, OUTCOMES_GROUP, self.consumer, "0", self.handle,
-                      self.concurrency, reclaim_after=self.reclaim_after)
+                      self.concurrency, reclaim_after=self.reclaim_after, durable=self.durable)
 
     async def handle(self, entry_id: bytes, fields: dict, redelivered: bool = False) -> None:
         started = time.monotonic()
@@ -327,10 +347,44 @@ class Syncer:
         self.remember(pipe, record, tickets)
         self._alerts(pipe, record, tickets)
         pipe.xack(OUTCOMES.key, OUTCOMES_GROUP, entry_id)
-        await pipe.execute()
+        if not await self._settle(pipe, entry_id, clog):
+            # The transaction is not in Redis (it failed, or was lost with a primary): again,
+            # as a redelivery (tickets are looked up before anything is created).
+            await self.handle(entry_id, fields, True)
+            return
         self.synced += 1
         self.metrics.record_synced(record, time.monotonic() - started)
         clog.info("work orders synced", tickets=tickets, result=record.get("result"))
+
+    async def _settle(self, pipe, entry_id: bytes, clog) -> bool:
+        """Run ``pipe`` (the transaction that acknowledges ``entry_id``) and wait until it is
+        safe: True once Redis has it, and a replica confirmed it where ``durable`` asks for one;
+        False if it turned out not to be there (the entry is pending again: EXEC never ran, or
+        ran on a primary that died before its replica had it). While Redis is away or no replica
+        confirms, this waits: the record is not synced until then."""
+        try:
+            await pipe.execute()
+            applied = True
+        except (aioredis.ConnectionError, aioredis.TimeoutError) as exc:
+            clog.warning("work orders made; their transaction's fate unknown", error=str(exc))
+            applied = False                # or it ran and the answer was lost: see below
+        while True:
+            if applied:
+                try:
+                    await self.durable.confirm(self.redis)
+                    return True
+                except (NotReplicated, aioredis.ConnectionError, aioredis.TimeoutError) as exc:
+                    clog.warning("work orders made; waiting for a replica to confirm",
+                                 error=str(exc))
+            await asyncio.sleep(1.0)
+            try:
+                pending = await self.redis.xpending_range(OUTCOMES.key, OUTCOMES_GROUP,
+                                                          entry_id, entry_id, 1)
+            except (aioredis.ConnectionError, aioredis.TimeoutError):
+                continue
+            if pending:
+                return False
+            applied = True                 # acknowledged in Redis: now a replica must have it
 
     def _alerts(self, pipe, record: dict, tickets: dict[str, str]) -> None:
         about = {k: record.get(k) for k in ("transfer_id", "call_id", "origin", "target", "result",
@@ -418,5 +472,10 @@ class Syncer:
         enqueue(pipe, AlertKind.DEAD_LETTER, {"transfer_id": tid, "reason": reason, "stream": OUTCOMES_DEAD.key})
         pipe.xack(OUTCOMES.key, OUTCOMES_GROUP, entry_id)
         await pipe.execute()
+        try:
+            await self.durable.confirm(self.redis)
+        except NotReplicated as exc:
+            log.warning("dead letter not yet confirmed by a replica", transfer_id=tid,
+                        error=str(exc))
         self.dead += 1
         self.metrics.dead_letters.inc()
