@@ -22,16 +22,22 @@ test: deps
 
 # Every fault and bad-input case once, at a scale that fits CI (about 3 minutes): one round per
 # kill -9 state, 40 DTMF-fuzz calls, a 10 s Redis outage over 20 transfers, a 1,000-record burst,
-# the service down 6 s, the sidecar down over 3 transfers, a 300-record burst across Redis kill -9.
+# the service down 6 s, the sidecar down over 3 transfers, a 300-record burst across Redis kill -9;
+# then on the Sentinel lab the primary killed -9 during a 300-record burst and 3 transfers.
 chaos-quick: deps
 	HOTLINE_TEST_LAB=tests/chaos/lab.toml CHAOS_ROUNDS=1 CHAOS_DTMF_RUNS=40 \
 	  CHAOS_REDIS_TRANSFERS=20 CHAOS_REDIS_OUTAGE_S=10 CHAOS_SIDECAR_BURST=1000 \
 	  CHAOS_SERVICE_DOWN_S=6 CHAOS_SIDECAR_TRANSFERS=3 CHAOS_REDIS_BURST=300 \
 	  $(BIN)/pytest -m chaos tests/chaos $(PYTEST_ARGS)
+	HOTLINE_TEST_LAB=tests/chaos/lab-sentinel.toml CHAOS_FAILOVER_BURST=300 \
+	  CHAOS_FAILOVER_TRANSFERS=3 $(BIN)/pytest -m chaos tests/chaos/test_sentinel.py $(PYTEST_ARGS)
 
-# The fault and bad-input suite, on its own lab (tests/chaos/lab.toml).
+# The fault and bad-input suite, on its own lab (tests/chaos/lab.toml); the Redis failover cases on
+# the Sentinel lab (tests/chaos/lab-sentinel.toml; on the other lab they are skipped).
 chaos: deps
 	HOTLINE_TEST_LAB=tests/chaos/lab.toml $(BIN)/pytest -m chaos tests/chaos $(PYTEST_ARGS)
+	HOTLINE_TEST_LAB=tests/chaos/lab-sentinel.toml $(BIN)/pytest -m chaos \
+	  tests/chaos/test_sentinel.py $(PYTEST_ARGS)
 
 # Benchmarks on their own lab; results in bench/results/*.json and the README's table.
 bench: deps

@@ -13,6 +13,16 @@ Per policy:
 * 32 clients each running the sidecar's kind of write, a MULTI/EXEC of five commands (ticket ids,
   XACK, alert outbox), at once: transactions per second.
 
+What a replica-confirmed write costs (the bench lab runs Redis under Sentinel, ``[lab]
+redis_sentinel``: a primary and a replica, both ``appendfsync always``), with and without ``WAIT 1``
+as ``hotline_link.redisconn.Durable`` sends it:
+
+* per record: the service's outcome append (EVAL, then WAIT on the same connection, one round
+  trip), one at a time: p50/p99 and appends per second;
+* per transfer: the sidecar's ticket transaction for one record (MULTI/EXEC of five writes), then
+  ``Durable.confirm`` (PUBLISH mark + WAIT, a second round trip), one at a time (p50/p99) and 32
+  clients at once (per second).
+
 The end-to-end before/after (sidecar throughput and latency, load set-up and CPU at 200 calls with
 and without AOF) is measured by the ``sidecar`` and ``load`` benchmarks with ``fsync_policy``.
 
@@ -35,6 +45,7 @@ from bench.results import percentiles
 from bench.stack import ROOT, Stack
 from contracts.names import OUTCOME_CLAIM, OUTCOMES
 from hotline_link.outcomes import APPEND_SCRIPT, CLAIM_TTL
+from hotline_link.redisconn import MARK_CHANNEL
 
 POLICIES = ("off", "everysec", "always")
 SCRATCH = "bench:durability"
@@ -87,6 +98,110 @@ def _appends(r: redis.Redis, count: int) -> dict:
         took.append((time.perf_counter() - s) * 1000)
     elapsed = time.perf_counter() - t0
     return {"n": count, "per_s": round(count / elapsed), "latency_ms": percentiles(took)}
+
+
+def _appends_waited(r: redis.Redis, count: int, replicas: int, wait_ms: int = 200) -> dict:
+    """The sink's append as it runs now: EVAL and, with ``replicas``, WAIT in one pipeline."""
+    stream = f"{SCRATCH}:outcomes"
+    record = json.dumps({"schema": 1, "result": "accepted", "caller_number": "13800138000",
+                         "pad": "x" * 600})
+    took, short = [], 0
+    t0 = time.perf_counter()
+    for _ in range(count):
+        tid = uuid.uuid4().hex
+        s = time.perf_counter()
+        pipe = r.pipeline(transaction=False)
+        pipe.eval(APPEND_SCRIPT, 2, stream, f"{SCRATCH}:{OUTCOME_CLAIM.format(tid)}", tid,
+                  record, CLAIM_TTL, OUTCOMES.field)
+        if replicas:
+            pipe.wait(replicas, wait_ms)
+        replies = pipe.execute()
+        took.append((time.perf_counter() - s) * 1000)
+        short += bool(replicas) and replies[-1] < replicas
+    elapsed = time.perf_counter() - t0
+    return {"n": count, "per_s": round(count / elapsed), "latency_ms": percentiles(took),
+            "not_confirmed": short}
+
+
+def _ticket_tx(r: redis.Redis, tag: str, replicas: int, wait_ms: int = 200) -> bool:
+    """One record's ticket transaction (the sidecar's shape), then its confirmation."""
+    pipe = r.pipeline(transaction=True)
+    pipe.hset(f"{SCRATCH}:tickets", tag, "t-12345")
+    pipe.hset(f"{SCRATCH}:tickets", f"{tag}:110", "t-110")
+    pipe.xadd(f"{SCRATCH}:alerts", {"alert": "{}"}, maxlen=10_000, approximate=True)
+    pipe.incr(f"{SCRATCH}:acked")
+    pipe.expire(f"{SCRATCH}:tickets", 3600)
+    pipe.execute()
+    if not replicas:
+        return True
+    pipe = r.pipeline(transaction=False)
+    pipe.publish(MARK_CHANNEL, b"")
+    pipe.wait(replicas, wait_ms)
+    return pipe.execute()[-1] >= replicas
+
+
+def _per_transfer(url: str, count: int, clients: int, each: int, replicas: int) -> dict:
+    r = redis.Redis.from_url(url)
+    took, short = [], 0
+    for i in range(count):
+        s = time.perf_counter()
+        short += not _ticket_tx(r, f"one-{i}", replicas)
+        took.append((time.perf_counter() - s) * 1000)
+    r.close()
+    start = threading.Barrier(clients + 1)
+
+    def work(n: int) -> None:
+        c = redis.Redis.from_url(url)
+        start.wait()
+        for i in range(each):
+            _ticket_tx(c, f"{n}-{i}", replicas)
+        c.close()
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(clients)]
+    for t in threads:
+        t.start()
+    start.wait()
+    t0 = time.perf_counter()
+    for t in threads:
+        t.join()
+    return {"latency_ms": percentiles(took), "not_confirmed": short,
+            "clients": clients, "per_s": round(clients * each / (time.perf_counter() - t0))}
+
+
+def replica_cost(url: str, appends: int, clients: int, each: int) -> tuple[list, dict]:
+    """Per record and per transfer, without and with WAIT 1 (the lab's policy, always)."""
+    r = redis.Redis.from_url(url)
+    got = {}
+    try:
+        for replicas in (0, 1):
+            got[replicas] = {"append": _appends_waited(r, appends, replicas),
+                             "transfer": _per_transfer(url, appends // 3, clients, each,
+                                                       replicas)}
+            _clean(r)
+    finally:
+        _clean(r)
+        r.close()
+    figures = []
+    for replicas, label in ((0, "no WAIT"), (1, "WAIT 1 (replica-confirmed)")):
+        app, tr = got[replicas]["append"], got[replicas]["transfer"]
+        figures += [
+            {"name": f"{label}: outcome append, p50", "value": app["latency_ms"]["p50"],
+             "unit": "ms", "target": None, "met": None},
+            {"name": f"{label}: outcome append, p99", "value": app["latency_ms"]["p99"],
+             "unit": "ms", "target": None, "met": None},
+            {"name": f"{label}: outcome appends one at a time", "value": app["per_s"],
+             "unit": "/s", "target": None, "met": None},
+            {"name": f"{label}: a transfer's ticket transaction, p50",
+             "value": tr["latency_ms"]["p50"], "unit": "ms", "target": None, "met": None},
+            {"name": f"{label}: a transfer's ticket transaction, p99",
+             "value": tr["latency_ms"]["p99"], "unit": "ms", "target": None, "met": None},
+            {"name": f"{label}: {clients} clients' ticket transactions", "value": tr["per_s"],
+             "unit": "/s", "target": None, "met": None},
+        ]
+    unconfirmed = sum(got[1][k]["not_confirmed"] for k in ("append", "transfer"))
+    figures.append({"name": "WAIT 1: writes the replica did not confirm within 200 ms",
+                    "value": unconfirmed, "unit": "", "target": "0", "met": unconfirmed == 0})
+    return figures, got
 
 
 def _transactions(url: str, clients: int, each: int) -> dict:
@@ -151,8 +266,12 @@ def run(config: Path, lab_descriptor: dict, appends: int = 3000, clients: int = 
             {"name": f"{label}: {clients} clients' 5-write transactions",
              "value": tx["per_s"], "unit": "/s", "target": None, "met": None},
         ]
+    details = {"policies": per, "method": __doc__.strip()}
+    if lab_descriptor["redis"].get("sentinels"):
+        more, details["replica"] = replica_cost(url, appends, clients, each)
+        figures += more
     return {"benchmark": "durability", "command": "make bench", "figures": figures,
-            "details": {"policies": per, "method": __doc__.strip()}}
+            "details": details}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,207 @@
+"""Redis Sentinel failover (``make chaos`` runs this file on its own lab,
+``tests/chaos/lab-sentinel.toml``: a primary, a replica and three sentinels; the other fault cases
+keep the plain Redis of ``tests/chaos/lab.toml`` and skip this one).
+
+kill -9 of the Redis primary while outcome records pour in through the service's own sink (spool,
+append, WAIT for the replica) and transfers go on through the service: Sentinel promotes the
+replica, the service, the sidecar and the sink follow it, the killed node comes back as a replica.
+Afterwards every record and every transfer is in the outcome stream once, every work order exists
+once on each platform, nothing is pending, dead-lettered or reported lost.
+
+Measured (``bench/results/chaos.json``): the failover time, from the kill to the first write the
+new primary accepts, and the time until writes are confirmed by a replica again (the killed node
+restarted as soon as the failover is seen, as a supervisor would).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import redis
+from redis.sentinel import Sentinel
+
+import test_transfer
+from conftest import CONFIG, cli
+from contracts.names import OUTCOMES, OUTCOMES_DEAD, OUTCOMES_GROUP
+from hotline_link import components, lab as lab_mod
+from hotline_link.outcomes import OutcomeSink
+from hotline_link.redisconn import connect
+from test_availability import one_transfer, tickets_once
+from test_sidecar import STANDINS, stack, synthetic_record  # noqa: F401 - fixture
+
+pytestmark = [pytest.mark.chaos, pytest.mark.lab]
+
+BURST = int(os.environ.get("CHAOS_FAILOVER_BURST", "1000"))
+TRANSFERS = int(os.environ.get("CHAOS_FAILOVER_TRANSFERS", "5"))
+RATE = 200.0                   # records per second from the sink: the kill lands mid-burst
+
+
+@pytest.fixture(scope="module")
+def sentinel(lab):
+    desc = lab.descriptor["redis"]
+    if "sentinels" not in desc:
+        pytest.skip("needs the Sentinel lab (HOTLINE_TEST_LAB=tests/chaos/lab-sentinel.toml)")
+    return Sentinel([(h, int(p)) for h, p in (s.rsplit(":", 1) for s in desc["sentinels"])],
+                    socket_timeout=0.5, socket_connect_timeout=0.5), desc["master_name"]
+
+
+class Burst(threading.Thread):
+    """The service's OutcomeSink (spool, append, WAIT) in a loop of its own, reaching Redis the
+    way the service does (``connect`` with the service's timeouts), emitting ``records``."""
+
+    def __init__(self, records: list[dict], spool: Path):
+        super().__init__(daemon=True)
+        self.records, self.spool = records, spool
+        self.emitted = 0
+        self.error: BaseException | None = None
+
+    def waiting(self) -> int:
+        return len(list(self.spool.glob("*.json")))
+
+    def run(self) -> None:
+        try:
+            asyncio.run(self._run())
+        except BaseException as exc:         # noqa: BLE001 - reported by the test
+            self.error = exc
+
+    async def _run(self) -> None:
+        from redis import exceptions as redis_errors
+        from redis.asyncio.retry import Retry
+        from redis.backoff import NoBackoff
+
+        settings = components.load(CONFIG)
+        client = connect(settings.redis, socket_timeout=0.5, socket_connect_timeout=0.5,
+                         retry=Retry(NoBackoff(), 1),
+                         retry_on_error=[redis_errors.ConnectionError])
+        sink = OutcomeSink(client, self.spool, settings.redis.durable)
+        replay = asyncio.create_task(sink.run(period=0.5))
+        start = time.monotonic()
+        for i, rec in enumerate(self.records):
+            await asyncio.sleep(max(0.0, start + i / RATE - time.monotonic()))
+            await sink.emit(rec)
+            self.emitted += 1
+        deadline = time.monotonic() + 120
+        while self.waiting() and time.monotonic() < deadline:
+            await asyncio.sleep(0.2)
+        replay.cancel()
+        await client.aclose()
+
+
+def _first_ok(attempt, timeout: float = 60.0) -> float:
+    """Seconds until ``attempt()`` first returns true (tried every 10 ms)."""
+    t0 = time.monotonic()
+    while True:
+        try:
+            if attempt():
+                return time.monotonic() - t0
+        except (redis.RedisError, OSError):
+            pass
+        if time.monotonic() - t0 > timeout:
+            raise AssertionError(f"not within {timeout:.0f} s")
+        time.sleep(0.01)
+
+
+@pytest.mark.timeout(900)
+def test_primary_killed_during_a_burst_and_transfers(sentinel, stack, phones, outcomes, lab,  # noqa: F811
+                                                      service, request):
+    sent, master = sentinel
+    primary = sent.master_for(master, socket_timeout=0.5, socket_connect_timeout=0.5)
+    # The harness's own clients follow the failover too.
+    stack.redis = outcomes.redis = primary
+    handle = lab_mod.Lab(components.load(CONFIG, secrets=False))
+    dead_before = primary.xlen(OUTCOMES_DEAD.key)
+    dups_before = {pid: stack.stats(pid)["duplicates"] for pid in STANDINS}
+    alerts_before = len(stack.webhooks())
+
+    records = [synthetic_record() for _ in range(BURST)]
+    burst = {r["transfer_id"] for r in records}
+    spool = Path(tempfile.mkdtemp(prefix="sentinel-burst-"))
+    feeder = Burst(records, spool)
+    feeder.start()
+    stack.wait(lambda: feeder.emitted >= BURST * 0.4, 60, "40% of the burst emitted")
+
+    # A call connected now; its transfer is made while the primary is gone.
+    call, agent, leg = test_transfer.connect(phones, phones.citizen, "12345", "12345")
+    victim = handle.process("redis-primary")
+    os.kill(victim.pid, 9)
+    killed_at = time.monotonic()
+    figures: dict[str, float] = {}
+
+    def failover() -> None:
+        figures["failover_s"] = _first_ok(lambda: primary.set("chaos:failover:probe", "1"))
+        # Brought back at once, as a supervisor would: a replica again, so that writes waiting
+        # for one are confirmed.
+        cli("lab", "start", victim.name)
+
+        def confirmed() -> bool:
+            pipe = primary.pipeline(transaction=False)
+            pipe.publish("hotline:durable-mark", "")
+            pipe.wait(1, 100)
+            return pipe.execute()[-1] >= 1
+        _first_ok(confirmed)
+        figures["durable_again_s"] = time.monotonic() - killed_at
+
+    watcher = threading.Thread(target=failover, daemon=True)
+    watcher.start()
+    try:
+        leg.send_dtmf("*1")
+        leg.wait_ended(5)
+        far_agent, far_leg = phones.ringing_agent("110", timeout=8)
+        first = far_leg.header("X-Hotline-Transfer-Id")
+        far_leg.accept()
+        call.hears(far_leg)
+        phones.lib.hang_up_all()
+        phones.lib.wait_for(lambda: not lab.leftovers(), 10, "both PBXs idle")
+        tids = {first} | {one_transfer(phones, lab) for _ in range(TRANSFERS - 1)}
+    finally:
+        watcher.join(90)
+    assert "durable_again_s" in figures, "no failover, or the killed node did not come back"
+    assert sent.discover_master(master)[1] != handle.sentinel.ports[victim.name]
+
+    feeder.join(180)
+    assert feeder.error is None, feeder.error
+    assert not feeder.waiting(), f"{feeder.waiting()} records still in the sink's spool"
+    shutil.rmtree(spool, ignore_errors=True)
+
+    # Every record and every transfer in the stream once (the burst's own and the service's).
+    def mine() -> dict[str, int]:
+        seen: dict[str, int] = {}
+        for rec in outcomes.since_mark():
+            if rec["transfer_id"] in burst | tids:
+                seen[rec["transfer_id"]] = seen.get(rec["transfer_id"], 0) + 1
+        return seen
+    stack.wait(lambda: len(mine()) == len(burst | tids), 60, "every record in the stream")
+    counts = mine()
+    assert set(counts) == burst | tids, "a record was lost"
+    assert all(n == 1 for n in counts.values()), \
+        f"doubled: {[t for t, n in counts.items() if n > 1][:5]}"
+    assert all(r["result"] == "accepted" for r in outcomes.since_mark() if r["transfer_id"] in tids)
+    service_spool = Path(lab.descriptor["state_dir"]) / "spool"
+    stack.wait(lambda: not list(service_spool.glob("*.json")), 30, "the service's spool empty")
+
+    # Every work order once on each platform, nothing pending or dead-lettered, no loss reported.
+    tickets_once(stack, burst | tids, timeout=300)
+    for pid in STANDINS:
+        assert stack.stats(pid)["duplicates"] == dups_before[pid], f"{pid}: sent twice"
+    stack.wait(lambda: primary.xpending(OUTCOMES.key, OUTCOMES_GROUP)["pending"] == 0, 120,
+               "every record acknowledged")
+    assert primary.xlen(OUTCOMES_DEAD.key) == dead_before, "dead-lettered"
+    lost = [w for w in stack.webhooks()[alerts_before:]
+            if w["event"]["event"] == "redis_data_lost"]
+    assert not lost, f"a consumer group was lost in the failover: {lost[:1]}"
+    assert service.proc.poll() is None and stack.sidecar.proc.poll() is None
+
+    request.node.user_properties.append(("chaos_figures", [
+        {"name": "Redis failover: kill -9 of the primary to the first write on the new primary",
+         "value": round(figures["failover_s"], 2), "unit": "s"},
+        {"name": "Redis failover: kill -9 to writes confirmed by a replica again (killed node "
+                 "restarted as a replica at once)",
+         "value": round(figures["durable_again_s"], 2), "unit": "s"},
+    ]))
