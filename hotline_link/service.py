@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import time
 
 import redis.asyncio as aioredis
 from redis import exceptions as redis_errors
@@ -14,7 +15,9 @@ import structlog
 
 from agi.server import AgiServer
 from ari_app.app import HotlineApp
+from ari_app.client import AppReplaced, AriFenced
 
+from .lease import Lease, LeaseLost
 from .outcomes import OutcomeSink
 from .persistence import warn_if_not_durable
 from .settings import Settings, load_catalog
@@ -33,26 +36,75 @@ async def serve(settings: Settings) -> None:
     redis = aioredis.from_url(settings.redis_url, socket_timeout=0.5, socket_connect_timeout=0.5,
                               retry=Retry(NoBackoff(), 1),
                               retry_on_error=[redis_errors.ConnectionError])
-    sink = OutcomeSink(redis, settings.spool_dir)
-    apps = [HotlineApp(settings, h, redis, sink) for h in settings.hotlines.values()]
-    by_id = {app.hotline.id: app for app in apps}
-    # FastAGI shares the loop, the Redis client and its timeouts with the ARI applications.
-    agi = AgiServer(settings, load_catalog(), redis,
-                    app_ready=lambda hid: by_id[hid].ari.connected)
-    await agi.start()
-    log.info("service starting", hotlines=list(settings.hotlines), config=list(settings.sources))
+    instance = settings.ha.instance
+    # Instances on one host must not replay (and unlink) each other's spool files.
+    sink = OutcomeSink(redis, settings.spool_dir / instance if instance else settings.spool_dir)
+    lease = Lease(redis, instance, settings.ha.lease_ttl) if instance else None
+    apps: dict[str, HotlineApp] = {}      # this term's applications (none while standing by)
+
+    def app_ready(hid: str) -> bool:
+        app = apps.get(hid)
+        return app is not None and app.ari.connected and app.ari.allowed()
+
+    # FastAGI shares the loop, the Redis client and its timeouts with the ARI applications. A
+    # standby serves it too: `route` and `screen` change no call, and `key` is refused (the
+    # application is not connected here), so the dialplan tries the next server.
+    agi = AgiServer(settings, load_catalog(), redis, app_ready=app_ready)
+    log.info("service starting", hotlines=list(settings.hotlines), config=list(settings.sources),
+             instance=instance)
     await warn_if_not_durable(redis, log)
     try:
         async with asyncio.TaskGroup() as tg:
             tg.create_task(sink.run(), name="outcome-replay")
-            for app in apps:
-                tg.create_task(app.run(), name=f"ari-{app.hotline.id}")
+            tg.create_task(agi.keep_trying(), name="fastagi")
+            if lease is None:
+                apps.update(_apps(settings, redis, sink, None))
+                for app in apps.values():
+                    tg.create_task(app.run(), name=f"ari-{app.hotline.id}")
+            else:
+                tg.create_task(_terms(settings, redis, sink, lease, apps), name="hot-standby")
     except asyncio.CancelledError:
         log.info("service stopping")
     finally:
+        if lease is not None:
+            await lease.release()
         await agi.close()
         with contextlib.suppress(Exception):
             await redis.aclose()
+
+
+def _apps(settings: Settings, redis: aioredis.Redis, sink: OutcomeSink,
+          guard) -> dict[str, HotlineApp]:
+    return {h.id: HotlineApp(settings, h, redis, sink, guard=guard)
+            for h in settings.hotlines.values()}
+
+
+async def _terms(settings: Settings, redis: aioredis.Redis, sink: OutcomeSink, lease: Lease,
+                 apps: dict[str, HotlineApp]) -> None:
+    """Hot standby: wait for the lease, act while it is held, stand by again when it is lost.
+
+    Each term starts from nothing, as a restart does: the applications rebuild their view from
+    the PBXs' live channels and bridges and Redis's transfer state (what another instance did
+    meanwhile is there, not in this process's memory)."""
+    while True:
+        await lease.acquire()
+        started = time.monotonic()
+        apps.update(_apps(settings, redis, sink, lease.held))
+        log.warning("active: this instance holds the lease", instance=lease.instance)
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(lease.keep(), name="lease")
+                for app in apps.values():
+                    tg.create_task(app.run(), name=f"ari-{app.hotline.id}")
+        except* (LeaseLost, AriFenced, AppReplaced) as group:
+            log.error("standing by: this instance stopped acting", instance=lease.instance,
+                      why="; ".join(str(e) or type(e).__name__ for e in group.exceptions),
+                      active_s=round(time.monotonic() - started, 1))
+        finally:
+            apps.clear()
+        # Whatever ended the term, the lease is not ours to keep (an application replaced under
+        # a held lease means another process is on the PBX: let the lease decide again).
+        await lease.release("standby")
 
 
 async def until_signal(*jobs) -> None:
