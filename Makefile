@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: deps run test chaos-quick bench chaos lab-up lab-down lab-status clean
+.PHONY: deps run run-standby test chaos-quick bench chaos lab-up lab-down lab-status clean
 
 deps:
 	@bash scripts/bootstrap.sh
@@ -12,6 +12,10 @@ deps:
 # The whole stack on this machine: the two-PBX lab, Redis and the service, until Ctrl-C.
 run: deps
 	$(BIN)/hotline-link run --lab
+
+# The same with two service instances in hot standby (README, "Hot standby").
+run-standby: deps
+	$(BIN)/hotline-link -c config/lab-standby.toml run --lab
 
 # The layering rules (pyproject.toml [tool.importlinter]), the whole suite against the real lab
 # (brought up and down by the tests themselves), then the fault suite once at a small scale.

@@ -76,6 +76,19 @@ class AgiServer:
         log.info("fastagi listening", listen=f"{bound[0]}:{bound[1]}")
         return bound
 
+    async def keep_trying(self, every: float = 1.0) -> None:
+        """Start, retrying while the address is taken: a process that was killed -9 leaves
+        its sessions' sockets on the port for a while, and the ARI applications (the callers)
+        must not wait for FastAGI (the keys of queue calls, which degrade to no key)."""
+        while True:
+            try:
+                await self.start()
+                return
+            except OSError as exc:
+                log.error("fastagi cannot listen yet; retrying", error=str(exc),
+                          listen="%s:%s" % self.settings.agi.listen)
+                await asyncio.sleep(every)
+
     async def close(self) -> None:
         if self._server is not None:
             self._server.close()

@@ -15,7 +15,6 @@ the machines' next events.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import time
 import uuid
@@ -32,7 +31,7 @@ from hotline_link.render import features
 from hotline_link.settings import Hotline, Settings
 from transfer import delivery as dm
 
-from .client import CONNECTED, TRANSPORT_EVENTS, AriClient, AriError
+from .client import CONNECTED, TRANSPORT_EVENTS, AppReplaced, AriClient, AriError, AriFenced
 from .delivery import Delivery
 from .interpreter import TIMER, Interpreter
 from .transfers import Transfers
@@ -40,7 +39,9 @@ from .transfers import Transfers
 log = structlog.get_logger("app")
 
 TICK = "HotlineTick"
+STOP = "HotlineStop"    # the event reader ended for good: {"error": AppReplaced | AriFenced}
 COMMAND = "HotlineCommand"
+CLEANUP_WAIT = 2.0      # seconds the application's background tasks get to end when it stops
 ADOPT_WAIT = 5.0        # seconds to wait for the second channel of a queue call handed over
 # Events of our own, put on the same queue as the PBX's (never asked of Asterisk).
 OWN_EVENTS = (TIMER, COMMAND, TICK, CONNECTED)
@@ -72,11 +73,12 @@ def _event_time(event: dict) -> float:
 
 class HotlineApp:
     def __init__(self, settings: Settings, hotline: Hotline, redis: aioredis.Redis,
-                 sink: OutcomeSink):
+                 sink: OutcomeSink, guard: Callable[[], bool] | None = None):
         self.settings = settings
         self.hotline = hotline
         self.ari = AriClient(hotline.ari.url, hotline.ari.username, hotline.ari.password or "",
-                             hotline.ari.app, rest_over_ws=hotline.ari.rest_transport == "auto")
+                             hotline.ari.app, rest_over_ws=hotline.ari.rest_transport == "auto",
+                             guard=guard)
         self.queue: asyncio.Queue[dict] = asyncio.Queue()
         self.redis = redis
         # The delivery machine's state; only transfer.delivery.step writes it.
@@ -97,10 +99,16 @@ class HotlineApp:
         async with self.ari:
             reader = asyncio.create_task(self._read())
             ticker = asyncio.create_task(self._tick())
-            commands = asyncio.create_task(self._commands())
+            commands = asyncio.create_task(self._commands(), name=f"commands-{self.hotline.id}")
             try:
                 while True:
                     event = await self.queue.get()
+                    if event.get("type") == STOP:
+                        raise event["error"]
+                    if not self.ari.allowed():
+                        # Checked per event, not only by the lease's own timer: a process that
+                        # wakes from a freeze must not act on what queued up meanwhile.
+                        raise AriFenced(f"{self.hotline.id}: this instance no longer holds the lease")
                     try:
                         await self.handle(event)
                     except Exception:
@@ -108,14 +116,23 @@ class HotlineApp:
                         # reconciled at the next tick or reconnect.
                         self.log.exception("event handler failed", event_type=event.get("type"))
             finally:
-                for task in (reader, ticker, commands):
+                tasks = (reader, ticker, commands)
+                for task in tasks:
                     task.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await task
+                # Bounded: a Redis XREAD cancelled after the process was frozen (SIGSTOP) was
+                # seen never to finish (redis-py 8.1), and an application that cannot end
+                # would keep a hot-standby instance from ever standing by.
+                _done, stuck = await asyncio.wait(tasks, timeout=CLEANUP_WAIT)
+                if stuck:
+                    self.log.warning("background tasks did not end; left behind",
+                                     tasks=sorted(t.get_name() for t in stuck))
 
     async def _read(self) -> None:
-        async for event in self.ari.events():
-            self.queue.put_nowait(event)
+        try:
+            async for event in self.ari.events():
+                self.queue.put_nowait(event)
+        except (AppReplaced, AriFenced) as exc:
+            self.queue.put_nowait({"type": STOP, "error": exc})
 
     async def _commands(self) -> None:
         """Transfers requested through the sidecar API (``POST /calls/{call_id}/transfer``).
@@ -250,8 +267,23 @@ class HotlineApp:
     @_on(CONNECTED)
     async def _connected(self, event: dict) -> None:
         await self.filter_events()
+        await self.announce_agi()
         await self.delivery.watch_agents()
         await self.reconcile()
+
+    async def announce_agi(self) -> None:
+        """Hot standby: point the PBX's FastAGI requests (queue keys, screening, routing: the
+        dialplan's ${HOTLINE_AGI}) at this instance, the one that now acts. A single instance
+        leaves the rendered address alone."""
+        host, port = self.settings.agi.listen
+        if self.settings.ha.instance is None or host in ("0.0.0.0", "::", ""):
+            return
+        try:
+            await self.ari.post("/asterisk/variable", variable="HOTLINE_AGI",
+                                value=f"{host}:{port}")
+        except AriError as exc:
+            # The keys of queue calls then reach the previous instance, which refuses them.
+            self.log.warning("cannot point the PBX's FastAGI at this instance", error=str(exc))
 
     # --- queue calls handed over by the AGI "key" command -------------------------------------------
     async def adopt(self, channel: dict, args: list[str]) -> None:

@@ -12,10 +12,18 @@ Exceptions (lower-level aiohttp errors are mapped here, at the boundary)::
 
     AriError
     ├── AriUnavailable        connection refused/reset, timeout: Asterisk is down or unreachable
+    │   └── AriFenced         not sent: this instance may not act (hot standby, lease lost)
     └── AriHttpError          Asterisk answered with a 4xx/5xx (status, method, path, message)
         ├── AriNotFound       404: the channel/bridge is gone (usually a hang-up raced us)
         ├── AriConflict       409: wrong state (e.g. channel not in Stasis)
         └── AriUnprocessable  422: a referenced resource does not exist (e.g. endpoint)
+
+Asterisk gives an application's events to the WebSocket that connected last; the one it replaces
+gets ``ApplicationReplaced`` and no events after it, but its REST requests still work (measured
+on 22.10; closing it leaves the new one registered). So a replaced client never reconnects on its
+own: ``events()`` raises ``AppReplaced`` and the owner decides (a hot-standby instance stands
+down). And only a lease-holding instance may send at all: ``guard`` is checked before every
+request, so a process that was frozen and wakes past its lease sends nothing.
 
 ARI does not replay events missed while the WebSocket was down, so ``events()`` yields a
 synthetic ``{"type": "HotlineConnected"}`` event after every (re)connect: the app reconciles its
@@ -29,7 +37,7 @@ import base64
 import itertools
 import json
 import random
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Callable
 from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
@@ -49,6 +57,14 @@ class AriError(Exception):
 
 class AriUnavailable(AriError):
     pass
+
+
+class AriFenced(AriUnavailable):
+    pass
+
+
+class AppReplaced(AriError):
+    """Another WebSocket took this application over: its events go there now."""
 
 
 class AriHttpError(AriError):
@@ -78,7 +94,7 @@ _BY_STATUS = {404: AriNotFound, 409: AriConflict, 422: AriUnprocessable}
 class AriClient:
     def __init__(self, url: str, username: str, password: str, app: str, *,
                  request_timeout: float = 5.0, backoff_max: float = 5.0,
-                 rest_over_ws: bool = True):
+                 rest_over_ws: bool = True, guard: Callable[[], bool] | None = None):
         self.base = url.rstrip("/") + "/ari"
         self.app = app
         token = base64.b64encode(f"{username}:{password}".encode()).decode()
@@ -88,6 +104,7 @@ class AriClient:
         self.connected = False          # the event WebSocket is up: the app is registered
         self._session: aiohttp.ClientSession | None = None
         self.rest_over_ws = rest_over_ws
+        self.guard = guard              # False: this process may not act on the PBX now
         self._ws: aiohttp.ClientWebSocketResponse | None = None   # set once REST over it works
         self._pending: dict[str, asyncio.Future] = {}
         self._ids = itertools.count(1)
@@ -104,6 +121,8 @@ class AriClient:
     async def request(self, method: str, path: str, *, params: dict | None = None,
                       json_body: Any = None) -> Any:
         assert self._session is not None, "use AriClient as an async context manager"
+        if not self.allowed():
+            raise AriFenced(f"{method} {path}: not sent, this instance does not hold the lease")
         clean = {k: _param(v) for k, v in (params or {}).items() if v is not None}
         ws = self._ws
         if ws is not None and not ws.closed:
@@ -149,6 +168,9 @@ class AriClient:
             self._ws, self.transport = ws, "websocket"
             log.info("ari REST over the WebSocket", app=self.app)
 
+    def allowed(self) -> bool:
+        return self.guard is None or self.guard()
+
     async def get(self, path: str, **params: Any) -> Any:
         return await self.request("GET", path, params=params)
 
@@ -186,6 +208,8 @@ class AriClient:
         assert self._session is not None
         attempt = 0
         while True:
+            if not self.allowed():
+                raise AriFenced(f"{self.app}: not connecting, this instance does not hold the lease")
             try:
                 async with self._session.ws_connect(self._ws_url(), heartbeat=10,
                                                     timeout=aiohttp.ClientWSTimeout(ws_close=5)) as ws:
@@ -204,6 +228,11 @@ class AriClient:
                                 except ValueError:
                                     log.warning("ari event not JSON", data=msg.data[:200])
                                     continue
+                                if event.get("type") == "ApplicationReplaced":
+                                    log.error("another process connected to this ARI "
+                                              "application; its events go there now",
+                                              app=self.app)
+                                    raise AppReplaced(self.app)
                                 if event.get("type") in TRANSPORT_EVENTS:
                                     waiter = self._pending.get(event.get("request_id"))
                                     if waiter is not None and not waiter.done():

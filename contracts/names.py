@@ -64,6 +64,12 @@ GROUPS = {OUTCOMES.key: OUTCOMES_GROUP, ALERTS.key: ALERTS_GROUP}
 COMMAND_RESULTS = "hotline:command-results"     # hash: command id -> JSON result (service writes)
 OUTCOME_CLAIM = "hotline:outcome:{}"            # per transfer id: its record reached the stream
 
+# Hot standby: which service instance acts (string: its name, with the lease's TTL), and what
+# each instance last said of itself (hash: name -> JSON {state, pid, host, since, seen}). The
+# sidecar's /health and `hotline-link status` read them.
+SERVICE_LEASE = "hotline:service:lease"
+SERVICE_INSTANCES = "hotline:service:instances"
+
 # --- the service's own keys -----------------------------------------------------------------------
 TRANSFER_STATE = "hotline:transfer:{}"          # per transfer id: the machine's state (JSON)
 ACTIVE_TRANSFERS = "hotline:transfers:{}"       # set per origin hotline: active transfer ids

@@ -7,6 +7,7 @@ import asyncio
 import faulthandler
 import signal
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -111,6 +112,9 @@ def cmd_run(args) -> int:
     from .service import serve, until_signal
     from .supervise import supervise
 
+    if args.instance:
+        # One configuration for every instance; the name is this process's own.
+        os.environ[f"{settings_mod.ENV_PREFIX}SERVICE__INSTANCE"] = args.instance
     lab = None
     if args.lab:
         from . import components
@@ -127,7 +131,8 @@ def cmd_run(args) -> int:
     configure(s.log_level, s.log_format)
     # With the lab (or --with-sidecar) the service and the sidecar run as two supervised
     # processes: a failure of one never stops the other. Alone, this process is the service.
-    job = supervise(args.config) if (args.lab or args.with_sidecar) else serve(s)
+    job = (supervise(args.config, list(s.ha.instances)) if (args.lab or args.with_sidecar)
+           else serve(s))
     try:
         asyncio.run(until_signal(job))
     except KeyboardInterrupt:
@@ -136,6 +141,20 @@ def cmd_run(args) -> int:
         if lab is not None and not args.keep_lab:
             print("stopped: " + ", ".join(lab.down()), file=sys.stderr)
     return 0
+
+
+def cmd_status(args) -> int:
+    from .standby import describe
+
+    s = _load(args, secrets=False)
+    try:
+        lines, active = asyncio.run(describe(s))
+    except Exception as exc:            # noqa: BLE001 - any Redis failure: say it, exit 1
+        print(f"cannot read the service's state from Redis ({s.redis_url}): {exc}",
+              file=sys.stderr)
+        return 1
+    print("\n".join(lines))
+    return 0 if active else 1
 
 
 def cmd_check_catalog(args) -> int:
@@ -225,6 +244,9 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("run", help="run the ARI apps (and, with --lab, the whole lab) until Ctrl-C")
     p.add_argument("--lab", action="store_true", help="bring the lab up first and down at exit")
     p.add_argument("--keep-lab", action="store_true", help="with --lab: leave the lab running at exit")
+    p.add_argument("--instance", metavar="NAME",
+                   help="hot standby: this process's name (service.instance); it acts only while "
+                        "it holds the lease, and stands by otherwise")
     p.add_argument("--with-sidecar", action="store_true",
                    help="supervise the service and the sidecar as two processes, each restarted "
                         "when it exits (always with --lab)")
@@ -265,6 +287,10 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("doctor", help="live self-check of the PBXs, AMI, FastAGI and Redis; "
                                       "each problem with what to change (exit 2 if any)")
     p.set_defaults(func=cmd_doctor)
+
+    p = sub.add_parser("status", help="which service instance is active (hot standby), from Redis; "
+                                      "exit 1 if none is")
+    p.set_defaults(func=cmd_status)
 
     p = sub.add_parser("check-catalog", help="validate the matter catalog")
     p.add_argument("file", nargs="?")

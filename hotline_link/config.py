@@ -45,7 +45,7 @@ NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 # owns is a mistake in whichever process meets it.
 OWNERS = {
     "service": "service", "redis": "service", "keys": "service", "timeouts": "service",
-    "hotlines": "service", "agi": "service", "screening": "service",
+    "hotlines": "service", "agi": "service", "screening": "service", "ha": "service",
     "sidecar": "sidecar",
     "lab": "lab",
 }

@@ -140,7 +140,7 @@ def _context(settings: Settings, hotline: Hotline, ari_password: str | None,
     # The lab's PBX addresses, when rendering the lab; the product's files use none of them.
     me = settings.lab.pbx.get(hotline.id) if settings.lab is not None else None
     sip = (me.sip_host, me.sip_port, *me.rtp_ports) if me else ("", 0, 0, 0)
-    agi_host, agi_port = settings.agi.listen
+    agi_host, agi_port = settings.agi.servers[0]
     return {
         "pbx": PbxView(hotline.id, *sip, http_host, http_port, ami_host, ami_port),
         "hotline": hotline, "keys": settings.keys, "features": features(settings, hotline.id),

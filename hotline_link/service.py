@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import time
 
+import redis.asyncio as aioredis
 from redis import exceptions as redis_errors
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
@@ -13,7 +15,9 @@ import structlog
 
 from agi.server import AgiServer
 from ari_app.app import HotlineApp
+from ari_app.client import AppReplaced, AriFenced
 
+from .lease import Lease, LeaseLost
 from .outcomes import OutcomeSink
 from .persistence import warn_if_not_durable
 from .redisconn import connect
@@ -33,26 +37,79 @@ async def serve(settings: Settings) -> None:
     # Under Sentinel the same holds for the sentinels asked where the primary is.
     redis = connect(settings.redis, socket_timeout=0.5, socket_connect_timeout=0.5,
                     retry=Retry(NoBackoff(), 1), retry_on_error=[redis_errors.ConnectionError])
-    sink = OutcomeSink(redis, settings.spool_dir, settings.redis.durable)
-    apps = [HotlineApp(settings, h, redis, sink) for h in settings.hotlines.values()]
-    by_id = {app.hotline.id: app for app in apps}
-    # FastAGI shares the loop, the Redis client and its timeouts with the ARI applications.
-    agi = AgiServer(settings, load_catalog(), redis,
-                    app_ready=lambda hid: by_id[hid].ari.connected)
-    await agi.start()
-    log.info("service starting", hotlines=list(settings.hotlines), config=list(settings.sources))
+    instance = settings.ha.instance
+    # Instances on one host must not replay (and unlink) each other's spool files.
+    sink = OutcomeSink(redis, settings.spool_dir / instance if instance else settings.spool_dir,
+                       settings.redis.durable)
+    # With a replica to wait for, a lease claim counts once the replica has it (a failover must
+    # not give a standby a primary that lacks our latest renewal).
+    lease = (Lease(redis, instance, settings.ha.lease_ttl,
+                   replicas=settings.redis.durable_replicas) if instance else None)
+    apps: dict[str, HotlineApp] = {}      # this term's applications (none while standing by)
+
+    def app_ready(hid: str) -> bool:
+        app = apps.get(hid)
+        return app is not None and app.ari.connected and app.ari.allowed()
+
+    # FastAGI shares the loop, the Redis client and its timeouts with the ARI applications. A
+    # standby serves it too: `route` and `screen` change no call, and `key` is refused (the
+    # application is not connected here).
+    agi = AgiServer(settings, load_catalog(), redis, app_ready=app_ready)
+    log.info("service starting", hotlines=list(settings.hotlines), config=list(settings.sources),
+             instance=instance)
     await warn_if_not_durable(redis, log)
     try:
         async with asyncio.TaskGroup() as tg:
             tg.create_task(sink.run(), name="outcome-replay")
-            for app in apps:
-                tg.create_task(app.run(), name=f"ari-{app.hotline.id}")
+            tg.create_task(agi.keep_trying(), name="fastagi")
+            if lease is None:
+                apps.update(_apps(settings, redis, sink, None))
+                for app in apps.values():
+                    tg.create_task(app.run(), name=f"ari-{app.hotline.id}")
+            else:
+                tg.create_task(_terms(settings, redis, sink, lease, apps), name="hot-standby")
     except asyncio.CancelledError:
         log.info("service stopping")
     finally:
+        if lease is not None:
+            await lease.release()
         await agi.close()
         with contextlib.suppress(Exception):
             await redis.aclose()
+
+
+def _apps(settings: Settings, redis: aioredis.Redis, sink: OutcomeSink,
+          guard) -> dict[str, HotlineApp]:
+    return {h.id: HotlineApp(settings, h, redis, sink, guard=guard)
+            for h in settings.hotlines.values()}
+
+
+async def _terms(settings: Settings, redis: aioredis.Redis, sink: OutcomeSink, lease: Lease,
+                 apps: dict[str, HotlineApp]) -> None:
+    """Hot standby: wait for the lease, act while it is held, stand by again when it is lost.
+
+    Each term starts from nothing, as a restart does: the applications rebuild their view from
+    the PBXs' live channels and bridges and Redis's transfer state (what another instance did
+    meanwhile is there, not in this process's memory)."""
+    while True:
+        await lease.acquire()
+        started = time.monotonic()
+        apps.update(_apps(settings, redis, sink, lease.held))
+        log.warning("active: this instance holds the lease", instance=lease.instance)
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(lease.keep(), name="lease")
+                for app in apps.values():
+                    tg.create_task(app.run(), name=f"ari-{app.hotline.id}")
+        except* (LeaseLost, AriFenced, AppReplaced) as group:
+            log.error("standing by: this instance stopped acting", instance=lease.instance,
+                      why="; ".join(str(e) or type(e).__name__ for e in group.exceptions),
+                      active_s=round(time.monotonic() - started, 1))
+        finally:
+            apps.clear()
+        # Whatever ended the term, the lease is not ours to keep (an application replaced under
+        # a held lease means another process is on the PBX: let the lease decide again).
+        await lease.release("standby")
 
 
 async def until_signal(*jobs) -> None:

@@ -1,5 +1,5 @@
-"""The service's configuration: [service], [redis], [keys], [timeouts], [hotlines], [agi] and
-[screening], parsed into ``Settings``.
+"""The service's configuration: [service], [redis], [keys], [timeouts], [hotlines], [agi],
+[screening] and [ha], parsed into ``Settings``.
 
 The layers and the problem report are the loader's (``hotline_link.config``); the sidecar's
 section is parsed in ``sidecar.settings``, the lab's in ``hotline_link.lab_settings``. ``load``
@@ -34,7 +34,7 @@ KEY_RE = re.compile(r"^[*#][0-9]{1,3}$")
 DIAL_RE = re.compile(r"^(PJSIP|IAX2|DAHDI|Local)/[A-Za-z0-9_.@+*#/-]+$")
 _AGENT_CHANNEL = re.compile(r"^PJSIP/([A-Za-z0-9_.-]+)-[0-9a-f]{8}$")
 KEY_NAMES = ("transfer", "three_way", "emergency", "out_of_scope", *DecisionAction)
-TABLES = ("service", "redis", "keys", "timeouts", "hotlines", "agi", "screening")
+TABLES = ("service", "redis", "keys", "timeouts", "hotlines", "agi", "screening", "ha")
 
 
 REST_TRANSPORTS = ("auto", "http")
@@ -120,7 +120,21 @@ class Timeouts:
 
 @dataclass(frozen=True)
 class AgiSettings:
-    listen: tuple[str, int]
+    listen: tuple[str, int]         # this process's FastAGI address
+    # Every instance's FastAGI address, in the order the dialplan tries them (one: ``listen``).
+    servers: tuple[tuple[str, int], ...] = ()
+
+
+@dataclass(frozen=True)
+class HaSettings:
+    """Hot standby (双机热备): several service processes with one configuration, one active.
+
+    ``instance`` None: this process is the only one and holds no lease. Otherwise it holds the
+    lease (``hotline_link.lease``) to act, and stands by while another does."""
+    instance: str | None
+    lease_ttl: float
+    # Instance name -> its FastAGI address (None: ``agi.listen``); empty: names not listed.
+    instances: dict[str, tuple[str, int] | None] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -140,6 +154,7 @@ class Settings:
     hotlines: dict[str, Hotline]
     agi: AgiSettings
     screening: ScreeningSettings
+    ha: HaSettings
     sources: tuple[str, ...] = field(default=())
     # Other components' sections, filled only for a process that asked for them (``load(...,
     # also=...)``): the sidecar's (``sidecar.settings.SidecarSettings``) and the lab's
@@ -173,7 +188,8 @@ def load(path: str | os.PathLike | None = None, *, env: Mapping[str, str] | None
 
 
 def parse(v: Validator, root: Mapping[str, Any]) -> Settings:
-    svc = v.table(root.get("service", {}), "service", {"log_level", "log_format", "spool_dir"})
+    svc = v.table(root.get("service", {}), "service",
+                  {"log_level", "log_format", "spool_dir", "instance"})
     spool_dir = v.string(svc, "service", "spool_dir")
     log_level = v.choice(svc, "service", "log_level", ("debug", "info", "warning", "error"))
     log_format = v.choice(svc, "service", "log_format", ("json", "console", "auto"))
@@ -191,14 +207,18 @@ def parse(v: Validator, root: Mapping[str, Any]) -> Settings:
     )
     hotlines = _hotlines(v, root.get("hotlines", {}))
     _target_keys(v, keys, hotlines)
+    ha = _ha(v, svc, root.get("ha", {}))
     agi_node = v.table(root.get("agi", {}), "agi", {"listen"})
-    agi = AgiSettings(listen=v.host_port(agi_node, "agi", "listen"))
+    listen = v.host_port(agi_node, "agi", "listen")
+    own = ha.instances.get(ha.instance) if ha.instance else None
+    listed = tuple(a or listen for a in ha.instances.values())
+    agi = AgiSettings(listen=own or listen, servers=listed or (own or listen,))
     scr = v.table(root.get("screening", {}), "screening", {"harassment_set"})
     screening = ScreeningSettings(harassment_set=v.string(scr, "screening", "harassment_set"))
     return Settings(
         home=v.home, log_level=log_level, log_format=log_format,
         spool_dir=v.path(spool_dir) if spool_dir else None, redis_url=redis_url,
-        keys=keys, timeouts=timeouts, hotlines=hotlines, agi=agi, screening=screening,
+        keys=keys, timeouts=timeouts, hotlines=hotlines, agi=agi, screening=screening, ha=ha,
         redis=redis,
     )
 
@@ -236,6 +256,26 @@ def _redis(v: Validator, node: Mapping, url: str | None) -> RedisSettings:
                           "(Sentinel names a host and port)")
     return RedisSettings(url=url, sentinels=tuple(sentinels), master_name=master_name,
                          durable_replicas=replicas, durable_wait_ms=wait_ms)
+
+
+def _ha(v: Validator, svc: Mapping, node: Any) -> HaSettings:
+    node = v.table(node, "ha", {"lease_ttl", "instances"})
+    instances: dict[str, tuple[str, int] | None] = {}
+    listed = v.table(node.get("instances", {}), "ha.instances", None)
+    for name, inst in listed.items():
+        path = f"ha.instances.{name}"
+        if not NAME_RE.match(name):
+            v.problems.append(f"{path}: {name!r} is not a valid instance name")
+            continue
+        inst = v.table(inst, path, {"agi"})
+        instances[name] = v.host_port(inst, path, "agi") if v.optional(inst, "agi") else None
+    instance = (v.string(svc, "service", "instance", NAME_RE, "an instance name")
+                if v.optional(svc, "instance") else None)
+    if instance and instances and instance not in instances:
+        v.problems.append(f"service.instance: {instance!r} is not one of ha.instances "
+                          f"({', '.join(instances)})")
+    return HaSettings(instance=instance, lease_ttl=v.number(node, "ha", "lease_ttl", 1, 60),
+                      instances=instances)
 
 
 SECTION = Section("service", TABLES, parse)

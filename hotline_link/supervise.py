@@ -58,15 +58,18 @@ async def _keep_running(name: str, argv: list[str]) -> None:
         backoff = min(BACKOFF_MAX, backoff * 2)
 
 
-def children(config: str | None) -> dict[str, list[str]]:
+def children(config: str | None, instances: list[str] = ()) -> dict[str, list[str]]:
+    """One service process, or one per hot-standby instance (``ha.instances``), and the sidecar."""
     base = [sys.executable, "-m", "hotline_link.cli", *(["-c", config] if config else [])]
-    return {"service": [*base, "run"], "sidecar": [*base, "sidecar"]}
+    services = ({f"service-{name}": [*base, "run", "--instance", name] for name in instances}
+                or {"service": [*base, "run"]})
+    return {**services, "sidecar": [*base, "sidecar"]}
 
 
-async def supervise(config: str | None) -> None:
+async def supervise(config: str | None, instances: list[str] = ()) -> None:
     """Run until cancelled (the caller's signal handling cancels it)."""
     tasks = [asyncio.create_task(_keep_running(name, argv), name=name)
-             for name, argv in children(config).items()]
+             for name, argv in children(config, instances).items()]
     try:
         await asyncio.gather(*tasks)
     finally:

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 
 import aiohttp
 import redis.asyncio as aioredis
 import structlog
 from aiohttp import web
 
-from contracts.names import ALERTS, ALERTS_GROUP
+from contracts.names import ALERTS, ALERTS_GROUP, SERVICE_INSTANCES, SERVICE_LEASE
+from contracts.standby import view
 from hotline_link.persistence import persistence, warn_if_not_durable
 from hotline_link.redisconn import Durable, connect
 from hotline_link.settings import Settings, load_catalog
@@ -64,9 +66,16 @@ def make_app(redis: aioredis.Redis, syncer: Syncer, alerts: Alerts, catalog,
                 store["warning"] = "Redis persists nothing: a restart loses records and alerts"
         except (aioredis.RedisError, OSError) as exc:
             store = {"reachable": False, "error": str(exc)}
+        try:
+            # Which service instance acts on the PBXs (hot standby); None with a single one.
+            service = view(await redis.get(SERVICE_LEASE),
+                           await redis.hgetall(SERVICE_INSTANCES), time.time())
+        except (aioredis.RedisError, OSError):
+            service = None
         return web.json_response({"ok": True, "synced": syncer.synced, "retries": syncer.retries,
                                   "dead_lettered": syncer.dead, "alerts_sent": alerts.sent,
-                                  "alerts_lost": alerts.failed, "redis": store})
+                                  "alerts_lost": alerts.failed, "redis": store,
+                                  "service": service})
 
     return Api(redis, syncer, catalog, token, hotlines, durable).app(health)
 

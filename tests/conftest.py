@@ -119,12 +119,13 @@ class Service:
     """The hotline-link service as its own process, as in production."""
 
     def __init__(self, lab: Lab, config: Path = CONFIG, log_name: str = "service.log",
-                 log_level: str = "debug"):
+                 log_level: str = "debug", instance: str | None = None):
         # Tests read the debug lines; benchmarks run at the production level ("info"), whose
         # logging cost is the one that counts.
         self.lab = lab
         self.config = config
         self.log_level = log_level
+        self.instance = instance          # hot standby: this process's name (run --instance)
         self.log = Path(lab.descriptor["state_dir"]) / log_name
         self.proc: subprocess.Popen | None = None
 
@@ -132,15 +133,17 @@ class Service:
     def pid(self) -> int:
         return self.proc.pid
 
-    def start(self) -> None:
+    def start(self, connected: bool = True) -> None:
+        """``connected``: wait until the ARI applications are connected (a standby's are not)."""
         out = open(self.log, "ab")
+        instance = ["--instance", self.instance] if self.instance else []
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "hotline_link.cli", "-c", str(self.config), "run"],
+            [sys.executable, "-m", "hotline_link.cli", "-c", str(self.config), "run", *instance],
             cwd=ROOT, stdin=subprocess.DEVNULL, stdout=out, stderr=out,
             env={**os.environ, "HOTLINE_LINK__SERVICE__LOG_LEVEL": self.log_level},
             preexec_fn=_die_with_parent)
         deadline = time.monotonic() + 20
-        while not all(a.app_connected() for a in self.lab.ari.values()):
+        while connected and not all(a.app_connected() for a in self.lab.ari.values()):
             if self.proc.poll() is not None:
                 raise RuntimeError(f"service exited with {self.proc.returncode}; see {self.log}")
             if time.monotonic() > deadline:

@@ -190,11 +190,12 @@ def test_dialplan_render_writes_keys_and_targets_from_the_config(tmp_path):
                   "--out", str(tmp_path / "out"), "--hotline", "12345")
     assert result.returncode == 0, result.stderr
     features = (tmp_path / "out" / "12345" / "features.conf").read_text()
-    assert "hotline_transfer => *1,self/callee,AGI(agi://127.0.0.1:4574/12345/key,transfer)" in features
+    assert "hotline_transfer => *1,self/callee,AGI(agi://${HOTLINE_AGI}/12345/key,transfer)" in features
     assert "hotline_transfer_province => *41," in features
     assert "*7" not in features                       # decision keys only exist in the app's bridge
     extensions = (tmp_path / "out" / "12345" / "extensions.conf").read_text()
     assert "Dial(PJSIP/110@trunk-110,60)" in extensions
+    assert "HOTLINE_AGI=127.0.0.1:4574" in extensions
     assert "lab-" not in extensions and "from-citizens" not in extensions
     assert "member => PJSIP/12345-a1" in (tmp_path / "out" / "12345" / "queues.conf").read_text()
     assert oct((tmp_path / "out" / "12345" / "manager.conf").stat().st_mode & 0o777) == "0o600"
@@ -222,7 +223,8 @@ DEFAULTS = tomllib.loads(settings.defaults_file().read_text())
 LAB_DEFAULTS = tomllib.loads(lab_settings.defaults_file().read_text())
 # Keys a parser reads only if given, because their absence is a setting of its own ("no key of its
 # own", "no AMI", "no token", "shown by its id"); and secrets, given as one of _file or _env.
-OPTIONAL = {"name", "key", "screen_to", "emergency_to", "ami", "token_file", "token_env"}
+OPTIONAL = {"name", "key", "screen_to", "emergency_to", "ami", "token_file", "token_env",
+            "instance", "instances"}
 SECRET_PAIRS = (("password_file", "password_env"), ("secret_file", "secret_env"),
                 ("token_file", "token_env"))
 

@@ -1,0 +1,93 @@
+"""The hot-standby lease against a real redis-server: one holder at a time, a lapse hands it over,
+a frozen holder refuses to act before it learns it lost, a clean stop hands over at once."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+import redis.asyncio as aioredis
+
+from contracts.names import SERVICE_INSTANCES, SERVICE_LEASE
+from contracts.standby import view
+from hotline_link.lease import POLL, Lease, LeaseLost
+
+pytestmark = pytest.mark.lab
+
+
+@pytest.fixture
+def redis_url(lab):
+    return lab.descriptor["redis"]["url"]
+
+
+async def _client(url: str) -> aioredis.Redis:
+    r = aioredis.from_url(url, socket_timeout=0.5)
+    await r.delete(SERVICE_LEASE, SERVICE_INSTANCES)
+    return r
+
+
+def test_one_holder_and_a_lapse_hands_over(redis_url):
+    async def go():
+        r = await _client(redis_url)
+        a, b = Lease(r, "a", 1.0), Lease(r, "b", 1.0)
+        await a.acquire()
+        assert a.held() and await b._try() is False and not b.held()
+        keeper = asyncio.create_task(a.keep())
+        await asyncio.sleep(2.5)                  # renewed past its 1 s TTL
+        assert a.held() and not keeper.done()
+        keeper.cancel()                           # a dies: it renews no more
+        lapsed = time.monotonic()
+        await b.acquire()
+        took = time.monotonic() - lapsed
+        assert b.held() and not a.held()          # a's own clock ran out before b got it
+        assert took <= 1.0 + POLL + 0.3
+        state = view(await r.get(SERVICE_LEASE), await r.hgetall(SERVICE_INSTANCES), time.time())
+        assert state["active"] == "b"
+        await r.aclose()
+    asyncio.run(go())
+
+
+def test_a_frozen_holder_refuses_before_it_hears_it_lost(redis_url):
+    async def go():
+        r = await _client(redis_url)
+        now = [0.0]
+        a = Lease(r, "a", 1.0, clock=lambda: now[0])
+        await a.acquire()
+        assert a.held()
+        now[0] += 1.0                             # a frozen for a whole TTL by its own clock
+        assert not a.held()                       # no Redis round trip needed to know
+        b = Lease(r, "b", 1.0)
+        await asyncio.sleep(1.1)
+        await b.acquire()
+        with pytest.raises(LeaseLost, match="another instance|ran out"):
+            await a.keep()
+        assert not a.held()
+        await r.aclose()
+    asyncio.run(go())
+
+
+def test_a_clean_stop_hands_over_in_one_poll(redis_url):
+    async def go():
+        r = await _client(redis_url)
+        a, b = Lease(r, "a", 5.0), Lease(r, "b", 5.0)
+        await a.acquire()
+        waiting = asyncio.create_task(b.acquire())
+        await asyncio.sleep(0.2)
+        await a.release()
+        released = time.monotonic()
+        await asyncio.wait_for(waiting, 2)
+        assert time.monotonic() - released <= POLL + 0.2
+        assert b.held() and not a.held()
+        await r.aclose()
+    asyncio.run(go())
+
+
+def test_one_name_twice_is_still_two_leases(redis_url):
+    async def go():
+        r = await _client(redis_url)
+        first, second = Lease(r, "a", 2.0), Lease(r, "a", 2.0)
+        await first.acquire()
+        assert await second._try() is False
+        await r.aclose()
+    asyncio.run(go())
