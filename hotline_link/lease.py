@@ -64,7 +64,8 @@ class LeaseLost(Exception):
 
 class Lease:
     def __init__(self, redis: aioredis.Redis, instance: str, ttl: float, *,
-                 replicas: int = 0, clock: Callable[[], float] = time.monotonic):
+                 replicas: int = 0, wait_ms: int = 200,
+                 clock: Callable[[], float] = time.monotonic):
         self.redis = redis
         self.instance = instance
         self.token = f"{instance}/{os.getpid()}/{secrets.token_hex(4)}"
@@ -73,6 +74,7 @@ class Lease:
         # With a replica (Sentinel), a claim counts only once the replica has it: a failover
         # must not hand a standby a primary on which our latest renewal is missing.
         self.replicas = replicas
+        self.wait_ms = wait_ms          # under the client's socket timeout (redis.durable_wait_ms)
         self.clock = clock
         self.deadline = 0.0
         self.state = "standby"
@@ -90,7 +92,7 @@ class Lease:
             ours = await self._claim(keys=[SERVICE_LEASE],
                                      args=[self.token, int(self.ttl * 1000)])
             if ours and self.replicas:
-                acked = await self.redis.wait(self.replicas, int(self.renew_every * 1000))
+                acked = await self.redis.wait(self.replicas, self.wait_ms)
                 if acked < self.replicas:
                     log.warning("lease claim not on a replica yet", replicas=acked)
                     return None

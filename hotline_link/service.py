@@ -44,7 +44,8 @@ async def serve(settings: Settings) -> None:
     # With a replica to wait for, a lease claim counts once the replica has it (a failover must
     # not give a standby a primary that lacks our latest renewal).
     lease = (Lease(redis, instance, settings.ha.lease_ttl,
-                   replicas=settings.redis.durable_replicas) if instance else None)
+                   replicas=settings.redis.durable_replicas,
+                   wait_ms=settings.redis.durable_wait_ms) if instance else None)
     apps: dict[str, HotlineApp] = {}      # this term's applications (none while standing by)
 
     def app_ready(hid: str) -> bool:
