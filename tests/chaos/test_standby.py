@@ -27,7 +27,6 @@ from bench.chaos_result import MEASURED
 from conftest import Service
 from contracts.names import SERVICE_INSTANCES, SERVICE_LEASE
 from contracts.standby import holder_name
-from test_delivery import connect
 from test_transfer import check_record
 
 pytestmark = [pytest.mark.chaos, pytest.mark.lab]
