@@ -38,10 +38,18 @@ class Timeout(AssertionError):
     pass
 
 
+class PhoneDied(AssertionError):
+    """A phone's worker process ended during a test (its stack, if it crashed, is in the
+    test's captured stderr). The fixtures start it again for the next test."""
+
+
 # --- the worker (runs in the phone's own process) -------------------------------------------------
 
 def _worker(conn: Connection, account: dict, host: str, log_level: int) -> None:
     import ctypes
+    import faulthandler
+
+    faulthandler.enable()                               # a crash leaves its stack in the test log
 
     ctypes.CDLL("libc.so.6").prctl(1, signal.SIGKILL)   # PR_SET_PDEATHSIG: die with the tests
     import pjsua2 as pj
@@ -71,28 +79,83 @@ def _worker(conn: Connection, account: dict, host: str, log_level: int) -> None:
     frame_samples = rate * cfg.medConfig.audioFramePtime // 1000
     auto_answer = {"code": None}
     counter = itertools.count(1)
+    port_ids = itertools.count(1)
 
     def send(*msg) -> None:
         conn.send(msg)
 
     class ToneDetector(pj.AudioMediaPort):
         """Counts received frames that carry ``hz``; the main loop reports the first run.
-        onFrameReceived runs on the media clock's thread, so it only counts."""
+        onFrameReceived runs on the media clock's thread, so it only counts. Idle while
+        ``hz`` is 0."""
 
-        def __init__(self, hz: int):
+        def __init__(self):
             super().__init__()
-            self.hz, self.run, self.heard, self.reported = hz, 0, False, False
+            self.hz, self.run, self.heard, self.reported = 0, 0, False, False
             fmt = pj.MediaFormatAudio()
             fmt.type, fmt.clockRate, fmt.channelCount = pj.PJMEDIA_TYPE_AUDIO, rate, 1
             fmt.bitsPerSample, fmt.frameTimeUsec = 16, frame_samples * 1_000_000 // rate
-            self.createPort(f"detect-{hz}", fmt)
+            self.createPort(f"detect-{next(port_ids)}", fmt)
+
+        def arm(self, hz: int) -> None:
+            self.run, self.heard, self.reported = 0, False, False
+            self.hz = hz
 
         def onFrameReceived(self, frame) -> None:
-            if frame.type != pj.PJMEDIA_FRAME_TYPE_AUDIO or self.heard:
+            hz = self.hz
+            if not hz or self.heard or frame.type != pj.PJMEDIA_FRAME_TYPE_AUDIO:
                 return
             samples = array("h", bytes(frame.buf))
-            self.run = self.run + 1 if tone_share(samples, rate, self.hz) >= SHARE else 0
+            self.run = self.run + 1 if tone_share(samples, rate, hz) >= SHARE else 0
             self.heard = self.run >= 5                # 100 ms of the tone, not a click
+
+    class Ports:
+        """Tone generators and detectors, reused and never destroyed while the phone lives.
+        Destroying a port the conference bridge is still clocking (the bridge removes ports
+        asynchronously, on its media thread) was seen to crash the phone at a later call's
+        answer(); a reused port is only disconnected and muted."""
+
+        def __init__(self) -> None:
+            self.tones: list[pj.ToneGenerator] = []
+            self.detectors: list[ToneDetector] = []
+
+        def tone(self, hz: int) -> pj.ToneGenerator:
+            if self.tones:
+                tone = self.tones.pop()
+            else:
+                tone = pj.ToneGenerator()
+                tone.createToneGenerator(rate, 1)
+            desc = pj.ToneDesc()
+            desc.freq1, desc.freq2, desc.on_msec, desc.off_msec = hz, hz, 1000, 0
+            tones = pj.ToneDescVector()
+            tones.append(desc)
+            tone.play(tones, True)
+            return tone
+
+        def detector(self, hz: int) -> ToneDetector:
+            detector = self.detectors.pop() if self.detectors else ToneDetector()
+            detector.arm(hz)
+            return detector
+
+        def give_back(self, audio, tone=None, detector=None) -> None:
+            if tone is not None:
+                tone.stop()
+                if audio is not None:
+                    try:
+                        tone.stopTransmit(audio)
+                    except pj.Error:
+                        pass                          # the call's stream is already gone
+                self.tones.append(tone)
+            if detector is not None:
+                detector.hz = 0
+                if audio is not None:
+                    try:
+                        audio.stopTransmit(detector)
+                    except pj.Error:
+                        pass
+                self.detectors.append(detector)
+
+    ports = Ports()
 
     class WCall(pj.Call):
         def __init__(self, acc, key: str, call_id: int = pj.PJSUA_INVALID_ID):
@@ -112,33 +175,24 @@ def _worker(conn: Connection, account: dict, host: str, log_level: int) -> None:
                 self.audio.startTransmit(self.detector)
 
         def play(self, hz: int) -> None:
-            if self.tone is not None:
-                self.tone.stop()
-                self.tone = None                      # pjsua removes its port when collected
-            if hz:
-                tone = pj.ToneGenerator()
-                tone.createToneGenerator(rate, 1)
-                desc = pj.ToneDesc()
-                desc.freq1, desc.freq2, desc.on_msec, desc.off_msec = hz, hz, 1000, 0
-                tones = pj.ToneDescVector()
-                tones.append(desc)
-                tone.play(tones, True)
-                self.tone = tone
-                self.connect_media()
+            ports.give_back(self.audio, tone=self.tone)
+            self.tone = ports.tone(hz) if hz else None
+            self.connect_media()
 
         def listen(self, hz: int) -> None:
-            if self.detector is not None and self.audio is not None:
-                try:
-                    self.audio.stopTransmit(self.detector)
-                except pj.Error:
-                    pass
-            self.detector = ToneDetector(hz) if hz else None
+            ports.give_back(self.audio, detector=self.detector)
+            self.detector = ports.detector(hz) if hz else None
             self.connect_media()
+
+        def release_ports(self) -> None:
+            ports.give_back(self.audio, tone=self.tone, detector=self.detector)
+            self.tone = self.detector = None
 
         def onCallState(self, prm) -> None:
             info = self.getInfo()
             send("state", self.key, info.state, info.lastStatusCode, info.remoteUri)
             if info.state == pj.PJSIP_INV_STATE_DISCONNECTED:
+                self.release_ports()
                 calls.pop(self.key, None)
 
         def onCallMediaState(self, prm) -> None:
@@ -280,23 +334,39 @@ class Softphones:
         self.ctx = mp.get_context("fork")
         self.phones: list[Phone] = []
 
-    def phone(self, account: dict) -> "Phone":
+    def spawn(self, account: dict):
         parent, child = self.ctx.Pipe()
         proc = self.ctx.Process(target=_worker, args=(child, account, self.host, self.log_level),
                                 name=f"phone-{account['username']}", daemon=True)
         proc.start()
         child.close()
-        phone = Phone(self, account, parent, proc)
+        return parent, proc
+
+    def phone(self, account: dict) -> "Phone":
+        phone = Phone(self, account, *self.spawn(account))
         self.phones.append(phone)
         self.wait_for(lambda: phone.registered, 10, f"{account['username']} to register")
         return phone
 
     def pump(self, ms: int = 10) -> None:
-        conns = {p.conn: p for p in self.phones}
+        conns = {p.conn: p for p in self.phones if not p.dead}
+        if not conns:
+            time.sleep(ms / 1000)
+            return
+        died = []
         for conn in wait(list(conns), timeout=ms / 1000):
             phone = conns[conn]
-            while conn.poll():
-                phone._on(conn.recv())
+            try:
+                while conn.poll():
+                    phone._on(conn.recv())
+            except (EOFError, OSError):
+                phone._died()
+                died.append(phone)
+        if died:
+            raise PhoneDied(", ".join(p.death() for p in died))
+
+    def dead(self) -> list["Phone"]:
+        return [p for p in self.phones if p.dead or not p.proc.is_alive()]
 
     def wait_for(self, cond: Callable[[], object], timeout: float = 10.0, what: str = "") -> object:
         deadline = time.monotonic() + timeout
@@ -315,7 +385,8 @@ class Softphones:
 
     def hang_up_all(self) -> None:
         for phone in self.phones:
-            phone.hang_up_all()
+            if not phone.dead:
+                phone.hang_up_all()
         self.wait_for(lambda: all(not p.live_calls() for p in self.phones), 10,
                       "every test call to end")
         for phone in self.phones:
@@ -339,6 +410,7 @@ class Phone:
         self.domain = account["registrar"].removeprefix("sip:")
         self.conn = conn
         self.proc = proc
+        self.dead = False
         self.registered = False
         self.reg_status = 0
         self.calls: list[PhoneCall] = []
@@ -353,7 +425,38 @@ class Phone:
         return f"<Phone {self.username}>"
 
     def _send(self, *msg) -> None:
-        self.conn.send(msg)
+        if self.dead:
+            raise PhoneDied(self.death())
+        try:
+            self.conn.send(msg)
+        except OSError:                               # BrokenPipeError: the worker is gone
+            self._died()
+            raise PhoneDied(self.death()) from None
+
+    def _died(self) -> None:
+        self.dead = True
+        self.registered = False
+        for call in self.live_calls():
+            call.ended, call.status_code = True, -1
+        self.proc.join(1)
+
+    def death(self) -> str:
+        code = self.proc.exitcode
+        how = f"signal {-code}" if code is not None and code < 0 else f"exit code {code}"
+        return f"{self.username}'s phone process died ({how})"
+
+    def restart(self, timeout: float = 10.0) -> None:
+        """A new worker for this phone (same account, same object the tests hold)."""
+        if self.proc.is_alive():
+            self.proc.kill()
+        self.proc.join(3)
+        self.conn.close()
+        self.conn, self.proc = self.lib.spawn(self.account)
+        self.dead = False
+        self.registered = False
+        self.calls, self.by_key = [], {}
+        self._auto_answer = None
+        self.lib.wait_for(lambda: self.registered, timeout, f"{self.username} to register")
 
     def _on(self, msg: tuple) -> None:
         kind = msg[0]
@@ -425,7 +528,7 @@ class Phone:
     def quit(self) -> None:
         try:
             self._send("quit")
-        except (BrokenPipeError, OSError):
+        except (PhoneDied, OSError):
             pass
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 pytestmark = pytest.mark.lab
@@ -43,6 +45,25 @@ def test_the_audio_check_hears_only_a_connected_party(phones):
     call.hears(leg)
     assert {hz for hz, _ in call.tones_heard} == {leg.phone.tone_hz}
     assert leg.phone.tone_hz != other_leg.phone.tone_hz
+
+
+def test_a_crashed_phone_fails_its_test_and_is_started_again(phones, lab):
+    """The phone rig itself: a phone whose process dies mid-call raises PhoneDied (instead of
+    every later test failing on a broken pipe), and after recovery it registers and calls."""
+    import signal
+
+    from conftest import recover_dead_phones
+    from phones import PhoneDied
+
+    call, agent, leg = connect(phones, phones.citizen, "12345", "12345")
+    os.kill(agent.proc.pid, signal.SIGSEGV)
+    with pytest.raises(PhoneDied, match=rf"{agent.username}'s phone process died \(signal 11\)"):
+        phones.lib.sleep(3)
+    assert "signal 11" in recover_dead_phones(phones, lab)
+    assert call.wait_ended().ended
+    assert agent.registered and not phones.lib.dead()
+    call, again, leg = connect(phones, phones.citizen, "12345", "12345")
+    call.hears(leg)
 
 
 def test_110_caller_reaches_110_agent(phones):
