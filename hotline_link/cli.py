@@ -150,7 +150,7 @@ def cmd_status(args) -> int:
     try:
         lines, active = asyncio.run(describe(s))
     except Exception as exc:            # noqa: BLE001 - any Redis failure: say it, exit 1
-        print(f"cannot read the service's state from Redis ({s.redis_url}): {exc}",
+        print(f"cannot read the service's state from Redis ({s.redis.describe()}): {exc}",
               file=sys.stderr)
         return 1
     print("\n".join(lines))

@@ -75,6 +75,7 @@ class Lease:
         # must not hand a standby a primary on which our latest renewal is missing.
         self.replicas = replicas
         self.wait_ms = wait_ms          # under the client's socket timeout (redis.durable_wait_ms)
+        self._lagging = False
         self.clock = clock
         self.deadline = 0.0
         self.state = "standby"
@@ -91,17 +92,33 @@ class Lease:
         try:
             ours = await self._claim(keys=[SERVICE_LEASE],
                                      args=[self.token, int(self.ttl * 1000)])
-            if ours and self.replicas:
-                acked = await self.redis.wait(self.replicas, self.wait_ms)
-                if acked < self.replicas:
-                    log.warning("lease claim not on a replica yet", replicas=acked)
-                    return None
+            if ours and self.replicas and not await self._replicated():
+                return None
         except (redis_errors.RedisError, OSError) as exc:
             log.debug("lease claim failed", error=repr(exc))
             return None
         if ours:
             self.deadline = max(self.deadline, sent + self.ttl * (1 - DRIFT))
         return bool(ours)
+
+    async def _replicated(self) -> bool:
+        """Whether a failover could hand a standby a primary that lacks this claim: not if
+        the replicas have it, and not if no replica is connected (Sentinel promotes only
+        replicas; one that is gone cannot be). A replica lost for good must not make every
+        instance stand down, which would cost callers their keys for as long as it is gone."""
+        acked = await self.redis.wait(self.replicas, self.wait_ms)
+        if acked >= self.replicas:
+            self._lagging = False
+            return True
+        connected = int((await self.redis.info("replication")).get("connected_slaves", 0))
+        if acked >= connected:
+            if not self._lagging:
+                log.warning("lease claims not replicated: no replica connected",
+                            replicas=connected, wanted=self.replicas)
+            self._lagging = True
+            return True
+        log.warning("lease claim not on a replica yet", replicas=acked, connected=connected)
+        return False
 
     async def acquire(self) -> None:
         """Wait until this instance holds the lease."""

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import time
 
-import redis.asyncio as aioredis
-
 from contracts.names import SERVICE_INSTANCES, SERVICE_LEASE
 from contracts.standby import view
 
+from .redisconn import connect
 from .settings import Settings
 
 
 async def describe(settings: Settings) -> tuple[list[str], str | None]:
-    redis = aioredis.from_url(settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
+    # Through Sentinel where configured: after a failover the configured URL is a replica or gone.
+    redis = connect(settings.redis, socket_timeout=2, socket_connect_timeout=2)
     try:
         token = await redis.get(SERVICE_LEASE)
         entries = await redis.hgetall(SERVICE_INSTANCES)

@@ -91,3 +91,20 @@ def test_one_name_twice_is_still_two_leases(redis_url):
         assert await second._try() is False
         await r.aclose()
     asyncio.run(go())
+
+
+def test_with_no_replica_connected_a_claim_that_asks_for_one_still_counts(redis_url):
+    """durable_replicas = 1 and the replica gone for good (the lab's plain Redis has none): no
+    failover can lose the claim, so the instance stays active instead of every instance
+    standing down for as long as the replica is away."""
+    async def go():
+        r = await _client(redis_url)
+        assert int((await r.info("replication"))["connected_slaves"]) == 0
+        a = Lease(r, "a", 1.0, replicas=1, wait_ms=50)
+        await asyncio.wait_for(a.acquire(), 2)
+        keeper = asyncio.create_task(a.keep())
+        await asyncio.sleep(1.5)                  # renewed past its TTL
+        assert a.held() and not keeper.done()
+        keeper.cancel()
+        await r.aclose()
+    asyncio.run(go())
