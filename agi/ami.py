@@ -22,10 +22,14 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import re
 
 from hotline_link.settings import AmiSettings
 
 TIMEOUT = 3.0
+# Where a queue call goes to be handed to the application (extensions.conf [hotline-adopt]).
+ADOPT_CONTEXT = "hotline-adopt"
+CHANNEL_RE = re.compile(r"^[A-Za-z0-9]+/[A-Za-z0-9_.@+:-]+(;[12])?$")
 
 
 class AmiError(Exception):
@@ -135,6 +139,28 @@ class Ami:
             "ExtraExten": extra_exten, "ExtraPriority": "1",
         })
 
+    async def hand_over(self, agent_channel: str, action: str) -> str:
+        """What the FastAGI ``key`` command does, from outside the call: the agent's bridged
+        caller, found by BRIDGEPEER, and the agent go to the application with ``action``.
+        For a key whose AGI session is stuck on a stopped instance (transfer/stranded.py).
+        Returns the caller's channel."""
+        response = await self._action({"Action": "Getvar", "Channel": agent_channel,
+                                       "Variable": "BRIDGEPEER"})
+        peer = response.get("Value", "")
+        if not CHANNEL_RE.match(peer):
+            raise AmiError(f"no caller bridged with {agent_channel} (BRIDGEPEER={peer!r})")
+        for name, value in (("HOTLINE_ADOPT", action), ("HOTLINE_PEER", peer)):
+            await self._action({"Action": "Setvar", "Channel": agent_channel,
+                                "Variable": name, "Value": value})
+        await self.redirect_pair(agent_channel, peer, ADOPT_CONTEXT, "agent", "caller")
+        return peer
+
+    async def redirect(self, channel: str, context: str, exten: str, priority: int) -> None:
+        """Send one channel to a dialplan location (a step left waiting on a stopped instance
+        skipped: transfer/stranded.py)."""
+        await self._action({"Action": "Redirect", "Channel": channel, "Context": context,
+                            "Exten": exten, "Priority": str(priority)})
+
     async def ping(self) -> None:
         """Connect and log in if need be, and ping: what ``hotline-link doctor`` checks."""
         await self._action({"Action": "Ping"})
@@ -150,7 +176,7 @@ class Ami:
                 self._conn = await _Connection.open(self.settings)
             return self._conn
 
-    async def _action(self, action: dict[str, str]) -> None:
+    async def _action(self, action: dict[str, str]) -> dict[str, str]:
         s = self.settings
         conn = None
         try:
@@ -167,3 +193,4 @@ class Ami:
             raise AmiError(f"AMI {s.host}:{s.port}: {what or type(exc).__name__}") from exc
         if response.get("Response") != "Success":
             raise AmiError(f"AMI {action['Action']} refused: {response.get('Message')}")
+        return response

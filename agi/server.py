@@ -20,7 +20,6 @@ channel names, and the Redirect goes to the fixed ``hotline-adopt`` context.
 from __future__ import annotations
 
 import asyncio
-import re
 import time
 from typing import Awaitable, Callable
 
@@ -34,13 +33,11 @@ from hotline_link.render import features
 from hotline_link.settings import Hotline, Settings
 from transfer.catalog import Catalog, recommend
 
-from .ami import Ami, AmiError
+from .ami import ADOPT_CONTEXT, CHANNEL_RE, Ami, AmiError
 from .session import MAX_LINE, Session
 
 log = structlog.get_logger("agi")
 
-ADOPT_CONTEXT = "hotline-adopt"
-CHANNEL_RE = re.compile(r"^[A-Za-z0-9]+/[A-Za-z0-9_.@+:-]+(;[12])?$")
 MAX_TEXT = 500
 # A whole session: Asterisk answers each command at once; Redis and AMI have shorter deadlines
 # of their own. Past it the session is dropped and the dialplan goes on (AGISTATUS=FAILURE).

@@ -19,7 +19,7 @@ import json
 import time
 import uuid
 from datetime import datetime
-from typing import Awaitable, Callable
+from typing import Awaitable, Callable, Protocol
 
 import redis.asyncio as aioredis
 import structlog
@@ -30,6 +30,7 @@ from hotline_link.outcomes import OutcomeSink
 from hotline_link.render import features
 from hotline_link.settings import Hotline, Settings
 from transfer import delivery as dm
+from transfer import stranded
 
 from .client import CONNECTED, TRANSPORT_EVENTS, AppReplaced, AriClient, AriError, AriFenced
 from .delivery import Delivery
@@ -41,6 +42,19 @@ log = structlog.get_logger("app")
 TICK = "HotlineTick"
 STOP = "HotlineStop"    # the event reader ended for good: {"error": AppReplaced | AriFenced}
 COMMAND = "HotlineCommand"
+# Hot standby: seconds between the listings that find callers stuck in a stopped instance's
+# FastAGI (a screening step takes milliseconds; one still there after this is not being served).
+RESCUE_SETTLE = 1.0
+
+
+class Manager(Protocol):
+    """The PBX's manager interface (agi.ami.Ami), where the service has one for a hotline: it
+    reaches channels that are in no Stasis application."""
+
+    async def redirect(self, channel: str, context: str, exten: str, priority: int) -> None: ...
+
+    async def hand_over(self, agent_channel: str, action: str) -> str: ...
+
 CLEANUP_WAIT = 2.0      # seconds the application's background tasks get to end when it stops
 ADOPT_WAIT = 5.0        # seconds to wait for the second channel of a queue call handed over
 # Events of our own, put on the same queue as the PBX's (never asked of Asterisk).
@@ -73,8 +87,10 @@ def _event_time(event: dict) -> float:
 
 class HotlineApp:
     def __init__(self, settings: Settings, hotline: Hotline, redis: aioredis.Redis,
-                 sink: OutcomeSink, guard: Callable[[], bool] | None = None):
+                 sink: OutcomeSink, guard: Callable[[], bool] | None = None,
+                 manager: Manager | None = None):
         self.settings = settings
+        self.manager = manager
         self.hotline = hotline
         self.ari = AriClient(hotline.ari.url, hotline.ari.username, hotline.ari.password or "",
                              hotline.ari.app, rest_over_ws=hotline.ari.rest_transport == "auto",
@@ -94,6 +110,7 @@ class HotlineApp:
         self.adopting: dict[str, dict] = {}
         self.key_actions = {f.action for f in features(settings, hotline.id)}
         self.log = log.bind(hotline=hotline.id)
+        self._rescue: asyncio.Task | None = None
 
     async def run(self) -> None:
         async with self.ari:
@@ -116,7 +133,7 @@ class HotlineApp:
                         # reconciled at the next tick or reconnect.
                         self.log.exception("event handler failed", event_type=event.get("type"))
             finally:
-                tasks = (reader, ticker, commands)
+                tasks = (reader, ticker, commands, *([self._rescue] if self._rescue else []))
                 for task in tasks:
                     task.cancel()
                 # Bounded: a Redis XREAD cancelled after the process was frozen (SIGSTOP) was
@@ -268,6 +285,11 @@ class HotlineApp:
     async def _connected(self, event: dict) -> None:
         await self.filter_events()
         await self.announce_agi()
+        if self.settings.ha.instance is not None and self.manager is not None:
+            if self._rescue is not None:
+                self._rescue.cancel()
+            self._rescue = asyncio.create_task(self.rescue_stranded(),
+                                               name=f"rescue-{self.hotline.id}")
         await self.delivery.watch_agents()
         await self.reconcile()
 
@@ -284,6 +306,43 @@ class HotlineApp:
         except AriError as exc:
             # The keys of queue calls then reach the previous instance, which refuses them.
             self.log.warning("cannot point the PBX's FastAGI at this instance", error=str(exc))
+
+    async def rescue_stranded(self, settle: float = RESCUE_SETTLE, rounds: int = 3) -> None:
+        """Hot standby: channels whose FastAGI request is waiting on the instance that stopped
+        (it froze with their session open; transfer/stranded.py) are moved on: a caller in a
+        screening or routing step to the step's fallback, an agent whose queue-call key is
+        stuck (and who hears nothing meanwhile) handed over with that key's action. A few
+        listings after the takeover: the last ones catch a request made with the old
+        ${HOTLINE_AGI} just before announce_agi() changed it."""
+        host, port = self.settings.agi.listen
+        own = f"{host}:{port}"
+        before: dict[str, stranded.Step] = {}
+        for _ in range(rounds + 1):
+            try:
+                now = stranded.waiting_on_agi(await self.ari.get("/channels"), own)
+            except AriError as exc:
+                self.log.warning("cannot list channels for stranded requests", error=str(exc))
+                return
+            for step in stranded.stranded(before, now):
+                await self._move_on(step)
+            before = now
+            await asyncio.sleep(settle)
+
+    async def _move_on(self, step: stranded.Step) -> None:
+        slog = self.log.bind(channel_id=step.channel_id, waits_on=step.address,
+                             command=step.command)
+        try:
+            if step.command in stranded.SKIPPABLE:
+                await self.manager.redirect(step.name, *step.next())
+                slog.warning("caller waiting on a stopped instance's FastAGI moved on to the "
+                             "step's fallback", context=step.context, priority=step.priority + 1)
+            elif step.argument in self.key_actions and self.hotline.agent_of_channel(step.name):
+                await self.manager.hand_over(step.name, step.argument)
+                slog.warning("agent's key stuck on a stopped instance's FastAGI carried out "
+                             "here", action=step.argument)
+        except Exception as exc:                    # noqa: BLE001 - AMI refusal, call gone
+            slog.error("a request waiting on a stopped instance could not be moved on",
+                       error=str(exc))
 
     # --- queue calls handed over by the AGI "key" command -------------------------------------------
     async def adopt(self, channel: dict, args: list[str]) -> None:

@@ -64,11 +64,11 @@ async def serve(settings: Settings) -> None:
             tg.create_task(sink.run(), name="outcome-replay")
             tg.create_task(agi.keep_trying(), name="fastagi")
             if lease is None:
-                apps.update(_apps(settings, redis, sink, None))
+                apps.update(_apps(settings, redis, sink, None, agi))
                 for app in apps.values():
                     tg.create_task(app.run(), name=f"ari-{app.hotline.id}")
             else:
-                tg.create_task(_terms(settings, redis, sink, lease, apps), name="hot-standby")
+                tg.create_task(_terms(settings, redis, sink, lease, apps, agi), name="hot-standby")
     except asyncio.CancelledError:
         log.info("service stopping")
     finally:
@@ -79,14 +79,16 @@ async def serve(settings: Settings) -> None:
             await redis.aclose()
 
 
-def _apps(settings: Settings, redis: aioredis.Redis, sink: OutcomeSink,
-          guard) -> dict[str, HotlineApp]:
-    return {h.id: HotlineApp(settings, h, redis, sink, guard=guard)
+def _apps(settings: Settings, redis: aioredis.Redis, sink: OutcomeSink, guard,
+          agi: AgiServer) -> dict[str, HotlineApp]:
+    # AMI, where configured, lets a new active instance move on the requests left waiting on
+    # the instance it replaced (HotlineApp.rescue_stranded).
+    return {h.id: HotlineApp(settings, h, redis, sink, guard=guard, manager=agi.ami.get(h.id))
             for h in settings.hotlines.values()}
 
 
 async def _terms(settings: Settings, redis: aioredis.Redis, sink: OutcomeSink, lease: Lease,
-                 apps: dict[str, HotlineApp]) -> None:
+                 apps: dict[str, HotlineApp], agi: AgiServer) -> None:
     """Hot standby: wait for the lease, act while it is held, stand by again when it is lost.
 
     Each term starts from nothing, as a restart does: the applications rebuild their view from
@@ -95,7 +97,7 @@ async def _terms(settings: Settings, redis: aioredis.Redis, sink: OutcomeSink, l
     while True:
         await lease.acquire()
         started = time.monotonic()
-        apps.update(_apps(settings, redis, sink, lease.held))
+        apps.update(_apps(settings, redis, sink, lease.held, agi))
         log.warning("active: this instance holds the lease", instance=lease.instance)
         try:
             async with asyncio.TaskGroup() as tg:

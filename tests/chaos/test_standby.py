@@ -26,6 +26,7 @@ import test_transfer
 from conftest import Service
 from contracts.names import SERVICE_INSTANCES, SERVICE_LEASE
 from contracts.standby import holder_name
+from test_agi import queue_connect
 from test_transfer import check_record
 
 pytestmark = [pytest.mark.chaos, pytest.mark.lab]
@@ -54,17 +55,25 @@ def _connects_after(log: Path, since: float) -> list[float]:
 class Pair:
     """Instances ``a`` and ``b``; quacks like ``conftest.Service`` for the kill -9 scenarios."""
 
-    def __init__(self, lab):
+    def __init__(self, lab, client: redis.Redis | None = None):
         self.lab = lab
         self.members = {n: Service(lab, log_name=f"service-{n}.log", instance=n) for n in "ab"}
-        self.redis = redis.Redis.from_url(lab.descriptor["redis"]["url"], socket_timeout=2)
+        # Under Sentinel the caller passes a client that follows the primary.
+        self.redis = client or redis.Redis.from_url(lab.descriptor["redis"]["url"],
+                                                    socket_timeout=2)
         self.killed: tuple[str, float, float] | None = None
 
     def active(self) -> str | None:
-        return holder_name(self.redis.get(SERVICE_LEASE))
+        try:
+            return holder_name(self.redis.get(SERVICE_LEASE))
+        except redis.RedisError:                # Redis failing over: nobody known to hold it
+            return None
 
     def state(self, name: str) -> str | None:
-        raw = self.redis.hget(SERVICE_INSTANCES, name)
+        try:
+            raw = self.redis.hget(SERVICE_INSTANCES, name)
+        except redis.RedisError:
+            return None
         return json.loads(raw)["state"] if raw else None
 
     @property
@@ -95,6 +104,13 @@ class Pair:
         self.killed = (name, now, now + max(pttl, 0) / 1000)
 
     def start(self) -> None:
+        TAKEOVERS.append(self.takeover())
+        self.members[self.killed[0]].start(connected=False)            # back, as the standby
+        self.killed = None
+
+    def takeover(self) -> float:
+        """Waits for the other instance to take over; seconds from the lease's lapse to its
+        connect."""
         name, killed_at, lapsed_at = self.killed
         other = self.wait_active(exclude=name)
         # The applications may still look registered (Asterisk keeps an application while
@@ -106,9 +122,7 @@ class Pair:
             connects = _connects_after(self.members[other].log, killed_at)
         assert len(connects) >= len(self.lab.ari), "the new active instance logged no connect"
         # Both applications connected: the takeover is complete when the later one is.
-        TAKEOVERS.append(sorted(connects)[len(self.lab.ari) - 1] - lapsed_at)
-        self.members[name].start(connected=False)            # back, as the standby
-        self.killed = None
+        return sorted(connects)[len(self.lab.ari) - 1] - lapsed_at
 
     def stop(self) -> None:
         for m in self.members.values():
@@ -164,23 +178,34 @@ def test_a_frozen_active_is_replaced_and_never_acts_again(phones, outcomes, pair
     Stasis() with nobody answering. The standby takes the lease and the application over and
     serves them; after SIGCONT the frozen instance acts on nothing and stands by.
 
-    The 110 centre: its callers go straight to Stasis(). A 12345 caller is screened first, by
-    FastAGI, and one who arrives before the takeover points ${HOTLINE_AGI} at the new instance
-    waits in the frozen process's AGI (Asterisk sets no deadline on a FastAGI session): the
-    known gap written up in the README's "Hot standby"."""
+    The 110 centre's callers go straight to Stasis(). A 12345 caller is screened first, by
+    FastAGI, and one who arrives while the active instance is frozen waits in its AGI (Asterisk
+    sets no deadline on a FastAGI session): the new active instance finds the channel still in
+    that step a second later and moves it on to the step's fallback (unscreened, as when the
+    service is down), and the caller reaches an agent."""
     frozen = pair.active()
     member = pair.members[frozen]
     os.kill(member.pid, signal.SIGSTOP)
     try:
         call = phones.caller.dial("110")                # arrives while nobody handles it
+        citizen = phones.citizen.dial("12345")          # its screening waits on the frozen one
         other = pair.wait_active(exclude=frozen)
         agent, leg = phones.ringing_agent("110", timeout=10)
         leg.accept()
         call.wait_confirmed()
         leg.hears(call)
         call.hears(leg)
+        _, citizen_leg = phones.ringing_agent("12345", timeout=10)
+        citizen_leg.accept()
+        citizen.wait_confirmed()
+        citizen_leg.hears(citizen)
+        citizen.hears(citizen_leg)
+        citizen.hang_up()
     finally:
         os.kill(member.pid, signal.SIGCONT)
+    moved = [line for line in pair.members[other].log.read_text(errors="replace").splitlines()
+             if "moved on to the step's fallback" in line]
+    assert moved, "the 12345 caller was not moved on from the frozen instance's FastAGI"
     woke = time.time()
     phones.lib.wait_for(lambda: pair.state(frozen) == "standby", 10,
                         "the woken instance to stand by")
@@ -198,6 +223,37 @@ def test_a_frozen_active_is_replaced_and_never_acts_again(phones, outcomes, pair
     call.hears(far_leg)
     [rec] = outcomes.wait(phones.lib)
     check_record(rec, result="accepted", origin="110", target="12345")
+    phones.lib.sleep(1)
+    assert len(outcomes.since_mark()) == 1
+
+
+def test_a_queue_key_pressed_while_the_active_is_frozen_is_carried_out(phones, outcomes, pair):
+    """A key on a call the centre's Queue() delivered runs a FastAGI request on the agent's
+    channel, and the agent hears nothing until it returns (measured). Pressed while the active
+    instance is frozen, that request waits on it; the new active instance hands the call over
+    with the key's action itself, so the transfer the agent asked for happens, once."""
+    call, agent, leg = queue_connect(phones, phones.citizen, "12345")
+    frozen = pair.active()
+    member = pair.members[frozen]
+    os.kill(member.pid, signal.SIGSTOP)
+    try:
+        leg.send_dtmf("*1")
+        other = pair.wait_active(exclude=frozen)
+        leg.wait_ended(8)                               # handed over, then released
+        far_agent, far_leg = phones.ringing_agent("110", timeout=8)
+        far_leg.accept()
+        far_leg.hears(call)
+        call.hears(far_leg)
+    finally:
+        os.kill(member.pid, signal.SIGCONT)
+    [rec] = outcomes.wait(phones.lib)
+    check_record(rec, result="accepted", origin="12345", target="110",
+                 initiating_agent=agent.username)
+    carried = [line for line in pair.members[other].log.read_text(errors="replace").splitlines()
+               if "key stuck on a stopped instance" in line]
+    assert carried, "the new active instance did not carry the stuck key out"
+    phones.lib.wait_for(lambda: pair.state(frozen) == "standby", 10,
+                        "the woken instance to stand by")
     phones.lib.sleep(1)
     assert len(outcomes.since_mark()) == 1
 
