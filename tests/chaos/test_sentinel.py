@@ -8,6 +8,10 @@ replica, the service, the sidecar and the sink follow it, the killed node comes 
 Afterwards every record and every transfer is in the outcome stream once, every work order exists
 once on each platform, nothing is pending, dead-lettered or reported lost.
 
+Both at once: the active service instance and the Redis primary killed -9 together while a
+transfer's target rings, once bridged and in a three-way call. The standby can claim the lease
+only on the new primary; it then carries each call to its end, recorded once.
+
 Measured (``bench/results/chaos.json``): the failover time, from the kill to the first write the
 new primary accepts, and the time until writes are confirmed by a replica again (the killed node
 restarted as soon as the failover is seen, as a supervisor would).
@@ -18,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import signal
 import tempfile
 import threading
 import time
@@ -27,19 +32,24 @@ import pytest
 import redis
 from redis.sentinel import Sentinel
 
+import test_three_way
 import test_transfer
 from conftest import CONFIG, cli
-from contracts.names import OUTCOMES, OUTCOMES_DEAD, OUTCOMES_GROUP
+from contracts.names import (OUTCOMES, OUTCOMES_DEAD, OUTCOMES_GROUP, SERVICE_INSTANCES,
+                             SERVICE_LEASE)
 from hotline_link import components, lab as lab_mod
 from hotline_link.outcomes import OutcomeSink
 from hotline_link.redisconn import connect
 from test_availability import one_transfer, tickets_once
 from test_sidecar import STANDINS, stack, synthetic_record  # noqa: F401 - fixture
+from test_standby import Pair
 
 pytestmark = [pytest.mark.chaos, pytest.mark.lab]
 
 BURST = int(os.environ.get("CHAOS_FAILOVER_BURST", "1000"))
-TRANSFERS = int(os.environ.get("CHAOS_FAILOVER_TRANSFERS", "5"))
+# Transfers made through the service around the kill: a quarter before it, one whose key is
+# pressed while the primary is gone, the rest after the failover.
+TRANSFERS = int(os.environ.get("CHAOS_FAILOVER_TRANSFERS", "100"))
 RATE = 200.0                   # records per second from the sink: the kill lands mid-burst
 
 
@@ -108,7 +118,7 @@ def _first_ok(attempt, timeout: float = 60.0) -> float:
         time.sleep(0.01)
 
 
-@pytest.mark.timeout(900)
+@pytest.mark.timeout(1800)
 def test_primary_killed_during_a_burst_and_transfers(sentinel, stack, phones, outcomes, lab,  # noqa: F811
                                                       service, request):
     sent, master = sentinel
@@ -122,6 +132,8 @@ def test_primary_killed_during_a_burst_and_transfers(sentinel, stack, phones, ou
 
     records = [synthetic_record() for _ in range(BURST)]
     burst = {r["transfer_id"] for r in records}
+    before = TRANSFERS // 4
+    tids = {one_transfer(phones, lab) for _ in range(before)}
     spool = Path(tempfile.mkdtemp(prefix="sentinel-burst-"))
     feeder = Burst(records, spool)
     feeder.start()
@@ -159,7 +171,7 @@ def test_primary_killed_during_a_burst_and_transfers(sentinel, stack, phones, ou
         call.hears(far_leg)
         phones.lib.hang_up_all()
         phones.lib.wait_for(lambda: not lab.leftovers(), 10, "both PBXs idle")
-        tids = {first} | {one_transfer(phones, lab) for _ in range(TRANSFERS - 1)}
+        tids |= {first} | {one_transfer(phones, lab) for _ in range(TRANSFERS - before - 1)}
     finally:
         watcher.join(90)
     assert "durable_again_s" in figures, "no failover, or the killed node did not come back"
@@ -205,3 +217,77 @@ def test_primary_killed_during_a_burst_and_transfers(sentinel, stack, phones, ou
                  "restarted as a replica at once)",
          "value": round(figures["durable_again_s"], 2), "unit": "s"},
     ]))
+
+
+# --- both at once: the active service instance and the Redis primary -----------------------------
+
+class Both:
+    """Quacks like ``conftest.Service`` for the kill -9 scenarios of test_transfer/test_three_way:
+    ``kill`` kills the active instance and the Redis primary at the same moment; ``start`` waits
+    for Sentinel's failover, brings the killed Redis node back (it rejoins as a replica; started
+    before the failover it would come back as an empty primary), waits for the standby's
+    takeover, which needs the new primary to claim the lease, and brings the killed instance
+    back as the standby."""
+
+    def __init__(self, pair: Pair, sentinel):
+        self.pair, (self.sent, self.master) = pair, sentinel
+        self.handle = lab_mod.Lab(components.load(CONFIG, secrets=False))
+        self.takeovers: list[float] = []
+
+    @property
+    def proc(self):
+        return self.pair.proc
+
+    def kill(self) -> None:
+        self.victim = self.handle.process("redis-primary")
+        self.pair.kill()                    # reads the lease's time to live first
+        os.kill(self.victim.pid, signal.SIGKILL)
+
+    def start(self) -> None:
+        port = self.handle.sentinel.ports[self.victim.name]
+        _first_ok(lambda: self.sent.discover_master(self.master)[1] != port)
+        cli("lab", "start", self.victim.name)
+        self.takeovers.append(self.pair.takeover())
+        self.pair.members[self.pair.killed[0]].start(connected=False)
+        self.pair.killed = None
+
+
+@pytest.fixture(scope="module")
+def both(sentinel, service, lab):
+    sent, master = sentinel
+    service.stop()                    # the single instance makes way for the pair
+    pair = Pair(lab, client=sent.master_for(master, socket_timeout=0.5,
+                                            socket_connect_timeout=0.5))
+    pair.redis.delete(SERVICE_LEASE, SERVICE_INSTANCES)
+    pair.up()
+    yield Both(pair, sentinel)
+    pair.stop()
+    service.start()
+
+
+@pytest.fixture
+def followed(both, outcomes):
+    """The harness's outcome reader follows the primary too."""
+    outcomes.redis = both.pair.redis
+    return both
+
+
+def test_both_killed_while_the_target_rings(phones, outcomes, followed):
+    test_transfer.test_app_killed_while_the_target_rings_completes_after_restart(
+        phones, outcomes, followed)
+
+
+def test_both_killed_once_bridged(phones, outcomes, followed, lab):
+    test_transfer.test_app_killed_after_the_transfer_keeps_the_call_and_cleans_up_at_hang_up(
+        phones, outcomes, followed, lab)
+
+
+def test_both_killed_in_a_three_way_call(phones, outcomes, followed, request):
+    test_three_way.test_app_killed_mid_conference_keeps_three_parties_and_keys_work_after_restart(
+        phones, outcomes, followed)
+    takeovers = followed.takeovers
+    assert takeovers, "no takeover was measured"
+    request.node.user_properties.append(("chaos_figures", [
+        {"name": f"active instance and Redis primary killed at once: lease lapse to the new "
+                 f"active's ARI connect, max over {len(takeovers)}",
+         "value": round(max(takeovers), 2), "unit": "s"}]))
