@@ -31,7 +31,8 @@ GROUPS = {
     "test_sidecar_faults.py": "sidecar killed, platforms failing, during a burst",
     "test_sip_security.py": "SIP scanning and unauthenticated INVITE/REFER",
     "test_config_everything.py": "every invalid config value",
-    "test_sentinel.py": "Redis primary killed -9 during a burst and transfers, Sentinel lab",
+    "test_sentinel.py": "Redis primary killed -9 during a burst and transfers; it and the active "
+                        "instance at once, Sentinel lab",
     "test_standby.py": "hot standby: active instance killed -9 or frozen",
 }
 # The lab file a chaos file runs on, where it is not tests/chaos/lab.toml.
