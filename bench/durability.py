@@ -148,13 +148,21 @@ def _per_transfer(url: str, count: int, clients: int, each: int, replicas: int) 
         short += not _ticket_tx(r, f"one-{i}", replicas)
         took.append((time.perf_counter() - s) * 1000)
     r.close()
+    elapsed = _all_at_once(url, clients,
+                           lambda c, n: [_ticket_tx(c, f"{n}-{i}", replicas) for i in range(each)])
+    return {"latency_ms": percentiles(took), "not_confirmed": short,
+            "clients": clients, "per_s": round(clients * each / elapsed)}
+
+
+def _all_at_once(url: str, clients: int, job) -> float:
+    """``job(client, n)`` in ``clients`` threads, each with its own connection, released
+    together; seconds until the last one ends."""
     start = threading.Barrier(clients + 1)
 
     def work(n: int) -> None:
         c = redis.Redis.from_url(url)
         start.wait()
-        for i in range(each):
-            _ticket_tx(c, f"{n}-{i}", replicas)
+        job(c, n)
         c.close()
 
     threads = [threading.Thread(target=work, args=(n,)) for n in range(clients)]
@@ -164,8 +172,7 @@ def _per_transfer(url: str, count: int, clients: int, each: int, replicas: int) 
     t0 = time.perf_counter()
     for t in threads:
         t.join()
-    return {"latency_ms": percentiles(took), "not_confirmed": short,
-            "clients": clients, "per_s": round(clients * each / (time.perf_counter() - t0))}
+    return time.perf_counter() - t0
 
 
 def replica_cost(url: str, appends: int, clients: int, each: int) -> tuple[list, dict]:
@@ -184,13 +191,7 @@ def replica_cost(url: str, appends: int, clients: int, each: int) -> tuple[list,
     figures = []
     for replicas, label in ((0, "no WAIT"), (1, "WAIT 1 (replica-confirmed)")):
         app, tr = got[replicas]["append"], got[replicas]["transfer"]
-        figures += [
-            {"name": f"{label}: outcome append, p50", "value": app["latency_ms"]["p50"],
-             "unit": "ms", "target": None, "met": None},
-            {"name": f"{label}: outcome append, p99", "value": app["latency_ms"]["p99"],
-             "unit": "ms", "target": None, "met": None},
-            {"name": f"{label}: outcome appends one at a time", "value": app["per_s"],
-             "unit": "/s", "target": None, "met": None},
+        figures += _append_figures(label, app) + [
             {"name": f"{label}: a transfer's ticket transaction, p50",
              "value": tr["latency_ms"]["p50"], "unit": "ms", "target": None, "met": None},
             {"name": f"{label}: a transfer's ticket transaction, p99",
@@ -206,11 +207,7 @@ def replica_cost(url: str, appends: int, clients: int, each: int) -> tuple[list,
 
 def _transactions(url: str, clients: int, each: int) -> dict:
     """``clients`` threads, each ``each`` MULTI/EXEC blocks of five writes, all at once."""
-    start = threading.Barrier(clients + 1)
-
-    def work(n: int) -> None:
-        r = redis.Redis.from_url(url)
-        start.wait()
+    def work(r: redis.Redis, n: int) -> None:
         for i in range(each):
             pipe = r.pipeline(transaction=True)
             pipe.hset(f"{SCRATCH}:tickets", f"{n}-{i}", "t-12345")
@@ -219,18 +216,21 @@ def _transactions(url: str, clients: int, each: int) -> dict:
             pipe.incr(f"{SCRATCH}:acked")
             pipe.expire(f"{SCRATCH}:tickets", 3600)
             pipe.execute()
-        r.close()
 
-    threads = [threading.Thread(target=work, args=(n,)) for n in range(clients)]
-    for t in threads:
-        t.start()
-    start.wait()
-    t0 = time.perf_counter()
-    for t in threads:
-        t.join()
-    elapsed = time.perf_counter() - t0
+    elapsed = _all_at_once(url, clients, work)
     return {"clients": clients, "transactions": clients * each,
             "per_s": round(clients * each / elapsed)}
+
+
+def _append_figures(label: str, app: dict) -> list[dict]:
+    return [
+        {"name": f"{label}: outcome append, p50", "value": app["latency_ms"]["p50"],
+         "unit": "ms", "target": None, "met": None},
+        {"name": f"{label}: outcome append, p99", "value": app["latency_ms"]["p99"],
+         "unit": "ms", "target": None, "met": None},
+        {"name": f"{label}: outcome appends one at a time", "value": app["per_s"],
+         "unit": "/s", "target": None, "met": None},
+    ]
 
 
 def _clean(r: redis.Redis) -> None:
@@ -256,13 +256,7 @@ def run(config: Path, lab_descriptor: dict, appends: int = 3000, clients: int = 
     for policy in POLICIES:
         app, tx = per[policy]["append"], per[policy]["transactions"]
         label = "no AOF" if policy == "off" else f"appendfsync {policy}"
-        figures += [
-            {"name": f"{label}: outcome append, p50", "value": app["latency_ms"]["p50"],
-             "unit": "ms", "target": None, "met": None},
-            {"name": f"{label}: outcome append, p99", "value": app["latency_ms"]["p99"],
-             "unit": "ms", "target": None, "met": None},
-            {"name": f"{label}: outcome appends one at a time", "value": app["per_s"],
-             "unit": "/s", "target": None, "met": None},
+        figures += _append_figures(label, app) + [
             {"name": f"{label}: {clients} clients' 5-write transactions",
              "value": tx["per_s"], "unit": "/s", "target": None, "met": None},
         ]

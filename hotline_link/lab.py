@@ -31,7 +31,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from .lab_redis import DATA as REDIS_DATA, SentinelRedis
+from .lab_redis import DATA as REDIS_DATA, SentinelRedis, server_argv as redis_server_argv
 from .render import Account, render_pbx
 from .settings import Hotline, Settings
 
@@ -371,17 +371,12 @@ class Lab:
     def _start_redis(self) -> Proc:
         rdir = self.state_dir / "redis"
         rdir.mkdir(parents=True, exist_ok=True)
-        exe = shutil.which("redis-server")
-        if exe is None:
-            raise LabError("redis-server not found; run scripts/bootstrap.sh (make deps) first")
-        # AOF in the lab's own folder: what Redis acknowledged survives its restart and kill -9
-        # (``lab stop redis`` / ``start redis`` reload it); no RDB snapshots beside it.
-        fsync = self.settings.lab.redis_appendfsync
-        persist = (["--appendonly", "no"] if fsync == "off" else
-                   ["--appendonly", "yes", "--appendfsync", fsync])
-        argv = [exe, "--bind", "127.0.0.1", "--port", str(self.settings.lab.redis_port),
-                "--dir", str(rdir), "--save", "", *persist, "--daemonize", "no",
-                "--protected-mode", "yes", "--logfile", ""]
+        # (``lab stop redis`` / ``start redis`` reload its AOF.)
+        try:
+            argv = redis_server_argv(self.settings.lab.redis_appendfsync,
+                                     self.settings.lab.redis_port, rdir)
+        except FileNotFoundError as exc:
+            raise LabError(str(exc)) from None
         return spawn("redis", argv, rdir / "redis.log")
 
     def _standin_address(self, pid: str) -> tuple[str, int]:

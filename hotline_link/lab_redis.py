@@ -39,6 +39,18 @@ DOWN_AFTER_MS = 1000
 FAILOVER_TIMEOUT_MS = 5000
 
 
+def server_argv(appendfsync: str, port: int, folder: Path) -> list[str]:
+    """A lab redis-server on loopback, in the foreground: AOF in the lab's own folder (what
+    Redis acknowledged survives its restart and kill -9), no RDB snapshots beside it."""
+    exe = shutil.which("redis-server")
+    if exe is None:
+        raise FileNotFoundError("redis-server not found; run scripts/bootstrap.sh (make deps)")
+    persist = (["--appendonly", "no"] if appendfsync == "off" else
+               ["--appendonly", "yes", "--appendfsync", appendfsync])
+    return [exe, "--bind", "127.0.0.1", "--port", str(port), "--dir", str(folder), "--save", "",
+            *persist, "--daemonize", "no", "--protected-mode", "yes", "--logfile", ""]
+
+
 class SentinelLabError(RuntimeError):
     pass
 
@@ -110,19 +122,15 @@ class SentinelRedis:
     def start_data(self, spawn, name: str, replica_of: int | None):
         ddir = self.dir / name
         ddir.mkdir(parents=True, exist_ok=True)
-        exe = shutil.which("redis-server")
-        if exe is None:
-            raise SentinelLabError("redis-server not found; run scripts/bootstrap.sh (make deps)")
-        fsync = self.settings.lab.redis_appendfsync
-        persist = (["--appendonly", "no"] if fsync == "off" else
-                   ["--appendonly", "yes", "--appendfsync", fsync])
         follow = ["--replicaof", "127.0.0.1", str(replica_of)] if replica_of else []
         # A diskless full sync starts at once (Redis waits 5 s for more replicas by default):
         # a primary brought back as a replica is a replica again within a moment, and until it
         # is, writes that wait for a replica wait.
-        argv = [exe, "--bind", "127.0.0.1", "--port", str(self.ports[name]), "--dir", str(ddir),
-                "--save", "", *persist, "--daemonize", "no", "--protected-mode", "yes",
-                "--logfile", "", "--repl-diskless-sync-delay", "0", *follow]
+        try:
+            argv = server_argv(self.settings.lab.redis_appendfsync, self.ports[name], ddir)
+        except FileNotFoundError as exc:
+            raise SentinelLabError(str(exc)) from None
+        argv += ["--repl-diskless-sync-delay", "0", *follow]
         return spawn(name, argv, ddir / "redis.log")
 
     def restart_data(self, spawn, name: str):
