@@ -94,7 +94,7 @@ def _appends(r: redis.Redis, count: int) -> dict:
         tid = uuid.uuid4().hex
         s = time.perf_counter()
         append(keys=[stream, f"{SCRATCH}:{OUTCOME_CLAIM.format(tid)}"],
-               args=[tid, record, CLAIM_TTL, OUTCOMES.field])
+               args=[tid, record, CLAIM_TTL, OUTCOMES.field, "transfer_id"])
         took.append((time.perf_counter() - s) * 1000)
     elapsed = time.perf_counter() - t0
     return {"n": count, "per_s": round(count / elapsed), "latency_ms": percentiles(took)}
@@ -112,7 +112,7 @@ def _appends_waited(r: redis.Redis, count: int, replicas: int, wait_ms: int = 20
         s = time.perf_counter()
         pipe = r.pipeline(transaction=False)
         pipe.eval(APPEND_SCRIPT, 2, stream, f"{SCRATCH}:{OUTCOME_CLAIM.format(tid)}", tid,
-                  record, CLAIM_TTL, OUTCOMES.field)
+                  record, CLAIM_TTL, OUTCOMES.field, "transfer_id")
         if replicas:
             pipe.wait(replicas, wait_ms)
         replies = pipe.execute()

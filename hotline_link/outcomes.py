@@ -1,11 +1,13 @@
-"""Outcome records: one per transfer attempt, handed to the sidecar through a Redis stream.
+"""Records handed to the sidecar through a Redis stream: outcome records (one per transfer
+attempt, ``OUTCOME``) and call records (one per call offered to a hotline, ``CALL``).
 
 Never lost, never doubled:
 
-* ``emit`` first writes the record to the local spool (one file per transfer id, written to a
+* ``emit`` first writes the record to the local spool (one file per record id, written to a
   temporary name, fsynced, renamed), then tries to append it to the stream.
-* The append is a Lua script that claims ``hotline:outcome:<transfer_id>`` with NX before XADD,
-  in one atomic step: replaying a spooled record that already reached the stream adds nothing.
+* The append is a Lua script that claims ``hotline:outcome:<transfer_id>`` (``hotline:call:
+  <call_id>``) with NX before XADD, in one atomic step: replaying a spooled record that already
+  reached the stream adds nothing.
 * A spool file is removed only after the append succeeded (or was found to be done already);
   while Redis is down, records stay in the spool and ``run`` retries them every second.
 * Under Sentinel (``redis.durable_replicas``), "succeeded" means a replica confirmed it too
@@ -20,13 +22,14 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import redis.asyncio as aioredis
 import structlog
 from redis.exceptions import RedisError
 
-from contracts.names import OUTCOME_CLAIM, OUTCOMES
+from contracts.names import CALL_CLAIM, CALLS, OUTCOME_CLAIM, OUTCOMES, Stream
 
 from .redisconn import NO_WAIT, Durable, NotReplicated
 
@@ -34,32 +37,48 @@ log = structlog.get_logger("outcomes")
 
 CLAIM_TTL = 30 * 24 * 3600      # dedupe window: far longer than any spool outage
 
-# KEYS: the stream, the transfer's claim; ARGV: transfer id, record (JSON), claim TTL, field.
-# A replay writes the claim's expiry again: a write of its own, so that a WAIT that follows on
-# the same connection waits for the replica to have everything up to it, the first append too.
+# KEYS: the stream, the record's claim; ARGV: record id, record (JSON), claim TTL, payload field,
+# id field. A replay writes the claim's expiry again: a write of its own, so that a WAIT that
+# follows on the same connection waits for the replica to have everything up to it, the first
+# append too.
 APPEND_SCRIPT = """
 if redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[3]) then
-  return redis.call('XADD', KEYS[1], '*', 'transfer_id', ARGV[1], ARGV[4], ARGV[2])
+  return redis.call('XADD', KEYS[1], '*', ARGV[5], ARGV[1], ARGV[4], ARGV[2])
 end
 redis.call('EXPIRE', KEYS[2], ARGV[3])
 return false
 """
 
 
-class OutcomeSink:
-    def __init__(self, redis: aioredis.Redis, spool_dir: Path, durable: Durable = NO_WAIT):
+@dataclass(frozen=True)
+class Kind:
+    """A kind of record: its stream, its claim key, and the field that identifies one."""
+    stream: Stream
+    claim: str
+    key: str
+    name: str
+
+
+OUTCOME = Kind(OUTCOMES, OUTCOME_CLAIM, "transfer_id", "outcome")
+CALL = Kind(CALLS, CALL_CLAIM, "call_id", "call record")
+
+
+class RecordSink:
+    def __init__(self, redis: aioredis.Redis, spool_dir: Path, durable: Durable = NO_WAIT,
+                 kind: Kind = OUTCOME):
         self.redis = redis
         self.spool = spool_dir
         self.durable = durable
+        self.kind = kind
         self.spool.mkdir(parents=True, exist_ok=True)
         self._lock = asyncio.Lock()
         self._tasks: set[asyncio.Task] = set()
 
-    def _path(self, transfer_id: str) -> Path:
-        return self.spool / f"{transfer_id}.json"
+    def _path(self, record_id: str) -> Path:
+        return self.spool / f"{record_id}.json"
 
     def _write_spool(self, record: dict) -> Path:
-        path = self._path(record["transfer_id"])
+        path = self._path(record[self.kind.key])
         tmp = path.with_suffix(".tmp")
         with open(tmp, "w") as fh:
             json.dump(record, fh, ensure_ascii=False)
@@ -78,17 +97,19 @@ class OutcomeSink:
 
     async def _append_one(self, path: Path) -> None:
         record = json.loads(path.read_text())
-        tid = record["transfer_id"]
+        k = self.kind
+        rid = record[k.key]
         # One round trip on one connection: the append (EVAL: the server caches the script, and
         # a pipeline with EVALSHA would first ask whether it is loaded) and, under Sentinel, the
         # WAIT for the replica that must have it before the spool lets go.
         pipe = self.redis.pipeline(transaction=False)
-        pipe.eval(APPEND_SCRIPT, 2, OUTCOMES.key, OUTCOME_CLAIM.format(tid), tid,
-                  json.dumps(record, ensure_ascii=False), CLAIM_TTL, OUTCOMES.field)
+        pipe.eval(APPEND_SCRIPT, 2, k.stream.key, k.claim.format(rid), rid,
+                  json.dumps(record, ensure_ascii=False), CLAIM_TTL, k.stream.field, k.key)
         self.durable.add_wait(pipe)
         self.durable.check(await pipe.execute())
         path.unlink(missing_ok=True)
-        log.info("outcome recorded", transfer_id=tid, result=record.get("result"))
+        log.info(f"{k.name} recorded", **{k.key: rid}, result=record.get("result"),
+                 disposition=record.get("disposition"))
 
     async def flush(self) -> int:
         """Append every spooled record; returns how many are still waiting."""
@@ -98,16 +119,17 @@ class OutcomeSink:
                 try:
                     await self._append_one(path)
                 except NotReplicated as exc:
-                    log.warning("outcome spooled until a replica confirms it", error=str(exc),
-                                waiting=len(pending) - i)
+                    log.warning(f"{self.kind.name} spooled until a replica confirms it",
+                                error=str(exc), waiting=len(pending) - i)
                     return len(pending) - i
                 except RedisError as exc:
-                    log.warning("outcome spooled, redis unavailable", error=str(exc),
-                                waiting=len(pending) - i)
+                    log.warning(f"{self.kind.name} spooled, redis unavailable",
+                                error=str(exc), waiting=len(pending) - i)
                     return len(pending) - i
                 except (OSError, ValueError) as exc:
                     # A damaged spool file must not block the others; keep it for a human.
-                    log.error("unreadable spooled outcome", path=str(path), error=str(exc))
+                    log.error(f"unreadable spooled {self.kind.name}", path=str(path),
+                              error=str(exc))
                     path.rename(path.with_suffix(".bad"))
             return 0
 
@@ -116,3 +138,7 @@ class OutcomeSink:
             await asyncio.sleep(period)
             if any(self.spool.glob("*.json")):
                 await self.flush()
+
+
+# The outcome sink is the default kind's; kept under its name for its many readers.
+OutcomeSink = RecordSink
