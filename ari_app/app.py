@@ -26,12 +26,13 @@ import structlog
 
 from contracts.names import COMMAND_RESULTS, COMMANDS, EVENTS
 from contracts.vocab import API_MODES, CommandStatus, LiveEvent, Trigger
-from hotline_link.outcomes import OutcomeSink
+from hotline_link.outcomes import OutcomeSink, RecordSink
 from hotline_link.render import features
 from hotline_link.settings import Hotline, Settings
 from transfer import delivery as dm
 from transfer import stranded
 
+from .calls import CallBook
 from .client import CONNECTED, TRANSPORT_EVENTS, AppReplaced, AriClient, AriError, AriFenced
 from .delivery import Delivery
 from .interpreter import TIMER, Interpreter
@@ -87,8 +88,8 @@ def _event_time(event: dict) -> float:
 
 class HotlineApp:
     def __init__(self, settings: Settings, hotline: Hotline, redis: aioredis.Redis,
-                 sink: OutcomeSink, guard: Callable[[], bool] | None = None,
-                 manager: Manager | None = None):
+                 sink: OutcomeSink, call_sink: RecordSink,
+                 guard: Callable[[], bool] | None = None, manager: Manager | None = None):
         self.settings = settings
         self.manager = manager
         self.hotline = hotline
@@ -102,7 +103,7 @@ class HotlineApp:
                             no_agent_retry=settings.timeouts.no_agent_retry,
                             new_id=lambda: uuid.uuid4().hex)
         self.interpreter = Interpreter(self.ari, hotline.id, self.desk, self.queue.put_nowait,
-                                       self.publish)
+                                       self.publish, CallBook(redis, call_sink, hotline.id))
         self.delivery = Delivery(self.ari, hotline, self.desk, self.interpreter)
         self.transfers = Transfers(self.ari, self.interpreter, settings, hotline, redis, sink)
         # Queue calls being handed over by the AGI "key" command, by the caller channel's name:
@@ -117,6 +118,8 @@ class HotlineApp:
             reader = asyncio.create_task(self._read())
             ticker = asyncio.create_task(self._tick())
             commands = asyncio.create_task(self._commands(), name=f"commands-{self.hotline.id}")
+            notes = asyncio.create_task(self.interpreter.calls.run(),
+                                        name=f"call-notes-{self.hotline.id}")
             try:
                 while True:
                     event = await self.queue.get()
@@ -133,7 +136,8 @@ class HotlineApp:
                         # reconciled at the next tick or reconnect.
                         self.log.exception("event handler failed", event_type=event.get("type"))
             finally:
-                tasks = (reader, ticker, commands, *([self._rescue] if self._rescue else []))
+                tasks = (reader, ticker, commands, notes,
+                         *([self._rescue] if self._rescue else []))
                 for task in tasks:
                     task.cancel()
                 # Bounded: a Redis XREAD cancelled after the process was frozen (SIGSTOP) was

@@ -123,5 +123,8 @@ class Delivery:
                     ch["id"] not in self.desk.calls and \
                     ch.get("name", "").startswith(dm.TRUNK_PREFIX):
                 headers[ch["id"]] = await self._read_headers(ch["id"])
+        callers = {ch["id"] for ch in channels
+                   if (ch.get("channelvars") or {}).get("HOTLINE_ROLE") == "caller"}
+        known = await self.interp.calls.reconcile(callers, self.desk)
         await self.interp.deliver(dm.Ev.RECONCILE,
-                                  dm.Found(tuple(channels), tuple(bridges), headers))
+                                  dm.Found(tuple(channels), tuple(bridges), headers, known))

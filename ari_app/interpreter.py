@@ -32,6 +32,7 @@ from transfer import machine as m
 from .client import AriClient, AriError, AriNotFound
 
 if TYPE_CHECKING:
+    from .calls import CallBook
     from .transfers import Transfers
 
 dlog = structlog.get_logger("delivery")
@@ -51,9 +52,10 @@ async def free_on_pbx(ari: AriClient) -> frozenset[str]:
 class Interpreter:
     def __init__(self, ari: AriClient, hotline_id: str, desk: dm.Desk,
                  post: Callable[[dict], None],
-                 publish: Callable[[str, dict], Awaitable[None]]):
+                 publish: Callable[[str, dict], Awaitable[None]], calls: CallBook):
         self.ari = ari
         self.desk = desk
+        self.calls = calls
         self.post = post                               # put an event on the app's queue
         self.publish = publish                         # a live event for desktops
         self.transfers: Transfers | None = None        # set by the transfer adapter
@@ -171,6 +173,12 @@ class Interpreter:
         if call is not None:
             await self.transfers.on_action(call, cmd.action)
 
+    async def _call_note(self, cmd: dm.CallNote) -> None:
+        self.calls.note(cmd.call)
+
+    async def _call_ended(self, cmd: dm.CallEnded) -> None:
+        await self.calls.ended(cmd)
+
     async def _publish(self, cmd: dm.Publish) -> None:
         await self.publish(cmd.kind, cmd.fields)
 
@@ -184,7 +192,8 @@ class Interpreter:
         dm.AddToBridge: _add_to_bridge, dm.RemoveFromBridge: _remove_from_bridge,
         dm.DeleteBridge: _delete_bridge, dm.HangUp: _hang_up, dm.ListAgents: _list_agents,
         dm.NoteAnsweringAgent: _note_answering_agent, dm.KeyAction: _key_action,
-        dm.Publish: _publish, dm.Log: _log,
+        dm.Publish: _publish, dm.Log: _log, dm.CallNote: _call_note,
+        dm.CallEnded: _call_ended,
     }
 
     async def _hang_up_later(self, leg: str, delay: float) -> None:

@@ -131,7 +131,7 @@ class _Forgetful:
     """A Redis that accepts every command and keeps nothing (pipelines too); a SET NX (the
     per-call transfer lock) succeeds, as it does for the only process there is."""
 
-    ANSWERS = {"smembers": set(), "set": True}
+    ANSWERS = {"smembers": set(), "set": True, "hgetall": {}}
 
     def __getattr__(self, name):
         async def command(*args, **kwargs):
@@ -198,7 +198,7 @@ class Replay:
             return body
 
         for hid, hotline in self.settings.hotlines.items():
-            app = app_mod.HotlineApp(self.settings, hotline, _Forgetful(), sink)
+            app = app_mod.HotlineApp(self.settings, hotline, _Forgetful(), sink, _CountingSink())
             app.ari.request = request.__get__(app.ari)
             apps[hid] = app
         return apps, sink
@@ -211,6 +211,7 @@ class Replay:
         for hid, event in self.inputs:
             await apps[hid].handle(event)
         for app in apps.values():          # deferred hang-ups and timers of this round
+            await app.interpreter.calls.flush()      # the call notes' writer, counted here
             for task in list(app.interpreter.later):
                 task.cancel()
             for handle in app.interpreter.timers.values():

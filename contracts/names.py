@@ -5,10 +5,12 @@ writers of one stream cannot disagree (as the ARI app's untrimmed and the sideca
 writes once did).
 
 Payloads: ``config/stream-payloads.schema.json`` (alert, command, command result, live event) and
-``config/outcome-record.schema.json`` (outcome record).
+``config/outcome-record.schema.json`` (outcome record), ``config/call-record.schema.json`` (call
+record).
 
     stream                      writer(s)                   reader(s)               field
     hotline:outcomes            service (outcome sink)      sidecar (group sidecar) record
+    hotline:calls               service (call sink)         sidecar (group sidecar) record
     hotline:outcomes:dead       sidecar                     admins                  record
     hotline:alerts              service, sidecar            sidecar (sidecar-alerts), SSE  alert
     hotline:commands:<hotline>  sidecar API                 service (one per hotline) command
@@ -51,18 +53,21 @@ class Stream:
 # --- streams --------------------------------------------------------------------------------------
 OUTCOMES = Stream("hotline:outcomes", "record")
 OUTCOMES_DEAD = Stream("hotline:outcomes:dead", "record")
+CALLS = Stream("hotline:calls", "record")
 ALERTS = Stream("hotline:alerts", "alert", maxlen=100_000)
 COMMANDS = Stream("hotline:commands:{}", "command", maxlen=10_000)
 EVENTS = Stream("hotline:events", "event", maxlen=10_000)
 
 # --- consumer groups ------------------------------------------------------------------------------
 OUTCOMES_GROUP = "sidecar"
+CALLS_GROUP = "sidecar"
 ALERTS_GROUP = "sidecar-alerts"
-GROUPS = {OUTCOMES.key: OUTCOMES_GROUP, ALERTS.key: ALERTS_GROUP}
+GROUPS = {OUTCOMES.key: OUTCOMES_GROUP, CALLS.key: CALLS_GROUP, ALERTS.key: ALERTS_GROUP}
 
 # --- keys shared across processes -----------------------------------------------------------------
 COMMAND_RESULTS = "hotline:command-results"     # hash: command id -> JSON result (service writes)
 OUTCOME_CLAIM = "hotline:outcome:{}"            # per transfer id: its record reached the stream
+CALL_CLAIM = "hotline:call:{}"                  # per call id: its record reached the stream
 
 # Hot standby: which service instance acts (string: its name, with the lease's TTL), and what
 # each instance last said of itself (hash: name -> JSON {state, pid, host, since, seen}). The
@@ -75,6 +80,9 @@ TRANSFER_STATE = "hotline:transfer:{}"          # per transfer id: the machine's
 ACTIVE_TRANSFERS = "hotline:transfers:{}"       # set per origin hotline: active transfer ids
 CALL_LOCK = "hotline:lock:call:{}"              # per call id: one transfer at a time
 TRANSFER_ANSWERED = "hotline:transfer-answered"  # hash: transfer id -> far agent who answered
+# Hash per hotline: call id -> what is known of a live call (JSON), so that a call that ends while
+# no instance watches (killed, taking over) still gets its record from the next one.
+OPEN_CALLS = "hotline:calls:open:{}"
 
 # --- the sidecar's own keys -----------------------------------------------------------------------
 TICKETS = "hotline:sidecar:tickets"             # hash: work order id -> ticket id
@@ -85,3 +93,5 @@ LINKS = "hotline:sidecar:links"                 # hash: "<platform>:<ticket>" ->
 DEADLINES = "hotline:sidecar:deadlines"         # sorted set: "<platform>|<ticket>|<stage>|<level>"
 OVERDUE = "hotline:sidecar:overdue"             # set: "<platform>|<ticket>|<stage>" alerted
 TICKET_TRANSFER = "hotline:sidecar:ticket-transfer"  # hash: "<platform>|<ticket>" -> transfer
+CALL_RECORD = "hotline:sidecar:call:{}"         # per call id: its call record (JSON)
+CALL_INDEX = "hotline:sidecar:calls"            # sorted set: call id by arrival (for queries)

@@ -41,6 +41,24 @@ class Result(StrEnum):
 FALLBACK_RESULTS = frozenset(r for r in Result if r.startswith("fallback_"))
 
 
+class Disposition(StrEnum):
+    """How a call offered to a hotline ended: the call record's ``disposition``."""
+    ANSWERED = "answered"          # an agent of this hotline talked with the caller
+    TRANSFERRED = "transferred"    # the caller was left with the other platform
+    ABANDONED = "abandoned"        # the caller hung up before any agent answered
+    REFUSED = "refused"            # a transferred caller refused as busy: no agent was free
+    LOST = "lost"                  # ended before any agent answered, not by the caller
+
+
+class EndedBy(StrEnum):
+    """Whose hang-up ended a call (the call record's ``ended_by``)."""
+    CALLER = "caller"
+    AGENT = "agent"                # this hotline's agent, the caller's last party
+    REMOTE = "remote"              # the other platform's party, the caller's last one
+    SERVICE = "service"            # hotline-link ended it (refused, failed, cleaned up)
+    UNSEEN = "unseen"              # it ended while no instance of the service was watching
+
+
 class Mode(StrEnum):
     BLIND = "blind"                # one-key transfer (R1)
     THREE_WAY = "three_way"        # caller + both agents (R2)

@@ -18,7 +18,7 @@ from ari_app.app import HotlineApp
 from ari_app.client import AppReplaced, AriFenced
 
 from .lease import Lease, LeaseLost
-from .outcomes import OutcomeSink
+from .outcomes import CALL, OutcomeSink, RecordSink
 from .persistence import warn_if_not_durable
 from .redisconn import connect
 from .settings import Settings, load_catalog
@@ -39,10 +39,13 @@ async def serve(settings: Settings) -> None:
                     retry=Retry(NoBackoff(), 1), retry_on_error=[redis_errors.ConnectionError])
     instance = settings.ha.instance
     # Instances on one host must not replay (and unlink) each other's spool files.
-    sink = OutcomeSink(redis, settings.spool_dir / instance if instance else settings.spool_dir,
-                       settings.redis.durable)
-    # With a replica to wait for, a lease claim counts once the replica has it (a failover must
-    # not give a standby a primary that lacks our latest renewal).
+    spool = settings.spool_dir / instance if instance else settings.spool_dir
+    sink = OutcomeSink(redis, spool, settings.redis.durable)
+    # Call records: their own spool folder (a sink replays every *.json of its folder).
+    call_sink = RecordSink(redis, spool / "calls", settings.redis.durable, kind=CALL)
+    sinks = (sink, call_sink)
+    # With a replica to wait for, a lease claim counts once the replica has it, or when no replica
+    # is connected (a failover must not give a standby a primary that lacks our latest renewal).
     lease = (Lease(redis, instance, settings.ha.lease_ttl,
                    replicas=settings.redis.durable_replicas,
                    wait_ms=settings.redis.durable_wait_ms) if instance else None)
@@ -62,13 +65,14 @@ async def serve(settings: Settings) -> None:
     try:
         async with asyncio.TaskGroup() as tg:
             tg.create_task(sink.run(), name="outcome-replay")
+            tg.create_task(call_sink.run(), name="call-record-replay")
             tg.create_task(agi.keep_trying(), name="fastagi")
             if lease is None:
-                apps.update(_apps(settings, redis, sink, None, agi))
+                apps.update(_apps(settings, redis, sinks, None, agi))
                 for app in apps.values():
                     tg.create_task(app.run(), name=f"ari-{app.hotline.id}")
             else:
-                tg.create_task(_terms(settings, redis, sink, lease, apps, agi), name="hot-standby")
+                tg.create_task(_terms(settings, redis, sinks, lease, apps, agi), name="hot-standby")
     except asyncio.CancelledError:
         log.info("service stopping")
     finally:
@@ -79,15 +83,16 @@ async def serve(settings: Settings) -> None:
             await redis.aclose()
 
 
-def _apps(settings: Settings, redis: aioredis.Redis, sink: OutcomeSink, guard,
-          agi: AgiServer) -> dict[str, HotlineApp]:
+def _apps(settings: Settings, redis: aioredis.Redis, sinks: tuple[OutcomeSink, RecordSink],
+          guard, agi: AgiServer) -> dict[str, HotlineApp]:
     # AMI, where configured, lets a new active instance move on the requests left waiting on
     # the instance it replaced (HotlineApp.rescue_stranded).
-    return {h.id: HotlineApp(settings, h, redis, sink, guard=guard, manager=agi.ami.get(h.id))
+    return {h.id: HotlineApp(settings, h, redis, *sinks, guard=guard, manager=agi.ami.get(h.id))
             for h in settings.hotlines.values()}
 
 
-async def _terms(settings: Settings, redis: aioredis.Redis, sink: OutcomeSink, lease: Lease,
+async def _terms(settings: Settings, redis: aioredis.Redis,
+                 sinks: tuple[OutcomeSink, RecordSink], lease: Lease,
                  apps: dict[str, HotlineApp], agi: AgiServer) -> None:
     """Hot standby: wait for the lease, act while it is held, stand by again when it is lost.
 
@@ -97,7 +102,7 @@ async def _terms(settings: Settings, redis: aioredis.Redis, sink: OutcomeSink, l
     while True:
         await lease.acquire()
         started = time.monotonic()
-        apps.update(_apps(settings, redis, sink, lease.held, agi))
+        apps.update(_apps(settings, redis, sinks, lease.held, agi))
         log.warning("active: this instance holds the lease", instance=lease.instance)
         try:
             async with asyncio.TaskGroup() as tg:

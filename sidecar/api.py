@@ -11,6 +11,9 @@ is ``sidecar/openapi.json``, served at ``/openapi.json``.
   response names both. Idempotent by ``request_id``.
 - ``POST /feedback``: a platform reports acceptance, progress or the final result of one of its
   tickets; the sidecar relays it to the other platform's linked ticket (R11).
+- ``GET /calls``: call records (every call offered to a hotline) by arrival, filtered by hotline,
+  disposition, caller, agent; ``format=csv``. ``GET /calls/{call_id}``: one call's record and the
+  outcome of each transfer made from it.
 - ``POST /calls/{call_id}/transfer``, ``GET /commands/{id}``: a transfer for a live call.
 - ``GET /events``: the live event stream for desktops (``sidecar.events``).
 """
@@ -31,8 +34,9 @@ import redis.asyncio as aioredis
 import structlog
 from aiohttp import web
 
-from contracts.names import COMMAND_RESULTS, COMMANDS, INDEX, LINKS, RECORD, TRAIL
-from contracts.vocab import API_MODES, AlertKind, Mode
+from contracts.names import (CALL_INDEX, CALL_RECORD, COMMAND_RESULTS, COMMANDS, INDEX, LINKS,
+                             RECORD, TRAIL)
+from contracts.vocab import API_MODES, AlertKind, Disposition, Mode
 from hotline_link.redisconn import NO_WAIT, Durable, NotReplicated
 from transfer.catalog import Catalog, recommend
 
@@ -51,6 +55,10 @@ MAX_SCAN = 50_000
 CSV_FIELDS = ("transfer_id", "ended", "origin", "target", "mode", "trigger", "result", "category",
               "emergency", "caller_number", "initiating_agent", "answering_agent")
 # ...then ``ticket_<platform id>`` per configured platform (ticket_12345, ticket_110 by default).
+CALL_CSV_FIELDS = ("call_id", "hotline", "caller_number", "arrived_at", "answered_at", "ended_at",
+                   "disposition", "ended_by", "wait_ms", "talk_ms", "duration_ms", "agents",
+                   "transfers", "recovered")
+DISPOSITIONS = tuple(str(d) for d in Disposition)
 
 
 def _error(status: int, message: str) -> web.Response:
@@ -79,6 +87,8 @@ class Api:
         app.router.add_get("/transfers/{transfer_id}", self.one)
         app.router.add_post("/feedback", self.feedback)
         app.router.add_get("/metrics", self.metrics)
+        app.router.add_get("/calls", self.calls)
+        app.router.add_get("/calls/{call_id}", self.call)
         app.router.add_post("/calls/{call_id}/transfer", self.call_transfer)
         app.router.add_get("/commands/{command_id}", self.command)
         app.router.add_get("/events", self.events.handle)
@@ -150,7 +160,10 @@ class Api:
         return web.Response(text=SPEC.read_text(), content_type="application/json")
 
     # --- query -------------------------------------------------------------------------------------
-    async def query(self, request: web.Request) -> web.Response:
+    async def _page(self, request: web.Request, index: str, record_key: str, match):
+        """One page of an index (a sorted set of ids by time; each id's JSON at
+        ``record_key``), filtered by ``match(item, query)``: (rows, next cursor, format), or the
+        error response. Shared by ``GET /transfers`` and ``GET /calls``."""
         q = request.query
         try:
             since = _time(q.get("from"), 0.0)
@@ -163,9 +176,6 @@ class Api:
         fmt = q.get("format", "json")
         if fmt not in ("json", "csv"):
             return _error(400, "format must be json or csv")
-        platform = q.get("platform")
-        if platform is not None and platform not in self.platforms:
-            return _error(400, f"platform must be {' or '.join(self.platforms)}")
         try:
             after = _cursor(q.get("cursor"))
         except ValueError:
@@ -179,7 +189,7 @@ class Api:
         # (time, then id), so records synced meanwhile never shift a page.
         skip = 0
         while len(rows) < int(limit) and not end and scanned < MAX_SCAN:
-            got = await self.redis.zrangebyscore(INDEX, lo, hi, withscores=True, start=skip,
+            got = await self.redis.zrangebyscore(index, lo, hi, withscores=True, start=skip,
                                                  num=SCAN_CHUNK)
             end = len(got) < SCAN_CHUNK
             chunk = [(t.decode(), score) for t, score in got
@@ -188,11 +198,11 @@ class Api:
                 skip += len(got)      # a run of one timestamp longer than a chunk
                 continue
             skip = 0
-            raws = await self.redis.mget([RECORD.format(t) for t, _ in chunk])
-            for (tid, score), raw in zip(chunk, raws):
+            raws = await self.redis.mget([record_key.format(t) for t, _ in chunk])
+            for (rid, score), raw in zip(chunk, raws):
                 scanned += 1
-                last = (score, tid)
-                item = _matching(raw, q, platform)
+                last = (score, rid)
+                item = None if raw is None else match(json.loads(raw), q)
                 if item is not None:
                     rows.append(item)
                     if len(rows) >= int(limit):
@@ -200,19 +210,60 @@ class Api:
             lo = last[0]
         next_cursor = (None if (end and len(rows) < int(limit)) or last is None
                        else f"{last[0]!r}:{last[1]}")
+        return rows, next_cursor, fmt
+
+    async def query(self, request: web.Request) -> web.Response:
+        platform = request.query.get("platform")
+        if platform is not None and platform not in self.platforms:
+            return _error(400, f"platform must be {' or '.join(self.platforms)}")
+        page = await self._page(request, INDEX, RECORD,
+                                lambda item, q: _matching(item, q, platform))
+        if isinstance(page, web.Response):
+            return page
+        rows, next_cursor, fmt = page
         if fmt == "csv":
-            out = io.StringIO()
-            writer = csv.DictWriter(out, fieldnames=self.csv_fields)
-            writer.writeheader()
-            for item in rows:
-                rec = item["record"]
-                writer.writerow({**{k: rec.get(k) for k in CSV_FIELDS if k in rec},
-                                 "ended": (rec.get("timestamps") or {}).get("ended"),
-                                 **{f"ticket_{p}": item["tickets"].get(p)
-                                    for p in self.platforms}})
-            return web.Response(text=out.getvalue(), content_type="text/csv",
-                                headers={"Content-Disposition": "attachment; filename=transfers.csv"})
+            return _csv(self.csv_fields, "transfers.csv", (
+                {**{k: rec.get(k) for k in CSV_FIELDS if k in rec},
+                 "ended": (rec.get("timestamps") or {}).get("ended"),
+                 **{f"ticket_{p}": item["tickets"].get(p) for p in self.platforms}}
+                for item in rows for rec in (item["record"],)))
         return web.json_response({"count": len(rows), "transfers": rows, "next": next_cursor})
+
+    async def calls(self, request: web.Request) -> web.Response:
+        """Call records (one per call offered to a hotline) by arrival time, filtered by
+        hotline, disposition, caller or agent."""
+        q = request.query
+        if q.get("hotline") is not None and q["hotline"] not in self.hotlines:
+            return _error(400, f"hotline must be {' or '.join(self.hotlines)}")
+        if q.get("disposition") is not None and q["disposition"] not in DISPOSITIONS:
+            return _error(400, f"disposition must be one of {', '.join(DISPOSITIONS)}")
+        page = await self._page(request, CALL_INDEX, CALL_RECORD, _call_matching)
+        if isinstance(page, web.Response):
+            return page
+        rows, next_cursor, fmt = page
+        if fmt == "csv":
+            return _csv(CALL_CSV_FIELDS, "calls.csv", (
+                {**{k: rec.get(k) for k in CALL_CSV_FIELDS},
+                 "agents": " ".join(rec.get("agents", [])),
+                 "transfers": " ".join(rec.get("transfers", []))} for rec in rows))
+        return web.json_response({"count": len(rows), "calls": rows, "next": next_cursor})
+
+    async def call(self, request: web.Request) -> web.Response:
+        """One call's record, with the outcome of each transfer made from it."""
+        call_id = request.match_info["call_id"]
+        raw = await self.redis.get(CALL_RECORD.format(call_id))
+        if raw is None:
+            return _error(404, f"no call {call_id!r}")
+        record = json.loads(raw)
+        tids = record.get("transfers", [])
+        found = await self.redis.mget([RECORD.format(t) for t in tids]) if tids else []
+        transfers = []
+        for tid, item in zip(tids, found):
+            rec = json.loads(item)["record"] if item else None
+            transfers.append({"transfer_id": tid, "synced": item is not None,
+                              **({k: rec.get(k) for k in ("mode", "target", "result")}
+                                 if rec else {})})
+        return web.json_response({**record, "transfer_outcomes": transfers})
 
     async def one(self, request: web.Request) -> web.Response:
         tid = request.match_info["transfer_id"]
@@ -322,10 +373,28 @@ async def _json_object(request: web.Request) -> dict[str, Any] | web.Response:
     return body
 
 
-def _matching(raw: bytes | None, q, platform: str | None) -> dict | None:
-    if raw is None:
+def _csv(fields, filename: str, rows) -> web.Response:
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=fields, extrasaction="ignore")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow(row)
+    return web.Response(text=out.getvalue(), content_type="text/csv",
+                        headers={"Content-Disposition": f"attachment; filename={filename}"})
+
+
+def _call_matching(rec: dict, q) -> dict | None:
+    if any(q.get(k) is not None and str(rec.get(k)) != q[k]
+           for k in ("hotline", "disposition", "ended_by")):
         return None
-    item = json.loads(raw)
+    if q.get("caller") and q["caller"] != rec.get("caller_number"):
+        return None
+    if q.get("agent") and q["agent"] not in rec.get("agents", []):
+        return None
+    return rec
+
+
+def _matching(item: dict, q, platform: str | None) -> dict | None:
     rec = item["record"]
     if platform and platform not in (rec.get("origin"), rec.get("target")):
         return None

@@ -19,6 +19,7 @@ from hotline_link.settings import Settings, load_catalog
 
 from .alerts import Alerts
 from .api import Api
+from .calls import CallStore
 from .metrics import Metrics
 from .supervision import Supervisor
 from .sync import PlatformClient, Syncer, consume, ensure_group
@@ -110,6 +111,7 @@ async def serve(settings: Settings) -> None:
                 tg.create_task(forward_alerts(redis, alerts, sc.consumer, durable),
                                name="alerts")
                 tg.create_task(syncer.supervisor.run(), name="supervision")
+                tg.create_task(CallStore(redis, sc.consumer, durable).run(), name="calls")
         except asyncio.CancelledError:
             log.info("sidecar stopping")
         finally:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from contracts.names import OUTCOMES
+from contracts.names import CALLS, OUTCOMES
 
 ROOT = Path(__file__).resolve().parent.parent
 # Another lab config (its own addresses and ports, e.g. the chaos suite's) lets a second suite run
@@ -268,14 +268,14 @@ def phones(_phones, service, lab):
 
 
 class Outcomes:
-    """The outcome stream, read the way the sidecar reads it."""
+    """The outcome stream (or another record stream: ``stream``), read the way the sidecar
+    reads it."""
 
-    STREAM = OUTCOMES.key
-
-    def __init__(self, url: str):
+    def __init__(self, url: str, stream: str = OUTCOMES.key):
         import redis
 
         self.redis = redis.Redis.from_url(url, socket_timeout=2)
+        self.STREAM = stream
         self.mark = "0"
 
     def reset_mark(self) -> None:
@@ -296,5 +296,14 @@ class Outcomes:
 @pytest.fixture
 def outcomes(lab, phones):
     out = Outcomes(lab.descriptor["redis"]["url"])
+    out.reset_mark()
+    return out
+
+
+@pytest.fixture
+def call_records(lab, phones):
+    """The call-record stream from now on (records of earlier tests' calls may still arrive:
+    the tests pick theirs by caller and arrival)."""
+    out = Outcomes(lab.descriptor["redis"]["url"], CALLS.key)
     out.reset_mark()
     return out

@@ -15,6 +15,7 @@ from sidecar.settings import WEBHOOK_EVENTS
 
 OUTCOME = json.loads((ROOT / "config" / "outcome-record.schema.json").read_text())
 PAYLOADS = json.loads((ROOT / "config" / "stream-payloads.schema.json").read_text())
+CALL_RECORD = json.loads((ROOT / "config" / "call-record.schema.json").read_text())
 OPENAPI = json.loads((ROOT / "sidecar" / "openapi.json").read_text())
 
 
@@ -39,6 +40,12 @@ def test_vocabularies_are_the_outcome_schemas():
     assert values(vocab.DecidedHow) == set(decided["how"]["enum"])
     assert vocab.FALLBACK_RESULTS == {r for r in vocab.Result if r.startswith("fallback_")}
     assert set(vocab.CONFERENCE_MODES) | set(vocab.API_MODES) <= set(vocab.Mode)
+
+
+def test_vocabularies_are_the_call_record_schema():
+    props = CALL_RECORD["properties"]
+    assert values(vocab.Disposition) == set(props["disposition"]["enum"])
+    assert values(vocab.EndedBy) == set(props["ended_by"]["enum"])
 
 
 def test_vocabularies_are_the_stream_payload_schemas_and_the_api():
@@ -76,7 +83,7 @@ def test_stream_and_key_names_are_distinct_and_well_formed():
     every = [s.key for s in streams] + keys
     assert len(every) == len(set(every)), "a name is used twice"
     assert all(n.startswith("hotline:") and n.count("{}") <= 1 for n in every)
-    assert set(names.GROUPS) == {names.OUTCOMES.key, names.ALERTS.key}
+    assert set(names.GROUPS) == {names.OUTCOMES.key, names.CALLS.key, names.ALERTS.key}
     # Streams read by a consumer group are never trimmed: trimming would drop unread entries.
     assert names.OUTCOMES.maxlen is None and names.OUTCOMES.trim() == {}
     assert names.ALERTS.trim() == {"maxlen": names.ALERTS.maxlen, "approximate": True}

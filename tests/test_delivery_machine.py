@@ -175,7 +175,7 @@ def test_a_caller_is_answered_and_the_longest_idle_agent_rung_with_ringback():
     d = desk()
     d.idle_since.update({"a1": 50.0, "a2": 10.0, "a3": 30.0})
     cmds = succeed(d, arrive(d, now=60.0), 60.0)
-    requests = [c for c in flat(cmds) if not isinstance(c, (dm.Log, Publish))]
+    requests = [c for c in flat(cmds) if not isinstance(c, (dm.Log, Publish, dm.CallNote))]
     assert requests[:2] == [dm.SetVar("c1", "HOTLINE_ROLE", "caller"), Answer("c1")]
     ring = of(cmds, RingAgent)[0]
     assert ring.agent == "a2" and ring.leg == "L-c1-a2-00000001" and ring.timeout == 4
@@ -333,7 +333,8 @@ def test_a_refer_release_hangs_the_agent_up_after_the_grace():
     call = connected(d)
     leg = call.agent_leg
     cmds = dm.step(d, Ev.DETACH, 5, dm.Detach("c1", 2.0))
-    assert cmds == [dm.RemoveFromBridge("B1", "c1"), HangUp(leg, after=2.0)]
+    assert cmds == [dm.CallNote(d.calls["c1"]), dm.RemoveFromBridge("B1", "c1"),
+                    HangUp(leg, after=2.0)]
 
 
 def test_a_queue_call_handed_over_is_bridged_then_its_key_runs():
@@ -360,7 +361,19 @@ def test_reconcile_ends_what_is_gone_and_takes_back_what_is_bridged():
     assert HangUp("c1") in flat(cmds) and call.state == CallState.ENDED
     found = d.calls["x1"]
     assert (found.state, found.agent, found.bridge) == (CallState.CONNECTED, "a3", "BX")
-    assert DeleteBridge("B-empty") in flat(cmds)
+    assert DeleteBridge("B-empty") in flat(cmds) and DeleteBridge("BX") not in flat(cmds)
+
+
+def test_reconcile_ends_an_agent_left_alone_in_a_call_bridge_and_the_bridge():
+    """The caller hung up while no instance watched: the agent's leg stays in the call's
+    bridge. Both go, not only the leg (the bridge would be left over for good)."""
+    d = desk()
+    channels = ({"id": "y1-agent", "state": "Up", "name": "PJSIP/a2-1",
+                 "channelvars": {"HOTLINE_ROLE": "agent", "HOTLINE_AGENT": "a2",
+                                 "HOTLINE_CALLER": "y1"}},)
+    bridges = ({"id": "BY", "name": "call-LY", "channels": ["y1-agent"]},)
+    cmds = flat(dm.step(d, Ev.RECONCILE, 9, dm.Found(channels, bridges, {})))
+    assert HangUp("y1-agent") in cmds and DeleteBridge("BY") in cmds
 
 
 def test_music_that_could_not_start_is_tried_again_at_the_next_offer():

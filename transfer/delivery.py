@@ -47,7 +47,7 @@ from typing import Callable
 
 from contracts import sip
 from contracts.sip import HEADERS
-from contracts.vocab import LiveEvent
+from contracts.vocab import Disposition, EndedBy, LiveEvent
 
 # IllegalTransition is this machine's error too (re-exported).
 from .table import IllegalTransition, Row, check_move, row as _row  # noqa: F401
@@ -89,6 +89,16 @@ class Call:
     held_since: float = 0.0
     headers: dict[str, str] = field(default_factory=dict)   # X-Hotline-* of a transferred call
     transfer_id: str | None = None                           # a transfer of ours in progress
+    # For the call record (CallEnded): when an agent of ours first talked with the caller, who
+    # did, the transfers made from the call, whether the other platform joined it and whether
+    # the caller was last left with it; ``recovered``: rebuilt after a restart or takeover, so
+    # ``arrived`` and ``agent_at`` are when this instance found the call.
+    agent_at: float | None = None
+    agents: list[str] = field(default_factory=list)
+    transfers: list[str] = field(default_factory=list)
+    remote_joined: bool = False
+    handed_off: bool = False
+    recovered: bool = False
 
     @property
     def transferred_in(self) -> bool:
@@ -122,6 +132,21 @@ class Desk:
 
 # The caller channel's variable that names the transfer in progress ("" when none).
 TRANSFER_VAR = "HOTLINE_TRANSFER"
+# The PBX's own record of the call (CDR, and CEL's userfield) names what hotline-link did with
+# it, so a CDR ties in with the call and outcome records: "hotline-link:call;transfers=<id>,<id>"
+# on the origin's side, "hotline-link:call;transfer_in=<id>;origin=<hotline>" on the target's
+# (the degraded dialplan writes "hotline-link:degraded;...").
+USERFIELD = "CDR(userfield)"
+
+
+def userfield(call: Call) -> str:
+    parts = ["hotline-link:call"]
+    if call.transferred_in:
+        parts += [f"transfer_in={call.headers[sip.TRANSFER_ID]}",
+                  f"origin={call.headers.get(sip.ORIGIN, '')}"]
+    if call.transfers:
+        parts.append("transfers=" + ",".join(call.transfers))
+    return ";".join(parts)
 
 
 # --- commands (what the interpreter does) -----------------------------------------------------
@@ -229,6 +254,23 @@ class Publish:
     """A live event for agent desktops."""
     kind: str
     fields: dict
+
+
+@dataclass(slots=True)
+class CallEnded:
+    """A call left the desk: the interpreter writes its call record (adding the hotline and the
+    wall-clock times). ``call`` is no longer the desk's: nothing changes it any more."""
+    call: Call
+    ended: float
+    ended_by: EndedBy
+    disposition: Disposition
+
+
+@dataclass(slots=True)
+class CallNote:
+    """What the call record will need changed (arrival, an agent, a transfer, the other
+    platform): the interpreter keeps the live call's note (``OPEN_CALLS``) current."""
+    call: Call
 
 
 @dataclass(slots=True)
@@ -354,6 +396,7 @@ class Found:
     channels: tuple[dict, ...]
     bridges: tuple[dict, ...]
     headers: dict               # caller channel id -> headers
+    known: dict = field(default_factory=dict)   # caller channel id -> its call as last noted
 
 
 @dataclass(slots=True)
@@ -544,12 +587,24 @@ def _hold(d: Desk, call: Call, now: float) -> list[Command]:
     return cmds + [Attempt((StartMOH(call.caller),), call.caller, then=Ev.HELD)]
 
 
-def _end_call(d: Desk, call: Call, now: float, reason: str | None = None) -> list[Command]:
+def disposition(call: Call, reason: str | None, by: EndedBy) -> Disposition:
+    """How a call ended, for its record."""
+    if call.agent_at is None and not call.remote_joined:
+        if reason in ("busy", "rejected"):
+            return Disposition.REFUSED
+        return Disposition.ABANDONED if by == EndedBy.CALLER else Disposition.LOST
+    if call.remote_joined and call.handed_off:
+        return Disposition.TRANSFERRED
+    return Disposition.ANSWERED
+
+
+def _end_call(d: Desk, call: Call, now: float, reason: str | None = None,
+              by: EndedBy = EndedBy.SERVICE) -> list[Command]:
     """End every leg. The caller's channel is hung up exactly once: a second hang-up racing the
     first would replace its cause (and the SIP code the other side sees)."""
     d.calls.pop(call.caller, None)
     call.state = ENDED
-    cmds: list[Command] = []
+    cmds: list[Command] = [CallEnded(call, now, by, disposition(call, reason, by))]
     for leg in (call.agent_leg, call.remote_leg):
         if leg:
             d.legs.pop(leg, None)
@@ -568,8 +623,11 @@ def _agent_leg_gone(d: Desk, call: Call, leg: str, cause: int, now: float) -> li
     call.agent = call.agent_leg = None
     if call.state == CONNECTED:
         if call.remote_leg:
-            return [_clog(call, "agent left; caller stays with the other platform", agent=agent)]
-        return [_clog(call, "agent hung up", agent=agent)] + _end_call(d, call, now)
+            call.handed_off = True
+            return [CallNote(call),
+                    _clog(call, "agent left; caller stays with the other platform", agent=agent)]
+        return [_clog(call, "agent hung up", agent=agent)] + \
+            _end_call(d, call, now, by=EndedBy.AGENT)
     if call.state == TRANSFERRING:
         return []
     if call.transferred_in and cause == CAUSE_REJECTED:
@@ -583,11 +641,13 @@ def _remote_leg_gone(d: Desk, call: Call, now: float) -> list[Command]:
     call.remote_leg = None
     if call.agent_leg and call.state == CONNECTED:
         return [_clog(call, "other platform left; back to two parties")]
-    return [_clog(call, "other platform hung up")] + _end_call(d, call, now)
+    return [_clog(call, "other platform hung up")] + _end_call(d, call, now, by=EndedBy.REMOTE)
 
 
 def _adopt_remote(d: Desk, call: Call, leg: str, transfer_id: str | None) -> None:
     call.remote_leg = leg
+    call.remote_joined = True
+    call.handed_off = call.handed_off or call.agent_leg is None
     call.state = CONNECTED
     call.transfer_id = transfer_id
     d.legs[leg] = (call.caller, REMOTE)
@@ -607,6 +667,7 @@ def _arrived(d: Desk, now: float, a: Arrival) -> list[Command]:
         steps.append(_clog(call, "transferred caller arrived", caller=call.number,
                            origin=call.headers.get(sip.ORIGIN),
                            transfer_id=call.headers[sip.TRANSFER_ID]))
+        steps.append(SetVar(call.caller, USERFIELD, userfield(call)))
         if not free_agents(d, a.listed):
             steps.append(_clog(call, "no free agent: transfer refused as busy",
                                transfer_id=call.headers[sip.TRANSFER_ID]))
@@ -618,8 +679,8 @@ def _arrived(d: Desk, now: float, a: Arrival) -> list[Command]:
     else:
         steps += [_clog(call, "caller arrived", caller=call.number), Answer(call.caller)]
         call.answered = True
-    return [Attempt(tuple(steps), call.caller, then=Ev.OFFER, failed=Ev.CALLER_GONE,
-                    only_gone=True)]
+    return [CallNote(call), Attempt(tuple(steps), call.caller, then=Ev.OFFER,
+                                    failed=Ev.CALLER_GONE, only_gone=True)]
 
 
 def _adopt(d: Desk, now: float, a: Adoption) -> list[Command]:
@@ -693,7 +754,7 @@ def _reconcile(d: Desk, now: float, f: Found) -> list[Command]:
     cmds: list[Command] = []
     for call in list(d.calls.values()):
         if call.caller not in live:
-            cmds += _end_call(d, call, now)
+            cmds += _end_call(d, call, now, by=EndedBy.UNSEEN)
         elif call.agent_leg and call.agent_leg not in live:
             d.legs.pop(call.agent_leg, None)
             cmds += _agent_leg_gone(d, call, call.agent_leg, 0, now)
@@ -704,7 +765,8 @@ def _reconcile(d: Desk, now: float, f: Found) -> list[Command]:
     for ch in f.channels:
         role = (ch.get("channelvars") or {}).get("HOTLINE_ROLE")
         if role == "caller" and ch["id"] not in d.calls:
-            cmds += _found_caller(d, ch, live, bridge_of.get(ch["id"]), f.headers, now)
+            cmds += _found_caller(d, ch, live, bridge_of.get(ch["id"]), f.headers, now,
+                                  f.known.get(ch["id"]))
     for ch in f.channels:
         vars_ = ch.get("channelvars") or {}
         if vars_.get("HOTLINE_ROLE") != AGENT or ch["id"] in d.legs:
@@ -720,17 +782,22 @@ def _reconcile(d: Desk, now: float, f: Found) -> list[Command]:
         else:
             # An agent leg nobody owns any more: left over from a call that is gone.
             cmds.append(HangUp(ch["id"]))
+    kept = {c.bridge for c in d.calls.values() if c.bridge}
     for b in f.bridges:
-        if b.get("name", "").startswith("call-") and not b.get("channels"):
+        # Empty, or left with channels of no call we keep (an agent whose caller hung up while
+        # nobody watched: hung up above): nothing will ever end it otherwise.
+        if b.get("name", "").startswith("call-") and b["id"] not in kept and \
+                not any(ch in d.calls or ch in d.legs for ch in b.get("channels", [])):
             cmds.append(DeleteBridge(b["id"]))
     return cmds + _dispatch(d, now)
 
 
 def _found_caller(d: Desk, ch: dict, live: dict, bridge: dict | None, headers: dict,
-                  now: float) -> list[Command]:
+                  now: float, known: Call | None) -> list[Command]:
     call = Call(caller=ch["id"], number=ch.get("caller", {}).get("number", ""),
                 call_id=ch.get("linkedid") or ch["id"], arrived=now,
-                answered=ch.get("state") == "Up", headers=dict(headers.get(ch["id"], {})))
+                answered=ch.get("state") == "Up", headers=dict(headers.get(ch["id"], {})),
+                recovered=True)
     d.calls[call.caller] = call
     if bridge is not None:
         call.bridge = bridge["id"]
@@ -746,17 +813,24 @@ def _found_caller(d: Desk, ch: dict, live: dict, bridge: dict | None, headers: d
             else:
                 call.remote_leg = other
                 d.legs[other] = (call.caller, REMOTE)
+    if known is not None:
+        _merge(call, known)
+    if call.remote_leg:
+        call.remote_joined = True
+        call.handed_off = call.agent_leg is None
+    if call.agent_leg:
+        _talked(call, now)
     if call.agent_leg or call.remote_leg:
         call.state = CONNECTED
     elif bridge is not None:
         # Alone in its call bridge: everyone else hung up while we were away, and a call
         # ends when only the caller is left.
         return [_clog(call, "caller found alone in its call; ending it")] + \
-            _end_call(d, call, now)
+            _end_call(d, call, now, by=EndedBy.UNSEEN)
     elif (ch.get("channelvars") or {}).get(TRANSFER_VAR):
         call.state = TRANSFERRING          # the transfer adapter re-attaches it
         call.transfer_id = ch["channelvars"][TRANSFER_VAR]
-    return [_clog(call, "call adopted after reconnect", state=str(call.state))]
+    return [CallNote(call), _clog(call, "call adopted after reconnect", state=str(call.state))]
 
 
 DeskHandler = Callable[[Desk, float, object], list[Command]]
@@ -778,7 +852,8 @@ DESK_EVENTS: dict[Ev, tuple[type | None, DeskHandler]] = {
 # --- a call's events -------------------------------------------------------------------------
 
 def _caller_gone(d: Desk, call: Call, now: float, detail) -> list[Command]:
-    return [_clog(call, "caller hung up", state=str(call.state))] + _end_call(d, call, now)
+    return [_clog(call, "caller hung up", state=str(call.state))] + \
+        _end_call(d, call, now, by=EndedBy.CALLER)
 
 
 def _agent_gone(d: Desk, call: Call, now: float, g: LegGone) -> list[Command]:
@@ -832,7 +907,7 @@ def _agent_bridge_ready(d: Desk, call: Call, now: float, done: Done) -> list[Com
 def _agent_bridged(d: Desk, call: Call, now: float, done: Done) -> list[Command]:
     call.state = CONNECTED
     call.agent_since = now
-    return [_live(LiveEvent.AGENT_CONNECTED, call, call.agent),
+    return [_talked(call, now), _live(LiveEvent.AGENT_CONNECTED, call, call.agent),
             _clog(call, "agent connected", agent=call.agent, wait_s=round(now - call.arrived, 3))]
 
 
@@ -849,7 +924,7 @@ def _connect_failed(d: Desk, call: Call, now: float, f: Failed) -> list[Command]
         if call.agent_leg == f.leg:
             cmds += _agent_leg_gone(d, call, f.leg, 0, now)
         return cmds
-    return cmds + _end_call(d, call, now)
+    return cmds + _end_call(d, call, now, by=EndedBy.CALLER)
 
 
 def _ring_failed(d: Desk, call: Call, now: float, f: Failed) -> list[Command]:
@@ -876,8 +951,8 @@ def _adopt_bridge_ready(d: Desk, call: Call, now: float, done: Done) -> list[Com
 
 def _adopted(d: Desk, call: Call, now: float, done: Done) -> list[Command]:
     action = d.pending_keys.pop(call.caller, None)
-    cmds: list[Command] = [_clog(call, "queue call taken over", agent=call.agent,
-                                 caller=call.number)]
+    cmds: list[Command] = [_talked(call, now), _clog(call, "queue call taken over",
+                                                     agent=call.agent, caller=call.number)]
     return cmds + ([KeyAction(call.caller, action)] if action else [])
 
 
@@ -899,18 +974,48 @@ def _release_hold(d: Desk, call: Call, now: float, detail) -> list[Command]:
     return _dispatch(d, now)
 
 
+def _merge(found: Call, known: Call) -> None:
+    """A call found live after a restart takes what its note knew: when it arrived, who talked
+    with it, its transfers (this instance saw none of that)."""
+    found.arrived = min(found.arrived, known.arrived)
+    if known.agent_at is not None:
+        found.agent_at = known.agent_at
+    found.agents = list(known.agents)
+    found.transfers = list(known.transfers)
+    found.remote_joined = known.remote_joined
+    found.headers = found.headers or dict(known.headers)
+
+
+def _talked(call: Call, now: float) -> CallNote:
+    """An agent of ours is with the caller now."""
+    if call.agent_at is None:
+        call.agent_at = now
+    if call.agent and call.agent not in call.agents:
+        call.agents.append(call.agent)
+    call.handed_off = False
+    return CallNote(call)
+
+
+def _note_transfer(call: Call, transfer_id: str) -> None:
+    call.transfer_id = transfer_id
+    if transfer_id not in call.transfers:
+        call.transfers.append(transfer_id)
+
+
 def _transfer_started(d: Desk, call: Call, now: float, n: TransferNote) -> list[Command]:
-    call.transfer_id = n.transfer_id
+    _note_transfer(call, n.transfer_id)
     # The channel's own trace of its transfer (a restarted app finds the transfer by it). A
     # caller who hung up this very moment must not stop anything: a failure is only logged.
-    return [Attempt((SetVar(call.caller, TRANSFER_VAR, n.transfer_id),), call.caller)]
+    return [CallNote(call), Attempt((SetVar(call.caller, TRANSFER_VAR, n.transfer_id),
+                                     SetVar(call.caller, USERFIELD, userfield(call))),
+                                    call.caller)]
 
 
 def _transfer_resumed(d: Desk, call: Call, now: float, n: TransferNote) -> list[Command]:
-    call.transfer_id = n.transfer_id
+    _note_transfer(call, n.transfer_id)
     if n.blind and call.state != CONNECTED:
         call.state = TRANSFERRING
-    return []
+    return [CallNote(call)]
 
 
 def _detach(d: Desk, call: Call, now: float, x: Detach) -> list[Command]:
@@ -921,12 +1026,15 @@ def _detach(d: Desk, call: Call, now: float, x: Detach) -> list[Command]:
     while that subscription is alive is the pattern behind PJSIP's REFER teardown crashes."""
     leg, agent = call.agent_leg, call.agent
     call.state = TRANSFERRING
+    call.handed_off = True
     if not leg:
-        return []
+        return [CallNote(call)]
     d.legs.pop(leg, None)
     _release(d, agent, now)
     call.agent = call.agent_leg = None
-    cmds: list[Command] = [RemoveFromBridge(call.bridge, call.caller)] if call.bridge else []
+    cmds: list[Command] = [CallNote(call)]
+    if call.bridge:
+        cmds.append(RemoveFromBridge(call.bridge, call.caller))
     return cmds + [HangUp(leg, after=x.grace)]
 
 
@@ -942,7 +1050,7 @@ def _bridge_made(d: Desk, call: Call, now: float, b: BridgeNote) -> list[Command
 
 def _remote_joined(d: Desk, call: Call, now: float, r: RemoteJoined) -> list[Command]:
     _adopt_remote(d, call, r.leg, r.transfer_id)
-    return []
+    return [CallNote(call)]
 
 
 def _drop_agent(d: Desk, call: Call, now: float, detail) -> list[Command]:
@@ -953,24 +1061,29 @@ def _drop_agent(d: Desk, call: Call, now: float, detail) -> list[Command]:
     d.legs.pop(leg, None)
     _release(d, agent, now)
     call.agent = call.agent_leg = None
-    return [HangUp(leg)]
+    call.handed_off = True
+    return [CallNote(call), HangUp(leg)]
 
 
 def _returned(d: Desk, call: Call, now: float, r: Returned) -> list[Command]:
     """A transfer failed: the caller waits for an agent here again, ``prefer`` first."""
     call.state = WAITING
     call.transfer_id = None
+    call.handed_off = False
     call.prefer = r.prefer
     call.tried.clear()
     call.ringing = True          # the transfer left ringback playing
-    return [_clog(call, "caller back to origin", prefer=r.prefer)] + _dispatch(d, now)
+    return [CallNote(call), _clog(call, "caller back to origin", prefer=r.prefer)] + \
+        _dispatch(d, now)
 
 
 def _transfer_ended(d: Desk, call: Call, now: float, r: RemoteJoined) -> list[Command]:
+    cmds: list[Command] = []
     if r.leg is not None and call.remote_leg != r.leg:
         _adopt_remote(d, call, r.leg, None)
+        cmds.append(CallNote(call))
     call.transfer_id = None
-    return [Attempt((SetVar(call.caller, TRANSFER_VAR, ""),), call.caller)]
+    return cmds + [Attempt((SetVar(call.caller, TRANSFER_VAR, ""),), call.caller)]
 
 
 CallHandler = Callable[[Desk, Call, float, object], list[Command]]

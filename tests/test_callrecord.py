@@ -1,0 +1,136 @@
+"""Call records from the delivery machine, without a PBX: one per call, its disposition, who
+ended it and its times; the live call's note and a call rebuilt from it."""
+
+from __future__ import annotations
+
+import json
+
+import jsonschema
+
+from conftest import ROOT
+from contracts.vocab import Disposition, EndedBy
+from test_delivery_machine import TRANSFER_HEADERS, arrive, connected, desk, flat, succeed
+from transfer import callrecord
+from transfer import delivery as dm
+from transfer.delivery import Ev
+
+OFFSET = 1_800_000_000.0          # wall clock minus monotonic clock in these tests
+
+
+def ended(cmds) -> dm.CallEnded:
+    [end] = [c for c in flat(cmds) if isinstance(c, dm.CallEnded)]
+    return end
+
+
+SCHEMA = json.loads((ROOT / "config" / "call-record.schema.json").read_text())
+
+
+def rec(end: dm.CallEnded) -> dict:
+    """The record, which must pass the published schema."""
+    r = callrecord.record(end.call, "12345", end.ended, end.ended_by, end.disposition, OFFSET)
+    jsonschema.validate(r, SCHEMA, cls=jsonschema.Draft202012Validator,
+                        format_checker=jsonschema.FormatChecker())
+    return r
+
+
+def test_an_answered_call_ended_by_the_agent():
+    d = desk()
+    call = connected(d, now=1.0)                       # an agent answered at 2.0
+    r = rec(ended(dm.step(d, Ev.CHANNEL_GONE, 62.0, dm.Gone(call.agent_leg))))
+    assert (r["disposition"], r["ended_by"]) == ("answered", "agent")
+    assert (r["wait_ms"], r["talk_ms"], r["duration_ms"]) == (1000, 60000, 61000)
+    assert r["agents"] == ["a1"] and r["transfers"] == [] and r["transfer_in"] is None
+    assert r["arrived_at"].startswith("2027-01-15T08:00:01.000") and r["hotline"] == "12345"
+
+
+def test_a_caller_who_hangs_up_before_any_agent_abandoned():
+    d = desk(free=())
+    succeed(d, arrive(d, now=1.0), 1.0)
+    r = rec(ended(dm.step(d, Ev.CHANNEL_GONE, 31.0, dm.Gone("c1"))))
+    assert (r["disposition"], r["ended_by"]) == ("abandoned", "caller")
+    assert (r["wait_ms"], r["talk_ms"], r["answered_at"]) == (30000, None, None)
+
+
+def test_a_transferred_caller_refused_busy():
+    d = desk(free=())
+    end = ended(arrive(d, headers=TRANSFER_HEADERS))
+    r = rec(end)
+    assert (r["disposition"], r["ended_by"]) == ("refused", "service")
+    assert r["transfer_in"] == {"transfer_id": "T1", "origin": "110"}
+
+
+def test_a_blind_transfer_the_other_platform_took_is_transferred_with_its_id():
+    d = desk()
+    call = connected(d)
+    notes = [c for c in dm.step(d, Ev.TRANSFER_STARTED, 3, dm.TransferNote("c1", "T1"))
+             if isinstance(c, dm.CallNote)]
+    assert notes and notes[0].call.transfers == ["T1"]
+    dm.step(d, Ev.DETACH, 3, dm.Detach("c1"))
+    dm.step(d, Ev.TRANSFER_ENDED, 5, dm.RemoteJoined("c1", "r1"))
+    r = rec(ended(dm.step(d, Ev.CHANNEL_GONE, 9, dm.Gone("r1"))))
+    assert (r["disposition"], r["ended_by"]) == ("transferred", "remote")
+    assert r["transfers"] == ["T1"] and r["agents"] == [call.agents[0]]
+
+
+def test_a_failed_transfer_back_to_an_agent_is_answered_and_keeps_both_agents():
+    d = desk()
+    call = connected(d)
+    first = call.agent
+    dm.step(d, Ev.TRANSFER_STARTED, 3, dm.TransferNote("c1", "T1"))
+    dm.step(d, Ev.DETACH, 3, dm.Detach("c1"))
+    succeed(d, dm.step(d, Ev.RETURNED, 9, dm.Returned("c1", "a2")), 9)
+    succeed(d, dm.step(d, Ev.AGENT_ANSWERED, 10, dm.Leg("c1", call.agent_leg)), 10)
+    r = rec(ended(dm.step(d, Ev.CHANNEL_GONE, 20, dm.Gone("c1"))))
+    assert (r["disposition"], r["ended_by"]) == ("answered", "caller")
+    assert r["agents"] == [first, "a2"] and r["transfers"] == ["T1"]
+
+
+def test_a_three_way_call_the_other_agent_left_stays_answered():
+    d = desk()
+    call = connected(d)
+    dm.step(d, Ev.REMOTE_JOINED, 4, dm.RemoteJoined("c1", "r1", "T1"))
+    dm.step(d, Ev.CHANNEL_GONE, 5, dm.Gone("r1"))
+    r = rec(ended(dm.step(d, Ev.CHANNEL_GONE, 6, dm.Gone(call.agent_leg))))
+    assert r["disposition"] == "answered"
+
+
+def test_every_call_ends_with_exactly_one_record():
+    d = desk()
+    cmds = []
+    for i, caller in enumerate(("c1", "c2", "c3")):
+        cmds += succeed(d, arrive(d, caller, now=float(i)), float(i))
+    for caller in ("c1", "c2", "c3"):
+        cmds += dm.step(d, Ev.CHANNEL_GONE, 10, dm.Gone(caller))
+        cmds += dm.step(d, Ev.CHANNEL_GONE, 11, dm.Gone(caller))      # a late duplicate
+    ends = [c.call.call_id for c in flat(cmds) if isinstance(c, dm.CallEnded)]
+    assert sorted(ends) == ["L-c1", "L-c2", "L-c3"]
+
+
+def test_a_call_rebuilt_after_a_restart_keeps_what_its_note_knew():
+    d = desk()
+    call = connected(d, now=1.0)
+    dm.step(d, Ev.TRANSFER_STARTED, 3, dm.TransferNote("c1", "T1"))
+    note = callrecord.note(call, "12345", OFFSET)
+    known = callrecord.from_note(note, OFFSET + 100.0)    # a new process: another offset
+    fresh = desk()
+    channels = ({"id": "c1", "linkedid": "L-c1", "state": "Up",
+                 "caller": {"number": "13800138000"},
+                 "channelvars": {"HOTLINE_ROLE": "caller"}},
+                {"id": call.agent_leg, "state": "Up",
+                 "channelvars": {"HOTLINE_ROLE": "agent", "HOTLINE_AGENT": call.agent,
+                                 "HOTLINE_CALLER": "c1"}})
+    bridges = ({"id": "B1", "name": "call-L-c1", "channels": ["c1", call.agent_leg]},)
+    dm.step(fresh, Ev.RECONCILE, 500.0, dm.Found(channels, bridges, {}, {"c1": known}))
+    found = fresh.calls["c1"]
+    assert found.recovered and found.transfers == ["T1"] and found.agents == [call.agent]
+    assert (found.arrived, found.agent_at) == (1.0 - 100.0, 2.0 - 100.0)
+    r = callrecord.record(found, "12345", 600.0, EndedBy.CALLER, Disposition.ANSWERED,
+                          OFFSET + 100.0)
+    assert r["arrived_at"] == note["arrived_at"] and r["recovered"] is True
+
+
+def test_a_note_of_a_call_that_ended_unseen_gives_its_record():
+    d = desk(free=())
+    succeed(d, arrive(d, now=1.0), 1.0)
+    call = callrecord.from_note(callrecord.note(d.calls["c1"], "12345", OFFSET), OFFSET)
+    assert dm.disposition(call, None, EndedBy.UNSEEN) == Disposition.LOST

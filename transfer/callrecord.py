@@ -1,0 +1,83 @@
+"""Call records: one per call offered to a hotline, whatever became of it (R8's counts: offered,
+answered, abandoned, how long callers waited). Pure: the delivery machine says when a call ends
+and how (``delivery.CallEnded``); this turns its ``Call`` into the record
+(``config/call-record.schema.json``) and back from the note kept while the call is live.
+
+Times: the machine counts in monotonic seconds; ``offset`` (wall clock minus monotonic clock,
+taken by the caller) turns them into the wall-clock times a record carries.
+
+The note (``OPEN_CALLS``, written by the adapter whenever the call's facts change) is what lets
+a call that ends while no instance watches (killed, a takeover) still be counted once, by the
+instance that finds it gone, and lets one that is still live keep its arrival time and agents.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from contracts import sip
+from contracts.vocab import Disposition, EndedBy
+
+from .delivery import Call, CallState
+
+SCHEMA = 1
+
+
+def _iso(mono: float | None, offset: float) -> str | None:
+    if mono is None:
+        return None
+    return datetime.fromtimestamp(mono + offset, timezone.utc).isoformat(timespec="milliseconds")
+
+
+def _ms(a: float | None, b: float | None) -> int | None:
+    return None if a is None or b is None else max(0, round((b - a) * 1000))
+
+
+def note(call: Call, hotline: str, offset: float) -> dict:
+    """What is known of a live call, for ``OPEN_CALLS``."""
+    h = call.headers
+    return {
+        "schema": SCHEMA, "call_id": call.call_id, "hotline": hotline, "caller": call.caller,
+        "caller_number": call.number,
+        "arrived_at": _iso(call.arrived, offset), "answered_at": _iso(call.agent_at, offset),
+        "agents": list(call.agents), "transfers": list(call.transfers),
+        "transfer_in": ({"transfer_id": h[sip.TRANSFER_ID], "origin": h.get(sip.ORIGIN)}
+                        if call.transferred_in else None),
+        "remote_joined": call.remote_joined, "handed_off": call.handed_off,
+        "recovered": call.recovered,
+    }
+
+
+def _mono(iso: str | None, offset: float) -> float | None:
+    return None if iso is None else datetime.fromisoformat(iso).timestamp() - offset
+
+
+def from_note(n: dict, offset: float) -> Call:
+    """The call a note describes (for a record, or to carry its facts into a found call)."""
+    transfer_in = n.get("transfer_in") or {}
+    headers = ({sip.TRANSFER_ID: transfer_in["transfer_id"], sip.ORIGIN: transfer_in.get("origin")}
+               if transfer_in.get("transfer_id") else {})
+    return Call(caller=n["caller"], number=n.get("caller_number", ""), call_id=n["call_id"],
+                arrived=_mono(n["arrived_at"], offset), state=CallState.ENDED,
+                headers={k: v for k, v in headers.items() if v},
+                agent_at=_mono(n.get("answered_at"), offset), agents=list(n.get("agents", [])),
+                transfers=list(n.get("transfers", [])),
+                remote_joined=bool(n.get("remote_joined")), handed_off=bool(n.get("handed_off")),
+                recovered=bool(n.get("recovered")))
+
+
+def record(call: Call, hotline: str, ended: float, ended_by: EndedBy,
+           disposition: Disposition, offset: float) -> dict:
+    """The call record of a call that ended."""
+    out = note(call, hotline, offset)
+    for internal in ("caller", "remote_joined", "handed_off"):
+        del out[internal]
+    waited_until = call.agent_at if call.agent_at is not None else ended
+    out.update({
+        "ended_at": _iso(ended, offset), "ended_by": str(ended_by),
+        "disposition": str(disposition),
+        "wait_ms": _ms(call.arrived, waited_until),
+        "talk_ms": _ms(call.agent_at, ended),
+        "duration_ms": _ms(call.arrived, ended),
+    })
+    return out
