@@ -95,3 +95,7 @@ OVERDUE = "hotline:sidecar:overdue"             # set: "<platform>|<ticket>|<sta
 TICKET_TRANSFER = "hotline:sidecar:ticket-transfer"  # hash: "<platform>|<ticket>" -> transfer
 CALL_RECORD = "hotline:sidecar:call:{}"         # per call id: its call record (JSON)
 CALL_INDEX = "hotline:sidecar:calls"            # sorted set: call id by arrival (for queries)
+# Per "<hotline>:<hour since the epoch>": hash "<minute since the epoch>:<counter>" -> count, the
+# KPI counters of the calls that arrived then (transfer/kpi.py); kept a little over a day.
+CALL_STATS = "hotline:sidecar:callstats:{}"
+ALERTED = "hotline:sidecar:alerted:{}"          # per "<alert kind>:<hotline>": raised lately (TTL)

@@ -106,6 +106,7 @@ class AlertKind(StrEnum):
     DISPUTE = "dispute"                      # sidecar: R15 dispute signals
     STABILITY_LEAD = "stability_lead"        # sidecar: R15 stability matters
     REDIS_DATA_LOST = "redis_data_lost"      # service or sidecar: a stream or group vanished
+    ANSWER_RATE_LOW = "answer_rate_low"      # sidecar: a hotline's 1 h answer rate under target
 
 
 class LiveEvent(StrEnum):

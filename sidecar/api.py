@@ -14,6 +14,7 @@ is ``sidecar/openapi.json``, served at ``/openapi.json``.
 - ``GET /calls``: call records (every call offered to a hotline) by arrival, filtered by hotline,
   disposition, caller, agent; ``format=csv``. ``GET /calls/{call_id}``: one call's record and the
   outcome of each transfer made from it.
+- ``GET /kpis``: each hotline's call KPIs over 15 min, 1 h and 24 h (also in ``/metrics``).
 - ``POST /calls/{call_id}/transfer``, ``GET /commands/{id}``: a transfer for a live call.
 - ``GET /events``: the live event stream for desktops (``sidecar.events``).
 """
@@ -26,7 +27,8 @@ import hmac
 import io
 import json
 import math
-from datetime import datetime
+import time
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +43,7 @@ from hotline_link.redisconn import NO_WAIT, Durable, NotReplicated
 from transfer.catalog import Catalog, recommend
 
 from .alerts import enqueue
+from .calls import kpis
 from .events import EventStream
 from .sync import Syncer, TicketError
 from .workorder import online_work_orders
@@ -67,8 +70,10 @@ def _error(status: int, message: str) -> web.Response:
 
 class Api:
     def __init__(self, redis: aioredis.Redis, syncer: Syncer, catalog: Catalog, token: str | None,
-                 hotlines: tuple[str, ...], durable: Durable | None = None):
+                 hotlines: tuple[str, ...], durable: Durable | None = None,
+                 answer_rate_target: float | None = None):
         self.redis = redis
+        self.answer_rate_target = answer_rate_target
         self.durable = durable or NO_WAIT
         self.syncer = syncer
         self.platforms = syncer.platforms
@@ -88,6 +93,7 @@ class Api:
         app.router.add_post("/feedback", self.feedback)
         app.router.add_get("/metrics", self.metrics)
         app.router.add_get("/calls", self.calls)
+        app.router.add_get("/kpis", self.kpis)
         app.router.add_get("/calls/{call_id}", self.call)
         app.router.add_post("/calls/{call_id}/transfer", self.call_transfer)
         app.router.add_get("/commands/{command_id}", self.command)
@@ -151,6 +157,9 @@ class Api:
     async def metrics(self, _request: web.Request) -> web.Response:
         if self.syncer.supervisor is not None:
             self.syncer.metrics.overdue_items.set(await self.syncer.supervisor.overdue_items())
+        now = time.time()
+        for hotline in self.hotlines:
+            self.syncer.metrics.set_kpis(hotline, await kpis(self.redis, hotline, now))
         resp = web.Response(body=self.syncer.metrics.render())
         resp.content_type = "text/plain"
         resp.charset = "utf-8"
@@ -228,6 +237,17 @@ class Api:
                  **{f"ticket_{p}": item["tickets"].get(p) for p in self.platforms}}
                 for item in rows for rec in (item["record"],)))
         return web.json_response({"count": len(rows), "transfers": rows, "next": next_cursor})
+
+    async def kpis(self, request: web.Request) -> web.Response:
+        """Each hotline's call KPIs over 15 min, 1 h and 24 h (by arrival), and the target."""
+        hotline = request.query.get("hotline")
+        if hotline is not None and hotline not in self.hotlines:
+            return _error(400, f"hotline must be {' or '.join(self.hotlines)}")
+        now = time.time()
+        out = {h: await kpis(self.redis, h, now) for h in ([hotline] if hotline else self.hotlines)}
+        return web.json_response({"at": datetime.fromtimestamp(now, timezone.utc).isoformat(),
+                                  "answer_rate_target": self.answer_rate_target,
+                                  "hotlines": out})
 
     async def calls(self, request: web.Request) -> web.Response:
         """Call records (one per call offered to a hotline) by arrival time, filtered by

@@ -28,6 +28,32 @@ class Metrics:
                                    "yet answered by feedback", registry=r)
         self.alerts = Counter("hotline_alerts", "Alert deliveries by event and outcome",
                               ["event", "outcome"], registry=r)
+        # Call-centre KPIs (transfer/kpi.py), read from Redis at each scrape: the same figures
+        # whichever sidecar is asked.
+        self.calls = Gauge("hotline_calls", "Calls that arrived in the window, by hotline, window "
+                           "and kind (offered, answered, abandoned, abandoned_short, transferred, "
+                           "refused, lost)", ["hotline", "window", "kind"], registry=r)
+        self.call_rates = Gauge("hotline_call_rate", "Answer rate (接通率), the same without short "
+                                "abandons, and service level, by hotline and window",
+                                ["hotline", "window", "rate"], registry=r)
+        self.call_wait = Gauge("hotline_call_wait_seconds", "Answered callers' wait: mean, and the "
+                               "histogram bound 90 % stayed under", ["hotline", "window", "stat"],
+                               registry=r)
+
+    RATES = ("answer_rate", "answer_rate_excluding_short_abandons", "service_level")
+    KINDS = ("offered", "answered", "abandoned", "abandoned_short", "transferred", "refused",
+             "lost")
+
+    def set_kpis(self, hotline: str, windows: dict[str, dict]) -> None:
+        for window, k in windows.items():
+            for kind in self.KINDS:
+                self.calls.labels(hotline, window, kind).set(k[kind])
+            for rate in self.RATES:
+                self.call_rates.labels(hotline, window, rate).set(
+                    k[rate] if k[rate] is not None else float("nan"))
+            for stat, key in (("mean", "mean_wait_s"), ("p90_at_most", "p90_wait_s_at_most")):
+                self.call_wait.labels(hotline, window, stat).set(
+                    k[key] if k[key] is not None else float("nan"))
 
     def record_synced(self, record: dict, seconds: float) -> None:
         origin, result = str(record.get("origin")), str(record.get("result"))

@@ -19,7 +19,7 @@ from hotline_link.settings import Settings, load_catalog
 
 from .alerts import Alerts
 from .api import Api
-from .calls import CallStore
+from .calls import CallStore, thresholds, watch_answer_rate
 from .metrics import Metrics
 from .supervision import Supervisor
 from .sync import PlatformClient, Syncer, consume, ensure_group
@@ -58,7 +58,8 @@ async def forward_alerts(redis: aioredis.Redis, alerts: Alerts, consumer: str,
 
 def make_app(redis: aioredis.Redis, syncer: Syncer, alerts: Alerts, catalog,
              token: str | None, hotlines: tuple[str, ...],
-             durable: Durable | None = None) -> web.Application:
+             durable: Durable | None = None,
+             answer_rate_target: float | None = None) -> web.Application:
     async def health(_request: web.Request) -> web.Response:
         try:
             state = await persistence(redis)
@@ -78,7 +79,7 @@ def make_app(redis: aioredis.Redis, syncer: Syncer, alerts: Alerts, catalog,
                                   "alerts_lost": alerts.failed, "redis": store,
                                   "service": service})
 
-    return Api(redis, syncer, catalog, token, hotlines, durable).app(health)
+    return Api(redis, syncer, catalog, token, hotlines, durable, answer_rate_target).app(health)
 
 
 async def serve(settings: Settings) -> None:
@@ -100,7 +101,8 @@ async def serve(settings: Settings) -> None:
         # The alert group exists before anything can put an alert in the outbox.
         await ensure_group(redis, ALERTS.key, ALERTS_GROUP, "$")
         runner = web.AppRunner(make_app(redis, syncer, alerts, catalog, sc.token,
-                                        tuple(settings.hotlines), durable), access_log=None)
+                                        tuple(settings.hotlines), durable,
+                                        sc.kpi.answer_rate_target), access_log=None)
         await runner.setup()
         await web.TCPSite(runner, *sc.listen).start()
         log.info("sidecar listening", listen=f"{sc.listen[0]}:{sc.listen[1]}",
@@ -111,7 +113,10 @@ async def serve(settings: Settings) -> None:
                 tg.create_task(forward_alerts(redis, alerts, sc.consumer, durable),
                                name="alerts")
                 tg.create_task(syncer.supervisor.run(), name="supervision")
-                tg.create_task(CallStore(redis, sc.consumer, durable).run(), name="calls")
+                tg.create_task(CallStore(redis, sc.consumer, thresholds(sc), durable).run(),
+                               name="calls")
+                tg.create_task(watch_answer_rate(redis, tuple(settings.hotlines),
+                                                 sc.kpi.answer_rate_target), name="answer-rate")
         except asyncio.CancelledError:
             log.info("sidecar stopping")
         finally:

@@ -47,6 +47,15 @@ class Deadline:
 
 
 @dataclass(frozen=True)
+class KpiSettings:
+    """How calls are counted (``[sidecar.kpi]``): seconds within which an abandoned call is a
+    short abandon, the service level's answer time, and the answer rate to alert under."""
+    short_abandon: float
+    service_level: float
+    answer_rate_target: float
+
+
+@dataclass(frozen=True)
 class SidecarSettings:
     listen: tuple[str, int]
     token: str | None
@@ -62,6 +71,7 @@ class SidecarSettings:
     # 12345 for joint mediation (matter codes of the catalog).
     stability: tuple[str, ...]
     disputes: tuple[str, ...]
+    kpi: KpiSettings | None
 
     def deadline(self, category: str | None) -> Deadline:
         return self.deadlines.get(category or "", self.deadlines["default"])
@@ -71,7 +81,7 @@ def parse(v: Validator, root: Mapping[str, Any]) -> SidecarSettings:
     node = v.table(root.get("sidecar", {}), "sidecar",
                    {"listen", "token_file", "token_env", "consumer", "retry_for",
                     "request_timeout", "platforms", "webhooks", "deadlines", "signals",
-                    "concurrency"})
+                    "concurrency", "kpi"})
     signals = _signals(v, node)
     return SidecarSettings(
         listen=v.host_port(node, "sidecar", "listen"),
@@ -84,7 +94,19 @@ def parse(v: Validator, root: Mapping[str, Any]) -> SidecarSettings:
         platforms=_platforms(v, node, v.hotline_ids(root)),
         webhooks=_webhooks(v, node),
         deadlines=_deadlines(v, node),
-        stability=signals.get("stability"), disputes=signals.get("disputes"))
+        stability=signals.get("stability"), disputes=signals.get("disputes"),
+        kpi=_kpi(v, node))
+
+
+def _kpi(v: Validator, node: Mapping) -> KpiSettings | None:
+    table = v.subtable(node, "sidecar", "kpi", {"short_abandon", "service_level",
+                                                 "answer_rate_target"})
+    if table is None:
+        return None
+    return KpiSettings(short_abandon=v.number(table, "sidecar.kpi", "short_abandon", 0, 600),
+                       service_level=v.number(table, "sidecar.kpi", "service_level", 1, 3600),
+                       answer_rate_target=v.number(table, "sidecar.kpi", "answer_rate_target",
+                                                   0, 1))
 
 
 SECTION = Section("sidecar", ("sidecar",), parse)
