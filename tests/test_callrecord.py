@@ -9,7 +9,8 @@ import jsonschema
 
 from conftest import ROOT
 from contracts.vocab import Disposition, EndedBy
-from test_delivery_machine import TRANSFER_HEADERS, arrive, connected, desk, flat, succeed
+from test_delivery_machine import (TRANSFER_HEADERS, arrive, connected, desk, detached, flat,
+                                   succeed)
 from transfer import callrecord
 from transfer import delivery as dm
 from transfer.delivery import Ev
@@ -61,11 +62,8 @@ def test_a_transferred_caller_refused_busy():
 
 def test_a_blind_transfer_the_other_platform_took_is_transferred_with_its_id():
     d = desk()
-    call = connected(d)
-    notes = [c for c in dm.step(d, Ev.TRANSFER_STARTED, 3, dm.TransferNote("c1", "T1"))
-             if isinstance(c, dm.CallNote)]
-    assert notes and notes[0].call.transfers == ["T1"]
-    dm.step(d, Ev.DETACH, 3, dm.Detach("c1"))
+    call = detached(d)
+    assert call.transfers == ["T1"] and call.handed_off
     dm.step(d, Ev.TRANSFER_ENDED, 5, dm.RemoteJoined("c1", "r1"))
     r = rec(ended(dm.step(d, Ev.CHANNEL_GONE, 9, dm.Gone("r1"))))
     assert (r["disposition"], r["ended_by"]) == ("transferred", "remote")
@@ -74,10 +72,8 @@ def test_a_blind_transfer_the_other_platform_took_is_transferred_with_its_id():
 
 def test_a_failed_transfer_back_to_an_agent_is_answered_and_keeps_both_agents():
     d = desk()
-    call = connected(d)
-    first = call.agent
-    dm.step(d, Ev.TRANSFER_STARTED, 3, dm.TransferNote("c1", "T1"))
-    dm.step(d, Ev.DETACH, 3, dm.Detach("c1"))
+    call = detached(d)
+    first = call.agents[0]
     succeed(d, dm.step(d, Ev.RETURNED, 9, dm.Returned("c1", "a2")), 9)
     succeed(d, dm.step(d, Ev.AGENT_ANSWERED, 10, dm.Leg("c1", call.agent_leg)), 10)
     r = rec(ended(dm.step(d, Ev.CHANNEL_GONE, 20, dm.Gone("c1"))))
@@ -134,3 +130,11 @@ def test_a_note_of_a_call_that_ended_unseen_gives_its_record():
     succeed(d, arrive(d, now=1.0), 1.0)
     call = callrecord.from_note(callrecord.note(d.calls["c1"], "12345", OFFSET), OFFSET)
     assert dm.disposition(call, None, EndedBy.UNSEEN) == Disposition.LOST
+
+
+def test_a_transfer_starting_renews_the_calls_note():
+    d = desk()
+    connected(d)
+    notes = [c for c in dm.step(d, Ev.TRANSFER_STARTED, 3, dm.TransferNote("c1", "T1"))
+             if isinstance(c, dm.CallNote)]
+    assert [n.call.transfers for n in notes] == [["T1"]]

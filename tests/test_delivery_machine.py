@@ -67,6 +67,14 @@ def connected(d: Desk, caller="c1", now=1.0) -> dm.Call:
     return call
 
 
+def detached(d: Desk, transfer_id: str = "T1") -> dm.Call:
+    """A connected call whose agent started a blind transfer and was released from it."""
+    call = connected(d)
+    dm.step(d, Ev.TRANSFER_STARTED, 3, dm.TransferNote(call.caller, transfer_id))
+    dm.step(d, Ev.DETACH, 3, dm.Detach(call.caller))
+    return call
+
+
 # --- the table -----------------------------------------------------------------------------
 
 def test_every_call_state_and_event_is_in_the_table_or_explicitly_ignored():
@@ -214,10 +222,8 @@ def test_no_free_agent_means_music_on_hold_and_a_new_round_after_no_agent_retry(
 
 def test_a_caller_handed_back_tries_the_transferring_agent_first():
     d = desk()
-    call = connected(d)
-    first = call.agent
-    dm.step(d, Ev.TRANSFER_STARTED, 3, dm.TransferNote("c1", "T1"))
-    dm.step(d, Ev.DETACH, 3, dm.Detach("c1"))
+    call = detached(d)
+    first = call.agents[0]
     assert call.state == CallState.TRANSFERRING and call.agent is None
     cmds = succeed(d, dm.step(d, Ev.RETURNED, 9, dm.Returned("c1", first)), 9)
     assert of(cmds, RingAgent)[0].agent == first
