@@ -40,7 +40,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 from bench.durability import fsync_policy  # noqa: E402
 from bench import profile as profiling  # noqa: E402
 from bench.procs import CpuMeter, cpu_seconds, lab_processes, tree  # noqa: E402
-from contracts.names import COMMAND_RESULTS, COMMANDS, OUTCOMES  # noqa: E402
+from contracts.names import CALLS, COMMAND_RESULTS, COMMANDS, OUTCOMES  # noqa: E402
+from transfer import kpi  # noqa: E402
 from bench.latency import main, percentile  # noqa: E402
 from bench.stack import Stack  # noqa: E402
 from conftest import Service  # noqa: E402
@@ -220,6 +221,64 @@ def _command_counts(redis) -> dict[str, int]:
             for k, v in redis.info("commandstats").items()}
 
 
+def redis_pids(procs: dict[str, int]) -> list[int]:
+    """Redis's processes: the one server, or under Sentinel both data nodes (the replica's
+    work is part of what a durable write costs; the sentinels' is not on the call path)."""
+    return [pid for name, pid in procs.items() if name == "redis" or name.startswith("redis-")]
+
+
+def _sipp_placed(stat_file: Path) -> int | None:
+    """The calls SIPp created, from the last row of its statistics file (``-trace_stat``)."""
+    try:
+        rows = [r for r in stat_file.read_text().splitlines() if r.strip()]
+        header = rows[0].split(";")
+        return int(rows[-1].split(";")[header.index("TotalCallCreated")])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _call_records(redis, mark: str, placed: int | None, tids: set[str],
+                  settle: float = 3.0, timeout: float = 60.0) -> dict:
+    """The call records written since ``mark``, once no more arrive for ``settle`` seconds: one
+    per call SIPp placed at 12345 (their count is also the KPIs' "offered") and one per started
+    transfer at 110."""
+    deadline = time.monotonic() + timeout
+    seen, quiet_since = -1, time.monotonic()
+    while time.monotonic() < deadline:
+        records = [CALLS.payload(f) for _, f in redis.xrange(CALLS.key, min=f"({mark}")]
+        if len(records) != seen:
+            seen, quiet_since = len(records), time.monotonic()
+        elif time.monotonic() - quiet_since >= settle:
+            break
+        time.sleep(0.5)
+    ids = [r["call_id"] for r in records]
+    origin = [r for r in records if r["hotline"] == "12345"]
+    targets = {(r.get("transfer_in") or {}).get("transfer_id") for r in records
+               if r["hotline"] == "110"}
+    offered = kpi.summary(kpi.window({0: _sum(kpi.contributions(r, THRESHOLDS) for r in origin)},
+                                     0, 1))["offered"]
+    return {"placed_by_sipp": placed, "records_12345": len(origin),
+            "duplicates": len(ids) - len(set(ids)),
+            "missing_12345": None if placed is None else placed - len(origin),
+            "missing_110": len(tids - targets),
+            "kpi_offered": offered,
+            "kpi_error": None if placed is None else offered - placed,
+            "dispositions": {d: sum(1 for r in records if r["disposition"] == d)
+                             for d in sorted({r["disposition"] for r in records})}}
+
+
+def _sum(dicts) -> dict[str, int]:
+    total: dict[str, int] = {}
+    for d in dicts:
+        for k, v in d.items():
+            total[k] = total.get(k, 0) + v
+    return total
+
+
+# The sidecar's defaults ([sidecar.kpi]); only "offered" is compared here.
+THRESHOLDS = kpi.Thresholds(short_abandon=5.0, service_level=20.0)
+
+
 def _ts(value: str | None) -> float | None:
     return datetime.fromisoformat(value).timestamp() if value else None
 
@@ -230,11 +289,17 @@ def one_level(lab, service: Service, sipp: Sipp, redis, level: int, rate: float,
     citizen = lab.account("citizen", "12345")
     csv = sipp.accounts_csv([citizen], f"citizen-{level}")
     hold = int((duration + 120) * 1000)
-    caller = sipp.start(sipp.argv(remote, host, free_udp_port(host),
-                                  "-sf", str(sipp.scenario("caller", hold)), "-inf", str(csv),
-                                  "-s", "12345", "-r", str(int(rate * 2)), "-l", str(level)))
+    stat_file = sipp.workdir / f"caller-{level}-{uuid.uuid4().hex[:6]}-stat.csv"
     mark = redis.xrevrange(OUTCOMES.key, count=1)
     mark = mark[0][0].decode() if mark else "0-0"
+    cmark = redis.xrevrange(CALLS.key, count=1)
+    cmark = cmark[0][0].decode() if cmark else "0-0"
+    # SIPp's own count of the calls it placed (its statistics file, every second) is what the
+    # call records and the KPIs are held against.
+    caller = sipp.start(sipp.argv(remote, host, free_udp_port(host),
+                                  "-sf", str(sipp.scenario("caller", hold)), "-inf", str(csv),
+                                  "-s", "12345", "-r", str(int(rate * 2)), "-l", str(level),
+                                  "-trace_stat", "-stf", str(stat_file), "-fd", "1"))
     # Fill up to the level before timing anything.
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -251,7 +316,7 @@ def one_level(lab, service: Service, sipp: Sipp, redis, level: int, rate: float,
     # of this benchmark (commands go to Redis directly).
     procs = lab_processes(lab.descriptor)
     meter = CpuMeter({"app": [service.pid], "asterisk-12345": [procs["asterisk-12345"]],
-                      "asterisk-110": [procs["asterisk-110"]], "redis": [procs["redis"]],
+                      "asterisk-110": [procs["asterisk-110"]], "redis": redis_pids(procs),
                       "sipp": list(sipp.pids)}).start()
     t_start = time.monotonic()
     last_sample, last_cpu = t_start, cpu0
@@ -326,7 +391,13 @@ def one_level(lab, service: Service, sipp: Sipp, redis, level: int, rate: float,
                 if t.get(a) is not None and t.get(b) is not None:
                     values.append((t[b] - t[a]) * 1000)
     # Every caller still up is hung up by the caller instance; then the PBX must be empty.
+    placed = _sipp_placed(stat_file)
     sipp.stop(caller, graceful=0.1)
+    # SIPp's callers die without a BYE: the calls still up are ended on the PBX, so that each
+    # one ends, and is recorded, before the next level (the app sees its caller hang up).
+    for channel in ari.channels():
+        ari.hang_up(channel["id"])
+    calls = _call_records(redis, cmark, placed, set(started.values()))
     steady = samples[2:] or samples
     return {
         "level": level, "label": label or f"{level} calls", "duration_s": round(elapsed, 1),
@@ -336,6 +407,7 @@ def one_level(lab, service: Service, sipp: Sipp, redis, level: int, rate: float,
         "refused": sum(1 for r in results.values() if r.get("status") != "started"),
         "no_result": len(commands) - len(results),
         "outcome_records": len(records), "lost": len(lost), "duplicates": len(dup),
+        "call_records": calls,
         "results": results_count, "stranded": len(left_alone), "stranded_channels": left_alone[:20],
         "concurrent_callers": {"min": min(concurrent, default=0), "max": max(concurrent, default=0),
                                "mean": round(sum(concurrent) / max(1, len(concurrent)), 1)},
@@ -387,7 +459,7 @@ def native_level(lab, sipp: Sipp, level: int, rate: float, duration: float, host
     time.sleep(talk_ms / 1000 + 3)       # the first transfers are through: a steady state
     procs = lab_processes(lab.descriptor)
     meter = CpuMeter({"app": [service_pid], "asterisk-12345": [procs["asterisk-12345"]],
-                      "asterisk-110": [procs["asterisk-110"]], "redis": [procs["redis"]],
+                      "asterisk-110": [procs["asterisk-110"]], "redis": redis_pids(procs),
                       "sipp": list(sipp.pids)}).start()
     t0 = time.time()
     concurrent, alone_seen = [], Alone()
@@ -511,6 +583,13 @@ def run(config: Path, lab_descriptor: dict, levels=(50, 100, 200), rate: float =
             {"name": f"{name}: lost + duplicate outcome records",
              "value": lv["lost"] + lv["duplicates"], "unit": "", "target": "0",
              "met": lv["lost"] + lv["duplicates"] == 0},
+            {"name": f"{name}: call records missing + duplicated (12345 calls SIPp placed, "
+                     f"110 calls transferred)",
+             "value": _records_off(lv["call_records"]), "unit": "", "target": "0",
+             "met": _records_off(lv["call_records"]) == 0},
+            {"name": f"{name}: KPI offered calls minus the calls SIPp placed",
+             "value": lv["call_records"]["kpi_error"], "unit": "", "target": "0",
+             "met": lv["call_records"]["kpi_error"] == 0},
             {"name": f"{name}: transfers per second", "value": lv["rate_per_s"],
              "unit": "/s", "target": f">= {rate:g}", "met": lv["rate_per_s"] >= rate * 0.95},
             {"name": f"{name}: transfer set-up p99", "value": s.get("p99"),
@@ -552,6 +631,12 @@ def run(config: Path, lab_descriptor: dict, levels=(50, 100, 200), rate: float =
 
 def _per_transfer_ms(cores: float, rate: float) -> float | None:
     return round(cores / rate * 1000, 1) if rate else None
+
+
+def _records_off(c: dict) -> int | None:
+    if c["missing_12345"] is None:
+        return None
+    return abs(c["missing_12345"]) + c["missing_110"] + c["duplicates"]
 
 
 def native_figures(ours: list[dict], native: list[dict]) -> list[dict]:
