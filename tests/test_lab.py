@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import jsonschema
@@ -61,48 +60,3 @@ def test_recorded_processes_are_running_and_pbx_mounts_are_private(lab):
         if p["name"].startswith("asterisk-"):
             assert "hotline-pbx" in Path(f"/proc/{p['pid']}/mounts").read_text(), p["name"]
 
-
-def test_sentinel_lab_fails_over_and_brings_the_old_primary_back_as_a_replica(lab):
-    """``lab stop redis-primary`` stops whichever node Sentinel names the primary; the sentinels
-    promote the replica; ``lab start redis-primary`` brings the stopped node back as a replica of
-    the new primary, holding what was written meanwhile."""
-    import redis as redis_mod
-    from redis.sentinel import Sentinel
-
-    from conftest import cli
-
-    desc = lab.descriptor["redis"]
-    if "sentinels" not in desc:
-        pytest.skip("the lab runs one Redis (lab.redis_sentinel = false)")
-    sentinel = Sentinel([(h, int(p)) for h, p in (s.rsplit(":", 1) for s in desc["sentinels"])],
-                        socket_timeout=0.5)
-    name = desc["master_name"]
-    before = sentinel.discover_master(name)
-    ports = {n: p["port"] for n, p in desc["processes"].items() if p["role"] != "sentinel"}
-    was = next(n for n, p in ports.items() if p == before[1])
-    primary = sentinel.master_for(name, socket_timeout=0.5)
-
-    def fail_over(value: str) -> tuple[str, int]:
-        cli("lab", "stop", "redis-primary")
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                primary.set("test:lab:failover", value)
-                return sentinel.discover_master(name)
-            except redis_mod.RedisError:
-                assert time.monotonic() < deadline, "no failover within 30 s"
-                time.sleep(0.1)
-
-    after = fail_over("after")
-    assert after != before
-    assert f"{was} (pid" in cli("lab", "start", "redis-primary").stdout
-    back = redis_mod.Redis(port=ports[was], socket_timeout=1)
-    replication = back.info("replication")
-    assert replication["role"] == "slave" and replication["master_port"] == after[1]
-    assert back.get("test:lab:failover") == b"after"
-    assert cli("lab", "status").stdout.count("DEAD") == 0
-    # And back, so that the descriptor's URL (the primary at lab up) is the primary again for
-    # the tests that follow.
-    assert fail_over("back") == before
-    cli("lab", "start", "redis-primary")
-    assert cli("lab", "status").stdout.count("DEAD") == 0

@@ -1,4 +1,4 @@
-"""Redis Sentinel failover (``make chaos`` runs this file on its own lab,
+"""Redis Sentinel failover (``make chaos`` and ``make test`` run this file on its own lab,
 ``tests/chaos/lab-sentinel.toml``: a primary, a replica and three sentinels; the other fault cases
 keep the plain Redis of ``tests/chaos/lab.toml`` and skip this one).
 
@@ -291,3 +291,43 @@ def test_both_killed_in_a_three_way_call(phones, outcomes, followed, request):
         {"name": f"active instance and Redis primary killed at once: lease lapse to the new "
                  f"active's ARI connect, max over {len(takeovers)}",
          "value": round(max(takeovers), 2), "unit": "s"}]))
+
+
+# --- the lab itself (last: its failovers come right after one another, and Sentinel holds back
+# a repeated failover for twice its failover-timeout) ------------------------------------------------------------------------------
+
+def test_the_lab_fails_over_and_brings_the_old_primary_back_as_a_replica(sentinel, lab):
+    """``lab stop redis-primary`` stops whichever node Sentinel names the primary; the sentinels
+    promote the replica; ``lab start redis-primary`` brings the stopped node back as a replica of
+    the new primary, holding what was written meanwhile."""
+    desc = lab.descriptor["redis"]
+    sentinel, name = sentinel
+    before = sentinel.discover_master(name)
+    ports = {n: p["port"] for n, p in desc["processes"].items() if p["role"] != "sentinel"}
+    was = next(n for n, p in ports.items() if p == before[1])
+    primary = sentinel.master_for(name, socket_timeout=0.5)
+
+    def fail_over(value: str) -> tuple[str, int]:
+        cli("lab", "stop", "redis-primary")
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                primary.set("test:lab:failover", value)
+                return sentinel.discover_master(name)
+            except redis.RedisError:
+                assert time.monotonic() < deadline, "no failover within 30 s"
+                time.sleep(0.1)
+
+    after = fail_over("after")
+    assert after != before
+    assert f"{was} (pid" in cli("lab", "start", "redis-primary").stdout
+    back = redis.Redis(port=ports[was], socket_timeout=1)
+    replication = back.info("replication")
+    assert replication["role"] == "slave" and replication["master_port"] == after[1]
+    assert back.get("test:lab:failover") == b"after"
+    assert cli("lab", "status").stdout.count("DEAD") == 0
+    # And back, so that the descriptor's URL (the primary at lab up) is the primary again for
+    # the tests that follow.
+    assert fail_over("back") == before
+    cli("lab", "start", "redis-primary")
+    assert cli("lab", "status").stdout.count("DEAD") == 0
