@@ -94,7 +94,7 @@ class ChaosResult:
         mine = {p.name for p in HERE.glob("test_*.py") if LAB_OF.get(p.name, "lab.toml") == lab}
         whole = bool(mine) and mine <= self.files
         scaled = any(k.startswith("CHAOS_") for k in os.environ)
-        # The other labs' files are skipped in this run (their cases need another lab).
+        # The other labs' files are not collected in this run (their cases need another lab).
         if (not ran or not whole or scaled or self.deselected
                 or ran < sum(n for f, n in self.selected.items() if f in mine)):
             return

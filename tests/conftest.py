@@ -37,6 +37,18 @@ def pytest_configure(config) -> None:
     config.pluginmanager.register(ChaosResult(), "hotline-chaos-result")
 
 
+def pytest_ignore_collect(collection_path, config):
+    """A chaos file that needs a lab of its own (``bench.chaos_result.LAB_OF``) is collected
+    only in the run on that lab, not skipped in the others. Named on the command line it is
+    collected anyway, and says which lab it needs."""
+    from bench.chaos_result import LAB_OF
+
+    need = LAB_OF.get(collection_path.name)
+    if need is not None and collection_path.parent.name == "chaos" and CONFIG.name != need:
+        return True
+    return None
+
+
 def cli(*args: str, check: bool = True, **kw) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "hotline_link.cli", "-c", str(CONFIG), *args],
                           cwd=ROOT, check=check, capture_output=True, text=True, **kw)
