@@ -266,9 +266,16 @@ def both(sentinel, service, lab):
 
 
 @pytest.fixture
-def followed(both, outcomes):
-    """The harness's outcome reader follows the primary too."""
+def followed(both, outcomes, lab):
+    """The harness's outcome reader follows the primary too. Each case starts settled: the
+    instances' spools hold nothing a replica has not confirmed (an earlier case's record still
+    there would be appended again after a failover to a replica that lacks it, and counted
+    here), and the mark is taken on the primary, not on the node the lab's URL names, which
+    may be a replica still catching up."""
     outcomes.redis = both.pair.redis
+    spools = [Path(lab.descriptor["state_dir"]) / "spool" / name for name in both.pair.members]
+    _first_ok(lambda: not any(next(s.glob("*.json"), None) for s in spools), 30)
+    outcomes.reset_mark()
     return both
 
 
