@@ -18,7 +18,7 @@ from transfer import delivery as dm
 from transfer.delivery import Call
 
 from .client import AriClient, AriError
-from .interpreter import Interpreter, free_on_pbx
+from .interpreter import Interpreter, agents_on_pbx
 
 log = structlog.get_logger("delivery")
 
@@ -49,7 +49,7 @@ class Delivery:
         listed = None
         if sip.TRANSFER_ID in found and self.desk.agent_free is None:
             # Whether anyone can take a transferred caller decides whether to refuse it.
-            listed = await free_on_pbx(self.ari)
+            listed = (await agents_on_pbx(self.ari)).free
         await self.interp.deliver(dm.Ev.ARRIVED, dm.Arrival(
             caller=caller, number=channel.get("caller", {}).get("number", ""),
             call_id=channel.get("linkedid") or caller, headers=found,
@@ -106,12 +106,12 @@ class Delivery:
         try:
             await self.ari.post(f"/applications/{self.ari.app}/subscription",
                                 json_body={"eventSource": sources})
-            free = await free_on_pbx(self.ari)
+            seen = await agents_on_pbx(self.ari)
         except AriError as exc:
             self.log.warning("cannot watch agents' states; asking the PBX at each delivery",
                              error=str(exc))
-            free = None
-        await self.interp.deliver(dm.Ev.AGENTS_SEEN, dm.AgentsSeen(free))
+            seen = dm.AgentsSeen(None)
+        await self.interp.deliver(dm.Ev.AGENTS_SEEN, seen)
 
     async def reconcile(self, channels: list[dict], bridges: list[dict]) -> None:
         """Events were missed (or the app restarted): the machine rebuilds its view of live

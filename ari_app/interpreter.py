@@ -42,11 +42,13 @@ TIMER = "HotlineTimer"
 REFER_HANGUP_GRACE = 2.0                     # a REFERring phone hangs up itself within this
 
 
-async def free_on_pbx(ari: AriClient) -> frozenset[str]:
-    """The PJSIP endpoints that are registered and have no channel, as the PBX lists them."""
+async def agents_on_pbx(ari: AriClient) -> dm.AgentsSeen:
+    """The PJSIP endpoints that are registered (``online``) and those of them with no channel
+    (``free``), as the PBX lists them."""
     endpoints = await ari.get("/endpoints/PJSIP")
-    return frozenset(e["resource"] for e in endpoints
-                     if e.get("state") == "online" and not e.get("channel_ids"))
+    online = [e for e in endpoints if e.get("state") == "online"]
+    return dm.AgentsSeen(free=frozenset(e["resource"] for e in online if not e.get("channel_ids")),
+                         online=frozenset(e["resource"] for e in online))
 
 
 class Interpreter:
@@ -159,11 +161,11 @@ class Interpreter:
 
     async def _list_agents(self, cmd: dm.ListAgents) -> None:
         try:
-            free = await free_on_pbx(self.ari)
+            seen = await agents_on_pbx(self.ari)
         except AriError as exc:
             self.log.warning("cannot list agents", error=str(exc))
-            free = None
-        await self.deliver(dm.Ev.AGENTS_LISTED, dm.AgentsSeen(free))
+            seen = dm.AgentsSeen(None)
+        await self.deliver(dm.Ev.AGENTS_LISTED, seen)
 
     async def _note_answering_agent(self, cmd: dm.NoteAnsweringAgent) -> None:
         await self.transfers.note_answering_agent(cmd.transfer_id, cmd.agent)

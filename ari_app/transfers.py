@@ -191,7 +191,8 @@ class Transfers:
             dial=self.hotline.targets[target].dial, caller=call.caller,
             caller_number=call.number, agent=call.agent, agent_leg=call.agent_leg, mode=mode,
             trigger=trigger, category=category, emergency=emergency,
-            ring_timeout=self.settings.timeouts.transfer_ring, steps={"requested": now})
+            ring_timeout=(self.settings.timeouts.emergency_ring if emergency
+                          else self.settings.timeouts.transfer_ring), steps={"requested": now})
         await self.interp.deliver(dm.Ev.TRANSFER_STARTED, dm.TransferNote(call.caller, tid))
         self.active[tid] = t
         self.by_caller[call.caller] = tid

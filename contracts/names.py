@@ -83,6 +83,11 @@ TRANSFER_ANSWERED = "hotline:transfer-answered"  # hash: transfer id -> far agen
 # Hash per hotline: call id -> what is known of a live call (JSON), so that a call that ends while
 # no instance watches (killed, taking over) still gets its record from the next one.
 OPEN_CALLS = "hotline:calls:open:{}"
+# Hash per hotline: the active instance's live gauges (transfer.delivery.Gauges' fields, and "at",
+# epoch seconds), written every LIVE_PERIOD s and expiring after LIVE_TTL: absent when no instance
+# is acting. The sidecar's /kpis shows them beside the windows.
+LIVE = "hotline:live:{}"
+LIVE_PERIOD, LIVE_TTL = 1.0, 5
 
 # --- the sidecar's own keys -----------------------------------------------------------------------
 TICKETS = "hotline:sidecar:tickets"             # hash: work order id -> ticket id

@@ -77,6 +77,10 @@ class RecordSink:
     def _path(self, record_id: str) -> Path:
         return self.spool / f"{record_id}.json"
 
+    def spooled(self) -> int:
+        """Records not yet in the stream (or not yet confirmed by a replica)."""
+        return sum(1 for _ in self.spool.glob("*.json"))
+
     def _write_spool(self, record: dict) -> Path:
         path = self._path(record[self.kind.key])
         tmp = path.with_suffix(".tmp")

@@ -18,6 +18,7 @@ from ari_app.app import HotlineApp
 from ari_app.client import AppReplaced, AriFenced
 
 from .lease import Lease, LeaseLost
+from .observe import View, publish_live, serve_http
 from .outcomes import CALL, OutcomeSink, RecordSink
 from .persistence import warn_if_not_durable
 from .redisconn import connect
@@ -59,6 +60,7 @@ async def serve(settings: Settings) -> None:
     # standby serves it too: `route` and `screen` change no call, and `key` is refused (the
     # application is not connected here).
     agi = AgiServer(settings, load_catalog(), redis, app_ready=app_ready)
+    view = View(instance, apps, sinks, lease)
     log.info("service starting", hotlines=list(settings.hotlines), config=list(settings.sources),
              instance=instance)
     await warn_if_not_durable(redis, log)
@@ -67,6 +69,8 @@ async def serve(settings: Settings) -> None:
             tg.create_task(sink.run(), name="outcome-replay")
             tg.create_task(call_sink.run(), name="call-record-replay")
             tg.create_task(agi.keep_trying(), name="fastagi")
+            tg.create_task(serve_http(view, settings.http), name="http")
+            tg.create_task(publish_live(redis, view), name="live-gauges")
             if lease is None:
                 apps.update(_apps(settings, redis, sinks, None, agi))
                 for app in apps.values():

@@ -116,6 +116,7 @@ class Timeouts:
     agent_ring: float
     transfer_ring: float
     no_agent_retry: float
+    emergency_ring: float
 
 
 @dataclass(frozen=True)
@@ -135,6 +136,9 @@ class HaSettings:
     lease_ttl: float
     # Instance name -> its FastAGI address (None: ``agi.listen``); empty: names not listed.
     instances: dict[str, tuple[str, int] | None] = field(default_factory=dict)
+    # Instance name -> its own /metrics and /health address, where it has one (instances on one
+    # host cannot share ``service.http``).
+    http: dict[str, tuple[str, int]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -149,6 +153,8 @@ class Settings:
     log_format: str
     spool_dir: Path
     redis_url: str
+    # This process's /metrics and /health address (hotline_link.observe); None: not served.
+    http: tuple[str, int] | None
     keys: Keys
     timeouts: Timeouts
     hotlines: dict[str, Hotline]
@@ -189,8 +195,10 @@ def load(path: str | os.PathLike | None = None, *, env: Mapping[str, str] | None
 
 def parse(v: Validator, root: Mapping[str, Any]) -> Settings:
     svc = v.table(root.get("service", {}), "service",
-                  {"log_level", "log_format", "spool_dir", "instance"})
+                  {"log_level", "log_format", "spool_dir", "instance", "http"})
     spool_dir = v.string(svc, "service", "spool_dir")
+    http_raw = v.get(svc, "service", "http")       # "": no endpoint
+    http = v.host_port(svc, "service", "http") if http_raw not in (None, "") else None
     log_level = v.choice(svc, "service", "log_level", ("debug", "info", "warning", "error"))
     log_format = v.choice(svc, "service", "log_format", ("json", "console", "auto"))
     red = v.table(root.get("redis", {}), "redis",
@@ -199,11 +207,12 @@ def parse(v: Validator, root: Mapping[str, Any]) -> Settings:
     redis = _redis(v, red, redis_url)
     keys = _keys(v, v.table(root.get("keys", {}), "keys", {*KEY_NAMES, "inter_digit_timeout"}))
     tmo = v.table(root.get("timeouts", {}), "timeouts",
-                  {"agent_ring", "transfer_ring", "no_agent_retry"})
+                  {"agent_ring", "transfer_ring", "no_agent_retry", "emergency_ring"})
     timeouts = Timeouts(
         agent_ring=v.number(tmo, "timeouts", "agent_ring", 1, 600),
         transfer_ring=v.number(tmo, "timeouts", "transfer_ring", 1, 600),
         no_agent_retry=v.number(tmo, "timeouts", "no_agent_retry", 0.1, 60),
+        emergency_ring=v.number(tmo, "timeouts", "emergency_ring", 1, 3600),
     )
     hotlines = _hotlines(v, root.get("hotlines", {}))
     _target_keys(v, keys, hotlines)
@@ -213,11 +222,12 @@ def parse(v: Validator, root: Mapping[str, Any]) -> Settings:
     own = ha.instances.get(ha.instance) if ha.instance else None
     listed = tuple(a or listen for a in ha.instances.values())
     agi = AgiSettings(listen=own or listen, servers=listed or (own or listen,))
+    http = ha.http.get(ha.instance, http) if ha.instance else http
     scr = v.table(root.get("screening", {}), "screening", {"harassment_set"})
     screening = ScreeningSettings(harassment_set=v.string(scr, "screening", "harassment_set"))
     return Settings(
         home=v.home, log_level=log_level, log_format=log_format,
-        spool_dir=v.path(spool_dir) if spool_dir else None, redis_url=redis_url,
+        spool_dir=v.path(spool_dir) if spool_dir else None, redis_url=redis_url, http=http,
         keys=keys, timeouts=timeouts, hotlines=hotlines, agi=agi, screening=screening, ha=ha,
         redis=redis,
     )
@@ -261,21 +271,24 @@ def _redis(v: Validator, node: Mapping, url: str | None) -> RedisSettings:
 def _ha(v: Validator, svc: Mapping, node: Any) -> HaSettings:
     node = v.table(node, "ha", {"lease_ttl", "instances"})
     instances: dict[str, tuple[str, int] | None] = {}
+    http: dict[str, tuple[str, int]] = {}
     listed = v.table(node.get("instances", {}), "ha.instances", None)
     for name, inst in listed.items():
         path = f"ha.instances.{name}"
         if not NAME_RE.match(name):
             v.problems.append(f"{path}: {name!r} is not a valid instance name")
             continue
-        inst = v.table(inst, path, {"agi"})
+        inst = v.table(inst, path, {"agi", "http"})
         instances[name] = v.host_port(inst, path, "agi") if v.optional(inst, "agi") else None
+        if v.optional(inst, "http") and (addr := v.host_port(inst, path, "http")):
+            http[name] = addr
     instance = (v.string(svc, "service", "instance", NAME_RE, "an instance name")
                 if v.optional(svc, "instance") else None)
     if instance and instances and instance not in instances:
         v.problems.append(f"service.instance: {instance!r} is not one of ha.instances "
                           f"({', '.join(instances)})")
     return HaSettings(instance=instance, lease_ttl=v.number(node, "ha", "lease_ttl", 1, 60),
-                      instances=instances)
+                      instances=instances, http=http)
 
 
 SECTION = Section("service", TABLES, parse)

@@ -37,7 +37,7 @@ import structlog
 from aiohttp import web
 
 from contracts.names import (CALL_INDEX, CALL_RECORD, COMMAND_RESULTS, COMMANDS, INDEX, LINKS,
-                             RECORD, TRAIL)
+                             LIVE, RECORD, TRAIL)
 from contracts.vocab import API_MODES, AlertKind, Disposition, Mode
 from hotline_link.redisconn import NO_WAIT, Durable, NotReplicated
 from transfer.catalog import Catalog, recommend
@@ -244,10 +244,14 @@ class Api:
         if hotline is not None and hotline not in self.hotlines:
             return _error(400, f"hotline must be {' or '.join(self.hotlines)}")
         now = time.time()
-        out = {h: await kpis(self.redis, h, now) for h in ([hotline] if hotline else self.hotlines)}
+        chosen = [hotline] if hotline else list(self.hotlines)
+        out = {h: await kpis(self.redis, h, now) for h in chosen}
+        # The acting service instance's gauges of this second (None: no instance is acting).
+        live = {h: json.loads(raw) if raw else None
+                for h, raw in zip(chosen, await self.redis.mget([LIVE.format(h) for h in chosen]))}
         return web.json_response({"at": datetime.fromtimestamp(now, timezone.utc).isoformat(),
                                   "answer_rate_target": self.answer_rate_target,
-                                  "hotlines": out})
+                                  "hotlines": out, "live": live})
 
     async def calls(self, request: web.Request) -> web.Response:
         """Call records (one per call offered to a hotline) by arrival time, filtered by

@@ -214,3 +214,68 @@ def test_an_answer_rate_under_target_raises_one_alert_per_hour(phones, call_reco
         assert alert["answer_rate"] < 1.0 and alert["answered"] < alert["offered"]
     finally:
         stack.redis.delete(ALERTED.format("answer_rate_low:110"))
+
+
+# --- live gauges: the service's own /metrics and /health, and the sidecar's /kpis -----------------
+
+def _service_get(path: str) -> tuple[int, str]:
+    import urllib.error
+    import urllib.request
+
+    from conftest import CONFIG
+    from hotline_link.settings import load
+
+    host, port = load(CONFIG, secrets=False).http
+    try:
+        with urllib.request.urlopen(f"http://{host}:{port}{path}", timeout=5) as resp:
+            return resp.status, resp.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+def _gauges(hotline: str) -> dict[str, float]:
+    status, text = _service_get("/metrics")
+    assert status == 200, text
+    out = {}
+    for line in text.splitlines():
+        if line.startswith("hotline_") and f'hotline="{hotline}"' in line:
+            name, value = line.rsplit(" ", 1)
+            out[name.replace(f'hotline="{hotline}",', "").replace(f'{{hotline="{hotline}"}}', "")] \
+                = float(value)
+    return out
+
+
+def test_the_service_shows_who_waits_how_long_and_which_agents_are_free(
+        phones, service, stack):  # noqa: F811
+    """A caller ringing a 110 agent waits (and its wait grows), the agent rung is busy; once
+    answered nobody waits. The same figures in the service's /metrics, its /health and, written
+    each second, the sidecar's /kpis."""
+    agents = len(phones.agents["110"])
+    g = _gauges("110")
+    assert g["hotline_agents{state=\"free\"}"] == agents
+    assert g["hotline_agents{state=\"offline\"}"] == 0 and g["hotline_callers_waiting"] == 0
+    call = phones.caller.dial("110")
+    agent, leg = phones.ringing_agent("110")
+    phones.lib.sleep(1.2)
+    g = _gauges("110")
+    assert g["hotline_callers_waiting"] == 1 and g["hotline_calls_in_progress"] == 1
+    assert 1.2 <= g["hotline_longest_wait_seconds"] < 5
+    assert (g["hotline_agents{state=\"busy\"}"], g["hotline_agents{state=\"free\"}"]) == \
+        (1, agents - 1)
+    live = stack.wait(lambda: (v := stack.api("GET", "/kpis?hotline=110")[1]["live"]["110"])
+                      and v["waiting"] == 1 and v, 5, "the live gauges in /kpis")
+    assert live["ari_connected"] and live["agents_busy"] == 1 and live["longest_wait_s"] > 0
+    leg.accept()
+    call.hears(leg)
+    g = _gauges("110")
+    assert (g["hotline_callers_waiting"], g["hotline_longest_wait_seconds"]) == (0, 0)
+    assert g["hotline_agents{state=\"busy\"}"] == 1 and g["hotline_calls_in_progress"] == 1
+    status, body = _service_get("/health")
+    health = json.loads(body)
+    assert status == 200 and health["ok"] and health["role"] == "single"
+    assert health["hotlines"]["110"]["ari_connected"] and health["hotlines"]["110"]["calls"] == 1
+    assert set(health["spooled"]) == {"outcome", "call record"}
+    call.hang_up()
+    call.wait_ended(5)
+    phones.lib.wait_for(lambda: _gauges("110")["hotline_agents{state=\"free\"}"] == agents, 5,
+                        "the agent free again")

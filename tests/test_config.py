@@ -46,6 +46,18 @@ def test_file_then_environment_override_the_defaults(tmp_path):
     assert s.sources[-1] == "environment"
 
 
+def test_the_metrics_address_per_instance_or_none(tmp_path):
+    assert components.load(env={}, secrets=False).http == ("127.0.0.1", 9473)
+    path = tmp_path / "c.toml"
+    path.write_text('[service]\nhttp = ""\n')
+    assert components.load(path, env={}, secrets=False).http is None
+    path.write_text('[service]\ninstance = "b"\n[ha.instances.a]\nhttp = "127.0.0.1:9001"\n'
+                    '[ha.instances.b]\nhttp = "127.0.0.1:9002"\n')
+    assert components.load(path, env={}, secrets=False).http == ("127.0.0.1", 9002)
+    assert problems(tmp_path, '[service]\nhttp = "9473"\n') == [
+        "service.http: expected host:port, got '9473'"]
+
+
 def test_bad_url_names_the_field(tmp_path):
     assert problems(tmp_path, '[hotlines.110.ari]\nurl = "htp//x"\n') == [
         "hotlines.110.ari.url: not a URL (http/https): 'htp//x'"]

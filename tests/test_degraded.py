@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import time
+import urllib.request
 import uuid
 from pathlib import Path
 
@@ -231,3 +232,41 @@ async def test_a_doctor_check_that_breaks_is_a_problem_line_not_a_crash():
     assert report.problems == ["12345: ARI: the check itself failed (ValueError: unexpected "
                                "answer); run `hotline-link doctor` again, and report it if it "
                                "repeats"]
+
+
+def test_an_emergency_goes_first_in_the_degraded_queue(phones, lab, service_down):
+    """R4 without the application: both 110 agents talking and an ordinary caller waiting in the
+    queue; an emergency sent over the trunk (X-Hotline-Emergency: 1) joins with a higher queue
+    priority and is rung to the first agent who frees, ahead of the ordinary caller."""
+    busy = []
+    for _ in phones.agents["110"]:
+        c = phones.caller.dial("110")
+        a, lg = phones.ringing_agent("110", exclude=[b[1] for b in busy])
+        lg.accept()
+        c.hears(lg)
+        busy.append((c, a, lg))
+    ordinary = phones.caller.dial("110")
+    phones.lib.sleep(1.0)
+    tid = uuid.uuid4().hex
+    headers = {"X-Hotline-Transfer-Id": tid, "X-Hotline-Origin": "12345",
+               "X-Hotline-Mode": "emergency", "X-Hotline-Emergency": "1"}
+    sent = _ari_post(lab, "12345", "/channels",
+                     {"endpoint": "PJSIP/110@trunk-110", "context": "lab-agi-probe",
+                      "extension": "hold", "callerId": CITIZEN_NUMBER, "timeout": 30},
+                     {"variables": {f"PJSIP_HEADER(add,{k})": v for k, v in headers.items()}})
+    ari = lab.ari["12345"]
+    try:
+        phones.lib.sleep(1.0)
+        freed_call, freed_agent, freed_leg = busy.pop(0)
+        freed_leg.hang_up()
+        freed_call.wait_ended(5)
+        agent, leg = phones.ringing_agent("110", timeout=10)
+        assert agent is freed_agent
+        assert leg.header("X-Hotline-Transfer-Id") == tid
+        assert leg.header("X-Hotline-Emergency") == "1"
+        assert not ordinary.ended
+    finally:                                        # the sending side gives up: both ends go
+        urllib.request.urlopen(urllib.request.Request(
+            f"{ari.url}/channels/{sent['id']}", method="DELETE",
+            headers={"Authorization": ari.auth}), timeout=5).close()
+    leg.wait_ended(5)

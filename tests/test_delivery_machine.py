@@ -393,3 +393,106 @@ def test_music_that_could_not_start_is_tried_again_at_the_next_offer():
     assert StartMOH("c1") in flat(dm.step(d, Ev.TICK, 2.0, dm.Tick()))
     succeed(d, [attempt(dm.step(d, Ev.TICK, 3.0, dm.Tick()))], 3.0)
     assert d.calls["c1"].holding and d.calls["c1"].held_since == 3.0
+
+
+# --- live gauges -----------------------------------------------------------------------------
+
+def test_gauges_count_waiting_callers_their_longest_wait_and_agents_by_state():
+    d = Desk(agents=AGENTS, agent_ring=4.0, no_agent_retry=1.0, new_id=lambda: "x")
+    assert dm.gauges(d, 0).agents_free is None          # nothing known before the first look
+    dm.step(d, Ev.AGENTS_SEEN, 0, AgentsSeen(frozenset({"a1"}), online=frozenset({"a1", "a2"})))
+    g = dm.gauges(d, 0)
+    assert (g.agents_free, g.agents_busy, g.agents_offline, g.waiting) == (1, 1, 1, 0)
+    succeed(d, arrive(d, "c1", now=10.0), 10.0)           # a1 rings for c1
+    succeed(d, arrive(d, "c2", now=12.0), 12.0)           # nobody left: c2 holds
+    g = dm.gauges(d, 15.0)
+    assert (g.waiting, g.longest_wait_s, g.calls) == (2, 5.0, 2)
+    assert (g.agents_free, g.agents_busy, g.agents_offline) == (0, 2, 1)
+    call = d.calls["c1"]
+    succeed(d, dm.step(d, Ev.AGENT_ANSWERED, 16.0, dm.Leg("c1", call.agent_leg)), 16.0)
+    g = dm.gauges(d, 20.0)
+    assert (g.waiting, g.longest_wait_s) == (1, 8.0)      # c2 only, since 12
+    # a3 registers (its device state says so), then a2 logs off.
+    dm.step(d, Ev.DEVICE_STATE, 21.0, dm.DeviceState("PJSIP/a3", "NOT_INUSE"))
+    dm.step(d, Ev.DEVICE_STATE, 21.0, dm.DeviceState("PJSIP/a2", "UNAVAILABLE"))
+    g = dm.gauges(d, 21.0)
+    assert g.agents_offline == 1 and g.agents_free + g.agents_busy + g.agents_offline == 3
+
+
+def test_a_caller_handed_back_after_a_failed_transfer_waits_again_from_the_hand_back():
+    d = desk()
+    call = detached(d)
+    assert dm.gauges(d, 5).waiting == 0                   # with the other platform's ringing
+    dm.step(d, Ev.RETURNED, 30.0, dm.Returned(call.caller, prefer="a1"))
+    assert dm.gauges(d, 32.0).longest_wait_s == 2.0
+
+
+# --- emergencies (R4) ------------------------------------------------------------------------
+
+EMERGENCY_HEADERS = {**TRANSFER_HEADERS, "X-Hotline-Origin": "12345",
+                     "X-Hotline-Mode": "emergency", "X-Hotline-Emergency": "1"}
+
+
+def ringing_legs(cmds) -> dict[str, str]:
+    return {r.leg: r.agent for r in of(cmds, RingAgent)}
+
+
+def test_an_emergency_rings_every_free_agent_and_the_first_to_answer_takes_it():
+    d = desk()
+    cmds = succeed(d, arrive(d, headers=EMERGENCY_HEADERS))
+    call = d.calls["c1"]
+    legs = ringing_legs(cmds)
+    assert sorted(legs.values()) == list(AGENTS) and not of(cmds, Answer)
+    assert d.reserved == set(AGENTS) and dm.gauges(d, 1).agents_free == 0
+    second = next(leg for leg, a in legs.items() if a == "a2")
+    cmds = succeed(d, dm.step(d, Ev.AGENT_ANSWERED, 3, dm.Leg("c1", second)), 3)
+    others = {leg for leg in legs if leg != second}
+    assert {h.channel for h in of(cmds, HangUp)} == others
+    assert all(h.reason == "answered_elsewhere" for h in of(cmds, HangUp))
+    assert of(cmds, Answer) == [Answer("c1")]
+    assert (call.state, call.agent, call.agent_leg, call.offers) == \
+        (CallState.CONNECTED, "a2", second, {})
+    assert d.reserved == {"a2"} and all(leg not in d.legs for leg in others)
+    # The legs hung up end later: nothing of theirs reaches the call.
+    for leg in others:
+        assert dm.step(d, Ev.CHANNEL_GONE, 4, dm.Gone(leg, 26)) == []
+    assert call.state == CallState.CONNECTED
+
+
+def test_an_emergency_with_every_agent_busy_is_not_refused_and_goes_before_older_callers():
+    d = desk(free=())
+    succeed(d, arrive(d, "c0", now=0.5))                       # an ordinary caller, first
+    cmds = succeed(d, arrive(d, "c1", now=1.0, headers=EMERGENCY_HEADERS))
+    assert not of(cmds, HangUp) and "c1" in d.calls and not of(cmds, Answer)
+    assert d.calls["c1"].ringing                                # the origin hears ringback
+    cmds = dm.step(d, Ev.DEVICE_STATE, 5, dm.DeviceState("PJSIP/a2", "NOT_INUSE"))
+    [ring] = of(cmds, RingAgent)
+    assert (ring.agent, ring.caller) == ("a2", "c1")            # the emergency, not c0
+    cmds = dm.step(d, Ev.DEVICE_STATE, 6, dm.DeviceState("PJSIP/a3", "NOT_INUSE"))
+    [ring] = of(cmds, RingAgent)                                # a3 frees: it rings too
+    assert (ring.agent, ring.caller) == ("a3", "c1") and len(d.calls["c1"].offers) == 1
+
+
+def test_an_agent_declining_an_emergency_stops_only_that_phone():
+    d = desk(free=("a1", "a2"))
+    legs = ringing_legs(succeed(d, arrive(d, headers=EMERGENCY_HEADERS)))
+    call = d.calls["c1"]
+    first = call.agent_leg
+    cmds = dm.step(d, Ev.CHANNEL_GONE, 2, dm.Gone(first, dm.CAUSE_REJECTED))
+    assert not of(cmds, HangUp) and "c1" in d.calls
+    [other] = [leg for leg in legs if leg != first]
+    assert (call.state, call.agent_leg, call.offers) == (CallState.RINGING, other, {})
+    assert d.reserved == {legs[other]}
+    # The last phone does not answer either: the emergency waits on, and rings again.
+    cmds = dm.step(d, Ev.CHANNEL_GONE, 6, dm.Gone(other, 19))
+    assert "c1" in d.calls and d.calls["c1"].state == CallState.WAITING
+    cmds = succeed(d, dm.step(d, Ev.TICK, 8, dm.Tick()), 8)
+    assert sorted(ringing_legs(cmds).values()) == ["a1", "a2"]
+
+
+def test_the_caller_leaving_an_emergency_stops_every_phone():
+    d = desk()
+    legs = ringing_legs(succeed(d, arrive(d, headers=EMERGENCY_HEADERS)))
+    cmds = dm.step(d, Ev.CHANNEL_GONE, 2, dm.Gone("c1", 16))
+    assert set(legs) <= {h.channel for h in of(cmds, HangUp)}
+    assert not d.reserved and not d.legs and "c1" not in d.calls

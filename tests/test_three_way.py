@@ -211,3 +211,70 @@ def test_three_way_key_during_a_three_way_does_nothing(phones, outcomes):
     leg.send_dtmf("*0")
     far_leg.wait_ended(5)
     assert outcomes.wait(phones.lib)[0]["result"] == "cancelled"
+
+
+def test_an_emergency_with_every_110_agent_busy_waits_first_in_line_for_the_first_who_frees(
+        phones, outcomes):
+    """R4: both 110 agents talking and an ordinary caller already waiting; the 12345 agent's
+    *3 is neither refused nor timed out (it waits past transfer_ring), caller and 12345 agent
+    keep talking meanwhile, and the first 110 agent who hangs up is rung for the emergency, not
+    for the caller who waited longer."""
+    busy = []
+    for _ in phones.agents["110"]:
+        c = phones.caller.dial("110")
+        a, lg = phones.ringing_agent("110", exclude=[b[1] for b in busy])
+        lg.accept()
+        c.hears(lg)
+        busy.append((c, a, lg))
+    ordinary = phones.caller.dial("110")
+    phones.lib.sleep(1.0)
+    call, agent, leg = connect(phones, phones.citizen, "12345", "12345")
+    leg.send_dtmf("*3")
+    phones.lib.sleep(8.0)                           # past transfer_ring (6 s)
+    assert not any(p.ringing_calls() for p in phones.agents["110"])
+    assert not call.ended and not leg.ended
+    call.hears(leg)                                 # together while 110 is busy
+    freed_call, freed_agent, freed_leg = busy.pop(0)
+    freed_leg.hang_up()
+    freed_call.wait_ended(5)
+    far_agent, far_leg = phones.ringing_agent("110", timeout=8)
+    assert far_agent is freed_agent
+    assert far_leg.header("X-Hotline-Emergency") == "1"
+    assert far_leg.header("X-Hotline-Origin") == "12345"
+    far_leg.accept()
+    far_leg.hears(call)
+    call.hears(far_leg)
+    leg.hears(far_leg)
+    assert not ordinary.ended                       # still waiting, after the emergency
+    far_leg.send_dtmf(KEYS["accept"])
+    leg.wait_ended(5)
+    [rec] = outcomes.wait(phones.lib)
+    check_record(rec, result="accepted_by_target", mode="emergency", origin="12345")
+    for c, _a, lg in busy:
+        lg.hang_up()
+        c.wait_ended(5)
+    ordinary.hang_up()
+    far_leg.hang_up()
+    call.wait_ended(5)
+
+
+def test_an_emergency_rings_every_free_110_agent_and_the_first_to_answer_takes_it(
+        phones, outcomes):
+    call, agent, leg = connect(phones, phones.citizen, "12345", "12345")
+    leg.send_dtmf("*3")
+    agents = phones.agents["110"]
+    phones.lib.wait_for(lambda: all(p.ringing_calls() for p in agents), 8,
+                        "every 110 agent to ring")
+    legs = [p.ringing_calls()[0] for p in agents]
+    legs[-1].accept()
+    for other in legs[:-1]:
+        other.wait_ended(5)                         # stopped ringing: answered elsewhere
+    legs[-1].hears(call)
+    call.hears(legs[-1])
+    legs[-1].send_dtmf(KEYS["accept"])
+    leg.wait_ended(5)
+    [rec] = outcomes.wait(phones.lib)
+    check_record(rec, result="accepted_by_target", mode="emergency", origin="12345")
+    assert rec["answering_agent"] == agents[-1].username and rec["emergency"] is True
+    legs[-1].hang_up()
+    call.wait_ended(5)

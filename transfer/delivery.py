@@ -10,6 +10,10 @@ Rules:
   rejection as such, and falls back on its side (R3). With no free agent at all it is refused as
   busy; an agent declining it (603) rejects the transfer; otherwise agents are tried in turn until
   the other side gives up. The agent's phone gets the ``X-Hotline-*`` headers.
+* An *emergency* (a transferred caller with ``X-Hotline-Emergency: 1``: the ``*3`` call, R4) is
+  never refused: it waits ahead of every other caller, rings every free agent at once (the
+  first to answer takes it, the others stop ringing) and every agent who frees up while it rings;
+  one agent declining or not answering only stops that phone.
 * A free agent is one of the hotline's agents that is registered (endpoint online), has no channel
   on the PBX and is not being rung by us (known from the phones' device states, ``DEVICE_STATE``;
   until the first look after a connect, from the PBX's endpoint listing, ``ListAgents``); the one
@@ -99,10 +103,18 @@ class Call:
     remote_joined: bool = False
     handed_off: bool = False
     recovered: bool = False
+    returned_at: float = 0.0    # handed back after a failed transfer: waits again from then
+    # An emergency's other ringing legs (leg -> agent) beside ``agent_leg``: every free agent
+    # rings at once; the first to answer becomes ``agent_leg``, the rest are hung up.
+    offers: dict[str, str] = field(default_factory=dict)
 
     @property
     def transferred_in(self) -> bool:
         return sip.TRANSFER_ID in self.headers
+
+    @property
+    def emergency(self) -> bool:
+        return self.transferred_in and self.headers.get(sip.EMERGENCY) == "1"
 
 
 @dataclass
@@ -119,6 +131,9 @@ class Desk:
     # Agent -> free (registered, no call) as the PBX last said, kept current by device-state
     # events; None until the first look after a (re)connect: then each delivery asks the PBX.
     agent_free: dict[str, bool] | None = None
+    # Of the agents not free, those whose phone is not registered (device state UNAVAILABLE):
+    # for the live gauges only, which tell "busy" from "logged off".
+    offline: set[str] = field(default_factory=set)
     # Queue() calls being adopted -> the key action to run once they are ours.
     pending_keys: dict[str, str] = field(default_factory=dict)
 
@@ -127,7 +142,8 @@ class Desk:
         if owner is None or owner[1] != AGENT:
             return None
         call = self.calls.get(owner[0])
-        return call if call is not None and call.agent_leg == leg else None
+        return call if call is not None and (call.agent_leg == leg or leg in call.offers) \
+            else None
 
 
 # The caller channel's variable that names the transfer in progress ("" when none).
@@ -387,6 +403,7 @@ class DeviceState:
 @dataclass(slots=True)
 class AgentsSeen:
     free: frozenset | None      # None: the PBX could not be asked
+    online: frozenset | None = None     # registered, busy or not (None: not listed)
 
 
 @dataclass(slots=True)
@@ -496,6 +513,46 @@ def choose(call: Call, free: list[str]) -> str | None:
     return choices[0] if choices else None
 
 
+# --- live gauges ----------------------------------------------------------------------------
+
+# Device states of a phone that is not registered (Asterisk's ast_device_state names).
+OFFLINE_STATES = frozenset({"UNAVAILABLE", "INVALID", "UNKNOWN"})
+
+
+@dataclass(frozen=True, slots=True)
+class Gauges:
+    """A hotline's state now, as a supervisor's wallboard shows it (R8's surge thresholds are
+    read from the same figures)."""
+    waiting: int                # callers no agent of ours is talking with: held or ringing one
+    longest_wait_s: float       # of those, how long the one waiting longest has waited
+    calls: int                  # calls the desk holds, any state
+    agents_free: int | None     # None: not known (no look at the agents since the connect)
+    agents_busy: int | None
+    agents_offline: int | None
+
+
+def waiting_since(call: Call) -> float | None:
+    """Since when the caller has been waiting for an agent (None: not waiting). A caller handed
+    back after a failed transfer waits again from the hand-back."""
+    if call.state not in (WAITING, RINGING):
+        return None
+    return call.arrived if call.agent_at is None else (call.returned_at or call.arrived)
+
+
+def gauges(d: Desk, now: float) -> Gauges:
+    since = [t for t in map(waiting_since, d.calls.values()) if t is not None]
+    if d.agent_free is None:
+        free = busy = offline = None
+    else:
+        free = len(free_agents(d))
+        offline = len([a for a in d.agents if a in d.offline and a not in d.reserved])
+        busy = len(d.agents) - free - offline
+    return Gauges(waiting=len(since), longest_wait_s=round(max((now - t for t in since),
+                                                               default=0.0), 3),
+                  calls=len(d.calls), agents_free=free, agents_busy=busy,
+                  agents_offline=offline)
+
+
 # --- what the handlers share -----------------------------------------------------------------
 
 def _clog(call: Call, message: str, level: str = "info", **fields) -> Log:
@@ -522,8 +579,11 @@ def _release(d: Desk, agent: str | None, now: float) -> None:
 
 def _dispatch(d: Desk, now: float, listed: frozenset | None = None,
               asked: bool = False) -> list[Command]:
-    """Offer free agents to waiting callers, oldest caller first."""
-    waiting = sorted((c for c in d.calls.values() if c.state == WAITING), key=lambda c: c.arrived)
+    """Offer free agents to waiting callers: emergencies first (each to every free agent, also
+    while it rings already), then the others, oldest caller first."""
+    waiting = sorted((c for c in d.calls.values()
+                      if c.state == WAITING or (c.state == RINGING and c.emergency)),
+                     key=lambda c: (not c.emergency, c.arrived))
     if not waiting:
         return []
     if d.agent_free is None and not asked:
@@ -533,17 +593,25 @@ def _dispatch(d: Desk, now: float, listed: frozenset | None = None,
     for call in waiting:
         agent = choose(call, free)
         if agent is None:
-            cmds += _hold(d, call, now)
+            if call.state == WAITING:
+                cmds += _hold(d, call, now)
             continue
-        free.remove(agent)
-        cmds += _ring_agent(d, call, agent)
+        while agent is not None:
+            free.remove(agent)
+            cmds += _ring_agent(d, call, agent)
+            agent = choose(call, free) if call.emergency else None
     return cmds
 
 
 def _ring_agent(d: Desk, call: Call, agent: str) -> list[Command]:
+    """Ring ``agent`` for the caller: as the call's agent leg, or, for an emergency already
+    ringing someone, as one more offer beside it."""
     leg = f"{call.call_id}-{agent}-{d.new_id()[:8]}"
     call.tried.add(agent)
-    call.state, call.agent, call.agent_leg = RINGING, agent, leg
+    if call.state == RINGING and call.agent_leg:
+        call.offers[leg] = agent
+    else:
+        call.state, call.agent, call.agent_leg = RINGING, agent, leg
     d.reserved.add(agent)
     d.legs[leg] = (call.caller, AGENT)
     variables = {
@@ -605,6 +673,7 @@ def _end_call(d: Desk, call: Call, now: float, reason: str | None = None,
     d.calls.pop(call.caller, None)
     call.state = ENDED
     cmds: list[Command] = [CallEnded(call, now, by, disposition(call, reason, by))]
+    cmds += _withdraw_offers(d, call, now)
     for leg in (call.agent_leg, call.remote_leg):
         if leg:
             d.legs.pop(leg, None)
@@ -616,11 +685,34 @@ def _end_call(d: Desk, call: Call, now: float, reason: str | None = None,
     return cmds + _dispatch(d, now)
 
 
+def _withdraw_offers(d: Desk, call: Call, now: float, reason: str | None = None) -> list[Command]:
+    """Stop ringing an emergency's other agents."""
+    cmds: list[Command] = []
+    for leg, agent in call.offers.items():
+        d.legs.pop(leg, None)
+        _release(d, agent, now)
+        cmds.append(HangUp(leg, reason=reason))
+    call.offers.clear()
+    return cmds
+
+
+def _offer_gone(d: Desk, call: Call, leg: str, cause: int, now: float) -> list[Command]:
+    """One of an emergency's other ringing phones stopped (no answer, busy, declined)."""
+    agent = call.offers.pop(leg)
+    d.legs.pop(leg, None)
+    _release(d, agent, now)
+    return [_clog(call, "agent did not take the emergency", agent=agent, cause=cause)]
+
+
 def _agent_leg_gone(d: Desk, call: Call, leg: str, cause: int, now: float) -> list[Command]:
     """The agent's leg ended (the desk has already forgotten the leg)."""
     agent = call.agent
     _release(d, agent, now)
     call.agent = call.agent_leg = None
+    if call.state == RINGING and call.offers:
+        # An emergency still rings other phones: one of them is the agent leg now.
+        call.agent_leg, call.agent = call.offers.popitem()
+        return [_clog(call, "agent did not take the emergency", agent=agent, cause=cause)]
     if call.state == CONNECTED:
         if call.remote_leg:
             call.handed_off = True
@@ -630,7 +722,7 @@ def _agent_leg_gone(d: Desk, call: Call, leg: str, cause: int, now: float) -> li
             _end_call(d, call, now, by=EndedBy.AGENT)
     if call.state == TRANSFERRING:
         return []
-    if call.transferred_in and cause == CAUSE_REJECTED:
+    if call.transferred_in and cause == CAUSE_REJECTED and not call.emergency:
         return [_clog(call, "agent declined the transferred call", agent=agent)] + \
             _end_call(d, call, now, reason="rejected")
     call.state = WAITING
@@ -668,7 +760,10 @@ def _arrived(d: Desk, now: float, a: Arrival) -> list[Command]:
                            origin=call.headers.get(sip.ORIGIN),
                            transfer_id=call.headers[sip.TRANSFER_ID]))
         steps.append(SetVar(call.caller, USERFIELD, userfield(call)))
-        if not free_agents(d, a.listed):
+        if call.emergency:
+            steps.append(_clog(call, "emergency: first in line, every free agent rings",
+                               transfer_id=call.headers[sip.TRANSFER_ID]))
+        elif not free_agents(d, a.listed):
             steps.append(_clog(call, "no free agent: transfer refused as busy",
                                transfer_id=call.headers[sip.TRANSFER_ID]))
             # The call is over whatever the steps say: a caller gone already is gone.
@@ -729,6 +824,10 @@ def _device_state(d: Desk, now: float, s: DeviceState) -> list[Command]:
         return []
     was, free = d.agent_free[agent], s.state == "NOT_INUSE"
     d.agent_free[agent] = free
+    if s.state in OFFLINE_STATES:
+        d.offline.add(agent)
+    else:
+        d.offline.discard(agent)
     cmds: list[Command] = []
     if free != was:
         cmds.append(Log("agent state", "debug", {"agent": agent, "state": s.state, "free": free}))
@@ -739,6 +838,7 @@ def _device_state(d: Desk, now: float, s: DeviceState) -> list[Command]:
 
 def _agents_seen(d: Desk, now: float, s: AgentsSeen) -> list[Command]:
     d.agent_free = None if s.free is None else {a: a in s.free for a in d.agents}
+    d.offline = set() if s.online is None else {a for a in d.agents if a not in s.online}
     return []
 
 
@@ -756,6 +856,8 @@ def _reconcile(d: Desk, now: float, f: Found) -> list[Command]:
         if call.caller not in live:
             cmds += _end_call(d, call, now, by=EndedBy.UNSEEN)
         elif call.agent_leg and call.agent_leg not in live:
+            for leg in [leg for leg in call.offers if leg not in live]:
+                cmds += _offer_gone(d, call, leg, 0, now)
             d.legs.pop(call.agent_leg, None)
             cmds += _agent_leg_gone(d, call, call.agent_leg, 0, now)
         elif call.remote_leg and call.remote_leg not in live:
@@ -772,12 +874,18 @@ def _reconcile(d: Desk, now: float, f: Found) -> list[Command]:
         if vars_.get("HOTLINE_ROLE") != AGENT or ch["id"] in d.legs:
             continue
         call = d.calls.get(vars_.get("HOTLINE_CALLER", ""))
-        if call is not None and call.state == WAITING and ch.get("state") != "Up":
-            # Still ringing for a caller we know again: keep it. Asterisk enforces its ring
-            # timeout, and its StasisStart arrives when the agent answers.
-            call.state, call.agent, call.agent_leg = RINGING, vars_.get("HOTLINE_AGENT"), ch["id"]
-            call.tried.add(call.agent)
-            d.reserved.add(call.agent)
+        if call is not None and ch.get("state") != "Up" and \
+                (call.state == WAITING or (call.state == RINGING and call.emergency)):
+            # Still ringing for a caller we know again: keep it (an emergency's every leg).
+            # Asterisk enforces its ring timeout, and its StasisStart arrives when the agent
+            # answers.
+            agent = vars_.get("HOTLINE_AGENT")
+            if call.state == RINGING:
+                call.offers[ch["id"]] = agent
+            else:
+                call.state, call.agent, call.agent_leg = RINGING, agent, ch["id"]
+            call.tried.add(agent)
+            d.reserved.add(agent)
             d.legs[ch["id"]] = (call.caller, AGENT)
         else:
             # An agent leg nobody owns any more: left over from a call that is gone.
@@ -857,6 +965,8 @@ def _caller_gone(d: Desk, call: Call, now: float, detail) -> list[Command]:
 
 
 def _agent_gone(d: Desk, call: Call, now: float, g: LegGone) -> list[Command]:
+    if g.leg in call.offers:
+        return _offer_gone(d, call, g.leg, g.cause, now)
     if call.agent_leg != g.leg:
         return []
     return _agent_leg_gone(d, call, g.leg, g.cause, now)
@@ -875,9 +985,19 @@ def _stray_answer(d: Desk, now: float, leg: str) -> list[Command]:
 
 
 def _agent_answered(d: Desk, call: Call, now: float, a: Leg) -> list[Command]:
+    cmds: list[Command] = []
+    if a.leg in call.offers:
+        # The first to answer an emergency takes it: the leg rung first stops ringing.
+        first, first_agent = call.agent_leg, call.agent
+        call.agent = call.offers.pop(a.leg)
+        call.agent_leg = a.leg
+        if first:
+            call.offers[first] = first_agent
     if call.agent_leg != a.leg:
         return _stray_answer(d, now, a.leg)
-    cmds: list[Command] = []
+    if call.offers:
+        cmds += [_clog(call, "emergency taken", agent=call.agent, others=len(call.offers))] + \
+            _withdraw_offers(d, call, now, reason="answered_elsewhere")
     if call.transferred_in:
         cmds.append(NoteAnsweringAgent(call.headers[sip.TRANSFER_ID], call.agent))
     steps: list[Command] = []
@@ -930,6 +1050,15 @@ def _connect_failed(d: Desk, call: Call, now: float, f: Failed) -> list[Command]
 def _ring_failed(d: Desk, call: Call, now: float, f: Failed) -> list[Command]:
     if isinstance(f.step, Ringback):
         call.ringing = False
+    if f.leg in call.offers:
+        return _offer_gone(d, call, f.leg, 0, now)
+    if call.offers:
+        # The emergency's other phones ring on: one of them is its agent leg now.
+        agent = call.agent
+        _release(d, agent, now)
+        d.legs.pop(f.leg, None)
+        call.agent_leg, call.agent = call.offers.popitem()
+        return [_clog(call, "cannot ring agent", "warning", agent=agent, error=f.error)]
     agent = call.agent
     d.legs.pop(f.leg, None)
     _release(d, agent, now)
@@ -1068,6 +1197,7 @@ def _drop_agent(d: Desk, call: Call, now: float, detail) -> list[Command]:
 def _returned(d: Desk, call: Call, now: float, r: Returned) -> list[Command]:
     """A transfer failed: the caller waits for an agent here again, ``prefer`` first."""
     call.state = WAITING
+    call.returned_at = now
     call.transfer_id = None
     call.handed_off = False
     call.prefer = r.prefer

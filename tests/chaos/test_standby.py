@@ -169,6 +169,19 @@ def test_after_a_takeover_new_calls_keys_work(phones, outcomes, pair):
     call.hears(far_leg)
     [rec] = outcomes.wait(phones.lib)
     check_record(rec, result="accepted")
+    # Each instance's /health says which one acts, as the lease does.
+    import urllib.request
+
+    from conftest import CONFIG
+    from hotline_link.settings import load
+
+    active = pair.active()
+    for name, (host, port) in load(CONFIG, secrets=False).ha.http.items():
+        with urllib.request.urlopen(f"http://{host}:{port}/health", timeout=5) as resp:
+            health = json.loads(resp.read())
+        assert (health["instance"], health["ok"]) == (name, True)
+        assert health["role"] == ("active" if name == active else "standby"), health
+        assert bool(health["hotlines"]) == (name == active)
 
 
 # --- the active instance frozen for longer than its lease ----------------------------------------
