@@ -11,6 +11,11 @@ waits only on Asterisk, Redis or AMI, each under a deadline. Commands (``COMMAND
                    catalog for a matter code or free text (R14).
 ``screen``         sets HOTLINE_SCREEN to "harassment" when the caller's number is in the
                    harassment set and the hotline has ``screen_to`` (R9), else to "".
+``record,<entry>,<linkedid>,<arrived>,<answered>,<ended>,<agent>,<agent channel>,<hangup
+source>,<queue status>,<transfer id>,<origin>``
+                   from the hangup handler of a call the centre's Queue() delivered (or the
+                   queue in degraded mode, ``extensions.conf`` [hotline-queue-record]): its call
+                   record, through the same spool and stream as the application's. Sets nothing.
 
 Nothing that arrives here (arguments, caller ID, variables) is used as a dial string or a
 dialplan location: the hotline and action must be configured ones, channel names must look like
@@ -28,9 +33,12 @@ import structlog
 from asterisk.agi import AGIException, AGIHangup
 from redis import exceptions as redis_errors
 
+from contracts.vocab import DeliveredBy, EndedBy
 from hotline_link.logs import mask_number
+from hotline_link.outcomes import RecordSink
 from hotline_link.render import features
 from hotline_link.settings import Hotline, Settings
+from transfer.callrecord import from_queue
 from transfer.catalog import Catalog, recommend
 
 from .ami import ADOPT_CONTEXT, CHANNEL_RE, Ami, AmiError
@@ -44,6 +52,15 @@ MAX_TEXT = 500
 SESSION_TIMEOUT = 10.0
 
 
+def _epoch(text: str) -> float | None:
+    """A dialplan time (``${STRFTIME(,,%s.%3q)}``); None when empty or not a time."""
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return value if value > 0 else None
+
+
 class Refused(Exception):
     """A request this server will not act on; the message says why (logged, and given to the
     dialplan in a status variable)."""
@@ -54,10 +71,12 @@ Command = Callable[["AgiServer", Session, Hotline, object], Awaitable[None]]
 
 class AgiServer:
     def __init__(self, settings: Settings, catalog: Catalog, redis: aioredis.Redis,
-                 app_ready: Callable[[str], bool] = lambda _hid: True):
+                 app_ready: Callable[[str], bool] = lambda _hid: True,
+                 records: RecordSink | None = None):
         self.settings = settings
         self.catalog = catalog
         self.redis = redis
+        self.records = records          # call records of queue calls (``record``)
         self.app_ready = app_ready
         self.actions = {hid: {f.action for f in features(settings, hid)}
                         for hid in settings.hotlines}
@@ -157,8 +176,38 @@ class AgiServer:
             raise Refused(str(exc)) from None
         clog.info("call handed to the application", action=action, agent=agent)
 
+    async def cmd_record(self, agi: Session, hotline: Hotline, clog) -> None:
+        if self.records is None:
+            clog.warning("queue call not recorded: this server keeps no call records")
+            return
+        (entry, linkedid, arrived, answered, ended, agent, agent_channel, source, status,
+         transfer_id, origin) = (list(agi.args) + [""] * 11)[:11]
+        ended_s = _epoch(ended) or time.time()
+        if agent and agent not in hotline.agents:
+            clog.warning("queue call answered by a member that is not an agent of the hotline",
+                         member=agent)
+        if source == agi.env.get("agi_channel", ""):
+            ended_by = EndedBy.CALLER
+        elif source and source == agent_channel:
+            ended_by = EndedBy.AGENT
+        else:
+            ended_by = EndedBy.PBX
+        rec = from_queue(
+            call_id=linkedid or agi.env.get("agi_uniqueid", ""), hotline=hotline.id,
+            caller_number=agi.env.get("agi_callerid", ""),
+            delivered_by=DeliveredBy.QUEUE if entry == "queue" else DeliveredBy.DEGRADED,
+            arrived=_epoch(arrived) or ended_s, answered=_epoch(answered), ended=ended_s,
+            agent=agent or None, ended_by=ended_by, queue_status=status,
+            transfer_in={"transfer_id": transfer_id, "origin": origin or None}
+            if transfer_id else None)
+        await self.records.emit(rec)
+        clog.info("queue call recorded", disposition=rec["disposition"],
+                  delivered_by=rec["delivered_by"], agent=agent or None,
+                  ended_by=str(ended_by), hangup_source=source, queue_status=status)
+
     # The request's path names the command; only these are served.
-    COMMANDS: dict[str, Command] = {"key": cmd_key, "route": cmd_route, "screen": cmd_screen}
+    COMMANDS: dict[str, Command] = {"key": cmd_key, "route": cmd_route, "screen": cmd_screen,
+                                    "record": cmd_record}
 
     # --- sessions -------------------------------------------------------------------------------
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

@@ -57,6 +57,14 @@ class EndedBy(StrEnum):
     REMOTE = "remote"              # the other platform's party, the caller's last one
     SERVICE = "service"            # hotline-link ended it (refused, failed, cleaned up)
     UNSEEN = "unseen"              # it ended while no instance of the service was watching
+    PBX = "pbx"                    # the PBX's dialplan ended it (a queue call's timeout)
+
+
+class DeliveredBy(StrEnum):
+    """Who gave the call to an agent (the call record's ``delivered_by``)."""
+    APPLICATION = "application"    # hotline-link's ARI application
+    QUEUE = "queue"                # the centre's own Queue() (hotline-inbound-queue)
+    DEGRADED = "degraded"          # the queue, because the application was not connected
 
 
 class Mode(StrEnum):

@@ -145,6 +145,7 @@ def _context(settings: Settings, hotline: Hotline, ari_password: str | None,
         "pbx": PbxView(hotline.id, *sip, http_host, http_port, ami_host, ami_port),
         "hotline": hotline, "keys": settings.keys, "features": features(settings, hotline.id),
         "agi": f"{agi_host}:{agi_port}", "agent_ring": settings.timeouts.agent_ring,
+        "agi_servers": [f"{h}:{p}" for h, p in settings.agi.servers],
         "ari": {"username": hotline.ari.username, "password": ari_password},
         "ami": ({"username": hotline.ami.username, "secret": ami_secret}
                 if hotline.ami else None),

@@ -59,7 +59,7 @@ async def serve(settings: Settings) -> None:
     # FastAGI shares the loop, the Redis client and its timeouts with the ARI applications. A
     # standby serves it too: `route` and `screen` change no call, and `key` is refused (the
     # application is not connected here).
-    agi = AgiServer(settings, load_catalog(), redis, app_ready=app_ready)
+    agi = AgiServer(settings, load_catalog(), redis, app_ready=app_ready, records=call_sink)
     view = View(instance, apps, sinks, lease)
     log.info("service starting", hotlines=list(settings.hotlines), config=list(settings.sources),
              instance=instance)

@@ -38,7 +38,7 @@ from aiohttp import web
 
 from contracts.names import (CALL_INDEX, CALL_RECORD, COMMAND_RESULTS, COMMANDS, INDEX, LINKS,
                              LIVE, RECORD, TRAIL)
-from contracts.vocab import API_MODES, AlertKind, Disposition, Mode
+from contracts.vocab import API_MODES, AlertKind, DeliveredBy, Disposition, EndedBy, Mode
 from hotline_link.redisconn import NO_WAIT, Durable, NotReplicated
 from transfer.catalog import Catalog, recommend
 
@@ -58,10 +58,13 @@ MAX_SCAN = 50_000
 CSV_FIELDS = ("transfer_id", "ended", "origin", "target", "mode", "trigger", "result", "category",
               "emergency", "caller_number", "initiating_agent", "answering_agent")
 # ...then ``ticket_<platform id>`` per configured platform (ticket_12345, ticket_110 by default).
-CALL_CSV_FIELDS = ("call_id", "hotline", "caller_number", "arrived_at", "answered_at", "ended_at",
+CALL_CSV_FIELDS = ("call_id", "hotline", "delivered_by", "caller_number", "arrived_at",
+                   "answered_at", "ended_at",
                    "disposition", "ended_by", "wait_ms", "talk_ms", "duration_ms", "agents",
                    "transfers", "recovered")
 DISPOSITIONS = tuple(str(d) for d in Disposition)
+ENDED_BY = tuple(str(e) for e in EndedBy)
+DELIVERED_BY = tuple(str(d) for d in DeliveredBy)
 
 
 def _error(status: int, message: str) -> web.Response:
@@ -261,6 +264,9 @@ class Api:
             return _error(400, f"hotline must be {' or '.join(self.hotlines)}")
         if q.get("disposition") is not None and q["disposition"] not in DISPOSITIONS:
             return _error(400, f"disposition must be one of {', '.join(DISPOSITIONS)}")
+        for name, allowed in (("ended_by", ENDED_BY), ("delivered_by", DELIVERED_BY)):
+            if q.get(name) is not None and q[name] not in allowed:
+                return _error(400, f"{name} must be one of {', '.join(allowed)}")
         page = await self._page(request, CALL_INDEX, CALL_RECORD, _call_matching)
         if isinstance(page, web.Response):
             return page
@@ -410,6 +416,9 @@ def _csv(fields, filename: str, rows) -> web.Response:
 def _call_matching(rec: dict, q) -> dict | None:
     if any(q.get(k) is not None and str(rec.get(k)) != q[k]
            for k in ("hotline", "disposition", "ended_by")):
+        return None
+    # Records from before delivered_by existed were all the application's.
+    if q.get("delivered_by") and q["delivered_by"] != rec.get("delivered_by", "application"):
         return None
     if q.get("caller") and q["caller"] != rec.get("caller_number"):
         return None

@@ -138,3 +138,39 @@ def test_a_transfer_starting_renews_the_calls_note():
     notes = [c for c in dm.step(d, Ev.TRANSFER_STARTED, 3, dm.TransferNote("c1", "T1"))
              if isinstance(c, dm.CallNote)]
     assert [n.call.transfers for n in notes] == [["T1"]]
+
+
+# --- calls the centre's own Queue() delivered ---------------------------------------------------
+
+def queue_rec(**kw) -> dict:
+    from contracts.vocab import DeliveredBy
+    args = dict(call_id="L1", hotline="110", caller_number="13800138000",
+                delivered_by=DeliveredBy.QUEUE, arrived=OFFSET, answered=None,
+                ended=OFFSET + 10, agent=None, ended_by=EndedBy.CALLER, queue_status="",
+                transfer_in=None) | kw
+    r = callrecord.from_queue(**args)
+    jsonschema.validate(r, SCHEMA, cls=jsonschema.Draft202012Validator,
+                        format_checker=jsonschema.FormatChecker())
+    return r
+
+
+def test_a_queue_call_answered_after_a_wait():
+    r = queue_rec(answered=OFFSET + 2.5, agent="110-a1", ended_by=EndedBy.AGENT)
+    assert (r["disposition"], r["ended_by"], r["delivered_by"]) == ("answered", "agent", "queue")
+    assert (r["wait_ms"], r["talk_ms"], r["duration_ms"]) == (2500, 7500, 10000)
+    assert r["agents"] == ["110-a1"] and r["answered_at"].endswith("02.500+00:00")
+
+
+def test_a_queue_caller_who_gives_up_abandoned_and_a_queue_timeout_lost():
+    r = queue_rec(agent="110-a1")              # rang an agent, nobody answered, caller left
+    assert (r["disposition"], r["agents"], r["talk_ms"], r["wait_ms"]) == \
+        ("abandoned", [], None, 10000)
+    assert queue_rec(ended_by=EndedBy.PBX, queue_status="TIMEOUT")["disposition"] == "lost"
+
+
+def test_a_degraded_transfer_the_queue_turned_away_is_refused_and_names_its_transfer():
+    from contracts.vocab import DeliveredBy
+    r = queue_rec(delivered_by=DeliveredBy.DEGRADED, ended_by=EndedBy.PBX,
+                  queue_status="JOINEMPTY", transfer_in={"transfer_id": "T1", "origin": "12345"})
+    assert (r["disposition"], r["delivered_by"]) == ("refused", "degraded")
+    assert r["transfer_in"] == {"transfer_id": "T1", "origin": "12345"}

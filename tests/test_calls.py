@@ -279,3 +279,54 @@ def test_the_service_shows_who_waits_how_long_and_which_agents_are_free(
     call.wait_ended(5)
     phones.lib.wait_for(lambda: _gauges("110")["hotline_agents{state=\"free\"}"] == agents, 5,
                         "the agent free again")
+
+
+# --- calls the centre's own Queue() delivers, and calls in degraded mode --------------------------
+
+def test_queue_calls_are_counted_answered_and_abandoned(phones, call_records):
+    """Calls Queue() delivers without any key pressed: recorded by the queue's hangup handler
+    through the FastAGI "record" command, with the queue's own times and agent."""
+    from test_agi import queue_connect
+
+    since = time.time()
+    call, agent, leg = queue_connect(phones, phones.caller, "110")
+    phones.lib.sleep(1.0)
+    leg.hang_up()
+    call.wait_ended(5)
+    rec = one_record(phones, call_records, since, "110", CALLER_110_NUMBER)
+    assert (rec["delivered_by"], rec["disposition"], rec["ended_by"]) == \
+        ("queue", "answered", "agent")
+    assert rec["agents"] == [agent.username] and rec["transfers"] == []
+    assert 0 < rec["wait_ms"] < 10_000 and rec["talk_ms"] >= 1000
+    assert abs(rec["wait_ms"] + rec["talk_ms"] - rec["duration_ms"]) <= 2
+    since = time.time()
+    call = phones.caller.dial("queue-110")
+    phones.ringing_agent("110")
+    phones.lib.sleep(1.5)
+    call.hang_up()
+    call.wait_ended(5)
+    rec = one_record(phones, call_records, since, "110", CALLER_110_NUMBER)
+    assert (rec["delivered_by"], rec["disposition"], rec["ended_by"]) == \
+        ("queue", "abandoned", "caller")
+    assert rec["answered_at"] is None and rec["agents"] == [] and rec["wait_ms"] >= 1500
+
+
+def test_a_queue_call_handed_to_the_application_by_a_key_is_recorded_once(phones, call_records,
+                                                                          outcomes):
+    """A key hands the queue call to the application, which records it: the queue's hangup
+    handler stands back, so there is one record, with the transfer in it."""
+    from test_agi import queue_connect
+
+    since = time.time()
+    call, agent, leg = queue_connect(phones, phones.citizen, "12345")
+    leg.send_dtmf("*1")
+    leg.wait_ended(5)
+    far_agent, far_leg = phones.ringing_agent("110", timeout=8)
+    far_leg.accept()
+    call.hears(far_leg)
+    [out] = outcomes.wait(phones.lib)
+    far_leg.hang_up()
+    call.wait_ended(5)
+    rec = one_record(phones, call_records, since, "12345", CITIZEN_NUMBER)
+    assert (rec["delivered_by"], rec["disposition"]) == ("application", "transferred")
+    assert rec["transfers"] == [out["transfer_id"]]

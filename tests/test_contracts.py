@@ -46,6 +46,7 @@ def test_vocabularies_are_the_call_record_schema():
     props = CALL_RECORD["properties"]
     assert values(vocab.Disposition) == set(props["disposition"]["enum"])
     assert values(vocab.EndedBy) == set(props["ended_by"]["enum"])
+    assert values(vocab.DeliveredBy) == set(props["delivered_by"]["enum"])
 
 
 def test_vocabularies_are_the_stream_payload_schemas_and_the_api():

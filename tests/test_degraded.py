@@ -270,3 +270,48 @@ def test_an_emergency_goes_first_in_the_degraded_queue(phones, lab, service_down
             f"{ari.url}/channels/{sent['id']}", method="DELETE",
             headers={"Authorization": ari.auth}), timeout=5).close()
     leg.wait_ended(5)
+
+
+def test_a_degraded_call_is_counted_while_the_service_cannot_reach_that_pbx(
+        phones, service, call_records, monkeypatch):
+    """The service runs (its FastAGI answers) but its 110 application cannot connect: 110's
+    calls go to the queue, and each still leaves one call record, delivered_by "degraded"."""
+    import socket
+
+    from test_calls import one_record
+
+    service.kill()
+    monkeypatch.setenv("HOTLINE_LINK__HOTLINES__110__ARI__URL", "http://127.0.0.1:9")
+    try:
+        service.start(connected=False)
+        host, port = service_settings().agi.listen
+        phones.lib.wait_for(lambda: _accepts(socket, host, port), 10, "the FastAGI server")
+        since = time.time()
+        call, agent, leg = degraded_connect(phones, phones.caller, "110", "110")
+        assert leg.header("X-Hotline-Degraded") == "1"
+        phones.lib.sleep(1.0)
+        call.hang_up()
+        leg.wait_ended(5)
+        rec = one_record(phones, call_records, since, "110", CALLER_110_NUMBER)
+        assert (rec["delivered_by"], rec["disposition"], rec["ended_by"]) == \
+            ("degraded", "answered", "caller")
+        assert rec["agents"] == [agent.username] and rec["talk_ms"] >= 1000
+    finally:
+        service.kill()
+        monkeypatch.delenv("HOTLINE_LINK__HOTLINES__110__ARI__URL")
+        service.start()
+
+
+def service_settings():
+    from conftest import CONFIG
+    from hotline_link.settings import load
+
+    return load(CONFIG, secrets=False)
+
+
+def _accepts(socket, host: str, port: int) -> bool:
+    try:
+        socket.create_connection((host, port), timeout=0.5).close()
+        return True
+    except OSError:
+        return False

@@ -16,7 +16,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 from contracts import sip
-from contracts.vocab import Disposition, EndedBy
+from contracts.vocab import DeliveredBy, Disposition, EndedBy
 
 from .delivery import Call, CallState
 
@@ -74,6 +74,7 @@ def record(call: Call, hotline: str, ended: float, ended_by: EndedBy,
         del out[internal]
     waited_until = call.agent_at if call.agent_at is not None else ended
     out.update({
+        "delivered_by": str(DeliveredBy.APPLICATION),
         "ended_at": _iso(ended, offset), "ended_by": str(ended_by),
         "disposition": str(disposition),
         "wait_ms": _ms(call.arrived, waited_until),
@@ -81,3 +82,33 @@ def record(call: Call, hotline: str, ended: float, ended_by: EndedBy,
         "duration_ms": _ms(call.arrived, ended),
     })
     return out
+
+
+# QUEUESTATUS values with which Queue() turned a caller away without ringing anyone.
+QUEUE_REFUSALS = frozenset({"JOINEMPTY", "JOINUNAVAIL", "FULL", "LEAVEEMPTY", "LEAVEUNAVAIL"})
+
+
+def from_queue(*, call_id: str, hotline: str, caller_number: str, delivered_by: DeliveredBy,
+               arrived: float, answered: float | None, ended: float, agent: str | None,
+               ended_by: EndedBy, queue_status: str, transfer_in: dict | None) -> dict:
+    """The record of a call the centre's own Queue() delivered (or the queue in degraded mode),
+    from what the dialplan knew when the caller's channel hung up. Times: epoch seconds."""
+    if answered is not None:
+        disposition = Disposition.ANSWERED
+    elif queue_status in QUEUE_REFUSALS and transfer_in:
+        disposition = Disposition.REFUSED
+    else:
+        disposition = Disposition.ABANDONED if ended_by == EndedBy.CALLER else Disposition.LOST
+    arrived = min(arrived, ended)
+    if answered is not None:
+        answered = min(max(answered, arrived), ended)
+    return {
+        "schema": SCHEMA, "call_id": call_id, "hotline": hotline,
+        "delivered_by": str(delivered_by), "caller_number": caller_number,
+        "arrived_at": _iso(arrived, 0.0), "answered_at": _iso(answered, 0.0),
+        "ended_at": _iso(ended, 0.0),
+        "agents": [agent] if agent and answered is not None else [], "transfers": [],
+        "transfer_in": transfer_in, "disposition": str(disposition), "ended_by": str(ended_by),
+        "wait_ms": _ms(arrived, answered if answered is not None else ended),
+        "talk_ms": _ms(answered, ended), "duration_ms": _ms(arrived, ended), "recovered": False,
+    }
