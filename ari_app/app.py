@@ -99,9 +99,13 @@ class HotlineApp:
         self.queue: asyncio.Queue[dict] = asyncio.Queue()
         self.redis = redis
         # The delivery machine's state; only transfer.delivery.step writes it.
+        surge = hotline.surge
         self.desk = dm.Desk(agents=tuple(hotline.agents), agent_ring=settings.timeouts.agent_ring,
                             no_agent_retry=settings.timeouts.no_agent_retry,
-                            new_id=lambda: uuid.uuid4().hex)
+                            new_id=lambda: uuid.uuid4().hex,
+                            surge_plan=dm.SurgePlan(surge.waiting, surge.longest_wait,
+                                                    surge.calm_after, surge.overflow)
+                            if surge else None)
         self.interpreter = Interpreter(self.ari, hotline.id, self.desk, self.queue.put_nowait,
                                        self.publish, CallBook(redis, call_sink, hotline.id))
         self.delivery = Delivery(self.ari, hotline, self.desk, self.interpreter)

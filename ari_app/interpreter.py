@@ -25,7 +25,8 @@ from typing import TYPE_CHECKING, Awaitable, Callable
 
 import structlog
 
-from contracts.vocab import Trigger
+from contracts.vocab import AlertKind, Trigger
+from hotline_link import prompts
 from transfer import delivery as dm
 from transfer import machine as m
 
@@ -40,6 +41,10 @@ tlog = structlog.get_logger("transfer")
 
 TIMER = "HotlineTimer"
 REFER_HANGUP_GRACE = 2.0                     # a REFERring phone hangs up itself within this
+
+
+def announcement_id(t: m.Transfer) -> str:
+    return f"announce-{t.transfer_id}"
 
 
 async def agents_on_pbx(ari: AriClient) -> dm.AgentsSeen:
@@ -63,6 +68,7 @@ class Interpreter:
         self.transfers: Transfers | None = None        # set by the transfer adapter
         self.timers: dict[str, asyncio.TimerHandle] = {}   # transfer id -> its ring timer
         self.later: set[asyncio.Task] = set()          # deferred hang-ups (HangUp.after)
+        self.hotline_id = hotline_id
         self.log = dlog.bind(hotline=hotline_id)
         self.tlog = tlog.bind(hotline=hotline_id)
 
@@ -184,6 +190,13 @@ class Interpreter:
     async def _publish(self, cmd: dm.Publish) -> None:
         await self.publish(cmd.kind, cmd.fields)
 
+    async def _surge(self, cmd: dm.Surge) -> None:
+        await self.transfers.raise_alert({
+            "kind": str(AlertKind.SURGE), "hotline": self.hotline_id,
+            "state": "started" if cmd.on else "ended", "waiting": cmd.waiting,
+            "longest_wait_s": cmd.longest_wait_s, "overflow": list(cmd.overflow),
+            "lasted_s": cmd.lasted_s})
+
     async def _log(self, cmd: dm.Log) -> None:
         getattr(self.log, cmd.level)(cmd.message, **cmd.fields)
 
@@ -195,7 +208,7 @@ class Interpreter:
         dm.DeleteBridge: _delete_bridge, dm.HangUp: _hang_up, dm.ListAgents: _list_agents,
         dm.NoteAnsweringAgent: _note_answering_agent, dm.KeyAction: _key_action,
         dm.Publish: _publish, dm.Log: _log, dm.CallNote: _call_note,
-        dm.CallEnded: _call_ended,
+        dm.CallEnded: _call_ended, dm.Surge: _surge,
     }
 
     async def _hang_up_later(self, leg: str, delay: float) -> None:
@@ -219,10 +232,18 @@ class Interpreter:
                 if caller in self.desk.calls:
                     grace = REFER_HANGUP_GRACE if t.trigger == Trigger.REFER else 0.0
                     await self.deliver(dm.Ev.DETACH, dm.Detach(caller, grace))
-            case m.Ringback(channel=ch, on=on):
-                if on:
+            case m.Ringback(channel=ch, on=on, announce=announce):
+                if on and announce:
+                    # One playback, the prompt then the ringing tone (indications), that the
+                    # bridge or a fall-back stops by its id.
+                    await self._quietly(self.ari.post(
+                        f"/channels/{ch}/play/{announcement_id(t)}",
+                        media=f"{prompts.media(announce)},tone:ring"))
+                elif on:
                     await self._quietly(self.ari.post(f"/channels/{ch}/ring"))
                 else:
+                    if t.announce:
+                        await self.ari.delete_quietly(f"/playbacks/{announcement_id(t)}")
                     await self.ari.delete_quietly(f"/channels/{ch}/ring")
                 if caller in self.desk.calls:
                     await self.deliver(dm.Ev.RINGBACK_SET, dm.Tone(caller, on))

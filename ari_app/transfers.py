@@ -29,7 +29,7 @@ from redis.exceptions import RedisError
 
 from contracts import sip
 from contracts.names import ACTIVE_TRANSFERS, ALERTS, CALL_LOCK, TRANSFER_ANSWERED, TRANSFER_STATE
-from contracts.vocab import Mode, Trigger
+from contracts.vocab import CONFERENCE_MODES, Mode, Trigger
 from hotline_link.outcomes import OutcomeSink
 from hotline_link.settings import Hotline, Settings
 from transfer import delivery as dm
@@ -191,6 +191,8 @@ class Transfers:
             dial=self.hotline.targets[target].dial, caller=call.caller,
             caller_number=call.number, agent=call.agent, agent_leg=call.agent_leg, mode=mode,
             trigger=trigger, category=category, emergency=emergency,
+            announce=(self.hotline.targets[target].announce
+                      if mode not in CONFERENCE_MODES else None),
             ring_timeout=(self.settings.timeouts.emergency_ring if emergency
                           else self.settings.timeouts.transfer_ring), steps={"requested": now})
         await self.interp.deliver(dm.Ev.TRANSFER_STARTED, dm.TransferNote(call.caller, tid))
@@ -332,8 +334,13 @@ class Transfers:
     async def alert(self, t: m.Transfer, kind: str) -> None:
         body = {"kind": kind, "transfer_id": t.transfer_id, "call_id": t.call_id,
                 "origin": t.hotline, "target": t.target, "category": t.category,
-                "caller_number": t.caller_number, "at": _iso(time.time())}
-        self.log.warning("alert raised", alert=kind, transfer_id=t.transfer_id)
+                "caller_number": t.caller_number}
+        await self.raise_alert(body)
+
+    async def raise_alert(self, body: dict) -> None:
+        """Into the sidecar's webhook outbox. Best effort: Redis is never on a call's path."""
+        body = {**body, "at": _iso(time.time())}
+        self.log.warning("alert raised", alert=body["kind"], transfer_id=body.get("transfer_id"))
         await self.best_effort(self.redis.xadd(ALERTS.key, ALERTS.entry(body), **ALERTS.trim()))
 
     # --- persistence --------------------------------------------------------------------------

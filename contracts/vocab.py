@@ -115,6 +115,7 @@ class AlertKind(StrEnum):
     STABILITY_LEAD = "stability_lead"        # sidecar: R15 stability matters
     REDIS_DATA_LOST = "redis_data_lost"      # service or sidecar: a stream or group vanished
     ANSWER_RATE_LOW = "answer_rate_low"      # sidecar: a hotline's 1 h answer rate under target
+    SURGE = "surge"                          # service: a hotline's surge plan started or ended
 
 
 class LiveEvent(StrEnum):

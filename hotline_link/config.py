@@ -46,6 +46,7 @@ NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 OWNERS = {
     "service": "service", "redis": "service", "keys": "service", "timeouts": "service",
     "hotlines": "service", "agi": "service", "screening": "service", "ha": "service",
+    "prompts": "service",
     "sidecar": "sidecar",
     "lab": "lab",
 }

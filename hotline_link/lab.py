@@ -31,6 +31,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from . import prompts
 from .lab_redis import DATA as REDIS_DATA, SentinelRedis, server_argv as redis_server_argv
 from .render import Account, render_pbx
 from .settings import Hotline, Settings
@@ -201,6 +202,12 @@ class Lab:
                 out.append(Account(role="agent", hotline=hid, username=agent,
                                    password=_sip_secret(known.get(agent)),
                                    number=agent, display=f"{hid} agent {i}", context="from-agents"))
+            # The surge plan's overflow seats (remote seats in production): phones like the
+            # agents', rung only while a surge lasts.
+            for i, seat in enumerate(hotline.surge.overflow if hotline.surge else (), 1):
+                out.append(Account(role="overflow", hotline=hid, username=seat,
+                                   password=_sip_secret(known.get(seat)), number=seat,
+                                   display=f"{hid} overflow {i}", context="from-agents"))
             number = CITIZEN_NUMBERS.get(hid, "13700137000")
             user = {"12345": "citizen", "110": "caller"}.get(hid, f"citizen-{hid}")
             out.append(Account(role="citizen", hotline=hid, username=user,
@@ -429,6 +436,7 @@ class Lab:
         # neither.
         for sub in ("etc", "db", "spool/recording", "run", "log/cdr-custom"):
             (inst / sub).mkdir(parents=True, exist_ok=True)
+        self._data_dir(inst / "data", mode)
         ari_password = self._ensure_secret(
             self._secret_file(hotline.ari.password_file, f"ari-{hotline.id}"))
         root = CHROOT_MOUNT if mode == "chroot" else str(inst)
@@ -448,6 +456,29 @@ class Lab:
             argv = ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh",
                     str(rootfs), str(inst.resolve()), CHROOT_MOUNT]
         return spawn(f"asterisk-{hotline.id}", argv, log)
+
+    def _data_dir(self, data: Path, mode: str) -> None:
+        """The PBX's astdatadir: every entry of Asterisk's own (as the PBX sees it: inside the
+        root file system when chrooted) linked in, sounds folder by folder, and the prompts of
+        [prompts] synthesized into sounds/hotline-link (hotline_link.prompts)."""
+        shared = Path("/usr/share/asterisk")
+        seen = (self.settings.lab.rootfs / "usr/share/asterisk") if mode == "chroot" else shared
+        for top in [seen, seen / "sounds"]:
+            if not top.is_dir():
+                continue
+            here = data if top == seen else data / "sounds"
+            here.mkdir(parents=True, exist_ok=True)
+            for entry in top.iterdir():
+                if entry.name == "sounds" and top == seen:
+                    continue
+                link = here / entry.name
+                # Absolute links to where the PBX sees them: inside the chroot they resolve there.
+                target = shared / entry.relative_to(seen)
+                if not link.is_symlink() or Path(os.readlink(link)) != target:
+                    if link.is_symlink() or link.exists():
+                        link.unlink()
+                    link.symlink_to(target)
+        prompts.build(self.settings.prompts, data / "sounds")
 
     def ari_auth(self, hotline: Hotline) -> str:
         pw = self._secret_file(hotline.ari.password_file, f"ari-{hotline.id}").read_text().strip()

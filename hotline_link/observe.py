@@ -91,6 +91,9 @@ class _Collector:
             "calls": GaugeMetricFamily(
                 "hotline_calls_in_progress", "Calls the hotline holds now, any state",
                 labels=["hotline"]),
+            "surge": GaugeMetricFamily(
+                "hotline_surge", "1 while the hotline's surge plan is on (overflow seats take "
+                "callers)", labels=["hotline"]),
         }
         agents = GaugeMetricFamily("hotline_agents", "The hotline's agents by state (free: "
                                    "registered and idle; busy: on a call or rung; offline: not "

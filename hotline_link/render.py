@@ -66,7 +66,7 @@ DECISION_ACTIONS = frozenset(DecisionAction)
 class Account:
     """A SIP phone account on one centre's PBX."""
 
-    role: str            # agent | citizen
+    role: str            # agent | overflow | citizen
     hotline: str
     username: str
     password: str

@@ -34,7 +34,7 @@ KEY_RE = re.compile(r"^[*#][0-9]{1,3}$")
 DIAL_RE = re.compile(r"^(PJSIP|IAX2|DAHDI|Local)/[A-Za-z0-9_.@+*#/-]+$")
 _AGENT_CHANNEL = re.compile(r"^PJSIP/([A-Za-z0-9_.-]+)-[0-9a-f]{8}$")
 KEY_NAMES = ("transfer", "three_way", "emergency", "out_of_scope", *DecisionAction)
-TABLES = ("service", "redis", "keys", "timeouts", "hotlines", "agi", "screening", "ha")
+TABLES = ("service", "redis", "keys", "timeouts", "hotlines", "agi", "screening", "ha", "prompts")
 
 
 REST_TRANSPORTS = ("auto", "http")
@@ -74,6 +74,17 @@ class Target:
     dial: str
     key: str | None = None      # its own one-key transfer key, besides keys.transfer
     name: str = ""
+    # The prompt (a [prompts] name) a caller hears before a blind transfer here; None: none.
+    announce: str | None = None
+
+
+@dataclass(frozen=True)
+class SurgeSettings:
+    """``hotlines.<id>.surge`` (R8): thresholds that start the plan, and its overflow seats."""
+    waiting: int
+    longest_wait: float
+    calm_after: float
+    overflow: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -86,6 +97,7 @@ class Hotline:
     ami: AmiSettings | None = None
     screen_to: str | None = None   # target for callers flagged for malicious harassment (R9)
     emergency_to: str | None = None  # target of the emergency key (R4); none: the key does nothing
+    surge: "SurgeSettings | None" = None   # the surge plan (R8); none: no surge handling
 
     def agent_of_channel(self, name: str) -> str | None:
         """The agent endpoint of a PJSIP channel name (``PJSIP/12345-a1-0000002a``), if it is
@@ -161,6 +173,7 @@ class Settings:
     agi: AgiSettings
     screening: ScreeningSettings
     ha: HaSettings
+    prompts: dict[str, str] = field(default_factory=dict)   # [prompts]: name -> text
     sources: tuple[str, ...] = field(default=())
     # Other components' sections, filled only for a process that asked for them (``load(...,
     # also=...)``): the sidecar's (``sidecar.settings.SidecarSettings``) and the lab's
@@ -214,7 +227,8 @@ def parse(v: Validator, root: Mapping[str, Any]) -> Settings:
         no_agent_retry=v.number(tmo, "timeouts", "no_agent_retry", 0.1, 60),
         emergency_ring=v.number(tmo, "timeouts", "emergency_ring", 1, 3600),
     )
-    hotlines = _hotlines(v, root.get("hotlines", {}))
+    prompts = _prompts(v, root.get("prompts", {}))
+    hotlines = _hotlines(v, root.get("hotlines", {}), prompts)
     _target_keys(v, keys, hotlines)
     ha = _ha(v, svc, root.get("ha", {}))
     agi_node = v.table(root.get("agi", {}), "agi", {"listen"})
@@ -229,6 +243,7 @@ def parse(v: Validator, root: Mapping[str, Any]) -> Settings:
         home=v.home, log_level=log_level, log_format=log_format,
         spool_dir=v.path(spool_dir) if spool_dir else None, redis_url=redis_url, http=http,
         keys=keys, timeouts=timeouts, hotlines=hotlines, agi=agi, screening=screening, ha=ha,
+        prompts=prompts,
         redis=redis,
     )
 
@@ -313,7 +328,44 @@ def _keys(v: Validator, node: Mapping) -> Keys:
     return Keys(**values, inter_digit_timeout=idt)
 
 
-def _hotlines(v: Validator, node: Any) -> dict[str, Hotline]:
+PROMPT_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
+
+
+def _prompts(v: Validator, node: Any) -> dict[str, str]:
+    """Prompt name -> its text (zh-CN first): what the lab synthesizes, and what an admin
+    records under ``hotline-link/<name>`` for production."""
+    out = {}
+    for name, text in v.table(node, "prompts", None).items():
+        if not PROMPT_NAME_RE.match(name):
+            v.problems.append(f"prompts.{name}: not a valid prompt name (lower-case letters, "
+                              "digits, '-' and '_')")
+        elif not isinstance(text, str) or not text.strip():
+            v.problems.append(f"prompts.{name}: expected the prompt's text")
+        else:
+            out[name] = text.strip()
+    return out
+
+
+def _surge(v: Validator, h: Mapping, path: str, agents: tuple[str, ...]) -> SurgeSettings:
+    node = v.table(h.get("surge"), path, {"waiting", "longest_wait", "calm_after", "overflow"})
+    raw = v.get(node, path, "overflow")
+    overflow: tuple[str, ...] = ()
+    if not isinstance(raw, list) or not all(isinstance(x, str) and NAME_RE.match(x) for x in raw):
+        if raw is not None:
+            v.problems.append(f"{path}.overflow: expected a list of PJSIP endpoint names")
+    else:
+        overflow = tuple(raw)
+        for seat in overflow:
+            if seat in agents:
+                v.problems.append(f"{path}.overflow: {seat!r} is one of the hotline's agents "
+                                  "already")
+    return SurgeSettings(waiting=v.number(node, path, "waiting", 1, 10_000, integer=True),
+                         longest_wait=v.number(node, path, "longest_wait", 1, 3600),
+                         calm_after=v.number(node, path, "calm_after", 0, 3600),
+                         overflow=overflow)
+
+
+def _hotlines(v: Validator, node: Any, prompts: dict[str, str]) -> dict[str, Hotline]:
     node = v.table(node, "hotlines", None)
     if not node:
         v.problems.append("hotlines: at least one hotline is required")
@@ -323,7 +375,7 @@ def _hotlines(v: Validator, node: Any) -> dict[str, Hotline]:
         if not NAME_RE.match(hid):
             v.problems.append(f"{path}: {hid!r} is not a valid hotline id")
         h = v.table(h, path, {"name", "agents", "ari", "targets", "ami", "screen_to",
-                              "emergency_to"})
+                              "emergency_to", "surge"})
         ari_node = v.table(h.get("ari", {}), f"{path}.ari",
                            {"url", "username", "password_file", "password_env", "app",
                             "rest_transport"})
@@ -340,24 +392,31 @@ def _hotlines(v: Validator, node: Any) -> dict[str, Hotline]:
             tpath = f"{path}.targets.{tid}"
             if not NAME_RE.match(tid):
                 v.problems.append(f"{tpath}: {tid!r} is not a valid target id")
-            t = v.table(t, tpath, {"dial", "key", "name"})
+            t = v.table(t, tpath, {"dial", "key", "name", "announce"})
             dial = v.string(t, tpath, "dial", DIAL_RE,
                             "a dial string (TECH/resource, no ',', '&', '$' or spaces)")
             # Optional: a target without a key of its own is reached by keys.transfer (the other
             # platform) or the phone's transfer button only.
             key = (v.string(t, tpath, "key", KEY_RE, "a key (expected '*' or '#' and 1-3 digits)")
                    if v.optional(t, "key") else None)
-            targets[tid] = Target(id=tid, dial=dial, key=key, name=_name(v, t, tpath, tid))
+            announce = v.string(t, tpath, "announce") if v.optional(t, "announce") else None
+            if announce and announce not in prompts:
+                v.problems.append(f"{tpath}.announce: {announce!r} is not one of [prompts] "
+                                  f"({', '.join(prompts) or 'none'})")
+            targets[tid] = Target(id=tid, dial=dial, key=key, name=_name(v, t, tpath, tid),
+                                  announce=announce or None)
         screen_to = v.string(h, path, "screen_to") if v.optional(h, "screen_to") else None
         if screen_to is not None and screen_to not in targets:
             v.problems.append(f"{path}.screen_to: {screen_to!r} is not a target of {hid}")
         emergency_to = v.string(h, path, "emergency_to") if v.optional(h, "emergency_to") else None
         if emergency_to is not None and emergency_to not in targets:
             v.problems.append(f"{path}.emergency_to: {emergency_to!r} is not a target of {hid}")
+        agents = v.names(h, path, "agents")
+        surge = _surge(v, h, f"{path}.surge", agents) if v.optional(h, "surge") else None
         out[hid] = Hotline(id=hid, name=_name(v, h, path, hid),
-                           agents=v.names(h, path, "agents"), ari=ari, targets=targets,
+                           agents=agents, ari=ari, targets=targets,
                            ami=_ami(v, h, f"{path}.ami"), screen_to=screen_to,
-                           emergency_to=emergency_to)
+                           emergency_to=emergency_to, surge=surge)
     apps = [h.ari.app for h in out.values() if h.ari.app]
     if len(set(apps)) != len(apps):
         v.problems.append("hotlines: two hotlines share one ari.app name")

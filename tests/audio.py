@@ -41,6 +41,22 @@ def tone_share(samples: array | list[int], rate: int, hz: float) -> float:
     return power / (n / 2.0 * energy)
 
 
+# The "frequency" that stands for speech in a phone's listen command: any loud audio that is
+# not a tone (a spoken prompt, not ringback or a phone's test tone).
+SPEECH = -1
+# Tones a caller may hear besides speech: the lab's ringing tone (indications.conf, cn: 450 Hz)
+# and the phones' own test tones.
+NOT_SPEECH_HZ = (450, *TONES_HZ)
+
+
+def is_speech(samples: array | list[int], rate: int) -> bool:
+    """Loud audio whose energy is in no single tone: a voice, not a tone or silence."""
+    n = len(samples)
+    if n == 0 or math.sqrt(math.fsum(s * s for s in samples) / n) < MIN_RMS:
+        return False
+    return all(tone_share(samples, rate, hz) < SHARE for hz in NOT_SPEECH_HZ)
+
+
 def wav_has_tone(path: Path, hz: float, frame_ms: int = 20, frames: int = 5) -> bool:
     """Whether the 16-bit mono WAV at ``path`` holds ``hz`` in at least ``frames`` frames."""
     with wave.open(str(path), "rb") as wav:

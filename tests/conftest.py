@@ -211,9 +211,14 @@ class Phones:
         self.agents = {hid: [lib.phone(a) for a in lab.accounts
                              if a["role"] == "agent" and a["hotline"] == hid]
                        for hid in lab.descriptor["pbx"]}
+        # The surge plan's overflow seats (rung only during a surge).
+        self.overflow = {hid: [lib.phone(a) for a in lab.accounts
+                               if a["role"] == "overflow" and a["hotline"] == hid]
+                         for hid in lab.descriptor["pbx"]}
 
     def all(self):
-        return [self.citizen, self.caller, *(p for ps in self.agents.values() for p in ps)]
+        return [self.citizen, self.caller, *(p for ps in self.agents.values() for p in ps),
+                *(p for ps in self.overflow.values() for p in ps)]
 
     def ringing_agent(self, hotline: str, timeout: float = 10.0, exclude=()):
         """The first agent of ``hotline`` whose phone rings, and that call."""

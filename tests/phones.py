@@ -26,7 +26,7 @@ from array import array
 from multiprocessing.connection import Connection, wait
 from typing import Callable
 
-from audio import SHARE, TONES_HZ, tone_share
+from audio import SHARE, SPEECH, TONES_HZ, is_speech, tone_share
 
 HOST = "127.0.0.1"
 
@@ -106,6 +106,12 @@ def _worker(conn: Connection, account: dict, host: str, log_level: int) -> None:
             if not hz or self.heard or frame.type != pj.PJMEDIA_FRAME_TYPE_AUDIO:
                 return
             samples = array("h", bytes(frame.buf))
+            if hz == SPEECH:
+                # Speech: loud, and not the ringing tone (nor silence, which has no share).
+                hit = is_speech(samples, rate)
+                self.run = self.run + 1 if hit else 0
+                self.heard = self.run >= 10           # 200 ms of it: a word, not a click
+                return
             self.run = self.run + 1 if tone_share(samples, rate, hz) >= SHARE else 0
             self.heard = self.run >= 5                # 100 ms of the tone, not a click
 
@@ -630,6 +636,17 @@ class PhoneCall:
                 f"{self.phone.username} to hear {other.phone.username}'s {hz} Hz tone")
         finally:
             other.phone._send("tone", other.key, 0)
+            self.phone._send("listen", self.key, 0)
+
+    def hears_speech(self, timeout: float = 8.0) -> None:
+        """This call receives speech (a spoken prompt): 200 ms of loud audio in no tone."""
+        heard = len(self.tones_heard)
+        self.phone._send("listen", self.key, SPEECH)
+        try:
+            self.phone.lib.wait_for(
+                lambda: any(f == SPEECH for f, _ in self.tones_heard[heard:]), timeout,
+                f"{self.phone.username} to hear speech")
+        finally:
             self.phone._send("listen", self.key, 0)
 
     def hears_echo(self, timeout: float = 8.0) -> None:

@@ -236,7 +236,7 @@ LAB_DEFAULTS = tomllib.loads(lab_settings.defaults_file().read_text())
 # Keys a parser reads only if given, because their absence is a setting of its own ("no key of its
 # own", "no AMI", "no token", "shown by its id"); and secrets, given as one of _file or _env.
 OPTIONAL = {"name", "key", "screen_to", "emergency_to", "ami", "token_file", "token_env",
-            "instance", "instances"}
+            "instance", "instances", "announce", "surge"}
 SECRET_PAIRS = (("password_file", "password_env"), ("secret_file", "secret_env"),
                 ("token_file", "token_env"))
 
@@ -286,7 +286,9 @@ def _without(raw: dict, path: tuple[str, ...]) -> dict:
     return out
 
 
-REQUIRED = [p for p in _scalar_leaves(config._merge(DEFAULTS, LAB_DEFAULTS)) if p[-1] not in OPTIONAL]
+# [prompts] is a table of names an admin chooses, as the hotlines' targets are: none is required.
+REQUIRED = [p for p in _scalar_leaves(config._merge(DEFAULTS, LAB_DEFAULTS))
+            if p[-1] not in OPTIONAL and p[0] != "prompts"]
 
 
 @pytest.mark.parametrize("path", REQUIRED, ids=".".join)
@@ -434,3 +436,11 @@ redis_sentinel = true
         "lab.redis_sentinel: redis.sentinels[1] '10.0.0.2:26379' is not a 127.x.x.x:port the "
         "lab can run a sentinel on",
         "lab.redis_sentinel: redis.sentinels[2] '127.0.0.1:6390' takes the port of a lab Redis"]
+
+
+def test_an_announcement_must_name_a_prompt(tmp_path):
+    assert problems(tmp_path, '[hotlines.12345.targets.110]\nannounce = "to-nowhere"\n') == [
+        "hotlines.12345.targets.110.announce: 'to-nowhere' is not one of [prompts] "
+        "(to-110, to-12345)"]
+    assert problems(tmp_path, '[prompts]\n"Bad Name" = "x"\n') == [
+        "prompts.Bad Name: not a valid prompt name (lower-case letters, digits, '-' and '_')"]

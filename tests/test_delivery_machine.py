@@ -496,3 +496,46 @@ def test_the_caller_leaving_an_emergency_stops_every_phone():
     cmds = dm.step(d, Ev.CHANNEL_GONE, 2, dm.Gone("c1", 16))
     assert set(legs) <= {h.channel for h in of(cmds, HangUp)}
     assert not d.reserved and not d.legs and "c1" not in d.calls
+
+
+# --- the surge plan (R8) -----------------------------------------------------------------------
+
+def surge_desk(free=("a1",)) -> Desk:
+    d = Desk(agents=AGENTS, agent_ring=4.0, no_agent_retry=1.0, new_id=lambda: "x",
+             surge_plan=dm.SurgePlan(waiting=2, longest_wait=30.0, calm_after=5.0,
+                                     overflow=("o1",)))
+    dm.step(d, Ev.AGENTS_SEEN, 0, AgentsSeen(frozenset(free) | {"o1"},
+                                             online=frozenset(AGENTS) | {"o1"}))
+    return d
+
+
+def test_a_surge_brings_the_overflow_seats_in_and_ends_after_a_calm_spell():
+    d = surge_desk()
+    succeed(d, arrive(d, "c1", now=1.0), 1.0)           # a1 rings: nobody waits in hold
+    succeed(d, arrive(d, "c2", now=2.0), 2.0)           # the overflow seat is not used yet
+    assert d.calls["c2"].agent is None and not d.surge
+    cmds = succeed(d, dm.step(d, Ev.TICK, 3.0, dm.Tick()), 3.0)   # two waiting: surge
+    [surge] = of(cmds, dm.Surge)
+    assert (surge.on, surge.waiting, surge.overflow) == (True, 2, ("o1",))
+    assert [r.agent for r in of(cmds, RingAgent)] == ["o1"]       # c2 goes to the seat
+    assert dm.gauges(d, 3.0).surge
+    # Both answered: nobody waits; the surge ends only after 5 quiet seconds.
+    for caller, now in (("c1", 4.0), ("c2", 4.0)):
+        succeed(d, dm.step(d, Ev.AGENT_ANSWERED, now, dm.Leg(caller, d.calls[caller].agent_leg)),
+                now)
+    assert not of(dm.step(d, Ev.TICK, 5.0, dm.Tick()), dm.Surge)
+    assert not of(dm.step(d, Ev.TICK, 9.0, dm.Tick()), dm.Surge)
+    [end] = of(dm.step(d, Ev.TICK, 10.5, dm.Tick()), dm.Surge)
+    assert (end.on, end.lasted_s) == (False, 7.5) and not d.surge
+    # The seat finishes its call; afterwards no caller is given to it.
+    dm.step(d, Ev.CHANNEL_GONE, 11.0, dm.Gone("c2", 16))
+    assert "o1" not in dm.free_agents(d)
+
+
+def test_one_caller_waiting_too_long_starts_a_surge_too():
+    d = surge_desk(free=())
+    succeed(d, arrive(d, "c1", now=0.0), 0.0)
+    assert not of(dm.step(d, Ev.TICK, 29.0, dm.Tick()), dm.Surge)
+    cmds = succeed(d, dm.step(d, Ev.TICK, 30.5, dm.Tick()), 30.5)
+    assert of(cmds, dm.Surge)[0].longest_wait_s == 30.5
+    assert [r.agent for r in of(cmds, RingAgent)] == ["o1"]

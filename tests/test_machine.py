@@ -123,6 +123,12 @@ def test_start_blind_releases_agent_rings_caller_dials_target_and_arms_timer():
     assert t.state == State.DIALING and t.steps["dialing"] == 100.0
 
 
+def test_start_blind_with_an_announcement_plays_it_while_the_target_is_dialled():
+    cmds = start(new(announce="to-110"), now=100.0)
+    assert cmds[1] == Ringback("caller-ch", True, "to-110")
+    assert isinstance(cmds[2], Originate)          # dialled at once, not after the prompt
+
+
 def test_start_emergency_keeps_the_agent_and_alerts_first():
     t = new("emergency", category="emergencies")
     cmds = start(t, 5.0)

@@ -365,3 +365,21 @@ def test_transfer_key_during_an_emergency_transfer_starts_nothing_more(phones, o
     leg.wait_ended(5)
     [rec] = outcomes.wait(phones.lib)
     check_record(rec, result="accepted_by_target", mode="emergency")
+
+
+def test_the_caller_hears_where_a_blind_transfer_goes_then_ringback(phones, outcomes):
+    """Issue 16 (5): the 12345 target 110 has an announcement ([prompts] to-110, synthesized by
+    the lab with espeak-ng): after *1 the caller hears speech, not only the ringing tone, and
+    the 110 agent's phone rings meanwhile (the announcement adds nothing to the set-up)."""
+    call, agent, leg = connect(phones, phones.citizen, "12345", "12345")
+    leg.send_dtmf("*1")
+    leg.wait_ended(5)
+    call.hears_speech(timeout=5)
+    far_agent, far_leg = phones.ringing_agent("110", timeout=8)
+    far_leg.accept()
+    call.hears(far_leg)
+    far_leg.hears(call)
+    [rec] = outcomes.wait(phones.lib)
+    check_record(rec, result="accepted")
+    far_leg.hang_up()
+    call.wait_ended(5)

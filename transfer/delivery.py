@@ -136,6 +136,19 @@ class Desk:
     offline: set[str] = field(default_factory=set)
     # Queue() calls being adopted -> the key action to run once they are ours.
     pending_keys: dict[str, str] = field(default_factory=dict)
+    # The surge plan (R8): extra seats that join the pool while too many callers wait.
+    surge_plan: "SurgePlan | None" = None
+    surge: bool = False
+    surge_since: float = 0.0
+    calm_since: float | None = None          # surge on, thresholds no longer passed: since when
+
+    @property
+    def overflow(self) -> tuple[str, ...]:
+        return self.surge_plan.overflow if self.surge_plan else ()
+
+    def seats(self) -> tuple[str, ...]:
+        """Who may be given a caller now: the agents, and the overflow seats during a surge."""
+        return self.agents + self.overflow if self.surge else self.agents
 
     def call_of_agent_leg(self, leg: str) -> Call | None:
         owner = self.legs.get(leg)
@@ -263,6 +276,25 @@ class KeyAction:
     """A Queue() call handed over by a key press is ours now: run that key's action on it."""
     caller: str
     action: str
+
+
+@dataclass(frozen=True, slots=True)
+class SurgePlan:
+    """When a hotline is in a surge, and what it does then (``hotlines.<id>.surge``)."""
+    waiting: int                # this many callers waiting starts a surge,
+    longest_wait: float         # or the longest wait passing this (s);
+    calm_after: float           # it ends once neither has held for this long (s)
+    overflow: tuple[str, ...]   # seats that take callers during the surge
+
+
+@dataclass(slots=True)
+class Surge:
+    """A surge started (``on``) or ended: the ``surge`` alert, with the figures that decided."""
+    on: bool
+    waiting: int
+    longest_wait_s: float
+    overflow: tuple[str, ...]
+    lasted_s: float | None = None
 
 
 @dataclass(slots=True)
@@ -500,7 +532,7 @@ def free_agents(d: Desk, listed: frozenset | None = None) -> list[str]:
         online = {a for a, free in d.agent_free.items() if free}
     else:
         online = listed or frozenset()
-    free = [a for a in d.agents if a in online and a not in d.reserved]
+    free = [a for a in d.seats() if a in online and a not in d.reserved]
     return sorted(free, key=lambda a: d.idle_since.get(a, 0.0))
 
 
@@ -529,6 +561,7 @@ class Gauges:
     agents_free: int | None     # None: not known (no look at the agents since the connect)
     agents_busy: int | None
     agents_offline: int | None
+    surge: bool = False         # the surge plan is on (overflow seats take callers)
 
 
 def waiting_since(call: Call) -> float | None:
@@ -544,13 +577,13 @@ def gauges(d: Desk, now: float) -> Gauges:
     if d.agent_free is None:
         free = busy = offline = None
     else:
-        free = len(free_agents(d))
+        free = len([a for a in free_agents(d) if a not in d.overflow])
         offline = len([a for a in d.agents if a in d.offline and a not in d.reserved])
         busy = len(d.agents) - free - offline
     return Gauges(waiting=len(since), longest_wait_s=round(max((now - t for t in since),
                                                                default=0.0), 3),
                   calls=len(d.calls), agents_free=free, agents_busy=busy,
-                  agents_offline=offline)
+                  agents_offline=offline, surge=d.surge)
 
 
 # --- what the handlers share -----------------------------------------------------------------
@@ -815,7 +848,35 @@ def _tick(d: Desk, now: float, detail: Tick) -> list[Command]:
         if call.state == WAITING and call.tried and (call.holding or call.transferred_in) and \
                 now - call.held_since >= d.no_agent_retry:
             call.tried.clear()
-    return _dispatch(d, now)
+    return _check_surge(d, now) + _dispatch(d, now)
+
+
+def _check_surge(d: Desk, now: float) -> list[Command]:
+    """Start the surge plan when too many callers wait or one waits too long; end it once
+    neither has held for ``calm_after`` (so one quiet second does not end it)."""
+    plan = d.surge_plan
+    if plan is None:
+        return []
+    g = gauges(d, now)
+    hot = g.waiting >= plan.waiting or g.longest_wait_s >= plan.longest_wait
+    if not d.surge:
+        if not hot:
+            return []
+        d.surge, d.surge_since, d.calm_since = True, now, None
+        return [Surge(True, g.waiting, g.longest_wait_s, plan.overflow),
+                Log("surge started: overflow seats join", "warning",
+                    {"waiting": g.waiting, "longest_wait_s": g.longest_wait_s,
+                     "overflow": list(plan.overflow)})]
+    if hot:
+        d.calm_since = None
+        return []
+    d.calm_since = d.calm_since if d.calm_since is not None else now
+    if now - d.calm_since < plan.calm_after:
+        return []
+    d.surge = False
+    lasted = round(now - d.surge_since, 1)
+    return [Surge(False, g.waiting, g.longest_wait_s, plan.overflow, lasted),
+            Log("surge ended", "warning", {"lasted_s": lasted})]
 
 
 def _device_state(d: Desk, now: float, s: DeviceState) -> list[Command]:
@@ -837,8 +898,9 @@ def _device_state(d: Desk, now: float, s: DeviceState) -> list[Command]:
 
 
 def _agents_seen(d: Desk, now: float, s: AgentsSeen) -> list[Command]:
-    d.agent_free = None if s.free is None else {a: a in s.free for a in d.agents}
-    d.offline = set() if s.online is None else {a for a in d.agents if a not in s.online}
+    seats = d.agents + d.overflow
+    d.agent_free = None if s.free is None else {a: a in s.free for a in seats}
+    d.offline = set() if s.online is None else {a for a in seats if a not in s.online}
     return []
 
 

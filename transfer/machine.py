@@ -135,8 +135,11 @@ class ReleaseAgent:
 
 @dataclass(frozen=True)
 class Ringback:
+    """Ringback for the caller on or off. ``announce``: a prompt the caller hears first (a
+    blind transfer's announcement of where the call goes), then ringback."""
     channel: str
     on: bool
+    announce: str | None = None
 
 
 @dataclass(frozen=True)
@@ -260,6 +263,7 @@ class Transfer:
     category: str | None = None
     emergency: bool = False
     ring_timeout: float = 30.0
+    announce: str | None = None    # the prompt a blind transfer's caller hears first
     target_leg: str = ""
     state: State = State.DIALING
     result: Result | None = None
@@ -331,7 +335,9 @@ def start(t: Transfer, now: float) -> list[Command]:
     if not t.conference:
         if t.agent_leg:
             cmds.append(ReleaseAgent(t.agent_leg))
-        cmds.append(Ringback(t.caller, True))      # (no agent: a screened caller, R9)
+        # (no agent: a screened caller, R9). The announcement plays while the target is dialled,
+        # so it adds nothing to the time until the target rings.
+        cmds.append(Ringback(t.caller, True, t.announce))
     cmds += [
         Originate(t.target_leg, t.dial, t.caller_number, t.headers(), t.ring_timeout),
         StartTimer("ring", now + t.ring_timeout),
