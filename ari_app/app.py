@@ -103,8 +103,10 @@ class HotlineApp:
         self.desk = dm.Desk(agents=tuple(hotline.agents), agent_ring=settings.timeouts.agent_ring,
                             no_agent_retry=settings.timeouts.no_agent_retry,
                             new_id=lambda: uuid.uuid4().hex,
-                            surge_plan=dm.SurgePlan(surge.waiting, surge.longest_wait,
-                                                    surge.calm_after, surge.overflow)
+                            surge_plan=dm.SurgePlan(
+                                surge.waiting, surge.longest_wait, surge.calm_after,
+                                surge.overflow, surge.menu_after, surge.menu, dict(surge.answers),
+                                surge.callback_key, surge.callback_done)
                             if surge else None)
         self.interpreter = Interpreter(self.ari, hotline.id, self.desk, self.queue.put_nowait,
                                        self.publish, CallBook(redis, call_sink, hotline.id))
@@ -255,6 +257,18 @@ class HotlineApp:
                        at=event.get("timestamp"), duration_ms=event.get("duration_ms"))
         await self.transfers.on_dtmf(event["channel"]["id"], event.get("digit", ""),
                                      _event_time(event))
+
+    @_on("PlaybackFinished")
+    async def _playback_finished(self, event: dict) -> None:
+        """A prompt to a waiting caller ended (music comes back), or the goodbye after which
+        the caller is hung up: by the playback's id (``transfer.delivery`` PROMPT/GOODBYE)."""
+        pid = (event.get("playback") or {}).get("id", "")
+        if pid.startswith(dm.GOODBYE):
+            await self.ari.delete_quietly(f"/channels/{pid[len(dm.GOODBYE):]}")
+        elif pid.startswith(dm.PROMPT):
+            caller = pid[len(dm.PROMPT):].rpartition("-")[0]
+            if caller in self.desk.calls:
+                await self.interpreter.deliver(dm.Ev.PROMPT_DONE, dm.PromptDone(caller, pid))
 
     @_on("ChannelStateChange")
     async def _state_change(self, event: dict) -> None:

@@ -190,6 +190,18 @@ class Interpreter:
     async def _publish(self, cmd: dm.Publish) -> None:
         await self.publish(cmd.kind, cmd.fields)
 
+    async def _play(self, cmd: dm.Play) -> None:
+        media = ",".join(prompts.media(name) for name in cmd.prompts)
+        try:
+            await self.ari.post(f"/channels/{cmd.channel}/play/{cmd.playback}", media=media)
+        except AriError as exc:
+            # No prompt is worth a silent caller: say it ended, so music comes back.
+            self.log.warning("cannot play a prompt", prompts=list(cmd.prompts), error=str(exc))
+            self.post({"type": "PlaybackFinished", "playback": {"id": cmd.playback}})
+
+    async def _stop_play(self, cmd: dm.StopPlay) -> None:
+        await self.ari.delete_quietly(f"/playbacks/{cmd.playback}")
+
     async def _surge(self, cmd: dm.Surge) -> None:
         await self.transfers.raise_alert({
             "kind": str(AlertKind.SURGE), "hotline": self.hotline_id,
@@ -208,7 +220,7 @@ class Interpreter:
         dm.DeleteBridge: _delete_bridge, dm.HangUp: _hang_up, dm.ListAgents: _list_agents,
         dm.NoteAnsweringAgent: _note_answering_agent, dm.KeyAction: _key_action,
         dm.Publish: _publish, dm.Log: _log, dm.CallNote: _call_note,
-        dm.CallEnded: _call_ended, dm.Surge: _surge,
+        dm.CallEnded: _call_ended, dm.Surge: _surge, dm.Play: _play, dm.StopPlay: _stop_play,
     }
 
     async def _hang_up_later(self, leg: str, delay: float) -> None:

@@ -92,6 +92,10 @@ class Transfers:
     # --- triggers -----------------------------------------------------------------------------
     async def on_dtmf(self, channel_id: str, digit: str, at: float) -> None:
         call = self.desk.call_of_agent_leg(channel_id)
+        if call is None and channel_id in self.desk.calls:
+            # A caller's key: it counts only in a surge's self-service menu.
+            await self.interp.deliver(dm.Ev.CALLER_KEY, dm.CallerKey(channel_id, digit))
+            return
         if call is None:
             # The other platform's agent in a three-way call: their DTMF crosses the trunk and
             # arrives on our target leg, so both agents' keys are decided here, once.

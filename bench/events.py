@@ -165,9 +165,20 @@ def _load() -> list[dict]:
         return [json.loads(line) for line in f]
 
 
+def without_announcements(settings):
+    """The settings with no target announcing itself: the recorded stream predates caller
+    announcements, so a replay that played them would make requests the recording never
+    answered."""
+    import dataclasses
+    hotlines = {hid: dataclasses.replace(h, targets={
+        tid: dataclasses.replace(t, announce=None) for tid, t in h.targets.items()})
+        for hid, h in settings.hotlines.items()}
+    return dataclasses.replace(settings, hotlines=hotlines)
+
+
 class Replay:
     def __init__(self, settings, items: list[dict]):
-        self.settings = settings
+        self.settings = without_announcements(settings)
         self.inputs = [(i["h"], i["e"]) for i in items if i["k"] == "in"]
         self.answers: dict[tuple, list] = defaultdict(list)
         for i in items:

@@ -48,6 +48,7 @@ class Disposition(StrEnum):
     ABANDONED = "abandoned"        # the caller hung up before any agent answered
     REFUSED = "refused"            # a transferred caller refused as busy: no agent was free
     LOST = "lost"                  # ended before any agent answered, not by the caller
+    CALLBACK = "callback"          # the caller asked to be called back (a surge's menu)
 
 
 class EndedBy(StrEnum):

@@ -85,6 +85,12 @@ class SurgeSettings:
     longest_wait: float
     calm_after: float
     overflow: tuple[str, ...]
+    # The self-service menu ([prompts] names), offered to callers holding menu_after seconds.
+    menu_after: float | None = None
+    menu: str | None = None
+    answers: dict[str, str] = field(default_factory=dict)     # key -> answer prompt
+    callback_key: str | None = None
+    callback_done: str | None = None
 
 
 @dataclass(frozen=True)
@@ -346,8 +352,11 @@ def _prompts(v: Validator, node: Any) -> dict[str, str]:
     return out
 
 
-def _surge(v: Validator, h: Mapping, path: str, agents: tuple[str, ...]) -> SurgeSettings:
-    node = v.table(h.get("surge"), path, {"waiting", "longest_wait", "calm_after", "overflow"})
+def _surge(v: Validator, h: Mapping, path: str, agents: tuple[str, ...],
+           prompts: dict[str, str]) -> SurgeSettings:
+    node = v.table(h.get("surge"), path, {"waiting", "longest_wait", "calm_after", "overflow",
+                                          "menu_after", "menu", "answers", "callback_key",
+                                          "callback_done"})
     raw = v.get(node, path, "overflow")
     overflow: tuple[str, ...] = ()
     if not isinstance(raw, list) or not all(isinstance(x, str) and NAME_RE.match(x) for x in raw):
@@ -359,10 +368,35 @@ def _surge(v: Validator, h: Mapping, path: str, agents: tuple[str, ...]) -> Surg
             if seat in agents:
                 v.problems.append(f"{path}.overflow: {seat!r} is one of the hotline's agents "
                                   "already")
+    def prompt(key: str) -> str | None:
+        if not v.optional(node, key):
+            return None
+        name = v.string(node, path, key)
+        if name and name not in prompts:
+            v.problems.append(f"{path}.{key}: {name!r} is not one of [prompts]")
+        return name or None
+
+    menu = prompt("menu")
+    answers: dict[str, str] = {}
+    for key, name in v.table(node.get("answers", {}), f"{path}.answers", None).items():
+        if not re.fullmatch(r"[0-9]", key):
+            v.problems.append(f"{path}.answers: {key!r} is not a key (one digit 0-9)")
+        elif not isinstance(name, str) or name not in prompts:
+            v.problems.append(f"{path}.answers.{key}: {name!r} is not one of [prompts]")
+        else:
+            answers[key] = name
+    callback_key = (v.string(node, path, "callback_key", re.compile(r"^[0-9]$"), "one digit 0-9")
+                    if v.optional(node, "callback_key") else None)
+    if callback_key and callback_key in answers:
+        v.problems.append(f"{path}.callback_key: {callback_key!r} is also an answer's key")
     return SurgeSettings(waiting=v.number(node, path, "waiting", 1, 10_000, integer=True),
                          longest_wait=v.number(node, path, "longest_wait", 1, 3600),
                          calm_after=v.number(node, path, "calm_after", 0, 3600),
-                         overflow=overflow)
+                         overflow=overflow,
+                         menu_after=(v.number(node, path, "menu_after", 0, 3600)
+                                     if v.optional(node, "menu_after") else None),
+                         menu=menu, answers=answers, callback_key=callback_key,
+                         callback_done=prompt("callback_done"))
 
 
 def _hotlines(v: Validator, node: Any, prompts: dict[str, str]) -> dict[str, Hotline]:
@@ -412,7 +446,8 @@ def _hotlines(v: Validator, node: Any, prompts: dict[str, str]) -> dict[str, Hot
         if emergency_to is not None and emergency_to not in targets:
             v.problems.append(f"{path}.emergency_to: {emergency_to!r} is not a target of {hid}")
         agents = v.names(h, path, "agents")
-        surge = _surge(v, h, f"{path}.surge", agents) if v.optional(h, "surge") else None
+        surge = (_surge(v, h, f"{path}.surge", agents, prompts) if v.optional(h, "surge")
+                 else None)
         out[hid] = Hotline(id=hid, name=_name(v, h, path, hid),
                            agents=agents, ari=ari, targets=targets,
                            ami=_ami(v, h, f"{path}.ami"), screen_to=screen_to,

@@ -17,17 +17,18 @@ import asyncio
 import json
 import time
 from datetime import datetime, timezone
+from typing import Awaitable, Callable
 
 import redis.asyncio as aioredis
 import structlog
 
 from contracts.names import (ALERTED, ALERTS, CALL_INDEX, CALL_RECORD, CALL_STATS, CALLS,
                              CALLS_GROUP, OUTCOMES_DEAD)
-from contracts.vocab import AlertKind
+from contracts.vocab import AlertKind, Disposition
 from hotline_link.redisconn import NO_WAIT, Durable, NotReplicated
 from transfer import kpi
 
-from .sync import consume
+from .sync import TicketError, consume
 
 log = structlog.get_logger("calls")
 
@@ -62,21 +63,28 @@ def _arrival(record: dict) -> float:
     return datetime.fromisoformat(record["arrived_at"]).timestamp()
 
 
+# A call-back request whose ticket could not be made yet (its platform down) is tried again after
+# this long: the record stays unacknowledged meanwhile (it is stored and counted already).
+CALLBACK_RETRY = 30.0
+
+
 class CallStore:
     def __init__(self, redis: aioredis.Redis, consumer: str, thresholds: kpi.Thresholds,
-                 durable: Durable = NO_WAIT):
+                 durable: Durable = NO_WAIT,
+                 callback: Callable[[dict, bool], Awaitable[str]] | None = None):
         self.redis = redis
         self.consumer = consumer
         self.thresholds = thresholds
         self.durable = durable
+        self.callback = callback        # makes a call-back request's ticket (Syncer)
         self.stored = 0
 
     async def run(self) -> None:
         # A new group starts at the beginning: every call ever recorded is counted.
         await consume(self.redis, CALLS.key, CALLS_GROUP, self.consumer, "0", self.handle,
-                      durable=self.durable)
+                      reclaim_after=CALLBACK_RETRY, durable=self.durable)
 
-    async def handle(self, entry_id: bytes, fields: dict, _redelivered: bool = False) -> None:
+    async def handle(self, entry_id: bytes, fields: dict, redelivered: bool = False) -> None:
         pipe = self.redis.pipeline(transaction=True)
         try:
             record = CALLS.payload(fields)
@@ -96,6 +104,23 @@ class CallStore:
                       _stats_key(str(record.get("hotline")), minute),
                       json.dumps(record, ensure_ascii=False), arrived, call_id, STATS_TTL,
                       *counters)
+            if record.get("disposition") == Disposition.CALLBACK and self.callback is not None:
+                # Stored and counted first (the script does both once); acknowledged only once
+                # the ticket exists: a platform that is down leaves the entry pending, and it
+                # is tried again (reclaimed) later.
+                await pipe.execute()
+                pipe = self.redis.pipeline(transaction=True)
+                try:
+                    await self.callback(record, redelivered)
+                except TicketError as exc:
+                    if not exc.permanent:
+                        raise
+                    log.error("call-back work order dead-lettered", call_id=call_id,
+                              reason=str(exc))
+                    pipe.xadd(OUTCOMES_DEAD.key, {
+                        "entry": entry_id, "stream": CALLS.key,
+                        "reason": f"call-back work order: {exc}",
+                        OUTCOMES_DEAD.field: json.dumps(record, ensure_ascii=False)})
         pipe.xack(CALLS.key, CALLS_GROUP, entry_id)
         await pipe.execute()
         try:

@@ -42,7 +42,7 @@ class Metrics:
 
     RATES = ("answer_rate", "answer_rate_excluding_short_abandons", "service_level")
     KINDS = ("offered", "answered", "abandoned", "abandoned_short", "transferred", "refused",
-             "lost")
+             "lost", "callback")
 
     def set_kpis(self, hotline: str, windows: dict[str, dict]) -> None:
         for window, k in windows.items():

@@ -113,8 +113,8 @@ async def serve(settings: Settings) -> None:
                 tg.create_task(forward_alerts(redis, alerts, sc.consumer, durable),
                                name="alerts")
                 tg.create_task(syncer.supervisor.run(), name="supervision")
-                tg.create_task(CallStore(redis, sc.consumer, thresholds(sc), durable).run(),
-                               name="calls")
+                tg.create_task(CallStore(redis, sc.consumer, thresholds(sc), durable,
+                                         callback=syncer.callback_ticket).run(), name="calls")
                 tg.create_task(watch_answer_rate(redis, tuple(settings.hotlines),
                                                  sc.kpi.answer_rate_target), name="answer-rate")
         except asyncio.CancelledError:

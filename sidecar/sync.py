@@ -45,7 +45,8 @@ from transfer.catalog import Catalog
 from .alerts import enqueue
 from .metrics import Metrics
 from .settings import PlatformApi
-from .workorder import Platforms, ticket_body, ticket_id_from_response, work_orders
+from .workorder import (Platforms, callback_work_order, ticket_body, ticket_id_from_response,
+                        work_orders)
 
 log = structlog.get_logger("sync")
 RECORD_FIELD = OUTCOMES.field.encode()
@@ -452,6 +453,26 @@ class Syncer:
                 {"status": None, "note": f"linked {linked['platform']} ticket {linked_ticket}",
                  "source": "hotline-link", "linked_ticket_id": linked_ticket})
         return {owner["platform"]: owner_ticket, linked["platform"]: linked_ticket}
+
+    async def callback_ticket(self, record: dict, redelivered: bool) -> str:
+        """The ticket of a call-back request (a call record with disposition ``callback``), on
+        the hotline's own platform; once, however often the record is read."""
+        wo = callback_work_order(record)
+        wid = wo["work_order_id"]
+        known = await self.redis.hget(TICKETS, wid)
+        if known:
+            return known.decode()
+        if wo["platform"] not in self.clients:
+            raise TicketError(f"no ticket system for hotline {wo['platform']!r}", permanent=True)
+        ticket = await self._create(wo, {}, redelivered)
+        await self.redis.hset(TICKETS, wid, ticket)
+        try:
+            await self.durable.confirm(self.redis)
+        except NotReplicated as exc:
+            log.warning("call-back ticket noted before a replica confirmed it", error=str(exc))
+        log.info("call-back work order created", call_id=record["call_id"],
+                 platform=wo["platform"], ticket_id=ticket)
+        return ticket
 
     async def _create(self, wo: dict, made: dict[str, str], redelivered: bool) -> str:
         wid = wo["work_order_id"]

@@ -45,6 +45,7 @@ from transfer.catalog import Catalog, Recommendation
 UNCLASSIFIED = "unclassified"
 ONLINE = "online"
 ONLINE_RESULT = "online_request"
+CALLBACK_RESULT = "callback_requested"
 # GeoReport v2 limits a request's description to 4,000 characters.
 OPEN311_DESCRIPTION_MAX = 4000
 NUMBER_REDACTED = "[caller number]"
@@ -282,11 +283,12 @@ def to_eido(wo: dict) -> dict:
             "longitude": location["lon"],
         }]
     body["notesComponent"] = [{"noteText": wo["description"]}]
-    body["externalReferences"] = [{
-        "system": wo["linked"]["platform"],
-        "referenceIdentifier": wo["linked"]["ticket_id"],
-        "transferIdentifier": wo["transfer_id"],
-    }]
+    if wo["linked"]["platform"]:           # a call-back request has no linked ticket
+        body["externalReferences"] = [{
+            "system": wo["linked"]["platform"],
+            "referenceIdentifier": wo["linked"]["ticket_id"],
+            "transferIdentifier": wo["transfer_id"],
+        }]
     body["extensions"] = {
         "role": wo["role"],
         "result": wo["result"],
@@ -326,13 +328,35 @@ def ticket_id_from_response(kind: PlatformKind, body: object) -> str:
 
 
 # --- helpers ----------------------------------------------------------------------------------
+def callback_work_order(record: dict) -> dict:
+    """The work order of a call-back request (a call record with disposition ``callback``): one
+    ticket, on the hotline's own platform, asking an agent to call the caller back. Its id is
+    the call's, so a record read twice makes one ticket."""
+    hotline, number = record["hotline"], record.get("caller_number") or ""
+    waited = round((record.get("wait_ms") or 0) / 1000)
+    fields = {
+        "transfer_id": record["call_id"], "channel": "phone", "origin": hotline,
+        "target": None, "result": CALLBACK_RESULT, "category": None, "category_name": None,
+        "emergency": False, "caller": {"number": number, "name": None},
+        "description": (f"来电人在话务高峰时请求回电（已等待 {waited} 秒），请尽快回拨 {number}。 "
+                        f"Caller asked to be called back during a surge (waited {waited} s): "
+                        f"please call {number} back."),
+        "location": {"address": None, "lat": None, "lon": None},
+        "agents": {"initiating": None, "answering": None},
+        "requested_at": record.get("ended_at") or record["arrived_at"], "ended_at": None,
+    }
+    wo = _work_order(fields, hotline, "owner", None)
+    wo["work_order_id"] = f"callback:{record['call_id']}"
+    return wo
+
+
 def _pair(fields: dict, owner: str, platforms: Platforms) -> list[dict]:
     other = platforms.other(owner)
     return [_work_order(fields, owner, "owner", other),
             _work_order(fields, other, "linked", owner)]
 
 
-def _work_order(fields: dict, platform: str, role: str, linked: str) -> dict:
+def _work_order(fields: dict, platform: str, role: str, linked: str | None) -> dict:
     return {
         "schema": 1,
         "work_order_id": f"{fields['transfer_id']}:{platform}",

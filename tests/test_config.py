@@ -236,7 +236,8 @@ LAB_DEFAULTS = tomllib.loads(lab_settings.defaults_file().read_text())
 # Keys a parser reads only if given, because their absence is a setting of its own ("no key of its
 # own", "no AMI", "no token", "shown by its id"); and secrets, given as one of _file or _env.
 OPTIONAL = {"name", "key", "screen_to", "emergency_to", "ami", "token_file", "token_env",
-            "instance", "instances", "announce", "surge"}
+            "instance", "instances", "announce", "surge", "menu_after", "menu", "callback_key",
+            "callback_done", "answers"}
 SECRET_PAIRS = (("password_file", "password_env"), ("secret_file", "secret_env"),
                 ("token_file", "token_env"))
 
@@ -288,7 +289,7 @@ def _without(raw: dict, path: tuple[str, ...]) -> dict:
 
 # [prompts] is a table of names an admin chooses, as the hotlines' targets are: none is required.
 REQUIRED = [p for p in _scalar_leaves(config._merge(DEFAULTS, LAB_DEFAULTS))
-            if p[-1] not in OPTIONAL and p[0] != "prompts"]
+            if p[-1] not in OPTIONAL and p[0] != "prompts" and "answers" not in p]
 
 
 @pytest.mark.parametrize("path", REQUIRED, ids=".".join)
@@ -441,6 +442,14 @@ redis_sentinel = true
 def test_an_announcement_must_name_a_prompt(tmp_path):
     assert problems(tmp_path, '[hotlines.12345.targets.110]\nannounce = "to-nowhere"\n') == [
         "hotlines.12345.targets.110.announce: 'to-nowhere' is not one of [prompts] "
-        "(to-110, to-12345)"]
+        "(to-110, to-12345, surge-menu, faq-hours, faq-progress, callback-ok)"]
     assert problems(tmp_path, '[prompts]\n"Bad Name" = "x"\n') == [
         "prompts.Bad Name: not a valid prompt name (lower-case letters, digits, '-' and '_')"]
+
+
+def test_the_surge_menu_names_prompts_and_one_digit_keys(tmp_path):
+    assert problems(tmp_path, '[hotlines.12345.surge]\nmenu = "nope"\ncallback_key = "1"\n'
+                              '[hotlines.12345.surge.answers]\n12 = "faq-hours"\n') == [
+        "hotlines.12345.surge.menu: 'nope' is not one of [prompts]",
+        "hotlines.12345.surge.answers: '12' is not a key (one digit 0-9)",
+        "hotlines.12345.surge.callback_key: '1' is also an answer's key"]

@@ -148,6 +148,8 @@ def _details(event: Ev, call: dm.Call | None) -> list:
         Ev.DROP_AGENT: [dm.CallRef("c1")],
         Ev.RETURNED: [dm.Returned("c1", "a1"), dm.Returned("c1", None)],
         Ev.TRANSFER_ENDED: [dm.RemoteJoined("c1", "r1"), dm.RemoteJoined("c1", None)],
+        Ev.CALLER_KEY: [dm.CallerKey("c1", k) for k in ("1", "9", "#")],
+        Ev.PROMPT_DONE: [dm.PromptDone("c1", "prompt-c1-menu"), dm.PromptDone("c1", "other")],
     }[event]
 
 
@@ -539,3 +541,46 @@ def test_one_caller_waiting_too_long_starts_a_surge_too():
     cmds = succeed(d, dm.step(d, Ev.TICK, 30.5, dm.Tick()), 30.5)
     assert of(cmds, dm.Surge)[0].longest_wait_s == 30.5
     assert [r.agent for r in of(cmds, RingAgent)] == ["o1"]
+
+
+def menu_desk() -> Desk:
+    d = Desk(agents=AGENTS, agent_ring=4.0, no_agent_retry=1.0, new_id=lambda: "x",
+             surge_plan=dm.SurgePlan(waiting=1, longest_wait=30.0, calm_after=5.0, overflow=(),
+                                     menu_after=10.0, menu="menu", answers={"1": "faq-1"},
+                                     callback_key="9", callback_done="callback-ok"))
+    dm.step(d, Ev.AGENTS_SEEN, 0, AgentsSeen(frozenset(), online=frozenset(AGENTS)))
+    return d
+
+
+def test_a_caller_holding_in_a_surge_hears_the_menu_an_answer_and_music_again():
+    d = menu_desk()
+    succeed(d, arrive(d, "c1", now=0.0), 0.0)                      # nobody free: holds
+    dm.step(d, Ev.TICK, 1.0, dm.Tick())                             # the surge starts
+    call = d.calls["c1"]
+    assert d.surge and call.holding and not dm.step(d, Ev.CALLER_KEY, 2, dm.CallerKey("c1", "9"))
+    cmds = dm.step(d, Ev.TICK, 10.5, dm.Tick())
+    assert of(cmds, StopMOH) and of(cmds, dm.Play)[0].prompts == ("menu",)
+    assert not dm.step(d, Ev.TICK, 11.5, dm.Tick())                # offered once
+    cmds = dm.step(d, Ev.CALLER_KEY, 12, dm.CallerKey("c1", "1"))
+    assert of(cmds, dm.StopPlay) and of(cmds, dm.Play)[0].prompts == ("faq-1",)
+    assert not dm.step(d, Ev.PROMPT_DONE, 13, dm.PromptDone("c1", "prompt-c1-menu"))  # stopped
+    cmds = dm.step(d, Ev.PROMPT_DONE, 15, dm.PromptDone("c1", call.prompt))
+    assert [s for a in cmds if isinstance(a, Attempt) for s in a.steps] == [StartMOH("c1")]
+    # An agent frees while a prompt plays: the prompt stops, the agent rings.
+    dm.step(d, Ev.CALLER_KEY, 16, dm.CallerKey("c1", "1"))
+    cmds = dm.step(d, Ev.DEVICE_STATE, 17, dm.DeviceState("PJSIP/a1", "NOT_INUSE"))
+    assert of(cmds, dm.StopPlay) and of(cmds, RingAgent) and call.prompt is None
+
+
+def test_a_call_back_request_ends_the_call_after_the_goodbye_and_is_recorded_as_such():
+    d = menu_desk()
+    succeed(d, arrive(d, "c1", now=0.0), 0.0)
+    dm.step(d, Ev.TICK, 1.0, dm.Tick())
+    dm.step(d, Ev.TICK, 10.5, dm.Tick())
+    cmds = dm.step(d, Ev.CALLER_KEY, 12, dm.CallerKey("c1", "9"))
+    [end] = of(cmds, dm.CallEnded)
+    assert end.disposition == "callback" and end.ended_by == "caller"
+    assert of(cmds, dm.StopPlay) == [dm.StopPlay("prompt-c1-menu")]     # the menu stops
+    assert of(cmds, dm.Play)[0] == dm.Play("c1", ("callback-ok",), "goodbye-c1")
+    assert HangUp("c1", after=dm.GOODBYE_MAX) in flat(cmds)
+    assert "c1" not in d.calls

@@ -129,6 +129,15 @@ def test_start_blind_with_an_announcement_plays_it_while_the_target_is_dialled()
     assert isinstance(cmds[2], Originate)          # dialled at once, not after the prompt
 
 
+def test_a_fall_back_after_an_announcement_leaves_the_caller_plain_ringback():
+    t = new(announce="to-110")
+    start(t, now=100.0)
+    cmds = step(t, Ev.TARGET_FAILED, 101.0, TargetFailed("busy", "PBX said busy"))
+    i = cmds.index(Ringback("caller-ch", False))
+    assert cmds[i + 1] == Ringback("caller-ch", True)
+    assert isinstance(cmds[i + 2], ReturnToOrigin)
+
+
 def test_start_emergency_keeps_the_agent_and_alerts_first():
     t = new("emergency", category="emergencies")
     cmds = start(t, 5.0)

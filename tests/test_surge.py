@@ -6,6 +6,7 @@ seconds, with one overflow seat, 12345-o1 (a phone of its own)."""
 from __future__ import annotations
 
 import socket
+import time
 import subprocess
 from pathlib import Path
 
@@ -76,4 +77,53 @@ def test_more_callers_than_agents_start_the_surge_plan_and_its_overflow_seat_tak
         20, "the surge-ended webhook")
     assert ended["lasted_s"] >= 3.0
     assert _gauges("12345")["hotline_surge"] == 0
+    phones.lib.wait_for(lambda: not lab.leftovers(), 15, "both PBXs to be empty")
+
+
+def test_a_caller_holding_in_a_surge_asks_for_a_call_back_and_one_work_order_is_made(
+        phones, lab, stack, call_records, tmp_path):  # noqa: F811
+    """Five SIPp callers: both agents and the overflow seat take one each, two hold (a surge);
+    the citizen holds too, hears the menu after menu_after (2 s), presses 9: the goodbye is
+    said and the call ends; its record says callback, and the 12345 ticket system gets one
+    call-back work order for it."""
+    import json
+
+    from test_calls import one_record
+    from test_delivery import CITIZEN_NUMBER
+
+    sipp = sipp_callers(lab, tmp_path, calls=5, hold_ms=15000)
+    try:
+        seats = phones.agents["12345"] + phones.overflow["12345"]
+        taken: list = []
+
+        def take() -> bool:
+            for p in seats:
+                if p not in taken and p.ringing_calls():
+                    p.ringing_calls()[0].accept()
+                    taken.append(p)
+            return len(taken) == len(seats)
+        phones.lib.wait_for(take, 15, "both agents and the overflow seat to take a caller")
+        since = time.time()
+        call = phones.citizen.dial("12345")
+        call.wait_confirmed()
+        phones.lib.sleep(4.0)                       # past menu_after, at the next tick
+        assert not call.ended
+        call.send_dtmf("9")
+        call.wait_ended(20)                         # after "已为您登记回电……再见。"
+        rec = one_record(phones, call_records, since, "12345", CITIZEN_NUMBER)
+        assert (rec["disposition"], rec["ended_by"]) == ("callback", "caller")
+        assert rec["answered_at"] is None and rec["wait_ms"] >= 2000
+        tickets = stack.wait(lambda: [t for t in stack.tickets("12345")
+                                      if rec["call_id"] in json.dumps(t, ensure_ascii=False)],
+                             15, "the call-back work order")
+        phones.lib.sleep(1.0)                       # a second one would be there now
+        assert len([t for t in stack.tickets("12345")
+                    if rec["call_id"] in json.dumps(t, ensure_ascii=False)]) == len(tickets) == 1
+        assert CITIZEN_NUMBER in json.dumps(tickets[0], ensure_ascii=False)
+        assert sipp.wait(30) == 0, "a SIPp call failed"   # its callers hang up after 15 s
+    finally:
+        if sipp.poll() is None:
+            sipp.kill()
+            sipp.wait(5)
+        phones.lib.hang_up_all()
     phones.lib.wait_for(lambda: not lab.leftovers(), 15, "both PBXs to be empty")

@@ -480,3 +480,22 @@ def test_platform_ids_are_configuration_and_roles_come_from_the_kinds():
         owner_platform(make_record(origin={"x": 1}), renamed)
     with pytest.raises(ValueError, match="one of each kind"):
         Platforms({"a": PlatformKind.EIDO, "b": PlatformKind.EIDO})
+
+
+def test_a_call_back_request_is_one_work_order_on_the_hotlines_own_platform():
+    from sidecar.workorder import callback_work_order
+
+    record = {"call_id": "pbx12345-1.7", "hotline": "12345", "caller_number": CALLER,
+              "arrived_at": "2024-05-06T08:15:00.000+00:00",
+              "ended_at": "2024-05-06T08:15:40.000+00:00", "wait_ms": 40000,
+              "disposition": "callback"}
+    wo = callback_work_order(record)
+    WORK_ORDER.validate(wo)
+    assert (wo["work_order_id"], wo["platform"], wo["role"], wo["result"]) == \
+        ("callback:pbx12345-1.7", "12345", "owner", "callback_requested")
+    assert wo["linked"] == {"platform": None, "ticket_id": None}
+    assert "40" in wo["description"] and CALLER in wo["description"]
+    body = to_open311(wo)
+    assert body["phone"] == CALLER and body["attribute"]["result"] == "callback_requested"
+    assert "linked_platform" not in body["attribute"]
+    assert "externalReferences" not in to_eido(wo)

@@ -104,6 +104,11 @@ class Call:
     handed_off: bool = False
     recovered: bool = False
     returned_at: float = 0.0    # handed back after a failed transfer: waits again from then
+    # The surge plan's self-service menu (R8): the playback the caller hears now (its id), the
+    # menu offered once, and a call-back asked for.
+    prompt: str | None = None
+    menu_offered: bool = False
+    callback: bool = False
     # An emergency's other ringing legs (leg -> agent) beside ``agent_leg``: every free agent
     # rings at once; the first to answer becomes ``agent_leg``, the rest are hung up.
     offers: dict[str, str] = field(default_factory=dict)
@@ -159,6 +164,8 @@ class Desk:
             else None
 
 
+# Playback ids: a prompt to a waiting caller, and the goodbye after which the caller is hung up.
+PROMPT, GOODBYE = "prompt-", "goodbye-"
 # The caller channel's variable that names the transfer in progress ("" when none).
 TRANSFER_VAR = "HOTLINE_TRANSFER"
 # The PBX's own record of the call (CDR, and CEL's userfield) names what hotline-link did with
@@ -285,6 +292,14 @@ class SurgePlan:
     longest_wait: float         # or the longest wait passing this (s);
     calm_after: float           # it ends once neither has held for this long (s)
     overflow: tuple[str, ...]   # seats that take callers during the surge
+    # The self-service menu: a caller holding this long during a surge hears ``menu`` (a
+    # prompt); a key of ``answers`` plays that answer, ``callback_key`` records a call-back
+    # request (``callback_done`` says so, then the call ends). None: no menu.
+    menu_after: float | None = None
+    menu: str | None = None
+    answers: dict[str, str] = field(default_factory=dict)
+    callback_key: str | None = None
+    callback_done: str | None = None
 
 
 @dataclass(slots=True)
@@ -295,6 +310,20 @@ class Surge:
     longest_wait_s: float
     overflow: tuple[str, ...]
     lasted_s: float | None = None
+
+
+@dataclass(slots=True)
+class Play:
+    """Play prompts (their [prompts] names) to a channel as one playback with this id; a
+    PROMPT_DONE follows when it ends."""
+    channel: str
+    prompts: tuple[str, ...]
+    playback: str
+
+
+@dataclass(slots=True)
+class StopPlay:
+    playback: str
 
 
 @dataclass(slots=True)
@@ -384,6 +413,8 @@ class Ev(StrEnum):
     REMOTE_JOINED = "remote_joined"        # RemoteJoined: the other platform is in the call
     DROP_AGENT = "drop_agent"              # CallRef: the agent leaves a three-way call
     RETURNED = "returned"                  # Returned: a failed transfer hands the caller back
+    CALLER_KEY = "caller_key"              # CallerKey: a digit the caller pressed
+    PROMPT_DONE = "prompt_done"            # PromptDone: a playback to the caller ended
     TRANSFER_ENDED = "transfer_ended"      # RemoteJoined (leg None: nobody joined)
 
 
@@ -413,6 +444,18 @@ class Adoption:
     leg: str
     agent: str
     action: str                 # the key's action, run once the call is ours
+
+
+@dataclass(slots=True)
+class CallerKey:
+    caller: str
+    digit: str
+
+
+@dataclass(slots=True)
+class PromptDone:
+    caller: str
+    playback: str
 
 
 @dataclass(slots=True)
@@ -658,6 +701,9 @@ def _ring_agent(d: Desk, call: Call, agent: str) -> list[Command]:
     if call.holding:
         steps.append(StopMOH(call.caller))
         call.holding = False
+    if call.prompt:
+        steps.append(StopPlay(call.prompt))
+        call.prompt = None
     if not call.ringing:
         steps.append(Ringback(call.caller))
         call.ringing = True
@@ -676,8 +722,8 @@ def _hold(d: Desk, call: Call, now: float) -> list[Command]:
         # Not answered: keep the other platform hearing ringback while agents free up.
         call.held_since = call.held_since or now
         return []
-    if call.holding:
-        return []
+    if call.holding or call.prompt:
+        return []                    # music plays already, or comes back after the prompt
     cmds: list[Command] = []
     if call.ringing:
         cmds.append(StopRingback(call.caller))
@@ -690,6 +736,8 @@ def _hold(d: Desk, call: Call, now: float) -> list[Command]:
 
 def disposition(call: Call, reason: str | None, by: EndedBy) -> Disposition:
     """How a call ended, for its record."""
+    if call.callback:
+        return Disposition.CALLBACK
     if call.agent_at is None and not call.remote_joined:
         if reason in ("busy", "rejected"):
             return Disposition.REFUSED
@@ -699,8 +747,11 @@ def disposition(call: Call, reason: str | None, by: EndedBy) -> Disposition:
     return Disposition.ANSWERED
 
 
+GOODBYE_MAX = 20.0      # s: the caller is hung up by then even if the goodbye's end is not seen
+
+
 def _end_call(d: Desk, call: Call, now: float, reason: str | None = None,
-              by: EndedBy = EndedBy.SERVICE) -> list[Command]:
+              by: EndedBy = EndedBy.SERVICE, goodbye: str | None = None) -> list[Command]:
     """End every leg. The caller's channel is hung up exactly once: a second hang-up racing the
     first would replace its cause (and the SIP code the other side sees)."""
     d.calls.pop(call.caller, None)
@@ -712,7 +763,16 @@ def _end_call(d: Desk, call: Call, now: float, reason: str | None = None,
             d.legs.pop(leg, None)
             cmds.append(HangUp(leg))
     _release(d, call.agent, now)
-    cmds.append(HangUp(call.caller, reason=reason))
+    if call.prompt:
+        # Playbacks queue on a channel: the goodbye would wait for the rest of the menu.
+        cmds.append(StopPlay(call.prompt))
+        call.prompt = None
+    if goodbye:
+        # Said to the caller first; the app hangs up when the playback ends (its id says so).
+        cmds += [Play(call.caller, (goodbye,), f"{GOODBYE}{call.caller}"),
+                 HangUp(call.caller, after=GOODBYE_MAX)]
+    else:
+        cmds.append(HangUp(call.caller, reason=reason))
     if call.bridge:
         cmds.append(DeleteBridge(call.bridge))
     return cmds + _dispatch(d, now)
@@ -848,7 +908,56 @@ def _tick(d: Desk, now: float, detail: Tick) -> list[Command]:
         if call.state == WAITING and call.tried and (call.holding or call.transferred_in) and \
                 now - call.held_since >= d.no_agent_retry:
             call.tried.clear()
-    return _check_surge(d, now) + _dispatch(d, now)
+    return _check_surge(d, now) + _dispatch(d, now) + _offer_menus(d, now)
+
+
+def _offer_menus(d: Desk, now: float) -> list[Command]:
+    """During a surge, each caller holding longer than ``menu_after`` hears the menu, once."""
+    plan = d.surge_plan
+    if plan is None or not d.surge or plan.menu_after is None or not plan.menu:
+        return []
+    cmds: list[Command] = []
+    for call in d.calls.values():
+        since = waiting_since(call)
+        if call.state != WAITING or not call.holding or call.menu_offered or \
+                call.transferred_in or since is None or now - since < plan.menu_after:
+            continue
+        call.menu_offered = True
+        cmds += [_clog(call, "self-service menu offered")] + _play(call, plan.menu)
+    return cmds
+
+
+def _play(call: Call, prompt: str) -> list[Command]:
+    """Music on hold gives way to a prompt; PROMPT_DONE brings it back."""
+    cmds: list[Command] = []
+    if call.holding:
+        cmds.append(StopMOH(call.caller))
+        call.holding = False
+    if call.prompt:
+        cmds.append(StopPlay(call.prompt))
+    call.prompt = f"{PROMPT}{call.caller}-{prompt}"
+    return cmds + [Play(call.caller, (prompt,), call.prompt)]
+
+
+def _caller_key(d: Desk, call: Call, now: float, k: CallerKey) -> list[Command]:
+    plan = d.surge_plan
+    if plan is None or not call.menu_offered or call.callback:
+        return []                    # the caller's keys do nothing outside the menu
+    if k.digit == plan.callback_key:
+        call.callback = True
+        return [_clog(call, "call-back requested", caller=call.number)] + \
+            _end_call(d, call, now, by=EndedBy.CALLER, goodbye=plan.callback_done)
+    answer = plan.answers.get(k.digit)
+    if answer is None:
+        return []
+    return [_clog(call, "self-service answer", key=k.digit)] + _play(call, answer)
+
+
+def _prompt_done(d: Desk, call: Call, now: float, p: PromptDone) -> list[Command]:
+    if p.playback != call.prompt:
+        return []                    # one we stopped, or replaced by another
+    call.prompt = None
+    return _hold(d, call, now)
 
 
 def _check_surge(d: Desk, now: float) -> list[Command]:
@@ -1295,7 +1404,8 @@ DETAILS: dict[Ev, type | tuple[type, ...]] = {
     Ev.RELEASE_HOLD: CallRef, Ev.TRANSFER_STARTED: TransferNote,
     Ev.TRANSFER_RESUMED: TransferNote, Ev.DETACH: Detach, Ev.RINGBACK_SET: Tone,
     Ev.BRIDGE_MADE: BridgeNote, Ev.REMOTE_JOINED: RemoteJoined, Ev.DROP_AGENT: CallRef,
-    Ev.RETURNED: Returned, Ev.TRANSFER_ENDED: RemoteJoined,
+    Ev.RETURNED: Returned, Ev.TRANSFER_ENDED: RemoteJoined, Ev.CALLER_KEY: CallerKey,
+    Ev.PROMPT_DONE: PromptDone,
 }
 
 # (state, event) -> (handler, possible next states). The pairs not here are in IGNORED.
@@ -1330,6 +1440,10 @@ TRANSITIONS: dict[tuple[CallState, Ev], Row] = {
     **{(s, Ev.DROP_AGENT): _row(_drop_agent, s) for s in LIVE},
     **{(s, Ev.RETURNED): _row(_returned, WAITING, RINGING) for s in LIVE},
     **{(s, Ev.TRANSFER_ENDED): _row(_transfer_ended, s, CONNECTED) for s in LIVE},
+    # The self-service menu of a surge (the caller's keys count only there).
+    (WAITING, Ev.CALLER_KEY): _row(_caller_key, WAITING, ENDED),
+    (RINGING, Ev.CALLER_KEY): _row(_caller_key, RINGING, ENDED),
+    (WAITING, Ev.PROMPT_DONE): _row(_prompt_done, WAITING),
 }
 
 # The pairs that change nothing, and why.
@@ -1343,6 +1457,10 @@ IGNORED: dict[tuple[CallState, Ev], str] = {
        for e in (Ev.ADOPT_BRIDGE_READY, Ev.ADOPTED, Ev.ADOPT_FAILED)},
     **{(s, Ev.RELEASE_HOLD): "only a screened caller is on hold for a transfer" for s in
        (WAITING, RINGING, CONNECTED)},
+    **{(s, Ev.CALLER_KEY): "the caller's keys do nothing once an agent or a transfer has them"
+       for s in (CONNECTED, TRANSFERRING)},
+    **{(s, Ev.PROMPT_DONE): "an agent or a transfer has the caller now" for s in
+       (RINGING, CONNECTED, TRANSFERRING)},
 }
 # An agent answering for a call that ended: that leg is hung up (the only ENDED row).
 TRANSITIONS[(ENDED, Ev.AGENT_ANSWERED)] = _row(

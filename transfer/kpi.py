@@ -10,7 +10,8 @@ Counted by arrival minute (a call belongs to the window it arrived in):
 * ``abandoned``: the caller hung up before any agent; ``abandoned_short`` of them within
   ``short_abandon`` seconds (a misdial, a caller who hears the queue and calls back), which
   centres leave out of the answer rate's base;
-* ``transferred``, ``refused``, ``lost``: the other dispositions;
+* ``transferred``, ``refused``, ``lost``, ``callback`` (asked to be called back from a surge's
+  menu: a work order, not an abandon): the other dispositions;
 * ``answered_in_sl``: answered within ``service_level`` seconds (the service level);
 * ``wait_ms``: the answered calls' waits, summed (their mean); ``wait_le_<s>``: answered calls that
   waited at most <s> seconds (a histogram, for the 90th percentile).
@@ -22,6 +23,7 @@ from dataclasses import dataclass
 
 WAIT_BOUNDS_S = (5, 10, 20, 30, 60, 120, 300, 600)
 COUNTS = ("offered", "answered", "abandoned", "abandoned_short", "transferred", "refused", "lost",
+          "callback",
           "answered_in_sl", "wait_ms", *(f"wait_le_{b}" for b in WAIT_BOUNDS_S))
 WINDOWS = {"15m": 15, "1h": 60, "24h": 1440}       # name -> minutes
 
@@ -53,7 +55,7 @@ def contributions(record: dict, t: Thresholds) -> dict[str, int]:
         out["abandoned"] = 1
         if wait_s <= t.short_abandon:
             out["abandoned_short"] = 1
-    elif disposition in ("transferred", "refused", "lost"):
+    elif disposition in ("transferred", "refused", "lost", "callback"):
         out[disposition] = 1
     return out
 
@@ -81,7 +83,7 @@ def summary(c: dict[str, int]) -> dict:
         if answered else None
     return {
         **{k: c[k] for k in ("offered", "answered", "abandoned", "abandoned_short",
-                             "transferred", "refused", "lost")},
+                             "transferred", "refused", "lost", "callback")},
         "answer_rate": ratio(answered, c["offered"]),
         "answer_rate_excluding_short_abandons": ratio(answered,
                                                       c["offered"] - c["abandoned_short"]),

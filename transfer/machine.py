@@ -359,6 +359,10 @@ def _fallback(t: Transfer, kind: str, now: float, detail: str | None = None) -> 
         if t.agent_leg:
             cmds.append(Notify(t.agent_leg, "beeperr"))
     else:
+        if t.announce:
+            # The announcement's playback (prompt, then its ringing tone) gives way to the
+            # PBX's ringback, which delivery stops when an agent answers.
+            cmds += [Ringback(t.caller, False), Ringback(t.caller, True)]
         # The caller is handed back still hearing ringback; delivery owns the tones from here.
         cmds.append(ReturnToOrigin(t.caller, t.agent))
     return cmds + _finish(t, FAILURE_RESULTS[kind], now, detail)
