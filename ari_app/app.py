@@ -106,8 +106,11 @@ class HotlineApp:
                             surge_plan=dm.SurgePlan(
                                 surge.waiting, surge.longest_wait, surge.calm_after,
                                 surge.overflow, surge.menu_after, surge.menu, dict(surge.answers),
-                                surge.callback_key, surge.callback_done)
-                            if surge else None)
+                                surge.callback_key, surge.callback_done, surge.position_every)
+                            if surge else None,
+                            emergency_seats=tuple(hotline.emergency_seats),
+                            emergency_after=hotline.emergency_seats_after,
+                            whisper=dict(hotline.whisper))
         self.interpreter = Interpreter(self.ari, hotline.id, self.desk, self.queue.put_nowait,
                                        self.publish, CallBook(redis, call_sink, hotline.id))
         self.delivery = Delivery(self.ari, hotline, self.desk, self.interpreter)
@@ -266,8 +269,9 @@ class HotlineApp:
         if pid.startswith(dm.GOODBYE):
             await self.ari.delete_quietly(f"/channels/{pid[len(dm.GOODBYE):]}")
         elif pid.startswith(dm.PROMPT):
-            caller = pid[len(dm.PROMPT):].rpartition("-")[0]
-            if caller in self.desk.calls:
+            # Whose prompt: the call that is playing it (ids and prompt names hold dashes).
+            caller = next((c.caller for c in self.desk.calls.values() if c.prompt == pid), None)
+            if caller is not None:
                 await self.interpreter.deliver(dm.Ev.PROMPT_DONE, dm.PromptDone(caller, pid))
 
     @_on("ChannelStateChange")

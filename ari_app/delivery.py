@@ -102,7 +102,7 @@ class Delivery:
         every PJSIP endpoint per delivery was the largest share of the app's CPU under load.
         Device state, not endpoint, subscriptions: an endpoint subscription also forwards every
         event of the agent's channels, which the app already receives once."""
-        sources = [f"deviceState:PJSIP/{a}" for a in self.desk.agents + self.desk.overflow]
+        sources = [f"deviceState:PJSIP/{a}" for a in self.desk.watched()]
         try:
             await self.ari.post(f"/applications/{self.ari.app}/subscription",
                                 json_body={"eventSource": sources})

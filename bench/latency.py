@@ -18,7 +18,10 @@ Measured per transfer, with ``time.monotonic()`` stamps taken inside the phones'
   The 110 agent repeats short digits every ``PROBE_PERIOD`` s from the moment it answers, so
   this includes up to one period of probe spacing and one DTMF trip;
 - baseline: one DTMF digit's one-way trip between the two connected phones (same path), so
-  the audio figure can be read "beyond the DTMF itself".
+  the audio figure can be read "beyond the DTMF itself";
+- the caller announcement's cost: ``ours`` runs with the 12345->110 announcement (the default
+  configuration), then n/2 more of ours with it off (``ours_no_announcement``); the difference
+  of the p50s is what it adds.
 
 All key digits and probes are short RFC 4733 digits (``DIGIT_MS``), so the DTMF itself is the
 same in every measurement.
@@ -37,6 +40,8 @@ from pathlib import Path
 from bench.results import write_result
 from bench.stack import ROOT, Stack      # (puts tests/ on the path: conftest, phones)
 
+# The 12345->110 target's announcement off, for the transfers that measure what it costs.
+QUIET_ENV = "HOTLINE_LINK__HOTLINES__12345__TARGETS__110__ANNOUNCE"
 DIGIT_MS = 60            # short digits: a probe every PROBE_PERIOD never queues behind another
 PROBE_PERIOD = 0.08
 KEY_GAP = 0.3            # between the key's first digits and its last, well inside the timeouts
@@ -154,11 +159,27 @@ def run(config: Path, lab_descriptor: dict, n: int = 200) -> dict:
             except Exception as exc:   # one failed transfer is reported, not fatal to the run
                 failures.append(f"{i} {kind}: {type(exc).__name__}: {exc}")
             settle(phones, lab)
+        # What the caller announcement costs (issue 16): the same transfer with the 12345->110
+        # target's announcement switched off (the service restarted with it off), n/2 times.
+        service.stop()
+        os.environ[QUIET_ENV] = ""
+        try:
+            service.start()
+            for i in range(max(1, n // 2)):
+                try:
+                    sample = one_transfer(phones, "ours", natives[i % len(natives)])
+                    samples.append({**sample, "kind": "ours_no_announcement"})
+                except Exception as exc:   # noqa: BLE001 - reported, not fatal to the run
+                    failures.append(f"quiet {i}: {type(exc).__name__}: {exc}")
+                settle(phones, lab)
+        finally:
+            del os.environ[QUIET_ENV]
     finally:
         lib.close()
         service.stop()
 
-    by = {k: [s for s in samples if s["kind"] == k] for k in ("ours", "native")}
+    by = {k: [s for s in samples if s["kind"] == k]
+          for k in ("ours", "native", "ours_no_announcement")}
     stats = {k: {"setup_ms": summary([s["setup_s"] for s in v]),
                  "audio_ms": summary([s["audio_s"] for s in v])}
              for k, v in by.items() if v}
@@ -179,6 +200,13 @@ def run(config: Path, lab_descriptor: dict, n: int = 200) -> dict:
                         "target": "<= 1.2", "met": aratio <= 1.2})
         figures.append({"name": "DTMF one-way p50 (baseline)", "value": round(baseline["p50"], 1),
                         "unit": "ms", "target": None, "met": None})
+        if "ours_no_announcement" in stats:
+            quiet = stats["ours_no_announcement"]
+            for what in ("setup_ms", "audio_ms"):
+                figures.append({
+                    "name": f"caller announcement adds to {what[:-3]} p50",
+                    "value": round(stats["ours"][what]["p50"] - quiet[what]["p50"], 1),
+                    "unit": "ms", "target": None, "met": None})
         beyond = stats["ours"]["audio_ms"]["p99"] - baseline["p50"]
         figures.append({"name": "ours audio p99 beyond the DTMF", "value": round(beyond, 1),
                         "unit": "ms", "target": "<= 100", "met": beyond <= 100})

@@ -204,7 +204,8 @@ class Lab:
                                    number=agent, display=f"{hid} agent {i}", context="from-agents"))
             # The surge plan's overflow seats (remote seats in production): phones like the
             # agents', rung only while a surge lasts.
-            for i, seat in enumerate(hotline.surge.overflow if hotline.surge else (), 1):
+            seats = (*(hotline.surge.overflow if hotline.surge else ()), *hotline.emergency_seats)
+            for i, seat in enumerate(seats, 1):
                 out.append(Account(role="overflow", hotline=hid, username=seat,
                                    password=_sip_secret(known.get(seat)), number=seat,
                                    display=f"{hid} overflow {i}", context="from-agents"))

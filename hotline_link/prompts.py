@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
 import shutil
 import subprocess
 import tempfile
@@ -55,6 +56,11 @@ def resample(samples: array, rate_in: int, rate_out: int = RATE) -> array:
     return out
 
 
+# Synthesized prompts by the digest of their text, shared by every lab on the machine (outside
+# the repository, like the Asterisk root file system): a fresh lab copies instead of synthesizing.
+CACHE = Path(os.environ.get("HOTLINE_PROMPT_CACHE", "/var/cache/hotline-link/prompts"))
+
+
 def synthesize(text: str, out: Path) -> bool:
     """Write ``out`` (8 kHz WAV) from ``text`` unless it holds that text already; True if it
     was written."""
@@ -62,6 +68,12 @@ def synthesize(text: str, out: Path) -> bool:
     stamp = out.with_suffix(".sha1")
     if out.exists() and stamp.exists() and stamp.read_text() == digest:
         return False
+    cached = CACHE / f"{digest}.wav"
+    if cached.exists():
+        out.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(cached, out)
+        stamp.write_text(digest)
+        return True
     espeak = shutil.which("espeak-ng")
     if espeak is None:
         raise PromptError("espeak-ng is not installed (scripts/bootstrap.sh installs it)")
@@ -86,6 +98,12 @@ def synthesize(text: str, out: Path) -> bool:
         w.writeframes(audio.tobytes())
     tmp_out.replace(out)
     stamp.write_text(digest)
+    try:
+        CACHE.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(out, CACHE / f".{digest}.tmp")
+        (CACHE / f".{digest}.tmp").replace(cached)
+    except OSError:
+        pass                      # no cache (read-only, no rights): synthesized again next time
     return True
 
 

@@ -21,6 +21,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from contracts.vocab import DecisionAction
+from transfer.delivery import POSITION_PROMPTS
 
 from . import config
 from .redisconn import RedisSettings
@@ -91,6 +92,7 @@ class SurgeSettings:
     answers: dict[str, str] = field(default_factory=dict)     # key -> answer prompt
     callback_key: str | None = None
     callback_done: str | None = None
+    position_every: float | None = None     # s between place-in-line announcements
 
 
 @dataclass(frozen=True)
@@ -104,6 +106,13 @@ class Hotline:
     screen_to: str | None = None   # target for callers flagged for malicious harassment (R9)
     emergency_to: str | None = None  # target of the emergency key (R4); none: the key does nothing
     surge: "SurgeSettings | None" = None   # the surge plan (R8); none: no surge handling
+    # R4: seats (a supervisor's, an overflow desk's) an emergency nobody took is offered to as
+    # well once it has waited ``emergency_seats_after`` seconds.
+    emergency_seats: tuple[str, ...] = ()
+    emergency_seats_after: float = 0.0
+    # The whisper: origin hotline id (or "emergency") -> the prompt the answering agent hears
+    # before a transferred caller is bridged. Empty: none.
+    whisper: dict[str, str] = field(default_factory=dict)
 
     def agent_of_channel(self, name: str) -> str | None:
         """The agent endpoint of a PJSIP channel name (``PJSIP/12345-a1-0000002a``), if it is
@@ -356,7 +365,7 @@ def _surge(v: Validator, h: Mapping, path: str, agents: tuple[str, ...],
            prompts: dict[str, str]) -> SurgeSettings:
     node = v.table(h.get("surge"), path, {"waiting", "longest_wait", "calm_after", "overflow",
                                           "menu_after", "menu", "answers", "callback_key",
-                                          "callback_done"})
+                                          "callback_done", "position_every"})
     raw = v.get(node, path, "overflow")
     overflow: tuple[str, ...] = ()
     if not isinstance(raw, list) or not all(isinstance(x, str) and NAME_RE.match(x) for x in raw):
@@ -377,6 +386,11 @@ def _surge(v: Validator, h: Mapping, path: str, agents: tuple[str, ...],
         return name or None
 
     menu = prompt("menu")
+    if v.optional(node, "position_every"):
+        missing = [n for n in POSITION_PROMPTS if n not in prompts]
+        if missing:
+            v.problems.append(f"{path}.position_every: the place-in-line prompts are missing "
+                              f"from [prompts]: {', '.join(missing)}")
     answers: dict[str, str] = {}
     for key, name in v.table(node.get("answers", {}), f"{path}.answers", None).items():
         if not re.fullmatch(r"[0-9]", key):
@@ -396,7 +410,19 @@ def _surge(v: Validator, h: Mapping, path: str, agents: tuple[str, ...],
                          menu_after=(v.number(node, path, "menu_after", 0, 3600)
                                      if v.optional(node, "menu_after") else None),
                          menu=menu, answers=answers, callback_key=callback_key,
-                         callback_done=prompt("callback_done"))
+                         callback_done=prompt("callback_done"),
+                         position_every=(v.number(node, path, "position_every", 5, 3600)
+                                         if v.optional(node, "position_every") else None))
+
+
+def _whisper(v: Validator, h: Mapping, path: str, prompts: dict[str, str]) -> dict[str, str]:
+    out = {}
+    for origin, name in v.table(h.get("whisper", {}), path, None).items():
+        if not isinstance(name, str) or name not in prompts:
+            v.problems.append(f"{path}.{origin}: {name!r} is not one of [prompts]")
+        else:
+            out[origin] = name
+    return out
 
 
 def _hotlines(v: Validator, node: Any, prompts: dict[str, str]) -> dict[str, Hotline]:
@@ -409,7 +435,8 @@ def _hotlines(v: Validator, node: Any, prompts: dict[str, str]) -> dict[str, Hot
         if not NAME_RE.match(hid):
             v.problems.append(f"{path}: {hid!r} is not a valid hotline id")
         h = v.table(h, path, {"name", "agents", "ari", "targets", "ami", "screen_to",
-                              "emergency_to", "surge"})
+                              "emergency_to", "surge", "emergency_seats",
+                              "emergency_seats_after", "whisper"})
         ari_node = v.table(h.get("ari", {}), f"{path}.ari",
                            {"url", "username", "password_file", "password_env", "app",
                             "rest_transport"})
@@ -433,10 +460,11 @@ def _hotlines(v: Validator, node: Any, prompts: dict[str, str]) -> dict[str, Hot
             # platform) or the phone's transfer button only.
             key = (v.string(t, tpath, "key", KEY_RE, "a key (expected '*' or '#' and 1-3 digits)")
                    if v.optional(t, "key") else None)
-            announce = v.string(t, tpath, "announce") if v.optional(t, "announce") else None
+            # "" switches an announcement off (as leaving it out does), e.g. from the environment.
+            announce = (v.string(t, tpath, "announce")
+                        if v.optional(t, "announce") and t["announce"] != "" else None)
             if announce and announce not in prompts:
-                v.problems.append(f"{tpath}.announce: {announce!r} is not one of [prompts] "
-                                  f"({', '.join(prompts) or 'none'})")
+                v.problems.append(f"{tpath}.announce: {announce!r} is not one of [prompts]")
             targets[tid] = Target(id=tid, dial=dial, key=key, name=_name(v, t, tpath, tid),
                                   announce=announce or None)
         screen_to = v.string(h, path, "screen_to") if v.optional(h, "screen_to") else None
@@ -448,10 +476,21 @@ def _hotlines(v: Validator, node: Any, prompts: dict[str, str]) -> dict[str, Hot
         agents = v.names(h, path, "agents")
         surge = (_surge(v, h, f"{path}.surge", agents, prompts) if v.optional(h, "surge")
                  else None)
+        seats: tuple[str, ...] = ()
+        seats_after = 0.0
+        if v.optional(h, "emergency_seats"):
+            seats = v.names(h, path, "emergency_seats")
+            seats_after = v.number(h, path, "emergency_seats_after", 0, 3600)
+            for seat in seats:
+                if seat in agents or (surge and seat in surge.overflow):
+                    v.problems.append(f"{path}.emergency_seats: {seat!r} is an agent or an "
+                                      "overflow seat of the hotline already")
         out[hid] = Hotline(id=hid, name=_name(v, h, path, hid),
                            agents=agents, ari=ari, targets=targets,
                            ami=_ami(v, h, f"{path}.ami"), screen_to=screen_to,
-                           emergency_to=emergency_to, surge=surge)
+                           emergency_to=emergency_to, surge=surge, emergency_seats=seats,
+                           emergency_seats_after=seats_after,
+                           whisper=_whisper(v, h, f"{path}.whisper", prompts))
     apps = [h.ari.app for h in out.values() if h.ari.app]
     if len(set(apps)) != len(apps):
         v.problems.append("hotlines: two hotlines share one ari.app name")

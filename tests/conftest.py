@@ -50,8 +50,12 @@ def pytest_ignore_collect(collection_path, config):
 
 
 def cli(*args: str, check: bool = True, **kw) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "hotline_link.cli", "-c", str(CONFIG), *args],
-                          cwd=ROOT, check=check, capture_output=True, text=True, **kw)
+    done = subprocess.run([sys.executable, "-m", "hotline_link.cli", "-c", str(CONFIG), *args],
+                          cwd=ROOT, capture_output=True, text=True, **kw)
+    # Failing, say why: the command's own output, not only its exit code.
+    assert not check or done.returncode == 0, \
+        f"hotline-link {' '.join(args)} exited {done.returncode}:\n{done.stdout}{done.stderr[-2000:]}"
+    return done
 
 
 class Ari:

@@ -237,7 +237,8 @@ LAB_DEFAULTS = tomllib.loads(lab_settings.defaults_file().read_text())
 # own", "no AMI", "no token", "shown by its id"); and secrets, given as one of _file or _env.
 OPTIONAL = {"name", "key", "screen_to", "emergency_to", "ami", "token_file", "token_env",
             "instance", "instances", "announce", "surge", "menu_after", "menu", "callback_key",
-            "callback_done", "answers"}
+            "callback_done", "answers", "emergency_seats", "emergency_seats_after", "whisper",
+            "position_every"}
 SECRET_PAIRS = (("password_file", "password_env"), ("secret_file", "secret_env"),
                 ("token_file", "token_env"))
 
@@ -441,8 +442,7 @@ redis_sentinel = true
 
 def test_an_announcement_must_name_a_prompt(tmp_path):
     assert problems(tmp_path, '[hotlines.12345.targets.110]\nannounce = "to-nowhere"\n') == [
-        "hotlines.12345.targets.110.announce: 'to-nowhere' is not one of [prompts] "
-        "(to-110, to-12345, surge-menu, faq-hours, faq-progress, callback-ok)"]
+        "hotlines.12345.targets.110.announce: 'to-nowhere' is not one of [prompts]"]
     assert problems(tmp_path, '[prompts]\n"Bad Name" = "x"\n') == [
         "prompts.Bad Name: not a valid prompt name (lower-case letters, digits, '-' and '_')"]
 

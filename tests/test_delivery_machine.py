@@ -584,3 +584,64 @@ def test_a_call_back_request_ends_the_call_after_the_goodbye_and_is_recorded_as_
     assert of(cmds, dm.Play)[0] == dm.Play("c1", ("callback-ok",), "goodbye-c1")
     assert HangUp("c1", after=dm.GOODBYE_MAX) in flat(cmds)
     assert "c1" not in d.calls
+
+
+def test_an_emergency_nobody_takes_rings_the_emergency_seats_after_their_delay():
+    d = Desk(agents=AGENTS, agent_ring=4.0, no_agent_retry=1.0, new_id=lambda: "x",
+             emergency_seats=("s1",), emergency_after=15.0)
+    dm.step(d, Ev.AGENTS_SEEN, 0, AgentsSeen(frozenset({"s1"}), online=frozenset({*AGENTS, "s1"})))
+    succeed(d, arrive(d, "c0", now=0.0), 0.0)                 # an ordinary caller: never the seat
+    succeed(d, arrive(d, "c1", now=1.0, headers=EMERGENCY_HEADERS), 1.0)
+    assert not of(dm.step(d, Ev.TICK, 15.0, dm.Tick()), RingAgent)
+    [ring] = of(succeed(d, dm.step(d, Ev.TICK, 16.5, dm.Tick()), 16.5), RingAgent)
+    assert (ring.agent, ring.caller) == ("s1", "c1")
+    assert d.calls["c0"].agent is None
+
+
+def test_the_answering_agent_hears_the_whisper_then_the_caller_is_bridged():
+    d = desk()
+    d.whisper = {"110": "whisper-110"}
+    succeed(d, arrive(d, headers=TRANSFER_HEADERS))             # origin 110
+    call = d.calls["c1"]
+    cmds = dm.step(d, Ev.AGENT_ANSWERED, 3, dm.Leg("c1", call.agent_leg))
+    assert of(cmds, dm.Play) == [dm.Play(call.agent_leg, ("whisper-110",), "prompt-c1-whisper")]
+    assert not of(cmds, Answer) and not of(cmds, CreateBridge)    # the caller still rings
+    cmds = dm.step(d, Ev.PROMPT_DONE, 4.5, dm.PromptDone("c1", "prompt-c1-whisper"))
+    assert of(cmds, Answer) == [Answer("c1")] and of(cmds, CreateBridge)
+
+
+def test_an_agent_leaving_during_the_whisper_lets_the_next_one_hear_it_too():
+    d = desk()
+    d.whisper = {"110": "whisper-110"}
+    succeed(d, arrive(d, headers=TRANSFER_HEADERS))
+    call = d.calls["c1"]
+    first = call.agent_leg
+    dm.step(d, Ev.AGENT_ANSWERED, 3, dm.Leg("c1", first))
+    dm.step(d, Ev.CHANNEL_GONE, 3.5, dm.Gone(first, 16))           # hung up while it played
+    assert call.prompt is None and not call.whispered
+    succeed(d, dm.step(d, Ev.TICK, 5, dm.Tick()), 5)
+    cmds = dm.step(d, Ev.AGENT_ANSWERED, 6, dm.Leg("c1", call.agent_leg))
+    assert of(cmds, dm.Play)
+
+
+def test_numbers_are_said_from_digit_prompts():
+    assert dm.say_number(0) == ("num-0",) and dm.say_number(10) == ("num-10",)
+    assert dm.say_number(13) == ("num-10", "num-3")
+    assert dm.say_number(20) == ("num-2", "num-10")
+    assert dm.say_number(47) == ("num-4", "num-10", "num-7")
+    assert dm.say_number(250) == dm.say_number(99)
+
+
+def test_a_holding_caller_hears_its_place_in_line_and_the_expected_wait_during_a_surge():
+    d = Desk(agents=AGENTS, agent_ring=4.0, no_agent_retry=1.0, new_id=lambda: "x",
+             surge_plan=dm.SurgePlan(waiting=2, longest_wait=60.0, calm_after=5.0, overflow=(),
+                                     position_every=30.0))
+    dm.step(d, Ev.AGENTS_SEEN, 0, AgentsSeen(frozenset(), online=frozenset(AGENTS)))
+    for i, caller in enumerate(("c1", "c2", "c3")):
+        succeed(d, arrive(d, caller, now=float(i)), float(i))
+    cmds = dm.step(d, Ev.TICK, 3.0, dm.Tick())                 # the surge starts
+    plays = {p.channel: p.prompts for p in of(cmds, dm.Play)}
+    # c3 has two ahead; 3 callers x 180 s over 3 agents: 3 minutes.
+    assert plays["c3"] == ("queue-ahead", "num-2", "queue-people", "num-3", "queue-minutes")
+    assert plays["c1"][1] == "num-0"
+    assert not of(dm.step(d, Ev.TICK, 4.0, dm.Tick()), dm.Play)   # not over itself, not again

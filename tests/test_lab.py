@@ -18,7 +18,8 @@ def test_descriptor_matches_the_documented_schema(lab):
     jsonschema.validate(lab.descriptor, schema)
     roles = sorted((a["role"], a["hotline"]) for a in lab.descriptor["accounts"])
     assert roles == [("agent", "110"), ("agent", "110"), ("agent", "12345"), ("agent", "12345"),
-                     ("citizen", "110"), ("citizen", "12345"), ("overflow", "12345")]
+                     ("citizen", "110"), ("citizen", "12345"), ("overflow", "110"),
+                     ("overflow", "12345")]
     dials = {a["hotline"]: a["dials"] for a in lab.descriptor["accounts"] if a["role"] == "citizen"}
     assert dials == {"12345": "12345", "110": "110"}
 

@@ -6,8 +6,8 @@ seconds, with one overflow seat, 12345-o1 (a phone of its own)."""
 from __future__ import annotations
 
 import socket
-import time
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -81,12 +81,16 @@ def test_more_callers_than_agents_start_the_surge_plan_and_its_overflow_seat_tak
 
 
 def test_a_caller_holding_in_a_surge_asks_for_a_call_back_and_one_work_order_is_made(
-        phones, lab, stack, call_records, tmp_path):  # noqa: F811
+        phones, lab, stack, call_records, service, tmp_path):  # noqa: F811
     """Five SIPp callers: both agents and the overflow seat take one each, two hold (a surge);
-    the citizen holds too, hears the menu after menu_after (2 s), presses 9: the goodbye is
-    said and the call ends; its record says callback, and the 12345 ticket system gets one
-    call-back work order for it."""
+    the citizen holds too, hears its place in line, then the menu after menu_after (2 s),
+    presses 9: the goodbye is said and the call ends; its record says callback, and the 12345
+    ticket system gets one call-back work order for it. Every prompt played was found."""
     import json
+
+    pbx_log = Path(lab.descriptor["state_dir"]) / "pbx-12345" / "log" / "messages.log"
+    log_from = pbx_log.stat().st_size
+    service_from = service.log.stat().st_size
 
     from test_calls import one_record
     from test_delivery import CITIZEN_NUMBER
@@ -121,6 +125,12 @@ def test_a_caller_holding_in_a_surge_asks_for_a_call_back_and_one_work_order_is_
                     if rec["call_id"] in json.dumps(t, ensure_ascii=False)]) == len(tickets) == 1
         assert CITIZEN_NUMBER in json.dumps(tickets[0], ensure_ascii=False)
         assert sipp.wait(30) == 0, "a SIPp call failed"   # its callers hang up after 15 s
+        said = [json.loads(line) for line in service.log.read_bytes()[service_from:]
+                .decode(errors="replace").splitlines() if '"place in line announced"' in line]
+        assert any(e["call_id"] == rec["call_id"] for e in said), "no place-in-line announcement"
+        failed = [line for line in pbx_log.read_bytes()[log_from:].decode(errors="replace")
+                  .splitlines() if "Playback failed" in line and "hotline-link/" in line]
+        assert not failed, failed
     finally:
         if sipp.poll() is None:
             sipp.kill()

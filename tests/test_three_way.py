@@ -278,3 +278,36 @@ def test_an_emergency_rings_every_free_110_agent_and_the_first_to_answer_takes_i
     assert rec["answering_agent"] == agents[-1].username and rec["emergency"] is True
     legs[-1].hang_up()
     call.wait_ended(5)
+
+
+def test_an_emergency_nobody_takes_rings_the_supervisors_seat_after_its_delay(phones, outcomes):
+    """R4: both 110 agents talking; after emergency_seats_after (3 s in the test lab) the
+    emergency also rings 110's emergency seat (110-s1), which takes it."""
+    busy = []
+    for _ in phones.agents["110"]:
+        c = phones.caller.dial("110")
+        a, lg = phones.ringing_agent("110", exclude=[b[1] for b in busy])
+        lg.accept()
+        c.hears(lg)
+        busy.append((c, lg))
+    [seat] = phones.overflow["110"]
+    call, agent, leg = connect(phones, phones.citizen, "12345", "12345")
+    leg.send_dtmf("*3")
+    phones.lib.sleep(2.0)
+    assert not seat.ringing_calls()                 # not before its delay
+    phones.lib.wait_for(lambda: seat.ringing_calls(), 5, "the emergency seat to ring")
+    seat_leg = seat.ringing_calls()[0]
+    assert seat_leg.header("X-Hotline-Emergency") == "1"
+    seat_leg.accept()
+    seat_leg.hears(call)
+    call.hears(seat_leg)
+    seat_leg.send_dtmf(KEYS["accept"])
+    leg.wait_ended(5)
+    [rec] = outcomes.wait(phones.lib)
+    check_record(rec, result="accepted_by_target", mode="emergency", origin="12345")
+    assert rec["answering_agent"] == seat.username
+    for c, lg in busy:
+        lg.hang_up()
+        c.wait_ended(5)
+    seat_leg.hang_up()
+    call.wait_ended(5)

@@ -383,3 +383,30 @@ def test_the_caller_hears_where_a_blind_transfer_goes_then_ringback(phones, outc
     check_record(rec, result="accepted")
     far_leg.hang_up()
     call.wait_ended(5)
+
+
+def test_the_answering_agent_hears_the_whisper_before_the_caller(phones, outcomes, service,
+                                                                 monkeypatch):
+    """Issue 16 (5): with hotlines.110.whisper set (here from the environment), the 110 agent
+    who answers a transfer from 12345 first hears "12345转来电话。" (speech), then talks with
+    the caller."""
+    service.stop()
+    monkeypatch.setenv("HOTLINE_LINK__HOTLINES__110__WHISPER__12345", "whisper-12345")
+    try:
+        service.start()
+        call, agent, leg = connect(phones, phones.citizen, "12345", "12345")
+        leg.send_dtmf("*1")
+        leg.wait_ended(5)
+        far_agent, far_leg = phones.ringing_agent("110", timeout=8)
+        far_leg.accept()
+        far_leg.hears_speech(timeout=5)
+        call.hears(far_leg)
+        far_leg.hears(call)
+        [rec] = outcomes.wait(phones.lib)
+        check_record(rec, result="accepted")
+        far_leg.hang_up()
+        call.wait_ended(5)
+    finally:
+        service.stop()
+        monkeypatch.delenv("HOTLINE_LINK__HOTLINES__110__WHISPER__12345")
+        service.start()

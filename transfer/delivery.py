@@ -109,6 +109,8 @@ class Call:
     prompt: str | None = None
     menu_offered: bool = False
     callback: bool = False
+    whispered: bool = False     # the answering agent heard the whisper (or there is none)
+    position_at: float | None = None   # when its place in line was last announced
     # An emergency's other ringing legs (leg -> agent) beside ``agent_leg``: every free agent
     # rings at once; the first to answer becomes ``agent_leg``, the rest are hung up.
     offers: dict[str, str] = field(default_factory=dict)
@@ -143,6 +145,14 @@ class Desk:
     pending_keys: dict[str, str] = field(default_factory=dict)
     # The surge plan (R8): extra seats that join the pool while too many callers wait.
     surge_plan: "SurgePlan | None" = None
+    # R4: seats an emergency is offered to as well once it has waited ``emergency_after`` s.
+    emergency_seats: tuple[str, ...] = ()
+    emergency_after: float = 0.0
+    # What the agent who answers a transferred call hears before the caller is bridged: a
+    # prompt by origin hotline ("emergency": for an emergency). Empty: no whisper.
+    whisper: dict[str, str] = field(default_factory=dict)
+    # Talk time of the calls that ended, smoothed: the expected wait's unit (s).
+    talk_avg: float = 180.0
     surge: bool = False
     surge_since: float = 0.0
     calm_since: float | None = None          # surge on, thresholds no longer passed: since when
@@ -150,6 +160,10 @@ class Desk:
     @property
     def overflow(self) -> tuple[str, ...]:
         return self.surge_plan.overflow if self.surge_plan else ()
+
+    def watched(self) -> tuple[str, ...]:
+        """Every endpoint whose state the desk follows: agents, overflow and emergency seats."""
+        return self.agents + self.overflow + self.emergency_seats
 
     def seats(self) -> tuple[str, ...]:
         """Who may be given a caller now: the agents, and the overflow seats during a surge."""
@@ -165,7 +179,7 @@ class Desk:
 
 
 # Playback ids: a prompt to a waiting caller, and the goodbye after which the caller is hung up.
-PROMPT, GOODBYE = "prompt-", "goodbye-"
+PROMPT, GOODBYE, WHISPER = "prompt-", "goodbye-", "whisper"
 # The caller channel's variable that names the transfer in progress ("" when none).
 TRANSFER_VAR = "HOTLINE_TRANSFER"
 # The PBX's own record of the call (CDR, and CEL's userfield) names what hotline-link did with
@@ -300,6 +314,9 @@ class SurgePlan:
     answers: dict[str, str] = field(default_factory=dict)
     callback_key: str | None = None
     callback_done: str | None = None
+    # Every this many seconds (and when it starts holding) a holding caller hears its place in
+    # line and the expected wait (the POSITION prompts). None: not announced.
+    position_every: float | None = None
 
 
 @dataclass(slots=True)
@@ -667,16 +684,31 @@ def _dispatch(d: Desk, now: float, listed: frozenset | None = None,
     free = free_agents(d, listed)
     cmds: list[Command] = []
     for call in waiting:
-        agent = choose(call, free)
+        pool = free + _emergency_seats_due(d, call, now, listed)
+        agent = choose(call, pool)
         if agent is None:
             if call.state == WAITING:
                 cmds += _hold(d, call, now)
             continue
         while agent is not None:
-            free.remove(agent)
+            pool.remove(agent)
+            if agent in free:
+                free.remove(agent)
             cmds += _ring_agent(d, call, agent)
-            agent = choose(call, free) if call.emergency else None
+            agent = choose(call, pool) if call.emergency else None
     return cmds
+
+
+def _emergency_seats_due(d: Desk, call: Call, now: float,
+                         listed: frozenset | None) -> list[str]:
+    """The emergency seats free for ``call`` now: an emergency that waited long enough."""
+    since = waiting_since(call)
+    if not (call.emergency and d.emergency_seats and since is not None and
+            now - since >= d.emergency_after):
+        return []
+    online = ({a for a, free in d.agent_free.items() if free} if d.agent_free is not None
+              else set(listed or ()))
+    return [s for s in d.emergency_seats if s in online and s not in d.reserved]
 
 
 def _ring_agent(d: Desk, call: Call, agent: str) -> list[Command]:
@@ -756,6 +788,8 @@ def _end_call(d: Desk, call: Call, now: float, reason: str | None = None,
     first would replace its cause (and the SIP code the other side sees)."""
     d.calls.pop(call.caller, None)
     call.state = ENDED
+    if call.agent_at is not None and not call.recovered:
+        d.talk_avg = 0.8 * d.talk_avg + 0.2 * max(0.0, now - call.agent_at)
     cmds: list[Command] = [CallEnded(call, now, by, disposition(call, reason, by))]
     cmds += _withdraw_offers(d, call, now)
     for leg in (call.agent_leg, call.remote_leg):
@@ -802,6 +836,11 @@ def _agent_leg_gone(d: Desk, call: Call, leg: str, cause: int, now: float) -> li
     agent = call.agent
     _release(d, agent, now)
     call.agent = call.agent_leg = None
+    if call.whispered and call.state == RINGING:
+        # Gone during (or right after) the whisper: the next agent hears it too.
+        call.whispered = False
+        if call.prompt and call.prompt.endswith(f"-{WHISPER}"):
+            call.prompt = None
     if call.state == RINGING and call.offers:
         # An emergency still rings other phones: one of them is the agent leg now.
         call.agent_leg, call.agent = call.offers.popitem()
@@ -908,7 +947,8 @@ def _tick(d: Desk, now: float, detail: Tick) -> list[Command]:
         if call.state == WAITING and call.tried and (call.holding or call.transferred_in) and \
                 now - call.held_since >= d.no_agent_retry:
             call.tried.clear()
-    return _check_surge(d, now) + _dispatch(d, now) + _offer_menus(d, now)
+    return _check_surge(d, now) + _dispatch(d, now) + _offer_menus(d, now) + \
+        _announce_positions(d, now)
 
 
 def _offer_menus(d: Desk, now: float) -> list[Command]:
@@ -919,7 +959,9 @@ def _offer_menus(d: Desk, now: float) -> list[Command]:
     cmds: list[Command] = []
     for call in d.calls.values():
         since = waiting_since(call)
-        if call.state != WAITING or not call.holding or call.menu_offered or \
+        # Over music, or over the place-in-line announcement (the menu matters more).
+        quiet = call.holding or (call.prompt or "").endswith(f"-{POSITION[0]}")
+        if call.state != WAITING or not quiet or call.menu_offered or \
                 call.transferred_in or since is None or now - since < plan.menu_after:
             continue
         call.menu_offered = True
@@ -927,16 +969,68 @@ def _offer_menus(d: Desk, now: float) -> list[Command]:
     return cmds
 
 
-def _play(call: Call, prompt: str) -> list[Command]:
-    """Music on hold gives way to a prompt; PROMPT_DONE brings it back."""
+def _play(call: Call, *prompts: str) -> list[Command]:
+    """Music on hold gives way to prompts (one playback); PROMPT_DONE brings it back."""
     cmds: list[Command] = []
     if call.holding:
         cmds.append(StopMOH(call.caller))
         call.holding = False
     if call.prompt:
         cmds.append(StopPlay(call.prompt))
-    call.prompt = f"{PROMPT}{call.caller}-{prompt}"
-    return cmds + [Play(call.caller, (prompt,), call.prompt)]
+    call.prompt = f"{PROMPT}{call.caller}-{prompts[0]}"
+    return cmds + [Play(call.caller, prompts, call.prompt)]
+
+
+# The prompts of the place-in-line announcement: "您前面还有" <n> "位来电，预计等待" <m> "分钟。",
+# numbers said from digit prompts (num-0 ... num-10).
+POSITION = ("queue-ahead", "queue-people", "queue-minutes")
+POSITION_PROMPTS = (*POSITION, *(f"num-{n}" for n in range(11)))     # all it may need
+
+
+def say_number(n: int) -> tuple[str, ...]:
+    """A number from 0 to 99 in Mandarin, as digit prompts: 十 (num-10) joins the tens."""
+    n = max(0, min(99, n))
+    tens, units = divmod(n, 10)
+    if n <= 10:
+        return (f"num-{n}",)
+    head = ("num-10",) if tens == 1 else (f"num-{tens}", "num-10")
+    return head + ((f"num-{units}",) if units else ())
+
+
+def line_position(d: Desk, call: Call) -> int:
+    """How many callers are served before this one (emergencies first, then by arrival)."""
+    def key(c: Call) -> tuple:
+        return (not c.emergency, c.arrived)
+    return sum(1 for c in d.calls.values()
+               if c is not call and c.state in (WAITING, RINGING) and key(c) < key(call))
+
+
+def expected_wait_min(d: Desk, ahead: int) -> int:
+    """Minutes until an agent, roughly: the callers ahead and this one, each taking the average
+    talk time, shared by the agents who are not logged off."""
+    seats = max(1, len(d.agents) - len(d.offline))
+    return max(1, round((ahead + 1) * d.talk_avg / seats / 60))
+
+
+def _announce_positions(d: Desk, now: float) -> list[Command]:
+    """During a surge, each holding caller hears its place in line and the expected wait when
+    it starts holding and every ``position_every`` s (never over another prompt)."""
+    plan = d.surge_plan
+    if plan is None or not d.surge or plan.position_every is None:
+        return []
+    cmds: list[Command] = []
+    for call in d.calls.values():
+        if call.state != WAITING or not call.holding or call.transferred_in or call.prompt:
+            continue
+        if call.position_at is not None and now - call.position_at < plan.position_every:
+            continue
+        call.position_at = now
+        ahead = line_position(d, call)
+        minutes = expected_wait_min(d, ahead)
+        cmds += [_clog(call, "place in line announced", ahead=ahead, expected_min=minutes)] + \
+            _play(call, POSITION[0], *say_number(ahead), POSITION[1], *say_number(minutes),
+                  POSITION[2])
+    return cmds
 
 
 def _caller_key(d: Desk, call: Call, now: float, k: CallerKey) -> list[Command]:
@@ -957,6 +1051,9 @@ def _prompt_done(d: Desk, call: Call, now: float, p: PromptDone) -> list[Command
     if p.playback != call.prompt:
         return []                    # one we stopped, or replaced by another
     call.prompt = None
+    if p.playback.endswith(f"-{WHISPER}"):
+        # The whisper ended: now the caller and the agent who answered meet.
+        return _connect_agent(d, call, call.agent_leg) if call.agent_leg else []
     return _hold(d, call, now)
 
 
@@ -1007,7 +1104,7 @@ def _device_state(d: Desk, now: float, s: DeviceState) -> list[Command]:
 
 
 def _agents_seen(d: Desk, now: float, s: AgentsSeen) -> list[Command]:
-    seats = d.agents + d.overflow
+    seats = d.watched()
     d.agent_free = None if s.free is None else {a: a in s.free for a in seats}
     d.offline = set() if s.online is None else {a for a in seats if a not in s.online}
     return []
@@ -1169,6 +1266,28 @@ def _agent_answered(d: Desk, call: Call, now: float, a: Leg) -> list[Command]:
     if call.offers:
         cmds += [_clog(call, "emergency taken", agent=call.agent, others=len(call.offers))] + \
             _withdraw_offers(d, call, now, reason="answered_elsewhere")
+    whisper = _whisper_of(d, call)
+    if whisper and not call.whispered:
+        # The agent hears where the call comes from first; the caller, still unanswered,
+        # hears ringback on. PROMPT_DONE (the whisper's end) bridges them.
+        call.whispered = True
+        call.prompt = f"{PROMPT}{call.caller}-{WHISPER}"
+        return cmds + [_clog(call, "whisper to the answering agent", agent=call.agent),
+                       Play(a.leg, (whisper,), call.prompt)]
+    return cmds + _connect_agent(d, call, a.leg)
+
+
+def _whisper_of(d: Desk, call: Call) -> str | None:
+    if not call.transferred_in or not d.whisper:
+        return None
+    if call.emergency and "emergency" in d.whisper:
+        return d.whisper["emergency"]
+    return d.whisper.get(call.headers.get(sip.ORIGIN, ""))
+
+
+def _connect_agent(d: Desk, call: Call, leg: str) -> list[Command]:
+    """Answer the caller, quiet it, make the bridge: then AGENT_BRIDGE_READY bridges them."""
+    cmds: list[Command] = []
     if call.transferred_in:
         cmds.append(NoteAnsweringAgent(call.headers[sip.TRANSFER_ID], call.agent))
     steps: list[Command] = []
@@ -1183,8 +1302,8 @@ def _agent_answered(d: Desk, call: Call, now: float, a: Leg) -> list[Command]:
         call.ringing = False
     if call.bridge is None:
         steps.append(CreateBridge(f"call-{call.call_id}"))
-    return cmds + [Attempt(tuple(steps), call.caller, a.leg, then=Ev.AGENT_BRIDGE_READY,
-                           failed=Ev.CONNECT_FAILED, probe=(call.caller, a.leg))]
+    return cmds + [Attempt(tuple(steps), call.caller, leg, then=Ev.AGENT_BRIDGE_READY,
+                           failed=Ev.CONNECT_FAILED, probe=(call.caller, leg))]
 
 
 def _agent_bridge_ready(d: Desk, call: Call, now: float, done: Done) -> list[Command]:
@@ -1444,6 +1563,7 @@ TRANSITIONS: dict[tuple[CallState, Ev], Row] = {
     (WAITING, Ev.CALLER_KEY): _row(_caller_key, WAITING, ENDED),
     (RINGING, Ev.CALLER_KEY): _row(_caller_key, RINGING, ENDED),
     (WAITING, Ev.PROMPT_DONE): _row(_prompt_done, WAITING),
+    (RINGING, Ev.PROMPT_DONE): _row(_prompt_done, RINGING),
 }
 
 # The pairs that change nothing, and why.
@@ -1460,7 +1580,7 @@ IGNORED: dict[tuple[CallState, Ev], str] = {
     **{(s, Ev.CALLER_KEY): "the caller's keys do nothing once an agent or a transfer has them"
        for s in (CONNECTED, TRANSFERRING)},
     **{(s, Ev.PROMPT_DONE): "an agent or a transfer has the caller now" for s in
-       (RINGING, CONNECTED, TRANSFERRING)},
+       (CONNECTED, TRANSFERRING)},
 }
 # An agent answering for a call that ended: that leg is hung up (the only ENDED row).
 TRANSITIONS[(ENDED, Ev.AGENT_ANSWERED)] = _row(
