@@ -99,15 +99,10 @@ class HotlineApp:
         self.queue: asyncio.Queue[dict] = asyncio.Queue()
         self.redis = redis
         # The delivery machine's state; only transfer.delivery.step writes it.
-        surge = hotline.surge
         self.desk = dm.Desk(agents=tuple(hotline.agents), agent_ring=settings.timeouts.agent_ring,
                             no_agent_retry=settings.timeouts.no_agent_retry,
                             new_id=lambda: uuid.uuid4().hex,
-                            surge_plan=dm.SurgePlan(
-                                surge.waiting, surge.longest_wait, surge.calm_after,
-                                surge.overflow, surge.menu_after, surge.menu, dict(surge.answers),
-                                surge.callback_key, surge.callback_done, surge.position_every)
-                            if surge else None,
+                            surge_plan=hotline.surge,
                             emergency_seats=tuple(hotline.emergency_seats),
                             emergency_after=hotline.emergency_seats_after,
                             whisper=dict(hotline.whisper))

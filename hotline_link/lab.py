@@ -329,8 +329,12 @@ class Lab:
         if procs[index].alive():
             return f"{name} already running (pid {procs[index].pid})"
         if name in REDIS_DATA and self.sentinel is not None:
-            procs[index] = self.sentinel.restart_data(spawn, name)
+            procs[index], ready = self.sentinel.restart_data(spawn, name)
             self._save_state(procs)
+            try:
+                ready()
+            except RuntimeError as exc:      # lab_redis.SentinelLabError
+                raise LabError(f"{name} (pid {procs[index].pid}) started but: {exc}") from None
         elif name.startswith("sentinel-") and self.sentinel is not None:
             procs[index] = self.sentinel.start_sentinel(spawn, int(name.rsplit("-", 1)[1]))
             self._save_state(procs)

@@ -134,7 +134,10 @@ class SentinelRedis:
         return spawn(name, argv, ddir / "redis.log")
 
     def restart_data(self, spawn, name: str):
-        """A data node again: a replica of the current primary, unless it is the primary."""
+        """A data node again: a replica of the current primary, unless it is the primary.
+        Returns the process at once and a function that waits until it serves (and, as a
+        replica, holds the primary's data): the caller records the process first, so that a
+        node that never syncs is still stopped by ``lab down``."""
         primary = self.primary()
         own = self.ports[name]
         replica_of = primary[1] if primary and primary[1] != own else None
@@ -142,10 +145,12 @@ class SentinelRedis:
             # No sentinel answers: take whatever node runs as the primary.
             replica_of = next((p for n, p in self.ports.items() if n != name), None)
         proc = self.start_data(spawn, name, replica_of)
-        self._wait_ping(own, 60.0)
-        if replica_of:
-            self._wait_link(own, 60.0)
-        return proc
+
+        def ready() -> None:
+            self._wait_ping(own, 60.0)
+            if replica_of:
+                self._wait_link(own, 60.0)
+        return proc, ready
 
     def _wait_link(self, port: int, timeout: float) -> None:
         """The replica on ``port`` holds the primary's data and follows it."""

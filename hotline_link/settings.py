@@ -21,7 +21,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from contracts.vocab import DecisionAction
-from transfer.delivery import POSITION_PROMPTS
+from transfer.delivery import POSITION_PROMPTS, SurgePlan
 
 from . import config
 from .redisconn import RedisSettings
@@ -80,22 +80,6 @@ class Target:
 
 
 @dataclass(frozen=True)
-class SurgeSettings:
-    """``hotlines.<id>.surge`` (R8): thresholds that start the plan, and its overflow seats."""
-    waiting: int
-    longest_wait: float
-    calm_after: float
-    overflow: tuple[str, ...]
-    # The self-service menu ([prompts] names), offered to callers holding menu_after seconds.
-    menu_after: float | None = None
-    menu: str | None = None
-    answers: dict[str, str] = field(default_factory=dict)     # key -> answer prompt
-    callback_key: str | None = None
-    callback_done: str | None = None
-    position_every: float | None = None     # s between place-in-line announcements
-
-
-@dataclass(frozen=True)
 class Hotline:
     id: str
     name: str
@@ -105,7 +89,8 @@ class Hotline:
     ami: AmiSettings | None = None
     screen_to: str | None = None   # target for callers flagged for malicious harassment (R9)
     emergency_to: str | None = None  # target of the emergency key (R4); none: the key does nothing
-    surge: "SurgeSettings | None" = None   # the surge plan (R8); none: no surge handling
+    # The surge plan (R8), as the delivery machine takes it; none: no surge handling.
+    surge: SurgePlan | None = None
     # R4: seats (a supervisor's, an overflow desk's) an emergency nobody took is offered to as
     # well once it has waited ``emergency_seats_after`` seconds.
     emergency_seats: tuple[str, ...] = ()
@@ -362,7 +347,7 @@ def _prompts(v: Validator, node: Any) -> dict[str, str]:
 
 
 def _surge(v: Validator, h: Mapping, path: str, agents: tuple[str, ...],
-           prompts: dict[str, str]) -> SurgeSettings:
+           prompts: dict[str, str]) -> SurgePlan:
     node = v.table(h.get("surge"), path, {"waiting", "longest_wait", "calm_after", "overflow",
                                           "menu_after", "menu", "answers", "callback_key",
                                           "callback_done", "position_every"})
@@ -403,7 +388,7 @@ def _surge(v: Validator, h: Mapping, path: str, agents: tuple[str, ...],
                     if v.optional(node, "callback_key") else None)
     if callback_key and callback_key in answers:
         v.problems.append(f"{path}.callback_key: {callback_key!r} is also an answer's key")
-    return SurgeSettings(waiting=v.number(node, path, "waiting", 1, 10_000, integer=True),
+    return SurgePlan(waiting=v.number(node, path, "waiting", 1, 10_000, integer=True),
                          longest_wait=v.number(node, path, "longest_wait", 1, 3600),
                          calm_after=v.number(node, path, "calm_after", 0, 3600),
                          overflow=overflow,

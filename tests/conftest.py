@@ -49,6 +49,13 @@ def pytest_ignore_collect(collection_path, config):
     return None
 
 
+def service_settings():
+    """The service's settings of the lab under test (no secrets)."""
+    from hotline_link.settings import load
+
+    return load(CONFIG, secrets=False)
+
+
 def cli(*args: str, check: bool = True, **kw) -> subprocess.CompletedProcess:
     done = subprocess.run([sys.executable, "-m", "hotline_link.cli", "-c", str(CONFIG), *args],
                           cwd=ROOT, capture_output=True, text=True, **kw)
@@ -223,6 +230,19 @@ class Phones:
     def all(self):
         return [self.citizen, self.caller, *(p for ps in self.agents.values() for p in ps),
                 *(p for ps in self.overflow.values() for p in ps)]
+
+    def every_agent_busy(self, hotline: str = "110") -> list[tuple]:
+        """Every agent of ``hotline`` talking with a caller of its own (the caller's phone
+        dials it once per agent): ``(call, agent, leg)`` each."""
+        caller = self.caller if hotline == "110" else self.citizen
+        busy: list[tuple] = []
+        for _ in self.agents[hotline]:
+            call = caller.dial(hotline)
+            agent, leg = self.ringing_agent(hotline, exclude=[b[1] for b in busy])
+            leg.accept()
+            call.hears(leg)
+            busy.append((call, agent, leg))
+        return busy
 
     def ringing_agent(self, hotline: str, timeout: float = 10.0, exclude=()):
         """The first agent of ``hotline`` whose phone rings, and that call."""

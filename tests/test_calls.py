@@ -222,10 +222,9 @@ def _service_get(path: str) -> tuple[int, str]:
     import urllib.error
     import urllib.request
 
-    from conftest import CONFIG
-    from hotline_link.settings import load
+    from conftest import service_settings
 
-    host, port = load(CONFIG, secrets=False).http
+    host, port = service_settings().http
     try:
         with urllib.request.urlopen(f"http://{host}:{port}{path}", timeout=5) as resp:
             return resp.status, resp.read().decode()

@@ -238,13 +238,7 @@ def test_an_emergency_goes_first_in_the_degraded_queue(phones, lab, service_down
     """R4 without the application: both 110 agents talking and an ordinary caller waiting in the
     queue; an emergency sent over the trunk (X-Hotline-Emergency: 1) joins with a higher queue
     priority and is rung to the first agent who frees, ahead of the ordinary caller."""
-    busy = []
-    for _ in phones.agents["110"]:
-        c = phones.caller.dial("110")
-        a, lg = phones.ringing_agent("110", exclude=[b[1] for b in busy])
-        lg.accept()
-        c.hears(lg)
-        busy.append((c, a, lg))
+    busy = phones.every_agent_busy("110")
     ordinary = phones.caller.dial("110")
     phones.lib.sleep(1.0)
     tid = uuid.uuid4().hex
@@ -278,6 +272,7 @@ def test_a_degraded_call_is_counted_while_the_service_cannot_reach_that_pbx(
     calls go to the queue, and each still leaves one call record, delivered_by "degraded"."""
     import socket
 
+    from conftest import service_settings
     from test_calls import one_record
 
     service.kill()
@@ -300,13 +295,6 @@ def test_a_degraded_call_is_counted_while_the_service_cannot_reach_that_pbx(
         service.kill()
         monkeypatch.delenv("HOTLINE_LINK__HOTLINES__110__ARI__URL")
         service.start()
-
-
-def service_settings():
-    from conftest import CONFIG
-    from hotline_link.settings import load
-
-    return load(CONFIG, secrets=False)
 
 
 def _accepts(socket, host: str, port: int) -> bool:

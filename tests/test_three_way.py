@@ -219,13 +219,7 @@ def test_an_emergency_with_every_110_agent_busy_waits_first_in_line_for_the_firs
     *3 is neither refused nor timed out (it waits past transfer_ring), caller and 12345 agent
     keep talking meanwhile, and the first 110 agent who hangs up is rung for the emergency, not
     for the caller who waited longer."""
-    busy = []
-    for _ in phones.agents["110"]:
-        c = phones.caller.dial("110")
-        a, lg = phones.ringing_agent("110", exclude=[b[1] for b in busy])
-        lg.accept()
-        c.hears(lg)
-        busy.append((c, a, lg))
+    busy = phones.every_agent_busy("110")
     ordinary = phones.caller.dial("110")
     phones.lib.sleep(1.0)
     call, agent, leg = connect(phones, phones.citizen, "12345", "12345")
@@ -283,13 +277,7 @@ def test_an_emergency_rings_every_free_110_agent_and_the_first_to_answer_takes_i
 def test_an_emergency_nobody_takes_rings_the_supervisors_seat_after_its_delay(phones, outcomes):
     """R4: both 110 agents talking; after emergency_seats_after (3 s in the test lab) the
     emergency also rings 110's emergency seat (110-s1), which takes it."""
-    busy = []
-    for _ in phones.agents["110"]:
-        c = phones.caller.dial("110")
-        a, lg = phones.ringing_agent("110", exclude=[b[1] for b in busy])
-        lg.accept()
-        c.hears(lg)
-        busy.append((c, lg))
+    busy = phones.every_agent_busy("110")
     [seat] = phones.overflow["110"]
     call, agent, leg = connect(phones, phones.citizen, "12345", "12345")
     leg.send_dtmf("*3")
@@ -306,7 +294,7 @@ def test_an_emergency_nobody_takes_rings_the_supervisors_seat_after_its_delay(ph
     [rec] = outcomes.wait(phones.lib)
     check_record(rec, result="accepted_by_target", mode="emergency", origin="12345")
     assert rec["answering_agent"] == seat.username
-    for c, lg in busy:
+    for c, _a, lg in busy:
         lg.hang_up()
         c.wait_ended(5)
     seat_leg.hang_up()

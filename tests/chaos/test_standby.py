@@ -172,11 +172,10 @@ def test_after_a_takeover_new_calls_keys_work(phones, outcomes, pair):
     # Each instance's /health says which one acts, as the lease does.
     import urllib.request
 
-    from conftest import CONFIG
-    from hotline_link.settings import load
+    from conftest import service_settings
 
     active = pair.active()
-    for name, (host, port) in load(CONFIG, secrets=False).ha.http.items():
+    for name, (host, port) in service_settings().ha.http.items():
         with urllib.request.urlopen(f"http://{host}:{port}/health", timeout=5) as resp:
             health = json.loads(resp.read())
         assert (health["instance"], health["ok"]) == (name, True)
