@@ -35,7 +35,7 @@ from transfer import stranded
 from .calls import CallBook
 from .client import CONNECTED, TRANSPORT_EVENTS, AppReplaced, AriClient, AriError, AriFenced
 from .delivery import Delivery
-from .interpreter import TIMER, Interpreter
+from .interpreter import ANNOUNCE, TIMER, Interpreter
 from .transfers import Transfers
 
 log = structlog.get_logger("app")
@@ -261,7 +261,9 @@ class HotlineApp:
         """A prompt to a waiting caller ended (music comes back), or the goodbye after which
         the caller is hung up: by the playback's id (``transfer.delivery`` PROMPT/GOODBYE)."""
         pid = (event.get("playback") or {}).get("id", "")
-        if pid.startswith(dm.GOODBYE):
+        if pid.startswith(ANNOUNCE):
+            await self.transfers.announced(pid[len(ANNOUNCE):])
+        elif pid.startswith(dm.GOODBYE):
             await self.ari.delete_quietly(f"/channels/{pid[len(dm.GOODBYE):]}")
         elif pid.startswith(dm.PROMPT):
             # Whose prompt: the call that is playing it (ids and prompt names hold dashes).

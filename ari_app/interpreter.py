@@ -43,8 +43,11 @@ TIMER = "HotlineTimer"
 REFER_HANGUP_GRACE = 2.0                     # a REFERring phone hangs up itself within this
 
 
+ANNOUNCE = "announce-"
+
+
 def announcement_id(t: m.Transfer) -> str:
-    return f"announce-{t.transfer_id}"
+    return f"{ANNOUNCE}{t.transfer_id}"
 
 
 async def agents_on_pbx(ari: AriClient) -> dm.AgentsSeen:
@@ -246,11 +249,12 @@ class Interpreter:
                     await self.deliver(dm.Ev.DETACH, dm.Detach(caller, grace))
             case m.Ringback(channel=ch, on=on, announce=announce):
                 if on and announce:
-                    # One playback, the prompt then the ringing tone (indications), that the
-                    # bridge or a fall-back stops by its id.
-                    await self._quietly(self.ari.post(
-                        f"/channels/{ch}/play/{announcement_id(t)}",
-                        media=f"{prompts.media(announce)},tone:ring"))
+                    # The prompt alone: ringback follows when it ends (``announced``), unless
+                    # the target answered first. (A media list with the ringing tone after it
+                    # cannot be stopped as one: a stop only moves it on to the next item, and a
+                    # queued second playback was seen to start after its stop.)
+                    await self._quietly(self.ari.post(f"/channels/{ch}/play/{announcement_id(t)}",
+                                                      media=prompts.media(announce)))
                 elif on:
                     await self._quietly(self.ari.post(f"/channels/{ch}/ring"))
                 else:

@@ -341,6 +341,17 @@ class Transfers:
                 "caller_number": t.caller_number}
         await self.raise_alert(body)
 
+    async def announced(self, transfer_id: str) -> None:
+        """A transfer's announcement ended: the caller hears ringback while the target still
+        rings (nothing if it answered, or the transfer ended, meanwhile)."""
+        t = self.active.get(transfer_id)
+        if t is not None and t.state == m.State.DIALING and not t.agent_stays:
+            try:
+                await self.ari.post(f"/channels/{t.caller}/ring")
+            except AriError as exc:
+                self.log.info("no ringback after the announcement", transfer_id=transfer_id,
+                              error=str(exc))
+
     async def raise_alert(self, body: dict) -> None:
         """Into the sidecar's webhook outbox. Best effort: Redis is never on a call's path."""
         body = {**body, "at": _iso(time.time())}
