@@ -109,6 +109,7 @@ class AriClient:
         self._pending: dict[str, asyncio.Future] = {}
         self._ids = itertools.count(1)
         self.transport = "http"         # what requests go over now: http | websocket
+        self.requests = 0               # sent to Asterisk, either way (the service's /metrics)
 
     async def __aenter__(self) -> "AriClient":
         self._session = aiohttp.ClientSession(headers=self._headers, timeout=self._timeout)
@@ -124,6 +125,7 @@ class AriClient:
         if not self.allowed():
             raise AriFenced(f"{method} {path}: not sent, this instance does not hold the lease")
         clean = {k: _param(v) for k, v in (params or {}).items() if v is not None}
+        self.requests += 1
         ws = self._ws
         if ws is not None and not ws.closed:
             return await self._ws_request(ws, method, path, clean, json_body)

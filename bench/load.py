@@ -42,7 +42,7 @@ from bench import profile as profiling  # noqa: E402
 from bench.procs import CpuMeter, cpu_seconds, lab_processes, tree  # noqa: E402
 from contracts.names import CALLS, COMMAND_RESULTS, COMMANDS, OUTCOMES  # noqa: E402
 from transfer import kpi  # noqa: E402
-from bench.latency import main, percentile  # noqa: E402
+from bench.latency import QUIET_ENV, main, percentile  # noqa: E402
 from bench.stack import Stack  # noqa: E402
 from conftest import Service  # noqa: E402
 
@@ -216,6 +216,22 @@ def stranded(ari) -> list[str]:
     return sorted(look(ari)[2])
 
 
+def _ari_requests(config: Path) -> int | None:
+    """The ARI requests the service has sent so far, both PBXs (its /metrics; None: unread)."""
+    import urllib.request
+
+    from hotline_link.settings import load
+
+    host, port = load(config, secrets=False).http
+    try:
+        with urllib.request.urlopen(f"http://{host}:{port}/metrics", timeout=5) as resp:
+            text = resp.read().decode()
+    except OSError:
+        return None
+    found = re.findall(r"^hotline_ari_requests_total\{[^}]*\} ([0-9.e+]+)$", text, re.M)
+    return int(sum(float(v) for v in found)) if found else None
+
+
 def _command_counts(redis) -> dict[str, int]:
     return {k.removeprefix("cmdstat_"): v["calls"]
             for k, v in redis.info("commandstats").items()}
@@ -312,6 +328,7 @@ def one_level(lab, service: Service, sipp: Sipp, redis, level: int, rate: float,
     samples, concurrent = [], []
     cpu0, _ = cpu_rss(service.pid)
     stats0 = _command_counts(redis)
+    ari0 = _ari_requests(service.config)
     # Every process on the call path, and what the machine had left: the sidecar is not part
     # of this benchmark (commands go to Redis directly).
     procs = lab_processes(lab.descriptor)
@@ -353,6 +370,7 @@ def one_level(lab, service: Service, sipp: Sipp, redis, level: int, rate: float,
     elapsed = time.monotonic() - t_start
     cpu = meter.stop()
     stats1 = _command_counts(redis)
+    ari1 = _ari_requests(service.config)
     where = profiling.finish(spy, spy_out) if profile else None
     # The service's and the sidecar-free lab's Redis commands in the window, less the
     # benchmark's own (one XADD per command it wrote; its reads come after the window).
@@ -422,6 +440,8 @@ def one_level(lab, service: Service, sipp: Sipp, redis, level: int, rate: float,
         "rss_mb": round(max((s["rss"] for s in samples), default=0) / 2**20, 1),
         "redis_commands": redis_calls,
         "redis_commands_per_transfer": round(sum(redis_calls.values()) / max(1, len(commands)), 1),
+        "ari_requests_per_transfer": round((ari1 - ari0) / max(1, len(commands)), 1)
+        if ari0 is not None and ari1 is not None else None,
         **({"profile": where} if where else {}),
     }
 
@@ -503,8 +523,8 @@ def native_level(lab, sipp: Sipp, level: int, rate: float, duration: float, host
 
 
 def run(config: Path, lab_descriptor: dict, levels=(50, 100, 200), rate: float = 20.0,
-        duration: float = 60.0, fsync_off_run: bool = True, ours: bool = True,
-        native: bool = True) -> dict:
+        duration: float = 60.0, fsync_off_run: bool = True, quiet_run: bool = True,
+        ours: bool = True, native: bool = True) -> dict:
     import redis as redis_mod
 
     from conftest import Lab
@@ -552,6 +572,22 @@ def run(config: Path, lab_descriptor: dict, levels=(50, 100, 200), rate: float =
                                                 label=f"{top} calls, Redis without AOF"))
             except Exception as exc:
                 failures.append(f"level {top} without AOF: {type(exc).__name__}: {exc}")
+        # What the caller announcement costs under load: the top level again with the 12345->110
+        # announcement off (the service restarted with it off, then back as configured).
+        if quiet_run and ours:
+            service.stop()
+            os.environ[QUIET_ENV] = ""
+            try:
+                service.start()
+                levels_out.append(one_level(lab, service, sipp, rds, top, rate, duration, host,
+                                            _pbx_sip(variant, "12345"),
+                                            label=f"{top} calls, {QUIET_LABEL}"))
+            except Exception as exc:
+                failures.append(f"level {top} {QUIET_LABEL}: {type(exc).__name__}: {exc}")
+            finally:
+                del os.environ[QUIET_ENV]
+                service.stop()
+                service.start()
         # The anchor: the 12345 agents re-register at instances that transfer by REFER.
         if native:
             sipp.stop(answering["12345"])
@@ -604,6 +640,9 @@ def run(config: Path, lab_descriptor: dict, levels=(50, 100, 200), rate: float =
              "target": None, "met": None},
             {"name": f"{name}: Redis commands per transferred call (the app's)",
              "value": lv["redis_commands_per_transfer"], "unit": "", "target": None, "met": None},
+            {"name": f"{name}: ARI requests per transferred call (both PBXs)",
+             "value": lv.get("ari_requests_per_transfer"), "unit": "", "target": None,
+             "met": None},
             # The app's CPU per transfer it handled, each call's share of the mean (the aim is
             # 5 ms; the no-I/O replay needs ~1 ms, so the rest is I/O and the asyncio loop).
             {"name": f"{name}: app CPU per transferred call",
@@ -618,10 +657,22 @@ def run(config: Path, lab_descriptor: dict, levels=(50, 100, 200), rate: float =
              "value": lv["cpu"]["machine_idle_cores"], "target": None, "met": None},
         ]
     for lv in levels_out:
-        for layer, share in (lv.get("profile") or {}).get("layers_inclusive", {}).items():
+        layers = (lv.get("profile") or {}).get("layers_inclusive", {})
+        for layer, share in layers.items():
             figures.append({"name": f"{lv['label']}: app CPU in {layer} (py-spy, inclusive)",
                             "value": round(share * 100, 1), "unit": "%", "target": None,
                             "met": None})
+        # What call records cost per transferred call: their share of the app's CPU (building
+        # them, the live notes, handing them to the sink) and the sink's share in proportion to
+        # the records it carried (a transferred call leaves one outcome and two call records).
+        if layers and lv["rate_per_s"]:
+            per_call = lv["cpu"]["cores"]["app"] / lv["rate_per_s"] * 1000
+            share = layers.get(profiling.CALL_RECORDS, 0) + layers.get(profiling.SINK, 0) * 2 / 3
+            figures.append({"name": f"{lv['label']}: call records' part of the app CPU per "
+                                    f"transferred call (py-spy)",
+                            "value": round(share * per_call, 2), "unit": "ms", "target": None,
+                            "met": None})
+    figures += announcement_figures(levels_out, top)
     figures += native_figures(levels_out, native_out)
     return {"benchmark": "load", "command": "make bench", "figures": figures,
             "details": {"levels": levels_out, "native_levels": native_out, "failures": failures, "rate_per_s": rate,
@@ -637,6 +688,37 @@ def _records_off(c: dict) -> int | None:
     if c["missing_12345"] is None:
         return None
     return abs(c["missing_12345"]) + c["missing_110"] + c["duplicates"]
+
+
+QUIET_LABEL = "caller announcement off"
+
+
+def announcement_figures(levels: list[dict], top: int) -> list[dict]:
+    """The top level with the announcement (as configured) minus the same level without it."""
+    by = {lv["label"]: lv for lv in levels}
+    on, off = by.get(f"{top} calls"), by.get(f"{top} calls, {QUIET_LABEL}")
+    if on is None or off is None or not on["rate_per_s"] or not off["rate_per_s"]:
+        return []
+
+    def per_call(lv: dict, *procs: str) -> float:
+        return sum(lv["cpu"]["cores"][p] for p in procs) / lv["rate_per_s"] * 1000
+
+    name = f"{top} calls: the caller announcement adds"
+    pbxs = ("asterisk-12345", "asterisk-110")
+    p99 = [(lv["setup_ms"] or {}).get("p99") for lv in (on, off)]
+    return [
+        {"name": f"{name} app CPU per transferred call", "unit": "ms", "target": None,
+         "met": None, "value": round(per_call(on, "app") - per_call(off, "app"), 1)},
+        {"name": f"{name} both PBXs' CPU per transferred call", "unit": "ms", "target": None,
+         "met": None, "value": round(per_call(on, *pbxs) - per_call(off, *pbxs), 1)},
+        {"name": f"{name} ARI requests per transferred call", "unit": "", "target": None,
+         "met": None, "value": round(on["ari_requests_per_transfer"]
+                                     - off["ari_requests_per_transfer"], 1)
+         if on.get("ari_requests_per_transfer") is not None
+         and off.get("ari_requests_per_transfer") is not None else None},
+        {"name": f"{name} transfer set-up p99", "unit": "ms", "target": None, "met": None,
+         "value": round(p99[0] - p99[1], 1) if None not in p99 else None},
+    ]
 
 
 def native_figures(ours: list[dict], native: list[dict]) -> list[dict]:

@@ -15,6 +15,8 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+CALL_RECORDS = "call records (ari_app/calls.py, transfer/callrecord.py)"
+SINK = "records sink, outcomes and call records (hotline_link/outcomes.py)"
 # Layer -> what one of a stack's frames contains; py-spy writes a frame as
 # "Class.function (package/module.py:line)".
 LAYERS = {
@@ -25,7 +27,8 @@ LAYERS = {
     "event handlers (ari_app/)": ("(ari_app/app.py", "(ari_app/delivery.py",
                                   "(ari_app/transfers.py", "(ari_app/interpreter.py"),
     "state machines (transfer/)": ("(transfer/",),
-    "outcome records (hotline_link/outcomes.py)": ("(hotline_link/outcomes.py",),
+    SINK: ("(hotline_link/outcomes.py",),
+    CALL_RECORDS: ("(ari_app/calls.py", "(transfer/callrecord.py"),
     "FastAGI (agi/)": ("(agi/",),
     "asyncio event loop itself": ("(asyncio/base_events.py", "(asyncio/events.py",
                                   "(selectors.py"),

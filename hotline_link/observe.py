@@ -21,7 +21,7 @@ import redis.asyncio as aioredis
 import structlog
 from aiohttp import web
 from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from redis.exceptions import RedisError
 
@@ -98,6 +98,11 @@ class _Collector:
         agents = GaugeMetricFamily("hotline_agents", "The hotline's agents by state (free: "
                                    "registered and idle; busy: on a call or rung; offline: not "
                                    "registered)", labels=["hotline", "state"])
+        requests = CounterMetricFamily("hotline_ari_requests",
+                                       "ARI REST requests the service sent to the hotline's PBX",
+                                       labels=["hotline"])
+        for hid, app in v.apps.items():
+            requests.add_metric([hid], app.ari.requests)
         for hid, h in v.hotlines().items():
             for key, family in families.items():
                 family.add_metric([hid], float(h[key]))
@@ -107,6 +112,7 @@ class _Collector:
                     agents.add_metric([hid, state], n)
         yield from families.values()
         yield agents
+        yield requests
 
 
 def _registry(view: View) -> CollectorRegistry:

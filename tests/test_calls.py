@@ -251,6 +251,7 @@ def test_the_service_shows_who_waits_how_long_and_which_agents_are_free(
     each second, the sidecar's /kpis."""
     agents = len(phones.agents["110"])
     g = _gauges("110")
+    requests = g["hotline_ari_requests_total"]
     assert g["hotline_agents{state=\"free\"}"] == agents
     assert g["hotline_agents{state=\"offline\"}"] == 0 and g["hotline_callers_waiting"] == 0
     call = phones.caller.dial("110")
@@ -261,6 +262,7 @@ def test_the_service_shows_who_waits_how_long_and_which_agents_are_free(
     assert 1.2 <= g["hotline_longest_wait_seconds"] < 5
     assert (g["hotline_agents{state=\"busy\"}"], g["hotline_agents{state=\"free\"}"]) == \
         (1, agents - 1)
+    assert g["hotline_ari_requests_total"] > requests      # (the agent dialled, the caller rung)
     live = stack.wait(lambda: (v := stack.api("GET", "/kpis?hotline=110")[1]["live"]["110"])
                       and v["waiting"] == 1 and v, 5, "the live gauges in /kpis")
     assert live["ari_connected"] and live["agents_busy"] == 1 and live["longest_wait_s"] > 0
