@@ -33,12 +33,11 @@ import structlog
 from asterisk.agi import AGIException, AGIHangup
 from redis import exceptions as redis_errors
 
-from contracts.vocab import DeliveredBy, EndedBy
 from hotline_link.logs import mask_number
 from hotline_link.outcomes import RecordSink
 from hotline_link.render import features
 from hotline_link.settings import Hotline, Settings
-from transfer.callrecord import from_queue
+from transfer.callrecord import from_queue_fields
 from transfer.catalog import Catalog, recommend
 
 from .ami import ADOPT_CONTEXT, CHANNEL_RE, Ami, AmiError
@@ -50,15 +49,6 @@ MAX_TEXT = 500
 # A whole session: Asterisk answers each command at once; Redis and AMI have shorter deadlines
 # of their own. Past it the session is dropped and the dialplan goes on (AGISTATUS=FAILURE).
 SESSION_TIMEOUT = 10.0
-
-
-def _epoch(text: str) -> float | None:
-    """A dialplan time (``${STRFTIME(,,%s.%3q)}``); None when empty or not a time."""
-    try:
-        value = float(text)
-    except ValueError:
-        return None
-    return value if value > 0 else None
 
 
 class Refused(Exception):
@@ -180,30 +170,16 @@ class AgiServer:
         if self.records is None:
             clog.warning("queue call not recorded: this server keeps no call records")
             return
-        (entry, linkedid, arrived, answered, ended, agent, agent_channel, source, status,
-         transfer_id, origin) = (list(agi.args) + [""] * 11)[:11]
-        ended_s = _epoch(ended) or time.time()
+        rec = from_queue_fields(list(agi.args), hotline.id, now=time.time(),
+                                call_id=agi.env.get("agi_uniqueid", ""),
+                                caller_number=agi.env.get("agi_callerid", ""))
+        agent = rec["agents"][0] if rec["agents"] else None
         if agent and agent not in hotline.agents:
             clog.warning("queue call answered by a member that is not an agent of the hotline",
                          member=agent)
-        if source == agi.env.get("agi_channel", ""):
-            ended_by = EndedBy.CALLER
-        elif source and source == agent_channel:
-            ended_by = EndedBy.AGENT
-        else:
-            ended_by = EndedBy.PBX
-        rec = from_queue(
-            call_id=linkedid or agi.env.get("agi_uniqueid", ""), hotline=hotline.id,
-            caller_number=agi.env.get("agi_callerid", ""),
-            delivered_by=DeliveredBy.QUEUE if entry == "queue" else DeliveredBy.DEGRADED,
-            arrived=_epoch(arrived) or ended_s, answered=_epoch(answered), ended=ended_s,
-            agent=agent or None, ended_by=ended_by, queue_status=status,
-            transfer_in={"transfer_id": transfer_id, "origin": origin or None}
-            if transfer_id else None)
         await self.records.emit(rec)
         clog.info("queue call recorded", disposition=rec["disposition"],
-                  delivered_by=rec["delivered_by"], agent=agent or None,
-                  ended_by=str(ended_by), hangup_source=source, queue_status=status)
+                  delivered_by=rec["delivered_by"], agent=agent, ended_by=rec["ended_by"])
 
     # The request's path names the command; only these are served.
     COMMANDS: dict[str, Command] = {"key": cmd_key, "route": cmd_route, "screen": cmd_screen,

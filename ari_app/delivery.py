@@ -9,12 +9,15 @@ machine and carries out its commands. It never writes a ``Call``.
 
 from __future__ import annotations
 
+import time
+
 import structlog
 
 from contracts import sip
 from contracts.sip import HEADERS
 from hotline_link.settings import Hotline
 from transfer import delivery as dm
+from transfer.callrecord import epoch
 from transfer.delivery import Call
 
 from .client import AriClient, AriError
@@ -91,10 +94,17 @@ class Delivery:
         machine bridges caller and agent again, owns the call from now on, and then runs the
         key's ``action`` on it. Nobody is stranded when one side left during the hand-over: a
         caller alone waits for the next agent here, an agent alone is released."""
+        queue = caller.get("channelvars") or {}
+        now = time.time()
+
+        def ago(var: str) -> float | None:
+            at = epoch(queue.get(var) or "")
+            return None if at is None else now - at
+
         await self.interp.deliver(dm.Ev.ADOPT, dm.Adoption(
             caller=caller["id"], number=caller.get("caller", {}).get("number", ""),
             call_id=caller.get("linkedid") or caller["id"], leg=leg["id"], agent=agent,
-            action=action))
+            action=action, waited_s=ago("HOTLINE_ARRIVED"), answered_s=ago("HOTLINE_ANSWERED")))
 
     async def watch_agents(self) -> None:
         """After each (re)connect: subscribe to the agents' device states, then take one look at

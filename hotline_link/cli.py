@@ -157,6 +157,27 @@ def cmd_status(args) -> int:
     return 0 if active else 1
 
 
+def cmd_calls(args) -> int:
+    from .reconcile import reconcile
+
+    s = _load(args, secrets=True)
+    paths = [Path(p) for p in args.cdr]
+    for path in paths:
+        if not path.is_file():
+            print(f"--cdr {path}: no such file (the PBX's cdr-custom/Master.csv)", file=sys.stderr)
+            return 2
+    try:
+        tally = asyncio.run(reconcile(s, paths))
+    except Exception as exc:            # noqa: BLE001 - any Redis failure: say it, exit 1
+        print(f"cannot record to Redis ({s.redis.describe()}): {exc}; nothing is lost, the CDR "
+              f"still holds the calls: run again", file=sys.stderr)
+        return 1
+    print(f"{tally.found} unrecorded queue call(s) in the CDR: {tally.recorded} recorded now, "
+          f"{tally.already} recorded before" +
+          (f", {tally.waiting} not taken by Redis (run again)" if tally.waiting else ""))
+    return 1 if tally.waiting else 0
+
+
 def cmd_check_catalog(args) -> int:
     from transfer.catalog import CatalogError
 
@@ -291,6 +312,14 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("status", help="which service instance is active (hot standby), from Redis; "
                                       "exit 1 if none is")
     p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("calls", help="call records")
+    calls_sub = p.add_subparsers(dest="action", required=True)
+    r = calls_sub.add_parser("reconcile", help="record the queue calls no service took (the "
+                                               "service was down) from the PBX's CDR; each once")
+    r.add_argument("--cdr", nargs="+", required=True, metavar="CSV",
+                   help="the PBX's cdr-custom/Master.csv (one per PBX; any number)")
+    r.set_defaults(func=cmd_calls)
 
     p = sub.add_parser("check-catalog", help="validate the matter catalog")
     p.add_argument("file", nargs="?")

@@ -137,6 +137,12 @@ class RecordSink:
                     path.rename(path.with_suffix(".bad"))
             return 0
 
+    async def drain(self) -> int:
+        """Wait for the appends ``emit`` started, then try what is left once more; returns how
+        many records are still spooled (for a one-shot writer that exits after)."""
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        return await self.flush()
+
     async def run(self, period: float = 1.0) -> None:
         while True:
             await asyncio.sleep(period)

@@ -174,3 +174,34 @@ def test_a_degraded_transfer_the_queue_turned_away_is_refused_and_names_its_tran
                   queue_status="JOINEMPTY", transfer_in={"transfer_id": "T1", "origin": "12345"})
     assert (r["disposition"], r["delivered_by"]) == ("refused", "degraded")
     assert r["transfer_in"] == {"transfer_id": "T1", "origin": "12345"}
+
+
+def test_the_hangup_handlers_fields_make_the_same_record_by_agi_or_from_the_cdr():
+    """The dialplan's fields (QUEUE_FIELDS) give the record; the CDR userfield of a call no
+    service took carries the hotline and the same fields."""
+    fields = ["trunk", "pbx110-1.5", f"{OFFSET}", f"{OFFSET + 2.5}", f"{OFFSET + 10}", "110-a1",
+              "agent", "", "T1", "12345", "13800138000"]
+    r = callrecord.from_queue_fields(fields, "110", now=0)
+    jsonschema.validate(r, SCHEMA, cls=jsonschema.Draft202012Validator,
+                        format_checker=jsonschema.FormatChecker())
+    assert (r["call_id"], r["delivered_by"], r["disposition"], r["ended_by"]) == \
+        ("pbx110-1.5", "degraded", "answered", "agent")
+    assert r["transfer_in"] == {"transfer_id": "T1", "origin": "12345"}
+    assert (r["caller_number"], r["agents"], r["wait_ms"]) == ("13800138000", ["110-a1"], 2500)
+    userfield = f"{callrecord.UNRECORDED};hotline=110;record={','.join(fields)}"
+    assert callrecord.unrecorded(userfield) == ("110", fields)
+    for other in ("", "hotline-link:degraded;entry=inbound", "hotline-link:call;transfers=T1",
+                  f"{callrecord.UNRECORDED};hotline=110"):
+        assert callrecord.unrecorded(other) is None
+
+
+def test_queue_fields_missing_or_wrong_fall_back_without_inventing():
+    """An old dialplan's shorter list, a hang-up party the record does not know, no end time:
+    the PBX ended it, now is the end, the AGI session's ids stand in."""
+    r = callrecord.from_queue_fields(["queue", "", "x", "", ""], "12345", now=OFFSET + 5,
+                                     call_id="pbx-9", caller_number="139")
+    assert (r["call_id"], r["caller_number"], r["ended_by"], r["disposition"]) == \
+        ("pbx-9", "139", "pbx", "lost")
+    assert r["duration_ms"] == 0 and r["delivered_by"] == "queue"
+    assert callrecord.from_queue_fields(["queue"] + [""] * 5 + ["unseen"], "1", now=1)[
+        "ended_by"] == "pbx"

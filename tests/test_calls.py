@@ -315,11 +315,14 @@ def test_queue_calls_are_counted_answered_and_abandoned(phones, call_records):
 def test_a_queue_call_handed_to_the_application_by_a_key_is_recorded_once(phones, call_records,
                                                                           outcomes):
     """A key hands the queue call to the application, which records it: the queue's hangup
-    handler stands back, so there is one record, with the transfer in it."""
+    handler stands back, so there is one record, with the transfer in it, the queue's agent and
+    the times the queue noted (arrival, answer), not the hand-over's."""
     from test_agi import queue_connect
 
     since = time.time()
     call, agent, leg = queue_connect(phones, phones.citizen, "12345")
+    talked = time.time()
+    phones.lib.sleep(1.0)
     leg.send_dtmf("*1")
     leg.wait_ended(5)
     far_agent, far_leg = phones.ringing_agent("110", timeout=8)
@@ -329,5 +332,8 @@ def test_a_queue_call_handed_to_the_application_by_a_key_is_recorded_once(phones
     far_leg.hang_up()
     call.wait_ended(5)
     rec = one_record(phones, call_records, since, "12345", CITIZEN_NUMBER)
-    assert (rec["delivered_by"], rec["disposition"]) == ("application", "transferred")
-    assert rec["transfers"] == [out["transfer_id"]]
+    assert (rec["delivered_by"], rec["disposition"]) == ("queue", "transferred")
+    assert rec["transfers"] == [out["transfer_id"]] and rec["agents"][0] == agent.username
+    assert since - 0.1 <= datetime.fromisoformat(rec["arrived_at"]).timestamp() < talked
+    assert datetime.fromisoformat(rec["answered_at"]).timestamp() < talked
+    assert rec["talk_ms"] >= 1000

@@ -59,19 +59,48 @@ def degraded_connect(phones, caller_phone, number: str, hotline: str):
     return call, agent, leg
 
 
-def test_citizen_call_to_12345_reaches_an_agent_with_the_service_down(phones, lab, service_down):
+def unrecorded_fields(row: dict) -> dict:
+    """The queue record a CDR row carries for a call no service took (its userfield)."""
+    from transfer.callrecord import QUEUE_FIELDS, unrecorded
+
+    found = unrecorded(row["userfield"])
+    assert found is not None, row["userfield"]
+    hotline, fields = found
+    return {"hotline": hotline, **dict(zip(QUEUE_FIELDS, fields))}
+
+
+def test_citizen_call_to_12345_reaches_an_agent_with_the_service_down(phones, lab, service_down,
+                                                                       call_records):
+    """Answered by the queue while no service runs; the PBX keeps the call's record in its CDR,
+    and "hotline-link calls reconcile" records it once, however often it runs."""
+    from conftest import cli
+    from test_calls import one_record
+
+    since = time.time()
     before = len(cdr_rows(lab, "12345"))
     call, agent, leg = degraded_connect(phones, phones.citizen, "12345", "12345")
     assert agent in phones.agents["12345"]
     assert leg.caller_number() == CITIZEN_NUMBER
     assert leg.header("X-Hotline-Degraded") == "1"
     leg.hears(call)
+    phones.lib.sleep(1.0)
     call.hang_up()
     row = wait_cdr(phones, lab, "12345", before,
-                   lambda r: r["userfield"].startswith("hotline-link:degraded"),
+                   lambda r: r["userfield"].startswith("hotline-link:unrecorded"),
                    "the CDR of the degraded call")
-    assert row["userfield"] == "hotline-link:degraded;entry=inbound"
     assert row["disposition"] == "ANSWERED" and row["src"] == CITIZEN_NUMBER
+    f = unrecorded_fields(row)
+    assert (f["hotline"], f["entry"], f["agent"], f["ended_by"], f["caller"]) == \
+        ("12345", "inbound", agent.username, "caller", CITIZEN_NUMBER)
+    cdr = str(Path(lab.descriptor["pbx"]["12345"]["log"]) / "cdr-custom" / "Master.csv")
+    first = cli("calls", "reconcile", "--cdr", cdr).stdout
+    rec = one_record(phones, call_records, since, "12345", CITIZEN_NUMBER)
+    assert (rec["call_id"], rec["delivered_by"], rec["disposition"], rec["ended_by"]) == \
+        (row["linkedid"], "degraded", "answered", "caller")
+    assert rec["agents"] == [agent.username] and rec["talk_ms"] >= 1000
+    again = cli("calls", "reconcile", "--cdr", cdr).stdout
+    assert "0 recorded now" in again and "0 recorded now" not in first, (first, again)
+    one_record(phones, call_records, since, "12345", CITIZEN_NUMBER)      # still only one
 
 
 def test_caller_call_to_110_reaches_an_agent_with_the_service_down(phones, lab, service_down):
@@ -81,9 +110,10 @@ def test_caller_call_to_110_reaches_an_agent_with_the_service_down(phones, lab, 
     assert leg.caller_number() == CALLER_110_NUMBER
     call.hears(leg)
     call.hang_up()
-    wait_cdr(phones, lab, "110", before,
-             lambda r: r["userfield"] == "hotline-link:degraded;entry=inbound",
-             "the CDR of the degraded call")
+    row = wait_cdr(phones, lab, "110", before,
+                   lambda r: r["userfield"].startswith("hotline-link:unrecorded"),
+                   "the CDR of the degraded call")
+    assert unrecorded_fields(row)["entry"] == "inbound"
 
 
 def test_call_over_the_trunk_reaches_a_far_agent_with_the_service_down(phones, lab, service_down):
@@ -120,7 +150,9 @@ def test_transfer_over_the_trunk_keeps_its_headers_with_the_far_service_down(pho
     leg.hang_up()
     row = wait_cdr(phones, lab, "110", before, lambda r: tid in r["userfield"],
                    "the CDR of the transferred call")
-    assert row["userfield"] == f"hotline-link:degraded;entry=trunk;transfer={tid};origin=12345"
+    f = unrecorded_fields(row)
+    assert (f["entry"], f["transfer_id"], f["origin"], f["ended_by"]) == \
+        ("trunk", tid, "12345", "agent")
     assert row["disposition"] == "ANSWERED"
 
 

@@ -355,6 +355,18 @@ def test_a_queue_call_handed_over_is_bridged_then_its_key_runs():
     assert d.pending_keys == {}
 
 
+def test_a_queue_call_handed_over_keeps_the_queues_arrival_and_answer():
+    d = desk()
+    dm.step(d, Ev.ADOPT, 100, dm.Adoption("c1", "139", "L1", "leg1", "a2", "transfer",
+                                          waited_s=30, answered_s=12))
+    call = d.calls["c1"]
+    assert (call.arrived, call.agent_at, call.queued) == (70, 88, True)
+    # A clock that disagrees (an answer "before" the arrival) is held to the arrival.
+    dm.step(d, Ev.ADOPT, 100, dm.Adoption("c2", "139", "L2", "leg2", "a1", "transfer",
+                                          waited_s=5, answered_s=9))
+    assert d.calls["c2"].agent_at == d.calls["c2"].arrived == 95
+
+
 def test_reconcile_ends_what_is_gone_and_takes_back_what_is_bridged():
     d = desk()
     call = connected(d)

@@ -44,7 +44,7 @@ def note(call: Call, hotline: str, offset: float) -> dict:
         "transfer_in": ({"transfer_id": h[sip.TRANSFER_ID], "origin": h.get(sip.ORIGIN)}
                         if call.transferred_in else None),
         "remote_joined": call.remote_joined, "handed_off": call.handed_off,
-        "recovered": call.recovered,
+        "queued": call.queued, "recovered": call.recovered,
     }
 
 
@@ -63,18 +63,18 @@ def from_note(n: dict, offset: float) -> Call:
                 agent_at=_mono(n.get("answered_at"), offset), agents=list(n.get("agents", [])),
                 transfers=list(n.get("transfers", [])),
                 remote_joined=bool(n.get("remote_joined")), handed_off=bool(n.get("handed_off")),
-                recovered=bool(n.get("recovered")))
+                queued=bool(n.get("queued")), recovered=bool(n.get("recovered")))
 
 
 def record(call: Call, hotline: str, ended: float, ended_by: EndedBy,
            disposition: Disposition, offset: float) -> dict:
     """The call record of a call that ended."""
     out = note(call, hotline, offset)
-    for internal in ("caller", "remote_joined", "handed_off"):
+    for internal in ("caller", "remote_joined", "handed_off", "queued"):
         del out[internal]
     waited_until = call.agent_at if call.agent_at is not None else ended
     out.update({
-        "delivered_by": str(DeliveredBy.APPLICATION),
+        "delivered_by": str(DeliveredBy.QUEUE if call.queued else DeliveredBy.APPLICATION),
         "ended_at": _iso(ended, offset), "ended_by": str(ended_by),
         "disposition": str(disposition),
         "wait_ms": _ms(call.arrived, waited_until),
@@ -86,6 +86,61 @@ def record(call: Call, hotline: str, ended: float, ended_by: EndedBy,
 
 # QUEUESTATUS values with which Queue() turned a caller away without ringing anyone.
 QUEUE_REFUSALS = frozenset({"JOINEMPTY", "JOINUNAVAIL", "FULL", "LEAVEEMPTY", "LEAVEUNAVAIL"})
+
+
+# What the dialplan's hangup handler knows of a queue call, in this order, comma-separated
+# (``HOTLINE_RECORD`` in extensions.conf [hotline-queue-record]): the FastAGI "record" command's
+# arguments, and the CDR userfield of a call no service took (``UNRECORDED``).
+QUEUE_FIELDS = ("entry", "linkedid", "arrived", "answered", "ended", "agent", "ended_by",
+                "queue_status", "transfer_id", "origin", "caller")
+# The CDR userfield of a queue call whose record no FastAGI server took: the hotline, then the
+# fields above ("hotline-link:unrecorded;hotline=110;record=queue,..."); ``hotline-link calls
+# reconcile`` records them from the PBX's CDR.
+UNRECORDED = "hotline-link:unrecorded"
+
+
+def epoch(text: str) -> float | None:
+    """A dialplan time (``${STRFTIME(,,%s.%3q)}``); None when empty or not a time."""
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return value if value > 0 else None
+
+
+def from_queue_fields(fields: list[str], hotline: str, *, now: float, call_id: str = "",
+                      caller_number: str = "") -> dict:
+    """``from_queue`` from the hangup handler's fields (``QUEUE_FIELDS``; missing ones empty).
+    ``call_id`` and ``caller_number`` stand in where the fields lack them; ``now`` (epoch) for an
+    end time the dialplan did not give."""
+    f = dict(zip(QUEUE_FIELDS, [*fields, *[""] * len(QUEUE_FIELDS)]))
+    ended = epoch(f["ended"]) or now
+    try:
+        ended_by = EndedBy(f["ended_by"])
+    except ValueError:
+        ended_by = EndedBy.PBX
+    if ended_by not in (EndedBy.CALLER, EndedBy.AGENT):
+        ended_by = EndedBy.PBX
+    return from_queue(
+        call_id=f["linkedid"] or call_id, hotline=hotline,
+        caller_number=f["caller"] or caller_number,
+        delivered_by=DeliveredBy.QUEUE if f["entry"] == "queue" else DeliveredBy.DEGRADED,
+        arrived=epoch(f["arrived"]) or ended, answered=epoch(f["answered"]), ended=ended,
+        agent=f["agent"] or None, ended_by=ended_by, queue_status=f["queue_status"],
+        transfer_in={"transfer_id": f["transfer_id"], "origin": f["origin"] or None}
+        if f["transfer_id"] else None)
+
+
+def unrecorded(userfield: str) -> tuple[str, list[str]] | None:
+    """(hotline, fields) of a CDR userfield written for a queue call no service took; None for
+    any other userfield."""
+    head, _, rest = userfield.partition(";hotline=")
+    if head != UNRECORDED:
+        return None
+    hotline, sep, record = rest.partition(";record=")
+    if not sep or not hotline:
+        return None
+    return hotline, record.split(",")
 
 
 def from_queue(*, call_id: str, hotline: str, caller_number: str, delivered_by: DeliveredBy,

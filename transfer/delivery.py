@@ -103,6 +103,7 @@ class Call:
     remote_joined: bool = False
     handed_off: bool = False
     recovered: bool = False
+    queued: bool = False        # the centre's Queue() delivered it; a key handed it to us
     returned_at: float = 0.0    # handed back after a failed transfer: waits again from then
     # The surge plan's self-service menu (R8): the playback the caller hears now (its id), the
     # menu offered once, and a call-back asked for.
@@ -461,6 +462,10 @@ class Adoption:
     leg: str
     agent: str
     action: str                 # the key's action, run once the call is ours
+    # What the queue noted (HOTLINE_ARRIVED / HOTLINE_ANSWERED), as seconds before the
+    # hand-over: the call record then starts when the caller arrived, not at the key.
+    waited_s: float | None = None
+    answered_s: float | None = None
 
 
 @dataclass(slots=True)
@@ -913,8 +918,11 @@ def _arrived(d: Desk, now: float, a: Arrival) -> list[Command]:
 def _adopt(d: Desk, now: float, a: Adoption) -> list[Command]:
     """A call the centre's own Queue() bridged, handed over by a key: bridge caller and agent
     again and own the call from now on, exactly as if it had been delivered here."""
-    call = Call(caller=a.caller, number=a.number, call_id=a.call_id, arrived=now,
-                state=CONNECTED, answered=True, agent=a.agent, agent_leg=a.leg, agent_since=now)
+    call = Call(caller=a.caller, number=a.number, call_id=a.call_id,
+                arrived=now - max(0.0, a.waited_s or 0.0), state=CONNECTED, answered=True,
+                agent=a.agent, agent_leg=a.leg, agent_since=now, queued=True)
+    if a.answered_s is not None:
+        call.agent_at = max(call.arrived, now - max(0.0, a.answered_s))
     d.calls[call.caller] = call
     d.legs[a.leg] = (call.caller, AGENT)
     d.reserved.add(a.agent)
