@@ -525,15 +525,17 @@ def surge_desk(free=("a1",)) -> Desk:
 
 def test_a_surge_brings_the_overflow_seats_in_and_ends_after_a_calm_spell():
     d = surge_desk()
-    succeed(d, arrive(d, "c1", now=1.0), 1.0)           # a1 rings: nobody waits in hold
-    succeed(d, arrive(d, "c2", now=2.0), 2.0)           # the overflow seat is not used yet
+    succeed(d, arrive(d, "c1", now=1.0), 1.0)           # a1 rings: c1 does not hold
+    succeed(d, arrive(d, "c2", now=2.0), 2.0)           # c2 holds: one is not a surge
+    assert not of(dm.step(d, Ev.TICK, 2.5, dm.Tick()), dm.Surge)
     assert d.calls["c2"].agent is None and not d.surge
-    cmds = succeed(d, dm.step(d, Ev.TICK, 3.0, dm.Tick()), 3.0)   # two waiting: surge
+    succeed(d, arrive(d, "c3", now=2.8), 2.8)
+    cmds = succeed(d, dm.step(d, Ev.TICK, 3.0, dm.Tick()), 3.0)   # two holding: surge
     [surge] = of(cmds, dm.Surge)
-    assert (surge.on, surge.waiting, surge.overflow) == (True, 2, ("o1",))
+    assert (surge.on, surge.waiting, surge.overflow) == (True, 3, ("o1",))
     assert [r.agent for r in of(cmds, RingAgent)] == ["o1"]       # c2 goes to the seat
-    assert dm.gauges(d, 3.0).surge
-    # Both answered: nobody waits; the surge ends only after 5 quiet seconds.
+    assert d.calls["c2"].agent == "o1" and dm.gauges(d, 3.0).surge
+    # Both answered, c3 alone holds (under both thresholds): the surge ends after 5 calm seconds.
     for caller, now in (("c1", 4.0), ("c2", 4.0)):
         succeed(d, dm.step(d, Ev.AGENT_ANSWERED, now, dm.Leg(caller, d.calls[caller].agent_leg)),
                 now)

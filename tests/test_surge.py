@@ -50,9 +50,10 @@ def test_more_callers_than_agents_start_the_surge_plan_and_its_overflow_seat_tak
     webhooks = len(stack.webhooks())
     [seat] = phones.overflow["12345"]
     assert _gauges("12345")["hotline_surge"] == 0
-    sipp = sipp_callers(lab, tmp_path, calls=4, hold_ms=8000)
+    sipp = sipp_callers(lab, tmp_path, calls=5, hold_ms=8000)
     try:
-        # Four callers, two agents: the surge starts and the overflow seat is rung.
+        # Five callers, two agents (rung, not answering): three hold for lack of a free agent,
+        # the surge starts and the overflow seat is rung.
         phones.lib.wait_for(lambda: seat.ringing_calls(), 15, "the overflow seat to ring")
         assert _gauges("12345")["hotline_surge"] == 1
         leg = seat.ringing_calls()[0]

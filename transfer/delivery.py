@@ -1066,20 +1066,23 @@ def _prompt_done(d: Desk, call: Call, now: float, p: PromptDone) -> list[Command
 
 
 def _check_surge(d: Desk, now: float) -> list[Command]:
-    """Start the surge plan when too many callers wait or one waits too long; end it once
-    neither has held for ``calm_after`` (so one quiet second does not end it)."""
+    """Start the surge plan when too many callers hold for lack of a free agent, or one has
+    waited too long; end it once neither has held for ``calm_after`` (so one quiet second does
+    not end it). Callers whose agent is ringing do not count: a burst of arrivals with agents
+    free is no surge (counted, 200 agents taking 40 calls a second looked like one)."""
     plan = d.surge_plan
     if plan is None:
         return []
     g = gauges(d, now)
-    hot = g.waiting >= plan.waiting or g.longest_wait_s >= plan.longest_wait
+    held = sum(1 for c in d.calls.values() if c.state == WAITING)
+    hot = held >= plan.waiting or g.longest_wait_s >= plan.longest_wait
     if not d.surge:
         if not hot:
             return []
         d.surge, d.surge_since, d.calm_since = True, now, None
         return [Surge(True, g.waiting, g.longest_wait_s, plan.overflow),
                 Log("surge started: overflow seats join", "warning",
-                    {"waiting": g.waiting, "longest_wait_s": g.longest_wait_s,
+                    {"waiting": g.waiting, "held": held, "longest_wait_s": g.longest_wait_s,
                      "overflow": list(plan.overflow)})]
     if hot:
         d.calm_since = None
