@@ -179,6 +179,9 @@ class Interpreter:
     async def _note_answering_agent(self, cmd: dm.NoteAnsweringAgent) -> None:
         await self.transfers.note_answering_agent(cmd.transfer_id, cmd.agent)
 
+    async def _carry_matter(self, cmd: dm.CarryMatter) -> None:
+        await self.transfers.carry_matter(cmd.matter_id, cmd.call_id)
+
     async def _key_action(self, cmd: dm.KeyAction) -> None:
         call = self.desk.calls.get(cmd.caller)
         if call is not None:
@@ -222,6 +225,7 @@ class Interpreter:
         dm.AddToBridge: _add_to_bridge, dm.RemoveFromBridge: _remove_from_bridge,
         dm.DeleteBridge: _delete_bridge, dm.HangUp: _hang_up, dm.ListAgents: _list_agents,
         dm.NoteAnsweringAgent: _note_answering_agent, dm.KeyAction: _key_action,
+        dm.CarryMatter: _carry_matter,
         dm.Publish: _publish, dm.Log: _log, dm.CallNote: _call_note,
         dm.CallEnded: _call_ended, dm.Surge: _surge, dm.Play: _play, dm.StopPlay: _stop_play,
     }

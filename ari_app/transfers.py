@@ -28,7 +28,8 @@ import structlog
 from redis.exceptions import RedisError
 
 from contracts import sip
-from contracts.names import ACTIVE_TRANSFERS, ALERTS, CALL_LOCK, TRANSFER_ANSWERED, TRANSFER_STATE
+from contracts.names import (ACTIVE_TRANSFERS, ALERTS, CALL_LOCK, CALL_MATTER, MATTER,
+                             TRANSFER_ANSWERED, TRANSFER_STATE)
 from contracts.vocab import CONFERENCE_MODES, Mode, Trigger
 from hotline_link.outcomes import OutcomeSink
 from hotline_link.settings import Hotline, Settings
@@ -183,7 +184,8 @@ class Transfers:
             clog.info("transfer already in progress or call not connected: ignored",
                       state=call.state)
             return None
-        if not await self._lock(call.call_id):
+        locked, matter = await self._lock(call.call_id)
+        if not locked:
             clog.info("another process holds this call's transfer lock: ignored")
             return None
         tid = uuid.uuid4().hex
@@ -194,11 +196,13 @@ class Transfers:
             transfer_id=tid, call_id=call.call_id, hotline=self.hotline.id, target=target,
             dial=self.hotline.targets[target].dial, caller=call.caller,
             caller_number=call.number, agent=call.agent, agent_leg=call.agent_leg, mode=mode,
-            trigger=trigger, category=category, emergency=emergency,
+            trigger=trigger, category=category or (matter or {}).get("category"),
+            emergency=emergency or bool((matter or {}).get("emergency")), matter=matter,
             announce=(self.hotline.targets[target].announce
                       if mode not in CONFERENCE_MODES else None),
-            ring_timeout=(self.settings.timeouts.emergency_ring if emergency
-                          else self.settings.timeouts.transfer_ring), steps={"requested": now})
+            ring_timeout=self.settings.timeouts.transfer_ring, steps={"requested": now})
+        if t.emergency:
+            t.ring_timeout = self.settings.timeouts.emergency_ring
         await self.interp.deliver(dm.Ev.TRANSFER_STARTED, dm.TransferNote(call.caller, tid))
         self.active[tid] = t
         self.by_caller[call.caller] = tid
@@ -271,6 +275,12 @@ class Transfers:
         if t is not None and name == "ring":
             await self._step(t, m.Ev.RING_TIMEOUT)
 
+    async def carry_matter(self, matter_id: str, call_id: str) -> None:
+        """Far side: this call is about the matter the transfer brought (best effort: without
+        it the matter is still readable by id, only not corrected or passed on from here)."""
+        await self.best_effort(self.redis.copy(MATTER.format(matter_id),
+                                               CALL_MATTER.format(call_id), replace=True))
+
     async def note_answering_agent(self, tid: str, agent: str | None) -> None:
         """Far side: remember who answered, so the origin can name them in its record."""
         if agent:
@@ -299,8 +309,22 @@ class Transfers:
             await self.interp.deliver(dm.Ev.TRANSFER_ENDED, dm.RemoteJoined(t.caller, joined))
         self.log.info("transfer finished", transfer_id=tid, call_id=t.call_id,
                       result=str(t.result))
+        if t.matter and t.conference:
+            await self._latest_matter(t)
         await self.sink.emit(self.record(t))
         await self.best_effort(self._forget(t))
+
+    async def _latest_matter(self, t: m.Transfer) -> None:
+        """A three-way call's matter as it stands when the call is decided: either agent may
+        have corrected it meanwhile (under the same id), and the last correction is recorded."""
+        raw = await self.best_effort(self.redis.get(MATTER.format(t.matter["matter_id"])))
+        try:
+            latest = json.loads(raw) if raw else None
+        except ValueError:
+            latest = None
+        if isinstance(latest, dict) and latest.get("matter_id") == t.matter["matter_id"]:
+            t.matter = latest
+            t.category = latest.get("category") or t.category
 
     def record(self, t: m.Transfer) -> dict:
         """The outcome record (schema: config/outcome-record.schema.json)."""
@@ -322,6 +346,7 @@ class Transfers:
             "caller_number": t.caller_number,
             "category": t.category,
             "emergency": t.emergency,
+            "matter": t.matter,
             "result": str(t.result),
             "detail": t.detail,
             "decided_by": t.decided_by,
@@ -374,11 +399,23 @@ class Transfers:
         pipe.hdel(TRANSFER_ANSWERED, t.transfer_id)
         await pipe.execute()
 
-    async def _lock(self, call_id: str) -> bool:
-        got = await self.best_effort(self.redis.set(CALL_LOCK.format(call_id), "1", nx=True, ex=600),
-                                default="unavailable")
-        # Redis down: the in-memory check already stopped a second transfer in this process.
-        return got == "unavailable" or bool(got)
+    async def _lock(self, call_id: str) -> tuple[bool, dict | None]:
+        """The call's transfer lock, and the matter its desktop tagged it with, in one round
+        trip: (locked, matter or None)."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.set(CALL_LOCK.format(call_id), "1", nx=True, ex=600)
+        pipe.get(CALL_MATTER.format(call_id))
+        got = await self.best_effort(pipe.execute(), default=None)
+        if got is None:
+            # Redis down: the in-memory check already stopped a second transfer in this process;
+            # the transfer goes ahead without its matter.
+            return True, None
+        try:
+            matter = json.loads(got[1]) if got[1] else None
+        except ValueError:
+            self.log.warning("unreadable matter: the transfer goes without it", call_id=call_id)
+            matter = None
+        return bool(got[0]), matter if isinstance(matter, dict) else None
 
     async def best_effort(self, coro, default=None):
         """Best effort with a circuit breaker: an outage costs one timeout, not one per call."""

@@ -143,11 +143,19 @@ class _Forgetful:
 
 
 class _ForgetfulPipe:
+    """Each queued command answers as ``_Forgetful`` would, in order."""
+
+    def __init__(self):
+        self.queued: list[str] = []
+
     def __getattr__(self, name):
-        return lambda *args, **kwargs: self
+        def queue(*args, **kwargs):
+            self.queued.append(name)
+            return self
+        return queue
 
     async def execute(self):
-        return []
+        return [_Forgetful.ANSWERS.get(name) for name in self.queued]
 
 
 class _CountingSink:

@@ -79,6 +79,12 @@ SERVICE_INSTANCES = "hotline:service:instances"
 TRANSFER_STATE = "hotline:transfer:{}"          # per transfer id: the machine's state (JSON)
 ACTIVE_TRANSFERS = "hotline:transfers:{}"       # set per origin hotline: active transfer ids
 CALL_LOCK = "hotline:lock:call:{}"              # per call id: one transfer at a time
+# The matter a desktop tagged a call with (JSON, config/matter.schema.json), under the call's id
+# (what the service reads when the call is transferred) and under the matter's own id (what the
+# receiving side's screen-pop and tickets look it up by): the same JSON, written together.
+CALL_MATTER = "hotline:matter:call:{}"
+MATTER = "hotline:matter:{}"
+MATTER_TTL = 7 * 24 * 3600                      # far longer than any call it is tagged on
 TRANSFER_ANSWERED = "hotline:transfer-answered"  # hash: transfer id -> far agent who answered
 # Hash per hotline: call id -> what is known of a live call (JSON), so that a call that ends while
 # no instance watches (killed, taking over) still gets its record from the next one.

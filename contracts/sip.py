@@ -12,5 +12,8 @@ ORIGIN = "X-Hotline-Origin"          # the platform that transfers (12345 | 110)
 MODE = "X-Hotline-Mode"              # contracts.vocab.Mode
 CATEGORY = "X-Hotline-Category"      # a matter code of the catalog, when known
 EMERGENCY = "X-Hotline-Emergency"    # "1" for an emergency (R4)
+# The matter's id (hex); the matter itself is too long and too personal for a header: the
+# receiving side reads it by id (contracts.names.MATTER, the sidecar's GET /matters/{id}).
+MATTER_ID = "X-Hotline-Matter-Id"
 
-HEADERS = (TRANSFER_ID, ORIGIN, MODE, CATEGORY, EMERGENCY)
+HEADERS = (TRANSFER_ID, ORIGIN, MODE, CATEGORY, EMERGENCY, MATTER_ID)

@@ -36,10 +36,11 @@ import redis.asyncio as aioredis
 import structlog
 from aiohttp import web
 
-from contracts.names import (CALL_INDEX, CALL_RECORD, COMMAND_RESULTS, COMMANDS, INDEX, LINKS,
-                             LIVE, RECORD, TRAIL)
+from contracts.names import (CALL_INDEX, CALL_MATTER, CALL_RECORD, COMMAND_RESULTS, COMMANDS,
+                             INDEX, LINKS, LIVE, MATTER, MATTER_TTL, RECORD, TRAIL)
 from contracts.vocab import API_MODES, AlertKind, DeliveredBy, Disposition, EndedBy, Mode
 from hotline_link.redisconn import NO_WAIT, Durable, NotReplicated
+from transfer import matter as matters
 from transfer.catalog import Catalog, recommend
 
 from .alerts import enqueue
@@ -99,6 +100,9 @@ class Api:
         app.router.add_get("/kpis", self.kpis)
         app.router.add_get("/calls/{call_id}", self.call)
         app.router.add_post("/calls/{call_id}/transfer", self.call_transfer)
+        app.router.add_put("/calls/{call_id}/matter", self.put_matter)
+        app.router.add_get("/calls/{call_id}/matter", self.call_matter)
+        app.router.add_get("/matters/{matter_id}", self.matter)
         app.router.add_get("/commands/{command_id}", self.command)
         app.router.add_get("/events", self.events.handle)
         app.on_shutdown.append(self.events.on_shutdown)
@@ -150,6 +154,49 @@ class Api:
                           f"lost in a failover; GET /commands/{command_id} says which"},
                 status=503)
         return web.json_response({"command_id": command_id, "status": "queued"}, status=202)
+
+    async def put_matter(self, request: web.Request) -> web.Response:
+        """The desktop tags the call it is on with its matter (or corrects it): stored under
+        the call (read when the call is transferred) and under the matter's id (read by the
+        receiving side), replacing the call's previous matter but keeping its id."""
+        body = await _json_object(request)
+        if isinstance(body, web.Response):
+            return body
+        call_id = request.match_info["call_id"]
+        try:
+            previous = json.loads(await self.redis.get(CALL_MATTER.format(call_id)) or "null")
+        except ValueError:
+            previous = None                     # unreadable: replaced, under a new id
+        matter, problems = matters.parse(body, call_id=call_id, hotline=body.get("hotline"),
+                                         hotlines=self.hotlines, catalog=self.catalog,
+                                         previous=previous)
+        if matter is None:
+            return _error(400, "; ".join(problems))
+        text = json.dumps(matter, ensure_ascii=False)
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.set(CALL_MATTER.format(call_id), text, ex=MATTER_TTL)
+        pipe.set(MATTER.format(matter["matter_id"]), text, ex=MATTER_TTL)
+        self.durable.add_wait(pipe)
+        try:
+            self.durable.check(await pipe.execute())
+        except NotReplicated as exc:
+            log.warning("matter not confirmed by a replica", call_id=call_id, error=str(exc))
+            return _error(503, "Redis has the matter but no replica confirmed it: send it again")
+        return web.json_response(matter, status=200 if previous else 201)
+
+    async def call_matter(self, request: web.Request) -> web.Response:
+        call_id = request.match_info["call_id"]
+        raw = await self.redis.get(CALL_MATTER.format(call_id))
+        if raw is None:
+            return _error(404, f"no matter tagged on call {call_id!r}")
+        return web.json_response(json.loads(raw))
+
+    async def matter(self, request: web.Request) -> web.Response:
+        matter_id = request.match_info["matter_id"]
+        raw = await self.redis.get(MATTER.format(matter_id))
+        if raw is None:
+            return _error(404, f"no matter {matter_id!r}")
+        return web.json_response(json.loads(raw))
 
     async def command(self, request: web.Request) -> web.Response:
         raw = await self.redis.hget(COMMAND_RESULTS, request.match_info["command_id"])

@@ -125,6 +125,9 @@ def work_orders(record: dict, catalog: Catalog, platforms: Platforms) -> list[di
     category = record.get("category")
     number = record["caller_number"]
     stamps = record["timestamps"]
+    # What the desktop tagged the call with (config/matter.schema.json), when it did.
+    matter = record.get("matter") or {}
+    where = matter.get("location") or {}
     fields = {
         "transfer_id": record["transfer_id"],
         "channel": "phone",
@@ -134,9 +137,10 @@ def work_orders(record: dict, catalog: Catalog, platforms: Platforms) -> list[di
         "category": category,
         "category_name": _category_name(catalog, category),
         "emergency": bool(record.get("emergency")),
-        "caller": {"number": number, "name": None},
+        "caller": {"number": number, "name": matter.get("caller_name") or None},
         "description": _redact(_record_description(record, catalog), number),
-        "location": {"address": None, "lat": None, "lon": None},
+        "location": {"address": matter.get("address") or None, "lat": where.get("lat"),
+                     "lon": where.get("lon")},
         "agents": {"initiating": record.get("initiating_agent"),
                    "answering": record.get("answering_agent")},
         "requested_at": stamps["requested"],
@@ -398,6 +402,9 @@ def _record_description(record: dict, catalog: Catalog) -> str:
         category = catalog.by_code.get(code)
         parts.append(f"Matter: {category.name} ({category.gloss})." if category
                      else f"Matter: {code}.")
+    summary = (record.get("matter") or {}).get("summary")
+    if summary:
+        parts.append(f"Summary: {summary}")
     if record.get("initiating_agent"):
         parts.append(f"Initiating agent: {record['initiating_agent']}.")
     return " ".join(parts)

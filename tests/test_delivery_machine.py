@@ -659,3 +659,13 @@ def test_a_holding_caller_hears_its_place_in_line_and_the_expected_wait_during_a
     assert plays["c3"] == ("queue-ahead", "num-2", "queue-people", "num-3", "queue-minutes")
     assert plays["c1"][1] == "num-0"
     assert not of(dm.step(d, Ev.TICK, 4.0, dm.Tick()), dm.Play)   # not over itself, not again
+
+
+def test_a_transferred_caller_brings_its_matter_and_a_forged_id_is_not_used():
+    headers = {"X-Hotline-Transfer-Id": "T1", "X-Hotline-Origin": "12345",
+               "X-Hotline-Matter-Id": "ab" * 16}
+    cmds = arrive(desk(), headers=headers)
+    assert dm.CarryMatter("ab" * 16, "L-c1") in cmds
+    forged = arrive(desk(), headers={**headers, "X-Hotline-Matter-Id": "x}:*"})
+    assert not [c for c in forged if isinstance(c, dm.CarryMatter)]
+    assert not [c for c in arrive(desk()) if isinstance(c, dm.CarryMatter)]

@@ -154,14 +154,17 @@ def synthetic_record(result: str = "accepted", origin: str = "12345", target: st
     }
 
 
+def transfer_of(ticket: dict) -> str:
+    """The transfer a stand-in's ticket belongs to, from its own body (Open311 attribute / EIDO
+    message id), not from our idempotency key."""
+    body = ticket["body"]
+    return (body.get("attribute", {}).get("transfer_id")
+            or body.get("eidoMessageIdentifier", "").split(":")[0])
+
+
 def tickets_per_transfer(stack, pid: str, tids: set[str]) -> Counter:
-    """How many tickets ``pid``'s stand-in holds for each of ``tids``, read from the ticket's
-    own body (Open311 attribute / EIDO message id), not from our idempotency key: a ticket
-    created twice under two keys counts twice."""
-    def transfer_of(ticket: dict) -> str:
-        body = ticket["body"]
-        return (body.get("attribute", {}).get("transfer_id")
-                or body.get("eidoMessageIdentifier", "").split(":")[0])
+    """How many tickets ``pid``'s stand-in holds for each of ``tids``: a ticket created twice
+    under two keys counts twice."""
     return Counter(tid for t in stack.tickets(pid) if (tid := transfer_of(t)) in tids)
 
 
@@ -516,6 +519,64 @@ def test_api_starts_a_transfer_for_a_live_call(stack, phones, outcomes, lab):
         check_payload("command", payload)
         check_payload("command_result",
                       json.loads(stack.redis.hget(COMMAND_RESULTS, payload["id"])))
+
+
+def test_a_tagged_call_carries_its_matter_across_a_transfer(stack, phones, outcomes, lab):
+    """The 12345 desktop tags the live call (a bad matter is refused naming its field; a
+    correction keeps the id); the agent presses *1: the 110 agent's INVITE carries the
+    category, the emergency flag and the matter's id, GET /matters/{id} gives the receiving
+    desktop the whole matter, and the outcome record holds it."""
+    from test_delivery import connect
+
+    call, agent, leg = connect(phones, phones.citizen, "12345", "12345")
+    [caller] = [c for c in lab.ari["12345"].channels()
+                if c.get("channelvars", {}).get("HOTLINE_ROLE") == "caller"]
+    call_id = caller.get("linkedid") or caller["id"]
+    path = f"/calls/{call_id}/matter"
+    assert stack.api("GET", path)[0] == 404
+    status, bad = stack.api("PUT", path, {"hotline": "12345", "category": "no_such_code",
+                                          "location": {"lat": 200, "lon": 0}})
+    assert status == 400 and "category" in bad["error"] and "location" in bad["error"]
+    status, first = stack.api("PUT", path, {"hotline": "12345", "category": "public_order",
+                                            "summary": "楼下两人争执", "agent": agent.username})
+    assert status == 201
+    status, matter = stack.api("PUT", path, {
+        "hotline": "12345", "category": "public_order", "summary": "楼下有人持刀争执",
+        "address": "解放路 12 号", "location": {"lat": 30.25, "lon": 120.17},
+        "caller_name": "王先生", "emergency": True, "agent": agent.username})
+    assert status == 200 and matter["matter_id"] == first["matter_id"]
+    desk = EventReader(stack, "hotline=110")
+    try:
+        leg.send_dtmf("*1")
+        leg.wait_ended(5)
+        far_agent, far_leg = phones.ringing_agent("110", timeout=8)
+        assert far_leg.header("X-Hotline-Category") == "public_order"
+        assert far_leg.header("X-Hotline-Emergency") == "1"
+        assert far_leg.header("X-Hotline-Matter-Id") == matter["matter_id"]
+        [pop] = phones.lib.wait_for(lambda: desk.of("agent_ringing", agent=far_agent.username),
+                                    10, "the screen-pop")
+        assert pop["data"]["transfer"]["matter_id"] == matter["matter_id"]
+    finally:
+        desk.close()
+    status, popped = stack.api("GET", f"/matters/{matter['matter_id']}")
+    assert status == 200 and popped == matter
+    far_leg.accept()
+    call.hears(far_leg)
+    [rec] = outcomes.wait(phones.lib)
+    assert (rec["category"], rec["emergency"], rec["matter"]) == ("public_order", True, matter)
+    tid = rec["transfer_id"]
+
+    def ticket(pid: str) -> dict | None:
+        return next((t["body"] for t in stack.tickets(pid) if transfer_of(t) == tid), None)
+    open311 = stack.wait(lambda: ticket("12345"), 20, "the 12345 ticket")
+    assert open311["service_code"] == "public_order" and "楼下有人持刀争执" in open311["description"]
+    assert (open311["lat"], open311["long"], open311["address_string"]) == \
+        (30.25, 120.17, "解放路 12 号")
+    eido = stack.wait(lambda: ticket("110"), 20, "the 110 incident")
+    [where] = eido["locationComponent"]
+    assert (where["civicAddressText"], where["latitude"], where["longitude"]) == \
+        ("解放路 12 号", 30.25, 120.17)
+    assert "楼下有人持刀争执" in json.dumps(eido["notesComponent"], ensure_ascii=False)
 
 
 class EventReader:

@@ -164,6 +164,22 @@ def test_work_orders_carry_the_category_and_a_factual_description():
                                     "Initiating agent: 1001.")
 
 
+def test_work_orders_carry_the_tagged_matter_and_hide_the_number_in_its_summary():
+    matter = {"schema": 1, "matter_id": "a" * 32, "call_id": "1714983300.42",
+              "category": "public_order", "summary": f"来电 {CALLER} 称楼下有人争执",
+              "address": "解放路 12 号", "location": {"lat": 30.25, "lon": 120.17},
+              "caller_name": "王先生", "emergency": False,
+              "updated_at": "2024-05-06T08:15:01.000+00:00",
+              "updated_by": {"hotline": "12345", "agent": "1001"}}
+    owner, linked = work_orders(make_record(matter=matter), CATALOG, PLATFORMS)
+    for wo in (owner, linked):
+        assert wo["caller"] == {"number": CALLER, "name": "王先生"}
+        assert wo["location"] == {"address": "解放路 12 号", "lat": 30.25, "lon": 120.17}
+        assert "称楼下有人争执" in wo["description"] and CALLER not in wo["description"]
+    no_matter, _ = work_orders(make_record(matter=None), CATALOG, PLATFORMS)
+    assert no_matter["location"] == {"address": None, "lat": None, "lon": None}
+
+
 def test_description_of_an_emergency_and_of_an_out_of_scope_marker():
     em, _ = work_orders(make_record("emergency", result="accepted_by_target"), CATALOG, PLATFORMS)
     assert em["description"].startswith("Emergency three-way call from 12345 to 110: "

@@ -45,6 +45,7 @@ as given. How to follow a call: ``ari_app/app.py`` (the ARI event's handler) ->
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Callable
@@ -294,6 +295,14 @@ class NoteAnsweringAgent:
 
 
 @dataclass(slots=True)
+class CarryMatter:
+    """A transferred call brought a matter (its id, ``X-Hotline-Matter-Id``): tag this call with
+    the same matter, so that a correction here keeps its id and a further transfer carries it."""
+    matter_id: str
+    call_id: str
+
+
+@dataclass(slots=True)
 class KeyAction:
     """A Queue() call handed over by a key press is ours now: run that key's action on it."""
     caller: str
@@ -394,6 +403,10 @@ class Attempt:
 Command = SetVar | Answer | Ringback | StopRingback | StartMOH | StopMOH | RingAgent | \
     CreateBridge | AddToBridge | RemoveFromBridge | DeleteBridge | HangUp | ListAgents | \
     NoteAnsweringAgent | KeyAction | Publish | Log | Attempt
+
+
+# A matter's id as the other centre sends it (a header: checked before it names a Redis key).
+MATTER_ID_RE = re.compile(r"[0-9a-f]{32}")
 
 
 # --- events ----------------------------------------------------------------------------------
@@ -663,7 +676,8 @@ def _clog(call: Call, message: str, level: str = "info", **fields) -> Log:
 def _live(kind: str, call: Call, agent: str | None) -> Publish:
     h = call.headers
     transfer = ({"transfer_id": h[sip.TRANSFER_ID], "origin": h.get(sip.ORIGIN),
-                 "category": h.get(sip.CATEGORY), "emergency": h.get(sip.EMERGENCY) == "1"}
+                 "category": h.get(sip.CATEGORY), "emergency": h.get(sip.EMERGENCY) == "1",
+                 "matter_id": h.get(sip.MATTER_ID)}
                 if call.transferred_in else None)
     return Publish(kind, {"agent": agent, "call_id": call.call_id, "caller_number": call.number,
                           "transfer": transfer})
@@ -911,8 +925,10 @@ def _arrived(d: Desk, now: float, a: Arrival) -> list[Command]:
     else:
         steps += [_clog(call, "caller arrived", caller=call.number), Answer(call.caller)]
         call.answered = True
-    return [CallNote(call), Attempt(tuple(steps), call.caller, then=Ev.OFFER,
-                                    failed=Ev.CALLER_GONE, only_gone=True)]
+    carry = ([CarryMatter(matter_id, call.call_id)]
+             if MATTER_ID_RE.fullmatch(matter_id := call.headers.get(sip.MATTER_ID, "")) else [])
+    return [CallNote(call), *carry, Attempt(tuple(steps), call.caller, then=Ev.OFFER,
+                                            failed=Ev.CALLER_GONE, only_gone=True)]
 
 
 def _adopt(d: Desk, now: float, a: Adoption) -> list[Command]:

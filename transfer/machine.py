@@ -262,6 +262,7 @@ class Transfer:
     trigger: str = "dtmf"        # dtmf | refer | api | screen
     category: str | None = None
     emergency: bool = False
+    matter: dict | None = None     # what the desktop tagged the call with (matter.schema.json)
     ring_timeout: float = 30.0
     announce: str | None = None    # the prompt a blind transfer's caller hears first
     target_leg: str = ""
@@ -285,7 +286,8 @@ class Transfer:
         return self.conference and self.agent_present
 
     def to_dict(self) -> dict:
-        # Every field is a plain value or a flat dict of them: a shallow copy is the whole state.
+        # Every field is a plain value or a flat dict of them (the matter: replaced whole, never
+        # changed in place): a shallow copy is the whole state.
         # (dataclasses.asdict deep-copies recursively: 16 % of the no-I/O replay's time, as the
         # state is saved after every step.)
         out = {name: getattr(self, name) for name in _TRANSFER_FIELDS}
@@ -307,6 +309,8 @@ class Transfer:
             headers[sip.CATEGORY] = self.category
         if self.emergency:
             headers[sip.EMERGENCY] = "1"
+        if self.matter and self.matter.get("matter_id"):
+            headers[sip.MATTER_ID] = self.matter["matter_id"]
         return headers
 
 
