@@ -186,17 +186,17 @@ class Api:
 
     async def call_matter(self, request: web.Request) -> web.Response:
         call_id = request.match_info["call_id"]
-        raw = await self.redis.get(CALL_MATTER.format(call_id))
-        if raw is None:
-            return _error(404, f"no matter tagged on call {call_id!r}")
-        return web.json_response(json.loads(raw))
+        return await self._stored(CALL_MATTER.format(call_id),
+                                  f"no matter tagged on call {call_id!r}")
 
     async def matter(self, request: web.Request) -> web.Response:
         matter_id = request.match_info["matter_id"]
-        raw = await self.redis.get(MATTER.format(matter_id))
-        if raw is None:
-            return _error(404, f"no matter {matter_id!r}")
-        return web.json_response(json.loads(raw))
+        return await self._stored(MATTER.format(matter_id), f"no matter {matter_id!r}")
+
+    async def _stored(self, key: str, missing: str) -> web.Response:
+        """The JSON kept at ``key``, or 404 saying what is ``missing``."""
+        raw = await self.redis.get(key)
+        return _error(404, missing) if raw is None else web.json_response(json.loads(raw))
 
     async def command(self, request: web.Request) -> web.Response:
         raw = await self.redis.hget(COMMAND_RESULTS, request.match_info["command_id"])
