@@ -579,6 +579,42 @@ def test_a_tagged_call_carries_its_matter_across_a_transfer(stack, phones, outco
     assert "楼下有人持刀争执" in json.dumps(eido["notesComponent"], ensure_ascii=False)
 
 
+def test_a_three_way_records_the_matter_as_the_far_desk_corrected_it(stack, phones, outcomes,
+                                                                       lab):
+    """The far side's call carries the matter it was sent (same id); its desk corrects it during
+    the three-way call, its agent takes the call (*7): the record holds the corrected matter."""
+    from test_delivery import connect
+    from test_three_way import KEYS
+
+    def caller_call_id(hotline: str) -> str:
+        [caller] = [c for c in lab.ari[hotline].channels()
+                    if c.get("channelvars", {}).get("HOTLINE_ROLE") == "caller"]
+        return caller.get("linkedid") or caller["id"]
+
+    call, agent, leg = connect(phones, phones.citizen, "12345", "12345")
+    status, sent = stack.api("PUT", f"/calls/{caller_call_id('12345')}/matter",
+                             {"hotline": "12345", "category": "public_facilities",
+                              "summary": "路灯坏了", "agent": agent.username})
+    assert status == 201
+    leg.send_dtmf("*2")
+    far_agent, far_leg = phones.ringing_agent("110", timeout=8)
+    assert far_leg.header("X-Hotline-Matter-Id") == sent["matter_id"]
+    far_leg.accept()
+    call.hears(far_leg)
+    far_path = f"/calls/{caller_call_id('110')}/matter"
+    status, carried = stack.api("GET", far_path)
+    assert status == 200 and carried["matter_id"] == sent["matter_id"]
+    status, corrected = stack.api("PUT", far_path, {
+        "hotline": "110", "category": "public_order", "summary": "路灯下有人打架",
+        "agent": far_agent.username})
+    assert status == 200 and corrected["matter_id"] == sent["matter_id"]
+    far_leg.send_dtmf(KEYS["accept"])
+    leg.wait_ended(5)
+    [rec] = outcomes.wait(phones.lib)
+    assert rec["result"] == "accepted_by_target"
+    assert rec["matter"] == corrected and rec["category"] == "public_order"
+
+
 class EventReader:
     """A desktop's view of ``GET /events``: the messages, parsed, as they arrive."""
 
