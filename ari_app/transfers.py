@@ -188,6 +188,8 @@ class Transfers:
         if not locked:
             clog.info("another process holds this call's transfer lock: ignored")
             return None
+        tagged = matter or {}
+        emergency = emergency or bool(tagged.get("emergency"))
         tid = uuid.uuid4().hex
         now = time.time()
         # Requested from the first moment it exists: whatever ends it, even a failure before it
@@ -196,13 +198,12 @@ class Transfers:
             transfer_id=tid, call_id=call.call_id, hotline=self.hotline.id, target=target,
             dial=self.hotline.targets[target].dial, caller=call.caller,
             caller_number=call.number, agent=call.agent, agent_leg=call.agent_leg, mode=mode,
-            trigger=trigger, category=category or (matter or {}).get("category"),
-            emergency=emergency or bool((matter or {}).get("emergency")), matter=matter,
+            trigger=trigger, category=category or tagged.get("category"),
+            emergency=emergency, matter=matter,
             announce=(self.hotline.targets[target].announce
                       if mode not in CONFERENCE_MODES else None),
-            ring_timeout=self.settings.timeouts.transfer_ring, steps={"requested": now})
-        if t.emergency:
-            t.ring_timeout = self.settings.timeouts.emergency_ring
+            ring_timeout=(self.settings.timeouts.emergency_ring if emergency
+                          else self.settings.timeouts.transfer_ring), steps={"requested": now})
         await self.interp.deliver(dm.Ev.TRANSFER_STARTED, dm.TransferNote(call.caller, tid))
         self.active[tid] = t
         self.by_caller[call.caller] = tid
@@ -317,12 +318,9 @@ class Transfers:
     async def _latest_matter(self, t: m.Transfer) -> None:
         """A three-way call's matter as it stands when the call is decided: either agent may
         have corrected it meanwhile (under the same id), and the last correction is recorded."""
-        raw = await self.best_effort(self.redis.get(MATTER.format(t.matter["matter_id"])))
-        try:
-            latest = json.loads(raw) if raw else None
-        except ValueError:
-            latest = None
-        if isinstance(latest, dict) and latest.get("matter_id") == t.matter["matter_id"]:
+        latest = self._matter_of(
+            await self.best_effort(self.redis.get(MATTER.format(t.matter["matter_id"]))), t.call_id)
+        if latest is not None and latest.get("matter_id") == t.matter["matter_id"]:
             t.matter = latest
             t.category = latest.get("category") or t.category
 
@@ -410,12 +408,19 @@ class Transfers:
             # Redis down: the in-memory check already stopped a second transfer in this process;
             # the transfer goes ahead without its matter.
             return True, None
+        return bool(got[0]), self._matter_of(got[1], call_id)
+
+    def _matter_of(self, raw: bytes | None, call_id: str) -> dict | None:
+        """A stored matter (JSON), or None: none stored, or unreadable (the transfer goes on
+        without it)."""
         try:
-            matter = json.loads(got[1]) if got[1] else None
+            matter = json.loads(raw) if raw else None
         except ValueError:
-            self.log.warning("unreadable matter: the transfer goes without it", call_id=call_id)
             matter = None
-        return bool(got[0]), matter if isinstance(matter, dict) else None
+        if raw and not isinstance(matter, dict):
+            self.log.warning("unreadable matter: the transfer goes without it", call_id=call_id)
+            return None
+        return matter
 
     async def best_effort(self, coro, default=None):
         """Best effort with a circuit breaker: an outage costs one timeout, not one per call."""

@@ -15,5 +15,6 @@ EMERGENCY = "X-Hotline-Emergency"    # "1" for an emergency (R4)
 # The matter's id (hex); the matter itself is too long and too personal for a header: the
 # receiving side reads it by id (contracts.names.MATTER, the sidecar's GET /matters/{id}).
 MATTER_ID = "X-Hotline-Matter-Id"
+MATTER_ID_PATTERN = "[0-9a-f]{32}"     # what a matter id is (a uuid4 in hex)
 
 HEADERS = (TRANSFER_ID, ORIGIN, MODE, CATEGORY, EMERGENCY, MATTER_ID)

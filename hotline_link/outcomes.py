@@ -94,7 +94,7 @@ class RecordSink:
     async def emit(self, record: dict) -> None:
         """Durable once this returns (spooled, fsynced); the stream append follows in the
         background so that a slow or absent Redis never holds up call handling."""
-        await asyncio.to_thread(self._write_spool, record)
+        await self.keep(record)
         task = asyncio.create_task(self.flush())
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -136,6 +136,10 @@ class RecordSink:
                               error=str(exc))
                     path.rename(path.with_suffix(".bad"))
             return 0
+
+    async def keep(self, record: dict) -> None:
+        """Spool only (fsynced); the next ``flush`` appends it. For a batch appended at once."""
+        await asyncio.to_thread(self._write_spool, record)
 
     async def drain(self) -> int:
         """Wait for the appends ``emit`` started, then try what is left once more; returns how

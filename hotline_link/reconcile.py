@@ -63,11 +63,15 @@ async def reconcile(settings: Settings, paths: list[Path]) -> Tally:
         # the CDR, where the next run finds it.
         with tempfile.TemporaryDirectory(prefix="hotline-reconcile-") as spool:
             sink = RecordSink(redis, Path(spool), settings.redis.durable, kind=CALL)
+            pipe = redis.pipeline(transaction=False)
             for rec in records:
-                if await redis.exists(CALL_CLAIM.format(rec["call_id"])):
+                pipe.exists(CALL_CLAIM.format(rec["call_id"]))
+            claimed = await pipe.execute() if records else []
+            for rec, done in zip(records, claimed):
+                if done:
                     tally.already += 1
                     continue
-                await sink.emit(rec)
+                await sink.keep(rec)
                 tally.recorded += 1
             tally.waiting = await sink.drain()
             tally.recorded -= tally.waiting

@@ -13,6 +13,7 @@ instance that finds it gone, and lets one that is still live keep its arrival ti
 
 from __future__ import annotations
 
+import math
 from datetime import datetime, timezone
 
 from contracts import sip
@@ -105,7 +106,7 @@ def epoch(text: str) -> float | None:
         value = float(text)
     except ValueError:
         return None
-    return value if value > 0 else None
+    return value if math.isfinite(value) and value > 0 else None
 
 
 def from_queue_fields(fields: list[str], hotline: str, *, now: float, call_id: str = "",
@@ -115,12 +116,9 @@ def from_queue_fields(fields: list[str], hotline: str, *, now: float, call_id: s
     end time the dialplan did not give."""
     f = dict(zip(QUEUE_FIELDS, [*fields, *[""] * len(QUEUE_FIELDS)]))
     ended = epoch(f["ended"]) or now
-    try:
-        ended_by = EndedBy(f["ended_by"])
-    except ValueError:
-        ended_by = EndedBy.PBX
-    if ended_by not in (EndedBy.CALLER, EndedBy.AGENT):
-        ended_by = EndedBy.PBX
+    # The dialplan names the caller or the agent; anything else, the PBX ended it.
+    ended_by = EndedBy(f["ended_by"]) if f["ended_by"] in (EndedBy.CALLER, EndedBy.AGENT) \
+        else EndedBy.PBX
     return from_queue(
         call_id=f["linkedid"] or call_id, hotline=hotline,
         caller_number=f["caller"] or caller_number,

@@ -406,7 +406,7 @@ Command = SetVar | Answer | Ringback | StopRingback | StartMOH | StopMOH | RingA
 
 
 # A matter's id as the other centre sends it (a header: checked before it names a Redis key).
-MATTER_ID_RE = re.compile(r"[0-9a-f]{32}")
+MATTER_ID_RE = re.compile(sip.MATTER_ID_PATTERN)
 
 
 # --- events ----------------------------------------------------------------------------------
@@ -1085,7 +1085,7 @@ def _check_surge(d: Desk, now: float) -> list[Command]:
     """Start the surge plan when too many callers hold for lack of a free agent, or one has
     waited too long; end it once neither has held for ``calm_after`` (so one quiet second does
     not end it). Callers whose agent is ringing do not count: a burst of arrivals with agents
-    free is no surge (counted, 200 agents taking 40 calls a second looked like one)."""
+    free is no surge (counting them, 220 agents taking 40 calls a second looked like one)."""
     plan = d.surge_plan
     if plan is None:
         return []
