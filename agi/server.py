@@ -7,8 +7,10 @@ waits only on Asterisk, Redis or AMI, each under a deadline. Commands (``COMMAND
                    centre's Queue()/Dial() bridged: hands caller and agent to the ARI
                    application (AMI Redirect into ``hotline-adopt``), which performs <action>
                    exactly as for a call it delivered. Sets HOTLINE_KEY_STATUS (ok | refused).
-``route,<text>``   sets HOTLINE_ROUTE_PLATFORM / _CATEGORY / _EMERGENCY / _REASON from the matter
-                   catalog for a matter code or free text (R14).
+``route,<text>``   sets HOTLINE_ROUTE_PLATFORM / _CATEGORY / _EMERGENCY / _CONFIDENCE / _REASON
+                   from the recommender for a matter code or free text (R14), and tags the call
+                   with that matter (HOTLINE_ROUTE_MATTER: its id) unless its desktop already
+                   did: the category and the words travel with a later transfer.
 ``screen``         sets HOTLINE_SCREEN to "harassment" when the caller's number is in the
                    harassment set and the hotline has ``screen_to`` (R9), else to "".
 ``record,<entry>,<linkedid>,<arrived>,<answered>,<ended>,<agent>,<agent channel>,<hangup
@@ -25,6 +27,7 @@ channel names, and the Redirect goes to the fixed ``hotline-adopt`` context.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from typing import Awaitable, Callable
 
@@ -33,12 +36,15 @@ import structlog
 from asterisk.agi import AGIException, AGIHangup
 from redis import exceptions as redis_errors
 
+from contracts.names import CALL_MATTER, MATTER, MATTER_TTL
 from hotline_link.logs import mask_number
 from hotline_link.outcomes import RecordSink
+from hotline_link.recommender import Recommender
 from hotline_link.render import features
 from hotline_link.settings import Hotline, Settings
 from transfer.callrecord import from_queue_fields
-from transfer.catalog import Catalog, recommend
+from transfer import matter as matters
+from transfer.catalog import Catalog
 
 from .ami import ADOPT_CONTEXT, CHANNEL_RE, Ami, AmiError
 from .session import MAX_LINE, Session
@@ -62,9 +68,11 @@ Command = Callable[["AgiServer", Session, Hotline, object], Awaitable[None]]
 class AgiServer:
     def __init__(self, settings: Settings, catalog: Catalog, redis: aioredis.Redis,
                  app_ready: Callable[[str], bool] = lambda _hid: True,
-                 records: RecordSink | None = None):
+                 records: RecordSink | None = None, recommender: Recommender | None = None):
         self.settings = settings
         self.catalog = catalog
+        # Answers by the catalog's rules until (unless) its model is loaded.
+        self.recommender = recommender or Recommender(catalog)
         self.redis = redis
         self.records = records          # call records of queue calls (``record``)
         self.app_ready = app_ready
@@ -126,12 +134,42 @@ class AgiServer:
     async def cmd_route(self, agi: Session, hotline: Hotline, clog) -> None:
         text = ",".join(agi.args).strip()[:MAX_TEXT]
         code = text if text in self.catalog.by_code else None
-        rec = recommend(self.catalog, code=code, text=None if code else text)
+        rec = self.recommender.recommend(code=code, text=None if code else text)
+        matter_id = ""
+        if rec.category or rec.emergency:
+            matter_id = await self._tag(agi, hotline, rec, "" if code else text, clog)
         await agi.set("HOTLINE_ROUTE_PLATFORM", rec.platform or "")
         await agi.set("HOTLINE_ROUTE_CATEGORY", rec.category or "")
         await agi.set("HOTLINE_ROUTE_EMERGENCY", "1" if rec.emergency else "0")
+        await agi.set("HOTLINE_ROUTE_CONFIDENCE",
+                      "" if rec.confidence is None else f"{rec.confidence:.2f}")
+        await agi.set("HOTLINE_ROUTE_MATTER", matter_id)
         await agi.set("HOTLINE_ROUTE_REASON", rec.reason)
-        clog.info("route", platform=rec.platform, category=rec.category, emergency=rec.emergency)
+        clog.info("route", platform=rec.platform, category=rec.category, emergency=rec.emergency,
+                  confidence=rec.confidence, method=rec.method, matter_id=matter_id or None)
+
+    async def _tag(self, agi: Session, hotline: Hotline, rec, summary: str, clog) -> str:
+        """The call's matter from the IVR's answer, unless one is tagged already (a desktop's
+        tag is a person's word and wins). Best effort: the call goes on untagged on failure."""
+        call_id = await agi.get("CHANNEL(linkedid)") or agi.env.get("agi_uniqueid", "")
+        matter, problems = matters.parse(
+            {"category": rec.category, "summary": summary[:matters.LIMITS["summary"]],
+             "emergency": rec.emergency, "agent": "ivr"},
+            call_id=call_id, hotline=hotline.id, hotlines=tuple(self.settings.hotlines),
+            catalog=self.catalog)
+        if matter is None or not call_id:
+            clog.warning("route: call not tagged", problems=problems, call_id=call_id or None)
+            return ""
+        text = json.dumps(matter, ensure_ascii=False)
+        try:
+            # Under its id first: a call tagged with an id always finds the matter behind it.
+            await self.redis.set(MATTER.format(matter["matter_id"]), text, ex=MATTER_TTL)
+            if not await self.redis.set(CALL_MATTER.format(call_id), text, nx=True, ex=MATTER_TTL):
+                return ""
+        except (redis_errors.RedisError, OSError) as exc:
+            clog.warning("route: call not tagged, redis unavailable", error=str(exc))
+            return ""
+        return matter["matter_id"]
 
     async def cmd_key(self, agi: Session, hotline: Hotline, clog) -> None:
         try:

@@ -9,6 +9,7 @@ import signal
 import json
 import os
 import sys
+import time
 from pathlib import Path
 
 from . import settings as settings_mod
@@ -194,18 +195,61 @@ def cmd_check_catalog(args) -> int:
 
 
 def cmd_recommend(args) -> int:
-    from transfer.catalog import CatalogError, recommend
+    from transfer.catalog import CatalogError
+
+    from . import recommender as rec_mod
 
     try:
         catalog = settings_mod.load_catalog(args.catalog)
     except CatalogError as exc:
         print("\n".join(exc.problems), file=sys.stderr)
         return 2
-    rec = recommend(catalog, code=args.code, text=" ".join(args.text) or None)
-    print(json.dumps({"platform": rec.platform, "category": rec.category,
-                      "emergency": rec.emergency, "reason": rec.reason,
-                      "matched": list(rec.matched),
-                      "notify_departments": rec.notify_departments}, ensure_ascii=False))
+    if args.train and (args.force or not rec_mod.built()):
+        try:
+            samples = rec_mod.read_corpus(catalog)
+        except rec_mod.CorpusError as exc:
+            print("\n".join(exc.problems), file=sys.stderr)
+            return 2
+        started = time.monotonic()
+        model = rec_mod.train(catalog, samples, rec_mod.stamp())
+        path = rec_mod.save(model)
+        held = sum(s.held_out for s in samples)
+        print(f"{path}: trained on {len(samples) - held} of {len(samples)} descriptions "
+              f"({held} held out for make bench), {len(model.category.weights)} features, "
+              f"{time.monotonic() - started:.1f} s")
+        if not args.text and not args.code:
+            return 0
+    engine = rec_mod.Recommender(catalog).load_now()
+    text = " ".join(args.text) or None
+    if not text and not args.code:
+        print("give a description (words) or --code", file=sys.stderr)
+        return 2
+    rec = engine.recommend(code=args.code, text=text)
+    answer = {"platform": rec.platform, "category": rec.category,
+              "category_name": catalog.by_code[rec.category].name if rec.category else None,
+              "emergency": rec.emergency, "why_emergency": rec.emergency_why,
+              "confidence": rec.confidence,
+              "alternatives": [{"category": a.label, "platform": a.platform,
+                                "probability": a.probability} for a in rec.alternatives],
+              "reason": rec.reason, "method": rec.method, "matched": list(rec.matched),
+              "notify_departments": rec.notify_departments}
+    if engine.error:
+        answer["model_error"] = engine.error
+    if args.json:
+        print(json.dumps(answer, ensure_ascii=False))
+        return 0
+    where = rec.platform or "无推荐 none (an agent decides)"
+    print(f"平台 platform:   {where}"
+          + (f"  (confidence {rec.confidence:.2f})" if rec.confidence is not None else ""))
+    print(f"类别 category:   {rec.category or '-'}"
+          + (f" {answer['category_name']}" if rec.category else ""))
+    print(f"紧急 emergency:  {'是 yes' if rec.emergency else '否 no'} - {rec.emergency_why or '-'}")
+    if rec.alternatives:
+        print("候选 alternatives: " + ", ".join(
+            f"{a.label} ({a.platform}) {a.probability:.2f}" for a in rec.alternatives))
+    print(f"依据 why:        {rec.reason} [{rec.method}]")
+    if engine.error:
+        print(f"model not loaded, answered by the catalog's terms: {engine.error}")
     return 0
 
 
@@ -325,9 +369,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("file", nargs="?")
     p.set_defaults(func=cmd_check_catalog)
 
-    p = sub.add_parser("recommend", help="which platform and category for a matter code or text")
+    p = sub.add_parser("recommend", help="which platform and category for a matter code or text, "
+                                         "and why")
     p.add_argument("--code")
     p.add_argument("--catalog")
+    p.add_argument("--json", action="store_true", help="the answer as one JSON object")
+    p.add_argument("--train", action="store_true",
+                   help="build the model from config/corpus unless built already for this corpus "
+                        "(the bootstrap does this)")
+    p.add_argument("--force", action="store_true", help="with --train: build it anyway")
     p.add_argument("text", nargs="*")
     p.set_defaults(func=cmd_recommend)
 

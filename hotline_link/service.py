@@ -22,6 +22,7 @@ from .observe import View, publish_live, serve_http
 from .outcomes import CALL, OutcomeSink, RecordSink
 from .persistence import warn_if_not_durable
 from .redisconn import connect
+from .recommender import Recommender
 from .settings import Settings, load_catalog
 
 log = structlog.get_logger("service")
@@ -59,7 +60,13 @@ async def serve(settings: Settings) -> None:
     # FastAGI shares the loop, the Redis client and its timeouts with the ARI applications. A
     # standby serves it too: `route` and `screen` change no call, and `key` is refused (the
     # application is not connected here).
-    agi = AgiServer(settings, load_catalog(), redis, app_ready=app_ready, records=call_sink)
+    catalog = load_catalog()
+    # The IVR's recommender: loaded off the event loop; until then ``route`` answers by the
+    # catalog's rules (what it costs: README, "Recommender").
+    recommender = Recommender(catalog, log)
+    recommender.load_in_background()
+    agi = AgiServer(settings, catalog, redis, app_ready=app_ready, records=call_sink,
+                    recommender=recommender)
     view = View(instance, apps, sinks, lease)
     log.info("service starting", hotlines=list(settings.hotlines), config=list(settings.sources),
              instance=instance)

@@ -6,7 +6,8 @@
 #                     lab's spoken prompts, synthesized at lab set-up; no audio file is committed)
 #   Asterisk 22       native `asterisk` if present, else a Debian-unstable root file system built
 #                     once with debootstrap and cached OUTSIDE the repository ($HOTLINE_ROOTFS)
-#   Python            a venv in .venv with the project installed editable, test extra included
+#   Python            a venv in .venv with the project installed editable, test extra included;
+#                     then the matter recommender's model, trained from config/corpus (var/)
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -79,4 +80,7 @@ if [ ! -f "$stamp" ]; then
   rm -f "$venv"/.installed-*
   touch "$stamp"
 fi
+# The matter recommender's model, built from config/corpus (only when the corpus, the catalog or
+# the feature code changed; a few seconds).
+"$venv/bin/hotline-link" recommend --train
 log "ready"

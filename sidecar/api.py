@@ -40,14 +40,15 @@ from contracts.names import (CALL_INDEX, CALL_MATTER, CALL_RECORD, COMMAND_RESUL
                              INDEX, LINKS, LIVE, MATTER, MATTER_TTL, RECORD, TRAIL)
 from contracts.vocab import API_MODES, AlertKind, DeliveredBy, Disposition, EndedBy, Mode
 from hotline_link.redisconn import NO_WAIT, Durable, NotReplicated
+from hotline_link.recommender import Recommender
 from transfer import matter as matters
-from transfer.catalog import Catalog, recommend
+from transfer.catalog import Catalog
 
 from .alerts import enqueue
 from .calls import kpis
 from .events import EventStream
 from .sync import Syncer, TicketError
-from .workorder import online_work_orders
+from .workorder import NEEDS_CLASSIFICATION, online_work_orders
 
 log = structlog.get_logger("api")
 
@@ -75,8 +76,10 @@ def _error(status: int, message: str) -> web.Response:
 class Api:
     def __init__(self, redis: aioredis.Redis, syncer: Syncer, catalog: Catalog, token: str | None,
                  hotlines: tuple[str, ...], durable: Durable | None = None,
-                 answer_rate_target: float | None = None):
+                 answer_rate_target: float | None = None, recommender: Recommender | None = None):
         self.redis = redis
+        # Answers by the catalog's rules until (unless) its model is loaded.
+        self.recommender = recommender or Recommender(catalog)
         self.answer_rate_target = answer_rate_target
         self.durable = durable or NO_WAIT
         self.syncer = syncer
@@ -358,7 +361,8 @@ class Api:
         if body.get("channel") != "online":
             return _error(400, "channel must be 'online' (calls are transferred by phone)")
         try:
-            orders = online_work_orders(body, self.catalog, recommend, self.platforms)
+            orders = online_work_orders(body, self.catalog, self.recommender.recommend,
+                                        self.platforms)
         except (ValueError, TypeError, KeyError) as exc:
             return _error(422 if isinstance(exc, ValueError) else 400, str(exc))
         try:
@@ -373,8 +377,11 @@ class Api:
         pipe = self.redis.pipeline(transaction=True)
         self.syncer.remember(pipe, record, tickets)
         await pipe.execute()
+        # Not placed by the recommender: with the receiving platform, for a person to classify.
+        classified = not orders[0]["description"].startswith(NEEDS_CLASSIFICATION)
         return web.json_response({"transfer_id": record["transfer_id"],
-                                  "owner": orders[0]["platform"], "tickets": tickets}, status=201)
+                                  "owner": orders[0]["platform"], "tickets": tickets,
+                                  "classified": classified}, status=201)
 
     # --- closed loop (R11) ---------------------------------------------------------------------------
     async def feedback(self, request: web.Request) -> web.Response:

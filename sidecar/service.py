@@ -15,6 +15,7 @@ from contracts.names import ALERTS, ALERTS_GROUP, SERVICE_INSTANCES, SERVICE_LEA
 from contracts.standby import view
 from hotline_link.persistence import persistence, warn_if_not_durable
 from hotline_link.redisconn import Durable, connect
+from hotline_link.recommender import Recommender
 from hotline_link.settings import Settings, load_catalog
 
 from .alerts import Alerts
@@ -59,7 +60,8 @@ async def forward_alerts(redis: aioredis.Redis, alerts: Alerts, consumer: str,
 def make_app(redis: aioredis.Redis, syncer: Syncer, alerts: Alerts, catalog,
              token: str | None, hotlines: tuple[str, ...],
              durable: Durable | None = None,
-             answer_rate_target: float | None = None) -> web.Application:
+             answer_rate_target: float | None = None,
+             recommender: Recommender | None = None) -> web.Application:
     async def health(_request: web.Request) -> web.Response:
         try:
             state = await persistence(redis)
@@ -79,7 +81,8 @@ def make_app(redis: aioredis.Redis, syncer: Syncer, alerts: Alerts, catalog,
                                   "alerts_lost": alerts.failed, "redis": store,
                                   "service": service})
 
-    return Api(redis, syncer, catalog, token, hotlines, durable, answer_rate_target).app(health)
+    return Api(redis, syncer, catalog, token, hotlines, durable, answer_rate_target,
+               recommender).app(health)
 
 
 async def serve(settings: Settings) -> None:
@@ -100,9 +103,11 @@ async def serve(settings: Settings) -> None:
         await warn_if_not_durable(redis, log)
         # The alert group exists before anything can put an alert in the outbox.
         await ensure_group(redis, ALERTS.key, ALERTS_GROUP, "$")
+        recommender = Recommender(catalog, log)
+        recommender.load_in_background()
         runner = web.AppRunner(make_app(redis, syncer, alerts, catalog, sc.token,
                                         tuple(settings.hotlines), durable,
-                                        sc.kpi.answer_rate_target), access_log=None)
+                                        sc.kpi.answer_rate_target, recommender), access_log=None)
         await runner.setup()
         await web.TCPSite(runner, *sc.listen).start()
         log.info("sidecar listening", listen=f"{sc.listen[0]}:{sc.listen[1]}",

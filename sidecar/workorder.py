@@ -46,6 +46,9 @@ UNCLASSIFIED = "unclassified"
 ONLINE = "online"
 ONLINE_RESULT = "online_request"
 CALLBACK_RESULT = "callback_requested"
+# How an online request the recommender could not place starts its description (and so its
+# tickets): a person at the receiving platform classifies it.
+NEEDS_CLASSIFICATION = "【待人工分类 needs classification】"
 # GeoReport v2 limits a request's description to 4,000 characters.
 OPEN311_DESCRIPTION_MAX = 4000
 NUMBER_REDACTED = "[caller number]"
@@ -153,9 +156,11 @@ def online_work_orders(request: dict, catalog: Catalog, recommend_fn: RecommendF
                        platforms: Platforms) -> list[dict]:
     """The owner's work order and the linked one, from a request filed online.
 
-    The platform comes from ``recommend_fn`` (``transfer.catalog.recommend``) with the request's
+    The platform comes from ``recommend_fn(code=, text=)`` (the recommender) with the request's
     category code, if any, and its description: the description can still make it an emergency,
-    which goes to 110 whatever the category (R4).
+    which goes to 110 whatever the category (R4). A request the recommender cannot place is not
+    refused: it goes to the platform whose online channel took it (``platform``; 12345's by
+    default), marked for a person to classify, with the recommender's reason and alternatives.
     """
     request_id = _required_text(request, "request_id")
     number = _required_text(request, "caller_number")
@@ -163,10 +168,19 @@ def online_work_orders(request: dict, catalog: Catalog, recommend_fn: RecommendF
     if not isinstance(description, str):
         raise ValueError("online request: description must be a string")
     code = request.get("category") or None
-    rec = recommend_fn(catalog, code=code, text=description)
+    if code is not None and (not isinstance(code, str) or code not in catalog.by_code):
+        raise ValueError(f"online request {request_id}: category {code!r} is not a matter code "
+                         "of the catalog (leave it out to have the description classified)")
+    received_by = request.get("platform") or platforms.other(platforms.dispatch)
+    if received_by not in platforms:
+        raise ValueError(f"online request {request_id}: platform must be one of "
+                         f"{', '.join(platforms)}")
+    rec = recommend_fn(code=code, text=description)
     if rec.platform not in platforms:
-        raise ValueError(f"online request {request_id}: no platform can be determined "
-                         f"({rec.reason}); it needs an agent to classify it")
+        alternatives = ", ".join(f"{a.label} {a.probability:.2f}" for a in rec.alternatives)
+        description = (f"{NEEDS_CLASSIFICATION}{rec.reason}"
+                       + (f"（可能：{alternatives}）" if alternatives else "") + "\n" + description)
+        rec = Recommendation(received_by, None, False, rec.reason)
     category = rec.category or code
     fields = {
         "transfer_id": request_id,

@@ -15,6 +15,7 @@ import pytest
 import redis
 
 from conftest import cli
+from contracts.names import CALL_MATTER, MATTER
 from hotline_link.settings import load_catalog
 from test_delivery import CALLER_110_NUMBER, CITIZEN_NUMBER
 from test_transfer import check_record
@@ -189,7 +190,8 @@ def _ari_post(lab, hotline: str, path: str, params: dict, body: dict | None = No
 
 def route_many(lab, texts: list[str], hotline: str = "12345", timeout: float = 20.0) -> list[list[str]]:
     """Run the AGI ``route`` command for every text at once (one Local channel each, all
-    originated together) and return [AGISTATUS, platform, category, emergency, reason] each."""
+    originated together) and return [AGISTATUS, platform, category, emergency, matter id,
+    linkedid, reason] each."""
     import time
 
     ari = lab.ari[hotline]
@@ -214,7 +216,7 @@ def route_many(lab, texts: list[str], hotline: str = "12345", timeout: float = 2
                 value = ari.request("GET", "/asterisk/variable",
                                     variable=f"PROBE_{base + i}").get("value")
                 if value:
-                    results[i] = value.split("|")
+                    results[i] = value.split("|", 6)
         time.sleep(0.1)
     assert len(results) == len(texts), f"only {len(results)} of {len(texts)} AGI sessions finished"
     return [results[i] for i in range(len(texts))]
@@ -233,8 +235,29 @@ def test_route_flags_an_emergency_and_says_when_it_has_no_answer(lab, service):
     emergency, unknown, empty = route_many(lab, [
         "有人持刀伤人，情况危急", "xyzzy plugh", ""])
     assert emergency[0] == "SUCCESS" and emergency[1] == "110" and emergency[3] == "1"
-    assert unknown[:4] == ["SUCCESS", "", "", "0"] and unknown[4].startswith("no recommendation")
-    assert empty[:4] == ["SUCCESS", "", "", "0"] and empty[4].startswith("no recommendation")
+    assert unknown[:5] == ["SUCCESS", "", "", "0", ""] and unknown[6].startswith("no recommendation")
+    assert empty[:5] == ["SUCCESS", "", "", "0", ""] and empty[6].startswith("no recommendation")
+
+
+def test_route_tags_the_call_with_its_matter_unless_the_desktop_did(lab, service):
+    """What the IVR placed travels with the call: the call (its linkedid) is tagged with the
+    category and the caller's words, under a matter id the route returns; a call the desktop
+    tagged first keeps the desktop's matter."""
+    r = redis.Redis.from_url(lab.descriptor["redis"]["url"])
+    text = "我在网上买东西被骗了，付了钱对方把我拉黑了"
+    [placed] = route_many(lab, [text])
+    status, platform, category, emergency, matter_id, linkedid, reason = placed
+    assert (status, platform, category, emergency) == ("SUCCESS", "110", "property_safety", "0")
+    assert matter_id and linkedid, reason
+    matter = json.loads(r.get(CALL_MATTER.format(linkedid)))
+    assert json.loads(r.get(MATTER.format(matter_id))) == matter
+    assert (matter["matter_id"], matter["call_id"], matter["category"], matter["summary"],
+            matter["emergency"], matter["updated_by"]) == (
+        matter_id, linkedid, "property_safety", text, False, {"hotline": "12345", "agent": "ivr"})
+    # Answering by the code only: no words to carry, and nothing placed: nothing tagged.
+    coded, unplaced = route_many(lab, ["road_traffic", "喂喂你好"])
+    assert coded[4] and json.loads(r.get(MATTER.format(coded[4])))["summary"] == ""
+    assert unplaced[4] == "" and r.get(CALL_MATTER.format(unplaced[5])) is None
 
 
 def test_fifty_concurrent_agi_sessions(lab, service):

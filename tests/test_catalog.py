@@ -106,8 +106,9 @@ def test_an_invalid_catalog_names_every_problem():
 
 
 def test_cli_recommend_and_check_catalog():
-    out = subprocess.run([sys.executable, "-m", "hotline_link.cli", "recommend", "楼上装修噪音很大"],
-                         cwd=ROOT, capture_output=True, text=True, timeout=30)
+    out = subprocess.run([sys.executable, "-m", "hotline_link.cli", "recommend", "--json",
+                          "--code", "public_order"], cwd=ROOT, capture_output=True, text=True,
+                         timeout=60)
     assert '"platform": "110"' in out.stdout and '"category": "public_order"' in out.stdout
     bad = subprocess.run([sys.executable, "-m", "hotline_link.cli", "check-catalog",
                           "tests/lab.toml"], cwd=ROOT, capture_output=True, text=True, timeout=30)

@@ -12,7 +12,7 @@ from jsonschema import Draft202012Validator
 from contracts.vocab import PlatformKind
 from hotline_link.settings import load_catalog
 from sidecar import settings as sidecar_settings
-from sidecar.workorder import (Platforms, from_eido_response, from_open311_response,
+from sidecar.workorder import (NEEDS_CLASSIFICATION, Platforms, from_eido_response, from_open311_response,
                                online_work_orders,
                                owner_platform, ticket_body, ticket_id_from_response, to_eido,
                                to_open311, work_orders)
@@ -20,6 +20,13 @@ from transfer.catalog import recommend
 
 CONFIG = Path(__file__).resolve().parent.parent / "config"
 CATALOG = load_catalog()
+
+
+def RULES(code=None, text=None):
+    """The recommender without its model (the catalog's terms): work orders, not
+    classification, are what these tests are about."""
+    return recommend(CATALOG, code=code, text=text)
+
 # The platforms as configured by default: 12345 speaks Open311, 110 is the EIDO dispatch system.
 PLATFORMS = Platforms({pid: api.kind for pid, api in
                        sidecar_settings.load(env={}, secrets=False).sidecar.platforms.items()})
@@ -225,7 +232,7 @@ def online(**over) -> dict:
 def test_online_request_with_a_category():
     owner, linked = online_work_orders(online(category="public_facilities", caller_name="张伟",
                                               address="济源市济水大街 18 号", lat=35.09,
-                                              lon=112.59), CATALOG, recommend, PLATFORMS)
+                                              lon=112.59), CATALOG, RULES, PLATFORMS)
     for wo in (owner, linked):
         WORK_ORDER.validate(wo)
         assert (wo["channel"], wo["result"], wo["origin"], wo["target"]) == \
@@ -243,7 +250,7 @@ def test_online_request_with_a_category():
 
 def test_online_request_without_a_category_is_classified_from_its_description():
     owner, linked = online_work_orders(online(description="A dog bit my son in the park"),
-                                       CATALOG, recommend, PLATFORMS)
+                                       CATALOG, RULES, PLATFORMS)
     WORK_ORDER.validate(owner)
     assert (owner["platform"], owner["target"], owner["category"]) == ("110", "110", "public_order")
     assert owner["emergency"] is False
@@ -253,33 +260,45 @@ def test_online_request_without_a_category_is_classified_from_its_description():
 def test_online_request_without_a_category_asks_the_recommender_with_the_description():
     calls = []
 
-    def fake(catalog, code=None, text=None):
-        calls.append((catalog, code, text))
-        return recommend(catalog, code=code, text=text)
+    def fake(code=None, text=None):
+        calls.append((code, text))
+        return RULES(code=code, text=text)
 
     online_work_orders(online(), CATALOG, fake, PLATFORMS)
-    assert calls == [(CATALOG, None, "路灯故障，整条街都黑了")]
+    assert calls == [(None, "路灯故障，整条街都黑了")]
 
 
 def test_an_emergency_description_overrides_the_chosen_category():
     owner, _ = online_work_orders(online(category="public_facilities",
                                          description="井盖缺失，有人掉下去受伤了"),
-                                  CATALOG, recommend, PLATFORMS)
+                                  CATALOG, RULES, PLATFORMS)
     WORK_ORDER.validate(owner)
     assert (owner["platform"], owner["category"], owner["emergency"]) == \
         ("110", "public_facilities", True)
 
 
-def test_online_request_with_no_recommendation_raises():
-    with pytest.raises(ValueError, match="no platform can be determined"):
-        online_work_orders(online(description="hello, is anyone there?"), CATALOG, recommend, PLATFORMS)
-    with pytest.raises(ValueError, match="no platform can be determined"):
-        online_work_orders(online(category="no_such_code"), CATALOG, recommend, PLATFORMS)
+def test_online_request_nobody_can_place_goes_to_the_receiving_platform_to_classify():
+    for over, received_by in (({}, "12345"), ({"platform": "110"}, "110")):
+        owner, linked = online_work_orders(online(description="hello, is anyone there?", **over),
+                                           CATALOG, RULES, PLATFORMS)
+        WORK_ORDER.validate(owner)
+        assert (owner["platform"], owner["target"], owner["category"]) == \
+            (received_by, received_by, None)
+        assert owner["description"].startswith(NEEDS_CLASSIFICATION)
+        assert owner["description"].endswith("\nhello, is anyone there?")
+        assert linked["platform"] != received_by
+
+
+def test_online_request_with_an_unknown_code_or_platform_is_refused_by_name():
+    with pytest.raises(ValueError, match="category 'no_such_code' is not a matter code"):
+        online_work_orders(online(category="no_such_code"), CATALOG, RULES, PLATFORMS)
+    with pytest.raises(ValueError, match="platform must be one of"):
+        online_work_orders(online(platform="119"), CATALOG, RULES, PLATFORMS)
 
 
 def test_online_request_hides_the_caller_number_in_its_description():
     owner, linked = online_work_orders(online(description=f"路灯故障，请回电 {CALLER}"),
-                                       CATALOG, recommend, PLATFORMS)
+                                       CATALOG, RULES, PLATFORMS)
     for wo in (owner, linked):
         assert CALLER not in wo["description"]
         assert wo["description"] == "路灯故障，请回电 [caller number]"
@@ -289,7 +308,7 @@ def test_online_request_hides_the_caller_number_in_its_description():
 
 
 def test_online_request_without_a_time_gets_the_current_one():
-    owner, _ = online_work_orders(online(requested_at=None), CATALOG, recommend, PLATFORMS)
+    owner, _ = online_work_orders(online(requested_at=None), CATALOG, RULES, PLATFORMS)
     WORK_ORDER.validate(owner)
     assert datetime.fromisoformat(owner["requested_at"]).tzinfo is not None
 
@@ -300,7 +319,7 @@ def test_online_request_without_a_time_gets_the_current_one():
                                         ({"lon": "112.5"}, "lon")])
 def test_online_request_with_bad_fields_raises(over, field):
     with pytest.raises(ValueError, match=field):
-        online_work_orders(online(**over), CATALOG, recommend, PLATFORMS)
+        online_work_orders(online(**over), CATALOG, RULES, PLATFORMS)
 
 
 # --- Open311 ----------------------------------------------------------------------------------
@@ -343,7 +362,7 @@ def test_open311_leaves_out_unknown_attributes():
 
 def test_open311_body_with_location_and_a_name_without_spaces():
     owner, _ = online_work_orders(online(caller_name="欧阳娜娜", address="济源市济水大街 18 号",
-                                         lat=35.09, lon=112.59), CATALOG, recommend, PLATFORMS)
+                                         lat=35.09, lon=112.59), CATALOG, RULES, PLATFORMS)
     body = to_open311(owner)
     assert (body["lat"], body["long"], body["address_string"]) == \
         (35.09, 112.59, "济源市济水大街 18 号")
@@ -354,7 +373,7 @@ def test_open311_body_with_location_and_a_name_without_spaces():
 
 def test_open311_splits_a_name_with_spaces_and_needs_both_coordinates():
     owner, _ = online_work_orders(online(caller_name="Mary Ann Smith", lat=35.09),
-                                  CATALOG, recommend, PLATFORMS)
+                                  CATALOG, RULES, PLATFORMS)
     body = to_open311(owner)
     assert (body["first_name"], body["last_name"]) == ("Mary Ann", "Smith")
     assert not {"lat", "long", "address_string"} & set(body)
@@ -362,7 +381,7 @@ def test_open311_splits_a_name_with_spaces_and_needs_both_coordinates():
 
 def test_open311_caps_the_description_at_the_georeport_limit():
     owner, _ = online_work_orders(online(description="路灯故障" + "。" * 5000),
-                                  CATALOG, recommend, PLATFORMS)
+                                  CATALOG, RULES, PLATFORMS)
     assert len(to_open311(owner)["description"]) == 4000
 
 
@@ -430,7 +449,7 @@ def test_eido_status_follows_role_and_emergency():
 
 def test_eido_incident_with_location_name_and_the_other_ticket():
     _, linked = online_work_orders(online(caller_name="张伟", address="济源市济水大街 18 号"),
-                                   CATALOG, recommend, PLATFORMS)
+                                   CATALOG, RULES, PLATFORMS)
     assert linked["platform"] == "110"
     linked["linked"]["ticket_id"] = "638344"
     body = to_eido(linked)
@@ -445,7 +464,7 @@ def test_eido_incident_with_location_name_and_the_other_ticket():
 
 
 def test_eido_incident_without_location_has_no_location_component():
-    owner, _ = online_work_orders(online(description="有人持刀抢劫"), CATALOG, recommend, PLATFORMS)
+    owner, _ = online_work_orders(online(description="有人持刀抢劫"), CATALOG, RULES, PLATFORMS)
     body = to_eido(owner)
     assert "locationComponent" not in body
     assert body["incidentComponent"]["incidentTypeCommonRegistryText"] == "unclassified"

@@ -1,22 +1,23 @@
 """The matter catalog (the notice's annex) and the recommendation it supports. Pure: no I/O.
 
 ``recommend`` answers "which platform, which category, emergency or not" for a matter code or a
-free-text description (R14, used by AGI ``route`` and the sidecar):
+free-text description (R14; AGI ``route``, the sidecar's online requests, ``hotline-link
+recommend``):
 
-1. An emergency description (life, property or public safety in danger, police needed on site)
-   is flagged ``emergency`` and goes to 110 whatever the category (R4; the annex's exception to
-   every category 110 passes to 12345).
-2. A known matter code gives its category's platform: ``to_110`` categories belong to 110,
-   ``to_12345`` categories to 12345.
-3. A description is matched against every category's examples (substrings: the annex's Chinese
-   terms) and keywords (whole English words, case-insensitive); the category with the longest
-   total match wins, ties broken by the number of matches, then by catalog order.
-4. Anything else gets no recommendation (``platform is None``) with the reason: that is an
-   answer, not an error.
+1. Emergency or not is judged apart from the category (``transfer.danger``: cues of danger with
+   negation, conditions and "it is over" handled; the trained emergency model may add to it, never
+   take away). An emergency goes to 110 whatever the category (R4; the annex's exception to every
+   category 110 passes to 12345).
+2. A known matter code gives its category's platform.
+3. A description is classified by the trained model (``transfer.classifier``, built from the
+   corpus in ``config/corpus``): the platform whose categories hold most of the probability, if
+   they hold a clear majority; the top category if it is clear enough; always the top
+   alternatives with their probabilities. Unsure is an answer ("no recommendation: not sure ..."),
+   never a guess.
+4. Without the model (still loading, or failed to load) the catalog's terms are matched as
+   substrings, as a fallback that says so.
 
-Limits, stated plainly: this is keyword matching. It does not understand negation ("no one is
-hurt" contains "hurt"), spelling variants, or descriptions that use none of the listed terms. An
-agent's judgement stays the authority; the recommendation is a hint on the desktop and in the
+An agent's judgement stays the authority; the recommendation is a hint on the desktop and in the
 dialplan.
 """
 
@@ -24,6 +25,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import Callable
+
+from . import danger as danger_mod
 
 # In the annex's order: first what 110 passes to 12345, then what 12345 passes to 110.
 PLATFORM_OF_SECTION = {"to_12345": "12345", "to_110": "110"}
@@ -55,6 +59,28 @@ class Catalog:
     by_code: dict[str, Category] = field(default_factory=dict)
 
 
+CONSULTATION = "consultation"   # the corpus's label for 12345's questions of no category
+# Below these the answer says it is unsure instead of guessing: a platform needs a clear majority
+# of the model's probability, a category a plurality that would not flip on one word.
+PLATFORM_CONFIDENT = 0.70
+CATEGORY_CONFIDENT = 0.40
+# The emergency model's say, beside the danger cues: it errs towards danger on purpose. Where the
+# caller's words say all is well ("人没事", "已经找到了") or a cue was set aside, it must be surer.
+EMERGENCY_MODEL = 0.60
+EMERGENCY_MODEL_CALM = 0.90
+ALTERNATIVES = 3
+
+# (label probabilities, emergency probability) of a description: the trained model.
+Classify = Callable[[str], tuple[dict[str, float], float]]
+
+
+@dataclass(frozen=True)
+class Alternative:
+    label: str                  # a catalog code or CONSULTATION
+    platform: str
+    probability: float
+
+
 @dataclass(frozen=True)
 class Recommendation:
     platform: str | None        # "110", "12345", or None: no recommendation
@@ -63,6 +89,10 @@ class Recommendation:
     reason: str
     matched: tuple[str, ...] = ()
     notify_departments: bool = False
+    confidence: float | None = None            # of the platform; None: rules, not the model
+    alternatives: tuple[Alternative, ...] = ()
+    emergency_why: str = ""
+    method: str = "rules"                       # "code", "model" or "rules"
 
 
 def parse(data: dict) -> Catalog:
@@ -129,41 +159,119 @@ def _matches(text: str, lowered: str, examples: tuple[str, ...],
     return found
 
 
-def recommend(catalog: Catalog, code: str | None = None, text: str | None = None) -> Recommendation:
-    text = (text or "").strip()
-    lowered = text.lower()
-    emergency_hits = _matches(text, lowered, catalog.emergency_examples,
-                              catalog.emergency_keywords) if text else []
-    emergency = bool(emergency_hits)
+def _platform_of(catalog: Catalog, label: str) -> str:
+    return "12345" if label == CONSULTATION else catalog.by_code[label].platform
 
-    category: Category | None = None
-    matched: list[str] = []
+
+def _emergency(catalog: Catalog, text: str, p_model: float | None) -> tuple[bool, str, list[str]]:
+    judged = danger_mod.judge(text, catalog.emergency_examples, catalog.emergency_keywords)
+    cues = [c.text for c in judged.cues if c.set_aside is None]
+    if judged.emergency:
+        return True, judged.why, cues
+    calm = judged.calm or any(c.set_aside for c in judged.cues)
+    if p_model is not None and p_model >= (EMERGENCY_MODEL_CALM if calm else EMERGENCY_MODEL):
+        return True, (f"emergency: reads like the corpus's emergencies (model {p_model:.2f}); "
+                      + judged.why.removeprefix("no emergency: ")), cues
+    return False, judged.why, cues
+
+
+def recommend(catalog: Catalog, code: str | None = None, text: str | None = None,
+              classify: Classify | None = None,
+              without_model: str | None = None) -> Recommendation:
+    """``classify``: the trained model (``hotline_link.recommender``); without it the catalog's
+    terms are matched as substrings, and ``without_model`` says why in the reason."""
+    text = (text or "").strip()
+    probs: dict[str, float] = {}
+    p_emergency: float | None = None
+    if classify is not None and text:
+        probs, p_emergency = classify(text)
+    emergency, emergency_why, cues = (_emergency(catalog, text, p_emergency) if text
+                                      else (False, "", []))
     if code:
         category = catalog.by_code.get(code)
         if category is None and not emergency:
             return Recommendation(None, None, False, f"no recommendation: unknown matter code {code!r}")
-    elif text:
-        best: tuple[int, int, int] | None = None
-        for index, cat in enumerate(catalog.categories):
-            hits = _matches(text, lowered, cat.examples, cat.keywords)
-            if not hits:
-                continue
-            score = (sum(len(h) for h in hits), len(hits), -index)
-            if best is None or score > best:
-                best, category, matched = score, cat, hits
+        if category is not None:
+            platform = "110" if emergency else category.platform
+            return Recommendation(
+                platform, category.code, emergency,
+                (emergency_why + "; " if emergency else "") + f"{category.name}: matter code {code}",
+                tuple(cues), category.also_notify_departments, 1.0, (), emergency_why, "code")
+    if probs:
+        return _by_model(catalog, probs, emergency, emergency_why, tuple(cues))
+    rec = _by_rules(catalog, text, emergency, emergency_why, cues)
+    if without_model and text:
+        rec = Recommendation(rec.platform, rec.category, rec.emergency,
+                             f"{rec.reason} [by the catalog's terms: {without_model}]", rec.matched,
+                             rec.notify_departments, None, (), rec.emergency_why, "rules")
+    return rec
 
+
+def _by_model(catalog: Catalog, probs: dict[str, float], emergency: bool, emergency_why: str,
+              cues: tuple[str, ...]) -> Recommendation:
+    ranked = sorted(probs.items(), key=lambda kv: -kv[1])
+    alternatives = tuple(Alternative(label, _platform_of(catalog, label), round(p, 3))
+                         for label, p in ranked[:ALTERNATIVES])
+    per_platform: dict[str, float] = {}
+    for label, p in ranked:
+        platform = _platform_of(catalog, label)
+        per_platform[platform] = per_platform.get(platform, 0.0) + p
+    top_label, top_p = ranked[0]
+    platform, p_platform = max(per_platform.items(), key=lambda kv: kv[1])
+    category = (catalog.by_code.get(top_label)
+                if top_p >= CATEGORY_CONFIDENT and _platform_of(catalog, top_label) == platform
+                else None)
+    shares = " / ".join(f"{p} {v:.2f}" for p, v in sorted(per_platform.items()))
     if emergency:
         return Recommendation(
             "110", category.code if category else None, True,
-            "emergency: danger to life, property or public safety; 110 dispatches first"
-            + (f" (category {category.code})" if category else ""),
-            tuple(emergency_hits + matched),
-            notify_departments=bool(category and category.also_notify_departments))
+            emergency_why + "; 110 dispatches first"
+            + (f" (category {category.code}, {top_p:.2f})" if category else ""),
+            cues, bool(category and category.also_notify_departments), 1.0, alternatives,
+            emergency_why, "model")
+    if p_platform < PLATFORM_CONFIDENT:
+        return Recommendation(
+            None, None, False,
+            f"no recommendation: not sure which platform ({shares}); an agent decides",
+            cues, False, round(p_platform, 3), alternatives, emergency_why, "model")
+    if category is None:
+        what = ("a question for 12345 (consultation, no category)"
+                if top_label == CONSULTATION and top_p >= CATEGORY_CONFIDENT
+                else f"platform {platform} ({shares}), category unsure ({top_label} {top_p:.2f})")
+        return Recommendation(platform, None, False, what, cues, False, round(p_platform, 3),
+                              alternatives, emergency_why, "model")
+    return Recommendation(
+        platform, category.code, False,
+        f"{category.name} ({category.gloss}) {top_p:.2f}; platform {platform} ({shares})",
+        cues, category.also_notify_departments, round(p_platform, 3), alternatives,
+        emergency_why, "model")
+
+
+def _by_rules(catalog: Catalog, text: str, emergency: bool, emergency_why: str,
+              cues: list[str]) -> Recommendation:
+    lowered = text.lower()
+    category: Category | None = None
+    matched: list[str] = []
+    best: tuple[int, int, int] | None = None
+    for index, cat in enumerate(catalog.categories):
+        hits = _matches(text, lowered, cat.examples, cat.keywords)
+        if not hits:
+            continue
+        score = (sum(len(h) for h in hits), len(hits), -index)
+        if best is None or score > best:
+            best, category, matched = score, cat, hits
+    if emergency:
+        return Recommendation(
+            "110", category.code if category else None, True,
+            emergency_why + "; 110 dispatches first" + (f" (category {category.code})" if category else ""),
+            tuple(cues + matched), bool(category and category.also_notify_departments),
+            emergency_why=emergency_why)
     if category is None:
         return Recommendation(None, None, False,
                               "no recommendation: nothing in the description matches the catalog"
-                              if text else "no recommendation: neither a code nor a description")
-    how = f"matter code {code}" if code else "matched " + ", ".join(matched)
+                              if text else "no recommendation: neither a code nor a description",
+                              emergency_why=emergency_why)
     return Recommendation(category.platform, category.code, False,
-                          f"{category.name} ({category.gloss}): {how}", tuple(matched),
-                          notify_departments=category.also_notify_departments)
+                          f"{category.name} ({category.gloss}): matched " + ", ".join(matched),
+                          tuple(matched), category.also_notify_departments,
+                          emergency_why=emergency_why)

@@ -1,0 +1,275 @@
+"""The matter recommender's build and load: corpus, training, the exported model, segmentation.
+
+The labelled corpus is ``config/corpus/<label>[.<batch>].tsv`` (``emergency<TAB>text``; the label
+is a catalog code, or ``consultation``: 12345's questions that belong to no category). A fixed fifth of
+it, chosen by a hash of each text, is held out: training never sees it and ``make bench`` measures
+the model on it (``bench/recommender.py``). The shipped model is the one the benchmark measures.
+
+Training (scikit-learn, at build time: ``hotline-link recommend --train``, run by the bootstrap)
+writes ``var/recommender/model-<stamp>.json``; the stamp hashes the corpus, the catalog and the
+feature code, so a changed corpus is a new model. Loading reads that file; where it is missing or
+stale the process trains one itself, once, and keeps it. Nothing here is on a call's path until it
+is loaded: the service loads it in the background and answers by the catalog's rules meanwhile.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from transfer import catalog as catalog_mod
+from transfer import classifier
+from transfer.catalog import Catalog
+
+from .settings import project_home
+
+CONSULTATION = catalog_mod.CONSULTATION
+HELD_OUT_ONE_IN = 5
+
+
+class CorpusError(Exception):
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        super().__init__("\n".join(problems))
+
+
+@dataclass(frozen=True)
+class Sample:
+    label: str
+    emergency: bool
+    text: str
+    where: str          # file:line, for errors and the benchmark's worst cases
+
+    @property
+    def held_out(self) -> bool:
+        return int(hashlib.sha1(self.text.encode()).hexdigest(), 16) % HELD_OUT_ONE_IN == 0
+
+
+def corpus_dir() -> Path:
+    return project_home() / "config" / "corpus"
+
+
+def read_corpus(catalog: Catalog, directory: Path | None = None) -> list[Sample]:
+    directory = directory or corpus_dir()
+    labels = set(catalog.by_code) | {CONSULTATION}
+    samples: list[Sample] = []
+    problems: list[str] = []
+    seen: dict[str, str] = {}
+    files = sorted(directory.glob("*.tsv"))
+    if not files:
+        raise CorpusError([f"{directory}: no corpus files (<label>.tsv)"])
+    for path in files:
+        label = path.name.split(".")[0]       # <label>.tsv, or <label>.<batch>.tsv
+        if label not in labels:
+            problems.append(f"{path.name}: {label!r} is neither a catalog code nor {CONSULTATION!r}")
+            continue
+        lines = path.read_text(encoding="utf-8").splitlines()
+        if not lines or lines[0].strip() != "emergency\ttext":
+            problems.append(f"{path.name}:1: the header must be 'emergency<TAB>text'")
+            continue
+        for n, line in enumerate(lines[1:], start=2):
+            if not line.strip():
+                continue
+            flag, sep, text = line.partition("\t")
+            where = f"{path.name}:{n}"
+            if not sep or flag not in ("0", "1") or not text.strip() or "\t" in text:
+                problems.append(f"{where}: expected '0|1<TAB>text'")
+                continue
+            text = text.strip()
+            if text in seen:
+                problems.append(f"{where}: the same text as {seen[text]}")
+                continue
+            seen[text] = where
+            samples.append(Sample(label, flag == "1", text, where))
+    if problems:
+        raise CorpusError(problems)
+    return samples
+
+
+# --- segmentation ---------------------------------------------------------------------------------
+
+_jieba_lock = threading.Lock()
+_tokenizer = None
+
+
+def segment(text: str) -> list[str]:
+    """jieba's words of a text (precise mode, HMM for words its dictionary lacks)."""
+    global _tokenizer
+    if _tokenizer is None:
+        with _jieba_lock:
+            if _tokenizer is None:
+                import jieba
+
+                jieba.setLogLevel(logging.WARNING)
+                tok = jieba.Tokenizer()
+                tok.initialize()
+                _tokenizer = tok
+    return list(_tokenizer.cut(text))
+
+
+def features(text: str) -> list[str]:
+    return classifier.features(text, segment(text))
+
+
+# --- the model ------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Model:
+    """Both parts the recommender reads: the category model and the emergency model."""
+    category: classifier.LinearModel
+    emergency: classifier.LinearModel
+    stamp: str
+
+    def probabilities(self, text: str) -> tuple[dict[str, float], float]:
+        feats = features(text)
+        return self.category.probabilities(feats), self.emergency.probabilities(feats)["1"]
+
+
+def stamp(catalog_path: Path | None = None, directory: Path | None = None) -> str:
+    h = hashlib.sha256()
+    for path in sorted((directory or corpus_dir()).glob("*.tsv")):
+        h.update(path.name.encode())
+        h.update(path.read_bytes())
+    h.update((catalog_path or project_home() / "config" / "matter-catalog.toml").read_bytes())
+    h.update(inspect.getsource(classifier).encode())
+    h.update(inspect.getsource(fit).encode())
+    h.update(inspect.getsource(export).encode())
+    return h.hexdigest()[:16]
+
+
+def model_dir() -> Path:
+    return Path(os.environ.get("HOTLINE_MODEL_DIR") or project_home() / "var" / "recommender")
+
+
+def fit(docs: list[list[str]], labels: list[str]):
+    """scikit-learn's TF-IDF and logistic regression over feature lists: (vectorizer, model)."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+
+    vec = TfidfVectorizer(analyzer=lambda doc: doc, sublinear_tf=True, min_df=2)
+    x = vec.fit_transform(docs)
+    # Balanced: a category with fewer examples is no less likely on the phone.
+    lr = LogisticRegression(C=20.0, max_iter=3000, class_weight="balanced")
+    lr.fit(x, labels)
+    return vec, lr
+
+
+def export(vec, lr) -> classifier.LinearModel:
+    """The fitted pair as plain numbers (``transfer.classifier.LinearModel``)."""
+    names = vec.get_feature_names_out()
+    classes = tuple(str(c) for c in lr.classes_)
+    if len(classes) == 2:
+        # A binary model is one weight vector; as two classes (0 and the vector) the softmax of
+        # the export is exactly scikit-learn's sigmoid.
+        coef = [[0.0] * len(names), list(lr.coef_[0])]
+        intercepts = (0.0, float(lr.intercept_[0]))
+    else:
+        coef = [list(row) for row in lr.coef_]
+        intercepts = tuple(float(b) for b in lr.intercept_)
+    weights = {str(f): (round(float(vec.idf_[j]), 6),
+                        tuple(round(float(coef[i][j]), 6) for i in range(len(classes))))
+               for j, f in enumerate(names)}
+    return classifier.LinearModel(classes, weights, intercepts)
+
+
+def train(catalog: Catalog, samples: list[Sample], stamp_: str) -> Model:
+    """Fit both models on the samples not held out, plus the catalog's own terms (short texts
+    like "井盖缺失" are what an agent types)."""
+    train_set = [s for s in samples if not s.held_out]
+    texts = [s.text for s in train_set]
+    labels = [s.label for s in train_set]
+    for cat in catalog.categories:
+        for term in cat.examples:
+            texts.append(term)
+            labels.append(cat.code)
+    docs = [features(t) for t in texts]
+    category = export(*fit(docs, labels))
+    flags = ["1" if s.emergency else "0" for s in train_set]
+    emergency = export(*fit(docs[:len(train_set)], flags))
+    return Model(category, emergency, stamp_)
+
+
+def save(model: Model, directory: Path | None = None) -> Path:
+    directory = directory or model_dir()
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"model-{model.stamp}.json"
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"stamp": model.stamp, "category": model.category.to_json(),
+                               "emergency": model.emergency.to_json()}))
+    os.replace(tmp, path)
+    for old in directory.glob("model-*.json"):
+        if old != path:
+            old.unlink(missing_ok=True)
+    return path
+
+
+def built() -> bool:
+    """Is the model of the current corpus, catalog and code on disk?"""
+    return (model_dir() / f"model-{stamp()}.json").exists()
+
+
+def load(catalog: Catalog, train_if_missing: bool = True) -> Model:
+    """The model for the current corpus: read from the build's file, or trained (and kept)."""
+    s = stamp()
+    path = model_dir() / f"model-{s}.json"
+    if path.exists():
+        data = json.loads(path.read_text())
+        return Model(classifier.LinearModel.from_json(data["category"]),
+                     classifier.LinearModel.from_json(data["emergency"]), s)
+    if not train_if_missing:
+        raise FileNotFoundError(f"{path}: no model built for this corpus")
+    model = train(catalog, read_corpus(catalog), s)
+    try:
+        save(model)
+    except OSError:
+        pass                      # a read-only tree still answers, it trains again next start
+    return model
+
+
+class Recommender:
+    """What the service, the sidecar and the CLI call. Until the model is loaded (in a thread, so
+    no event loop waits for jieba's dictionary or a training) it answers by the catalog's rules;
+    if loading fails it keeps answering by the rules and says so in every reason."""
+
+    def __init__(self, catalog: Catalog, log=None):
+        self.catalog = catalog
+        self.model: Model | None = None
+        self.error: str | None = None
+        self.log = log
+        self.loaded_in: float | None = None
+
+    def load_now(self) -> "Recommender":
+        started = time.monotonic()
+        try:
+            self.model = load(self.catalog)
+            segment("预热")               # jieba's dictionary, now rather than on a call
+            self.loaded_in = time.monotonic() - started
+            if self.log is not None:
+                self.log.info("recommender model loaded", stamp=self.model.stamp,
+                              seconds=round(self.loaded_in, 2))
+        except Exception as exc:          # noqa: BLE001 - any failure leaves the rules in charge
+            self.error = f"{type(exc).__name__}: {exc}"
+            if self.log is not None:
+                self.log.error("recommender model not loaded; answering by the catalog's rules",
+                               error=self.error)
+        return self
+
+    def load_in_background(self) -> threading.Thread:
+        thread = threading.Thread(target=self.load_now, name="recommender-load", daemon=True)
+        thread.start()
+        return thread
+
+    def recommend(self, code: str | None = None, text: str | None = None) -> catalog_mod.Recommendation:
+        model = self.model
+        return catalog_mod.recommend(
+            self.catalog, code=code, text=text,
+            classify=model.probabilities if model is not None else None,
+            without_model=None if model is not None else (self.error or "model still loading"))
+

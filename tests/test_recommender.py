@@ -1,0 +1,129 @@
+"""The matter recommender (R14): the corpus, the exported model, the emergency judgement, and the
+answers a caller's ordinary words get. Its accuracy on unseen descriptions is measured by
+``make bench`` (bench/recommender.py), not asserted here."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ROOT
+from hotline_link import recommender
+from hotline_link.settings import load_catalog
+from transfer import classifier, danger
+from transfer.catalog import CONSULTATION, recommend
+
+CATALOG = load_catalog()
+
+
+@pytest.fixture(scope="module")
+def engine():
+    rec = recommender.Recommender(CATALOG).load_now()
+    assert rec.model is not None, rec.error
+    return rec
+
+
+def test_the_corpus_covers_every_category_and_consultation_with_dozens_of_callers_words():
+    samples = recommender.read_corpus(CATALOG)
+    per = {}
+    for s in samples:
+        per.setdefault(s.label, []).append(s)
+    assert set(per) == set(CATALOG.by_code) | {CONSULTATION}
+    assert min(len(v) for v in per.values()) >= 40
+    held = [s for s in samples if s.held_out]
+    assert 0.1 < len(held) / len(samples) < 0.3
+    assert sum(s.emergency for s in held) >= 10
+
+
+def test_a_bad_corpus_line_is_named(tmp_path):
+    (tmp_path / "road_traffic.tsv").write_text("emergency\ttext\n0\t红绿灯坏了\n2\t不对\n0\t红绿灯坏了\n")
+    (tmp_path / "no_such.tsv").write_text("emergency\ttext\n")
+    with pytest.raises(recommender.CorpusError) as info:
+        recommender.read_corpus(CATALOG, tmp_path)
+    assert info.value.problems == [
+        "no_such.tsv: 'no_such' is neither a catalog code nor 'consultation'",
+        "road_traffic.tsv:3: expected '0|1<TAB>text'",
+        "road_traffic.tsv:4: the same text as road_traffic.tsv:2",
+    ]
+
+
+def test_the_exported_model_answers_exactly_as_scikit_learn():
+    texts = ["路灯坏了", "路灯不亮", "红绿灯坏了", "红绿灯不亮了", "井盖没了", "井盖被偷了",
+             "被骗了钱", "网上被骗", "工资没发", "老板欠工资"]
+    labels = ["a", "a", "b", "b", "a", "a", "c", "c", "d", "d"]
+    docs = [recommender.features(t) for t in texts]
+    for y in (labels, ["1" if lab in "bc" else "0" for lab in labels]):
+        vec, lr = recommender.fit(docs, y)
+        model = classifier.LinearModel.from_json(recommender.export(vec, lr).to_json())
+        for text in ("路灯又坏了", "欠了三个月工资", "红绿灯", "完全无关的话"):
+            feats = recommender.features(text)
+            want = dict(zip(lr.classes_, lr.predict_proba(vec.transform([feats]))[0]))
+            got = model.probabilities(feats)
+            assert set(got) == set(want)
+            for label in want:
+                assert got[label] == pytest.approx(want[label], abs=1e-4)
+
+
+@pytest.mark.parametrize("text, emergency", [
+    ("我家厨房一股煤气味", True),
+    ("孩子掉进河里了", True),
+    ("有个人站在楼顶边上说要跳下去", True),
+    ("我爸有老年痴呆，早上出门到现在没回家", True),
+    ("两伙人在烧烤店门口打起来了", True),
+    ("电线断了掉在人行道上，还在冒火花", True),
+    ("没有人受伤，就是井盖没了", False),
+    ("不是漏气，就是燃气费扣多了", False),
+    ("上周楼道着过火，早就灭了，想问问物业怎么赔", False),
+    ("万一家里着火了应该怎么办", False),
+    ("孩子走丢了，后来已经找到了，谢谢", False),
+    ("没人管这事，但是有人受伤了", True),
+])
+def test_the_emergency_judgement_handles_negation_conditions_and_what_is_over(text, emergency):
+    judged = danger.judge(text)
+    assert judged.emergency is emergency, judged.why
+    assert judged.why.startswith("emergency" if emergency else "no emergency")
+
+
+@pytest.mark.parametrize("text, platform, category, emergency", [
+    ("我家里有很大的煤气味，怎么办", "110", None, True),
+    ("有个小孩掉到河里去了，快来人啊", "110", None, True),
+    ("十字路口的红绿灯全都不亮了", "110", "road_traffic", False),
+    ("我在网上买东西被骗了，付了钱对方把我拉黑了", "110", "property_safety", False),
+    ("干了半年活老板一分工资都不给", "12345", "market_supervision", False),
+    ("没有人受伤，就是小区门口的井盖没了", "12345", "public_facilities", False),
+])
+def test_ordinary_words_get_the_right_answer(engine, text, platform, category, emergency):
+    rec = engine.recommend(text=text)
+    assert (rec.platform, rec.emergency) == (platform, emergency), rec.reason
+    if category:
+        assert rec.category == category, rec.reason
+    assert rec.method == "model" and len(rec.alternatives) == 3
+
+
+def test_words_it_cannot_place_get_no_guess_but_the_alternatives(engine):
+    rec = engine.recommend(text="喂喂你好")
+    assert rec.platform is None and rec.reason.startswith("no recommendation: not sure")
+    assert rec.alternatives and rec.confidence < 0.7
+
+
+def test_without_its_model_it_answers_by_the_catalog_terms_and_says_so(tmp_path, monkeypatch):
+    monkeypatch.setattr(recommender, "corpus_dir", lambda: tmp_path)   # no corpus: no model
+    monkeypatch.setenv("HOTLINE_MODEL_DIR", str(tmp_path / "models"))
+    rec = recommender.Recommender(CATALOG).load_now()
+    assert rec.model is None and "CorpusError" in rec.error
+    answer = rec.recommend(text="路口交通信号灯坏了")
+    assert (answer.platform, answer.category, answer.method) == ("110", "road_traffic", "rules")
+    assert "[by the catalog's terms: CorpusError" in answer.reason
+    assert recommend(CATALOG, text="路口交通信号灯坏了").category == "road_traffic"
+
+
+def test_cli_explains_its_answer():
+    out = subprocess.run([sys.executable, "-m", "hotline_link.cli", "recommend",
+                          "楼下", "一股煤气味，邻居敲门没人应"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "平台 platform:   110" in out.stdout
+    assert "紧急 emergency:  是 yes - emergency: gas (煤气味)" in out.stdout
+    assert "候选 alternatives: " in out.stdout and "依据 why:" in out.stdout

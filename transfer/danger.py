@@ -1,0 +1,235 @@
+"""Is a described matter an emergency? (R4) Pure: no I/O.
+
+The judgement is kept apart from the category model on purpose: a category can be wrong and the
+caller still reaches an agent, a missed emergency cannot be taken back. It errs on the side of
+danger: any cue of danger to life, property or public safety makes the matter an emergency unless
+that very cue is negated ("没有人受伤"), put in a condition ("万一着火怎么办"), or said to be over
+("火早灭了", "孩子已经找到了"). A cue the text does not clear stands, however the rest reads.
+
+Every answer names the cues it found and why any of them was set aside, so an agent (and
+``hotline-link recommend``) can see why a matter was judged an emergency.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+# Danger cues by kind, as regular expressions over the description. Kinds name what is in danger,
+# for the explanation and for the "it is over" phrases that may clear them.
+_PEOPLE = (r"(?:孩子|小孩|小朋友|娃|儿子|女儿|闺女|孙子|孙女|老人|老太太|老大爷|老头|老爷子|爷爷|奶奶|姥姥|"
+           r"姥爷|外婆|外公|父亲|母亲|我爸|我妈|老伴|家人|丈夫|老公|妻子|老婆|学生|病人|行人|路人)")
+CUES: dict[str, tuple[str, ...]] = {
+    "fire": (r"着火", r"起火", r"失火", r"火灾", r"火苗", r"火光", r"火势", r"大火", r"烧起来", r"烧着了",
+             r"一股烧焦", r"着了火", r"火烧", r"越烧越(?:旺|大)", r"火(?:很|越来越|特别)(?:大|旺)"),
+    # Smoke apart from fire: a chimney or a rubbish fire that smokes every evening is pollution.
+    "smoke": (r"冒(?:黑|浓|白)?烟", r"浓烟", r"烟(?:很|特别|好)大", r"(?:满屋|屋里|楼道|楼里)(?:都是|全是)?烟"),
+    "explosion": (r"爆炸", r"炸了", r"爆燃", r"巨响"),
+    "gas": (r"(?:煤气|燃气|天然气|液化气|瓦斯)(?:的)?(?:味|泄[漏露]|漏了|在漏|漏气)",
+            r"(?:家|屋|厨房|楼道|楼里|房间)[^，。,]{0,8}臭鸡蛋味", r"漏气", r"气罐.{0,4}漏",
+            r"(?:煤气|燃气|天然气)管.{0,6}(?:嘶|呲|漏|破)", r"(?:煤气|燃气|天然气)管.{0,10}(?:断|裂)", r"嘶嘶.{0,6}(?:冒|漏)", r"嘶嘶"),
+    "chemical": (r"危化品", r"毒气", r"化学品.{0,6}(?:泄|漏|洒)", r"刺鼻.{0,24}(?:头晕|晕|呕|吐|喘)", r"(?:闻|吸)了?.{0,6}(?:头晕|头发晕|发晕|恶心|想吐)",
+                 r"(?:头晕|晕倒).{0,12}(?:气味|味道)", r"中毒", r"一氧化碳", r"喘不上气", r"胸口闷", r"眼睛(?:疼|辣|睁不开)", r"咳得(?:厉害|不行|很)"),
+    "trapped": (r"被困", r"困在", r"困住", r"出不来", r"关在(?:里面|屋里|车里)", r"锁在(?:里面|屋里|车里)",
+                r"卡在(?:里面|中间|下面|缝|电梯|门)", r"卡住了", r"压在(?:下面|底下)", r"埋在", r"埋了", r"(?:人|我|我们|孩子|他|她|老人)[^，。,]{0,10}出不去", r"(?:人在|站在|爬到)车顶", r"锁(?:在)?(?:车|屋|家|仓库|房间|厕所|卫生间|地下室)里", r"关在[^，。,]{0,8}里", r"放我出去"),
+    "water": (r"落水", r"溺水", r"淹死",
+              r"(?:人|孩子|小孩|娃|老人|老太太|老太|老大爷|老头|小伙|姑娘|男的|女的|学生|他|她|工人)[^，。,]{0,6}(?:掉|落|跌|摔|滑|踩空)(?:进|到|在|入|下)?[^，。,]{0,4}(?:河|湖|水|塘|江|井|沟|坑|洞|下水道|窨井)",
+              r"(?:人|孩子|小孩|娃|老人|老太太|老太|老大爷|老头|小伙|姑娘|男的|女的|学生|他|她|工人)[^，。,]{0,8}(?:掉|摔|跌)进去",
+              r"被(?:水|洪水)冲", r"冲走", r"水里.{0,4}(?:扑腾|挣扎|呼救)", r"(?:车|人)(?:在|泡在)水里", r"水里熄火"),
+    "fall": (r"跳楼", r"要跳", r"想跳", r"跳下去", r"跳河", r"跳桥", r"坠楼", r"坠落", r"(?:人|孩子|小孩|娃|老人|老太太|老太|老大爷|老头|小伙|姑娘|男的|女的|学生|他|她|工人)[^，。,]{0,6}(?:掉|摔|跌)下(?:来|去)", r"(?:楼顶|天台|楼顶边|窗台|桥上|栏杆外).{0,8}(?:边|站|坐|爬)",
+             r"(?:站|坐|爬)(?:在|到).{0,6}(?:楼顶|天台|窗台|栏杆外|桥栏)"),
+    "self_harm": (r"自杀", r"轻生", r"不想活", r"寻死", r"割腕", r"喝药", r"吃了.{0,4}安眠药", r"上吊",
+                  r"活不下去", r"吞了", r"安眠药", r"遗书", r"往水里走", r"(?:开|放)煤气", r"一起死", r"绑了东西"),
+    "missing": (_PEOPLE + r".{0,10}(?:不见了|找不到了|找不着|走丢|走失|失踪|失联|没回家|没有回家|一直没回来)",
+                r"(?:走丢|走失|失踪)", r"被(?:人)?(?:抱走|拐|带走)", r"拐卖", r"人贩子",
+                r"(?:到现在|至今|一直|还)(?:都|也|还)?没(?:有)?(?:回(?:家|来)|联系上|找到)", r"迷路",
+                r"(?:一转眼|一眨眼|转身|一会儿).{0,6}(?:就)?(?:不见|没影|跑没|找不到)", r"跑(?:没|丢)了",
+                r"(?:电话|手机).{0,8}(?:没人接|打不通|关机).{0,20}(?:敲门|叫门|不开|怕|出事)",
+                r"(?:敲门|叫门|砸门).{0,6}(?:不开|没人应|没反应|没动静)", r"怕(?:她|他|老人|孩子)(?:出事|想不开)",
+                r"(?:痴呆|阿尔茨海默|糊涂|智力障碍|智障).{0,20}(?:没回|不见|找不到|走丢|出门|跑出去)", r"(?:她|他|老人|孩子)(?:还|一直)?没(?:有)?回来", r"(?:小时|半天|一天|一宿|一夜|一晚上)(?:了)?(?:还|都)?没(?:有)?回(?:来|家)", r"找不(?:到|着)(?:妈妈|爸爸|家人|家长|大人)", r"出(?:去|门)[^，。,]{0,6}(?:就)?没(?:有)?回(?:来|家)", r"没到家", r"走散", r"说不清(?:楚)?(?:自己)?(?:家|从哪|在哪)", r"没找(?:着|到)"),
+    "injury": (r"受伤", r"受了伤", r"流血", r"出血", r"血流", r"满身是血", r"一身血", r"头破", r"骨折",
+               r"重伤", r"伤得", r"砸伤", r"烫伤", r"烧伤", r"咬伤", r"撞伤", r"伤者", r"伤员", r"送医院",
+               r"叫(?:了)?(?:救护车|120)", r"打(?:了)?120", r"流了?(?:好多|很多|一地|一身|不少)血", r"连着摔", r"摔了[^，。,]{0,3}个", r"摔倒", r"起不来"),
+    "unconscious": (r"昏迷", r"晕倒", r"晕过去", r"不省人事", r"没(?:有)?(?:意识|反应|呼吸|气了)", r"抽搐",
+                    r"休克", r"倒在地上", r"倒地不起", r"叫不醒", r"快不行了", r"心脏骤停", r"(?:躺|睡)在(?:地上|路上|路中间|马路上|快车道|车道|铁轨)", r"一动不动"),
+    "violence": (r"持刀", r"拿(?:着)?(?:刀|棍|棒|斧|锤|砖|铁棍|枪)", r"砍人", r"砍伤", r"捅(?:人|了|伤)",
+                 r"动刀", r"有枪", r"开枪", r"打人", r"殴打", r"打架", r"斗殴", r"群殴", r"互殴", r"打起来",
+                 r"正在打", r"往死里打", r"抢劫", r"抢(?:包|钱|手机)", r"绑架", r"劫持", r"人质", r"家暴",
+                 r"威胁要?(?:杀|砍|弄死|报复)", r"要杀", r"强奸", r"非礼", r"撬门", r"入室", r"闯进",
+                 r"持械", r"砸(?:车|店|门|东西)", r"烧死", r"炸死", r"同归于尽", r"弄死", r"杀了",
+                 r"汽油.{0,20}(?:烧|点|去|带|泼)", r"(?:带|拎|提|买)(?:着|了)?.{0,6}汽油", r"(?:塞|拖|拽|拉|推)(?:进|到|上)?[^，。,]{0,4}车里", r"揪着[^，。,]{0,6}头发", r"撬[^，。,]{0,10}(?:门|锁|车|窗)", r"踹门", r"躲(?:在)?(?:卫生间|厕所|屋里|房间|柜子)", r"拿(?:着)?[^，。,]{0,4}(?:抽|打|追)", r"追(?:出来|着打)", r"打(?:她|孩子|老婆|媳妇)", r"不要打我", r"放(?:把)?火", r"报复社会", r"陪葬"),
+    "fraud_now": (r"安全账户", r"(?:正在|现在|已经|准备|要).{0,12}(?:银行|柜台|ATM|取款机).{0,24}(?:转|汇|取|打钱)",
+                  r"正在.{0,12}(?:转账|打钱|汇款|汇钱)", r"(?:快|赶紧|帮忙|帮我).{0,4}拦(?:住|一下|下)",
+                  r"(?:劝不住|劝不听|怎么劝都不听)", r"(?:骗子|冒充.{0,8}的人).{0,6}(?:在|就在)(?:门口|楼下|家里)", r"验证码", r"(?:银行卡)?密码[^，。,]{0,10}(?:说|告诉|给)"),
+    "electric": (r"(?<!杆)电线(?!杆)[^，。,]{0,8}(?:掉|断|垂|落|耷拉)(?:在|到)(?:地|路)", r"高压线.{0,6}(?:断|掉|垂|落)", r"漏电",
+                 r"触电", r"电(?:着|到)(?:了)?人", r"(?:冒|打|噼啪).{0,2}火花", r"电线.{0,6}(?:冒烟|着火|烧)"),
+    "collapse": (r"倒塌", r"坍塌", r"塌了", r"塌方", r"(?:要|快|随时|马上).{0,4}(?:塌|倒|掉|砸)", r"摇摇欲坠",
+                 r"(?:悬|挂)在半空", r"晃来晃去.{0,20}(?:底下|下面|下边)",
+                 r"砸(?:到|中|在)(?:了)?" + _PEOPLE, r"裂了.{0,6}(?:要|快)", r"滑坡", r"泥石流", r"(?:墙|楼|房)[^，。,]{0,8}(?:裂开|往外鼓|鼓包|往外倒)", r"掉砖", r"倒下来", r"(?:会|要)被车撞"),
+    "crowd": (r"聚集", r"围堵", r"堵(?:住|了)?(?:路|门|大门|马路)", r"(?:路|门|马路|大门|路口)\S{0,2}堵(?:死|住|上)",
+              r"(?:上百|几百|好几百|好几十|几十|一大群|一大帮|一群)(?:号|个)?人[^。]{0,16}(?:围|堵|闹|冲|打(?:人|架|起来)|砸|聚)",
+              r"(?:发生|起了|爆发|肢体)冲突", r"聚了", r"推(?:保安|人|警察|民警)", r"情绪(?:很|非常|特别)?激动", r"推搡", r"踩踏", r"暴乱", r"打砸", r"挤倒", r"踩在(?:底下|脚下)"),
+    "crash": (r"车祸", r"撞(?:了|到|倒)?(?:人|行人|小孩|老人)", r"翻车", r"侧翻", r"连环撞", r"撞车",
+              r"撞(?:上|到)?(?:护栏|树|电线杆).{0,10}(?:人|伤|血)", r"压(?:到|住)(?:了)?人", r"碾", r"追尾", r"随时(?:会|要)?(?:追尾|撞)"),
+    "flood": (r"洪水", r"水(?:漫|淹|灌)(?:进|到)(?:屋|家|房|楼|车)", r"被淹", r"淹到(?:腰|胸|脖子)"),
+    "danger": (r"危险", r"生命危险", r"危及", r"救命", r"呼救", r"求救", r"出人命", r"人命", r"快来人",
+               r"要出事"),
+    "animal": (r"(?:狗|犬|蛇|野猪|牛)[^，。,]{0,6}(?:正在|追着|扑|围着)[^，。,]{0,6}(?:咬|人|孩子)", r"疯狗",
+               r"被[^，。,]{0,4}咬(?:了|伤|住)", r"见人就(?:咬|扑)", r"(?:刚|刚刚|刚才)咬(?:了|伤)"),
+}
+
+# A negator shortly before a cue, in the same clause, negates it: 没有人受伤, 不是着火, 并未起火.
+_NEGATOR = re.compile(r"(?:没有|没|并没有|并没|不是|并不是|不存在|未|无|不会|别|不用|不要|没啥|没什么|谈不上|算不上|"
+                      r"不算|不太|不怎么|并不)")
+_NEGATION_WINDOW = 6
+# What puts a cue in a condition or a general question, not the present: 万一着火怎么办.
+_CONDITION = re.compile(r"(?:如果|万一|假如|要是|假设|一旦|以防|防止|预防|怎么预防|避免|演练|培训|知识|宣传|"
+                        r"科普|讲座|保险|理赔|赔偿|报销|补偿|补贴|证明|手续|流程|怎么申请|如何申请|咨询|政策|哪天|迟早|"
+                        r"真(?:要|的)?(?:着火|出事)[^，。]*吗)")
+# A threat is made of conditions ("拿不到补偿就带汽油去"): these kinds are never set aside by one.
+_THREATS = frozenset({"violence", "self_harm", "fraud_now"})
+# Said to be over: past and resolved. Kind-specific phrases first, then general ones.
+_CLEARED: dict[str, tuple[str, ...]] = {
+    "fraud_now": (r"(?:我|他|她)?(?:已经)?转了", r"被转走", r"后来才", r"冻结", r"给(?:了|过去了)", r"刷走",
+                  r"被骗了"),
+    "fire": (r"(?:已经|早就?|早都|都)(?:被)?(?:扑)?灭了", r"灭掉了", r"扑灭了", r"熄灭了", r"没(?:有)?着起来",
+             r"火灭了"),
+    "smoke": (r"(?:还好|幸好|好在)没(?:有)?着(?:火|起来)", r"(?:已经)?(?:拔了?插头|断电了|拉闸)"),
+    "electric": (r"(?:已经)?(?:拉了?闸|断(?:了)?电|拔了?插头)", r"人(?:也|都)?没事"),
+    "chemical": (r"没(?:什么|啥)?(?:味|气味)", r"没(?:有)?人不舒服", r"(?:已经)?(?:盖|清理|处理|堵)(?:上|好|掉|住)?了"),
+    "animal": (r"没咬(?:着|到|上)", r"(?:已经)?(?:打了?|去打)(?:疫苗|狂犬|针)"),
+    "violence": (r"(?:已经|早就?)?散了", r"拉开了", r"(?:已经|早就?)(?:走|跑)了"),
+    "crowd": (r"(?:已经|早就?)?散了",),
+    "missing": (r"(?<![没不])找(?:到|回来|着)了", r"(?:已经|自己)回(?:来|家)了", r"送回来了"),
+    "gas": (r"(?:已经|早就?)?(?:修好|关好|关掉|关上|拧紧)了", r"不漏了", r"没(?:有)?味了", r"味(?:道)?(?:都|也)?没了"),
+    "injury": (r"已经出院", r"(?:已经)?处理(?:过)?了", r"不严重", r"不多", r"伤(?:已经|早就?)?好了", r"(?:已经|早就?)(?:痊愈|愈合)"),
+    "trapped": (r"(?:已经|都)?(?:救|弄|放|拉)出来了", r"出来了"),
+}
+# General "it is over" phrases clear every cue; deliberately few ("暂时没有危险" does not: people
+# still trapped need rescue however calm the caller sounds).
+# No harm done: clears what could have hurt someone and did not.
+_NO_HARM = re.compile(r"(?:还好|幸好|好在|万幸)没")
+_NO_HARM_KINDS = frozenset({"collapse", "crash", "trapped", "fall", "smoke", "electric"})
+# Words that say all is well; they do not clear a cue (a fire with nobody hurt is still a fire),
+# but the emergency model needs to be surer to overrule them (``calm``).
+_CALM = re.compile(r"(?:人(?:都|也)?(?:好好的|没事)|撤了|已经(?:回来|回家|找到|联系上)|没(?:有)?人受伤|不要紧)")
+_CLEARED_ANY = (r"现在(?:已经)?没事了", r"已经没事了", r"危险(?:已经)?(?:解除|排除)", r"早(?:就|都)?(?:过去|处理)了",
+                r"已经处理(?:好|完)了", r"开玩笑", r"恶作剧", r"谎报", r"报假警", r"根本没(?:有)?(?:这回事|这事)",
+                r"(?:是|都是)假的", r"现在没(?:啥|什么)事", r"(?:已经)?联系上了", r"(?:已经)?(?:撤|撤销|取消)了?(?:报警|这个|那个)?")
+# A cue said of another time (昨天, 上个月, 上次 ...) in its own clause is over, unless the clause
+# also says now; except what lasts: a person missing since yesterday is missing now.
+_PAST = re.compile(r"(?:昨天|前天|大前天|上周|上礼拜|上星期|上个?月|上次|上回|去年|前年|以前|之前|前几天|前些天|"
+                   r"那天|当时|过去|曾经|出过|着过|昨晚|昨夜|前晚|那会儿|"
+                   r"\d+\s*(?:年|个月|天)前|[一二两三四五六七八九十几]+(?:年|个月|天)前)")
+_NOW = re.compile(r"(?:现在|正在|刚才|刚刚|还在|马上|赶紧|快点?来|目前|此刻|这会儿)")
+_LASTING = frozenset({"missing", "trapped", "self_harm"})
+# A gathering announced for another day is a lead (stability_leads), not an emergency now.
+_PLANNED = re.compile(r"(?:拟于|计划|打算|号召|下周|下礼拜|下个月|明天|后天|到时候|周[一二三四五六日末]|星期[一二三四五六日天])")
+# Said of every day or every evening: a chimney's smoke or a factory's smell is pollution (12345).
+_HABITUAL = re.compile(r"(?:天天|每天|每晚|每到|一到(?:晚上|夜里|傍晚)|经常|总是|老是|隔三差五|常年|长期|一直在)")
+_HABITUAL_KINDS = frozenset({"smoke", "gas", "chemical"})
+_CLAUSE = re.compile(r"[，。！？；,.!?;、\n]|但是|可是|不过|结果|然后")
+
+_COMPILED = {kind: tuple(re.compile(p) for p in pats) for kind, pats in CUES.items()}
+_CLEARED_C = {kind: tuple(re.compile(p) for p in pats) for kind, pats in _CLEARED.items()}
+_CLEARED_ANY_C = tuple(re.compile(p) for p in _CLEARED_ANY)
+
+
+@dataclass(frozen=True)
+class Cue:
+    kind: str
+    text: str                 # the words of the description that are the cue
+    set_aside: str | None     # why it does not count ("negated: 没有人受伤"), or None: it counts
+
+
+@dataclass(frozen=True)
+class Danger:
+    emergency: bool
+    cues: tuple[Cue, ...]
+    calm: str | None = None     # words saying all is well, if any
+
+    @property
+    def why(self) -> str:
+        standing = [c for c in self.cues if c.set_aside is None]
+        if standing:
+            return "emergency: " + ", ".join(f"{c.kind} ({c.text})" for c in standing)
+        if self.cues:
+            return "no emergency: " + "; ".join(f"{c.text}: {c.set_aside}" for c in self.cues)
+        return "no emergency: no cue of danger"
+
+
+def _clause_span(text: str, start: int, end: int) -> tuple[int, int]:
+    left = 0
+    for m in _CLAUSE.finditer(text, 0, start):
+        left = m.end()
+    right = _CLAUSE.search(text, end)
+    return left, right.start() if right else len(text)
+
+
+def _set_aside(kind: str, text: str, start: int, end: int) -> str | None:
+    left, right = _clause_span(text, start, end)
+    before = text[max(left, start - _NEGATION_WINDOW):start]
+    neg = None
+    for m in _NEGATOR.finditer(before):
+        neg = m
+    # "没有人受伤" negates; "没人管, 有人受伤" does not (a negator of another clause never reaches).
+    if neg is not None:
+        return f"negated ({before[neg.start():]}{text[start:end]})"
+    clause = text[left:right]
+    cond = _CONDITION.search(clause) if kind not in _THREATS else None
+    if cond:
+        return f"not happening now ({cond.group(0)})"
+    past = _PAST.search(clause)
+    if past and kind not in _LASTING and not _NOW.search(clause):
+        return f"in the past ({past.group(0)})"
+    planned = _PLANNED.search(text) if kind == "crowd" else None
+    if planned and not _NOW.search(clause):
+        return f"planned, not happening now ({planned.group(0)})"
+    habit = _HABITUAL.search(text) if kind in _HABITUAL_KINDS else None
+    if habit:
+        return f"a standing nuisance, not an emergency now ({habit.group(0)})"
+    after = text[end:]
+    for pattern in _CLEARED_C.get(kind, ()):
+        m = pattern.search(after)
+        if m:
+            return f"over ({m.group(0)})"
+    if kind in _NO_HARM_KINDS:
+        m = _NO_HARM.search(text, end)
+        if m:
+            return f"no harm done ({m.group(0)})"
+    for pattern in _CLEARED_ANY_C:
+        m = pattern.search(text)
+        if m:
+            return f"over ({m.group(0)})"
+    return None
+
+
+def judge(text: str | None, extra: tuple[str, ...] = (), extra_words: tuple[str, ...] = ()) -> Danger:
+    """``extra``: the catalog's own emergency terms (substrings), ``extra_words`` its English
+    keywords (whole words, any case): cues of kind "catalog"."""
+    text = (text or "").strip()
+    if not text:
+        return Danger(False, ())
+    found: list[tuple[int, int, str]] = []
+    for kind, patterns in _COMPILED.items():
+        for pattern in patterns:
+            for m in pattern.finditer(text):
+                found.append((m.start(), m.end(), kind))
+    for term in extra:
+        for m in re.finditer(re.escape(term), text):
+            found.append((m.start(), m.end(), "catalog"))
+    for word in extra_words:
+        for m in re.finditer(rf"(?<![\w-]){re.escape(word)}(?![\w-])", text, re.IGNORECASE):
+            found.append((m.start(), m.end(), "catalog"))
+    # One cue per stretch of text: the longest match where several overlap.
+    found.sort(key=lambda f: (f[0], -(f[1] - f[0])))
+    cues: list[Cue] = []
+    last_end = -1
+    for start, end, kind in found:
+        if start < last_end:
+            continue
+        last_end = end
+        cues.append(Cue(kind, text[start:end], _set_aside(kind, text, start, end)))
+    calm = _CALM.search(text)
+    return Danger(any(c.set_aside is None for c in cues), tuple(cues),
+                  calm.group(0) if calm else None)
