@@ -768,6 +768,39 @@ def test_dispute_signals_r15(stack):
     assert stack.redis.zscore(DEADLINES, f"110|{tickets['110']}|accept|1")
 
 
+def test_a_dispute_110_transfers_to_12345_raises_the_r15_alert_from_a_real_call(stack, phones,
+                                                                              outcomes, lab):
+    """A 110 agent's desktop tags the live call as a consumer dispute, the agent presses *1:
+    12345 takes it, the dispute alert (joint mediation) fires from that real call, and 12345's
+    ticket is supervised on the category's own deadlines."""
+    from test_delivery import connect
+
+    call, agent, leg = connect(phones, phones.citizen, "110", "110")
+    [caller] = [c for c in lab.ari["110"].channels()
+                if c.get("channelvars", {}).get("HOTLINE_ROLE") == "caller"]
+    status, matter = stack.api("PUT", f"/calls/{caller.get('linkedid') or caller['id']}/matter", {
+        "hotline": "110", "category": "consumer_rights", "agent": agent.username,
+        "summary": "饭店拒不退预付卡余额，双方在店里争吵，暂无肢体冲突"})
+    assert status == 201
+    leg.send_dtmf("*1")
+    leg.wait_ended(5)
+    far_agent, far_leg = phones.ringing_agent("12345", timeout=8)
+    assert far_leg.header("X-Hotline-Category") == "consumer_rights"
+    far_leg.accept()
+    call.hears(far_leg)
+    [rec] = outcomes.wait(phones.lib)
+    assert (rec["origin"], rec["target"], rec["result"], rec["category"]) == \
+        ("110", "12345", "accepted", "consumer_rights")
+    synced_at = time.time()
+    [alert] = stack.wait(lambda: _alerts_about(stack, "dispute", rec["transfer_id"]), 20,
+                         "the dispute alert")
+    assert alert["data"]["stage"] == "mediation" and alert["data"]["category"] == "consumer_rights"
+    owner_ticket = alert["data"]["tickets"]["12345"]
+    due = stack.redis.zscore(DEADLINES, f"12345|{owner_ticket}|accept|1")
+    deadline = stack.settings.sidecar.deadline("consumer_rights")
+    assert deadline.accept == 900.0 and abs(due - (synced_at + deadline.accept)) < 30
+
+
 def test_schemathesis_finds_no_server_error_and_no_spec_violation(stack, tmp_path):
     """The whole API contract, fuzzed from /openapi.json by schemathesis: no 5xx, and every
     answer has a status code and content type the contract declares. ``/events`` streams
