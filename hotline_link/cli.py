@@ -239,8 +239,9 @@ def cmd_recommend(args) -> int:
         print(json.dumps(answer, ensure_ascii=False))
         return 0
     where = rec.platform or "无推荐 none (an agent decides)"
-    print(f"平台 platform:   {where}"
-          + (f"  (confidence {rec.confidence:.2f})" if rec.confidence is not None else ""))
+    how = ("  (紧急先行 emergency first)" if rec.emergency
+           else f"  (confidence {rec.confidence:.2f})" if rec.confidence is not None else "")
+    print(f"平台 platform:   {where}{how}")
     print(f"类别 category:   {rec.category or '-'}"
           + (f" {answer['category_name']}" if rec.category else ""))
     print(f"紧急 emergency:  {'是 yes' if rec.emergency else '否 no'} - {rec.emergency_why or '-'}")

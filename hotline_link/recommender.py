@@ -96,40 +96,75 @@ def read_corpus(catalog: Catalog, directory: Path | None = None) -> list[Sample]
 # --- segmentation ---------------------------------------------------------------------------------
 
 _jieba_lock = threading.Lock()
-_tokenizer = None
+_tokenizers: dict[str, object] = {}
+# jieba's own dictionary holds 349,000 words and costs a process about 60 MB; the model's build
+# keeps the most frequent words and every dictionary word its corpus uses (about 10 MB). Words
+# beyond it are still found by jieba's HMM, and the character n-grams do not depend on it.
+DICTIONARY_WORDS = 60_000
 
 
-def segment(text: str) -> list[str]:
-    """jieba's words of a text (precise mode, HMM for words its dictionary lacks)."""
-    global _tokenizer
-    if _tokenizer is None:
+def segment(text: str, dictionary: Path | None = None) -> list[str]:
+    """jieba's words of a text (precise mode, HMM for words its dictionary lacks), with the
+    model's dictionary (or jieba's whole one)."""
+    key = str(dictionary or "")
+    tok = _tokenizers.get(key)
+    if tok is None:
         with _jieba_lock:
-            if _tokenizer is None:
+            tok = _tokenizers.get(key)
+            if tok is None:
                 import jieba
 
                 jieba.setLogLevel(logging.WARNING)
-                tok = jieba.Tokenizer()
+                tok = jieba.Tokenizer(str(dictionary)) if dictionary else jieba.Tokenizer()
+                if dictionary:
+                    tok.tmp_dir = str(dictionary.parent)     # its cache beside the model's
                 tok.initialize()
-                _tokenizer = tok
-    return list(_tokenizer.cut(text))
+                _tokenizers[key] = tok
+    return list(tok.cut(text))
 
 
-def features(text: str) -> list[str]:
-    return classifier.features(text, segment(text))
+def features(text: str, dictionary: Path | None = None) -> list[str]:
+    return classifier.features(text, segment(text, dictionary))
+
+
+def build_dictionary(texts: list[str], path: Path) -> Path:
+    """The model's word list: jieba's most frequent words and every one of its words that occurs
+    in the texts (substrings of up to 8 characters), in jieba's format."""
+    import jieba
+
+    entries = []
+    with open(Path(jieba.__file__).with_name("dict.txt"), encoding="utf-8") as f:
+        for line in f:
+            word, freq, *tag = line.split()
+            entries.append((word, int(freq), tag[0] if tag else ""))
+    used = {t[i:j] for t in texts for i in range(len(t)) for j in range(i + 2, min(len(t), i + 8) + 1)}
+    entries.sort(key=lambda e: -e[1])
+    kept = entries[:DICTIONARY_WORDS] + [e for e in entries[DICTIONARY_WORDS:] if e[0] in used]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text("".join(f"{w} {n} {t}".rstrip() + "\n" for w, n, t in kept), encoding="utf-8")
+    os.replace(tmp, path)
+    return path
 
 
 # --- the model ------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
 class Model:
-    """Both parts the recommender reads: the category model and the emergency model."""
+    """What the recommender reads: the category model, the platform model (which platform's
+    categories; trained on its own, its probability is the answer's confidence) and the
+    emergency model."""
     category: classifier.LinearModel
+    platform: classifier.LinearModel
     emergency: classifier.LinearModel
     stamp: str
+    dictionary: Path
 
-    def probabilities(self, text: str) -> tuple[dict[str, float], float]:
-        feats = features(text)
-        return self.category.probabilities(feats), self.emergency.probabilities(feats)["1"]
+    def probabilities(self, text: str) -> catalog_mod.Classified:
+        feats = features(text, self.dictionary)
+        return catalog_mod.Classified(self.category.probabilities(feats),
+                                      self.platform.probabilities(feats),
+                                      self.emergency.probabilities(feats)["1"])
 
 
 def stamp(catalog_path: Path | None = None, directory: Path | None = None) -> str:
@@ -140,12 +175,20 @@ def stamp(catalog_path: Path | None = None, directory: Path | None = None) -> st
     h.update((catalog_path or project_home() / "config" / "matter-catalog.toml").read_bytes())
     h.update(inspect.getsource(classifier).encode())
     h.update(inspect.getsource(fit).encode())
+    h.update(inspect.getsource(train).encode())
+    h.update(inspect.getsource(build_dictionary).encode())
+    h.update(str(DICTIONARY_WORDS).encode())
     h.update(inspect.getsource(export).encode())
     return h.hexdigest()[:16]
 
 
 def model_dir() -> Path:
     return Path(os.environ.get("HOTLINE_MODEL_DIR") or project_home() / "var" / "recommender")
+
+
+def _paths(stamp_: str, directory: Path | None = None) -> tuple[Path, Path]:
+    directory = directory or model_dir()
+    return directory / f"model-{stamp_}.json", directory / f"words-{stamp_}.txt"
 
 
 def fit(docs: list[list[str]], labels: list[str]):
@@ -179,9 +222,15 @@ def export(vec, lr) -> classifier.LinearModel:
     return classifier.LinearModel(classes, weights, intercepts)
 
 
-def train(catalog: Catalog, samples: list[Sample], stamp_: str) -> Model:
+def _platform_of(catalog: Catalog, label: str) -> str:
+    return "12345" if label == CONSULTATION else catalog.by_code[label].platform
+
+
+def train(catalog: Catalog, samples: list[Sample], stamp_: str,
+          directory: Path | None = None) -> Model:
     """Fit both models on the samples not held out, plus the catalog's own terms (short texts
-    like "井盖缺失" are what an agent types)."""
+    like "井盖缺失" are what an agent types). The word list is built from every sample's text, the
+    held-out ones included: it holds dictionary words, not labels, and so does not leak them."""
     train_set = [s for s in samples if not s.held_out]
     texts = [s.text for s in train_set]
     labels = [s.label for s in train_set]
@@ -189,40 +238,49 @@ def train(catalog: Catalog, samples: list[Sample], stamp_: str) -> Model:
         for term in cat.examples:
             texts.append(term)
             labels.append(cat.code)
-    docs = [features(t) for t in texts]
+    dictionary = build_dictionary([s.text for s in samples] + texts,
+                                  _paths(stamp_, directory)[1])
+    docs = [features(t, dictionary) for t in texts]
     category = export(*fit(docs, labels))
+    platform = export(*fit(docs, [_platform_of(catalog, label) for label in labels]))
     flags = ["1" if s.emergency else "0" for s in train_set]
     emergency = export(*fit(docs[:len(train_set)], flags))
-    return Model(category, emergency, stamp_)
+    return Model(category, platform, emergency, stamp_, dictionary)
 
 
 def save(model: Model, directory: Path | None = None) -> Path:
-    directory = directory or model_dir()
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / f"model-{model.stamp}.json"
+    path, words = _paths(model.stamp, directory)
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps({"stamp": model.stamp, "category": model.category.to_json(),
+                               "platform": model.platform.to_json(),
                                "emergency": model.emergency.to_json()}))
     os.replace(tmp, path)
-    for old in directory.glob("model-*.json"):
-        if old != path:
+    for old in [*path.parent.glob("model-*.json"), *path.parent.glob("words-*.txt"),
+                *path.parent.glob("jieba.*.cache")]:
+        if old not in (path, words):
             old.unlink(missing_ok=True)
     return path
 
 
 def built() -> bool:
     """Is the model of the current corpus, catalog and code on disk?"""
-    return (model_dir() / f"model-{stamp()}.json").exists()
+    return all(p.exists() for p in _paths(stamp()))
 
 
 def load(catalog: Catalog, train_if_missing: bool = True) -> Model:
     """The model for the current corpus: read from the build's file, or trained (and kept)."""
     s = stamp()
-    path = model_dir() / f"model-{s}.json"
-    if path.exists():
-        data = json.loads(path.read_text())
-        return Model(classifier.LinearModel.from_json(data["category"]),
-                     classifier.LinearModel.from_json(data["emergency"]), s)
+    path, words = _paths(s)
+    if path.exists() and words.exists():
+        try:
+            data = json.loads(path.read_text())
+            return Model(*(classifier.LinearModel.from_json(data[part])
+                           for part in ("category", "platform", "emergency")), s, words)
+        except (ValueError, KeyError, TypeError):
+            if not train_if_missing:
+                raise
+            # Unreadable (damaged, or of an older format): built again below.
     if not train_if_missing:
         raise FileNotFoundError(f"{path}: no model built for this corpus")
     model = train(catalog, read_corpus(catalog), s)
@@ -249,7 +307,7 @@ class Recommender:
         started = time.monotonic()
         try:
             self.model = load(self.catalog)
-            segment("预热")               # jieba's dictionary, now rather than on a call
+            segment("预热", self.model.dictionary)   # jieba's dictionary now, not on a call
             self.loaded_in = time.monotonic() - started
             if self.log is not None:
                 self.log.info("recommender model loaded", stamp=self.model.stamp,

@@ -70,8 +70,15 @@ EMERGENCY_MODEL = 0.60
 EMERGENCY_MODEL_CALM = 0.90
 ALTERNATIVES = 3
 
-# (label probabilities, emergency probability) of a description: the trained model.
-Classify = Callable[[str], tuple[dict[str, float], float]]
+@dataclass(frozen=True)
+class Classified:
+    """What the trained model says of a description."""
+    labels: dict[str, float]        # category code (or CONSULTATION) -> probability
+    platforms: dict[str, float]     # "110"/"12345" -> probability
+    emergency: float
+
+
+Classify = Callable[[str], Classified]
 
 
 @dataclass(frozen=True)
@@ -181,10 +188,11 @@ def recommend(catalog: Catalog, code: str | None = None, text: str | None = None
     """``classify``: the trained model (``hotline_link.recommender``); without it the catalog's
     terms are matched as substrings, and ``without_model`` says why in the reason."""
     text = (text or "").strip()
-    probs: dict[str, float] = {}
+    classified: Classified | None = None
     p_emergency: float | None = None
     if classify is not None and text:
-        probs, p_emergency = classify(text)
+        classified = classify(text)
+        p_emergency = classified.emergency
     emergency, emergency_why, cues = (_emergency(catalog, text, p_emergency) if text
                                       else (False, "", []))
     if code:
@@ -197,8 +205,8 @@ def recommend(catalog: Catalog, code: str | None = None, text: str | None = None
                 platform, category.code, emergency,
                 (emergency_why + "; " if emergency else "") + f"{category.name}: matter code {code}",
                 tuple(cues), category.also_notify_departments, 1.0, (), emergency_why, "code")
-    if probs:
-        return _by_model(catalog, probs, emergency, emergency_why, tuple(cues))
+    if classified is not None:
+        return _by_model(catalog, classified, emergency, emergency_why, tuple(cues))
     rec = _by_rules(catalog, text, emergency, emergency_why, cues)
     if without_model and text:
         rec = Recommendation(rec.platform, rec.category, rec.emergency,
@@ -207,15 +215,12 @@ def recommend(catalog: Catalog, code: str | None = None, text: str | None = None
     return rec
 
 
-def _by_model(catalog: Catalog, probs: dict[str, float], emergency: bool, emergency_why: str,
+def _by_model(catalog: Catalog, classified: Classified, emergency: bool, emergency_why: str,
               cues: tuple[str, ...]) -> Recommendation:
-    ranked = sorted(probs.items(), key=lambda kv: -kv[1])
+    ranked = sorted(classified.labels.items(), key=lambda kv: -kv[1])
     alternatives = tuple(Alternative(label, _platform_of(catalog, label), round(p, 3))
                          for label, p in ranked[:ALTERNATIVES])
-    per_platform: dict[str, float] = {}
-    for label, p in ranked:
-        platform = _platform_of(catalog, label)
-        per_platform[platform] = per_platform.get(platform, 0.0) + p
+    per_platform = classified.platforms
     top_label, top_p = ranked[0]
     platform, p_platform = max(per_platform.items(), key=lambda kv: kv[1])
     category = (catalog.by_code.get(top_label)
