@@ -6,10 +6,10 @@ it, chosen by a hash of each text, is held out: training never sees it and ``mak
 the model on it (``bench/recommender.py``). The shipped model is the one the benchmark measures.
 
 Training (scikit-learn, at build time: ``hotline-link recommend --train``, run by the bootstrap)
-writes ``var/recommender/model-<stamp>.json``; the stamp hashes the corpus, the catalog and the
-feature code, so a changed corpus is a new model. Loading reads that file; where it is missing or
-stale the process trains one itself, once, and keeps it. Nothing here is on a call's path until it
-is loaded: the service loads it in the background and answers by the catalog's rules meanwhile.
+writes ``var/recommender/model-<stamp>.json`` and its word list; the stamp hashes the corpus, the
+catalog and the code, so a changed corpus is a new model. The service and the sidecar only read
+it (in a thread at start; the catalog's rules answer meanwhile, and for good if it is missing or
+stale, saying so); the CLI and the benchmark train one where it is missing.
 """
 
 from __future__ import annotations
@@ -282,7 +282,8 @@ def load(catalog: Catalog, train_if_missing: bool = True) -> Model:
                 raise
             # Unreadable (damaged, or of an older format): built again below.
     if not train_if_missing:
-        raise FileNotFoundError(f"{path}: no model built for this corpus")
+        raise FileNotFoundError(f"{path}: no model built for this corpus and catalog "
+                                "(hotline-link recommend --train builds it)")
     model = train(catalog, read_corpus(catalog), s)
     try:
         save(model)
@@ -296,7 +297,11 @@ class Recommender:
     no event loop waits for jieba's dictionary or a training) it answers by the catalog's rules;
     if loading fails it keeps answering by the rules and says so in every reason."""
 
-    def __init__(self, catalog: Catalog, log=None):
+    def __init__(self, catalog: Catalog, log=None, train_if_missing: bool = False):
+        # The service and the sidecar never train (seconds of CPU, scikit-learn's memory, and a
+        # process that cannot stop meanwhile): without the build's model they answer by the
+        # rules and say how to build it. The CLI and the benchmark may train.
+        self.train_if_missing = train_if_missing
         self.catalog = catalog
         self.model: Model | None = None
         self.error: str | None = None
@@ -306,7 +311,7 @@ class Recommender:
     def load_now(self) -> "Recommender":
         started = time.monotonic()
         try:
-            self.model = load(self.catalog)
+            self.model = load(self.catalog, self.train_if_missing)
             segment("预热", self.model.dictionary)   # jieba's dictionary now, not on a call
             self.loaded_in = time.monotonic() - started
             if self.log is not None:

@@ -20,7 +20,7 @@ CATALOG = load_catalog()
 
 @pytest.fixture(scope="module")
 def engine():
-    rec = recommender.Recommender(CATALOG).load_now()
+    rec = recommender.Recommender(CATALOG, train_if_missing=True).load_now()
     assert rec.model is not None, rec.error
     return rec
 
@@ -111,7 +111,8 @@ def test_words_it_cannot_place_get_no_guess_but_the_alternatives(engine):
 def test_without_its_model_it_answers_by_the_catalog_terms_and_says_so(tmp_path, monkeypatch):
     monkeypatch.setattr(recommender, "corpus_dir", lambda: tmp_path)   # no corpus: no model
     monkeypatch.setenv("HOTLINE_MODEL_DIR", str(tmp_path / "models"))
-    rec = recommender.Recommender(CATALOG).load_now()
+    assert "no model built" in recommender.Recommender(CATALOG).load_now().error
+    rec = recommender.Recommender(CATALOG, train_if_missing=True).load_now()
     assert rec.model is None and "CorpusError" in rec.error
     answer = rec.recommend(text="路口交通信号灯坏了")
     assert (answer.platform, answer.category, answer.method) == ("110", "road_traffic", "rules")

@@ -1,0 +1,176 @@
+"""The matter recommender on descriptions its training never saw (issue 17), on one core.
+
+    python -m bench --only recommender        (no lab needed)
+
+Two sets, neither in the training:
+- the held-out fifth of ``config/corpus`` (``Sample.held_out``: a hash of the text decides, so it
+  is the same fifth on every machine and for every model built from that corpus);
+- ``bench/data/recommender-probe.tsv``: descriptions written apart from the corpus, by a writer
+  who never read it, for every category and consultation (``category<TAB>emergency<TAB>text``).
+
+Figures per set: platform accuracy (an unsure answer counts as a miss: an agent then decides),
+category accuracy, emergency recall and precision, how often it is unsure; the worst categories'
+confusions; and, for comparison, the catalog's substring rules on the same set. Then the cost:
+recommendation latency (one description at a time, one core, the model loaded), load time and
+what the model and jieba's dictionary add to a process's memory.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import time
+from collections import Counter, defaultdict
+from pathlib import Path
+
+from bench.results import percentiles
+from hotline_link import recommender
+from hotline_link.settings import load_catalog
+from transfer.catalog import CONSULTATION, Catalog, recommend
+
+ROOT = Path(__file__).resolve().parent.parent
+PROBE = ROOT / "bench" / "data" / "recommender-probe.tsv"
+LATENCY_ROUNDS = 5
+
+
+def read_probe(catalog: Catalog) -> list[recommender.Sample]:
+    labels = set(catalog.by_code) | {CONSULTATION}
+    out = []
+    lines = PROBE.read_text(encoding="utf-8").splitlines()
+    for n, line in enumerate(lines[1:], start=2):
+        if not line.strip():
+            continue
+        label, flag, text = line.split("\t")
+        if label not in labels or flag not in ("0", "1"):
+            raise ValueError(f"{PROBE.name}:{n}: bad label or flag")
+        out.append(recommender.Sample(label, flag == "1", text.strip(), f"{PROBE.name}:{n}"))
+    return out
+
+
+def _platform(catalog: Catalog, sample: recommender.Sample) -> str:
+    if sample.emergency:
+        return "110"
+    return "12345" if sample.label == CONSULTATION else catalog.by_code[sample.label].platform
+
+
+def evaluate(catalog: Catalog, samples: list[recommender.Sample], rec_fn) -> dict:
+    platform_ok = category_ok = unsure = 0
+    tp = fp = fn = 0
+    confusion: dict[str, Counter] = defaultdict(Counter)
+    misses = []
+    for s in samples:
+        rec = rec_fn(s.text)
+        want = _platform(catalog, s)
+        platform_ok += rec.platform == want
+        unsure += rec.platform is None
+        got_label = rec.category or (CONSULTATION if rec.platform == "12345"
+                                     and "consultation" in rec.reason else None)
+        category_ok += got_label == s.label
+        confusion[s.label][got_label or "-"] += 1
+        tp += s.emergency and rec.emergency
+        fp += rec.emergency and not s.emergency
+        fn += s.emergency and not rec.emergency
+        if rec.platform != want or (s.emergency and not rec.emergency):
+            misses.append({"where": s.where, "text": s.text, "want": [want, s.label, s.emergency],
+                           "got": [rec.platform, got_label, rec.emergency], "why": rec.reason})
+    n = len(samples)
+    per_label = {label: round(100 * c[label] / sum(c.values()), 1) for label, c in confusion.items()}
+    worst = sorted(per_label, key=per_label.get)[:4]
+    return {
+        "n": n, "emergencies": tp + fn,
+        "platform_accuracy_pct": round(100 * platform_ok / n, 1),
+        "category_accuracy_pct": round(100 * category_ok / n, 1),
+        "unsure_pct": round(100 * unsure / n, 1),
+        "emergency_recall_pct": round(100 * tp / (tp + fn), 1) if tp + fn else None,
+        "emergency_precision_pct": round(100 * tp / (tp + fp), 1) if tp + fp else None,
+        "worst_categories": {label: {"correct_pct": per_label[label],
+                                     "answered_as": dict(confusion[label].most_common(4))}
+                             for label in worst},
+        "platform_misses_and_missed_emergencies": misses[:40],
+    }
+
+
+def _rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def run(config=None, descriptor=None) -> dict:
+    try:
+        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+    except (AttributeError, OSError):
+        pass
+    catalog = load_catalog()
+    samples = recommender.read_corpus(catalog)
+    held_out = [s for s in samples if s.held_out]
+    probe = read_probe(catalog)
+
+    rss0 = _rss_mb()
+    t0 = time.perf_counter()
+    rec = recommender.Recommender(catalog, train_if_missing=True).load_now()
+    load_s = time.perf_counter() - t0
+    if rec.model is None:
+        raise RuntimeError(f"the model did not load: {rec.error}")
+    rss1 = _rss_mb()
+
+    def by_model(text: str):
+        return rec.recommend(text=text)
+
+    def by_rules(text: str):
+        return recommend(catalog, text=text)
+
+    results = {name: {"model": evaluate(catalog, data, by_model),
+                      "rules": evaluate(catalog, data, by_rules)}
+               for name, data in (("held_out", held_out), ("probe", probe))}
+
+    timings = []
+    texts = [s.text for s in held_out + probe]
+    for _ in range(LATENCY_ROUNDS):
+        for text in texts:
+            t = time.perf_counter()
+            rec.recommend(text=text)
+            timings.append((time.perf_counter() - t) * 1000)
+    lat = percentiles(timings)
+
+    h, p = results["held_out"]["model"], results["probe"]["model"]
+    figures = [
+        {"name": "platform accuracy, held-out corpus", "value": h["platform_accuracy_pct"],
+         "unit": "%", "target": ">= 95", "met": h["platform_accuracy_pct"] >= 95},
+        {"name": "emergency recall, held-out corpus", "value": h["emergency_recall_pct"],
+         "unit": "%", "target": "100", "met": h["emergency_recall_pct"] == 100},
+        {"name": "emergency precision, held-out corpus", "value": h["emergency_precision_pct"],
+         "unit": "%", "target": ">= 80", "met": (h["emergency_precision_pct"] or 0) >= 80},
+        {"name": "category accuracy, held-out corpus", "value": h["category_accuracy_pct"],
+         "unit": "%", "target": None, "met": None},
+        {"name": "unsure (no platform named), held-out corpus", "value": h["unsure_pct"],
+         "unit": "%", "target": None, "met": None},
+        {"name": "platform accuracy, probe set written apart", "value": p["platform_accuracy_pct"],
+         "unit": "%", "target": ">= 95", "met": p["platform_accuracy_pct"] >= 95},
+        {"name": "emergency recall / precision, probe set written apart",
+         "value": f"{p['emergency_recall_pct']} / {p['emergency_precision_pct']}", "unit": "%",
+         "target": "100 / >= 80",
+         "met": p["emergency_recall_pct"] == 100 and (p["emergency_precision_pct"] or 0) >= 80},
+        {"name": "the old substring rules: platform accuracy held-out / probe",
+         "value": f"{results['held_out']['rules']['platform_accuracy_pct']} / "
+                  f"{results['probe']['rules']['platform_accuracy_pct']}",
+         "unit": "%", "target": None, "met": None},
+        {"name": "recommendation latency p50 / p99, one core", "value": f"{lat['p50']} / {lat['p99']}",
+         "unit": "ms", "target": None, "met": None},
+        {"name": "model load (jieba's dictionary included)", "value": round(load_s, 2),
+         "unit": "s", "target": None, "met": None},
+        {"name": "memory the model and jieba add to a process", "value": round(rss1 - rss0, 1),
+         "unit": "MB", "target": None, "met": None},
+    ]
+    return {
+        "benchmark": "recommender",
+        "figures": figures,
+        "details": {
+            "corpus": {"samples": len(samples), "held_out": len(held_out),
+                       "per_label": dict(Counter(s.label for s in samples)),
+                       "emergencies": sum(s.emergency for s in samples)},
+            "probe": {"samples": len(probe), "file": str(PROBE.relative_to(ROOT))},
+            "model_stamp": rec.model.stamp,
+            "model_features": len(rec.model.category.weights),
+            "latency_ms": lat,
+            "results": results,
+        },
+    }
