@@ -19,10 +19,12 @@ run-standby: deps
 	$(BIN)/hotline-link -c config/lab-standby.toml run --lab
 
 # The layering rules (pyproject.toml [tool.importlinter]), the whole suite against the real lab
-# (brought up and down by the tests themselves), then the fault suite once at a small scale.
+# (brought up and down by the tests themselves), the chained transfer on the three-centre lab
+# (tests/province/lab.toml), then the fault suite once at a small scale.
 test: deps
 	$(BIN)/lint-imports --no-cache
 	$(BIN)/pytest $(PYTEST_ARGS)
+	HOTLINE_TEST_LAB=tests/province/lab.toml $(BIN)/pytest -m province tests/province $(PYTEST_ARGS)
 	$(MAKE) --no-print-directory chaos-quick
 
 # Every fault and bad-input case once, at a scale that fits CI (about 3 minutes): one round per

@@ -192,6 +192,13 @@ class Transfers:
         emergency = emergency or bool(tagged.get("emergency"))
         tid = uuid.uuid4().hex
         now = time.time()
+        # A call that came in by a transfer continues that transfer's chain (R6).
+        previous = call.headers.get(sip.TRANSFER_ID)
+        try:
+            hop = int(call.headers.get(sip.CHAIN_HOP) or 1) + 1 if previous else 1
+        except ValueError:
+            hop = 2
+        chain_id = (call.headers.get(sip.CHAIN_ID) or previous) if previous else None
         # Requested from the first moment it exists: whatever ends it, even a failure before it
         # starts dialling, its record has the timestamps every record must have.
         t = m.Transfer(
@@ -199,8 +206,8 @@ class Transfers:
             dial=self.hotline.targets[target].dial, caller=call.caller,
             caller_number=call.number, agent=call.agent, agent_leg=call.agent_leg, mode=mode,
             trigger=trigger, category=category or tagged.get("category"),
-            emergency=emergency, matter=matter,
-            announce=(self.hotline.targets[target].announce
+            emergency=emergency, matter=matter, chain_id=chain_id, chain_hop=hop,
+            previous_transfer=previous, announce=(self.hotline.targets[target].announce
                       if mode not in CONFERENCE_MODES else None),
             ring_timeout=(self.settings.timeouts.emergency_ring if emergency
                           else self.settings.timeouts.transfer_ring), steps={"requested": now})
@@ -345,6 +352,7 @@ class Transfers:
             "category": t.category,
             "emergency": t.emergency,
             "matter": t.matter,
+            "chain": t.chain,
             "result": str(t.result),
             "detail": t.detail,
             "decided_by": t.decided_by,

@@ -105,6 +105,7 @@ DEADLINES = "hotline:sidecar:deadlines"         # sorted set: "<platform>|<ticke
 OVERDUE = "hotline:sidecar:overdue"             # set: "<platform>|<ticket>|<stage>" alerted
 TICKET_TRANSFER = "hotline:sidecar:ticket-transfer"  # hash: "<platform>|<ticket>" -> transfer
 CALL_RECORD = "hotline:sidecar:call:{}"         # per call id: its call record (JSON)
+CHAIN = "hotline:sidecar:chain:{}"              # per chain id (R6): hash hop -> transfer id
 CALL_INDEX = "hotline:sidecar:calls"            # sorted set: call id by arrival (for queries)
 # Per "<hotline>:<hour since the epoch>": hash "<minute since the epoch>:<counter>" -> count, the
 # KPI counters of the calls that arrived then (transfer/kpi.py); kept a little over a day.

@@ -16,5 +16,9 @@ EMERGENCY = "X-Hotline-Emergency"    # "1" for an emergency (R4)
 # receiving side reads it by id (contracts.names.MATTER, the sidecar's GET /matters/{id}).
 MATTER_ID = "X-Hotline-Matter-Id"
 MATTER_ID_PATTERN = "[0-9a-f]{32}"     # what a matter id is (a uuid4 in hex)
+# R6, a chained transfer (110 -> 12345 -> provincial 12345): every hop names the chain (the first
+# hop's transfer id) and its own place in it (1, 2, ...), so records and tickets link up.
+CHAIN_ID = "X-Hotline-Chain-Id"
+CHAIN_HOP = "X-Hotline-Chain-Hop"
 
-HEADERS = (TRANSFER_ID, ORIGIN, MODE, CATEGORY, EMERGENCY, MATTER_ID)
+HEADERS = (TRANSFER_ID, ORIGIN, MODE, CATEGORY, EMERGENCY, MATTER_ID, CHAIN_ID, CHAIN_HOP)

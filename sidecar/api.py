@@ -36,8 +36,8 @@ import redis.asyncio as aioredis
 import structlog
 from aiohttp import web
 
-from contracts.names import (CALL_INDEX, CALL_MATTER, CALL_RECORD, COMMAND_RESULTS, COMMANDS,
-                             INDEX, LINKS, LIVE, MATTER, MATTER_TTL, RECORD, TRAIL)
+from contracts.names import (CALL_INDEX, CALL_MATTER, CALL_RECORD, CHAIN, COMMAND_RESULTS,
+                             COMMANDS, INDEX, LINKS, LIVE, MATTER, MATTER_TTL, RECORD, TRAIL)
 from contracts.vocab import API_MODES, AlertKind, DeliveredBy, Disposition, EndedBy, Mode
 from hotline_link.redisconn import NO_WAIT, Durable, NotReplicated
 from hotline_link.recommender import Recommender
@@ -97,6 +97,7 @@ class Api:
         app.router.add_get("/transfers", self.query)
         app.router.add_post("/transfers", self.online)
         app.router.add_get("/transfers/{transfer_id}", self.one)
+        app.router.add_get("/chains/{chain_id}", self.chain)
         app.router.add_post("/feedback", self.feedback)
         app.router.add_get("/metrics", self.metrics)
         app.router.add_get("/calls", self.calls)
@@ -352,6 +353,25 @@ class Api:
             return _error(404, f"no transfer {tid!r}")
         trail = [json.loads(e) for e in await self.redis.lrange(TRAIL.format(tid), 0, -1)]
         return web.json_response({**json.loads(raw), "trail": trail})
+
+    async def chain(self, request: web.Request) -> web.Response:
+        """R6: every hop of a chained transfer (110 -> 12345 -> provincial 12345) in order, each
+        with its result and tickets."""
+        chain_id = request.match_info["chain_id"]
+        hops = await self.redis.hgetall(CHAIN.format(chain_id))
+        if not hops:
+            return _error(404, f"no chain {chain_id!r}")
+        ordered = sorted(((int(h), t.decode()) for h, t in hops.items()), key=lambda ht: ht[0])
+        found = await self.redis.mget([RECORD.format(t) for _, t in ordered])
+        out = []
+        for (hop, tid), raw in zip(ordered, found):
+            item = json.loads(raw) if raw else {}
+            rec = item.get("record", {})
+            out.append({"hop": hop, "transfer_id": tid, "origin": rec.get("origin"),
+                        "target": rec.get("target"), "result": rec.get("result"),
+                        "matter_id": (rec.get("matter") or {}).get("matter_id"),
+                        "tickets": item.get("tickets", {})})
+        return web.json_response({"chain_id": chain_id, "hops": out})
 
     # --- online requests (R10) ---------------------------------------------------------------------
     async def online(self, request: web.Request) -> web.Response:

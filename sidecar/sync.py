@@ -36,7 +36,7 @@ import aiohttp
 import redis.asyncio as aioredis
 import structlog
 
-from contracts.names import (INDEX, LINKS, OUTCOMES, OUTCOMES_DEAD, OUTCOMES_GROUP, RECORD,
+from contracts.names import (CHAIN, INDEX, LINKS, OUTCOMES, OUTCOMES_DEAD, OUTCOMES_GROUP, RECORD,
                              TICKET_TRANSFER, TICKETS, TRAIL)
 from contracts.vocab import FALLBACK_RESULTS, AlertKind, PlatformKind
 from hotline_link.redisconn import NO_WAIT, Durable, NotReplicated
@@ -319,7 +319,8 @@ class Syncer:
         started = time.monotonic()
         try:
             record = json.loads(fields[RECORD_FIELD])
-            orders = work_orders(record, self.catalog, self.platforms)
+            previous = await self._previous_tickets(record)
+            orders = work_orders(record, self.catalog, self.platforms, previous)
         except (KeyError, ValueError, TypeError) as exc:
             await self._dead_letter(entry_id, fields.get(RECORD_FIELD, b"").decode(errors="replace"),
                                     None, f"not a valid outcome record: {exc}")
@@ -356,6 +357,19 @@ class Syncer:
         self.synced += 1
         self.metrics.record_synced(record, time.monotonic() - started)
         clog.info("work orders synced", tickets=tickets, result=record.get("result"))
+
+    async def _previous_tickets(self, record: dict) -> dict[str, str]:
+        """R6: the tickets of the hop a chained transfer continues, if they were made already
+        (the hop before ended first, so they nearly always are)."""
+        chain = record.get("chain")
+        previous = chain.get("previous") if isinstance(chain, dict) else None
+        if not isinstance(previous, str) or not previous:
+            return {}
+        try:
+            raw = await self.redis.get(RECORD.format(previous))
+            return json.loads(raw).get("tickets", {}) if raw else {}
+        except (aioredis.RedisError, OSError, ValueError, AttributeError):
+            return {}                 # the link is a courtesy: the tickets are made without it
 
     async def _settle(self, pipe, entry_id: bytes, clog) -> bool:
         """Run ``pipe`` (the transaction that acknowledges ``entry_id``) and wait until it is
@@ -417,6 +431,9 @@ class Syncer:
         except ValueError:
             score = time.time()
         pipe.set(RECORD.format(tid), json.dumps({"record": record, "tickets": tickets}))
+        chain = record.get("chain")
+        if isinstance(chain, dict) and chain.get("id"):
+            pipe.hset(CHAIN.format(chain["id"]), str(chain.get("hop", 1)), tid)
         pipe.zadd(INDEX, {tid: score})
         pipe.rpush(TRAIL.format(tid), json.dumps({"event": "tickets_created", "tickets": tickets,
                                                    "at": time.time()}))

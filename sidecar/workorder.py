@@ -122,8 +122,10 @@ def owner_platform(record: dict, platforms: Platforms) -> str:
     raise ValueError(f"outcome record: unknown result {result!r}")
 
 
-def work_orders(record: dict, catalog: Catalog, platforms: Platforms) -> list[dict]:
-    """The owner's work order and the linked one, from an outcome record."""
+def work_orders(record: dict, catalog: Catalog, platforms: Platforms,
+                previous_tickets: Mapping[str, str] | None = None) -> list[dict]:
+    """The owner's work order and the linked one, from an outcome record. ``previous_tickets``:
+    the tickets of the hop before this one in a chained transfer (R6), named in both."""
     owner = owner_platform(record, platforms)
     category = record.get("category")
     number = record["caller_number"]
@@ -141,7 +143,7 @@ def work_orders(record: dict, catalog: Catalog, platforms: Platforms) -> list[di
         "category_name": _category_name(catalog, category),
         "emergency": bool(record.get("emergency")),
         "caller": {"number": number, "name": matter.get("caller_name") or None},
-        "description": _redact(_record_description(record, catalog), number),
+        "description": _redact(_record_description(record, catalog, previous_tickets), number),
         "location": {"address": matter.get("address") or None, "lat": where.get("lat"),
                      "lon": where.get("lon")},
         "agents": {"initiating": record.get("initiating_agent"),
@@ -403,7 +405,8 @@ def _category_name(catalog: Catalog, code: str | None) -> str | None:
     return category.name if category else None
 
 
-def _record_description(record: dict, catalog: Catalog) -> str:
+def _record_description(record: dict, catalog: Catalog,
+                        previous_tickets: Mapping[str, str] | None = None) -> str:
     mode = record.get("mode")
     origin, target = record["origin"], record.get("target")
     what = MODE_TEXT.get(mode, f"Mode {mode}")
@@ -421,6 +424,11 @@ def _record_description(record: dict, catalog: Catalog) -> str:
         parts.append(f"Summary: {summary}")
     if record.get("initiating_agent"):
         parts.append(f"Initiating agent: {record['initiating_agent']}.")
+    chain = record.get("chain") or {}
+    if chain.get("previous"):
+        earlier = ", ".join(f"{p} {t}" for p, t in (previous_tickets or {}).items())
+        parts.append(f"转接链 Chain {chain['id']}, hop {chain['hop']}: continues transfer "
+                     f"{chain['previous']}" + (f" (tickets {earlier})." if earlier else "."))
     return " ".join(parts)
 
 

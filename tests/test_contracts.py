@@ -122,7 +122,7 @@ def test_the_payload_schemas_refuse_what_no_reader_understands(kind, payload):
 
 def test_the_sip_headers_are_the_trunks():
     assert all(h.startswith("X-Hotline-") for h in sip.HEADERS)
-    assert len(set(sip.HEADERS)) == len(sip.HEADERS) == 6
+    assert len(set(sip.HEADERS)) == len(sip.HEADERS) == 8
 
 
 def test_the_platform_kinds_are_the_ones_the_work_order_schema_names():

@@ -400,3 +400,14 @@ def test_saved_state_is_every_field_and_a_copy():
     saved["steps"]["ringing"] = 2.0
     saved["decided_by"]["side"] = "target"
     assert t.steps == {"requested": 1.0} and t.decided_by == {"side": "origin"}
+
+
+def test_a_transfer_that_continues_a_chain_names_it_and_its_hop():
+    t = new()
+    t.chain_id, t.chain_hop, t.previous_transfer = "T0", 2, "T0"
+    [origin] = [c for c in start(t, now=100.0) if isinstance(c, Originate)]
+    assert (origin.headers["X-Hotline-Chain-Id"], origin.headers["X-Hotline-Chain-Hop"]) == ("T0", "2")
+    assert t.chain == {"id": "T0", "hop": 2, "previous": "T0"}
+    first = new()
+    assert first.chain == {"id": "T1", "hop": 1, "previous": None}
+    assert "X-Hotline-Chain-Id" not in first.headers()

@@ -74,7 +74,13 @@ class Proc:
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:
             self.proc.terminate()
-            self.proc.wait(10)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                # Never left behind holding the lab's ports: killed (its own PID), and failed.
+                self.proc.kill()
+                self.proc.wait(5)
+                raise AssertionError(f"{self.name} did not stop within 10 s of SIGTERM; killed")
 
 
 class Stack:

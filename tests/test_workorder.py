@@ -199,6 +199,21 @@ def test_description_of_an_emergency_and_of_an_out_of_scope_marker():
     assert marker["category"] is None and marker["category_name"] is None
 
 
+def test_a_chained_hop_names_the_chain_and_the_tickets_of_the_hop_before():
+    record = make_record(target="province", chain={"id": "T0", "hop": 2, "previous": "T0"})
+    OUTCOME.validate(record)
+    owner, linked = work_orders(record, CATALOG, PLATFORMS, {"12345": "SR-1", "110": "JD-1"})
+    for wo in (owner, linked):
+        assert wo["description"].endswith(
+            "转接链 Chain T0, hop 2: continues transfer T0 (tickets 12345 SR-1, 110 JD-1).")
+    # The hop before not synced (yet): named by its transfer id alone.
+    alone, _ = work_orders(record, CATALOG, PLATFORMS)
+    assert alone["description"].endswith("continues transfer T0.")
+    first, _ = work_orders(make_record(chain={"id": TID, "hop": 1, "previous": None}),
+                           CATALOG, PLATFORMS)
+    assert "Chain" not in first["description"]
+
+
 def test_an_unknown_category_keeps_its_code_without_a_name():
     owner, _ = work_orders(make_record(category="retired_code"), CATALOG, PLATFORMS)
     WORK_ORDER.validate(owner)

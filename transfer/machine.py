@@ -263,6 +263,11 @@ class Transfer:
     category: str | None = None
     emergency: bool = False
     matter: dict | None = None     # what the desktop tagged the call with (matter.schema.json)
+    # R6: the chain of transfers this one continues (the call came in by a transfer): its id
+    # (the first hop's transfer id), this hop's number and the hop before. None: a first hop.
+    chain_id: str | None = None
+    chain_hop: int = 1
+    previous_transfer: str | None = None
     ring_timeout: float = 30.0
     announce: str | None = None    # the prompt a blind transfer's caller hears first
     target_leg: str = ""
@@ -311,7 +316,16 @@ class Transfer:
             headers[sip.EMERGENCY] = "1"
         if self.matter and self.matter.get("matter_id"):
             headers[sip.MATTER_ID] = self.matter["matter_id"]
+        if self.chain_id:                 # a first hop's chain is its own transfer id: implied
+            headers[sip.CHAIN_ID] = self.chain_id
+            headers[sip.CHAIN_HOP] = str(self.chain_hop)
         return headers
+
+    @property
+    def chain(self) -> dict:
+        """The record's view of the chain (R6)."""
+        return {"id": self.chain_id or self.transfer_id, "hop": self.chain_hop,
+                "previous": self.previous_transfer}
 
 
 _TRANSFER_FIELDS = tuple(f.name for f in fields(Transfer))
