@@ -34,6 +34,7 @@ Mappings, chosen by the platform's kind:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -49,6 +50,7 @@ CALLBACK_RESULT = "callback_requested"
 # How an online request the recommender could not place starts its description (and so its
 # tickets): a person at the receiving platform classifies it.
 NEEDS_CLASSIFICATION = "【待人工分类 needs classification】"
+REQUEST_ID = re.compile(r"[!-~]{1,128}")
 # GeoReport v2 limits a request's description to 4,000 characters.
 OPEN311_DESCRIPTION_MAX = 4000
 NUMBER_REDACTED = "[caller number]"
@@ -165,6 +167,10 @@ def online_work_orders(request: dict, catalog: Catalog, recommend_fn: RecommendF
     default), marked for a person to classify, with the recommender's reason and alternatives.
     """
     request_id = _required_text(request, "request_id")
+    if not REQUEST_ID.fullmatch(request_id):
+        # It names both tickets and their idempotency keys (HTTP headers): visible ASCII only.
+        raise ValueError("online request: request_id must be 1-128 visible ASCII characters "
+                         "(letters, digits, punctuation; no spaces or control characters)")
     number = _required_text(request, "caller_number")
     description = request.get("description") or ""
     if not isinstance(description, str):

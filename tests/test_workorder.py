@@ -304,6 +304,12 @@ def test_online_request_nobody_can_place_goes_to_the_receiving_platform_to_class
         assert linked["platform"] != received_by
 
 
+def test_online_request_ids_name_http_headers_so_they_are_visible_ascii():
+    for bad in ("web 7", "web\x10-7", "网上-7", "x" * 129):
+        with pytest.raises(ValueError, match="request_id must be 1-128 visible ASCII"):
+            online_work_orders(online(request_id=bad), CATALOG, RULES, PLATFORMS)
+
+
 def test_online_request_with_an_unknown_code_or_platform_is_refused_by_name():
     with pytest.raises(ValueError, match="category 'no_such_code' is not a matter code"):
         online_work_orders(online(category="no_such_code"), CATALOG, RULES, PLATFORMS)
