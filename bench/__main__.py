@@ -22,7 +22,7 @@ from bench.results import write_result
 from bench.stack import ROOT, Stack
 
 # In this order: those without a lab first.
-BENCHMARKS = ("events", "durability", "sidecar", "alerts", "latency", "load")
+BENCHMARKS = ("recommender", "events", "durability", "sidecar", "alerts", "latency", "load")
 NEEDS_LAB = {"durability", "sidecar", "alerts", "latency", "load"}
 
 

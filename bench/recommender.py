@@ -2,11 +2,16 @@
 
     python -m bench --only recommender        (no lab needed)
 
-Two sets, neither in the training:
+Three sets, none in the training:
 - the held-out fifth of ``config/corpus`` (``Sample.held_out``: a hash of the text decides, so it
   is the same fifth on every machine and for every model built from that corpus);
-- ``bench/data/recommender-probe.tsv``: descriptions written apart from the corpus, by a writer
-  who never read it, for every category and consultation (``category<TAB>emergency<TAB>text``).
+- ``bench/data/recommender-probe-a.tsv`` and ``-b.tsv``: descriptions written apart from the
+  corpus, each by a writer who never read it, for every category and consultation
+  (``category<TAB>emergency<TAB>text``). Honestly: the misses on the held-out set and on set A were
+  read while the danger cues and thresholds were chosen. Set B was read by nobody until its first
+  figures were taken (``FIRST_READING_B``, kept as a figure: the closest to callers nobody has
+  seen); its seven missed emergencies were then read and the cues extended, so its later figures
+  are no longer blind.
 
 Figures per set: platform accuracy (an unsure answer counts as a miss: an agent then decides),
 category accuracy, emergency recall and precision, how often it is unsure; the worst categories'
@@ -29,21 +34,26 @@ from hotline_link.settings import load_catalog
 from transfer.catalog import CONSULTATION, Catalog, recommend
 
 ROOT = Path(__file__).resolve().parent.parent
-PROBE = ROOT / "bench" / "data" / "recommender-probe.tsv"
+PROBES = {"probe_a": ROOT / "bench" / "data" / "recommender-probe-a.tsv",
+          "probe_b": ROOT / "bench" / "data" / "recommender-probe-b.tsv"}
 LATENCY_ROUNDS = 5
+# Set B's figures when nobody had read it yet (2026-12-04, corpus of 1,830 descriptions).
+FIRST_READING_B = {"platform_accuracy_pct": 91.4, "emergency_recall_pct": 87.0,
+                   "emergency_precision_pct": 85.5, "category_accuracy_pct": 80.9,
+                   "unsure_pct": 3.6, "missed_emergencies": 7, "emergencies": 54}
 
 
-def read_probe(catalog: Catalog) -> list[recommender.Sample]:
+def read_probe(catalog: Catalog, path: Path) -> list[recommender.Sample]:
     labels = set(catalog.by_code) | {CONSULTATION}
     out = []
-    lines = PROBE.read_text(encoding="utf-8").splitlines()
+    lines = path.read_text(encoding="utf-8").splitlines()
     for n, line in enumerate(lines[1:], start=2):
         if not line.strip():
             continue
         label, flag, text = line.split("\t")
         if label not in labels or flag not in ("0", "1"):
-            raise ValueError(f"{PROBE.name}:{n}: bad label or flag")
-        out.append(recommender.Sample(label, flag == "1", text.strip(), f"{PROBE.name}:{n}"))
+            raise ValueError(f"{path.name}:{n}: bad label or flag")
+        out.append(recommender.Sample(label, flag == "1", text.strip(), f"{path.name}:{n}"))
     return out
 
 
@@ -79,6 +89,7 @@ def evaluate(catalog: Catalog, samples: list[recommender.Sample], rec_fn) -> dic
     return {
         "n": n, "emergencies": tp + fn,
         "platform_accuracy_pct": round(100 * platform_ok / n, 1),
+        "platform_accuracy_answered_pct": round(100 * platform_ok / max(1, n - unsure), 1),
         "category_accuracy_pct": round(100 * category_ok / n, 1),
         "unsure_pct": round(100 * unsure / n, 1),
         "emergency_recall_pct": round(100 * tp / (tp + fn), 1) if tp + fn else None,
@@ -102,7 +113,7 @@ def run(config=None, descriptor=None) -> dict:
     catalog = load_catalog()
     samples = recommender.read_corpus(catalog)
     held_out = [s for s in samples if s.held_out]
-    probe = read_probe(catalog)
+    probes = {name: read_probe(catalog, path) for name, path in PROBES.items()}
 
     rss0 = _rss_mb()
     t0 = time.perf_counter()
@@ -120,10 +131,10 @@ def run(config=None, descriptor=None) -> dict:
 
     results = {name: {"model": evaluate(catalog, data, by_model),
                       "rules": evaluate(catalog, data, by_rules)}
-               for name, data in (("held_out", held_out), ("probe", probe))}
+               for name, data in (("held_out", held_out), *probes.items())}
 
     timings = []
-    texts = [s.text for s in held_out + probe]
+    texts = [s.text for s in held_out + [s for p in probes.values() for s in p]]
     for _ in range(LATENCY_ROUNDS):
         for text in texts:
             t = time.perf_counter()
@@ -131,7 +142,7 @@ def run(config=None, descriptor=None) -> dict:
             timings.append((time.perf_counter() - t) * 1000)
     lat = percentiles(timings)
 
-    h, p = results["held_out"]["model"], results["probe"]["model"]
+    h = results["held_out"]["model"]
     figures = [
         {"name": "platform accuracy, held-out corpus", "value": h["platform_accuracy_pct"],
          "unit": "%", "target": ">= 95", "met": h["platform_accuracy_pct"] >= 95},
@@ -143,15 +154,31 @@ def run(config=None, descriptor=None) -> dict:
          "unit": "%", "target": None, "met": None},
         {"name": "unsure (no platform named), held-out corpus", "value": h["unsure_pct"],
          "unit": "%", "target": None, "met": None},
-        {"name": "platform accuracy, probe set written apart", "value": p["platform_accuracy_pct"],
-         "unit": "%", "target": ">= 95", "met": p["platform_accuracy_pct"] >= 95},
-        {"name": "emergency recall / precision, probe set written apart",
-         "value": f"{p['emergency_recall_pct']} / {p['emergency_precision_pct']}", "unit": "%",
-         "target": "100 / >= 80",
-         "met": p["emergency_recall_pct"] == 100 and (p["emergency_precision_pct"] or 0) >= 80},
-        {"name": "the old substring rules: platform accuracy held-out / probe",
-         "value": f"{results['held_out']['rules']['platform_accuracy_pct']} / "
-                  f"{results['probe']['rules']['platform_accuracy_pct']}",
+        {"name": "platform accuracy where it named one, held-out corpus",
+         "value": h["platform_accuracy_answered_pct"], "unit": "%", "target": None, "met": None},
+    ]
+    figures.append(
+        {"name": "emergency recall / precision, probe set B at its first (blind) reading",
+         "value": f"{FIRST_READING_B['emergency_recall_pct']} / "
+                  f"{FIRST_READING_B['emergency_precision_pct']}", "unit": "%",
+         "target": "100 / >= 80", "met": FIRST_READING_B["emergency_recall_pct"] == 100})
+    for name, label in (("probe_a", "probe set A"), ("probe_b", "probe set B")):
+        p = results[name]["model"]
+        figures += [
+            {"name": f"platform accuracy, {label}", "value": p["platform_accuracy_pct"],
+             "unit": "%", "target": ">= 95", "met": p["platform_accuracy_pct"] >= 95},
+            {"name": f"emergency recall / precision, {label}",
+             "value": f"{p['emergency_recall_pct']} / {p['emergency_precision_pct']}", "unit": "%",
+             "target": "100 / >= 80",
+             "met": p["emergency_recall_pct"] == 100 and (p["emergency_precision_pct"] or 0) >= 80},
+            {"name": f"category accuracy / unsure, {label}",
+             "value": f"{p['category_accuracy_pct']} / {p['unsure_pct']}", "unit": "%",
+             "target": None, "met": None},
+        ]
+    figures += [
+        {"name": "the old substring rules: platform accuracy held-out / A / B",
+         "value": " / ".join(str(results[n]["rules"]["platform_accuracy_pct"])
+                             for n in ("held_out", "probe_a", "probe_b")),
          "unit": "%", "target": None, "met": None},
         {"name": "recommendation latency p50 / p99, one core", "value": f"{lat['p50']} / {lat['p99']}",
          "unit": "ms", "target": None, "met": None},
@@ -167,7 +194,9 @@ def run(config=None, descriptor=None) -> dict:
             "corpus": {"samples": len(samples), "held_out": len(held_out),
                        "per_label": dict(Counter(s.label for s in samples)),
                        "emergencies": sum(s.emergency for s in samples)},
-            "probe": {"samples": len(probe), "file": str(PROBE.relative_to(ROOT))},
+            "probes": {name: {"samples": len(probes[name]), "file": str(path.relative_to(ROOT))}
+                       for name, path in PROBES.items()},
+            "probe_b_first_reading": FIRST_READING_B,
             "model_stamp": rec.model.stamp,
             "model_features": len(rec.model.category.weights),
             "latency_ms": lat,

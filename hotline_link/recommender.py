@@ -162,9 +162,12 @@ class Model:
 
     def probabilities(self, text: str) -> catalog_mod.Classified:
         feats = features(text, self.dictionary)
+        distinct = set(feats)
+        known = sum(f in self.platform.weights for f in distinct)
         return catalog_mod.Classified(self.category.probabilities(feats),
                                       self.platform.probabilities(feats),
-                                      self.emergency.probabilities(feats)["1"])
+                                      self.emergency.probabilities(feats)["1"],
+                                      known / len(distinct) if distinct else 0.0)
 
 
 def stamp(catalog_path: Path | None = None, directory: Path | None = None) -> str:
@@ -199,7 +202,7 @@ def fit(docs: list[list[str]], labels: list[str]):
     vec = TfidfVectorizer(analyzer=lambda doc: doc, sublinear_tf=True, min_df=2)
     x = vec.fit_transform(docs)
     # Balanced: a category with fewer examples is no less likely on the phone.
-    lr = LogisticRegression(C=20.0, max_iter=3000, class_weight="balanced")
+    lr = LogisticRegression(C=100.0, max_iter=3000, class_weight="balanced")
     lr.fit(x, labels)
     return vec, lr
 

@@ -62,11 +62,15 @@ class Catalog:
 CONSULTATION = "consultation"   # the corpus's label for 12345's questions of no category
 # Below these the answer says it is unsure instead of guessing: a platform needs a clear majority
 # of the model's probability, a category a plurality that would not flip on one word.
-PLATFORM_CONFIDENT = 0.70
+PLATFORM_CONFIDENT = 0.65
 CATEGORY_CONFIDENT = 0.40
-# The emergency model's say, beside the danger cues: it errs towards danger on purpose. Where the
+# Words of which the model knows less than this share tell it nothing ("xyzzy", another language,
+# noise): not sure, whatever its probabilities say (they are its biases then, not evidence).
+MIN_COVERAGE = 0.25
+# The emergency model's say, beside the danger cues: it errs towards danger on purpose (0.7: on
+# the held-out corpus no emergency the cues missed scored below it). Where the
 # caller's words say all is well ("人没事", "已经找到了") or a cue was set aside, it must be surer.
-EMERGENCY_MODEL = 0.60
+EMERGENCY_MODEL = 0.70
 EMERGENCY_MODEL_CALM = 0.90
 ALTERNATIVES = 3
 
@@ -76,6 +80,7 @@ class Classified:
     labels: dict[str, float]        # category code (or CONSULTATION) -> probability
     platforms: dict[str, float]     # "110"/"12345" -> probability
     emergency: float
+    coverage: float = 1.0           # the share of the words' features the model knows
 
 
 Classify = Callable[[str], Classified]
@@ -234,10 +239,11 @@ def _by_model(catalog: Catalog, classified: Classified, emergency: bool, emergen
             + (f" (category {category.code}, {top_p:.2f})" if category else ""),
             cues, bool(category and category.also_notify_departments), 1.0, alternatives,
             emergency_why, "model")
-    if p_platform < PLATFORM_CONFIDENT:
+    if p_platform < PLATFORM_CONFIDENT or classified.coverage < MIN_COVERAGE:
+        why = (f"the words are mostly unknown to it ({classified.coverage:.0%} known)"
+               if classified.coverage < MIN_COVERAGE else "not sure which platform")
         return Recommendation(
-            None, None, False,
-            f"no recommendation: not sure which platform ({shares}); an agent decides",
+            None, None, False, f"no recommendation: {why} ({shares}); an agent decides",
             cues, False, round(p_platform, 3), alternatives, emergency_why, "model")
     if category is None:
         what = ("a question for 12345 (consultation, no category)"
