@@ -84,7 +84,8 @@ def evaluate(catalog: Catalog, samples: list[recommender.Sample], rec_fn) -> dic
             misses.append({"where": s.where, "text": s.text, "want": [want, s.label, s.emergency],
                            "got": [rec.platform, got_label, rec.emergency], "why": rec.reason})
     n = len(samples)
-    per_label = {label: round(100 * c[label] / sum(c.values()), 1) for label, c in confusion.items()}
+    per_label = {label: round(100 * c[label] / sum(c.values()), 1)
+                 for label, c in confusion.items()}
     worst = sorted(per_label, key=per_label.get)[:4]
     return {
         "n": n, "emergencies": tp + fn,
@@ -180,7 +181,8 @@ def run(config=None, descriptor=None) -> dict:
          "value": " / ".join(str(results[n]["rules"]["platform_accuracy_pct"])
                              for n in ("held_out", "probe_a", "probe_b")),
          "unit": "%", "target": None, "met": None},
-        {"name": "recommendation latency p50 / p99, one core", "value": f"{lat['p50']} / {lat['p99']}",
+        {"name": "recommendation latency p50 / p99, one core",
+         "value": f"{lat['p50']} / {lat['p99']}",
          "unit": "ms", "target": None, "met": None},
         {"name": "model load (jieba's dictionary included)", "value": round(load_s, 2),
          "unit": "s", "target": None, "met": None},

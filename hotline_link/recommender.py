@@ -1,8 +1,8 @@
 """The matter recommender's build and load: corpus, training, the exported model, segmentation.
 
 The labelled corpus is ``config/corpus/<label>[.<batch>].tsv`` (``emergency<TAB>text``; the label
-is a catalog code, or ``consultation``: 12345's questions that belong to no category). A fixed fifth of
-it, chosen by a hash of each text, is held out: training never sees it and ``make bench`` measures
+is a catalog code, or ``consultation``: 12345's questions that belong to no category). A fixed
+fifth of it, chosen by a hash of each text, is held out: training never sees it and ``make bench`` measures
 the model on it (``bench/recommender.py``). The shipped model is the one the benchmark measures.
 
 Training (scikit-learn, at build time: ``hotline-link recommend --train``, run by the bootstrap)
@@ -34,10 +34,8 @@ CONSULTATION = catalog_mod.CONSULTATION
 HELD_OUT_ONE_IN = 5
 
 
-class CorpusError(Exception):
-    def __init__(self, problems: list[str]):
-        self.problems = problems
-        super().__init__("\n".join(problems))
+class CorpusError(catalog_mod.CatalogError):
+    """Every problem of the corpus files, each with its file:line."""
 
 
 @dataclass(frozen=True)
@@ -68,7 +66,8 @@ def read_corpus(catalog: Catalog, directory: Path | None = None) -> list[Sample]
     for path in files:
         label = path.name.split(".")[0]       # <label>.tsv, or <label>.<batch>.tsv
         if label not in labels:
-            problems.append(f"{path.name}: {label!r} is neither a catalog code nor {CONSULTATION!r}")
+            problems.append(f"{path.name}: {label!r} is neither a catalog code "
+                            f"nor {CONSULTATION!r}")
             continue
         lines = path.read_text(encoding="utf-8").splitlines()
         if not lines or lines[0].strip() != "emergency\ttext":
@@ -137,7 +136,8 @@ def build_dictionary(texts: list[str], path: Path) -> Path:
         for line in f:
             word, freq, *tag = line.split()
             entries.append((word, int(freq), tag[0] if tag else ""))
-    used = {t[i:j] for t in texts for i in range(len(t)) for j in range(i + 2, min(len(t), i + 8) + 1)}
+    used = {t[i:j] for t in texts for i in range(len(t))
+            for j in range(i + 2, min(len(t), i + 8) + 1)}
     entries.sort(key=lambda e: -e[1])
     kept = entries[:DICTIONARY_WORDS] + [e for e in entries[DICTIONARY_WORDS:] if e[0] in used]
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -231,8 +231,8 @@ def _platform_of(catalog: Catalog, label: str) -> str:
 
 def train(catalog: Catalog, samples: list[Sample], stamp_: str,
           directory: Path | None = None) -> Model:
-    """Fit both models on the samples not held out, plus the catalog's own terms (short texts
-    like "井盖缺失" are what an agent types). The word list is built from every sample's text, the
+    """Fit the three models on the samples not held out, the category and platform models also
+    on the catalog's own terms (short texts like "井盖缺失" are what an agent types). The word list is built from every sample's text, the
     held-out ones included: it holds dictionary words, not labels, and so does not leak them."""
     train_set = [s for s in samples if not s.held_out]
     texts = [s.text for s in train_set]
@@ -332,7 +332,8 @@ class Recommender:
         thread.start()
         return thread
 
-    def recommend(self, code: str | None = None, text: str | None = None) -> catalog_mod.Recommendation:
+    def recommend(self, code: str | None = None,
+                  text: str | None = None) -> catalog_mod.Recommendation:
         model = self.model
         return catalog_mod.recommend(
             self.catalog, code=code, text=text,

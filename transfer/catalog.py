@@ -9,11 +9,11 @@ recommend``):
    take away). An emergency goes to 110 whatever the category (R4; the annex's exception to every
    category 110 passes to 12345).
 2. A known matter code gives its category's platform.
-3. A description is classified by the trained model (``transfer.classifier``, built from the
-   corpus in ``config/corpus``): the platform whose categories hold most of the probability, if
-   they hold a clear majority; the top category if it is clear enough; always the top
-   alternatives with their probabilities. Unsure is an answer ("no recommendation: not sure ..."),
-   never a guess.
+3. A description is classified by the trained models (``transfer.classifier``, built from the
+   corpus in ``config/corpus``): the platform model's answer if it is sure enough, the category
+   model's top category if it is clear enough and of that platform, always the top alternatives
+   with their probabilities. Unsure is an answer ("no recommendation: not sure ..."), never a
+   guess.
 4. Without the model (still loading, or failed to load) the catalog's terms are matched as
    substrings, as a fallback that says so.
 
@@ -68,11 +68,12 @@ CATEGORY_CONFIDENT = 0.40
 # noise): not sure, whatever its probabilities say (they are its biases then, not evidence).
 MIN_COVERAGE = 0.25
 # The emergency model's say, beside the danger cues: it errs towards danger on purpose (0.7: on
-# the held-out corpus no emergency the cues missed scored below it). Where the
-# caller's words say all is well ("人没事", "已经找到了") or a cue was set aside, it must be surer.
+# the held-out corpus no emergency the cues missed scored below it). Where the caller's words say
+# all is well ("人没事", "已经找到了") or a cue was set aside, it must be surer.
 EMERGENCY_MODEL = 0.70
 EMERGENCY_MODEL_CALM = 0.90
 ALTERNATIVES = 3
+
 
 @dataclass(frozen=True)
 class Classified:
@@ -203,12 +204,14 @@ def recommend(catalog: Catalog, code: str | None = None, text: str | None = None
     if code:
         category = catalog.by_code.get(code)
         if category is None and not emergency:
-            return Recommendation(None, None, False, f"no recommendation: unknown matter code {code!r}")
+            return Recommendation(None, None, False,
+                                  f"no recommendation: unknown matter code {code!r}")
         if category is not None:
             platform = "110" if emergency else category.platform
             return Recommendation(
                 platform, category.code, emergency,
-                (emergency_why + "; " if emergency else "") + f"{category.name}: matter code {code}",
+                (emergency_why + "; " if emergency else "")
+                + f"{category.name}: matter code {code}",
                 tuple(cues), category.also_notify_departments, 1.0, (), emergency_why, "code")
     if classified is not None:
         return _by_model(catalog, classified, emergency, emergency_why, tuple(cues))
@@ -274,7 +277,8 @@ def _by_rules(catalog: Catalog, text: str, emergency: bool, emergency_why: str,
     if emergency:
         return Recommendation(
             "110", category.code if category else None, True,
-            emergency_why + "; 110 dispatches first" + (f" (category {category.code})" if category else ""),
+            emergency_why + "; 110 dispatches first"
+            + (f" (category {category.code})" if category else ""),
             tuple(cues + matched), bool(category and category.also_notify_departments),
             emergency_why=emergency_why)
     if category is None:
