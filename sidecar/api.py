@@ -139,12 +139,24 @@ class Api:
             return _error(400, f"mode must be {' or '.join(API_MODES)}")
         if target is not None and (not isinstance(target, str) or not target):
             return _error(400, "target must be a target id (e.g. 110, 119, province)")
+        call_id = request.match_info["call_id"]
+        # The desktop may send the matter with the transfer: stored for the call first, in the
+        # same round trip, so the transfer the command starts carries it.
+        matter = body.get("matter")
+        if matter is not None:
+            if not isinstance(matter, dict):
+                return _error(400, "matter must be an object (as for PUT /calls/{call_id}/matter)")
+            stored = await self._matter_of(call_id, matter, hotline)
+            if isinstance(stored, web.Response):
+                return stored
+            matter = stored[0]
         command_id = uuid.uuid4().hex
-        command = {"id": command_id, "call_id": request.match_info["call_id"], "mode": mode,
-                   "target": target}
+        command = {"id": command_id, "call_id": call_id, "mode": mode, "target": target}
         # Queued means a replica has it too: a command lost in a failover would never run,
         # and the desktop would not know to send it again.
         pipe = self.redis.pipeline(transaction=False)
+        if matter is not None:
+            self._keep_matter(pipe, call_id, matter)
         pipe.xadd(COMMANDS.of(hotline), COMMANDS.entry(command), **COMMANDS.trim())
         self.durable.add_wait(pipe)
         try:
@@ -157,7 +169,9 @@ class Api:
                  "error": "Redis has the command but no replica confirmed it: it may run, or be "
                           f"lost in a failover; GET /commands/{command_id} says which"},
                 status=503)
-        return web.json_response({"command_id": command_id, "status": "queued"}, status=202)
+        return web.json_response({"command_id": command_id, "status": "queued",
+                                  **({"matter_id": matter["matter_id"]} if matter else {})},
+                                 status=202)
 
     async def put_matter(self, request: web.Request) -> web.Response:
         """The desktop tags the call it is on with its matter (or corrects it): stored under
@@ -167,19 +181,12 @@ class Api:
         if isinstance(body, web.Response):
             return body
         call_id = request.match_info["call_id"]
-        try:
-            previous = json.loads(await self.redis.get(CALL_MATTER.format(call_id)) or "null")
-        except ValueError:
-            previous = None                     # unreadable: replaced, under a new id
-        matter, problems = matters.parse(body, call_id=call_id, hotline=body.get("hotline"),
-                                         hotlines=self.hotlines, catalog=self.catalog,
-                                         previous=previous)
-        if matter is None:
-            return _error(400, "; ".join(problems))
-        text = json.dumps(matter, ensure_ascii=False)
+        stored = await self._matter_of(call_id, body, body.get("hotline"))
+        if isinstance(stored, web.Response):
+            return stored
+        matter, previous = stored
         pipe = self.redis.pipeline(transaction=False)
-        pipe.set(CALL_MATTER.format(call_id), text, ex=MATTER_TTL)
-        pipe.set(MATTER.format(matter["matter_id"]), text, ex=MATTER_TTL)
+        self._keep_matter(pipe, call_id, matter)
         self.durable.add_wait(pipe)
         try:
             self.durable.check(await pipe.execute())
@@ -187,6 +194,27 @@ class Api:
             log.warning("matter not confirmed by a replica", call_id=call_id, error=str(exc))
             return _error(503, "Redis has the matter but no replica confirmed it: send it again")
         return web.json_response(matter, status=200 if previous else 201)
+
+    async def _matter_of(self, call_id: str, body: dict,
+                         hotline) -> tuple[dict, dict | None] | web.Response:
+        """The matter to store for ``call_id`` from a desktop's ``body`` (keeping the id of the
+        call's previous matter), with that previous one; or a 400 naming every problem."""
+        try:
+            previous = json.loads(await self.redis.get(CALL_MATTER.format(call_id)) or "null")
+        except ValueError:
+            previous = None                     # unreadable: replaced, under a new id
+        matter, problems = matters.parse(body, call_id=call_id, hotline=hotline,
+                                         hotlines=self.hotlines, catalog=self.catalog,
+                                         previous=previous)
+        if matter is None:
+            return _error(400, "; ".join(problems))
+        return matter, previous
+
+    @staticmethod
+    def _keep_matter(pipe, call_id: str, matter: dict) -> None:
+        text = json.dumps(matter, ensure_ascii=False)
+        pipe.set(CALL_MATTER.format(call_id), text, ex=MATTER_TTL)
+        pipe.set(MATTER.format(matter["matter_id"]), text, ex=MATTER_TTL)
 
     async def call_matter(self, request: web.Request) -> web.Response:
         call_id = request.match_info["call_id"]

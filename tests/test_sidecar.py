@@ -527,6 +527,34 @@ def test_api_starts_a_transfer_for_a_live_call(stack, phones, outcomes, lab):
                       json.loads(stack.redis.hget(COMMAND_RESULTS, payload["id"])))
 
 
+def test_the_api_transfer_may_carry_the_matter(stack, phones, outcomes, lab):
+    """POST /calls/{id}/transfer with a matter: stored for the call in the same round trip, so
+    the transfer it starts carries it (a bad matter is refused, naming its field)."""
+    from test_delivery import connect
+
+    call, agent, leg = connect(phones, phones.citizen, "12345", "12345")
+    [caller] = [c for c in lab.ari["12345"].channels()
+                if c.get("channelvars", {}).get("HOTLINE_ROLE") == "caller"]
+    call_id = caller.get("linkedid") or caller["id"]
+    path = f"/calls/{call_id}/transfer"
+    status, bad = stack.api("POST", path, {"hotline": "12345", "matter": {"category": "nope"}})
+    assert status == 400 and "category" in bad["error"]
+    status, queued = stack.api("POST", path, {
+        "hotline": "12345", "mode": "blind",
+        "matter": {"category": "road_traffic", "summary": "解放路口信号灯全灭",
+                   "agent": agent.username}})
+    assert status == 202 and queued["matter_id"]
+    leg.wait_ended(5)
+    far_agent, far_leg = phones.ringing_agent("110", timeout=8)
+    assert far_leg.header("X-Hotline-Category") == "road_traffic"
+    assert far_leg.header("X-Hotline-Matter-Id") == queued["matter_id"]
+    far_leg.accept()
+    call.hears(far_leg)
+    [rec] = outcomes.wait(phones.lib)
+    assert rec["trigger"] == "api" and rec["matter"]["summary"] == "解放路口信号灯全灭"
+    assert stack.api("GET", f"/calls/{call_id}/matter")[1]["matter_id"] == queued["matter_id"]
+
+
 def test_a_tagged_call_carries_its_matter_across_a_transfer(stack, phones, outcomes, lab):
     """The 12345 desktop tags the live call (a bad matter is refused naming its field; a
     correction keeps the id); the agent presses *1: the 110 agent's INVITE carries the
