@@ -10,9 +10,9 @@ recommend``):
    category 110 passes to 12345).
 2. A known matter code gives its category's platform.
 3. A description is classified by the trained models (``transfer.classifier``, built from the
-   corpus in ``config/corpus``): the platform model's answer if it is sure enough, the category
-   model's top category if it is clear enough and of that platform, always the top alternatives
-   with their probabilities. Unsure is an answer ("no recommendation: not sure ..."), never a
+   corpus in ``config/corpus``): the platform whose categories hold most of the probability if
+   they hold enough of it, the top category if it is clear enough and of that platform, always
+   the top alternatives with their probabilities. Unsure is an answer ("no recommendation: not sure ..."), never a
    guess.
 4. Without the model (still loading, or failed to load) the catalog's terms are matched as
    substrings, as a fallback that says so.
@@ -62,7 +62,7 @@ class Catalog:
 CONSULTATION = "consultation"   # the corpus's label for 12345's questions of no category
 # Below these the answer says it is unsure instead of guessing: a platform needs a clear majority
 # of the model's probability, a category a plurality that would not flip on one word.
-PLATFORM_CONFIDENT = 0.65
+PLATFORM_CONFIDENT = 0.60
 CATEGORY_CONFIDENT = 0.40
 # Words of which the model knows less than this share tell it nothing ("xyzzy", another language,
 # noise): not sure, whatever its probabilities say (they are its biases then, not evidence).
