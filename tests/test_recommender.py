@@ -79,6 +79,12 @@ def test_the_exported_model_answers_exactly_as_scikit_learn():
     ("万一家里着火了应该怎么办", False),
     ("孩子走丢了，后来已经找到了，谢谢", False),
     ("没人管这事，但是有人受伤了", True),
+    ("上个月有人冒充社保局打电话，我给了验证码，今天才看到账上少了钱", False),
+    ("刷单已经转了三万了，对方说还要再转五万才能提现，我正准备转", True),
+    ("电梯卡在七楼和八楼中间了，里头关着四个人", True),
+    ("菜市场后面有人偷偷卖野鸟，关在笼子里", False),
+    ("我家厨房燃气灶关了还有味，越来越大", True),
+    ("灶上火苗特别小，烧壶水要半个钟头", False),
 ])
 def test_the_emergency_judgement_handles_negation_conditions_and_what_is_over(text, emergency):
     judged = danger.judge(text)
