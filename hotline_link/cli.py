@@ -284,8 +284,8 @@ def cmd_sidecar(args) -> int:
     s = _load(args, load=sidecar_settings.load)
     configure(s.log_level, s.log_format)
     # A centre of the service whose ticket system the sidecar does not speak to (the provincial
-    # 12345 a chained transfer reaches, R6): its calls are transferred and counted, and a transfer
-    # to it gets tickets on the transferring side, but a transfer it makes itself gets none here.
+    # 12345 a chained transfer reaches, R6): a transfer to it gets tickets on the transferring
+    # side; a transfer it makes itself is recorded and chained, without tickets from here.
     missing = [p for p in s.hotlines if p not in s.sidecar.platforms]
     if missing:
         print(f"note: sidecar.platforms has no ticket API for {', '.join(missing)}: transfers "

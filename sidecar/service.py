@@ -98,7 +98,8 @@ async def serve(settings: Settings) -> None:
         syncer = Syncer(redis, clients, catalog, sc.consumer, sc.retry_for, metrics,
                         stability=sc.stability, disputes=sc.disputes,
                         concurrency=sc.concurrency, request_timeout=sc.request_timeout,
-                        durable=durable)
+                        durable=durable,
+                        elsewhere=frozenset(settings.hotlines) - frozenset(sc.platforms))
         syncer.supervisor = Supervisor(redis, sc, metrics=metrics)
         await warn_if_not_durable(redis, log)
         # The alert group exists before anything can put an alert in the outbox.

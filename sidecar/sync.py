@@ -290,8 +290,12 @@ class Syncer:
                  catalog: Catalog, consumer: str, retry_for: float,
                  metrics: Metrics | None = None, *, stability: tuple[str, ...] = (),
                  disputes: tuple[str, ...] = (), concurrency: int = 1,
-                 request_timeout: float = 5.0, durable: Durable = NO_WAIT):
+                 request_timeout: float = 5.0, durable: Durable = NO_WAIT,
+                 elsewhere: frozenset[str] = frozenset()):
         self.redis = redis
+        # Centres of the service whose tickets are kept in a system this sidecar does not speak
+        # to (the provincial 12345, R6): their transfers are recorded and chained, without tickets.
+        self.elsewhere = elsewhere
         self.durable = durable
         self.clients = clients
         self.platforms = Platforms({pid: c.kind for pid, c in clients.items()})
@@ -319,6 +323,9 @@ class Syncer:
         started = time.monotonic()
         try:
             record = json.loads(fields[RECORD_FIELD])
+            if record.get("origin") in self.elsewhere and record.get("transfer_id"):
+                await self._record_only(entry_id, record)
+                return
             previous = await self._previous_tickets(record)
             orders = work_orders(record, self.catalog, self.platforms, previous)
         except (KeyError, ValueError, TypeError) as exc:
@@ -357,6 +364,20 @@ class Syncer:
         self.synced += 1
         self.metrics.record_synced(record, time.monotonic() - started)
         clog.info("work orders synced", tickets=tickets, result=record.get("result"))
+
+    async def _record_only(self, entry_id: bytes, record: dict) -> None:
+        """A transfer made at a centre whose tickets are kept elsewhere: queryable and in its
+        chain like any other, with no tickets from here (and no dead letter: nothing failed)."""
+        clog = log.bind(transfer_id=record["transfer_id"], call_id=record.get("call_id"),
+                        hotline=record.get("origin"))
+        pipe = self.redis.pipeline(transaction=True)
+        self.remember(pipe, record, {})
+        self._alerts(pipe, record, {})
+        pipe.xack(OUTCOMES.key, OUTCOMES_GROUP, entry_id)
+        if not await self._settle(pipe, entry_id, clog):
+            await self._record_only(entry_id, record)
+            return
+        clog.info("recorded without tickets: this centre's tickets are kept elsewhere")
 
     async def _previous_tickets(self, record: dict) -> dict[str, str]:
         """R6: the tickets of the hop a chained transfer continues, if they were made already
@@ -435,8 +456,11 @@ class Syncer:
         if isinstance(chain, dict) and chain.get("id"):
             pipe.hset(CHAIN.format(chain["id"]), str(chain.get("hop", 1)), tid)
         pipe.zadd(INDEX, {tid: score})
-        pipe.rpush(TRAIL.format(tid), json.dumps({"event": "tickets_created", "tickets": tickets,
-                                                   "at": time.time()}))
+        pipe.rpush(TRAIL.format(tid), json.dumps({
+            "event": "tickets_created" if tickets else "recorded_without_tickets",
+            "tickets": tickets, "at": time.time()}))
+        if not tickets:
+            return                        # recorded only (see _record_only)
         a, b = (f"{p}:{t}" for p, t in tickets.items())
         pipe.hset(LINKS, mapping={a: b, b: a})
         pipe.hset(TICKETS, mapping={f"{tid}:{p}": t for p, t in tickets.items()})

@@ -77,3 +77,23 @@ def test_110_to_12345_to_the_province_is_one_chain_that_carries_the_matter(stack
     assert f"Chain {first['transfer_id']}, hop 2" in described
     assert hop1["tickets"]["12345"] in described and hop1["tickets"]["110"] in described
     assert "反映省高速公路服务区收费问题" in described
+
+    # The province finds it is a city matter after all and passes it back (*1): a third hop,
+    # recorded and chained; our sidecar makes no tickets for the province's own transfers (its
+    # tickets are the province's system's) and raises no dead letter.
+    outcomes.reset_mark()
+    prov_leg.send_dtmf("*1")
+    prov_leg.wait_ended(5)
+    back_agent, back_leg = phones.ringing_agent("12345", timeout=8)
+    assert back_leg.header("X-Hotline-Chain-Hop") == "3"
+    back_leg.accept()
+    call.hears(back_leg)
+    [third] = outcomes.wait(phones.lib)
+    assert (third["origin"], third["target"], third["chain"]) == (
+        "province", "12345", {"id": first["transfer_id"], "hop": 3,
+                              "previous": second["transfer_id"]})
+    chain = stack.wait(lambda: (lambda r: r[1] if len(r[1].get("hops", [])) == 3 else None)(
+        stack.api("GET", f"/chains/{first['transfer_id']}")), 20, "the third hop recorded")
+    assert chain["hops"][2]["tickets"] == {} and chain["hops"][2]["result"] == "accepted"
+    assert stack.api("GET", f"/transfers/{third['transfer_id']}")[0] == 200
+    assert not [w for w in stack.webhooks() if w["event"]["event"] == "dead_letter"]
