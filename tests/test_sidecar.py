@@ -160,6 +160,13 @@ def synthetic_record(result: str = "accepted", origin: str = "12345", target: st
     }
 
 
+def caller_call_id(lab, hotline: str) -> str:
+    """The call id (linkedid: the call's first channel) of the caller on ``hotline``'s PBX."""
+    [caller] = [c for c in lab.ari[hotline].channels()
+                if c.get("channelvars", {}).get("HOTLINE_ROLE") == "caller"]
+    return caller.get("linkedid") or caller["id"]
+
+
 def transfer_of(ticket: dict) -> str:
     """The transfer a stand-in's ticket belongs to, from its own body (Open311 attribute / EIDO
     message id), not from our idempotency key."""
@@ -497,9 +504,7 @@ def test_api_starts_a_transfer_for_a_live_call(stack, phones, outcomes, lab):
     from test_delivery import connect
 
     call, agent, leg = connect(phones, phones.citizen, "12345", "12345")
-    [caller] = [c for c in lab.ari["12345"].channels()
-                if c.get("channelvars", {}).get("HOTLINE_ROLE") == "caller"]
-    call_id = caller.get("linkedid") or caller["id"]       # the call's first channel
+    call_id = caller_call_id(lab, "12345")
     status, bad = stack.api("POST", f"/calls/{call_id}/transfer", {"hotline": "119"})
     assert status == 400 and "hotline" in bad["error"]
     status, unknown = stack.api("POST", "/calls/no-such-call/transfer", {"hotline": "12345"})
@@ -533,9 +538,7 @@ def test_the_api_transfer_may_carry_the_matter(stack, phones, outcomes, lab):
     from test_delivery import connect
 
     call, agent, leg = connect(phones, phones.citizen, "12345", "12345")
-    [caller] = [c for c in lab.ari["12345"].channels()
-                if c.get("channelvars", {}).get("HOTLINE_ROLE") == "caller"]
-    call_id = caller.get("linkedid") or caller["id"]
+    call_id = caller_call_id(lab, "12345")
     path = f"/calls/{call_id}/transfer"
     status, bad = stack.api("POST", path, {"hotline": "12345", "matter": {"category": "nope"}})
     assert status == 400 and "category" in bad["error"]
@@ -563,9 +566,7 @@ def test_a_tagged_call_carries_its_matter_across_a_transfer(stack, phones, outco
     from test_delivery import connect
 
     call, agent, leg = connect(phones, phones.citizen, "12345", "12345")
-    [caller] = [c for c in lab.ari["12345"].channels()
-                if c.get("channelvars", {}).get("HOTLINE_ROLE") == "caller"]
-    call_id = caller.get("linkedid") or caller["id"]
+    call_id = caller_call_id(lab, "12345")
     path = f"/calls/{call_id}/matter"
     assert stack.api("GET", path)[0] == 404
     status, bad = stack.api("PUT", path, {"hotline": "12345", "category": "no_such_code",
@@ -620,13 +621,8 @@ def test_a_three_way_records_the_matter_as_the_far_desk_corrected_it(stack, phon
     from test_delivery import connect
     from test_three_way import KEYS
 
-    def caller_call_id(hotline: str) -> str:
-        [caller] = [c for c in lab.ari[hotline].channels()
-                    if c.get("channelvars", {}).get("HOTLINE_ROLE") == "caller"]
-        return caller.get("linkedid") or caller["id"]
-
     call, agent, leg = connect(phones, phones.citizen, "12345", "12345")
-    status, sent = stack.api("PUT", f"/calls/{caller_call_id('12345')}/matter",
+    status, sent = stack.api("PUT", f"/calls/{caller_call_id(lab, '12345')}/matter",
                              {"hotline": "12345", "category": "public_facilities",
                               "summary": "路灯坏了", "agent": agent.username})
     assert status == 201
@@ -635,7 +631,7 @@ def test_a_three_way_records_the_matter_as_the_far_desk_corrected_it(stack, phon
     assert far_leg.header("X-Hotline-Matter-Id") == sent["matter_id"]
     far_leg.accept()
     call.hears(far_leg)
-    far_path = f"/calls/{caller_call_id('110')}/matter"
+    far_path = f"/calls/{caller_call_id(lab, '110')}/matter"
     status, carried = stack.api("GET", far_path)
     assert status == 200 and carried["matter_id"] == sent["matter_id"]
     status, corrected = stack.api("PUT", far_path, {
@@ -810,9 +806,7 @@ def test_a_dispute_110_transfers_to_12345_raises_the_r15_alert_from_a_real_call(
     from test_delivery import connect
 
     call, agent, leg = connect(phones, phones.citizen, "110", "110")
-    [caller] = [c for c in lab.ari["110"].channels()
-                if c.get("channelvars", {}).get("HOTLINE_ROLE") == "caller"]
-    status, matter = stack.api("PUT", f"/calls/{caller.get('linkedid') or caller['id']}/matter", {
+    status, matter = stack.api("PUT", f"/calls/{caller_call_id(lab, '110')}/matter", {
         "hotline": "110", "category": "consumer_rights", "agent": agent.username,
         "summary": "饭店拒不退预付卡余额，双方在店里争吵，暂无肢体冲突"})
     assert status == 201

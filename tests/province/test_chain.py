@@ -7,16 +7,9 @@ from __future__ import annotations
 import pytest
 
 from test_delivery import connect
-from test_sidecar import stack, transfer_of  # noqa: F401  (stack: the sidecar, a fixture)
+from test_sidecar import caller_call_id, stack, transfer_of  # noqa: F401  (stack: a fixture)
 
 pytestmark = [pytest.mark.lab, pytest.mark.province]
-
-
-def caller_call_id(lab, hotline: str) -> str:
-    """The call id (linkedid) of the caller's channel on ``hotline``'s PBX."""
-    [caller] = [c for c in lab.ari[hotline].channels()
-                if c.get("channelvars", {}).get("HOTLINE_ROLE") == "caller"]
-    return caller.get("linkedid") or caller["id"]
 
 
 def test_110_to_12345_to_the_province_is_one_chain_that_carries_the_matter(stack, phones,
