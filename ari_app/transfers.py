@@ -193,12 +193,7 @@ class Transfers:
         tid = uuid.uuid4().hex
         now = time.time()
         # A call that came in by a transfer continues that transfer's chain (R6).
-        previous = call.headers.get(sip.TRANSFER_ID)
-        try:
-            hop = int(call.headers.get(sip.CHAIN_HOP) or 1) + 1 if previous else 1
-        except ValueError:
-            hop = 2
-        chain_id = (call.headers.get(sip.CHAIN_ID) or previous) if previous else None
+        chain_id, hop, previous = m.chain_of(call.headers)
         # Requested from the first moment it exists: whatever ends it, even a failure before it
         # starts dialling, its record has the timestamps every record must have.
         t = m.Transfer(

@@ -10,7 +10,7 @@ from transfer.machine import (
     DETAILS, TRANSITIONS, Alert, Answered, Bridge, BridgeFailed, CancelTimer, Decision, DropAgent,
     Ev, Facts, HangUp, IllegalTransition, Key, Notify, Originate, Record, RecordingFailed,
     ReleaseAgent, Result, ReturnToOrigin, Ringback, Row, StartRecording, StartTimer, State,
-    StopRecording, TargetFailed, Transfer, out_of_scope, start, step,
+    StopRecording, TargetFailed, Transfer, chain_of, out_of_scope, start, step,
 )
 from transfer import machine
 
@@ -411,3 +411,14 @@ def test_a_transfer_that_continues_a_chain_names_it_and_its_hop():
     first = new()
     assert first.chain == {"id": "T1", "hop": 1, "previous": None}
     assert "X-Hotline-Chain-Id" not in first.headers()
+
+
+def test_the_chain_a_transfer_continues_comes_from_the_call_s_headers():
+    assert chain_of({}) == (None, 1, None)
+    assert chain_of({"X-Hotline-Transfer-Id": "T0"}) == ("T0", 2, "T0")
+    assert chain_of({"X-Hotline-Transfer-Id": "T1", "X-Hotline-Chain-Id": "T0",
+                     "X-Hotline-Chain-Hop": "2"}) == ("T0", 3, "T1")
+    # Another PBX's headers: a hop that is no small positive number counts as 1, a long one stops.
+    for bad in ("-5", "x", "0"):
+        assert chain_of({"X-Hotline-Transfer-Id": "T1", "X-Hotline-Chain-Hop": bad})[1] == 2
+    assert chain_of({"X-Hotline-Transfer-Id": "T1", "X-Hotline-Chain-Hop": "100000"})[1] == 100

@@ -329,6 +329,21 @@ class Transfer:
 
 
 _TRANSFER_FIELDS = tuple(f.name for f in fields(Transfer))
+MAX_HOPS = 99        # a chain longer than this is a loop or a forged header: counted no further
+
+
+def chain_of(headers: dict[str, str]) -> tuple[str | None, int, str | None]:
+    """R6: (chain id, hop, previous transfer id) for a transfer of a call that came in with
+    these X-Hotline-* headers; (None, 1, None) for a call that did not come in by a transfer.
+    The headers come from another PBX: a hop that is not a small positive number counts as 1."""
+    previous = headers.get(sip.TRANSFER_ID)
+    if not previous:
+        return None, 1, None
+    try:
+        before = min(max(int(headers.get(sip.CHAIN_HOP) or 1), 1), MAX_HOPS)
+    except ValueError:
+        before = 1
+    return headers.get(sip.CHAIN_ID) or previous, before + 1, previous
 
 
 def out_of_scope(transfer_id: str, call_id: str, hotline: str, caller: str, caller_number: str,
