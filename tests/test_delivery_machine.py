@@ -384,6 +384,23 @@ def test_reconcile_ends_what_is_gone_and_takes_back_what_is_bridged():
     assert DeleteBridge("B-empty") in flat(cmds) and DeleteBridge("BX") not in flat(cmds)
 
 
+def test_the_arrival_of_a_caller_found_at_reconnect_is_the_same_call():
+    """The instance (re)connects while a caller is entering: it finds the channel in the list
+    and offers it, then the caller's StasisStart arrives. Seen in the lab: taken as a new
+    arrival it was offered again and the agent already ringing was cut."""
+    d = desk()
+    waiting = ({"id": "w1", "state": "Up", "name": "PJSIP/c-1", "linkedid": "LW",
+                "caller": {"number": "138"}, "channelvars": {"HOTLINE_ROLE": "caller"}},)
+    first = flat(dm.step(d, Ev.RECONCILE, 9, dm.Found(waiting, (), {})))
+    found = d.calls["w1"]
+    assert found.recovered and found.state == CallState.RINGING
+    rung = [c for c in first if isinstance(c, dm.RingAgent)]
+    again = flat(dm.step(d, Ev.ARRIVED, 9.1, Arrival("w1", "138", "LW", {}, role_set=True)))
+    assert d.calls["w1"] is found and found.state == CallState.RINGING
+    assert not [c for c in again if isinstance(c, (dm.RingAgent, dm.HangUp, dm.Answer))]
+    assert len(rung) == 1
+
+
 def test_reconcile_ends_an_agent_left_alone_in_a_call_bridge_and_the_bridge():
     """The caller hung up while no instance watched: the agent's leg stays in the call's
     bridge. Both go, not only the leg (the bridge would be left over for good)."""

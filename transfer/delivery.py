@@ -899,6 +899,18 @@ def _adopt_remote(d: Desk, call: Call, leg: str, transfer_id: str | None) -> Non
 # --- the hotline's events --------------------------------------------------------------------
 
 def _arrived(d: Desk, now: float, a: Arrival) -> list[Command]:
+    known = d.calls.get(a.caller)
+    if known is not None and known.recovered:
+        # The StasisStart of a caller this instance already found in the channel list when it
+        # (re)connected (the event was queued behind the list): one caller, one call. Taken as
+        # a new arrival it was offered again, which cut the agent already ringing.
+        steps: list[Command] = ([] if a.role_set
+                                else [SetVar(known.caller, "HOTLINE_ROLE", "caller")])
+        if not known.answered and not known.transferred_in:
+            steps.append(Answer(known.caller))
+            known.answered = True
+        return [_clog(known, "arrival of a call recovered already: the same call"),
+                *([Attempt(tuple(steps), known.caller, only_gone=True)] if steps else [])]
     call = Call(caller=a.caller, number=a.number, call_id=a.call_id, arrived=now,
                 state=TRANSFERRING if a.hold else WAITING,
                 headers={k: v for k, v in a.headers.items() if k in HEADERS and v})
