@@ -207,16 +207,14 @@ def cmd_recommend(args) -> int:
     trained = False
     if args.train and (args.force or not rec_mod.built()):
         trained = True
+        started = time.monotonic()
         try:
-            samples = rec_mod.read_corpus(catalog)
+            model, samples = rec_mod.build(catalog)
         except rec_mod.CorpusError as exc:
             print("\n".join(exc.problems), file=sys.stderr)
             return 2
-        started = time.monotonic()
-        model = rec_mod.train(catalog, samples, rec_mod.stamp())
-        path = rec_mod.save(model)
         held = sum(s.held_out for s in samples)
-        print(f"{path}: trained on {len(samples) - held} of {len(samples)} descriptions "
+        print(f"{rec_mod.model_dir()}: trained on {len(samples) - held} of {len(samples)} descriptions "
               f"({held} held out for make bench), {len(model.category.weights)} features, "
               f"{time.monotonic() - started:.1f} s")
     if args.train and not args.text and not args.code:

@@ -268,12 +268,20 @@ def save(model: Model, directory: Path | None = None) -> Path:
     return path
 
 
+def build(catalog: Catalog) -> tuple[Model, list[Sample]]:
+    """Train the model of the current corpus and keep it; with the samples it was built from."""
+    samples = read_corpus(catalog)
+    model = train(catalog, samples, stamp())
+    save(model)
+    return model, samples
+
+
 def built() -> bool:
     """Is the model of the current corpus, catalog and code on disk?"""
     return all(p.exists() for p in _paths(stamp()))
 
 
-def load(catalog: Catalog, train_if_missing: bool = True) -> Model:
+def load(catalog: Catalog, train_if_missing: bool = False) -> Model:
     """The model for the current corpus: read from the build's file, or trained (and kept)."""
     s = stamp()
     path, words = _paths(s)
@@ -294,7 +302,7 @@ def load(catalog: Catalog, train_if_missing: bool = True) -> Model:
     try:
         save(model)
     except OSError:
-        pass                      # a read-only tree still answers, it trains again next start
+        pass                      # a read-only tree still answers, it trains again next time
     return model
 
 
@@ -312,17 +320,15 @@ class Recommender:
         self.model: Model | None = None
         self.error: str | None = None
         self.log = log
-        self.loaded_in: float | None = None
 
     def load_now(self) -> "Recommender":
         started = time.monotonic()
         try:
             self.model = load(self.catalog, self.train_if_missing)
             segment("预热", self.model.dictionary)   # jieba's dictionary now, not on a call
-            self.loaded_in = time.monotonic() - started
             if self.log is not None:
                 self.log.info("recommender model loaded", stamp=self.model.stamp,
-                              seconds=round(self.loaded_in, 2))
+                              seconds=round(time.monotonic() - started, 2))
         except Exception as exc:          # noqa: BLE001 - any failure leaves the rules in charge
             self.error = f"{type(exc).__name__}: {exc}"
             if self.log is not None:
