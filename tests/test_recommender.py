@@ -85,6 +85,12 @@ def test_the_exported_model_answers_exactly_as_scikit_learn():
     ("菜市场后面有人偷偷卖野鸟，关在笼子里", False),
     ("我家厨房燃气灶关了还有味，越来越大", True),
     ("灶上火苗特别小，烧壶水要半个钟头", False),
+    ("前两天家里煤气泄漏过一次，人没事，想问责任怎么认定", False),
+    ("燃气表上显示没气了，营业厅说换表要等一周", False),
+    ("老人倒在楼道里，好像已经没气了", True),
+    ("不危险，就是门口那片洼地一下雨就积水", False),
+    ("烟囱冒黑烟", False),
+    ("厂里烟囱旁边的棚子着火了", True),
 ])
 def test_the_emergency_judgement_handles_negation_conditions_and_what_is_over(text, emergency):
     judged = danger.judge(text)

@@ -19,19 +19,20 @@ from dataclasses import dataclass
 # for the explanation and for the "it is over" phrases that may clear them.
 _PEOPLE = (r"(?:孩子|小孩|小朋友|娃|儿子|女儿|闺女|孙子|孙女|老人|老太太|老大爷|老头|"
            r"老爷子|爷爷|奶奶|姥姥|姥爷|外婆|外公|父亲|母亲|我爸|我妈|老伴|家人|丈夫|"
-           r"老公|妻子|老婆|学生|病人|行人|路人)")
+           r"老公(?!寓)|妻子|老婆|学生|病人|行人|路人)")
 # Anyone who can fall, sink or be swept away (people, not phones or lids).
 _SOMEONE = (r"(?:人|孩子|小孩|娃|老人|老太太|老太|老大爷|老头|小伙|姑娘|男的|女的|学生|"
             r"他|她|工人)")
 CUES: dict[str, tuple[str, ...]] = {
     "fire": (r"着火", r"起火", r"失火", r"火灾", r"(?:冒|窜|蹿)(?:出)?火苗", r"火苗(?:窜|蹿|往上)", r"火光", r"火势", r"大火", r"烧起来",
-             r"烧着了", r"一股烧焦", r"着了火", r"火烧", r"越烧越(?:旺|大)",
+             r"烧着了", r"(?:仓库|房子|屋|楼|车|厂|店|棚|山|林子?|草垛|柴堆|货)[^，。,]{0,2}着了(?!急)", r"一股烧焦", r"着了火", r"火烧", r"越烧越(?:旺|大)",
              r"火(?:很|越来越|特别)(?:大|旺)", r"点着", r"引着", r"烟(?:已经)?起来了"),
     # Smoke apart from fire: a chimney or a rubbish fire that smokes every evening is pollution.
-    "smoke": (r"冒(?:黑|浓|白)?烟", r"浓烟", r"烟(?:很|特别|好)大",
+    "smoke": (r"冒(?:黑|浓|白)?烟", r"浓烟", r"黑烟(?:冲|滚|直冒|往上)", r"烟(?:很|特别|好)大",
               r"(?:满屋|屋里|楼道|楼里)(?:都是|全是)?烟"),
     "explosion": (r"爆炸", r"炸了", r"爆燃", r"巨响"),
-    "gas": (r"(?:煤气|燃气|天然气|液化气|瓦斯)(?:的)?(?:味|泄[漏露]|漏了|在漏|漏气)",
+    "gas": (r"(?:煤气|燃气|天然气|液化气|瓦斯)(?:的)?(?:臭|怪|异)?(?:味|泄[漏露]|漏了|在漏|漏气)",
+            r"(?:怪|臭|异)味[^。]{0,8}(?:像|好像|像是|应该是)(?:是)?(?:煤气|燃气|天然气|液化气)",
             r"(?:家|屋|厨房|楼道|楼里|房间)[^，。,]{0,8}臭鸡蛋味", r"漏气", r"气罐.{0,4}漏",
             r"(?:煤气|燃气|天然气)管.{0,6}(?:嘶|呲|漏|破)",
             r"(?:煤气|燃气|天然气)管.{0,10}(?:断|裂)", r"嘶嘶.{0,6}(?:冒|漏)", r"嘶嘶",
@@ -43,7 +44,7 @@ CUES: dict[str, tuple[str, ...]] = {
                  r"(?:闻|吸)了?.{0,6}(?:头晕|头发晕|发晕|恶心|想吐)",
                  r"(?:头晕|晕倒).{0,12}(?:气味|味道)", r"中毒", r"一氧化碳", r"喘不上气",
                  r"胸口闷", r"眼睛(?:疼|辣|睁不开)", r"咳得(?:厉害|不行|很)",
-                 r"头晕恶心", r"炭火|炭盆|烧炭"),
+                 r"头晕恶心", r"(?:怪|臭|异|刺鼻的?)味[^。]{0,20}(?:头晕|恶心|想吐|喘不上)", r"炭火|炭盆|烧炭"),
     "trapped": (r"被困", r"困在", r"困住", r"出不来", r"关在(?:里面|屋里|车里)",
                 r"锁在(?:里面|屋里|车里)", r"卡在(?:里面|中间|下面|缝|电梯|门)", r"卡住了",
                 r"压在(?:下面|底下)", r"埋在", r"埋了",
@@ -87,16 +88,19 @@ CUES: dict[str, tuple[str, ...]] = {
                r"流了?(?:好多|很多|一地|一身|不少)血", r"连着摔", r"摔了[^，。,]{0,3}个", r"摔倒",
                r"起不来", r"(?:血)?(?:一直)?止不住", r"血流不止",
                r"(?:全是|都是|一身|满身|满脸)血"),
-    "unconscious": (r"昏迷", r"晕倒", r"晕过去", r"不省人事", r"没(?:有)?(?:意识|反应|呼吸|气了)",
+    "unconscious": (r"昏迷", r"晕倒", r"晕过去", r"不省人事", r"没(?:有)?(?:意识|反应|呼吸)",
+                    # "没气了" of a person; of a meter, a bottle or a tyre it is a supply matter.
+                    _SOMEONE + r"[^，。,]{0,4}(?:快|已经)?没(?:有)?气了", r"(?:好像|已经|快|都)没(?:有)?气了",
+                    _SOMEONE + r"(?:突然|晕|摔)?倒在(?:了)?(?:地|路|楼道|楼梯|门口|屋|家|卫生间|厕所|床|电梯|街)",
                     r"抽搐", r"休克", r"倒在地上", r"倒地不起", r"叫不醒", r"快不行了",
                     r"心脏骤停", r"(?:躺|睡)在(?:地上|路上|路中间|马路上|快车道|车道|铁轨)",
-                    r"一动不动", r"躺着不动"),
-    "violence": (r"持刀", r"拿(?:着)?[^，。,把]{0,2}(?:刀|棍|棒|斧|锤|砖|铁棍|枪)(?!把)", r"砍人", r"砍伤",
+                    r"(?<![堵车])(?<!堵得)一动不动", r"躺着不动"),
+    "violence": (r"持刀", r"拿(?:着)?[^，。,把]{0,2}(?:刀|棍|棒|斧|(?<!破碎)锤|砖|铁棍|枪)(?!把)", r"砍人", r"砍伤",
                  r"捅(?:人|了|伤)", r"动刀", r"有枪", r"开枪", r"打人", r"殴打", r"打架", r"斗殴",
                  r"群殴", r"互殴", r"打起来", r"正在打", r"往死里打", r"抢劫",
                  r"抢(?:包|钱|手机)", r"绑架", r"劫持", r"人质", r"家暴",
                  r"威胁要?(?:杀|砍|弄死|报复)", r"要杀", r"强奸", r"非礼", r"撬门", r"入室",
-                 r"闯进", r"持械", r"砸(?:车|店|门|东西)", r"烧死", r"炸死", r"同归于尽", r"弄死",
+                 r"闯进", r"持械", r"砸(?:车|店|门|东西)", r"炸药", r"雷管", r"爆炸物", r"烧死", r"炸死", r"同归于尽", r"弄死",
                  r"杀了", r"汽油.{0,20}(?:烧|点|去|带|泼)",
                  r"(?:带|拎|提|买)(?:着|了)?.{0,6}汽油",
                  r"(?:塞|拖|拽|拉|推)(?:进|到|上)?[^，。,]{0,4}车里", r"揪着[^，。,]{0,6}头发",
@@ -106,13 +110,13 @@ CUES: dict[str, tuple[str, ...]] = {
                  r"打(?:她|孩子|老婆|媳妇)", r"不要打我", r"放(?:把)?火", r"报复社会", r"陪葬",
                  r"(?:屋里|家里|里面|卧室)[^，。,]{0,6}(?:还有|有)(?:动静|人)", r"见人就打", r"打伤", r"点(?:煤气罐|燃气罐|液化气)"),
     "fraud_now": (r"安全账户",
-                  r"(?:正在|现在|已经|准备|要).{0,12}(?:银行|柜台|ATM|取款机).{0,24}(?:转|汇|取|打钱)",
+                  r"(?:正在|现在|这会儿|此刻|已经|准备|要).{0,12}(?:银行|柜台|ATM|取款机).{0,24}(?:转|汇|取|打钱)",
                   r"正在.{0,12}(?:转账|打钱|汇款|汇钱)",
                   r"(?:快|赶紧|帮忙|帮我).{0,4}拦(?:住|一下|下)",
-                  r"(?:劝不住|劝不听|怎么劝都不听)",
+                  r"(?:劝不住|劝不听|怎么劝都不听|拦不住)",
                   r"(?:骗子|冒充.{0,8}的人).{0,6}(?:在|就在)(?:门口|楼下|家里)", r"验证码",
                   r"(?:银行卡)?密码[^，。,]{0,10}(?:说|告诉|给)", r"屏幕共享",
-                  r"(?:让我|叫我|要我)[^，。,]{0,4}转账", r"(?:正|正在|还)?准备(?:再)?转",
+                  r"(?:让|叫|要)(?:我|他|她|老人|我爸|我妈)[^，。,]{0,4}转(?:账|钱)", r"(?:正|正在|还)?准备(?:再)?转",
                   r"还要(?:再)?转", r"非要(?:把)?[^，。,]{0,8}转",
                   r"(?:拿着|带着)(?:存折|银行卡|卡)[^，。,]{0,4}(?:去|到)(?:了)?银行"),
     "electric": (r"(?<!杆)电线(?!杆)[^，。,]{0,8}(?:掉|断|垂|落|耷拉)(?:在|到)(?:地|路)",
@@ -123,14 +127,17 @@ CUES: dict[str, tuple[str, ...]] = {
                  r"(?:楼|房|墙|顶|桥|路面|地面|地|隧道|棚|屋|山|坡|土|井|坑|窑|矿)[^，。,]{0,4}塌了",
                  r"塌方", r"(?:要|快|随时|马上).{0,4}(?:塌|倒|掉|砸)", r"摇摇欲坠",
                  r"(?:悬|挂)在半空", r"晃来晃去.{0,20}(?:底下|下面|下边)",
+                 r"(?:吊|挂|悬)(?:在)?[^，。,]{0,6}(?:晃|摇)[^。]{0,16}(?:底下|下面|下边|人来人往|行人)",
                  r"砸(?:到|中|在)(?:了)?" + _PEOPLE, r"裂了.{0,6}(?:要|快)", r"滑坡", r"泥石流",
                  r"(?:墙|楼|房)[^，。,]{0,8}(?:裂开|往外鼓|鼓包|往外倒)", r"掉砖", r"倒下来",
                  r"(?:会|要)被车撞",
                  r"泥(?:石)?(?:往下)?滑", r"冲进[^，。,]{0,6}(?:家|屋|房)"),
-    "crowd": (r"聚集", r"围堵", r"堵(?:住|了)?(?:路|门|大门|马路)",
+    "crowd": (r"(?<!摊贩)(?<!商贩)(?<!摊点)聚集", r"围堵", r"堵(?:住|了)?(?:路|门|大门|马路)",
               r"(?:路|门|马路|大门|路口)\S{0,2}堵(?:死|住|上)", r"对峙",
               r"(?:上百|几百|好几百|好几十|几十|一大群|一大帮|一群)(?:号|个|名)?\S{0,3}"
               r"(?:人|摊贩|村民|工人|业主|学生|家属)[^。]{0,16}(?:围|堵|闹|冲|打(?:人|架|起来)|砸|聚)",
+              r"(?:[一二两三四五六七八九几]?[十百千]|\d{2,})(?:多|来)?(?:号|个|名)?(?:人|村民|工人|业主|学生|家属)"
+              r"[^。]{0,16}(?:围|堵|闹|冲|砸|聚)",
               r"(?:发生|起了|爆发|肢体)冲突", r"聚了", r"推(?:保安|人|警察|民警)",
               r"情绪(?:很|非常|特别)?激动", r"推搡", r"踩踏", r"暴乱", r"打砸", r"挤倒",
               r"踩在(?:底下|脚下)"),
@@ -141,12 +148,12 @@ CUES: dict[str, tuple[str, ...]] = {
     "road_hazard": (r"(?:戳|横|倒|掉|散|落|滚)(?:到|在)(?:了)?(?:车道|快车道|行车道|路中间|马路中间)",
                     r"(?:高速|快速路|国道|匝道|隧道)[^。]{0,20}(?:掉了|散落|散了一地|横在|戳到|抛锚|逆行|"
                     r"倒车)",
-                    r"路中间有", r"压上去", r"车道全堵"),
+                    r"路中间有", r"(?:车道|快车道|行车道|匝道)(?:的)?(?:正)?中间", r"压上去", r"车道全堵"),
     "flood": (r"洪水", r"水(?:漫|淹|灌)(?:进|到)(?:屋|家|房|楼|车)", r"被淹",
               r"淹到(?:腰|胸|脖子)", r"水(?:一直|还在)?(?:往上)?涨",
               r"(?:要|快|眼看)(?:要)?(?:被)?淹"),
-    "danger": (r"危险", r"生命危险", r"危及", r"救命", r"呼救", r"求救", r"出人命", r"人命",
-               r"快来人", r"要出事"),
+    "danger": (r"(?<!不)危险", r"生命危险", r"危及", r"救命", r"呼救", r"求救", r"出人命", r"人命",
+               r"快来人", r"要出事", r"(?:肯定|还得|还会|准得|又得|随时)(?:会|要)?出(?:事|人命)"),
     "animal": (r"(?:狗|犬|蛇|野猪|牛)[^，。,]{0,6}(?:正在|追着|扑|围着)[^，。,]{0,6}(?:咬|人|孩子)",
                r"疯狗", r"被[^，。,]{0,8}咬(?:了|伤|住)", r"见人就(?:咬|扑)",
                r"(?:刚|刚刚|刚才)咬(?:了|伤)",
@@ -154,9 +161,11 @@ CUES: dict[str, tuple[str, ...]] = {
 }
 
 # A negator shortly before a cue, in the same clause, negates it: 没有人受伤, 不是着火, 并未起火.
-_NEGATOR = re.compile(r"(?:没有|没|并没有|并没|不是|并不是|不存在|未|无|不会|别|不用|不要|没啥|没什么|谈不上|算不上|"
+_NEGATOR = re.compile(r"(?:差点|差一点|险些|好险|没有|没|并没有|并没|不是|并不是|不存在|未|无|不会|别|不用|不要|没啥|没什么|谈不上|算不上|"
                       r"不算|不太|不怎么|并不)")
 _NEGATION_WINDOW = 6
+# A near miss did not happen, unless it just did: "刚才差点撞到行人" says the danger is live.
+_NEAR_MISS = re.compile(r"差点|差一点|险些|好险")
 # What puts a cue in a condition or a general question, not the present: 万一着火怎么办.
 _CONDITION = re.compile(r"(?:如果|万一|假如|要是|假设|一旦|以防|防止|预防|怎么预防|避免|演练|培训|知识|宣传|"
                         r"科普|讲座|保险|理赔|赔偿|报销|补偿|补贴|证明|手续|流程|怎么申请|如何申请|咨询|政策|哪天|迟早|"
@@ -165,7 +174,7 @@ _CONDITION = re.compile(r"(?:如果|万一|假如|要是|假设|一旦|以防|�
 _THREATS = frozenset({"violence", "self_harm", "fraud_now"})
 # Said to be over: past and resolved. Kind-specific phrases first, then general ones.
 _CLEARED: dict[str, tuple[str, ...]] = {
-    "fraud_now": (r"(?:我|他|她)?(?:已经)?转了", r"被转走", r"后来才", r"冻结", r"给(?:了|过去了)", r"刷走",
+    "fraud_now": (r"(?:我|他|她)?(?:已经)?转了", r"没(?:有)?(?:转|上当|理他|信)", r"(?:就|直接)?挂了", r"给(?:了)?(?:对方|他|她|人家)了?", r"被转走", r"后来才", r"冻结", r"给(?:了|过去了)", r"刷走",
                   r"被骗了", r"少了钱", r"钱(?:都|就)?没了"),
     "fire": (r"(?:已经|早就?|早都|都)(?:被)?(?:扑)?灭了", r"灭掉了", r"扑灭了", r"熄灭了", r"没(?:有)?着起来",
              r"火灭了"),
@@ -196,7 +205,7 @@ _CLEARED_ANY = (r"现在(?:已经)?没事了", r"已经没事了", r"危险(?:�
 # A cue said of another time (昨天, 上个月, 上次 ...) in its own clause is over, unless the clause
 # also says now; except what lasts: a person missing since yesterday is missing now.
 _PAST = re.compile(r"(?:昨天|前天|大前天|上周|上礼拜|上星期|上个?月|上次|上回|去年|前年|以前|之前|前几天|前些天|"
-                   r"那天|当时|过去|曾经|出过|着过|昨晚|昨夜|前晚|那会儿|本月\d+日|\d+月\d+[日号]|"
+                   r"那天|那(?:事|次|回)|(?:快|都|已经)?[一两三半几]年了|当时|过去|曾经|出过|着过|[漏烧炸塌倒]过一[次回]|前[两三]天|前一阵|前段时间|昨晚|昨夜|前晚|那会儿|本月\d+日|\d+月\d+[日号]|"
                    r"\d+\s*(?:年|个月|天)前|[一二两三四五六七八九十几]+(?:年|个月|天)前)")
 _NOW = re.compile(r"(?:现在|正在|刚才|刚刚|还在|马上|赶紧|快点?来|目前|此刻|这会儿)")
 _LASTING = frozenset({"missing", "trapped", "self_harm"})
@@ -206,6 +215,10 @@ _PLANNED = re.compile(r"(?:拟于|计划|打算|号召|下周|下礼拜|下个�
 # Said of every day or every evening: a chimney's smoke or a factory's smell is pollution (12345).
 _HABITUAL = re.compile(r"(?:天天|每天|每晚|每到|一到(?:晚上|夜里|傍晚)|经常|总是|老是|隔三差五|常年|长期|一直在)")
 _HABITUAL_KINDS = frozenset({"smoke", "gas", "chemical"})
+# A fire lit every evening is someone burning rubbish; said of the fire's own clause only ("楼道里老是有人抽烟，今天着火了" is a fire).
+_HABITUAL_IN_CLAUSE = frozenset({"fire"})
+# Smoke from a chimney is what a chimney does: a pollution report (12345) unless fire is said too.
+_ORDINARY_SOURCE = {"smoke": re.compile(r"烟囱|烟筒")}
 _CLAUSE = re.compile(r"[，。！？；,.!?;、\n]|但是|可是|不过|结果|然后")
 
 _COMPILED = {kind: tuple(re.compile(p) for p in pats) for kind, pats in CUES.items()}
@@ -251,7 +264,8 @@ def _set_aside(kind: str, text: str, start: int, end: int) -> str | None:
     for m in _NEGATOR.finditer(before):
         neg = m
     # "没有人受伤" negates; "没人管, 有人受伤" does not (a negator of another clause never reaches).
-    if neg is not None:
+    if neg is not None and not (_NEAR_MISS.fullmatch(neg.group(0))
+                                and _NOW.search(text, left, right)):
         return f"negated ({before[neg.start():]}{text[start:end]})"
     clause = text[left:right]
     cond = _CONDITION.search(clause) if kind not in _THREATS else None
@@ -263,7 +277,11 @@ def _set_aside(kind: str, text: str, start: int, end: int) -> str | None:
     planned = _PLANNED.search(text) if kind == "crowd" else None
     if planned and not _NOW.search(clause):
         return f"planned, not happening now ({planned.group(0)})"
-    habit = _HABITUAL.search(text) if kind in _HABITUAL_KINDS else None
+    source = _ORDINARY_SOURCE[kind].search(clause) if kind in _ORDINARY_SOURCE else None
+    if source:
+        return f"its ordinary source, not an emergency now ({source.group(0)})"
+    habit = (_HABITUAL.search(text) if kind in _HABITUAL_KINDS
+             else _HABITUAL.search(clause) if kind in _HABITUAL_IN_CLAUSE else None)
     if habit:
         return f"a standing nuisance, not an emergency now ({habit.group(0)})"
     # A swindle told as done ("我给了验证码", "钱被转走了") is over from the cue's own clause on.
