@@ -7,10 +7,12 @@ and class, a softmax. The same ``features`` feed the training, so what the model
 what it reads in production cannot drift apart; a test checks the export against scikit-learn's
 own ``predict_proba``.
 
-Features: the words of a segmentation (jieba, handed in as ``words``), word pairs, and character
-n-grams of 1–3 characters. Words carry meaning ("煤气"), pairs a little order ("没有 受伤"), and
-character n-grams catch what a segmenter splits oddly or has never seen (typos, homophones,
-colloquial compounds).
+Features: the words of a segmentation (jieba, handed in as ``words``) and character n-grams of
+1–3 characters. Words carry meaning ("煤气"); character n-grams catch what a segmenter splits
+oddly or has never seen (typos, homophones, colloquial compounds). Word pairs were measured too and
+dropped: they cost a third of the model's features and placed fewer descriptions right (held-out
+platform accuracy 92.3 against 92.9 %, 5-fold cross-validated 90.9 against 91.0 %); negation is
+the danger judgement's business, not the category model's.
 """
 
 from __future__ import annotations
@@ -27,7 +29,6 @@ _SPACE_OR_PUNCT = re.compile(r"[\s\W_]+", re.UNICODE)
 def features(text: str, words: Iterable[str]) -> list[str]:
     kept = [w.lower() for w in words if w.strip() and not _SPACE_OR_PUNCT.fullmatch(w)]
     out = [f"w:{w}" for w in kept]
-    out += [f"b:{a}|{b}" for a, b in zip(kept, kept[1:])]
     for chunk in _SPACE_OR_PUNCT.split(text.lower()):
         for n in (1, 2, 3):
             out += [f"c:{chunk[i:i + n]}" for i in range(len(chunk) - n + 1)]
