@@ -147,6 +147,11 @@ class Transfers:
         dest = str((refer.get("requested_destination") or {}).get("destination") or "")
         call = self.desk.call_of_agent_leg(leg) if leg else None
         clog = self.log.bind(agent_leg=leg, destination=dest)
+        if event.get("state"):
+            # Not a REFER: Asterisk echoes each transfer_progress we post as a ChannelTransfer
+            # with its state (the REFER itself has none).
+            clog.debug("transfer progress reported to the phone", state=event["state"])
+            return
         # A refusal is not reported to the phone: Asterisk 22.10 was seen to crash on
         # transfer_progress states=channel_declined for a live channel. The REFER's subscription
         # just expires on the phone; the call itself goes on untouched.

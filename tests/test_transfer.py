@@ -77,8 +77,9 @@ def test_110_to_12345_by_key(phones, outcomes):
                  answering_agent=far_agent.username)
 
 
-def test_12345_to_110_by_the_phones_transfer_button(phones, outcomes):
+def test_12345_to_110_by_the_phones_transfer_button(phones, outcomes, service):
     call, agent, leg = connect(phones, phones.citizen, "12345", "12345")
+    log_from = service.log.stat().st_size
     leg.transfer_to("110")                                   # SIP REFER
     leg.wait_ended(5)
     assert leg.transfer_status[-1] == 200                    # told by NOTIFY, hung up itself
@@ -88,6 +89,10 @@ def test_12345_to_110_by_the_phones_transfer_button(phones, outcomes):
     call.hears(far_leg)
     [rec] = outcomes.wait(phones.lib)
     check_record(rec, result="accepted", trigger="refer", origin="12345", target="110")
+    # One REFER, one transfer, and nothing for monitoring to page on.
+    said = [json.loads(line) for line in service.log.read_bytes()[log_from:].splitlines()
+            if line.startswith(b"{")]
+    assert [e["event"] for e in said if e.get("level") in ("warning", "error")] == []
 
 
 def test_busy_target_returns_the_caller_to_the_transferring_agent(phones, outcomes):
