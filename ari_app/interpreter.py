@@ -149,7 +149,8 @@ class Interpreter:
         return bridge["id"]
 
     async def _add_to_bridge(self, cmd: dm.AddToBridge) -> None:
-        await self.ari.post(f"/bridges/{cmd.bridge}/addChannel", channel=list(cmd.channels))
+        await self.ari.post(f"/bridges/{cmd.bridge}/addChannel", channel=list(cmd.channels),
+                            **({"absorbDTMF": "true"} if cmd.absorb_dtmf else {}))
 
     async def _remove_from_bridge(self, cmd: dm.RemoveFromBridge) -> None:
         try:

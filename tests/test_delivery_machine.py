@@ -7,6 +7,7 @@ import itertools
 
 import pytest
 
+from contracts import sip
 from transfer import delivery as dm
 from transfer.delivery import (
     CALL_EVENTS, DESK, DESK_EVENTS, DETAILS, IGNORED, TRANSITIONS, AddToBridge, AgentsSeen,
@@ -281,10 +282,25 @@ def test_agent_answer_quiets_the_caller_makes_the_bridge_then_bridges_both():
     assert first.steps == (StopRingback("c1"), CreateBridge("call-L-c1")) and \
         first.probe == ("c1", leg)
     second = attempt(dm.step(d, first.then, 2, Done("c1", leg, "B7")))
-    assert second.steps == (AddToBridge("B7", ("c1", leg)),)
+    # The agent's keys (and the caller's) reach the app, not the other party's ear.
+    assert second.steps == (AddToBridge("B7", ("c1", leg), absorb_dtmf=True),)
     cmds = dm.step(d, second.then, 2.5, Done("c1", leg))
     assert call.state == CallState.CONNECTED and call.bridge == "B7"
     assert [p.kind for p in of(cmds, Publish)] == ["agent_connected"]
+
+
+@pytest.mark.parametrize("mode, absorbed", [("three_way", False), ("emergency", False),
+                                            ("blind", True)])
+def test_only_the_other_platforms_three_way_call_lets_its_agents_keys_cross(mode, absorbed):
+    # There the far agent's decision keys must cross the trunk to the origin, which absorbs them.
+    d = desk()
+    succeed(d, arrive(d))
+    call = d.calls["c1"]
+    call.headers.update({sip.TRANSFER_ID: "t1", sip.MODE: mode})
+    leg = call.agent_leg
+    first = attempt(dm.step(d, Ev.AGENT_ANSWERED, 2, dm.Leg("c1", leg)))
+    second = attempt(dm.step(d, first.then, 2, Done("c1", leg, "B7")))
+    assert second.steps == (AddToBridge("B7", ("c1", leg), absorb_dtmf=absorbed),)
 
 
 def test_a_stray_agent_answer_is_hung_up():

@@ -77,6 +77,30 @@ def test_110_to_12345_by_key(phones, outcomes):
                  answering_agent=far_agent.username)
 
 
+# The DTMF column of "*" and "1": a key tone played in band would carry it.
+KEY_TONE_HZ = 1209
+
+
+def test_the_caller_never_hears_the_agents_keys(phones, outcomes):
+    call, agent, leg = connect(phones, phones.citizen, "12345", "12345")
+    heard = len(call.tones_heard)
+    call.phone._send("listen", call.key, KEY_TONE_HZ)
+    try:
+        leg.send_dtmf("*1")
+        leg.wait_ended(5)
+        far_agent, far_leg = phones.ringing_agent("110", timeout=8)
+        phones.lib.sleep(1.0)                     # the keys' tail, if any
+    finally:
+        call.phone._send("listen", call.key, 0)
+    assert call.digits == "", "the caller's phone received the agent's keys as RFC 4733 events"
+    assert [f for f, _ in call.tones_heard[heard:]] == [], "the caller heard a key tone"
+    far_leg.accept()
+    call.hears(far_leg)                  # and no digit left stuck in the caller's stream
+    far_leg.hears(call)
+    [rec] = outcomes.wait(phones.lib)
+    check_record(rec, result="accepted", trigger="dtmf", origin="12345", target="110")
+
+
 def test_12345_to_110_by_the_phones_transfer_button(phones, outcomes, service):
     call, agent, leg = connect(phones, phones.citizen, "12345", "12345")
     log_from = service.log.stat().st_size

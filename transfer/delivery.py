@@ -52,7 +52,7 @@ from typing import Callable
 
 from contracts import sip
 from contracts.sip import HEADERS
-from contracts.vocab import Disposition, EndedBy, LiveEvent
+from contracts.vocab import CONFERENCE_MODES, Disposition, EndedBy, LiveEvent
 
 # IllegalTransition is this machine's error too (re-exported).
 from .table import IllegalTransition, Row, check_move, row as _row  # noqa: F401
@@ -124,6 +124,12 @@ class Call:
     @property
     def emergency(self) -> bool:
         return self.transferred_in and self.headers.get(sip.EMERGENCY) == "1"
+
+    @property
+    def keys_cross(self) -> bool:
+        """Whether its parties' keys must reach the other side of the bridge: only in the other
+        platform's three-way call, whose agents' decision keys cross the trunk to the origin."""
+        return self.headers.get(sip.MODE) in CONFERENCE_MODES
 
 
 @dataclass
@@ -260,6 +266,9 @@ class CreateBridge:
 class AddToBridge:
     bridge: str
     channels: tuple[str, ...]
+    # Their keys still reach the app (ChannelDtmfReceived) but no other party: an agent's *1 is
+    # a command, not a tone in the caller's ear (nor a stuck digit when the key ends the leg).
+    absorb_dtmf: bool = False
 
 
 @dataclass(slots=True)
@@ -1348,7 +1357,8 @@ def _connect_agent(d: Desk, call: Call, leg: str) -> list[Command]:
 def _agent_bridge_ready(d: Desk, call: Call, now: float, done: Done) -> list[Command]:
     if done.bridge:
         call.bridge = done.bridge
-    return [Attempt((AddToBridge(call.bridge, (call.caller, done.leg)),), call.caller, done.leg,
+    return [Attempt((AddToBridge(call.bridge, (call.caller, done.leg),
+                                 absorb_dtmf=not call.keys_cross),), call.caller, done.leg,
                     then=Ev.AGENT_BRIDGED, failed=Ev.CONNECT_FAILED,
                     probe=(call.caller, done.leg))]
 
@@ -1403,7 +1413,8 @@ def _held(d: Desk, call: Call, now: float, done: Done) -> list[Command]:
 
 def _adopt_bridge_ready(d: Desk, call: Call, now: float, done: Done) -> list[Command]:
     call.bridge = done.bridge
-    return [Attempt((AddToBridge(call.bridge, (call.caller, done.leg)),), call.caller, done.leg,
+    return [Attempt((AddToBridge(call.bridge, (call.caller, done.leg),
+                                 absorb_dtmf=not call.keys_cross),), call.caller, done.leg,
                     then=Ev.ADOPTED, failed=Ev.ADOPT_FAILED, probe=(done.leg, call.caller))]
 
 
