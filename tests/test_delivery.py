@@ -66,6 +66,58 @@ def test_a_crashed_phone_fails_its_test_and_is_started_again(phones, lab):
     call.hears(leg)
 
 
+def _agent_states(service, since: int, agent: str) -> list[tuple[str, float]]:
+    """(device state, when) of ``agent`` as the service saw them, from its log."""
+    import json
+    from datetime import datetime
+
+    out = []
+    for line in service.log.read_bytes()[since:].splitlines():
+        if line.startswith(b"{"):
+            e = json.loads(line)
+            if e.get("event") == "agent state" and e.get("agent") == agent:
+                out.append((e["state"], datetime.fromisoformat(e["timestamp"]).timestamp()))
+    return out
+
+
+def test_a_registered_phone_that_is_gone_is_not_rung_and_comes_back_by_itself(phones, service):
+    """A phone frozen (registered, its socket open, answering nothing: unplugged, a lost NAT
+    binding) turns UNAVAILABLE by qualify and is skipped; answering again, it is rung again."""
+    import signal
+    import time
+
+    gone = phones.agents["12345"][1]
+    other = phones.agents["12345"][0]
+    since = service.log.stat().st_size
+    stopped = time.time()
+    os.kill(gone.proc.pid, signal.SIGSTOP)
+    try:
+        phones.lib.wait_for(
+            lambda: any(s == "UNAVAILABLE" for s, _ in _agent_states(service, since, gone.username)),
+            12, f"{gone.username} to be seen UNAVAILABLE")
+        unavailable_after = next(t for s, t in _agent_states(service, since, gone.username)
+                                 if s == "UNAVAILABLE") - stopped
+        # qualify_frequency 5 s + qualify_timeout 2 s (dialplan/pjsip.conf.j2)
+        assert unavailable_after <= 7.5
+        for _ in range(2):               # twice: whichever agent the service would try first
+            call = phones.citizen.dial("12345")
+            leg = other.wait_incoming(2)     # at once, not after the gone phone's agent ring
+            leg.accept()
+            call.hears(leg)
+            call.hang_up()
+            leg.wait_ended(5)
+    finally:
+        os.kill(gone.proc.pid, signal.SIGCONT)
+    back_from = service.log.stat().st_size
+    phones.lib.wait_for(
+        lambda: any(s == "NOT_INUSE" for s, _ in _agent_states(service, back_from, gone.username)),
+        12, f"{gone.username} to be free again")
+    # Two callers now reach both agents, the one that was gone among them.
+    _, first, _ = connect(phones, phones.citizen, "12345", "12345")
+    _, second, _ = connect(phones, phones.citizen, "12345", "12345")
+    assert {first, second} == {gone, other}
+
+
 def test_110_caller_reaches_110_agent(phones):
     call, agent, leg = connect(phones, phones.caller, "110", "110")
     assert agent in phones.agents["110"]
