@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -85,6 +86,11 @@ class Ari:
 
     def channels(self) -> list[dict]:
         return self.request("GET", "/channels")
+
+    def variable(self, channel_id: str, name: str) -> str:
+        """A channel variable or function, e.g. ``CHANNEL(audionativeformat)``."""
+        return self.request("GET", f"/channels/{channel_id}/variable",
+                            variable=urllib.parse.quote(name))["value"]
 
     def bridges(self) -> list[dict]:
         return self.request("GET", "/bridges")

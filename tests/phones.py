@@ -72,6 +72,7 @@ def _worker(conn: Connection, account: dict, host: str, log_level: int) -> None:
     ep.transportCreate(pj.PJSIP_TRANSPORT_UDP, tcfg)
     ep.libStart()
     ep.audDevManager().setNullDev()
+    default_codecs = {c.codecId: c.priority for c in ep.codecEnum2()}
 
     domain = account["registrar"].removeprefix("sip:")
     calls: dict[str, pj.Call] = {}
@@ -275,6 +276,14 @@ def _worker(conn: Connection, account: dict, host: str, log_level: int) -> None:
             return
         if cmd == "register":
             acc.setRegistration(True)
+            return
+        if cmd == "codecs":
+            # Offer only these (by name, in this order); none given: the defaults again.
+            order = list(args[0])
+            for cid, prio in default_codecs.items():
+                name = cid.split("/")[0]
+                ep.codecSetPriority(cid, (255 - order.index(name)) if name in order
+                                    else 0 if order else prio)
             return
         call = calls.get(key)
         if call is None:
@@ -507,6 +516,11 @@ class Phone:
         self.registered = False
         self._send("register", None)
         self.lib.wait_for(lambda: self.registered, timeout, f"{self.username} to register again")
+
+    def offer_codecs(self, *names: str) -> None:
+        """Offer only these codecs in new calls, in this order ("PCMA", "PCMU"); no names: the
+        phone's defaults again."""
+        self._send("codecs", None, names)
 
     def dial(self, number: str) -> "PhoneCall":
         call = PhoneCall(self, f"p{next(self._keys)}")

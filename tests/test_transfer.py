@@ -77,6 +77,29 @@ def test_110_to_12345_by_key(phones, outcomes):
                  answering_agent=far_agent.username)
 
 
+def test_an_a_law_call_stays_a_law_across_the_trunk(phones, outcomes, lab):
+    """China's networks speak G.711 A-law: a caller's phone offering it first keeps it on every
+    leg of both PBXs, the trunk included, and no leg translates (read = write = native)."""
+    phones.citizen.offer_codecs("PCMA", "PCMU")
+    try:
+        call, agent, far_agent, far_leg = transfer_by_key(phones, phones.citizen, "12345",
+                                                          "12345", "110")
+        far_leg.accept()
+        call.hears(far_leg)
+        far_leg.hears(call)
+        formats = {(hid, ch["name"]): tuple(
+                       ari.variable(ch["id"], f"CHANNEL(audio{kind}format)").strip("()")
+                       for kind in ("native", "read", "write"))
+                   for hid, ari in lab.ari.items() for ch in ari.channels()}
+        trunks = [name for _, name in formats if "trunk-" in name]
+        assert len(formats) == 4 and len(trunks) == 2, formats   # caller, 2 trunk legs, agent
+        assert all(f == ("alaw", "alaw", "alaw") for f in formats.values()), formats
+    finally:
+        phones.citizen.offer_codecs()
+    [rec] = outcomes.wait(phones.lib)
+    check_record(rec, result="accepted", origin="12345", target="110")
+
+
 # The DTMF column of "*" and "1": a key tone played in band would carry it.
 KEY_TONE_HZ = 1209
 
