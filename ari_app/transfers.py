@@ -152,15 +152,17 @@ class Transfers:
             # with its state (the REFER itself has none).
             clog.debug("transfer progress reported to the phone", state=event["state"])
             return
-        # A refusal is not reported to the phone: Asterisk 22.10 was seen to crash on
-        # transfer_progress states=channel_declined for a live channel. The REFER's subscription
-        # just expires on the phone; the call itself goes on untouched.
+        # A refusal gets a final NOTIFY (503) at once, so the phone's transfer ends instead of
+        # hanging; the call itself goes on untouched. channel_unavailable, not channel_declined:
+        # Asterisk 22.10 was seen to crash on the latter for a live channel.
         if call is None:
             clog.warning("REFER from a channel that is not a connected agent: refused")
+            await self._refer_progress(leg, "channel_unavailable")
             return
         if dest not in self.hotline.targets:
             clog.warning("REFER to a destination that is not a transfer target: refused",
                          call_id=call.call_id)
+            await self._refer_progress(leg, "channel_unavailable")
             return
         # The agent is released once the attempt starts, so the phone is told the blind transfer
         # is complete (a final NOTIFY that ends its subscription) and hangs up by itself, as a

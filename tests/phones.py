@@ -225,7 +225,7 @@ def _worker(conn: Connection, account: dict, host: str, log_level: int) -> None:
             send("dtmf", self.key, prm.digit, time.monotonic())
 
         def onCallTransferStatus(self, prm) -> None:
-            send("xfer", self.key, prm.statusCode)
+            send("xfer", self.key, prm.statusCode, prm.finalNotify)
             # Like a desk phone after its own blind transfer: a final 2xx ends our part.
             if prm.finalNotify and 200 <= prm.statusCode < 300:
                 prm.cont = False
@@ -569,6 +569,7 @@ class PhoneCall:
         self.digits = ""
         self.ended = False
         self.transfer_status: list[int] = []
+        self.transfer_final: int | None = None     # the status of the NOTIFY that ended a REFER
         # (Hz, when its first frame arrived), from the phone
         self.tones_heard: list[tuple[int, float]] = []
         # time.monotonic() stamps taken inside the phone's process, for the benchmarks: when
@@ -591,6 +592,8 @@ class PhoneCall:
             self.dtmf_at.append((args[0], args[1]))
         elif kind == "xfer":
             self.transfer_status.append(args[0])
+            if args[1]:
+                self.transfer_final = args[0]
         elif kind == "heard":
             self.tones_heard.append((args[0], args[1]))
 

@@ -270,8 +270,14 @@ def test_the_callers_keys_trigger_nothing(phones, outcomes, lab):
 def test_refer_to_an_unknown_number_is_refused_and_nothing_is_dialled(phones, outcomes, lab):
     call, agent, leg = connect(phones, phones.citizen, "12345", "12345")
     leg.transfer_to("999")
+    # The phone gets a final answer (a NOTIFY ending the REFER's subscription), not silence.
+    phones.lib.wait_for(lambda: leg.transfer_final is not None, 3, "the REFER's final NOTIFY")
+    assert leg.transfer_final >= 300, leg.transfer_status
+    leg.transfer_final = None
     leg.transfer_to("110&PJSIP/evil")
-    phones.lib.sleep(2)
+    phones.lib.wait_for(lambda: leg.transfer_final is not None, 3, "the REFER's final NOTIFY")
+    assert leg.transfer_final >= 300, leg.transfer_status
+    phones.lib.sleep(1)
     assert not leg.ended and not call.ended
     assert not [c for c in lab.ari["12345"].channels() if "trunk" in c["name"]]
     call.hears(leg)
