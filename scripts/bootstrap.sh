@@ -2,7 +2,8 @@
 # Installs everything the lab and the tests need on a fresh Debian 12 machine (run as root).
 # Idempotent: each step checks before it does work, so `make run` / `make test` can call it always.
 #
-#   system packages   redis-server, redis-sentinel, debootstrap, sip-tester (SIPp), espeak-ng (the
+#   system packages   redis-server, redis-sentinel, debootstrap, sip-tester (SIPp), baresip-core (a
+#                     second SIP stack for the agents' phones in the tests), espeak-ng (the
 #                     lab's spoken prompts, synthesized at lab set-up; no audio file is committed)
 #   Asterisk 22       native `asterisk` if present, else a Debian-unstable root file system built
 #                     once with debootstrap and cached OUTSIDE the repository ($HOTLINE_ROOTFS)
@@ -19,7 +20,7 @@ log() { printf '[bootstrap] %s\n' "$*" >&2; }
 
 need_pkgs=()
 for pair in redis-server:redis-server redis-sentinel:redis-sentinel debootstrap:debootstrap sipp:sip-tester \
-            espeak-ng:espeak-ng; do
+            espeak-ng:espeak-ng baresip:baresip-core; do
   cmd=${pair%%:*}; pkg=${pair#*:}
   command -v "$cmd" >/dev/null 2>&1 || need_pkgs+=("$pkg")
 done
