@@ -5,13 +5,13 @@
 Three sets, none in the training:
 - the held-out fifth of ``config/corpus`` (``Sample.held_out``: a hash of the text decides, so it
   is the same fifth on every machine and for every model built from that corpus);
-- ``bench/data/recommender-probe-a.tsv`` and ``-b.tsv``: descriptions written apart from the
-  corpus, each by a writer who never read it, for every category and consultation
+- ``bench/data/recommender-probe-{a,b,c,d}.tsv``: descriptions written apart from the corpus, each
+  set by a writer who never read it nor the other sets, for every category and consultation
   (``category<TAB>emergency<TAB>text``). Honestly: the misses on the held-out set and on set A were
-  read while the danger cues and thresholds were chosen. Set B was read by nobody until its first
-  figures were taken (``FIRST_READING_B``, kept as a figure: the closest to callers nobody has
-  seen); its seven missed emergencies were then read and the cues extended, so its later figures
-  are no longer blind.
+  read while the danger cues and thresholds were chosen. Sets B, C and D were each read by nobody
+  until their first figures were taken (``FIRST_READINGS``, kept as figures: the closest to callers
+  nobody has seen); then their misses were read and the cues extended, so their later figures are
+  no longer blind. The newest set's first reading is the one to trust.
 
 Figures per set: platform accuracy (an unsure answer counts as a miss: an agent then decides),
 category accuracy, emergency recall and precision, how often it is unsure; the worst categories'
@@ -34,13 +34,23 @@ from hotline_link.settings import load_catalog
 from transfer.catalog import CONSULTATION, Catalog, recommend
 
 ROOT = Path(__file__).resolve().parent.parent
-PROBES = {"probe_a": ROOT / "bench" / "data" / "recommender-probe-a.tsv",
-          "probe_b": ROOT / "bench" / "data" / "recommender-probe-b.tsv"}
+PROBES = {f"probe_{x}": ROOT / "bench" / "data" / f"recommender-probe-{x}.tsv" for x in "abcd"}
 LATENCY_ROUNDS = 5
-# Set B's figures when nobody had read it yet (2026-12-04, corpus of 1,830 descriptions).
-FIRST_READING_B = {"platform_accuracy_pct": 91.4, "emergency_recall_pct": 87.0,
-                   "emergency_precision_pct": 85.5, "category_accuracy_pct": 80.9,
-                   "unsure_pct": 3.6, "missed_emergencies": 7, "emergencies": 54}
+# Each set's figures when nobody had read it yet, with the corpus the model was trained on then.
+FIRST_READINGS = {
+    "probe_b": {"date": "2026-12-04", "corpus": 1830, "platform_accuracy_pct": 91.4,
+                "emergency_recall_pct": 87.0, "emergency_precision_pct": 85.5,
+                "category_accuracy_pct": 80.9, "unsure_pct": 3.6, "missed_emergencies": 7,
+                "emergencies": 54},
+    "probe_c": {"date": "2026-12-04", "corpus": 2270, "platform_accuracy_pct": 96.0,
+                "emergency_recall_pct": 86.0, "emergency_precision_pct": 81.7,
+                "category_accuracy_pct": 95.6, "unsure_pct": 1.6, "missed_emergencies": 8,
+                "emergencies": 57},
+    "probe_d": {"date": "2026-12-04", "corpus": 3010, "platform_accuracy_pct": 93.3,
+                "emergency_recall_pct": 91.5, "emergency_precision_pct": 81.8,
+                "category_accuracy_pct": 91.3, "unsure_pct": 2.4, "missed_emergencies": 5,
+                "emergencies": 59},
+}
 
 
 def read_probe(catalog: Catalog, path: Path) -> list[recommender.Sample]:
@@ -63,8 +73,9 @@ def _platform(catalog: Catalog, sample: recommender.Sample) -> str:
     return "12345" if sample.label == CONSULTATION else catalog.by_code[sample.label].platform
 
 
-def evaluate(catalog: Catalog, samples: list[recommender.Sample], rec_fn) -> dict:
-    platform_ok = category_ok = unsure = 0
+def evaluate(catalog: Catalog, samples: list[recommender.Sample], rec_fn, lean_fn=None) -> dict:
+    """``lean_fn``: the platform the model leans to, named even when it is unsure."""
+    platform_ok = category_ok = unsure = lean_ok = 0
     tp = fp = fn = 0
     confusion: dict[str, Counter] = defaultdict(Counter)
     misses = []
@@ -73,6 +84,7 @@ def evaluate(catalog: Catalog, samples: list[recommender.Sample], rec_fn) -> dic
         want = _platform(catalog, s)
         platform_ok += rec.platform == want
         unsure += rec.platform is None
+        lean_ok += bool(lean_fn) and (rec.platform or lean_fn(s.text)) == want
         got_label = rec.category or (CONSULTATION if rec.platform == "12345"
                                      and "consultation" in rec.reason else None)
         category_ok += got_label == s.label
@@ -91,6 +103,7 @@ def evaluate(catalog: Catalog, samples: list[recommender.Sample], rec_fn) -> dic
         "n": n, "emergencies": tp + fn,
         "platform_accuracy_pct": round(100 * platform_ok / n, 1),
         "platform_accuracy_answered_pct": round(100 * platform_ok / max(1, n - unsure), 1),
+        "platform_leaning_pct": round(100 * lean_ok / n, 1) if lean_fn else None,
         "category_accuracy_pct": round(100 * category_ok / n, 1),
         "unsure_pct": round(100 * unsure / n, 1),
         "emergency_recall_pct": round(100 * tp / (tp + fn), 1) if tp + fn else None,
@@ -130,7 +143,10 @@ def run(config=None, descriptor=None) -> dict:
     def by_rules(text: str):
         return recommend(catalog, text=text)
 
-    results = {name: {"model": evaluate(catalog, data, by_model),
+    def leaning(text: str) -> str:
+        return max(rec.model.probabilities(text).platforms.items(), key=lambda kv: kv[1])[0]
+
+    results = {name: {"model": evaluate(catalog, data, by_model, leaning),
                       "rules": evaluate(catalog, data, by_rules)}
                for name, data in (("held_out", held_out), *probes.items())}
 
@@ -157,13 +173,23 @@ def run(config=None, descriptor=None) -> dict:
          "unit": "%", "target": None, "met": None},
         {"name": "platform accuracy where it named one, held-out corpus",
          "value": h["platform_accuracy_answered_pct"], "unit": "%", "target": None, "met": None},
+        {"name": "the platform it leans to when unsure would be right, held-out corpus (share "
+                 "of all answers right if it never said unsure)",
+         "value": h["platform_leaning_pct"], "unit": "%", "target": None, "met": None},
     ]
-    figures.append(
-        {"name": "emergency recall / precision, probe set B at its first (blind) reading",
-         "value": f"{FIRST_READING_B['emergency_recall_pct']} / "
-                  f"{FIRST_READING_B['emergency_precision_pct']}", "unit": "%",
-         "target": "100 / >= 80", "met": FIRST_READING_B["emergency_recall_pct"] == 100})
-    for name, label in (("probe_a", "probe set A"), ("probe_b", "probe set B")):
+    for name, first in FIRST_READINGS.items():
+        label = f"probe set {name[-1].upper()} at its first (blind) reading, corpus {first['corpus']}"
+        figures += [
+            {"name": f"platform accuracy, {label}", "value": first["platform_accuracy_pct"],
+             "unit": "%", "target": ">= 95", "met": first["platform_accuracy_pct"] >= 95},
+            {"name": f"emergency recall / precision, {label}",
+             "value": f"{first['emergency_recall_pct']} / {first['emergency_precision_pct']}",
+             "unit": "%", "target": "100 / >= 80",
+             "met": first["emergency_recall_pct"] == 100
+             and first["emergency_precision_pct"] >= 80},
+        ]
+    for name in PROBES:
+        label = f"probe set {name[-1].upper()}"
         p = results[name]["model"]
         figures += [
             {"name": f"platform accuracy, {label}", "value": p["platform_accuracy_pct"],
@@ -177,9 +203,10 @@ def run(config=None, descriptor=None) -> dict:
              "target": None, "met": None},
         ]
     figures += [
-        {"name": "the old substring rules: platform accuracy held-out / A / B",
+        {"name": "the old substring rules: platform accuracy held-out / "
+                 + " / ".join(n[-1].upper() for n in PROBES),
          "value": " / ".join(str(results[n]["rules"]["platform_accuracy_pct"])
-                             for n in ("held_out", "probe_a", "probe_b")),
+                             for n in ("held_out", *PROBES)),
          "unit": "%", "target": None, "met": None},
         {"name": "recommendation latency p50 / p99, one core",
          "value": f"{lat['p50']} / {lat['p99']}",
@@ -198,7 +225,7 @@ def run(config=None, descriptor=None) -> dict:
                        "emergencies": sum(s.emergency for s in samples)},
             "probes": {name: {"samples": len(probes[name]), "file": str(path.relative_to(ROOT))}
                        for name, path in PROBES.items()},
-            "probe_b_first_reading": FIRST_READING_B,
+            "first_readings": FIRST_READINGS,
             "model_stamp": rec.model.stamp,
             "model_features": len(rec.model.category.weights),
             "latency_ms": lat,

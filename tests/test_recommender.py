@@ -91,6 +91,18 @@ def test_the_exported_model_answers_exactly_as_scikit_learn():
     ("不危险，就是门口那片洼地一下雨就积水", False),
     ("烟囱冒黑烟", False),
     ("厂里烟囱旁边的棚子着火了", True),
+    ("楼里着火了，人都撤了", True),                      # out, and still a fire
+    ("来电人称水库水位已漫过坝顶，需紧急组织撤离", True),
+    ("那条狗在广场上追着小孩咬", True),
+    ("商场里大家都往外挤，楼梯口踩倒了好几个人", True),
+    ("我爸现在在银行柜台非要给一个什么领导汇款，拦都拦不住，肯定是被骗了", True),
+    ("刚才差点撞到行人，快派交警来", True),              # a near miss just now: live danger
+    ("骑电动车经常颠得差点摔倒", False),
+    ("有人在网上散布说水库要溃坝了", False),
+    ("有人在河边烧垃圾，黑烟滚滚", False),
+    ("被老板打伤了要打官司，想申请法律援助", False),
+    ("小孩打进来就说我家着火了然后哈哈大笑挂断", False),
+    ("刚才报警说孩子联系不上，现在撤销报警，他打电话回来了", False),
 ])
 def test_the_emergency_judgement_handles_negation_conditions_and_what_is_over(text, emergency):
     judged = danger.judge(text)

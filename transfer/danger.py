@@ -30,7 +30,7 @@ CUES: dict[str, tuple[str, ...]] = {
     # Smoke apart from fire: a chimney or a rubbish fire that smokes every evening is pollution.
     "smoke": (r"冒(?:黑|浓|白)?烟", r"浓烟", r"黑烟(?:冲|滚|直冒|往上)", r"烟(?:很|特别|好)大",
               r"(?:满屋|屋里|楼道|楼里)(?:都是|全是)?烟"),
-    "explosion": (r"爆炸", r"炸了", r"爆燃", r"巨响"),
+    "explosion": (r"爆炸", r"炸了", r"爆燃", r"(?<!开得)(?<!放得)巨响"),
     "gas": (r"(?:煤气|燃气|天然气|液化气|瓦斯)(?:的)?(?:臭|怪|异)?(?:味|泄[漏露]|漏了|在漏|漏气)",
             r"(?:怪|臭|异)味[^。]{0,8}(?:像|好像|像是|应该是)(?:是)?(?:煤气|燃气|天然气|液化气)",
             r"(?:家|屋|厨房|楼道|楼里|房间)[^，。,]{0,8}臭鸡蛋味", r"漏气", r"气罐.{0,4}漏",
@@ -108,12 +108,12 @@ CUES: dict[str, tuple[str, ...]] = {
                  r"躲(?:在)?(?:卫生间|厕所|屋里|房间|柜子)",
                  r"拿(?:着)?[^，。,]{0,4}(?:抽|打|追)", r"追(?:出来|着打)",
                  r"打(?:她|孩子|老婆|媳妇)", r"不要打我", r"放(?:把)?火", r"报复社会", r"陪葬",
-                 r"(?:屋里|家里|里面|卧室)[^，。,]{0,6}(?:还有|有)(?:动静|人)", r"见人就打", r"打伤", r"点(?:煤气罐|燃气罐|液化气)"),
+                 r"(?:屋里|家里|里面|卧室)[^，。,]{0,6}(?:还有|有)(?:动静|人)(?=[，。,！!？?]|$)", r"见人就打", r"打伤", r"点(?:煤气罐|燃气罐|液化气)"),
     "fraud_now": (r"安全账户",
                   r"(?:正在|现在|这会儿|此刻|已经|准备|要).{0,12}(?:银行|柜台|ATM|取款机).{0,24}(?:转|汇|取|打钱)",
                   r"正在.{0,12}(?:转账|打钱|汇款|汇钱)",
                   r"(?:快|赶紧|帮忙|帮我).{0,4}拦(?:住|一下|下)",
-                  r"(?:劝不住|劝不听|怎么劝都不听|拦不住)",
+                  r"(?:劝不住|劝不听|怎么劝都不听|拦不住|拦(?:都|也)拦不住)",
                   r"(?:骗子|冒充.{0,8}的人).{0,6}(?:在|就在)(?:门口|楼下|家里)", r"验证码",
                   r"(?:银行卡)?密码[^，。,]{0,10}(?:说|告诉|给)", r"屏幕共享",
                   r"(?:让|叫|要)(?:我|他|她|老人|我爸|我妈)[^，。,]{0,4}转(?:账|钱)", r"(?:正|正在|还)?准备(?:再)?转",
@@ -121,14 +121,14 @@ CUES: dict[str, tuple[str, ...]] = {
                   r"(?:拿着|带着)(?:存折|银行卡|卡)[^，。,]{0,4}(?:去|到)(?:了)?银行"),
     "electric": (r"(?<!杆)电线(?!杆)[^，。,]{0,8}(?:掉|断|垂|落|耷拉)(?:在|到)(?:地|路)",
                  r"高压线.{0,6}(?:断|掉|垂|落)", r"漏电", r"触电", r"电(?:着|到)(?:了)?人",
-                 r"(?:冒|打|噼啪).{0,2}火花", r"电线.{0,6}(?:冒烟|着火|烧)",
+                 r"(?:冒|打|噼啪).{0,2}火花", r"电线(?!皮)[^，。,]{0,6}(?:冒烟|着火|烧)",
                  r"被电(?:倒|晕|伤|着)"),
     "collapse": (r"倒塌", r"坍塌",
                  r"(?:楼|房|墙|顶|桥|路面|地面|地|隧道|棚|屋|山|坡|土|井|坑|窑|矿)[^，。,]{0,4}塌了",
                  r"塌方", r"(?:要|快|随时|马上).{0,4}(?:塌|倒|掉|砸)", r"摇摇欲坠",
                  r"(?:悬|挂)在半空", r"晃来晃去.{0,20}(?:底下|下面|下边)",
                  r"(?:吊|挂|悬)(?:在)?[^，。,]{0,6}(?:晃|摇)[^。]{0,16}(?:底下|下面|下边|人来人往|行人)",
-                 r"砸(?:到|中|在)(?:了)?" + _PEOPLE, r"裂了.{0,6}(?:要|快)", r"滑坡", r"泥石流",
+                 r"砸(?:到|中|在)(?:了)?" + _PEOPLE, r"裂了[^，。,]{0,4}(?:要|快)(?:塌|倒|断|掉)", r"滑坡", r"泥石流",
                  r"(?:墙|楼|房)[^，。,]{0,8}(?:裂开|往外鼓|鼓包|往外倒)", r"掉砖", r"倒下来",
                  r"(?:会|要)被车撞",
                  r"泥(?:石)?(?:往下)?滑", r"冲进[^，。,]{0,6}(?:家|屋|房)"),
@@ -139,7 +139,7 @@ CUES: dict[str, tuple[str, ...]] = {
               r"(?:[一二两三四五六七八九几]?[十百千]|\d{2,})(?:多|来)?(?:号|个|名)?(?:人|村民|工人|业主|学生|家属)"
               r"[^。]{0,16}(?:围|堵|闹|冲|砸|聚)",
               r"(?:发生|起了|爆发|肢体)冲突", r"聚了", r"推(?:保安|人|警察|民警)",
-              r"情绪(?:很|非常|特别)?激动", r"推搡", r"踩踏", r"暴乱", r"打砸", r"挤倒",
+              r"情绪(?:很|非常|特别)?激动", r"推搡", r"踩踏", r"踩倒", r"(?:都|一起)往外(?:挤|冲)", r"暴乱", r"打砸", r"挤倒",
               r"踩在(?:底下|脚下)"),
     "crash": (r"车祸", r"撞(?:了|到|倒)?(?:人|行人|小孩|老人)", r"翻车", r"侧翻", r"连环撞",
               r"撞车", r"撞(?:上|到)?(?:护栏|树|电线杆).{0,10}(?:人|伤|血)",
@@ -148,16 +148,17 @@ CUES: dict[str, tuple[str, ...]] = {
     "road_hazard": (r"(?:戳|横|倒|掉|散|落|滚)(?:到|在)(?:了)?(?:车道|快车道|行车道|路中间|马路中间)",
                     r"(?:高速|快速路|国道|匝道|隧道)[^。]{0,20}(?:掉了|散落|散了一地|横在|戳到|抛锚|逆行|"
                     r"倒车)",
-                    r"路中间有", r"(?:车道|快车道|行车道|匝道)(?:的)?(?:正)?中间", r"压上去", r"车道全堵"),
-    "flood": (r"洪水", r"水(?:漫|淹|灌)(?:进|到)(?:屋|家|房|楼|车)", r"被淹",
+                    r"路中间有", r"车[^，。,]{0,4}看不(?:见|清)(?:前头|前面|路)", r"(?:车道|快车道|行车道|匝道)(?:的)?(?:正)?中间", r"压上去", r"车道全堵"),
+    "flood": (r"洪水", r"漫过(?:坝|堤|河堤)", r"溃坝|决堤|溃堤|垮坝", r"(?:紧急|马上|赶紧|立即)(?:组织)?撤离", r"水(?:漫|淹|灌)(?:进|到)(?:屋|家|房|楼|车)", r"被淹",
               r"淹到(?:腰|胸|脖子)", r"水(?:一直|还在)?(?:往上)?涨",
               r"(?:要|快|眼看)(?:要)?(?:被)?淹"),
-    "danger": (r"(?<!不)危险", r"生命危险", r"危及", r"救命", r"呼救", r"求救", r"出人命", r"人命",
+    "danger": (r"(?<![不太])危险", r"生命危险", r"危及", r"救命", r"呼救", r"求救", r"出人命", r"人命",
                r"快来人", r"要出事", r"(?:肯定|还得|还会|准得|又得|随时)(?:会|要)?出(?:事|人命)"),
     "animal": (r"(?:狗|犬|蛇|野猪|牛)[^，。,]{0,6}(?:正在|追着|扑|围着)[^，。,]{0,6}(?:咬|人|孩子)",
                r"疯狗", r"被[^，。,]{0,8}咬(?:了|伤|住)", r"见人就(?:咬|扑)",
                r"(?:刚|刚刚|刚才)咬(?:了|伤)",
-               r"把[^，。,]{0,6}咬了", r"扑了", r"追人", r"(?:进|爬进|钻进)了?(?:一)?条[^，。,]{0,2}蛇", r"毒蛇"),
+               r"把[^，。,]{0,6}咬了", r"扑了", r"追着[^，。,]{0,6}(?:咬|扑)",
+               r"(?:已经)?咬了(?:一个|两个|好几个|几个)", r"追人", r"(?:进|爬进|钻进)了?(?:一)?条[^，。,]{0,2}蛇", r"毒蛇"),
 }
 
 # A negator shortly before a cue, in the same clause, negates it: 没有人受伤, 不是着火, 并未起火.
@@ -167,7 +168,7 @@ _NEGATION_WINDOW = 6
 # A near miss did not happen, unless it just did: "刚才差点撞到行人" says the danger is live.
 _NEAR_MISS = re.compile(r"差点|差一点|险些|好险")
 # What puts a cue in a condition or a general question, not the present: 万一着火怎么办.
-_CONDITION = re.compile(r"(?:如果|万一|假如|要是|假设|一旦|以防|防止|预防|怎么预防|避免|演练|培训|知识|宣传|"
+_CONDITION = re.compile(r"(?:散布|谣言|造谣|传言|网传|如果|万一|假如|要是|假设|一旦|以防|防止|预防|怎么预防|避免|演练|培训|知识|宣传|"
                         r"科普|讲座|保险|理赔|赔偿|报销|补偿|补贴|证明|手续|流程|怎么申请|如何申请|咨询|政策|哪天|迟早|"
                         r"真(?:要|的)?(?:着火|出事)[^，。]*吗)")
 # A threat is made of conditions ("拿不到补偿就带汽油去"): these kinds are never set aside by one.
@@ -175,16 +176,18 @@ _THREATS = frozenset({"violence", "self_harm", "fraud_now"})
 # Said to be over: past and resolved. Kind-specific phrases first, then general ones.
 _CLEARED: dict[str, tuple[str, ...]] = {
     "fraud_now": (r"(?:我|他|她)?(?:已经)?转了", r"没(?:有)?(?:转|上当|理他|信)", r"(?:就|直接)?挂了", r"给(?:了)?(?:对方|他|她|人家)了?", r"被转走", r"后来才", r"冻结", r"给(?:了|过去了)", r"刷走",
-                  r"被骗了", r"少了钱", r"钱(?:都|就)?没了"),
+                  r"(?<!肯定是)(?<!可能是)(?<!应该是)(?<!怕是)(?<!好像)被骗了", r"少了钱",
+                  r"钱(?:都|就)?没了"),
     "fire": (r"(?:已经|早就?|早都|都)(?:被)?(?:扑)?灭了", r"灭掉了", r"扑灭了", r"熄灭了", r"没(?:有)?着起来",
              r"火灭了"),
     "smoke": (r"(?:还好|幸好|好在)没(?:有)?着(?:火|起来)", r"(?:已经)?(?:拔了?插头|断电了|拉闸)"),
     "electric": (r"(?:已经)?(?:拉了?闸|断(?:了)?电|拔了?插头)", r"人(?:也|都)?没事"),
     "chemical": (r"没(?:什么|啥)?(?:味|气味)", r"没(?:有)?人不舒服", r"(?:已经)?(?:盖|清理|处理|堵)(?:上|好|掉|住)?了"),
     "animal": (r"没咬(?:着|到|上)", r"(?:已经)?(?:打了?|去打)(?:疫苗|狂犬|针)"),
-    "violence": (r"(?:已经|早就?)?散了", r"拉开了", r"(?:已经|早就?)(?:走|跑)了"),
+    "violence": (r"(?:已经|早就?)?散了", r"拉开了", r"(?:已经|早就?)(?:走|跑)了", r"打官司|起诉|法律援助|验伤|伤情鉴定"),
     "crowd": (r"(?:已经|早就?)?散了",),
-    "missing": (r"(?<![没不])找(?:到|回来|着)了", r"(?:已经|自己)回(?:来|家)了", r"送回来了"),
+    "missing": (r"(?<![没不])找(?:到|回来|着)了", r"(?<![没不])找(?:到|着)的",
+                r"打(?:了)?电话回来", r"人(?:都|也)?好好的", r"(?:已经|自己)回(?:来|家)了", r"送回来了"),
     "gas": (r"(?:已经|早就?)?(?:修好|关好|关掉|关上|拧紧)了", r"不漏了", r"没(?:有)?味了", r"味(?:道)?(?:都|也)?没了"),
     "injury": (r"已经出院", r"(?:已经)?处理(?:过)?了", r"不严重", r"不多", r"伤(?:已经|早就?)?好了",
                r"(?:已经|早就?)(?:痊愈|愈合)"),
@@ -194,14 +197,16 @@ _CLEARED: dict[str, tuple[str, ...]] = {
 # still trapped need rescue however calm the caller sounds).
 # No harm done: clears what could have hurt someone and did not.
 _NO_HARM = re.compile(r"(?:还好|幸好|好在|万幸)没")
-_NO_HARM_KINDS = frozenset({"collapse", "crash", "trapped", "fall", "smoke", "electric"})
+_NO_HARM_KINDS = frozenset({"collapse", "crash", "trapped", "fall", "smoke", "electric",
+                            "road_hazard"})
 # Words that say all is well; they do not clear a cue (a fire with nobody hurt is still a fire),
 # but the emergency model needs to be surer to overrule them (``calm``).
 _CALM = re.compile(r"(?:人(?:都|也)?(?:好好的|没事)|撤了|已经(?:回来|回家|找到|联系上)|没(?:有)?人受伤|不要紧)")
 _CLEARED_ANY = (r"现在(?:已经)?没事了", r"已经没事了", r"危险(?:已经)?(?:解除|排除)", r"早(?:就|都)?(?:过去|处理)了",
                 r"已经处理(?:好|完)了", r"开玩笑", r"恶作剧", r"谎报", r"报假警", r"根本没(?:有)?(?:这回事|这事)",
-                r"(?:是|都是)假的", r"现在没(?:啥|什么)事", r"(?:已经)?联系上了",
-                r"(?:已经)?(?:撤|撤销|取消)了?(?:报警|这个|那个)?")
+                r"(?:是|都是)假的", r"哈哈(?:大)?笑", r"乱报", r"瞎报", r"现在没(?:啥|什么)事", r"(?:已经)?联系上了",
+                r"(?:撤|撤销|撤回|取消)了?(?:这个|那个)?报警", r"报警(?:已经)?(?:撤|撤销|撤回|取消)了",
+                r"报的(?:那个|这个)?(?:撤|撤销|取消)了")
 # A cue said of another time (昨天, 上个月, 上次 ...) in its own clause is over, unless the clause
 # also says now; except what lasts: a person missing since yesterday is missing now.
 _PAST = re.compile(r"(?:昨天|前天|大前天|上周|上礼拜|上星期|上个?月|上次|上回|去年|前年|以前|之前|前几天|前些天|"
@@ -217,8 +222,9 @@ _HABITUAL = re.compile(r"(?:天天|每天|每晚|每到|一到(?:晚上|夜里|�
 _HABITUAL_KINDS = frozenset({"smoke", "gas", "chemical"})
 # A fire lit every evening is someone burning rubbish; said of the fire's own clause only ("楼道里老是有人抽烟，今天着火了" is a fire).
 _HABITUAL_IN_CLAUSE = frozenset({"fire"})
-# Smoke from a chimney is what a chimney does: a pollution report (12345) unless fire is said too.
-_ORDINARY_SOURCE = {"smoke": re.compile(r"烟囱|烟筒")}
+# Smoke from a chimney or a rubbish fire someone keeps is pollution (12345); fire, if said, is a
+# cue of its own.
+_ORDINARY_SOURCE = {"smoke": re.compile(r"烟囱|烟筒|烧(?:垃圾|秸秆|树叶|落叶|电线皮|轮胎|塑料)")}
 _CLAUSE = re.compile(r"[，。！？；,.!?;、\n]|但是|可是|不过|结果|然后")
 
 _COMPILED = {kind: tuple(re.compile(p) for p in pats) for kind, pats in CUES.items()}
@@ -277,7 +283,7 @@ def _set_aside(kind: str, text: str, start: int, end: int) -> str | None:
     planned = _PLANNED.search(text) if kind == "crowd" else None
     if planned and not _NOW.search(clause):
         return f"planned, not happening now ({planned.group(0)})"
-    source = _ORDINARY_SOURCE[kind].search(clause) if kind in _ORDINARY_SOURCE else None
+    source = _ORDINARY_SOURCE[kind].search(text) if kind in _ORDINARY_SOURCE else None
     if source:
         return f"its ordinary source, not an emergency now ({source.group(0)})"
     habit = (_HABITUAL.search(text) if kind in _HABITUAL_KINDS
