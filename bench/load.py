@@ -88,10 +88,17 @@ class Sipp:
         self.workdir = workdir
         self.pids: list[int] = []      # -bg daemons, not our children
 
-    def scenario(self, name: str, hold_ms: int, target: str = "") -> Path:
+    def scenario(self, name: str, hold_ms: int, target: str = "", codec: str = "PCMU",
+                 audio: Path | None = None) -> Path:
+        """``codec``: the only one offered or answered (PCMU or PCMA); ``audio``: a file of raw
+        samples in that codec, streamed as RTP for the whole call (else no RTP is sent)."""
+        pt = {"PCMU": 0, "PCMA": 8}[codec]
+        media = (f'  <nop><action><exec rtp_stream="{audio},-1,{pt}"/></action></nop>'
+                 if audio else "")
         text = ((SIPP_DIR / f"{name}.xml.in").read_text().replace("@HOLD_MS@", str(hold_ms))
-                .replace("@TALK_MS@", str(hold_ms)).replace("@TARGET@", target))
-        path = self.workdir / f"{name}-{hold_ms}.xml"
+                .replace("@TALK_MS@", str(hold_ms)).replace("@TARGET@", target)
+                .replace("@PT@", str(pt)).replace("@CODEC@", codec).replace("@MEDIA@", media))
+        path = self.workdir / f"{name}-{hold_ms}-{codec}{'-rtp' if audio else ''}.xml"
         path.write_text(text)
         return path
 
@@ -104,7 +111,9 @@ class Sipp:
         return path
 
     def argv(self, remote: str, host: str, port: int, *more: str) -> list[str]:
-        return ["sipp", remote, "-i", host, "-p", str(port), "-mi", host,
+        # -aa: answer OPTIONS with 200 (the PBX qualifies the agents' contacts; an agent that
+        # does not answer is UNAVAILABLE and never rung), and INFO, NOTIFY, UPDATE alike.
+        return ["sipp", remote, "-i", host, "-p", str(port), "-mi", host, "-aa",
                 "-mp", str(free_udp_port(host)), "-bg", "-nostdin", "-trace_err",
                 "-error_file", str(self.workdir / f"err-{port}.log"), *more,
                 # BENCH_SIPP_TRACE=1 keeps every SIP message (debugging; slows SIPp down).

@@ -12,12 +12,11 @@ from pathlib import Path
 
 import pytest
 
+from bench.load import Sipp
 from test_calls import _gauges
 from test_sidecar import stack  # noqa: F401 - fixture
 
 pytestmark = pytest.mark.lab
-
-SIPP = Path(__file__).resolve().parent.parent / "bench" / "sipp"
 
 
 def _free_udp_port(host: str) -> int:
@@ -33,8 +32,7 @@ def sipp_callers(lab, tmp_path: Path, calls: int, hold_ms: int) -> subprocess.Po
     fields = tmp_path / "callers.csv"
     fields.write_text("SEQUENTIAL\n" + f"{account['username']};[authentication "
                       f"username={account['username']} password={account['password']}]\n")
-    scenario = tmp_path / "caller.xml"
-    scenario.write_text((SIPP / "caller.xml.in").read_text().replace("@HOLD_MS@", str(hold_ms)))
+    scenario = Sipp(tmp_path).scenario("caller", hold_ms)          # the benchmark's callers
     sip = lab.descriptor["pbx"]["12345"]["sip"]
     host = lab.descriptor["phone_host"]
     return subprocess.Popen(
