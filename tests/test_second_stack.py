@@ -14,7 +14,7 @@ import pytest
 
 from audio import wav_has_tone
 from baresip import Baresip
-from test_transfer import KEY_TONE_HZ, check_record
+from test_transfer import KEY_TONE_HZ, channel_formats, check_record
 
 pytestmark = pytest.mark.lab
 
@@ -65,11 +65,8 @@ def test_a_baresip_agent_talks_and_its_star_1_transfers_without_a_key_tone(
     _answered(desk_phone, n)
     call.wait_confirmed()
     _hears(call, BARESIP_HZ)                       # the agent's voice reaches the caller
-    # A-law both ways, no translation: the baresip phone offers PCMA first, as Chinese desk
-    # phones are set up.
-    for ch in lab.ari["12345"].channels():
-        assert lab.ari["12345"].variable(ch["id"], "CHANNEL(audionativeformat)").strip("()") \
-            == "alaw", ch["name"]
+    formats = channel_formats(lab)                 # the baresip phone's leg in A-law too
+    assert len(formats) == 2 and all(f == ("alaw",) * 3 for f in formats.values()), formats
     call.phone._send("tone", call.key, phones.citizen.tone_hz)   # and the caller's the agent
     phones.lib.sleep(1.0)
     call.phone._send("tone", call.key, 0)
@@ -87,6 +84,10 @@ def test_a_baresip_agent_talks_and_its_star_1_transfers_without_a_key_tone(
     far_leg.accept()
     call.hears(far_leg)
     far_leg.hears(call)
+    # A-law on every leg of both PBXs, no translation (the baresip phone offered PCMA first, as
+    # Chinese desk phones are set up).
+    formats = channel_formats(lab)
+    assert len(formats) == 4 and all(f == ("alaw",) * 3 for f in formats.values()), formats
     [rec] = outcomes.wait(phones.lib)
     check_record(rec, result="accepted", trigger="dtmf", origin="12345", target="110",
                  initiating_agent=desk_phone.username)

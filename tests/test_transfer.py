@@ -77,6 +77,14 @@ def test_110_to_12345_by_key(phones, outcomes):
                  answering_agent=far_agent.username)
 
 
+def channel_formats(lab) -> dict[tuple[str, str], tuple[str, str, str]]:
+    """(PBX, channel name) -> the audio formats (native, read, write) of every live channel."""
+    return {(hid, ch["name"]): tuple(
+                ari.variable(ch["id"], f"CHANNEL(audio{kind}format)").strip("()")
+                for kind in ("native", "read", "write"))
+            for hid, ari in lab.ari.items() for ch in ari.channels()}
+
+
 def test_an_a_law_call_stays_a_law_across_the_trunk(phones, outcomes, lab):
     """China's networks speak G.711 A-law: a caller's phone offering it first keeps it on every
     leg of both PBXs, the trunk included, and no leg translates (read = write = native)."""
@@ -87,10 +95,7 @@ def test_an_a_law_call_stays_a_law_across_the_trunk(phones, outcomes, lab):
         far_leg.accept()
         call.hears(far_leg)
         far_leg.hears(call)
-        formats = {(hid, ch["name"]): tuple(
-                       ari.variable(ch["id"], f"CHANNEL(audio{kind}format)").strip("()")
-                       for kind in ("native", "read", "write"))
-                   for hid, ari in lab.ari.items() for ch in ari.channels()}
+        formats = channel_formats(lab)
         trunks = [name for _, name in formats if "trunk-" in name]
         assert len(formats) == 4 and len(trunks) == 2, formats   # caller, 2 trunk legs, agent
         assert all(f == ("alaw", "alaw", "alaw") for f in formats.values()), formats
