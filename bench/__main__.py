@@ -22,7 +22,8 @@ from bench.results import write_result
 from bench.stack import ROOT, Stack
 
 # In this order: those without a lab first.
-BENCHMARKS = ("recommender", "events", "durability", "sidecar", "alerts", "latency", "codecs", "load")
+BENCHMARKS = ("recommender", "events", "durability", "sidecar", "alerts", "latency", "codecs",
+              "load")
 NEEDS_LAB = {"durability", "sidecar", "alerts", "latency", "codecs", "load"}
 
 

@@ -22,9 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.load import Sipp, _cli, _pbx_sip, free_udp_port, load_config
+from bench.load import Sipp, _cli, _pbx_sip, free_udp_port, start_on, variant_up
 from bench.procs import CpuMeter, lab_processes
-from bench.stack import Stack
 
 LEVEL = 40
 FILL_S = 10.0          # calls placed at 10/s, then a pause before measuring
@@ -104,23 +103,12 @@ def one_mix(lab, sipp: Sipp, host: str, remote: str, caller_codec: str, agent_co
 
 
 def run(config: Path, lab_descriptor: dict | None = None) -> dict:
-    from conftest import Lab, Service
-
-    variant = load_config(config, agents_12345=LEVEL + 10, agents_110=2)
-    _cli(config, "lab", "down")
-    _cli(variant, "lab", "down")
-    up = _cli(variant, "lab", "up")
-    if up.returncode != 0:
-        raise RuntimeError(f"codec lab up failed: {up.stdout}\n{up.stderr}")
+    variant = variant_up(config, LEVEL + 10, 2, "codec")
     workdir = Path(tempfile.mkdtemp(prefix="bench-codecs-"))
     service = sipp = None
     mixes = []
     try:
-        lab = Lab(Stack.descriptor_of(variant))
-        host = lab.descriptor["phone_host"]
-        service = Service(lab, variant, "bench-service.log", log_level="info")
-        service.start()
-        sipp = Sipp(workdir)
+        lab, host, service, sipp = start_on(variant, workdir)
         audio = {c: g711_file(workdir, c) for c in ("PCMA", "PCMU")}
         for caller_codec, agent_codec in MIXES:
             mixes.append(one_mix(lab, sipp, host, _pbx_sip(variant, "12345"), caller_codec,

@@ -77,6 +77,28 @@ def load_config(config: Path, agents_12345: int, agents_110: int) -> Path:
     return out
 
 
+def variant_up(config: Path, agents_12345: int, agents_110: int, what: str) -> Path:
+    """``load_config``'s variant of the given lab, up in its place (the given lab goes down;
+    bring it back with ``_cli(config, "lab", "up")``)."""
+    variant = load_config(config, agents_12345=agents_12345, agents_110=agents_110)
+    _cli(config, "lab", "down")
+    _cli(variant, "lab", "down")
+    up = _cli(variant, "lab", "up")
+    if up.returncode != 0:
+        raise RuntimeError(f"{what} lab up failed: {up.stdout}\n{up.stderr}")
+    return variant
+
+
+def start_on(variant: Path, workdir: Path) -> tuple:
+    """On a variant lab: its handle, the phones' host, the service (started) and SIPp."""
+    from conftest import Lab
+
+    lab = Lab(Stack.descriptor_of(variant))
+    service = Service(lab, variant, "bench-service.log", log_level="info")
+    service.start()
+    return lab, lab.descriptor["phone_host"], service, Sipp(workdir)
+
+
 def free_udp_port(host: str) -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.bind((host, 0))
@@ -536,24 +558,13 @@ def run(config: Path, lab_descriptor: dict, levels=(50, 100, 200), rate: float =
         ours: bool = True, native: bool = True) -> dict:
     import redis as redis_mod
 
-    from conftest import Lab
-
     top = max(levels)
-    variant = load_config(config, agents_12345=top + 20, agents_110=100)
-    _cli(config, "lab", "down")
-    _cli(variant, "lab", "down")
-    up = _cli(variant, "lab", "up")
-    if up.returncode != 0:
-        raise RuntimeError(f"load lab up failed: {up.stdout}\n{up.stderr}")
+    variant = variant_up(config, top + 20, 100, "load")
     levels_out, native_out, failures = [], [], []
     service = sipp = None
     workdir = Path(tempfile.mkdtemp(prefix="bench-load-"))
     try:
-        lab = Lab(Stack.descriptor_of(variant))
-        host = lab.descriptor["phone_host"]
-        service = Service(lab, variant, "bench-service.log", log_level="info")
-        service.start()
-        sipp = Sipp(workdir)
+        lab, host, service, sipp = start_on(variant, workdir)
         rds = redis_mod.Redis.from_url(lab.descriptor["redis"]["url"], socket_timeout=5)
         agents = {hid: [a for a in lab.accounts if a["role"] == "agent" and a["hotline"] == hid]
                   for hid in ("12345", "110")}

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import socket
 import subprocess
 import threading
@@ -114,7 +115,8 @@ class Baresip:
         self._write_config()
         log = open(self.dir / "baresip.log", "ab")
         trace = ["-s"] if os.environ.get("HOTLINE_BARESIP_TRACE") else []
-        self.proc = subprocess.Popen(["baresip", "-f", str(self.dir), *trace], stdin=subprocess.DEVNULL,
+        self.proc = subprocess.Popen(["baresip", "-f", str(self.dir), *trace],
+                                     stdin=subprocess.DEVNULL,
                                      stdout=log, stderr=subprocess.STDOUT, cwd=self.dir)
         deadline = time.monotonic() + timeout
         while True:
@@ -131,9 +133,10 @@ class Baresip:
                                         name=f"baresip-{self.username}")
         self._reader.start()
         # Registered before we connected, its REGISTER_OK event is gone: ask.
-        while " OK " not in self.command("reginfo").replace("\x1b[32m", " ").replace("\x1b[;m", " "):
+        while " OK " not in re.sub(r"\x1b\[[0-9;]*m", " ", self.command("reginfo")):
             if time.monotonic() > deadline:
-                raise BaresipError(f"{self.username} did not register; see {self.dir / 'baresip.log'}")
+                raise BaresipError(f"{self.username} did not register; "
+                                   f"see {self.dir / 'baresip.log'}")
             time.sleep(0.1)
         return self
 
@@ -215,7 +218,7 @@ class Baresip:
         with self._cond:
             return [e.get("type", "") for e in self.events[since:]]
 
-    # --- calls ---------------------------------------------------------------------------------------
+    # --- calls -------------------------------------------------------------------------------
     def send_keys(self, digits: str) -> None:
         """RFC 4733 digits on the current call (baresip cannot send SIP INFO)."""
         for d in digits:

@@ -93,7 +93,8 @@ def test_a_registered_phone_that_is_gone_is_not_rung_and_comes_back_by_itself(ph
     os.kill(gone.proc.pid, signal.SIGSTOP)
     try:
         phones.lib.wait_for(
-            lambda: any(s == "UNAVAILABLE" for s, _ in _agent_states(service, since, gone.username)),
+            lambda: any(s == "UNAVAILABLE"
+                        for s, _ in _agent_states(service, since, gone.username)),
             12, f"{gone.username} to be seen UNAVAILABLE")
         unavailable_after = next(t for s, t in _agent_states(service, since, gone.username)
                                  if s == "UNAVAILABLE") - stopped

@@ -37,8 +37,13 @@ def desk_phone(phones, lab, tmp_path):
         displaced.reregister()
 
 
-def _answered(phone: Baresip, since: int):
-    phone.wait_event("CALL_ESTABLISHED", 8, since)
+def _call_desk(phones, desk_phone: Baresip):
+    """The citizen calls 12345 and the baresip phone answers: (its events before, the call)."""
+    n = len(desk_phone.events)
+    call = phones.citizen.dial("12345")
+    desk_phone.wait_event("CALL_ESTABLISHED", 8, n)
+    call.wait_confirmed()
+    return n, call
 
 
 def _hears(call, hz: int, timeout: float = 8.0) -> None:
@@ -60,10 +65,7 @@ def _warnings(service, since: int) -> list[str]:
 
 def test_a_baresip_agent_talks_and_its_star_1_transfers_without_a_key_tone(
         phones, outcomes, desk_phone, lab):
-    n = len(desk_phone.events)
-    call = phones.citizen.dial("12345")
-    _answered(desk_phone, n)
-    call.wait_confirmed()
+    n, call = _call_desk(phones, desk_phone)
     _hears(call, BARESIP_HZ)                       # the agent's voice reaches the caller
     formats = channel_formats(lab)                 # the baresip phone's leg in A-law too
     assert len(formats) == 2 and all(f == ("alaw",) * 3 for f in formats.values()), formats
@@ -98,10 +100,7 @@ def test_a_baresip_agent_talks_and_its_star_1_transfers_without_a_key_tone(
 
 def test_a_baresip_agents_transfer_button_transfers_and_logs_no_warning(
         phones, outcomes, desk_phone, service):
-    n = len(desk_phone.events)
-    call = phones.citizen.dial("12345")
-    _answered(desk_phone, n)
-    call.wait_confirmed()
+    n, call = _call_desk(phones, desk_phone)
     log_from = service.log.stat().st_size
     desk_phone.transfer("110")
     desk_phone.wait_event("CALL_CLOSED", 8, n)
@@ -116,10 +115,7 @@ def test_a_baresip_agents_transfer_button_transfers_and_logs_no_warning(
 
 def test_a_baresip_agents_refused_transfer_gets_a_final_answer(phones, outcomes, desk_phone,
                                                                lab):
-    n = len(desk_phone.events)
-    call = phones.citizen.dial("12345")
-    _answered(desk_phone, n)
-    call.wait_confirmed()
+    n, call = _call_desk(phones, desk_phone)
     desk_phone.transfer("999")
     failed = desk_phone.wait_event("TRANSFER_FAILED", 5, n)
     assert "503" in json.dumps(failed), failed      # the final NOTIFY, at once
