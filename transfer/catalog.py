@@ -67,10 +67,12 @@ CATEGORY_CONFIDENT = 0.40
 # Words of which the model knows less than this share tell it nothing ("xyzzy", another language,
 # noise): not sure, whatever its probabilities say (they are its biases then, not evidence).
 MIN_COVERAGE = 0.25
-# The emergency model's say, beside the danger cues: it errs towards danger on purpose (0.7: on
-# the held-out corpus no emergency the cues missed scored below it). Where the caller's words say
-# all is well ("人没事", "已经找到了") or a cue was set aside, it must be surer.
-EMERGENCY_MODEL = 0.70
+# The emergency model's say, beside the danger cues: it errs towards danger on purpose. 0.5: of
+# the 13 emergencies the cues missed at probe sets C's and D's first (blind) readings, 5 score
+# above it (4 above 0.6, none above 0.7); precision stays >= 85 % on every set (held-out 88.9 %).
+# Where the caller's words say all is well ("人没事", "已经找到了") or a cue was set aside, it
+# must be surer.
+EMERGENCY_MODEL = 0.50
 EMERGENCY_MODEL_CALM = 0.90
 ALTERNATIVES = 3
 
