@@ -95,6 +95,10 @@ class Ari:
     def bridges(self) -> list[dict]:
         return self.request("GET", "/bridges")
 
+    def endpoint_state(self, name: str) -> str:
+        """A PJSIP endpoint's state: "online" once a contact of it answers the PBX's qualify."""
+        return self.request("GET", f"/endpoints/PJSIP/{name}")["state"]
+
     def hang_up(self, channel_id: str) -> None:
         try:
             self.request("DELETE", f"/channels/{channel_id}")
@@ -262,6 +266,15 @@ class Phones:
 @pytest.fixture(scope="session")
 def _phones(softphones, lab):
     return Phones(softphones, lab)
+
+
+def pbx_back(phones, lab: Lab, hid: str) -> None:
+    """After a PBX restart: the app connected to it again and its agents' phones answering its
+    qualify (a second or two after it starts: until then they are not free, and a transfer to it
+    is refused as busy, the caller returning to the transferring agent)."""
+    phones.lib.wait_for(lambda: lab.ari[hid].app_connected(), 20, "the app to reconnect")
+    phones.lib.wait_for(lambda: all(lab.ari[hid].endpoint_state(a.username) == "online"
+                                    for a in phones.agents[hid]), 15, f"{hid}'s agents reachable")
 
 
 def _heal_lab(lab: Lab) -> None:

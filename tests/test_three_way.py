@@ -122,7 +122,7 @@ def test_far_leg_no_answer_keeps_caller_and_agent_together(phones, outcomes):
 
 
 def test_far_pbx_down_keeps_caller_and_agent_together(phones, outcomes, lab):
-    from conftest import cli
+    from conftest import cli, pbx_back
 
     call, agent, leg = connect(phones, phones.citizen, "12345", "12345")
     cli("lab", "stop", "asterisk-110")
@@ -133,7 +133,7 @@ def test_far_pbx_down_keeps_caller_and_agent_together(phones, outcomes, lab):
         leg.hears(call)
     finally:
         cli("lab", "start", "asterisk-110")
-        phones.lib.wait_for(lambda: lab.ari["110"].app_connected(), 20, "the app to reconnect")
+        pbx_back(phones, lab, "110")
 
 
 def test_the_three_way_part_is_recorded_and_named_in_the_record(phones, outcomes, lab):

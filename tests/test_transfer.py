@@ -204,7 +204,7 @@ def test_origin_agent_not_answering_the_ring_back_goes_to_the_next_agent(phones,
 
 
 def test_far_pbx_stopped_falls_back_as_unreachable(phones, outcomes, lab):
-    from conftest import cli
+    from conftest import cli, pbx_back
 
     call, agent, leg = connect(phones, phones.citizen, "12345", "12345")
     cli("lab", "stop", "asterisk-110")
@@ -218,7 +218,7 @@ def test_far_pbx_stopped_falls_back_as_unreachable(phones, outcomes, lab):
         check_record(rec, result="fallback_unreachable")
     finally:
         cli("lab", "start", "asterisk-110")
-        phones.lib.wait_for(lambda: lab.ari["110"].app_connected(), 20, "the app to reconnect")
+        pbx_back(phones, lab, "110")
 
 
 def test_caller_hang_up_while_the_target_rings_cancels_every_leg(phones, outcomes, lab):

@@ -54,7 +54,7 @@ def test_kill_9_in_a_three_way_call(phones, outcomes, service, round_):
 @pytest.mark.parametrize("round_", range(ROUNDS))
 def test_far_pbx_stopped_during_a_transfer_and_restarted(phones, outcomes, lab, round_):
     test_transfer.test_far_pbx_stopped_falls_back_as_unreachable(phones, outcomes, lab)
-    # ... and once it is back, transfers to it work again.
+    # ... and once it is back (pbx_back: its agents reachable again), transfers to it work again.
     phones.lib.hang_up_all()
     phones.lib.wait_for(lambda: not lab.leftovers(), 10, "both PBXs idle")
     outcomes.reset_mark()
