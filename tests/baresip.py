@@ -50,6 +50,13 @@ def write_tone(path: Path, hz: int, seconds: int = 120) -> Path:
     return path
 
 
+def _die_with_parent() -> None:
+    # If the tests die hard, the phone must not live on, re-registering its seat.
+    import ctypes
+
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, 15)     # PR_SET_PDEATHSIG, SIGTERM
+
+
 class BaresipError(AssertionError):
     pass
 
@@ -112,12 +119,22 @@ class Baresip:
         (self.dir / "contacts").write_text("")
 
     def start(self, timeout: float = 10.0) -> "Baresip":
+        """Start, connect and wait for the registration; on any failure the process is stopped
+        (a phone left running would keep re-registering its seat and answering its calls)."""
+        try:
+            return self._start(timeout)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self, timeout: float) -> "Baresip":
         self._write_config()
         log = open(self.dir / "baresip.log", "ab")
         trace = ["-s"] if os.environ.get("HOTLINE_BARESIP_TRACE") else []
         self.proc = subprocess.Popen(["baresip", "-f", str(self.dir), *trace],
-                                     stdin=subprocess.DEVNULL,
-                                     stdout=log, stderr=subprocess.STDOUT, cwd=self.dir)
+                                     stdin=subprocess.DEVNULL, stdout=log,
+                                     stderr=subprocess.STDOUT, cwd=self.dir,
+                                     preexec_fn=_die_with_parent)
         deadline = time.monotonic() + timeout
         while True:
             try:
@@ -144,10 +161,11 @@ class Baresip:
         """Stop this phone's own process (by its PID), politely first."""
         if self.proc is None or self.proc.poll() is not None:
             return
-        try:
-            self.command("quit", timeout=2)
-        except (BaresipError, OSError):
-            pass
+        if self.sock is not None:
+            try:
+                self.command("quit", timeout=2)
+            except (BaresipError, OSError):
+                pass
         try:
             self.proc.wait(3)
         except subprocess.TimeoutExpired:

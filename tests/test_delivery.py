@@ -80,6 +80,19 @@ def _agent_states(service, since: int, agent: str) -> list[tuple[str, float]]:
     return out
 
 
+# qualify_frequency 5 s + qualify_timeout 2 s (dialplan/pjsip.conf.j2), and a little slack.
+QUALIFY_WITHIN_S = 7.5
+
+
+def seen_unavailable_after(phones, service, agent: str, since: int, frozen_at: float) -> float:
+    """Seconds from ``frozen_at`` (time.time()) until the service saw ``agent`` UNAVAILABLE."""
+    phones.lib.wait_for(
+        lambda: any(s == "UNAVAILABLE" for s, _ in _agent_states(service, since, agent)),
+        12, f"{agent} to be seen UNAVAILABLE")
+    return next(t for s, t in _agent_states(service, since, agent) if s == "UNAVAILABLE") \
+        - frozen_at
+
+
 def test_a_registered_phone_that_is_gone_is_not_rung_and_comes_back_by_itself(phones, service):
     """A phone frozen (registered, its socket open, answering nothing: unplugged, a lost NAT
     binding) turns UNAVAILABLE by qualify and is skipped; answering again, it is rung again."""
@@ -92,14 +105,8 @@ def test_a_registered_phone_that_is_gone_is_not_rung_and_comes_back_by_itself(ph
     stopped = time.time()
     os.kill(gone.proc.pid, signal.SIGSTOP)
     try:
-        phones.lib.wait_for(
-            lambda: any(s == "UNAVAILABLE"
-                        for s, _ in _agent_states(service, since, gone.username)),
-            12, f"{gone.username} to be seen UNAVAILABLE")
-        unavailable_after = next(t for s, t in _agent_states(service, since, gone.username)
-                                 if s == "UNAVAILABLE") - stopped
-        # qualify_frequency 5 s + qualify_timeout 2 s (dialplan/pjsip.conf.j2)
-        assert unavailable_after <= 7.5
+        assert seen_unavailable_after(phones, service, gone.username, since, stopped) \
+            <= QUALIFY_WITHIN_S
         for _ in range(2):               # twice: whichever agent the service would try first
             call = phones.citizen.dial("12345")
             leg = other.wait_incoming(2)     # at once, not after the gone phone's agent ring

@@ -129,19 +129,14 @@ def test_a_baresip_agents_refused_transfer_gets_a_final_answer(phones, outcomes,
 
 def test_a_baresip_phone_that_is_gone_is_skipped_within_the_qualify_interval(
         phones, desk_phone, service):
-    from test_delivery import _agent_states
+    from test_delivery import QUALIFY_WITHIN_S, seen_unavailable_after
 
     since = service.log.stat().st_size
     frozen_at = time.time()
     desk_phone.freeze()
     try:
-        phones.lib.wait_for(
-            lambda: any(s == "UNAVAILABLE"
-                        for s, _ in _agent_states(service, since, desk_phone.username)),
-            12, f"{desk_phone.username} to be seen UNAVAILABLE")
-        at = next(t for s, t in _agent_states(service, since, desk_phone.username)
-                  if s == "UNAVAILABLE")
-        assert at - frozen_at <= 7.5           # qualify_frequency 5 s + qualify_timeout 2 s
+        assert seen_unavailable_after(phones, service, desk_phone.username, since, frozen_at) \
+            <= QUALIFY_WITHIN_S
         other = phones.agents["12345"][1]
         other.auto_answer = None
         call = phones.citizen.dial("12345")
