@@ -23,8 +23,9 @@ import re
 import signal
 import time
 from array import array
+from contextlib import contextmanager
 from multiprocessing.connection import Connection, wait
-from typing import Callable
+from typing import Callable, Iterator
 
 from audio import SHARE, SPEECH, TONES_HZ, is_speech, tone_share
 
@@ -645,32 +646,40 @@ class PhoneCall:
         match = re.search(r"sip:([^@;>]+)@", source)
         return match.group(1) if match else ""
 
+    @contextmanager
+    def listening(self, hz: int) -> Iterator[Callable[[], list[int]]]:
+        """While inside, this phone listens for ``hz`` (or SPEECH) in the audio it receives;
+        yields a function that says what it heard since (each frequency once per run)."""
+        heard = len(self.tones_heard)
+        self.phone._send("listen", self.key, hz)
+        try:
+            yield lambda: [f for f, _ in self.tones_heard[heard:]]
+        finally:
+            self.phone._send("listen", self.key, 0)
+
+    def hears_tone(self, hz: int, timeout: float = 8.0, source: str = "") -> None:
+        """This call receives ``hz`` (100 ms of it; SPEECH: 200 ms of loud audio in no tone)."""
+        with self.listening(hz) as heard:
+            self.phone.lib.wait_for(lambda: hz in heard(), timeout,
+                                    f"{self.phone.username} to hear {source or f'{hz} Hz'}")
+
     def hears(self, other: "PhoneCall", timeout: float = 8.0) -> None:
         """Prove the media path from ``other`` to this call: ``other``'s phone plays its tone
         into its call, and this phone must detect that frequency in the audio it receives
         (100 ms of it). One direction only: check the way back with ``other.hears(self)``."""
         hz = other.phone.tone_hz
-        heard = len(self.tones_heard)
-        self.phone._send("listen", self.key, hz)
-        other.phone._send("tone", other.key, hz)
-        try:
-            self.phone.lib.wait_for(
-                lambda: any(f == hz for f, _ in self.tones_heard[heard:]), timeout,
-                f"{self.phone.username} to hear {other.phone.username}'s {hz} Hz tone")
-        finally:
-            other.phone._send("tone", other.key, 0)
-            self.phone._send("listen", self.key, 0)
+        with self.listening(hz) as heard:
+            other.phone._send("tone", other.key, hz)
+            try:
+                self.phone.lib.wait_for(
+                    lambda: hz in heard(), timeout,
+                    f"{self.phone.username} to hear {other.phone.username}'s {hz} Hz tone")
+            finally:
+                other.phone._send("tone", other.key, 0)
 
     def hears_speech(self, timeout: float = 8.0) -> None:
         """This call receives speech (a spoken prompt): 200 ms of loud audio in no tone."""
-        heard = len(self.tones_heard)
-        self.phone._send("listen", self.key, SPEECH)
-        try:
-            self.phone.lib.wait_for(
-                lambda: any(f == SPEECH for f, _ in self.tones_heard[heard:]), timeout,
-                f"{self.phone.username} to hear speech")
-        finally:
-            self.phone._send("listen", self.key, 0)
+        self.hears_tone(SPEECH, timeout, "speech")
 
     def hears_echo(self, timeout: float = 8.0) -> None:
         """Prove the media path to a far end that sends back what it hears (the lab's

@@ -46,16 +46,6 @@ def _call_desk(phones, desk_phone: Baresip):
     return n, call
 
 
-def _hears(call, hz: int, timeout: float = 8.0) -> None:
-    heard = len(call.tones_heard)
-    call.phone._send("listen", call.key, hz)
-    try:
-        call.phone.lib.wait_for(lambda: any(f == hz for f, _ in call.tones_heard[heard:]),
-                                timeout, f"{call.phone.username} to hear {hz} Hz")
-    finally:
-        call.phone._send("listen", call.key, 0)
-
-
 def _warnings(service, since: int) -> list[str]:
     return [e["event"] for e in (json.loads(line) for line in
                                  service.log.read_bytes()[since:].splitlines()
@@ -66,23 +56,19 @@ def _warnings(service, since: int) -> list[str]:
 def test_a_baresip_agent_talks_and_its_star_1_transfers_without_a_key_tone(
         phones, outcomes, desk_phone, lab):
     n, call = _call_desk(phones, desk_phone)
-    _hears(call, BARESIP_HZ)                       # the agent's voice reaches the caller
+    call.hears_tone(BARESIP_HZ)                    # the agent's voice reaches the caller
     formats = channel_formats(lab)                 # the baresip phone's leg in A-law too
     assert len(formats) == 2 and all(f == ("alaw",) * 3 for f in formats.values()), formats
     call.phone._send("tone", call.key, phones.citizen.tone_hz)   # and the caller's the agent
     phones.lib.sleep(1.0)
     call.phone._send("tone", call.key, 0)
-    heard = len(call.tones_heard)
-    call.phone._send("listen", call.key, KEY_TONE_HZ)
-    try:
+    with call.listening(KEY_TONE_HZ) as heard:
         desk_phone.send_keys("*1")
         desk_phone.wait_event("CALL_CLOSED", 8, n)    # released as the transfer starts
         far_agent, far_leg = phones.ringing_agent("110", timeout=8)
         phones.lib.sleep(1.0)
-    finally:
-        call.phone._send("listen", call.key, 0)
     assert call.digits == "", "the caller's phone received the agent's keys"
-    assert [f for f, _ in call.tones_heard[heard:]] == [], "the caller heard a key tone"
+    assert heard() == [], "the caller heard a key tone"
     far_leg.accept()
     call.hears(far_leg)
     far_leg.hears(call)

@@ -111,17 +111,13 @@ KEY_TONE_HZ = 1209
 
 def test_the_caller_never_hears_the_agents_keys(phones, outcomes):
     call, agent, leg = connect(phones, phones.citizen, "12345", "12345")
-    heard = len(call.tones_heard)
-    call.phone._send("listen", call.key, KEY_TONE_HZ)
-    try:
+    with call.listening(KEY_TONE_HZ) as heard:
         leg.send_dtmf("*1")
         leg.wait_ended(5)
         far_agent, far_leg = phones.ringing_agent("110", timeout=8)
         phones.lib.sleep(1.0)                     # the keys' tail, if any
-    finally:
-        call.phone._send("listen", call.key, 0)
     assert call.digits == "", "the caller's phone received the agent's keys as RFC 4733 events"
-    assert [f for f, _ in call.tones_heard[heard:]] == [], "the caller heard a key tone"
+    assert heard() == [], "the caller heard a key tone"
     far_leg.accept()
     call.hears(far_leg)                  # and no digit left stuck in the caller's stream
     far_leg.hears(call)
