@@ -37,7 +37,7 @@ from asterisk.agi import AGIException, AGIHangup
 from redis import exceptions as redis_errors
 
 from contracts.names import CALL_MATTER, MATTER, MATTER_TTL
-from hotline_link.logs import mask_number
+from contracts.privacy import mask_number
 from hotline_link.outcomes import RecordSink
 from hotline_link.recommender import Recommender
 from hotline_link.render import features

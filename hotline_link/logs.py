@@ -4,20 +4,12 @@ and phone numbers masked wherever they appear in a log event."""
 from __future__ import annotations
 
 import logging
-import re
 import sys
 from typing import Any
 
 import structlog
 
-# Caller numbers are personal data: keep the first 3 and last 2 digits, enough to tell calls apart
-# in an incident review. Agent extensions (short numbers) stay readable.
-_NUMBER_RE = re.compile(r"(?<![\w.])(\+?\d{3})(\d{2,})(\d{2})(?![\w.])")
-NUMBER_FIELDS = {"caller", "caller_number", "number", "callerid", "from", "to"}
-
-
-def mask_number(value: str) -> str:
-    return _NUMBER_RE.sub(lambda m: m.group(1) + "*" * len(m.group(2)) + m.group(3), value)
+from contracts.privacy import NUMBER_FIELDS, mask_number
 
 
 def _mask(_logger: Any, _name: str, event: dict) -> dict:

@@ -6,7 +6,8 @@ import json
 
 import structlog
 
-from hotline_link.logs import configure, mask_number
+from contracts.privacy import mask_number
+from hotline_link.logs import configure
 
 
 def test_mask_keeps_enough_to_tell_calls_apart():

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from conftest import cli
-from hotline_link.logs import mask_number
+from contracts.privacy import mask_number
 from test_agi import INTRUDER, _history, _sipp
 from test_delivery import CALLER_110_NUMBER, CITIZEN_NUMBER
 
