@@ -15,6 +15,7 @@ record).
     hotline:alerts              service, sidecar            sidecar (sidecar-alerts), SSE  alert
     hotline:commands:<hotline>  sidecar API                 service (one per hotline) command
     hotline:events              service                     sidecar SSE             event
+    hotline:audit               sidecar API                 admins (GET /audit)     entry
 """
 
 from __future__ import annotations
@@ -57,6 +58,8 @@ CALLS = Stream("hotline:calls", "record")
 ALERTS = Stream("hotline:alerts", "alert", maxlen=100_000)
 COMMANDS = Stream("hotline:commands:{}", "command", maxlen=10_000)
 EVENTS = Stream("hotline:events", "event", maxlen=10_000)
+# Every API request: appended only, never edited; trimmed by age (sidecar.audit_retention_days).
+AUDIT = Stream("hotline:audit", "entry")
 
 # --- consumer groups ------------------------------------------------------------------------------
 OUTCOMES_GROUP = "sidecar"

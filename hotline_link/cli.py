@@ -294,6 +294,34 @@ def cmd_sidecar(args) -> int:
     return 0
 
 
+def cmd_api_client(args) -> int:
+    from sidecar import access
+    from sidecar import settings as sidecar_settings
+
+    s = _load(args, secrets=False, load=sidecar_settings.load)
+    path = s.sidecar.clients_file
+    try:
+        if args.action == "add":
+            token = access.add(path, args.name, args.role, args.hotline, s.hotlines)
+            print(f"client {args.name} added ({args.role}"
+                  f"{f' of {args.hotline}' if args.hotline else ''}); its token, shown this once "
+                  "(only its hash is kept):", file=sys.stderr)
+            print(token)
+        elif args.action == "revoke":
+            access.revoke(path, args.name)
+            print(f"client {args.name} revoked: its token is refused from the next request on",
+                  file=sys.stderr)
+        else:
+            for name, c in access.read(path)["clients"].items():
+                state = f"revoked {c['revoked']}" if c.get("revoked") else "active"
+                print(f"{name:<24} {c.get('role', '?'):<14} {c.get('hotline') or '-':<8} "
+                      f"created {c.get('created', '?')}  {state}")
+    except access.ClientsFileError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def cmd_doctor(args) -> int:
     from .doctor import check
 
@@ -353,6 +381,19 @@ def main(argv: list[str] | None = None) -> int:
 
     p = sub.add_parser("sidecar", help="run the sidecar (work-order sync, alerts) until Ctrl-C")
     p.set_defaults(func=cmd_sidecar)
+
+    p = sub.add_parser("api-client", help="the sidecar API's clients: add one (its token is "
+                                          "printed once), revoke one, list them")
+    a = p.add_subparsers(dest="action", required=True)
+    r = a.add_parser("add")
+    r.add_argument("name")
+    r.add_argument("--role", required=True,
+                   help="ticket_system, desktop (both of one --hotline), supervisor (of one "
+                        "--hotline, or city-wide with numbers masked), monitoring, admin")
+    r.add_argument("--hotline", help="the centre the client belongs to")
+    a.add_parser("revoke").add_argument("name")
+    a.add_parser("list")
+    p.set_defaults(func=cmd_api_client)
 
     p = sub.add_parser("doctor", help="live self-check of the PBXs, AMI, FastAGI and Redis; "
                                       "each problem with what to change (exit 2 if any)")

@@ -1,8 +1,11 @@
 """The sidecar's HTTP API for CTI integrators, supervisors and the platforms' ticket systems.
 
-Every route except ``/health`` and ``/openapi.json`` needs ``Authorization: Bearer <token>``
-(``sidecar.token_file``); errors are JSON ``{"error": "..."}`` with a 4xx status. The contract
-is ``sidecar/openapi.json``, served at ``/openapi.json``.
+Every route except ``/health`` and ``/openapi.json`` needs ``Authorization: Bearer <token>`` of
+a client (``sidecar/access.py``) that has the route's scope (``ROUTES``: the README's scope
+matrix); what concerns another centre is hidden from a centre's clients, and caller numbers are
+masked for clients that do not own the record. Every request is in the audit trail
+(``sidecar/audit.py``). Errors are JSON ``{"error": "..."}`` with a 4xx status. The contract is
+``sidecar/openapi.json``, served at ``/openapi.json``.
 
 - ``GET /transfers``: query by time range, platform, result, category, caller; ``format=csv``
   exports (R12).
@@ -17,17 +20,17 @@ is ``sidecar/openapi.json``, served at ``/openapi.json``.
 - ``GET /kpis``: each hotline's call KPIs over 15 min, 1 h and 24 h (also in ``/metrics``).
 - ``POST /calls/{call_id}/transfer``, ``GET /commands/{id}``: a transfer for a live call.
 - ``GET /events``: the live event stream for desktops (``sidecar.events``).
+- ``GET /audit``: the audit trail (administrators); ``format=csv`` exports the whole range.
 """
 
 from __future__ import annotations
 
 import csv
-import uuid
-import hmac
 import io
 import json
 import math
 import time
+import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -38,15 +41,18 @@ from aiohttp import web
 
 from contracts.names import (CALL_INDEX, CALL_MATTER, CALL_RECORD, CHAIN, COMMAND_RESULTS,
                              COMMANDS, INDEX, LINKS, LIVE, MATTER, MATTER_TTL, RECORD, TRAIL)
+from contracts.privacy import masked
 from contracts.vocab import API_MODES, AlertKind, DeliveredBy, Disposition, EndedBy, Mode
 from hotline_link.redisconn import NO_WAIT, Durable, NotReplicated
 from hotline_link.recommender import Recommender
 from transfer import matter as matters
 from transfer.catalog import Catalog
 
+from .access import Client, Clients, Scope
 from .alerts import enqueue
+from .audit import Audit
 from .calls import kpis
-from .events import EventStream
+from .events import EventStream, is_stream_id
 from .sync import Syncer, TicketError
 from .workorder import NEEDS_CLASSIFICATION, online_work_orders
 
@@ -67,6 +73,32 @@ CALL_CSV_FIELDS = ("call_id", "hotline", "delivered_by", "caller_number", "arriv
 DISPOSITIONS = tuple(str(d) for d in Disposition)
 ENDED_BY = tuple(str(e) for e in EndedBy)
 DELIVERED_BY = tuple(str(d) for d in DeliveredBy)
+AUDIT_CSV_FIELDS = ("id", "at", "client", "role", "hotline", "remote", "method", "path", "query",
+                    "scope", "status", "outcome", "ms", "resource")
+
+# Every route: (method, path, the scope a client needs, handler). No scope: no token needed.
+# The README's scope matrix is this table with access.ROLES; tests/test_access.py walks it.
+ROUTES = (
+    ("GET", "/health", None, "health"),
+    ("GET", "/openapi.json", None, "openapi"),
+    ("GET", "/transfers", Scope.RECORDS_READ, "query"),
+    ("GET", "/transfers/{transfer_id}", Scope.RECORDS_READ, "one"),
+    ("GET", "/chains/{chain_id}", Scope.RECORDS_READ, "chain"),
+    ("POST", "/transfers", Scope.REQUESTS_CREATE, "online"),
+    ("POST", "/feedback", Scope.TICKETS_FEEDBACK, "feedback"),
+    ("GET", "/calls", Scope.CALLS_READ, "calls"),
+    ("GET", "/calls/{call_id}", Scope.CALLS_READ, "call"),
+    ("GET", "/kpis", Scope.CALLS_READ, "kpis"),
+    ("GET", "/calls/{call_id}/matter", Scope.CALLS_READ, "call_matter"),
+    ("GET", "/matters/{matter_id}", Scope.CALLS_READ, "matter"),
+    ("POST", "/calls/{call_id}/transfer", Scope.CALLS_CONTROL, "call_transfer"),
+    ("PUT", "/calls/{call_id}/matter", Scope.CALLS_CONTROL, "put_matter"),
+    ("GET", "/commands/{command_id}", Scope.CALLS_CONTROL, "command"),
+    ("GET", "/events", Scope.EVENTS_READ, "events"),
+    ("GET", "/metrics", Scope.METRICS_READ, "metrics"),
+    ("GET", "/audit", Scope.ADMIN, "audit_trail"),
+)
+SCOPES = {(method, path): scope for method, path, scope, _ in ROUTES}
 
 
 def _error(status: int, message: str) -> web.Response:
@@ -74,9 +106,10 @@ def _error(status: int, message: str) -> web.Response:
 
 
 class Api:
-    def __init__(self, redis: aioredis.Redis, syncer: Syncer, catalog: Catalog, token: str | None,
+    def __init__(self, redis: aioredis.Redis, syncer: Syncer, catalog: Catalog, clients: Clients,
                  hotlines: tuple[str, ...], durable: Durable | None = None,
-                 answer_rate_target: float | None = None, recommender: Recommender | None = None):
+                 answer_rate_target: float | None = None, recommender: Recommender | None = None,
+                 *, audit: Audit):
         self.redis = redis
         # Answers by the catalog's rules until (unless) its model is loaded.
         self.recommender = recommender or Recommender(catalog)
@@ -86,45 +119,53 @@ class Api:
         self.platforms = syncer.platforms
         self.csv_fields = (*CSV_FIELDS, *(f"ticket_{p}" for p in self.platforms))
         self.catalog = catalog
-        self.token = token
+        self.clients = clients
+        self.audit = audit
         self.hotlines = hotlines
         self.events = EventStream(redis)
 
     def app(self, health) -> web.Application:
         app = web.Application(middlewares=[self._middleware], client_max_size=256 * 1024)
-        app.router.add_get("/health", health)
-        app.router.add_get("/openapi.json", self.openapi)
-        app.router.add_get("/transfers", self.query)
-        app.router.add_post("/transfers", self.online)
-        app.router.add_get("/transfers/{transfer_id}", self.one)
-        app.router.add_get("/chains/{chain_id}", self.chain)
-        app.router.add_post("/feedback", self.feedback)
-        app.router.add_get("/metrics", self.metrics)
-        app.router.add_get("/calls", self.calls)
-        app.router.add_get("/kpis", self.kpis)
-        app.router.add_get("/calls/{call_id}", self.call)
-        app.router.add_post("/calls/{call_id}/transfer", self.call_transfer)
-        app.router.add_put("/calls/{call_id}/matter", self.put_matter)
-        app.router.add_get("/calls/{call_id}/matter", self.call_matter)
-        app.router.add_get("/matters/{matter_id}", self.matter)
-        app.router.add_get("/commands/{command_id}", self.command)
-        app.router.add_get("/events", self.events.handle)
+        handlers = {"health": health, "events": self.events.handle}
+        for method, path, _scope, name in ROUTES:
+            app.router.add_route(method, path, handlers.get(name) or getattr(self, name))
         app.on_shutdown.append(self.events.on_shutdown)
         return app
 
     @web.middleware
     async def _middleware(self, request: web.Request, handler) -> web.StreamResponse:
-        if request.path not in ("/health", "/openapi.json"):
-            given = request.headers.get("Authorization", "")
-            expected = f"Bearer {self.token}" if self.token else None
-            if expected is None or not hmac.compare_digest(given.encode(), expected.encode()):
-                return _error(401, "missing or wrong bearer token")
-        try:
-            return await handler(request)
-        except web.HTTPException as exc:
-            if exc.status >= 400:
-                return _error(exc.status, exc.reason)
-            raise
+        started = time.perf_counter()
+        resource = request.match_info.route.resource
+        key = (request.method, resource.canonical if resource is not None else None)
+        if key in SCOPES and SCOPES[key] is None:
+            return await _answer(request, handler)
+        scope = SCOPES.get(key)
+        client = self.clients.authenticate(request.headers.get("Authorization", ""))
+        if client is None:
+            response = _error(401, "missing or wrong bearer token")
+        elif scope is not None and not client.allows(scope):
+            response = _error(403, f"client {client.describe()} lacks the scope {scope}")
+        else:
+            request["client"] = client
+            # A stream's entry is written once it is open (EventStream calls this), not when
+            # it ends hours later.
+            request["opened"] = lambda status: self._audit(request, client, scope, status,
+                                                           started)
+            try:
+                response = await _answer(request, handler)
+            except Exception:
+                await self._audit(request, client, scope, 500, started)
+                raise
+            if request.get("audited"):
+                return response
+        await self._audit(request, client, scope, response.status, started)
+        return response
+
+    async def _audit(self, request: web.Request, client: Client | None, scope, status: int,
+                     started: float) -> None:
+        request["audited"] = True
+        await self.audit.record(self.audit.entry(request, client, scope and str(scope), status,
+                                                 started))
 
     # --- live calls: a transfer started from a desktop (executed by the ARI app) ------------------------
     async def call_transfer(self, request: web.Request) -> web.Response:
@@ -135,6 +176,8 @@ class Api:
         target = body.get("target")
         if hotline not in self.hotlines:
             return _error(400, f"hotline must be one of {', '.join(self.hotlines)}")
+        if refused := _not_its_call(request, hotline):
+            return refused
         if mode not in API_MODES:
             return _error(400, f"mode must be {' or '.join(API_MODES)}")
         if target is not None and (not isinstance(target, str) or not target):
@@ -181,6 +224,9 @@ class Api:
         if isinstance(body, web.Response):
             return body
         call_id = request.match_info["call_id"]
+        if body.get("hotline") in self.hotlines and (
+                refused := _not_its_call(request, body["hotline"])):
+            return refused
         stored = await self._matter_of(call_id, body, body.get("hotline"))
         if isinstance(stored, web.Response):
             return stored
@@ -218,17 +264,21 @@ class Api:
 
     async def call_matter(self, request: web.Request) -> web.Response:
         call_id = request.match_info["call_id"]
-        return await self._stored(CALL_MATTER.format(call_id),
+        return await self._stored(request, CALL_MATTER.format(call_id),
                                   f"no matter tagged on call {call_id!r}")
 
     async def matter(self, request: web.Request) -> web.Response:
         matter_id = request.match_info["matter_id"]
-        return await self._stored(MATTER.format(matter_id), f"no matter {matter_id!r}")
+        return await self._stored(request, MATTER.format(matter_id), f"no matter {matter_id!r}")
 
-    async def _stored(self, key: str, missing: str) -> web.Response:
-        """The JSON kept at ``key``, or 404 saying what is ``missing``."""
+    async def _stored(self, request: web.Request, key: str, missing: str) -> web.Response:
+        """The matter kept at ``key``, or 404 saying what is ``missing``. A matter travels with
+        its call to the other centre: every centre's clients read it whole, a city-wide reader
+        with the caller's number and name masked."""
         raw = await self.redis.get(key)
-        return _error(404, missing) if raw is None else web.json_response(json.loads(raw))
+        if raw is None:
+            return _error(404, missing)
+        return _shown(request, self.hotlines, json.loads(raw))
 
     async def command(self, request: web.Request) -> web.Response:
         raw = await self.redis.hget(COMMAND_RESULTS, request.match_info["command_id"])
@@ -251,10 +301,12 @@ class Api:
         return web.Response(text=SPEC.read_text(), content_type="application/json")
 
     # --- query -------------------------------------------------------------------------------------
-    async def _page(self, request: web.Request, index: str, record_key: str, match):
-        """One page of an index (a sorted set of ids by time; each id's JSON at
-        ``record_key``), filtered by ``match(item, query)``: (rows, next cursor, format), or the
-        error response. Shared by ``GET /transfers`` and ``GET /calls``."""
+    async def _listing(self, request: web.Request, index: str, record_key: str, match,
+                       name: str, csv_fields, csv_row) -> web.StreamResponse:
+        """``GET /transfers`` and ``GET /calls``: one page of an index (a sorted set of ids by
+        time; each id's JSON at ``record_key``) filtered by ``match(item, query)`` as JSON
+        ``{count, <name>, next}``; or with ``format=csv`` the whole range, page after page,
+        as one CSV download."""
         q = request.query
         try:
             since = _time(q.get("from"), 0.0)
@@ -271,15 +323,37 @@ class Api:
             after = _cursor(q.get("cursor"))
         except ValueError:
             return _error(400, "cursor must be the 'next' value of an earlier page")
+
+        def scan(after, n: int):
+            return self._scan(index, record_key, lambda item: match(item, q), since, until,
+                              after, n)
+
+        if fmt == "json":
+            rows, last = await scan(after, int(limit))
+            return web.json_response({"count": len(rows), name: rows,
+                                      "next": None if last is None else f"{last[0]!r}:{last[1]}"})
+        resp = await _csv_download(request, csv_fields, f"{name}.csv")
+        while True:
+            rows, after = await scan(after, int(limit))
+            await _csv_rows(resp, csv_fields, map(csv_row, rows))
+            if after is None:
+                break
+        await resp.write_eof()
+        return resp
+
+    async def _scan(self, index: str, record_key: str, match, since: float, until: float,
+                    after: tuple[float, str] | None, limit: int):
+        """Up to ``limit`` matching items after the position ``after``: (items, the position to
+        go on from, or None at the range's end)."""
         rows, scanned, end, last = [], 0, False, after
         lo = since if after is None else max(since, after[0])
         hi = until if until != float("inf") else "+inf"
         # Scan the time index in chunks and filter each, until a page is full, the range ends or
         # one page's scan budget is spent: a filter that matches little neither ends a page early
-        # nor makes one request read the whole index. The cursor is a position in the index
-        # (time, then id), so records synced meanwhile never shift a page.
+        # nor makes one request read the whole index. The position is in the index (time, then
+        # id), so records synced meanwhile never shift a page.
         skip = 0
-        while len(rows) < int(limit) and not end and scanned < MAX_SCAN:
+        while len(rows) < limit and not end and scanned < MAX_SCAN:
             got = await self.redis.zrangebyscore(index, lo, hi, withscores=True, start=skip,
                                                  num=SCAN_CHUNK)
             end = len(got) < SCAN_CHUNK
@@ -293,32 +367,41 @@ class Api:
             for (rid, score), raw in zip(chunk, raws):
                 scanned += 1
                 last = (score, rid)
-                item = None if raw is None else match(json.loads(raw), q)
+                item = None if raw is None else match(json.loads(raw))
                 if item is not None:
                     rows.append(item)
-                    if len(rows) >= int(limit):
+                    if len(rows) >= limit:
                         break
             lo = last[0]
-        next_cursor = (None if (end and len(rows) < int(limit)) or last is None
-                       else f"{last[0]!r}:{last[1]}")
-        return rows, next_cursor, fmt
+        return rows, None if (end and len(rows) < limit) or last is None else last
 
-    async def query(self, request: web.Request) -> web.Response:
+    async def query(self, request: web.Request) -> web.StreamResponse:
         platform = request.query.get("platform")
         if platform is not None and platform not in self.platforms:
             return _error(400, f"platform must be {' or '.join(self.platforms)}")
-        page = await self._page(request, INDEX, RECORD,
-                                lambda item, q: _matching(item, q, platform))
-        if isinstance(page, web.Response):
-            return page
-        rows, next_cursor, fmt = page
-        if fmt == "csv":
-            return _csv(self.csv_fields, "transfers.csv", (
-                {**{k: rec.get(k) for k in CSV_FIELDS if k in rec},
-                 "ended": (rec.get("timestamps") or {}).get("ended"),
-                 **{f"ticket_{p}": item["tickets"].get(p) for p in self.platforms}}
-                for item in rows for rec in (item["record"],)))
-        return web.json_response({"count": len(rows), "transfers": rows, "next": next_cursor})
+        client: Client = request["client"]
+        if refused := self._number_filter(request, client):
+            return refused
+
+        def match(item: dict, q) -> dict | None:
+            parties = _parties(item["record"])
+            if not client.sees(parties) or _matching(item, q, platform) is None:
+                return None
+            return item if client.owns(parties) else masked(item)
+
+        return await self._listing(
+            request, INDEX, RECORD, match, "transfers", self.csv_fields,
+            lambda item: {**{k: item["record"].get(k) for k in CSV_FIELDS if k in item["record"]},
+                          "ended": (item["record"].get("timestamps") or {}).get("ended"),
+                          **{f"ticket_{p}": item["tickets"].get(p) for p in self.platforms}})
+
+    def _number_filter(self, request: web.Request, client: Client) -> web.Response | None:
+        """A caller's number as a filter tells whether that number called: only for clients
+        that see the numbers of what they read."""
+        if request.query.get("caller") and not client.owns(self.hotlines):
+            return _error(403, f"client {client.describe()} sees caller numbers masked: it "
+                               "cannot filter by one")
+        return None
 
     async def kpis(self, request: web.Request) -> web.Response:
         """Each hotline's call KPIs over 15 min, 1 h and 24 h (by arrival), and the target."""
@@ -335,7 +418,7 @@ class Api:
                                   "answer_rate_target": self.answer_rate_target,
                                   "hotlines": out, "live": live})
 
-    async def calls(self, request: web.Request) -> web.Response:
+    async def calls(self, request: web.Request) -> web.StreamResponse:
         """Call records (one per call offered to a hotline) by arrival time, filtered by
         hotline, disposition, caller or agent."""
         q = request.query
@@ -346,16 +429,21 @@ class Api:
         for name, allowed in (("ended_by", ENDED_BY), ("delivered_by", DELIVERED_BY)):
             if q.get(name) is not None and q[name] not in allowed:
                 return _error(400, f"{name} must be one of {', '.join(allowed)}")
-        page = await self._page(request, CALL_INDEX, CALL_RECORD, _call_matching)
-        if isinstance(page, web.Response):
-            return page
-        rows, next_cursor, fmt = page
-        if fmt == "csv":
-            return _csv(CALL_CSV_FIELDS, "calls.csv", (
-                {**{k: rec.get(k) for k in CALL_CSV_FIELDS},
-                 "agents": " ".join(rec.get("agents", [])),
-                 "transfers": " ".join(rec.get("transfers", []))} for rec in rows))
-        return web.json_response({"count": len(rows), "calls": rows, "next": next_cursor})
+        client: Client = request["client"]
+        if refused := self._number_filter(request, client):
+            return refused
+
+        def match(rec: dict, q) -> dict | None:
+            parties = (rec.get("hotline"),)
+            if not client.sees(parties) or _call_matching(rec, q) is None:
+                return None
+            return rec if client.owns(parties) else masked(rec)
+
+        return await self._listing(
+            request, CALL_INDEX, CALL_RECORD, match, "calls", CALL_CSV_FIELDS,
+            lambda rec: {**{k: rec.get(k) for k in CALL_CSV_FIELDS},
+                         "agents": " ".join(rec.get("agents", [])),
+                         "transfers": " ".join(rec.get("transfers", []))})
 
     async def call(self, request: web.Request) -> web.Response:
         """One call's record, with the outcome of each transfer made from it."""
@@ -364,6 +452,9 @@ class Api:
         if raw is None:
             return _error(404, f"no call {call_id!r}")
         record = json.loads(raw)
+        parties = (record.get("hotline"),)
+        if refused := _not_its_own(request, parties, f"call {call_id}"):
+            return refused
         tids = record.get("transfers", [])
         found = await self.redis.mget([RECORD.format(t) for t in tids]) if tids else []
         transfers = []
@@ -372,34 +463,74 @@ class Api:
             transfers.append({"transfer_id": tid, "synced": item is not None,
                               **({k: rec.get(k) for k in ("mode", "target", "result")}
                                  if rec else {})})
-        return web.json_response({**record, "transfer_outcomes": transfers})
+        return _shown(request, parties, {**record, "transfer_outcomes": transfers})
 
     async def one(self, request: web.Request) -> web.Response:
         tid = request.match_info["transfer_id"]
         raw = await self.redis.get(RECORD.format(tid))
         if raw is None:
             return _error(404, f"no transfer {tid!r}")
+        item = json.loads(raw)
+        parties = _parties(item["record"])
+        if refused := _not_its_own(request, parties, f"transfer {tid}"):
+            return refused
         trail = [json.loads(e) for e in await self.redis.lrange(TRAIL.format(tid), 0, -1)]
-        return web.json_response({**json.loads(raw), "trail": trail})
+        return _shown(request, parties, {**item, "trail": trail})
 
     async def chain(self, request: web.Request) -> web.Response:
         """R6: every hop of a chained transfer (110 -> 12345 -> provincial 12345) in order, each
-        with its result and tickets."""
+        with its result and tickets; a centre's clients see the hops that concern it."""
         chain_id = request.match_info["chain_id"]
         hops = await self.redis.hgetall(CHAIN.format(chain_id))
         if not hops:
             return _error(404, f"no chain {chain_id!r}")
+        client: Client = request["client"]
         ordered = sorted(((int(h), t.decode()) for h, t in hops.items()), key=lambda ht: ht[0])
         found = await self.redis.mget([RECORD.format(t) for _, t in ordered])
         out = []
         for (hop, tid), raw in zip(ordered, found):
             item = json.loads(raw) if raw else {}
             rec = item.get("record", {})
+            if rec and not client.sees(_parties(rec)):
+                continue
             out.append({"hop": hop, "transfer_id": tid, "origin": rec.get("origin"),
                         "target": rec.get("target"), "result": rec.get("result"),
                         "matter_id": (rec.get("matter") or {}).get("matter_id"),
                         "tickets": item.get("tickets", {})})
+        if not out:
+            return _error(403, f"no hop of chain {chain_id} concerns {client.hotline}: client "
+                               f"{client.describe()} reads its own centre's only")
         return web.json_response({"chain_id": chain_id, "hops": out})
+
+    # --- the audit trail ------------------------------------------------------------------------
+    async def audit_trail(self, request: web.Request) -> web.StreamResponse:
+        """The audit trail by time, filtered by client, outcome, method, path prefix, status;
+        ``format=csv`` exports the whole range."""
+        q = request.query
+        try:
+            since = _time(q.get("from"), 0.0)
+            until = _time(q.get("to"), float("inf"))
+        except ValueError as exc:
+            return _error(400, str(exc))
+        limit = q.get("limit", "1000")
+        if not limit.isdigit() or not 0 < int(limit) <= MAX_ROWS:
+            return _error(400, f"limit must be an integer 1..{MAX_ROWS}")
+        cursor = q.get("cursor")
+        if cursor is not None and not is_stream_id(cursor):
+            return _error(400, "cursor must be the 'next' value of an earlier page")
+        if q.get("format", "json") == "json":
+            rows, last = await self.audit.query(request, since, until, cursor, int(limit))
+            return web.json_response({"count": len(rows), "entries": rows, "next": last})
+        if q["format"] != "csv":
+            return _error(400, "format must be json or csv")
+        resp = await _csv_download(request, AUDIT_CSV_FIELDS, "audit.csv")
+        while True:
+            rows, cursor = await self.audit.query(request, since, until, cursor, int(limit))
+            await _csv_rows(resp, AUDIT_CSV_FIELDS, rows)
+            if cursor is None:
+                break
+        await resp.write_eof()
+        return resp
 
     # --- online requests (R10) ---------------------------------------------------------------------
     async def online(self, request: web.Request) -> web.Response:
@@ -440,6 +571,10 @@ class Api:
         note = body.get("note")
         if platform not in self.platforms:
             return _error(400, f"platform must be {' or '.join(self.platforms)}")
+        client: Client = request["client"]
+        if not client.owns((platform,)):
+            return _error(403, f"client {client.describe()} reports on {client.hotline}'s "
+                               f"tickets only, not {platform}'s")
         if not isinstance(ticket, str) or not ticket:
             return _error(400, "ticket_id must be a non-empty string")
         if status not in FEEDBACK_STATUSES:
@@ -495,6 +630,15 @@ class Api:
             log.warning("escalation not yet confirmed by a replica", error=str(exc))
 
 
+async def _answer(request: web.Request, handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status >= 400:
+            return _error(exc.status, exc.reason)
+        raise
+
+
 async def _json_object(request: web.Request) -> dict[str, Any] | web.Response:
     try:
         body = json.loads(await request.read())
@@ -505,14 +649,52 @@ async def _json_object(request: web.Request) -> dict[str, Any] | web.Response:
     return body
 
 
-def _csv(fields, filename: str, rows) -> web.Response:
+async def _csv_download(request: web.Request, fields, filename: str) -> web.StreamResponse:
+    resp = web.StreamResponse(headers={
+        "Content-Type": "text/csv; charset=utf-8",
+        "Content-Disposition": f"attachment; filename={filename}"})
+    await resp.prepare(request)
+    await _csv_rows(resp, fields, None)
+    return resp
+
+
+async def _csv_rows(resp: web.StreamResponse, fields, rows) -> None:
+    """Write ``rows`` (None: the header line) to a CSV download."""
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=fields, extrasaction="ignore")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow(row)
-    return web.Response(text=out.getvalue(), content_type="text/csv",
-                        headers={"Content-Disposition": f"attachment; filename={filename}"})
+    if rows is None:
+        writer.writeheader()
+    else:
+        writer.writerows(rows)
+    await resp.write(out.getvalue().encode())
+
+
+def _parties(record: dict) -> tuple:
+    """The hotlines a transfer record concerns: where the call came from and went to."""
+    return record.get("origin"), record.get("target")
+
+
+def _not_its_own(request: web.Request, parties, what: str) -> web.Response | None:
+    client: Client = request["client"]
+    if client.sees(parties):
+        return None
+    return _error(403, f"{what} concerns {' and '.join(p for p in parties if p)}: client "
+                       f"{client.describe()} reads its own centre's only")
+
+
+def _not_its_call(request: web.Request, hotline) -> web.Response | None:
+    client: Client = request["client"]
+    if client.owns((hotline,)):
+        return None
+    return _error(403, f"client {client.describe()} acts on {client.hotline}'s calls only, "
+                       f"not {hotline}'s" if client.hotline else
+                       f"client {client.describe()} acts on no centre's calls")
+
+
+def _shown(request: web.Request, parties, body: dict) -> web.Response:
+    """``body`` as this request's client may see it: caller numbers masked unless it is its own."""
+    client: Client = request["client"]
+    return web.json_response(body if client.owns(parties) else masked(body))
 
 
 def _call_matching(rec: dict, q) -> dict | None:

@@ -7,7 +7,8 @@ Three Redis streams are merged: the ARI apps' live call events (``hotline:events
 ``data: <JSON>``; its ``id`` is a cursor over all three streams, so a desktop that reconnects
 with ``Last-Event-ID`` (browsers' EventSource do this by themselves) misses nothing that is
 still in Redis. Filters: ``hotline`` (events of that hotline, or transfers from or to it),
-``agent`` (events that name that agent), ``types`` (comma-separated).
+``agent`` (events that name that agent), ``types`` (comma-separated). A centre's clients get
+their own centre's events only; caller numbers are masked in the events a client does not own.
 
 The stream ends when the sidecar shuts down: each read blocks for at most a second and then
 looks at the shutdown flag, so an open stream never holds a stopping sidecar.
@@ -22,7 +23,10 @@ import redis.asyncio as aioredis
 from aiohttp import web
 
 from contracts.names import ALERTS, EVENTS, OUTCOMES
+from contracts.privacy import masked
 from contracts.vocab import LiveEvent
+
+from .access import Client
 
 
 # cursor letter -> (stream, field holding the JSON body, SSE event type or None: the body's)
@@ -39,20 +43,24 @@ def parse_cursor(value: str) -> dict[str, str]:
     cursor = {}
     for part in value.split(","):
         letter, sep, entry = part.partition("=")
-        if not sep or letter not in SOURCES or not _is_stream_id(entry):
+        if not sep or letter not in SOURCES or not is_stream_id(entry):
             raise ValueError(f"Last-Event-ID is not a cursor of this stream: {value[:100]!r}")
         cursor[letter] = entry
     return cursor
 
 
-def _is_stream_id(value: str) -> bool:
+def is_stream_id(value: str) -> bool:
     ms, sep, seq = value.partition("-")
     return bool(sep) and ms.isdigit() and seq.isdigit() and len(value) < 42
 
 
+def parties(body: dict) -> tuple:
+    """The hotlines an event concerns."""
+    return body.get("hotline"), body.get("origin"), body.get("target")
+
+
 def matches(body: dict, hotline: str | None, agent: str | None) -> bool:
-    if hotline is not None and hotline not in (body.get("hotline"), body.get("origin"),
-                                               body.get("target")):
+    if hotline is not None and hotline not in parties(body):
         return False
     if agent is not None and agent not in (body.get("agent"), body.get("initiating_agent"),
                                            body.get("answering_agent")):
@@ -75,6 +83,12 @@ class EventStream:
             return _bad(f"unknown event types: {', '.join(sorted(unknown))} "
                         f"(known: {', '.join(TYPES)})")
         hotline, agent = q.get("hotline"), q.get("agent")
+        client: Client = request["client"]
+        if client.hotline is not None and not client.owns((hotline or client.hotline,)):
+            return web.json_response({"error": f"client {client.describe()} follows "
+                                               f"{client.hotline}'s events only"}, status=403)
+        # A centre's desktops and supervisors follow their own centre.
+        hotline = hotline or client.hotline
         if last := request.headers.get("Last-Event-ID"):
             try:
                 cursor = parse_cursor(last)
@@ -93,6 +107,7 @@ class EventStream:
                                            "Cache-Control": "no-cache",
                                            "X-Accel-Buffering": "no"})
         await resp.prepare(request)
+        await request["opened"](200)
         await resp.write(b": connected\n\n")
         letters = {stream: letter for letter, (stream, _f, _k) in SOURCES.items()}
         idle = 0.0
@@ -121,6 +136,8 @@ class EventStream:
                         etype = kind or body.get("type")
                         if etype not in types or not matches(body, hotline, agent):
                             continue
+                        if not client.owns(parties(body)):
+                            body = masked(body)
                         ident = ",".join(f"{x}={cursor[x]}" for x in SOURCES)
                         data = json.dumps(body, ensure_ascii=False)
                         await resp.write(f"id: {ident}\nevent: {etype}\ndata: {data}\n\n".encode())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 import time
 
 import aiohttp
@@ -18,10 +19,13 @@ from hotline_link.redisconn import Durable, connect
 from hotline_link.recommender import Recommender
 from hotline_link.settings import Settings, load_catalog
 
+from .access import Clients
 from .alerts import Alerts
 from .api import Api
+from .audit import Audit
 from .calls import CallStore, thresholds, watch_answer_rate
 from .metrics import Metrics
+from .settings import Tls
 from .supervision import Supervisor
 from .sync import PlatformClient, Syncer, consume, ensure_group
 
@@ -58,10 +62,11 @@ async def forward_alerts(redis: aioredis.Redis, alerts: Alerts, consumer: str,
 
 
 def make_app(redis: aioredis.Redis, syncer: Syncer, alerts: Alerts, catalog,
-             token: str | None, hotlines: tuple[str, ...],
+             clients: Clients, hotlines: tuple[str, ...],
              durable: Durable | None = None,
              answer_rate_target: float | None = None,
-             recommender: Recommender | None = None) -> web.Application:
+             recommender: Recommender | None = None,
+             *, audit: Audit) -> web.Application:
     async def health(_request: web.Request) -> web.Response:
         try:
             state = await persistence(redis)
@@ -81,8 +86,17 @@ def make_app(redis: aioredis.Redis, syncer: Syncer, alerts: Alerts, catalog,
                                   "alerts_lost": alerts.failed, "redis": store,
                                   "service": service})
 
-    return Api(redis, syncer, catalog, token, hotlines, durable, answer_rate_target,
-               recommender).app(health)
+    return Api(redis, syncer, catalog, clients, hotlines, durable, answer_rate_target,
+               recommender, audit=audit).app(health)
+
+
+def tls_context(tls: Tls | None) -> ssl.SSLContext | None:
+    if tls is None:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(tls.cert_file, tls.key_file)
+    return context
 
 
 async def serve(settings: Settings) -> None:
@@ -106,13 +120,17 @@ async def serve(settings: Settings) -> None:
         await ensure_group(redis, ALERTS.key, ALERTS_GROUP, "$")
         recommender = Recommender(catalog, log)
         recommender.load_in_background()
-        runner = web.AppRunner(make_app(redis, syncer, alerts, catalog, sc.token,
+        # aiohttp's own access log is off: every request is an audit entry (and a log line).
+        runner = web.AppRunner(make_app(redis, syncer, alerts, catalog,
+                                        Clients(sc.clients_file, sc.token, settings.hotlines),
                                         tuple(settings.hotlines), durable,
-                                        sc.kpi.answer_rate_target, recommender), access_log=None)
+                                        sc.kpi.answer_rate_target, recommender,
+                                        audit=Audit(redis, sc.audit_retention_days)),
+                               access_log=None)
         await runner.setup()
-        await web.TCPSite(runner, *sc.listen).start()
+        await web.TCPSite(runner, *sc.listen, ssl_context=tls_context(sc.tls)).start()
         log.info("sidecar listening", listen=f"{sc.listen[0]}:{sc.listen[1]}",
-                 platforms={p: c.base for p, c in clients.items()})
+                 tls=sc.tls is not None, platforms={p: c.base for p, c in clients.items()})
         try:
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(syncer.run(), name="sync")

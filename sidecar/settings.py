@@ -56,10 +56,20 @@ class KpiSettings:
 
 
 @dataclass(frozen=True)
+class Tls:
+    """The API over HTTPS: a PEM certificate (chain) and its key."""
+    cert_file: Path
+    key_file: Path
+
+
+@dataclass(frozen=True)
 class SidecarSettings:
     listen: tuple[str, int]
-    token: str | None
+    token: str | None                      # the first administrator's (and the lab's) token
     token_file: Path | None
+    clients_file: Path                     # the API's other clients (sidecar/access.py)
+    audit_retention_days: float
+    tls: Tls | None
     consumer: str
     retry_for: float
     request_timeout: float
@@ -81,12 +91,15 @@ def parse(v: Validator, root: Mapping[str, Any]) -> SidecarSettings:
     node = v.table(root.get("sidecar", {}), "sidecar",
                    {"listen", "token_file", "token_env", "consumer", "retry_for",
                     "request_timeout", "platforms", "webhooks", "deadlines", "signals",
-                    "concurrency", "kpi"})
+                    "concurrency", "kpi", "clients_file", "audit_retention_days", "tls"})
     signals = _signals(v, node)
     return SidecarSettings(
         listen=v.host_port(node, "sidecar", "listen"),
         token=v.secret(node, "sidecar", "token"),
         token_file=v.secret_path(node, "token"),
+        clients_file=_path(v, node, "clients_file"),
+        audit_retention_days=v.number(node, "sidecar", "audit_retention_days", 1, 36500),
+        tls=_tls(v, node),
         consumer=v.string(node, "sidecar", "consumer", NAME_RE, "a consumer name"),
         retry_for=v.number(node, "sidecar", "retry_for", 0.1, 86400),
         request_timeout=v.number(node, "sidecar", "request_timeout", 0.1, 120),
@@ -96,6 +109,21 @@ def parse(v: Validator, root: Mapping[str, Any]) -> SidecarSettings:
         deadlines=_deadlines(v, node),
         stability=signals.get("stability"), disputes=signals.get("disputes"),
         kpi=_kpi(v, node))
+
+
+def _path(v: Validator, node: Mapping, key: str, where: str = "sidecar") -> Path | None:
+    value = v.string(node, where, key)
+    return v.path(value) if value else None
+
+
+def _tls(v: Validator, node: Mapping) -> Tls | None:
+    if not v.optional(node, "tls"):
+        return None                       # plain HTTP: the default, on loopback
+    table = v.subtable(node, "sidecar", "tls", {"cert_file", "key_file"})
+    if table is None:
+        return None
+    cert, key = (_path(v, table, k, "sidecar.tls") for k in ("cert_file", "key_file"))
+    return Tls(cert_file=cert, key_file=key) if cert and key else None
 
 
 def _kpi(v: Validator, node: Mapping) -> KpiSettings | None:

@@ -238,7 +238,7 @@ LAB_DEFAULTS = tomllib.loads(lab_settings.defaults_file().read_text())
 OPTIONAL = {"name", "key", "screen_to", "emergency_to", "ami", "token_file", "token_env",
             "instance", "instances", "announce", "surge", "menu_after", "menu", "callback_key",
             "callback_done", "answers", "emergency_seats", "emergency_seats_after", "whisper",
-            "position_every"}
+            "position_every", "tls"}
 SECRET_PAIRS = (("password_file", "password_env"), ("secret_file", "secret_env"),
                 ("token_file", "token_env"))
 
