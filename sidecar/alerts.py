@@ -21,6 +21,7 @@ import aiohttp
 import structlog
 
 from contracts.names import ALERTS
+from . import trail
 from .metrics import Metrics
 from .settings import Webhook
 from .signing import SIGNATURE_HEADER, sign
@@ -31,8 +32,11 @@ def enqueue(pipe, event: str, data: dict) -> None:
     """Put an alert in the outbox: the alert stream the ARI app also writes to, which the
     sidecar's forwarder delivers from and acknowledges only once delivered. Added in the same
     Redis transaction as the change it is about, an alert is neither lost nor raised twice by
-    a crash in between."""
+    a crash in between. An alert about a transfer is a step of its trail, in the same step."""
     pipe.xadd(ALERTS.key, ALERTS.entry({"kind": event, **data}), **ALERTS.trim())
+    if data.get("transfer_id"):
+        trail.add(pipe, data["transfer_id"], "alert", kind=str(event),
+                  **{k: data[k] for k in ("stage", "reason") if data.get(k)})
 
 ATTEMPTS = 6
 BACKOFF_BASE = 0.2

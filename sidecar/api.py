@@ -48,12 +48,13 @@ from hotline_link.recommender import Recommender
 from transfer import matter as matters
 from transfer.catalog import Catalog
 
+from . import trail
 from .access import Client, Clients, Scope
 from .alerts import enqueue
 from .audit import Audit
 from .calls import kpis
 from .events import EventStream, is_stream_id
-from .sync import Syncer, TicketError
+from .sync import Syncer, TicketError, ticket_transfer
 from .workorder import NEEDS_CLASSIFICATION, online_work_orders
 
 log = structlog.get_logger("api")
@@ -474,8 +475,8 @@ class Api:
         parties = _parties(item["record"])
         if refused := _not_its_own(request, parties, f"transfer {tid}"):
             return refused
-        trail = [json.loads(e) for e in await self.redis.lrange(TRAIL.format(tid), 0, -1)]
-        return _shown(request, parties, {**item, "trail": trail})
+        stored = await self.redis.lrange(TRAIL.format(tid), 0, -1)
+        return _shown(request, parties, {**item, "trail": trail.steps(item["record"], stored)})
 
     async def chain(self, request: web.Request) -> web.Response:
         """R6: every hop of a chained transfer (110 -> 12345 -> provincial 12345) in order, each
@@ -602,20 +603,26 @@ class Api:
                                  else f"{platform} reports {status}")})
         except TicketError as exc:
             return _error(502, f"relay to {other} failed: {exc}")
+        # Which transfer the ticket belongs to (its trail gets the step; an escalation's alert
+        # names it).
+        about = (await ticket_transfer(self.redis, platform, ticket)
+                 or {"transfer_id": None, "category": None})
+        if about.get("transfer_id"):
+            await trail.add(self.redis, about["transfer_id"], "feedback", platform=platform,
+                            ticket_id=ticket, status=status, note=note, feedback_id=key,
+                            client=request["client"].name,
+                            relayed_to={"platform": other, "ticket_id": other_ticket})
         if escalating:
-            await self._escalate(platform, ticket, other, other_ticket, note)
+            await self._escalate(platform, ticket, other, other_ticket, note, about)
         elif self.syncer.supervisor is not None:
             await self.syncer.supervisor.feedback(platform, ticket, status)
         return web.json_response({"relayed_to": {"platform": other, "ticket_id": other_ticket}},
                                  status=202)
 
     async def _escalate(self, platform: str, ticket: str, other: str, other_ticket: str,
-                        note: str | None) -> None:
+                        note: str | None, about: dict) -> None:
         """R15: a 12345 handling unit finds a dispute escalating and calls in 110."""
-        about = {"transfer_id": None, "category": None}
         supervisor = self.syncer.supervisor
-        if supervisor is not None:
-            about = await supervisor.about(platform, ticket) or about
         pipe = self.redis.pipeline(transaction=True)
         enqueue(pipe, AlertKind.DISPUTE, {**about, "stage": "escalating", "note": note,
                                   "tickets": {platform: ticket, other: other_ticket}})

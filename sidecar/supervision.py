@@ -21,10 +21,13 @@ import time
 import redis.asyncio as aioredis
 import structlog
 
-from contracts.names import ALERTS, DEADLINES, OVERDUE, TICKET_TRANSFER
+from contracts.names import ALERTS, DEADLINES, OVERDUE, TRAIL
 from contracts.vocab import AlertKind
+
+from . import trail
 from .metrics import Metrics
 from .settings import SidecarSettings
+from .sync import ticket_transfer
 
 log = structlog.get_logger("supervision")
 
@@ -39,6 +42,7 @@ if redis.call('ZREM', KEYS[1], ARGV[1]) == 0 then return 0 end
 if ARGV[3] ~= '' then redis.call('ZADD', KEYS[1], ARGV[4], ARGV[3]) end
 redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[5], '*', ARGV[7], ARGV[2])
 redis.call('SADD', KEYS[3], ARGV[6])
+if ARGV[8] ~= '' then redis.call('RPUSH', KEYS[4], ARGV[8]) end
 return 1
 """
 
@@ -61,11 +65,6 @@ class Supervisor:
         now = time.time() if now is None else now
         pipe.zadd(DEADLINES, {f"{platform}|{ticket}|accept|1": now + d.accept,
                         f"{platform}|{ticket}|final|1": now + d.final}, nx=True)
-
-    async def about(self, platform: str, ticket: str) -> dict | None:
-        """The transfer id and category a supervised ticket belongs to."""
-        raw = await self.redis.hget(TICKET_TRANSFER, f"{platform}|{ticket}")
-        return json.loads(raw) if raw else None
 
     async def feedback(self, platform: str, ticket: str, status: str) -> None:
         members = [f"{platform}|{ticket}|{stage}|{level}"
@@ -91,16 +90,19 @@ class Supervisor:
         for raw in await self.redis.zrangebyscore(DEADLINES, "-inf", now, start=0, num=500):
             member = raw.decode()
             platform, ticket, stage, level = member.split("|")
-            about = await self.about(platform, ticket) or {}
+            about = await ticket_transfer(self.redis, platform, ticket) or {}
             tid, category = about.get("transfer_id"), about.get("category")
             # Still open at escalation time? Then it is raised again, one level up.
             again = f"{platform}|{ticket}|{stage}|2" if level == "1" else ""
             alert = json.dumps({"kind": AlertKind.OVERDUE, "platform": platform, "ticket_id": ticket,
                                 "stage": stage, "level": int(level), "escalation": level == "2",
                                 "transfer_id": tid, "category": category}, ensure_ascii=False)
-            taken = await self._take(keys=[DEADLINES, ALERTS.key, OVERDUE], args=[
-                member, alert, again, now + self.settings.deadline(category).escalate,
-                ALERTS.maxlen, f"{platform}|{ticket}|{stage}", ALERTS.field])
+            step = (trail.entry("overdue", platform=platform, ticket_id=ticket, stage=stage,
+                                level=int(level)) if tid else "")
+            taken = await self._take(
+                keys=[DEADLINES, ALERTS.key, OVERDUE, TRAIL.format(tid or "-")], args=[
+                    member, alert, again, now + self.settings.deadline(category).escalate,
+                    ALERTS.maxlen, f"{platform}|{ticket}|{stage}", ALERTS.field, step])
             if not taken:
                 continue                     # another sidecar took it, or feedback cleared it
             self.raised += 1

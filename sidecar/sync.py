@@ -27,6 +27,7 @@ dead-letter stream ``hotline:outcomes:dead`` with the reason, acknowledges it, a
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import random
 import time
@@ -37,11 +38,12 @@ import redis.asyncio as aioredis
 import structlog
 
 from contracts.names import (CHAIN, INDEX, LINKS, OUTCOMES, OUTCOMES_DEAD, OUTCOMES_GROUP, RECORD,
-                             TICKET_TRANSFER, TICKETS, TRAIL)
+                             TICKET_TRANSFER, TICKETS)
 from contracts.vocab import FALLBACK_RESULTS, AlertKind, PlatformKind
 from hotline_link.redisconn import NO_WAIT, Durable, NotReplicated
 from transfer.catalog import Catalog
 
+from . import trail
 from .alerts import enqueue
 from .metrics import Metrics
 from .settings import PlatformApi
@@ -213,6 +215,13 @@ async def consume(redis: aioredis.Redis, stream: str, group: str, consumer: str,
             task.add_done_callback(running.discard)
 
 
+async def ticket_transfer(redis: aioredis.Redis, platform: str, ticket: str) -> dict | None:
+    """The transfer id and category a synced ticket belongs to (``Syncer.remember`` writes it
+    for both tickets of a pair)."""
+    raw = await redis.hget(TICKET_TRANSFER, f"{platform}|{ticket}")
+    return json.loads(raw) if raw else None
+
+
 class TicketError(Exception):
     def __init__(self, message: str, permanent: bool = False):
         super().__init__(message)
@@ -351,6 +360,9 @@ class Syncer:
                 attempt += 1
                 clog.info("ticket create failed; retrying", error=str(exc), attempt=attempt,
                           delay_s=round(delay, 3))
+                with contextlib.suppress(aioredis.RedisError, OSError):
+                    await trail.add(self.redis, tid, "ticket_retry", error=str(exc),
+                                    attempt=attempt, made=dict(made))
                 await asyncio.sleep(min(delay, max(0.0, deadline - time.monotonic())))
         pipe = self.redis.pipeline(transaction=True)
         self.remember(pipe, record, tickets)
@@ -456,9 +468,8 @@ class Syncer:
         if isinstance(chain, dict) and chain.get("id"):
             pipe.hset(CHAIN.format(chain["id"]), str(chain.get("hop", 1)), tid)
         pipe.zadd(INDEX, {tid: score})
-        pipe.rpush(TRAIL.format(tid), json.dumps({
-            "event": "tickets_created" if tickets else "recorded_without_tickets",
-            "tickets": tickets, "at": time.time()}))
+        trail.add(pipe, tid, "tickets_created" if tickets else "recorded_without_tickets",
+                  tickets=tickets)
         if not tickets:
             return                        # recorded only (see _record_only)
         a, b = (f"{p}:{t}" for p, t in tickets.items())
@@ -531,6 +542,8 @@ class Syncer:
             pipe.hset(TICKETS, mapping=made)
         pipe.xadd(OUTCOMES_DEAD.key, {"entry": entry_id, "transfer_id": tid or "", "reason": reason,
                                       OUTCOMES_DEAD.field: record})
+        if tid:
+            trail.add(pipe, tid, "dead_lettered", reason=reason, made=dict(made or {}))
         enqueue(pipe, AlertKind.DEAD_LETTER, {"transfer_id": tid, "reason": reason, "stream": OUTCOMES_DEAD.key})
         pipe.xack(OUTCOMES.key, OUTCOMES_GROUP, entry_id)
         await pipe.execute()

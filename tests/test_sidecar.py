@@ -217,7 +217,16 @@ def test_real_one_key_transfer_gives_both_platforms_linked_tickets(stack, phones
     # The trail of the transfer, through the API.
     status, one = stack.api("GET", f"/transfers/{tid}")
     assert status == 200 and one["tickets"] == {"110": incident["id"], "12345": order["id"]}
-    assert one["record"]["transfer_id"] == tid and one["trail"][0]["event"] == "tickets_created"
+    assert one["record"]["transfer_id"] == tid
+    # Every step, oldest first: the call's from its record, then the tickets and the feedback.
+    events = [(step["event"], step["by"]) for step in one["trail"]]
+    assert events[0] == ("requested", "service") and ("answered", "service") in events
+    assert events.index(("ended", "service")) < events.index(("tickets_created", "sidecar")) \
+        < events.index(("feedback", "sidecar"))
+    [feedback] = [step for step in one["trail"] if step["event"] == "feedback"]
+    assert feedback["status"] == "closed" and feedback["note"] == "handled on site"
+    assert feedback["relayed_to"] == {"platform": "12345", "ticket_id": order["id"]}
+    assert [s["at"] for s in one["trail"]] == sorted(s["at"] for s in one["trail"])
 
 
 def test_real_three_way_call_gives_linked_tickets_owned_by_the_deciding_platform(stack, phones,
@@ -258,6 +267,15 @@ def test_platform_down_for_a_while_then_every_ticket_arrives_once(stack):
         assert {k: len(v) for k, v in stack.tickets_for(rec["transfer_id"]).items()} == \
             {"12345": 1, "110": 1}
     assert stack.stats("110")["failed"] >= 4
+    # The failed requests are steps of their transfers' trails, before the tickets.
+    retried = 0
+    for rec in records:
+        one = stack.api("GET", f"/transfers/{rec['transfer_id']}")[1]
+        events = [step["event"] for step in one["trail"]]
+        retried += events.count("ticket_retry")
+        created = events.index("tickets_created")
+        assert created == len(events) - 1 and "ticket_retry" not in events[created:]
+    assert retried >= 1
 
 
 def test_permanent_failure_is_dead_lettered_with_a_signed_alert(stack):
@@ -282,6 +300,9 @@ def test_failed_transfer_raises_an_alert(stack):
     stack.wait(lambda: any(w["event"]["event"] == "transfer_failed"
                            and w["event"]["data"]["transfer_id"] == rec["transfer_id"]
                            for w in stack.webhooks()), 10, "the transfer_failed alert")
+    trail = stack.api("GET", f"/transfers/{rec['transfer_id']}")[1]["trail"]
+    assert {"event": "alert", "kind": "transfer_failed"}.items() <= next(
+        s for s in trail if s["event"] == "alert").items()
 
 
 def test_kill_9_during_a_burst_of_1000_records_creates_every_ticket_exactly_once(stack):
@@ -498,6 +519,16 @@ def test_overdue_tickets_are_supervised_and_feedback_clears_them(stack):
     lines = stack.metrics()
     assert lines["hotline_overdue_items"] >= 1
     assert lines['hotline_overdue_total{level="2",stage="accept"}'] >= 1
+    steps = [(s["event"], s.get("stage"), s.get("level"), s.get("status"))
+             for s in stack.api("GET", f"/transfers/{ignored['transfer_id']}")[1]["trail"]
+             if s["by"] == "sidecar"]
+    assert steps == [("tickets_created", None, None, None), ("overdue", "accept", 1, None),
+                     ("overdue", "accept", 2, None)]
+    steps = [(s["event"], s.get("level"), s.get("status"))
+             for s in stack.api("GET", f"/transfers/{answered['transfer_id']}")[1]["trail"]
+             if s["by"] == "sidecar"]
+    assert steps == [("tickets_created", None, None), ("overdue", 1, None),
+                     ("feedback", None, "accepted")]
 
 
 def test_api_starts_a_transfer_for_a_live_call(stack, phones, outcomes, lab):
