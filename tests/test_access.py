@@ -179,6 +179,7 @@ def api(stack):  # noqa: F811
         return _request(f"http://{host}:{port}", method, path, tokens.get(kind), body, **kw)
 
     call.tokens, call.run, call.stack = tokens, run, stack
+    call.probe_path = lambda route: PROBES.get(route, route).split("?")[0]
     yield call
     path.unlink(missing_ok=True)
 
@@ -205,17 +206,26 @@ BODIES = {
 
 @pytest.mark.lab
 def test_every_route_with_every_kind_of_client_as_the_scope_matrix_says(api):
-    for kind in KINDS:
+    since = time.time() - 0.5
+    made = []                     # (client kind or None, method, path, status) of each request
+    for kind in [*KINDS, None]:
         for method, path, scope, _ in ROUTES:
             status, body = api(kind, method, PROBES.get(path, path), BODIES.get((method, path)))
-            if allowed(kind, scope):
+            made.append((kind, method, path, status))
+            if kind is None:
+                assert status == (401 if scope else 200), path
+            elif allowed(kind, scope):
                 assert status not in (401, 403), (kind, method, path, status, body)
             else:
                 assert status == 403, (kind, method, path, status, body)
                 assert str(scope) in body["error"] and KINDS[kind][0] in body["error"]
-    for method, path, scope, _ in ROUTES:
-        status, _ = api(None, method, PROBES.get(path, path), BODIES.get((method, path)))
-        assert status == (401 if scope else 200), path
+    # Every one of them is in the audit trail (the open routes, /health and /openapi.json, are
+    # not: they hold no record), with its client and status, in order.
+    status, trail = api("admin", "GET", f"/audit?from={since}&limit=10000")
+    audited = [(e["method"], e["path"], e["status"]) for e in trail["entries"]]
+    expected = [(m, api.probe_path(p), s) for k, m, p, s in made
+                if (m, p) not in (("GET", "/health"), ("GET", "/openapi.json"))]
+    assert audited == expected
 
 
 @pytest.mark.lab
