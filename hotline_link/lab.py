@@ -249,6 +249,9 @@ class Lab:
         self._ensure_secret(self._secret_file(self.settings.sidecar.token_file, "api-token"))
         for i, hook in enumerate(self.settings.sidecar.webhooks):
             self._ensure_secret(self._secret_file(hook.secret_file, f"webhook-{i}"))
+        for api in self.settings.sidecar.platforms.values():
+            if api.token_file is not None:
+                self._ensure_secret(api.token_file)
         started: list[Proc] = []
         try:
             # A new lab starts with an empty Redis; only a restart (``start_one``) reloads it.
@@ -401,6 +404,9 @@ class Lab:
         argv = [sys.executable, "-m", "sidecar.standins",
                 "--kind", str(self.settings.sidecar.platforms[pid].kind),
                 "--listen", f"{host}:{port}"]
+        token_file = self.settings.sidecar.platforms[pid].token_file
+        if token_file is not None:
+            argv += ["--api-token-file", str(token_file)]
         hooks = self.settings.sidecar.webhooks
         if hooks:
             argv += ["--webhook-secret-file",

@@ -54,7 +54,8 @@ from .alerts import enqueue
 from .audit import Audit
 from .calls import kpis
 from .events import EventStream, is_stream_id
-from .sync import Syncer, TicketError, ticket_transfer
+from .adapters import TicketError
+from .sync import Syncer, ticket_transfer
 from .workorder import NEEDS_CLASSIFICATION, online_work_orders
 
 log = structlog.get_logger("api")
@@ -596,13 +597,16 @@ class Api:
         escalating = status == "escalating"
         try:
             # An escalating dispute reopens 110's linked ticket: from now on it is 110's matter too.
-            await self.syncer.clients[other].note(other_ticket, f"feedback:{key}", {
+            delivered = await self.syncer.clients[other].note(other_ticket, f"feedback:{key}", {
                 "status": "open" if escalating else status,
                 "source": f"platform {platform} ticket {ticket}",
                 "note": note or (f"dispute escalating: {platform} calls in {other}" if escalating
                                  else f"{platform} reports {status}")})
         except TicketError as exc:
             return _error(502, f"relay to {other} failed: {exc}")
+        # GeoReport v2 (Open311) has no way to write to a request: there the report stays on
+        # this side, in the transfer's trail and GET /transfers/{id}.
+        relayed = {"platform": other, "ticket_id": other_ticket, "delivered": delivered}
         # Which transfer the ticket belongs to (its trail gets the step; an escalation's alert
         # names it).
         about = (await ticket_transfer(self.redis, platform, ticket)
@@ -611,13 +615,12 @@ class Api:
             await trail.add(self.redis, about["transfer_id"], "feedback", platform=platform,
                             ticket_id=ticket, status=status, note=note, feedback_id=key,
                             client=request["client"].name,
-                            relayed_to={"platform": other, "ticket_id": other_ticket})
+                            relayed_to=relayed)
         if escalating:
             await self._escalate(platform, ticket, other, other_ticket, note, about)
         elif self.syncer.supervisor is not None:
             await self.syncer.supervisor.feedback(platform, ticket, status)
-        return web.json_response({"relayed_to": {"platform": other, "ticket_id": other_ticket}},
-                                 status=202)
+        return web.json_response({"relayed_to": relayed}, status=202)
 
     async def _escalate(self, platform: str, ticket: str, other: str, other_ticket: str,
                         note: str | None, about: dict) -> None:

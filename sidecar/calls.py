@@ -28,7 +28,8 @@ from contracts.vocab import AlertKind, Disposition
 from hotline_link.redisconn import NO_WAIT, Durable, NotReplicated
 from transfer import kpi
 
-from .sync import TicketError, consume
+from .adapters import TicketError
+from .sync import consume
 
 log = structlog.get_logger("calls")
 

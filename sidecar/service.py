@@ -19,6 +19,7 @@ from hotline_link.redisconn import Durable, connect
 from hotline_link.recommender import Recommender
 from hotline_link.settings import Settings, load_catalog
 
+from . import adapters
 from .access import Clients
 from .alerts import Alerts
 from .api import Api
@@ -27,7 +28,7 @@ from .calls import CallStore, thresholds, watch_answer_rate
 from .metrics import Metrics
 from .settings import Tls
 from .supervision import Supervisor
-from .sync import PlatformClient, Syncer, consume, ensure_group
+from .sync import Syncer, consume, ensure_group
 
 log = structlog.get_logger("sidecar")
 
@@ -106,7 +107,7 @@ async def serve(settings: Settings) -> None:
     async with aiohttp.ClientSession() as session:
         metrics = Metrics()
         alerts = Alerts(session, sc.webhooks, timeout=sc.request_timeout, metrics=metrics)
-        clients = {pid: PlatformClient(session, pid, api, sc.request_timeout)
+        clients = {pid: adapters.make(session, pid, api, sc.request_timeout, redis)
                    for pid, api in sc.platforms.items()}
         catalog = load_catalog()
         syncer = Syncer(redis, clients, catalog, sc.consumer, sc.retry_for, metrics,

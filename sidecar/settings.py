@@ -26,7 +26,8 @@ class PlatformApi:
     ``kind`` is the API it speaks, and so how the sidecar talks to it."""
     url: str
     kind: PlatformKind
-    token: str | None = None
+    token: str | None = None               # bearer token; on Open311 the api_key
+    token_file: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -159,7 +160,8 @@ def _platforms(v: Validator, node: Mapping, hotlines: set[str]) -> dict[str, Pla
         token = (v.secret(p, path, "token")
                  if v.optional(p, "token_file") or v.optional(p, "token_env") else None)
         out[pid] = PlatformApi(url=v.url(p, path, "url", ("http", "https")),
-                               kind=PlatformKind(kind) if kind else None, token=token)
+                               kind=PlatformKind(kind) if kind else None, token=token,
+                               token_file=v.secret_path(p, "token"))
     # A transfer gives a pair of tickets, the owner's and a linked one on the other platform, and
     # an emergency is owned by the dispatch (EIDO) system: that needs exactly one of each kind.
     kinds = sorted(str(p.kind) for p in out.values() if p.kind)

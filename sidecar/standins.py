@@ -9,10 +9,18 @@ A stand-in is of one kind, the API it speaks (``[sidecar.platforms.<id>] kind``)
     python -m sidecar.standins --kind open311 --listen 127.0.0.1:8491 \\
         [--webhook-secret-file F] [--api-token-file F]
 
-Documented ticket API
-=====================
+Documented ticket APIs
+======================
 
-Common to both platforms:
+12345 work-order system (kind ``open311``)
+------------------------------------------
+
+Open311 GeoReport v2 as the specification defines it, with nothing added:
+``sidecar/standin_open311.py`` lists its resources. The stand-in's token is GeoReport's
+``api_key`` parameter of a ``POST``.
+
+110 dispatch system (kind ``eido``: NENA EIDO style)
+----------------------------------------------------
 
 * Bodies are JSON; errors answer ``{"error": "<reason>"}``.
 * With an API token configured, every request needs ``Authorization: Bearer <token>``, else 401.
@@ -27,23 +35,6 @@ Common to both platforms:
 * Notes (``POST .../notes``): ``{"status": ..., "note": ..., "source": ...}``, all optional but
   at least one of status and note; a status moves the ticket to it. 201 ``{"ok": true}``; 404 for
   an unknown ticket.
-
-12345 work-order system (kind ``open311``: Open311 GeoReport v2 style)
-----------------------------------------------------------------------
-
-``POST /open311/v2/requests.json``
-    GeoReport fields: ``service_code`` and ``description`` (required, non-empty strings),
-    ``phone``, ``first_name``, ``last_name``, ``address_string`` (strings), ``lat``, ``long``
-    (numbers), ``attribute`` (object); null stands for absent. 201
-    ``[{"service_request_id": "WO-000001", "service_notice": "..."}]``.
-``GET /open311/v2/requests/{id}.json``
-    200 ``[{"service_request_id", "status", "status_notes", "service_code", "description",
-    "attribute", "notes"}]`` (``status_notes`` is the text of the latest note), or 404.
-``POST /open311/v2/requests/{id}/notes``
-    Adds a note, as above.
-
-110 dispatch system (kind ``eido``: NENA EIDO style)
-----------------------------------------------------
 
 ``POST /eido/v1/incidents``
     An EIDO message: ``eidoMessageIdentifier`` (required, non-empty string) and
@@ -64,7 +55,9 @@ Stand-in controls (no token needed)
     The next ``n`` ticket-API requests (null: until mode ``none``) store nothing and answer 503 --
     at once (``error``) or after 30 s (``timeout``: the client is meant to give up first).
 ``GET /_standin/tickets``
-    Every stored ticket with its body, Idempotency-Key, status and notes.
+    Every stored ticket with its body, Idempotency-Key (None on Open311), status and notes.
+``POST /_standin/requests/{id}/close`` ``{"status_notes": ...}``
+    Open311: the centre's staff close a service request (GeoReport has no write for it).
 ``GET /_standin/created``
     ``[[idempotency_key, created_at], ...]`` for every ticket: the compact form benchmarks read.
 ``POST /_standin/webhook``
@@ -94,6 +87,7 @@ from aiohttp import web
 
 from contracts.vocab import PlatformKind
 from sidecar.signing import SIGNATURE_HEADER, SignatureError, verify
+from sidecar.standin_open311 import GeoReport
 
 KINDS = tuple(PlatformKind)
 STATUSES = ("open", "accepted", "in_progress", "closed")
@@ -102,19 +96,11 @@ TIMEOUT_DELAY = 30.0
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 CONTROL_PREFIX = "/_standin/"
 
-_ID_PREFIX = {PlatformKind.OPEN311: "WO", PlatformKind.EIDO: "JD"}
-# kind -> (create, show, add note)
+# kind -> (create, show, add note); Open311 is GeoReport's own (standin_open311.py)
 _PATHS = {
-    PlatformKind.OPEN311: ("/open311/v2/requests.json", "/open311/v2/requests/{id}.json",
-                           "/open311/v2/requests/{id}/notes"),
     PlatformKind.EIDO: ("/eido/v1/incidents", "/eido/v1/incidents/{id}",
                         "/eido/v1/incidents/{id}/notes"),
 }
-_GEOREPORT_TYPES: dict[str, type | tuple[type, ...]] = {
-    "service_code": str, "description": str, "phone": str, "first_name": str, "last_name": str,
-    "address_string": str, "lat": (int, float), "long": (int, float), "attribute": dict,
-}
-
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -130,16 +116,6 @@ def _object(raw: bytes) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise _error(web.HTTPBadRequest, "body must be a JSON object")
     return body
-
-
-def _check_georeport(body: dict[str, Any]) -> None:
-    for name in ("service_code", "description"):
-        if not isinstance(body.get(name), str) or not body[name].strip():
-            raise _error(web.HTTPBadRequest, f"{name} is required")
-    # null is how a client says "not known" (an anonymous caller's phone): same as absent.
-    for name, kind in _GEOREPORT_TYPES.items():
-        if body.get(name) is not None and not isinstance(body[name], kind):
-            raise _error(web.HTTPBadRequest, f"{name} has the wrong type")
 
 
 def _check_eido(body: dict[str, Any]) -> None:
@@ -183,11 +159,18 @@ class StandIn:
         self.webhooks_rejected = 0
         self.fail_mode = "none"
         self.fail_left: int | None = None
+        # Open311: GeoReport v2 as specified (its api_key is the stand-in's token).
+        self.georeport = GeoReport(api_token) if self.kind == PlatformKind.OPEN311 else None
         # (scope, Idempotency-Key) -> the body of the first successful answer
         self._answers: dict[tuple[str, str], Any] = {}
         self._closing = asyncio.Event()
 
     def stats(self) -> dict[str, int]:
+        if self.georeport is not None:
+            return {"tickets": len(self.georeport.requests),
+                    "duplicates": self.georeport.duplicates, "requests": self.requests,
+                    "failed": self.failed, "notes": 0, "webhooks": len(self.webhooks),
+                    "webhooks_rejected": self.webhooks_rejected}
         return {
             "tickets": len(self.tickets), "duplicates": self.duplicates,
             "requests": self.requests, "failed": self.failed,
@@ -259,18 +242,10 @@ class StandIn:
         if (replay := self._replay("create", key)) is not None:
             return replay
         body = _object(raw)
-        if self.kind == PlatformKind.OPEN311:
-            _check_georeport(body)
-        else:
-            _check_eido(body)
-        ticket_id = f"{_ID_PREFIX[self.kind]}-{len(self.tickets) + 1:06d}"
+        _check_eido(body)
+        ticket_id = f"JD-{len(self.tickets) + 1:06d}"
         self.tickets[ticket_id] = Ticket(ticket_id, key, body, time.time())
-        if self.kind == PlatformKind.OPEN311:
-            answer: Any = [{"service_request_id": ticket_id,
-                            "service_notice": "work order registered; the centre will follow up"}]
-        else:
-            answer = {"incidentTrackingIdentifier": ticket_id}
-        return self._answer("create", key, answer)
+        return self._answer("create", key, {"incidentTrackingIdentifier": ticket_id})
 
     async def lookup(self, request: web.Request) -> web.Response:
         key = request.query.get("idempotency_key", "").strip()
@@ -284,12 +259,6 @@ class StandIn:
 
     async def show(self, request: web.Request) -> web.Response:
         t = self._ticket(request)
-        if self.kind == PlatformKind.OPEN311:
-            return web.json_response([{
-                "service_request_id": t.id, "status": t.status, "status_notes": t.status_notes,
-                "service_code": t.body["service_code"], "description": t.body["description"],
-                "attribute": t.body.get("attribute") or {}, "notes": t.public_notes(),
-            }])
         return web.json_response({**t.body, "incidentTrackingIdentifier": t.id,
                                   "status": t.status, "notes": t.public_notes()})
 
@@ -334,9 +303,20 @@ class StandIn:
         return web.json_response({"mode": self.fail_mode, "count": self.fail_left})
 
     async def list_tickets(self, request: web.Request) -> web.Response:
+        if self.georeport is not None:
+            return web.json_response([
+                {"id": r["id"], "idempotency_key": None, "created_at": r["created_at"],
+                 "body": {**r["body"], "attribute": r["attribute"]}, "status": r["status"],
+                 "status_notes": r["status_notes"], "notes": []}
+                for r in self.georeport.requests.values()])
         return web.json_response([dataclasses.asdict(t) for t in self.tickets.values()])
 
     async def list_created(self, request: web.Request) -> web.Response:
+        """Each ticket's work order reference and creation time (for the benchmarks): the
+        Idempotency-Key, or on Open311, which has none, the work_order_id attribute."""
+        if self.georeport is not None:
+            return web.json_response([[r["attribute"].get("work_order_id"), r["created_at"]]
+                                      for r in self.georeport.requests.values()])
         return web.json_response([[t.idempotency_key, t.created_at] for t in self.tickets.values()])
 
     async def receive_webhook(self, request: web.Request) -> web.Response:
@@ -365,7 +345,8 @@ async def _gate(request: web.Request, handler: Handler) -> web.StreamResponse:
     if request.path.startswith(CONTROL_PREFIX):
         return await handler(request)
     standin.requests += 1
-    if not standin.authorized(request.headers.get("Authorization")):
+    # GeoReport's key is the api_key parameter of a POST (checked there), not a bearer token.
+    if standin.georeport is None and not standin.authorized(request.headers.get("Authorization")):
         raise _error(web.HTTPUnauthorized, "missing or wrong bearer token",
                      headers={"WWW-Authenticate": "Bearer"})
     mode = standin.take_failure()
@@ -385,12 +366,16 @@ def make_app(kind: str, *, webhook_secret: bytes | None = None,
         warnings.simplefilter("ignore", web.NotAppKeyWarning)
         app["standin"] = standin
     app.on_shutdown.append(standin.close)
-    create, show, notes = _PATHS[standin.kind]
-    app.router.add_post(create, standin.create)
-    app.router.add_get(create, standin.lookup)
-    app.router.add_get(show, standin.show)
-    app.router.add_post(notes, standin.add_note)
-    app.router.add_get(notes, standin.lookup)
+    if standin.georeport is not None:
+        standin.georeport.routes(app)
+        app.router.add_post(CONTROL_PREFIX + "requests/{id}/close", standin.georeport.close)
+    else:
+        create, show, notes = _PATHS[standin.kind]
+        app.router.add_post(create, standin.create)
+        app.router.add_get(create, standin.lookup)
+        app.router.add_get(show, standin.show)
+        app.router.add_post(notes, standin.add_note)
+        app.router.add_get(notes, standin.lookup)
     app.router.add_get(CONTROL_PREFIX + "stats", standin.get_stats)
     app.router.add_post(CONTROL_PREFIX + "fail", standin.set_failure)
     app.router.add_get(CONTROL_PREFIX + "tickets", standin.list_tickets)

@@ -5,14 +5,16 @@ only after both platforms accepted their ticket, so a sidecar killed at any mome
 unacknowledged entries again (it reads its own pending list first on start). Exactly once rests
 on three things:
 
-1. each create carries an ``Idempotency-Key`` (the work order id ``<transfer_id>:<platform>``),
-   so a create repeated after a crash returns the ticket made the first time;
+1. each create is made once on the platform by its adapter (``sidecar.adapters``): with an
+   ``Idempotency-Key`` (the work order id ``<transfer_id>:<platform>``) where the API has one,
+   and on Open311, which has none, by recording the request before sending it and looking for
+   it on the platform before any later attempt;
 2. the ticket ids are written to Redis (``hotline:sidecar:tickets``) in the same transaction
    that acknowledges the entry, so a record synced once is not sent again (one read of both ids
    at the start, one transaction at the end: the Redis round trips per record are two);
 3. an entry delivered again (it was pending when the last sidecar died) first asks the platform
-   whether a create or note with its key was already done (``GET ...?idempotency_key=``): the
-   crash may have fallen after a create and before step 2, and then nothing is re-sent;
+   whether its create or note was already done: the crash may have fallen after a create and
+   before step 2, and then nothing is re-sent;
 4. entries are independent (one per transfer): new ones are handled up to
    ``sidecar.concurrency`` at a time, each acknowledged on its own; the backlog of a restart is
    handled one at a time.
@@ -33,33 +35,26 @@ import random
 import time
 from datetime import datetime
 
-import aiohttp
 import redis.asyncio as aioredis
 import structlog
 
 from contracts.names import (CHAIN, INDEX, LINKS, OUTCOMES, OUTCOMES_DEAD, OUTCOMES_GROUP, RECORD,
                              TICKET_TRANSFER, TICKETS)
-from contracts.vocab import FALLBACK_RESULTS, AlertKind, PlatformKind
+from contracts.vocab import FALLBACK_RESULTS, AlertKind
 from hotline_link.redisconn import NO_WAIT, Durable, NotReplicated
 from transfer.catalog import Catalog
 
 from . import trail
+from .adapters import TicketApi, TicketError
 from .alerts import enqueue
 from .metrics import Metrics
-from .settings import PlatformApi
-from .workorder import (Platforms, callback_work_order, ticket_body, ticket_id_from_response,
-                        work_orders)
+from .workorder import Platforms, callback_work_order, work_orders
 
 log = structlog.get_logger("sync")
 RECORD_FIELD = OUTCOMES.field.encode()
 
 BACKOFF_BASE = 0.1
 BACKOFF_CAP = 5.0
-
-# The create and note paths of each kind of ticket API (documented in ``sidecar.standins``).
-PATHS = {PlatformKind.OPEN311: ("/open311/v2/requests.json", "/open311/v2/requests/{}/notes"),
-         PlatformKind.EIDO: ("/eido/v1/incidents", "/eido/v1/incidents/{}/notes")}
-
 
 async def ensure_group(redis: aioredis.Redis, stream: str, group: str, start: str) -> bool:
     """Create ``group`` on ``stream`` (and the stream) if missing; True if it had to be made.
@@ -222,80 +217,8 @@ async def ticket_transfer(redis: aioredis.Redis, platform: str, ticket: str) -> 
     return json.loads(raw) if raw else None
 
 
-class TicketError(Exception):
-    def __init__(self, message: str, permanent: bool = False):
-        super().__init__(message)
-        self.permanent = permanent
-
-
-class PlatformClient:
-    """One platform's ticket API (documented in ``sidecar.standins``)."""
-
-    def __init__(self, session: aiohttp.ClientSession, platform: str, api: PlatformApi,
-                 timeout: float):
-        self.session = session
-        self.platform = platform
-        self.kind = api.kind
-        self.base = api.url.rstrip("/")
-        self.headers = {"Authorization": f"Bearer {api.token}"} if api.token else {}
-        self.timeout = aiohttp.ClientTimeout(total=timeout)
-        self.create_path, self.note_path = PATHS[api.kind]
-
-    async def _done(self, path: str, key: str) -> object | None:
-        """The answer an earlier POST to ``path`` with ``key`` got, or None if it was not done."""
-        try:
-            async with self.session.get(self.base + path, params={"idempotency_key": key},
-                                        headers=self.headers, timeout=self.timeout) as resp:
-                text = await resp.text()
-                if resp.status == 404:
-                    return None
-                if resp.status >= 500 or resp.status in (408, 429):
-                    raise TicketError(f"{self.platform}: lookup HTTP {resp.status}")
-                if resp.status >= 400:
-                    raise TicketError(f"{self.platform}: lookup HTTP {resp.status}: {text[:300]}",
-                                      permanent=True)
-                return json.loads(text)
-        except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as exc:
-            raise TicketError(f"{self.platform}: lookup {exc!r}") from None
-
-    async def find(self, wo: dict) -> str | None:
-        body = await self._done(self.create_path, wo["work_order_id"])
-        try:
-            return None if body is None else ticket_id_from_response(self.kind, body)
-        except ValueError as exc:
-            raise TicketError(f"{self.platform}: {exc}", permanent=True) from None
-
-    async def noted(self, ticket_id: str, key: str) -> bool:
-        return await self._done(self.note_path.format(ticket_id), key) is not None
-
-    async def _post(self, path: str, key: str, body: dict) -> object:
-        headers = {**self.headers, "Idempotency-Key": key}
-        try:
-            async with self.session.post(self.base + path, json=body, headers=headers,
-                                         timeout=self.timeout) as resp:
-                text = await resp.text()
-                if resp.status >= 500 or resp.status in (408, 429):
-                    raise TicketError(f"{self.platform}: HTTP {resp.status}")
-                if resp.status >= 400:
-                    raise TicketError(f"{self.platform}: HTTP {resp.status}: {text[:300]}",
-                                      permanent=True)
-                return json.loads(text) if text else None
-        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-            raise TicketError(f"{self.platform}: {exc!r}") from None
-
-    async def create(self, wo: dict) -> str:
-        body = await self._post(self.create_path, wo["work_order_id"], ticket_body(wo, self.kind))
-        try:
-            return ticket_id_from_response(self.kind, body)
-        except ValueError as exc:
-            raise TicketError(f"{self.platform}: {exc}", permanent=True) from None
-
-    async def note(self, ticket_id: str, key: str, note: dict) -> None:
-        await self._post(self.note_path.format(ticket_id), key, note)
-
-
 class Syncer:
-    def __init__(self, redis: aioredis.Redis, clients: dict[str, PlatformClient],
+    def __init__(self, redis: aioredis.Redis, clients: dict[str, TicketApi],
                  catalog: Catalog, consumer: str, retry_for: float,
                  metrics: Metrics | None = None, *, stability: tuple[str, ...] = (),
                  disputes: tuple[str, ...] = (), concurrency: int = 1,
@@ -484,27 +407,30 @@ class Syncer:
 
     async def sync_orders(self, orders: list[dict], redelivered: bool = False,
                           made: dict[str, str] | None = None) -> dict[str, str]:
-        """Create (or find again) both tickets of a pair; the owner's first, then the linked one
-        naming it, then a note on the owner's naming the linked one. ``made`` holds the tickets
-        known so far (filled from Redis on the first call); the caller stores them with
-        ``remember``."""
+        """Create (or find again) both tickets of a pair, each naming the other: the second
+        made carries the first's id, and the first learns the second's by a note. The owner's
+        is made first, unless its system takes no note (Open311) and the other's does. ``made``
+        holds the tickets known so far (filled from Redis on the first call); the caller stores
+        them with ``remember``. The owner's ticket comes first in the answer."""
         made = {} if made is None else made
         if not made:
             ids = [wo["work_order_id"] for wo in orders]
             made.update((k, v.decode()) for k, v in zip(ids, await self.redis.hmget(TICKETS, ids))
                         if v)
         owner, linked = orders
-        owner_ticket = await self._create(owner, made, redelivered)
-        linked["linked"]["ticket_id"] = owner_ticket
-        linked_ticket = await self._create(linked, made, redelivered)
-        # The owner's ticket learns the linked one's id: both carry each other's ticket id.
-        client, key = self.clients[owner["platform"]], f"{owner['work_order_id']}:linked"
-        if not (redelivered and await client.noted(owner_ticket, key)):
+        first, second = ((linked, owner) if not self.clients[owner["platform"]].takes_notes
+                         and self.clients[linked["platform"]].takes_notes else (owner, linked))
+        first_ticket = await self._create(first, made, redelivered)
+        second["linked"]["ticket_id"] = first_ticket
+        second_ticket = await self._create(second, made, redelivered)
+        client = self.clients[first["platform"]]
+        if client.takes_notes:
             await client.note(
-                owner_ticket, key,
-                {"status": None, "note": f"linked {linked['platform']} ticket {linked_ticket}",
-                 "source": "hotline-link", "linked_ticket_id": linked_ticket})
-        return {owner["platform"]: owner_ticket, linked["platform"]: linked_ticket}
+                first_ticket, f"{first['work_order_id']}:linked",
+                {"status": None, "note": f"linked {second['platform']} ticket {second_ticket}",
+                 "source": "hotline-link", "linked_ticket_id": second_ticket}, redelivered)
+        return {owner["platform"]: made[owner["work_order_id"]],
+                linked["platform"]: made[linked["work_order_id"]]}
 
     async def callback_ticket(self, record: dict, redelivered: bool) -> str:
         """The ticket of a call-back request (a call record with disposition ``callback``), on
@@ -529,8 +455,7 @@ class Syncer:
     async def _create(self, wo: dict, made: dict[str, str], redelivered: bool) -> str:
         wid = wo["work_order_id"]
         if wid not in made:
-            client = self.clients[wo["platform"]]
-            made[wid] = (redelivered and await client.find(wo)) or await client.create(wo)
+            made[wid] = await self.clients[wo["platform"]].create(wo, redelivered)
         return made[wid]
 
     async def _dead_letter(self, entry_id: bytes, record: str, tid: str | None, reason: str,

@@ -22,14 +22,16 @@ other). Who owns (``owner_platform``):
 
 Mappings, chosen by the platform's kind:
 
-- ``to_open311``: an Open311 GeoReport v2 "POST Service Request" body (the 12345 work-order
-  system); what GeoReport has no field for travels in ``attribute``. ``from_open311_response``
+- ``to_open311``: the fields of an Open311 GeoReport v2 "POST Service Request" (the 12345
+  work-order system; form-encoded by the adapter); what GeoReport has no field for travels in
+  ``attribute``. ``from_open311_response``
   reads ``service_request_id`` from the response list.
 - ``to_eido``: an incident object in the spirit of NENA's EIDO (NENA-STA-021) for the 110
   dispatch system: incident, call, person, location and notes components, the other platform's
   ticket as an external reference, the rest under ``extensions``. ``from_eido_response`` reads
   the ``incidentTrackingIdentifier`` the dispatch system assigns.
-- ``ticket_body`` and ``ticket_id_from_response`` choose between the two by kind.
+
+``sidecar.adapters`` sends them, each as its kind's API says.
 """
 
 from __future__ import annotations
@@ -333,24 +335,6 @@ def from_eido_response(body: object) -> str:
         raise ValueError("EIDO response: expected an object with a non-empty "
                          "incidentTrackingIdentifier")
     return tid
-
-
-def ticket_body(wo: dict, kind: PlatformKind) -> dict:
-    """The request body for the work order, in the API of its platform's ``kind``."""
-    if kind == PlatformKind.OPEN311:
-        return to_open311(wo)
-    if kind == PlatformKind.EIDO:
-        return to_eido(wo)
-    raise ValueError(f"work order: unknown platform kind {kind!r}")
-
-
-def ticket_id_from_response(kind: PlatformKind, body: object) -> str:
-    """The ticket id from the response of a platform of ``kind`` to creating a ticket."""
-    if kind == PlatformKind.OPEN311:
-        return from_open311_response(body)
-    if kind == PlatformKind.EIDO:
-        return from_eido_response(body)
-    raise ValueError(f"unknown platform kind {kind!r}")
 
 
 # --- helpers ----------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ import sys
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import uuid
 from collections import Counter
@@ -208,12 +209,14 @@ def test_real_one_key_transfer_gives_both_platforms_linked_tickets(stack, phones
     # ... and the 110 incident learns the 12345 ticket id.
     detail = _http("GET", stack.base("110") + f"/eido/v1/incidents/{incident['id']}")[1]
     assert any(order["id"] in json.dumps(n) for n in detail["notes"])
-    # Closed loop: 110 reports its result; the sidecar relays it to the linked 12345 work order.
+    # Closed loop: 110 reports its result. GeoReport v2 has no way to write to the linked 12345
+    # request: the report stays in the transfer's trail, and the answer says it was not delivered.
     status, body = stack.api("POST", "/feedback", {"platform": "110", "ticket_id": incident["id"],
                                                    "status": "closed", "note": "handled on site"})
-    assert status == 202 and body["relayed_to"] == {"platform": "12345", "ticket_id": order["id"]}
+    assert status == 202 and body["relayed_to"] == {"platform": "12345", "ticket_id": order["id"],
+                                                    "delivered": False}
     shown = _http("GET", stack.base("12345") + f"/open311/v2/requests/{order['id']}.json")[1][0]
-    assert shown["status"] == "closed" and shown["status_notes"] == "handled on site"
+    assert shown["status"] == "open"
     # The trail of the transfer, through the API.
     status, one = stack.api("GET", f"/transfers/{tid}")
     assert status == 200 and one["tickets"] == {"110": incident["id"], "12345": order["id"]}
@@ -225,7 +228,8 @@ def test_real_one_key_transfer_gives_both_platforms_linked_tickets(stack, phones
         < events.index(("feedback", "sidecar"))
     [feedback] = [step for step in one["trail"] if step["event"] == "feedback"]
     assert feedback["status"] == "closed" and feedback["note"] == "handled on site"
-    assert feedback["relayed_to"] == {"platform": "12345", "ticket_id": order["id"]}
+    assert feedback["relayed_to"] == {"platform": "12345", "ticket_id": order["id"],
+                                      "delivered": False}
     assert [s["at"] for s in one["trail"]] == sorted(s["at"] for s in one["trail"])
 
 
@@ -251,9 +255,11 @@ def test_real_three_way_call_gives_linked_tickets_owned_by_the_deciding_platform
     assert order["body"]["phone"] == rec["caller_number"]
     assert incident["body"]["extensions"]["role"] == "linked"
     assert incident["body"]["incidentComponent"]["incidentStatusCommonRegistryText"] == "Informational"
-    assert incident["body"]["externalReferences"][0]["referenceIdentifier"] == order["id"]
-    shown = _http("GET", stack.base("12345") + f"/open311/v2/requests/{order['id']}.json")[1][0]
-    assert any(incident["id"] in json.dumps(n) for n in shown["notes"])
+    # The 12345 owner's system takes no note (GeoReport v2): the 110 record is made first and the
+    # 12345 request carries its id; the 110 incident then learns the 12345 id by a note.
+    assert attrs["linked_ticket_id"] == incident["id"]
+    detail = _http("GET", stack.base("110") + f"/eido/v1/incidents/{incident['id']}")[1]
+    assert any(order["id"] in json.dumps(n) for n in detail["notes"])
 
 
 def test_platform_down_for_a_while_then_every_ticket_arrives_once(stack):
@@ -276,6 +282,34 @@ def test_platform_down_for_a_while_then_every_ticket_arrives_once(stack):
         created = events.index("tickets_created")
         assert created == len(events) - 1 and "ticket_retry" not in events[created:]
     assert retried >= 1
+
+
+def test_an_open311_request_sent_before_a_crash_is_found_not_sent_again(stack):
+    """GeoReport v2 has no idempotency key. The sidecar records each request before sending it;
+    here one was recorded and reached the platform, and the sidecar died before it saw the
+    answer. The record comes again: the request is found on the platform by its reference."""
+    from contracts.names import OPEN311_SENT
+
+    rec = synthetic_record()                                    # 12345 -> 110: 12345 is linked
+    ref = f"{rec['transfer_id']}:12345"
+    key = stack.settings.sidecar.platforms["12345"].token
+    form = urllib.parse.urlencode({
+        "api_key": key, "service_code": "unclassified", "address_string": "未提供地址",
+        "description": f"sent before the crash\n[hotline-link {ref}]",
+        "attribute[work_order_id]": ref, "attribute[transfer_id]": rec["transfer_id"]}).encode()
+    req = urllib.request.Request(stack.base("12345") + "/open311/v2/requests.json", data=form,
+                                 method="POST")
+    with urllib.request.urlopen(req, timeout=5) as resp:
+        [made] = json.loads(resp.read())
+    stack.redis.set(OPEN311_SENT.format(f"12345:{ref}"),
+                    datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    before = stack.stats("12345")
+    publish(stack.redis, [rec])
+    one = stack.wait(lambda: (r := stack.api("GET", f"/transfers/{rec['transfer_id']}"))[0] == 200
+                     and r[1], 15, "the record synced")
+    assert one["tickets"]["12345"] == made["service_request_id"]
+    after = stack.stats("12345")
+    assert after["tickets"] == before["tickets"] and after["duplicates"] == before["duplicates"]
 
 
 def test_permanent_failure_is_dead_lettered_with_a_signed_alert(stack):
@@ -347,8 +381,8 @@ def test_two_sidecars_share_the_stream_and_create_every_ticket_once(stack, lab):
         publish(stack.redis, records)
 
         def synced() -> dict[str, set[str]]:
-            return {pid: {t["idempotency_key"] for t in stack.tickets(pid)
-                          if t["idempotency_key"].split(":")[0] in tids} for pid in STANDINS}
+            return {pid: {tid for t in stack.tickets(pid) if (tid := transfer_of(t)) in tids}
+                    for pid in STANDINS}
         stack.wait(lambda: all(len(keys) == 400 for keys in synced().values()), 60,
                    "400 records synced by two sidecars")
         health2 = _http("GET", f"http://{host}:{port2}/health")[1]
@@ -819,7 +853,8 @@ def test_dispute_signals_r15(stack):
     status, body = stack.api("POST", "/feedback", {"platform": "12345", "ticket_id": tickets["12345"],
                                                    "status": "escalating",
                                                    "note": "双方在现场发生推搡"})
-    assert status == 202 and body["relayed_to"] == {"platform": "110", "ticket_id": tickets["110"]}
+    assert status == 202 and body["relayed_to"] == {"platform": "110", "ticket_id": tickets["110"],
+                                                    "delivered": True}
     incident = _http("GET", stack.base("110") + f"/eido/v1/incidents/{tickets['110']}")[1]
     assert incident["status"] == "open" and incident["notes"][-1]["note"] == "双方在现场发生推搡"
     [alert] = stack.wait(lambda: [a for a in _alerts_about(stack, "dispute", mediation["transfer_id"])

@@ -7,11 +7,13 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 
 import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
+from jsonschema import Draft202012Validator
 
 from sidecar.signing import SIGNATURE_HEADER, sign
 from sidecar.standins import StandIn, make_app
@@ -20,16 +22,17 @@ MakeClient = Callable[..., Awaitable[TestClient]]
 
 WEBHOOK_SECRET = b"subscriber-secret"
 
-GEOREPORT = {
+GEOREPORT_FORM = {
     "service_code": "public_facilities",
     "description": "路灯不亮 (street light out) since Monday",
     "phone": "13800138000",
     "first_name": "明",
     "last_name": "李",
-    "lat": 31.2304,
-    "long": 121.4737,
+    "lat": "31.2304",
+    "long": "121.4737",
     "address_string": "人民路 12 号",
-    "attribute": {"transfer_id": "t-42", "linked_ticket_id": "JD-000007"},
+    "attribute[transfer_id]": "t-42",
+    "attribute[work_order_id]": "t-42:12345",
 }
 
 EIDO = {
@@ -71,49 +74,135 @@ async def get(client: TestClient, path: str, **headers: str) -> tuple[int, objec
         return resp.status, await resp.json()
 
 
-# --- 12345: Open311 ---------------------------------------------------------------------------
+# --- 12345: Open311 GeoReport v2 ----------------------------------------------------------------
 
-async def test_12345_creates_a_work_order_and_shows_it(make_client):
-    client = await make_client("open311")
-    status, body = await post(client, "/open311/v2/requests.json", GEOREPORT, key="k-1")
-    assert status == 201
-    assert body[0]["service_request_id"] == "WO-000001"
-    assert body[0]["service_notice"]
+SCHEMAS = Path(__file__).parent / "schemas" / "georeport-v2"
+
+
+def georeport(name: str, value: object) -> None:
+    """``value`` follows the GeoReport v2 schema ``name`` (tests/schemas/georeport-v2)."""
+    schema = json.loads((SCHEMAS / f"{name}.json").read_text())
+    Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER).validate(value)
+
+
+async def submit(client: TestClient, form: dict) -> tuple[int, object]:
+    async with client.post("/open311/v2/requests.json", data=form) as resp:
+        return resp.status, await resp.json()
+
+
+async def test_12345_takes_a_georeport_service_request_and_shows_it(make_client):
+    client = await make_client("open311", api_token="the-key")
+    form = {**GEOREPORT_FORM, "api_key": "the-key"}
+    georeport("post-service-request", form)
+    status, body = await submit(client, form)
+    assert status == 200
+    georeport("post-service-request-response", body)
+    assert body[0]["service_request_id"] == "WO-000001" and body[0]["service_notice"]
 
     status, shown = await get(client, "/open311/v2/requests/WO-000001.json")
     assert status == 200
-    assert shown == [{
-        "service_request_id": "WO-000001", "status": "open", "status_notes": "",
-        "service_code": "public_facilities", "description": GEOREPORT["description"],
-        "attribute": GEOREPORT["attribute"], "notes": [],
-    }]
-
-    _, tickets = await get(client, "/_standin/tickets")
-    assert [(t["id"], t["idempotency_key"], t["body"]) for t in tickets] == [
-        ("WO-000001", "k-1", GEOREPORT)]
+    georeport("service-requests", shown)
+    [one] = shown
+    assert (one["status"], one["service_code"], one["description"], one["address"],
+            one["lat"], one["long"]) == ("open", "public_facilities", GEOREPORT_FORM["description"],
+                                         "人民路 12 号", 31.2304, 121.4737)
+    # The attributes are the platform's to keep; GeoReport's GET does not return them.
+    _, [ticket] = await get(client, "/_standin/tickets")
+    assert ticket["body"]["attribute"] == {"transfer_id": "t-42", "work_order_id": "t-42:12345"}
+    assert ticket["idempotency_key"] is None
     _, created = await get(client, "/_standin/created")
-    assert created == [["k-1", tickets[0]["created_at"]]]
+    assert created == [["t-42:12345", ticket["created_at"]]]
 
 
-async def test_12345_accepts_null_for_optional_fields(make_client):
+async def test_12345_lists_requests_by_id_time_code_and_status(make_client):
     client = await make_client("open311")
-    body = {"service_code": "other", "description": "anonymous caller", "phone": None}
-    assert (await post(client, "/open311/v2/requests.json", body, key="k"))[0] == 201
+    for code in ("public_facilities", "city_environment", "public_facilities"):
+        assert (await submit(client, {**GEOREPORT_FORM, "service_code": code}))[0] == 200
+    async with client.post("/_standin/requests/WO-000002/close",
+                           json={"status_notes": "已处理"}) as resp:
+        assert resp.status == 200
+    _, listed = await get(client,
+                          "/open311/v2/requests.json?service_request_id=WO-000003,WO-000002")
+    georeport("service-requests", listed)
+    assert [(r["service_request_id"], r["status"], r["status_notes"]) for r in listed] == [
+        ("WO-000003", "open", None), ("WO-000002", "closed", "已处理")]
+    _, listed = await get(client, "/open311/v2/requests.json?service_code=public_facilities")
+    assert [r["service_request_id"] for r in listed] == ["WO-000003", "WO-000001"]
+    _, listed = await get(client, "/open311/v2/requests.json?status=closed")
+    assert [r["service_request_id"] for r in listed] == ["WO-000002"]
+    future = "2099-01-01T00:00:00Z"
+    assert await get(client, f"/open311/v2/requests.json?start_date={future}") == (200, [])
+    status, errors = await get(client, "/open311/v2/requests.json?start_date=monday")
+    assert status == 400 and "start_date" in errors[0]["description"]
+    georeport("errors", errors)
 
+
+async def test_12345_lists_its_services_and_their_attributes(make_client):
+    client = await make_client("open311")
+    _, services = await get(client, "/open311/v2/services.json")
+    georeport("services", services)
+    assert {"public_facilities", "unclassified"} <= {s["service_code"] for s in services}
+    _, definition = await get(client, "/open311/v2/services/public_facilities.json")
+    assert {"transfer_id", "work_order_id"} <= {a["code"] for a in definition["attributes"]}
+    assert (await get(client, "/open311/v2/services/nope.json"))[0] == 404
+
+
+@pytest.mark.parametrize(("change", "status", "error"), [
+    ({"service_code": None}, 400, "service_code is required"),
+    ({"service_code": "nope"}, 404, "service_code nope"),
+    ({"lat": None, "long": None, "address_string": None}, 400, "a location is required"),
+    ({"long": None, "address_string": None}, 400, "lat and long go together"),
+    ({"lat": "north"}, 400, "lat must be a number"),
+    ({"description": "长" * 4001}, 400, "longer than 4000"),
+    ({"attribute[colour]": "red"}, 400, "no attribute colour"),
+    ({"api_key": None}, 403, "api_key"),
+    ({"api_key": "wrong"}, 403, "api_key"),
+])
+async def test_12345_refuses_what_georeport_does_not_allow(make_client, change, status, error):
+    client = await make_client("open311", api_token="the-key")
+    form = {k: v for k, v in {**GEOREPORT_FORM, "api_key": "the-key", **change}.items()
+            if v is not None}
+    got, body = await submit(client, form)
+    assert got == status and error in body[0]["description"], body
+    georeport("errors", body)
+    assert standin(client).georeport.requests == {}
+
+
+async def test_12345_takes_only_a_form(make_client):
+    client = await make_client("open311")
+    async with client.post("/open311/v2/requests.json", json=dict(GEOREPORT_FORM)) as resp:
+        assert resp.status == 400
+        georeport("errors", await resp.json())
+
+
+async def test_12345_counts_a_work_order_sent_twice_as_a_duplicate(make_client):
+    """GeoReport has no idempotency key: the stand-in creates what it is sent, and counts a
+    second request carrying one work order reference, so a test sees a client that resent."""
+    client = await make_client("open311")
+    assert [(await submit(client, GEOREPORT_FORM))[0] for _ in range(2)] == [200, 200]
+    assert standin(client).stats()["duplicates"] == 1
+    assert standin(client).stats()["tickets"] == 2
+
+
+async def test_12345_unknown_request_is_a_georeport_404(make_client):
+    client = await make_client("open311")
+    status, body = await get(client, "/open311/v2/requests/WO-000009.json")
+    assert status == 404
+    georeport("errors", body)
+
+
+# --- idempotency (the dispatch system's API) ---------------------------------------------------
 
 async def test_repeated_idempotency_key_returns_the_same_ticket(make_client):
-    client = await make_client("open311")
-    first = await post(client, "/open311/v2/requests.json", GEOREPORT, key="same")
-    again = await post(client, "/open311/v2/requests.json", GEOREPORT, key="same")
+    client = await make_client("eido")
+    first = await post(client, "/eido/v1/incidents", EIDO, key="same")
+    again = await post(client, "/eido/v1/incidents", EIDO, key="same")
     assert first[0] == 201
     assert again == (200, first[1])
-    other = await post(client, "/open311/v2/requests.json", GEOREPORT, key="other")
-    assert other[1][0]["service_request_id"] == "WO-000002"
-
+    other = await post(client, "/eido/v1/incidents", EIDO, key="other")
+    assert other[1]["incidentTrackingIdentifier"] == "JD-000002"
     _, stats = await get(client, "/_standin/stats")
-    assert stats["tickets"] == 2
-    assert stats["duplicates"] == 1
-    assert stats["requests"] == 3
+    assert (stats["tickets"], stats["duplicates"], stats["requests"]) == (2, 1, 3)
 
 
 async def test_concurrent_retries_with_one_key_create_one_ticket(make_client):
@@ -126,49 +215,34 @@ async def test_concurrent_retries_with_one_key_create_one_ticket(make_client):
     assert standin(client).stats()["duplicates"] == 7
 
 
-@pytest.mark.parametrize(("body", "error"), [
-    ({k: v for k, v in GEOREPORT.items() if k != "service_code"}, "service_code is required"),
-    ({**GEOREPORT, "description": "  "}, "description is required"),
-    ({**GEOREPORT, "attribute": ["not", "an", "object"]}, "attribute has the wrong type"),
-    ({**GEOREPORT, "lat": "31.2"}, "lat has the wrong type"),
-    ([GEOREPORT], "body must be a JSON object"),
-])
-async def test_12345_rejects_invalid_bodies(make_client, body, error):
-    client = await make_client("open311")
-    assert await post(client, "/open311/v2/requests.json", body, key="k") == (400, {"error": error})
-    assert standin(client).tickets == {}
-
-
 async def test_missing_idempotency_key_or_bad_json_is_400_and_not_remembered(make_client):
-    client = await make_client("open311")
-    status, body = await post(client, "/open311/v2/requests.json", GEOREPORT)
+    client = await make_client("eido")
+    status, body = await post(client, "/eido/v1/incidents", EIDO)
     assert (status, body) == (400, {"error": "Idempotency-Key header is required"})
 
-    async with client.post("/open311/v2/requests.json", data=b"{not json",
+    async with client.post("/eido/v1/incidents", data=b"{not json",
                            headers={"Idempotency-Key": "k"}) as resp:
         assert resp.status == 400
         assert await resp.json() == {"error": "body is not valid JSON"}
     # A failed attempt is not an answer to replay: the corrected retry with the key creates.
-    assert (await post(client, "/open311/v2/requests.json", GEOREPORT, key="k"))[0] == 201
+    assert (await post(client, "/eido/v1/incidents", EIDO, key="k"))[0] == 201
     assert standin(client).stats()["duplicates"] == 0
 
 
 async def test_notes_update_status_and_are_deduplicated(make_client):
-    client = await make_client("open311")
-    await post(client, "/open311/v2/requests.json", GEOREPORT, key="k")
-    path = "/open311/v2/requests/WO-000001/notes"
-    note = {"status": "accepted", "note": "派单至市政", "source": "12345"}
+    client = await make_client("eido")
+    await post(client, "/eido/v1/incidents", EIDO, key="k")
+    path = "/eido/v1/incidents/JD-000001/notes"
+    note = {"status": "accepted", "note": "派警", "source": "110"}
     assert await post(client, path, note, key="n-1") == (201, {"ok": True})
     assert await post(client, path, note, key="n-1") == (200, {"ok": True})
     assert await post(client, path, {"status": "closed"}, key="n-2") == (201, {"ok": True})
 
-    _, [shown] = await get(client, "/open311/v2/requests/WO-000001.json")
+    _, shown = await get(client, "/eido/v1/incidents/JD-000001")
     assert shown["status"] == "closed"
-    assert shown["status_notes"] == "派单至市政"
     assert [(n["status"], n["note"], n["source"]) for n in shown["notes"]] == [
-        ("accepted", "派单至市政", "12345"), ("closed", None, None)]
+        ("accepted", "派警", "110"), ("closed", None, None)]
     assert all("idempotency_key" not in n for n in shown["notes"])
-
     _, stats = await get(client, "/_standin/stats")
     assert (stats["notes"], stats["duplicates"]) == (2, 1)
     _, [ticket] = await get(client, "/_standin/tickets")
@@ -176,20 +250,18 @@ async def test_notes_update_status_and_are_deduplicated(make_client):
 
 
 async def test_lookup_by_idempotency_key_answers_what_the_post_got_without_redoing_it(make_client):
-    for kind, create, notes in (("open311", "/open311/v2/requests.json",
-                                 "/open311/v2/requests/WO-000001/notes"),
-                                ("eido", "/eido/v1/incidents", "/eido/v1/incidents/JD-000001/notes")):
-        client = await make_client(kind)
-        assert (await get(client, f"{create}?idempotency_key=k"))[0] == 404
-        made = await post(client, create, GEOREPORT if kind == "open311" else EIDO, key="k")
-        assert await get(client, f"{create}?idempotency_key=k") == (200, made[1])
-        assert (await get(client, f"{notes}?idempotency_key=n"))[0] == 404
-        await post(client, notes, {"note": "seen"}, key="n")
-        assert await get(client, f"{notes}?idempotency_key=n") == (200, {"ok": True})
-        status, body = await get(client, create)
-        assert (status, body) == (400, {"error": "the idempotency_key query parameter is required"})
-        stats = standin(client).stats()
-        assert (stats["tickets"], stats["notes"], stats["duplicates"]) == (1, 1, 0)
+    create, notes = "/eido/v1/incidents", "/eido/v1/incidents/JD-000001/notes"
+    client = await make_client("eido")
+    assert (await get(client, f"{create}?idempotency_key=k"))[0] == 404
+    made = await post(client, create, EIDO, key="k")
+    assert await get(client, f"{create}?idempotency_key=k") == (200, made[1])
+    assert (await get(client, f"{notes}?idempotency_key=n"))[0] == 404
+    await post(client, notes, {"note": "seen"}, key="n")
+    assert await get(client, f"{notes}?idempotency_key=n") == (200, {"ok": True})
+    status, body = await get(client, create)
+    assert (status, body) == (400, {"error": "the idempotency_key query parameter is required"})
+    stats = standin(client).stats()
+    assert (stats["tickets"], stats["notes"], stats["duplicates"]) == (1, 1, 0)
 
 
 @pytest.mark.parametrize(("note", "error"), [
@@ -206,15 +278,12 @@ async def test_invalid_notes_are_rejected(make_client, note, error):
 
 
 async def test_unknown_ids_are_404(make_client):
-    c12345, c110 = await make_client("open311"), await make_client("eido")
-    for client, ticket_id, show, notes in [
-        (c12345, "WO-000009", "/open311/v2/requests/WO-000009.json",
-         "/open311/v2/requests/WO-000009/notes"),
-        (c110, "JD-000009", "/eido/v1/incidents/JD-000009", "/eido/v1/incidents/JD-000009/notes"),
-    ]:
-        assert await get(client, show) == (404, {"error": f"no ticket {ticket_id}"})
-        status, body = await post(client, notes, {"status": "closed"}, key="n")
-        assert (status, body) == (404, {"error": f"no ticket {ticket_id}"})
+    client = await make_client("eido")
+    assert await get(client, "/eido/v1/incidents/JD-000009") == (
+        404, {"error": "no ticket JD-000009"})
+    status, body = await post(client, "/eido/v1/incidents/JD-000009/notes", {"status": "closed"},
+                              key="n")
+    assert (status, body) == (404, {"error": "no ticket JD-000009"})
 
 
 # --- 110: EIDO --------------------------------------------------------------------------------
@@ -253,11 +322,10 @@ async def test_error_mode_fails_count_requests_then_recovers(make_client):
     assert await post(client, "/_standin/fail", {"mode": "error", "count": 2}) == (
         200, {"mode": "error", "count": 2})
     for _ in range(2):
-        status, body = await post(client, "/open311/v2/requests.json", GEOREPORT, key="k")
+        status, body = await submit(client, GEOREPORT_FORM)
         assert (status, body) == (503, {"error": "injected failure (error)"})
-    assert standin(client).tickets == {}
-    # The retry with the same key is a first attempt as far as the platform knows.
-    assert (await post(client, "/open311/v2/requests.json", GEOREPORT, key="k"))[0] == 201
+    assert standin(client).georeport.requests == {}
+    assert (await submit(client, GEOREPORT_FORM))[0] == 200
     _, stats = await get(client, "/_standin/stats")
     assert (stats["failed"], stats["tickets"], stats["duplicates"], stats["requests"]) == (
         2, 1, 0, 3)
@@ -282,14 +350,13 @@ async def test_timeout_mode_holds_the_answer_until_the_client_gives_up(make_clie
     await post(client, "/_standin/fail", {"mode": "timeout", "count": 1})
     started = time.monotonic()
     with pytest.raises(asyncio.TimeoutError):
-        await client.post("/open311/v2/requests.json", json=GEOREPORT,
-                          headers={"Idempotency-Key": "k"},
+        await client.post("/open311/v2/requests.json", data=GEOREPORT_FORM,
                           timeout=aiohttp.ClientTimeout(total=0.3))
     assert time.monotonic() - started < 5
     assert standin(client).stats()["failed"] == 1
-    assert standin(client).tickets == {}
+    assert standin(client).georeport.requests == {}
     # The one failure is used up; the platform answers again.
-    assert (await post(client, "/open311/v2/requests.json", GEOREPORT, key="k"))[0] == 201
+    assert (await submit(client, GEOREPORT_FORM))[0] == 200
 
 
 async def test_stopping_the_server_cuts_a_stalled_answer_short():
@@ -329,21 +396,20 @@ async def test_fail_control_rejects_bad_settings(make_client, body):
 # --- auth -------------------------------------------------------------------------------------
 
 async def test_api_token_is_required_on_the_ticket_api_only(make_client):
-    client = await make_client("open311", api_token="s3cret-token")
-    path = "/open311/v2/requests.json"
+    client = await make_client("eido", api_token="s3cret-token")
+    path = "/eido/v1/incidents"
     for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "s3cret-token"}):
-        async with client.post(path, json=GEOREPORT,
+        async with client.post(path, json=EIDO,
                                headers={"Idempotency-Key": "k", **headers}) as resp:
             assert resp.status == 401
             assert resp.headers["WWW-Authenticate"] == "Bearer"
             assert (await resp.json())["error"]
-    assert (await get(client, "/open311/v2/requests/WO-000001.json"))[0] == 401
+    assert (await get(client, "/eido/v1/incidents/JD-000001"))[0] == 401
     assert standin(client).tickets == {}
 
     auth = {"Authorization": "Bearer s3cret-token"}
-    assert (await post(client, path, GEOREPORT, key="k", **auth))[0] == 201
-    assert (await get(client, "/open311/v2/requests/WO-000001.json", **auth))[0] == 200
-    assert (await get(client, "/_standin/stats"))[1]["requests"] == 6
+    assert (await post(client, path, EIDO, key="k", **auth))[0] == 201
+    assert (await get(client, "/eido/v1/incidents/JD-000001", **auth))[0] == 200
 
 
 # --- webhook receiver -------------------------------------------------------------------------

@@ -14,8 +14,8 @@ from hotline_link.settings import load_catalog
 from sidecar import settings as sidecar_settings
 from sidecar.workorder import (NEEDS_CLASSIFICATION, Platforms, from_eido_response, from_open311_response,
                                online_work_orders,
-                               owner_platform, ticket_body, ticket_id_from_response, to_eido,
-                               to_open311, work_orders)
+                               owner_platform, to_eido, to_open311, work_orders)
+from sidecar.adapters import open311_form
 from transfer.catalog import recommend
 
 CONFIG = Path(__file__).resolve().parent.parent / "config"
@@ -505,17 +505,32 @@ def test_eido_response_rejects_anything_else(body):
         from_eido_response(body)
 
 
-# --- dispatch by platform kind ----------------------------------------------------------------
-def test_ticket_body_and_response_follow_the_platforms_kind():
-    owner, linked = work_orders(make_record(), CATALOG, PLATFORMS)
-    assert ticket_body(owner, PlatformKind.EIDO) == to_eido(owner)          # owner: 110
-    assert ticket_body(linked, PlatformKind.OPEN311) == to_open311(linked)  # linked: 12345
-    assert ticket_id_from_response(PlatformKind.OPEN311, [{"service_request_id": "7"}]) == "7"
-    assert ticket_id_from_response(PlatformKind.EIDO, {"incidentTrackingIdentifier": "I-7"}) == "I-7"
-    with pytest.raises(ValueError, match="kind"):
-        ticket_id_from_response("110", {"incidentTrackingIdentifier": "I-7"})
-    with pytest.raises(ValueError, match="kind"):
-        ticket_body(owner, "110")
+# --- the Open311 form ---------------------------------------------------------------------------
+def test_the_open311_form_is_georeport_with_the_reference_the_sidecar_looks_for():
+    owner, linked = work_orders(make_record(), CATALOG, PLATFORMS)      # linked: 12345 (Open311)
+    form = open311_form(linked, "the-key")
+    fields = dict(form)
+    assert form[0] == ("api_key", "the-key") and fields["service_code"] == to_open311(linked)[
+        "service_code"]
+    assert fields["description"].endswith(f"\n[hotline-link {linked['work_order_id']}]")
+    assert fields["attribute[work_order_id]"] == linked["work_order_id"]
+    assert all(isinstance(v, str) for _, v in form)                    # a form holds text
+    # GeoReport needs a location: a call without an address says so instead.
+    assert fields["address_string"] == "未提供地址 (no address given)" and "lat" not in fields
+    georeport_form = Draft202012Validator(json.loads(
+        (CONFIG.parent / "tests" / "schemas" / "georeport-v2" / "post-service-request.json")
+        .read_text()))
+    matter = {"matter_id": "m-1", "category": "public_facilities", "summary": "路灯不亮",
+              "address": "人民路 12 号", "location": {"lat": 31.2, "lon": 121.4},
+              "caller_name": "李明", "emergency": False}
+    for record in (make_record(), make_record("three_way", "110", "12345", "accepted_by_target"),
+                   make_record(matter=matter), make_record(caller_number=None)):
+        for wo in work_orders(record, CATALOG, PLATFORMS):
+            if PLATFORMS.kinds[wo["platform"]] == PlatformKind.OPEN311:
+                georeport_form.validate(dict(open311_form(wo, "the-key")))
+    long = {**linked, "description": "很" * 5000}
+    assert len(dict(open311_form(long, None))["description"]) == 4000
+    assert "api_key" not in dict(open311_form(linked, None))
 
 
 def test_platform_ids_are_configuration_and_roles_come_from_the_kinds():

@@ -1,0 +1,202 @@
+"""How the sidecar talks to each kind of ticket system (``[sidecar.platforms.<id>] kind``).
+
+Every adapter creates a work order's ticket exactly once, however often it is asked (a retry,
+a record read again after a kill -9), and relays a note to a ticket where its API has a way:
+
+- ``open311``: Open311 GeoReport v2 as specified. ``POST requests.json`` form-encoded with the
+  platform's ``api_key``; GeoReport has no idempotency key, so before each first ``POST`` the
+  sidecar records in Redis that it is about to send (``OPEN311_SENT``), and any later attempt
+  for the same work order first looks on the platform for the request it may have made: by
+  ``GET requests.json`` over the time since it was recorded, for the one whose description ends
+  with the work order's reference (GeoReport returns no attributes, the reference is also sent
+  as ``attribute[work_order_id]``). GeoReport has no way to add a note: ``note`` says so and the
+  sidecar keeps it on its own side (the transfer's trail).
+- ``eido``: the dispatch system's incident API (``sidecar.standins`` documents it), with an
+  ``Idempotency-Key`` on every ``POST`` and a lookup of an earlier answer by that key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import datetime, timedelta, timezone
+
+import aiohttp
+import redis.asyncio as aioredis
+
+from contracts.names import OPEN311_SENT, OPEN311_SENT_TTL
+from contracts.vocab import PlatformKind
+
+from .settings import PlatformApi
+from .workorder import (OPEN311_DESCRIPTION_MAX, UNCLASSIFIED, from_eido_response,
+                        from_open311_response, to_eido, to_open311)
+
+OPEN311_PREFIX = "/open311/v2"
+EIDO_CREATE, EIDO_NOTE = "/eido/v1/incidents", "/eido/v1/incidents/{}/notes"
+# How far before the recorded send time a request of ours may carry (clocks differ) and after.
+CLOCK_SKEW = timedelta(minutes=5)
+
+
+class TicketError(Exception):
+    def __init__(self, message: str, permanent: bool = False):
+        super().__init__(message)
+        self.permanent = permanent
+
+
+class TicketApi:
+    """One platform's ticket system, as its ``kind`` speaks."""
+    takes_notes = True
+
+    def __init__(self, session: aiohttp.ClientSession, platform: str, api: PlatformApi,
+                 timeout: float, redis: aioredis.Redis):
+        self.session = session
+        self.platform = platform
+        self.kind = api.kind
+        self.base = api.url.rstrip("/")
+        self.token = api.token
+        self.timeout = aiohttp.ClientTimeout(total=timeout)
+        self.redis = redis
+
+    async def create(self, wo: dict, redelivered: bool) -> str:
+        raise NotImplementedError
+
+    async def note(self, ticket_id: str, key: str, note: dict, redelivered: bool = False
+                   ) -> bool:
+        """Relay ``note`` to the ticket once (``key``); False: this API has no way to."""
+        raise NotImplementedError
+
+    async def _request(self, method: str, path: str, what: str, **kw) -> object:
+        """The JSON answer; TicketError (permanent for a 4xx but 408/429) otherwise. A 404 on a
+        GET is None."""
+        try:
+            async with self.session.request(method, self.base + path, timeout=self.timeout,
+                                            **kw) as resp:
+                text = await resp.text()
+                if method == "GET" and resp.status == 404:
+                    return None
+                if resp.status >= 500 or resp.status in (408, 429):
+                    raise TicketError(f"{self.platform}: {what} HTTP {resp.status}")
+                if resp.status >= 400:
+                    raise TicketError(f"{self.platform}: {what} HTTP {resp.status}: "
+                                      f"{text[:300]}", permanent=True)
+                return json.loads(text) if text else None
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            raise TicketError(f"{self.platform}: {what} {exc!r}") from None
+        except ValueError as exc:
+            raise TicketError(f"{self.platform}: {what}: not JSON ({exc})") from None
+
+
+def make(session: aiohttp.ClientSession, platform: str, api: PlatformApi, timeout: float,
+         redis: aioredis.Redis) -> TicketApi:
+    cls = {PlatformKind.OPEN311: Open311Api, PlatformKind.EIDO: EidoApi}[api.kind]
+    return cls(session, platform, api, timeout, redis)
+
+
+# --- Open311 GeoReport v2 ---------------------------------------------------------------------
+
+def open311_form(wo: dict, api_key: str | None) -> list[tuple[str, str]]:
+    """The form of a GeoReport v2 ``POST requests.json`` for a work order."""
+    body = to_open311(wo)
+    ref = f"\n[hotline-link {wo['work_order_id']}]"
+    description = body["description"][:OPEN311_DESCRIPTION_MAX - len(ref)] + ref
+    form = [("api_key", api_key)] if api_key else []
+    form += [("service_code", body["service_code"] or UNCLASSIFIED),
+             ("description", description)]
+    for name in ("lat", "long", "address_string", "first_name", "last_name", "phone"):
+        if body.get(name) is not None:
+            form.append((name, str(body[name])))
+    if body.get("lat") is None and not body.get("address_string"):
+        # GeoReport requires a location; a phone call may come without one.
+        form.append(("address_string", "未提供地址 (no address given)"))
+    form += [(f"attribute[{k}]", str(v)) for k, v in body["attribute"].items()]
+    return form
+
+
+def _w3c(when: datetime) -> str:
+    return when.astimezone(timezone.utc).isoformat(timespec="seconds")
+
+
+class Open311Api(TicketApi):
+    takes_notes = False
+
+    async def create(self, wo: dict, redelivered: bool) -> str:
+        ref = wo["work_order_id"]
+        form = open311_form(wo, self.token)
+        key = OPEN311_SENT.format(f"{self.platform}:{ref}")
+        now = datetime.now(timezone.utc)
+        try:
+            first = await self.redis.set(key, _w3c(now), nx=True, ex=OPEN311_SENT_TTL)
+            sent_at = None if first else (await self.redis.get(key) or b"").decode()
+        except (aioredis.RedisError, OSError) as exc:
+            # Not recorded, not sent: a request the sidecar cannot look for again is never made.
+            raise TicketError(f"{self.platform}: cannot record the request before sending it: "
+                              f"{exc}") from None
+        if sent_at is not None:
+            found = await self.find(ref, dict(form)["service_code"], sent_at)
+            if found:
+                return found
+        answer = await self._request("POST", f"{OPEN311_PREFIX}/requests.json",
+                                     "create", data=form)
+        try:
+            return from_open311_response(answer)
+        except ValueError as exc:
+            raise TicketError(f"{self.platform}: {exc}", permanent=True) from None
+
+    async def find(self, ref: str, service_code: str, sent_at: str) -> str | None:
+        """The service request an earlier attempt made for ``ref``, if the platform has it."""
+        try:
+            since = datetime.fromisoformat(sent_at)
+        except ValueError:
+            since = datetime.now(timezone.utc) - timedelta(days=1)
+        found = await self._request("GET", f"{OPEN311_PREFIX}/requests.json", "lookup", params={
+            "service_code": service_code, "start_date": _w3c(since - CLOCK_SKEW),
+            "end_date": _w3c(datetime.now(timezone.utc) + CLOCK_SKEW)})
+        marker = f"[hotline-link {ref}]"
+        for item in found if isinstance(found, list) else []:
+            if isinstance(item, dict) and (item.get("description") or "").endswith(marker):
+                return str(item.get("service_request_id"))
+        return None
+
+    async def note(self, ticket_id: str, key: str, note: dict, redelivered: bool = False
+                   ) -> bool:
+        return False
+
+    async def status(self, ticket_ids: list[str]) -> dict[str, tuple[str, str | None]]:
+        """Each request's GeoReport status (open, closed) and status_notes."""
+        found = await self._request("GET", f"{OPEN311_PREFIX}/requests.json", "status",
+                                    params={"service_request_id": ",".join(ticket_ids)})
+        return {str(i.get("service_request_id")): (i.get("status"), i.get("status_notes"))
+                for i in found or [] if isinstance(i, dict)}
+
+
+# --- the dispatch system's incident API -------------------------------------------------------
+
+class EidoApi(TicketApi):
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"} if self.token else {}
+
+    async def _done(self, path: str, key: str) -> object | None:
+        """The answer an earlier POST to ``path`` with ``key`` got, or None if it was not done."""
+        return await self._request("GET", path, "lookup", params={"idempotency_key": key},
+                                   headers=self.headers)
+
+    async def _post(self, path: str, key: str, body: dict) -> object:
+        return await self._request("POST", path, "create", json=body,
+                                   headers={**self.headers, "Idempotency-Key": key})
+
+    async def create(self, wo: dict, redelivered: bool) -> str:
+        key = wo["work_order_id"]
+        answer = (redelivered and await self._done(EIDO_CREATE, key)) or await self._post(
+            EIDO_CREATE, key, to_eido(wo))
+        try:
+            return from_eido_response(answer)
+        except ValueError as exc:
+            raise TicketError(f"{self.platform}: {exc}", permanent=True) from None
+
+    async def note(self, ticket_id: str, key: str, note: dict, redelivered: bool = False
+                   ) -> bool:
+        path = EIDO_NOTE.format(ticket_id)
+        if not (redelivered and await self._done(path, key) is not None):
+            await self._post(path, key, note)
+        return True
