@@ -11,15 +11,17 @@ a record read again after a kill -9), and relays a note to a ticket where its AP
   with the work order's reference (GeoReport returns no attributes, the reference is also sent
   as ``attribute[work_order_id]``). GeoReport has no way to add a note: ``note`` says so and the
   sidecar keeps it on its own side (the transfer's trail).
-- ``eido``: the dispatch system's incident API (``sidecar.standins`` documents it), with an
-  ``Idempotency-Key`` on every ``POST`` and a lookup of an earlier answer by that key.
+- ``eido``: NENA EIDO 1.0 documents (NENA-STA-021) put whole at ``/EIDO/{IncidentId}``; the
+  incident id is the work order's, so a repeat updates the same incident (``EidoApi``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 from datetime import datetime, timedelta, timezone
+from urllib.parse import quote
 
 import aiohttp
 import redis.asyncio as aioredis
@@ -28,11 +30,11 @@ from contracts.names import OPEN311_SENT, OPEN311_SENT_TTL
 from contracts.vocab import PlatformKind
 
 from .settings import PlatformApi
-from .workorder import (OPEN311_DESCRIPTION_MAX, UNCLASSIFIED, from_eido_response,
-                        from_open311_response, to_eido, to_open311)
+from .workorder import (OPEN311_DESCRIPTION_MAX, UNCLASSIFIED, eido_note, from_open311_response,
+                        to_eido, to_open311)
 
 OPEN311_PREFIX = "/open311/v2"
-EIDO_CREATE, EIDO_NOTE = "/eido/v1/incidents", "/eido/v1/incidents/{}/notes"
+EIDO_PATH, EIDO_MEDIA = "/EIDO/{}", "application/emergency.eido+json"
 # How far before the recorded send time a request of ours may carry (clocks differ) and after.
 CLOCK_SKEW = timedelta(minutes=5)
 
@@ -169,34 +171,52 @@ class Open311Api(TicketApi):
                 for i in found or [] if isinstance(i, dict)}
 
 
-# --- the dispatch system's incident API -------------------------------------------------------
+# --- NENA EIDO ----------------------------------------------------------------------------------
 
 class EidoApi(TicketApi):
+    """The dispatch system takes whole NENA EIDO 1.0 documents at ``/EIDO/{IncidentId}``. The
+    incident's id is the work order's (``eido_incident_id``), so delivering it again updates the
+    same incident: exactly once without an idempotency key. A note is the incident's current
+    EIDO with one more ``notesComponent``, whose ``$id`` comes from the note's key: already
+    there, it is not added again."""
+
     @property
     def headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token}"} if self.token else {}
 
-    async def _done(self, path: str, key: str) -> object | None:
-        """The answer an earlier POST to ``path`` with ``key`` got, or None if it was not done."""
-        return await self._request("GET", path, "lookup", params={"idempotency_key": key},
-                                   headers=self.headers)
+    def _path(self, incident_id: str) -> str:
+        return EIDO_PATH.format(quote(incident_id, safe=":"))
 
-    async def _post(self, path: str, key: str, body: dict) -> object:
-        return await self._request("POST", path, "create", json=body,
-                                   headers={**self.headers, "Idempotency-Key": key})
+    async def _get(self, incident_id: str) -> dict | None:
+        found = await self._request("GET", self._path(incident_id), "lookup",
+                                    headers={**self.headers, "Accept": EIDO_MEDIA})
+        if found is not None and not isinstance(found, dict):
+            raise TicketError(f"{self.platform}: lookup: not an EIDO", permanent=True)
+        return found
+
+    async def _put(self, doc: dict) -> None:
+        await self._request("PUT", self._path(doc["$id"]), "deliver",
+                            data=json.dumps(doc, ensure_ascii=False).encode(),
+                            headers={**self.headers, "Content-Type": EIDO_MEDIA})
 
     async def create(self, wo: dict, redelivered: bool) -> str:
-        key = wo["work_order_id"]
-        answer = (redelivered and await self._done(EIDO_CREATE, key)) or await self._post(
-            EIDO_CREATE, key, to_eido(wo))
-        try:
-            return from_eido_response(answer)
-        except ValueError as exc:
-            raise TicketError(f"{self.platform}: {exc}", permanent=True) from None
+        doc = to_eido(wo)
+        if not (redelivered and await self._get(doc["$id"]) is not None):
+            await self._put(doc)
+        return doc["$id"]
 
     async def note(self, ticket_id: str, key: str, note: dict, redelivered: bool = False
                    ) -> bool:
-        path = EIDO_NOTE.format(ticket_id)
-        if not (redelivered and await self._done(path, key) is not None):
-            await self._post(path, key, note)
+        doc = await self._get(ticket_id)
+        if doc is None:
+            raise TicketError(f"{self.platform}: no incident {ticket_id}", permanent=True)
+        note_id = f"{ticket_id}:note:{hashlib.sha256(key.encode()).hexdigest()[:16]}"
+        if any(n.get("$id") == note_id for n in doc.get("notesComponent") or []):
+            return True
+        text = note.get("note") or ""
+        if note.get("status"):
+            text = f"{text} (status: {note['status']})".strip()
+        if note.get("source"):
+            text = f"{text} — {note['source']}"
+        await self._put(eido_note(doc, note_id, text))
         return True

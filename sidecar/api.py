@@ -596,7 +596,8 @@ class Api:
         key = body.get("feedback_id") or f"{platform}:{ticket}:{status}"
         escalating = status == "escalating"
         try:
-            # An escalating dispute reopens 110's linked ticket: from now on it is 110's matter too.
+            # An escalating dispute asks 110 to reopen its linked ticket: from now on it is
+            # 110's matter too (its deadlines start below).
             delivered = await self.syncer.clients[other].note(other_ticket, f"feedback:{key}", {
                 "status": "open" if escalating else status,
                 "source": f"platform {platform} ticket {ticket}",

@@ -19,31 +19,12 @@ Open311 GeoReport v2 as the specification defines it, with nothing added:
 ``sidecar/standin_open311.py`` lists its resources. The stand-in's token is GeoReport's
 ``api_key`` parameter of a ``POST``.
 
-110 dispatch system (kind ``eido``: NENA EIDO style)
-----------------------------------------------------
+110 dispatch system (kind ``eido``)
+-----------------------------------
 
-* Bodies are JSON; errors answer ``{"error": "<reason>"}``.
-* With an API token configured, every request needs ``Authorization: Bearer <token>``, else 401.
-* Every POST needs an ``Idempotency-Key`` header (else 400). The first successful answer to a key
-  is remembered: repeating the key answers 200 with that same body and changes nothing, so a
-  client may retry a POST whose answer it never saw. Failed requests (4xx, 5xx) are not
-  remembered; retrying them with the same key is a fresh attempt.
-* ``GET`` on a POST path with ``?idempotency_key=K`` answers 200 with the body the first
-  successful POST with that key got, or 404 if there was none: a client that lost an answer (it
-  crashed in between) finds out whether its request was done without sending it again.
-* Statuses: ``open`` (new), ``accepted``, ``in_progress``, ``closed``.
-* Notes (``POST .../notes``): ``{"status": ..., "note": ..., "source": ...}``, all optional but
-  at least one of status and note; a status moves the ticket to it. 201 ``{"ok": true}``; 404 for
-  an unknown ticket.
-
-``POST /eido/v1/incidents``
-    An EIDO message: ``eidoMessageIdentifier`` (required, non-empty string) and
-    ``incidentComponent`` (required, object); anything else is kept as sent. 201
-    ``{"incidentTrackingIdentifier": "JD-000001"}``.
-``GET /eido/v1/incidents/{id}``
-    200: the stored message plus ``incidentTrackingIdentifier``, ``status`` and ``notes``, or 404.
-``POST /eido/v1/incidents/{id}/notes``
-    Adds a note, as above.
+NENA EIDO 1.0 documents, one per incident, at NENA's EIDO resource (``PUT`` and
+``GET /EIDO/{IncidentId}``): ``sidecar/standin_eido.py``. With an API token configured, every
+request needs ``Authorization: Bearer <token>``, else 401.
 
 Stand-in controls (no token needed)
 ===================================
@@ -55,11 +36,15 @@ Stand-in controls (no token needed)
     The next ``n`` ticket-API requests (null: until mode ``none``) store nothing and answer 503 --
     at once (``error``) or after 30 s (``timeout``: the client is meant to give up first).
 ``GET /_standin/tickets``
-    Every stored ticket with its body, Idempotency-Key (None on Open311), status and notes.
+    Every stored ticket: ``{"id", "body", "status", "created_at"}`` (Open311: the request's
+    fields with its ``attribute`` values; EIDO: the incident's current document).
 ``POST /_standin/requests/{id}/close`` ``{"status_notes": ...}``
     Open311: the centre's staff close a service request (GeoReport has no write for it).
+``POST /_standin/incidents/{IncidentId}/status`` ``{"status", "note"}``
+    EIDO: the dispatchers change an incident's status and add a note.
 ``GET /_standin/created``
-    ``[[idempotency_key, created_at], ...]`` for every ticket: the compact form benchmarks read.
+    ``[[work order reference, created_at], ...]`` for every ticket (the ``work_order_id``
+    attribute; the incident's ``internalIncidentId``): the compact form benchmarks read.
 ``POST /_standin/webhook``
     A subscriber to the sidecar's alerts: checks ``X-Hotline-Signature`` (``sidecar.signing``);
     204 and stored if valid, else 401 ``{"error": ...}``.
@@ -71,7 +56,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import dataclasses
 import gc
 import hmac
 import json
@@ -79,7 +63,6 @@ import sys
 import time
 import warnings
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -87,20 +70,14 @@ from aiohttp import web
 
 from contracts.vocab import PlatformKind
 from sidecar.signing import SIGNATURE_HEADER, SignatureError, verify
+from sidecar.standin_eido import DispatchDesk
 from sidecar.standin_open311 import GeoReport
 
 KINDS = tuple(PlatformKind)
-STATUSES = ("open", "accepted", "in_progress", "closed")
 FAIL_MODES = ("error", "timeout", "none")
 TIMEOUT_DELAY = 30.0
-IDEMPOTENCY_HEADER = "Idempotency-Key"
 CONTROL_PREFIX = "/_standin/"
 
-# kind -> (create, show, add note); Open311 is GeoReport's own (standin_open311.py)
-_PATHS = {
-    PlatformKind.EIDO: ("/eido/v1/incidents", "/eido/v1/incidents/{id}",
-                        "/eido/v1/incidents/{id}/notes"),
-}
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -118,31 +95,9 @@ def _object(raw: bytes) -> dict[str, Any]:
     return body
 
 
-def _check_eido(body: dict[str, Any]) -> None:
-    ident = body.get("eidoMessageIdentifier")
-    if not isinstance(ident, str) or not ident.strip():
-        raise _error(web.HTTPBadRequest, "eidoMessageIdentifier is required")
-    if not isinstance(body.get("incidentComponent"), dict):
-        raise _error(web.HTTPBadRequest, "incidentComponent is required (an object)")
-
-
-@dataclass
-class Ticket:
-    id: str
-    idempotency_key: str
-    body: dict[str, Any]
-    created_at: float
-    status: str = "open"
-    status_notes: str = ""
-    # Each note keeps its Idempotency-Key for /_standin/tickets; the ticket API hides it.
-    notes: list[dict[str, Any]] = field(default_factory=list)
-
-    def public_notes(self) -> list[dict[str, Any]]:
-        return [{k: v for k, v in n.items() if k != "idempotency_key"} for n in self.notes]
-
-
 class StandIn:
-    """One platform's ticket system, in memory; the app's handlers are its methods."""
+    """One platform's ticket system, in memory: the API of its kind (``georeport`` or
+    ``desk``), the failures a test injects, and the webhook receiver."""
 
     def __init__(self, kind: str, *, webhook_secret: bytes | None = None,
                  api_token: str | None = None):
@@ -151,32 +106,25 @@ class StandIn:
         self.kind = PlatformKind(kind)
         self.webhook_secret = webhook_secret
         self.api_token = api_token
-        self.tickets: dict[str, Ticket] = {}
         self.webhooks: list[dict[str, Any]] = []
         self.requests = 0
-        self.duplicates = 0
         self.failed = 0
         self.webhooks_rejected = 0
         self.fail_mode = "none"
         self.fail_left: int | None = None
-        # Open311: GeoReport v2 as specified (its api_key is the stand-in's token).
+        # Open311: GeoReport v2 (its api_key is the stand-in's token); EIDO: the dispatch desk.
         self.georeport = GeoReport(api_token) if self.kind == PlatformKind.OPEN311 else None
-        # (scope, Idempotency-Key) -> the body of the first successful answer
-        self._answers: dict[tuple[str, str], Any] = {}
+        self.desk = DispatchDesk() if self.kind == PlatformKind.EIDO else None
         self._closing = asyncio.Event()
 
     def stats(self) -> dict[str, int]:
+        common = {"requests": self.requests, "failed": self.failed,
+                  "webhooks": len(self.webhooks), "webhooks_rejected": self.webhooks_rejected}
         if self.georeport is not None:
             return {"tickets": len(self.georeport.requests),
-                    "duplicates": self.georeport.duplicates, "requests": self.requests,
-                    "failed": self.failed, "notes": 0, "webhooks": len(self.webhooks),
-                    "webhooks_rejected": self.webhooks_rejected}
-        return {
-            "tickets": len(self.tickets), "duplicates": self.duplicates,
-            "requests": self.requests, "failed": self.failed,
-            "notes": sum(len(t.notes) for t in self.tickets.values()),
-            "webhooks": len(self.webhooks), "webhooks_rejected": self.webhooks_rejected,
-        }
+                    "duplicates": self.georeport.duplicates, "updates": 0, **common}
+        return {"tickets": len(self.desk.incidents), "duplicates": self.desk.duplicates,
+                "updates": self.desk.updates, **common}
 
     # --- gate: auth and injected failures, for the ticket API only ---------------------------
 
@@ -208,84 +156,6 @@ class StandIn:
     async def close(self, app: web.Application) -> None:
         self._closing.set()
 
-    # --- ticket API --------------------------------------------------------------------------
-
-    def _ticket(self, request: web.Request) -> Ticket:
-        ticket = self.tickets.get(request.match_info["id"])
-        if ticket is None:
-            raise _error(web.HTTPNotFound, f"no ticket {request.match_info['id']}")
-        return ticket
-
-    @staticmethod
-    def _key(request: web.Request) -> str:
-        key = request.headers.get(IDEMPOTENCY_HEADER, "").strip()
-        if not key:
-            raise _error(web.HTTPBadRequest, f"{IDEMPOTENCY_HEADER} header is required")
-        return key
-
-    def _replay(self, scope: str, key: str) -> web.Response | None:
-        answer = self._answers.get((scope, key))
-        if answer is None:
-            return None
-        self.duplicates += 1
-        return web.json_response(answer, status=200)
-
-    def _answer(self, scope: str, key: str, answer: Any) -> web.Response:
-        self._answers[(scope, key)] = answer
-        return web.json_response(answer, status=201)
-
-    async def create(self, request: web.Request) -> web.Response:
-        key = self._key(request)
-        raw = await request.read()
-        # No await from here on: a concurrent retry with the same key cannot slip in between the
-        # replay check and the store, so it can never create a second ticket.
-        if (replay := self._replay("create", key)) is not None:
-            return replay
-        body = _object(raw)
-        _check_eido(body)
-        ticket_id = f"JD-{len(self.tickets) + 1:06d}"
-        self.tickets[ticket_id] = Ticket(ticket_id, key, body, time.time())
-        return self._answer("create", key, {"incidentTrackingIdentifier": ticket_id})
-
-    async def lookup(self, request: web.Request) -> web.Response:
-        key = request.query.get("idempotency_key", "").strip()
-        if not key:
-            raise _error(web.HTTPBadRequest, "the idempotency_key query parameter is required")
-        scope = f"note:{self._ticket(request).id}" if "id" in request.match_info else "create"
-        answer = self._answers.get((scope, key))
-        if answer is None:
-            raise _error(web.HTTPNotFound, f"no request with Idempotency-Key {key}")
-        return web.json_response(answer)
-
-    async def show(self, request: web.Request) -> web.Response:
-        t = self._ticket(request)
-        return web.json_response({**t.body, "incidentTrackingIdentifier": t.id,
-                                  "status": t.status, "notes": t.public_notes()})
-
-    async def add_note(self, request: web.Request) -> web.Response:
-        ticket = self._ticket(request)
-        key = self._key(request)
-        raw = await request.read()
-        scope = f"note:{ticket.id}"
-        if (replay := self._replay(scope, key)) is not None:
-            return replay
-        body = _object(raw)
-        status, note, source = body.get("status"), body.get("note"), body.get("source")
-        if status is not None and status not in STATUSES:
-            raise _error(web.HTTPBadRequest, f"status must be one of {', '.join(STATUSES)}")
-        for name, value in (("note", note), ("source", source)):
-            if value is not None and not isinstance(value, str):
-                raise _error(web.HTTPBadRequest, f"{name} must be a string")
-        if status is None and not note:
-            raise _error(web.HTTPBadRequest, "a note needs a status or a note text")
-        ticket.notes.append({"status": status, "note": note, "source": source,
-                             "created_at": time.time(), "idempotency_key": key})
-        if status is not None:
-            ticket.status = status
-        if note:
-            ticket.status_notes = note
-        return self._answer(scope, key, {"ok": True})
-
     # --- stand-in controls -------------------------------------------------------------------
 
     async def get_stats(self, request: web.Request) -> web.Response:
@@ -305,19 +175,22 @@ class StandIn:
     async def list_tickets(self, request: web.Request) -> web.Response:
         if self.georeport is not None:
             return web.json_response([
-                {"id": r["id"], "idempotency_key": None, "created_at": r["created_at"],
+                {"id": r["id"], "created_at": r["created_at"],
                  "body": {**r["body"], "attribute": r["attribute"]}, "status": r["status"],
-                 "status_notes": r["status_notes"], "notes": []}
+                 "status_notes": r["status_notes"]}
                 for r in self.georeport.requests.values()])
-        return web.json_response([dataclasses.asdict(t) for t in self.tickets.values()])
+        return web.json_response([
+            {"id": iid, "created_at": i["created_at"], "body": i["doc"], "status": i["status"]}
+            for iid, i in self.desk.incidents.items()])
 
     async def list_created(self, request: web.Request) -> web.Response:
-        """Each ticket's work order reference and creation time (for the benchmarks): the
-        Idempotency-Key, or on Open311, which has none, the work_order_id attribute."""
+        """Each ticket's work order reference and creation time (for the benchmarks)."""
         if self.georeport is not None:
             return web.json_response([[r["attribute"].get("work_order_id"), r["created_at"]]
                                       for r in self.georeport.requests.values()])
-        return web.json_response([[t.idempotency_key, t.created_at] for t in self.tickets.values()])
+        return web.json_response([
+            [i["doc"].get("incidentComponent", {}).get("internalIncidentId"), i["created_at"]]
+            for i in self.desk.incidents.values()])
 
     async def receive_webhook(self, request: web.Request) -> web.Response:
         raw = await request.read()
@@ -370,12 +243,8 @@ def make_app(kind: str, *, webhook_secret: bytes | None = None,
         standin.georeport.routes(app)
         app.router.add_post(CONTROL_PREFIX + "requests/{id}/close", standin.georeport.close)
     else:
-        create, show, notes = _PATHS[standin.kind]
-        app.router.add_post(create, standin.create)
-        app.router.add_get(create, standin.lookup)
-        app.router.add_get(show, standin.show)
-        app.router.add_post(notes, standin.add_note)
-        app.router.add_get(notes, standin.lookup)
+        standin.desk.routes(app)
+        app.router.add_post(CONTROL_PREFIX + "incidents/{id}/status", standin.desk.set_status)
     app.router.add_get(CONTROL_PREFIX + "stats", standin.get_stats)
     app.router.add_post(CONTROL_PREFIX + "fail", standin.set_failure)
     app.router.add_get(CONTROL_PREFIX + "tickets", standin.list_tickets)

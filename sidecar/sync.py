@@ -5,10 +5,10 @@ only after both platforms accepted their ticket, so a sidecar killed at any mome
 unacknowledged entries again (it reads its own pending list first on start). Exactly once rests
 on three things:
 
-1. each create is made once on the platform by its adapter (``sidecar.adapters``): with an
-   ``Idempotency-Key`` (the work order id ``<transfer_id>:<platform>``) where the API has one,
-   and on Open311, which has none, by recording the request before sending it and looking for
-   it on the platform before any later attempt;
+1. each create is made once on the platform by its adapter (``sidecar.adapters``): an EIDO
+   names its incident by the work order, so a repeat updates the same incident; on Open311,
+   which has no idempotency key, the request is recorded before it is sent and looked for on
+   the platform before any later attempt;
 2. the ticket ids are written to Redis (``hotline:sidecar:tickets``) in the same transaction
    that acknowledges the entry, so a record synced once is not sent again (one read of both ids
    at the start, one transaction at the end: the Redis round trips per record are two);

@@ -26,16 +26,19 @@ Mappings, chosen by the platform's kind:
   work-order system; form-encoded by the adapter); what GeoReport has no field for travels in
   ``attribute``. ``from_open311_response``
   reads ``service_request_id`` from the response list.
-- ``to_eido``: an incident object in the spirit of NENA's EIDO (NENA-STA-021) for the 110
-  dispatch system: incident, call, person, location and notes components, the other platform's
-  ticket as an external reference, the rest under ``extensions``. ``from_eido_response`` reads
-  the ``incidentTrackingIdentifier`` the dispatch system assigns.
+- ``to_eido``: a NENA EIDO 1.0 document (NENA-STA-021) for the 110 dispatch system: the
+  prologue on every component, the incident (its ``$id`` made from the work order: the same
+  work order always names the same incident), the call, the caller as a NIEM person, the place
+  (text and a PIDF-LO point), the agencies on both sides, and a note with the description and
+  our references; ``eido_note`` adds a note to an incident's EIDO.
 
 ``sidecar.adapters`` sends them, each as its kind's API says.
 """
 
 from __future__ import annotations
 
+import hashlib
+import html
 import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -46,6 +49,8 @@ from contracts.vocab import PlatformKind
 from transfer.catalog import Catalog, Recommendation
 
 UNCLASSIFIED = "unclassified"
+# The domain in the EIDO identifiers this sidecar issues (incident, components, agencies).
+EIDO_DOMAIN = "hotline-link.invalid"
 ONLINE = "online"
 ONLINE_RESULT = "online_request"
 CALLBACK_RESULT = "callback_requested"
@@ -274,67 +279,132 @@ def from_open311_response(body: object) -> str:
     raise ValueError("Open311 response: no service_request_id")
 
 
-def to_eido(wo: dict) -> dict:
-    """An EIDO-style (NENA-STA-021) incident object for the 110 dispatch system."""
+def eido_incident_id(wo: dict) -> str:
+    """The work order's Incident Tracking Identifier (the EIDO's top-level ``$id``): assigned by
+    the issuing side, so the same work order always names the same incident, and sending it
+    again updates that incident instead of making a second one."""
+    digest = hashlib.sha256(wo["work_order_id"].encode()).hexdigest()[:32]
+    return f"urn:emergency:uid:incidentid:{digest}:{EIDO_DOMAIN}"
+
+
+def _agency(platform: str | None) -> str:
+    return f"{platform}.agency.{EIDO_DOMAIN}"
+
+
+def to_eido(wo: dict, now: str | None = None) -> dict:
+    """A NENA EIDO 1.0 document (NENA-STA-021, ``NENA911/EIDO-JSON``) for the 110 dispatch
+    system: the prologue on every component, components listed flat and linked by
+    ``{"$ref": <$id>}``, the incident's ``$id`` its tracking identifier. Registry values
+    (incident type, status) are those of this deployment: the matter code as the type, our
+    status as internal text; the STA-021 registries are not ours to guess."""
+    now = now or _now_iso()
+    iid = eido_incident_id(wo)
+    key = iid.split(":")[4]
+    # The issuing side: the platform that hands the matter over (a call-back: the platform's own).
+    other = wo["origin"] if wo["origin"] != wo["platform"] else wo["target"]
+    issuer = _agency(other or wo["platform"])
+    receiver = _agency(wo["platform"])
     owner = wo["role"] == "owner"
-    if owner and wo["emergency"]:
-        status = "Dispatched"
-    elif owner:
-        status = "Open"
-    else:
-        status = "Informational"
+
+    def component(kind: str, **fields) -> dict:
+        return {"$id": f"urn:emergency:uid:{kind}:{key}:{EIDO_DOMAIN}",
+                "lastUpdateTimeStamp": now, "updatedByAgencyReference": {"$ref": issuer},
+                **fields}
+
+    status = "Dispatched" if owner and wo["emergency"] else "Open" if owner else "Informational"
+    person = component("personid", personIncidentRoleRegistryText=["Caller"],
+                       ncPersonComponent=_nc_person(wo["caller"]))
+    lines = [wo["description"], "",
+             f"转办编号 transfer {wo['transfer_id']} · {wo['origin']} → {wo['target'] or '-'} · "
+             f"{wo['result']} · {'主办 owner' if owner else '协办 linked'}"]
+    if wo["linked"]["platform"]:
+        lines.append(f"关联 linked {wo['linked']['platform']} "
+                     f"{wo['linked']['ticket_id'] or '(pending)'}")
+    note = component("noteid", notesActionComments=_html(lines))
+    incident = component(
+        "incident", incidentTypeCommonRegistryText=wo["category"] or UNCLASSIFIED,
+        incidentStatusInternalText=[status], internalIncidentId=wo["work_order_id"],
+        personReference=[{"$ref": person["$id"]}], notesReference=[{"$ref": note["$id"]}])
+    if wo["category_name"]:
+        incident["incidentTypeInternalText"] = wo["category_name"]
+    doc: dict[str, Any] = {
+        "$id": iid, "lastUpdateTimeStamp": now, "updatedByAgencyReference": {"$ref": issuer},
+        "eidoVersion": "1.0", "issuingElementIdentification": f"sidecar.{EIDO_DOMAIN}",
+        "incidentComponent": incident,
+        "agencyComponent": [
+            {"$id": issuer, "lastUpdateTimeStamp": now,
+             "updatedByAgencyReference": {"$ref": issuer},
+             "agencyRoleDescriptionRegistryText": ["CallReceiving"], "agencyType": ["psap"],
+             "incidentOwningAgencyIndicator": not owner},
+            {"$id": receiver, "lastUpdateTimeStamp": now,
+             "updatedByAgencyReference": {"$ref": issuer},
+             "agencyRoleDescriptionRegistryText": ["Dispatch"], "agencyType": ["police"],
+             "incidentOwningAgencyIndicator": owner}],
+        "personComponent": [person], "notesComponent": [note],
+    }
+    if wo["channel"] == "phone":
+        doc["callComponent"] = [component(
+            "callid", callStateRegistryText="callAnswered" if wo["result"].startswith(
+                "accepted") else "callEnded",
+            standardPrimaryCallType="emergency" if wo["emergency"] else "non-emergency",
+            direction="incoming", callStartTimestamp=wo["requested_at"],
+            priorityIdentifier="highest" if wo["emergency"] else "normal",
+            personReference=[{"$ref": person["$id"]}])]
     location = wo["location"]
-    body: dict[str, Any] = {
-        "eidoMessageIdentifier": wo["work_order_id"],
-        "incidentComponent": {
-            "incidentTrackingIdentifier": None,
-            "incidentTypeCommonRegistryText": wo["category"] or UNCLASSIFIED,
-            "incidentStatusCommonRegistryText": status,
-            "incidentCreationTimestamp": wo["requested_at"],
-            "emergency": wo["emergency"],
-        },
-        "callComponent": [{
-            "callIdentifier": wo["transfer_id"],
-            "callTypeDescription": wo["channel"],
-            "callbackNumber": wo["caller"]["number"],
-        }],
-        "personComponent": [{
-            "personRole": "Caller",
-            "name": wo["caller"]["name"],
-            "telephone": wo["caller"]["number"],
-        }],
-    }
-    if any(location[k] is not None for k in ("address", "lat", "lon")):
-        body["locationComponent"] = [{
-            "civicAddressText": location["address"],
-            "latitude": location["lat"],
-            "longitude": location["lon"],
-        }]
-    body["notesComponent"] = [{"noteText": wo["description"]}]
-    if wo["linked"]["platform"]:           # a call-back request has no linked ticket
-        body["externalReferences"] = [{
-            "system": wo["linked"]["platform"],
-            "referenceIdentifier": wo["linked"]["ticket_id"],
-            "transferIdentifier": wo["transfer_id"],
-        }]
-    body["extensions"] = {
-        "role": wo["role"],
-        "result": wo["result"],
-        "origin": wo["origin"],
-        "target": wo["target"],
-        "initiatingAgent": wo["agents"]["initiating"],
-        "answeringAgent": wo["agents"]["answering"],
-    }
-    return body
+    if location["address"] or (location["lat"] is not None and location["lon"] is not None):
+        place = component("locationid", locationTypeDescriptionRegistryText="Caller")
+        if location["address"]:
+            place["locationDescriptionText"] = location["address"]
+        if location["lat"] is not None and location["lon"] is not None:
+            place["locationByValue"] = _pidf_lo(location["lat"], location["lon"], now)
+        doc["locationComponent"] = [place]
+        incident["locationReference"] = [{"$ref": place["$id"]}]
+    return doc
 
 
-def from_eido_response(body: object) -> str:
-    """The ``incidentTrackingIdentifier`` the dispatch system assigned."""
-    tid = body.get("incidentTrackingIdentifier") if isinstance(body, dict) else None
-    if not isinstance(tid, str) or not tid:
-        raise ValueError("EIDO response: expected an object with a non-empty "
-                         "incidentTrackingIdentifier")
-    return tid
+def eido_note(doc: dict, note_id: str, text: str, now: str | None = None) -> dict:
+    """``doc`` with one more note (its ``$id`` ``note_id``) linked from the incident: an update
+    is a whole new EIDO for the same incident."""
+    now = now or _now_iso()
+    issuer = doc["updatedByAgencyReference"]
+    note = {"$id": note_id, "lastUpdateTimeStamp": now, "updatedByAgencyReference": issuer,
+            "notesActionComments": _html([text])}
+    incident = {**doc["incidentComponent"], "lastUpdateTimeStamp": now}
+    incident["notesReference"] = [*incident.get("notesReference", []), {"$ref": note_id}]
+    return {**doc, "lastUpdateTimeStamp": now, "incidentComponent": incident,
+            "notesComponent": [*doc.get("notesComponent", []), note]}
+
+
+def eido_note_texts(doc: dict) -> list[str]:
+    return [n.get("notesActionComments", "") for n in doc.get("notesComponent") or []]
+
+
+def _html(lines: list[str]) -> str:
+    """Note text as the HTML5 STA-021 asks for: escaped, one paragraph per line."""
+    return "".join(f"<p>{html.escape(line)}</p>" for line in lines if line)
+
+
+def _nc_person(caller: dict) -> dict:
+    """The caller as a NIEM ``nc:PersonType``: name and telephone number, where known."""
+    person: dict[str, Any] = {}
+    if caller.get("name"):
+        person["PersonName"] = {"PersonFullName": caller["name"]}
+    if caller.get("number"):
+        person["ContactInformation"] = {"ContactTelephoneNumber": {
+            "FullTelephoneNumber": {"TelephoneNumberFullID": caller["number"]}}}
+    return person
+
+
+def _pidf_lo(lat: float, lon: float, now: str) -> str:
+    """A PIDF-LO document (RFC 4119, GML point) for a WGS 84 position."""
+    return ('<presence xmlns="urn:ietf:params:xml:ns:pidf" '
+            'xmlns:gp="urn:ietf:params:xml:ns:pidf:geopriv10" '
+            'xmlns:gml="http://www.opengis.net/gml" entity="pres:caller@hotline-link.invalid">'
+            '<tuple id="caller"><status><gp:geopriv><gp:location-info><gml:Point '
+            'srsName="urn:ogc:def:crs:EPSG::4326">'
+            f'<gml:pos>{lat} {lon}</gml:pos></gml:Point></gp:location-info>'
+            '<gp:usage-rules/></gp:geopriv></status>'
+            f'<timestamp>{html.escape(now)}</timestamp></tuple></presence>')
 
 
 # --- helpers ----------------------------------------------------------------------------------

@@ -59,8 +59,11 @@ def mutations(draw) -> tuple[str, dict[str, str]]:
         key = draw(st.from_regex(r"\A[a-z]{3,12}\Z"))
         if key in value:
             key += "_x"
+        # [prompts] takes any name an admin chooses, with its text: a new name is refused only
+        # for a value that is not text (found when the sample first drew it).
+        literal = draw(st.sampled_from(["1", "[1]"] if path == ("prompts",) else
+                                       ["1", '"x"', "[1]"]))
         path = path + (key,)
-        literal = draw(st.sampled_from(["1", '"x"', "[1]"]))
     else:
         literal = draw(st.sampled_from(WRONG[_kind(value)]))
     return ".".join(path), {ENV_PREFIX + "__".join(p.upper() for p in path): literal}

@@ -35,13 +35,6 @@ GEOREPORT_FORM = {
     "attribute[work_order_id]": "t-42:12345",
 }
 
-EIDO = {
-    "eidoMessageIdentifier": "wo-7",
-    "incidentComponent": {"incidentTypeCommonRegistryText": "public_order", "emergency": False},
-    "notesComponent": [{"noteText": "noise from a renovation upstairs"}],
-}
-
-
 @pytest.fixture
 async def make_client() -> AsyncIterator[MakeClient]:
     clients: list[TestClient] = []
@@ -77,6 +70,9 @@ async def get(client: TestClient, path: str, **headers: str) -> tuple[int, objec
 # --- 12345: Open311 GeoReport v2 ----------------------------------------------------------------
 
 SCHEMAS = Path(__file__).parent / "schemas" / "georeport-v2"
+EIDO_SCHEMA = Draft202012Validator(
+    json.loads((Path(__file__).parent / "schemas" / "eido" / "eido-1.0.json").read_text()),
+    format_checker=Draft202012Validator.FORMAT_CHECKER)
 
 
 def georeport(name: str, value: object) -> None:
@@ -109,7 +105,6 @@ async def test_12345_takes_a_georeport_service_request_and_shows_it(make_client)
     # The attributes are the platform's to keep; GeoReport's GET does not return them.
     _, [ticket] = await get(client, "/_standin/tickets")
     assert ticket["body"]["attribute"] == {"transfer_id": "t-42", "work_order_id": "t-42:12345"}
-    assert ticket["idempotency_key"] is None
     _, created = await get(client, "/_standin/created")
     assert created == [["t-42:12345", ticket["created_at"]]]
 
@@ -191,128 +186,99 @@ async def test_12345_unknown_request_is_a_georeport_404(make_client):
     georeport("errors", body)
 
 
-# --- idempotency (the dispatch system's API) ---------------------------------------------------
+# --- 110: NENA EIDO ---------------------------------------------------------------------------
 
-async def test_repeated_idempotency_key_returns_the_same_ticket(make_client):
+def eido_doc(**change) -> dict:
+    """A small EIDO 1.0 document with the parts STA-021 requires, an incident and a note."""
+    now = "2026-12-04T10:00:00.000+08:00"
+    agency = "12345.agency.example.gov.cn"
+    pro = {"lastUpdateTimeStamp": now, "updatedByAgencyReference": {"$ref": agency}}
+    doc = {"$id": INCIDENT, **pro, "eidoVersion": "1.0",
+           "issuingElementIdentification": "sidecar.example.gov.cn",
+           "agencyComponent": [{"$id": agency, **pro,
+                                "agencyRoleDescriptionRegistryText": ["CallReceiving"],
+                                "agencyType": ["psap"]}],
+           "incidentComponent": {"$id": "incident-1", **pro,
+                                 "incidentTypeCommonRegistryText": "public_order",
+                                 "internalIncidentId": "t-42:110",
+                                 "notesReference": [{"$ref": "note-1"}]},
+           "notesComponent": [{"$id": "note-1", **pro,
+                               "notesActionComments": "<p>楼下装修噪音</p>"}]}
+    return {**doc, **change}
+
+
+INCIDENT = "urn:emergency:uid:incidentid:a56e556d871:example.gov.cn"
+EIDO_PATH = f"/EIDO/{INCIDENT}"
+
+
+async def put(client: TestClient, doc: object, path: str = EIDO_PATH,
+              content_type: str = "application/emergency.eido+json", **headers: str):
+    async with client.put(path, data=json.dumps(doc), headers={
+            "Content-Type": content_type, **headers}) as resp:
+        return resp.status, await resp.json(content_type=None)
+
+
+async def test_110_takes_an_eido_and_keeps_the_latest_of_each_incident(make_client):
     client = await make_client("eido")
-    first = await post(client, "/eido/v1/incidents", EIDO, key="same")
-    again = await post(client, "/eido/v1/incidents", EIDO, key="same")
-    assert first[0] == 201
-    assert again == (200, first[1])
-    other = await post(client, "/eido/v1/incidents", EIDO, key="other")
-    assert other[1]["incidentTrackingIdentifier"] == "JD-000002"
-    _, stats = await get(client, "/_standin/stats")
-    assert (stats["tickets"], stats["duplicates"], stats["requests"]) == (2, 1, 3)
-
-
-async def test_concurrent_retries_with_one_key_create_one_ticket(make_client):
-    client = await make_client("eido")
-    answers = await asyncio.gather(*(post(client, "/eido/v1/incidents", EIDO, key="race")
-                                     for _ in range(8)))
-    assert sorted(status for status, _ in answers) == [200] * 7 + [201]
-    assert {body["incidentTrackingIdentifier"] for _, body in answers} == {"JD-000001"}
-    assert standin(client).stats()["tickets"] == 1
-    assert standin(client).stats()["duplicates"] == 7
-
-
-async def test_missing_idempotency_key_or_bad_json_is_400_and_not_remembered(make_client):
-    client = await make_client("eido")
-    status, body = await post(client, "/eido/v1/incidents", EIDO)
-    assert (status, body) == (400, {"error": "Idempotency-Key header is required"})
-
-    async with client.post("/eido/v1/incidents", data=b"{not json",
-                           headers={"Idempotency-Key": "k"}) as resp:
-        assert resp.status == 400
-        assert await resp.json() == {"error": "body is not valid JSON"}
-    # A failed attempt is not an answer to replay: the corrected retry with the key creates.
-    assert (await post(client, "/eido/v1/incidents", EIDO, key="k"))[0] == 201
-    assert standin(client).stats()["duplicates"] == 0
-
-
-async def test_notes_update_status_and_are_deduplicated(make_client):
-    client = await make_client("eido")
-    await post(client, "/eido/v1/incidents", EIDO, key="k")
-    path = "/eido/v1/incidents/JD-000001/notes"
-    note = {"status": "accepted", "note": "派警", "source": "110"}
-    assert await post(client, path, note, key="n-1") == (201, {"ok": True})
-    assert await post(client, path, note, key="n-1") == (200, {"ok": True})
-    assert await post(client, path, {"status": "closed"}, key="n-2") == (201, {"ok": True})
-
-    _, shown = await get(client, "/eido/v1/incidents/JD-000001")
-    assert shown["status"] == "closed"
-    assert [(n["status"], n["note"], n["source"]) for n in shown["notes"]] == [
-        ("accepted", "派警", "110"), ("closed", None, None)]
-    assert all("idempotency_key" not in n for n in shown["notes"])
-    _, stats = await get(client, "/_standin/stats")
-    assert (stats["notes"], stats["duplicates"]) == (2, 1)
-    _, [ticket] = await get(client, "/_standin/tickets")
-    assert [n["idempotency_key"] for n in ticket["notes"]] == ["n-1", "n-2"]
-
-
-async def test_lookup_by_idempotency_key_answers_what_the_post_got_without_redoing_it(make_client):
-    create, notes = "/eido/v1/incidents", "/eido/v1/incidents/JD-000001/notes"
-    client = await make_client("eido")
-    assert (await get(client, f"{create}?idempotency_key=k"))[0] == 404
-    made = await post(client, create, EIDO, key="k")
-    assert await get(client, f"{create}?idempotency_key=k") == (200, made[1])
-    assert (await get(client, f"{notes}?idempotency_key=n"))[0] == 404
-    await post(client, notes, {"note": "seen"}, key="n")
-    assert await get(client, f"{notes}?idempotency_key=n") == (200, {"ok": True})
-    status, body = await get(client, create)
-    assert (status, body) == (400, {"error": "the idempotency_key query parameter is required"})
+    doc = eido_doc()
+    EIDO_SCHEMA.validate(doc)
+    assert await put(client, doc) == (201, doc)
+    assert await put(client, doc) == (200, doc)             # the same again: nothing changes
+    later = eido_doc(lastUpdateTimeStamp="2026-12-04T10:05:00.000+08:00")
+    assert (await put(client, later))[0] == 200             # an update: the whole new EIDO
+    async with client.get(EIDO_PATH) as resp:
+        assert resp.status == 200 and resp.content_type == "application/emergency.eido+json"
+        assert await resp.json(content_type=None) == later
     stats = standin(client).stats()
-    assert (stats["tickets"], stats["notes"], stats["duplicates"]) == (1, 1, 0)
+    assert (stats["tickets"], stats["duplicates"], stats["updates"]) == (1, 1, 1)
+    _, created = await get(client, "/_standin/created")
+    assert created == [["t-42:110", standin(client).desk.incidents[INCIDENT]["created_at"]]]
 
 
-@pytest.mark.parametrize(("note", "error"), [
-    ({"status": "solved"}, "status must be one of open, accepted, in_progress, closed"),
-    ({"source": "110"}, "a note needs a status or a note text"),
-    ({"note": 5}, "note must be a string"),
+@pytest.mark.parametrize(("change", "problem"), [
+    ({"eidoVersion": None}, "eidoVersion is required"),
+    ({"eidoVersion": "0.9"}, "eidoVersion must be 1.0"),
+    ({"agencyComponent": []}, "agencyComponent is required"),
+    ({"lastUpdateTimeStamp": "yesterday"}, "lastUpdateTimeStamp must be an RFC 3339"),
+    ({"incidentComponent": {"$id": "incident-1"}}, "incidentComponent.lastUpdateTimeStamp"),
+    ({"notesComponent": {"$id": "n"}}, "notesComponent must be a list of objects"),
+    ({"notesComponent": []}, "names 'note-1', which no component"),
+    ({"$id": "urn:emergency:uid:incidentid:other:example.gov.cn"}, "is not the incident"),
 ])
-async def test_invalid_notes_are_rejected(make_client, note, error):
+async def test_110_refuses_an_eido_without_its_required_parts(make_client, change, problem):
     client = await make_client("eido")
-    await post(client, "/eido/v1/incidents", EIDO, key="k")
-    assert await post(client, "/eido/v1/incidents/JD-000001/notes", note, key="n") == (
-        400, {"error": error})
-    assert standin(client).tickets["JD-000001"].notes == []
+    doc = {k: v for k, v in eido_doc(**change).items() if v is not None}
+    status, body = await put(client, doc)
+    assert status == 400 and problem in body["detail"], body
+    assert body["status"] == 400 and body["type"] == "about:blank"
+    assert standin(client).desk.incidents == {}
 
 
-async def test_unknown_ids_are_404(make_client):
+async def test_110_takes_only_an_eido_media_type_and_answers_404_for_an_unknown_incident(
+        make_client):
     client = await make_client("eido")
-    assert await get(client, "/eido/v1/incidents/JD-000009") == (
-        404, {"error": "no ticket JD-000009"})
-    status, body = await post(client, "/eido/v1/incidents/JD-000009/notes", {"status": "closed"},
-                              key="n")
-    assert (status, body) == (404, {"error": "no ticket JD-000009"})
+    assert (await put(client, eido_doc(), content_type="text/plain"))[0] == 415
+    async with client.get(EIDO_PATH) as resp:
+        assert resp.status == 404 and resp.content_type == "application/problem+json"
 
 
-# --- 110: EIDO --------------------------------------------------------------------------------
-
-async def test_110_creates_an_incident_and_shows_it_with_status_and_notes(make_client):
+async def test_110_dispatchers_change_the_status_and_add_a_note(make_client):
     client = await make_client("eido")
-    assert await post(client, "/eido/v1/incidents", EIDO, key="k") == (
-        201, {"incidentTrackingIdentifier": "JD-000001"})
-    note = {"status": "in_progress", "note": "警员已出警", "source": "110"}
-    assert (await post(client, "/eido/v1/incidents/JD-000001/notes", note, key="n"))[0] == 201
-
-    status, shown = await get(client, "/eido/v1/incidents/JD-000001")
+    await put(client, eido_doc())
+    status, doc = await post(client, f"/_standin/incidents/{INCIDENT}/status",
+                             {"status": "Closed", "note": "警员已处置"})
     assert status == 200
-    assert shown["incidentTrackingIdentifier"] == "JD-000001"
-    assert shown["status"] == "in_progress"
-    assert shown["notes"][0]["note"] == "警员已出警"
-    assert {k: shown[k] for k in EIDO} == EIDO
+    EIDO_SCHEMA.validate(doc)
+    assert doc["incidentComponent"]["incidentStatusInternalText"] == ["Closed"]
+    assert doc["notesComponent"][-1]["notesActionComments"] == "<p>警员已处置</p>"
+    assert {"$ref": doc["notesComponent"][-1]["$id"]} in doc["incidentComponent"]["notesReference"]
 
 
-@pytest.mark.parametrize(("body", "error"), [
-    ({"incidentComponent": {}}, "eidoMessageIdentifier is required"),
-    ({"eidoMessageIdentifier": "wo-7"}, "incidentComponent is required (an object)"),
-    ({"eidoMessageIdentifier": "wo-7", "incidentComponent": "fire"},
-     "incidentComponent is required (an object)"),
-])
-async def test_110_rejects_incomplete_messages(make_client, body, error):
+async def test_concurrent_deliveries_of_one_incident_make_one(make_client):
     client = await make_client("eido")
-    assert await post(client, "/eido/v1/incidents", body, key="k") == (400, {"error": error})
-    assert (await post(client, "/eido/v1/incidents", EIDO))[0] == 400     # no key
+    answers = await asyncio.gather(*(put(client, eido_doc()) for _ in range(8)))
+    assert sorted(status for status, _ in answers) == [200] * 7 + [201]
+    assert standin(client).stats()["tickets"] == 1
 
 
 # --- failure injection ------------------------------------------------------------------------
@@ -333,15 +299,13 @@ async def test_error_mode_fails_count_requests_then_recovers(make_client):
 
 async def test_error_mode_without_count_lasts_until_none(make_client):
     client = await make_client("eido")
-    await post(client, "/eido/v1/incidents", EIDO, key="k")
+    await put(client, eido_doc())
     await post(client, "/_standin/fail", {"mode": "error", "count": None})
     for _ in range(5):
-        assert (await get(client, "/eido/v1/incidents/JD-000001"))[0] == 503
-        note = {"status": "closed"}
-        assert (await post(client, "/eido/v1/incidents/JD-000001/notes", note, key="n"))[0] == 503
-    assert standin(client).tickets["JD-000001"].status == "open"
+        assert (await get(client, EIDO_PATH))[0] == 503
+        assert (await put(client, eido_doc(eidoVersion="1.0")))[0] == 503
     await post(client, "/_standin/fail", {"mode": "none"})
-    assert (await get(client, "/eido/v1/incidents/JD-000001"))[0] == 200
+    assert (await get(client, EIDO_PATH))[0] == 200
     assert standin(client).stats()["failed"] == 10
 
 
@@ -370,8 +334,9 @@ async def test_stopping_the_server_cuts_a_stalled_answer_short():
     standin = runner.app["standin"]
     standin.fail_mode, standin.fail_left = "timeout", 1
     async with aiohttp.ClientSession() as session:
-        stalled = asyncio.create_task(session.post(
-            f"http://{host}:{port}/eido/v1/incidents", json=EIDO, headers={"Idempotency-Key": "k"}))
+        stalled = asyncio.create_task(session.put(
+            f"http://{host}:{port}{EIDO_PATH}", data=json.dumps(eido_doc()),
+            headers={"Content-Type": "application/emergency.eido+json"}))
         while standin.failed == 0:
             await asyncio.sleep(0.01)
         started = time.monotonic()
@@ -379,7 +344,7 @@ async def test_stopping_the_server_cuts_a_stalled_answer_short():
         assert time.monotonic() - started < 5
         async with await stalled as resp:
             assert resp.status == 503
-    assert standin.tickets == {}
+    assert standin.desk.incidents == {}
 
 
 @pytest.mark.parametrize("body", [
@@ -397,19 +362,14 @@ async def test_fail_control_rejects_bad_settings(make_client, body):
 
 async def test_api_token_is_required_on_the_ticket_api_only(make_client):
     client = await make_client("eido", api_token="s3cret-token")
-    path = "/eido/v1/incidents"
     for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "s3cret-token"}):
-        async with client.post(path, json=EIDO,
-                               headers={"Idempotency-Key": "k", **headers}) as resp:
-            assert resp.status == 401
-            assert resp.headers["WWW-Authenticate"] == "Bearer"
-            assert (await resp.json())["error"]
-    assert (await get(client, "/eido/v1/incidents/JD-000001"))[0] == 401
-    assert standin(client).tickets == {}
-
-    auth = {"Authorization": "Bearer s3cret-token"}
-    assert (await post(client, path, EIDO, key="k", **auth))[0] == 201
-    assert (await get(client, "/eido/v1/incidents/JD-000001", **auth))[0] == 200
+        status, body = await put(client, eido_doc(), **headers)
+        assert status == 401 and body["error"]
+    assert (await get(client, EIDO_PATH))[0] == 401
+    assert standin(client).desk.incidents == {}
+    assert (await put(client, eido_doc(), Authorization="Bearer s3cret-token"))[0] == 201
+    assert (await get(client, EIDO_PATH, Authorization="Bearer s3cret-token"))[0] == 200
+    assert (await get(client, "/_standin/stats"))[0] == 200          # the controls need none
 
 
 # --- webhook receiver -------------------------------------------------------------------------

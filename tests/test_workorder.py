@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 from datetime import datetime
 from pathlib import Path
@@ -12,7 +13,9 @@ from jsonschema import Draft202012Validator
 from contracts.vocab import PlatformKind
 from hotline_link.settings import load_catalog
 from sidecar import settings as sidecar_settings
-from sidecar.workorder import (NEEDS_CLASSIFICATION, Platforms, from_eido_response, from_open311_response,
+from sidecar.standin_eido import problems as eido_problems
+from sidecar.workorder import (NEEDS_CLASSIFICATION, Platforms, eido_incident_id, eido_note,
+                               from_open311_response,
                                online_work_orders,
                                owner_platform, to_eido, to_open311, work_orders)
 from sidecar.adapters import open311_form
@@ -325,7 +328,7 @@ def test_online_request_hides_the_caller_number_in_its_description():
         assert wo["description"] == "路灯故障，请回电 [caller number]"
         assert wo["caller"]["number"] == CALLER
         assert CALLER not in to_open311(wo)["description"]
-        assert CALLER not in to_eido(wo)["notesComponent"][0]["noteText"]
+        assert CALLER not in to_eido(wo)["notesComponent"][0]["notesActionComments"]
 
 
 def test_online_request_without_a_time_gets_the_current_one():
@@ -432,77 +435,100 @@ def test_open311_response_rejects_anything_else(body, message):
 
 
 # --- EIDO -------------------------------------------------------------------------------------
+EIDO_SCHEMA = Draft202012Validator(
+    json.loads((CONFIG.parent / "tests" / "schemas" / "eido" / "eido-1.0.json").read_text()),
+    format_checker=Draft202012Validator.FORMAT_CHECKER)
+
+
+def eido(wo: dict) -> dict:
+    """``to_eido(wo)``, checked against the EIDO 1.0 schema and for references that resolve."""
+    doc = to_eido(wo)
+    EIDO_SCHEMA.validate(doc)
+    assert eido_problems(doc) == []
+    return doc
+
+
 def test_eido_incident_of_an_owner_work_order_from_a_call():
     owner, _ = work_orders(make_record("three_way", "12345", "110", "accepted_by_target"),
                            CATALOG, PLATFORMS)
     assert owner["platform"] == "110"
-    body = to_eido(owner)
-    assert body == {
-        "eidoMessageIdentifier": f"{TID}:110",
-        "incidentComponent": {
-            "incidentTrackingIdentifier": None,
-            "incidentTypeCommonRegistryText": "public_order",
-            "incidentStatusCommonRegistryText": "Open",
-            "incidentCreationTimestamp": "2024-05-06T08:15:02.120+00:00",
-            "emergency": False,
-        },
-        "callComponent": [{"callIdentifier": TID, "callTypeDescription": "phone",
-                           "callbackNumber": CALLER}],
-        "personComponent": [{"personRole": "Caller", "name": None, "telephone": CALLER}],
-        "notesComponent": [{"noteText": owner["description"]}],
-        "externalReferences": [{"system": "12345", "referenceIdentifier": None,
-                                "transferIdentifier": TID}],
-        "extensions": {"role": "owner", "result": "accepted_by_target", "origin": "12345",
-                       "target": "110", "initiatingAgent": "1001", "answeringAgent": "2001"},
-    }
+    doc = eido(owner)
+    assert doc["$id"] == eido_incident_id(owner) and doc["$id"].startswith(
+        "urn:emergency:uid:incidentid:")
+    assert doc["eidoVersion"] == "1.0"
+    incident = doc["incidentComponent"]
+    assert (incident["incidentTypeCommonRegistryText"], incident["incidentStatusInternalText"],
+            incident["internalIncidentId"]) == ("public_order", ["Open"], f"{TID}:110")
+    [call] = doc["callComponent"]
+    assert (call["direction"], call["callStartTimestamp"], call["callStateRegistryText"],
+            call["priorityIdentifier"]) == ("incoming", "2024-05-06T08:15:02.120+00:00",
+                                            "callAnswered", "normal")
+    [person] = doc["personComponent"]
+    assert person["personIncidentRoleRegistryText"] == ["Caller"]
+    assert person["ncPersonComponent"]["ContactInformation"]["ContactTelephoneNumber"][
+        "FullTelephoneNumber"]["TelephoneNumberFullID"] == CALLER
+    issuer, desk = doc["agencyComponent"]
+    assert doc["updatedByAgencyReference"] == {"$ref": issuer["$id"]}
+    assert (issuer["incidentOwningAgencyIndicator"], desk["incidentOwningAgencyIndicator"]) == \
+        (False, True)
+    [note] = doc["notesComponent"]
+    assert html.escape(owner["description"]) in note["notesActionComments"]
+    assert TID in note["notesActionComments"]
 
 
 def test_eido_status_follows_role_and_emergency():
     owner, _ = work_orders(make_record("emergency", result="accepted_by_target"), CATALOG, PLATFORMS)
-    assert to_eido(owner)["incidentComponent"]["incidentStatusCommonRegistryText"] == "Dispatched"
-    assert to_eido(owner)["incidentComponent"]["emergency"] is True
+    doc = eido(owner)
+    assert doc["incidentComponent"]["incidentStatusInternalText"] == ["Dispatched"]
+    assert doc["callComponent"][0]["priorityIdentifier"] == "highest"
+    assert doc["callComponent"][0]["standardPrimaryCallType"] == "emergency"
     _, linked = work_orders(make_record("blind", "110", "12345", "accepted"), CATALOG, PLATFORMS)
     assert linked["platform"] == "110"
-    assert to_eido(linked)["incidentComponent"]["incidentStatusCommonRegistryText"] == \
-        "Informational"
-    assert to_eido(linked)["extensions"]["role"] == "linked"
+    doc = eido(linked)
+    assert doc["incidentComponent"]["incidentStatusInternalText"] == ["Informational"]
+    assert doc["agencyComponent"][1]["incidentOwningAgencyIndicator"] is False
 
 
 def test_eido_incident_with_location_name_and_the_other_ticket():
-    _, linked = online_work_orders(online(caller_name="张伟", address="济源市济水大街 18 号"),
+    _, linked = online_work_orders(online(caller_name="张伟", address="济源市济水大街 18 号",
+                                          lat=35.09, lon=112.6),
                                    CATALOG, RULES, PLATFORMS)
     assert linked["platform"] == "110"
     linked["linked"]["ticket_id"] = "638344"
-    body = to_eido(linked)
-    assert body["locationComponent"] == [{"civicAddressText": "济源市济水大街 18 号",
-                                          "latitude": None, "longitude": None}]
-    assert body["personComponent"] == [{"personRole": "Caller", "name": "张伟",
-                                        "telephone": CALLER}]
-    assert body["callComponent"][0]["callTypeDescription"] == "online"
-    assert body["externalReferences"] == [{"system": "12345", "referenceIdentifier": "638344",
-                                           "transferIdentifier": "web-20240506-0007"}]
-    assert body["extensions"]["origin"] == "online"
+    doc = eido(linked)
+    [place] = doc["locationComponent"]
+    assert place["locationDescriptionText"] == "济源市济水大街 18 号"
+    assert "<gml:pos>35.09 112.6</gml:pos>" in place["locationByValue"]
+    assert doc["incidentComponent"]["locationReference"] == [{"$ref": place["$id"]}]
+    assert doc["personComponent"][0]["ncPersonComponent"]["PersonName"] == {
+        "PersonFullName": "张伟"}
+    assert "callComponent" not in doc                     # an online request: no call
+    assert "638344" in doc["notesComponent"][0]["notesActionComments"]
 
 
 def test_eido_incident_without_location_has_no_location_component():
     owner, _ = online_work_orders(online(description="有人持刀抢劫"), CATALOG, RULES, PLATFORMS)
-    body = to_eido(owner)
-    assert "locationComponent" not in body
-    assert body["incidentComponent"]["incidentTypeCommonRegistryText"] == "unclassified"
-    assert body["incidentComponent"]["incidentStatusCommonRegistryText"] == "Dispatched"
+    doc = eido(owner)
+    assert "locationComponent" not in doc
+    assert doc["incidentComponent"]["incidentTypeCommonRegistryText"] == "unclassified"
+    assert doc["incidentComponent"]["incidentStatusInternalText"] == ["Dispatched"]
 
 
-def test_eido_response_gives_the_tracking_identifier():
-    assert from_eido_response({"incidentTrackingIdentifier": "JY110-20240506-0042"}) == \
-        "JY110-20240506-0042"
-
-
-@pytest.mark.parametrize("body", [{}, {"incidentTrackingIdentifier": ""},
-                                  {"incidentTrackingIdentifier": 42},
-                                  [{"incidentTrackingIdentifier": "x"}], None, "x"])
-def test_eido_response_rejects_anything_else(body):
-    with pytest.raises(ValueError, match="incidentTrackingIdentifier"):
-        from_eido_response(body)
+def test_one_work_order_names_one_incident_and_a_note_is_a_new_eido_of_it():
+    owner, linked = work_orders(make_record("blind", "110", "12345", "accepted"), CATALOG,
+                                PLATFORMS)
+    assert to_eido(linked)["$id"] == to_eido(linked, "2030-01-01T00:00:00.000+00:00")["$id"]
+    other = work_orders(make_record("blind", "110", "12345", "accepted", transfer_id="t-2"),
+                        CATALOG, PLATFORMS)[1]
+    assert to_eido(other)["$id"] != to_eido(linked)["$id"]
+    doc = eido(linked)
+    noted = eido_note(doc, f"{doc['$id']}:note:1", "12345 reports <closed> & done")
+    EIDO_SCHEMA.validate(noted)
+    assert eido_problems(noted) == []
+    assert noted["$id"] == doc["$id"] and len(noted["notesComponent"]) == 2
+    assert noted["notesComponent"][1]["notesActionComments"] == \
+        "<p>12345 reports &lt;closed&gt; &amp; done</p>"
+    assert {"$ref": f"{doc['$id']}:note:1"} in noted["incidentComponent"]["notesReference"]
 
 
 # --- the Open311 form ---------------------------------------------------------------------------
@@ -569,4 +595,4 @@ def test_a_call_back_request_is_one_work_order_on_the_hotlines_own_platform():
     body = to_open311(wo)
     assert body["phone"] == CALLER and body["attribute"]["result"] == "callback_requested"
     assert "linked_platform" not in body["attribute"]
-    assert "externalReferences" not in to_eido(wo)
+    assert "关联" not in eido(wo)["notesComponent"][0]["notesActionComments"]
