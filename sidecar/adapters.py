@@ -46,8 +46,11 @@ class TicketError(Exception):
 
 
 class TicketApi:
-    """One platform's ticket system, as its ``kind`` speaks."""
+    """One platform's ticket system, as its ``kind`` speaks. ``takes_notes``: a note can be
+    written to a ticket; ``read_for_status``: the platform does not report on its tickets by
+    itself (``POST /feedback``), so the sidecar reads their statuses (``statuses``)."""
     takes_notes = True
+    read_for_status = False
 
     def __init__(self, session: aiohttp.ClientSession, platform: str, api: PlatformApi,
                  timeout: float, redis: aioredis.Redis):
@@ -66,6 +69,10 @@ class TicketApi:
                    ) -> bool:
         """Relay ``note`` to the ticket once (``key``); False: this API has no way to."""
         raise NotImplementedError
+
+    async def statuses(self, ticket_ids: list[str]) -> dict[str, tuple[str | None, str | None]]:
+        """Each ticket's status on the platform, in its own words, and its latest note."""
+        raise NotImplementedError(f"{self.kind} tickets are reported on, not read")
 
     async def _request(self, method: str, path: str, what: str, **kw) -> object:
         """The JSON answer; TicketError (permanent for a 4xx but 408/429) otherwise. A 404 on a
@@ -119,7 +126,9 @@ def _w3c(when: datetime) -> str:
 
 
 class Open311Api(TicketApi):
+    # GeoReport v2 can neither be written to nor call out: its statuses are read.
     takes_notes = False
+    read_for_status = True
 
     async def create(self, wo: dict, redelivered: bool) -> str:
         ref = wo["work_order_id"]
@@ -163,12 +172,16 @@ class Open311Api(TicketApi):
                    ) -> bool:
         return False
 
-    async def status(self, ticket_ids: list[str]) -> dict[str, tuple[str, str | None]]:
-        """Each request's GeoReport status (open, closed) and status_notes."""
-        found = await self._request("GET", f"{OPEN311_PREFIX}/requests.json", "status",
-                                    params={"service_request_id": ",".join(ticket_ids)})
-        return {str(i.get("service_request_id")): (i.get("status"), i.get("status_notes"))
-                for i in found or [] if isinstance(i, dict)}
+    async def statuses(self, ticket_ids: list[str]) -> dict[str, tuple[str | None, str | None]]:
+        """Each request's GeoReport status (open, closed) and status_notes, 100 at a time."""
+        out = {}
+        for i in range(0, len(ticket_ids), 100):
+            found = await self._request("GET", f"{OPEN311_PREFIX}/requests.json", "status",
+                                        params={"service_request_id": ",".join(
+                                            ticket_ids[i:i + 100])})
+            out.update({str(r.get("service_request_id")): (r.get("status"), r.get("status_notes"))
+                        for r in found or [] if isinstance(r, dict)})
+        return out
 
 
 # --- NENA EIDO ----------------------------------------------------------------------------------

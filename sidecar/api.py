@@ -40,9 +40,9 @@ import structlog
 from aiohttp import web
 
 from contracts.names import (CALL_INDEX, CALL_MATTER, CALL_RECORD, CHAIN, COMMAND_RESULTS,
-                             COMMANDS, INDEX, LINKS, LIVE, MATTER, MATTER_TTL, RECORD, TRAIL)
+                             COMMANDS, INDEX, LIVE, MATTER, MATTER_TTL, RECORD, TRAIL)
 from contracts.privacy import masked
-from contracts.vocab import API_MODES, AlertKind, DeliveredBy, Disposition, EndedBy, Mode
+from contracts.vocab import API_MODES, DeliveredBy, Disposition, EndedBy, Mode
 from hotline_link.redisconn import NO_WAIT, Durable, NotReplicated
 from hotline_link.recommender import Recommender
 from transfer import matter as matters
@@ -50,18 +50,17 @@ from transfer.catalog import Catalog
 
 from . import trail
 from .access import Client, Clients, Scope
-from .alerts import enqueue
+from .adapters import TicketError
 from .audit import Audit
 from .calls import kpis
 from .events import EventStream, is_stream_id
-from .adapters import TicketError
-from .sync import Syncer, ticket_transfer
+from .feedback import STATUSES as FEEDBACK_STATUSES, Feedback, NoLink
+from .sync import Syncer
 from .workorder import NEEDS_CLASSIFICATION, online_work_orders
 
 log = structlog.get_logger("api")
 
 SPEC = Path(__file__).with_name("openapi.json")
-FEEDBACK_STATUSES = ("accepted", "in_progress", "closed", "escalating")
 MAX_ROWS = 10000
 SCAN_CHUNK = 500
 MAX_SCAN = 50_000
@@ -122,6 +121,7 @@ class Api:
         self.csv_fields = (*CSV_FIELDS, *(f"ticket_{p}" for p in self.platforms))
         self.catalog = catalog
         self.clients = clients
+        self.feedback_loop = Feedback(redis, syncer, self.durable)
         self.audit = audit
         self.hotlines = hotlines
         self.events = EventStream(redis)
@@ -310,14 +310,10 @@ class Api:
         ``{count, <name>, next}``; or with ``format=csv`` the whole range, page after page,
         as one CSV download."""
         q = request.query
-        try:
-            since = _time(q.get("from"), 0.0)
-            until = _time(q.get("to"), float("inf"))
-        except ValueError as exc:
-            return _error(400, str(exc))
-        limit = q.get("limit", "1000")
-        if not limit.isdigit() or not 0 < int(limit) <= MAX_ROWS:
-            return _error(400, f"limit must be an integer 1..{MAX_ROWS}")
+        span = _span(q)
+        if isinstance(span, web.Response):
+            return span
+        since, until, limit = span
         fmt = q.get("format", "json")
         if fmt not in ("json", "csv"):
             return _error(400, "format must be json or csv")
@@ -331,12 +327,12 @@ class Api:
                               after, n)
 
         if fmt == "json":
-            rows, last = await scan(after, int(limit))
+            rows, last = await scan(after, limit)
             return web.json_response({"count": len(rows), name: rows,
                                       "next": None if last is None else f"{last[0]!r}:{last[1]}"})
         resp = await _csv_download(request, csv_fields, f"{name}.csv")
         while True:
-            rows, after = await scan(after, int(limit))
+            rows, after = await scan(after, limit)
             await _csv_rows(resp, csv_fields, map(csv_row, rows))
             if after is None:
                 break
@@ -509,25 +505,21 @@ class Api:
         """The audit trail by time, filtered by client, outcome, method, path prefix, status;
         ``format=csv`` exports the whole range."""
         q = request.query
-        try:
-            since = _time(q.get("from"), 0.0)
-            until = _time(q.get("to"), float("inf"))
-        except ValueError as exc:
-            return _error(400, str(exc))
-        limit = q.get("limit", "1000")
-        if not limit.isdigit() or not 0 < int(limit) <= MAX_ROWS:
-            return _error(400, f"limit must be an integer 1..{MAX_ROWS}")
+        span = _span(q)
+        if isinstance(span, web.Response):
+            return span
+        since, until, limit = span
         cursor = q.get("cursor")
         if cursor is not None and not is_stream_id(cursor):
             return _error(400, "cursor must be the 'next' value of an earlier page")
         if q.get("format", "json") == "json":
-            rows, last = await self.audit.query(request, since, until, cursor, int(limit))
+            rows, last = await self.audit.query(request, since, until, cursor, limit)
             return web.json_response({"count": len(rows), "entries": rows, "next": last})
         if q["format"] != "csv":
             return _error(400, "format must be json or csv")
         resp = await _csv_download(request, AUDIT_CSV_FIELDS, "audit.csv")
         while True:
-            rows, cursor = await self.audit.query(request, since, until, cursor, int(limit))
+            rows, cursor = await self.audit.query(request, since, until, cursor, limit)
             await _csv_rows(resp, AUDIT_CSV_FIELDS, rows)
             if cursor is None:
                 break
@@ -589,56 +581,15 @@ class Api:
         if status == "escalating" and platform == police:
             return _error(400, f"only a {self.platforms.other(police)} ticket can be reported "
                                f"escalating (its handling unit calls in {police})")
-        linked = await self.redis.hget(LINKS, f"{platform}:{ticket}")
-        if linked is None:
-            return _error(404, f"no synced ticket {platform}:{ticket}")
-        other, other_ticket = linked.decode().split(":", 1)
         key = body.get("feedback_id") or f"{platform}:{ticket}:{status}"
-        escalating = status == "escalating"
         try:
-            # An escalating dispute asks 110 to reopen its linked ticket: from now on it is
-            # 110's matter too (its deadlines start below).
-            delivered = await self.syncer.clients[other].note(other_ticket, f"feedback:{key}", {
-                "status": "open" if escalating else status,
-                "source": f"platform {platform} ticket {ticket}",
-                "note": note or (f"dispute escalating: {platform} calls in {other}" if escalating
-                                 else f"{platform} reports {status}")})
+            relayed = await self.feedback_loop.report(platform, ticket, status, note, key,
+                                                      client.name)
+        except NoLink as exc:
+            return _error(404, str(exc))
         except TicketError as exc:
-            return _error(502, f"relay to {other} failed: {exc}")
-        # GeoReport v2 (Open311) has no way to write to a request: there the report stays on
-        # this side, in the transfer's trail and GET /transfers/{id}.
-        relayed = {"platform": other, "ticket_id": other_ticket, "delivered": delivered}
-        # Which transfer the ticket belongs to (its trail gets the step; an escalation's alert
-        # names it).
-        about = (await ticket_transfer(self.redis, platform, ticket)
-                 or {"transfer_id": None, "category": None})
-        if about.get("transfer_id"):
-            await trail.add(self.redis, about["transfer_id"], "feedback", platform=platform,
-                            ticket_id=ticket, status=status, note=note, feedback_id=key,
-                            client=request["client"].name,
-                            relayed_to=relayed)
-        if escalating:
-            await self._escalate(platform, ticket, other, other_ticket, note, about)
-        elif self.syncer.supervisor is not None:
-            await self.syncer.supervisor.feedback(platform, ticket, status)
+            return _error(502, f"relay failed: {exc}")
         return web.json_response({"relayed_to": relayed}, status=202)
-
-    async def _escalate(self, platform: str, ticket: str, other: str, other_ticket: str,
-                        note: str | None, about: dict) -> None:
-        """R15: a 12345 handling unit finds a dispute escalating and calls in 110."""
-        supervisor = self.syncer.supervisor
-        pipe = self.redis.pipeline(transaction=True)
-        enqueue(pipe, AlertKind.DISPUTE, {**about, "stage": "escalating", "note": note,
-                                  "tickets": {platform: ticket, other: other_ticket}})
-        if supervisor is not None and about["transfer_id"]:
-            # 110 must now accept and finish its ticket in time, like any synced owner.
-            supervisor.schedule(pipe, about["category"], other, other_ticket)
-        await pipe.execute()
-        try:
-            await self.durable.confirm(self.redis)
-        except NotReplicated as exc:
-            # The alert waits in the outbox all the same; its forwarder waits for the replica.
-            log.warning("escalation not yet confirmed by a replica", error=str(exc))
 
 
 async def _answer(request: web.Request, handler) -> web.StreamResponse:
@@ -732,6 +683,19 @@ def _matching(item: dict, q, platform: str | None) -> dict | None:
     if q.get("caller") and q["caller"] != rec.get("caller_number"):
         return None
     return item
+
+
+def _span(q) -> tuple[float, float, int] | web.Response:
+    """The ``from``, ``to`` and ``limit`` of a listing, or the 400 naming the bad one."""
+    try:
+        since = _time(q.get("from"), 0.0)
+        until = _time(q.get("to"), float("inf"))
+    except ValueError as exc:
+        return _error(400, str(exc))
+    limit = q.get("limit", "1000")
+    if not limit.isdigit() or not 0 < int(limit) <= MAX_ROWS:
+        return _error(400, f"limit must be an integer 1..{MAX_ROWS}")
+    return since, until, int(limit)
 
 
 def _cursor(value: str | None) -> tuple[float, str] | None:

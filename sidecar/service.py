@@ -24,6 +24,7 @@ from .access import Clients
 from .alerts import Alerts
 from .api import Api
 from .audit import Audit
+from .feedback import Feedback
 from .calls import CallStore, thresholds, watch_answer_rate
 from .metrics import Metrics
 from .settings import Tls
@@ -138,6 +139,8 @@ async def serve(settings: Settings) -> None:
                 tg.create_task(forward_alerts(redis, alerts, sc.consumer, durable),
                                name="alerts")
                 tg.create_task(syncer.supervisor.run(), name="supervision")
+                tg.create_task(Feedback(redis, syncer, durable).watch(clients, sc.status_poll),
+                               name="status-watch")
                 tg.create_task(CallStore(redis, sc.consumer, thresholds(sc), durable,
                                          callback=syncer.callback_ticket).run(), name="calls")
                 tg.create_task(watch_answer_rate(redis, tuple(settings.hotlines),

@@ -69,6 +69,7 @@ class SidecarSettings:
     token: str | None                      # the first administrator's (and the lab's) token
     token_file: Path | None
     clients_file: Path                     # the API's other clients (sidecar/access.py)
+    status_poll: float                     # seconds between reads of supervised tickets' status
     audit_retention_days: float
     tls: Tls | None
     consumer: str
@@ -92,13 +93,15 @@ def parse(v: Validator, root: Mapping[str, Any]) -> SidecarSettings:
     node = v.table(root.get("sidecar", {}), "sidecar",
                    {"listen", "token_file", "token_env", "consumer", "retry_for",
                     "request_timeout", "platforms", "webhooks", "deadlines", "signals",
-                    "concurrency", "kpi", "clients_file", "audit_retention_days", "tls"})
+                    "concurrency", "kpi", "clients_file", "audit_retention_days", "tls",
+                    "status_poll"})
     signals = _signals(v, node)
     return SidecarSettings(
         listen=v.host_port(node, "sidecar", "listen"),
         token=v.secret(node, "sidecar", "token"),
         token_file=v.secret_path(node, "token"),
         clients_file=_path(v, node, "clients_file"),
+        status_poll=v.number(node, "sidecar", "status_poll", 0.2, 86400),
         audit_retention_days=v.number(node, "sidecar", "audit_retention_days", 1, 36500),
         tls=_tls(v, node),
         consumer=v.string(node, "sidecar", "consumer", NAME_RE, "a consumer name"),

@@ -580,6 +580,33 @@ def test_overdue_tickets_are_supervised_and_feedback_clears_them(stack):
                      ("feedback", None, "accepted")]
 
 
+def test_an_open311_request_closed_by_its_centre_closes_the_loop_by_itself(stack):
+    """GeoReport v2 cannot call out: the sidecar reads the statuses of the supervised Open311
+    requests (sidecar.status_poll). One the 12345 centre closed is reported closed: relayed to
+    the linked 110 incident, in the transfer's trail, and its deadlines cleared."""
+    rec = synthetic_record(origin="110", target="12345")     # accepted: 12345 owns the matter
+    publish(stack.redis, [rec])
+    tid = rec["transfer_id"]
+    one = stack.wait(lambda: (r := stack.api("GET", f"/transfers/{tid}"))[0] == 200 and r[1],
+                     15, "the record synced")
+    order, incident = one["tickets"]["12345"], one["tickets"]["110"]
+    assert stack.redis.zscore(DEADLINES, f"12345|{order}|accept|1") is not None
+    status, _ = _http("POST", stack.base("12345") + f"/_standin/requests/{order}/close",
+                      {"status_notes": "路灯已修复"})
+    assert status == 200
+
+    def reported():
+        trail = stack.api("GET", f"/transfers/{tid}")[1]["trail"]
+        return [s for s in trail if s["event"] == "feedback"]
+    [step] = stack.wait(reported, 10, "the status watch to report the request closed")
+    assert (step["status"], step["note"], step["client"]) == ("closed", "路灯已修复", "status watch")
+    assert step["relayed_to"] == {"platform": "110", "ticket_id": incident, "delivered": True}
+    assert "路灯已修复" in incident_notes(stack, incident)[-1]
+    assert not [m for m in stack.redis.zrange(DEADLINES, 0, -1) if order in m.decode()]
+    time.sleep(2.5)                                          # read again: reported once only
+    assert len(reported()) == 1
+
+
 def test_api_starts_a_transfer_for_a_live_call(stack, phones, outcomes, lab):
     from test_delivery import connect
 
