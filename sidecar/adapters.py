@@ -30,8 +30,8 @@ from contracts.names import OPEN311_SENT, OPEN311_SENT_TTL
 from contracts.vocab import PlatformKind
 
 from .settings import PlatformApi
-from .workorder import (OPEN311_DESCRIPTION_MAX, UNCLASSIFIED, eido_note, from_open311_response,
-                        to_eido, to_open311)
+from .workorder import (OPEN311_DESCRIPTION_MAX, UNCLASSIFIED, eido_incident_id, eido_note,
+                        from_open311_response, to_eido, to_open311)
 
 OPEN311_PREFIX = "/open311/v2"
 EIDO_PATH, EIDO_MEDIA = "/EIDO/{}", "application/emergency.eido+json"
@@ -61,6 +61,10 @@ class TicketApi:
         self.token = api.token
         self.timeout = aiohttp.ClientTimeout(total=timeout)
         self.redis = redis
+
+    def known_id(self, wo: dict) -> str | None:
+        """The id the work order's ticket will have, where it is known before it exists."""
+        return None
 
     async def create(self, wo: dict, redelivered: bool) -> str:
         raise NotImplementedError
@@ -211,6 +215,9 @@ class EidoApi(TicketApi):
         await self._request("PUT", self._path(doc["$id"]), "deliver",
                             data=json.dumps(doc, ensure_ascii=False).encode(),
                             headers={**self.headers, "Content-Type": EIDO_MEDIA})
+
+    def known_id(self, wo: dict) -> str | None:
+        return eido_incident_id(wo)
 
     async def create(self, wo: dict, redelivered: bool) -> str:
         doc = to_eido(wo)

@@ -407,28 +407,38 @@ class Syncer:
 
     async def sync_orders(self, orders: list[dict], redelivered: bool = False,
                           made: dict[str, str] | None = None) -> dict[str, str]:
-        """Create (or find again) both tickets of a pair, each naming the other: the second
-        made carries the first's id, and the first learns the second's by a note. The owner's
-        is made first, unless its system takes no note (Open311) and the other's does. ``made``
-        holds the tickets known so far (filled from Redis on the first call); the caller stores
-        them with ``remember``. The owner's ticket comes first in the answer."""
+        """Create (or find again) both tickets of a pair, each naming the other. Where one
+        ticket's id is known before it exists (an EIDO names its incident), the other is made
+        first, naming it, and then that one, naming the other: two requests. Otherwise the
+        second made carries the first's id and the first learns the second's by a note: the
+        owner's is made first, unless its system takes no note (Open311) and the other's does.
+        ``made`` holds the tickets known so far (filled from Redis on the first call); the
+        caller stores them with ``remember``. The owner's ticket comes first in the answer."""
         made = {} if made is None else made
         if not made:
             ids = [wo["work_order_id"] for wo in orders]
             made.update((k, v.decode()) for k, v in zip(ids, await self.redis.hmget(TICKETS, ids))
                         if v)
         owner, linked = orders
-        first, second = ((linked, owner) if not self.clients[owner["platform"]].takes_notes
-                         and self.clients[linked["platform"]].takes_notes else (owner, linked))
-        first_ticket = await self._create(first, made, redelivered)
-        second["linked"]["ticket_id"] = first_ticket
-        second_ticket = await self._create(second, made, redelivered)
-        client = self.clients[first["platform"]]
-        if client.takes_notes:
-            await client.note(
-                first_ticket, f"{first['work_order_id']}:linked",
-                {"status": None, "note": f"linked {second['platform']} ticket {second_ticket}",
-                 "source": "hotline-link", "linked_ticket_id": second_ticket}, redelivered)
+        known = {wo["work_order_id"]: self.clients[wo["platform"]].known_id(wo) for wo in orders}
+        if known[linked["work_order_id"]] or known[owner["work_order_id"]]:
+            later = linked if known[linked["work_order_id"]] else owner
+            sooner = owner if later is linked else linked
+            sooner["linked"]["ticket_id"] = known[later["work_order_id"]]
+            later["linked"]["ticket_id"] = await self._create(sooner, made, redelivered)
+            await self._create(later, made, redelivered)
+        else:
+            first, second = ((linked, owner) if not self.clients[owner["platform"]].takes_notes
+                             and self.clients[linked["platform"]].takes_notes else (owner, linked))
+            first_ticket = await self._create(first, made, redelivered)
+            second["linked"]["ticket_id"] = first_ticket
+            second_ticket = await self._create(second, made, redelivered)
+            client = self.clients[first["platform"]]
+            if client.takes_notes:
+                await client.note(
+                    first_ticket, f"{first['work_order_id']}:linked",
+                    {"status": None, "note": f"linked {second['platform']} ticket {second_ticket}",
+                     "source": "hotline-link", "linked_ticket_id": second_ticket}, redelivered)
         return {owner["platform"]: made[owner["work_order_id"]],
                 linked["platform"]: made[linked["work_order_id"]]}
 
