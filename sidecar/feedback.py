@@ -32,6 +32,10 @@ STATUSES = ("accepted", "in_progress", "closed", "escalating")
 CLOSED = frozenset({"closed"})
 
 
+# Deadlines read per round of the status watch (a ticket has up to four: two stages, two levels).
+WATCH_BATCH = 1000
+
+
 class NoLink(LookupError):
     pass
 
@@ -41,6 +45,7 @@ class Feedback:
         self.redis = redis
         self.syncer = syncer
         self.durable = durable
+        self._next = 0                   # where the status watch's next round starts
 
     async def report(self, platform: str, ticket: str, status: str, note: str | None,
                      key: str, by: str) -> dict:
@@ -102,8 +107,13 @@ class Feedback:
                 log.warning("redis unavailable; statuses read again later", error=str(exc))
 
     async def check(self, clients: dict[str, TicketApi]) -> int:
+        """One round: the next ``WATCH_BATCH`` deadlines of the supervised set (a round robin
+        over it, so a round's cost does not grow with the number of open tickets; with N open
+        deadlines a ticket is read every N / WATCH_BATCH rounds)."""
+        members = await self.redis.zrange(DEADLINES, self._next, self._next + WATCH_BATCH - 1)
+        self._next = 0 if len(members) < WATCH_BATCH else self._next + WATCH_BATCH
         supervised: dict[str, set[str]] = {}
-        for member in await self.redis.zrange(DEADLINES, 0, -1):
+        for member in members:
             platform, ticket, _stage, _level = member.decode().split("|")
             supervised.setdefault(platform, set()).add(ticket)
         closed = 0

@@ -54,10 +54,8 @@ def standin(client: TestClient) -> StandIn:
     return client.server.app["standin"]
 
 
-async def post(client: TestClient, path: str, body: object, key: str | None = None,
-               **headers: str) -> tuple[int, object]:
-    if key is not None:
-        headers["Idempotency-Key"] = key
+async def post(client: TestClient, path: str, body: object, **headers: str
+               ) -> tuple[int, object]:
     async with client.post(path, json=body, headers=headers) as resp:
         return resp.status, await resp.json()
 

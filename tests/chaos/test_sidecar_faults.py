@@ -27,7 +27,7 @@ def test_kill_9_and_failing_platforms_during_a_burst(stack):  # noqa: F811 - the
     publish(stack.redis, records)
 
     def mine(pid: str) -> list[str]:
-        """The Idempotency-Keys (``<transfer id>:<platform>``) of this burst's tickets."""
+        """The work order references (``<transfer id>:<platform>``) of this burst's tickets."""
         created = _http("GET", stack.base(pid) + "/_standin/created")[1]
         return [key for key, _at in created if key.rsplit(":", 1)[0] in tids]
 
