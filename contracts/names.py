@@ -113,9 +113,9 @@ CALL_INDEX = "hotline:sidecar:calls"            # sorted set: call id by arrival
 # Per "<hotline>:<hour since the epoch>": hash "<minute since the epoch>:<counter>" -> count, the
 # KPI counters of the calls that arrived then (transfer/kpi.py); kept a little over a day.
 CALL_STATS = "hotline:sidecar:callstats:{}"
-# Per "<platform>:<work order id>": the sidecar is about to create that Open311 service request
-# (W3C time), written before the POST: GeoReport has no idempotency key, so a later attempt
-# looks for the request first (sidecar/adapters.py). Kept far longer than any retry.
-OPEN311_SENT = "hotline:sidecar:open311:sent:{}"
-OPEN311_SENT_TTL = 7 * 24 * 3600
+# Per "<platform>:<work order id>": the sidecar is about to create that ticket (W3C time), written
+# before the request on an API with no idempotency key (Open311, most http mappings): a later
+# attempt looks for the ticket first (sidecar/adapters.py). Kept far longer than any retry.
+TICKET_SENT = "hotline:sidecar:ticket:sent:{}"
+TICKET_SENT_TTL = 7 * 24 * 3600
 ALERTED = "hotline:sidecar:alerted:{}"          # per "<alert kind>:<hotline>": raised lately (TTL)

@@ -21,6 +21,14 @@ class PlatformKind(StrEnum):
     how to talk to a platform by its kind, never by its id."""
     OPEN311 = "open311"   # Open311 GeoReport v2 work orders: the 12345 centre's system
     EIDO = "eido"         # NENA EIDO style incidents: the 110 dispatch system
+    HTTP = "http"         # any other REST ticket API, by a mapping file (sidecar/mapping.py)
+
+
+class PlatformRole(StrEnum):
+    """What a platform is to the sidecar (``[sidecar.platforms.<id>] role``), whatever its
+    ticket API: the dispatch side owns emergencies (R4) and is called in on disputes (R15)."""
+    SERVICE = "service"   # the government-service hotline's work orders (12345)
+    DISPATCH = "dispatch"  # the police desk's incidents (110)
 
 
 class Result(StrEnum):

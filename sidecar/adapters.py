@@ -5,7 +5,7 @@ a record read again after a kill -9), and relays a note to a ticket where its AP
 
 - ``open311``: Open311 GeoReport v2 as specified. ``POST requests.json`` form-encoded with the
   platform's ``api_key``; GeoReport has no idempotency key, so before each first ``POST`` the
-  sidecar records in Redis that it is about to send (``OPEN311_SENT``), and any later attempt
+  sidecar records in Redis that it is about to send (``TICKET_SENT``), and any later attempt
   for the same work order first looks on the platform for the request it may have made: by
   ``GET requests.json`` over the time since it was recorded, for the one whose description ends
   with the work order's reference (GeoReport returns no attributes, the reference is also sent
@@ -13,11 +13,18 @@ a record read again after a kill -9), and relays a note to a ticket where its AP
   sidecar keeps it on its own side (the transfer's trail).
 - ``eido``: NENA EIDO 1.0 documents (NENA-STA-021) put whole at ``/EIDO/{IncidentId}``; the
   incident id is the work order's, so a repeat updates the same incident (``EidoApi``).
+- ``http``: whatever REST API the platform's mapping file describes (``sidecar.mapping``):
+  exactly once as for Open311 (recorded before sending, looked for by the mapping's ``find``),
+  notes and statuses where the mapping has ``note`` and ``get`` (``HttpApi``).
+
+A create that failed before anything was sent (the connection refused) leaves no record behind:
+the next attempt sends without looking first.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 from datetime import datetime, timedelta, timezone
@@ -25,16 +32,19 @@ from urllib.parse import quote
 
 import aiohttp
 import redis.asyncio as aioredis
+import structlog
 
-from contracts.names import OPEN311_SENT, OPEN311_SENT_TTL
+from contracts.names import TICKET_SENT, TICKET_SENT_TTL
 from contracts.vocab import PlatformKind
 
+from .mapping import Call, flatten
 from .settings import PlatformApi
 from .workorder import (OPEN311_DESCRIPTION_MAX, UNCLASSIFIED, eido_incident_id, eido_note,
-                        from_open311_response, to_eido, to_open311)
+                        from_open311_response, ticket_lines, ticket_title, to_eido, to_open311)
 
 OPEN311_PREFIX = "/open311/v2"
 EIDO_PATH, EIDO_MEDIA = "/EIDO/{}", "application/emergency.eido+json"
+log = structlog.get_logger("adapters")
 # How far before the recorded send time a request of ours may carry (clocks differ) and after.
 CLOCK_SKEW = timedelta(minutes=5)
 
@@ -57,6 +67,7 @@ class TicketApi:
         self.session = session
         self.platform = platform
         self.kind = api.kind
+        self.role = api.role
         self.base = api.url.rstrip("/")
         self.token = api.token
         self.timeout = aiohttp.ClientTimeout(total=timeout)
@@ -80,7 +91,7 @@ class TicketApi:
 
     async def _request(self, method: str, path: str, what: str, **kw) -> object:
         """The JSON answer; TicketError (permanent for a 4xx but 408/429) otherwise. A 404 on a
-        GET is None."""
+        GET is None. A request refused before it was sent raises ``NotSent``."""
         try:
             async with self.session.request(method, self.base + path, timeout=self.timeout,
                                             **kw) as resp:
@@ -93,15 +104,47 @@ class TicketApi:
                     raise TicketError(f"{self.platform}: {what} HTTP {resp.status}: "
                                       f"{text[:300]}", permanent=True)
                 return json.loads(text) if text else None
+        except aiohttp.ClientConnectorError as exc:
+            raise NotSent(f"{self.platform}: {what} {exc!r}") from None
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
             raise TicketError(f"{self.platform}: {what} {exc!r}") from None
         except ValueError as exc:
             raise TicketError(f"{self.platform}: {what}: not JSON ({exc})") from None
 
+    async def _create_once(self, ref: str, send, find) -> str:
+        """``await send()`` once for work order ``ref`` on an API with no idempotency key: the
+        attempt is recorded in Redis first; a later attempt (a retry, a record read again after
+        a kill -9) first asks ``await find(sent_at)`` for what the earlier one may have made."""
+        key = TICKET_SENT.format(f"{self.platform}:{ref}")
+        try:
+            first = await self.redis.set(key, _w3c(datetime.now(timezone.utc)), nx=True,
+                                         ex=TICKET_SENT_TTL)
+            sent_at = None if first else (await self.redis.get(key) or b"").decode()
+        except (aioredis.RedisError, OSError) as exc:
+            # Not recorded, not sent: a request the sidecar cannot look for again is never made.
+            raise TicketError(f"{self.platform}: cannot record the request before sending it: "
+                              f"{exc}") from None
+        if sent_at is not None:
+            found = await find(sent_at)
+            if found:
+                return found
+        try:
+            return await send()
+        except NotSent:
+            # Nothing reached the platform: the next attempt need not look for it.
+            with contextlib.suppress(aioredis.RedisError, OSError):
+                await self.redis.delete(key)
+            raise
+
+
+class NotSent(TicketError):
+    """The request never left (the platform refused the connection)."""
+
 
 def make(session: aiohttp.ClientSession, platform: str, api: PlatformApi, timeout: float,
          redis: aioredis.Redis) -> TicketApi:
-    cls = {PlatformKind.OPEN311: Open311Api, PlatformKind.EIDO: EidoApi}[api.kind]
+    cls = {PlatformKind.OPEN311: Open311Api, PlatformKind.EIDO: EidoApi,
+           PlatformKind.HTTP: HttpApi}[api.kind]
     return cls(session, platform, api, timeout, redis)
 
 
@@ -135,27 +178,19 @@ class Open311Api(TicketApi):
     read_for_status = True
 
     async def create(self, wo: dict, redelivered: bool) -> str:
-        ref = wo["work_order_id"]
         form = open311_form(wo, self.token)
-        key = OPEN311_SENT.format(f"{self.platform}:{ref}")
-        now = datetime.now(timezone.utc)
-        try:
-            first = await self.redis.set(key, _w3c(now), nx=True, ex=OPEN311_SENT_TTL)
-            sent_at = None if first else (await self.redis.get(key) or b"").decode()
-        except (aioredis.RedisError, OSError) as exc:
-            # Not recorded, not sent: a request the sidecar cannot look for again is never made.
-            raise TicketError(f"{self.platform}: cannot record the request before sending it: "
-                              f"{exc}") from None
-        if sent_at is not None:
-            found = await self.find(ref, dict(form)["service_code"], sent_at)
-            if found:
-                return found
-        answer = await self._request("POST", f"{OPEN311_PREFIX}/requests.json",
-                                     "create", data=form)
-        try:
-            return from_open311_response(answer)
-        except ValueError as exc:
-            raise TicketError(f"{self.platform}: {exc}", permanent=True) from None
+
+        async def send() -> str:
+            answer = await self._request("POST", f"{OPEN311_PREFIX}/requests.json", "create",
+                                         data=form)
+            try:
+                return from_open311_response(answer)
+            except ValueError as exc:
+                raise TicketError(f"{self.platform}: {exc}", permanent=True) from None
+
+        ref = wo["work_order_id"]
+        return await self._create_once(
+            ref, send, lambda sent_at: self.find(ref, dict(form)["service_code"], sent_at))
 
     async def find(self, ref: str, service_code: str, sent_at: str) -> str | None:
         """The service request an earlier attempt made for ``ref``, if the platform has it."""
@@ -240,3 +275,81 @@ class EidoApi(TicketApi):
             text = f"{text} — {note['source']}"
         await self._put(eido_note(doc, note_id, text))
         return True
+
+
+# --- any other REST ticket API, by its mapping file ----------------------------------------------
+
+def work_order_fields(wo: dict) -> dict:
+    """What a mapping's create and find templates may use of a work order."""
+    return {**flatten(wo), "ref": wo["work_order_id"], "title": ticket_title(wo),
+            "text": "\n".join(ticket_lines(wo))}
+
+
+class HttpApi(TicketApi):
+    """The ticket API a mapping file describes (``sidecar.mapping``). Statuses are read where
+    the mapping says how (``get``); the platform's own calls (``POST /feedback``) count too."""
+
+    def __init__(self, session: aiohttp.ClientSession, platform: str, api: PlatformApi,
+                 timeout: float, redis: aioredis.Redis):
+        super().__init__(session, platform, api, timeout, redis)
+        self.mapping = api.mapping
+        self.takes_notes = self.mapping.note is not None
+        self.read_for_status = self.mapping.get is not None
+        # Status reads at once: a round asks for up to a thousand tickets, one request each.
+        self._reads = asyncio.Semaphore(8)
+
+    async def _call(self, call: Call, fields: dict, what: str) -> object:
+        req = call.build({**fields, "token": self.token})
+        return await self._request(req.pop("method"), req.pop("path"), what, **req)
+
+    async def create(self, wo: dict, redelivered: bool) -> str:
+        fields = work_order_fields(wo)
+
+        async def send() -> str:
+            answer = await self._call(self.mapping.create, fields, "create")
+            try:
+                return self.mapping.ticket_id(answer)
+            except ValueError as exc:
+                raise TicketError(f"{self.platform}: {exc}", permanent=True) from None
+
+        async def find(sent_at: str) -> str | None:
+            if self.mapping.find is None:
+                raise TicketError(
+                    f"{self.platform}: a create for {wo['work_order_id']} was sent at "
+                    f"{sent_at} and its answer lost; the mapping ({self.mapping.source.name}) "
+                    "has no find to look for it, so it is not sent again (check the platform "
+                    "and re-drive the dead letter)", permanent=True)
+            answer = await self._call(self.mapping.find, fields, "lookup")
+            try:
+                found = self.mapping.matches(answer or {})
+            except ValueError as exc:
+                raise TicketError(f"{self.platform}: {exc}", permanent=True) from None
+            if len(found) > 1:
+                log.warning("several tickets carry one work order; the first is kept",
+                            platform=self.platform, work_order_id=wo["work_order_id"],
+                            tickets=found)
+            return found[0] if found else None
+
+        return await self._create_once(wo["work_order_id"], send, find)
+
+    async def note(self, ticket_id: str, key: str, note: dict, redelivered: bool = False
+                   ) -> bool:
+        if self.mapping.note is None:
+            return False
+        text = note.get("note") or ""
+        if note.get("status"):
+            text = f"{text} (status: {note['status']})".strip()
+        if note.get("source"):
+            text = f"{text} — {note['source']}"
+        await self._call(self.mapping.note, {
+            "ticket_id": ticket_id, "note.text": text, "note.status": note.get("status"),
+            "note.source": note.get("source"), "note.key": key}, "note")
+        return True
+
+    async def statuses(self, ticket_ids: list[str]) -> dict[str, tuple[str | None, str | None]]:
+        async def one(ticket_id: str) -> tuple[str, tuple[str | None, str | None] | None]:
+            async with self._reads:
+                doc = await self._call(self.mapping.get, {"ticket_id": ticket_id}, "status")
+            return ticket_id, None if doc is None else self.mapping.status_of(doc)
+        found = await asyncio.gather(*(one(t) for t in ticket_ids))
+        return {t: s for t, s in found if s is not None}

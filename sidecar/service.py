@@ -132,7 +132,8 @@ async def serve(settings: Settings) -> None:
         await runner.setup()
         await web.TCPSite(runner, *sc.listen, ssl_context=tls_context(sc.tls)).start()
         log.info("sidecar listening", listen=f"{sc.listen[0]}:{sc.listen[1]}",
-                 tls=sc.tls is not None, platforms={p: c.base for p, c in clients.items()})
+                 tls=sc.tls is not None,
+                 platforms={p: f"{c.kind} {c.role} {c.base}" for p, c in clients.items()})
         try:
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(syncer.run(), name="sync")

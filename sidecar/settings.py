@@ -7,27 +7,41 @@ hotlines, logging): ``load`` asks for both.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from contracts.vocab import AlertKind, PlatformKind
+from contracts.vocab import AlertKind, PlatformKind, PlatformRole
 from hotline_link import settings as service_settings
 from hotline_link.config import NAME_RE, Section, Validator
 
+from . import mapping
+from .mapping import TicketMapping
+
 WEBHOOK_EVENTS = tuple(AlertKind)
+
+
+# The role a platform of a standard's kind plays unless its table says: an EIDO system is a
+# dispatch centre's, GeoReport is a city's service requests. An ``http`` platform names its role.
+DEFAULT_ROLE = {PlatformKind.OPEN311: PlatformRole.SERVICE,
+                PlatformKind.EIDO: PlatformRole.DISPATCH}
 
 
 @dataclass(frozen=True)
 class PlatformApi:
     """One platform's ticket system (outside our product): 12345's work orders, 110's dispatch.
-    ``kind`` is the API it speaks, and so how the sidecar talks to it."""
+    ``kind`` is the API it speaks, and so how the sidecar talks to it; ``role`` what the
+    platform is to the transfers (``PlatformRole``); ``mapping`` the requests of an ``http``
+    one (``sidecar.mapping``)."""
     url: str
     kind: PlatformKind
+    role: PlatformRole | None = None
     token: str | None = None               # bearer token; on Open311 the api_key
     token_file: Path | None = None
+    mapping: TicketMapping | None = None
 
 
 @dataclass(frozen=True)
@@ -157,21 +171,47 @@ def _platforms(v: Validator, node: Mapping, hotlines: set[str]) -> dict[str, Pla
         path = f"sidecar.platforms.{pid}"
         if pid not in hotlines:
             v.problems.append(f"{path}: no hotline {pid!r} is configured")
-        p = v.table(p, path, {"url", "kind", "token_file", "token_env"})
+        p = v.table(p, path, {"url", "kind", "role", "mapping", "token_file", "token_env"})
         kind = v.choice(p, path, "kind", PlatformKind)
+        kind = PlatformKind(kind) if kind else None
+        role = DEFAULT_ROLE.get(kind)
+        if v.optional(p, "role"):
+            role = v.choice(p, path, "role", PlatformRole)
+            role = PlatformRole(role) if role else None
+        elif kind == PlatformKind.HTTP:
+            v.problems.append(f"{path}.role: missing (a platform of kind http names its role: "
+                              f"{' or '.join(PlatformRole)})")
+        mapping = None
+        if kind == PlatformKind.HTTP:
+            mapping = _mapping(v, p, path)
+        elif v.optional(p, "mapping"):
+            v.problems.append(f"{path}.mapping: only a platform of kind http has a mapping")
         # Optional: a ticket API that needs no token (the lab's stand-ins) is called without one.
         token = (v.secret(p, path, "token")
                  if v.optional(p, "token_file") or v.optional(p, "token_env") else None)
-        out[pid] = PlatformApi(url=v.url(p, path, "url", ("http", "https")),
-                               kind=PlatformKind(kind) if kind else None, token=token,
-                               token_file=v.secret_path(p, "token"))
+        out[pid] = PlatformApi(url=v.url(p, path, "url", ("http", "https")), kind=kind,
+                               role=role, token=token, token_file=v.secret_path(p, "token"),
+                               mapping=mapping)
     # A transfer gives a pair of tickets, the owner's and a linked one on the other platform, and
-    # an emergency is owned by the dispatch (EIDO) system: that needs exactly one of each kind.
-    kinds = sorted(str(p.kind) for p in out.values() if p.kind)
-    if table and len(kinds) == len(out) and kinds != sorted(map(str, PlatformKind)):
-        v.problems.append(f"sidecar.platforms: expected one platform of each kind "
-                          f"({', '.join(PlatformKind)}), got {', '.join(kinds)}")
+    # an emergency is owned by the dispatch side: that needs exactly one platform of each role.
+    roles = sorted(str(p.role) for p in out.values() if p.role)
+    if table and len(roles) == len(out) and roles != sorted(map(str, PlatformRole)):
+        v.problems.append(f"sidecar.platforms: expected one platform of each role "
+                          f"({', '.join(PlatformRole)}), got {', '.join(roles)}")
     return out
+
+
+def _mapping(v: Validator, p: Mapping, path: str) -> TicketMapping | None:
+    """An http platform's mapping file, checked whole when the configuration is."""
+    name = v.string(p, path, "mapping")
+    if name is None:
+        return None
+    try:
+        return mapping.load(v.path(name), mapping.work_order_fields(json.loads(
+            (service_settings.project_home() / "config" / "work-order.schema.json").read_text())))
+    except mapping.MappingError as exc:
+        v.problems.append(f"{path}.mapping: {exc}")
+        return None
 
 
 def _webhooks(v: Validator, node: Mapping) -> tuple[Webhook, ...]:

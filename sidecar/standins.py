@@ -4,7 +4,8 @@ Those systems belong to the platforms, not to this product; the sidecar only tal
 documented ticket API. These stand-ins implement that API in memory, for the tests and the local
 demo, plus a few ``/_standin/...`` controls a test uses to inspect them and to make them fail.
 A stand-in is of one kind, the API it speaks (``[sidecar.platforms.<id>] kind``): ``open311``
-(the 12345 work-order system) or ``eido`` (the 110 dispatch system)::
+(the 12345 work-order system), ``eido`` (the 110 dispatch system) or ``http`` (a provincial
+system the sidecar reaches through a mapping file; this one speaks Zammad's REST API)::
 
     python -m sidecar.standins --kind open311 --listen 127.0.0.1:8491 \\
         [--webhook-secret-file F] [--api-token-file F]
@@ -26,6 +27,12 @@ NENA EIDO 1.0 documents, one per incident, at NENA's EIDO resource (``PUT`` and
 ``GET /EIDO/{IncidentId}``): ``sidecar/standin_eido.py``. With an API token configured, every
 request needs ``Authorization: Bearer <token>``, else 401.
 
+Provincial ticket system (kind ``http``)
+---------------------------------------
+
+Zammad's REST API v1, the part a ticket integration uses: ``sidecar/standin_zammad.py``. With
+an API token configured, every request needs ``Authorization: Token token=<token>``.
+
 Stand-in controls (no token needed)
 ===================================
 
@@ -37,14 +44,16 @@ Stand-in controls (no token needed)
     at once (``error``) or after 30 s (``timeout``: the client is meant to give up first).
 ``GET /_standin/tickets``
     Every stored ticket: ``{"id", "body", "status", "created_at"}`` (Open311: the request's
-    fields with its ``attribute`` values; EIDO: the incident's current document).
+    fields with its ``attribute`` values; EIDO: the incident's current document; Zammad: the
+    expanded ticket with its ``articles``).
 ``POST /_standin/requests/{id}/close`` ``{"status_notes": ...}``
     Open311: the centre's staff close a service request (GeoReport has no write for it).
 ``POST /_standin/incidents/{IncidentId}/status`` ``{"status", "note"}``
     EIDO: the dispatchers change an incident's status and add a note.
 ``GET /_standin/created``
     ``[[work order reference, created_at], ...]`` for every ticket (the ``work_order_id``
-    attribute; the incident's ``internalIncidentId``): the compact form benchmarks read.
+    attribute; the incident's ``internalIncidentId``; the ``[hotline-link <ref>]`` a Zammad
+    ticket's title ends with): the compact form benchmarks read.
 ``POST /_standin/webhook``
     A subscriber to the sidecar's alerts: checks ``X-Hotline-Signature`` (``sidecar.signing``);
     204 and stored if valid, else 401 ``{"error": ...}``.
@@ -59,6 +68,7 @@ import asyncio
 import gc
 import hmac
 import json
+import re
 import sys
 import time
 import warnings
@@ -72,11 +82,14 @@ from contracts.vocab import PlatformKind
 from sidecar.signing import SIGNATURE_HEADER, SignatureError, verify
 from sidecar.standin_eido import DispatchDesk
 from sidecar.standin_open311 import GeoReport
+from sidecar.standin_zammad import Zammad
 
 KINDS = tuple(PlatformKind)
 FAIL_MODES = ("error", "timeout", "none")
 TIMEOUT_DELAY = 30.0
 CONTROL_PREFIX = "/_standin/"
+# The reference the sidecar's Zammad mapping ends a ticket's title with (for /_standin/created).
+REF = re.compile(r"\[hotline-link ([^\]]+)\]$")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -115,6 +128,7 @@ class StandIn:
         # Open311: GeoReport v2 (its api_key is the stand-in's token); EIDO: the dispatch desk.
         self.georeport = GeoReport(api_token) if self.kind == PlatformKind.OPEN311 else None
         self.desk = DispatchDesk() if self.kind == PlatformKind.EIDO else None
+        self.zammad = Zammad(api_token) if self.kind == PlatformKind.HTTP else None
         self._closing = asyncio.Event()
 
     def stats(self) -> dict[str, int]:
@@ -123,6 +137,9 @@ class StandIn:
         if self.georeport is not None:
             return {"tickets": len(self.georeport.requests),
                     "duplicates": self.georeport.duplicates, "updates": 0, **common}
+        if self.zammad is not None:
+            return {"tickets": len(self.zammad.tickets), "duplicates": self.zammad.duplicates,
+                    "updates": self.zammad.notes, **common}
         return {"tickets": len(self.desk.incidents), "duplicates": self.desk.duplicates,
                 "updates": self.desk.updates, **common}
 
@@ -179,6 +196,8 @@ class StandIn:
                  "body": {**r["body"], "attribute": r["attribute"]}, "status": r["status"],
                  "status_notes": r["status_notes"]}
                 for r in self.georeport.requests.values()])
+        if self.zammad is not None:
+            return web.json_response(self.zammad.listing())
         return web.json_response([
             {"id": iid, "created_at": i["created_at"], "body": i["doc"], "status": i["status"]}
             for iid, i in self.desk.incidents.items()])
@@ -188,6 +207,10 @@ class StandIn:
         if self.georeport is not None:
             return web.json_response([[r["attribute"].get("work_order_id"), r["created_at"]]
                                       for r in self.georeport.requests.values()])
+        if self.zammad is not None:
+            return web.json_response([
+                [m[1] if (m := REF.search(t["title"])) else None, t["_created"]]
+                for t in self.zammad.tickets.values()])
         return web.json_response([
             [i["doc"].get("incidentComponent", {}).get("internalIncidentId"), i["created_at"]]
             for i in self.desk.incidents.values()])
@@ -219,7 +242,11 @@ async def _gate(request: web.Request, handler: Handler) -> web.StreamResponse:
         return await handler(request)
     standin.requests += 1
     # GeoReport's key is the api_key parameter of a POST (checked there), not a bearer token.
-    if standin.georeport is None and not standin.authorized(request.headers.get("Authorization")):
+    if standin.zammad is not None:
+        if not standin.zammad.authorized(request.headers.get("Authorization")):
+            raise _error(web.HTTPUnauthorized, "authentication failed")
+    elif standin.georeport is None and not standin.authorized(
+            request.headers.get("Authorization")):
         raise _error(web.HTTPUnauthorized, "missing or wrong bearer token",
                      headers={"WWW-Authenticate": "Bearer"})
     mode = standin.take_failure()
@@ -242,6 +269,8 @@ def make_app(kind: str, *, webhook_secret: bytes | None = None,
     if standin.georeport is not None:
         standin.georeport.routes(app)
         app.router.add_post(CONTROL_PREFIX + "requests/{id}/close", standin.georeport.close)
+    elif standin.zammad is not None:
+        standin.zammad.routes(app)
     else:
         standin.desk.routes(app)
         app.router.add_post(CONTROL_PREFIX + "incidents/{id}/status", standin.desk.set_status)
@@ -292,7 +321,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--webhook-secret-file", type=Path,
                         help="shared secret for signed alerts posted to /_standin/webhook")
     parser.add_argument("--api-token-file", type=Path,
-                        help="require 'Authorization: Bearer <token>' on the ticket API")
+                        help="the ticket API's token: Open311's api_key, EIDO's bearer token, "
+                             "Zammad's access token")
     args = parser.parse_args(argv)
     webhook_secret = _secret(parser, args.webhook_secret_file)
     app = make_app(args.kind, api_token=_secret(parser, args.api_token_file),

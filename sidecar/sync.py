@@ -230,7 +230,7 @@ class Syncer:
         self.elsewhere = elsewhere
         self.durable = durable
         self.clients = clients
-        self.platforms = Platforms({pid: c.kind for pid, c in clients.items()})
+        self.platforms = Platforms({pid: c.role for pid, c in clients.items()})
         self.catalog = catalog
         self.consumer = consumer
         self.retry_for = retry_for

@@ -4,8 +4,8 @@ Format (``config/work-order.schema.json``): one work order is one ticket-to-be o
 identified by ``<transfer_id>:<platform>``, which is also the idempotency key for creating it.
 
 The platforms are configuration (``[sidecar.platforms.<id>]``, ids "12345" and "110" by default),
-passed in as ``Platforms``: their ids, and the kind of ticket API each speaks (``open311`` for the
-12345 centre's work-order system, ``eido`` for the 110 dispatch system).
+passed in as ``Platforms``: their ids and roles (``service``: the 12345 centre's work orders;
+``dispatch``: the 110 desk's incidents).
 
 Owner and linked: every outcome record (and every online request) gives two work orders. The
 owner's goes to the platform that handles the matter; the linked one goes to the other platform,
@@ -17,10 +17,12 @@ other). Who owns (``owner_platform``):
 - ``fallback_*``, ``cancelled``, ``caller_abandoned``, ``out_of_scope_guided``: the origin;
 - three-way ``accepted_by_origin``: the origin; ``accepted_by_target``: the target (same rule for
   an external target as above); ``undecided_first_receiver``: the origin, the first receiver;
-- emergency mode ``accepted_by_target``: the police desk, the platform of kind ``eido``;
+- emergency mode ``accepted_by_target``: the police desk, the platform of role ``dispatch``;
 - online requests: the platform the catalog recommends (R4: an emergency goes to 110).
 
-Mappings, chosen by the platform's kind:
+Mappings, chosen by the platform's kind (``sidecar.adapters``; kind ``http`` renders the work
+order through the platform's mapping file, ``sidecar.mapping``, with ``ticket_title`` and
+``ticket_lines``):
 
 - ``to_open311``: the fields of an Open311 GeoReport v2 "POST Service Request" (the 12345
   work-order system; form-encoded by the adapter); what GeoReport has no field for travels in
@@ -45,7 +47,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from contracts.vocab import PlatformKind
+from contracts.vocab import PlatformRole
 from transfer.catalog import Catalog, Recommendation
 
 UNCLASSIFIED = "unclassified"
@@ -81,37 +83,33 @@ RecommendFn = Callable[..., Recommendation]
 
 @dataclass(frozen=True)
 class Platforms:
-    """The configured platforms (``[sidecar.platforms]``): id -> the kind of its ticket API.
-    Exactly one of each kind: every transfer gives a ticket on both (the owner's and the linked
-    one on "the other" platform), which needs two, and each kind has its one role below."""
-    kinds: Mapping[str, PlatformKind]
+    """The configured platforms (``[sidecar.platforms]``): id -> its role. Exactly one of each
+    role: every transfer gives a ticket on both (the owner's and the linked one on "the other"
+    platform), which needs two, and each role has its part below. Which ticket API a platform
+    speaks (its kind) is the adapter's business, not the work order's."""
+    roles: Mapping[str, PlatformRole]
 
     def __post_init__(self) -> None:
-        if sorted(self.kinds.values()) != sorted(PlatformKind):
-            raise ValueError(f"platforms: expected one of each kind ({', '.join(PlatformKind)}), "
-                             f"got {dict(self.kinds)!r}")
+        if sorted(self.roles.values()) != sorted(PlatformRole):
+            raise ValueError(f"platforms: expected one of each role ({', '.join(PlatformRole)}), "
+                             f"got {dict(self.roles)!r}")
 
     def __contains__(self, platform: object) -> bool:
         # Asked with whatever a request or record holds: a JSON object or list is no platform
         # (and must not raise as an unhashable key would).
-        return isinstance(platform, str) and platform in self.kinds
+        return isinstance(platform, str) and platform in self.roles
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self.kinds)
-
-    def of_kind(self, kind: PlatformKind) -> str:
-        return next(pid for pid, k in self.kinds.items() if k == kind)
+        return iter(self.roles)
 
     def other(self, platform: str) -> str:
-        return next(pid for pid in self.kinds if pid != platform)
+        return next(pid for pid in self.roles if pid != platform)
 
     @property
     def dispatch(self) -> str:
-        """The police desk (110). The sidecar knows a platform by the ticket API it speaks, and
-        the one whose system is the dispatch system (EIDO, the emergency-services incident
-        format) is the police desk: it owns emergencies (R4) and is called in on disputes (R15).
+        """The police desk (110): it owns emergencies (R4) and is called in on disputes (R15).
         """
-        return self.of_kind(PlatformKind.EIDO)
+        return next(pid for pid, r in self.roles.items() if r == PlatformRole.DISPATCH)
 
 
 def owner_platform(record: dict, platforms: Platforms) -> str:
@@ -279,6 +277,26 @@ def from_open311_response(body: object) -> str:
     raise ValueError("Open311 response: no service_request_id")
 
 
+def ticket_lines(wo: dict) -> list[str]:
+    """A ticket's body: the description, then our references (transfer, the linked ticket)."""
+    lines = [wo["description"], "",
+             f"转办编号 transfer {wo['transfer_id']} · {wo['origin']} → {wo['target'] or '-'} · "
+             f"{wo['result']} · {'主办 owner' if wo['role'] == 'owner' else '协办 linked'}"]
+    if wo["linked"]["platform"]:
+        lines.append(f"关联 linked {wo['linked']['platform']} "
+                     f"{wo['linked']['ticket_id'] or '(pending)'}")
+    return lines
+
+
+def ticket_title(wo: dict) -> str:
+    """One line for a ticket's subject: urgency, the matter, where from, and our reference
+    (a ticket system that searches titles finds the work order's ticket by it)."""
+    matter = wo["category_name"] or "待分类 unclassified"
+    urgent = "【紧急】" if wo["emergency"] else ""
+    return (f"{urgent}{matter} · {wo['origin']}→{wo['target'] or '-'} "
+            f"[hotline-link {wo['work_order_id']}]")
+
+
 def eido_incident_id(wo: dict) -> str:
     """The work order's Incident Tracking Identifier (the EIDO's top-level ``$id``): assigned by
     the issuing side, so the same work order always names the same incident, and sending it
@@ -314,13 +332,7 @@ def to_eido(wo: dict, now: str | None = None) -> dict:
     status = "Dispatched" if owner and wo["emergency"] else "Open" if owner else "Informational"
     person = component("personid", personIncidentRoleRegistryText=["Caller"],
                        ncPersonComponent=_nc_person(wo["caller"]))
-    lines = [wo["description"], "",
-             f"转办编号 transfer {wo['transfer_id']} · {wo['origin']} → {wo['target'] or '-'} · "
-             f"{wo['result']} · {'主办 owner' if owner else '协办 linked'}"]
-    if wo["linked"]["platform"]:
-        lines.append(f"关联 linked {wo['linked']['platform']} "
-                     f"{wo['linked']['ticket_id'] or '(pending)'}")
-    note = component("noteid", notesActionComments=_html(lines))
+    note = component("noteid", notesActionComments=_html(ticket_lines(wo)))
     incident = component(
         "incident", incidentTypeCommonRegistryText=wo["category"] or UNCLASSIFIED,
         incidentStatusInternalText=[status], internalIncidentId=wo["work_order_id"],

@@ -238,7 +238,7 @@ LAB_DEFAULTS = tomllib.loads(lab_settings.defaults_file().read_text())
 OPTIONAL = {"name", "key", "screen_to", "emergency_to", "ami", "token_file", "token_env",
             "instance", "instances", "announce", "surge", "menu_after", "menu", "callback_key",
             "callback_done", "answers", "emergency_seats", "emergency_seats_after", "whisper",
-            "position_every", "tls"}
+            "position_every", "tls", "role", "mapping"}
 SECRET_PAIRS = (("password_file", "password_env"), ("secret_file", "secret_env"),
                 ("token_file", "token_env"))
 
@@ -359,12 +359,56 @@ def test_the_sidecar_process_loads_with_its_platforms_kinds():
     assert s.lab is None
 
 
-def test_platform_kinds_are_checked(tmp_path):
+def test_platform_kinds_and_roles_are_checked(tmp_path):
     assert problems(tmp_path, '[sidecar.platforms.110]\nkind = "json"\n') == [
-        "sidecar.platforms.110.kind: 'json' is not one of open311, eido"]
+        "sidecar.platforms.110.kind: 'json' is not one of open311, eido, http"]
     assert problems(tmp_path, '[sidecar.platforms.110]\nkind = "open311"\n') == [
-        "sidecar.platforms: expected one platform of each kind (open311, eido), "
-        "got open311, open311"]
+        "sidecar.platforms: expected one platform of each role (service, dispatch), "
+        "got service, service"]
+    # A kind of its own says nothing of the role: an http platform names it.
+    assert problems(tmp_path, '[sidecar.platforms.110]\nkind = "http"\n'
+                    'mapping = "config/ticket-mappings/zammad.toml"\n') == [
+        "sidecar.platforms.110.role: missing (a platform of kind http names its role: "
+        "service or dispatch)"]
+    assert problems(tmp_path, '[sidecar.platforms.110]\nkind = "http"\nrole = "dispatch"\n') == [
+        "sidecar.platforms.110.mapping: missing"]
+    assert problems(tmp_path, '[sidecar.platforms.110]\nmapping = "x.toml"\n') == [
+        "sidecar.platforms.110.mapping: only a platform of kind http has a mapping"]
+    ok = tmp_path / "ok.toml"
+    ok.write_text('[sidecar.platforms.110]\nkind = "http"\nrole = "dispatch"\n'
+                  'mapping = "config/ticket-mappings/zammad.toml"\n')
+    api = components.load(ok, env={}, secrets=False).sidecar.platforms["110"]
+    assert (api.kind, api.role, api.mapping.source.name) == ("http", "dispatch", "zammad.toml")
+
+
+def test_a_mapping_file_is_checked_whole_and_its_problems_named(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text('''
+[create]
+method = "DELETE"
+path = "api/tickets"
+id = "id"
+body = { title = "{titel}", who = "{caller.number}", at = "{ticket_id}" }
+[get]
+method = "GET"
+path = "/t/{ticket_id}"
+body = { x = 1 }
+status = "/state"
+[notes]
+''')
+    cfg = (f'[sidecar.platforms.110]\nkind = "http"\nrole = "dispatch"\n'
+           f'mapping = "{bad}"\n')
+    [problem] = problems(tmp_path, cfg)
+    assert problem.startswith(f"sidecar.platforms.110.mapping: {bad}: ")
+    for part in ("notes: unknown table", "create.method: 'DELETE' is not one of",
+                 "create.path: expected a path from the platform's url, starting with /",
+                 "create: unknown fields {ticket_id}, {titel} (known: ",
+                 "get.body: a GET has no body", "create.id: expected a JSON Pointer",
+                 "get.closed: expected a non-empty list"):
+        assert part in problem, part
+    missing = '[sidecar.platforms.110]\nkind = "http"\nrole = "dispatch"\nmapping = "nope.toml"\n'
+    [problem] = problems(tmp_path, missing)
+    assert problem.endswith("nope.toml: cannot read: No such file or directory")
 
 
 def test_rest_transport_is_auto_by_default_and_only_auto_or_http(tmp_path):

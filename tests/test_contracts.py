@@ -131,4 +131,4 @@ def test_the_platform_kinds_are_the_ones_the_work_order_schema_names():
         assert f"`{kind}`" in schema["description"], kind
     defaults = tomllib.loads((ROOT / "config" / "hotline-link.toml").read_text())
     kinds = {p["kind"] for p in defaults["sidecar"]["platforms"].values()}
-    assert kinds == values(vocab.PlatformKind)
+    assert kinds <= values(vocab.PlatformKind)

@@ -1,11 +1,18 @@
 """The sidecar on the real Redis of the test lab, with the stand-in ticket systems of both
 platforms as separate processes: work orders from real transfers, exactly once through outages
-and a kill -9, dead letters, and signed alerts."""
+and a kill -9, dead letters, and signed alerts.
+
+The tests marked ``every_adapter`` run twice: with the lab's platforms (12345 on Open311, 110 on
+EIDO), and with 12345's tickets in a Zammad system the sidecar reaches through a mapping file
+(kind ``http``, ``config/ticket-mappings/zammad.toml``)."""
 
 from __future__ import annotations
 
 import http.client
 import json
+import os
+import secrets
+import socket
 import signal
 import subprocess
 import sys
@@ -14,6 +21,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+import re
 import uuid
 from collections import Counter
 from datetime import datetime, timezone
@@ -36,9 +44,20 @@ EIDO_SCHEMA = Draft202012Validator(
     json.loads((ROOT / "tests" / "schemas" / "eido" / "eido-1.0.json").read_text()),
     format_checker=Draft202012Validator.FORMAT_CHECKER)
 
-# The stand-ins of the lab in use (tests/lab.toml, or the chaos lab's).
+# The platforms of the lab in use (tests/lab.toml, or the chaos lab's) and their stand-ins.
 STANDINS = {pid: api.url.rstrip("/")
             for pid, api in components.load(CONFIG, secrets=False).sidecar.platforms.items()}
+ADAPTERS = ("lab", "http")             # the lab's own, then 12345 through the Zammad mapping
+ZAMMAD_MAPPING = "config/ticket-mappings/zammad.toml"
+# The reference the Zammad mapping ends a ticket's title with: <transfer id>:<platform>.
+TITLE_REF = re.compile(r"\[hotline-link ([^\]]+)\]$")
+
+
+def pytest_generate_tests(metafunc):
+    if "stack" in metafunc.fixturenames and metafunc.module.__name__ == "test_sidecar":
+        every = metafunc.definition.get_closest_marker("every_adapter") is not None
+        metafunc.parametrize("stack", ADAPTERS if every else ADAPTERS[:1], indirect=True,
+                             scope="module")
 
 
 def _http(method: str, url: str, body: dict | None = None, headers: dict | None = None):
@@ -55,14 +74,17 @@ def _http(method: str, url: str, body: dict | None = None, headers: dict | None 
 
 
 class Proc:
-    def __init__(self, name: str, argv: list[str], ready_url: str, log: Path):
+    def __init__(self, name: str, argv: list[str], ready_url: str, log: Path,
+                 env: dict[str, str] | None = None):
         self.name, self.argv, self.ready_url, self.log = name, argv, ready_url, log
+        self.env = env
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> None:
         out = open(self.log, "ab")
         self.proc = subprocess.Popen(self.argv, cwd=ROOT, stdout=out, stderr=out,
-                                     stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)
+                                     stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent,
+                                     env=self.env)
         deadline = time.monotonic() + 15
         while True:
             try:
@@ -91,14 +113,55 @@ class Proc:
 
 
 class Stack:
-    def __init__(self, lab):
-        self.settings = components.load(CONFIG)
+    """The sidecar as its own process, on the lab's platforms (``adapters`` "lab"), or with
+    12345's tickets in a Zammad stand-in of its own reached through the mapping file ("http"):
+    the same configuration with 12345's platform table overridden from the environment."""
+
+    def __init__(self, lab, adapters: str = "lab"):
+        self.adapters = adapters
         state = Path(lab.descriptor["state_dir"])
+        self.standins = dict(STANDINS)
+        self.zammad: Proc | None = None
+        env = None
+        if adapters == "http":
+            with socket.socket() as free:
+                free.bind(("127.0.0.1", 0))
+                port = free.getsockname()[1]
+            token_file = state / "secrets" / "zammad-token"
+            token_file.write_text(secrets.token_urlsafe(24))
+            token_file.chmod(0o600)
+            self.standins["12345"] = f"http://127.0.0.1:{port}"
+            self.zammad = Proc("zammad", [sys.executable, "-m", "sidecar.standins", "--kind",
+                                          "http", "--listen", f"127.0.0.1:{port}",
+                                          "--api-token-file", str(token_file)],
+                               f"http://127.0.0.1:{port}/_standin/stats", state / "zammad.log")
+            prefix = "HOTLINE_LINK__SIDECAR__PLATFORMS__12345__"
+            env = {**os.environ, **{prefix + k: v for k, v in {
+                "KIND": "http", "ROLE": "service", "MAPPING": ZAMMAD_MAPPING,
+                "URL": self.standins["12345"], "TOKEN_FILE": str(token_file)}.items()}}
+        self.settings = components.load(CONFIG, env=env)
         host, port = self.settings.sidecar.listen
         self.sidecar = Proc("sidecar", [sys.executable, "-m", "hotline_link.cli", "-c", str(CONFIG),
                                         "sidecar"],
-                            f"http://{host}:{port}/health", state / "sidecar.log")
+                            f"http://{host}:{port}/health", state / "sidecar.log", env=env)
         self.redis = redis.Redis.from_url(lab.descriptor["redis"]["url"])
+        # Alerts go where the lab's configuration sends them, whichever platforms are in use.
+        self.alerts = self.settings.sidecar.webhooks[0].url.removesuffix("/webhook")
+
+    def kind(self, pid: str) -> str:
+        return str(self.settings.sidecar.platforms[pid].kind)
+
+    def start(self) -> None:
+        if self.zammad is not None:
+            self.zammad.start()
+        self.sidecar.start()
+
+    def stop(self) -> None:
+        try:
+            self.sidecar.stop()
+        finally:
+            if self.zammad is not None:
+                self.zammad.stop()
 
     def api(self, method: str, path: str, body: dict | None = None, token: str | None = ...):
         token = self.settings.sidecar.token if token is ... else token
@@ -107,7 +170,7 @@ class Stack:
         return _http(method, f"http://{host}:{port}{path}", body, headers)
 
     def base(self, pid: str) -> str:
-        return STANDINS[pid]
+        return self.standins[pid]
 
     def stats(self, pid: str) -> dict:
         return _http("GET", self.base(pid) + "/_standin/stats")[1]
@@ -119,7 +182,7 @@ class Stack:
         assert _http("POST", self.base(pid) + "/_standin/fail", {"mode": mode, "count": count})[0] == 200
 
     def webhooks(self) -> list[dict]:
-        return _http("GET", self.base("12345") + "/_standin/webhooks")[1]
+        return _http("GET", self.alerts + "/webhooks")[1]
 
     def metrics(self) -> dict[str, float]:
         host, port = self.settings.sidecar.listen
@@ -131,7 +194,8 @@ class Stack:
                 if line and not line.startswith("#")}
 
     def tickets_for(self, tid: str) -> dict[str, list[dict]]:
-        return {pid: [t for t in self.tickets(pid) if tid in json.dumps(t)] for pid in STANDINS}
+        return {pid: [t for t in self.tickets(pid) if tid in json.dumps(t)]
+                for pid in self.standins}
 
     def wait(self, cond, timeout: float = 15.0, what: str = ""):
         deadline = time.monotonic() + timeout
@@ -145,11 +209,11 @@ class Stack:
 
 
 @pytest.fixture(scope="module")
-def stack(lab):
-    s = Stack(lab)                      # the lab runs the platforms' stand-ins
-    s.sidecar.start()
+def stack(lab, request):
+    s = Stack(lab, getattr(request, "param", "lab"))    # the lab runs its platforms' stand-ins
+    s.start()
     yield s
-    s.sidecar.stop()
+    s.stop()
 
 
 def synthetic_record(result: str = "accepted", origin: str = "12345", target: str = "110",
@@ -176,8 +240,11 @@ def caller_call_id(lab, hotline: str) -> str:
 
 def transfer_of(ticket: dict) -> str:
     """The transfer a stand-in's ticket belongs to, from its own body (the Open311 attribute,
-    the EIDO incident's internalIncidentId: the work order <transfer id>:<platform>)."""
+    the EIDO incident's internalIncidentId, the reference a Zammad ticket's title ends with:
+    the work order <transfer id>:<platform>)."""
     body = ticket["body"]
+    if "title" in body:
+        return (m[1].split(":")[0]) if (m := TITLE_REF.search(body["title"])) else ""
     return (body.get("attribute", {}).get("transfer_id")
             or (body.get("incidentComponent") or {}).get("internalIncidentId", "").split(":")[0])
 
@@ -274,7 +341,8 @@ def test_real_three_way_call_gives_linked_tickets_owned_by_the_deciding_platform
     assert any(order["id"] in note for note in incident_notes(stack, incident["id"]))
 
 
-@pytest.mark.parametrize("down", ["110", "12345"])     # the EIDO and the Open311 adapter
+@pytest.mark.every_adapter
+@pytest.mark.parametrize("down", ["110", "12345"])     # the EIDO, Open311 and http adapters
 def test_platform_down_for_a_while_then_every_ticket_arrives_once(stack, down):
     failed_before = stack.stats(down)["failed"]
     stack.fail(down, "error", 4)
@@ -298,34 +366,87 @@ def test_platform_down_for_a_while_then_every_ticket_arrives_once(stack, down):
     assert retried >= 1
 
 
-def test_an_open311_request_sent_before_a_crash_is_found_not_sent_again(stack):
-    """GeoReport v2 has no idempotency key. The sidecar records each request before sending it;
-    here one was recorded and reached the platform, and the sidecar died before it saw the
-    answer. The record comes again: the request is found on the platform by its reference."""
-    from contracts.names import OPEN311_SENT
-
-    rec = synthetic_record()                                    # 12345 -> 110: 12345 is linked
-    ref = f"{rec['transfer_id']}:12345"
+def make_ticket_directly(stack, ref: str, text: str) -> str:
+    """A ticket for work order ``ref`` on 12345's platform, made through its API as the
+    sidecar's own request would have made it."""
     key = stack.settings.sidecar.platforms["12345"].token
+    if stack.kind("12345") == "http":
+        status, made = _http("POST", stack.base("12345") + "/api/v1/tickets", {
+            "title": f"{text} [hotline-link {ref}]", "group": "Users",
+            "customer_id": "guess:hotline-link@hotline-link.invalid",
+            "article": {"body": text, "type": "phone"}},
+            headers={"Authorization": f"Token token={key}"})
+        assert status == 201, made
+        return str(made["id"])
     form = urllib.parse.urlencode({
         "api_key": key, "service_code": "unclassified", "address_string": "未提供地址",
-        "description": f"sent before the crash\n[hotline-link {ref}]",
-        "attribute[work_order_id]": ref, "attribute[transfer_id]": rec["transfer_id"]}).encode()
+        "description": f"{text}\n[hotline-link {ref}]",
+        "attribute[work_order_id]": ref, "attribute[transfer_id]": ref.split(":")[0]}).encode()
     req = urllib.request.Request(stack.base("12345") + "/open311/v2/requests.json", data=form,
                                  method="POST")
     with urllib.request.urlopen(req, timeout=5) as resp:
-        [made] = json.loads(resp.read())
-    stack.redis.set(OPEN311_SENT.format(f"12345:{ref}"),
+        return json.loads(resp.read())[0]["service_request_id"]
+
+
+@pytest.mark.every_adapter
+def test_a_ticket_sent_before_a_crash_is_found_not_sent_again(stack):
+    """Neither GeoReport v2 nor Zammad has an idempotency key. The sidecar records each create
+    before sending it; here one was recorded and reached the platform, and the sidecar died
+    before it saw the answer. The record comes again: the ticket is found on the platform by
+    its reference (GeoReport: in the description; Zammad: by the mapping's search)."""
+    from contracts.names import TICKET_SENT
+
+    rec = synthetic_record()                                    # 12345 -> 110: 12345 is linked
+    ref = f"{rec['transfer_id']}:12345"
+    made = make_ticket_directly(stack, ref, "sent before the crash")
+    stack.redis.set(TICKET_SENT.format(f"12345:{ref}"),
                     datetime.now(timezone.utc).isoformat(timespec="seconds"))
     before = stack.stats("12345")
     publish(stack.redis, [rec])
     one = stack.wait(lambda: (r := stack.api("GET", f"/transfers/{rec['transfer_id']}"))[0] == 200
                      and r[1], 15, "the record synced")
-    assert one["tickets"]["12345"] == made["service_request_id"]
+    assert one["tickets"]["12345"] == made
     after = stack.stats("12345")
     assert after["tickets"] == before["tickets"] and after["duplicates"] == before["duplicates"]
 
 
+@pytest.mark.every_adapter
+def test_a_create_refused_before_it_was_sent_leaves_nothing_to_look_for(stack, lab):
+    """A connection refused sent nothing: the record of the attempt is dropped, so the retry
+    sends at once instead of first searching a platform that never saw the request."""
+    import asyncio
+    import dataclasses
+
+    import aiohttp
+    import redis.asyncio as aioredis
+
+    from contracts.names import TICKET_SENT
+    from hotline_link.settings import load_catalog
+    from sidecar.adapters import NotSent, make
+    from sidecar.workorder import Platforms, work_orders
+
+    with socket.socket() as closed:                       # a port nothing listens on
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    platforms = stack.settings.sidecar.platforms
+    api = dataclasses.replace(platforms["12345"], url=f"http://127.0.0.1:{port}")
+    roles = Platforms({pid: p.role for pid, p in platforms.items()})
+    wo = next(w for w in work_orders(synthetic_record(), load_catalog(), roles)
+              if w["platform"] == "12345")
+
+    async def attempt() -> int:
+        r = aioredis.Redis.from_url(lab.descriptor["redis"]["url"])
+        try:
+            async with aiohttp.ClientSession() as session:
+                with pytest.raises(NotSent):
+                    await make(session, "12345", api, 2.0, r).create(wo, False)
+            return await r.exists(TICKET_SENT.format(f"12345:{wo['work_order_id']}"))
+        finally:
+            await r.aclose()
+    assert asyncio.run(attempt()) == 0
+
+
+@pytest.mark.every_adapter
 @pytest.mark.parametrize("down", ["12345", "110"])
 def test_permanent_failure_is_dead_lettered_with_a_signed_alert(stack, down):
     before = stack.redis.xlen(OUTCOMES_DEAD.key)
@@ -354,6 +475,7 @@ def test_failed_transfer_raises_an_alert(stack):
         s for s in trail if s["event"] == "alert").items()
 
 
+@pytest.mark.every_adapter
 def test_kill_9_during_a_burst_of_1000_records_creates_every_ticket_exactly_once(stack):
     records = [synthetic_record() for _ in range(1000)]
     before = {pid: len(stack.tickets(pid)) for pid in STANDINS}
@@ -432,6 +554,7 @@ def test_emergency_transfer_alert_is_signed_and_forgeries_are_refused(stack, pho
         assert info.value.code == 401
 
 
+@pytest.mark.every_adapter
 def test_online_request_creates_both_tickets_once(stack):
     request = {"channel": "online", "request_id": f"web-{uuid.uuid4().hex[:12]}",
                "description": "小区路灯坏了很久没人修", "caller_number": "13700137000",
@@ -580,10 +703,26 @@ def test_overdue_tickets_are_supervised_and_feedback_clears_them(stack):
                      ("feedback", None, "accepted")]
 
 
-def test_an_open311_request_closed_by_its_centre_closes_the_loop_by_itself(stack):
-    """GeoReport v2 cannot call out: the sidecar reads the statuses of the supervised Open311
-    requests (sidecar.status_poll). One the 12345 centre closed is reported closed: relayed to
-    the linked 110 incident, in the transfer's trail, and its deadlines cleared."""
+def close_ticket_at_12345(stack, ticket: str, note: str) -> None:
+    """12345's staff close a ticket in their own system: GeoReport has no write for it (the
+    stand-in's back-office control); a Zammad agent sets the state, with an article."""
+    if stack.kind("12345") == "http":
+        key = stack.settings.sidecar.platforms["12345"].token
+        status, _ = _http("PUT", stack.base("12345") + f"/api/v1/tickets/{ticket}",
+                          {"state": "closed", "article": {"body": note, "type": "note"}},
+                          headers={"Authorization": f"Token token={key}"})
+    else:
+        status, _ = _http("POST", stack.base("12345") + f"/_standin/requests/{ticket}/close",
+                          {"status_notes": note})
+    assert status == 200
+
+
+@pytest.mark.every_adapter
+def test_a_ticket_closed_at_12345_closes_the_loop_by_itself(stack):
+    """Neither GeoReport v2 nor this Zammad integration calls out: the sidecar reads the statuses
+    of the supervised 12345 tickets (sidecar.status_poll; Zammad by the mapping's ``get``). One
+    the 12345 centre closed is reported closed: relayed to the linked 110 incident, in the
+    transfer's trail, and its deadlines cleared."""
     rec = synthetic_record(origin="110", target="12345")     # accepted: 12345 owns the matter
     publish(stack.redis, [rec])
     tid = rec["transfer_id"]
@@ -591,20 +730,46 @@ def test_an_open311_request_closed_by_its_centre_closes_the_loop_by_itself(stack
                      15, "the record synced")
     order, incident = one["tickets"]["12345"], one["tickets"]["110"]
     assert stack.redis.zscore(DEADLINES, f"12345|{order}|accept|1") is not None
-    status, _ = _http("POST", stack.base("12345") + f"/_standin/requests/{order}/close",
-                      {"status_notes": "路灯已修复"})
-    assert status == 200
+    close_ticket_at_12345(stack, order, "路灯已修复")
 
     def reported():
         trail = stack.api("GET", f"/transfers/{tid}")[1]["trail"]
         return [s for s in trail if s["event"] == "feedback"]
-    [step] = stack.wait(reported, 10, "the status watch to report the request closed")
-    assert (step["status"], step["note"], step["client"]) == ("closed", "路灯已修复", "status watch")
+    [step] = stack.wait(reported, 10, "the status watch to report the ticket closed")
+    # GeoReport's status_notes come along; the Zammad mapping reads the state only.
+    note = "路灯已修复" if stack.kind("12345") == "open311" else None
+    assert (step["status"], step["note"], step["client"]) == ("closed", note, "status watch")
     assert step["relayed_to"] == {"platform": "110", "ticket_id": incident, "delivered": True}
-    assert "路灯已修复" in incident_notes(stack, incident)[-1]
-    assert not [m for m in stack.redis.zrange(DEADLINES, 0, -1) if order in m.decode()]
+    assert "closed" in incident_notes(stack, incident)[-1]
+    assert not [m for m in stack.redis.zrange(DEADLINES, 0, -1)
+                if m.decode().split("|")[:2] == ["12345", order]]
     time.sleep(2.5)                                          # read again: reported once only
     assert len(reported()) == 1
+
+
+@pytest.mark.every_adapter
+def test_110s_report_reaches_the_12345_ticket_where_its_api_takes_notes(stack):
+    """110 reports its result on a matter it took over. GeoReport v2 has no way to write to
+    the linked 12345 request (the report stays in the trail, not delivered); the Zammad
+    mapping has a ``note``: the report is an article of the 12345 ticket."""
+    rec = synthetic_record()                                  # 12345 -> 110 accepted: 110 owns
+    publish(stack.redis, [rec])
+    tid = rec["transfer_id"]
+    one = stack.wait(lambda: (r := stack.api("GET", f"/transfers/{tid}"))[0] == 200 and r[1],
+                     15, "the record synced")
+    order, incident = one["tickets"]["12345"], one["tickets"]["110"]
+    status, body = stack.api("POST", "/feedback", {"platform": "110", "ticket_id": incident,
+                                                   "status": "closed", "note": "已出警处置"})
+    takes_notes = stack.kind("12345") == "http"
+    assert status == 202 and body["relayed_to"] == {"platform": "12345", "ticket_id": order,
+                                                    "delivered": takes_notes}
+    [ticket] = [t for t in stack.tickets("12345") if t["id"] == order]
+    if takes_notes:
+        assert ticket["body"]["articles"][-1]["body"] == (
+            f"已出警处置 (status: closed) — platform 110 ticket {incident}")
+        assert ticket["status"] == "new"               # a note: 12345's staff decide the rest
+    else:
+        assert ticket["status"] == "open"
 
 
 def test_api_starts_a_transfer_for_a_live_call(stack, phones, outcomes, lab):

@@ -421,5 +421,76 @@ async def test_webhook_receiver_without_a_secret_accepts_nothing(make_client):
 
 
 def test_a_stand_in_is_of_a_kind_not_a_platform_id():
-    with pytest.raises(ValueError, match="kind must be one of open311, eido, got '12345'"):
+    with pytest.raises(ValueError, match="kind must be one of open311, eido, http, got '12345'"):
         StandIn("12345")
+
+
+# --- the provincial system (kind http): Zammad's REST API v1 -----------------------------------
+
+ZAMMAD_TICKET = {"title": "路灯不亮 [hotline-link t-7:12345]", "group": "Users",
+                 "customer_id": "guess:hotline-link@hotline-link.invalid",
+                 "article": {"subject": "路灯不亮", "body": "人民路 12 号路灯不亮", "type": "phone"}}
+
+
+async def zammad(client: TestClient, method: str, path: str, body: object = None,
+                 token: str | None = "zt") -> tuple[int, object]:
+    headers = {"Authorization": f"Token token={token}"} if token else {}
+    async with client.request(method, path, json=body, headers=headers) as resp:
+        return resp.status, await resp.json()
+
+
+async def test_zammad_makes_a_ticket_finds_it_by_title_and_takes_notes(make_client):
+    client = await make_client("http", api_token="zt")
+    status, made = await zammad(client, "POST", "/api/v1/tickets?expand=true", ZAMMAD_TICKET)
+    assert status == 201 and made["state"] == "new" and made["group"] == "Users"
+    assert made["customer"] == "hotline-link@hotline-link.invalid" and made["article_count"] == 1
+    status, found = await zammad(client, "GET", "/api/v1/tickets/search?query="
+                                 + '%20title:"[hotline-link%20t-7:12345]"')
+    assert status == 200 and found["tickets"] == [made["id"]] and found["tickets_count"] == 1
+    status, none = await zammad(client, "GET", "/api/v1/tickets/search?query="
+                                + 'title:"[hotline-link%20t-8:12345]"')
+    assert none["tickets"] == []
+    status, _ = await zammad(client, "POST", "/api/v1/ticket_articles",
+                             {"ticket_id": made["id"], "body": "110 已出警", "type": "note"})
+    assert status == 201
+    status, articles = await zammad(client, "GET", f"/api/v1/ticket_articles/by_ticket/{made['id']}")
+    assert [a["body"] for a in articles] == ["人民路 12 号路灯不亮", "110 已出警"]
+    status, closed = await zammad(client, "PUT", f"/api/v1/tickets/{made['id']}",
+                                  {"state": "closed"})
+    assert status == 200 and closed["state_id"] == 4 and "state" not in closed
+    status, shown = await zammad(client, "GET", f"/api/v1/tickets/{made['id']}?expand=true")
+    assert shown["state"] == "closed"
+    status, listed = await zammad(client, "GET", "/api/v1/tickets/search?expand=true&query="
+                                  + "state.name:closed%20AND%20路灯")
+    assert [t["id"] for t in listed] == [made["id"]]
+
+
+@pytest.mark.parametrize("change, error", [
+    ({"title": ""}, "Need at least title"),
+    ({"group": "Sales"}, "No lookup value found for 'group': \"Sales\""),
+    ({"customer_id": None}, "Need at least customer or customer_id"),
+    ({"customer_id": None, "customer": "nobody@x"}, "No lookup value found for 'customer'"),
+    ({"article": {"subject": "no body"}}, "Need at least article"),
+    ({"state": "solved"}, "No lookup value found for 'state'"),
+])
+async def test_zammad_refuses_what_its_api_does_not_allow(make_client, change, error):
+    client = await make_client("http", api_token="zt")
+    status, answer = await zammad(client, "POST", "/api/v1/tickets", {**ZAMMAD_TICKET, **change})
+    assert status == 422 and error in answer["error"]
+    assert standin(client).stats()["tickets"] == 0
+
+
+async def test_zammad_needs_its_token_and_answers_404_for_an_unknown_ticket(make_client):
+    client = await make_client("http", api_token="zt")
+    assert (await zammad(client, "POST", "/api/v1/tickets", ZAMMAD_TICKET, token=None))[0] == 401
+    assert (await zammad(client, "POST", "/api/v1/tickets", ZAMMAD_TICKET, token="x"))[0] == 401
+    async with client.get("/api/v1/tickets/1", headers={"Authorization": "Bearer zt"}) as resp:
+        assert resp.status == 404 and "Couldn't find Ticket" in (await resp.json())["error"]
+    status, _ = await zammad(client, "GET", "/api/v1/tickets/search?query=colour:red")
+    assert status == 422
+    # Two tickets with one title: the same work order made twice, which the tests count.
+    for _ in range(2):
+        assert (await zammad(client, "POST", "/api/v1/tickets", ZAMMAD_TICKET))[0] == 201
+    assert standin(client).stats()["duplicates"] == 1
+    async with client.get("/_standin/created") as resp:
+        assert [ref for ref, _ in await resp.json()] == ["t-7:12345", "t-7:12345"]

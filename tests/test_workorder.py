@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from jsonschema import Draft202012Validator
 
-from contracts.vocab import PlatformKind
+from contracts.vocab import PlatformKind, PlatformRole
 from hotline_link.settings import load_catalog
 from sidecar import settings as sidecar_settings
 from sidecar.standin_eido import problems as eido_problems
@@ -31,8 +31,8 @@ def RULES(code=None, text=None):
     return recommend(CATALOG, code=code, text=text)
 
 # The platforms as configured by default: 12345 speaks Open311, 110 is the EIDO dispatch system.
-PLATFORMS = Platforms({pid: api.kind for pid, api in
-                       sidecar_settings.load(env={}, secrets=False).sidecar.platforms.items()})
+DEFAULT_APIS = sidecar_settings.load(env={}, secrets=False).sidecar.platforms
+PLATFORMS = Platforms({pid: api.role for pid, api in DEFAULT_APIS.items()})
 WORK_ORDER = Draft202012Validator(json.loads((CONFIG / "work-order.schema.json").read_text()))
 OUTCOME = Draft202012Validator(json.loads((CONFIG / "outcome-record.schema.json").read_text()))
 
@@ -552,17 +552,17 @@ def test_the_open311_form_is_georeport_with_the_reference_the_sidecar_looks_for(
     for record in (make_record(), make_record("three_way", "110", "12345", "accepted_by_target"),
                    make_record(matter=matter), make_record(caller_number=None)):
         for wo in work_orders(record, CATALOG, PLATFORMS):
-            if PLATFORMS.kinds[wo["platform"]] == PlatformKind.OPEN311:
+            if DEFAULT_APIS[wo["platform"]].kind == PlatformKind.OPEN311:
                 georeport_form.validate(dict(open311_form(wo, "the-key")))
     long = {**linked, "description": "很" * 5000}
     assert len(dict(open311_form(long, None))["description"]) == 4000
     assert "api_key" not in dict(open311_form(linked, None))
 
 
-def test_platform_ids_are_configuration_and_roles_come_from_the_kinds():
-    # Other ids, same kinds: the police desk (owner of an emergency) is the EIDO platform and
-    # "the other platform" is whichever is configured beside it.
-    renamed = Platforms({"gov": PlatformKind.OPEN311, "police": PlatformKind.EIDO})
+def test_platform_ids_are_configuration_and_the_police_desk_is_the_dispatch_role():
+    # Other ids, same roles: the police desk (owner of an emergency) is the dispatch platform
+    # and "the other platform" is whichever is configured beside it.
+    renamed = Platforms({"gov": PlatformRole.SERVICE, "police": PlatformRole.DISPATCH})
     record = make_record("emergency", "gov", "police", "accepted_by_target")
     assert owner_platform(record, renamed) == "police"
     owner, linked = work_orders(record, CATALOG, renamed)
@@ -575,8 +575,8 @@ def test_platform_ids_are_configuration_and_roles_come_from_the_kinds():
     assert {} not in renamed and ["police"] not in renamed and "police" in renamed
     with pytest.raises(ValueError, match="origin"):
         owner_platform(make_record(origin={"x": 1}), renamed)
-    with pytest.raises(ValueError, match="one of each kind"):
-        Platforms({"a": PlatformKind.EIDO, "b": PlatformKind.EIDO})
+    with pytest.raises(ValueError, match="one of each role"):
+        Platforms({"a": PlatformRole.DISPATCH, "b": PlatformRole.DISPATCH})
 
 
 def test_a_call_back_request_is_one_work_order_on_the_hotlines_own_platform():
