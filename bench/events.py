@@ -43,9 +43,17 @@ RECORDING = ROOT / "bench" / "data" / "ari-events.jsonl.gz"
 TARGET = 20_000
 
 
-def _deterministic_uuid4() -> None:
+@contextlib.contextmanager
+def _deterministic_uuid4():
+    """Ids the same in every round while inside; the real ``uuid.uuid4`` back after, for the
+    rest of the process (a test session goes on to make ids that must not collide)."""
     counter = itertools.count(1)
+    real = uuid.uuid4
     uuid.uuid4 = lambda: uuid.UUID(int=next(counter))
+    try:
+        yield
+    finally:
+        uuid.uuid4 = real
 
 
 # --- recording --------------------------------------------------------------------------------
@@ -58,7 +66,8 @@ def record(config: Path, calls: int) -> Path:
     desc = Stack.descriptor_of(config)
     log: list[dict] = []
     lock = threading.Lock()
-    _deterministic_uuid4()
+    ids = _deterministic_uuid4()
+    ids.__enter__()
 
     real_handle, real_request = app_mod.HotlineApp.handle, AriClient.request
 
@@ -118,6 +127,7 @@ def record(config: Path, calls: int) -> Path:
         time.sleep(1.0)
         loop.call_soon_threadsafe(loop.stop)
         thread.join(5)
+        ids.__exit__(None, None, None)
     RECORDING.parent.mkdir(parents=True, exist_ok=True)
     with gzip.open(RECORDING, "wt") as out:
         for item in log:
@@ -223,19 +233,19 @@ class Replay:
         return apps, sink
 
     async def once(self) -> int:
-        _deterministic_uuid4()
-        self.requests = 0                 # ARI requests the apps made in this round
-        apps, sink = self._apps()
-        self.sink = sink
-        for hid, event in self.inputs:
-            await apps[hid].handle(event)
-        for app in apps.values():          # deferred hang-ups and timers of this round
-            await app.interpreter.calls.flush()      # the call notes' writer, counted here
-            for task in list(app.interpreter.later):
-                task.cancel()
-            for handle in app.interpreter.timers.values():
-                handle.cancel()
-        return sink.records
+        with _deterministic_uuid4():
+            self.requests = 0                 # ARI requests the apps made in this round
+            apps, sink = self._apps()
+            self.sink = sink
+            for hid, event in self.inputs:
+                await apps[hid].handle(event)
+            for app in apps.values():          # deferred hang-ups and timers of this round
+                await app.interpreter.calls.flush()      # the call notes' writer, counted here
+                for task in list(app.interpreter.later):
+                    task.cancel()
+                for handle in app.interpreter.timers.values():
+                    handle.cancel()
+            return sink.records
 
 
 async def _measure(replay: Replay, seconds: float) -> tuple[int, float, int]:

@@ -5,6 +5,7 @@ dispatcher without Asterisk: the same calls end the same way, every time."""
 from __future__ import annotations
 
 import asyncio
+import uuid
 from pathlib import Path
 
 from bench import events
@@ -14,6 +15,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_replaying_the_recorded_stream_reproduces_its_outcomes():
+    real_uuid4 = uuid.uuid4
     replay = events.Replay(settings.load(ROOT / "bench" / "lab.toml", secrets=False),
                            events._load())
     for _ in range(2):
@@ -27,3 +29,6 @@ def test_replaying_the_recorded_stream_reproduces_its_outcomes():
             ("110", "12345", "three_way", "accepted_by_target")]
     # Every REST call the app made had its recorded answer: the replay did not drift.
     assert replay.unanswered == 0
+    # The replay's ids are the same each round; the session's are random again after it (the
+    # tests that follow in this process make transfers and requests whose ids must differ).
+    assert uuid.uuid4 is real_uuid4 and uuid.uuid4() != uuid.uuid4()
