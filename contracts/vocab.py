@@ -134,6 +134,9 @@ class LiveEvent(StrEnum):
     COMMAND_RESULT = "command_result"
     OUTCOME = "outcome"                      # an outcome record, as the sidecar reads it
     ALERT = "alert"                          # an alert, as the sidecar reads it
+    # A hotline's live gauges (waiting callers, agents...) when they change: no cursor, the
+    # newest is all that matters (contracts.names.LIVE).
+    HOTLINE_STATUS = "hotline_status"
 
 
 class CommandStatus(StrEnum):

@@ -71,6 +71,8 @@ def print_lab(desc: dict, token_file: Path | None = None, out=sys.stdout) -> Non
     if "sidecar" in services:
         token = f"bearer token in {token_file}; " if token_file else ""
         print(f"  sidecar API {services['sidecar']} ({token}live events at /events)", file=out)
+        print(f"  值班大屏 wallboard {services['sidecar'].rstrip('/')}/board "
+              "(a supervisor's token, or the one above)", file=out)
     for name, url in services.items():
         if name.startswith("standin-"):
             print(f"  {name.removeprefix('standin-')} ticket system (stand-in) {url}", file=out)

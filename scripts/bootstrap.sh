@@ -4,7 +4,9 @@
 #
 #   system packages   redis-server, redis-sentinel, debootstrap, sip-tester (SIPp), baresip-core (a
 #                     second SIP stack for the agents' phones in the tests), espeak-ng (the
-#                     lab's spoken prompts, synthesized at lab set-up; no audio file is committed)
+#                     lab's spoken prompts, synthesized at lab set-up; no audio file is committed),
+#                     chromium, chromium-driver and a Chinese font (the sidecar's pages tested
+#                     in a real browser)
 #   Asterisk 22       native `asterisk` if present, else a Debian-unstable root file system built
 #                     once with debootstrap and cached OUTSIDE the repository ($HOTLINE_ROOTFS)
 #   Python            a venv in .venv with the project installed editable, test extra included;
@@ -20,10 +22,12 @@ log() { printf '[bootstrap] %s\n' "$*" >&2; }
 
 need_pkgs=()
 for pair in redis-server:redis-server redis-sentinel:redis-sentinel debootstrap:debootstrap sipp:sip-tester \
-            espeak-ng:espeak-ng baresip:baresip-core; do
+            espeak-ng:espeak-ng baresip:baresip-core chromium:chromium chromedriver:chromium-driver; do
   cmd=${pair%%:*}; pkg=${pair#*:}
   command -v "$cmd" >/dev/null 2>&1 || need_pkgs+=("$pkg")
 done
+# A Chinese font, so that the pages' screenshots show 中文 and not empty boxes.
+fc-list 2>/dev/null | grep -qiE 'wenquanyi|noto (sans|serif) cjk' || need_pkgs+=(fonts-wqy-microhei)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   log "installing Debian packages: ${need_pkgs[*]}"
   export DEBIAN_FRONTEND=noninteractive

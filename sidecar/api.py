@@ -40,7 +40,7 @@ import structlog
 from aiohttp import web
 
 from contracts.names import (CALL_INDEX, CALL_MATTER, CALL_RECORD, CHAIN, COMMAND_RESULTS,
-                             COMMANDS, INDEX, LIVE, MATTER, MATTER_TTL, RECORD, TRAIL)
+                             COMMANDS, INDEX, LIVE, MATTER, MATTER_TTL, OVERDUE, RECORD, TRAIL)
 from contracts.privacy import masked
 from contracts.vocab import API_MODES, DeliveredBy, Disposition, EndedBy, Mode
 from hotline_link.redisconn import NO_WAIT, Durable, NotReplicated
@@ -98,7 +98,19 @@ ROUTES = (
     ("GET", "/events", Scope.EVENTS_READ, "events"),
     ("GET", "/metrics", Scope.METRICS_READ, "metrics"),
     ("GET", "/audit", Scope.ADMIN, "audit_trail"),
+    ("GET", "/overdue", Scope.RECORDS_READ, "overdue"),
+    # The pages (sidecar/web): they hold no data; what they show comes from the API above,
+    # with the token the person gives the page.
+    ("GET", "/board", None, "page"),
+    ("GET", "/ui/{name}", None, "asset"),
 )
+WEB = Path(__file__).resolve().parent / "web"
+PAGES = {"/board": "board.html"}
+ASSETS = {"common.js": "text/javascript", "board.js": "text/javascript", "style.css": "text/css"}
+# The pages load nothing from elsewhere and run no inline script.
+PAGE_HEADERS = {"Content-Security-Policy": "default-src 'self'; img-src 'self' data:; "
+                                           "frame-ancestors 'none'",
+                "X-Content-Type-Options": "nosniff", "Cache-Control": "no-cache"}
 SCOPES = {(method, path): scope for method, path, scope, _ in ROUTES}
 
 
@@ -124,7 +136,7 @@ class Api:
         self.feedback_loop = Feedback(redis, syncer, self.durable)
         self.audit = audit
         self.hotlines = hotlines
-        self.events = EventStream(redis)
+        self.events = EventStream(redis, hotlines)
 
     def app(self, health) -> web.Application:
         app = web.Application(middlewares=[self._middleware], client_max_size=256 * 1024)
@@ -301,6 +313,33 @@ class Api:
 
     async def openapi(self, _request: web.Request) -> web.Response:
         return web.Response(text=SPEC.read_text(), content_type="application/json")
+
+    async def page(self, request: web.Request) -> web.Response:
+        return web.Response(body=(WEB / PAGES[request.path]).read_bytes(),
+                            content_type="text/html", charset="utf-8", headers=PAGE_HEADERS)
+
+    async def asset(self, request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        if name not in ASSETS:
+            return _error(404, f"no page asset {name!r}")
+        return web.Response(body=(WEB / name).read_bytes(), content_type=ASSETS[name],
+                            charset="utf-8", headers=PAGE_HEADERS)
+
+    async def overdue(self, request: web.Request) -> web.Response:
+        """The work orders overdue now (督办), by platform and stage: those whose platform has
+        not reported acceptance or the final result in time (``sidecar.deadlines``)."""
+        client: Client = request["client"]
+        items = []
+        for member in sorted(m.decode() for m in await self.redis.smembers(OVERDUE)):
+            platform, ticket, stage = member.split("|", 2)
+            if client.sees((platform,)):
+                items.append({"platform": platform, "ticket_id": ticket, "stage": stage})
+        by_stage: dict[str, dict[str, int]] = {}
+        for item in items:
+            counts = by_stage.setdefault(item["platform"], {})
+            counts[item["stage"]] = counts.get(item["stage"], 0) + 1
+        return web.json_response({"count": len(items), "by_platform": by_stage,
+                                  "items": items[:MAX_ROWS]})
 
     # --- query -------------------------------------------------------------------------------------
     async def _listing(self, request: web.Request, index: str, record_key: str, match,

@@ -6,7 +6,10 @@ Three Redis streams are merged: the ARI apps' live call events (``hotline:events
 (``outcome``) and the alerts (``alert``). Every SSE message is ``event: <type>`` and
 ``data: <JSON>``; its ``id`` is a cursor over all three streams, so a desktop that reconnects
 with ``Last-Event-ID`` (browsers' EventSource do this by themselves) misses nothing that is
-still in Redis. Filters: ``hotline`` (events of that hotline, or transfers from or to it),
+still in Redis. Beside them, ``hotline_status``: a hotline's live gauges (the acting service
+instance's, ``contracts.names.LIVE``: callers waiting, the longest wait, agents free, busy and
+offline, the surge plan) when they change, and every ``STATUS_EVERY`` s at least; ``live`` is
+null while no instance acts. It has no ``id``: only the newest matters, and it comes again. Filters: ``hotline`` (events of that hotline, or transfers from or to it),
 ``agent`` (events that name that agent), ``types`` (comma-separated). A centre's clients get
 their own centre's events only; caller numbers are masked in the events a client does not own.
 
@@ -22,7 +25,7 @@ import json
 import redis.asyncio as aioredis
 from aiohttp import web
 
-from contracts.names import ALERTS, EVENTS, OUTCOMES
+from contracts.names import ALERTS, EVENTS, LIVE, OUTCOMES
 from contracts.privacy import masked
 from contracts.vocab import LiveEvent
 
@@ -36,6 +39,7 @@ SOURCES = {"e": (EVENTS.key, EVENTS.field.encode(), None),
 TYPES = tuple(LiveEvent)
 BLOCK_MS = 1000
 KEEPALIVE_S = 15.0
+STATUS_EVERY = 10.0
 
 
 def parse_cursor(value: str) -> dict[str, str]:
@@ -69,9 +73,28 @@ def matches(body: dict, hotline: str | None, agent: str | None) -> bool:
 
 
 class EventStream:
-    def __init__(self, redis: aioredis.Redis):
+    def __init__(self, redis: aioredis.Redis, hotlines: tuple[str, ...] = ()):
         self.redis = redis
+        self.hotlines = hotlines
         self.closing = asyncio.Event()
+
+    async def _statuses(self, resp: web.StreamResponse, chosen: list[str],
+                        sent: dict[str, tuple[float, object]]) -> None:
+        """Each chosen hotline's gauges, where they changed since ``sent`` (or are old)."""
+        now = asyncio.get_running_loop().time()
+        raws = await self.redis.mget([LIVE.format(h) for h in chosen])
+        for h, raw in zip(chosen, raws):
+            try:
+                live = json.loads(raw) if raw else None
+            except ValueError:
+                live = None
+            same = {k: v for k, v in live.items() if k != "at"} if live else None
+            last_at, last = sent.get(h, (None, ...))
+            if same == last and last_at is not None and now - last_at < STATUS_EVERY:
+                continue
+            sent[h] = (now, same)
+            data = json.dumps({"hotline": h, "live": live}, ensure_ascii=False)
+            await resp.write(f"event: {LiveEvent.HOTLINE_STATUS}\ndata: {data}\n\n".encode())
 
     async def on_shutdown(self, _app: web.Application) -> None:
         self.closing.set()
@@ -111,8 +134,17 @@ class EventStream:
         await resp.write(b": connected\n\n")
         letters = {stream: letter for letter, (stream, _f, _k) in SOURCES.items()}
         idle = 0.0
+        status_of = ([h for h in self.hotlines if hotline in (None, h)]
+                     if LiveEvent.HOTLINE_STATUS in types else [])
+        sent: dict[str, tuple[float, object]] = {}
+        loop = asyncio.get_running_loop()
+        next_status = 0.0
         try:
             while not self.closing.is_set():
+                # The gauges are written once a second: looked at no oftener, however busy.
+                if status_of and loop.time() >= next_status:
+                    next_status = loop.time() + BLOCK_MS / 1000
+                    await self._statuses(resp, status_of, sent)
                 got = await self.redis.xread({SOURCES[x][0]: cursor[x] for x in SOURCES},
                                              block=BLOCK_MS, count=100)
                 if not got:

@@ -195,6 +195,7 @@ PROBES = {
     "/calls/{call_id}/transfer": "/calls/nope/transfer",
     "/commands/{command_id}": "/commands/nope",
     "/events": "/events?types=alert",
+    "/ui/{name}": "/ui/board.js",
 }
 BODIES = {
     ("POST", "/transfers"): {"channel": "phone"},
@@ -219,12 +220,12 @@ def test_every_route_with_every_kind_of_client_as_the_scope_matrix_says(api):
             else:
                 assert status == 403, (kind, method, path, status, body)
                 assert str(scope) in body["error"] and KINDS[kind][0] in body["error"]
-    # Every one of them is in the audit trail (the open routes, /health and /openapi.json, are
-    # not: they hold no record), with its client and status, in order.
+    # Every one of them is in the audit trail (the open routes, /health, /openapi.json and the
+    # pages, are not: they hold no record), with its client and status, in order.
     status, trail = api("admin", "GET", f"/audit?from={since}&limit=10000")
     audited = [(e["method"], e["path"], e["status"]) for e in trail["entries"]]
-    expected = [(m, api.probe_path(p), s) for k, m, p, s in made
-                if (m, p) not in (("GET", "/health"), ("GET", "/openapi.json"))]
+    open_routes = {(m, p) for m, p, scope, _ in ROUTES if scope is None}
+    expected = [(m, api.probe_path(p), s) for k, m, p, s in made if (m, p) not in open_routes]
     assert audited == expected
 
 

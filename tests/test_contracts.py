@@ -55,9 +55,10 @@ def test_vocabularies_are_the_stream_payload_schemas_and_the_api():
     assert set(WEBHOOK_EVENTS) == values(vocab.AlertKind)
     assert values(vocab.Platform) == set(defs["hotline"]["enum"])
     assert set(map(str, vocab.API_MODES)) == set(defs["command"]["properties"]["mode"]["enum"])
-    # The service writes these live events; the sidecar adds outcome and alert from their streams.
+    # The service writes these live events; the sidecar adds outcome and alert from their streams
+    # and hotline_status from the live gauges.
     written = set(defs["live_event"]["properties"]["type"]["enum"])
-    assert written | {"outcome", "alert"} == values(vocab.LiveEvent)
+    assert written | {"outcome", "alert", "hotline_status"} == values(vocab.LiveEvent)
     results = {b["properties"]["status"]["const"] for b in defs["command_result"]["oneOf"]}
     assert results == values(vocab.CommandStatus)
     api = OPENAPI["paths"]["/calls/{call_id}/transfer"]["post"]["requestBody"]["content"][

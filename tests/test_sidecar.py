@@ -987,6 +987,10 @@ def test_event_stream_pops_the_receiving_agent_and_resumes_after_a_reconnect(sta
         for event in mine:
             check_payload("live_event", event)
         assert not wall.of("agent_ringing")      # the wallboard asked for outcomes only
+        # The desk's hotline's live gauges, from the acting service instance, with no cursor.
+        [status, *_] = desk.of("hotline_status", hotline="110")
+        assert "id" not in status and status["data"]["live"]["agents_free"] is not None
+        assert not desk.of("hotline_status", hotline="12345")
         # 12345's own events are not the 110 desktop's business.
         assert all(e["data"].get("hotline") == "110" or "110" in (e["data"].get("origin"),
                                                                   e["data"].get("target"))

@@ -1,0 +1,159 @@
+// What every page of the sidecar shares: the token, the language, API calls and the live event
+// stream. Pages hold no data of their own: everything comes from the API with the token the
+// person gives (the #token=... of a wall screen's bookmark, or the form), kept for this tab only.
+"use strict";
+
+const HL = (() => {
+  const TEXT = {
+    zh: {
+      title_board: "热线联动值班大屏", lang: "English", token: "访问令牌", enter: "进入",
+      token_help: "请输入值班长（supervisor）令牌", live: "实时", reconnecting: "重连中…",
+      refused: "令牌无效或权限不足", h12345: "12345 政务服务热线", h110: "110 报警服务台",
+      waiting: "排队", longest: "最长等待", agents: "坐席", free: "空闲", busy: "忙碌",
+      offline: "离线", calls: "通话", surge: "高峰预案", on: "启动", off: "未启动",
+      no_service: "联动服务未运行", answer_rate: "接通率", service_level: "服务水平",
+      offered: "呼入", target: "目标", transfers: "近一小时转办", direction: "方向",
+      total: "合计", alerts: "告警", no_alerts: "暂无告警", overdue: "督办（超时工单）",
+      no_overdue: "无超时工单", accept: "受理超时", final: "办结超时", recent: "最近转办",
+      seconds: "秒", platform: "平台",
+      r_accepted: "已接受", r_accepted_by_origin: "三方·原平台办理",
+      r_accepted_by_target: "三方·对方办理", r_undecided_first_receiver: "三方·未决首接",
+      r_fallback_busy: "回落·忙", r_fallback_no_answer: "回落·无应答",
+      r_fallback_rejected: "回落·拒接", r_fallback_unreachable: "回落·不可达",
+      r_cancelled: "已取消", r_caller_abandoned: "来电人挂断", r_out_of_scope_guided: "非本平台·已引导",
+      a_emergency: "紧急警情", a_transfer_failed: "转办失败", a_dead_letter: "工单未送达",
+      a_overdue: "督办超时", a_dispute: "纠纷联动", a_stability_lead: "维稳线索",
+      a_redis_data_lost: "数据存储异常", a_answer_rate_low: "接通率偏低", a_surge: "话务高峰",
+    },
+    en: {
+      title_board: "Hotline wallboard", lang: "中文", token: "Access token", enter: "Open",
+      token_help: "Enter a supervisor token", live: "live", reconnecting: "reconnecting…",
+      refused: "token refused or not allowed", h12345: "12345 government hotline",
+      h110: "110 police desk", waiting: "Waiting", longest: "Longest wait", agents: "Agents",
+      free: "free", busy: "busy", offline: "offline", calls: "Calls", surge: "Surge plan",
+      on: "on", off: "off", no_service: "service not running", answer_rate: "Answer rate",
+      service_level: "Service level", offered: "Offered", target: "target",
+      transfers: "Transfers, last hour", direction: "Direction", total: "Total",
+      alerts: "Alerts", no_alerts: "No alerts", overdue: "Overdue work orders",
+      no_overdue: "Nothing overdue", accept: "acceptance overdue", final: "result overdue",
+      recent: "Latest transfers", seconds: "s", platform: "Platform",
+      r_accepted: "accepted", r_accepted_by_origin: "3-way: origin keeps",
+      r_accepted_by_target: "3-way: target takes", r_undecided_first_receiver: "3-way: undecided",
+      r_fallback_busy: "fallback: busy", r_fallback_no_answer: "fallback: no answer",
+      r_fallback_rejected: "fallback: rejected", r_fallback_unreachable: "fallback: unreachable",
+      r_cancelled: "cancelled", r_caller_abandoned: "caller hung up",
+      r_out_of_scope_guided: "out of scope, guided",
+      a_emergency: "Emergency", a_transfer_failed: "Transfer failed",
+      a_dead_letter: "Work order not delivered", a_overdue: "Overdue", a_dispute: "Dispute",
+      a_stability_lead: "Stability lead", a_redis_data_lost: "Redis data lost",
+      a_answer_rate_low: "Answer rate low", a_surge: "Surge",
+    },
+  };
+  let lang = localStorage.getItem("hl-lang") === "en" ? "en" : "zh";
+
+  function t(key) { return TEXT[lang][key] ?? TEXT.zh[key] ?? key; }
+  function locale() { return lang === "en" ? "en-GB" : "zh-CN"; }
+
+  function applyText(root = document) {
+    document.documentElement.lang = lang === "en" ? "en" : "zh-CN";
+    for (const el of root.querySelectorAll("[data-t]")) el.textContent = t(el.dataset.t);
+  }
+
+  function switchLanguage() {
+    lang = lang === "en" ? "zh" : "en";
+    localStorage.setItem("hl-lang", lang);
+    applyText();
+  }
+
+  function token() {
+    const m = location.hash.match(/(?:^#|&)token=([^&]+)/);
+    if (m) {
+      sessionStorage.setItem("hl-token", decodeURIComponent(m[1]));
+      // Out of the address bar (and of a screenshot of it) once kept.
+      history.replaceState(null, "", location.pathname + location.search);
+    }
+    return sessionStorage.getItem("hl-token");
+  }
+
+  class Refused extends Error {}
+
+  async function api(path) {
+    const resp = await fetch(path, { headers: { Authorization: `Bearer ${token()}` } });
+    if (resp.status === 401 || resp.status === 403) throw new Refused(await resp.text());
+    if (!resp.ok) throw new Error(`${path}: HTTP ${resp.status}`);
+    return resp.json();
+  }
+
+  // GET /events read with fetch (an EventSource cannot send the bearer token): each message to
+  // onEvent(type, data); on a break, again after a second from the last id seen, so nothing
+  // still in Redis is missed (Last-Event-ID).
+  function stream(query, onEvent, onState) {
+    let lastId = null;
+    async function once() {
+      const headers = { Authorization: `Bearer ${token()}` };
+      if (lastId) headers["Last-Event-ID"] = lastId;
+      const resp = await fetch(`/events?${query}`, { headers });
+      if (resp.status === 401 || resp.status === 403) throw new Refused(await resp.text());
+      if (!resp.ok || !resp.body) throw new Error(`/events: HTTP ${resp.status}`);
+      onState("live");
+      const reader = resp.body.pipeThrough(new TextDecoderStream()).getReader();
+      let buffer = "";
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) return;
+        buffer += value;
+        let end;
+        while ((end = buffer.indexOf("\n\n")) >= 0) {
+          const block = buffer.slice(0, end);
+          buffer = buffer.slice(end + 2);
+          const msg = {};
+          for (const line of block.split("\n")) {
+            if (!line || line.startsWith(":")) continue;
+            const i = line.indexOf(": ");
+            msg[line.slice(0, i)] = line.slice(i + 2);
+          }
+          if (msg.id) lastId = msg.id;
+          if (msg.event && msg.data) onEvent(msg.event, JSON.parse(msg.data));
+        }
+      }
+    }
+    (async () => {
+      for (;;) {
+        try {
+          await once();
+        } catch (err) {
+          if (err instanceof Refused) { onState("refused"); return; }
+        }
+        onState("reconnecting");
+        await new Promise((r) => setTimeout(r, 1000));
+      }
+    })();
+  }
+
+  // The login form: shown when no token is kept or the API refused the one kept.
+  function login(onToken) {
+    const form = document.getElementById("login");
+    form.hidden = false;
+    form.addEventListener("submit", (ev) => {
+      ev.preventDefault();
+      sessionStorage.setItem("hl-token", form.elements.token.value.trim());
+      form.hidden = true;
+      onToken();
+    }, { once: true });
+  }
+
+  function el(tag, attrs = {}, ...children) {
+    const node = document.createElement(tag);
+    for (const [k, v] of Object.entries(attrs)) {
+      if (k === "class") node.className = v;
+      else if (k.startsWith("data-")) node.setAttribute(k, v);
+      else node[k] = v;
+    }
+    for (const c of children) node.append(c instanceof Node ? c : document.createTextNode(String(c)));
+    return node;
+  }
+
+  function percent(x) { return x === null || x === undefined ? "—" : `${(x * 100).toFixed(1)} %`; }
+
+  return { t, locale, applyText, switchLanguage, token, api, stream, login, el, percent, Refused };
+})();

@@ -1,0 +1,157 @@
+"""The sidecar's pages in a real browser: Debian's Chromium, headless, driven through Selenium
+and its chromedriver (both installed by scripts/bootstrap.sh). Real transfers by the softphones
+show on the wallboard; screenshots go to var/screens/ for a person to look at."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+
+import pytest
+
+from conftest import ROOT
+from contracts.names import OUTCOMES
+from test_access import _cli
+from test_sidecar import publish, stack, synthetic_record  # noqa: F401 - fixture
+
+pytestmark = pytest.mark.lab
+
+SCREENS = ROOT / "var" / "screens"
+CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from selenium import webdriver
+    from selenium.webdriver.chrome.options import Options
+    from selenium.webdriver.chrome.service import Service
+
+    options = Options()
+    options.binary_location = CHROMIUM
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
+                "--window-size=1280,720", "--lang=zh-CN", "--disable-gpu"):
+        options.add_argument(arg)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    SCREENS.mkdir(parents=True, exist_ok=True)
+    yield driver
+    driver.quit()
+
+
+@pytest.fixture(scope="module")
+def supervisor(stack):  # noqa: F811
+    """A city-wide supervisor's token (role supervisor, no centre): what a wall screen holds."""
+    run = uuid.uuid4().hex[:6]
+    token = _cli("add", f"wallboard-{run}", "--role", "supervisor")
+    yield token
+    _cli("revoke", f"wallboard-{run}")
+
+
+def board_url(stack, token: str) -> str:  # noqa: F811
+    host, port = stack.settings.sidecar.listen
+    return f"http://{host}:{port}/board#token={token}"
+
+
+def wait_for(driver, condition, timeout: float, what: str, every: float = 0.02):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = driver.execute_script(condition)
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(every)
+
+
+def console_errors(driver) -> list[str]:
+    return [e["message"] for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+
+
+def open_board(browser, stack, token: str) -> None:  # noqa: F811
+    browser.get("about:blank")                  # a new page, not a new fragment of the last one
+    browser.get(board_url(stack, token))
+    wait_for(browser, "return document.getElementById('connection').dataset.state === 'live'",
+             10, "the board's live stream")
+    # The address bar no longer holds the token once the page has kept it.
+    assert "token=" not in browser.current_url
+
+
+def test_the_wallboard_shows_a_real_transfer_within_a_second(browser, stack, supervisor,  # noqa: F811
+                                                            phones, outcomes):
+    from test_transfer import transfer_by_key
+
+    open_board(browser, stack, supervisor)
+    # Both hotlines' queues and agents, from the acting service instance.
+    wait_for(browser, "return document.querySelectorAll('[data-hotline] [data-k=agents]')"
+                      ".length === 2", 5, "both hotlines' live gauges")
+    call, agent, far_agent, far_leg = transfer_by_key(phones, phones.citizen, "12345", "12345",
+                                                      "110")
+    # The 110 agent rings: its hotline's busy count is on the board within the next status.
+    far_leg.accept()
+    call.hears(far_leg)
+    [rec] = outcomes.wait(phones.lib)
+    tid = rec["transfer_id"]
+    [(entry_id, _)] = [(i, f) for i, f in stack.redis.xrevrange(OUTCOMES.key, count=200)
+                       if json.loads(f[OUTCOMES.field.encode()])["transfer_id"] == tid]
+    recorded_ms = int(entry_id.decode().split("-")[0])
+    # When the page first had it (its own clock, this machine's: Redis's entry id is too).
+    shown_ms = wait_for(browser, "return document.querySelector("
+                                 f"'[data-transfer-id=\"{tid}\"]')?.dataset.seen", 5,
+                        "the transfer on the wallboard")
+    latency_ms = int(shown_ms) - recorded_ms
+    assert latency_ms <= 1000, f"{latency_ms:.0f} ms from the record to the screen"
+    row = wait_for(browser, "return document.querySelector('[data-direction=\"12345 → 110\"]')"
+                            "?.textContent", 2, "the direction's row")
+    assert row.startswith("12345 → 110")
+    text = browser.find_element("css selector", f"[data-transfer-id='{tid}']").text
+    assert "已接受" in text                                   # zh-CN first
+    browser.save_screenshot(str(SCREENS / "board-1280x720.png"))
+    browser.set_window_size(1920, 1080)
+    browser.save_screenshot(str(SCREENS / "board-1920x1080.png"))
+    browser.set_window_size(1280, 720)
+    (SCREENS / "board-latency.json").write_text(json.dumps(
+        {"transfer_id": tid, "record_to_screen_ms": round(latency_ms, 1)}))
+    # English beside it, for the admins.
+    browser.find_element("id", "lang").click()
+    assert browser.find_element("css selector", "h1").text == "Hotline wallboard"
+    assert "accepted" in browser.find_element("css selector", f"[data-transfer-id='{tid}']").text
+    browser.find_element("id", "lang").click()
+    assert console_errors(browser) == []
+
+
+def test_an_emergency_alert_shows_first_on_the_wallboard(browser, stack, supervisor,  # noqa: F811
+                                                         phones, outcomes):
+    from test_delivery import connect
+
+    open_board(browser, stack, supervisor)
+    publish(stack.redis, [synthetic_record(result="fallback_busy")])      # transfer_failed
+    wait_for(browser, "return !!document.querySelector('#alert-list [data-kind=transfer_failed]')",
+             10, "the transfer_failed alert")
+    call, agent, leg = connect(phones, phones.citizen, "12345", "12345")
+    leg.send_dtmf("*3")
+    far_agent, far_leg = phones.ringing_agent("110", timeout=8)
+    tid = far_leg.header("X-Hotline-Transfer-Id")
+    first = wait_for(browser, "const li = document.querySelector('#alert-list li');"
+                              "return li && li.dataset.kind === 'emergency' && li.textContent",
+                     10, "the emergency alert, first")
+    assert tid in first and "紧急警情" in first
+    publish(stack.redis, [synthetic_record(result="fallback_no_answer")])
+    wait_for(browser, "return document.querySelectorAll('#alert-list [data-kind=transfer_failed]')"
+                      ".length >= 2", 10, "a later alert")
+    # Newer, and still under the emergency.
+    kinds = browser.execute_script(
+        "return [...document.querySelectorAll('#alert-list li')].map(li => li.dataset.kind)")
+    assert kinds[0] == "emergency"
+    browser.save_screenshot(str(SCREENS / "board-emergency.png"))
+    assert console_errors(browser) == []
+
+
+def test_a_refused_token_gets_the_form_not_the_figures(browser, stack):  # noqa: F811
+    browser.get("about:blank")
+    browser.get(board_url(stack, "not-a-token"))
+    wait_for(browser, "return !document.getElementById('login').hidden && "
+                      "!document.getElementById('login-error').hidden", 5, "the login form")
+    assert browser.find_element("id", "main").get_attribute("hidden") is not None
+    # The 401 the page got is the browser's only complaint.
+    assert all("401" in e for e in console_errors(browser))
