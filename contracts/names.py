@@ -92,8 +92,8 @@ TRANSFER_ANSWERED = "hotline:transfer-answered"  # hash: transfer id -> far agen
 # Hash per hotline: call id -> what is known of a live call (JSON), so that a call that ends while
 # no instance watches (killed, taking over) still gets its record from the next one.
 OPEN_CALLS = "hotline:calls:open:{}"
-# Hash per hotline: the active instance's live gauges (transfer.delivery.Gauges' fields, and "at",
-# epoch seconds), written every LIVE_PERIOD s and expiring after LIVE_TTL: absent when no instance
+# Hash per hotline: the active instance's live gauges (transfer.delivery.Gauges' fields, the
+# transfers it started still going and how many of them are three-way, and "at", epoch seconds), written every LIVE_PERIOD s and expiring after LIVE_TTL: absent when no instance
 # is acting. The sidecar's /kpis shows them beside the windows.
 LIVE = "hotline:live:{}"
 LIVE_PERIOD, LIVE_TTL = 1.0, 5
@@ -118,4 +118,8 @@ CALL_STATS = "hotline:sidecar:callstats:{}"
 # attempt looks for the ticket first (sidecar/adapters.py). Kept far longer than any retry.
 TICKET_SENT = "hotline:sidecar:ticket:sent:{}"
 TICKET_SENT_TTL = 7 * 24 * 3600
+# Per hour since the epoch: hash matter category -> records of that hour (every transfer and
+# online request, counted once when it is first recorded): the early warning's counts (R13).
+MATTER_STATS = "hotline:sidecar:matterstats:{}"
+MATTER_STATS_TTL = 9 * 24 * 3600
 ALERTED = "hotline:sidecar:alerted:{}"          # per "<alert kind>:<hotline>": raised lately (TTL)

@@ -125,6 +125,7 @@ class AlertKind(StrEnum):
     REDIS_DATA_LOST = "redis_data_lost"      # service or sidecar: a stream or group vanished
     ANSWER_RATE_LOW = "answer_rate_low"      # sidecar: a hotline's 1 h answer rate under target
     SURGE = "surge"                          # service: a hotline's surge plan started or ended
+    EARLY_WARNING = "early_warning"          # sidecar: a matter category above its baseline (R13)
 
 
 class LiveEvent(StrEnum):

@@ -56,8 +56,16 @@ class View:
 
     def hotlines(self) -> dict[str, dict]:
         now = time.monotonic()
-        return {hid: {"ari_connected": app.ari.connected, **asdict(gauges(app.desk, now))}
+        return {hid: {"ari_connected": app.ari.connected, **asdict(gauges(app.desk, now)),
+                      **transfer_gauges(app)}
                 for hid, app in self.apps.items()}
+
+
+def transfer_gauges(app: "HotlineApp") -> dict[str, int]:
+    """Transfers this hotline started that are not over: all, and those with both agents on
+    the line with the caller (three-way and emergency: the consultation, 三方会商)."""
+    active = list(app.transfers.active.values())
+    return {"transfers": len(active), "three_way": sum(1 for t in active if t.conference)}
 
 
 class _Collector:
@@ -94,6 +102,12 @@ class _Collector:
             "surge": GaugeMetricFamily(
                 "hotline_surge", "1 while the hotline's surge plan is on (overflow seats take "
                 "callers)", labels=["hotline"]),
+            "transfers": GaugeMetricFamily(
+                "hotline_transfers_in_progress", "Transfers the hotline started that are not "
+                "over yet", labels=["hotline"]),
+            "three_way": GaugeMetricFamily(
+                "hotline_three_way_calls", "Of those, three-way and emergency calls (both agents "
+                "with the caller)", labels=["hotline"]),
         }
         agents = GaugeMetricFamily("hotline_agents", "The hotline's agents by state (free: "
                                    "registered and idle; busy: on a call or rung; offline: not "

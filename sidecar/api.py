@@ -34,6 +34,7 @@ import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import redis.asyncio as aioredis
 import structlog
@@ -41,16 +42,19 @@ from aiohttp import web
 
 from contracts.names import (CALL_INDEX, CALL_MATTER, CALL_RECORD, CHAIN, COMMAND_RESULTS,
                              COMMANDS, INDEX, LIVE, MATTER, MATTER_TTL, OVERDUE, RECORD, TRAIL)
-from contracts.privacy import masked
+from contracts.privacy import mask_number, masked
 from contracts.vocab import API_MODES, DeliveredBy, Disposition, EndedBy, Mode
 from hotline_link.redisconn import NO_WAIT, Durable, NotReplicated
 from hotline_link.recommender import Recommender
 from transfer import matter as matters
+from transfer.analysis import summarize
 from transfer.catalog import Catalog
 
 from . import trail
 from .access import Client, Clients, Scope
 from .adapters import TicketError
+from .analysis import current_warnings
+from .settings import AnalysisSettings
 from .audit import Audit
 from .calls import kpis
 from .events import EventStream, is_stream_id
@@ -62,6 +66,10 @@ log = structlog.get_logger("api")
 
 SPEC = Path(__file__).with_name("openapi.json")
 MAX_ROWS = 10000
+ANALYSIS_SPAN_DAYS = 31
+ANALYSIS_MAX_RECORDS = 200_000
+DEFAULT_ANALYSIS = AnalysisSettings(timezone=ZoneInfo("Asia/Shanghai"), warn_every=600.0,
+                                    warn_p=1e-3, warn_min=5)
 SCAN_CHUNK = 500
 MAX_SCAN = 50_000
 CSV_FIELDS = ("transfer_id", "ended", "origin", "target", "mode", "trigger", "result", "category",
@@ -99,6 +107,7 @@ ROUTES = (
     ("GET", "/metrics", Scope.METRICS_READ, "metrics"),
     ("GET", "/audit", Scope.ADMIN, "audit_trail"),
     ("GET", "/overdue", Scope.RECORDS_READ, "overdue"),
+    ("GET", "/analysis", Scope.RECORDS_READ, "analysis"),
     # The pages (sidecar/web): they hold no data; what they show comes from the API above,
     # with the token the person gives the page.
     ("GET", "/board", None, "page"),
@@ -122,8 +131,9 @@ class Api:
     def __init__(self, redis: aioredis.Redis, syncer: Syncer, catalog: Catalog, clients: Clients,
                  hotlines: tuple[str, ...], durable: Durable | None = None,
                  answer_rate_target: float | None = None, recommender: Recommender | None = None,
-                 *, audit: Audit):
+                 *, audit: Audit, analysis_settings: AnalysisSettings | None = None):
         self.redis = redis
+        self.analysis_settings = analysis_settings or DEFAULT_ANALYSIS
         # Answers by the catalog's rules until (unless) its model is loaded.
         self.recommender = recommender or Recommender(catalog)
         self.answer_rate_target = answer_rate_target
@@ -324,6 +334,60 @@ class Api:
             return _error(404, f"no page asset {name!r}")
         return web.Response(body=(WEB / name).read_bytes(), content_type=ASSETS[name],
                             charset="utf-8", headers=PAGE_HEADERS)
+
+    async def analysis(self, request: web.Request) -> web.StreamResponse:
+        """Joint analysis (R13) of the transfers and online requests recorded between ``from``
+        and ``to`` (default: the last 7 days; at most ``ANALYSIS_SPAN_DAYS``): counts by the
+        dimensions of ``by``, hotspots by area, repeat callers, emergencies, the dispute
+        matters, and the categories rising above their baseline now. ``format=csv``: the
+        counts."""
+        q = request.query
+        now = time.time()
+        try:
+            since = _time(q.get("from"), now - 7 * 86400)
+            until = _time(q.get("to"), now)
+        except ValueError as exc:
+            return _error(400, str(exc))
+        if not since < until or until - since > ANALYSIS_SPAN_DAYS * 86400:
+            return _error(400, f"from must be before to, at most {ANALYSIS_SPAN_DAYS} days apart")
+        by = tuple(d for d in (q.get("by") or "category").split(",") if d)
+        top = q.get("top", "20")
+        if not top.isdigit() or not 0 < int(top) <= 1000:
+            return _error(400, "top must be an integer 1..1000")
+        if q.get("format", "json") not in ("json", "csv"):
+            return _error(400, "format must be json or csv")
+        client: Client = request["client"]
+        tids = await self.redis.zrangebyscore(INDEX, since, until, start=0,
+                                              num=ANALYSIS_MAX_RECORDS + 1)
+        truncated = len(tids) > ANALYSIS_MAX_RECORDS
+        records = []
+        for i in range(0, min(len(tids), ANALYSIS_MAX_RECORDS), 1000):
+            page = tids[i:i + 1000]
+            for raw in await self.redis.mget([RECORD.format(t.decode()) for t in page]):
+                if raw and client.sees(_parties(record := json.loads(raw)["record"])):
+                    records.append(record)
+        try:
+            figures = summarize(records, by, self.analysis_settings.timezone,
+                                frozenset(self.syncer.disputes), int(top))
+        except ValueError as exc:
+            return _error(400, str(exc))
+        if q.get("format") == "csv":
+            resp = await _csv_download(request, (*by, "count"), "analysis.csv")
+            await _csv_rows(resp, (*by, "count"), figures.counts)
+            await resp.write_eof()
+            return resp
+        if not client.owns(self.hotlines):
+            for row in figures.repeat_callers:
+                row["caller_number"] = mask_number(row["caller_number"])
+        warnings = await current_warnings(self.redis, self.analysis_settings, now)
+        return web.json_response({
+            "from": datetime.fromtimestamp(since, timezone.utc).isoformat(),
+            "to": datetime.fromtimestamp(until, timezone.utc).isoformat(),
+            "timezone": str(self.analysis_settings.timezone), "by": list(by),
+            "records": figures.records, "truncated": truncated, "counts": figures.counts,
+            "hotspots": figures.hotspots, "repeat_callers": figures.repeat_callers,
+            "emergencies": figures.emergencies, "disputes": figures.disputes,
+            "warnings": [w.to_dict() for w in warnings]})
 
     async def overdue(self, request: web.Request) -> web.Response:
         """The work orders overdue now (督办), by platform and stage: those whose platform has

@@ -8,9 +8,10 @@ Three Redis streams are merged: the ARI apps' live call events (``hotline:events
 with ``Last-Event-ID`` (browsers' EventSource do this by themselves) misses nothing that is
 still in Redis. Beside them, ``hotline_status``: a hotline's live gauges (the acting service
 instance's, ``contracts.names.LIVE``: callers waiting, the longest wait, agents free, busy and
-offline, the surge plan) when they change, and every ``STATUS_EVERY`` s at least; ``live`` is
-null while no instance acts. It has no ``id``: only the newest matters, and it comes again. Filters: ``hotline`` (events of that hotline, or transfers from or to it),
-``agent`` (events that name that agent), ``types`` (comma-separated). A centre's clients get
+offline, transfers going and three-way calls, the surge plan) when they change, and every
+``STATUS_EVERY`` s at least; ``live`` is null while no instance acts. It has no ``id``: only the
+newest matters, and it comes again. Filters: ``hotline`` (events of that hotline, or transfers
+from or to it), ``agent`` (events that name that agent), ``types`` (comma-separated). A centre's clients get
 their own centre's events only; caller numbers are masked in the events a client does not own.
 
 The stream ends when the sidecar shuts down: each read blocks for at most a second and then

@@ -19,7 +19,7 @@ from hotline_link.redisconn import Durable, connect
 from hotline_link.recommender import Recommender
 from hotline_link.settings import Settings, load_catalog
 
-from . import adapters
+from . import adapters, analysis
 from .access import Clients
 from .alerts import Alerts
 from .api import Api
@@ -27,7 +27,7 @@ from .audit import Audit
 from .feedback import Feedback
 from .calls import CallStore, thresholds, watch_answer_rate
 from .metrics import Metrics
-from .settings import Tls
+from .settings import AnalysisSettings, Tls
 from .supervision import Supervisor
 from .sync import Syncer, consume, ensure_group
 
@@ -68,7 +68,8 @@ def make_app(redis: aioredis.Redis, syncer: Syncer, alerts: Alerts, catalog,
              durable: Durable | None = None,
              answer_rate_target: float | None = None,
              recommender: Recommender | None = None,
-             *, audit: Audit) -> web.Application:
+             *, audit: Audit, analysis_settings: AnalysisSettings | None = None
+             ) -> web.Application:
     async def health(_request: web.Request) -> web.Response:
         try:
             state = await persistence(redis)
@@ -89,7 +90,7 @@ def make_app(redis: aioredis.Redis, syncer: Syncer, alerts: Alerts, catalog,
                                   "service": service})
 
     return Api(redis, syncer, catalog, clients, hotlines, durable, answer_rate_target,
-               recommender, audit=audit).app(health)
+               recommender, audit=audit, analysis_settings=analysis_settings).app(health)
 
 
 def tls_context(tls: Tls | None) -> ssl.SSLContext | None:
@@ -127,7 +128,8 @@ async def serve(settings: Settings) -> None:
                                         Clients(sc.clients_file, sc.token, settings.hotlines),
                                         tuple(settings.hotlines), durable,
                                         sc.kpi.answer_rate_target, recommender,
-                                        audit=Audit(redis, sc.audit_retention_days)),
+                                        audit=Audit(redis, sc.audit_retention_days),
+                                        analysis_settings=sc.analysis),
                                access_log=None)
         await runner.setup()
         await web.TCPSite(runner, *sc.listen, ssl_context=tls_context(sc.tls)).start()
@@ -146,6 +148,7 @@ async def serve(settings: Settings) -> None:
                                          callback=syncer.callback_ticket).run(), name="calls")
                 tg.create_task(watch_answer_rate(redis, tuple(settings.hotlines),
                                                  sc.kpi.answer_rate_target), name="answer-rate")
+                tg.create_task(analysis.watch(redis, sc.analysis), name="early-warning")
         except asyncio.CancelledError:
             log.info("sidecar stopping")
         finally:
@@ -153,3 +156,4 @@ async def serve(settings: Settings) -> None:
             await runner.cleanup()
             with contextlib.suppress(Exception):
                 await redis.aclose()
+            log.info("sidecar stopped")

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from contracts.vocab import AlertKind, PlatformKind, PlatformRole
 from hotline_link import settings as service_settings
@@ -71,6 +72,16 @@ class KpiSettings:
 
 
 @dataclass(frozen=True)
+class AnalysisSettings:
+    """Joint analysis (``[sidecar.analysis]``): the centres' time zone for days and hours, and
+    the early warning's period, significance and least count."""
+    timezone: ZoneInfo
+    warn_every: float
+    warn_p: float
+    warn_min: int
+
+
+@dataclass(frozen=True)
 class Tls:
     """The API over HTTPS: a PEM certificate (chain) and its key."""
     cert_file: Path
@@ -98,6 +109,7 @@ class SidecarSettings:
     stability: tuple[str, ...]
     disputes: tuple[str, ...]
     kpi: KpiSettings | None
+    analysis: AnalysisSettings | None
 
     def deadline(self, category: str | None) -> Deadline:
         return self.deadlines.get(category or "", self.deadlines["default"])
@@ -108,7 +120,7 @@ def parse(v: Validator, root: Mapping[str, Any]) -> SidecarSettings:
                    {"listen", "token_file", "token_env", "consumer", "retry_for",
                     "request_timeout", "platforms", "webhooks", "deadlines", "signals",
                     "concurrency", "kpi", "clients_file", "audit_retention_days", "tls",
-                    "status_poll"})
+                    "status_poll", "analysis"})
     signals = _signals(v, node)
     return SidecarSettings(
         listen=v.host_port(node, "sidecar", "listen"),
@@ -126,7 +138,7 @@ def parse(v: Validator, root: Mapping[str, Any]) -> SidecarSettings:
         webhooks=_webhooks(v, node),
         deadlines=_deadlines(v, node),
         stability=signals.get("stability"), disputes=signals.get("disputes"),
-        kpi=_kpi(v, node))
+        kpi=_kpi(v, node), analysis=_analysis(v, node))
 
 
 def _path(v: Validator, node: Mapping, key: str, where: str = "sidecar") -> Path | None:
@@ -153,6 +165,26 @@ def _kpi(v: Validator, node: Mapping) -> KpiSettings | None:
                        service_level=v.number(table, "sidecar.kpi", "service_level", 1, 3600),
                        answer_rate_target=v.number(table, "sidecar.kpi", "answer_rate_target",
                                                    0, 1))
+
+
+def _analysis(v: Validator, node: Mapping) -> AnalysisSettings | None:
+    table = v.subtable(node, "sidecar", "analysis", {"timezone", "warn_every", "warn_p",
+                                                     "warn_min"})
+    if table is None:
+        return None
+    path = "sidecar.analysis"
+    name = v.string(table, path, "timezone")
+    zone = None
+    if name is not None:
+        try:
+            zone = ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError):
+            v.problems.append(f"{path}.timezone: {name!r} is not an IANA time zone "
+                              "(e.g. Asia/Shanghai)")
+    return AnalysisSettings(timezone=zone,
+                            warn_every=v.number(table, path, "warn_every", 1, 86400),
+                            warn_p=v.number(table, path, "warn_p", 1e-12, 0.5),
+                            warn_min=v.number(table, path, "warn_min", 1, 100000, integer=True))
 
 
 SECTION = Section("sidecar", ("sidecar",), parse)

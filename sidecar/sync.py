@@ -38,10 +38,11 @@ from datetime import datetime
 import redis.asyncio as aioredis
 import structlog
 
-from contracts.names import (CHAIN, INDEX, LINKS, OUTCOMES, OUTCOMES_DEAD, OUTCOMES_GROUP, RECORD,
-                             TICKET_TRANSFER, TICKETS)
+from contracts.names import (CHAIN, INDEX, LINKS, MATTER_STATS, MATTER_STATS_TTL, OUTCOMES,
+                             OUTCOMES_DEAD, OUTCOMES_GROUP, RECORD, TICKET_TRANSFER, TICKETS)
 from contracts.vocab import FALLBACK_RESULTS, AlertKind
 from hotline_link.redisconn import NO_WAIT, Durable, NotReplicated
+from transfer.analysis import UNCLASSIFIED
 from transfer.catalog import Catalog
 
 from . import trail
@@ -75,6 +76,18 @@ async def ensure_group(redis: aioredis.Redis, stream: str, group: str, start: st
 
 # Keys whose absence after a group vanished says Redis lost its data, not only the group.
 DURABLE_KEYS = (TICKETS, INDEX, LINKS)
+# KEYS: the record index, its hour's matter counters; ARGV: the score, the transfer id, the
+# category, the counters' TTL. A record is counted in its hour once: remembered again (read
+# again after a crash, an online request repeated), it only keeps its place in the index.
+INDEX_ONCE = """
+if redis.call('ZADD', KEYS[1], 'NX', ARGV[1], ARGV[2]) == 1 then
+  redis.call('HINCRBY', KEYS[2], ARGV[3], 1)
+  redis.call('EXPIRE', KEYS[2], ARGV[4])
+else
+  redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])
+end
+return 0
+"""
 
 
 async def group_lost(redis: aioredis.Redis, stream: str, group: str,
@@ -390,7 +403,8 @@ class Syncer:
         chain = record.get("chain")
         if isinstance(chain, dict) and chain.get("id"):
             pipe.hset(CHAIN.format(chain["id"]), str(chain.get("hop", 1)), tid)
-        pipe.zadd(INDEX, {tid: score})
+        pipe.eval(INDEX_ONCE, 2, INDEX, MATTER_STATS.format(int(score // 3600)), score, tid,
+                  record.get("category") or UNCLASSIFIED, MATTER_STATS_TTL)
         trail.add(pipe, tid, "tickets_created" if tickets else "recorded_without_tickets",
                   tickets=tickets)
         if not tickets:

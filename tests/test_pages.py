@@ -77,8 +77,8 @@ def open_board(browser, stack, token: str) -> None:  # noqa: F811
     assert "token=" not in browser.current_url
 
 
-def test_the_wallboard_shows_a_real_transfer_within_a_second(browser, stack, supervisor,  # noqa: F811
-                                                            phones, outcomes):
+def test_the_wallboard_shows_a_real_transfer_within_a_second(  # noqa: F811
+        browser, stack, supervisor, phones, outcomes):
     from test_transfer import transfer_by_key
 
     open_board(browser, stack, supervisor)
@@ -136,6 +136,10 @@ def test_an_emergency_alert_shows_first_on_the_wallboard(browser, stack, supervi
                               "return li && li.dataset.kind === 'emergency' && li.textContent",
                      10, "the emergency alert, first")
     assert tid in first and "紧急警情" in first
+    # 12345's agent stays with the caller while 110 is called in: a three-way call going.
+    wait_for(browser, "return document.querySelector('[data-hotline=\"12345\"] "
+                      "[data-k=three_way] b')?.textContent === '1'", 5,
+             "the three-way call among 12345's figures")
     publish(stack.redis, [synthetic_record(result="fallback_no_answer")])
     wait_for(browser, "return document.querySelectorAll('#alert-list [data-kind=transfer_failed]')"
                       ".length >= 2", 10, "a later alert")

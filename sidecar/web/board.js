@@ -67,7 +67,8 @@ function hotlineCard(h) {
       figure("waiting", live.waiting, live.waiting > 0 ? "hot" : ""),
       figure("longest", `${Math.round(live.longest_wait_s)} ${t("seconds")}`,
              live.longest_wait_s >= 30 ? "hot" : ""),
-      agents, figure("calls", live.calls),
+      agents, figure("calls", live.calls), figure("in_transfer", live.transfers ?? "—"),
+      figure("three_way", live.three_way ?? "—", live.three_way > 0 ? "hot" : ""),
       figure("surge", live.surge ? t("on") : t("off"), live.surge ? "hot" : "")));
   }
   const target = live && live.surge ? SURGE_TARGET : state.target;

@@ -15,7 +15,7 @@ const HL = (() => {
       offered: "呼入", target: "目标", transfers: "近一小时转办", direction: "方向",
       total: "合计", alerts: "告警", no_alerts: "暂无告警", overdue: "督办（超时工单）",
       no_overdue: "无超时工单", accept: "受理超时", final: "办结超时", recent: "最近转办",
-      seconds: "秒", platform: "平台",
+      seconds: "秒", platform: "平台", in_transfer: "转办中", three_way: "三方会商",
       r_accepted: "已接受", r_accepted_by_origin: "三方·原平台办理",
       r_accepted_by_target: "三方·对方办理", r_undecided_first_receiver: "三方·未决首接",
       r_fallback_busy: "回落·忙", r_fallback_no_answer: "回落·无应答",
@@ -24,6 +24,7 @@ const HL = (() => {
       a_emergency: "紧急警情", a_transfer_failed: "转办失败", a_dead_letter: "工单未送达",
       a_overdue: "督办超时", a_dispute: "纠纷联动", a_stability_lead: "维稳线索",
       a_redis_data_lost: "数据存储异常", a_answer_rate_low: "接通率偏低", a_surge: "话务高峰",
+      a_early_warning: "趋势预警",
     },
     en: {
       title_board: "Hotline wallboard", lang: "中文", token: "Access token", enter: "Open",
@@ -37,6 +38,7 @@ const HL = (() => {
       alerts: "Alerts", no_alerts: "No alerts", overdue: "Overdue work orders",
       no_overdue: "Nothing overdue", accept: "acceptance overdue", final: "result overdue",
       recent: "Latest transfers", seconds: "s", platform: "Platform",
+      in_transfer: "Transfers going", three_way: "Three-way calls",
       r_accepted: "accepted", r_accepted_by_origin: "3-way: origin keeps",
       r_accepted_by_target: "3-way: target takes", r_undecided_first_receiver: "3-way: undecided",
       r_fallback_busy: "fallback: busy", r_fallback_no_answer: "fallback: no answer",
@@ -46,7 +48,7 @@ const HL = (() => {
       a_emergency: "Emergency", a_transfer_failed: "Transfer failed",
       a_dead_letter: "Work order not delivered", a_overdue: "Overdue", a_dispute: "Dispute",
       a_stability_lead: "Stability lead", a_redis_data_lost: "Redis data lost",
-      a_answer_rate_low: "Answer rate low", a_surge: "Surge",
+      a_answer_rate_low: "Answer rate low", a_surge: "Surge", a_early_warning: "Early warning",
     },
   };
   let lang = localStorage.getItem("hl-lang") === "en" ? "en" : "zh";
