@@ -6,7 +6,7 @@
 #                     second SIP stack for the agents' phones in the tests), espeak-ng (the
 #                     lab's spoken prompts, synthesized at lab set-up; no audio file is committed),
 #                     chromium, chromium-driver and a Chinese font (the sidecar's pages tested
-#                     in a real browser)
+#                     in a real browser), npm (fetches the analysis page's ECharts, checked)
 #   Asterisk 22       native `asterisk` if present, else a Debian-unstable root file system built
 #                     once with debootstrap and cached OUTSIDE the repository ($HOTLINE_ROOTFS)
 #   Python            a venv in .venv with the project installed editable, test extra included;
@@ -22,7 +22,8 @@ log() { printf '[bootstrap] %s\n' "$*" >&2; }
 
 need_pkgs=()
 for pair in redis-server:redis-server redis-sentinel:redis-sentinel debootstrap:debootstrap sipp:sip-tester \
-            espeak-ng:espeak-ng baresip:baresip-core chromium:chromium chromedriver:chromium-driver; do
+            espeak-ng:espeak-ng baresip:baresip-core chromium:chromium chromedriver:chromium-driver \
+            npm:npm; do
   cmd=${pair%%:*}; pkg=${pair#*:}
   command -v "$cmd" >/dev/null 2>&1 || need_pkgs+=("$pkg")
 done
@@ -85,6 +86,8 @@ if [ ! -f "$stamp" ]; then
   rm -f "$venv"/.installed-*
   touch "$stamp"
 fi
+# The analysis page's charts (Apache ECharts from the npm registry, checked, into var/vendor/).
+bash "$here/scripts/vendor-echarts.sh"
 # The matter recommender's model, built from config/corpus (only when the corpus, the catalog or
 # the feature code changed; a few seconds).
 "$venv/bin/hotline-link" recommend --train

@@ -44,6 +44,7 @@ from contracts.names import (CALL_INDEX, CALL_MATTER, CALL_RECORD, CHAIN, COMMAN
                              COMMANDS, INDEX, LIVE, MATTER, MATTER_TTL, OVERDUE, RECORD, TRAIL)
 from contracts.privacy import mask_number, masked
 from contracts.vocab import API_MODES, DeliveredBy, Disposition, EndedBy, Mode
+from hotline_link.config import project_home
 from hotline_link.redisconn import NO_WAIT, Durable, NotReplicated
 from hotline_link.recommender import Recommender
 from transfer import matter as matters
@@ -111,11 +112,16 @@ ROUTES = (
     # The pages (sidecar/web): they hold no data; what they show comes from the API above,
     # with the token the person gives the page.
     ("GET", "/board", None, "page"),
+    ("GET", "/report", None, "page"),
     ("GET", "/ui/{name}", None, "asset"),
 )
 WEB = Path(__file__).resolve().parent / "web"
-PAGES = {"/board": "board.html"}
-ASSETS = {"common.js": "text/javascript", "board.js": "text/javascript", "style.css": "text/css"}
+PAGES = {"/board": "board.html", "/report": "report.html"}
+ASSETS = {"common.js": "text/javascript", "board.js": "text/javascript",
+          "report.js": "text/javascript", "style.css": "text/css",
+          "echarts.min.js": "text/javascript"}
+# Fetched at set-up (scripts/vendor-echarts.sh), not kept in the repository.
+VENDOR = project_home() / "var" / "vendor"
 # The pages load nothing from elsewhere and run no inline script.
 PAGE_HEADERS = {"Content-Security-Policy": "default-src 'self'; img-src 'self' data:; "
                                            "frame-ancestors 'none'",
@@ -332,8 +338,15 @@ class Api:
         name = request.match_info["name"]
         if name not in ASSETS:
             return _error(404, f"no page asset {name!r}")
-        return web.Response(body=(WEB / name).read_bytes(), content_type=ASSETS[name],
-                            charset="utf-8", headers=PAGE_HEADERS)
+        path = (VENDOR if name == "echarts.min.js" else WEB) / name
+        try:
+            body = path.read_bytes()
+        except FileNotFoundError:
+            return _error(404, f"{name} is not installed here: run scripts/vendor-echarts.sh "
+                               "(the pages then show their figures as tables only)")
+        return web.Response(body=body, content_type=ASSETS[name], charset="utf-8",
+                            headers={**PAGE_HEADERS, "Cache-Control": "max-age=3600"}
+                            if path.parent == VENDOR else PAGE_HEADERS)
 
     async def analysis(self, request: web.Request) -> web.StreamResponse:
         """Joint analysis (R13) of the transfers and online requests recorded between ``from``
@@ -387,7 +400,8 @@ class Api:
             "records": figures.records, "truncated": truncated, "counts": figures.counts,
             "hotspots": figures.hotspots, "repeat_callers": figures.repeat_callers,
             "emergencies": figures.emergencies, "disputes": figures.disputes,
-            "warnings": [w.to_dict() for w in warnings]})
+            "warnings": [w.to_dict() for w in warnings],
+            "names": {c.code: c.name for c in self.catalog.categories}})
 
     async def overdue(self, request: web.Request) -> web.Response:
         """The work orders overdue now (督办), by platform and stage: those whose platform has

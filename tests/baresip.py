@@ -38,6 +38,20 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def free_sip_port() -> int:
+    """A port free for SIP over UDP and TCP, with the next one free for TLS: baresip binds all
+    three, and a port the kernel gives for TCP may be some phone's UDP socket already."""
+    while True:
+        port = free_port()
+        try:
+            for kind, p in ((socket.SOCK_DGRAM, port), (socket.SOCK_STREAM, port + 1)):
+                with socket.socket(socket.AF_INET, kind) as s:
+                    s.bind((HOST, p))
+            return port
+        except OSError:
+            continue
+
+
 def write_tone(path: Path, hz: int, seconds: int = 120) -> Path:
     """A 16-bit mono WAV of a sine at ``hz`` (the phone's microphone)."""
     samples = array("h", (int(8000 * math.sin(2 * math.pi * hz * i / RATE))
@@ -88,7 +102,7 @@ class Baresip:
     def _write_config(self) -> None:
         domain = self.account["registrar"].removeprefix("sip:")
         tone = write_tone(self.dir / "tone.wav", self.tone_hz)
-        self.sip_port, self.ctrl_port = free_port(), free_port()
+        self.sip_port, self.ctrl_port = free_sip_port(), free_port()
         # baresip also binds TLS on the SIP port + 1: keep that free too.
         while self.ctrl_port in (self.sip_port, self.sip_port + 1):
             self.ctrl_port = free_port()
@@ -127,24 +141,33 @@ class Baresip:
             self.stop()
             raise
 
-    def _start(self, timeout: float) -> "Baresip":
-        self._write_config()
-        log = open(self.dir / "baresip.log", "ab")
-        trace = ["-s"] if os.environ.get("HOTLINE_BARESIP_TRACE") else []
-        self.proc = subprocess.Popen(["baresip", "-f", str(self.dir), *trace],
-                                     stdin=subprocess.DEVNULL, stdout=log,
-                                     stderr=subprocess.STDOUT, cwd=self.dir,
-                                     preexec_fn=_die_with_parent)
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                self.sock = socket.create_connection((HOST, self.ctrl_port), timeout=1)
+    def _start(self, timeout: float, attempts: int = 3) -> "Baresip":
+        for attempt in range(1, attempts + 1):
+            self._write_config()
+            log = open(self.dir / "baresip.log", "ab")
+            trace = ["-s"] if os.environ.get("HOTLINE_BARESIP_TRACE") else []
+            self.proc = subprocess.Popen(["baresip", "-f", str(self.dir), *trace],
+                                         stdin=subprocess.DEVNULL, stdout=log,
+                                         stderr=subprocess.STDOUT, cwd=self.dir,
+                                         preexec_fn=_die_with_parent)
+            log.close()                      # the child has its own descriptor
+            deadline = time.monotonic() + timeout
+            while self.sock is None:
+                try:
+                    self.sock = socket.create_connection((HOST, self.ctrl_port), timeout=1)
+                except OSError:
+                    if self.proc.poll() is not None or time.monotonic() > deadline:
+                        break
+                    time.sleep(0.05)
+            if self.sock is not None:
                 break
-            except OSError:
-                if self.proc.poll() is not None or time.monotonic() > deadline:
-                    raise BaresipError(f"baresip for {self.username} did not start; "
-                                       f"see {self.dir / 'baresip.log'}")
-                time.sleep(0.05)
+            # It exited (a port taken between our check and its bind) or hung: again, on other
+            # ports; the log's end says why, in the error of the last attempt.
+            self.stop()
+            tail = (self.dir / "baresip.log").read_text(errors="replace")[-1500:]
+            if attempt == attempts:
+                raise BaresipError(f"baresip for {self.username} did not start in {attempts} "
+                                   f"attempts; the end of {self.dir / 'baresip.log'}:\n{tail}")
         self.sock.settimeout(None)
         self._reader = threading.Thread(target=self._read, daemon=True,
                                         name=f"baresip-{self.username}")

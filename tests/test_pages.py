@@ -159,3 +159,41 @@ def test_a_refused_token_gets_the_form_not_the_figures(browser, stack):  # noqa:
     assert browser.find_element("id", "main").get_attribute("hidden") is not None
     # The 401 the page got is the browser's only complaint.
     assert all("401" in e for e in console_errors(browser))
+
+
+def test_the_analysis_page_draws_the_records_the_test_made(browser, stack, supervisor):  # noqa: F811
+    """Records of two categories, one area and one caller: the charts (ECharts, served by the
+    sidecar) and the tables show them."""
+    caller = f"1370000{uuid.uuid4().int % 10000:04d}"
+    made = []
+    for i in range(6):
+        rec = {**synthetic_record(origin="110", target="12345",
+                                  category="construction" if i % 3 else "city_environment"),
+               "caller_number": caller,
+               "matter": {"summary": "夜间施工噪音", "address": f"和平里{i + 1}号楼"}}
+        made.append(rec)
+    publish(stack.redis, made)
+    stack.wait(lambda: all(stack.api("GET", f"/transfers/{r['transfer_id']}")[0] == 200
+                           for r in made), 20, "the records synced")
+    browser.get("about:blank")
+    browser.get(board_url(stack, supervisor).replace("/board#", "/report#"))
+    wait_for(browser, "return !!document.getElementById('main').dataset.loaded", 10,
+             "the figures")
+    series = wait_for(browser, """
+        const c = echarts.getInstanceByDom(document.getElementById('chart-day'));
+        return c && c.getOption().series.map(s => [s.id, s.data.reduce((a, b) => a + b, 0)]);
+        """, 5, "the chart by day")
+    totals = dict(series)
+    assert totals["construction"] >= 4 and totals["city_environment"] >= 2
+    pie = browser.execute_script("""
+        return echarts.getInstanceByDom(document.getElementById('chart-direction'))
+            .getOption().series[0].data.map(d => [d.name, d.value]);""")
+    assert dict(pie).get("110→12345", 0) >= 6
+    hotspot = browser.execute_script("return [...document.querySelectorAll('#hotspot-table tr')]"
+                                      ".map(r => r.textContent)")
+    assert any(row.startswith("和平里") for row in hotspot), hotspot
+    callers = browser.execute_script("return document.getElementById('caller-table').textContent")
+    # A city-wide reader sees the number masked, and how often it called.
+    assert f"{caller[:3]}******{caller[-2:]}6" in callers and caller not in callers
+    browser.save_screenshot(str(SCREENS / "report-1280x720.png"))
+    assert console_errors(browser) == []

@@ -25,6 +25,13 @@ const HL = (() => {
       a_overdue: "督办超时", a_dispute: "纠纷联动", a_stability_lead: "维稳线索",
       a_redis_data_lost: "数据存储异常", a_answer_rate_low: "接通率偏低", a_surge: "话务高峰",
       a_early_warning: "趋势预警",
+      title_report: "联合研判", p_24h: "近24小时", p_7d: "近7天", p_31d: "近31天",
+      export_csv: "导出 CSV", loaded: "已更新", by_day: "按日·分类", by_hour: "按小时",
+      by_direction: "转办方向", warnings: "趋势预警", no_warnings: "暂无预警",
+      hotspots: "热点区域", repeat_callers: "重复来电", disputes: "纠纷类事项", area: "区域",
+      count: "数量", categories: "分类", caller: "来电号码", at: "时间", category: "分类",
+      result: "结果", records: "记录", emergencies: "紧急", truncated: "记录过多，已截断",
+      observed: "近24小时", baseline: "日均基线", unclassified: "待分类",
     },
     en: {
       title_board: "Hotline wallboard", lang: "中文", token: "Access token", enter: "Open",
@@ -49,6 +56,14 @@ const HL = (() => {
       a_dead_letter: "Work order not delivered", a_overdue: "Overdue", a_dispute: "Dispute",
       a_stability_lead: "Stability lead", a_redis_data_lost: "Redis data lost",
       a_answer_rate_low: "Answer rate low", a_surge: "Surge", a_early_warning: "Early warning",
+      title_report: "Joint analysis", p_24h: "24 h", p_7d: "7 days", p_31d: "31 days",
+      export_csv: "Export CSV", loaded: "updated", by_day: "By day and category",
+      by_hour: "By hour", by_direction: "Transfer directions", warnings: "Early warnings",
+      no_warnings: "No warnings", hotspots: "Hotspots", repeat_callers: "Repeat callers",
+      disputes: "Dispute matters", area: "Area", count: "Count", categories: "Categories",
+      caller: "Caller", at: "When", category: "Category", result: "Result",
+      records: "records", emergencies: "emergencies", truncated: "too many records: cut",
+      observed: "last 24 h", baseline: "baseline per day", unclassified: "unclassified",
     },
   };
   let lang = localStorage.getItem("hl-lang") === "en" ? "en" : "zh";
