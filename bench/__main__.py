@@ -22,9 +22,9 @@ from bench.results import write_result
 from bench.stack import ROOT, Stack
 
 # In this order: those without a lab first.
-BENCHMARKS = ("recommender", "events", "durability", "sidecar", "api", "alerts", "latency",
-              "codecs", "load")
-NEEDS_LAB = {"durability", "sidecar", "api", "alerts", "latency", "codecs", "load"}
+BENCHMARKS = ("recommender", "events", "durability", "sidecar", "api", "board", "alerts",
+              "latency", "codecs", "load")
+NEEDS_LAB = {"durability", "sidecar", "api", "board", "alerts", "latency", "codecs", "load"}
 
 
 def _lab(config: Path, action: str) -> None:

@@ -141,6 +141,16 @@ class NotSent(TicketError):
     """The request never left (the platform refused the connection)."""
 
 
+def note_text(note: dict) -> str:
+    """A relayed note as one line of text: what was said, the status, who said it."""
+    text = note.get("note") or ""
+    if note.get("status"):
+        text = f"{text} (status: {note['status']})".strip()
+    if note.get("source"):
+        text = f"{text} — {note['source']}"
+    return text
+
+
 def make(session: aiohttp.ClientSession, platform: str, api: PlatformApi, timeout: float,
          redis: aioredis.Redis) -> TicketApi:
     cls = {PlatformKind.OPEN311: Open311Api, PlatformKind.EIDO: EidoApi,
@@ -268,12 +278,7 @@ class EidoApi(TicketApi):
         note_id = f"{ticket_id}:note:{hashlib.sha256(key.encode()).hexdigest()[:16]}"
         if any(n.get("$id") == note_id for n in doc.get("notesComponent") or []):
             return True
-        text = note.get("note") or ""
-        if note.get("status"):
-            text = f"{text} (status: {note['status']})".strip()
-        if note.get("source"):
-            text = f"{text} — {note['source']}"
-        await self._put(eido_note(doc, note_id, text))
+        await self._put(eido_note(doc, note_id, note_text(note)))
         return True
 
 
@@ -336,13 +341,8 @@ class HttpApi(TicketApi):
                    ) -> bool:
         if self.mapping.note is None:
             return False
-        text = note.get("note") or ""
-        if note.get("status"):
-            text = f"{text} (status: {note['status']})".strip()
-        if note.get("source"):
-            text = f"{text} — {note['source']}"
         await self._call(self.mapping.note, {
-            "ticket_id": ticket_id, "note.text": text, "note.status": note.get("status"),
+            "ticket_id": ticket_id, "note.text": note_text(note), "note.status": note.get("status"),
             "note.source": note.get("source"), "note.key": key}, "note")
         return True
 

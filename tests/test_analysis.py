@@ -87,18 +87,11 @@ def test_figures_by_dimension_area_and_repeat_caller():
 
 @pytest.mark.lab
 def test_the_analysis_api_and_an_early_warning_from_records(stack):  # noqa: F811
-    from test_sidecar import publish, synthetic_record
+    from test_sidecar import publish_matters
 
     caller = f"1390000{uuid.uuid4().int % 10000:04d}"
-    spike = []
-    for i in range(7):            # 7 of a category the lab never sees: far above its baseline
-        rec = {**synthetic_record(origin="110", target="12345", category="landscaping"),
-               "caller_number": caller,
-               "matter": {"summary": "行道树倒伏", "address": f"绿化路{i + 1}号"}}
-        spike.append(rec)
-    publish(stack.redis, spike)
-    stack.wait(lambda: all(stack.api("GET", f"/transfers/{r['transfer_id']}")[0] == 200
-                           for r in spike), 20, "the records synced")
+    # 7 of a category the lab never sees otherwise: far above its baseline.
+    publish_matters(stack, ["landscaping"] * 7, caller, "行道树倒伏", "绿化路")
     status, figures = stack.api("GET", f"/analysis?by=category,direction&from="
                                        f"{time.time() - 3600}&top=50")
     assert status == 200, figures

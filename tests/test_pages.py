@@ -13,7 +13,7 @@ import pytest
 from conftest import ROOT
 from contracts.names import OUTCOMES
 from test_access import _cli
-from test_sidecar import publish, stack, synthetic_record  # noqa: F401 - fixture
+from test_sidecar import publish, publish_matters, stack, synthetic_record  # noqa: F401 - fixture
 
 pytestmark = pytest.mark.lab
 
@@ -165,16 +165,8 @@ def test_the_analysis_page_draws_the_records_the_test_made(browser, stack, super
     """Records of two categories, one area and one caller: the charts (ECharts, served by the
     sidecar) and the tables show them."""
     caller = f"1370000{uuid.uuid4().int % 10000:04d}"
-    made = []
-    for i in range(6):
-        rec = {**synthetic_record(origin="110", target="12345",
-                                  category="construction" if i % 3 else "city_environment"),
-               "caller_number": caller,
-               "matter": {"summary": "夜间施工噪音", "address": f"和平里{i + 1}号楼"}}
-        made.append(rec)
-    publish(stack.redis, made)
-    stack.wait(lambda: all(stack.api("GET", f"/transfers/{r['transfer_id']}")[0] == 200
-                           for r in made), 20, "the records synced")
+    publish_matters(stack, ["city_environment", "construction", "construction"] * 2, caller,
+                    "夜间施工噪音", "和平里")
     browser.get("about:blank")
     browser.get(board_url(stack, supervisor).replace("/board#", "/report#"))
     wait_for(browser, "return !!document.getElementById('main').dataset.loaded", 10,

@@ -231,6 +231,20 @@ def synthetic_record(result: str = "accepted", origin: str = "12345", target: st
     }
 
 
+def publish_matters(stack, categories: list[str], caller: str, summary: str,
+                    street: str) -> list[dict]:
+    """110 -> 12345 records, one per category given, all from ``caller`` about numbered houses
+    of ``street``: published, and returned once the sidecar has synced every one."""
+    made = [{**synthetic_record(origin="110", target="12345", category=category),
+             "caller_number": caller, "matter": {"summary": summary,
+                                                 "address": f"{street}{i + 1}号"}}
+            for i, category in enumerate(categories)]
+    publish(stack.redis, made)
+    stack.wait(lambda: all(stack.api("GET", f"/transfers/{r['transfer_id']}")[0] == 200
+                           for r in made), 20, "the records synced")
+    return made
+
+
 def caller_call_id(lab, hotline: str) -> str:
     """The call id (linkedid: the call's first channel) of the caller on ``hotline``'s PBX."""
     [caller] = [c for c in lab.ari[hotline].channels()

@@ -197,19 +197,7 @@ function setConnection(s) {
   node.textContent = t(node.dataset.t);
 }
 
-async function start() {
-  try {
-    await load();
-  } catch (err) {
-    if (err instanceof HL.Refused) {
-      document.getElementById("login-error").hidden = false;
-      HL.login(start);
-      return;
-    }
-    setConnection("reconnecting");
-    setTimeout(start, 2000);
-    return;
-  }
+function live() {
   document.getElementById("main").hidden = false;
   HL.stream("types=outcome,alert,hotline_status", onEvent, setConnection);
   setInterval(() => refresh().catch(() => setConnection("reconnecting")), REFRESH_MS);
@@ -220,5 +208,4 @@ document.getElementById("lang").addEventListener("click", () => { HL.switchLangu
 function tick() { document.getElementById("clock").textContent = new Date().toLocaleString(HL.locale()); }
 tick();
 setInterval(tick, 1000);
-HL.applyText();
-if (HL.token()) start(); else HL.login(start);
+HL.boot(load, live, () => setConnection("reconnecting"));

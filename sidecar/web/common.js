@@ -148,8 +148,18 @@ const HL = (() => {
   }
 
   // The login form: shown when no token is kept or the API refused the one kept.
-  function login(onToken) {
-    const form = document.getElementById("login");
+  function login(onToken, refused = false) {
+    let form = document.getElementById("login");
+    if (!form) {
+      form = el("form", { id: "login" },
+        el("label", {}, el("span", { "data-t": "token_help" }, t("token_help")),
+           el("input", { name: "token", type: "password", autocomplete: "off", required: true })),
+        el("button", { type: "submit", "data-t": "enter" }, t("enter")),
+        el("p", { id: "login-error", class: "error", hidden: true, "data-t": "refused" },
+           t("refused")));
+      document.querySelector("header").after(form);
+    }
+    document.getElementById("login-error").hidden = !refused;
     form.hidden = false;
     form.addEventListener("submit", (ev) => {
       ev.preventDefault();
@@ -170,7 +180,26 @@ const HL = (() => {
     return node;
   }
 
+  // A page's start: ``load()`` until it works; a refused token gets the form, anything else
+  // (the sidecar restarting) another try in two seconds. Then ``then()``.
+  function boot(load, then = () => {}, onRetry = () => {}) {
+    async function attempt() {
+      try {
+        await load();
+      } catch (err) {
+        if (err instanceof Refused) { login(attempt, true); return; }
+        onRetry();
+        setTimeout(attempt, 2000);
+        return;
+      }
+      then();
+    }
+    applyText();
+    if (token()) attempt(); else login(attempt);
+  }
+
   function percent(x) { return x === null || x === undefined ? "—" : `${(x * 100).toFixed(1)} %`; }
 
-  return { t, locale, applyText, switchLanguage, token, api, stream, login, el, percent, Refused };
+  return { t, locale, applyText, switchLanguage, token, api, stream, login, boot, el, percent,
+           Refused };
 })();

@@ -125,18 +125,6 @@ async function exportCsv() {
   link.remove();
 }
 
-async function start() {
-  try {
-    await load();
-  } catch (err) {
-    if (err instanceof HL.Refused) {
-      document.getElementById("login-error").hidden = false;
-      HL.login(start);
-      return;
-    }
-    setTimeout(start, 2000);
-  }
-}
 
 for (const b of document.querySelectorAll("[data-period]")) {
   b.addEventListener("click", () => { days = Number(b.dataset.period); load(); });
@@ -147,5 +135,4 @@ document.getElementById("lang").addEventListener("click", () => {
   if (figures) { drawTables(); drawCharts(); }
 });
 window.addEventListener("resize", () => Object.values(charts).forEach((c) => c.resize()));
-HL.applyText();
-if (HL.token()) start(); else HL.login(start);
+HL.boot(load);
