@@ -66,7 +66,7 @@ def _feed(r: redis.Redis, hotlines: list[str], stop: threading.Event,
         time.sleep(max(0.0, next_at - time.monotonic()))
 
 
-async def _screen(base: str, token: str, seen: dict[str, int], stop: asyncio.Event) -> None:
+async def _screen(base: str, token: str, seen: dict[str, int], stop: threading.Event) -> None:
     """One wall screen's stream: when each outcome arrived (epoch ms)."""
     headers = {"Authorization": f"Bearer {token}"}
     timeout = aiohttp.ClientTimeout(total=None, sock_read=None)
@@ -92,10 +92,11 @@ def _phase(r: redis.Redis, hotlines: list[str], pid: int, seconds: float, browse
     appended: dict[str, int] = {}
     stop = threading.Event()
     screens: list[dict[str, int]] = [{} for _ in range(EXTRA_SCREENS if browser else 0)]
-    loop = asyncio.new_event_loop()
-    halt = asyncio.Event()
-    readers = threading.Thread(target=lambda: loop.run_until_complete(asyncio.gather(
-        *(_screen(base, token, s, halt) for s in screens))), daemon=True)
+    halt = threading.Event()
+
+    async def read_all() -> None:
+        await asyncio.gather(*(_screen(base, token, s, halt) for s in screens))
+    readers = threading.Thread(target=lambda: asyncio.run(read_all()), daemon=True)
     if screens:
         readers.start()
         time.sleep(1.0)
@@ -121,7 +122,7 @@ def _phase(r: redis.Redis, hotlines: list[str], pid: int, seconds: float, browse
     wall = time.monotonic() - t0
     cpu = cpu_seconds(pid) - cpu0
     if screens:
-        loop.call_soon_threadsafe(halt.set)
+        halt.set()
         readers.join(5)
     out = {"records": len(appended), "seconds": round(wall, 1),
            "sidecar_cores": round(cpu / wall, 3)}
