@@ -241,9 +241,11 @@ def _worker(conn: Connection, account: dict, host: str, log_level: int) -> None:
             key = f"w{next(counter)}"
             call = WCall(self, key, prm.callId)
             calls[key] = call
-            send("incoming", key, prm.rdata.wholeMsg, rang_at)
+            code = auto_answer["code"] or 180
+            # With the code: a call refused at once is over, not ringing, for the test side.
+            send("incoming", key, prm.rdata.wholeMsg, rang_at, code)
             op = pj.CallOpParam()
-            op.statusCode = auto_answer["code"] or 180
+            op.statusCode = code
             call.answer(op)
 
     acc = WAccount()
@@ -286,6 +288,7 @@ def _worker(conn: Connection, account: dict, host: str, log_level: int) -> None:
             return
         if cmd == "auto_answer":
             auto_answer["code"] = args[0]
+            send("applied", None, args[1])
             return
         if cmd == "register":
             acc.setRegistration(True)
@@ -450,6 +453,7 @@ class Phone:
         self.by_key: dict[str, PhoneCall] = {}
         self.errors: list[str] = []
         self._auto_answer: int | None = None
+        self._asked = self._applied = 0             # auto-answer changes sent, and applied
         self._keys = itertools.count(1)
         # The tone this phone plays when another party checks that it hears this one.
         self.tone_hz = TONES_HZ[len(lib.phones) % len(TONES_HZ)]
@@ -489,6 +493,7 @@ class Phone:
         self.registered = False
         self.calls, self.by_key = [], {}
         self._auto_answer = None
+        self._asked = self._applied = 0
         self.lib.wait_for(lambda: self.registered, timeout, f"{self.username} to register")
 
     def _on(self, msg: tuple) -> None:
@@ -499,8 +504,12 @@ class Phone:
         elif kind == "incoming":
             call = PhoneCall(self, msg[1], invite=msg[2])
             call.rang_at = msg[3]
+            if msg[4] >= 300:
+                call.ended, call.status_code = True, msg[4]
             self.calls.append(call)
             self.by_key[call.key] = call
+        elif kind == "applied":
+            self._applied = msg[2]
         elif kind == "done":
             call = self.by_key.get(msg[1])
             if call is not None:
@@ -521,8 +530,14 @@ class Phone:
 
     @auto_answer.setter
     def auto_answer(self, code: int | None) -> None:
+        # Applied before the setter returns: an INVITE right after must meet the new answer
+        # (a call refused by the old one looked like a ringing call to the test).
         self._auto_answer = code
-        self._send("auto_answer", None, code)
+        self._asked += 1
+        asked = self._asked
+        self._send("auto_answer", None, code, asked)
+        self.lib.wait_for(lambda: self._applied >= asked, 5,
+                          f"{self.username} to answer calls with {code or 'ringing'}")
 
     def reregister(self, timeout: float = 10.0) -> None:
         """Register again now (a restarted PBX may have lost the registration)."""
