@@ -26,9 +26,9 @@ import aiohttp
 import redis
 
 from bench.procs import cpu_seconds
-from bench.results import percentiles, write_result
+from bench.results import percentiles
 from bench.sidecar import _record
-from bench.stack import Stack
+from bench.stack import Stack, run_alone
 from contracts.names import AUDIT, OUTCOMES, RECORD
 from sidecar import access
 
@@ -158,14 +158,5 @@ def run(config: Path, lab_descriptor: dict) -> dict:
             "details": {"runs": out, "records": RECORDS, "concurrency": CONCURRENCY}}
 
 
-def main() -> int:
-    from bench.stack import ROOT
-
-    config = ROOT / "bench" / "lab.toml"
-    result = run(config, Stack.descriptor_of(config))
-    print(write_result(result))
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_alone(run))

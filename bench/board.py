@@ -28,9 +28,9 @@ import aiohttp
 import redis
 
 from bench.procs import cpu_seconds
-from bench.results import percentiles, write_result
+from bench.results import percentiles
 from bench.sidecar import _record
-from bench.stack import Stack
+from bench.stack import Stack, run_alone
 from contracts.names import LIVE, LIVE_TTL, OUTCOMES
 from sidecar import access
 
@@ -205,14 +205,5 @@ def run(config: Path, lab_descriptor: dict) -> dict:
                         "calls": CALLS, "screens": EXTRA_SCREENS + 1, "console": errors}}
 
 
-def main() -> int:
-    from bench.stack import ROOT
-
-    config = ROOT / "bench" / "lab.toml"
-    result = run(config, Stack.descriptor_of(config))
-    print(write_result(result))
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_alone(run))

@@ -121,3 +121,13 @@ class Stack:
         """Until neither PBX has a channel or bridge left: the next run starts clean."""
         self._softphones.wait_for(lambda: not self._lab.leftovers(), timeout,
                                   "both PBXs to be idle")
+
+
+def run_alone(run) -> int:
+    """``python -m bench.<name>``: one benchmark's ``run`` on the bench lab (already up), its
+    result written to bench/results/ like ``make bench`` writes it."""
+    from bench.results import write_result
+
+    config = ROOT / "bench" / "lab.toml"
+    print(write_result(run(config, Stack.descriptor_of(config))))
+    return 0
