@@ -34,7 +34,6 @@ import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import redis.asyncio as aioredis
 import structlog
@@ -69,8 +68,6 @@ SPEC = Path(__file__).with_name("openapi.json")
 MAX_ROWS = 10000
 ANALYSIS_SPAN_DAYS = 31
 ANALYSIS_MAX_RECORDS = 200_000
-DEFAULT_ANALYSIS = AnalysisSettings(timezone=ZoneInfo("Asia/Shanghai"), warn_every=600.0,
-                                    warn_p=1e-3, warn_min=5)
 SCAN_CHUNK = 500
 MAX_SCAN = 50_000
 CSV_FIELDS = ("transfer_id", "ended", "origin", "target", "mode", "trigger", "result", "category",
@@ -137,9 +134,9 @@ class Api:
     def __init__(self, redis: aioredis.Redis, syncer: Syncer, catalog: Catalog, clients: Clients,
                  hotlines: tuple[str, ...], durable: Durable | None = None,
                  answer_rate_target: float | None = None, recommender: Recommender | None = None,
-                 *, audit: Audit, analysis_settings: AnalysisSettings | None = None):
+                 *, audit: Audit, analysis_settings: AnalysisSettings):
         self.redis = redis
-        self.analysis_settings = analysis_settings or DEFAULT_ANALYSIS
+        self.analysis_settings = analysis_settings
         # Answers by the catalog's rules until (unless) its model is loaded.
         self.recommender = recommender or Recommender(catalog)
         self.answer_rate_target = answer_rate_target

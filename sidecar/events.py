@@ -11,8 +11,9 @@ instance's, ``contracts.names.LIVE``: callers waiting, the longest wait, agents 
 offline, transfers going and three-way calls, the surge plan) when they change, and every
 ``STATUS_EVERY`` s at least; ``live`` is null while no instance acts. It has no ``id``: only the
 newest matters, and it comes again. Filters: ``hotline`` (events of that hotline, or transfers
-from or to it), ``agent`` (events that name that agent), ``types`` (comma-separated). A centre's clients get
-their own centre's events only; caller numbers are masked in the events a client does not own.
+from or to it), ``agent`` (events that name that agent), ``types`` (comma-separated). A
+centre's clients get their own centre's events only; caller numbers are masked in the events
+a client does not own.
 
 The stream ends when the sidecar shuts down: each read blocks for at most a second and then
 looks at the shutdown flag, so an open stream never holds a stopping sidecar.

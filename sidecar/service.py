@@ -68,8 +68,7 @@ def make_app(redis: aioredis.Redis, syncer: Syncer, alerts: Alerts, catalog,
              durable: Durable | None = None,
              answer_rate_target: float | None = None,
              recommender: Recommender | None = None,
-             *, audit: Audit, analysis_settings: AnalysisSettings | None = None
-             ) -> web.Application:
+             *, audit: Audit, analysis_settings: AnalysisSettings) -> web.Application:
     async def health(_request: web.Request) -> web.Response:
         try:
             state = await persistence(redis)
