@@ -25,7 +25,7 @@ import redis.asyncio as aioredis
 import structlog
 
 from contracts.names import COMMAND_RESULTS, COMMANDS, EVENTS
-from contracts.vocab import API_MODES, CommandStatus, LiveEvent, Trigger
+from contracts.vocab import API_MODES, KEY_ACTIONS, CommandStatus, LiveEvent, Mode, Trigger
 from hotline_link.outcomes import OutcomeSink, RecordSink
 from hotline_link.render import features
 from hotline_link.settings import Hotline, Settings
@@ -190,18 +190,22 @@ class HotlineApp:
             self.log.warning("unreadable command skipped")
             return
         call = next((c for c in self.delivery.calls.values() if c.call_id == cmd.get("call_id")), None)
-        mode, target = cmd.get("mode"), cmd.get("target")
+        mode, action, target = cmd.get("mode"), cmd.get("action"), cmd.get("target")
         if call is None:
             result = {"status": CommandStatus.REFUSED, "reason": "no such call on this hotline"}
+        elif action is not None:
+            # A button of the agent screen: what the agent's key would do.
+            if action in KEY_ACTIONS:
+                result = await self.transfers.on_action(call, action, Trigger.API, target)
+            else:
+                result = {"status": CommandStatus.REFUSED,
+                          "reason": f"action must be one of {', '.join(KEY_ACTIONS)}"}
         elif mode not in API_MODES:
             result = {"status": CommandStatus.REFUSED,
                       "reason": f"mode must be one of {', '.join(API_MODES)}"}
         else:
-            target = target or self.transfers.default_target()
-            tid = await self.transfers.start(call, target, mode=mode, trigger=Trigger.API)
-            result = ({"status": CommandStatus.STARTED, "transfer_id": tid} if tid else
-                      {"status": CommandStatus.REFUSED, "reason": "call not connected to an agent, a transfer "
-                                                      "is in progress, or no such target"})
+            result = await self.transfers.on_action(
+                call, "three_way" if mode == Mode.THREE_WAY else "transfer", Trigger.API, target)
         self.log.info("api command", command_id=command_id, **result)
         await self.transfers.best_effort(self.redis.hset(COMMAND_RESULTS, command_id,
                                                          json.dumps(result)))

@@ -30,7 +30,7 @@ from redis.exceptions import RedisError
 from contracts import sip
 from contracts.names import (ACTIVE_TRANSFERS, ALERTS, CALL_LOCK, CALL_MATTER, MATTER,
                              TRANSFER_ANSWERED, TRANSFER_STATE)
-from contracts.vocab import CONFERENCE_MODES, Mode, Trigger
+from contracts.vocab import CONFERENCE_MODES, CommandStatus, Mode, Trigger
 from hotline_link.outcomes import OutcomeSink
 from hotline_link.settings import Hotline, Settings
 from transfer import delivery as dm
@@ -58,6 +58,10 @@ def failure_kind(cause: int) -> str:
     if cause == 19:
         return "no_answer"
     return "unreachable"
+
+
+def _refused(reason: str) -> dict:
+    return {"status": CommandStatus.REFUSED, "reason": reason}
 
 
 def _iso(ts: float | None) -> str | None:
@@ -113,31 +117,63 @@ class Transfers:
         if action is not None:
             await self.on_action(call, action)
 
-    async def on_action(self, call: Call, action: str) -> None:
-        """An agent's key, pressed on a call we bridged (DTMF) or on a Queue() call the AGI
-        server handed over (features.conf): the same action either way."""
+    async def on_action(self, call: Call, action: str, trigger: str = Trigger.DTMF,
+                        target: str | None = None) -> dict:
+        """An agent's key, pressed on a call we bridged (DTMF), on a Queue() call the AGI server
+        handed over (features.conf), or a button of the agent screen (the API): the same action
+        whichever way. What came of it, as a command result (``contracts.vocab.CommandStatus``).
+        ``target``: the API's choice of target for a transfer (else the key's own)."""
         clog = self.log.bind(call_id=call.call_id, agent=call.agent)
-        clog.info("agent key", action=action)
+        clog.info("agent action", action=action, trigger=trigger)
+        if call.keys_cross and trigger == Trigger.API:
+            # The far agent of the other platform's three-way call: the origin decides. Their
+            # keys cross the trunk by themselves; a button's are sent the same way.
+            if action not in m.DECISIONS:
+                return _refused("in the other platform's three-way call this agent only decides "
+                                f"({', '.join(m.DECISIONS)}); the origin platform transfers")
+            return await self._relay_decision(call, action)
         active = self.active.get(call.transfer_id or "")
         if action in m.DECISIONS:
             if active is not None and active.conference:
                 await self._step(active, m.Ev.DECISION, m.Decision(action, "origin", call.agent))
-            else:
-                clog.info("decision key outside a three-way call: nothing to decide")
-        elif action == "transfer":
-            await self.start(call, self.default_target(), mode=Mode.BLIND, trigger=Trigger.DTMF)
-        elif action.startswith("transfer:"):
-            await self.start(call, action.partition(":")[2], mode=Mode.BLIND, trigger=Trigger.DTMF)
-        elif action == "three_way":
-            await self.start(call, self.default_target(), mode=Mode.THREE_WAY, trigger=Trigger.DTMF)
-        elif action == "emergency":
+                return {"status": CommandStatus.DONE, "action": action,
+                        "transfer_id": active.transfer_id}
+            clog.info("decision outside a three-way call: nothing to decide")
+            return _refused("no three-way call on this call to decide")
+        if action == "out_of_scope":
+            tid = await self.record_out_of_scope(call, trigger=trigger)
+            return {"status": CommandStatus.DONE, "action": action, "transfer_id": tid}
+        emergency = action == "emergency"
+        if emergency:
             if self.hotline.emergency_to is None:
-                clog.info("emergency key: this hotline has no emergency_to, nothing to escalate to")
-                return
-            await self.start(call, self.hotline.emergency_to, mode=Mode.EMERGENCY,
-                             trigger=Trigger.DTMF, emergency=True)
-        elif action == "out_of_scope":
-            await self.record_out_of_scope(call, trigger=Trigger.DTMF)
+                clog.info("emergency: this hotline has no emergency_to, nothing to escalate to")
+                return _refused(f"hotline {self.hotline.id} has no emergency target")
+            target, mode = self.hotline.emergency_to, Mode.EMERGENCY
+        elif action == "three_way":
+            target, mode = target or self.default_target(), Mode.THREE_WAY
+        elif action == "transfer" or action.startswith("transfer:"):
+            target = action.partition(":")[2] or target or self.default_target()
+            mode = Mode.BLIND
+        else:
+            return _refused(f"no such action {action!r}")
+        tid = await self.start(call, target, mode=mode, trigger=trigger, emergency=emergency)
+        if tid is None:
+            return _refused("call not connected to an agent, a transfer is in progress, or no "
+                            f"such target {target!r}")
+        return {"status": CommandStatus.STARTED, "transfer_id": tid}
+
+    async def _relay_decision(self, call: Call, action: str) -> dict:
+        key = next((k for k, a in self.keys.bindings.items() if a == action), None)
+        if key is None:
+            return _refused(f"no key is configured for {action}")
+        try:
+            # Spaced wider than the key collector's duplicate window, as a phone spaces them.
+            await self.ari.post(f"/channels/{call.caller}/dtmf", dtmf=key, between=200,
+                                duration=120)
+        except AriError as exc:
+            return _refused(f"the decision could not be sent to the origin platform: {exc}")
+        return {"status": CommandStatus.DONE, "action": action,
+                "transfer_id": call.headers.get(sip.TRANSFER_ID)}
 
     async def on_refer(self, event: dict) -> None:
         # The REFERring channel is referred_by.source_channel (ChannelTransfer has no "channel").
@@ -234,10 +270,11 @@ class Transfers:
         self.log.info("screened caller goes to an agent", call_id=call.call_id, verdict=verdict)
         await self.interp.deliver(dm.Ev.RELEASE_HOLD, dm.CallRef(call.caller))
 
-    async def record_out_of_scope(self, call: Call, trigger: str) -> None:
+    async def record_out_of_scope(self, call: Call, trigger: str) -> str:
         t = m.out_of_scope(uuid.uuid4().hex, call.call_id, self.hotline.id, call.caller,
                            call.number, call.agent, call.agent_leg, trigger, time.time())
         await self.sink.emit(self.record(t))
+        return t.transfer_id
 
     # --- events -----------------------------------------------------------------------------------
     async def target_answered(self, leg: str, tid: str) -> None:

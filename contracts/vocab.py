@@ -103,6 +103,12 @@ class DecisionAction(StrEnum):
     CANCEL = "cancel"              # the other agent leaves: back to two parties
 
 
+# What an agent's key does (the ``[keys]`` of the configuration name them), and so what an agent
+# screen's buttons may ask for (``POST /calls/{id}/action``, the command stream); plus
+# ``transfer:<target>`` for a target with a key of its own.
+KEY_ACTIONS = ("transfer", "three_way", "emergency", "out_of_scope", *map(str, DecisionAction))
+
+
 class Side(StrEnum):
     ORIGIN = "origin"
     TARGET = "target"
@@ -138,8 +144,11 @@ class LiveEvent(StrEnum):
     # A hotline's live gauges (waiting callers, agents...) when they change: no cursor, the
     # newest is all that matters (contracts.names.LIVE).
     HOTLINE_STATUS = "hotline_status"
+    # A call of the hotline ended (its agent, if any, is free of it): the agent screen clears.
+    CALL_ENDED = "call_ended"
 
 
 class CommandStatus(StrEnum):
-    STARTED = "started"
-    REFUSED = "refused"
+    STARTED = "started"            # a transfer began (its id)
+    DONE = "done"                  # an action that starts no transfer of this side was taken
+    REFUSED = "refused"            # nothing was done (the reason)

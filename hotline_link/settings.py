@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from contracts.vocab import DecisionAction
+from contracts.vocab import KEY_ACTIONS
 from transfer.delivery import POSITION_PROMPTS, SurgePlan
 
 from . import config
@@ -34,7 +34,7 @@ KEY_RE = re.compile(r"^[*#][0-9]{1,3}$")
 # a config value smuggle extra Dial() arguments or channels ("," "&" "(" ")" "$" "{").
 DIAL_RE = re.compile(r"^(PJSIP|IAX2|DAHDI|Local)/[A-Za-z0-9_.@+*#/-]+$")
 _AGENT_CHANNEL = re.compile(r"^PJSIP/([A-Za-z0-9_.-]+)-[0-9a-f]{8}$")
-KEY_NAMES = ("transfer", "three_way", "emergency", "out_of_scope", *DecisionAction)
+KEY_NAMES = KEY_ACTIONS
 TABLES = ("service", "redis", "keys", "timeouts", "hotlines", "agi", "screening", "ha", "prompts")
 
 

@@ -19,6 +19,10 @@ masked for clients that do not own the record. Every request is in the audit tra
   outcome of each transfer made from it.
 - ``GET /kpis``: each hotline's call KPIs over 15 min, 1 h and 24 h (also in ``/metrics``).
 - ``POST /calls/{call_id}/transfer``, ``GET /commands/{id}``: a transfer for a live call.
+- ``POST /calls/{call_id}/action``: what an agent's key does (``contracts.vocab.KEY_ACTIONS``),
+  from the agent screen's buttons; the far agent's decisions in a three-way call too.
+- ``GET /catalog``, ``GET /recommendation?text=``: the matter categories, and the recommender's
+  suggestion for what an agent types.
 - ``GET /events``: the live event stream for desktops (``sidecar.events``).
 - ``GET /audit``: the audit trail (administrators); ``format=csv`` exports the whole range.
 """
@@ -42,7 +46,7 @@ from aiohttp import web
 from contracts.names import (CALL_INDEX, CALL_MATTER, CALL_RECORD, CHAIN, COMMAND_RESULTS,
                              COMMANDS, INDEX, LIVE, MATTER, MATTER_TTL, OVERDUE, RECORD, TRAIL)
 from contracts.privacy import mask_number, masked
-from contracts.vocab import API_MODES, DeliveredBy, Disposition, EndedBy, Mode
+from contracts.vocab import API_MODES, KEY_ACTIONS, DeliveredBy, Disposition, EndedBy, Mode
 from hotline_link.config import project_home
 from hotline_link.redisconn import NO_WAIT, Durable, NotReplicated
 from hotline_link.recommender import Recommender
@@ -98,7 +102,10 @@ ROUTES = (
     ("GET", "/kpis", Scope.CALLS_READ, "kpis"),
     ("GET", "/calls/{call_id}/matter", Scope.CALLS_READ, "call_matter"),
     ("GET", "/matters/{matter_id}", Scope.CALLS_READ, "matter"),
+    ("GET", "/catalog", Scope.CALLS_READ, "catalog_list"),
+    ("GET", "/recommendation", Scope.CALLS_READ, "recommendation"),
     ("POST", "/calls/{call_id}/transfer", Scope.CALLS_CONTROL, "call_transfer"),
+    ("POST", "/calls/{call_id}/action", Scope.CALLS_CONTROL, "call_action"),
     ("PUT", "/calls/{call_id}/matter", Scope.CALLS_CONTROL, "put_matter"),
     ("GET", "/commands/{command_id}", Scope.CALLS_CONTROL, "command"),
     ("GET", "/events", Scope.EVENTS_READ, "events"),
@@ -110,12 +117,13 @@ ROUTES = (
     # with the token the person gives the page.
     ("GET", "/board", None, "page"),
     ("GET", "/report", None, "page"),
+    ("GET", "/agent", None, "page"),
     ("GET", "/ui/{name}", None, "asset"),
 )
 WEB = Path(__file__).resolve().parent / "web"
-PAGES = {"/board": "board.html", "/report": "report.html"}
+PAGES = {"/board": "board.html", "/report": "report.html", "/agent": "agent.html"}
 ASSETS = {"common.js": "text/javascript", "board.js": "text/javascript",
-          "report.js": "text/javascript", "style.css": "text/css",
+          "report.js": "text/javascript", "agent.js": "text/javascript", "style.css": "text/css",
           "echarts.min.js": "text/javascript"}
 # Fetched at set-up (scripts/vendor-echarts.sh), not kept in the repository.
 VENDOR = project_home() / "var" / "vendor"
@@ -220,13 +228,38 @@ class Api:
             if isinstance(stored, web.Response):
                 return stored
             matter = stored[0]
-        command_id = uuid.uuid4().hex
-        command = {"id": command_id, "call_id": call_id, "mode": mode, "target": target}
+        command = {"id": uuid.uuid4().hex, "call_id": call_id, "mode": mode, "target": target}
+        return await self._queue(hotline, command, matter)
+
+    async def call_action(self, request: web.Request) -> web.Response:
+        """An agent's key, as a button: the hotline's ARI app does what the key would."""
+        body = await _json_object(request)
+        if isinstance(body, web.Response):
+            return body
+        hotline, action, target = body.get("hotline"), body.get("action"), body.get("target")
+        if hotline not in self.hotlines:
+            return _error(400, f"hotline must be one of {', '.join(self.hotlines)}")
+        if refused := _not_its_call(request, hotline):
+            return refused
+        if action not in KEY_ACTIONS:
+            return _error(400, f"action must be one of {', '.join(KEY_ACTIONS)}")
+        if target is not None and (not isinstance(target, str) or not target):
+            return _error(400, "target must be a target id (e.g. 110, 119, province)")
+        unknown = sorted(set(body) - {"hotline", "action", "target"})
+        if unknown:
+            return _error(400, f"{', '.join(unknown)}: unknown field(s); an action has hotline, "
+                               "action, target")
+        command = {"id": uuid.uuid4().hex, "call_id": request.match_info["call_id"],
+                   "action": action, "target": target}
+        return await self._queue(hotline, command, None)
+
+    async def _queue(self, hotline: str, command: dict, matter: dict | None) -> web.Response:
+        command_id = command["id"]
         # Queued means a replica has it too: a command lost in a failover would never run,
         # and the desktop would not know to send it again.
         pipe = self.redis.pipeline(transaction=False)
         if matter is not None:
-            self._keep_matter(pipe, call_id, matter)
+            self._keep_matter(pipe, command["call_id"], matter)
         pipe.xadd(COMMANDS.of(hotline), COMMANDS.entry(command), **COMMANDS.trim())
         self.durable.add_wait(pipe)
         try:
@@ -242,6 +275,32 @@ class Api:
         return web.json_response({"command_id": command_id, "status": "queued",
                                   **({"matter_id": matter["matter_id"]} if matter else {})},
                                  status=202)
+
+    async def catalog_list(self, request: web.Request) -> web.Response:
+        """The matter categories a desktop's form offers (the annex's catalog)."""
+        return web.json_response({"categories": [
+            {"code": c.code, "name": c.name, "platform": c.platform, "gloss": c.gloss,
+             "also_notify_departments": c.also_notify_departments}
+            for c in self.catalog.categories]})
+
+    async def recommendation(self, request: web.Request) -> web.Response:
+        """What the recommender makes of a description, as the agent types it: the platform,
+        the category, whether it sounds like an emergency, and why."""
+        text = request.query.get("text", "").strip()
+        if not text or len(text) > matters.LIMITS["summary"]:
+            return _error(400, f"text: the description, 1 to {matters.LIMITS['summary']} "
+                               "characters")
+        rec = self.recommender.recommend(text=text)
+        category = self.catalog.by_code.get(rec.category or "")
+        return web.json_response({
+            "platform": rec.platform, "category": rec.category,
+            "category_name": category.name if category else None,
+            "emergency": rec.emergency, "emergency_why": rec.emergency_why,
+            "reason": rec.reason, "confidence": rec.confidence, "method": rec.method,
+            "notify_departments": rec.notify_departments,
+            "alternatives": [{"label": a.label, "platform": a.platform,
+                              "probability": round(a.probability, 4)}
+                             for a in rec.alternatives]})
 
     async def put_matter(self, request: web.Request) -> web.Response:
         """The desktop tags the call it is on with its matter (or corrects it): stored under

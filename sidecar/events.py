@@ -1,8 +1,8 @@
 """``GET /events``: a live stream for agent desktops and wallboards (server-sent events).
 
 Three Redis streams are merged: the ARI apps' live call events (``hotline:events``:
-``agent_ringing`` is the screen-pop on the receiving agent, ``agent_connected``,
-``command_result`` for transfers started through the API), the outcome records
+``agent_ringing`` is the screen-pop on the receiving agent, ``agent_connected``, ``call_ended``,
+``command_result`` for what the API asked of a live call), the outcome records
 (``outcome``) and the alerts (``alert``). Every SSE message is ``event: <type>`` and
 ``data: <JSON>``; its ``id`` is a cursor over all three streams, so a desktop that reconnects
 with ``Last-Event-ID`` (browsers' EventSource do this by themselves) misses nothing that is
@@ -13,7 +13,8 @@ offline, transfers going and three-way calls, the surge plan) when they change, 
 newest matters, and it comes again. Filters: ``hotline`` (events of that hotline, or transfers
 from or to it), ``agent`` (events that name that agent), ``types`` (comma-separated). A
 centre's clients get their own centre's events only; caller numbers are masked in the events
-a client does not own.
+a client does not own. ``since`` (Unix time, within the last hour) replays what came since then,
+for a screen opened during a call.
 
 The stream ends when the sidecar shuts down: each read blocks for at most a second and then
 looks at the shutdown flag, so an open stream never holds a stopping sidecar.
@@ -23,6 +24,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
+import time
 
 import redis.asyncio as aioredis
 from aiohttp import web
@@ -42,6 +45,7 @@ TYPES = tuple(LiveEvent)
 BLOCK_MS = 1000
 KEEPALIVE_S = 15.0
 STATUS_EVERY = 10.0
+MAX_SINCE_S = 3600
 
 
 def parse_cursor(value: str) -> dict[str, str]:
@@ -119,6 +123,18 @@ class EventStream:
                 cursor = parse_cursor(last)
             except ValueError as exc:
                 return _bad(str(exc))
+        elif q.get("since"):
+            # A screen opened (or reloaded) during a call catches up on it: every stream from
+            # that moment on (stream ids are Redis's milliseconds).
+            try:
+                since = float(q["since"])
+            except ValueError:
+                since = math.nan
+            if not time.time() - since <= MAX_SINCE_S:       # NaN too
+                return _bad(f"since: a Unix time (seconds) within the last {MAX_SINCE_S} s")
+            # A desk PC's clock ahead of ours: from now.
+            since = min(since, time.time())
+            cursor = {letter: f"{int(since * 1000)}-0" for letter in SOURCES}
         else:
             cursor = {}
         # Start at what is newest now (not "$" in every read: an entry written between two

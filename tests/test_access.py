@@ -193,6 +193,7 @@ PROBES = {
     "/calls/{call_id}/matter": "/calls/nope/matter",
     "/matters/{matter_id}": "/matters/nope",
     "/calls/{call_id}/transfer": "/calls/nope/transfer",
+    "/calls/{call_id}/action": "/calls/nope/action",
     "/commands/{command_id}": "/commands/nope",
     "/events": "/events?types=alert",
     "/ui/{name}": "/ui/board.js",
@@ -201,6 +202,7 @@ BODIES = {
     ("POST", "/transfers"): {"channel": "phone"},
     ("POST", "/feedback"): {"platform": "12345", "ticket_id": "none", "status": "bogus"},
     ("POST", "/calls/{call_id}/transfer"): {"hotline": "12345", "mode": "bogus"},
+    ("POST", "/calls/{call_id}/action"): {"hotline": "12345", "action": "bogus"},
     ("PUT", "/calls/{call_id}/matter"): {"hotline": "12345", "category": 5},
 }
 

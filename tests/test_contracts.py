@@ -54,7 +54,9 @@ def test_vocabularies_are_the_stream_payload_schemas_and_the_api():
     assert values(vocab.AlertKind) == set(defs["alert"]["properties"]["kind"]["enum"])
     assert set(WEBHOOK_EVENTS) == values(vocab.AlertKind)
     assert values(vocab.Platform) == set(defs["hotline"]["enum"])
-    assert set(map(str, vocab.API_MODES)) == set(defs["command"]["properties"]["mode"]["enum"])
+    transfer, action = (c["properties"] for c in defs["command"]["oneOf"])
+    assert set(map(str, vocab.API_MODES)) == set(transfer["mode"]["enum"])
+    assert set(vocab.KEY_ACTIONS) == set(action["action"]["enum"])
     # The service writes these live events; the sidecar adds outcome and alert from their streams
     # and hotline_status from the live gauges.
     written = set(defs["live_event"]["properties"]["type"]["enum"])

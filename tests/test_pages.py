@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import time
+import urllib.parse
 import uuid
 
 import pytest
@@ -188,4 +189,94 @@ def test_the_analysis_page_draws_the_records_the_test_made(browser, stack, super
     # A city-wide reader sees the number masked, and how often it called.
     assert f"{caller[:3]}******{caller[-2:]}6" in callers and caller not in callers
     browser.save_screenshot(str(SCREENS / "report-1280x720.png"))
+    assert console_errors(browser) == []
+
+
+@pytest.fixture(scope="module")
+def desktops(stack):  # noqa: F811
+    """A desktop token of each centre: what an agent's PC holds."""
+    run = uuid.uuid4().hex[:6]
+    tokens = {h: _cli("add", f"desk-{h}-{run}", "--role", "desktop", "--hotline", h)
+              for h in ("12345", "110")}
+    yield tokens
+    for h in tokens:
+        _cli("revoke", f"desk-{h}-{run}")
+
+
+def open_agent_screen(browser, stack, token: str, agent: str) -> None:  # noqa: F811
+    browser.get("about:blank")
+    browser.get(board_url(stack, token).replace("/board#", f"/agent?agent={agent}#"))
+    wait_for(browser, "return document.getElementById('connection').dataset.state === 'live'",
+             10, "the agent screen's live stream")
+
+
+def pop_is(browser, call_id: str | None, phase: str, timeout: float = 5) -> None:
+    wait_for(browser, "const p = document.getElementById('pop');"
+                      f"return p.dataset.phase === '{phase}'"
+                      + (f" && p.dataset.callId === '{call_id}'" if call_id else ""),
+             timeout, f"the screen-pop {phase}")
+
+
+def test_the_agent_screen_tags_the_call_and_its_button_transfers_it(  # noqa: F811
+        browser, stack, desktops, phones, outcomes, lab):
+    """The 12345 agent's screen shows the call it is on, suggests where the matter belongs as
+    the agent types, saves the matter and transfers by its button; the 110 agent's screen pops
+    up with the matter while it rings."""
+    from test_delivery import connect
+    from test_sidecar import caller_call_id
+
+    call, agent, leg = connect(phones, phones.citizen, "12345", "12345")
+    call_id = caller_call_id(lab, "12345")
+    open_agent_screen(browser, stack, desktops["12345"], agent.username)
+    pop_is(browser, call_id, "talking")
+    summary = "解放路与人民路路口红绿灯全灭，车辆堵成一团"
+    browser.find_element("id", "summary").send_keys(summary)
+    shown = wait_for(browser, "const s = document.getElementById('suggestion-text');"
+                              "return s.dataset.platform && [s.dataset.platform, "
+                              "s.dataset.category]", 5, "the recommender's suggestion")
+    rec = stack.api("GET", "/recommendation?text=" + urllib.parse.quote(summary))[1]
+    assert shown == [rec["platform"], rec["category"]] and rec["category"] == "road_traffic"
+    browser.find_element("id", "adopt").click()
+    assert browser.find_element("id", "category").get_attribute("value") == "road_traffic"
+    browser.find_element("id", "address").send_keys("解放路与人民路路口")
+    browser.find_element("id", "save").click()
+    wait_for(browser, "return document.getElementById('save-state').dataset.state === 'saved'",
+             5, "the matter saved")
+    tagged = stack.api("GET", f"/calls/{call_id}/matter")[1]
+    assert (tagged["category"], tagged["summary"], tagged["address"]) == (
+        "road_traffic", summary, "解放路与人民路路口")
+    assert tagged["updated_by"] == {"hotline": "12345", "agent": agent.username}
+    browser.save_screenshot(str(SCREENS / "agent-1280x720.png"))
+    origin_tab = browser.current_window_handle
+    browser.find_element("css selector", "[data-action=transfer]").click()
+    leg.wait_ended(5)
+    far_agent, far_leg = phones.ringing_agent("110", timeout=8)
+    assert far_leg.header("X-Hotline-Category") == "road_traffic"
+    assert wait_for(browser, "const r = document.getElementById('result');"
+                             "return r.dataset.status !== 'sent' && r.dataset.status", 5,
+                    "the button's result") == "started"
+
+    # The 110 agent's screen, opened while it rings: the screen-pop has the matter.
+    browser.switch_to.new_window("tab")
+    open_agent_screen(browser, stack, desktops["110"], far_agent.username)
+    pop_is(browser, None, "ringing")
+    fields = browser.execute_script(
+        "return Object.fromEntries([...document.querySelectorAll('#pop dd')]"
+        ".map(d => [d.dataset.k, d.textContent]))")
+    assert fields["summary"] == summary and fields["address"] == "解放路与人民路路口"
+    assert fields["from"].startswith("12345 · ") and "道路交通" in fields["category"]
+    assert browser.find_element("id", "summary").get_attribute("value") == summary
+    browser.save_screenshot(str(SCREENS / "agent-screen-pop.png"))
+    far_leg.accept()
+    call.hears(far_leg)
+    pop_is(browser, None, "talking")
+    [rec] = outcomes.wait(phones.lib)
+    assert rec["trigger"] == "api" and rec["result"] == "accepted"
+    assert rec["matter"]["summary"] == summary and rec["initiating_agent"] == agent.username
+    assert console_errors(browser) == []
+    browser.close()
+
+    # The caller left the 12345 agent with the blind transfer: its screen is free again.
+    browser.switch_to.window(origin_tab)
+    pop_is(browser, None, "idle")
     assert console_errors(browser) == []

@@ -931,6 +931,77 @@ def test_a_three_way_records_the_matter_as_the_far_desk_corrected_it(stack, phon
     assert rec["matter"] == corrected and rec["category"] == "public_order"
 
 
+def wait_command(stack, queued: dict) -> dict:
+    """What the hotline's ARI app did with a command the API queued."""
+    return stack.wait(lambda: (r := stack.api("GET", f"/commands/{queued['command_id']}")[1])
+                      ["status"] != "pending" and r, 10, "the command's result")
+
+
+def test_the_agent_screens_buttons_are_the_keys_on_both_sides_of_a_three_way_call(
+        stack, phones, outcomes, lab):
+    """POST /calls/{id}/action does what the agent's key does: the 12345 agent's three_way
+    starts the three-way call; on the call 110 received, only the decisions apply, and the 110
+    agent's accept reaches the origin across the trunk as the key itself would."""
+    from test_delivery import connect
+
+    started_at = time.time()
+    call, agent, leg = connect(phones, phones.citizen, "12345", "12345")
+    call_id = caller_call_id(lab, "12345")
+    path = f"/calls/{call_id}/action"
+    status, bad = stack.api("POST", path, {"hotline": "12345", "action": "fly"})
+    assert status == 400 and "action must be one of" in bad["error"]
+    status, bad = stack.api("POST", path, {"hotline": "12345", "action": "accept", "when": 1})
+    assert status == 400 and "when" in bad["error"]
+    status, early = stack.api("POST", path, {"hotline": "12345", "action": "accept"})
+    assert status == 202
+    refused = wait_command(stack, early)
+    assert refused["status"] == "refused" and "three-way" in refused["reason"]
+    status, queued = stack.api("POST", path, {"hotline": "12345", "action": "three_way"})
+    far_agent, far_leg = phones.ringing_agent("110", timeout=8)
+    assert far_leg.header("X-Hotline-Mode") == "three_way"
+    started = wait_command(stack, queued)
+    assert started["status"] == "started"
+    far_leg.accept()
+    far_leg.hears(call)
+    leg.hears(far_leg)
+    far_path = f"/calls/{caller_call_id(lab, '110')}/action"
+    status, onward = stack.api("POST", far_path, {"hotline": "110", "action": "transfer"})
+    moved = wait_command(stack, onward)
+    assert moved["status"] == "refused" and "origin platform transfers" in moved["reason"]
+    status, decided = stack.api("POST", far_path, {"hotline": "110", "action": "accept"})
+    assert wait_command(stack, decided) == {"status": "done", "action": "accept",
+                                            "transfer_id": started["transfer_id"]}
+    leg.wait_ended(5)
+    far_leg.hears(call)
+    call.hears(far_leg)
+    [rec] = outcomes.wait(phones.lib)
+    assert rec["transfer_id"] == started["transfer_id"] and rec["trigger"] == "api"
+    assert rec["result"] == "accepted_by_target"
+    assert rec["decided_by"] == {"side": "target", "agent": far_agent.username, "how": "key",
+                                 "action": "accept"}
+    # A screen opened now catches up from `since`: the 12345 agent's call, rung, connected and
+    # then left (the 12345 side's call goes on, with 110: no call_ended for it yet).
+    replay = EventReader(stack, f"agent={agent.username}&since={started_at - 1}")
+    got = stack.wait(lambda: [e["event"] for e in replay.events
+                              if e["data"].get("call_id") == call_id] or None, 5, "the replay")
+    assert got[:2] == ["agent_ringing", "agent_connected"]
+    replay.close()
+    # The call's end is an event, for every screen that showed it.
+    ended = EventReader(stack, f"agent={far_agent.username}&types=call_ended")
+    call.hang_up()
+    stack.wait(lambda: ended.events, 5, "call_ended")
+    [message] = ended.events
+    check_payload("live_event", message["data"])
+    assert message["data"]["agent"] == far_agent.username
+    ended.close()
+    for payload in (early, queued, onward, decided):
+        check_payload("command_result",
+                      json.loads(stack.redis.hget(COMMAND_RESULTS, payload["command_id"])))
+    sent = [COMMANDS.payload(f) for _, f in stack.redis.xrange(COMMANDS.of("110"))]
+    for command in sent[-2:]:
+        check_payload("command", command)
+
+
 class EventReader:
     """A desktop's view of ``GET /events``: the messages, parsed, as they arrive."""
 

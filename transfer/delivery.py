@@ -818,7 +818,8 @@ def _end_call(d: Desk, call: Call, now: float, reason: str | None = None,
     call.state = ENDED
     if call.agent_at is not None and not call.recovered:
         d.talk_avg = 0.8 * d.talk_avg + 0.2 * max(0.0, now - call.agent_at)
-    cmds: list[Command] = [CallEnded(call, now, by, disposition(call, reason, by))]
+    cmds: list[Command] = [CallEnded(call, now, by, disposition(call, reason, by)),
+                           _live(LiveEvent.CALL_ENDED, call, call.agent)]
     cmds += _withdraw_offers(d, call, now)
     for leg in (call.agent_leg, call.remote_leg):
         if leg:

@@ -190,17 +190,10 @@ function onEvent(type, data) {
   }
 }
 
-function setConnection(s) {
-  const node = document.getElementById("connection");
-  node.dataset.state = s;
-  node.dataset.t = s === "live" ? "live" : s === "refused" ? "refused" : "reconnecting";
-  node.textContent = t(node.dataset.t);
-}
-
 function live() {
   document.getElementById("main").hidden = false;
-  HL.stream("types=outcome,alert,hotline_status", onEvent, setConnection);
-  setInterval(() => refresh().catch(() => setConnection("reconnecting")), REFRESH_MS);
+  HL.stream("types=outcome,alert,hotline_status", onEvent, HL.setConnection);
+  setInterval(() => refresh().catch(() => HL.setConnection("reconnecting")), REFRESH_MS);
   setInterval(renderTransfers, 30000);
 }
 
@@ -208,4 +201,4 @@ document.getElementById("lang").addEventListener("click", () => { HL.switchLangu
 function tick() { document.getElementById("clock").textContent = new Date().toLocaleString(HL.locale()); }
 tick();
 setInterval(tick, 1000);
-HL.boot(load, live, () => setConnection("reconnecting"));
+HL.boot(load, live, () => HL.setConnection("reconnecting"));

@@ -32,6 +32,18 @@ const HL = (() => {
       count: "数量", categories: "分类", caller: "来电号码", at: "时间", category: "分类",
       result: "结果", records: "记录", emergencies: "紧急", truncated: "记录过多，已截断",
       observed: "近24小时", baseline: "日均基线", unclassified: "待分类",
+      title_agent: "坐席工作台", token_help_desktop: "请输入本中心坐席（desktop）令牌",
+      agent_id: "坐席号", watch: "进入", idle: "空闲，等待来电", ringing: "振铃", talking: "通话中",
+      pop: "来电弹屏", from: "转自", caller_no: "来电号码", call_id: "通话编号",
+      emergency: "紧急", matter: "事项", summary: "诉求摘要", address: "地址",
+      save: "保存事项", saved: "已保存", suggest: "智能推荐", adopt: "采用",
+      handled_by: "建议承办", confidence: "置信度", no_suggestion: "暂无推荐",
+      actions: "操作", act_transfer: "一键转接", act_three_way: "三方通话",
+      act_emergency: "紧急转110", act_out_of_scope: "非受理范围", act_accept: "本方受理",
+      act_leave: "对方受理", act_undecided: "首接负责", act_cancel: "取消三方",
+      sent: "已发送", c_pending: "等待执行", c_started: "已开始", c_done: "已完成",
+      c_refused: "未执行",
+      history: "本班记录", no_category: "（未分类）", not_owner: "非本中心坐席",
     },
     en: {
       title_board: "Hotline wallboard", lang: "中文", token: "Access token", enter: "Open",
@@ -64,6 +76,19 @@ const HL = (() => {
       caller: "Caller", at: "When", category: "Category", result: "Result",
       records: "records", emergencies: "emergencies", truncated: "too many records: cut",
       observed: "last 24 h", baseline: "baseline per day", unclassified: "unclassified",
+      title_agent: "Agent screen", token_help_desktop: "Enter your centre's desktop token",
+      agent_id: "Agent", watch: "Open", idle: "idle, waiting for a call", ringing: "ringing",
+      talking: "on a call", pop: "Screen-pop", from: "from", caller_no: "Caller",
+      call_id: "Call", emergency: "emergency", matter: "Matter", summary: "Summary",
+      address: "Address", save: "Save matter", saved: "saved", suggest: "Suggestion",
+      adopt: "Use", handled_by: "handled by", confidence: "confidence",
+      no_suggestion: "no suggestion yet", actions: "Actions", act_transfer: "Transfer",
+      act_three_way: "Three-way", act_emergency: "Emergency to 110",
+      act_out_of_scope: "Out of scope", act_accept: "We take it", act_leave: "They take it",
+      act_undecided: "First receiver", act_cancel: "End three-way", sent: "sent",
+      c_pending: "pending", c_started: "started", c_done: "done",
+      c_refused: "refused", history: "This shift",
+      no_category: "(no category)", not_owner: "not an agent of this centre",
     },
   };
   let lang = localStorage.getItem("hl-lang") === "en" ? "en" : "zh";
@@ -94,22 +119,32 @@ const HL = (() => {
 
   class Refused extends Error {}
 
-  async function api(path) {
-    const resp = await fetch(path, { headers: { Authorization: `Bearer ${token()}` } });
+  // The API: GET by default, or ``method`` with a JSON ``body``. A 4xx other than 401/403
+  // comes back as an Error carrying the API's own message.
+  async function api(path, method = "GET", body = undefined) {
+    const headers = { Authorization: `Bearer ${token()}` };
+    if (body !== undefined) headers["Content-Type"] = "application/json";
+    const resp = await fetch(path, { method, headers,
+                                     body: body === undefined ? undefined : JSON.stringify(body) });
     if (resp.status === 401 || resp.status === 403) throw new Refused(await resp.text());
-    if (!resp.ok) throw new Error(`${path}: HTTP ${resp.status}`);
+    if (!resp.ok) {
+      const answer = await resp.json().catch(() => ({}));
+      throw new Error(answer.error || `${path}: HTTP ${resp.status}`);
+    }
     return resp.json();
   }
 
   // GET /events read with fetch (an EventSource cannot send the bearer token): each message to
   // onEvent(type, data); on a break, again after a second from the last id seen, so nothing
   // still in Redis is missed (Last-Event-ID).
-  function stream(query, onEvent, onState) {
+  function stream(query, onEvent, onState, since = null) {
     let lastId = null;
     async function once() {
       const headers = { Authorization: `Bearer ${token()}` };
       if (lastId) headers["Last-Event-ID"] = lastId;
-      const resp = await fetch(`/events?${query}`, { headers });
+      // The first time only: from ``since`` (a screen opened during a call catches up).
+      const from = !lastId && since ? `&since=${since}` : "";
+      const resp = await fetch(`/events?${query}${from}`, { headers });
       if (resp.status === 401 || resp.status === 403) throw new Refused(await resp.text());
       if (!resp.ok || !resp.body) throw new Error(`/events: HTTP ${resp.status}`);
       onState("live");
@@ -149,10 +184,11 @@ const HL = (() => {
 
   // The login form: shown when no token is kept or the API refused the one kept.
   function login(onToken, refused = false) {
+    const help = document.body.dataset.tokenHelp || "token_help";
     let form = document.getElementById("login");
     if (!form) {
       form = el("form", { id: "login" },
-        el("label", {}, el("span", { "data-t": "token_help" }, t("token_help")),
+        el("label", {}, el("span", { "data-t": help }, t(help)),
            el("input", { name: "token", type: "password", autocomplete: "off", required: true })),
         el("button", { type: "submit", "data-t": "enter" }, t("enter")),
         el("p", { id: "login-error", class: "error", hidden: true, "data-t": "refused" },
@@ -198,8 +234,15 @@ const HL = (() => {
     if (token()) attempt(); else login(attempt);
   }
 
+  function setConnection(s) {
+    const node = document.getElementById("connection");
+    node.dataset.state = s;
+    node.dataset.t = s === "live" ? "live" : s === "refused" ? "refused" : "reconnecting";
+    node.textContent = t(node.dataset.t);
+  }
+
   function percent(x) { return x === null || x === undefined ? "—" : `${(x * 100).toFixed(1)} %`; }
 
   return { t, locale, applyText, switchLanguage, token, api, stream, login, boot, el, percent,
-           Refused };
+           setConnection, Refused };
 })();
