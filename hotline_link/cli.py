@@ -27,6 +27,19 @@ def _load(args, secrets: bool = True, *, load=settings_mod.load, **kw) -> settin
         raise SystemExit(2) from None
 
 
+def cmd_demo(args) -> int:
+    from . import components, demo
+
+    s = _load(args, load=components.load, lab=True)
+    lab = Lab(s, args.config)
+    if not lab.descriptor_file.exists() or not all(lab.status().values()):
+        print("the lab is not running: start it with `make run` (in another terminal) first",
+              file=sys.stderr)
+        return 1
+    return demo.main(json.loads(lab.descriptor_file.read_text()), s.sidecar.token, args.pace,
+                     args.json)
+
+
 def cmd_check_config(args) -> int:
     from . import components
 
@@ -73,6 +86,10 @@ def print_lab(desc: dict, token_file: Path | None = None, out=sys.stdout) -> Non
         print(f"  sidecar API {services['sidecar']} ({token}live events at /events)", file=out)
         print(f"  值班大屏 wallboard {services['sidecar'].rstrip('/')}/board "
               "(a supervisor's token, or the one above)", file=out)
+        print(f"  坐席工作台 agent screen {services['sidecar'].rstrip('/')}/agent?agent=12345-a1 "
+              "(a desktop token of the agent's centre, or the one above)", file=out)
+        print("  演示 demo: `.venv/bin/hotline-link demo` in another terminal plays a transfer, a "
+              "three-way call and an emergency with the lab's own phones", file=out)
     for name, url in services.items():
         if name.startswith("standin-"):
             print(f"  {name.removeprefix('standin-')} ticket system (stand-in) {url}", file=out)
@@ -351,6 +368,13 @@ def main(argv: list[str] | None = None) -> int:
                    help="supervise the service and the sidecar as two processes, each restarted "
                         "when it exits (always with --lab)")
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("demo", help="演示: a narrated scenario on the running lab (make run), "
+                                    "played by the lab's own softphones")
+    p.add_argument("--pace", type=float, default=2.0, metavar="S",
+                   help="seconds between a step's actions, to watch them on the wallboard")
+    p.add_argument("--json", action="store_true", help="print only the summary, as JSON")
+    p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("lab", help="the two-PBX test lab")
     lab_sub = p.add_subparsers(dest="action", required=True)

@@ -482,6 +482,12 @@ class Phone:
         how = f"signal {-code}" if code is not None and code < 0 else f"exit code {code}"
         return f"{self.username}'s phone process died ({how})"
 
+    def stop(self) -> None:
+        """End the worker now, leaving its seat to another registration (the demo's phones);
+        ``restart`` brings it back."""
+        self.proc.kill()
+        self._died()
+
     def restart(self, timeout: float = 10.0) -> None:
         """A new worker for this phone (same account, same object the tests hold)."""
         if self.proc.is_alive():
