@@ -17,6 +17,7 @@ with the screens open against without them.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sys
 import threading
@@ -108,16 +109,14 @@ def _phase(r: redis.Redis, hotlines: list[str], pid: int, seconds: float, browse
     while time.monotonic() - t0 < seconds:
         if browser is not None:
             # The page keeps every transfer of the last hour with when it first had it.
-            for tid, seen in browser.execute_script(
-                    "return [...state.transfers.values()].map(r => [r.transfer_id, r.seen])"):
+            for tid, seen in _seen(browser):
                 page.setdefault(tid, seen)
         time.sleep(0.5)
     stop.set()
     feeder.join(5)
     time.sleep(2.0)                                 # the last records reach the screens
     if browser is not None:
-        for tid, seen in browser.execute_script(
-                "return [...state.transfers.values()].map(r => [r.transfer_id, r.seen])"):
+        for tid, seen in _seen(browser):
             page.setdefault(tid, seen)
     wall = time.monotonic() - t0
     cpu = cpu_seconds(pid) - cpu0
@@ -148,6 +147,84 @@ def _browser():
     return webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
 
 
+def _open_board(browser, base: str, token: str) -> None:
+    browser.get(f"{base}/board#token={token}")
+    deadline = time.monotonic() + 20
+    while not browser.execute_script(
+            "return document.getElementById('connection').dataset.state === 'live'"):
+        if time.monotonic() > deadline:
+            raise RuntimeError("the wallboard did not go live")
+        time.sleep(0.1)
+
+
+def _seen(browser) -> list[list]:
+    """What the page has: [transfer id, when it first had it (epoch ms)] per transfer."""
+    return browser.execute_script(
+        "return [...state.transfers.values()].map(r => [r.transfer_id, r.seen])")
+
+
+class Watch:
+    """A wallboard in Chromium, with the sidecar serving it, while something else makes the
+    traffic: ``bench/load.py``'s real calls and transfers. ``figures()``: from each outcome record
+    the service appended meanwhile (its Redis entry id) to the page having it, the records it
+    never had, and the sidecar's CPU (syncing those records' tickets and serving the page)."""
+
+    def __init__(self, config: Path, descriptor: dict):
+        self.config, self.descriptor = config, descriptor
+        self.settings = Stack.settings_of(config)
+        self.name = f"bench-watch-{uuid.uuid4().hex[:6]}"
+        self.page: dict[str, int] = {}
+        self.halt = threading.Event()
+
+    def __enter__(self) -> "Watch":
+        host, port = self.settings.sidecar.listen
+        clients = self.settings.sidecar.clients_file
+        with contextlib.ExitStack() as undo:            # what is up so far, if the rest fails
+            token = access.add(clients, self.name, "supervisor", None, self.settings.hotlines)
+            undo.callback(access.revoke, clients, self.name)
+            stack = undo.enter_context(Stack(self.config, self.descriptor, sidecar=True,
+                                             service=False))
+            self.browser = _browser()
+            undo.callback(self.browser.quit)
+            _open_board(self.browser, f"http://{host}:{port}", token)
+            self.redis = redis.Redis.from_url(self.descriptor["redis"]["url"])
+            undo.callback(self.redis.close)
+            newest = self.redis.xrevrange(OUTCOMES.key, count=1)
+            self.mark = newest[0][0].decode() if newest else "0-0"
+            self.pid = stack.procs["sidecar"].pid
+            self.cpu0, self.t0 = cpu_seconds(self.pid), time.monotonic()
+            self.poller = threading.Thread(target=self._poll, daemon=True)
+            self.poller.start()
+            undo.callback(self.halt.set)
+            self._undo = undo.pop_all()
+        return self
+
+    def _poll(self) -> None:
+        while not self.halt.wait(0.5):
+            for tid, seen in _seen(self.browser):
+                self.page.setdefault(tid, seen)
+
+    def figures(self) -> dict:
+        time.sleep(2.0)                             # the last records reach the screen
+        self.halt.set()
+        self.poller.join(10)
+        for tid, seen in _seen(self.browser):
+            self.page.setdefault(tid, seen)
+        wall = time.monotonic() - self.t0
+        appended = {OUTCOMES.payload(f)["transfer_id"]: int(i.decode().split("-")[0])
+                    for i, f in self.redis.xrange(OUTCOMES.key, min=f"({self.mark}")}
+        return {"records": len(appended),
+                "page_ms": percentiles([self.page[t] - at for t, at in appended.items()
+                                        if t in self.page]),
+                "page_missed": len([t for t in appended if t not in self.page]),
+                "sidecar_cores": round((cpu_seconds(self.pid) - self.cpu0) / wall, 3),
+                "console": [e["message"] for e in self.browser.get_log("browser")
+                            if e["level"] == "SEVERE"]}
+
+    def __exit__(self, *exc) -> None:
+        self._undo.__exit__(*exc)
+
+
 def run(config: Path, lab_descriptor: dict) -> dict:
     r = redis.Redis.from_url(lab_descriptor["redis"]["url"])
     settings = Stack.settings_of(config)
@@ -163,14 +240,7 @@ def run(config: Path, lab_descriptor: dict) -> dict:
             quiet = _phase(r, hotlines, pid, SECONDS / 2)
             browser = _browser()
             try:
-                browser.get(f"{base}/board#token={token}")
-                deadline = time.monotonic() + 20
-                while not browser.execute_script(
-                        "return document.getElementById('connection').dataset.state"
-                        " === 'live'"):
-                    if time.monotonic() > deadline:
-                        raise RuntimeError("the wallboard did not go live")
-                    time.sleep(0.1)
+                _open_board(browser, base, token)
                 watched = _phase(r, hotlines, pid, SECONDS, browser, base, token)
                 errors = [e["message"] for e in browser.get_log("browser")
                           if e["level"] == "SEVERE"]

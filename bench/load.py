@@ -555,7 +555,7 @@ def native_level(lab, sipp: Sipp, level: int, rate: float, duration: float, host
 
 def run(config: Path, lab_descriptor: dict, levels=(50, 100, 200), rate: float = 20.0,
         duration: float = 60.0, fsync_off_run: bool = True, quiet_run: bool = True,
-        ours: bool = True, native: bool = True) -> dict:
+        ours: bool = True, native: bool = True, board_run: bool = True) -> dict:
     import redis as redis_mod
 
     top = max(levels)
@@ -608,6 +608,19 @@ def run(config: Path, lab_descriptor: dict, levels=(50, 100, 200), rate: float =
                 del os.environ[QUIET_ENV]
                 service.stop()
                 service.start()
+        # The supervisors' wallboard (issue 20) during the top level: the sidecar syncing the
+        # real transfers' tickets and serving a wallboard in Chromium, which must stay live.
+        if board_run and ours:
+            from bench.board import Watch
+
+            try:
+                with Watch(variant, lab.descriptor) as watch:
+                    lv = one_level(lab, service, sipp, rds, top, rate, duration, host,
+                                   _pbx_sip(variant, "12345"), label=f"{top} calls, {BOARD_LABEL}")
+                    lv["board"] = watch.figures()
+                levels_out.append(lv)
+            except Exception as exc:
+                failures.append(f"level {top} {BOARD_LABEL}: {type(exc).__name__}: {exc}")
         # The anchor: the 12345 agents re-register at instances that transfer by REFER.
         if native:
             sipp.stop(answering["12345"])
@@ -692,12 +705,37 @@ def run(config: Path, lab_descriptor: dict, levels=(50, 100, 200), rate: float =
                                     f"transferred call (py-spy)",
                             "value": round(share * per_call, 2), "unit": "ms", "target": None,
                             "met": None})
+    figures += board_figures(levels_out)
     figures += announcement_figures(levels_out, top)
     figures += native_figures(levels_out, native_out)
     return {"benchmark": "load", "command": "make bench", "figures": figures,
             "details": {"levels": levels_out, "native_levels": native_out, "failures": failures, "rate_per_s": rate,
                         "duration_s": duration, "target_hold_ms": TARGET_HOLD_MS,
                         "method": __doc__.strip()}}
+
+
+def board_figures(levels: list[dict]) -> list[dict]:
+    """The wallboard during real calls (``bench.board.Watch``): how live it stayed, what the
+    sidecar spent."""
+    out = []
+    for lv in levels:
+        board = lv.get("board")
+        if board is None:
+            continue
+        page, name = board["page_ms"], lv["label"]
+        out += [
+            {"name": f"{name}: record to screen p50 / p99 (wallboard in Chromium)",
+             "value": f"{page['p50']} / {page['p99']}", "unit": "ms", "target": "p99 <= 1000",
+             "met": page["p99"] is not None and page["p99"] <= 1000},
+            {"name": f"{name}: records the wallboard never had", "value": board["page_missed"],
+             "unit": f"of {board['records']}", "target": "0", "met": board["page_missed"] == 0},
+            {"name": f"{name}: sidecar CPU (syncing every record's tickets and serving the "
+                     "wallboard)", "value": board["sidecar_cores"], "unit": "cores",
+             "target": None, "met": None},
+            {"name": f"{name}: console errors on the wallboard", "value": len(board["console"]),
+             "unit": "errors", "target": "0", "met": not board["console"]},
+        ]
+    return out
 
 
 def _per_transfer_ms(cores: float, rate: float) -> float | None:
@@ -711,6 +749,7 @@ def _records_off(c: dict) -> int | None:
 
 
 QUIET_LABEL = "caller announcement off"
+BOARD_LABEL = "wallboard open (sidecar and Chromium)"
 
 
 def announcement_figures(levels: list[dict], top: int) -> list[dict]:
@@ -803,11 +842,15 @@ if __name__ == "__main__":
     parser.add_argument("--levels", default="50,100,200")
     parser.add_argument("--rate", type=float, default=20.0)
     parser.add_argument("--duration", type=float, default=60.0)
-    parser.add_argument("--only", choices=("ours", "native"),
-                        help="one of the two kinds of run (default: both)")
+    parser.add_argument("--only", choices=("ours", "native", "board"),
+                        help="one of the two kinds of run (default: both); board: our levels "
+                             "and the top one again with the wallboard open")
     a = parser.parse_args()
     levels = tuple(int(x) for x in a.levels.split(","))
     sys.argv = [sys.argv[0], "--config", str(a.config)]
+    board = a.only == "board"
     main("load", lambda config, desc: run(config, desc, levels=levels, rate=a.rate,
                                           duration=a.duration, ours=a.only != "native",
-                                          native=a.only != "ours"), descriptor=False)
+                                          native=a.only is None, fsync_off_run=not board,
+                                          quiet_run=not board),
+         descriptor=False)
