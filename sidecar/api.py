@@ -207,16 +207,10 @@ class Api:
         body = await _json_object(request)
         if isinstance(body, web.Response):
             return body
-        hotline, mode = body.get("hotline"), body.get("mode", Mode.BLIND)
-        target = body.get("target")
-        if hotline not in self.hotlines:
-            return _error(400, f"hotline must be one of {', '.join(self.hotlines)}")
-        if refused := _not_its_call(request, hotline):
+        hotline, target = body.get("hotline"), body.get("target")
+        mode = body.get("mode", Mode.BLIND)
+        if refused := self._refused_command(request, body, "mode", mode, API_MODES):
             return refused
-        if mode not in API_MODES:
-            return _error(400, f"mode must be {' or '.join(API_MODES)}")
-        if target is not None and (not isinstance(target, str) or not target):
-            return _error(400, "target must be a target id (e.g. 110, 119, province)")
         call_id = request.match_info["call_id"]
         # The desktop may send the matter with the transfer: stored for the call first, in the
         # same round trip, so the transfer the command starts carries it.
@@ -237,14 +231,8 @@ class Api:
         if isinstance(body, web.Response):
             return body
         hotline, action, target = body.get("hotline"), body.get("action"), body.get("target")
-        if hotline not in self.hotlines:
-            return _error(400, f"hotline must be one of {', '.join(self.hotlines)}")
-        if refused := _not_its_call(request, hotline):
+        if refused := self._refused_command(request, body, "action", action, KEY_ACTIONS):
             return refused
-        if action not in KEY_ACTIONS:
-            return _error(400, f"action must be one of {', '.join(KEY_ACTIONS)}")
-        if target is not None and (not isinstance(target, str) or not target):
-            return _error(400, "target must be a target id (e.g. 110, 119, province)")
         unknown = sorted(set(body) - {"hotline", "action", "target"})
         if unknown:
             return _error(400, f"{', '.join(unknown)}: unknown field(s); an action has hotline, "
@@ -252,6 +240,21 @@ class Api:
         command = {"id": uuid.uuid4().hex, "call_id": request.match_info["call_id"],
                    "action": action, "target": target}
         return await self._queue(hotline, command, None)
+
+    def _refused_command(self, request: web.Request, body: dict, name: str, value,
+                         allowed: tuple[str, ...]) -> web.Response | None:
+        """Why a command for a live call is refused, if it is: its hotline (one of the client's
+        own), its ``name`` (one of ``allowed``), its target."""
+        hotline, target = body.get("hotline"), body.get("target")
+        if hotline not in self.hotlines:
+            return _error(400, f"hotline must be one of {', '.join(self.hotlines)}")
+        if refused := _not_its_call(request, hotline):
+            return refused
+        if value not in allowed:
+            return _error(400, f"{name} must be one of {', '.join(allowed)}")
+        if target is not None and (not isinstance(target, str) or not target):
+            return _error(400, "target must be a target id (e.g. 110, 119, province)")
+        return None
 
     async def _queue(self, hotline: str, command: dict, matter: dict | None) -> web.Response:
         command_id = command["id"]
