@@ -34,7 +34,6 @@ KEY_RE = re.compile(r"^[*#][0-9]{1,3}$")
 # a config value smuggle extra Dial() arguments or channels ("," "&" "(" ")" "$" "{").
 DIAL_RE = re.compile(r"^(PJSIP|IAX2|DAHDI|Local)/[A-Za-z0-9_.@+*#/-]+$")
 _AGENT_CHANNEL = re.compile(r"^PJSIP/([A-Za-z0-9_.-]+)-[0-9a-f]{8}$")
-KEY_NAMES = KEY_ACTIONS
 TABLES = ("service", "redis", "keys", "timeouts", "hotlines", "agi", "screening", "ha", "prompts")
 
 
@@ -120,7 +119,7 @@ class Keys:
 
     def bindings(self) -> dict[str, str]:
         """Key sequence -> action name."""
-        return {getattr(self, name): name for name in KEY_NAMES}
+        return {getattr(self, name): name for name in KEY_ACTIONS}
 
 
 @dataclass(frozen=True)
@@ -218,7 +217,7 @@ def parse(v: Validator, root: Mapping[str, Any]) -> Settings:
                   {"url", "sentinels", "master_name", "durable_replicas", "durable_wait_ms"})
     redis_url = v.url(red, "redis", "url", ("redis", "rediss", "unix"))
     redis = _redis(v, red, redis_url)
-    keys = _keys(v, v.table(root.get("keys", {}), "keys", {*KEY_NAMES, "inter_digit_timeout"}))
+    keys = _keys(v, v.table(root.get("keys", {}), "keys", {*KEY_ACTIONS, "inter_digit_timeout"}))
     tmo = v.table(root.get("timeouts", {}), "timeouts",
                   {"agent_ring", "transfer_ring", "no_agent_retry", "emergency_ring"})
     timeouts = Timeouts(
@@ -311,7 +310,7 @@ SECTION = Section("service", TABLES, parse)
 
 def _keys(v: Validator, node: Mapping) -> Keys:
     values = {}
-    for name in KEY_NAMES:
+    for name in KEY_ACTIONS:
         values[name] = v.string(node, "keys", name, KEY_RE,
                                 "a key (expected '*' or '#' and 1-3 digits)")
     seen: dict[str, str] = {}
@@ -504,7 +503,7 @@ def _ami(v: Validator, hotline: Mapping, path: str) -> AmiSettings | None:
 
 
 def _target_keys(v: Validator, keys: Keys, hotlines: dict[str, Hotline]) -> None:
-    global_keys = {getattr(keys, n): f"keys.{n}" for n in KEY_NAMES if getattr(keys, n)}
+    global_keys = {getattr(keys, n): f"keys.{n}" for n in KEY_ACTIONS if getattr(keys, n)}
     for hid, h in hotlines.items():
         seen = dict(global_keys)
         for tid, t in h.targets.items():

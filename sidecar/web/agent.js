@@ -225,7 +225,7 @@ async function load() {
   state.categories = new Map(categories.map((c) => [c.code, c]));
   const select = document.getElementById("category");
   select.replaceChildren(el("option", { value: "", "data-t": "no_category" }, t("no_category")),
-    ...categories.map((c) => el("option", { value: c.code }, `${c.name}（${c.platform}）`)));
+    ...categories.map((c) => el("option", { value: c.code }, categoryName(c.code))));
 }
 
 function live() {
