@@ -103,6 +103,25 @@ def test_the_exported_model_answers_exactly_as_scikit_learn():
     ("被老板打伤了要打官司，想申请法律援助", False),
     ("小孩打进来就说我家着火了然后哈哈大笑挂断", False),
     ("刚才报警说孩子联系不上，现在撤销报警，他打电话回来了", False),
+    # Threats: whoever made one is at large, so "he left" or "he said it yesterday" is no relief.
+    ("有个人在饭馆说要去厂里放把火，说完就走了，听着不像开玩笑", True),
+    ("前天扬言要报复社会的那个人，刚才又发了条朋友圈说到地方了", True),
+    ("我舅舅刚打电话说活够了要喝农药", True),
+    ("电话里她说让我照顾好自己，然后就关机了", True),
+    ("钓鱼的大叔被大鱼拽下水了", True),
+    ("一个大爷掉进排水沟里，腿好像摔断了，爬不出来", True),
+    ("高架桥上有个老人在步行，车开得飞快", True),
+    ("门口有个说是社保局的，要给我办什么认证收三百块，我没给，他还没走", True),
+    ("有人抄起凳子要砸老板", True),
+    # Words of danger about something else.
+    ("村里有人私自杀猪卖肉，没检疫", False),
+    ("井盖缺了一块，邻居拿砖头垫上了", False),
+    ("以为是着火了，出去一看是隔壁在熏腊肉", False),
+    ("买的除草剂把菜苗全烧死了，店家不认账", False),
+    ("老树空心了，想请人看看要不要砍掉", False),
+    ("我母亲走失后已被找回，想申请临时救助", False),
+    ("环卫工把落叶堆起来点火烧，烟呛人", False),
+    ("新开的农药店有没有许可证", False),
 ])
 def test_the_emergency_judgement_handles_negation_conditions_and_what_is_over(text, emergency):
     judged = danger.judge(text)
