@@ -13,7 +13,7 @@ from conftest import ROOT
 from hotline_link import recommender
 from hotline_link.settings import load_catalog
 from transfer import classifier, danger
-from transfer.catalog import CONSULTATION, recommend
+from transfer.catalog import CONSULTATION, UNCLEAR, recommend
 
 CATALOG = load_catalog()
 
@@ -30,7 +30,7 @@ def test_the_corpus_covers_every_category_and_consultation_with_dozens_of_caller
     per = {}
     for s in samples:
         per.setdefault(s.label, []).append(s)
-    assert set(per) == set(CATALOG.by_code) | {CONSULTATION}
+    assert set(per) == set(CATALOG.by_code) | {CONSULTATION, UNCLEAR}
     assert min(len(v) for v in per.values()) >= 40
     held = [s for s in samples if s.held_out]
     assert 0.1 < len(held) / len(samples) < 0.3
@@ -43,7 +43,7 @@ def test_a_bad_corpus_line_is_named(tmp_path):
     with pytest.raises(recommender.CorpusError) as info:
         recommender.read_corpus(CATALOG, tmp_path)
     assert info.value.problems == [
-        "no_such.tsv: 'no_such' is neither a catalog code nor 'consultation'",
+        "no_such.tsv: 'no_such' is neither a catalog code nor 'consultation' nor 'unclear'",
         "road_traffic.tsv:3: expected '0|1<TAB>text'",
         "road_traffic.tsv:4: the same text as road_traffic.tsv:2",
     ]
@@ -55,7 +55,7 @@ def test_the_exported_model_answers_exactly_as_scikit_learn():
     labels = ["a", "a", "b", "b", "a", "a", "c", "c", "d", "d"]
     docs = [recommender.features(t) for t in texts]
     for y in (labels, ["1" if lab in "bc" else "0" for lab in labels]):
-        vec, lr = recommender.fit(docs, y)
+        vec, lr = recommender.fit(docs, y, recommender.CATEGORY_C)
         model = classifier.LinearModel.from_json(recommender.export(vec, lr).to_json())
         for text in ("路灯又坏了", "欠了三个月工资", "红绿灯", "完全无关的话"):
             feats = recommender.features(text)
@@ -145,10 +145,12 @@ def test_ordinary_words_get_the_right_answer(engine, text, platform, category, e
     assert rec.method == "model" and len(rec.alternatives) == 3
 
 
-def test_words_it_cannot_place_get_no_guess_but_the_alternatives(engine):
-    rec = engine.recommend(text="喂喂你好")
-    assert rec.platform is None and rec.reason.startswith("no recommendation: ")
-    assert rec.alternatives and rec.confidence < 0.7
+@pytest.mark.parametrize("text", ["喂喂你好", "喂？喂？能听见不", "我要投诉一下", "那个，我想说个事",
+                                  "在吗在吗", "好的谢谢啊"])
+def test_words_that_say_nothing_get_no_guess_but_the_alternatives(engine, text):
+    rec = engine.recommend(text=text)
+    assert rec.platform is None and rec.reason.startswith("no recommendation: "), rec.reason
+    assert rec.alternatives and all(a.label != UNCLEAR for a in rec.alternatives)
 
 
 def test_without_its_model_it_answers_by_the_catalog_terms_and_says_so(tmp_path, monkeypatch):

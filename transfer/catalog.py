@@ -60,6 +60,11 @@ class Catalog:
 
 
 CONSULTATION = "consultation"   # the corpus's label for 12345's questions of no category
+# The corpus's label for words that say nothing to place yet ("喂喂你好", "我要投诉", "来电无声"):
+# without it the model spreads such words over the categories it knows and sounds sure of one
+# ("在吗": 12345 at 0.999). It has no platform: its probability is nobody's, so a platform's share
+# falls as it rises, and where it is the likeliest label the answer is "an agent asks".
+UNCLEAR = "unclear"
 # Below these the answer says it is unsure instead of guessing: a platform needs a clear majority
 # of the model's probability, a category a plurality that would not flip on one word.
 PLATFORM_CONFIDENT = 0.60
@@ -80,8 +85,8 @@ ALTERNATIVES = 3
 @dataclass(frozen=True)
 class Classified:
     """What the trained model says of a description."""
-    labels: dict[str, float]        # category code (or CONSULTATION) -> probability
-    platforms: dict[str, float]     # "110"/"12345" -> probability
+    labels: dict[str, float]        # category code (or CONSULTATION, UNCLEAR) -> probability
+    platforms: dict[str, float]     # "110"/"12345" -> probability (UNCLEAR's is nobody's)
     emergency: float
     coverage: float = 1.0           # the share of the words' features the model knows
 
@@ -227,7 +232,9 @@ def recommend(catalog: Catalog, code: str | None = None, text: str | None = None
 
 def _by_model(catalog: Catalog, classified: Classified, emergency: bool, emergency_why: str,
               cues: tuple[str, ...]) -> Recommendation:
-    ranked = sorted(classified.labels.items(), key=lambda kv: -kv[1])
+    ranked = sorted(((label, p) for label, p in classified.labels.items() if label != UNCLEAR),
+                    key=lambda kv: -kv[1])
+    p_unclear = classified.labels.get(UNCLEAR, 0.0)
     alternatives = tuple(Alternative(label, _platform_of(catalog, label), round(p, 3))
                          for label, p in ranked[:ALTERNATIVES])
     per_platform = classified.platforms
@@ -244,9 +251,12 @@ def _by_model(catalog: Catalog, classified: Classified, emergency: bool, emergen
             + (f" (category {category.code}, {top_p:.2f})" if category else ""),
             cues, bool(category and category.also_notify_departments), 1.0, alternatives,
             emergency_why, "model")
-    if p_platform < PLATFORM_CONFIDENT or classified.coverage < MIN_COVERAGE:
+    if (p_platform < PLATFORM_CONFIDENT or classified.coverage < MIN_COVERAGE
+            or p_unclear > top_p):
         why = (f"the words are mostly unknown to it ({classified.coverage:.0%} known)"
-               if classified.coverage < MIN_COVERAGE else "not sure which platform")
+               if classified.coverage < MIN_COVERAGE
+               else f"the words say nothing to place yet ({UNCLEAR} {p_unclear:.2f})"
+               if p_unclear > top_p else "not sure which platform")
         return Recommendation(
             None, None, False, f"no recommendation: {why} ({shares}); an agent decides",
             cues, False, round(p_platform, 3), alternatives, emergency_why, "model")
