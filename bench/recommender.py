@@ -2,17 +2,25 @@
 
     python -m bench --only recommender        (no lab needed)
 
-Three sets, none in the training:
+Two kinds of sets, none in the training:
 - the held-out fifth of ``config/corpus`` (``Sample.held_out``: a hash of the text decides, so it
-  is the same fifth on every machine and for every model built from that corpus);
-- ``bench/data/recommender-probe-{a,b,c,d,e}.tsv``: descriptions written apart from the corpus,
+  is the same fifth on every machine and for every model built from that corpus); as the corpus
+  grows its fifth grows with it, so its part from the batches before the fifth (the 575 placeable
+  descriptions of the corpus of 3,010) is also measured apart, for a like-for-like comparison;
+- ``bench/data/recommender-probe-{a..f}.tsv``: descriptions written apart from the corpus,
   each set by a writer who never read it nor the other sets, for every category and consultation
   (``category<TAB>emergency<TAB>text``). Honestly: the misses on the held-out set and on set A were
-  read while the danger cues and thresholds were chosen. Sets B, C and D were each read by nobody
-  until their first figures were taken (``FIRST_READINGS``, kept as figures: the closest to callers
-  nobody has seen); then their misses were read and the cues extended, so their later figures are
-  no longer blind. Set E is kept **unread** (``UNREAD``): the benchmark reports its figures but
-  never its lines, so it stays a blind yardstick for later models; do not open the file to tune.
+  read while the danger cues and thresholds were chosen (so were the held-out set's four missed
+  emergencies of 2026-12-04: three of batches 5 and 6, one the retrained emergency model let go).
+  Sets B, C and D were each read by nobody until their first figures were taken
+  (``FIRST_READINGS``, kept as figures: the closest to callers nobody has seen); then their misses
+  were read and the cues extended, so their later figures are no longer blind. Sets E and F are
+  kept **unread** (``UNREAD``): the benchmark reports their figures but never their lines, so they
+  stay blind yardsticks for later models; do not open the files to tune. F was written on
+  2026-12-04 and first read with the model of the corpus of 3,010.
+
+Descriptions that say nothing to place (label ``unclear``) are counted apart: "an agent decides"
+is their right answer, and counting them among the placeable would flatter the platform figures.
 
 Figures per set: platform accuracy (an unsure answer counts as a miss: an agent then decides),
 category accuracy, emergency recall and precision, how often it is unsure; the worst categories'
@@ -32,13 +40,20 @@ from pathlib import Path
 from bench.results import percentiles
 from hotline_link import recommender
 from hotline_link.settings import load_catalog
-from transfer.catalog import CONSULTATION, Catalog, recommend
+from transfer.catalog import CONSULTATION, UNCLEAR, Catalog, recommend
 
 ROOT = Path(__file__).resolve().parent.parent
-PROBES = {f"probe_{x}": ROOT / "bench" / "data" / f"recommender-probe-{x}.tsv" for x in "abcde"}
+PROBES = {f"probe_{x}": ROOT / "bench" / "data" / f"recommender-probe-{x}.tsv" for x in "abcdef"}
 # Sets nobody has read: figures only, their misses are not written out.
-UNREAD = {"probe_e"}
+UNREAD = {"probe_e", "probe_f"}
 LATENCY_ROUNDS = 5
+# File name batches (``<label>.<batch>.tsv``; the first file has none) of the corpus of 3,010.
+BATCHES_BEFORE = {"1", "2", "3", "4"}
+
+
+def _batch(sample: recommender.Sample) -> str:
+    parts = sample.where.rsplit(":", 1)[0].split(".")
+    return parts[1] if len(parts) == 3 else "1"
 # Each set's figures when nobody had read it yet, with the corpus the model was trained on then.
 FIRST_READINGS = {
     "probe_b": {"date": "2026-12-04", "corpus": 1830, "platform_accuracy_pct": 91.4,
@@ -57,6 +72,11 @@ FIRST_READINGS = {
                 "emergency_recall_pct": 93.1, "emergency_precision_pct": 88.5,
                 "category_accuracy_pct": 89.3, "unsure_pct": 2.8, "missed_emergencies": 4,
                 "emergencies": 58},
+    # Read (figures only) with the model of the corpus of 3,010 as shipped in d91007d.
+    "probe_f": {"date": "2026-12-04", "corpus": 3010, "platform_accuracy_pct": 94.4,
+                "emergency_recall_pct": 98.4, "emergency_precision_pct": 88.2,
+                "category_accuracy_pct": 87.3, "unsure_pct": 2.8, "missed_emergencies": 1,
+                "emergencies": 61},
 }
 
 
@@ -81,7 +101,12 @@ def _platform(catalog: Catalog, sample: recommender.Sample) -> str:
 
 
 def evaluate(catalog: Catalog, samples: list[recommender.Sample], rec_fn, lean_fn=None) -> dict:
-    """``lean_fn``: the platform the model leans to, named even when it is unsure."""
+    """``lean_fn``: the platform the model leans to, named even when it is unsure. Words that say
+    nothing to place (``unclear``) are apart: "an agent decides" is their right answer, and
+    counting them in the platform figures would flatter them."""
+    unclear = [s for s in samples if s.label == UNCLEAR]
+    unclear_placed = [s for s in unclear if rec_fn(s.text).platform is not None]
+    samples = [s for s in samples if s.label != UNCLEAR]
     platform_ok = category_ok = unsure = lean_ok = 0
     tp = fp = fn = 0
     confusion: dict[str, Counter] = defaultdict(Counter)
@@ -115,11 +140,18 @@ def evaluate(catalog: Catalog, samples: list[recommender.Sample], rec_fn, lean_f
         "unsure_pct": round(100 * unsure / n, 1),
         "emergency_recall_pct": round(100 * tp / (tp + fn), 1) if tp + fn else None,
         "emergency_precision_pct": round(100 * tp / (tp + fp), 1) if tp + fp else None,
+        "unclear": {"n": len(unclear), "placed_anyway": [s.text for s in unclear_placed][:20],
+                    "no_recommendation_pct": _share_pct(len(unclear) - len(unclear_placed),
+                                                        len(unclear))},
         "worst_categories": {label: {"correct_pct": per_label[label],
                                      "answered_as": dict(confusion[label].most_common(4))}
                              for label in worst},
         "platform_misses_and_missed_emergencies": misses[:40],
     }
+
+
+def _share_pct(part: int, whole: int) -> float | None:
+    return round(100 * part / whole, 1) if whole else None
 
 
 def _rss_mb() -> float:
@@ -134,6 +166,9 @@ def run(config=None, descriptor=None) -> dict:
     catalog = load_catalog()
     samples = recommender.read_corpus(catalog)
     held_out = [s for s in samples if s.held_out]
+    # The held-out fifth of the corpus as it was before its fifth batch (3,010 descriptions), for
+    # a comparison with the figures of earlier models on the very same descriptions.
+    held_out_before = [s for s in held_out if _batch(s) in BATCHES_BEFORE]
     probes = {name: read_probe(catalog, path) for name, path in PROBES.items()}
 
     rss0 = _rss_mb()
@@ -155,7 +190,8 @@ def run(config=None, descriptor=None) -> dict:
 
     results = {name: {"model": evaluate(catalog, data, by_model, leaning),
                       "rules": evaluate(catalog, data, by_rules)}
-               for name, data in (("held_out", held_out), *probes.items())}
+               for name, data in (("held_out", held_out), ("held_out_batches_1_4", held_out_before),
+                                  *probes.items())}
     for name in UNREAD:
         for result in results[name].values():
             result["platform_misses_and_missed_emergencies"] = "not listed: the set is kept unread"
@@ -181,6 +217,14 @@ def run(config=None, descriptor=None) -> dict:
          "unit": "%", "target": None, "met": None},
         {"name": "unsure (no platform named), held-out corpus", "value": h["unsure_pct"],
          "unit": "%", "target": None, "met": None},
+        {"name": "platform accuracy, held-out of the corpus's batches 1-4 (its 3,010 "
+                 "descriptions before batch 5; the figure of earlier models: 92.9)",
+         "value": results["held_out_batches_1_4"]["model"]["platform_accuracy_pct"],
+         "unit": "%", "target": ">= 95",
+         "met": results["held_out_batches_1_4"]["model"]["platform_accuracy_pct"] >= 95},
+        {"name": "words that say nothing to place answered 'an agent decides', held-out corpus",
+         "value": h["unclear"]["no_recommendation_pct"], "unit": "%", "target": None,
+         "met": None},
         {"name": "platform accuracy where it named one, held-out corpus",
          "value": h["platform_accuracy_answered_pct"], "unit": "%", "target": None, "met": None},
         {"name": "the platform it leans to when unsure would be right, held-out corpus (share "
