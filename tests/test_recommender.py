@@ -173,3 +173,26 @@ def test_cli_explains_its_answer():
     assert "平台 platform:   110" in out.stdout
     assert "紧急 emergency:  是 yes - emergency: gas (煤气味)" in out.stdout
     assert "候选 alternatives: " in out.stdout and "依据 why:" in out.stdout
+
+
+def test_cross_validation_answers_each_training_description_by_a_model_that_never_saw_it(
+        monkeypatch):
+    from bench import recommender as bench_recommender
+
+    samples = recommender.read_corpus(CATALOG)[::8]
+    fitted_on: list[set[str]] = []
+    real_train = recommender.train
+
+    def train(catalog, fit_on, *args, **kwargs):
+        fitted_on.append({s.text for s in fit_on})
+        return real_train(catalog, fit_on, *args, **kwargs)
+
+    monkeypatch.setattr(recommender, "train", train)
+    out = bench_recommender.cross_validate(CATALOG, samples)
+    training_part = [s for s in samples if not s.held_out]
+    assert out["n"] == sum(s.label != UNCLEAR for s in training_part)
+    assert len(fitted_on) == bench_recommender.CV_FOLDS
+    for s in samples:
+        left_out = sum(s.text not in texts for texts in fitted_on)
+        assert left_out == (bench_recommender.CV_FOLDS if s.held_out else 1), s.where
+    assert 50 < out["platform_accuracy_pct"] <= 100 and out["emergency_recall_pct"] > 50
