@@ -10,7 +10,7 @@ Two kinds of sets, none in the training:
   is the same fifth on every machine and for every model built from that corpus); as the corpus
   grows its fifth grows with it, so its part from the batches before the fifth (the 575 placeable
   descriptions of the corpus of 3,010) is also measured apart, for a like-for-like comparison;
-- ``bench/data/recommender-probe-{a..f}.tsv``: descriptions written apart from the corpus,
+- ``bench/data/recommender-probe-{a..g}.tsv``: descriptions written apart from the corpus,
   each set by a writer who never read it nor the other sets, for every category and consultation
   (``category<TAB>emergency<TAB>text``). Honestly: the misses on the held-out set and on set A were
   read while the danger cues and thresholds were chosen (so were the held-out set's four missed
@@ -20,7 +20,11 @@ Two kinds of sets, none in the training:
   were read and the cues extended, so their later figures are no longer blind. Sets E and F are
   kept **unread** (``UNREAD``): the benchmark reports their figures but never their lines, so they
   stay blind yardsticks for later models; do not open the files to tune. F was written on
-  2026-12-04 and first read with the model of the corpus of 3,010.
+  2026-12-04 and first read with the model of the corpus of 3,010. G (2026-12-04, 260: 170
+  emergencies of as many kinds as its writer could think of, half told without the kind's usual
+  word, and 90 look-alikes) was written to find what the danger cues miss: first read with the
+  model of the corpus of 5,143, then read, and the cues extended (a stroke, choking, an overdose,
+  bees, a boar, someone hiding from an attacker, a ransom call...).
 
 Descriptions that say nothing to place (label ``unclear``) are counted apart: "an agent decides"
 is their right answer, and counting them among the placeable would flatter the platform figures.
@@ -50,7 +54,7 @@ from hotline_link.settings import load_catalog
 from transfer.catalog import CONSULTATION, UNCLEAR, Catalog, recommend
 
 ROOT = Path(__file__).resolve().parent.parent
-PROBES = {f"probe_{x}": ROOT / "bench" / "data" / f"recommender-probe-{x}.tsv" for x in "abcdef"}
+PROBES = {f"probe_{x}": ROOT / "bench" / "data" / f"recommender-probe-{x}.tsv" for x in "abcdefg"}
 # Sets nobody has read: figures only, their misses are not written out.
 UNREAD = {"probe_e", "probe_f"}
 LATENCY_ROUNDS = 5
@@ -84,6 +88,10 @@ FIRST_READINGS = {
                 "emergency_recall_pct": 98.4, "emergency_precision_pct": 88.2,
                 "category_accuracy_pct": 87.3, "unsure_pct": 2.8, "missed_emergencies": 1,
                 "emergencies": 61},
+    "probe_g": {"date": "2026-12-04", "corpus": 5143, "platform_accuracy_pct": 90.8,
+                "emergency_recall_pct": 92.4, "emergency_precision_pct": 90.8,
+                "category_accuracy_pct": 54.6, "unsure_pct": 1.9, "missed_emergencies": 13,
+                "emergencies": 170},
 }
 
 

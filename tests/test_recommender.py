@@ -122,6 +122,17 @@ def test_the_exported_model_answers_exactly_as_scikit_learn():
     ("我母亲走失后已被找回，想申请临时救助", False),
     ("环卫工把落叶堆起来点火烧，烟呛人", False),
     ("新开的农药店有没有许可证", False),
+    # The body failing: a stroke, choking, the heart; an overdose mistaken for sweets.
+    ("我奶奶吃饭时突然嘴歪了，一边胳膊抬不起来", True),
+    ("孩子吃果冻噎住了，脸都憋紫了", True),
+    ("我爸胸口疼得直冒汗，站不住了", True),
+    ("小孙子把安眠药当糖吃了，吃了好几片", True),
+    ("一群马蜂追着放学的孩子蛰", True),
+    ("有个人在找我，我躲在衣柜里不敢出声", True),
+    ("钥匙锁家里了，屋里没人，想找个开锁的", False),
+    ("早高峰这个路口天天堵死", False),
+    ("社区有没有防走失手环可以领", False),
+    ("外卖的鸡腿里全是血水，根本没熟", False),
 ])
 def test_the_emergency_judgement_handles_negation_conditions_and_what_is_over(text, emergency):
     judged = danger.judge(text)
