@@ -10,7 +10,7 @@ Two kinds of sets, none in the training:
   is the same fifth on every machine and for every model built from that corpus); as the corpus
   grows its fifth grows with it, so its part from the batches before the fifth (the 575 placeable
   descriptions of the corpus of 3,010) is also measured apart, for a like-for-like comparison;
-- ``bench/data/recommender-probe-{a..g}.tsv``: descriptions written apart from the corpus,
+- ``bench/data/recommender-probe-{a..h}.tsv``: descriptions written apart from the corpus,
   each set by a writer who never read it nor the other sets, for every category and consultation
   (``category<TAB>emergency<TAB>text``). Honestly: the misses on the held-out set and on set A were
   read while the danger cues and thresholds were chosen (so were the held-out set's four missed
@@ -24,7 +24,9 @@ Two kinds of sets, none in the training:
   emergencies of as many kinds as its writer could think of, half told without the kind's usual
   word, and 90 look-alikes) was written to find what the danger cues miss: first read with the
   model of the corpus of 5,143, then read, and the cues extended (a stroke, choking, an overdose,
-  bees, a boar, someone hiding from an attacker, a ransom call...).
+  bees, a boar, someone hiding from an attacker, a ransom call...). H (240: 160 emergencies by
+  setting, a factory, a farm, a school, a mine, the weather..., and 80 look-alikes), by another
+  writer, the same way after G's cues: its first reading measured what G's lessons carried over.
 
 Descriptions that say nothing to place (label ``unclear``) are counted apart: "an agent decides"
 is their right answer, and counting them among the placeable would flatter the platform figures.
@@ -54,7 +56,7 @@ from hotline_link.settings import load_catalog
 from transfer.catalog import CONSULTATION, UNCLEAR, Catalog, recommend
 
 ROOT = Path(__file__).resolve().parent.parent
-PROBES = {f"probe_{x}": ROOT / "bench" / "data" / f"recommender-probe-{x}.tsv" for x in "abcdefg"}
+PROBES = {f"probe_{x}": ROOT / "bench" / "data" / f"recommender-probe-{x}.tsv" for x in "abcdefgh"}
 # Sets nobody has read: figures only, their misses are not written out.
 UNREAD = {"probe_e", "probe_f"}
 LATENCY_ROUNDS = 5
@@ -92,6 +94,10 @@ FIRST_READINGS = {
                 "emergency_recall_pct": 92.4, "emergency_precision_pct": 90.8,
                 "category_accuracy_pct": 54.6, "unsure_pct": 1.9, "missed_emergencies": 13,
                 "emergencies": 170},
+    "probe_h": {"date": "2026-12-04", "corpus": 5143, "platform_accuracy_pct": 85.4,
+                "emergency_recall_pct": 93.1, "emergency_precision_pct": 95.5,
+                "category_accuracy_pct": 49.2, "unsure_pct": 2.5, "missed_emergencies": 11,
+                "emergencies": 160},
 }
 
 

@@ -133,6 +133,13 @@ def test_the_exported_model_answers_exactly_as_scikit_learn():
     ("早高峰这个路口天天堵死", False),
     ("社区有没有防走失手环可以领", False),
     ("外卖的鸡腿里全是血水，根本没熟", False),
+    ("大厅里有个没人要的旅行箱，一直滴答滴答的", True),
+    ("他从怀里掏出一把刀，说谁过来就捅谁", True),
+    ("放羊的被雷劈了，趴在坡上不动", True),
+    ("地震一样，天花板在掉渣，咔咔地响", True),
+    ("我家狗爬到车顶上了，下不来", False),
+    ("学校说今天冲进教室的人原来是演练的，想问该不该提前告诉家长", False),
+    ("如果遇到有人撬门，是先打110吗", False),
 ])
 def test_the_emergency_judgement_handles_negation_conditions_and_what_is_over(text, emergency):
     judged = danger.judge(text)
