@@ -10,7 +10,7 @@ Two kinds of sets, none in the training:
   is the same fifth on every machine and for every model built from that corpus); as the corpus
   grows its fifth grows with it, so its part from the batches before the fifth (the 575 placeable
   descriptions of the corpus of 3,010) is also measured apart, for a like-for-like comparison;
-- ``bench/data/recommender-probe-{a..h}.tsv``: descriptions written apart from the corpus,
+- ``bench/data/recommender-probe-{a..i}.tsv``: descriptions written apart from the corpus,
   each set by a writer who never read it nor the other sets, for every category and consultation
   (``category<TAB>emergency<TAB>text``). Honestly: the misses on the held-out set and on set A were
   read while the danger cues and thresholds were chosen (so were the held-out set's four missed
@@ -27,6 +27,8 @@ Two kinds of sets, none in the training:
   bees, a boar, someone hiding from an attacker, a ransom call...). H (240: 160 emergencies by
   setting, a factory, a farm, a school, a mine, the weather..., and 80 look-alikes), by another
   writer, the same way after G's cues: its first reading measured what G's lessons carried over.
+  I (220: 160 emergencies told only by what the caller sees, hears or smells, none of the usual
+  words, and 60 look-alikes), the same way after H's.
 
 Descriptions that say nothing to place (label ``unclear``) are counted apart: "an agent decides"
 is their right answer, and counting them among the placeable would flatter the platform figures.
@@ -56,7 +58,7 @@ from hotline_link.settings import load_catalog
 from transfer.catalog import CONSULTATION, UNCLEAR, Catalog, recommend
 
 ROOT = Path(__file__).resolve().parent.parent
-PROBES = {f"probe_{x}": ROOT / "bench" / "data" / f"recommender-probe-{x}.tsv" for x in "abcdefgh"}
+PROBES = {f"probe_{x}": ROOT / "bench" / "data" / f"recommender-probe-{x}.tsv" for x in "abcdefghi"}
 # Sets nobody has read: figures only, their misses are not written out.
 UNREAD = {"probe_e", "probe_f"}
 LATENCY_ROUNDS = 5
@@ -97,6 +99,10 @@ FIRST_READINGS = {
     "probe_h": {"date": "2026-12-04", "corpus": 5143, "platform_accuracy_pct": 85.4,
                 "emergency_recall_pct": 93.1, "emergency_precision_pct": 95.5,
                 "category_accuracy_pct": 49.2, "unsure_pct": 2.5, "missed_emergencies": 11,
+                "emergencies": 160},
+    "probe_i": {"date": "2026-12-04", "corpus": 5143, "platform_accuracy_pct": 90.5,
+                "emergency_recall_pct": 84.4, "emergency_precision_pct": 96.4,
+                "category_accuracy_pct": 48.2, "unsure_pct": 2.7, "missed_emergencies": 25,
                 "emergencies": 160},
 }
 

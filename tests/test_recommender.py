@@ -140,6 +140,15 @@ def test_the_exported_model_answers_exactly_as_scikit_learn():
     ("我家狗爬到车顶上了，下不来", False),
     ("学校说今天冲进教室的人原来是演练的，想问该不该提前告诉家长", False),
     ("如果遇到有人撬门，是先打110吗", False),
+    # Danger told by what the caller sees, not by its name.
+    ("屋里一股臭鸡蛋味，我妈歪在地上，怎么叫都不睁眼", True),
+    ("工友的袖子被机器卷进去了，机器关不掉", True),
+    ("我们的船进水了，水快到腰了", True),
+    ("他拿铁锹拍她，她已经不动了", True),
+    ("下大雨路口积水到膝盖", False),
+    ("老伴瘫在床上好几年了，想申请补助", False),
+    ("桥洞底下有人在打牌", False),
+    ("前几天吃坏了上吐下泻，现在人都好了，想投诉饭店", False),
 ])
 def test_the_emergency_judgement_handles_negation_conditions_and_what_is_over(text, emergency):
     judged = danger.judge(text)
