@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import os
 import signal
 import time
 
@@ -131,12 +133,24 @@ async def _terms(settings: Settings, redis: aioredis.Redis,
         await lease.release("standby")
 
 
-async def until_signal(*jobs) -> None:
-    """Run ``jobs`` (coroutines that clean up when cancelled) until SIGINT/SIGTERM."""
+async def until_signal(*jobs, stop_within: float | None = None) -> None:
+    """Run ``jobs`` (coroutines that clean up when cancelled) until SIGINT/SIGTERM.
+
+    ``stop_within``: the seconds a stop may take after the signal before the process exits
+    anyway. A cancellation can be lost inside a task (seen with the sidecar: told to stop just
+    after it started, it went on serving for ten minutes and answered no further signal), and a
+    process told to stop must not go on working beside the one that replaced it. Not for a
+    process whose stop waits for its children (the supervisor)."""
     main = asyncio.current_task()
     loop = asyncio.get_running_loop()
+
+    def stop() -> None:
+        main.cancel()
+        if stop_within is not None:
+            loop.call_later(stop_within, _stopped_anyway, stop_within)
+
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, main.cancel)
+        loop.add_signal_handler(sig, stop)
     try:
         await asyncio.gather(*jobs)
     except asyncio.CancelledError:
@@ -144,3 +158,9 @@ async def until_signal(*jobs) -> None:
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
+
+
+def _stopped_anyway(seconds: float) -> None:
+    log.error("not stopped within the deadline after the signal; exiting", seconds=seconds)
+    logging.shutdown()
+    os._exit(1)
