@@ -10,7 +10,7 @@ Two kinds of sets, none in the training:
   is the same fifth on every machine and for every model built from that corpus); as the corpus
   grows its fifth grows with it, so its part from the batches before the fifth (the 575 placeable
   descriptions of the corpus of 3,010) is also measured apart, for a like-for-like comparison;
-- ``bench/data/recommender-probe-{a..i}.tsv``: descriptions written apart from the corpus,
+- ``bench/data/recommender-probe-{a..j}.tsv``: descriptions written apart from the corpus,
   each set by a writer who never read it nor the other sets, for every category and consultation
   (``category<TAB>emergency<TAB>text``). Honestly: the misses on the held-out set and on set A were
   read while the danger cues and thresholds were chosen (so were the held-out set's four missed
@@ -28,7 +28,9 @@ Two kinds of sets, none in the training:
   setting, a factory, a farm, a school, a mine, the weather..., and 80 look-alikes), by another
   writer, the same way after G's cues: its first reading measured what G's lessons carried over.
   I (220: 160 emergencies told only by what the caller sees, hears or smells, none of the usual
-  words, and 60 look-alikes), the same way after H's.
+  words, and 60 look-alikes), the same way after H's; J (220: 160 emergencies in voices a keyword
+  list does not expect: a child, a dialect, a disguised takeaway order, broken Chinese, a drunk,
+  a caller who says "小事"), after I's.
 
 Descriptions that say nothing to place (label ``unclear``) are counted apart: "an agent decides"
 is their right answer, and counting them among the placeable would flatter the platform figures.
@@ -58,7 +60,8 @@ from hotline_link.settings import load_catalog
 from transfer.catalog import CONSULTATION, UNCLEAR, Catalog, recommend
 
 ROOT = Path(__file__).resolve().parent.parent
-PROBES = {f"probe_{x}": ROOT / "bench" / "data" / f"recommender-probe-{x}.tsv" for x in "abcdefghi"}
+PROBES = {f"probe_{x}": ROOT / "bench" / "data" / f"recommender-probe-{x}.tsv"
+          for x in "abcdefghij"}
 # Sets nobody has read: figures only, their misses are not written out.
 UNREAD = {"probe_e", "probe_f"}
 LATENCY_ROUNDS = 5
@@ -103,6 +106,10 @@ FIRST_READINGS = {
     "probe_i": {"date": "2026-12-04", "corpus": 5143, "platform_accuracy_pct": 90.5,
                 "emergency_recall_pct": 84.4, "emergency_precision_pct": 96.4,
                 "category_accuracy_pct": 48.2, "unsure_pct": 2.7, "missed_emergencies": 25,
+                "emergencies": 160},
+    "probe_j": {"date": "2026-12-04", "corpus": 5143, "platform_accuracy_pct": 85.0,
+                "emergency_recall_pct": 79.4, "emergency_precision_pct": 97.7,
+                "category_accuracy_pct": 40.5, "unsure_pct": 5.9, "missed_emergencies": 33,
                 "emergencies": 160},
 }
 

@@ -149,6 +149,13 @@ def test_the_exported_model_answers_exactly_as_scikit_learn():
     ("老伴瘫在床上好几年了，想申请补助", False),
     ("桥洞底下有人在打牌", False),
     ("前几天吃坏了上吐下泻，现在人都好了，想投诉饭店", False),
+    # Voices a keyword list does not expect: a disguised call, a soft farewell, a sham official.
+    ("我要一份炒饭……他就在我旁边，我说话不方便，地址是幸福小区3栋", True),
+    ("我在天台上吹风呢，往下一跳就清净了，你们别劝我", True),
+    ("我妈说有个警察让她去宾馆开房间配合调查，不准告诉家里人", True),
+    ("我老婆怀孕八个月，肚子疼得厉害，下面有水出来", True),
+    ("公厕脏得下不去脚", False),
+    ("刚看了一部警匪片，里面有人被绑架，想问问现实中该打哪个电话", False),
 ])
 def test_the_emergency_judgement_handles_negation_conditions_and_what_is_over(text, emergency):
     judged = danger.judge(text)
