@@ -10,7 +10,7 @@ Two kinds of sets, none in the training:
   is the same fifth on every machine and for every model built from that corpus); as the corpus
   grows its fifth grows with it, so its part from the batches before the fifth (the 575 placeable
   descriptions of the corpus of 3,010) is also measured apart, for a like-for-like comparison;
-- ``bench/data/recommender-probe-{a..j}.tsv``: descriptions written apart from the corpus,
+- ``bench/data/recommender-probe-{a..k}.tsv``: descriptions written apart from the corpus,
   each set by a writer who never read it nor the other sets, for every category and consultation
   (``category<TAB>emergency<TAB>text``). Honestly: the misses on the held-out set and on set A were
   read while the danger cues and thresholds were chosen (so were the held-out set's four missed
@@ -30,7 +30,8 @@ Two kinds of sets, none in the training:
   I (220: 160 emergencies told only by what the caller sees, hears or smells, none of the usual
   words, and 60 look-alikes), the same way after H's; J (220: 160 emergencies in voices a keyword
   list does not expect: a child, a dialect, a disguised takeaway order, broken Chinese, a drunk,
-  a caller who says "小事"), after I's.
+  a caller who says "小事"), after I's; K (240: an ordinary mixed day, 80 emergencies plain and
+  indirect, 160 ordinary calls of which 40 use danger words harmlessly), after J's.
 
 Descriptions that say nothing to place (label ``unclear``) are counted apart: "an agent decides"
 is their right answer, and counting them among the placeable would flatter the platform figures.
@@ -61,7 +62,7 @@ from transfer.catalog import CONSULTATION, UNCLEAR, Catalog, recommend
 
 ROOT = Path(__file__).resolve().parent.parent
 PROBES = {f"probe_{x}": ROOT / "bench" / "data" / f"recommender-probe-{x}.tsv"
-          for x in "abcdefghij"}
+          for x in "abcdefghijk"}
 # Sets nobody has read: figures only, their misses are not written out.
 UNREAD = {"probe_e", "probe_f"}
 LATENCY_ROUNDS = 5
@@ -111,6 +112,10 @@ FIRST_READINGS = {
                 "emergency_recall_pct": 79.4, "emergency_precision_pct": 97.7,
                 "category_accuracy_pct": 40.5, "unsure_pct": 5.9, "missed_emergencies": 33,
                 "emergencies": 160},
+    "probe_k": {"date": "2026-12-04", "corpus": 5143, "platform_accuracy_pct": 93.8,
+                "emergency_recall_pct": 98.8, "emergency_precision_pct": 84.9,
+                "category_accuracy_pct": 81.2, "unsure_pct": 0.8, "missed_emergencies": 1,
+                "emergencies": 80},
 }
 
 

@@ -156,6 +156,13 @@ def test_the_exported_model_answers_exactly_as_scikit_learn():
     ("我老婆怀孕八个月，肚子疼得厉害，下面有水出来", True),
     ("公厕脏得下不去脚", False),
     ("刚看了一部警匪片，里面有人被绑架，想问问现实中该打哪个电话", False),
+    # Danger words of another time, a lesson, a rumour, a plan.
+    ("上次我家孩子走丢了，民警帮了大忙，想表扬一下", False),
+    ("想报个急救培训班，学怎么处理流血受伤", False),
+    ("群里都在传有人贩子抢小孩，是真的吗", False),
+    ("工友们在群里说要去堵路讨工资", False),
+    ("科目一有道题问车辆起火先干啥", False),
+    ("仓库里噼里啪啦地响，窗户都映红了", True),
 ])
 def test_the_emergency_judgement_handles_negation_conditions_and_what_is_over(text, emergency):
     judged = danger.judge(text)

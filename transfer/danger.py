@@ -29,7 +29,8 @@ CUES: dict[str, tuple[str, ...]] = {
              r"(?:门把手|门|墙)(?:都)?烫手", r"熏得[^，。,]{0,4}(?:喘|睁不开)", r"火苗(?:窜|蹿|往上)", r"火光", r"火势",
              r"大火", r"烧起来",
              r"烧着了", r"(?:仓库|房子|屋|楼|车|厂|店|棚|山|林子?|草垛|柴堆|货)[^，。,]{0,2}着了(?!急)",
-             r"一股烧焦", r"着了火", r"火烧", r"越烧越(?:旺|大)",
+             r"一股烧焦", r"噼里啪啦[^。]{0,10}(?:响|烧)",
+             r"(?:墙头|天|窗户|屋里)[^，。,]{0,4}(?:都)?(?:红了|映红|通红)", r"着了火", r"火烧", r"越烧越(?:旺|大)",
              r"火(?:很|越来越|特别)(?:大|旺)", r"点着", r"引着", r"烟(?:已经)?起来了"),
     # Smoke apart from fire: a chimney or a rubbish fire that smokes every evening is pollution.
     "smoke": (r"冒(?:黑|浓|白)?烟", r"浓烟", r"黑烟(?:冲|滚|直冒|往上)", r"烟(?:很|特别|好)大",
@@ -298,7 +299,8 @@ _NEGATION_WINDOW = 6
 # A near miss did not happen, unless it just did: "刚才差点撞到行人" says the danger is live.
 _NEAR_MISS = re.compile(r"差点|差一点|险些|好险")
 # What puts a cue in a condition or a general question, not the present: 万一着火怎么办.
-_CONDITION = re.compile(r"(?:以为|散布|谣言|造谣|传言|网传|新闻|网上(?:有人)?说|演习|模拟|"
+_CONDITION = re.compile(r"(?:以为|散布|谣言|造谣|传言|传说|在传|网传|新闻|网上[^，。,]{0,6}说|"
+                        r"视频(?:里)?说|演习|模拟|以后|真有人|考驾照|科目[一二三四]|考题|有道题|"
                         r"防(?:走失|溺水|火|盗(?![窗门网])|骗|摔|滑|爆)|"
                         r"如果|万一|假如|要是|假设|一旦|以防|防止|预防|怎么预防|避免|演练|培训|知识|宣传|"
                         r"科普|讲座|保险|理赔|赔偿|报销|补偿|补贴|补助|抚恤|丧葬|证明|手续|流程|怎么申请|如何申请|咨询|政策|哪天|迟早|"
@@ -328,7 +330,7 @@ _CLEARED: dict[str, tuple[str, ...]] = {
                 r"送回来了"),
     "gas": (r"(?:已经|早就?)?(?:修好|关好|关掉|关上|拧紧)了", r"(?:已经)?(?:来)?查过了", r"不是漏(?:气)?",
             r"不漏了", r"没(?:有)?味了", r"味(?:道)?(?:都|也)?没了"),
-    "injury": (r"已经出院", r"(?:已经)?处理(?:过)?了", r"不严重", r"不多", r"伤(?:已经|早就?)?好了",
+    "injury": (r"已经出院", r"(?:已经)?处理(?:过)?了", r"不严重", r"不多", r"伤(?:已经|早就?|都)?好了",
                r"(?:已经|早就?)(?:痊愈|愈合)"),
     "medical": (r"(?:已经)?(?:拉|吐|取|咳)出来了", r"(?:已经)?(?:缓|好)过来了", r"人(?:都|也)?好了"),
     "trapped": (r"(?:已经|都)?(?:救|弄|放|拉)出来了", r"出来了", r"里(?:面|头)?没(?:有)?人"),
@@ -343,7 +345,10 @@ _NO_HARM_KINDS = frozenset({"collapse", "crash", "trapped", "fall", "smoke", "el
 # but the emergency model needs to be surer to overrule them (``calm``).
 _CALM = re.compile(r"(?:人(?:都|也)?(?:好好的|没事)|撤了|撤销|没闹事|"
                    r"(?:后来|已经)[^，。,]{0,6}找(?:来|到|着)了|已经(?:回来|回家|找到|联系上)|没(?:有)?人受伤|不要紧)")
-_CLEARED_ANY = (r"(?:看|刷)(?:了)?(?:个|一个|一部|部)?[^，。,]{0,4}(?:电影|电视剧|小说|警匪片)",
+_CLEARED_ANY = (r"急救(?:培训|课|知识|常识)|学(?:习)?急救", r"特效|拍戏|剧组",
+                r"宣传(?:资料|册|单)", r"玩[^，。,]{0,4}游戏",
+                r"(?:搞|组织|进行|开展)[^，。,]{0,6}(?:演练|演习)",
+                r"(?:看|刷)(?:了)?(?:个|一个|一部|部)?[^，。,]{0,4}(?:电影|电视剧|小说|警匪片)",
                 r"游戏里(?:的)?(?:话|说的)|是(?:在)?(?:玩)?游戏",
                 r"(?:是|原来是)[^，。,]{0,6}(?:演练|演习|摆拍|剧本|拍戏|拍视频)", r"(?:如果|万一)遇到",
                 r"现在(?:人)?(?:都|也)?(?:已经)?没事了", r"已经没事了", r"(?:通|修好|恢复)了(?:吗|没)",
@@ -359,11 +364,14 @@ _PAST = re.compile(r"(?:昨天|前天|大前天|上周|上礼拜|上星期|上�
                    r"那天|那(?:事|次|回)|(?:快|都|已经)?[一两三半几]年了|当时|过去|曾经|出过|着过|"
                    r"[漏烧炸塌倒]过一[次回]|前[两三]天|前一阵|前段时间|昨晚|昨夜|前晚|那会儿|本月\d+日|\d+月\d+[日号]|"
                    r"\d+\s*(?:年|个月|天)前|[一二两三四五六七八九十几]+(?:年|个月|天)前)")
+# Another time, told as an episode: over even for what lasts (a person missing since yesterday is
+# missing now; a child lost "last time" was found).
+_EPISODE = re.compile(r"上次|上回|那次|那回|以前|去年|前年|小时候")
 _NOW = re.compile(r"(?:现在|正在|刚才|刚刚|还在|马上|赶紧|快点?来|目前|此刻|这会儿)")
 _LASTING = frozenset({"missing", "trapped", "self_harm", "threat"})
 _TOLD_AS_DONE = frozenset({"fraud_now"})
 # A gathering announced for another day is a lead (stability_leads), not an emergency now.
-_PLANNED = re.compile(r"(?:拟于|计划|打算|号召|下周|下礼拜|下个月|明天|后天|到时候|周[一二三四五六日末]|星期[一二三四五六日天])")
+_PLANNED = re.compile(r"(?:拟于|计划|打算|号召|说要|下周|下礼拜|下个月|明天|后天|到时候|周[一二三四五六日末]|星期[一二三四五六日天])")
 # Said of every day or every evening: a chimney's smoke or a factory's smell is pollution (12345).
 _HABITUAL = re.compile(r"(?:天天|每天|每晚|每到|一到(?:晚上|夜里|傍晚)|经常|总是|老是|容易|隔三差五|常年|长期|一直在)")
 _HABITUAL_KINDS = frozenset({"smoke", "gas", "chemical"})
@@ -434,6 +442,9 @@ def _set_aside(kind: str, text: str, start: int, end: int) -> str | None:
     past = _PAST.search(clause)
     if past and kind not in _LASTING and not _NOW.search(clause):
         return f"in the past ({past.group(0)})"
+    episode = _EPISODE.search(clause)
+    if episode and not _NOW.search(clause):
+        return f"another time, over ({episode.group(0)})"
     planned = _PLANNED.search(text) if kind == "crowd" else None
     if planned and not _NOW.search(clause):
         return f"planned, not happening now ({planned.group(0)})"
