@@ -73,6 +73,8 @@ BATCHES_BEFORE = {"1", "2", "3", "4"}
 def _batch(sample: recommender.Sample) -> str:
     parts = sample.where.rsplit(":", 1)[0].split(".")
     return parts[1] if len(parts) == 3 else "1"
+
+
 # Each set's figures when nobody had read it yet, with the corpus the model was trained on then.
 FIRST_READINGS = {
     "probe_b": {"date": "2026-12-04", "corpus": 1830, "platform_accuracy_pct": 91.4,
