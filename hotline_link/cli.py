@@ -114,6 +114,8 @@ def cmd_lab(args) -> int:
                 return 1
             for name, alive in status.items():
                 print(f"{name}: {'running' if alive else 'DEAD'}")
+            for core in lab.cores():
+                print(f"core of a crashed PBX: {core} (hotline-link lab cores)")
             return 0 if all(status.values()) else 1
         elif args.action == "stop":
             print("stopped: " + lab.stop_one(args.name))
@@ -121,6 +123,12 @@ def cmd_lab(args) -> int:
             print("started: " + lab.start_one(args.name))
         elif args.action == "cli":
             print(lab.cli(args.pbx, " ".join(args.command)), end="")
+        elif args.action == "cores":
+            cores = lab.cores()
+            for core in cores:
+                print(f"{core}:\n{lab.backtrace(core)}\n")
+            if not cores:
+                print("no PBX of the lab has crashed (no core)")
     except LabError as exc:
         print(f"lab error: {exc}", file=sys.stderr)
         return 1
@@ -387,6 +395,7 @@ def main(argv: list[str] | None = None) -> int:
     lab_sub.add_parser("up")
     lab_sub.add_parser("down")
     lab_sub.add_parser("status")
+    lab_sub.add_parser("cores", help="the cores crashed PBXs left, with gdb's backtrace of each")
     for verb in ("stop", "start"):
         c = lab_sub.add_parser(verb, help=f"{verb} one lab process (asterisk-12345, asterisk-110, "
                                  "redis; with lab.redis_sentinel: redis-a, redis-b, "

@@ -235,6 +235,28 @@ class Lab:
     def status(self) -> dict[str, bool]:
         return {p.name: p.alive() for p in self._load_state()}
 
+    def cores(self, since: float = 0.0) -> list[Path]:
+        """Core files the lab's PBXs left when they crashed (newest last), modified after
+        ``since`` (a ``time.time()``)."""
+        found = [p for p in self.state_dir.glob("pbx-*/run/core*")
+                 if p.is_file() and p.stat().st_mtime > since]
+        return sorted(found, key=lambda p: p.stat().st_mtime)
+
+    def backtrace(self, core: Path, timeout: float = 60.0) -> str:
+        """gdb's backtrace of the thread that crashed (symbols as far as the binaries have them),
+        or why there is none."""
+        gdb = shutil.which("gdb")
+        if gdb is None:
+            return "no backtrace: gdb is not installed"
+        root = self.settings.lab.rootfs if self.asterisk_mode() == "chroot" else Path("/")
+        argv = [gdb, "-batch", "-nx", "-ex", f"set sysroot {root}", "-ex", "bt 25",
+                str(root / "usr/sbin/asterisk"), str(core)]
+        try:
+            out = subprocess.run(argv, capture_output=True, text=True, timeout=timeout).stdout
+        except subprocess.TimeoutExpired:
+            return f"no backtrace: gdb took over {timeout:.0f}s"
+        return "\n".join(line for line in out.splitlines() if line.startswith(("#", "Program")))
+
     def up(self, timeout: float = 60.0) -> dict:
         procs = self._load_state()
         if procs and all(p.alive() for p in procs):
@@ -457,16 +479,26 @@ class Lab:
         render_pbx(self.settings, hotline, accounts, ari_password, ami_secret, inst / "etc",
                    root=root, moddir=moddir)
         log = inst / "log" / "console.log"
+        # A crash's core is kept under its time: the next crash would write over "core".
+        core = inst / "run" / "core"
+        if core.exists():
+            stamp = time.strftime("%Y%m%dT%H%M%S", time.localtime(core.stat().st_mtime))
+            core.rename(core.with_name(f"core-{stamp}"))
+        # -g: a PBX that crashes leaves a core in its run/ folder (``Lab.cores``); a crash of the
+        # lab's PBX is a finding, not something to restart quietly.
         if mode == "native":
-            argv = [shutil.which("asterisk"), "-f", "-C", str(inst / "etc" / "asterisk.conf")]
+            argv = [shutil.which("asterisk"), "-f", "-g", "-C", str(inst / "etc" / "asterisk.conf")]
+            cwd: Path | None = inst / "run"
         else:
             rootfs = self.settings.lab.rootfs
             (rootfs / CHROOT_MOUNT.lstrip("/")).mkdir(parents=True, exist_ok=True)
             script = ('mount --bind /proc "$1/proc" && mount --bind "$2" "$1$3" && '
-                      'exec chroot "$1" /usr/sbin/asterisk -f -C "$3/etc/asterisk.conf"')
+                      'exec chroot "$1" sh -c \'cd "$0/run" && '
+                      'exec /usr/sbin/asterisk -f -g -C "$0/etc/asterisk.conf"\' "$3"')
+            cwd = None
             argv = ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh",
                     str(rootfs), str(inst.resolve()), CHROOT_MOUNT]
-        return spawn(f"asterisk-{hotline.id}", argv, log)
+        return spawn(f"asterisk-{hotline.id}", argv, log, cwd=cwd)
 
     def _data_dir(self, data: Path, mode: str) -> None:
         """The PBX's astdatadir: every entry of Asterisk's own (as the PBX sees it: inside the

@@ -38,6 +38,31 @@ def pytest_configure(config) -> None:
     config.pluginmanager.register(ChaosResult(), "hotline-chaos-result")
 
 
+_SESSION_STARTED = time.time()
+
+
+def _pbx_cores():
+    from hotline_link import components, lab as lab_mod
+
+    handle = lab_mod.Lab(components.load(CONFIG, secrets=False))
+    return handle, handle.cores(since=_SESSION_STARTED)
+
+
+def pytest_sessionfinish(session, exitstatus) -> None:
+    """A lab PBX that crashed fails the run even where no test saw it (the next test's lab heals
+    it quietly): a crash under our commands is a dropped call on a real hotline."""
+    if exitstatus == 0 and _pbx_cores()[1]:
+        session.exitstatus = 1
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    handle, cores = _pbx_cores()
+    if cores:
+        terminalreporter.section("a lab PBX crashed", red=True)
+        for core in cores:
+            terminalreporter.write_line(f"{core}\n{handle.backtrace(core)}")
+
+
 def pytest_ignore_collect(collection_path, config):
     """A chaos file that needs a lab of its own (``bench.chaos_result.LAB_OF``) is collected
     only in the run on that lab, not skipped in the others. Named on the command line it is
