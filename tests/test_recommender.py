@@ -163,6 +163,18 @@ def test_the_exported_model_answers_exactly_as_scikit_learn():
     ("工友们在群里说要去堵路讨工资", False),
     ("科目一有道题问车辆起火先干啥", False),
     ("仓库里噼里啪啦地响，窗户都映红了", True),
+    # An animal's own trouble, in a sentence that names no person, is an animal matter.
+    ("小区有只流浪猫钻进车发动机舱卡住了，一直叫，出不来", False),
+    ("鸽子卡在空调外机里出不来", False),
+    ("野狗被车撞了躺在路中间", False),
+    ("两条狗打架咬伤了路过的小孩", True),
+    ("狗卡在铁栏杆里，孩子去拽它，手也卡在里面了", True),
+    # A meter that does not respond is a supply matter; a person who does not is not.
+    ("燃气卡充了钱，插上表没反应", False),
+    ("我爸叫了半天没反应", True),
+    ("我妈一个人在家，打她手机没反应，敲门也没人应", True),
+    ("取款机插了卡没反应，卡也退不出来", False),
+    ("干活受伤了老板不给赔，也不签合同，这事找谁管", False),
 ])
 def test_the_emergency_judgement_handles_negation_conditions_and_what_is_over(text, emergency):
     judged = danger.judge(text)

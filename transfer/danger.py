@@ -127,7 +127,10 @@ CUES: dict[str, tuple[str, ...]] = {
                r"(?:腿|胳膊|手|脚|骨头|肋骨)(?:好像|可能)?(?:摔|撞|砸|打)?断了",
                r"头(?:被)?(?:打|砸|撞|磕)?破了", r"(?:一大片|全是|都是|满地(?:是)?)红(?:的)?(?![灯色])", r"一[滩摊]血",
                r"(?:胳膊|手|腿|头|脸|身上|脖子)[^，。,]{0,6}(?:开了|划了|割了|拉了)(?:一道|一个|个)(?:大)?口子"),
-    "unconscious": (r"昏迷", r"晕倒", r"晕过去", r"不省人事", r"没(?:有)?(?:意识|反应|呼吸)",
+    # A meter, card or machine that does not respond is a supply matter ("插上表没反应"); a phone
+    # nobody answers (打手机没反应) is not.
+    "unconscious": (r"昏迷", r"晕倒", r"晕过去", r"不省人事",
+                    r"(?<![表卡灯屏键钮器闸])(?<![洗衣取款售货柜员印视]机)没(?:有)?(?:意识|反应|呼吸)",
                     # "没气了" of a person; of a meter, a bottle or a tyre it is a supply matter.
                     _SOMEONE + r"[^，。,]{0,4}(?:快|已经)?没(?:有)?气了", r"(?:好像|已经|快|都)没(?:有)?气了",
                     _SOMEONE + r"(?:突然|晕|摔)?倒在(?:了)?(?:地|路|楼道|楼梯|门口|屋|家|卫生间|厕所|床|电梯|街)",
@@ -304,6 +307,7 @@ _CONDITION = re.compile(r"(?:以为|散布|谣言|造谣|传言|传说|在传|�
                         r"防(?:走失|溺水|火|盗(?![窗门网])|骗|摔|滑|爆)|"
                         r"如果|万一|假如|要是|假设|一旦|以防|防止|预防|怎么预防|避免|演练|培训|知识|宣传|"
                         r"科普|讲座|保险|理赔|赔偿|报销|补偿|补贴|补助|抚恤|丧葬|证明|手续|流程|怎么申请|如何申请|咨询|政策|哪天|迟早|"
+                        r"工伤|医药费|不给赔|"
                         r"真(?:要|的)?(?:着火|出事)[^，。]*吗|真(?:要|的)?(?:着火|出事)了?[^，。]*(?:咋|怎么|上哪|哪儿|谁))")
 # A threat is made of conditions ("拿不到补偿就带汽油去"): these kinds are never set aside by one.
 _THREATS = frozenset({"violence", "threat", "self_harm", "fraud_now", "fraud_ongoing"})
@@ -387,6 +391,13 @@ _ORDINARY_SOURCE_IN_CLAUSE = {"fire": re.compile(
     r"(?:垃圾|树叶|落叶|秸秆|杂草|菜筐|泡沫箱|纸箱|旧家具)[^，。,]{0,12}(?:点火|一把火)"),
     # A road jammed at rush hour is traffic, not a crowd.
     "crowd": re.compile(r"高峰|堵车|车流|车多")}
+# An animal's own fight, wound or trap, in a sentence that names no person, is an animal matter
+# for 12345 ("流浪猫钻进发动机舱卡住了", "两条狗打架"); an animal that endangers people has
+# cues of its own (kind "animal").
+_ANIMAL = re.compile(r"猫|狗|犬|鸟|鸡|鸭|鹅|兔|鸽|羊|刺猬|松鼠")
+_ANIMAL_ONLY_KINDS = frozenset({"catalog", "violence", "trapped", "injury", "fall", "unconscious"})
+_ANYONE = re.compile(_SOMEONE + "|" + _PEOPLE + "|我|你|咱|谁|家里|业主|居民|邻居|群众|住户")
+_SENTENCE = re.compile(r"[。！？!?\n]")
 _CLAUSE = re.compile(r"[，。！？；,.!?;、\n]|但是|可是|不过|结果|然后")
 
 _COMPILED = {kind: tuple(re.compile(p) for p in pats) for kind, pats in CUES.items()}
@@ -448,6 +459,15 @@ def _set_aside(kind: str, text: str, start: int, end: int) -> str | None:
     planned = _PLANNED.search(text) if kind == "crowd" else None
     if planned and not _NOW.search(clause):
         return f"planned, not happening now ({planned.group(0)})"
+    if kind in _ANIMAL_ONLY_KINDS:
+        begin = 0
+        for m in _SENTENCE.finditer(text, 0, start):
+            begin = m.end()
+        stop = _SENTENCE.search(text, end)
+        said = text[begin:stop.start() if stop else len(text)]
+        animal = _ANIMAL.search(said)
+        if animal and not _ANYONE.search(said):
+            return f"an animal's, no person named ({animal.group(0)})"
     source = (_ORDINARY_SOURCE[kind].search(text) if kind in _ORDINARY_SOURCE
               else _ORDINARY_SOURCE_IN_CLAUSE[kind].search(clause)
               if kind in _ORDINARY_SOURCE_IN_CLAUSE else None)
