@@ -175,6 +175,29 @@ def test_the_exported_model_answers_exactly_as_scikit_learn():
     ("我妈一个人在家，打她手机没反应，敲门也没人应", True),
     ("取款机插了卡没反应，卡也退不出来", False),
     ("干活受伤了老板不给赔，也不签合同，这事找谁管", False),
+    # Kinds the read probe sets C, G and I showed once the emergency model no longer caught them.
+    ("有个男的在网上发视频说要开车去撞人，就今天，在步行街", True),
+    ("衣服被旋耕机卷入，人被压在机器下", True),
+    ("讨薪的人说不给钱就把楼点了，身上浇了汽油", True),
+    ("他喝了酒说要去江边一了百了，出门半小时了", True),
+    ("一根电线断落在菜市场门口的水坑里，人还在旁边走", True),
+    ("食堂午饭后三十多个工人相继呕吐腹痛", True),
+    ("女儿发语音说司机把车往郊外开，不停车，车门锁了", True),
+    ("动物园一只黑熊从围栏翻出来了", True),
+    ("公交车到站不停车，司机开得飞快", False),
+    # From cross-validation misses on the training part (batch 9's voices).
+    ("电梯困人", True),
+    ("矿上出事了，井下有人没出来", True),
+    ("我妈七十九了，今早坐公交出门后失联了", True),
+    ("网上买理财被骗了五万，平台客服失联", False),
+    ("春游回来点名，一个二年级的学生没归队", True),
+    ("候车室有个老人神志不清，说不出住址", True),
+    ("幼儿园放学一个孩子被不明身份的人接走了，家长说没委托别人", True),
+    ("老大爷在公园坐到天黑，问他住哪他光笑", True),
+    ("会计按老板微信转了三十万，老板说没发过，钱刚转出去十分钟，能不能拦", True),
+    ("我还在跟对方通话，他说再转两万就能把之前的钱退回来", True),
+    ("敲门无回应，独居老人好几天没出门了", True),
+    ("楼上装修工人晚上在屋里加班打磨，滋滋响到十一点", False),
 ])
 def test_the_emergency_judgement_handles_negation_conditions_and_what_is_over(text, emergency):
     judged = danger.judge(text)
@@ -249,3 +272,24 @@ def test_cross_validation_answers_each_training_description_by_a_model_that_neve
         left_out = sum(s.text not in texts for texts in fitted_on)
         assert left_out == (bench_recommender.CV_FOLDS if s.held_out else 1), s.where
     assert 50 < out["platform_accuracy_pct"] <= 100 and out["emergency_recall_pct"] > 50
+
+
+def test_the_emergency_model_does_not_learn_the_flags_of_batches_written_to_another_rule(
+        monkeypatch, tmp_path):
+    samples = recommender.read_corpus(CATALOG)[::10]
+    assert {s.batch for s in samples} >= {"1", "9"}
+    fits: list[list[str]] = []
+    real_fit = recommender.fit
+
+    def fit(docs, labels, c):
+        fits.append(list(labels))
+        return real_fit(docs, labels, c)
+
+    monkeypatch.setattr(recommender, "fit", fit)
+    recommender.train(CATALOG, samples, "t", tmp_path)
+    category_labels, flags = fits
+    training = [s for s in samples if not s.held_out]
+    assert len(category_labels) == len(training) + sum(len(c.examples) for c in CATALOG.categories)
+    assert len(flags) == sum(s.batch not in recommender.FLAGS_NOT_TRAINED for s in training)
+    assert recommender.Sample("other", False, "x", "other.9.tsv:3").batch == "9"
+    assert recommender.Sample("other", False, "x", "other.tsv:3").batch == "1"
