@@ -68,8 +68,9 @@ UNREAD = {"probe_e", "probe_f", "probe_l"}
 LATENCY_ROUNDS = 5
 # File name batches (``<label>.<batch>.tsv``; the first file has none) of the corpus of 3,010.
 BATCHES_BEFORE = {"1", "2", "3", "4"}
-# ... and of the corpus of 5,143 (batches 1-7, and unclear), before batch 9.
+# ... and of the corpus of 5,143 (batches 1-7, and unclear), before batch 9; of 7,139, before 10.
 BATCHES_BEFORE_9 = BATCHES_BEFORE | {"5", "6", "7"}
+BATCHES_BEFORE_10 = BATCHES_BEFORE_9 | {"9"}
 
 
 # Each set's figures when nobody had read it yet, with the corpus the model was trained on then.
@@ -217,6 +218,7 @@ def run(config=None, descriptor=None) -> dict:
     # a comparison with the figures of earlier models on the very same descriptions.
     held_out_before = [s for s in held_out if s.batch in BATCHES_BEFORE]
     held_out_before_9 = [s for s in held_out if s.batch in BATCHES_BEFORE_9]
+    held_out_before_10 = [s for s in held_out if s.batch in BATCHES_BEFORE_10]
     probes = {name: read_probe(catalog, path) for name, path in PROBES.items()}
 
     rss0 = _rss_mb()
@@ -239,7 +241,8 @@ def run(config=None, descriptor=None) -> dict:
     results = {name: {"model": evaluate(catalog, data, by_model, leaning),
                       "rules": evaluate(catalog, data, by_rules)}
                for name, data in (("held_out", held_out), ("held_out_batches_1_4", held_out_before),
-                                  ("held_out_batches_1_7", held_out_before_9), *probes.items())}
+                                  ("held_out_batches_1_7", held_out_before_9),
+                                  ("held_out_batches_1_9", held_out_before_10), *probes.items())}
     for name in UNREAD:
         for result in results[name].values():
             result["platform_misses_and_missed_emergencies"] = "not listed: the set is kept unread"
@@ -277,6 +280,12 @@ def run(config=None, descriptor=None) -> dict:
              "platform_accuracy_pct", "category_accuracy_pct", "emergency_precision_pct")),
          "unit": "%", "target": ">= 95 / - / >= 80",
          "met": results["held_out_batches_1_7"]["model"]["platform_accuracy_pct"] >= 95},
+        {"name": "platform accuracy / emergency recall / emergency precision, held-out of the "
+                 "corpus of 7,139 (before batch 10; the figures of its model: 94.2 / 99.1 / 81.7)",
+         "value": " / ".join(str(results["held_out_batches_1_9"]["model"][k]) for k in (
+             "platform_accuracy_pct", "emergency_recall_pct", "emergency_precision_pct")),
+         "unit": "%", "target": ">= 95 / 100 / >= 80",
+         "met": results["held_out_batches_1_9"]["model"]["platform_accuracy_pct"] >= 95},
         {"name": "words that say nothing to place answered 'an agent decides', held-out corpus",
          "value": h["unclear"]["no_recommendation_pct"], "unit": "%", "target": None,
          "met": None},

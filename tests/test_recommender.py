@@ -197,6 +197,23 @@ def test_the_exported_model_answers_exactly_as_scikit_learn():
     ("会计按老板微信转了三十万，老板说没发过，钱刚转出去十分钟，能不能拦", True),
     ("我还在跟对方通话，他说再转两万就能把之前的钱退回来", True),
     ("敲门无回应，独居老人好几天没出门了", True),
+    # "晕过去" holds "过去" (in the past): the cue's own words are not its time.
+    ("外婆晕过去了", True),
+    ("我爸突然昏过去了", True),
+    ("那天他晕过去了，现在好了", False),
+    ("没拴绳的狗追着小孩咬，孩子胳膊上已经见红了", True),
+    # Batch 10's indirect emergencies (cross-validation misses on the training part).
+    ("门被踹开了", True),
+    ("湖里有人扑腾", True),
+    ("停电了，我爸在家用呼吸机，备用电池只剩半小时了", True),
+    ("小岛上困了五六个学生，水一直在涨", True),
+    ("收到彩信，女儿被蒙着眼睛绑在椅子上，对方让我准备钱", True),
+    ("大巴司机一直打瞌睡，车在高速上往护栏蹭", True),
+    ("卡里的钱正一笔一笔被扣，短信响个不停", True),
+    ("候车厅有个黑包放了一上午，里面嘀嗒嘀嗒响", True),
+    ("楼上装修天天早上七点就开始砸墙", False),
+    ("在高铁站行李箱被人拖走了，箱子里有证件", False),
+    ("路上一长条黑油，估计是罐车漏的，目前还没出事", False),
     ("楼上装修工人晚上在屋里加班打磨，滋滋响到十一点", False),
 ])
 def test_the_emergency_judgement_handles_negation_conditions_and_what_is_over(text, emergency):
