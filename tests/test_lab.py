@@ -66,20 +66,15 @@ def test_recorded_processes_are_running_and_pbx_mounts_are_private(lab):
 
 
 
-def test_a_crashed_pbx_leaves_a_core_with_a_backtrace(lab):
+def test_a_crashed_pbx_leaves_a_core_with_a_backtrace(phones, lab):
+    from conftest import pbx_back
     from hotline_link import components, lab as lab_mod
 
     handle = lab_mod.Lab(components.load(CONFIG, secrets=False))
     started = time.time()
     [pbx] = [p for p in handle._load_state() if p.name == "asterisk-110"]
-    ari = lab.ari["110"]
-    names = [a["username"] for a in lab.descriptor["accounts"] if a["hotline"] == "110"]
-    online = [n for n in names if ari.endpoint_state(n) == "online"]
-    app = ari.app_connected()
     os.kill(pbx.pid, signal.SIGSEGV)
-    deadline = time.monotonic() + 30
-    while not handle.cores(since=started) and time.monotonic() < deadline:
-        time.sleep(0.2)
+    phones.lib.wait_for(lambda: handle.cores(since=started), 30, "the crashed PBX's core")
     [core] = handle.cores(since=started)
     assert core.parent.parent.name == "pbx-110"
     status = cli("lab", "status", check=False)
@@ -94,9 +89,6 @@ def test_a_crashed_pbx_leaves_a_core_with_a_backtrace(lab):
     assert kept.name.startswith("core-") and kept.parent == core.parent
     kept.unlink()
     assert cli("lab", "status").returncode == 0
-    # Back as before for the tests after this one: the phones registered then answer its qualify.
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline and not (
-            ari.app_connected() >= app and all(ari.endpoint_state(n) == "online" for n in online)):
-        time.sleep(0.2)
-    assert all(ari.endpoint_state(n) == "online" for n in online)
+    # Back as before for the tests after this one (the phones answer its qualify while the
+    # library's events are pumped, not while a test sleeps).
+    pbx_back(phones, lab, "110")

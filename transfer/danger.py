@@ -25,7 +25,9 @@ _SOMEONE = (r"(?:人|孩子|小孩|娃|老人|老太太|老太|老大爷|老头|
             r"他|她|工人|大叔|大爷|大妈|大娘|阿姨|叔叔|男孩|女孩|孕妇|司机|骑手|乘客|游客|钓鱼的|"
             r"儿童|幼儿|婴儿|宝宝)")
 CUES: dict[str, tuple[str, ...]] = {
-    "fire": (r"(?:燎|烧)到(?:了)?[^，。,]{0,4}(?:房|屋|家|柴火?垛|草垛|棚)",
+    "fire": (r"(?:焦|糊)(?:的)?味[^。]{0,12}(?:配电|电箱|电线|插座|电表)",
+             r"(?:配电|电箱|电线|插座|电表)[^。]{0,8}(?:焦|糊)(?:的)?味",
+             r"(?:燎|烧)到(?:了)?[^，。,]{0,4}(?:房|屋|家|柴火?垛|草垛|棚)",
              r"(?:屋|室|楼|教室|房间|家|车厢)[^。]{0,8}(?:烧塑料|烧焦|焦糊|烧电线)(?:的)?(?:味|气味)", r"着火", r"起火", r"失火",
              r"火灾", r"(?:冒|窜|蹿)(?:出)?火苗",
              r"(?:门把手|门|墙)(?:都)?烫手", r"熏得[^，。,]{0,4}(?:喘|睁不开)", r"火苗(?:窜|蹿|往上)", r"火光", r"火势",
@@ -75,7 +77,8 @@ CUES: dict[str, tuple[str, ...]] = {
                 r"听(?:到|见)[^，。,]{0,4}(?:呼喊|喊救|呼救|在喊)", r"失去联系", r"下井[^。]{0,10}(?:无|没)(?:人)?应答",
                 r"(?:塞|关|锁)(?:进|到|在)?(?:了)?后备箱",
                 r"(?:停|卡|吊)在半空", r"(?:车|屋|房)里(?:好像)?还有人", r"电梯[^，。,]{0,4}卡", r"关着[^，。,]{0,4}人"),
-    "water": (r"(?:湖|河|江|塘|水|海|池)里[^，。,]{0,4}(?:扑腾|挣扎|呼救)", r"落水", r"溺水", r"淹死", r"(?:船|车)(?:里)?进水",
+    "water": (r"(?:船|艇|筏)(?:子)?(?:翻了|沉了|在沉)", r"(?:湖|河|江|塘|水|海|池)里[^，。,]{0,4}(?:扑腾|挣扎|呼救)", r"落水",
+              r"溺水", r"淹死", r"(?:船|车)(?:里)?进水",
               r"水(?:已经)?(?:没过|到了?)(?:腰|胸|脖子)",
               _SOMEONE + r"[^，。,]{0,6}(?:掉|落|跌|摔|滑|踩空|坠)(?:进|到|在|入|下)?[^，。,]{0,4}"
               r"(?:河|湖|水|塘|江|井|沟|坑|洞|下水道|窨井)",
@@ -161,7 +164,8 @@ CUES: dict[str, tuple[str, ...]] = {
                     r"(?:已经|都)不动了?", r"没(?:有)?(?:再)?起来",
                     r"(?:路中间|马路中间|马路上|快车道|车道上?)(?:有个人?)?(?:躺|睡)(?:着)?",
                     r"(?:躺|睡)(?:在)?(?:马路|路中间|马路中间|快车道|车道)"),
-    "medical": (r"(?:呼吸机|制氧机|氧气机)[^。]{0,16}(?:停|没电|只剩|断)", r"(?:停电|断电)[^。]{0,12}(?:呼吸机|制氧机|氧气机)",
+    "medical": (r"(?:高烧|发烧|孩子|小孩|宝宝)[^。]{0,6}抽(?:筋|风)", r"抽风", r"(?:游泳|水里)[^。]{0,6}抽筋",
+                r"(?:呼吸机|制氧机|氧气机)[^。]{0,16}(?:停|没电|只剩|断)", r"(?:停电|断电)[^。]{0,12}(?:呼吸机|制氧机|氧气机)",
                 r"抽过去了|背过气", r"嘴(?:巴)?(?:也|都)?歪", r"抽抽|抽搐", r"嘴唇(?:都|发)?(?:紫|青)",
                 r"(?:好多|很多|几十|十几|一群|多名|三十|二十|[几数]名|[几数]个)[^。]{0,12}"
                 r"(?:相继|都|一起|同时)[^，。,]{0,4}(?:呕吐|吐|腹痛|拉肚子|晕)",
@@ -180,7 +184,10 @@ CUES: dict[str, tuple[str, ...]] = {
                 r"农药味", r"看东西(?:都)?(?:是)?花", r"喘不上", r"雷劈|被雷(?:击|打)(?:中|了)?",
                 r"(?:倒|趴|躺)在[^，。,]{0,4}(?:不动|没动静)",
                 r"(?:吃|喝|吞|服)(?:了)?(?:大半|半|一|整|好几|好多)(?:瓶|板|盒|把|片)"),
-    "violence": (r"被(?:人)?绑(?:了|住|起来|在)", r"绑在(?:椅子|床|柱子|树)", r"蒙着(?:眼|头)",
+    "violence": (r"猥亵|非礼|性侵|强奸", r"进(?:了)?(?:小偷|贼)了|进了(?:小偷|贼)",
+                 r"(?:小偷|贼)[^。]{0,8}(?:还在|没走|在里面|在屋里)",
+                 r"被(?:人)?(?:跟踪|尾随)", r"打群架|群殴|斗殴", r"被(?:人)?绑(?:了|住|起来|在)", r"绑在(?:椅子|床|柱子|树)",
+                 r"蒙着(?:眼|头)",
                  r"(?:人|老公|丈夫|儿子|女儿|孩子|他|她)[^，。,]{0,8}(?:被|让)[^，。,]{0,6}扣(?:住|下)(?:了)?",
                  r"冲进[^，。,]{0,6}(?:搬|抢|砸|打)", r"门被(?:踹|撬|砸)开",
                  r"(?:翻进|爬进|撬开)(?:了)?[^，。,]{0,6}(?:一户|家|屋|房|门)", r"开始砸(?![墙地砖瓷])|砸(?:路边|停着?)的车",
@@ -258,14 +265,15 @@ CUES: dict[str, tuple[str, ...]] = {
                   r"(?:说是|冒充|自称)[^，。,]{0,10}的[^。]{0,30}(?:还在|正在|刚进了?)(?:敲门|挨家|楼里|我们|我家|家|门口)",
                   r"要(?:银行卡|存折|密码|身份证)[^。]{0,20}(?:刚进|还在|正在)",
                   r"(?:说是|冒充|自称)[^。]{0,40}(?:还没走|还在门口|还在敲门|在门口等)", r"上门收(?:现金|钱)"),
-    "electric": (r"(?<!杆)电线(?!杆)[^，。,]{0,8}(?:掉|断|垂|落|耷拉)(?:在|到)(?:地|路)",
+    "electric": (r"水(?:已经)?(?:漫|淹|流)(?:到|过)(?:了)?[^，。,]{0,3}(?:插座|电线|电箱|配电)",
+                 r"(?<!杆)电线(?!杆)[^，。,]{0,8}(?:掉|断|垂|落|耷拉)(?:在|到)(?:地|路)",
                  r"高压线.{0,6}(?:断|掉|垂|落)", r"漏电", r"触电", r"电(?:着|到)(?:了)?人",
                  r"(?:冒|打|噼啪).{0,2}火花", r"电线(?!皮)[^，。,]{0,6}(?:冒烟|着火|烧)",
                  r"被电(?:倒|晕|伤|着)",
                  r"(?:配电|电箱|电柜|电线|插座|电闸)[^。]{0,12}(?:僵住|粘在|抖|倒下)",
                  r"(?:踩|走)进去就倒", r"(?:狗|人)[^，。,]{0,4}(?:过去|进去)(?:也)?倒了",
                  r"电线[^。]{0,12}(?:水坑|水里|积水)", r"冒蓝光|蓝色火花"),
-    "collapse": (r"倒塌", r"坍塌",
+    "collapse": (r"(?:天花板|吊顶|屋顶|房顶|楼板)[^，。,]{0,4}(?:往下)?掉(?:水泥|砖|块|渣)", r"倒塌", r"坍塌",
                  r"(?:楼|房|墙|顶|桥|路面|地面|地|隧道|棚|屋|山|坡|土|井|坑|窑|矿)[^，。,]{0,4}塌了",
                  r"塌方", r"(?:(?<!不)要(?!不要)|快|随时|马上).{0,4}(?:塌|倒|掉|砸)",
                  # Falling over onto people below, a bridge's pier cracked under traffic.
@@ -294,7 +302,10 @@ CUES: dict[str, tuple[str, ...]] = {
               r"把[^，。,]{0,10}(?:马路|路|路口|大门|门口)(?:给)?堵(?:了|住|死)", r"聚了", r"推(?:保安|人|警察|民警)",
               r"情绪(?:很|非常|特别)?激动", r"推搡", r"踩踏", r"踩倒", r"(?:都|一起)往外(?:挤|冲)", r"暴乱", r"打砸", r"挤倒",
               r"踩在(?:底下|脚下)"),
-    "crash": (r"司机[^。]{0,10}(?:打瞌睡|睡着了)", r"(?:打瞌睡|睡着了)[^。]{0,12}(?:护栏|蹭|冲)", r"车祸",
+    "crash": (r"(?:车|货车|卡车|客车|大巴|罐车)翻(?:在|到|进|了)",
+              "(?:" + _SOMEONE + "|" + _PEOPLE + r"|我|同事|朋友|邻居)[^，。,]{0,3}被(?:车|汽车|货车|卡车|电动车|摩托车?|"
+              r"轿车|公交车?|出租车|三轮车?)撞(?:了|倒|伤|飞|翻)?", r"司机[^。]{0,10}(?:打瞌睡|睡着了)",
+              r"(?:打瞌睡|睡着了)[^。]{0,12}(?:护栏|蹭|冲)", r"车祸",
               r"撞(?:了|到|倒)?(?:人|行人|小孩|老人)", r"翻车", r"侧翻", r"连环撞",
               r"撞车", r"(?:迎头|迎面|对头)(?:相)?撞", r"发生碰撞", r"车头[^，。,]{0,4}变形",
               r"撞(?:上|到)?(?:护栏|树|电线杆).{0,10}(?:人|伤|血)",
@@ -335,15 +346,17 @@ CUES: dict[str, tuple[str, ...]] = {
 
 # A negator shortly before a cue, in the same clause, negates it: 没有人受伤, 不是着火, 并未起火.
 # "没人要的包" and "没人管的孩子" say whose, not that nothing happened.
-_NEGATOR = re.compile(r"(?:差点|差一点|险些|好险|没有(?!人要|人管|人认领|拴|牵)|没(?!人要|人管|人认领|拴|牵|栓)|"
+# "没想到他真的跳楼了" (unexpectedly) and "不太舒服晕倒了" (a symptom) negate nothing.
+_NEGATOR = re.compile(r"(?:差点|差一点|险些|好险|没有(?!人要|人管|人认领|拴|牵|想到|料到)|"
+                      r"没(?!人要|人管|人认领|拴|牵|栓|想到|料到)|"
                       r"并没有|并没|不是|并不是|不像|不存在|未|无|不会|别|不用|不要|没啥|没什么|谈不上|算不上|"
-                      r"不算|不太|不怎么|并不)")
+                      r"不算|不太(?!舒服|对劲|清醒|好)|不怎么|并不)")
 _NEGATION_WINDOW = 6
 # A near miss did not happen, unless it just did: "刚才差点撞到行人" says the danger is live.
 _NEAR_MISS = re.compile(r"差点|差一点|险些|好险")
 # What puts a cue in a condition or a general question, not the present: 万一着火怎么办.
 _CONDITION = re.compile(r"(?:以为|散布|谣言|造谣|传言|传说|在传|网传|新闻|网上[^，。,]{0,6}说|"
-                        r"视频(?:里)?说|演习|模拟|以后|真有人|考驾照|科目[一二三四]|考题|有道题|"
+                        r"视频(?:里)?说|演习|模拟|^以后|今后|将来|真有人|考驾照|科目[一二三四]|考题|有道题|"
                         r"防(?:走失|溺水|火|盗(?![窗门网])|骗|摔|滑|爆)|"
                         r"如果|万一|假如|要是|假设|一旦|以防|防止|预防|怎么预防|避免|演练|培训|知识|宣传|"
                         r"科普|讲座|保险|理赔|赔偿|报销|补偿|补贴|补助|抚恤|丧葬|证明|手续|流程|怎么申请|如何申请|咨询|政策|哪天|迟早|"
@@ -354,7 +367,8 @@ _THREATS = frozenset({"violence", "threat", "self_harm", "fraud_now", "fraud_ong
 # Said to be over: past and resolved. Kind-specific phrases first, then general ones.
 _CLEARED: dict[str, tuple[str, ...]] = {
     "fraud_now": (r"(?:我|他|她)?(?:已经)?转了", r"没(?:有)?(?:转|上当|理他|信)", r"(?:就|直接)?挂了",
-                  r"(?<!要)(?<!正要)给(?:了)?(?:对方|他|她|人家)了?", r"被转走", r"后来才", r"(?:已经|已|给)冻结|冻结了",
+                  r"(?<!要)(?<!正要)(?<!转账)(?<!汇款)(?<!打钱)给(?:了)?(?:对方|他|她|人家)了?",
+                  r"被转走", r"后来才", r"(?:已经|已|给)冻结|冻结了",
                   r"给(?:了|过去了)",
                   r"刷走",
                   r"(?<!肯定是)(?<!可能是)(?<!应该是)(?<!怕是)(?<!好像)被骗了", r"少了钱",
@@ -372,7 +386,7 @@ _CLEARED: dict[str, tuple[str, ...]] = {
     "missing": (r"(?<![没不])找(?:到|回来|着)了", r"(?<![没不])(?:已经?|已)?被?找回", r"(?<![没不])找(?:到|着)的",
                 r"打(?:了)?电话回来", r"人(?:都|也)?好好的", r"都是[^，。,]{0,6}送回", r"(?:已经|自己)回(?:来|家)了",
                 r"送回来了"),
-    "gas": (r"(?:已经|早就?)?(?:修好|关好|关掉|关上|拧紧)了", r"(?:已经)?(?:来)?查过了", r"不是漏(?:气)?",
+    "gas": (r"(?:已经|早就?)?(?:修好|关好|关掉|关上|拧紧)了", r"(?:已经)?(?:来)?查过了", r"(?<!是)不是漏(?:气)?(?![吗吧啊呀么])",
             r"不漏了", r"没(?:有)?味了", r"味(?:道)?(?:都|也)?没了"),
     "injury": (r"已经出院", r"(?:已经)?处理(?:过)?了", r"不严重", r"不多", r"伤(?:已经|早就?|都)?好了",
                r"(?:已经|早就?)(?:痊愈|愈合)"),
@@ -382,30 +396,37 @@ _CLEARED: dict[str, tuple[str, ...]] = {
 # General "it is over" phrases clear every cue; deliberately few ("暂时没有危险" does not: people
 # still trapped need rescue however calm the caller sounds).
 # No harm done: clears what could have hurt someone and did not.
-_NO_HARM = re.compile(r"(?:还好|幸好|好在|万幸)没")
+_NO_HARM = re.compile(r"(?:还好|幸好|好在|万幸)没(?:有)?(?:人|伤|砸|出事|事|压|碰|撞|出人命|造成)")
 _NO_HARM_KINDS = frozenset({"collapse", "crash", "trapped", "fall", "smoke", "electric",
                             "road_hazard"})
 # Words that say all is well; they do not clear a cue (a fire with nobody hurt is still a fire),
 # but the emergency model needs to be surer to overrule them (``calm``).
 _CALM = re.compile(r"(?:人(?:都|也)?(?:好好的|没事)|撤了|撤销|没闹事|"
                    r"(?:后来|已经)[^，。,]{0,6}找(?:来|到|着)了|已经(?:回来|回家|找到|联系上)|没(?:有)?人受伤|不要紧)")
-_CLEARED_ANY = (r"急救(?:培训|课|知识|常识)|学(?:习)?急救", r"特效|拍戏|剧组",
-                r"宣传(?:资料|册|单)", r"玩[^，。,]{0,4}游戏",
-                r"(?:搞|组织|进行|开展)[^，。,]{0,6}(?:演练|演习)",
-                r"(?:看|刷)(?:了)?(?:个|一个|一部|部)?[^，。,]{0,4}(?:电影|电视剧|小说|警匪片)",
-                r"游戏里(?:的)?(?:话|说的)|是(?:在)?(?:玩)?游戏",
-                r"(?:是|原来是)[^，。,]{0,6}(?:演练|演习|摆拍|剧本|拍戏|拍视频)", r"(?:如果|万一)遇到",
-                r"现在(?:人)?(?:都|也)?(?:已经)?没事了", r"已经没事了", r"(?:通|修好|恢复)了(?:吗|没)",
+# A look-alike's frame (a film, a game, a drill, a course, a leaflet) clears the danger words it
+# frames, unless the words also tell of the real world breaking in: "看电影出来发现有人拿刀砍人",
+# "我在玩游戏，隔壁突然着火了" are emergencies.
+_FRAMES = (r"急救(?:培训|课|知识|常识)|学(?:习)?急救", r"特效|拍戏|剧组",
+           r"宣传(?:资料|册|单)", r"玩[^，。,]{0,4}游戏",
+           r"(?:搞|组织|进行|开展)[^，。,]{0,6}(?:演练|演习)",
+           r"(?:看|刷)(?:了)?(?:个|一个|一部|部)?[^，。,]{0,4}(?:电影|电视剧|小说|警匪片)",
+           r"游戏里(?:的)?(?:话|说的)|是(?:在)?(?:玩)?游戏",
+           r"(?:是|原来是)[^，。,]{0,6}(?:演练|演习|摆拍|剧本|拍戏|拍视频)", r"(?:如果|万一)遇到")
+_FRAME_WORDS = frozenset({"演习", "模拟", "演练", "培训", "知识", "宣传", "科普", "讲座"})
+_REAL = re.compile(r"发现|看见有|听见|听到有|突然|真的|真有|快来|救命|赶紧来|回来|看完|散场")
+_CLEARED_ANY = (r"现在(?:人)?(?:都|也)?(?:已经)?没事了", r"已经没事了", r"(?:通|修好|恢复)了(?:吗|没)",
                 r"危险(?:已经)?(?:解除|排除)", r"早(?:就|都)?(?:过去|处理)了",
-                r"已经处理(?:好|完)了", r"(?<!不像)(?<!不是)(?<!不像是)开玩笑", r"恶作剧",
-                r"谎报", r"报假警", r"根本没(?:有)?(?:这回事|这事)",
+                r"已经处理(?:好|完)了", r"(?<!不像)(?<!不是)(?<!不像是)(?<!以为)(?<!以为是)(?<!以为他)(?<!以为她)开玩笑",
+                r"恶作剧",
+                r"谎报", r"报假警", r"编造|虚构", r"根本没(?:有)?(?:这回事|这事)",
                 r"(?:是|都是)假的", r"哈哈(?:大)?笑", r"乱报", r"瞎报", r"现在没(?:啥|什么)事", r"(?:已经)?联系上了",
                 r"(?:撤|撤销|撤回|取消)了?(?:这个|那个)?报警", r"报警(?:已经)?(?:撤|撤销|撤回|取消)了",
                 r"报的(?:那个|这个)?(?:撤|撤销|取消)了")
 # A cue said of another time (昨天, 上个月, 上次 ...) in its own clause is over, unless the clause
 # also says now; except what lasts: a person missing since yesterday is missing now. 过去 after a
 # verb is a direction, not the past: "外婆晕过去了" is now.
-_PAST = re.compile(r"(?:昨天|前天|大前天|上周|上礼拜|上星期|上个?月|上次|上回|去年|前年|以前|之前|前几天|前些天|"
+_PAST = re.compile(r"(?:昨天|前天|大前天|上周|上个?礼拜|上个?星期|上个?月|"
+                   r"上次|上回|去年|前年|以前|之前(?!还好好|好好|都好好|都还好|还好)|前几天|前些天|"
                    r"那天|那(?:事|次|回)|(?:快|都|已经)?[一两三半几]年了|当时|(?<![晕昏抽死背厥睡冲跑走跳扑看爬滚飘游飞撞])过去|曾经|出过|着过|"
                    r"[漏烧炸塌倒]过一[次回]|前[两三]天|前一阵|前段时间|昨晚|昨夜|前晚|那会儿|本月\d+日|\d+月\d+[日号]|"
                    r"\d+\s*(?:年|个月|天)前|[一二两三四五六七八九十几]+(?:年|个月|天)前)")
@@ -413,12 +434,16 @@ _PAST = re.compile(r"(?:昨天|前天|大前天|上周|上礼拜|上星期|上�
 # missing now; a child lost "last time" was found).
 _EPISODE = re.compile(r"上次|上回|那次|那回|以前|去年|前年|小时候")
 _NOW = re.compile(r"(?:现在|正在|刚才|刚刚|还在|马上|赶紧|快点?来|目前|此刻|这会儿)")
+# A past clause whose state the next words say goes on ("当时就倒地不起了，现在还没醒") is now.
+_STILL = re.compile(r"(?:还|仍然?|依然|至今|到现在)(?:还)?(?:没(?:有)?|未)(?:醒|找到|回来|出来|救出|脱险)|"
+                    r"(?:现在|到现在|至今|仍然?|依然)(?:还)?(?:昏迷|在流血|被困|困着|叫不醒)")
+_STILL_REACH = 12
 _LASTING = frozenset({"missing", "trapped", "self_harm", "threat"})
 _TOLD_AS_DONE = frozenset({"fraud_now"})
 # A gathering announced for another day is a lead (stability_leads), not an emergency now.
 _PLANNED = re.compile(r"(?:拟于|计划|打算|号召|说要|下周|下礼拜|下个月|明天|后天|到时候|周[一二三四五六日末]|星期[一二三四五六日天])")
 # Said of every day or every evening: a chimney's smoke or a factory's smell is pollution (12345).
-_HABITUAL = re.compile(r"(?:天天|每天|每晚|每到|一到(?:晚上|夜里|傍晚)|经常|总是|老是|容易|隔三差五|常年|长期|一直在)")
+_HABITUAL = re.compile(r"(?:天天|每天|每晚|每到|一到(?:晚上|夜里|傍晚)|经常|总是|老是|容易|隔三差五|常年|长期|一直在(?![响叫漏喊哭流烧着]))")
 _HABITUAL_KINDS = frozenset({"smoke", "gas", "chemical"})
 # A fire lit every evening is someone burning rubbish; said of the fire's own clause only
 # ("楼道里老是有人抽烟，今天着火了" is a fire).
@@ -444,6 +469,7 @@ _CLAUSE = re.compile(r"[，。！？；,.!?;、\n]|但是|可是|不过|结果|�
 _COMPILED = {kind: tuple(re.compile(p) for p in pats) for kind, pats in CUES.items()}
 _CLEARED_C = {kind: tuple(re.compile(p) for p in pats) for kind, pats in _CLEARED.items()}
 _CLEARED_ANY_C = tuple(re.compile(p) for p in _CLEARED_ANY)
+_FRAMES_C = tuple(re.compile(p) for p in _FRAMES)
 
 
 @dataclass(frozen=True)
@@ -489,10 +515,13 @@ def _set_aside(kind: str, text: str, start: int, end: int) -> str | None:
         return f"negated ({before[neg.start():]}{text[start:end]})"
     clause = text[left:right]
     cond = _CONDITION.search(clause) if kind not in _THREATS else None
+    if cond and cond.group(0) in _FRAME_WORDS and _REAL.search(clause):
+        cond = None
     if cond:
         return f"not happening now ({cond.group(0)})"
     past = _PAST.search(clause)
-    if past and kind not in _LASTING and not _NOW.search(clause):
+    if (past and kind not in _LASTING and not _NOW.search(clause)
+            and not _STILL.search(text, right, right + _STILL_REACH)):
         return f"in the past ({past.group(0)})"
     episode = _EPISODE.search(clause)
     if episode and not _NOW.search(clause):
@@ -532,6 +561,12 @@ def _set_aside(kind: str, text: str, start: int, end: int) -> str | None:
         m = pattern.search(text)
         if m:
             return f"over ({m.group(0)})"
+    if not _REAL.search(text):
+        for pattern in _FRAMES_C:
+            m = pattern.search(text)
+            # A frame in another clause does not reach a cue its own clause says is now.
+            if m and (left <= m.start() < right or not _NOW.search(clause)):
+                return f"a look-alike, not real ({m.group(0)})"
     return None
 
 
