@@ -74,7 +74,9 @@ def test_a_crashed_pbx_leaves_a_core_with_a_backtrace(phones, lab):
     started = time.time()
     [pbx] = [p for p in handle._load_state() if p.name == "asterisk-110"]
     os.kill(pbx.pid, signal.SIGSEGV)
-    phones.lib.wait_for(lambda: handle.cores(since=started), 30, "the crashed PBX's core")
+    # The core file appears as the kernel starts writing it; the process is gone once it is done.
+    phones.lib.wait_for(lambda: not pbx.alive() and handle.cores(since=started), 60,
+                        "the crashed PBX's core, written")
     [core] = handle.cores(since=started)
     assert core.parent.parent.name == "pbx-110"
     status = cli("lab", "status", check=False)
