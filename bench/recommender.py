@@ -68,9 +68,11 @@ UNREAD = {"probe_e", "probe_f", "probe_l"}
 LATENCY_ROUNDS = 5
 # File name batches (``<label>.<batch>.tsv``; the first file has none) of the corpus of 3,010.
 BATCHES_BEFORE = {"1", "2", "3", "4"}
-# ... and of the corpus of 5,143 (batches 1-7, and unclear), before batch 9; of 7,139, before 10.
-BATCHES_BEFORE_9 = BATCHES_BEFORE | {"5", "6", "7"}
-BATCHES_BEFORE_10 = BATCHES_BEFORE_9 | {"9"}
+# The held-out part of each earlier corpus, for figures on the very descriptions earlier models
+# were measured on: 3,010 (batches 1-4), 5,143 (1-7, and unclear), 7,139 (before batch 10).
+EARLIER_HELD_OUT = {"held_out_batches_1_4": BATCHES_BEFORE,
+                    "held_out_batches_1_7": BATCHES_BEFORE | {"5", "6", "7"},
+                    "held_out_batches_1_9": BATCHES_BEFORE | {"5", "6", "7", "9"}}
 
 
 # Each set's figures when nobody had read it yet, with the corpus the model was trained on then.
@@ -214,11 +216,8 @@ def run(config=None, descriptor=None) -> dict:
     catalog = load_catalog()
     samples = recommender.read_corpus(catalog)
     held_out = [s for s in samples if s.held_out]
-    # The held-out fifth of the corpus as it was before its fifth batch (3,010 descriptions), for
-    # a comparison with the figures of earlier models on the very same descriptions.
-    held_out_before = [s for s in held_out if s.batch in BATCHES_BEFORE]
-    held_out_before_9 = [s for s in held_out if s.batch in BATCHES_BEFORE_9]
-    held_out_before_10 = [s for s in held_out if s.batch in BATCHES_BEFORE_10]
+    earlier = {name: [s for s in held_out if s.batch in batches]
+               for name, batches in EARLIER_HELD_OUT.items()}
     probes = {name: read_probe(catalog, path) for name, path in PROBES.items()}
 
     rss0 = _rss_mb()
@@ -240,9 +239,7 @@ def run(config=None, descriptor=None) -> dict:
 
     results = {name: {"model": evaluate(catalog, data, by_model, leaning),
                       "rules": evaluate(catalog, data, by_rules)}
-               for name, data in (("held_out", held_out), ("held_out_batches_1_4", held_out_before),
-                                  ("held_out_batches_1_7", held_out_before_9),
-                                  ("held_out_batches_1_9", held_out_before_10), *probes.items())}
+               for name, data in (("held_out", held_out), *earlier.items(), *probes.items())}
     for name in UNREAD:
         for result in results[name].values():
             result["platform_misses_and_missed_emergencies"] = "not listed: the set is kept unread"
