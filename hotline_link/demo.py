@@ -185,7 +185,11 @@ class Demo:
                  f"{far_leg.header('X-Hotline-Emergency') or '0'}")
         far_leg.accept()
         far_leg.wait_confirmed()
-        self.say(f"  {far_agent.username} 接听 answered"
+        # The caller and the far agent talk before anyone decides or hangs up, as people would:
+        # the far phone's answer is not yet the caller's bridge (a caller who hangs up in
+        # between is recorded as abandoned, rightly), the tone each hears from the other is.
+        call.hears_each_other(far_leg)
+        self.say(f"  {far_agent.username} 接听 answered · 与市民通话 talks with the caller"
                  + (" · 三方通话 three parties talk" if step.decide else ""))
         self.pause()
         if step.decide:
