@@ -283,11 +283,63 @@ def test_the_exported_model_answers_exactly_as_scikit_learn():
     ("在高铁站行李箱被人拖走了，箱子里有证件", False),
     ("路上一长条黑油，估计是罐车漏的，目前还没出事", False),
     ("楼上装修工人晚上在屋里加班打磨，滋滋响到十一点", False),
+    # Words that only look like danger (cross-validation's false emergencies on the training
+    # part), and the dog attack one of those words had caught by accident.
+    ("热水器老打不着火，厂家不管", False),
+    ("商场大喇叭天天喊清仓跳楼价", False),
+    ("天桥上的扶手断了", False),
+    ("老杨树让雷劈了，斜在路上", False),
+    ("快递网点倒闭了，押金不退", False),
+    ("驾驶证被收走至今未归还", False),
+    ("草皮都被车碾烂了", False),
+    ("拿我们热线打赌，打了一整晚", False),
+    ("救火用的水桩子锈死了，真着火了能用不", False),
+    ("锅炉房烧煤冒黑烟", False),
+    ("有辆面包车在小区出口停了三天了，把路堵了一半", False),
+    ("来电人谎称家中着火，经核实无此事", False),
+    ("着火啦！骗你的", False),
+    ("被狗咬伤了手，已自行就医，要求处理狗主人", False),
+    ("楼下那条狗把快递员扑倒了，还在咬，没人敢上去拉", True),
+    ("老人被车碾了腿", True),
+    ("对方谎称是公安局的，让我把钱转到安全账户，我正在转", True),
+    ("几十个村民把路堵了，车都停着过不去", True),
 ])
 def test_the_emergency_judgement_handles_negation_conditions_and_what_is_over(text, emergency):
     judged = danger.judge(text)
     assert judged.emergency is emergency, judged.why
     assert judged.why.startswith("emergency" if emergency else "no emergency")
+
+
+# The 110 desk's own incident types (74), each told plainly, twice without its danger word (what
+# the caller sees, hears or smells, in many voices) and once as a harmless near-miss: written for
+# the tests by someone who had seen neither the cues nor the corpus. The judgement with its model
+# (what an agent gets) must call every emergency one, whatever words it comes in.
+INCIDENTS = ROOT / "tests" / "data" / "incidents-110.tsv"
+# Harmless near-misses the judgement calls emergencies on purpose: a child who swallowed a pill is
+# for an agent to judge, not for a list of harmless pills.
+ERRS_TOWARDS_DANGER = {"孩子误吃了一片维生素片，会有事吗"}
+
+
+def _incidents() -> list:
+    lines = INCIDENTS.read_text(encoding="utf-8").splitlines()
+    assert lines[0].split("\t") == ["type", "emergency", "text"]
+    rows = []
+    for n, line in enumerate(lines[1:], 2):
+        kind, flag, text = line.split("\t")
+        rows.append(pytest.param(text, flag == "1", id=f"{kind}-{n}"))
+    return rows
+
+
+@pytest.mark.parametrize("text, emergency", _incidents())
+def test_the_110_desks_incident_types_are_emergencies_however_they_are_told(engine, text,
+                                                                           emergency):
+    rec = engine.recommend(text=text)
+    if text in ERRS_TOWARDS_DANGER:
+        assert rec.emergency, f"no longer taken for an emergency: {rec.reason}"
+        return
+    assert rec.emergency is emergency, rec.reason
+    if emergency:
+        assert rec.platform == "110", rec.reason
 
 
 @pytest.mark.parametrize("text, platform, category, emergency", [
