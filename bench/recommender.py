@@ -62,17 +62,23 @@ from transfer.catalog import CONSULTATION, UNCLEAR, Catalog, recommend
 
 ROOT = Path(__file__).resolve().parent.parent
 PROBES = {f"probe_{x}": ROOT / "bench" / "data" / f"recommender-probe-{x}.tsv"
-          for x in "abcdefghijkl"}
+          for x in "abcdefghijklm"}
 # Sets nobody has read: figures only, their misses are not written out.
 UNREAD = {"probe_e", "probe_f", "probe_l"}
 LATENCY_ROUNDS = 5
 # File name batches (``<label>.<batch>.tsv``; the first file has none) of the corpus of 3,010.
 BATCHES_BEFORE = {"1", "2", "3", "4"}
 # The held-out part of each earlier corpus, for figures on the very descriptions earlier models
-# were measured on: 3,010 (batches 1-4), 5,143 (1-7, and unclear), 7,139 (before batch 10).
+# were measured on: 3,010 (batches 1-4), 5,143 (1-7, and unclear), 7,139 (before batch 10),
+# 8,190 (before batch 11).
 EARLIER_HELD_OUT = {"held_out_batches_1_4": BATCHES_BEFORE,
                     "held_out_batches_1_7": BATCHES_BEFORE | {"5", "6", "7"},
-                    "held_out_batches_1_9": BATCHES_BEFORE | {"5", "6", "7", "9"}}
+                    "held_out_batches_1_9": BATCHES_BEFORE | {"5", "6", "7", "9"},
+                    "held_out_batches_1_10": BATCHES_BEFORE | {"5", "6", "7", "9", "10"}}
+# The earlier corpora measured by platform, recall and precision: (subset, the corpus, the
+# figures of its own model when that subset was the whole held-out set).
+EARLIER_FIGURES = (("held_out_batches_1_9", "7,139 (before batch 10", "94.2 / 99.1 / 81.7"),
+                   ("held_out_batches_1_10", "8,190 (before batch 11", "93.8 / 96.0 / 82.1"))
 
 
 # Each set's figures when nobody had read it yet, with the corpus the model was trained on then.
@@ -124,6 +130,13 @@ FIRST_READINGS = {
                 "emergency_recall_pct": 96.0, "emergency_precision_pct": 80.8,
                 "category_accuracy_pct": 89.2, "unsure_pct": 0.8, "missed_emergencies": 4,
                 "emergencies": 101},
+    # Written to decide on the corpus's batch 11 (1,074 descriptions: a day of each of four
+    # settings): read (figures only) by the model of the corpus of 8,190 before it, as shipped
+    # in fbc7148.
+    "probe_m": {"date": "2026-12-05", "corpus": 8190, "platform_accuracy_pct": 92.0,
+                "emergency_recall_pct": 92.2, "emergency_precision_pct": 86.5,
+                "category_accuracy_pct": 91.0, "unsure_pct": 1.3, "missed_emergencies": 7,
+                "emergencies": 90},
 }
 
 
@@ -277,12 +290,13 @@ def run(config=None, descriptor=None) -> dict:
              "platform_accuracy_pct", "category_accuracy_pct", "emergency_precision_pct")),
          "unit": "%", "target": ">= 95 / - / >= 80",
          "met": results["held_out_batches_1_7"]["model"]["platform_accuracy_pct"] >= 95},
-        {"name": "platform accuracy / emergency recall / emergency precision, held-out of the "
-                 "corpus of 7,139 (before batch 10; the figures of its model: 94.2 / 99.1 / 81.7)",
-         "value": " / ".join(str(results["held_out_batches_1_9"]["model"][k]) for k in (
-             "platform_accuracy_pct", "emergency_recall_pct", "emergency_precision_pct")),
-         "unit": "%", "target": ">= 95 / 100 / >= 80",
-         "met": results["held_out_batches_1_9"]["model"]["platform_accuracy_pct"] >= 95},
+        *({"name": "platform accuracy / emergency recall / emergency precision, held-out of the "
+                   f"corpus of {corpus}; the figures of its model: {then})",
+           "value": " / ".join(str(results[key]["model"][k]) for k in (
+               "platform_accuracy_pct", "emergency_recall_pct", "emergency_precision_pct")),
+           "unit": "%", "target": ">= 95 / 100 / >= 80",
+           "met": results[key]["model"]["platform_accuracy_pct"] >= 95}
+          for key, corpus, then in EARLIER_FIGURES),
         {"name": "words that say nothing to place answered 'an agent decides', held-out corpus",
          "value": h["unclear"]["no_recommendation_pct"], "unit": "%", "target": None,
          "met": None},
