@@ -327,6 +327,21 @@ def test_the_exported_model_answers_exactly_as_scikit_learn():
     ("有人被杀了！在月球上，哈哈", False),
     ("刚才说楼上着火，是我看错了，人家在烤串", False),
     ("工地上百来号工人说再讨不到工资就一起去堵高速", False),
+    # Emergencies the emergency model alone caught, with little margin (cross-validation on the
+    # training part, the incident table): a retrained model could lose them, so cues name them.
+    ("插线板着了", True),
+    ("爸倒了，不动", True),
+    ("娃丢了", True),
+    ("我家孩子丢了自行车，想查监控", False),
+    ("我奶奶去赶集没回来", True),
+    ("江边护栏外头站了个人，盯着水看了好久了", True),
+    ("刚才\"轰\"的一声整栋楼都震了，对面那家窗户全没了", True),
+    ("楼道有人拿根铁丝在捅对门锁眼", True),
+    ("砰砰两声，有人倒了", True),
+    ("他在直播间说今晚就结束自己", True),
+    ("零下十几度，高速匝道边上睡着个人，就穿个单褂", True),
+    ("水库坝子底下往外冒水，越冒越浑，坝底下就是村子", True),
+    ("第五次打来说孩子丢了，每回孩子都在家，他说就是想试试你们", False),
 ])
 def test_the_emergency_judgement_handles_negation_conditions_and_what_is_over(text, emergency):
     judged = danger.judge(text)
