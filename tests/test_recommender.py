@@ -342,6 +342,23 @@ def test_the_exported_model_answers_exactly_as_scikit_learn():
     ("零下十几度，高速匝道边上睡着个人，就穿个单褂", True),
     ("水库坝子底下往外冒水，越冒越浑，坝底下就是村子", True),
     ("第五次打来说孩子丢了，每回孩子都在家，他说就是想试试你们", False),
+    # The medical and rescue table's misses at its first reading.
+    ("我的朋友，他不能呼吸好，胸里面很多声音", True),
+    ("我爷爷坐沙发上怎么叫都只是哼哼，衣服湿透了", True),
+    ("跑马拉松的一个人歪倒在护栏上，嘴里胡说八道", True),
+    ("她肚子才八个月，刚才裤子湿了一大片，肚子一阵一阵疼", True),
+    ("鼻子淌红的，捏不住", True),
+    ("疼得满地打滚一身汗", True),
+    ("我个仔碰翻咗个煲，成身淋晒滚汤，皮都起晒泡", True),
+    ("工友手被切割机带了一下，口子能看见骨头", True),
+    ("吃了野菌全家都在吐", True),
+    ("一根线耷拉在人行道上，啪啪地闪蓝光", True),
+    ("吃完那家烧烤回来，全家都拉肚子，要求赔偿", False),
+    ("限速的那块牌子歪倒在路边了", False),
+    ("想给老人装几个防跌倒扶手", False),
+    ("孩子吞了一块口香糖，医生说没事", False),
+    ("家里剩的除草剂是危险废物，在哪里回收", False),
+    ("想买一个一氧化碳报警器", False),
 ])
 def test_the_emergency_judgement_handles_negation_conditions_and_what_is_over(text, emergency):
     judged = danger.judge(text)
@@ -349,29 +366,32 @@ def test_the_emergency_judgement_handles_negation_conditions_and_what_is_over(te
     assert judged.why.startswith("emergency" if emergency else "no emergency")
 
 
-# The 110 desk's own incident types (74), each told plainly, twice without its danger word (what
-# the caller sees, hears or smells, in many voices) and once as a harmless near-miss: written for
-# the tests by someone who had seen neither the cues nor the corpus. The judgement with its model
-# (what an agent gets) must call every emergency one, whatever words it comes in.
-INCIDENTS = ROOT / "tests" / "data" / "incidents-110.tsv"
+# Incident types as tables, each type told plainly, twice without its danger word (what the caller
+# sees, hears or smells, in many voices) and once as a harmless near-miss, written for the tests
+# by someone who had seen neither the cues nor the corpus: the 110 desk's own (74 types) and the
+# medical and rescue matters callers bring either line (61: a stroke, a seizure, labour, a scald,
+# carbon monoxide, a child in a lift...). The judgement with its model (what an agent gets) must
+# call every emergency one, whatever words it comes in.
+INCIDENTS = (ROOT / "tests" / "data" / "incidents-110.tsv",
+             ROOT / "tests" / "data" / "incidents-medical-rescue.tsv")
 # Harmless near-misses the judgement calls emergencies on purpose: a child who swallowed a pill is
 # for an agent to judge, not for a list of harmless pills.
 ERRS_TOWARDS_DANGER = {"孩子误吃了一片维生素片，会有事吗"}
 
 
 def _incidents() -> list:
-    lines = INCIDENTS.read_text(encoding="utf-8").splitlines()
-    assert lines[0].split("\t") == ["type", "emergency", "text"]
     rows = []
-    for n, line in enumerate(lines[1:], 2):
-        kind, flag, text = line.split("\t")
-        rows.append(pytest.param(text, flag == "1", id=f"{kind}-{n}"))
+    for path in INCIDENTS:
+        lines = path.read_text(encoding="utf-8").splitlines()
+        assert lines[0].split("\t") == ["type", "emergency", "text"], path.name
+        for n, line in enumerate(lines[1:], 2):
+            kind, flag, text = line.split("\t")
+            rows.append(pytest.param(text, flag == "1", id=f"{path.stem}:{n}:{kind}"))
     return rows
 
 
 @pytest.mark.parametrize("text, emergency", _incidents())
-def test_the_110_desks_incident_types_are_emergencies_however_they_are_told(engine, text,
-                                                                           emergency):
+def test_incident_types_are_emergencies_however_they_are_told(engine, text, emergency):
     rec = engine.recommend(text=text)
     if text in ERRS_TOWARDS_DANGER:
         assert rec.emergency, f"no longer taken for an emergency: {rec.reason}"
