@@ -359,6 +359,14 @@ def test_the_exported_model_answers_exactly_as_scikit_learn():
     ("孩子吞了一块口香糖，医生说没事", False),
     ("家里剩的除草剂是危险废物，在哪里回收", False),
     ("想买一个一氧化碳报警器", False),
+    # False emergencies of 12345's categories under cross-validation (each one a platform wrong).
+    ("过街天桥的踏步板松了，老人上下很危险", False),
+    ("施工单位把门口的路挖断了，老人坐轮椅出不去", False),
+    ("被狗咬了想打官司，能申请法律援助吗", False),
+    ("水泥板碎了，电动车压上去一翘一翘的", False),
+    ("货车掉了一路钢管，车压上去就弹起来", True),
+    ("加油站今天关着门没人", False),
+    ("屋里关着个人，一直在喊", True),
 ])
 def test_the_emergency_judgement_handles_negation_conditions_and_what_is_over(text, emergency):
     judged = danger.judge(text)
