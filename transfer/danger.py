@@ -26,7 +26,7 @@ _SOMEONE = (r"(?:人|孩子|小孩|娃|老人|老太太|老太|老大爷|老头|
             r"儿童|幼儿|婴儿|宝宝)")
 CUES: dict[str, tuple[str, ...]] = {
     "fire": (r"(?:焦|糊)(?:的)?味[^。]{0,12}(?:配电|电箱|电线|插座|电表)",
-             r"(?:配电|电箱|电线|插座|电表)[^。]{0,8}(?:焦|糊)(?:的)?味",
+             r"(?:配电|电箱|电线|插座|电表)[^。]{0,14}(?:焦|糊)(?:的)?味",
              r"(?:燎|烧)到(?:了)?[^，。,]{0,4}(?:房|屋|家|柴火?垛|草垛|棚)",
              r"(?:屋|室|楼|教室|房间|家|车厢)[^。]{0,8}(?:烧塑料|烧焦|焦糊|烧电线)(?:的)?(?:味|气味)", r"(?<!不)着火", r"起火",
              r"失火",
@@ -53,7 +53,8 @@ CUES: dict[str, tuple[str, ...]] = {
             r"(?:家|屋|厨|楼道|楼里|房间|店)[^，。,]{0,8}臭鸡蛋味", r"(?:燃气|煤气|天然气)(?:表|管|阀)[^，。,]{0,4}(?:滋滋|呲呲)",
             r"像[^，。,]{0,8}(?:煤气|燃气|天然气|液化气)[^，。,]{0,4}(?:味|气味)", r"漏气", r"气罐.{0,4}漏",
             r"(?:煤气|燃气|天然气)管.{0,6}(?:嘶|呲|漏|破)",
-            r"(?:煤气|燃气|天然气)管.{0,10}(?:断|裂)", r"嘶嘶.{0,6}(?:冒|漏)", r"嘶嘶", r"咝咝", r"丝丝(?:地)?(?:响|声)",
+            r"(?:煤气|燃气|天然气)管.{0,10}(?:断|裂)", r"(?:挖|弄|碰|砸)断(?:了)?(?:一根)?(?:燃气|煤气|天然气)管",
+            r"满(?:街|楼道|屋)(?:都是)?(?:煤气|燃气)?味", r"嘶嘶.{0,6}(?:冒|漏)", r"嘶嘶", r"咝咝", r"丝丝(?:地)?(?:响|声)",
             r"(?:燃气|煤气|天然气)[^。]{0,12}(?:有味|味儿)",
             r"(?:燃气|煤气|天然气|瓦斯)(?:浓度)?报警(?:器)?[^，。,]{0,4}(?:叫|响)",
             r"气罐[^，。,]{0,4}(?:滋滋|嘶嘶|响|漏)",
@@ -127,7 +128,8 @@ CUES: dict[str, tuple[str, ...]] = {
                   r"一了百了", r"(?:江|河|湖|海)边[^，。,]{0,6}(?:寻|了断|结束)",
                   r"(?:灶|煤气|燃气)[^。]{0,6}(?:打开|开着)[^。]{0,10}(?:没点|门窗(?:都)?关)"),
     "missing": (r"被(?:数|几|一伙|一帮|两|三|陌生|不明身份的?)(?:个)?人(?:强行)?(?:抱走|拐走|带走|架走|拖走)",
-                r"(?:从昨天|一天|两天|好几天|一整天)[^。]{0,8}电话(?:都)?不接", r"(?:还|都)没(?:有)?(?:影|人影)(?!响)",
+                r"(?:从昨天|昨天到现在|昨晚到现在|一天|两天|好几天|一整天)[^。]{0,8}电话(?:都)?(?:不接|打不通|没人接)",
+                r"(?:还|都)没(?:有)?(?:影|人影)(?!响)",
                 r"没个人影", r"(?:好几天|几天|多日|一个礼拜)没(?:人)?(?:应门|开门|露面|见着|见到)", r"到处(?:都)?找不(?:着|到)",
                 r"(?:孩子|娃|小孩|儿子|女儿|闺女|孙子|孙女|老人)丢了(?!自行车|车|手机|钱|东西|包|钥匙|卡)",
                 _PEOPLE + r"[^，。,]{0,6}(?:去|出去|出门)[^，。,]{0,6}(?:还)?没回来",
@@ -191,7 +193,8 @@ CUES: dict[str, tuple[str, ...]] = {
                     r"(?<![表卡灯屏键钮器闸])(?<![洗衣取款售货柜员印视]机)没(?:有)?(?:意识|反应|呼吸)",
                     # "没气了" of a person; of a meter, a bottle or a tyre it is a supply matter.
                     _SOMEONE + r"[^，。,]{0,4}(?:快|已经)?没(?:有)?气了", r"(?:好像|已经|快|都)没(?:有)?气了",
-                    _SOMEONE + r"(?:突然|晕|摔)?倒在(?:了)?(?:地|路|楼道|楼梯|门口|屋|家|卫生间|厕所|床|电梯|街)",
+                    _SOMEONE + r"(?:突然|晕|摔)?倒在(?:了)?(?:地|路|楼道|楼梯|门口|屋|家|卫生间|厕所|床|电梯|街|里面|里头|井里|池里)",
+                    r"突然(?:就)?(?:坐|倒|瘫|躺)(?:在)?地上", r"(?:化粪池|窨井|污水井|沼气池)[^。]{0,16}(?:下去|倒|晕|没上来)",
                     r"抽搐", r"休克", r"倒在地上", r"倒地不起", r"叫不醒", r"快不行了",
                     r"心脏骤停", r"(?:躺|睡)在(?:地上|路上|路中间|马路上|快车道|车道|铁轨)",
                     r"唔郁|叫唔醒|冇(?:反应|气)|(?:瞓|躺)喺(?:度|地)", r"(?:铁轨|轨道)上(?:坐|躺|站|走)",
@@ -338,7 +341,8 @@ CUES: dict[str, tuple[str, ...]] = {
                  r"(?:踩|走)进去就倒", r"(?:狗|人)[^，。,]{0,4}(?:过去|进去)(?:也)?倒了",
                  r"电线[^。]{0,12}(?:水坑|水里|积水)", r"冒蓝光|蓝色火花",
                  r"闪(?:着)?蓝光|啪啪[^，。,]{0,4}(?:闪|冒)(?:火|光)"),
-    "collapse": (r"(?:树|墙|杆|架|棚)[^，。,]{0,6}(?:咔咔|吱吱|嘎吱|咯吱)(?:地)?响",
+    "collapse": (r"裂缝[^。]{0,4}(?:一下子|突然)(?:变大|变宽)", r"玻璃[^，。,]{0,4}(?:自己)?崩(?:碎|裂)",
+                 r"(?:树|墙|杆|架|棚|楼板|房梁)[^，。,]{0,6}(?:咔咔|吱吱|嘎吱|咯吱)(?:地)?响",
                  r"(?:天花板|吊顶|屋顶|房顶|楼板)[^，。,]{0,4}(?:往下)?掉(?:水泥|砖|块|渣)", r"倒塌", r"坍塌", r"坍落|垮塌|塌落",
                  r"(?:楼|房|墙|顶|桥|路面|地面|地|隧道|棚|屋|山|坡|土|井|坑|窑|矿)[^，。,]{0,4}塌了",
                  r"塌方", r"(?:(?<!不)要(?!不要)|快(?![递乐餐捷])|随时|马上).{0,4}(?:塌|倒(?!闭|计时|霉|卖|腾)|(?<!黑)掉|砸)",
@@ -379,7 +383,8 @@ CUES: dict[str, tuple[str, ...]] = {
               r"连环撞",
               r"撞车", r"(?:迎头|迎面|对头)(?:相)?撞", r"发生碰撞", r"车头[^，。,]{0,4}变形",
               r"撞(?:上|到)?(?:护栏|树|电线杆).{0,10}(?:人|伤|血)",
-              r"压(?:到|住)(?:了)?人", "(?:" + _SOMEONE + "|" + _PEOPLE + r"|我)[^，。,]{0,3}被[^，。,]{0,6}碾",
+              r"压(?:到|住)(?:了)?人", r"压住咗|(?:被|俾)[^，。,]{0,4}压(?:住|在)",
+              "(?:" + _SOMEONE + "|" + _PEOPLE + r"|我)[^，。,]{0,3}被[^，。,]{0,6}碾",
               r"碾(?:到|过|伤|住)?(?:了)?(?:人|腿|脚|身上|孩子|老人)", r"刹车(?:失灵|坏了|不灵)", r"溜(?:坡|车)了", r"追尾",
               r"随时(?:会|要)?(?:追尾|撞)"),
     # Something in the carriageway of a fast road, or a car where it must not be: a crash waiting.
@@ -401,7 +406,9 @@ CUES: dict[str, tuple[str, ...]] = {
               r"漫过(?:坝|堤|河堤)", r"溃坝|决堤|溃堤|垮坝", r"坝[^。]{0,8}(?:往外冒水|冒浑水|管涌)|越冒越浑|管涌",
               r"(?:紧急|马上|赶紧|立即)(?:组织)?撤离",
               r"水(?:漫|淹|灌)(?:进|到)(?:屋|家|房|楼|车)", r"被淹",
-              r"淹到(?:腰|胸|脖子)", r"水(?:一直|还在)?(?:往上)?涨",
+              r"淹到(?:腰|胸|脖子)", r"水(?:一直|还在)?(?:往上)?涨", r"(?:仍在|还在|一直在?)(?:往上)?(?:上)?涨",
+              r"倒灌[^。]{0,16}(?:有人|人员)",
+              r"(?:地库|地下车库|地下室|涵洞|隧道)[^。]{0,10}(?:仍|还)有人", r"(?:灌|淹|进水)[^。]{0,6}配电(?:房|室|箱)",
               r"(?:要|快|眼看)(?:要)?(?:被)?淹"),
     "danger": (r"(?<![不太很多挺])(?<!特别)(?<!非常)危险(?!废物|品|化学品|源|驾驶)", r"(?:人)?还没撤(?:完|出来)",
                # Something left behind that ticks.
@@ -443,7 +450,7 @@ _CONDITION = re.compile(r"(?:以为|散布|谣言|造谣|传言|传说|在传|�
                         r"如果|万一|假如|要是|假设|一旦|以防|防止|预防|怎么预防|避免|演练|培训|知识|宣传|"
                         r"科普|讲座|保险|理赔|赔偿|报销|医保|验伤|伤情鉴定|补偿|补贴|补助|抚恤|丧葬|证明|手续|流程|怎么申请|如何申请|咨询|政策|哪天|"
                         r"迟早|早晚|"
-                        r"工伤|医药费|不给赔|打官司|法律援助|"
+                        r"工伤|医药费|不给赔|打官司|法律援助|的话|风险|隐患|"
                         r"真(?:要|的)?(?:着火|出事)[^，。]*吗|"
                         r"真(?:要|的)?(?:着火|出事)了?[^，。]*(?:咋|怎么|上哪|哪儿|谁|能用|管用|顶用|来得及|进不来|过不去)|"
                         r"先打(?:119|110|120)还是|(?:跟|像)[^，。,]{0,6}似的)")
@@ -482,6 +489,7 @@ _CLEARED: dict[str, tuple[str, ...]] = {
     "medical": (r"(?:医生|大夫)[^，。,]{0,2}(?:看过|说)(?:了)?(?:没事|不要紧)", r"(?:已经)?(?:拉|吐|取|咳)出来了",
                 r"(?:已经)?(?:缓|好)过来了", r"人(?:都|也)?好了"),
     "fall": (r"(?<![没未])(?:劝|拉|救)下来了|(?:已经|自己)下来了",),
+    "crash": (r"(?:人|我)(?:都|也)?(?:没事|没大事)", r"(?:已经)?包(?:扎)?好了", r"擦破(?:了)?(?:点)?皮"),
     "trapped": (r"(?:已经|都)?(?:救|弄|放|拉)出来了", r"出来了", r"里(?:面|头)?没(?:有)?人"),
 }
 # General "it is over" phrases clear every cue; deliberately few ("暂时没有危险" does not: people
@@ -515,6 +523,8 @@ _HOAX = re.compile(r"谎称|假称|(?:核实|查实)[^。]{0,8}(?:无此事|不�
                    r"玩电话|笑着挂|"
                    r"找(?:点)?乐子|(?:想)?试试你们|看看[^。]{0,10}(?:来不来|快不快)")
 _HOAX_SPARED = frozenset({"fraud_now", "fraud_ongoing"})
+# Which number to ring is a question, for every kind: "要是听见邻居打架，是打12345还是110".
+_WHICH_LINE = re.compile(r"(?:是|该|应该)?(?:先)?打(?:你们)?(?:12345|110|119|120)还是|打哪个电话|该打哪个")
 _REAL = re.compile(r"发现|看见有|听见|听到有|突然|真的|真有|快来|救命|赶紧来|回来|看完|散场")
 _CLEARED_ANY = (r"现在(?:人)?(?:都|也)?(?:已经)?没事了", r"已经没事了", r"(?:通|修好|恢复)了(?:吗|没)",
                 r"危险(?:已经)?(?:解除|排除)", r"早(?:就|都)?(?:过去|处理)了",
@@ -524,7 +534,8 @@ _CLEARED_ANY = (r"现在(?:人)?(?:都|也)?(?:已经)?没事了", r"已经没�
                 r"谎报", r"报假警", r"编造|虚构", r"(?:说|根本)没(?:有)?(?:这回事|这事)",
                 r"(?:是|都是)假的", r"哈哈(?:大)?笑", r"[，,。！!]\s*哈哈+[。！!]?$", r"看错了|搞错了", r"乱报", r"瞎报",
                 r"现在没(?:啥|什么)事", r"(?:已经)?联系上了",
-                r"(?:撤|撤销|撤回|取消)了?(?:这个|那个)?报警", r"报警(?:已经)?(?:撤|撤销|撤回|取消)了",
+                r"(?:撤|撤销|撤回|取消)了?(?:这个|那个)?报警", r"现在(?:人)?(?:都|也)?(?:已经)?好了",
+                r"已经过去(?:了)?[一二两三四五六七八九十半几]+(?:年|个月|天)", r"报警(?:已经)?(?:撤|撤销|撤回|取消)了",
                 r"报的(?:那个|这个)?(?:撤|撤销|取消)了")
 # A cue said of another time (昨天, 上个月, 上次 ...) in its own clause is over, unless the clause
 # also says now; except what lasts: a person missing since yesterday is missing now. 过去 after a
@@ -537,7 +548,8 @@ _PAST = re.compile(r"(?:昨天|昨日|前天|前日|大前天|上周|上个?礼�
 # Another time, told as an episode: over even for what lasts (a person missing since yesterday is
 # missing now; a child lost "last time" was found).
 _EPISODE = re.compile(r"上次|上回|那次|那回|(?<!像)以前|去年|前年|小时候|(?<!没)有过")
-_NOW = re.compile(r"(?:现在|正在|刚才|刚刚|还在|马上|赶紧|快点?来|目前|此刻|这会儿)")
+# An agent's note says now with 现 ("，现一楼冒黑烟", "现已…"), not with 现金 or 现场.
+_NOW = re.compile(r"(?:(?<=[，,：:])现(?![金场代象实状货钞])|现(?:已|仍|正)|现在|正在|刚才|刚刚|还在|马上|赶紧|快点?来|目前|此刻|这会儿)")
 # A past clause whose state the next words say goes on ("当时就倒地不起了，现在还没醒") is now.
 _STILL = re.compile(r"(?:还|仍然?|依然|至今|到现在)(?:还)?(?:没(?:有)?|未)(?:醒|找到|回来|出来|救出|脱险)|"
                     r"(?:现在|到现在|至今|仍然?|依然)(?:还)?(?:昏迷|在流血|被困|困着|叫不醒)")
@@ -633,14 +645,14 @@ def _set_aside(kind: str, text: str, start: int, end: int) -> str | None:
     if cond:
         return f"not happening now ({cond.group(0)})"
     past = _PAST.search(clause)
-    if (past and kind not in _LASTING and not _NOW.search(clause)
+    if (past and kind not in _LASTING and not _NOW.search(text, left, right)
             and not _STILL.search(text, right, right + _STILL_REACH)):
         return f"in the past ({past.group(0)})"
     episode = _EPISODE.search(clause)
-    if episode and not _NOW.search(clause):
+    if episode and not _NOW.search(text, left, right):
         return f"another time, over ({episode.group(0)})"
     planned = _PLANNED.search(text) if kind == "crowd" else None
-    if planned and not _NOW.search(clause):
+    if planned and not _NOW.search(text, left, right):
         return f"planned, not happening now ({planned.group(0)})"
     begin = 0
     for m in _SENTENCE.finditer(text, 0, start):
@@ -658,7 +670,8 @@ def _set_aside(kind: str, text: str, start: int, end: int) -> str | None:
         source = _ORDINARY_SOURCE_IN_SENTENCE[kind].search(said)
     if source:
         return f"its ordinary source, not an emergency now ({source.group(0)})"
-    habit = (_HABITUAL.search(text) if kind in _HABITUAL_KINDS
+    habit = (_HABITUAL.search(text)
+             if kind in _HABITUAL_KINDS and not _NOW.search(text, left, right)
              else _HABITUAL.search(clause) if kind in _HABITUAL_IN_CLAUSE else None)
     if habit:
         return f"a standing nuisance, not an emergency now ({habit.group(0)})"
@@ -676,6 +689,9 @@ def _set_aside(kind: str, text: str, start: int, end: int) -> str | None:
         m = pattern.search(text)
         if m:
             return f"over ({m.group(0)})"
+    which = _WHICH_LINE.search(text)
+    if which:
+        return f"a question, not happening now ({which.group(0)})"
     hoax = _HOAX.search(text) if kind not in _HOAX_SPARED else None
     if hoax:
         return f"a false report ({hoax.group(0)})"
@@ -683,7 +699,7 @@ def _set_aside(kind: str, text: str, start: int, end: int) -> str | None:
         for pattern in _FRAMES_C:
             m = pattern.search(text)
             # A frame in another clause does not reach a cue its own clause says is now.
-            if m and (left <= m.start() < right or not _NOW.search(clause)):
+            if m and (left <= m.start() < right or not _NOW.search(text, left, right)):
                 return f"a look-alike, not real ({m.group(0)})"
     return None
 
