@@ -382,6 +382,28 @@ def test_the_exported_model_answers_exactly_as_scikit_learn():
     ("灶具软管老化有漏气风险，已经换过了", False),
     ("刹车不灵摔了一跤，手擦破了已经包好了", False),
     ("挖机把我家院墙推倒了，已经过去半年，补偿还没谈下来", False),
+    # The voices table's misses at its first reading: foreign residents above all (19 of 28).
+    ("Excuse me, 我的朋友 fall down 从 bike，头 blood 很多，他不说话", True),
+    ("My son 不见了! 五岁, blue T-shirt, 在 shopping mall", True),
+    ("Wo de fangzi zhao huo le! jiu ming!", True),
+    ("我的 roommate take too much pills, 她 breathing 很慢, 叫她 no answer", True),
+    ("一只大狗 bite my daughter, 很深, blood 不停", True),
+    ("有人打电话说 I am police, 要 transfer money now, 我 already 给了 5000, he want more", True),
+    ("If 我家 fire, 我 call 119 or 110? Just asking", False),
+    ("我 think 有 smoke 但是 no, 是 neighbor 做 BBQ, 没事", False),
+    ("The street light is broken, 一个月了", False),
+    ("我的 blood test 结果什么时候出来", False),
+    ("I feel a bit tired, 想问社保的事", False),
+    ("There is a faint smell 在楼道, 是垃圾", False),
+    ("Can you help me find the bus to the airport", False),
+    ("我的 card stuck in the ATM", False),
+    ("Is this a non-emergency number?", False),
+    ("大型犬无绳咬伤小孩，犬仍在小区游荡", True),
+    ("你好，我订两份盒饭，送到仓库，一共五个人，他们有刀", True),
+    ("我…说话…不清楚…半边…动不了", True),
+    ("有个细路喺泳池遇溺啊，捞咗上嚟冇呼吸啊", True),
+    ("我老公胸口疼疼得满头汗就是那个心心脏以前有病快叫就护车", True),
+    ("刚才是我小孩乱打的电话，说家里着火是瞎说的", False),
 ])
 def test_the_emergency_judgement_handles_negation_conditions_and_what_is_over(text, emergency):
     judged = danger.judge(text)
@@ -395,10 +417,12 @@ def test_the_emergency_judgement_handles_negation_conditions_and_what_is_over(te
 # medical and rescue matters callers bring either line (61: a stroke, a seizure, labour, a scald,
 # carbon monoxide, a child in a lift...), and 12345's everyday complaints whose caller describes
 # an emergency without knowing it (60: a lift stuck with a mother inside, a burst heating pipe
-# and someone fallen in the steam, a gas main dug through at night...).
-INCIDENTS = (ROOT / "tests" / "data" / "incidents-110.tsv",
-             ROOT / "tests" / "data" / "incidents-medical-rescue.tsv",
-             ROOT / "tests" / "data" / "incidents-12345-complaints.tsv")
+# and someone fallen in the steam, a gas main dug through at night...), and the words as they
+# reach us (240): speech-recognition transcripts with homophone slips, an agent's hurried notes,
+# callers who cannot talk freely, dialects, foreign residents in English, Chinese and pinyin,
+# online messages with the danger buried in them.
+INCIDENTS = tuple(ROOT / "tests" / "data" / f"incidents-{name}.tsv"
+                  for name in ("110", "medical-rescue", "12345-complaints", "voices"))
 # Harmless near-misses the judgement calls emergencies on purpose: a child who swallowed a pill is
 # for an agent to judge, not for a list of harmless pills.
 ERRS_TOWARDS_DANGER = {"孩子误吃了一片维生素片，会有事吗"}

@@ -60,7 +60,8 @@ CUES: dict[str, tuple[str, ...]] = {
             r"气罐[^，。,]{0,4}(?:滋滋|嘶嘶|响|漏)",
             r"(?:一屋子|满屋子?|屋里|整个屋)(?:都是)?(?:气味|煤气|燃气|天然气)",
             r"关了还有味", r"味(?:道)?越来越(?:大|浓|重|冲)"),
-    "chemical": (r"(?:鱼|虾)[^。]{0,6}(?:翻白|死了一片|漂)[^。]{0,20}(?:取水口|水源|自来水|水厂)",
+    "chemical": (r"(?:氯气|氨气|硫化氢|有毒气体)", r"多人[^。]{0,4}(?:咳嗽|流泪|头晕|呕吐)",
+                 r"(?:鱼|虾)[^。]{0,6}(?:翻白|死了一片|漂)[^。]{0,20}(?:取水口|水源|自来水|水厂)",
                  r"(?:取水口|水源|水厂)[^。]{0,20}(?:倒|排|投)[^。]{0,6}(?:东西|毒|药)",
                  r"罐车[^，。,]{0,4}漏了?[，,]?[^。]{0,4}(?:味|气|烟|冒)", r"危化品[^。]{0,10}(?:泄|漏|洒|翻|冒|着火|爆)",
                  r"毒气", r"化学品.{0,6}(?:泄|漏|洒)",
@@ -97,7 +98,9 @@ CUES: dict[str, tuple[str, ...]] = {
                 r"(?:停|卡|吊)在半空", r"(?:车|屋|房)里(?:好像)?还有人",
                 r"(?:搅拌机|搅拌罐|罐|池|筒仓|料仓|滚筒|机器)里(?:面)?(?:还)?有人", r"困(?:在)?电梯", r"电梯[^，。,]{0,4}卡",
                 r"关着(?:门)?[^，。,]{0,3}(?<![没无])人"),
-    "water": (r"(?:船|艇|筏)(?:子)?(?:翻了|沉了|在沉)", r"(?:湖|河|江|塘|水|海|池)里[^，。,]{0,4}(?:扑腾|挣扎|呼救)", r"落水",
+    "water": (r"遇溺|溺水", r"(?:不会|袂晓|唔识|不识)(?:游泳|泅水|游水)",
+              r"(?:跋|跌|掉)落(?:去|落去)?[^，。,]{0,4}(?:溪|河|水|塘|海)", r"(?:船|艇|筏)(?:子)?(?:翻了|沉了|在沉)",
+              r"(?:湖|河|江|塘|水|海|池)里[^，。,]{0,4}(?:扑腾|挣扎|呼救)", r"落水",
               r"溺水", r"淹死", r"(?:船|车)(?:里)?进水",
               r"水(?:已经)?(?:没过|到了?)(?:腰|胸|脖子)",
               _SOMEONE + r"[^，。,]{0,6}(?:掉|落|跌|摔|滑|踩空|坠)(?:进|到|在|入|下)?[^，。,]{0,4}"
@@ -118,7 +121,8 @@ CUES: dict[str, tuple[str, ...]] = {
              r"(?<![猫狗鸟])爬(?:到|上)[^，。,]{0,8}(?:塔吊|楼顶|天台|顶上|桥上|高处|脚手架)",
              r"跳江", r"挂在[^，。,]{0,8}(?:窗|阳台|栏杆)", r"(?:窗|阳台)(?:外侧|外沿|外面)",
              r"往下拍", r"爬(?:到|上)(?:了)?[^，。,]{0,4}(?:窗户|窗台|阳台外|护栏外)"),
-    "self_harm": (r"活着没(?:意思|劲)", r"告别(?:信息|信|的话)|遗书", r"结束(?:自己|生命)", r"(?<!私)自杀(?![猪鸡鸭羊牛])",
+    "self_harm": (r"活着没(?:意思|劲)", r"(?<!感冒)(?<!退烧)(?:药|安眠药|农药)(?:我)?已经(?:吃|喝)了",
+                  r"告别(?:信息|信|的话)|遗书", r"结束(?:自己|生命)", r"(?<!私)自杀(?![猪鸡鸭羊牛])",
                   r"轻生", r"不想活", r"寻死", r"割腕", r"喝药", r"吃了.{0,4}安眠药",
                   r"上吊", r"活不下去", r"安眠药", r"遗书", r"往水里走",
                   r"(?:开|放)煤气", r"一起死", r"(?:喝|吃|服)(?:了)?[^，。,]{0,3}农药", r"离开这个世界", r"了结自己",
@@ -196,7 +200,7 @@ CUES: dict[str, tuple[str, ...]] = {
                     _SOMEONE + r"(?:突然|晕|摔)?倒在(?:了)?(?:地|路|楼道|楼梯|门口|屋|家|卫生间|厕所|床|电梯|街|里面|里头|井里|池里)",
                     r"突然(?:就)?(?:坐|倒|瘫|躺)(?:在)?地上", r"(?:化粪池|窨井|污水井|沼气池)[^。]{0,16}(?:下去|倒|晕|没上来)",
                     r"抽搐", r"休克", r"倒在地上", r"倒地不起", r"叫不醒", r"快不行了",
-                    r"心脏骤停", r"(?:躺|睡)在(?:地上|路上|路中间|马路上|快车道|车道|铁轨)",
+                    r"心脏骤停", r"冇呼吸", r"(?:躺|睡)在(?:地上|路上|路中间|马路上|快车道|车道|铁轨)",
                     r"唔郁|叫唔醒|冇(?:反应|气)|(?:瞓|躺)喺(?:度|地)", r"(?:铁轨|轨道)上(?:坐|躺|站|走)",
                     r"(?<![堵车])(?<!堵得)一动不动", r"躺着不动", r"呼之不应", r"倒地",
                     r"(?:拍|叫|喊|摇|推)(?:他|她)?(?:他|她)?(?:都|也)?不(?:睁眼|醒|应|动|吭声)", r"(?:往下)?滴血",
@@ -215,7 +219,8 @@ CUES: dict[str, tuple[str, ...]] = {
                 r"站立不住|站不起来了",
                 r"(?:怀孕|孕妇|快生了|要生了)[^。]{0,12}(?:疼|水|血|出来)", r"羊水破", r"要生了",
                 r"过敏[^。]{0,12}(?:喉咙|喘|肿|说不出)", r"喉咙(?:很|好|发)?紧",
-                r"半边(?:身子|脸|身体)(?:都)?(?:没劲|不能动|动不了|麻)", r"说话含糊|口齿不清",
+                r"半边(?:身子|脸|身体)(?:都)?(?:没劲|不能动|动不了|麻)", r"说话含糊|口齿不清", r"说话[…\.。 ]{0,3}不(?:清|利索)",
+                r"半边[…\.。 ]{0,3}(?:身子)?[…\.。 ]{0,3}动不了",
                 r"噎(?:住|着)", r"卡(?:住)?(?:了)?(?:喉咙|嗓子)", r"说不出话", r"不喘气",
                 r"(?:喘不过气|喘不上来|呼吸困难)", r"(?:脸|嘴唇|嘴)(?:色)?(?:都)?(?:憋得)?(?:发青|发紫|铁青|紫了|青了)",
                 r"脸(?:色)?(?:都)?(?:发白|白了)", r"站不住", r"身子(?:都)?软", r"一直(?:想|犯)睡",
@@ -250,7 +255,7 @@ CUES: dict[str, tuple[str, ...]] = {
                  # Bricks to prop or cover something and a water gun are not weapons.
                  r"拿(?:着)?[^，。,把]{0,2}(?:刀|棍|棒|斧|(?<!破碎)锤|"
                  r"砖(?![^，。,]{0,4}(?:垫|压|堵|挡|盖|砌))|铁棍|铁锹|锄头|镰刀|扁担|钢管|(?<!水)枪)(?!把)",
-                 r"(?:堵着|按着|围着)打", r"(?:拧|推|试)(?:门把手|门锁)",
+                 r"(?:堵着|按着|围着)打", r"(?:他们|他|那人|对方)(?:手里|身上)?有(?:刀|枪|棍)", r"(?:拧|推|试)(?:门把手|门锁)",
                  r"砍人", r"砍伤",
                  r"捅(?:人|了|伤)", r"动刀", r"有枪", r"开枪", r"枪声", r"砰(?:砰|的一声)[^。]{0,8}(?:倒|叫|喊|血)",
                  r"打人", r"殴打", r"(?<![狗猫])打架(?!叫)", r"斗殴",
@@ -418,6 +423,7 @@ CUES: dict[str, tuple[str, ...]] = {
     "animal": (r"疯狗|(?:狗|犬)[^。]{0,6}(?:疯了|发疯|口吐白沫)",
                r"(?:狗|犬|蛇|野猪|牛)[^，。,]{0,6}(?:正在|追着|扑|围着)[^，。,]{0,6}(?:咬|人|孩子)",
                r"(?:狗|犬)[^，。,]{0,4}在咬", r"不松口", r"还在(?:咬|追着咬)",
+               r"(?:狗|犬)[^，。,]{0,6}咬(?:伤|了)(?:小孩|孩子|人|老人|学生)",
                r"(?:狗|犬|牛|野猪)(?:把|将)[^，。,]{0,6}(?:扑|撞|顶)(?:倒|翻)",
                r"(?:牛|马|野猪)[^。]{0,12}(?:顶翻|顶倒|踩伤|撞翻|踩在)",
                r"(?:马蜂|黄蜂|胡蜂|蜂群|一群蜂|蜂子)[^。]{0,10}(?<!没)(?:蛰|蜇|围|追|叮)", r"(?:蛰|蜇)(?:得|了|伤)",
@@ -433,12 +439,60 @@ CUES: dict[str, tuple[str, ...]] = {
                r"(?:熊|老虎|虎|狮子|豹子?|狼|野猪)[^，。,]{0,6}(?:翻出|跑出|逃出|窜出|冲出|跑了出来)"),
 }
 
+# Foreign residents and tourists call in English mixed with Chinese, or type pinyin; their words
+# for the same dangers, by kind (any case).
+_FOREIGN_WORDS: dict[str, tuple[str, ...]] = {
+    "fire": (r"\bon fire\b", r"\bfire\b(?!\s*(?:drill|extinguisher|exit))",
+             r"zhao\s?huo|qi\s?huo|shi\s?huo"),
+    "smoke": (r"\bsmoke\b|\bsmoky\b",),
+    "gas": (r"like gas", r"smell[^.。!！?？]{0,20}\bgas\b", r"\bgas\b[^.。!！?？]{0,10}smell",
+            r"\bmei\s?qi\b|ran\s?qi"),
+    "chemical": (r"smell[^.。!！?？]{0,10}chemical", r"chemical[^.。!！?？]{0,10}(?:smell|leak)",
+                 r"\btoxic\b"),
+    "medical": (r"can'?t breathe|cannot breathe|not breathing", r"breathing[^.。!！?？]{0,6}slow",
+                r"throat[^.。!！?？]{0,8}tight", r"\ballergic\b|heat\s?stroke",
+                r"\bfainted\b|\bfaint (?:在|in|on|at)"),
+    "unconscious": (r"not moving|\bunconscious\b|passed out",
+                    r"can'?t wake|cannot wake|won'?t wake",
+                    r"(?:叫|喊|call(?:ed)?|shake)[^.。!！?？]{0,8}no answer|not respond",
+                    r"(?:he|she|i|man|woman|lady|friend|someone|person|child|kid|他|她|朋友|人)"
+                    r"[^.。!！?？]{0,10}"
+                    r"(?:fall|fell) down"),
+    "injury": (r"\bblood\b(?!\s*(?:test|pressure|type|donation))|\bbleeding\b",
+               r"(?:arm|leg|bone|hand|wrist|neck|rib)s?[^.。!！?？]{0,12}broken",
+               r"broken (?:arm|leg|bone|hand|wrist|neck|rib)",
+               r"bone[^.。!！?？]{0,4}out"),
+    "crash": (r"\baccident\b|\bcrash(?:ed)?\b|hit by a car",),
+    "water": (r"\bdrown|can'?t swim", r"in (?:the )?water|fell into"),
+    "missing": (r"\b(?:son|daughter|child|kid|baby|boy|girl|mother|father|mom|dad)\b"
+                r"[^.。!！?？]{0,6}(?:不见|missing|lost|gone)",),
+    "violence": (r"\bknife\b|\bgun\b", r"\battack(?:ed|ing)?\b", r"hit me|beat(?:ing)? me",
+                 r"\brob(?:bed|bery)?\b", r"follow(?:ed|ing) me|touch(?:ed)? me",
+                 r"(?:outside|at) my (?:hotel )?door",
+                 r"\bbite\b|\bbit (?:me|my|him|her|a child|the)\b",
+                 r"jiu\s?ming|da\s?wo\b"),
+    "self_harm": (r"suicide|kill (?:my|him|her)self",
+                  r"end (?:my|his|her) life|结束 (?:his|her) life",
+                  r"too (?:much|many) pills|overdose", r"\bgoodbye\b"),
+    "trapped": (r"\btrapped\b", r"can'?t get out|cannot get out",
+                r"(?:i'?m|we'?re|i am|we are|he'?s|she'?s|he is|she is|baby|child|kid|我|我们|他|她)\s*"
+                r"stuck (?:in|inside)\b"),
+    "fraud_now": (r"(?:transfer|send|wire)[^.。!！?？]{0,4}money",),
+    "fraud_ongoing": (r"wants? more|more money",),
+    "electric": (r"\bsparks?\b", r"(?:electric|power) (?:cable|line|wire)"),
+    "danger": (r"\bhelp!|\bhelp me\b(?!\s*(?:find|with|to|check|know))|\bSOS\b",
+               r"(?<!non-)\bemergency\b|\bin danger\b"),
+}
+for _kind, _words in _FOREIGN_WORDS.items():
+    CUES[_kind] = CUES.get(_kind, ()) + tuple(f"(?i:{w})" for w in _words)
+
 # A negator shortly before a cue, in the same clause, negates it: 没有人受伤, 不是着火, 并未起火.
 # "没人要的包" and "没人管的孩子" say whose, not that nothing happened.
 # "没想到他真的跳楼了" (unexpectedly) and "不太舒服晕倒了" (a symptom) negate nothing.
 _NEGATOR = re.compile(r"(?:差点|差一点|险些|好险|没有(?!人要|人管|人认领|拴|牵|想到|料到|执照|证|牌照|资质)|"
                       r"没(?!人要|人管|人认领|拴|牵|栓|想到|料到|执照|证|牌照|资质)|"
-                      r"并没有|并没|不是|并不是|不像|不存在|未|无|不会|别|不用|不要|没啥|没什么|谈不上|算不上|"
+                      r"并没有|并没|不是|并不是|不像|不存在|未(?!拴|牵)|无(?!绳|证|照|牌|人看管|人照看)|不会|别|不用|不要|没啥|没什么|谈不上|"
+                      r"算不上|"
                       r"不算|不太(?!舒服|对劲|清醒|好)|不怎么|并不)")
 _NEGATION_WINDOW = 6
 # A near miss did not happen, unless it just did: "刚才差点撞到行人" says the danger is live.
@@ -521,10 +575,11 @@ _FRAME_WORDS = frozenset({"演习", "模拟", "演练", "培训", "知识", "宣
 _HOAX = re.compile(r"谎称|假称|(?:核实|查实)[^。]{0,8}(?:无此事|不属实|不存在|虚假|没有(?:此事|这回事))|"
                    r"虚假(?:报警|警情|报告|反映|信息)|均(?:为|系)?虚假|骗你(?:们)?的|逗你(?:们)?玩|核实是编的|是(?:他)?(?:瞎)?编的|"
                    r"玩电话|笑着挂|"
-                   r"找(?:点)?乐子|(?:想)?试试你们|看看[^。]{0,10}(?:来不来|快不快)")
+                   r"找(?:点)?乐子|(?:想)?试试你们|瞎说的|(?:乱|瞎)打的(?:电话)?|看看[^。]{0,10}(?:来不来|快不快)")
 _HOAX_SPARED = frozenset({"fraud_now", "fraud_ongoing"})
 # Which number to ring is a question, for every kind: "要是听见邻居打架，是打12345还是110".
-_WHICH_LINE = re.compile(r"(?:是|该|应该)?(?:先)?打(?:你们)?(?:12345|110|119|120)还是|打哪个电话|该打哪个")
+_WHICH_LINE = re.compile(r"(?:是|该|应该)?(?:先)?打(?:你们)?(?:12345|110|119|120)还是|打哪个电话|该打哪个|"
+                         r"(?i:call\s*(?:119|110|120|12345)\s*or|just asking)")
 _REAL = re.compile(r"发现|看见有|听见|听到有|突然|真的|真有|快来|救命|赶紧来|回来|看完|散场")
 _CLEARED_ANY = (r"现在(?:人)?(?:都|也)?(?:已经)?没事了", r"已经没事了", r"(?:通|修好|恢复)了(?:吗|没)",
                 r"危险(?:已经)?(?:解除|排除)", r"早(?:就|都)?(?:过去|处理)了",
@@ -549,7 +604,8 @@ _PAST = re.compile(r"(?:昨天|昨日|前天|前日|大前天|上周|上个?礼�
 # missing now; a child lost "last time" was found).
 _EPISODE = re.compile(r"上次|上回|那次|那回|(?<!像)以前|去年|前年|小时候|(?<!没)有过")
 # An agent's note says now with 现 ("，现一楼冒黑烟", "现已…"), not with 现金 or 现场.
-_NOW = re.compile(r"(?:(?<=[，,：:])现(?![金场代象实状货钞])|现(?:已|仍|正)|现在|正在|刚才|刚刚|还在|马上|赶紧|快点?来|目前|此刻|这会儿)")
+_NOW = re.compile(r"(?:(?<=[，,：:])现(?![金场代象实状货钞])|现(?:已|仍|正)|现在|正在|刚才|快叫|(?:叫|打)(?:个)?(?:救护车|120)|"
+                  r"刚刚|还在|马上|赶紧|快点?来|目前|此刻|这会儿)")
 # A past clause whose state the next words say goes on ("当时就倒地不起了，现在还没醒") is now.
 _STILL = re.compile(r"(?:还|仍然?|依然|至今|到现在)(?:还)?(?:没(?:有)?|未)(?:醒|找到|回来|出来|救出|脱险)|"
                     r"(?:现在|到现在|至今|仍然?|依然)(?:还)?(?:昏迷|在流血|被困|困着|叫不醒)")
@@ -567,7 +623,8 @@ _HABITUAL_KINDS = frozenset({"smoke", "gas", "chemical"})
 _HABITUAL_IN_CLAUSE = frozenset({"fire", "medical"})
 # Smoke from a chimney or a rubbish fire someone keeps is pollution (12345); fire, if said, is a
 # cue of its own.
-_ORDINARY_SOURCE = {"smoke": re.compile(r"烟囱|烟筒|锅炉|熔炉|熔铝|烧煤|焚烧|烧(?:垃圾|秸秆|树叶|落叶|电线皮|轮胎|塑料)")}
+_ORDINARY_SOURCE = {"smoke": re.compile(r"烟囱|烟筒|锅炉|熔炉|熔铝|烧煤|焚烧|烧(?:垃圾|秸秆|树叶|落叶|电线皮|轮胎|塑料)|"
+                                         r"在烧烤|烤串|熏腊肉|熏肉|(?i:bbq|barbecue)")}
 # Rubbish set alight on purpose is burning rubbish; said of the fire's own clause only ("垃圾堆点火
 # 烧，现在烧到房子了" is a fire by its next cue).
 _ORDINARY_SOURCE_IN_CLAUSE = {"fire": re.compile(
@@ -587,7 +644,10 @@ _ORDINARY_SOURCE_IN_SENTENCE = {"crowd": re.compile(
 # cues of its own (kind "animal").
 _ANIMAL = re.compile(r"猫|狗|犬|鸟|鸡|鸭|鹅|兔|鸽|羊|刺猬|松鼠")
 _ANIMAL_ONLY_KINDS = frozenset({"catalog", "violence", "trapped", "injury", "fall", "unconscious"})
-_ANYONE = re.compile(_SOMEONE + "|" + _PEOPLE + "|我|你|咱|谁|家里|业主|居民|邻居|群众|住户")
+_ANYONE = re.compile(_SOMEONE + "|" + _PEOPLE + "|我|你|咱|谁|家里|业主|居民|邻居|群众|住户|"
+                     r"(?i:\b(?:i|me|my|he|she|him|her|man|woman|lady|son|daughter|child|kid|baby|"
+                     r"friend|"
+                     r"people|someone|person)\b)")
 _SENTENCE = re.compile(r"[。！？!?\n]")
 _CLAUSE = re.compile(r"[，。！？；,.!?;、\n]|但是|可是|不过|结果|然后")
 
