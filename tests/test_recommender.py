@@ -404,6 +404,30 @@ def test_the_exported_model_answers_exactly_as_scikit_learn():
     ("有个细路喺泳池遇溺啊，捞咗上嚟冇呼吸啊", True),
     ("我老公胸口疼疼得满头汗就是那个心心脏以前有病快叫就护车", True),
     ("刚才是我小孩乱打的电话，说家里着火是瞎说的", False),
+    # The time and negation pairs' first reading.
+    ("河边那个人没有落水，是在钓鱼", False),
+    ("河边那个人落水了", True),
+    ("两辆车追尾了，没有人受伤，等交警拍照", False),
+    ("如果身边人有自杀倾向应该怎么劝，想咨询一下", False),
+    ("我妈要把钱全转到监管账户，我怎么劝都不听", True),
+    ("打架的已经被民警带走了，街上恢复正常了", False),
+    ("来电人称楼顶欲跳楼男子已被劝下，家属已接走", False),
+    ("群里有人转发说小区有人贩子，想问是不是谣言", False),
+    ("隔壁整晚喊杀人了救命，敲门问了，原来是在打游戏开麦", False),
+    ("拍戏的时候真的着火了", True),
+    ("同学发消息说被绑架了，后来说是愚人节整我的", False),
+    ("听说周六有一帮人约好要在公园打群架", False),
+    ("来电人称先前报的孩子失踪系误会，孩子在奶奶家，已联系上", False),
+    ("先前说孩子在奶奶家是误会，奶奶家没有，孩子至今下落不明", True),
+    ("两名男子骗走存折里的钱，二人下落不明，要求立案", False),
+    ("树要倒了，没人在下面", False),
+    ("国道上油桶散了一地，是三轮车翻了人没事，车都在急刹", True),
+    ("手指划了个小口子，出了几滴血，贴了创可贴", False),
+    ("广场上几百人在跳舞，挺热闹", False),
+    ("要是消防再不来人，火就烧到二楼了", True),
+    ("拍电影的那条街上，一个群演被真刀划伤了，血流了一地", True),
+    ("关了阀门味道还是越来越大", True),
+    ("墙上的裂缝一天宽了好几厘米，还在掉灰", True),
 ])
 def test_the_emergency_judgement_handles_negation_conditions_and_what_is_over(text, emergency):
     judged = danger.judge(text)
@@ -420,12 +444,16 @@ def test_the_emergency_judgement_handles_negation_conditions_and_what_is_over(te
 # and someone fallen in the steam, a gas main dug through at night...), and the words as they
 # reach us (240): speech-recognition transcripts with homophone slips, an agent's hurried notes,
 # callers who cannot talk freely, dialects, foreign residents in English, Chinese and pinyin,
-# online messages with the danger buried in them.
+# online messages with the danger buried in them; and 120 pairs that differ by the few words
+# that decide "now" (past, negation, conditions, over or not, hearsay, a film breaking into the
+# real world, a habit against today, plans, time words inside phrases, a mistake corrected).
 INCIDENTS = tuple(ROOT / "tests" / "data" / f"incidents-{name}.tsv"
-                  for name in ("110", "medical-rescue", "12345-complaints", "voices"))
+                  for name in ("110", "medical-rescue", "12345-complaints", "voices",
+                               "time-and-negation"))
 # Harmless near-misses the judgement calls emergencies on purpose: a child who swallowed a pill is
-# for an agent to judge, not for a list of harmless pills.
-ERRS_TOWARDS_DANGER = {"孩子误吃了一片维生素片，会有事吗"}
+# for an agent to judge, not for a list of harmless pills; domestic violence heard of in a named
+# compound is for the police to look into.
+ERRS_TOWARDS_DANGER = {"孩子误吃了一片维生素片，会有事吗", "同事说他们小区有人家暴，我也不清楚是哪家"}
 
 
 def _incidents() -> list:
