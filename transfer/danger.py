@@ -594,11 +594,12 @@ _HOAX = re.compile(r"谎称|假称|(?:核实|查实)[^。]{0,8}(?:无此事|不�
                    r"找(?:点)?乐子|(?:想)?试试你们|愚人节|整我的|逗我(?:的|玩)|瞎说的|(?:乱|瞎)打的(?:电话)?|"
                    r"看看[^。]{0,10}(?:来不来|快不快)")
 _HOAX_SPARED = frozenset({"fraud_now", "fraud_ongoing"})
-# Which number to ring is a question, for every kind: "要是听见邻居打架，是打12345还是110".
-_WHICH_LINE = re.compile(r"(?:是|该|应该)?(?:先)?打(?:你们)?(?:12345|110|119|120)还是|打哪个电话|该打哪个|"
-                         r"想咨询|咨询一下|应该怎么劝|怎么劝(?:他|她)?[？?]|有用吗|是不是谣言|真的假的|"
-                         r"(?:听说|据说|有人说)[^。]{0,30}(?:想问|问问)|"
-                         r"(?i:call\s*(?:119|110|120|12345)\s*or|just asking)")
+# A question, for every kind, threats included: which number to ring ("要是听见邻居打架，是打12345
+# 还是110"), advice, whether a rumour is true, what was heard said and asked about.
+_ASKING = re.compile(r"(?:是|该|应该)?(?:先)?打(?:你们)?(?:12345|110|119|120)还是|打哪个电话|该打哪个|"
+                     r"想咨询|咨询一下|应该怎么劝|怎么劝(?:他|她)?[？?]|有用吗|是不是谣言|真的假的|"
+                     r"(?:听说|据说|有人说)[^。]{0,30}(?:想问|问问)|"
+                     r"(?i:call\s*(?:119|110|120|12345)\s*or|just asking)")
 # A look-alike the caller has since explained ("原来是在打游戏") is one, cries for help and all,
 # unless the words go on to say it was real after all.
 _EXPLAINED = re.compile(r"原来是[^，。,]{0,8}(?:游戏|拍戏|拍电影|演练|演习|开玩笑|恶作剧|看错|误会)")
@@ -781,9 +782,9 @@ def _set_aside(kind: str, text: str, start: int, end: int) -> str | None:
         m = pattern.search(text)
         if m:
             return f"over ({m.group(0)})"
-    which = _WHICH_LINE.search(text)
-    if which:
-        return f"a question, not happening now ({which.group(0)})"
+    asking = _ASKING.search(text)
+    if asking:
+        return f"a question, not happening now ({asking.group(0)})"
     hoax = _HOAX.search(text) if kind not in _HOAX_SPARED else None
     if hoax:
         return f"a false report ({hoax.group(0)})"
