@@ -428,6 +428,22 @@ def test_the_exported_model_answers_exactly_as_scikit_learn():
     ("拍电影的那条街上，一个群演被真刀划伤了，血流了一地", True),
     ("关了阀门味道还是越来越大", True),
     ("墙上的裂缝一天宽了好几厘米，还在掉灰", True),
+    # A week's log, first reading.
+    ("电梯卡在六楼和七楼中间，现在好了，我婆婆在里面半个钟头了，刚才说胸口闷", True),
+    ("有人拿我的视频威胁我，让我十分钟内转两万", True),
+    ("溶洞里涨水了，出口已经被水淹了", True),
+    ("学员上来就喊不出声，口鼻冒血沫", True),
+    ("滑雪场发生雪崩，我们同伴被埋了", True),
+    ("他们拿烟头烫他胳膊，还说要把他从三楼窗户扔下去", True),
+    ("雨棚被烟头烫了好几个洞", False),
+    ("又打来了，还是说要找市长，不转就骂娘", False),
+    ("那头牛疯了，顶人，把老汉顶到沟里去了，还在追人", True),
+    ("刚才街上有人举着枪追人，后来看见摄像机和导演了，是在拍戏", False),
+    ("听到咚咚的巨响，还以为爆炸了，后来才知道是隔壁工地在打桩", False),
+    ("刚才外面消防车一直在响，是哪里着火了？", False),
+    ("听说旁边要建化工厂，大家都担心以后会爆炸", False),
+    ("刚才是我打电话说着火了，是闹着玩的", False),
+    ("我老公昨晚一夜没回家，刚才同事说他在单位加班睡着了，不用找了", False),
 ])
 def test_the_emergency_judgement_handles_negation_conditions_and_what_is_over(text, emergency):
     judged = danger.judge(text)
@@ -446,14 +462,18 @@ def test_the_emergency_judgement_handles_negation_conditions_and_what_is_over(te
 # callers who cannot talk freely, dialects, foreign residents in English, Chinese and pinyin,
 # online messages with the danger buried in them; and 120 pairs that differ by the few words
 # that decide "now" (past, negation, conditions, over or not, hearsay, a film breaking into the
-# real world, a habit against today, plans, time words inside phrases, a mistake corrected).
+# real world, a habit against today, plans, time words inside phrases, a mistake corrected); and
+# a supervisor's week of logs (200: a cave flooding, an avalanche, a diver surfacing with blood,
+# a lift stuck with a heart patient, a bully's threat from a school toilet...).
 INCIDENTS = tuple(ROOT / "tests" / "data" / f"incidents-{name}.tsv"
                   for name in ("110", "medical-rescue", "12345-complaints", "voices",
-                               "time-and-negation"))
+                               "time-and-negation", "a-week"))
 # Harmless near-misses the judgement calls emergencies on purpose: a child who swallowed a pill is
 # for an agent to judge, not for a list of harmless pills; domestic violence heard of in a named
-# compound is for the police to look into.
-ERRS_TOWARDS_DANGER = {"孩子误吃了一片维生素片，会有事吗", "同事说他们小区有人家暴，我也不清楚是哪家"}
+# compound is for the police to look into; a swindler's story of a son arrested in a fight is
+# set aside only by knowing who is speaking, which the words do not say.
+ERRS_TOWARDS_DANGER = {"孩子误吃了一片维生素片，会有事吗", "同事说他们小区有人家暴，我也不清楚是哪家",
+                       "刚接到电话说我儿子打架被抓了，要交保证金，我直接挂了，我儿子就坐我旁边，举报一下这个号码"}
 
 
 def _incidents() -> list:
