@@ -25,7 +25,7 @@ _SOMEONE = (r"(?:人|同伴|队友|工友|同事|朋友|孩子|小孩|娃|老人
             r"他|她|工人|大叔|大爷|大妈|大娘|阿姨|叔叔|男孩|女孩|孕妇|司机|骑手|乘客|游客|钓鱼的|"
             r"儿童|幼儿|婴儿|宝宝)")
 # Between a person and what befalls them, no negator: "那个人没有落水" is not a fall into water.
-_GAP = r"(?:(?!没|未|不是|并没)[^，。,])"
+_GAP = r"(?:(?!没有|并没|不是)[^，。,])"
 CUES: dict[str, tuple[str, ...]] = {
     "fire": (r"(?:焦|糊)(?:的)?味[^。]{0,12}(?:配电|电箱|电线|插座|电表)",
              r"(?:配电|电箱|电线|插座|电表)[^。]{0,14}(?:焦|糊)(?:的)?味",
@@ -423,7 +423,7 @@ CUES: dict[str, tuple[str, ...]] = {
               r"倒灌[^。]{0,16}(?:有人|人员)",
               r"(?:地库|地下车库|地下室|涵洞|隧道)[^。]{0,10}(?:仍|还)有人", r"(?:灌|淹|进水)[^。]{0,6}配电(?:房|室|箱)",
               r"(?:要|快|眼看)(?:要)?(?:被)?淹"),
-    "danger": (r"(?<![不太很多挺])(?<!特别)(?<!非常)危险(?!废物|品|化学品|源|驾驶)", r"(?:人)?还没撤(?:完|出来)",
+    "danger": (r"(?<![不太])危险(?!废物|品|化学品|源|驾驶)", r"(?:人)?还没撤(?:完|出来)",
                # Something left behind that ticks.
                r"(?:箱|包|袋)[^。]{0,8}(?:滴滴|嘀嘀|滴答)", r"可疑(?:包裹|箱子|物品|爆炸)",
                r"生命危险", r"危及", r"救命", r"呼救", r"求救", r"出人命", r"人命",
@@ -451,46 +451,64 @@ CUES: dict[str, tuple[str, ...]] = {
 # Foreign residents and tourists call in English mixed with Chinese, or type pinyin; their words
 # for the same dangers, by kind (any case).
 _FOREIGN_WORDS: dict[str, tuple[str, ...]] = {
-    "fire": (r"\bon fire\b", r"\bfire\b(?!\s*(?:drill|extinguisher|exit))",
-             r"zhao\s?huo|qi\s?huo|shi\s?huo"),
-    "smoke": (r"\bsmoke\b|\bsmoky\b",),
-    "gas": (r"like gas", r"smell[^.。!！?？]{0,20}\bgas\b", r"\bgas\b[^.。!！?？]{0,10}smell",
+    "fire": (r"\bon fire\b|\bis burning\b|\bburning down\b",
+             r"\bfire\b(?!\s*(?:drill|extinguisher|exit|safety|inspection|alarm|station|me\b|"
+             r"him\b|her\b))",
+             r"zhao\s?huo(?:\s?le)?|shi\s?huo"),
+    "smoke": (r"(?:full of|there is|there's|lots of|thick|black|有)\s*smoke",
+              r"smoke (?:is )?(?:coming|everywhere|pouring)"),
+    "gas": (r"gas leak", r"smells? like gas|[,，]\s*like gas", r"smell[^.。!！?？]{0,20}\bgas\b",
             r"\bmei\s?qi\b|ran\s?qi"),
     "chemical": (r"smell[^.。!！?？]{0,10}chemical", r"chemical[^.。!！?？]{0,10}(?:smell|leak)",
-                 r"\btoxic\b"),
+                 r"\btoxic (?:gas|smoke|fumes)\b"),
+    "explosion": (r"\bexplosion\b|\bexploded\b",),
     "medical": (r"can'?t breathe|cannot breathe|not breathing", r"breathing[^.。!！?？]{0,6}slow",
-                r"throat[^.。!！?？]{0,8}tight", r"\ballergic\b|heat\s?stroke",
-                r"\bfainted\b|\bfaint (?:在|in|on|at)"),
+                r"throat[^.。!！?？]{0,8}tight", r"allergic reaction|anaphyla|heat\s?stroke",
+                r"\bfainted\b|\bfaint (?:在|in|on|at)", r"\bchoking\b|\bseizure\b|lips are blue",
+                r"\bcollapsed\b"),
     "unconscious": (r"not moving|\bunconscious\b|passed out",
                     r"can'?t wake|cannot wake|won'?t wake",
-                    r"(?:叫|喊|call(?:ed)?|shake)[^.。!！?？]{0,8}no answer|not respond",
-                    r"(?:he|she|i|man|woman|lady|friend|someone|person|child|kid|他|她|朋友|人)"
-                    r"[^.。!！?？]{0,10}"
-                    r"(?:fall|fell) down"),
-    "injury": (r"\bblood\b(?!\s*(?:test|pressure|type|donation))|\bbleeding\b",
-               r"(?:arm|leg|bone|hand|wrist|neck|rib)s?[^.。!！?？]{0,12}broken",
-               r"broken (?:arm|leg|bone|hand|wrist|neck|rib)",
-               r"bone[^.。!！?？]{0,4}out"),
-    "crash": (r"\baccident\b|\bcrash(?:ed)?\b|hit by a car",),
-    "water": (r"\bdrown|can'?t swim", r"in (?:the )?water|fell into"),
+                    r"(?:叫|喊|shake|shook)[^.。!！?？]{0,8}no answer",
+                    r"\b(?:he|she|i|man|woman|lady|friend|someone|person|child|kid)\b"
+                    r"[^.。!！?？]{0,10}(?:fall|fell) down|(?:他|她|朋友|人)[^.。!！?？]{0,10}(?:fall|"
+                    r"fell) down",
+                    r"lying on the (?:road|ground|floor|street)"),
+    "injury": (r"\bblood\b(?!\s*(?:test|pressure|type|donation|sugar))|\bbleeding\b",
+               r"\b(?:arm|leg|bone|hand|wrist|neck|rib)s?\b[^.。!！?？]{0,12}broken",
+               r"broken (?:arm|leg|bone|hand|wrist|neck|rib)", r"bone[^.。!！?？]{0,4}out"),
+    "crash": (r"car crash|crash(?:ed)? into|(?:car|bus|truck|bike|scooter|motorbike|车)\s*crash",
+              r"\baccident\b", r"hit by a car|a car hit"),
+    "water": (r"\bdrown", r"can'?t swim",
+              r"(?:fell|fallen|jumped|someone|somebody|person|man|woman|child|kid|boy|girl|he|she)"
+              r" (?:is |was )?(?:in|into) (?:the )?(?:water|river|lake|sea)",
+              r"(?:street|road|house|basement) is flooding"),
     "missing": (r"\b(?:son|daughter|child|kid|baby|boy|girl|mother|father|mom|dad)\b"
-                r"[^.。!！?？]{0,6}(?:不见|missing|lost|gone)",),
-    "violence": (r"\bknife\b|\bgun\b", r"\battack(?:ed|ing)?\b", r"hit me|beat(?:ing)? me",
-                 r"\brob(?:bed|bery)?\b", r"follow(?:ed|ing) me|touch(?:ed)? me",
-                 r"(?:outside|at) my (?:hotel )?door",
-                 r"\bbite\b|\bbit (?:me|my|him|her|a child|the)\b",
+                r"[^.。!！?？]{0,6}(?:不见|\bis missing\b|\bmissing\b|\bis lost\b|\bgot lost\b|"
+                r"\bgone\b)",),
+    "violence": (r"\bknife\b|\bgun\b|\bstabbed\b", r"\battack(?:ed|ing)? (?:me|him|her|us|my)\b",
+                 r"hit me|beat(?:ing)? (?:me|my|him|her)\b", r"\brob(?:bed|bery)\b|\braped?\b",
+                 r"follow(?:ed|ing) me|touch(?:ed)? me|broke into|still inside|\bkidnapped\b",
+                 r"\b(?:he|she|someone|a man|stranger|they)\b[^.。!！?？]{0,20}(?:outside|"
+                 r"at) my (?:hotel )?door",
+                 r"(?:is|are|keeps?) (?:biting|attacking)\b",
                  r"jiu\s?ming|da\s?wo\b"),
-    "self_harm": (r"suicide|kill (?:my|him|her)self",
-                  r"end (?:my|his|her) life|结束 (?:his|her) life",
-                  r"too (?:much|many) pills|overdose", r"\bgoodbye\b"),
-    "trapped": (r"\btrapped\b", r"can'?t get out|cannot get out",
+    "threat": (r"(?:kill|hurt) (?:me|us|you|him|her)\b|threaten(?:s|ed|ing)? to kill",),
+    "self_harm": (r"suicide|kill (?:my|him|her)self", r"end (?:my|his|her) life|结束 (?:his|"
+                  r"her) life",
+                  r"too (?:much|many) pills|overdose", r"jump off|say(?:s|ing)? goodbye|说 goodbye|"
+                  r"send[^.。!！?？]{0,12}goodbye"),
+    "trapped": (r"\btrapped\b",
+                r"can'?t get out(?:\s*[,.!，。！]|$| of (?:the )?(?:car|room|house|lift|elevator|"
+                r"building|water))",
                 r"(?:i'?m|we'?re|i am|we are|he'?s|she'?s|he is|she is|baby|child|kid|我|我们|他|她)\s*"
-                r"stuck (?:in|inside)\b"),
-    "fraud_now": (r"(?:transfer|send|wire)[^.。!！?？]{0,4}money",),
-    "fraud_ongoing": (r"wants? more|more money",),
-    "electric": (r"\bsparks?\b", r"(?:electric|power) (?:cable|line|wire)"),
-    "danger": (r"\bhelp!|\bhelp me\b(?!\s*(?:find|with|to|check|know))|\bSOS\b",
-               r"(?<!non-)\bemergency\b|\bin danger\b"),
+                r"stuck (?:in|inside)\b(?!\s+traffic)"),
+    "fraud_now": (r"transfer money now|(?:asked|asks|ask|told|tells|"
+                  r"wants?) (?:me )?to (?:transfer|send|wire)"
+                  r"[^.。!！?？]{0,8}money",),
+    "fraud_ongoing": (r"\b(?:he|she|they) wants? more\b|more money",),
+    "electric": (r"\bsparks?\b", r"(?:electric|power) (?:cable|line|wire)[^.。!！?？]{0,20}(?:down|"
+                 r"fall|street|spark)"),
+    "danger": (r"\bhelp!|\bSOS\b", r"\bin danger\b"),
 }
 for _kind, _words in _FOREIGN_WORDS.items():
     CUES[_kind] = CUES.get(_kind, ()) + tuple(f"(?i:{w})" for w in _words)
@@ -511,12 +529,14 @@ _CONDITION = re.compile(r"(?:以为|散布|谣言|造谣|传言|传说|在传|�
                         r"视频(?:里)?说|演习|模拟|^以后|今后|将来|真有人|考驾照|科目[一二三四]|考题|有道题|"
                         r"防(?:走失|溺水|火|盗(?![窗门网])|骗|摔|跌|滑|爆|中毒|煤气)|"
                         r"如果|万一|假如|要是|假设|一旦|以防|防止|预防|怎么预防|避免|演练|培训|知识|宣传|"
-                        r"科普|讲座|保险|理赔|赔偿|报销|医保|验伤|伤情鉴定|补偿|补贴|补助|抚恤|丧葬|证明|手续|流程|怎么申请|如何申请|咨询|政策|哪天|"
+                        r"科普|讲座|保险|理赔|赔偿|报销|(?:走|用|报)医保|医保(?:报销|能报)|验伤|伤情鉴定|补偿|补贴|补助|抚恤|丧葬|证明|手续|"
+                        r"流程|怎么申请|如何申请|咨询|政策|哪天|"
                         r"迟早|早晚|"
-                        r"工伤|医药费|不给赔|打官司|法律援助|的话|风险|隐患|担心[^，。,]{0,8}会|以后会|"
+                        r"工伤|医药费|不给赔|打官司|法律援助|担心[^，。,]{0,8}会|以后会|(?i:\bif\b)|转发|群里[^，。,]{0,4}说|"
+                        r"的话[^。]*(?:吗|？|\?|有没有|怎么|哪)|"
                         r"真(?:要|的)?(?:着火|出事)[^，。]*吗|"
                         r"真(?:要|的)?(?:着火|出事)了?[^，。]*(?:咋|怎么|上哪|哪儿|谁|能用|管用|顶用|来得及|进不来|过不去)|"
-                        r"先打(?:119|110|120)还是|(?:跟|像)[^，。,]{0,6}似的)")
+                        r"先打(?:119|110|120)还是)")
 # A threat is made of conditions ("拿不到补偿就带汽油去"): these kinds are never set aside by one.
 _THREATS = frozenset({"violence", "threat", "self_harm", "fraud_now", "fraud_ongoing"})
 # Said to be over: past and resolved. Kind-specific phrases first, then general ones.
@@ -541,7 +561,7 @@ _CLEARED: dict[str, tuple[str, ...]] = {
     "violence": (r"被(?:民警|警察|派出所)带走", r"(?:已经)?(?:被)?抓(?:住|到)了", r"(?:已经|早就?)?散了", r"拉开了",
                  r"(?:已经|早就?)(?:走|跑)了", r"打官司|起诉|法律援助|验伤|伤情鉴定"),
     "crowd": (r"(?:已经|早就?)?散了",),
-    "missing": (r"(?:系|是)误会", r"不用找了", r"(?<![没不])找(?:到|回来|着)了", r"在家(?:里)?好好的",
+    "missing": (r"(?:系|是)误会", r"不用找了", r"已(?:经)?联系上", r"(?<![没不])找(?:到|回来|着)了", r"在家(?:里)?好好的",
                 r"交给(?:了)?(?:派出所|警察|民警)",
                 r"(?<!还)没事了",
                 r"(?<![没不])(?:已经?|已)?被?找回",
@@ -550,14 +570,14 @@ _CLEARED: dict[str, tuple[str, ...]] = {
                 r"送回来了"),
     "gas": (r"(?:已经|早就?)?(?:修好|关好|关掉|关上|拧紧)了", r"(?:已经)?(?:来)?查过了", r"(?<!是)不是漏(?:气)?(?![吗吧啊呀么])",
             r"不漏了", r"没(?:有)?味了", r"味(?:道)?(?:都|也)?没了", r"^(?:已经|都|也)?(?:散|没)了"),
-    "injury": (r"创可贴|小口子", r"已经出院", r"(?:已经)?处理(?:过)?了", r"不严重", r"不多", r"伤(?:已经|早就?|都)?好了",
+    "injury": (r"贴了创可贴|小口子", r"已经出院", r"(?:已经)?处理(?:过)?了", r"不严重", r"不多", r"伤(?:已经|早就?|都)?好了",
                r"(?:已经|早就?)(?:痊愈|愈合)"),
     "medical": (r"(?:医生|大夫)[^，。,]{0,2}(?:看过|说)(?:了)?(?:没事|不要紧)", r"(?:已经)?(?:拉|吐|取|咳)出来了",
                 r"(?:已经)?(?:缓|好)过来了", r"人(?:都|也)?好了"),
     "fall": (r"(?<![没未])(?:劝|拉|救)下来了|(?:已经|自己)下来了", r"(?:已|已经)被?劝下",
              r"(?:家属|家人)(?:已|已经)?接走"),
-    "water": (r"(?:自己)?(?:游|爬)(?:上岸|上来)(?:了)?",),
-    "crash": (r"(?:人|我)(?:都|也)?(?:没事|没大事)", r"(?:已经)?包(?:扎)?好了", r"擦破(?:了)?(?:点)?皮"),
+    "water": (r"(?:自己|已经)(?:游|爬)(?:上岸|上来)了",),
+    "crash": (r"(?:人|我)(?:都|也)?(?:没事|没大事)(?![吗吧么?？])", r"(?:已经)?包(?:扎)?好了", r"擦破(?:了)?(?:点)?皮"),
     "trapped": (r"(?:已经|都)?(?:救|弄|放|拉)出来了", r"出来了", r"里(?:面|头)?没(?:有)?人"),
 }
 # General "it is over" phrases clear every cue; deliberately few ("暂时没有危险" does not: people
@@ -570,8 +590,9 @@ _NO_HARM_KINDS = frozenset({"collapse", "crash", "trapped", "fall", "smoke", "el
 # A crash or a collapse said to have hurt nobody, or to have nobody near it, is for the repair
 # or the traffic police; never so for people trapped or about to jump, nor for a road still
 # strewn with what fell (the next car is in danger).
-_NOBODY_HURT = re.compile(r"没(?:有)?人受伤|无人(?:员)?(?:受伤|伤亡)|没(?:有)?伤(?:着|到)人|人(?:都|也)?没事|"
-                          r"(?:路|道路)(?:已经)?封(?:了|闭)|没(?:有)?人(?:在|上去|进去|靠近)")
+_NOBODY_HURT = re.compile(r"没(?:有)?人受伤|无人(?:员)?(?:受伤|伤亡)|没(?:有)?伤(?:着|到)人")
+_NOBODY_NEAR = re.compile(r"(?:路|道路)(?:已经)?封(?:了|闭)|"
+                          r"没(?:有)?人(?:在|上去|进去|靠近)(?:下面|底下|旁边|附近|里面|上面)")
 _NOBODY_HURT_KINDS = frozenset({"crash", "collapse"})
 # Words that say all is well; they do not clear a cue (a fire with nobody hurt is still a fire),
 # but the emergency model needs to be surer to overrule them (``calm``).
@@ -593,48 +614,61 @@ _FRAMES = (r"急救(?:培训|课|知识|常识)|学(?:习)?急救", r"特效|拍
 _FRAME_WORDS = frozenset({"演习", "模拟", "演练", "培训", "知识", "宣传", "科普", "讲座"})
 # A report the text itself calls false (an agent's note on a hoax caller, "骗你的"): over. Not for
 # a swindle, whose story is made of lies ("对方谎称是警察，让我转账").
-_HOAX = re.compile(r"谎称|假称|(?:核实|查实)[^。]{0,8}(?:无此事|不属实|不存在|虚假|没有(?:此事|这回事))|"
+_HOAX = re.compile(r"谎称|(?:核实|查实)[^。]{0,8}(?:无此事|不属实|不存在|虚假|没有(?:此事|这回事))|"
                    r"虚假(?:报警|警情|报告|反映|信息)|均(?:为|系)?虚假|骗你(?:们)?的|逗你(?:们)?玩|核实是编的|是(?:他)?(?:瞎)?编的|"
                    r"玩电话|笑着挂|"
-                   r"找(?:点)?乐子|(?:想)?试试你们|闹着玩|愚人节|整我的|逗我(?:的|玩)|瞎说的|(?:乱|瞎)打的(?:电话)?|"
+                   r"(?:承认|说是|就是|只是)(?:想)?[“\"]?(?:睡不着)?找(?:点)?乐子|(?:想)?试试你们|闹着玩的|愚人节|整我的|逗我(?:的|"
+                   r"玩)|瞎说的|(?:乱|瞎)打的(?:电话)?|"
                    r"看看[^。]{0,10}(?:来不来|快不快)")
 _HOAX_SPARED = frozenset({"fraud_now", "fraud_ongoing"})
-# A question, for every kind, threats included: which number to ring ("要是听见邻居打架，是打12345
-# 还是110"), advice, whether a rumour is true, what was heard said and asked about.
+_OTHERS_STILL = re.compile(r"另一个|还有(?:一个|人|个)|还在(?:上面|边上|楼顶|那|里面)")
+# Words that call for help now, whatever else the text asks; and "now" without 刚才, which in
+# "我刚才说桥上有人打架，其实没有" is the time of the false report.
+_URGENT = re.compile(r"快来|赶紧来|快点来|救命|救救|快救")
+# Hearsay followed by a question ("听说高速上出了车祸，想问问能不能通行") is a question.
+_HEARSAY_ASKING = re.compile(r"(?:听说|据说|有人说)[^。]{0,30}(?:想问|问问)")
+_NOW_STRICT = re.compile(r"现在|正在|还在|马上|目前|此刻|这会儿|现(?:已|仍|正)")
+# A risk named right after its danger word is not the danger: 坠落隐患, 漏气风险, 爆炸风险.
+_RISK_AFTER = re.compile(r"(?:的)?(?:风险|隐患)")
+# A question in the cue's own clause, for every kind, threats included: which number to ring
+# ("如果有人打架，该打110还是12345"), advice, whether a rumour is true.
 _ASKING = re.compile(r"(?:是|该|应该)?(?:先)?打(?:你们)?(?:12345|110|119|120)还是|打哪个电话|该打哪个|"
-                     r"想咨询|咨询一下|哪里(?:着火|出事)了?[？?]|应该怎么劝|怎么劝(?:他|她)?[？?]|有用吗|是不是谣言|真的假的|"
-                     r"(?:听说|据说|有人说)[^。]{0,30}(?:想问|问问)|"
+                     r"想咨询|咨询一下|是哪里(?:着火|出事)|有用吗|是不是谣言|真的假的|"
                      r"(?i:call\s*(?:119|110|120|12345)\s*or|just asking)")
 # A look-alike the caller has since explained ("原来是在打游戏") is one, cries for help and all,
 # unless the words go on to say it was real after all.
-_EXPLAINED = re.compile(r"(?:原来|后来才知道|后来[^，。,]{0,10}|其实)是(?:在)?[^，。,]{0,8}"
-                        r"(?:游戏|拍戏|拍电影|演练|演习|开玩笑|恶作剧|看错|误会|恐怖片|电影|打桩|放炮)")
+_EXPLAINED = re.compile(r"(?:原来|后来才知道|后来[^，。,不]{0,10}|其实|仔细看|"
+                        r"(?i:no)[,，]\s*)(?<!不)是(?:在)?[^，。,]{0,12}"
+                        r"(?:游戏|拍戏|拍电影|演练|演习|开玩笑|恶作剧|看错|误会|恐怖片|电影|打桩|放炮|烧烤|烤串|(?i:bbq|barbecue))")
 _TRULY = re.compile(r"真的|真有|真刀|真枪|真火")
 _REAL = re.compile(r"发现|看见有|听见|听到有|突然|真的|真有|真刀|真枪|真火|快来|救命|赶紧来|回来|看完|散场")
 _CLEARED_ANY = (r"现在(?:人)?(?:都|也)?(?:已经)?没事了", r"已经没事了", r"(?:通|修好|恢复)了(?:吗|没)",
                 r"危险(?:已经)?(?:解除|排除)", r"早(?:就|都)?(?:过去|处理)了",
-                r"已经处理(?:好|完)了", r"(?:处置|处理)完毕",
+                r"已经处理(?:好|完)了",
                 r"(?<!不像)(?<!不是)(?<!不像是)(?<!以为)(?<!以为是)(?<!以为他)(?<!以为她)开玩笑",
                 r"恶作剧",
                 r"谎报", r"报假警", r"编造|虚构", r"(?:说|根本)没(?:有)?(?:这回事|这事)",
-                r"(?:是|都是)假的", r"哈哈(?:大)?笑", r"[，,。！!]\s*哈哈+[。！!]?$", r"看错了|搞错了", r"乱报", r"瞎报",
-                r"现在没(?:啥|什么)事", r"(?:已经)?联系上了", r"已(?:经)?联系上", r"已经送(?:到|去)?(?:了)?医院",
-                r"现场(?:也)?(?:已经)?清理(?:好|完)了|恢复正常", r"刚(?:跟|和)我(?:视频|通(?:了)?电话)",
-                r"(?:撤|撤销|撤回|取消)了?(?:这个|那个)?报警", r"现在(?:人)?(?:都|也)?已经好了",
-                r"已经过去(?:了)?[一二两三四五六七八九十半几]+(?:年|个月|天)", r"报警(?:已经)?(?:撤|撤销|撤回|取消)了",
+                r"(?:是|都是)假的", r"哈哈(?:大)?笑", r"[，,。！!]\s*哈哈+[。！!]?$", r"乱报", r"瞎报",
+                r"现在没(?:啥|什么)事", r"(?:已经)?联系上了",
+                r"(?:撤|撤销|撤回|取消)了?(?:这个|那个)?报警", r"报警(?:已经)?(?:撤|撤销|撤回|取消)了",
                 r"报的(?:那个|这个)?(?:撤|撤销|取消)了")
+# Said after a cue, over for that cue (a cue after them is not: "一个已经送医院了，还有人被困"), never
+# for what lasts (a person missing "已经过去三天了" is still missing).
+_OVER_AFTER = re.compile(r"已经送(?:到|去)?(?:了)?医院|现场(?:也)?(?:已经)?清理(?:好|完)了|(?:处置|处理)完毕|"
+                         r"现在(?:人)?(?:都|也)?已经好了|已经过去(?:了)?[一二两三四五六七八九十半几]+(?:年|个月|天)|"
+                         r"看错了|搞错了")
 # A cue said of another time (昨天, 上个月, 上次 ...) in its own clause is over, unless the clause
 # also says now; except what lasts: a person missing since yesterday is missing now. 过去 after a
 # verb is a direction, not the past: "外婆晕过去了" is now.
 _PAST = re.compile(r"(?:昨天|昨日|前天|前日|大前天|上周|上个?礼拜|上个?星期|上个?月|"
                    r"上次|上回|去年|前年|(?<!像)以前|之前(?!还好好|好好|都好好|都还好|还好)|前几天|前些天|"
                    r"那天|那(?:事|次|回)|(?:快|都|已经)?[一两三半几]年了|当时|(?<![晕昏抽死背厥睡冲跑走跳扑看爬滚飘游飞撞])过去|曾经|出过|着过|"
-                   r"[死伤淹烧炸塌]过人|死过|"
+                   r"[死伤淹烧炸塌]过人|(?<![昏晕])死过(?!去)|"
                    r"[漏烧炸塌倒]过一[次回]|前[两三]天|前一阵|前段时间|昨晚|昨夜|前晚|那会儿|本月\d+日|\d+月\d+[日号]|"
                    r"\d+\s*(?:年|个月|天)前|[一二两三四五六七八九十几]+(?:年|个月|天)前)")
 # Another time, told as an episode: over even for what lasts (a person missing since yesterday is
 # missing now; a child lost "last time" was found).
-_EPISODE = re.compile(r"上次|上回|那次|那回|(?<!像)以前|去年|前年|小时候|(?<!没)有过")
+_EPISODE = re.compile(r"上次|上回|那次|那回|(?<!像)以前|去年|前年|小时候|有过[^，。,]{0,8}(?:念头|想法|倾向)")
 # An agent's note says now with 现 ("，现一楼冒黑烟", "现已…"), not with 现金 or 现场.
 _NOW = re.compile(r"(?:(?<=[，,：:])现(?![金场代象实状货钞])|现(?:已|仍|正)|现在|正在|刚才|快叫|(?:叫|打)(?:个)?(?:救护车|120)|"
                   r"刚刚|还在|马上|赶紧|快点?来|目前|此刻|这会儿)")
@@ -646,8 +680,8 @@ _LASTING = frozenset({"missing", "trapped", "self_harm", "threat"})
 _TOLD_AS_DONE = frozenset({"fraud_now"})
 # A gathering announced for another day is a lead (stability_leads), not an emergency now.
 # A fight arranged for another day ("约好周六打群架") is a lead too.
-_APPOINTED = re.compile(r"约(?:好|了)")
-_PLANNED = re.compile(r"(?:再(?:讨不到|不给|不发|不解决|不退)|拟于|计划|打算|号召|说要|下周|下礼拜|下个月|明天|后天|到时候|周[一二三四五六日末]|"
+_APPOINTED = re.compile(r"约(?:好|了)?(?:要)?[^，。,]{0,8}(?:打群架|打架|干架)|约架")
+_PLANNED = re.compile(r"(?:就(?:一起|都)?去(?:堵|闹|围)|拟于|计划|打算|号召|说要|下周|下礼拜|下个月|明天|后天|到时候|周[一二三四五六日末]|"
                       r"星期[一二三四五六日天])")
 # Said of every day or every evening: a chimney's smoke or a factory's smell is pollution (12345).
 _HABITUAL = re.compile(r"(?:天天|每天|每晚|每到|一到(?:晚上|夜里|傍晚)|经常|总是|老是|容易|隔三差五|常年|长期|一直在(?![响叫漏喊哭流烧着]))")
@@ -657,8 +691,11 @@ _HABITUAL_KINDS = frozenset({"smoke", "gas", "chemical"})
 _HABITUAL_IN_CLAUSE = frozenset({"fire", "medical"})
 # Smoke from a chimney or a rubbish fire someone keeps is pollution (12345); fire, if said, is a
 # cue of its own.
-_ORDINARY_SOURCE = {"smoke": re.compile(r"烟囱|烟筒|锅炉|熔炉|熔铝|烧煤|焚烧|烧(?:垃圾|秸秆|树叶|落叶|电线皮|轮胎|塑料)|"
-                                         r"在烧烤|烤串|熏腊肉|熏肉|(?i:bbq|barbecue)")}
+_ORDINARY_SOURCE = {"smoke": re.compile(r"烟囱|烟筒|烧(?:垃圾|秸秆|树叶|落叶|电线皮|轮胎|塑料)")}
+# Smoke a boiler, a furnace or a grill makes, said just before it ("锅炉房烧煤冒黑烟"); a fire in
+# the boiler room is a cue of its own.
+_SOURCE_BEFORE = {"smoke": re.compile(r"(?:锅炉(?:房)?(?:烧煤)?|熔炉|熔铝|烧煤|焚烧[^，。,]{0,10}|烤串|烧烤|熏(?:腊)?肉)"
+                                      r"(?:在|正在|一直)?$")}
 # Rubbish set alight on purpose is burning rubbish; said of the fire's own clause only ("垃圾堆点火
 # 烧，现在烧到房子了" is a fire by its next cue).
 _ORDINARY_SOURCE_IN_CLAUSE = {"fire": re.compile(
@@ -672,7 +709,7 @@ _ORDINARY_SOURCE_IN_SENTENCE = {"crowd": re.compile(
     # A road dug up or blocked keeps people in without trapping them.
     "trapped": re.compile(r"挖断|(?:挖|堵)(?:了|住)?(?:路|门口)|绕来绕去"),
     # A bang the caller explains ("那一声巨响是工地在爆破"); "烟花厂爆炸了" explains nothing.
-    "explosion": re.compile(r"是[^，。,]{0,8}(?:爆破|放炮|鞭炮|烟花|礼炮|打雷)")}
+    "explosion": re.compile(r"(?<!不)是[^，。,]{0,8}(?:爆破|放炮|打桩)")}
 # An animal's own fight, wound or trap, in a sentence that names no person, is an animal matter
 # for 12345 ("流浪猫钻进发动机舱卡住了", "两条狗打架"); an animal that endangers people has
 # cues of its own (kind "animal").
@@ -733,6 +770,9 @@ def _set_aside(kind: str, text: str, start: int, end: int) -> str | None:
                                 and _NOW.search(text, left, right)):
         return f"negated ({before[neg.start():]}{text[start:end]})"
     clause = text[left:right]
+    risk = _RISK_AFTER.match(text, end)
+    if risk:
+        return f"a risk, not happening now ({text[start:end]}{risk.group(0)})"
     cond = _CONDITION.search(clause) if kind not in _THREATS else None
     if cond and cond.group(0) in _FRAME_WORDS and _REAL.search(clause):
         cond = None
@@ -763,6 +803,8 @@ def _set_aside(kind: str, text: str, start: int, end: int) -> str | None:
               if kind in _ORDINARY_SOURCE_IN_CLAUSE else None)
     if not source and kind in _ORDINARY_SOURCE_IN_SENTENCE:
         source = _ORDINARY_SOURCE_IN_SENTENCE[kind].search(said)
+    if not source and kind in _SOURCE_BEFORE:
+        source = _SOURCE_BEFORE[kind].search(text, left, start)
     if source:
         return f"its ordinary source, not an emergency now ({source.group(0)})"
     habit = (_HABITUAL.search(text)
@@ -774,27 +816,41 @@ def _set_aside(kind: str, text: str, start: int, end: int) -> str | None:
     after = text[left:] if kind in _TOLD_AS_DONE else text[end:]
     for pattern in _CLEARED_C.get(kind, ()):
         m = pattern.search(after)
-        if m:
+        # "一个被劝下来了，另一个还在边上": over for one, not for the other.
+        if m and not _OTHERS_STILL.search(after, m.end()):
             return f"over ({m.group(0)})"
     if kind in _NO_HARM_KINDS:
         m = _NO_HARM.search(text, end)
         if m:
             return f"no harm done ({m.group(0)})"
     if kind in _NOBODY_HURT_KINDS:
-        m = _NOBODY_HURT.search(text, end)
+        m = _NOBODY_HURT.search(text, end) or (_NOBODY_NEAR.search(text, end)
+                                                 if kind == "collapse" else None)
         if m:
             return f"nobody hurt or near ({m.group(0)})"
+    if kind not in _LASTING:
+        m = _OVER_AFTER.search(text, end)
+        if m:
+            return f"over ({m.group(0)})"
     for pattern in _CLEARED_ANY_C:
         m = pattern.search(text)
         if m:
             return f"over ({m.group(0)})"
-    asking = _ASKING.search(text)
+    # A question or a hoax speaks of its own clause's danger, and never of one its clause says is
+    # now ("邻居家着火了，是打119还是110" is a fire; "有人谎称是物业，现在在撬门" a break-in).
+    now = _NOW_STRICT.search(text, left, right) or _URGENT.search(text)
+    asking = _ASKING.search(clause) if not now else None
     if asking:
         return f"a question, not happening now ({asking.group(0)})"
-    hoax = _HOAX.search(text) if kind not in _HOAX_SPARED else None
+    if not now and kind not in _THREATS and kind not in _LASTING:
+        heard = _HEARSAY_ASKING.search(text)
+        if heard:
+            return f"hearsay and a question, not happening now ({heard.group(0)})"
+    hoax = _HOAX.search(text) if kind not in _HOAX_SPARED and not now else None
     if hoax:
         return f"a false report ({hoax.group(0)})"
-    explained = _EXPLAINED.search(text)
+    # An explanation reaches the cues before it, not a danger told after it.
+    explained = _EXPLAINED.search(text, end)
     if explained and not _TRULY.search(text, explained.end()):
         return f"a look-alike, explained ({explained.group(0)})"
     if not _REAL.search(text):
