@@ -482,6 +482,34 @@ def test_the_exported_model_answers_exactly_as_scikit_learn():
     ("I got a mosquito bite.", False),
     ("存在折断坠落隐患，诉求移除", False),
     ("我刚才说桥上有人打架，其实没有，就想看看你们来得快不快", False),
+    # A second review attacked every older rule the same way (a quarter of its texts here): each
+    # rule now speaks of the cues before it or of its own clause, not of the whole text.
+    ("我妈现在没事了，但我爸被压在下面出不来", True),
+    ("我没跟你开玩笑，我老公拿刀砍人了", True),
+    ("我的伤口已经处理好了，但是我朋友还昏迷着", True),
+    ("楼道着火了，灯全灭了，什么都看不见", True),
+    ("他拿着菜刀，抓住了我女儿", True),
+    ("家里煤气味特别大，燃气公司上个月来查过了", True),
+    ("撞车了，我没事，对方司机满头是血趴在方向盘上", True),
+    ("他被砍伤了，头破了，看着人不多", True),
+    ("楼要塌了，还没有人受伤，楼里还住着十几户人", True),
+    ("我爸倒在地上叫不醒，刚才地址说错了，是3单元不是5单元", True),
+    ("隔壁饭店着火了，原来是烧烤炉引燃了油烟管道", True),
+    ("剧组有个演员从楼上摔下来了，流了好多血", True),
+    ("新闻上说今天有台风，我家屋顶被掀了，我妈被压在下面", True),
+    ("电箱保险丝着火了", True),
+    ("防溺水宣传牌旁边有个孩子落水了", True),
+    ("快来，如果再不来人他就要没气了", True),
+    ("昨天吵架的那个邻居拿着刀在砸我家门", True),
+    ("我没拉住他跳下去了", True),
+    ("别墅着火了", True),
+    ("不知怎么回事就着火了", True),
+    ("今天星期天，广场上人挤人有人被踩倒了", True),
+    ("我妈一直在吐，喘不上气", True),
+    ("滑坡堵住路了，有辆车被埋，司机出不来", True),
+    ("两辆车撞了，有人被甩出来躺在路中间，刚才看错了，是三辆车", True),
+    ("孩子走丢了，他爸说没事了，让我别担心", True),
+    ("孩子卡在电梯门缝里了，还好没有压到头", True),
 ])
 def test_the_emergency_judgement_handles_negation_conditions_and_what_is_over(text, emergency):
     judged = danger.judge(text)
@@ -514,7 +542,6 @@ INCIDENTS = tuple(ROOT / "tests" / "data" / f"incidents-{name}.tsv"
 # judge (a question or a joke clears only the danger of its own clause).
 ERRS_TOWARDS_DANGER = {"孩子误吃了一片维生素片，会有事吗", "同事说他们小区有人家暴，我也不清楚是哪家",
                        "刚接到电话说我儿子打架被抓了，要交保证金，我直接挂了，我儿子就坐我旁边，举报一下这个号码",
-                       "想问一下，要是听见邻居家吵架打架，是打你们12345还是直接打110？我们楼上那家隔三岔五就吵",
                        "如果身边人有自杀倾向应该怎么劝，想咨询一下",
                        "要是有人在楼下打架，我打这个电话有用吗？",
                        "我朋友发朋友圈说要跳楼，后面跟了个哈哈，他刚跟我视频，在家吃火锅呢"}

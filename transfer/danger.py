@@ -21,11 +21,11 @@ _PEOPLE = (r"(?:孩子|小孩|小朋友|娃|儿子|女儿|闺女|孙子|孙女|�
            r"老爷子|爷爷|奶奶|姥姥|姥爷|外婆|外公|父亲|母亲|我爸|我妈|老伴|家人|丈夫|"
            r"老公(?!寓)|妻子|老婆|学生|病人|行人|路人)")
 # Anyone who can fall, sink or be swept away (people, not phones or lids).
-_SOMEONE = (r"(?:人|同伴|队友|工友|同事|朋友|孩子|小孩|娃|老人|老太太|老太|老大爷|老头|小伙|姑娘|男的|女的|学生|"
+_SOMEONE = (r"(?:人|醉汉|男子|女子|汉子|同伴|队友|工友|同事|朋友|孩子|小孩|娃|老人|老太太|老太|老大爷|老头|小伙|姑娘|男的|女的|学生|"
             r"他|她|工人|大叔|大爷|大妈|大娘|阿姨|叔叔|男孩|女孩|孕妇|司机|骑手|乘客|游客|钓鱼的|"
             r"儿童|幼儿|婴儿|宝宝)")
 # Between a person and what befalls them, no negator: "那个人没有落水" is not a fall into water.
-_GAP = r"(?:(?!没有|并没|不是)[^，。,])"
+_GAP = r"(?:(?!没有|并没|不是|差点|差一点|险些)[^，。,])"
 CUES: dict[str, tuple[str, ...]] = {
     "fire": (r"(?:焦|糊)(?:的)?味[^。]{0,12}(?:配电|电箱|电线|插座|电表)",
              r"(?:配电|电箱|电线|插座|电表)[^。]{0,14}(?:焦|糊)(?:的)?味",
@@ -184,7 +184,7 @@ CUES: dict[str, tuple[str, ...]] = {
                r"(?:口鼻|嘴里|鼻子)[^，。,]{0,2}(?:冒|出|流)(?:血|血沫)|血沫", r"连着摔", r"摔了[^，。,]{0,3}个", r"摔倒",
                r"起不来", r"(?:血)?(?:一直)?止不住", r"捏不住", r"(?:看见|看得见|能看到|露出)(?:了)?骨头",
                r"(?:淋|泼|浇|洒)(?:晒|了)?(?:一身)?(?:滚汤|滚水|开水|热汤|热油)", r"皮(?:都)?起(?:晒|了)?泡", r"血流不止",
-               r"(?:全是|都是|一身|满身|满脸)血(?![水丝])", r"跌倒", r"无法起身", r"站不起来",
+               r"(?:全是|都是|一身|满身|满脸|满头)血(?![水丝])", r"满(?:头|脸|身)是血", r"跌倒", r"无法起身", r"站不起来",
                r"(?<![扶把拉])(?:腿|胳膊|手|脚|骨头|肋骨)(?:好像|可能)?(?:摔|撞|砸|打)?断了",
                r"头(?:被)?(?:打|砸|撞|磕)?破了", r"(?:一大片|全是|都是|满地(?:是)?)红(?:的)?(?![灯色])", r"一[滩摊]血",
                r"(?:开水|滚水|热水|蒸汽|热油)[^。]{0,6}(?:喷|浇|泼|溅)(?:了|到)?[^。]{0,6}(?:一身|身上|脸|胳膊|腿|手)",
@@ -244,7 +244,7 @@ CUES: dict[str, tuple[str, ...]] = {
                 r"(?:倒|趴|躺)在[^，。,]{0,4}(?:不动|没动静)",
                 r"(?:吃|喝|吞|服)(?:了)?(?:大半|半|一|整|好几|好多)(?:瓶|板|盒|把|片)(?!啤酒|酒|水|饮料|可乐|牛奶|维生素)"),
     "violence": (r"(?:在|有人)闹事(?![吗么])", r"打砸|(?:东西|店|车|玻璃|门窗|摊子?)[^，。,]{0,4}(?:都|全)(?:被)?砸(?:了|烂)",
-                 r"(?:我|他|她|孩子|老公|老婆|丈夫|妻子|儿子|女儿)被(?:人)?(?:砍|捅|刺)(?:了|伤)",
+                 r"(?:我|他|她|孩子|老公|老婆|丈夫|妻子|儿子|女儿|邻居|朋友|同事|家人)被(?:人)?(?:砍|捅|刺)(?:了|伤)",
                  r"被(?:人)?(?:砍|捅|刺)了(?:一|两|几|好几)刀", r"猥亵|非礼|性侵|强奸", r"进(?:了)?(?:小偷|贼)了|进了(?:小偷|贼)",
                  r"(?:小偷|贼)[^。]{0,8}(?:还在|没走|在里面|在屋里)",
                  r"(?:半夜|深更半夜|凌晨|深夜)[^。]{0,10}有人[^，。,]{0,8}(?:搬|撬|翻|拆|卸)",
@@ -516,21 +516,25 @@ for _kind, _words in _FOREIGN_WORDS.items():
 # A negator shortly before a cue, in the same clause, negates it: 没有人受伤, 不是着火, 并未起火.
 # "没人要的包" and "没人管的孩子" say whose, not that nothing happened.
 # "没想到他真的跳楼了" (unexpectedly) and "不太舒服晕倒了" (a symptom) negate nothing.
-_NEGATOR = re.compile(r"(?:差点|差一点|险些|好险|没有(?!人要|人管|人认领|拴|牵|想到|料到|执照|证|牌照|资质)|"
-                      r"没(?!人要|人管|人认领|拴|牵|栓|想到|料到|执照|证|牌照|资质)|"
-                      r"并没有|并没|不是|并不是|不像|不存在|未(?!拴|牵)|无(?!绳|证|照|牌|人看管|人照看)|不会|别|不用|不要|没啥|没什么|谈不上|"
+_NEGATOR = re.compile(r"(?:差点|差一点|险些|好险|没有(?!人要|人管|人认领|拴|牵|想到|料到|执照|证|牌照|资质|一会|多久|注意)|"
+                      r"没(?!人要|人管|人认领|拴|牵|栓|想到|料到|执照|证|牌照|资质|一会|多久|看住|注意|拉住|抓稳|站稳|留神|什么征兆)|"
+                      r"并没有|并没|不是|并不是|不像|不存在|未(?!拴|牵|成年|满)|无(?!绳|证|照|牌|人看管|人照看|缘无故|故)|不会(?!急救|游泳|"
+                      r"水)|(?<![特分区告])别(?!墅|人|让)|不用|不要(?!让)|没啥|没什么(?!征兆|预兆)|谈不上|"
                       r"算不上|"
                       r"不算|不太(?!舒服|对劲|清醒|好)|不怎么|并不)")
 _NEGATION_WINDOW = 6
 # A near miss did not happen, unless it just did: "刚才差点撞到行人" says the danger is live.
 _NEAR_MISS = re.compile(r"差点|差一点|险些|好险")
 # What puts a cue in a condition or a general question, not the present: 万一着火怎么办.
-_CONDITION = re.compile(r"(?:以为|散布|谣言|造谣|传言|传说|在传|网传|新闻|网上[^，。,]{0,6}说|"
+_CONDITION = re.compile(r"(?:以为(?![^，。,]*(?:其实|结果|但是|没想到|原来))|散布|谣言|造谣|传言|传说|在传|网传|新闻(?!联播)|"
+                        r"网上[^，。,]{0,6}说|"
                         r"视频(?:里)?说|演习|模拟|^以后|今后|将来|真有人|考驾照|科目[一二三四]|考题|有道题|"
-                        r"防(?:走失|溺水|火|盗(?![窗门网])|骗|摔|跌|滑|爆|中毒|煤气)|"
-                        r"如果|万一|假如|要是|假设|一旦|以防|防止|预防|怎么预防|避免|演练|培训|知识|宣传|"
-                        r"科普|讲座|保险|理赔|赔偿|报销|(?:走|用|报)医保|医保(?:报销|能报)|验伤|伤情鉴定|补偿|补贴|补助|抚恤|丧葬|证明|手续|"
-                        r"流程|怎么申请|如何申请|咨询|政策|哪天|"
+                        r"防(?:走失|溺水(?![^，。,]{0,3}牌)|火(?![门墙])|盗(?![窗门网])|骗|摔|跌|滑|爆|中毒|煤气)|"
+                        r"(?:如果|万一|假如|要是)(?![^，。,]{0,4}再不)|假设|一旦|以防|防止|预防|怎么预防|避免|演练|培训(?!机构|班|"
+                        r"学校)|知识|宣传(?![栏牌车])|"
+                        r"科普|讲座|保险(?![丝柜杠])|理赔|赔偿|报销|(?:走|用|报)医保|医保(?:报销|能报)|验伤|伤情鉴定|补偿|补贴|补助|抚恤|"
+                        r"丧葬|证明|(?:需要|什么|哪些)手续|"
+                        r"流程|怎么申请|如何申请|咨询(?![台处])|政策|哪天|"
                         r"迟早|早晚|"
                         r"工伤|医药费|不给赔|打官司|法律援助|担心[^，。,]{0,8}会|以后会|(?i:\bif\b)|转发|群里[^，。,]{0,4}说|"
                         r"的话[^。]*(?:吗|？|\?|有没有|怎么|哪)|"
@@ -548,51 +552,54 @@ _CLEARED: dict[str, tuple[str, ...]] = {
                   r"刷走",
                   r"(?<!肯定是)(?<!可能是)(?<!应该是)(?<!怕是)(?<!好像)被骗了", r"少了钱",
                   r"钱(?:都|就)?没了"),
-    "fire": (r"(?:已经|早就?|早都|都)(?:被)?(?:扑)?灭了", r"(?:车|残骸)(?:已经)?(?:被)?(?:拖|拉)走了", r"灭掉了", r"扑灭了",
+    "fire": (r"火(?:已经|早就?|早都|都)?(?:被)?(?:扑)?灭了|(?:已经|早就?)(?:被)?扑灭了", r"(?:车|残骸)(?:已经)?(?:被)?(?:拖|"
+             r"拉)走了", r"灭掉了", r"扑灭了",
              r"熄灭了", r"没(?:有)?着起来",
              r"火灭了"),
     "smoke": (r"(?:还好|幸好|好在)没(?:有)?着(?:火|起来)", r"没(?:有)?烧起来", r"人(?:也|都)?没事",
               r"(?:已经)?(?:拔了?插头|断电了|拉闸)"),
-    "electric": (r"(?:已经)?(?:拉了?闸|断(?:了)?电|拔了?插头)", r"人(?:也|都)?没事"),
-    "chemical": (r"没(?:什么|啥)?(?:味|气味)", r"没(?:有)?人不舒服", r"(?:已经)?(?:盖|清理|处理|堵)(?:上|好|掉|住)?了"),
+    "electric": (r"已经(?:拉了?闸|断(?:了)?电|拔了?插头)|(?:拉了?闸|拔了?插头)", r"人(?:也|都)?没事"),
+    "chemical": (r"没(?:什么|啥)?(?:味|气味)", r"没(?:有)?人不舒服", r"已经(?:盖|清理|处理|堵)(?:上|好|掉|住)?了"),
     "animal": (r"没咬(?:着|到|上)", r"(?:已经)?(?:打了?|去打)(?:疫苗|狂犬|针)",
                r"(?:注射|接种)(?:了)?(?:狂犬)?疫苗|疫苗钱|(?:已|已经)(?:自行)?就医",
                r"(?:挑|赶|弄|打|抓|撵)(?:出去|走|跑|死|住)了"),
-    "violence": (r"被(?:民警|警察|派出所)带走", r"(?:已经)?(?:被)?抓(?:住|到)了", r"(?:已经|早就?)?散了", r"拉开了",
+    "violence": (r"被(?:民警|警察|派出所)带走", r"(?:已经|被)[^，。,]{0,4}抓(?:住|到)了", r"(?:已经|早就?)散了", r"拉开了",
                  r"(?:已经|早就?)(?:走|跑)了", r"打官司|起诉|法律援助|验伤|伤情鉴定"),
-    "crowd": (r"(?:已经|早就?)?散了",),
-    "missing": (r"(?:系|是)误会", r"不用找了", r"已(?:经)?联系上", r"(?<![没不])找(?:到|回来|着)了", r"在家(?:里)?好好的",
-                r"交给(?:了)?(?:派出所|警察|民警)",
-                r"(?<!还)没事了",
+    "crowd": (r"(?:已经|早就?)散了",),
+    "missing": (r"(?:系|是)误会", r"不用找了", r"已(?:经)?联系上(?!派出所|警察|民警|110)", r"(?<![没不])找(?:到|回来|"
+                r"着)了", r"在家(?:里)?好好的",
+                r"交给(?:了)?(?:派出所|警察|民警)", r"(?<![还说])没事了",
                 r"(?<![没不])(?:已经?|已)?被?找回",
                 r"(?<![没不])找(?:到|着)的",
                 r"打(?:了)?电话回来", r"人(?:都|也)?好好的", r"都是[^，。,]{0,6}送回", r"(?:已经|自己)回(?:来|家)了",
                 r"送回来了"),
-    "gas": (r"(?:已经|早就?)?(?:修好|关好|关掉|关上|拧紧)了", r"(?:已经)?(?:来)?查过了", r"(?<!是)不是漏(?:气)?(?![吗吧啊呀么])",
+    "gas": (r"(?:已经|早就?)?(?:修好|关好|关掉|关上|拧紧)了", r"(?:刚|刚刚|"
+            r"已经)(?:来)?查过了", r"(?<!是)不是漏(?:气)?(?![吗吧啊呀么])",
             r"不漏了", r"没(?:有)?味了", r"味(?:道)?(?:都|也)?没了", r"^(?:已经|都|也)?(?:散|没)了"),
-    "injury": (r"贴了创可贴|小口子", r"已经出院", r"(?:已经)?处理(?:过)?了", r"不严重", r"不多", r"伤(?:已经|早就?|都)?好了",
+    "injury": (r"贴了创可贴|小口子", r"已经出院", r"已经处理(?:过)?了|处理过了", r"不严重", r"流(?:得|的血)?不多|血不多", r"伤(?:已经|"
+               r"早就?|都)?好了",
                r"(?:已经|早就?)(?:痊愈|愈合)"),
-    "medical": (r"(?:医生|大夫)[^，。,]{0,2}(?:看过|说)(?:了)?(?:没事|不要紧)", r"(?:已经)?(?:拉|吐|取|咳)出来了",
+    "medical": (r"(?:医生|大夫)[^，。,]{0,2}(?:看过|说)(?:了)?(?:没事|不要紧)", r"(?:已经)?(?:拉|取)出来了", r"(?:东西|鱼刺|"
+                r"异物|枣核|果冻)[^，。,]{0,4}(?:吐|咳)出来了",
                 r"(?:已经)?(?:缓|好)过来了", r"人(?:都|也)?好了"),
     "fall": (r"(?<![没未])(?:劝|拉|救)下来了|(?:已经|自己)下来了", r"(?:已|已经)被?劝下",
              r"(?:家属|家人)(?:已|已经)?接走"),
     "water": (r"(?:自己|已经)(?:游|爬)(?:上岸|上来)了",),
     "crash": (r"(?:人|我)(?:都|也)?(?:没事|没大事)(?![吗吧么?？])", r"(?:已经)?包(?:扎)?好了", r"擦破(?:了)?(?:点)?皮"),
-    "trapped": (r"(?:已经|都)?(?:救|弄|放|拉)出来了", r"出来了", r"里(?:面|头)?没(?:有)?人"),
+    "trapped": (r"(?:已经|都)?(?:被)?(?:救|弄|放|拉|爬|跑|逃)出来了", r"(?:已经|早)出来了", r"里(?:面|头)?没(?:有)?人"),
 }
 # General "it is over" phrases clear every cue; deliberately few ("暂时没有危险" does not: people
 # still trapped need rescue however calm the caller sounds).
 # No harm done: clears what could have hurt someone and did not.
 _NO_HARM = re.compile(r"(?:还好|幸好|好在|万幸)没(?:有)?(?:人|伤|砸|出事|事|压|碰|撞|出人命|造成)|"
                       r"都没(?:摔|撞|砸)(?:坏|伤|着)")
-_NO_HARM_KINDS = frozenset({"collapse", "crash", "trapped", "fall", "smoke", "electric",
+_NO_HARM_KINDS = frozenset({"collapse", "crash", "smoke", "electric",
                             "road_hazard"})
 # A crash or a collapse said to have hurt nobody, or to have nobody near it, is for the repair
 # or the traffic police; never so for people trapped or about to jump, nor for a road still
 # strewn with what fell (the next car is in danger).
-_NOBODY_HURT = re.compile(r"没(?:有)?人受伤|无人(?:员)?(?:受伤|伤亡)|没(?:有)?伤(?:着|到)人")
-_NOBODY_NEAR = re.compile(r"(?:路|道路)(?:已经)?封(?:了|闭)|"
-                          r"没(?:有)?人(?:在|上去|进去|靠近)(?:下面|底下|旁边|附近|里面|上面)")
+_NOBODY_HURT = re.compile(r"(?<!还)(?<!暂时)(?<!目前)没(?:有)?人受伤|无人(?:员)?(?:受伤|伤亡)|没(?:有)?伤(?:着|到)人")
+_NOBODY_NEAR = re.compile(r"没(?:有)?人(?:上去|进去|靠近)|没(?:有)?人在(?:下面|底下|旁边|附近|里面|上面)")
 _NOBODY_HURT_KINDS = frozenset({"crash", "collapse"})
 # Words that say all is well; they do not clear a cue (a fire with nobody hurt is still a fire),
 # but the emergency model needs to be surer to overrule them (``calm``).
@@ -605,7 +612,7 @@ _CALM = re.compile(r"(?:人(?:都|也)?(?:好好的|没事)|撤了|撤销|没闹
 # frames, unless the words also tell of the real world breaking in: "看电影出来发现有人拿刀砍人",
 # "我在玩游戏，隔壁突然着火了" are emergencies.
 _FRAMES = (r"急救(?:培训|课|知识|常识)|学(?:习)?急救", r"特效|拍戏|剧组",
-           r"宣传(?:资料|册|单)", r"玩[^，。,]{0,4}游戏",
+           r"宣传(?:资料|册|单)(?!栏)", r"玩[^，。,]{0,4}游戏",
            r"(?:搞|组织|进行|开展)[^，。,]{0,6}(?:演练|演习)",
            r"(?:看|刷)(?:了)?(?:个|一个|一部|部)?[^，。,]{0,4}(?:电影|电视剧|小说|警匪片)",
            r"游戏里(?:的)?(?:话|说的)|是(?:在)?(?:玩)?游戏",
@@ -621,10 +628,14 @@ _HOAX = re.compile(r"谎称|(?:核实|查实)[^。]{0,8}(?:无此事|不属实|�
                    r"玩)|瞎说的|(?:乱|瞎)打的(?:电话)?|"
                    r"看看[^。]{0,10}(?:来不来|快不快)")
 _HOAX_SPARED = frozenset({"fraud_now", "fraud_ongoing"})
-_OTHERS_STILL = re.compile(r"另一个|还有(?:一个|人|个)|还在(?:上面|边上|楼顶|那|里面)")
+_OTHERS_STILL = re.compile(r"另一个|还有(?:一个|人|个)|还在(?:上面|边上|楼顶|那|里面|屋里|家里|河|水里|车里)|人还在")
 # Words that call for help now, whatever else the text asks; and "now" without 刚才, which in
 # "我刚才说桥上有人打架，其实没有" is the time of the false report.
-_URGENT = re.compile(r"快来|赶紧来|快点来|救命|救救|快救")
+_URGENT = re.compile(r"快来|赶紧来|快点来|救命|救救|快救|不是(?:开)?玩笑|没(?:有)?开玩笑|不是恶作剧|是真的(?![吗么嘛])")
+# Which number to ring, when the caller says it is a question ("要是…该打110还是12345", "想问一下…"):
+# "有人被车撞了该打110还是120" is a crash.
+_WHICH_LINE = re.compile(r"(?:是|该|应该)?(?:先)?打(?:你们)?(?:12345|110|119|120)还是|打哪个电话|该打哪个")
+_ASKED = re.compile(r"要是|如果|万一|假如|遇到|想问|请问|咨询")
 # Hearsay followed by a question ("听说高速上出了车祸，想问问能不能通行") is a question.
 _HEARSAY_ASKING = re.compile(r"(?:听说|据说|有人说)[^。]{0,30}(?:想问|问问)")
 _NOW_STRICT = re.compile(r"现在|正在|还在|马上|目前|此刻|这会儿|现(?:已|仍|正)")
@@ -632,37 +643,42 @@ _NOW_STRICT = re.compile(r"现在|正在|还在|马上|目前|此刻|这会儿|�
 _RISK_AFTER = re.compile(r"(?:的)?(?:风险|隐患)")
 # A question in the cue's own clause, for every kind, threats included: which number to ring
 # ("如果有人打架，该打110还是12345"), advice, whether a rumour is true.
-_ASKING = re.compile(r"(?:是|该|应该)?(?:先)?打(?:你们)?(?:12345|110|119|120)还是|打哪个电话|该打哪个|"
-                     r"想咨询|咨询一下|是哪里(?:着火|出事)|有用吗|是不是谣言|真的假的|"
+_ASKING = re.compile(r"想咨询|咨询一下|是哪里(?:着火|出事)|有用吗|是不是谣言|真的假的|"
                      r"(?i:call\s*(?:119|110|120|12345)\s*or|just asking)")
 # A look-alike the caller has since explained ("原来是在打游戏") is one, cries for help and all,
 # unless the words go on to say it was real after all.
 _EXPLAINED = re.compile(r"(?:原来|后来才知道|后来[^，。,不]{0,10}|其实|仔细看|"
                         r"(?i:no)[,，]\s*)(?<!不)是(?:在)?[^，。,]{0,12}"
-                        r"(?:游戏|拍戏|拍电影|演练|演习|开玩笑|恶作剧|看错|误会|恐怖片|电影|打桩|放炮|烧烤|烤串|(?i:bbq|barbecue))")
+                        r"(?:(?:拍戏|拍电影|演练|演习|开玩笑|恶作剧|看错|误会|恐怖片|电影)|"
+                        # what can itself hurt someone explains only when nothing follows it
+                        r"(?:游戏|打桩|放炮|烧烤|烤串|(?i:bbq|barbecue))(?:开麦|的|呢|啊)?(?=[，。,！!？?\s]|$))")
 _TRULY = re.compile(r"真的|真有|真刀|真枪|真火")
-_REAL = re.compile(r"发现|看见有|听见|听到有|突然|真的|真有|真刀|真枪|真火|快来|救命|赶紧来|回来|看完|散场")
+_REAL = re.compile(r"看到|看见|倒在|摔下|冲走|流了?(?:好多|很多)血|没有?呼吸|叫不醒|晕倒|被压|发现|听见|听到有|突然|真的|真有|真刀|真枪|真火|快来|"
+                   r"救命|赶紧来|回来|看完|散场")
 _CLEARED_ANY = (r"现在(?:人)?(?:都|也)?(?:已经)?没事了", r"已经没事了", r"(?:通|修好|恢复)了(?:吗|没)",
                 r"危险(?:已经)?(?:解除|排除)", r"早(?:就|都)?(?:过去|处理)了",
                 r"已经处理(?:好|完)了",
-                r"(?<!不像)(?<!不是)(?<!不像是)(?<!以为)(?<!以为是)(?<!以为他)(?<!以为她)开玩笑",
+                r"(?<!不像)(?<!不是)(?<!不像是)(?<!以为)(?<!以为是)(?<!以为他)(?<!以为她)"
+                r"(?<!没)(?<!没有)(?<!没在)(?<!不)开玩笑",
                 r"恶作剧",
                 r"谎报", r"报假警", r"编造|虚构", r"(?:说|根本)没(?:有)?(?:这回事|这事)",
                 r"(?:是|都是)假的", r"哈哈(?:大)?笑", r"[，,。！!]\s*哈哈+[。！!]?$", r"乱报", r"瞎报",
-                r"现在没(?:啥|什么)事", r"(?:已经)?联系上了",
+                r"现在没(?:啥|什么)事", r"(?:已经)?联系上(?:他|她|孩子|人|家人|家里)?了",
                 r"(?:撤|撤销|撤回|取消)了?(?:这个|那个)?报警", r"报警(?:已经)?(?:撤|撤销|撤回|取消)了",
                 r"报的(?:那个|这个)?(?:撤|撤销|取消)了")
 # Said after a cue, over for that cue (a cue after them is not: "一个已经送医院了，还有人被困"), never
 # for what lasts (a person missing "已经过去三天了" is still missing).
+_BODY = frozenset({"unconscious", "medical", "fall"})
 _OVER_AFTER = re.compile(r"已经送(?:到|去)?(?:了)?医院|现场(?:也)?(?:已经)?清理(?:好|完)了|(?:处置|处理)完毕|"
                          r"现在(?:人)?(?:都|也)?已经好了|已经过去(?:了)?[一二两三四五六七八九十半几]+(?:年|个月|天)|"
-                         r"看错了|搞错了")
+                         r"看错了|我搞错了")
 # A cue said of another time (昨天, 上个月, 上次 ...) in its own clause is over, unless the clause
 # also says now; except what lasts: a person missing since yesterday is missing now. 过去 after a
 # verb is a direction, not the past: "外婆晕过去了" is now.
 _PAST = re.compile(r"(?:昨天|昨日|前天|前日|大前天|上周|上个?礼拜|上个?星期|上个?月|"
                    r"上次|上回|去年|前年|(?<!像)以前|之前(?!还好好|好好|都好好|都还好|还好)|前几天|前些天|"
-                   r"那天|那(?:事|次|回)|(?:快|都|已经)?[一两三半几]年了|当时|(?<![晕昏抽死背厥睡冲跑走跳扑看爬滚飘游飞撞])过去|曾经|出过|着过|"
+                   r"那天|那(?:事|次|回)|(?:快|都|已经)?[一两三半几]年了|当时|(?<![晕昏抽死背厥睡冲跑走跳扑看爬滚飘游飞撞我你他她赶])过去|曾经|"
+                   r"出过|着过|"
                    r"[死伤淹烧炸塌]过人|(?<![昏晕])死过(?!去)|"
                    r"[漏烧炸塌倒]过一[次回]|前[两三]天|前一阵|前段时间|昨晚|昨夜|前晚|那会儿|本月\d+日|\d+月\d+[日号]|"
                    r"\d+\s*(?:年|个月|天)前|[一二两三四五六七八九十几]+(?:年|个月|天)前)")
@@ -670,7 +686,8 @@ _PAST = re.compile(r"(?:昨天|昨日|前天|前日|大前天|上周|上个?礼�
 # missing now; a child lost "last time" was found).
 _EPISODE = re.compile(r"上次|上回|那次|那回|(?<!像)以前|去年|前年|小时候|有过[^，。,]{0,8}(?:念头|想法|倾向)")
 # An agent's note says now with 现 ("，现一楼冒黑烟", "现已…"), not with 现金 or 现场.
-_NOW = re.compile(r"(?:(?<=[，,：:])现(?![金场代象实状货钞])|现(?:已|仍|正)|现在|正在|刚才|快叫|(?:叫|打)(?:个)?(?:救护车|120)|"
+_NOW = re.compile(r"(?:再次|又(?:拿着|来了|倒)|在(?:砸|撬|砍|踹|捅)|今天|今早|今晚|(?<=[，,：:])现(?![金场代象实状货钞])|现(?:已|仍|"
+                  r"正)|现在|正在|刚才|快叫|(?:叫|打)(?:个)?(?:救护车|120)|"
                   r"刚刚|还在|马上|赶紧|快点?来|目前|此刻|这会儿)")
 # A past clause whose state the next words say goes on ("当时就倒地不起了，现在还没醒") is now.
 _STILL = re.compile(r"(?:还|仍然?|依然|至今|到现在)(?:还)?(?:没(?:有)?|未)(?:醒|找到|回来|出来|救出|脱险)|"
@@ -681,14 +698,16 @@ _TOLD_AS_DONE = frozenset({"fraud_now"})
 # A gathering announced for another day is a lead (stability_leads), not an emergency now.
 # A fight arranged for another day ("约好周六打群架") is a lead too.
 _APPOINTED = re.compile(r"约(?:好|了)?(?:要)?[^，。,]{0,8}(?:打群架|打架|干架)|约架")
-_PLANNED = re.compile(r"(?:就(?:一起|都)?去(?:堵|闹|围)|拟于|计划|打算|号召|说要|下周|下礼拜|下个月|明天|后天|到时候|周[一二三四五六日末]|"
-                      r"星期[一二三四五六日天])")
+_PLANNED = re.compile(r"(?:就(?:一起|都)?去(?:堵|闹|围)|拟于|计划|打算|号召|说要[^，。,]{0,6}去|下周|下礼拜|下个月|明天|后天|到时候|"
+                      r"(?<!今天)(?<!今天是)周[一二三四五六日末]|"
+                      r"(?<!今天)(?<!今天是)星期[一二三四五六日天])")
 # Said of every day or every evening: a chimney's smoke or a factory's smell is pollution (12345).
-_HABITUAL = re.compile(r"(?:天天|每天|每晚|每到|一到(?:晚上|夜里|傍晚)|经常|总是|老是|容易|隔三差五|常年|长期|一直在(?![响叫漏喊哭流烧着]))")
-_HABITUAL_KINDS = frozenset({"smoke", "gas", "chemical"})
+_HABITUAL = re.compile(r"(?:天天|每天|每晚|每到|一到(?:晚上|夜里|傍晚)|经常|总是|老是|容易|隔三差五|常年|长期|"
+                       r"一直在(?![响叫漏喊哭流烧着吐抽咳喘]))")
+_HABITUAL_KINDS = frozenset({"smoke"})
 # A fire lit every evening is someone burning rubbish; said of the fire's own clause only
 # ("楼道里老是有人抽烟，今天着火了" is a fire).
-_HABITUAL_IN_CLAUSE = frozenset({"fire", "medical"})
+_HABITUAL_IN_CLAUSE = frozenset({"fire", "medical", "chemical", "gas"})
 # Smoke from a chimney or a rubbish fire someone keeps is pollution (12345); fire, if said, is a
 # cue of its own.
 _ORDINARY_SOURCE = {"smoke": re.compile(r"烟囱|烟筒|烧(?:垃圾|秸秆|树叶|落叶|电线皮|轮胎|塑料)")}
@@ -701,7 +720,7 @@ _SOURCE_BEFORE = {"smoke": re.compile(r"(?:锅炉(?:房)?(?:烧煤)?|熔炉|熔�
 _ORDINARY_SOURCE_IN_CLAUSE = {"fire": re.compile(
     r"(?:垃圾|树叶|落叶|秸秆|杂草|菜筐|泡沫箱|纸箱|旧家具)[^，。,]{0,12}(?:点火|一把火)"),
     # A road jammed at rush hour is traffic, not a crowd.
-    "crowd": re.compile(r"高峰|堵车|车流|车多")}
+    "crowd": re.compile(r"^(?!.*(?:踩|挤倒|受伤)).*(?:高峰|堵车|车流|车多)")}
 # Cars parked across a road or a gate, or a road dug up, block it without any crowd; said of the
 # cue's own sentence ("面包车在出口停了三天了，把路堵了一半").
 _ORDINARY_SOURCE_IN_SENTENCE = {"crowd": re.compile(
@@ -713,7 +732,7 @@ _ORDINARY_SOURCE_IN_SENTENCE = {"crowd": re.compile(
 # An animal's own fight, wound or trap, in a sentence that names no person, is an animal matter
 # for 12345 ("流浪猫钻进发动机舱卡住了", "两条狗打架"); an animal that endangers people has
 # cues of its own (kind "animal").
-_ANIMAL = re.compile(r"猫|狗|犬|鸟|鸡|鸭|鹅|兔|鸽|羊|刺猬|松鼠")
+_ANIMAL = re.compile(r"猫|狗(?!肉)|犬|鸟|鸡(?![蛋肉汤])|鸭(?![肉脖])|鹅|兔|鸽|羊(?![肉毛绒])|刺猬|松鼠")
 _ANIMAL_ONLY_KINDS = frozenset({"catalog", "violence", "trapped", "injury", "fall", "unconscious"})
 _ANYONE = re.compile(_SOMEONE + "|" + _PEOPLE + "|我|你|咱|谁|家里|业主|居民|邻居|群众|住户|"
                      r"(?i:\b(?:i|me|my|he|she|him|her|man|woman|lady|son|daughter|child|kid|baby|"
@@ -761,19 +780,20 @@ def _clause_span(text: str, start: int, end: int) -> tuple[int, int]:
 
 def _set_aside(kind: str, text: str, start: int, end: int) -> str | None:
     left, right = _clause_span(text, start, end)
-    before = text[max(left, start - _NEGATION_WINDOW):start]
     neg = None
-    for m in _NEGATOR.finditer(before):
-        neg = m
+    for m in _NEGATOR.finditer(text, max(left, start - _NEGATION_WINDOW), end):
+        if m.start() < start:
+            neg = m
     # "没有人受伤" negates; "没人管, 有人受伤" does not (a negator of another clause never reaches).
     if neg is not None and not (_NEAR_MISS.fullmatch(neg.group(0))
                                 and _NOW.search(text, left, right)):
-        return f"negated ({before[neg.start():]}{text[start:end]})"
+        return f"negated ({text[neg.start():end]})"
     clause = text[left:right]
     risk = _RISK_AFTER.match(text, end)
     if risk:
         return f"a risk, not happening now ({text[start:end]}{risk.group(0)})"
-    cond = _CONDITION.search(clause) if kind not in _THREATS else None
+    cond = (_CONDITION.search(clause) if kind not in _THREATS and not _URGENT.search(text)
+            else None)
     if cond and cond.group(0) in _FRAME_WORDS and _REAL.search(clause):
         cond = None
     if cond:
@@ -817,7 +837,7 @@ def _set_aside(kind: str, text: str, start: int, end: int) -> str | None:
     for pattern in _CLEARED_C.get(kind, ()):
         m = pattern.search(after)
         # "一个被劝下来了，另一个还在边上": over for one, not for the other.
-        if m and not _OTHERS_STILL.search(after, m.end()):
+        if m and not _OTHERS_STILL.search(text):
             return f"over ({m.group(0)})"
     if kind in _NO_HARM_KINDS:
         m = _NO_HARM.search(text, end)
@@ -828,18 +848,19 @@ def _set_aside(kind: str, text: str, start: int, end: int) -> str | None:
                                                  if kind == "collapse" else None)
         if m:
             return f"nobody hurt or near ({m.group(0)})"
-    if kind not in _LASTING:
+    if kind not in _LASTING and kind not in _BODY:
         m = _OVER_AFTER.search(text, end)
         if m:
             return f"over ({m.group(0)})"
     for pattern in _CLEARED_ANY_C:
-        m = pattern.search(text)
+        m = pattern.search(text, end)
         if m:
             return f"over ({m.group(0)})"
     # A question or a hoax speaks of its own clause's danger, and never of one its clause says is
     # now ("邻居家着火了，是打119还是110" is a fire; "有人谎称是物业，现在在撬门" a break-in).
     now = _NOW_STRICT.search(text, left, right) or _URGENT.search(text)
-    asking = _ASKING.search(clause) if not now else None
+    asking = (_ASKING.search(clause) or (_WHICH_LINE.search(text) if _ASKED.search(text) else None)
+              if not now else None)
     if asking:
         return f"a question, not happening now ({asking.group(0)})"
     if not now and kind not in _THREATS and kind not in _LASTING:
