@@ -685,9 +685,11 @@ _PAST = re.compile(r"(?:昨天|昨日|前天|前日|大前天|上周|上个?礼�
 # Another time, told as an episode: over even for what lasts (a person missing since yesterday is
 # missing now; a child lost "last time" was found).
 _EPISODE = re.compile(r"上次|上回|那次|那回|(?<!像)以前|去年|前年|小时候|有过[^，。,]{0,8}(?:念头|想法|倾向)")
-# An agent's note says now with 现 ("，现一楼冒黑烟", "现已…"), not with 现金 or 现场.
-_NOW = re.compile(r"(?:再次|又(?:拿着|来了|倒)|在(?:砸|撬|砍|踹|捅)|今天|今早|今晚|(?<=[，,：:])现(?![金场代象实状货钞])|现(?:已|仍|"
-                  r"正)|现在|正在|刚才|快叫|(?:叫|打)(?:个)?(?:救护车|120)|"
+# Words that say now. Also today, someone back again with a weapon, an ambulance being called,
+# and an agent's 现 ("，现一楼冒黑烟", "现已…"; not 现金 or 现场).
+_NOW = re.compile(r"(?:再次|又(?:拿着|来了|倒)|在(?:砸|撬|砍|踹|捅)|今天|今早|今晚|"
+                  r"(?<=[，,：:])现(?![金场代象实状货钞])|现(?:已|仍|正)|"
+                  r"现在|正在|刚才|快叫|(?:叫|打)(?:个)?(?:救护车|120)|"
                   r"刚刚|还在|马上|赶紧|快点?来|目前|此刻|这会儿)")
 # A past clause whose state the next words say goes on ("当时就倒地不起了，现在还没醒") is now.
 _STILL = re.compile(r"(?:还|仍然?|依然|至今|到现在)(?:还)?(?:没(?:有)?|未)(?:醒|找到|回来|出来|救出|脱险)|"
