@@ -782,13 +782,14 @@ def _clause_span(text: str, start: int, end: int) -> tuple[int, int]:
 
 def _set_aside(kind: str, text: str, start: int, end: int) -> str | None:
     left, right = _clause_span(text, start, end)
+    said_now = _NOW.search(text, left, right)
     neg = None
     for m in _NEGATOR.finditer(text, max(left, start - _NEGATION_WINDOW), end):
         if m.start() < start:
             neg = m
     # "没有人受伤" negates; "没人管, 有人受伤" does not (a negator of another clause never reaches).
     if neg is not None and not (_NEAR_MISS.fullmatch(neg.group(0))
-                                and _NOW.search(text, left, right)):
+                                and said_now):
         return f"negated ({text[neg.start():end]})"
     clause = text[left:right]
     risk = _RISK_AFTER.match(text, end)
@@ -801,15 +802,15 @@ def _set_aside(kind: str, text: str, start: int, end: int) -> str | None:
     if cond:
         return f"not happening now ({cond.group(0)})"
     past = _PAST.search(clause)
-    if (past and kind not in _LASTING and not _NOW.search(text, left, right)
+    if (past and kind not in _LASTING and not said_now
             and not _STILL.search(text, right, right + _STILL_REACH)):
         return f"in the past ({past.group(0)})"
     episode = _EPISODE.search(clause)
-    if episode and not _NOW.search(text, left, right):
+    if episode and not said_now:
         return f"another time, over ({episode.group(0)})"
     planned = (_PLANNED.search(text) if kind == "crowd"
                or kind == "violence" and _APPOINTED.search(clause) else None)
-    if planned and not _NOW.search(text, left, right):
+    if planned and not said_now:
         return f"planned, not happening now ({planned.group(0)})"
     begin = 0
     for m in _SENTENCE.finditer(text, 0, start):
@@ -830,7 +831,7 @@ def _set_aside(kind: str, text: str, start: int, end: int) -> str | None:
     if source:
         return f"its ordinary source, not an emergency now ({source.group(0)})"
     habit = (_HABITUAL.search(text)
-             if kind in _HABITUAL_KINDS and not _NOW.search(text, left, right)
+             if kind in _HABITUAL_KINDS and not said_now
              else _HABITUAL.search(clause) if kind in _HABITUAL_IN_CLAUSE else None)
     if habit:
         return f"a standing nuisance, not an emergency now ({habit.group(0)})"
@@ -880,7 +881,7 @@ def _set_aside(kind: str, text: str, start: int, end: int) -> str | None:
         for pattern in _FRAMES_C:
             m = pattern.search(text)
             # A frame in another clause does not reach a cue its own clause says is now.
-            if m and (left <= m.start() < right or not _NOW.search(text, left, right)):
+            if m and (left <= m.start() < right or not said_now):
                 return f"a look-alike, not real ({m.group(0)})"
     return None
 
