@@ -531,9 +531,14 @@ def test_the_emergency_judgement_handles_negation_conditions_and_what_is_over(te
 # real world, a habit against today, plans, time words inside phrases, a mistake corrected); and
 # a supervisor's week of logs (200: a cave flooding, an avalanche, a diver surfacing with blood,
 # a lift stuck with a heart patient, a bully's threat from a school toilet...).
+# And plain emergencies written by a reviewer who had read the set-aside rules, each told with
+# one rule's words (a turn after the calming words, a question asked while it happens, one of
+# several still trapped, a place named like a condition...): the 124 of 171 that what an agent
+# gets calls emergencies on 2026-12-05, kept so that no rule grows back over them (the other 47
+# are in that day's note on issue 17).
 INCIDENTS = tuple(ROOT / "tests" / "data" / f"incidents-{name}.tsv"
                   for name in ("110", "medical-rescue", "12345-complaints", "voices",
-                               "time-and-negation", "a-week"))
+                               "time-and-negation", "a-week", "set-aside-words"))
 # Harmless near-misses the judgement calls emergencies on purpose: a child who swallowed a pill is
 # for an agent to judge, not for a list of harmless pills; domestic violence heard of in a named
 # compound is for the police to look into; a swindler's story of a son arrested in a fight is

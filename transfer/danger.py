@@ -118,6 +118,10 @@ CUES: dict[str, tuple[str, ...]] = {
              r"坠楼",
              r"坠落",
              _SOMEONE + _GAP + r"{0,6}(?:掉|摔|跌)下(?:来|去)",
+             # Fallen from a height, the person named before it ("从两米多高的架子上掉下来").
+             r"(?:" + _SOMEONE + r"|师傅|爸|妈|爷|奶|姥|公|婆|儿子|女儿|我)[^，。,]{0,2}"
+             r"从[^，。,]{0,12}(?:架|梯|楼|顶|台|树|墙|上)[^，。,]{0,2}"
+             r"(?:掉|摔|跌|坠)(?:了)?下(?:来|去)",
              r"(?:楼顶|天台|楼顶边|窗台|桥上|栏杆外|护栏外).{0,8}(?:边|(?<!基)站|坐|爬)",
              r"(?<![猫狗鸟])(?:站|坐|爬)(?:在|到).{0,6}(?:楼顶|天台|窗台|栏杆外|桥栏)", r"跳下(?:来|去)",
              r"(?<![猫狗鸟])爬(?:到|上)[^，。,]{0,8}(?:塔吊|楼顶|天台|顶上|桥上|高处|脚手架)",
@@ -192,7 +196,8 @@ CUES: dict[str, tuple[str, ...]] = {
                r"(?:胳膊|手|腿|头|脸|身上|脖子)[^，。,]{0,6}(?:开了|划了|割了|拉了)(?:一道|一个|个)(?:大)?口子"),
     # A meter, card or machine that does not respond is a supply matter ("插上表没反应"); a phone
     # nobody answers (打手机没反应) is not.
-    "unconscious": (r"叫不(?:太)?醒", r"昏昏沉沉", r"(?:人|他|她)[^，。,]{0,2}不动了", r"(?:马路|路)(?:当中|中间|上)躺着",
+    "unconscious": (r"叫不(?:太)?醒", r"(?:没|没有|失去)(?:了)?知觉",
+                    r"昏昏沉沉", r"(?:人|他|她)[^，。,]{0,2}不动了", r"(?:马路|路)(?:当中|中间|上)躺着",
                     r"倒了[^。]{0,6}不说话", r"倒了[^。]{0,4}(?:不动|没动静)",
                     r"(?:零下|冻得)[^。]{0,12}(?:睡|躺|趴)(?:着|在)",
                     r"(?:醉汉|醉鬼|喝醉的|喝多的)[^。]{0,6}(?:躺|趴|睡)(?:在)?(?:路边|地上|马路)", r"昏迷",
@@ -363,6 +368,9 @@ CUES: dict[str, tuple[str, ...]] = {
                  r"倒了一半", r"桥墩[^，。,]{0,6}(?:裂|断|塌|歪|倾斜)",
                  r"(?:天花板|楼板|屋顶|房顶|墙)[^。]{0,14}(?:掉渣|咔咔|嘎吱)",
                  r"(?:在)?(?:空中|半空)(?:乱)?(?:甩|飞|晃)", r"往下沉",
+                 # A sinkhole opening now, not paving that has settled over months.
+                 r"(?:突然|一下子|猛地|裂开)[^，。,]{0,6}(?:沉|陷|塌)(?:下去|了)",
+                 r"塌陷[^。]{0,10}(?:掉|栽|陷|埋)进",
                  r"裂缝(?:能)?(?:伸|塞)进(?:手|拳头)", r"(?:屋顶|房顶)[^，。,]{0,6}(?:掀开|掀了|掀翻|刮跑)",
                  r"(?:把|将)[^，。,]{0,10}(?:墙|房)[^，。,]{0,2}(?:推倒|冲倒|冲垮|压塌)", r"滑土",
                  r"(?:裂|塌|断)[^。]{0,12}(?:车|人)还在(?:走|过|开)", r"摇摇欲坠",
@@ -628,14 +636,27 @@ _HOAX = re.compile(r"谎称|(?:核实|查实)[^。]{0,8}(?:无此事|不属实|�
                    r"玩)|瞎说的|(?:乱|瞎)打的(?:电话)?|"
                    r"看看[^。]{0,10}(?:来不来|快不快)")
 _HOAX_SPARED = frozenset({"fraud_now", "fraud_ongoing"})
-_OTHERS_STILL = re.compile(r"另一个|还有(?:一个|人|个)|还在(?:上面|边上|楼顶|那|里面|屋里|家里|河|水里|车里)|人还在")
+_OTHERS_STILL = re.compile(r"另一个|还有(?:一个|人|个|[两三四五六七八九十几仨俩]个?(?:人|没))|"
+                           r"还在(?:上面|边上|楼顶|那|里面|屋里|家里|河|水里|车里|冒|烧)|人还在|"
+                           r"还(?:压|埋|困|卡)着|(?:一个|也)还没(?:出来|上来|看见|找到)")
+# What a violent person did to someone: their running off leaves the one they hurt; running on
+# towards others ("往菜市场去了") is not over.
+_HURT_OR_AT_LARGE = re.compile(r"(?<![没未无])(?:捅|砍(?:伤|了)|刺(?:伤|了)|流(?:了)?(?:好多|很多|一地)?血|"
+                               r"打(?:伤|倒|晕)|倒在|躺在)|往[^，。,]{0,6}(?:去|跑)(?:了)?")
+_FLED = re.compile(r"走|跑")
+# After a condition that is a noun, a place ("保险公司理赔大厅", "培训楼", "考驾照的路上") says
+# where the danger is, not that it is supposed.
+_PLACE_AFTER = re.compile(r"(?:的)?(?:公司|大厅|楼|中心|路上|门口|教室|考场|窗口)")
+_SUPPOSING = re.compile(r"如果|万一|假如|要是|一旦|以为|担心|假设|以防|防止|预防|避免|迟早|早晚|的话|真|先打|if|"
+                        r"转发|说|传")
 # Words that call for help now, whatever else the text asks; and "now" without 刚才, which in
 # "我刚才说桥上有人打架，其实没有" is the time of the false report.
 _URGENT = re.compile(r"快来|赶紧来|快点来|救命|救救|快救|不是(?:开)?玩笑|没(?:有)?开玩笑|不是恶作剧|是真的(?![吗么嘛])")
-# Which number to ring, when the caller says it is a question ("要是…该打110还是12345", "想问一下…"):
-# "有人被车撞了该打110还是120" is a crash.
+# Which number to ring, of a case the caller supposes ("要是…该打110还是12345"): "有人被车撞了该打
+# 110还是120" is a crash, and so is "请问一下，我家老人摔倒起不来了，打120还是110" (asked politely
+# while it happens).
 _WHICH_LINE = re.compile(r"(?:是|该|应该)?(?:先)?打(?:你们)?(?:12345|110|119|120)还是|打哪个电话|该打哪个")
-_ASKED = re.compile(r"要是|如果|万一|假如|遇到|想问|请问|咨询")
+_ASKED = re.compile(r"要是|如果|万一|假如|遇到")
 # Hearsay followed by a question ("听说高速上出了车祸，想问问能不能通行") is a question.
 _HEARSAY_ASKING = re.compile(r"(?:听说|据说|有人说)[^。]{0,30}(?:想问|问问)")
 _NOW_STRICT = re.compile(r"现在|正在|还在|马上|目前|此刻|这会儿|现(?:已|仍|正)")
@@ -741,6 +762,14 @@ _ANYONE = re.compile(_SOMEONE + "|" + _PEOPLE + "|我|你|咱|谁|家里|业主|
                      r"friend|"
                      r"people|someone|person)\b)")
 _SENTENCE = re.compile(r"[。！？!?\n]")
+# What, after the turn, says the danger goes on.
+_GOES_ON = re.compile(r"还在|仍在|仍然|依然|依旧|现在(?:还|又|正|人|已经|头|疼|喘|浑身)|又(?:开始|在|冒|着|疼|犯|跑|回)|"
+                      r"一直(?:在|喊|冒|疼|吐|流)|都在|越来越|还(?:是)?(?:很|特别)|马上|快(?:要|不行|来)|"
+                      r"真(?:的)?有|沉下去|出不去|还没(?:出来|上来|找到|醒|灭)|卡在|压在|"
+                      r"已经(?:沉|不行|昏|晕|倒|没气|没呼吸)")
+_ASKING_ANY = re.compile(r"想问|问问|请问|咨询|进度")
+# A turn from what calms or explains to what is so now.
+_TURN = re.compile(r"但是|可是|不过|然而|结果|(?<![不宁])却|但(?![愿凡])|(?<![不许认])可(?![能以爱惜怜乐口是靠])")
 _CLAUSE = re.compile(r"[，。！？；,.!?;、\n]|但是|可是|不过|结果|然后")
 
 _COMPILED = {kind: tuple(re.compile(p) for p in pats) for kind, pats in CUES.items()}
@@ -799,6 +828,9 @@ def _set_aside(kind: str, text: str, start: int, end: int) -> str | None:
             else None)
     if cond and cond.group(0) in _FRAME_WORDS and _REAL.search(clause):
         cond = None
+    if (cond and not _SUPPOSING.search(cond.group(0))
+            and _PLACE_AFTER.match(text, left + cond.end())):
+        cond = None
     if cond:
         return f"not happening now ({cond.group(0)})"
     past = _PAST.search(clause)
@@ -840,7 +872,9 @@ def _set_aside(kind: str, text: str, start: int, end: int) -> str | None:
     for pattern in _CLEARED_C.get(kind, ()):
         m = pattern.search(after)
         # "一个被劝下来了，另一个还在边上": over for one, not for the other.
-        if m and not _OTHERS_STILL.search(text):
+        if (m and not _OTHERS_STILL.search(text)
+                and not (kind == "violence" and _FLED.search(m.group(0))
+                         and _HURT_OR_AT_LARGE.search(text))):
             return f"over ({m.group(0)})"
     if kind in _NO_HARM_KINDS:
         m = _NO_HARM.search(text, end)
@@ -849,11 +883,11 @@ def _set_aside(kind: str, text: str, start: int, end: int) -> str | None:
     if kind in _NOBODY_HURT_KINDS:
         m = _NOBODY_HURT.search(text, end) or (_NOBODY_NEAR.search(text, end)
                                                  if kind == "collapse" else None)
-        if m:
+        if m and not _OTHERS_STILL.search(text, m.end()):
             return f"nobody hurt or near ({m.group(0)})"
     if kind not in _LASTING and kind not in _BODY:
         m = _OVER_AFTER.search(text, end)
-        if m:
+        if m and not _OTHERS_STILL.search(text, m.end()):
             return f"over ({m.group(0)})"
     for pattern in _CLEARED_ANY_C:
         m = pattern.search(text, end)
@@ -914,5 +948,24 @@ def judge(text: str | None, extra: tuple[str, ...] = (),
         last_end = end
         cues.append(Cue(kind, text[start:end], _set_aside(kind, text, start, end)))
     calm = _CALM.search(text)
+    if not any(c.set_aside is None for c in cues):
+        # "A, but B": what the caller says after the turn stands on its own, whatever A said to
+        # calm or to explain ("燃气公司查过了说没事，可我妈现在头晕想吐", "原来是拍视频的，可那人
+        # 现在脚滑挂在边上了"). Only a danger is taken from it: the turn never calms what came
+        # before it.
+        turn = _TURN.search(text)
+        if turn is not None:
+            after = judge(text[turn.end():], extra, extra_words)
+            if after.emergency:
+                return Danger(True, tuple(c for c in cues if text.find(c.text) < turn.start())
+                              + after.cues, calm.group(0) if calm else None)
+            # "…已经堵上了，可周围的人都在咳嗽": the danger set aside before the turn goes on.
+            on = _GOES_ON.search(text, turn.end())
+            if (on is not None and not _CALM.search(text, turn.end())
+                    and not _ASKING_ANY.search(text, turn.end())):
+                cues = [Cue(c.kind, c.text, None) if text.find(c.text) < turn.start() else c
+                        for c in cues]
+                if cues:
+                    return Danger(True, tuple(cues), calm.group(0) if calm else None)
     return Danger(any(c.set_aside is None for c in cues), tuple(cues),
                   calm.group(0) if calm else None)
