@@ -533,12 +533,15 @@ def test_the_emergency_judgement_handles_negation_conditions_and_what_is_over(te
 # a lift stuck with a heart patient, a bully's threat from a school toilet...).
 # And plain emergencies written by a reviewer who had read the set-aside rules, each told with
 # one rule's words (a turn after the calming words, a question asked while it happens, one of
-# several still trapped, a place named like a condition...): the 124 of 171 that what an agent
-# gets calls emergencies on 2026-12-05, kept so that no rule grows back over them (the other 47
-# are in that day's note on issue 17).
+# several still trapped, a place named like a condition...): the 155 of 171 that what an agent
+# gets calls emergencies on 2026-12-05, kept so that no rule grows back over them (the other 16
+# are in that day's note on issue 17); and the near-misses a second reviewer wrote against the
+# rules that came of them (a repair still awaited after a turn, "没事就是…", "不是又…", a fire
+# feared "迟早", "这次来是补办…"): the 149 of 176 that set off no cue, and 35 emergencies.
 INCIDENTS = tuple(ROOT / "tests" / "data" / f"incidents-{name}.tsv"
                   for name in ("110", "medical-rescue", "12345-complaints", "voices",
-                               "time-and-negation", "a-week", "set-aside-words"))
+                               "time-and-negation", "a-week", "set-aside-words",
+                               "set-aside-near-misses"))
 # Harmless near-misses the judgement calls emergencies on purpose: a child who swallowed a pill is
 # for an agent to judge, not for a list of harmless pills; domestic violence heard of in a named
 # compound is for the police to look into; a swindler's story of a son arrested in a fight is

@@ -63,7 +63,8 @@ CUES: dict[str, tuple[str, ...]] = {
             r"气罐[^，。,]{0,4}(?:滋滋|嘶嘶|响|漏)",
             r"(?:一屋子|满屋子?|屋里|整个屋)(?:都是)?(?:气味|煤气|燃气|天然气)",
             r"关了还有味", r"味(?:道)?(?:还是|还|却)?越来越(?:大|浓|重|冲)"),
-    "chemical": (r"(?:氯气|氨气|硫化氢|有毒气体)", r"多人[^。]{0,4}(?:咳嗽|流泪|头晕|呕吐)",
+    "chemical": (r"(?:全家|一家人|家里人都|我们都)[^，。,]{0,6}(?:头晕|头疼|头痛|想吐|恶心|站不稳)",
+                 r"(?:氯气|氨气|硫化氢|有毒气体)", r"多人[^。]{0,4}(?:咳嗽|流泪|头晕|呕吐)",
                  r"(?:鱼|虾)[^。]{0,6}(?:翻白|死了一片|漂)[^。]{0,20}(?:取水口|水源|自来水|水厂)",
                  r"(?:取水口|水源|水厂)[^。]{0,20}(?:倒|排|投)[^。]{0,6}(?:东西|毒|药)",
                  r"罐车[^，。,]{0,4}漏了?[，,]?[^。]{0,4}(?:味|气|烟|冒)", r"危化品[^。]{0,10}(?:泄|漏|洒|翻|冒|着火|爆)",
@@ -532,8 +533,14 @@ _NEGATOR = re.compile(r"(?:差点|差一点|险些|好险|没有(?!人要|人管
                       r"算不上|"
                       r"不算|不太(?!舒服|对劲|清醒|好)|不怎么|并不)")
 _NEGATION_WINDOW = 6
+_TODAY = re.compile(r"今天|今早|今晚|刚才|刚刚")
+_THIS_REPORT = re.compile(r"此次|这次|这回")
 _SINCE_THEN = re.compile(r"突然|这次|这回|今天|今早|刚才|刚刚|现在")
-_NEGATION_ENDS = re.compile(r"了|就|仍|还|又|才")
+_NEGATION_ENDS = re.compile(r"了|仍")
+# "没事就是…", "没大碍了就是…": all is well, the words after it are how little happened.
+_CALM_NEGATION = re.compile(r"(?:没|没有)(?:啥|什么)?(?:大)?(?:事|碍)")
+# A negator that is a plea, not a denial: "这不是演习", "别挂".
+_PLEA = re.compile(r"不是演(?:习|练)(?!.{0,3}那种)|别挂")
 # A near miss did not happen, unless it just did: "刚才差点撞到行人" says the danger is live.
 _NEAR_MISS = re.compile(r"差点|差一点|险些|好险")
 # What puts a cue in a condition or a general question, not the present: 万一着火怎么办.
@@ -648,23 +655,25 @@ _OTHERS_STILL = re.compile(r"另一个|还有(?:一个|人|个|[两三四五六�
 # What a violent person did to someone: their running off leaves the one they hurt; running on
 # towards others ("往菜市场去了") is not over.
 _HURT_OR_AT_LARGE = re.compile(r"(?<![没未无])(?:捅|砍(?:伤|了)|刺(?:伤|了)|流(?:了)?(?:好多|很多|一地)?血|"
-                               r"打(?:伤|倒|晕)|倒在|躺在)|往[^，。,]{0,6}(?:去|跑)(?:了)?")
+                               r"打(?:伤|倒|晕)|倒在|躺在)|(?:拿着|持)(?:刀|菜刀|砍刀|棍|枪)")
 _FLED = re.compile(r"走|跑|过去")
-_STILL_GOING = re.compile(r"又(?:开始|在|冒|着|疼|犯|跑|回|不见)|还在(?:冒|烧|流|漏|刮|往|打|砍|追)|"
-                          r"一直在(?:冒|流|漏)|越来越(?:大|多|重|浓|近|严重|厉害)|仍在|"
+_STILL_GOING = re.compile(r"又(?:开始)?(?:冒|着|疼得|犯病|跑回|不见)|还在(?:冒|烧|流血|漏|刮|砍|追)|"
+                          r"还在打(?:人|架|他|她|我)|一直在(?:冒|流血|漏)|火越来越大|(?<!油)烟越来越(?:大|浓)|仍在(?:冒|烧|漏|流血)|"
                           r"还没(?:出来|上来|醒|灭)|还(?:压|埋|困|卡)着")
 # After a condition that is a noun, a place ("保险公司理赔大厅", "培训楼", "考驾照的路上") says
 # where the danger is, not that it is supposed.
+_CLAIM = re.compile(r"赔|补助|补贴|报销|材料|医药费|病历|慰问|说")
 _PLACE_AFTER = re.compile(r"(?:的)?(?:公司|大厅|楼|中心|路上|门口|教室|考场|窗口)")
-_BESIDE = re.compile(r"(?:旁边|隔壁|边上|对面)的")
-_SPREAD = re.compile(r"着到|烧到|蔓延|引燃|引着|窜到|烧过来|火很大|火太大|火越来越大|浓烟滚滚")
-_HELP_COMING = re.compile(r"来人|到了没|叫了没|派人|要不要撤|救护车|消防车|来不来")
+_BESIDE = re.compile(r"(?:旁边|隔壁|边上|对面)的(?:仓库|厂房|房子|车间|库房|车库|民房|堆场|加油站)")
+_SPREAD = re.compile(r"着到|烧到(?!了?(?:我家|家里))|引燃|引着|烧过来|火很大|火太大|火越来越大")
+_HELP_COMING = re.compile(r"来人了没|(?:消防车|救护车|你们)(?:到了|来了|叫了)没|叫了没有|我们[^，。,]{0,4}要不要撤")
+_GOING_ON_NOW = re.compile(r"(?<![有])在(?!意|乎)|正在|一直|躺着|着火|呲呲")
 _LOOKS_AHEAD = re.compile(r"如果|万一|假如|要是|一旦|担心|迟早|早晚|以防|防止|预防|避免")
 _SUPPOSING = re.compile(r"如果|万一|假如|要是|一旦|以为|担心|假设|以防|防止|预防|避免|迟早|早晚|的话|真|先打|if|"
                         r"转发|说|传")
 # Words that call for help now, whatever else the text asks; and "now" without 刚才, which in
 # "我刚才说桥上有人打架，其实没有" is the time of the false report.
-_URGENT = re.compile(r"快来|赶紧来|快点来|救命|救救|快救|不是(?:开)?玩笑|不是演(?:习|练)|别挂|"
+_URGENT = re.compile(r"快来|赶紧来|快点来|救命|救救|快救|不是(?:开)?玩笑|不是演(?:习|练)|"
                      r"谁(?:跟你)?(?:开|闹)玩笑|赶紧疏散|快派|没(?:有)?开玩笑|不是恶作剧|是真的(?![吗么嘛])")
 # Which number to ring, of a case the caller supposes ("要是…该打110还是12345"): "有人被车撞了该打
 # 110还是120" is a crash, and so is "请问一下，我家老人摔倒起不来了，打120还是110" (asked politely
@@ -725,7 +734,9 @@ _PAST = re.compile(r"(?:昨天|昨日|前天|前日|大前天|上周|上个?礼�
 _EPISODE = re.compile(r"上次|上回|那次|那回|(?<!像)以前|去年|前年|小时候|有过[^，。,]{0,8}(?:念头|想法|倾向)")
 # Words that say now. Also today, someone back again with a weapon, an ambulance being called,
 # and an agent's 现 ("，现一楼冒黑烟", "现已…"; not 现金 or 现场).
-_NOW = re.compile(r"(?:再次|这次|这回|又(?:拿着|来了|倒|在|不见|喝|犯|跑回)|在(?:砸|撬|砍|踹|捅)|今天|今早|今晚|"
+_NOW = re.compile(r"(?:再次|这(?:次|回)(?:又|疼|真)|"
+                  r"又(?:拿着|来了|倒|在(?:阳台|楼顶|窗)|不见|喝了?(?:农)?药|跑回)|"
+                  r"在(?:砸|撬|砍|踹|捅)|今天|今早|今晚|"
                   r"(?<=[，,：:])现(?![金场代象实状货钞])|现(?:已|仍|正)|"
                   r"现在|正在|刚才|快叫|(?:叫|打)(?:个)?(?:救护车|120)|"
                   r"刚刚|还在|马上|赶紧|快点?来|目前|此刻|这会儿)")
@@ -748,43 +759,51 @@ _HABITUAL_KINDS = frozenset({"smoke"})
 # A fire lit every evening is someone burning rubbish; said of the fire's own clause only
 # ("楼道里老是有人抽烟，今天着火了" is a fire).
 _HABITUAL_IN_CLAUSE = frozenset({"fire", "medical", "chemical", "gas"})
-# Smoke from a chimney or a rubbish fire someone keeps is pollution (12345); fire, if said, is a
-# cue of its own.
-_ORDINARY_SOURCE = {"smoke": re.compile(r"烟囱|烟筒|烧(?:垃圾|秸秆|树叶|落叶|电线皮|轮胎|塑料)")}
-# Smoke a boiler, a furnace or a grill makes, said just before it ("锅炉房烧煤冒黑烟"); a fire in
-# the boiler room is a cue of its own.
-_SOURCE_BEFORE = {"smoke": re.compile(r"(?:锅炉(?:房)?(?:烧煤)?|熔炉|熔铝|烧煤|焚烧[^，。,]{0,10}|烤串|烧烤|熏(?:腊)?肉)"
-                                      r"(?:在|正在|一直)?$")}
-# Rubbish set alight on purpose is burning rubbish; said of the fire's own clause only ("垃圾堆点火
-# 烧，现在烧到房子了" is a fire by its next cue).
-_ORDINARY_SOURCE_IN_CLAUSE = {"fire": re.compile(
-    r"(?:垃圾|树叶|落叶|秸秆|杂草|菜筐|泡沫箱|纸箱|旧家具)[^，。,]{0,12}(?:点火|一把火)"),
+# What ordinarily makes a cue's smoke, fire, crowd, blockage or bang, and where it must be said to
+# count (kind, scope, pattern): the whole text, the cue's clause or sentence, or just before it.
+_ORDINARY_SOURCES: tuple[tuple[str, str, re.Pattern], ...] = (
+    # Smoke from a chimney or a rubbish fire someone keeps is pollution (12345); fire, if said, is
+    # a cue of its own.
+    ("smoke", "text", re.compile(r"烟囱|烟筒|烧(?:垃圾|秸秆|树叶|落叶|电线皮|轮胎|塑料)")),
+    # Rubbish set alight on purpose is burning rubbish; said of the fire's own clause only
+    # ("垃圾堆点火烧，现在烧到房子了" is a fire by its next cue).
+    ("fire", "clause", re.compile(
+        r"(?:垃圾|树叶|落叶|秸秆|杂草|菜筐|泡沫箱|纸箱|旧家具)[^，。,]{0,12}(?:点火|一把火)")),
     # A road jammed at rush hour is traffic, not a crowd.
-    "crowd": re.compile(r"^(?!.*(?:踩|挤倒|受伤)).*(?:高峰|堵车|车流|车多)")}
-# Cars parked across a road or a gate, or a road dug up, block it without any crowd; said of the
-# cue's own sentence ("面包车在出口停了三天了，把路堵了一半").
-_ORDINARY_SOURCE_IN_SENTENCE = {"crowd": re.compile(
-    r"车(?:把|给)|(?:有车|车)乱停|停满了?车|挖(?:路|断)|车[^，。,]{0,6}停了[^，。,]{0,4}(?:天|小时|个钟)"),
+    ("crowd", "clause", re.compile(r"^(?!.*(?:踩|挤倒|受伤)).*(?:高峰|堵车|车流|车多)")),
+    # Cars parked across a road or a gate, or a road dug up, block it without any crowd
+    # ("面包车在出口停了三天了，把路堵了一半").
+    ("crowd", "sentence", re.compile(
+        r"车(?:把|给)|(?:有车|车)乱停|停满了?车|挖(?:路|断)|车[^，。,]{0,6}停了[^，。,]{0,4}(?:天|小时|个钟)")),
     # A road dug up or blocked keeps people in without trapping them.
-    "trapped": re.compile(r"挖断|(?:挖|堵)(?:了|住)?(?:路|门口)|绕来绕去"),
+    ("trapped", "sentence", re.compile(r"挖断|(?:挖|堵)(?:了|住)?(?:路|门口)|绕来绕去")),
     # A bang the caller explains ("那一声巨响是工地在爆破"); "烟花厂爆炸了" explains nothing.
-    "explosion": re.compile(r"(?<!不)是[^，。,]{0,8}(?:爆破|放炮|打桩)")}
+    ("explosion", "sentence", re.compile(r"(?<!不)是[^，。,]{0,8}(?:爆破|放炮|打桩)")),
+    # Smoke a boiler, a furnace or a grill makes, said just before it ("锅炉房烧煤冒黑烟"); a
+    # fire in the boiler room is a cue of its own.
+    ("smoke", "before", re.compile(
+        r"(?:锅炉(?:房)?(?:烧煤)?|熔炉|熔铝|烧煤|焚烧[^，。,]{0,10}|烤串|烧烤|熏(?:腊)?肉)(?:在|正在|一直)?$")),
+)
+_SOURCE_KINDS = frozenset(kind for kind, _, _ in _ORDINARY_SOURCES)
 # An animal's own fight, wound or trap, in a sentence that names no person, is an animal matter
 # for 12345 ("流浪猫钻进发动机舱卡住了", "两条狗打架"); an animal that endangers people has
 # cues of its own (kind "animal").
 _ANIMAL = re.compile(r"猫|狗(?!肉)|犬|鸟|鸡(?![蛋肉汤])|鸭(?![肉脖])|鹅|兔|鸽|羊(?![肉毛绒])|刺猬|松鼠")
 _ANIMAL_ONLY_KINDS = frozenset({"catalog", "violence", "trapped", "injury", "fall", "unconscious"})
-_ANYONE = re.compile(_SOMEONE + "|" + _PEOPLE + "|我|你|咱|谁|家里|业主|居民|邻居|群众|住户|小哥|大姐|大哥|"
-                     r"老汉|大嫂|师傅|快递员|外卖员|"
+_ANYONE = re.compile(_SOMEONE + "|" + _PEOPLE + "|我|你|咱|谁|家里|业主|居民|邻居|群众|住户|"
                      r"(?i:\b(?:i|me|my|he|she|him|her|man|woman|lady|son|daughter|child|kid|baby|"
                      r"friend|"
                      r"people|someone|person)\b)")
 _SENTENCE = re.compile(r"[。！？!?\n]")
 # What, after the turn, says the danger goes on.
-_GOES_ON = re.compile(r"还在|仍在|仍然|依然|依旧|现在(?:还|又|正|人|已经|头|疼|喘|浑身)|又(?:开始|在|冒|着|疼|犯|跑|回)|"
-                      r"一直(?:在|喊|冒|疼|吐|流)|都在|越来越|还(?:是)?(?:很|特别)|马上|快(?:要|不行|来)|"
-                      r"真(?:的)?有|沉下去|出不去|还没(?:出来|上来|找到|醒|灭)|卡在|压在|"
-                      r"已经(?:沉|不行|昏|晕|倒|没气|没呼吸)")
+_GOES_ON = re.compile(r"头晕|想吐|吐了|咳嗽|流眼泪|喘不|呛得|烫起|起(?:了)?(?:一大片)?泡|流血|出血|"
+                      r"疼得(?:满头|打滚|受不了|直)|晕(?:倒|过去)|抽搐|没(?:了)?(?:气|反应|呼吸)|不动了|"
+                      r"卡在(?:铁轨|路中间|里面)|压在(?:了)?(?:高压线|人|底下)|沉下去|出不去|火车快来|"
+                      r"往这边(?:开|冲|来)|(?:马上|快)(?:就)?放学|还在(?:冒|烧|漏|咬|追|砍|往下掉|小区里转)|"
+                      r"味道还是很冲|还没(?:出来|上来|醒|灭)")
+# The set-aside reasons a turn can undo: said to be over or harmless, never a negation, a past, a
+# question, a hoax or an ordinary source.
+_OVER_REASONS = ("over", "no harm", "nobody hurt", "a look-alike, explained")
 _ASKING_ANY = re.compile(r"想问|问问|请问|咨询|进度")
 # A turn from what calms or explains to what is so now.
 _TURN = re.compile(r"但是|可是|不过|然而|结果|(?<![不宁])却|但(?![愿凡])|(?<![不许认])可(?![能以爱惜怜乐口是靠])")
@@ -837,6 +856,20 @@ def _goes_on(text: str, start: int, over: re.Match) -> bool:
                 or _STILL_GOING.search(text, over.end()))
 
 
+def _ordinary_source(kind: str, text: str, scopes: dict[str, tuple[int, int]]) -> str | None:
+    """The words of the cue's ordinary source, if its scope says one; not if the source is beside
+    the thing burning ("烟囱旁边的仓库冒黑烟") or its fire is out of hand ("烧秸秆着到林子边上了")."""
+    for source_kind, scope, pattern in _ORDINARY_SOURCES:
+        if source_kind != kind:
+            continue
+        begin, stop = scopes[scope]
+        # Searched in the scope's own words: its patterns anchor at the scope's ends (^, $).
+        m = pattern.search(text[begin:stop])
+        if m and not _BESIDE.match(text, begin + m.end()) and not _SPREAD.search(text):
+            return m.group(0)
+    return None
+
+
 def _set_aside(kind: str, text: str, start: int, end: int) -> str | None:
     left, right = _clause_span(text, start, end)
     said_now = _NOW.search(text, left, right)
@@ -845,8 +878,10 @@ def _set_aside(kind: str, text: str, start: int, end: int) -> str | None:
         if m.start() < start:
             neg = m
     # "没电了人走丢了", "还没进门就晕倒", "至今未醒仍昏迷": the negation ends before the cue.
-    if neg is not None and (_NEGATION_ENDS.search(text, neg.end(), start)
-                            or _URGENT.match(text, neg.start())):
+    if neg is not None and not _CALM_NEGATION.match(text, neg.start()) and (
+            _NEGATION_ENDS.search(text, neg.end(), start)
+            or text.endswith("还", 0, neg.start()) and "就" in text[neg.end():start]
+            or _PLEA.match(text, neg.start())):
         neg = None
     # "没有人受伤" negates; "没人管, 有人受伤" does not (a negator of another clause never reaches).
     if neg is not None and not (_NEAR_MISS.fullmatch(neg.group(0))
@@ -861,16 +896,19 @@ def _set_aside(kind: str, text: str, start: int, end: int) -> str | None:
     if cond and cond.group(0) in _FRAME_WORDS and _REAL.search(clause):
         cond = None
     if (cond and not _SUPPOSING.search(cond.group(0))
-            and _PLACE_AFTER.match(text, left + cond.end())):
+            and _PLACE_AFTER.match(text, left + cond.end()) and not _CLAIM.search(text)):
         cond = None
     # "他一直在流血，如果不赶快止血就不行了", "煤气罐在漏气，我担心会爆炸": what is feared comes
     # after the condition; the danger told before it is so.
-    if cond and left + cond.start() >= end and _LOOKS_AHEAD.match(cond.group(0)):
+    if (cond and left + cond.start() >= end and _LOOKS_AHEAD.match(cond.group(0))
+            and _GOING_ON_NOW.search(text, left, end)
+            and not text.startswith("的事", left + cond.end())):
         cond = None
     if cond:
         return f"not happening now ({cond.group(0)})"
     past = _PAST.search(clause)
-    if past and _SINCE_THEN.search(text, left + past.end(), start):
+    if (past and past.group(0).endswith("了")
+            and _SINCE_THEN.search(text, left + past.end(), start)):
         past = None         # "我爸高血压十几年了，突然说话含糊"
     if (past and kind not in _LASTING and not said_now
             and not _STILL.search(text, right, right + _STILL_REACH)):
@@ -894,23 +932,16 @@ def _set_aside(kind: str, text: str, start: int, end: int) -> str | None:
         animal = _ANIMAL.search(said)
         if animal and not _ANYONE.search(said):
             return f"an animal's, no person named ({animal.group(0)})"
-    source = (_ORDINARY_SOURCE[kind].search(text) if kind in _ORDINARY_SOURCE
-              else _ORDINARY_SOURCE_IN_CLAUSE[kind].search(clause)
-              if kind in _ORDINARY_SOURCE_IN_CLAUSE else None)
-    if not source and kind in _ORDINARY_SOURCE_IN_SENTENCE:
-        source = _ORDINARY_SOURCE_IN_SENTENCE[kind].search(said)
-    if not source and kind in _SOURCE_BEFORE:
-        source = _SOURCE_BEFORE[kind].search(text, left, start)
-    # "烟囱旁边的仓库冒黑烟", "烧秸秆着到林子边上了": another thing burning, or the source's fire
-    # out of hand.
-    if source and (_BESIDE.match(text, source.end()) or _SPREAD.search(text)):
-        source = None
+    source = (_ordinary_source(kind, text, {"text": (0, len(text)), "clause": (left, right),
+                                            "sentence": (begin, begin + len(said)),
+                                            "before": (left, start)})
+              if kind in _SOURCE_KINDS else None)
     if source:
-        return f"its ordinary source, not an emergency now ({source.group(0)})"
+        return f"its ordinary source, not an emergency now ({source})"
     habit = (_HABITUAL.search(text)
              if kind in _HABITUAL_KINDS and not said_now
              else _HABITUAL.search(clause) if kind in _HABITUAL_IN_CLAUSE else None)
-    if habit and kind in _BODY and said_now:
+    if habit and kind in _BODY and _TODAY.search(clause):
         habit = None        # "我妈老是说胸口闷，今天早上倒在厨房不动了"
     if habit:
         return f"a standing nuisance, not an emergency now ({habit.group(0)})"
@@ -950,16 +981,21 @@ def _set_aside(kind: str, text: str, start: int, end: int) -> str | None:
         # Asking whether help is on its way is calling for it.
         if heard and not _HELP_COMING.search(text, heard.end()):
             return f"hearsay and a question, not happening now ({heard.group(0)})"
-    # A false report told in an earlier clause does not reach this one ("该号码曾多次虚假报警，
-    # 此次称家中老人摔倒昏迷"; "有人谎称是燃气公司的骗开门，进屋就把我妈打倒").
-    hoax = _HOAX.search(text, left) if kind not in _HOAX_SPARED and not now else None
+    # A false report reaches the danger it reports ("小孩乱打的，说什么有人跳河"), not another report
+    # ("该号码曾多次虚假报警，此次称家中老人摔倒昏迷") nor what a man who lied his way in did
+    # ("有人谎称是燃气公司的骗开门，进屋就把我妈打倒").
+    hoax = _HOAX.search(text) if kind not in _HOAX_SPARED and not now else None
+    if hoax and hoax.end() <= left and (
+            _THIS_REPORT.search(text, hoax.end(), start)
+            or hoax.group(0) == "谎称" and text.startswith("是", hoax.end())):
+        hoax = None
     if hoax:
         return f"a false report ({hoax.group(0)})"
     # An explanation reaches the cues before it, not a danger told after it.
     explained = _EXPLAINED.search(text, end)
     if explained and not _TRULY.search(text, explained.end()):
         return f"a look-alike, explained ({explained.group(0)})"
-    if not _REAL.search(text) and not _URGENT.search(text):
+    if not _REAL.search(text) and not _PLEA.search(text):
         for pattern in _FRAMES_C:
             m = pattern.search(text)
             # A frame in another clause does not reach a cue its own clause says is now.
@@ -1007,13 +1043,15 @@ def judge(text: str | None, extra: tuple[str, ...] = (),
             if after.emergency:
                 return Danger(True, tuple(c for c in cues if text.find(c.text) < turn.start())
                               + after.cues, calm.group(0) if calm else None)
-            # "…已经堵上了，可周围的人都在咳嗽": the danger set aside before the turn goes on.
+            # "…已经堵上了，可周围的人都在咳嗽": what was said to be over or harmless before the
+            # turn goes on, if the words after it tell of harm (not of a repair still awaited).
             on = _GOES_ON.search(text, turn.end())
             if (on is not None and not _CALM.search(text, turn.end())
                     and not _ASKING_ANY.search(text, turn.end())):
-                cues = [Cue(c.kind, c.text, None) if text.find(c.text) < turn.start() else c
-                        for c in cues]
-                if cues:
-                    return Danger(True, tuple(cues), calm.group(0) if calm else None)
+                restored = [Cue(c.kind, c.text, None)
+                            if text.find(c.text) < turn.start() and c.set_aside
+                            and c.set_aside.startswith(_OVER_REASONS) else c for c in cues]
+                if any(c.set_aside is None for c in restored):
+                    return Danger(True, tuple(restored), calm.group(0) if calm else None)
     return Danger(any(c.set_aside is None for c in cues), tuple(cues),
                   calm.group(0) if calm else None)
