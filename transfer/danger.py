@@ -147,7 +147,8 @@ CUES: dict[str, tuple[str, ...]] = {
                 _PEOPLE + r"[^，。,]{0,6}(?:去|出去|出门)[^，。,]{0,6}(?:还)?没回来",
                 _PEOPLE + r"[^，。,]{0,10}(?:就|突然|一下子|一下)没影了",
                 r"(?:都|到处)?找(?:遍|过)了[^。]{0,4}(?:没有|没|不见)", r"接走了[^。]{0,16}(?:谁都没去|没人去|不认识|不是我们)",
-                _PEOPLE + r".{0,10}(?:不见了|找不到了|找不着|走丢|走失|失踪|失联|没回家|没有回家|一直没回来)",
+                _PEOPLE + r"(?:(?!不是|并不是|没有)[^。]){0,10}"
+                r"(?:不见了|找不到了|找不着|走丢|走失|失踪|失联|没回家|没有回家|一直没回来)",
                 r"(?:走丢|走失|失踪)", r"门缝[^，。,]{0,6}(?:怪味|臭味|臭|苍蝇)",
                 r"(?:独居|一个人住)[^。]{0,20}(?:没见|没动静|没出门|没露面)", r"被(?:人)?(?:抱走|拐|带走)", r"拐卖", r"人贩子",
                 r"(?:到现在|至今|一直|还)(?:都|也|还)?没(?:有)?(?:回(?:家|来)|联系上|找到)",
@@ -534,6 +535,7 @@ _NEGATOR = re.compile(r"(?:差点|差一点|险些|好险|没有(?!人要|人管
                       r"不算|不太(?!舒服|对劲|清醒|好)|不怎么|并不)")
 _NEGATION_WINDOW = 6
 _TODAY = re.compile(r"今天|今早|今晚|刚才|刚刚")
+_SUPPOSED_QUESTION = re.compile(r"(?:万一|如果|要是|假如|迟早)[^。]*(?:怎么办|怎么|吗|？|\?)|迟早")
 _THIS_REPORT = re.compile(r"此次|这次|这回")
 _SINCE_THEN = re.compile(r"突然|这次|这回|今天|今早|刚才|刚刚|现在")
 _NEGATION_ENDS = re.compile(r"了|仍")
@@ -585,7 +587,7 @@ _CLEARED: dict[str, tuple[str, ...]] = {
     "violence": (r"被(?:民警|警察|派出所)带走", r"(?:已经|被)[^，。,]{0,4}抓(?:住|到)了", r"(?:已经|早就?)散了", r"拉开了",
                  r"(?:已经|早就?)(?:走|跑)了", r"打官司|起诉|法律援助|验伤|伤情鉴定"),
     "crowd": (r"(?:已经|早就?)散了",),
-    "missing": (r"(?:系|是)误会", r"不用找了",
+    "missing": (r"(?:系|是)误会", r"不用找了", r"(?:已经)?(?:被)?接回(?:来|家)了",
                 r"已(?:经)?联系上(?!派出所|警察|民警|110|[^，。,]{0,2}(?:同学|老师|朋友|同事|家长|学校))",
                 r"(?<![没不])找(?:到|回来|"
                 r"着)了(?![^，。,]{0,4}(?:车牌|线索|照片|视频|监控|电话|号码|手机|书包|鞋))", r"在家(?:里)?好好的",
@@ -600,7 +602,8 @@ _CLEARED: dict[str, tuple[str, ...]] = {
     "injury": (r"贴了创可贴|小口子", r"已经出院", r"已经处理(?:过)?了|处理过了", r"不严重", r"流(?:得|的血)?不多|血不多", r"伤(?:已经|"
                r"早就?|都)?好了",
                r"(?:已经|早就?)(?:痊愈|愈合)"),
-    "medical": (r"(?:医生|大夫)[^，。,]{0,2}(?:看过|说)(?:了)?(?:没事|不要紧)", r"(?:已经)?(?:拉|取)出来了", r"(?:东西|鱼刺|"
+    "medical": (r"(?:医生|大夫)[^，。,]{0,2}(?:看过(?:了)?[，,]?(?:说)?|说)(?:了)?(?:没事|不要紧)",
+                r"(?:已经)?(?:拉|取)出来了", r"(?:东西|鱼刺|"
                 r"异物|枣核|果冻)[^，。,]{0,4}(?:吐|咳)出来了",
                 r"(?:已经)?(?:缓|好)过来了", r"人(?:都|也)?好了"),
     "fall": (r"(?<![没未])(?:劝|拉|救)下来了|(?:已经|自己)下来了", r"(?:已|已经)被?劝下",
@@ -891,8 +894,10 @@ def _set_aside(kind: str, text: str, start: int, end: int) -> str | None:
     risk = _RISK_AFTER.match(text, end)
     if risk:
         return f"a risk, not happening now ({text[start:end]}{risk.group(0)})"
-    cond = (_CONDITION.search(clause) if kind not in _THREATS and not _URGENT.search(text)
-            else None)
+    # A plea outweighs a condition, not a question about a supposed case ("不是开玩笑，消防通道
+    # 真的堵死了，万一着火怎么办？").
+    cond = (_CONDITION.search(clause) if kind not in _THREATS
+            and (not _URGENT.search(text) or _SUPPOSED_QUESTION.search(clause)) else None)
     if cond and cond.group(0) in _FRAME_WORDS and _REAL.search(clause):
         cond = None
     if (cond and not _SUPPOSING.search(cond.group(0))
