@@ -671,9 +671,9 @@ _BESIDE = re.compile(r"(?:旁边|隔壁|边上|对面)的(?:仓库|厂房|房子
 _SPREAD = re.compile(r"着到|烧到(?!了?(?:我家|家里))|引燃|引着|烧过来|火很大|火太大|火越来越大")
 _HELP_COMING = re.compile(r"来人了没|(?:消防车|救护车|你们)(?:到了|来了|叫了)没|叫了没有|我们[^，。,]{0,4}要不要撤")
 _GOING_ON_NOW = re.compile(r"(?<![有])在(?!意|乎)|正在|一直|躺着|着火|呲呲")
+# Conditions that look ahead to what they fear; and with them, every word that supposes.
 _LOOKS_AHEAD = re.compile(r"如果|万一|假如|要是|一旦|担心|迟早|早晚|以防|防止|预防|避免")
-_SUPPOSING = re.compile(r"如果|万一|假如|要是|一旦|以为|担心|假设|以防|防止|预防|避免|迟早|早晚|的话|真|先打|if|"
-                        r"转发|说|传")
+_SUPPOSING = re.compile(_LOOKS_AHEAD.pattern + r"|以为|假设|的话|真|先打|if|转发|说|传")
 # Words that call for help now, whatever else the text asks; and "now" without 刚才, which in
 # "我刚才说桥上有人打架，其实没有" is the time of the false report.
 _URGENT = re.compile(r"快来|赶紧来|快点来|救命|救救|快救|不是(?:开)?玩笑|不是演(?:习|练)|"
