@@ -1037,7 +1037,8 @@ def judge(text: str | None, extra: tuple[str, ...] = (),
         last_end = end
         cues.append(Cue(kind, text[start:end], _set_aside(kind, text, start, end)))
     calm = _CALM.search(text)
-    if not any(c.set_aside is None for c in cues):
+    # (Without any cue the words after a turn hold none either: nothing to judge again.)
+    if cues and not any(c.set_aside is None for c in cues):
         # "A, but B": what the caller says after the turn stands on its own, whatever A said to
         # calm or to explain ("燃气公司查过了说没事，可我妈现在头晕想吐", "原来是拍视频的，可那人
         # 现在脚滑挂在边上了"). Only a danger is taken from it: the turn never calms what came
