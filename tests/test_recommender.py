@@ -541,11 +541,14 @@ def test_the_emergency_judgement_handles_negation_conditions_and_what_is_over(te
 # Last, emergencies buried in ordinary calls (a complaint about the property company that ends with
 # the gas pipe hissing now, a benefits question from someone who has swallowed a bottle of pills,
 # an agent's note with open flames in the middle) and long ordinary calls with danger words in
-# passing, written blind: 20 of 160 missed and 11 of 100 set off a cue at the first reading.
+# passing, written blind: 20 of 160 missed and 11 of 100 set off a cue at the first reading; and
+# calls about an incident already reported (a second call, 催警, an agent's callback: "我二十分钟前
+# 打过了，他还在砸门"; a ticket's progress, thanks, a report taken back), written blind: 10 of 150
+# missed and 9 of 100 set off a cue at the first reading.
 INCIDENTS = tuple(ROOT / "tests" / "data" / f"incidents-{name}.tsv"
                   for name in ("110", "medical-rescue", "12345-complaints", "voices",
                                "time-and-negation", "a-week", "set-aside-words",
-                               "set-aside-near-misses", "buried"))
+                               "set-aside-near-misses", "buried", "follow-ups"))
 # Harmless near-misses the judgement calls emergencies on purpose: a child who swallowed a pill is
 # for an agent to judge, not for a list of harmless pills; domestic violence heard of in a named
 # compound is for the police to look into; a swindler's story of a son arrested in a fight is
