@@ -58,7 +58,7 @@ CUES: dict[str, tuple[str, ...]] = {
            r"(?:煤气|燃气|天然气|液化气|瓦斯)(?:的)?(?:臭|怪|异)?(?:味|泄[漏露]|漏了|在漏|漏气)",
             r"(?:怪|臭|异)味[^。]{0,8}(?:像|好像|像是|应该是)(?:是)?(?:煤气|燃气|天然气|液化气)",
             r"(?:家|屋|厨|楼道|楼里|房间|店)[^，。,]{0,8}臭鸡蛋味", r"(?:燃气|煤气|天然气)(?:表|管|阀)[^，。,]{0,4}(?:滋滋|呲呲)",
-            r"像[^，。,]{0,8}(?:煤气|燃气|天然气|液化气)[^，。,]{0,4}(?:味|气味)", r"漏气", r"气罐.{0,4}漏",
+            r"像[^，。,]{0,8}(?:煤气|燃气|天然气|液化气)[^，。,]{0,4}(?:味|气味)", r"(?<![不没])漏气", r"气罐.{0,4}漏",
             r"(?:煤气|燃气|天然气)管.{0,6}(?:嘶|呲|漏|破)",
             r"(?:煤气|燃气|天然气)管.{0,10}(?:断|裂)", r"(?:挖|弄|碰|砸)断(?:了)?(?:一根)?(?:燃气|煤气|天然气)管",
             r"满(?:街|楼道|屋)(?:都是)?(?:煤气|燃气)?味", r"嘶嘶.{0,6}(?:冒|漏)", r"嘶嘶", r"咝咝", r"丝丝(?:地)?(?:响|声)",
@@ -67,7 +67,8 @@ CUES: dict[str, tuple[str, ...]] = {
             r"气罐[^，。,]{0,4}(?:滋滋|嘶嘶|响|漏)",
             r"(?:一屋子|满屋子?|屋里|整个屋)(?:都是)?(?:气味|煤气|燃气|天然气)",
             r"关了还有味", r"味(?:道)?(?:还是|还|却)?越来越(?:大|浓|重|冲)"),
-    "chemical": (r"(?:全家|一家人|家里人都|我们都)[^，。,]{0,6}(?:头晕|头疼|头痛|想吐|恶心|站不稳)",
+    "chemical": (r"(?:一家|全家)[^，。,]{0,4}(?:都)?(?:晕|昏)",
+                r"(?:全家|一家人|家里人都|我们都)[^，。,]{0,6}(?:头晕|头疼|头痛|想吐|恶心|站不稳)",
                  r"(?:氯气|氨气|硫化氢|有毒气体)", r"多人[^。]{0,4}(?:咳嗽|流泪|头晕|呕吐)",
                  r"(?:鱼|虾)[^。]{0,6}(?:翻白|死了一片|漂)[^。]{0,20}(?:取水口|水源|自来水|水厂)",
                  r"(?:取水口|水源|水厂)[^。]{0,20}(?:倒|排|投)[^。]{0,6}(?:东西|毒|药)",
@@ -79,7 +80,8 @@ CUES: dict[str, tuple[str, ...]] = {
                  r"胸口闷", r"眼睛(?:都)?(?:疼|辣|睁不开)", r"咳(?:得(?:厉害|不行|很)|个不停)",
                  r"(?:臭气|气味|味道)[^。]{0,20}(?:头晕|站不稳|恶心|想吐)",
                  r"头晕恶心", r"(?:怪|臭|异|刺鼻的?)味[^。]{0,20}(?:头晕|恶心|想吐|喘不上)", r"炭火|炭盆|烧炭"),
-    "trapped": (r"被埋的(?:工人|人|孩子|老人)|(?:人|工人|孩子|老人)[^，。,]{0,4}被埋|埋在(?:了)?(?:里面|下面|底下)",
+    "trapped": (r"(?:淹|着火|烧)[^。]{0,16}(?:人|租户|老人|孩子)[^，。,]{0,6}还没(?:出来|逃出来)",
+               r"被埋的(?:工人|人|孩子|老人)|(?:人|工人|孩子|老人)[^，。,]{0,4}被埋|埋在(?:了)?(?:里面|下面|底下)",
                 r"(?:收|扣)(?:了)?(?:我的|我们的)?身份证[^。]{0,6}不让(?:我们?)?走",
                r"(?:车里|车内)[^。]{0,6}(?:孩子|小孩|娃|宝宝|婴儿)[^。]{0,12}(?:锁|关|大人不在|没人)",
                 r"(?:孩子|小孩|娃|宝宝|婴儿)[^。]{0,8}(?:车里|车内)[^。]{0,12}(?:锁|关|大人不在|没人)",
@@ -384,7 +386,8 @@ CUES: dict[str, tuple[str, ...]] = {
                  r"(?:踩|走)进去就倒", r"(?:狗|人)[^，。,]{0,4}(?:过去|进去)(?:也)?倒了",
                  r"电线[^。]{0,12}(?:水坑|水里|积水)", r"冒蓝光|蓝色火花",
                  r"闪(?:着)?蓝光|啪啪[^，。,]{0,4}(?:闪|冒)(?:火|光)"),
-    "collapse": (r"雪崩", r"裂缝[^。]{0,4}(?:一下子|突然)(?:变大|变宽)", r"还在掉(?:灰|渣|砖|块)",
+    "collapse": (r"压(?:住|着|倒)(?:了)?[^，。,]{0,6}(?:人|学生|孩子|老人|行人|工人)",
+                r"雪崩", r"裂缝[^。]{0,4}(?:一下子|突然)(?:变大|变宽)", r"还在掉(?:灰|渣|砖|块)",
                  r"裂缝[^。]{0,6}(?:宽了|大了)[^。]{0,6}(?:厘米|公分)", r"玻璃[^，。,]{0,4}(?:自己)?崩(?:碎|裂)",
                  r"(?:树|墙|杆|架|棚|楼板|房梁)[^，。,]{0,6}(?:咔咔|吱吱|嘎吱|咯吱)(?:地)?响",
                  r"(?:天花板|吊顶|屋顶|房顶|楼板)[^，。,]{0,4}(?:往下)?掉(?:水泥|砖|块|渣)", r"倒塌", r"坍塌", r"坍落|垮塌|塌落",
@@ -566,6 +569,13 @@ _THIS_REPORT = re.compile(r"此次|这次|这回")
 # A report taken back first thing ("对不起啊是我看错了，刚才说楼顶有人要跳楼…").
 _RETRACTED = re.compile(r"(?:对不起|不好意思|抱歉)?[啊呀，, ]*(?:是我)?(?:看错了|搞错了|报错了)")
 _NOW_WORSE = re.compile(r"现在(?:还|又|已经|就|真|水|火|人)|今天真|还在|又(?:开始|在)|越来越")
+# (Not gas: the fear of a blast is what a gas smell is reported for.)
+_HAZARD_KINDS = frozenset({"collapse", "injury", "electric", "water", "danger", "crash",
+                           "road_hazard", "fire", "smoke"})
+_FEARED = re.compile(r"(?:真|就|生|很|挺|最)?怕(?![是冷热黑生羞痒疼死])|担心|感觉(?:快|要|随时)|要等|容易")
+_NOT_YET = re.compile(r"(?:目前|暂时|暂|还|尚|都)(?:没|未)(?:有)?(?:出事|起火|着火|掉下来|掉下去|伤到人|砸到人|大事)|"
+                      r"非火灾|不是现在着火|都是轻伤")
+_OPINION = re.compile(r"很|挺|较|觉得|感觉|非常|特别")
 _REPORTED = re.compile(r"报(?:的|过|了|警)|反映|打过|来过电话|联系过|说过")
 _SINCE_THEN = re.compile(r"突然|这次|这回|今天|今早|刚才|刚刚|现在")
 _NEGATION_ENDS = re.compile(r"了|仍")
@@ -705,6 +715,8 @@ _STILL_GOING = re.compile(r"又(?:开始)?(?:冒|着|疼得|犯病|跑回|不见
 _CLAIM = re.compile(r"(?<!理)赔|补助|补贴|报销|材料|医药费|病历|慰问|说")
 _PLACE_AFTER = re.compile(r"(?:的)?(?:公司|大厅|楼|中心|路上|门口|教室|考场|窗口)")
 _BESIDE = re.compile(r"(?:旁边|隔壁|边上|对面)的(?:仓库|厂房|房子|车间|库房|车库|民房|堆场|加油站)")
+_SOMEONE_INSIDE = re.compile(r"(?:棚|屋|房|车|仓库)里(?:面|头)?(?:好像|可能)?(?:还)?有人|"
+                             r"(?:人|孩子|老人)还在里(?:面|头)")
 _SPREAD = re.compile(r"着到|烧到(?!了?(?:我家|家里))|引燃|引着|烧过来|火很大|火太大|火越来越大")
 _HELP_COMING = re.compile(r"来人了没|(?:消防车|救护车|你们)(?:到了|来了|叫了)没|叫了没有|我们[^，。,]{0,4}要不要撤")
 _GOING_ON_NOW = re.compile(r"(?<![有])在(?!意|乎)|正在|一直|躺着|着火|呲呲")
@@ -799,7 +811,7 @@ _PLANNED = re.compile(r"(?:就(?:一起|都)?去(?:堵|闹|围)|拟于|计划|�
                       r"(?<!今天)(?<!今天是)周[一二三四五六日末]|"
                       r"(?<!今天)(?<!今天是)星期[一二三四五六日天])")
 # Said of every day or every evening: a chimney's smoke or a factory's smell is pollution (12345).
-_HABITUAL = re.compile(r"(?:天天|每天|每晚|每到|一到(?:晚上|夜里|傍晚)|经常|总是|老是|容易|隔三差五|常年|长期|"
+_HABITUAL = re.compile(r"(?:天天|每天|每日|每晚|有时候|时不时|偶尔|每到|一到(?:晚上|夜里|傍晚)|经常|总是|老是|容易|隔三差五|常年|长期|"
                        r"(?<!开始)(?<!刚才)一直在(?![响叫漏喊哭流烧着吐抽咳喘嘶呲]))")
 _HABITUAL_KINDS = frozenset({"smoke"})
 # A fire lit every evening is someone burning rubbish; said of the fire's own clause only
@@ -827,6 +839,11 @@ _ORDINARY_SOURCES: tuple[tuple[str, str, re.Pattern], ...] = (
     ("explosion", "sentence", re.compile(r"(?<!不)是[^，。,]{0,8}(?:爆破|放炮|打桩)")),
     # Smoke a boiler, a furnace or a grill makes, said just before it ("锅炉房烧煤冒黑烟"); a
     # fire in the boiler room is a cue of its own.
+    # A grill, a smokehouse or an exhaust named in the sentence, or a boiler it is said to be
+    # ("邻居家在楼道里熏腊肉，整个单元楼都是烟", "问了一下是锅炉房正常排气"); the fire of one is a
+    # cue of its own.
+    ("smoke", "sentence", re.compile(
+        r"烧烤(?:摊|店)|熏(?:腊)?肉|排烟|油烟|(?<!不)是[^，。,]{0,8}(?:锅炉|排气|烧烤|做饭)")),
     ("smoke", "before", re.compile(
         r"(?:锅炉(?:房)?(?:烧煤)?|熔炉|熔铝|烧煤|焚烧[^，。,]{0,10}|烤串|烧烤|熏(?:腊)?肉)(?:在|正在|一直)?$")),
 )
@@ -914,7 +931,8 @@ def _ordinary_source(kind: str, text: str, scopes: dict[str, tuple[int, int]]) -
         begin, stop = scopes[scope]
         # Searched in the scope's own words: its patterns anchor at the scope's ends (^, $).
         m = pattern.search(text[begin:stop])
-        if m and not _BESIDE.match(text, begin + m.end()) and not _SPREAD.search(text):
+        if (m and not _BESIDE.match(text, begin + m.end()) and not _SPREAD.search(text)
+                and not _SOMEONE_INSIDE.search(text)):
             return m.group(0)
     return None
 
@@ -964,6 +982,14 @@ def _set_aside(kind: str, text: str, start: int, end: int) -> str | None:
     cond = next((c for c in conds if _supposes(c, text, left, end, clause)), None)
     if cond:
         return f"not happening now ({cond.group(0)})"
+    # A hazard reported for repair: feared ("怕有人掉进去", "担心掉下来砸到人"), judged risky
+    # ("挺危险的"), or not yet come to harm ("目前没出事", "暂未起火") is 12345's.
+    if kind in _HAZARD_KINDS and not _URGENT.search(text) and not _OTHERS_STILL.search(text):
+        feared = (_FEARED.search(text, left, start) or _NOT_YET.search(text)
+                  or (_OPINION.search(text, max(left, start - 3), start) if kind == "danger"
+                      else None))
+        if feared:
+            return f"a hazard, not harm now ({feared.group(0)})"
     past = _PAST.search(clause)
     if (past and past.group(0).endswith("了")
             and _SINCE_THEN.search(text, left + past.end(), start)):
