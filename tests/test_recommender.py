@@ -547,11 +547,14 @@ def test_the_emergency_judgement_handles_negation_conditions_and_what_is_over(te
 # missed and 9 of 100 set off a cue at the first reading; and hazards that are 12345's (a manhole
 # cover missing, a leaning tree, wires exposed, a restaurant's smoke, nobody hurt, feared or judged
 # risky) with the same hazards at the moment they hurt someone, written blind: 3 of 60 missed and
-# 29 of 200 set off a cue at the first reading.
+# 29 of 200 set off a cue at the first reading; with 60 present emergencies a reviewer told in the
+# words of the rule that came of it ("怕", "挺危险的", "暂时没出事": 25 set aside by its first
+# version).
 INCIDENTS = tuple(ROOT / "tests" / "data" / f"incidents-{name}.tsv"
                   for name in ("110", "medical-rescue", "12345-complaints", "voices",
                                "time-and-negation", "a-week", "set-aside-words",
-                               "set-aside-near-misses", "buried", "follow-ups", "hazards"))
+                               "set-aside-near-misses", "buried", "follow-ups", "hazards",
+                               "hazard-words"))
 # Harmless near-misses the judgement calls emergencies on purpose: a child who swallowed a pill is
 # for an agent to judge, not for a list of harmless pills; domestic violence heard of in a named
 # compound is for the police to look into; a swindler's story of a son arrested in a fight is

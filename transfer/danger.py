@@ -424,7 +424,7 @@ CUES: dict[str, tuple[str, ...]] = {
               r"把[^，。,]{0,10}(?:马路|路|路口|大门|门口)(?:给)?堵(?:了|住|死)", r"聚了", r"推(?:保安|人|警察|民警)",
               r"情绪(?:很|非常|特别)?激动", r"推搡", r"踩踏", r"踩倒", r"(?:都|一起)往外(?:挤|冲)", r"暴乱", r"打砸", r"挤倒",
               r"踩在(?:底下|脚下)"),
-    "crash": (r"(?:" + _SOMEONE + r"|的)被[^，。,]{0,4}"
+    "crash": (r"(?:" + _SOMEONE + r"|的|小哥|外卖员|快递员)被[^，。,]{0,4}"
               r"(?:车|货车|卡车|轿车|汽车|电动车|摩托|公交|大车|渣土车|出租车)撞(?:了|倒|飞|伤)",
              r"横冲直撞", r"开车(?:乱)?撞(?:人|过来)", r"(?:两|几|三|多)(?:辆)?车[^，。,]{0,2}撞(?:了|上|在一起)",
               r"被甩(?:出来|出去|飞)",
@@ -572,6 +572,11 @@ _NOW_WORSE = re.compile(r"现在(?:还|又|已经|就|真|水|火|人)|今天真
 # (Not gas: the fear of a blast is what a gas smell is reported for.)
 _HAZARD_KINDS = frozenset({"collapse", "injury", "electric", "water", "danger", "crash",
                            "road_hazard", "fire", "smoke"})
+_REPAIR_ASK = re.compile(r"希望|请求|诉求|请(?:尽快|派人|物业|城管|园林|有关部门|执法|安监|市场监管)|"
+                         r"麻烦[^，。,]{0,8}来|整改|维修|修一下|修理|补一下|加装|固定|处理一下|"
+                         r"来看看|查一下|管管|能管吗|封住|封闭|撒(?:点)?盐|检查")
+_HARM_DONE = re.compile(r"血|受伤|伤得|头破|晕|昏|喊疼|呛得|咳嗽|被电|发麻|冲走|溺水|被埋|卡在|"
+                        r"(?:起|着)火了|烧到|撞了|摔下去|不敢动|不说话|没反应|不动了")
 _FEARED = re.compile(r"(?:真|就|生|很|挺|最)?怕(?![是冷热黑生羞痒疼死])|担心|感觉(?:快|要|随时)|要等|容易")
 _NOT_YET = re.compile(r"(?:目前|暂时|暂|还|尚|都)(?:没|未)(?:有)?(?:出事|起火|着火|掉下来|掉下去|伤到人|砸到人|大事)|"
                       r"非火灾|不是现在着火|都是轻伤")
@@ -812,7 +817,7 @@ _PLANNED = re.compile(r"(?:就(?:一起|都)?去(?:堵|闹|围)|拟于|计划|�
                       r"(?<!今天)(?<!今天是)星期[一二三四五六日天])")
 # Said of every day or every evening: a chimney's smoke or a factory's smell is pollution (12345).
 _HABITUAL = re.compile(r"(?:天天|每天|每日|每晚|有时候|时不时|偶尔|每到|一到(?:晚上|夜里|傍晚)|经常|总是|老是|容易|隔三差五|常年|长期|"
-                       r"(?<!开始)(?<!刚才)一直在(?![响叫漏喊哭流烧着吐抽咳喘嘶呲]))")
+                       r"(?<!开始)(?<!刚才)一直在(?![响叫漏喊哭流烧着吐抽咳喘嘶呲]|冒(?:浓|黑)烟))")
 _HABITUAL_KINDS = frozenset({"smoke"})
 # A fire lit every evening is someone burning rubbish; said of the fire's own clause only
 # ("楼道里老是有人抽烟，今天着火了" is a fire).
@@ -982,9 +987,13 @@ def _set_aside(kind: str, text: str, start: int, end: int) -> str | None:
     cond = next((c for c in conds if _supposes(c, text, left, end, clause)), None)
     if cond:
         return f"not happening now ({cond.group(0)})"
-    # A hazard reported for repair: feared ("怕有人掉进去", "担心掉下来砸到人"), judged risky
-    # ("挺危险的"), or not yet come to harm ("目前没出事", "暂未起火") is 12345's.
-    if kind in _HAZARD_KINDS and not _URGENT.search(text) and not _OTHERS_STILL.search(text):
+    # A hazard reported for a department to fix ("希望尽快固定", "麻烦派人来补一下") that is feared
+    # ("怕有人掉进去", "担心掉下来砸到人"), judged risky ("挺危险的") or has not yet come to harm
+    # ("目前没出事", "暂未起火") is 12345's; never while the words tell of harm done or going on,
+    # someone in it, or a plea.
+    if (kind in _HAZARD_KINDS and _REPAIR_ASK.search(text) and not _URGENT.search(text)
+            and not _OTHERS_STILL.search(text) and not _HARM_DONE.search(text)
+            and not _STILL_GOING.search(text)):
         feared = (_FEARED.search(text, left, start) or _NOT_YET.search(text)
                   or (_OPINION.search(text, max(left, start - 3), start) if kind == "danger"
                       else None))
