@@ -1042,8 +1042,9 @@ def _set_aside(kind: str, text: str, start: int, end: int) -> str | None:
     if habit:
         return f"a standing nuisance, not an emergency now ({habit.group(0)})"
     # A swindle told as done ("我给了验证码", "钱被转走了") is over from the cue's own clause on.
-    if kind == "missing" and _FOUND_FIRST.match(text):
-        return f"over ({_FOUND_FIRST.match(text).group(0)[:-1]})"
+    found = _FOUND_FIRST.match(text) if kind == "missing" else None
+    if found:
+        return f"over ({found.group(0)[:-1]})"
     after = text[left:] if kind in _TOLD_AS_DONE else text[end:]
     for pattern in _CLEARED_C.get(kind, ()):
         m = pattern.search(after)
