@@ -1127,12 +1127,14 @@ def judge(text: str | None, extra: tuple[str, ...] = (),
     # One cue per stretch of text: the longest match where several overlap.
     found.sort(key=lambda f: (f[0], -(f[1] - f[0])))
     cues: list[Cue] = []
+    starts: list[int] = []
     last_end = -1
     for start, end, kind in found:
         if start < last_end:
             continue
         last_end = end
         cues.append(Cue(kind, text[start:end], _set_aside(kind, text, start, end)))
+        starts.append(start)
     calm = _CALM.search(text)
     # (Without any cue the words after a turn hold none either: nothing to judge again.)
     if cues and not any(c.set_aside is None for c in cues):
@@ -1142,18 +1144,19 @@ def judge(text: str | None, extra: tuple[str, ...] = (),
         # before it.
         turn = _TURN.search(text)
         if turn is not None:
+            before = [at < turn.start() for at in starts]
             after = judge(text[turn.end():], extra, extra_words)
             if after.emergency:
-                return Danger(True, tuple(c for c in cues if text.find(c.text) < turn.start())
-                              + after.cues, calm.group(0) if calm else None)
+                return Danger(True, tuple(c for c, b in zip(cues, before) if b) + after.cues,
+                              calm.group(0) if calm else None)
             # "…已经堵上了，可周围的人都在咳嗽": what was said to be over or harmless before the
             # turn goes on, if the words after it tell of harm (not of a repair still awaited).
             on = _GOES_ON.search(text, turn.end())
             if (on is not None and not _CALM.search(text, turn.end())
                     and not _ASKING_ANY.search(text, turn.end())):
                 restored = [Cue(c.kind, c.text, None)
-                            if text.find(c.text) < turn.start() and c.set_aside
-                            and c.set_aside.startswith(_OVER_REASONS) else c for c in cues]
+                            if b and c.set_aside and c.set_aside.startswith(_OVER_REASONS) else c
+                            for c, b in zip(cues, before)]
                 if any(c.set_aside is None for c in restored):
                     return Danger(True, tuple(restored), calm.group(0) if calm else None)
     return Danger(any(c.set_aside is None for c in cues), tuple(cues),
