@@ -27,7 +27,9 @@ _SOMEONE = (r"(?:人|醉汉|男子|女子|汉子|同伴|队友|工友|同事|朋
 # Between a person and what befalls them, no negator: "那个人没有落水" is not a fall into water.
 _GAP = r"(?:(?!没有|并没|不是|差点|差一点|险些)[^，。,])"
 CUES: dict[str, tuple[str, ...]] = {
-    "fire": (r"(?:焦|糊|烧)[^。]{0,24}地板[^，。,]{0,4}(?:有点|都)?烫|地板[^，。,]{0,4}(?:有点|都)?烫[^。]{0,20}(?:烟|"
+    "fire": (r"(?<!防)自燃",
+             r"(?<!易)(?<!容易)(?<!会)(?<!防止)引燃",
+             r"(?:焦|糊|烧)[^。]{0,24}地板[^，。,]{0,4}(?:有点|都)?烫|地板[^，。,]{0,4}(?:有点|都)?烫[^。]{0,20}(?:烟|"
              r"焦|糊)",
              r"(?:仓库|屋|楼|房|车|厂房|棚)(?:子)?(?:顶上|顶|里)(?:在)?冒火(?![星苗])",
              r"(?:看见|看到)火苗(?![是的])",
@@ -94,7 +96,8 @@ CUES: dict[str, tuple[str, ...]] = {
             r"气罐[^，。,]{0,4}(?:滋滋|嘶嘶|响|漏)",
             r"(?:一屋子|满屋子?|屋里|整个屋)(?:都是)?(?:气味|煤气|燃气|天然气)",
             r"关了还有味", r"味(?:道)?(?:还是|还|却)?越来越(?:大|浓|重|冲)"),
-    "chemical": (r"(?:烟|味|雾|气)[^。]{0,12}(?:好多|很多|一群|几个)人(?:都)?(?:在)?咳",
+    "chemical": (r"(?:化工厂|工厂|储罐|槽车)[^，。, ]{0,4}泄漏",
+                 r"(?:烟|味|雾|气)[^。]{0,12}(?:好多|很多|一群|几个)人(?:都)?(?:在)?咳",
                  r"(?:人|都)[^，。,]{0,4}咳嗽流(?:眼)?泪",
                  r"(?:白雾|黄雾|黄烟)[^，。,]{0,6}贴着地",
                  r"(?:化工|厂)[^。]{0,40}(?:嗓子|喉咙)[^，。,]{0,4}(?:辣|刺)得?(?:疼|痛)",
@@ -111,7 +114,9 @@ CUES: dict[str, tuple[str, ...]] = {
                  r"胸口闷", r"眼睛(?:都)?(?:疼|辣|睁不开)", r"咳(?:得(?:厉害|不行|很)|个不停)",
                  r"(?:臭气|气味|味道)[^。]{0,20}(?:头晕|站不稳|恶心|想吐)",
                  r"头晕恶心", r"(?:怪|臭|异|刺鼻的?)味[^。]{0,20}(?:头晕|恶心|想吐|喘不上)", r"炭火|炭盆|烧炭"),
-    "trapped": (r"(?:传销|窝点)(?!似的|一样)[^。]{0,16}(?:不让(?:我|他|她)?走|手机被收)",
+    "trapped": (r"(?:扶梯|电梯|门)[^，。, ]{0,2}夹(?:住|到)(?:了)?[^，。, ]{0,4}(?:孩子|人|手|脚|腿)",
+                r"(?:人)?困(?:在)?车(?:上|里|内)",
+                r"(?:传销|窝点)(?!似的|一样)[^。]{0,16}(?:不让(?:我|他|她)?走|手机被收)",
                 r"(?<!自己)(?:锁在|关在)(?:车间|屋|厕所|宿舍|房间)里[^。]{0,12}(?:不让|出不去|别想)",
                 r"(?:门|钥匙)[^。]{0,10}锁(?:在)?(?:屋|车|家)里(?:了)?[^。]{0,12}(?<![没无])(?:孩子|宝宝|"
                 r"娃)[^，。,]{0,4}(?:一个人|还在|在里面|在屋里|在车里|在床上|在后座|睡|哭|才)",
@@ -148,7 +153,8 @@ CUES: dict[str, tuple[str, ...]] = {
                 r"(?<!枝子)(?<!树枝)(?<!枯枝)(?:停|卡|吊)在半空", r"(?:车|屋|房)里(?:好像)?还有人",
                 r"(?:搅拌机|搅拌罐|罐|池|筒仓|料仓|滚筒|机器)里(?:面)?(?:还)?有人", r"困(?:在)?电梯", r"电梯[^，。,]{0,4}卡",
                 r"关着(?:门)?[^，。,]{0,3}(?<![没无])人"),
-    "water": (r"(?:漂|浮)着(?:一)?个?人(?![工造])",
+    "water": (r"(?:有人|人)沉(?:底|下去)",
+              r"(?:漂|浮)着(?:一)?个?人(?![工造])",
               r"(?:叫|被)(?:浪|水|洪水|大水|离岸流)卷走",
               r"水(?:都)?(?:没过|漫到|淹到)(?:了)?(?:膝盖|腰|胸口|脖子|车窗)",
               r"(?:有一个|有个人|一个人)[^，。,的]{0,4}(?:已经)?沉下去了",
@@ -166,7 +172,8 @@ CUES: dict[str, tuple[str, ...]] = {
               r"水里.{0,4}(?:扑腾|挣扎|呼救)", r"(?:车|人)(?:在|泡在)水里", r"水里熄火",
               r"被(?:水)?冲倒", r"(?:往|顺着)[^，。,]{0,6}漂",
               r"(?:带|拖|拽|卷)(?:下|进)(?:了)?(?:水|河|湖|江)"),
-    "fall": (r"(?:天台|楼顶)(?:的)?风(?:挺|很|好|真)?大的?(?:[。”\"]|$)",
+    "fall": (r"(?:人|工人|师傅|孩子|老人|他|她)[^，。,]{0,4}从[^，。,]{0,6}(?:楼|架子|梯子|顶|树|墙)上?(?:摔|掉|跌|坠)下(?:来|去)?",
+             r"(?:天台|楼顶)(?:的)?风(?:挺|很|好|真)?大的?(?:[。”\"]|$)",
              r"(?:他|她|人)(?:在|站在|坐在)(?:楼顶|天台)上(?![^，。,]{0,4}(?:养|晒|种|装|搭|放|修|干活|施工|乘凉|晾|跳(?:舞|"
              r"广场舞)|唱|喝|吃|打|玩))",
              r"翻(?:到)?(?:了)?(?:桥|阳台|楼顶)?(?:栏杆|护栏)(?:外|外面|外边)|翻(?:到)?(?:窗户外|窗外)|(?:桥上|"
@@ -225,7 +232,8 @@ CUES: dict[str, tuple[str, ...]] = {
                   r"往下一跳", r"(?:你|你们)?别劝我", r"(?:你们|你)别管我了?",
                   r"一了百了", r"(?:江|河|湖|海)边[^，。,]{0,6}(?:寻|了断|结束)",
                   r"(?:灶|煤气|燃气)[^。]{0,6}(?:打开|开着)[^。]{0,10}(?:没点|门窗(?:都)?关)"),
-    "missing": (r"(?:俺|我)(?:娘|妈|爸|爹|奶|爷)(?:找不着|找不到|不见)了(?=[，。,！!？?\s]|$)",
+    "missing": (r"(?:河边|江边|湖边|水边)[^。]{0,10}(?:鞋|衣服|外套)[^。]{0,6}人不见",
+                r"(?:俺|我)(?:娘|妈|爸|爹|奶|爷)(?:找不着|找不到|不见)了(?=[，。,！!？?\s]|$)",
                 r"(?:孩子|娃|闺女|儿子|女儿)(?!的)[^。]{0,10}就没影了|(?:孩子|娃|闺女|儿子|"
                 r"女儿)(?!的)[^。]{0,24}工夫[^。]{0,4}人就没影了",
                 r"(?:精神病|糊涂|痴呆)[^。]{0,16}(?:(?:跑|走)(?:出门|出去|丢|失)|开门走了)",
@@ -325,7 +333,10 @@ CUES: dict[str, tuple[str, ...]] = {
                     r"(?:已经|都)不动了?", r"没(?:有)?(?:再)?起来",
                     r"(?:路中间|马路中间|马路上|快车道|车道上?)(?:有个人?)?(?:躺|睡)(?:着)?",
                     r"(?:躺|睡)(?:在)?(?:马路|路中间|马路中间|快车道|车道)"),
-    "medical": (r"(?:现在|一直)[^，。,]{0,4}头(?:疼|晕)[^，。,]{0,2}(?:想吐|恶心)",
+    "medical": (r"心脏(?:很|特别|好)?(?:痛|疼)",
+                r"冻僵|冻得(?:不能动|说不出话|发紫)",
+                r"(?:哮喘|心脏病|癫痫)[^，。,]{0,4}(?:发作|犯了)",
+                r"(?:现在|一直)[^，。,]{0,4}头(?:疼|晕)[^，。,]{0,2}(?:想吐|恶心)",
                 r"嘴唇(?:都)?发(?:白|紫)",
                 r"舌头(?:都)?大了|(?:左|右)手拿不住",
                 r"胰岛素[^。]{0,6}(?:没吃|饭还没吃)[^。]{0,16}(?:手抖|哆嗦|冒汗|一身汗|晕|心慌)",
@@ -374,7 +385,12 @@ CUES: dict[str, tuple[str, ...]] = {
                 r"(?<!树让)(?<!树被)(?<!树给)雷劈|(?<!树)被雷(?:击|打)(?:中|了)?",
                 r"(?:倒|趴|躺)在[^，。,]{0,4}(?:不动|没动静)",
                 r"(?:吃|喝|吞|服)(?:了)?(?:大半|半|一|整|好几|好多)(?:瓶|板|盒|把|片)(?!啤酒|酒|水|饮料|可乐|牛奶|维生素)"),
-    "violence": (r"(?:陌生人|生人|不认识的人)[^。]{0,8}(?:我家|屋里|客厅|卧室)[^，。,]{0,4}翻(?:抽屉|东西|柜子)",
+    "violence": (r"拉扯我|尾随[^。]{0,6}拉扯",
+                 r"(?i:under my skirt|upskirt)",
+                 r"被(?:人|几个人|陌生人|一伙人)?强行(?:拉|拽|拖|塞|带|架)",
+                 r"被(?:人)?(?:拖|拽|拉|架)进(?:了)?[^，。,]{0,4}(?:巷|车|屋|树林|厕所|楼道)",
+                 r"(?<!票)(?<!号)被抢(?![光完空购先答救修占的])",
+                 r"(?:陌生人|生人|不认识的人)[^。]{0,8}(?:我家|屋里|客厅|卧室)[^，。,]{0,4}翻(?:抽屉|东西|柜子)",
                  r"哭喊求饶|(?:一直|哭着|喊着?)求饶|(?:打|揍)(?:人|她|他)[^，。,]{0,6}还没停",
                  r"(?:不方便|不能)多说[^。]{0,10}(?:他|她)(?:就)?在(?:旁边|边上|身边)|"
                  r"(?:他|她)(?:就)?在(?:旁边|边上|身边)[^。]{0,10}(?:不方便|不能)多说|我不能(?:多)?说(?:了)?[。！!]?$",
@@ -459,7 +475,8 @@ CUES: dict[str, tuple[str, ...]] = {
     # A threat to kill, burn or blow up: whoever made it is at large, so neither "he left" nor
     # "he said it yesterday" makes it over.
     # Not the words alone: "不敢回家" for a bad school report, "不像开玩笑" of a wage cut.
-    "threat": (r"(?:男的|那人|那个人|陌生人|穿[^，。,]{0,4}的)(?:还|一直)(?:在)?跟着我|从[^，。,]{0,6}一直跟到",
+    "threat": (r"扬言要(?:炸|烧|砍|杀|捅|弄死|同归于尽)",
+               r"(?:男的|那人|那个人|陌生人|穿[^，。,]{0,4}的)(?:还|一直)(?:在)?跟着我|从[^，。,]{0,6}一直跟到",
                r"[“\"「]知道你住哪",
                r"一直有人跟(?!进|踪报道)|(?:男的|人|车|有人)[^，。,]{0,4}跟了我[^，。,]{0,4}(?:三条街|一路|好几条街)",
                r"(?:跟踪|尾随)(?:了)?(?:我|自己|她|他)",
@@ -533,7 +550,8 @@ CUES: dict[str, tuple[str, ...]] = {
                  r"(?:踩|走)进去就倒", r"(?:狗|人)[^，。,]{0,4}(?:过去|进去)(?:也)?倒了",
                  r"电线[^。]{0,12}(?:水坑|水里|积水)", r"冒蓝光|蓝色火花",
                  r"闪(?:着)?蓝光|啪啪[^，。,]{0,4}(?:闪|冒)(?:火|光)"),
-    "collapse": (r"人还(?:被)?压着(?:呢|在)?(?=[！!，。,]|$)",
+    "collapse": (r"倒(?:了)?压(?:住|着|到)?(?:了)?人",
+                 r"人还(?:被)?压着(?:呢|在)?(?=[！!，。,]|$)",
                  r"超(?:过)?预警值|马上撤人",
                  r"脚手架[^。]{0,12}(?:歪|倾斜|晃得厉害|在晃)",
                  r"(?:塌|倒)了[^。]{0,10}(?:底下|下面)[^。]{0,12}(?:有人|人在|压着人|还有人|里面的人)",
@@ -571,7 +589,8 @@ CUES: dict[str, tuple[str, ...]] = {
                  r"(?:会|要)被车撞", r"(?:正在|正|已经在)往[^，。,]{0,8}(?:倒|歪|塌)",
                  r"(?:挂|吊)着[^。]{0,8}(?:晃)[^。]{0,12}(?:底下|下面|下边|车来车往|人来人往)",
                  r"泥(?:石)?(?:往下)?滑", r"冲进[^，。,]{0,6}(?:家|屋|房)"),
-    "crowd": (r"挤得[^，。,]{0,6}(?:哭都哭不出|喘不上|出不了声)",
+    "crowd": (r"挤伤|被挤(?:倒|伤)",
+              r"挤得[^，。,]{0,6}(?:哭都哭不出|喘不上|出不了声)",
               r"人挤人[^。]{0,10}(?:踩|倒|挤伤|喘)", r"被踩(?![秃坏烂平出])(?:了|伤|倒|在)?", r"踩踏",
               r"栏杆[^，。,]{0,6}(?:咯吱|吱吱|晃|要断|变形)", r"挤(?:满|成一团)[^。]{0,10}(?:栏杆|踩|倒|喘)",
               r"(?<!摊贩)(?<!商贩)(?<!摊点)聚集", r"围堵", r"(?<!车)(?<!车还)堵(?:住|了)?(?:路|门|大门|马路)",
@@ -643,7 +662,9 @@ CUES: dict[str, tuple[str, ...]] = {
                r"(?:箱|包|袋)[^。]{0,8}(?:滴滴|嘀嘀|滴答)", r"可疑(?:包裹|箱子|物品|爆炸)",
                r"生命危险", r"危及", r"(?<!能)(?<!可以)救命(?![钱药])", r"呼救", r"求救", r"出人命", r"(?<!草菅)人命(?!苦)",
                r"快来人", r"要出事", r"(?:肯定|还得|还会|准得|又得|随时)(?:会|要)?出(?:事|人命)"),
-    "animal": (r"(?:狮|老虎|熊(?!猫)|豹|狼)[^。]{0,6}不在(?:笼舍|笼子|笼)里|(?:狮|老虎|熊(?!猫)|豹|狼)[^。]{0,10}(?:笼舍|"
+    "animal": (r"(?:狗|犬)[^，。,]{0,4}追咬|追咬(?:行人|人|孩子)",
+               r"猛兽|(?:老虎|狮子|熊(?!猫)|豹|狼)[^，。,]{0,4}(?:跑|逃)出来",
+               r"(?:狮|老虎|熊(?!猫)|豹|狼)[^。]{0,6}不在(?:笼舍|笼子|笼)里|(?:狮|老虎|熊(?!猫)|豹|狼)[^。]{0,10}(?:笼舍|"
                r"笼子)[^。]{0,6}(?:联锁失效|没关|开着)",
                r"(?:三角(?:形)?(?:的)?(?:脑袋|头)|(?:脑袋|头)是三角形)[^。]{0,20}(?:盘|蛇|爬)",
                r"(?:卫生间|厕所|澡盆|浴室|床底下)[^。]{0,10}(?:盘着|(?<!画了)一条蛇)",
@@ -673,67 +694,139 @@ CUES: dict[str, tuple[str, ...]] = {
 # Foreign residents and tourists call in English mixed with Chinese, or type pinyin; their words
 # for the same dangers, by kind (any case).
 _FOREIGN_WORDS: dict[str, tuple[str, ...]] = {
-    "fire": (r"\bon fire\b|\bis burning\b|\bburning down\b",
+    "fire": (r"\bflames?\b",
+             r"black (?:stuff|smoke)[^.!?]{0,16}pouring",
+             r"orange light[^.!?]{0,30}(?:smoke|pouring|screaming)",
+             r"(?:kitchen|house|flat|apartment|building|car|restaurant) (?:is |'s )?(?:on fire|"
+             r"burning)",
+             r"\bqi\s?huo\b",
+             r"\bon fire\b|\bis burning\b|\bburning down\b",
              r"\bfire\b(?!\s*(?:drill|extinguisher|exit|safety|inspection|alarm|station|me\b|"
              r"him\b|her\b))",
              r"zhao\s?huo(?:\s?le)?|shi\s?huo"),
-    "smoke": (r"(?:full of|there is|there's|lots of|thick|black|有)\s*smoke",
+    "smoke": (r"全是\s*smoke|smoke[^.!?]{0,20}(?:can'?t see|everywhere|pouring|coming)",
+              r"(?:full of|there is|there's|lots of|thick|black|有)\s*smoke",
               r"smoke (?:is )?(?:coming|everywhere|pouring)"),
-    "gas": (r"gas leak", r"smells? like gas|[,，]\s*like gas", r"smell[^.。!！?？]{0,20}\bgas\b",
+    "gas": (r"rotten eggs?",
+            r"gas smell|smell of gas|煤气\s*smell",
+            r"carbon monoxide|\bCO alarm",
+            r"gas leak", r"smells? like gas|[,，]\s*like gas", r"smell[^.。!！?？]{0,20}\bgas\b",
             r"\bmei\s?qi\b|ran\s?qi"),
-    "chemical": (r"smell[^.。!！?？]{0,10}chemical", r"chemical[^.。!！?？]{0,10}(?:smell|leak)",
+    "chemical": (r"tipped over[^.!?]{0,30}leaking|leaking[^.!?]{0,30}(?:sting|feel(?:ing)? sick)",
+                 r"smell[^.。!！?？]{0,10}chemical", r"chemical[^.。!！?？]{0,10}(?:smell|leak)",
                  r"\btoxic (?:gas|smoke|fumes)\b"),
     "explosion": (r"\bexplosion\b|\bexploded\b",),
-    "medical": (r"can'?t breathe|cannot breathe|not breathing", r"breathing[^.。!！?？]{0,6}slow",
+    "medical": (r"(?<!almost had a )(?<!nearly had a )heart attack|chest (?:\w+ ){0,3}(?:tight|"
+                r"pain)|clutching (?:his|her) chest|grey in the face",
+                r"(?:stopped|isn'?t|is not|no) breath(?:ing|e)\b",
+                r"drooping|slurr(?:ed|ing)|having a stroke",
+                r"can'?t (?:lift|move) (?:his|her|my) (?:right |left )?(?:arm|leg)|(?:left|"
+                r"right) hand no power",
+                r"asthma attack|inhaler isn'?t|can'?t finish a sentence",
+                r"shaking all over|eyes rolled|convuls",
+                r"throat (?:is )?swelling|face (?:is )?(?:puffing|swelling)|can'?t swallow|wheez|"
+                r"epi-?pen|eyes swell",
+                r"(?:whole group|all of us|everyone|\d+ of us|several)[^.!?]{0,20}vomiting|"
+                r"vomiting[^.!?]{0,30}(?:faint|not wake|can'?t stand|lying)",
+                r"keeps fainting|(?:getting|feel|feeling|are|is|am) dizzy",
+                r"waters broke|baby is coming|in labou?r",
+                r"not sweat|confused and (?:slurring|sweating)|sweating, confused",
+                r"bitten by (?:a )?snake|snake ?bite|mushrooms?\b[^.!?]{0,30}(?:vomit|see things)",
+                r"chest[^.!?]{0,10}(?:pain|tight)[^.!?]{0,20}(?:left arm|can'?t stand|sweat)",
+                r"can'?t breathe|cannot breathe|not breathing", r"breathing[^.。!！?？]{0,6}slow",
                 r"throat[^.。!！?？]{0,8}tight", r"allergic reaction|anaphyla|heat\s?stroke",
                 r"\bfainted\b|\bfaint (?:在|in|on|at)", r"\bchoking\b|\bseizure\b|lips are blue",
                 r"\bcollapsed\b"),
-    "unconscious": (r"not moving|\bunconscious\b|passed out",
+    "unconscious": (r"\b(?:fell|fallen)\b[^.!?]{0,30}(?:can'?t get up|locked|calling|not moving)|"
+                    r"old (?:man|woman|lady)[^.!?]{0,12}\bfell\b",
+                    r"\blimp\b|not wake|isn'?t moving|not responding|unresponsive",
+                    r"yun\s?dao|jiao\s?bu\s?xing",
+                    r"not moving|\bunconscious\b|passed out",
                     r"can'?t wake|cannot wake|won'?t wake",
                     r"(?:叫|喊|shake|shook)[^.。!！?？]{0,8}no answer",
                     r"\b(?:he|she|i|man|woman|lady|friend|someone|person|child|kid)\b"
                     r"[^.。!！?？]{0,10}(?:fall|fell) down|(?:他|她|朋友|人)[^.。!！?？]{0,10}(?:fall|"
                     r"fell) down",
                     r"lying on the (?:road|ground|floor|street)"),
-    "injury": (r"\bblood\b(?!\s*(?:test|pressure|type|donation|sugar))|\bbleeding\b",
+    "injury": (r"spurting|red everywhere|\bsliced\b",
+               r"(?:skin)[^.!?]{0,24}(?:peeling|blister)|(?:hot|boiling) (?:oil|"
+               r"water)[^.!?]{0,30}(?:on|over)|\bscald",
+               r"weird angle|sticking out|can'?t feel (?:his|her|my) legs|(?:can'?t|"
+               r"cannot) (?:stand|get) up|twisted (?:her|his|my) (?:knee|ankle)",
+               r"liu\s?le\s?(?:hen\s?duo\s?)?xue|tou\s?po|shou\s?shang",
+               r"\bblood\b(?!\s*(?:test|pressure|type|donation|sugar))|\bbleeding\b",
                r"\b(?:arm|leg|bone|hand|wrist|neck|rib)s?\b[^.。!！?？]{0,12}broken",
                r"broken (?:arm|leg|bone|hand|wrist|neck|rib)", r"bone[^.。!！?？]{0,4}out"),
-    "crash": (r"car crash|crash(?:ed)? into|(?:car|bus|truck|bike|scooter|motorbike|车)\s*crash",
+    "crash": (r"che\s?huo",
+              r"car crash|crash(?:ed)? into|(?:car|bus|truck|bike|scooter|motorbike|车)\s*crash",
               r"\baccident\b", r"hit by a car|a car hit"),
-    "water": (r"\bdrown", r"can'?t swim",
+    "water": (r"fell (?:off|from) [^.!?]{0,20}into the (?:river|lake|sea|water)|hands splashing",
+              r"(?:water|it)(?:'s| is)? (?:up to|already)[^.!?]{0,12}(?:windows?|knee|waist|"
+              r"chest|neck)|knee deep|waist deep",
+              r"(?:is |are )?filling up|water(?:'s| is)? (?:rising|coming in)|大水\s*coming",
+              r"\bdrown", r"can'?t swim",
               r"(?:fell|fallen|jumped|someone|somebody|person|man|woman|child|kid|boy|girl|he|she)"
               r" (?:is |was )?(?:in|into) (?:the )?(?:water|river|lake|sea)",
               r"(?:street|road|house|basement) is flooding"),
-    "missing": (r"\b(?:son|daughter|child|kid|baby|boy|girl|mother|father|mom|dad)\b"
+    "missing": (r"never came back|hasn'?t come back|didn'?t come back|can'?t find (?:her|him)|"
+                r"walked out of|dementia|alzheimer",
+                r"(?:child|kid|son|daughter)[^.!?]{0,6}not here|zou\s?diu|shi\s?zong|(?:we'?re|"
+                r"we are|i'?m) lost on",
+                r"\b(?:son|daughter|child|kid|baby|boy|girl|mother|father|mom|dad)\b"
                 r"[^.。!！?？]{0,6}(?:不见|\bis missing\b|\bmissing\b|\bis lost\b|\bgot lost\b|"
                 r"\bgone\b)",),
-    "violence": (r"\bknife\b|\bgun\b|\bstabbed\b", r"\battack(?:ed|ing)? (?:me|him|her|us|my)\b",
+    "violence": (r"beating (?:someone|him|her|a |me)|punch(?:ed|ing)? (?:my|him|her|me)|"
+                 r"kick(?:ing|ed)? (?:him|her|me)|hitting (?:me|her|him)",
+                 r"grabbed my|pushed me down|forcing (?:my|the) (?:front )?(?:door|lock)|"
+                 r"breaking into|banging on my door",
+                 r"(?:someone|somebody) (?:is )?inside my|xiao\s?tou",
+                 r"touching me|grabbing my body|hand on my leg|won'?t let (?:me|her|him) (?:out|"
+                 r"leave|go)|not allow|lock(?:ed)? me in|locked in with",
+                 r"holding (?:her|him|me)|pulled [^.!?]{0,10}into a (?:white )?van|hitting sound",
+                 r"(?:took|take|keeps?|has) my (?:passport|documents|护照)|explosives|\bbomb\b",
+                 r"\bknife\b|\bgun\b|\bstabbed\b", r"\battack(?:ed|ing)? (?:me|him|her|us|my)\b",
                  r"hit me|beat(?:ing)? (?:me|my|him|her)\b", r"\brob(?:bed|bery)\b|\braped?\b",
                  r"follow(?:ed|ing) me|touch(?:ed)? me|broke into|still inside|\bkidnapped\b",
                  r"\b(?:he|she|someone|a man|stranger|they)\b[^.。!！?？]{0,20}(?:outside|"
                  r"at) my (?:hotel )?door",
                  r"(?:is|are|keeps?) (?:biting|attacking)\b",
                  r"jiu\s?ming|da\s?wo\b"),
-    "threat": (r"(?:kill|hurt) (?:me|us|you|him|her)\b|threaten(?:s|ed|ing)? to kill",),
-    "self_harm": (r"suicide|kill (?:my|him|her)self", r"end (?:my|his|her) life|结束 (?:his|"
+    "threat": (r"follow(?:ed)? me (?:all the way|home)|standing outside my (?:apartment )?door|"
+               r"wait(?:s|ing)? downstairs",
+               r"(?:kill|hurt) (?:me|us|you|him|her)\b|threaten(?:s|ed|ing)? to kill",),
+    "self_harm": (r"standing on the (?:balcony )?ledge|won'?t come back in|letter to (?:her |"
+                  r"his |my )?parents",
+                  r"suicide|kill (?:my|him|her)self", r"end (?:my|his|her) life|结束 (?:his|"
                   r"her) life",
                   r"too (?:much|many) pills|overdose", r"jump off|say(?:s|ing)? goodbye|说 goodbye|"
                   r"send[^.。!！?？]{0,12}goodbye"),
-    "trapped": (r"\btrapped\b",
+    "trapped": (r"locked in a (?:parked )?car|(?:lift|elevator|电梯)\s?[^.!?,，]{0,10}(?:stuck|"
+                r"dropped)|bei\s?kun|kun\s?zai",
+                r"buried under|climbing out (?:the|a) window",
+                r"\btrapped\b(?!\s+in\s+(?:bureaucracy|paperwork|traffic|a job))",
                 r"can'?t get out(?:\s*[,.!，。！]|$| of (?:the )?(?:car|room|house|lift|elevator|"
                 r"building|water))",
                 r"(?:i'?m|we'?re|i am|we are|he'?s|she'?s|he is|she is|baby|child|kid|我|我们|他|她)\s*"
                 r"stuck (?:in|inside)\b(?!\s+traffic)"),
-    "fraud_now": (r"transfer money now|(?:asked|asks|ask|told|tells|"
+    "fraud_now": (r"safe account|police on (?:a )?video call|骗子\s*is on (?:the )?phone|"
+                  r"going to (?:the )?bank to send money",
+                  r"(?:transfer|send|move)[^.!?]{0,24}(?:right now|\bnow\b)",
+                  r"transfer money now|(?:asked|asks|ask|told|tells|"
                   r"wants?) (?:me )?to (?:transfer|send|wire)"
                   r"[^.。!！?？]{0,8}money",),
     "fraud_ongoing": (r"\b(?:he|she|they) wants? more\b|more money",),
-    "electric": (r"\bsparks?\b", r"(?:electric|power) (?:cable|line|wire)[^.。!！?？]{0,20}(?:down|"
+    "electric": (r"live wire|zapped|buzzing[^.!?]{0,20}(?:puddle|water)|cable snapped",
+                 r"\bsparks?\b", r"(?:electric|power) (?:cable|line|wire)[^.。!！?？]{0,20}(?:down|"
                  r"fall|street|spark)"),
     "danger": (r"\bhelp!|\bSOS\b", r"\bin danger\b"),
+    "collapse": (r"landslide",),
+    "animal": (r"dogs? (?:are )?(?:surrounding|biting)|bitten by",),
 }
 for _kind, _words in _FOREIGN_WORDS.items():
     CUES[_kind] = CUES.get(_kind, ()) + tuple(f"(?i:{w})" for w in _words)
+# Every foreign word needs a Latin letter to match: text without one skips them (a tenth of the
+# judgement's time on Chinese text).
+_LATIN = re.compile(r"[A-Za-z]")
 
 # A negator shortly before a cue, in the same clause, negates it: 没有人受伤, 不是着火, 并未起火.
 # "没人要的包" and "没人管的孩子" say whose, not that nothing happened.
@@ -743,7 +836,8 @@ _NEGATOR = re.compile(r"(?:差点|差一点|险些|好险|没有(?!人要|人管
                       r"并没有|并没|不是|并不是|不像|不存在|未(?!拴|牵|成年|满)|无(?!绳|证|照|牌|人看管|人照看|缘无故|故)|不会(?!急救|游泳|"
                       r"水)|(?<![特分区告])别(?!墅|人|让)|不用|不要(?!让)|没啥|没什么(?!征兆|预兆)|谈不上|"
                       r"算不上|"
-                      r"不算|不太(?!舒服|对劲|清醒|好)|不怎么|并不)")
+                      r"不算|不太(?!舒服|对劲|清醒|好)|不怎么|并不|(?i:\bnot (?:a|an)\b|\bisn'?t\b|\bwasn'?t\b|"
+                      r"\bno\b))")
 _NEGATION_WINDOW = 6
 _TODAY = re.compile(r"今天|今早|今晚|刚才|刚刚")
 _SUPPOSED_QUESTION = re.compile(r"(?:万一|如果|要是|假如|迟早)[^。]*(?:怎么办|怎么|吗|？|\?)|迟早")
@@ -807,7 +901,8 @@ _CLEARED: dict[str, tuple[str, ...]] = {
                   r"刷走",
                   r"(?<!肯定是)(?<!可能是)(?<!应该是)(?<!怕是)(?<!好像)被骗了", r"少了钱",
                   r"钱(?:都|就)?没了"),
-    "fire": (r"火(?:已经|早就?|早都|都)?(?:被)?(?:扑)?灭了|(?:盖|浇|踩|拍|捂)灭了|"
+    "fire": (r"(?i:put (?:it|the fire) out|put out the fire)|火(?:已经|早就?|早都|都)?(?:被)?(?:扑)?灭了|"
+             r"(?:盖|浇|踩|拍|捂)灭了|"
              r"(?:已经|早就?)(?:被)?扑灭了", r"(?:车|残骸)(?:已经)?(?:被)?(?:拖|"
              r"拉)走了", r"灭掉了", r"扑灭了",
              r"熄灭了", r"没(?:有)?着起来",
@@ -831,7 +926,8 @@ _CLEARED: dict[str, tuple[str, ...]] = {
                 r"(?<![没不])找(?:到|着)的",
                 r"打(?:了)?电话回来", r"人(?:都|也)?好好的", r"都是[^，。,]{0,6}送回", r"(?:已经|自己)回(?:来|家)了",
                 r"送回来了"),
-    "gas": (r"(?:已经|早就?)?(?:修好|关好|关掉|关上|拧紧)了", r"(?:已|已经)[^，。,]{0,8}修复",
+    "gas": (r"(?:已经|早就?)?(?:修好|关好|关掉|关上|拧紧)了", r"(?i:came and fixed|fixed the (?:pipe|"
+            r"leak))", r"(?:已|已经)[^，。,]{0,8}修复",
             r"(?:现|现在)?无(?:异味|气味)", r"(?:刚|刚刚|"
             r"已经)(?:来)?查过了", r"(?<!是)不是漏(?:气)?(?![吗吧啊呀么])",
             r"不漏了", r"没(?:有)?味了", r"味(?:道)?(?:都|也)?没了", r"^(?:已经|都|也)?(?:散|没)了"),
@@ -941,7 +1037,9 @@ _RISK_AFTER = re.compile(r"(?:的)?(?:风险|隐患)")
 # 一口" asks in the middle of it).
 _ASKING_IN_GENERAL = re.compile(r"要注意(?:点|些)?什么|注意事项|(?:要|是)?收费(?:的)?(?:吧|吗|？|\?)|"
                                 r"多久(?:可以|才能|能)报(?:案|警)")
-_ASKING = re.compile(r"想咨询|咨询一下|是哪里(?:着火|出事)|有用吗|是不是谣言|真的假的|"
+_ASKING = re.compile(r"想咨询|咨询一下|咨询$|(?i:what should (?:i|we) do in case|in case of|what number|"
+                     r"is (?:the|there a)[^.?!]{0,24}\btest\b|do i need to|who should|how do i)|"
+                     r"是哪里(?:着火|出事)|有用吗|是不是谣言|真的假的|"
                      r"(?:假如|如果|要是|万一)(?:说)?(?:我|你|有人)?[^，。,]{0,6}(?:看到|看见|遇到|碰到)|"
                      r"(?i:call\s*(?:119|110|120|12345)\s*or|just asking)")
 # A look-alike the caller has since explained ("原来是在打游戏") is one, cries for help and all,
@@ -988,10 +1086,12 @@ _PAST = re.compile(r"(?:昨天|昨日|前天|前日|大前天|上周|上个?礼�
                    r"(?<![晕昏抽死背厥睡冲跑走跳扑看爬滚飘游飞撞我你他她赶])过去(?![一看扶帮拉救问瞧])|曾经|"
                    r"出过|着过|"
                    r"[死伤淹烧炸塌]过人|(?<![昏晕])死过(?!去)|"
-                   r"[漏烧炸塌倒]过一[次回]|发生过|前[两三]天|前一阵|前阵子|前段时间|昨晚|昨夜|前晚|那会儿|本月\d+日|\d+月\d+[日号]|"
+                   r"[漏烧炸塌倒]过一[次回]|发生过|后续|前[两三]天|前一阵|前阵子|前段时间|昨晚|昨夜|前晚|那会儿|本月\d+日|\d+月\d+[日号]|"
                    r"(?:今年)?\d{1,2}月(?:份|初|底|中旬|上旬|下旬)?(?![\d日号大龄])|"
                    r"今年[一二三四五六七八九十]{1,3}月|[一二三四五六七八九十]{1,3}月份|"
-                   r"\d+\s*(?:年|个月|天)前|[一二两三四五六七八九十几]+(?:年|个月|天)前)")
+                   r"\d+\s*(?:年|个月|天)前|(?i:\byesterday\b|\blast (?:night|week|month|year)\b|"
+                   r"\b(?:\d+|a|one|two|three|few|several) (?:days?|weeks?|months?|"
+                   r"years?) ago\b)|[一二两三四五六七八九十几]+(?:年|个月|天)前)")
 # Another time, told as an episode: over even for what lasts (a person missing since yesterday is
 # missing now; a child lost "last time" was found).
 _EPISODE = re.compile(r"上次|上回|那次|那回|(?<!像)以前|去年|前年|小时候|曾(?:经)?(?:有过?|反映过?|报过)|"
@@ -1052,7 +1152,7 @@ _ORDINARY_SOURCES: tuple[tuple[str, str, re.Pattern], ...] = (
     # ("邻居家在楼道里熏腊肉，整个单元楼都是烟", "问了一下是锅炉房正常排气"); the fire of one is a
     # cue of its own.
     ("smoke", "sentence", re.compile(
-        r"烧烤(?:摊|店)|熏(?:腊)?肉|排烟|油烟|熔炉|熔铝|砖窑|"
+        r"烧烤(?:摊|店)|熏(?:腊)?肉|排烟|油烟|熔炉|熔铝|砖窑|(?i:bbq|barbecue|grill)|"
         r"(?<!不)是[^，。,]{0,8}(?:锅炉|排气|烧烤|做饭)")),
     ("smoke", "before", re.compile(
         r"(?:锅炉(?:房)?(?:烧煤)?|熔炉|熔铝|砖厂|砖窑|烧煤|焚烧[^，。,]{0,10}|烤串|烧烤|熏(?:腊)?肉)"
@@ -1090,7 +1190,14 @@ _TURN = re.compile(r"但是|可是|不过|然而|结果|(?<![不宁])却|但(?![
 _CLAUSE = re.compile(r"[，。！？；,.!?;、\n\u3000]|(?<=[\u4e00-\u9fff]) +(?=[\u4e00-\u9fff])|"
                      r"但是|可是|不过|结果|然后")
 
+# An English danger word that names the equipment or the drill, not the danger ("fire
+# extinguisher", "fire alarm test").
+_EQUIPMENT_AFTER = re.compile(r"(?i)\s*(?:extinguishers?|drills?|exits?|alarm test|safety|"
+                              r"inspections?|stations?|doors?|escape|insurance|hydrants?)\b")
 _COMPILED = {kind: tuple(re.compile(p) for p in pats) for kind, pats in CUES.items()}
+_FOREIGN_C = frozenset(f"(?i:{w})" for words in _FOREIGN_WORDS.values() for w in words)
+_COMPILED_NATIVE = {kind: tuple(p for p in pats if p.pattern not in _FOREIGN_C)
+                    for kind, pats in _COMPILED.items()}
 _CLEARED_C = {kind: tuple(re.compile(p) for p in pats) for kind, pats in _CLEARED.items()}
 _CLEARED_ANY_C = tuple(re.compile(p) for p in _CLEARED_ANY)
 _FRAMES_C = tuple(re.compile(p) for p in _FRAMES)
@@ -1329,7 +1436,7 @@ def judge(text: str | None, extra: tuple[str, ...] = (),
     if not text:
         return Danger(False, ())
     found: list[tuple[int, int, str]] = []
-    for kind, patterns in _COMPILED.items():
+    for kind, patterns in (_COMPILED if _LATIN.search(text) else _COMPILED_NATIVE).items():
         for pattern in patterns:
             for m in pattern.finditer(text):
                 found.append((m.start(), m.end(), kind))
@@ -1338,7 +1445,8 @@ def judge(text: str | None, extra: tuple[str, ...] = (),
             found.append((m.start(), m.end(), "catalog"))
     for word in extra_words:
         for m in re.finditer(rf"(?<![\w-]){re.escape(word)}(?![\w-])", text, re.IGNORECASE):
-            found.append((m.start(), m.end(), "catalog"))
+            if not _EQUIPMENT_AFTER.match(text, m.end()):
+                found.append((m.start(), m.end(), "catalog"))
     # One cue per stretch of text: the longest match where several overlap.
     found.sort(key=lambda f: (f[0], -(f[1] - f[0])))
     cues: list[Cue] = []
