@@ -557,7 +557,7 @@ INCIDENTS = tuple(ROOT / "tests" / "data" / f"incidents-{name}.tsv"
                                "hazard-words", "agent-notes", "asked-relayed-planned",
                                "new-rules-attacked", "seen-heard-smelled", "online-requests",
                                "voices-that-hide-it", "new-cues-attacked", "terse-summaries",
-                               "foreign-callers"))
+                               "foreign-callers", "foreign-callers-2"))
 # Harmless near-misses the judgement calls emergencies on purpose: a child who swallowed a pill is
 # for an agent to judge, not for a list of harmless pills; domestic violence heard of in a named
 # compound is for the police to look into; a swindler's story of a son arrested in a fight is

@@ -704,10 +704,15 @@ _FOREIGN_WORDS: dict[str, tuple[str, ...]] = {
              r"\bfire\b(?!\s*(?:drill|extinguisher|exit|safety|inspection|alarm|station|me\b|"
              r"him\b|her\b))",
              r"zhao\s?huo(?:\s?le)?|shi\s?huo"),
-    "smoke": (r"全是\s*smoke|smoke[^.!?]{0,20}(?:can'?t see|everywhere|pouring|coming)",
+    "smoke": (r"filling (?:up )?with smoke|(?:started|is|are) smoking and|smoke (?:from|coming|"
+              r"pouring|everywhere)|smell(?:s|ing)? of (?:burning|smoke)",
+              r"全是\s*smoke|smoke[^.!?]{0,20}(?:can'?t see|everywhere|pouring|coming)",
               r"(?:full of|there is|there's|lots of|thick|black|有)\s*smoke",
               r"smoke (?:is )?(?:coming|everywhere|pouring)"),
-    "gas": (r"rotten eggs?",
+    "gas": (r"\bhiss(?:ing)?\b",
+            r"gas (?:pipe|main|cylinder|meter)[^.!?]{0,40}(?:hiss|leak|roar|smell|spinning|fire|"
+            r"hit)|hit a gas pipe",
+            r"rotten eggs?",
             r"gas smell|smell of gas|煤气\s*smell",
             r"carbon monoxide|\bCO alarm",
             r"gas leak", r"smells? like gas|[,，]\s*like gas", r"smell[^.。!！?？]{0,20}\bgas\b",
@@ -715,8 +720,13 @@ _FOREIGN_WORDS: dict[str, tuple[str, ...]] = {
     "chemical": (r"tipped over[^.!?]{0,30}leaking|leaking[^.!?]{0,30}(?:sting|feel(?:ing)? sick)",
                  r"smell[^.。!！?？]{0,10}chemical", r"chemical[^.。!！?？]{0,10}(?:smell|leak)",
                  r"\btoxic (?:gas|smoke|fumes)\b"),
-    "explosion": (r"\bexplosion\b|\bexploded\b",),
-    "medical": (r"(?<!almost had a )(?<!nearly had a )heart attack|chest (?:\w+ ){0,3}(?:tight|"
+    "explosion": (r"\bticking\b|abandoned (?:suitcase|bag)|might blow|about to (?:blow|explode)|"
+                  r"(?<!the )\bbomb\b",
+                  r"\bexplosion\b|\bexploded\b",),
+    "medical": (r"shivering uncontrollably|struggling to breathe|chest burns|seeing things",
+                r"drank (?:some )?(?:of the )?(?:bleach|poison|pesticide)|mixed bleach|"
+                r"has asthma[^.!?]{0,20}struggling",
+                r"(?<!almost had a )(?<!nearly had a )heart attack|chest (?:\w+ ){0,3}(?:tight|"
                 r"pain)|clutching (?:his|her) chest|grey in the face",
                 r"(?:stopped|isn'?t|is not|no) breath(?:ing|e)\b",
                 r"drooping|slurr(?:ed|ing)|having a stroke",
@@ -737,7 +747,8 @@ _FOREIGN_WORDS: dict[str, tuple[str, ...]] = {
                 r"throat[^.。!！?？]{0,8}tight", r"allergic reaction|anaphyla|heat\s?stroke",
                 r"\bfainted\b|\bfaint (?:在|in|on|at)", r"\bchoking\b|\bseizure\b|lips are blue",
                 r"\bcollapsed\b"),
-    "unconscious": (r"\b(?:fell|fallen)\b[^.!?]{0,30}(?:can'?t get up|locked|calling|not moving)|"
+    "unconscious": (r"hasn'?t come out of (?:the )?(?:bathroom|room)",
+                    r"\b(?:fell|fallen)\b[^.!?]{0,30}(?:can'?t get up|locked|calling|not moving)|"
                     r"old (?:man|woman|lady)[^.!?]{0,12}\bfell\b",
                     r"\blimp\b|not wake|isn'?t moving|not responding|unresponsive",
                     r"yun\s?dao|jiao\s?bu\s?xing",
@@ -754,28 +765,41 @@ _FOREIGN_WORDS: dict[str, tuple[str, ...]] = {
                r"weird angle|sticking out|can'?t feel (?:his|her|my) legs|(?:can'?t|"
                r"cannot) (?:stand|get) up|twisted (?:her|his|my) (?:knee|ankle)",
                r"liu\s?le\s?(?:hen\s?duo\s?)?xue|tou\s?po|shou\s?shang",
-               r"\bblood\b(?!\s*(?:test|pressure|type|donation|sugar))|\bbleeding\b",
+               r"\bblood\b(?!\s*(?:test|pressure|type|donation|sugar|is boiling))|\bbleeding\b",
                r"\b(?:arm|leg|bone|hand|wrist|neck|rib)s?\b[^.。!！?？]{0,12}broken",
                r"broken (?:arm|leg|bone|hand|wrist|neck|rib)", r"bone[^.。!！?？]{0,4}out"),
     "crash": (r"che\s?huo",
               r"car crash|crash(?:ed)? into|(?:car|bus|truck|bike|scooter|motorbike|车)\s*crash",
               r"\baccident\b", r"hit by a car|a car hit"),
-    "water": (r"fell (?:off|from) [^.!?]{0,20}into the (?:river|lake|sea|water)|hands splashing",
+    "water": (r"struggling in the (?:water|river|lake|sea)|dragged out by the current|"
+              r"\bsinking\b|taking on water|fell through the ice",
+              r"went off the bridge|into the (?:canal|river|lake|sea)\b|can'?t see (?:him|"
+              r"her) anywhere in the water",
+              r"fell (?:off|from) [^.!?]{0,20}into the (?:river|lake|sea|water)|hands splashing",
               r"(?:water|it)(?:'s| is)? (?:up to|already)[^.!?]{0,12}(?:windows?|knee|waist|"
               r"chest|neck)|knee deep|waist deep",
               r"(?:is |are )?filling up|water(?:'s| is)? (?:rising|coming in)|大水\s*coming",
-              r"\bdrown", r"can'?t swim",
+              r"\bdrown(?!ing in (?:paperwork|work|debt|bills|emails))", r"can'?t swim",
               r"(?:fell|fallen|jumped|someone|somebody|person|man|woman|child|kid|boy|girl|he|she)"
               r" (?:is |was )?(?:in|into) (?:the )?(?:water|river|lake|sea)",
               r"(?:street|road|house|basement) is flooding"),
-    "missing": (r"never came back|hasn'?t come back|didn'?t come back|can'?t find (?:her|him)|"
+    "missing": (r"now (?:she'?s|he'?s) gone|was right beside me[^.!?]{0,30}gone",
+                r"never came back|hasn'?t come back|didn'?t come back|can'?t find (?:her|him)|"
                 r"walked out of|dementia|alzheimer",
                 r"(?:child|kid|son|daughter)[^.!?]{0,6}not here|zou\s?diu|shi\s?zong|(?:we'?re|"
                 r"we are|i'?m) lost on",
                 r"\b(?:son|daughter|child|kid|baby|boy|girl|mother|father|mom|dad)\b"
                 r"[^.。!！?？]{0,6}(?:不见|\bis missing\b|\bmissing\b|\bis lost\b|\bgot lost\b|"
                 r"\bgone\b)",),
-    "violence": (r"beating (?:someone|him|her|a |me)|punch(?:ed|ing)? (?:my|him|her|me)|"
+    "violence": (r"trying to open my (?:front )?door|(?:man|someone|somebody|"
+                 r"guy) (?:is )?inside my (?:flat|house|apartment|room)",
+                 r"someone is in my house|heard glass break|climbing into[^.!?]{0,20}window",
+                 r"dragg(?:ed|ing)[^.!?]{0,20}(?:bag|girl|woman|into)|pushed a (?:girl|woman|"
+                 r"child)|couteau|cuchillo|\bmesser\b",
+                 r"being hit|grabbing at kids|pull one away|banging on (?:her|my|"
+                 r"the) (?:hotel )?door",
+                 r"can'?t talk freely|just say yes or no|still here and (?:very )?angry",
+                 r"beating (?:someone|him|her|a |me)|punch(?:ed|ing)? (?:my|him|her|me)|"
                  r"kick(?:ing|ed)? (?:him|her|me)|hitting (?:me|her|him)",
                  r"grabbed my|pushed me down|forcing (?:my|the) (?:front )?(?:door|lock)|"
                  r"breaking into|banging on my door",
@@ -783,7 +807,8 @@ _FOREIGN_WORDS: dict[str, tuple[str, ...]] = {
                  r"touching me|grabbing my body|hand on my leg|won'?t let (?:me|her|him) (?:out|"
                  r"leave|go)|not allow|lock(?:ed)? me in|locked in with",
                  r"holding (?:her|him|me)|pulled [^.!?]{0,10}into a (?:white )?van|hitting sound",
-                 r"(?:took|take|keeps?|has) my (?:passport|documents|护照)|explosives|\bbomb\b",
+                 r"(?:took|take|keeps?|has) my (?:passport|documents|护照)|explosives|"
+                 r"(?<!the )\bbomb\b",
                  r"\bknife\b|\bgun\b|\bstabbed\b", r"\battack(?:ed|ing)? (?:me|him|her|us|my)\b",
                  r"hit me|beat(?:ing)? (?:me|my|him|her)\b", r"\brob(?:bed|bery)\b|\braped?\b",
                  r"follow(?:ed|ing) me|touch(?:ed)? me|broke into|still inside|\bkidnapped\b",
@@ -791,16 +816,23 @@ _FOREIGN_WORDS: dict[str, tuple[str, ...]] = {
                  r"at) my (?:hotel )?door",
                  r"(?:is|are|keeps?) (?:biting|attacking)\b",
                  r"jiu\s?ming|da\s?wo\b"),
-    "threat": (r"follow(?:ed)? me (?:all the way|home)|standing outside my (?:apartment )?door|"
+    "threat": (r"burn (?:it|the shop|my shop|the house) down|jerrycan|lurking outside",
+               r"follow(?:ed)? me (?:all the way|home)|standing outside my (?:apartment )?door|"
                r"wait(?:s|ing)? downstairs",
                r"(?:kill|hurt) (?:me|us|you|him|her)\b|threaten(?:s|ed|ing)? to kill",),
-    "self_harm": (r"standing on the (?:balcony )?ledge|won'?t come back in|letter to (?:her |"
+    "self_harm": (r"texted (?:me )?goodbye|took all (?:her|his|my) (?:sleeping )?pills|"
+                  r"sleeping pills",
+                  r"standing on the (?:balcony )?ledge|won'?t come back in|letter to (?:her |"
                   r"his |my )?parents",
                   r"suicide|kill (?:my|him|her)self", r"end (?:my|his|her) life|结束 (?:his|"
                   r"her) life",
                   r"too (?:much|many) pills|overdose", r"jump off|say(?:s|ing)? goodbye|说 goodbye|"
                   r"send[^.。!！?？]{0,12}goodbye"),
-    "trapped": (r"locked in a (?:parked )?car|(?:lift|elevator|电梯)\s?[^.!?,，]{0,10}(?:stuck|"
+    "trapped": (r"stuck in the (?:elevator|lift)|(?:elevator|lift)[^.!?]{0,40}(?:dropping|"
+                r"dropped|jolted)|(?:elevator|lift)[^.!?]{0,40}(?:dropping|jolted|"
+                r"grinding)[^.!?]{0,30}(?:inside|we'?re in)",
+                r"won'?t stop[^.!?]{0,50}locked the doors|stuck to (?:it|the cable)|doors are shut",
+                r"locked in a (?:parked )?car|(?:lift|elevator|电梯)\s?[^.!?,，]{0,10}(?:stuck|"
                 r"dropped)|bei\s?kun|kun\s?zai",
                 r"buried under|climbing out (?:the|a) window",
                 r"\btrapped\b(?!\s+in\s+(?:bureaucracy|paperwork|traffic|a job))",
@@ -815,12 +847,25 @@ _FOREIGN_WORDS: dict[str, tuple[str, ...]] = {
                   r"wants?) (?:me )?to (?:transfer|send|wire)"
                   r"[^.。!！?？]{0,8}money",),
     "fraud_ongoing": (r"\b(?:he|she|they) wants? more\b|more money",),
-    "electric": (r"live wire|zapped|buzzing[^.!?]{0,20}(?:puddle|water)|cable snapped",
+    "electric": (r"live (?:cable|wire)|power line (?:fell|down)|\bsparking\b",
+                 r"live wire|zapped|buzzing[^.!?]{0,20}(?:puddle|water)|cable snapped",
                  r"\bsparks?\b", r"(?:electric|power) (?:cable|line|wire)[^.。!！?？]{0,20}(?:down|"
                  r"fall|street|spark)"),
-    "danger": (r"\bhelp!|\bSOS\b", r"\bin danger\b"),
-    "collapse": (r"landslide",),
+    "danger": (r"\bhurry\b|au secours|socorro|\bhilfe\b",
+               r"open manhole[^.!?]{0,80}(?:kids|children|people)",
+               r"\bhelp!|\bSOS\b", r"\bin danger\b"),
+    "collapse": (r"(?:mud|rocks?)[^.!?]{0,12}sliding|wall is cracking|\bcollaps(?:e|ing|"
+                 r"ed)\b(?!\s+(?:of|in) (?:prices|the market))",
+                 r"balcony[^.!?]{0,10}(?:just )?fell|tree fell on a car|roof is crushed|"
+                 r"fell off a lorry",
+                 r"landslide",),
     "animal": (r"dogs? (?:are )?(?:surrounding|biting)|bitten by",),
+    "fall": (r"sitting on the edge of the roof|legs (?:are )?over the side|"
+             r"climbed over the railing|standing on the outside",
+             r"(?:on|climbing on) the (?:balcony|window) (?:ledge|railing)|"
+             r"fallen onto the (?:metro |train )?tracks|onto the tracks",),
+    "crowd": (r"crowd crush|trampled|stampede",),
+    "road_hazard": (r"\bswerving\b|drunk driver|seems drunk|run over|\bcollided\b",),
 }
 for _kind, _words in _FOREIGN_WORDS.items():
     CUES[_kind] = CUES.get(_kind, ()) + tuple(f"(?i:{w})" for w in _words)
@@ -1089,7 +1134,9 @@ _PAST = re.compile(r"(?:昨天|昨日|前天|前日|大前天|上周|上个?礼�
                    r"[漏烧炸塌倒]过一[次回]|发生过|后续|前[两三]天|前一阵|前阵子|前段时间|昨晚|昨夜|前晚|那会儿|本月\d+日|\d+月\d+[日号]|"
                    r"(?:今年)?\d{1,2}月(?:份|初|底|中旬|上旬|下旬)?(?![\d日号大龄])|"
                    r"今年[一二三四五六七八九十]{1,3}月|[一二三四五六七八九十]{1,3}月份|"
-                   r"\d+\s*(?:年|个月|天)前|(?i:\byesterday\b|\blast (?:night|week|month|year)\b|"
+                   r"\d+\s*(?:年|个月|天)前|(?i:\byesterday\b|\blast (?:night|week|month|year|weekend|"
+                   r"monday|tuesday|"
+                   r"wednesday|thursday|friday|saturday|sunday)\b|"
                    r"\b(?:\d+|a|one|two|three|few|several) (?:days?|weeks?|months?|"
                    r"years?) ago\b)|[一二两三四五六七八九十几]+(?:年|个月|天)前)")
 # Another time, told as an episode: over even for what lasts (a person missing since yesterday is
