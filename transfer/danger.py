@@ -867,10 +867,11 @@ _FOREIGN_WORDS: dict[str, tuple[str, ...]] = {
     "crowd": (r"crowd crush|trampled|stampede",),
     "road_hazard": (r"\bswerving\b|drunk driver|seems drunk|run over|\bcollided\b",),
 }
+# Every foreign word needs a Latin letter to match: text without one skips them (a tenth of the
+# judgement's time on Chinese text). They follow each kind's own cues, so those stay a prefix.
+_NATIVE_COUNT = {kind: len(pats) for kind, pats in CUES.items()}
 for _kind, _words in _FOREIGN_WORDS.items():
     CUES[_kind] = CUES.get(_kind, ()) + tuple(f"(?i:{w})" for w in _words)
-# Every foreign word needs a Latin letter to match: text without one skips them (a tenth of the
-# judgement's time on Chinese text).
 _LATIN = re.compile(r"[A-Za-z]")
 
 # A negator shortly before a cue, in the same clause, negates it: 没有人受伤, 不是着火, 并未起火.
@@ -901,8 +902,7 @@ _HARM_DONE = re.compile(r"血|受伤|伤得|头破|晕|昏|喊疼|骨头|骨折|
 # "行人易摔倒": what fears the cue may stand just before it or inside its match (searched up to
 # the cue's end, as a look-ahead needs its words).
 _FEARED_IN_CUE = re.compile(r"(?<![容交贸轻])易(?=摔|跌|滑|绊)")
-_FEARED = re.compile(r"(?:真|就|生|很|挺|最)?怕(?![是冷热黑生羞痒疼死])|担心|感觉(?:快|要|随时)|要等|容易|"
-                     + _FEARED_IN_CUE.pattern)
+_FEARED = re.compile(r"(?:真|就|生|很|挺|最)?怕(?![是冷热黑生羞痒疼死])|担心|感觉(?:快|要|随时)|要等|容易")
 _NOT_YET = re.compile(r"(?:暂时|已经)?(?:拦|围)起来了|"
                       r"(?:目前|暂时|暂|还|尚|都)(?:没|未)(?:有)?(?:出事|起火|着火|掉下来|掉下去|伤到人|砸到人|大事)|"
                       r"非火灾|不是现在着火|都是轻伤")
@@ -1209,10 +1209,11 @@ _SOURCE_KINDS = frozenset(kind for kind, _, _ in _ORDINARY_SOURCES)
 # An animal's own fight, wound or trap, in a sentence that names no person, is an animal matter
 # for 12345 ("流浪猫钻进发动机舱卡住了", "两条狗打架"); an animal that endangers people has
 # cues of its own (kind "animal").
-_ANIMAL = re.compile(r"猫|狗(?!肉)|犬|柯基|泰迪|金毛|哈士奇|宠物|鸟|鸡(?![蛋肉汤])|鸭(?![肉脖])|鹅|兔|鸽|羊(?![肉毛绒])|刺猬|松鼠")
+_ANIMAL = re.compile(r"猫|狗(?!肉)|犬|柯基|泰迪|金毛|哈士奇|宠物|鸟|鸡(?![蛋肉汤])|鸭(?![肉脖])|鹅|兔|鸽|"
+                     r"羊(?![肉毛绒])|刺猬|松鼠")
 # "来电人" is the agent's word for the caller, "我家猫" names the owner: neither is a person in
 # the matter.
-_OWNER = re.compile(r"来电人|[我你他她]家(?=[^，。,]{0,3}(?:猫|狗|犬|鸟|鸡|鸭|鹅|兔|鸽|羊|柯基|泰迪|金毛|哈士奇|宠物))")
+_OWNER = re.compile(r"来电人|[我你他她]家(?=[^，。,]{0,3}(?:" + _ANIMAL.pattern + "))")
 _ANIMAL_ONLY_KINDS = frozenset({"catalog", "violence", "trapped", "injury", "fall", "unconscious",
                                 "missing", "medical"})
 _ANYONE = re.compile(_SOMEONE + "|" + _PEOPLE + "|我|你|咱|谁|家里|业主|居民|邻居|群众|住户|"
@@ -1242,9 +1243,7 @@ _CLAUSE = re.compile(r"[，。！？；,.!?;、\n\u3000]|(?<=[\u4e00-\u9fff]) +(
 _EQUIPMENT_AFTER = re.compile(r"(?i)\s*(?:extinguishers?|drills?|exits?|alarm test|safety|"
                               r"inspections?|stations?|doors?|escape|insurance|hydrants?)\b")
 _COMPILED = {kind: tuple(re.compile(p) for p in pats) for kind, pats in CUES.items()}
-_FOREIGN_C = frozenset(f"(?i:{w})" for words in _FOREIGN_WORDS.values() for w in words)
-_COMPILED_NATIVE = {kind: tuple(p for p in pats if p.pattern not in _FOREIGN_C)
-                    for kind, pats in _COMPILED.items()}
+_COMPILED_NATIVE = {kind: pats[:_NATIVE_COUNT.get(kind, 0)] for kind, pats in _COMPILED.items()}
 _CLEARED_C = {kind: tuple(re.compile(p) for p in pats) for kind, pats in _CLEARED.items()}
 _CLEARED_ANY_C = tuple(re.compile(p) for p in _CLEARED_ANY)
 _FRAMES_C = tuple(re.compile(p) for p in _FRAMES)
