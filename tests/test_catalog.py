@@ -9,7 +9,7 @@ import pytest
 
 from conftest import ROOT
 from hotline_link.settings import load_catalog
-from transfer.catalog import CatalogError, parse, recommend
+from transfer.catalog import CatalogError, Classified, parse, recommend
 
 CATALOG = load_catalog()
 
@@ -77,6 +77,31 @@ def test_an_emergency_goes_to_110_first_whatever_the_category(text, category):
 def test_an_emergency_description_overrides_a_12345_code():
     rec = recommend(CATALOG, code="utilities_incident", text="gas leak, a man is unconscious")
     assert (rec.platform, rec.emergency) == ("110", True)
+
+
+def _sure_of_danger(text: str) -> Classified:
+    """A model that reads every scare as an emergency (0.99), as a trained one does when the
+    words of the scare outweigh the words that end it."""
+    return Classified({"consultation": 1.0}, {"12345": 1.0}, 0.99)
+
+
+@pytest.mark.parametrize("text, emergency", [
+    ("我老公车的定位显示在江里，吓一跳，他打电话说在跨江大桥上堵着呢，虚惊一场", False),
+    ("女朋友电话里喊了一声就断了，她刚回过来电话说是看到蟑螂手机掉了", False),
+    ("视频里我奶奶吃汤圆噎了一下，爷爷拍了几下背，现在好好的", False),
+    ("我爸喝多了躺在公园长椅上，朋友已经把他接回家了", False),
+    # ended well for one, not the other: a cue still decides
+    ("孩子已经回来了，可是他说同学还在河里没上来", True),
+    # "还好好的" is how a sudden collapse is told, not an ending
+    ("我爸刚才还好好的，突然就说不出话了", True),
+    # without the words that end it, the model's 0.99 stands
+    ("女朋友电话里喊了一声就断了", True),
+])
+def test_words_that_end_the_scare_are_not_overruled_by_the_model(text, emergency):
+    rec = recommend(CATALOG, text=text, classify=_sure_of_danger)
+    assert rec.emergency is emergency, rec.reason
+    if not emergency:
+        assert "it ended well" in rec.emergency_why, rec.emergency_why
 
 
 @pytest.mark.parametrize("kwargs", [{"text": "今天天气怎么样"}, {"code": "no_such_code"}, {}])

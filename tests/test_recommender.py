@@ -550,6 +550,15 @@ def test_the_emergency_judgement_handles_negation_conditions_and_what_is_over(te
 # 29 of 200 set off a cue at the first reading; with 60 present emergencies a reviewer told in the
 # words of the rule that came of it ("怕", "挺危险的", "暂时没出事": 25 set aside by its first
 # version).
+# On 2026-12-05 (evening), three more blind tables, first read by what an agent gets: what a
+# speech recogniser makes of the first seconds of a call (no punctuation, 着伙, 就护车, the
+# agent's greeting mixed in): 4 of 150 missed, 5 of 100 with a cue; callers who are not where it
+# happens (a video call that froze on the floor, a smart watch's fall alert, a livestream, a
+# parent's phone off in another city, knocking heard through a ceiling): 5 of 150 missed, 11 of
+# 100 with a cue and 13 more called by the model alone, mostly scares that had ended well
+# ("虚惊一场", "她刚回过来电话"); and 12345's complaints told in heated words ("要出人命了",
+# "抢钱啊", "气得我心脏病都要犯了", "真着火了谁负责"): 1 of 60 missed, 27 of 190 with a cue. Kept:
+# the rows that pass (the six left out are in that day's note).
 INCIDENTS = tuple(ROOT / "tests" / "data" / f"incidents-{name}.tsv"
                   for name in ("110", "medical-rescue", "12345-complaints", "voices",
                                "time-and-negation", "a-week", "set-aside-words",
@@ -557,7 +566,8 @@ INCIDENTS = tuple(ROOT / "tests" / "data" / f"incidents-{name}.tsv"
                                "hazard-words", "agent-notes", "asked-relayed-planned",
                                "new-rules-attacked", "seen-heard-smelled", "online-requests",
                                "voices-that-hide-it", "new-cues-attacked", "terse-summaries",
-                               "foreign-callers", "foreign-callers-2"))
+                               "foreign-callers", "foreign-callers-2", "asr-transcripts",
+                               "from-a-distance", "heated-ordinary"))
 # Harmless near-misses the judgement calls emergencies on purpose: a child who swallowed a pill is
 # for an agent to judge, not for a list of harmless pills; domestic violence heard of in a named
 # compound is for the police to look into; a swindler's story of a son arrested in a fight is
