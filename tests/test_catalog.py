@@ -90,6 +90,11 @@ def _sure_of_danger(text: str) -> Classified:
     ("女朋友电话里喊了一声就断了，她刚回过来电话说是看到蟑螂手机掉了", False),
     ("视频里我奶奶吃汤圆噎了一下，爷爷拍了几下背，现在好好的", False),
     ("我爸喝多了躺在公园长椅上，朋友已经把他接回家了", False),
+    ("车在高速上没油了，已经推到应急车道，人都在护栏外面，问下救援电话多少", False),
+    ("我妈晕倒了，120电话多少", True),
+    ("我在山顶民宿，手机快没电了，明早几点有下山的大巴？", False),
+    # a question asked first is no ending
+    ("你好，请问人民公园几点关门？我孙子刚才在湖边玩，他跑开了", True),
     # ended well for one, not the other: a cue still decides
     ("孩子已经回来了，可是他说同学还在河里没上来", True),
     # "还好好的" is how a sudden collapse is told, not an ending
@@ -97,11 +102,11 @@ def _sure_of_danger(text: str) -> Classified:
     # without the words that end it, the model's 0.99 stands
     ("女朋友电话里喊了一声就断了", True),
 ])
-def test_words_that_end_the_scare_are_not_overruled_by_the_model(text, emergency):
+def test_words_that_end_the_scare_or_only_ask_are_not_overruled_by_the_model(text, emergency):
     rec = recommend(CATALOG, text=text, classify=_sure_of_danger)
     assert rec.emergency is emergency, rec.reason
     if not emergency:
-        assert "it ended well" in rec.emergency_why, rec.emergency_why
+        assert "it ended well or only asks" in rec.emergency_why, rec.emergency_why
 
 
 @pytest.mark.parametrize("kwargs", [{"text": "今天天气怎么样"}, {"code": "no_such_code"}, {}])

@@ -558,7 +558,13 @@ def test_the_emergency_judgement_handles_negation_conditions_and_what_is_over(te
 # 100 with a cue and 13 more called by the model alone, mostly scares that had ended well
 # ("虚惊一场", "她刚回过来电话"); and 12345's complaints told in heated words ("要出人命了",
 # "抢钱啊", "气得我心脏病都要犯了", "真着火了谁负责"): 1 of 60 missed, 27 of 190 with a cue. Kept:
-# the rows that pass (the six left out are in that day's note).
+# the rows that pass (the six left out are in that day's note). Then three more: old age and
+# care told by its signs ("嘴角往一边歪", "一躺就憋", "叫他就睁一下眼"): 16 of 150 missed, none of
+# 100 with a cue; people on the move (a dozing coach driver, a taxi "not the way home", a ferry
+# taking water): 9 of 150 missed, 3 of 100 with a cue and 12 more called by the model alone,
+# mostly questions for a number or a time; crises at home and in the mind (a farewell that gives
+# the cat away, 40 pills, "救我" and the line dead; "吵得我想跳楼", a novel's plot, a school's
+# "遗书" essay): 5 of 150 missed, 20 of 100 with a cue.
 INCIDENTS = tuple(ROOT / "tests" / "data" / f"incidents-{name}.tsv"
                   for name in ("110", "medical-rescue", "12345-complaints", "voices",
                                "time-and-negation", "a-week", "set-aside-words",
@@ -567,7 +573,8 @@ INCIDENTS = tuple(ROOT / "tests" / "data" / f"incidents-{name}.tsv"
                                "new-rules-attacked", "seen-heard-smelled", "online-requests",
                                "voices-that-hide-it", "new-cues-attacked", "terse-summaries",
                                "foreign-callers", "foreign-callers-2", "asr-transcripts",
-                               "from-a-distance", "heated-ordinary"))
+                               "from-a-distance", "heated-ordinary", "elderly-and-carers",
+                               "on-the-move", "behind-closed-doors"))
 # Harmless near-misses the judgement calls emergencies on purpose: a child who swallowed a pill is
 # for an agent to judge, not for a list of harmless pills; domestic violence heard of in a named
 # compound is for the police to look into; a swindler's story of a son arrested in a fight is

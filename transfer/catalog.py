@@ -189,7 +189,7 @@ def _emergency(catalog: Catalog, text: str, p_model: float | None) -> tuple[bool
     if judged.emergency:
         return True, judged.why, cues
     if judged.settled:
-        return False, f"{judged.why}; it ended well ({judged.settled})", cues
+        return False, f"{judged.why}; it ended well or only asks ({judged.settled})", cues
     calm = judged.calm or any(c.set_aside for c in judged.cues)
     if p_model is not None and p_model >= (EMERGENCY_MODEL_CALM if calm else EMERGENCY_MODEL):
         return True, (f"emergency: reads like the corpus's emergencies (model {p_model:.2f}); "
