@@ -4,6 +4,7 @@ answers a caller's ordinary words get. Its accuracy on unseen descriptions is me
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -564,7 +565,9 @@ def test_the_emergency_judgement_handles_negation_conditions_and_what_is_over(te
 # taking water): 9 of 150 missed, 3 of 100 with a cue and 12 more called by the model alone,
 # mostly questions for a number or a time; crises at home and in the mind (a farewell that gives
 # the cat away, 40 pills, "救我" and the line dead; "吵得我想跳楼", a novel's plot, a school's
-# "遗书" essay): 5 of 150 missed, 20 of 100 with a cue.
+# "遗书" essay): 5 of 150 missed, 20 of 100 with a cue. When batch 12 (foreign callers) came in,
+# five emergencies of these tables that the model alone had caught near 0.5 fell under it; the
+# tables' emergencies the model alone caught below 0.7 were then given cues (39 of 43).
 INCIDENTS = tuple(ROOT / "tests" / "data" / f"incidents-{name}.tsv"
                   for name in ("110", "medical-rescue", "12345-complaints", "voices",
                                "time-and-negation", "a-week", "set-aside-words",
@@ -610,6 +613,23 @@ def test_incident_types_are_emergencies_however_they_are_told(engine, text, emer
         return
     judged = danger.judge(text, CATALOG.emergency_examples, CATALOG.emergency_keywords)
     assert judged.emergency is (text in ERRS_TOWARDS_DANGER), judged.why
+
+
+def test_cues_led_by_look_behinds_match_the_same_with_their_literal_first():
+    texts = [row.values[0] for row in _incidents()] + ["防自燃", "容易引燃的东西着火了", "不着火",
+                                                       "差点着了", "没有着起来了", "像着了火似的"]
+    rewritten = 0
+    for patterns in danger.CUES.values():
+        for pattern in patterns:
+            moved = danger._literal_first(pattern)
+            if moved == pattern:
+                continue
+            rewritten += 1
+            before, after = re.compile(pattern), re.compile(moved)
+            for text in texts:
+                assert ([m.span() for m in before.finditer(text)]
+                        == [m.span() for m in after.finditer(text)]), (pattern, text)
+    assert rewritten >= 30
 
 
 @pytest.mark.parametrize("text, platform, category, emergency", [
@@ -681,10 +701,10 @@ def test_cross_validation_answers_each_training_description_by_a_model_that_neve
     assert 50 < out["platform_accuracy_pct"] <= 100 and out["emergency_recall_pct"] > 50
 
 
-def test_the_emergency_model_does_not_learn_the_flags_of_batches_written_to_another_rule(
+def test_the_emergency_models_learn_the_flags_their_rule_and_language_allow(
         monkeypatch, tmp_path):
     samples = recommender.read_corpus(CATALOG)[::10]
-    assert {s.batch for s in samples} >= {"1", "9"}
+    assert {s.batch for s in samples} >= {"1", "9", "12"}
     fits: list[list[str]] = []
     real_fit = recommender.fit
 
@@ -693,10 +713,23 @@ def test_the_emergency_model_does_not_learn_the_flags_of_batches_written_to_anot
         return real_fit(docs, labels, c)
 
     monkeypatch.setattr(recommender, "fit", fit)
-    recommender.train(CATALOG, samples, "t", tmp_path)
-    category_labels, flags = fits
+    model = recommender.train(CATALOG, samples, "t", tmp_path)
+    category_labels, chinese_flags, all_flags = fits
     training = [s for s in samples if not s.held_out]
     assert len(category_labels) == len(training) + sum(len(c.examples) for c in CATALOG.categories)
-    assert len(flags) == sum(s.batch not in recommender.FLAGS_NOT_TRAINED for s in training)
+    by_policy = [s for s in training if s.batch not in recommender.FLAGS_NOT_TRAINED]
+    assert len(all_flags) == len(by_policy)
+    # the emergency model for Chinese text learns no foreign batch; the one for text in Latin
+    # letters learns them all, and answers for such text only
+    assert len(chinese_flags) == sum(s.batch not in recommender.FOREIGN_BATCHES for s in by_policy)
+    assert len(chinese_flags) < len(all_flags)
+    english, chinese = "my neighbour is lying on the floor", "我邻居倒在地上了"
+    feats = recommender.features(english, model.dictionary)
+    assert model.probabilities(english).emergency == pytest.approx(
+        model.emergency_foreign.probabilities(feats)["1"])
+    feats = recommender.features(chinese, model.dictionary)
+    assert model.probabilities(chinese).emergency == pytest.approx(
+        model.emergency.probabilities(feats)["1"])
+    assert not classifier.foreign("我在KTV门口，苏E9C6Q1的车撞人了")
     assert recommender.Sample("other", False, "x", "other.9.tsv:3").batch == "9"
     assert recommender.Sample("other", False, "x", "other.tsv:3").batch == "1"

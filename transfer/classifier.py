@@ -24,6 +24,14 @@ from dataclasses import dataclass
 from typing import Iterable
 
 _SPACE_OR_PUNCT = re.compile(r"[\s\W_]+", re.UNICODE)
+_LATIN_LETTER = re.compile(r"[A-Za-z]")
+_CHINESE = re.compile(r"[\u4e00-\u9fff]")
+
+
+def foreign(text: str) -> bool:
+    """Written mostly in Latin letters (English, pinyin): more of them than Chinese characters.
+    A plate number, "ATM" or "KTV" in a Chinese sentence leaves it Chinese."""
+    return len(_LATIN_LETTER.findall(text)) > len(_CHINESE.findall(text))
 
 
 def features(text: str, words: Iterable[str]) -> list[str]:

@@ -37,7 +37,10 @@ _GAP = r"(?:(?!没有|并没|不是|差点|差一点|险些)[^，。,])"
 # Danger cues by kind, as regular expressions over the description. Kinds name what is in danger,
 # for the explanation and for the "it is over" phrases that may clear them.
 CUES: dict[str, tuple[str, ...]] = {
-    "fire": (r"(?<!防)自燃",
+    "fire": (r"加油站[^。]{0,8}(?:爆|有火|起火|着火|冒烟)|(?:爆|炸)了[^。]{0,6}加油站",
+             r"火[^，。,]{0,4}(?:往上|顺着)[^，。,]{0,6}窜|(?:管道|烟道)着了",
+             r"油锅[^。]{0,4}呼呼(?:地)?往上窜|窜起(?:一人|半人|老)高|泼了?(?:碗|盆)?水[^。]{0,8}(?:更大|更旺|炸开)",
+             r"(?<!防)自燃",
              r"(?<!易)(?<!容易)(?<!会)(?<!防止)引燃",
              r"(?:焦|糊|烧)[^。]{0,24}地板[^，。,]{0,4}(?:有点|都)?烫|地板[^，。,]{0,4}(?:有点|都)?烫[^。]{0,20}(?:烟|"
              r"焦|糊)",
@@ -69,7 +72,8 @@ CUES: dict[str, tuple[str, ...]] = {
              r"越烧越(?:旺|大)", r"烧得越来越(?:大|旺|猛)",
              r"火(?:很|越来越|特别)(?:大|旺)", r"(?<!差)点着", r"引着", r"烟(?:已经)?起来了"),
     # Smoke apart from fire: a chimney or a rubbish fire that smokes every evening is pollution.
-    "smoke": (r"有烟(?:往上|往外|往屋里)?冒",
+    "smoke": (r"烟雾[^。]{0,10}(?:来源不明|疏散)|疏散中",
+              r"有烟(?:往上|往外|往屋里)?冒",
               r"冒[^，。,]{0,4}(?:浓|黑)(?:的)?(?:黑)?烟",
               r"(?:好|很)大的烟(?!味|瘾)",
               r"冒起[^，。,]{0,4}烟",
@@ -77,13 +81,15 @@ CUES: dict[str, tuple[str, ...]] = {
               r"冒(?:黑|浓|白)?烟", r"(?:全|满|都)是烟", r"烟(?:往上|往屋里|往里|往楼上)灌",
               r"浓烟", r"黑烟(?:冲|滚|直冒|往上)", r"烟(?:很|特别|好)大",
               r"(?:满屋|屋里|楼道|楼里)(?:都是|全是)?烟"),
-    "explosion": (r"(?:焊|电焊|气割|明火)[^。]{0,16}(?:烟花|鞭炮|炮仗|炸药|火药)",
+    "explosion": (r"(?:包|箱|车)里有炸弹|身上(?:有|绑着)炸弹",
+                  r"(?:焊|电焊|气割|明火)[^。]{0,16}(?:烟花|鞭炮|炮仗|炸药|火药)",
                   r"(?:烟花|鞭炮|炮仗)[^。]{0,16}(?:焊|电焊|气割)",
                   r"爆炸(?!头)", r"(?:鞭炮厂|烟花厂|化工厂|炸药库)[^。]{0,6}(?:响|炸)", r"轰(?:的|隆)?(?:一声|一下)",
                   r"轰[\"”“'」]的?(?:一声|一下)", r"窗户?(?:玻璃)?全(?:没了|碎了|震碎了)", r"房子(?:没了|炸没)",
                   r"(?:烟花|鞭炮|炸药|火药)[^。]{0,20}(?:抽烟|点火|明火|打火机|烟头)",
                   r"(?<!头都要)(?<!头要)(?<!头都快)(?<!头快)(?<!气)炸了", r"爆燃", r"(?<!开得)(?<!放得)巨响"),
-    "gas": (
+    "gas": (r"(?:煤气|燃气|天然气)(?:灶|阀)?[^，。,]{0,4}(?:没关|忘了关|忘关)[^。]{0,30}(?:小孩|孩子|老人|人)(?:在|还在)",
+            
             r"门缝[^，。,]{0,6}(?:一股)?味(?:儿|道)?[^，。,]{0,4}(?:冲|大|重)[^。]{0,16}(?:没人|咳|晕)|"
             r"(?:敲不开|没人开|没人应)[^。]{0,10}门缝[^，。,]{0,6}味",
             r"(?:接头|管子|阀门|灶)[^，。,]{0,6}味(?:道)?(?:特别|很|好)?(?:大|冲|重)",
@@ -125,7 +131,9 @@ CUES: dict[str, tuple[str, ...]] = {
                  r"(?:臭气|气味|味道)[^。]{0,20}(?:头晕|站不稳|恶心|想吐)",
                  r"头晕恶心", r"(?:怪|臭|异|刺鼻的?)味[^。]{0,20}(?:头晕|恶心|想吐|喘不上)", r"炭火|炭盆|"
                  r"烧炭(?![^，。,]{0,2}烤)"),
-    "trapped": (r"(?:扶梯|电梯|门)[^，。, ]{0,2}夹(?:住|到)(?:了)?[^，。, ]{0,4}(?:孩子|人|手|脚|腿)",
+    "trapped": (r"(?:冰柜|冰箱|洗衣机|后备箱|箱子|柜子)[^。]{0,12}(?:打不开|出不来)|"
+                r"(?:钻|躲|关)进(?:了)?[^，。,]{0,4}(?:冰柜|冰箱|洗衣机|后备箱)",
+                r"(?:扶梯|电梯|门)[^，。, ]{0,2}夹(?:住|到)(?:了)?[^，。, ]{0,4}(?:孩子|人|手|脚|腿)",
                 r"(?:人)?困(?:在)?车(?:上|里|内)",
                 r"(?:传销|窝点)(?!似的|一样)[^。]{0,16}(?:不让(?:我|他|她)?走|手机被收)",
                 r"(?<!自己)(?:锁在|关在)(?:车间|屋|厕所|宿舍|房间)里[^。]{0,12}(?:不让|出不去|别想)",
@@ -164,7 +172,10 @@ CUES: dict[str, tuple[str, ...]] = {
                 r"(?<!枝子)(?<!树枝)(?<!枯枝)(?:停|卡|吊)在半空", r"(?:车|屋|房)里(?:好像)?还有人",
                 r"(?:搅拌机|搅拌罐|罐|池|筒仓|料仓|滚筒|机器)里(?:面)?(?:还)?有人", r"困(?:在)?电梯", r"电梯[^，。,]{0,4}卡",
                 r"关着(?:门)?[^，。,]{0,3}(?<![没无])人"),
-    "water": (r"(?:有人|人)沉(?:底|下去)",
+    "water": (r"冰(?:面)?(?:已经)?(?:裂了|在裂|裂开)[^。]{0,16}(?:掉|孩子|人|小孩)",
+              r"(?:孩子|小孩|人)[^。]{0,12}冰(?:面)?上[^。]{0,8}(?:裂|掉)|掉(?:下去|进去)(?:了)?一个",
+              r"冰(?:面)?上[^。]{0,12}(?:孩子|小孩|人)[^。]{0,12}裂",
+              r"(?:有人|人)沉(?:底|下去)",
               r"(?:漂|浮)着(?:一)?个?人(?![工造])",
               r"(?:叫|被)(?:浪|水|洪水|大水|离岸流)卷走",
               r"水(?:都)?(?:没过|漫到|淹到)(?:了)?(?:膝盖|腰|胸口|脖子|车窗)",
@@ -184,7 +195,8 @@ CUES: dict[str, tuple[str, ...]] = {
               r"水里.{0,4}(?:扑腾|挣扎|呼救)", r"(?:车|人)(?:在|泡在)水里", r"水里熄火",
               r"被(?:水)?冲倒", r"(?:往|顺着)[^，。,]{0,6}漂",
               r"(?:带|拖|拽|卷)(?:下|进)(?:了)?(?:水|河|湖|江)"),
-    "fall": (r"(?:人|工人|师傅|孩子|老人|他|她)[^，。,]{0,4}从[^，。,]{0,6}(?:楼|架子|梯子|顶|树|墙)上?(?:摔|掉|跌|坠)下(?:来|去)?",
+    "fall": (r"人挂在[^，。,]{0,6}(?:外面|外边|半空|楼外)|(?:绳子|安全绳)断了[^。]{0,12}人",
+             r"(?:人|工人|师傅|孩子|老人|他|她)[^，。,]{0,4}从[^，。,]{0,6}(?:楼|架子|梯子|顶|树|墙)上?(?:摔|掉|跌|坠)下(?:来|去)?",
              r"(?:天台|楼顶)(?:的)?风(?:挺|很|好|真)?大的?(?:[。”\"]|$)",
              r"(?:他|她|人)(?:在|站在|坐在)(?:楼顶|天台)上(?![^，。,]{0,4}(?:养|晒|种|装|搭|放|修|干活|施工|乘凉|晾|跳(?:舞|"
              r"广场舞)|唱|喝|吃|打|玩))",
@@ -215,7 +227,11 @@ CUES: dict[str, tuple[str, ...]] = {
              r"跳江", r"(?<![肉服被单旗灯牌绳布])挂在[^，。,]{0,8}(?:窗|阳台|栏杆)", r"(?:窗|阳台)(?:外侧|外沿|外面)",
              r"往下拍", r"爬(?:到|上)(?:了)?[^，。,]{0,4}(?:窗户|窗台|阳台外|护栏外)"),
     # A farewell is one with what it leaves behind: a phone switched off, a riverside, thanks.
-    "self_harm": (r"(?:说|发(?:了)?(?:微信|消息))[^。]{0,4}谢谢[^。]{0,8}这些年[^。]{0,30}(?:不接|关机|打不通|联系不上)",
+    "self_harm": (r"刀片[^。]{0,8}(?:边上|旁边|手里|在手)|最后找个人说(?:说)?话",
+                  r"(?:配文|留言|写着|发了)[^。]{0,6}以后你们就清净了|以后你们就清净了[^。]{0,20}(?:定位|江边|河边|楼顶|天台|桥)",
+                  r"药[^。]{0,10}(?:一回|一次|一下)(?:全)?(?:倒出来)?(?:全)?吃了|(?:二|三|几)十(?:几)?粒",
+                  r"(?:吞|吃|服)(?:下|了)(?:大量|一大把|很多|好多)[^，。,]{0,4}(?:药|片)",
+                  r"(?:说|发(?:了)?(?:微信|消息))[^。]{0,4}谢谢[^。]{0,8}这些年[^。]{0,30}(?:不接|关机|打不通|联系不上)",
                   r"(?:今晚|以后|从此)[^。]{0,6}不用再麻烦任何人|(?:药|炭|绳子)(?:我)?(?:已经)?买好了[^。]{0,12}(?:今晚|以后|"
                   r"再见|不用|别)",
                   r"往(?:自己)?身上浇(?:了)?(?:汽油|油|液体|不明液体|东西)|(?:汽油|液体|酒精)[^，。,]{0,6}往(?:自己)?身上浇|"
@@ -242,6 +258,7 @@ CUES: dict[str, tuple[str, ...]] = {
                   r"服(?:下|了)[^，。,]{0,4}(?:\d{2,}|几十|一整瓶|整瓶)(?:片|粒)|"
                   r"(?:吃|吞)(?:了|下)[^，。,]{0,3}(?:\d{2,}|几十|一整瓶|整瓶)(?:片|粒)",
                   r"把(?:汽油|油|酒精|液体)[^，。,]{0,3}浇(?:在)?(?:自己|我)?身上",
+                  r"(?:吃|喝|吞)了(?:小|大|一)?半瓶",
                   r"(?:称|说|扬言)(?:自己|他|她)?(?:要|"
                   r"会)?想不开", r"轻生", r"不想活", r"寻死", r"割腕", r"喝药", r"吃了.{0,4}安眠药",
                   r"上吊", r"活不下去", r"(?<!卖)(?<!买)(?<!开)(?<!开点)(?<!开些)(?<!配)安眠药", r"遗书", r"往水里走",
@@ -251,7 +268,12 @@ CUES: dict[str, tuple[str, ...]] = {
                   r"往下一跳", r"(?:你|你们)?别劝我", r"(?:你们|你)别管我了?",
                   r"一了百了", r"(?:江|河|湖|海)边[^，。,]{0,6}(?:寻|了断|结束)",
                   r"(?:灶|煤气|燃气)[^。]{0,6}(?:打开|开着)[^。]{0,10}(?:没点|门窗(?:都)?关)"),
-    "missing": (r"(?:河边|江边|湖边|水边)[^。]{0,10}(?:鞋|衣服|外套)[^。]{0,6}人不见",
+    "missing": (r"(?:出门|出去)就没影了",
+                r"(?:仍|还|尚)未找(?:回|到)",
+                r"(?:电话|手机)(?:一直)?关机[^。]{0,10}(?:老年痴呆|痴呆|糊涂)",
+                r"敲不开(?:门)?",
+                r"(?:点名|清点)[^。]{0,6}少(?:了)?(?:一|两|几)个|(?:老太太|老人|孩子)[^，。,]{0,4}没出来",
+                r"(?:河边|江边|湖边|水边)[^。]{0,10}(?:鞋|衣服|外套)[^。]{0,6}人不见",
                 r"(?:俺|我)(?:娘|妈|爸|爹|奶|爷)(?:找不着|找不到|不见)了(?=[，。,！!？?\s]|$)",
                 r"(?:孩子|娃|闺女|儿子|女儿)(?!的)[^。]{0,10}就没影了|(?:孩子|娃|闺女|儿子|"
                 r"女儿)(?!的)[^。]{0,24}工夫[^。]{0,4}人就没影了",
@@ -337,7 +359,9 @@ CUES: dict[str, tuple[str, ...]] = {
                r"(?:胳膊|手|腿|头|脸|身上|脖子)[^，。,]{0,6}(?:开了|划了|割了|拉了)(?:一道|一个|个)(?:大)?口子"),
     # A meter, card or machine that does not respond is a supply matter ("插上表没反应"); a phone
     # nobody answers (打手机没反应) is not.
-    "unconscious": (r"(?:老人|老太太|老头|老大爷|大爷|大妈)倒(?:了|地)(?=[，。,！!\s]|$)",
+    "unconscious": (r"不说话也不动|不动也不说话",
+                    r"是个(?:活)?人[^。]{0,6}(?:在喊|在动|在叫)",
+                    r"(?:老人|老太太|老头|老大爷|大爷|大妈)倒(?:了|地)(?=[，。,！!\s]|$)",
                     r"(?:下去|进去)(?:了)?(?:两个人|一个人|俩人|几个人|的人)都?没(?:了)?声了",
                     r"(?:听不到|没有?)(?:他的)?回应了",
                    r"(?:趴|躺)在[^，。,]{0,6}(?:没动|不动)", r"眼前发黑", r"(?<!案)(?<!诉)(?<!映)(?<!警)就没(?:声|动静)了",
@@ -366,7 +390,8 @@ CUES: dict[str, tuple[str, ...]] = {
                     r"(?:已经|都)不动了?", r"没(?:有)?(?:再)?起来",
                     r"(?:路中间|马路中间|马路上|快车道|车道上?)(?:有个人?)?(?:躺|睡)(?:着)?",
                     r"(?:躺|睡)(?:在)?(?:马路|路中间|马路中间|快车道|车道)"),
-    "medical": (r"心脏(?:很|特别|好)?(?:痛|疼)",
+    "medical": (r"手抓(?:着)?脖子|脸(?:都)?(?:变|发)(?:蓝|紫|青)",
+                r"心脏(?:很|特别|好)?(?:痛|疼)",
                 # the signs an old person's carer tells, without the illness's name
                 r"(?:嘴角|嘴|脸)[^，。,]{0,4}(?:往)?一边(?:歪|斜|耷拉|垮)|(?:一边|半边)脸[^，。,]{0,2}(?:耷拉|歪|垮|麻)",
                 r"(?:喉咙|嗓子)里?[^，。,]{0,4}(?:呼噜|咕噜|嘶嘶)", r"嘴唇[^，。,]{0,3}(?:乌|紫|青)",
@@ -435,7 +460,10 @@ CUES: dict[str, tuple[str, ...]] = {
                 r"(?<!树让)(?<!树被)(?<!树给)雷劈|(?<!树)被雷(?:击|打)(?:中|了)?",
                 r"(?:倒|趴|躺)在[^，。,]{0,4}(?:不动|没动静)",
                 r"(?:吃|喝|吞|服)(?:了)?(?:大半|半|一|整|好几|好多)(?:瓶|板|盒|把|片)(?!啤酒|酒|水|饮料|可乐|牛奶|维生素)"),
-    "violence": (r"拉扯我|尾随[^。]{0,6}拉扯",
+    "violence": (r"赎人|赎金|拿[^，。,]{0,6}(?:钱|万)[^，。,]{0,4}去赎",
+                 r"孩子[^，。,]{0,4}(?:声音)?越来越小|孩子(?:一直)?尖叫|哭喊[^。]{0,6}打骂|打骂声",
+                 r"开进(?:一条)?[^，。,]{0,4}(?:没(?:有)?路灯|没人)的(?:小路|地方)|后视镜[^。]{0,8}盯着我",
+                 r"拉扯我|尾随[^。]{0,6}拉扯",
                  r"(?i:under my skirt|upskirt)",
                  r"被(?:人|几个人|陌生人|一伙人)?强行(?:拉|拽|拖|塞|带|架)",
                  r"被(?:人)?(?:拖|拽|拉|架)进(?:了)?[^，。,]{0,4}(?:巷|车|屋|树林|厕所|楼道)",
@@ -445,6 +473,8 @@ CUES: dict[str, tuple[str, ...]] = {
                  r"(?:不方便|不能)多说[^。]{0,10}(?:他|她)(?:就)?在(?:旁边|边上|身边)|"
                  r"(?:他|她)(?:就)?在(?:旁边|边上|身边)[^。]{0,10}(?:不方便|不能)多说|我不能(?:多)?说(?:了)?[。！!]?$|"
                  r"我不方便(?:说话|讲话|多说)[。！!]?$",
+                 r"(?:让|叫)(?:他|司机|师傅)停(?:车)?[^，。,]{0,3}(?:他)?(?:不停|不理)|不按导航(?:走)?[^。]{0,10}(?:往|开)|"
+                 r"我是偷偷(?:打字|发|打的?电话|发消息)",
                  # a driver taking the caller somewhere else
                  r"(?:车|司机|师傅)[^。]{0,24}不是(?:我要去的|回家的|我家的|去[^，。,]{0,6}的)(?:方向|路)",
                  r"(?:脾气又上来|又犯浑|又喝(?:多)?了)[^。]{0,20}(?:就现在|多叫几个人|赶紧来)",
@@ -479,6 +509,7 @@ CUES: dict[str, tuple[str, ...]] = {
                  r"蒙着(?:眼|头)",
                  r"(?:人|老公|丈夫|儿子|女儿|孩子|他|她)[^，。,]{0,8}(?:被|让)[^，。,]{0,6}扣(?:住|下)(?:了)?",
                  r"(?:咆哮|怒吼|吼叫)[^。]{0,12}(?:碎|砸|哭)|(?:玻璃|碗|东西)(?:碎裂|摔碎|碎了)[^。]{0,10}(?:哭|喊|尖叫)",
+                 r"(?:老公|丈夫|男朋友|男友|老婆|前夫|爸爸|我爸)(?:又|在|正在)?打(?:我|了我)(?![^，。,]{0,2}(?:电话|手机))",
                  r"冲进[^，。,]{0,6}(?:搬|抢|砸|打(?!游戏|球|牌|麻将|电话))", r"门被(?:踹|撬|砸)开", r"(?:门锁|锁|"
                  r"门)(?:都)?被撬(?:了|开|坏)",
                  r"捅[^，。,]{0,4}锁眼|(?:拿|用)[^，。,]{0,4}铁丝[^，。,]{0,4}(?:捅|撬|开)",
@@ -531,7 +562,12 @@ CUES: dict[str, tuple[str, ...]] = {
     # A threat to kill, burn or blow up: whoever made it is at large, so neither "he left" nor
     # "he said it yesterday" makes it over.
     # Not the words alone: "不敢回家" for a bad school report, "不像开玩笑" of a wage cut.
-    "threat": (r"扬言要(?:炸|烧|砍|杀|捅|弄死|同归于尽)",
+    "threat": (r"(?:煤气罐|液化气罐)[^。]{0,10}(?:窗台|扔)|就扔下去",
+               r"(?:不回来|不出来|不开门|不给钱)(?:我)?就(?:进去|冲进去|动手|弄死|砍|杀|烧)",
+               r"(?:书包|包)里(?:带了|藏着|有)(?:刀|匕首)",
+               r"被[^，。,]{0,6}尾随|(?:躲|藏)(?:在)?[^，。,]{0,6}(?:店|屋|厕所)[^。]{0,12}(?:门外|外面)(?:徘徊|等着|转悠)",
+               r"跟着我[^。]{0,20}(?:转悠|不走|等着)",
+               r"扬言要(?:炸|烧|砍|杀|捅|弄死|同归于尽)", r"说要(?:打|杀|砍|捅|弄死)(?:死)?(?:我|我们)",
                r"(?:男的|那人|那个人|陌生人|穿[^，。,]{0,4}的)(?:还|一直)(?:在)?跟着我|从[^，。,]{0,6}一直跟到",
                r"[“\"「]知道你住哪",
                r"一直有人跟(?!进|踪报道)|(?:男的|人|车|有人)[^，。,]{0,4}跟了我[^，。,]{0,4}(?:三条街|一路|好几条街)",
@@ -551,12 +587,15 @@ CUES: dict[str, tuple[str, ...]] = {
                r"把(?:楼|房子?|厂|店|办公室)(?:给)?(?:点了|烧了)"),
     # Money sent to a swindler minutes ago, which the police can still have stopped, or a swindler
     # still asking for more: not a swindle told as done, however much was paid already.
-    "fraud_ongoing": (r"(?:存款|积蓄|养老钱|钱)(?:全|都)?(?:取出来|取了)[^。]{0,12}(?:给|投资|转)"
+    "fraud_ongoing": (r"(?:偷偷|悄悄)(?:打电话|发消息)[^。]{0,10}说(?:害怕|救)",
+                      r"正(?:在)?按(?:对方|他|骗子)(?:的)?(?:指示|要求)(?:操作|转)",
+                      r"(?:存款|积蓄|养老钱|钱)(?:全|都)?(?:取出来|取了)[^。]{0,12}(?:给|投资|转)"
                       r"[^。]{0,20}(?:劝|拦)[^，。,]{0,4}不(?:听|住)",
                       r"(?:再|还要)垫[^，。,]{0,4}(?:才能|就能)", r"弹出(?:了)?转账",
                       r"(?:转|汇|打)(?:了|出去|过去)[^。]{0,24}(?:赶紧|马上|快|能不能|帮我|帮忙)"
                       r"[^，。,]{0,4}(?:冻结|止付|拦截|拦住|拦下|拦回|拦)",
                       r"(?:说|让|叫)(?:我)?再转",
+                      r"(?:刚刚|刚才|刚)(?:被骗)?(?:转|汇|打)了[^。]{0,20}(?:拉黑|联系不上|不回|挂了)",
                       r"(?:[半一二两三四五六七八九十\d]+(?:个)?(?:小时|分钟))内[^，。,]{0,4}转",
                       r"(?:裸聊|不雅)[^。]{0,20}(?:转|给钱|打钱|要钱|否则|不然)|"
                       r"(?:否则|不然)[^，。,]{0,4}(?:发给|发到|传给)[^，。,]{0,4}(?:通讯录|家人|亲友|同事|朋友|群)",
@@ -601,7 +640,8 @@ CUES: dict[str, tuple[str, ...]] = {
                   r"(?:说是|冒充|自称)[^，。,]{0,10}的[^。]{0,30}(?:还在|正在|刚进了?)(?:敲门|挨家|楼里|我们|我家|家|门口)",
                   r"要(?:银行卡|存折|密码|身份证)[^。]{0,20}(?:刚进|还在|正在)",
                   r"(?:说是|冒充|自称)[^。]{0,40}(?:还没走|还在门口|还在敲门|在门口等)", r"上门收(?:现金|钱)"),
-    "electric": (r"(?:插排|插座|插线板|电线|电闸|电箱)[^。]{0,6}(?:火星子|冒火星|放烟花)",
+    "electric": (r"(?:取暖器|吹风机|电器|插线板|充电器)[^。]{0,6}掉进[^。]{0,4}(?:浴盆|浴缸|盆|水)",
+                 r"(?:插排|插座|插线板|电线|电闸|电箱)[^。]{0,6}(?:火星子|冒火星|放烟花)",
                  r"(?:渗|漏|滴)[^。]{0,20}(?:灯|电线|插座)[^，。,]{0,6}(?:闪|滋啦|冒火花|打火)",
                  r"水(?:已经)?(?:漫|淹|流)(?:到|过)(?:了)?[^，。,]{0,3}(?:插座|电线|电箱|配电)",
                  r"(?<!杆)电线(?!杆)[^，。,]{0,8}(?:掉|断|垂|落|耷拉)(?:在|到)(?:地|路)",
@@ -614,7 +654,8 @@ CUES: dict[str, tuple[str, ...]] = {
                  r"(?:踩|走)进去就倒", r"(?:狗|人)[^，。,]{0,4}(?:过去|进去)(?:也)?倒了",
                  r"电线[^。]{0,12}(?:水坑|水里|积水)", r"冒蓝光|蓝色火花",
                  r"闪(?:着)?蓝光|啪啪[^，。,]{0,4}(?:闪|冒)(?:火|光)"),
-    "collapse": (r"倒(?:了)?压(?:住|着|到)?(?:了)?人",
+    "collapse": (r"(?:半边)?悬空[^。]{0,8}(?:摆动|晃|摇)|随风(?:摆动|晃动|摇晃)",
+                 r"倒(?:了)?压(?:住|着|到)?(?:了)?人",
                  r"人还(?:被)?压着(?:呢|在)?(?=[！!，。,]|$)",
                  r"超(?:过)?预警值|马上撤人",
                  r"脚手架[^。]{0,12}(?:歪|倾斜|晃得厉害|在晃)",
@@ -711,7 +752,8 @@ CUES: dict[str, tuple[str, ...]] = {
                     r"(?:弯道|车道|快车道|路|马路)(?:中间|上)掉(?:下来|了)[^，。,]{0,6}(?:石头|钢|铁|货|木头)",
                     r"车[^，。,]{0,4}看不(?:见|清)(?:前头|前面|路)",
                     r"(?:车道|快车道|行车道|匝道)(?:的)?(?:正)?中间", r"压上去[^，。,]{0,4}(?:翻|掉|陷|爆胎|弹)", r"车道全堵"),
-    "flood": (r"水(?:都)?进屋了[^。]{0,20}(?:走不动|出不去)",
+    "flood": (r"进水[^。]{0,8}(?:膝盖|腰)|(?:卧床|瘫痪)[^。]{0,10}(?:老人|病人)[^。]{0,10}(?:无法|走不了|动不了)",
+              r"水(?:都)?进屋了[^。]{0,20}(?:走不动|出不去)",
               r"(?:还有人|人还)没撤",
               r"漫坝|漫过(?:了)?(?:坝|堤)",
               r"洪水", r"决口", r"(?:未|没|还没)撤离", r"(?:桥|路)面[^，。,]{0,4}(?:都)?看不(?:见|到)了?",
@@ -773,7 +815,9 @@ _FOREIGN_WORDS: dict[str, tuple[str, ...]] = {
              r"burning)",
              r"\bqi\s?huo\b",
              r"\bon fire\b|\bis burning\b|\bburning down\b",
-             r"\bfire\b(?!\s*(?:drill|extinguisher|exit|safety|inspection|alarm|station|me\b|"
+             r"\bfire\b(?!\s*(?:drill|extinguisher|exit|safety|inspection|alarm|station|hydrant|"
+             r"lane|door|"
+             r"escape|brigade|fighter|truck|engine|service|me\b|"
              r"him\b|her\b))",
              r"zhao\s?huo(?:\s?le)?|shi\s?huo"),
     "smoke": (r"filling (?:up )?with smoke|(?:started|is|are) smoking and|smoke (?:from|coming|"
@@ -791,7 +835,9 @@ _FOREIGN_WORDS: dict[str, tuple[str, ...]] = {
             r"\bmei\s?qi\b|ran\s?qi"),
     "chemical": (r"tipped over[^.!?]{0,30}leaking|leaking[^.!?]{0,30}(?:sting|feel(?:ing)? sick)",
                  r"smell[^.。!！?？]{0,10}chemical", r"chemical[^.。!！?？]{0,10}(?:smell|leak)",
-                 r"\btoxic (?:gas|smoke|fumes)\b"),
+                 r"\btoxic (?:gas|smoke|fumes)\b",
+                 r"(?:dripping|leaking)[^.!?]{0,40}(?:sharp|strong|burning) smell|"
+                 r"smell that burns"),
     "explosion": (r"\bticking\b|abandoned (?:suitcase|bag)|might blow|about to (?:blow|explode)|"
                   r"(?<!the )\bbomb\b",
                   r"\bexplosion\b|\bexploded\b",),
@@ -818,7 +864,10 @@ _FOREIGN_WORDS: dict[str, tuple[str, ...]] = {
                 r"can'?t breathe|cannot breathe|not breathing", r"breathing[^.。!！?？]{0,6}slow",
                 r"throat[^.。!！?？]{0,8}tight", r"allergic reaction|anaphyla|heat\s?stroke",
                 r"\bfainted\b|\bfaint (?:在|in|on|at)", r"\bchoking\b|\bseizure\b|lips are blue",
-                r"\bcollapsed\b"),
+                r"\bcollapsed\b",
+                r"(?:won'?t|not|wouldn'?t) survive|freezing to death|"
+                r"minus \d+[^.!?]{0,40}(?:no warm|"
+                r"sleeping|outside)"),
     "unconscious": (r"hasn'?t come out of (?:the )?(?:bathroom|room)",
                     r"\b(?:fell|fallen)\b[^.!?]{0,30}(?:can'?t get up|locked|calling|not moving)|"
                     r"old (?:man|woman|lady)[^.!?]{0,12}\bfell\b",
@@ -854,7 +903,9 @@ _FOREIGN_WORDS: dict[str, tuple[str, ...]] = {
               r"\bdrown(?!ing in (?:paperwork|work|debt|bills|emails))", r"can'?t swim",
               r"(?:fell|fallen|jumped|someone|somebody|person|man|woman|child|kid|boy|girl|he|she)"
               r" (?:is |was )?(?:in|into) (?:the )?(?:water|river|lake|sea)",
-              r"(?:street|road|house|basement) is flooding"),
+              r"(?:street|road|house|basement) is flooding",
+              r"water (?:is )?(?:shooting|gushing|pouring) (?:up|out)|road (?:is )?flooding|"
+              r"(?:cars?|people) (?:are )?stuck in (?:the )?(?:water|flood)"),
     "missing": (r"now (?:she'?s|he'?s) gone|was right beside me[^.!?]{0,30}gone",
                 r"never came back|hasn'?t come back|didn'?t come back|can'?t find (?:her|him)|"
                 r"walked out of|dementia|alzheimer",
@@ -887,8 +938,20 @@ _FOREIGN_WORDS: dict[str, tuple[str, ...]] = {
                  r"\b(?:he|she|someone|a man|stranger|they)\b[^.。!！?？]{0,20}(?:outside|"
                  r"at) my (?:hotel )?door",
                  r"(?:is|are|keeps?) (?:biting|attacking)\b",
-                 r"jiu\s?ming|da\s?wo\b"),
+                 r"jiu\s?ming|da\s?wo\b",
+                 r"(?:woman|girl|child|kid|someone|somebody|a man|baby) (?:is |was )?(?:screaming|"
+                 r"crying for help)|things (?:are )?smashing|grab(?:bing)? (?:at )?(?:them|women|"
+                 r"her|"
+                 r"people|girls)|(?:da|zai da) ren\b|hen duo xue",
+                 r"locked the doors[^.!?]{0,60}(?:won'?t stop|driving|not where)|won'?t (?:stop|"
+                 r"let me "
+                 r"out)"),
     "threat": (r"burn (?:it|the shop|my shop|the house) down|jerrycan|lurking outside",
+               r"(?:make|will make)[^.!?]{0,20}\bpay\b[^.!?]{0,60}(?:tonight|bought|canisters?|"
+               r"petrol|"
+               r"gasoline|knife|knives)|bought (?:gas canisters|petrol|gasoline|knives)",
+               r"(?:being|been|is|am) (?:being )?followed|following (?:me|women|her|girls)|"
+               r"waiting (?:for me )?outside[^.!?]{0,30}(?:ran|hid|hiding|store|shop)",
                r"follow(?:ed)? me (?:all the way|home)|standing outside my (?:apartment )?door|"
                r"wait(?:s|ing)? downstairs",
                r"(?:kill|hurt) (?:me|us|you|him|her)\b|threaten(?:s|ed|ing)? to kill",),
@@ -900,7 +963,10 @@ _FOREIGN_WORDS: dict[str, tuple[str, ...]] = {
                   r"her) life",
                   r"too (?:much|many) pills|overdose", r"jump off|say(?:s|ing)? goodbye|说 goodbye|"
                   r"send[^.。!！?？]{0,12}goodbye"),
-    "trapped": (r"stuck in the (?:elevator|lift)|(?:elevator|lift)[^.!?]{0,40}(?:dropping|"
+    "trapped": (r"(?:baby|child|kid|toddler|\w+-year-old|daughter|son)[^.!?]{0,40}(?:locked|"
+                r"strapped|"
+                r"stuck) in (?:the|a|my) car|locked (?:my )?keys in the car",
+                r"stuck in the (?:elevator|lift)|(?:elevator|lift)[^.!?]{0,40}(?:dropping|"
                 r"dropped|jolted)|(?:elevator|lift)[^.!?]{0,40}(?:dropping|jolted|"
                 r"grinding)[^.!?]{0,30}(?:inside|we'?re in)",
                 r"won'?t stop[^.!?]{0,50}locked the doors|stuck to (?:it|the cable)|doors are shut",
@@ -912,7 +978,13 @@ _FOREIGN_WORDS: dict[str, tuple[str, ...]] = {
                 r"building|water))",
                 r"(?:i'?m|we'?re|i am|we are|he'?s|she'?s|he is|she is|baby|child|kid|我|我们|他|她)\s*"
                 r"stuck (?:in|inside)\b(?!\s+traffic)"),
-    "fraud_now": (r"safe account|police on (?:a )?video call|骗子\s*is on (?:the )?phone|"
+    "fraud_now": (r"(?:about to|going to|wants to) (?:wire|transfer|send)[^.!?]{0,30}(?:savings|"
+                  r"money|"
+                  r"\d)|told me not to (?:hang up|tell anyone)|clear my name",
+                  r"(?:says|said|claims|claiming) (?:he'?s|she'?s|they'?re|to be|he is|she is|"
+                  r"they are) "
+                  r"(?:from )?(?:the )?(?:police|customs|court|officers?|prosecutor)",
+                  r"safe account|police on (?:a )?video call|骗子\s*is on (?:the )?phone|"
                   r"going to (?:the )?bank to send money",
                   r"(?:transfer|send|move)[^.!?]{0,24}(?:right now|\bnow\b)",
                   r"transfer money now|(?:asked|asks|ask|told|tells|"
@@ -926,18 +998,44 @@ _FOREIGN_WORDS: dict[str, tuple[str, ...]] = {
     "danger": (r"\bhurry\b|au secours|socorro|\bhilfe\b",
                r"open manhole[^.!?]{0,80}(?:kids|children|people)",
                r"\bhelp!|\bSOS\b", r"\bin danger\b"),
-    "collapse": (r"(?:mud|rocks?)[^.!?]{0,12}sliding|wall is cracking|\bcollaps(?:e|ing|"
+    "collapse": (r"(?:wall|building|ceiling|roof|balcony)[^.!?]{0,30}(?:has )?(?:just )?(?:fallen|"
+                 r"collapsed|came down|caved in)|leaning (?:right )?out[^.!?]{0,40}(?:people|"
+                 r"walking)",
+                 r"(?:branch|scaffold(?:ing)?|sign|panel|netting|glass|"
+                 r"billboard)[^.!?]{0,80}(?:swaying|"
+                 r"hanging|falling|about to fall)[^.!?]{0,60}(?:people|pedestrians|under it|below|"
+                 r"sidewalk|pavement|waiting)",
+                 r"(?:mud|rocks?)[^.!?]{0,12}sliding|wall is cracking|\bcollaps(?:e|ing|"
                  r"ed)\b(?!\s+(?:of|in) (?:prices|the market))",
                  r"balcony[^.!?]{0,10}(?:just )?fell|tree fell on a car|roof is crushed|"
                  r"fell off a lorry",
                  r"landslide",),
     "animal": (r"dogs? (?:are )?(?:surrounding|biting)|bitten by",),
-    "fall": (r"sitting on the edge of the roof|legs (?:are )?over the side|"
+    "fall": (r"(?:standing|sitting|sat) on the edge of (?:the|a) (?:roof|building|bridge|balcony)|"
+             r"threatening to jump|jump (?:together|off)",
+             r"sitting on the edge of the roof|legs (?:are )?over the side|"
              r"climbed over the railing|standing on the outside",
              r"(?:on|climbing on) the (?:balcony|window) (?:ledge|railing)|"
              r"fallen onto the (?:metro |train )?tracks|onto the tracks",),
-    "crowd": (r"crowd crush|trampled|stampede",),
-    "road_hazard": (r"\bswerving\b|drunk driver|seems drunk|run over|\bcollided\b",),
+    "crowd": (r"crowd crush|trampled|stampede",
+              r"(?:crowd|people)[^.!?]{0,30}(?:pushing|crushing|falling down|surging)|"
+              r"(?:getting|being) crushed|crushed against",
+              r"with (?:sticks|clubs|bats|knives|poles|bricks)|(?:fighting|fight) (?:them|"
+              r"each other|"
+              r"the (?:security )?guards)|throwing (?:bottles|stones|bricks|firecrackers|"
+              r"rocks)[^.!?]{0,24}\bat\b"),
+    "road_hazard": (r"\bswerving\b|drunk driver|seems drunk|run over|\bcollided\b",
+                    r"(?:driving|going) the wrong way|wrong way on the|"
+                    r"(?:slippery|skidd(?:ed|ing))[^.!?]{0,40}(?:fallen|fell|crash|skid)",
+                    r"(?:glass|debris|metal|boli|tie)[^.!?]{0,40}(?:cars keep|running over|"
+                    r"all over the road)",
+                    r"(?:lights?|signals?) (?:are )?(?:all )?(?:off|out|"
+                    r"dead)[^.!?]{0,40}(?:chaos|every which way|"
+                    r"get hit|nearly hit|almost hit)|(?:someone|somebody)'?s? (?:going|"
+                    r"gonna) (?:to )?get hit",
+                    r"(?:stuck|stopped|broken[- ]down)[^.!?]{0,30}(?:in|"
+                    r"on) the (?:middle of the )?(?:tunnel|"
+                    r"fast lane|motorway|expressway|highway)"),
 }
 # Every foreign word needs a Latin letter to match: text without one skips them (a tenth of the
 # judgement's time on Chinese text). They follow each kind's own cues, so those stay a prefix.
@@ -1265,7 +1363,8 @@ _PAST = re.compile(r"(?:昨天|昨日|前天|前日|大前天|上周|上个?礼�
                    r"[漏烧炸塌倒]过一[次回]|发生过|后续|前[两三]天|前一阵|前阵子|前段时间|昨晚|昨夜|前晚|那会儿|本月\d+日|\d+月\d+[日号]|"
                    r"(?:今年)?\d{1,2}月(?:份|初|底|中旬|上旬|下旬)?(?![\d日号大龄])|"
                    r"今年[一二三四五六七八九十]{1,3}月|[一二三四五六七八九十]{1,3}月份|"
-                   r"\d+\s*(?:年|个月|天)前|(?i:\byesterday\b|\blast (?:night|week|month|year|weekend|"
+                   r"\d+\s*(?:年|个月|天)前|(?i:\ba while ago\b|\bafter (?:some|an|the) accident\b|"
+                   r"\byesterday\b|\blast (?:night|week|month|year|weekend|"
                    r"monday|tuesday|"
                    r"wednesday|thursday|friday|saturday|sunday)\b|"
                    r"\b(?:\d+|a|one|two|three|few|several) (?:days?|weeks?|months?|"
@@ -1295,7 +1394,8 @@ _FOUND_FIRST = re.compile(r"(?:人|孩子|老人|他|她)?(?:已经)?找(?:到|�
 # A gathering announced for another day is a lead (stability_leads), not an emergency now.
 # A fight arranged for another day ("约好周六打群架") is a lead too.
 _APPOINTED = re.compile(r"约(?:好|了)?(?:要)?[^，。,]{0,8}(?:打群架|打架|干架)|约架")
-_PLANNED = re.compile(r"(?:就(?:一起|都)?去(?:堵|闹|围)|拟于|计划|打算|号召|说要[^，。,]{0,6}去|下周|下礼拜|下个月|明天|后天|到时候|"
+_PLANNED = re.compile(r"(?:就(?:一起|都)?去(?:堵|闹|围)|要一起(?:去)?(?:堵|闹|围)|拟于|计划|打算|号召|说要[^，。,]{0,6}去|下周|"
+                      r"下礼拜|下个月|明天|后天|到时候|"
                       r"(?<!今天)(?<!今天是)周[一二三四五六日末]|"
                       r"(?<!今天)(?<!今天是)星期[一二三四五六日天])")
 # Said of every day or every evening: a chimney's smoke or a factory's smell is pollution (12345).
@@ -1311,11 +1411,15 @@ _HABITUAL_IN_CLAUSE = frozenset({"fire", "medical", "chemical", "gas"})
 _ORDINARY_SOURCES: tuple[tuple[str, str, re.Pattern], ...] = (
     # Smoke from a chimney or a rubbish fire someone keeps is pollution (12345); fire, if said, is
     # a cue of its own.
-    ("smoke", "text", re.compile(r"烟囱|烟筒|焚烧|烧(?:生活)?(?:垃圾|秸秆|树叶|落叶|电线皮|轮胎|塑料)")),
+    ("smoke", "text", re.compile(r"烟囱|烟筒|焚烧|烧(?:生活)?(?:垃圾|秸秆|树叶|落叶|电线皮|轮胎|塑料)|"
+                                 r"(?i:burning (?:piles of )?(?:rubbish|trash|garbage|plastic|"
+                                 r"leaves|straw)|"
+                                 r"shao\s?la\s?ji)")),
     # Rubbish set alight on purpose is burning rubbish; said of the fire's own clause only
     # ("垃圾堆点火烧，现在烧到房子了" is a fire by its next cue).
     ("fire", "clause", re.compile(
-        r"(?:垃圾|树叶|落叶|秸秆|杂草|菜筐|泡沫箱|纸箱|旧家具)[^，。,]{0,12}(?:点火|一把火)")),
+        r"(?:垃圾|树叶|落叶|秸秆|杂草|菜筐|泡沫箱|纸箱|旧家具)[^，。,]{0,12}(?:点火|一把火)|"
+        r"(?i:burning (?:piles of )?(?:rubbish|trash|garbage|plastic|leaves|straw))")),
     # A road jammed at rush hour is traffic, not a crowd.
     ("crowd", "clause", re.compile(r"^(?!.*(?:踩|挤倒|受伤)).*(?:高峰|堵车|车流|车多)")),
     # Cars parked across a road or a gate, or a road dug up, block it without any crowd
@@ -1376,10 +1480,31 @@ _CLAUSE = re.compile(r"[，。！？；,.!?;、\n\u3000]|(?<=[\u4e00-\u9fff]) +(
 # An English danger word that names the equipment or the drill, not the danger ("fire
 # extinguisher", "fire alarm test").
 _EQUIPMENT_AFTER = re.compile(r"(?i)\s*(?:extinguishers?|drills?|exits?|alarm test|safety|"
-                              r"inspections?|stations?|doors?|escape|insurance|hydrants?)\b")
+                              r"inspections?|stations?|doors?|escape|insurance|hydrants?|lanes?|"
+                              r"brigade|trucks?)\b")
 # A catalog term inside a harmless word: "爆炸头" (a hairdo), "爆炸性新闻".
 _COMPOUND_AFTER = re.compile(r"头|性(?:新闻|消息|增长)")
-_COMPILED = {kind: tuple(re.compile(p) for p in pats) for kind, pats in CUES.items()}
+_LOOKBEHINDS_FIRST = re.compile(r"^((?:\(\?<!(?:\[[^\]]*\]|[^()\[\]])+\))+)([\u4e00-\u9fff]+)")
+
+
+def _literal_first(pattern: str) -> str:
+    """``(?<!X)L…`` as ``L(?<!XL)…``: the same matches, but led by its literal L, which the
+    engine finds by a fast scan instead of trying the look-behinds at every position of the
+    text (they led the costliest cues)."""
+    m = _LOOKBEHINDS_FIRST.match(pattern)
+    if m is None:
+        return pattern
+    behinds, literal = m.group(1), m.group(2)
+    if pattern[m.end():m.end() + 1] in ("?", "*", "+", "{"):
+        literal = literal[:-1]          # the quantifier is its last character's
+    if not literal:
+        return pattern
+    moved = re.sub(r"\(\?<!((?:\[[^\]]*\]|[^()\[\]])+)\)",
+                   lambda b: f"(?<!{b.group(1)}{literal})", behinds)
+    return literal + moved + pattern[len(behinds) + len(literal):]
+
+
+_COMPILED = {kind: tuple(re.compile(_literal_first(p)) for p in pats) for kind, pats in CUES.items()}
 _COMPILED_NATIVE = {kind: pats[:_NATIVE_COUNT.get(kind, 0)] for kind, pats in _COMPILED.items()}
 _CLEARED_C = {kind: tuple(re.compile(p) for p in pats) for kind, pats in _CLEARED.items()}
 _CLEARED_ANY_C = tuple(re.compile(p) for p in _CLEARED_ANY)
