@@ -87,7 +87,12 @@ def _sure_of_danger(text: str) -> Classified:
 
 @pytest.mark.parametrize("text, emergency", [
     ("我老公车的定位显示在江里，吓一跳，他打电话说在跨江大桥上堵着呢，虚惊一场", False),
-    ("女朋友电话里喊了一声就断了，她刚回过来电话说是看到蟑螂手机掉了", False),
+    # a call back is no ending: it may bring worse ("小声说被人带上车了")
+    ("我女儿刚回电话，小声说被人带上车了，不知道在哪", True),
+    # nor is a hope, nor an ending the words go on from
+    ("我女儿昨晚出门到现在没回来，电话关机，只要她平安回来就好", True),
+    ("我老婆已经回家了，他又追过来在楼下喊要弄她", True),
+    ("刚把孩子接回来了，他现在还在砸", True),
     ("视频里我奶奶吃汤圆噎了一下，爷爷拍了几下背，现在好好的", False),
     ("我爸喝多了躺在公园长椅上，朋友已经把他接回家了", False),
     ("车在高速上没油了，已经推到应急车道，人都在护栏外面，问下救援电话多少", False),

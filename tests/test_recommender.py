@@ -567,7 +567,11 @@ def test_the_emergency_judgement_handles_negation_conditions_and_what_is_over(te
 # the cat away, 40 pills, "救我" and the line dead; "吵得我想跳楼", a novel's plot, a school's
 # "遗书" essay): 5 of 150 missed, 20 of 100 with a cue. When batch 12 (foreign callers) came in,
 # five emergencies of these tables that the model alone had caught near 0.5 fell under it; the
-# tables' emergencies the model alone caught below 0.7 were then given cues (39 of 43).
+# tables' emergencies the model alone caught below 0.7 were then given cues (39 of 43). Last,
+# children and school (a toddler with a washing-pod in the mouth, a second seizure, a child lured
+# "to see the puppies", a nanny gone with the baby) and work, sites and farms (a ditch wall on a
+# digger "只露个脑壳", a safety valve screaming, fumigant in a silo, "当凉茶喝了"): 6 and 7 of 150
+# missed, 2 and 5 of 100 with a cue at the first reading.
 INCIDENTS = tuple(ROOT / "tests" / "data" / f"incidents-{name}.tsv"
                   for name in ("110", "medical-rescue", "12345-complaints", "voices",
                                "time-and-negation", "a-week", "set-aside-words",
@@ -577,7 +581,8 @@ INCIDENTS = tuple(ROOT / "tests" / "data" / f"incidents-{name}.tsv"
                                "voices-that-hide-it", "new-cues-attacked", "terse-summaries",
                                "foreign-callers", "foreign-callers-2", "asr-transcripts",
                                "from-a-distance", "heated-ordinary", "elderly-and-carers",
-                               "on-the-move", "behind-closed-doors"))
+                               "on-the-move", "behind-closed-doors", "children-and-school",
+                               "work-sites-farms"))
 # Harmless near-misses the judgement calls emergencies on purpose: a child who swallowed a pill is
 # for an agent to judge, not for a list of harmless pills; domestic violence heard of in a named
 # compound is for the police to look into; a swindler's story of a son arrested in a fight is
@@ -649,7 +654,7 @@ def test_ordinary_words_get_the_right_answer(engine, text, platform, category, e
 
 
 @pytest.mark.parametrize("text", ["喂喂你好", "喂？喂？能听见不", "我要投诉一下", "那个，我想说个事",
-                                  "在吗在吗", "好的谢谢啊"])
+                                  "在吗在吗", "好的谢谢啊", "xyzzy plugh", "asdf qwer zxcv"])
 def test_words_that_say_nothing_get_no_guess_but_the_alternatives(engine, text):
     rec = engine.recommend(text=text)
     assert rec.platform is None and rec.reason.startswith("no recommendation: "), rec.reason
