@@ -12,8 +12,8 @@ recommend``):
 3. A description is classified by the trained models (``transfer.classifier``, built from the
    corpus in ``config/corpus``): the platform whose categories hold most of the probability if
    they hold enough of it, the top category if it is clear enough and of that platform, always
-   the top alternatives with their probabilities. Unsure is an answer ("no recommendation: not sure ..."), never a
-   guess.
+   the top alternatives with their probabilities. Unsure is an answer ("no recommendation: not
+   sure ..."), never a guess.
 4. Without the model (still loading, or failed to load) the catalog's terms are matched as
    substrings, as a fallback that says so.
 

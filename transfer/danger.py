@@ -1219,8 +1219,9 @@ _CALM = re.compile(r"(?:人(?:都|也)?(?:好好的|没事)|撤了|撤销|没闹
                    r"(?:已经)?自己走了|拉走了|没动手|联系上|看错了|没有了|拦住了|带回家了|劝开了|都走了|缓过来|说话正常|"
                    r"自己回来了|不是丢了|劝下来了|擦破(?:了)?(?:点|一点)?皮|(?:已经)?(?:涂|擦|抹|上)(?:了)?药|怎么防|"
                    r"如何防范|要注意(?:点)?什么)")
-# Words that say the scare ended well ("虚惊一场", "她刚回过来电话", "现在好好的", "已经接回家了"):
-# the emergency model, which reads the scare's words, may not overrule them; a cue still may.
+# Words that say the scare ended well ("虚惊一场", "现在好好的", "已经接回家了"), as the last word
+# on it (``_settled``): the emergency model, which reads the scare's words, may not overrule them;
+# a cue still may. A call back is no ending ("刚回电话，小声说被人带上车了").
 _SETTLED = re.compile(r"虚惊一场|闹了(?:个|一)?(?:场)?(?:大)?笑话|(?:一场|(?<!不)是(?:个)?)误会|误会一场|"
                       r"(?:现在|已经)(?:醒|好多|缓过来)了|好多了|(?:我|我们)(?:已经)?(?:到家|安全)了|又在玩了|"
                       r"(?:现在|人|上课|在家)(?:都|也)?好好的(?![^。]{0,8}(?:突然|结果|但是|可是|现在))|"
