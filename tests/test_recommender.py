@@ -571,7 +571,11 @@ def test_the_emergency_judgement_handles_negation_conditions_and_what_is_over(te
 # children and school (a toddler with a washing-pod in the mouth, a second seizure, a child lured
 # "to see the puppies", a nanny gone with the baby) and work, sites and farms (a ditch wall on a
 # digger "只露个脑壳", a safety valve screaming, fumigant in a silo, "当凉茶喝了"): 6 and 7 of 150
-# missed, 2 and 5 of 100 with a cue at the first reading.
+# missed, 2 and 5 of 100 with a cue at the first reading; then neighbours and housing (water
+# through a lamp that is still lit, a scream and then silence; a parrot crying "救命", fish gutted
+# in the stairwell) and nights out (a stall owner slashed, a lightning strike at a camp; a
+# floor-dance, a fire show): 4 and 2 of 100 missed, 11 and 8 of 100 with a cue at the first
+# reading.
 INCIDENTS = tuple(ROOT / "tests" / "data" / f"incidents-{name}.tsv"
                   for name in ("110", "medical-rescue", "12345-complaints", "voices",
                                "time-and-negation", "a-week", "set-aside-words",
@@ -582,7 +586,8 @@ INCIDENTS = tuple(ROOT / "tests" / "data" / f"incidents-{name}.tsv"
                                "foreign-callers", "foreign-callers-2", "asr-transcripts",
                                "from-a-distance", "heated-ordinary", "elderly-and-carers",
                                "on-the-move", "behind-closed-doors", "children-and-school",
-                               "work-sites-farms"))
+                               "work-sites-farms", "neighbours-and-housing",
+                               "night-and-public-places"))
 # Harmless near-misses the judgement calls emergencies on purpose: a child who swallowed a pill is
 # for an agent to judge, not for a list of harmless pills; domestic violence heard of in a named
 # compound is for the police to look into; a swindler's story of a son arrested in a fight is
