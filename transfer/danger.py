@@ -1253,29 +1253,31 @@ _INFO_ASKED = re.compile(r"(?:电话|号码)(?:是)?多少|几点(?:有|停|开|
 _AFTER_ASKING = re.compile(r"[^，。,！!？?；;]{0,8}[\s，,。？?！!呢吗啊呀吧谢了您你们好的]*")
 
 
+def _last_word(pattern: re.Pattern, text: str, after: re.Pattern, before: re.Pattern,
+               after_must_match: bool) -> re.Match | None:
+    """The last match of ``pattern``, if what follows it does (or does not) match ``after`` and
+    what precedes it does not end with ``before``."""
+    last = None
+    for last in pattern.finditer(text):
+        pass
+    if last is None or before.search(text, 0, last.start()):
+        return None
+    follows = (after.fullmatch(text, last.end()) if after_must_match
+               else after.search(text, last.end()))
+    return last if bool(follows) == after_must_match else None
+
+
 def _asks_last(text: str) -> re.Match | None:
     """The question for a number, a time or a place, if the words end with it ("…，缆车几点停？");
     one asked first is no ending ("请问公园几点关门？我孙子刚才在湖边…就不见了"), and asking for the
     police's or an ambulance's is asking for help ("…一直盯着我家窗户，附近派出所电话多少？")."""
-    last = None
-    for last in _INFO_ASKED.finditer(text):
-        pass
-    if (last is not None and _AFTER_ASKING.fullmatch(text, last.end())
-            and not _POLICE_OR_HELP.search(text, 0, last.start())):
-        return last
-    return None
+    return _last_word(_INFO_ASKED, text, _AFTER_ASKING, _POLICE_OR_HELP, True)
 
 
 def _settled(text: str) -> re.Match | None:
     """The last words that end the scare well, if nothing after them says it goes on and they are
     no hope."""
-    last = None
-    for last in _SETTLED.finditer(text):
-        pass
-    if (last is not None and not _GOES_ON_AFTER.search(text, last.end())
-            and not _HOPED.search(text, 0, last.start())):
-        return last
-    return None
+    return _last_word(_SETTLED, text, _GOES_ON_AFTER, _HOPED, False)
 
 
 # A look-alike's frame (a film, a game, a drill, a course, a leaflet) clears the danger words it
