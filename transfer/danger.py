@@ -111,7 +111,7 @@ CUES: dict[str, tuple[str, ...]] = {
             r"(?:煤气|燃气|天然气)管.{0,10}(?:断|裂)", r"(?:挖|弄|碰|砸)断(?:了)?(?:一根)?(?:燃气|煤气|天然气)管",
             r"满(?:街|楼道|屋)(?:都是)?(?:煤气|燃气)?味", r"嘶嘶.{0,6}(?:冒|漏)", r"嘶嘶", r"咝咝", r"丝丝(?:地)?(?:响|声)",
             r"(?:燃气|煤气|天然气)[^。]{0,12}(?:有味|味儿)",
-            r"(?:燃气|煤气|天然气|瓦斯)(?:浓度)?报警(?:器)?[^，。,]{0,4}(?:叫|响)",
+            r"(?:燃气|煤气|天然气|瓦斯)(?:浓度)?报警(?:器)?[^，。,]{0,4}(?<!不)(?:叫|响)",
             r"气罐[^，。,]{0,4}(?:滋滋|嘶嘶|响|漏)",
             r"(?:一屋子|满屋子?|屋里|整个屋)(?:都是)?(?:气味|煤气|燃气|天然气)",
             r"关了还有味", r"味(?:道)?(?:还是|还|却)?越来越(?:大|浓|重|冲)"),
@@ -180,7 +180,9 @@ CUES: dict[str, tuple[str, ...]] = {
                 r"(?:搅拌机|搅拌罐|罐|(?<!舞)池|筒仓|料仓|滚筒|"
                 r"机器)里(?:面)?(?:还)?有人", r"困(?:在)?电梯", r"电梯[^，。,]{0,4}卡",
                 r"关着(?:门)?[^，。,]{0,3}(?<![没无])人"),
-    "water": (r"冰(?:面)?(?:已经)?(?:裂了|在裂|裂开)[^。]{0,16}(?:掉|孩子|人|小孩)",
+    "water": (r"(?:河堤|堤坝|大堤|堤)[^。]{0,8}(?:渗水|管涌|冒水)[^。]{0,12}(?:越来越大|越渗越大|下面就是)|"
+              r"喊人[^。]{0,4}扛沙袋",
+              r"冰(?:面)?(?:已经)?(?:裂了|在裂|裂开)[^。]{0,16}(?:掉|孩子|人|小孩)",
               r"(?:孩子|小孩|人)[^。]{0,12}冰(?:面)?上[^。]{0,8}(?:裂|掉)|掉(?:下去|进去)(?:了)?一个",
               r"冰(?:面)?上[^。]{0,12}(?:孩子|小孩|人)[^。]{0,12}裂",
               r"(?:有人|人)沉(?:底|下去)",
@@ -275,7 +277,7 @@ CUES: dict[str, tuple[str, ...]] = {
                   r"(?:开|放)煤气", r"一起死", r"(?:喝|吃|服)(?:了)?[^，。,]{0,3}农药", r"离开这个世界", r"了结自己",
                   r"跳下去算了", r"(?:让|叫)我(?:以后)?(?:好好)?照顾好", r"遗言", r"交代后事",
                   r"(?:配文|发来|发了)[^。]{0,12}(?:再见了|永别|别找我|对不起大家)",
-                  r"往下一跳", r"(?:你|你们)?别劝我", r"(?:你们|你)别管我了?",
+                  r"往下一跳", r"(?:你|你们)?别劝我", r"(?:你们|你)别管我了?", r"(?:你们|你)(?:以后)?不用(?:再)?管我了",
                   r"一了百了", r"(?:江|河|湖|海)边[^，。,]{0,6}(?:寻|了断|结束)",
                   r"(?:灶|煤气|燃气)[^。]{0,6}(?:打开|开着)[^。]{0,10}(?:没点|门窗(?:都)?关)"),
     "missing": (r"带我去看(?:小狗|小猫|好玩)|我不知道这是哪(?:里|儿)?[^。]{0,10}(?:想回家|找不到)",
@@ -318,7 +320,7 @@ CUES: dict[str, tuple[str, ...]] = {
                 # A lost old person: cannot say where home is, a name tag round the neck.
                 r"(?:问|说)[^，。,]{0,6}(?:啥|什么|哪)?都(?:答|说)不(?:上来|清|出来)",
                 r"(?:脖子上|身上|胸前)挂(?:着)?(?:个|一个|块)?(?:牌子|卡片)",
-                r"(?:把)?(?:孩子|娃|小孩|老人)(?!的)[^，。,]{0,4}落(?:下|在)(?:了)?",
+                r"(?:把)?(?:孩子|娃|小孩|老人)(?!的)[^，。,]{0,4}落(?:下|在)(?!了?(?:残|病|毛病|后遗|腰|伤|一身))(?:了)?",
                 r"(?:一转眼|一眨眼|转身|一会儿).{0,6}(?:就)?(?:不见|没影|跑没|找不到)",
                 r"跑(?:没|丢)了",
                 r"(?:电话|手机).{0,8}(?:没人接|打不通|关机).{0,20}(?:敲门|叫门|不开|怕|出事)",
@@ -344,6 +346,11 @@ CUES: dict[str, tuple[str, ...]] = {
                 r"(?:[一二两三四五几]|好几)天(?:都)?没(?:有)?(?:开门|出门|见(?:着|到)?人(?![扫管修来收清处])|露面|动静)",
                 r"怕(?:她|他|老人|孩子)(?:出事|想不开)",
                 r"(?:痴呆|阿尔茨海默|糊涂|智力障碍|智障).{0,20}(?:没回|不见|找不到|走丢|出门|跑出去)",
+                r"(?:痴呆|阿尔茨海默|糊涂|智力障碍|智障)[^。]{0,20}出去[^，。,]{0,3}(?:[一两三四五六几]|好几|\d+)"
+                r"个(?:多)?(?:小时|钟头)",
+                r"(?:[一两三几]|好几)天(?:都)?没(?:有)?回(?:宿舍|寝室|家|来)[^。]{0,10}"
+                r"(?:关机|打不通|联系不上|不接)",
+                r"(?:跑|冲)(?:了|出去|出门)[^。]{0,10}往?(?:江边|河边|湖边|海边|水库|大桥|桥上)",
                 r"(?:她|他|老人|孩子)(?:还|一直)?没(?:有)?回来",
                 r"(?:小时|半天|一天|一宿|一夜|一晚上)(?:了)?(?:还|都)?没(?:有)?回(?:来|家)?(?![复应信答电我话消心])",
                 r"找不(?:到|着)(?:妈妈|爸爸|家人|家长|大人)",
@@ -370,7 +377,8 @@ CUES: dict[str, tuple[str, ...]] = {
                r"(?:全是|都是|一身|满身|满脸|满头)血(?![水丝])", r"满(?:头|脸|身)是血", r"跌倒(?!报警|检测|监测|"
                r"提醒)", r"无法起身", r"站不起来",
                r"(?<![扶把拉])(?:腿|胳膊|手|脚|骨头|肋骨)(?:好像|可能)?(?:摔|撞|砸|打)?断了",
-               r"头(?:被)?(?:打|砸|撞|磕)?破了", r"(?:一大片|全是|都是|满地(?:是)?)红(?:的)?(?![灯色])", r"一[滩摊]血",
+               r"头(?:被)?(?:打|砸|撞|磕)?破了",
+               r"(?<![水河江湖])(?:一大片|全是|都是|满地(?:是)?)红(?:的)?(?![灯色])", r"一[滩摊]血",
                r"(?:开水|滚水|热水|蒸汽|热油)[^。]{0,6}(?:喷|浇|泼|溅)(?:了|到)?[^。]{0,6}(?:一身|身上|脸|胳膊|腿|手)",
                r"(?:胳膊|手|腿|脸|身上|背)[^，。,]{0,2}(?:全是|都是|起了)(?:水)?泡",
                r"(?:胳膊|手|腿|头|脸|身上|脖子)[^，。,]{0,6}(?:开了|划了|割了|拉了)(?:一道|一个|个)(?:大)?口子"),
@@ -409,7 +417,9 @@ CUES: dict[str, tuple[str, ...]] = {
                     r"(?:已经|都)不动了?", r"没(?:有)?(?:再)?起来",
                     r"(?:路中间|马路中间|马路上|快车道|车道上?)(?:有个人?)?(?:躺|睡)(?:着)?",
                     r"(?:躺|睡)(?:在)?(?:马路|路中间|马路中间|快车道|车道)"),
-    "medical": (r"又抽(?:了|起来)|抽完[^，。,]{0,4}又抽|一直不醒",
+    "medical": (r"(?:孩子|小孩|宝宝|娃|儿子|女儿)[^。]{0,6}(?:吃|吞|误服)了[^。]{0,8}药[^。]{0,20}"
+                r"(?:不知道吃了多少|空了|昏昏欲睡|叫不醒|犯困)",
+                r"又抽(?:了|起来)|抽完[^，。,]{0,4}又抽|一直不醒",
                 r"手抓(?:着)?脖子|脸(?:都)?(?:变|发)(?:蓝|紫|青)",
                 r"心脏(?:很|特别|好)?(?:痛|疼)",
                 # the signs an old person's carer tells, without the illness's name
@@ -468,7 +478,8 @@ CUES: dict[str, tuple[str, ...]] = {
                 r"硬币|磁|药|钉|针|异物|刺|东西|板|片|瓶|粒)",
                 r"冒冷汗", r"答非所问", r"上吐下泻",
                 r"(?:十几|几十|好几|一群|多)个?(?:孩子|学生|人|工人|老人)[^。]{0,6}(?:肚子疼|上吐下泻|呕吐|拉肚子|发烧|头晕)",
-                r"(?:飘|熏|呛)[^。]{0,12}(?:孩子|学生|老人)[^。]{0,10}(?:咳|喘|吐|晕)",
+                r"(?:飘|熏|呛)[^。]{0,12}(?:孩子|学生|老人)[^。]{0,10}(?:咳|喘|吐|晕)"
+                r"(?!嗽?了?(?:好几|几|[一二两三四五六七八九十])天)",
                 r"半(?:拉|边)(?:身子|身体|胳膊|腿)[^，。,]{0,4}(?:不听使唤|没劲|不能动|动不了|麻)",
                 r"(?:脸|嘴唇|嘴)(?:色)?(?:都)?憋(?:得)?(?:发)?(?:青|紫)", r"吐奶|呛奶",
                 r"(?:婴儿|新生儿)[^。]{0,8}不哭", r"(?:野)?(?:蘑菇|菌子|野菌)[^。]{0,16}(?:吐|泻|晕|花|冒汗)",
@@ -684,7 +695,11 @@ CUES: dict[str, tuple[str, ...]] = {
                  r"(?:踩|走)进去就倒", r"(?:狗|人)[^，。,]{0,4}(?:过去|进去)(?:也)?倒了",
                  r"电线[^。]{0,12}(?:水坑|水里|积水)", r"冒蓝光|蓝色火花",
                  r"闪(?:着)?蓝光|啪啪[^，。,]{0,4}(?:闪|冒)(?:火|光)"),
-    "collapse": (r"(?:窗框|窗户|玻璃|广告牌|空调外机)[^。]{0,8}(?:松了|松动|晃)[^。]{0,16}(?:楼下|下面)[^。]{0,6}(?:人来人往|"
+    "collapse": (r"(?:广告牌|招牌|铁皮|彩钢板|玻璃|空调外机)[^。]{0,12}(?:掉了一半|松了|晃|哐当)[^。]{0,20}"
+                 r"(?:下面|底下)(?:站着|坐着|全是|都是|有)[^，。,]{0,6}(?:人|学生|小孩|孩子|老人)",
+                 r"(?:塔吊|吊车)[^。]{0,30}(?:底下|下面|头顶)[^。]{0,4}(?:全是|都是|有)[^，。,]{0,6}"
+                 r"(?:人|小孩|孩子|学生|行人)",
+                 r"(?:窗框|窗户|玻璃|广告牌|空调外机)[^。]{0,8}(?:松了|松动|晃)[^。]{0,16}(?:楼下|下面)[^。]{0,6}(?:人来人往|"
                  r"有人|行人)",
                  r"(?:垮|塌|倒)了[^。]{0,6}压(?:住|着)|压(?:住|着)(?:了)?(?:[一两三四五几]个)(?![月星礼])|只露(?:个|"
                  r"出)(?:脑壳|头|脑袋)",
@@ -767,7 +782,9 @@ CUES: dict[str, tuple[str, ...]] = {
               r"碾(?:到|过|伤|住)?(?:了)?(?:人|腿|脚|身上|孩子|老人)", r"刹车(?:失灵|坏了|不灵)", r"溜(?:坡|车)了", r"追尾",
               r"随时(?:会|要)?(?:追尾|撞)"),
     # Something in the carriageway of a fast road, or a car where it must not be: a crash waiting.
-    "road_hazard": (r"(?:司机|开车的)[^，。,]{0,6}(?:头一点一点|打瞌睡|打盹|眼睛都睁不开|睡着了)",
+    "road_hazard": (r"(?:杆|杆子|树|护栏|电线杆)[^。]{0,8}(?:撞倒|倒|断)了?[^。]{0,6}(?:整个)?横在"
+                    r"(?:路上|马路上|路中间|马路中间)",
+                    r"(?:司机|开车的)[^，。,]{0,6}(?:头一点一点|打瞌睡|打盹|眼睛都睁不开|睡着了)",
                     r"(?:司机|开车的)[^，。,]{0,4}(?:一股|满身|满嘴|浑身)酒(?:味|气)|开得忽快忽慢",
                     r"逆行[^，。,]{0,6}(?:冲|开)|(?:车|开|在)[^，。,]{0,6}画(?:S|龙)(?!画凤)",
                     r"(?<=[人汉子的])(?:躺|趴)(?:个|在)[^，。,]{0,6}(?:马路|快车道|路|车道)(?:中间|上)|"
@@ -853,7 +870,7 @@ _FOREIGN_WORDS: dict[str, tuple[str, ...]] = {
              r"\bqi\s?huo\b",
              r"\bon fire\b|\bis burning\b|\bburning down\b",
              r"\bfire\b(?!\s*(?:drill|extinguisher|exit|safety|inspection|alarm|station|hydrant|"
-             r"lane|door|"
+             r"lane|door|access|"
              r"escape|brigade|fighter|truck|engine|service|me\b|"
              r"him\b|her\b))",
              r"zhao\s?huo(?:\s?le)?|shi\s?huo"),
@@ -884,7 +901,7 @@ _FOREIGN_WORDS: dict[str, tuple[str, ...]] = {
                 r"(?<!almost had a )(?<!nearly had a )heart attack|chest (?:\w+ ){0,3}(?:tight|"
                 r"pain)|clutching (?:his|her) chest|grey in the face",
                 r"(?:stopped|isn'?t|is not|no) breath(?:ing|e)\b",
-                r"drooping|slurr(?:ed|ing)|having a stroke",
+                r"drooping|slurr(?:ed|ing)(?![^.!?]{0,12}\bdrunk)|having a stroke",
                 r"can'?t (?:lift|move) (?:his|her|my) (?:right |left )?(?:arm|leg)|(?:left|"
                 r"right) hand no power",
                 r"asthma attack|inhaler isn'?t|can'?t finish a sentence",
@@ -915,7 +932,10 @@ _FOREIGN_WORDS: dict[str, tuple[str, ...]] = {
                     r"\b(?:he|she|i|man|woman|lady|friend|someone|person|child|kid)\b"
                     r"[^.。!！?？]{0,10}(?:fall|fell) down|(?:他|她|朋友|人)[^.。!！?？]{0,10}(?:fall|"
                     r"fell) down",
-                    r"lying on the (?:road|ground|floor|street)"),
+                    r"lying on the (?:road|ground|floor|street)",
+                    r"\bno dey move\b",
+                    r"(?:heard|hear) a (?:loud )?(?:fall|thud|crash)[^.!?]{0,40}"
+                    r"(?:no response|not respond|no answer|can'?t open)"),
     "injury": (r"spurting|red everywhere|\bsliced\b",
                r"(?:skin)[^.!?]{0,24}(?:peeling|blister)|(?:hot|boiling) (?:oil|"
                r"water)[^.!?]{0,30}(?:on|over)|\bscald",
@@ -949,7 +969,11 @@ _FOREIGN_WORDS: dict[str, tuple[str, ...]] = {
                 r"we are|i'?m) lost on",
                 r"\b(?:son|daughter|child|kid|baby|boy|girl|mother|father|mom|dad)\b"
                 r"[^.。!！?？]{0,6}(?:不见|\bis missing\b|\bmissing\b|\bis lost\b|\bgot lost\b|"
-                r"\bgone\b)",),
+                r"\bgone\b)",
+                r"(?:child|son|daughter|kid|\d+-year-old|boy|girl)[^.!?]{0,80}"
+                r"(?:neither of them|nobody|no one|not|isn'?t|aren'?t) (?:is )?answering",
+                r"(?:hai\s?zi|er\s?zi|n[vü]\s?er|ma\s?ma|ba\s?ba|lao\s?ren)[^.!?]{0,6}"
+                r"bu\s?jian\s?le"),
     "violence": (r"trying to open my (?:front )?door|(?:man|someone|somebody|"
                  r"guy) (?:is )?inside my (?:flat|house|apartment|room)",
                  r"someone is in my house|heard glass break|climbing into[^.!?]{0,20}window",
@@ -962,7 +986,10 @@ _FOREIGN_WORDS: dict[str, tuple[str, ...]] = {
                  r"kick(?:ing|ed)? (?:him|her|me)|hitting (?:me|her|him)",
                  r"grabbed my|pushed me down|forcing (?:my|the) (?:front )?(?:door|lock)|"
                  r"breaking into|banging on my door",
-                 r"(?:someone|somebody) (?:is )?inside my|xiao\s?tou",
+                 r"(?:someone|somebody) (?:is )?inside my|xiao\s?tou|\bdey beat\b",
+                 r"someone (?:is )?in my (?:apartment|house|flat|room)|(?:hear|heard) (?:noises|"
+                 r"footsteps|someone)[^.!?]{0,30}(?:bedroom|inside|upstairs|in my)",
+                 r"(?:don'?t|do not|doesn'?t|won'?t|not) let (?:me|us|her|him) (?:leave|go|out)",
                  r"touching me|grabbing my body|hand on my leg|won'?t let (?:me|her|him) (?:out|"
                  r"leave|go)|not allow|lock(?:ed)? me in|locked in with",
                  r"holding (?:her|him|me)|pulled [^.!?]{0,10}into a (?:white )?van|hitting sound",
@@ -999,7 +1026,7 @@ _FOREIGN_WORDS: dict[str, tuple[str, ...]] = {
                   r"suicide|kill (?:my|him|her)self", r"end (?:my|his|her) life|结束 (?:his|"
                   r"her) life",
                   r"too (?:much|many) pills|overdose", r"jump off|say(?:s|ing)? goodbye|说 goodbye|"
-                  r"send[^.。!！?？]{0,12}goodbye"),
+                  r"send[^.。!！?？]{0,12}goodbye", r"\bend it all\b"),
     "trapped": (r"(?:baby|child|kid|toddler|\w+-year-old|daughter|son)[^.!?]{0,40}(?:locked|"
                 r"strapped|"
                 r"stuck) in (?:the|a|my) car",
@@ -1222,6 +1249,10 @@ _NO_HARM_KINDS = frozenset({"collapse", "crash", "smoke", "electric",
 _NOBODY_HURT = re.compile(r"(?<!还)(?<!暂时)(?<!目前)没(?:有)?人受伤|无人(?:员)?(?:受伤|伤亡)|没(?:有)?伤(?:着|到)人")
 _NOBODY_NEAR = re.compile(r"没(?:有)?人(?:上去|进去|靠近)|没(?:有)?人在(?:下面|底下|旁边|附近|里面|上面)")
 _NOBODY_HURT_KINDS = frozenset({"crash", "collapse"})
+# In English, said after the water, the crash or the collapse ("knee deep, nobody stuck").
+_NOBODY_EN = re.compile(r"(?i)\bno(?:body| ?one)\s+(?:is\s+|was\s+|got\s+)?(?:stuck|trapped|hurt|"
+                        r"injured|inside|in danger)\b")
+_NOBODY_EN_KINDS = frozenset({"water", "crash", "collapse"})
 # Words that say all is well; they do not clear a cue (a fire with nobody hurt is still a fire),
 # but the emergency model needs to be surer to overrule them (``calm``).
 _CALM = re.compile(r"(?:人(?:都|也)?(?:好好的|没事)|撤了|撤销|没闹事|"
@@ -1326,7 +1357,8 @@ _PLACE_AFTER = re.compile(r"(?:的)?(?:公司|大厅|楼|中心|路上|门口|�
 _BESIDE = re.compile(r"(?:旁边|隔壁|边上|对面)的(?:仓库|厂房|房子|车间|库房|车库|民房|堆场|加油站)")
 _SOMEONE_INSIDE = re.compile(r"(?:棚|屋|房|车|仓库)里(?:面|头)?(?:好像|可能)?(?:还)?有人|"
                              r"(?:人|孩子|老人)还在里(?:面|头)")
-_SPREAD = re.compile(r"着到|烧到(?!了?(?:我家|家里))|引燃|引着|烧过来|火很大|火太大|火越来越大")
+_SPREAD = re.compile(r"着到|烧到(?!了?(?:我家|家里))|引燃|引着|烧过来|火很大|火太大|火越来越大|"
+                     r"(?i:caught fire|spread(?:ing|s)? to|out of control)")
 _HELP_COMING = re.compile(r"来人了没|(?:消防车|救护车|你们)(?:到了|来了|叫了)没|叫了没有|我们[^，。,]{0,4}要不要撤")
 _GOING_ON_NOW = re.compile(r"(?<![有])在(?!意|乎)|正在|一直|躺着|着火|呲呲")
 # Conditions that look ahead to what they fear; and with them, every word that supposes.
@@ -1349,6 +1381,10 @@ _NOW_STRICT = re.compile(r"现在|正在|还在|马上|目前|此刻|这会儿|�
 _LIKE_BEFORE = re.compile(r"(?<!好)(?:跟|像|如同)[^，。,]{0,3}$")
 _LIKE_AFTER = re.compile(r"了?(?:一样|似的|一般)")
 # "气得我想死", "吵得我想跳楼": driven to say it, a figure of speech.
+# "排了三个小时队，人都要晕过去了": a complaint's exaggeration, not a faint.
+_ALMOST = re.compile(r"(?:人|我|俺)都(?:快|要|快要)$")
+# An injury at work or on the road told to claim for it ("务工受伤，雇主拒绝赔偿，询问法律援助").
+_CLAIMED = re.compile(r"赔偿|工伤(?:认定|鉴定|赔偿)|法律援助|理赔|索赔")
 _DRIVEN = re.compile(r"(?:气|吵|烦|累|急|愁|穷|饿|吓|闹)得(?:我|人)?(?:都|真|直|快)?(?:想|要)?$")
 # A fight foretold ("不然早晚打起来") or the caller's own anger ("气得我都想拿砖头把他车砸了") is
 # not violence going on; another's intent ("他想拿刀砍我") is.
@@ -1394,7 +1430,10 @@ _CLEARED_ANY = (r"(?:已经|现在)(?:已经)?稳定(?:了|下来)", r"(?:保安
                 r"(?:现在|人)(?:都|也)?好好的(?![^。]{0,8}(?:突然|结果|但是|可是|现在))",
                 r"现在(?:人)?(?:都|也)?(?:已经)?没事了", r"现在(?:是|也|都)?好(?:多)?了",
                 r"(?:同意|予以|已)办结|表示满意", r"案(?:件)?(?:的)?进展|办案民警",
-                r"(?:他|她|人)?(?:现在|已经)醒(?:过来)?了",
+                r"(?:他|她|人)?(?:现在|已经)(?:他|她|人)?(?:自己)?醒(?:过来)?了",
+                # taken home by their own people; a call to say thank you
+                r"(?:朋友|家人|家属|同伴|同事|亲戚|老伴|儿子|女儿)[^，。,]{0,6}(?:扶|接|架|背|领)(?:走|回去|回家)了",
+                r"(?:被|由)(?:家属|家人|亲属|家里人)接回", r"来电(?:表示)?(?:致谢|感谢)",
                 r"谢谢你们的(?:搜救|救援|帮助)|感谢[^，。,]{0,6}(?:搜救|救援)队|下来以后",
                 r"已经没事了", r"(?:通|修好|恢复)了(?:吗|没)",
                 r"危险(?:已经)?(?:解除|排除)", r"早(?:就|都)?(?:过去|处理)了",
@@ -1421,7 +1460,7 @@ _OVER_AFTER = re.compile(r"已经送(?:到|去)?(?:了)?医院|现场(?:也)?(?:
 _PAST = re.compile(r"(?:昨天|昨日|前天|前日|大前天|上周|上个?礼拜|上个?星期|上个?月|"
                    r"上次|上回|去年|前年|(?<!像)以前|之前(?!还好好|好好|都好好|都还好|还好)|前几天|前些天|"
                    r"那天|那(?:事|次|回)|(?:快|都|已经)?[一两三半几]年了|当时|"
-                   r"(?<![晕昏抽死背厥睡冲跑走跳扑看爬滚飘游飞撞我你他她赶])过去(?![一看扶帮拉救问瞧])|曾经|"
+                   r"(?<![晕昏抽死背厥睡冲跑走跳扑看爬滚飘游飞撞我你他她赶转荡绕甩])过去(?![一看扶帮拉救问瞧])|曾经|"
                    r"出过|着过|"
                    r"[死伤淹烧炸塌]过人|(?<![昏晕])死过(?!去)|"
                    r"[漏烧炸塌倒]过一[次回]|发生过|后续|前[两三]天|前一阵|前阵子|前段时间|昨晚|昨夜|前晚|那会儿|本月\d+日|\d+月\d+[日号]|"
@@ -1477,13 +1516,14 @@ _ORDINARY_SOURCES: tuple[tuple[str, str, re.Pattern], ...] = (
     # a cue of its own.
     ("smoke", "text", re.compile(r"烟囱|烟筒|焚烧|烧(?:生活)?(?:垃圾|秸秆|树叶|落叶|电线皮|轮胎|塑料)(?!的?味)|"
                                  r"(?i:burning (?:piles of )?(?:rubbish|trash|garbage|plastic|"
-                                 r"leaves|straw)|"
+                                 r"leaves|straw|something|stuff|waste|tyres|tires|rubber)|"
                                  r"shao\s?la\s?ji)")),
     # Rubbish set alight on purpose is burning rubbish; said of the fire's own clause only
     # ("垃圾堆点火烧，现在烧到房子了" is a fire by its next cue).
     ("fire", "clause", re.compile(
         r"(?:垃圾|树叶|落叶|秸秆|杂草|菜筐|泡沫箱|纸箱|旧家具)[^，。,]{0,12}(?:点火|一把火)|"
-        r"(?i:burning (?:piles of )?(?:rubbish|trash|garbage|plastic|leaves|straw))")),
+        r"(?i:burning (?:piles of )?(?:rubbish|trash|garbage|plastic|leaves|straw|something|"
+        r"stuff|waste|tyres|tires|rubber))")),
     # A road jammed at rush hour is traffic, not a crowd.
     ("crowd", "clause", re.compile(r"^(?!.*(?:踩|挤倒|受伤)).*(?:高峰|堵车|车流|车多)")),
     # Cars parked across a road or a gate, or a road dug up, block it without any crowd
@@ -1502,8 +1542,13 @@ _ORDINARY_SOURCES: tuple[tuple[str, str, re.Pattern], ...] = (
     # ("邻居家在楼道里熏腊肉，整个单元楼都是烟", "问了一下是锅炉房正常排气"); the fire of one is a
     # cue of its own.
     ("smoke", "sentence", re.compile(
-        r"烧烤(?:摊|店)|熏(?:腊)?肉|排烟|油烟|熔炉|熔铝|砖窑|烟火棒|烟雾棒|冷烟花|烧纸|烧香|(?i:bbq|barbecue|grill)|"
+        r"烧烤(?:摊|店)|熏(?:腊)?肉|排烟|偷偷(?:地|摸摸)?(?:冒|排|烧)|"
+        r"油烟|熔炉|熔铝|砖窑|烟火棒|烟雾棒|冷烟花|烧纸|烧香|(?i:bbq|barbecue|grill)|"
         r"(?<!不)是[^，。,]{0,8}(?:锅炉|排气|烧烤|做饭)")),
+    # A canal or a pond that smells of rotten eggs is rotting, not a gas main.
+    ("gas", "sentence", re.compile(r"(?i:\b(?:canal|river|creek|pond|stream|ditch)\b[^.!?]{0,60}"
+                                   r"rotten eggs?|rotten eggs?[^.!?]{0,60}"
+                                   r"\b(?:canal|river|creek|pond|stream|ditch)\b)")),
     ("smoke", "before", re.compile(
         r"(?:锅炉(?:房)?(?:烧煤)?|熔炉|熔铝|砖厂|砖窑|烧煤|焚烧[^，。,]{0,10}|烤串|烧烤|熏(?:腊)?肉)"
         r"(?:晚上|夜里|白天|天天|每天)?(?:在|正在|一直)?$")),
@@ -1545,6 +1590,7 @@ _CLAUSE = re.compile(r"[，。！？；,.!?;、\n\u3000]|(?<=[\u4e00-\u9fff]) +(
 # extinguisher", "fire alarm test").
 _EQUIPMENT_AFTER = re.compile(r"(?i)\s*(?:extinguishers?|drills?|exits?|alarm test|safety|"
                               r"inspections?|stations?|doors?|escape|insurance|hydrants?|lanes?|"
+                              r"access|passages?|"
                               r"brigade|trucks?)\b")
 # A catalog term inside a harmless word: "爆炸头" (a hairdo), "爆炸性新闻".
 _COMPOUND_AFTER = re.compile(r"头|性(?:新闻|消息|增长)")
@@ -1674,6 +1720,10 @@ def _set_aside(kind: str, text: str, start: int, end: int) -> str | None:
               if kind in ("self_harm", "fall") else None)
     if driven:
         return f"a figure of speech ({driven.group(0)}{text[start:end]})"
+    almost = (_ALMOST.search(text, max(left, start - 4), start) if kind == "unconscious"
+              else None)
+    if almost:
+        return f"a figure of speech ({almost.group(0)}{text[start:end]})"
     if (kind != "gas" and _LIKE_AFTER.match(text, end)
             and _LIKE_BEFORE.search(text, max(left, start - 4), start)):
         return f"a likeness, not the danger ({text[max(left, start - 4):end + 3]})"
@@ -1719,6 +1769,10 @@ def _set_aside(kind: str, text: str, start: int, end: int) -> str | None:
     if (past and kind not in _LASTING and not said_now
             and not _STILL.search(text, right, right + _STILL_REACH)):
         return f"in the past ({past.group(0)})"
+    claimed = (_CLAIMED.search(text) if kind == "injury" and not _NOW.search(text)
+               and not _URGENT.search(text) and not _STILL_GOING.search(text) else None)
+    if claimed:
+        return f"a claim for an injury, not harm now ({claimed.group(0)})"
     episode = _EPISODE.search(clause)
     if episode and not said_now:
         return f"another time, over ({episode.group(0)})"
@@ -1774,6 +1828,10 @@ def _set_aside(kind: str, text: str, start: int, end: int) -> str | None:
         m = _NOBODY_HURT.search(text, end) or (_NOBODY_NEAR.search(text, end)
                                                  if kind == "collapse" else None)
         if m and not _OTHERS_STILL.search(text, m.end()) and not _goes_on(text, start, m):
+            return f"nobody hurt or near ({m.group(0)})"
+    if kind in _NOBODY_EN_KINDS:
+        m = _NOBODY_EN.search(text, end)
+        if m and not _goes_on(text, start, m):
             return f"nobody hurt or near ({m.group(0)})"
     if kind not in _LASTING and kind not in _BODY:
         m = _OVER_AFTER.search(text, end)
