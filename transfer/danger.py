@@ -312,13 +312,14 @@ CUES: dict[str, tuple[str, ...]] = {
                 r"(?:走丢|走失|失踪)", r"门缝[^，。,]{0,6}(?:怪味|臭味|臭|苍蝇)", r"苍蝇[^，。,]{0,6}门缝",
                 r"(?:一个人住|独居)[^。]{0,80}(?:喊了半天没人|敲(?:了半天)?门没人|没人应|没人开门)",
                 r"(?:独居|一个人住)[^。]{0,20}(?:没见|没动静|没出门|没露面)", r"被(?:人)?(?:抱走|拐|带走)", r"拐卖", r"人贩子",
-                r"(?<!车主)(?:到现在|至今|一直|还)(?:都|也|还)?没(?:有)?(?:回(?:家|来)|联系上|找到)",
+                r"(?<!车主)(?<!警察)(?<!警方)(?:到现在|至今|一直|还)(?:都|也|还)?没(?:有)?(?:回(?:家|来)|联系上|找到)",
                 r"迷路", _PEOPLE + r"[^。]{0,8}下落不明", r"(?:至今|到现在|一直|仍)未(?:归(?!还)|回家|到家|返回)",
                 r"找不(?:到|着)(?:我家|我的|我)?"
                 r"(?:孩子|娃|小孩|儿子|女儿|孙子|孙女|老人|老伴|爸|妈|爷爷|奶奶)",
                 r"找不(?:着|到)(?:家|回家)", r"这是哪(?:儿|里)?(?:啊|呀|？|\?)",
                 # A lost old person: cannot say where home is, a name tag round the neck.
-                r"(?:问|说)[^，。,]{0,6}(?:啥|什么|哪)?都(?:答|说)不(?:上来|清|出来)",
+                r"(?:问|说)[^，。,]{0,6}(?:啥|什么|哪)?都(?:答|说)不(?:上来|清|出来|明白)",
+                r"(?:不知道|说不出|说不清)(?:他|她)?家在哪", r"(?:到现在|至今)(?:也|还|都)?没到(?!家)",
                 r"(?:脖子上|身上|胸前)挂(?:着)?(?:个|一个|块)?(?:牌子|卡片)",
                 r"(?:把)?(?:孩子|娃|小孩|老人)(?!的)[^，。,]{0,4}落(?:下|在)(?!了?(?:残|病|毛病|后遗|腰|伤|一身))(?:了)?",
                 r"(?:一转眼|一眨眼|转身|一会儿).{0,6}(?:就)?(?:不见|没影|跑没|找不到)",
@@ -355,7 +356,7 @@ CUES: dict[str, tuple[str, ...]] = {
                 r"(?:小时|半天|一天|一宿|一夜|一晚上)(?:了)?(?:还|都)?没(?:有)?回(?:来|家)?(?![复应信答电我话消心])",
                 r"找不(?:到|着)(?:妈妈|爸爸|家人|家长|大人)",
                 r"出(?:去|门)[^，。,]{0,6}(?:就)?没(?:有)?回(?:来|家)", r"没到家", r"走散",
-                r"说不清(?:楚)?(?:自己)?(?:家|从哪|在哪)", r"(?<!车主还)没找(?:着|到)", r"离家出走",
+                r"说不清(?:楚)?(?:自己)?(?:家|从哪|在哪)", r"(?<!车主还)(?<!警察还)(?<!警方还)没找(?:着|到)", r"离家出走",
                 r"(?:家在哪|住哪)[^，。,]{0,6}说不清",
                 r"(?:孩子|儿子|女儿|侄子|外甥|老人|爸|妈|老公(?!寓)|老婆|家人|同学|室友)[^。]{0,20}联系不上",
                 r"(?:船|渔船|车)(?!主)[^。]{0,12}(?<!车主)(?:联系不上|失联)"),
@@ -363,7 +364,7 @@ CUES: dict[str, tuple[str, ...]] = {
                r"(?:骨头|手腕|胳膊|腿)[^，。,]{0,4}(?:歪了|变形了)",
                r"一大滩(?:红的|血)|(?<!白)衣服都红了|鼻子一直淌(?!鼻涕|清)",
                r"砸(?:到|在|中)(?:了)?[^，。,]{0,6}(?:头|脑袋)",
-               r"(?:被)?(?:开水|热水|热油|火)烫(?:了|伤|到)|烫伤|烧伤(?![科门医])", r"血泊|一地(?:的)?血|满(?:身|脸|地)(?:是|"
+               r"(?:被)?(?:开水|热水|热油|火)烫(?:了|伤|到)|被烫着|烫伤|烧伤(?![科门医])", r"血泊|一地(?:的)?血|满(?:身|脸|地)(?:是|"
                r"都是)?血",
                r"砸(?:到|伤|中)(?:了)?(?:人|头|孩子|老人|路人)", r"受伤",
                r"受了伤", r"流血", r"出血", r"血流", r"满身是血", r"一身血", r"头破",
@@ -384,7 +385,7 @@ CUES: dict[str, tuple[str, ...]] = {
                r"(?:胳膊|手|腿|头|脸|身上|脖子)[^，。,]{0,6}(?:开了|划了|割了|拉了)(?:一道|一个|个)(?:大)?口子"),
     # A meter, card or machine that does not respond is a supply matter ("插上表没反应"); a phone
     # nobody answers (打手机没反应) is not.
-    "unconscious": (r"有人倒在",
+    "unconscious": (r"有人倒在", r"叫(?:她|他|人)(?:都|也)不(?:怎么)?(?:应|答应)(?:了)?",
                     r"出来就倒|进去[^，。,]{0,8}就倒",
                     r"不说话也不动|不动也不说话",
                     r"是个(?:活)?人[^。]{0,6}(?:在喊|在动|在叫)",
@@ -695,7 +696,10 @@ CUES: dict[str, tuple[str, ...]] = {
                  r"(?:踩|走)进去就倒", r"(?:狗|人)[^，。,]{0,4}(?:过去|进去)(?:也)?倒了",
                  r"电线[^。]{0,12}(?:水坑|水里|积水)", r"冒蓝光|蓝色火花",
                  r"闪(?:着)?蓝光|啪啪[^，。,]{0,4}(?:闪|冒)(?:火|光)"),
-    "collapse": (r"(?:广告牌|招牌|铁皮|彩钢板|玻璃|空调外机)[^。]{0,12}(?:掉了一半|松了|晃|哐当)[^。]{0,20}"
+    "collapse": (r"(?:楼|房子)(?:在|一直)(?:摇|晃)",
+                 r"(?:广告牌|招牌|铁皮|彩钢板|玻璃|空调外机)[^。]{0,12}(?:掉了一半|吊着)[^。]{0,30}"
+                 r"(?:进进出出|人来人往)",
+                 r"(?:广告牌|招牌|铁皮|彩钢板|玻璃|空调外机)[^。]{0,12}(?:掉了一半|松了|晃|哐当)[^。]{0,20}"
                  r"(?:下面|底下)(?:站着|坐着|全是|都是|有)[^，。,]{0,6}(?:人|学生|小孩|孩子|老人)",
                  r"(?:塔吊|吊车)[^。]{0,30}(?:底下|下面|头顶)[^。]{0,4}(?:全是|都是|有)[^，。,]{0,6}"
                  r"(?:人|小孩|孩子|学生|行人)",
@@ -744,7 +748,7 @@ CUES: dict[str, tuple[str, ...]] = {
                  r"(?:会|要)被车撞", r"(?:正在|正|已经在)往[^，。,]{0,8}(?:倒|歪|塌)",
                  r"(?:挂|吊)着[^。]{0,8}(?:晃)[^。]{0,12}(?:底下|下面|下边|车来车往|人来人往)",
                  r"泥(?:石)?(?:往下)?滑", r"冲进[^，。,]{0,6}(?:家|屋|房)"),
-    "crowd": (r"挤伤|被挤(?:倒|伤)",
+    "crowd": (r"挤伤|被挤(?:倒|伤)", r"(?:扶梯|电梯)[^。]{0,6}(?:倒着走|倒行|突然反转)|摔成一堆",
               r"挤得[^，。,]{0,6}(?:哭都哭不出|喘不上|出不了声)",
               r"人挤人[^。]{0,10}(?:踩|倒|挤伤|喘)", r"被踩(?![秃坏烂平出])(?:了|伤|倒|在)?", r"踩踏",
               r"栏杆[^，。,]{0,6}(?:咯吱|吱吱|晃|要断|变形)", r"挤(?:满|成一团)[^。]{0,10}(?:栏杆|踩|倒|喘)",
@@ -782,8 +786,8 @@ CUES: dict[str, tuple[str, ...]] = {
               r"碾(?:到|过|伤|住)?(?:了)?(?:人|腿|脚|身上|孩子|老人)", r"刹车(?:失灵|坏了|不灵)", r"溜(?:坡|车)了", r"追尾",
               r"随时(?:会|要)?(?:追尾|撞)"),
     # Something in the carriageway of a fast road, or a car where it must not be: a crash waiting.
-    "road_hazard": (r"(?:杆|杆子|树|护栏|电线杆)[^。]{0,8}(?:撞倒|倒|断)了?[^。]{0,6}(?:整个)?横在"
-                    r"(?:路上|马路上|路中间|马路中间)",
+    "road_hazard": (r"(?:杆|杆子|树|护栏|电线杆)[^。]{0,8}(?:撞倒|倒|断)了?[^。]{0,12}"
+                    r"(?:横在(?:路上|马路上|路中间|马路中间)|横着拦)",
                     r"(?:司机|开车的)[^，。,]{0,6}(?:头一点一点|打瞌睡|打盹|眼睛都睁不开|睡着了)",
                     r"(?:司机|开车的)[^，。,]{0,4}(?:一股|满身|满嘴|浑身)酒(?:味|气)|开得忽快忽慢",
                     r"逆行[^，。,]{0,6}(?:冲|开)|(?:车|开|在)[^，。,]{0,6}画(?:S|龙)(?!画凤)",
@@ -817,7 +821,9 @@ CUES: dict[str, tuple[str, ...]] = {
               r"倒灌[^。]{0,16}(?:有人|人员)",
               r"(?:地库|地下车库|地下室|涵洞|隧道)[^。]{0,10}(?:仍|还)有人", r"(?:灌|淹|进水)[^。]{0,6}配电(?:房|室|箱)",
               r"(?:要|快|眼看)(?:要)?(?:被)?淹"),
-    "danger": (r"[“\"']救(?:救)?我[”\"']|救(?:救)?我[^。]{0,6}(?:就断了|挂了|关机)|"
+    "danger": (r"助けて|たすけて|[Пп]омогите|살려|도와주세요|火事|煙が|ガスの(?:匂い|臭い)|"
+               r"[Пп]отерял(?:ся|ась)|帰ってきません|물에 빠|бьёт|бьет",
+               r"[“\"']救(?:救)?我[”\"']|救(?:救)?我[^。]{0,6}(?:就断了|挂了|关机)|"
                r"(?:说了(?:一句|声)|喊了(?:一声|句))[^，。,]{0,3}救(?:救)?我",
                r"(?:便|就)?挂断[^。]{0,6}回拨(?:无人接听|没人接|关机)",
                r"翻(?:过)?(?:栏杆|护栏|围栏)进(?:了)?[^，。,]{0,6}(?:熊|虎|狮|兽|猛兽)",
@@ -867,14 +873,15 @@ _FOREIGN_WORDS: dict[str, tuple[str, ...]] = {
              r"orange light[^.!?]{0,30}(?:smoke|pouring|screaming)",
              r"(?:kitchen|house|flat|apartment|building|car|restaurant) (?:is |'s )?(?:on fire|"
              r"burning)",
-             r"\bqi\s?huo\b",
+             r"\bqi\s?huo\b|\bhuo\s?zai\b",
              r"\bon fire\b|\bis burning\b|\bburning down\b",
              r"\bfire\b(?!\s*(?:drill|extinguisher|exit|safety|inspection|alarm|station|hydrant|"
-             r"lane|door|access|"
+             r"lane|door|access|hazard|risk|"
              r"escape|brigade|fighter|truck|engine|service|me\b|"
              r"him\b|her\b))",
              r"zhao\s?huo(?:\s?le)?|shi\s?huo"),
-    "smoke": (r"filling (?:up )?with smoke|(?:started|is|are) smoking and|smoke (?:from|coming|"
+    "smoke": (r"\bhen\s?duo\s?yan\b|\bmao\s?yan\b",
+              r"filling (?:up )?with smoke|(?:started|is|are) smoking and|smoke (?:from|coming|"
               r"pouring|everywhere)|smell(?:s|ing)? of (?:burning|smoke)",
               r"全是\s*smoke|smoke[^.!?]{0,20}(?:can'?t see|everywhere|pouring|coming)",
               r"(?:full of|there is|there's|lots of|thick|black|有)\s*smoke",
@@ -895,7 +902,8 @@ _FOREIGN_WORDS: dict[str, tuple[str, ...]] = {
     "explosion": (r"\bticking\b|abandoned (?:suitcase|bag)|might blow|about to (?:blow|explode)|"
                   r"(?<!the )\bbomb\b",
                   r"\bexplosion\b|\bexploded\b",),
-    "medical": (r"shivering uncontrollably|struggling to breathe|chest burns|seeing things",
+    "medical": (r"qia\s?zhu\s?le|bu\s?neng\s?hu\s?xi",
+                r"shivering uncontrollably|struggling to breathe|chest burns|seeing things",
                 r"drank (?:some )?(?:of the )?(?:bleach|poison|pesticide)|mixed bleach|"
                 r"has asthma[^.!?]{0,20}struggling",
                 r"(?<!almost had a )(?<!nearly had a )heart attack|chest (?:\w+ ){0,3}(?:tight|"
@@ -922,6 +930,8 @@ _FOREIGN_WORDS: dict[str, tuple[str, ...]] = {
                 r"(?:won'?t|not|wouldn'?t) survive|"
                 r"minus \d+[^.!?]{0,40}(?:no warm|sleeping (?:outside|rough|on))"),
     "unconscious": (r"hasn'?t come out of (?:the )?(?:bathroom|room)",
+                    r"\bdao\s?xia\s?le\b|\bhun\s?mi\b|yun\s?guo\s?qu",
+                    r"shout(?:ed|s|ing)?\s*'?help'?[^.!?]{0,20}(?:then nothing|silence|no answer)",
                     r"\b(?:fell|fallen)\b[^.!?]{0,30}(?:can'?t get up|locked|calling|not moving)|"
                     r"old (?:man|woman|lady)[^.!?]{0,12}\bfell\b",
                     r"\blimp\b|not wake|isn'?t moving|not responding|unresponsive",
@@ -942,15 +952,19 @@ _FOREIGN_WORDS: dict[str, tuple[str, ...]] = {
                r"weird angle|sticking out|can'?t feel (?:his|her|my) legs|(?:can'?t|"
                r"cannot) (?:stand|get) up|twisted (?:her|his|my) (?:knee|ankle)",
                r"liu\s?le\s?(?:hen\s?duo\s?)?xue|tou\s?po|shou\s?shang",
-               r"\bblood\b(?!\s*(?:test|pressure|type|donation|sugar|is boiling))|\bbleeding\b",
+               r"(?<!fake )\bblood\b(?!\s*(?:test|pressure|type|donation|sugar|is boiling))|"
+               r"\bbleeding\b",
                r"\b(?:arm|leg|bone|hand|wrist|neck|rib)s?\b[^.。!！?？]{0,12}broken",
                r"broken (?:arm|leg|bone|hand|wrist|neck|rib)", r"bone[^.。!！?？]{0,4}out"),
-    "crash": (r"che\s?huo",
+    "crash": (r"che\s?huo|\baccidente\b|\bvolcado\b",
               r"car crash|crash(?:ed)? into|(?:car|bus|truck|bike|scooter|motorbike|车)\s*crash",
               r"\baccident\b", r"hit by a car|a car hit"),
     "water": (r"struggling in the (?:water|river|lake|sea)|dragged out by the current|"
               r"\bsinking\b|taking on water|fell through the ice",
-              r"went off the bridge|into the (?:canal|river|lake|sea)\b|can'?t see (?:him|"
+              r"swept away|clinging to a rock",
+              r"went off the bridge|(?:fell|fallen|jumped|went|drove|slipped|pushed|washed|"
+              r"someone|somebody|man|woman|child|kid|car|bus|van)[^.!?]{0,30}into the "
+              r"(?:canal|river|lake|sea)\b|can'?t see (?:him|"
               r"her) anywhere in the water",
               r"fell (?:off|from) [^.!?]{0,20}into the (?:river|lake|sea|water)|hands splashing",
               r"(?:water|it)(?:'s| is)? (?:up to|already)[^.!?]{0,12}(?:windows?|knee|waist|"
@@ -962,7 +976,10 @@ _FOREIGN_WORDS: dict[str, tuple[str, ...]] = {
               r"(?:street|road|house|basement) is flooding",
               r"water (?:is )?(?:shooting|gushing|pouring) (?:up|out)|road (?:is )?flooding|"
               r"(?:cars?|people) (?:are )?stuck in (?:the )?(?:water|flood)"),
-    "missing": (r"now (?:she'?s|he'?s) gone|was right beside me[^.!?]{0,30}gone",
+    "missing": (r"\b(?:he|she|they|son|daughter|child|kid|students?|friend|husband|wife|mother|"
+                r"father|mom|dad|\d+-year-old)\b[^.!?]{0,40}(?:didn'?t|hasn'?t|has not|did not|"
+                r"never) return(?:ed)?\b(?! (?:it|them|my|the|our|his|her)\b)",
+                r"now (?:she'?s|he'?s) gone|was right beside me[^.!?]{0,30}gone",
                 r"never came back|hasn'?t come back|didn'?t come back|can'?t find (?:her|him)|"
                 r"walked out of|dementia|alzheimer",
                 r"(?:child|kid|son|daughter)[^.!?]{0,6}not here|zou\s?diu|shi\s?zong|(?:we'?re|"
@@ -983,7 +1000,8 @@ _FOREIGN_WORDS: dict[str, tuple[str, ...]] = {
                  r"the) (?:hotel )?door",
                  r"can'?t talk freely|just say yes or no|still here and (?:very )?angry",
                  r"beating (?:someone|him|her|a |me)|punch(?:ed|ing)? (?:my|him|her|me)|"
-                 r"kick(?:ing|ed)? (?:him|her|me)|hitting (?:me|her|him)",
+                 r"kick(?:ing|ed)? (?:him|her|me)(?! out)|hitting (?:me|her|him)",
+                 r"broken bottle|i'?m hiding|demanding (?:the )?(?:cash|money)",
                  r"grabbed my|pushed me down|forcing (?:my|the) (?:front )?(?:door|lock)|"
                  r"breaking into|banging on my door",
                  r"(?:someone|somebody) (?:is )?inside my|xiao\s?tou|\bdey beat\b",
@@ -1042,7 +1060,8 @@ _FOREIGN_WORDS: dict[str, tuple[str, ...]] = {
                 r"building|water))",
                 r"(?:i'?m|we'?re|i am|we are|he'?s|she'?s|he is|she is|baby|child|kid|我|我们|他|她)\s*"
                 r"stuck (?:in|inside)\b(?!\s+traffic)"),
-    "fraud_now": (r"(?:about to|going to|wants to) (?:wire|transfer|send)[^.!?]{0,30}(?:savings|"
+    "fraud_now": (r"(?:sharing|share|shared) (?:my |the )?screen|screen ?shar",
+                  r"(?:about to|going to|wants to) (?:wire|transfer|send)[^.!?]{0,30}(?:savings|"
                   r"money|"
                   r"\d)|told me not to (?:hang up|tell anyone)|clear my name",
                   r"(?:says|said|claims|claiming) (?:he'?s|she'?s|they'?re|to be|he is|she is|"
@@ -1055,7 +1074,8 @@ _FOREIGN_WORDS: dict[str, tuple[str, ...]] = {
                   r"wants?) (?:me )?to (?:transfer|send|wire)"
                   r"[^.。!！?？]{0,8}money",),
     "fraud_ongoing": (r"\b(?:he|she|they) wants? more\b|more money",),
-    "electric": (r"live (?:cable|wire)|power line (?:fell|down)|\bsparking\b",
+    "electric": (r"live (?:cable|wire)|power line (?:fell|down)|\bsparking\b|\bfizz(?:ing|es)?\b",
+                 r"bian\s?ya\s?qi\s?bao|\bhuo\s?hua\b|dian\s?xian\s?(?:zai\s?)?di",
                  r"live wire|zapped|buzzing[^.!?]{0,20}(?:puddle|water)|cable snapped",
                  r"\bsparks?\b", r"(?:electric|power) (?:cable|line|wire)[^.。!！?？]{0,20}(?:down|"
                  r"fall|street|spark)"),
@@ -1114,7 +1134,7 @@ _LATIN = re.compile(r"[A-Za-z]")
 _NEGATOR = re.compile(r"(?:差点|差一点|险些|好险|没有(?!人要|人管|人认领|拴|牵|想到|料到|执照|证|牌照|资质|一会|多久|注意)|"
                       r"没(?!人要|人管|人认领|拴|牵|栓|想到|料到|执照|证|牌照|资质|一会|多久|看住|注意|拉住|抓稳|站稳|留神|什么征兆)|"
                       r"并没有|并没|不是|并不是|不像|不存在|未(?!拴|牵|成年|满)|无(?!绳|证|照|牌|人看管|人照看|缘无故|故)|不会(?!急救|游泳|"
-                      r"水)|(?<![特分区告])别(?!墅|人|让)|不用|不要(?!让)|没啥|没什么(?!征兆|预兆)|谈不上|"
+                      r"水)|(?<![特分区告])别(?!墅|人|让|动)|不用|不要(?!让)|没啥|没什么(?!征兆|预兆)|谈不上|"
                       r"算不上|"
                       r"不算|不太(?!舒服|对劲|清醒|好)|不怎么|并不|(?i:\bnot (?:a|an)\b|\bisn'?t\b|\bwasn'?t\b|"
                       r"\bno\b))")
@@ -1156,7 +1176,7 @@ _NEAR_MISS = re.compile(r"差点|差一点|险些|好险")
 _CONDITION = re.compile(r"(?:以为(?![^，。,]*(?:其实|结果|但是|没想到|原来|发现|一看|推了推|谁知))|"
                         r"散布|谣言|造谣|传言|传说|在传|网传|新闻(?!联播)|"
                         r"网上[^，。,]{0,6}说|"
-                        r"(?<![他她妈爸姆公婆娘儿女子跟给打])视频(?:里)?说|演习|模拟|^以后|今后|将来|真有人|考驾照|科目[一二三四]|考题|有道题|"
+                        r"(?<![他她妈爸姆公婆娘儿女子跟给打发])视频(?:里)?说|演习|模拟|^以后|今后|将来|真有人|考驾照|科目[一二三四]|考题|有道题|"
                         r"防(?:走失|溺水(?![^，。,]{0,3}牌)|火(?![门墙卷])|盗(?![窗门网])|骗|摔|跌|滑|爆|中毒|煤气)|"
                         r"(?:如果|万一|假如|要是)(?![^，。,]{0,4}再不)|假设|一旦|以防|防止|预防|怎么预防|避免|以免|"
                         r"^建议|建议(?:在|多|增加|设置|安装)|演练|培训(?!机构|班|"
@@ -1232,7 +1252,7 @@ _CLEARED: dict[str, tuple[str, ...]] = {
     "water": (r"(?:自己|已经)(?:游|爬)(?:上岸|上来)了",),
     "crash": (r"(?:人|我)(?:都|也)?(?:没事|没大事)(?![吗吧么?？])|(?:人|我)?(?:并)?无大碍",
               r"(?:已经)?包(?:扎)?好了", r"擦破(?:了)?(?:点)?皮"),
-    "trapped": (r"(?:已经|都)?(?:被)?(?:救|弄|放|拉|爬|跑|逃)出来了",
+    "trapped": (r"(?:已经|都)?(?:被)?(?:救|弄|放|拉|爬|跑|逃)(?:我|他|她|人|我们|他们)?出来了",
                 r"(?:困|关)了(?:\d+|[一二两三四五六七八九十半几]+)(?:分钟|个?小时|个钟头)(?![了还])",
                 r"(?:开锁的|师傅|物业)[^，。,]{0,6}(?:弄|打|撬)开了", r"(?:已经|早)出来了", r"里(?:面|头)?没(?:有)?人"),
 }
@@ -1252,7 +1272,7 @@ _NOBODY_HURT_KINDS = frozenset({"crash", "collapse"})
 # In English, said after the water, the crash or the collapse ("knee deep, nobody stuck").
 _NOBODY_EN = re.compile(r"(?i)\bno(?:body| ?one)\s+(?:is\s+|was\s+|got\s+)?(?:stuck|trapped|hurt|"
                         r"injured|inside|in danger)\b")
-_NOBODY_EN_KINDS = frozenset({"water", "crash", "collapse"})
+_NOBODY_EN_KINDS = frozenset({"water", "crash", "collapse", "injury"})
 # Words that say all is well; they do not clear a cue (a fire with nobody hurt is still a fire),
 # but the emergency model needs to be surer to overrule them (``calm``).
 _CALM = re.compile(r"(?:人(?:都|也)?(?:好好的|没事)|撤了|撤销|没闹事|"
@@ -1400,7 +1420,10 @@ _RISK_AFTER = re.compile(r"(?:的)?(?:风险|隐患)")
 # 一口" asks in the middle of it).
 _ASKING_IN_GENERAL = re.compile(r"要注意(?:点|些)?什么|注意事项|(?:要|是)?收费(?:的)?(?:吧|吗|？|\?)|"
                                 r"多久(?:可以|才能|能)报(?:案|警)")
-_ASKING = re.compile(r"想咨询|咨询一下|咨询$|调解(?:找|去)(?:哪|谁)|(?i:what should (?:i|we) do in case|"
+# "…，我就是问问": said anywhere, the whole call only asks.
+_ONLY_ASKING = re.compile(r"(?:就是|只是|随便)问问")
+_ASKING = re.compile(r"想咨询|咨询一下|咨询$|能不能提前(?:通知|说)|"
+                     r"调解(?:找|去)(?:哪|谁)|(?i:what should (?:i|we) do in case|"
                      r"in case of|what number|"
                      r"is (?:the|there a)[^.?!]{0,24}\btest\b|do i need to|who should|how do i)|"
                      r"是哪里(?:着火|出事)|有用吗|是不是谣言|真的假的|"
@@ -1497,7 +1520,8 @@ _FOUND_FIRST = re.compile(r"(?:人|孩子|老人|他|她)?(?:已经)?找(?:到|�
 # A gathering announced for another day is a lead (stability_leads), not an emergency now.
 # A fight arranged for another day ("约好周六打群架") is a lead too.
 _APPOINTED = re.compile(r"约(?:好|了)?(?:要)?[^，。,]{0,8}(?:打群架|打架|干架)|约架")
-_PLANNED = re.compile(r"(?:就(?:一起|都)?去(?:堵|闹|围)|要一起(?:去)?(?:堵|闹|围)|拟于|计划|打算|号召|说要[^，。,]{0,6}去|下周|"
+_PLANNED = re.compile(r"(?:就(?:一起|都)?(?:去|上)[^，。,]{0,4}(?:堵|闹|围)|要一起(?:去)?(?:堵|闹|围)|拟于|计划|"
+                      r"打算|号召|说要[^，。,]{0,6}去|下周|"
                       r"下礼拜|下个月|明天|后天|到时候|"
                       r"(?<!今天)(?<!今天是)周[一二三四五六日末]|"
                       r"(?<!今天)(?<!今天是)星期[一二三四五六日天])")
@@ -1532,8 +1556,16 @@ _ORDINARY_SOURCES: tuple[tuple[str, str, re.Pattern], ...] = (
         r"车(?:把|给)|(?:有车|车)乱停|停满了?车|挖(?:路|断)|车[^，。,]{0,6}停了[^，。,]{0,4}(?:天|小时|个钟)")),
     # A road dug up or blocked keeps people in without trapping them.
     ("trapped", "sentence", re.compile(r"挖断|(?:挖|堵)(?:了|住)?(?:路|门口)|绕来绕去|"
+                                      r"车(?:子)?(?:都|也)?(?:出不去|进不来|爬不(?:上|动))|"
+                                      r"堵得(?:出不去|进不来)|"
                                       r"(?:单车|自行车|电动车|杂物|快递|建材)[^，。,]{0,8}(?:堆|停|挡|堵)|"
                                       r"(?:有辆车|车子|汽车|私家车)[^，。,]{0,6}(?:停|堵|挡)在")),
+    # A flower bed trampled is greenery damaged, not a crowd crush.
+    ("crowd", "sentence", re.compile(r"^(?!.*(?:受伤|倒地|喘不|挤倒|(?i:injur|hurt))).*"
+                                     r"(?:花坛|草坪|绿化带|花草|(?i:flower ?beds?|lawn))")),
+    # A quarry's blasting, day after day, is its noise (12345).
+    ("explosion", "text", re.compile(r"(?:石料厂|采石场|石场|矿上|矿山)[^。]{0,10}"
+                                     r"(?:天天|每天|经常|老是)?(?:炸石头|放炮|爆破)")),
     # A bang the caller explains ("那一声巨响是工地在爆破"); "烟花厂爆炸了" explains nothing.
     ("explosion", "sentence", re.compile(r"(?<!不)是[^，。,]{0,8}(?:爆破|放(?:礼)?炮|打桩|放(?:鞭炮|烟花|礼花))")),
     # Smoke a boiler, a furnace or a grill makes, said just before it ("锅炉房烧煤冒黑烟"); a
@@ -1546,8 +1578,8 @@ _ORDINARY_SOURCES: tuple[tuple[str, str, re.Pattern], ...] = (
         r"油烟|熔炉|熔铝|砖窑|烟火棒|烟雾棒|冷烟花|烧纸|烧香|(?i:bbq|barbecue|grill)|"
         r"(?<!不)是[^，。,]{0,8}(?:锅炉|排气|烧烤|做饭)")),
     # A canal or a pond that smells of rotten eggs is rotting, not a gas main.
-    ("gas", "sentence", re.compile(r"(?i:\b(?:canal|river|creek|pond|stream|ditch)\b[^.!?]{0,60}"
-                                   r"rotten eggs?|rotten eggs?[^.!?]{0,60}"
+    ("gas", "sentence", re.compile(r"(?i:\b(?:canal|river|creek|pond|stream|ditch)\b[^.!?]{0,100}"
+                                   r"rotten eggs?|rotten eggs?[^.!?]{0,100}"
                                    r"\b(?:canal|river|creek|pond|stream|ditch)\b)")),
     ("smoke", "before", re.compile(
         r"(?:锅炉(?:房)?(?:烧煤)?|熔炉|熔铝|砖厂|砖窑|烧煤|焚烧[^，。,]{0,10}|烤串|烧烤|熏(?:腊)?肉)"
@@ -1590,7 +1622,7 @@ _CLAUSE = re.compile(r"[，。！？；,.!?;、\n\u3000]|(?<=[\u4e00-\u9fff]) +(
 # extinguisher", "fire alarm test").
 _EQUIPMENT_AFTER = re.compile(r"(?i)\s*(?:extinguishers?|drills?|exits?|alarm test|safety|"
                               r"inspections?|stations?|doors?|escape|insurance|hydrants?|lanes?|"
-                              r"access|passages?|"
+                              r"access|passages?|hazards?|risks?|"
                               r"brigade|trucks?)\b")
 # A catalog term inside a harmless word: "爆炸头" (a hairdo), "爆炸性新闻".
 _COMPOUND_AFTER = re.compile(r"头|性(?:新闻|消息|增长)")
@@ -1724,6 +1756,8 @@ def _set_aside(kind: str, text: str, start: int, end: int) -> str | None:
               else None)
     if almost:
         return f"a figure of speech ({almost.group(0)}{text[start:end]})"
+    if text.startswith("我算了", end):          # "淹死我算了": a curse, not a drowning
+        return f"a figure of speech ({text[start:end]}我算了)"
     if (kind != "gas" and _LIKE_AFTER.match(text, end)
             and _LIKE_BEFORE.search(text, max(left, start - 4), start)):
         return f"a likeness, not the danger ({text[max(left, start - 4):end + 3]})"
@@ -1849,7 +1883,8 @@ def _set_aside(kind: str, text: str, start: int, end: int) -> str | None:
     # A question or a hoax speaks of its own clause's danger, and never of one its clause says is
     # now ("邻居家着火了，是打119还是110" is a fire; "有人谎称是物业，现在在撬门" a break-in).
     now = _NOW_STRICT.search(text, left, right) or _URGENT.search(text)
-    asking = (_ASKING.search(clause) or (_WHICH_LINE.search(text) if _ASKED.search(text) else None)
+    asking = (_ASKING.search(clause) or _ONLY_ASKING.search(text)
+              or (_WHICH_LINE.search(text) if _ASKED.search(text) else None)
               or (_ASKING_IN_GENERAL.search(clause)
                   if not _NOW.search(text[:start] + "。" + text[end:]) else None)
               if not now else None)
