@@ -74,6 +74,7 @@ CUES: dict[str, tuple[str, ...]] = {
              r"火(?:很|越来越|特别)(?:大|旺)", r"(?<!差)点着", r"引着", r"烟(?:已经)?起来了"),
     # Smoke apart from fire: a chimney or a rubbish fire that smokes every evening is pollution.
     "smoke": (r"烟雾[^。]{0,10}(?:来源不明|疏散)|疏散中(?!心)",
+              r"(?:楼|房子|屋里|家里|走廊|楼道)[^。]{0,3}(?:很多|好多)烟",
               r"有烟(?:往上|往外|往屋里)?冒",
               r"冒[^，。,]{0,4}(?:浓|黑)(?:的)?(?:黑)?烟",
               r"(?:好|很)大的烟(?!味|瘾)",
@@ -180,7 +181,8 @@ CUES: dict[str, tuple[str, ...]] = {
                 r"(?:搅拌机|搅拌罐|罐|(?<!舞)池|筒仓|料仓|滚筒|"
                 r"机器)里(?:面)?(?:还)?有人", r"困(?:在)?电梯", r"电梯[^，。,]{0,4}卡",
                 r"关着(?:门)?[^，。,]{0,3}(?<![没无])人"),
-    "water": (r"(?:河堤|堤坝|大堤|堤)[^。]{0,8}(?:渗水|管涌|冒水)[^。]{0,12}(?:越来越大|越渗越大|下面就是)|"
+    "water": (r"(?:暖气|热水|热力)(?:管|管道)[^。]{0,4}爆了[^。]{0,12}(?:关不上|关不住|关不了)",
+              r"(?:河堤|堤坝|大堤|堤)[^。]{0,8}(?:渗水|管涌|冒水)[^。]{0,12}(?:越来越大|越渗越大|下面就是)|"
               r"喊人[^。]{0,4}扛沙袋",
               r"冰(?:面)?(?:已经)?(?:裂了|在裂|裂开)[^。]{0,16}(?:掉|孩子|人|小孩)",
               r"(?:孩子|小孩|人)[^。]{0,12}冰(?:面)?上[^。]{0,8}(?:裂|掉)|掉(?:下去|进去)(?:了)?一个",
@@ -238,6 +240,7 @@ CUES: dict[str, tuple[str, ...]] = {
              r"往下拍", r"爬(?:到|上)(?:了)?[^，。,]{0,4}(?:窗户|窗台|阳台外|护栏外)"),
     # A farewell is one with what it leaves behind: a phone switched off, a riverside, thanks.
     "self_harm": (r"刀片[^。]{0,8}(?:边上|旁边|手里|在手)|最后找个人说(?:说)?话",
+                  r"空(?:的)?(?:药瓶|药盒)[^。]{0,20}(?:晚安|再见|没人接|打不通|关机)",
                   r"(?:配文|留言|写着|发了)[^。]{0,6}以后你们就清净了|以后你们就清净了[^。]{0,20}(?:定位|江边|河边|楼顶|天台|桥)",
                   r"药[^。]{0,10}(?:一回|一次|一下)(?:全)?(?:倒出来)?(?:全)?吃了|"
                   r"(?:吃|吞|服)(?:了|下)[^，。,]{0,4}(?:二|三|几)十(?:几)?(?:粒|片)",
@@ -492,7 +495,7 @@ CUES: dict[str, tuple[str, ...]] = {
                 r"(?<!树让)(?<!树被)(?<!树给)雷劈|(?<!树)被雷(?:击|打)(?:中|了)?",
                 r"(?:倒|趴|躺)在[^，。,]{0,4}(?:不动|没动静)",
                 r"(?:吃|喝|吞|服)(?:了)?(?:大半|半|一|整|好几|好多)(?:瓶|板|盒|把|片)(?!啤酒|酒|水|饮料|可乐|牛奶|维生素)"),
-    "violence": (r"惨叫",
+    "violence": (r"惨叫", r"车门锁(?:着|了|上了)[^。]{0,6}不让(?:我|人|她|他)下|不让(?:我|她|他)下车",
                  r"开着车往人(?:身上)?(?:顶|撞|冲)|开车(?:往人|撞人)",
                  r"被(?:人)?划了(?:一)?刀|捂着(?:肚子|胸口|脖子)",
                  r"赎人|赎金|拿[^，。,]{0,6}(?:钱|万)[^，。,]{0,4}去赎",
@@ -652,7 +655,8 @@ CUES: dict[str, tuple[str, ...]] = {
                       r"(?:仍|还|正)在(?:跟|和|与)?[^，。,]{0,4}通话", r"(?:要求|让)[^，。,]{0,4}(?:立即|马上)转账",
                       r"(?:让|要|叫)我[^，。,]{0,8}转[^，。,]{0,2}[一两三四五六七八九十几百千万\d]+(?:万|千|块|元)",
                       r"不准(?:跟|告诉)(?:家里人|家人|任何人)", r"开(?:个)?房间[^。]{0,8}(?:调查|配合)"),
-    "fraud_now": (r"骗子(?:还在线|还没挂|还在线上|还在电话里|在线上)|给骗子(?:汇款|转账|打钱)",
+    "fraud_now": (r"(?:我|她|他)?现在(?:正)?在(?:给|往)?[^，。,]{0,10}转(?:钱|账)",
+                  r"骗子(?:还在线|还没挂|还在线上|还在电话里|在线上)|给骗子(?:汇款|转账|打钱)",
                   r"被骗着(?:去)?(?:取钱|转账)",
                   r"还让我(?:接着|继续)转|(?:仍|还)要求(?:我)?(?:继续|接着)转",
                   r"钱(?:正在|正|还在|一直在)(?:一笔(?:一)?笔)?(?:往外转|被扣|被转)",
@@ -696,7 +700,7 @@ CUES: dict[str, tuple[str, ...]] = {
                  r"(?:踩|走)进去就倒", r"(?:狗|人)[^，。,]{0,4}(?:过去|进去)(?:也)?倒了",
                  r"电线[^。]{0,12}(?:水坑|水里|积水)", r"冒蓝光|蓝色火花",
                  r"闪(?:着)?蓝光|啪啪[^，。,]{0,4}(?:闪|冒)(?:火|光)"),
-    "collapse": (r"(?:楼|房子)(?:在|一直)(?:摇|晃)",
+    "collapse": (r"(?:楼|房子)(?:在|一直)(?:摇|晃)", r"基坑[^。]{0,10}(?:往下掉|塌|垮|裂)",
                  r"(?:广告牌|招牌|铁皮|彩钢板|玻璃|空调外机)[^。]{0,12}(?:掉了一半|吊着)[^。]{0,30}"
                  r"(?:进进出出|人来人往)",
                  r"(?:广告牌|招牌|铁皮|彩钢板|玻璃|空调外机)[^。]{0,12}(?:掉了一半|松了|晃|哐当)[^。]{0,20}"
@@ -748,7 +752,8 @@ CUES: dict[str, tuple[str, ...]] = {
                  r"(?:会|要)被车撞", r"(?:正在|正|已经在)往[^，。,]{0,8}(?:倒|歪|塌)",
                  r"(?:挂|吊)着[^。]{0,8}(?:晃)[^。]{0,12}(?:底下|下面|下边|车来车往|人来人往)",
                  r"泥(?:石)?(?:往下)?滑", r"冲进[^，。,]{0,6}(?:家|屋|房)"),
-    "crowd": (r"挤伤|被挤(?:倒|伤)", r"(?:扶梯|电梯)[^。]{0,6}(?:倒着走|倒行|突然反转)|摔成一堆",
+    "crowd": (r"挤伤|被挤(?:倒|伤)", r"(?:举牌子|拉横幅)[^。]{0,16}(?:冲|人越来越多)|"
+              r"(?:要|想)冲进(?:物业|政府|大门|大院|公司|厂区|办公楼)", r"(?:扶梯|电梯)[^。]{0,6}(?:倒着走|倒行|突然反转)|摔成一堆",
               r"挤得[^，。,]{0,6}(?:哭都哭不出|喘不上|出不了声)",
               r"人挤人[^。]{0,10}(?:踩|倒|挤伤|喘)", r"被踩(?![秃坏烂平出])(?:了|伤|倒|在)?", r"踩踏",
               r"栏杆[^，。,]{0,6}(?:咯吱|吱吱|晃|要断|变形)", r"挤(?:满|成一团)[^。]{0,10}(?:栏杆|踩|倒|喘)",
@@ -786,8 +791,8 @@ CUES: dict[str, tuple[str, ...]] = {
               r"碾(?:到|过|伤|住)?(?:了)?(?:人|腿|脚|身上|孩子|老人)", r"刹车(?:失灵|坏了|不灵)", r"溜(?:坡|车)了", r"追尾",
               r"随时(?:会|要)?(?:追尾|撞)"),
     # Something in the carriageway of a fast road, or a car where it must not be: a crash waiting.
-    "road_hazard": (r"(?:杆|杆子|树|护栏|电线杆)[^。]{0,8}(?:撞倒|倒|断)了?[^。]{0,12}"
-                    r"(?:横在(?:路上|马路上|路中间|马路中间)|横着拦)",
+    "road_hazard": (r"(?:杆|杆子|树|护栏|电线杆)[^。]{0,8}(?:撞倒|撞歪|倒|断)了?[^。]{0,12}"
+                    r"(?:横在(?:路上|马路上|路中间|马路中间|半条路)|横着拦|斜着横在)",
                     r"(?:司机|开车的)[^，。,]{0,6}(?:头一点一点|打瞌睡|打盹|眼睛都睁不开|睡着了)",
                     r"(?:司机|开车的)[^，。,]{0,4}(?:一股|满身|满嘴|浑身)酒(?:味|气)|开得忽快忽慢",
                     r"逆行[^，。,]{0,6}(?:冲|开)|(?:车|开|在)[^，。,]{0,6}画(?:S|龙)(?!画凤)",
@@ -976,7 +981,11 @@ _FOREIGN_WORDS: dict[str, tuple[str, ...]] = {
               r"(?:street|road|house|basement) is flooding",
               r"water (?:is )?(?:shooting|gushing|pouring) (?:up|out)|road (?:is )?flooding|"
               r"(?:cars?|people) (?:are )?stuck in (?:the )?(?:water|flood)"),
-    "missing": (r"\b(?:he|she|they|son|daughter|child|kid|students?|friend|husband|wife|mother|"
+    "missing": (r"(?:didn'?t|hasn'?t|did not|has not|never) (?:come|came|got|get) home",
+                r"\b(?:students?|pupils?|boy|girl|grandma|grandpa|husband|wife|friend|colleague|"
+                r"\d+ years? old)\b(?:(?!\b(?:says?|said|reports?|that)\b)[^.!?]){0,40}"
+                r"\bis missing\b",
+                r"\b(?:he|she|they|son|daughter|child|kid|students?|friend|husband|wife|mother|"
                 r"father|mom|dad|\d+-year-old)\b[^.!?]{0,40}(?:didn'?t|hasn'?t|has not|did not|"
                 r"never) return(?:ed)?\b(?! (?:it|them|my|the|our|his|her)\b)",
                 r"now (?:she'?s|he'?s) gone|was right beside me[^.!?]{0,30}gone",
@@ -1085,7 +1094,7 @@ _FOREIGN_WORDS: dict[str, tuple[str, ...]] = {
     "collapse": (r"(?:wall|building|ceiling|roof|balcony)[^.!?]{0,30}(?:has )?(?:just )?(?:fallen|"
                  r"collapsed|came down|caved in)|leaning (?:right )?out[^.!?]{0,40}(?:people|"
                  r"walking)",
-                 r"(?:branch|scaffold(?:ing)?|sign|panel|netting|glass|"
+                 r"(?:branch|scaffold(?:ing)?|sign|panel|netting|glass|wall|"
                  r"billboard)[^.!?]{0,80}(?:swaying|"
                  r"hanging|falling|about to fall)[^.!?]{0,60}(?:people|pedestrians|under it|below|"
                  r"sidewalk|pavement|waiting)",
@@ -1095,7 +1104,8 @@ _FOREIGN_WORDS: dict[str, tuple[str, ...]] = {
                  r"fell off a lorry",
                  r"landslide",),
     "animal": (r"dogs? (?:are )?(?:surrounding|biting)|bitten by",),
-    "fall": (r"(?:standing|sitting|sat) on the edge of (?:the|a) (?:roof|building|bridge|balcony)|"
+    "fall": (r"diao\s?(?:xia|jin)\s?qu\s?le",
+             r"(?:standing|sitting|sat) on the edge of (?:the|a) (?:roof|building|bridge|balcony)|"
              r"threatening to jump|jump (?:together|off)",
              r"sitting on the edge of the roof|legs (?:are )?over the side|"
              r"climbed over the railing|standing on the outside",
@@ -1109,6 +1119,7 @@ _FOREIGN_WORDS: dict[str, tuple[str, ...]] = {
               r"the (?:security )?guards)|throwing (?:bottles|stones|bricks|firecrackers|"
               r"rocks)[^.!?]{0,24}\bat\b"),
     "road_hazard": (r"\bswerving\b|drunk driver|seems drunk|run over|\bcollided\b",
+                    r"\bnear (?:crash|miss)(?:es)?\b|need (?:a )?police(?: officer)? here now",
                     r"(?:driving|going) the wrong way|wrong way on the|"
                     r"(?:slippery|skidd(?:ed|ing))[^.!?]{0,40}(?:fallen|fell|crash|skid)",
                     r"\b(?:glass|debris|metal|boli|tie)\b[^.!?]{0,40}(?:cars keep|running over|"
