@@ -13,6 +13,7 @@ Every answer names the cues it found and why any of them was set aside, so an ag
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 
 
@@ -73,7 +74,8 @@ CUES: dict[str, tuple[str, ...]] = {
              r"越烧越(?:旺|大)", r"烧得越来越(?:大|旺|猛)",
              r"火(?:很|越来越|特别)(?:大|旺)", r"(?<!差)点着", r"引着", r"烟(?:已经)?起来了"),
     # Smoke apart from fire: a chimney or a rubbish fire that smokes every evening is pollution.
-    "smoke": (r"烟雾[^。]{0,10}(?:来源不明|疏散)|疏散中(?!心)",
+    "smoke": (r"烟雾[^。]{0,10}(?:来源不明|疏散)|疏散中(?!心)", r"焦(?:糊)?味[^。]{0,10}越来越(?:浓|重|大)",
+              r"(?:锂)?电池[^。]{0,6}鼓包[^。]{0,6}(?:发烫|烫手|冒烟)",
               r"(?:楼|房子|屋里|家里|走廊|楼道)[^。]{0,3}(?:很多|好多)烟",
               r"有烟(?:往上|往外|往屋里)?冒",
               r"冒[^，。,]{0,4}(?:浓|黑)(?:的)?(?:黑)?烟",
@@ -181,7 +183,8 @@ CUES: dict[str, tuple[str, ...]] = {
                 r"(?:搅拌机|搅拌罐|罐|(?<!舞)池|筒仓|料仓|滚筒|"
                 r"机器)里(?:面)?(?:还)?有人", r"困(?:在)?电梯", r"电梯[^，。,]{0,4}卡",
                 r"关着(?:门)?[^，。,]{0,3}(?<![没无])人"),
-    "water": (r"(?:暖气|热水|热力)(?:管|管道)[^。]{0,4}爆了[^。]{0,12}(?:关不上|关不住|关不了)",
+    "water": (r"(?:黄泥汤|泥水|泥浆)[^。]{0,12}越来越大|(?:几户|几家|那家)[^。]{0,4}还没(?:有)?出来",
+              r"(?:暖气|热水|热力)(?:管|管道)[^。]{0,4}爆了[^。]{0,12}(?:关不上|关不住|关不了)",
               r"(?:河堤|堤坝|大堤|堤)[^。]{0,8}(?:渗水|管涌|冒水)[^。]{0,12}(?:越来越大|越渗越大|下面就是)|"
               r"喊人[^。]{0,4}扛沙袋",
               r"冰(?:面)?(?:已经)?(?:裂了|在裂|裂开)[^。]{0,16}(?:掉|孩子|人|小孩)",
@@ -203,7 +206,7 @@ CUES: dict[str, tuple[str, ...]] = {
               r"水(?:已经)?(?:没过|到了?)(?:腰|胸|脖子)",
               _SOMEONE + _GAP + r"{0,6}(?:掉|落|跌|摔|滑|踩空|坠)(?:进|到|在|入|下)?[^，。,]{0,4}"
               r"(?:河|湖|水|塘|江|井|沟|坑|洞|下水道|窨井)",
-              _SOMEONE + _GAP + r"{0,8}(?:掉|摔|跌)进去", r"被(?:水|洪水)冲", r"冲走",
+              _SOMEONE + _GAP + r"{0,8}(?:掉|摔|跌)进去", r"被(?:水|洪水)冲(?!垮|坏|毁|断)", r"冲走",
               r"水里.{0,4}(?:扑腾|挣扎|呼救)", r"(?:车|人)(?:在|泡在)水里", r"水里熄火",
               r"被(?:水)?冲倒", r"(?:往|顺着)[^，。,]{0,6}漂",
               r"(?:带|拖|拽|卷)(?:下|进)(?:了)?(?:水|河|湖|江)"),
@@ -241,6 +244,7 @@ CUES: dict[str, tuple[str, ...]] = {
     # A farewell is one with what it leaves behind: a phone switched off, a riverside, thanks.
     "self_harm": (r"刀片[^。]{0,8}(?:边上|旁边|手里|在手)|最后找个人说(?:说)?话",
                   r"空(?:的)?(?:药瓶|药盒)[^。]{0,20}(?:晚安|再见|没人接|打不通|关机)",
+                  r"(?:药瓶|药盒)[^。]{0,4}(?:全|都)?(?:是)?空(?:的|了)|(?:没什么|没有什么)(?:值得)?留恋",
                   r"(?:配文|留言|写着|发了)[^。]{0,6}以后你们就清净了|以后你们就清净了[^。]{0,20}(?:定位|江边|河边|楼顶|天台|桥)",
                   r"药[^。]{0,10}(?:一回|一次|一下)(?:全)?(?:倒出来)?(?:全)?吃了|"
                   r"(?:吃|吞|服)(?:了|下)[^，。,]{0,4}(?:二|三|几)十(?:几)?(?:粒|片)",
@@ -283,7 +287,13 @@ CUES: dict[str, tuple[str, ...]] = {
                   r"往下一跳", r"(?:你|你们)?别劝我", r"(?:你们|你)别管我了?", r"(?:你们|你)(?:以后)?不用(?:再)?管我了",
                   r"一了百了", r"(?:江|河|湖|海)边[^，。,]{0,6}(?:寻|了断|结束)",
                   r"(?:灶|煤气|燃气)[^。]{0,6}(?:打开|开着)[^。]{0,10}(?:没点|门窗(?:都)?关)"),
-    "missing": (r"带我去看(?:小狗|小猫|好玩)|我不知道这是哪(?:里|儿)?[^。]{0,10}(?:想回家|找不到)",
+    "missing": (r"(?:脑子不好|智力|智障|痴呆|残疾)[^。]{0,16}被[^。]{0,10}(?:拉走|带走|骗走|领走)",
+                r"老师[^。]{0,8}(?:说|打电话)[^。]{0,10}没(?:到|来)(?:班上|班里|学校|上课)",
+                r"(?:今天|到现在)[^。]{0,12}还没回[^。]{0,10}(?:没人接|打不通|关机)",
+                r"(?:说|喊)(?:她|他)?(?:很)?害怕[^。]{0,8}(?:然后)?(?:就)?(?:关机|挂了|断了)",
+                r"(?:司机|人)[^。]{0,10}(?:驾驶室|车里)[^。]{0,4}(?:没动过|一动不动|趴着不动)",
+                r"锁(?:在)?门外[^。]{0,12}(?:炉子|灶|锅)(?:上)?(?:还)?(?:烧|开|炖)着",
+                r"带我去看(?:小狗|小猫|好玩)|我不知道这是哪(?:里|儿)?[^。]{0,10}(?:想回家|找不到)",
                 r"(?:保姆|育儿嫂|月嫂|阿姨)[^。]{0,6}(?:带着|抱着|把)(?:孩子|宝宝|娃)[^。]{0,6}(?:不见|走了|跑了|联系不上)",
                 r"(?:保姆|孩子)[^。]{0,8}都不在[^。]{0,12}(?:门开着|饭都没动|联系不上)|门开着[^。]{0,16}都不在",
                 r"(?:出门|出去)就没影了",
@@ -495,7 +505,10 @@ CUES: dict[str, tuple[str, ...]] = {
                 r"(?<!树让)(?<!树被)(?<!树给)雷劈|(?<!树)被雷(?:击|打)(?:中|了)?",
                 r"(?:倒|趴|躺)在[^，。,]{0,4}(?:不动|没动静)",
                 r"(?:吃|喝|吞|服)(?:了)?(?:大半|半|一|整|好几|好多)(?:瓶|板|盒|把|片)(?!啤酒|酒|水|饮料|可乐|牛奶|维生素)"),
-    "violence": (r"惨叫", r"车门锁(?:着|了|上了)[^。]{0,6}不让(?:我|人|她|他)下|不让(?:我|她|他)下车",
+    "violence": (r"惨叫", r"被(?:人)?(?:拉|骗|带)去[^。]{0,12}关着",
+                 r"(?:两边|双方|两村|两个村)[^。]{0,10}(?:扛着|拿着|抄起|抄着)"
+                 r"(?:锄头|铁锹|棍子|棍棒|镰刀|扁担)",
+                 r"车门锁(?:着|了|上了)[^。]{0,6}不让(?:我|人|她|他)下|不让(?:我|她|他)下车",
                  r"开着车往人(?:身上)?(?:顶|撞|冲)|开车(?:往人|撞人)",
                  r"被(?:人)?划了(?:一)?刀|捂着(?:肚子|胸口|脖子)",
                  r"赎人|赎金|拿[^，。,]{0,6}(?:钱|万)[^，。,]{0,4}去赎",
@@ -557,7 +570,7 @@ CUES: dict[str, tuple[str, ...]] = {
                  # Bricks to prop or cover something and a water gun are not weapons.
                  r"拿(?:着)?[^，。,把]{0,2}(?:刀(?!在[^，。,]{0,6}上刻)(?![^，。,]{0,8}(?:剁|切|削)(?:排骨|菜|肉|西瓜|"
                  r"水果|骨头|馅))|棍|棒|斧|(?<!破碎)锤|"
-                 r"砖(?![^，。,]{0,4}(?:垫|压|堵|挡|盖|砌))|铁棍|铁锹|锄头|镰刀|扁担|钢管|(?<!水)枪)(?!把)",
+                 r"砖(?![^，。,]{0,4}(?:垫|压|堵|挡|盖|砌|围))|铁棍|铁锹|锄头|镰刀|扁担|钢管|(?<!水)枪)(?!把)",
                  r"(?:堵着|按着|围着)打", r"烟头烫(?:他|她|我|孩子|人|伤|胳膊|手|脸)", r"要把(?:他|她|我|孩子)[^，。,]{0,10}扔下去",
                  r"(?:他们|他|那人|对方)(?:手里|身上)?有(?:刀|枪|棍)", r"(?:拧|推|试)(?:门把手|门锁)",
                  r"砍人", r"砍伤",
@@ -700,7 +713,9 @@ CUES: dict[str, tuple[str, ...]] = {
                  r"(?:踩|走)进去就倒", r"(?:狗|人)[^，。,]{0,4}(?:过去|进去)(?:也)?倒了",
                  r"电线[^。]{0,12}(?:水坑|水里|积水)", r"冒蓝光|蓝色火花",
                  r"闪(?:着)?蓝光|啪啪[^，。,]{0,4}(?:闪|冒)(?:火|光)"),
-    "collapse": (r"(?:楼|房子)(?:在|一直)(?:摇|晃)", r"基坑[^。]{0,10}(?:往下掉|塌|垮|裂)",
+    "collapse": (r"(?:楼|房子)(?:在|一直)(?:摇|晃)",
+                 r"(?:白沫|死鱼|鱼都翻)[^。]{0,20}(?:取水口|水厂|水源地)",
+                 r"基坑[^。]{0,10}(?:往下掉|塌|垮|裂)",
                  r"(?:广告牌|招牌|铁皮|彩钢板|玻璃|空调外机)[^。]{0,12}(?:掉了一半|吊着)[^。]{0,30}"
                  r"(?:进进出出|人来人往)",
                  r"(?:广告牌|招牌|铁皮|彩钢板|玻璃|空调外机)[^。]{0,12}(?:掉了一半|松了|晃|哐当)[^。]{0,20}"
@@ -752,7 +767,8 @@ CUES: dict[str, tuple[str, ...]] = {
                  r"(?:会|要)被车撞", r"(?:正在|正|已经在)往[^，。,]{0,8}(?:倒|歪|塌)",
                  r"(?:挂|吊)着[^。]{0,8}(?:晃)[^。]{0,12}(?:底下|下面|下边|车来车往|人来人往)",
                  r"泥(?:石)?(?:往下)?滑", r"冲进[^，。,]{0,6}(?:家|屋|房)"),
-    "crowd": (r"挤伤|被挤(?:倒|伤)", r"(?:举牌子|拉横幅)[^。]{0,16}(?:冲|人越来越多)|"
+    "crowd": (r"挤伤|被挤(?:倒|伤)", r"(?:几十|二三十|三四十|十几|上百)(?:个|号)?(?:工人|人|村民)[^。]{0,6}"
+              r"(?:坐在|堵在|围在|聚在)", r"(?:举牌子|拉横幅)[^。]{0,16}(?:冲|人越来越多)|"
               r"(?:要|想)冲进(?:物业|政府|大门|大院|公司|厂区|办公楼)", r"(?:扶梯|电梯)[^。]{0,6}(?:倒着走|倒行|突然反转)|摔成一堆",
               r"挤得[^，。,]{0,6}(?:哭都哭不出|喘不上|出不了声)",
               r"人挤人[^。]{0,10}(?:踩|倒|挤伤|喘)", r"被踩(?![秃坏烂平出])(?:了|伤|倒|在)?", r"踩踏",
@@ -791,7 +807,9 @@ CUES: dict[str, tuple[str, ...]] = {
               r"碾(?:到|过|伤|住)?(?:了)?(?:人|腿|脚|身上|孩子|老人)", r"刹车(?:失灵|坏了|不灵)", r"溜(?:坡|车)了", r"追尾",
               r"随时(?:会|要)?(?:追尾|撞)"),
     # Something in the carriageway of a fast road, or a car where it must not be: a crash waiting.
-    "road_hazard": (r"(?:杆|杆子|树|护栏|电线杆)[^。]{0,8}(?:撞倒|撞歪|倒|断)了?[^。]{0,12}"
+    "road_hazard": (r"(?:饮酒|喝酒|喝了酒)[^。]{0,10}(?:准备|要|还要)(?:继续)?(?:开车|驾驶)|蹭(?:着)?护栏",
+                    r"车[^。]{0,12}(?:左右乱晃|左右晃|来回晃|晃来晃去|一会儿压线)",
+                    r"(?:杆|杆子|树|护栏|电线杆)[^。]{0,8}(?:撞倒|撞歪|倒|断)了?[^。]{0,12}"
                     r"(?:横在(?:路上|马路上|路中间|马路中间|半条路)|横着拦|斜着横在)",
                     r"(?:司机|开车的)[^，。,]{0,6}(?:头一点一点|打瞌睡|打盹|眼睛都睁不开|睡着了)",
                     r"(?:司机|开车的)[^，。,]{0,4}(?:一股|满身|满嘴|浑身)酒(?:味|气)|开得忽快忽慢",
@@ -931,10 +949,11 @@ _FOREIGN_WORDS: dict[str, tuple[str, ...]] = {
                 r"can'?t breathe|cannot breathe|not breathing", r"breathing[^.。!！?？]{0,6}slow",
                 r"throat[^.。!！?？]{0,8}tight", r"allergic reaction|anaphyla|heat\s?stroke",
                 r"\bfainted\b|\bfaint (?:在|in|on|at)", r"\bchoking\b|\bseizure\b|lips are blue",
-                r"\bcollapsed\b",
+                r"(?<!that )(?<!the )\bcollapsed\b",
                 r"(?:won'?t|not|wouldn'?t) survive|"
                 r"minus \d+[^.!?]{0,40}(?:no warm|sleeping (?:outside|rough|on))"),
     "unconscious": (r"hasn'?t come out of (?:the )?(?:bathroom|room)",
+                    r"mei\s?you\s?hu\s?xi|tang\s?zai\s?di",
                     r"\bdao\s?xia\s?le\b|\bhun\s?mi\b|yun\s?guo\s?qu",
                     r"shout(?:ed|s|ing)?\s*'?help'?[^.!?]{0,20}(?:then nothing|silence|no answer)",
                     r"\b(?:fell|fallen)\b[^.!?]{0,30}(?:can'?t get up|locked|calling|not moving)|"
@@ -956,7 +975,8 @@ _FOREIGN_WORDS: dict[str, tuple[str, ...]] = {
                r"water)[^.!?]{0,30}(?:on|over)|\bscald",
                r"weird angle|sticking out|can'?t feel (?:his|her|my) legs|(?:can'?t|"
                r"cannot) (?:stand|get) up|twisted (?:her|his|my) (?:knee|ankle)",
-               r"liu\s?le\s?(?:hen\s?duo\s?)?xue|tou\s?po|shou\s?shang",
+               r"liu\s?le\s?(?:hen\s?duo\s?)?xue|tou\s?po|"
+               r"(?<!mei ren )(?<!meiren )(?<!mei you ren )(?<!meiyouren )shou\s?shang",
                r"(?<!fake )\bblood\b(?!\s*(?:test|pressure|type|donation|sugar|is boiling))|"
                r"\bbleeding\b",
                r"\b(?:arm|leg|bone|hand|wrist|neck|rib)s?\b[^.。!！?？]{0,12}broken",
@@ -982,6 +1002,8 @@ _FOREIGN_WORDS: dict[str, tuple[str, ...]] = {
               r"water (?:is )?(?:shooting|gushing|pouring) (?:up|out)|road (?:is )?flooding|"
               r"(?:cars?|people) (?:are )?stuck in (?:the )?(?:water|flood)"),
     "missing": (r"(?:didn'?t|hasn'?t|did not|has not|never) (?:come|came|got|get) home",
+                r"\bi lost my (?:\d+[- ]years?[- ]old )?(?:son|daughter|child|kid|boy|girl)\b|"
+                r"right next to me a minute ago",
                 r"\b(?:students?|pupils?|boy|girl|grandma|grandpa|husband|wife|friend|colleague|"
                 r"\d+ years? old)\b(?:(?!\b(?:says?|said|reports?|that)\b)[^.!?]){0,40}"
                 r"\bis missing\b",
@@ -1104,7 +1126,8 @@ _FOREIGN_WORDS: dict[str, tuple[str, ...]] = {
                  r"fell off a lorry",
                  r"landslide",),
     "animal": (r"dogs? (?:are )?(?:surrounding|biting)|bitten by",),
-    "fall": (r"diao\s?(?:xia|jin)\s?qu\s?le",
+    "fall": (r"diao\s?(?:xia|jin)\s?qu\s?le|diao\s?jin\s?(?:shui|he|hu)",
+             r"hanging (?:on|from|off)[^.!?]{0,20}(?:railing|balcony|window|ledge)",
              r"(?:standing|sitting|sat) on the edge of (?:the|a) (?:roof|building|bridge|balcony)|"
              r"threatening to jump|jump (?:together|off)",
              r"sitting on the edge of the roof|legs (?:are )?over the side|"
@@ -1120,6 +1143,9 @@ _FOREIGN_WORDS: dict[str, tuple[str, ...]] = {
               r"rocks)[^.!?]{0,24}\bat\b"),
     "road_hazard": (r"\bswerving\b|drunk driver|seems drunk|run over|\bcollided\b",
                     r"\bnear (?:crash|miss)(?:es)?\b|need (?:a )?police(?: officer)? here now",
+                    r"ambulance[^.!?]{0,30}(?:can'?t|cannot) get (?:in|through)",
+                    r"\b(?:che|cars?)\b[^.!?]{0,12}(?:lu\s?zhong\s?jian|middle of the road)",
+                    r"(?:trench|pit|hole)[^.!?]{0,60}(?:kids|children)[^.!?]{0,30}right now",
                     r"(?:driving|going) the wrong way|wrong way on the|"
                     r"(?:slippery|skidd(?:ed|ing))[^.!?]{0,40}(?:fallen|fell|crash|skid)",
                     r"\b(?:glass|debris|metal|boli|tie)\b[^.!?]{0,40}(?:cars keep|running over|"
@@ -1138,6 +1164,8 @@ _NATIVE_COUNT = {kind: len(pats) for kind, pats in CUES.items()}
 for _kind, _words in _FOREIGN_WORDS.items():
     CUES[_kind] = CUES.get(_kind, ()) + tuple(f"(?i:{w})" for w in _words)
 _LATIN = re.compile(r"[A-Za-z]")
+# Latin letters with a mark that decomposes (ǒ, é, ü; not ø or ß, which stay as they are).
+_MARKED = re.compile(r"[\u00c0-\u00d6\u00d8-\u00f6\u00f8-\u024f\u1e00-\u1eff]")
 
 # A negator shortly before a cue, in the same clause, negates it: 没有人受伤, 不是着火, 并未起火.
 # "没人要的包" and "没人管的孩子" say whose, not that nothing happened.
@@ -1188,7 +1216,7 @@ _CONDITION = re.compile(r"(?:以为(?![^，。,]*(?:其实|结果|但是|没想�
                         r"散布|谣言|造谣|传言|传说|在传|网传|新闻(?!联播)|"
                         r"网上[^，。,]{0,6}说|"
                         r"(?<![他她妈爸姆公婆娘儿女子跟给打发])视频(?:里)?说|演习|模拟|^以后|今后|将来|真有人|考驾照|科目[一二三四]|考题|有道题|"
-                        r"防(?:走失|溺水(?![^，。,]{0,3}牌)|火(?![门墙卷])|盗(?![窗门网])|骗|摔|跌|滑|爆|中毒|煤气)|"
+                        r"防(?:走失|走丢|溺水(?![^，。,]{0,3}牌)|火(?![门墙卷])|盗(?![窗门网])|骗|摔|跌|滑|爆|中毒|煤气)|"
                         r"(?:如果|万一|假如|要是)(?![^，。,]{0,4}再不)|假设|一旦|以防|防止|预防|怎么预防|避免|以免|"
                         r"^建议|建议(?:在|多|增加|设置|安装)|演练|培训(?!机构|班|"
                         r"学校)|知识|宣传(?![栏牌车])|"
@@ -1264,6 +1292,7 @@ _CLEARED: dict[str, tuple[str, ...]] = {
     "crash": (r"(?:人|我)(?:都|也)?(?:没事|没大事)(?![吗吧么?？])|(?:人|我)?(?:并)?无大碍",
               r"(?:已经)?包(?:扎)?好了", r"擦破(?:了)?(?:点)?皮"),
     "trapped": (r"(?:已经|都)?(?:被)?(?:救|弄|放|拉|爬|跑|逃)(?:我|他|她|人|我们|他们)?出来了",
+                r"人(?:后来|已经|早就?)(?:都)?出来了",
                 r"(?:困|关)了(?:\d+|[一二两三四五六七八九十半几]+)(?:分钟|个?小时|个钟头)(?![了还])",
                 r"(?:开锁的|师傅|物业)[^，。,]{0,6}(?:弄|打|撬)开了", r"(?:已经|早)出来了", r"里(?:面|头)?没(?:有)?人"),
 }
@@ -1457,7 +1486,8 @@ _TRULY = re.compile(r"(?<!不是)真的|真有|真刀|真枪|真火")
 _REAL = re.compile(r"这(?:次|回)是真|看到(?!女主|男主|主角|剧)|看见|倒在|摔下|冲走|没上来|没反应|躺着不动|动了刀|踩伤|喘不上气|"
                    r"流了?(?:好多|很多)血|没有?呼吸|叫不醒|晕倒|被压|发现|听见|听到有|突然|(?<!不是)真的|真有|真刀|真枪|真火|快来|"
                    r"救命|赶紧来|回来|看完|散场")
-_CLEARED_ANY = (r"(?:已经|现在)(?:已经)?稳定(?:了|下来)", r"(?:保安|民警|警察|医生|工作人员)(?:说|"
+_CLEARED_ANY = (r"(?i:brought (?:her|him|them) (?:home|back)|want(?:ed)? to say thank you)",
+                r"(?:已经|现在)(?:已经)?稳定(?:了|下来)", r"(?:保安|民警|警察|医生|工作人员)(?:说|"
                 r"讲)(?:了)?没事", r"只是(?:说)?(?:气话|醉话)|(?:说|是)(?:的)?(?:是)?(?:气话|醉话)",
                 r"(?:天天|老是|总是|经常|每次都)(?:这么|这样)说",
                 r"虚惊一场|闹了(?:个|一)?(?:场)?(?:大)?笑话|一场误会|平安无事",
@@ -1556,7 +1586,7 @@ _ORDINARY_SOURCES: tuple[tuple[str, str, re.Pattern], ...] = (
     # Rubbish set alight on purpose is burning rubbish; said of the fire's own clause only
     # ("垃圾堆点火烧，现在烧到房子了" is a fire by its next cue).
     ("fire", "clause", re.compile(
-        r"(?:垃圾|树叶|落叶|秸秆|杂草|菜筐|泡沫箱|纸箱|旧家具)[^，。,]{0,12}(?:点火|一把火)|"
+        r"(?:垃圾|树叶|落叶|秸秆|麦秆|麦茬|麦子|地头|杂草|菜筐|泡沫箱|纸箱|旧家具)[^，。,]{0,12}(?:点火|一把火)|"
         r"(?i:burning (?:piles of )?(?:rubbish|trash|garbage|plastic|leaves|straw|something|"
         r"stuff|waste|tyres|tires|rubber))")),
     # A road jammed at rush hour is traffic, not a crowd.
@@ -1564,10 +1594,11 @@ _ORDINARY_SOURCES: tuple[tuple[str, str, re.Pattern], ...] = (
     # Cars parked across a road or a gate, or a road dug up, block it without any crowd
     # ("面包车在出口停了三天了，把路堵了一半").
     ("crowd", "sentence", re.compile(
-        r"车(?:把|给)|(?:有车|车)乱停|停满了?车|挖(?:路|断)|车[^，。,]{0,6}停了[^，。,]{0,4}(?:天|小时|个钟)")),
+        r"车(?:把|给)|车[^，。,]{0,8}乱停|停满了?车|挖(?:路|断)|车[^，。,]{0,6}停了[^，。,]{0,4}(?:天|小时|个钟)")),
     # A road dug up or blocked keeps people in without trapping them.
     ("trapped", "sentence", re.compile(r"挖断|(?:挖|堵)(?:了|住)?(?:路|门口)|绕来绕去|"
-                                      r"车(?:子)?(?:都|也)?(?:出不去|进不来|爬不(?:上|动))|"
+                                      r"车(?:子)?(?:都|也)?(?:出不去|出不来|进不来|爬不(?:上|动))|"
+                                      r"坏了(?:有)?(?:一个多?月|好几天|几个月|半年|好久)|"
                                       r"堵得(?:出不去|进不来)|"
                                       r"(?:单车|自行车|电动车|杂物|快递|建材)[^，。,]{0,8}(?:堆|停|挡|堵)|"
                                       r"(?:有辆车|车子|汽车|私家车)[^，。,]{0,6}(?:停|堵|挡)在")),
@@ -1929,11 +1960,19 @@ def _set_aside(kind: str, text: str, start: int, end: int) -> str | None:
     return None
 
 
+def _plain_latin(text: str) -> str:
+    """Letters with tone marks or accents as plain ones, the text's length kept: pinyin typed with
+    tones ("wǒ jiā yǒu méiqì wèir") meets the same cues as pinyin without."""
+    if not _MARKED.search(text):
+        return text
+    return "".join(unicodedata.normalize("NFD", c)[0] if _MARKED.match(c) else c for c in text)
+
+
 def judge(text: str | None, extra: tuple[str, ...] = (),
           extra_words: tuple[str, ...] = ()) -> Danger:
     """``extra``: the catalog's own emergency terms (substrings), ``extra_words`` its English
     keywords (whole words, any case): cues of kind "catalog"."""
-    text = (text or "").strip()
+    text = _plain_latin((text or "").strip())
     if not text:
         return Danger(False, ())
     found: list[tuple[int, int, str]] = []
