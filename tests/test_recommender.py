@@ -575,11 +575,12 @@ def test_the_emergency_judgement_handles_negation_conditions_and_what_is_over(te
 # through a lamp that is still lit, a scream and then silence; a parrot crying "救命", fish gutted
 # in the stairwell) and nights out (a stall owner slashed, a lightning strike at a camp; a
 # floor-dance, a fire show): 4 and 2 of 100 missed, 11 and 8 of 100 with a cue at the first
-# reading. The lessons of batches 13 to 16's training part (a levee seeping more and more, a
+# reading. The lessons of batches 13 to 18's training part (a levee seeping more and more, a
 # child and the household's pills, "heard a loud thud … no response", an escalator running
-# backwards, "助けて", "Помогите"; a gas alarm that does not sound, "已由家属接回", a river run
-# red with dye, "nobody stuck", "淹死我算了", a quarry's blasting), told again in other words by
-# the one who wrote the rules: not blind, they keep the rules.
+# backwards, "助けて", "Помогите", a battery swelling hot, pinyin with tones; a gas alarm that
+# does not sound, "已由家属接回", a river run red with dye, "nobody stuck", "淹死我算了", a
+# quarry's blasting), told again in other words by the one who wrote the rules: not blind,
+# they keep the rules.
 INCIDENTS = tuple(ROOT / "tests" / "data" / f"incidents-{name}.tsv"
                   for name in ("110", "medical-rescue", "12345-complaints", "voices",
                                "time-and-negation", "a-week", "set-aside-words",
@@ -591,7 +592,7 @@ INCIDENTS = tuple(ROOT / "tests" / "data" / f"incidents-{name}.tsv"
                                "from-a-distance", "heated-ordinary", "elderly-and-carers",
                                "on-the-move", "behind-closed-doors", "children-and-school",
                                "work-sites-farms", "neighbours-and-housing",
-                               "night-and-public-places", "batches-13-16-lessons"))
+                               "night-and-public-places", "batches-13-18-lessons"))
 # Harmless near-misses the judgement calls emergencies on purpose: a child who swallowed a pill is
 # for an agent to judge, not for a list of harmless pills; domestic violence heard of in a named
 # compound is for the police to look into; a swindler's story of a son arrested in a fight is
