@@ -124,6 +124,8 @@ class HotlineApp:
             commands = asyncio.create_task(self._commands(), name=f"commands-{self.hotline.id}")
             notes = asyncio.create_task(self.interpreter.calls.run(),
                                         name=f"call-notes-{self.hotline.id}")
+            states = asyncio.create_task(self.transfers.states.run(),
+                                         name=f"transfer-states-{self.hotline.id}")
             try:
                 while True:
                     event = await self.queue.get()
@@ -140,10 +142,13 @@ class HotlineApp:
                         # reconciled at the next tick or reconnect.
                         self.log.exception("event handler failed", event_type=event.get("type"))
             finally:
-                tasks = (reader, ticker, commands, notes,
+                tasks = (reader, ticker, commands, notes, states,
                          *([self._rescue] if self._rescue else []))
                 for task in tasks:
                     task.cancel()
+                # A stop (not a crash) leaves the next instance every state this one had:
+                # written now if Redis takes them within the wait (never after a lost lease).
+                await self._last_writes()
                 # Bounded: a Redis XREAD cancelled after the process was frozen (SIGSTOP) was
                 # seen never to finish (redis-py 8.1), and an application that cannot end
                 # would keep a hot-standby instance from ever standing by.
@@ -151,6 +156,14 @@ class HotlineApp:
                 if stuck:
                     self.log.warning("background tasks did not end; left behind",
                                      tasks=sorted(t.get_name() for t in stuck))
+
+    async def _last_writes(self) -> None:
+        writers = (self.transfers.states, self.interpreter.calls.writer)
+        try:
+            await asyncio.wait_for(asyncio.gather(*(w.flush() for w in writers)), CLEANUP_WAIT)
+        except (asyncio.TimeoutError, asyncio.CancelledError):
+            self.log.warning("states not written before stopping",
+                             waiting=sum(len(w.waiting()) for w in writers))
 
     async def _read(self) -> None:
         try:
@@ -307,6 +320,10 @@ class HotlineApp:
     async def _on_tick(self, event: dict) -> None:
         await self.delivery.tick()
         await self._adopt_timeouts()
+        if self.transfers.unread and self.ari.connected:
+            adopted = await self.transfers.adopt_states()
+            if adopted:
+                await self.reconcile(adopted)
 
     @_on(CONNECTED)
     async def _connected(self, event: dict) -> None:
@@ -421,8 +438,9 @@ class HotlineApp:
             # Without the filter the app only reads more events; it works the same.
             self.log.warning("cannot filter ARI events", error=str(exc))
 
-    async def reconcile(self) -> None:
-        """Rebuild state from what exists on the PBX after a (re)connect."""
+    async def reconcile(self, adopted: list | None = None) -> None:
+        """Rebuild state from what exists on the PBX after a (re)connect. ``adopted``: only
+        these transfers, read from Redis after it (``Transfers.adopt_states``)."""
         try:
             channels = await self.ari.get("/channels")
             bridges = await self.ari.get("/bridges")
@@ -430,8 +448,9 @@ class HotlineApp:
             self.log.warning("reconcile failed", error=str(exc))
             return
         mine = [c for c in channels if (c.get("channelvars") or {}).get("HOTLINE_ROLE")]
-        await self.delivery.reconcile(mine, bridges)
-        await self.transfers.reconcile(mine, bridges)
+        if adopted is None:
+            await self.delivery.reconcile(mine, bridges)
+        await self.transfers.reconcile(mine, bridges, adopted)
 
 
 # The ARI events the app acts on: Asterisk sends it only these (the filter set at each connect;

@@ -2,8 +2,9 @@
 live call's note in Redis (``OPEN_CALLS``) and its record in the call sink (spool, then the
 ``hotline:calls`` stream, exactly once: ``hotline_link.outcomes``).
 
-The note is best effort and never holds a call up (written in the background by one writer, the
-latest state of each call in one pipeline; Redis away delays the notes, never the call). The record is not best effort: spooled and fsynced before anything else.
+The note is best effort and never holds a call up (written behind the call: ``writebehind``;
+Redis away delays the notes, never the call). The record is not best effort: spooled and fsynced
+before anything else.
 A call that ended while no instance watched has only its note: the instance that reconciles finds
 its caller gone and records it (``ended_by`` "unseen"); if the instance that saw it end records it
 too (its spool, after a restart), the stream's claim on the call id keeps the first one.
@@ -11,10 +12,10 @@ too (its spool, after a restart), the stream's claim on the call id keeps the fi
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from collections import OrderedDict
+from typing import Callable
 
 import redis.asyncio as aioredis
 import structlog
@@ -26,6 +27,8 @@ from hotline_link.outcomes import RecordSink
 from transfer import callrecord
 from transfer import delivery as dm
 
+from .writebehind import LatestWriter
+
 log = structlog.get_logger("calls")
 
 
@@ -35,55 +38,37 @@ def _offset() -> float:
 
 
 class CallBook:
-    def __init__(self, redis: aioredis.Redis, sink: RecordSink, hotline_id: str):
+    def __init__(self, redis: aioredis.Redis, sink: RecordSink, hotline_id: str,
+                 allowed: Callable[[], bool] = lambda: True):
         self.redis = redis
         self.sink = sink
         self.hotline = hotline_id
         self.key = OPEN_CALLS.format(hotline_id)
-        # Notes to write (call id -> the call, serialized when written) or remove (None): one
-        # writer (``run``) sends the latest state of each in one pipeline, so a burst of changes
-        # costs a dict entry each, a removal never overtakes a write, and a call's note is
-        # written once however often it changed meanwhile.
-        self._dirty: dict[str, dm.Call | None] = {}
-        self._wake = asyncio.Event()
+        # Notes to write (call id -> the call, serialized when written) or remove (None).
+        self.writer = LatestWriter(lambda: redis.pipeline(transaction=False), self._write,
+                                   "call notes", hotline_id, allowed)
         # Calls this process recorded lately: a reconcile racing the removal of their notes must
         # not record them again as unseen (the stream's claim would keep whichever came first).
         self._recorded: OrderedDict[str, None] = OrderedDict()
 
     def note(self, call: dm.Call) -> None:
-        self._dirty[call.call_id] = call
-        self._wake.set()
+        self.writer.put(call.call_id, call)
 
     def _forget(self, call_id: str) -> None:
-        self._dirty[call_id] = None
-        self._wake.set()
+        self.writer.put(call_id, None)
+
+    def _write(self, pipe, call_id: str, call: dm.Call | None) -> None:
+        if call is None:
+            pipe.hdel(self.key, call_id)
+        else:
+            pipe.hset(self.key, call_id, json.dumps(callrecord.note(call, self.hotline, _offset()),
+                                                    ensure_ascii=False))
 
     async def run(self) -> None:
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            await self.flush()
+        await self.writer.run()
 
-    async def flush(self) -> None:
-        if not self._dirty:
-            return
-        batch, self._dirty = self._dirty, {}
-        offset = _offset()
-        pipe = self.redis.pipeline(transaction=False)
-        for call_id, call in batch.items():
-            if call is None:
-                pipe.hdel(self.key, call_id)
-            else:
-                pipe.hset(self.key, call_id, json.dumps(callrecord.note(call, self.hotline, offset),
-                                                        ensure_ascii=False))
-        try:
-            await pipe.execute()
-        except (RedisError, OSError) as exc:
-            # Kept for the next try unless a newer state replaced it meanwhile.
-            for call_id, call in batch.items():
-                self._dirty.setdefault(call_id, call)
-            log.debug("call notes not written", hotline=self.hotline, waiting=len(self._dirty),
-                      error=str(exc))
+    async def flush(self) -> bool:
+        return await self.writer.flush()
 
     async def ended(self, cmd: dm.CallEnded) -> None:
         record = callrecord.record(cmd.call, self.hotline, cmd.ended, cmd.ended_by,

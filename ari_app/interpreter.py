@@ -243,7 +243,7 @@ class Interpreter:
         for cmd in cmds:
             await self._transfer_command(t, cmd)
         if t.state != m.State.DONE:
-            await self.transfers.persist(t)
+            self.transfers.persist(t)
 
     async def _transfer_command(self, t: m.Transfer, cmd: m.Command) -> None:
         caller = t.caller

@@ -21,6 +21,7 @@ import asyncio
 import json
 import time
 import uuid
+from dataclasses import dataclass
 from datetime import datetime, timezone
 
 import redis.asyncio as aioredis
@@ -40,12 +41,22 @@ from transfer.keys import KeyCollector
 
 from .client import AriClient, AriError
 from .interpreter import Interpreter
+from .writebehind import LatestWriter
 
 log = structlog.get_logger("transfer")
 
 REDIS_TIMEOUT = 0.5
 REDIS_BACKOFF = 5.0                          # after a failure, skip Redis for this long
 HARASSMENT_CATEGORY = "hotline_harassment"  # the annex's category for R9
+
+
+_UNSAID = object()      # what a Redis read that failed returns (None is "no such key")
+
+
+@dataclass(frozen=True)
+class _Gone:
+    """A finished transfer's state, to be removed (with the call's lock)."""
+    call_id: str
 
 
 def failure_kind(cause: int) -> str:
@@ -86,6 +97,11 @@ class Transfers:
         self.keys = KeyCollector(settings.key_bindings(hotline.id),
                                  settings.keys.inter_digit_timeout)
         self._redis_down_until = 0.0
+        self.unread = False     # Redis could not give the transfers left in it: ask again
+        # Each transfer's state for the instance after this one (a restart, a takeover): written
+        # behind the call (``writebehind``), so a slow or absent Redis delays it, never skips it.
+        self.states = LatestWriter(lambda: redis.pipeline(transaction=True), self._write_state,
+                                   "transfer states", hotline.id, ari.allowed)
         self.log = log.bind(hotline=hotline.id)
         interp.transfers = self
 
@@ -359,7 +375,7 @@ class Transfers:
         if t.matter and t.conference:
             await self._latest_matter(t)
         await self.sink.emit(self.record(t))
-        await self.best_effort(self._forget(t))
+        self.states.put(tid, _Gone(t.call_id))
 
     async def _latest_matter(self, t: m.Transfer) -> None:
         """A three-way call's matter as it stands when the call is decided: either agent may
@@ -429,24 +445,25 @@ class Transfers:
         await self.best_effort(self.redis.xadd(ALERTS.key, ALERTS.entry(body), **ALERTS.trim()))
 
     # --- persistence --------------------------------------------------------------------------
-    async def persist(self, t: m.Transfer) -> None:
-        async def write():
-            pipe = self.redis.pipeline(transaction=True)
-            pipe.set(TRANSFER_STATE.format(t.transfer_id), json.dumps(t.to_dict()))
-            pipe.sadd(ACTIVE_TRANSFERS.format(self.hotline.id), t.transfer_id)
-            await pipe.execute()
-        await self.best_effort(write())
+    def persist(self, t: m.Transfer) -> None:
+        self.states.put(t.transfer_id, t)
 
-    async def _forget(self, t: m.Transfer) -> None:
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.delete(TRANSFER_STATE.format(t.transfer_id), CALL_LOCK.format(t.call_id))
-        pipe.srem(ACTIVE_TRANSFERS.format(self.hotline.id), t.transfer_id)
-        pipe.hdel(TRANSFER_ANSWERED, t.transfer_id)
-        await pipe.execute()
+    def _write_state(self, pipe, tid: str, t: "m.Transfer | _Gone") -> None:
+        if isinstance(t, _Gone):
+            pipe.delete(TRANSFER_STATE.format(tid), CALL_LOCK.format(t.call_id))
+            pipe.srem(ACTIVE_TRANSFERS.format(self.hotline.id), tid)
+            pipe.hdel(TRANSFER_ANSWERED, tid)
+        else:
+            pipe.set(TRANSFER_STATE.format(tid), json.dumps(t.to_dict()))
+            pipe.sadd(ACTIVE_TRANSFERS.format(self.hotline.id), tid)
 
     async def _lock(self, call_id: str) -> tuple[bool, dict | None]:
         """The call's transfer lock, and the matter its desktop tagged it with, in one round
         trip: (locked, matter or None)."""
+        waiting = self.states.waiting().values()
+        if any(isinstance(v, _Gone) and v.call_id == call_id for v in waiting):
+            # The call's last transfer still holds the lock until its removal is written.
+            await self.best_effort(self.states.flush())
         pipe = self.redis.pipeline(transaction=False)
         pipe.set(CALL_LOCK.format(call_id), "1", nx=True, ex=600)
         pipe.get(CALL_MATTER.format(call_id))
@@ -482,21 +499,46 @@ class Transfers:
             return default
 
     # --- after a (re)connect ----------------------------------------------------------------------
-    async def reconcile(self, channels: list[dict], bridges: list[dict]) -> None:
-        """Finish or fall back every transfer that was in flight while we were away."""
-        if not self.active:
-            ids = await self.best_effort(self.redis.smembers(ACTIVE_TRANSFERS.format(self.hotline.id)),
-                                    default=set())
-            for raw in ids or ():
-                data = await self.best_effort(self.redis.get(TRANSFER_STATE.format(raw.decode())))
-                if data:
-                    t = m.Transfer.from_dict(json.loads(data))
-                    self.active[t.transfer_id] = t
-                    self.by_leg[t.target_leg] = t.transfer_id
-                    self.by_caller[t.caller] = t.transfer_id
+    async def adopt_states(self) -> list[m.Transfer]:
+        """The transfers left in Redis (by the instance before this one, or by this one before
+        a reconnect) that are not known here. Sets ``unread`` when Redis could not say: the
+        application asks again at each tick until it does (a restart into a slow Redis must not
+        leave a three-way call deaf to the agents' keys)."""
+        self.unread = True
+        ids = await self.best_effort(self.redis.smembers(ACTIVE_TRANSFERS.format(self.hotline.id)),
+                                     default=_UNSAID)
+        if ids is _UNSAID:
+            return []
+        # Those this process is still writing are its own, finished or going on: not adopted.
+        skip = {*self.active, *self.states.waiting()}
+        adopted = []
+        for tid in sorted(raw.decode() for raw in ids):
+            if tid in skip:
+                continue
+            data = await self.best_effort(self.redis.get(TRANSFER_STATE.format(tid)),
+                                          default=_UNSAID)
+            if data is _UNSAID:
+                return adopted                  # the rest at the next try
+            if data:
+                t = m.Transfer.from_dict(json.loads(data))
+                self.active[t.transfer_id] = t
+                self.by_leg[t.target_leg] = t.transfer_id
+                self.by_caller[t.caller] = t.transfer_id
+                adopted.append(t)
+        self.unread = False
+        return adopted
+
+    async def reconcile(self, channels: list[dict], bridges: list[dict],
+                        adopted: list[m.Transfer] | None = None) -> None:
+        """Finish or fall back every transfer that was in flight while we were away; with
+        ``adopted``, only those (read from Redis later: ``adopt_states``)."""
+        if adopted is None:
+            if self.unread or not self.active:
+                await self.adopt_states()
+            adopted = list(self.active.values())
         live = {c["id"]: c for c in channels}
         bridge_of = {ch: b["id"] for b in bridges for ch in b.get("channels", [])}
-        for t in list(self.active.values()):
+        for t in adopted:
             if t.caller in self.desk.calls:
                 await self.interp.deliver(dm.Ev.TRANSFER_RESUMED, dm.TransferNote(
                     t.caller, t.transfer_id, blind=t.mode == Mode.BLIND))

@@ -110,9 +110,13 @@ class RecordSink:
         pipe.eval(APPEND_SCRIPT, 2, k.stream.key, k.claim.format(rid), rid,
                   json.dumps(record, ensure_ascii=False), CLAIM_TTL, k.stream.field, k.key)
         self.durable.add_wait(pipe)
-        self.durable.check(await pipe.execute())
+        replies = await pipe.execute()
+        self.durable.check(replies)
         path.unlink(missing_ok=True)
-        log.info(f"{k.name} recorded", **{k.key: rid}, result=record.get("result"),
+        # The claim was there: a replay of one that got through, or a second record of the same
+        # attempt (a restart that found its stale state); the first one stands.
+        event = f"{k.name} recorded" if replies[0] else f"{k.name} already recorded; kept the first"
+        log.info(event, **{k.key: rid}, result=record.get("result"),
                  disposition=record.get("disposition"))
 
     async def flush(self) -> int:

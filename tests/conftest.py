@@ -199,21 +199,44 @@ class Service:
         return self.proc.pid
 
     def start(self, connected: bool = True) -> None:
-        """``connected``: wait until the ARI applications are connected (a standby's are not)."""
+        """``connected``: wait until this process's ARI applications are connected (a
+        standby's are not)."""
         out = open(self.log, "ab")
         instance = ["--instance", self.instance] if self.instance else []
+        env = {**os.environ, "HOTLINE_LINK__SERVICE__LOG_LEVEL": self.log_level}
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "hotline_link.cli", "-c", str(self.config), "run", *instance],
-            cwd=ROOT, stdin=subprocess.DEVNULL, stdout=out, stderr=out,
-            env={**os.environ, "HOTLINE_LINK__SERVICE__LOG_LEVEL": self.log_level},
+            cwd=ROOT, stdin=subprocess.DEVNULL, stdout=out, stderr=out, env=env,
             preexec_fn=_die_with_parent)
         deadline = time.monotonic() + 20
-        while connected and not all(a.app_connected() for a in self.lab.ari.values()):
+        health = self._health_url()
+        while connected and not self._connected(health):
             if self.proc.poll() is not None:
                 raise RuntimeError(f"service exited with {self.proc.returncode}; see {self.log}")
             if time.monotonic() > deadline:
                 raise RuntimeError(f"service did not connect to ARI; see {self.log}")
             time.sleep(0.05)
+
+    def _health_url(self) -> str | None:
+        from hotline_link.settings import load
+
+        settings = load(self.config, secrets=False)
+        address = settings.ha.http.get(self.instance) if self.instance else settings.http
+        return f"http://{address[0]}:{address[1]}/health" if address else None
+
+    def _connected(self, health_url: str | None) -> bool:
+        # Asked of this process, not of Asterisk: just after a kill -9, Asterisk still lists the
+        # dead process's WebSocket as the application's for a moment, and a key pressed before
+        # the new process subscribes is lost (seen: "started" 22 ms after the kill, the key
+        # 1.3 s later, the new process connected 2.5 s after that on a loaded machine).
+        if health_url is None:        # no /health configured: Asterisk's word is all there is
+            return all(a.app_connected() for a in self.lab.ari.values())
+        try:
+            with urllib.request.urlopen(health_url, timeout=1) as resp:
+                health = json.loads(resp.read())
+        except (urllib.error.URLError, OSError, ValueError):
+            return False              # not listening yet, or 503: not every PBX connected
+        return health.get("ok") is True and health.get("role") != "standby"
 
     def kill(self) -> None:
         if self.proc and self.proc.poll() is None:
@@ -359,7 +382,10 @@ class Outcomes:
     def __init__(self, url: str, stream: str = OUTCOMES.key):
         import redis
 
-        self.redis = redis.Redis.from_url(url, socket_timeout=2)
+        # Longer than the service's 0.5 s: with appendfsync always, one fsync on a busy CI disk
+        # was seen to hold the lab's Redis for half a second, and a reader that gave up then
+        # would fail the test, not find a fault.
+        self.redis = redis.Redis.from_url(url, socket_timeout=5)
         self.STREAM = stream
         self.mark = "0"
 

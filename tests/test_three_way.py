@@ -180,6 +180,32 @@ def test_app_killed_mid_conference_keeps_three_parties_and_keys_work_after_resta
     assert len(outcomes.since_mark()) == 1
 
 
+def test_a_three_way_begun_while_redis_stalls_is_known_to_the_next_instance(
+        phones, outcomes, service, lab):
+    """Redis takes no writes for 3 s (CLIENT PAUSE WRITE: as a stalled fsync or a failover
+    holds them) while the 12345 agent starts a three-way call; the transfer's state is written
+    once Redis takes writes again, so the instance started after a kill -9 knows the call
+    and the agent's *7 decides it (before, the state was skipped for good and *7 did nothing)."""
+    import redis
+
+    r = redis.Redis.from_url(lab.descriptor["redis"]["url"], socket_timeout=5)
+    call, agent, leg = connect(phones, phones.citizen, "12345", "12345")
+    r.execute_command("CLIENT", "PAUSE", 3000, "WRITE")
+    leg.send_dtmf("*2")
+    _, far_leg = phones.ringing_agent("110", timeout=8)
+    far_leg.accept()
+    far_leg.hears(call)                     # three parties while Redis still holds its writes
+    phones.lib.sleep(3.5)                   # the pause over, and the writer's next try made
+    service.kill()
+    service.start()
+    leg.hears(far_leg)
+    leg.send_dtmf("*7")
+    far_leg.wait_ended(8)
+    call.hears(leg)
+    [rec] = outcomes.wait(phones.lib)
+    check_record(rec, result="accepted_by_origin")
+
+
 def test_keys_from_the_caller_do_nothing_in_a_three_way(phones, outcomes):
     call, agent, leg, far_agent, far_leg = three_way(phones, "12345")
     for key in ("*7", "*8", "*9", "*0", "*2"):
