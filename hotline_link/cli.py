@@ -242,7 +242,7 @@ def cmd_recommend(args) -> int:
             return 2
         held = sum(s.held_out for s in samples)
         print(f"{rec_mod.model_dir()}: trained on {len(samples) - held} of {len(samples)} descriptions "
-              f"({held} held out for make bench), {len(model.category.weights)} features, "
+              f"({held} held out for make bench), {len(model.category)} features, "
               f"{time.monotonic() - started:.1f} s")
     if args.train and not args.text and not args.code:
         if not trained:

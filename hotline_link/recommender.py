@@ -177,7 +177,7 @@ class Model:
         # are what is known of it.)
         foreign = classifier.foreign(text)
         distinct = ({f for f in feats if f.startswith("w:")} if foreign else set()) or set(feats)
-        known = sum(f in self.category.weights for f in distinct)
+        known = sum(f in self.category.index for f in distinct)
         labels = self.category.probabilities(feats)
         platforms: dict[str, float] = {}
         for label, p in labels.items():
@@ -276,7 +276,7 @@ def export(vec, lr) -> classifier.LinearModel:
     weights = {str(f): (round(float(vec.idf_[j]), 6),
                         tuple(round(float(coef[i][j]), 6) for i in range(len(classes))))
                for j, f in enumerate(names)}
-    return classifier.LinearModel(classes, weights, intercepts)
+    return classifier.LinearModel.of(classes, weights, intercepts)
 
 
 def _platforms(catalog: Catalog, category: classifier.LinearModel) -> dict[str, str]:

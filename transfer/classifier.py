@@ -3,7 +3,10 @@
 The model is trained at build time with scikit-learn (``hotline_link.recommender``) and exported
 as plain numbers, so answering needs neither scikit-learn nor numpy in the service: a TF-IDF
 vector (sublinear term frequency, l2-normalised) over the features below, a weight per feature
-and class, a softmax. The same ``features`` feed the training, so what the model was fitted on and
+and class, a softmax. The numbers are kept as packed doubles (``array``), not Python floats, and
+travel as bytes: reading them back is a copy, not two million floats parsed and allocated one by
+one (that held the service's event loop still for 0.7 s at every start, and the tuples of floats
+were most of its memory). The same ``features`` feed the training, so what the model was fitted on and
 what it reads in production cannot drift apart; a test checks the export against scikit-learn's
 own ``predict_proba``.
 
@@ -17,8 +20,11 @@ the danger judgement's business, not the category model's.
 
 from __future__ import annotations
 
+import base64
 import math
 import re
+import sys
+from array import array
 from collections import Counter
 from dataclasses import dataclass
 from typing import Iterable
@@ -43,21 +49,55 @@ def features(text: str, words: Iterable[str]) -> list[str]:
     return out
 
 
+def _pack(values: array) -> str:
+    if sys.byteorder == "big":          # the file is little-endian on every machine
+        values = array("d", values)
+        values.byteswap()
+    return base64.b64encode(values.tobytes()).decode("ascii")
+
+
+def _unpack(text: str) -> array:
+    values = array("d")
+    values.frombytes(base64.b64decode(text, validate=True))
+    if sys.byteorder == "big":
+        values.byteswap()
+    return values
+
+
 @dataclass(frozen=True)
 class LinearModel:
     """A multinomial (softmax) model over TF-IDF features, as exported from scikit-learn."""
     classes: tuple[str, ...]
-    weights: dict[str, tuple[float, tuple[float, ...]]]   # feature -> (idf, weight per class)
+    index: dict[str, int]           # feature -> its row
+    idf: array                      # per row
+    coef: array                     # row after row, a weight per class
     intercepts: tuple[float, ...]
 
+    @classmethod
+    def of(cls, classes: tuple[str, ...], weights: dict[str, tuple[float, tuple[float, ...]]],
+           intercepts: tuple[float, ...]) -> "LinearModel":
+        """From feature -> (idf, weight per class)."""
+        idf, coef = array("d"), array("d")
+        for w_idf, w in weights.values():
+            if len(w) != len(classes):
+                raise ValueError("model: a feature's weights do not match the classes")
+            idf.append(w_idf)
+            coef.extend(w)
+        return cls(classes, {f: j for j, f in enumerate(weights)}, idf, coef,
+                   tuple(float(b) for b in intercepts))
+
+    def __len__(self) -> int:
+        return len(self.index)
+
     def probabilities(self, feats: list[str]) -> dict[str, float]:
-        counts = Counter(f for f in feats if f in self.weights)
-        tfidf = {f: (1.0 + math.log(c)) * self.weights[f][0] for f, c in counts.items()}
+        index, n = self.index, len(self.classes)
+        counts = Counter(index[f] for f in feats if f in index)
+        tfidf = {j: (1.0 + math.log(c)) * self.idf[j] for j, c in counts.items()}
         norm = math.sqrt(sum(v * v for v in tfidf.values())) or 1.0
         scores = list(self.intercepts)
-        for f, v in tfidf.items():
+        for j, v in tfidf.items():
             x = v / norm
-            for i, w in enumerate(self.weights[f][1]):
+            for i, w in enumerate(self.coef[j * n:(j + 1) * n]):
                 scores[i] += w * x
         top = max(scores)
         exp = [math.exp(s - top) for s in scores]
@@ -66,13 +106,17 @@ class LinearModel:
 
     def to_json(self) -> dict:
         return {"classes": list(self.classes), "intercepts": list(self.intercepts),
-                "weights": {f: [idf, list(w)] for f, (idf, w) in self.weights.items()}}
+                "features": list(self.index), "idf": _pack(self.idf), "coef": _pack(self.coef)}
 
     @classmethod
     def from_json(cls, data: dict) -> "LinearModel":
         classes = tuple(data["classes"])
-        weights = {f: (float(idf), tuple(float(x) for x in w))
-                   for f, (idf, w) in data["weights"].items()}
-        if any(len(w) != len(classes) for _, w in weights.values()):
-            raise ValueError("model: a feature's weights do not match the classes")
-        return cls(classes, weights, tuple(float(x) for x in data["intercepts"]))
+        names = data["features"]
+        try:
+            idf, coef = _unpack(data["idf"]), _unpack(data["coef"])
+        except (ValueError, TypeError) as exc:   # binascii.Error is a ValueError
+            raise ValueError(f"model: unreadable weights ({exc})") from None
+        if len(idf) != len(names) or len(coef) != len(names) * len(classes):
+            raise ValueError("model: the weights do not match the features and classes")
+        return cls(classes, {f: j for j, f in enumerate(names)}, idf, coef,
+                   tuple(float(x) for x in data["intercepts"]))
