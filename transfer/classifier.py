@@ -6,9 +6,9 @@ vector (sublinear term frequency, l2-normalised) over the features below, a weig
 and class, a softmax. The numbers are kept as packed doubles (``array``), not Python floats, and
 travel as bytes: reading them back is a copy, not two million floats parsed and allocated one by
 one (that held the service's event loop still for 0.7 s at every start, and the tuples of floats
-were most of its memory). The same ``features`` feed the training, so what the model was fitted on and
-what it reads in production cannot drift apart; a test checks the export against scikit-learn's
-own ``predict_proba``.
+were most of its memory). The same ``features`` feed the training, so what the model was
+fitted on and what it reads in production cannot drift apart; a test checks the export against
+scikit-learn's own ``predict_proba``.
 
 Features: the words of a segmentation (jieba, handed in as ``words``) and character n-grams of
 1–3 characters. Words carry meaning ("煤气"); character n-grams catch what a segmenter splits
