@@ -43,6 +43,7 @@ log = structlog.get_logger("app")
 TICK = "HotlineTick"
 STOP = "HotlineStop"    # the event reader ended for good: {"error": AppReplaced | AriFenced}
 COMMAND = "HotlineCommand"
+ADOPT = "HotlineAdopt"  # transfers read from Redis after the reconnect could not: {"transfers"}
 # Hot standby: seconds between the listings that find callers stuck in a stopped instance's
 # FastAGI (a screening step takes milliseconds; one still there after this is not being served).
 RESCUE_SETTLE = 1.0
@@ -59,7 +60,7 @@ class Manager(Protocol):
 CLEANUP_WAIT = 2.0      # seconds the application's background tasks get to end when it stops
 ADOPT_WAIT = 5.0        # seconds to wait for the second channel of a queue call handed over
 # Events of our own, put on the same queue as the PBX's (never asked of Asterisk).
-OWN_EVENTS = (TIMER, COMMAND, TICK, CONNECTED)
+OWN_EVENTS = (TIMER, COMMAND, TICK, CONNECTED, ADOPT)
 
 # Event type -> HotlineApp handler: the dispatch table, filled by @_on below. The ARI event
 # filter is derived from it (HANDLED), so what the app asks Asterisk for and what it acts on
@@ -107,7 +108,8 @@ class HotlineApp:
                             emergency_after=hotline.emergency_seats_after,
                             whisper=dict(hotline.whisper))
         self.interpreter = Interpreter(self.ari, hotline.id, self.desk, self.queue.put_nowait,
-                                       self.publish, CallBook(redis, call_sink, hotline.id))
+                                       self.publish,
+                                       CallBook(redis, call_sink, hotline.id, self.ari.allowed))
         self.delivery = Delivery(self.ari, hotline, self.desk, self.interpreter)
         self.transfers = Transfers(self.ari, self.interpreter, settings, hotline, redis, sink)
         # Queue calls being handed over by the AGI "key" command, by the caller channel's name:
@@ -116,6 +118,7 @@ class HotlineApp:
         self.key_actions = {f.action for f in features(settings, hotline.id)}
         self.log = log.bind(hotline=hotline.id)
         self._rescue: asyncio.Task | None = None
+        self._reread: asyncio.Task | None = None
 
     async def run(self) -> None:
         async with self.ari:
@@ -143,7 +146,7 @@ class HotlineApp:
                         self.log.exception("event handler failed", event_type=event.get("type"))
             finally:
                 tasks = (reader, ticker, commands, notes, states,
-                         *([self._rescue] if self._rescue else []))
+                         *(t for t in (self._rescue, self._reread) if t is not None))
                 for task in tasks:
                     task.cancel()
                 # A stop (not a crash) leaves the next instance every state this one had:
@@ -159,9 +162,17 @@ class HotlineApp:
 
     async def _last_writes(self) -> None:
         writers = (self.transfers.states, self.interpreter.calls.writer)
-        try:
-            await asyncio.wait_for(asyncio.gather(*(w.flush() for w in writers)), CLEANUP_WAIT)
-        except (asyncio.TimeoutError, asyncio.CancelledError):
+
+        async def write_all() -> None:
+            while not all([await w.flush() for w in writers]):
+                await asyncio.sleep(0.2)
+
+        # A task waited on, not awaited: a cancelled Redis call may never end (see below), and
+        # a second cancellation (a stop signal meanwhile) must reach the caller.
+        task = asyncio.create_task(write_all(), name=f"last-writes-{self.hotline.id}")
+        await asyncio.wait([task], timeout=CLEANUP_WAIT)
+        if not task.done():
+            task.cancel()
             self.log.warning("states not written before stopping",
                              waiting=sum(len(w.waiting()) for w in writers))
 
@@ -320,10 +331,27 @@ class HotlineApp:
     async def _on_tick(self, event: dict) -> None:
         await self.delivery.tick()
         await self._adopt_timeouts()
-        if self.transfers.unread and self.ari.connected:
-            adopted = await self.transfers.adopt_states()
-            if adopted:
-                await self.reconcile(adopted)
+        if self.transfers.unread and self.ari.connected and (
+                self._reread is None or self._reread.done()):
+            self._reread = asyncio.create_task(self._read_states(),
+                                               name=f"reread-{self.hotline.id}")
+
+    async def _read_states(self) -> None:
+        """Off the event queue: a read that waits on Redis must not hold up a call's events."""
+        found = await self.transfers.read_states()
+        if found is not None:
+            self.queue.put_nowait({"type": ADOPT, "transfers": found})
+
+    @_on(ADOPT)
+    async def _adopt_states(self, event: dict) -> None:
+        if not self.transfers.unread:
+            return
+        self.transfers.unread = False
+        adopted = self.transfers.adopt(event["transfers"])
+        if adopted:
+            # Without the PBX's word they are known, not reconciled: the agents' keys and the
+            # legs' hang-ups act on them all the same.
+            await self.reconcile(adopted)
 
     @_on(CONNECTED)
     async def _connected(self, event: dict) -> None:
@@ -440,7 +468,7 @@ class HotlineApp:
 
     async def reconcile(self, adopted: list | None = None) -> None:
         """Rebuild state from what exists on the PBX after a (re)connect. ``adopted``: only
-        these transfers, read from Redis after it (``Transfers.adopt_states``)."""
+        these transfers, read from Redis after it (``Transfers.read_states``)."""
         try:
             channels = await self.ari.get("/channels")
             bridges = await self.ari.get("/bridges")

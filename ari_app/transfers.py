@@ -21,6 +21,7 @@ import asyncio
 import json
 import time
 import uuid
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
@@ -48,9 +49,6 @@ log = structlog.get_logger("transfer")
 REDIS_TIMEOUT = 0.5
 REDIS_BACKOFF = 5.0                          # after a failure, skip Redis for this long
 HARASSMENT_CATEGORY = "hotline_harassment"  # the annex's category for R9
-
-
-_UNSAID = object()      # what a Redis read that failed returns (None is "no such key")
 
 
 @dataclass(frozen=True)
@@ -98,6 +96,9 @@ class Transfers:
                                  settings.keys.inter_digit_timeout)
         self._redis_down_until = 0.0
         self.unread = False     # Redis could not give the transfers left in it: ask again
+        # Transfers this process finished lately: a read of Redis taken before their removal
+        # was written must not bring them back.
+        self.finished: OrderedDict[str, None] = OrderedDict()
         # Each transfer's state for the instance after this one (a restart, a takeover): written
         # behind the call (``writebehind``), so a slow or absent Redis delays it, never skips it.
         self.states = LatestWriter(lambda: redis.pipeline(transaction=True), self._write_state,
@@ -376,6 +377,9 @@ class Transfers:
             await self._latest_matter(t)
         await self.sink.emit(self.record(t))
         self.states.put(tid, _Gone(t.call_id))
+        self.finished[tid] = None
+        if len(self.finished) > 10_000:
+            self.finished.popitem(last=False)
 
     async def _latest_matter(self, t: m.Transfer) -> None:
         """A three-way call's matter as it stands when the call is decided: either agent may
@@ -460,10 +464,13 @@ class Transfers:
     async def _lock(self, call_id: str) -> tuple[bool, dict | None]:
         """The call's transfer lock, and the matter its desktop tagged it with, in one round
         trip: (locked, matter or None)."""
-        waiting = self.states.waiting().values()
-        if any(isinstance(v, _Gone) and v.call_id == call_id for v in waiting):
-            # The call's last transfer still holds the lock until its removal is written.
+        if self._lock_waits(call_id):
+            # The call's last transfer holds the lock until its removal is written.
             await self.best_effort(self.states.flush())
+            if self._lock_waits(call_id):
+                # Not written: as with Redis down, the in-memory check is the lock (asking
+                # Redis would find the old lock, and the old removal would delete a new one).
+                return True, None
         pipe = self.redis.pipeline(transaction=False)
         pipe.set(CALL_LOCK.format(call_id), "1", nx=True, ex=600)
         pipe.get(CALL_MATTER.format(call_id))
@@ -473,6 +480,10 @@ class Transfers:
             # the transfer goes ahead without its matter.
             return True, None
         return bool(got[0]), self._matter_of(got[1], call_id)
+
+    def _lock_waits(self, call_id: str) -> bool:
+        return any(isinstance(v, _Gone) and v.call_id == call_id
+                   for v in self.states.waiting().values())
 
     def _matter_of(self, raw: bytes | None, call_id: str) -> dict | None:
         """A stored matter (JSON), or None: none stored, or unreadable (the transfer goes on
@@ -499,42 +510,44 @@ class Transfers:
             return default
 
     # --- after a (re)connect ----------------------------------------------------------------------
-    async def adopt_states(self) -> list[m.Transfer]:
+    async def read_states(self) -> list[m.Transfer] | None:
         """The transfers left in Redis (by the instance before this one, or by this one before
-        a reconnect) that are not known here. Sets ``unread`` when Redis could not say: the
-        application asks again at each tick until it does (a restart into a slow Redis must not
-        leave a three-way call deaf to the agents' keys)."""
-        self.unread = True
-        ids = await self.best_effort(self.redis.smembers(ACTIVE_TRANSFERS.format(self.hotline.id)),
-                                     default=_UNSAID)
-        if ids is _UNSAID:
-            return []
-        # Those this process is still writing are its own, finished or going on: not adopted.
-        skip = {*self.active, *self.states.waiting()}
-        adopted = []
-        for tid in sorted(raw.decode() for raw in ids):
-            if tid in skip:
-                continue
-            data = await self.best_effort(self.redis.get(TRANSFER_STATE.format(tid)),
-                                          default=_UNSAID)
-            if data is _UNSAID:
-                return adopted                  # the rest at the next try
-            if data:
-                t = m.Transfer.from_dict(json.loads(data))
-                self.active[t.transfer_id] = t
-                self.by_leg[t.target_leg] = t.transfer_id
-                self.by_caller[t.caller] = t.transfer_id
-                adopted.append(t)
-        self.unread = False
+        a reconnect); None when Redis could not give all of them. Reads only."""
+        async def read() -> list[m.Transfer]:
+            ids = sorted(raw.decode() for raw in
+                         await self.redis.smembers(ACTIVE_TRANSFERS.format(self.hotline.id)))
+            keys = [TRANSFER_STATE.format(tid) for tid in ids]
+            found = await self.redis.mget(keys) if keys else []
+            return [m.Transfer.from_dict(json.loads(data)) for data in found if data]
+        return await self.best_effort(read(), default=None)
+
+    def adopt(self, found: list[m.Transfer]) -> list[m.Transfer]:
+        """Take on those of ``found`` this process does not know: not its own going on, not its
+        own finished (their removal may be waiting to be written, or written after ``found``
+        was read)."""
+        own = {*self.active, *self.states.waiting(), *self.finished}
+        # A call this process has started a transfer on since is its own now (the state found
+        # is older than the call's present).
+        busy = {t.call_id for t in self.active.values()}
+        adopted = [t for t in found if t.transfer_id not in own and t.call_id not in busy]
+        for t in adopted:
+            self.active[t.transfer_id] = t
+            self.by_leg[t.target_leg] = t.transfer_id
+            self.by_caller[t.caller] = t.transfer_id
         return adopted
 
     async def reconcile(self, channels: list[dict], bridges: list[dict],
                         adopted: list[m.Transfer] | None = None) -> None:
         """Finish or fall back every transfer that was in flight while we were away; with
-        ``adopted``, only those (read from Redis later: ``adopt_states``)."""
+        ``adopted``, only those (read from Redis later: ``read_states``, ``adopt``)."""
         if adopted is None:
             if self.unread or not self.active:
-                await self.adopt_states()
+                found = await self.read_states()
+                # Redis could not say: the application asks again at each tick, in the
+                # background (a restart into a slow Redis must not leave a three-way call deaf
+                # to the agents' keys).
+                self.unread = found is None
+                self.adopt(found or [])
             adopted = list(self.active.values())
         live = {c["id"]: c for c in channels}
         bridge_of = {ch: b["id"] for b in bridges for ch in b.get("channels", [])}

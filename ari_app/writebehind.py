@@ -62,7 +62,8 @@ class LatestWriter:
                 self._wake.set()
 
     async def flush(self) -> bool:
-        """Write what is waiting; True when nothing is left waiting."""
+        """Write what is waiting; False when a batch was not written (it waits for the next
+        try). What was put meanwhile is the next batch's: ``run`` is woken for it."""
         async with self._lock:
             if not self._dirty:
                 return True
@@ -71,20 +72,23 @@ class LatestWriter:
                 return True
             batch, self._dirty = self._dirty, {}
             self._inflight = batch
-            pipe = self._pipeline()
-            for key, value in batch.items():
-                self._write(pipe, key, value)
             written = False
             try:
+                pipe = self._pipeline()
+                for key, value in batch.items():
+                    self._write(pipe, key, value)
                 await pipe.execute()
                 written = True
             except (RedisError, OSError, asyncio.TimeoutError) as exc:
                 log.debug(f"{self.what} not written", hotline=self.hotline,
                           waiting=len(batch.keys() | self._dirty.keys()),
                           error=str(exc) or type(exc).__name__)
+            except Exception:           # noqa: BLE001 - a state that cannot be written
+                # must not stop the writer (nor, at a stop, the application's own ending).
+                log.exception(f"{self.what} not written", hotline=self.hotline)
             finally:
                 self._inflight = {}
                 if not written:     # failed or cancelled: kept unless something newer came
                     for key, value in batch.items():
                         self._dirty.setdefault(key, value)
-            return not self._dirty
+            return written

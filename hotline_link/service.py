@@ -72,9 +72,11 @@ async def serve(settings: Settings) -> None:
     view = View(instance, apps, sinks, lease)
     log.info("service starting", hotlines=list(settings.hotlines), config=list(settings.sources),
              instance=instance)
-    await warn_if_not_durable(redis, log)
     try:
         async with asyncio.TaskGroup() as tg:
+            # Beside the applications, not before them: a stalled Redis held their connecting
+            # up for its timeouts (a second, seen after a restart).
+            tg.create_task(warn_if_not_durable(redis, log), name="persistence-check")
             tg.create_task(sink.run(), name="outcome-replay")
             tg.create_task(call_sink.run(), name="call-record-replay")
             tg.create_task(agi.keep_trying(), name="fastagi")

@@ -206,6 +206,31 @@ def test_a_three_way_begun_while_redis_stalls_is_known_to_the_next_instance(
     check_record(rec, result="accepted_by_origin")
 
 
+def test_a_restart_into_a_stalled_redis_learns_the_three_way_once_redis_answers(
+        phones, outcomes, service, lab):
+    """The service is killed in a three-way call and comes back while Redis answers nothing for
+    6 s (CLIENT PAUSE ALL): its reconnect cannot read the transfer, so it asks again, off the
+    event queue, until Redis answers; then the agent's *7 decides the call."""
+    import time
+
+    import redis
+
+    call, agent, leg, far_agent, far_leg = three_way(phones, "12345")
+    r = redis.Redis.from_url(lab.descriptor["redis"]["url"], socket_timeout=5)
+    r.execute_command("CLIENT", "PAUSE", 6000, "ALL")
+    paused = time.monotonic()
+    service.kill()
+    service.start()
+    assert time.monotonic() - paused < 5, "the service came back only after the pause"
+    far_leg.hears(call)                     # Asterisk kept the three parties together
+    phones.lib.sleep(max(0.0, 7.5 - (time.monotonic() - paused)))   # the pause over, a read made
+    leg.send_dtmf("*7")
+    far_leg.wait_ended(8)
+    call.hears(leg)
+    [rec] = outcomes.wait(phones.lib)
+    check_record(rec, result="accepted_by_origin")
+
+
 def test_keys_from_the_caller_do_nothing_in_a_three_way(phones, outcomes):
     call, agent, leg, far_agent, far_leg = three_way(phones, "12345")
     for key in ("*7", "*8", "*9", "*0", "*2"):
