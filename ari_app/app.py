@@ -338,7 +338,7 @@ class HotlineApp:
 
     async def _read_states(self) -> None:
         """Off the event queue: a read that waits on Redis must not hold up a call's events."""
-        found = await self.transfers.read_states()
+        found = await self.transfers.read_states(background=True)
         if found is not None:
             self.queue.put_nowait({"type": ADOPT, "transfers": found})
 

@@ -510,16 +510,23 @@ class Transfers:
             return default
 
     # --- after a (re)connect ----------------------------------------------------------------------
-    async def read_states(self) -> list[m.Transfer] | None:
+    async def read_states(self, background: bool = False) -> list[m.Transfer] | None:
         """The transfers left in Redis (by the instance before this one, or by this one before
-        a reconnect); None when Redis could not give all of them. Reads only."""
+        a reconnect); None when Redis could not give all of them. Reads only. ``background``:
+        off the event queue, so past the circuit breaker (which would hold the next try back
+        5 s after Redis answers again: a key pressed then was seen to find nothing to decide)."""
         async def read() -> list[m.Transfer]:
             ids = sorted(raw.decode() for raw in
                          await self.redis.smembers(ACTIVE_TRANSFERS.format(self.hotline.id)))
             keys = [TRANSFER_STATE.format(tid) for tid in ids]
             found = await self.redis.mget(keys) if keys else []
             return [m.Transfer.from_dict(json.loads(data)) for data in found if data]
-        return await self.best_effort(read(), default=None)
+        if not background:
+            return await self.best_effort(read(), default=None)
+        try:
+            return await asyncio.wait_for(read(), REDIS_TIMEOUT)
+        except (RedisError, OSError, asyncio.TimeoutError):
+            return None
 
     def adopt(self, found: list[m.Transfer]) -> list[m.Transfer]:
         """Take on those of ``found`` this process does not know: not its own going on, not its

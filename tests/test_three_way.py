@@ -211,9 +211,12 @@ def test_a_restart_into_a_stalled_redis_learns_the_three_way_once_redis_answers(
     """The service is killed in a three-way call and comes back while Redis answers nothing for
     6 s (CLIENT PAUSE ALL): its reconnect cannot read the transfer, so it asks again, off the
     event queue, until Redis answers; then the agent's *7 decides the call."""
+    import json
     import time
 
     import redis
+
+    from test_calls import _service_get
 
     call, agent, leg, far_agent, far_leg = three_way(phones, "12345")
     r = redis.Redis.from_url(lab.descriptor["redis"]["url"], socket_timeout=5)
@@ -223,7 +226,12 @@ def test_a_restart_into_a_stalled_redis_learns_the_three_way_once_redis_answers(
     service.start()
     assert time.monotonic() - paused < 5, "the service came back only after the pause"
     far_leg.hears(call)                     # Asterisk kept the three parties together
-    phones.lib.sleep(max(0.0, 7.5 - (time.monotonic() - paused)))   # the pause over, a read made
+
+    def knows_the_three_way() -> bool:
+        return json.loads(_service_get("/health")[1])["hotlines"]["12345"]["three_way"] == 1
+
+    phones.lib.wait_for(knows_the_three_way, 15, "the service to learn the three-way call")
+    assert time.monotonic() - paused > 5.5, "read before Redis answered: the test proves nothing"
     leg.send_dtmf("*7")
     far_leg.wait_ended(8)
     call.hears(leg)
