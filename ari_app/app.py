@@ -90,7 +90,10 @@ def _event_time(event: dict) -> float:
 class HotlineApp:
     def __init__(self, settings: Settings, hotline: Hotline, redis: aioredis.Redis,
                  sink: OutcomeSink, call_sink: RecordSink,
-                 guard: Callable[[], bool] | None = None, manager: Manager | None = None):
+                 guard: Callable[[], bool] | None = None, manager: Manager | None = None,
+                 fence: tuple[str, str] | None = None):
+        """``guard``/``fence``: hot standby, the lease by this process's clock / the lease's
+        key and this process's token (what is written behind the calls is fenced by it)."""
         self.settings = settings
         self.manager = manager
         self.hotline = hotline
@@ -109,9 +112,11 @@ class HotlineApp:
                             whisper=dict(hotline.whisper))
         self.interpreter = Interpreter(self.ari, hotline.id, self.desk, self.queue.put_nowait,
                                        self.publish,
-                                       CallBook(redis, call_sink, hotline.id, self.ari.allowed))
+                                       CallBook(redis, call_sink, hotline.id, self.ari.allowed,
+                                                fence))
         self.delivery = Delivery(self.ari, hotline, self.desk, self.interpreter)
-        self.transfers = Transfers(self.ari, self.interpreter, settings, hotline, redis, sink)
+        self.transfers = Transfers(self.ari, self.interpreter, settings, hotline, redis, sink,
+                                   fence)
         # Queue calls being handed over by the AGI "key" command, by the caller channel's name:
         # {"caller": channel, "agent": channel, "action": str, "since": monotonic}
         self.adopting: dict[str, dict] = {}

@@ -39,14 +39,15 @@ def _offset() -> float:
 
 class CallBook:
     def __init__(self, redis: aioredis.Redis, sink: RecordSink, hotline_id: str,
-                 allowed: Callable[[], bool] = lambda: True):
+                 allowed: Callable[[], bool] = lambda: True,
+                 fence: tuple[str, str] | None = None):
         self.redis = redis
         self.sink = sink
         self.hotline = hotline_id
         self.key = OPEN_CALLS.format(hotline_id)
         # Notes to write (call id -> the call, serialized when written) or remove (None).
-        self.writer = LatestWriter(lambda: redis.pipeline(transaction=False), self._write,
-                                   "call notes", hotline_id, allowed)
+        self.writer = LatestWriter(redis, self._write, "call notes", hotline_id, allowed, fence,
+                                   transaction=False)
         # Calls this process recorded lately: a reconcile racing the removal of their notes must
         # not record them again as unseen (the stream's claim would keep whichever came first).
         self._recorded: OrderedDict[str, None] = OrderedDict()

@@ -81,7 +81,7 @@ def _iso(ts: float | None) -> str | None:
 
 class Transfers:
     def __init__(self, ari: AriClient, interp: Interpreter, settings: Settings, hotline: Hotline,
-                 redis: aioredis.Redis, sink: OutcomeSink):
+                 redis: aioredis.Redis, sink: OutcomeSink, fence: tuple[str, str] | None = None):
         self.ari = ari
         self.interp = interp
         self.desk = interp.desk               # read only: the delivery machine writes it
@@ -101,8 +101,8 @@ class Transfers:
         self.finished: OrderedDict[str, None] = OrderedDict()
         # Each transfer's state for the instance after this one (a restart, a takeover): written
         # behind the call (``writebehind``), so a slow or absent Redis delays it, never skips it.
-        self.states = LatestWriter(lambda: redis.pipeline(transaction=True), self._write_state,
-                                   "transfer states", hotline.id, ari.allowed)
+        self.states = LatestWriter(redis, self._write_state, "transfer states", hotline.id,
+                                   ari.allowed, fence)
         self.log = log.bind(hotline=hotline.id)
         interp.transfers = self
 

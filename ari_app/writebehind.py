@@ -9,30 +9,74 @@ state that one slow fsync kept out of Redis is there a moment later, and an inst
 after this one sees it (before, a transfer begun while Redis was slow was skipped for good, and
 a restart then left its three-way call deaf to the agents' keys).
 
-A process that lost its lease writes nothing more (``allowed``): its states are stale, and the
-instance acting now writes its own.
+A process that lost its lease writes nothing more: its states are stale, and the instance acting
+now writes its own. ``allowed`` (the lease by this process's clock) stops it before a batch;
+``fence`` (the lease's key and this process's token) stops a batch already on its way, in Redis:
+the batch is a script that writes only while the key still holds the token.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any, Callable, Hashable
 
+import redis.asyncio as aioredis
 import structlog
-from redis.asyncio.client import Pipeline
 from redis.exceptions import RedisError
 
 log = structlog.get_logger("writebehind")
 
 RETRY = 1.0     # seconds between tries while Redis does not take the writes
 
+# KEYS[1]: the lease; ARGV[1]: this process's token, ARGV[2]: the batch, [[command, args...]...].
+_FENCED = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+for _, op in ipairs(cjson.decode(ARGV[2])) do redis.call(unpack(op)) end
+return 1
+"""
+
+
+class _Batch:
+    """The commands a writer's ``write`` adds, kept as a list for the fenced script (the same
+    names as a redis-py pipeline's, so ``write`` serves both)."""
+
+    def __init__(self):
+        self.ops: list[list[str]] = []
+
+    def set(self, key, value):
+        self.ops.append(["SET", key, value])
+
+    def delete(self, *keys):
+        self.ops.append(["DEL", *keys])
+
+    def sadd(self, key, *members):
+        self.ops.append(["SADD", key, *members])
+
+    def srem(self, key, *members):
+        self.ops.append(["SREM", key, *members])
+
+    def hset(self, key, field, value):
+        self.ops.append(["HSET", key, field, value])
+
+    def hdel(self, key, *fields):
+        self.ops.append(["HDEL", key, *fields])
+
+
+class NotOurs(Exception):
+    """The lease is another instance's: the batch was not written, and is dropped."""
+
 
 class LatestWriter:
-    def __init__(self, pipeline: Callable[[], Pipeline],
-                 write: Callable[[Pipeline, Hashable, Any], None], what: str, hotline: str,
-                 allowed: Callable[[], bool] = lambda: True, retry: float = RETRY):
-        self._pipeline = pipeline
+    def __init__(self, redis: aioredis.Redis, write: Callable[[Any, Hashable, Any], None],
+                 what: str, hotline: str, allowed: Callable[[], bool] = lambda: True,
+                 fence: tuple[str, str] | None = None, transaction: bool = True,
+                 retry: float = RETRY):
+        self.redis = redis
         self._write = write           # adds a key's commands to the pipeline (value None: gone)
+        self.fence = fence
+        self.transaction = transaction
+        self._fenced = redis.register_script(_FENCED) if fence else None
         self.what = what
         self.hotline = hotline
         self.allowed = allowed
@@ -74,11 +118,12 @@ class LatestWriter:
             self._inflight = batch
             written = False
             try:
-                pipe = self._pipeline()
-                for key, value in batch.items():
-                    self._write(pipe, key, value)
-                await pipe.execute()
+                await self._send(batch)
                 written = True
+            except NotOurs:
+                log.warning(f"{self.what} not written: the lease is another instance's",
+                            hotline=self.hotline, dropped=len(batch))
+                written = True              # dropped: not this process's to write any more
             except (RedisError, OSError, asyncio.TimeoutError) as exc:
                 log.debug(f"{self.what} not written", hotline=self.hotline,
                           waiting=len(batch.keys() | self._dirty.keys()),
@@ -92,3 +137,17 @@ class LatestWriter:
                     for key, value in batch.items():
                         self._dirty.setdefault(key, value)
             return written
+
+    async def _send(self, batch: dict[Hashable, Any]) -> None:
+        if self._fenced is None:
+            pipe = self.redis.pipeline(transaction=self.transaction)
+            for key, value in batch.items():
+                self._write(pipe, key, value)
+            await pipe.execute()
+            return
+        ops = _Batch()
+        for key, value in batch.items():
+            self._write(ops, key, value)
+        lease, token = self.fence
+        if not await self._fenced(keys=[lease], args=[token, json.dumps(ops.ops)]):
+            raise NotOurs()

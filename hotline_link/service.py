@@ -18,6 +18,7 @@ import structlog
 from agi.server import AgiServer
 from ari_app.app import HotlineApp
 from ari_app.client import AppReplaced, AriFenced
+from contracts.names import SERVICE_LEASE
 
 from .lease import Lease, LeaseLost
 from .observe import View, publish_live, serve_http
@@ -99,10 +100,12 @@ async def serve(settings: Settings) -> None:
 
 
 def _apps(settings: Settings, redis: aioredis.Redis, sinks: tuple[OutcomeSink, RecordSink],
-          guard, agi: AgiServer) -> dict[str, HotlineApp]:
+          lease: Lease | None, agi: AgiServer) -> dict[str, HotlineApp]:
     # AMI, where configured, lets a new active instance move on the requests left waiting on
     # the instance it replaced (HotlineApp.rescue_stranded).
-    return {h.id: HotlineApp(settings, h, redis, *sinks, guard=guard, manager=agi.ami.get(h.id))
+    guard, fence = (lease.held, (SERVICE_LEASE, lease.token)) if lease else (None, None)
+    return {h.id: HotlineApp(settings, h, redis, *sinks, guard=guard, manager=agi.ami.get(h.id),
+                             fence=fence)
             for h in settings.hotlines.values()}
 
 
@@ -117,7 +120,7 @@ async def _terms(settings: Settings, redis: aioredis.Redis,
     while True:
         await lease.acquire()
         started = time.monotonic()
-        apps.update(_apps(settings, redis, sinks, lease.held, agi))
+        apps.update(_apps(settings, redis, sinks, lease, agi))
         log.warning("active: this instance holds the lease", instance=lease.instance)
         try:
             async with asyncio.TaskGroup() as tg:

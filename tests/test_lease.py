@@ -108,3 +108,40 @@ def test_with_no_replica_connected_a_claim_that_asks_for_one_still_counts(redis_
         keeper.cancel()
         await r.aclose()
     asyncio.run(go())
+
+
+def test_what_is_written_behind_the_calls_stops_at_the_lease_in_redis(redis_url):
+    """The writer of transfer states and call notes under hot standby: its batches are a script
+    that writes only while the lease holds this process's token, so a batch already on its way
+    when another instance took over writes nothing (the local clock's check comes before the
+    batch and cannot stop it)."""
+    from ari_app.writebehind import LatestWriter
+
+    key = "hotline:test:fenced"
+
+    def write(pipe, field, value):
+        if value is None:
+            pipe.hdel(key, field)
+        else:
+            pipe.hset(key, field, value)
+
+    async def go():
+        r = await _client(redis_url)
+        await r.delete(key)
+        a = Lease(r, "a", 5.0)
+        await a.acquire()
+        writer = LatestWriter(r, write, "test states", "12345", fence=(SERVICE_LEASE, a.token))
+        writer.put("t1", "三方通话 conference")
+        writer.put("t2", "ringing")
+        assert await writer.flush()
+        writer.put("t2", None)
+        assert await writer.flush()
+        assert await r.hgetall(key) == {b"t1": "三方通话 conference".encode()}
+        await r.set(SERVICE_LEASE, "b/1/feedface")    # another instance holds it now
+        writer.put("t1", "stale")
+        assert await writer.flush()                    # dropped, not retried
+        assert not writer.waiting()
+        assert await r.hgetall(key) == {b"t1": "三方通话 conference".encode()}
+        await r.delete(key, SERVICE_LEASE)
+        await r.aclose()
+    asyncio.run(go())
