@@ -240,7 +240,8 @@ class Replay:
             for hid, event in self.inputs:
                 await apps[hid].handle(event)
             for app in apps.values():          # deferred hang-ups and timers of this round
-                await app.interpreter.calls.flush()      # the call notes' writer, counted here
+                await app.interpreter.calls.flush()      # the writers behind the calls (call
+                await app.transfers.states.flush()       # notes, transfer states), counted here
                 for task in list(app.interpreter.later):
                     task.cancel()
                 for handle in app.interpreter.timers.values():
