@@ -1,7 +1,7 @@
 """The matter recommender on descriptions its training never saw (issue 17), on one core.
 
     python -m bench --only recommender        (no lab needed)
-    python -m bench.recommender --cv --c 100,1000
+    python -m bench.recommender --cv --c 0.3,1,3
                                               (for choosing: 5-fold cross-validation on the
                                                training part, one figure set per strength)
 
@@ -455,7 +455,7 @@ def main() -> None:
     parser.add_argument("--cv", action="store_true",
                         help="5-fold cross-validation on the training part (no held-out figure)")
     parser.add_argument("--c", default=str(recommender.CATEGORY_C),
-                        help="with --cv: the category model's strengths to compare, e.g. 100,1000")
+                        help="with --cv: the category model's strengths to compare, e.g. 0.3,1,3")
     args = parser.parse_args()
     if not args.cv:
         print(json.dumps(run()["figures"], ensure_ascii=False, indent=1))

@@ -4,6 +4,7 @@ answers a caller's ordinary words get. Its accuracy on unseen descriptions is me
 
 from __future__ import annotations
 
+import math
 import re
 import subprocess
 import sys
@@ -65,6 +66,28 @@ def test_the_exported_model_answers_exactly_as_scikit_learn():
             assert set(got) == set(want)
             for label in want:
                 assert got[label] == pytest.approx(want[label], abs=1e-4)
+
+
+def test_the_exported_category_model_is_the_svm_at_its_temperature():
+    texts = ["路灯坏了", "路灯不亮", "路灯一闪一闪", "红绿灯坏了", "红绿灯不亮了", "红绿灯乱跳",
+             "被骗了钱", "网上被骗", "刷单被骗", "工资没发", "老板欠工资", "拖欠工资"]
+    labels = ["a"] * 3 + ["b"] * 3 + ["c"] * 3 + ["d"] * 3
+    vec, svm, temperature = recommender.fit_category(
+        [recommender.features(t) for t in texts], labels, recommender.CATEGORY_C)
+    # the temperature is fitted, not a constant: a softmax of bare margins would be nearly flat
+    assert temperature > 1
+    model = classifier.LinearModel.from_json(recommender.export(vec, svm, temperature).to_json())
+    for text in ("路灯又坏了", "欠了三个月工资", "红绿灯", "完全无关的话"):
+        feats = recommender.features(text)
+        scores = svm.decision_function(vec.transform([feats]))[0] * temperature
+        weights = [math.exp(v - max(scores)) for v in scores]
+        want = {label: w / sum(weights) for label, w in zip(svm.classes_, weights)}
+        got = model.probabilities(feats)
+        assert set(got) == set(want)
+        for label in want:
+            assert got[label] == pytest.approx(want[label], abs=1e-4)
+    assert max(model.probabilities(recommender.features("老板欠工资不给")).items(),
+               key=lambda kv: kv[1])[0] == "d"
 
 
 @pytest.mark.parametrize("text, emergency", [
@@ -722,13 +745,18 @@ def test_the_emergency_models_learn_the_flags_their_rule_and_language_allow(
     samples = recommender.read_corpus(CATALOG)[::10]
     assert {s.batch for s in samples} >= {"1", "9", "12", "17"}
     fits: list[list[str]] = []
-    real_fit = recommender.fit
+    real_fit, real_fit_category = recommender.fit, recommender.fit_category
 
     def fit(docs, labels, c):
         fits.append(list(labels))
         return real_fit(docs, labels, c)
 
+    def fit_category(docs, labels, c):
+        fits.append(list(labels))
+        return real_fit_category(docs, labels, c)
+
     monkeypatch.setattr(recommender, "fit", fit)
+    monkeypatch.setattr(recommender, "fit_category", fit_category)
     model = recommender.train(CATALOG, samples, "t", tmp_path)
     category_labels, chinese_flags, all_flags = fits
     training = [s for s in samples if not s.held_out]
