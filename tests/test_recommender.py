@@ -603,7 +603,10 @@ def test_the_emergency_judgement_handles_negation_conditions_and_what_is_over(te
 # backwards, "助けて", "Помогите", a battery swelling hot, pinyin with tones; a gas alarm that
 # does not sound, "已由家属接回", a river run red with dye, "nobody stuck", "淹死我算了", a
 # quarry's blasting), told again in other words by the one who wrote the rules: not blind,
-# they keep the rules.
+# they keep the rules. So are batch 12's (foreign callers): passports taken and people held, an
+# oxygen machine or ventilator on its battery in a blackout, "end it all", revenge, money still
+# going out, a branch above where people wait; and what must stay calm beside them (a passport
+# kept for a visa or a check, a spare battery, a blockade planned for Friday).
 INCIDENTS = tuple(ROOT / "tests" / "data" / f"incidents-{name}.tsv"
                   for name in ("110", "medical-rescue", "12345-complaints", "voices",
                                "time-and-negation", "a-week", "set-aside-words",
@@ -615,7 +618,8 @@ INCIDENTS = tuple(ROOT / "tests" / "data" / f"incidents-{name}.tsv"
                                "from-a-distance", "heated-ordinary", "elderly-and-carers",
                                "on-the-move", "behind-closed-doors", "children-and-school",
                                "work-sites-farms", "neighbours-and-housing",
-                               "night-and-public-places", "batches-13-18-lessons"))
+                               "night-and-public-places", "batches-13-18-lessons",
+                               "batch-12-lessons"))
 # Harmless near-misses the judgement calls emergencies on purpose: a child who swallowed a pill is
 # for an agent to judge, not for a list of harmless pills; domestic violence heard of in a named
 # compound is for the police to look into; a swindler's story of a son arrested in a fight is

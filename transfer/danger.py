@@ -904,6 +904,8 @@ _FOREIGN_WORDS: dict[str, tuple[str, ...]] = {
              r"him\b|her\b))",
              r"zhao\s?huo(?:\s?le)?|shi\s?huo"),
     "smoke": (r"\bhen\s?duo\s?yan\b|\bmao\s?yan\b",
+              r"(?:thick|black) smoke[^.!?]{0,20}(?:rolling|pouring|coming) in(?:to)? (?:the|our|"
+              r"my) (?:windows?|house|flat|room)",
               r"filling (?:up )?with smoke|(?:started|is|are) smoking and|smoke (?:from|coming|"
               r"pouring|everywhere)|smell(?:s|ing)? of (?:burning|smoke)",
               r"全是\s*smoke|smoke[^.!?]{0,20}(?:can'?t see|everywhere|pouring|coming)",
@@ -951,7 +953,9 @@ _FOREIGN_WORDS: dict[str, tuple[str, ...]] = {
                 r"\bfainted\b|\bfaint (?:在|in|on|at)", r"\bchoking\b|\bseizure\b|lips are blue",
                 r"(?<!that )(?<!the )\bcollapsed\b",
                 r"(?:won'?t|not|wouldn'?t) survive|"
-                r"minus \d+[^.!?]{0,40}(?:no warm|sleeping (?:outside|rough|on))"),
+                r"minus \d+[^.!?]{0,40}(?:no warm|sleeping (?:outside|rough|on)|thin blanket)",
+                r"(?:oxygen (?:concentrator|machine)|ventilator|home dialysis)[^!?]{0,50}"
+                r"battery|(?:se ha|se) ca[ií]do[^.!?]{0,40}no puedo levantarl"),
     "unconscious": (r"hasn'?t come out of (?:the )?(?:bathroom|room)",
                     r"mei\s?you\s?hu\s?xi|tang\s?zai\s?di",
                     r"\bdao\s?xia\s?le\b|\bhun\s?mi\b|yun\s?guo\s?qu",
@@ -1042,7 +1046,11 @@ _FOREIGN_WORDS: dict[str, tuple[str, ...]] = {
                  r"touching me|grabbing my body|hand on my leg|won'?t let (?:me|her|him) (?:out|"
                  r"leave|go)|not allow|lock(?:ed)? me in|locked in with",
                  r"holding (?:her|him|me)|pulled [^.!?]{0,10}into a (?:white )?van|hitting sound",
-                 r"(?:took|take|keeps?|has) my (?:passport|documents|护照)|explosives|"
+                 r"(?:took|take|keeps?|has) my (?:passport|documents|护照)|(?:(?:took|taken|"
+                 r"confiscated) (?:our|his|her|their) passports?|(?:our|his|her|their) passports? "
+                 r"(?:were |was )?(?:taken|confiscated))(?![^.!?]{0,24}(?:visa|apply|registr|"
+                 r"check|renew))|preventing (?:him|her|me|us|them) from "
+                 r"leaving|(?:are|is|being) (?:confined|held) in|explosives|"
                  r"(?<!the )\bbomb\b",
                  r"\bknife\b|\bgun\b|\bstabbed\b", r"\battack(?:ed|ing)? (?:me|him|her|us|my)\b",
                  r"hit me|beat(?:ing)? (?:me|my|him|her)\b", r"\brob(?:bed|bery)\b|\braped?\b",
@@ -1059,6 +1067,8 @@ _FOREIGN_WORDS: dict[str, tuple[str, ...]] = {
                  r"let me "
                  r"out)"),
     "threat": (r"burn (?:it|the shop|my shop|the house) down|jerrycan|lurking outside",
+               r"(?:take|get) (?:his |her |their |my )?revenge on|make (?:everyone|them all|you "
+               r"all|all of (?:you|them)) pay",
                r"(?:make|will make)[^.!?]{0,20}\bpay\b[^.!?]{0,60}(?:tonight|bought|canisters?|"
                r"petrol|"
                r"gasoline|knife|knives)|bought (?:gas canisters|petrol|gasoline|knives)",
@@ -1068,7 +1078,9 @@ _FOREIGN_WORDS: dict[str, tuple[str, ...]] = {
                r"follow(?:ed)? me (?:all the way|home)|standing outside my (?:apartment )?door|"
                r"wait(?:s|ing)? downstairs",
                r"(?:kill|hurt) (?:me|us|you|him|her)\b|threaten(?:s|ed|ing)? to kill",),
-    "self_harm": (r"texted (?:me )?goodbye|took all (?:her|his|my) (?:sleeping )?pills|"
+    "self_harm": (r"\bend (?:everything|it)\b'?[^.!?]{0,40}(?:switched|turned) off|wants? to "
+                  r"die\b|(?:doesn'?t|don'?t) want to live",
+                  r"texted (?:me )?goodbye|took all (?:her|his|my) (?:sleeping )?pills|"
                   r"sleeping pills",
                   r"standing on the (?:balcony )?ledge|won'?t come back in|letter to (?:her |"
                   r"his |my )?parents",
@@ -1104,7 +1116,9 @@ _FOREIGN_WORDS: dict[str, tuple[str, ...]] = {
                   r"transfer money now|(?:asked|asks|ask|told|tells|"
                   r"wants?) (?:me )?to (?:transfer|send|wire)"
                   r"[^.。!！?？]{0,8}money",),
-    "fraud_ongoing": (r"\b(?:he|she|they) wants? more\b|more money",),
+    "fraud_ongoing": (r"\b(?:he|she|they) wants? more\b|more money",
+                      r"(?:money|\d[\d,]*|yuan|rmb)[^.!?]{0,20}(?:gone|taken|deducted|withdrawn)"
+                      r"[^.!?]{0,40}(?:it'?s|is) still going"),
     "electric": (r"live (?:cable|wire)|power line (?:fell|down)|\bsparking\b|\bfizz(?:ing|es)?\b",
                  r"bian\s?ya\s?qi\s?bao|\bhuo\s?hua\b|dian\s?xian\s?(?:zai\s?)?di",
                  r"live wire|zapped|buzzing[^.!?]{0,20}(?:puddle|water)|cable snapped",
@@ -1112,14 +1126,17 @@ _FOREIGN_WORDS: dict[str, tuple[str, ...]] = {
                  r"fall|street|spark)"),
     "danger": (r"\bhurry\b|au secours|socorro|\bhilfe\b",
                r"open manhole[^.!?]{0,80}(?:kids|children|people)",
+               r"(?:stepped|fell) into an? (?:open|uncovered) (?:drain|manhole|hole)",
                r"\bhelp!|\bSOS\b", r"\bin danger\b"),
     "collapse": (r"(?:wall|building|ceiling|roof|balcony)[^.!?]{0,30}(?:has )?(?:just )?(?:fallen|"
                  r"collapsed|came down|caved in)|leaning (?:right )?out[^.!?]{0,40}(?:people|"
                  r"walking)",
-                 r"(?:branch|scaffold(?:ing)?|sign|panel|netting|glass|wall|"
+                 r"(?:branch|limb|scaffold(?:ing)?|sign|panel|netting|glass|wall|"
                  r"billboard)[^.!?]{0,80}(?:swaying|"
                  r"hanging|falling|about to fall)[^.!?]{0,60}(?:people|pedestrians|under it|below|"
-                 r"sidewalk|pavement|waiting)",
+                 r"sidewalk|pavement|waiting|(?:right )?above (?:the|where)|playground)",
+                 r"(?:tilting|leaning) more (?:and more )?(?:towards|over|onto)[^.!?]{0,30}"
+                 r"every hour",
                  r"(?:mud|rocks?)[^.!?]{0,12}sliding|wall is cracking|\bcollaps(?:e|ing|"
                  r"ed)\b(?!\s+(?:of|in) (?:prices|the market))",
                  r"balcony[^.!?]{0,10}(?:just )?fell|tree fell on a car|roof is crushed|"
@@ -1150,7 +1167,7 @@ _FOREIGN_WORDS: dict[str, tuple[str, ...]] = {
                     r"(?:slippery|skidd(?:ed|ing))[^.!?]{0,40}(?:fallen|fell|crash|skid)",
                     r"\b(?:glass|debris|metal|boli|tie)\b[^.!?]{0,40}(?:cars keep|running over|"
                     r"all over the road)",
-                    r"(?:lights?|signals?) (?:are )?(?:all )?(?:off|out|"
+                    r"(?:lights?|signals?)\b[^.!?]{0,30} (?:are )?(?:all )?(?:off|out|"
                     r"dead)[^.!?]{0,40}(?:chaos|every which way|"
                     r"get hit|nearly hit|almost hit)|(?:someone|somebody)'?s? (?:going|"
                     r"gonna) (?:to )?get hit",
