@@ -606,7 +606,9 @@ def test_the_emergency_judgement_handles_negation_conditions_and_what_is_over(te
 # they keep the rules. So are batch 12's (foreign callers): passports taken and people held, an
 # oxygen machine or ventilator on its battery in a blackout, "end it all", revenge, money still
 # going out, a branch above where people wait; and what must stay calm beside them (a passport
-# kept for a visa or a check, a spare battery, a blockade planned for Friday).
+# kept for a visa or a check, a spare battery, a blockade planned for Friday). And the dangers
+# told in Korean, Japanese, Russian and Arabic, beside the same words harmless (a knife and fork,
+# a blood test, a light left on, a tree fallen, a car not moving in a jam).
 INCIDENTS = tuple(ROOT / "tests" / "data" / f"incidents-{name}.tsv"
                   for name in ("110", "medical-rescue", "12345-complaints", "voices",
                                "time-and-negation", "a-week", "set-aside-words",
@@ -619,7 +621,7 @@ INCIDENTS = tuple(ROOT / "tests" / "data" / f"incidents-{name}.tsv"
                                "on-the-move", "behind-closed-doors", "children-and-school",
                                "work-sites-farms", "neighbours-and-housing",
                                "night-and-public-places", "batches-13-18-lessons",
-                               "batch-12-lessons"))
+                               "batch-12-lessons", "other-scripts"))
 # Harmless near-misses the judgement calls emergencies on purpose: a child who swallowed a pill is
 # for an agent to judge, not for a list of harmless pills; domestic violence heard of in a named
 # compound is for the police to look into; a swindler's story of a son arrested in a fight is
