@@ -844,7 +844,8 @@ CUES: dict[str, tuple[str, ...]] = {
               r"倒灌[^。]{0,16}(?:有人|人员)",
               r"(?:地库|地下车库|地下室|涵洞|隧道)[^。]{0,10}(?:仍|还)有人", r"(?:灌|淹|进水)[^。]{0,6}配电(?:房|室|箱)",
               r"(?:要|快|眼看)(?:要)?(?:被)?淹"),
-    "danger": (r"助けて|たすけて|[Пп]омогите|살려|도와주세요|火事|煙が|ガスの(?:匂い|臭い)|"
+    "danger": (r"助けて|たすけて|[Пп]омогите|살려|도와주세요|النجدة|ساعدوني|أنقذوني|火事|煙が|"
+               r"ガスの(?:匂い|臭い)|"
                r"[Пп]отерял(?:ся|ась)|帰ってきません|물에 빠|бь[её]т (?:женщину|жену|ребёнка|ребенка|"
                r"девушку|мужчину|человека|его|её|ее|меня)",
                r"[“\"']救(?:救)?我[”\"']|救(?:救)?我[^。]{0,6}(?:就断了|挂了|关机)|"
@@ -1180,11 +1181,12 @@ _FOREIGN_WORDS: dict[str, tuple[str, ...]] = {
 # judged by the emergency model for Chinese, which knows none of its words, so without these
 # cues it had almost no emergency judgement (the cries above caught 1 of 53 emergencies of a
 # blind writer's 203 lines in these scripts; the whole answer 3). The common dangers in plain
-# words, native cues since they need no Latin letter, each with what makes it a danger now: a
-# knife held, not a knife and fork; blood flowing, not a blood test; a house burning, not a light
-# left on ("свет горит"); a person collapsed, not a tree.
+# words (their cries for help are with the others, under "danger"), native cues since they need
+# no Latin letter, each with what makes it a danger now: a knife held, not a knife and fork;
+# blood flowing, not a blood test; a house burning, not a light left on ("свет горит"); a person
+# collapsed, not a tree.
 _OTHER_SCRIPTS: dict[str, tuple[str, ...]] = {
-    "fire": (r"불났|불이 났|불이야|火事|燃えて(?:い|る)|火が出て|пожар|горим|(?:дом|квартира|машина|"
+    "fire": (r"불났|불이 났|불이야|燃えて(?:い|る)|火が出て|пожар|горим|(?:дом|квартира|машина|"
              r"здание|подъезд|кухня|магазин) горит|[Гг]орит (?:дом|квартира|машина|здание|подъезд)|"
              r"(?:في|يوجد) حريق|(?<!طفاية )(?<!إنذار )حريق في|اشتعل(?:ت)?|تحترق|يحترق",),
     "gas": (r"가스 ?냄새|가스가 새|ガス臭|ガス漏れ(?!の?点検)|(?:пахнет|запах) газ|утечк[аи] газа|"
@@ -1208,7 +1210,6 @@ _OTHER_SCRIPTS: dict[str, tuple[str, ...]] = {
                 r"(?:طفل|ابني|ابنتي|ولد|بنت)[^.!؟]{0,10}مفقود",),
     "trapped": (r"갇혔|갇혀|閉じ込め|застрял[аи]? в лифте|заперли (?:меня|нас|его|её|ее)|محبوس|"
                 r"عالق(?:ون)? في المصعد",),
-    "danger": (r"النجدة|ساعدوني|أنقذوني",),
 }
 for _kind, _words in _OTHER_SCRIPTS.items():
     CUES[_kind] = CUES.get(_kind, ()) + _words
