@@ -692,6 +692,63 @@ def test_ordinary_words_get_the_right_answer(engine, text, platform, category, e
     assert rec.method == "model" and len(rec.alternatives) == 3
 
 
+@pytest.mark.parametrize("written, read", [
+    ("家裡有很濃的煤氣味", "家里有很浓的煤气味"),
+    ("電線桿倒了", "电线杆倒了"),                  # not OpenCC's phrase "在线"
+    ("電視被打壞了", "电视被打坏了"),
+    ("电视被打坏了", "电视被打坏了"),              # OpenCC alone makes it "打坯"
+    ("樓上鄰居家著火了", "楼上邻居家着火了"),
+    ("著火了", "着火了"),
+    ("著名的景点", "著名的景点"),
+    ("乾衣機壞了，头发乾不了", "干衣机坏了，头发干不了"),
+    ("衞生間漏水", "卫生间漏水"),                  # Hong Kong's variant
+    ("請回覆訊息", "请回复讯息"),
+    ("樓上电视被打坏了", "楼上电视被打坏了"),      # one traditional character: only it changes
+    ("嗰度有燶味", "嗰度有燶味"),                  # Cantonese's own characters stay
+    ("閉じ込められた", "閉じ込められた"),          # Japanese
+    ("ＧＡＳ漏了，打１２０", "GAS漏了，打120"),
+])
+def test_traditional_characters_are_read_as_the_simplified_they_mean(written, read):
+    assert recommender.normalise(written) == read
+
+
+@pytest.mark.parametrize("config", ["s2hk", "s2tw"])
+def test_every_table_told_in_traditional_characters_is_read_as_written(engine, config):
+    """Each incident table's line as Hong Kong or Taiwan writes it (OpenCC's own conversion) is
+    read as the simplified line; where OpenCC cannot tell the way back (背 / 揹, 坐 / 座), the
+    answer is still the same."""
+    import opencc
+
+    to_traditional = opencc.OpenCC(config)
+    texts = [row.values[0] for row in _incidents()]
+    differ = 0
+    for text in texts:
+        if re.search(r"[\u3040-\u30ff]", text):
+            continue                              # Japanese: no Chinese converter's business
+        written = to_traditional.convert(text)
+        if recommender.normalise(written) == text:
+            continue
+        differ += 1
+        want, got = engine.recommend(text=text), engine.recommend(text=written)
+        assert (got.platform, got.emergency) == (want.platform, want.emergency), (text, written)
+    assert differ < len(texts) / 1000
+
+
+@pytest.mark.parametrize("text, platform, emergency", [
+    ("家裡有很濃的煤氣味，我不敢開燈", "110", True),
+    ("廚房瓦斯外洩，味道很重", "110", True),
+    ("樓上鄰居家著火了，冒好多煙", "110", True),
+    ("電梯困咗人，入面有個小朋友喊緊", "110", True),
+    ("機車騎士被撞倒在路邊，流了很多血", "110", True),
+    ("沒有人受傷，就是路上有個井蓋沒了", "12345", False),
+    ("老闆拖欠我們三個月工資不給", "12345", False),
+    ("我想問一下社保卡怎麼補辦", "12345", False),
+])
+def test_callers_of_hong_kong_and_taiwan_get_the_right_answer(engine, text, platform, emergency):
+    rec = engine.recommend(text=text)
+    assert (rec.platform, rec.emergency) == (platform, emergency), rec.reason
+
+
 @pytest.mark.parametrize("text", ["喂喂你好", "喂？喂？能听见不", "我要投诉一下", "那个，我想说个事",
                                   "在吗在吗", "好的谢谢啊", "xyzzy plugh", "asdf qwer zxcv",
                                   "hello?", "Hello, can you hear me?"])
