@@ -20,7 +20,6 @@ import inspect
 import json
 import logging
 import os
-import re
 import threading
 import time
 from collections import Counter
@@ -31,6 +30,8 @@ from transfer import catalog as catalog_mod
 from transfer import classifier
 from transfer.catalog import Catalog
 
+from . import reading
+from .reading import normalise
 from .settings import project_home
 
 CONSULTATION = catalog_mod.CONSULTATION
@@ -100,102 +101,6 @@ def read_corpus(catalog: Catalog, directory: Path | None = None) -> list[Sample]
     if problems:
         raise CorpusError(problems)
     return samples
-
-
-# --- the text as the model and the cues read it ---------------------------------------------------
-
-# Full-width letters and digits (an input method left in full-width mode: "ＧＡＳ", "１２０") are
-# the ASCII ones. Full-width punctuation stays: the danger cues are written with it.
-_WIDTH = {c: c - 0xFEE0 for r in ((0xFF10, 0xFF19), (0xFF21, 0xFF3A), (0xFF41, 0xFF5A))
-          for c in range(r[0], r[1] + 1)}
-_KANA = re.compile(r"[\u3040-\u30ff]")
-# 著 is also simplified (著名, 显著); in traditional text it is mostly 着 (著火, 拿著刀).
-_ZHU_AS_ZHE = re.compile(r"(?<![显土卓编原名巨专论])著(?![名作称述])")
-_CONVERSIONS = ("tw2s", "hk2s", "t2s")      # Taiwan's variants first, then Hong Kong's
-_opencc_lock = threading.Lock()
-_converters: dict[str, object] = {}
-_opencc_error: str | None = None
-_traditional: frozenset[str] = frozenset()
-
-
-def _common(ch: str) -> bool:
-    # A character converted to one outside the common block is no traditional form but a
-    # dialect's own (Cantonese 嗰, 燶, 餸): the corpus and the cues keep it as written.
-    return "\u4e00" <= ch <= "\u9fff"
-
-
-def _changed_alone(converter, chars: list[str]) -> set[str]:
-    changed: set[str] = set()
-    # One character a line, so no phrase spans two; in pieces, because OpenCC holds the GIL
-    # while it converts and this runs beside the service's event loop.
-    for i in range(0, len(chars), 1000):
-        piece = chars[i:i + 1000]
-        converted = converter.convert("\n".join(piece)).split("\n")
-        changed |= {a for a, b in zip(piece, converted) if a != b and _common(b[0])}
-    return changed
-
-
-def _load_opencc() -> None:
-    global _traditional
-    import opencc
-
-    blocks = (range(0x3400, 0x4DC0), range(0x4E00, 0xA000), range(0xF900, 0xFB00))
-    chars = [chr(c) for block in blocks for c in block]
-    converters = {name: opencc.OpenCC(name) for name in _CONVERSIONS}
-    found: set[str] = set()
-    for converter in converters.values():
-        found |= _changed_alone(converter, chars)
-    # 么 is simplified (什么) and only Taiwan's table turns it into 幺; 著 is the rule above.
-    _traditional = frozenset(found - {"么", "著"})
-    _converters.update(converters)
-
-
-def opencc_ready(load: bool = True) -> bool:
-    """Whether traditional characters can be converted; ``load``: load OpenCC now if need be
-    (0.1 s: the recommender's loading thread does it, never the event loop). Without it the
-    text is read as written and the error is kept for the log."""
-    global _opencc_error
-    if not _converters and load and _opencc_error is None:
-        with _opencc_lock:
-            if not _converters and _opencc_error is None:
-                try:
-                    _load_opencc()
-                except Exception as exc:   # noqa: BLE001 - the text is then read as written
-                    _opencc_error = f"{type(exc).__name__}: {exc}"
-    return bool(_converters)
-
-
-def normalise(text: str, load: bool = True) -> str:
-    """The description in simplified characters, as the corpus and the cues are written.
-
-    Callers from Hong Kong, Macau or Taiwan, and some input methods and recognisers, write
-    traditional characters: "煤氣" shares one character with "煤气", so the model half knew such
-    a text (held-out descriptions in traditional characters: 84.9 % placed, 78 emergencies
-    missed, against 93.7 % and 27) and no cue matched it. A text in traditional characters is
-    what OpenCC makes of it, character by character in context (Taiwan's variants, then Hong
-    Kong's: "乾" is 干 or 乾 by its neighbours, "回覆" is 回复, "衞" is 卫). Not its phrase
-    tables ("電線" became "电在线"). A text with one traditional character is taken for a
-    simplified one with a stray character, and only that one changes: OpenCC reads simplified
-    text as traditional where it can ("打坏" became "打坯"; telling the two apart by OpenCC's s2t
-    costs 27 MB). A 著 that can only mean 着 becomes 着 everywhere ("著火了"). Text
-    with kana is Japanese and stays as it is: its kanji are no traditional Chinese ("閉じ込め"
-    is a Japanese cue). Full-width letters and digits are the ASCII ones. ``load``: see
-    ``opencc_ready``."""
-    text = text.translate(_WIDTH)
-    if _KANA.search(text):
-        return text
-    traditional = sum(ch in _traditional for ch in text) if opencc_ready(load) else 0
-    if traditional:
-        whole = traditional > 1
-        candidates = [_converters[name].convert(text) for name in _CONVERSIONS]
-        if all(len(c) == len(text) for c in candidates):
-            text = "".join(
-                next((c for c in alternatives if c != ch and _common(c)), ch)
-                if whole or ch in _traditional else ch
-                for ch, *alternatives in zip(text, *candidates))
-        elif whole:
-            text = candidates[0]
-    return _ZHU_AS_ZHE.sub("着", text) if "著" in text else text
 
 
 # --- segmentation ---------------------------------------------------------------------------------
@@ -300,8 +205,7 @@ def stamp(catalog_path: Path | None = None, directory: Path | None = None) -> st
     h.update(inspect.getsource(fit_category).encode())
     h.update(inspect.getsource(train).encode())
     h.update(inspect.getsource(build_dictionary).encode())
-    for part in (normalise, _load_opencc, _changed_alone):
-        h.update(inspect.getsource(part).encode())
+    h.update(inspect.getsource(reading).encode())
     h.update(f"{DICTIONARY_WORDS} {CATEGORY_C} {EMERGENCY_C} {TEMPERATURE_FOLDS} "
              f"{sorted(FLAGS_NOT_TRAINED)} "
              f"{sorted(FOREIGN_BATCHES)} {sorted(CHINESE_FLAGS_NOT_TRAINED)}".encode())
@@ -538,9 +442,9 @@ class Recommender:
 
     def load_now(self) -> "Recommender":
         started = time.monotonic()
-        if not opencc_ready() and self.log is not None:
+        if not reading.opencc_ready() and self.log is not None:
             self.log.warning("OpenCC not loaded; traditional characters are read as written",
-                             error=_opencc_error)
+                             error=reading.opencc_error())
         try:
             self.model = load(self.catalog, self.train_if_missing)
             segment("预热", self.model.dictionary)   # jieba's dictionary now, not on a call
