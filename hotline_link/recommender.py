@@ -467,7 +467,8 @@ class Recommender:
                   text: str | None = None) -> catalog_mod.Recommendation:
         model = self.model
         return catalog_mod.recommend(
-            self.catalog, code=code, text=normalise(text, load=False) if text else text,
+            self.catalog, code=code,
+            text=normalise(reading.unspaced(text), load=False) if text else text,
             classify=model.probabilities if model is not None else None,
             without_model=None if model is not None else (self.error or "model still loading"))
 
