@@ -98,6 +98,8 @@ def test_the_exported_category_model_is_the_svm_at_its_temperature():
     ("两伙人在烧烤店门口打起来了", True),
     ("电线断了掉在人行道上，还在冒火花", True),
     ("没有人受伤，就是井盖没了", False),
+    ("莫得人受伤，就是井盖没了", False),            # Sichuan's 没有
+    ("巷子口冒黑水，莫得人管，有人掉下去了", True),   # 莫得人管: nobody sees to it
     ("不是漏气，就是燃气费扣多了", False),
     ("上周楼道着过火，早就灭了，想问问物业怎么赔", False),
     ("万一家里着火了应该怎么办", False),
