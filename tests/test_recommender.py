@@ -709,12 +709,7 @@ def test_ordinary_words_get_the_right_answer(engine, text, platform, category, e
     ("燶味", "燶味"),                              # Cantonese's own characters stay
     ("閉じ込められた", "閉じ込められた"),          # Japanese
     ("ＧＡＳ漏了，打１２０", "GAS漏了，打120"),
-])
-def test_traditional_characters_are_read_as_the_simplified_they_mean(written, read):
-    assert recommender.normalise(written) == read
-
-
-@pytest.mark.parametrize("written, read", [
+    # written Cantonese
     ("冇人受傷，只係路邊個井蓋唔見咗", "没有人受伤，只是路边个井盖不见了"),
     ("個細路唔見咗成個鐘，頭先仲喺公園", "个小孩不见了成个小时，刚才还在公园"),
     ("架車撞咗人，個人喺度流緊血", "架车撞了人，个人在流血"),
@@ -726,21 +721,8 @@ def test_traditional_characters_are_read_as_the_simplified_they_mean(written, re
     ("系统出问题了，跟企业的关系不要紧，打交道时吓一跳", "系统出问题了，跟企业的关系不要紧，打交道时吓一跳"),
     ("我们这个伢儿冇得人管", "我们这个伢儿没有得人管"),  # Hubei's 冇 is 没有 too
 ])
-def test_written_cantonese_is_read_as_the_mandarin_it_means(written, read):
+def test_traditional_characters_and_cantonese_are_read_as_the_mandarin_they_mean(written, read):
     assert recommender.normalise(written) == read
-
-
-@pytest.mark.parametrize("text, platform, emergency", [
-    ("冇人受傷，只係路邊個井蓋唔見咗", "12345", False),
-    ("屋企冇煤氣味，我想問下點樣換煤氣錶", "12345", False),
-    ("個細路唔見咗成個鐘，頭先仲喺公園", "110", True),
-    ("架車撞咗人，個人喺度流緊血", "110", True),
-    ("我阿爸突然暈低咗，叫極都唔應", "110", True),
-    ("樓下有人打交，拎住把刀", "110", True),
-])
-def test_callers_who_write_cantonese_get_the_right_answer(engine, text, platform, emergency):
-    rec = engine.recommend(text=text)
-    assert (rec.platform, rec.emergency) == (platform, emergency), rec.reason
 
 
 @pytest.mark.parametrize("written, read", [
@@ -754,11 +736,6 @@ def test_spaces_between_chinese_words_are_read_away(written, read):
     from hotline_link import reading
 
     assert reading.unspaced(written) == read
-
-
-def test_a_negation_spaced_by_a_recogniser_still_negates(engine):
-    rec = engine.recommend(text="没有 人 受伤 就是 小区 门口 的 井盖 没了")
-    assert (rec.platform, rec.emergency) == ("12345", False), rec.reason
 
 
 def test_every_table_emergency_spaced_by_character_is_still_one(engine):
@@ -802,8 +779,19 @@ def test_every_table_told_in_traditional_characters_is_read_as_written(engine, c
     ("沒有人受傷，就是路上有個井蓋沒了", "12345", False),
     ("老闆拖欠我們三個月工資不給", "12345", False),
     ("我想問一下社保卡怎麼補辦", "12345", False),
+    # Cantonese
+    ("冇人受傷，只係路邊個井蓋唔見咗", "12345", False),
+    ("屋企冇煤氣味，我想問下點樣換煤氣錶", "12345", False),
+    ("個細路唔見咗成個鐘，頭先仲喺公園", "110", True),
+    ("架車撞咗人，個人喺度流緊血", "110", True),
+    ("我阿爸突然暈低咗，叫極都唔應", "110", True),
+    ("樓下有人打交，拎住把刀", "110", True),
+    # a recogniser's spaces
+    ("没有 人 受伤 就是 小区 门口 的 井盖 没了", "12345", False),
 ])
-def test_callers_of_hong_kong_and_taiwan_get_the_right_answer(engine, text, platform, emergency):
+def test_callers_who_write_otherwise_get_the_right_answer(engine, text, platform, emergency):
+    """Traditional characters (Hong Kong, Taiwan), Cantonese, a recogniser's spaces: 6 of these
+    lines are answered wrong when the text is read as written."""
     rec = engine.recommend(text=text)
     assert (rec.platform, rec.emergency) == (platform, emergency), rec.reason
 
