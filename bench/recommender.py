@@ -36,7 +36,10 @@ Two kinds of sets, none in the training:
   hotel desks, texts, emails), pinyin and a learner's Chinese, every category, written to
   measure batch 12 (foreign callers, by two other writers). O and P (unread) are described at
   their first readings below; Q (241, unread): a week of foreign callers, a fifth of them in
-  languages other than English and Chinese, written to measure batch 19.
+  languages other than English and Chinese, written to measure batch 19; R (260, unread): callers
+  who write Cantonese, written to measure the reading of traditional characters and Cantonese.
+  The held-out set is also measured as other callers and recognisers write it (``REWRITTEN``):
+  in traditional characters, with spaces between words or characters.
 
 Descriptions that say nothing to place (label ``unclear``) are counted apart: "an agent decides"
 is their right answer, and counting them among the placeable would flatter the platform figures.
