@@ -261,7 +261,7 @@ def cmd_recommend(args) -> int:
               "alternatives": [{"category": a.label, "platform": a.platform,
                                 "probability": a.probability} for a in rec.alternatives],
               "reason": rec.reason, "method": rec.method, "matched": list(rec.matched),
-              "notify_departments": rec.notify_departments}
+              "notify_departments": rec.notify_departments, "read_as": rec.read_as}
     if engine.error:
         answer["model_error"] = engine.error
     if args.json:
@@ -270,6 +270,8 @@ def cmd_recommend(args) -> int:
     where = rec.platform or "无推荐 none (an agent decides)"
     how = ("  (紧急先行 emergency first)" if rec.emergency
            else f"  (confidence {rec.confidence:.2f})" if rec.confidence is not None else "")
+    if rec.read_as:
+        print(f"读作 read as:    {rec.read_as}")
     print(f"平台 platform:   {where}{how}")
     print(f"类别 category:   {rec.category or '-'}"
           + (f" {answer['category_name']}" if rec.category else ""))

@@ -23,7 +23,7 @@ import os
 import threading
 import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from transfer import catalog as catalog_mod
@@ -466,9 +466,12 @@ class Recommender:
     def recommend(self, code: str | None = None,
                   text: str | None = None) -> catalog_mod.Recommendation:
         model = self.model
-        return catalog_mod.recommend(
-            self.catalog, code=code,
-            text=normalise(reading.unspaced(text), load=False) if text else text,
+        read = normalise(reading.unspaced(text), load=False) if text else text
+        rec = catalog_mod.recommend(
+            self.catalog, code=code, text=read,
             classify=model.probabilities if model is not None else None,
             without_model=None if model is not None else (self.error or "model still loading"))
+        if text and read.strip() != text.strip():
+            rec = replace(rec, read_as=read.strip())
+        return rec
 

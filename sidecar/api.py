@@ -300,7 +300,7 @@ class Api:
             "category_name": category.name if category else None,
             "emergency": rec.emergency, "emergency_why": rec.emergency_why,
             "reason": rec.reason, "confidence": rec.confidence, "method": rec.method,
-            "notify_departments": rec.notify_departments,
+            "notify_departments": rec.notify_departments, "read_as": rec.read_as,
             "alternatives": [{"label": a.label, "platform": a.platform,
                               "probability": round(a.probability, 4)}
                              for a in rec.alternatives]})

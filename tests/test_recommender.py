@@ -4,6 +4,7 @@ answers a caller's ordinary words get. Its accuracy on unseen descriptions is me
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import subprocess
@@ -825,6 +826,16 @@ def test_cli_explains_its_answer():
     assert "平台 platform:   110" in out.stdout
     assert "紧急 emergency:  是 yes - emergency: gas (煤气味)" in out.stdout
     assert "候选 alternatives: " in out.stdout and "依据 why:" in out.stdout
+
+
+def test_the_answer_says_how_it_read_a_description_written_otherwise(engine):
+    assert engine.recommend(text="个小孩不见了，刚才还在公园").read_as == ""
+    rec = engine.recommend(text="個細路唔見咗，頭先仲喺公園")
+    assert rec.read_as == "个小孩不见了，刚才还在公园" and "小孩不见了" in rec.emergency_why
+    out = subprocess.run([sys.executable, "-m", "hotline_link.cli", "recommend", "--json",
+                          "沒有 人 受傷"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["read_as"] == "没有人受伤"
 
 
 def test_cross_validation_answers_each_training_description_by_a_model_that_never_saw_it(

@@ -113,6 +113,8 @@ class Recommendation:
     alternatives: tuple[Alternative, ...] = ()
     emergency_why: str = ""
     method: str = "rules"                       # "code", "model" or "rules"
+    read_as: str = ""       # the description as read, where that is not as written (traditional
+                            # characters, Cantonese, a recogniser's spaces): the cues quote it
 
 
 def parse(data: dict) -> Catalog:
