@@ -229,13 +229,18 @@ def test_the_agent_screen_tags_the_call_and_its_button_transfers_it(  # noqa: F8
     call_id = caller_call_id(lab, "12345")
     open_agent_screen(browser, stack, desktops["12345"], agent.username)
     pop_is(browser, call_id, "talking")
-    summary = "解放路与人民路路口红绿灯全灭，车辆堵成一团"
+    # Typed in traditional characters: the suggestion reads them as simplified and says so, the
+    # matter keeps them as typed.
+    summary = "解放路與人民路路口紅綠燈全滅，車輛堵成一團"
     browser.find_element("id", "summary").send_keys(summary)
     shown = wait_for(browser, "const s = document.getElementById('suggestion-text');"
                               "return s.dataset.platform && [s.dataset.platform, "
-                              "s.dataset.category]", 5, "the recommender's suggestion")
+                              "s.dataset.category, s.dataset.readAs, s.title]", 5,
+                     "the recommender's suggestion")
     rec = stack.api("GET", "/recommendation?text=" + urllib.parse.quote(summary))[1]
-    assert shown == [rec["platform"], rec["category"]] and rec["category"] == "road_traffic"
+    assert shown[:3] == [rec["platform"], rec["category"], rec["read_as"]]
+    assert rec["category"] == "road_traffic" and rec["read_as"] == "解放路与人民路路口红绿灯全灭，车辆堵成一团"
+    assert shown[3].startswith("读作: " + rec["read_as"])
     browser.find_element("id", "adopt").click()
     assert browser.find_element("id", "category").get_attribute("value") == "road_traffic"
     browser.find_element("id", "address").send_keys("解放路与人民路路口")

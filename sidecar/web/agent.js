@@ -194,7 +194,10 @@ function showSuggestion(rec) {
   if (rec.confidence != null) parts.push(`${t("confidence")} ${HL.percent(rec.confidence)}`);
   if (rec.emergency) parts.push("⚠ " + t("emergency"));
   text.textContent = parts.join(" · ");
-  text.title = rec.reason;
+  // Traditional characters, Cantonese or a recogniser's spaces are read as Mandarin first; the
+  // reason's cues quote that reading, so the agent sees it beside them.
+  text.dataset.readAs = rec.read_as || "";
+  text.title = rec.read_as ? `${t("read_as")}: ${rec.read_as}\n${rec.reason}` : rec.reason;
   adopt.hidden = !rec.category && !rec.emergency;
 }
 
