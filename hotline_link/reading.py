@@ -15,8 +15,12 @@ import threading
 _WIDTH = {c: c - 0xFEE0 for r in ((0xFF10, 0xFF19), (0xFF21, 0xFF3A), (0xFF41, 0xFF5A))
           for c in range(r[0], r[1] + 1)}
 _KANA = re.compile(r"[\u3040-\u30ff]")
-# 著 is also simplified (著名, 显著); in traditional text it is mostly 着 (著火, 拿著刀).
-_ZHU_AS_ZHE = re.compile(r"(?<![显土卓编原名巨专论])著(?![名作称述])")
+# 著 is simplified in its own words (著名, 显著, 昭著, 合著, 著书); anywhere else it is 着 written
+# the traditional way (著火, 拿著刀, 睡不著).
+_ZHU_AS_ZHE = re.compile(r"(?<![显土卓编原名巨专论昭合译遗新拙])著(?![名作称述书者录])")
+# Characters that simplified text has too but traditional text writes for another word (回覆 is
+# 回复, 傢俱 家具, 瞭解 了解, 藉口 借口, 甦醒 苏醒, 揹 背): changed only in a traditional text.
+_AMBIGUOUS = frozenset("覆俱瞭藉甦揹")
 _CONVERSIONS = ("tw2s", "hk2s", "t2s")      # Taiwan's variants first, then Hong Kong's
 _opencc_lock = threading.Lock()
 _converters: dict[str, object] = {}
@@ -76,7 +80,9 @@ _HAN = re.compile(r"[\u4e00-\u9fff]")
 # Between characters, digits and Chinese punctuation: "1 2 0", "楼 ，" are spaced characters too.
 _TEXT_CHAR = r"[\u4e00-\u9fff0-9\u3001-\u303f\uff01-\uff5e…“”‘’·]"
 _TEXT_GAP = re.compile(rf"(?<={_TEXT_CHAR})[ \t\u3000]+(?={_TEXT_CHAR})")
-_LATIN = re.compile(r"[A-Za-z]")
+_LATIN_WORD = re.compile(r"[A-Za-z]{2,}")
+# A clause is a few characters long: "不是 着火" is one ("不是，着火" would cut off its negation).
+_CLAUSE_GAP = re.compile(r"(?<=[\u4e00-\u9fff]{4})[ \t\u3000]+(?=[\u4e00-\u9fff]{2})")
 
 
 def unspaced(text: str) -> str:
@@ -84,19 +90,19 @@ def unspaced(text: str) -> str:
     recognisers write them ("没有 人 受伤"), without them; a rare space, where a comma goes
     ("家里着火了 快来人"), a comma. Spaced so, the held-out set's descriptions without Latin
     letters lost 0.7 points of platform and 6 emergencies (words spaced) or 5.2 points and 40
-    (characters), and the negation of "没有 人 受伤" no longer reached its cue. Text with Latin
-    letters too is a learner's and stays as written.
+    (characters), and the negation of "没有 人 受伤" no longer reached its cue. Text with a word
+    in Latin letters too is a learner's and stays as written ("A 栋" is a building's letter).
 
     Not part of ``normalise``, so not of the training: the corpus keeps the spaces some of its
     writers put between a learner's words, and reading those 12 lines unspaced moved the
     emergency model enough to let go of 4 held-out emergencies and 3 of the tables' (none of
     them spaced; under cross-validation the same within noise)."""
     gaps = len(_HAN_GAP.findall(text))
-    if not gaps or _LATIN.search(text):
+    if not gaps or _LATIN_WORD.search(text):
         return text
-    # A space every few characters parts words; a rare one parts clauses.
+    # A space every few characters parts words; a rare one after a clause's worth parts clauses.
     if gaps * 5 < len(_HAN.findall(text)):
-        text = _HAN_GAP.sub("，", text)
+        text = _CLAUSE_GAP.sub("，", text)
     return _TEXT_GAP.sub("", text)
 
 
@@ -113,10 +119,11 @@ def normalise(text: str, load: bool = True) -> str:
     missed, against 93.7 % and 27) and no cue matched it. A text in traditional characters is
     what OpenCC makes of it, character by character in context (Taiwan's variants, then Hong
     Kong's: "乾" is 干 or 乾 by its neighbours, "回覆" is 回复, "衞" is 卫). Not its phrase
-    tables ("電線" became "电在线"). A text with one traditional character is taken for a
-    simplified one with a stray character, and only that one changes: OpenCC reads simplified
-    text as traditional where it can ("打坏" became "打坯"; telling the two apart by OpenCC's s2t
-    costs 27 MB). A 著 that can only mean 着 becomes 着 everywhere ("著火了"). Text
+    tables ("電線" became "电在线"). Only traditional characters change, and in a text with two
+    of them or more the few that simplified text has too but traditional text writes for
+    another word (覆 in 回覆): OpenCC reads simplified characters as traditional where it can
+    ("打坏" became "打坯", "什么" "什幺"), so a text mixing both keeps its simplified part. A 著
+    outside its own words (著名, 显著) becomes 着 ("著火了"). Text
     with kana is Japanese and stays as it is: its kanji are no traditional Chinese ("閉じ込め"
     is a Japanese cue). Full-width letters and digits are the ASCII ones, and written
     Cantonese is read as Mandarin (below). ``load``: see ``opencc_ready``."""
@@ -130,10 +137,8 @@ def normalise(text: str, load: bool = True) -> str:
         if all(len(c) == len(text) for c in candidates):
             text = "".join(
                 next((c for c in alternatives if c != ch and _common(c)), ch)
-                if whole or ch in _traditional else ch
+                if ch in _traditional or whole and ch in _AMBIGUOUS else ch
                 for ch, *alternatives in zip(text, *candidates))
-        elif whole:
-            text = candidates[0]
     if "著" in text:
         text = _ZHU_AS_ZHE.sub("着", text)
     return _mandarin(text) if _CANTONESE.search(text) else text
@@ -145,12 +150,14 @@ def normalise(text: str, load: bool = True) -> str:
 # Cantonese speech so: "冇人受傷" is 没有人受伤, which the danger judgement's negation knows, and
 # "個細路唔見咗" is 个小孩不见了, which its cues and the model know; as written, the corpus (in
 # Mandarin) had never seen either, so a false alarm and a missed child. A text is read as
-# Cantonese when it has a word no Mandarin text has; then its words are read as their Mandarin.
-_CANTONESE = re.compile(r"[咗嘅喺冇唔啲嚟佢嘢睇嗰畀攞搵揾噉㗎喎咩哋瞓乜嘥冚啱嗌掟揸]|打交(?!道)|"
-                        r"隔篱|细路|屋企|晕低|跌亲|火烛|差佬|后生仔|点样|点解|成日|好似")
+# Cantonese when it has a word no Mandarin text has (not 唔, which is also Mandarin's "um", nor
+# 点样, 成日, 打交: 检测点样品, 完成日期, 打交警); then its words are read as their Mandarin.
+_CANTONESE = re.compile(r"[咗嘅喺冇啲嚟佢嘢睇嗰畀攞搵揾噉㗎喎哋瞓嘥冚啱嗌掟揸]|"
+                        r"屋企|隔篱|后生仔|差佬|跌亲")
 _CANTONESE_WORDS = {
     # negation: the set phrases first ("唔好意思" is no "不要")
-    "唔好意思": "不好意思", "唔该": "麻烦", "唔系": "不是", "唔使": "不用", "唔好": "不要",
+    # (唔好 is "don't" or "not good": as 不好, not 不要, a plea "唔好跳" does not negate a danger)
+    "唔好意思": "不好意思", "唔该": "麻烦", "唔系": "不是", "唔使": "不用", "唔好": "不好",
     "唔识": "不会", "唔见咗": "不见了", "唔郁": "不动", "唔知": "不知道", "唔得": "不行",
     "唔": "不", "冇": "没有",
     # people and places
@@ -168,14 +175,14 @@ _CANTONESE_WORDS = {
     # what happens to people, and what they do
     "睇": "看", "畀人": "被人", "俾人": "被人", "畀": "给", "俾": "给", "攞住": "拿着",
     "拎住": "拿着", "揸住": "拿着", "攞": "拿", "搵": "找", "揾": "找", "揸车": "开车",
-    "瞓觉": "睡觉", "瞓": "躺", "嗌交": "吵架", "打交": "打架", "掟": "扔", "嘥": "浪费",
+    "瞓觉": "睡觉", "瞓": "躺", "嗌交": "吵架", "掟": "扔", "嘥": "浪费",
     "跌咗落": "掉下", "跌落": "掉下", "跳落": "跳下", "落来": "下来", "跌亲": "摔伤",
-    "跌低": "摔倒", "晕低": "晕倒", "撞亲": "撞伤", "整亲": "弄伤", "烫亲": "烫伤", "伤亲": "受伤",
-    "斩人": "砍人", "斩伤": "砍伤", "火烛": "着火", "水浸": "水淹", "浸死": "淹死", "落雨": "下雨",
+    "跌低": "摔倒", "撞亲": "撞伤", "整亲": "弄伤", "烫亲": "烫伤", "伤亲": "受伤",
+    "斩人": "砍人", "斩伤": "砍伤", "水浸": "水淹", "浸死": "淹死", "落雨": "下雨",
     "食嘢": "吃东西", "食饭": "吃饭", "食药": "吃药", "食咗": "吃了", "嘈": "吵",
     # time
     "而家": "现在", "头先": "刚才", "啱啱": "刚刚", "琴日": "昨天", "寻日": "昨天", "听日": "明天",
-    "今日": "今天", "成日": "总是", "个钟": "个小时",
+    "今日": "今天",
 }
 _CANTONESE_WORD = re.compile("|".join(sorted(map(re.escape, _CANTONESE_WORDS), key=len,
                                              reverse=True)))
@@ -183,7 +190,12 @@ _CANTONESE_WORD = re.compile("|".join(sorted(map(re.escape, _CANTONESE_WORDS), k
 _NOT_A_PLACE = r"(?<![路旁左右东西南北身河海湖江街台桥岸床窗门墙])"   # 路边个 is the roadside's
 _CANTONESE_RULES = tuple((re.compile(pattern), mandarin) for pattern, mandarin in (
     (r"系咪", "是不是"),
-    (r"(?<![关联体院水派直维世])系(?![统列])", "是"),        # 只系, 唔系; not 关系, 系统
+    (r"(?:(?<=[只就都真我你他她也又])|(?<![^，。！？,.!?\s]))系(?![统列])", "是"),   # 只系; not 中文系
+    (r"打交(?![道警通])", "打架"),                           # not 打交道, 打交警队
+    (r"个钟(?!头)", "个小时"),                               # 三个钟头 is Mandarin too
+    (r"(?<!完)成日(?!期)", "总是"),
+    (r"晕低(?![烧血])", "晕倒"),                             # not 头晕低烧
+    (r"(?<!小心)火烛", "着火"),
     (r"企(?=在|住|起|埋|响|到)", "站"),                      # 企喺天台; not 企业
     (r"仲(?![裁介夏秋春冬])", "还"),                         # 仲喺; not 仲裁
     (r"在?([流烧打追冒漏落做看找叫等响跟])紧", r"在\1"),     # 流紧血 is 在流血; not 要紧
