@@ -740,6 +740,7 @@ def test_traditional_characters_and_cantonese_are_read_as_the_mandarin_they_mean
     ("他 喝 了 农 药 ， 不 让 我 们 打 1 2 0", "他喝了农药，不让我们打120"),
     ("你好 问一下博物馆周一开不开门 要不要预约", "你好问一下博物馆周一开不开门，要不要预约"),
     ("不是 着火，就是邻居家烧烤的烟", "不是着火，就是邻居家烧烤的烟"),  # no comma cuts a negation
+    ("喂 我在十八楼 楼道里全是烟 看不见", "喂我在十八楼，楼道里全是烟，看不见"),  # clauses spaced
     ("没有 人 受伤 就是 小区 A 栋 门口", "没有人受伤就是小区 A 栋门口"),  # a building's letter
     ("我们 building 后面 有 人", "我们 building 后面 有 人"),      # a learner's, as written
     ("家里着火了", "家里着火了"),
