@@ -159,8 +159,8 @@ _CANTONESE = re.compile(r"[咗嘅喺冇啲嚟佢嘢睇嗰畀攞搵揾噉㗎喎�
                         r"屋企|隔篱|后生仔|差佬|跌亲")
 _CANTONESE_WORDS = {
     # negation: the set phrases first ("唔好意思" is no "不要")
-    # (唔好 is "don't" or "not good": as 不好, not 不要, a plea "唔好跳" does not negate a danger)
-    "唔好意思": "不好意思", "唔该": "麻烦", "唔系": "不是", "唔使": "不用", "唔好": "不好",
+    # (唔好 is mostly "don't": 不要, as a Mandarin caller says it; "叫他不要跳" stays an emergency)
+    "唔好意思": "不好意思", "唔该": "麻烦", "唔系": "不是", "唔使": "不用", "唔好": "不要",
     "唔识": "不会", "唔见咗": "不见了", "唔郁": "不动", "唔知": "不知道", "唔得": "不行",
     "唔": "不", "冇": "没有",
     # people and places

@@ -722,7 +722,7 @@ def test_ordinary_words_get_the_right_answer(engine, text, platform, category, e
     ("佢嘅企业系统出咗问题，关系唔大，同佢打交道时吓一跳，唔要紧",
      "他的企业系统出了问题，关系不大，同他打交道时吓一跳，不要紧"),
     ("佢喺中文系讀書，我等咗三個鐘頭", "他在中文系读书，我等了三个钟头"),
-    ("佢話要跳樓，唔好跳啊", "他话要跳楼，不好跳啊"),          # a plea, no negation
+    ("佢話要跳樓，唔好跳啊", "他话要跳楼，不要跳啊"),
     # and a Mandarin text is no Cantonese for a word the two share
     ("头晕低烧好几天了", "头晕低烧好几天了"),
     ("我要打交警队的电话", "我要打交警队的电话"),
@@ -799,6 +799,7 @@ def test_every_table_told_in_traditional_characters_is_read_as_written(engine, c
     ("架車撞咗人，個人喺度流緊血", "110", True),
     ("我阿爸突然暈低咗，叫極都唔應", "110", True),
     ("樓下有人打交，拎住把刀", "110", True),
+    ("佢企喺天台邊，我叫佢唔好跳", "110", True),       # a plea, no negation
     # a recogniser's spaces
     ("没有 人 受伤 就是 小区 门口 的 井盖 没了", "12345", False),
 ])
