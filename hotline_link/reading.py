@@ -88,11 +88,12 @@ _CLAUSE_GAP = re.compile(r"(?<=[\u4e00-\u9fff]{3})[ \t\u3000]+(?=[\u4e00-\u9fff]
 
 def unspaced(text: str) -> str:
     """A description that arrives with spaces between Chinese words or characters, as some
-    recognisers write them ("没有 人 受伤"), without them; a rare space, where a comma goes
-    ("家里着火了 快来人"), a comma. Spaced so, the held-out set's descriptions without Latin
-    letters lost 0.7 points of platform and 6 emergencies (words spaced) or 5.2 points and 40
-    (characters), and the negation of "没有 人 受伤" no longer reached its cue. Text with a word
-    in Latin letters too is a learner's and stays as written ("A 栋" is a building's letter).
+    recognisers write them ("没有 人 受伤"), without them; one whose spaces part clauses, as
+    callers type ("家里着火了 快来人"), with commas. Spaced so, the held-out set's descriptions
+    without Latin letters lost 0.7 points of platform and 6 emergencies (words spaced) or 5.2
+    points and 40 (characters), and the negation of "没有 人 受伤" no longer reached its cue.
+    Text with a word in Latin letters too is a learner's and stays as written ("A 栋" is a
+    building's letter).
 
     Not part of ``normalise``, so not of the training: the corpus keeps the spaces some of its
     writers put between a learner's words, and reading those 12 lines unspaced moved the
@@ -126,10 +127,10 @@ def normalise(text: str, load: bool = True) -> str:
     of them or more the few that simplified text has too but traditional text writes for
     another word (覆 in 回覆): OpenCC reads simplified characters as traditional where it can
     ("打坏" became "打坯", "什么" "什幺"), so a text mixing both keeps its simplified part. A 著
-    outside its own words (著名, 显著) becomes 着 ("著火了"). Text
-    with kana is Japanese and stays as it is: its kanji are no traditional Chinese ("閉じ込め"
-    is a Japanese cue). Full-width letters and digits are the ASCII ones, and written
-    Cantonese is read as Mandarin (below). ``load``: see ``opencc_ready``."""
+    outside its own words (著名, 显著) becomes 着 ("著火了"). Text with kana is Japanese and
+    stays as it is: its kanji are no traditional Chinese ("閉じ込め" is a Japanese cue).
+    Full-width letters and digits are the ASCII ones, and written Cantonese is read as Mandarin
+    (below). ``load``: see ``opencc_ready``."""
     text = text.translate(_WIDTH)
     if _KANA.search(text):
         return text

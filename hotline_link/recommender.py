@@ -173,6 +173,8 @@ class Model:
     emergency_foreign: classifier.LinearModel | None = None   # for text mostly in Latin letters
 
     def probabilities(self, text: str) -> catalog_mod.Classified:
+        # Read again though ``Recommender.recommend`` read it (6 µs for text read already): the
+        # benchmark and the cross-validation ask the model directly, and must read as it learnt.
         text = normalise(text)
         feats = features(text, self.dictionary)
         # Of text in Latin letters, known words, not known character n-grams: since the model read
