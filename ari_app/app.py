@@ -352,11 +352,9 @@ class HotlineApp:
         if not self.transfers.unread:
             return
         self.transfers.unread = False
-        adopted = self.transfers.adopt(event["transfers"])
-        if adopted:
-            # Without the PBX's word they are known, not reconciled: the agents' keys and the
-            # legs' hang-ups act on them all the same.
-            await self.reconcile(adopted)
+        # Reconciled with the PBX's word, and with the transfers only the PBX knows (their
+        # callers' traces: ``Transfers.recover_untraced``), now that Redis has answered.
+        await self.reconcile(self.transfers.adopt(event["transfers"]))
 
     @_on(CONNECTED)
     async def _connected(self, event: dict) -> None:

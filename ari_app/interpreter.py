@@ -30,7 +30,7 @@ from hotline_link import prompts
 from transfer import delivery as dm
 from transfer import machine as m
 
-from .client import AriClient, AriError, AriNotFound
+from .client import AriClient, AriConflict, AriError, AriNotFound
 
 if TYPE_CHECKING:
     from .calls import CallBook
@@ -120,8 +120,9 @@ class Interpreter:
         return await run(self, cmd)
 
     async def _set_var(self, cmd: dm.SetVar) -> None:
-        await self.ari.post(f"/channels/{cmd.channel}/variable", variable=cmd.name,
-                            value=cmd.value)
+        # In the body: a transfer's trace (TRACE_VAR) is longer than a request line may be.
+        await self.ari.post(f"/channels/{cmd.channel}/variable",
+                            json_body={"variable": cmd.name, "value": cmd.value})
 
     async def _answer(self, cmd: dm.Answer) -> None:
         await self.ari.post(f"/channels/{cmd.channel}/answer")
@@ -365,10 +366,27 @@ class Interpreter:
                 raise AriError("no bridge to record")
             await self.ari.post(f"/bridges/{call.bridge}/record", name=name, format="wav",
                                 ifExists="overwrite")
+        except AriConflict as exc:
+            # Live already (a live one cannot be overwritten): the instance before this one
+            # began it on this bridge before it stopped, and it goes on. Anything else failed.
+            if await self._recording_on(name, call.bridge):
+                return
+            await self._recording_failed(t, exc)
         except AriError as exc:
-            self.tlog.error("recording failed; the call goes on", transfer_id=t.transfer_id,
-                           error=str(exc))
-            await self.step_transfer(t, m.Ev.RECORDING_FAILED, m.RecordingFailed(str(exc)))
+            await self._recording_failed(t, exc)
+
+    async def _recording_on(self, name: str, bridge: str) -> bool:
+        try:
+            live = await self.ari.get(f"/recordings/live/{name}")
+        except AriError:
+            return False
+        return live.get("target_uri") == f"bridge:{bridge}" and live.get("state") in (
+            "queued", "recording", "paused")
+
+    async def _recording_failed(self, t: m.Transfer, exc: AriError) -> None:
+        self.tlog.error("recording failed; the call goes on", transfer_id=t.transfer_id,
+                        error=str(exc))
+        await self.step_transfer(t, m.Ev.RECORDING_FAILED, m.RecordingFailed(str(exc)))
 
     async def _quietly(self, coro) -> None:
         try:

@@ -31,7 +31,7 @@ from redis.exceptions import RedisError
 
 from contracts import sip
 from contracts.names import (ACTIVE_TRANSFERS, ALERTS, CALL_LOCK, CALL_MATTER, MATTER,
-                             TRANSFER_ANSWERED, TRANSFER_STATE)
+                             OUTCOME_CLAIM, TRANSFER_ANSWERED, TRANSFER_STATE)
 from contracts.vocab import CONFERENCE_MODES, CommandStatus, Mode, Trigger
 from hotline_link.outcomes import OutcomeSink
 from hotline_link.settings import Hotline, Settings
@@ -266,12 +266,16 @@ class Transfers:
                       if mode not in CONFERENCE_MODES else None),
             ring_timeout=(self.settings.timeouts.emergency_ring if emergency
                           else self.settings.timeouts.transfer_ring), steps={"requested": now})
-        await self.interp.deliver(dm.Ev.TRANSFER_STARTED, dm.TransferNote(call.caller, tid))
+        cmds = m.start(t, now)
+        # The caller's channel keeps the transfer as it starts: the instance after this one
+        # carries it on from there if Redis never took its state (``recover_untraced``).
+        await self.interp.deliver(dm.Ev.TRANSFER_STARTED, dm.TransferNote(
+            call.caller, tid, trace=json.dumps(t.to_dict(), separators=(",", ":"))))
         self.active[tid] = t
         self.by_caller[call.caller] = tid
         self.log.info("transfer started", transfer_id=tid, call_id=call.call_id, target=target,
                       mode=mode, trigger=trigger)
-        await self.interp.apply_transfer(t, m.start(t, now))
+        await self.interp.apply_transfer(t, cmds)
         return tid
 
     async def screened(self, call: Call, verdict: str) -> None:
@@ -543,6 +547,64 @@ class Transfers:
             self.by_caller[t.caller] = t.transfer_id
         return adopted
 
+    async def recover_untraced(self, channels: list[dict]) -> list[m.Transfer]:
+        """Transfers the PBX shows and Redis did not have: begun less than a Redis stall before
+        the instance before this one was killed, their state never written. Each is read from
+        its caller's channel (``TRACE_VAR``: the transfer as it began), and the machine carries
+        it on from there with what the PBX shows, as it does a state read from Redis. Only once
+        Redis has answered: a state it holds is newer than the trace."""
+        own = {*self.active, *self.states.waiting(), *self.finished}
+        found = []
+        for ch in channels:
+            vars_ = ch.get("channelvars") or {}
+            tid = vars_.get(dm.TRANSFER_VAR)
+            if vars_.get("HOTLINE_ROLE") != "caller" or not tid or tid in own:
+                continue
+            t = await self._traced(ch["id"], tid)
+            if t is None or await self.best_effort(self.redis.exists(OUTCOME_CLAIM.format(tid))):
+                # Without a trace it cannot be finished; recorded, it is over (only its name on
+                # the channel was left behind). Either way the caller must not wait on it.
+                legs = [c["id"] for c in channels if (c.get("channelvars") or {}).get(
+                    "HOTLINE_ROLE") == "target" and c["channelvars"].get(dm.TRANSFER_VAR) == tid]
+                await self._let_go(ch["id"], tid, legs, traced=t is not None)
+                continue
+            self.log.warning("transfer learnt from its caller's channel: its state never "
+                             "reached Redis", transfer_id=tid, call_id=t.call_id)
+            self.active[tid] = t
+            self.by_leg[t.target_leg] = tid
+            self.by_caller[t.caller] = tid
+            found.append(t)
+        return found
+
+    async def _traced(self, caller: str, tid: str) -> m.Transfer | None:
+        try:
+            value = (await self.ari.get(f"/channels/{caller}/variable",
+                                        variable=dm.TRACE_VAR)).get("value") or ""
+            t = m.Transfer.from_dict(json.loads(value)) if value else None
+        except AriError as exc:
+            self.log.warning("cannot read a transfer's trace", transfer_id=tid, error=str(exc))
+            return None
+        except (ValueError, TypeError) as exc:
+            self.log.error("a transfer's trace is unreadable", transfer_id=tid, error=repr(exc))
+            return None
+        return t if t is not None and t.transfer_id == tid and t.caller == caller else None
+
+    async def _let_go(self, caller: str, tid: str, legs: list[str], traced: bool) -> None:
+        call = self.desk.calls.get(caller)
+        if traced:
+            self.log.info("a recorded transfer's name left on its caller's channel: cleared",
+                          transfer_id=tid)
+        else:
+            self.log.error("transfer in progress unknown to Redis and without a trace: it is "
+                           "ended, and a caller waiting on it goes back to this hotline",
+                           transfer_id=tid)
+        for leg in legs:
+            if call is None or leg != call.remote_leg:      # not the caller's party now
+                await self.ari.delete_quietly(f"/channels/{leg}")
+        if call is not None and call.state == dm.TRANSFERRING:
+            await self.interp.deliver(dm.Ev.RETURNED, dm.Returned(caller, None))
+        await self.interp.deliver(dm.Ev.TRANSFER_ENDED, dm.RemoteJoined(caller, None))
+
     async def reconcile(self, channels: list[dict], bridges: list[dict],
                         adopted: list[m.Transfer] | None = None) -> None:
         """Finish or fall back every transfer that was in flight while we were away; with
@@ -556,6 +618,8 @@ class Transfers:
                 self.unread = found is None
                 self.adopt(found or [])
             adopted = list(self.active.values())
+        if not self.unread:
+            adopted = adopted + await self.recover_untraced(channels)
         live = {c["id"]: c for c in channels}
         bridge_of = {ch: b["id"] for b in bridges for ch in b.get("channels", [])}
         for t in adopted:

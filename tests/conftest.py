@@ -101,11 +101,13 @@ class Ari:
         password = Path(ari["password_file"]).read_text().strip()
         self.auth = "Basic " + base64.b64encode(f"{ari['username']}:{password}".encode()).decode()
 
-    def request(self, method: str, path: str, **params) -> object:
+    def request(self, method: str, path: str, *, timeout: float = 5, **params) -> object:
         query = "&".join(f"{k}={v}" for k, v in params.items())
+        # An empty body, said so: Asterisk waits for the body of a POST without a length.
         req = urllib.request.Request(f"{self.url}{path}{'?' + query if query else ''}",
-                                     method=method, headers={"Authorization": self.auth})
-        with urllib.request.urlopen(req, timeout=5) as resp:
+                                     method=method, headers={"Authorization": self.auth},
+                                     data=b"" if method in ("POST", "PUT") else None)
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
             body = resp.read()
         return json.loads(body) if body else None
 

@@ -223,6 +223,17 @@ def test_no_free_agent_means_music_on_hold_and_a_new_round_after_no_agent_retry(
     assert call.state == CallState.RINGING and not call.holding
 
 
+def test_a_transfer_s_trace_is_on_the_caller_s_channel_before_its_name():
+    """The instance after a kill -9 reads a transfer Redis never took from its caller's
+    channel: whenever the channel names a transfer, the trace is there already."""
+    d = desk()
+    call = connected(d)
+    cmds = dm.step(d, Ev.TRANSFER_STARTED, 3, dm.TransferNote(call.caller, "T1", trace="{}"))
+    names = [c.name for c in flat(cmds) if isinstance(c, dm.SetVar)]
+    assert names.index(dm.TRACE_VAR) < names.index(dm.TRANSFER_VAR), names
+    assert [c.value for c in flat(cmds) if isinstance(c, dm.SetVar)][0] == "{}"
+
+
 def test_a_caller_handed_back_tries_the_transferring_agent_first():
     d = desk()
     call = detached(d)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import urllib.error
 import wave
 from pathlib import Path
 
@@ -204,6 +205,43 @@ def test_a_three_way_begun_while_redis_stalls_is_known_to_the_next_instance(
     call.hears(leg)
     [rec] = outcomes.wait(phones.lib)
     check_record(rec, result="accepted_by_origin")
+
+
+def test_a_three_way_redis_never_took_is_decided_after_a_kill(phones, outcomes, service, lab):
+    """As above, but the service is killed while Redis still holds its writes: the state of the
+    three-way call never reached Redis. The restarted service learns it from the caller's
+    channel and the agent's *7 decides it (before, the key did nothing)."""
+    import redis
+
+    r = redis.Redis.from_url(lab.descriptor["redis"]["url"], socket_timeout=5)
+    call, agent, leg = connect(phones, phones.citizen, "12345", "12345")
+    r.execute_command("CLIENT", "PAUSE", 10000, "WRITE")
+    leg.send_dtmf("*2")
+    _, far_leg = phones.ringing_agent("110", timeout=8)
+    far_leg.accept()
+    far_leg.hears(call)
+    service.kill()
+    service.start()
+    leg.hears(far_leg)                      # Asterisk kept the three parties together
+    phones.lib.sleep(1)
+    leg.send_dtmf("*7")
+    far_leg.wait_ended(8)
+    call.hears(leg)
+    [rec] = outcomes.wait(phones.lib, timeout=15)
+    check_record(rec, result="accepted_by_origin", mode="three_way")
+    assert rec["decided_by"]["how"] == "key"
+    # The recording the first instance began goes on, is named, and stops at the decision.
+    assert rec["recording"] == f"threeway-{rec['transfer_id']}" and not rec["detail"], rec
+    ari = lab.ari["12345"]
+
+    def stopped() -> bool:
+        try:
+            ari.request("GET", f"/recordings/live/{rec['recording']}")
+        except urllib.error.HTTPError as exc:
+            return exc.code == 404
+        return False
+
+    phones.lib.wait_for(stopped, 5, "the three-way part's recording to stop")
 
 
 def test_a_restart_into_a_stalled_redis_learns_the_three_way_once_redis_answers(

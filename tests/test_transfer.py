@@ -315,6 +315,60 @@ def test_app_killed_while_the_target_rings_completes_after_restart(phones, outco
     assert len(outcomes.since_mark()) == 1               # recorded once, not once per process
 
 
+def test_a_transfer_redis_never_took_completes_after_a_kill(phones, outcomes, service, lab):
+    """Redis takes no writes (CLIENT PAUSE WRITE: a stalled fsync, a failover) from before *1
+    until after the service was killed and came back, so the transfer's state never reached it.
+    The restarted service learns the transfer from the caller's channel, where it was written
+    as it started, and the far agent's answer completes it, recorded once. Before, the caller
+    heard ringback for good and the far agent's answer was hung up."""
+    import redis
+
+    r = redis.Redis.from_url(lab.descriptor["redis"]["url"], socket_timeout=5)
+    call, agent, leg = connect(phones, phones.citizen, "12345", "12345")
+    r.execute_command("CLIENT", "PAUSE", 8000, "WRITE")
+    leg.send_dtmf("*1")
+    leg.wait_ended(5)
+    phones.ringing_agent("110", timeout=8)
+    service.kill()                                       # its state still waiting for Redis
+    service.start()
+    phones.lib.sleep(1)
+    far_agent, far_leg = answer_what_rings(phones, "110")
+    far_leg.hears(call)
+    call.hears(far_leg)
+    [rec] = outcomes.wait(phones.lib, timeout=15)        # appended once the pause is over
+    check_record(rec, result="accepted", mode="blind", initiating_agent=agent.username)
+    phones.lib.sleep(2)
+    assert len(outcomes.since_mark()) == 1
+
+
+def test_a_transfer_neither_redis_nor_its_channel_can_describe_hands_the_caller_back(
+        phones, outcomes, service, lab):
+    """As above, with the caller's trace of the transfer gone too (a channel from before the
+    trace was written, say): the restarted service cannot finish the transfer, so it ends it
+    and the caller, who would otherwise wait on it for good, goes to a 12345 agent again."""
+    import redis
+
+    r = redis.Redis.from_url(lab.descriptor["redis"]["url"], socket_timeout=5)
+    call, agent, leg = connect(phones, phones.citizen, "12345", "12345")
+    r.execute_command("CLIENT", "PAUSE", 8000, "WRITE")
+    leg.send_dtmf("*1")
+    leg.wait_ended(5)
+    _, far_leg = phones.ringing_agent("110", timeout=8)
+    service.kill()
+    ari = lab.ari["12345"]
+    [caller] = [c["id"] for c in ari.channels()
+                if (c.get("channelvars") or {}).get("HOTLINE_ROLE") == "caller"]
+    # Queued behind the announcement the caller hears (a Stasis channel's requests wait for its
+    # playback).
+    ari.request("POST", f"/channels/{caller}/variable", variable="HOTLINE_TRANSFER_TRACE",
+                value="", timeout=15)
+    service.start()
+    far_leg.wait_ended(8)                               # the far ring is called off
+    back_agent, back_leg = answer_what_rings(phones, "12345")
+    back_leg.hears(call)
+    call.hears(back_leg)
+
+
 def test_app_killed_after_the_transfer_keeps_the_call_and_cleans_up_at_hang_up(phones, outcomes,
                                                                                 service, lab):
     call, agent, leg = connect(phones, phones.citizen, "12345", "12345")

@@ -190,6 +190,10 @@ class Desk:
 PROMPT, GOODBYE, WHISPER = "prompt-", "goodbye-", "whisper"
 # The caller channel's variable that names the transfer in progress ("" when none).
 TRANSFER_VAR = "HOTLINE_TRANSFER"
+# ... and the transfer as it began (the transfer machine's state, JSON), written before the name:
+# the instance after a kill -9 finds there a transfer whose state never reached Redis. Not in
+# ari.conf's channelvars (it would ride on every event of the caller's channel): read when needed.
+TRACE_VAR = "HOTLINE_TRANSFER_TRACE"
 # The PBX's own record of the call (CDR, and CEL's userfield) names what hotline-link did with
 # it, so a CDR ties in with the call and outcome records: "hotline-link:call;transfers=<id>,<id>"
 # on the origin's side, "hotline-link:call;transfer_in=<id>;origin=<hotline>" on the target's
@@ -576,6 +580,7 @@ class TransferNote:
     caller: str
     transfer_id: str
     blind: bool = False
+    trace: str = ""             # TRACE_VAR's value (a transfer that starts)
 
 
 @dataclass(slots=True)
@@ -1476,7 +1481,8 @@ def _transfer_started(d: Desk, call: Call, now: float, n: TransferNote) -> list[
     _note_transfer(call, n.transfer_id)
     # The channel's own trace of its transfer (a restarted app finds the transfer by it). A
     # caller who hung up this very moment must not stop anything: a failure is only logged.
-    return [CallNote(call), Attempt((SetVar(call.caller, TRANSFER_VAR, n.transfer_id),
+    trace = (SetVar(call.caller, TRACE_VAR, n.trace),) if n.trace else ()
+    return [CallNote(call), Attempt((*trace, SetVar(call.caller, TRANSFER_VAR, n.transfer_id),
                                      SetVar(call.caller, USERFIELD, userfield(call))),
                                     call.caller)]
 
