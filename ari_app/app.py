@@ -352,8 +352,8 @@ class HotlineApp:
         if not self.transfers.unread:
             return
         self.transfers.unread = False
-        # Reconciled with the PBX's word, and with the transfers only the PBX knows (their
-        # callers' traces: ``Transfers.recover_untraced``), now that Redis has answered.
+        # Reconciled with the PBX's word; a caller's transfer without a trace and unknown to
+        # Redis too is let go now that Redis has answered (``Transfers.from_traces``).
         await self.reconcile(self.transfers.adopt(event["transfers"]))
 
     @_on(CONNECTED)

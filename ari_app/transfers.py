@@ -96,6 +96,7 @@ class Transfers:
                                  settings.keys.inter_digit_timeout)
         self._redis_down_until = 0.0
         self.unread = False     # Redis could not give the transfers left in it: ask again
+        self.traced: set[str] = set()   # meanwhile learnt from their callers' channels
         # Transfers this process finished lately: a read of Redis taken before their removal
         # was written must not bring them back.
         self.finished: OrderedDict[str, None] = OrderedDict()
@@ -268,7 +269,7 @@ class Transfers:
                           else self.settings.timeouts.transfer_ring), steps={"requested": now})
         cmds = m.start(t, now)
         # The caller's channel keeps the transfer as it starts: the instance after this one
-        # carries it on from there if Redis never took its state (``recover_untraced``).
+        # carries it on from there if Redis never took its state (``from_traces``).
         await self.interp.deliver(dm.Ev.TRANSFER_STARTED, dm.TransferNote(
             call.caller, tid, trace=json.dumps(t.to_dict(), separators=(",", ":"))))
         self.active[tid] = t
@@ -537,6 +538,10 @@ class Transfers:
         own finished (their removal may be waiting to be written, or written after ``found``
         was read)."""
         own = {*self.active, *self.states.waiting(), *self.finished}
+        for stored in found:
+            if stored.transfer_id in self.traced and stored.transfer_id in self.active:
+                m.add_history(self.active[stored.transfer_id], stored)
+        self.traced.clear()
         # A call this process has started a transfer on since is its own now (the state found
         # is older than the call's present).
         busy = {t.call_id for t in self.active.values()}
@@ -547,12 +552,13 @@ class Transfers:
             self.by_caller[t.caller] = t.transfer_id
         return adopted
 
-    async def recover_untraced(self, channels: list[dict]) -> list[m.Transfer]:
-        """Transfers the PBX shows and Redis did not have: begun less than a Redis stall before
-        the instance before this one was killed, their state never written. Each is read from
-        its caller's channel (``TRACE_VAR``: the transfer as it began), and the machine carries
-        it on from there with what the PBX shows, as it does a state read from Redis. Only once
-        Redis has answered: a state it holds is newer than the trace."""
+    async def from_traces(self, channels: list[dict]) -> list[m.Transfer]:
+        """Transfers the PBX shows that this process does not know from Redis: begun less than
+        a Redis stall before the instance before this one was killed (their state never
+        written), or any, while Redis does not answer. Each is read from its caller's channel
+        (``TRACE_VAR``: the transfer as it began), and the machine carries it on from there
+        with what the PBX shows, as it does a state read from Redis; what Redis knew of its
+        past is added if Redis answers later (``adopt``)."""
         own = {*self.active, *self.states.waiting(), *self.finished}
         found = []
         for ch in channels:
@@ -561,6 +567,8 @@ class Transfers:
             if vars_.get("HOTLINE_ROLE") != "caller" or not tid or tid in own:
                 continue
             t = await self._traced(ch["id"], tid)
+            if t is None and self.unread:
+                continue                    # Redis, when it answers, may know it
             if t is None or await self.best_effort(self.redis.exists(OUTCOME_CLAIM.format(tid))):
                 # Without a trace it cannot be finished; recorded, it is over (only its name on
                 # the channel was left behind). Either way the caller must not wait on it.
@@ -568,11 +576,12 @@ class Transfers:
                     "HOTLINE_ROLE") == "target" and c["channelvars"].get(dm.TRANSFER_VAR) == tid]
                 await self._let_go(ch["id"], tid, legs, traced=t is not None)
                 continue
-            self.log.warning("transfer learnt from its caller's channel: its state never "
-                             "reached Redis", transfer_id=tid, call_id=t.call_id)
+            self.log.warning("transfer learnt from its caller's channel", transfer_id=tid,
+                             call_id=t.call_id, redis="unanswered" if self.unread else "lacks it")
             self.active[tid] = t
             self.by_leg[t.target_leg] = tid
             self.by_caller[t.caller] = tid
+            self.traced.add(tid)
             found.append(t)
         return found
 
@@ -618,8 +627,7 @@ class Transfers:
                 self.unread = found is None
                 self.adopt(found or [])
             adopted = list(self.active.values())
-        if not self.unread:
-            adopted = adopted + await self.recover_untraced(channels)
+        adopted = adopted + await self.from_traces(channels)
         live = {c["id"]: c for c in channels}
         bridge_of = {ch: b["id"] for b in bridges for ch in b.get("channels", [])}
         for t in adopted:

@@ -271,6 +271,28 @@ def test_restart_while_the_target_rings_rearms_the_ring_timer_at_its_first_deadl
     assert cmds == [StartTimer("ring", 130.0)]        # dialled at 100, 30 s to answer
 
 
+def test_a_three_way_carried_on_from_its_trace_gets_redis_s_past_when_redis_answers():
+    """Restarted into a Redis that did not answer, the transfer as it began (its trace) and
+    the PBX's facts make a conference again at the restart's time; what Redis held, read
+    later, puts back when it was answered and bridged, and by whom."""
+    stored = new("three_way")
+    start(stored, 0)
+    step(stored, Ev.TARGET_RINGING, 1)
+    step(stored, Ev.TARGET_ANSWERED, 4, Answered("110-a1"))
+    step(stored, Ev.BRIDGED, 4.2)
+    trace = new("three_way")
+    start(trace, 0)
+    t = Transfer.from_dict(trace.to_dict())
+    step(t, Ev.RESTARTED, 60, Facts(True, True, True, True))
+    assert t.state == State.CONFERENCE and t.steps["conference"] == 60
+    machine.add_history(t, Transfer.from_dict(stored.to_dict()))
+    assert t.steps == {"requested": 0, "dialing": 0, "ringing": 1, "answered": 4,
+                       "bridged": 4.2, "conference": 4.2}
+    assert t.answered_by == "110-a1" and t.was_ringing and t.state == State.CONFERENCE
+    cmds = step(t, Ev.DECISION, 70, Decision("accept", "origin", "12345-a1"))
+    assert records(cmds) == [Result.ACCEPTED_BY_ORIGIN] and t.steps["ended"] == 70
+
+
 def test_a_failed_recording_is_noted_and_the_three_way_call_goes_on():
     t = new("three_way")
     start(t, 0)

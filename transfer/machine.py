@@ -378,6 +378,15 @@ def start(t: Transfer, now: float) -> list[Command]:
     return cmds
 
 
+def add_history(t: Transfer, stored: Transfer) -> None:
+    """``t`` was carried on from its trace (the transfer as it began) after a restart into a
+    Redis that did not answer; ``stored`` is what Redis held when it did. Its steps' times are
+    the true ones (the restart timed what it found anew) and it may know who answered."""
+    t.steps = {**t.steps, **stored.steps}
+    t.answered_by = t.answered_by or stored.answered_by
+    t.was_ringing = t.was_ringing or stored.was_ringing
+
+
 def _finish(t: Transfer, result: Result, now: float, detail: str | None = None) -> list[Command]:
     t.state = State.DONE
     t.result = result
