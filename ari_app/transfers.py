@@ -40,7 +40,7 @@ from transfer import machine as m
 from transfer.delivery import CAUSE_BUSY, CAUSE_REJECTED, Call
 from transfer.keys import KeyCollector
 
-from .client import AriClient, AriError
+from .client import AriClient, AriError, AriNotFound
 from .interpreter import Interpreter
 from .writebehind import LatestWriter
 
@@ -455,6 +455,10 @@ class Transfers:
 
     # --- persistence --------------------------------------------------------------------------
     def persist(self, t: m.Transfer) -> None:
+        if t.transfer_id in self.traced and self.unread:
+            # Carried on from its trace while Redis did not answer: a write that reached Redis
+            # before the read would put this process's state where the past it adds is kept.
+            return
         self.states.put(t.transfer_id, t)
 
     def _write_state(self, pipe, tid: str, t: "m.Transfer | _Gone") -> None:
@@ -541,7 +545,10 @@ class Transfers:
         for stored in found:
             if stored.transfer_id in self.traced and stored.transfer_id in self.active:
                 m.add_history(self.active[stored.transfer_id], stored)
-        self.traced.clear()
+        traced, self.traced = self.traced, set()
+        for tid in traced:
+            if tid in self.active:
+                self.persist(self.active[tid])      # held back until Redis was read: now
         # A call this process has started a transfer on since is its own now (the state found
         # is older than the call's present).
         busy = {t.call_id for t in self.active.values()}
@@ -566,7 +573,13 @@ class Transfers:
             tid = vars_.get(dm.TRANSFER_VAR)
             if vars_.get("HOTLINE_ROLE") != "caller" or not tid or tid in own:
                 continue
-            t = await self._traced(ch["id"], tid)
+            try:
+                t = await self._traced(ch["id"], tid)
+            except AriError as exc:
+                # Read again at the next reconcile; until then the PBX carries the call alone.
+                self.log.warning("cannot read a transfer's trace", transfer_id=tid,
+                                 error=str(exc))
+                continue
             if t is None and self.unread:
                 continue                    # Redis, when it answers, may know it
             if t is None or await self.best_effort(self.redis.exists(OUTCOME_CLAIM.format(tid))):
@@ -576,27 +589,39 @@ class Transfers:
                     "HOTLINE_ROLE") == "target" and c["channelvars"].get(dm.TRANSFER_VAR) == tid]
                 await self._let_go(ch["id"], tid, legs, traced=t is not None)
                 continue
+            if t.conference and await self._recording_live(m.recording_of(t)):
+                m.found_in_conference(t)
             self.log.warning("transfer learnt from its caller's channel", transfer_id=tid,
                              call_id=t.call_id, redis="unanswered" if self.unread else "lacks it")
             self.active[tid] = t
             self.by_leg[t.target_leg] = tid
             self.by_caller[t.caller] = tid
-            self.traced.add(tid)
+            if self.unread:
+                self.traced.add(tid)        # what Redis knew of its past is added later
             found.append(t)
         return found
 
     async def _traced(self, caller: str, tid: str) -> m.Transfer | None:
+        """The caller's trace of transfer ``tid``; None: it has none (or not of this one).
+        Raises AriError when the PBX could not say."""
         try:
             value = (await self.ari.get(f"/channels/{caller}/variable",
                                         variable=dm.TRACE_VAR)).get("value") or ""
+        except AriNotFound:
+            return None                                 # never set, or the caller is gone
+        try:
             t = m.Transfer.from_dict(json.loads(value)) if value else None
-        except AriError as exc:
-            self.log.warning("cannot read a transfer's trace", transfer_id=tid, error=str(exc))
-            return None
         except (ValueError, TypeError) as exc:
             self.log.error("a transfer's trace is unreadable", transfer_id=tid, error=repr(exc))
             return None
         return t if t is not None and t.transfer_id == tid and t.caller == caller else None
+
+    async def _recording_live(self, name: str) -> bool:
+        try:
+            await self.ari.get(f"/recordings/live/{name}")
+        except AriError:
+            return False
+        return True
 
     async def _let_go(self, caller: str, tid: str, legs: list[str], traced: bool) -> None:
         call = self.desk.calls.get(caller)

@@ -83,6 +83,13 @@ class RecordSink:
 
     def _write_spool(self, record: dict) -> Path:
         path = self._path(record[self.kind.key])
+        if path.exists():
+            # A second record of one attempt waiting with the first (a restart that carried on
+            # an attempt already recorded, while Redis was away): the first stands, as in the
+            # stream, and is not overwritten.
+            log.warning(f"{self.kind.name} already spooled; kept the first",
+                        **{self.kind.key: record[self.kind.key]}, result=record.get("result"))
+            return path
         tmp = path.with_suffix(".tmp")
         with open(tmp, "w") as fh:
             json.dump(record, fh, ensure_ascii=False)

@@ -234,6 +234,18 @@ def test_a_transfer_s_trace_is_on_the_caller_s_channel_before_its_name():
     assert [c.value for c in flat(cmds) if isinstance(c, dm.SetVar)][0] == "{}"
 
 
+def test_a_caller_handed_back_while_still_talking_to_the_agent_stays_with_the_agent():
+    """After a restart a transfer is carried on from how it began: one whose agent the old
+    process never released fails, and its caller must not be put back in the queue."""
+    d = desk()
+    call = connected(d)
+    dm.step(d, Ev.TRANSFER_STARTED, 3, dm.TransferNote(call.caller, "T1"))
+    agent, leg = call.agent, call.agent_leg
+    cmds = succeed(d, dm.step(d, Ev.RETURNED, 9, dm.Returned("c1", agent)), 9)
+    assert call.state == CallState.CONNECTED and (call.agent, call.agent_leg) == (agent, leg)
+    assert not of(cmds, RingAgent) and call.transfer_id is None
+
+
 def test_a_caller_handed_back_tries_the_transferring_agent_first():
     d = desk()
     call = detached(d)
@@ -438,6 +450,23 @@ def test_reconcile_ends_an_agent_left_alone_in_a_call_bridge_and_the_bridge():
     bridges = ({"id": "BY", "name": "call-LY", "channels": ["y1-agent"]},)
     cmds = flat(dm.step(d, Ev.RECONCILE, 9, dm.Found(channels, bridges, {})))
     assert HangUp("y1-agent") in cmds and DeleteBridge("BY") in cmds
+
+
+def test_reconcile_keeps_a_caller_alone_in_its_call_with_a_transfer_in_flight():
+    """A three-way call's agent hung up while no instance watched, before the far agent
+    answered: the caller is alone in the call's bridge, and its channel names the transfer.
+    It waits for the far agent out of the bridge; before, it was hung up as a call left with
+    only the caller."""
+    d = desk()
+    channels = ({"id": "z1", "state": "Up", "name": "PJSIP/c-1", "linkedid": "LZ",
+                 "caller": {"number": "139"},
+                 "channelvars": {"HOTLINE_ROLE": "caller", dm.TRANSFER_VAR: "T7"}},)
+    bridges = ({"id": "BZ", "name": "call-LZ", "channels": ["z1"]},)
+    cmds = flat(dm.step(d, Ev.RECONCILE, 9, dm.Found(channels, bridges, {})))
+    found = d.calls["z1"]
+    assert (found.state, found.transfer_id, found.bridge) == (CallState.TRANSFERRING, "T7", "BZ")
+    assert dm.RemoveFromBridge("BZ", "z1") in cmds
+    assert HangUp("z1") not in cmds and DeleteBridge("BZ") not in cmds
 
 
 def test_music_that_could_not_start_is_tried_again_at_the_next_offer():

@@ -293,6 +293,38 @@ def test_a_three_way_carried_on_from_its_trace_gets_redis_s_past_when_redis_answ
     assert records(cmds) == [Result.ACCEPTED_BY_ORIGIN] and t.steps["ended"] == 70
 
 
+@pytest.mark.parametrize("facts, result", [
+    (Facts(True, False, False, False), Result.CANCELLED),               # the far agent left
+    (Facts(True, True, True, True, agent_alive=False), Result.ACCEPTED_BY_TARGET),
+])
+def test_a_three_way_found_in_conference_from_its_trace_is_decided_by_a_hang_up_meanwhile(
+        facts, result):
+    """Carried on from its trace (DIALING) with its recording live: a conference before the
+    restart, so a hang-up while the service was away is a decision and the recording stops
+    (from DIALING the far agent's leaving would be a failure to reach them)."""
+    trace = new("three_way")
+    start(trace, 0)
+    t = Transfer.from_dict(trace.to_dict())
+    machine.found_in_conference(t)
+    cmds = step(t, Ev.RESTARTED, 60, facts)
+    assert records(cmds) == [result]
+    assert StopRecording("threeway-T1") in cmds and t.recording == "threeway-T1"
+
+
+def test_a_three_way_whose_agent_left_while_the_app_was_away_is_a_blind_transfer():
+    """Rule 5 after a restart: the agent left before the far side answered, so the caller
+    (alone now) hears ringback while the target still rings, and is the far side's once it
+    answers."""
+    t = new("three_way")
+    start(t, 0)
+    cmds = step(t, Ev.RESTARTED, 5, Facts(True, True, False, False, agent_alive=False))
+    assert cmds == [Ringback("caller-ch", True), StartTimer("ring", 30)]
+    assert not t.agent_present and t.state == State.DIALING
+    cmds = step(t, Ev.TARGET_ANSWERED, 8, Answered("110-a1"))
+    assert Ringback("caller-ch", False) in cmds and Bridge(("caller-ch", t.target_leg)) in cmds
+    assert records(step(t, Ev.BRIDGED, 8.2)) == [Result.ACCEPTED_BY_TARGET]
+
+
 def test_a_failed_recording_is_noted_and_the_three_way_call_goes_on():
     t = new("three_way")
     start(t, 0)

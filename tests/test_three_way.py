@@ -181,6 +181,31 @@ def test_app_killed_mid_conference_keeps_three_parties_and_keys_work_after_resta
     assert len(outcomes.since_mark()) == 1
 
 
+def test_an_agent_leaving_a_ringing_three_way_while_the_app_is_down_leaves_a_blind_transfer(
+        phones, outcomes, service):
+    """Rule 5 across a restart: the 12345 agent starts a three-way call and, while the service
+    is down and the 110 agent's phone still rings, hangs up. The restarted service finds the
+    caller alone in the call's bridge with the transfer in flight: the caller hears ringback
+    and gets the 110 agent when they answer. Before, it was hung up as a call left with only
+    the caller."""
+    from audio import NOT_SPEECH_HZ
+
+    call, agent, leg = connect(phones, phones.citizen, "12345", "12345")
+    leg.send_dtmf("*2")
+    far_agent, far_leg = phones.ringing_agent("110", timeout=8)
+    service.kill()
+    leg.hang_up()
+    phones.lib.sleep(0.5)
+    service.start()
+    call.hears_tone(NOT_SPEECH_HZ[0], source="ringback")     # 450 Hz: the lab's ringing tone
+    far_leg.accept()
+    far_leg.hears(call)
+    call.hears(far_leg)
+    [rec] = outcomes.wait(phones.lib)
+    check_record(rec, result="accepted_by_target", mode="three_way")
+    assert rec["decided_by"]["how"] == "hangup" and not call.ended
+
+
 def test_a_three_way_begun_while_redis_stalls_is_known_to_the_next_instance(
         phones, outcomes, service, lab):
     """Redis takes no writes for 3 s (CLIENT PAUSE WRITE: as a stalled fsync or a failover

@@ -1250,17 +1250,25 @@ def _found_caller(d: Desk, ch: dict, live: dict, bridge: dict | None, headers: d
         call.handed_off = call.agent_leg is None
     if call.agent_leg:
         _talked(call, now)
+    cmds: list[Command] = []
     if call.agent_leg or call.remote_leg:
         call.state = CONNECTED
+    elif (ch.get("channelvars") or {}).get(TRANSFER_VAR):
+        call.state = TRANSFERRING          # the transfer adapter re-attaches it
+        call.transfer_id = ch["channelvars"][TRANSFER_VAR]
+        if bridge is not None:
+            # Alone in its call with a transfer in flight: a three-way call whose agent left
+            # while we were away, now the caller's blind transfer. It waits out of the bridge,
+            # as one does (where ringback can reach it); the far agent is bridged to it there.
+            call.handed_off = True
+            cmds.append(RemoveFromBridge(bridge["id"], call.caller))
     elif bridge is not None:
         # Alone in its call bridge: everyone else hung up while we were away, and a call
         # ends when only the caller is left.
         return [_clog(call, "caller found alone in its call; ending it")] + \
             _end_call(d, call, now, by=EndedBy.UNSEEN)
-    elif (ch.get("channelvars") or {}).get(TRANSFER_VAR):
-        call.state = TRANSFERRING          # the transfer adapter re-attaches it
-        call.transfer_id = ch["channelvars"][TRANSFER_VAR]
-    return [CallNote(call), _clog(call, "call adopted after reconnect", state=str(call.state))]
+    return [CallNote(call), _clog(call, "call adopted after reconnect", state=str(call.state))] \
+        + cmds
 
 
 DeskHandler = Callable[[Desk, float, object], list[Command]]
@@ -1543,6 +1551,13 @@ def _drop_agent(d: Desk, call: Call, now: float, detail) -> list[Command]:
 
 def _returned(d: Desk, call: Call, now: float, r: Returned) -> list[Command]:
     """A transfer failed: the caller waits for an agent here again, ``prefer`` first."""
+    if call.state == CONNECTED and (call.agent_leg or call.remote_leg):
+        # Talking to someone still: a transfer carried on after a restart from how it began,
+        # whose agent the old process never released (or that had ended already), fails
+        # without taking the caller from that party.
+        call.transfer_id = None
+        return [CallNote(call), _clog(call, "failed transfer leaves the caller with the party "
+                                      "it is talking to", prefer=r.prefer)]
     call.state = WAITING
     call.returned_at = now
     call.transfer_id = None
@@ -1614,7 +1629,7 @@ TRANSITIONS: dict[tuple[CallState, Ev], Row] = {
     **{(s, Ev.BRIDGE_MADE): _row(_bridge_made, s) for s in LIVE},
     **{(s, Ev.REMOTE_JOINED): _row(_remote_joined, CONNECTED) for s in LIVE},
     **{(s, Ev.DROP_AGENT): _row(_drop_agent, s) for s in LIVE},
-    **{(s, Ev.RETURNED): _row(_returned, WAITING, RINGING) for s in LIVE},
+    **{(s, Ev.RETURNED): _row(_returned, s, WAITING, RINGING) for s in LIVE},
     **{(s, Ev.TRANSFER_ENDED): _row(_transfer_ended, s, CONNECTED) for s in LIVE},
     # The self-service menu of a surge (the caller's keys count only there).
     (WAITING, Ev.CALLER_KEY): _row(_caller_key, WAITING, ENDED),

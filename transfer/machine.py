@@ -451,8 +451,21 @@ def _bridged(t: Transfer, now: float, detail=None) -> list[Command]:
         return _finish(t, Result.ACCEPTED_BY_TARGET, now)
     t.state = State.CONFERENCE
     t.steps["conference"] = now
-    t.recording = f"threeway-{t.transfer_id}"
+    t.recording = recording_of(t)
     return [StartRecording(t.recording)]
+
+
+def recording_of(t: Transfer) -> str:
+    """The name of a three-way call's recording (it begins with the conference)."""
+    return f"threeway-{t.transfer_id}"
+
+
+def found_in_conference(t: Transfer) -> None:
+    """``t`` is carried on from its trace (as it began: DIALING) and its recording is live: it
+    had become a conference before the restart, which RESTARTED then goes on from (a hang-up
+    meanwhile is a decision, and the recording is stopped)."""
+    t.state = State.CONFERENCE
+    t.recording = recording_of(t)
 
 
 def _decided(t: Transfer, result: Result, now: float, decided_by: dict,
@@ -530,17 +543,22 @@ def _restarted(t: Transfer, now: float, facts: Facts) -> list[Command]:
         return []           # still three parties: keys work again
     if not facts.caller_alive:
         return _caller_gone(t, now)
+    cmds: list[Command] = []
     if t.agent_stays and not facts.agent_alive:
+        # The agent left a three-way call before the far side answered while the app was
+        # away: a blind transfer now (rule 5), whose caller hears ringback.
         t.agent_present = False
+        if not facts.bridged:
+            cmds.append(Ringback(t.caller, True))
     if facts.bridged:
-        return _bridged(t, now)
+        return cmds + _bridged(t, now)
     if facts.target_alive and facts.target_up:
-        return _answered(t, now, Answered(t.answered_by))
+        return cmds + _answered(t, now, Answered(t.answered_by))
     if facts.target_alive:
         # Still ringing: after a restart the ring timer died with the old process (after a
         # reconnect the adapter replaces it); either way it keeps its first deadline.
-        return [StartTimer("ring", t.steps.get("dialing", now) + t.ring_timeout)]
-    return _fallback(t, "unreachable", now, "target leg ended while the app was down")
+        return cmds + [StartTimer("ring", t.steps.get("dialing", now) + t.ring_timeout)]
+    return cmds + _fallback(t, "unreachable", now, "target leg ended while the app was down")
 
 
 def _recording_failed(t: Transfer, now: float, failed: RecordingFailed) -> list[Command]:
