@@ -206,45 +206,27 @@ def test_an_agent_leaving_a_ringing_three_way_while_the_app_is_down_leaves_a_bli
     assert rec["decided_by"]["how"] == "hangup" and not call.ended
 
 
+@pytest.mark.parametrize("pause_ms, killed_after_s", [(3000, 3.5), (10000, 0)],
+                         ids=["taken-late", "never-taken"])
 def test_a_three_way_begun_while_redis_stalls_is_known_to_the_next_instance(
-        phones, outcomes, service, lab):
-    """Redis takes no writes for 3 s (CLIENT PAUSE WRITE: as a stalled fsync or a failover
-    holds them) while the 12345 agent starts a three-way call; the transfer's state is written
-    once Redis takes writes again, so the instance started after a kill -9 knows the call
-    and the agent's *7 decides it (before, the state was skipped for good and *7 did nothing)."""
+        phones, outcomes, service, lab, pause_ms, killed_after_s):
+    """Redis takes no writes (CLIENT PAUSE WRITE: as a stalled fsync or a failover holds them)
+    while the 12345 agent starts a three-way call, and the service is killed. Taken late: the
+    pause is over first, the transfer's state is written once Redis takes writes again, and the
+    next instance reads it (before, the state was skipped for good). Never taken: killed while
+    Redis still holds it, so the next instance learns it from the caller's channel. Either way
+    the agent's *7 decides it (before, it did nothing), and the recording the first instance
+    began is named in the record and stops at the decision."""
     import redis
 
     r = redis.Redis.from_url(lab.descriptor["redis"]["url"], socket_timeout=5)
     call, agent, leg = connect(phones, phones.citizen, "12345", "12345")
-    r.execute_command("CLIENT", "PAUSE", 3000, "WRITE")
+    r.execute_command("CLIENT", "PAUSE", pause_ms, "WRITE")
     leg.send_dtmf("*2")
     _, far_leg = phones.ringing_agent("110", timeout=8)
     far_leg.accept()
     far_leg.hears(call)                     # three parties while Redis still holds its writes
-    phones.lib.sleep(3.5)                   # the pause over, and the writer's next try made
-    service.kill()
-    service.start()
-    leg.hears(far_leg)
-    leg.send_dtmf("*7")
-    far_leg.wait_ended(8)
-    call.hears(leg)
-    [rec] = outcomes.wait(phones.lib)
-    check_record(rec, result="accepted_by_origin")
-
-
-def test_a_three_way_redis_never_took_is_decided_after_a_kill(phones, outcomes, service, lab):
-    """As above, but the service is killed while Redis still holds its writes: the state of the
-    three-way call never reached Redis. The restarted service learns it from the caller's
-    channel and the agent's *7 decides it (before, the key did nothing)."""
-    import redis
-
-    r = redis.Redis.from_url(lab.descriptor["redis"]["url"], socket_timeout=5)
-    call, agent, leg = connect(phones, phones.citizen, "12345", "12345")
-    r.execute_command("CLIENT", "PAUSE", 10000, "WRITE")
-    leg.send_dtmf("*2")
-    _, far_leg = phones.ringing_agent("110", timeout=8)
-    far_leg.accept()
-    far_leg.hears(call)
+    phones.lib.sleep(killed_after_s)        # taken late: the pause over, the writer's next try
     service.kill()
     service.start()
     leg.hears(far_leg)                      # Asterisk kept the three parties together
@@ -255,7 +237,6 @@ def test_a_three_way_redis_never_took_is_decided_after_a_kill(phones, outcomes, 
     [rec] = outcomes.wait(phones.lib, timeout=15)
     check_record(rec, result="accepted_by_origin", mode="three_way")
     assert rec["decided_by"]["how"] == "key"
-    # The recording the first instance began goes on, is named, and stops at the decision.
     assert rec["recording"] == f"threeway-{rec['transfer_id']}" and not rec["detail"], rec
     ari = lab.ari["12345"]
 
