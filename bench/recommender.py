@@ -112,8 +112,15 @@ REWRITTEN = {
                      "read away: 93.0 / 95.6 / 79.2)"),
     "spaced_characters": ("with a space between characters (before spaces were read away: "
                           "88.5 / 91.1 / 76.2)"),
+    # (2026-12-06): typed in pinyin without a Chinese input method, no tones.
+    "pinyin": ("typed in pinyin, syllable by syllable (pypinyin; before pinyin was read as "
+               "Chinese: 57.4 / 54.2 / 52.9)"),
+    "pinyin_words": ("typed in pinyin, a word's syllables run together (\"wojia menkou\"; before: "
+                     "52.5 / 44.0 / 56.1)"),
 }
 _LATIN = re.compile(r"[A-Za-z]")
+# Chinese punctuation as an ASCII keyboard types it.
+_ASCII_PUNCT = str.maketrans("，。！？、；：（）“”‘’", ",.!?,;:()\"\"''")
 
 
 def _rewriter(key: str):
@@ -121,6 +128,18 @@ def _rewriter(key: str):
         import opencc
 
         return opencc.OpenCC(key).convert
+
+    if key.startswith("pinyin"):
+        from pypinyin import lazy_pinyin
+
+        def typed(text: str) -> str:
+            if _LATIN.search(text):
+                return text
+            text = text.translate(_ASCII_PUNCT)
+            parts = ([lazy_pinyin(w) for w in recommender.segment(text)] if key == "pinyin_words"
+                     else [[p] for p in lazy_pinyin(text)])
+            return " ".join("".join(p).strip() for p in parts if "".join(p).strip())
+        return typed
 
     def spaced(text: str) -> str:
         if _LATIN.search(text):

@@ -13,7 +13,7 @@ import sys
 import pytest
 
 from conftest import ROOT
-from hotline_link import recommender
+from hotline_link import reading, recommender
 from hotline_link.settings import load_catalog
 from transfer import classifier, danger
 from transfer.catalog import CONSULTATION, UNCLEAR, recommend
@@ -802,10 +802,22 @@ def test_every_table_told_in_traditional_characters_is_read_as_written(engine, c
     ("佢企喺天台邊，我叫佢唔好跳", "110", True),       # a plea, no negation
     # a recogniser's spaces
     ("没有 人 受伤 就是 小区 门口 的 井盖 没了", "12345", False),
+    # pinyin, without an input method
+    ("you ren tiao lou", "110", True),
+    ("wojia zhaohuole, kuai lai ren", "110", True),
+    ("wǒ de hái zi bú jiàn le", "110", True),
+    ("lu deng huai le san tian le", "12345", False),
+    ("gong si tuo qian gong zi san ge yue le", "12345", False),
+    ("mei you ren shou shang, jiu shi lu shang jing gai mei le", "12345", False),
+    ("lou xia you ren na zhe dao kan ren", "110", True),
+    ("dian ti li kun le ren", "110", True),
+    ("wo xiang wen yi xia she bao ka zen me bu ban", "12345", False),
+    ("ye li lou shang yi zhi hen chao, shui bu zhao jiao", "110", False),
 ])
 def test_callers_who_write_otherwise_get_the_right_answer(engine, text, platform, emergency):
-    """Traditional characters (Hong Kong, Taiwan), Cantonese, a recogniser's spaces: 6 of these
-    lines are answered wrong when the text is read as written."""
+    """Traditional characters (Hong Kong, Taiwan), Cantonese, a recogniser's spaces, pinyin
+    typed without an input method: 12 of these lines are answered wrong when the text is read
+    as written."""
     rec = engine.recommend(text=text)
     assert (rec.platform, rec.emergency) == (platform, emergency), rec.reason
 
@@ -841,6 +853,22 @@ def test_cli_explains_its_answer():
     assert "候选 alternatives: " in out.stdout and "依据 why:" in out.stdout
 
 
+def test_pinyin_is_read_as_the_chinese_it_spells_and_english_stays_english():
+    """The reading by a table of words by their pinyin: syllables spaced or run together, tone
+    marks, ü typed as v, digits and punctuation kept; a text with a word no syllables make
+    (English, a code) is not pinyin."""
+    table = reading.PinyinTable({"you": ("有", -5.0), "ren": ("人", -6.0), "youren": ("有人", -7.0),
+                                 "tiao": ("跳", -8.0), "lou": ("楼", -7.0), "tiaolou": ("跳楼", -9.0),
+                                 "le": ("了", -4.0), "lv": ("绿", -9.0), "deng": ("灯", -8.0)})
+    assert reading.from_pinyin("you ren tiao lou le!", table) == "有人跳楼了！"
+    assert reading.from_pinyin("YouRen TiaoLou", table) == "有人跳楼"
+    assert reading.from_pinyin("yǒu rén tiào lóu, 3 lou", table) == "有人跳楼，3楼"
+    assert reading.from_pinyin("lǜ deng", table) == reading.from_pinyin("lv deng", table) == "绿灯"
+    for text in ("help me", "fire in the kitchen", "you ren tiao lou 了", "A1B2", "le", ""):
+        assert reading.from_pinyin(text, table) is None, text
+    assert table.spells("youren") and not table.spells("yourn")
+
+
 def test_the_answer_says_how_it_read_a_description_written_otherwise(engine):
     assert engine.recommend(text="个小孩不见了，刚才还在公园").read_as == ""
     rec = engine.recommend(text="個細路唔見咗，頭先仲喺公園")
@@ -849,6 +877,8 @@ def test_the_answer_says_how_it_read_a_description_written_otherwise(engine):
                           "沒有 人 受傷"], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["read_as"] == "没有人受伤"
+    assert engine.recommend(text="you ren tiao lou").read_as == "有人跳楼"
+    assert engine.recommend(text="Someone is on the roof edge").read_as == ""
 
 
 def test_cross_validation_answers_each_training_description_by_a_model_that_never_saw_it(
