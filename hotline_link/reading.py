@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import threading
+import unicodedata
 
 # Full-width letters and digits (an input method left in full-width mode: "ＧＡＳ", "１２０") are
 # the ASCII ones. Full-width punctuation stays: the danger cues are written with it.
@@ -225,30 +226,49 @@ def _mandarin(text: str) -> str:
 # Chinese words it spells, the most likely ones for the whole text by a table of words by their
 # pinyin that the model is built with (``recommender.pinyin_table``).
 _TONED = str.maketrans("āáǎàēéěèīíǐìōóǒòūúǔùǖǘǚǜüńňǹ", "aaaaeeeeiiiioooouuuuvvvvvnnn")
-_PINYIN_TEXT = re.compile(r"[a-zv0-9\s,.!?;:'\"()\-]+")
-_PINYIN_RUN = re.compile(r"[a-zv]+(?:[\s']+[a-zv]+)*")
+# Letters, digits, spaces and the punctuation of either keyboard (a phone's input method may
+# give Chinese punctuation while its letters stay Latin).
+_PINYIN_TEXT = re.compile(r"[a-zv0-9\s,.!?;:'\"()\-，。！？、；：…—–‘’“”（）]+")
+_SEPARATOR = r"[\s'’\-]+"               # between syllables: a space, an apostrophe (xi'an), a hyphen
+_PINYIN_RUN = re.compile(rf"[a-zv]+(?:{_SEPARATOR}[a-zv]+)*")
+_TONE_NUMBER = re.compile(r"(?<=[a-zv])[1-5](?![0-9])")        # "wo3 jia1"
 _PUNCT_CN = str.maketrans({",": "，", ".": "。", "!": "！", "?": "？", ";": "；", ":": "："})
 # Each word costs this much beyond its log-probability: fewer, longer words are likelier than
 # the same sounds as single characters (``recommender.CORPUS_WORD_WEIGHT`` for how it was set).
 _WORD_COST = 1.0
+# Syllables that make no word of a description on their own (interjections: 嗯, 呣, 哼): never
+# what makes a token pinyin ("n", "m" would make "gun", "woman" pinyin).
+_NOT_ALONE = frozenset({"n", "m", "ng", "hm", "hng"})
+# Longer than any description typed so; past it the text is read as written (the reading's
+# time grows with the text, on the event loop).
+_PINYIN_LONGEST = 1000
 
 
 class PinyinTable:
     """Words by their pinyin without tones (``"tiaolou"`` -> 跳楼), each with its log-probability;
-    a key's most frequent word only."""
+    a key's most frequent word only. ``english``: the words of the corpus's English (and other
+    Latin-script) descriptions, some of which are syllables too ("a gun", "police", "he ran")."""
 
-    def __init__(self, words: dict[str, tuple[str, float]]):
+    def __init__(self, words: dict[str, tuple[str, float]], english: frozenset[str] = frozenset()):
         self.words = words
-        self.syllables = frozenset(k for k, (w, _) in words.items() if len(w) == 1)
+        self.english = english
+        self.syllables = frozenset(k for k, (w, _) in words.items()
+                                   if len(w) == 1 and k not in _NOT_ALONE)
         self.longest = max(map(len, words), default=0)
 
     def spells(self, token: str) -> bool:
         """Is ``token`` syllables and nothing else ("zhaohuo" is; "help", "fire" are not)?"""
-        ends = {0}
+        ends = [True] + [False] * len(token)
         for i in range(1, len(token) + 1):
-            if any(token[j:i] in self.syllables for j in ends if i - j <= 6):
-                ends.add(i)
-        return len(token) in ends
+            ends[i] = any(ends[j] and token[j:i] in self.syllables
+                          for j in range(max(0, i - 6), i))
+        return ends[-1]
+
+    def is_pinyin(self, tokens: list[str]) -> bool:
+        """Every token syllables, and fewer than half of them words of the corpus's English
+        ("you ren tiao lou" is pinyin; "a woman here", "one man on a lake" are English)."""
+        return all(map(self.spells, tokens)) and \
+            2 * sum(t in self.english for t in tokens) < len(tokens)
 
     def read(self, letters: str) -> str | None:
         """The likeliest words for a run of letters (spaces taken out), or None."""
@@ -276,18 +296,21 @@ class PinyinTable:
 
 def from_pinyin(text: str, table: PinyinTable) -> str | None:
     """``text`` read as the Chinese it spells in pinyin, or None when it is not pinyin: any
-    character but letters, digits and ASCII punctuation, or a word no syllables make ("help",
-    "fire", "the": an English text, which stays as written). Tone marks and ü as typed ("lǚ",
-    "lv"); digits and punctuation kept (the punctuation as Chinese punctuation)."""
-    lowered = text.lower().translate(_TONED)
+    character but letters, digits and punctuation, a word no syllables make ("help", "fire",
+    "the"), or half its words the corpus's English ("a gun", "police"): such text stays as
+    written. Tone marks (composed or not), tone numbers ("wo3") and ü ("lǚ", "lv") as typed;
+    digits kept, punctuation as Chinese punctuation."""
+    if len(text) > _PINYIN_LONGEST:
+        return None
+    lowered = _TONE_NUMBER.sub("", unicodedata.normalize("NFC", text).lower().translate(_TONED))
     if not _PINYIN_TEXT.fullmatch(lowered):
         return None
     tokens = re.findall(r"[a-zv]+", lowered)
-    if sum(map(len, tokens)) < 4 or not all(table.spells(t) for t in tokens):
+    if sum(map(len, tokens)) < 4 or not table.is_pinyin(tokens):
         return None
     pieces, at = [], 0
     for run in _PINYIN_RUN.finditer(lowered):
-        words = table.read(re.sub(r"[\s']+", "", run.group()))
+        words = table.read(re.sub(_SEPARATOR, "", run.group()))
         if words is None:
             return None
         pieces += [_between(lowered[at:run.start()]), words]

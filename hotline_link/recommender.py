@@ -211,6 +211,7 @@ def stamp(catalog_path: Path | None = None, directory: Path | None = None) -> st
     h.update(inspect.getsource(train).encode())
     h.update(inspect.getsource(build_dictionary).encode())
     h.update(inspect.getsource(pinyin_table).encode())
+    h.update(inspect.getsource(english_words).encode())
     h.update(inspect.getsource(reading).encode())
     h.update(f"{DICTIONARY_WORDS} {CATEGORY_C} {EMERGENCY_C} {TEMPERATURE_FOLDS} "
              f"{sorted(FLAGS_NOT_TRAINED)} "
@@ -374,8 +375,33 @@ def train(catalog: Catalog, samples: list[Sample], stamp_: str,
 
     emergency = emergency_model(chinese)
     foreign = emergency_model(by_policy) if len(chinese) < len(by_policy) else emergency
+    pinyin = reading.PinyinTable(pinyin_table(dictionary, texts))
     return Model(category, emergency, stamp_, dictionary, _platforms(catalog, category), foreign,
-                 reading.PinyinTable(pinyin_table(dictionary, texts)))
+                 reading.PinyinTable(pinyin.words, english_words(texts, pinyin)))
+
+
+def english_words(texts: list[str], pinyin: reading.PinyinTable) -> frozenset[str]:
+    """The words of the corpus's English (and other Latin-script languages) that are syllables
+    too ("a", "he", "one", "police", "danger"): a text mostly of them is English, not pinyin.
+    A word is English when it is more frequent in the descriptions written mostly in words no
+    syllables make than in those written in syllables only ("you" is; "ren", "lou" are not,
+    though learners write them among English words)."""
+    english: Counter = Counter()
+    spelled: Counter = Counter()
+    lines = [0, 0]
+    for text in texts:
+        words = re.findall(r"[a-z]+", text.lower())
+        if not words:
+            continue
+        syllables = sum(map(pinyin.spells, words))
+        if syllables == len(words):
+            spelled.update(set(words))
+            lines[1] += 1
+        elif 2 * syllables < len(words):
+            english.update(set(w for w in words if pinyin.spells(w)))
+            lines[0] += 1
+    return frozenset(w for w, n in english.items()
+                     if n * max(lines[1], 1) > spelled[w] * max(lines[0], 1))
 
 
 # Words of the corpus count this many times a word of jieba's dictionary (its frequencies are
@@ -426,7 +452,8 @@ def save(model: Model, directory: Path | None = None) -> Path:
     tmp.write_text(json.dumps({"stamp": model.stamp, "category": model.category.to_json(),
                                "emergency": model.emergency.to_json(),
                                "emergency_foreign": foreign.to_json(),
-                               "pinyin": model.pinyin.words if model.pinyin else {}}))
+                               "pinyin": model.pinyin.words if model.pinyin else {},
+                               "english": sorted(model.pinyin.english) if model.pinyin else []}))
     os.replace(tmp, path)
     for old in [*path.parent.glob("model-*.json"), *path.parent.glob("words-*.txt"),
                 *path.parent.glob("jieba.*.cache")]:
@@ -459,7 +486,8 @@ def load(catalog: Catalog, train_if_missing: bool = False) -> Model:
                 classifier.LinearModel.from_json(data[part])
                 for part in ("category", "emergency", "emergency_foreign"))
             return Model(category, emergency, s, words, _platforms(catalog, category), foreign,
-                         reading.PinyinTable({k: tuple(v) for k, v in data["pinyin"].items()}))
+                         reading.PinyinTable({k: tuple(v) for k, v in data["pinyin"].items()},
+                                             frozenset(data["english"])))
         except (ValueError, KeyError, TypeError):
             if not train_if_missing:
                 raise
@@ -517,8 +545,9 @@ class Recommender:
                   text: str | None = None) -> catalog_mod.Recommendation:
         model = self.model
         read = normalise(reading.unspaced(text), load=False) if text else text
-        if read and model is not None and model.pinyin is not None:
-            read = reading.from_pinyin(read, model.pinyin) or read
+        spelled = (reading.from_pinyin(read, model.pinyin)
+                   if read and model is not None and model.pinyin is not None else None)
+        read = spelled or read
         rec = catalog_mod.recommend(
             self.catalog, code=code, text=read,
             classify=model.probabilities if model is not None else None,
