@@ -120,7 +120,8 @@ class Interpreter:
         return await run(self, cmd)
 
     async def _set_var(self, cmd: dm.SetVar) -> None:
-        # In the body: a transfer's trace (TRACE_VAR) is longer than a request line may be.
+        # In the body: a transfer's trace (TRACE_VAR, its matter's text in it) may be
+        # kilobytes, too long for a URL's query.
         await self.ari.post(f"/channels/{cmd.channel}/variable",
                             json_body={"variable": cmd.name, "value": cmd.value})
 
@@ -369,19 +370,19 @@ class Interpreter:
         except AriConflict as exc:
             # Live already (a live one cannot be overwritten): the instance before this one
             # began it on this bridge before it stopped, and it goes on. Anything else failed.
-            if await self._recording_on(name, call.bridge):
-                return
-            await self._recording_failed(t, exc)
+            live = await self.live_recording(name)
+            if live is None or live.get("target_uri") != f"bridge:{call.bridge}":
+                await self._recording_failed(t, exc)
         except AriError as exc:
             await self._recording_failed(t, exc)
 
-    async def _recording_on(self, name: str, bridge: str) -> bool:
+    async def live_recording(self, name: str) -> dict | None:
+        """The recording ``name`` while it records (ARI's LiveRecording), or None."""
         try:
             live = await self.ari.get(f"/recordings/live/{name}")
         except AriError:
-            return False
-        return live.get("target_uri") == f"bridge:{bridge}" and live.get("state") in (
-            "queued", "recording", "paused")
+            return None
+        return live if live.get("state") in ("queued", "recording", "paused") else None
 
     async def _recording_failed(self, t: m.Transfer, exc: AriError) -> None:
         self.tlog.error("recording failed; the call goes on", transfer_id=t.transfer_id,

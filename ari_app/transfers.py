@@ -587,9 +587,9 @@ class Transfers:
                 # the channel was left behind). Either way the caller must not wait on it.
                 legs = [c["id"] for c in channels if (c.get("channelvars") or {}).get(
                     "HOTLINE_ROLE") == "target" and c["channelvars"].get(dm.TRANSFER_VAR) == tid]
-                await self._let_go(ch["id"], tid, legs, traced=t is not None)
+                await self._let_go(ch["id"], tid, legs, recorded=t is not None)
                 continue
-            if t.conference and await self._recording_live(m.recording_of(t)):
+            if t.conference and await self.interp.live_recording(m.recording_of(t)):
                 m.found_in_conference(t)
             self.log.warning("transfer learnt from its caller's channel", transfer_id=tid,
                              call_id=t.call_id, redis="unanswered" if self.unread else "lacks it")
@@ -616,16 +616,9 @@ class Transfers:
             return None
         return t if t is not None and t.transfer_id == tid and t.caller == caller else None
 
-    async def _recording_live(self, name: str) -> bool:
-        try:
-            await self.ari.get(f"/recordings/live/{name}")
-        except AriError:
-            return False
-        return True
-
-    async def _let_go(self, caller: str, tid: str, legs: list[str], traced: bool) -> None:
+    async def _let_go(self, caller: str, tid: str, legs: list[str], recorded: bool) -> None:
         call = self.desk.calls.get(caller)
-        if traced:
+        if recorded:
             self.log.info("a recorded transfer's name left on its caller's channel: cleared",
                           transfer_id=tid)
         else:
