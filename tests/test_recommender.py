@@ -611,7 +611,16 @@ def test_the_emergency_judgement_handles_negation_conditions_and_what_is_over(te
 # going out, a branch above where people wait; and what must stay calm beside them (a passport
 # kept for a visa or a check, a spare battery, a blockade planned for Friday). And the dangers
 # told in Korean, Japanese, Russian and Arabic, beside the same words harmless (a knife and fork,
-# a blood test, a light left on, a tree fallen, a car not moving in a jam).
+# a blood test, a light left on, a tree fallen, a car not moving in a jam). Last, in Spanish,
+# Portuguese, French, German, Vietnamese, Indonesian, Hindi (Latin letters and Devanagari) and
+# Thai, written after their cues, not from the corpus: a fire, a gas smell, a knife, a robbery, a
+# fall that bleeds, a collapse, a child in the water or lost in a mall, a "safe account" call; and
+# beside them the same words harmless (a fire exit, a blood test or donation, a red light, "no hay
+# heridos", "không ai bị thương", a child's lost passport or wallet, stuck in traffic); then
+# what two blind writers' sets taught them (someone choking or no longer answering, a baby shut in
+# a car, a boat taking water, a landslide, a pit, a stampede, hiding from an intruder, followed
+# home; beside them a fire drill, a first-aid course, blood to donate, a seller who no longer
+# answers, a robbery in March since settled, a fight last night now quiet).
 INCIDENTS = tuple(ROOT / "tests" / "data" / f"incidents-{name}.tsv"
                   for name in ("110", "medical-rescue", "12345-complaints", "voices",
                                "time-and-negation", "a-week", "set-aside-words",
@@ -624,7 +633,7 @@ INCIDENTS = tuple(ROOT / "tests" / "data" / f"incidents-{name}.tsv"
                                "on-the-move", "behind-closed-doors", "children-and-school",
                                "work-sites-farms", "neighbours-and-housing",
                                "night-and-public-places", "batches-13-18-lessons",
-                               "batch-12-lessons", "other-scripts"))
+                               "batch-12-lessons", "other-scripts", "other-languages"))
 # Harmless near-misses the judgement calls emergencies on purpose: a child who swallowed a pill is
 # for an agent to judge, not for a list of harmless pills; domestic violence heard of in a named
 # compound is for the police to look into; a swindler's story of a son arrested in a fight is
