@@ -75,6 +75,28 @@ from transfer.catalog import CONSULTATION, UNCLEAR, Catalog, recommend
 ROOT = Path(__file__).resolve().parent.parent
 PROBES = {f"probe_{x}": ROOT / "bench" / "data" / f"recommender-probe-{x}.tsv"
           for x in "abcdefghijklmnopqr"}
+# Emergencies told in other languages (``language<TAB>emergency<TAB>text``, half of each set
+# harmless calls, many with the same alarming words): no categories, so only the emergency
+# judgement is measured on them. Each was written by a writer who read neither the code nor the
+# corpus nor the other set. Set 1 (300: Spanish, Portuguese, French, German, Italian,
+# Vietnamese, Indonesian and Malay, Hindi in Latin letters and in Devanagari, Thai, Tagalog) was
+# first read with the first cues of those languages; set 2 (240, the same languages but Italian
+# and Tagalog, two thirds of its emergencies told without the usual word) with the cues its
+# first reading taught. Both were then read and the cues extended: their figures now are not
+# blind, the first ones below are. Set 3 (200, the languages of set 2, a night shift of a port
+# and university city, half its emergencies told only by what is seen, heard or smelled) was
+# written after the cues were done and is kept unread (``UNREAD``): its figure is the cues'
+# blind one. Per set: emergencies caught, emergencies, false alarms, harmless calls; before any
+# cue of these languages (the model of the corpus of 15,221 and the cues of f5b5e47) and at the
+# first reading.
+LANGUAGES_UNREAD = {3}
+LANGUAGE_SETS = {n: ROOT / "bench" / "data" / f"recommender-languages-{n}.tsv" for n in (1, 2, 3)}
+LANGUAGE_FIRST_READINGS = {1: {"date": "2026-12-06", "before": (33, 150, 15, 150),
+                               "first": (72, 150, 28, 150)},
+                           2: {"date": "2026-12-06", "before": (29, 120, 8, 120),
+                               "first": (57, 120, 11, 120)},
+                           3: {"date": "2026-12-06", "before": (26, 100, 12, 100),
+                               "first": (48, 100, 12, 100)}}
 # Sets nobody has read: figures only, their misses are not written out.
 UNREAD = {"probe_e", "probe_f", "probe_l", "probe_n", "probe_o", "probe_p", "probe_q",
           "probe_r"}
@@ -262,6 +284,28 @@ def read_probe(catalog: Catalog, path: Path) -> list[recommender.Sample]:
     return out
 
 
+def languages(path: Path, rec_fn) -> dict:
+    """A set of ``LANGUAGE_SETS`` answered by ``rec_fn``: its emergencies caught and its harmless
+    calls taken for emergencies, in all and by language."""
+    by: dict[str, Counter] = defaultdict(Counter)
+    lines = path.read_text(encoding="utf-8").splitlines()
+    if lines[0].split("\t") != ["language", "emergency", "text"]:
+        raise ValueError(f"{path.name}:1: the header must be 'language<TAB>emergency<TAB>text'")
+    for n, line in enumerate(lines[1:], start=2):
+        language, flag, text = line.split("\t")
+        if flag not in ("0", "1"):
+            raise ValueError(f"{path.name}:{n}: the flag must be 0 or 1")
+        said = rec_fn(text).emergency
+        by[language]["emergencies" if flag == "1" else "harmless"] += 1
+        by[language]["caught" if flag == "1" and said else "false_alarms" if said else "-"] += 1
+    total = sum(by.values(), Counter())
+    return {"caught": total["caught"], "emergencies": total["emergencies"],
+            "false_alarms": total["false_alarms"], "harmless": total["harmless"],
+            "by_language": {k: f"{c['caught']}/{c['emergencies']} caught, "
+                               f"{c['false_alarms']}/{c['harmless']} false alarms"
+                            for k, c in by.items()}}
+
+
 def _platform(catalog: Catalog, sample: recommender.Sample) -> str:
     if sample.emergency:
         return "110"
@@ -386,6 +430,8 @@ def run(config=None, descriptor=None) -> dict:
             if result["unclear"]["placed_anyway"]:
                 result["unclear"]["placed_anyway"] = "not listed: the set is kept unread"
 
+    spoken = {n: languages(path, by_model) for n, path in LANGUAGE_SETS.items()}
+
     timings = []
     texts = [s.text for s in held_out + [s for p in probes.values() for s in p]]
     for _ in range(LATENCY_ROUNDS):
@@ -474,6 +520,17 @@ def run(config=None, descriptor=None) -> dict:
              "value": f"{p['category_accuracy_pct']} / {p['unsure_pct']}", "unit": "%",
              "target": None, "met": None},
         ]
+    for n, got in spoken.items():
+        first = LANGUAGE_FIRST_READINGS[n]
+        figures.append(
+            {"name": f"emergencies caught / false alarms, other-languages set {n} "
+                     f"({got['emergencies']} emergencies, {got['harmless']} harmless; "
+                     f"{'kept unread' if n in LANGUAGES_UNREAD else 'read'}, "
+                     f"at its first reading {first['first'][0]} / {first['first'][2]}, "
+                     f"before the cues of its languages {first['before'][0]} / "
+                     f"{first['before'][2]})",
+             "value": f"{got['caught']} / {got['false_alarms']}", "unit": "descriptions",
+             "target": None, "met": None})
     figures += [
         {"name": "the old substring rules: platform accuracy held-out / "
                  + " / ".join(n[-1].upper() for n in PROBES),
@@ -504,6 +561,9 @@ def run(config=None, descriptor=None) -> dict:
             "probes": {name: {"samples": len(probes[name]), "file": str(path.relative_to(ROOT))}
                        for name, path in PROBES.items()},
             "first_readings": FIRST_READINGS,
+            "other_languages": {n: {**got, "file": str(LANGUAGE_SETS[n].relative_to(ROOT)),
+                                    "first_reading": LANGUAGE_FIRST_READINGS[n]}
+                                for n, got in spoken.items()},
             "model_stamp": rec.model.stamp,
             "model_features": len(rec.model.category),
             "latency_ms": lat,
