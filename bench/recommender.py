@@ -289,12 +289,14 @@ def languages(path: Path, rec_fn) -> dict:
     calls taken for emergencies, in all and by language."""
     by: dict[str, Counter] = defaultdict(Counter)
     lines = path.read_text(encoding="utf-8").splitlines()
-    if lines[0].split("\t") != ["language", "emergency", "text"]:
+    if lines[0].strip().split("\t") != ["language", "emergency", "text"]:
         raise ValueError(f"{path.name}:1: the header must be 'language<TAB>emergency<TAB>text'")
     for n, line in enumerate(lines[1:], start=2):
-        language, flag, text = line.split("\t")
-        if flag not in ("0", "1"):
-            raise ValueError(f"{path.name}:{n}: the flag must be 0 or 1")
+        if not line.strip():
+            continue
+        language, flag, text = (line.split("\t", 2) + ["", ""])[:3]
+        if flag not in ("0", "1") or not text.strip():
+            raise ValueError(f"{path.name}:{n}: expected 'language<TAB>0|1<TAB>text'")
         said = rec_fn(text).emergency
         by[language]["emergencies" if flag == "1" else "harmless"] += 1
         by[language]["caught" if flag == "1" and said else "false_alarms" if said else "-"] += 1
@@ -561,7 +563,10 @@ def run(config=None, descriptor=None) -> dict:
             "probes": {name: {"samples": len(probes[name]), "file": str(path.relative_to(ROOT))}
                        for name, path in PROBES.items()},
             "first_readings": FIRST_READINGS,
-            "other_languages": {n: {**got, "file": str(LANGUAGE_SETS[n].relative_to(ROOT)),
+            # An unread set's totals only: its answers by language would be something to tune to.
+            "other_languages": {n: {**{k: v for k, v in got.items()
+                                       if k != "by_language" or n not in LANGUAGES_UNREAD},
+                                    "file": str(LANGUAGE_SETS[n].relative_to(ROOT)),
                                     "first_reading": LANGUAGE_FIRST_READINGS[n]}
                                 for n, got in spoken.items()},
             "model_stamp": rec.model.stamp,
