@@ -348,14 +348,36 @@ def recover_dead_phones(phones: Phones, lab: Lab) -> str:
     dead = phones.lib.dead()
     if not dead:
         return ""
+    deaths = "; ".join(p.death() for p in dead)
+    _restart_phones(phones, lab, dead)
+    phones.lib.hang_up_all()
+    return deaths
+
+
+def _restart_phones(phones: Phones, lab: Lab, which: list) -> None:
     for ari in lab.ari.values():
         for channel in ari.channels():
             ari.hang_up(channel["id"])
-    deaths = "; ".join(p.death() for p in dead)
-    for p in dead:
+    for p in which:
         p.restart()
-    phones.lib.hang_up_all()
-    return deaths
+
+
+def hang_up_every_call(phones: Phones, lab: Lab) -> None:
+    """Every phone hangs up. A phone whose call will not end (its SIP stack lost track of it)
+    is started again, its calls ended on the PBXs, so that only this test fails: the call would
+    otherwise still ring or hold a slot in every later test."""
+    import phones as phones_mod
+
+    try:
+        phones.lib.hang_up_all()
+    except phones_mod.Timeout:
+        stuck = [p for p in phones.lib.phones if p.live_calls()]
+        calls = ", ".join(repr(c) for p in stuck for c in p.live_calls())
+        errors = "; ".join(e for p in stuck for e in p.errors[-3:])
+        _restart_phones(phones, lab, stuck)
+        phones.lib.hang_up_all()
+        pytest.fail(f"calls that would not end: {calls} (the phones' last errors: {errors}); "
+                    "they were ended over ARI and their phones started again")
 
 
 @pytest.fixture
@@ -370,7 +392,7 @@ def phones(_phones, service, lab):
     yield _phones
     if deaths := recover_dead_phones(_phones, lab):
         pytest.fail(f"{deaths}: their calls were ended over ARI and the phones started again")
-    _phones.lib.hang_up_all()
+    hang_up_every_call(_phones, lab)
     deadline = time.monotonic() + 5
     while (left := lab.leftovers()) and time.monotonic() < deadline:
         _phones.lib.sleep(0.1)

@@ -33,6 +33,8 @@ HOST = "127.0.0.1"
 
 # pjsip_inv_state values, so the test process need not load pjsua.
 NULL, CALLING, INCOMING, EARLY, CONNECTING, CONFIRMED, DISCONNECTED = range(7)
+# pjsip's status for "INVITE session already terminated" (PJSIP_ERRNO_START_PJSIP + 140).
+PJSIP_ESESSIONTERMINATED = 171140
 
 
 class Timeout(AssertionError):
@@ -77,6 +79,12 @@ def _worker(conn: Connection, account: dict, host: str, log_level: int) -> None:
 
     domain = account["registrar"].removeprefix("sip:")
     calls: dict[str, pj.Call] = {}
+    # Every Call object this phone made, kept until the worker ends (os._exit: no destructor
+    # runs). pjsua2's ~Call detaches and hangs up whatever call holds its slot *now*; a stale
+    # reference dropped after the slot was reused (four calls later: PJSUA_MAX_CALLS) killed a
+    # ringing call that then never reported DISCONNECTED (CI: PJSIP_ESESSIONTERMINATED on
+    # answer, and every later teardown waited for that call in vain).
+    made: list[pj.Call] = []
     rate = cfg.medConfig.clockRate
     frame_samples = rate * cfg.medConfig.audioFramePtime // 1000
     auto_answer = {"code": None}
@@ -241,6 +249,7 @@ def _worker(conn: Connection, account: dict, host: str, log_level: int) -> None:
             key = f"w{next(counter)}"
             call = WCall(self, key, prm.callId)
             calls[key] = call
+            made.append(call)
             code = auto_answer["code"] or 180
             # With the code: a call refused at once is over, not ringing, for the test side.
             send("incoming", key, prm.rdata.wholeMsg, rang_at, code)
@@ -284,6 +293,7 @@ def _worker(conn: Connection, account: dict, host: str, log_level: int) -> None:
         if cmd == "dial":
             call = WCall(acc, key)
             calls[key] = call
+            made.append(call)
             call.makeCall(f"sip:{args[0]}@{domain}", op_with())
             return
         if cmd == "auto_answer":
@@ -304,6 +314,27 @@ def _worker(conn: Connection, account: dict, host: str, log_level: int) -> None:
         call = calls.get(key)
         if call is None:
             raise RuntimeError(f"no live call {key}")
+        try:
+            do_call(cmd, key, call, *args)
+        except pj.Error as exc:
+            if exc.status == PJSIP_ESESSIONTERMINATED:
+                # Over for pjsua, though this Call object was never told (see ``made``): it is
+                # over for the tests too, or every later teardown waits for it in vain.
+                ended(call)
+            raise
+
+    def ended(call: WCall) -> None:
+        if calls.pop(call.key, None) is None:
+            return
+        call.release_ports()
+        try:
+            info = call.getInfo()
+            code, remote = info.lastStatusCode, info.remoteUri
+        except pj.Error:
+            code, remote = 0, ""
+        send("state", call.key, pj.PJSIP_INV_STATE_DISCONNECTED, code, remote)
+
+    def do_call(cmd: str, key: str, call: WCall, *args) -> None:
         if cmd == "accept":
             call.answer(op_with(200))
             send("done", key, cmd, time.monotonic())
