@@ -7,6 +7,7 @@ arrives (``unspaced``), not in the training: see there."""
 
 from __future__ import annotations
 
+import math
 import re
 import threading
 import unicodedata
@@ -224,7 +225,8 @@ def _mandarin(text: str) -> str:
 # piàn le". As written the model half knew such text (the held-out set typed so: 57 % placed, 345
 # of 754 emergencies missed) and only a few danger cues had a pinyin form. It is read as the
 # Chinese words it spells, the most likely ones for the whole text by a table of words by their
-# pinyin that the model is built with (``recommender.pinyin_table``).
+# pinyin that the model is built with (``recommender.pinyin_table``), each homophone weighed by
+# the word before it as the corpus says them.
 _TONED = str.maketrans("āáǎàēéěèīíǐìōóǒòūúǔùǖǘǚǜüńňǹ", "aaaaeeeeiiiioooouuuuvvvvvnnn")
 # Letters, digits, spaces and the punctuation of either keyboard (a phone's input method may
 # give Chinese punctuation while its letters stay Latin).
@@ -236,6 +238,9 @@ _PUNCT_CN = str.maketrans({",": "，", ".": "。", "!": "！", "?": "？", ";": 
 # Each word costs this much beyond its log-probability: fewer, longer words are likelier than
 # the same sounds as single characters (``recommender.CORPUS_WORD_WEIGHT`` for how it was set).
 _WORD_COST = 1.0
+# How much a word's own probability weighs against what followed the word before it in the
+# corpus, counted in occurrences of that word (``recommender.PINYIN_HOMOPHONES``: how it was set).
+_CONTEXT_PRIOR = 100.0
 # Syllables that make no word of a description on their own (interjections: 嗯, 呣, 哼): never
 # what makes a token pinyin ("n", "m" would make "gun", "woman" pinyin).
 _NOT_ALONE = frozenset({"n", "m", "ng", "hm", "hng"})
@@ -245,15 +250,21 @@ _PINYIN_LONGEST = 1000
 
 
 class PinyinTable:
-    """Words by their pinyin without tones (``"tiaolou"`` -> 跳楼), each with its log-probability;
-    a key's most frequent word only. ``english``: the words of the corpus's English (and other
-    Latin-script) descriptions, some of which are syllables too ("a gun", "police", "he ran")."""
+    """Words by their pinyin without tones (``"tiaolou"`` -> 跳楼, 条路), each with its
+    log-probability, the likeliest first; ``follows``: for a word of the corpus, how often it
+    was followed by any word and by each (``recommender.pinyin_table``), so that the words
+    around a syllable choose among its homophones ("ta yao sha wo" 他要杀我, not 他要啥我).
+    ``english``: the words of the corpus's English (and other Latin-script) descriptions, some
+    of which are syllables too ("a gun", "police", "he ran")."""
 
-    def __init__(self, words: dict[str, tuple[str, float]], english: frozenset[str] = frozenset()):
+    def __init__(self, words: dict[str, tuple[tuple[str, float], ...]],
+                 english: frozenset[str] = frozenset(),
+                 follows: dict[str, tuple[int, dict[str, int]]] | None = None):
         self.words = words
         self.english = english
-        self.syllables = frozenset(k for k, (w, _) in words.items()
-                                   if len(w) == 1 and k not in _NOT_ALONE)
+        self.follows = follows or {}
+        self.syllables = frozenset(k for k, found in words.items()
+                                   if k not in _NOT_ALONE and any(len(w) == 1 for w, _ in found))
         self.longest = max(map(len, words), default=0)
 
     def spells(self, token: str) -> bool:
@@ -270,27 +281,61 @@ class PinyinTable:
         return all(map(self.spells, tokens)) and \
             2 * sum(t in self.english for t in tokens) < len(tokens)
 
+    def after(self, previous: str, word: str, logp: float) -> float:
+        """The log-probability of ``word`` after ``previous``: what followed ``previous`` in
+        the corpus, smoothed towards the word's own probability (``logp``), which is all there
+        is to go by after a word the corpus never had."""
+        seen = self.follows.get(previous)
+        if seen is None:
+            return logp
+        total, next_words = seen
+        return math.log((next_words.get(word, 0) + _CONTEXT_PRIOR * math.exp(logp))
+                        / (total + _CONTEXT_PRIOR))
+
     def read(self, letters: str) -> str | None:
-        """The likeliest words for a run of letters (spaces taken out), or None."""
+        """The likeliest words for a run of letters (spaces taken out), or None: the best path
+        through the words its pieces spell, each word scored after the one before it
+        (``after``, written out here: this runs on the event loop)."""
         n = len(letters)
-        best: list[tuple[float, int, str] | None] = [None] * (n + 1)
-        best[0] = (0.0, 0, "")
+        # at[i]: the last word of a reading of letters[:i] -> (score, where it starts, the word
+        # before it); one entry per word, as a word's key fixes where it starts.
+        at: list[dict[str, tuple[float, int, str]]] = [{} for _ in range(n + 1)]
+        at[0][""] = (0.0, 0, "")
+        contexts: dict[int, list] = {}
         for i in range(1, n + 1):
+            ending = at[i]
             for j in range(max(0, i - self.longest), i):
-                if best[j] is None:
+                if not at[j]:
                     continue
-                entry = self.words.get(letters[j:i])
-                if entry is not None:
-                    score = best[j][0] + entry[1] - _WORD_COST
-                    if best[i] is None or score > best[i][0]:
-                        best[i] = (score, j, entry[0])
-        if best[n] is None:
+                found = self.words.get(letters[j:i])
+                if found is None:
+                    continue
+                context = contexts.get(j)
+                if context is None:
+                    context = contexts[j] = [(score, prev, self.follows.get(prev))
+                                             for prev, (score, _, _) in at[j].items()]
+                for word, logp in found:
+                    own = _CONTEXT_PRIOR * math.exp(logp)
+                    best, came_after = -math.inf, ""
+                    for score, prev, seen in context:
+                        if seen is not None:
+                            score += math.log((seen[1].get(word, 0) + own)
+                                              / (seen[0] + _CONTEXT_PRIOR))
+                        else:
+                            score += logp
+                        if score > best:
+                            best, came_after = score, prev
+                    best -= _WORD_COST
+                    if word not in ending or best > ending[word][0]:
+                        ending[word] = (best, j, came_after)
+        if not at[n]:
             return None
         out, i = [], n
+        word = max(at[n], key=lambda w: at[n][w][0])
         while i > 0:
-            _, j, word = best[i]
+            _, j, previous = at[i][word]
             out.append(word)
-            i = j
+            i, word = j, previous
         return "".join(reversed(out))
 
 

@@ -871,11 +871,12 @@ def test_pinyin_is_read_as_the_chinese_it_spells_and_english_stays_english():
     parted by an apostrophe or a hyphen, tone marks (composed or not) and tone numbers, ü typed
     as v, digits kept, either keyboard's punctuation; not a text with a word no syllables make,
     nor one half of whose words are the corpus's English, nor one of fewer than 4 letters."""
-    table = reading.PinyinTable({"you": ("有", -5.0), "ren": ("人", -6.0), "youren": ("有人", -7.0),
-                                 "tiao": ("跳", -8.0), "lou": ("楼", -7.0), "tiaolou": ("跳楼", -9.0),
-                                 "le": ("了", -4.0), "lv": ("绿", -9.0), "deng": ("灯", -8.0),
-                                 "a": ("啊", -9.0), "n": ("嗯", -9.0), "gu": ("股", -9.0),
-                                 "wo": ("我", -5.0), "ma": ("吗", -6.0), "man": ("慢", -9.0)},
+    words = {"you": ("有", -5.0), "ren": ("人", -6.0), "youren": ("有人", -7.0),
+             "tiao": ("跳", -8.0), "lou": ("楼", -7.0), "tiaolou": ("跳楼", -9.0),
+             "le": ("了", -4.0), "lv": ("绿", -9.0), "deng": ("灯", -8.0), "a": ("啊", -9.0),
+             "n": ("嗯", -9.0), "gu": ("股", -9.0), "wo": ("我", -5.0), "ma": ("吗", -6.0),
+             "man": ("慢", -9.0)}
+    table = reading.PinyinTable({k: (v,) for k, v in words.items()},
                                 english=frozenset({"a", "you", "man"}))
     assert reading.from_pinyin("you ren tiao lou le!", table) == "有人跳楼了！"
     assert reading.from_pinyin("YouRen Tiao-Lou", table) == "有人跳楼"
@@ -893,6 +894,27 @@ def test_pinyin_is_read_as_the_chinese_it_spells_and_english_stays_english():
     assert table.spells("youren") and not table.spells("yourn") and not table.spells("gun")
 
 
+def test_the_words_around_a_syllable_choose_among_its_homophones():
+    """Each key keeps its likeliest words; which one is read is scored after the word before
+    it, by what followed that word in the corpus (smoothed towards the word's own probability),
+    so the commoner homophone wins only where the context does not say otherwise."""
+    table = reading.PinyinTable(
+        {"ta": (("他", -5.0),), "yao": (("要", -5.0),), "sha": (("啥", -7.0), ("杀", -8.0)),
+         "wo": (("我", -5.0),), "you": (("有", -5.0),), "ren": (("人", -6.0),),
+         "zai": (("在", -5.0),), "dajia": (("大家", -6.0), ("打架", -7.5)), "hao": (("好", -5.0),),
+         "da": (("大", -6.0),), "jia": (("家", -6.0),)},
+        follows={"要": (40, {"杀": 12, "去": 20}), "人": (50, {"打架": 9, "在": 30}),
+                 "在": (60, {"打架": 10})})
+    assert reading.from_pinyin("ta yao sha wo", table) == "他要杀我"
+    assert reading.from_pinyin("wo sha", table) == "我啥"       # after a word of no counts
+    assert reading.from_pinyin("you ren zai da jia", table) == "有人在打架"
+    assert reading.from_pinyin("da jia hao", table) == "大家好"
+    # Without the counts of what follows what, each key reads as its likeliest word.
+    plain = reading.PinyinTable(table.words)
+    assert reading.from_pinyin("ta yao sha wo", plain) == "他要啥我"
+    assert reading.from_pinyin("you ren zai da jia", plain) == "有人在大家"
+
+
 def test_the_answer_says_how_it_read_a_description_written_otherwise(engine):
     assert engine.recommend(text="个小孩不见了，刚才还在公园").read_as == ""
     rec = engine.recommend(text="個細路唔見咗，頭先仲喺公園")
@@ -902,6 +924,13 @@ def test_the_answer_says_how_it_read_a_description_written_otherwise(engine):
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["read_as"] == "没有人受伤"
     assert engine.recommend(text="you ren tiao lou").read_as == "有人跳楼"
+    # Homophones read by the words around them, as the corpus says them: 杀, not the commoner
+    # 啥; 打架 after 在, 大家 before 好.
+    for typed, read in (("ta yao sha wo", "他要杀我"), ("you ren zai da jia", "有人在打架"),
+                        ("jia li you mei qi wei", "家里有煤气味")):
+        rec = engine.recommend(text=typed)
+        assert (rec.read_as, rec.platform, rec.emergency) == (read, "110", True), (typed, rec)
+    assert engine.recommend(text="da jia hao").read_as == "大家好"
     assert engine.recommend(text="Someone is on the roof edge").read_as == ""
     # English whose every word is syllables too: the corpus's English tells it from pinyin
     # (read as pinyin, "a gun" was 啊滚 and no emergency).
