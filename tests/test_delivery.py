@@ -66,6 +66,24 @@ def test_a_crashed_phone_fails_its_test_and_is_started_again(phones, lab):
     call.hears(leg)
 
 
+def test_a_phone_whose_call_will_not_end_fails_its_test_and_is_started_again(phones, lab):
+    """The phone rig: a phone that cannot end its call (frozen here; in CI its SIP stack had
+    lost track of the call) fails the test it is in, not every later one: the call is ended on
+    the PBX and the phone started again."""
+    import signal
+
+    from conftest import hang_up_every_call
+
+    call, agent, leg = connect(phones, phones.citizen, "12345", "12345")
+    os.kill(agent.proc.pid, signal.SIGSTOP)
+    with pytest.raises(pytest.fail.Exception,
+                       match=rf"calls that would not end: <Call {agent.username}/{leg.key} "):
+        hang_up_every_call(phones, lab)
+    assert call.ended and not agent.live_calls() and agent.registered
+    call, again, leg = connect(phones, phones.citizen, "12345", "12345")
+    call.hears(leg)
+
+
 def _agent_states(service, since: int, agent: str) -> list[tuple[str, float]]:
     """(device state, when) of ``agent`` as the service saw them, from its log."""
     import json
