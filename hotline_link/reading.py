@@ -238,9 +238,13 @@ _PUNCT_CN = str.maketrans({",": "，", ".": "。", "!": "！", "?": "？", ";": 
 # Each word costs this much beyond its log-probability: fewer, longer words are likelier than
 # the same sounds as single characters (``recommender.CORPUS_WORD_WEIGHT`` for how it was set).
 _WORD_COST = 1.0
-# How much a word's own probability weighs against what followed the word before it in the
-# corpus, counted in occurrences of that word (``recommender.PINYIN_HOMOPHONES``: how it was set).
-_CONTEXT_PRIOR = 100.0
+# Readings kept of the letters before a word (``PinyinTable.read``).
+_BEAM = 8
+# A word followed by words fewer times than this says nothing of the next one: one 一家人没 in
+# the corpus read "yi jia ren mei qi zhong du le" 一家人没其中堵了, not 煤气中毒.
+_CONTEXT_MIN = 3
+# What each pair of neighbours the corpus had gives up to the words never seen after the first.
+_DISCOUNT = 0.75
 # Syllables that make no word of a description on their own (interjections: 嗯, 呣, 哼): never
 # what makes a token pinyin ("n", "m" would make "gun", "woman" pinyin).
 _NOT_ALONE = frozenset({"n", "m", "ng", "hm", "hng"})
@@ -263,9 +267,44 @@ class PinyinTable:
         self.words = words
         self.english = english
         self.follows = follows or {}
+        # For each word followed by others often enough: what followed it, 1 / how often, and
+        # the weight of a word's own probability after it, plain and as a log. Interpolated
+        # absolute discounting: P(w | p) = (count(p w) - d) / count(p) + d x (the number of
+        # different words seen after p) / count(p) x P(w); a word seen once after a rare one
+        # (它再, one of 13) counts for less than the 1/13 it would say alone.
+        self._after: dict[str, tuple[dict[str, int], float, float, float]] = {}
+        for previous, (total, after) in self.follows.items():
+            if total < _CONTEXT_MIN:
+                continue
+            weight = _DISCOUNT * len(after) / total
+            self._after[previous] = (after, 1 / total, weight, math.log(weight))
         self.syllables = frozenset(k for k, found in words.items()
                                    if k not in _NOT_ALONE and any(len(w) == 1 for w, _ in found))
         self.longest = max(map(len, words), default=0)
+
+    def to_text(self) -> tuple[str, str]:
+        """The words and what follows what as two texts, a line a key ("dajia\t大家 -9.1\t打架
+        -10.3") and a line a word ("在\t3681\t打 19\t家 250"): one JSON string each. As JSON
+        objects they made the model's JSON take 0.22 s to parse, not 0.06, all of it holding the
+        GIL and so the event loop of a service loading it; ``from_text`` splits them in Python,
+        between whose lines the loop runs."""
+        words = "\n".join(k + "".join(f"\t{w} {lp}" for w, lp in found)
+                          for k, found in self.words.items())
+        follows = "\n".join(f"{w}\t{total}" + "".join(f"\t{n} {c}" for n, c in after.items())
+                            for w, (total, after) in self.follows.items())
+        return words, follows
+
+    @classmethod
+    def from_text(cls, words: str, english: frozenset[str], follows: str) -> "PinyinTable":
+        table: dict[str, tuple[tuple[str, float], ...]] = {}
+        for line in words.splitlines():
+            key, *found = line.split("\t")
+            table[key] = tuple((w, float(lp)) for w, lp in map(str.split, found))
+        after: dict[str, tuple[int, dict[str, int]]] = {}
+        for line in follows.splitlines():
+            word, total, *seen = line.split("\t")
+            after[word] = (int(total), {n: int(c) for n, c in map(str.split, seen)})
+        return cls(table, english, after)
 
     def spells(self, token: str) -> bool:
         """Is ``token`` syllables and nothing else ("zhaohuo" is; "help", "fire" are not)?"""
@@ -281,21 +320,12 @@ class PinyinTable:
         return all(map(self.spells, tokens)) and \
             2 * sum(t in self.english for t in tokens) < len(tokens)
 
-    def after(self, previous: str, word: str, logp: float) -> float:
-        """The log-probability of ``word`` after ``previous``: what followed ``previous`` in
-        the corpus, smoothed towards the word's own probability (``logp``), which is all there
-        is to go by after a word the corpus never had."""
-        seen = self.follows.get(previous)
-        if seen is None:
-            return logp
-        total, next_words = seen
-        return math.log((next_words.get(word, 0) + _CONTEXT_PRIOR * math.exp(logp))
-                        / (total + _CONTEXT_PRIOR))
-
     def read(self, letters: str) -> str | None:
         """The likeliest words for a run of letters (spaces taken out), or None: the best path
-        through the words its pieces spell, each word scored after the one before it
-        (``after``, written out here: this runs on the event loop)."""
+        through the words its pieces spell, each word scored after the one before it (see
+        ``__init__``; after a word followed too rarely in the corpus, its own log-probability).
+        Of the readings of the letters before a word, the ``_BEAM`` best are tried (the time
+        grows with them; no reading lost at 8)."""
         n = len(letters)
         # at[i]: the last word of a reading of letters[:i] -> (score, where it starts, the word
         # before it); one entry per word, as a word's key fixes where it starts.
@@ -312,17 +342,20 @@ class PinyinTable:
                     continue
                 context = contexts.get(j)
                 if context is None:
-                    context = contexts[j] = [(score, prev, self.follows.get(prev))
-                                             for prev, (score, _, _) in at[j].items()]
+                    best_first = sorted(((score, prev) for prev, (score, _, _) in at[j].items()),
+                                        reverse=True)[:_BEAM]
+                    context = contexts[j] = [(score, prev, self._after.get(prev))
+                                             for score, prev in best_first]
                 for word, logp in found:
-                    own = _CONTEXT_PRIOR * math.exp(logp)
                     best, came_after = -math.inf, ""
                     for score, prev, seen in context:
-                        if seen is not None:
-                            score += math.log((seen[1].get(word, 0) + own)
-                                              / (seen[0] + _CONTEXT_PRIOR))
-                        else:
+                        if seen is None:
                             score += logp
+                        else:
+                            count = seen[0].get(word)
+                            score += (logp + seen[3] if count is None else
+                                      math.log((count - _DISCOUNT) * seen[1]
+                                               + seen[2] * math.exp(logp)))
                         if score > best:
                             best, came_after = score, prev
                     best -= _WORD_COST

@@ -412,13 +412,15 @@ def english_words(texts: list[str], pinyin: reading.PinyinTable) -> frozenset[st
 # (200), 97.4 / 95.7 (1,000), 97.9 / 96.2 (5,000, with a word's cost 1 in place of 3); as
 # typed, 50.0 / 72.0 %.
 CORPUS_WORD_WEIGHT = 5000
-# Words kept of a key: its homophones, for the words around them to choose from. Read after the
-# word before them (``reading.PinyinTable.after``), 1,000 training lines of a fold typed in
-# pinyin by pypinyin and read back with a table built without that fold, characters as in the
-# Chinese text: 89.6 -> 92.4 % (fold 0), 90.0 -> 92.8 % (fold 1); their emergency answers the
-# same as the Chinese text's 98.2 -> 98.6 %, 97.3 -> 98.1 %. A word's own probability weighs
-# as 100 occurrences of the word before it (30: 92.0 / 92.7 %, 300: 92.3 / 92.8 %); 2 words a
-# key 92.0 %, 8 words 92.5 %.
+# Words kept of a key: its likeliest homophones and every word the corpus says, for the words
+# around them to choose from (``reading.PinyinTable.read``). 1,000 training lines of a fold typed
+# in pinyin by pypinyin and read back with a table built without that fold, characters as in the
+# Chinese text: 89.6 -> 92.8 % (fold 0), 90.0 -> 93.2 % (fold 1); emergency answers the same as
+# the Chinese text's 98.2 -> 98.6 %, 97.3 -> 98.2 %. Variants (fold 0): Witten-Bell smoothing
+# 92.8 % (but 它再打他老婆 for "ta zai da ta lao po", from one 它再 of 13); a fixed weight of 100
+# for a word's own probability 92.4; context from words followed fewer than 3 times too 92.9
+# (but 一家人没其中堵了 for "yi jia ren mei qi zhong du le", from one 一家人没 of 2), 10 times
+# 92.3; 2 words a key 92.0, 8 the same as 4.
 PINYIN_HOMOPHONES = 4
 # Of the dictionary's words, the most frequent ones (and every word of the corpus): the same
 # answers as with all 66,000 (97.8 / 96.1 % against 97.9 / 96.2), in 22,000 keys, not 49,000
@@ -429,9 +431,9 @@ PINYIN_DICTIONARY_WORDS = 20_000
 def pinyin_table(dictionary: Path, texts: list[str]) -> tuple[
         dict[str, tuple[tuple[str, float], ...]], dict[str, tuple[int, dict[str, int]]]]:
     """The model's words (its dictionary's most frequent and the training texts') by their
-    pinyin without tones, each key's ``PINYIN_HOMOPHONES`` likeliest words with their
-    log-probabilities; and for each word of the texts, how often a word followed it and which
-    (``reading.PinyinTable``)."""
+    pinyin without tones, each key's ``PINYIN_HOMOPHONES`` likeliest words and every word of
+    the texts, with their log-probabilities; and for each word of the texts, how often a word
+    followed it and which (``reading.PinyinTable``)."""
     from pypinyin import lazy_pinyin
 
     han = re.compile(r"[\u4e00-\u9fff]+")
@@ -460,7 +462,8 @@ def pinyin_table(dictionary: Path, texts: list[str]) -> tuple[
         if key.isascii() and key.isalpha():
             by_key.setdefault(key, []).append((n, word))
     words = {key: tuple((word, round(math.log(n / total), 3))
-                        for n, word in sorted(found, reverse=True)[:PINYIN_HOMOPHONES])
+                        for i, (n, word) in enumerate(sorted(found, reverse=True))
+                        if i < PINYIN_HOMOPHONES or word in said)
              for key, found in by_key.items()}
     follows: dict[str, tuple[int, dict[str, int]]] = {}
     for (a, b), n in pairs.items():
@@ -475,11 +478,11 @@ def save(model: Model, directory: Path | None = None) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     foreign = model.emergency_foreign or model.emergency
+    pinyin, follows = model.pinyin.to_text() if model.pinyin else ("", "")
     tmp.write_text(json.dumps({"stamp": model.stamp, "category": model.category.to_json(),
                                "emergency": model.emergency.to_json(),
                                "emergency_foreign": foreign.to_json(),
-                               "pinyin": model.pinyin.words if model.pinyin else {},
-                               "follows": model.pinyin.follows if model.pinyin else {},
+                               "pinyin": pinyin, "follows": follows,
                                "english": sorted(model.pinyin.english) if model.pinyin else []}))
     os.replace(tmp, path)
     for old in [*path.parent.glob("model-*.json"), *path.parent.glob("words-*.txt"),
@@ -513,10 +516,8 @@ def load(catalog: Catalog, train_if_missing: bool = False) -> Model:
                 classifier.LinearModel.from_json(data[part])
                 for part in ("category", "emergency", "emergency_foreign"))
             return Model(category, emergency, s, words, _platforms(catalog, category), foreign,
-                         reading.PinyinTable(
-                             {k: tuple(map(tuple, v)) for k, v in data["pinyin"].items()},
-                             frozenset(data["english"]),
-                             {k: tuple(v) for k, v in data["follows"].items()}))
+                         reading.PinyinTable.from_text(data["pinyin"], frozenset(data["english"]),
+                                                       data["follows"]))
         except (ValueError, KeyError, TypeError):
             if not train_if_missing:
                 raise

@@ -909,6 +909,12 @@ def test_the_words_around_a_syllable_choose_among_its_homophones():
     assert reading.from_pinyin("wo sha", table) == "我啥"       # after a word of no counts
     assert reading.from_pinyin("you ren zai da jia", table) == "有人在打架"
     assert reading.from_pinyin("da jia hao", table) == "大家好"
+    # A word followed by others fewer than 3 times says nothing of the next one.
+    words = {"ta": (("他", -5.0), ("它", -8.0)), "zai": (("在", -4.0), ("再", -7.0))}
+    assert reading.from_pinyin("ta zai", reading.PinyinTable(
+        words, follows={"它": (2, {"再": 2})})) == "他在"
+    assert reading.from_pinyin("ta zai", reading.PinyinTable(
+        words, follows={"它": (30, {"再": 30})})) == "它再"
     # Without the counts of what follows what, each key reads as its likeliest word.
     plain = reading.PinyinTable(table.words)
     assert reading.from_pinyin("ta yao sha wo", plain) == "他要啥我"
