@@ -518,7 +518,7 @@ def load(catalog: Catalog, train_if_missing: bool = False) -> Model:
             return Model(category, emergency, s, words, _platforms(catalog, category), foreign,
                          reading.PinyinTable.from_text(data["pinyin"], frozenset(data["english"]),
                                                        data["follows"]))
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, AttributeError):
             if not train_if_missing:
                 raise
             # Unreadable (damaged, or of an older format): built again below.

@@ -212,8 +212,9 @@ def _worker(conn: Connection, account: dict, host: str, log_level: int) -> None:
             info = self.getInfo()
             send("state", self.key, info.state, info.lastStatusCode, info.remoteUri)
             if info.state == pj.PJSIP_INV_STATE_DISCONNECTED:
-                self.release_ports()
+                # Out of ``calls`` first: a key left there would act on the next call of its slot.
                 calls.pop(self.key, None)
+                self.release_ports()
 
         def onCallMediaState(self, prm) -> None:
             # Connect the call's audio to the null sound device both ways: the conference
