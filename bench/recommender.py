@@ -286,7 +286,8 @@ def read_probe(catalog: Catalog, path: Path) -> list[recommender.Sample]:
 
 def languages(path: Path, rec_fn) -> dict:
     """A set of ``LANGUAGE_SETS`` answered by ``rec_fn``: its emergencies caught and its harmless
-    calls taken for emergencies, in all and by language."""
+    calls taken for emergencies, in all and by language; and where what it did not take for
+    one went: its missed emergencies to 12345, its harmless calls to an agent."""
     by: dict[str, Counter] = defaultdict(Counter)
     lines = path.read_text(encoding="utf-8").splitlines()
     if lines[0].strip().split("\t") != ["language", "emergency", "text"]:
@@ -297,12 +298,20 @@ def languages(path: Path, rec_fn) -> dict:
         language, flag, text = (line.split("\t", 2) + ["", ""])[:3]
         if flag not in ("0", "1") or not text.strip():
             raise ValueError(f"{path.name}:{n}: expected 'language<TAB>0|1<TAB>text'")
-        said = rec_fn(text).emergency
+        rec = rec_fn(text)
+        said = rec.emergency
         by[language]["emergencies" if flag == "1" else "harmless"] += 1
         by[language]["caught" if flag == "1" and said else "false_alarms" if said else "-"] += 1
+        # A missed emergency answered "12345" goes to a queue as an ordinary call; one answered
+        # "not sure" reaches an agent who reads it.
+        if not said:
+            by[language][("missed" if flag == "1" else "harmless") + "_to_"
+                         + (rec.platform or "agent")] += 1
     total = sum(by.values(), Counter())
     return {"caught": total["caught"], "emergencies": total["emergencies"],
             "false_alarms": total["false_alarms"], "harmless": total["harmless"],
+            "missed_to_12345": total["missed_to_12345"],
+            "harmless_to_agent": total["harmless_to_agent"],
             "by_language": {k: f"{c['caught']}/{c['emergencies']} caught, "
                                f"{c['false_alarms']}/{c['harmless']} false alarms"
                             for k, c in by.items()}}
@@ -533,6 +542,11 @@ def run(config=None, descriptor=None) -> dict:
                      f"{first['before'][2]})",
              "value": f"{got['caught']} / {got['false_alarms']}", "unit": "descriptions",
              "target": None, "met": None})
+        figures.append(
+            {"name": f"missed emergencies sent to 12345 as ordinary calls / harmless calls an "
+                     f"agent decides, other-languages set {n}",
+             "value": f"{got['missed_to_12345']} / {got['harmless_to_agent']}",
+             "unit": "descriptions", "target": None, "met": None})
     figures += [
         {"name": "the old substring rules: platform accuracy held-out / "
                  + " / ".join(n[-1].upper() for n in PROBES),

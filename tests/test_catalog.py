@@ -114,6 +114,36 @@ def test_words_that_end_the_scare_or_only_ask_are_not_overruled_by_the_model(tex
         assert "it ended well or only asks" in rec.emergency_why, rec.emergency_why
 
 
+def _reads_half(platform: str, coverage: float):
+    """A model that knows ``coverage`` of the words and leans clearly to ``platform``."""
+    label = "public_facilities" if platform == "12345" else "public_order"
+    other = "110" if platform == "12345" else "12345"
+    return lambda text: Classified({label: 0.9, "other": 0.1}, {platform: 0.9, other: 0.1}, 0.1,
+                                   coverage)
+
+
+@pytest.mark.parametrize("text, platform, coverage, answer", [
+    # Thai and Spanish: a street light out for three days, read from under half the words
+    ("ไฟถนนหน้าบ้านเสียมาสามวันแล้ว", "12345", 0.46, None),
+    ("La farola delante de mi casa lleva tres días apagada", "12345", 0.40, None),
+    # the same, read from most of the words: the model's answer stands
+    ("La farola delante de mi casa lleva tres días apagada", "12345", 0.60, "12345"),
+    # in Chinese a 12345 answer needs no more than any answer does
+    ("门口路灯坏了三天了", "12345", 0.40, "12345"),
+    # 110 is the side to err on: it stays
+    ("ไฟถนนหน้าบ้านเสียมาสามวันแล้ว", "110", 0.46, "110"),
+])
+def test_a_language_the_model_hardly_reads_gets_no_12345_answer_as_if_all_were_well(
+        text, platform, coverage, answer):
+    rec = recommend(CATALOG, text=text, classify=_reads_half(platform, coverage))
+    assert rec.platform == answer and not rec.emergency, rec.reason
+    if answer is None:
+        assert rec.reason == (f"no recommendation: a language it learnt little of ({coverage:.0%} "
+                              "of the words known): it cannot rule out an emergency (110 0.10 / "
+                              "12345 0.90); an agent decides")
+        assert [a.label for a in rec.alternatives] == ["public_facilities", "other"]
+
+
 @pytest.mark.parametrize("kwargs", [{"text": "今天天气怎么样"}, {"code": "no_such_code"}, {}])
 def test_unknown_input_is_a_clear_no_recommendation(kwargs):
     rec = recommend(CATALOG, **kwargs)
