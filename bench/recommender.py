@@ -331,7 +331,7 @@ def evaluate(catalog: Catalog, samples: list[recommender.Sample], rec_fn, lean_f
     unclear_placed = [s for s in unclear if rec_fn(s.text).platform is not None]
     samples = [s for s in samples if s.label != UNCLEAR]
     platform_ok = category_ok = unsure = lean_ok = 0
-    tp = fp = fn = 0
+    tp = fp = fn = to_12345 = 0
     confusion: dict[str, Counter] = defaultdict(Counter)
     misses = []
     for s in samples:
@@ -347,6 +347,7 @@ def evaluate(catalog: Catalog, samples: list[recommender.Sample], rec_fn, lean_f
         tp += s.emergency and rec.emergency
         fp += rec.emergency and not s.emergency
         fn += s.emergency and not rec.emergency
+        to_12345 += s.emergency and not rec.emergency and rec.platform == "12345"
         if rec.platform != want or (s.emergency and not rec.emergency):
             misses.append({"where": s.where, "text": s.text, "want": [want, s.label, s.emergency],
                            "got": [rec.platform, got_label, rec.emergency], "why": rec.reason})
@@ -364,6 +365,9 @@ def evaluate(catalog: Catalog, samples: list[recommender.Sample], rec_fn, lean_f
         "emergency_recall_pct": round(100 * tp / (tp + fn), 1) if tp + fn else None,
         "emergency_precision_pct": round(100 * tp / (tp + fp), 1) if tp + fp else None,
         "emergency_tp_fp_fn": [tp, fp, fn],
+        # Of the missed: a 110 answer still reaches the police, "not sure" an agent who reads it,
+        # a 12345 answer a queue of ordinary calls.
+        "missed_emergencies_to_12345": to_12345,
         "unclear": {"n": len(unclear), "placed_anyway": [s.text for s in unclear_placed][:20],
                     "no_recommendation_pct": _share_pct(len(unclear) - len(unclear_placed),
                                                         len(unclear))},
@@ -468,6 +472,10 @@ def run(config=None, descriptor=None) -> dict:
          "unit": "%", "target": ">= 80", "met": (h["emergency_precision_pct"] or 0) >= 80},
         {"name": "category accuracy, held-out corpus", "value": h["category_accuracy_pct"],
          "unit": "%", "target": None, "met": None},
+        {"name": "missed emergencies answered 12345 (a queue of ordinary calls; the others went "
+                 "to 110 by their category or to an agent), held-out corpus",
+         "value": f"{h['missed_emergencies_to_12345']} of {h['emergency_tp_fp_fn'][2]}",
+         "unit": "descriptions", "target": None, "met": None},
         {"name": "unsure (no platform named), held-out corpus", "value": h["unsure_pct"],
          "unit": "%", "target": None, "met": None},
         {"name": "platform accuracy, held-out of the corpus's batches 1-4 (its 3,010 "
@@ -531,6 +539,12 @@ def run(config=None, descriptor=None) -> dict:
              "value": f"{p['category_accuracy_pct']} / {p['unsure_pct']}", "unit": "%",
              "target": None, "met": None},
         ]
+    figures.append(
+        {"name": "missed emergencies answered 12345, probe sets "
+                 + " / ".join(n[-1].upper() for n in PROBES),
+         "value": " / ".join(str(results[n]["model"]["missed_emergencies_to_12345"])
+                             for n in PROBES),
+         "unit": "descriptions", "target": None, "met": None})
     for n, got in spoken.items():
         first = LANGUAGE_FIRST_READINGS[n]
         figures.append(

@@ -969,6 +969,35 @@ def test_cross_validation_answers_each_training_description_by_a_model_that_neve
     assert 50 < out["platform_accuracy_pct"] <= 100 and out["emergency_recall_pct"] > 50
 
 
+def test_the_bench_counts_where_the_emergencies_it_missed_went(tmp_path):
+    """A missed emergency answered 110 still reaches the police, "not sure" an agent; answered
+    12345 it waits in a queue of ordinary calls: the figure that counts those."""
+    from types import SimpleNamespace
+
+    from bench import recommender as bench_recommender
+
+    answers = {"楼下有人打架": ("110", False), "河边有个人一动不动": ("12345", False),
+               "屋里好大的烟": (None, False), "有人持刀": ("110", True), "路灯坏了": ("12345", False),
+               "no entiendo nada": (None, False), "Hay humo": ("12345", False)}
+
+    def answer(text):
+        platform, emergency = answers[text]
+        return SimpleNamespace(platform=platform, emergency=emergency, category=None, reason="")
+
+    samples = [recommender.Sample(label, flag, text, f"x.tsv:{n}") for n, (label, flag, text) in
+               enumerate([("public_order", True, "楼下有人打架"),
+                          ("police_first_help", True, "河边有个人一动不动"),
+                          ("emergencies", True, "屋里好大的烟"), ("public_order", True, "有人持刀"),
+                          ("public_facilities", False, "路灯坏了")], start=2)]
+    got = bench_recommender.evaluate(CATALOG, samples, answer)
+    assert got["emergency_tp_fp_fn"] == [1, 0, 3] and got["missed_emergencies_to_12345"] == 1
+    path = tmp_path / "languages.tsv"
+    path.write_text("language\temergency\ttext\nes\t1\tHay humo\nes\t0\tno entiendo nada\n"
+                    "zh\t1\t有人持刀\nzh\t0\t路灯坏了\n", encoding="utf-8")
+    spoken = bench_recommender.languages(path, answer)
+    assert (spoken["caught"], spoken["missed_to_12345"], spoken["harmless_to_agent"]) == (1, 1, 1)
+
+
 def test_the_emergency_models_learn_the_flags_their_rule_and_language_allow(
         monkeypatch, tmp_path):
     samples = recommender.read_corpus(CATALOG)[::10]
