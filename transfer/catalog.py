@@ -79,7 +79,9 @@ MIN_COVERAGE = 0.25
 # calls. At 0.5 an agent decides 32 of those 41, and 89 of the 370 harmless calls (such a caller
 # needs an interpreter anyway); of the held-out foreign callers 3 answers that were right and 1
 # that was wrong, of the unread set Q 6 right ones, all in languages other than English. A 110
-# answer stays: it is the side to err on.
+# answer stays: it is the side to err on. Japanese counts as Chinese here: its kanji are words the
+# model knows (taken for another language, 3 more right answers of the held-out set and 2 of Q's
+# were lost).
 MIN_COVERAGE_NOT_CHINESE_12345 = 0.50
 _CHINESE_CHARACTER = re.compile(r"[\u4e00-\u9fff]")
 # The emergency model's say, beside the danger cues: it errs towards danger on purpose. 0.45 (0.5
