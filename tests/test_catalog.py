@@ -114,34 +114,53 @@ def test_words_that_end_the_scare_or_only_ask_are_not_overruled_by_the_model(tex
         assert "it ended well or only asks" in rec.emergency_why, rec.emergency_why
 
 
-def _reads_half(platform: str, coverage: float):
-    """A model that knows ``coverage`` of the words and leans clearly to ``platform``."""
+def _reads(platform: str, known: float | None):
+    """A model that leans clearly to ``platform`` and knows ``known`` of the words of a text not
+    mostly in Chinese characters (None: Chinese text)."""
     label = "public_facilities" if platform == "12345" else "public_order"
     other = "110" if platform == "12345" else "12345"
     return lambda text: Classified({label: 0.9, "other": 0.1}, {platform: 0.9, other: 0.1}, 0.1,
-                                   coverage)
+                                   0.9, known)
 
 
-@pytest.mark.parametrize("text, platform, coverage, answer", [
-    # Thai and Spanish: a street light out for three days, read from under half the words
-    ("ไฟถนนหน้าบ้านเสียมาสามวันแล้ว", "12345", 0.46, None),
-    ("La farola delante de mi casa lleva tres días apagada", "12345", 0.40, None),
-    # the same, read from most of the words: the model's answer stands
-    ("La farola delante de mi casa lleva tres días apagada", "12345", 0.60, "12345"),
-    # in Chinese a 12345 answer needs no more than any answer does
-    ("门口路灯坏了三天了", "12345", 0.40, "12345"),
+@pytest.mark.parametrize("text, platform, known, answer", [
+    # Thai and Spanish: a street light out for three days, most words unknown to the model
+    ("ไฟถนนหน้าบ้านเสียมาสามวันแล้ว", "12345", 0.0, None),
+    ("La farola delante de mi casa lleva tres días apagada", "12345", 0.3, None),
+    ("La farola delante de mi casa lleva tres días apagada", "12345", 0.5, None),   # half: no
+    # the same, most words known: the model's answer stands
+    ("La farola delante de mi casa lleva tres días apagada", "12345", 0.6, "12345"),
+    # Chinese text: a 12345 answer needs no more than any answer does
+    ("门口路灯坏了三天了", "12345", None, "12345"),
     # 110 is the side to err on: it stays
-    ("ไฟถนนหน้าบ้านเสียมาสามวันแล้ว", "110", 0.46, "110"),
+    ("ไฟถนนหน้าบ้านเสียมาสามวันแล้ว", "110", 0.0, "110"),
 ])
 def test_a_language_the_model_hardly_reads_gets_no_12345_answer_as_if_all_were_well(
-        text, platform, coverage, answer):
-    rec = recommend(CATALOG, text=text, classify=_reads_half(platform, coverage))
+        text, platform, known, answer):
+    rec = recommend(CATALOG, text=text, classify=_reads(platform, known))
     assert rec.platform == answer and not rec.emergency, rec.reason
     if answer is None:
-        assert rec.reason == (f"no recommendation: a language it learnt little of ({coverage:.0%} "
+        assert rec.reason == (f"no recommendation: a language it learnt little of ({known:.0%} "
                               "of the words known): it cannot rule out an emergency (110 0.10 / "
                               "12345 0.90); an agent decides")
         assert [a.label for a in rec.alternatives] == ["public_facilities", "other"]
+        assert rec.emergency_why == ("no emergency: no cue of danger; it cannot rule one out in "
+                                     f"words it learnt little of ({known:.0%} known)")
+
+
+def test_a_language_it_hardly_reads_keeps_the_reason_it_had_for_being_unsure():
+    """Where the answer was unsure anyway, its reason stays; the emergency's says why it cannot
+    be ruled out."""
+    def unsure(text):
+        return Classified({"public_facilities": 0.5, "public_order": 0.4, "other": 0.1},
+                          {"12345": 0.55, "110": 0.45}, 0.1, 0.9, 0.2)
+
+    rec = recommend(CATALOG, text="Mein Nachbar ist seit zwei Tagen nicht zu sehen",
+                    classify=unsure)
+    assert rec.platform is None and rec.reason.startswith("no recommendation: not sure which "
+                                                          "platform"), rec.reason
+    assert rec.emergency_why.endswith("it cannot rule one out in words it learnt little of "
+                                      "(20% known)"), rec.emergency_why
 
 
 @pytest.mark.parametrize("kwargs", [{"text": "今天天气怎么样"}, {"code": "no_such_code"}, {}])
