@@ -166,6 +166,7 @@ _HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 _LETTER = re.compile(r"[^\W\d_]")
 _NOT_HAN_WORD = re.compile(r"[^\W\d_\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+")
 
+
 @dataclass(frozen=True)
 class Model:
     """What the recommender reads: the category model (a platform's probability is the sum of
