@@ -144,6 +144,7 @@ class AgiServer:
         await agi.set("HOTLINE_ROUTE_CONFIDENCE",
                       "" if rec.confidence is None else f"{rec.confidence:.2f}")
         await agi.set("HOTLINE_ROUTE_MATTER", matter_id)
+        await agi.set("HOTLINE_ROUTE_UNSURE", rec.unsure)
         await agi.set("HOTLINE_ROUTE_REASON", rec.reason)
         clog.info("route", platform=rec.platform, category=rec.category, emergency=rec.emergency,
                   confidence=rec.confidence, method=rec.method, matter_id=matter_id or None)

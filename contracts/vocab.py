@@ -152,3 +152,17 @@ class CommandStatus(StrEnum):
     STARTED = "started"            # a transfer began (its id)
     DONE = "done"                  # an action that starts no transfer of this side was taken
     REFUSED = "refused"            # nothing was done (the reason)
+
+
+class Unsure(StrEnum):
+    """Why a recommendation names no platform (the IVR's ``HOTLINE_ROUTE_UNSURE``, the API's
+    ``unsure``), for a dialplan or a desktop to act on; the reason says it in words. The
+    dialplan's own ``unavailable`` (the recommender did not answer) is no answer of its."""
+    NO_INPUT = "no_input"                  # neither a code nor a description
+    UNKNOWN_CODE = "unknown_code"          # a matter code the catalog does not have
+    NO_MATCH = "no_match"                  # no model, and no catalog term in the words
+    UNKNOWN_WORDS = "unknown_words"        # the words are mostly unknown to the model
+    NOTHING_TO_PLACE = "nothing_to_place"  # "喂喂你好", "我要投诉": nothing to place yet
+    PLATFORM = "platform"                  # the model is not sure which platform
+    LANGUAGE = "language"                  # a language it learnt little of: an emergency
+    #                                        cannot be ruled out (an interpreter's queue)

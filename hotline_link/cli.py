@@ -261,13 +261,14 @@ def cmd_recommend(args) -> int:
               "alternatives": [{"category": a.label, "platform": a.platform,
                                 "probability": a.probability} for a in rec.alternatives],
               "reason": rec.reason, "method": rec.method, "matched": list(rec.matched),
-              "notify_departments": rec.notify_departments, "read_as": rec.read_as}
+              "notify_departments": rec.notify_departments, "read_as": rec.read_as,
+              "unsure": rec.unsure or None}
     if engine.error:
         answer["model_error"] = engine.error
     if args.json:
         print(json.dumps(answer, ensure_ascii=False))
         return 0
-    where = rec.platform or "无推荐 none (an agent decides)"
+    where = rec.platform or f"无推荐 none (an agent decides: {rec.unsure})"
     how = ("  (紧急先行 emergency first)" if rec.emergency
            else f"  (confidence {rec.confidence:.2f})" if rec.confidence is not None else "")
     if rec.read_as:

@@ -301,6 +301,7 @@ class Api:
             "emergency": rec.emergency, "emergency_why": rec.emergency_why,
             "reason": rec.reason, "confidence": rec.confidence, "method": rec.method,
             "notify_departments": rec.notify_departments, "read_as": rec.read_as,
+            "unsure": rec.unsure or None,
             "alternatives": [{"label": a.label, "platform": a.platform,
                               "probability": round(a.probability, 4)}
                              for a in rec.alternatives]})

@@ -191,7 +191,7 @@ def _ari_post(lab, hotline: str, path: str, params: dict, body: dict | None = No
 def route_many(lab, texts: list[str], hotline: str = "12345", timeout: float = 20.0) -> list[list[str]]:
     """Run the AGI ``route`` command for every text at once (one Local channel each, all
     originated together) and return [AGISTATUS, platform, category, emergency, matter id,
-    linkedid, reason] each."""
+    linkedid, unsure, reason] each."""
     import time
 
     ari = lab.ari[hotline]
@@ -216,7 +216,7 @@ def route_many(lab, texts: list[str], hotline: str = "12345", timeout: float = 2
                 value = ari.request("GET", "/asterisk/variable",
                                     variable=f"PROBE_{base + i}").get("value")
                 if value:
-                    results[i] = value.split("|", 6)
+                    results[i] = value.split("|", 7)
         time.sleep(0.1)
     assert len(results) == len(texts), f"only {len(results)} of {len(texts)} AGI sessions finished"
     return [results[i] for i in range(len(texts))]
@@ -232,11 +232,15 @@ def test_route_gives_each_annex_category_its_platform(lab, service):
 
 
 def test_route_flags_an_emergency_and_says_when_it_has_no_answer(lab, service):
-    emergency, unknown, empty = route_many(lab, [
-        "有人持刀伤人，情况危急", "xyzzy plugh", ""])
+    emergency, unknown, empty, foreign = route_many(lab, [
+        "有人持刀伤人，情况危急", "xyzzy plugh", "", "Quiero saber cómo renovar mi visado"])
     assert emergency[0] == "SUCCESS" and emergency[1] == "110" and emergency[3] == "1"
-    assert unknown[:5] == ["SUCCESS", "", "", "0", ""] and unknown[6].startswith("no recommendation")
-    assert empty[:5] == ["SUCCESS", "", "", "0", ""] and empty[6].startswith("no recommendation")
+    assert emergency[6] == ""
+    # Why it has no answer, for the dialplan to branch on (HOTLINE_ROUTE_UNSURE): a language it
+    # hardly reads is an interpreter's matter, and an emergency it cannot rule out.
+    for answer, why in ((unknown, "unknown_words"), (empty, "no_input"), (foreign, "language")):
+        assert answer[:5] == ["SUCCESS", "", "", "0", ""] and answer[6] == why, answer
+        assert answer[7].startswith("no recommendation"), answer
 
 
 def test_route_tags_the_call_with_its_matter_unless_the_desktop_did(lab, service):
@@ -246,7 +250,8 @@ def test_route_tags_the_call_with_its_matter_unless_the_desktop_did(lab, service
     r = redis.Redis.from_url(lab.descriptor["redis"]["url"])
     text = "我在网上买东西被骗了，付了钱对方把我拉黑了"
     [placed] = route_many(lab, [text])
-    status, platform, category, emergency, matter_id, linkedid, reason = placed
+    status, platform, category, emergency, matter_id, linkedid, unsure, reason = placed
+    assert unsure == "", reason
     assert (status, platform, category, emergency) == ("SUCCESS", "110", "property_safety", "0")
     assert matter_id and linkedid, reason
     matter = json.loads(r.get(CALL_MATTER.format(linkedid)))

@@ -8,6 +8,7 @@ import sys
 import pytest
 
 from conftest import ROOT
+from contracts.vocab import Unsure
 from hotline_link.settings import load_catalog
 from transfer.catalog import CatalogError, Classified, parse, recommend
 
@@ -146,6 +147,9 @@ def test_a_language_the_model_hardly_reads_gets_no_12345_answer_as_if_all_were_w
         assert [a.label for a in rec.alternatives] == ["public_facilities", "other"]
         assert rec.emergency_why == ("no emergency: no cue of danger; it cannot rule one out in "
                                      f"words it learnt little of ({known:.0%} known)")
+        assert rec.unsure == Unsure.LANGUAGE
+    else:
+        assert rec.unsure == ""
 
 
 def test_a_language_it_hardly_reads_keeps_the_reason_it_had_for_being_unsure():
@@ -161,6 +165,28 @@ def test_a_language_it_hardly_reads_keeps_the_reason_it_had_for_being_unsure():
                                                           "platform"), rec.reason
     assert rec.emergency_why.endswith("it cannot rule one out in words it learnt little of "
                                       "(20% known)"), rec.emergency_why
+
+
+def _says(labels: dict[str, float], platforms: dict[str, float], coverage: float = 0.9):
+    return lambda text: Classified(labels, platforms, 0.1, coverage)
+
+
+@pytest.mark.parametrize("kwargs, unsure", [
+    ({}, Unsure.NO_INPUT),
+    ({"code": "no_such_code"}, Unsure.UNKNOWN_CODE),
+    ({"text": "今天天气怎么样"}, Unsure.NO_MATCH),                 # no model, no catalog term
+    ({"text": "xyzzy", "classify": _says({"other": 1.0}, {"12345": 1.0}, 0.1)},
+     Unsure.UNKNOWN_WORDS),
+    ({"text": "喂喂你好", "classify": _says({"unclear": 0.6, "other": 0.4}, {"12345": 0.4})},
+     Unsure.NOTHING_TO_PLACE),
+    ({"text": "楼下有点事", "classify": _says({"other": 0.5, "public_order": 0.5},
+                                          {"12345": 0.5, "110": 0.5})}, Unsure.PLATFORM),
+    ({"text": "路灯坏了", "classify": _says({"public_facilities": 1.0}, {"12345": 1.0})}, ""),
+    ({"code": "road_traffic"}, ""),
+])
+def test_an_answer_with_no_platform_says_why_in_a_word_a_dialplan_can_branch_on(kwargs, unsure):
+    rec = recommend(CATALOG, **kwargs)
+    assert rec.unsure == unsure and (rec.platform is None) == bool(unsure), rec.reason
 
 
 @pytest.mark.parametrize("kwargs", [{"text": "今天天气怎么样"}, {"code": "no_such_code"}, {}])

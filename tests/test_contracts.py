@@ -70,6 +70,9 @@ def test_vocabularies_are_the_stream_payload_schemas_and_the_api():
     status = OPENAPI["paths"]["/commands/{command_id}"]["get"]["responses"]["200"]["content"][
         "application/json"]["schema"]["properties"]["status"]["enum"]
     assert set(status) == values(vocab.CommandStatus) | {"pending"}
+    unsure = OPENAPI["paths"]["/recommendation"]["get"]["responses"]["200"]["content"][
+        "application/json"]["schema"]["properties"]["unsure"]["enum"]
+    assert set(unsure) == values(vocab.Unsure) | {None}
 
 
 @pytest.mark.parametrize("config", ["config/hotline-link.toml", "tests/lab.toml",

@@ -27,6 +27,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Callable
 
+from contracts.vocab import Unsure
+
 from . import danger as danger_mod
 
 # In the annex's order: first what 110 passes to 12345, then what 12345 passes to 110.
@@ -129,6 +131,7 @@ class Recommendation:
     method: str = "rules"                       # "code", "model" or "rules"
     read_as: str = ""       # the description as read, where that is not as written (traditional
                             # characters, Cantonese, a recogniser's spaces): the cues quote it
+    unsure: str = ""        # why no platform is named (an ``Unsure``); empty when one is
 
 
 def parse(data: dict) -> Catalog:
@@ -230,7 +233,8 @@ def recommend(catalog: Catalog, code: str | None = None, text: str | None = None
         category = catalog.by_code.get(code)
         if category is None and not emergency:
             return Recommendation(None, None, False,
-                                  f"no recommendation: unknown matter code {code!r}")
+                                  f"no recommendation: unknown matter code {code!r}",
+                                  unsure=Unsure.UNKNOWN_CODE)
         if category is not None:
             platform = "110" if emergency else category.platform
             return Recommendation(
@@ -244,7 +248,8 @@ def recommend(catalog: Catalog, code: str | None = None, text: str | None = None
     if without_model and text:
         rec = Recommendation(rec.platform, rec.category, rec.emergency,
                              f"{rec.reason} [by the catalog's terms: {without_model}]", rec.matched,
-                             rec.notify_departments, None, (), rec.emergency_why, "rules")
+                             rec.notify_departments, None, (), rec.emergency_why, "rules",
+                             unsure=rec.unsure)
     return rec
 
 
@@ -273,19 +278,24 @@ def _by_model(catalog: Catalog, classified: Classified, emergency: bool, emergen
               and classified.foreign_words_known <= FOREIGN_WORDS_KNOWN_FOR_12345)
     if (p_platform < PLATFORM_CONFIDENT or classified.coverage < MIN_COVERAGE
             or p_unclear > top_p or (unread and platform == "12345")):
-        why = (f"the words are mostly unknown to it ({classified.coverage:.0%} known)"
-               if classified.coverage < MIN_COVERAGE
-               else f"the words say nothing to place yet ({UNCLEAR} {p_unclear:.2f})"
-               if p_unclear > top_p else "not sure which platform"
-               if p_platform < PLATFORM_CONFIDENT
-               else f"a language it learnt little of ({classified.foreign_words_known:.0%} of the "
-                    "words known): it cannot rule out an emergency")
+        unsure, why = (
+            (Unsure.UNKNOWN_WORDS, f"the words are mostly unknown to it "
+                                   f"({classified.coverage:.0%} known)")
+            if classified.coverage < MIN_COVERAGE
+            else (Unsure.NOTHING_TO_PLACE, f"the words say nothing to place yet ({UNCLEAR} "
+                                           f"{p_unclear:.2f})")
+            if p_unclear > top_p else (Unsure.PLATFORM, "not sure which platform")
+            if p_platform < PLATFORM_CONFIDENT
+            else (Unsure.LANGUAGE, f"a language it learnt little of "
+                                   f"({classified.foreign_words_known:.0%} of the words known): "
+                                   "it cannot rule out an emergency"))
         if unread:
             emergency_why += (f"; it cannot rule one out in words it learnt little of "
                               f"({classified.foreign_words_known:.0%} known)")
         return Recommendation(
             None, None, False, f"no recommendation: {why} ({shares}); an agent decides",
-            cues, False, round(p_platform, 3), alternatives, emergency_why, "model")
+            cues, False, round(p_platform, 3), alternatives, emergency_why, "model",
+            unsure=unsure)
     if category is None:
         what = ("a question for 12345 (consultation, no category)"
                 if top_label == CONSULTATION and top_p >= CATEGORY_CONFIDENT
@@ -323,7 +333,8 @@ def _by_rules(catalog: Catalog, text: str, emergency: bool, emergency_why: str,
         return Recommendation(None, None, False,
                               "no recommendation: nothing in the description matches the catalog"
                               if text else "no recommendation: neither a code nor a description",
-                              emergency_why=emergency_why)
+                              emergency_why=emergency_why,
+                              unsure=Unsure.NO_MATCH if text else Unsure.NO_INPUT)
     return Recommendation(category.platform, category.code, False,
                           f"{category.name} ({category.gloss}): matched " + ", ".join(matched),
                           tuple(matched), category.also_notify_departments,
