@@ -164,5 +164,6 @@ class Unsure(StrEnum):
     UNKNOWN_WORDS = "unknown_words"        # the words are mostly unknown to the model
     NOTHING_TO_PLACE = "nothing_to_place"  # "喂喂你好", "我要投诉": nothing to place yet
     PLATFORM = "platform"                  # the model is not sure which platform
-    LANGUAGE = "language"                  # a language it learnt little of: an emergency
-    #                                        cannot be ruled out (an interpreter's queue)
+    LANGUAGE = "language"                  # not Chinese, half the words or fewer known to
+    #                                        it: an emergency cannot be ruled out (an
+    #                                        interpreter's queue), whatever else made it unsure

@@ -154,7 +154,7 @@ def test_a_language_the_model_hardly_reads_gets_no_12345_answer_as_if_all_were_w
 
 def test_a_language_it_hardly_reads_keeps_the_reason_it_had_for_being_unsure():
     """Where the answer was unsure anyway, its reason stays; the emergency's says why it cannot
-    be ruled out."""
+    be ruled out, and the word for a dialplan is the language's."""
     def unsure(text):
         return Classified({"public_facilities": 0.5, "public_order": 0.4, "other": 0.1},
                           {"12345": 0.55, "110": 0.45}, 0.1, 0.9, 0.2)
@@ -165,6 +165,7 @@ def test_a_language_it_hardly_reads_keeps_the_reason_it_had_for_being_unsure():
                                                           "platform"), rec.reason
     assert rec.emergency_why.endswith("it cannot rule one out in words it learnt little of "
                                       "(20% known)"), rec.emergency_why
+    assert rec.unsure == Unsure.LANGUAGE      # what a dialplan acts on: an interpreter
 
 
 def _says(labels: dict[str, float], platforms: dict[str, float], coverage: float = 0.9):

@@ -292,6 +292,10 @@ def _by_model(catalog: Catalog, classified: Classified, emergency: bool, emergen
         if unread:
             emergency_why += (f"; it cannot rule one out in words it learnt little of "
                               f"({classified.foreign_words_known:.0%} known)")
+            # Whatever else made it unsure, such a caller needs an interpreter: that is what a
+            # dialplan acts on (the reason keeps what the model made of it).
+            if unsure != Unsure.UNKNOWN_WORDS:
+                unsure = Unsure.LANGUAGE
         return Recommendation(
             None, None, False, f"no recommendation: {why} ({shares}); an agent decides",
             cues, False, round(p_platform, 3), alternatives, emergency_why, "model",
