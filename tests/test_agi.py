@@ -188,10 +188,12 @@ def _ari_post(lab, hotline: str, path: str, params: dict, body: dict | None = No
     return json.loads(raw) if raw else None
 
 
-def route_many(lab, texts: list[str], hotline: str = "12345", timeout: float = 20.0) -> list[list[str]]:
+def route_many(lab, texts: list[str], hotline: str = "12345", timeout: float = 20.0,
+               context: str = "lab-agi-probe", agi: str = "") -> list[list[str]]:
     """Run the AGI ``route`` command for every text at once (one Local channel each, all
     originated together) and return [AGISTATUS, platform, category, emergency, matter id,
-    linkedid, unsure, reason] each."""
+    linkedid, unsure, reason] each; by ``lab-route-probe``, the IVR's Gosub, [platform, unsure],
+    the AGI looked for at ``agi`` when given."""
     import time
 
     ari = lab.ari[hotline]
@@ -199,9 +201,9 @@ def route_many(lab, texts: list[str], hotline: str = "12345", timeout: float = 2
 
     def originate(i: int, text: str) -> None:
         _ari_post(lab, hotline, "/channels",
-                  {"endpoint": f"Local/{base + i}@lab-agi-probe", "context": "lab-agi-probe",
+                  {"endpoint": f"Local/{base + i}@{context}", "context": "lab-agi-probe",
                    "extension": "hold", "timeout": 10},
-                  {"variables": {"__HOTLINE_PROBE_TEXT": text}})
+                  {"variables": {"__HOTLINE_PROBE_TEXT": text, "__HOTLINE_PROBE_AGI": agi}})
 
     threads = [threading.Thread(target=originate, args=(i, t)) for i, t in enumerate(texts)]
     for t in threads:
@@ -222,6 +224,17 @@ def route_many(lab, texts: list[str], hotline: str = "12345", timeout: float = 2
     return [results[i] for i in range(len(texts))]
 
 
+def wait_for_the_model(lab, timeout: float = 120.0) -> None:
+    """The service loads the recommender's model in the background and answers by the catalog's
+    terms until then (the reason says so): wait for answers by the model."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while "model still loading" in route_many(lab, ["xyzzy plugh"])[0][7]:
+        assert time.monotonic() < deadline, "the service's model did not load"
+        time.sleep(0.5)
+
+
 def test_route_gives_each_annex_category_its_platform(lab, service):
     catalog = load_catalog()
     by_code = route_many(lab, [c.code for c in catalog.categories])
@@ -232,6 +245,7 @@ def test_route_gives_each_annex_category_its_platform(lab, service):
 
 
 def test_route_flags_an_emergency_and_says_when_it_has_no_answer(lab, service):
+    wait_for_the_model(lab)
     emergency, unknown, empty, foreign = route_many(lab, [
         "有人持刀伤人，情况危急", "xyzzy plugh", "", "Quiero saber cómo renovar mi visado"])
     assert emergency[0] == "SUCCESS" and emergency[1] == "110" and emergency[3] == "1"
@@ -241,6 +255,19 @@ def test_route_flags_an_emergency_and_says_when_it_has_no_answer(lab, service):
     for answer, why in ((unknown, "unknown_words"), (empty, "no_input"), (foreign, "language")):
         assert answer[:5] == ["SUCCESS", "", "", "0", ""] and answer[6] == why, answer
         assert answer[7].startswith("no recommendation"), answer
+
+
+def test_the_ivr_route_says_why_it_has_no_platform_and_unavailable_when_nothing_answers(
+        lab, service):
+    """Gosub(hotline-route) as an IVR calls it: a language the model hardly reads is the
+    dialplan's to send to an interpreter; with the service gone (nothing listens where the AGI
+    is looked for) the caller goes on, with no platform and "unavailable"."""
+    wait_for_the_model(lab)
+    foreign, placed = route_many(lab, ["Quiero saber cómo renovar mi visado", "路灯坏了三天了"],
+                                 context="lab-route-probe")
+    assert foreign == ["", "language"] and placed == ["12345", ""]
+    [gone] = route_many(lab, ["路灯坏了三天了"], context="lab-route-probe", agi="127.0.0.1:9")
+    assert gone == ["", "unavailable"]
 
 
 def test_route_tags_the_call_with_its_matter_unless_the_desktop_did(lab, service):
