@@ -537,6 +537,20 @@ def test_the_exported_category_model_is_the_svm_at_its_temperature():
     ("两辆车撞了，有人被甩出来躺在路中间，刚才看错了，是三辆车", True),
     ("孩子走丢了，他爸说没事了，让我别担心", True),
     ("孩子卡在电梯门缝里了，还好没有压到头", True),
+    # English, as the Chinese is judged: equipment joined by a hyphen, a bargain's slang, a
+    # standing nuisance, a chimney, a company's collapse, a welder's sparks.
+    ("Where can I get fire-safety training in English?", False),
+    ("Is this 'explosion price' banner false advertising? The price is the same as before", False),
+    ("the factory lets out black smoke every evening, my kids cough", False),
+    ("smoke from the chimney of the brick works makes my kids cough", False),
+    ("the underpass is knee deep every time it rains, we cannot walk to the metro", False),
+    ("the P2P platform collapsed and we lost our deposits, how do we get them back", False),
+    ("sparks from welding at the construction site past midnight, very noisy", False),
+    ("my father faints every morning and today he is not breathing", True),
+    ("a man collapsed at the bank while taking out money, he is not breathing", True),
+    ("a worker welding got a shock and fell, he is not moving", True),
+    ("there's a bomb in a bag at the station", True),
+    ("the fire alarm is ringing and the fire is spreading to the stairs", True),
 ])
 def test_the_emergency_judgement_handles_negation_conditions_and_what_is_over(text, emergency):
     judged = danger.judge(text)

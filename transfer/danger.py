@@ -890,6 +890,10 @@ CUES: dict[str, tuple[str, ...]] = {
                r"(?:熊|老虎|虎|狮子|豹子?|狼|野猪)[^，。,]{0,6}(?:翻出|跑出|逃出|窜出|冲出|跑了出来)"),
 }
 
+# A bomb, not "a smell bomb", "a price bomb" (a shop's slang for a bargain), "the bomb".
+_BOMB_EN = (r"(?<!the )(?<!smell )(?<!stink )(?<!flavour )(?<!flavor )(?<!bath )(?<!price )"
+            r"(?<!photo )(?<!calorie )(?<!sugar )\bbomb\b(?![\s-]*(?:price|deal|sale|discount|"
+            r"offer)s?\b)")
 # Foreign residents and tourists call in English mixed with Chinese, or type pinyin; their words
 # for the same dangers, by kind (any case).
 _FOREIGN_WORDS: dict[str, tuple[str, ...]] = {
@@ -900,7 +904,7 @@ _FOREIGN_WORDS: dict[str, tuple[str, ...]] = {
              r"burning)",
              r"\bqi\s?huo\b|\bhuo\s?zai\b",
              r"\bon fire\b|\bis burning\b|\bburning down\b",
-             r"\bfire\b(?!\s*(?:drill|extinguisher|exit|safety|inspection|alarm|station|hydrant|"
+             r"\bfire\b(?![\s-]*(?:drill|extinguisher|exit|safety|inspection|alarm|station|hydrant|"
              r"lane|door|access|hazard|risk|"
              r"escape|brigade|fighter|truck|engine|service|me\b|"
              r"him\b|her\b))",
@@ -927,8 +931,8 @@ _FOREIGN_WORDS: dict[str, tuple[str, ...]] = {
                  r"(?:dripping|leaking)[^.!?]{0,40}(?:sharp|strong|burning) smell|"
                  r"smell that burns"),
     "explosion": (r"\bticking\b|abandoned (?:suitcase|bag)|might blow|about to (?:blow|explode)|"
-                  r"(?<!the )\bbomb\b",
-                  r"\bexplosion\b|\bexploded\b",),
+                  + _BOMB_EN,
+                  r"\bexplosion\b(?![\s-]*(?:price|deal|sale|discount|offer)s?\b)|\bexploded\b",),
     "medical": (r"qia\s?zhu\s?le|bu\s?neng\s?hu\s?xi",
                 r"shivering uncontrollably|struggling to breathe|chest burns|seeing things",
                 r"drank (?:some )?(?:of the )?(?:bleach|poison|pesticide)|mixed bleach|"
@@ -1055,7 +1059,7 @@ _FOREIGN_WORDS: dict[str, tuple[str, ...]] = {
                  r"(?:were |was )?(?:taken|confiscated))(?![^.!?]{0,24}(?:visa|apply|registr|"
                  r"check|renew))|preventing (?:him|her|me|us|them) from "
                  r"leaving|(?:are|is|being) (?:confined|held) in|explosives|"
-                 r"(?<!the )\bbomb\b",
+                 + _BOMB_EN,
                  r"\bknife\b(?! set)|\bgun\b|\bstabbed\b",
                  r"\battack(?:ed|ing)? (?:me|him|her|us|my)\b",
                  r"hit me|beat(?:ing)? (?:me|my|him|her)\b", r"\brob(?:bed|bery)\b|\braped?\b",
@@ -1472,7 +1476,8 @@ _NEGATOR = re.compile(r"(?:差点|差一点|险些|好险|没有(?!人要|人管
                       r"不算|不太(?!舒服|对劲|清醒|好)|不怎么|并不|(?i:\bnot (?:a|an)\b|\bisn'?t\b|\bwasn'?t\b|"
                       r"\bno\b))")
 _NEGATION_WINDOW = 6
-_TODAY = re.compile(r"今天|今早|今晚|刚才|刚刚")
+_TODAY = re.compile(r"今天|今早|今晚|刚才|刚刚|(?i:\btoday\b|\btonight\b|\bthis (?:morning|"
+                    r"afternoon|evening)\b|\bjust now\b|\bright now\b)")
 _SUPPOSED_QUESTION = re.compile(r"(?:万一|如果|要是|假如|迟早)[^。]*(?:怎么办|怎么|吗|？|\?)|迟早")
 _THIS_REPORT = re.compile(r"此次|这次|这回|说的是现在")
 # A report taken back first thing ("对不起啊是我看错了，刚才说楼顶有人要跳楼…").
@@ -1497,7 +1502,8 @@ _NOT_YET = re.compile(r"(?:暂时|已经)?(?:拦|围)起来了|"
                       r"非火灾|不是现在着火|都是轻伤")
 _OPINION = re.compile(r"很|挺|较|觉得|感觉|非常|特别")
 _REPORTED = re.compile(r"报(?:的|过|了|警)|反映|打过|来过电话|联系过|说过")
-_SINCE_THEN = re.compile(r"突然|这次|这回|今天|今早|刚才|刚刚|现在")
+_SINCE_THEN = re.compile(r"突然|这次|这回|今天|今早|刚才|刚刚|现在|(?i:\bsuddenly\b|\btoday\b|"
+                         r"\btonight\b|\bthis time\b|\bjust now\b|\bright now\b|\bnow\b)")
 _NEGATION_ENDS = re.compile(r"了|仍")
 # "没事就是…", "没大碍了就是…": all is well, the words after it are how little happened.
 _CALM_NEGATION = re.compile(r"(?:没|没有)(?:啥|什么)?(?:大)?(?:事|碍)")
@@ -1894,18 +1900,24 @@ _PLANNED = re.compile(r"(?:就(?:一起|都)?(?:去|上)[^，。,]{0,4}(?:堵|�
                       r"(?<!今天)(?<!今天是)星期[一二三四五六日天])")
 # Said of every day or every evening: a chimney's smoke or a factory's smell is pollution (12345).
 _HABITUAL = re.compile(r"(?:天天|每天|每日|每晚|每年|每逢|"
+                       r"(?i:\bevery (?:single )?(?:day|night|evening|morning|afternoon|weekend|"
+                       r"week|month|year|time it rains)\b|\b(?:almost|nearly) every\b|"
+                       r"\bwhenever it rains\b|\ball (?:day|night)(?: long)?\b|\bday and night\b|"
+                       r"\b(?:night|day) after (?:night|day)\b|\bnightly\b)|"
                        r"有时候|时不时|偶尔|每到|一到(?:晚上|夜里|傍晚)|经常|总是|总有|老是|容易|隔三差五|常年|长期|"
                        r"(?<!开始)(?<!刚才)一直在(?![响叫漏喊哭流烧着吐抽咳喘嘶呲]|冒(?:浓|黑)烟))")
 _HABITUAL_KINDS = frozenset({"smoke"})
-# A fire lit every evening is someone burning rubbish; said of the fire's own clause only
-# ("楼道里老是有人抽烟，今天着火了" is a fire).
-_HABITUAL_IN_CLAUSE = frozenset({"fire", "medical", "chemical", "gas"})
+# A fire lit every evening is someone burning rubbish, an underpass knee deep every time it rains
+# a drain to clear; said of the cue's own clause only ("楼道里老是有人抽烟，今天着火了" is a fire).
+_HABITUAL_IN_CLAUSE = frozenset({"fire", "medical", "chemical", "gas", "water"})
 # What ordinarily makes a cue's smoke, fire, crowd, blockage or bang, and where it must be said to
 # count (kind, scope, pattern): the whole text, the cue's clause or sentence, or just before it.
 _ORDINARY_SOURCES: tuple[tuple[str, str, re.Pattern], ...] = (
     # Smoke from a chimney or a rubbish fire someone keeps is pollution (12345); fire, if said, is
     # a cue of its own.
-    ("smoke", "text", re.compile(r"烟囱|烟筒|焚烧|烧(?:生活)?(?:垃圾|秸秆|树叶|落叶|电线皮|轮胎|塑料)(?!的?味)|"
+    ("smoke", "text", re.compile(r"烟囱|烟筒|焚烧|(?i:\bchimneys?\b|\bsmokestacks?\b|\bkilns?\b|"
+                                 r"\bbrick ?works\b|\bincinerators?\b)|"
+                                 r"烧(?:生活)?(?:垃圾|秸秆|树叶|落叶|电线皮|轮胎|塑料)(?!的?味)|"
                                  r"(?i:burning (?:piles of )?(?:rubbish|trash|garbage|plastic|"
                                  r"leaves|straw|something|stuff|waste|tyres|tires|rubber)|"
                                  r"shao\s?la\s?ji)")),
@@ -1915,6 +1927,18 @@ _ORDINARY_SOURCES: tuple[tuple[str, str, re.Pattern], ...] = (
         r"(?:垃圾|树叶|落叶|秸秆|麦秆|麦茬|麦子|地头|杂草|菜筐|泡沫箱|纸箱|旧家具)[^，。,]{0,12}(?:点火|一把火)|"
         r"(?i:burning (?:piles of )?(?:rubbish|trash|garbage|plastic|leaves|straw|something|"
         r"stuff|waste|tyres|tires|rubber))")),
+    # A company or a P2P platform that collapsed took money, not a person down (the platform
+    # itself is the subject, and the words speak of money).
+    *((kind, "sentence", re.compile(
+        r"(?i)^(?=.*\b(?:invest|deposit|savings|money|refund|bankrupt|wages|salar|p2p|loan))"
+        r".*(?:\b(?:p2p|platform|company|firm|business|fund|scheme|project)\s+(?:has |had |just )?"
+        r"collapsed\b|\bcollapsed\s+(?:p2p|platform|company|firm|business|bank|fund|scheme|"
+        r"project)\b)")) for kind in ("medical", "collapse")),
+    # Sparks from welding or grinding are the work's, unless someone is hurt or something caught.
+    ("electric", "clause", re.compile(
+        r"(?i)^(?!.*(?:electrocut|shock|burn|hurt|injur|\bfire\b|flame)).*(?:\bweld(?:ing|ers?)?\b|"
+        r"\bgrind(?:ing|ers?)\b|\bcutting (?:steel|metal|pipes?)\b|\bsparklers?\b|"
+        r"\bfireworks?\b)")),
     # A road jammed at rush hour is traffic, not a crowd.
     ("crowd", "clause", re.compile(r"^(?!.*(?:踩|挤倒|受伤)).*(?:高峰|堵车|车流|车多)")),
     # Cars parked across a road or a gate, or a road dug up, block it without any crowd
@@ -1987,11 +2011,12 @@ _CLAUSE = re.compile(r"[，。！？；,.!?;、\n\u3000।]|(?<=[\u4e00-\u9fff])
                      r"但是|可是|不过|结果|然后")
 
 # An English danger word that names the equipment or the drill, not the danger ("fire
-# extinguisher", "fire alarm test").
-_EQUIPMENT_AFTER = re.compile(r"(?i)\s*(?:extinguishers?|drills?|exits?|alarm test|safety|"
+# extinguisher", "fire alarm test"), or a shop's slang for a bargain ("fire sale", "explosion
+# price").
+_EQUIPMENT_AFTER = re.compile(r"(?i)[\s-]*(?:extinguishers?|drills?|exits?|alarm test|safety|"
                               r"inspections?|stations?|doors?|escape|insurance|hydrants?|lanes?|"
                               r"access|passages?|hazards?|risks?|"
-                              r"brigade|trucks?)\b")
+                              r"brigade|trucks?|(?:price|deal|sale|discount|offer)s?)\b")
 # A catalog term inside a harmless word: "爆炸头" (a hairdo), "爆炸性新闻".
 _COMPOUND_AFTER = re.compile(r"头|性(?:新闻|消息|增长)")
 _LOOKBEHINDS_FIRST = re.compile(r"^((?:\(\?<!(?:\[[^\]]*\]|[^()\[\]])+\))+)([\u4e00-\u9fff]+)")
