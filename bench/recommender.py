@@ -74,7 +74,7 @@ from transfer.catalog import CONSULTATION, UNCLEAR, Catalog, recommend
 
 ROOT = Path(__file__).resolve().parent.parent
 PROBES = {f"probe_{x}": ROOT / "bench" / "data" / f"recommender-probe-{x}.tsv"
-          for x in "abcdefghijklmnopqr"}
+          for x in "abcdefghijklmnopqrst"}
 # Emergencies told in other languages (``language<TAB>emergency<TAB>text``, half of each set
 # harmless calls, many with the same alarming words): no categories, so only the emergency
 # judgement is measured on them. Each was written by a writer who read neither the code nor the
@@ -99,7 +99,7 @@ LANGUAGE_FIRST_READINGS = {1: {"date": "2026-12-06", "before": (33, 150, 15, 150
                                "first": (48, 100, 12, 100)}}
 # Sets nobody has read: figures only, their misses are not written out.
 UNREAD = {"probe_e", "probe_f", "probe_l", "probe_n", "probe_o", "probe_p", "probe_q",
-          "probe_r"}
+          "probe_r", "probe_s"}
 LATENCY_ROUNDS = 5
 # The held-out part of each earlier corpus, for figures on the very descriptions earlier models
 # were measured on: its file name batches 1 to N (``<label>.<batch>.tsv``, the first file has
@@ -267,6 +267,24 @@ FIRST_READINGS = {
                 "emergency_recall_pct": 67.6, "emergency_precision_pct": 72.7,
                 "category_accuracy_pct": 67.2, "unsure_pct": 14.4, "missed_emergencies": 23,
                 "emergencies": 71},
+    # Online requests (260 lines, 252 placeable; the 12345 website, app and mini-program, Weibo
+    # messages, the mayor's mailbox, 110's WeChat and 12110 SMS channels; long titled complaints
+    # and hurried messages, 59 emergencies written by someone who cannot or dare not call; a
+    # new writer who read only the annex's list), read (figures only) by the model of the
+    # corpus of 15,221 and the cues of c6ebe0f; kept unread.
+    "probe_s": {"date": "2026-12-06", "corpus": 15221, "platform_accuracy_pct": 94.8,
+                "emergency_recall_pct": 98.3, "emergency_precision_pct": 81.7,
+                "category_accuracy_pct": 89.7, "unsure_pct": 1.2, "missed_emergencies": 1,
+                "emergencies": 59},
+    # What a new user tries (265 lines, 254 placeable, 5 to 35 characters: the few words an
+    # agent or a supervisor types to test it, the first sentence a recogniser gives, an agent's
+    # hurried note; two or three for each of the annex's examples, 54 emergencies, half without
+    # the usual word; another new writer), read by the same model and cues after its first
+    # figures.
+    "probe_t": {"date": "2026-12-06", "corpus": 15221, "platform_accuracy_pct": 95.7,
+                "emergency_recall_pct": 100.0, "emergency_precision_pct": 88.5,
+                "category_accuracy_pct": 87.8, "unsure_pct": 2.0, "missed_emergencies": 0,
+                "emergencies": 54},
 }
 
 
