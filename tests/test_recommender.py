@@ -551,6 +551,15 @@ def test_the_exported_category_model_is_the_svm_at_its_temperature():
     ("a worker welding got a shock and fell, he is not moving", True),
     ("there's a bomb in a bag at the station", True),
     ("the fire alarm is ringing and the fire is spreading to the stairs", True),
+    # Set T's lessons: rescued from the water, a rumour asked about, lost once before, a habit.
+    ("上午河边有人落水已经救上来了想问送哪个医院了", False),
+    ("有人落水了，救上来了，可是没有呼吸了", True),
+    ("河边有人落水，还没救上来", True),
+    ("听说对面山上着火了，是真的吗", False),
+    ("对面山上着火了，是真的，火很大", True),
+    ("家里老人上个月走丢过，想问能不能办防走失手环", False),
+    ("我爸走丢过两次，今天又不见了", True),
+    ("楼后面老有人烧塑料味道很难闻", False),
 ])
 def test_the_emergency_judgement_handles_negation_conditions_and_what_is_over(text, emergency):
     judged = danger.judge(text)

@@ -1588,7 +1588,8 @@ _CLEARED: dict[str, tuple[str, ...]] = {
                 r"(?:已经)?(?:缓|好)过来了", r"人(?:都|也)?好了"),
     "fall": (r"(?<![没未])(?:劝|拉|救)下来了|(?:已经|自己)下来了|(?:已经)?(?:抱|拉|拽)(?:进去|回来|进屋)了", r"(?:已|已经)被?劝下",
              r"(?:家属|家人)(?:已|已经)?接走"),
-    "water": (r"(?:自己|已经)(?:游|爬)(?:上岸|上来)了",),
+    "water": (r"(?:自己|已经)(?:游|爬)(?:上岸|上来)了",
+              r"(?<![没未])(?:已经|早就?|都)?(?:被)?(?:救|拉|拖|抱)(?:上来|上岸|出来|起来)了"),
     "crash": (r"(?:人|我)(?:都|也)?(?:没事|没大事)(?![吗吧么?？])|(?:人|我)?(?:并)?无大碍",
               r"(?:已经)?包(?:扎)?好了", r"擦破(?:了)?(?:点)?皮"),
     "trapped": (r"(?:已经|都)?(?:被)?(?:救|弄|放|拉|爬|跑|逃)(?:我|他|她|人|我们|他们)?出来了",
@@ -1744,7 +1745,8 @@ _URGENT = re.compile(r"快来|赶紧来|快点来|救命|救救|快救|不是(?:
 _WHICH_LINE = re.compile(r"(?:是|该|应该)?(?:先)?打(?:你们)?(?:12345|110|119|120)还是|打哪个电话|该打哪个")
 _ASKED = re.compile(r"要是|如果|万一|假如|遇到")
 # Hearsay followed by a question ("听说高速上出了车祸，想问问能不能通行") is a question.
-_HEARSAY_ASKING = re.compile(r"(?:听说|据说|有人说)[^。]{0,30}(?:想问|问问)")
+_HEARSAY_ASKING = re.compile(r"(?:听说|据说|有人说|网上说|群里说)[^。]{0,30}(?:想问|问问|"
+                             r"是(?:不是)?真的(?:吗|吧|嘛)|真的假的|是真是假)")
 _NOW_STRICT = re.compile(r"现在|正在|还在|马上|目前|此刻|这会儿|现(?:已|仍|正)")
 # "跟中毒了一样", "像着了火似的": a likeness, not the danger ("好像中毒了" is a guess at it); a
 # smell like gas is the gas cue itself.
@@ -1904,7 +1906,7 @@ _HABITUAL = re.compile(r"(?:天天|每天|每日|每晚|每年|每逢|"
                        r"week|month|year|time it rains)\b|\b(?:almost|nearly) every\b|"
                        r"\bwhenever it rains\b|\ball (?:day|night)(?: long)?\b|\bday and night\b|"
                        r"\b(?:night|day) after (?:night|day)\b|\bnightly\b)|"
-                       r"有时候|时不时|偶尔|每到|一到(?:晚上|夜里|傍晚)|经常|总是|总有|老是|容易|隔三差五|常年|长期|"
+                       r"有时候|时不时|偶尔|每到|一到(?:晚上|夜里|傍晚)|经常|总是|总有|(?<!养)老有人|老是|容易|隔三差五|常年|长期|"
                        r"(?<!开始)(?<!刚才)一直在(?![响叫漏喊哭流烧着吐抽咳喘嘶呲]|冒(?:浓|黑)烟))")
 _HABITUAL_KINDS = frozenset({"smoke"})
 # A fire lit every evening is someone burning rubbish, an underpass knee deep every time it rains
@@ -2202,6 +2204,10 @@ def _set_aside(kind: str, text: str, start: int, end: int) -> str | None:
     if claimed:
         return f"a claim for an injury, not harm now ({claimed.group(0)})"
     episode = _EPISODE.search(clause)
+    # "走丢过", "被跟踪过": what lasts, told as having happened before.
+    if kind in _LASTING and text.startswith("过", end) and not text.startswith(("过来", "过去"),
+                                                                             end):
+        episode = episode or re.match(r"过", text[end:])
     if episode and not said_now:
         return f"another time, over ({episode.group(0)})"
     years = _YEARS_AGO.search(clause) if kind == "missing" else None
