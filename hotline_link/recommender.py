@@ -139,6 +139,28 @@ def features(text: str, dictionary: Path | None = None) -> list[str]:
     return classifier.features(text, segment(text, dictionary))
 
 
+# What a caller says before the matter, and what a recogniser transcribes of the agent's greeting:
+# "喂，那个，就是…", "嗯…", "您好110请讲". The words that say nothing (``unclear``) are mostly
+# these, so the category model learnt them as "nothing to place": "喂那个就是我们这路上有个景盖
+# 不见了" was unclear at 1.00.
+_OPENING = re.compile(r"^(?:[\s,，.。、…~～!！?？—-]*(?:喂+|您好|你好|哈喽|那个|这个|就是(?:说)?|"
+                      r"嗯+|啊+|呃+|额+|哎+|唉|然后|(?:110|12345)(?:[\s,，]*(?:您)?请讲)?|"
+                      r"(?i:hello|hi|uh+m*|um+)))+[\s,，.。、…~～!！?？—-]*")
+OPENING_LEAVES = 4
+
+
+def without_opening(text: str) -> str:
+    """The text from its matter on, if at least ``OPENING_LEAVES`` Chinese characters or three
+    words follow what a caller says first; else the text as it is (it may be all there is)."""
+    m = _OPENING.match(text)
+    if not m or not m.end():
+        return text
+    rest = text[m.end():]
+    enough = (len(_HAN.findall(rest)) >= OPENING_LEAVES
+              or len(re.findall(r"[A-Za-z]+", rest)) >= 3)
+    return rest if enough else text
+
+
 def build_dictionary(texts: list[str], path: Path) -> Path:
     """The model's word list: jieba's most frequent words and every one of its words that occurs
     in the texts (substrings of up to 8 characters), in jieba's format."""
@@ -193,6 +215,13 @@ class Model:
         distinct = ({f for f in feats if f.startswith("w:")} if foreign else set()) or set(feats)
         known = sum(f in self.category.index for f in distinct)
         labels = self.category.probabilities(feats)
+        if max(labels, key=labels.get) == UNCLEAR:
+            # Nothing to place, by the words a caller says first? Then the matter after them says
+            # what it is, if it says anything (the emergency is judged on every word: "喂喂" is
+            # how a panicked caller starts, and the emergency model learnt that).
+            matter = without_opening(text)
+            if matter != text:
+                labels = self.category.probabilities(features(matter, self.dictionary))
         platforms: dict[str, float] = {}
         for label, p in labels.items():
             platform = self.platform_of.get(label)

@@ -867,6 +867,22 @@ def test_words_that_say_nothing_get_no_guess_but_the_alternatives(engine, text):
     assert rec.alternatives and all(a.label != UNCLEAR for a in rec.alternatives)
 
 
+@pytest.mark.parametrize("text, platform, category", [
+    ("喂那个就是我们这路上有个景盖不见了晚上黑乎乎的看不到", "12345", "public_facilities"),
+    ("嗯 那个 就是 我们小区门口的路灯坏了好几天了", "12345", "public_facilities"),
+    ("您好110请讲 喂喂 嗯 那个 小区门口的红绿灯坏了不亮", "110", "road_traffic"),
+])
+def test_what_a_caller_says_first_does_not_hide_the_matter_after_it(engine, text, platform,
+                                                                    category):
+    """A recogniser's transcript starts with the caller's "喂，那个，就是" and the agent's greeting;
+    the words that say nothing are mostly such openings, so they alone read as nothing to
+    place. "喂那个就是我们这路上有个景盖不见了" (a homophone slip too) was unclear at 1.00."""
+    rec = engine.recommend(text=text)
+    assert (rec.platform, rec.category) == (platform, category), rec.reason
+    assert recommender.without_opening(text) != text
+    assert recommender.without_opening("喂喂你好") == "喂喂你好"       # all there is
+
+
 def test_without_its_model_it_answers_by_the_catalog_terms_and_says_so(tmp_path, monkeypatch):
     monkeypatch.setattr(recommender, "corpus_dir", lambda: tmp_path)   # no corpus: no model
     monkeypatch.setenv("HOTLINE_MODEL_DIR", str(tmp_path / "models"))
