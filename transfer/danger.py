@@ -890,12 +890,17 @@ CUES: dict[str, tuple[str, ...]] = {
                r"(?:熊|老虎|虎|狮子|豹子?|狼|野猪)[^，。,]{0,6}(?:翻出|跑出|逃出|窜出|冲出|跑了出来)"),
 }
 
-# A bomb, not "a smell bomb", "a price bomb" (a shop's slang for a bargain), "the bomb".
-_BOMB_EN = (r"(?<!the )(?<!smell )(?<!stink )(?<!flavour )(?<!flavor )(?<!bath )(?<!price )"
-            r"(?<!photo )(?<!calorie )(?<!sugar )\bbomb\b(?![\s-]*(?:price|deal|sale|discount|"
-            r"offer)s?\b)")
+# A bomb, not "a smell bomb", "a price bomb" (a shop's slang for a bargain), "the bomb", "going off
+# like a bomb".
+_BOMB_EN = (r"(?<!the )(?<!like a )(?<!smell )(?<!stink )(?<!flavour )(?<!flavor )(?<!bath )"
+            r"(?<!price )(?<!photo )(?<!calorie )(?<!sugar )\bbomb\b(?![\s-]*(?:price|deal|sale|"
+            r"discount|offer)s?\b)")
 # Foreign residents and tourists call in English mixed with Chinese, or type pinyin; their words
 # for the same dangers, by kind (any case).
+# What fell into the water or hit something was a thing ("some pieces of the railing fell into
+# the river", "a car hit it"), not a person.
+_THINGS_NOT_BEFORE = ("(?<!pieces )(?<!bits )(?<!parts )(?<!bricks )(?<!stones )(?<!rubbish )"
+                      "(?<!things )(?<!stuff )(?<!leaves )(?<!branches )")
 _FOREIGN_WORDS: dict[str, tuple[str, ...]] = {
     "fire": (r"\bflames?\b",
              r"black (?:stuff|smoke)[^.!?]{0,16}pouring",
@@ -983,7 +988,8 @@ _FOREIGN_WORDS: dict[str, tuple[str, ...]] = {
     "injury": (r"spurting|red everywhere|\bsliced\b",
                r"(?:skin)[^.!?]{0,24}(?:peeling|blister)|(?:hot|boiling) (?:oil|"
                r"water)[^.!?]{0,30}(?:on|over)|\bscald",
-               r"weird angle|sticking out|can'?t feel (?:his|her|my) legs|(?:can'?t|"
+               r"weird angle|(?<!nails )(?<!wires )(?<!screws )(?<!rebar )sticking out|"
+               r"sticking out of (?:his|her|my|their)|can'?t feel (?:his|her|my) legs|(?:can'?t|"
                r"cannot) (?:stand|get) up|twisted (?:her|his|my) (?:knee|ankle)",
                r"liu\s?le\s?(?:hen\s?duo\s?)?xue|tou\s?po|"
                r"(?<!mei ren )(?<!meiren )(?<!mei you ren )(?<!meiyouren )shou\s?shang",
@@ -993,11 +999,13 @@ _FOREIGN_WORDS: dict[str, tuple[str, ...]] = {
                r"broken (?:arm|leg|bone|hand|wrist|neck|rib)", r"bone[^.。!！?？]{0,4}out"),
     "crash": (r"che\s?huo|\baccidente\b|\bvolcado\b",
               r"car crash|crash(?:ed)? into|(?:car|bus|truck|bike|scooter|motorbike|车)\s*crash",
-              r"\baccident\b", r"hit by a car|a car hit"),
+              r"\baccident\b", r"hit by a car|a car hit(?! (?:it|the (?:hydrant|pole|post|"
+              r"railings?|guard ?rail|wall|fence|barrier|sign|lamp ?post|bollard)\b))"),
     "water": (r"struggling in the (?:water|river|lake|sea)|dragged out by the current|"
               r"\bsinking\b|taking on water|fell through the ice",
               r"swept away|clinging to a rock",
-              r"went off the bridge|(?:fell|fallen|jumped|went|drove|slipped|pushed|washed|"
+              r"went off the bridge|" + _THINGS_NOT_BEFORE + r"(?:fell|fallen|jumped|went|drove|"
+              r"slipped|pushed|washed|"
               r"someone|somebody|man|woman|child|kid|car|bus|van)[^.!?]{0,30}into the "
               r"(?:canal|river|lake|sea)\b|can'?t see (?:him|"
               r"her) anywhere in the water",
@@ -1006,8 +1014,8 @@ _FOREIGN_WORDS: dict[str, tuple[str, ...]] = {
               r"chest|neck)|knee deep|waist deep",
               r"(?:is |are )?filling up|water(?:'s| is)? (?:rising|coming in)|大水\s*coming",
               r"\bdrown(?!ing in (?:paperwork|work|debt|bills|emails))", r"can'?t swim",
-              r"(?:fell|fallen|jumped|someone|somebody|person|man|woman|child|kid|boy|girl|he|she)"
-              r" (?:is |was )?(?:in|into) (?:the )?(?:water|river|lake|sea)",
+              _THINGS_NOT_BEFORE + r"(?:fell|fallen|jumped|someone|somebody|person|man|woman|child|"
+              r"kid|boy|girl|he|she) (?:is |was )?(?:in|into) (?:the )?(?:water|river|lake|sea)",
               r"(?:street|road|house|basement) is flooding",
               r"water (?:is )?(?:shooting|gushing|pouring) (?:up|out)|road (?:is )?flooding|"
               r"(?:cars?|people) (?:are )?stuck in (?:the )?(?:water|flood)"),
@@ -1567,6 +1575,9 @@ _CLEARED: dict[str, tuple[str, ...]] = {
                 r"(?<![没不])找(?:到|回来|"
                 r"着)了(?![^，。,]{0,4}(?:车牌|线索|照片|视频|监控|电话|号码|手机|书包|鞋))", r"在家(?:里)?好好的",
                 r"交给(?:了)?(?:派出所|警察|民警)", r"(?<![还说])没事了",
+                r"(?i:(?<!n't )(?<!not )(?<!never )(?<!yet )\b(?:found|brought back|picked up) "
+                r"(?:him|her|them)\b(?![^.!?]{0,30}\b(?:dead|unconscious|bleeding|injured|hurt|"
+                r"not breathing)\b))",
                 r"(?<![没不])(?:已经?|已)?被?找回", r"(?:已经?|已)(?:自行|在[^，。,]{0,8})找(?:到|着)",
                 r"(?<![没不])找(?:到|着)的",
                 r"打(?:了)?电话回来", r"人(?:都|也)?好好的", r"都是[^，。,]{0,6}送回", r"(?:已经|自己)回(?:来|家)了",
@@ -1852,8 +1863,8 @@ _PAST = re.compile(r"(?:昨天|昨日|前天|前日|大前天|上周|上个?礼�
                    r"\byesterday\b|\blast (?:night|week|month|year|weekend|"
                    r"monday|tuesday|"
                    r"wednesday|thursday|friday|saturday|sunday)\b|"
-                   r"\b(?:\d+|a|one|two|three|few|several) (?:days?|weeks?|months?|"
-                   r"years?) ago\b)|[一二两三四五六七八九十几]+(?:年|个月|天)前|"
+                   r"\b(?:(?:\d+|a|one|two|three|few|several|some|many) )?(?:days?|weeks?|"
+                   r"months?|years?) ago\b)|[一二两三四五六七八九十几]+(?:年|个月|天)前|"
                    # the other languages' (marks taken off); not French "hier", German's "here";
                    # not Vietnamese words that lose their marks into another ("nằm ngoài")
                    r"(?i:\bayer\b|\b(?:el|la) (?:mes|semana|ano) pasad[oa]\b|\bhace (?:\d+|un|una|"
@@ -1873,6 +1884,9 @@ _PAST = re.compile(r"(?:昨天|昨日|前天|前日|大前天|上周|上个?礼�
 # Another time, told as an episode: over even for what lasts (a person missing since yesterday is
 # missing now; a child lost "last time" was found).
 _EPISODE = re.compile(r"上次|上回|那次|那回|(?<!像)以前|去年|前年|小时候|曾(?:经)?(?:有过?|反映过?|报过)|"
+                      r"(?i:\blast year\b|\b(?:(?:\d+|a|two|three|few|several|some|many) )?years "
+                      r"ago\b|\bonce before\b|\bwhen (?:i|he|she|we|they) (?:was|were) (?:a )?"
+                      r"(?:kids?|child|children|little|young)\b)|"
                       r"有过[^，。,]{0,8}(?:念头|想法|倾向)")
 # Someone lost for years ("我姑姑十年前走失了") is sought by a case, not by a patrol now.
 _YEARS_AGO = re.compile(r"(?:\d+|[一二两三四五六七八九十几多]+)年(?:前|了|多了)|多年")
@@ -1946,7 +1960,8 @@ _ORDINARY_SOURCES: tuple[tuple[str, str, re.Pattern], ...] = (
     # Cars parked across a road or a gate, or a road dug up, block it without any crowd
     # ("面包车在出口停了三天了，把路堵了一半").
     ("crowd", "sentence", re.compile(
-        r"车(?:把|给)|车[^，。,]{0,8}乱停|停满了?车|挖(?:路|断)|车[^，。,]{0,6}停了[^，。,]{0,4}(?:天|小时|个钟)")),
+        r"车(?:把|给)|车[^，。,]{0,8}乱停|停满了?车|(?:卡车|货车|大车|渣土车|搅拌车|车辆)[^，。,]{0,6}停在|"
+        r"挖(?:路|断)|车[^，。,]{0,6}停了[^，。,]{0,4}(?:天|小时|个钟)")),
     # A road dug up or blocked keeps people in without trapping them.
     ("trapped", "sentence", re.compile(r"挖断|(?:挖|堵)(?:了|住)?(?:路|门口)|绕来绕去|"
                                       r"车(?:子)?(?:都|也)?(?:出不去|出不来|进不来|爬不(?:上|动))|"
