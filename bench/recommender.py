@@ -74,7 +74,7 @@ from transfer.catalog import CONSULTATION, UNCLEAR, Catalog, recommend
 
 ROOT = Path(__file__).resolve().parent.parent
 PROBES = {f"probe_{x}": ROOT / "bench" / "data" / f"recommender-probe-{x}.tsv"
-          for x in "abcdefghijklmnopqrst"}
+          for x in "abcdefghijklmnopqrstuv"}
 # Emergencies told in other languages (``language<TAB>emergency<TAB>text``, half of each set
 # harmless calls, many with the same alarming words): no categories, so only the emergency
 # judgement is measured on them. Each was written by a writer who read neither the code nor the
@@ -99,7 +99,7 @@ LANGUAGE_FIRST_READINGS = {1: {"date": "2026-12-06", "before": (33, 150, 15, 150
                                "first": (48, 100, 12, 100)}}
 # Sets nobody has read: figures only, their misses are not written out.
 UNREAD = {"probe_e", "probe_f", "probe_l", "probe_n", "probe_o", "probe_p", "probe_q",
-          "probe_r", "probe_s"}
+          "probe_r", "probe_s", "probe_v"}
 LATENCY_ROUNDS = 5
 # The held-out part of each earlier corpus, for figures on the very descriptions earlier models
 # were measured on: its file name batches 1 to N (``<label>.<batch>.tsv``, the first file has
@@ -285,6 +285,22 @@ FIRST_READINGS = {
                 "emergency_recall_pct": 100.0, "emergency_precision_pct": 88.5,
                 "category_accuracy_pct": 87.8, "unsure_pct": 2.0, "missed_emergencies": 0,
                 "emergencies": 54},
+    # Emergencies in callers' own words (200 lines: 140 emergencies of some sixty kinds, 123 of
+    # them without the usual danger word; 60 look-alikes), as an experienced 110 call-taker
+    # remembers a year of them; a new writer who read only the annex's list. Read (figures
+    # first) by the model of the corpus of 15,221 and the cues of de45dcb, then read.
+    "probe_u": {"date": "2026-12-06", "corpus": 15221, "platform_accuracy_pct": 95.0,
+                "emergency_recall_pct": 97.9, "emergency_precision_pct": 99.3,
+                "category_accuracy_pct": 75.5, "unsure_pct": 1.5, "missed_emergencies": 3,
+                "emergencies": 140},
+    # The same brief as U for another new writer (a county town's 12345 agent's first year:
+    # callers in danger who do not quite say so; 120 of the 140 emergencies without the usual
+    # word), to measure U's lessons: read (figures only) by the same model and cues; kept
+    # unread. With U's lessons: 96.5 %, 100 / 99.3 %.
+    "probe_v": {"date": "2026-12-06", "corpus": 15221, "platform_accuracy_pct": 96.0,
+                "emergency_recall_pct": 99.3, "emergency_precision_pct": 99.3,
+                "category_accuracy_pct": 72.5, "unsure_pct": 1.0, "missed_emergencies": 1,
+                "emergencies": 140},
 }
 
 
