@@ -566,6 +566,13 @@ def test_the_exported_category_model_is_the_svm_at_its_temperature():
      False),
     ("my son got lost in the mall, we still haven't found him", True),
     ("工地的大卡车停在小区门口，堵住我们的路，每天早上我们的车出不去", False),
+    # Set U's lessons: a meal "ordered" to an address, yes-or-no answers with him beside, a
+    # scream and then nothing.
+    ("喂，我要一份大份的披萨，对，送到锦绣花园五栋四零二，越快越好", True),
+    ("我点的外卖送到了但是少了一份，商家不理", False),
+    ("嗯，是的，我不方便说话，你问我，我只能说是或者不是，他在旁边", True),
+    ("我在开会不方便说话，想问个社保的事", False),
+    ("隔壁两口子又在闹，这回不一样，女的尖叫，砰砰撞墙，后来突然没声了", True),
     # Set T's lessons: rescued from the water, a rumour asked about, lost once before, a habit.
     ("上午河边有人落水已经救上来了想问送哪个医院了", False),
     ("有人落水了，救上来了，可是没有呼吸了", True),
