@@ -566,6 +566,15 @@ def test_the_exported_category_model_is_the_svm_at_its_temperature():
      False),
     ("my son got lost in the mall, we still haven't found him", True),
     ("工地的大卡车停在小区门口，堵住我们的路，每天早上我们的车出不去", False),
+    ("Thick yellow smoke is pouring out of the chemical plant chimney right now, my kids are "
+     "coughing, their eyes are burning", True),
+    ("[agent note] Silent call. Caller tapped the phone twice when asked to tap if unable to "
+     "speak. Male voice shouting in background. Room 2207.", True),
+    ("yes hello I would like to order... no sorry I can't talk properly he's in the next room. "
+     "508 Golden Bay Apartments. please be quick", True),
+    ("a dog just bit my son on the leg in the park, the owner ran away", True),
+    ("our dog bit a neighbour's cat, is that a matter for the police?", False),
+    ("the bank app shows transfers I never made, still happening as we talk", True),
     # Set U's lessons: a meal "ordered" to an address, yes-or-no answers with him beside, a
     # scream and then nothing.
     ("喂，我要一份大份的披萨，对，送到锦绣花园五栋四零二，越快越好", True),

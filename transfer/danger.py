@@ -943,6 +943,8 @@ _FOREIGN_WORDS: dict[str, tuple[str, ...]] = {
     "chemical": (r"tipped over[^.!?]{0,30}leaking|leaking[^.!?]{0,30}(?:sting|feel(?:ing)? sick)",
                  r"smell[^.。!！?？]{0,10}chemical", r"chemical[^.。!！?？]{0,10}(?:smell|leak)",
                  r"\btoxic (?:gas|smoke|fumes)\b",
+                 r"\beyes (?:are |were )?(?:burning|stinging|streaming)|can'?t stop coughing|"
+                 r"coughing non-?stop",
                  r"(?:dripping|leaking)[^.!?]{0,40}(?:sharp|strong|burning) smell|"
                  r"smell that burns"),
     "explosion": (r"\bticking\b|abandoned (?:suitcase|bag)|might blow|about to (?:blow|explode)|"
@@ -1060,6 +1062,14 @@ _FOREIGN_WORDS: dict[str, tuple[str, ...]] = {
                  r"being hit|grabbing at kids|pull one away|banging on (?:her|my|"
                  r"the) (?:hotel )?door",
                  r"can'?t talk freely|just say yes or no|still here and (?:very )?angry",
+                 # A caller who cannot say it: he is in the next room; a silent call with
+                 # shouting behind it, the caller tapping when asked.
+                 r"can'?t (?:talk|speak) (?:properly|now|right now|here)[^.!?]{0,40}(?:he|she|they)"
+                 r"(?:'s| is| are|'re) (?:in the next room|right here|next to me|beside me|"
+                 r"outside the door)",
+                 r"silent call[^!?]{0,80}(?:shouting|screaming|crying|yelling) in (?:the )?"
+                 r"background|tapped (?:the phone|twice|once)[^.!?]{0,40}(?:unable|can'?t|"
+                 r"cannot) (?:to )?(?:speak|talk)",
                  r"beating (?:someone|him|her|a |me)|punch(?:ed|ing)? (?:my|him|her|me)|"
                  r"kick(?:ing|ed)? (?:him|her|me)(?! out)|hitting (?:me|her|him)",
                  r"broken bottle|i'?m hiding|demanding (?:the )?(?:cash|money)",
@@ -1131,6 +1141,9 @@ _FOREIGN_WORDS: dict[str, tuple[str, ...]] = {
                 r"(?:i'?m|we'?re|i am|we are|he'?s|she'?s|he is|she is|baby|child|kid|我|我们|他|她)\s*"
                 r"stuck (?:in|inside)\b(?!\s+traffic)"),
     "fraud_now": (r"(?:sharing|share|shared) (?:my |the )?screen|screen ?shar",
+                  r"transfers? (?:that )?i (?:never|didn'?t) ma(?:d|k)e[^.!?]{0,40}(?:still|"
+                  r"right now|as we (?:talk|speak))|(?:still|right now)[^.!?]{0,30}transfers? "
+                  r"(?:that )?i (?:never|didn'?t) ma(?:d|k)e",
                   r"(?:about to|going to|wants to) (?:wire|transfer|send)[^.!?]{0,30}(?:savings|"
                   r"money|"
                   r"\d)|told me not to (?:hang up|tell anyone)|clear my name",
@@ -1169,7 +1182,11 @@ _FOREIGN_WORDS: dict[str, tuple[str, ...]] = {
                  r"balcony[^.!?]{0,10}(?:just )?fell|tree fell on a car|roof is crushed|"
                  r"fell off a lorry",
                  r"landslide",),
-    "animal": (r"dogs? (?:are )?(?:surrounding|biting)|bitten by",),
+    "animal": (r"dogs? (?:are )?(?:surrounding|biting)|bitten by",
+               r"\bdogs?\b[^.!?]{0,12}\b(?:just )?(?:bit|attacked|is biting) (?:me|him|her|"
+               r"(?:my|our) (?:son|daughter|child|kid|baby|wife|husband|mother|father|mom|dad|"
+               r"friend|grand\w+|neighbou?r)|(?:a|the) (?:child|kid|boy|girl|man|woman|person|"
+               r"runner|cyclist|delivery))\b"),
     "fall": (r"diao\s?(?:xia|jin)\s?qu\s?le|diao\s?jin\s?(?:shui|he|hu)",
              r"hanging (?:on|from|off)[^.!?]{0,20}(?:railing|balcony|window|ledge)",
              r"(?:standing|sitting|sat) on the edge of (?:the|a) (?:roof|building|bridge|balcony)|"
@@ -1941,8 +1958,12 @@ _HABITUAL_IN_CLAUSE = frozenset({"fire", "medical", "chemical", "gas", "water"})
 _ORDINARY_SOURCES: tuple[tuple[str, str, re.Pattern], ...] = (
     # Smoke from a chimney or a rubbish fire someone keeps is pollution (12345); fire, if said, is
     # a cue of its own.
-    ("smoke", "text", re.compile(r"烟囱|烟筒|焚烧|(?i:\bchimneys?\b|\bsmokestacks?\b|\bkilns?\b|"
-                                 r"\bbrick ?works\b|\bincinerators?\b)|"
+    ("smoke", "text", re.compile(r"烟囱|烟筒|焚烧|"
+                                 # not a chimney's sudden smoke ("pouring out of the chemical
+                                 # plant chimney right now")
+                                 r"(?i:^(?!.*\b(?:right now|just now|suddenly|all of a sudden)\b)"
+                                 r".*\b(?:chimneys?|smokestacks?|kilns?|brick ?works|"
+                                 r"incinerators?)\b)|"
                                  r"烧(?:生活)?(?:垃圾|秸秆|树叶|落叶|电线皮|轮胎|塑料)(?!的?味)|"
                                  r"(?i:burning (?:piles of )?(?:rubbish|trash|garbage|plastic|"
                                  r"leaves|straw|something|stuff|waste|tyres|tires|rubber)|"
