@@ -74,7 +74,7 @@ from transfer.catalog import CONSULTATION, UNCLEAR, Catalog, recommend
 
 ROOT = Path(__file__).resolve().parent.parent
 PROBES = {f"probe_{x}": ROOT / "bench" / "data" / f"recommender-probe-{x}.tsv"
-          for x in "abcdefghijklmnopqrstuv"}
+          for x in "abcdefghijklmnopqrstuvwx"}
 # Emergencies told in other languages (``language<TAB>emergency<TAB>text``, half of each set
 # harmless calls, many with the same alarming words): no categories, so only the emergency
 # judgement is measured on them. Each was written by a writer who read neither the code nor the
@@ -301,6 +301,24 @@ FIRST_READINGS = {
                 "emergency_recall_pct": 99.3, "emergency_precision_pct": 99.3,
                 "category_accuracy_pct": 72.5, "unsure_pct": 1.0, "missed_emergencies": 1,
                 "emergencies": 140},
+    # Foreign residents and visitors in English (222 lines, 217 placeable: recognisers'
+    # transcripts, interpreters' and agents' summaries, texts, emails, hotel desks; every
+    # category, 60 emergencies, 53 without the usual word, 35 look-alikes; a new writer), read
+    # (figures first) by the same model and the cues of a58df68 (the same with a983fc6), then
+    # read.
+    "probe_w": {"date": "2026-12-06", "corpus": 15221, "platform_accuracy_pct": 92.6,
+                "emergency_recall_pct": 93.3, "emergency_precision_pct": 81.2,
+                "category_accuracy_pct": 80.2, "unsure_pct": 0.9, "missed_emergencies": 4,
+                "emergencies": 60},
+    # The annex's fine lines (240 lines: noise by its source, street against traffic lights, a
+    # dog's barking against its bite, a shop's cheating against a swindle, another department
+    # against the police, group complaints against leads, paired across the two lists; 40
+    # emergencies arising from the same matters; a new writer), read (figures first) by the
+    # same model and the cues of a58df68, then read.
+    "probe_x": {"date": "2026-12-06", "corpus": 15221, "platform_accuracy_pct": 97.9,
+                "emergency_recall_pct": 100.0, "emergency_precision_pct": 74.1,
+                "category_accuracy_pct": 94.2, "unsure_pct": 0.0, "missed_emergencies": 0,
+                "emergencies": 40},
 }
 
 
