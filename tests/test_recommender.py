@@ -575,6 +575,27 @@ def test_the_exported_category_model_is_the_svm_at_its_temperature():
     ("a dog just bit my son on the leg in the park, the owner ran away", True),
     ("our dog bit a neighbour's cat, is that a matter for the police?", False),
     ("the bank app shows transfers I never made, still happening as we talk", True),
+    # Set W's lessons (English callers) and X's (the annex's fine lines).
+    ("i am in one room with 10 others, door lock, they say I owe money for training and cannot "
+     "go out until I bring new members", True),
+    ("a man is up on the billboard on the roof with a can, he poured something over himself",
+     True),
+    ("the ditch they dig for the pipes fell in on one worker, I can see only his head and arm",
+     True),
+    ("thirty workers have the boss shut inside the site office and somebody just brought a can "
+     "of petrol", True),
+    ("I had a minor collision on 15 March, nobody hurt. How do I get the traffic police "
+     "accident certificate?", False),
+    ("Someone in my WeChat group says a chemical plant exploded in the north district. Is it "
+     "true?", False),
+    ("Agent summary: caller reported a 'bomb' in his fridge, then laughed and said it was "
+     "leftover durian. Third joke call this week.", False),
+    ("the old brick wall collapsed in the rain last night, bricks all over the path. nobody was "
+     "there thank god", False),
+    ("幸福里后面那堵老围墙塌了一半，砖头堆在路边，当时没人在那儿。", False),
+    ("围墙塌了，有人在那儿被压住了", True),
+    ("山脚下那段挡土墙开裂鼓包了，下面就是人行道，现在还没掉东西，得赶紧排查。", False),
+    ("挡土墙开裂鼓包了，已经掉下来砸到一个老人，赶紧来", True),
     # Set U's lessons: a meal "ordered" to an address, yes-or-no answers with him beside, a
     # scream and then nothing.
     ("喂，我要一份大份的披萨，对，送到锦绣花园五栋四零二，越快越好", True),

@@ -1011,8 +1011,10 @@ _FOREIGN_WORDS: dict[str, tuple[str, ...]] = {
                r"broken (?:arm|leg|bone|hand|wrist|neck|rib)", r"bone[^.。!！?？]{0,4}out"),
     "crash": (r"che\s?huo|\baccidente\b|\bvolcado\b",
               r"car crash|crash(?:ed)? into|(?:car|bus|truck|bike|scooter|motorbike|车)\s*crash",
-              r"\baccident\b", r"hit by a car|a car hit(?! (?:it|the (?:hydrant|pole|post|"
-              r"railings?|guard ?rail|wall|fence|barrier|sign|lamp ?post|bollard)\b))"),
+              r"\baccident\b(?![\s-]*(?:certificate|report|record|claim|insurance|liability|"
+              r"compensation|statement|file|number)s?\b)",
+              r"hit by a car|a car hit(?! (?:it|the (?:hydrant|pole|post|railings?|guard ?rail|"
+              r"wall|fence|barrier|sign|lamp ?post|bollard)\b))"),
     "water": (r"struggling in the (?:water|river|lake|sea)|dragged out by the current|"
               r"\bsinking\b|taking on water|fell through the ice",
               r"swept away|clinging to a rock",
@@ -1104,6 +1106,8 @@ _FOREIGN_WORDS: dict[str, tuple[str, ...]] = {
                  r"let me "
                  r"out)"),
     "threat": (r"burn (?:it|the shop|my shop|the house) down|jerrycan|lurking outside",
+               r"(?:just )?(?:brought|carrying|holding|holds|has|with) (?:a |some )?(?:can|cans|"
+               r"canister|bottle|bucket)s? of (?:petrol|gasoline|fuel)",
                r"(?:take|get) (?:his |her |their |my )?revenge on|make (?:everyone|them all|you "
                r"all|all of (?:you|them)) pay",
                r"(?:make|will make)[^.!?]{0,20}\bpay\b[^.!?]{0,60}(?:tonight|bought|canisters?|"
@@ -1115,7 +1119,9 @@ _FOREIGN_WORDS: dict[str, tuple[str, ...]] = {
                r"follow(?:ed)? me (?:all the way|home)|standing outside my (?:apartment )?door|"
                r"wait(?:s|ing)? downstairs",
                r"(?:kill|hurt) (?:me|us|you|him|her)\b|threaten(?:s|ed|ing)? to kill",),
-    "self_harm": (r"\bend (?:everything|it)\b'?[^.!?]{0,40}(?:switched|turned) off|wants? to "
+    "self_harm": (r"poured (?:petrol|gasoline|fuel|something|liquid|it) (?:all )?(?:over|on) "
+                  r"(?:himself|herself|themselves|myself)",
+                  r"\bend (?:everything|it)\b'?[^.!?]{0,40}(?:switched|turned) off|wants? to "
                   r"die\b|(?:doesn'?t|don'?t) want to live",
                   r"texted (?:me )?goodbye|took all (?:her|his|my) (?:sleeping )?pills|"
                   r"sleeping pills",
@@ -1125,7 +1131,13 @@ _FOREIGN_WORDS: dict[str, tuple[str, ...]] = {
                   r"her) life",
                   r"too (?:much|many) pills|overdose", r"jump off|say(?:s|ing)? goodbye|说 goodbye|"
                   r"send[^.。!！?？]{0,12}goodbye", r"\bend it all\b"),
-    "trapped": (r"(?:baby|child|kid|toddler|\w+-year-old|daughter|son)[^.!?]{0,40}(?:locked|"
+    "trapped": (r"(?:fell|caved|collapsed) in on (?:him|her|them|a|one|two|three|the|some)\b|"
+                r"(?:can )?(?:only )?see only (?:his|her) head|buried up to (?:his|her|their)",
+                r"(?:they|he|she)[^.!?]{0,30}(?:cannot|can'?t|not allowed to|won'?t let (?:me|us)) "
+                r"(?:go out|leave|get out)|(?:cannot|can'?t) (?:go out|leave|get out) until|"
+                r"(?:shut|locked|keep|keeping) (?:the boss|the owner|him|her|them|someone|us|me) "
+                r"(?:inside|in)\b",
+                r"(?:baby|child|kid|toddler|\w+-year-old|daughter|son)[^.!?]{0,40}(?:locked|"
                 r"strapped|"
                 r"stuck) in (?:the|a|my) car",
                 r"stuck in the (?:elevator|lift)|(?:elevator|lift)[^.!?]{0,40}(?:dropping|"
@@ -1521,7 +1533,7 @@ _NOW_WORSE = re.compile(r"现在(?:还|又|已经|就|真|水|火|人)|更(?:厉
 # (Not gas: the fear of a blast is what a gas smell is reported for.)
 _HAZARD_KINDS = frozenset({"collapse", "injury", "electric", "water", "danger", "crash", "chemical",
                            "road_hazard", "fire", "smoke"})
-_REPAIR_ASK = re.compile(r"希望|请求|诉求|评估|请(?:尽快|派人|物业|城管|园林|有关部门|执法|安监|市场监管)|"
+_REPAIR_ASK = re.compile(r"希望|请求|诉求|评估|排查|请(?:尽快|派人|物业|城管|园林|有关部门|执法|安监|市场监管)|"
                          r"麻烦[^，。,]{0,8}来|找人(?:来)?看看|整改|维修|锯一下|来锯|修一下|修理|修补|补一下|加装|固定|处理一下|"
                          r"来看看|查一下|管管|能管吗|封住|封闭|撒(?:点)?盐|检查|(?:赶紧|尽快|抓紧)(?:来)?修|"
                          r"能不能(?:来)?(?:换|修)|来换|(?:想让|让|请)[^，。,]{0,6}(?:装|换|修)")
@@ -1533,7 +1545,8 @@ _FEARED_IN_CUE = re.compile(r"(?<![容交贸轻])易(?=摔|跌|滑|绊)")
 _FEARED = re.compile(r"(?:真|就|生|很|挺|最)?怕(?![是冷热黑生羞痒疼死])|担心|感觉(?:快|要|随时)|要等|容易|"
                      r"(?:好)?像(?=要)|迟早|早晚")
 _NOT_YET = re.compile(r"(?:暂时|已经)?(?:拦|围)起来了|"
-                      r"(?:目前|暂时|暂|还|尚|都)(?:没|未)(?:有)?(?:出事|起火|着火|掉下来|掉下去|伤到人|砸到人|大事)|"
+                      r"(?:目前|暂时|暂|还|尚|都)(?:没|未)(?:有)?(?:出事|起火|着火|掉下来|掉下去|伤到人|砸到人|大事|"
+                      r"掉东西|倒|塌)|"
                       r"非火灾|不是现在着火|都是轻伤")
 _OPINION = re.compile(r"很|挺|较|觉得|感觉|非常|特别")
 _REPORTED = re.compile(r"报(?:的|过|了|警)|反映|打过|来过电话|联系过|说过")
@@ -1646,11 +1659,12 @@ _NO_HARM_KINDS = frozenset({"collapse", "crash", "smoke", "electric",
 # or the traffic police; never so for people trapped or about to jump, nor for a road still
 # strewn with what fell (the next car is in danger).
 _NOBODY_HURT = re.compile(r"(?<!还)(?<!暂时)(?<!目前)没(?:有)?人受伤|无人(?:员)?(?:受伤|伤亡)|没(?:有)?伤(?:着|到)人")
-_NOBODY_NEAR = re.compile(r"没(?:有)?人(?:上去|进去|靠近)|没(?:有)?人在(?:下面|底下|旁边|附近|里面|上面)")
+_NOBODY_NEAR = re.compile(r"没(?:有)?人(?:上去|进去|靠近)|"
+                          r"没(?:有)?人在(?:下面|底下|旁边|附近|里面|上面|那儿|那里|那边|跟前)")
 _NOBODY_HURT_KINDS = frozenset({"crash", "collapse"})
 # In English, said after the water, the crash or the collapse ("knee deep, nobody stuck").
 _NOBODY_EN = re.compile(r"(?i)\bno(?:body| ?one)\s+(?:is\s+|was\s+|got\s+)?(?:stuck|trapped|hurt|"
-                        r"injured|inside|in danger)\b|"
+                        r"injured|inside|in danger|there|under it|near it|nearby)\b|"
                         # Spanish, Portuguese, French, German, Italian, Vietnamese, Indonesian,
                         # Hindi (both scripts), Thai (marks taken off: ``_plain_latin``)
                         r"(?i:\bno hay heridos\b|\bnadie (?:salio |resulto |esta |quedo )?herido\b|"
@@ -1668,7 +1682,10 @@ _CALM = re.compile(r"(?:人(?:都|也)?(?:好好的|没事)|撤了|撤销|没闹
                    r"(?:后来|已经)[^，。,]{0,6}找(?:来|到|着)了|已经(?:回来|回家|找到|联系上)|没(?:有)?人受伤|不要紧|"
                    r"(?:已经)?自己走了|拉走了|没动手|联系上|看错了|没有了|拦住了|带回家了|劝开了|都走了|缓过来|说话正常|"
                    r"自己回来了|不是丢了|劝下来了|擦破(?:了)?(?:点|一点)?皮|(?:已经)?(?:涂|擦|抹|上)(?:了)?药|怎么防|"
-                   r"如何防范|要注意(?:点)?什么)")
+                   r"如何防范|要注意(?:点)?什么|"
+                   r"(?i:\bno(?:body| ?one) (?:was |is |got )?(?:hurt|injured|under it|near it|"
+                   r"there)\b|\b(?:i'?m|i am|we'?re|we are|everyone'?s|everybody'?s|everyone is|"
+                   r"everybody is) (?:fine|ok|okay|safe|all right|alright)\b))")
 # Words that say the scare ended well ("虚惊一场", "现在好好的", "已经接回家了"), as the last word
 # on it (``_settled``): the emergency model, which reads the scare's words, may not overrule them;
 # a cue still may. A call back is no ending ("刚回电话，小声说被人带上车了").
@@ -1676,10 +1693,14 @@ _SETTLED = re.compile(r"虚惊一场|闹了(?:个|一)?(?:场)?(?:大)?笑话|(?
                       r"(?:现在|已经)(?:醒|好多|缓过来)了|好多了|(?:我|我们)(?:已经)?(?:到家|安全)了|又在玩了|"
                       r"(?:现在|人|上课|在家)(?:都|也)?好好的(?![^。]{0,8}(?:突然|结果|但是|可是|现在))|"
                       r"平安(?:回家|到家|回来|无事)|(?:他|她|孩子|人|儿子|女儿)(?:已经|刚)(?:刚)?回来|"
-                      r"(?:已经|刚)(?:刚)?回家了|(?:已经|早就?)?(?:接|送)回(?:家|来)了")
+                      r"(?:已经|刚)(?:刚)?回家了|(?:已经|早就?)?(?:接|送)回(?:家|来)了|"
+                      r"(?i:\b(?:she|he|they)(?:'s| is| are|'re) (?:fine|ok|okay|safe|back home)"
+                      r"(?: now)?\b|\b(?:staff|security|police|guards?|we|they) found (?:her|him|"
+                      r"them)\b)")
 # Said after them, the scare goes on ("刚把孩子接回来了，他现在还在砸", "已经回家了，他又追过来");
 # said before them, they are a hope ("只要她平安回来就好").
-_GOES_ON_AFTER = re.compile(r"现在|还在|正在|又|但是|可是|不过|突然|结果")
+_GOES_ON_AFTER = re.compile(r"现在|还在|正在|又|但是|可是|不过|突然|结果|"
+                            r"(?i:\b(?:but|now|still|again|suddenly)\b)")
 _HOPED = re.compile(r"(?:只要|希望|盼着?|祝|保佑)[^，。,]{0,3}$")
 _POLICE_OR_HELP = re.compile(r"(?:派出所|警察|公安|民警|110|120|119|急救|医院)[^，。,]{0,6}$")
 # Words that end by asking for a number, a time, a place or a procedure ("救援电话多少", "几点有下山
@@ -1744,7 +1765,9 @@ _HOAX = re.compile(r"谎称|(?:核实|查实)[^。]{0,8}(?:无此事|不属实|�
                    r"玩电话|笑着挂|"
                    r"(?:承认|说是|就是|只是)(?:想)?[“\"]?(?:睡不着)?找(?:点)?乐子|(?:想)?试试你们|闹着玩的|愚人节|整我的|逗我(?:的|"
                    r"玩)|瞎说的|(?:乱|瞎)打的(?:电话)?|"
-                   r"看看[^。]{0,10}(?:来不来|快不快)")
+                   r"看看[^。]{0,10}(?:来不来|快不快)|"
+                   r"(?i:\b(?:joke|prank|hoax) calls?\b|\blaughed and said (?:it was|he meant|"
+                   r"she meant|just)|\bjust (?:joking|kidding)\b)")
 _HOAX_SPARED = frozenset({"fraud_now", "fraud_ongoing"})
 _OTHERS_STILL = re.compile(r"另一个|还有(?:一个|人|个|[两三四五六七八九十几仨俩]个?(?:人|没))|"
                            r"还在(?:上面|边上|楼顶|那|里面|屋里|家里|河|水里|车里|冒|烧)|人还在|"
@@ -1784,7 +1807,10 @@ _WHICH_LINE = re.compile(r"(?:是|该|应该)?(?:先)?打(?:你们)?(?:12345|110
 _ASKED = re.compile(r"要是|如果|万一|假如|遇到")
 # Hearsay followed by a question ("听说高速上出了车祸，想问问能不能通行") is a question.
 _HEARSAY_ASKING = re.compile(r"(?:听说|据说|有人说|网上说|群里说)[^。]{0,30}(?:想问|问问|"
-                             r"是(?:不是)?真的(?:吗|吧|嘛)|真的假的|是真是假)")
+                             r"是(?:不是)?真的(?:吗|吧|嘛)|真的假的|是真是假)|"
+                             r"(?i:\b(?:someone|somebody|people|they|a friend)\b[^.?!]{0,40}"
+                             r"\b(?:says?|said|saying|posted)\b[^?]{0,100}\b(?:is (?:it|that|this) "
+                             r"true|true or not|really)\?)")
 _NOW_STRICT = re.compile(r"现在|正在|还在|马上|目前|此刻|这会儿|现(?:已|仍|正)")
 # "跟中毒了一样", "像着了火似的": a likeness, not the danger ("好像中毒了" is a guess at it); a
 # smell like gas is the gas cue itself.
@@ -1891,7 +1917,9 @@ _PAST = re.compile(r"(?:昨天|昨日|前天|前日|大前天|上周|上个?礼�
                    r"monday|tuesday|"
                    r"wednesday|thursday|friday|saturday|sunday)\b|"
                    r"\b(?:(?:\d+|a|one|two|three|few|several|some|many) )?(?:days?|weeks?|"
-                   r"months?|years?) ago\b)|[一二两三四五六七八九十几]+(?:年|个月|天)前|"
+                   r"months?|years?) ago\b|\bon (?:\d{1,2}(?:st|nd|rd|th)? (?:of )?(?:jan|feb|mar|"
+                   r"apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*|(?:jan|feb|mar|apr|jun|jul|aug|"
+                   r"sep|oct|nov|dec)[a-z]* \d{1,2}(?:st|nd|rd|th)?)\b)|[一二两三四五六七八九十几]+(?:年|个月|天)前|"
                    # the other languages' (marks taken off); not French "hier", German's "here";
                    # not Vietnamese words that lose their marks into another ("nằm ngoài")
                    r"(?i:\bayer\b|\b(?:el|la) (?:mes|semana|ano) pasad[oa]\b|\bhace (?:\d+|un|una|"
