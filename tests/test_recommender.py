@@ -619,6 +619,96 @@ def test_the_emergency_judgement_handles_negation_conditions_and_what_is_over(te
     assert judged.why.startswith("emergency" if emergency else "no emergency")
 
 
+# A review's sentences against the first English set-asides of 2026-12-06 (each a real
+# emergency they set aside, or a look-alike a new cue took), judged with the catalog's terms as
+# the service judges.
+@pytest.mark.parametrize("text, emergency", [
+    ('This is not a prank call, my husband is bleeding badly', True),
+    ('please this is not a joke call, there is a fire in my kitchen', True),
+    ("I'm not just kidding, he has a gun", True),
+    ('I keep getting prank calls from a man who says he will kill me tonight', True),
+    ('the company collapsed, we lost our wages, and my father'
+     ' collapsed when he heard, he is not breathing', True),
+    ('My daughter is missing since this morning, we only found her phone by the river', True),
+    ("my son is missing, we found him on CCTV getting into a stranger's car", True),
+    ('my son is missing since yesterday, police still havent found him', True),
+    ('my son is missing since yesterday, nobody has found him yet', True),
+    ('my father has had chest pain all night and is sweating a lot', True),
+    ('my baby has been choking all night and lips are blue', True),
+    ('the forest fire has burned all day and is now close to the houses', True),
+    ('The neighbour burns rubbish every evening and tonight his shed is on fire', True),
+    ('every night there is a chemical smell and tonight my'
+     ' eyes are burning and my son is vomiting', True),
+    ('the underpass is knee deep every time it rains and a'
+     ' man is stuck in the water right now', True),
+    ("I've been at work all day, came home and there's smoke"
+     " pouring out of the neighbour's door", True),
+    ("The factory next door is noisy every night. There's smoke"
+     ' pouring from its roof and people shouting', True),
+    ('smoke pouring from the chimney of the factory and'
+     ' the workers are running out screaming', True),
+    ("there's smoke coming out of the neighbour's window, next to the old chimney", True),
+    ('every evening there is smoke from the chimney but tonight the whole roof is on fire', True),
+    ("there's a bag under the seat that looks like a bomb", True),
+    ('a package at the station looks like a bomb, it has wires coming out', True),
+    ("the wall collapsed, nobody was there except my son, he's under the bricks", True),
+    ('The building collapsed. Nobody was there, I think, but I'
+     ' hear someone calling for help under it', True),
+    ('a car crashed into a tree on the highway, nobody was there to help', True),
+    ('car crash on the country road, nobody nearby, the driver is stuck in the car', True),
+    ("a power line fell down on the road by the welding shop and it's sparking, kids around", True),
+    ('a live wire is down and sparking next to the fireworks stall', True),
+    ('the building is on fire on 3 separate floors', True),
+    ('a fire broke out on 2 decks of the ferry', True),
+    ("Call received on 15 March: caller's husband collapsed and is not breathing", True),
+    ('He tried to kill himself years ago and now he is'
+     ' standing on the bridge saying goodbye', True),
+    ('my brother tried to kill himself last year, now he'
+     " sent me a goodbye text and won't answer", True),
+    ('脚手架塌了，工人被压在下面，旁边的塔吊还没倒，请尽快排查', True),
+    ('挡土墙塌了一半还没塌完，有人被压在下面，请派人来排查', True),
+    ('孩子被拐过一次，今天放学没回来', True),
+    ('A car hit the guard rail on the highway and is on its side', True),
+    ('a car hit the pole at high speed, the front is crushed', True),
+    ('a car hit the wall at the bus stop, there were people waiting there', True),
+    ('They said my son fell into the river. Is that true? Please help me', True),
+    ('my daughter and all her stuff fell into the lake', True),
+    ("he fell onto rebar, there's rebar sticking out through his thigh", True),
+    ('accident number 12 bus rolled over, people screaming', True),
+    ('I can only see his head, the ditch fell in on him', True),
+    ('every night he beats her and tonight he has a knife', True),
+    ("We found him but he's not breathing", True),
+    ('我订个外卖两个小时了还没送到，商家也不接电话', False),
+    ('我点个外卖送到小区门口保安不让进，怎么投诉', False),
+    ('我要一份炒饭送到三楼，结果送错了', False),
+    ('我不方便讲话，她在旁边睡觉，我就想问下公积金怎么提取', False),
+    ("sorry I can't talk right now, my manager, she's"
+     " right here, I'll call back about my tax", False),
+    ('my eyes are burning from chopping onions', False),
+    ('my eyes are streaming from hay fever, where is a pharmacy open', False),
+    ("my car ran out of fuel, I'm walking back with a can of petrol", False),
+    ("I'm carrying a can of fuel for my generator, is that allowed on the bus?", False),
+    ('they said we cannot go out during the typhoon, is the metro running?', False),
+    ("I can't leave until 9pm every day, my boss never pays overtime", False),
+    ('I keep them in the fridge, how long do vaccines last', False),
+    ("our dog bit my son's toy", False),
+    ('the dog just bit the delivery box', False),
+    ("I found transfers I never made on my statement and the bank still won't refund me", False),
+    ('every time it rains the underpass floods and today a car'
+     ' is stuck in the water with a child inside', True),
+    ("he's safe but the other child is still in the water", True),
+    ('my 6-year-old is missing in the park, has anyone found her?', True),
+    ('the water has been rising all night and we are stuck on the roof', True),
+    ("we found her, she's cold and blue", True),
+    ('explosion price on every phone this weekend, is it a real discount?', False),
+])
+def test_english_set_asides_yield_to_what_is_said_now_and_new_cues_spare_look_alikes(text,
+                                                                                    emergency):
+    catalog = load_catalog()
+    judged = danger.judge(text, catalog.emergency_examples, catalog.emergency_keywords)
+    assert judged.emergency is emergency, judged.why
+
+
 # Incident types as tables, each type told plainly, twice without its danger word (what the caller
 # sees, hears or smells, in many voices) and once as a harmless near-miss, written for the tests
 # by someone who had seen neither the cues nor the corpus: the 110 desk's own (74 types) and the

@@ -522,7 +522,7 @@ CUES: dict[str, tuple[str, ...]] = {
                  r"(?:陌生人|生人|不认识的人)[^。]{0,8}(?:我家|屋里|客厅|卧室)[^，。,]{0,4}翻(?:抽屉|东西|柜子)",
                  r"哭喊求饶|(?:一直|哭着|喊着?)求饶|(?:打|揍)(?:人|她|他)[^，。,]{0,6}还没停",
                  r"(?:不方便|不能)(?:多说|说话|讲话)[^。]{0,24}(?:他|她)(?:就)?在(?:我)?"
-                 r"(?:旁边|边上|身边)|"
+                 r"(?:旁边|边上|身边)(?![^，。,]{0,3}(?:睡|休息|上课|开会|学习|工作|写作业))|"
                  r"(?:他|她)(?:就)?在(?:我)?(?:旁边|边上|身边)[^。]{0,24}(?:不方便|不能)(?:多说|说话|讲话)|"
                  r"我不能(?:多)?说(?:了)?[。！!]?$|"
                  r"我不方便(?:说话|讲话|多说)[。！!]?$",
@@ -605,7 +605,8 @@ CUES: dict[str, tuple[str, ...]] = {
                  # A meal "ordered" from the hotline, to an address, at once: a caller who cannot
                  # say what is happening (a prank orders nowhere).
                  r"(?:我要|我想要|给我来|我订|我点|帮我送)(?:一|两|三|几)?(?:份|个|盒|张)[^，。,]{0,8}"
-                 r"(?:披萨|比萨|汉堡|外卖|炸鸡|盒饭|炒饭|奶茶|饭|面)[^。]{0,30}送到",
+                 r"(?:披萨|比萨|汉堡|外卖|炸鸡|盒饭|炒饭|奶茶|饭|面)[^。]{0,30}(?<![没未])送到"
+                 r"(?![^。]{0,30}(?:送错|不让|投诉|退款|差评|结果|少了))",
                  # A scream, then nothing.
                  r"(?:尖叫|惨叫|哭喊|呼救|喊救命|哭叫)[^。]{0,24}(?:突然|后来|然后|接着)[^，。,]{0,3}"
                  r"(?:就)?没(?:有)?(?:了)?(?:声|声音|动静)",
@@ -900,9 +901,10 @@ CUES: dict[str, tuple[str, ...]] = {
                r"(?:熊|老虎|虎|狮子|豹子?|狼|野猪)[^，。,]{0,6}(?:翻出|跑出|逃出|窜出|冲出|跑了出来)"),
 }
 
-# A bomb, not "a smell bomb", "a price bomb" (a shop's slang for a bargain), "the bomb", "going off
-# like a bomb".
-_BOMB_EN = (r"(?<!the )(?<!like a )(?<!smell )(?<!stink )(?<!flavour )(?<!flavor )(?<!bath )"
+# A bomb, not "a smell bomb", "a price bomb" (a shop's slang for a bargain), "the bomb", a noise
+# "going off like a bomb" (a bag that "looks like a bomb" is one).
+_BOMB_EN = (r"(?<!the )(?<!going off like a )(?<!went off like a )(?<!sounds like a )"
+            r"(?<!sounded like a )(?<!smell )(?<!stink )(?<!flavour )(?<!flavor )(?<!bath )"
             r"(?<!price )(?<!photo )(?<!calorie )(?<!sugar )\bbomb\b(?![\s-]*(?:price|deal|sale|"
             r"discount|offer)s?\b)")
 # Foreign residents and tourists call in English mixed with Chinese, or type pinyin; their words
@@ -910,7 +912,7 @@ _BOMB_EN = (r"(?<!the )(?<!like a )(?<!smell )(?<!stink )(?<!flavour )(?<!flavor
 # What fell into the water or hit something was a thing ("some pieces of the railing fell into
 # the river", "a car hit it"), not a person.
 _THINGS_NOT_BEFORE = ("(?<!pieces )(?<!bits )(?<!parts )(?<!bricks )(?<!stones )(?<!rubbish )"
-                      "(?<!things )(?<!stuff )(?<!leaves )(?<!branches )")
+                      "(?<!leaves )(?<!branches )")
 _FOREIGN_WORDS: dict[str, tuple[str, ...]] = {
     "fire": (r"\bflames?\b",
              r"black (?:stuff|smoke)[^.!?]{0,16}pouring",
@@ -943,8 +945,9 @@ _FOREIGN_WORDS: dict[str, tuple[str, ...]] = {
     "chemical": (r"tipped over[^.!?]{0,30}leaking|leaking[^.!?]{0,30}(?:sting|feel(?:ing)? sick)",
                  r"smell[^.。!！?？]{0,10}chemical", r"chemical[^.。!！?？]{0,10}(?:smell|leak)",
                  r"\btoxic (?:gas|smoke|fumes)\b",
-                 r"\beyes (?:are |were )?(?:burning|stinging|streaming)|can'?t stop coughing|"
-                 r"coughing non-?stop",
+                 r"(?:smell|smoke|fumes|gas|chemical|leak)[^.!?]{0,60}\beyes (?:are |were )?"
+                 r"(?:burning|stinging|streaming)|\beyes (?:are |were )?(?:burning|stinging|"
+                 r"streaming)[^.!?]{0,60}(?:smell|smoke|fumes|gas|chemical|leak)",
                  r"(?:dripping|leaking)[^.!?]{0,40}(?:sharp|strong|burning) smell|"
                  r"smell that burns"),
     "explosion": (r"\bticking\b|abandoned (?:suitcase|bag)|might blow|about to (?:blow|explode)|"
@@ -973,8 +976,10 @@ _FOREIGN_WORDS: dict[str, tuple[str, ...]] = {
                 r"chest[^.!?]{0,10}(?:pain|tight)[^.!?]{0,20}(?:left arm|can'?t stand|sweat)",
                 r"can'?t breathe|cannot breathe|not breathing", r"breathing[^.。!！?？]{0,6}slow",
                 r"throat[^.。!！?？]{0,8}tight", r"allergic reaction|anaphyla|heat\s?stroke",
-                r"\bfainted\b|\bfaint (?:在|in|on|at)", r"\bchoking\b|\bseizure\b|lips are blue",
-                r"(?<!that )(?<!the )\bcollapsed\b",
+                r"\bfainted\b|\bfaint (?:在|in|on|at)",
+                r"\bchoking\b|\bseizure\b|lips are blue|cold and blue|found (?:him|her|them) dead",
+                r"(?<!that )(?<!the )\bcollapsed\b(?!\s+(?:p2p|platform|fund|scheme|company|"
+                r"firm|bank|business|project)s?\b)",
                 r"(?:won'?t|not|wouldn'?t) survive|"
                 r"minus \d+[^.!?]{0,40}(?:no warm|sleeping (?:outside|rough|on)|thin blanket)",
                 r"(?:oxygen (?:concentrator|machine)|ventilator|home dialysis)[^!?]{0,50}"
@@ -1001,7 +1006,8 @@ _FOREIGN_WORDS: dict[str, tuple[str, ...]] = {
                r"(?:skin)[^.!?]{0,24}(?:peeling|blister)|(?:hot|boiling) (?:oil|"
                r"water)[^.!?]{0,30}(?:on|over)|\bscald",
                r"weird angle|(?<!nails )(?<!wires )(?<!screws )(?<!rebar )sticking out|"
-               r"sticking out of (?:his|her|my|their)|can'?t feel (?:his|her|my) legs|(?:can'?t|"
+               r"sticking out (?:of|through|from) (?:his|her|my|their)|"
+               r"can'?t feel (?:his|her|my) legs|(?:can'?t|"
                r"cannot) (?:stand|get) up|twisted (?:her|his|my) (?:knee|ankle)",
                r"liu\s?le\s?(?:hen\s?duo\s?)?xue|tou\s?po|"
                r"(?<!mei ren )(?<!meiren )(?<!mei you ren )(?<!meiyouren )shou\s?shang",
@@ -1012,9 +1018,8 @@ _FOREIGN_WORDS: dict[str, tuple[str, ...]] = {
     "crash": (r"che\s?huo|\baccidente\b|\bvolcado\b",
               r"car crash|crash(?:ed)? into|(?:car|bus|truck|bike|scooter|motorbike|车)\s*crash",
               r"\baccident\b(?![\s-]*(?:certificate|report|record|claim|insurance|liability|"
-              r"compensation|statement|file|number)s?\b)",
-              r"hit by a car|a car hit(?! (?:it|the (?:hydrant|pole|post|railings?|guard ?rail|"
-              r"wall|fence|barrier|sign|lamp ?post|bollard)\b))"),
+              r"compensation|statement|file)s?\b)",
+              r"hit by a car|a car hit(?! it\b)"),
     "water": (r"struggling in the (?:water|river|lake|sea)|dragged out by the current|"
               r"\bsinking\b|taking on water|fell through the ice",
               r"swept away|clinging to a rock",
@@ -1026,7 +1031,9 @@ _FOREIGN_WORDS: dict[str, tuple[str, ...]] = {
               r"fell (?:off|from) [^.!?]{0,20}into the (?:river|lake|sea|water)|hands splashing",
               r"(?:water|it)(?:'s| is)? (?:up to|already)[^.!?]{0,12}(?:windows?|knee|waist|"
               r"chest|neck)|knee deep|waist deep",
-              r"(?:is |are )?filling up|water(?:'s| is)? (?:rising|coming in)|大水\s*coming",
+              r"(?:is |are )?filling up|water(?:'s| is)? (?:rising|coming in)|大水\s*coming|"
+              r"water (?:has been|keeps|kept) rising|(?:is|are) still in the (?:water|river|lake|"
+              r"sea)|stuck in the water",
               r"\bdrown(?!ing in (?:paperwork|work|debt|bills|emails))", r"can'?t swim",
               _THINGS_NOT_BEFORE + r"(?:fell|fallen|jumped|someone|somebody|person|man|woman|child|"
               r"kid|boy|girl|he|she) (?:is |was )?(?:in|into) (?:the )?(?:water|river|lake|sea)",
@@ -1037,7 +1044,7 @@ _FOREIGN_WORDS: dict[str, tuple[str, ...]] = {
                 r"\bi lost my (?:\d+[- ]years?[- ]old )?(?:son|daughter|child|kid|boy|girl)\b|"
                 r"right next to me a minute ago",
                 r"\b(?:students?|pupils?|boy|girl|grandma|grandpa|husband|wife|friend|colleague|"
-                r"\d+ years? old)\b(?:(?!\b(?:says?|said|reports?|that)\b)[^.!?]){0,40}"
+                r"\d+[- ]years?[- ]old)\b(?:(?!\b(?:says?|said|reports?|that)\b)[^.!?]){0,40}"
                 r"\bis missing\b",
                 r"\b(?:he|she|they|son|daughter|child|kid|students?|friend|husband|wife|mother|"
                 r"father|mom|dad|\d+-year-old)\b[^.!?]{0,40}(?:didn'?t|hasn'?t|has not|did not|"
@@ -1067,8 +1074,7 @@ _FOREIGN_WORDS: dict[str, tuple[str, ...]] = {
                  # A caller who cannot say it: he is in the next room; a silent call with
                  # shouting behind it, the caller tapping when asked.
                  r"can'?t (?:talk|speak) (?:properly|now|right now|here)[^.!?]{0,40}(?:he|she|they)"
-                 r"(?:'s| is| are|'re) (?:in the next room|right here|next to me|beside me|"
-                 r"outside the door)",
+                 r"(?:'s| is| are|'re) (?:in the next room|next to me|beside me|outside the door)",
                  r"silent call[^!?]{0,80}(?:shouting|screaming|crying|yelling) in (?:the )?"
                  r"background|tapped (?:the phone|twice|once)[^.!?]{0,40}(?:unable|can'?t|"
                  r"cannot) (?:to )?(?:speak|talk)",
@@ -1106,8 +1112,9 @@ _FOREIGN_WORDS: dict[str, tuple[str, ...]] = {
                  r"let me "
                  r"out)"),
     "threat": (r"burn (?:it|the shop|my shop|the house) down|jerrycan|lurking outside",
-               r"(?:just )?(?:brought|carrying|holding|holds|has|with) (?:a |some )?(?:can|cans|"
-               r"canister|bottle|bucket)s? of (?:petrol|gasoline|fuel)",
+               r"\b(?:somebody|someone|he|she|they|a man|a woman|workers?) (?:just )?(?:brought|"
+               r"is carrying|is holding|has|had) (?:a |some )?(?:can|canister|bottle|bucket)s? of "
+               r"(?:petrol|gasoline|fuel)",
                r"(?:take|get) (?:his |her |their |my )?revenge on|make (?:everyone|them all|you "
                r"all|all of (?:you|them)) pay",
                r"(?:make|will make)[^.!?]{0,20}\bpay\b[^.!?]{0,60}(?:tonight|bought|canisters?|"
@@ -1123,7 +1130,8 @@ _FOREIGN_WORDS: dict[str, tuple[str, ...]] = {
                   r"(?:himself|herself|themselves|myself)",
                   r"\bend (?:everything|it)\b'?[^.!?]{0,40}(?:switched|turned) off|wants? to "
                   r"die\b|(?:doesn'?t|don'?t) want to live",
-                  r"texted (?:me )?goodbye|took all (?:her|his|my) (?:sleeping )?pills|"
+                  r"texted (?:me )?goodbye|sent (?:me|us|her|him) an? goodbye (?:text|message)|"
+                  r"took all (?:her|his|my) (?:sleeping )?pills|"
                   r"sleeping pills",
                   r"standing on the (?:balcony )?ledge|won'?t come back in|letter to (?:her |"
                   r"his |my )?parents",
@@ -1132,11 +1140,10 @@ _FOREIGN_WORDS: dict[str, tuple[str, ...]] = {
                   r"too (?:much|many) pills|overdose", r"jump off|say(?:s|ing)? goodbye|说 goodbye|"
                   r"send[^.。!！?？]{0,12}goodbye", r"\bend it all\b"),
     "trapped": (r"(?:fell|caved|collapsed) in on (?:him|her|them|a|one|two|three|the|some)\b|"
-                r"(?:can )?(?:only )?see only (?:his|her) head|buried up to (?:his|her|their)",
-                r"(?:they|he|she)[^.!?]{0,30}(?:cannot|can'?t|not allowed to|won'?t let (?:me|us)) "
-                r"(?:go out|leave|get out)|(?:cannot|can'?t) (?:go out|leave|get out) until|"
-                r"(?:shut|locked|keep|keeping) (?:the boss|the owner|him|her|them|someone|us|me) "
-                r"(?:inside|in)\b",
+                r"(?:only see|see only) (?:his|her) head|buried up to (?:his|her|their)",
+                r"(?:cannot|can'?t|not allowed to) (?:go out|leave|get out) until (?:i|we) "
+                r"(?:bring|pay|recruit|find|sign|give)|won'?t let (?:me|us) (?:go out|get out)|"
+                r"(?:shut|locked) (?:the boss|the owner|him|her|them|someone|us) (?:inside|in)\b",
                 r"(?:baby|child|kid|toddler|\w+-year-old|daughter|son)[^.!?]{0,40}(?:locked|"
                 r"strapped|"
                 r"stuck) in (?:the|a|my) car",
@@ -1153,9 +1160,8 @@ _FOREIGN_WORDS: dict[str, tuple[str, ...]] = {
                 r"(?:i'?m|we'?re|i am|we are|he'?s|she'?s|he is|she is|baby|child|kid|我|我们|他|她)\s*"
                 r"stuck (?:in|inside)\b(?!\s+traffic)"),
     "fraud_now": (r"(?:sharing|share|shared) (?:my |the )?screen|screen ?shar",
-                  r"transfers? (?:that )?i (?:never|didn'?t) ma(?:d|k)e[^.!?]{0,40}(?:still|"
-                  r"right now|as we (?:talk|speak))|(?:still|right now)[^.!?]{0,30}transfers? "
-                  r"(?:that )?i (?:never|didn'?t) ma(?:d|k)e",
+                  r"transfers? (?:that )?i (?:never|didn'?t) ma(?:d|k)e[^.!?]{0,40}(?:still "
+                  r"(?:happening|going|coming)|right now|as we (?:talk|speak))",
                   r"(?:about to|going to|wants to) (?:wire|transfer|send)[^.!?]{0,30}(?:savings|"
                   r"money|"
                   r"\d)|told me not to (?:hang up|tell anyone)|clear my name",
@@ -1176,7 +1182,8 @@ _FOREIGN_WORDS: dict[str, tuple[str, ...]] = {
                  r"live wire|zapped|buzzing[^.!?]{0,20}(?:puddle|water)|cable snapped",
                  r"\bsparks?\b", r"(?:electric|power) (?:cable|line|wire)[^.。!！?？]{0,20}(?:down|"
                  r"fall|street|spark)"),
-    "danger": (r"\bhurry\b|au secours|socorro|(?<!erste-)(?<!erste )\bhilfe\b(?!-)",
+    "danger": (r"(?:calling|crying|screaming|shouting|yelling) (?:out )?for help|cries for help",
+               r"\bhurry\b|au secours|socorro|(?<!erste-)(?<!erste )\bhilfe\b(?!-)",
                r"open manhole[^.!?]{0,80}(?:kids|children|people)",
                r"(?:stepped|fell) into an? (?:open|uncovered) (?:drain|manhole|hole)",
                r"\bhelp!|\bSOS\b", r"\bin danger\b"),
@@ -1198,7 +1205,7 @@ _FOREIGN_WORDS: dict[str, tuple[str, ...]] = {
                r"\bdogs?\b[^.!?]{0,12}\b(?:just )?(?:bit|attacked|is biting) (?:me|him|her|"
                r"(?:my|our) (?:son|daughter|child|kid|baby|wife|husband|mother|father|mom|dad|"
                r"friend|grand\w+|neighbou?r)|(?:a|the) (?:child|kid|boy|girl|man|woman|person|"
-               r"runner|cyclist|delivery))\b"),
+               r"runner|cyclist))\b(?!'s)"),
     "fall": (r"diao\s?(?:xia|jin)\s?qu\s?le|diao\s?jin\s?(?:shui|he|hu)",
              r"hanging (?:on|from|off)[^.!?]{0,20}(?:railing|balcony|window|ledge)",
              r"(?:standing|sitting|sat) on the edge of (?:the|a) (?:roof|building|bridge|balcony)|"
@@ -1537,7 +1544,8 @@ _REPAIR_ASK = re.compile(r"希望|请求|诉求|评估|排查|请(?:尽快|派�
                          r"麻烦[^，。,]{0,8}来|找人(?:来)?看看|整改|维修|锯一下|来锯|修一下|修理|修补|补一下|加装|固定|处理一下|"
                          r"来看看|查一下|管管|能管吗|封住|封闭|撒(?:点)?盐|检查|(?:赶紧|尽快|抓紧)(?:来)?修|"
                          r"能不能(?:来)?(?:换|修)|来换|(?:想让|让|请)[^，。,]{0,6}(?:装|换|修)")
-_HARM_DONE = re.compile(r"血|受伤|伤得|头破|晕|昏|喊疼|骨头|骨折|栽进去|刚(?:摔|栽|掉)|呛得|咳嗽|被电|发麻|冲走|溺水|被埋|卡在|"
+_HARM_DONE = re.compile(r"血|受伤|伤得|头破|晕|昏|喊疼|骨头|骨折|栽进去|压(?:在|住|着)|"
+                        r"刚(?:摔|栽|掉)|呛得|咳嗽|被电|发麻|冲走|溺水|被埋|卡在|"
                         r"(?:起|着)火了|烧到|撞了|摔下去|不敢动|不说话|没反应|不动了")
 # "行人易摔倒": what fears the cue may stand just before it or inside its match (searched up to
 # the cue's end, as a look-ahead needs its words).
@@ -1546,7 +1554,7 @@ _FEARED = re.compile(r"(?:真|就|生|很|挺|最)?怕(?![是冷热黑生羞痒�
                      r"(?:好)?像(?=要)|迟早|早晚")
 _NOT_YET = re.compile(r"(?:暂时|已经)?(?:拦|围)起来了|"
                       r"(?:目前|暂时|暂|还|尚|都)(?:没|未)(?:有)?(?:出事|起火|着火|掉下来|掉下去|伤到人|砸到人|大事|"
-                      r"掉东西|倒|塌)|"
+                      r"掉东西)|"
                       r"非火灾|不是现在着火|都是轻伤")
 _OPINION = re.compile(r"很|挺|较|觉得|感觉|非常|特别")
 _REPORTED = re.compile(r"报(?:的|过|了|警)|反映|打过|来过电话|联系过|说过")
@@ -1615,9 +1623,9 @@ _CLEARED: dict[str, tuple[str, ...]] = {
                 r"(?<![没不])找(?:到|回来|"
                 r"着)了(?![^，。,]{0,4}(?:车牌|线索|照片|视频|监控|电话|号码|手机|书包|鞋))", r"在家(?:里)?好好的",
                 r"交给(?:了)?(?:派出所|警察|民警)", r"(?<![还说])没事了",
-                r"(?i:(?<!n't )(?<!not )(?<!never )(?<!yet )\b(?:found|brought back|picked up) "
-                r"(?:him|her|them)\b(?![^.!?]{0,30}\b(?:dead|unconscious|bleeding|injured|hurt|"
-                r"not breathing)\b))",
+                r"(?i:(?<!n't )(?<!nt )(?<!not )(?<!never )(?<!yet )\b(?:found|brought back) "
+                r"(?:him|her|them) (?:safe|unharmed|in \d+ minutes|within \d+ minutes|after "
+                r"(?:\d+|an?|half an) (?:minutes?|hours?))\b)",
                 r"(?<![没不])(?:已经?|已)?被?找回", r"(?:已经?|已)(?:自行|在[^，。,]{0,8})找(?:到|着)",
                 r"(?<![没不])找(?:到|着)的",
                 r"打(?:了)?电话回来", r"人(?:都|也)?好好的", r"都是[^，。,]{0,6}送回", r"(?:已经|自己)回(?:来|家)了",
@@ -1664,7 +1672,8 @@ _NOBODY_NEAR = re.compile(r"没(?:有)?人(?:上去|进去|靠近)|"
 _NOBODY_HURT_KINDS = frozenset({"crash", "collapse"})
 # In English, said after the water, the crash or the collapse ("knee deep, nobody stuck").
 _NOBODY_EN = re.compile(r"(?i)\bno(?:body| ?one)\s+(?:is\s+|was\s+|got\s+)?(?:stuck|trapped|hurt|"
-                        r"injured|inside|in danger|there|under it|near it|nearby)\b|"
+                        r"injured|inside|in danger|there(?! (?:to|except|but))|under it|near it)\b"
+                        r"(?![^.!?]{0,12}\bexcept\b)|"
                         # Spanish, Portuguese, French, German, Italian, Vietnamese, Indonesian,
                         # Hindi (both scripts), Thai (marks taken off: ``_plain_latin``)
                         r"(?i:\bno hay heridos\b|\bnadie (?:salio |resulto |esta |quedo )?herido\b|"
@@ -1696,7 +1705,7 @@ _SETTLED = re.compile(r"虚惊一场|闹了(?:个|一)?(?:场)?(?:大)?笑话|(?
                       r"(?:已经|刚)(?:刚)?回家了|(?:已经|早就?)?(?:接|送)回(?:家|来)了|"
                       r"(?i:\b(?:she|he|they)(?:'s| is| are|'re) (?:fine|ok|okay|safe|back home)"
                       r"(?: now)?\b|\b(?:staff|security|police|guards?|we|they) found (?:her|him|"
-                      r"them)\b)")
+                      r"them)(?: safe)?[.!]?$)")
 # Said after them, the scare goes on ("刚把孩子接回来了，他现在还在砸", "已经回家了，他又追过来");
 # said before them, they are a hope ("只要她平安回来就好").
 _GOES_ON_AFTER = re.compile(r"现在|还在|正在|又|但是|可是|不过|突然|结果|"
@@ -1766,8 +1775,9 @@ _HOAX = re.compile(r"谎称|(?:核实|查实)[^。]{0,8}(?:无此事|不属实|�
                    r"(?:承认|说是|就是|只是)(?:想)?[“\"]?(?:睡不着)?找(?:点)?乐子|(?:想)?试试你们|闹着玩的|愚人节|整我的|逗我(?:的|"
                    r"玩)|瞎说的|(?:乱|瞎)打的(?:电话)?|"
                    r"看看[^。]{0,10}(?:来不来|快不快)|"
-                   r"(?i:\b(?:joke|prank|hoax) calls?\b|\blaughed and said (?:it was|he meant|"
-                   r"she meant|just)|\bjust (?:joking|kidding)\b)")
+                   r"(?i:\b(?:second|third|fourth|fifth|another|repeated) (?:joke|prank|hoax) "
+                   r"calls?\b|\blaughed and said (?:it was|he meant|she meant|just)|"
+                   r"(?<!not )(?<!n't )\bjust (?:joking|kidding)\b)")
 _HOAX_SPARED = frozenset({"fraud_now", "fraud_ongoing"})
 _OTHERS_STILL = re.compile(r"另一个|还有(?:一个|人|个|[两三四五六七八九十几仨俩]个?(?:人|没))|"
                            r"还在(?:上面|边上|楼顶|那|里面|屋里|家里|河|水里|车里|冒|烧)|人还在|"
@@ -1799,7 +1809,10 @@ _SUPPOSING = re.compile(_LOOKS_AHEAD.pattern + r"|以为|假设|的话|真|先�
 # Words that call for help now, whatever else the text asks; and "now" without 刚才, which in
 # "我刚才说桥上有人打架，其实没有" is the time of the false report.
 _URGENT = re.compile(r"快来|赶紧来|快点来|救命|救救|快救|不是(?:开)?玩笑|不是演(?:习|练)|"
-                     r"谁(?:跟你)?(?:开|闹)玩笑|赶紧疏散|快派|没(?:有)?开玩笑|不是恶作剧|(?<!是不)是真的(?![吗么嘛没假])")
+                     r"谁(?:跟你)?(?:开|闹)玩笑|赶紧疏散|快派|没(?:有)?开玩笑|不是恶作剧|(?<!是不)是真的(?![吗么嘛没假])|"
+                     r"(?i:\bplease help\b|\bhelp us\b|\bhurry\b|\bcome quick|"
+                     r"\bnot a (?:joke|prank)\b|"
+                     r"\bnot (?:joking|kidding)\b)")
 # Which number to ring, of a case the caller supposes ("要是…该打110还是12345"): "有人被车撞了该打
 # 110还是120" is a crash, and so is "请问一下，我家老人摔倒起不来了，打120还是110" (asked politely
 # while it happens).
@@ -1903,6 +1916,8 @@ _OVER_AFTER = re.compile(r"已经送(?:到|去)?(?:了)?医院|现场(?:也)?(?:
 # A cue said of another time (昨天, 上个月, 上次 ...) in its own clause is over, unless the clause
 # also says now; except what lasts: a person missing since yesterday is missing now. 过去 after a
 # verb is a direction, not the past: "外婆晕过去了" is now.
+_MONTH_EN = (r"(?:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?|"
+             r"sep(?:t(?:ember)?)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)\b")
 _PAST = re.compile(r"(?:昨天|昨日|前天|前日|大前天|上周|上个?礼拜|上个?星期|上个?月|"
                    r"上次|上回|去年|前年|(?<!像)以前|之前(?!还好好|好好|都好好|都还好|还好)|前几天|前些天|"
                    r"那天|那(?:事|次|回)|(?:快|都|已经)?[一两三半几]年了|当时|"
@@ -1917,9 +1932,10 @@ _PAST = re.compile(r"(?:昨天|昨日|前天|前日|大前天|上周|上个?礼�
                    r"monday|tuesday|"
                    r"wednesday|thursday|friday|saturday|sunday)\b|"
                    r"\b(?:(?:\d+|a|one|two|three|few|several|some|many) )?(?:days?|weeks?|"
-                   r"months?|years?) ago\b|\bon (?:\d{1,2}(?:st|nd|rd|th)? (?:of )?(?:jan|feb|mar|"
-                   r"apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*|(?:jan|feb|mar|apr|jun|jul|aug|"
-                   r"sep|oct|nov|dec)[a-z]* \d{1,2}(?:st|nd|rd|th)?)\b)|[一二两三四五六七八九十几]+(?:年|个月|天)前|"
+                   r"months?|years?) ago\b|(?<!received )(?<!logged )\bon "
+                   r"(?:\d{1,2}(?:st|nd|rd|th)? "
+                   r"(?:of )?" + _MONTH_EN + r"|" + _MONTH_EN + r" \d{1,2}(?:st|nd|rd|th)?)\b)|"
+                   r"[一二两三四五六七八九十几]+(?:年|个月|天)前|"
                    # the other languages' (marks taken off); not French "hier", German's "here";
                    # not Vietnamese words that lose their marks into another ("nằm ngoài")
                    r"(?i:\bayer\b|\b(?:el|la) (?:mes|semana|ano) pasad[oa]\b|\bhace (?:\d+|un|una|"
@@ -1952,7 +1968,10 @@ _NOW = re.compile(r"(?:再次|这(?:次|回)(?:又|疼|是?真)|"
                   r"在(?:砸|撬|砍|踹|捅)|今天|今早|今晚|"
                   r"(?<=[，,：:])现(?![金场代象实状货钞])|现(?:已|仍|正)|"
                   r"现在|正在|刚才|快叫|(?:叫|打)(?:个)?(?:救护车|120)|"
-                  r"刚刚|还在|马上|赶紧|快点?来|目前|此刻|这会儿)")
+                  r"刚刚|还在|马上|赶紧|快点?来|目前|此刻|这会儿|"
+                  r"(?i:\bright now\b|\bjust now\b|\btonight\b|\btoday\b|\bat the moment\b|"
+                  r"\bas we (?:speak|talk)\b|\bnow (?:he|she|they|it|there|the|his|her|my|a|an|"
+                  r"someone|somebody)\b))")
 # A past clause whose state the next words say goes on ("当时就倒地不起了，现在还没醒") is now.
 _STILL = re.compile(r"(?:还|仍然?|依然|至今|到现在)(?:还)?(?:没(?:有)?|未)(?:醒|找到|回来|出来|救出|脱险)|"
                     r"(?:现在|到现在|至今|仍然?|依然)(?:还)?(?:昏迷|在流血|被困|困着|叫不醒)")
@@ -1971,12 +1990,13 @@ _PLANNED = re.compile(r"(?:就(?:一起|都)?(?:去|上)[^，。,]{0,4}(?:堵|�
                       r"(?<!今天)(?<!今天是)星期[一二三四五六日天])")
 # Said of every day or every evening: a chimney's smoke or a factory's smell is pollution (12345).
 _HABITUAL = re.compile(r"(?:天天|每天|每日|每晚|每年|每逢|"
-                       r"(?i:\bevery (?:single )?(?:day|night|evening|morning|afternoon|weekend|"
-                       r"week|month|year|time it rains)\b|\b(?:almost|nearly) every\b|"
-                       r"\bwhenever it rains\b|\ball (?:day|night)(?: long)?\b|\bday and night\b|"
-                       r"\b(?:night|day) after (?:night|day)\b|\bnightly\b)|"
                        r"有时候|时不时|偶尔|每到|一到(?:晚上|夜里|傍晚)|经常|总是|总有|(?<!养)老有人|老是|容易|隔三差五|常年|长期|"
                        r"(?<!开始)(?<!刚才)一直在(?![响叫漏喊哭流烧着吐抽咳喘嘶呲]|冒(?:浓|黑)烟))")
+# In English, of the cue's own clause and only where nothing is said to happen now.
+_HABITUAL_EN = re.compile(r"(?i)\bevery (?:single )?(?:day|night|evening|morning|afternoon|"
+                          r"weekend|week|month|year|time it rains)\b|\b(?:almost|nearly) every\b|"
+                          r"\bwhenever it rains\b|\b(?:night|day) after (?:night|day)\b|"
+                          r"\bnightly\b")
 _HABITUAL_KINDS = frozenset({"smoke"})
 # A fire lit every evening is someone burning rubbish, an underpass knee deep every time it rains
 # a drain to clear; said of the cue's own clause only ("楼道里老是有人抽烟，今天着火了" is a fire).
@@ -1987,11 +2007,6 @@ _ORDINARY_SOURCES: tuple[tuple[str, str, re.Pattern], ...] = (
     # Smoke from a chimney or a rubbish fire someone keeps is pollution (12345); fire, if said, is
     # a cue of its own.
     ("smoke", "text", re.compile(r"烟囱|烟筒|焚烧|"
-                                 # not a chimney's sudden smoke ("pouring out of the chemical
-                                 # plant chimney right now")
-                                 r"(?i:^(?!.*\b(?:right now|just now|suddenly|all of a sudden)\b)"
-                                 r".*\b(?:chimneys?|smokestacks?|kilns?|brick ?works|"
-                                 r"incinerators?)\b)|"
                                  r"烧(?:生活)?(?:垃圾|秸秆|树叶|落叶|电线皮|轮胎|塑料)(?!的?味)|"
                                  r"(?i:burning (?:piles of )?(?:rubbish|trash|garbage|plastic|"
                                  r"leaves|straw|something|stuff|waste|tyres|tires|rubber)|"
@@ -2002,16 +2017,21 @@ _ORDINARY_SOURCES: tuple[tuple[str, str, re.Pattern], ...] = (
         r"(?:垃圾|树叶|落叶|秸秆|麦秆|麦茬|麦子|地头|杂草|菜筐|泡沫箱|纸箱|旧家具)[^，。,]{0,12}(?:点火|一把火)|"
         r"(?i:burning (?:piles of )?(?:rubbish|trash|garbage|plastic|leaves|straw|something|"
         r"stuff|waste|tyres|tires|rubber))")),
-    # A company or a P2P platform that collapsed took money, not a person down (the platform
-    # itself is the subject, and the words speak of money).
-    *((kind, "sentence", re.compile(
-        r"(?i)^(?=.*\b(?:invest|deposit|savings|money|refund|bankrupt|wages|salar|p2p|loan))"
-        r".*(?:\b(?:p2p|platform|company|firm|business|fund|scheme|project)\s+(?:has |had |just )?"
-        r"collapsed\b|\bcollapsed\s+(?:p2p|platform|company|firm|business|bank|fund|scheme|"
-        r"project)\b)")) for kind in ("medical", "collapse")),
+    # A P2P platform, a fund or a scheme that collapsed took money, not a person down: said
+    # just before the cue's "collapsed" (a company or a bank may hold a person who collapsed).
+    *((kind, "before", re.compile(r"(?i)\b(?:p2p|platform|fund|scheme)s?\s+(?:has |had |just )?$"))
+      for kind in ("medical", "collapse")),
+    # A chimney's or a kiln's smoke, said in its sentence; not where the words tell of more than
+    # its smoke ("pouring out of the chemical plant chimney right now", "workers running out",
+    # "the window next to the old chimney").
+    ("smoke", "sentence", re.compile(
+        r"(?is)^(?!.*\b(?:right now|just now|suddenly|all of a sudden|on fire|flames?|scream\w*|"
+        r"running out|trapped|next to|beside|window|door)\b).*\b(?:chimneys?|smokestacks?|kilns?|"
+        r"brick ?works|incinerators?)\b")),
     # Sparks from welding or grinding are the work's, unless someone is hurt or something caught.
     ("electric", "clause", re.compile(
-        r"(?i)^(?!.*(?:electrocut|shock|burn|hurt|injur|\bfire\b|flame)).*(?:\bweld(?:ing|ers?)?\b|"
+        r"(?i)^(?!.*(?:electrocut|shock|burn|hurt|injur|\bfire\b|flame|wire|cable|power line|"
+        r"sparking|\bdown\b)).*(?:\bweld(?:ing|ers?)?\b|"
         r"\bgrind(?:ing|ers?)\b|\bcutting (?:steel|metal|pipes?)\b|\bsparklers?\b|"
         r"\bfireworks?\b)")),
     # A road jammed at rush hour is traffic, not a crowd.
@@ -2081,15 +2101,16 @@ _GOES_ON = re.compile(r"头晕|想吐|吐了|咳嗽|流眼泪|喘不|呛得|烫�
 _OVER_REASONS = ("over", "no harm", "nobody hurt", "a look-alike, explained")
 _ASKING_ANY = re.compile(r"想问|问问|请问|咨询|进度|进展")
 # A turn from what calms or explains to what is so now.
-_TURN = re.compile(r"但是|可是|不过|然而|结果|(?<![不宁])却|但(?![愿凡])|(?<![不许认])可(?![能以爱惜怜乐口是靠])")
+_TURN = re.compile(r"但是|可是|不过|然而|结果|(?<![不宁])却|但(?![愿凡])|(?<![不许认])可(?![能以爱惜怜乐口是靠])|"
+                   r"(?i:\bbut\b)")
 # A space between Chinese words ends a clause too, as in a typed message ("我现在在楼顶 风挺大的").
 _CLAUSE = re.compile(r"[，。！？；,.!?;、\n\u3000।]|(?<=[\u4e00-\u9fff]) +(?=[\u4e00-\u9fff])|"
-                     r"但是|可是|不过|结果|然后")
+                     r"但是|可是|不过|结果|然后|(?i:\bbut\b|\band (?:now|tonight|today|then)\b)")
 
 # An English danger word that names the equipment or the drill, not the danger ("fire
 # extinguisher", "fire alarm test"), or a shop's slang for a bargain ("fire sale", "explosion
 # price").
-_EQUIPMENT_AFTER = re.compile(r"(?i)[\s-]*(?:extinguishers?|drills?|exits?|alarm test|safety|"
+_EQUIPMENT_AFTER = re.compile(r"(?i)\s*(?:extinguishers?|drills?|exits?|alarm test|safety|"
                               r"inspections?|stations?|doors?|escape|insurance|hydrants?|lanes?|"
                               r"access|passages?|hazards?|risks?|"
                               r"brigade|trucks?|(?:price|deal|sale|discount|offer)s?)\b")
@@ -2279,8 +2300,8 @@ def _set_aside(kind: str, text: str, start: int, end: int) -> str | None:
         return f"a claim for an injury, not harm now ({claimed.group(0)})"
     episode = _EPISODE.search(clause)
     # "走丢过", "被跟踪过": what lasts, told as having happened before.
-    if kind in _LASTING and text.startswith("过", end) and not text.startswith(("过来", "过去"),
-                                                                             end):
+    if (kind in _LASTING and text.startswith("过", end)
+            and not text.startswith(("过来", "过去"), end) and not _NOW.search(text)):
         episode = episode or re.match(r"过", text[end:])
     if episode and not said_now:
         return f"another time, over ({episode.group(0)})"
@@ -2316,6 +2337,9 @@ def _set_aside(kind: str, text: str, start: int, end: int) -> str | None:
         habit = None        # "你们天天不管事…，现在好了，冒烟了！"
     if habit and kind in _BODY and _TODAY.search(clause):
         habit = None        # "我妈老是说胸口闷，今天早上倒在厨房不动了"
+    if (not habit and kind in _HABITUAL_KINDS | _HABITUAL_IN_CLAUSE and not said_now
+            and not _TODAY.search(clause)):
+        habit = _HABITUAL_EN.search(clause)
     if habit:
         return f"a standing nuisance, not an emergency now ({habit.group(0)})"
     # A swindle told as done ("我给了验证码", "钱被转走了") is over from the cue's own clause on.
