@@ -143,9 +143,10 @@ def features(text: str, dictionary: Path | None = None) -> list[str]:
 # "喂，那个，就是…", "嗯…", "您好110请讲". The words that say nothing (``unclear``) are mostly
 # these, so the category model learnt them as "nothing to place": "喂那个就是我们这路上有个景盖
 # 不见了" was unclear at 1.00.
-_OPENING = re.compile(r"^(?:[\s,，.。、…~～!！?？—-]*(?:喂+|您好|你好|哈喽|那个(?![人男女孩小老东地家店车])|"
-                      r"就是(?:说)?|嗯+|啊+|呃+|哎+|唉|(?:110|12345)[\s,，]*(?:您)?请讲|"
-                      r"(?i:\b(?:hello|hi|uh+m*|um+)\b)))+[\s,，.。、…~～!！?？—-]*")
+_OPENING = re.compile(r"^(?:[\s,，.。、…~～!！?？—-]*(?:喂+|您好|你好|哈喽|"
+                      r"那个(?![人男女孩小老东地家店车月时候天年周次])|就是(?:说)?|嗯+|啊+|呃+|哎+|唉|"
+                      r"(?:110|12345)[\s,，]*(?:您)?请讲|(?i:\b(?:hello|hi|uh+m*|um+)(?![a-z]))))+"
+                      r"[\s,，.。、…~～!！?？—-]*")
 OPENING_LEAVES = 4
 
 

@@ -522,7 +522,8 @@ CUES: dict[str, tuple[str, ...]] = {
                  r"(?:陌生人|生人|不认识的人)[^。]{0,8}(?:我家|屋里|客厅|卧室)[^，。,]{0,4}翻(?:抽屉|东西|柜子)",
                  r"哭喊求饶|(?:一直|哭着|喊着?)求饶|(?:打|揍)(?:人|她|他)[^，。,]{0,6}还没停",
                  r"(?:不方便|不能)(?:多说|说话|讲话)[^。]{0,24}(?:他|她)(?:就)?在(?:我)?"
-                 r"(?:旁边|边上|身边)(?![^，。,]{0,3}(?:睡|休息|上课|开会|学习|工作|写作业))|"
+                 r"(?:旁边|边上|身边)(?![^，。,]{0,3}(?:睡|休息|上课|开会|学习|工作|写作业)"
+                 r"[^。]{0,12}(?:想问|咨询|问下|问一下|怎么))|"
                  r"(?:他|她)(?:就)?在(?:我)?(?:旁边|边上|身边)[^。]{0,24}(?:不方便|不能)(?:多说|说话|讲话)|"
                  r"我不能(?:多)?说(?:了)?[。！!]?$|"
                  r"我不方便(?:说话|讲话|多说)[。！!]?$",
@@ -606,7 +607,7 @@ CUES: dict[str, tuple[str, ...]] = {
                  # say what is happening (a prank orders nowhere).
                  r"(?:我要|我想要|给我来|我订|我点|帮我送)(?:一|两|三|几)?(?:份|个|盒|张)[^，。,]{0,8}"
                  r"(?:披萨|比萨|汉堡|外卖|炸鸡|盒饭|炒饭|奶茶|饭|面)[^。]{0,30}(?<![没未])送到"
-                 r"(?![^。]{0,30}(?:送错|不让|投诉|退款|差评|结果|少了))",
+                 r"(?![^。]{0,30}(?:送错|不让|投诉|退款|差评|少了))",
                  # A scream, then nothing.
                  r"(?:尖叫|惨叫|哭喊|呼救|喊救命|哭叫)[^。]{0,24}(?:突然|后来|然后|接着)[^，。,]{0,3}"
                  r"(?:就)?没(?:有)?(?:了)?(?:声|声音|动静)",
@@ -902,11 +903,13 @@ CUES: dict[str, tuple[str, ...]] = {
 }
 
 # A bomb, not "a smell bomb", "a price bomb" (a shop's slang for a bargain), "the bomb", a noise
-# "going off like a bomb" (a bag that "looks like a bomb" is one).
-_BOMB_EN = (r"(?<!the )(?<!going off like a )(?<!went off like a )(?<!sounds like a )"
-            r"(?<!sounded like a )(?<!smell )(?<!stink )(?<!flavour )(?<!flavor )(?<!bath )"
+# "going off like a bomb", a room that "looks like a bomb hit it" (a bag that "looks like a bomb"
+# is one, and a bang that "sounded like a bomb").
+_BOMB_EN = (r"(?<!the )(?<!going off like a )(?<!goes off like a )(?<!smell )(?<!stink )"
+            r"(?<!flavour )(?<!flavor )(?<!bath )"
             r"(?<!price )(?<!photo )(?<!calorie )(?<!sugar )\bbomb\b(?![\s-]*(?:price|deal|sale|"
-            r"discount|offer)s?\b)")
+            r"discount|offer)s?\b)(?! (?:hit|went off in|had gone off in|has gone off in) (?:it|"
+            r"here|this|my|our|the (?:kitchen|room|flat|house|office))\b)")
 # Foreign residents and tourists call in English mixed with Chinese, or type pinyin; their words
 # for the same dangers, by kind (any case).
 # What fell into the water or hit something was a thing ("some pieces of the railing fell into
@@ -920,7 +923,7 @@ _FOREIGN_WORDS: dict[str, tuple[str, ...]] = {
              r"(?:kitchen|house|flat|apartment|building|car|restaurant) (?:is |'s )?(?:on fire|"
              r"burning)",
              r"\bqi\s?huo\b|\bhuo\s?zai\b",
-             r"\bon fire\b|\bis burning\b|\bburning down\b",
+             r"\bon fire\b|\bis burning\b|\bburning down\b|\bstill (?:burning|on fire)\b",
              r"\bfire\b(?![\s-]*(?:drill|extinguisher|exit|safety|inspection|alarm|station|hydrant|"
              r"lane|door|access|hazard|risk|"
              r"escape|brigade|fighter|truck|engine|service|me\b|"
@@ -945,9 +948,9 @@ _FOREIGN_WORDS: dict[str, tuple[str, ...]] = {
     "chemical": (r"tipped over[^.!?]{0,30}leaking|leaking[^.!?]{0,30}(?:sting|feel(?:ing)? sick)",
                  r"smell[^.。!！?？]{0,10}chemical", r"chemical[^.。!！?？]{0,10}(?:smell|leak)",
                  r"\btoxic (?:gas|smoke|fumes)\b",
-                 r"(?:smell|smoke|fumes|gas|chemical|leak)[^.!?]{0,60}\beyes (?:are |were )?"
-                 r"(?:burning|stinging|streaming)|\beyes (?:are |were )?(?:burning|stinging|"
-                 r"streaming)[^.!?]{0,60}(?:smell|smoke|fumes|gas|chemical|leak)",
+                 r"(?:\beyes (?:are |were )?(?:burning|stinging|streaming)|can'?t stop coughing|"
+                 r"coughing non-?stop)(?![^.!?]{0,40}\b(?:onions?|hay ?fever|allerg\w*|pollen|"
+                 r"cold|flu|clinic|pharmacy|screen)\b)",
                  r"(?:dripping|leaking)[^.!?]{0,40}(?:sharp|strong|burning) smell|"
                  r"smell that burns"),
     "explosion": (r"\bticking\b|abandoned (?:suitcase|bag)|might blow|about to (?:blow|explode)|"
@@ -977,9 +980,11 @@ _FOREIGN_WORDS: dict[str, tuple[str, ...]] = {
                 r"can'?t breathe|cannot breathe|not breathing", r"breathing[^.。!！?？]{0,6}slow",
                 r"throat[^.。!！?？]{0,8}tight", r"allergic reaction|anaphyla|heat\s?stroke",
                 r"\bfainted\b|\bfaint (?:在|in|on|at)",
-                r"\bchoking\b|\bseizure\b|lips are blue|cold and blue|found (?:him|her|them) dead",
-                r"(?<!that )(?<!the )\bcollapsed\b(?!\s+(?:p2p|platform|fund|scheme|company|"
-                r"firm|bank|business|project)s?\b)",
+                r"\bchoking\b|\bseizure\b|lips are blue|found (?:him|her|them) dead|"
+                r"\b(?:he|she|he'?s|she'?s|baby|skin|face|body|lips)\b[^.!?]{0,12}cold and blue",
+                r"(?<!that )(?<!the )\bcollapsed\b(?!\s+(?:p2p|(?:investment|lending|loan) "
+                r"(?:platform|app)|(?:investment|mutual|hedge) fund|ponzi scheme|company|firm|bank|"
+                r"business|project)s?\b)",
                 r"(?:won'?t|not|wouldn'?t) survive|"
                 r"minus \d+[^.!?]{0,40}(?:no warm|sleeping (?:outside|rough|on)|thin blanket)",
                 r"(?:oxygen (?:concentrator|machine)|ventilator|home dialysis)[^!?]{0,50}"
@@ -1032,8 +1037,9 @@ _FOREIGN_WORDS: dict[str, tuple[str, ...]] = {
               r"(?:water|it)(?:'s| is)? (?:up to|already)[^.!?]{0,12}(?:windows?|knee|waist|"
               r"chest|neck)|knee deep|waist deep",
               r"(?:is |are )?filling up|water(?:'s| is)? (?:rising|coming in)|大水\s*coming|"
-              r"water (?:has been|keeps|kept) rising|(?:is|are) still in the (?:water|river|lake|"
-              r"sea)|stuck in the water",
+              r"water (?:has been|keeps|kept) rising|\b(?:child|kid|boy|girl|man|woman|someone|"
+              r"somebody|person|people|he|she|they|others?|driver|car)\b[^.!?]{0,20}(?:(?:is|are) "
+              r"still in the (?:water|river|lake|sea)|stuck in the water)",
               r"\bdrown(?!ing in (?:paperwork|work|debt|bills|emails))", r"can'?t swim",
               _THINGS_NOT_BEFORE + r"(?:fell|fallen|jumped|someone|somebody|person|man|woman|child|"
               r"kid|boy|girl|he|she) (?:is |was )?(?:in|into) (?:the )?(?:water|river|lake|sea)",
@@ -1074,7 +1080,9 @@ _FOREIGN_WORDS: dict[str, tuple[str, ...]] = {
                  # A caller who cannot say it: he is in the next room; a silent call with
                  # shouting behind it, the caller tapping when asked.
                  r"can'?t (?:talk|speak) (?:properly|now|right now|here)[^.!?]{0,40}(?:he|she|they)"
-                 r"(?:'s| is| are|'re) (?:in the next room|next to me|beside me|outside the door)",
+                 r"(?:'s| is| are|'re) (?:in the next room|next to me|beside me|outside the door|"
+                 r"right here)(?![^.!?]{0,60}\b(?:call (?:you )?back|call again|later|meeting|tax|"
+                 r"office)\b)",
                  r"silent call[^!?]{0,80}(?:shouting|screaming|crying|yelling) in (?:the )?"
                  r"background|tapped (?:the phone|twice|once)[^.!?]{0,40}(?:unable|can'?t|"
                  r"cannot) (?:to )?(?:speak|talk)",
@@ -1112,9 +1120,8 @@ _FOREIGN_WORDS: dict[str, tuple[str, ...]] = {
                  r"let me "
                  r"out)"),
     "threat": (r"burn (?:it|the shop|my shop|the house) down|jerrycan|lurking outside",
-               r"\b(?:somebody|someone|he|she|they|a man|a woman|workers?) (?:just )?(?:brought|"
-               r"is carrying|is holding|has|had) (?:a |some )?(?:can|canister|bottle|bucket)s? of "
-               r"(?:petrol|gasoline|fuel)",
+               r"(?:brought|carrying|holding|holds|has|with) (?:a |some )?(?:can|cans|canister|"
+               r"bottle|bucket|jerry ?can)s? of (?:petrol|gasoline|fuel)",
                r"(?:take|get) (?:his |her |their |my )?revenge on|make (?:everyone|them all|you "
                r"all|all of (?:you|them)) pay",
                r"(?:make|will make)[^.!?]{0,20}\bpay\b[^.!?]{0,60}(?:tonight|bought|canisters?|"
@@ -1141,9 +1148,12 @@ _FOREIGN_WORDS: dict[str, tuple[str, ...]] = {
                   r"send[^.。!！?？]{0,12}goodbye", r"\bend it all\b"),
     "trapped": (r"(?:fell|caved|collapsed) in on (?:him|her|them|a|one|two|three|the|some)\b|"
                 r"(?:only see|see only) (?:his|her) head|buried up to (?:his|her|their)",
-                r"(?:cannot|can'?t|not allowed to) (?:go out|leave|get out) until (?:i|we) "
-                r"(?:bring|pay|recruit|find|sign|give)|won'?t let (?:me|us) (?:go out|get out)|"
-                r"(?:shut|locked) (?:the boss|the owner|him|her|them|someone|us) (?:inside|in)\b",
+                r"(?:(?:they|he|she)[^.!?]{0,30}(?:cannot|can'?t|not allowed to|won'?t let (?:me|"
+                r"us)) (?:go out|leave|get out)|(?:cannot|can'?t) (?:go out|leave|get out) until)"
+                r"(?![^.!?]{0,30}\b(?:typhoon|storm|rain|snow|overtime|quarantine|\d+ ?(?:am|pm)|"
+                r"\d+:\d\d)\b)|(?:shut|locked|keeps?|keeping) (?:the boss|the owner|him|her|them|"
+                r"someone|us|me) (?:inside|in)\b(?! (?:the )?(?:fridge|freezer|class|a box|the car "
+                r"park))",
                 r"(?:baby|child|kid|toddler|\w+-year-old|daughter|son)[^.!?]{0,40}(?:locked|"
                 r"strapped|"
                 r"stuck) in (?:the|a|my) car",
@@ -1161,7 +1171,9 @@ _FOREIGN_WORDS: dict[str, tuple[str, ...]] = {
                 r"stuck (?:in|inside)\b(?!\s+traffic)"),
     "fraud_now": (r"(?:sharing|share|shared) (?:my |the )?screen|screen ?shar",
                   r"transfers? (?:that )?i (?:never|didn'?t) ma(?:d|k)e[^.!?]{0,40}(?:still "
-                  r"(?:happening|going|coming)|right now|as we (?:talk|speak))",
+                  r"(?:happening|going|coming)|keep (?:coming|happening|going)|right now|as we "
+                  r"(?:talk|speak))|(?:moving|taking|draining) (?:money|funds) (?:from|out of) my "
+                  r"account right now",
                   r"(?:about to|going to|wants to) (?:wire|transfer|send)[^.!?]{0,30}(?:savings|"
                   r"money|"
                   r"\d)|told me not to (?:hang up|tell anyone)|clear my name",
@@ -1182,7 +1194,8 @@ _FOREIGN_WORDS: dict[str, tuple[str, ...]] = {
                  r"live wire|zapped|buzzing[^.!?]{0,20}(?:puddle|water)|cable snapped",
                  r"\bsparks?\b", r"(?:electric|power) (?:cable|line|wire)[^.。!！?？]{0,20}(?:down|"
                  r"fall|street|spark)"),
-    "danger": (r"(?:calling|crying|screaming|shouting|yelling) (?:out )?for help|cries for help",
+    "danger": (r"(?:calling|crying|screaming|shouting|yelling) (?:out )?for help(?! (?:with|about|"
+               r"on|regarding|for)\b)|cries for help",
                r"\bhurry\b|au secours|socorro|(?<!erste-)(?<!erste )\bhilfe\b(?!-)",
                r"open manhole[^.!?]{0,80}(?:kids|children|people)",
                r"(?:stepped|fell) into an? (?:open|uncovered) (?:drain|manhole|hole)",
@@ -1205,7 +1218,9 @@ _FOREIGN_WORDS: dict[str, tuple[str, ...]] = {
                r"\bdogs?\b[^.!?]{0,12}\b(?:just )?(?:bit|attacked|is biting) (?:me|him|her|"
                r"(?:my|our) (?:son|daughter|child|kid|baby|wife|husband|mother|father|mom|dad|"
                r"friend|grand\w+|neighbou?r)|(?:a|the) (?:child|kid|boy|girl|man|woman|person|"
-               r"runner|cyclist))\b(?!'s)"),
+               r"runner|cyclist|delivery (?:guy|man|driver|rider|boy))|(?:his|her|my|their) "
+               r"(?:hand|arm|leg|face|foot|finger|neck|ear))\b(?!'s (?:toy|ball|shoe|"
+               r"bag|bike|book|hat|slipper|sock)s?\b)"),
     "fall": (r"diao\s?(?:xia|jin)\s?qu\s?le|diao\s?jin\s?(?:shui|he|hu)",
              r"hanging (?:on|from|off)[^.!?]{0,20}(?:railing|balcony|window|ledge)",
              r"(?:standing|sitting|sat) on the edge of (?:the|a) (?:roof|building|bridge|balcony)|"
@@ -1544,7 +1559,7 @@ _REPAIR_ASK = re.compile(r"希望|请求|诉求|评估|排查|请(?:尽快|派�
                          r"麻烦[^，。,]{0,8}来|找人(?:来)?看看|整改|维修|锯一下|来锯|修一下|修理|修补|补一下|加装|固定|处理一下|"
                          r"来看看|查一下|管管|能管吗|封住|封闭|撒(?:点)?盐|检查|(?:赶紧|尽快|抓紧)(?:来)?修|"
                          r"能不能(?:来)?(?:换|修)|来换|(?:想让|让|请)[^，。,]{0,6}(?:装|换|修)")
-_HARM_DONE = re.compile(r"血|受伤|伤得|头破|晕|昏|喊疼|骨头|骨折|栽进去|压(?:在|住|着)|"
+_HARM_DONE = re.compile(r"血|受伤|伤得|头破|晕|昏|喊疼|骨头|骨折|栽进去|被压|压在(?:下面|底下)|"
                         r"刚(?:摔|栽|掉)|呛得|咳嗽|被电|发麻|冲走|溺水|被埋|卡在|"
                         r"(?:起|着)火了|烧到|撞了|摔下去|不敢动|不说话|没反应|不动了")
 # "行人易摔倒": what fears the cue may stand just before it or inside its match (searched up to
@@ -1672,7 +1687,8 @@ _NOBODY_NEAR = re.compile(r"没(?:有)?人(?:上去|进去|靠近)|"
 _NOBODY_HURT_KINDS = frozenset({"crash", "collapse"})
 # In English, said after the water, the crash or the collapse ("knee deep, nobody stuck").
 _NOBODY_EN = re.compile(r"(?i)\bno(?:body| ?one)\s+(?:is\s+|was\s+|got\s+)?(?:stuck|trapped|hurt|"
-                        r"injured|inside|in danger|there(?! (?:to|except|but))|under it|near it)\b"
+                        r"injured|inside|in danger|there(?! (?:to|except|but)\b)|under it|"
+                        r"near it)\b"
                         r"(?![^.!?]{0,12}\bexcept\b)|"
                         # Spanish, Portuguese, French, German, Italian, Vietnamese, Indonesian,
                         # Hindi (both scripts), Thai (marks taken off: ``_plain_latin``)
@@ -1932,7 +1948,8 @@ _PAST = re.compile(r"(?:昨天|昨日|前天|前日|大前天|上周|上个?礼�
                    r"monday|tuesday|"
                    r"wednesday|thursday|friday|saturday|sunday)\b|"
                    r"\b(?:(?:\d+|a|one|two|three|few|several|some|many) )?(?:days?|weeks?|"
-                   r"months?|years?) ago\b|(?<!received )(?<!logged )\bon "
+                   r"months?|years?) ago\b|"
+                   r"(?<!received )(?<!logged )(?<!call )(?<!caller )(?<!note )\bon "
                    r"(?:\d{1,2}(?:st|nd|rd|th)? "
                    r"(?:of )?" + _MONTH_EN + r"|" + _MONTH_EN + r" \d{1,2}(?:st|nd|rd|th)?)\b)|"
                    r"[一二两三四五六七八九十几]+(?:年|个月|天)前|"
@@ -1992,15 +2009,19 @@ _PLANNED = re.compile(r"(?:就(?:一起|都)?(?:去|上)[^，。,]{0,4}(?:堵|�
 _HABITUAL = re.compile(r"(?:天天|每天|每日|每晚|每年|每逢|"
                        r"有时候|时不时|偶尔|每到|一到(?:晚上|夜里|傍晚)|经常|总是|总有|(?<!养)老有人|老是|容易|隔三差五|常年|长期|"
                        r"(?<!开始)(?<!刚才)一直在(?![响叫漏喊哭流烧着吐抽咳喘嘶呲]|冒(?:浓|黑)烟))")
-# In English, of the cue's own clause and only where nothing is said to happen now.
-_HABITUAL_EN = re.compile(r"(?i)\bevery (?:single )?(?:day|night|evening|morning|afternoon|"
-                          r"weekend|week|month|year|time it rains)\b|\b(?:almost|nearly) every\b|"
-                          r"\bwhenever it rains\b|\b(?:night|day) after (?:night|day)\b|"
-                          r"\bnightly\b")
+# In English, of the cue's own clause and only where nothing is said to happen now, and only of
+# a nuisance's kinds: a chimney's smoke every evening, an underpass flooded every time it rains
+# ("asthma attacks every night and he can't breathe" is an emergency).
+_HABITUAL_EN = {"smoke": re.compile(r"(?i)\bevery (?:single )?(?:day|night|evening|morning|"
+                                    r"afternoon|weekend|week)\b|\b(?:almost|nearly) every "
+                                    r"(?:day|night|evening|morning)\b|\b(?:night|day) after "
+                                    r"(?:night|day)\b|\bnightly\b"),
+                "water": re.compile(r"(?i)\bevery time it rains\b|\bwhenever it rains\b|"
+                                    r"\bafter every rain\b")}
 _HABITUAL_KINDS = frozenset({"smoke"})
-# A fire lit every evening is someone burning rubbish, an underpass knee deep every time it rains
-# a drain to clear; said of the cue's own clause only ("楼道里老是有人抽烟，今天着火了" is a fire).
-_HABITUAL_IN_CLAUSE = frozenset({"fire", "medical", "chemical", "gas", "water"})
+# A fire lit every evening is someone burning rubbish; said of the fire's own clause only
+# ("楼道里老是有人抽烟，今天着火了" is a fire).
+_HABITUAL_IN_CLAUSE = frozenset({"fire", "medical", "chemical", "gas"})
 # What ordinarily makes a cue's smoke, fire, crowd, blockage or bang, and where it must be said to
 # count (kind, scope, pattern): the whole text, the cue's clause or sentence, or just before it.
 _ORDINARY_SOURCES: tuple[tuple[str, str, re.Pattern], ...] = (
@@ -2018,16 +2039,23 @@ _ORDINARY_SOURCES: tuple[tuple[str, str, re.Pattern], ...] = (
         r"(?i:burning (?:piles of )?(?:rubbish|trash|garbage|plastic|leaves|straw|something|"
         r"stuff|waste|tyres|tires|rubber))")),
     # A P2P platform, a fund or a scheme that collapsed took money, not a person down: said
-    # just before the cue's "collapsed" (a company or a bank may hold a person who collapsed).
-    *((kind, "before", re.compile(r"(?i)\b(?:p2p|platform|fund|scheme)s?\s+(?:has |had |just )?$"))
+    # just before the cue's "collapsed" (a stage platform or a company may hold people).
+    *((kind, "before", re.compile(
+        r"(?i)\b(?:p2p(?: lending)?(?: platform)?|(?:investment|lending|loan|financial|wealth[- ]"
+        r"management|online) (?:platform|app)|(?:investment|mutual|hedge|private) fund|(?:ponzi|"
+        r"pyramid|investment) scheme)s?\s+(?:has |had |just )?$"))
       for kind in ("medical", "collapse")),
     # A chimney's or a kiln's smoke, said in its sentence; not where the words tell of more than
     # its smoke ("pouring out of the chemical plant chimney right now", "workers running out",
     # "the window next to the old chimney").
     ("smoke", "sentence", re.compile(
         r"(?is)^(?!.*\b(?:right now|just now|suddenly|all of a sudden|on fire|flames?|scream\w*|"
-        r"running out|trapped|next to|beside|window|door)\b).*\b(?:chimneys?|smokestacks?|kilns?|"
+        r"running out|trapped|next to|beside)\b).*\b(?:chimneys?|smokestacks?|kilns?|"
         r"brick ?works|incinerators?)\b")),
+    # Petrol carried for a car, a generator or a mower, asked about.
+    ("threat", "sentence", re.compile(r"(?i)\b(?:i'?m|i am|i was|my)\b[^.!?]{0,40}\b(?:ran out of|"
+                                      r"generator|lawn ?mower)|\bis (?:that|it) allowed\b|"
+                                      r"\bcan i (?:take|bring)\b")),
     # Sparks from welding or grinding are the work's, unless someone is hurt or something caught.
     ("electric", "clause", re.compile(
         r"(?i)^(?!.*(?:electrocut|shock|burn|hurt|injur|\bfire\b|flame|wire|cable|power line|"
@@ -2105,7 +2133,7 @@ _TURN = re.compile(r"但是|可是|不过|然而|结果|(?<![不宁])却|但(?![
                    r"(?i:\bbut\b)")
 # A space between Chinese words ends a clause too, as in a typed message ("我现在在楼顶 风挺大的").
 _CLAUSE = re.compile(r"[，。！？；,.!?;、\n\u3000।]|(?<=[\u4e00-\u9fff]) +(?=[\u4e00-\u9fff])|"
-                     r"但是|可是|不过|结果|然后|(?i:\bbut\b|\band (?:now|tonight|today|then)\b)")
+                     r"但是|可是|不过|结果|然后")
 
 # An English danger word that names the equipment or the drill, not the danger ("fire
 # extinguisher", "fire alarm test"), or a shop's slang for a bargain ("fire sale", "explosion
@@ -2299,10 +2327,13 @@ def _set_aside(kind: str, text: str, start: int, end: int) -> str | None:
     if claimed:
         return f"a claim for an injury, not harm now ({claimed.group(0)})"
     episode = _EPISODE.search(clause)
-    # "走丢过", "被跟踪过": what lasts, told as having happened before.
+    # "走丢过", "被跟踪过": what lasts, told as having happened before, unless the words after it
+    # say now, not to ask ("被拐过一次，今天放学没回来"; "走丢过一次，今天想问问…" asks).
     if (kind in _LASTING and text.startswith("过", end)
-            and not text.startswith(("过来", "过去"), end) and not _NOW.search(text)):
-        episode = episode or re.match(r"过", text[end:])
+            and not text.startswith(("过来", "过去"), end)):
+        now_after = _NOW.search(text, end)
+        if not now_after or _ASKING_ANY.search(text, now_after.end()):
+            episode = episode or re.match(r"过", text[end:])
     if episode and not said_now:
         return f"another time, over ({episode.group(0)})"
     years = _YEARS_AGO.search(clause) if kind == "missing" else None
@@ -2337,9 +2368,8 @@ def _set_aside(kind: str, text: str, start: int, end: int) -> str | None:
         habit = None        # "你们天天不管事…，现在好了，冒烟了！"
     if habit and kind in _BODY and _TODAY.search(clause):
         habit = None        # "我妈老是说胸口闷，今天早上倒在厨房不动了"
-    if (not habit and kind in _HABITUAL_KINDS | _HABITUAL_IN_CLAUSE and not said_now
-            and not _TODAY.search(clause)):
-        habit = _HABITUAL_EN.search(clause)
+    if not habit and kind in _HABITUAL_EN and not said_now and not _TODAY.search(clause):
+        habit = _HABITUAL_EN[kind].search(clause)
     if habit:
         return f"a standing nuisance, not an emergency now ({habit.group(0)})"
     # A swindle told as done ("我给了验证码", "钱被转走了") is over from the cue's own clause on.
