@@ -2045,9 +2045,10 @@ _ORDINARY_SOURCES: tuple[tuple[str, str, re.Pattern], ...] = (
         r"management|online) (?:platform|app)|(?:investment|mutual|hedge|private) fund|(?:ponzi|"
         r"pyramid|investment) scheme)s?\s+(?:has |had |just )?$"))
       for kind in ("medical", "collapse")),
-    # A chimney's or a kiln's smoke, said in its sentence; not where the words tell of more than
-    # its smoke ("pouring out of the chemical plant chimney right now", "workers running out",
-    # "the window next to the old chimney").
+    # A chimney's or a kiln's smoke, said in its sentence (an English one ends only at "!", "?"
+    # or a new line: ``_SENTENCE``); not where the words tell of more than its smoke ("pouring
+    # out of the chemical plant chimney right now", "workers running out", "the window next to
+    # the old chimney").
     ("smoke", "sentence", re.compile(
         r"(?is)^(?!.*\b(?:right now|just now|suddenly|all of a sudden|on fire|flames?|scream\w*|"
         r"running out|trapped|next to|beside)\b).*\b(?:chimneys?|smokestacks?|kilns?|"
