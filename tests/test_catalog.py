@@ -115,6 +115,34 @@ def test_words_that_end_the_scare_or_only_ask_are_not_overruled_by_the_model(tex
         assert "it ended well or only asks" in rec.emergency_why, rec.emergency_why
 
 
+def _urgent_kind(share: float, p_emergency: float):
+    """A model that places a description among 110's urgent kinds with ``share`` between them and
+    whose emergency model gives it ``p_emergency``."""
+    labels = {"police_first_help": share / 2 + 0.01, "emergencies": share / 2 - 0.01,
+              "public_facilities": 1.0 - share}
+    return lambda text: Classified(labels, {"110": share, "12345": 1.0 - share}, p_emergency)
+
+
+@pytest.mark.parametrize("share, p_emergency, text, emergency", [
+    # no cue of danger in the words; the category is one the police act on first
+    (0.60, 0.15, "我这边有个情况想请你们先过来看看", True),
+    (0.40, 0.10, "我这边有个情况想请你们先过来看看", True),
+    (0.39, 0.30, "我这边有个情况想请你们先过来看看", False),    # not placed there
+    (0.90, 0.09, "我这边有个情况想请你们先过来看看", False),    # the model does not lean
+    # calm words keep the bar where it was
+    (0.90, 0.30, "我这边有个情况想请你们先过来看看，人都没事", False),
+])
+def test_a_matter_the_police_act_on_first_needs_only_a_lean_to_danger(
+        share, p_emergency, text, emergency):
+    rec = recommend(CATALOG, text=text, classify=_urgent_kind(share, p_emergency))
+    assert rec.emergency is emergency, rec.emergency_why
+    if emergency:
+        assert rec.platform == "110"
+        assert rec.emergency_why.startswith("emergency: 需要公安机关先期紧急处置的求助事项 (help "
+                                            f"that needs police emergency action first) {share:.2f}"
+                                            f", and the model leans to danger ({p_emergency:.2f})")
+
+
 def _reads(platform: str, known: float | None):
     """A model that leans clearly to ``platform`` and knows ``known`` of the words of a text not
     mostly in Chinese characters (None: Chinese text)."""
