@@ -74,7 +74,7 @@ from transfer.catalog import CONSULTATION, UNCLEAR, Catalog, recommend
 
 ROOT = Path(__file__).resolve().parent.parent
 PROBES = {f"probe_{x}": ROOT / "bench" / "data" / f"recommender-probe-{x}.tsv"
-          for x in "abcdefghijklmnopqrstuvwx"}
+          for x in "abcdefghijklmnopqrstuvwxyz"}
 # Emergencies told in other languages (``language<TAB>emergency<TAB>text``, half of each set
 # harmless calls, many with the same alarming words): no categories, so only the emergency
 # judgement is measured on them. Each was written by a writer who read neither the code nor the
@@ -319,6 +319,25 @@ FIRST_READINGS = {
                 "emergency_recall_pct": 100.0, "emergency_precision_pct": 74.1,
                 "category_accuracy_pct": 94.2, "unsure_pct": 0.0, "missed_emergencies": 0,
                 "emergencies": 40},
+    # Money, property and liberty around money (200 lines: a fraud being paid while it can
+    # still be stopped, a caller at a bank counter, a screen shared, someone held by a
+    # pyramid-selling group or by collectors, a thief driving off; 84 of the 100 emergencies
+    # without the obvious word; 100 look-alikes: a scam last month, "is this a scam?", a
+    # shop's refund, a lead for next month), as an anti-fraud centre's call-taker remembers a
+    # year of them; a new writer who read only the annex's list. Read (figures first) by the
+    # model of the corpus of 15,221 and the cues of a4e1c55, then read.
+    "probe_y": {"date": "2026-12-06", "corpus": 15221, "platform_accuracy_pct": 85.0,
+                "emergency_recall_pct": 89.0, "emergency_precision_pct": 96.7,
+                "category_accuracy_pct": 61.5, "unsure_pct": 2.5, "missed_emergencies": 11,
+                "emergencies": 100},
+    # U's brief in English (200 lines: 120 emergencies of some sixty kinds, 104 without the
+    # usual word; 80 look-alikes), as the English line's call-taker remembers a year of calls
+    # from foreign residents, students and visitors; another new writer. Read (figures first)
+    # by the same model and cues, then read.
+    "probe_z": {"date": "2026-12-06", "corpus": 15221, "platform_accuracy_pct": 94.5,
+                "emergency_recall_pct": 97.5, "emergency_precision_pct": 93.6,
+                "category_accuracy_pct": 61.5, "unsure_pct": 1.5, "missed_emergencies": 3,
+                "emergencies": 120},
 }
 
 

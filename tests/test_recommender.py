@@ -767,6 +767,44 @@ def test_english_set_asides_yield_to_what_is_said_now_and_new_cues_spare_look_al
     assert judged.emergency is emergency, judged.why
 
 
+# What the blind sets Y (money, property and liberty around money) and Z (English told without
+# the danger word) taught, in other words than theirs, with the look-alikes each new cue must
+# spare and the dangers each new set-aside must not take.
+@pytest.mark.parametrize("text, emergency", [
+    ("我刚在网银上把货款付出去了，对方邮箱是假的，银行说还在处理，能不能帮我截一下", True),
+    ("上个月转出去的钱，现在还能不能追回来？", False),
+    ("客服一直在电话里催我，让我先交保证金才能退款", True),
+    ("我弟在外地一个做直销的地方被人看着，手机都被收了", True),
+    ("他们说不还钱就别想回家，把我堵在公司会议室里", True),
+    ("做笔录的民警说不签字就别想走，这是上个月的事，我要投诉", False),
+    ("我妈人在银行柜台，电话里的人让她把定期取出来转过去", True),
+    ("有两个人假装是燃气公司的，现在还在楼里挨家收检测费", True),
+    ("一个自称中介的带我爸去公证处签字卖房，他电话一直打不通", True),
+    ("几十个交了定金的业主要往马路中间坐，交警还没来", True),
+    ("偷牛的车刚出村，往高速口方向开了，车牌我看见了", True),
+    ("对方让我把短信验证码念给他，我还没念", True),
+    ("地铁上有人摸我包，我发现了，东西没丢，就想说一声", False),
+    ("前天我们楼有人家被撬了，能不能加强巡逻", False),
+    ("my throat is closing up after the shrimp and my tongue feels swollen", True),
+    ("the knife went deep into his hand and the towel is soaked red", True),
+    ("I want to order a pizza to 18 Renmin Road, I can only say yes or no", True),
+    ("I ordered a pizza to 18 Renmin Road two hours ago and it never came", False),
+    ("my daughter didn't come home last night but she just walked in, can I cancel my report",
+     False),
+    ("my son didn't come home last night, his phone is off", True),
+    ("she says she wants to die before every exam, she's joking, where is counselling", False),
+    ("she says she wants to die and she is not joking, she gave her things away", True),
+    ("the boys next door play video games all night shouting kill him, please ask them to stop",
+     False),
+    ("my son was playing video games and he just collapsed, not breathing", True),
+    ("he was playing games shouting and now he says he will kill me, he has a knife", True),
+])
+def test_money_in_progress_and_english_without_the_danger_word(text, emergency):
+    catalog = load_catalog()
+    judged = danger.judge(text, catalog.emergency_examples, catalog.emergency_keywords)
+    assert judged.emergency is emergency, judged.why
+
+
 # Incident types as tables, each type told plainly, twice without its danger word (what the caller
 # sees, hears or smells, in many voices) and once as a harmless near-miss, written for the tests
 # by someone who had seen neither the cues nor the corpus: the 110 desk's own (74 types) and the
