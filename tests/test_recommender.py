@@ -787,12 +787,15 @@ def test_english_set_asides_yield_to_what_is_said_now_and_new_cues_spare_look_al
     ("前天我们楼有人家被撬了，能不能加强巡逻", False),
     ("my throat is closing up after the shrimp and my tongue feels swollen", True),
     ("the knife went deep into his hand and the towel is soaked red", True),
-    ("I want to order a pizza to 18 Renmin Road, I can only say yes or no", True),
+    ("I want to order a pizza to 18 Renmin Road, I can only say yes or no, he is still here",
+     True),
+    ("my two-year-old can only say yes or no, is that normal for her age", False),
     ("I ordered a pizza to 18 Renmin Road two hours ago and it never came", False),
     ("my daughter didn't come home last night but she just walked in, can I cancel my report",
      False),
     ("my son didn't come home last night, his phone is off", True),
-    ("she says she wants to die before every exam, she's joking, where is counselling", False),
+    # said to be a joke, still a danger: whoever says so is often wrong (a review's point)
+    ("she says she wants to die before every exam, she's joking, where is counselling", True),
     ("she says she wants to die and she is not joking, she gave her things away", True),
     ("the boys next door play video games all night shouting kill him, please ask them to stop",
      False),
@@ -886,6 +889,11 @@ def test_money_in_progress_and_english_without_the_danger_word(text, emergency):
 # "tìm tài liệu"), everyday words ("tolong" for "please", "minta ampun", "brennt nicht",
 # "pegando fogo" of a party, a possession "de ma fille"), and emergencies an "it is over" word
 # had set aside ("ya pasó media hora", "đã hết", a danda before "today").
+# And a review's attack on the lessons of sets Y and Z: a payment just made, asked to be stopped,
+# against a parcel to intercept or a son to hold back; a chase for a "task" against a chase for
+# a review; a voice on the phone at the counter against a teller's queue; one child home and
+# another not; "cancel the call" said while he beats her; a game's shouting a sentence before a
+# real threat.
 INCIDENTS = tuple(ROOT / "tests" / "data" / f"incidents-{name}.tsv"
                   for name in ("110", "medical-rescue", "12345-complaints", "voices",
                                "time-and-negation", "a-week", "set-aside-words",
@@ -898,7 +906,8 @@ INCIDENTS = tuple(ROOT / "tests" / "data" / f"incidents-{name}.tsv"
                                "on-the-move", "behind-closed-doors", "children-and-school",
                                "work-sites-farms", "neighbours-and-housing",
                                "night-and-public-places", "batches-13-18-lessons",
-                               "batch-12-lessons", "other-scripts", "other-languages"))
+                               "batch-12-lessons", "other-scripts", "other-languages",
+                               "money-and-english-attacked"))
 # Harmless near-misses the judgement calls emergencies on purpose: a child who swallowed a pill is
 # for an agent to judge, not for a list of harmless pills; domestic violence heard of in a named
 # compound is for the police to look into; a swindler's story of a son arrested in a fight is
