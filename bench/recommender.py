@@ -74,7 +74,7 @@ from transfer.catalog import CONSULTATION, UNCLEAR, Catalog, recommend
 
 ROOT = Path(__file__).resolve().parent.parent
 PROBES = {f"probe_{x}": ROOT / "bench" / "data" / f"recommender-probe-{x}.tsv"
-          for x in "abcdefghijklmnopqrstuvwxyz"}
+          for x in [*"abcdefghijklmnopqrstuvwxyz", "aa"]}
 # Emergencies told in other languages (``language<TAB>emergency<TAB>text``, half of each set
 # harmless calls, many with the same alarming words): no categories, so only the emergency
 # judgement is measured on them. Each was written by a writer who read neither the code nor the
@@ -338,6 +338,16 @@ FIRST_READINGS = {
                 "emergency_recall_pct": 97.5, "emergency_precision_pct": 93.6,
                 "category_accuracy_pct": 61.5, "unsure_pct": 1.5, "missed_emergencies": 3,
                 "emergencies": 120},
+    # Foreign callers in ten other languages (200 lines, 20 each in Spanish, Portuguese,
+    # French, German, Russian, Vietnamese, Korean, Japanese, Arabic and Indonesian: 100
+    # emergencies, 71 without the usual word; 100 ordinary matters, a third with alarming words
+    # used harmlessly); a new writer. Read (figures first) by the same model and the cues of
+    # 28b8e58, then read. Most "not sure": the model reads little of these languages, and an
+    # agent (an interpreter) decides.
+    "probe_aa": {"date": "2026-12-06", "corpus": 15221, "platform_accuracy_pct": 31.0,
+                 "emergency_recall_pct": 43.0, "emergency_precision_pct": 82.7,
+                 "category_accuracy_pct": 5.0, "unsure_pct": 64.0, "missed_emergencies": 57,
+                 "emergencies": 100},
 }
 
 
@@ -585,7 +595,7 @@ def run(config=None, descriptor=None) -> dict:
          "value": h["platform_leaning_pct"], "unit": "%", "target": None, "met": None},
     ]
     for name, first in FIRST_READINGS.items():
-        label = (f"probe set {name[-1].upper()} at its first (blind) reading, "
+        label = (f"probe set {name.removeprefix('probe_').upper()} at its first (blind) reading, "
                  f"corpus {first['corpus']}")
         figures += [
             {"name": f"platform accuracy, {label}", "value": first["platform_accuracy_pct"],
@@ -597,7 +607,7 @@ def run(config=None, descriptor=None) -> dict:
              and first["emergency_precision_pct"] >= 80},
         ]
     for name in PROBES:
-        label = f"probe set {name[-1].upper()}"
+        label = f"probe set {name.removeprefix('probe_').upper()}"
         p = results[name]["model"]
         figures += [
             {"name": f"platform accuracy, {label}", "value": p["platform_accuracy_pct"],
@@ -612,7 +622,7 @@ def run(config=None, descriptor=None) -> dict:
         ]
     figures.append(
         {"name": "missed emergencies answered 12345, probe sets "
-                 + " / ".join(n[-1].upper() for n in PROBES),
+                 + " / ".join(n.removeprefix("probe_").upper() for n in PROBES),
          "value": " / ".join(str(results[n]["model"]["missed_emergencies_to_12345"])
                              for n in PROBES),
          "unit": "descriptions", "target": None, "met": None})
@@ -634,7 +644,7 @@ def run(config=None, descriptor=None) -> dict:
              "unit": "descriptions", "target": None, "met": None})
     figures += [
         {"name": "the old substring rules: platform accuracy held-out / "
-                 + " / ".join(n[-1].upper() for n in PROBES),
+                 + " / ".join(n.removeprefix("probe_").upper() for n in PROBES),
          "value": " / ".join(str(results[n]["rules"]["platform_accuracy_pct"])
                              for n in ("held_out", *PROBES)),
          "unit": "%", "target": None, "met": None},

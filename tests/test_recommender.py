@@ -893,7 +893,9 @@ def test_money_in_progress_and_english_without_the_danger_word(text, emergency):
 # against a parcel to intercept or a son to hold back; a chase for a "task" against a chase for
 # a review; a voice on the phone at the counter against a teller's queue; one child home and
 # another not; "cancel the call" said while he beats her; a game's shouting a sentence before a
-# real threat.
+# real threat. Then the common dangers in ten more languages' plain words (Spanish to Japanese),
+# beside what their words look like without their marks (Vietnamese "cầu thang trước" is no
+# "last month", "bát cốc" no kidnapping) or say of a thing (a wallet gone, a network collapsed).
 INCIDENTS = tuple(ROOT / "tests" / "data" / f"incidents-{name}.tsv"
                   for name in ("110", "medical-rescue", "12345-complaints", "voices",
                                "time-and-negation", "a-week", "set-aside-words",
@@ -907,7 +909,7 @@ INCIDENTS = tuple(ROOT / "tests" / "data" / f"incidents-{name}.tsv"
                                "work-sites-farms", "neighbours-and-housing",
                                "night-and-public-places", "batches-13-18-lessons",
                                "batch-12-lessons", "other-scripts", "other-languages",
-                               "money-and-english-attacked"))
+                               "money-and-english-attacked", "ten-languages"))
 # Harmless near-misses the judgement calls emergencies on purpose: a child who swallowed a pill is
 # for an agent to judge, not for a list of harmless pills; domestic violence heard of in a named
 # compound is for the police to look into; a swindler's story of a son arrested in a fight is
