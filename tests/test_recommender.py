@@ -896,6 +896,9 @@ def test_money_in_progress_and_english_without_the_danger_word(text, emergency):
 # real threat. Then the common dangers in ten more languages' plain words (Spanish to Japanese),
 # beside what their words look like without their marks (Vietnamese "cầu thang trước" is no
 # "last month", "bát cốc" no kidnapping) or say of a thing (a wallet gone, a network collapsed).
+# And a review's attack on those (196 ordinary matters written to set them off: a meal's smoke, a
+# card "swallowed", rent paid "now", a bus that will not stop, a lift stopped for inspection):
+# what the narrowed cues now get right of it.
 INCIDENTS = tuple(ROOT / "tests" / "data" / f"incidents-{name}.tsv"
                   for name in ("110", "medical-rescue", "12345-complaints", "voices",
                                "time-and-negation", "a-week", "set-aside-words",
@@ -909,7 +912,8 @@ INCIDENTS = tuple(ROOT / "tests" / "data" / f"incidents-{name}.tsv"
                                "work-sites-farms", "neighbours-and-housing",
                                "night-and-public-places", "batches-13-18-lessons",
                                "batch-12-lessons", "other-scripts", "other-languages",
-                               "money-and-english-attacked", "ten-languages"))
+                               "money-and-english-attacked", "ten-languages",
+                               "ten-languages-attacked"))
 # Harmless near-misses the judgement calls emergencies on purpose: a child who swallowed a pill is
 # for an agent to judge, not for a list of harmless pills; domestic violence heard of in a named
 # compound is for the police to look into; a swindler's story of a son arrested in a fight is

@@ -1374,7 +1374,7 @@ _OTHER_LATIN: dict[str, tuple[str, ...]] = {
                     r"\bs'est evanoui|\bperdu connaissance\b|\bperdio el conocimiento\b|"
                     r"\bperdeu a consciencia\b|\bbewusstlos\b|\bbewußtlos\b|\batmet nicht\b|"
                     r"\bsvenut[oa]\b|\bnon respira\b|"
-                    r"\bngat xiu\b|\bbat tinh\b(?! (?:tien|them|phi|gia))|"
+                    r"\bngat xiu\b|\bbat tinh\b(?! (?:tien|them|phi|gia|nang))|"
                     r"\bkhong (?:con )?tho\b|\bngung tho\b|"
                     r"\bpingsan\b|\btak sadarkan diri\b|\btidak (?:bernapas|bernafas)\b|"
                     r"\bkejang\b|\bbehosh\b(?! nahi)|\bsaa?ns (?:nahi|nahin|nhi)\b|"
@@ -1493,74 +1493,91 @@ _OTHER_LATIN: dict[str, tuple[str, ...]] = {
 # look-alikes (trời is "troi", sưng "sung", chán "chan"), so its cues are phrases.
 _TEN_LATIN: dict[str, tuple[str, ...]] = {
     "medical": (
-        r"\bno (?:puede|podia|consigue) respirar\b|\bno respira\b|\ble cuesta respirar\b|"
+        r"\bno (?:puede|podia|consigue) respirar\b|\bno respira\b|"
         r"\bnao (?:consegue|consigo|esta conseguindo) respirar\b|\bnao respira\b|"
-        r"\bdolor (?:fuerte )?(?:en el|de) pecho\b|\bdor no peito\b|"
-        r"\bse (?:le )?(?:puso|esta poniendo) morad[oa]\b|\b(?:ta|esta) ficando roxo\b|"
-        r"\blabios (?:morados|azules)\b|\b(?:convulsion|convulsiona|convulsao|convulsionando)\b|"
-        r"\bsobredosis\b|\bse desmayo\b|\bdesmaiou\b|\bse le (?:cayo|torcio) (?:la|media) cara\b",
-        r"\bne (?:peut|peux|arrive) plus respirer\b|\bne respire (?:plus|pas)\b|"
-        r"\brespire bizarrement\b|\bs'est effondre\b|\bs'est evanoui|\bfait un malaise\b|"
-        r"\bdouleur (?:a|dans) la poitrine\b|\bconvulse|"
-        r"\bbekommt (?:kaum|keine) (?:noch )?luft\b|\bkriegt keine luft\b|\batmet (?:nicht|kaum)\b|"
+        r"\bdolor (?:fuerte )?(?:en el|de) pecho\b|\bdor no peito\b|\blabios (?:morados|azules)\b|"
+        r"\b(?:le dio|tiene|esta teniendo|teve|esta tendo) (?:una |um )?(?:convulsion|convulsao)\b|"
+        r"\bsobredosis\b|\bse desmayo\b|\bdesmaiou\b|\bse le (?:cayo|torcio) media cara\b|"
+        r"\bboca (?:torcida|torta)\b",
+        r"\bne (?:peut|peux|arrive) plus respirer\b(?![^.!?]{0,40}\b(?:chaud|chaleur|cigarette|"
+        r"bureau|climatisation|clim)\b)|\bne respire (?:plus|pas)\b|\brespire bizarrement\b|"
+        r"\b(?:il|elle|mon \w+|ma \w+|un homme|une femme|quelqu'un)\b[^.!?]{0,20}"
+        r"s'est (?:effondree?|evanouie?)\b|\bfait un malaise\b|\bdouleur (?:a|dans) la poitrine\b|"
+        r"\bbekommt (?:kaum|keine) (?:noch )?luft\b|\bkriegt keine luft\b|"
         r"\b(?:er|sie|mann|frau|vater|mutter|kollege|kollegin|kind|jemand)\b[^.!?]{0,12}"
-        r"\b(?:ist|sind) (?:zusammengebrochen|umgekippt)\b|\bkrampfanfall\b|"
-        r"\bschmerzen in der brust\b|\bgesicht (?:haengt|hangt|ist verzogen)\b",
-        r"\bkho tho\b|\bkhong tho duoc\b|\bngat xiu\b|\b(?:bi|dang|len con) co giat\b|"
-        r"\b(?:dau|tuc) nguc\b|"
-        r"\bmat sung vu\b|\bngo [dđ]oc\b|\bnoi khong ra hoi\b|"
+        r"\b(?:ist|sind) zusammengebrochen\b|\bkrampfanfall\b|\bschmerzen in der brust\b|"
+        r"\bmundwinkel haengt\b|\bmundwinkel hangt\b",
+        r"\bkho tho\b|\bkhong tho duoc\b|\bngat xiu\b|\b(?:bi|dang|len con) co giat\b(?! ui)|"
+        r"\b(?:dau|tuc) nguc\b|\bmat sung vu\b|\bngo [dđ]oc\b|\bmieng bi meo\b|"
         r"\bsesak napas\b|\bsusah (?:bernapas|napas)\b|\btidak bisa bernapas\b|\bkejang\b|"
-        r"\bnyeri dada\b|\bkeracunan\b|\bmuntah terus\b|\bminum (?:cairan|racun|obat nyamuk|"
-        r"pembersih)",
-        r"\b(?:bebe|nene|filho|filha|hijo|hija|enfant|kind|anak|con)\b[^.!?]{0,40}"
-        r"\b(?:se trago|trago|engoliu|a avale|verschluckt|nuot phai|menelan)\b",
+        r"\bnyeri dada\b|\bkeracunan\b|\bmuntah terus\b|\bwajah(?:nya)? mencong\b|"
+        r"\bminum (?:cairan pembersih|racun|obat nyamuk|pembersih lantai|pemutih)",
+        # a child swallowed something small and hard (not a card the machine "swallowed")
+        r"\b(?:bebe|nene|nino|nina|hijo|hija|filho|filha|crianca|enfant|fils|fille|kind|sohn|"
+        r"tochter|baby|con (?:toi|trai|gai|be|nho)|be|anak)\b[^.!?]{0,40}"
+        r"\b(?:(?:se )?(?:ha )?tragado|se trago|trago|engoliu|a avale|hat \w+ verschluckt|"
+        r"verschluckt|nuot phai|menelan|tertelan)\b[^.!?]{0,20}\b(?:moneda|pila|bateria|iman|"
+        r"juguete|pieza|boton|moeda|pilha|ima|piece|pile|aimant|bouton|jouet|muenze|munze|"
+        r"batterie|magnet|knopf|spielzeug|dong xu|vien pin|nam cham|koin|baterai|mainan|kancing)",
     ),
     "unconscious": (
-        r"\binconscient[e]?\b|\bsans connaissance\b|\bdesacordad[oa]\b|"
-        r"\b(?:bi|da|dang|nam|nguoi) bat tinh\b|"
-        r"\bmat y thuc\b|\btidak sadarkan diri\b|\bpingsan\b|\btergeletak\b|\bliegt reglos\b|"
-        r"\b(?:tirad[oa]|caid[oa]) en el suelo\b|\b(?:caid[oa]|deitad[oa]) no chao\b|"
-        r"\bnam (?:bat dong|im)\b|\bkhong cu dong\b|\bliegt (?:auf der fahrbahn|auf der strasse|"
-        r"am boden)\b",
+        r"\b(?:esta|estava|quedo|ficou|est|il est|elle est|reste)\b \binconscient[e]?\b|"
+        r"\b(?:est|il est|elle est|reste|tombee?) sans connaissance\b|\bdesacordad[oa]\b|"
+        r"\b(?:bi|da|dang|nam|nguoi) bat tinh\b(?! (?:tien|them|phi|gia|nang))|"
+        r"\bmat y thuc\b|\btidak sadarkan diri\b|\bpingsan\b(?! (?:lihat|melihat) tagihan)|"
+        r"\bliegt reglos\b",
+        r"\b(?:hombre|mujer|senor|senora|persona|chico|nino|anciano|abuelo|abuela)\b(?: esta)? "
+        r"tirad[oa] en el suelo\b|\b(?:homem|mulher|senhor|senhora|pessoa|crianca|idoso)\b"
+        r"(?: esta)? (?:caid[oa]|deitad[oa]) no chao\b|\b(?:orang|bapak|ibu|anak|pria|wanita|"
+        r"teman|kakek|nenek)\b[^.!?]{0,20}\btergeletak\b|\b(?:mann|frau|mensch|jemand|kind|"
+        r"kollege|er|sie)\b[^.!?]{0,20}\bliegt (?:auf der fahrbahn|auf der strasse|auf der "
+        r"straße|am boden)\b|\b(?:nguoi|ong|ba|chau|em|anh|chi|co)\b[^.!?]{0,12}\bnam bat dong\b|"
+        r"\bkhong cu dong\b",
     ),
     "injury": (
-        r"\b(?:mucha|muita|beaucoup de|viel) (?:sangre|sangue|sang|blut)\b|\bsangrando\b|"
-        r"\bsaigne (?:beaucoup|abondamment)\b|\bblutet (?:stark|sehr)\b|\bchay (?:rat )?nhieu mau\b|"
-        r"\bberdarah\b|\bdarahnya banyak\b|"
-        r"\b(?:hueso|osso|knochen) (?:roto|quebrado|gebrochen|salido|exposto)\b|"
-        r"\bkaki(?:nya)? (?:bengkok|patah)\b|\bcoince sous\b|\beingeklemmt\b|"
-        r"\bgeraten\b[^.!?]{0,30}\b(?:schreit|blutet)\b",
+        r"\b(?:mucha|muita|beaucoup de|viel) (?:sangre|sangue|sang|blut)\b(?![- ]froid)"
+        r"(?![^.!?]{0,30}(?:spend|donar|doar|donner|don du sang))|\bsangrando\b|"
+        r"\bsaigne (?:beaucoup|abondamment)\b|"
+        r"\bblutet (?:stark|sehr)\b|\bberdarah(?! (?:tionghoa|cina|campuran|biru))\b|"
+        r"\bdarahnya banyak\b|\b(?:hueso|osso|knochen) (?:roto|quebrado|gebrochen|salido|"
+        r"exposto)\b|\bjatuh\b[^.!?]{0,60}\bkaki(?:nya)? (?:bengkok|patah)\b|"
+        r"\bcoincee? sous (?:la|le|une|un) (?:roue|voiture|camion|bus|mur|poutre)\b|"
+        r"\beingeklemmt\b|\bin (?:die|eine|der) (?:presse|maschine|walze|saege|sage)\b[^.!?]{0,30}"
+        r"\bgeraten\b",
     ),
     "violence": (
-        r"\b(?:le|la|me|nos|les) (?:esta|estan) (?:pegando|golpeando)\b|\bpegandole\b|"
-        r"\b(?:esta|estao) (?:batendo|espancando)\b|\bfrappe (?:sa|son|ma|mon) \w+\b|"
-        r"\bsorti (?:une|un) (?:lame|couteau|arme)\b|\bmenace (?:une|un) (?:jeune )?"
-        r"(?:femme|homme|fille|enfant)\b|\b(?:schlaegt|schlagt|verpruegelt|verprugelt) "
-        r"(?:seine|ihre|mich|uns|ihn)\b|\bmit (?:einem|einer) (?:messer|waffe|pistole)\b",
-        r"\b(?:pistola|revolver|pistole|golok|parang|celurit)\b(?![^.!?]{0,10}\b(?:de agua|"
-        r"d'eau|de juguete|mainan|wasser)\b)|\bcam dao\b|\bdanh (?:vo|chong|nhau)\b|"
-        r"\bmau bunuh\b|\b(?:memukul|dipukul|mukulin)\b|\bmabuk\b[^.!?]{0,30}\b(?:pegang|bawa)\b",
-        r"\b(?:taxista|taxi|chofer|motorista|chauffeur|fahrer|tai xe|sopir(?:nya)?|"
-        r"supir(?:nya)?)\b[^.!?]{0,60}\b(?:no quiere parar|nao quer parar|ne veut pas s'arreter|"
-        r"halt nicht an|khong chiu dung|tidak mau berhenti)\b|"
+        r"\b(?:le|la|me|nos|les) (?:esta|estan) (?:pegando|golpeando)\b(?! (?:carteles|"
+        r"anuncios|papeles))|\b(?:esta|estao) espancando\b|\bfrappe (?:sa|son|ma|mon) (?:femme|"
+        r"mari|fils|fille|enfant|mere|pere|copine|copain)\b|\bsorti (?:une|un) (?:lame|couteau|"
+        r"arme)\b|\bmenace (?:une|un) (?:jeune )?(?:femme|homme|fille|enfant)\b|"
+        r"\b(?:schlaegt|schlagt|verpruegelt|verprugelt) (?:seine frau|seine freundin|ihre "
+        r"kinder|sein kind|mich|ihn)\b(?! vor)|\bmit (?:einem|einer) (?:messer|waffe|pistole)\b"
+        r"[^.!?]{0,30}\b(?:bedroht|droht|fuchtelt|sticht|angegriffen)\b",
+        r"\b(?:golok|parang|celurit)\b|\bcam dao\b|\bdanh (?:vo|chong) (?:toi|minh|con)\b|"
+        r"\bdanh nhau\b|\bmau bunuh (?:saya|kami|aku|istri|suami|anak|dia|orang|kalian)\b|"
+        r"\b(?:memukul|mukulin|dipukul) (?:istri|suami|anak|saya|aku|kami|dia|orang|ibu|bapak)\b|"
+        r"\bmabuk\b[^.!?]{0,30}\b(?:pegang|bawa) (?:golok|pisau|parang|celurit|senjata|botol)\b",
+        r"\b(?:taxista|taxi|chofer|chauffeur|fahrer|tai xe taxi|sopir taksi|supir taksi|"
+        r"sopirnya|supirnya)\b[^.!?]{0,60}\b(?:no quiere parar|nao quer parar|ne veut pas "
+        r"s'arreter|halt nicht an|khong chiu dung|tidak mau berhenti)\b[^!?]{0,80}"
+        r"\b(?:oscur\w*|gelap|sombre|dunkel\w*|toi om|otra direccion|arah lain|tidak ikut gps|"
+        r"sin gps|cerrad\w*|verriegelt|terkunci)\b|\b(?:jalan gelap|camino oscuro|route "
+        r"sombre|duong toi)\b[^!?]{0,80}\b(?:no quiere parar|ne veut pas s'arreter|halt nicht "
+        r"an|khong chiu dung|tidak mau berhenti)\b",
         r"\b(?:me|nos) (?:sigue|esta siguiendo)\b|\bme (?:segue|esta seguindo)\b|"
-        r"\bverfolgt mich\b|\bmengikuti saya\b|\b(?:di|bam) theo toi\b",
-        # a person shut in, not a door locked
-        r"\b(?:estoy|estamos|estou|fiquei|me|nos|nino|nina|hijo|hija|crianca|"
-        r"bebe|je suis|il est|elle est|ich bin|er ist|sie ist|wir sind|toi|chung toi|saya|kami|"
-        r"dia|anak|katanya)\b[^.!?]{0,8}\b(?:encerrad[oa]|trancad[oa]|enfermee?|eingesperrt|"
-        r"bi nhot|dikunci|dikurung)\b(?![^.!?]{0,6}\b(?:dehors|fuera|afuera|fora|draussen|"
-        r"ausgesperrt|di luar|ben ngoai)\b)|"
-        r"\b(?:no me dejan?|nao me deixam?|ne me laissent? pas|lassen mich nicht|khong cho (?:toi )?"
-        r"ra|tidak (?:boleh|dikasih|diizinkan) keluar)\b",
-        # a passport taken by an employer (not one checked by the police)
-        r"\b(?:jefe|patron|empresa|empleador|patrao|empregador|chef|employeur|arbeitgeber|"
-        r"firma|chu xuong|chu nha|cong ty|majikan|agen|bos)\b[^.!?]{0,60}(?:\b(?:quitaron|"
-        r"tomaron|pegaram|pris|confisque|abgenommen|weggenommen|giu|diambil|ditahan)\b"
-        r"[^.!?]{0,20}\b(?:pasaporte|passaporte|passeport|reisepass|ho chieu|paspor)\b|"
-        r"\b(?:pasaporte|passaporte|passeport|reisepass|ho chieu|paspor)\b[^.!?]{0,12}"
-        r"\b(?:quitaron|pegaram|confisque|abgenommen|bi giu|diambil|ditahan)\b)",
-        r"\b(?:asalto|atraco|assalto|braquage|ueberfall|uberfall|perampokan)\b|\bsecuestr|"
+        r"\bverfolgt mich\b|\bmengikuti saya\b|\b(?:nguoi|dan ong|thang|ke la)\b[^.!?]{0,30}"
+        r"\b(?:di|bam) theo toi\b",
+        # a person shut in (not a door locked, not shut in by the rain, not locked out)
+        r"\b(?:estoy|estamos|estou|fiquei|nino|nina|hijo|hija|crianca|bebe|je suis|nous sommes|"
+        r"ich bin|wir sind)\b[^.!?]{0,8}\b(?:encerrad[oa]s?|trancad[oa]s?|enfermee?s?|"
+        r"eingesperrt)\b(?![^.!?]{0,12}\b(?:dehors|fuera|afuera|fora|draussen|ausgesperrt|por la "
+        r"lluvia|en casa por|por causa)\b)|\bdikunci di (?:kamar|rumah|gudang|ruang|asrama|"
+        r"pabrik|mess)\b|\b(?:toi|chung toi|em|con) bi nhot (?:trong|o)\b",
+        r"\b(?:no (?:me|nos) dejan? (?:salir|irnos|ir)|nao (?:me|nos) deixam? sair|ne (?:me|nous) "
+        r"laissent? pas sortir|lassen (?:mich|uns) nicht (?:raus|gehen|weg)|khong cho (?:toi |"
+        r"chung toi )?ra khoi|(?<!mobil )(?<!motor )(?<!akun )(?:saya|kami|kita) tidak (?:boleh|"
+        r"dikasih|diizinkan) keluar)\b",
+        r"\b(?:asalto|braquage|ueberfall|uberfall)\b|\bsecuestr(?:aron|ando|o de|ado)\b|"
         r"\bsequestr(?:aram|ando|o de (?:uma|um|crianca|menina|menino))|\btentativa de "
         r"sequestro\b|\bentfuehr|\bentfuhr|\bdiculik\b",
     ),
@@ -1570,19 +1587,21 @@ _TEN_LATIN: dict[str, tuple[str, ...]] = {
         r"bakar)\b|\bbenzinkanister\b|\b(?:bidon|galon|garrafa) de (?:gasolina|essence)\b",
     ),
     "fire": (
-        r"\b(?:sale|saliendo|sai|saindo|sort|kommt|keluar)\b[^.!?]{0,10}\b(?:humo|fumaca|"
-        r"fumee|rauch|asap)\b(?![^.!?]{0,30}\b(?:chimenea|chamine|cheminee|schornstein|"
-        r"cerobong|knalpot|escape|fabrica|fabrik|usine)\b)|"
-        r"\b(?:mucho|muita|beaucoup de) (?:humo|fumaca|fumee)\b|\bqualmt\b|"
+        r"\b(?:sale|saliendo|sai|saindo|sort|kommt|keluar|boc)\b[^.!?]{0,10}\b(?:humo|fumaca|"
+        r"fumee|rauch|asap|khoi)\b (?:de|del|da|do|du|des|aus|dari|tu) (?:la |el |o |a |le |"
+        r"der |dem |des )?(?:ventana|casa|piso|apartamento|janela|predio|maison|fenetre|"
+        r"appartement|immeuble|fenster|wohnung|haus|keller|rumah|jendela|kamar|nha|can ho|"
+        r"phong|coche|carro|voiture|mobil)\b|\bes qualmt\b|\bqualmt (?:es )?aus\b|"
         r"\bhuele a quemado\b|\bcheira a queimado\b|\bca sent le brule\b|"
-        r"\briecht nach (?:verbranntem|verschmortem|rauch)\b|"
-        r"\b(?:coche|casa|edificio|carro|piso|cocina|moto|tienda)\b[^.!?]{0,12}\bardiendo\b|"
-        r"\bboc khoi\b|\bmui khet\b|\bbau (?:hangus|terbakar)\b",
+        r"\briecht nach (?:verbranntem|verschmortem)\b|\bbau (?:hangus|terbakar)\b|"
+        r"\b(?:coche|casa|edificio|carro|piso|cocina|moto|tienda)\b[^.!?]{0,12}\bardiendo\b",
     ),
     "gas": (
         r"\b(?:olor|cheiro|odeur|geruch|mui|bau)\b[^.!?]{0,12}\b(?:a |de |d'|nach )?"
-        r"(?:gas|gaz)\b|\b(?:huele|cheira|riecht)\b[^.!?]{0,20}\b(?:a gas|a gaz|nach gas)\b|"
-        r"\b(?:fuga|vazamento|fuite) de (?:gas|gaz)\b",
+        r"(?:gas|gaz|butano)\b(?![^.!?]{0,25}(?:echappement|escapamento|escape|buang|abgas|"
+        r"pruefung|prufung|inspec|factura|facture|rechnung|hoa don|tagihan))|"
+        r"\b(?:huele|cheira|riecht|stinkt)\b[^.!?]{0,20}\b(?:a gas|a gaz|a butano|nach gas)\b|"
+        r"\bsent (?:\w+ ){0,2}le gaz\b|\b(?:fuga|vazamento|fuite) de (?:gas|gaz)\b",
         # rotten eggs indoors, by a neighbour's door (not a drain's)
         r"\b(?:pasillo|rellano|escalera|cocina|vecin\w*|couloir|cuisine|voisin\w*|flur|"
         r"treppenhaus|kueche|kuche|nachbar\w*|hanh lang|hang xom|koridor|dapur|tetangga|"
@@ -1591,80 +1610,102 @@ _TEN_LATIN: dict[str, tuple[str, ...]] = {
         r"faulen eiern?|trung thoi|telur busuk)\b[^.!?]{0,60}\b(?:pasillo|rellano|escalera|"
         r"cocina|vecin\w*|couloir|cuisine|voisin\w*|flur|treppenhaus|kueche|kuche|nachbar\w*|"
         r"hanh lang|hang xom|koridor|dapur|tetangga|corredor|cozinha|vizinh\w*)\b|"
-        r"\bgasleck\b|\bro ri khi gas\b|\bgas bocor\b|\belpiji\b[^.!?]{0,40}\b(?:desis|bocor|"
-        r"bau)\b",
+        r"\bgasleck\b|\bro ri khi gas\b|\belpiji\b[^.!?]{0,40}\b(?:desis|bocor)\b",
     ),
     "electric": (
         r"\b(?:cable|fio|fil|kabel|leitung|day dien)\b[^.!?]{0,30}\b(?:caido|caiu|suelto|solto|"
-        r"tombe|heruntergefallen|roi xuong|dut|putus|jatuh)\b[^.!?]{0,40}\b(?:chispas|faisca|"
-        r"etincelle|funken|tia lua|percik)\w*|\b(?:chispas|faisca|faiscas|etincelles|funken|"
-        r"tia lua|percikan)\b[^.!?]{0,40}\b(?:ninos|criancas|enfants|kinder|tre con|anak)\b|"
-        r"\belectrocut|\beletrocut|\bstromschlag\b|\bbi [dđ]ien giat\b|\bkesetrum\b|"
+        r"tombe|heruntergefallen|roi xuong|dut|putus|jatuh)\b[^.!?]{0,60}\b(?:chispas|faisca|"
+        r"etincelle|funken|tia lua|percik)\w*|\belectrocut|\beletrocut|\bbi [dđ]ien giat\b|"
         r"\btersengat listrik\b",
     ),
     "water": (
-        r"\b(?:se (?:esta )?ahogando|se ahoga|afogando|se afogou)\b(?! (?:en|em) (?:deudas|"
-        r"dividas|trabajo|trabalho|contas|papeles))|\bse noie\b|"
-        r"\bertrinkt\b|\bchet duoi\b|\bdang troi ra xa\b|\bbi nuoc cuon\b|\btenggelam\b|"
-        r"\bhanyut\b|\bl'eau monte\b|\bel agua sube\b|\ba agua (?:esta )?subindo\b|"
-        r"\bwasser steigt\b|\bair naik\b|\b(?:glace|hielo|gelo|eis)\b[^.!?]{0,20}"
-        r"\b(?:se rompio|quebrou|a craque|brach|gebrochen)\b|\bnhay xuong song\b",
+        r"\b(?:se (?:esta )?ahogando|se ahoga|afogando|se afogou)\b(?! (?:en|em|de) (?:deudas|"
+        r"dividas|trabajo|trabalho|contas|papeles|calor|risa))|\bse noie\b|\bertrinkt\b|"
+        r"\bchet duoi\b|\bdang troi ra xa\b|\bbi nuoc cuon\b|\btenggelam di\b|"
+        r"\b(?:l'eau|el agua|a agua|wasser|air)\b (?:monte|sube|sobe|esta subindo|steigt|naik)"
+        r"\b[^.!?]{0,40}\b(?:parking|garage|sotano|maison|casa|keller|tiefgarage|rumah|calle|"
+        r"rue|voiture|coche|carro|mobil|personas|gente|gens|leute|orang|enfants|ninos|kinder|"
+        r"anak)\b|\b(?:glace|hielo|gelo|eis)\b[^.!?]{0,20}\b(?:se rompio|quebrou|a craque|"
+        r"brach|gebrochen)\b[^.!?]{0,40}\b(?:nino|chico|hombre|alguien|personne|enfant|garcon|"
+        r"crianca|menino|kind|jemand|mann|junge|anak|orang)\b|\bnhay xuong song\b|"
+        r"\b(?:ha caido|se cayo|caiu|est tombee?|ist \w* ?gefallen|jatuh)\b (?:al|no|na|dans "
+        r"la|dans le|ins|in den|ke) (?:rio|piscina|riviere|fleuve|wasser|fluss|sungai|kolam)\b",
     ),
     "trapped": (
         r"\bs'est enfermee? (?:tout seul |toute seule )?dans (?:la|une) voiture\b|"
-        r"\b(?:atrapad[oa]|atascad[oa] en el ascensor|coincee? dans|eingeschlossen|mac ket|"
-        r"terjebak)\b(?![^.!?]{0,20}\b(?:atasco|trafico|trancon|bouchons?|embouteillages?|"
-        r"circulation|stau|macet)\b)|\bsteck\w* (?:im|in einem) (?:aufzug|fahrstuhl|lift)\b",
-        r"\b(?:no podemos sacarl[oa]|nao conseguimos tira-l[oa]|on n'arrive pas a (?:le|la) "
-        r"sortir|kriegen (?:ihn|sie) nicht raus|khong keo (?:anh|chi|em|nguoi) ra duoc|"
-        r"tidak bisa (?:mengeluarkan|menarik)\w*)\b",
+        r"\b(?:estoy|estamos|quedo|quede|quedaron|hay (?:un|una|dos|gente|personas?|alguien)"
+        r"[^.!?]{0,20})\s*atrapad[oa]s?\b(?! (?:con|en) (?:el|un) (?:tramite|atasco|trafico|"
+        r"papeleo))|\bcoincee?s? dans (?:l'ascenseur|la voiture|les decombres|la cabine)\b|"
+        r"\beingeschlossen (?:im|in)\b|\bterjebak di dalam\b|\bada [^.!?]{0,20}terjebak\b|"
+        r"\bsteck\w* (?:im|in einem) (?:aufzug|fahrstuhl|lift)\b",
+        r"\b(?:no podemos sacarl[oa] de|on n'arrive pas a (?:le|la) sortir|kriegen (?:ihn|sie) "
+        r"nicht raus|khong keo (?:anh|chi|em|nguoi) ra duoc)\b",
     ),
     "fall": (
-        r"\b(?:se cayo|caiu|est tombe|ist (?:gefallen|gestuerzt|gesturzt)|jatuh)\b[^.!?]{0,20}"
-        r"\b(?:del|de la|desde|do|da|du|de|vom|von der|dari)\b[^.!?]{0,12}\b(?:piso|andar|"
-        r"etage|stock|lantai|techo|telhado|toit|dach|balcon|varanda|balkon)\b",
+        r"\b(?:hermano|amigo|hombre|mujer|nino|obrero|trabajador|padre|madre|hijo|hija|abuelo|"
+        r"alguien|irmao|homem|mulher|crianca|operario|frere|ami|homme|femme|enfant|ouvrier|"
+        r"quelqu'un|bruder|freund|mann|frau|kind|arbeiter|jemand|kollege|teman|adik|kakak|anak|"
+        r"bapak|ibu|pekerja|tukang|em trai|cong nhan)\b[^.!?]{0,40}\b(?:se (?:ha )?cayo|se ha "
+        r"caido|caiu|est tombee?|ist (?:gefallen|gestuerzt|gesturzt)|jatuh|nga|te)\b[^.!?]{0,20}"
+        r"\b(?:del|de la|desde|do|da|du|de|d'un|d'une|vom|von der|von einem|dari|tu)\b"
+        r"[^.!?]{0,12}\b(?:piso|andar|etage|stock|lantai|techo|tejado|telhado|toit|dach|balcon|"
+        r"varanda|balkon|andamio|andaime|echafaudage|geruest|gerust|perancah|gian giao)\b",
+        r"\bist (?:vom|von der|aus dem|von einem) \w+ (?:gestuerzt|gesturzt|gefallen)\b",
         r"\b(?:colgando|pendurad[oa]|bergantung)\b[^.!?]{0,20}\b(?:del|de la|do|da|dari)\b"
         r"[^.!?]{0,12}\b(?:balcon|ventana|varanda|janela|puente|ponte|jendela|jembatan)\b|"
         r"\bbam vao mep\b|\btay sap khong giu\b",
     ),
     "missing": (
-        r"\b(?:hijo|hija|nino|nina|filho|filha|crianca|fils|fille|enfant|sohn|tochter|kind|frau|"
-        r"mann|mutter|vater|con trai|con gai|anak|ibu|ayah|adik|abuela|abuelo|avo|grand-mere|"
-        r"grand-pere|oma|opa|ba toi|me toi)\b[^.!?]{0,60}\b(?:no ha vuelto|no volvio|nao voltou|"
-        r"pas rentree?|pas revenue?|nicht zurueck|nicht zuruck|chua ve|bo nha di|belum pulang|"
-        r"tidak pulang)\b",
-        r"\bseit \w+ stunden nicht\b|\bdemencia\b|\bdemence\b|\bdemenz\b",
+        # a person not back (not the money, the parcel or the bike of a person)
+        r"(?<!meiner )(?<!meines )(?<!seiner )(?<!ihrer )(?<!de mi )(?<!de ma )(?<!de mon )"
+        r"(?<!do meu )(?<!da minha )(?<!cua )\b(?:hijo|hija|nino|nina|filho|filha|crianca|fils|"
+        r"fille|enfant|sohn|tochter|kind|frau|mann|mutter|vater|con trai|con gai|anak|ibu|ayah|"
+        r"adik|abuela|abuelo|avo|grand-mere|grand-pere|oma|opa|ba toi|me toi)\b(?:(?!\b(?:dinero|"
+        r"dinheiro|argent|geld|kaution|tien|"
+        r"hang|uang|velo|paquete|paket|pacote|colis|bici|bicicleta|telefone|telefono|handy|"
+        r"cuaderno|salario|lohn|fahrkarte|karte|ticket|kaution|"
+        r"automat)\b)[^.!?]){0,40}\b(?:no ha vuelto|no volvio|nao voltou|pas "
+        r"rentree?|pas revenue?|nicht zurueck|nicht zuruck|chua ve|bo nha di|belum pulang|"
+        r"tidak pulang(?! kampung))\b",
+        r"\bseit \w+ stunden nicht (?:zurueck|zuruck|nach hause|erreichbar)\b",
     ),
     "crash": (
         # the crash as it happens to someone (an "accident" alone may be last week's)
-        r"\batropell|\b(?:reingefahren|ditabrak)\b|\b(?:a|vient de) renverser? (?:un|une)\b|"
-        r"\brenverse par\b|\b(?:wurde|ist) angefahren\b|\bangefahren worden\b|"
-        r"\b(?:volco|capotou|s'est retournee?|"
-        r"ueberschlagen|uberschlagen|lat xe|terguling)\b",
+        r"\batropell(?:o|ado|ada|aron|ó) (?:a|por)\b|\bfue atropellad[oa]\b|"
+        r"\b(?:reingefahren|ditabrak)\b|\b(?:a|vient de) renverser? (?:un|une) (?:cycliste|"
+        r"pieton|pietonne|enfant|homme|femme|personne|vieille|vieux|motard)\b|\brenversee? par\b|"
+        r"\b(?:wurde|ist) angefahren\b|\bangefahren worden\b|"
+        r"(?<!de )(?<!du )\b(?:coche|carro|camion|autobus|bus|auto|moto|taxi|voiture|vehicule|"
+        r"wagen|lkw|mobil|truk)\b[^.!?]{0,25}\b(?:volco|se volco|capotou|s'est retournee?|"
+        r"(?:hat sich )?ueberschlagen|uberschlagen|terguling)\b(?! (?:los|las|el|la|todo|toda|"
+        r"su|sus|et m'a)\b)",
     ),
     "self_harm": (
         r"\b(?:quiere|quer|veut|will|ingin) (?:morir|morrer|mourir|sterben|mati)\b|"
-        r"\b(?:noi|nhan tin|bao) (?:la )?muon chet\b|"
-        r"\b(?:a ecrit au revoir|se despidio de todos|se despediu de todos|hat sich von allen "
-        r"verabschiedet|noi loi tu biet)\b|\b(?:tout au bord|al borde de la azotea|na beira do "
-        r"telhado|am rand des daches|sat mep mai|di tepi atap)\b",
+        r"\b(?:noi|nhan tin|bao) (?:la )?muon chet\b|\b(?:tout au bord|al borde de la azotea|na "
+        r"beira do telhado|am rand des daches|sat mep mai|di tepi atap)\b",
     ),
     "fraud_now": (
+        # paying someone who claims to be an official, or at the counter told so on the phone
         r"\b(?:transfiriendo|transferindo|en train de (?:virer|transferer)|ueberweist gerade|"
-        r"sedang transfer)\b|[dđ]ang chuyen (?:tien|tiep)\b",
-        r"\b(?:pide|pedindo|demande|verlangt|yeu cau|suruh|minta)\b[^.!?]{0,40}"
-        r"\b(?:transfiera|transferir|transfira|virer|ueberweise|uberweise|ueberweisen|"
-        r"chuyen (?:tien|khoan)|transfer)\b[^.!?]{0,40}\b(?:ahora|agora|maintenant|sofort|gleich|"
-        r"ngay|sekarang)\b",
+        r"sedang transfer|[dđ]ang chuyen (?:tien|tiep))\b[^.!?]{0,80}\b(?:tu xung|gia danh|"
+        r"dai su quan|cong an|supuest[oa]|policia|fiscal|embajada|suposto|pretendu|faux|police|"
+        r"ambassade|angeblich|polizei|staatsanwalt|mengaku|polisi|imigrasi)\b|"
+        r"\b(?:tu xung|gia danh|supuest[oa]|suposto|pretendu|angeblich|mengaku)\b[^.!?]{0,80}"
+        r"\b(?:transfier|transfer|transfira|virer|ueberweis|uberweis|chuyen (?:tien|khoan))\w*",
         r"\b(?:cuenta|conta|compte|konto|tai khoan|rekening) (?:segura|seguro|securise|sicheres|"
         r"an toan|aman)\b",
-        r"\b(?:cajero|caixa eletronico|distributeur|geldautomat|atm|filiale)\b[^.!?]{0,60}"
-        r"\b(?:policia|fiscal|polizei|staatsanwalt|cong an|polisi|imigrasi)\b|"
-        r"\b(?:policia|fiscal|polizei|staatsanwalt|cong an|polisi|imigrasi)\b[^.!?]{0,80}"
-        r"\b(?:cajero|caixa|distributeur|geldautomat|atm|filiale)\b",
-        r"\bjangan tutup telepon\b|\bno cuelgue\b|\bnao desligue\b",
+        r"\b(?:cajero|caixa eletronico|distributeur|geldautomat|atm|filiale|banco|banque|bank)\b"
+        r"[^.!?]{0,60}\b(?:policia|fiscal|polizei|staatsanwalt|cong an|polisi|imigrasi|police|"
+        r"procureur)\b[^.!?]{0,80}\b(?:transfier|transfer|ueberweis|uberweis|bucht|virer|"
+        r"chuyen|retir|sac|abheben|rut|tarik)\w*|\b(?:policia|fiscal|polizei|staatsanwalt|"
+        r"cong an|polisi|imigrasi|police|procureur)\b[^.!?]{0,80}\b(?:cajero|caixa|distributeur|"
+        r"geldautomat|atm|filiale)\b[^.!?]{0,80}\b(?:transfier|transfer|ueberweis|uberweis|"
+        r"bucht|virer|chuyen|retir|sac|abheben|rut|tarik)\w*",
+        r"\b(?:me dice|me dijo|dice que|pediu para|menyuruh|suruh|bilang) (?:que )?(?:no cuelgue|"
+        r"nao desligue|jangan tutup)",
     ),
-    "danger": (r"(?<!so )\bcap cuu\b",),
+    "danger": (r"(?<!xe )(?<!so )(?<!phong )(?<!khoa )\bcap cuu\b",),
 }
 # Callers who write Korean, Japanese, Russian or Arabic: their text has no Latin letter and is
 # judged by the emergency model for Chinese, which knows none of its words, so without these
@@ -1744,48 +1785,53 @@ _MORE_SCRIPTS: dict[str, tuple[str, ...]] = {
 # reading caught 9 of their 40 emergencies.
 _TEN_SCRIPTS: dict[str, tuple[str, ...]] = {
     "missing": (r"(?:сын|дочь|ребёнок|ребенок|муж|жена|отец|мать|мама|папа|бабушка|дедушка)"
-                r"[^.!?]{0,60}не (?:вернул(?:ся|ась)|пришёл|пришел|пришла)|"
-                r"(?:ابني|ابنتي|بنتي|طفلي|ولدي|أبوي|أمي|زوجي|زوجتي)[^.!؟]{0,60}(?:ما رجع|ما رجعت|"
+                r"[^.!?]{0,60}не (?:вернул(?:ся|ась)|пришёл домой|пришел домой|пришла домой)|"
+                r"(?:ابني|ابنتي|بنتي|طفلي|ولدي|أبوي|أمي|زوجي|زوجتي)(?:(?!الفلوس|فلوس|التلفون|"
+                r"الجوال)[^.!؟]){0,60}(?:ما رجع|ما رجعت|"
                 r"لم يعد|لم تعد|اختفى|اختفت)|"
-                r"(?:할머니|할아버지|아이|아들|딸|엄마|아빠|남편|아내)[^.!?]{0,40}(?:안 들어오|안 돌아오|"
-                r"실종|없어졌)|치매|連絡が取れな(?:くて|い)[^。]{0,40}(?:郵便物|部屋|音)",),
-    "medical": (r"перекосило лицо|рука (?:повисла|не двигается)|речь (?:непонятн|невнятн)|"
-                r"задыхается|не может дышать|судорог|боль в груди|посинел|"
-                r"نزل (?:منها|منه) دم|(?:ما|لا) (?:يقدر|تقدر|يستطيع|تستطيع) (?:يتنفس|تتنفس)|"
-                r"ضيق (?:في )?(?:التنفس|النفس)|ألم (?:شديد )?في الصدر|تشنج|تسمم|"
-                r"숨을 못|숨이 (?:안 |막)|가슴(?:이)? (?:아프|통증)|경련|발작|말이 어눌|입이 돌아|"
-                r"息が(?:でき|苦し)|胸が痛|けいれん|痙攣|ろれつ|顔が(?:ゆが|歪)",),
+                r"(?:할머니|할아버지|아이|아들|딸|엄마|아빠|남편|아내)(?:가|는|이)?[^.!?]{0,40}(?:안 "
+                r"들어오|안 돌아오|실종)|連絡が取れな(?:くて|い)[^。]{0,40}(?:郵便物|部屋|音)",),
+    "medical": (r"перекосило лицо|лицо перекосило|рука (?:повисла|не двигается)|"
+                r"речь (?:непонятн|невнятн)|не может дышать|боль в груди|начались судороги|"
+                r"губы посинели|نزل (?:منها|منه) دم|(?:ما|لا) (?:يقدر|تقدر|يستطيع|تستطيع) "
+                r"(?:يتنفس|تتنفس)|ضيق (?:في )?(?:التنفس|النفس)|ألم (?:شديد )?في الصدر|تسمم|"
+                r"숨을 못 쉬|숨이 안 쉬어|가슴(?:이)? (?:너무 )?아파(?:요|서)|(?<!눈 )(?<!눈꺼풀 )"
+                r"경련(?:을|이) (?:일으|해)|발작|말이 어눌|입이 돌아|"
+                r"息ができ(?:ない|ません)|胸が(?:痛い|痛くて)|(?<!まぶたの)(?<!目の)(?:けいれん|痙攣)"
+                r"(?:して|を起こ)|ろれつ|顔が(?:ゆが|歪)",),
     "unconscious": (r"気を失って|(?:人|男性|女性|男の人|女の人|父|母|子供|子ども|自転車の人|"
                     r"おじいさん|おばあさん)が倒れたまま|쓰러진 채|(?:사람|남자|여자|할머니|할아버지|"
                     r"아이)[^.!?]{0,12}움직이지 (?:않|못)|(?:رجل|امرأة|طفل|ولد|بنت|أبوي|أمي|زوجي|"
                     r"زوجتي|السائق|العامل)[^.!؟]{0,20}(?:ما|لا) (?:يتحرك|تتحرك)",),
     "water": (r"провалил(?:ся|ась|ись) под л[её]д|л[её]д треснул",),
-    "crash": (r"перевернул(?:ась|ся)|(?:водитель|человек|люди)[^.!?]{0,10}(?:ещё |еще )?внутри|"
-              r"انقلبت|انقلب|دهس|صدمت(?:ه|ها) سيارة|"
-              r"(?:트럭|차|버스|오토바이|자전거)[^.!?]{0,12}(?:부딪|충돌)|"
-              r"(?:トラック|車|バス|バイク)[^。]{0,12}(?:ぶつか|衝突)|はねられ|轢かれ",),
-    "violence": (r"(?:работ|завод|фабрик|хозя)[^.!?]{0,60}забрали (?:паспорт|документы)|"
-                 r"держат (?:в|нас|меня)|не (?:выпускают|отпускают)|"
-                 r"يضرب (?:زوجته|مرته|أمه|ابنه|بنته|الأطفال)|صراخ وتكسير|مسدس|ملثم|"
-                 r"(?:صاحب|صاحبة|الكفيل|المدير|الشركة)[^.!؟]{0,40}أخذ(?:ت)? (?:جوازي|جواز)|"
-                 r"(?:تقفل|يقفل|يقفلون) (?:علي|علينا) الباب|"
-                 r"(?:뒤를|저를|나를)[^.!?]{0,10}따라오|칼(?:을)? 들고|문을 (?:발로 )?(?:차|부수)|"
-                 r"숨어 있",),
-    "trapped": (r"سقط في (?:حفرة|بئر|المجاري|الصرف|البالوعة)|"
-                r"エレベーター[^。]{0,20}(?:止ま|落ち)",),
-    "gas": (r"(?:пахнет|запах) тухл|ريحة (?:قوية )?(?:غاز|مثل البيض)|البيض (?:الخربان|الفاسد)|"
-            r"썩은 계란 냄새|계란 썩는 냄새|쉭쉭",),
+    "fall": (r"упал(?:а)? с (?:крыши|балкона|лесов|высоты|этажа)",),
+    "crash": (r"(?:машина|автобус|грузовик|такси|авто)[^.!?]{0,20}перевернул(?:ась|ся)|"
+              r"(?:водитель|человек|люди)[^.!?]{0,10}(?:ещё |еще )?внутри|"
+              r"(?:سيارة|السيارة|الباص|شاحنة)[^.!؟]{0,20}(?:انقلبت|انقلب)|دهس|"
+              r"صدمت(?:ه|ها) سيارة|(?:車|トラック|バイク)に(?:はねられ|轢かれ)|"
+              r"(?:トラック|車|バス|バイク)[^。]{0,12}(?:ぶつか|衝突)[^。]{0,30}(?:倒れ|動きません|怪我)",),
+    "violence": (r"держат (?:нас |меня )?(?:в общежитии|взаперти|под замком|силой)|"
+                 r"не (?:выпускают|отпускают) (?:нас|меня) (?:из|с|домой)|"
+                 r"يضرب (?:زوجته|مرته|أمه|ابنه|بنته|الأطفال)|صراخ وتكسير|"
+                 r"مسدس(?! (?:مياه|ماء|ألعاب))|ملثم|ما (?:أقدر|اقدر|نقدر) (?:أطلع|اطلع|نطلع)|"
+                 r"(?:뒤를|저를|나를)[^.!?]{0,10}따라오|칼(?:을)? 들고|문을 (?:발로 )?(?:차요|차고|"
+                 r"찼|부수)|(?:방에|화장실에|안에|장롱에) 숨어 있",),
+    "trapped": (r"(?:عامل|رجل|طفل|ولد|شخص|أحد)[^.!؟]{0,20}سقط في (?:حفرة|بئر|المجاري|الصرف|البالوعة"
+                r")|"
+                r"エレベーター[^。]{0,20}(?:急に)?落ち",),
+    "gas": (r"(?:пахнет|запах) тухл|ريحة (?:قوية )?(?:غاز|مثل البيض)(?![^.!؟]{0,20}(?:المجاري|"
+            r"الصرف|البالوعة))|البيض (?:الخربان|الفاسد)(?![^.!؟]{0,20}(?:المجاري|الصرف|البالوعة))|"
+            r"썩은 계란 냄새|계란 썩는 냄새|ガスの(?:におい|臭い|匂い)",),
     "fire": (r"дым (?:идёт|идет|валит) из (?:окна|окон|квартиры|подъезда|двери)|"
-             r"(?:перевернулась|машина) и горит|(?:집|방|복도|창문)[^.!?]{0,6}연기가|"
-             r"(?:部屋|廊下|家|窓)[^。]{0,6}煙が",),
-    "electric": (r"電線[^。]{0,20}(?:垂れ|切れ|落ち)[^。]{0,20}火花|火花が出|感電|전선[^.!?]{0,12}"
-                 r"(?:끊어|떨어)|감전",),
-    "collapse": (r"(?:깔려서|깔렸|깔려 있)",),
+             r"(?:перевернулась|машина) и горит|(?:집|방|복도|창문)에서 연기가|"
+             r"(?:部屋|廊下|家|窓)から煙が",),
+    "electric": (r"電線[^。]{0,20}(?:垂れ|切れ|落ち)[^。]{0,20}火花|感電|감전",),
+    "collapse": (r"(?:인부|사람|노동자|작업자)[^.!?]{0,12}(?:깔려서|깔렸)",),
     "fraud_now": (r"(?:называет себя|представил(?:ся|ась)|звонят из) (?:полиции|прокуратуры|"
                   r"следственного)[^.!?]{0,60}(?:перевести|перевод|снять)|"
-                  r"حساب آمن|يطلب مني (?:أحول|احول)|قدام الصراف|"
-                  r"(?:검찰청|검사|금감원|경찰)이라는[^.!?]{0,60}(?:보내|이체|송금)|적금 깨서|"
-                  r"(?:公安局|警察|検察)を名乗る[^。]{0,60}(?:振り込|送金)|ATMで[^。]{0,20}振り込",),
+                  r"حساب آمن|(?:شرطة|الشرطة|النيابة|يقول إنه من)[^.!؟]{0,80}(?:أحول|احول|يطلب "
+                  r"مني)|(?:검찰청|검찰|검사|금감원|경찰)이라는[^.!?]{0,60}(?:보내|이체|송금)|"
+                  r"(?:公安局|警察|検察)を名乗る[^。]{0,60}(?:振り込|送金|現金を渡)",),
     "danger": (r"النجدة|الحقوني|الحقونا|ساعدوني",),
 }
 # Text in Chinese characters alone (most calls) skips these as it skips the Latin ones: each
@@ -1808,7 +1854,7 @@ _MARKED = re.compile(r"[\u00c0-\u00d6\u00d8-\u00f6\u00f8-\u024f\u1e00-\u1eff]")
 # A negator shortly before a cue, in the same clause, negates it: 没有人受伤, 不是着火, 并未起火.
 # "没人要的包" and "没人管的孩子" say whose, not that nothing happened.
 # "没想到他真的跳楼了" (unexpectedly) and "不太舒服晕倒了" (a symptom) negate nothing.
-_NEGATOR = re.compile(r"(?:差点|差一点|险些|好险|没有(?!人要|人管|人认领|拴|牵|想到|料到|执照|证|牌照|资质|一会|多久|注意)|"
+_NEGATOR = re.compile(r"(?:(?<!交)差点|差一点|险些|好险|没有(?!人要|人管|人认领|拴|牵|想到|料到|执照|证|牌照|资质|一会|多久|注意)|"
                       r"莫得(?!人要|人管|人认领|用)|"     # 莫得: Sichuan's and Chongqing's 没有
                       r"没(?!人要|人管|人认领|拴|牵|栓|想到|料到|执照|证|牌照|资质|一会|多久|看住|注意|拉住|抓稳|站稳|留神|什么征兆)|"
                       r"并没有|并没|不是|并不是|不像|不存在|未(?!拴|牵|成年|满)|无(?!绳|证|照|牌|人看管|人照看|缘无故|故)|不会(?!急救|游泳|"
@@ -2216,7 +2262,9 @@ _OVER_AFTER = re.compile(r"已经送(?:到|去)?(?:了)?医院|现场(?:也)?(?:
 _MONTH_EN = (r"(?:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?|"
              r"sep(?:t(?:ember)?)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)\b")
 _PAST = re.compile(r"(?:昨天|昨日|前天|前日|大前天|上周|上个?礼拜|上个?星期|上个?月|"
-                   r"[Вв]чера|на прошлой неделе|в прошлом месяце|지난주|지난달|어제|先週|先月|"
+                   r"[Вв]чера|на прошлой неделе|в прошлом месяце|(?:[Нн]еделю|[Мм]есяц|"
+                   r"[Гг]од) назад|지난주|"
+                   r"지난달|어제|先週|先月|"
                    r"أمس|امبارح|الأسبوع الماضي|الشهر الماضي|"
                    r"上次|上回|去年|前年|(?<!像)以前|之前(?!还好好|好好|都好好|都还好|还好)|前几天|前些天|"
                    r"那天|那(?:事|次|回)|(?:快|都|已经)?[一两三半几]年了|当时|"
@@ -2246,7 +2294,13 @@ _PAST = re.compile(r"(?:昨天|昨日|前天|前日|大前天|上周|上个?礼�
                    r"semaines|mois|ans)\b|\bgestern\b|\bletzte(?:n|s)? (?:woche|monat|jahr)\b|"
                    r"\bvor (?:\d+|einer|einem|zwei|drei|ein paar|einigen) (?:tagen|wochen|monaten|"
                    r"jahren)\b|\bieri\b|\b(?:la settimana|il mese|l'anno) scors[oa]\b|\bhom qua\b|"
-                   r"\btuan truoc\b|\bkemarin\b|\b(?:minggu|bulan|tahun) lalu\b|"
+                   r"\btuan truoc\b|\bhom truoc\b|\bkemarin\b|\banoche\b|"
+                   r"\bhier (?:soir|matin|apres-midi)\b|\bla nuit derniere\b|\b(?:el|la) "
+                   r"(?:lunes|martes|miercoles|jueves|viernes|sabado|domingo) pasado\b|"
+                   r"\bhace (?:un|una) (?:dia|semana|mes|ano)\b|\bsemana passada\b|"
+                   r"\bletzten (?:montag|dienstag|mittwoch|donnerstag|freitag|samstag|sonntag)\b|"
+                   r"\bvor (?:einer|einem) (?:woche|tag|monat|jahr)\b|\b(?:minggu|bulan|tahun) lalu"
+                   r"\b|"
                    r"\bpichh?le (?:hafte|mahine|saal)\b|\b(?:em|en) (?:janeiro|enero|fevereiro|"
                    r"febrero|marco|marzo|abril|maio|mayo|junho|junio|julho|julio|agosto|setembro|"
                    r"septiembre|outubro|octubre|novembro|noviembre|dezembro|diciembre)\b)|"
