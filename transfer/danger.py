@@ -2324,7 +2324,11 @@ _NOW = re.compile(r"(?:再次|这(?:次|回)(?:又|疼|是?真)|"
                   r"刚刚|还在|马上|赶紧|快点?来|目前|此刻|这会儿|"
                   r"(?i:\bright now\b|\bjust now\b|\btonight\b|\btoday\b|\bat the moment\b|"
                   r"\bas we (?:speak|talk)\b|\bnow (?:he|she|they|it|there|the|his|her|my|a|an|"
-                  r"someone|somebody)\b))")
+                  r"someone|somebody)\b)|"
+                  # the ten languages' "now" (their text without its marks): "se cayó ayer y
+                  # ahora no puede respirar" is now, whatever yesterday was
+                  r"(?i:\b(?:ahora(?: mismo)?|agora|maintenant|en ce moment|jetzt|bay gio|"
+                  r"sekarang|сейчас)\b)|지금)")
 # A past clause whose state the next words say goes on ("当时就倒地不起了，现在还没醒") is now.
 _STILL = re.compile(r"(?:还|仍然?|依然|至今|到现在)(?:还)?(?:没(?:有)?|未)(?:醒|找到|回来|出来|救出|脱险)|"
                     r"(?:现在|到现在|至今|仍然?|依然)(?:还)?(?:昏迷|在流血|被困|困着|叫不醒)")
