@@ -1707,6 +1707,40 @@ _TEN_LATIN: dict[str, tuple[str, ...]] = {
     ),
     "danger": (r"(?<!xe )(?<!so )(?<!phong )(?<!khoa )\bcap cuu\b",),
 }
+
+# What a second review's emergencies showed the first lessons lacking (its sentences are a test
+# table): pills or a cleaner swallowed, a cell battery, a fall from scaffolding, someone lying
+# who does not answer or wake, a caller at the bank with an "official" on the phone, a worker
+# locked in with the others.
+_TEN_LATIN["medical"] += (
+    r"\bse tomo (?:un|una) (?:bote|caja|frasco) (?:entero |entera )?de (?:pastillas|pildoras)\b|"
+    r"\btomou (?:um|uma) (?:vidro|caixa|cartela) (?:inteir[oa] )?de (?:remedio|comprimidos)\b|"
+    r"\ba bu (?:du|de la|de l') ?(?:produit|javel|detergent)|\b(?:tabletten|pillen)\b"
+    r"[^.!?]{0,40}\b(?:gegessen|geschluckt)\b|\b(?:knopfbatterie|batterie|magnet|muenze|munze)"
+    r" verschluckt\b|\buong nham (?:thuoc|nuoc tay)|\bmeo mieng\b|\bmieng (?:bi )?lech\b",
+)
+_TEN_LATIN["unconscious"] += (
+    r"\ballongee? par terre\b[^.!?]{0,40}\b(?:ne repond|ne bouge|inconscient)|"
+    r"\bno se despierta\b|\bne se reveille (?:pas|plus)\b|\bnao acorda\b|"
+    r"\b(?:nga|te) tu (?:gian giao|tang \d+)\b",
+)
+_TEN_LATIN["fall"] += (r"\b(?:se cayo|caiu|est tombee?|jatuh) (?:del|do|de l'|dari) (?:andamio|"
+                       r"andaime|echafaudage|perancah)\b",)
+_TEN_LATIN["water"] += (r"\bist in (?:den|das) (?:fluss|wasser|becken|schwimmbecken|see) "
+                        r"gefallen\b",)
+_TEN_LATIN["electric"] += (r"\b(?:cable|fio|fil|kabel|day dien)\b[^.!?]{0,40}\b(?:echando|"
+                           r"soltando|jette|spruht|spruehrt) (?:chispas|faiscas?|etincelles|"
+                           r"funken)\b",)
+_TEN_LATIN["violence"] += (
+    r"\bnao deixa (?:a gente|ninguem) sair\b|\bnous enferme\b|\blassen? uns nicht (?:aus dem "
+    r"\w+ )?raus\b|\bnhot chung toi\b|\bkhong cho chung toi ra\b|\btidak membolehkan "
+    r"(?:saya|kami) keluar\b",
+)
+_TEN_LATIN["fraud_now"] += (
+    r"\b(?:estoy en el banco|estou no banco|je suis a la banque|ich stehe an der bank|ich bin "
+    r"(?:in|auf) der bank|toi dang o ngan hang|saya di bank)\b[^!?]{0,120}\b(?:fiscal|fiscalia|"
+    r"policia|police|policier|polizist|polizei|staatsanwalt|jaksa|polisi|cong an)\w*",
+)
 # Callers who write Korean, Japanese, Russian or Arabic: their text has no Latin letter and is
 # judged by the emergency model for Chinese, which knows none of its words, so without these
 # cues it had almost no emergency judgement (the cries above caught 1 of 53 emergencies of a
@@ -1833,6 +1867,19 @@ _TEN_SCRIPTS: dict[str, tuple[str, ...]] = {
                   r"(?:公安局|警察|検察)を名乗る[^。]{0,60}(?:振り込|送金|現金を渡)",),
     "danger": (r"النجدة|الحقوني|الحقونا|ساعدوني",),
 }
+_TEN_SCRIPTS["medical"] += (
+    r"проглотил(?:а)? (?:батарейку|магнит|монету|таблетки)|بلع (?:بطارية|مغناطيس|عملة|حبوب)|"
+    r"(?:건전지|자석|동전|약)을 삼켰|(?:ボタン電池|電池|磁石|硬貨|薬)を飲み込ん|فمه مايل|"
+    r"입이 한쪽으로 처졌|팔에 힘이 없|片方の手足が動かな",
+)
+_TEN_SCRIPTS["unconscious"] += (r"лежит[^.!?]{0,30}не (?:отвечает|двигается|дышит)",)
+_TEN_SCRIPTS["fall"] += (r"(?:طاح|سقط) من (?:السقالة|السطح|الطابق)|(?:비계|옥상)에서 떨어졌|"
+                         r"(?:足場|屋上)から落ち",)
+_TEN_SCRIPTS["water"] += (r"طاح في (?:المسبح|البحر|النهر|البركة)",)
+_TEN_SCRIPTS["violence"] += (r"запер(?:ли)? нас|ما (?:يخليني|يخلونا) (?:أطلع|اطلع|نطلع)|"
+                             r"밖으로 못 나가게|出してもらえない",)
+_TEN_SCRIPTS["fraud_now"] += (r"(?:أنا|انا) في البنك[^!؟]{0,80}(?:الشرطة|النيابة)|"
+                              r"(?:검찰|경찰)이라는[^.!?]{0,60}(?:돈을 찾|은행)",)
 # Text in Chinese characters alone (most calls) skips these as it skips the Latin ones: each
 # needs a letter of its script (kana, not only the kanji Japanese shares with Chinese).
 _CHINESE_COUNT = {kind: len(pats) for kind, pats in CUES.items()}
