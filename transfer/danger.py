@@ -1490,7 +1490,11 @@ _OTHER_LATIN: dict[str, tuple[str, ...]] = {
 # seen, heard or smelled, each with what makes it a danger now (blood "a lot of", a cable
 # "fallen" and "sparking", a smell "of rotten eggs", a person and not a wallet gone). Matched
 # like ``_OTHER_LATIN``, on text without its accents; Vietnamese without its marks is full of
-# look-alikes (trời is "troi", sưng "sung", chán "chan"), so its cues are phrases.
+# look-alikes (trời is "troi", sưng "sung", chán "chan"), so its cues are phrases. Each kind's
+# last entry is what a second review's emergencies showed the first lessons lacking (pills or a
+# cleaner swallowed, a cell battery, scaffolding, someone lying who does not answer or wake, a
+# caller at the bank with an "official" on the phone, workers locked in; the same in
+# ``_TEN_SCRIPTS``).
 _TEN_LATIN: dict[str, tuple[str, ...]] = {
     "medical": (
         r"\bno (?:puede|podia|consigue) respirar\b|\bno respira\b|"
@@ -1519,6 +1523,12 @@ _TEN_LATIN: dict[str, tuple[str, ...]] = {
         r"verschluckt|nuot phai|menelan|tertelan)\b[^.!?]{0,20}\b(?:moneda|pila|bateria|iman|"
         r"juguete|pieza|boton|moeda|pilha|ima|piece|pile|aimant|bouton|jouet|muenze|munze|"
         r"batterie|magnet|knopf|spielzeug|dong xu|vien pin|nam cham|koin|baterai|mainan|kancing)",
+        r"\bse tomo (?:un|una) (?:bote|caja|frasco) (?:entero |entera )?de "
+        r"(?:pastillas|pildoras)\b|"
+        r"\btomou (?:um|uma) (?:vidro|caixa|cartela) (?:inteir[oa] )?de (?:remedio|comprimidos)\b|"
+        r"\ba bu (?:du|de la|de l') ?(?:produit|javel|detergent)|\b(?:tabletten|pillen)\b"
+        r"[^.!?]{0,40}\b(?:gegessen|geschluckt)\b|\b(?:knopfbatterie|batterie|magnet|muenze|munze)"
+        r" verschluckt\b|\buong nham (?:thuoc|nuoc tay)|\bmeo mieng\b|\bmieng (?:bi )?lech\b",
     ),
     "unconscious": (
         r"\b(?:esta|estava|quedo|ficou|est|il est|elle est|reste)\b \binconscient[e]?\b|"
@@ -1533,6 +1543,9 @@ _TEN_LATIN: dict[str, tuple[str, ...]] = {
         r"kollege|er|sie)\b[^.!?]{0,20}\bliegt (?:auf der fahrbahn|auf der strasse|auf der "
         r"straße|am boden)\b|\b(?:nguoi|ong|ba|chau|em|anh|chi|co)\b[^.!?]{0,12}\bnam bat dong\b|"
         r"\bkhong cu dong\b",
+        r"\ballongee? par terre\b[^.!?]{0,40}\b(?:ne repond|ne bouge|inconscient)|"
+        r"\bno se despierta\b|\bne se reveille (?:pas|plus)\b|\bnao acorda\b|"
+        r"\b(?:nga|te) tu (?:gian giao|tang \d+)\b",
     ),
     "injury": (
         r"\b(?:mucha|muita|beaucoup de|viel) (?:sangre|sangue|sang|blut)\b(?![- ]froid)"
@@ -1580,6 +1593,9 @@ _TEN_LATIN: dict[str, tuple[str, ...]] = {
         r"\b(?:asalto|braquage|ueberfall|uberfall)\b|\bsecuestr(?:aron|ando|o de|ado)\b|"
         r"\bsequestr(?:aram|ando|o de (?:uma|um|crianca|menina|menino))|\btentativa de "
         r"sequestro\b|\bentfuehr|\bentfuhr|\bdiculik\b",
+        r"\bnao deixa (?:a gente|ninguem) sair\b|\bnous enferme\b|\blassen? uns nicht (?:aus dem "
+        r"\w+ )?raus\b|\bnhot chung toi\b|\bkhong cho chung toi ra\b|\btidak membolehkan "
+        r"(?:saya|kami) keluar\b",
     ),
     "threat": (
         r"\b(?:amenaza|ameaca|menace|droht|gedroht|mengancam|ancam)\w*\b[^.!?]{0,40}"
@@ -1617,6 +1633,9 @@ _TEN_LATIN: dict[str, tuple[str, ...]] = {
         r"tombe|heruntergefallen|roi xuong|dut|putus|jatuh)\b[^.!?]{0,60}\b(?:chispas|faisca|"
         r"etincelle|funken|tia lua|percik)\w*|\belectrocut|\beletrocut|\bbi [dđ]ien giat\b|"
         r"\btersengat listrik\b",
+        r"\b(?:cable|fio|fil|kabel|day dien)\b[^.!?]{0,40}\b(?:echando|"
+        r"soltando|jette|spruht|spruehrt) (?:chispas|faiscas?|etincelles|"
+        r"funken)\b",
     ),
     "water": (
         r"\b(?:se (?:esta )?ahogando|se ahoga|afogando|se afogou)\b(?! (?:en|em|de) (?:deudas|"
@@ -1630,6 +1649,8 @@ _TEN_LATIN: dict[str, tuple[str, ...]] = {
         r"crianca|menino|kind|jemand|mann|junge|anak|orang)\b|\bnhay xuong song\b|"
         r"\b(?:ha caido|se cayo|caiu|est tombee?|ist \w* ?gefallen|jatuh)\b (?:al|no|na|dans "
         r"la|dans le|ins|in den|ke) (?:rio|piscina|riviere|fleuve|wasser|fluss|sungai|kolam)\b",
+        r"\bist in (?:den|das) (?:fluss|wasser|becken|schwimmbecken|see) "
+        r"gefallen\b",
     ),
     "trapped": (
         r"\bs'est enfermee? (?:tout seul |toute seule )?dans (?:la|une) voiture\b|"
@@ -1654,6 +1675,8 @@ _TEN_LATIN: dict[str, tuple[str, ...]] = {
         r"\b(?:colgando|pendurad[oa]|bergantung)\b[^.!?]{0,20}\b(?:del|de la|do|da|dari)\b"
         r"[^.!?]{0,12}\b(?:balcon|ventana|varanda|janela|puente|ponte|jendela|jembatan)\b|"
         r"\bbam vao mep\b|\btay sap khong giu\b",
+        r"\b(?:se cayo|caiu|est tombee?|jatuh) (?:del|do|de l'|dari) (?:andamio|"
+        r"andaime|echafaudage|perancah)\b",
     ),
     "missing": (
         # a person not back (not the money, the parcel or the bike of a person)
@@ -1704,43 +1727,13 @@ _TEN_LATIN: dict[str, tuple[str, ...]] = {
         r"bucht|virer|chuyen|retir|sac|abheben|rut|tarik)\w*",
         r"\b(?:me dice|me dijo|dice que|pediu para|menyuruh|suruh|bilang) (?:que )?(?:no cuelgue|"
         r"nao desligue|jangan tutup)",
+        r"\b(?:estoy en el banco|estou no banco|je suis a la banque|ich stehe an der bank|ich bin "
+        r"(?:in|auf) der bank|toi dang o ngan hang|saya di bank)\b[^!?]{0,120}\b(?:fiscal|fiscalia|"
+        r"policia|police|policier|polizist|polizei|staatsanwalt|jaksa|polisi|cong an)\w*",
     ),
     "danger": (r"(?<!xe )(?<!so )(?<!phong )(?<!khoa )\bcap cuu\b",),
 }
 
-# What a second review's emergencies showed the first lessons lacking (its sentences are a test
-# table): pills or a cleaner swallowed, a cell battery, a fall from scaffolding, someone lying
-# who does not answer or wake, a caller at the bank with an "official" on the phone, a worker
-# locked in with the others.
-_TEN_LATIN["medical"] += (
-    r"\bse tomo (?:un|una) (?:bote|caja|frasco) (?:entero |entera )?de (?:pastillas|pildoras)\b|"
-    r"\btomou (?:um|uma) (?:vidro|caixa|cartela) (?:inteir[oa] )?de (?:remedio|comprimidos)\b|"
-    r"\ba bu (?:du|de la|de l') ?(?:produit|javel|detergent)|\b(?:tabletten|pillen)\b"
-    r"[^.!?]{0,40}\b(?:gegessen|geschluckt)\b|\b(?:knopfbatterie|batterie|magnet|muenze|munze)"
-    r" verschluckt\b|\buong nham (?:thuoc|nuoc tay)|\bmeo mieng\b|\bmieng (?:bi )?lech\b",
-)
-_TEN_LATIN["unconscious"] += (
-    r"\ballongee? par terre\b[^.!?]{0,40}\b(?:ne repond|ne bouge|inconscient)|"
-    r"\bno se despierta\b|\bne se reveille (?:pas|plus)\b|\bnao acorda\b|"
-    r"\b(?:nga|te) tu (?:gian giao|tang \d+)\b",
-)
-_TEN_LATIN["fall"] += (r"\b(?:se cayo|caiu|est tombee?|jatuh) (?:del|do|de l'|dari) (?:andamio|"
-                       r"andaime|echafaudage|perancah)\b",)
-_TEN_LATIN["water"] += (r"\bist in (?:den|das) (?:fluss|wasser|becken|schwimmbecken|see) "
-                        r"gefallen\b",)
-_TEN_LATIN["electric"] += (r"\b(?:cable|fio|fil|kabel|day dien)\b[^.!?]{0,40}\b(?:echando|"
-                           r"soltando|jette|spruht|spruehrt) (?:chispas|faiscas?|etincelles|"
-                           r"funken)\b",)
-_TEN_LATIN["violence"] += (
-    r"\bnao deixa (?:a gente|ninguem) sair\b|\bnous enferme\b|\blassen? uns nicht (?:aus dem "
-    r"\w+ )?raus\b|\bnhot chung toi\b|\bkhong cho chung toi ra\b|\btidak membolehkan "
-    r"(?:saya|kami) keluar\b",
-)
-_TEN_LATIN["fraud_now"] += (
-    r"\b(?:estoy en el banco|estou no banco|je suis a la banque|ich stehe an der bank|ich bin "
-    r"(?:in|auf) der bank|toi dang o ngan hang|saya di bank)\b[^!?]{0,120}\b(?:fiscal|fiscalia|"
-    r"policia|police|policier|polizist|polizei|staatsanwalt|jaksa|polisi|cong an)\w*",
-)
 # Callers who write Korean, Japanese, Russian or Arabic: their text has no Latin letter and is
 # judged by the emergency model for Chinese, which knows none of its words, so without these
 # cues it had almost no emergency judgement (the cries above caught 1 of 53 emergencies of a
@@ -1832,13 +1825,21 @@ _TEN_SCRIPTS: dict[str, tuple[str, ...]] = {
                 r"숨을 못 쉬|숨이 안 쉬어|가슴(?:이)? (?:너무 )?아파(?:요|서)|(?<!눈 )(?<!눈꺼풀 )"
                 r"경련(?:을|이) (?:일으|해)|발작|말이 어눌|입이 돌아|"
                 r"息ができ(?:ない|ません)|胸が(?:痛い|痛くて)|(?<!まぶたの)(?<!目の)(?:けいれん|痙攣)"
-                r"(?:して|を起こ)|ろれつ|顔が(?:ゆが|歪)",),
+                r"(?:して|を起こ)|ろれつ|顔が(?:ゆが|歪)",
+                r"проглотил(?:а)? (?:батарейку|магнит|монету|таблетки)|"
+                r"بلع (?:بطارية|مغناطيس|عملة|حبوب)|"
+                r"(?:건전지|자석|동전|약)을 삼켰|(?:ボタン電池|電池|磁石|硬貨|薬)を飲み込ん|فمه مايل|"
+                r"입이 한쪽으로 처졌|팔에 힘이 없|片方の手足が動かな",),
     "unconscious": (r"気を失って|(?:人|男性|女性|男の人|女の人|父|母|子供|子ども|自転車の人|"
                     r"おじいさん|おばあさん)が倒れたまま|쓰러진 채|(?:사람|남자|여자|할머니|할아버지|"
                     r"아이)[^.!?]{0,12}움직이지 (?:않|못)|(?:رجل|امرأة|طفل|ولد|بنت|أبوي|أمي|زوجي|"
-                    r"زوجتي|السائق|العامل)[^.!؟]{0,20}(?:ما|لا) (?:يتحرك|تتحرك)",),
-    "water": (r"провалил(?:ся|ась|ись) под л[её]д|л[её]д треснул",),
-    "fall": (r"упал(?:а)? с (?:крыши|балкона|лесов|высоты|этажа)",),
+                    r"زوجتي|السائق|العامل)[^.!؟]{0,20}(?:ما|لا) (?:يتحرك|تتحرك)",
+                    r"лежит[^.!?]{0,30}не (?:отвечает|двигается|дышит)",),
+    "water": (r"провалил(?:ся|ась|ись) под л[её]д|л[её]д треснул",
+              r"طاح في (?:المسبح|البحر|النهر|البركة)",),
+    "fall": (r"упал(?:а)? с (?:крыши|балкона|лесов|высоты|этажа)",
+             r"(?:طاح|سقط) من (?:السقالة|السطح|الطابق)|(?:비계|옥상)에서 떨어졌|"
+             r"(?:足場|屋上)から落ち",),
     "crash": (r"(?:машина|автобус|грузовик|такси|авто)[^.!?]{0,20}перевернул(?:ась|ся)|"
               r"(?:водитель|человек|люди)[^.!?]{0,10}(?:ещё |еще )?внутри|"
               r"(?:سيارة|السيارة|الباص|شاحنة)[^.!؟]{0,20}(?:انقلبت|انقلب)|دهس|"
@@ -1849,7 +1850,9 @@ _TEN_SCRIPTS: dict[str, tuple[str, ...]] = {
                  r"يضرب (?:زوجته|مرته|أمه|ابنه|بنته|الأطفال)|صراخ وتكسير|"
                  r"مسدس(?! (?:مياه|ماء|ألعاب))|ملثم|ما (?:أقدر|اقدر|نقدر) (?:أطلع|اطلع|نطلع)|"
                  r"(?:뒤를|저를|나를)[^.!?]{0,10}따라오|칼(?:을)? 들고|문을 (?:발로 )?(?:차요|차고|"
-                 r"찼|부수)|(?:방에|화장실에|안에|장롱에) 숨어 있",),
+                 r"찼|부수)|(?:방에|화장실에|안에|장롱에) 숨어 있",
+                 r"запер(?:ли)? нас|ما (?:يخليني|يخلونا) (?:أطلع|اطلع|نطلع)|"
+                 r"밖으로 못 나가게|出してもらえない",),
     "trapped": (r"(?:عامل|رجل|طفل|ولد|شخص|أحد)[^.!؟]{0,20}سقط في (?:حفرة|بئر|المجاري|الصرف|"
                 r"البالوعة)|エレベーター[^。]{0,20}(?:急に)?落ち",),
     "gas": (r"(?:пахнет|запах) тухл|ريحة (?:قوية )?(?:غاز|مثل البيض)(?![^.!؟]{0,20}(?:المجاري|"
@@ -1864,22 +1867,11 @@ _TEN_SCRIPTS: dict[str, tuple[str, ...]] = {
                   r"следственного)[^.!?]{0,60}(?:перевести|перевод|снять)|"
                   r"حساب آمن|(?:شرطة|الشرطة|النيابة|يقول إنه من)[^.!؟]{0,80}(?:أحول|احول|يطلب "
                   r"مني)|(?:검찰청|검찰|검사|금감원|경찰)이라는[^.!?]{0,60}(?:보내|이체|송금)|"
-                  r"(?:公安局|警察|検察)を名乗る[^。]{0,60}(?:振り込|送金|現金を渡)",),
+                  r"(?:公安局|警察|検察)を名乗る[^。]{0,60}(?:振り込|送金|現金を渡)",
+                  r"(?:أنا|انا) في البنك[^!؟]{0,80}(?:الشرطة|النيابة)|"
+                  r"(?:검찰|경찰)이라는[^.!?]{0,60}(?:돈을 찾|은행)",),
     "danger": (r"النجدة|الحقوني|الحقونا|ساعدوني",),
 }
-_TEN_SCRIPTS["medical"] += (
-    r"проглотил(?:а)? (?:батарейку|магнит|монету|таблетки)|بلع (?:بطارية|مغناطيس|عملة|حبوب)|"
-    r"(?:건전지|자석|동전|약)을 삼켰|(?:ボタン電池|電池|磁石|硬貨|薬)を飲み込ん|فمه مايل|"
-    r"입이 한쪽으로 처졌|팔에 힘이 없|片方の手足が動かな",
-)
-_TEN_SCRIPTS["unconscious"] += (r"лежит[^.!?]{0,30}не (?:отвечает|двигается|дышит)",)
-_TEN_SCRIPTS["fall"] += (r"(?:طاح|سقط) من (?:السقالة|السطح|الطابق)|(?:비계|옥상)에서 떨어졌|"
-                         r"(?:足場|屋上)から落ち",)
-_TEN_SCRIPTS["water"] += (r"طاح في (?:المسبح|البحر|النهر|البركة)",)
-_TEN_SCRIPTS["violence"] += (r"запер(?:ли)? нас|ما (?:يخليني|يخلونا) (?:أطلع|اطلع|نطلع)|"
-                             r"밖으로 못 나가게|出してもらえない",)
-_TEN_SCRIPTS["fraud_now"] += (r"(?:أنا|انا) في البنك[^!؟]{0,80}(?:الشرطة|النيابة)|"
-                              r"(?:검찰|경찰)이라는[^.!?]{0,60}(?:돈을 찾|은행)",)
 # Text in Chinese characters alone (most calls) skips these as it skips the Latin ones: each
 # needs a letter of its script (kana, not only the kanji Japanese shares with Chinese).
 _CHINESE_COUNT = {kind: len(pats) for kind, pats in CUES.items()}
