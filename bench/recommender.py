@@ -74,7 +74,7 @@ from transfer.catalog import CONSULTATION, UNCLEAR, Catalog, recommend
 
 ROOT = Path(__file__).resolve().parent.parent
 PROBES = {f"probe_{x}": ROOT / "bench" / "data" / f"recommender-probe-{x}.tsv"
-          for x in [*"abcdefghijklmnopqrstuvwxyz", "aa"]}
+          for x in [*"abcdefghijklmnopqrstuvwxyz", "aa", "ab", "ac"]}
 # Emergencies told in other languages (``language<TAB>emergency<TAB>text``, half of each set
 # harmless calls, many with the same alarming words): no categories, so only the emergency
 # judgement is measured on them. Each was written by a writer who read neither the code nor the
@@ -347,6 +347,23 @@ FIRST_READINGS = {
     "probe_aa": {"date": "2026-12-06", "corpus": 15221, "platform_accuracy_pct": 31.0,
                  "emergency_recall_pct": 43.0, "emergency_precision_pct": 82.7,
                  "category_accuracy_pct": 5.0, "unsure_pct": 64.0, "missed_emergencies": 57,
+                 "emergencies": 100},
+    # Property, public order, roads, utilities and groups (200 lines: 100 emergencies of some
+    # sixty kinds, 89 without the obvious word: a lock being cut, goods carried off an empty
+    # site at night, a child on a ring road, a crowd under a truck's wheels; 100 look-alikes:
+    # the same matters over, standing or asked about), as a 110 call-taker of fifteen years
+    # remembers them; a new writer. Read (figures first) by the model of the corpus of 15,221
+    # and the cues of f531c6b, then read.
+    "probe_ab": {"date": "2026-12-06", "corpus": 15221, "platform_accuracy_pct": 87.5,
+                 "emergency_recall_pct": 98.0, "emergency_precision_pct": 93.3,
+                 "category_accuracy_pct": 51.5, "unsure_pct": 2.5, "missed_emergencies": 2,
+                 "emergencies": 100},
+    # AB's brief in English (foreign residents, students, workers, tourists, hotel desks and
+    # interpreters; 89 of the 100 emergencies without the obvious word); another new writer.
+    # Read (figures first) by the same model and cues, then read.
+    "probe_ac": {"date": "2026-12-06", "corpus": 15221, "platform_accuracy_pct": 86.0,
+                 "emergency_recall_pct": 89.0, "emergency_precision_pct": 89.9,
+                 "category_accuracy_pct": 50.5, "unsure_pct": 4.0, "missed_emergencies": 11,
                  "emergencies": 100},
 }
 

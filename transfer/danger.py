@@ -369,7 +369,8 @@ CUES: dict[str, tuple[str, ...]] = {
                 r"(?:小时|半天|一天|一宿|一夜|一晚上)(?:了)?(?:还|都)?没(?:有)?回(?:来|家)?(?![复应信答电我话消心])",
                 r"找不(?:到|着)(?:妈妈|爸爸|家人|家长|大人)",
                 r"出(?:去|门)[^，。,]{0,6}(?:就)?没(?:有)?回(?:来|家)", r"没到家", r"走散",
-                r"说不清(?:楚)?(?:自己)?(?:家|从哪|在哪)", r"(?<!车主还)(?<!警察还)(?<!警方还)没找(?:着|到)", r"离家出走",
+                r"说不清(?:楚)?(?:自己)?(?:家|从哪|在哪)(?![^，。,]{0,3}(?:丢|掉|落下|弄丢|买|办))",
+                r"(?<!车主还)(?<!警察还)(?<!警方还)没找(?:着|到)", r"离家出走",
                 r"(?:家在哪|住哪)[^，。,]{0,6}说不清",
                 r"(?:孩子|儿子|女儿|侄子|外甥|老人|爸|妈|老公(?!寓)|老婆|家人|同学|室友)[^。]{0,20}联系不上",
                 r"(?:船|渔船|车)(?!主)[^。]{0,12}(?<!车主)(?:联系不上|失联)"),
@@ -474,7 +475,9 @@ CUES: dict[str, tuple[str, ...]] = {
                 r"说(?:了)?(?:一句)?[“\"]?我不行了", r"脸[^，。,]{0,3}(?:发青|发紫|青了|紫了|有点青)",
                 r"心跳[^，。,]{0,6}停不下来",
                r"(?:高烧|发烧|孩子|小孩|宝宝)[^。]{0,6}抽(?:筋|风)", r"抽风", r"(?:游泳|水里)[^。]{0,6}抽筋",
-                r"(?:呼吸机|制氧机|氧气机)[^。]{0,16}(?:停|没电|只剩|断)", r"(?:停电|断电)[^。]{0,12}(?:呼吸机|制氧机|氧气机)",
+                r"(?:呼吸机|制氧机|氧气机)[^。]{0,16}(?:停(?!几|多久|多长)|没电|只剩|断)",
+                # (not an outage announced: "下周要停电检修，我家老人用制氧机，想问停几个小时")
+                r"(?<![要将会])(?:停电|断电)(?!检修|通知|计划)[^。]{0,12}(?:呼吸机|制氧机|氧气机)",
                 r"抽过去了|背过气", r"嘴(?:巴)?(?:也|都)?歪", r"抽抽|抽搐", r"嘴唇(?:都|发)?(?:紫|青)",
                 r"(?:好多|很多|几十|十几|一群|多名|三十|二十|[几数]名|[几数]个)[^。]{0,12}"
                 r"(?:相继|都|一起|同时)[^，。,]{0,4}(?:呕吐|吐|腹痛|拉肚子|晕)",
@@ -559,6 +562,16 @@ CUES: dict[str, tuple[str, ...]] = {
                  r"被(?:人)?(?:砍|捅|刺)了(?:一|两|几|好几)刀", r"猥亵|非礼|性侵|强奸", r"进(?:了)?(?:小偷|贼)了|进了(?:小偷|贼)",
                  r"(?:小偷|贼)[^。]{0,8}(?:还在|没走|在里面|在屋里)",
                  r"(?:半夜|深更半夜|凌晨|深夜)[^。]{0,10}有人[^，。,]{0,8}(?:搬|撬|翻|拆|卸)",
+                 # Theft going on, told by what is seen: a lock cut at length by someone who does
+                 # not look like its owner, goods carried off a site nobody guards, at night.
+                 r"(?<!师傅)(?:剪|锯|撬)(?:车)?锁(?:剪|锯|撬)?(?:了)?(?:好)?(?:半天|一会儿?|好几分钟|几分钟|"
+                 r"十几分钟)|(?:撬|剪|锯|搬|翻|拧|试)[^。]{0,20}不像(?:是)?(?:车主|房主|业主|住户|主人|"
+                 r"这家的?人|店主)",
+                 r"(?:往外|偷偷)(?:拉|搬|运|扛|拖|装)(?!渣土|土方|垃圾|泥)[^。]{0,30}(?:一个人都没有|"
+                 r"没(?:有)?人(?:看|在|值班))|(?:一个人都没有|没(?:有)?人(?:看|值班))[^。]{0,30}(?:往外|"
+                 r"偷偷)(?:拉|搬|运|扛|拖|装)(?!渣土|土方|垃圾|泥)|"
+                 r"(?:半夜|深更半夜|凌晨|深夜)[^。]{0,30}(?:往外|偷偷)(?:拉|搬|"
+                 r"运|扛|拖|装)(?!渣土|土方|垃圾|泥)",
                  r"被(?:人)?(?:跟踪|尾随)", r"打群架|群殴|斗殴|混战", r"(?<!上周)(?<!去年)被(?:人)?抢(?:了|劫)",
                  r"(?:现场)?逼着(?:买|交钱|刷卡|签)", r"被(?:人)?绑(?:了|住|起来|在)", r"绑在(?:椅子|床|柱子|树)",
                  r"蒙着(?:眼|头)",
@@ -1061,13 +1074,18 @@ _FOREIGN_WORDS: dict[str, tuple[str, ...]] = {
               r"car crash|crash(?:ed)? into|(?:car|bus|truck|bike|scooter|motorbike|车)\s*crash",
               r"\baccident\b(?![\s-]*(?:certificate|report|record|claim|insurance|liability|"
               r"compensation|statement|file)s?\b)",
-              r"hit by a car|a car hit(?! it\b)"),
+              r"hit by a car|a car hit(?! it\b)",
+              r"\b(?:car|van|truck|lorry|bus|vehicle|taxi|suv)\b[^.!?]{0,20}\b(?:upside down|"
+              r"on its roof|flipped over|overturned|rolled over)\b"),
     "water": (r"struggling in the (?:water|river|lake|sea)|dragged out by the current|"
               r"\bsinking\b|taking on water|fell through the ice",
               r"swept away|clinging to a rock",
               r"went off the bridge|" + _THINGS_NOT_BEFORE + r"(?:fell|fallen|jumped|went|drove|"
-              r"slipped|pushed|washed|"
-              r"someone|somebody|man|woman|child|kid|car|bus|van)[^.!?]{0,30}into the "
+              r"slipped|pushed|washed|car|bus|van|"
+              # (not what someone throws in: "someone threw a bottle into the canal")
+              r"(?:someone|somebody|man|woman|child|kid)(?! (?:keeps |just )?(?:threw|throws|"
+              r"throwing|dump(?:ed|s|ing)|tip(?:ped|s|ping)|pour(?:ed|s|ing)|toss(?:ed|es|ing)|"
+              r"drop(?:ped|s|ping))\b))[^.!?]{0,30}into the "
               r"(?:canal|river|lake|sea)\b|can'?t see (?:him|"
               r"her) anywhere in the water",
               r"fell (?:off|from) [^.!?]{0,20}into the (?:river|lake|sea|water)|hands splashing",
@@ -1132,6 +1150,26 @@ _FOREIGN_WORDS: dict[str, tuple[str, ...]] = {
                  r"grabbed my|pushed me down|forcing (?:my|the) (?:front )?(?:door|lock)|"
                  r"breaking into|banging on my door",
                  r"(?:someone|somebody) (?:is )?inside my|xiao\s?tou|\bdey beat\b",
+                 # Theft going on, told by what is seen: someone at a lock, a chain being cut,
+                 # things carried out at night or from a home whose people are away, a camera
+                 # showing someone inside.
+                 r"(?:bent over|working (?:at|on)|fiddling (?:with|at)|messing (?:with|about with)|"
+                 r"picking|prying (?:at|open)?|jimmying|scraping at|poking at) (?:the|a|my|our|his|"
+                 r"her|their) (?:\w+'?s? )?(?:lock|padlock|door lock|car door|window)",
+                 r"\bcutting (?:the |a |my |our |his |her |their )?(?:\w+ )?(?:chain|lock|"
+                 r"padlock|d-lock)\b(?! for (?:me|us|him|her))|\bbolt ?cutters?\b",
+                 r"(?:carrying|loading|taking|bringing|wheeling) (?:out )?(?:our|their|his|her|"
+                 r"the neighbou?rs?'?s?|the shop'?s|boxes|goods|stock|cables?|copper)\b"
+                 r"[^!?]{0,150}\b(?:(?:[1-5]|two|three|four|five) ?(?:am|a\.m\.)|midnight|"
+                 r"no lights|(?:are|is) (?:on holiday|away)|never said|(?:shut|closed) at|"
+                 r"nobody'?s? (?:home|there|in))\b|"
+                 r"\b(?:(?:are|is) (?:on holiday|away)|in \w+ all (?:this )?week|"
+                 r"nobody'?s? (?:home|there)|no lights|in the middle of the night)\b"
+                 r"[^!?]{0,150}\b(?:carrying|loading|bringing|taking) (?:out |down )?"
+                 r"(?:our|their|his|her|the|boxes|goods|stock)\b",
+                 r"(?:camera|cctv|monitor|app)\b[^!?]{0,80}\b(?:someone|somebody|a person|a man|"
+                 r"a woman|two men|men|people)\b[^.!?]{0,30}\b(?:inside|emptying|going through|at "
+                 r"the (?:counter|till|safe|register))\b",
                  r"someone (?:is )?in my (?:apartment|house|flat|room)|(?:hear|heard) (?:noises|"
                  r"footsteps|someone)[^.!?]{0,30}(?:bedroom|inside|upstairs|in my)",
                  r"(?:don'?t|do not|doesn'?t|won'?t|not) let (?:me|us|her|him) (?:leave|go|out)",
@@ -1188,6 +1226,9 @@ _FOREIGN_WORDS: dict[str, tuple[str, ...]] = {
                   r"send[^.。!！?？]{0,12}goodbye", r"\bend it all\b"),
     "trapped": (r"(?:fell|caved|collapsed) in on (?:him|her|them|a|one|two|three|the|some)\b|"
                 r"(?:only see|see only) (?:his|her) head|buried up to (?:his|her|their)",
+                r"(?:can'?t|cannot|didn'?t|did not) see (?:anyone|anybody) "
+                r"(?:come|get|climb)(?:ing)? out|"
+                r"(?:nobody|no one) (?:has )?(?:come|got|climbed) out",
                 r"(?:(?:they|he|she)[^.!?]{0,30}(?:cannot|can'?t|not allowed to|won'?t let (?:me|"
                 r"us)) (?:go out|leave|get out)|(?:cannot|can'?t) (?:go out|leave|get out) until)"
                 r"(?![^.!?]{0,30}\b(?:typhoon|storm|rain|snow|overtime|quarantine|\d+ ?(?:am|pm)|"
@@ -1275,10 +1316,24 @@ _FOREIGN_WORDS: dict[str, tuple[str, ...]] = {
               r"with (?:sticks|clubs|bats|knives|poles|bricks)|(?:fighting|fight) (?:them|"
               r"each other|"
               r"the (?:security )?guards)|throwing (?:bottles|stones|bricks|firecrackers|"
-              r"rocks)[^.!?]{0,24}\bat\b"),
+              r"rocks)[^.!?]{0,24}\bat\b",
+              r"(?:sitting|lying|sit|lie) (?:down )?(?:under|in front of|before) (?:the )?"
+              r"(?:wheels|excavators?|diggers?|bulldozers?|trucks?|lorr(?:y|ies)|machines?)\b",
+              r"(?:someone|somebody|they|people|one of them) (?:just )?threw (?:a |some )?"
+              r"(?:bottles?|stones?|bricks?|rocks?)\b(?! (?:into|in) (?:the )?(?:river|canal|bins?|"
+              r"lake|trash))"),
     "road_hazard": (r"\bswerving\b|drunk driver|seems drunk|run over|\bcollided\b",
                     r"\bnear (?:crash|miss)(?:es)?\b|need (?:a )?police(?: officer)? here now",
                     r"ambulance[^.!?]{0,30}(?:can'?t|cannot) get (?:in|through)",
+                    r"(?:ambulance|fire (?:engine|truck))[^.!?]{0,20}\b(?:(?:is|are|got|gets|"
+                    r"getting) (?:stuck|blocked|trapped)|stuck)\b|(?:blocking|blocked) (?:an|the) "
+                    r"(?:ambulance|fire engine|fire truck)",
+                    r"\b(?:kid|child|boy|girl|toddler)s?\b[^.!?]{0,40}\b(?:riding|walking|cycling|"
+                    r"running|wandering|playing|scooting)\b[^.!?]{0,40}\b(?:ring road|expressway|"
+                    r"highway|motorway|elevated road|overpass)\b",
+                    r"(?:weaving|swerving|speeding|racing) (?:in )?(?:between|into) "
+                    r"(?:the )?(?:people|pedestrians|families|kids|children|crowd)|\bwheelies?\b"
+                    r"[^.!?]{0,60}(?:crossing|pedestrians|people|families|kids)",
                     r"\b(?:che|cars?)\b[^.!?]{0,12}(?:lu\s?zhong\s?jian|middle of the road)",
                     r"(?:trench|pit|hole)[^.!?]{0,60}(?:kids|children)[^.!?]{0,30}right now",
                     r"(?:driving|going) the wrong way|wrong way on the|"
@@ -2068,7 +2123,12 @@ _CALM = re.compile(r"(?:人(?:都|也)?(?:好好的|没事)|撤了|撤销|没闹
                    r"(?i:\bno(?:body| ?one) (?:was |is |got )?(?:in (?:any )?(?:trouble|danger)|"
                    r"hurt|injured|under it|near it|"
                    r"there)\b|\b(?:i'?m|i am|we'?re|we are|everyone'?s|everybody'?s|everyone is|"
-                   r"everybody is) (?:fine|ok|okay|safe|all right|alright)\b))")
+                   r"everybody is) (?:fine|ok|okay|safe|all right|alright)\b|"
+                   r"\b(?:it'?s|it is|all) (?:quiet|calm) now\b|\bnothing else (?:has )?happened\b|"
+                   r"\b(?:has|have|had)(?: not|n'?t) (?:paid|transferred|sent) "
+                   r"(?:anything|any money)\b|\b(?:want|wants|need|needs) (?:it )?on (?:the )?"
+                   r"record\b|\b(?:a )?written record\b|"
+                   r"\bhow the case is going\b))")
 # Words that say the scare ended well ("虚惊一场", "现在好好的", "已经接回家了"), as the last word
 # on it (``_settled``): the emergency model, which reads the scare's words, may not overrule them;
 # a cue still may. A call back is no ending ("刚回电话，小声说被人带上车了").
@@ -2293,6 +2353,8 @@ _PAPERS_BEFORE = re.compile(r"(?:身份证|证件|名字|地址|车牌|执照|�
 _BODY = frozenset({"unconscious", "medical", "fall"})
 _OVER_AFTER = re.compile(r"已经送(?:到|去)?(?:了)?医院|现场(?:也)?(?:已经)?清理(?:好|完)了|(?:处置|处理)完毕|"
                          r"现在(?:人)?(?:都|也)?已经好了|已经过去(?:了)?[一二两三四五六七八九十半几]+(?:年|个月|天)|"
+                         r"(?i:\bcleared (?:by|at|away|up|already)\b|\b(?:already|been) cleared\b|"
+                         r"\b(?:was|were|got|been) towed\b)|"
                          r"(?:看|我搞)错了(?![，,]?(?:是[^，。,]{0,6}不是|(?:应该)?(?:是|在)[^，。,]{0,6}[栋楼号层单]))")
 # A cue said of another time (昨天, 上个月, 上次 ...) in its own clause is over, unless the clause
 # also says now; except what lasts: a person missing since yesterday is missing now. 过去 after a
@@ -2388,13 +2450,15 @@ _PLANNED = re.compile(r"(?:就(?:一起|都)?(?:去|上)[^，。,]{0,4}(?:堵|�
 _HABITUAL = re.compile(r"(?:天天|每天|每日|每晚|每年|每逢|"
                        r"有时候|时不时|偶尔|每到|一到(?:晚上|夜里|傍晚)|经常|总是|总有|(?<!养)老有人|老是|容易|隔三差五|常年|长期|"
                        r"(?<!开始)(?<!刚才)一直在(?![响叫漏喊哭流烧着吐抽咳喘嘶呲]|冒(?:浓|黑)烟))")
-# In English, of the cue's own clause and only where nothing is said to happen now, and only of
-# a nuisance's kinds: a chimney's smoke every evening, an underpass flooded every time it rains
-# ("asthma attacks every night and he can't breathe" is an emergency).
+# In English, of the cue's own sentence and only where nothing is said to happen now, and only of
+# a nuisance's kinds: a chimney's smoke or a factory's smell every evening, an underpass flooded
+# every time it rains ("asthma attacks every night and he can't breathe" is an emergency).
 _HABITUAL_EN = {"smoke": re.compile(r"(?i)\bevery (?:single )?(?:day|night|evening|morning|"
                                     r"afternoon|weekend|week)\b|\b(?:almost|nearly) every "
                                     r"(?:day|night|evening|morning)\b|\b(?:night|day) after "
                                     r"(?:night|day)\b|\bnightly\b"),
+                "chemical": re.compile(r"(?i)\bevery (?:single )?(?:day|night|evening|morning|"
+                                       r"afternoon|weekend|week)\b|\bnightly\b"),
                 "water": re.compile(r"(?i)\bevery time it rains\b|\bwhenever it rains\b|"
                                     r"\bafter every rain\b")}
 _HABITUAL_KINDS = frozenset({"smoke"})
@@ -2455,7 +2519,8 @@ _ORDINARY_SOURCES: tuple[tuple[str, str, re.Pattern], ...] = (
                                       r"坏了(?:有)?(?:一个多?月|好几天|几个月|半年|好久)|"
                                       r"堵得(?:出不去|进不来)|"
                                       r"(?:单车|自行车|电动车|杂物|快递|建材)[^，。,]{0,8}(?:堆|停|挡|堵)|"
-                                      r"(?:有辆车|车子|汽车|私家车)[^，。,]{0,6}(?:停|堵|挡)在")),
+                                      r"(?:有辆车|车子|汽车|私家车)[^，。,]{0,6}(?:停|堵|挡)在|"
+                                      r"车(?:把|给)[^，。,]{0,8}堵")),
     # A flower bed trampled is greenery damaged, not a crowd crush.
     ("crowd", "sentence", re.compile(r"^(?!.*(?:受伤|倒地|喘不|挤倒|(?i:injur|hurt))).*"
                                      r"(?:花坛|草坪|绿化带|花草|(?i:flower ?beds?|lawn))")),
@@ -2749,7 +2814,10 @@ def _set_aside(kind: str, text: str, start: int, end: int) -> str | None:
     if habit and kind in _BODY and _TODAY.search(clause):
         habit = None        # "我妈老是说胸口闷，今天早上倒在厨房不动了"
     if not habit and kind in _HABITUAL_EN and not said_now and not _TODAY.search(clause):
-        habit = _HABITUAL_EN[kind].search(clause)
+        # (its sentence by the English full stop, which ``_SENTENCE`` does not take for one)
+        first = max(text.rfind(c, 0, start) for c in ".!?") + 1
+        last = min([i for i in (text.find(c, end) for c in ".!?") if i >= 0] or [len(text)])
+        habit = _HABITUAL_EN[kind].search(text, first, last)
     if habit:
         return f"a standing nuisance, not an emergency now ({habit.group(0)})"
     # A swindle told as done ("我给了验证码", "钱被转走了") is over from the cue's own clause on.
