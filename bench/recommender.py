@@ -74,7 +74,7 @@ from transfer.catalog import CONSULTATION, UNCLEAR, Catalog, recommend
 
 ROOT = Path(__file__).resolve().parent.parent
 PROBES = {f"probe_{x}": ROOT / "bench" / "data" / f"recommender-probe-{x}.tsv"
-          for x in [*"abcdefghijklmnopqrstuvwxyz", "aa", "ab", "ac"]}
+          for x in [*"abcdefghijklmnopqrstuvwxyz", "aa", "ab", "ac", "ad", "ae"]}
 # Emergencies told in other languages (``language<TAB>emergency<TAB>text``, half of each set
 # harmless calls, many with the same alarming words): no categories, so only the emergency
 # judgement is measured on them. Each was written by a writer who read neither the code nor the
@@ -99,7 +99,7 @@ LANGUAGE_FIRST_READINGS = {1: {"date": "2026-12-06", "before": (33, 150, 15, 150
                                "first": (48, 100, 12, 100)}}
 # Sets nobody has read: figures only, their misses are not written out.
 UNREAD = {"probe_e", "probe_f", "probe_l", "probe_n", "probe_o", "probe_p", "probe_q",
-          "probe_r", "probe_s", "probe_v"}
+          "probe_r", "probe_s", "probe_v", "probe_ad", "probe_ae"}
 LATENCY_ROUNDS = 5
 # The held-out part of each earlier corpus, for figures on the very descriptions earlier models
 # were measured on: its file name batches 1 to N (``<label>.<batch>.tsv``, the first file has
@@ -364,6 +364,19 @@ FIRST_READINGS = {
     "probe_ac": {"date": "2026-12-06", "corpus": 15221, "platform_accuracy_pct": 86.0,
                  "emergency_recall_pct": 89.0, "emergency_precision_pct": 89.9,
                  "category_accuracy_pct": 50.5, "unsure_pct": 4.0, "missed_emergencies": 11,
+                 "emergencies": 100},
+    # AB's brief for two more new writers, to measure AB's and AC's lessons (b1e512d): a county
+    # town's night-shift dispatcher (AD, Chinese) and a port city's foreign-language line (AE,
+    # English), 100 emergencies each, 92 and 93 without the obvious word. Read (figures only)
+    # by the model of the corpus of 15,221 and the cues of f531c6b; kept unread. With the
+    # lessons: AD the same; AE 89.0 %, 92.0 / 90.2 % (8 missed).
+    "probe_ad": {"date": "2026-12-06", "corpus": 15221, "platform_accuracy_pct": 92.0,
+                 "emergency_recall_pct": 97.0, "emergency_precision_pct": 94.2,
+                 "category_accuracy_pct": 54.0, "unsure_pct": 2.0, "missed_emergencies": 3,
+                 "emergencies": 100},
+    "probe_ae": {"date": "2026-12-06", "corpus": 15221, "platform_accuracy_pct": 88.5,
+                 "emergency_recall_pct": 91.0, "emergency_precision_pct": 89.2,
+                 "category_accuracy_pct": 53.5, "unsure_pct": 4.0, "missed_emergencies": 9,
                  "emergencies": 100},
 }
 
