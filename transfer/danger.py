@@ -145,7 +145,8 @@ CUES: dict[str, tuple[str, ...]] = {
                 r"(?:扶梯|电梯|门)[^，。, ]{0,2}夹(?:住|到)(?:了)?[^，。, ]{0,4}(?:孩子|人|手|脚|腿)",
                 r"(?:人)?困(?:在)?车(?:上|里|内)",
                 r"(?:传销|窝点)(?!似的|一样)[^。]{0,16}(?:不让(?:我|他|她)?走|手机被收)",
-                r"(?<!自己)(?:锁在|关在)(?:车间|屋|厕所|宿舍|房间)里[^。]{0,12}(?:不让|出不去|别想)",
+                r"(?<!自己)(?:锁在|关在)(?:车间|屋|厕所|宿舍|房间|工棚|仓库|办公室|车)里[^。]{0,12}"
+                r"(?:不让|出不去|别想)", r"堵在[^，。,]{0,6}(?:里|胡同)[^，。,]{0,4}不让(?:我|我们|她|他)?(?:出|走)",
                 r"(?:门|钥匙)[^。]{0,10}锁(?:在)?(?:屋|车|家)里(?:了)?[^。]{0,12}(?<![没无])(?:孩子|宝宝|"
                 r"娃)[^，。,]{0,4}(?:一个人|还在|在里面|在屋里|在车里|在床上|在后座|睡|哭|才)",
                 r"门(?:被风)?(?:给)?带上了[^。]{0,20}(?:孩子|宝宝|娃)[^，。,]{0,4}(?:一个人|还在|在里面|在屋里|在车里|在床上|在后座|"
@@ -369,7 +370,8 @@ CUES: dict[str, tuple[str, ...]] = {
                 r"(?:小时|半天|一天|一宿|一夜|一晚上)(?:了)?(?:还|都)?没(?:有)?回(?:来|家)?(?![复应信答电我话消心])",
                 r"找不(?:到|着)(?:妈妈|爸爸|家人|家长|大人)",
                 r"出(?:去|门)[^，。,]{0,6}(?:就)?没(?:有)?回(?:来|家)", r"没到家", r"走散",
-                r"说不清(?:楚)?(?:自己)?(?:家|从哪|在哪)(?![^，。,]{0,3}(?:丢|掉|落下|弄丢|买|办))",
+                r"说不清(?:楚)?(?:自己)?(?:家|从哪|在哪)(?![^，。,]{0,3}(?:丢|掉|落下|弄丢|买|办)"
+                r"(?![^，。,]{0,4}(?:孩子|孙|儿子|女儿|妹|弟|老人|人|娃)))",
                 r"(?<!车主还)(?<!警察还)(?<!警方还)没找(?:着|到)", r"离家出走",
                 r"(?:家在哪|住哪)[^，。,]{0,6}说不清",
                 r"(?:孩子|儿子|女儿|侄子|外甥|老人|爸|妈|老公(?!寓)|老婆|家人|同学|室友)[^。]{0,20}联系不上",
@@ -475,9 +477,9 @@ CUES: dict[str, tuple[str, ...]] = {
                 r"说(?:了)?(?:一句)?[“\"]?我不行了", r"脸[^，。,]{0,3}(?:发青|发紫|青了|紫了|有点青)",
                 r"心跳[^，。,]{0,6}停不下来",
                r"(?:高烧|发烧|孩子|小孩|宝宝)[^。]{0,6}抽(?:筋|风)", r"抽风", r"(?:游泳|水里)[^。]{0,6}抽筋",
-                r"(?:呼吸机|制氧机|氧气机)[^。]{0,16}(?:停(?!几|多久|多长)|没电|只剩|断)",
-                # (not an outage announced: "下周要停电检修，我家老人用制氧机，想问停几个小时")
-                r"(?<![要将会])(?:停电|断电)(?!检修|通知|计划)[^。]{0,12}(?:呼吸机|制氧机|氧气机)",
+                r"(?:呼吸机|制氧机|氧气机)[^，。,？?]{0,12}(?:停(?:了|掉|机|转)|没电|只剩|断电了|断了|撑不|"
+                r"快没|(?:在|一直在)报警)",
+                r"(?:停电|断电)[^。]{0,12}(?:呼吸机|制氧机|氧气机)",
                 r"抽过去了|背过气", r"嘴(?:巴)?(?:也|都)?歪", r"抽抽|抽搐", r"嘴唇(?:都|发)?(?:紫|青)",
                 r"(?:好多|很多|几十|十几|一群|多名|三十|二十|[几数]名|[几数]个)[^。]{0,12}"
                 r"(?:相继|都|一起|同时)[^，。,]{0,4}(?:呕吐|吐|腹痛|拉肚子|晕)",
@@ -564,14 +566,29 @@ CUES: dict[str, tuple[str, ...]] = {
                  r"(?:半夜|深更半夜|凌晨|深夜)[^。]{0,10}有人[^，。,]{0,8}(?:搬|撬|翻|拆|卸)",
                  # Theft going on, told by what is seen: a lock cut at length by someone who does
                  # not look like its owner, goods carried off a site nobody guards, at night.
-                 r"(?<!师傅)(?:剪|锯|撬)(?:车)?锁(?:剪|锯|撬)?(?:了)?(?:好)?(?:半天|一会儿?|好几分钟|几分钟|"
-                 r"十几分钟)|(?:撬|剪|锯|搬|翻|拧|试)[^。]{0,20}不像(?:是)?(?:车主|房主|业主|住户|主人|"
+                 r"(?:有(?:个)?人|一个[^，。,]{0,3}(?:人|男的|女的|小伙子?|年轻人)|[几两三]个人|陌生人|"
+                 r"那(?:个)?人|男子)[^，。,]{0,10}(?:剪|锯|撬)[^，。,]{0,8}锁[^。]{0,10}(?:半天|"
+                 r"一会儿?|[好几十一二三四五六七八九两]+分(?:多)?钟|还在(?:剪|锯|撬)|一辆又一辆)",
+                 r"(?:有人|一个(?:人|男的|女的|小伙子?)|陌生人|[两三几]个人)[^，。,]{0,6}(?:正)?在(?:剪|锯)"
+                 r"[^，。,]{0,8}锁|(?:半夜|深夜|凌晨|夜里|后半夜|晚上十[一二]点)[^。]{0,20}(?:有人|几个人|"
+                 r"陌生人|[两三]个人)[^，。,]{0,10}(?:剪|锯|撬)[^，。,]{0,8}锁",
+                 r"(?:监控|摄像头)[^。]{0,12}(?:看到|显示|拍到|里)[^。]{0,10}(?:有人|有个|一个|陌生)"
+                 r"[^。]{0,16}(?:正|还)?在[^，。,]{0,6}(?:翻|撬|拿钱|搬)",
+                 r"(?:撬|剪|锯|搬|推走|拉走)[^。]{0,20}不(?:像|是)(?:是)?(?:车主|房主|业主|住户|主人|"
                  r"这家的?人|店主)",
-                 r"(?:往外|偷偷)(?:拉|搬|运|扛|拖|装)(?!渣土|土方|垃圾|泥)[^。]{0,30}(?:一个人都没有|"
-                 r"没(?:有)?人(?:看|在|值班))|(?:一个人都没有|没(?:有)?人(?:看|值班))[^。]{0,30}(?:往外|"
-                 r"偷偷)(?:拉|搬|运|扛|拖|装)(?!渣土|土方|垃圾|泥)|"
-                 r"(?:半夜|深更半夜|凌晨|深夜)[^。]{0,30}(?:往外|偷偷)(?:拉|搬|"
-                 r"运|扛|拖|装)(?!渣土|土方|垃圾|泥)",
+                 # (not works carting earth or sand, nor what is done quietly: 偷偷装修, 拉黑)
+                 r"(?:往外(?:拉|搬|运|扛|拖)|偷偷(?:搬|运|扛|拖))(?![^，。,]{0,8}(?:渣土|土|垃圾|泥|沙|"
+                 r"石子))[^。]{0,30}(?:一个人都没有|没(?:有)?人(?:看|在|值班))|(?:一个人都没有|"
+                 r"没(?:有)?人(?:看|值班))[^。]{0,30}(?:往外(?:拉|搬|运|扛|拖)|偷偷(?:搬|运|扛|拖))"
+                 r"(?![^，。,]{0,8}(?:渣土|土|垃圾|泥|沙|石子))|"
+                 r"(?<!每天)(?<!天天)(?<!每晚)(?:半夜|深更半夜|凌晨|深夜|夜里|后半夜|天还没亮)[^。]{0,30}"
+                 r"(?:有人|几个人|[两三四五]个(?:人|男的)|陌生人)[^，。,]{0,12}(?:往外(?:拉|搬|运|扛|拖)|"
+                 r"偷偷(?:搬|运|扛|拖)|往(?:车|货车|面包车|三轮车)上(?:搬|装|扛))"
+                 r"(?![^，。,]{0,8}(?:渣土|土|垃圾|泥|沙|石子))",
+                 r"(?:往外(?:拉|搬|运|扛|拖)|往(?:车|货车|面包车|三轮车)上(?:搬|装|扛))[^。]{0,30}"
+                 r"(?:老板|车主|主人|邻居|房东)?(?:不在|出差|出国|旅游|回老家)|(?:出国|出差|旅游|回老家)"
+                 r"[^。]{0,10}(?:了)?[^。]{0,20}(?:有人|几个人|[两三四五]个(?:人|男的)|陌生人)[^，。,]{0,12}"
+                 r"(?:往外(?:拉|搬|运|扛|拖)|往(?:车|货车|面包车|三轮车)上(?:搬|装|扛)|搬(?:东西|家具|电器))",
                  r"被(?:人)?(?:跟踪|尾随)", r"打群架|群殴|斗殴|混战", r"(?<!上周)(?<!去年)被(?:人)?抢(?:了|劫)",
                  r"(?:现场)?逼着(?:买|交钱|刷卡|签)", r"被(?:人)?绑(?:了|住|起来|在)", r"绑在(?:椅子|床|柱子|树)",
                  r"蒙着(?:眼|头)",
@@ -838,7 +855,8 @@ CUES: dict[str, tuple[str, ...]] = {
               r"把[^，。,]{0,10}(?:马路|路|路口|大门|门口)(?:给)?堵(?:了|住|死)", r"聚了", r"推(?:保安|人|警察|民警)",
               r"(?<!来电人)(?<!来电者)(?<!市民)(?<!其)(?<!本人)(?<!全程)情绪(?:很|非常|"
               r"特别)?激动", r"推搡", r"踩踏", r"踩倒", r"(?:都|一起)往外(?:挤|冲)", r"暴乱", r"打砸", r"挤倒",
-              r"踩在(?:底下|脚下)"),
+              r"踩在(?:底下|脚下)",
+              r"(?:躺|坐|跪)在(?:了)?[^，。,]{0,4}(?:挖掘机|挖机|推土机|铲车|车轮)(?:前面|前头|底下|下面|跟前)"),
     "crash": (r"倒在[^，。,]{0,6}(?:车轮|后轮|前轮|车底|车下)",
               r"(?:人|孩子|骑车的|电动车)[^，。,]{0,6}卷(?:到|进)(?:了)?[^，。,]{0,4}车(?:底|轮)",
               r"翻(?:了)?(?:辆|一辆)(?:拖拉机|车|货车|三轮)|(?:拖拉机|货车|三轮车?|车)翻(?:进|到)?沟里|拖拉机翻了|"
@@ -876,6 +894,9 @@ CUES: dict[str, tuple[str, ...]] = {
                     r"(?:高速|快速路|国道|匝道|隧道)[^。]{0,20}(?:掉了|散落|散了一地|横在|戳到|抛锚|逆行|"
                     r"倒车)",
                     r"(?:高架|高速|快速路|隧道|匝道)[^。]{0,12}(?:步行|行走|有(?:个)?(?:人|行人|老人)(?:在)?走)",
+                    r"(?:孩子|小孩|小朋友)[^。]{0,8}(?:在|上了|跑到|走到|骑[^，。,]{0,4}上了?)[^，。,]{0,4}"
+                    r"(?:高速|高架|快速路|绕城|环路)(?!旁|边|附近|下面|底下|桥下)",
+                    r"救护车(?!都)[^。]{0,8}(?:被堵|进不来|过不去|开不进)",
                     r"路中间有", r"(?:一个个|一辆辆|好几(?:个|辆)|接连|不停)(?:在|地)?(?:打滑|滑倒|侧滑)",
                     r"(?:打滑|滑倒|侧滑)[^。]{0,8}(?:好几个|好几辆|一个个|接连)",
                     r"人(?:挤人|群|堆)[^。]{0,16}(?:大车|货车|卡车|渣土车|拉煤)[^。]{0,8}(?:过|穿|开)",
@@ -1075,8 +1096,15 @@ _FOREIGN_WORDS: dict[str, tuple[str, ...]] = {
               r"\baccident\b(?![\s-]*(?:certificate|report|record|claim|insurance|liability|"
               r"compensation|statement|file)s?\b)",
               r"hit by a car|a car hit(?! it\b)",
-              r"\b(?:car|van|truck|lorry|bus|vehicle|taxi|suv)\b[^.!?]{0,20}\b(?:upside down|"
-              r"on its roof|flipped over|overturned|rolled over)\b"),
+              r"(?<!toy )\b(?:car|van|truck|lorry|bus|vehicle|taxi|suv|motorbike)s?\b[^.!?]{0,40}"
+              r"\b(?:is |are |'s |lying |has |have |just )(?:upside[ -]down|on (?:its|their) "
+              r"(?:roof|side)s?|flipped(?: over)?|overturned|rolled over)\b(?! (?:a|the) nail)|"
+              r"\b(?:van|car|truck|lorry|bus|taxi|vehicle|motorbike)s? (?:lying )?upside[ -]down "
+              r"(?:in|on|at)\b|\boverturned (?:car|van|truck|lorry|bus|taxi|tanker)\b|"
+              r"\b(?:car|van|truck|lorry|bus|minibus|taxi|vehicle|motorbike)s? (?:flipped|overturne"
+              r"d|"
+              r"rolled over|landed upside down)\b[^.!?]{0,60}\b(?:still (?:in|inside)|not getting "
+              r"up|(?:can'?t|don'?t|cannot) see (?:anyone|anybody|the driver))"),
     "water": (r"struggling in the (?:water|river|lake|sea)|dragged out by the current|"
               r"\bsinking\b|taking on water|fell through the ice",
               r"swept away|clinging to a rock",
@@ -1085,7 +1113,9 @@ _FOREIGN_WORDS: dict[str, tuple[str, ...]] = {
               # (not what someone throws in: "someone threw a bottle into the canal")
               r"(?:someone|somebody|man|woman|child|kid)(?! (?:keeps |just )?(?:threw|throws|"
               r"throwing|dump(?:ed|s|ing)|tip(?:ped|s|ping)|pour(?:ed|s|ing)|toss(?:ed|es|ing)|"
-              r"drop(?:ped|s|ping))\b))[^.!?]{0,30}into the "
+              r"drop(?:ped|s|ping)) (?:a |an |some |the |his |her |their )?(?:bottles?|bags?|"
+              r"rubbish|trash|litter|stones?|rocks?|bricks?|cans?|cigarettes?|things|stuff|"
+              r"something|food|bread|paper|plastic|waste|oil|paint)\b))[^.!?]{0,30}into the "
               r"(?:canal|river|lake|sea)\b|can'?t see (?:him|"
               r"her) anywhere in the water",
               r"fell (?:off|from) [^.!?]{0,20}into the (?:river|lake|sea|water)|hands splashing",
@@ -1102,6 +1132,7 @@ _FOREIGN_WORDS: dict[str, tuple[str, ...]] = {
               r"water (?:is )?(?:shooting|gushing|pouring) (?:up|out)|road (?:is )?flooding|"
               r"(?:cars?|people) (?:are )?stuck in (?:the )?(?:water|flood)"),
     "missing": (r"(?:didn'?t|hasn'?t|did not|has not|never) (?:come|came|got|get) home",
+                r"\blost my (?:little )?(?:son|daughter|child|kid|boy|girl)\b(?!'s| to\b)",
                 r"\bi lost my (?:\d+[- ]years?[- ]old )?(?:son|daughter|child|kid|boy|girl)\b|"
                 r"right next to me a minute ago",
                 r"\b(?:students?|pupils?|boy|girl|grandma|grandpa|husband|wife|friend|colleague|"
@@ -1144,7 +1175,9 @@ _FOREIGN_WORDS: dict[str, tuple[str, ...]] = {
                  r"silent call[^!?]{0,80}(?:shouting|screaming|crying|yelling) in (?:the )?"
                  r"background|tapped (?:the phone|twice|once)[^.!?]{0,40}(?:unable|can'?t|"
                  r"cannot) (?:to )?(?:speak|talk)",
-                 r"beating (?:someone|him|her|a |me)|punch(?:ed|ing)? (?:my|him|her|me)|"
+                 r"beating (?:someone|him|her|a |me|(?:his|her) (?:wife|husband|girlfriend|"
+                 r"boyfriend|kids?|child|son|daughter|mother|father|mum|mom|dad))|"
+                 r"punch(?:ed|ing)? (?:my|him|her|me)|"
                  r"kick(?:ing|ed)? (?:him|her|me)(?! out)|hitting (?:me|her|him)",
                  r"broken bottle|i'?m hiding|demanding (?:the )?(?:cash|money)",
                  r"grabbed my|pushed me down|forcing (?:my|the) (?:front )?(?:door|lock)|"
@@ -1153,23 +1186,41 @@ _FOREIGN_WORDS: dict[str, tuple[str, ...]] = {
                  # Theft going on, told by what is seen: someone at a lock, a chain being cut,
                  # things carried out at night or from a home whose people are away, a camera
                  # showing someone inside.
-                 r"(?:bent over|working (?:at|on)|fiddling (?:with|at)|messing (?:with|about with)|"
-                 r"picking|prying (?:at|open)?|jimmying|scraping at|poking at) (?:the|a|my|our|his|"
-                 r"her|their) (?:\w+'?s? )?(?:lock|padlock|door lock|car door|window)",
-                 r"\bcutting (?:the |a |my |our |his |her |their )?(?:\w+ )?(?:chain|lock|"
-                 r"padlock|d-lock)\b(?! for (?:me|us|him|her))|\bbolt ?cutters?\b",
-                 r"(?:carrying|loading|taking|bringing|wheeling) (?:out )?(?:our|their|his|her|"
-                 r"the neighbou?rs?'?s?|the shop'?s|boxes|goods|stock|cables?|copper)\b"
-                 r"[^!?]{0,150}\b(?:(?:[1-5]|two|three|four|five) ?(?:am|a\.m\.)|midnight|"
-                 r"no lights|(?:are|is) (?:on holiday|away)|never said|(?:shut|closed) at|"
-                 r"nobody'?s? (?:home|there|in))\b|"
-                 r"\b(?:(?:are|is) (?:on holiday|away)|in \w+ all (?:this )?week|"
-                 r"nobody'?s? (?:home|there)|no lights|in the middle of the night)\b"
-                 r"[^!?]{0,150}\b(?:carrying|loading|bringing|taking) (?:out |down )?"
-                 r"(?:our|their|his|her|the|boxes|goods|stock)\b",
-                 r"(?:camera|cctv|monitor|app)\b[^!?]{0,80}\b(?:someone|somebody|a person|a man|"
-                 r"a woman|two men|men|people)\b[^.!?]{0,30}\b(?:inside|emptying|going through|at "
-                 r"the (?:counter|till|safe|register))\b",
+                 # (a stranger at it: not the locksmith, the mechanic or the owner)
+                 r"trying (?:the (?:handles|doors) (?:of|on) )?(?:every|all the) (?:car|cars|car "
+                 r"doors?|door handles?)\b|forcing (?:the|a|my|our) (?:\w+ )?window\b|\bstranger\b"
+                 r"[^.!?]{0,20}\bin my (?:living room|bedroom|kitchen|flat|house|apartment|room)\b",
+                 r"\b(?:man|guy|men|guys|someone|somebody|stranger|strangers|person|teenagers?)\b"
+                 r"[^.!?]{0,40}\b(?:bent over|working (?:at|on)|fiddling (?:with|at)|messing "
+                 r"(?:with|about with)|picking(?: at)?|prying(?: at| open)?|jimmying|scraping at|"
+                 r"poking at|sawing(?: at| through)?|cutting(?: through)?) (?:the|a|my|our|his|her|"
+                 r"their|every|someone'?s) (?:[\w-]+'?s? ){0,2}(?:locks?|padlocks?|d-locks?|chain"
+                 r"s?|"
+                 r"car doors?|windows?)\b(?![ -]link)|\b(?:man|guy|men|someone|somebody|stranger)"
+                 r"\b[^.!?]{0,20}\bwith (?:huge |big |a pair of )?bolt ?cutters?\b",
+                 # (men carrying things: not removal men, couriers, a night shift or a crew)
+                 r"(?<!removal )(?<!moving )(?<!delivery )(?<!shift )(?<!crew )(?<!film )"
+                 r"\b(?:men|guys|people|strangers|someone|somebody)\b[^.!?]{0,30}\b(?:carrying|"
+                 r"loading|taking|bringing|wheeling) (?:out )?(?:our|their|his|her|the neighbou?r"
+                 r"s?'?s?|"
+                 r"the shop'?s|boxes|goods|cables?|copper)\b[^!?]{0,150}(?:\b(?:[1-5](?::\d\d)?|two"
+                 r"|"
+                 r"three|four|five) ?(?:am\b|a\.m\.)|\b(?:midnight|no lights|(?:are|is) (?:on holid"
+                 r"ay|away)|"
+                 r"never said|(?:shut|closed) at|nobody'?s? (?:home|there|in))\b)|"
+                 r"\b(?:[1-5](?::\d\d)? ?(?:am\b|a\.m\.)|(?:half|quarter) past \w+ in the morning)"
+                 r"[^!?]{0,60}\b(?:men|guys|people|strangers|someone|somebody)\b[^.!?]{0,30}"
+                 r"\b(?:carrying|loading|bringing|wheeling)\b|"
+                 r"\b(?:(?:are|is) (?:on holiday|away)|in \w+ (?:all )?(?:this|for the) week|"
+                 r"nobody'?s? (?:home|there)|no lights|in the middle of the night)\b[^!?]{0,150}"
+                 r"(?<!removal )(?<!moving )(?<!delivery )\b(?:men|guys|people|strangers|someone|"
+                 r"somebody)\b[^.!?]{0,30}\b(?:carrying|loading|bringing|taking) (?:out |down )?"
+                 r"(?:our|their|his|her|boxes|goods|stuff|things|furniture)\b",
+                 r"\b(?:camera|cctv)\b[^.!?]{0,40}\b(?:shows?|showing|live)\b[^!?]{0,60}"
+                 r"\b(?:someone|somebody|a stranger|a man|a guy|a woman|a person|two men|men|"
+                 r"people)\b[^.!?]{0,30}\b(?:emptying|rummaging|going through|(?:is|are|'s|'re) (?:"
+                 r"inside|"
+                 r"in (?:my|our|the) \w+|at the (?:counter|till|safe|cash register|register)))\b",
                  r"someone (?:is )?in my (?:apartment|house|flat|room)|(?:hear|heard) (?:noises|"
                  r"footsteps|someone)[^.!?]{0,30}(?:bedroom|inside|upstairs|in my)",
                  r"(?:don'?t|do not|doesn'?t|won'?t|not) let (?:me|us|her|him) (?:leave|go|out)",
@@ -1226,9 +1277,9 @@ _FOREIGN_WORDS: dict[str, tuple[str, ...]] = {
                   r"send[^.。!！?？]{0,12}goodbye", r"\bend it all\b"),
     "trapped": (r"(?:fell|caved|collapsed) in on (?:him|her|them|a|one|two|three|the|some)\b|"
                 r"(?:only see|see only) (?:his|her) head|buried up to (?:his|her|their)",
-                r"(?:can'?t|cannot|didn'?t|did not) see (?:anyone|anybody) "
-                r"(?:come|get|climb)(?:ing)? out|"
-                r"(?:nobody|no one) (?:has )?(?:come|got|climbed) out",
+                r"\b(?:car|van|truck|lorry|taxi|vehicle|boat|canal|river|water)\b[^!?]{0,80}"
+                r"\b(?:(?:can'?t|cannot|didn'?t|did not) see (?:anyone|anybody) (?:come|get|climb)"
+                r"(?:ing)? out|(?:nobody|no one)(?:'s| has)? (?:come|got|climbed) out)",
                 r"(?:(?:they|he|she)[^.!?]{0,30}(?:cannot|can'?t|not allowed to|won'?t let (?:me|"
                 r"us)) (?:go out|leave|get out)|(?:cannot|can'?t) (?:go out|leave|get out) until)"
                 r"(?![^.!?]{0,30}\b(?:typhoon|storm|rain|snow|overtime|quarantine|\d+ ?(?:am|pm)|"
@@ -1251,6 +1302,9 @@ _FOREIGN_WORDS: dict[str, tuple[str, ...]] = {
                 r"(?:i'?m|we'?re|i am|we are|he'?s|she'?s|he is|she is|baby|child|kid|我|我们|他|她)\s*"
                 r"stuck (?:in|inside)\b(?!\s+traffic)"),
     "fraud_now": (r"(?:sharing|share|shared) (?:my |the )?screen|screen ?shar",
+                  r"\b(?:scammer|fake (?:police(?:man|woman)?|officer|cop))\b[^.!?]{0,40}\b(?:(?:st"
+                  r"ill )?"
+                  r"on the (?:phone|line)|telling (?:her|him|me|them) to)\b",
                   r"transfers? (?:that )?i (?:never|didn'?t) ma(?:d|k)e[^.!?]{0,40}(?:still "
                   r"(?:happening|going|coming)|keep (?:coming|happening|going)|right now|as we "
                   r"(?:talk|speak))|(?:moving|taking|draining) (?:money|funds) (?:from|out of) my "
@@ -1317,23 +1371,37 @@ _FOREIGN_WORDS: dict[str, tuple[str, ...]] = {
               r"each other|"
               r"the (?:security )?guards)|throwing (?:bottles|stones|bricks|firecrackers|"
               r"rocks)[^.!?]{0,24}\bat\b",
-              r"(?:sitting|lying|sit|lie) (?:down )?(?:under|in front of|before) (?:the )?"
-              r"(?:wheels|excavators?|diggers?|bulldozers?|trucks?|lorr(?:y|ies)|machines?)\b",
-              r"(?:someone|somebody|they|people|one of them) (?:just )?threw (?:a |some )?"
-              r"(?:bottles?|stones?|bricks?|rocks?)\b(?! (?:into|in) (?:the )?(?:river|canal|bins?|"
-              r"lake|trash))"),
+              r"\b(?:people|residents|villagers|tenants|workers|protesters|crowd|women|dozens|"
+              r"hundreds|\w+ of them)\b[^.!?]{0,30}\b(?:sitting|lying|sit|lie|lay|laying|standing) "
+              r"(?:down )?(?:under|in front of|before) (?:the |a |an )?(?:truck )?(?:wheels|"
+              r"excavators?|diggers?|bulldozers?|trucks?|lorr(?:y|ies))\b",
+              r"\b(?:threw|throws|throwing|hurling|hurled|chucking)\b (?:a |an |some )?(?:\w+ )?"
+              r"(?:bottles?|stones?|bricks?|rocks?)\b[^.!?]{0,24}\b(?:at (?:the |a |passing )?"
+              r"(?:driver|bus|cars?|people|police|workers|him|her|them|us)|through (?:the|a|my|our)"
+              r" "
+              r"(?:shop )?window)\b"),
     "road_hazard": (r"\bswerving\b|drunk driver|seems drunk|run over|\bcollided\b",
                     r"\bnear (?:crash|miss)(?:es)?\b|need (?:a )?police(?: officer)? here now",
                     r"ambulance[^.!?]{0,30}(?:can'?t|cannot) get (?:in|through)",
-                    r"(?:ambulance|fire (?:engine|truck))[^.!?]{0,20}\b(?:(?:is|are|got|gets|"
-                    r"getting) (?:stuck|blocked|trapped)|stuck)\b|(?:blocking|blocked) (?:an|the) "
-                    r"(?:ambulance|fire engine|fire truck)",
-                    r"\b(?:kid|child|boy|girl|toddler)s?\b[^.!?]{0,40}\b(?:riding|walking|cycling|"
-                    r"running|wandering|playing|scooting)\b[^.!?]{0,40}\b(?:ring road|expressway|"
-                    r"highway|motorway|elevated road|overpass)\b",
-                    r"(?:weaving|swerving|speeding|racing) (?:in )?(?:between|into) "
-                    r"(?:the )?(?:people|pedestrians|families|kids|children|crowd)|\bwheelies?\b"
-                    r"[^.!?]{0,60}(?:crossing|pedestrians|people|families|kids)",
+                    r"(?:ambulance|fire (?:engine|truck))[^.!?]{0,20}\b(?:is|are|'s) (?:now )?"
+                    r"(?:stuck|blocked|trapped|unable to (?:move|get through))\b|(?:ambulance|fire "
+                    r"(?:engine|truck))[^.!?]{0,30}(?:can'?t|cannot) (?:move|reach)\b",
+                    r"\b(?:kid|child|boy|girl|toddler)s? (?:on a (?:bike|bicycle|scooter) )?(?:is "
+                    r")?"
+                    r"on the (?:[\w-]+ )?(?:ring road|expressway|highway|motorway|elevated road)\b|"
+                    r"\b(?:got|gone|wandered|run|ran) onto the (?:[\w-]+ )?(?:ring road|expressway|"
+                    r"highway|motorway)\b",
+                    r"\b(?:kid|child|children|boy|girl|toddler)s?\b[^.!?]{0,40}\b(?:riding|walking|"
+                    r"cycling|running|wandering|playing|scooting|standing)\b[^.!?]{0,20}\b(?:on|alo"
+                    r"ng|"
+                    r"onto|across|in the middle of) (?:the )?(?:(?:hard )?shoulder of the |lanes? o"
+                    r"f "
+                    r"the )?(?:[\w-]+ )?(?:ring road|expressway|highway|motorway|elevated road)\b",
+                    r"(?<!always )(?<!often )(?<!usually )(?:weaving|swerving|speeding|racing) "
+                    r"(?:in )?(?:between|through|into) "
+                    r"(?:the )?(?:people|pedestrians|families|kids|children|crowd)|(?:doing|pulling"
+                    r") "
+                    r"wheelies\b[^.!?]{0,60}(?:crossing|pedestrians|families)",
                     r"\b(?:che|cars?)\b[^.!?]{0,12}(?:lu\s?zhong\s?jian|middle of the road)",
                     r"(?:trench|pit|hole)[^.!?]{0,60}(?:kids|children)[^.!?]{0,30}right now",
                     r"(?:driving|going) the wrong way|wrong way on the|"
@@ -2019,7 +2087,7 @@ _THREATS = frozenset({"violence", "threat", "self_harm", "fraud_now", "fraud_ong
 _CLEARED: dict[str, tuple[str, ...]] = {
     # an agent's note that asked: "经询问，明确表示无轻生想法，只是气话"
     "self_harm": (r"无(?:轻生|自杀|自伤)(?:的)?(?:想法|念头|意图|倾向)",),
-    "fraud_now": (r"(?:我|他|她)?(?:已经)?转了", r"没(?:有)?(?:转|上当|理他|信)", r"(?:就|直接)?挂了",
+    "fraud_now": (r"(?:我|他|她)?(?:已经)?转了", r"(?<!还)没(?:有)?(?:转|上当|理他|信)", r"(?:就|直接)?挂了",
                   r"(?<!要)(?<!正要)(?<!转账)(?<!汇款)(?<!打钱)(?<!念)(?<!读)(?<!报)"
                   r"给(?:了)?(?:对方|他|她|人家)了?",
                   r"被转走", r"后来才", r"(?:已经|已|给)冻结|冻结了",
@@ -2077,6 +2145,9 @@ _CLEARED: dict[str, tuple[str, ...]] = {
     "water": (r"(?:自己|已经)(?:游|爬)(?:上岸|上来)了",
               r"(?<![没未])(?:已经|早就?|都)?(?:被)?(?:救|拉|拖|抱)(?:上来|上岸|出来|起来)了"),
     "crash": (r"(?:人|我)(?:都|也)?(?:没事|没大事)(?![吗吧么?？])|(?:人|我)?(?:并)?无大碍",
+              r"(?i:\b(?:accident|crash|wreck|it)\b[^.!?]{0,40}\bcleared "
+              r"(?:by|at|away|up|already)\b|\b(?:cars?|it|the (?:car|van|truck)s?) (?:was|were|got|"
+              r"has been|have been) towed\b)",
               r"(?:已经)?包(?:扎)?好了", r"擦破(?:了)?(?:点)?皮"),
     "trapped": (r"(?:已经|都)?(?:被)?(?:救|弄|放|拉|爬|跑|逃)(?:我|他|她|人|我们|他们)?出来了",
                 r"人(?:后来|已经|早就?)(?:都)?出来了",
@@ -2125,8 +2196,7 @@ _CALM = re.compile(r"(?:人(?:都|也)?(?:好好的|没事)|撤了|撤销|没闹
                    r"there)\b|\b(?:i'?m|i am|we'?re|we are|everyone'?s|everybody'?s|everyone is|"
                    r"everybody is) (?:fine|ok|okay|safe|all right|alright)\b|"
                    r"\b(?:it'?s|it is|all) (?:quiet|calm) now\b|\bnothing else (?:has )?happened\b|"
-                   r"\b(?:has|have|had)(?: not|n'?t) (?:paid|transferred|sent) "
-                   r"(?:anything|any money)\b|\b(?:want|wants|need|needs) (?:it )?on (?:the )?"
+                   r"\b(?:want|wants|need|needs) (?:it )?on (?:the )?"
                    r"record\b|\b(?:a )?written record\b|"
                    r"\bhow the case is going\b))")
 # Words that say the scare ended well ("虚惊一场", "现在好好的", "已经接回家了"), as the last word
@@ -2191,6 +2261,8 @@ _FRAMES = (r"急救(?:培训|课|知识|常识)|学(?:习)?急救|消防(?:课|�
            r"特效|拍戏|剧组", r"教[^，。,]{0,6}(?:用|使用)灭火器|灭火器(?:演示|培训)",
            r"宣传(?:资料|册|单)(?!栏)", r"玩[^，。,]{0,8}游戏", r"写[^，。,]{0,4}(?:小说|剧本|故事)|角色|情节|"
            r"剧情", r"(?:这种|这个|布置的|留的)作业|讲座|(?:心理|生命)(?:健康)?(?:教育|课)",
+           r"(?i:\bfilm (?:crew|shoot)\b|\b(?:shooting|filming) a (?:scene|film|movie)\b|"
+           r"\bmovie set\b)",
            r"打游戏(?:的时候)?[^，。,]{0,4}(?:喊|叫|骂|说)",
            r"(?:搞|组织|进行|开展)[^，。,]{0,6}(?:演练|演习)",
            r"(?:看|刷)(?:了)?(?:个|一个|一部|部)?[^，。,]{0,4}(?:电影|电视剧|小说|警匪片)",
@@ -2353,8 +2425,6 @@ _PAPERS_BEFORE = re.compile(r"(?:身份证|证件|名字|地址|车牌|执照|�
 _BODY = frozenset({"unconscious", "medical", "fall"})
 _OVER_AFTER = re.compile(r"已经送(?:到|去)?(?:了)?医院|现场(?:也)?(?:已经)?清理(?:好|完)了|(?:处置|处理)完毕|"
                          r"现在(?:人)?(?:都|也)?已经好了|已经过去(?:了)?[一二两三四五六七八九十半几]+(?:年|个月|天)|"
-                         r"(?i:\bcleared (?:by|at|away|up|already)\b|\b(?:already|been) cleared\b|"
-                         r"\b(?:was|were|got|been) towed\b)|"
                          r"(?:看|我搞)错了(?![，,]?(?:是[^，。,]{0,6}不是|(?:应该)?(?:是|在)[^，。,]{0,6}[栋楼号层单]))")
 # A cue said of another time (昨天, 上个月, 上次 ...) in its own clause is over, unless the clause
 # also says now; except what lasts: a person missing since yesterday is missing now. 过去 after a
@@ -2441,18 +2511,24 @@ _FOUND_FIRST = re.compile(r"(?:人|孩子|老人|他|她)?(?:已经)?找(?:到|�
 # A gathering announced for another day is a lead (stability_leads), not an emergency now.
 # A fight arranged for another day ("约好周六打群架") is a lead too.
 _APPOINTED = re.compile(r"约(?:好|了)?(?:要)?[^，。,]{0,8}(?:打群架|打架|干架)|约架")
+_OUTAGE = re.compile(r"停电|断电")
+_OUTAGE_AHEAD = re.compile(r"(?:下周|明天|后天|下个月|到时候|通知|要|将|会)[^，。,]{0,6}(?:停电|断电)(?!了)")
 _PLANNED = re.compile(r"(?:就(?:一起|都)?(?:去|上)[^，。,]{0,4}(?:堵|闹|围)|要一起(?:去)?(?:堵|闹|围)|拟于|计划|"
-                      r"打算|号召|说要[^，。,]{0,6}去|下周|"
+                      r"打算|号召|说要[^，。,]{0,6}去|说[^，。,]{0,6}(?:那天|的时候)|下周|"
                       r"下礼拜|下个月|明天|后天|到时候|"
                       r"(?<!今天)(?<!今天是)周[一二三四五六日末]|"
-                      r"(?<!今天)(?<!今天是)星期[一二三四五六日天])")
+                      r"(?<!今天)(?<!今天是)星期[一二三四五六日天]|"
+                      r"(?i:\b(?:tomorrow|next (?:week|month|monday|tuesday|wednesday|thursday|"
+                      r"friday|saturday|sunday)|on (?:monday|tuesday|wednesday|thursday|friday|"
+                      r"saturday|sunday)|(?:plan|plans|planning) to|(?:will|going to) (?:gather|"
+                      r"protest|block|march)|when (?:the )?(?:demolition|work) starts)\b))")
 # Said of every day or every evening: a chimney's smoke or a factory's smell is pollution (12345).
 _HABITUAL = re.compile(r"(?:天天|每天|每日|每晚|每年|每逢|"
                        r"有时候|时不时|偶尔|每到|一到(?:晚上|夜里|傍晚)|经常|总是|总有|(?<!养)老有人|老是|容易|隔三差五|常年|长期|"
                        r"(?<!开始)(?<!刚才)一直在(?![响叫漏喊哭流烧着吐抽咳喘嘶呲]|冒(?:浓|黑)烟))")
-# In English, of the cue's own sentence and only where nothing is said to happen now, and only of
-# a nuisance's kinds: a chimney's smoke or a factory's smell every evening, an underpass flooded
-# every time it rains ("asthma attacks every night and he can't breathe" is an emergency).
+# In English, only where nothing is said to happen now, and only of a nuisance's kinds: a
+# chimney's smoke or a factory's smell every evening, an underpass flooded every time it rains
+# ("asthma attacks every night and he can't breathe" is an emergency).
 _HABITUAL_EN = {"smoke": re.compile(r"(?i)\bevery (?:single )?(?:day|night|evening|morning|"
                                     r"afternoon|weekend|week)\b|\b(?:almost|nearly) every "
                                     r"(?:day|night|evening|morning)\b|\b(?:night|day) after "
@@ -2462,6 +2538,7 @@ _HABITUAL_EN = {"smoke": re.compile(r"(?i)\bevery (?:single )?(?:day|night|eveni
                 "water": re.compile(r"(?i)\bevery time it rains\b|\bwhenever it rains\b|"
                                     r"\bafter every rain\b")}
 _HABITUAL_KINDS = frozenset({"smoke"})
+_NOW_EN = re.compile(r"(?i)\bnow\b")
 # A fire lit every evening is someone burning rubbish; said of the fire's own clause only
 # ("楼道里老是有人抽烟，今天着火了" is a fire).
 _HABITUAL_IN_CLAUSE = frozenset({"fire", "medical", "chemical", "gas"})
@@ -2519,8 +2596,8 @@ _ORDINARY_SOURCES: tuple[tuple[str, str, re.Pattern], ...] = (
                                       r"坏了(?:有)?(?:一个多?月|好几天|几个月|半年|好久)|"
                                       r"堵得(?:出不去|进不来)|"
                                       r"(?:单车|自行车|电动车|杂物|快递|建材)[^，。,]{0,8}(?:堆|停|挡|堵)|"
-                                      r"(?:有辆车|车子|汽车|私家车)[^，。,]{0,6}(?:停|堵|挡)在|"
-                                      r"车(?:把|给)[^，。,]{0,8}堵")),
+                                      r"(?:有辆车|车子|汽车|私家车)[^，。,]{0,6}(?:停|堵|挡)在")),
+    ("trapped", "sentence", re.compile(r"^(?!.*(?:困|卡|关|锁|压|埋|电梯|不让)).*车(?:把|给)[^，。,]{0,8}堵")),
     # A flower bed trampled is greenery damaged, not a crowd crush.
     ("crowd", "sentence", re.compile(r"^(?!.*(?:受伤|倒地|喘不|挤倒|(?i:injur|hurt))).*"
                                      r"(?:花坛|草坪|绿化带|花草|(?i:flower ?beds?|lawn))")),
@@ -2784,8 +2861,11 @@ def _set_aside(kind: str, text: str, start: int, end: int) -> str | None:
     years = _YEARS_AGO.search(clause) if kind == "missing" else None
     if years and not said_now:
         return f"missing for years: a search, not an emergency now ({years.group(0)})"
+    # (an outage announced for next week, with an oxygen machine at home, is a question now)
     planned = (_PLANNED.search(text) if kind == "crowd"
-               or kind == "violence" and _APPOINTED.search(clause) else None)
+               or kind == "violence" and _APPOINTED.search(clause)
+               else _OUTAGE_AHEAD.search(text) if kind == "medical"
+               and _OUTAGE.search(text, start, end) else None)
     # "把市政府大门堵了，说明天还要来", "发生踩踏": done already, whatever is planned next.
     if planned and (text.startswith("了", end) or text.endswith("发生", 0, start)):
         planned = None
@@ -2814,10 +2894,16 @@ def _set_aside(kind: str, text: str, start: int, end: int) -> str | None:
     if habit and kind in _BODY and _TODAY.search(clause):
         habit = None        # "我妈老是说胸口闷，今天早上倒在厨房不动了"
     if not habit and kind in _HABITUAL_EN and not said_now and not _TODAY.search(clause):
-        # (its sentence by the English full stop, which ``_SENTENCE`` does not take for one)
+        # A smell, of its clause and only where no "now" is said anywhere ("every night the
+        # plant smells of chemicals, there is a yellow cloud over the school now"); smoke and
+        # water, of their sentence by the English full stop (which ``_SENTENCE`` does not take
+        # for one): "burns something every night around eleven, black smoke and…".
         first = max(text.rfind(c, 0, start) for c in ".!?") + 1
         last = min([i for i in (text.find(c, end) for c in ".!?") if i >= 0] or [len(text)])
-        habit = _HABITUAL_EN[kind].search(text, first, last)
+        habit = (_HABITUAL_EN[kind].search(clause) if kind == "chemical"
+                 and not _NOW_EN.search(text)
+                 else _HABITUAL_EN[kind].search(text, first, last) if kind != "chemical"
+                 else None)
     if habit:
         return f"a standing nuisance, not an emergency now ({habit.group(0)})"
     # A swindle told as done ("我给了验证码", "钱被转走了") is over from the cue's own clause on.
