@@ -1101,10 +1101,10 @@ _FOREIGN_WORDS: dict[str, tuple[str, ...]] = {
               r"(?:roof|side)s?|flipped(?: over)?|overturned|rolled over)\b(?! (?:a|the) nail)|"
               r"\b(?:van|car|truck|lorry|bus|taxi|vehicle|motorbike)s? (?:lying )?upside[ -]down "
               r"(?:in|on|at)\b|\boverturned (?:car|van|truck|lorry|bus|taxi|tanker)\b|"
-              r"\b(?:car|van|truck|lorry|bus|minibus|taxi|vehicle|motorbike)s? (?:flipped|overturne"
-              r"d|"
-              r"rolled over|landed upside down)\b[^.!?]{0,60}\b(?:still (?:in|inside)|not getting "
-              r"up|(?:can'?t|don'?t|cannot) see (?:anyone|anybody|the driver))"),
+              r"\b(?:car|van|truck|lorry|bus|minibus|taxi|vehicle|motorbike)s? "
+              r"(?:flipped|overturned|rolled over|landed upside down)\b[^.!?]{0,60}"
+              r"\b(?:still (?:in|inside)|not getting up|(?:can'?t|don'?t|cannot) see "
+              r"(?:anyone|anybody|the driver))"),
     "water": (r"struggling in the (?:water|river|lake|sea)|dragged out by the current|"
               r"\bsinking\b|taking on water|fell through the ice",
               r"swept away|clinging to a rock",
@@ -1194,20 +1194,18 @@ _FOREIGN_WORDS: dict[str, tuple[str, ...]] = {
                  r"[^.!?]{0,40}\b(?:bent over|working (?:at|on)|fiddling (?:with|at)|messing "
                  r"(?:with|about with)|picking(?: at)?|prying(?: at| open)?|jimmying|scraping at|"
                  r"poking at|sawing(?: at| through)?|cutting(?: through)?) (?:the|a|my|our|his|her|"
-                 r"their|every|someone'?s) (?:[\w-]+'?s? ){0,2}(?:locks?|padlocks?|d-locks?|chain"
-                 r"s?|"
-                 r"car doors?|windows?)\b(?![ -]link)|\b(?:man|guy|men|someone|somebody|stranger)"
+                 r"their|every|someone'?s) (?:[\w-]+'?s? ){0,2}(?:locks?|padlocks?|d-locks?|"
+                 r"chains?|car doors?|windows?)\b(?![ -]link)|"
+                 r"\b(?:man|guy|men|someone|somebody|stranger)"
                  r"\b[^.!?]{0,20}\bwith (?:huge |big |a pair of )?bolt ?cutters?\b",
                  # (men carrying things: not removal men, couriers, a night shift or a crew)
                  r"(?<!removal )(?<!moving )(?<!delivery )(?<!shift )(?<!crew )(?<!film )"
                  r"\b(?:men|guys|people|strangers|someone|somebody)\b[^.!?]{0,30}\b(?:carrying|"
-                 r"loading|taking|bringing|wheeling) (?:out )?(?:our|their|his|her|the neighbou?r"
-                 r"s?'?s?|"
-                 r"the shop'?s|boxes|goods|cables?|copper)\b[^!?]{0,150}(?:\b(?:[1-5](?::\d\d)?|two"
-                 r"|"
-                 r"three|four|five) ?(?:am\b|a\.m\.)|\b(?:midnight|no lights|(?:are|is) (?:on holid"
-                 r"ay|away)|"
-                 r"never said|(?:shut|closed) at|nobody'?s? (?:home|there|in))\b)|"
+                 r"loading|taking|bringing|wheeling) (?:out )?(?:our|their|his|her|"
+                 r"the neighbou?rs?'?s?|the shop'?s|boxes|goods|cables?|copper)\b[^!?]{0,150}"
+                 r"(?:\b(?:[1-5](?::\d\d)?|two|three|four|five) ?(?:am\b|a\.m\.)|"
+                 r"\b(?:midnight|no lights|(?:are|is) (?:on holiday|away)|never said|"
+                 r"(?:shut|closed) at|nobody'?s? (?:home|there|in))\b)|"
                  r"\b(?:[1-5](?::\d\d)? ?(?:am\b|a\.m\.)|(?:half|quarter) past \w+ in the morning)"
                  r"[^!?]{0,60}\b(?:men|guys|people|strangers|someone|somebody)\b[^.!?]{0,30}"
                  r"\b(?:carrying|loading|bringing|wheeling)\b|"
@@ -1218,9 +1216,9 @@ _FOREIGN_WORDS: dict[str, tuple[str, ...]] = {
                  r"(?:our|their|his|her|boxes|goods|stuff|things|furniture)\b",
                  r"\b(?:camera|cctv)\b[^.!?]{0,40}\b(?:shows?|showing|live)\b[^!?]{0,60}"
                  r"\b(?:someone|somebody|a stranger|a man|a guy|a woman|a person|two men|men|"
-                 r"people)\b[^.!?]{0,30}\b(?:emptying|rummaging|going through|(?:is|are|'s|'re) (?:"
-                 r"inside|"
-                 r"in (?:my|our|the) \w+|at the (?:counter|till|safe|cash register|register)))\b",
+                 r"people)\b[^.!?]{0,30}\b(?:emptying|rummaging|going through|"
+                 r"(?:is|are|'s|'re) (?:inside|in (?:my|our|the) \w+|at the (?:counter|till|safe|"
+                 r"cash register|register)))\b",
                  r"someone (?:is )?in my (?:apartment|house|flat|room)|(?:hear|heard) (?:noises|"
                  r"footsteps|someone)[^.!?]{0,30}(?:bedroom|inside|upstairs|in my)",
                  r"(?:don'?t|do not|doesn'?t|won'?t|not) let (?:me|us|her|him) (?:leave|go|out)",
@@ -1302,9 +1300,8 @@ _FOREIGN_WORDS: dict[str, tuple[str, ...]] = {
                 r"(?:i'?m|we'?re|i am|we are|he'?s|she'?s|he is|she is|baby|child|kid|我|我们|他|她)\s*"
                 r"stuck (?:in|inside)\b(?!\s+traffic)"),
     "fraud_now": (r"(?:sharing|share|shared) (?:my |the )?screen|screen ?shar",
-                  r"\b(?:scammer|fake (?:police(?:man|woman)?|officer|cop))\b[^.!?]{0,40}\b(?:(?:st"
-                  r"ill )?"
-                  r"on the (?:phone|line)|telling (?:her|him|me|them) to)\b",
+                  r"\b(?:scammer|fake (?:police(?:man|woman)?|officer|cop))\b[^.!?]{0,40}"
+                  r"\b(?:(?:still )?on the (?:phone|line)|telling (?:her|him|me|them) to)\b",
                   r"transfers? (?:that )?i (?:never|didn'?t) ma(?:d|k)e[^.!?]{0,40}(?:still "
                   r"(?:happening|going|coming)|keep (?:coming|happening|going)|right now|as we "
                   r"(?:talk|speak))|(?:moving|taking|draining) (?:money|funds) (?:from|out of) my "
@@ -1377,31 +1374,28 @@ _FOREIGN_WORDS: dict[str, tuple[str, ...]] = {
               r"excavators?|diggers?|bulldozers?|trucks?|lorr(?:y|ies))\b",
               r"\b(?:threw|throws|throwing|hurling|hurled|chucking)\b (?:a |an |some )?(?:\w+ )?"
               r"(?:bottles?|stones?|bricks?|rocks?)\b[^.!?]{0,24}\b(?:at (?:the |a |passing )?"
-              r"(?:driver|bus|cars?|people|police|workers|him|her|them|us)|through (?:the|a|my|our)"
-              r" "
-              r"(?:shop )?window)\b"),
+              r"(?:driver|bus|cars?|people|police|workers|him|her|them|us)|"
+              r"through (?:the|a|my|our) (?:shop )?window)\b"),
     "road_hazard": (r"\bswerving\b|drunk driver|seems drunk|run over|\bcollided\b",
                     r"\bnear (?:crash|miss)(?:es)?\b|need (?:a )?police(?: officer)? here now",
                     r"ambulance[^.!?]{0,30}(?:can'?t|cannot) get (?:in|through)",
                     r"(?:ambulance|fire (?:engine|truck))[^.!?]{0,20}\b(?:is|are|'s) (?:now )?"
                     r"(?:stuck|blocked|trapped|unable to (?:move|get through))\b|(?:ambulance|fire "
                     r"(?:engine|truck))[^.!?]{0,30}(?:can'?t|cannot) (?:move|reach)\b",
-                    r"\b(?:kid|child|boy|girl|toddler)s? (?:on a (?:bike|bicycle|scooter) )?(?:is "
-                    r")?"
-                    r"on the (?:[\w-]+ )?(?:ring road|expressway|highway|motorway|elevated road)\b|"
+                    r"\b(?:kid|child|boy|girl|toddler)s? (?:on a (?:bike|bicycle|scooter) )?"
+                    r"(?:is )?on the (?:[\w-]+ )?(?:ring road|expressway|highway|motorway|"
+                    r"elevated road)\b|"
                     r"\b(?:got|gone|wandered|run|ran) onto the (?:[\w-]+ )?(?:ring road|expressway|"
                     r"highway|motorway)\b",
                     r"\b(?:kid|child|children|boy|girl|toddler)s?\b[^.!?]{0,40}\b(?:riding|walking|"
-                    r"cycling|running|wandering|playing|scooting|standing)\b[^.!?]{0,20}\b(?:on|alo"
-                    r"ng|"
-                    r"onto|across|in the middle of) (?:the )?(?:(?:hard )?shoulder of the |lanes? o"
-                    r"f "
-                    r"the )?(?:[\w-]+ )?(?:ring road|expressway|highway|motorway|elevated road)\b",
+                    r"cycling|running|wandering|playing|scooting|standing)\b[^.!?]{0,20}"
+                    r"\b(?:on|along|onto|across|in the middle of) (?:the )?(?:(?:hard )?shoulder "
+                    r"of the |lanes? of the )?(?:[\w-]+ )?(?:ring road|expressway|highway|"
+                    r"motorway|elevated road)\b",
                     r"(?<!always )(?<!often )(?<!usually )(?:weaving|swerving|speeding|racing) "
                     r"(?:in )?(?:between|through|into) "
-                    r"(?:the )?(?:people|pedestrians|families|kids|children|crowd)|(?:doing|pulling"
-                    r") "
-                    r"wheelies\b[^.!?]{0,60}(?:crossing|pedestrians|families)",
+                    r"(?:the )?(?:people|pedestrians|families|kids|children|crowd)|"
+                    r"(?:doing|pulling) wheelies\b[^.!?]{0,60}(?:crossing|pedestrians|families)",
                     r"\b(?:che|cars?)\b[^.!?]{0,12}(?:lu\s?zhong\s?jian|middle of the road)",
                     r"(?:trench|pit|hole)[^.!?]{0,60}(?:kids|children)[^.!?]{0,30}right now",
                     r"(?:driving|going) the wrong way|wrong way on the|"
