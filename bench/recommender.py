@@ -369,7 +369,7 @@ FIRST_READINGS = {
     # town's night-shift dispatcher (AD, Chinese) and a port city's foreign-language line (AE,
     # English), 100 emergencies each, 92 and 93 without the obvious word. Read (figures only)
     # by the model of the corpus of 15,221 and the cues of f531c6b; kept unread. With the
-    # lessons: AD the same; AE 89.0 %, 92.0 / 90.2 % (8 missed).
+    # lessons and their review (2538d64): AD the same; AE 89.0 %, 93.0 / 90.3 % (7 missed).
     "probe_ad": {"date": "2026-12-06", "corpus": 15221, "platform_accuracy_pct": 92.0,
                  "emergency_recall_pct": 97.0, "emergency_precision_pct": 94.2,
                  "category_accuracy_pct": 54.0, "unsure_pct": 2.0, "missed_emergencies": 3,
