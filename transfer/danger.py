@@ -35,6 +35,13 @@ _SOMEONE = _words("人", "醉汉", "男子", "女子", "汉子", "同伴", "队�
                   "闺女", "侄子", "侄女", "外甥", "孙子", "孙女", "弟弟", "妹妹", "哥哥", "姐姐")
 # Between a person and what befalls them, no negator: "那个人没有落水" is not a fall into water.
 _GAP = r"(?:(?!没有|并没|不是|差点|差一点|险些)[^，。,])"
+# Goods carried off (not earth or sand carted by works, nor what is done quietly: 偷偷装修, 拉黑),
+# by people the caller does not know.
+_CARRIED_OFF = r"(?:往外(?:拉|搬|运|扛|拖)|偷偷(?:搬|运|扛|拖))"
+_ONTO_A_VEHICLE = r"往(?:车|货车|面包车|三轮车)上(?:搬|装|扛)"
+_NOT_EARTH = r"(?![^，。,]{0,8}(?:渣土|土|垃圾|泥|沙|石子))"
+_STRANGERS = r"(?:有人|几个人|[两三四五]个(?:人|男的)|陌生人)"
+_CARRIERS_EN = r"\b(?:men|guys|people|strangers|someone|somebody)\b"
 # Danger cues by kind, as regular expressions over the description. Kinds name what is in danger,
 # for the explanation and for the "it is over" phrases that may clear them.
 CUES: dict[str, tuple[str, ...]] = {
@@ -576,19 +583,15 @@ CUES: dict[str, tuple[str, ...]] = {
                  r"[^。]{0,16}(?:正|还)?在[^，。,]{0,6}(?:翻|撬|拿钱|搬)",
                  r"(?:撬|剪|锯|搬|推走|拉走)[^。]{0,20}不(?:像|是)(?:是)?(?:车主|房主|业主|住户|主人|"
                  r"这家的?人|店主)",
-                 # (not works carting earth or sand, nor what is done quietly: 偷偷装修, 拉黑)
-                 r"(?:往外(?:拉|搬|运|扛|拖)|偷偷(?:搬|运|扛|拖))(?![^，。,]{0,8}(?:渣土|土|垃圾|泥|沙|"
-                 r"石子))[^。]{0,30}(?:一个人都没有|没(?:有)?人(?:看|在|值班))|(?:一个人都没有|"
-                 r"没(?:有)?人(?:看|值班))[^。]{0,30}(?:往外(?:拉|搬|运|扛|拖)|偷偷(?:搬|运|扛|拖))"
-                 r"(?![^，。,]{0,8}(?:渣土|土|垃圾|泥|沙|石子))|"
+                 _CARRIED_OFF + _NOT_EARTH + r"[^。]{0,30}(?:一个人都没有|没(?:有)?人(?:看|在|值班))|"
+                 r"(?:一个人都没有|没(?:有)?人(?:看|值班))[^。]{0,30}" + _CARRIED_OFF + _NOT_EARTH + r"|"
                  r"(?<!每天)(?<!天天)(?<!每晚)(?:半夜|深更半夜|凌晨|深夜|夜里|后半夜|天还没亮)[^。]{0,30}"
-                 r"(?:有人|几个人|[两三四五]个(?:人|男的)|陌生人)[^，。,]{0,12}(?:往外(?:拉|搬|运|扛|拖)|"
-                 r"偷偷(?:搬|运|扛|拖)|往(?:车|货车|面包车|三轮车)上(?:搬|装|扛))"
-                 r"(?![^，。,]{0,8}(?:渣土|土|垃圾|泥|沙|石子))",
-                 r"(?:往外(?:拉|搬|运|扛|拖)|往(?:车|货车|面包车|三轮车)上(?:搬|装|扛))[^。]{0,30}"
+                 + _STRANGERS + r"[^，。,]{0,12}(?:往外(?:拉|搬|运|扛|拖)|偷偷(?:搬|运|扛|拖)|"
+                 + _ONTO_A_VEHICLE + ")" + _NOT_EARTH,
+                 r"(?:往外(?:拉|搬|运|扛|拖)|" + _ONTO_A_VEHICLE + r")[^。]{0,30}"
                  r"(?:老板|车主|主人|邻居|房东)?(?:不在|出差|出国|旅游|回老家)|(?:出国|出差|旅游|回老家)"
-                 r"[^。]{0,10}(?:了)?[^。]{0,20}(?:有人|几个人|[两三四五]个(?:人|男的)|陌生人)[^，。,]{0,12}"
-                 r"(?:往外(?:拉|搬|运|扛|拖)|往(?:车|货车|面包车|三轮车)上(?:搬|装|扛)|搬(?:东西|家具|电器))",
+                 r"[^。]{0,10}(?:了)?[^。]{0,20}" + _STRANGERS + r"[^，。,]{0,12}"
+                 r"(?:往外(?:拉|搬|运|扛|拖)|" + _ONTO_A_VEHICLE + r"|搬(?:东西|家具|电器))",
                  r"被(?:人)?(?:跟踪|尾随)", r"打群架|群殴|斗殴|混战", r"(?<!上周)(?<!去年)被(?:人)?抢(?:了|劫)",
                  r"(?:现场)?逼着(?:买|交钱|刷卡|签)", r"被(?:人)?绑(?:了|住|起来|在)", r"绑在(?:椅子|床|柱子|树)",
                  r"蒙着(?:眼|头)",
@@ -1200,19 +1203,19 @@ _FOREIGN_WORDS: dict[str, tuple[str, ...]] = {
                  r"\b[^.!?]{0,20}\bwith (?:huge |big |a pair of )?bolt ?cutters?\b",
                  # (men carrying things: not removal men, couriers, a night shift or a crew)
                  r"(?<!removal )(?<!moving )(?<!delivery )(?<!shift )(?<!crew )(?<!film )"
-                 r"\b(?:men|guys|people|strangers|someone|somebody)\b[^.!?]{0,30}\b(?:carrying|"
+                 + _CARRIERS_EN + r"[^.!?]{0,30}\b(?:carrying|"
                  r"loading|taking|bringing|wheeling) (?:out )?(?:our|their|his|her|"
                  r"the neighbou?rs?'?s?|the shop'?s|boxes|goods|cables?|copper)\b[^!?]{0,150}"
                  r"(?:\b(?:[1-5](?::\d\d)?|two|three|four|five) ?(?:am\b|a\.m\.)|"
                  r"\b(?:midnight|no lights|(?:are|is) (?:on holiday|away)|never said|"
                  r"(?:shut|closed) at|nobody'?s? (?:home|there|in))\b)|"
                  r"\b(?:[1-5](?::\d\d)? ?(?:am\b|a\.m\.)|(?:half|quarter) past \w+ in the morning)"
-                 r"[^!?]{0,60}\b(?:men|guys|people|strangers|someone|somebody)\b[^.!?]{0,30}"
+                 r"[^!?]{0,60}" + _CARRIERS_EN + r"[^.!?]{0,30}"
                  r"\b(?:carrying|loading|bringing|wheeling)\b|"
                  r"\b(?:(?:are|is) (?:on holiday|away)|in \w+ (?:all )?(?:this|for the) week|"
                  r"nobody'?s? (?:home|there)|no lights|in the middle of the night)\b[^!?]{0,150}"
-                 r"(?<!removal )(?<!moving )(?<!delivery )\b(?:men|guys|people|strangers|someone|"
-                 r"somebody)\b[^.!?]{0,30}\b(?:carrying|loading|bringing|taking) (?:out |down )?"
+                 r"(?<!removal )(?<!moving )(?<!delivery )" + _CARRIERS_EN
+                 + r"[^.!?]{0,30}\b(?:carrying|loading|bringing|taking) (?:out |down )?"
                  r"(?:our|their|his|her|boxes|goods|stuff|things|furniture)\b",
                  r"\b(?:camera|cctv)\b[^.!?]{0,40}\b(?:shows?|showing|live)\b[^!?]{0,60}"
                  r"\b(?:someone|somebody|a stranger|a man|a guy|a woman|a person|two men|men|"
@@ -2892,12 +2895,12 @@ def _set_aside(kind: str, text: str, start: int, end: int) -> str | None:
         # plant smells of chemicals, there is a yellow cloud over the school now"); smoke and
         # water, of their sentence by the English full stop (which ``_SENTENCE`` does not take
         # for one): "burns something every night around eleven, black smoke and…".
-        first = max(text.rfind(c, 0, start) for c in ".!?") + 1
-        last = min([i for i in (text.find(c, end) for c in ".!?") if i >= 0] or [len(text)])
-        habit = (_HABITUAL_EN[kind].search(clause) if kind == "chemical"
-                 and not _NOW_EN.search(text)
-                 else _HABITUAL_EN[kind].search(text, first, last) if kind != "chemical"
-                 else None)
+        if kind == "chemical":
+            habit = None if _NOW_EN.search(text) else _HABITUAL_EN[kind].search(clause)
+        else:
+            first = max(text.rfind(c, 0, start) for c in ".!?") + 1
+            last = min([i for i in (text.find(c, end) for c in ".!?") if i >= 0] or [len(text)])
+            habit = _HABITUAL_EN[kind].search(text, first, last)
     if habit:
         return f"a standing nuisance, not an emergency now ({habit.group(0)})"
     # A swindle told as done ("我给了验证码", "钱被转走了") is over from the cue's own clause on.
