@@ -74,7 +74,8 @@ from transfer.catalog import CONSULTATION, UNCLEAR, Catalog, recommend
 
 ROOT = Path(__file__).resolve().parent.parent
 PROBES = {f"probe_{x}": ROOT / "bench" / "data" / f"recommender-probe-{x}.tsv"
-          for x in [*"abcdefghijklmnopqrstuvwxyz", "aa", "ab", "ac", "ad", "ae"]}
+          for x in [*"abcdefghijklmnopqrstuvwxyz", "aa", "ab", "ac", "ad", "ae", "af",
+                    "ag", "ah"]}
 # Emergencies told in other languages (``language<TAB>emergency<TAB>text``, half of each set
 # harmless calls, many with the same alarming words): no categories, so only the emergency
 # judgement is measured on them. Each was written by a writer who read neither the code nor the
@@ -99,7 +100,7 @@ LANGUAGE_FIRST_READINGS = {1: {"date": "2026-12-06", "before": (33, 150, 15, 150
                                "first": (48, 100, 12, 100)}}
 # Sets nobody has read: figures only, their misses are not written out.
 UNREAD = {"probe_e", "probe_f", "probe_l", "probe_n", "probe_o", "probe_p", "probe_q",
-          "probe_r", "probe_s", "probe_v", "probe_ad", "probe_ae"}
+          "probe_r", "probe_s", "probe_v", "probe_ad", "probe_ae", "probe_ag"}
 LATENCY_ROUNDS = 5
 # The held-out part of each earlier corpus, for figures on the very descriptions earlier models
 # were measured on: its file name batches 1 to N (``<label>.<batch>.tsv``, the first file has
@@ -377,6 +378,28 @@ FIRST_READINGS = {
     "probe_ae": {"date": "2026-12-06", "corpus": 15221, "platform_accuracy_pct": 88.5,
                  "emergency_recall_pct": 91.0, "emergency_precision_pct": 89.2,
                  "category_accuracy_pct": 53.5, "unsure_pct": 4.0, "missed_emergencies": 9,
+                 "emergencies": 100},
+    # Written Cantonese, for two more new writers (R, unread, was its only measure): a Guangzhou
+    # and Foshan call-taker's year (AF, a third in traditional characters; read after its
+    # first figures) and a Shenzhen and Dongguan border station's nights (AG, half
+    # traditional, Hong Kong English among it; kept unread), 100 emergencies each, 84 without
+    # the usual word. Read (figures only) by the model of the corpus of 15,221 and the cues of
+    # c79e7d5.
+    "probe_af": {"date": "2026-12-06", "corpus": 15221, "platform_accuracy_pct": 91.5,
+                 "emergency_recall_pct": 93.0, "emergency_precision_pct": 92.1,
+                 "category_accuracy_pct": 72.5, "unsure_pct": 2.0, "missed_emergencies": 7,
+                 "emergencies": 100},
+    "probe_ag": {"date": "2026-12-06", "corpus": 15221, "platform_accuracy_pct": 90.0,
+                 "emergency_recall_pct": 91.0, "emergency_precision_pct": 87.5,
+                 "category_accuracy_pct": 60.0, "unsure_pct": 1.0, "missed_emergencies": 9,
+                 "emergencies": 100},
+    # A third writer in written Cantonese (a Hong Kong social worker in Zhuhai and Zhongshan:
+    # Hong Kong and Macau residents' texts and calls, two thirds traditional, Hong Kong
+    # English and slang among it; 90 of 100 emergencies without the usual word), read (figures
+    # first) with AF's lessons in the reading of Cantonese and the cues, then read.
+    "probe_ah": {"date": "2026-12-06", "corpus": 15221, "platform_accuracy_pct": 88.5,
+                 "emergency_recall_pct": 86.0, "emergency_precision_pct": 92.5,
+                 "category_accuracy_pct": 69.0, "unsure_pct": 6.0, "missed_emergencies": 14,
                  "emergencies": 100},
 }
 

@@ -914,7 +914,8 @@ INCIDENTS = tuple(ROOT / "tests" / "data" / f"incidents-{name}.tsv"
                                "batch-12-lessons", "other-scripts", "other-languages",
                                "money-and-english-attacked", "ten-languages",
                                "ten-languages-attacked", "property-roads-groups",
-                               "property-roads-groups-attacked"))
+                               "property-roads-groups-attacked", "cantonese",
+                               "cantonese-attacked"))
 # Harmless near-misses the judgement calls emergencies on purpose: a child who swallowed a pill is
 # for an agent to judge, not for a list of harmless pills; domestic violence heard of in a named
 # compound is for the police to look into; a swindler's story of a son arrested in a fight is
@@ -948,7 +949,9 @@ def test_incident_types_are_emergencies_however_they_are_told(engine, text, emer
         rec = engine.recommend(text=text)
         assert rec.emergency and rec.platform == "110", rec.reason
         return
-    judged = danger.judge(text, CATALOG.emergency_examples, CATALOG.emergency_keywords)
+    # judged as the service reads it (traditional characters, written Cantonese, spaces, pinyin)
+    read = engine.recommend(text=text).read_as or text
+    judged = danger.judge(read, CATALOG.emergency_examples, CATALOG.emergency_keywords)
     assert judged.emergency is (text in ERRS_TOWARDS_DANGER), judged.why
 
 
@@ -1005,14 +1008,14 @@ def test_ordinary_words_get_the_right_answer(engine, text, platform, category, e
     ("個細路唔見咗成個鐘，頭先仲喺公園", "个小孩不见了成个小时，刚才还在公园"),
     ("架車撞咗人，個人喺度流緊血", "架车撞了人，个人在流血"),
     ("有個後生仔企喺天台度，好似想跳落嚟", "有个年轻人站在天台度，好像想跳下来"),
-    ("唔好意思，我想問吓點樣申請公屋，佢哋話要排隊", "不好意思，我想问下怎么样申请公屋，他们话要排队"),
-    ("佢話唔係火警，係隔籬燒嘢", "他话不是火警，是隔壁烧东西"),
+    ("唔好意思，我想問吓點樣申請公屋，佢哋話要排隊", "不好意思，我想问下怎么样申请公屋，他们说要排队"),
+    ("佢話唔係火警，係隔籬燒嘢", "他说不是火警，是隔壁烧东西"),
     ("搵唔到劳动仲裁嘅电话", "找不到劳动仲裁的电话"),      # 仲裁 stays
     # Mandarin words in a Cantonese text stay: 系统, 关系, 企业, 要紧, 打交道, 吓一跳, 中文系
     ("佢嘅企业系统出咗问题，关系唔大，同佢打交道时吓一跳，唔要紧",
      "他的企业系统出了问题，关系不大，同他打交道时吓一跳，不要紧"),
     ("佢喺中文系讀書，我等咗三個鐘頭", "他在中文系读书，我等了三个钟头"),
-    ("佢話要跳樓，唔好跳啊", "他话要跳楼，不要跳啊"),
+    ("佢話要跳樓，唔好跳啊", "他说要跳楼，不要跳啊"),
     # and a Mandarin text is no Cantonese for a word the two share
     ("头晕低烧好几天了", "头晕低烧好几天了"),
     ("我要打交警队的电话", "我要打交警队的电话"),
@@ -1020,6 +1023,17 @@ def test_ordinary_words_get_the_right_answer(engine, text, platform, category, e
     ("小心火烛，臭名昭著，合著的书", "小心火烛，臭名昭著，合著的书"),
     ("樓上鄰居打坏了东西，是不是有病么", "楼上邻居打坏了东西，是不是有病么"),   # mixed
     ("我们这个伢儿冇得人管", "我们这个伢儿没有得人管"),  # Hubei's 冇 is 没有 too
+    # what a Cantonese caller says of a person who does not respond, of being held, of a danger
+    ("阿爷突然冇咗反应，叫极都唔应，个心口好似冇起伏", "阿爷突然没了反应，怎么叫都不应，个胸口好像没有起伏"),
+    ("佢话要交钱先可以走，手机都收埋", "他说要交钱才可以走，手机都收走"),
+    ("有班人喺度围住个学生打，仲影紧片", "有班人在围着个学生打，还在拍片"),
+    ("工人眼都擘唔开，我阿妈行唔到，唞唔到气", "工人眼都睁不开，我阿妈走不了，喘不过气"),
+    ("成条楼梯好大阵臭鸡蛋味，唔知边户漏，我惊撳𨋢会出事", "整条楼梯好大阵臭鸡蛋味，不知道哪户漏，我怕按电梯会出事"),
+    ("隔篱两公婆日日嗌交，净系闹，冇郁手", "隔壁两公婆天天吵架，只是闹，没有动手"),
+    ("消防已经救熄咗，我想问搵边个赔，系咪真㗎", "消防已经扑灭了，我想问找谁赔，是不是真的"),
+    ("健身房执咗笠，琴晚屋企畀人爆格", "健身房倒闭了，昨晚家被人入室盗窃"),
+    # and what stays Mandarin: 热闹, 电话费, 闹钟, 要紧, 抓紧
+    ("佢屋企好热闹，电话费又贵，闹钟冇响，唔要紧，抓紧啲", "他家好热闹，电话费又贵，闹钟没有响，不要紧，抓紧些"),
 ])
 def test_traditional_characters_and_cantonese_are_read_as_the_mandarin_they_mean(written, read):
     assert recommender.normalise(written) == read
