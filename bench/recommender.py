@@ -75,7 +75,7 @@ from transfer.catalog import CONSULTATION, UNCLEAR, Catalog, recommend
 ROOT = Path(__file__).resolve().parent.parent
 PROBES = {f"probe_{x}": ROOT / "bench" / "data" / f"recommender-probe-{x}.tsv"
           for x in [*"abcdefghijklmnopqrstuvwxyz", "aa", "ab", "ac", "ad", "ae", "af",
-                    "ag", "ah"]}
+                    "ag", "ah", "ai", "aj"]}
 # Emergencies told in other languages (``language<TAB>emergency<TAB>text``, half of each set
 # harmless calls, many with the same alarming words): no categories, so only the emergency
 # judgement is measured on them. Each was written by a writer who read neither the code nor the
@@ -100,7 +100,8 @@ LANGUAGE_FIRST_READINGS = {1: {"date": "2026-12-06", "before": (33, 150, 15, 150
                                "first": (48, 100, 12, 100)}}
 # Sets nobody has read: figures only, their misses are not written out.
 UNREAD = {"probe_e", "probe_f", "probe_l", "probe_n", "probe_o", "probe_p", "probe_q",
-          "probe_r", "probe_s", "probe_v", "probe_ad", "probe_ae", "probe_ag"}
+          "probe_r", "probe_s", "probe_v", "probe_ad", "probe_ae", "probe_ag",
+          "probe_aj"}
 LATENCY_ROUNDS = 5
 # The held-out part of each earlier corpus, for figures on the very descriptions earlier models
 # were measured on: its file name batches 1 to N (``<label>.<batch>.tsv``, the first file has
@@ -400,6 +401,20 @@ FIRST_READINGS = {
     "probe_ah": {"date": "2026-12-06", "corpus": 15221, "platform_accuracy_pct": 88.5,
                  "emergency_recall_pct": 86.0, "emergency_precision_pct": 92.5,
                  "category_accuracy_pct": 69.0, "unsure_pct": 6.0, "missed_emergencies": 14,
+                 "emergencies": 100},
+    # English as callers who speak it as a second language say it (Indian, Nigerian, Russian,
+    # Arab, Filipino, Korean, Latin American callers: their grammar, pinyin place names, a
+    # recogniser's slips), 100 emergencies each, 90 and more without the usual word, by two
+    # more new writers: a supervisor's year of recordings (AI, read after its first figures)
+    # and a free-trade-zone interpreter's nights (AJ, kept unread). Read (figures only) by the
+    # model of the corpus of 15,221 and the cues of 65ef181.
+    "probe_ai": {"date": "2026-12-06", "corpus": 15221, "platform_accuracy_pct": 90.5,
+                 "emergency_recall_pct": 97.0, "emergency_precision_pct": 90.7,
+                 "category_accuracy_pct": 66.0, "unsure_pct": 1.5, "missed_emergencies": 3,
+                 "emergencies": 100},
+    "probe_aj": {"date": "2026-12-06", "corpus": 15221, "platform_accuracy_pct": 86.0,
+                 "emergency_recall_pct": 92.0, "emergency_precision_pct": 85.2,
+                 "category_accuracy_pct": 59.5, "unsure_pct": 3.0, "missed_emergencies": 8,
                  "emergencies": 100},
 }
 

@@ -1050,6 +1050,17 @@ _FOREIGN_WORDS: dict[str, tuple[str, ...]] = {
                   + _BOMB_EN,
                   r"\bexplosion\b(?![\s-]*(?:price|deal|sale|discount|offer)s?\b)|\bexploded\b",),
     "medical": (r"qia\s?zhu\s?le|bu\s?neng\s?hu\s?xi",
+                # shock: pale and cold; a pregnancy bleeding
+                r"\b(?:he|she|baby|child|son|daughter|wife|husband|mother|father|mom|mum|dad|"
+                r"grandma|grandpa|friend|skin|face|lips|hands?|body)\b[^.!?,]{0,25}\b(?:becoming|"
+                r"turning|going|getting|is|are|feels?|looks?) (?:so |very )?(?:(?:white|pale|grey|"
+                r"gray|blue) and cold|cold and (?:white|pale|grey|gray|blue|clammy))\b",
+                r"\bpregnant\b(?:(?!leak|paint|stain|rain|dye)[^.!?]){0,80}\b(?:sheets?|bed|floor|"
+                r"pants|trousers|legs?)\b[^.!?]{0,12}\b(?:red|full of blood|soaked)\b"
+                r"(?![^.!?]{0,25}\b(?:paint|stain|dye|colou?r|water|every (?:night|day))\b)",
+                r"\beyes? (?:are |is |keeps? )?rolling (?:up|back)\b",
+                r"\b(?:injected|took|swallowed) (?:all|the whole)\b[^.!?]{0,20}\b(?:insulin|pills|"
+                r"tablets)\b|\bsleep forever\b",
                 r"shivering uncontrollably|struggling to breathe|chest burns|seeing things",
                 r"drank (?:some )?(?:of the )?(?:bleach|poison|pesticide)|mixed bleach|"
                 r"has asthma[^.!?]{0,20}struggling",
@@ -1104,6 +1115,11 @@ _FOREIGN_WORDS: dict[str, tuple[str, ...]] = {
                     r"(?:heard|hear) a (?:loud )?(?:fall|thud|crash)[^.!?]{0,40}"
                     r"(?:no response|not respond|no answer|can'?t open)"),
     "injury": (r"spurting|red everywhere|\bsliced\b",
+               # a wound soaking through what holds it
+               r"\b(?:cut(?! off\b| (?:my|his|her|the) hair\b| the (?:water|power|gas|pipe|"
+               r"grass|lawn)\b)|wound|grinder|knife|blade|glass|saw)\b(?![^.!?]*\b(?:pipe|leak\w*|"
+               r"rain|soap|sprinkler|hair)\b)[^.!?]{0,60}\b(?:towels?|cloths?|bandages?|shirt)\b"
+               r"[^.!?]{0,15}\b(?:full|soaked|soaking|dripping)\b",
                r"(?:knife|cleaver|blade|glass|saw|axe|scissors|chisel)\b[^.!?]{0,40}(?:went|cut|"
                r"sliced|slashed) (?:deep|right) (?:into|through) (?:my|his|her|their)|"
                r"(?:towel|shirt|cloth|bandage|t-shirt|tissues?)[^.!?]{0,20}(?:completely |all |"
@@ -1303,7 +1319,21 @@ _FOREIGN_WORDS: dict[str, tuple[str, ...]] = {
                   r"her) life",
                   r"too (?:much|many) pills|overdose", r"jump off|say(?:s|ing)? goodbye|说 goodbye|"
                   r"send[^.。!！?？]{0,12}goodbye", r"\bend it all\b"),
-    "trapped": (r"(?:fell|caved|collapsed) in on (?:him|her|them|a|one|two|three|the|some)\b|"
+    # Someone shut in a place now: not "stuck in traffic", a queue or a contract.
+    "trapped": (r"\b(?:i am|i'?m|we are|we'?re|she is|she'?s|he is|he'?s|they are|(?:mother|father|"
+                r"mom|mum|dad|son|daughter|child|kid|baby|wife|husband|friend|grandma|grandpa|"
+                r"someone|somebody|people|man|woman|boy|girl)(?:\s+(?:\d+[- ]?years?[- ]old|alone|"
+                r"also|still))?\s+(?:is|are))\s+(?:locked|stuck|trapped|shut)\s+(?:inside\b(?=\s*"
+                r"(?:[,.!?;]|$|(?:and|alone|since|for|now|with|it|there|again|already|still)\b|"
+                r"(?:the |a |an |my |our |this |that |his |her )?(?:\w+ )?(?:lift|elevator|toilet|"
+                r"bathroom|car|room|house|flat|building))\b)|in (?:the |a |an |my |our |this |"
+                r"that |his |her )?(?:lift|elevator|toilet|bathroom|washroom|room|car|basement|"
+                r"cellar|container|tank|well|pit|hole|shaft|cabin|flat|apartment|house|store ?room|"
+                r"cupboard|wardrobe|freezer|fridge|trunk|boot)s?\b"
+                r"(?!\s+(?:queue|line|park|parking|contract|of debts?)\b)"
+                r"(?![^.!?]{0,40}\b(?:all day|whole day|every day|because of (?:the )?(?:typhoon|"
+                r"storm|snow|rain|quarantine|lockdown))))",
+                r"(?:fell|caved|collapsed) in on (?:him|her|them|a|one|two|three|the|some)\b|"
                 r"(?:only see|see only) (?:his|her) head|buried up to (?:his|her|their)",
                 r"\b(?:car|van|truck|lorry|taxi|vehicle|boat|canal|river|water)\b[^!?]{0,80}"
                 r"\b(?:(?:can'?t|cannot|didn'?t|did not) see (?:anyone|anybody) (?:come|get|climb)"
@@ -1328,8 +1358,14 @@ _FOREIGN_WORDS: dict[str, tuple[str, ...]] = {
                 r"can'?t get out(?:\s*[,.!，。！]|$| of (?:the )?(?:car|room|house|lift|elevator|"
                 r"building|water))",
                 r"(?:i'?m|we'?re|i am|we are|he'?s|she'?s|he is|she is|baby|child|kid|我|我们|他|她)\s*"
-                r"stuck (?:in|inside)\b(?!\s+traffic)"),
+                r"stuck (?:in|inside)\b(?!\s+(?:traffic|the queue|a queue|line|(?:the |my |a )?"
+                r"(?:\w+ )?process|[a-z]+ because|the house because))"),
     "fraud_now": (r"(?:sharing|share|shared) (?:my |the )?screen|screen ?shar",
+                  # paying at the machine, or typing the password, while told to
+                  r"\b(?:pay|transfer\w*|send)\b[^.!?]{0,60}\b(?:i'?m|i am|she is|he is) at the "
+                  r"(?:atm|bank)\b|\b(?:safety|security) deposit\b(?! box)",
+                  r"\btransfer\b[^.!?]{0,40}\bnew account\b[^.!?]{0,40}\b(?:typing|entering) "
+                  r"(?:the |my )?(?:password|pin)\b",
                   r"\b(?:scammer|fake (?:police(?:man|woman)?|officer|cop))\b[^.!?]{0,40}"
                   r"\b(?:(?:still )?on the (?:phone|line)|telling (?:her|him|me|them) to)\b",
                   r"transfers? (?:that )?i (?:never|didn'?t) ma(?:d|k)e[^.!?]{0,40}(?:still "
@@ -1377,6 +1413,7 @@ _FOREIGN_WORDS: dict[str, tuple[str, ...]] = {
                  r"fell off a lorry",
                  r"landslide",),
     "animal": (r"dogs? (?:are )?(?:surrounding|biting)|bitten by",
+               r"\bwild (?:boar|pig)s?\b[^.!?]{0,60}\b(?:children|kids|people|school)\b",
                r"\bdogs?\b[^.!?]{0,12}\b(?:just )?(?:bit|attacked|is biting) (?:me|him|her|"
                r"(?:my|our) (?:son|daughter|child|kid|baby|wife|husband|mother|father|mom|dad|"
                r"friend|grand\w+|neighbou?r)|(?:a|the) (?:child|kid|boy|girl|man|woman|person|"
@@ -1392,6 +1429,8 @@ _FOREIGN_WORDS: dict[str, tuple[str, ...]] = {
              r"(?:on|climbing on) the (?:balcony|window) (?:ledge|railing)|"
              r"fallen onto the (?:metro |train )?tracks|onto the tracks",),
     "crowd": (r"crowd crush|trampled|stampede",
+              r"\b(?:crowd|people)\b[^.!?]{0,60}\b(?:bridge|stand|platform) is "
+              r"(?:shaking|swaying)\b",
               r"(?:crowd|people)[^.!?]{0,30}(?:pushing|crushing|falling down|surging)|"
               r"(?:getting|being) crushed|crushed against",
               r"with (?:sticks|clubs|bats|knives|poles|bricks)|(?:fighting|fight) (?:them|"
@@ -2144,7 +2183,13 @@ _CLEARED: dict[str, tuple[str, ...]] = {
                 r"交给(?:了)?(?:派出所|警察|民警)", r"(?<![还说])没事了",
                 r"(?i:(?<!n't )(?<!nt )(?<!not )(?<!never )(?<!yet )\b(?:found|brought back) "
                 r"(?:him|her|them) (?:safe|unharmed|in \d+ minutes|within \d+ minutes|after "
-                r"(?:\d+|an?|half an) (?:minutes?|hours?))\b)",
+                r"(?:\d+|an?|half an|one|two|three|five|ten|fifteen|twenty|thirty|a few|some) "
+                r"(?:minutes?|hours?))\b|\bbut (?:he|she|they) (?:called|phoned|rang|texted|"
+                r"messaged)(?:\s+(?:me|us|home|back|in the morning|this morning|later))*\s*[,.]?\s*"
+                r"(?:and (?:says?|said) )?(?:he|she|"
+                r"they)(?:(?:'s| is| are|'re) (?:fine|ok|okay|safe|at|in|with|home|back)\b|"
+                r" (?:was|were) (?:drunk |sleeping |asleep )?at (?:a |his |her |their |the )?"
+                r"(?:friend|home|work|office|party|bar)))",
                 r"(?<![没不])(?:已经?|已)?被?找回", r"(?:已经?|已)(?:自行|在[^，。,]{0,8})找(?:到|着)",
                 r"(?<![没不])找(?:到|着)的",
                 r"打(?:了)?电话回来", r"人(?:都|也)?好好的", r"都是[^，。,]{0,6}送回", r"(?:已经|自己)回(?:来|家)了",
@@ -2174,6 +2219,16 @@ _CLEARED: dict[str, tuple[str, ...]] = {
               r"has been|have been) towed\b)",
               r"(?:已经)?包(?:扎)?好了", r"擦破(?:了)?(?:点)?皮"),
     "trapped": (r"(?:已经|都)?(?:被)?(?:救|弄|放|拉|爬|跑|逃)(?:我|他|她|人|我们|他们)?出来了",
+                # "I was stuck in the lift for 40 minutes", "security take him out, he is fine":
+                # over (unless someone is said to be inside now)
+                r"(?i:\b(?:she|he|they|we|i)(?:'s| is| are|'re| am|'m) (?:fine|ok|okay|safe)\b"
+                r"(?! but)|\b(?:security|guards?|workers?|repair ?man|property|they|someone)\b"
+                r"[^.!?]{0,20}\b(?:opened?|took|take|got|get)\b[^.!?]{0,12}\b(?:out|the door)\b)",
+                r"(?i:\b(?:i|we|he|she|they) (?:was|were) (?:stuck|trapped|locked)\b[^.!?]{0,50}"
+                r"\bfor (?:\d+|an?|one|two|three|ten|twenty|thirty|forty|fifty|half an?|about \d+|"
+                r"over \d+) (?:minutes?|mins?|"
+                r"hours?)\b|\bfinally (?:they|someone|he|she|security) (?:opened|got (?:us|me|him|"
+                r"her) out)\b)",
                 r"(?:已经|都)(?:被)?(?:救|弄|放|拉)了?(?:我|他|她|人|我们|他们)?出来",
                 r"人(?:后来|已经|早就?)(?:都)?出来了",
                 r"(?:困|关)了(?:\d+|[一二两三四五六七八九十半几]+)(?:分钟|个?小时|个钟头)(?![了还])",
@@ -2208,7 +2263,7 @@ _NOBODY_EN = re.compile(r"(?i)\bno(?:body| ?one)\s+(?:is\s+|was\s+|got\s+)?(?:st
                         r"\bkhong (?:co )?ai bi thuong\b|"
                         r"\btidak ada (?:yang terluka|korban)\b|\bkoi (?:ghayal|zakhmi) nahi)|"
                         r"कोई घायल नहीं|ไม่มีใคร(?:บาด)?เจ็บ|ไม่มีคนเจ็บ")
-_NOBODY_EN_KINDS = frozenset({"water", "crash", "collapse", "injury"})
+_NOBODY_EN_KINDS = frozenset({"water", "crash", "collapse", "injury", "trapped"})
 # Words that say all is well; they do not clear a cue (a fire with nobody hurt is still a fire),
 # but the emergency model needs to be surer to overrule them (``calm``).
 _CALM = re.compile(r"(?:人(?:都|也)?(?:好好的|没事)|撤了|撤销|没闹事|"
@@ -2286,8 +2341,8 @@ _FRAMES = (r"急救(?:培训|课|知识|常识)|学(?:习)?急救|消防(?:课|�
            r"特效|拍戏|剧组", r"教[^，。,]{0,6}(?:用|使用)灭火器|灭火器(?:演示|培训)",
            r"宣传(?:资料|册|单)(?!栏)", r"玩[^，。,]{0,8}游戏", r"写[^，。,]{0,4}(?:小说|剧本|故事)|角色|情节|"
            r"剧情", r"(?:这种|这个|布置的|留的)作业|讲座|(?:心理|生命)(?:健康)?(?:教育|课)",
-           r"(?i:\bfilm (?:crew|shoot)\b|\b(?:shooting|filming) a (?:scene|film|movie)\b|"
-           r"\bmovie set\b)",
+           r"(?i:\bfilm (?:crew|shoot)\b|\b(?:shooting|filming) (?:an? |the )?(?:[\w-]+ ){0,2}"
+           r"(?:scene|film|movie|drama|series)\b|\bmovie set\b)",
            r"打游戏(?:的时候)?[^，。,]{0,4}(?:喊|叫|骂|说)",
            r"(?:搞|组织|进行|开展)[^，。,]{0,6}(?:演练|演习)",
            r"(?:看|刷)(?:了)?(?:个|一个|一部|部)?[^，。,]{0,4}(?:电影|电视剧|小说|警匪片)",
@@ -2414,7 +2469,10 @@ _EXPLAINED = re.compile(r"(?:原来|结果|后来才知道|后来[^，。,不]{0
 _TRULY = re.compile(r"(?<!不是)真的|真有|真刀|真枪|真火")
 _REAL = re.compile(r"这(?:次|回)是真|看到(?!女主|男主|主角|剧)|看见|倒在|摔下|冲走|没上来|没反应|躺着不动|动了刀|踩伤|喘不上气|"
                    r"流了?(?:好多|很多)血|没有?呼吸|叫不醒|晕倒|被压|发现|听见|听到有|突然|(?<!不是)真的|真有|真刀|真枪|真火|快来|"
-                   r"救命|赶紧来|回来|看完|散场")
+                   r"救命|赶紧来|回来|看完|散场|"
+                   r"(?i:\bfor real\b|\breal (?:fire|smoke|blood|explosives?|knife|gun|accident)\b|"
+                   r"\bwent wrong\b|\bnot (?:acting|fake|pretending)\b|\b(?:is|are) lying\b|"
+                   r"\bnot moving\b|\bnot breathing\b|\bvomit\w* blood\b)")
 _CLEARED_ANY = (r"(?i:brought (?:her|him|them) (?:home|back)|want(?:ed)? to say thank you)",
                 r"(?:已经|现在)(?:已经)?稳定(?:了|下来)", r"(?:保安|民警|警察|医生|工作人员)(?:说|"
                 r"讲)(?:了)?没事", r"只是(?:说)?(?:气话|醉话)|(?:说|是)(?:的)?(?:是)?(?:气话|醉话)",
@@ -2565,9 +2623,15 @@ _HABITUAL_EN = {"smoke": re.compile(r"(?i)\bevery (?:single )?(?:day|night|eveni
                 "chemical": re.compile(r"(?i)\bevery (?:single )?(?:day|night|evening|morning|"
                                        r"afternoon|weekend|week)\b|\bnightly\b"),
                 "water": re.compile(r"(?i)\bevery time it rains\b|\bwhenever it rains\b|"
-                                    r"\bafter every rain\b")}
+                                    r"\bafter every rain\b"),
+                # a lift that "stucks every week": the standing complaint, not someone inside now
+                "trapped": re.compile(r"(?i)\b(?:stucks?|gets? stuck|breaks? down) (?:every|each) "
+                                      r"(?:week|day|month|few days)\b")}
 _HABITUAL_KINDS = frozenset({"smoke"})
 _NOW_EN = re.compile(r"(?i)\bnow\b")
+_INSIDE_NOW_EN = re.compile(r"(?i)\b(?:is|are|'s|'re)\s+(?:still\s+)?(?:stuck|trapped|locked|"
+                            r"shut|inside)\b|\b(?:this time|again|currently|at (?:this|the) "
+                            r"moment|still inside|still in (?:it|there))\b")
 # A fire lit every evening is someone burning rubbish; said of the fire's own clause only
 # ("楼道里老是有人抽烟，今天着火了" is a fire).
 _HABITUAL_IN_CLAUSE = frozenset({"fire", "medical", "chemical", "gas"})
@@ -2927,12 +2991,15 @@ def _set_aside(kind: str, text: str, start: int, end: int) -> str | None:
     if habit and kind in _BODY and _TODAY.search(clause):
         habit = None        # "我妈老是说胸口闷，今天早上倒在厨房不动了"
     if not habit and kind in _HABITUAL_EN and not said_now and not _TODAY.search(clause):
-        # A smell, of its clause and only where no "now" is said anywhere ("every night the
-        # plant smells of chemicals, there is a yellow cloud over the school now"); smoke and
-        # water, of their sentence by the English full stop (which ``_SENTENCE`` does not take
-        # for one): "burns something every night around eleven, black smoke and…".
-        if kind == "chemical":
-            habit = None if _NOW_EN.search(text) else _HABITUAL_EN[kind].search(clause)
+        # A smell or a lift that sticks, of its clause and only where no "now" is said anywhere
+        # ("every night the plant smells of chemicals, there is a yellow cloud over the school
+        # now"); smoke and water, of their sentence by the English full stop (which
+        # ``_SENTENCE`` does not take for one): "burns something every night around eleven,
+        # black smoke and…".
+        if kind in ("chemical", "trapped"):
+            inside = kind == "trapped" and _INSIDE_NOW_EN.search(text)
+            habit = (None if _NOW_EN.search(text) or inside
+                     else _HABITUAL_EN[kind].search(clause))
         else:
             first = max(text.rfind(c, 0, start) for c in ".!?") + 1
             last = min([i for i in (text.find(c, end) for c in ".!?") if i >= 0] or [len(text)])
@@ -2947,7 +3014,8 @@ def _set_aside(kind: str, text: str, start: int, end: int) -> str | None:
     for pattern in _CLEARED_C.get(kind, ()):
         m = pattern.search(after)
         # "一个被劝下来了，另一个还在边上": over for one, not for the other.
-        if m and not _OTHERS_STILL.search(text) and not _goes_on(text, start, m):
+        if (m and not _OTHERS_STILL.search(text) and not _goes_on(text, start, m)
+                and not (kind == "trapped" and _INSIDE_NOW_EN.search(text))):
             return f"over ({m.group(0)})"
     if kind in _NO_HARM_KINDS:
         m = _NO_HARM.search(text, end)
