@@ -157,9 +157,10 @@ def normalise(text: str, load: bool = True) -> str:
 # "個細路唔見咗" is 个小孩不见了, which its cues and the model know; as written, the corpus (in
 # Mandarin) had never seen either, so a false alarm and a missed child. A text is read as
 # Cantonese when it has a word no Mandarin text has (not 唔, which is also Mandarin's "um", nor
-# 点样, 成日, 打交: 检测点样品, 完成日期, 打交警); then its words are read as their Mandarin.
+# 点样, 成日, 打交: 检测点样品, 完成日期, 打交警; nor 心口 or 扯筋, which Mandarin callers say
+# too); then its words are read as their Mandarin.
 _CANTONESE = re.compile(r"[咗嘅喺冇啲嚟佢嘢睇嗰畀攞搵揾噉㗎喎哋瞓嘥冚啱嗌掟揸撳揿唞嚿嬲𨋢咁冧]|"
-                        r"屋企|隔篱|后生仔|差佬|跌亲|执笠|爆格|拗柴|荡失路|入面|闩晒|老豆|心口|扯筋|煞唔|落斜|"
+                        r"屋企|隔篱|后生仔|差佬|跌亲|执笠|爆格|拗柴|荡失路|入面|闩晒|老豆|煞唔|落斜|"
                         r"唔识(?:应|反应|郁)|[紫青白]晒|唔到气|唞唔顺")
 _CANTONESE_WORDS = {
     # negation: the set phrases first ("唔好意思" is no "不要")
@@ -280,7 +281,7 @@ _CANTONESE_RULES = tuple((re.compile(pattern), mandarin) for pattern, mandarin i
     (r"躺了(?![在地床上下])", "睡着了"),                      # 佢瞓咗; not 瞓咗喺地下
     (r"车了([^，。,]{0,4})去医院", r"送了\1去医院"),          # 车咗佢去医院
     (r"天花(?![板乱病])", "天花板"), (r"(?<![灭救防消])火水", "煤油"),
-    (r"好彩(?!头)", "幸好"), (r"的士(?![兵气官])", "出租车"), (r"郁(?![闷金积结葱])", "动"),
+    (r"好彩(?!头)", "幸好"), (r"的士(?![兵气官])", "出租车"), (r"郁(?![闷金积结葱郁])", "动"),
     (_NOT_A_PLACE + r"边度", "哪里"),
     (_NOT_A_PLACE + r"边个", "谁"),
     (_NOT_A_PLACE + r"边([户间架条位只])", r"哪\1"),

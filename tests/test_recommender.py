@@ -1024,6 +1024,8 @@ def test_ordinary_words_get_the_right_answer(engine, text, platform, category, e
     ("小心火烛，臭名昭著，合著的书", "小心火烛，臭名昭著，合著的书"),
     ("樓上鄰居打坏了东西，是不是有病么", "楼上邻居打坏了东西，是不是有病么"),   # mixed
     ("我们这个伢儿冇得人管", "我们这个伢儿没有得人管"),  # Hubei's 冇 is 没有 too
+    # words Mandarin callers say too are no sign of Cantonese (心口, 扯筋)
+    ("我爸心口疼得厉害，系统说要排队，人工客服不接", "我爸心口疼得厉害，系统说要排队，人工客服不接"),
     # what a Cantonese caller says of a person who does not respond, of being held, of a danger
     ("阿爷突然冇咗反应，叫极都唔应，个心口好似冇起伏", "阿爷突然没了反应，怎么叫都不应，个胸口好像没有起伏"),
     ("佢话要交钱先可以走，手机都收埋", "他说要交钱才可以走，手机都收走"),

@@ -2186,8 +2186,8 @@ _CLEARED: dict[str, tuple[str, ...]] = {
                 r"(?:\d+|an?|half an|one|two|three|five|ten|fifteen|twenty|thirty|a few|some) "
                 r"(?:minutes?|hours?))\b|\bbut (?:he|she|they) (?:called|phoned|rang|texted|"
                 r"messaged)(?:\s+(?:me|us|home|back|in the morning|this morning|later))*\s*[,.]?\s*"
-                r"(?:and (?:says?|said) )?(?:he|she|"
-                r"they)(?:(?:'s| is| are|'re) (?:fine|ok|okay|safe|at|in|with|home|back)\b|"
+                r"(?:and (?:says?|said) )?(?:he|she|they)(?:(?:'s| is| are|'re) (?:fine|ok|okay|"
+                r"safe|at|in|with|home|back)\b|"
                 r" (?:was|were) (?:drunk |sleeping |asleep )?at (?:a |his |her |their |the )?"
                 r"(?:friend|home|work|office|party|bar)))",
                 r"(?<![没不])(?:已经?|已)?被?找回", r"(?:已经?|已)(?:自行|在[^，。,]{0,8})找(?:到|着)",
@@ -2226,9 +2226,9 @@ _CLEARED: dict[str, tuple[str, ...]] = {
                 r"[^.!?]{0,20}\b(?:opened?|took|take|got|get)\b[^.!?]{0,12}\b(?:out|the door)\b)",
                 r"(?i:\b(?:i|we|he|she|they) (?:was|were) (?:stuck|trapped|locked)\b[^.!?]{0,50}"
                 r"\bfor (?:\d+|an?|one|two|three|ten|twenty|thirty|forty|fifty|half an?|about \d+|"
-                r"over \d+) (?:minutes?|mins?|"
-                r"hours?)\b|\bfinally (?:they|someone|he|she|security) (?:opened|got (?:us|me|him|"
-                r"her) out)\b)",
+                r"over \d+) (?:minutes?|mins?|hours?)\b|"
+                r"\bfinally (?:they|someone|he|she|security) (?:opened|got (?:us|me|him|her) "
+                r"out)\b)",
                 r"(?:已经|都)(?:被)?(?:救|弄|放|拉)了?(?:我|他|她|人|我们|他们)?出来",
                 r"人(?:后来|已经|早就?)(?:都)?出来了",
                 r"(?:困|关)了(?:\d+|[一二两三四五六七八九十半几]+)(?:分钟|个?小时|个钟头)(?![了还])",
