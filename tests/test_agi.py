@@ -4,9 +4,11 @@ Queue(), the AGI ``route`` and ``screen`` commands, and what unauthenticated SIP
 from __future__ import annotations
 
 import asyncio
+import http.client
 import json
 import subprocess
 import threading
+import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
@@ -200,10 +202,21 @@ def route_many(lab, texts: list[str], hotline: str = "12345", timeout: float = 2
     base = int(time.time() * 1000) % 10**9 * 100
 
     def originate(i: int, text: str) -> None:
-        _ari_post(lab, hotline, "/channels",
-                  {"endpoint": f"Local/{base + i}@{context}", "context": "lab-agi-probe",
-                   "extension": "hold", "timeout": 10},
-                  {"variables": {"__HOTLINE_PROBE_TEXT": text, "__HOTLINE_PROBE_AGI": agi}})
+        # Fifty POSTs at once: Asterisk's HTTP server has reset one of them on a loaded machine
+        # (a fresh clone's run: 49 of 50 sessions, ConnectionResetError in the thread). The
+        # origination is asked again; a duplicate probe sets the same variable to the same value.
+        for attempt in range(3):
+            try:
+                _ari_post(lab, hotline, "/channels",
+                          {"endpoint": f"Local/{base + i}@{context}", "context": "lab-agi-probe",
+                           "extension": "hold", "timeout": 10},
+                          {"variables": {"__HOTLINE_PROBE_TEXT": text,
+                                         "__HOTLINE_PROBE_AGI": agi}})
+                return
+            except (ConnectionError, http.client.RemoteDisconnected, urllib.error.URLError):
+                if attempt == 2:
+                    raise
+                time.sleep(0.2)
 
     threads = [threading.Thread(target=originate, args=(i, t)) for i, t in enumerate(texts)]
     for t in threads:
