@@ -176,8 +176,18 @@ def test_after_a_takeover_new_calls_keys_work(phones, outcomes, pair):
 
     active = pair.active()
     for name, (host, port) in service_settings().ha.http.items():
-        with urllib.request.urlopen(f"http://{host}:{port}/health", timeout=5) as resp:
-            health = json.loads(resp.read())
+        # The restarted standby may not listen yet on a loaded machine (a fresh clone's run:
+        # connection refused); it is asked until it answers, within 20 s.
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://{host}:{port}/health", timeout=5) as resp:
+                    health = json.loads(resp.read())
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
         assert (health["instance"], health["ok"]) == (name, True)
         assert health["role"] == ("active" if name == active else "standby"), health
         assert bool(health["hotlines"]) == (name == active)
