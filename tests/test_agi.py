@@ -4,7 +4,6 @@ Queue(), the AGI ``route`` and ``screen`` commands, and what unauthenticated SIP
 from __future__ import annotations
 
 import asyncio
-import http.client
 import json
 import subprocess
 import threading
@@ -213,7 +212,7 @@ def route_many(lab, texts: list[str], hotline: str = "12345", timeout: float = 2
                           {"variables": {"__HOTLINE_PROBE_TEXT": text,
                                          "__HOTLINE_PROBE_AGI": agi}})
                 return
-            except (ConnectionError, http.client.RemoteDisconnected, urllib.error.URLError):
+            except (ConnectionError, urllib.error.URLError):   # RemoteDisconnected too
                 if attempt == 2:
                     raise
                 time.sleep(0.2)
