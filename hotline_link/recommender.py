@@ -15,6 +15,7 @@ stale, saying so); the CLI and the benchmark train one where it is missing.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import inspect
 import json
@@ -139,6 +140,42 @@ def features(text: str, dictionary: Path | None = None) -> list[str]:
     return classifier.features(text, segment(text, dictionary))
 
 
+# An English word's forms ("trapped", "traps", "trapping") are one matter, and the foreign callers
+# are the corpus's fewest: the category model also reads each word of Latin letters as its
+# Snowball stem and its four-letter pieces. Cross-validated on the training part (11,949
+# descriptions, 2,126 in Latin letters): their category 1,691 -> 1,720 right, platform 88.24 ->
+# 88.81 %, the Chinese ones unchanged. The emergency model reads without them: with them it
+# caught 2 fewer of the foreign callers' emergencies for no fewer false alarms.
+_LATIN_FEATURE_WORD = re.compile(r"w:([a-z]{3,})")
+_stem_lock = threading.Lock()
+
+
+@functools.lru_cache(maxsize=65536)
+def _stem(word: str) -> str:
+    with _stem_lock:            # a Snowball stemmer keeps the word it works on: one at a time
+        return _stemmer().stemWord(word)
+
+
+@functools.cache
+def _stemmer():
+    import snowballstemmer
+
+    return snowballstemmer.stemmer("english")
+
+
+def category_features(feats: list[str]) -> list[str]:
+    """The category model's features: ``features`` and, for each word in Latin letters, its
+    stem (``s:``) and its four-letter pieces (``c4:``)."""
+    extra = []
+    for f in feats:
+        m = _LATIN_FEATURE_WORD.fullmatch(f)
+        if m:
+            word = m.group(1)
+            extra.append(f"s:{_stem(word)}")
+            extra += [f"c4:{word[i:i + 4]}" for i in range(len(word) - 3)]
+    return feats + extra if extra else feats
+
+
 # What a caller says before the matter, and what a recogniser transcribes of the agent's greeting:
 # "喂，那个，就是…", "嗯…", "您好110请讲". The words that say nothing (``unclear``) are mostly
 # these, so the category model learnt them as "nothing to place": "喂那个就是我们这路上有个景盖
@@ -215,14 +252,15 @@ class Model:
         foreign = classifier.foreign(text)
         distinct = ({f for f in feats if f.startswith("w:")} if foreign else set()) or set(feats)
         known = sum(f in self.category.index for f in distinct)
-        labels = self.category.probabilities(feats)
+        labels = self.category.probabilities(category_features(feats))
         if max(labels, key=labels.get) == UNCLEAR:
             # Nothing to place, by the words a caller says first? Then the matter after them says
             # what it is, if it says anything (the emergency is judged on every word: "喂喂" is
             # how a panicked caller starts, and the emergency model learnt that).
             matter = without_opening(text)
             if matter != text:
-                labels = self.category.probabilities(features(matter, self.dictionary))
+                labels = self.category.probabilities(
+                    category_features(features(matter, self.dictionary)))
         platforms: dict[str, float] = {}
         for label, p in labels.items():
             platform = self.platform_of.get(label)
@@ -259,6 +297,7 @@ def stamp(catalog_path: Path | None = None, directory: Path | None = None) -> st
     h.update(inspect.getsource(build_dictionary).encode())
     h.update(inspect.getsource(pinyin_table).encode())
     h.update(inspect.getsource(english_words).encode())
+    h.update(inspect.getsource(category_features).encode())
     h.update(inspect.getsource(reading).encode())
     h.update(f"{DICTIONARY_WORDS} {CATEGORY_C} {EMERGENCY_C} {TEMPERATURE_FOLDS} "
              f"{sorted(FLAGS_NOT_TRAINED)} "
@@ -410,7 +449,7 @@ def train(catalog: Catalog, samples: list[Sample], stamp_: str,
     dictionary = build_dictionary([s.text for s in samples] + texts,
                                   _paths(stamp_, directory)[1])
     docs = [features(normalise(t), dictionary) for t in texts]
-    vec, svm, temperature = fit_category(docs, labels, category_c)
+    vec, svm, temperature = fit_category([category_features(d) for d in docs], labels, category_c)
     category = export(vec, svm, temperature)
     by_policy = [i for i, s in enumerate(train_set) if s.batch not in FLAGS_NOT_TRAINED]
     chinese = [i for i in by_policy
