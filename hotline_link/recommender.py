@@ -336,9 +336,14 @@ TEMPERATURE_FOLDS = 5
 # does). Batch 9's writers were told that a hazard with nobody in danger at that moment (a wall
 # fallen overnight, a leaning tree, an open manhole reported for repair) is not an emergency; the
 # project's judgement errs towards danger (R4), and learning those flags made the model miss
-# emergencies the cues do not know: 6 more of the probe sets' and 1 of the held-out ones.
-FLAGS_NOT_TRAINED = frozenset({"9"})
-# Batches of foreign callers (12, 14, 16, 18, 19: English, pinyin, a learner's Chinese, other
+# emergencies the cues do not know: 6 more of the probe sets' and 1 of the held-out ones. Batch
+# 20 (English only) is for the category model, where English was the corpus's weakest: learning
+# its flags, the model for Latin letters let go of emergencies told without the usual word (in
+# English 4 of set Z's 120 and 3 of AC's 100; in other languages 4 of AA's 100 and 3 to 6 of
+# each other-languages set's) and 1 of the held-out set's, as an earlier English batch had
+# (2026-12-05, not kept).
+FLAGS_NOT_TRAINED = frozenset({"9", "20"})
+# Batches of foreign callers (12, 14, 16, 18, 19, 20: English, pinyin, a learner's Chinese, other
 # languages). The emergency model for Chinese text does not learn them: learning batch 12 moved
 # its margin, and it let go of Chinese emergencies it alone had caught near 0.5 (one each of the
 # held-out set's and of probe sets E and L, two of M); learning only its rows in Chinese script
@@ -347,7 +352,7 @@ FLAGS_NOT_TRAINED = frozenset({"9"})
 # is judged by a second model that learns every batch (without it, the unread foreign set N: 43 %
 # of its emergencies caught; with it, 89 %). The category model is one: English moved Chinese
 # categories no more than a retraining does.
-FOREIGN_BATCHES = frozenset({"12", "14", "16", "18", "19"})
+FOREIGN_BATCHES = frozenset({"12", "14", "16", "18", "19", "20"})
 # Batches whose flags the emergency model for Chinese text does not learn either (the one for
 # Latin letters does). Half of batch 17 is ordinary calls written to be taken for emergencies by
 # a hasty reader; learning their flags moved that model's margin: 3 emergencies of the held-out
