@@ -75,7 +75,7 @@ from transfer.catalog import CONSULTATION, UNCLEAR, Catalog, recommend
 ROOT = Path(__file__).resolve().parent.parent
 PROBES = {f"probe_{x}": ROOT / "bench" / "data" / f"recommender-probe-{x}.tsv"
           for x in [*"abcdefghijklmnopqrstuvwxyz", "aa", "ab", "ac", "ad", "ae", "af",
-                    "ag", "ah", "ai", "aj"]}
+                    "ag", "ah", "ai", "aj", "ak", "al"]}
 # Emergencies told in other languages (``language<TAB>emergency<TAB>text``, half of each set
 # harmless calls, many with the same alarming words): no categories, so only the emergency
 # judgement is measured on them. Each was written by a writer who read neither the code nor the
@@ -101,7 +101,7 @@ LANGUAGE_FIRST_READINGS = {1: {"date": "2026-12-06", "before": (33, 150, 15, 150
 # Sets nobody has read: figures only, their misses are not written out.
 UNREAD = {"probe_e", "probe_f", "probe_l", "probe_n", "probe_o", "probe_p", "probe_q",
           "probe_r", "probe_s", "probe_v", "probe_ad", "probe_ae", "probe_ag",
-          "probe_aj"}
+          "probe_aj", "probe_ak"}
 LATENCY_ROUNDS = 5
 # The held-out part of each earlier corpus, for figures on the very descriptions earlier models
 # were measured on: its file name batches 1 to N (``<label>.<batch>.tsv``, the first file has
@@ -417,6 +417,20 @@ FIRST_READINGS = {
     "probe_aj": {"date": "2026-12-06", "corpus": 15221, "platform_accuracy_pct": 86.0,
                  "emergency_recall_pct": 92.0, "emergency_precision_pct": 85.2,
                  "category_accuracy_pct": 59.5, "unsure_pct": 3.0, "missed_emergencies": 8,
+                 "emergencies": 100},
+    # English from foreign callers, 100 emergencies each (85 and more without the usual word,
+    # fifty kinds and more) and 100 ordinary matters, a third of them look-alikes, by two more
+    # new writers: a university's international students' office relaying calls (AK, kept
+    # unread) and a coastal manufacturing city's English line (AL, read after its first
+    # figures). Read (figures only) by the model of the corpus of 16,361 and the cues of
+    # a0de73a.
+    "probe_ak": {"date": "2026-12-07", "corpus": 16361, "platform_accuracy_pct": 92.5,
+                 "emergency_recall_pct": 100.0, "emergency_precision_pct": 90.1,
+                 "category_accuracy_pct": 60.5, "unsure_pct": 4.0, "missed_emergencies": 0,
+                 "emergencies": 100},
+    "probe_al": {"date": "2026-12-07", "corpus": 16361, "platform_accuracy_pct": 90.0,
+                 "emergency_recall_pct": 96.0, "emergency_precision_pct": 88.1,
+                 "category_accuracy_pct": 58.0, "unsure_pct": 2.0, "missed_emergencies": 4,
                  "emergencies": 100},
 }
 

@@ -899,6 +899,10 @@ def test_money_in_progress_and_english_without_the_danger_word(text, emergency):
 # And a review's attack on those (196 ordinary matters written to set them off: a meal's smoke, a
 # card "swallowed", rent paid "now", a bus that will not stop, a lift stopped for inspection):
 # what the narrowed cues now get right of it.
+# And set AL's lessons in English (someone face down by a pond for an hour, a worker who says he
+# will jump unless paid, a cow in a highway's fast lane, a boiler's pressure in the red with its
+# operator gone, "nothing is burning"), with a review's attack on them: a massage table, a pose,
+# a drill, a parade, a tyre's gauge, a business in the red, "jump at the chance" or "jump ship".
 INCIDENTS = tuple(ROOT / "tests" / "data" / f"incidents-{name}.tsv"
                   for name in ("110", "medical-rescue", "12345-complaints", "voices",
                                "time-and-negation", "a-week", "set-aside-words",
@@ -916,7 +920,7 @@ INCIDENTS = tuple(ROOT / "tests" / "data" / f"incidents-{name}.tsv"
                                "ten-languages-attacked", "property-roads-groups",
                                "property-roads-groups-attacked", "cantonese",
                                "cantonese-attacked", "english-second-language",
-                               "english-second-language-attacked"))
+                               "english-second-language-attacked", "coast-english-attacked"))
 # Harmless near-misses the judgement calls emergencies on purpose: a child who swallowed a pill is
 # for an agent to judge, not for a list of harmless pills; domestic violence heard of in a named
 # compound is for the police to look into; a swindler's story of a son arrested in a fight is

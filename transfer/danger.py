@@ -1016,7 +1016,11 @@ _FOREIGN_WORDS: dict[str, tuple[str, ...]] = {
              r"(?:kitchen|house|flat|apartment|building|car|restaurant) (?:is |'s )?(?:on fire|"
              r"burning)",
              r"\bqi\s?huo\b|\bhuo\s?zai\b",
-             r"\bon fire\b|\bis burning\b|\bburning down\b|\bstill (?:burning|on fire)\b",
+             # petrol poured with a flame at hand: arson about to happen
+             r"\b(?:pour\w*|splash\w*|spill\w*)\b[^.!?]{0,20}\b(?:petrol|gasoline|diesel|kerosene|"
+             r"fuel)\b[^.!?]{0,60}\b(?:lighter|matches|light(?:ing)? (?:it|a match))\b",
+             r"\bon fire\b|(?<!nothing )(?<!nothing's )\bis burning\b|\bburning down\b|"
+             r"\bstill (?:burning|on fire)\b",
              r"\bfire\b(?![\s-]*(?:drill|extinguisher|exit|safety|inspection|alarm|station|hydrant|"
              r"lane|door|access|hazard|risk|"
              r"escape|brigade|fighter|truck|engine|service|me\b|"
@@ -1037,6 +1041,9 @@ _FOREIGN_WORDS: dict[str, tuple[str, ...]] = {
             r"gas smell|smell of gas|煤气\s*smell",
             r"carbon monoxide|\bCO alarm",
             r"gas leak", r"smells? like gas|[,，]\s*like gas", r"smell[^.。!！?？]{0,20}\bgas\b",
+            # a leak told as going on: not a gas station's roof or a bill
+            r"\bgas\b(?! (?:station|bill|price|card|fee|company)s?\b)[^.!?]{0,20}\b(?:is|are|'s|"
+            r"keeps?|still) (?:\w+ )?leaking\b|\bleaking gas\b",
             r"\bmei\s?qi\b|ran\s?qi"),
     "chemical": (r"tipped over[^.!?]{0,30}leaking|leaking[^.!?]{0,30}(?:sting|feel(?:ing)? sick)",
                  r"smell[^.。!！?？]{0,10}chemical", r"chemical[^.。!！?？]{0,10}(?:smell|leak)",
@@ -1048,6 +1055,18 @@ _FOREIGN_WORDS: dict[str, tuple[str, ...]] = {
                  r"smell that burns"),
     "explosion": (r"\bticking\b|abandoned (?:suitcase|bag)|might blow|about to (?:blow|explode)|"
                   + _BOMB_EN,
+                  # a boiler or a pressure vessel failing (压力表打到红区): not a tyre's or a coffee
+                  # machine's gauge, a business in the red or a boiler room
+                  r"\b(?:boiler|pressure vessel|autoclave|reactor|compressor|(?:air|gas|steam|"
+                  r"pressure|compressor) tank)s?\b(?!'s? (?:business|project|shares|company|maker|"
+                  r"manual|room|operator)\b| (?:business|project|shares|company|maker|manual|room|"
+                  r"operator)\b)(?![^.!?]*\b(?:drills?|exercise|simulat\w*|pretend\w*|"
+                  r"training)\b)[^.!?]{0,100}\b(?:(?:is|are|went|goes|gone|pinned|stuck|stays?)"
+                  r" (?:deep |way |well )?(?:in(?:to)? the red|past the red|over the red|above "
+                  r"the red)|went (?:into the )?red|(?:over|above|past|beyond) (?:the )?(?:max"
+                  r"(?:imum)?|red line|limit)|off the scale|keeps? (?:going up|rising|climbing)|"
+                  r"swelling|bulging|about to (?:burst|blow|explode)|the (?:operator|workers?|"
+                  r"staff) (?:ran|fled|have fled|has fled)|(?:everyone|everybody) (?:ran|fled))",
                   r"\bexplosion\b(?![\s-]*(?:price|deal|sale|discount|offer)s?\b)|\bexploded\b",),
     "medical": (r"qia\s?zhu\s?le|bu\s?neng\s?hu\s?xi",
                 # shock: pale and cold; a pregnancy bleeding
@@ -1111,6 +1130,19 @@ _FOREIGN_WORDS: dict[str, tuple[str, ...]] = {
                     r"[^.。!！?？]{0,10}(?:fall|fell) down|(?:他|她|朋友|人)[^.。!！?？]{0,10}(?:fall|"
                     r"fell) down",
                     r"lying on the (?:road|ground|floor|street)",
+                    # someone else face down and still, or face down where nobody lies: not the
+                    # caller on a massage table, a pose, a drill or a lesson
+                    r"(?<!i was )(?<!i am )(?<!i'm )(?<!we were )(?<!me )\b(?:lying|lies|lay|"
+                    r"laying|sprawled|floating|found)\b[^.!?]{0,12}\bface[- ]?down\b(?![^.!?]*\b(?:"
+                    r"practi[cs]\w*|lessons?|class|coach|drill|movie|film|photo|statue|massage|"
+                    r"yoga|physio\w*|acupuncture|tattoo|trampoline|pose)\b)[^.!?]{0,40}\b(?:not "
+                    r"moving|(?:doesn'?t|does not|won'?t|nobody|no one) (?:move|moves|respond\w*)|"
+                    r"not respond\w*|no response|not breathing|for (?:an|one|two|three|half an|"
+                    r"\d+) hours?|(?:in|into|by|near|at) the (?:[\w-]+ )?(?:water|pool|river|pond|"
+                    r"lake|snow|mud|stairwell|stairs|street|road|canal|sea|ditch))\b|\bfloating "
+                    r"face[- ]?down\b(?![^.!?]*\b(?:practi[cs]\w*|lessons?|class|coach|float)\b)",
+                    r"\b(?:don'?t|do not) think (?:she|he|they)(?:'s| is| are) breathing\b",
+                    r"\b(?:no|can'?t (?:feel|find) (?:a|any|his|her)) pulse\b",
                     r"\bno dey move\b",
                     r"(?:heard|hear) a (?:loud )?(?:fall|thud|crash)[^.!?]{0,40}"
                     r"(?:no response|not respond|no answer|can'?t open)"),
@@ -1317,7 +1349,21 @@ _FOREIGN_WORDS: dict[str, tuple[str, ...]] = {
                   r"his |my )?parents",
                   r"suicide|kill (?:my|him|her)self", r"end (?:my|his|her) life|结束 (?:his|"
                   r"her) life",
-                  r"too (?:much|many) pills|overdose", r"jump off|say(?:s|ing)? goodbye|说 goodbye|"
+                  r"too (?:much|many) pills|overdose",
+                  # a threat to jump told (跳楼讨薪), as a threat even with its "if": not jumping a
+                  # queue, a rope or at a chance
+                  r"\b(?:says?|said|saying|shouts?|shouted|shouting|yells?|yelling|screams?|"
+                  r"screaming|threatens?|threatened|threatening|texted(?: me| us)?|told (?:me|us)|"
+                  r"messaged(?: me| us)?|keeps? (?:shouting|saying))\b(?: that)?,? (?:he|she|they|"
+                  r"i)(?:'ll| will| would| is going to|'s going to| are going to| wants? to|"
+                  r" want to|'s gonna| is gonna| are gonna| gonna)? jump\b(?=\s*(?:[,.!?;]|$|"
+                  r"(?:off|down|out|if|unless|because|now|tonight|today|together)\b|from "
+                  r"(?![\d,]+ (?:metres|meters|m|feet|ft)\b)))|\bthreaten\w* (?:to )?(?:jump|"
+                  r"leap|throw (?:himself|herself|themselves))\b(?! (?:the (?:queue|line)|ship|to "
+                  r"(?:a|another) \w+))|\bthreaten\w* jumping\b|\b(?:says?|said|threaten\w*)"
+                  r"\b[^.!?]{0,50}\bif\b[^.!?]{0,50}\b(?:he|she|they) (?:jumps?|will jump|'ll "
+                  r"jump)\b(?=\s*(?:[,.!?;]|$))",
+                  r"jump off|say(?:s|ing)? goodbye|说 goodbye|"
                   r"send[^.。!！?？]{0,12}goodbye", r"\bend it all\b"),
     # Someone shut in a place now: not "stuck in traffic", a queue or a contract.
     "trapped": (r"\b(?:i am|i'?m|we are|we'?re|she is|she'?s|he is|he'?s|they are|(?:mother|father|"
@@ -1477,7 +1523,18 @@ _FOREIGN_WORDS: dict[str, tuple[str, ...]] = {
                     r"gonna) (?:to )?get hit",
                     r"(?:stuck|stopped|broken[- ]down)(?![^.!?]{0,12}traffic)[^.!?]{0,30}(?:in|"
                     r"on) the (?:middle of the )?(?:tunnel|"
-                    r"fast lane|motorway|expressway|highway)"),
+                    r"fast lane|motorway|expressway|highway)",
+                    # an animal loose among fast traffic
+                    r"(?<!mural of )(?<!painting of )(?<!picture of )(?<!photo of )"
+                    r"(?<!statue of )\b(?:cows?|cattle|bulls?|horses?|sheep|goats?|pigs?|"
+                    r"buffalo(?:es)?|donkeys?|camels?|deer|boars?|oxen|yaks?|mules?)\b(?! parks?\b)"
+                    r"(?![^.!?]{0,30}"
+                    r"\b(?:signs?|trucks?|lorr(?:y|ies)|vans?|farms?|murals?|zoo|races?|"
+                    r"fields?|hills?|statues?|paintings?|pictures?|photos?|meat|restaurant)\b)"
+                    r"(?![^.!?]*\b(?:parade|festival|procession|show)\b)"
+                    r"[^.!?]{0,80}\b(?:on|onto|in|into|along|across|between|through|in the middle "
+                    r"of) (?:the |a )?(?:[\w-]+ )?(?:fast lane|ring road|expressway|highway|"
+                    r"motorway|elevated road)\b"),
 }
 # Callers who write Spanish, Portuguese, French, German, Italian, Vietnamese, Indonesian or Malay,
 # Hindi in Latin letters (Hinglish) or Tagalog: before these cues only their cries for help
