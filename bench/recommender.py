@@ -75,7 +75,7 @@ from transfer.catalog import CONSULTATION, UNCLEAR, Catalog, recommend
 ROOT = Path(__file__).resolve().parent.parent
 PROBES = {f"probe_{x}": ROOT / "bench" / "data" / f"recommender-probe-{x}.tsv"
           for x in [*"abcdefghijklmnopqrstuvwxyz", "aa", "ab", "ac", "ad", "ae", "af",
-                    "ag", "ah", "ai", "aj", "ak", "al"]}
+                    "ag", "ah", "ai", "aj", "ak", "al", "am", "an"]}
 # Emergencies told in other languages (``language<TAB>emergency<TAB>text``, half of each set
 # harmless calls, many with the same alarming words): no categories, so only the emergency
 # judgement is measured on them. Each was written by a writer who read neither the code nor the
@@ -101,7 +101,7 @@ LANGUAGE_FIRST_READINGS = {1: {"date": "2026-12-06", "before": (33, 150, 15, 150
 # Sets nobody has read: figures only, their misses are not written out.
 UNREAD = {"probe_e", "probe_f", "probe_l", "probe_n", "probe_o", "probe_p", "probe_q",
           "probe_r", "probe_s", "probe_v", "probe_ad", "probe_ae", "probe_ag",
-          "probe_aj", "probe_ak"}
+          "probe_aj", "probe_ak", "probe_an"}
 LATENCY_ROUNDS = 5
 # The held-out part of each earlier corpus, for figures on the very descriptions earlier models
 # were measured on: its file name batches 1 to N (``<label>.<batch>.tsv``, the first file has
@@ -431,6 +431,19 @@ FIRST_READINGS = {
     "probe_al": {"date": "2026-12-07", "corpus": 16361, "platform_accuracy_pct": 90.0,
                  "emergency_recall_pct": 96.0, "emergency_precision_pct": 88.1,
                  "category_accuracy_pct": 58.0, "unsure_pct": 2.0, "missed_emergencies": 4,
+                 "emergencies": 100},
+    # The same brief in regional Mandarin as a call-taker writes it down (100 emergencies, 85
+    # and more without the usual word), two more new writers: Sichuan and Chongqing, the
+    # Northeast, Henan and Shandong (AM, read after its first figures); Hunan and Hubei, Shaanxi
+    # and Gansu, Jiangxi and Anhui, and Wu-coloured Mandarin (AN, kept unread). Read (figures
+    # only) by the model of the corpus of 16,361 and the cues of 927d86b.
+    "probe_am": {"date": "2026-12-07", "corpus": 16361, "platform_accuracy_pct": 89.0,
+                 "emergency_recall_pct": 96.0, "emergency_precision_pct": 94.1,
+                 "category_accuracy_pct": 71.5, "unsure_pct": 0.5, "missed_emergencies": 4,
+                 "emergencies": 100},
+    "probe_an": {"date": "2026-12-07", "corpus": 16361, "platform_accuracy_pct": 95.0,
+                 "emergency_recall_pct": 99.0, "emergency_precision_pct": 90.8,
+                 "category_accuracy_pct": 69.5, "unsure_pct": 0.5, "missed_emergencies": 1,
                  "emergencies": 100},
 }
 

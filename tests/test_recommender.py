@@ -903,6 +903,10 @@ def test_money_in_progress_and_english_without_the_danger_word(text, emergency):
 # will jump unless paid, a cow in a highway's fast lane, a boiler's pressure in the red with its
 # operator gone, "nothing is burning"), with a review's attack on them: a massage table, a pose,
 # a drill, a parade, a tyre's gauge, a business in the red, "jump at the chance" or "jump ship".
+# And set AM's lessons in regional Mandarin (a car 开起歪歪扭扭 into the oncoming lane, stubble
+# fire 燎到 the woods, a lorry's steel pipes coming off one by one; "一打开", "肺都要炸了"), with a
+# review's attack: a fever 烧到三十九度, an overtaking fined, a detour, dirt spilt, a load dropped
+# while unloading, a driving school's rules.
 INCIDENTS = tuple(ROOT / "tests" / "data" / f"incidents-{name}.tsv"
                   for name in ("110", "medical-rescue", "12345-complaints", "voices",
                                "time-and-negation", "a-week", "set-aside-words",
@@ -920,7 +924,8 @@ INCIDENTS = tuple(ROOT / "tests" / "data" / f"incidents-{name}.tsv"
                                "ten-languages-attacked", "property-roads-groups",
                                "property-roads-groups-attacked", "cantonese",
                                "cantonese-attacked", "english-second-language",
-                               "english-second-language-attacked", "coast-english-attacked"))
+                               "english-second-language-attacked", "coast-english-attacked",
+                               "regional-mandarin-attacked"))
 # Harmless near-misses the judgement calls emergencies on purpose: a child who swallowed a pill is
 # for an agent to judge, not for a list of harmless pills; domestic violence heard of in a named
 # compound is for the police to look into; a swindler's story of a son arrested in a fight is
