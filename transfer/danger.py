@@ -1188,7 +1188,7 @@ _FOREIGN_WORDS: dict[str, tuple[str, ...]] = {
                r"cannot) (?:stand|get) up|twisted (?:her|his|my) (?:knee|ankle)",
                r"liu\s?le\s?(?:hen\s?duo\s?)?xue|tou\s?po|"
                r"(?<!mei ren )(?<!meiren )(?<!mei you ren )(?<!meiyouren )shou\s?shang",
-               r"(?<!fake )\bblood\b(?!\s*(?:test|pressure|type|donat|sugar|is boiling))|"
+               r"(?<!fake )\bblood\b(?![\s-]*(?:test|pressure|type|donat|sugar|is boiling))|"
                r"\bbleeding\b",
                r"\b(?:arm|leg|bone|hand|wrist|neck|rib)s?\b[^.。!！?？]{0,12}broken",
                r"broken (?:arm|leg|bone|hand|wrist|neck|rib)", r"bone[^.。!！?？]{0,4}out"),
@@ -1332,7 +1332,7 @@ _FOREIGN_WORDS: dict[str, tuple[str, ...]] = {
                  r"check|renew))|preventing (?:him|her|me|us|them) from "
                  r"leaving|(?:are|is|being) (?:confined|held) in|explosives|"
                  + _BOMB_EN,
-                 r"\bknife\b(?! set)|\bgun\b|\bstabbed\b",
+                 r"\bknife\b(?! set)|(?<!jump the )(?<!jumped the )(?<!jumping the )\bgun\b|\bstabbed\b",
                  r"\battack(?:ed|ing)? (?:me|him|her|us|my)\b",
                  r"hit me|beat(?:ing)? (?:me|my|him|her)\b", r"\brob(?:bed|bery)\b|\braped?\b",
                  r"follow(?:ed|ing) me|touch(?:ed)? me|broke into|still inside|\bkidnapped\b",
