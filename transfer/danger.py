@@ -415,7 +415,7 @@ CUES: dict[str, tuple[str, ...]] = {
                r"提醒)", r"无法起身", r"站不起来",
                r"(?<![扶把拉])(?:腿|胳膊|手|脚|骨头|肋骨)(?:好像|可能)?(?:摔|撞|砸|打)?断了",
                r"头(?:被)?(?:打|砸|撞|磕)?破了",
-               r"(?<![水河江湖])(?:一大片|全是|都是|满地(?:是)?)红(?:的)?(?![灯色])", r"一[滩摊]血",
+               r"(?<![水河江湖])(?:一大片|全是|都是|满地(?:是)?)红(?:的)?(?![灯色纸])", r"一[滩摊]血",
                r"(?:开水|滚水|热水|蒸汽|热油)[^。]{0,6}(?:喷|浇|泼|溅)(?:了|到)?[^。]{0,6}(?:一身|身上|脸|胳膊|腿|手)",
                r"(?:胳膊|手|腿|脸|身上|背)[^，。,]{0,2}(?:全是|都是|起了)(?:水)?泡",
                r"(?:胳膊|手|腿|头|脸|身上|脖子)[^，。,]{0,6}(?:开了|划了|割了|拉了)(?:一道|一个|个)(?:大)?口子"),
@@ -875,7 +875,7 @@ CUES: dict[str, tuple[str, ...]] = {
               r"(?:坐在|堵在|围在|聚在)", r"(?:举牌子|拉横幅)[^。]{0,16}(?:冲|人越来越多)|"
               r"(?:要|想)冲进(?:物业|政府|大门|大院|公司|厂区|办公楼)", r"(?:扶梯|电梯)[^。]{0,6}(?:倒着走|倒行|突然反转)|摔成一堆",
               r"挤得[^，。,]{0,6}(?:哭都哭不出|喘不上|出不了声)",
-              r"人挤人[^。]{0,10}(?:踩|倒|挤伤|喘)", r"被踩(?![秃坏烂平出])(?:了|伤|倒|在)?", r"踩踏",
+              r"人挤人[^。]{0,10}(?:踩|倒|挤伤|喘)", r"被踩(?![秃坏烂平出])(?:了|伤|倒|在)?", r"踩踏(?!溅|起水|出水)",
               r"栏杆[^，。,]{0,6}(?:咯吱|吱吱|晃|要断|变形)", r"挤(?:满|成一团)[^。]{0,10}(?:栏杆|踩|倒|喘)",
               r"(?<!摊贩)(?<!商贩)(?<!摊点)聚集", r"围堵", r"(?<!车)(?<!车还)堵(?:住|了)?(?:路|门|大门|马路)",
               r"(?:路|门|马路|大门|路口)\S{0,2}堵(?:死|住|上)", r"对峙",
@@ -887,7 +887,7 @@ CUES: dict[str, tuple[str, ...]] = {
               r"(?:发生|起了|爆发|肢体)冲突",
               r"把[^，。,]{0,10}(?:马路|路|路口|大门|门口)(?:给)?堵(?:了|住|死)", r"聚了", r"推(?:保安|人|警察|民警)",
               r"(?<!来电人)(?<!来电者)(?<!市民)(?<!其)(?<!本人)(?<!全程)情绪(?:很|非常|"
-              r"特别)?激动", r"推搡", r"踩踏", r"踩倒", r"(?:都|一起)往外(?:挤|冲)", r"暴乱", r"打砸", r"挤倒",
+              r"特别)?激动", r"推搡", r"踩踏(?!溅|起水|出水)", r"踩倒", r"(?:都|一起)往外(?:挤|冲)", r"暴乱", r"打砸", r"挤倒",
               r"踩在(?:底下|脚下)",
               r"(?:躺|坐|跪)在(?:了)?[^，。,]{0,4}(?:挖掘机|挖机|推土机|铲车|车轮)(?:前面|前头|底下|下面|跟前)"),
     "crash": (r"倒在[^，。,]{0,6}(?:车轮|后轮|前轮|车底|车下)",
@@ -1044,7 +1044,10 @@ _FOREIGN_WORDS: dict[str, tuple[str, ...]] = {
              r"fuel)\b[^.!?]{0,60}\b(?:lighter|matches|light(?:ing)? (?:it|a match))\b",
              r"\bon fire\b|(?<!nothing )(?<!nothing's )\bis burning\b|\bburning down\b|"
              r"\bstill (?:burning|on fire)\b",
+             # (a recogniser's "fire hide rent" is a hydrant; a stove that "doesn't fire" no fire)
+             r"(?<!doesn't )(?<!doesnt )(?<!won't )(?<!wont )(?<!didn't )(?<!didnt )"
              r"\bfire\b(?![\s-]*(?:drill|extinguisher|exit|safety|inspection|alarm|station|hydrant|"
+             r"(?:hi|high|hide|hy)[\s-]*(?:drant|rant|rent|dran)|"
              r"lane|door|access|hazard|risk|"
              r"escape|brigade|fighter|truck|engine|service|me\b|"
              r"him\b|her\b))",
@@ -1121,6 +1124,8 @@ _FOREIGN_WORDS: dict[str, tuple[str, ...]] = {
                 r"keeps fainting|(?:getting|feel|feeling|are|is|am) dizzy",
                 r"waters broke|baby is coming|in labou?r",
                 r"not sweat|confused and (?:slurring|sweating)|sweating, confused",
+                r"\blying on the (?:sofa|bed|couch|floor)\b[^.!?]{0,16}\b(?:confused|not "
+                r"(?:drinking|eating|answering|responding)|can'?t (?:speak|get up|move))",
                 r"bitten by (?:a )?snake|snake ?bite|mushrooms?\b[^.!?]{0,30}(?:vomit|see things)",
                 r"chest[^.!?]{0,10}(?:pain|tight)[^.!?]{0,20}(?:left arm|can'?t stand|sweat)",
                 r"can'?t breathe|cannot breathe|not breathing", r"breathing[^.。!！?？]{0,6}slow",
@@ -1182,7 +1187,10 @@ _FOREIGN_WORDS: dict[str, tuple[str, ...]] = {
                r"soaked in blood",
                r"(?:skin)[^.!?]{0,24}(?:peeling|blister)|(?:hot|boiling) (?:oil|"
                r"water)[^.!?]{0,30}(?:on|over)|\bscald",
-               r"weird angle|(?<!nails )(?<!wires )(?<!screws )(?<!rebar )sticking out|"
+               r"weird angle|(?<!nails )(?<!wires )(?<!screws )(?<!rebar )(?<!metal )"
+               r"(?<!edges )(?<!edge )"
+               r"(?<!bars )(?<!pipes )(?<!pipe )(?<!edge is )(?<!edges are )(?<!metal is )"
+               r"(?<!nails are )sticking out|"
                r"sticking out (?:of|through|from) (?:his|her|my|their)|"
                r"can'?t feel (?:his|her|my) legs|(?:can'?t|"
                r"cannot) (?:stand|get) up|twisted (?:her|his|my) (?:knee|ankle)",
@@ -1197,6 +1205,15 @@ _FOREIGN_WORDS: dict[str, tuple[str, ...]] = {
               r"\baccident\b(?![\s-]*(?:certificate|report|record|claim|insurance|liability|"
               r"compensation|statement|file)s?\b)",
               r"hit by a car|a car hit(?! it\b)",
+              # run over, or a foot still under a wheel: not running over to help, nor a
+              # meeting that ran over its time
+              r"\b(?:ran|run|runs|running|rolled|reversed|drove|driven) over (?:a |an |the |his |"
+              r"her |my |our |their |some )?(?:(?:small|little|young|old|elderly) )?(?:boy|girl|"
+              r"child|kid|toddler|baby|man|woman|lady|person|someone|somebody|cyclist|pedestrian|"
+              r"foot|feet|leg|legs|arm|hand)\b",
+              r"\b(?:foot|feet|leg|legs|arm|hand|he|she|boy|girl|child|kid|someone|man|woman)\b"
+              r"[^.!?]{0,20}\b(?:still |stuck |trapped |pinned )?under (?:the|a|its) (?:front |"
+              r"back |rear )?wheels?\b(?! arch)",
               r"(?<!toy )\b(?:car|van|truck|lorry|bus|vehicle|taxi|suv|motorbike)s?\b[^.!?]{0,40}"
               r"\b(?:is |are |'s |lying |has |have |just )(?:upside[ -]down|on (?:its|their) "
               r"(?:roof|side)s?|flipped(?: over)?|overturned|rolled over)\b(?! (?:a|the) nail)|"
@@ -2164,7 +2181,7 @@ _NEGATOR = re.compile(r"(?:(?<!交)差点|差一点|险些|好险|没有(?!人�
                       r"并没有|并没|不是|并不是|不像|不存在|未(?!拴|牵|成年|满)|无(?!绳|证|照|牌|人看管|人照看|缘无故|故)|不会(?!急救|游泳|"
                       r"水)|(?<![特分区告])别(?!墅|人|让|动)|不用|不要(?!让)|没啥|没什么(?!征兆|预兆)|谈不上|"
                       r"算不上|"
-                      r"不算|不太(?!舒服|对劲|清醒|好)|不怎么|并不|(?i:\bnot (?:a|an)\b|\bisn'?t\b|\bwasn'?t\b|"
+                      r"不算|不太(?!舒服|对劲|清醒|好)|不怎么|并不|(?i:\bnot\b|\bisn'?t\b|\bwasn'?t\b|"
                       r"\bno\b))")
 _NEGATION_WINDOW = 6
 _TODAY = re.compile(r"今天|今早|今晚|刚才|刚刚|(?i:\btoday\b|\btonight\b|\bthis (?:morning|"
@@ -2682,7 +2699,7 @@ _APPOINTED = re.compile(r"约(?:好|了)?(?:要)?[^，。,]{0,8}(?:打群架|打
 _OUTAGE = re.compile(r"停电|断电")
 _OUTAGE_AHEAD = re.compile(r"(?:下周|明天|后天|下个月|到时候|通知|要|将|会)[^，。,]{0,6}(?:停电|断电)(?!了)")
 _PLANNED = re.compile(r"(?:就(?:一起|都)?(?:去|上)[^，。,]{0,4}(?:堵|闹|围)|要一起(?:去)?(?:堵|闹|围)|拟于|计划|"
-                      r"打算|号召|说要[^，。,]{0,6}去|说[^，。,]{0,6}(?:那天|的时候)|下周|"
+                      r"打算|号召|商量着|商量(?:好|着)?要|说要[^，。,]{0,6}去|说[^，。,]{0,6}(?:那天|的时候)|下周|"
                       r"下礼拜|下个月|明天|后天|到时候|"
                       r"(?<!今天)(?<!今天是)周[一二三四五六日末]|"
                       r"(?<!今天)(?<!今天是)星期[一二三四五六日天]|"
@@ -2690,6 +2707,11 @@ _PLANNED = re.compile(r"(?:就(?:一起|都)?(?:去|上)[^，。,]{0,4}(?:堵|�
                       r"friday|saturday|sunday)|on (?:monday|tuesday|wednesday|thursday|friday|"
                       r"saturday|sunday)|(?:plan|plans|planning) to|(?:will|going to) (?:gather|"
                       r"protest|block|march)|when (?:the )?(?:demolition|work) starts)\b))")
+_TOLD_POLICE_KINDS = frozenset({"violence", "crash", "catalog", "crowd"})
+_TOLD_POLICE = re.compile(r"报(?:了|过)?警说|报(?:了|过)?案说")
+_POLICE_CAME = re.compile(r"(?:警察|民警|警官|派出所(?:的人)?|交警|辅警)(?:都|也)?(?:来了|来过|到了|到过|"
+                          r"来看了|出警)")
+_AFTERMATH = re.compile(r"(?:调解|理赔|定责|赔偿)(?:的)?")
 # Said of every day or every evening: a chimney's smoke or a factory's smell is pollution (12345).
 _HABITUAL = re.compile(r"(?:天天|每天|每日|每晚|每年|每逢|"
                        r"有时候|时不时|偶尔|每到|一到(?:晚上|夜里|傍晚)|经常|总是|总有|(?<!养)老有人|老是|容易|隔三差五|常年|长期|"
@@ -2752,7 +2774,7 @@ _ORDINARY_SOURCES: tuple[tuple[str, str, re.Pattern], ...] = (
                                       r"generator|lawn ?mower)|\bis (?:that|it) allowed\b|"
                                       r"\bcan i (?:take|bring)\b")),
     # Sparks from welding or grinding are the work's, unless someone is hurt or something caught.
-    ("electric", "clause", re.compile(
+    ("electric", "sentence", re.compile(
         r"(?i)^(?!.*(?:electrocut|shock|burn|hurt|injur|\bfire\b|flame|wire|cable|power line|"
         r"sparking|\bdown\b)).*(?:\bweld(?:ing|ers?)?\b|"
         r"\bgrind(?:ing|ers?)\b|\bcutting (?:steel|metal|pipes?)\b|\bsparklers?\b|"
@@ -2831,7 +2853,7 @@ _ASKING_ANY = re.compile(r"想问|问问|请问|咨询|进度|进展")
 _TURN = re.compile(r"但是|可是|不过|然而|结果|(?<![不宁])却|但(?![愿凡])|(?<![不许认])可(?![能以爱惜怜乐口是靠])|"
                    r"(?i:\bbut\b)")
 # A space between Chinese words ends a clause too, as in a typed message ("我现在在楼顶 风挺大的").
-_CLAUSE = re.compile(r"[，。！？；,.!?;、\n\u3000।]|(?<=[\u4e00-\u9fff]) +(?=[\u4e00-\u9fff])|"
+_CLAUSE = re.compile(r"[，。！？；,.!?;、\n\u3000।]|(?<=[\u4e00-\u9fff]{3}) +(?=[\u4e00-\u9fff])|"
                      r"但是|可是|不过|结果|然后")
 
 # An English danger word that names the equipment or the drill, not the danger ("fire
@@ -2839,8 +2861,11 @@ _CLAUSE = re.compile(r"[，。！？；,.!?;、\n\u3000।]|(?<=[\u4e00-\u9fff])
 # price").
 _EQUIPMENT_AFTER = re.compile(r"(?i)\s*(?:extinguishers?|drills?|exits?|alarm test|safety|"
                               r"inspections?|stations?|doors?|escape|insurance|hydrants?|lanes?|"
+                              r"(?:hi|high|hide|hy)[\s-]*(?:drants?|rants?|rents?)|"
                               r"access|passages?|hazards?|risks?|"
                               r"brigade|trucks?|(?:price|deal|sale|discount|offer)s?)\b")
+# A stove or an engine that "doesn't fire" (will not light): no fire.
+_WONT_LIGHT_BEFORE = re.compile(r"(?i)\b(?:doesn'?t|won'?t|didn'?t|wouldn'?t|not) $")
 # A catalog term inside a harmless word: "爆炸头" (a hairdo), "爆炸性新闻".
 _COMPOUND_AFTER = re.compile(r"头|性(?:新闻|消息|增长)")
 _LOOKBEHINDS_FIRST = re.compile(r"^((?:\(\?<!(?:\[[^\]]*\]|[^()\[\]])+\))+)([\u4e00-\u9fff]+)")
@@ -3039,6 +3064,16 @@ def _set_aside(kind: str, text: str, start: int, end: int) -> str | None:
     years = _YEARS_AGO.search(clause) if kind == "missing" else None
     if years and not said_now:
         return f"missing for years: a search, not an emergency now ({years.group(0)})"
+    # "我报警说邻居打人，警察来了看了一眼就走了": what was reported to the police, who came; the
+    # call is about how they handled it.
+    if (kind in _TOLD_POLICE_KINDS and not said_now
+            and _TOLD_POLICE.search(text, max(left, start - 8), start)
+            and _POLICE_CAME.search(text, end)):
+        return f"reported to the police, who came ({text[start:end]})"
+    aftermath = (_AFTERMATH.search(text, max(left, start - 4), start) if kind == "crash"
+                 else None)
+    if aftermath:
+        return f"its aftermath, not the crash ({aftermath.group(0)}{text[start:end]})"
     # (an outage announced for next week, with an oxygen machine at home, is a question now)
     planned = (_PLANNED.search(text) if kind == "crowd"
                or kind == "violence" and _APPOINTED.search(clause)
@@ -3194,7 +3229,8 @@ def judge(text: str | None, extra: tuple[str, ...] = (),
                 found.append((m.start(), m.end(), "catalog"))
     for word in extra_words:
         for m in re.finditer(rf"(?<![\w-]){re.escape(word)}(?![\w-])", text, re.IGNORECASE):
-            if not _EQUIPMENT_AFTER.match(text, m.end()):
+            if not (_EQUIPMENT_AFTER.match(text, m.end())
+                    or word == "fire" and _WONT_LIGHT_BEFORE.search(text, 0, m.start())):
                 found.append((m.start(), m.end(), "catalog"))
     # One cue per stretch of text: the longest match where several overlap.
     found.sort(key=lambda f: (f[0], -(f[1] - f[0])))
