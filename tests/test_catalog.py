@@ -10,7 +10,8 @@ import pytest
 from conftest import ROOT
 from contracts.vocab import Unsure
 from hotline_link.settings import load_catalog
-from transfer.catalog import CatalogError, Classified, parse, recommend
+from transfer.catalog import (EMERGENCY_MODEL_URGENT, URGENT_CATEGORY_SHARE, CatalogError,
+                              Classified, parse, recommend)
 
 CATALOG = load_catalog()
 
@@ -126,8 +127,8 @@ def _urgent_kind(share: float, p_emergency: float):
 @pytest.mark.parametrize("share, p_emergency, text, emergency", [
     # no cue of danger in the words; the category is one the police act on first
     (0.60, 0.15, "我这边有个情况想请你们先过来看看", True),
-    (0.40, 0.10, "我这边有个情况想请你们先过来看看", True),
-    (0.39, 0.30, "我这边有个情况想请你们先过来看看", False),    # not placed there
+    (URGENT_CATEGORY_SHARE, EMERGENCY_MODEL_URGENT, "我这边有个情况想请你们先过来看看", True),
+    (URGENT_CATEGORY_SHARE - 0.01, 0.30, "我这边有个情况想请你们先过来看看", False),  # not there
     (0.90, 0.09, "我这边有个情况想请你们先过来看看", False),    # the model does not lean
     # calm words keep the bar where it was
     (0.90, 0.30, "我这边有个情况想请你们先过来看看，人都没事", False),
