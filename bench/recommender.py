@@ -75,7 +75,7 @@ from transfer.catalog import CONSULTATION, UNCLEAR, Catalog, recommend
 ROOT = Path(__file__).resolve().parent.parent
 PROBES = {f"probe_{x}": ROOT / "bench" / "data" / f"recommender-probe-{x}.tsv"
           for x in [*"abcdefghijklmnopqrstuvwxyz", "aa", "ab", "ac", "ad", "ae", "af",
-                    "ag", "ah", "ai", "aj", "ak", "al", "am", "an"]}
+                    "ag", "ah", "ai", "aj", "ak", "al", "am", "an", "ao", "ap"]}
 # Emergencies told in other languages (``language<TAB>emergency<TAB>text``, half of each set
 # harmless calls, many with the same alarming words): no categories, so only the emergency
 # judgement is measured on them. Each was written by a writer who read neither the code nor the
@@ -447,6 +447,18 @@ FIRST_READINGS = {
     "probe_an": {"date": "2026-12-07", "corpus": 16361, "platform_accuracy_pct": 95.0,
                  "emergency_recall_pct": 99.0, "emergency_precision_pct": 90.8,
                  "category_accuracy_pct": 69.5, "unsure_pct": 0.5, "missed_emergencies": 1,
+                 "emergencies": 100},
+    # Money, property and the people around them as a 110 call-taker of an eastern city
+    # remembers a year of them (AO, Chinese) and a foreign-language line's agent (AP, English):
+    # 100 emergencies each, 80 and more without the obvious word, 100 look-alikes. Read after
+    # their first figures (model of 1655f33).
+    "probe_ao": {"date": "2026-12-07", "corpus": 17334, "platform_accuracy_pct": 89.5,
+                 "emergency_recall_pct": 94.0, "emergency_precision_pct": 97.9,
+                 "category_accuracy_pct": 54.5, "unsure_pct": 3.5, "missed_emergencies": 6,
+                 "emergencies": 100},
+    "probe_ap": {"date": "2026-12-07", "corpus": 17334, "platform_accuracy_pct": 85.0,
+                 "emergency_recall_pct": 95.0, "emergency_precision_pct": 86.4,
+                 "category_accuracy_pct": 49.5, "unsure_pct": 4.5, "missed_emergencies": 5,
                  "emergencies": 100},
 }
 

@@ -619,6 +619,16 @@ CUES: dict[str, tuple[str, ...]] = {
                  r"(?:老板|车主|主人|邻居|房东)?(?:不在|出差|出国|旅游|回老家)|(?:出国|出差|旅游|回老家)"
                  r"[^。]{0,10}(?:了)?[^。]{0,20}" + _STRANGERS + r"[^，。,]{0,12}"
                  r"(?:往外(?:拉|搬|运|扛|拖)|" + _ONTO_A_VEHICLE + r"|搬(?:东西|家具|电器))",
+                 # copper or fittings taken off a building now, a lock changed by strangers, a
+                 # guard at the door, a gang sitting in a shop until it pays
+                 r"(?:有人|几个人|一个人|陌生人|一伙人|[两三几]个人)(?:正|还)?在(?:拆|撬|割|剪|卸)"
+                 r"[^，。,]{0,10}(?:铜|电缆|井盖|水带|消防|护栏)[^。]{0,20}(?:已经(?:拆|割|剪)(?:了|到)|"
+                 r"还在(?:拆|割|剪)|一(?:根|个|卷)(?:一|接一)(?:根|个|卷)|往[^，。,]{0,6}(?:车|三轮)上(?:装|搬|扔)|"
+                 r"偷偷)",
+                 r"(?:有人|陌生人|几个人|[两三]个人)(?:正|还)?在(?:换|撬)[^，。,]{0,6}锁",
+                 r"(?:门口|外面|楼下|门外)有人(?:看守|看着|守着)|有人看守",
+                 r"(?:几个|三四个|两三个|一帮|一伙|好几个|[两三四五]个)(?:人|男的)[^，。,]{0,6}(?:坐在|堵在|"
+                 r"守在|赖在)[^，。,]{0,8}(?:店里|门口|家里|屋里|办公室)[^，。,]{0,4}不走",
                  r"被(?:人)?(?:跟踪|尾随)", r"打群架|群殴|斗殴|混战", r"(?<!上周)(?<!去年)被(?:人)?抢(?:了|劫)",
                  r"(?:现场)?逼着(?:买|交钱|刷卡|签)", r"被(?:人)?绑(?:了|住|起来|在)", r"绑在(?:椅子|床|柱子|树)",
                  r"蒙着(?:眼|头)",
@@ -1304,6 +1314,10 @@ _FOREIGN_WORDS: dict[str, tuple[str, ...]] = {
                  r"grabbed my|pushed me down|forcing (?:my|the) (?:front )?(?:door|lock)|"
                  r"breaking into|banging on my door",
                  r"(?:someone|somebody) (?:is )?inside my|xiao\s?tou|\bdey beat\b",
+                 # stealing said to go on now ("still doing it", "right now"), locks cut
+                 r"\bstealing\b[^.!?]{0,80}\b(?:right now|still (?:doing|at|there|here)|as we "
+                 r"speak)\b|\b(?:right now|still)\b[^.!?]{0,20}\bstealing\b|"
+                 r"\bcutting (?:the )?(?:bike |bicycle )?locks\b",
                  # Theft going on, told by what is seen: someone at a lock, a chain being cut,
                  # things carried out at night or from a home whose people are away, a camera
                  # showing someone inside.
@@ -1346,9 +1360,10 @@ _FOREIGN_WORDS: dict[str, tuple[str, ...]] = {
                  r"touching me|grabbing my body|hand on my leg|won'?t let (?:me|her|him) (?:out|"
                  r"leave|go)|not allow|lock(?:ed)? me in|locked in with",
                  r"holding (?:her|him|me)|pulled [^.!?]{0,10}into a (?:white )?van|hitting sound",
-                 r"(?:took|take|keeps?|has) my (?:passport|documents|护照)|(?:(?:took|taken|"
+                 r"(?:took|take|keeps?|has) my (?:passport|documents|护照)(?![^.!?]{0,40}(?:check ?"
+                 r"out|registr|deposit))|(?:(?:took|taken|"
                  r"confiscated) (?:our|his|her|their) passports?|(?:our|his|her|their) passports? "
-                 r"(?:were |was )?(?:taken|confiscated))(?![^.!?]{0,24}(?:visa|apply|registr|"
+                 r"(?:were |was )?(?:taken|confiscated))(?![^.!?]{0,40}(?:visa|apply|registr|"
                  r"check|renew))|preventing (?:him|her|me|us|them) from "
                  r"leaving|(?:are|is|being) (?:confined|held) in|explosives|"
                  + _BOMB_EN,
@@ -2252,7 +2267,7 @@ _CLEARED: dict[str, tuple[str, ...]] = {
     "self_harm": (r"无(?:轻生|自杀|自伤)(?:的)?(?:想法|念头|意图|倾向)",),
     "fraud_now": (r"(?:我|他|她)?(?:已经)?转了", r"(?<!还)没(?:有)?(?:转|上当|理他|信)", r"(?:就|直接)?挂了",
                   r"(?<!要)(?<!正要)(?<!转账)(?<!汇款)(?<!打钱)(?<!念)(?<!读)(?<!报)"
-                  r"给(?:了)?(?:对方|他|她|人家)了?",
+                  r"给(?:了)?(?:对方|他|她|人家)了?(?!打|回|发|说|讲|做|劝)",
                   r"被转走", r"后来才", r"(?:已经|已|给)冻结|冻结了",
                   r"给(?:了|过去了)",
                   r"刷走",
@@ -2672,6 +2687,8 @@ _EPISODE = re.compile(r"上次|上回|那次|那回|(?<!像)以前|去年|前年
                       r"(?:kids?|child|children|little|young)\b)|"
                       r"有过[^，。,]{0,8}(?:念头|想法|倾向)")
 # Someone lost for years ("我姑姑十年前走失了") is sought by a case, not by a patrol now.
+_DEBTOR = re.compile(r"包工头|老板|老总|中介|房东|商家|店主|开发商|老赖|欠(?:钱|款|账|工钱)的|借(?:钱|款)的")
+_OWED = re.compile(r"欠|工钱|工资|押金|退款|货款|尾款")
 _YEARS_AGO = re.compile(r"(?:\d+|[一二两三四五六七八九十几多]+)年(?:前|了|多了)|多年")
 # Words that say now. Also today, someone back again with a weapon, an ambulance being called,
 # and an agent's 现 ("，现一楼冒黑烟", "现已…"; not 现金 or 现场).
@@ -3064,6 +3081,11 @@ def _set_aside(kind: str, text: str, start: int, end: int) -> str | None:
             episode = episode or re.match(r"过", text[end:])
     if episode and not said_now:
         return f"another time, over ({episode.group(0)})"
+    # "包工头欠了一年的工钱…现在人又找不着了": a debtor gone, not a missing person
+    debtor = (_DEBTOR.search(text, max(0, start - 40), start)
+              if kind == "missing" and _OWED.search(text) else None)
+    if debtor:
+        return f"a debtor out of reach, not a missing person ({debtor.group(0)})"
     years = _YEARS_AGO.search(clause) if kind == "missing" else None
     if years and not said_now:
         return f"missing for years: a search, not an emergency now ({years.group(0)})"
