@@ -926,7 +926,7 @@ INCIDENTS = tuple(ROOT / "tests" / "data" / f"incidents-{name}.tsv"
                                "cantonese-attacked", "english-second-language",
                                "english-second-language-attacked", "coast-english-attacked",
                                "regional-mandarin-attacked", "batch-21-lessons",
-                               "property-now"))
+                               "property-now", "batch-21-attacked"))
 # Harmless near-misses the judgement calls emergencies on purpose: a child who swallowed a pill is
 # for an agent to judge, not for a list of harmless pills; domestic violence heard of in a named
 # compound is for the police to look into; a swindler's story of a son arrested in a fight is

@@ -35,6 +35,9 @@ _SOMEONE = _words("人", "醉汉", "男子", "女子", "汉子", "同伴", "队�
                   "闺女", "侄子", "侄女", "外甥", "孙子", "孙女", "弟弟", "妹妹", "哥哥", "姐姐")
 # Between a person and what befalls them, no negator: "那个人没有落水" is not a fall into water.
 _GAP = r"(?:(?!没有|并没|不是|差点|差一点|险些)[^，。,])"
+# A gang sitting in a shop or a home until it is paid.
+_GANG_SITS = (r"(?:几个|三四个|两三个|一帮|一伙|好几个|[两三四五]个)(?:人|男的)[^，。,]{0,6}(?:坐在|堵在|"
+              r"守在|赖在)[^，。,]{0,8}(?:店里|门口|家里|屋里|办公室)[^，。,]{0,4}不走")
 # Goods carried off (not earth or sand carted by works, nor what is done quietly: 偷偷装修, 拉黑),
 # by people the caller does not know.
 _CARRIED_OFF = r"(?:往外(?:拉|搬|运|扛|拖)|偷偷(?:搬|运|扛|拖))"
@@ -144,8 +147,7 @@ CUES: dict[str, tuple[str, ...]] = {
                 r"(?:全家|一家人|家里人都|我们都)[^，。,]{0,6}(?:头晕|头疼|头痛|想吐|恶心|站不稳)",
                  r"(?:氯气|氨气|硫化氢|有毒气体)", r"多人[^。]{0,4}(?:咳嗽|流泪|头晕|呕吐)",
                  # a cold store's ammonia, as callers name it, over a street that can't see
-                 r"(?:阿摩尼亚|氨水?)(?:的)?(?:味|气味)[^。]{0,16}(?:人|大家)(?:的)?眼(?:睛)?都?睁不开|"
-                 r"(?:整条街|满街|一条街|周围|附近)[^。]{0,8}(?:阿摩尼亚|氨水?)(?:的)?(?:味|气味)",
+                 r"(?:阿摩尼亚|氨水?)(?:的)?(?:味|气味)[^。]{0,16}(?:人|大家)(?:的)?眼(?:睛)?都?睁不开",
                  r"(?:鱼|虾)[^。]{0,6}(?:翻白|死了一片|漂)[^。]{0,20}(?:取水口|水源|自来水|水厂)",
                  r"(?:取水口|水源|水厂)[^。]{0,20}(?:倒|排|投)[^。]{0,6}(?:东西|毒|药)",
                  r"罐车[^，。,]{0,4}漏了?[，,]?[^。]{0,4}(?:味|气|烟|冒)", r"危化品[^。]{0,10}(?:泄|漏|洒|翻|冒|着火|爆)",
@@ -418,7 +420,7 @@ CUES: dict[str, tuple[str, ...]] = {
                r"提醒)", r"无法起身", r"站不起来",
                r"(?<![扶把拉])(?:腿|胳膊|手|脚|骨头|肋骨)(?:好像|可能)?(?:摔|撞|砸|打)?断了",
                r"头(?:被)?(?:打|砸|撞|磕)?破了",
-               r"(?<![水河江湖])(?:一大片|全是|都是|满地(?:是)?)红(?:的)?(?![灯色纸])", r"一[滩摊]血",
+               r"(?<![水河江湖])(?:一大片|全是|都是|满地(?:是)?)红(?:的)?(?![灯色])(?!纸(?!巾))", r"一[滩摊]血",
                r"(?:开水|滚水|热水|蒸汽|热油)[^。]{0,6}(?:喷|浇|泼|溅)(?:了|到)?[^。]{0,6}(?:一身|身上|脸|胳膊|腿|手)",
                r"(?:胳膊|手|腿|脸|身上|背)[^，。,]{0,2}(?:全是|都是|起了)(?:水)?泡",
                r"(?:胳膊|手|腿|头|脸|身上|脖子)[^，。,]{0,6}(?:开了|划了|割了|拉了)(?:一道|一个|个)(?:大)?口子"),
@@ -621,14 +623,17 @@ CUES: dict[str, tuple[str, ...]] = {
                  r"(?:往外(?:拉|搬|运|扛|拖)|" + _ONTO_A_VEHICLE + r"|搬(?:东西|家具|电器))",
                  # copper or fittings taken off a building now, a lock changed by strangers, a
                  # guard at the door, a gang sitting in a shop until it pays
+                 r"(?![^。]*(?:物业|施工|改造|维修|检修|市政|街道|电信|电力|供电|公司|工人|师傅|换新))"
                  r"(?:有人|几个人|一个人|陌生人|一伙人|[两三几]个人)(?:正|还)?在(?:拆|撬|割|剪|卸)"
-                 r"[^，。,]{0,10}(?:铜|电缆|井盖|水带|消防|护栏)[^。]{0,20}(?:已经(?:拆|割|剪)(?:了|到)|"
+                 r"[^，。,]{0,10}(?:铜|电缆|井盖|水带)[^。]{0,20}(?:已经(?:拆|割|剪)(?:了|到)|"
                  r"还在(?:拆|割|剪)|一(?:根|个|卷)(?:一|接一)(?:根|个|卷)|往[^，。,]{0,6}(?:车|三轮)上(?:装|搬|扔)|"
                  r"偷偷)",
-                 r"(?:有人|陌生人|几个人|[两三]个人)(?:正|还)?在(?:换|撬)[^，。,]{0,6}锁",
-                 r"(?:门口|外面|楼下|门外)有人(?:看守|看着|守着)|有人看守",
-                 r"(?:几个|三四个|两三个|一帮|一伙|好几个|[两三四五]个)(?:人|男的)[^，。,]{0,6}(?:坐在|堵在|"
-                 r"守在|赖在)[^，。,]{0,8}(?:店里|门口|家里|屋里|办公室)[^，。,]{0,4}不走",
+                 r"(?:有人|陌生人|几个人|[两三]个人)(?:正|还)?在(?:换|撬)[^，。,]{0,6}锁(?=[^。]{0,40}"
+                 r"(?:不认识|陌生|冒充|自称|没卖|没同意|根本没|说(?:这)?房子))",
+                 r"(?:收走|收了|被收|扣(?:了|下|走|着)|拿走|没收)[^。]{0,30}(?:身份证|手机|护照)[^。]{0,40}"
+                 r"有人(?:看守|看着|守着)",
+                 r"(?:要钱|要债|讨债|威胁|保护费|不交|交钱)[^。]{0,40}" + _GANG_SITS + "|" + _GANG_SITS
+                 + r"(?=[^。]{0,30}(?:要钱|要债|讨债|威胁|保护费|不交|交钱|不给钱))",
                  r"被(?:人)?(?:跟踪|尾随)", r"打群架|群殴|斗殴|混战", r"(?<!上周)(?<!去年)被(?:人)?抢(?:了|劫)",
                  r"(?:现场)?逼着(?:买|交钱|刷卡|签)", r"被(?:人)?绑(?:了|住|起来|在)", r"绑在(?:椅子|床|柱子|树)",
                  r"蒙着(?:眼|头)",
@@ -888,7 +893,7 @@ CUES: dict[str, tuple[str, ...]] = {
               r"(?:坐在|堵在|围在|聚在)", r"(?:举牌子|拉横幅)[^。]{0,16}(?:冲|人越来越多)|"
               r"(?:要|想)冲进(?:物业|政府|大门|大院|公司|厂区|办公楼)", r"(?:扶梯|电梯)[^。]{0,6}(?:倒着走|倒行|突然反转)|摔成一堆",
               r"挤得[^，。,]{0,6}(?:哭都哭不出|喘不上|出不了声)",
-              r"人挤人[^。]{0,10}(?:踩|倒|挤伤|喘)", r"被踩(?![秃坏烂平出])(?:了|伤|倒|在)?", r"踩踏(?!溅|起水|出水)",
+              r"人挤人[^。]{0,10}(?:踩|倒|挤伤|喘)", r"被踩(?![秃坏烂平出])(?:了|伤|倒|在)?", r"踩踏(?!溅)",
               r"栏杆[^，。,]{0,6}(?:咯吱|吱吱|晃|要断|变形)", r"挤(?:满|成一团)[^。]{0,10}(?:栏杆|踩|倒|喘)",
               r"(?<!摊贩)(?<!商贩)(?<!摊点)聚集", r"围堵", r"(?<!车)(?<!车还)堵(?:住|了)?(?:路|门|大门|马路)",
               r"(?:路|门|马路|大门|路口)\S{0,2}堵(?:死|住|上)", r"对峙",
@@ -900,7 +905,7 @@ CUES: dict[str, tuple[str, ...]] = {
               r"(?:发生|起了|爆发|肢体)冲突",
               r"把[^，。,]{0,10}(?:马路|路|路口|大门|门口)(?:给)?堵(?:了|住|死)", r"聚了", r"推(?:保安|人|警察|民警)",
               r"(?<!来电人)(?<!来电者)(?<!市民)(?<!其)(?<!本人)(?<!全程)情绪(?:很|非常|"
-              r"特别)?激动", r"推搡", r"踩踏(?!溅|起水|出水)", r"踩倒", r"(?:都|一起)往外(?:挤|冲)", r"暴乱", r"打砸", r"挤倒",
+              r"特别)?激动", r"推搡", r"踩踏(?!溅)", r"踩倒", r"(?:都|一起)往外(?:挤|冲)", r"暴乱", r"打砸", r"挤倒",
               r"踩在(?:底下|脚下)",
               r"(?:躺|坐|跪)在(?:了)?[^，。,]{0,4}(?:挖掘机|挖机|推土机|铲车|车轮)(?:前面|前头|底下|下面|跟前)"),
     "crash": (r"倒在[^，。,]{0,6}(?:车轮|后轮|前轮|车底|车下)",
@@ -1137,8 +1142,9 @@ _FOREIGN_WORDS: dict[str, tuple[str, ...]] = {
                 r"keeps fainting|(?:getting|feel|feeling|are|is|am) dizzy",
                 r"waters broke|baby is coming|in labou?r",
                 r"not sweat|confused and (?:slurring|sweating)|sweating, confused",
-                r"\blying on the (?:sofa|bed|couch|floor)\b[^.!?]{0,16}\b(?:confused|not "
-                r"(?:drinking|eating|answering|responding)|can'?t (?:speak|get up|move))",
+                r"\blying on the (?:sofa|bed|couch|floor)\b(?! all day)[^.!?]{0,16}\b(?:confused"
+                r"(?! (?:about|by|over|with|which))|not (?:drinking|answering|responding)|can'?t "
+                r"(?:speak|get up|move))",
                 r"bitten by (?:a )?snake|snake ?bite|mushrooms?\b[^.!?]{0,30}(?:vomit|see things)",
                 r"chest[^.!?]{0,10}(?:pain|tight)[^.!?]{0,20}(?:left arm|can'?t stand|sweat)",
                 r"can'?t breathe|cannot breathe|not breathing", r"breathing[^.。!！?？]{0,6}slow",
@@ -1223,10 +1229,11 @@ _FOREIGN_WORDS: dict[str, tuple[str, ...]] = {
               r"\b(?:ran|run|runs|running|rolled|reversed|drove|driven) over (?:a |an |the |his |"
               r"her |my |our |their |some )?(?:(?:small|little|young|old|elderly) )?(?:boy|girl|"
               r"child|kid|toddler|baby|man|woman|lady|person|someone|somebody|cyclist|pedestrian|"
-              r"foot|feet|leg|legs|arm|hand)\b",
-              r"\b(?:foot|feet|leg|legs|arm|hand|he|she|boy|girl|child|kid|someone|man|woman)\b"
-              r"[^.!?]{0,20}\b(?:still |stuck |trapped |pinned )?under (?:the|a|its) (?:front |"
-              r"back |rear )?wheels?\b(?! arch)",
+              r"foot|feet|leg|legs|arm|hand)\b(?!['’]s (?!foot|feet|legs?|arms?|hands?)| path| "
+              r"bridge)",
+              r"\b(?:foot|feet|leg|legs|arm|hand|he|she|boy|girl|child|kid|someone|man|woman)"
+              r"(?:'s| is| was| got| are)?(?: still| stuck| trapped| pinned)* under (?:the|a|its) "
+              r"(?:front |back |rear )?wheels?\b(?! arch)",
               r"(?<!toy )\b(?:car|van|truck|lorry|bus|vehicle|taxi|suv|motorbike)s?\b[^.!?]{0,40}"
               r"\b(?:is |are |'s |lying |has |have |just )(?:upside[ -]down|on (?:its|their) "
               r"(?:roof|side)s?|flipped(?: over)?|overturned|rolled over)\b(?! (?:a|the) nail)|"
@@ -1315,9 +1322,15 @@ _FOREIGN_WORDS: dict[str, tuple[str, ...]] = {
                  r"breaking into|banging on my door",
                  r"(?:someone|somebody) (?:is )?inside my|xiao\s?tou|\bdey beat\b",
                  # stealing said to go on now ("still doing it", "right now"), locks cut
-                 r"\bstealing\b[^.!?]{0,80}\b(?:right now|still (?:doing|at|there|here)|as we "
-                 r"speak)\b|\b(?:right now|still)\b[^.!?]{0,20}\bstealing\b|"
-                 r"\bcutting (?:the )?(?:bike |bicycle )?locks\b",
+                 r"\bstealing (?:the |our |my |a |some |his |her )?(?:[\w-]+ ){0,2}(?:bikes?|"
+                 r"bicycles?|scooters?|cars?|phones?|cables?|copper|pipes?|batter(?:y|ies)|"
+                 r"wallets?|bags?|goods|tools)\b[^.!?,]{0,50}\b(?:right now|still (?:doing it|"
+                 r"at it|there|here)|as we speak)\b|\b(?:is|are|'s|'re) (?:still )?stealing "
+                 r"(?:the |our |my |a |some )?(?:[\w-]+ ){0,2}(?:bikes?|bicycles?|scooters?|cars?|"
+                 r"cables?|copper|pipes?|batter(?:y|ies))\b(?![^.!?]{0,40}\b(?:every|at night|"
+                 r"each night|common|"
+                 r"normal|legal|illegal|allowed|a crime)\b)|"
+                 r"\b(?:is|are|'s|'re) (?:still )?cutting (?:the )?(?:bike |bicycle )?locks\b",
                  # Theft going on, told by what is seen: someone at a lock, a chain being cut,
                  # things carried out at night or from a home whose people are away, a camera
                  # showing someone inside.
@@ -1360,8 +1373,8 @@ _FOREIGN_WORDS: dict[str, tuple[str, ...]] = {
                  r"touching me|grabbing my body|hand on my leg|won'?t let (?:me|her|him) (?:out|"
                  r"leave|go)|not allow|lock(?:ed)? me in|locked in with",
                  r"holding (?:her|him|me)|pulled [^.!?]{0,10}into a (?:white )?van|hitting sound",
-                 r"(?:took|take|keeps?|has) my (?:passport|documents|护照)(?![^.!?]{0,40}(?:check ?"
-                 r"out|registr|deposit))|(?:(?:took|taken|"
+                 r"(?:took|take|keeps?|has) my (?:passport|documents|护照)(?![^.!?]{0,40}\bcheck ?"
+                 r"out\b)|(?:(?:took|taken|"
                  r"confiscated) (?:our|his|her|their) passports?|(?:our|his|her|their) passports? "
                  r"(?:were |was )?(?:taken|confiscated))(?![^.!?]{0,40}(?:visa|apply|registr|"
                  r"check|renew))|preventing (?:him|her|me|us|them) from "
@@ -2267,7 +2280,7 @@ _CLEARED: dict[str, tuple[str, ...]] = {
     "self_harm": (r"无(?:轻生|自杀|自伤)(?:的)?(?:想法|念头|意图|倾向)",),
     "fraud_now": (r"(?:我|他|她)?(?:已经)?转了", r"(?<!还)没(?:有)?(?:转|上当|理他|信)", r"(?:就|直接)?挂了",
                   r"(?<!要)(?<!正要)(?<!转账)(?<!汇款)(?<!打钱)(?<!念)(?<!读)(?<!报)"
-                  r"给(?:了)?(?:对方|他|她|人家)了?(?!打|回|发|说|讲|做|劝)",
+                  r"给(?:了)?(?:对方|他|她|人家)了?(?!打(?:个|了个)?电话|回(?:个)?电话|发(?:短信|消息)|说|讲|做|劝)",
                   r"被转走", r"后来才", r"(?:已经|已|给)冻结|冻结了",
                   r"给(?:了|过去了)",
                   r"刷走",
@@ -2687,8 +2700,9 @@ _EPISODE = re.compile(r"上次|上回|那次|那回|(?<!像)以前|去年|前年
                       r"(?:kids?|child|children|little|young)\b)|"
                       r"有过[^，。,]{0,8}(?:念头|想法|倾向)")
 # Someone lost for years ("我姑姑十年前走失了") is sought by a case, not by a patrol now.
-_DEBTOR = re.compile(r"包工头|老板|老总|中介|房东|商家|店主|开发商|老赖|欠(?:钱|款|账|工钱)的|借(?:钱|款)的")
-_OWED = re.compile(r"欠|工钱|工资|押金|退款|货款|尾款")
+_DEBTOR = re.compile(r"(?:包工头|老板|老总|中介|房东|商家|店主|开发商|老赖)(?:的人)?[^，。,]{0,4}欠|"
+                     r"欠(?:钱|款|账|工钱)的|借(?:钱|款)的")
+_KIN_OR_AGE = re.compile(_PEOPLE + r"|\d+岁|[一二三四五六七八九十几]+岁")
 _YEARS_AGO = re.compile(r"(?:\d+|[一二两三四五六七八九十几多]+)年(?:前|了|多了)|多年")
 # Words that say now. Also today, someone back again with a weapon, an ambulance being called,
 # and an agent's 现 ("，现一楼冒黑烟", "现已…"; not 现金 or 现场).
@@ -2719,7 +2733,7 @@ _APPOINTED = re.compile(r"约(?:好|了)?(?:要)?[^，。,]{0,8}(?:打群架|打
 _OUTAGE = re.compile(r"停电|断电")
 _OUTAGE_AHEAD = re.compile(r"(?:下周|明天|后天|下个月|到时候|通知|要|将|会)[^，。,]{0,6}(?:停电|断电)(?!了)")
 _PLANNED = re.compile(r"(?:就(?:一起|都)?(?:去|上)[^，。,]{0,4}(?:堵|闹|围)|要一起(?:去)?(?:堵|闹|围)|拟于|计划|"
-                      r"打算|号召|商量着|商量(?:好|着)?要|说要[^，。,]{0,6}去|说[^，。,]{0,6}(?:那天|的时候)|下周|"
+                      r"打算|号召|说要[^，。,]{0,6}去|说[^，。,]{0,6}(?:那天|的时候)|下周|"
                       r"下礼拜|下个月|明天|后天|到时候|"
                       r"(?<!今天)(?<!今天是)周[一二三四五六日末]|"
                       r"(?<!今天)(?<!今天是)星期[一二三四五六日天]|"
@@ -2727,11 +2741,14 @@ _PLANNED = re.compile(r"(?:就(?:一起|都)?(?:去|上)[^，。,]{0,4}(?:堵|�
                       r"friday|saturday|sunday)|on (?:monday|tuesday|wednesday|thursday|friday|"
                       r"saturday|sunday)|(?:plan|plans|planning) to|(?:will|going to) (?:gather|"
                       r"protest|block|march)|when (?:the )?(?:demolition|work) starts)\b))")
+# "家属们商量着去堵大门": a gathering talked over, in the cue's own clause, with no harm told.
+_TALKED_OVER = re.compile(r"商量着|商量(?:好|着)?要")
+_CROWD_HARM = re.compile(r"推搡|踩倒|挤倒|踩踏|打起来|受伤|已经")
 _TOLD_POLICE_KINDS = frozenset({"violence", "crash", "catalog", "crowd"})
 _TOLD_POLICE = re.compile(r"报(?:了|过)?警说|报(?:了|过)?案说")
 _POLICE_CAME = re.compile(r"(?:警察|民警|警官|派出所(?:的人)?|交警|辅警)(?:都|也)?(?:来了|来过|到了|到过|"
-                          r"来看了|出警)")
-_AFTERMATH = re.compile(r"(?:调解|理赔|定责|赔偿)(?:的)?")
+                          r"来看了)(?![没吗么?？])[^。]{0,10}(?:走了|就走|看了一眼|问了|处理|调解)")
+_AFTERMATH = re.compile(r"(?<!不)(?<!不想)(?<!不肯)(?<!拒绝)(?:调解|理赔|定责)(?:的)?$")
 # Said of every day or every evening: a chimney's smoke or a factory's smell is pollution (12345).
 _HABITUAL = re.compile(r"(?:天天|每天|每日|每晚|每年|每逢|"
                        r"有时候|时不时|偶尔|每到|一到(?:晚上|夜里|傍晚)|经常|总是|总有|(?<!养)老有人|老是|容易|隔三差五|常年|长期|"
@@ -2874,6 +2891,7 @@ _TURN = re.compile(r"但是|可是|不过|然而|结果|(?<![不宁])却|但(?![
                    r"(?i:\bbut\b)")
 # A space between Chinese words ends a clause too, as in a typed message ("我现在在楼顶 风挺大的").
 _CLAUSE = re.compile(r"[，。！？；,.!?;、\n\u3000।]|(?<=[\u4e00-\u9fff]{3}) +(?=[\u4e00-\u9fff])|"
+                     r"(?<=[\u4e00-\u9fff]) +(?=[\u4e00-\u9fff]{3})|"
                      r"但是|可是|不过|结果|然后")
 
 # An English danger word that names the equipment or the drill, not the danger ("fire
@@ -2945,7 +2963,11 @@ class Danger:
 
 def _clause_span(text: str, start: int, end: int) -> tuple[int, int]:
     left = 0
-    for m in _CLAUSE.finditer(text, 0, start):
+    # Over the whole text, not up to the cue: a separator's lookahead may reach into the cue
+    # ("不是 有人在打我").
+    for m in _CLAUSE.finditer(text):
+        if m.end() > start:
+            break
         left = m.end()
     right = _CLAUSE.search(text, end)
     return left, right.start() if right else len(text)
@@ -3083,7 +3105,7 @@ def _set_aside(kind: str, text: str, start: int, end: int) -> str | None:
         return f"another time, over ({episode.group(0)})"
     # "包工头欠了一年的工钱…现在人又找不着了": a debtor gone, not a missing person
     debtor = (_DEBTOR.search(text, max(0, start - 40), start)
-              if kind == "missing" and _OWED.search(text) else None)
+              if kind == "missing" and not _KIN_OR_AGE.search(text) else None)
     if debtor:
         return f"a debtor out of reach, not a missing person ({debtor.group(0)})"
     years = _YEARS_AGO.search(clause) if kind == "missing" else None
@@ -3095,8 +3117,8 @@ def _set_aside(kind: str, text: str, start: int, end: int) -> str | None:
             and _TOLD_POLICE.search(text, max(left, start - 8), start)
             and _POLICE_CAME.search(text, end)):
         return f"reported to the police, who came ({text[start:end]})"
-    aftermath = (_AFTERMATH.search(text, max(left, start - 4), start) if kind == "crash"
-                 else None)
+    aftermath = (_AFTERMATH.search(text, max(left, start - 4), start)
+                 if kind == "crash" and text.startswith(("车祸", "事故"), start) else None)
     if aftermath:
         return f"its aftermath, not the crash ({aftermath.group(0)}{text[start:end]})"
     # (an outage announced for next week, with an oxygen machine at home, is a question now)
@@ -3104,6 +3126,9 @@ def _set_aside(kind: str, text: str, start: int, end: int) -> str | None:
                or kind == "violence" and _APPOINTED.search(clause)
                else _OUTAGE_AHEAD.search(text) if kind == "medical"
                and _OUTAGE.search(text, start, end) else None)
+    if (planned is None and kind == "crowd" and not _CROWD_HARM.search(text)
+            and not _NOW.search(clause)):
+        planned = _TALKED_OVER.search(clause)
     # "把市政府大门堵了，说明天还要来", "发生踩踏": done already, whatever is planned next.
     if planned and (text.startswith("了", end) or text.endswith("发生", 0, start)):
         planned = None
