@@ -146,7 +146,7 @@ CUES: dict[str, tuple[str, ...]] = {
                  r"(?:一家|全家)[^，。,]{0,4}(?:都)?(?:晕|昏)",
                 r"(?:全家|一家人|家里人都|我们都)[^，。,]{0,6}(?:头晕|头疼|头痛|想吐|恶心|站不稳)",
                  r"(?:氯气|氨气|硫化氢|有毒气体)", r"多人[^。]{0,4}(?:咳嗽|流泪|头晕|呕吐)",
-                 # a cold store's ammonia, as callers name it, over a street that can't see
+                 # a cold store's ammonia, as callers name it, shutting people's eyes
                  r"(?:阿摩尼亚|氨水?)(?:的)?(?:味|气味)[^。]{0,16}(?:人|大家)(?:的)?眼(?:睛)?都?睁不开",
                  r"(?:鱼|虾)[^。]{0,6}(?:翻白|死了一片|漂)[^。]{0,20}(?:取水口|水源|自来水|水厂)",
                  r"(?:取水口|水源|水厂)[^。]{0,20}(?:倒|排|投)[^。]{0,6}(?:东西|毒|药)",
@@ -1328,8 +1328,7 @@ _FOREIGN_WORDS: dict[str, tuple[str, ...]] = {
                  r"at it|there|here)|as we speak)\b|\b(?:is|are|'s|'re) (?:still )?stealing "
                  r"(?:the |our |my |a |some )?(?:[\w-]+ ){0,2}(?:bikes?|bicycles?|scooters?|cars?|"
                  r"cables?|copper|pipes?|batter(?:y|ies))\b(?![^.!?]{0,40}\b(?:every|at night|"
-                 r"each night|common|"
-                 r"normal|legal|illegal|allowed|a crime)\b)|"
+                 r"each night|common|normal|legal|illegal|allowed|a crime)\b)|"
                  r"\b(?:is|are|'s|'re) (?:still )?cutting (?:the )?(?:bike |bicycle )?locks\b",
                  # Theft going on, told by what is seen: someone at a lock, a chain being cut,
                  # things carried out at night or from a home whose people are away, a camera
@@ -2889,7 +2888,9 @@ _ASKING_ANY = re.compile(r"想问|问问|请问|咨询|进度|进展")
 # A turn from what calms or explains to what is so now.
 _TURN = re.compile(r"但是|可是|不过|然而|结果|(?<![不宁])却|但(?![愿凡])|(?<![不许认])可(?![能以爱惜怜乐口是靠])|"
                    r"(?i:\bbut\b)")
-# A space between Chinese words ends a clause too, as in a typed message ("我现在在楼顶 风挺大的").
+# A space between Chinese words ends a clause too, as in a typed message ("我现在在楼顶 风挺大的"),
+# beside a run of three characters or more: between short words it parts the words of one
+# clause, as a recogniser spaces them ("没有 人 受伤"; `reading.unspaced` reads them alike).
 _CLAUSE = re.compile(r"[，。！？；,.!?;、\n\u3000।]|(?<=[\u4e00-\u9fff]{3}) +(?=[\u4e00-\u9fff])|"
                      r"(?<=[\u4e00-\u9fff]) +(?=[\u4e00-\u9fff]{3})|"
                      r"但是|可是|不过|结果|然后")
