@@ -906,7 +906,9 @@ def test_money_in_progress_and_english_without_the_danger_word(text, emergency):
 # And set AM's lessons in regional Mandarin (a car 开起歪歪扭扭 into the oncoming lane, stubble
 # fire 燎到 the woods, a lorry's steel pipes coming off one by one; "一打开", "肺都要炸了"), with a
 # review's attack: a fever 烧到三十九度, an overtaking fined, a detour, dirt spilt, a load dropped
-# while unloading, a driving school's rules.
+# while unloading, a driving school's rules. Then batch 21's lessons (a hydrant as a recogniser
+# spells it, "not sparking", run over, 商量着, a fight reported to police who came), money and
+# property as it happens (sets AO and AP), and a review's attack on both.
 INCIDENTS = tuple(ROOT / "tests" / "data" / f"incidents-{name}.tsv"
                   for name in ("110", "medical-rescue", "12345-complaints", "voices",
                                "time-and-negation", "a-week", "set-aside-words",
