@@ -2249,6 +2249,9 @@ _NEGATION_ENDS = re.compile(r"了|仍")
 _CALM_NEGATION = re.compile(r"(?:没|没有)(?:啥|什么)?(?:大)?(?:事|碍)")
 # A negator that is a plea, not a denial: "这不是演习", "别挂".
 _PLEA = re.compile(r"不是演(?:习|练)(?!.{0,3}那种)|别挂")
+# "不用 我儿子吃了一整瓶安眠药", "别他妈废话 他拿刀了": an answer to the agent or a curse, then a
+# sentence of its own; "不用/不要/别" negates the verb it stands before, not a person after it.
+_ANSWER_THEN = re.compile(r"(?:不用|不要|别)(?=我|他|她|俺|咱)")
 # A near miss did not happen, unless it just did: "刚才差点撞到行人" says the danger is live.
 _NEAR_MISS = re.compile(r"差点|差一点|险些|好险")
 # What puts a cue in a condition or a general question, not the present: 万一着火怎么办.
@@ -3027,7 +3030,7 @@ def _set_aside(kind: str, text: str, start: int, end: int) -> str | None:
     if neg is not None and not _CALM_NEGATION.match(text, neg.start()) and (
             _NEGATION_ENDS.search(text, neg.end(), start)
             or text.endswith("还", 0, neg.start()) and "就" in text[neg.end():start]
-            or _PLEA.match(text, neg.start())):
+            or _PLEA.match(text, neg.start()) or _ANSWER_THEN.match(text, neg.start())):
         neg = None
     # "没有人受伤" negates; "没人管, 有人受伤" does not (a negator of another clause never reaches).
     if neg is not None and not (_NEAR_MISS.fullmatch(neg.group(0))
