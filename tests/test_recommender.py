@@ -908,7 +908,10 @@ def test_money_in_progress_and_english_without_the_danger_word(text, emergency):
 # review's attack: a fever 烧到三十九度, an overtaking fined, a detour, dirt spilt, a load dropped
 # while unloading, a driving school's rules. Then batch 21's lessons (a hydrant as a recogniser
 # spells it, "not sparking", run over, 商量着, a fight reported to police who came), money and
-# property as it happens (sets AO and AP), and a review's attack on both.
+# property as it happens (sets AO and AP), and a review's attack on both. Then batch 23's
+# lessons: a smoke alarm "着火会响的那种", dates knocked off a tree, a banner tied to one, a sign
+# blown over "躺在地上", a lift's captives who let themselves out, "从昨天就发烧抽风", smoke that keeps
+# people in, a boat listing, stones rolling down above homes.
 INCIDENTS = tuple(ROOT / "tests" / "data" / f"incidents-{name}.tsv"
                   for name in ("110", "medical-rescue", "12345-complaints", "voices",
                                "time-and-negation", "a-week", "set-aside-words",
@@ -928,7 +931,7 @@ INCIDENTS = tuple(ROOT / "tests" / "data" / f"incidents-{name}.tsv"
                                "cantonese-attacked", "english-second-language",
                                "english-second-language-attacked", "coast-english-attacked",
                                "regional-mandarin-attacked", "batch-21-lessons",
-                               "property-now", "batch-21-attacked"))
+                               "property-now", "batch-21-attacked", "batch-23-lessons"))
 # Harmless near-misses the judgement calls emergencies on purpose: a child who swallowed a pill is
 # for an agent to judge, not for a list of harmless pills; domestic violence heard of in a named
 # compound is for the police to look into; a swindler's story of a son arrested in a fight is
