@@ -913,6 +913,9 @@ def test_money_in_progress_and_english_without_the_danger_word(text, emergency):
 # blown over "躺在地上", a lift's captives who let themselves out, "从昨天就发烧抽风", smoke that keeps
 # people in, a boat listing, stones rolling down above homes; and a review's attack on them
 # ("再拖下去就不行了", "着火了就报警了", a man tied with rope, a courier under a fallen sign).
+# Then batch 25's (bangs that go on, a reaction to a drip, a line hanging low by a queue, "叫他不答
+# 应" of someone lying there, a farewell and no answer, a water pipe dug through, a hurt only
+# supposed, a smell gone) and a review's attack on them (a refusal, 抽血, a fish's eyes, 网线).
 INCIDENTS = tuple(ROOT / "tests" / "data" / f"incidents-{name}.tsv"
                   for name in ("110", "medical-rescue", "12345-complaints", "voices",
                                "time-and-negation", "a-week", "set-aside-words",
@@ -933,7 +936,8 @@ INCIDENTS = tuple(ROOT / "tests" / "data" / f"incidents-{name}.tsv"
                                "english-second-language-attacked", "coast-english-attacked",
                                "regional-mandarin-attacked", "batch-21-lessons",
                                "property-now", "batch-21-attacked", "batch-23-lessons",
-                               "batch-23-attacked"))
+                               "batch-23-attacked", "batch-25-lessons",
+                               "batch-25-attacked"))
 # Harmless near-misses the judgement calls emergencies on purpose: a child who swallowed a pill is
 # for an agent to judge, not for a list of harmless pills; domestic violence heard of in a named
 # compound is for the police to look into; a swindler's story of a son arrested in a fight is
