@@ -107,9 +107,9 @@ LATENCY_ROUNDS = 5
 # were measured on: its file name batches 1 to N (``<label>.<batch>.tsv``, the first file has
 # none; there is no batch 8): 3,010 (batches 1-4), 5,143 (1-7), 7,139 (1-9), 8,190 (1-10),
 # 9,264 (1-11), 10,236 (1-12), 11,661 (1-14), 13,036 (1-16), 14,407 (1-18), 15,221 (1-19),
-# 16,361 (1-20), 17,334 (1-22).
+# 16,361 (1-20), 17,334 (1-22), 19,855 (1-24).
 EARLIER_HELD_OUT = {f"held_out_batches_1_{last}": {str(b) for b in range(1, last + 1)}
-                    for last in (4, 7, 9, 10, 11, 12, 14, 16, 18, 19, 20, 22)}
+                    for last in (4, 7, 9, 10, 11, 12, 14, 16, 18, 19, 20, 22, 24)}
 # The earlier corpora measured by platform, recall and precision: (subset, the corpus, the
 # figures of its own model when that subset was the whole held-out set).
 EARLIER_FIGURES = (("held_out_batches_1_9", "7,139 (before batch 10", "94.2 / 99.1 / 81.7"),
@@ -128,7 +128,9 @@ EARLIER_FIGURES = (("held_out_batches_1_9", "7,139 (before batch 10", "94.2 / 99
                    ("held_out_batches_1_20", "16,361 (before batches 21 and 22",
                     "93.7 / 97.6 / 82.6"),
                    ("held_out_batches_1_22", "17,334 (before batches 23 and 24",
-                    "93.9 / 97.8 / 82.4"))
+                    "93.9 / 97.8 / 82.4"),
+                   ("held_out_batches_1_24", "19,855 (before batches 25 and 26",
+                    "94.2 / 98.1 / 81.9"))
 
 # The held-out corpus as other callers and recognisers write it, and its figures before the
 # recommender read such text (2026-12-05, the corpus of 15,221): OpenCC's own conversions from
