@@ -916,6 +916,9 @@ def test_money_in_progress_and_english_without_the_danger_word(text, emergency):
 # Then batch 25's (bangs that go on, a reaction to a drip, a line hanging low by a queue, "叫他不答
 # 应" of someone lying there, a farewell and no answer, a water pipe dug through, a hurt only
 # supposed, a smell gone) and a review's attack on them (a refusal, 抽血, a fish's eyes, 网线).
+# Then batch 27's (a face swelling and breath short, someone pinned under a fallen sign, a hole
+# opening before school ends; a flood's aftermath, "要被他逼得跳楼了", scaffolding 歪歪扭扭) and a
+# review's attack on them ("被水冲得松手了", "着火的时候先闻到…现在满屋子都是", 不让下学期报名).
 INCIDENTS = tuple(ROOT / "tests" / "data" / f"incidents-{name}.tsv"
                   for name in ("110", "medical-rescue", "12345-complaints", "voices",
                                "time-and-negation", "a-week", "set-aside-words",
@@ -937,7 +940,7 @@ INCIDENTS = tuple(ROOT / "tests" / "data" / f"incidents-{name}.tsv"
                                "regional-mandarin-attacked", "batch-21-lessons",
                                "property-now", "batch-21-attacked", "batch-23-lessons",
                                "batch-23-attacked", "batch-25-lessons",
-                               "batch-25-attacked"))
+                               "batch-25-attacked", "batch-27-lessons", "batch-27-attacked"))
 # Harmless near-misses the judgement calls emergencies on purpose: a child who swallowed a pill is
 # for an agent to judge, not for a list of harmless pills; domestic violence heard of in a named
 # compound is for the police to look into; a swindler's story of a son arrested in a fight is
