@@ -75,7 +75,7 @@ from transfer.catalog import CONSULTATION, UNCLEAR, Catalog, recommend
 ROOT = Path(__file__).resolve().parent.parent
 PROBES = {f"probe_{x}": ROOT / "bench" / "data" / f"recommender-probe-{x}.tsv"
           for x in [*"abcdefghijklmnopqrstuvwxyz", "aa", "ab", "ac", "ad", "ae", "af",
-                    "ag", "ah", "ai", "aj", "ak", "al", "am", "an", "ao", "ap", "aq"]}
+                    "ag", "ah", "ai", "aj", "ak", "al", "am", "an", "ao", "ap", "aq", "ar"]}
 # Emergencies told in other languages (``language<TAB>emergency<TAB>text``, half of each set
 # harmless calls, many with the same alarming words): no categories, so only the emergency
 # judgement is measured on them. Each was written by a writer who read neither the code nor the
@@ -107,9 +107,9 @@ LATENCY_ROUNDS = 5
 # were measured on: its file name batches 1 to N (``<label>.<batch>.tsv``, the first file has
 # none; there is no batch 8): 3,010 (batches 1-4), 5,143 (1-7), 7,139 (1-9), 8,190 (1-10),
 # 9,264 (1-11), 10,236 (1-12), 11,661 (1-14), 13,036 (1-16), 14,407 (1-18), 15,221 (1-19),
-# 16,361 (1-20), 17,334 (1-22), 19,855 (1-24).
+# 16,361 (1-20), 17,334 (1-22), 19,855 (1-24), 22,314 (1-26).
 EARLIER_HELD_OUT = {f"held_out_batches_1_{last}": {str(b) for b in range(1, last + 1)}
-                    for last in (4, 7, 9, 10, 11, 12, 14, 16, 18, 19, 20, 22, 24)}
+                    for last in (4, 7, 9, 10, 11, 12, 14, 16, 18, 19, 20, 22, 24, 26)}
 # The earlier corpora measured by platform, recall and precision: (subset, the corpus, the
 # figures of its own model when that subset was the whole held-out set).
 EARLIER_FIGURES = (("held_out_batches_1_9", "7,139 (before batch 10", "94.2 / 99.1 / 81.7"),
@@ -130,7 +130,8 @@ EARLIER_FIGURES = (("held_out_batches_1_9", "7,139 (before batch 10", "94.2 / 99
                    ("held_out_batches_1_22", "17,334 (before batches 23 and 24",
                     "93.9 / 97.8 / 82.4"),
                    ("held_out_batches_1_24", "19,855 (before batches 25 and 26",
-                    "94.2 / 98.1 / 81.9"))
+                    "94.2 / 98.1 / 81.9"),
+                   ("held_out_batches_1_26", "22,314 (before batch 27", "94.4 / 98.1 / 81.6"))
 
 # The held-out corpus as other callers and recognisers write it, and its figures before the
 # recommender read such text (2026-12-05, the corpus of 15,221): OpenCC's own conversions from
@@ -468,6 +469,10 @@ FIRST_READINGS = {
                  "emergency_recall_pct": 31.1, "emergency_precision_pct": 40.4,
                  "category_accuracy_pct": 6.0, "unsure_pct": 75.3, "missed_emergencies": 51,
                  "emergencies": 74},
+    "probe_ar": {"date": "2026-12-07", "corpus": 22314, "platform_accuracy_pct": 90.1,
+                 "emergency_recall_pct": 100.0, "emergency_precision_pct": 71.2,
+                 "category_accuracy_pct": 79.3, "unsure_pct": 1.9, "missed_emergencies": 0,
+                 "emergencies": 89},
 }
 
 
