@@ -1554,7 +1554,8 @@ _FOREIGN_WORDS: dict[str, tuple[str, ...]] = {
                r"\bhurry\b|au secours|socorro|(?<!erste-)(?<!erste )\bhilfe\b(?!-)",
                r"open manhole[^.!?]{0,80}(?:kids|children|people)",
                r"(?:stepped|fell) into an? (?:open|uncovered) (?:drain|manhole|hole)",
-               r"\bhelp!|\bSOS\b", r"(?<!nobody )(?<!no one )(?<!nobody is )(?<!no one is )\bin danger\b"),
+               r"\bhelp!|\bSOS\b",
+               r"(?<!nobody )(?<!no one )(?<!nobody is )(?<!no one is )\bin danger\b"),
     "collapse": (r"(?:wall|building|ceiling|roof|balcony)[^.!?]{0,30}(?:has )?(?:just )?(?:fallen|"
                  r"collapsed|came down|caved in)|leaning (?:right )?out[^.!?]{0,40}(?:people|"
                  r"walking)",
