@@ -465,6 +465,9 @@ FIRST_READINGS = {
                  "emergency_recall_pct": 95.0, "emergency_precision_pct": 86.4,
                  "category_accuracy_pct": 49.5, "unsure_pct": 4.5, "missed_emergencies": 5,
                  "emergencies": 100},
+    # Foreign callers in fifteen other languages, each in its own script (AQ, kept unread), and
+    # tourists and business travellers in English (AR, read after its first figures): both were
+    # written as corpus batches and kept out of the corpus (see the README's corpus).
     "probe_aq": {"date": "2026-12-07", "corpus": 17334, "platform_accuracy_pct": 15.3,
                  "emergency_recall_pct": 31.1, "emergency_precision_pct": 40.4,
                  "category_accuracy_pct": 6.0, "unsure_pct": 75.3, "missed_emergencies": 51,
