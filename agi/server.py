@@ -134,7 +134,10 @@ class AgiServer:
     async def cmd_route(self, agi: Session, hotline: Hotline, clog) -> None:
         text = ",".join(agi.args).strip()[:MAX_TEXT]
         code = text if text in self.catalog.by_code else None
-        rec = self.recommender.recommend(code=code, text=None if code else text)
+        # In a worker thread: reading a description takes tens of milliseconds (its embedding),
+        # which this loop owes to the other calls it serves.
+        rec = await asyncio.to_thread(self.recommender.recommend, code=code,
+                                      text=None if code else text)
         matter_id = ""
         if rec.category or rec.emergency:
             matter_id = await self._tag(agi, hotline, rec, "" if code else text, clog)

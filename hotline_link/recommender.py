@@ -33,7 +33,7 @@ from transfer import catalog as catalog_mod
 from transfer import classifier
 from transfer.catalog import Catalog
 
-from . import reading
+from . import embedding, reading
 from .reading import normalise
 from .settings import project_home
 
@@ -252,15 +252,20 @@ class Model:
         foreign = classifier.foreign(text)
         distinct = ({f for f in feats if f.startswith("w:")} if foreign else set()) or set(feats)
         known = sum(f in self.category.index for f in distinct)
-        labels = self.category.probabilities(category_features(feats))
+        # What the caller says first ("喂喂", "您好110请讲") says nothing of the matter: the
+        # category model reads the embedding of what follows it. How it is said is the emergency
+        # model's business ("喂喂 快来人" is how panic starts): that one reads every word's.
+        matter = without_opening(text)
+        meaning = embedding.vector(text)
+        of_matter = meaning if matter == text else embedding.vector(matter)
+        labels = self.category.probabilities(category_features(feats), of_matter)
         if max(labels, key=labels.get) == UNCLEAR:
             # Nothing to place, by the words a caller says first? Then the matter after them says
             # what it is, if it says anything (the emergency is judged on every word: "喂喂" is
             # how a panicked caller starts, and the emergency model learnt that).
-            matter = without_opening(text)
             if matter != text:
                 labels = self.category.probabilities(
-                    category_features(features(matter, self.dictionary)))
+                    category_features(features(matter, self.dictionary)), of_matter)
         platforms: dict[str, float] = {}
         for label, p in labels.items():
             platform = self.platform_of.get(label)
@@ -268,7 +273,8 @@ class Model:
                 platforms[platform] = platforms.get(platform, 0.0) + p
         emergency = (self.emergency_foreign
                      if self.emergency_foreign is not None and foreign else self.emergency)
-        return catalog_mod.Classified(labels, platforms, emergency.probabilities(feats)["1"],
+        return catalog_mod.Classified(labels, platforms,
+                                      emergency.probabilities(feats, meaning)["1"],
                                       known / len(distinct) if distinct else 0.0,
                                       self.foreign_words_known(text))
 
@@ -302,7 +308,9 @@ def stamp(catalog_path: Path | None = None, directory: Path | None = None) -> st
     h.update(f"{DICTIONARY_WORDS} {CATEGORY_C} {EMERGENCY_C} {TEMPERATURE_FOLDS} "
              f"{sorted(FLAGS_NOT_TRAINED)} "
              f"{sorted(FOREIGN_BATCHES)} {sorted(CHINESE_FLAGS_NOT_TRAINED)} "
-             f"{CORPUS_WORD_WEIGHT} {PINYIN_DICTIONARY_WORDS} {PINYIN_HOMOPHONES}".encode())
+             f"{CORPUS_WORD_WEIGHT} {PINYIN_DICTIONARY_WORDS} {PINYIN_HOMOPHONES} "
+             f"{EMBEDDING_WEIGHT} {embedding.engine()}".encode())
+    h.update(inspect.getsource(embedding).encode())
     h.update(inspect.getsource(export).encode())
     return h.hexdigest()[:16]
 
@@ -326,6 +334,12 @@ def _paths(stamp_: str, directory: Path | None = None) -> tuple[Path, Path]:
 # The emergency models stay logistic regressions at 100 (against 1000 and an SVM: no better).
 CATEGORY_C = 1.0
 EMERGENCY_C = 100.0
+# Every model reads a description's sentence embedding (``embedding``) beside its TF-IDF vector,
+# both of unit length, the embedding at this weight. Measured on the corpus of 24,438 (category
+# model's answer alone, held-out fifth): weight 0.5, 1 and 2 placed 95.2, 95.4 and 95.1 % of the
+# platforms right, against 94.9 % without; the emergency model for Chinese text at 0.5 missed 33
+# of 926 held-out emergencies against 42, with 83 false alarms against 96.
+EMBEDDING_WEIGHT = 1.0
 # An SVM's scores are margins, not probabilities; the thresholds (``transfer.catalog``) read
 # probabilities, so the scores go through a softmax at one temperature, the one that makes the
 # model's own out-of-fold scores most likely (about 6: a plain softmax of margins, all near 0,
@@ -369,23 +383,35 @@ FOREIGN_BATCHES = frozenset({"12", "14", "16", "18", "19", "20", "22", "24", "26
 CHINESE_FLAGS_NOT_TRAINED = frozenset({"17"})
 
 
-def fit(docs: list[list[str]], labels: list[str], c: float):
-    """scikit-learn's TF-IDF and logistic regression over feature lists: (vectorizer, model)."""
+def _beside(x, dense, weight: float):
+    """The TF-IDF rows with the texts' embeddings beside them, at ``weight``."""
+    from scipy.sparse import csr_matrix, hstack
+
+    return hstack([x, csr_matrix(dense * weight)]).tocsr()
+
+
+def fit(docs: list[list[str]], labels: list[str], c: float, dense=None,
+        weight: float = EMBEDDING_WEIGHT):
+    """scikit-learn's TF-IDF and logistic regression over feature lists, and the texts'
+    embeddings beside them at ``weight`` (a numpy row each, or None): (vectorizer, model)."""
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
 
     vec = TfidfVectorizer(analyzer=lambda doc: doc, sublinear_tf=True, min_df=2)
     x = vec.fit_transform(docs)
+    if dense is not None:
+        x = _beside(x, dense, weight)
     # Balanced: a category with fewer examples is no less likely on the phone.
     lr = LogisticRegression(C=c, max_iter=3000, class_weight="balanced")
     lr.fit(x, labels)
     return vec, lr
 
 
-def fit_category(docs: list[list[str]], labels: list[str], c: float):
-    """The category model (three classes or more): TF-IDF and a linear SVM over feature lists,
-    and the temperature that turns its scores into probabilities: (vectorizer, model,
-    temperature)."""
+def fit_category(docs: list[list[str]], labels: list[str], c: float, dense=None,
+                 weight: float = EMBEDDING_WEIGHT):
+    """The category model (three classes or more): TF-IDF and a linear SVM over feature lists
+    (and the texts' embeddings, as ``fit``), and the temperature that turns its scores into
+    probabilities: (vectorizer, model, temperature)."""
     import numpy as np
     from scipy.optimize import minimize_scalar
     from scipy.special import log_softmax
@@ -395,6 +421,8 @@ def fit_category(docs: list[list[str]], labels: list[str], c: float):
 
     vec = TfidfVectorizer(analyzer=lambda doc: doc, sublinear_tf=True, min_df=2)
     x = vec.fit_transform(docs)
+    if dense is not None:
+        x = _beside(x, dense, weight)
     y = np.array(labels)
 
     def svm():
@@ -419,15 +447,17 @@ def fit_category(docs: list[list[str]], labels: list[str], c: float):
     return vec, svm().fit(x, y), temperature
 
 
-def export(vec, lr, scale: float = 1.0) -> classifier.LinearModel:
+def export(vec, lr, scale: float = 1.0,
+           weight: float = EMBEDDING_WEIGHT) -> classifier.LinearModel:
     """The fitted pair as plain numbers (``transfer.classifier.LinearModel``); ``scale`` is a
-    temperature that multiplies every score."""
+    temperature that multiplies every score. Weights past the vectorizer's features are the
+    embedding's (``fit(dense=...)``), the weight it was fitted at folded into them."""
     names = vec.get_feature_names_out()
     classes = tuple(str(c) for c in lr.classes_)
     if len(classes) == 2:
         # A binary model is one weight vector; as two classes (0 and the vector) the softmax of
         # the export is exactly scikit-learn's sigmoid.
-        coef = [[0.0] * len(names), list(lr.coef_[0] * scale)]
+        coef = [[0.0] * lr.coef_.shape[1], list(lr.coef_[0] * scale)]
         intercepts = (0.0, float(lr.intercept_[0] * scale))
     else:
         coef = [list(row * scale) for row in lr.coef_]
@@ -435,7 +465,9 @@ def export(vec, lr, scale: float = 1.0) -> classifier.LinearModel:
     weights = {str(f): (round(float(vec.idf_[j]), 6),
                         tuple(round(float(coef[i][j]), 6) for i in range(len(classes))))
                for j, f in enumerate(names)}
-    return classifier.LinearModel.of(classes, weights, intercepts)
+    dense = [[float(w) * weight for w in row[len(names):]] for row in coef]
+    return classifier.LinearModel.of(classes, weights, intercepts,
+                                     dense if dense[0] else None)
 
 
 def _platforms(catalog: Catalog, category: classifier.LinearModel) -> dict[str, str]:
@@ -460,8 +492,14 @@ def train(catalog: Catalog, samples: list[Sample], stamp_: str,
             labels.append(cat.code)
     dictionary = build_dictionary([s.text for s in samples] + texts,
                                   _paths(stamp_, directory)[1])
-    docs = [features(normalise(t), dictionary) for t in texts]
-    vec, svm, temperature = fit_category([category_features(d) for d in docs], labels, category_c)
+    read = [normalise(t) for t in texts]
+    docs = [features(t, dictionary) for t in read]
+    # The category model reads the embedding of the matter, the emergency models that of every
+    # word (``Model.probabilities``); for most texts the two are one.
+    matter = embedding.matrix([without_opening(t) for t in read])
+    meaning = embedding.matrix(read)
+    vec, svm, temperature = fit_category([category_features(d) for d in docs], labels, category_c,
+                                         matter)
     category = export(vec, svm, temperature)
     by_policy = [i for i, s in enumerate(train_set) if s.batch not in FLAGS_NOT_TRAINED]
     chinese = [i for i in by_policy
@@ -469,7 +507,8 @@ def train(catalog: Catalog, samples: list[Sample], stamp_: str,
 
     def emergency_model(rows: list[int]) -> classifier.LinearModel:
         return export(*fit([docs[i] for i in rows],
-                           ["1" if train_set[i].emergency else "0" for i in rows], EMERGENCY_C))
+                           ["1" if train_set[i].emergency else "0" for i in rows], EMERGENCY_C,
+                           meaning[rows]))
 
     emergency = emergency_model(chinese)
     foreign = emergency_model(by_policy) if len(chinese) < len(by_policy) else emergency
@@ -652,8 +691,13 @@ class Recommender:
             self.log.warning("OpenCC not loaded; traditional characters are read as written",
                              error=reading.opencc_error())
         try:
-            self.model = load(self.catalog, self.train_if_missing)
-            segment("预热", self.model.dictionary)   # jieba's dictionary now, not on a call
+            model = load(self.catalog, self.train_if_missing)
+            segment("预热", model.dictionary)   # jieba's dictionary now, not on a call
+            if model.category.dense_dim:
+                # The encoder now, not on a call; and an encoder that cannot load (its package
+                # missing or damaged) leaves the rules answering, as any model that cannot.
+                embedding.vector("预热")
+            self.model = model
             if self.log is not None:
                 self.log.info("recommender model loaded", stamp=self.model.stamp,
                               seconds=round(time.monotonic() - started, 2))

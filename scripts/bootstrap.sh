@@ -89,6 +89,7 @@ fi
 # The analysis page's charts (Apache ECharts from the npm registry, checked, into var/vendor/).
 bash "$here/scripts/vendor-echarts.sh"
 # The matter recommender's model, built from config/corpus (only when the corpus, the catalog or
-# the feature code changed; a few seconds).
+# the feature code changed). The corpus's sentence embeddings are cached outside the repository
+# ($HOTLINE_EMBEDDING_CACHE): about 7 minutes on two cores the first time, then seconds.
 "$venv/bin/hotline-link" recommend --train
 log "ready"

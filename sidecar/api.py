@@ -29,6 +29,7 @@ masked for clients that do not own the record. Every request is in the audit tra
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import json
@@ -293,7 +294,9 @@ class Api:
         if not text or len(text) > matters.LIMITS["summary"]:
             return _error(400, f"text: the description, 1 to {matters.LIMITS['summary']} "
                                "characters")
-        rec = self.recommender.recommend(text=text)
+        # In a worker thread, as every reading of a description: its embedding takes tens of
+        # milliseconds the event loop owes to other requests.
+        rec = await asyncio.to_thread(self.recommender.recommend, text=text)
         category = self.catalog.by_code.get(rec.category or "")
         return web.json_response({
             "platform": rec.platform, "category": rec.category,
@@ -711,8 +714,8 @@ class Api:
         if body.get("channel") != "online":
             return _error(400, "channel must be 'online' (calls are transferred by phone)")
         try:
-            orders = online_work_orders(body, self.catalog, self.recommender.recommend,
-                                        self.platforms)
+            orders = await asyncio.to_thread(online_work_orders, body, self.catalog,
+                                             self.recommender.recommend, self.platforms)
         except (ValueError, TypeError, KeyError) as exc:
             return _error(422 if isinstance(exc, ValueError) else 400, str(exc))
         try:

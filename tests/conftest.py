@@ -41,6 +41,18 @@ def pytest_configure(config) -> None:
 _SESSION_STARTED = time.time()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _embeddings_remembered():
+    """The recommender's tests read tens of thousands of descriptions: their sentence embeddings
+    come from the cache outside the repository (the same encoder's numbers, kept by text) where
+    an earlier run left them, and what this run embeds is kept for the next."""
+    from hotline_link import embedding
+
+    embedding.remember()
+    yield
+    embedding.forget()
+
+
 def _pbx_cores():
     from hotline_link import components, lab as lab_mod
 

@@ -13,7 +13,7 @@ import sys
 import pytest
 
 from conftest import ROOT
-from hotline_link import reading, recommender
+from hotline_link import embedding, reading, recommender
 from hotline_link.settings import load_catalog
 from transfer import classifier, danger
 from transfer.catalog import CONSULTATION, UNCLEAR, recommend
@@ -52,43 +52,106 @@ def test_a_bad_corpus_line_is_named(tmp_path):
     ]
 
 
-def test_the_exported_model_answers_exactly_as_scikit_learn():
+def _read(texts: list[str], meaning: bool):
+    """What scikit-learn reads of ``texts``: the TF-IDF rows, the embeddings beside them."""
+    def rows(vec, more: list[str]):
+        x = vec.transform([recommender.features(t) for t in more])
+        return (recommender._beside(x, embedding.matrix(more), recommender.EMBEDDING_WEIGHT)
+                if meaning else x)
+    return ([recommender.features(t) for t in texts],
+            embedding.matrix(texts) if meaning else None, rows)
+
+
+@pytest.mark.parametrize("meaning", [False, True], ids=["words", "words-and-embedding"])
+def test_the_exported_model_answers_exactly_as_scikit_learn(meaning, tmp_path, monkeypatch):
+    monkeypatch.setenv("HOTLINE_EMBEDDING_CACHE", str(tmp_path))
     texts = ["路灯坏了", "路灯不亮", "红绿灯坏了", "红绿灯不亮了", "井盖没了", "井盖被偷了",
              "被骗了钱", "网上被骗", "工资没发", "老板欠工资"]
     labels = ["a", "a", "b", "b", "a", "a", "c", "c", "d", "d"]
-    docs = [recommender.features(t) for t in texts]
+    docs, dense, rows = _read(texts, meaning)
     for y in (labels, ["1" if lab in "bc" else "0" for lab in labels]):
-        vec, lr = recommender.fit(docs, y, recommender.CATEGORY_C)
+        vec, lr = recommender.fit(docs, y, recommender.CATEGORY_C, dense)
         model = classifier.LinearModel.from_json(recommender.export(vec, lr).to_json())
+        assert model.dense_dim == (embedding.DIM if meaning else 0)
         for text in ("路灯又坏了", "欠了三个月工资", "红绿灯", "完全无关的话"):
-            feats = recommender.features(text)
-            want = dict(zip(lr.classes_, lr.predict_proba(vec.transform([feats]))[0]))
-            got = model.probabilities(feats)
+            want = dict(zip(lr.classes_, lr.predict_proba(rows(vec, [text]))[0]))
+            got = model.probabilities(recommender.features(text),
+                                      embedding.vector(text) if meaning else None)
             assert set(got) == set(want)
             for label in want:
                 assert got[label] == pytest.approx(want[label], abs=1e-4)
 
 
-def test_the_exported_category_model_is_the_svm_at_its_temperature():
+@pytest.mark.parametrize("meaning", [False, True], ids=["words", "words-and-embedding"])
+def test_the_exported_category_model_is_the_svm_at_its_temperature(meaning, tmp_path,
+                                                                    monkeypatch):
+    monkeypatch.setenv("HOTLINE_EMBEDDING_CACHE", str(tmp_path))
     texts = ["路灯坏了", "路灯不亮", "路灯一闪一闪", "红绿灯坏了", "红绿灯不亮了", "红绿灯乱跳",
              "被骗了钱", "网上被骗", "刷单被骗", "工资没发", "老板欠工资", "拖欠工资"]
     labels = ["a"] * 3 + ["b"] * 3 + ["c"] * 3 + ["d"] * 3
-    vec, svm, temperature = recommender.fit_category(
-        [recommender.features(t) for t in texts], labels, recommender.CATEGORY_C)
+    docs, dense, rows = _read(texts, meaning)
+    vec, svm, temperature = recommender.fit_category(docs, labels, recommender.CATEGORY_C, dense)
     # the temperature is fitted, not a constant: a softmax of bare margins would be nearly flat
     assert temperature > 1
     model = classifier.LinearModel.from_json(recommender.export(vec, svm, temperature).to_json())
+
+    def answer(text: str) -> dict[str, float]:
+        return model.probabilities(recommender.features(text),
+                                   embedding.vector(text) if meaning else None)
+
     for text in ("路灯又坏了", "欠了三个月工资", "红绿灯", "完全无关的话"):
-        feats = recommender.features(text)
-        scores = svm.decision_function(vec.transform([feats]))[0] * temperature
+        scores = svm.decision_function(rows(vec, [text]))[0] * temperature
         weights = [math.exp(v - max(scores)) for v in scores]
         want = {label: w / sum(weights) for label, w in zip(svm.classes_, weights)}
-        got = model.probabilities(feats)
+        got = answer(text)
         assert set(got) == set(want)
         for label in want:
             assert got[label] == pytest.approx(want[label], abs=1e-4)
-    assert max(model.probabilities(recommender.features("老板欠工资不给")).items(),
-               key=lambda kv: kv[1])[0] == "d"
+    assert max(answer("老板欠工资不给").items(), key=lambda kv: kv[1])[0] == "d"
+
+
+def test_a_model_that_reads_embeddings_refuses_to_answer_without_one():
+    model = classifier.LinearModel.of(("0", "1"), {"w:火": (1.0, (0.0, 2.0))}, (0.0, -1.0),
+                                      [[0.0] * 3, [0.5, -0.5, 1.0]])
+    assert model.dense_dim == 3
+    with pytest.raises(ValueError, match="given none"):
+        model.probabilities(["w:火"])
+    with pytest.raises(ValueError, match="embedding of 2 numbers"):
+        model.probabilities(["w:火"], [1.0, 0.0])
+    # the score is the words' plus the embedding's: 2 - 1 + (0.5 - 0.5 + 1) = 2 for "1"
+    got = model.probabilities(["w:火"], [1.0, 1.0, 1.0])
+    assert got["1"] == pytest.approx(1 / (1 + math.exp(-2)))
+    assert classifier.LinearModel.from_json(model.to_json()) == model
+
+
+def test_the_embedding_cache_gives_what_the_encoder_gives_and_keeps_it(tmp_path):
+    texts = ["孩子掉河里了", "小孩落水了", "路灯不亮", "孩子掉河里了"]
+    first = embedding.matrix(texts, tmp_path)
+    assert first.shape == (4, embedding.DIM)
+    assert list(first[1]) == pytest.approx(list(embedding.vector("小孩落水了")), abs=1e-6)
+    assert list(first[0]) == list(first[3])
+    # unit length, and two ways of telling one thing nearer than two different things
+    assert float(first[0] @ first[0]) == pytest.approx(1.0, abs=1e-3)
+    assert float(first[0] @ first[1]) > float(first[0] @ first[2])
+    (saved,) = tmp_path.glob("*.npz")
+    assert embedding.engine() in saved.name
+    assert (embedding.matrix(texts[:2], tmp_path) == first[:2]).all()
+    saved.write_bytes(b"damaged")           # embedded again, and kept again
+    assert (embedding.matrix(texts, tmp_path) == first).all()
+
+
+def test_remembered_embeddings_are_the_encoders_and_are_kept_for_the_next_run(tmp_path,
+                                                                            monkeypatch):
+    monkeypatch.setattr(embedding, "_kept", None)    # the session's own, back after the test
+    monkeypatch.setattr(embedding, "_added", 0)
+    embedding.remember(tmp_path)
+    try:
+        got = embedding.vector("楼下有人打架")
+        assert embedding.vector("楼下有人打架") == got
+    finally:
+        embedding.forget(tmp_path)
+    assert embedding.vector("楼下有人打架") == got        # not remembered: embedded again
+    assert list(embedding.matrix(["楼下有人打架"], tmp_path)[0]) == list(got)
 
 
 @pytest.mark.parametrize("text, emergency", [
@@ -1359,13 +1422,15 @@ def test_the_emergency_models_learn_the_flags_their_rule_and_language_allow(
     fits: list[list[str]] = []
     real_fit, real_fit_category = recommender.fit, recommender.fit_category
 
-    def fit(docs, labels, c):
+    def fit(docs, labels, c, dense):
         fits.append(list(labels))
-        return real_fit(docs, labels, c)
+        assert dense.shape == (len(labels), embedding.DIM)   # every model reads the embedding
+        return real_fit(docs, labels, c, dense)
 
-    def fit_category(docs, labels, c):
+    def fit_category(docs, labels, c, dense):
         fits.append(list(labels))
-        return real_fit_category(docs, labels, c)
+        assert dense.shape == (len(labels), embedding.DIM)
+        return real_fit_category(docs, labels, c, dense)
 
     monkeypatch.setattr(recommender, "fit", fit)
     monkeypatch.setattr(recommender, "fit_category", fit_category)
@@ -1383,10 +1448,10 @@ def test_the_emergency_models_learn_the_flags_their_rule_and_language_allow(
     english, chinese = "my neighbour is lying on the floor", "我邻居倒在地上了"
     feats = recommender.features(english, model.dictionary)
     assert model.probabilities(english).emergency == pytest.approx(
-        model.emergency_foreign.probabilities(feats)["1"])
+        model.emergency_foreign.probabilities(feats, embedding.vector(english))["1"])
     feats = recommender.features(chinese, model.dictionary)
     assert model.probabilities(chinese).emergency == pytest.approx(
-        model.emergency.probabilities(feats)["1"])
+        model.emergency.probabilities(feats, embedding.vector(chinese))["1"])
     assert not classifier.foreign("我在KTV门口，苏E9C6Q1的车撞人了")
     assert recommender.Sample("other", False, "x", "other.9.tsv:3").batch == "9"
     assert recommender.Sample("other", False, "x", "other.tsv:3").batch == "1"
