@@ -385,32 +385,30 @@ FOREIGN_BATCHES = frozenset({"12", "14", "16", "18", "19", "20", "22", "24", "26
 CHINESE_FLAGS_NOT_TRAINED = frozenset({"17"})
 
 
-def _beside(x, dense, weight: float):
-    """The TF-IDF rows with the texts' embeddings beside them, at ``weight``."""
+def _beside(x, dense):
+    """The TF-IDF rows with the texts' embeddings beside them, at ``EMBEDDING_WEIGHT``."""
     from scipy.sparse import csr_matrix, hstack
 
-    return hstack([x, csr_matrix(dense * weight)]).tocsr()
+    return hstack([x, csr_matrix(dense * EMBEDDING_WEIGHT)]).tocsr()
 
 
-def fit(docs: list[list[str]], labels: list[str], c: float, dense=None,
-        weight: float = EMBEDDING_WEIGHT):
+def fit(docs: list[list[str]], labels: list[str], c: float, dense=None):
     """scikit-learn's TF-IDF and logistic regression over feature lists, and the texts'
-    embeddings beside them at ``weight`` (a numpy row each, or None): (vectorizer, model)."""
+    embeddings beside them (a numpy row each, or None): (vectorizer, model)."""
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
 
     vec = TfidfVectorizer(analyzer=lambda doc: doc, sublinear_tf=True, min_df=2)
     x = vec.fit_transform(docs)
     if dense is not None:
-        x = _beside(x, dense, weight)
+        x = _beside(x, dense)
     # Balanced: a category with fewer examples is no less likely on the phone.
     lr = LogisticRegression(C=c, max_iter=3000, class_weight="balanced")
     lr.fit(x, labels)
     return vec, lr
 
 
-def fit_category(docs: list[list[str]], labels: list[str], c: float, dense=None,
-                 weight: float = EMBEDDING_WEIGHT):
+def fit_category(docs: list[list[str]], labels: list[str], c: float, dense=None):
     """The category model (three classes or more): TF-IDF and a linear SVM over feature lists
     (and the texts' embeddings, as ``fit``), and the temperature that turns its scores into
     probabilities: (vectorizer, model, temperature)."""
@@ -424,7 +422,7 @@ def fit_category(docs: list[list[str]], labels: list[str], c: float, dense=None,
     vec = TfidfVectorizer(analyzer=lambda doc: doc, sublinear_tf=True, min_df=2)
     x = vec.fit_transform(docs)
     if dense is not None:
-        x = _beside(x, dense, weight)
+        x = _beside(x, dense)
     y = np.array(labels)
 
     def svm():
@@ -449,11 +447,10 @@ def fit_category(docs: list[list[str]], labels: list[str], c: float, dense=None,
     return vec, svm().fit(x, y), temperature
 
 
-def export(vec, lr, scale: float = 1.0,
-           weight: float = EMBEDDING_WEIGHT) -> classifier.LinearModel:
+def export(vec, lr, scale: float = 1.0) -> classifier.LinearModel:
     """The fitted pair as plain numbers (``transfer.classifier.LinearModel``); ``scale`` is a
     temperature that multiplies every score. Weights past the vectorizer's features are the
-    embedding's (``fit(dense=...)``), the weight it was fitted at folded into them."""
+    embedding's (``fit(dense=...)``), ``EMBEDDING_WEIGHT`` folded into them."""
     names = vec.get_feature_names_out()
     classes = tuple(str(c) for c in lr.classes_)
     if len(classes) == 2:
@@ -467,7 +464,7 @@ def export(vec, lr, scale: float = 1.0,
     weights = {str(f): (round(float(vec.idf_[j]), 6),
                         tuple(round(float(coef[i][j]), 6) for i in range(len(classes))))
                for j, f in enumerate(names)}
-    dense = [[float(w) * weight for w in row[len(names):]] for row in coef]
+    dense = [[float(w) * EMBEDDING_WEIGHT for w in row[len(names):]] for row in coef]
     return classifier.LinearModel.of(classes, weights, intercepts,
                                      dense if dense[0] else None)
 

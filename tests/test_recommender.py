@@ -56,8 +56,7 @@ def _read(texts: list[str], meaning: bool):
     """What scikit-learn reads of ``texts``: the TF-IDF rows, the embeddings beside them."""
     def rows(vec, more: list[str]):
         x = vec.transform([recommender.features(t) for t in more])
-        return (recommender._beside(x, embedding.matrix(more), recommender.EMBEDDING_WEIGHT)
-                if meaning else x)
+        return recommender._beside(x, embedding.matrix(more)) if meaning else x
     return ([recommender.features(t) for t in texts],
             embedding.matrix(texts) if meaning else None, rows)
 
