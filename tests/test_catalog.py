@@ -10,8 +10,9 @@ import pytest
 from conftest import ROOT
 from contracts.vocab import Unsure
 from hotline_link.settings import load_catalog
-from transfer.catalog import (EMERGENCY_MODEL_URGENT, URGENT_CATEGORY_SHARE, CatalogError,
-                              Classified, parse, recommend)
+from transfer.catalog import (EMERGENCY_MODEL, EMERGENCY_MODEL_AT_110, EMERGENCY_MODEL_URGENT,
+                              PLACED_AT_110, URGENT_CATEGORY_SHARE, CatalogError, Classified,
+                              parse, recommend)
 
 CATALOG = load_catalog()
 
@@ -142,6 +143,32 @@ def test_a_matter_the_police_act_on_first_needs_only_a_lean_to_danger(
         assert rec.emergency_why.startswith("emergency: 需要公安机关先期紧急处置的求助事项 (help "
                                             f"that needs police emergency action first) {share:.2f}"
                                             f", and the model leans to danger ({p_emergency:.2f})")
+
+
+def _police_matter(share: float, p_emergency: float):
+    """A model that places a description at 110 with ``share``, in a kind the police need not act
+    on first (public order), and whose emergency model gives it ``p_emergency``."""
+    return lambda text: Classified({"public_order": share, "public_facilities": 1.0 - share},
+                                   {"110": share, "12345": 1.0 - share}, p_emergency)
+
+
+@pytest.mark.parametrize("share, p_emergency, text, emergency", [
+    (PLACED_AT_110, EMERGENCY_MODEL_AT_110, "楼下那几个人又在那儿闹了，你们过来看看", True),
+    (0.95, 0.30, "楼下那几个人又在那儿闹了，你们过来看看", True),
+    (PLACED_AT_110 - 0.01, 0.30, "楼下那几个人又在那儿闹了，你们过来看看", False),  # not placed
+    (0.95, EMERGENCY_MODEL_AT_110 - 0.01, "楼下那几个人又在那儿闹了，你们过来看看", False),
+    # calm words keep the calm bar
+    (0.95, 0.50, "楼下那几个人又在那儿闹了，人都没事", False),
+])
+def test_a_matter_placed_at_110_needs_less_of_the_emergency_model(
+        share, p_emergency, text, emergency):
+    rec = recommend(CATALOG, text=text, classify=_police_matter(share, p_emergency))
+    assert rec.emergency is emergency, rec.emergency_why
+    assert rec.platform == "110"
+    if emergency and p_emergency < EMERGENCY_MODEL:
+        assert rec.emergency_why.startswith(
+            f"emergency: reads like the corpus's emergencies (model {p_emergency:.2f}; a matter "
+            f"of 110's ({share:.2f}): its bar {EMERGENCY_MODEL_AT_110:.2f})"), rec.emergency_why
 
 
 def _reads(platform: str, known: float | None):
