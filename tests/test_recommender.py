@@ -821,6 +821,14 @@ def test_the_emergency_judgement_handles_negation_conditions_and_what_is_over(te
     ("I can't leave until 9pm every day, my boss never pays overtime", False),
     ('I called on May 3 about the fire and nobody came, the building is still burning', True),
     ('孩子被拐过一次，今天放学没回来', True),
+    # something coming down now, a tree across a road or on a live line over people
+    ('plaster keeps falling from the ceiling of the stairwell onto the steps', True),
+    ('last year plaster was falling in our stairwell, it was repaired, who pays for it?', False),
+    ('is it normal that tiles are falling off new buildings? asking for my landlord', False),
+    ('a big tree fell down across the road near the school, cars are stopping suddenly', True),
+    ('a big tree fell down across the road last night, it is still there, please remove it', False),
+    ('a branch is resting on the power line right above the bus stop where people wait', True),
+    ('the tree is leaning on the power line behind our house, please trim it', False),
 ])
 def test_english_set_asides_yield_to_what_is_said_now_and_new_cues_spare_look_alikes(text,
                                                                                     emergency):

@@ -1583,7 +1583,14 @@ _FOREIGN_WORDS: dict[str, tuple[str, ...]] = {
                  r"ed)\b(?!\s+(?:of|in) (?:prices|the market))",
                  r"balcony[^.!?]{0,10}(?:just )?fell|tree fell on a car|roof is crushed|"
                  r"fell off a lorry",
-                 r"landslide",),
+                 r"landslide",
+                 # coming down as the caller speaks: "plaster is falling on my bed" (not asked of)
+                 r"\b(?:plaster|ceiling|bricks?|tiles?|concrete)\b[^.!?]{0,20}\b(?:is|are|keeps?) "
+                 r"(?:falling|dropping|coming down)\b(?![^.!?]{0,60}\?)",
+                 r"\b(?:tree|branch|pole)\b[^.!?]{0,60}\b(?:resting|leaning|hanging) on "
+                 r"(?:the |an |a )?(?:electric|power|high[- ]voltage) (?:wires?|lines?|cables?)\b"
+                 r"[^.!?]{0,80}"
+                 r"\b(?:people|kids|children|pedestrians|bus stop|school|under)\b"),
     "animal": (r"dogs? (?:are )?(?:surrounding|biting)|bitten by",
                r"\bwild (?:boar|pig)s?\b[^.!?]{0,60}\b(?:children|kids|people|school)\b",
                r"\bdogs?\b[^.!?]{0,12}\b(?:just )?(?:bit|attacked|is biting) (?:me|him|her|"
@@ -1618,6 +1625,9 @@ _FOREIGN_WORDS: dict[str, tuple[str, ...]] = {
               r"(?:driver|bus|cars?|people|police|workers|him|her|them|us)|"
               r"through (?:the|a|my|our) (?:shop )?window)\b"),
     "road_hazard": (r"\bswerving\b|drunk driver|seems drunk|run over|\bcollided\b",
+                    # a tree fallen across a road with traffic on it
+                    r"\b(?:tree|pole)\b[^.!?]{0,20}\b(?:came|fell|has come|has fallen) down "
+                    r"across\b[^.!?]{0,40}\b(?:lanes?|road)\b",
                     r"\bnear (?:crash|miss)(?:es)?\b|need (?:a )?police(?: officer)? here now",
                     r"ambulance[^.!?]{0,30}(?:can'?t|cannot) get (?:in|through)",
                     r"(?:ambulance|fire (?:engine|truck))[^.!?]{0,20}\b(?:is|are|'s) (?:now )?"
