@@ -272,8 +272,8 @@ def _model_bar(classified: Classified | None) -> tuple[float, str]:
     """The emergency model's bar, and the words saying why it is not ``EMERGENCY_MODEL``."""
     share = classified.platforms.get("110", 0.0) if classified is not None else 0.0
     if share >= PLACED_AT_110:
-        return EMERGENCY_MODEL_AT_110, f"; a matter of 110's ({share:.2f}): its bar " \
-                                       f"{EMERGENCY_MODEL_AT_110:.2f}"
+        return EMERGENCY_MODEL_AT_110, (f"; a matter of 110's ({share:.2f}): its bar "
+                                        f"{EMERGENCY_MODEL_AT_110:.2f}")
     return EMERGENCY_MODEL, ""
 
 
