@@ -1010,7 +1010,8 @@ INCIDENTS = tuple(ROOT / "tests" / "data" / f"incidents-{name}.tsv"
                                "regional-mandarin-attacked", "batch-21-lessons",
                                "property-now", "batch-21-attacked", "batch-23-lessons",
                                "batch-23-attacked", "batch-25-lessons",
-                               "batch-25-attacked", "batch-27-lessons", "batch-27-attacked"))
+                               "batch-25-attacked", "batch-27-lessons", "batch-27-attacked",
+                               "model-leaves-to-cues"))
 # Harmless near-misses the judgement calls emergencies on purpose: a child who swallowed a pill is
 # for an agent to judge, not for a list of harmless pills; domestic violence heard of in a named
 # compound is for the police to look into; a swindler's story of a son arrested in a fight is

@@ -177,6 +177,9 @@ CUES: dict[str, tuple[str, ...]] = {
                 r"(?:钻|躲|关)进(?:了)?[^，。,]{0,4}(?:冰柜|冰箱|洗衣机|后备箱)",
                 r"(?:扶梯|电梯|门)[^，。, ]{0,2}夹(?:住|到)(?:了)?[^，。, ]{0,4}(?:孩子|人|手|脚|腿)",
                 r"(?:人)?困(?:在)?车(?:上|里|内)",
+                # someone inside beating on the glass of a door that will not open
+                r"(?:车门|门)(?:怎么也|根本)?打不开[^。]{0,16}(?:人|他|她|孩子)?在里面(?:使劲|一直|拼命)?"
+                r"(?:拍|敲|砸)(?:着)?(?:车窗|窗户|窗|玻璃|车门|门)",
                 r"(?:传销|窝点)(?!似的|一样)[^。]{0,16}(?:不让(?:我|他|她)?走|手机被收)",
                 r"(?<!自己)(?:锁在|关在)(?:车间|屋|厕所|宿舍|房间|工棚|仓库|办公室|车)里[^。]{0,12}"
                 r"(?:不让|出不去|别想)", r"堵在[^，。,]{0,6}(?:里|胡同)[^，。,]{0,4}不让(?:我|我们|她|他)?(?:出|走)",
@@ -716,6 +719,10 @@ CUES: dict[str, tuple[str, ...]] = {
                  r"(?:我要|我想要|给我来|我订|我点|帮我送)(?:一|两|三|几)?(?:份|个|盒|张)[^，。,]{0,8}"
                  r"(?:披萨|比萨|汉堡|外卖|炸鸡|盒饭|炒饭|奶茶|饭|面)[^。]{0,30}(?<![没未])送到"
                  r"(?![^。]{0,30}(?:送错|不让|投诉|退款|差评|少了))",
+                 # A parcel "posted" from the hotline the same way: picked up at once, and the
+                 # caller speaking of someone there ("他手里那个东西").
+                 r"(?:我想|我要)寄(?:个|一个|一件)?快递[^。]{0,30}(?:他|那人|那个人)(?:手里|手上)"
+                 r"(?:拿着)?(?:的|那个|一个)?东西[^。]{0,40}(?:快点|赶紧|马上)(?:来)?(?:派件|取件|上门|来取)",
                  # A scream, then nothing.
                  r"(?:尖叫|惨叫|哭喊|呼救|喊救命|哭叫)[^。]{0,24}(?:突然|后来|然后|接着)[^，。,]{0,3}"
                  r"(?:就)?没(?:有)?(?:了)?(?:声|声音|动静)",
@@ -1205,7 +1212,8 @@ _FOREIGN_WORDS: dict[str, tuple[str, ...]] = {
                 r"throat[^.。!！?？]{0,8}tight", r"allergic reaction|anaphyla|heat\s?stroke",
                 r"(?:ate|eating|peanuts?|shrimps?|prawns?|nuts|seafood|stung|sting|bee|wasp|"
                 r"allerg\w*|pills?|tablets?)\b[^!?]{0,80}(?:throat (?:is |feels )?clos(?:ing|ed)|"
-                r"tongue (?:is |feels )?(?:huge|swollen|swelling|thick))(?![^.!?]{0,20}\bnumb)",
+                r"(?:tongue|lips) (?:is |are |feels? )?(?:very |so |really |all )?(?:huge|swollen|"
+                r"swelling|thick))(?![^.!?]{0,20}\bnumb)",
                 r"\bfainted\b|\bfaint (?:在|in|on|at)",
                 r"\bchoking\b|\bseizure\b|lips are blue|found (?:him|her|them) dead|"
                 r"\b(?:he|she|he'?s|she'?s|baby|skin|face|body|lips)\b[^.!?]{0,12}cold and blue",
@@ -2852,6 +2860,9 @@ _HABITUAL_EN = {"smoke": re.compile(r"(?i)\bevery (?:single )?(?:day|night|eveni
                 "trapped": re.compile(r"(?i)\b(?:stucks?|gets? stuck|breaks? down) (?:every|each) "
                                       r"(?:week|day|month|few days)\b")}
 _HABITUAL_KINDS = frozenset({"smoke"})
+# Felt now: no "last time" on the way to it ("上次闻着头晕" is the reason for a repair).
+_GAS_FELT = re.compile(r"(?:(?!上次|上回|那次|以前|之前|去年|有一次)[^。])*?"
+                       r"(?:头(?:都|有点|好|很|开始)?(?:晕|疼|痛)|想吐|恶心|喘不上|站不稳)")
 _NOW_EN = re.compile(r"(?i)\bnow\b")
 _INSIDE_NOW_EN = re.compile(r"(?i)\b(?:is|are|'s|'re)\s+(?:still\s+)?(?:stuck|trapped|locked|"
                             r"shut|inside)\b|\b(?:this time|again|currently|at (?:this|the) "
@@ -3261,6 +3272,8 @@ def _set_aside(kind: str, text: str, start: int, end: int) -> str | None:
         habit = None        # "你们天天不管事…，现在好了，冒烟了！"
     if habit and kind in _BODY and _TODAY.search(clause):
         habit = None        # "我妈老是说胸口闷，今天早上倒在厨房不动了"
+    if habit and kind == "gas" and _GAS_FELT.match(text, end):
+        habit = None        # "燃气管老是漏气味道很大我头都晕了": the leak is old, the dizziness now
     if not habit and kind in _HABITUAL_EN and not said_now and not _TODAY.search(clause):
         # A smell or a lift that sticks, of its clause and only where no "now" is said anywhere
         # ("every night the plant smells of chemicals, there is a yellow cloud over the school
