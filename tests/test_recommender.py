@@ -1423,7 +1423,7 @@ def test_the_bench_counts_where_the_emergencies_it_missed_went(tmp_path):
     assert (spoken["caught"], spoken["missed_to_12345"], spoken["harmless_to_agent"]) == (1, 1, 1)
 
 
-def test_the_emergency_models_learn_the_flags_their_rule_and_language_allow(
+def test_the_emergency_models_learn_the_flags_their_language_allows(
         monkeypatch, tmp_path):
     samples = recommender.read_corpus(CATALOG)[::10]
     assert {s.batch for s in samples} >= {"1", "9", "12", "17"}
@@ -1446,12 +1446,11 @@ def test_the_emergency_models_learn_the_flags_their_rule_and_language_allow(
     category_labels, chinese_flags, all_flags = fits
     training = [s for s in samples if not s.held_out]
     assert len(category_labels) == len(training) + sum(len(c.examples) for c in CATALOG.categories)
-    by_policy = [s for s in training if s.batch not in recommender.FLAGS_NOT_TRAINED]
-    assert len(all_flags) == len(by_policy)
-    # the emergency model for Chinese text learns no foreign batch (nor batch 17's flags); the one
-    # for text in Latin letters learns them all, and answers for such text only
-    skipped = recommender.FOREIGN_BATCHES | recommender.CHINESE_FLAGS_NOT_TRAINED
-    assert len(chinese_flags) == sum(s.batch not in skipped for s in by_policy)
+    assert all_flags == ["1" if s.emergency else "0" for s in training]
+    # the emergency model for Chinese text learns no foreign batch; the one for text in Latin
+    # letters learns them all, and answers for such text only
+    assert chinese_flags == ["1" if s.emergency else "0" for s in training
+                             if s.batch not in recommender.FOREIGN_BATCHES]
     assert len(chinese_flags) < len(all_flags)
     english, chinese = "my neighbour is lying on the floor", "我邻居倒在地上了"
     feats = recommender.features(english, model.dictionary)
