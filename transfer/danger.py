@@ -2872,9 +2872,9 @@ _HABITUAL_EN = {"smoke": re.compile(r"(?i)\bevery (?:single )?(?:day|night|eveni
                 "trapped": re.compile(r"(?i)\b(?:stucks?|gets? stuck|breaks? down) (?:every|each) "
                                       r"(?:week|day|month|few days)\b")}
 _HABITUAL_KINDS = frozenset({"smoke"})
-# Felt now: no "last time" on the way to it ("上次闻着头晕" is the reason for a repair).
-_GAS_FELT = re.compile(r"(?:(?!上次|上回|那次|以前|之前|去年|有一次)[^。])*?"
-                       r"(?:头(?:都|有点|好|很|开始)?(?:晕|疼|痛)|想吐|恶心|喘不上|站不稳)")
+# What a leak does to the people in it; felt now unless told as an episode ("上次闻着头晕" is the
+# reason for a repair).
+_GAS_FELT = re.compile(r"头(?:都|有点|好|很|开始)?(?:晕|疼|痛)|想吐|恶心|喘不上|站不稳")
 _NOW_EN = re.compile(r"(?i)\bnow\b")
 _INSIDE_NOW_EN = re.compile(r"(?i)\b(?:is|are|'s|'re)\s+(?:still\s+)?(?:stuck|trapped|locked|"
                             r"shut|inside)\b|\b(?:this time|again|currently|at (?:this|the) "
@@ -3284,7 +3284,8 @@ def _set_aside(kind: str, text: str, start: int, end: int) -> str | None:
         habit = None        # "你们天天不管事…，现在好了，冒烟了！"
     if habit and kind in _BODY and _TODAY.search(clause):
         habit = None        # "我妈老是说胸口闷，今天早上倒在厨房不动了"
-    if habit and kind == "gas" and _GAS_FELT.match(text, end):
+    felt = _GAS_FELT.search(text, end, begin + len(said)) if habit and kind == "gas" else None
+    if felt and not _EPISODE.search(text, end, felt.start()):
         habit = None        # "燃气管老是漏气味道很大我头都晕了": the leak is old, the dizziness now
     if not habit and kind in _HABITUAL_EN and not said_now and not _TODAY.search(clause):
         # A smell or a lift that sticks, of its clause and only where no "now" is said anywhere
