@@ -227,6 +227,27 @@ _LETTER = re.compile(r"[^\W\d_]")
 _NOT_HAN_WORD = re.compile(r"[^\W\d_\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+")
 
 
+@dataclass(frozen=True, eq=False)
+class Neighbours:
+    """The training descriptions by their meaning: their sentence embeddings (unit rows, a file of
+    the build's mapped read-only, so the processes of a machine share one copy) and which are
+    emergencies, with those emergencies' texts to quote."""
+    vectors: object                 # numpy float32, one row a training description
+    emergency: object               # numpy bool, one a row
+    texts: dict[int, str]           # row -> the emergency's text as the corpus has it
+
+    def nearest(self, meaning) -> catalog_mod.Nearest:
+        import numpy as np
+
+        likeness = self.vectors @ np.asarray(meaning, dtype=np.float32)
+        n = catalog_mod.NEAREST
+        rows = (np.argpartition(-likeness, n)[:n] if len(likeness) > n
+                else np.arange(len(likeness)))
+        flagged = [int(r) for r in rows if self.emergency[r]]
+        best = max(flagged, key=lambda r: likeness[r]) if flagged else None
+        return catalog_mod.Nearest(len(flagged), self.texts[best] if best is not None else "")
+
+
 @dataclass(frozen=True)
 class Model:
     """What the recommender reads: the category model (a platform's probability is the sum of
@@ -239,6 +260,7 @@ class Model:
     platform_of: dict[str, str]      # category label -> platform (UNCLEAR: none)
     emergency_foreign: classifier.LinearModel | None = None   # for text mostly in Latin letters
     pinyin: reading.PinyinTable | None = None     # words by their pinyin (reading.from_pinyin)
+    neighbours: Neighbours | None = None
 
     def probabilities(self, text: str) -> catalog_mod.Classified:
         # Read again though ``Recommender.recommend`` read it (6 µs for text read already): the
@@ -276,7 +298,9 @@ class Model:
         return catalog_mod.Classified(labels, platforms,
                                       emergency.probabilities(feats, meaning)["1"],
                                       known / len(distinct) if distinct else 0.0,
-                                      self.foreign_words_known(text))
+                                      self.foreign_words_known(text),
+                                      self.neighbours.nearest(meaning)
+                                      if self.neighbours is not None else None)
 
     def foreign_words_known(self, text: str) -> float | None:
         """Of a text not mostly in Chinese characters, the share of its other words the model
@@ -318,9 +342,10 @@ def model_dir() -> Path:
     return Path(os.environ.get("HOTLINE_MODEL_DIR") or project_home() / "var" / "recommender")
 
 
-def _paths(stamp_: str, directory: Path | None = None) -> tuple[Path, Path]:
+def _paths(stamp_: str, directory: Path | None = None) -> tuple[Path, Path, Path]:
     directory = directory or model_dir()
-    return directory / f"model-{stamp_}.json", directory / f"words-{stamp_}.txt"
+    return (directory / f"model-{stamp_}.json", directory / f"words-{stamp_}.txt",
+            directory / f"meanings-{stamp_}.npy")
 
 
 # The category model is a linear SVM (squared hinge): under 5-fold cross-validation on the
@@ -505,8 +530,20 @@ def train(catalog: Catalog, samples: list[Sample], stamp_: str,
     foreign = emergency_model(every) if len(chinese) < len(every) else emergency
     words, follows = pinyin_table(dictionary, texts)
     english = english_words(texts, reading.PinyinTable(words))
+    import numpy as np
+
+    flags = np.array([s.emergency for s in train_set], dtype=bool)
+    neighbours = Neighbours(_unit_rows(meaning[:len(train_set)]), flags,
+                            {i: train_set[i].text for i in np.flatnonzero(flags).tolist()})
     return Model(category, emergency, stamp_, dictionary, _platforms(catalog, category), foreign,
-                 reading.PinyinTable(words, english, follows))
+                 reading.PinyinTable(words, english, follows), neighbours)
+
+
+def _unit_rows(x):
+    import numpy as np
+
+    x = np.asarray(x, dtype=np.float32)
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 
 def english_words(texts: list[str], pinyin: reading.PinyinTable) -> frozenset[str]:
@@ -602,22 +639,47 @@ def pinyin_table(dictionary: Path, texts: list[str]) -> tuple[
 
 
 def save(model: Model, directory: Path | None = None) -> Path:
-    path, words = _paths(model.stamp, directory)
+    import numpy as np
+
+    path, words, meanings = _paths(model.stamp, directory)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
     foreign = model.emergency_foreign or model.emergency
     pinyin, follows = model.pinyin.to_text() if model.pinyin else ("", "")
-    tmp.write_text(json.dumps({"stamp": model.stamp, "category": model.category.to_json(),
-                               "emergency": model.emergency.to_json(),
-                               "emergency_foreign": foreign.to_json(),
-                               "pinyin": pinyin, "follows": follows,
-                               "english": sorted(model.pinyin.english) if model.pinyin else []}))
+    near = model.neighbours
+    if near is not None:
+        # Before the model's file: a model file on disk means its meanings are there too.
+        tmp = meanings.with_suffix(".tmp")
+        with tmp.open("wb") as f:
+            np.save(f, near.vectors)
+        os.replace(tmp, meanings)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({
+        "stamp": model.stamp, "category": model.category.to_json(),
+        "emergency": model.emergency.to_json(), "emergency_foreign": foreign.to_json(),
+        "pinyin": pinyin, "follows": follows,
+        "english": sorted(model.pinyin.english) if model.pinyin else [],
+        "neighbours": None if near is None else {
+            "emergency": "".join("1" if f else "0" for f in near.emergency.tolist()),
+            "texts": [near.texts[i] for i in sorted(near.texts)]}}))
     os.replace(tmp, path)
     for old in [*path.parent.glob("model-*.json"), *path.parent.glob("words-*.txt"),
-                *path.parent.glob("jieba.*.cache")]:
-        if old not in (path, words):
+                *path.parent.glob("meanings-*.npy"), *path.parent.glob("jieba.*.cache")]:
+        if old not in (path, words, meanings):
             old.unlink(missing_ok=True)
     return path
+
+
+def _neighbours(data: dict | None, meanings: Path) -> Neighbours | None:
+    if data is None:
+        return None
+    import numpy as np
+
+    flags = np.array([c == "1" for c in data["emergency"]], dtype=bool)
+    vectors = np.load(meanings, mmap_mode="r")
+    rows = np.flatnonzero(flags).tolist()
+    if vectors.shape[0] != len(flags) or len(rows) != len(data["texts"]):
+        raise ValueError(f"{meanings}: {vectors.shape[0]} meanings for {len(flags)} descriptions")
+    return Neighbours(vectors, flags, dict(zip(rows, data["texts"])))
 
 
 def build(catalog: Catalog) -> tuple[Model, list[Sample]]:
@@ -636,7 +698,7 @@ def built() -> bool:
 def load(catalog: Catalog, train_if_missing: bool = False) -> Model:
     """The model for the current corpus: read from the build's file, or trained (and kept)."""
     s = stamp()
-    path, words = _paths(s)
+    path, words, meanings = _paths(s)
     if path.exists() and words.exists():
         try:
             data = json.loads(path.read_text())
@@ -645,8 +707,9 @@ def load(catalog: Catalog, train_if_missing: bool = False) -> Model:
                 for part in ("category", "emergency", "emergency_foreign"))
             return Model(category, emergency, s, words, _platforms(catalog, category), foreign,
                          reading.PinyinTable.from_text(data["pinyin"], frozenset(data["english"]),
-                                                       data["follows"]))
-        except (ValueError, KeyError, TypeError, AttributeError):
+                                                       data["follows"]),
+                         _neighbours(data["neighbours"], meanings))
+        except (ValueError, KeyError, TypeError, AttributeError, OSError):
             if not train_if_missing:
                 raise
             # Unreadable (damaged, or of an older format): built again below.

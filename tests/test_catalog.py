@@ -10,9 +10,10 @@ import pytest
 from conftest import ROOT
 from contracts.vocab import Unsure
 from hotline_link.settings import load_catalog
-from transfer.catalog import (EMERGENCY_MODEL, EMERGENCY_MODEL_AT_110, EMERGENCY_MODEL_URGENT,
-                              PLACED_AT_110, URGENT_CATEGORY_SHARE, CatalogError, Classified,
-                              parse, recommend)
+from transfer.catalog import (EMERGENCY_MODEL, EMERGENCY_MODEL_AT_110, EMERGENCY_MODEL_NEAR,
+                              EMERGENCY_MODEL_URGENT, NEAREST, NEAREST_EMERGENCIES, PLACED_AT_110,
+                              URGENT_CATEGORY_SHARE, CatalogError, Classified, Nearest, parse,
+                              recommend)
 
 CATALOG = load_catalog()
 
@@ -169,6 +170,51 @@ def test_a_matter_placed_at_110_needs_less_of_the_emergency_model(
         assert rec.emergency_why.startswith(
             f"emergency: reads like the corpus's emergencies (model {p_emergency:.2f}; a matter "
             f"of 110's ({share:.2f}): its bar {EMERGENCY_MODEL_AT_110:.2f})"), rec.emergency_why
+
+
+def _near(emergencies: int, p_emergency: float):
+    """A model that places a description at 12345 (a wall's repair), whose emergency model gives
+    it ``p_emergency``, and of whose ``NEAREST`` nearest training descriptions ``emergencies``
+    are emergencies."""
+    return lambda text: Classified({"public_facilities": 0.9, "public_order": 0.1},
+                                   {"12345": 0.9, "110": 0.1}, p_emergency,
+                                   nearest=Nearest(emergencies, "学校围墙裂缝越来越大，砖头往下掉，孩子马上放学"))
+
+
+WALL = "学校边上那段老围墙的缝一上午宽了一指"
+
+
+@pytest.mark.parametrize("emergencies, p_emergency, text, emergency", [
+    (NEAREST_EMERGENCIES, EMERGENCY_MODEL_NEAR, WALL, True),
+    (NEAREST, 0.30, WALL, True),
+    (NEAREST_EMERGENCIES - 1, 0.30, WALL, False),                  # the nearest are not
+    (NEAREST, EMERGENCY_MODEL_NEAR - 0.01, WALL, False),           # the model does not lean
+    # calm words, or a scare over, are not overruled by the corpus's likeness either
+    (NEAREST, 0.30, WALL + "，已经拉上警戒线了，人都没事", False),
+    (NEAREST, 0.30, WALL + "，后来一看是误会一场", False),
+])
+def test_a_description_near_the_corpus_emergencies_needs_only_a_lean_to_danger(
+        emergencies, p_emergency, text, emergency):
+    rec = recommend(CATALOG, text=text, classify=_near(emergencies, p_emergency))
+    assert rec.emergency is emergency, rec.emergency_why
+    if emergency:
+        assert rec.platform == "110"
+        assert rec.emergency_why.startswith(
+            f"emergency: {emergencies} of the {NEAREST} descriptions of the corpus nearest in "
+            f"meaning are emergencies (the nearest: \"学校围墙裂缝越来越大，砖头往下掉，孩子马上放学\"), "
+            f"and the model leans to danger ({p_emergency:.2f})"), rec.emergency_why
+    else:
+        assert rec.platform == "12345", rec.reason
+
+
+def test_the_nearest_emergency_quoted_is_cut_short():
+    long = "我们楼下那根燃气管道一直在嘶嘶响，味道特别冲，" * 5
+    rec = recommend(CATALOG, text=WALL, classify=lambda text: Classified(
+        {"public_facilities": 0.9, "public_order": 0.1}, {"12345": 0.9, "110": 0.1}, 0.2,
+        nearest=Nearest(NEAREST, long)))
+    assert rec.emergency
+    quoted = rec.emergency_why.split("(the nearest: \"")[1].split("\")")[0]
+    assert len(quoted) == 60 and quoted.endswith("…") and long.startswith(quoted[:-1])
 
 
 def _reads(platform: str, known: float | None):

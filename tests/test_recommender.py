@@ -16,7 +16,7 @@ from conftest import ROOT
 from hotline_link import embedding, reading, recommender
 from hotline_link.settings import load_catalog
 from transfer import classifier, danger
-from transfer.catalog import CONSULTATION, UNCLEAR, recommend
+from transfer.catalog import CONSULTATION, NEAREST, UNCLEAR, recommend
 
 CATALOG = load_catalog()
 
@@ -1462,3 +1462,33 @@ def test_the_emergency_models_learn_the_flags_their_language_allows(
     assert not classifier.foreign("我在KTV门口，苏E9C6Q1的车撞人了")
     assert recommender.Sample("other", False, "x", "other.9.tsv:3").batch == "9"
     assert recommender.Sample("other", False, "x", "other.tsv:3").batch == "1"
+
+
+def test_the_nearest_descriptions_are_the_training_parts_and_are_kept_with_the_model(
+        monkeypatch, tmp_path):
+    import numpy as np
+
+    samples = recommender.read_corpus(CATALOG)[::20]
+    model = recommender.train(CATALOG, samples, "t", tmp_path)
+    training = [s for s in samples if not s.held_out]
+    near = model.neighbours
+    assert near.vectors.shape == (len(training), embedding.DIM)
+    assert near.emergency.tolist() == [s.emergency for s in training]
+    assert sorted(near.texts.values()) == sorted(s.text for s in training if s.emergency)
+    held = [s.text for s in samples if s.held_out]
+    assert held and not set(held) & set(near.texts.values())     # never a held-out description
+    told = [s for s in training if s.emergency][:20]
+    for s in told:          # a training emergency's nearest emergency is itself
+        got = model.probabilities(s.text).nearest
+        assert got.example == s.text and 1 <= got.emergencies <= NEAREST
+    recommender.save(model, tmp_path)
+    monkeypatch.setattr(recommender, "stamp", lambda *args, **kwargs: "t")
+    monkeypatch.setenv("HOTLINE_MODEL_DIR", str(tmp_path))
+    loaded = recommender.load(CATALOG)
+    assert isinstance(loaded.neighbours.vectors, np.memmap)      # mapped, not read into memory
+    for s in training[:40]:
+        assert loaded.probabilities(s.text).nearest == model.probabilities(s.text).nearest
+    np.save(tmp_path / "meanings-t.npy", near.vectors[:-1])     # one description short
+    with pytest.raises(ValueError, match=r"meanings-t\.npy: .* meanings for .* descriptions"):
+        recommender.load(CATALOG)
+
