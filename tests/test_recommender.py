@@ -989,6 +989,9 @@ def test_money_in_progress_and_english_without_the_danger_word(text, emergency):
 # Then batch 27's (a face swelling and breath short, someone pinned under a fallen sign, a hole
 # opening before school ends; a flood's aftermath, "要被他逼得跳楼了", scaffolding 歪歪扭扭) and a
 # review's attack on them ("被水冲得松手了", "着火的时候先闻到…现在满屋子都是", 不让下学期报名).
+# Then money going as the caller speaks, in English, Hinglish and Chinese: an "unlock" fee about to
+# be paid, the swindler still on the line, a balance falling with nothing bought; beside a parking
+# fee, a phone bill's balance, a tax office and a fee paid last month.
 INCIDENTS = tuple(ROOT / "tests" / "data" / f"incidents-{name}.tsv"
                   for name in ("110", "medical-rescue", "12345-complaints", "voices",
                                "time-and-negation", "a-week", "set-aside-words",
@@ -1011,7 +1014,7 @@ INCIDENTS = tuple(ROOT / "tests" / "data" / f"incidents-{name}.tsv"
                                "property-now", "batch-21-attacked", "batch-23-lessons",
                                "batch-23-attacked", "batch-25-lessons",
                                "batch-25-attacked", "batch-27-lessons", "batch-27-attacked",
-                               "model-leaves-to-cues"))
+                               "model-leaves-to-cues", "money-going-now"))
 # Harmless near-misses the judgement calls emergencies on purpose: a child who swallowed a pill is
 # for an agent to judge, not for a list of harmless pills; domestic violence heard of in a named
 # compound is for the police to look into; a swindler's story of a son arrested in a fight is

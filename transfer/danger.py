@@ -857,7 +857,15 @@ CUES: dict[str, tuple[str, ...]] = {
                   r"(?:拿着|带着)(?:存折|银行卡|卡)[^，。,]{0,4}(?:去|到)(?:了)?银行",
                   r"(?:说是|冒充|自称)[^，。,]{0,10}的[^。]{0,30}(?:还在|正在|刚进了?)(?:敲门|挨家|楼里|我们|我家|家|门口)",
                   r"要(?:银行卡|存折|密码|身份证)[^。]{0,20}(?:刚进|还在|正在)",
-                  r"(?:说是|冒充|自称)[^。]{0,40}(?:还没走|还在门口|还在敲门|在门口等)", r"上门收(?:现金|钱)"),
+                  r"(?:说是|冒充|自称)[^。]{0,40}(?:还没走|还在门口|还在敲门|在门口等)", r"上门收(?:现金|钱)",
+                  # the money going as the caller speaks, nothing done by the owner
+                  r"(?:卡里|卡上|银行卡里?|账户里?|账上|支付宝里?|微信里?)(?:的)?(?:钱|余额)[^，。,]{0,4}"
+                  r"(?:(?:一直|还|正|不停地?)在?|在)(?:减少|变少|往外(?:走|转|扣)|被(?:扣|转|划)走?)",
+                  r"(?<!话费)(?<!流量)(?<!电费)(?<!水费)(?<!燃气)(?<!饭卡)(?<!公交卡)余额(?:一直|还|正|不停地?)在?"
+                  r"(?:减少|变少|往下掉)[^。]{0,12}(?:没(?:点|动|操作|买|用)|不是我)",
+                  # paying the swindle's "unfreeze" or "withdrawal" money now
+                  r"(?:解冻|保证金|提现|刷单|返利|做任务)[^。]{0,30}(?:现在|马上|这就|正)(?:就)?(?:要|准备|去)?"
+                  r"(?:转(?:了|过去|给|钱|账)|交钱|付钱|打钱|汇款|汇钱)"),
     "electric": (r"水[^。]{0,8}(?:灯座|灯口|电灯|插座|开关)(?:里)?[^。]{0,6}(?:流|滴|渗|往下)",
                  r"(?:取暖器|吹风机|电器|插线板|充电器)[^。]{0,6}掉进[^。]{0,4}(?:浴盆|浴缸|盆|水)",
                  r"(?:插排|插座|插线板|电线|电闸|电箱)[^。]{0,6}(?:火星子|冒火星|放烟花)",
@@ -1569,6 +1577,17 @@ _FOREIGN_WORDS: dict[str, tuple[str, ...]] = {
                   r"safe account|police on (?:a )?video call|骗子\s*is on (?:the )?phone|"
                   r"going to (?:the )?bank to send money",
                   r"(?:transfer|send|move)[^.!?]{0,24}(?:right now|\bnow\b)",
+                  # paying to "unlock" or "withdraw" one's own money: the swindle's last step
+                  r"\b(?:about to|going to|ready to|i'?m|i am)\s+(?:pay|paying|transfer\w*|send\w*|"
+                  r"wir(?:e|ing))\b[^.!?]{0,40}\b(?:unlock\w*|unfreez\w*|withdraw\w*)|"
+                  r"\b(?:unlock\w*|unfreez\w*|withdraw\w*)\b[^.!?]{0,60}\b(?:(?:about|going|ready) to "
+                  r"(?:pay|send|transfer|wire)|(?:i'?m|i am) (?:paying|sending|transferring|wiring))\b",
+                  r"\b(?:he|she|they|the (?:guy|man|woman|caller|scammer)|someone|somebody)(?: is| are|"
+                  r"'s|'re)? still on the (?:call|phone|line)\b[^.!?]{0,60}\b(?:install|download|"
+                  r"apps?\b|remote|transfer|pay|send|money|code|otp|password|pin\b)",
+                  r"\b(?:money|funds|balance|savings)\b[^.!?]{0,20}\b(?:keeps?|is|are|still) "
+                  r"(?:leaving|going out of|disappearing from|being (?:taken|deducted|withdrawn|"
+                  r"transferred) (?:from|out of)) (?:my|our|her|his|the) (?:\w+ )?(?:account|card)",
                   r"transfer money now|(?:asked|asks|ask|told|tells|"
                   r"wants?) (?:me )?to (?:transfer|send|wire)"
                   r"[^.。!！?？]{0,8}money",),
@@ -1870,7 +1889,10 @@ _OTHER_LATIN: dict[str, tuple[str, ...]] = {
                   r"policia\b|\bse passando por (?:da )?policia\b|\bdiz ser (?:da )?policia\b|"
                   r"\bgibt sich als polizist\b|\bnagpapanggap na pulis\b|\bkhud ko police bata|"
                   r"\bbehauptet[^.!?]{0,40}\b(?:festgenommen|verhaftet)\b|"
-                  r"\botp bata (?:rahi|raha)\b",),
+                  r"\botp bata (?:rahi|raha)\b",
+                  r"\b(?:abhi|abhi bhi|ab bhi|abhi tak)\b[^.!?]{0,20}\b(?:call|phone|line) (?:pe|par)\b"
+                  r"[^.!?]{0,40}\b(?:paise|paisa|rupaye|money|otp|transfer|bhej\w*)|\b(?:paise|paisa|"
+                  r"otp)\b[^.!?]{0,100}\b(?:abhi bhi|ab bhi|abhi tak) (?:call|phone|line) (?:pe|par)\b",),
     "danger": (r"\bauxilio!|\bayuda+!|\ba l'aide\s*!|\baiuto!|\bcuu (?:voi|toi)\b|\bcuu!|"
                r"\btolong+!|\bbacha+o\b|\bbacha lo\b|\bkeu cuu\b|\btulong po\b|"
                r"\btulungan (?:nyo|niyo) (?:po )?kami\b|\bhumihingi ng tulong\b|"
@@ -2368,7 +2390,7 @@ _THREATS = frozenset({"violence", "threat", "self_harm", "fraud_now", "fraud_ong
 _CLEARED: dict[str, tuple[str, ...]] = {
     # an agent's note that asked: "经询问，明确表示无轻生想法，只是气话"
     "self_harm": (r"无(?:轻生|自杀|自伤)(?:的)?(?:想法|念头|意图|倾向)",),
-    "fraud_now": (r"(?:我|他|她)?(?:已经)?转了", r"(?<!还)没(?:有)?(?:转|上当|理他|信)", r"(?:就|直接)?挂了",
+    "fraud_now": (r"(?<!要)(?<!快)(?<!准备)(?:我|他|她)?(?:已经)?转了", r"(?<!还)没(?:有)?(?:转|上当|理他|信)", r"(?:就|直接)?挂了",
                   r"(?<!要)(?<!正要)(?<!转账)(?<!汇款)(?<!打钱)(?<!念)(?<!读)(?<!报)"
                   r"给(?:了)?(?:对方|他|她|人家)了?(?!打(?:个|了个)?电话|回(?:个)?电话|发(?:短信|消息)|说|讲|做|劝)",
                   r"被转走", r"后来才", r"(?:已经|已|给)冻结|冻结了",
