@@ -2641,7 +2641,9 @@ _BESIDE = re.compile(r"(?:旁边|隔壁|边上|对面)的(?:仓库|厂房|房子
 _SOMEONE_INSIDE = re.compile(r"(?:棚|屋|房|车|仓库)里(?:面|头)?(?:好像|可能)?(?:还)?有人|"
                              r"(?:人|孩子|老人)还在里(?:面|头)")
 _SPREAD = re.compile(r"着到|烧到(?!了?(?:我家|家里))|引燃|引着|烧过来|火很大|火太大|火越来越大|"
-                     r"(?i:caught fire|spread(?:ing|s)? to|out of control)")
+                     r"(?i:caught fire|spread(?:ing|s)? to|out of control|spread(?:ing|s)? (?:into|"
+                     r"towards?|across) (?:the )?(?:dry )?(?:grass|fields?|trees|woods|forest|"
+                     r"houses|homes|village|buildings?|sheds?|warehouses?)\b)")
 _HELP_COMING = re.compile(r"来人了没|(?:消防车|救护车|你们)(?:到了|来了|叫了)没|叫了没有|我们[^，。,]{0,4}要不要撤")
 _GOING_ON_NOW = re.compile(r"(?<![有])在(?!意|乎)|正在|一直|躺着|着火|呲呲")
 # Conditions that look ahead to what they fear; and with them, every word that supposes.
