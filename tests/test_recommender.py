@@ -1494,4 +1494,3 @@ def test_the_nearest_descriptions_are_the_training_parts_and_are_kept_with_the_m
     np.save(tmp_path / "meanings-t.npy", near.vectors[:-1])     # one description short
     with pytest.raises(ValueError, match=r"meanings-t\.npy: .* meanings for .* descriptions"):
         recommender.load(CATALOG)
-
