@@ -75,7 +75,7 @@ from transfer.catalog import CONSULTATION, UNCLEAR, Catalog, recommend
 ROOT = Path(__file__).resolve().parent.parent
 PROBES = {f"probe_{x}": ROOT / "bench" / "data" / f"recommender-probe-{x}.tsv"
           for x in [*"abcdefghijklmnopqrstuvwxyz", "aa", "ab", "ac", "ad", "ae", "af",
-                    "ag", "ah", "ai", "aj", "ak", "al", "am", "an", "ao", "ap", "aq", "ar"]}
+                    "ag", "ah", "ai", "aj", "ak", "al", "am", "an", "ao", "ap", "aq", "ar", "as"]}
 # Emergencies told in other languages (``language<TAB>emergency<TAB>text``, half of each set
 # harmless calls, many with the same alarming words): no categories, so only the emergency
 # judgement is measured on them. Each was written by a writer who read neither the code nor the
@@ -479,6 +479,12 @@ FIRST_READINGS = {
                  "emergency_recall_pct": 100.0, "emergency_precision_pct": 71.2,
                  "category_accuracy_pct": 79.3, "unsure_pct": 1.9, "missed_emergencies": 0,
                  "emergencies": 89},
+    # Twenty-one other languages in their own scripts by seven writers (AS, read after its first
+    # figures): written as corpus batch 29 and kept out of it, as AQ was (see the README's corpus).
+    "probe_as": {"date": "2026-12-07", "corpus": 24438, "platform_accuracy_pct": 40.1,
+                 "emergency_recall_pct": 96.2, "emergency_precision_pct": 60.1,
+                 "category_accuracy_pct": 24.7, "unsure_pct": 49.2, "missed_emergencies": 11,
+                 "emergencies": 291},
 }
 
 
