@@ -1461,7 +1461,10 @@ _FOREIGN_WORDS: dict[str, tuple[str, ...]] = {
                  r"check|renew))|preventing (?:him|her|me|us|them) from "
                  r"leaving|(?:are|is|being) (?:confined|held) in|explosives|"
                  + _BOMB_EN,
-                 r"\bknife\b(?! set)|(?<!jump the )(?<!jumped the )(?<!jumping the )\bgun\b|\bstabbed\b",
+                 # Not Turkish "her gün", "bir gün" (every day, one day), which the accents'
+                 # folding (``_plain_latin``) reads "her gun": a caller's "her gun" is rarer.
+                 r"\bknife\b(?! set)|(?<!jump the )(?<!jumped the )(?<!jumping the )(?<!her )"
+                 r"(?<!bir )(?<!bu )(?<!iki )\bgun\b|\bstabbed\b",
                  r"\battack(?:ed|ing)? (?:me|him|her|us|my)\b",
                  r"hit me|beat(?:ing)? (?:me|my|him|her)\b", r"\brob(?:bed|bery)\b|\braped?\b",
                  r"follow(?:ed|ing) me|touch(?:ed)? me|broke into|still inside|\bkidnapped\b",
@@ -1986,7 +1989,11 @@ _TEN_LATIN: dict[str, tuple[str, ...]] = {
         r"\b(?:schlaegt|schlagt|verpruegelt|verprugelt) (?:seine frau|seine freundin|ihre "
         r"kinder|sein kind|mich|ihn)\b(?! vor)|\bmit (?:einem|einer) (?:messer|waffe|pistole)\b"
         r"[^.!?]{0,30}\b(?:bedroht|droht|fuchtelt|sticht|angegriffen)\b",
-        r"\b(?:golok|parang|celurit)\b|\bcam dao\b|\bdanh (?:vo|chong) (?:toi|minh|con)\b|"
+        # A parang (a machete in Malay and Indonesian) only held or brought: in Tagalog "parang"
+        # is "as if" ("parang may kumakatok", as if someone were knocking).
+        r"\b(?:golok|celurit)\b|\b(?:bawa|bawak|membawa|pegang|memegang|acung(?:kan)?|"
+        r"mengacungkan|hunus|menghunus|dengan|pakai|guna) (?:sebilah )?parang\b|\bcam dao\b|"
+        r"\bdanh (?:vo|chong) (?:toi|minh|con)\b|"
         r"\bdanh nhau\b|\bmau bunuh (?:saya|kami|aku|istri|suami|anak|dia|orang|kalian)\b|"
         r"\b(?:memukul|mukulin|dipukul) (?:istri|suami|anak|saya|aku|kami|dia|orang|ibu|bapak)\b|"
         r"\bmabuk\b[^.!?]{0,30}\b(?:pegang|bawa) (?:golok|pisau|parang|celurit|senjata|botol)\b",
@@ -2033,19 +2040,20 @@ _TEN_LATIN: dict[str, tuple[str, ...]] = {
         r"\b(?:coche|casa|edificio|carro|piso|cocina|moto|tienda)\b[^.!?]{0,12}\bardiendo\b",
     ),
     "gas": (
-        r"\b(?:olor|cheiro|odeur|geruch|mui|bau)\b[^.!?]{0,12}\b(?:a |de |d'|nach )?"
+        r"\b(?:olor|cheiro|odeur|geruch|mui|bau|amoy)\b[^.!?]{0,12}\b(?:a |de |d'|nach )?"
         r"(?:gas|gaz|butano)\b(?![^.!?]{0,25}(?:echappement|escapamento|escape|buang|abgas|"
         r"pruefung|prufung|inspec|factura|facture|rechnung|hoa don|tagihan))|"
         r"\b(?:huele|cheira|riecht|stinkt)\b[^.!?]{0,20}\b(?:a gas|a gaz|a butano|nach gas)\b|"
         r"\bsent (?:\w+ ){0,2}le gaz\b|\b(?:fuga|vazamento|fuite) de (?:gas|gaz)\b",
-        # rotten eggs indoors, by a neighbour's door (not a drain's)
+        # rotten eggs indoors, by a neighbour's door (not a drain's); Tagalog's too (2026-12-07)
         r"\b(?:pasillo|rellano|escalera|cocina|vecin\w*|couloir|cuisine|voisin\w*|flur|"
         r"treppenhaus|kueche|kuche|nachbar\w*|hanh lang|hang xom|koridor|dapur|tetangga|"
-        r"corredor|cozinha|vizinh\w*)\b[^.!?]{0,60}\b(?:huevo podrido|ovo podre|oeuf pourri|"
-        r"faulen eiern?|trung thoi|telur busuk)\b|\b(?:huevo podrido|ovo podre|oeuf pourri|"
-        r"faulen eiern?|trung thoi|telur busuk)\b[^.!?]{0,60}\b(?:pasillo|rellano|escalera|"
-        r"cocina|vecin\w*|couloir|cuisine|voisin\w*|flur|treppenhaus|kueche|kuche|nachbar\w*|"
-        r"hanh lang|hang xom|koridor|dapur|tetangga|corredor|cozinha|vizinh\w*)\b|"
+        r"corredor|cozinha|vizinh\w*|pasilyo|kusina|kapitbahay)\b[^.!?]{0,60}\b(?:huevo podrido|"
+        r"ovo podre|oeuf pourri|faulen eiern?|trung thoi|telur busuk|bulok na itlog)\b|"
+        r"\b(?:huevo podrido|ovo podre|oeuf pourri|faulen eiern?|trung thoi|telur busuk|"
+        r"bulok na itlog)\b[^.!?]{0,60}\b(?:pasillo|rellano|escalera|cocina|vecin\w*|couloir|"
+        r"cuisine|voisin\w*|flur|treppenhaus|kueche|kuche|nachbar\w*|hanh lang|hang xom|koridor|"
+        r"dapur|tetangga|corredor|cozinha|vizinh\w*|pasilyo|kusina|kapitbahay)\b|"
         r"\bgasleck\b|\bro ri khi gas\b|\belpiji\b[^.!?]{0,40}\b(?:desis|bocor)\b",
     ),
     "electric": (
