@@ -1907,6 +1907,13 @@ _OTHER_LATIN: dict[str, tuple[str, ...]] = {
                r"mordiendo a|ataca a|attaque (?:un|une|mon|ma)|beisst|gigit|menggigit|"
                r"attack kar)\b",),
 }
+# Where a smell of rotten eggs is a gas leak, not a drain (indoors, at a neighbour's), and the
+# words for it.
+_INDOORS = (r"(?:pasillo|rellano|escalera|cocina|vecin\w*|couloir|cuisine|voisin\w*|flur|"
+            r"treppenhaus|kueche|kuche|nachbar\w*|hanh lang|hang xom|koridor|dapur|tetangga|"
+            r"corredor|cozinha|vizinh\w*|pasilyo|kusina|kapitbahay)")
+_ROTTEN_EGGS = (r"(?:huevo podrido|ovo podre|oeuf pourri|faulen eiern?|trung thoi|telur busuk|"
+                r"bulok na itlog)")
 # The common dangers in Spanish, Portuguese, French, German, Vietnamese and Indonesian as callers
 # tell them without the danger's name (a blind writer's ten languages, set AA: 43 of 100
 # emergencies caught at the first reading, most of the rest "not sure", for an agent): what is
@@ -2046,14 +2053,8 @@ _TEN_LATIN: dict[str, tuple[str, ...]] = {
         r"\b(?:huele|cheira|riecht|stinkt)\b[^.!?]{0,20}\b(?:a gas|a gaz|a butano|nach gas)\b|"
         r"\bsent (?:\w+ ){0,2}le gaz\b|\b(?:fuga|vazamento|fuite) de (?:gas|gaz)\b",
         # rotten eggs indoors, by a neighbour's door (not a drain's); Tagalog's too (2026-12-07)
-        r"\b(?:pasillo|rellano|escalera|cocina|vecin\w*|couloir|cuisine|voisin\w*|flur|"
-        r"treppenhaus|kueche|kuche|nachbar\w*|hanh lang|hang xom|koridor|dapur|tetangga|"
-        r"corredor|cozinha|vizinh\w*|pasilyo|kusina|kapitbahay)\b[^.!?]{0,60}\b(?:huevo podrido|"
-        r"ovo podre|oeuf pourri|faulen eiern?|trung thoi|telur busuk|bulok na itlog)\b|"
-        r"\b(?:huevo podrido|ovo podre|oeuf pourri|faulen eiern?|trung thoi|telur busuk|"
-        r"bulok na itlog)\b[^.!?]{0,60}\b(?:pasillo|rellano|escalera|cocina|vecin\w*|couloir|"
-        r"cuisine|voisin\w*|flur|treppenhaus|kueche|kuche|nachbar\w*|hanh lang|hang xom|koridor|"
-        r"dapur|tetangga|corredor|cozinha|vizinh\w*|pasilyo|kusina|kapitbahay)\b|"
+        rf"\b{_INDOORS}\b[^.!?]{{0,60}}\b{_ROTTEN_EGGS}\b|"
+        rf"\b{_ROTTEN_EGGS}\b[^.!?]{{0,60}}\b{_INDOORS}\b|"
         r"\bgasleck\b|\bro ri khi gas\b|\belpiji\b[^.!?]{0,40}\b(?:desis|bocor)\b",
     ),
     "electric": (
